@@ -1,0 +1,145 @@
+"""Offline speech synthesis with eSpeak NG (bundled by the ``espeakng-loader`` wheel).
+
+Used by the emulator for the assistant's voice and by prompt generators for test speech. The library
+is driven through ctypes in retrieval mode; calls are serialised with a lock because eSpeak NG keeps
+global state. Returns float32 audio at the engine rate (22 050 Hz) with word timings.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vlab.audio.pcm import FloatArray, resample
+
+_AUDIO_OUTPUT_RETRIEVAL = 1
+_POS_CHARACTER = 1
+_ESPEAK_CHARS_UTF8 = 1
+_EVENT_WORD = 1
+_EVENT_LIST_TERMINATED = 0
+_RATE_PARAM = 1
+
+
+class _Event(ctypes.Structure):
+    _fields_ = [  # noqa: RUF012 - ctypes layout of espeak_EVENT
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", ctypes.c_void_p),
+    ]
+
+
+_Callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """One synthesized word and where it sits in the audio."""
+
+    text: str
+    """The word as written."""
+    offset_ms: float
+    """Start of the word from the start of the audio, in ms."""
+
+
+@dataclass(frozen=True, slots=True)
+class Speech:
+    """Synthesized speech."""
+
+    samples: FloatArray
+    """Mono float32 samples in [-1, 1]."""
+    sample_rate: int
+    """Sample rate of ``samples`` in Hz."""
+    words: tuple[Word, ...] = field(default=())
+    """Word start times."""
+
+    @property
+    def duration_ms(self) -> float:
+        """Length of the audio in ms."""
+        return 1000.0 * len(self.samples) / self.sample_rate
+
+
+class _Engine:
+    def __init__(self) -> None:
+        import espeakng_loader
+
+        self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        self._lib.espeak_Initialize.restype = ctypes.c_int
+        rate = self._lib.espeak_Initialize(
+            _AUDIO_OUTPUT_RETRIEVAL, 0, espeakng_loader.get_data_path().encode(), 0
+        )
+        if rate <= 0:
+            raise RuntimeError("eSpeak NG failed to initialise (espeakng-loader data missing?)")
+        self.sample_rate = int(rate)
+        self._chunks: list[np.ndarray] = []
+        self._marks: list[tuple[int, int, int]] = []
+        self._callback = _Callback(self._on_audio)  # keep a reference: ctypes does not
+        self._lib.espeak_SetSynthCallback(self._callback)
+        self.lock = threading.Lock()
+
+    def _on_audio(self, wav: ctypes._Pointer, n: int, events: ctypes._Pointer) -> int:
+        if n > 0:
+            self._chunks.append(np.ctypeslib.as_array(wav, (n,)).copy())
+        i = 0
+        while events[i].type != _EVENT_LIST_TERMINATED:
+            ev = events[i]
+            if ev.type == _EVENT_WORD:
+                self._marks.append((ev.text_position, ev.length, ev.audio_position))
+            i += 1
+        return 0
+
+    def speak(self, text: str, voice: str, words_per_minute: int) -> Speech:
+        data = text.encode("utf-8")
+        with self.lock:
+            self._chunks, self._marks = [], []
+            if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
+                self._lib.espeak_SetVoiceByName(b"en-us")
+            self._lib.espeak_SetParameter(_RATE_PARAM, int(words_per_minute), 0)
+            self._lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _ESPEAK_CHARS_UTF8, None, None)
+            self._lib.espeak_Synchronize()
+            chunks, marks = self._chunks, self._marks
+        pcm = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+        words = []
+        for pos, length, audio_ms in marks:
+            start = max(pos - 1, 0)  # eSpeak counts characters from 1
+            words.append(Word(data[start : start + length].decode("utf-8", "replace"), float(audio_ms)))
+        return Speech(pcm.astype(np.float32) / 32768.0, self.sample_rate, tuple(words))
+
+
+_engine: _Engine | None = None
+_engine_lock = threading.Lock()
+
+
+def _get_engine() -> _Engine:
+    global _engine
+    with _engine_lock:
+        if _engine is None:
+            _engine = _Engine()
+        return _engine
+
+
+def synthesize(
+    text: str, *, voice: str = "en-us", words_per_minute: int = 175, sample_rate: int | None = None
+) -> Speech:
+    """Speak ``text`` with eSpeak NG, offline.
+
+    Args:
+        text: What to say.
+        voice: eSpeak NG voice name (``en-us``, ``en-gb``, ``en-us+f3``...); unknown names fall back to ``en-us``.
+        words_per_minute: Speaking rate.
+        sample_rate: Resample to this rate in Hz (default: the engine's 22 050 Hz).
+
+    Returns:
+        The speech and its word timings.
+    """
+    speech = _get_engine().speak(text, voice, words_per_minute)
+    if sample_rate and sample_rate != speech.sample_rate:
+        return Speech(resample(speech.samples, speech.sample_rate, sample_rate), sample_rate, speech.words)
+    return speech

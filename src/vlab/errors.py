@@ -1,0 +1,60 @@
+"""Errors and warnings raised by vlab.
+
+Every error a user can cause says what is wrong and how to fix it, and never contains a secret::
+
+    VlabError
+    ├── ConfigError          invalid settings, missing or contradictory configuration
+    ├── AudioFormatError     a prompt file vlab cannot read or use
+    ├── DeviceError          no sound device, PortAudio missing, device busy
+    ├── ConnectionFailed     cannot reach or authenticate with the Voice Live endpoint
+    └── ProtocolError        the server sent something that breaks the Voice Live protocol
+
+    VlabWarning              suspicious but usable input (silent prompt, very long file)
+"""
+
+from __future__ import annotations
+
+
+class VlabError(Exception):
+    """Base class of every error vlab raises on purpose."""
+
+
+class ConfigError(VlabError, ValueError):
+    """A setting or configuration value is invalid; the message names it and the accepted values."""
+
+
+class AudioFormatError(VlabError, ValueError):
+    """An audio file or buffer cannot be used.
+
+    Args:
+        path: The file concerned, if any.
+        problem: What is wrong with it.
+        fix: What the user can do about it.
+    """
+
+    def __init__(self, problem: str, *, path: str | None = None, fix: str = "") -> None:
+        self.path = path
+        self.problem = problem
+        self.fix = fix
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        hint = f" {self.fix}" if self.fix else ""
+        return f"{where}{self.problem}.{hint}"
+
+
+class DeviceError(VlabError, RuntimeError):
+    """A sound device cannot be opened or PortAudio is missing."""
+
+
+class ConnectionFailed(VlabError, ConnectionError):
+    """The Voice Live endpoint could not be reached, refused the credentials, or dropped the session."""
+
+
+class ProtocolError(VlabError, RuntimeError):
+    """The server sent an event that breaks the Voice Live protocol."""
+
+
+class VlabWarning(UserWarning):
+    """Input that works but is probably not what the user meant."""
