@@ -24,7 +24,7 @@ _RATE_PARAM = 1
 
 
 class _Event(ctypes.Structure):
-    _fields_ = [  # noqa: RUF012 - ctypes layout of espeak_EVENT
+    _fields_ = [
         ("type", ctypes.c_int),
         ("unique_identifier", ctypes.c_uint),
         ("text_position", ctypes.c_int),
@@ -36,7 +36,9 @@ class _Event(ctypes.Structure):
     ]
 
 
-_Callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
+_Callback = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event)
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,375 @@
+"""One assistant response: the service's event order, paced by the latency model, cancellable.
+
+A :class:`ResponseRun` plans a timeline (model ms from ``response.created``) of transcript/text deltas
+and audio chunks, then sends them with the right ids, and always ends with ``response.done``. A cancel
+(client ``response.cancel`` or barge-in) is cooperative: the run stops between events, closes whatever
+it opened, and reports ``cancelled`` with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from vlab.audio import g711
+from vlab.audio.pcm import float_to_pcm16
+from vlab.audio.synth import Speech, synthesize
+from vlab.emulator.responder import Reply
+from vlab.emulator.session_config import output_rate
+from vlab.emulator.wire import Ids
+
+if TYPE_CHECKING:
+    from vlab.emulator.conversation import Connection
+
+CancelReason = Literal["turn_detected", "client_cancelled"]
+
+_ESPEAK_VOICES = ("en-us", "en-us+f3", "en-gb", "en-us+m3", "en-gb+f4", "en-us+f2")
+
+
+def espeak_voice(voice: Any) -> str:
+    """Map a Voice Live voice (string or object) to an eSpeak NG voice, deterministically."""
+    name = voice.get("name", "") if isinstance(voice, dict) else str(voice or "")
+    lowered = name.lower()
+    if lowered.startswith("en-gb"):
+        return "en-gb"
+    return _ESPEAK_VOICES[sum(map(ord, lowered)) % len(_ESPEAK_VOICES)]
+
+
+def encode_output(pcm16: bytes, audio_format: str) -> bytes:
+    """Encode PCM16 (already at the format's rate) into the session's output format."""
+    if audio_format == "g711_ulaw":
+        return g711.ulaw_encode(pcm16)
+    if audio_format == "g711_alaw":
+        return g711.alaw_encode(pcm16)
+    return pcm16
+
+
+@dataclass(slots=True)
+class _Part:
+    item: dict[str, Any]
+    output_index: int
+    kind: Literal["audio", "text"]
+    text_sent: list[str] = field(default_factory=list)
+    audio_bytes_sent: int = 0
+    audio_done: bool = False
+    closed: bool = False
+
+
+class ResponseRun:
+    """Runs one response on a connection.
+
+    Args:
+        conn: The connection that owns the conversation and sends events.
+        reply: What to say (and which function to call).
+        modalities: ``["text", "audio"]`` or ``["text"]``.
+        voice: The session or response voice.
+        output_format: The session's ``output_audio_format``.
+        start_delay_s: Wall seconds to wait before ``response.created`` (turn commit stage).
+    """
+
+    def __init__(
+        self,
+        conn: Connection,
+        reply: Reply,
+        *,
+        modalities: list[str],
+        voice: Any,
+        output_format: str,
+        start_delay_s: float = 0.0,
+    ) -> None:
+        self.conn = conn
+        self.reply = reply
+        self.id = Ids.new("resp")
+        self.audio = "audio" in modalities
+        self.modalities = modalities
+        self.voice = voice
+        self.output_format = output_format
+        self.start_delay_s = start_delay_s
+        self.status = "in_progress"
+        self.output: list[dict[str, Any]] = []
+        self._cancel = asyncio.Event()
+        self._cancel_reason: CancelReason = "client_cancelled"
+        self._part: _Part | None = None
+        self.first_audio_ns: int | None = None
+        self.created = False
+        self.task: asyncio.Task[None] | None = None
+
+    # --- control ---------------------------------------------------------------------------------
+
+    def cancel(self, reason: CancelReason) -> None:
+        """Ask the run to stop; it closes what it opened and sends ``response.done`` (cancelled)."""
+        if not self._cancel.is_set():
+            self._cancel_reason = reason
+            self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether a cancel was requested."""
+        return self._cancel.is_set()
+
+    def played_ms(self) -> float:
+        """Audio of the current item a real-time listener has heard by now (model time), clamped to what was sent."""
+        part = self._part
+        if part is None or self.first_audio_ns is None:
+            return 0.0
+        elapsed_ms = (time.perf_counter_ns() - self.first_audio_ns) / 1e6 * self.conn.speed_for_playback
+        return min(elapsed_ms, self.conn.output_ms(part.audio_bytes_sent, self.output_format))
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep unless cancelled; True when the run must stop."""
+        if seconds > 0 and not self._cancel.is_set():
+            try:
+                await asyncio.wait_for(self._cancel.wait(), seconds)
+            except asyncio.TimeoutError:
+                pass
+        return self._cancel.is_set()
+
+    # --- the run -----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Send the whole response (or its cancelled ending)."""
+        conn = self.conn
+        sampler = conn.sampler
+        delays = {
+            stage: sampler.draw_ms(stage) for stage in ("commit", "network", "first_token", "tts_first_byte")
+        }
+        conn.trace_add(
+            kind="latency", conn=conn.id, response_id=self.id, **{f"{k}_ms": v for k, v in delays.items()}
+        )
+        speech = await self._synthesize() if self.audio and self.reply.text else None
+        if await self._sleep(self.start_delay_s + sampler.seconds(delays["commit"] + delays["network"])):
+            await self._finish()
+            return
+        self.created = True
+        await conn.send({"type": "response.created", "response": self._response_object()})
+        if self.reply.text:
+            await self._message(speech, delays)
+        if self.reply.function_call is not None and not self._cancel.is_set():
+            await self._function_call(delays)
+        await self._finish()
+
+    async def _synthesize(self) -> Speech:
+        rate = output_rate(self.conn.session) if self.output_format else 24000
+        return await asyncio.to_thread(
+            synthesize, self.reply.text, voice=espeak_voice(self.voice), sample_rate=rate
+        )
+
+    def _ids(self, part: _Part) -> dict[str, Any]:
+        return {
+            "response_id": self.id,
+            "item_id": part.item["id"],
+            "output_index": part.output_index,
+            "content_index": 0,
+        }
+
+    async def _message(self, speech: Speech | None, delays: dict[str, float]) -> None:
+        conn, sampler = self.conn, self.conn.sampler
+        item = {
+            "id": Ids.new("item"),
+            "object": "realtime.item",
+            "type": "message",
+            "role": "assistant",
+            "status": "in_progress",
+            "content": [],
+        }
+        part = _Part(item, len(self.output), "audio" if speech is not None else "text")
+        self._part = part
+        self.output.append(item)
+        await conn.send(
+            {
+                "type": "response.output_item.added",
+                "response_id": self.id,
+                "output_index": part.output_index,
+                "item": dict(item),
+            }
+        )
+        prev = conn.add_item(item)
+        await conn.send({"type": "conversation.item.created", "previous_item_id": prev, "item": dict(item)})
+        empty = {"type": "audio", "transcript": ""} if part.kind == "audio" else {"type": "text", "text": ""}
+        await conn.send({"type": "response.content_part.added", **self._ids(part), "part": empty})
+
+        # Timeline in model ms from now: words (text) then audio chunks, transcript leading the audio.
+        words = self._words(speech)
+        t_text = delays["first_token"]
+        timeline: list[tuple[float, int, Any]] = [(t_text + off, 0, w) for off, w in words]
+        if speech is not None:
+            pcm = encode_output(float_to_pcm16(speech.samples), self.output_format)
+            bytes_per_ms = conn.output_bytes_per_ms(self.output_format)
+            chunk = max(2, int(sampler.model.audio_chunk_ms * bytes_per_ms) // 2 * 2)
+            t_audio = t_text + delays["tts_first_byte"]
+            for start in range(0, len(pcm), chunk):
+                at = t_audio + sampler.audio_send_offset_ms(start / bytes_per_ms)
+                timeline.append((at, 1, pcm[start : start + chunk]))
+        timeline.sort(key=lambda e: (e[0], e[1]))
+        clock_start = time.perf_counter()
+        for at_ms, kind, value in timeline:
+            wait = sampler.seconds(at_ms) - (time.perf_counter() - clock_start)
+            if await self._sleep(wait):
+                break
+            if kind == 0:
+                part.text_sent.append(value)
+                delta_type = (
+                    "response.audio_transcript.delta" if part.kind == "audio" else "response.text.delta"
+                )
+                await conn.send({"type": delta_type, **self._ids(part), "delta": value})
+            else:
+                if self.first_audio_ns is None:
+                    self.first_audio_ns = time.perf_counter_ns()
+                    conn.audio_started = True
+                part.audio_bytes_sent += len(value)
+                await conn.send(
+                    {
+                        "type": "response.audio.delta",
+                        **self._ids(part),
+                        "delta": base64.b64encode(value).decode("ascii"),
+                    }
+                )
+        item["_audio_bytes"] = part.audio_bytes_sent
+        item["_words"] = [(w.offset_ms, w.text) for w in speech.words] if speech is not None else []
+        await self._close_part()
+
+    def _words(self, speech: Speech | None) -> list[tuple[float, str]]:
+        """(model ms offset, delta text) per word; deltas carry their leading space like the service."""
+        sampler = self.conn.sampler
+        if speech is not None and speech.words:
+            pieces = self.reply.text.split()
+            # eSpeak reports each word; map offsets onto the reply's whitespace-separated words.
+            offsets = [w.offset_ms for w in speech.words]
+            while len(offsets) < len(pieces):
+                offsets.append(offsets[-1] if offsets else 0.0)
+            return [
+                (sampler.audio_send_offset_ms(offsets[i]), (" " if i else "") + word)
+                for i, word in enumerate(pieces)
+            ]
+        return [(20.0 * i, (" " if i else "") + word) for i, word in enumerate(self.reply.text.split())]
+
+    async def _close_part(self) -> None:
+        part = self._part
+        if part is None or part.closed:
+            return
+        part.closed = True
+        conn = self.conn
+        text = "".join(part.text_sent)
+        ids = self._ids(part)
+        if part.kind == "audio":
+            await conn.send({"type": "response.audio.done", **ids})
+            await conn.send({"type": "response.audio_transcript.done", **ids, "transcript": text})
+            final_part = {"type": "audio", "transcript": text}
+        else:
+            await conn.send({"type": "response.text.done", **ids, "text": text})
+            final_part = {"type": "text", "text": text}
+        await conn.send({"type": "response.content_part.done", **ids, "part": final_part})
+        part.item["content"] = [final_part]
+        part.item["status"] = "incomplete" if self._cancel.is_set() else "completed"
+        await conn.send(
+            {
+                "type": "response.output_item.done",
+                "response_id": self.id,
+                "output_index": part.output_index,
+                "item": conn.public_item(part.item),
+            }
+        )
+
+    async def _function_call(self, delays: dict[str, float]) -> None:
+        conn, call = self.conn, self.reply.function_call
+        assert call is not None
+        if await self._sleep(conn.sampler.seconds(delays["first_token"]) if not self.reply.text else 0.0):
+            return
+        call_id = Ids.new("call")
+        item = {
+            "id": Ids.new("item"),
+            "object": "realtime.item",
+            "type": "function_call",
+            "status": "in_progress",
+            "name": call.name,
+            "call_id": call_id,
+            "arguments": "",
+        }
+        index = len(self.output)
+        self.output.append(item)
+        await conn.send(
+            {
+                "type": "response.output_item.added",
+                "response_id": self.id,
+                "output_index": index,
+                "item": dict(item),
+            }
+        )
+        prev = conn.add_item(item)
+        await conn.send({"type": "conversation.item.created", "previous_item_id": prev, "item": dict(item)})
+        ids = {"response_id": self.id, "item_id": item["id"], "output_index": index, "call_id": call_id}
+        step = 16
+        for i in range(0, len(call.arguments), step):
+            await conn.send(
+                {
+                    "type": "response.function_call_arguments.delta",
+                    **ids,
+                    "delta": call.arguments[i : i + step],
+                }
+            )
+        await conn.send(
+            {
+                "type": "response.function_call_arguments.done",
+                **ids,
+                "name": call.name,
+                "arguments": call.arguments,
+            }
+        )
+        item["arguments"] = call.arguments
+        item["status"] = "completed"
+        await conn.send(
+            {
+                "type": "response.output_item.done",
+                "response_id": self.id,
+                "output_index": index,
+                "item": dict(item),
+            }
+        )
+
+    async def _finish(self) -> None:
+        conn = self.conn
+        if self._cancel.is_set():
+            self.status = "cancelled"
+            if not self.created:
+                await conn.send({"type": "response.created", "response": self._response_object()})
+                self.created = True
+            await self._close_part()
+        else:
+            self.status = "completed"
+        response = self._response_object()
+        response["usage"] = self._usage()
+        if self.status == "cancelled":
+            response["status_details"] = {"type": "cancelled", "reason": self._cancel_reason}
+        await conn.send({"type": "response.done", "response": response})
+
+    def _response_object(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "realtime.response",
+            "status": self.status,
+            "status_details": None,
+            "output": [self.conn.public_item(i) for i in self.output] if self.status != "in_progress" else [],
+            "modalities": self.modalities,
+            "voice": self.voice,
+            "output_audio_format": self.output_format,
+            "usage": None,
+        }
+
+    def _usage(self) -> dict[str, Any]:
+        """Token counts estimated from words and audio (≈1.3 tokens a word, 10 audio tokens a second)."""
+        conn = self.conn
+        text_in = sum(len(str(i.get("_text", ""))) // 4 for i in conn.items.values())
+        audio_in = int(sum(float(i.get("_audio_ms", 0.0)) for i in conn.items.values()) / 100)
+        part = self._part
+        text_out = int(len(" ".join(part.text_sent).split()) * 1.3) if part else 0
+        audio_out = int(conn.output_ms(part.audio_bytes_sent, self.output_format) / 100) if part else 0
+        return {
+            "total_tokens": text_in + audio_in + text_out + audio_out,
+            "input_tokens": text_in + audio_in,
+            "output_tokens": text_out + audio_out,
+            "input_token_details": {"cached_tokens": 0, "text_tokens": text_in, "audio_tokens": audio_in},
+            "output_token_details": {"text_tokens": text_out, "audio_tokens": audio_out},
+        }

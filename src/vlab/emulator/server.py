@@ -1,0 +1,219 @@
+"""The emulator's aiohttp server: the route the SDK builds, authentication, lifecycle.
+
+``GET /voice-live/realtime?api-version=…&model=…`` (also ``/voice-agent/realtime``) upgrades to a plain
+WebSocket (no subprotocol, no compression, frames capped at 4 MiB, pings answered). A wrong or missing
+credential is refused with HTTP 401 *before* the upgrade, which the SDK reports as a connection error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import secrets
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from vlab import protocol
+from vlab.audio.vad import SileroModel, SpeechModel
+from vlab.emulator.conversation import Connection
+from vlab.emulator.latency import LatencyModel, preset
+from vlab.emulator.trace import Trace
+
+log = logging.getLogger("vlab.emulator")
+
+ROUTES = ("/voice-live/realtime", "/voice-agent/realtime")
+
+
+@dataclass(slots=True)
+class EmulatorConfig:
+    """Settings shared by every connection of one emulator."""
+
+    api_key: str | None
+    """Accepted ``api-key`` header value (None accepts any key; an empty or absent one is still refused)."""
+    tokens: frozenset[str] = frozenset()
+    """Accepted ``Authorization: Bearer`` tokens."""
+    speed: float = 1.0
+    """Time scale of every delay and of output pacing; ``math.inf`` = as fast as possible."""
+    latency: LatencyModel = field(default_factory=lambda: preset("typical"))
+    """Stage delays (see :mod:`vlab.emulator.latency`)."""
+    trace: Trace | None = None
+    """Ground-truth trace, if kept."""
+    vad_model_factory: Callable[[], SpeechModel] = SileroModel
+    """Makes the speech-probability model of each connection's server VAD."""
+
+
+def _authorized(request: web.Request, config: EmulatorConfig) -> bool:
+    key = request.headers.get("api-key")
+    if key:
+        return config.api_key is None or secrets.compare_digest(key, config.api_key)
+    auth = request.headers.get("Authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() == "bearer" and token:
+        return any(secrets.compare_digest(token, t) for t in config.tokens)
+    return False
+
+
+async def _realtime(request: web.Request) -> web.StreamResponse:
+    config: EmulatorConfig = request.app[CONFIG]
+    if not _authorized(request, config):
+        return web.json_response(
+            {
+                "error": {
+                    "code": "401",
+                    "message": "Access denied due to invalid subscription key or wrong API endpoint.",
+                }
+            },
+            status=401,
+        )
+    ws = web.WebSocketResponse(max_msg_size=protocol.MAX_FRAME_BYTES, autoping=True, compress=False)
+    await ws.prepare(request)
+    state = request.app[STATE]
+    state["index"] += 1
+    conn = Connection(
+        ws,
+        config,
+        model=request.query.get("model", protocol.DEFAULT_MODEL),
+        api_version=request.query.get("api-version", protocol.DEFAULT_API_VERSION),
+        index=state["index"],
+    )
+    state["connections"].add(conn)
+    try:
+        await conn.run()
+    finally:
+        state["connections"].discard(conn)
+    return ws
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "connections": len(request.app[STATE]["connections"])})
+
+
+CONFIG = web.AppKey("config", EmulatorConfig)
+STATE = web.AppKey("state", dict)
+
+
+def make_app(config: EmulatorConfig) -> web.Application:
+    """Build the aiohttp application for one emulator."""
+    app = web.Application(client_max_size=protocol.MAX_FRAME_BYTES)
+    app[CONFIG] = config
+    app[STATE] = {"index": 0, "connections": set()}
+    for route in ROUTES:
+        app.router.add_get(route, _realtime)
+    app.router.add_get("/health", _health)
+
+    async def close_connections(app: web.Application) -> None:
+        for conn in list(app[STATE]["connections"]):
+            await conn.ws.close()
+
+    app.on_shutdown.append(close_connections)
+    return app
+
+
+class Emulator:
+    """An offline Voice Live service on this machine, for the unmodified SDK.
+
+    Use as ``async with Emulator() as emu:`` and connect the SDK to ``emu.endpoint`` with
+    ``AzureKeyCredential(emu.api_key)``.
+
+    Args:
+        host: Interface to bind; keep 127.0.0.1 unless other machines must connect.
+        port: TCP port; 0 picks a free one (read it back from :attr:`port`).
+        api_key: Key clients must send; None generates a random one.
+        tokens: Bearer tokens to accept (for Entra ID style clients).
+        speed: Run delays and output pacing N× faster; ``math.inf`` (or ``"max"``) = as fast as possible.
+        latency: A :class:`LatencyModel` or a preset name (``instant``, ``typical``, ``slow-network``).
+        seed: Seed of the latency jitter.
+        trace: Keep a ground-truth trace in memory (:attr:`trace`); a path also appends it to that JSONL file.
+        vad_model_factory: Speech-probability model for the server VAD (Silero by default).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: str | None = None,
+        tokens: Iterable[str] = (),
+        speed: float | str = 1.0,
+        latency: LatencyModel | str = "typical",
+        seed: int = 0,
+        trace: bool | str | Any = False,
+        vad_model_factory: Callable[[], SpeechModel] = SileroModel,
+    ) -> None:
+        speed_value = math.inf if speed in ("max", "inf") else float(speed)
+        if not speed_value > 0:
+            raise ValueError(f"speed must be > 0 or 'max', got {speed!r}")
+        model = preset(latency, seed=seed) if isinstance(latency, str) else latency
+        self.host = host
+        self.port = port
+        self.api_key = api_key or "emu-" + secrets.token_urlsafe(18)
+        self.trace: Trace | None = None
+        if trace:
+            self.trace = Trace(None if trace is True else trace)
+        self.config = EmulatorConfig(
+            api_key=self.api_key,
+            tokens=frozenset(tokens),
+            speed=speed_value,
+            latency=model,
+            trace=self.trace,
+            vad_model_factory=vad_model_factory,
+        )
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """HTTP endpoint to give the SDK (``http://host:port``)."""
+        if self._runner is None:
+            raise RuntimeError("the emulator is not running; use 'async with Emulator() as emu:'")
+        return f"http://{self.host}:{self.port}"
+
+    def __repr__(self) -> str:
+        state = f"{self.host}:{self.port}" if self._runner else "stopped"
+        return f"Emulator({state}, speed={self.config.speed}, latency={self.config.latency.name!r})"
+
+    async def start(self) -> Emulator:
+        """Bind and serve; returns self."""
+        if self.host not in ("127.0.0.1", "localhost", "::1"):
+            warnings.warn(
+                f"the Voice Live emulator is listening on {self.host!r}, reachable from other machines; "
+                "bind 127.0.0.1 unless that is intended",
+                stacklevel=2,
+            )
+        self._runner = web.AppRunner(
+            make_app(self.config), access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = site._server
+        if self.port == 0 and server is not None and getattr(server, "sockets", None):
+            self.port = server.sockets[0].getsockname()[1]
+        log.info("Voice Live emulator on %s", self.endpoint)
+        return self
+
+    async def stop(self) -> None:
+        """Close every connection and stop serving."""
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+        if self.trace is not None:
+            self.trace.close()
+
+    async def __aenter__(self) -> Emulator:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def serve_forever(self) -> None:
+        """Start and serve until cancelled (Ctrl-C)."""
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()

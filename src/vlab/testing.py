@@ -1,0 +1,165 @@
+"""Helpers for testing code that uses vlab: a fast emulator, spoken prompts, event collection.
+
+These are the helpers vlab's own test-suite uses; import them in yours::
+
+    from vlab.testing import fast_emulator, spoken_prompt
+
+    async with fast_emulator() as emu:
+        ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vlab.audio.pcm import float_to_pcm16, silence
+from vlab.audio.synth import synthesize
+from vlab.emulator import Emulator
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """A synthesized spoken prompt with exact labels."""
+
+    pcm: bytes
+    """PCM16 mono audio."""
+    sample_rate: int
+    """Sample rate in Hz."""
+    speech_start_ms: float
+    """First audible sample, ms from the start of the audio."""
+    speech_end_ms: float
+    """Last audible sample, ms from the start of the audio."""
+    text: str
+    """What is said."""
+
+    @property
+    def duration_ms(self) -> float:
+        """Total length in ms."""
+        return len(self.pcm) / (2 * self.sample_rate) * 1000.0
+
+
+def spoken_prompt(
+    text: str = "What is the weather like in Seattle today?",
+    *,
+    sample_rate: int = 24000,
+    lead_ms: float = 500.0,
+    trail_ms: float = 1500.0,
+    voice: str = "en-us",
+) -> Prompt:
+    """Speak ``text`` offline (eSpeak NG) between silences, and label where the speech really is.
+
+    The labels come from the samples: the first and last sample above -50 dBFS.
+    """
+    speech = synthesize(text, voice=voice, sample_rate=sample_rate)
+    samples = speech.samples
+    loud = np.flatnonzero(np.abs(samples) > 10 ** (-50 / 20))
+    first, last = (int(loud[0]), int(loud[-1])) if loud.size else (0, 0)
+    ms = 1000.0 / sample_rate
+    return Prompt(
+        pcm=silence(lead_ms, sample_rate) + float_to_pcm16(samples) + silence(trail_ms, sample_rate),
+        sample_rate=sample_rate,
+        speech_start_ms=lead_ms + first * ms,
+        speech_end_ms=lead_ms + (last + 1) * ms,
+        text=text,
+    )
+
+
+class StaticTokenCredential:
+    """An async token credential that always hands out the same token (for Entra ID code paths).
+
+    The emulator accepts it when started with ``Emulator(tokens=[token])``.
+    """
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+        self.requested_scopes: list[tuple[str, ...]] = []
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        """Return the token (expiring far in the future) and remember the scopes asked for."""
+        from azure.core.credentials import AccessToken
+
+        self.requested_scopes.append(scopes)
+        return AccessToken(self._token, 4_000_000_000)
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    async def __aenter__(self) -> StaticTokenCredential:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return "StaticTokenCredential(****)"
+
+
+@asynccontextmanager
+async def fast_emulator(**options: Any) -> AsyncIterator[Emulator]:
+    """An emulator running as fast as possible with no modelled latency (override with keywords)."""
+    options.setdefault("speed", math.inf)
+    options.setdefault("latency", "instant")
+    async with Emulator(**options) as emu:
+        yield emu
+
+
+async def collect_events(
+    conn: Any,
+    until: Callable[[Any], bool] | str = "response.done",
+    *,
+    timeout_s: float = 20.0,
+    count: int = 1,
+) -> list[Any]:
+    """Receive events from ``conn`` (anything with ``async recv()``) until ``until`` matched ``count`` times.
+
+    ``until`` is an event type name or a predicate on the event.
+
+    Raises:
+        TimeoutError: The events did not arrive in time; the message lists what did.
+    """
+    match = (lambda ev: ev.type == until) if isinstance(until, str) else until
+    seen: list[Any] = []
+
+    async def read() -> None:
+        hits = 0
+        while True:
+            event = await conn.recv()
+            seen.append(event)
+            if match(event):
+                hits += 1
+                if hits >= count:
+                    return
+
+    try:
+        await asyncio.wait_for(read(), timeout_s)
+    except asyncio.TimeoutError:
+        got = [getattr(e, "type", "?") for e in seen]
+        raise TimeoutError(f"no {until!r} within {timeout_s} s; received {got}") from None
+    return seen
+
+
+async def drain(conn: Any, seconds: float) -> list[Any]:
+    """Every event ``conn`` receives within ``seconds`` (for asserting what does, or does not, arrive)."""
+    seen: list[Any] = []
+
+    async def read() -> None:
+        while True:
+            seen.append(await conn.recv())
+
+    try:
+        await asyncio.wait_for(read(), seconds)
+    except asyncio.TimeoutError:
+        pass
+    return seen
+
+
+def types_of(events: Iterable[Any]) -> list[str]:
+    """Event types, in order."""
+    return [str(e.type) for e in events]

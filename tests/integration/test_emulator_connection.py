@@ -1,0 +1,197 @@
+"""Connecting: route, auth, session.created/updated, raw frames, the trace and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+
+import aiohttp
+import pytest
+from azure.ai.voicelive.aio import ConnectionError as VoiceLiveConnectionError
+from azure.ai.voicelive.aio import connect
+from azure.ai.voicelive.models import (
+    AzureSemanticVadMultilingual,
+    OutputAudioFormat,
+    RequestSession,
+    ServerEventSessionCreated,
+    ServerVad,
+)
+from azure.core.credentials import AzureKeyCredential
+
+from vlab.testing import StaticTokenCredential, collect_events, fast_emulator, types_of
+
+
+async def test_session_created_comes_first_with_a_full_session(emulator):
+    async with connect(
+        endpoint=emulator.endpoint, credential=AzureKeyCredential(emulator.api_key), model="gpt-4o-realtime"
+    ) as conn:
+        await conn.session.update(session=RequestSession(instructions="be brief"))  # already in flight
+        first = await conn.recv()
+        second = await conn.recv()
+    assert isinstance(first, ServerEventSessionCreated)
+    s = first.session
+    assert s.model == "gpt-4o-realtime" and s.id.startswith("sess_")
+    assert (s.input_audio_format, s.input_audio_sampling_rate, s.output_audio_format) == (
+        "pcm16",
+        24000,
+        "pcm16",
+    )
+    assert isinstance(s.turn_detection, ServerVad)
+    assert (
+        s.turn_detection.threshold,
+        s.turn_detection.prefix_padding_ms,
+        s.turn_detection.silence_duration_ms,
+    ) == (0.5, 400, 500)
+    assert s.expires_at is not None
+    assert second.type == "session.updated" and second.session.instructions == "be brief"
+
+
+async def test_each_update_gets_one_updated_with_the_merged_session(conn):
+    await conn.session.update(
+        session=RequestSession(instructions="one", output_audio_format=OutputAudioFormat.PCM16_16000_HZ)
+    )
+    await conn.session.update(
+        session=RequestSession(
+            turn_detection=AzureSemanticVadMultilingual(languages=["en", "es"], speech_duration_ms=200)
+        )
+    )
+    await conn.session.update(
+        session=RequestSession({"output_audio_format": "pcm16_22050hz", "turn_detection": {"type": "none"}})
+    )
+    events = await collect_events(conn, "session.updated", count=3)
+    assert types_of(events) == ["session.updated"] * 3
+    first, second, third = (e.session for e in events)
+    assert first.instructions == "one" and first.output_audio_format == "pcm16_16000hz"
+    assert second.instructions == "one"  # merged, not replaced
+    assert second.turn_detection.type == "azure_semantic_vad_multilingual"
+    assert second.turn_detection.languages == ["en", "es"] and second.turn_detection.speech_duration_ms == 200
+    assert third.output_audio_format == "pcm16_22050hz" and third.turn_detection is None
+
+
+@pytest.mark.parametrize(
+    "fmt,rate", [("pcm16_16000hz", 16000), ("g711_alaw", 8000), ("pcm16_48000hz", 48000)]
+)
+async def test_output_audio_follows_the_output_format(conn, fmt, rate):
+    await conn.session.update(session=RequestSession({"output_audio_format": fmt, "turn_detection": None}))
+    await collect_events(conn, "session.updated")
+    await conn.response.create()
+    events = await collect_events(conn, "response.done")
+    n_bytes = sum(len(e.delta) for e in events if e.type == "response.audio.delta")
+    seconds = n_bytes / (rate * (1 if fmt.startswith("g711") else 2))
+    assert 1.0 < seconds < 4.0  # "Hello! How can I help you today?" is about two seconds
+
+
+@pytest.mark.parametrize(
+    "header", [{"api-key": "wrong"}, {}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"}]
+)
+async def test_wrong_or_missing_credentials_get_401_before_the_upgrade(emulator, header):
+    url = emulator.endpoint + "/voice-live/realtime?api-version=2026-07-15&model=gpt-realtime"
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            await http.ws_connect(url, headers=header)
+    assert info.value.status == 401
+
+
+async def test_the_sdk_reports_a_wrong_key_as_a_connection_error(emulator):
+    with pytest.raises(VoiceLiveConnectionError, match="401"):
+        async with connect(endpoint=emulator.endpoint, credential=AzureKeyCredential("wrong-key")):
+            pass
+
+
+async def test_bearer_tokens_are_accepted_when_configured():
+    async with fast_emulator(tokens=["token-123"]) as emu:
+        async with connect(endpoint=emu.endpoint, credential=StaticTokenCredential("token-123")) as conn:
+            assert (await conn.recv()).type == "session.created"
+        with pytest.raises(VoiceLiveConnectionError):
+            async with connect(endpoint=emu.endpoint, credential=StaticTokenCredential("other")):
+                pass
+
+
+async def _raw(emulator):
+    http = aiohttp.ClientSession()
+    ws = await http.ws_connect(
+        emulator.endpoint + "/voice-live/realtime?api-version=2026-07-15",
+        headers={"api-key": emulator.api_key},
+        max_msg_size=0,
+    )
+    assert json.loads((await ws.receive()).data)["type"] == "session.created"
+    return http, ws
+
+
+async def test_malformed_frames_get_errors_and_the_socket_stays_open(emulator):
+    http, ws = await _raw(emulator)
+    try:
+        for frame in ["{not json", "[1, 2]", '{"type": 5}', '"just a string"', "{}"]:
+            await ws.send_str(frame)
+            reply = json.loads((await ws.receive()).data)
+            assert reply["type"] == "error" and reply["error"]["message"]
+        await ws.send_bytes(b'{"type": "input_audio_buffer.clear"}')  # binary frames carry JSON too
+        assert json.loads((await ws.receive()).data)["type"] == "input_audio_buffer.cleared"
+        await ws.send_bytes(b"\xff\xfe\x00")
+        assert json.loads((await ws.receive()).data)["error"]["code"] == "invalid_json"
+        await ws.ping()
+        await ws.send_str('{"type": "input_audio_buffer.clear"}')
+        assert json.loads((await ws.receive()).data)["type"] == "input_audio_buffer.cleared"
+    finally:
+        await ws.close()
+        await http.close()
+
+
+async def test_frames_over_4_mib_are_refused_by_closing(emulator):
+    http, ws = await _raw(emulator)
+    try:
+        try:
+            await ws.send_str(
+                json.dumps({"type": "input_audio_buffer.append", "audio": "A" * (4 * 1024 * 1024)})
+            )
+        except ConnectionError:
+            pass  # the server may close before the client has finished writing
+        msg = await ws.receive()
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
+        assert ws.close_code in (1009, 1006, None)  # 1009 too big; 1006 or None when cut mid-frame
+    finally:
+        await http.close()
+    async with connect(endpoint=emulator.endpoint, credential=AzureKeyCredential(emulator.api_key)) as conn:
+        assert (await conn.recv()).type == "session.created"  # the emulator itself is fine
+
+
+async def test_trace_stamps_every_event_sent_before_the_client_gets_it(emulator, conn, prompt):
+    import time
+
+    received = []
+    await conn.input_audio_buffer.append(audio=prompt.pcm)
+    while True:
+        ev = await conn.recv()
+        received.append((time.perf_counter_ns(), ev.event_id, ev.type))
+        if ev.type == "response.done":
+            break
+    sends = {e["event_id"]: e for e in emulator.trace.of_kind("send")}
+    for t_recv, event_id, kind in received:
+        assert sends[event_id]["type"] == kind
+        assert sends[event_id]["t_ns"] <= t_recv
+    vad = emulator.trace.of_kind("vad")
+    assert [v["event"] for v in vad] == ["speech_started", "speech_stopped"]
+    assert emulator.trace.of_kind("latency")
+
+
+def test_cli_emulator_prints_the_endpoint_and_serves_the_sdk():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vlab", "emulator", "--port", "0", "--api-key", "cli-key", "--speed", "max"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert "listening on http://127.0.0.1:" in line
+        endpoint = line.split()[-1]
+
+        async def talk():
+            async with connect(endpoint=endpoint, credential=AzureKeyCredential("cli-key")) as conn:
+                return (await conn.recv()).type
+
+        assert asyncio.run(talk()) == "session.created"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

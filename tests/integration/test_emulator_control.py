@@ -1,0 +1,245 @@
+"""Manual turns, text, cancel, barge-in, truncate/retrieve/delete and function calls via the real SDK."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from azure.ai.voicelive.aio import connect
+from azure.ai.voicelive.models import (
+    FunctionCallOutputItem,
+    FunctionTool,
+    InputTextContentPart,
+    Modality,
+    RequestSession,
+    ResponseCreateParams,
+    ServerVad,
+    UserMessageItem,
+)
+from azure.core.credentials import AzureKeyCredential
+
+from vlab.testing import collect_events, drain, fast_emulator, types_of
+
+
+async def _manual(conn, **session) -> None:
+    await conn.session.update(session=RequestSession(turn_detection=None, **session))
+    updated = (await collect_events(conn, "session.updated"))[-1]
+    assert updated.session.turn_detection is None
+
+
+async def _say(conn, text: str) -> None:
+    await conn.conversation.item.create(item=UserMessageItem(content=[InputTextContentPart(text=text)]))
+    await collect_events(conn, "conversation.item.created")
+
+
+async def test_manual_mode_appends_silently_and_commit_creates_the_user_item(conn, prompt):
+    await _manual(conn)
+    await conn.input_audio_buffer.append(audio=prompt.pcm)
+    assert await drain(conn, 0.3) == []
+    await conn.input_audio_buffer.commit()
+    events = await collect_events(conn, "conversation.item.created")
+    assert types_of(events) == ["input_audio_buffer.committed", "conversation.item.created"]
+    assert events[0].item_id == events[1].item.id and events[1].item.role == "user"
+    assert await drain(conn, 0.3) == []  # no response until asked
+    await conn.response.create()
+    events = await collect_events(conn, "response.done")
+    assert "response.audio.delta" in types_of(events)
+    transcript = next(e for e in events if e.type == "response.audio_transcript.done").transcript
+    assert transcript.startswith("I heard")
+
+
+async def test_committing_an_empty_buffer_is_an_error_and_the_session_goes_on(conn):
+    await _manual(conn)
+    await conn.input_audio_buffer.commit(event_id="evt-commit-1")
+    err = (await collect_events(conn, "error"))[-1].error
+    assert err.code == "input_audio_buffer_commit_empty" and err.event_id == "evt-commit-1"
+    await conn.input_audio_buffer.clear()
+    assert types_of(await collect_events(conn, "input_audio_buffer.cleared")) == [
+        "input_audio_buffer.cleared"
+    ]
+
+
+async def test_text_message_and_text_only_modality(conn):
+    await _manual(conn, modalities=[Modality.TEXT])
+    await _say(conn, "Hello there, emulator")
+    await conn.response.create()
+    events = await collect_events(conn, "response.done")
+    kinds = types_of(events)
+    assert not any(k.startswith(("response.audio", "response.audio_transcript")) for k in kinds)
+    assert "response.text.delta" in kinds
+    text = next(e for e in events if e.type == "response.text.done").text
+    assert text == "You said: Hello there, emulator."
+    part = next(e for e in events if e.type == "response.content_part.added").part
+    assert part.type == "text"
+
+
+async def test_response_create_can_ask_for_text_only(conn):
+    await _manual(conn)
+    await _say(conn, "short answer please")
+    await conn.response.create(response=ResponseCreateParams(modalities=[Modality.TEXT]))
+    kinds = types_of(await collect_events(conn, "response.done"))
+    assert "response.text.done" in kinds and "response.audio.delta" not in kinds
+
+
+async def test_client_cancel_closes_open_events_and_reports_cancelled():
+    async with fast_emulator(speed=1.0, latency="typical") as emu:
+        async with connect(endpoint=emu.endpoint, credential=AzureKeyCredential(emu.api_key)) as conn:
+            await _manual(conn)
+            await _say(conn, "tell me a long story about the sea and the ships that sail on it")
+            await conn.response.create()
+            await collect_events(conn, "response.audio.delta")
+            await conn.response.cancel()
+            events = await collect_events(conn, "response.done")
+    tail = [t for t in types_of(events) if not t.endswith(".delta")]
+    assert tail == [
+        "response.audio.done",
+        "response.audio_transcript.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.done",
+    ]
+    done = events[-1].response
+    assert done.status == "cancelled"
+    assert done.status_details.reason == "client_cancelled"
+    assert next(e for e in events if e.type == "response.output_item.done").item.status == "incomplete"
+
+
+async def test_cancel_with_nothing_active_is_a_routine_error(conn):
+    await conn.response.cancel()
+    err = (await collect_events(conn, "error"))[-1].error
+    assert err.code == "response_cancel_not_active"
+    await conn.session.update(session=RequestSession(instructions="still here"))
+    assert (await collect_events(conn, "session.updated"))[-1].session.instructions == "still here"
+
+
+async def test_second_response_create_while_active_is_refused():
+    async with fast_emulator(speed=1.0, latency="typical") as emu:
+        async with connect(endpoint=emu.endpoint, credential=AzureKeyCredential(emu.api_key)) as conn:
+            await _manual(conn)
+            await conn.response.create()
+            await conn.response.create()
+            events = await collect_events(conn, "response.done")
+    errors = [e for e in events if e.type == "error"]
+    assert [e.error.code for e in errors] == ["conversation_already_has_active_response"]
+    assert types_of(events).count("response.created") == 1
+
+
+@pytest.mark.parametrize("auto_truncate", [False, True])
+async def test_barge_in_cancels_the_response_when_the_user_speaks(prompt, second_prompt, auto_truncate):
+    async with fast_emulator(speed=1.0, latency="typical") as emu:
+        async with connect(endpoint=emu.endpoint, credential=AzureKeyCredential(emu.api_key)) as conn:
+            vad = ServerVad(
+                threshold=0.5,
+                prefix_padding_ms=300,
+                silence_duration_ms=500,
+                interrupt_response=True,
+                auto_truncate=auto_truncate,
+            )
+            await conn.session.update(session=RequestSession(turn_detection=vad))
+            await conn.input_audio_buffer.append(audio=prompt.pcm)
+            await collect_events(conn, "response.audio.delta")
+            await conn.input_audio_buffer.append(audio=second_prompt.pcm)
+            events = await collect_events(conn, "response.done")
+            after = await collect_events(conn, "response.done")  # the new turn's answer
+    kinds = types_of(events)
+    assert kinds.index("input_audio_buffer.speech_started") < kinds.index("response.done")
+    done = events[-1].response
+    assert done.status == "cancelled" and done.status_details.reason == "turn_detected"
+    truncated = [e for e in after if e.type == "conversation.item.truncated"]
+    if auto_truncate:
+        assert len(truncated) == 1 and truncated[0].item_id == done.output[0].id
+        assert 0 <= truncated[0].audio_end_ms < 5000
+    else:
+        assert truncated == []
+    assert after[-1].response.status == "completed"
+
+
+async def test_truncate_retrieve_delete(conn):
+    await _manual(conn)
+    await _say(conn, "give me a sentence to cut")
+    await conn.response.create()
+    events = await collect_events(conn, "response.done")
+    item_id = events[-1].response.output[0].id
+    audio_ms = sum(len(e.delta) for e in events if e.type == "response.audio.delta") / 48
+    await conn.conversation.item.truncate(item_id=item_id, content_index=0, audio_end_ms=int(audio_ms // 2))
+    truncated = (await collect_events(conn, "conversation.item.truncated"))[-1]
+    assert (truncated.item_id, truncated.content_index, truncated.audio_end_ms) == (
+        item_id,
+        0,
+        int(audio_ms // 2),
+    )
+    await conn.conversation.item.truncate(item_id=item_id, content_index=0, audio_end_ms=int(audio_ms) + 5000)
+    assert (await collect_events(conn, "error"))[-1].error.param == "audio_end_ms"
+    await conn.conversation.item.retrieve(item_id=item_id)
+    item = (await collect_events(conn, "conversation.item.retrieved"))[-1].item
+    assert item.id == item_id and item.role == "assistant" and item.content
+    await conn.conversation.item.delete(item_id=item_id)
+    assert (await collect_events(conn, "conversation.item.deleted"))[-1].item_id == item_id
+    await conn.conversation.item.retrieve(item_id=item_id)
+    assert (await collect_events(conn, "error"))[-1].error.code == "item_not_found"
+
+
+async def test_function_call_round_trip(conn):
+    tool = FunctionTool(
+        name="get_weather",
+        description="Weather for a city",
+        parameters={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    )
+    await _manual(conn, tools=[tool], tool_choice="auto")
+    await _say(conn, "What is the weather in Paris? Use get weather.")
+    await conn.response.create()
+    events = await collect_events(conn, "response.done")
+    done_args = next(e for e in events if e.type == "response.function_call_arguments.done")
+    deltas = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
+    assert done_args.name == "get_weather" and deltas == done_args.arguments
+    assert "city" in json.loads(done_args.arguments)
+    call_item = next(e for e in events if e.type == "response.output_item.added").item
+    assert call_item.type == "function_call" and call_item.call_id == done_args.call_id
+
+    await conn.conversation.item.create(
+        item=FunctionCallOutputItem(call_id=done_args.call_id, output='{"temp_c": 21}')
+    )
+    await collect_events(conn, "conversation.item.created")
+    await conn.response.create()
+    events = await collect_events(conn, "response.done")
+    said = next(e for e in events if e.type == "response.audio_transcript.done").transcript
+    assert said == 'Here is what I found: {"temp_c": 21}.'
+
+
+async def test_bad_client_events_get_error_events_and_the_socket_stays_usable(conn):
+    bad = [
+        ({"type": "no.such.event", "event_id": "e1"}, "invalid_value"),
+        (
+            {"type": "input_audio_buffer.append", "audio": "***not base64***", "event_id": "e2"},
+            "invalid_value",
+        ),
+        ({"type": "input_audio_buffer.append", "audio": 12, "event_id": "e3"}, "invalid_type"),
+        (
+            {
+                "type": "session.update",
+                "session": {"turn_detection": {"type": "server_vad", "threshold": 7}},
+                "event_id": "e4",
+            },
+            "invalid_value",
+        ),
+        (
+            {
+                "type": "conversation.item.truncate",
+                "item_id": "item_nope",
+                "content_index": 0,
+                "audio_end_ms": 1,
+                "event_id": "e5",
+            },
+            "item_not_found",
+        ),
+        ({"type": "session.update", "event_id": "e6"}, "missing_required_parameter"),
+    ]
+    for event, code in bad:
+        await conn.send(event)
+        err = (await collect_events(conn, "error"))[-1].error
+        assert (err.code, err.event_id) == (code, event["event_id"]), err
+        assert err.message
+    await conn.session.update(session=RequestSession({"voice": "alloy", "some_future_key": 1}))
+    session = (await collect_events(conn, "session.updated"))[-1].session
+    assert session.turn_detection.threshold == 0.5  # the refused update changed nothing
+    assert session["some_future_key"] == 1  # unknown keys are tolerated and echoed
