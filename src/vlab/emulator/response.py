@@ -204,6 +204,7 @@ class ResponseRun:
                 at = t_audio + sampler.audio_send_offset_ms(start / bytes_per_ms)
                 timeline.append((at, 1, pcm[start : start + chunk]))
         timeline.sort(key=lambda e: (e[0], e[1]))
+        item["_words"] = [(w.offset_ms, w.text) for w in speech.words] if speech is not None else []
         clock_start = time.perf_counter()
         for at_ms, kind, value in timeline:
             wait = sampler.seconds(at_ms) - (time.perf_counter() - clock_start)
@@ -220,6 +221,7 @@ class ResponseRun:
                     self.first_audio_ns = time.perf_counter_ns()
                     conn.audio_started = True
                 part.audio_bytes_sent += len(value)
+                item["_audio_bytes"] = part.audio_bytes_sent
                 await conn.send(
                     {
                         "type": "response.audio.delta",
@@ -227,8 +229,6 @@ class ResponseRun:
                         "delta": base64.b64encode(value).decode("ascii"),
                     }
                 )
-        item["_audio_bytes"] = part.audio_bytes_sent
-        item["_words"] = [(w.offset_ms, w.text) for w in speech.words] if speech is not None else []
         await self._close_part()
 
     def _words(self, speech: Speech | None) -> list[tuple[float, str]]:

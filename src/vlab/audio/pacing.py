@@ -1,0 +1,47 @@
+"""Send audio in fixed-size chunks at real time, N× real time, or as fast as possible, without drift.
+
+Each chunk has a deadline computed from its position in the stream (``start + offset / speed``), not
+from the previous send, so scheduling jitter never accumulates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator
+
+from vlab.clock import Clock, SystemClock
+
+
+async def paced_chunks(
+    pcm16: bytes,
+    *,
+    sample_rate: int,
+    chunk_ms: float = 20.0,
+    speed: float = 1.0,
+    clock: Clock | None = None,
+) -> AsyncIterator[tuple[bytes, float]]:
+    """Yield ``(chunk, offset_ms)`` pairs, each when it is due.
+
+    Args:
+        pcm16: Mono PCM16 audio.
+        sample_rate: Its rate in Hz.
+        chunk_ms: Chunk length in ms (20 ms by default; the last chunk may be shorter).
+        speed: 1.0 = real time, N = N× faster, ``math.inf`` = no waiting.
+        clock: Time source.
+
+    Yields:
+        The chunk and its start on the audio timeline in ms.
+    """
+    if not speed > 0:
+        raise ValueError(f"speed must be > 0 (math.inf for no pacing), got {speed!r}")
+    clock = clock or SystemClock()
+    chunk_bytes = max(2, int(round(sample_rate * chunk_ms / 1000.0)) * 2)
+    start_ns = clock.monotonic_ns()
+    for offset in range(0, len(pcm16), chunk_bytes):
+        offset_ms = offset / (2 * sample_rate) * 1000.0
+        if not math.isinf(speed):
+            await clock.sleep_until_ns(start_ns + int(offset_ms / speed * 1e6))
+        else:
+            await asyncio.sleep(0)
+        yield pcm16[offset : offset + chunk_bytes], offset_ms

@@ -1,0 +1,478 @@
+"""An async Voice Live session over the real SDK that logs every client and server event.
+
+``async with Session(settings) as s:`` resolves the target (explicit arguments, environment, ``.env``;
+no endpoint at all starts the embedded emulator), connects with ``azure.ai.voicelive.aio.connect``,
+sends the settings, and from then on turns every event sent or received into an
+:class:`~vlab.log.EventRecord` stamped on the monotonic clock, handed to the sinks (the run folder's
+``events.jsonl`` writer, live tables, turn trackers). Sinks only read: adding one changes nothing.
+
+Barge-in follows a switchable :class:`BargeIn` policy: on ``input_audio_buffer.speech_started`` the
+session stops local playback at once, cancels the active response and truncates the assistant item
+at the milliseconds actually heard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import enum
+import json
+import logging
+import os
+import platform
+import warnings
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vlab import __version__, protocol
+from vlab.audio.playback import AudioOutput, SimulatedPlayback
+from vlab.clock import Clock, SystemClock
+from vlab.endpoint import Target, make_credential, open_target, resolve_target
+from vlab.errors import ConnectionFailed, ProtocolError, VlabError, VlabWarning
+from vlab.log import EventRecord, JsonlWriter, Sink, record_from_event
+from vlab.settings import SessionSettings
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from azure.ai.voicelive.aio import VoiceLiveConnection
+
+log = logging.getLogger("vlab.session")
+
+EventMatch = str | Callable[[Any], bool]
+
+
+class BargeIn(enum.Enum):
+    """What the session does when the server reports the user started speaking."""
+
+    ON = "on"
+    """Stop playback, cancel the active response, truncate the assistant item at the ms heard."""
+    TRUNCATE_ONLY = "truncate_only"
+    """Stop playback and truncate, but let the server decide about the response."""
+    OFF = "off"
+    """Do nothing (the assistant keeps talking over the user)."""
+
+
+class Session:
+    """One Voice Live session with a complete, timestamped event log.
+
+    Args:
+        settings: Session configuration (defaults: server VAD 0.5 / 300 / 500 ms, pcm16 at 24 kHz).
+        endpoint: Azure endpoint; else ``AZURE_VOICELIVE_ENDPOINT``, else ``.env``; none → embedded emulator.
+        api_key: API key; else ``AZURE_VOICELIVE_API_KEY``, else ``.env``; none with an endpoint → Entra ID.
+        credential: An async token credential for Entra ID (default: ``DefaultAzureCredential``).
+        model: Model name; else ``AZURE_VOICELIVE_MODEL``, else ``settings.model``.
+        run_dir: Folder for ``events.jsonl`` (written as the session goes), ``events.parquet`` (on
+            close) and ``session.json``. None keeps the log in memory only.
+        barge_in: The barge-in policy.
+        audio_output: Where assistant audio goes (a speaker); default: :class:`SimulatedPlayback`.
+        sinks: Extra record observers, called in order for every record.
+        clock: Time source for stamps.
+        emulator_options: Passed to the embedded emulator when it is used (e.g. ``{"speed": 4.0}``).
+        dotenv_path: ``.env`` file to read (None searches upwards from the current folder, False none).
+        backlog: Server events kept for :meth:`wait_for` until read (the oldest are dropped beyond it).
+    """
+
+    def __init__(
+        self,
+        settings: SessionSettings | None = None,
+        *,
+        endpoint: str | None = None,
+        api_key: str | None = None,
+        credential: Any = None,
+        model: str | None = None,
+        run_dir: str | os.PathLike[str] | None = None,
+        barge_in: BargeIn | str = BargeIn.ON,
+        audio_output: AudioOutput | None = None,
+        sinks: Sequence[Sink] = (),
+        clock: Clock | None = None,
+        emulator_options: Mapping[str, Any] | None = None,
+        dotenv_path: str | os.PathLike[str] | bool | None = None,
+        backlog: int = 10_000,
+    ) -> None:
+        self.settings = settings or SessionSettings()
+        self.barge_in = BargeIn(barge_in)
+        self.clock = clock or SystemClock()
+        self.audio_output: AudioOutput = audio_output or SimulatedPlayback(self.clock)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.records: list[EventRecord] = []
+        self.target: Target = resolve_target(endpoint, api_key, model, dotenv_path=dotenv_path)
+        if model is None and self.target.model == protocol.DEFAULT_MODEL:
+            self.target = _replace(self.target, model=self.settings.model)
+        self.server_session: Any = None
+        self.sink_errors: list[BaseException] = []
+        self._sinks: list[Sink] = list(sinks)
+        self._token_credential = credential
+        self._emulator_options = dict(emulator_options or {})
+        self._conn: VoiceLiveConnection | None = None
+        self._stack: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._subscribers: list[asyncio.Queue[Any]] = []
+        self._backlog: deque[Any] = deque(maxlen=backlog)
+        self._arrived = asyncio.Event()
+        self._seq = 0
+        self._input_ms = 0.0
+        self._active_response: str | None = None
+        self._closed_error: BaseException | None = None
+        self._writer: JsonlWriter | None = None
+        self._owned_credential: Any = None
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        state = "open" if self._conn is not None else "closed"
+        return f"Session({self.target.describe()}, {state}, {len(self.records)} events)"
+
+    @property
+    def connection(self) -> VoiceLiveConnection:
+        """The SDK connection (for anything vlab does not wrap; what you send through it is not logged)."""
+        if self._conn is None:
+            raise VlabError("the session is not open; use `async with Session(...) as session:`")
+        return self._conn
+
+    async def __aenter__(self) -> Session:
+        from contextlib import AsyncExitStack
+
+        from azure.ai.voicelive.aio import ConnectionError as SdkConnectionError
+        from azure.ai.voicelive.aio import connect
+
+        stack = AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            target = await stack.enter_async_context(open_target(self.target, **self._emulator_options))
+            self.target = target
+            credential = make_credential(target, self._token_credential)
+            if target.auth == "entra_id" and self._token_credential is None:
+                self._owned_credential = credential
+                stack.push_async_callback(credential.close)
+            if self.run_dir is not None:
+                self._open_run_dir()
+            try:
+                self._conn = await stack.enter_async_context(
+                    connect(
+                        endpoint=target.endpoint or "",
+                        credential=credential,
+                        model=target.model,
+                        api_version=target.api_version,
+                    )
+                )
+            except SdkConnectionError as exc:
+                raise ConnectionFailed(self._connection_advice(exc)) from None
+            created = await self._recv_logged(timeout_s=30.0)
+            if created.type != protocol.SESSION_CREATED:
+                raise ProtocolError(f"expected session.created as the first event, got {created.type!r}")
+            self.server_session = created.get("session")
+            await self.update(self.settings)
+            self._reader = asyncio.create_task(self._read_loop(), name="vlab-session-reader")
+        except BaseException:
+            await stack.aclose()
+            self._close_sinks()
+            raise
+        self._stack = stack
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection, stop the emulator if one was started, and finish the run folder."""
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+            self._reader = None
+        if self._stack is not None:
+            stack, self._stack = self._stack, None
+            await stack.aclose()
+        self._conn = None
+        self._close_sinks()
+        for queue in self._subscribers:
+            queue.put_nowait(None)
+
+    def _connection_advice(self, exc: BaseException) -> str:
+        reason = _redact(str(exc), self.target)
+        hint = (
+            "check the key (AZURE_VOICELIVE_API_KEY) and the endpoint (AZURE_VOICELIVE_ENDPOINT)"
+            if self.target.auth == "api_key"
+            else "check that your Entra ID identity has the 'Cognitive Services User' role on the resource"
+            if self.target.auth == "entra_id"
+            else "the embedded emulator refused the connection"
+        )
+        return f"could not connect to {self.target.describe()}: {reason}; {hint}"
+
+    def _open_run_dir(self) -> None:
+        assert self.run_dir is not None
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._writer = JsonlWriter(self.run_dir / "events.jsonl")
+        self._sinks.insert(0, self._writer)
+        meta = {
+            "vlab_version": __version__,
+            "sdk_version": _sdk_version(),
+            "python": platform.python_version(),
+            "started_at": datetime.now(timezone.utc).isoformat(),
+            "target": {
+                "kind": self.target.kind,
+                "auth": self.target.auth,
+                "description": self.target.describe(),
+                "model": self.target.model,
+                "api_version": self.target.api_version,
+            },
+            "barge_in": self.barge_in.value,
+            "settings": self.settings.to_dict(),
+        }
+        (self.run_dir / "session.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+    def _close_sinks(self) -> None:
+        for sink in self._sinks:
+            close = getattr(sink, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception as exc:
+                    self._sink_failed(sink, exc)
+        if self.run_dir is not None and self._writer is not None:
+            from vlab.log import write_parquet
+
+            write_parquet(self.records, self.run_dir / "events.parquet")
+            self._writer = None
+
+    # --- logging -----------------------------------------------------------------------------------------
+
+    def add_sink(self, sink: Sink) -> None:
+        """Add an observer; it sees every record from now on."""
+        self._sinks.append(sink)
+
+    def _record(self, event: Mapping[str, Any], direction: str, t_ns: int, **extra: Any) -> EventRecord:
+        record = record_from_event(
+            event, direction=direction, seq=self._seq, t_ns=t_ns, wall_ns=self.clock.wall_ns(), **extra
+        )  # type: ignore[arg-type]
+        self._seq += 1
+        self.records.append(record)
+        for sink in list(self._sinks):
+            try:
+                sink(record)
+            except Exception as exc:
+                self._sink_failed(sink, exc)
+        return record
+
+    def _sink_failed(self, sink: Sink, exc: BaseException) -> None:
+        self.sink_errors.append(exc)
+        if sink in self._sinks:
+            self._sinks.remove(sink)
+        warnings.warn(f"event sink {sink!r} failed and was removed: {exc!r}", VlabWarning, stacklevel=3)
+
+    def frame(self) -> pd.DataFrame:
+        """The events so far as a DataFrame (see :func:`vlab.log.to_frame`)."""
+        from vlab.log import to_frame
+
+        return to_frame(self.records)
+
+    # --- receiving -----------------------------------------------------------------------------------------
+
+    async def _recv_logged(self, timeout_s: float | None = None) -> Any:
+        from azure.ai.voicelive.models import ServerEvent
+
+        conn = self.connection
+        raw = await (asyncio.wait_for(conn.recv_bytes(), timeout_s) if timeout_s else conn.recv_bytes())
+        t_ns = self.clock.monotonic_ns()
+        if not raw:
+            from azure.ai.voicelive.aio import ConnectionClosed
+
+            raise ConnectionClosed(1006, "Empty WebSocket frame")
+        try:
+            payload = json.loads(raw)
+        except ValueError as exc:
+            raise ProtocolError(f"the server sent a frame that is not JSON: {exc}") from None
+        event = ServerEvent._deserialize(payload, [])  # the SDK's own parsing, as in conn.recv()
+        rate = self.settings.output_bytes_per_s if payload.get("type") == protocol.AUDIO_DELTA else None
+        self._record(payload, "server", t_ns, audio_bytes_per_s=rate)
+        return event
+
+    async def _read_loop(self) -> None:
+        from azure.ai.voicelive.aio import ConnectionClosed
+
+        try:
+            while True:
+                event = await self._recv_logged()
+                await self._react(event)
+                self._backlog.append(event)
+                self._arrived.set()
+                for queue in self._subscribers:
+                    queue.put_nowait(event)
+        except (ConnectionClosed, ConnectionError, ProtocolError) as exc:
+            self._closed_error = exc
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # report, never lose silently
+            log.exception("session reader failed")
+            self._closed_error = exc
+        finally:
+            self._arrived.set()
+            for queue in self._subscribers:
+                queue.put_nowait(None)
+
+    async def _react(self, event: Any) -> None:
+        kind = event.type
+        if kind == protocol.RESPONSE_CREATED:
+            self._active_response = event.response.id
+        elif kind == protocol.RESPONSE_DONE:
+            if self._active_response == event.response.id:
+                self._active_response = None
+        elif kind == protocol.AUDIO_DELTA:
+            self.audio_output.push(event.item_id, event.delta, self.settings.output_sample_rate)
+        elif kind == protocol.SESSION_UPDATED:
+            self.server_session = event.get("session")
+        elif kind == protocol.SPEECH_STARTED and self.barge_in is not BargeIn.OFF:
+            await self._barge_in()
+
+    async def _barge_in(self) -> None:
+        item_id = self.audio_output.current_item_id
+        heard_ms = self.audio_output.clear()
+        if self.barge_in is BargeIn.ON and self._active_response is not None:
+            await self.cancel_response()
+        if item_id is not None and heard_ms > 0:
+            await self.truncate(item_id, int(heard_ms))
+
+    async def events(self) -> AsyncIterator[Any]:
+        """Server events (SDK models) from now on, until the session closes."""
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._subscribers.append(queue)
+        try:
+            while True:
+                event = await queue.get()
+                if event is None:
+                    return
+                yield event
+        finally:
+            self._subscribers.remove(queue)
+
+    async def wait_for(self, match: EventMatch, *, timeout_s: float = 60.0, count: int = 1) -> list[Any]:
+        """Read server events until ``count`` of them match (a type name or a predicate).
+
+        Reading is a cursor over the session's events: each call continues where the previous one
+        stopped, so ``await s.append_audio(...)`` then ``await s.wait_for("response.done")`` never misses
+        an event that arrived in between. Returns the events read, the matching one last.
+
+        Raises:
+            TimeoutError: Not in time; the message lists the types that did arrive.
+            ConnectionFailed: The connection closed first.
+        """
+        test = (lambda e: e.type == match) if isinstance(match, str) else match
+        seen: list[Any] = []
+        hits = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            while self._backlog:
+                event = self._backlog.popleft()
+                seen.append(event)
+                hits += bool(test(event))
+                if hits >= count:
+                    return seen
+            if self._reader is None or self._reader.done():
+                raise ConnectionFailed(
+                    f"the connection closed while waiting for {match!r}: {self._closed_error!r}"
+                )
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                got = sorted({e.type for e in seen})
+                raise TimeoutError(f"no {match!r} within {timeout_s} s (received: {got})") from None
+
+    # --- sending ----------------------------------------------------------------------------------------------
+
+    async def send(self, event: Mapping[str, Any], **record_extra: Any) -> None:
+        """Send any client event (a wire-format dict) and log it."""
+        conn = self.connection
+        t_ns = self.clock.monotonic_ns()
+        await conn.send(event)
+        self._record(event, "client", t_ns, **record_extra)
+
+    async def update(self, settings: SessionSettings) -> None:
+        """Send ``session.update`` with new settings (the server answers with ``session.updated``)."""
+        self.settings = settings
+        await self.send({"type": protocol.CLIENT_SESSION_UPDATE, "session": settings.to_wire()})
+
+    async def append_audio(self, pcm: bytes) -> None:
+        """Append input audio (in the session's input format) and log its place on the input timeline."""
+        offset = self._input_ms
+        rate = self.settings.input_bytes_per_s
+        self._input_ms += len(pcm) / rate * 1000.0
+        event = {"type": protocol.CLIENT_APPEND, "audio": base64.b64encode(pcm).decode("ascii")}
+        await self.send(event, audio_bytes_per_s=rate, input_offset_ms=offset)
+
+    async def commit(self) -> None:
+        """Commit the input buffer as a user item (manual turns)."""
+        await self.send({"type": protocol.CLIENT_COMMIT})
+
+    async def clear_input(self) -> None:
+        """Drop uncommitted input audio."""
+        await self.send({"type": protocol.CLIENT_CLEAR})
+
+    async def create_response(self, **response: Any) -> None:
+        """Ask for a response (``response.create``); keywords go into its ``response`` object."""
+        event: dict[str, Any] = {"type": protocol.CLIENT_RESPONSE_CREATE}
+        if response:
+            event["response"] = response
+        await self.send(event)
+
+    async def cancel_response(self) -> None:
+        """Cancel the active response (``response.cancel``)."""
+        await self.send({"type": protocol.CLIENT_RESPONSE_CANCEL})
+
+    async def send_text(self, text: str, *, respond: bool = True) -> None:
+        """Add a user text message; by default also ask for a response."""
+        item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+        await self.send({"type": protocol.CLIENT_ITEM_CREATE, "item": item})
+        if respond:
+            await self.create_response()
+
+    async def send_function_output(
+        self, call_id: str, output: str | Mapping[str, Any], *, respond: bool = True
+    ) -> None:
+        """Return a function call's result; by default also ask for a response."""
+        text = output if isinstance(output, str) else json.dumps(output)
+        item = {"type": "function_call_output", "call_id": call_id, "output": text}
+        await self.send({"type": protocol.CLIENT_ITEM_CREATE, "item": item})
+        if respond:
+            await self.create_response()
+
+    async def truncate(self, item_id: str, audio_end_ms: int) -> None:
+        """Cut an assistant item's audio at ``audio_end_ms`` (what the user really heard)."""
+        await self.send(
+            {
+                "type": protocol.CLIENT_ITEM_TRUNCATE,
+                "item_id": item_id,
+                "content_index": 0,
+                "audio_end_ms": int(audio_end_ms),
+            }
+        )
+
+    async def stream_audio(self, pcm: bytes, *, speed: float = 1.0, chunk_ms: float = 20.0) -> None:
+        """Append ``pcm`` in ``chunk_ms`` chunks paced at ``speed`` × real time (``math.inf``: no pacing)."""
+        from vlab.audio.pacing import paced_chunks
+
+        rate = self.settings.input_bytes_per_s // 2
+        async for chunk, _ in paced_chunks(
+            pcm, sample_rate=rate, chunk_ms=chunk_ms, speed=speed, clock=self.clock
+        ):
+            await self.append_audio(chunk)
+
+
+def _redact(text: str, target: Target) -> str:
+    key = target.api_key.reveal() if target.api_key is not None else None
+    return text.replace(key, "****") if key else text
+
+
+def _replace(target: Target, **changes: Any) -> Target:
+    import dataclasses
+
+    return dataclasses.replace(target, **changes)
+
+
+def _sdk_version() -> str:
+    from azure.ai.voicelive import _version
+
+    return str(_version.VERSION)

@@ -1,0 +1,219 @@
+"""vlab.Session against the emulator over a real socket: the log, barge-in, credentials, secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import math
+
+import pandas as pd
+import pytest
+
+import vlab
+from vlab import BargeIn, ServerVad, Session, SessionSettings
+from vlab.emulator import preset
+from vlab.errors import ConnectionFailed, VlabWarning
+from vlab.log import EVENT_COLUMNS
+from vlab.testing import StaticTokenCredential, fast_emulator
+
+CANARY = "CANARY-KEY-0123456789-do-not-leak"
+
+
+async def test_every_event_is_logged_once_in_order_with_client_events_interleaved(prompt):
+    async with fast_emulator(trace=True) as emu:
+        async with Session(endpoint=emu.endpoint, api_key=emu.api_key, dotenv_path=False) as s:
+            await s.stream_audio(prompt.pcm, speed=math.inf)
+            await s.wait_for("response.done")
+            await s.send_text("and now some text")
+            await s.wait_for("response.done")
+        sent = [e["event_id"] for e in emu.trace.of_kind("send")]
+    records = s.records
+    assert [r.seq for r in records] == list(range(len(records)))
+    assert [r.event_id for r in records if r.direction == "server"] == sent
+    t = [r.t_ns for r in records]
+    assert t == sorted(t)
+    kinds = [(r.direction, r.type) for r in records]
+    assert kinds[0] == ("server", "session.created") and kinds[1] == ("client", "session.update")
+    appends = [r for r in records if r.type == "input_audio_buffer.append"]
+    assert sum(r.audio_bytes for r in appends) == len(prompt.pcm)
+    assert appends[0].audio_start_ms == 0 and appends[-1].audio_end_ms == pytest.approx(prompt.duration_ms)
+    first_text = kinds.index(("client", "conversation.item.create"))
+    assert kinds[first_text + 1] == ("client", "response.create")
+
+
+async def test_frame_has_the_documented_columns_and_dtypes(prompt):
+    async with fast_emulator() as emu:
+        async with Session(endpoint=emu.endpoint, api_key=emu.api_key, dotenv_path=False) as s:
+            await s.stream_audio(prompt.pcm, speed=math.inf)
+            await s.wait_for("response.done")
+            df = s.frame()
+    assert tuple(df.columns[: len(EVENT_COLUMNS)]) == EVENT_COLUMNS
+    assert df["t_ns"].dtype == "int64"
+    assert isinstance(df["wall_time"].dtype, pd.DatetimeTZDtype) and str(df["wall_time"].dt.tz) == "UTC"
+    assert df["audio_ms"].dtype == "float64" and df["audio_bytes"].dtype == "Int64"
+    stopped = df[df["type"] == "input_audio_buffer.speech_stopped"].iloc[0]
+    assert stopped["audio_end_ms"] == pytest.approx(prompt.speech_end_ms + 500, abs=50)
+    deltas = df[df["type"] == "response.audio.delta"]
+    assert (deltas["audio_ms"] > 0).all() and deltas["payload"].str.len().max() < 400  # no base64 inline
+    assert df.loc[df["type"] == "response.audio_transcript.done", "text"].iloc[0].startswith("I heard")
+
+
+async def test_run_folder_holds_jsonl_parquet_and_session_json(tmp_path, prompt):
+    run = tmp_path / "run"
+    async with Session(
+        run_dir=run, emulator_options={"speed": math.inf, "latency": "instant"}, dotenv_path=False
+    ) as s:
+        await s.stream_audio(prompt.pcm, speed=math.inf)
+        await s.wait_for("response.done")
+    assert {p.name for p in run.iterdir()} == {"events.jsonl", "events.parquet", "session.json"}
+    meta = json.loads((run / "session.json").read_text())
+    assert (
+        meta["target"]["kind"] == "emulator"
+        and meta["sdk_version"]
+        and meta["vlab_version"] == vlab.__version__
+    )
+    assert meta["settings"]["turn_detection"]["type"] == "server_vad"
+    from_parquet = vlab.load_log(run)
+    from vlab.log import read_jsonl
+
+    from_jsonl = read_jsonl(run / "events.jsonl")
+    pd.testing.assert_frame_equal(from_parquet, from_jsonl)
+    assert len(from_parquet) == len(s.records)
+
+
+@pytest.mark.parametrize("policy", [BargeIn.ON, BargeIn.TRUNCATE_ONLY, BargeIn.OFF])
+async def test_barge_in_policy_stops_playback_cancels_and_truncates_at_the_played_position(
+    prompt, second_prompt, policy
+):
+    # The server does not interrupt on its own here, so every cancel in the log is the session's.
+    settings = SessionSettings(turn_detection=ServerVad(interrupt_response=False))
+    realtime_tts = dataclasses.replace(preset("typical"), tts_realtime_factor=1.0)  # the reply stays active
+    async with fast_emulator(speed=1.0, latency=realtime_tts) as emu:
+        async with Session(
+            settings, endpoint=emu.endpoint, api_key=emu.api_key, barge_in=policy, dotenv_path=False
+        ) as s:
+            await s.append_audio(prompt.pcm)
+            await s.wait_for("response.audio.delta")
+            await asyncio.sleep(0.4)
+            await s.append_audio(second_prompt.pcm)
+            await s.wait_for("input_audio_buffer.speech_started")
+            await s.wait_for("response.done")  # the interrupted reply
+            await s.wait_for("response.done")  # the answer to the second turn
+    records = s.records
+    first_delta = next(i for i, r in enumerate(records) if r.type == "response.audio.delta")
+    started = next(
+        i for i, r in enumerate(records) if r.type == "input_audio_buffer.speech_started" and i > first_delta
+    )
+    after = [r for r in records[started:] if r.direction == "client"]
+    kinds = [r.type for r in after]
+    if policy is BargeIn.OFF:
+        assert "response.cancel" not in kinds and "conversation.item.truncate" not in kinds
+        return
+    truncate = next(r for r in after if r.type == "conversation.item.truncate")
+    first_audio = next(r for r in records if r.type == "response.audio.delta")
+    heard_max_ms = (records[started].t_ns - first_audio.t_ns) / 1e6
+    received_ms = sum(r.audio_ms for r in records[:started] if r.type == "response.audio.delta")
+    end_ms = json.loads(truncate.payload)["audio_end_ms"]
+    assert 300 <= end_ms <= min(heard_max_ms, received_ms) + 1
+    assert truncate.item_id == first_audio.item_id
+    assert ("response.cancel" in kinds) is (policy is BargeIn.ON)
+    done = next(r for r in records[started:] if r.type == "response.done")
+    status = json.loads(done.payload)["response"]["status"]
+    assert status == ("cancelled" if policy is BargeIn.ON else "completed")
+    truncated = [r for r in records if r.type == "conversation.item.truncated"]
+    assert truncated and truncated[0].audio_end_ms == end_ms
+
+
+async def test_environment_endpoint_and_key_are_used(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    async with fast_emulator() as emu:
+        monkeypatch.setenv("AZURE_VOICELIVE_ENDPOINT", emu.endpoint)
+        monkeypatch.setenv("AZURE_VOICELIVE_API_KEY", emu.api_key)
+        monkeypatch.setenv("AZURE_VOICELIVE_MODEL", "env-model")
+        async with Session() as s:
+            assert s.target.kind == "azure" and s.target.auth == "api_key"
+            assert s.server_session["model"] == "env-model"
+
+
+async def test_dotenv_file_is_used_when_the_environment_is_empty(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    async with fast_emulator() as emu:
+        (tmp_path / ".env").write_text(
+            f"AZURE_VOICELIVE_ENDPOINT={emu.endpoint}\nAZURE_VOICELIVE_API_KEY={emu.api_key}\n"
+        )
+        async with Session() as s:
+            assert s.target.kind == "azure" and s.target.endpoint == emu.endpoint
+
+
+async def test_explicit_token_credential_sends_a_bearer_token():
+    async with fast_emulator(tokens=["entra-token"]) as emu:
+        credential = StaticTokenCredential("entra-token")
+        async with Session(endpoint=emu.endpoint, credential=credential, dotenv_path=False) as s:
+            assert s.target.auth == "entra_id"
+            await s.send_text("hello")
+            await s.wait_for("response.done")
+    assert credential.requested_scopes == [("https://ai.azure.com/.default",)]
+
+
+async def test_default_azure_credential_is_used_without_a_key(monkeypatch):
+    import azure.identity.aio
+
+    made = []
+
+    class FakeDefault(StaticTokenCredential):
+        def __init__(self, **kwargs):
+            super().__init__("default-token")
+            made.append(self)
+
+    monkeypatch.setattr(azure.identity.aio, "DefaultAzureCredential", FakeDefault)
+    async with fast_emulator(tokens=["default-token"]) as emu:
+        async with Session(endpoint=emu.endpoint, dotenv_path=False) as s:
+            assert s.target.auth == "entra_id"
+    assert len(made) == 1 and made[0].requested_scopes
+
+
+async def test_wrong_key_is_a_clear_connection_error():
+    async with fast_emulator() as emu:
+        with pytest.raises(ConnectionFailed, match="check the key"):
+            async with Session(endpoint=emu.endpoint, api_key="wrong", dotenv_path=False):
+                pass
+
+
+async def test_a_failing_sink_is_reported_and_removed(prompt):
+    calls = []
+
+    def broken(record):
+        calls.append(record)
+        raise RuntimeError("sink exploded")
+
+    async with fast_emulator() as emu:
+        with pytest.warns(VlabWarning, match="sink exploded"):
+            async with Session(
+                endpoint=emu.endpoint, api_key=emu.api_key, sinks=[broken], dotenv_path=False
+            ) as s:
+                await s.send_text("hi")
+                await s.wait_for("response.done")
+    assert len(calls) == 1 and len(s.sink_errors) == 1
+    assert len(s.records) > 5  # the session itself went on
+
+
+async def test_canary_key_never_appears_anywhere(tmp_path, prompt, caplog):
+    caplog.set_level("DEBUG")
+    run = tmp_path / "run"
+    texts = []
+    async with fast_emulator(api_key=CANARY) as emu:
+        async with Session(endpoint=emu.endpoint, api_key=CANARY, run_dir=run, dotenv_path=False) as s:
+            texts += [repr(s), str(s), repr(s.target), s.target.describe()]
+            await s.stream_audio(prompt.pcm, speed=math.inf)
+            await s.wait_for("response.done")
+            frame = s.frame()
+        with pytest.raises(ConnectionFailed) as info:
+            async with Session(endpoint=emu.endpoint, api_key=CANARY + "x", dotenv_path=False):
+                pass
+        texts += [str(info.value), repr(info.value)]
+    texts.append(frame.to_csv())
+    texts += [p.read_bytes().decode("utf-8", "replace") for p in run.iterdir()]
+    texts.append(caplog.text)
+    for text in texts:
+        assert CANARY not in text

@@ -1,0 +1,361 @@
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from vlab import protocol
+from vlab.endpoint import Secret, Target, make_credential, open_target, resolve_target
+from vlab.errors import ConfigError
+
+CANARY = "CANARY-KEY-0123456789"
+ENDPOINT = "https://res.services.ai.azure.com"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run every test in an empty directory so no stray .env is found."""
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work
+
+
+def write_env(path: Path, **values: str) -> Path:
+    path.write_text("".join(f"{name}={value}\n" for name, value in values.items()))
+    return path
+
+
+def assert_no_canary(*texts: str) -> None:
+    for text in texts:
+        assert CANARY not in text
+
+
+# --- Secret ----------------------------------------------------------------------------------------
+
+
+def test_secret_never_shows_value() -> None:
+    secret = Secret(CANARY)
+    assert repr(secret) == "Secret('****')"
+    assert str(secret) == "Secret('****')"
+    assert f"{secret}" == "Secret('****')"
+    assert_no_canary(repr(secret), str(secret), f"{secret!s:>40}", repr([secret]), repr({"k": secret}))
+    assert secret.reveal() == CANARY
+    with pytest.raises(TypeError):
+        json.dumps({"key": secret})
+
+
+def test_secret_equality_and_pickle() -> None:
+    assert Secret(CANARY) == Secret(CANARY)
+    assert Secret(CANARY) != Secret("other-key-000000000000")
+    assert Secret(CANARY) != CANARY
+    assert len({Secret(CANARY), Secret(CANARY)}) == 1
+    assert pickle.loads(pickle.dumps(Secret(CANARY))) == Secret(CANARY)
+    assert Secret(Secret(CANARY)) == Secret(CANARY)
+
+
+def test_secret_rejects_bad_values_without_echoing() -> None:
+    with pytest.raises(ConfigError):
+        Secret("   ")
+    with pytest.raises(TypeError) as info:
+        Secret(12345)  # type: ignore[arg-type]
+    assert "12345" not in str(info.value)
+
+
+# --- resolution ------------------------------------------------------------------------------------
+
+
+def test_nothing_configured_means_emulator() -> None:
+    target = resolve_target(env={}, dotenv_path=False)
+    assert target.kind == "emulator"
+    assert target.auth == "emulator"
+    assert target.endpoint is None
+    assert target.api_key is None
+    assert target.model == protocol.DEFAULT_MODEL
+    assert target.api_version == protocol.DEFAULT_API_VERSION
+    assert not target.started
+    assert target.describe().startswith("embedded emulator")
+
+
+def test_default_reads_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AZURE_VOICELIVE_ENDPOINT", ENDPOINT)
+    target = resolve_target(dotenv_path=False)
+    assert target.kind == "azure"
+    assert target.auth == "entra_id"
+
+
+def test_endpoint_and_key_means_api_key_auth() -> None:
+    target = resolve_target(
+        env={"AZURE_VOICELIVE_ENDPOINT": ENDPOINT, "AZURE_VOICELIVE_API_KEY": CANARY}, dotenv_path=False
+    )
+    assert target.kind == "azure"
+    assert target.auth == "api_key"
+    assert target.endpoint == ENDPOINT
+    assert target.api_key == Secret(CANARY)
+    assert target.started
+
+
+def test_endpoint_without_key_means_entra_id() -> None:
+    target = resolve_target(env={"AZURE_VOICELIVE_ENDPOINT": ENDPOINT}, dotenv_path=False)
+    assert target.auth == "entra_id"
+    assert target.api_key is None
+    assert "Entra ID" in target.describe()
+    assert "res.services.ai.azure.com" in target.describe()
+
+
+def test_blank_values_count_as_unset() -> None:
+    target = resolve_target(
+        env={"AZURE_VOICELIVE_ENDPOINT": f"  {ENDPOINT}  ", "AZURE_VOICELIVE_API_KEY": "  "},
+        dotenv_path=False,
+    )
+    assert target.endpoint == ENDPOINT
+    assert target.auth == "entra_id"
+
+
+def test_resolution_order_explicit_then_env_then_dotenv(tmp_path: Path) -> None:
+    dotenv = write_env(
+        tmp_path / "vl.env",
+        AZURE_VOICELIVE_ENDPOINT="https://from-dotenv.services.ai.azure.com",
+        AZURE_VOICELIVE_API_KEY="dotenv-key",
+        AZURE_VOICELIVE_MODEL="dotenv-model",
+        AZURE_VOICELIVE_API_VERSION="2025-10-01",
+    )
+    env = {
+        "AZURE_VOICELIVE_ENDPOINT": "https://from-env.services.ai.azure.com",
+        "AZURE_VOICELIVE_MODEL": "env-model",
+    }
+
+    only_dotenv = resolve_target(env={}, dotenv_path=dotenv)
+    assert only_dotenv.endpoint == "https://from-dotenv.services.ai.azure.com"
+    assert only_dotenv.api_key == Secret("dotenv-key")
+    assert only_dotenv.model == "dotenv-model"
+    assert only_dotenv.api_version == "2025-10-01"
+
+    env_wins = resolve_target(env=env, dotenv_path=dotenv)
+    assert env_wins.endpoint == "https://from-env.services.ai.azure.com"
+    assert env_wins.model == "env-model"
+    assert env_wins.api_key == Secret("dotenv-key")  # per field: not in env, so from .env
+    assert env_wins.api_version == "2025-10-01"
+
+    explicit = resolve_target(
+        "https://explicit.services.ai.azure.com",
+        CANARY,
+        "explicit-model",
+        api_version="2026-01-01-preview",
+        env=env,
+        dotenv_path=dotenv,
+    )
+    assert explicit.endpoint == "https://explicit.services.ai.azure.com"
+    assert explicit.api_key == Secret(CANARY)
+    assert explicit.model == "explicit-model"
+    assert explicit.api_version == "2026-01-01-preview"
+
+    assert resolve_target(env=env, dotenv_path=False).api_key is None
+
+
+def test_dotenv_default_search_uses_cwd_and_leaves_environ_alone(_isolated_cwd: Path) -> None:
+    write_env(_isolated_cwd / ".env", AZURE_VOICELIVE_ENDPOINT=ENDPOINT, AZURE_VOICELIVE_API_KEY=CANARY)
+    before = dict(os.environ)
+    target = resolve_target(env={})
+    assert target.auth == "api_key"
+    assert target.endpoint == ENDPOINT
+    assert dict(os.environ) == before
+    assert "AZURE_VOICELIVE_API_KEY" not in os.environ
+    assert resolve_target(env={}, dotenv_path=False).kind == "emulator"
+
+
+def test_missing_dotenv_path_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="dotenv_path"):
+        resolve_target(env={}, dotenv_path=tmp_path / "nope.env")
+
+
+def test_key_without_endpoint_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        resolve_target(env={"AZURE_VOICELIVE_API_KEY": CANARY}, dotenv_path=False)
+    message = str(info.value)
+    assert "AZURE_VOICELIVE_ENDPOINT" in message
+    assert "AZURE_VOICELIVE_API_KEY" in message  # says where the key came from
+    assert_no_canary(message, repr(info.value))
+
+    dotenv = write_env(tmp_path / "k.env", AZURE_VOICELIVE_API_KEY=CANARY)
+    with pytest.raises(ConfigError) as info:
+        resolve_target(env={}, dotenv_path=dotenv)
+    assert_no_canary(str(info.value))
+    with pytest.raises(ConfigError) as info:
+        resolve_target(api_key=CANARY, env={}, dotenv_path=False)
+    assert_no_canary(str(info.value))
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "res.services.ai.azure.com",
+        "ftp://res.services.ai.azure.com",
+        "https://",
+        "https:///path",
+        "http://[::1",
+    ],
+)
+def test_bad_endpoint_shows_value_and_example(endpoint: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        resolve_target(endpoint, env={}, dotenv_path=False)
+    message = str(info.value)
+    assert repr(endpoint) in message
+    assert "https://<resource>.services.ai.azure.com" in message
+    assert "endpoint argument" in message
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "http://127.0.0.1:8765",
+        "https://res.cognitiveservices.azure.com/base/",
+        "ws://localhost:9000/x",
+        "WSS://h",
+    ],
+)
+def test_good_endpoints(endpoint: str) -> None:
+    assert resolve_target(endpoint, env={}, dotenv_path=False).endpoint == endpoint
+
+
+def test_swapped_endpoint_and_key_never_echo_the_key() -> None:
+    with pytest.raises(ConfigError) as info:
+        resolve_target(CANARY, ENDPOINT, env={}, dotenv_path=False)
+    assert_no_canary(str(info.value))
+    assert "swapped" in str(info.value)
+    for bad in (f"{CANARY}@host", f"https//{CANARY}@x", f"ftp://u:{CANARY}@host/?k={CANARY}"):
+        with pytest.raises(ConfigError) as info:
+            resolve_target(bad, env={}, dotenv_path=False)
+        assert_no_canary(str(info.value))
+    with pytest.raises(ConfigError) as info:
+        resolve_target(f"https://x.azure.com/{CANARY}", CANARY, env={}, dotenv_path=False)
+    assert_no_canary(str(info.value))
+
+
+def test_canary_never_leaks_from_target() -> None:
+    target = resolve_target(ENDPOINT, CANARY, env={}, dotenv_path=False)
+    assert_no_canary(repr(target), str(target), target.describe(), repr(target.api_key), f"{target}")
+    assert target.api_key.reveal() == CANARY
+    # A key smuggled into the endpoint URL is not displayed either.
+    smuggled = resolve_target(
+        f"https://u:{CANARY}@res.services.ai.azure.com/?api-key={CANARY}", env={}, dotenv_path=False
+    )
+    assert_no_canary(repr(smuggled), smuggled.describe())
+    assert "res.services.ai.azure.com" in smuggled.describe()
+
+
+def test_target_validation() -> None:
+    with pytest.raises(ConfigError):
+        Target(kind="azure", endpoint=None, api_key=None, model="m", auth="entra_id")
+    with pytest.raises(ConfigError):
+        Target(kind="azure", endpoint=ENDPOINT, api_key=None, model="m", auth="api_key")
+    with pytest.raises(ConfigError):
+        Target(kind="emulator", endpoint=None, api_key=None, model="m", auth="entra_id")
+    with pytest.raises(TypeError) as info:
+        Target(kind="azure", endpoint=ENDPOINT, api_key=CANARY, model="m", auth="api_key")  # type: ignore[arg-type]
+    assert_no_canary(str(info.value))
+
+
+# --- credentials -----------------------------------------------------------------------------------
+
+
+def test_make_credential_api_key() -> None:
+    from azure.core.credentials import AzureKeyCredential
+
+    target = resolve_target(ENDPOINT, CANARY, env={}, dotenv_path=False)
+    credential = make_credential(target)
+    assert isinstance(credential, AzureKeyCredential)
+    assert credential.key == CANARY
+    with pytest.raises(ConfigError) as info:
+        make_credential(target, token_credential=object())  # type: ignore[arg-type]
+    assert_no_canary(str(info.value))
+
+
+async def test_make_credential_entra_id() -> None:
+    target = resolve_target(ENDPOINT, env={}, dotenv_path=False)
+    given = object()
+    assert make_credential(target, token_credential=given) is given  # type: ignore[arg-type]
+    from azure.identity.aio import DefaultAzureCredential
+
+    credential = make_credential(target)
+    try:
+        assert isinstance(credential, DefaultAzureCredential)
+    finally:
+        await credential.close()
+
+
+def test_make_credential_emulator_needs_start() -> None:
+    target = resolve_target(env={}, dotenv_path=False)
+    with pytest.raises(ConfigError, match="open_target"):
+        make_credential(target)
+
+
+# --- open_target -----------------------------------------------------------------------------------
+
+
+class FakeEmulator:
+    instances: list[FakeEmulator] = []
+
+    def __init__(self, **options: object) -> None:
+        self.options = options
+        self.endpoint = "http://127.0.0.1:54321"
+        self.api_key = "emulator-key"
+        self.running = False
+        FakeEmulator.instances.append(self)
+
+    async def __aenter__(self) -> FakeEmulator:
+        self.running = True
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.running = False
+
+
+@pytest.fixture
+def fake_emulator(monkeypatch: pytest.MonkeyPatch) -> type[FakeEmulator]:
+    module = types.ModuleType("vlab.emulator")
+    module.Emulator = FakeEmulator  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "vlab.emulator", module)
+    FakeEmulator.instances = []
+    return FakeEmulator
+
+
+async def test_open_target_starts_and_stops_emulator(fake_emulator: type[FakeEmulator]) -> None:
+    target = resolve_target(model="m1", env={}, dotenv_path=False)
+    async with open_target(target, speed=4.0) as running:
+        (emu,) = fake_emulator.instances
+        assert emu.running
+        assert emu.options == {"speed": 4.0}
+        assert running.kind == "emulator"
+        assert running.auth == "emulator"
+        assert running.endpoint == "http://127.0.0.1:54321"
+        assert running.api_key == Secret("emulator-key")
+        assert running.model == "m1"
+        assert running.started
+        assert "127.0.0.1:54321" in running.describe()
+        assert make_credential(running).key == "emulator-key"
+    assert not emu.running
+    assert target.endpoint is None  # the original is unchanged
+
+
+async def test_open_target_azure_is_passthrough(fake_emulator: type[FakeEmulator]) -> None:
+    target = resolve_target(ENDPOINT, CANARY, env={}, dotenv_path=False)
+    async with open_target(target, speed=4.0) as running:
+        assert running is target
+    assert fake_emulator.instances == []
+
+
+def test_module_imports_no_sdk_or_emulator() -> None:
+    import subprocess
+
+    code = (
+        "import sys, vlab.endpoint, vlab.settings; "
+        "bad = [m for m in sys.modules if m.startswith(('azure', 'vlab.emulator'))]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+import base64
+import os
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vlab.errors import ConfigError, VlabWarning
+from vlab.log import (
+    EVENT_COLUMNS,
+    JsonlWriter,
+    load_log,
+    read_jsonl,
+    record_from_event,
+    to_frame,
+    write_parquet,
+)
+from vlab.log.writer import record_line
+
+WALL = 1_750_000_000 * 10**9
+B64 = base64.b64encode(bytes(960)).decode()
+
+EXPECTED_DTYPES = {
+    "seq": "int64",
+    "t_ns": "int64",
+    "wall_time": "datetime64[ns, UTC]",
+    "output_index": "Int64",
+    "content_index": "Int64",
+    "audio_bytes": "Int64",
+    "audio_ms": "float64",
+    "audio_start_ms": "float64",
+    "audio_end_ms": "float64",
+}
+
+
+def sample_records():
+    events = [
+        ("server", {"type": "session.created", "event_id": "e0", "session": {"id": "s"}}),
+        ("client", {"type": "input_audio_buffer.append", "audio": B64}),
+        ("server", {"type": "input_audio_buffer.speech_started", "audio_start_ms": 300, "item_id": "it1"}),
+        ("server", {"type": "response.created", "response": {"id": "resp_1"}}),
+        (
+            "server",
+            {
+                "type": "response.audio.delta",
+                "response_id": "resp_1",
+                "item_id": "it2",
+                "output_index": 0,
+                "content_index": 0,
+                "delta": B64,
+            },
+        ),
+        (
+            "server",
+            {"type": "response.audio_transcript.delta", "response_id": "resp_1", "delta": 'Hé "llo"\n'},
+        ),
+        ("server", {"type": "error", "error": {"code": "x", "message": "boom"}}),
+    ]
+    return [
+        record_from_event(
+            e,
+            direction=d,
+            seq=i,
+            t_ns=10_000 + i,
+            wall_ns=WALL + i * 1_000_000,
+            audio_bytes_per_s=48_000,
+            input_offset_ms=0.0 if d == "client" else None,
+        )
+        for i, (d, e) in enumerate(events)
+    ]
+
+
+def check_schema(frame):
+    assert tuple(frame.columns) == EVENT_COLUMNS
+    for name in EVENT_COLUMNS:
+        expected = EXPECTED_DTYPES.get(name)
+        if expected is None:
+            assert isinstance(frame[name].dtype, pd.StringDtype), name
+            assert frame[name].dtype == pd.StringDtype()
+        else:
+            assert str(frame[name].dtype) == expected, name
+
+
+def test_to_frame_columns_dtypes_values():
+    frame = to_frame(sample_records())
+    check_schema(frame)
+    assert len(frame) == 7 and frame.index.equals(pd.RangeIndex(7))
+    assert frame.wall_time[0] == pd.Timestamp(WALL, unit="ns", tz="UTC")
+    assert frame.audio_bytes.tolist()[:2] == [pd.NA, 960]
+    assert frame.audio_ms[1] == pytest.approx(20.0) and np.isnan(frame.audio_ms[0])
+    assert frame.audio_end_ms[1] == pytest.approx(20.0)
+    assert frame.response_id[3] == "resp_1" and frame.response_id[0] is pd.NA
+    assert frame.text[5] == 'Hé "llo"\n'
+    assert frame.error_code[6] == "x"
+    assert not frame.payload.str.contains(B64, regex=False).any()
+
+
+def test_to_frame_accepts_generators_and_empty():
+    assert len(to_frame(r for r in sample_records())) == 7
+    empty = to_frame([])
+    assert len(empty) == 0
+    check_schema(empty)
+    pd.testing.assert_frame_equal(empty, to_frame(iter(())))
+
+
+def test_parquet_round_trip(tmp_path):
+    frame = to_frame(sample_records())
+    path = tmp_path / "events.parquet"
+    write_parquet(frame, path)
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+    pd.testing.assert_frame_equal(load_log(path), frame)
+    write_parquet(sample_records(), path)  # records too; replaces atomically
+    pd.testing.assert_frame_equal(load_log(tmp_path), frame)
+
+
+def test_empty_parquet_and_jsonl(tmp_path):
+    write_parquet([], tmp_path / "events.parquet")
+    check_schema(load_log(tmp_path))
+    (tmp_path / "e.jsonl").write_bytes(b"")
+    empty = read_jsonl(tmp_path / "e.jsonl")
+    check_schema(empty)
+    assert len(empty) == 0
+
+
+def test_jsonl_round_trip_equals_to_frame(tmp_path):
+    path = tmp_path / "events.jsonl"
+    with JsonlWriter(path) as writer:
+        for r in sample_records():
+            writer(r)
+    pd.testing.assert_frame_equal(read_jsonl(path), to_frame(sample_records()))
+
+
+def test_torn_last_line_loads_silently(tmp_path):
+    path = tmp_path / "events.jsonl"
+    records = sample_records()
+    text = "".join(record_line(r) for r in records)
+    last = record_line(records[-1])
+    path.write_text(text + last[: len(last) // 2], encoding="utf-8")
+    frame = read_jsonl(path)  # VlabWarning is an error in this test suite
+    assert frame.seq.tolist() == list(range(7))
+
+
+def test_corrupt_middle_line_warns_with_line_number(tmp_path):
+    path = tmp_path / "events.jsonl"
+    lines = [record_line(r) for r in sample_records()]
+    lines[2] = '{"seq": 2, "t_ns": oops\n'
+    lines[4] = "[1, 2]\n"
+    path.write_text("".join(lines), encoding="utf-8")
+    with pytest.warns(VlabWarning, match=r"events\.jsonl.*line 3, 5"):
+        frame = read_jsonl(path)
+    assert frame.seq.tolist() == [0, 1, 3, 5, 6]
+    check_schema(frame)
+
+
+def test_load_log_prefers_newer_file(tmp_path):
+    records = sample_records()
+    write_parquet(records[:3], tmp_path / "events.parquet")
+    with JsonlWriter(tmp_path / "events.jsonl") as writer:
+        for r in records:
+            writer(r)
+    now = time.time()
+    os.utime(tmp_path / "events.parquet", (now - 10, now - 10))
+    assert len(load_log(tmp_path)) == 7  # jsonl is newer (crash before parquet was rewritten)
+    os.utime(tmp_path / "events.parquet", (now, now))
+    os.utime(tmp_path / "events.jsonl", (now, now))
+    assert len(load_log(tmp_path)) == 3  # parquet newer or equal wins
+
+
+def test_load_log_errors_name_path_and_files(tmp_path):
+    with pytest.raises(ConfigError, match=r"does not exist.*events\.parquet"):
+        load_log(tmp_path / "nope")
+    with pytest.raises(ConfigError, match=r"events\.parquet or events\.jsonl"):
+        load_log(tmp_path)
