@@ -1,0 +1,1 @@
+"""vlab benchmarks: run with `make bench` (not part of `make test`)."""

@@ -1,0 +1,89 @@
+"""Run every benchmark and print figure, goal and ratio, each measured against a baseline in this run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def bench_import() -> None:
+    code = "import time; t=time.perf_counter(); import vlab; print((time.perf_counter()-t)*1000)"
+    base = "import time; t=time.perf_counter(); import json; print((time.perf_counter()-t)*1000)"
+    runs = [
+        float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout)
+        for _ in range(5)
+    ]
+    bare = [
+        float(subprocess.run([sys.executable, "-c", base], capture_output=True, text=True).stdout)
+        for _ in range(5)
+    ]
+    print(
+        f"import vlab (fresh process): median {sorted(runs)[2]:.1f} ms (goal ≤ 300 ms; ratio {sorted(runs)[2] / 300:.2f}); import json {sorted(bare)[2]:.1f} ms"
+    )
+
+
+def bench_log_writer(n: int = 200_000) -> None:
+    from vlab.log import JsonlWriter, record_from_event
+
+    records = [
+        record_from_event(
+            {"type": "response.audio_transcript.delta", "delta": "word", "item_id": "i", "response_id": "r"},
+            direction="server",
+            seq=i,
+            t_ns=i,
+            wall_ns=i,
+        )
+        for i in range(n)
+    ]
+    with tempfile.TemporaryDirectory() as d:
+        writer = JsonlWriter(os.path.join(d, "events.jsonl"))
+        t = time.perf_counter()
+        for r in records:
+            writer(r)
+        writer.close()
+        dt = time.perf_counter() - t
+    rate = n / dt
+    print(f"event-log write throughput: {rate:,.0f} events/s (goal ≥ 200,000; ratio {rate / 200_000:.2f})")
+
+
+async def _fast_mode_rtf() -> float:
+    from azure.ai.voicelive.aio import connect
+    from azure.ai.voicelive.models import RequestSession, ServerVad
+    from azure.core.credentials import AzureKeyCredential
+
+    from vlab.testing import collect_events, fast_emulator, spoken_prompt
+
+    prompt = spoken_prompt(lead_ms=300, trail_ms=700)
+    pcm = prompt.pcm * 10
+    async with fast_emulator() as emu:
+        async with connect(endpoint=emu.endpoint, credential=AzureKeyCredential(emu.api_key)) as conn:
+            await conn.session.update(session=RequestSession(turn_detection=ServerVad(create_response=False)))
+            await collect_events(conn, "session.updated", count=1)
+            t = time.perf_counter()
+            for i in range(0, len(pcm), 960):
+                await conn.input_audio_buffer.append(audio=pcm[i : i + 960])
+            await collect_events(conn, "input_audio_buffer.speech_stopped", count=10, timeout_s=120)
+            dt = time.perf_counter() - t
+    return (len(pcm) / 48000) / dt
+
+
+def bench_fast_mode() -> None:
+    rtf = asyncio.run(_fast_mode_rtf())
+    print(
+        f"emulator fast mode, one session, VAD on, 20 ms appends: {rtf:.0f}× real time (goal ≥ 200×; ratio {rtf / 200:.2f})"
+    )
+
+
+def main() -> None:
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
+    bench_import()
+    bench_log_writer()
+    bench_fast_mode()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""PCM helpers, G.711, pacing, simulated playback and prompt loading."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from vlab.audio import g711
+from vlab.audio.pacing import paced_chunks
+from vlab.audio.pcm import Chunker, float_to_pcm16, pcm16_to_float
+from vlab.audio.playback import SimulatedPlayback
+from vlab.audio.synth import synthesize
+from vlab.audio.wav import load_wav
+from vlab.clock import ManualClock
+from vlab.errors import AudioFormatError
+
+
+def test_pcm_round_trip_and_chunker():
+    x = np.linspace(-1, 1, 101, dtype=np.float32)
+    assert np.allclose(pcm16_to_float(float_to_pcm16(x)), np.clip(x, -1, 32767 / 32768), atol=1 / 32768)
+    c = Chunker(4)
+    assert c.push(b"abcdef") == [b"abcd"] and c.push(b"gh") == [b"efgh"] and c.flush() == b""
+    with pytest.raises(AudioFormatError, match="even number"):
+        pcm16_to_float(b"abc")
+
+
+@pytest.mark.parametrize(
+    "encode,decode,silence",
+    [(g711.ulaw_encode, g711.ulaw_decode, 0xFF), (g711.alaw_encode, g711.alaw_decode, 0xD5)],
+)
+def test_g711_round_trip_within_quantisation(encode, decode, silence):
+    x = (np.sin(np.linspace(0, 60, 8000)) * 20000).astype("<i2")
+    y = np.frombuffer(decode(encode(x.tobytes())), "<i2").astype(int)
+    assert np.max(np.abs(y - x) / (np.abs(x) + 64)) < 0.13
+    assert encode(bytes(2)) == bytes([silence])
+
+
+async def test_pacing_follows_deadlines_without_drift():
+    clock = ManualClock()
+    pcm = bytes(2 * 24000)  # one second at 24 kHz
+    stamps = []
+    async for chunk, offset_ms in paced_chunks(pcm, sample_rate=24000, chunk_ms=20, speed=2.0, clock=clock):
+        stamps.append((clock.monotonic_ns() / 1e6, offset_ms, len(chunk)))
+    assert len(stamps) == 50 and all(n == 960 for *_, n in stamps)
+    assert all(t == pytest.approx(off / 2) for t, off, _ in stamps)
+
+
+async def test_unpaced_replay_does_not_wait():
+    clock = ManualClock()
+    chunks = [c async for c, _ in paced_chunks(bytes(9600), sample_rate=24000, speed=math.inf, clock=clock)]
+    assert len(chunks) == 10 and clock.monotonic_ns() == 0
+
+
+def test_simulated_playback_counts_heard_time_and_stops():
+    clock = ManualClock()
+    out = SimulatedPlayback(clock)
+    out.push("a", bytes(48000), 24000)  # 1 s of audio
+    clock.advance_ns(300_000_000)
+    assert out.clear() == pytest.approx(300)
+    clock.advance_ns(500_000_000)
+    assert out.played_ms() == pytest.approx(300)  # stopped
+    out.push("b", bytes(4800), 24000)  # 100 ms
+    clock.advance_ns(1_000_000_000)
+    assert out.current_item_id == "b" and out.clear() == pytest.approx(100)
+
+
+def test_synthesis_gives_speech_with_word_times():
+    speech = synthesize("one two three", sample_rate=16000)
+    assert speech.sample_rate == 16000 and 500 < speech.duration_ms < 3000
+    assert [w.text for w in speech.words] == ["one", "two", "three"]
+    assert [w.offset_ms for w in speech.words] == sorted(w.offset_ms for w in speech.words)
+
+
+def test_load_wav_resamples_and_mixes_down(tmp_path):
+    path = tmp_path / "stereo.wav"
+    sf.write(path, np.full((16000, 2), 0.25, np.float32), 16000)
+    pcm = load_wav(path, 24000)
+    assert len(pcm) == 2 * 24000
+
+
+@pytest.mark.parametrize(
+    "content,problem",
+    [
+        (None, "not found"),
+        (b"", "empty"),
+        (b"ID3\x03\x00 this is an mp3", "not a readable audio file"),
+        (b"hello, I am text", "not a readable audio file"),
+    ],
+)
+def test_load_wav_errors_name_the_file_and_the_fix(tmp_path, content, problem):
+    path = tmp_path / "prompt.wav"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(AudioFormatError) as info:
+        load_wav(path, 24000)
+    message = str(info.value)
+    assert str(path) in message and problem in message

@@ -1,0 +1,110 @@
+"""Unit tests of the emulator's parts: latency model, session config, wire parsing, responder."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from vlab.emulator.latency import LatencySampler, preset
+from vlab.emulator.responder import GREETING, reply_for
+from vlab.emulator.session_config import apply_update, default_prefix_padding_ms, default_session
+from vlab.emulator.wire import WireError, parse_client_frame
+
+
+def test_latency_draws_are_seeded_and_never_negative():
+    a = LatencySampler(preset("typical", seed=7))
+    b = LatencySampler(preset("typical", seed=7))
+    draws = [a.draw_ms("first_token") for _ in range(200)]
+    assert draws == [b.draw_ms("first_token") for _ in range(200)]
+    assert min(draws) >= 250 and max(draws) < 250 + 6 * 60
+    assert LatencySampler(preset("typical", seed=8)).draw_ms("first_token") != draws[0]
+
+
+def test_speed_scales_delays_and_infinity_removes_them():
+    assert LatencySampler(preset("typical"), speed=4).seconds(1000) == 0.25
+    assert LatencySampler(preset("typical"), speed=math.inf).seconds(1000) == 0.0
+    assert LatencySampler(preset("instant")).draw_ms("first_token") == 0.0
+    with pytest.raises(ValueError, match="speed"):
+        LatencySampler(preset("typical"), speed=0)
+    with pytest.raises(ValueError, match="slow-network"):
+        preset("nope")
+
+
+def test_default_prefix_padding_follows_the_api_version():
+    assert default_prefix_padding_ms("2025-10-01", "server_vad") == 300
+    assert default_prefix_padding_ms("2026-07-15", "server_vad") == 400
+    assert default_prefix_padding_ms("2026-07-15", "azure_semantic_vad") == 420
+
+
+def test_session_update_merges_and_refuses_bad_values_without_changing_anything():
+    base = default_session("sess_1", "gpt-realtime", "2026-07-15")
+    merged = apply_update(base, {"instructions": "hi", "future": 1}, "2026-07-15", None, audio_started=False)
+    assert merged["instructions"] == "hi" and merged["future"] == 1 and merged["voice"] == base["voice"]
+    g711 = apply_update(base, {"input_audio_format": "g711_alaw"}, "2026-07-15", None, audio_started=False)
+    assert g711["input_audio_sampling_rate"] == 8000
+    none = apply_update(base, {"turn_detection": {"type": "none"}}, "2026-07-15", None, audio_started=False)
+    assert none["turn_detection"] is None
+    for bad, param in [
+        ({"turn_detection": {"type": "server_vad", "threshold": 1.5}}, "session.turn_detection.threshold"),
+        ({"turn_detection": {"type": "magic"}}, "session.turn_detection.type"),
+        ({"input_audio_sampling_rate": 22050}, "session.input_audio_sampling_rate"),
+        ({"output_audio_format": "mp3"}, "session.output_audio_format"),
+        ({"modalities": ["audio"]}, "session.modalities"),
+    ]:
+        with pytest.raises(WireError) as info:
+            apply_update(base, bad, "2026-07-15", "e1", audio_started=False)
+        assert info.value.param == param and info.value.event_id == "e1"
+    with pytest.raises(WireError, match="voice cannot change"):
+        apply_update(base, {"voice": "echo"}, "2026-07-15", None, audio_started=True)
+    assert base["instructions"] == ""
+
+
+@pytest.mark.parametrize(
+    "frame,code",
+    [
+        ("{", "invalid_json"),
+        ("[]", "invalid_event"),
+        ('{"type": 1}', "missing_required_parameter"),
+        (b"\xff", "invalid_json"),
+    ],
+)
+def test_bad_frames_become_wire_errors(frame, code):
+    with pytest.raises(WireError) as info:
+        parse_client_frame(frame)
+    event = info.value.to_event("event_1")
+    assert event["error"]["code"] == code and event["type"] == "error"
+
+
+def _user_text(text):
+    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+
+
+def test_responder_rules():
+    session = default_session("s", "m", "2026-07-15")
+    assert reply_for([], session).text == GREETING
+    assert reply_for([_user_text("Hello, there!")], session).text == "You said: Hello, there."
+    audio = {"type": "message", "role": "user", "content": [{"type": "input_audio"}], "_audio_ms": 2340.0}
+    assert reply_for([audio], session).text == "I heard 2.3 seconds of speech."
+    assert reply_for([audio], session, "Say: Welcome back!").text == "Welcome back!"
+    tool = {
+        "type": "function",
+        "name": "get_time",
+        "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]},
+    }
+    with_tools = {**session, "tools": [tool]}
+    call = reply_for([_user_text("what is the time? get time please")], with_tools).function_call
+    assert (
+        call is not None
+        and call.name == "get_time"
+        and json.loads(call.arguments) == {"zone": "what is the time? get time please"}
+    )
+    assert reply_for([_user_text("nothing relevant")], with_tools).function_call is None
+    assert (
+        reply_for([_user_text("nothing relevant")], {**with_tools, "tool_choice": "required"}).function_call
+        is not None
+    )
+    assert reply_for([_user_text("get time")], {**with_tools, "tool_choice": "none"}).function_call is None
+    output = {"type": "function_call_output", "call_id": "c", "output": "12:00"}
+    assert reply_for([_user_text("x"), output], with_tools).text == "Here is what I found: 12:00."
