@@ -167,3 +167,25 @@ async def test_a_whole_wav_file_with_header_is_used_as_audio(conn, prompt):
     stopped = next(e for e in events if e.type == "input_audio_buffer.speech_stopped")
     assert stopped.audio_end_ms == pytest.approx(prompt.speech_end_ms + 500, abs=50)
     assert types_of(events).count("response.created") == 1
+
+
+async def test_semantic_vad_turn_and_create_response_false(conn, prompt):
+    from azure.ai.voicelive.models import AzureSemanticVadEn
+
+    await conn.session.update(
+        session=RequestSession(turn_detection=AzureSemanticVadEn(create_response=False))
+    )
+    updated = (await collect_events(conn, "session.updated"))[-1]
+    assert updated.session.turn_detection.type == "azure_semantic_vad_en"
+    assert updated.session.turn_detection.prefix_padding_ms == 420
+    await conn.input_audio_buffer.append(audio=prompt.pcm)
+    events = await collect_events(conn, "conversation.item.created")
+    assert types_of(events) == [
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_stopped",
+        "input_audio_buffer.committed",
+        "conversation.item.created",
+    ]
+    assert await drain(conn, 0.3) == []  # create_response: false → the client must ask
+    await conn.response.create()
+    assert types_of(await collect_events(conn, "response.done")).count("response.audio.delta") > 3

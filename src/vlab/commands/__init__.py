@@ -1,0 +1,7 @@
+"""Subcommands of the ``vlab`` command line, one module each.
+
+Each module defines ``add_parser(subparsers)``; its handler imports what it needs only when it runs.
+"""
+
+COMMANDS = ("emulator", "replay")
+"""Modules registered by :func:`vlab.cli.build_parser`, in help order."""

@@ -1,0 +1,58 @@
+"""``vlab emulator``: run the offline Voice Live emulator."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from vlab.commands._args import speed
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register the subcommand."""
+    emu = sub.add_parser("emulator", help="run the offline Voice Live emulator")
+    emu.add_argument(
+        "--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, this machine only)"
+    )
+    emu.add_argument("--port", type=int, default=8765, help="TCP port (default: 8765; 0 picks a free one)")
+    emu.add_argument("--api-key", default=None, help="key clients must send (default: a random key, printed)")
+    emu.add_argument("--speed", type=speed, default=1.0, help="run delays N× faster, or 'max' (default: 1)")
+    emu.add_argument("--latency", default="typical", help="latency preset: instant, typical, slow-network")
+    emu.add_argument("--seed", type=int, default=0, help="seed of the latency jitter (default: 0)")
+    emu.add_argument(
+        "--trace", default=None, metavar="FILE.jsonl", help="append the ground-truth trace to this file"
+    )
+    emu.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the subcommand; returns the exit code."""
+    from vlab.emulator import Emulator
+
+    emu = Emulator(
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key,
+        speed=args.speed,
+        latency=args.latency,
+        seed=args.seed,
+        trace=args.trace or False,
+    )
+
+    async def serve() -> None:
+        await emu.start()
+        print(f"Voice Live emulator listening on {emu.endpoint}")
+        print("Point vlab or the SDK at it:")
+        print(f"  export AZURE_VOICELIVE_ENDPOINT={emu.endpoint}")
+        print(f"  export AZURE_VOICELIVE_API_KEY={emu.api_key}")
+        print("Press Ctrl-C to stop.", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await emu.stop()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        print("emulator stopped")
+    return 0

@@ -1,0 +1,61 @@
+"""The `vlab` command line, run as a user would."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import soundfile as sf
+
+import vlab
+
+
+def _vlab(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "vlab", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
+
+
+def test_replay_writes_a_run_folder_and_prints_a_summary(tmp_path, prompt):
+    wav = tmp_path / "prompt.wav"
+    sf.write(wav, np.frombuffer(prompt.pcm, "<i2"), prompt.sample_rate)
+    out = tmp_path / "run"
+    result = _vlab(
+        "replay", str(wav), "--out", str(out), "--speed", "max", "--silence-duration-ms", "600", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"run folder: {out}" in result.stdout and "turns answered: 1" in result.stdout
+    assert "speech_stopped → first audio" in result.stdout
+    frame = vlab.load_log(out)
+    stopped = frame[frame["type"] == "input_audio_buffer.speech_stopped"]["audio_end_ms"].iloc[0]
+    assert abs(stopped - (prompt.speech_end_ms + 600)) < 50
+
+
+def test_replay_manual_mode(tmp_path, prompt):
+    wav = tmp_path / "prompt.wav"
+    sf.write(wav, np.frombuffer(prompt.pcm, "<i2"), prompt.sample_rate)
+    result = _vlab("replay", str(wav), "--manual", "--speed", "max", "--out", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stderr
+    assert "turns answered: 1" in result.stdout
+
+
+def test_replay_of_silence_says_no_speech_was_detected(tmp_path):
+    wav = tmp_path / "silence.wav"
+    sf.write(wav, np.zeros(24000, np.int16), 24000)
+    result = _vlab("replay", str(wav), "--speed", "max", "--out", str(tmp_path / "r"))
+    assert result.returncode == 2
+    assert "no speech was detected" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_replay_of_a_bad_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "song.wav"
+    bad.write_bytes(b"ID3 not really audio")
+    result = _vlab("replay", str(bad), "--out", str(tmp_path / "r"))
+    assert result.returncode == 2
+    assert str(bad) in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_arguments_are_reported_by_argparse():
+    result = _vlab("replay", "x.wav", "--speed", "-3")
+    assert result.returncode == 2 and "speed must be > 0" in result.stderr
