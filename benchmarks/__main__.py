@@ -78,11 +78,33 @@ def bench_fast_mode() -> None:
     )
 
 
+async def _pacing(seconds: float) -> tuple[float, float, float]:
+    from vlab.audio.pacing import paced_chunks
+
+    pcm = bytes(2 * 24000 * int(seconds))
+    start = time.perf_counter_ns()
+    errors_ms = []
+    async for _, offset_ms in paced_chunks(pcm, sample_rate=24000, chunk_ms=20, speed=1.0):
+        errors_ms.append((time.perf_counter_ns() - start) / 1e6 - offset_ms)
+    drift = sum(errors_ms[-50:]) / 50 - sum(errors_ms[:50]) / 50  # mean lateness, last second minus first
+    ordered = sorted(errors_ms)
+    return drift, ordered[int(len(ordered) * 0.99)], ordered[len(ordered) // 2]
+
+
+def bench_pacing(seconds: float = 60.0) -> None:
+    drift, p99, p50 = asyncio.run(_pacing(seconds))
+    print(
+        f"real-time pacing over {seconds:.0f} s of 20 ms chunks: lateness p50 {p50:.2f} ms, p99 {p99:.2f} ms "
+        f"(goal ≤ 2 ms; ratio {p99 / 2:.2f}); drift between first and last second {drift:.2f} ms (goal ≤ 1 ms)"
+    )
+
+
 def main() -> None:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
     bench_import()
     bench_log_writer()
     bench_fast_mode()
+    bench_pacing(float(os.environ.get("VLAB_BENCH_PACING_S", "60")))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from vlab import __version__, protocol
 from vlab.audio.playback import AudioOutput, SimulatedPlayback
+from vlab.audio.recording import Recorder
 from vlab.clock import Clock, SystemClock
 from vlab.endpoint import Target, make_credential, open_target, resolve_target
 from vlab.errors import ConnectionFailed, ProtocolError, VlabError, VlabWarning
@@ -73,6 +74,8 @@ class Session:
         emulator_options: Passed to the embedded emulator when it is used (e.g. ``{"speed": 4.0}``).
         dotenv_path: ``.env`` file to read (None searches upwards from the current folder, False none).
         backlog: Server events kept for :meth:`wait_for` until read (the oldest are dropped beyond it).
+        record_audio: With a ``run_dir``, also write ``input.wav``, ``output.wav``, ``conversation.wav``
+            and ``output/<item_id>.wav`` (see :mod:`vlab.audio.recording`).
     """
 
     def __init__(
@@ -91,6 +94,7 @@ class Session:
         emulator_options: Mapping[str, Any] | None = None,
         dotenv_path: str | os.PathLike[str] | bool | None = None,
         backlog: int = 10_000,
+        record_audio: bool = True,
     ) -> None:
         self.settings = settings or SessionSettings()
         self.barge_in = BargeIn(barge_in)
@@ -117,6 +121,9 @@ class Session:
         self._active_response: str | None = None
         self._closed_error: BaseException | None = None
         self._writer: JsonlWriter | None = None
+        self._recorder: Recorder | None = None
+        self._recorder_flushed_ns = 0
+        self.record_audio = record_audio
         self._owned_credential: Any = None
 
     # --- lifecycle ------------------------------------------------------------------------------------
@@ -222,8 +229,20 @@ class Session:
             "settings": self.settings.to_dict(),
         }
         (self.run_dir / "session.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        if self.record_audio:
+            s = self.settings
+            self._recorder = Recorder(
+                self.run_dir,
+                input_rate=s.input_bytes_per_s // 2 if s.input_audio_format == "pcm16" else 8000,
+                input_format=s.input_audio_format,
+                output_rate=s.output_sample_rate,
+                output_format=s.output_audio_format,
+            )
 
     def _close_sinks(self) -> None:
+        if self._recorder is not None:
+            recorder, self._recorder = self._recorder, None
+            recorder.close()
         for sink in self._sinks:
             close = getattr(sink, "close", None)
             if callable(close):
@@ -321,6 +340,11 @@ class Session:
                 self._active_response = None
         elif kind == protocol.AUDIO_DELTA:
             self.audio_output.push(event.item_id, event.delta, self.settings.output_sample_rate)
+            if self._recorder is not None:
+                self._recorder.output(event.item_id, event.delta, self.records[-1].t_ns)
+        elif kind == protocol.ITEM_TRUNCATED:
+            if self._recorder is not None:
+                self._recorder.truncate(event.item_id, float(event.audio_end_ms))
         elif kind == protocol.SESSION_UPDATED:
             self.server_session = event.get("session")
         elif kind == protocol.SPEECH_STARTED and self.barge_in is not BargeIn.OFF:
@@ -402,6 +426,12 @@ class Session:
         self._input_ms += len(pcm) / rate * 1000.0
         event = {"type": protocol.CLIENT_APPEND, "audio": base64.b64encode(pcm).decode("ascii")}
         await self.send(event, audio_bytes_per_s=rate, input_offset_ms=offset)
+        if self._recorder is not None:
+            t_ns = self.records[-1].t_ns
+            self._recorder.input(pcm, t_ns)
+            if t_ns - self._recorder_flushed_ns > 1_000_000_000:  # input.wav on disk at least once a second
+                self._recorder.flush()
+                self._recorder_flushed_ns = t_ns
 
     async def commit(self) -> None:
         """Commit the input buffer as a user item (manual turns)."""

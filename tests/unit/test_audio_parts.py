@@ -81,20 +81,86 @@ def test_load_wav_resamples_and_mixes_down(tmp_path):
     assert len(pcm) == 2 * 24000
 
 
-@pytest.mark.parametrize(
-    "content,problem",
-    [
-        (None, "not found"),
-        (b"", "empty"),
-        (b"ID3\x03\x00 this is an mp3", "not a readable audio file"),
-        (b"hello, I am text", "not a readable audio file"),
-    ],
-)
-def test_load_wav_errors_name_the_file_and_the_fix(tmp_path, content, problem):
+def _wav_bytes(samples, rate, subtype="PCM_16", fmt="WAV"):
+    import io
+
+    buf = io.BytesIO()
+    sf.write(buf, samples, rate, subtype=subtype, format=fmt)
+    return buf.getvalue()
+
+
+SPEECHLIKE = (np.sin(np.linspace(0, 2000, 16000)) * 0.3).astype(np.float32)
+BROKEN = {
+    "missing": (None, "file not found"),
+    "empty": (b"", "empty (0 bytes)"),
+    "truncated header": (_wav_bytes(SPEECHLIKE, 16000)[:30], "header is damaged or truncated"),
+    "text renamed .wav": (b"hello, I am a text file, not audio at all", "not a readable audio file"),
+    "mp3 renamed .wav": (b"ID3\x03\x00\x00\x00\x00\x00\x00" + bytes(200), "MP3 data"),
+    "flac named .wav": (_wav_bytes(SPEECHLIKE, 16000, fmt="FLAC"), "holds FLAC data"),
+    "zero-length data chunk": (_wav_bytes(np.zeros(0, np.float32), 16000), "no audio samples"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_broken_prompts_get_a_clear_error_naming_the_file(tmp_path, case):
+    content, problem = BROKEN[case]
     path = tmp_path / "prompt.wav"
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(AudioFormatError) as info:
         load_wav(path, 24000)
     message = str(info.value)
-    assert str(path) in message and problem in message
+    assert str(path) in message and problem in message and info.value.fix
+
+
+@pytest.mark.parametrize(
+    "subtype,rate,channels",
+    [
+        ("PCM_U8", 16000, 1),
+        ("FLOAT", 16000, 1),
+        ("PCM_16", 96000, 1),
+        ("PCM_24", 44100, 2),
+        ("PCM_16", 8000, 1),
+    ],
+)
+def test_any_readable_wav_is_converted_to_the_session_rate(tmp_path, subtype, rate, channels):
+    n = rate  # one second
+    tone = (np.sin(2 * np.pi * 440 * np.arange(n) / rate) * 0.5).astype(np.float32)
+    data = np.repeat(tone[:, None], channels, axis=1)
+    path = tmp_path / "p.wav"
+    sf.write(path, data, rate, subtype=subtype)
+    pcm = load_wav(path, 24000, lead_ms=100, trail_ms=200)
+    assert len(pcm) == 2 * (24000 + 2400 + 4800)
+    x = np.frombuffer(pcm, "<i2")[2400:-4800].astype(np.float32) / 32768
+    spectrum = np.abs(np.fft.rfft(x))
+    assert abs(np.argmax(spectrum) * 24000 / len(x) - 440) < 2  # the frequency is kept
+    assert abs(np.sqrt(np.mean(x**2)) - 0.5 / np.sqrt(2)) < 0.02  # and the level
+
+
+def test_g711_prompts_are_encoded_for_the_session(tmp_path):
+    path = tmp_path / "p.wav"
+    sf.write(path, SPEECHLIKE, 16000)
+    ulaw = load_wav(path, 8000, audio_format="g711_ulaw")
+    assert len(ulaw) == 8000
+    back = np.frombuffer(g711.ulaw_decode(ulaw), "<i2").astype(np.float32) / 32768
+    ref = np.frombuffer(load_wav(path, 8000), "<i2").astype(np.float32) / 32768
+    assert np.max(np.abs(back - ref)) < 0.02
+
+
+def test_suspicious_prompts_warn(tmp_path, monkeypatch):
+    from vlab.audio import wav as wav_module
+    from vlab.errors import VlabWarning
+
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(8000, np.float32), 16000)
+    with pytest.warns(VlabWarning, match="silent"):
+        load_wav(silent, 24000)
+    clipped = tmp_path / "clipped.wav"
+    sf.write(clipped, np.sign(SPEECHLIKE), 16000)
+    with pytest.warns(VlabWarning, match="clipped"):
+        load_wav(clipped, 24000)
+    monkeypatch.setattr(wav_module, "LONG_PROMPT_S", 0.5)
+    long = tmp_path / "long.wav"
+    sf.write(long, SPEECHLIKE, 16000)
+    with pytest.warns(VlabWarning, match="minutes long"):
+        load_wav(long, 24000)

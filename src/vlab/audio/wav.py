@@ -1,49 +1,157 @@
-"""Load audio prompts (any format libsndfile reads) as mono PCM16 at the rate a session needs."""
+"""Load audio prompts (any format libsndfile reads) as the bytes a session sends.
+
+The file is mixed down to mono, resampled with soxr to the session's input rate and encoded as PCM16
+(or G.711 µ-law/A-law when the session uses them). Problems get an :class:`~vlab.errors.AudioFormatError`
+that names the file, says what is wrong and how to fix it; suspicious but usable prompts (silent,
+clipped, very long) get a :class:`~vlab.errors.VlabWarning`.
+"""
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from vlab.audio.pcm import float_to_pcm16, resample
-from vlab.errors import AudioFormatError
+from vlab.audio import g711
+from vlab.audio.pcm import FloatArray, float_to_pcm16, resample, silence
+from vlab.errors import AudioFormatError, VlabWarning
+
+LONG_PROMPT_S = 300.0
+"""Prompts longer than this (in seconds) get a warning: a Voice Live turn is rarely that long."""
+
+_CONVERT_FIX = "Convert it to WAV, e.g. `ffmpeg -i INPUT -ac 1 -ar 24000 prompt.wav`."
+_SUFFIX_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".oga": "OGG", ".mp3": "MP3"}
 
 
-def load_wav(path: str | os.PathLike[str], sample_rate: int) -> bytes:
-    """Read an audio file, mix to mono, resample with soxr and return PCM16 bytes.
-
-    Args:
-        path: A WAV/FLAC/OGG file.
-        sample_rate: The rate to deliver, in Hz (the session's input rate).
-
-    Returns:
-        Little-endian 16-bit mono PCM.
+def read_audio(path: str | os.PathLike[str]) -> tuple[FloatArray, int]:
+    """Read an audio file as mono float32 samples and its sample rate, validating it.
 
     Raises:
-        AudioFormatError: The file is missing, empty or not audio; the message names the file and the fix.
+        AudioFormatError: Missing, empty, damaged, mislabelled or sample-less files.
     """
     import soundfile as sf
 
     p = Path(path)
-    if not p.is_file():
+    where = str(p)
+    if not p.exists():
         raise AudioFormatError(
-            "file not found", path=str(p), fix="Check the path (relative paths start at the current folder)."
+            "file not found", path=where, fix="Check the path (relative paths start at the current folder)."
+        )
+    if p.is_dir():
+        raise AudioFormatError(
+            "is a folder, not an audio file", path=where, fix="Pass one .wav/.flac/.ogg file."
         )
     if p.stat().st_size == 0:
-        raise AudioFormatError("the file is empty", path=str(p), fix="Record or export the prompt again.")
+        raise AudioFormatError(
+            "the file is empty (0 bytes)", path=where, fix="Record or export the prompt again."
+        )
+    head = p.read_bytes()[:12]
     try:
-        samples, rate = sf.read(p, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as exc:
+        info = sf.info(where)
+        samples, rate = sf.read(where, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        if head[:4] == b"RIFF":
+            raise AudioFormatError(
+                f"the WAV header is damaged or truncated ({exc})",
+                path=where,
+                fix="Export the prompt again from the recording tool.",
+            ) from None
+        if head[:3] == b"ID3" or head[:2] in (b"\xff\xfb", b"\xff\xf3"):
+            raise AudioFormatError(
+                "holds MP3 data that could not be decoded", path=where, fix=_CONVERT_FIX
+            ) from None
         raise AudioFormatError(
             f"not a readable audio file ({exc})",
-            path=str(p),
-            fix="Use a WAV, FLAC or OGG file (convert MP3 with e.g. `ffmpeg -i in.mp3 out.wav`).",
+            path=where,
+            fix="Use a WAV, FLAC or OGG file. " + _CONVERT_FIX,
         ) from None
+    expected = _SUFFIX_FORMATS.get(p.suffix.lower())
+    if (
+        expected is not None
+        and info.format != expected
+        and not (expected == "OGG" and info.format in ("OGG", "VORBIS", "OPUS"))
+    ):
+        raise AudioFormatError(
+            f"is named {p.suffix} but holds {info.format} data ({info.format_info})",
+            path=where,
+            fix=f"Rename it to match its content or convert it. {_CONVERT_FIX}",
+        )
     if samples.shape[0] == 0:
         raise AudioFormatError(
-            "the file holds no audio samples", path=str(p), fix="Record or export the prompt again."
+            "the file holds no audio samples (empty data chunk)",
+            path=where,
+            fix="Record or export the prompt again.",
         )
-    mono = samples.mean(axis=1).astype(np.float32)
-    return float_to_pcm16(resample(mono, int(rate), sample_rate))
+    mono = samples.mean(axis=1, dtype=np.float32)
+    _warn_if_suspicious(mono, int(rate), where)
+    return mono, int(rate)
+
+
+def _warn_if_suspicious(mono: FloatArray, rate: int, where: str) -> None:
+    duration_s = len(mono) / rate
+    peak = float(np.max(np.abs(mono)))
+    if peak < 10 ** (-60 / 20):
+        warnings.warn(
+            f"{where}: the prompt is silent (peak below -60 dBFS); the VAD will detect no speech",
+            VlabWarning,
+            stacklevel=3,
+        )
+    elif np.mean(np.abs(mono) > 0.999) > 0.5:
+        warnings.warn(
+            f"{where}: most samples are clipped at full scale; is this really speech?",
+            VlabWarning,
+            stacklevel=3,
+        )
+    if duration_s > LONG_PROMPT_S:
+        warnings.warn(
+            f"{where}: the prompt is {duration_s / 60:.1f} minutes long; replaying it takes that long in real time",
+            VlabWarning,
+            stacklevel=3,
+        )
+
+
+def encode_input(samples: FloatArray, audio_format: str = "pcm16") -> bytes:
+    """Encode float samples for ``input_audio_format`` (``pcm16``, ``g711_ulaw``, ``g711_alaw``)."""
+    pcm = float_to_pcm16(samples)
+    if audio_format == "g711_ulaw":
+        return g711.ulaw_encode(pcm)
+    if audio_format == "g711_alaw":
+        return g711.alaw_encode(pcm)
+    if audio_format != "pcm16":
+        raise AudioFormatError(
+            f"unknown input audio format {audio_format!r}", fix="Use 'pcm16', 'g711_ulaw' or 'g711_alaw'."
+        )
+    return pcm
+
+
+def load_wav(
+    path: str | os.PathLike[str],
+    sample_rate: int,
+    *,
+    audio_format: str = "pcm16",
+    lead_ms: float = 0.0,
+    trail_ms: float = 0.0,
+) -> bytes:
+    """Read a prompt file and return the bytes to append to a session.
+
+    Args:
+        path: A WAV/FLAC/OGG file (any rate, channels and sample format libsndfile reads).
+        sample_rate: The session's input rate in Hz (8000 for G.711).
+        audio_format: The session's ``input_audio_format``.
+        lead_ms: Silence to add before the prompt, in ms.
+        trail_ms: Silence to add after it (lets the server VAD end the turn), in ms.
+
+    Returns:
+        Mono audio at ``sample_rate`` in ``audio_format``.
+
+    Raises:
+        AudioFormatError: The file is missing, empty, damaged or not audio; the message names it and the fix.
+    """
+    mono, rate = read_audio(path)
+    samples = resample(mono, rate, sample_rate)
+    pad = lambda ms: np.frombuffer(silence(ms, sample_rate), "<i2").astype(np.float32)  # noqa: E731
+    if lead_ms or trail_ms:
+        samples = np.concatenate([pad(lead_ms), samples, pad(trail_ms)])
+    return encode_input(samples, audio_format)

@@ -1,0 +1,146 @@
+"""Run-folder recordings: what was sent (``input.wav``) and what the assistant said (``output.wav``).
+
+``input.wav`` is every appended byte, in order: its timeline *is* the input-audio timeline that
+``speech_started.audio_start_ms`` / ``speech_stopped.audio_end_ms`` refer to. It is written as the
+session goes, so a crash keeps what was sent.
+
+``output.wav`` places each assistant item on that same timeline, at the input position that had been
+reached when its first audio arrived (extrapolated in real time after the last append), with
+truncation applied, so the two files line up when played side by side (``conversation.wav`` holds
+both as a stereo pair: user left, assistant right). Each item is also kept whole in
+``output/<item_id>.wav`` (truncated where the user barged in).
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vlab.audio import g711
+
+
+def to_pcm16(data: bytes, audio_format: str) -> bytes:
+    """Decode Voice Live audio bytes to PCM16 (G.711 is expanded; PCM16 passes through)."""
+    if audio_format == "g711_ulaw":
+        return g711.ulaw_decode(data)
+    if audio_format == "g711_alaw":
+        return g711.alaw_decode(data)
+    return data
+
+
+@dataclass(slots=True)
+class _Item:
+    first_ns: int
+    chunks: list[bytes] = field(default_factory=list)
+    truncate_ms: float | None = None
+
+
+class Recorder:
+    """Collects input and output audio of one session and writes the WAV files.
+
+    Args:
+        run_dir: The run folder (must exist).
+        input_rate: Input sample rate in Hz.
+        input_format: ``input_audio_format`` of the session (G.711 is stored decoded, as PCM16).
+        output_rate: Output sample rate in Hz.
+        output_format: ``output_audio_format`` of the session.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike[str],
+        *,
+        input_rate: int,
+        input_format: str,
+        output_rate: int,
+        output_format: str,
+    ) -> None:
+        import soundfile as sf
+
+        self.run_dir = Path(run_dir)
+        self.input_rate = input_rate
+        self.input_format = input_format
+        self.output_rate = output_rate
+        self.output_format = output_format
+        self._input = sf.SoundFile(
+            self.run_dir / "input.wav", "w", samplerate=input_rate, channels=1, subtype="PCM_16"
+        )
+        self._sent_ns: list[int] = []
+        self._sent_end_ms: list[float] = []
+        self._input_ms = 0.0
+        self._items: dict[str, _Item] = {}
+
+    def input(self, data: bytes, t_ns: int) -> None:
+        """Record an appended chunk (in the session's input format) sent at ``t_ns``."""
+        pcm = to_pcm16(data, self.input_format)
+        self._input.buffer_write(pcm, dtype="int16")
+        self._input_ms += len(pcm) / (2 * self.input_rate) * 1000.0
+        self._sent_ns.append(t_ns)
+        self._sent_end_ms.append(self._input_ms)
+
+    def flush(self) -> None:
+        """Push ``input.wav`` to disk (header included)."""
+        self._input.flush()
+
+    def output(self, item_id: str, data: bytes, t_ns: int) -> None:
+        """Record an assistant audio delta received at ``t_ns``."""
+        item = self._items.get(item_id)
+        if item is None:
+            item = self._items[item_id] = _Item(t_ns)
+        item.chunks.append(to_pcm16(data, self.output_format))
+
+    def truncate(self, item_id: str, audio_end_ms: float) -> None:
+        """The item was cut at ``audio_end_ms`` (what the user heard)."""
+        if item_id in self._items:
+            self._items[item_id].truncate_ms = audio_end_ms
+
+    def position_ms(self, t_ns: int) -> float:
+        """Input-audio position reached at client time ``t_ns`` (real-time extrapolation after the last append)."""
+        i = bisect.bisect_right(self._sent_ns, t_ns) - 1
+        if i < 0:
+            return 0.0
+        return (
+            self._sent_end_ms[i] + max(0.0, (t_ns - self._sent_ns[i]) / 1e6)
+            if i == len(self._sent_ns) - 1
+            else self._sent_end_ms[i]
+        )
+
+    def close(self) -> None:
+        """Finish ``input.wav`` and write ``output.wav``, ``conversation.wav`` and ``output/<item>.wav``."""
+        import soundfile as sf
+
+        if self._input.closed:
+            return
+        self._input.close()
+        items_dir = self.run_dir / "output"
+        track = np.zeros(0, np.int16)
+        for item_id, item in self._items.items():
+            samples = np.frombuffer(b"".join(item.chunks), "<i2")
+            if item.truncate_ms is not None:
+                samples = samples[: int(item.truncate_ms * self.output_rate / 1000)]
+            items_dir.mkdir(exist_ok=True)
+            sf.write(items_dir / f"{item_id}.wav", samples, self.output_rate, subtype="PCM_16")
+            start = int(self.position_ms(item.first_ns) * self.output_rate / 1000)
+            end = start + len(samples)
+            if end > len(track):
+                track = np.concatenate([track, np.zeros(end - len(track), np.int16)])
+            track[start:end] = samples
+        sf.write(self.run_dir / "output.wav", track, self.output_rate, subtype="PCM_16")
+        self._write_conversation(track)
+
+    def _write_conversation(self, output_track: np.ndarray) -> None:
+        import soundfile as sf
+
+        from vlab.audio.pcm import resample
+
+        user, _ = sf.read(self.run_dir / "input.wav", dtype="float32")
+        assistant = resample(output_track.astype(np.float32) / 32768.0, self.output_rate, self.input_rate)
+        n = max(len(user), len(assistant))
+        stereo = np.zeros((n, 2), np.float32)
+        stereo[: len(user), 0] = user
+        stereo[: len(assistant), 1] = assistant
+        sf.write(self.run_dir / "conversation.wav", stereo, self.input_rate, subtype="PCM_16")

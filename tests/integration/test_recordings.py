@@ -1,0 +1,78 @@
+"""Run-folder recordings line up with the event log."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from vlab import ServerVad, Session, SessionSettings
+from vlab.emulator import preset
+from vlab.testing import fast_emulator
+
+
+async def test_input_and_output_recordings_match_the_log(tmp_path, prompt):
+    run = tmp_path / "run"
+    async with fast_emulator(speed=1.0, latency="instant") as emu:
+        async with Session(endpoint=emu.endpoint, api_key=emu.api_key, run_dir=run, dotenv_path=False) as s:
+            await s.stream_audio(prompt.pcm, speed=1.0)
+            await s.wait_for("response.done", timeout_s=20)
+            await s.stream_audio(
+                bytes(24000), speed=1.0
+            )  # half a second more, as a speaking user's mic would
+    user, rate = sf.read(run / "input.wav", dtype="int16")
+    assert rate == 24000 and user.tobytes() == prompt.pcm + bytes(24000)
+
+    frame = s.frame()
+    deltas = frame[frame["type"] == "response.audio.delta"]
+    item_id = deltas["item_id"].iloc[0]
+    item, out_rate = sf.read(run / "output" / f"{item_id}.wav", dtype="int16")
+    assert len(item) * 2 == deltas["audio_bytes"].sum()
+
+    # the assistant starts on the input timeline where the first delta arrived: after speech_stopped
+    track, _ = sf.read(run / "output.wav", dtype="int16")
+    onset_ms = np.flatnonzero(np.abs(track) > 300)[0] / out_rate * 1000
+    stopped_ms = frame.loc[frame["type"] == "input_audio_buffer.speech_stopped", "audio_end_ms"].iloc[0]
+    assert stopped_ms - 20 <= onset_ms <= stopped_ms + 400
+    stereo, _ = sf.read(run / "conversation.wav")
+    assert stereo.shape[1] == 2 and len(stereo) >= len(user)
+
+
+@pytest.mark.parametrize("fmt", ["g711_ulaw", "pcm16_16000hz"])
+async def test_recordings_decode_the_session_formats(tmp_path, fmt):
+    run = tmp_path / "run"
+    settings = SessionSettings(output_audio_format=fmt, turn_detection=None)
+    async with fast_emulator() as emu:
+        async with Session(
+            settings, endpoint=emu.endpoint, api_key=emu.api_key, run_dir=run, dotenv_path=False
+        ) as s:
+            await s.send_text("hello")
+            await s.wait_for("response.done")
+    item_file = next((run / "output").iterdir())
+    audio, rate = sf.read(item_file, dtype="float32")
+    assert rate == (8000 if fmt.startswith("g711") else 16000)
+    assert (
+        0.5 < len(audio) / rate < 4 and np.abs(audio).max() > 0.1
+    )  # speech, decoded from G.711 where needed
+
+
+async def test_barge_in_truncation_is_applied_to_the_recording(tmp_path, prompt, second_prompt):
+    run = tmp_path / "run"
+    realtime_tts = dataclasses.replace(preset("typical"), tts_realtime_factor=1.0)
+    settings = SessionSettings(turn_detection=ServerVad(interrupt_response=False))
+    async with fast_emulator(speed=1.0, latency=realtime_tts) as emu:
+        async with Session(
+            settings, endpoint=emu.endpoint, api_key=emu.api_key, run_dir=run, dotenv_path=False
+        ) as s:
+            await s.append_audio(prompt.pcm)
+            await s.wait_for("response.audio.delta")
+            await s.append_audio(second_prompt.pcm)
+            await s.wait_for("conversation.item.truncated")
+            await s.wait_for("response.done")
+            await s.wait_for("response.done")
+    frame = s.frame()
+    truncated = frame[frame["type"] == "conversation.item.truncated"].iloc[0]
+    audio, rate = sf.read(run / "output" / f"{truncated['item_id']}.wav", dtype="int16")
+    assert len(audio) == int(truncated["audio_end_ms"] * rate / 1000)
