@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import subprocess
 import sys
@@ -50,29 +51,53 @@ def bench_log_writer(n: int = 200_000) -> None:
     print(f"event-log write throughput: {rate:,.0f} events/s (goal ≥ 200,000; ratio {rate / 200_000:.2f})")
 
 
-async def _fast_mode_rtf() -> float:
+async def _fast_mode_rtf(endpoint: str, key: str) -> float:
     from azure.ai.voicelive.aio import connect
     from azure.ai.voicelive.models import RequestSession, ServerVad
     from azure.core.credentials import AzureKeyCredential
 
-    from vlab.testing import collect_events, fast_emulator, spoken_prompt
+    from vlab.testing import collect_events, spoken_prompt
 
     prompt = spoken_prompt(lead_ms=300, trail_ms=700)
     pcm = prompt.pcm * 10
-    async with fast_emulator() as emu:
-        async with connect(endpoint=emu.endpoint, credential=AzureKeyCredential(emu.api_key)) as conn:
-            await conn.session.update(session=RequestSession(turn_detection=ServerVad(create_response=False)))
-            await collect_events(conn, "session.updated", count=1)
-            t = time.perf_counter()
-            for i in range(0, len(pcm), 960):
-                await conn.input_audio_buffer.append(audio=pcm[i : i + 960])
-            await collect_events(conn, "input_audio_buffer.speech_stopped", count=10, timeout_s=120)
-            dt = time.perf_counter() - t
+    chunks = [pcm[i : i + 960] for i in range(0, len(pcm), 960)]
+    async with connect(endpoint=endpoint, credential=AzureKeyCredential(key)) as conn:
+        await conn.session.update(session=RequestSession(turn_detection=ServerVad(create_response=False)))
+        await collect_events(conn, "session.updated", count=1)
+        t = time.perf_counter()
+        for chunk in chunks:
+            await conn.send({"type": "input_audio_buffer.append", "audio": base64.b64encode(chunk).decode()})
+        await collect_events(conn, "input_audio_buffer.speech_stopped", count=10, timeout_s=120)
+        dt = time.perf_counter() - t
     return (len(pcm) / 48000) / dt
 
 
 def bench_fast_mode() -> None:
-    rtf = asyncio.run(_fast_mode_rtf())
+    """The emulator in its own process (as `vlab emulator --speed max`), one SDK client streaming 20 ms appends."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vlab",
+            "emulator",
+            "--port",
+            "0",
+            "--api-key",
+            "bench",
+            "--speed",
+            "max",
+            "--latency",
+            "instant",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        endpoint = proc.stdout.readline().split()[-1]
+        rtf = asyncio.run(_fast_mode_rtf(endpoint, "bench"))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
     print(
         f"emulator fast mode, one session, VAD on, 20 ms appends: {rtf:.0f}× real time (goal ≥ 200×; ratio {rtf / 200:.2f})"
     )
