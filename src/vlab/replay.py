@@ -70,12 +70,12 @@ async def replay(
         if td is None:
             await session.commit()
             await session.create_response()
-        await _wait_until_answered(session, timeout_s)
+        await wait_until_answered(session, timeout_s)
         records = list(session.records)
     return ReplayResult(run_path, len(records), summarize_turns(records))
 
 
-async def _wait_until_answered(session: Session, timeout_s: float) -> None:
+async def wait_until_answered(session: Session, timeout_s: float) -> None:
     """Wait for a response.done after the last committed user turn, with no response still running."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s

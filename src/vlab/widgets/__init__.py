@@ -1,0 +1,10 @@
+"""Notebook widgets (stock ipywidgets): the session panel, the sweep panel and the log explorer.
+
+Import explicitly (``from vlab.widgets import SessionPanel``); ``import vlab`` does not load ipywidgets.
+Panels never block the kernel: their work runs as tasks on the running event loop, and every error
+shows in the panel's own output area.
+"""
+
+from vlab.widgets.session_panel import SessionPanel
+
+__all__ = ["SessionPanel"]

@@ -1,0 +1,469 @@
+"""The session panel: configure, start and watch one Voice Live session from a notebook."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import math
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+
+from vlab import protocol
+from vlab.endpoint import Secret
+from vlab.log.records import EventRecord
+from vlab.settings import NOT_GIVEN, AzureSemanticVad, ServerVad, SessionSettings
+from vlab.widgets._tasks import guarded, start_task
+
+EMULATOR = "Embedded emulator"
+AZURE = "Azure endpoint"
+TURN_TYPES = {
+    "server_vad": "Server VAD",
+    "azure_semantic_vad": "Azure semantic VAD",
+    "azure_semantic_vad_en": "Azure semantic VAD (en)",
+    "azure_semantic_vad_multilingual": "Azure semantic VAD (multilingual)",
+    "manual": "Manual (no turn detection)",
+}
+_HIDDEN_EVENTS = {
+    protocol.AUDIO_DELTA,
+    protocol.CLIENT_APPEND,
+    protocol.AUDIO_TRANSCRIPT_DELTA,
+    protocol.TEXT_DELTA,
+}
+
+
+def find_prompt_dir() -> Path | None:
+    """``data/prompts`` of this checkout, looked for from the current folder up and beside the package."""
+    here = Path.cwd().resolve()
+    for base in (here, *here.parents, Path(__file__).resolve().parents[3]):
+        candidate = base / "data" / "prompts"
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def list_prompts(prompt_dir: Path | None) -> list[tuple[str, str]]:
+    """(label, path) of every audio prompt under ``prompt_dir``."""
+    if prompt_dir is None:
+        return []
+    files = sorted(p for p in prompt_dir.rglob("*") if p.suffix.lower() in (".wav", ".flac", ".ogg"))
+    return [(str(p.relative_to(prompt_dir)), str(p)) for p in files]
+
+
+class SessionPanel:
+    """A form to configure a session, Start/Stop buttons, a live status line, level meter and event table.
+
+    Every run is logged to its own run folder under ``runs_dir``. Display it with ``panel`` as the last
+    expression of a cell (or ``display(panel.widget)``).
+
+    Args:
+        runs_dir: Parent folder of the run folders.
+        prompt_dir: Where to list WAV prompts (default: ``data/prompts`` of this checkout).
+        max_rows: Events shown in the live table.
+        emulator_options: Options for the embedded emulator (e.g. ``{"speed": 4.0}``).
+        replay_speed: Pacing of WAV prompts (1 = real time; ``math.inf`` = as fast as possible).
+        session_options: Extra keywords for :class:`vlab.Session` (e.g. ``dotenv_path=False``).
+    """
+
+    def __init__(
+        self,
+        *,
+        runs_dir: str | Path = "runs",
+        prompt_dir: str | Path | None = None,
+        max_rows: int = 12,
+        emulator_options: dict[str, Any] | None = None,
+        replay_speed: float = 1.0,
+        session_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.runs_dir = Path(runs_dir)
+        self.prompt_dir = Path(prompt_dir) if prompt_dir is not None else find_prompt_dir()
+        self.max_rows = max_rows
+        self.emulator_options = dict(emulator_options or {})
+        self.replay_speed = replay_speed
+        self.session_options = dict(session_options or {})
+        self.session: Any = None
+        self.run_dir: Path | None = None
+        self.task: asyncio.Task[Any] | None = None
+        self._api_key: Secret | None = None
+        self._t0_ns = 0
+        self._stopping = False
+        self._build()
+
+    # --- layout ------------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        style = {"description_width": "130px"}
+        wide = widgets.Layout(width="460px")
+        self.target = widgets.ToggleButtons(
+            options=[EMULATOR, AZURE], value=EMULATOR, description="Target", style=style
+        )
+        self.endpoint = widgets.Text(
+            description="Endpoint",
+            placeholder="https://<resource>.services.ai.azure.com",
+            style=style,
+            layout=wide,
+        )
+        self.auth = widgets.ToggleButtons(
+            options=["API key", "Entra ID"], value="API key", description="Auth", style=style
+        )
+        self.api_key = widgets.Password(
+            description="API key",
+            placeholder="paste the key (it is not kept in the notebook)",
+            style=style,
+            layout=wide,
+        )
+        self.model = widgets.Text(value=protocol.DEFAULT_MODEL, description="Model", style=style, layout=wide)
+        self.voice = widgets.Combobox(
+            value="", placeholder="service default", options=["alloy", "echo", "shimmer", "en-US-AvaNeural", "en-US-AndrewNeural"],
+            description="Voice", style=style, layout=wide,
+        )  # fmt: skip
+        self.instructions = widgets.Textarea(
+            value="You are a helpful assistant.", description="Instructions", style=style, layout=wide
+        )
+        self.turn_type = widgets.Dropdown(
+            options=[(v, k) for k, v in TURN_TYPES.items()],
+            value="server_vad",
+            description="Turn detection",
+            style=style,
+        )
+        self.threshold = widgets.FloatSlider(
+            value=0.5, min=0.0, max=1.0, step=0.05, description="Threshold", style=style
+        )
+        self.prefix_padding = widgets.IntSlider(
+            value=300, min=0, max=1000, step=20, description="Prefix padding ms", style=style
+        )
+        self.silence = widgets.IntSlider(
+            value=500, min=100, max=2000, step=50, description="Silence ms", style=style
+        )
+        self.remove_fillers = widgets.Checkbox(
+            value=False, description="Remove filler words (semantic VAD)", style=style
+        )
+        prompts = list_prompts(self.prompt_dir)
+        self.source = widgets.ToggleButtons(
+            options=["WAV prompt", "Uploaded file", "Microphone"],
+            value="WAV prompt",
+            description="Input",
+            style=style,
+        )
+        self.prompt = widgets.Dropdown(
+            options=prompts or [("(no prompts found in data/prompts)", "")],
+            description="Prompt",
+            style=style,
+            layout=wide,
+        )
+        self.upload = widgets.FileUpload(accept=".wav,.flac,.ogg", multiple=False, description="Upload")
+        self.speaker = widgets.Checkbox(
+            value=False, description="Play the assistant on the speaker", style=style
+        )
+        self.barge_in = widgets.Dropdown(
+            options=[("on", "on"), ("truncate only", "truncate_only"), ("off", "off")],
+            value="on",
+            description="Barge-in",
+            style=style,
+        )
+        self.start = widgets.Button(description="Start", button_style="success", icon="play")
+        self.stop = widgets.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
+        self.status = widgets.HTML("<i>idle</i>")
+        self.level = widgets.FloatProgress(
+            value=0.0, min=0.0, max=1.0, description="Input level", style=style
+        )
+        self.table = widgets.HTML("")
+        self.latency = widgets.HTML("")
+        self.output = widgets.Output()
+
+        self.azure_box = widgets.VBox([self.endpoint, self.auth, self.api_key])
+        self.semantic_box = widgets.VBox([self.remove_fillers])
+        self.vad_box = widgets.VBox([self.threshold, self.prefix_padding, self.silence, self.semantic_box])
+        self.prompt_box = widgets.VBox([self.prompt])
+        self.upload_box = widgets.VBox([self.upload])
+        form = widgets.VBox([
+            self.target, self.azure_box, self.model, self.voice, self.instructions,
+            self.turn_type, self.vad_box, self.source, self.prompt_box, self.upload_box,
+            self.speaker, self.barge_in,
+        ])  # fmt: skip
+        live = widgets.VBox(
+            [widgets.HBox([self.start, self.stop]), self.status, self.level, self.latency, self.table]
+        )
+        self.widget = widgets.VBox([widgets.HBox([form, live]), self.output])
+
+        self.target.observe(
+            guarded(self.output, "Changing the target")(lambda _: self._sync_visibility()), names="value"
+        )
+        self.auth.observe(
+            guarded(self.output, "Changing the auth")(lambda _: self._sync_visibility()), names="value"
+        )
+        self.turn_type.observe(
+            guarded(self.output, "Changing turn detection")(lambda _: self._sync_visibility()), names="value"
+        )
+        self.source.observe(
+            guarded(self.output, "Changing the input")(lambda _: self._sync_visibility()), names="value"
+        )
+        self.api_key.observe(guarded(self.output, "Setting the key")(self._take_key), names="value")
+        self.start.on_click(guarded(self.output, "Start")(lambda _: self.start_session()))
+        self.stop.on_click(guarded(self.output, "Stop")(lambda _: self.stop_session()))
+        self._sync_visibility()
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    def __repr__(self) -> str:
+        return f"SessionPanel(target={self.target.value!r}, running={self.running})"
+
+    def _sync_visibility(self) -> None:
+        show = lambda box, on: setattr(box.layout, "display", None if on else "none")  # noqa: E731
+        show(self.azure_box, self.target.value == AZURE)
+        self.api_key.layout.display = None if self.auth.value == "API key" else "none"
+        show(self.vad_box, self.turn_type.value != "manual")
+        show(self.semantic_box, self.turn_type.value.startswith("azure_semantic"))
+        show(self.prompt_box, self.source.value == "WAV prompt")
+        show(self.upload_box, self.source.value == "Uploaded file")
+
+    def _take_key(self, change: dict[str, Any]) -> None:
+        """Move the key out of the widget (whose value would be saved with the notebook) into a Secret."""
+        value = change["new"]
+        if value:
+            self._api_key = Secret(value)
+            self.api_key.value = ""
+            self.api_key.placeholder = "key set (hidden); paste again to replace"
+
+    # --- settings ------------------------------------------------------------------------------------
+
+    def settings(self) -> SessionSettings:
+        """The session settings the form describes (raises ConfigError for invalid values)."""
+        kind = self.turn_type.value
+        common = {
+            "threshold": self.threshold.value,
+            "prefix_padding_ms": self.prefix_padding.value,
+            "silence_duration_ms": self.silence.value,
+        }
+        if kind == "manual":
+            td: Any = None
+        elif kind == "server_vad":
+            td = ServerVad(**common)
+        else:
+            variant = {
+                "azure_semantic_vad": "default",
+                "azure_semantic_vad_en": "en",
+                "azure_semantic_vad_multilingual": "multilingual",
+            }[kind]
+            td = AzureSemanticVad(variant=variant, remove_filler_words=self.remove_fillers.value, **common)
+        return SessionSettings(
+            model=self.model.value.strip() or protocol.DEFAULT_MODEL,
+            instructions=self.instructions.value,
+            voice=self.voice.value.strip() or NOT_GIVEN,
+            turn_detection=td,
+        )
+
+    def _session_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = dict(self.session_options)
+        if self.target.value == AZURE:
+            from vlab.errors import ConfigError
+
+            if not self.endpoint.value.strip():
+                raise ConfigError(
+                    "Enter the Azure endpoint (https://<resource>.services.ai.azure.com) or choose the embedded emulator."
+                )
+            kwargs["endpoint"] = self.endpoint.value.strip()
+            if self.auth.value == "API key":
+                if self._api_key is None:
+                    raise ConfigError(
+                        "Paste the resource's API key, or choose Entra ID to sign in with `az login`."
+                    )
+                kwargs["api_key"] = self._api_key.reveal()
+        else:
+            kwargs.setdefault("dotenv_path", False)
+            kwargs["emulator_options"] = self.emulator_options
+            kwargs["endpoint"] = None
+        kwargs["model"] = self.model.value.strip() or None
+        kwargs["barge_in"] = self.barge_in.value
+        return kwargs
+
+    # --- running -----------------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """Whether a session is running."""
+        return self.task is not None and not self.task.done()
+
+    def start_session(self) -> asyncio.Task[Any] | None:
+        """Start a session with the form's settings (returns its task; awaitable in a notebook)."""
+        if self.running:
+            return self.task
+        settings = self.settings()
+        kwargs = self._session_kwargs()
+        audio = self._input_audio(settings) if self.source.value != "Microphone" else None
+        self.run_dir = self.runs_dir / f"panel-{datetime.now():%Y%m%d-%H%M%S-%f}"
+        self.start.disabled, self.stop.disabled = True, False
+        self._set_status("connecting…")
+        self.task = start_task(
+            lambda: self._run(settings, kwargs, audio),
+            self.output,
+            what="The session",
+            on_done=self._finished,
+        )
+        return self.task
+
+    def stop_session(self) -> None:
+        """Stop the running session (the run folder is completed)."""
+        if self.running and self.task is not None:
+            self._stopping = True
+            self.task.cancel()
+            self._set_status("stopping…")
+
+    def _finished(self) -> None:
+        self.start.disabled, self.stop.disabled = False, True
+        self.level.value = 0.0
+        state = "stopped" if self._stopping else "finished"
+        self._stopping = False
+        where = f" — run folder <code>{html.escape(str(self.run_dir))}</code>" if self.run_dir else ""
+        self._set_status(f"{state}{where}")
+
+    def _input_audio(self, settings: SessionSettings) -> bytes:
+        from vlab.audio.wav import load_wav
+        from vlab.errors import ConfigError
+
+        rate = settings.input_bytes_per_s // 2
+        if self.source.value == "WAV prompt":
+            if not self.prompt.value:
+                raise ConfigError(
+                    "No prompt selected: put WAV files in data/prompts or choose another input."
+                )
+            return load_wav(self.prompt.value, rate, trail_ms=1500)
+        files = self.upload.value
+        if not files:
+            raise ConfigError(
+                "Upload a WAV/FLAC/OGG file first (the Upload button), or choose another input."
+            )
+        upload = files[0] if isinstance(files, (list, tuple)) else next(iter(files.values()))
+        path = self.runs_dir / "uploads" / str(upload["name"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        content = upload["content"]
+        path.write_bytes(content.tobytes() if hasattr(content, "tobytes") else bytes(content))
+        return load_wav(path, rate, trail_ms=1500)
+
+    async def _run(self, settings: SessionSettings, kwargs: dict[str, Any], audio: bytes | None) -> None:
+        from vlab.session import Session
+
+        speaker = None
+        if self.speaker.value:
+            from vlab.audio.devices import Speaker
+
+            speaker = Speaker(sample_rate=settings.output_sample_rate)
+            kwargs["audio_output"] = speaker
+        self._t0_ns = time.perf_counter_ns()
+        session = Session(settings, run_dir=self.run_dir, sinks=[self._on_record], **kwargs)
+        self.session = session
+        refresher = asyncio.get_event_loop().create_task(self._refresh_loop())
+        try:
+            async with session:
+                self._set_status(f"connected to {html.escape(session.target.describe())}")
+                if audio is not None:
+                    await self._stream(session, audio, settings)
+                    await _wait_until_answered(session)
+                else:
+                    await self._stream_microphone(session, settings)
+        finally:
+            refresher.cancel()
+            self._refresh()
+            if speaker is not None:
+                speaker.close()
+
+    async def _stream(self, session: Any, audio: bytes, settings: SessionSettings) -> None:
+        from vlab.audio.pacing import paced_chunks
+
+        rate = settings.input_bytes_per_s // 2
+        self._set_status("sending the prompt…")
+        async for chunk, _ in paced_chunks(audio, sample_rate=rate, speed=self.replay_speed):
+            self._meter(chunk)
+            await session.append_audio(chunk)
+        self.level.value = 0.0
+        if settings.turn_detection is None:
+            await session.commit()
+            await session.create_response()
+        self._set_status("waiting for the answer…")
+
+    async def _stream_microphone(self, session: Any, settings: SessionSettings) -> None:
+        from vlab.audio.devices import Microphone
+
+        self._set_status("listening — speak, then press Stop")
+        async with Microphone(sample_rate=settings.input_bytes_per_s // 2) as mic:
+            async for chunk in mic:
+                self._meter(chunk)
+                await session.append_audio(chunk)
+
+    def _meter(self, chunk: bytes) -> None:
+        x = np.frombuffer(chunk, "<i2").astype(np.float32) / 32768.0
+        rms_dbfs = 20 * math.log10(float(np.sqrt(np.mean(x * x))) + 1e-9)
+        self.level.value = min(1.0, max(0.0, (rms_dbfs + 60.0) / 60.0))
+
+    # --- live views ------------------------------------------------------------------------------------
+
+    def _on_record(self, record: EventRecord) -> None:
+        if record.type == protocol.RESPONSE_DONE:
+            self._update_latency()
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            self._refresh()
+            await asyncio.sleep(0.25)
+
+    def _refresh(self) -> None:
+        session = self.session
+        if session is None:
+            return
+        rows = [r for r in session.records[-400:] if r.type not in _HIDDEN_EVENTS][-self.max_rows :]
+        self.table.value = render_event_table(rows, self._t0_ns, total=len(session.records))
+
+    def _update_latency(self) -> None:
+        from vlab.metrics import summarize_turns
+
+        turns = summarize_turns(self.session.records) if self.session is not None else []
+        if not turns:
+            return
+        last = turns[-1]
+        parts = [f"<b>Last turn</b> ({html.escape(str(last.get('status')))}):"]
+        if last.get("stopped_to_first_audio_ms") is not None:
+            parts.append(f"speech_stopped → first audio <b>{last['stopped_to_first_audio_ms']:.0f} ms</b>")
+        if last.get("created_to_first_audio_ms") is not None:
+            parts.append(f"response.created → first audio {last['created_to_first_audio_ms']:.0f} ms")
+        self.latency.value = " · ".join(parts)
+
+    def _set_status(self, text: str) -> None:
+        self.status.value = f"<b>Status:</b> {text}"
+
+
+def render_event_table(rows: list[EventRecord], t0_ns: int, *, total: int) -> str:
+    """HTML table of records with times relative to ``t0_ns``."""
+    body = "".join(
+        f"<tr><td style='text-align:right'>{(r.t_ns - t0_ns) / 1e6:,.0f}</td><td>{'→' if r.direction == 'client' else '←'}</td>"
+        f"<td>{html.escape(r.type)}</td><td>{html.escape(_detail(r))}</td></tr>"
+        for r in rows
+    )
+    return (
+        f"<div style='font-size:12px'><b>Events</b> ({total} logged; audio deltas hidden)<table>"
+        f"<tr><th>ms</th><th></th><th>type</th><th>detail</th></tr>{body}</table></div>"
+    )
+
+
+def _detail(r: EventRecord) -> str:
+    if r.error_message:
+        return f"{r.error_code}: {r.error_message}"[:80]
+    if r.type == protocol.SPEECH_STARTED and r.audio_start_ms is not None:
+        return f"audio_start_ms={r.audio_start_ms:.0f}"
+    if r.type == protocol.SPEECH_STOPPED and r.audio_end_ms is not None:
+        return f"audio_end_ms={r.audio_end_ms:.0f}"
+    if r.text:
+        return r.text[:80]
+    return ""
+
+
+async def _wait_until_answered(session: Any) -> None:
+    from vlab.replay import wait_until_answered
+
+    await wait_until_answered(session, timeout_s=120.0)

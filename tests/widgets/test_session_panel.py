@@ -1,0 +1,115 @@
+"""The session panel driven headless, as a user would: values, clicks, and what shows."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from vlab.widgets import SessionPanel
+
+CANARY = "CANARY-PANEL-KEY-0123456789"
+
+
+@pytest.fixture
+def prompt_dir(tmp_path, prompt):
+    d = tmp_path / "prompts"
+    d.mkdir()
+    sf.write(d / "question.wav", np.frombuffer(prompt.pcm, "<i2"), prompt.sample_rate)
+    return d
+
+
+def _panel(tmp_path, prompt_dir, **kw):
+    return SessionPanel(
+        runs_dir=tmp_path / "runs",
+        prompt_dir=prompt_dir,
+        emulator_options={"speed": math.inf, "latency": "typical"},
+        replay_speed=math.inf,
+        **kw,
+    )
+
+
+async def test_start_replays_the_prompt_and_shows_events_and_latency(tmp_path, prompt_dir):
+    panel = _panel(tmp_path, prompt_dir)
+    assert panel.prompt.options[0][0] == "question.wav"
+    panel.threshold.value = 0.6
+    panel.silence.value = 600
+    panel.start.click()
+    assert panel.start.disabled and not panel.stop.disabled
+    await panel.task
+    assert panel.output.outputs == ()
+    assert "response.done" in panel.table.value
+    assert "speech_stopped → first audio" in panel.latency.value and " ms" in panel.latency.value
+    assert "finished" in panel.status.value and not panel.start.disabled
+    meta = json.loads((panel.run_dir / "session.json").read_text())
+    assert meta["settings"]["turn_detection"]["threshold"] == 0.6
+    assert meta["settings"]["turn_detection"]["silence_duration_ms"] == 600
+    assert (panel.run_dir / "events.parquet").is_file()
+
+
+async def test_manual_turns_commit_and_ask_for_a_response(tmp_path, prompt_dir):
+    panel = _panel(tmp_path, prompt_dir)
+    panel.turn_type.value = "manual"
+    assert panel.vad_box.layout.display == "none"
+    panel.start.click()
+    await panel.task
+    assert "response.done" in panel.table.value and panel.output.outputs == ()
+
+
+async def test_errors_show_in_the_panel_with_a_clear_message(tmp_path, prompt_dir):
+    panel = _panel(tmp_path, prompt_dir)
+    panel.target.value = "Azure endpoint"
+    panel.start.click()  # no endpoint entered
+    assert panel.task is None
+    (shown,) = panel.output.outputs
+    text = shown["data"]["text/plain"]
+    assert "Enter the Azure endpoint" in text
+
+
+async def test_a_connection_failure_is_shown_not_lost(tmp_path, prompt_dir):
+    from vlab.testing import fast_emulator
+
+    async with fast_emulator() as emu:
+        panel = _panel(tmp_path, prompt_dir, session_options={"dotenv_path": False})
+        panel.target.value = "Azure endpoint"
+        panel.endpoint.value = emu.endpoint
+        panel.api_key.value = CANARY
+        panel.start.click()
+        await panel.task
+    (shown,) = panel.output.outputs
+    assert "could not connect" in shown["data"]["text/plain"]
+    assert CANARY not in json.dumps(shown)
+
+
+def test_the_api_key_never_stays_in_widget_state(tmp_path, prompt_dir):
+    panel = _panel(tmp_path, prompt_dir)
+    panel.target.value = "Azure endpoint"
+    panel.api_key.value = CANARY
+    assert panel.api_key.value == ""
+    states = json.dumps([w.get_state() for w in _all_widgets(panel.widget)], default=str)
+    assert CANARY not in states and CANARY not in repr(panel)
+
+
+def _all_widgets(w):
+    yield w
+    for child in getattr(w, "children", ()):
+        yield from _all_widgets(child)
+
+
+async def test_stop_cancels_a_running_session(tmp_path, prompt_dir):
+    panel = SessionPanel(
+        runs_dir=tmp_path / "runs", prompt_dir=prompt_dir, emulator_options={"speed": 1.0}, replay_speed=1.0
+    )
+    panel.start.click()
+    import asyncio
+
+    await asyncio.sleep(1.0)
+    assert panel.running
+    panel.stop.click()
+    with pytest.raises(asyncio.CancelledError):
+        await panel.task
+    assert "stopped" in panel.status.value
+    assert (panel.run_dir / "events.parquet").is_file()  # the run folder is completed
