@@ -70,7 +70,7 @@ def complete_turn_detection(td: dict[str, Any], api_version: str) -> dict[str, A
     if vad_type.startswith("azure_semantic"):
         full["speech_duration_ms"] = 80
         full["remove_filler_words"] = False
-    full.update(td)
+    full.update({k: v for k, v in td.items() if v is not None})  # null means "the default"
     return full
 
 
