@@ -66,7 +66,9 @@ async def test_run_folder_holds_jsonl_parquet_and_session_json(tmp_path, prompt)
     ) as s:
         await s.stream_audio(prompt.pcm, speed=math.inf)
         await s.wait_for("response.done")
-    assert {p.name for p in run.iterdir()} == {"events.jsonl", "events.parquet", "session.json"}
+    assert {p.name for p in run.iterdir()} == {
+        "events.jsonl", "events.parquet", "session.json", "input.wav", "output.wav", "conversation.wav", "output",
+    }  # fmt: skip
     meta = json.loads((run / "session.json").read_text())
     assert (
         meta["target"]["kind"] == "emulator"
@@ -213,7 +215,7 @@ async def test_canary_key_never_appears_anywhere(tmp_path, prompt, caplog):
                 pass
         texts += [str(info.value), repr(info.value)]
     texts.append(frame.to_csv())
-    texts += [p.read_bytes().decode("utf-8", "replace") for p in run.iterdir()]
+    texts += [p.read_bytes().decode("utf-8", "replace") for p in run.rglob("*") if p.is_file()]
     texts.append(caplog.text)
     for text in texts:
         assert CANARY not in text
