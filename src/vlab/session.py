@@ -172,6 +172,7 @@ class Session:
                 raise ProtocolError(f"expected session.created as the first event, got {created.type!r}")
             self.server_session = created.get("session")
             await self.update(self.settings)
+            self._start_audio_output()
             self._reader = asyncio.create_task(self._read_loop(), name="vlab-session-reader")
         except BaseException:
             await stack.aclose()
@@ -193,9 +194,25 @@ class Session:
             stack, self._stack = self._stack, None
             await stack.aclose()
         self._conn = None
+        close_output = getattr(self.audio_output, "close", None)
+        if callable(close_output):
+            close_output()
         self._close_sinks()
         for queue in self._subscribers:
             queue.put_nowait(None)
+
+    def _start_audio_output(self) -> None:
+        """Start a device output (a Speaker) on this loop and log its playback notices."""
+        if hasattr(self.audio_output, "on_event"):
+            self.audio_output.on_event = self._on_playback  # type: ignore[attr-defined]
+        start = getattr(self.audio_output, "start", None)
+        if callable(start):
+            start()
+
+    def _on_playback(self, kind: str, item_id: str, t_ns: int, info: Mapping[str, Any]) -> None:
+        """Log a playback notice (``vlab.playback_started`` …) stamped when the audio reached the speaker."""
+        event = {"type": f"vlab.{kind}", "item_id": item_id, **info}
+        self._record(event, "local", t_ns)
 
     def _connection_advice(self, exc: BaseException) -> str:
         reason = _redact(str(exc), self.target)

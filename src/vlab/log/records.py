@@ -16,8 +16,9 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from vlab import protocol
 
-Direction = Literal["client", "server"]
-"""Who sent an event: ``"client"`` (vlab, stamped at send) or ``"server"`` (stamped at receive)."""
+Direction = Literal["client", "server", "local"]
+"""Who produced an event: ``"client"`` (vlab, stamped at send), ``"server"`` (stamped at receive) or
+``"local"`` (a notice from this machine, e.g. ``vlab.playback_started`` stamped when audio reached the speaker)."""
 
 
 @dataclass(frozen=True, slots=True)
