@@ -28,7 +28,7 @@ def _panel(tmp_path, prompt_dir, **kw):
         prompt_dir=prompt_dir,
         emulator_options={"speed": math.inf, "latency": "typical"},
         replay_speed=math.inf,
-        **kw,
+        **{"keep_open": False, **kw},
     )
 
 
@@ -97,6 +97,24 @@ def _all_widgets(w):
     yield w
     for child in getattr(w, "children", ()):
         yield from _all_widgets(child)
+
+
+async def test_an_open_session_takes_several_prompts_then_stops(tmp_path, prompt_dir):
+    panel = _panel(tmp_path, prompt_dir, keep_open=True)
+    panel.start.click()
+    await panel.wait_answered()
+    assert panel.running and panel.start.description == "Send prompt" and not panel.start.disabled
+    panel.start.click()  # the next turn, same session
+    await panel.wait_answered()
+    responses = [r for r in panel.session.records if r.type == "response.done"]
+    assert len(responses) == 2
+    panel.stop.click()
+    import asyncio
+
+    with pytest.raises(asyncio.CancelledError):
+        await panel.task
+    assert "stopped" in panel.status.value and panel.start.description == "Start"
+    assert panel.output.outputs == ()
 
 
 async def test_stop_cancels_a_running_session(tmp_path, prompt_dir):

@@ -67,6 +67,8 @@ class SessionPanel:
         emulator_options: Options for the embedded emulator (e.g. ``{"speed": 4.0}``).
         replay_speed: Pacing of WAV prompts (1 = real time; ``math.inf`` = as fast as possible).
         session_options: Extra keywords for :class:`vlab.Session` (e.g. ``dotenv_path=False``).
+        keep_open: After a prompt is answered, keep the session open: Start ("Send prompt") sends the
+            next prompt as another turn, Stop ends it. False ends the session after the answer.
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class SessionPanel:
         emulator_options: dict[str, Any] | None = None,
         replay_speed: float = 1.0,
         session_options: dict[str, Any] | None = None,
+        keep_open: bool = True,
     ) -> None:
         self.runs_dir = Path(runs_dir)
         self.prompt_dir = Path(prompt_dir) if prompt_dir is not None else find_prompt_dir()
@@ -91,15 +94,20 @@ class SessionPanel:
         self._api_key: Secret | None = None
         self._t0_ns = 0
         self._stopping = False
+        self.keep_open = keep_open
+        self.answered = asyncio.Event()
+        """Set when the last prompt sent has been answered."""
+        self._pending: asyncio.Queue[bytes] = asyncio.Queue()
         self._build()
 
     # --- layout ------------------------------------------------------------------------------------
 
     def _build(self) -> None:
-        style = {"description_width": "130px"}
-        wide = widgets.Layout(width="460px")
+        style = {"description_width": "120px"}
+        buttons = {"description_width": "120px", "button_width": "160px"}
+        wide = widgets.Layout(width="440px")
         self.target = widgets.ToggleButtons(
-            options=[EMULATOR, AZURE], value=EMULATOR, description="Target", style=style
+            options=[EMULATOR, AZURE], value=EMULATOR, description="Target", style=buttons
         )
         self.endpoint = widgets.Text(
             description="Endpoint",
@@ -108,7 +116,7 @@ class SessionPanel:
             layout=wide,
         )
         self.auth = widgets.ToggleButtons(
-            options=["API key", "Entra ID"], value="API key", description="Auth", style=style
+            options=["API key", "Entra ID"], value="API key", description="Auth", style=buttons
         )
         self.api_key = widgets.Password(
             description="API key",
@@ -140,24 +148,29 @@ class SessionPanel:
             value=500, min=100, max=2000, step=50, description="Silence ms", style=style
         )
         self.remove_fillers = widgets.Checkbox(
-            value=False, description="Remove filler words (semantic VAD)", style=style
+            value=False, description="Remove filler words (semantic VAD)", layout=wide
         )
         prompts = list_prompts(self.prompt_dir)
         self.source = widgets.ToggleButtons(
             options=["WAV prompt", "Uploaded file", "Microphone"],
             value="WAV prompt",
             description="Input",
-            style=style,
+            style={"description_width": "120px", "button_width": "115px"},
+        )
+        preferred = next(
+            (v for label, v in prompts if label.startswith("short_question")),
+            prompts[0][1] if prompts else "",
         )
         self.prompt = widgets.Dropdown(
             options=prompts or [("(no prompts found in data/prompts)", "")],
+            value=preferred,
             description="Prompt",
             style=style,
             layout=wide,
         )
         self.upload = widgets.FileUpload(accept=".wav,.flac,.ogg", multiple=False, description="Upload")
         self.speaker = widgets.Checkbox(
-            value=False, description="Play the assistant on the speaker", style=style
+            value=False, description="Play the assistant on the speaker", layout=wide
         )
         self.barge_in = widgets.Dropdown(
             options=[("on", "on"), ("truncate only", "truncate_only"), ("off", "off")],
@@ -185,10 +198,15 @@ class SessionPanel:
             self.turn_type, self.vad_box, self.source, self.prompt_box, self.upload_box,
             self.speaker, self.barge_in,
         ])  # fmt: skip
+        form.layout = widgets.Layout(width="470px", flex="0 0 auto", overflow="visible")
         live = widgets.VBox(
-            [widgets.HBox([self.start, self.stop]), self.status, self.level, self.latency, self.table]
+            [widgets.HBox([self.start, self.stop]), self.status, self.level, self.latency, self.table],
+            layout=widgets.Layout(flex="1 1 380px", min_width="380px"),
         )
-        self.widget = widgets.VBox([widgets.HBox([form, live]), self.output])
+        columns = widgets.HBox(
+            [form, live], layout=widgets.Layout(flex_flow="row wrap")
+        )  # live view wraps below when narrow
+        self.widget = widgets.VBox([columns, self.output])
 
         self.target.observe(
             guarded(self.output, "Changing the target")(lambda _: self._sync_visibility()), names="value"
@@ -292,17 +310,29 @@ class SessionPanel:
         return self.task is not None and not self.task.done()
 
     def start_session(self) -> asyncio.Task[Any] | None:
-        """Start a session with the form's settings (returns its task; awaitable in a notebook)."""
+        """Start a session with the form's settings and send the chosen input (returns the session's task).
+
+        While a session stays open (``keep_open``), pressing Start again sends the selected prompt as
+        the next user turn of the same session.
+        """
         if self.running:
+            if self.session is not None and self.source.value != "Microphone":
+                self.answered.clear()
+                self._pending.put_nowait(self._input_audio(self.session.settings))
             return self.task
         settings = self.settings()
         kwargs = self._session_kwargs()
         audio = self._input_audio(settings) if self.source.value != "Microphone" else None
         self.run_dir = self.runs_dir / f"panel-{datetime.now():%Y%m%d-%H%M%S-%f}"
         self.start.disabled, self.stop.disabled = True, False
+        self.answered.clear()
+        self.table.value = self.latency.value = ""
+        self._pending = asyncio.Queue()
+        if audio is not None:
+            self._pending.put_nowait(audio)
         self._set_status("connecting…")
         self.task = start_task(
-            lambda: self._run(settings, kwargs, audio),
+            lambda: self._run(settings, kwargs),
             self.output,
             what="The session",
             on_done=self._finished,
@@ -318,6 +348,7 @@ class SessionPanel:
 
     def _finished(self) -> None:
         self.start.disabled, self.stop.disabled = False, True
+        self.start.description = "Start"
         self.level.value = 0.0
         state = "stopped" if self._stopping else "finished"
         self._stopping = False
@@ -347,7 +378,11 @@ class SessionPanel:
         path.write_bytes(content.tobytes() if hasattr(content, "tobytes") else bytes(content))
         return load_wav(path, rate, trail_ms=1500)
 
-    async def _run(self, settings: SessionSettings, kwargs: dict[str, Any], audio: bytes | None) -> None:
+    async def wait_answered(self, timeout_s: float = 120.0) -> None:
+        """Wait until the last prompt sent has been answered (for notebooks and tests)."""
+        await asyncio.wait_for(self.answered.wait(), timeout_s)
+
+    async def _run(self, settings: SessionSettings, kwargs: dict[str, Any]) -> None:
         from vlab.session import Session
 
         speaker = None
@@ -363,11 +398,19 @@ class SessionPanel:
         try:
             async with session:
                 self._set_status(f"connected to {html.escape(session.target.describe())}")
-                if audio is not None:
+                if self.source.value == "Microphone" and self._pending.empty():
+                    await self._stream_microphone(session, settings)
+                    return
+                while True:
+                    audio = await self._pending.get()
                     await self._stream(session, audio, settings)
                     await _wait_until_answered(session)
-                else:
-                    await self._stream_microphone(session, settings)
+                    self.answered.set()
+                    if not self.keep_open:
+                        return
+                    self.start.disabled = False
+                    self.start.description = "Send prompt"
+                    self._set_status("answered — <b>Send prompt</b> for another turn, or <b>Stop</b>")
         finally:
             refresher.cancel()
             self._refresh()
@@ -377,6 +420,7 @@ class SessionPanel:
     async def _stream(self, session: Any, audio: bytes, settings: SessionSettings) -> None:
         from vlab.audio.pacing import paced_chunks
 
+        self.start.disabled = True
         rate = settings.input_bytes_per_s // 2
         self._set_status("sending the prompt…")
         async for chunk, _ in paced_chunks(audio, sample_rate=rate, speed=self.replay_speed):
@@ -427,12 +471,13 @@ class SessionPanel:
         if not turns:
             return
         last = turns[-1]
-        parts = [f"<b>Last turn</b> ({html.escape(str(last.get('status')))}):"]
+        head = f"<b>Last turn</b> ({html.escape(str(last.get('status')))}): "
+        parts = []
         if last.get("stopped_to_first_audio_ms") is not None:
             parts.append(f"speech_stopped → first audio <b>{last['stopped_to_first_audio_ms']:.0f} ms</b>")
         if last.get("created_to_first_audio_ms") is not None:
             parts.append(f"response.created → first audio {last['created_to_first_audio_ms']:.0f} ms")
-        self.latency.value = " · ".join(parts)
+        self.latency.value = head + " · ".join(parts)
 
     def _set_status(self, text: str) -> None:
         self.status.value = f"<b>Status:</b> {text}"
