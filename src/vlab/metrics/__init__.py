@@ -1,5 +1,58 @@
-"""Latency and turn-detection metrics: pure functions of the event log."""
+"""Latency and turn-detection metrics: pure functions of the event log (pandas DataFrames).
 
+- :mod:`vlab.metrics.latency`: per-turn latency (:func:`turn_latency`), session delays
+  (:func:`session_latency`), summaries with bootstrap intervals (:func:`summarize_latency`).
+- :mod:`vlab.metrics.detection`: turn detection against labels (:func:`score_prompt`), operating points
+  and the Pareto frontier, the "did the setting take effect" checks and the offline VAD preview.
+- :mod:`vlab.metrics.turns`: the quick per-response summary used by ``vlab replay``.
+"""
+
+from vlab.metrics.detection import (
+    DETECTION_COLUMNS,
+    canary_shift,
+    cutoff_at_latency,
+    detection_error_rate,
+    detections_from_events,
+    latency_at_cutoff,
+    match_segments,
+    operating_points,
+    pareto_front,
+    score_prompt,
+    setting_took_effect,
+    vad_preview,
+)
+from vlab.metrics.latency import (
+    LATENCY_STAGES,
+    SEGMENT_STAGES,
+    InputTimeline,
+    bootstrap_ci,
+    session_latency,
+    stages_in_order,
+    summarize_latency,
+    turn_latency,
+)
 from vlab.metrics.turns import summarize_turns
 
-__all__ = ["summarize_turns"]
+__all__ = [
+    "DETECTION_COLUMNS",
+    "LATENCY_STAGES",
+    "SEGMENT_STAGES",
+    "InputTimeline",
+    "bootstrap_ci",
+    "canary_shift",
+    "cutoff_at_latency",
+    "detection_error_rate",
+    "detections_from_events",
+    "latency_at_cutoff",
+    "match_segments",
+    "operating_points",
+    "pareto_front",
+    "score_prompt",
+    "session_latency",
+    "setting_took_effect",
+    "stages_in_order",
+    "summarize_latency",
+    "summarize_turns",
+    "turn_latency",
+    "vad_preview",
+]

@@ -1,0 +1,31 @@
+"""``vlab compare``: what got better or worse between two sweeps, with bootstrap intervals."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register the subcommand."""
+    p = sub.add_parser("compare", help="compare two sweep folders setting by setting")
+    p.add_argument("a", help="the reference sweep folder")
+    p.add_argument("b", help="the sweep folder to compare with it")
+    p.add_argument("--csv", default=None, metavar="PATH", help="also write the table as CSV")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the subcommand; returns the exit code."""
+    import pandas as pd
+
+    from vlab.report import compare_sweeps
+
+    table = compare_sweeps(args.a, args.b)
+    if table.empty:
+        print("no setting appears in both sweeps")
+        return 1
+    with pd.option_context("display.width", 200, "display.max_rows", 500, "display.float_format", "{:.3g}".format):
+        print(table[["setting", "measure", "a", "b", "delta", "verdict"]].to_string(index=False))
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+    return 0

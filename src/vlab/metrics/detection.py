@@ -1,0 +1,462 @@
+"""Turn detection against labelled speech: segment and turn scores, operating points, Pareto frontier.
+
+Detections are rows with ``audio_start_ms``/``audio_end_ms`` (what the server reported on the
+input-audio clock), the speech they imply (``onset_ms = audio_start_ms + prefix_padding_ms``,
+``offset_ms = audio_end_ms − silence_duration_ms``, or the VAD's own values in a preview) and
+``responded`` (whether the end of that detection started a response). They come from a session log
+(:func:`detections_from_events`) or from vlab's own VAD run offline (:func:`vad_preview`).
+
+Segment level: onset error, end-of-speech delay (``audio_end_ms − off``), detection error rate
+(``(false alarm + missed speech) / reference speech``, 10 ms frames), missed / false / split / merged
+segments (:func:`match_segments`), false starts per minute on noise-only audio.
+
+Turn level (:func:`score_prompt`): false cut-offs (a response started while the labelled turn was still
+going, counted per turn and per hold span), missed turns, turns per expected turn, and dead air on the
+correctly ended turns. Across settings: :func:`operating_points`, :func:`pareto_front`,
+:func:`cutoff_at_latency`, :func:`latency_at_cutoff`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from vlab import protocol
+from vlab.errors import VlabWarning
+from vlab.metrics.latency import session_vad_settings
+
+if TYPE_CHECKING:
+    from vlab.audio.vad import SpeechModel
+    from vlab.prompts import LabelledPrompt
+
+__all__ = [
+    "DETECTION_COLUMNS",
+    "canary_shift",
+    "cutoff_at_latency",
+    "detection_error_rate",
+    "detections_from_events",
+    "latency_at_cutoff",
+    "match_segments",
+    "operating_points",
+    "pareto_front",
+    "score_prompt",
+    "setting_took_effect",
+    "vad_preview",
+]
+
+DETECTION_COLUMNS = ("audio_start_ms", "audio_end_ms", "onset_ms", "offset_ms", "responded")
+"""Columns every detection frame has."""
+
+Span = tuple[float, float]
+
+
+def detections_from_events(
+    events: pd.DataFrame,
+    *,
+    silence_duration_ms: float | None = None,
+    prefix_padding_ms: float | None = None,
+) -> pd.DataFrame:
+    """Server VAD detections of a session log, one row per ``speech_started``/``speech_stopped`` pair.
+
+    Args:
+        events: An event frame.
+        silence_duration_ms: Default: from the logged session (500).
+        prefix_padding_ms: Default: from the logged session (300).
+
+    Returns:
+        :data:`DETECTION_COLUMNS` plus ``item_id``; a turn still open at the end has NaN ``audio_end_ms``.
+    """
+    td = session_vad_settings(events)
+    sil = float(silence_duration_ms if silence_duration_ms is not None else td.get("silence_duration_ms", 500))
+    pad = float(prefix_padding_ms if prefix_padding_ms is not None else td.get("prefix_padding_ms", 300))
+    ev = events.sort_values("seq") if "seq" in events.columns else events
+    server = ev[ev["direction"] == "server"]
+    rows: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    for r in server.itertuples(index=False):
+        if r.type == protocol.SPEECH_STARTED:
+            start = float(r.audio_start_ms) if pd.notna(r.audio_start_ms) else math.nan
+            current = {"audio_start_ms": start, "audio_end_ms": math.nan, "item_id": r.item_id}
+            current["onset_ms"] = start + pad  # exact unless the onset was within pad of the start
+            current["offset_ms"] = math.nan
+            current["responded"] = False
+            rows.append(current)
+        elif r.type == protocol.SPEECH_STOPPED:
+            if current is None or not math.isnan(current["audio_end_ms"]):
+                current = {"audio_start_ms": math.nan, "onset_ms": math.nan, "item_id": r.item_id, "responded": False}
+                rows.append(current)
+            end = float(r.audio_end_ms) if pd.notna(r.audio_end_ms) else math.nan
+            current["audio_end_ms"] = end
+            current["offset_ms"] = end - sil
+        elif r.type == protocol.RESPONSE_CREATED and current is not None and not math.isnan(current["audio_end_ms"]):
+            current["responded"] = True
+            current = None
+    frame = pd.DataFrame(rows, columns=[*DETECTION_COLUMNS, "item_id"])
+    for col in ("audio_start_ms", "audio_end_ms", "onset_ms", "offset_ms"):
+        frame[col] = frame[col].astype(float)
+    frame["responded"] = frame["responded"].astype(bool)
+    frame["item_id"] = frame["item_id"].astype("string")
+    return frame
+
+
+def _frames(spans: Iterable[Span], n: int, step_ms: float) -> np.ndarray:
+    mask = np.zeros(n, dtype=bool)
+    for on, off in spans:
+        if not (math.isfinite(on) and math.isfinite(off)) or off <= on:
+            continue
+        mask[max(0, int(round(on / step_ms))) : max(0, int(round(off / step_ms)))] = True
+    return mask
+
+
+def detection_error_rate(
+    reference: Sequence[Span], hypothesis: Sequence[Span], duration_ms: float, *, step_ms: float = 10.0
+) -> dict[str, float]:
+    """pyannote-style detection error rate on ``step_ms`` frames.
+
+    Returns:
+        ``false_alarm_ms``, ``missed_ms``, ``reference_ms`` and ``der`` = (false alarm + missed) /
+        reference (NaN with no reference speech).
+    """
+    n = int(math.ceil(duration_ms / step_ms)) + 1
+    ref = _frames(reference, n, step_ms)
+    hyp = _frames(hypothesis, n, step_ms)
+    fa = float((hyp & ~ref).sum() * step_ms)
+    miss = float((ref & ~hyp).sum() * step_ms)
+    total = float(ref.sum() * step_ms)
+    return {
+        "false_alarm_ms": fa,
+        "missed_ms": miss,
+        "reference_ms": total,
+        "der": (fa + miss) / total if total > 0 else math.nan,
+    }
+
+
+def _overlaps(a: Span, b: Span) -> bool:
+    return min(a[1], b[1]) > max(a[0], b[0])
+
+
+def match_segments(reference: Sequence[Span], hypothesis: Sequence[Span]) -> dict[str, int]:
+    """Count missed, false, split and merged segments by overlap.
+
+    A reference segment with no overlapping hypothesis is *missed*, with several it is *split*; a
+    hypothesis with no overlapping reference is *false*, one spanning several references is *merged*.
+    """
+    ref = [s for s in reference if math.isfinite(s[0]) and math.isfinite(s[1])]
+    hyp = [s for s in hypothesis if math.isfinite(s[0]) and math.isfinite(s[1])]
+    per_ref = [sum(_overlaps(r, h) for h in hyp) for r in ref]
+    per_hyp = [sum(_overlaps(h, r) for r in ref) for h in hyp]
+    return {
+        "reference": len(ref),
+        "hypothesis": len(hyp),
+        "matched": sum(
+            1 for r, c in zip(ref, per_ref, strict=False) if c == 1 and all(n == 1 for h, n in zip(hyp, per_hyp, strict=False) if _overlaps(r, h))
+        ),
+        "missed": sum(1 for c in per_ref if c == 0),
+        "split": sum(1 for c in per_ref if c > 1),
+        "false": sum(1 for c in per_hyp if c == 0),
+        "merged": sum(1 for c in per_hyp if c > 1),
+    }
+
+
+def score_prompt(
+    prompt: LabelledPrompt,
+    detections: pd.DataFrame,
+    *,
+    dead_air_ms: Mapping[float, float] | None = None,
+    tolerance_ms: float = 250.0,
+) -> dict[str, Any]:
+    """Score one run of one prompt against its labels.
+
+    Args:
+        prompt: The labelled prompt.
+        detections: Its detections (:func:`detections_from_events` or one prompt of :func:`vad_preview`).
+        dead_air_ms: Measured dead air per detection, keyed by ``audio_end_ms`` (from
+            :func:`vlab.metrics.turn_latency`'s ``dead_air_ms``); without it, dead air is the end-of-turn
+            wait on the audio clock (``audio_end_ms − end of turn``).
+        tolerance_ms: A detection starting this much before a labelled turn still belongs to it.
+
+    Returns:
+        A flat dict: segment scores (``onset_error_ms``, ``eos_delay_ms``, ``der``, match counts,
+        ``false_starts``, ``false_starts_per_min``) and turn scores (``expected_turns``,
+        ``detected_turns``, ``responses``, ``cutoff_turns``, ``false_cutoffs``, ``holds``,
+        ``holds_cut``, ``missed_turns``, ``turns_per_expected``, ``dead_air_ms`` (median over the
+        turns whose real end was detected, cut off earlier or not), ``ended_turns``).
+    """
+    det = detections.reset_index(drop=True)
+    hyp = list(zip(det["onset_ms"].astype(float), det["offset_ms"].astype(float), strict=False))
+    ref = list(prompt.speech_segments)
+    out: dict[str, Any] = {"prompt": prompt.id, "category": prompt.category}
+    out.update(match_segments(ref, hyp))
+    out.update(detection_error_rate(ref, hyp, prompt.duration_ms))
+    starts = prompt.turn_starts_ms
+    eots = prompt.end_of_turn_ms
+    onset_errors: list[float] = []
+    eos_delays: list[float] = []
+    for j, (start, eot) in enumerate(zip(starts, eots, strict=False)):
+        nxt = starts[j + 1] if j + 1 < len(starts) else math.inf
+        inside = det[(det["onset_ms"] >= start - tolerance_ms) & (det["onset_ms"] < eot)]
+        if len(inside):
+            onset_errors.append(float(inside["onset_ms"].iloc[0]) - start)
+        ended = det[(det["offset_ms"] >= eot - tolerance_ms) & (det["audio_end_ms"] < nxt + tolerance_ms)]
+        if len(ended):
+            eos_delays.append(float(ended["audio_end_ms"].iloc[0]) - eot)
+    out["onset_error_ms"] = float(np.mean(onset_errors)) if onset_errors else math.nan
+    out["eos_delay_ms"] = float(np.mean(eos_delays)) if eos_delays else math.nan
+    n_false = int(det["onset_ms"].notna().sum()) if prompt.category == "noise_only" else out["false"]
+    out["false_starts"] = int(n_false)
+    out["false_starts_per_min"] = n_false / (prompt.duration_ms / 60000.0) if prompt.duration_ms else math.nan
+
+    # --- turn level ---
+    responded = det[det["responded"] & det["audio_end_ms"].notna()]
+    cut_turns: set[int] = set()
+    false_cutoffs = 0
+    ended_by: dict[int, float] = {}
+    for end in responded["audio_end_ms"].astype(float):
+        for j, (start, eot) in enumerate(zip(starts, eots, strict=False)):
+            nxt = starts[j + 1] if j + 1 < len(starts) else math.inf
+            if start - tolerance_ms <= end < eot:
+                cut_turns.add(j)
+                false_cutoffs += 1
+                break
+            if eot <= end < nxt and j not in ended_by:
+                ended_by[j] = end
+                break
+    holds_cut = sum(
+        1 for h0, h1 in prompt.hold_spans if any(h0 <= e <= h1 + tolerance_ms for e in responded["audio_end_ms"])
+    )
+    dead: list[float] = []
+    for j, end in ended_by.items():  # a turn cut off earlier still has its real end answered
+        measured = (dead_air_ms or {}).get(end)
+        dead.append(float(measured) if measured is not None and math.isfinite(measured) else end - eots[j])
+    expected = len(eots)
+    out.update(
+        expected_turns=expected,
+        detected_turns=int(det["audio_end_ms"].notna().sum()),
+        responses=len(responded),
+        cutoff_turns=len(cut_turns),
+        false_cutoffs=false_cutoffs,
+        holds=len(prompt.hold_spans),
+        holds_cut=holds_cut,
+        ended_turns=len(ended_by),
+        missed_turns=expected - len(ended_by),
+        turns_per_expected=len(responded) / expected if expected else math.nan,
+        dead_air_ms=float(np.median(dead)) if dead else math.nan,
+    )
+    return out
+
+
+def operating_points(
+    scores: pd.DataFrame, *, by: str | Sequence[str] = "setting", baseline: str | None = None
+) -> pd.DataFrame:
+    """Aggregate per-run scores (rows of :func:`score_prompt` plus ``by`` columns) into one point per setting.
+
+    Returns:
+        Per setting: ``false_cutoff_rate`` (cut turns / expected turns), ``hold_cut_rate`` (cut holds /
+        holds), ``missed_turn_rate``, ``turns_per_expected``, ``dead_air_ms`` (median of the runs'
+        medians), ``der`` (mean), ``false_starts_per_min`` (mean over noise-only runs), ``runs``,
+        ``baseline`` (the setting named ``baseline``) and ``pareto`` (on the frontier).
+    """
+    keys = [by] if isinstance(by, str) else list(by)
+    rows = []
+    for key, g in scores.groupby(keys, sort=True):
+        key_t = key if isinstance(key, tuple) else (key,)
+        speech = g[g["expected_turns"] > 0]
+        noise = g[g["category"] == "noise_only"]
+        expected = float(speech["expected_turns"].sum())
+        holds = float(g["holds"].sum())
+        row = dict(zip(keys, key_t, strict=False))
+        row.update(
+            runs=len(g),
+            false_cutoff_rate=float(speech["cutoff_turns"].sum()) / expected if expected else math.nan,
+            hold_cut_rate=float(g["holds_cut"].sum()) / holds if holds else math.nan,
+            missed_turn_rate=float(speech["missed_turns"].sum()) / expected if expected else math.nan,
+            turns_per_expected=float(speech["responses"].sum()) / expected if expected else math.nan,
+            dead_air_ms=float(speech["dead_air_ms"].median()) if speech["dead_air_ms"].notna().any() else math.nan,
+            der=float(speech["der"].mean()) if len(speech) else math.nan,
+            false_starts_per_min=float(noise["false_starts_per_min"].mean()) if len(noise) else math.nan,
+        )
+        rows.append(row)
+    points = pd.DataFrame(rows)
+    if points.empty:
+        return points
+    points["baseline"] = points[keys[0]] == baseline if baseline is not None else False
+    points["pareto"] = pareto_front(points)
+    return points
+
+
+def pareto_front(points: pd.DataFrame, x: str = "dead_air_ms", y: str = "false_cutoff_rate") -> pd.Series:
+    """True for points no other point beats on both ``x`` and ``y`` (lower is better; NaN never on it)."""
+    xs = points[x].to_numpy(float)
+    ys = points[y].to_numpy(float)
+    on = np.zeros(len(points), dtype=bool)
+    for i in range(len(points)):
+        if not (math.isfinite(xs[i]) and math.isfinite(ys[i])):
+            continue
+        dominated = (xs <= xs[i]) & (ys <= ys[i]) & ((xs < xs[i]) | (ys < ys[i]))
+        on[i] = not dominated.any()
+    return pd.Series(on, index=points.index, name="pareto")
+
+
+def cutoff_at_latency(points: pd.DataFrame, budgets_ms: Sequence[float] = (300.0, 600.0)) -> dict[float, float]:
+    """Lowest false cut-off rate among settings whose dead air is within each budget (NaN if none)."""
+    out = {}
+    for b in budgets_ms:
+        ok = points[points["dead_air_ms"] <= b]["false_cutoff_rate"].dropna()
+        out[float(b)] = float(ok.min()) if len(ok) else math.nan
+    return out
+
+
+def latency_at_cutoff(points: pd.DataFrame, rates: Sequence[float] = (0.05, 0.10)) -> dict[float, float]:
+    """Lowest dead air among settings whose false cut-off rate is at most each rate (NaN if none)."""
+    out = {}
+    for rate in rates:
+        ok = points[points["false_cutoff_rate"] <= rate]["dead_air_ms"].dropna()
+        out[float(rate)] = float(ok.min()) if len(ok) else math.nan
+    return out
+
+
+def _turn_detection(events: pd.DataFrame, direction: str, kind: str) -> list[dict[str, Any] | None]:
+    rows = events[(events["direction"] == direction) & (events["type"] == kind)]
+    out: list[dict[str, Any] | None] = []
+    for payload in rows["payload"]:
+        try:
+            session = json.loads(payload).get("session", {})
+        except (TypeError, ValueError):
+            continue
+        if "turn_detection" in session:
+            out.append(session["turn_detection"])
+    return out
+
+
+def setting_took_effect(events: pd.DataFrame, *, tolerance: float = 1e-6) -> list[str]:
+    """Differences between the turn detection last sent (``session.update``) and echoed (``session.updated``).
+
+    Returns:
+        One message per differing key (empty: the service echoed what was asked); a missing echo is
+        one message too.
+    """
+    sent = _turn_detection(events, "client", protocol.CLIENT_SESSION_UPDATE)
+    echoed = _turn_detection(events, "server", protocol.SESSION_UPDATED)
+    if not sent:
+        return []
+    if not echoed:
+        return ["no session.updated carried a turn_detection"]
+    want, got = sent[-1], echoed[-1]
+    if want is None or got is None:
+        return [] if want == got else [f"turn_detection: sent {want!r}, service has {got!r}"]
+    problems = []
+    for key, value in want.items():
+        have = got.get(key)
+        same = (
+            abs(float(value) - float(have)) <= tolerance
+            if isinstance(value, (int, float)) and isinstance(have, (int, float)) and not isinstance(value, bool)
+            else value == have
+        )
+        if not same:
+            problems.append(f"turn_detection.{key}: sent {value!r}, service has {have!r}")
+    return problems
+
+
+def canary_shift(
+    vad: pd.DataFrame, *, prompt: str, tolerance_ms: float = 100.0, warn: bool = True
+) -> pd.DataFrame:
+    """Check that ``silence_duration_ms`` moves ``speech_stopped`` by about as much, on one canary prompt.
+
+    Args:
+        vad: Detections of a sweep (``vad.parquet``: ``prompt``, ``silence_duration_ms``,
+            ``audio_end_ms``; the first detection of each run is used).
+        prompt: The canary prompt id.
+        tolerance_ms: Allowed difference between the observed and the expected shift.
+        warn: Emit a :class:`~vlab.errors.VlabWarning` when a setting did not move the stop as expected.
+
+    Returns:
+        One row per silence duration: the median first ``audio_end_ms``, the shift from the smallest
+        duration, the expected shift and ``ok``.
+    """
+    rows = vad[(vad["prompt"] == prompt) & vad["audio_end_ms"].notna()]
+    if rows.empty:
+        return pd.DataFrame(columns=["silence_duration_ms", "audio_end_ms", "shift_ms", "expected_ms", "ok"])
+    first = rows.sort_values("audio_end_ms").groupby(["silence_duration_ms", "run"], sort=True).head(1)
+    med = first.groupby("silence_duration_ms")["audio_end_ms"].median().reset_index().sort_values("silence_duration_ms")
+    base_sil, base_end = float(med["silence_duration_ms"].iloc[0]), float(med["audio_end_ms"].iloc[0])
+    med["shift_ms"] = med["audio_end_ms"] - base_end
+    med["expected_ms"] = med["silence_duration_ms"] - base_sil
+    med["ok"] = (med["shift_ms"] - med["expected_ms"]).abs() <= tolerance_ms
+    if warn and not med["ok"].all():
+        bad = med[~med["ok"]]
+        warnings.warn(
+            f"silence_duration_ms did not move speech_stopped as expected on canary {prompt!r}: "
+            + ", ".join(
+                f"{int(s)} ms shifted {sh:.0f} ms (expected {ex:.0f})"
+                for s, sh, ex in zip(bad["silence_duration_ms"], bad["shift_ms"], bad["expected_ms"], strict=False)
+            )
+            + "; the service may be ignoring the setting",
+            VlabWarning,
+            stacklevel=2,
+        )
+    return med
+
+
+def vad_preview(
+    prompts: Sequence[LabelledPrompt],
+    settings: Sequence[Mapping[str, Any]],
+    *,
+    model_factory: Callable[[], SpeechModel] | None = None,
+) -> pd.DataFrame:
+    """Run vlab's own VAD (the emulator's) over the prompts for each setting, offline, in seconds.
+
+    This approximates the service's server VAD (Azure's own model will differ somewhat); use it to
+    choose a grid before spending sessions.
+
+    Args:
+        prompts: Labelled prompts.
+        settings: Dicts with ``threshold``, ``prefix_padding_ms``, ``silence_duration_ms`` (and an
+            optional ``setting`` name; default: a label built from the values).
+        model_factory: Speech model (default: Silero, as the emulator).
+
+    Returns:
+        Detections (:data:`DETECTION_COLUMNS`, every detection counted as responded) with ``setting``,
+        ``prompt``, the setting values and ``run`` = 0; use :func:`score_prompt` per prompt and setting.
+    """
+    from vlab.audio.vad import SileroModel, StreamingVad, VadParams
+
+    factory = model_factory or SileroModel
+    rows: list[dict[str, Any]] = []
+    audio = {p.id: p.pcm(16000) for p in prompts}
+    for s in settings:
+        params = VadParams(
+            threshold=float(s.get("threshold", 0.5)),
+            prefix_padding_ms=int(s.get("prefix_padding_ms", 300)),
+            silence_duration_ms=int(s.get("silence_duration_ms", 500)),
+        )
+        name = s.get("setting") or (
+            f"thr={params.threshold:g} pad={params.prefix_padding_ms} sil={params.silence_duration_ms}"
+        )
+        for p in prompts:
+            vad = StreamingVad(params, 16000, model=factory())
+            tail = b"\x00\x00" * int(16 * (params.silence_duration_ms + 200))
+            events = vad.feed(audio[p.id] + tail) + vad.flush()
+            current: dict[str, Any] | None = None
+            for e in events:
+                if e.kind == "speech_started":
+                    current = {"audio_start_ms": float(e.audio_ms), "onset_ms": float(e.speech_ms)}
+                    current.update(audio_end_ms=math.nan, offset_ms=math.nan, responded=False)
+                    rows.append(current)
+                elif current is not None:
+                    current.update(audio_end_ms=float(e.audio_ms), offset_ms=float(e.speech_ms), responded=True)
+                    current = None
+            for r in rows:
+                r.setdefault("prompt", p.id)
+                r.setdefault("setting", name)
+                r.setdefault("threshold", params.threshold)
+                r.setdefault("prefix_padding_ms", params.prefix_padding_ms)
+                r.setdefault("silence_duration_ms", params.silence_duration_ms)
+                r.setdefault("run", 0)
+    columns = [*DETECTION_COLUMNS, "prompt", "setting", "threshold", "prefix_padding_ms", "silence_duration_ms", "run"]
+    return pd.DataFrame(rows, columns=columns)

@@ -1,0 +1,236 @@
+"""Charts of latency and turn detection.
+
+Each function takes DataFrames, draws on ``ax`` (a new figure when None) and returns the Axes. Import
+explicitly: ``import vlab.plots`` (``import vlab`` never loads matplotlib).
+
+- :func:`waterfall`: contiguous latency stages of each turn, from the end of speech (from
+  :func:`vlab.metrics.turn_latency`);
+- :func:`latency_distributions`: one latency metric per setting (box + points);
+- :func:`vad_timeline`: a prompt's waveform, its labels and each setting's detections;
+- :func:`pareto`: false cut-off rate vs dead air per setting, with the frontier.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from vlab.metrics.latency import SEGMENT_STAGES, stages_in_order
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from vlab.prompts import LabelledPrompt
+
+__all__ = ["STAGE_COLORS", "latency_distributions", "pareto", "vad_timeline", "waterfall"]
+
+STAGE_COLORS: dict[str, str] = {
+    "server_hangover_ms": "#9ecae1",
+    "uplink_ms": "#3182bd",
+    "turn_commit_ms": "#fdae6b",
+    "ttfb_audio_ms": "#e6550d",
+    "playout_ms": "#31a354",
+}
+"""Colour of each contiguous stage (colour-blind-safe blues/oranges/green)."""
+
+_STAGE_LABELS = {
+    "server_hangover_ms": "server hangover (silence timer)",
+    "uplink_ms": "uplink + VAD processing",
+    "turn_commit_ms": "turn commit (→ response.created)",
+    "ttfb_audio_ms": "first audio byte",
+    "playout_ms": "playout",
+}
+
+
+def _axes(ax: Axes | None, size: tuple[float, float]) -> Axes:
+    if ax is not None:
+        return ax
+    import matplotlib.pyplot as plt
+
+    _, new = plt.subplots(figsize=size, layout="constrained")
+    return new
+
+
+def waterfall(turns: pd.DataFrame, *, label: str | None = None, max_turns: int = 30, ax: Axes | None = None) -> Axes:
+    """Horizontal stacked bars: each turn's contiguous stages from ``T_eos`` (they sum to voice-to-voice).
+
+    Args:
+        turns: Rows of :func:`vlab.metrics.turn_latency` (false cut-offs are marked, not drawn).
+        label: Column naming each bar (default: ``prompt`` and ``turn`` when present, else ``turn``).
+        max_turns: Draw at most this many turns (the first ones).
+        ax: Where to draw.
+    """
+    ax = _axes(ax, (9, 0.6 + 0.32 * min(len(turns), max_turns)))
+    rows = turns.head(max_turns).reset_index(drop=True)
+    names = []
+    for i, row in rows.iterrows():
+        if label and label in row:
+            names.append(str(row[label]))
+        elif "prompt" in row:
+            prefix = f"{row['setting']} | " if "setting" in row else ""
+            names.append(f"{prefix}{row['prompt']} #{int(row['turn'])}")
+        else:
+            names.append(f"turn {int(row['turn'])}")
+        y = len(rows) - 1 - i
+        if bool(row.get("false_cutoff", False)):
+            ax.text(0, y, "  false cut-off (response before end of speech)", va="center", fontsize=8, color="#b30000")
+            continue
+        for stage, start, width in stages_in_order(row):
+            ax.barh(y, width, left=start, color=STAGE_COLORS[stage], edgecolor="white", height=0.7)
+        total = row.get("voice_to_voice_ms", math.nan)
+        if math.isfinite(total):
+            ax.text(total, y, f" {total:.0f} ms", va="center", fontsize=8)
+    ax.set_yticks(range(len(rows)), list(reversed(names)), fontsize=8)
+    ax.set_xlabel("ms from the end of the user's speech (T_eos)")
+    ax.set_title("Voice-to-voice latency by stage (contiguous, sums to the total)")
+    from matplotlib.patches import Patch
+
+    ax.legend(
+        handles=[Patch(color=STAGE_COLORS[s], label=_STAGE_LABELS[s]) for s in SEGMENT_STAGES],
+        loc="lower right",
+        fontsize=7,
+        framealpha=0.9,
+    )
+    ax.set_xlim(left=0)
+    ax.margins(x=0.15)
+    return ax
+
+
+def latency_distributions(
+    turns: pd.DataFrame, *, metric: str = "dead_air_ms", by: str = "setting", ax: Axes | None = None
+) -> Axes:
+    """Box plot plus the individual turns of one latency metric per setting.
+
+    Args:
+        turns: Rows of :func:`vlab.metrics.turn_latency` with a ``by`` column.
+        metric: The latency column.
+        by: Grouping column.
+        ax: Where to draw.
+    """
+    groups = sorted(turns[by].dropna().unique(), key=_natural) if by in turns else ["all"]
+    ax = _axes(ax, (9, 0.8 + 0.45 * max(len(groups), 1)))
+    data = []
+    for g in groups:
+        values = (turns[turns[by] == g] if by in turns else turns)[metric].astype(float)
+        data.append(values[np.isfinite(values)].to_numpy())
+    positions = np.arange(len(groups))
+    nonempty = [i for i, d in enumerate(data) if len(d)]
+    if nonempty:
+        import matplotlib
+
+        major, minor = (int(v) for v in matplotlib.__version__.split(".")[:2])
+        horizontal = {"orientation": "horizontal"} if (major, minor) >= (3, 10) else {"vert": False}
+        ax.boxplot(
+            [data[i] for i in nonempty],
+            positions=positions[nonempty],
+            **horizontal,
+            widths=0.6,
+            showfliers=False,
+            medianprops={"color": "#e6550d", "linewidth": 2},
+        )
+    rng = np.random.default_rng(0)
+    for i, d in enumerate(data):
+        ax.scatter(d, i + rng.uniform(-0.15, 0.15, len(d)), s=10, alpha=0.6, color="#3182bd", zorder=3)
+        ax.text(1.0, i, f" n={len(d)}", va="center", fontsize=8, transform=ax.get_yaxis_transform())
+    ax.set_yticks(positions, [str(g) for g in groups], fontsize=8)
+    ax.set_xlabel(metric.replace("_ms", " (ms)").replace("_", " "))
+    ax.set_title(f"{metric} per setting")
+    ax.grid(axis="x", alpha=0.3)
+    return ax
+
+
+def _natural(value: Any) -> Any:
+    import re
+
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(value))]
+
+
+def vad_timeline(
+    prompt: LabelledPrompt, vad: pd.DataFrame, *, by: str = "setting", ax: Axes | None = None
+) -> Axes:
+    """Waveform with labelled speech, holds and ends of turn, and each setting's detections beneath.
+
+    Args:
+        prompt: The labelled prompt.
+        vad: Detections (``vad.parquet`` or :func:`vlab.metrics.vad_preview`) with ``prompt`` and ``by``
+            columns; the first run of each setting is drawn.
+        by: Column naming the setting of each detection.
+        ax: Where to draw.
+    """
+    from vlab.audio.pcm import pcm16_to_float
+
+    rows = vad[vad["prompt"] == prompt.id] if "prompt" in vad else vad
+    settings = sorted(rows[by].dropna().unique(), key=_natural) if by in rows else []
+    ax = _axes(ax, (10, 2.2 + 0.35 * len(settings)))
+    x = pcm16_to_float(prompt.pcm(8000))
+    t = np.arange(len(x)) / 8.0
+    peak = float(np.max(np.abs(x))) or 1.0
+    wave_y = len(settings) + 1.2
+    ax.plot(t, wave_y + 0.9 * x / peak, color="#555555", linewidth=0.4)
+    for on, off in prompt.speech_segments:
+        ax.axvspan(on, off, ymin=0, ymax=1, color="#31a354", alpha=0.12, linewidth=0)
+    for h0, h1 in prompt.hold_spans:
+        ax.axvspan(h0, h1, color="#fdae6b", alpha=0.35, linewidth=0)
+    for eot in prompt.end_of_turn_ms:
+        ax.axvline(eot, color="#b30000", linewidth=1.2, linestyle="--")
+    for i, s in enumerate(settings):
+        y = len(settings) - 1 - i
+        det = rows[rows[by] == s]
+        if "run" in det:
+            det = det[det["run"] == det["run"].min()]
+        for r in det.itertuples(index=False):
+            on = r.onset_ms if math.isfinite(r.onset_ms) else r.audio_start_ms
+            off = r.audio_end_ms if math.isfinite(r.audio_end_ms) else prompt.duration_ms
+            ax.barh(y, off - on, left=on, height=0.6, color="#3182bd", alpha=0.85)
+            if math.isfinite(r.audio_end_ms):
+                ax.plot([r.audio_end_ms], [y], marker="v" if r.responded else "|", color="#e6550d", markersize=7)
+    ax.set_yticks([*range(len(settings)), wave_y], [*reversed([str(s) for s in settings]), "audio"], fontsize=8)
+    ends = rows["audio_end_ms"].astype(float)
+    ax.set_xlim(0, max([prompt.duration_ms, *ends[np.isfinite(ends)].tolist()]) + 100)
+    ax.set_xlabel("input audio (ms)")
+    ax.set_title(
+        f"{prompt.id}: labelled speech (green), holds (orange), end of turn (red dashes)\n"
+        "server detections (blue); at speech_stopped: ▼ a response started, | none",
+        fontsize=9,
+    )
+    return ax
+
+
+def pareto(points: pd.DataFrame, *, x: str = "dead_air_ms", y: str = "false_cutoff_rate", ax: Axes | None = None) -> Axes:
+    """False cut-off rate against dead air, one point per setting, frontier joined, baseline ringed.
+
+    Args:
+        points: :func:`vlab.metrics.operating_points` output (``setting``, ``pareto``, ``baseline``).
+        x: Latency column.
+        y: Cut-off column.
+        ax: Where to draw.
+    """
+    ax = _axes(ax, (7, 5))
+    ok = points[np.isfinite(points[x].astype(float)) & np.isfinite(points[y].astype(float))]
+    ax.scatter(ok[x], ok[y] * 100, s=40, color="#9ecae1", edgecolor="#3182bd", zorder=3, label="setting")
+    front = ok[ok["pareto"]].sort_values(x) if "pareto" in ok else ok.iloc[0:0]
+    if len(front):
+        ax.step(front[x], front[y] * 100, where="post", color="#e6550d", linewidth=1.5, label="Pareto frontier")
+        ax.scatter(front[x], front[y] * 100, s=50, color="#e6550d", zorder=4)
+    if "baseline" in ok and ok["baseline"].any():
+        b = ok[ok["baseline"]]
+        ax.scatter(b[x], b[y] * 100, s=160, facecolors="none", edgecolors="black", linewidths=1.5, label="baseline", zorder=5)
+    for r in ok.itertuples(index=False):
+        ax.annotate(str(r.setting), (getattr(r, x), getattr(r, y) * 100), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel(x.replace("_ms", " (ms, median)").replace("_", " "))
+    ax.set_ylabel(y.replace("_", " ") + " (%)")
+    ax.set_title("Turn detection trade-off: cut-offs vs dead air (lower-left is better)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    ax.margins(0.12)
+    return ax
+
+
+def summary_table(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
+    """A DataFrame as a small HTML table (numbers rounded) for reports."""
+    data = frame[list(columns)] if columns else frame
+    return data.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="–", border=0, classes="t")

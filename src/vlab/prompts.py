@@ -1,0 +1,200 @@
+"""The bundled, labelled prompt set (``data/prompts/``) and its typed labels.
+
+Each prompt is a WAV file plus labels that are exact by construction (the generator,
+:mod:`vlab.prompts_gen`, places every phrase itself) or, for the real CMU ARCTIC recordings, taken from
+the corpus alignments. All label times are in ms from the first sample of the file:
+
+- ``speech_segments``: ``[on, off]`` of each stretch of speech (first to last audible sample);
+- ``hold_spans``: pauses *inside* a user turn (between two segments of one turn), where an agent must
+  not answer;
+- ``end_of_turn_ms``: one point per expected turn, the end of its last segment.
+
+Load with :func:`load_prompt_set`; :meth:`LabelledPrompt.pcm` gives the audio at any session rate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vlab.errors import ConfigError
+
+__all__ = ["DEFAULT_PROMPT_DIR", "MANIFEST_NAME", "LabelledPrompt", "load_prompt_set", "select_prompts"]
+
+MANIFEST_NAME = "manifest.json"
+"""File name of the label manifest inside a prompt folder."""
+
+
+def _default_dir() -> Path:
+    """``data/prompts`` of the source checkout (the package lives in ``src/vlab``)."""
+    return Path(__file__).resolve().parents[2] / "data" / "prompts"
+
+
+DEFAULT_PROMPT_DIR: Path = _default_dir()
+"""Where the bundled prompt set lives (``data/prompts`` in the repository)."""
+
+Span = tuple[float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledPrompt:
+    """One prompt file and its labels (all times in ms from the start of the file)."""
+
+    id: str
+    """Short unique name, e.g. ``pause_600``."""
+    file: Path
+    """Absolute path of the audio file."""
+    text: str
+    """What is said (turns separated by `` | ``)."""
+    sample_rate: int
+    """Sample rate of the file in Hz."""
+    duration_ms: float
+    """Length of the file in ms."""
+    category: str
+    """Kind of prompt: ``short``, ``long``, ``pause``, ``filler``, ``dictation``, ``quiet``, ``noisy``,
+    ``noise_only``, ``multi_turn``, ``low_rate``, ``interruption`` or ``human``."""
+    speech_segments: tuple[Span, ...]
+    """``(on_ms, off_ms)`` of every stretch of speech, in order."""
+    hold_spans: tuple[Span, ...] = ()
+    """Pauses inside a turn ``(start_ms, end_ms)``: a response starting here is a false cut-off."""
+    end_of_turn_ms: tuple[float, ...] = ()
+    """End of speech of each expected turn, in order (empty for noise-only audio)."""
+    source: str = "espeak-ng"
+    """Where the speech comes from: ``espeak-ng`` (synthesized) or ``cmu-arctic`` (human recording)."""
+    pause_ms: float | None = None
+    """For ``pause`` prompts, the length of the mid-sentence pause."""
+    barge_in_ms: float | None = None
+    """For ``interruption`` prompts, the onset of the speech meant to interrupt the assistant."""
+    notes: str = ""
+    """Free text: how the prompt was made or labelled."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Any other manifest keys, kept as they are."""
+
+    @property
+    def expected_turns(self) -> int:
+        """Number of user turns the prompt holds."""
+        return len(self.end_of_turn_ms)
+
+    @property
+    def turn_starts_ms(self) -> tuple[float, ...]:
+        """Onset of each expected turn (the first segment after the previous end of turn)."""
+        starts: list[float] = []
+        previous_end = -1.0
+        for eot in self.end_of_turn_ms:
+            onsets = [on for on, _ in self.speech_segments if previous_end < on <= eot]
+            starts.append(min(onsets) if onsets else float("nan"))
+            previous_end = eot
+        return tuple(starts)
+
+    def pcm(self, sample_rate: int | None = None) -> bytes:
+        """The audio as mono PCM16 at ``sample_rate`` (default: the file's own rate)."""
+        from vlab.audio.wav import load_wav
+
+        return load_wav(self.file, sample_rate or self.sample_rate)
+
+    def labels(self) -> dict[str, Any]:
+        """The labels as plain JSON-able data (what the manifest holds, without the path)."""
+        return {
+            "id": self.id,
+            "category": self.category,
+            "duration_ms": self.duration_ms,
+            "speech_segments": [list(s) for s in self.speech_segments],
+            "hold_spans": [list(s) for s in self.hold_spans],
+            "end_of_turn_ms": list(self.end_of_turn_ms),
+            "barge_in_ms": self.barge_in_ms,
+        }
+
+    @classmethod
+    def from_manifest(cls, entry: dict[str, Any], folder: Path) -> LabelledPrompt:
+        """Build from one manifest entry; ``file`` is resolved relative to ``folder``.
+
+        Raises:
+            ConfigError: A required key is missing or a span is malformed.
+        """
+        known = {
+            "id",
+            "file",
+            "text",
+            "sample_rate",
+            "duration_ms",
+            "category",
+            "speech_segments",
+            "hold_spans",
+            "end_of_turn_ms",
+            "source",
+            "pause_ms",
+            "barge_in_ms",
+            "notes",
+        }
+        try:
+            segments = tuple((float(a), float(b)) for a, b in entry["speech_segments"])
+            holds = tuple((float(a), float(b)) for a, b in entry.get("hold_spans", ()))
+            return cls(
+                id=str(entry["id"]),
+                file=(folder / entry["file"]).resolve(),
+                text=str(entry.get("text", "")),
+                sample_rate=int(entry["sample_rate"]),
+                duration_ms=float(entry["duration_ms"]),
+                category=str(entry["category"]),
+                speech_segments=segments,
+                hold_spans=holds,
+                end_of_turn_ms=tuple(float(x) for x in entry.get("end_of_turn_ms", ())),
+                source=str(entry.get("source", "espeak-ng")),
+                pause_ms=None if entry.get("pause_ms") is None else float(entry["pause_ms"]),
+                barge_in_ms=None if entry.get("barge_in_ms") is None else float(entry["barge_in_ms"]),
+                notes=str(entry.get("notes", "")),
+                extra={k: v for k, v in entry.items() if k not in known},
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"prompt manifest entry {entry.get('id', '?')!r} is malformed ({exc!r}); "
+                "regenerate it with `python scripts/make_prompts.py`"
+            ) from None
+
+
+def load_prompt_set(path: str | os.PathLike[str] | None = None) -> list[LabelledPrompt]:
+    """Read a prompt folder's ``manifest.json`` (default: the bundled ``data/prompts``).
+
+    Args:
+        path: A prompt folder or its manifest file.
+
+    Returns:
+        The prompts, in manifest order.
+
+    Raises:
+        ConfigError: No manifest, or a malformed one.
+    """
+    p = Path(path) if path is not None else DEFAULT_PROMPT_DIR
+    manifest = p if p.is_file() else p / MANIFEST_NAME
+    if not manifest.is_file():
+        raise ConfigError(
+            f"no prompt manifest at {str(manifest)!r}; build the bundled set with "
+            "`python scripts/make_prompts.py` or pass a folder that holds a manifest.json"
+        )
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    return [LabelledPrompt.from_manifest(e, manifest.parent) for e in data["prompts"]]
+
+
+def select_prompts(
+    prompts: list[LabelledPrompt], names: list[str] | tuple[str, ...] | None
+) -> list[LabelledPrompt]:
+    """Keep the prompts whose id or category is in ``names`` (None or ``["*"]`` keeps all).
+
+    Raises:
+        ConfigError: A name matches no prompt (the message lists the ids).
+    """
+    if not names or list(names) == ["*"]:
+        return list(prompts)
+    out: list[LabelledPrompt] = []
+    for name in names:
+        hits = [p for p in prompts if p.id == name or p.category == name]
+        if not hits:
+            raise ConfigError(
+                f"no prompt named {name!r}; known ids: {', '.join(p.id for p in prompts)}; "
+                f"categories: {', '.join(sorted({p.category for p in prompts}))}"
+            )
+        out.extend(h for h in hits if h not in out)
+    return out

@@ -1,0 +1,240 @@
+"""Reports of a sweep folder and comparisons of two sweeps.
+
+``report.html`` embeds its charts as PNG data; the PNG files are written beside it.
+
+``vlab report runs/NAME`` → ``runs/NAME/report.html`` and ``runs/NAME/report/*.png``;
+``vlab compare runs/A runs/B`` → what got better or worse, with bootstrap intervals.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from vlab.errors import ConfigError
+
+__all__ = ["CHARTS", "build_report", "compare_sweeps"]
+
+CHARTS = ("waterfall", "latency_distributions", "pareto", "vad_timeline")
+"""Chart names every report holds (``vad_timeline`` once per timeline prompt: ``vad_timeline_<id>``)."""
+
+_CSS = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
+h1{font-size:1.5em} h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table.t{border-collapse:collapse;font-size:.85em} table.t td,table.t th{padding:.2em .6em;border-bottom:1px solid #eee;text-align:right}
+table.t th{background:#f4f4f4} img{max-width:100%} .note{color:#666;font-size:.9em} .warn{color:#b30000}
+"""
+
+
+def _load(sweep_dir: Path, name: str) -> pd.DataFrame:
+    path = sweep_dir / f"{name}.parquet"
+    return pd.read_parquet(path) if path.is_file() else pd.DataFrame()
+
+
+def _require_sweep(sweep_dir: Path) -> dict[str, Any]:
+    manifest = sweep_dir / "manifest.json"
+    if not manifest.is_file():
+        raise ConfigError(f"{str(sweep_dir)!r} is not a sweep folder (no manifest.json); run `vlab sweep` first")
+    return json.loads(manifest.read_text(encoding="utf-8"))
+
+
+def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3) -> Path:
+    """Write ``report.html`` and ``report/*.png`` for a sweep folder.
+
+    Args:
+        sweep_dir: A folder written by :func:`vlab.sweep.run_sweep`.
+        timeline_prompts: VAD timelines for this many prompts (those with holds first).
+
+    Returns:
+        The path of ``report.html``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vlab import plots
+    from vlab.metrics import canary_shift, cutoff_at_latency, latency_at_cutoff, summarize_latency
+    from vlab.prompts import load_prompt_set
+
+    folder = Path(sweep_dir)
+    manifest = _require_sweep(folder)
+    turns, vad, points, scores = (_load(folder, n) for n in ("turns", "vad", "points", "scores"))
+    out = folder / "report"
+    out.mkdir(exist_ok=True)
+    images: list[tuple[str, str, str]] = []  # (name, title, caption)
+
+    def save(ax: Any, name: str, title: str, caption: str) -> None:
+        fig = ax.figure
+        fig.savefig(out / f"{name}.png", dpi=110)
+        plt.close(fig)
+        images.append((name, title, caption))
+
+    speech_turns = turns[turns["trigger"] == "vad"] if len(turns) else turns
+    ok_turns = speech_turns[~speech_turns["false_cutoff"].astype(bool)] if len(speech_turns) else speech_turns
+    sample = ok_turns.groupby("setting", sort=False).head(4) if len(ok_turns) else ok_turns
+    save(
+        plots.waterfall(sample.sort_values(["setting", "prompt"]), label=None, max_turns=24),
+        "waterfall",
+        "Turn waterfall",
+        "Contiguous stages from the end of speech T_eos to the first reply audio: they sum to voice_to_voice_ms. "
+        "Up to 4 correctly ended turns per setting. Client clock: when the sweep streams faster than real time "
+        "(speed 'max') the audio leaves in a burst and these stages are compressed; use speed = 1 for real voice-to-voice.",
+    )
+    save(
+        plots.latency_distributions(speech_turns, metric="dead_air_ms"),
+        "latency_distributions",
+        "Dead air per setting",
+        "End of speech → first reply audio, with the end-of-turn wait on the audio clock (valid at any replay speed).",
+    )
+    if "voice_to_voice_ms" in speech_turns and speech_turns["voice_to_voice_ms"].notna().any():
+        save(
+            plots.latency_distributions(speech_turns, metric="voice_to_voice_ms"),
+            "voice_to_voice",
+            "Voice-to-voice per setting",
+            "Client clock; equals dead air only when the audio was streamed in real time.",
+        )
+    save(
+        plots.pareto(points),
+        "pareto",
+        "Cut-off vs dead-air trade-off",
+        "One point per setting: share of labelled turns cut off (a response inside the turn) against the median dead air.",
+    )
+    prompts = {p.id: p for p in load_prompt_set(_prompt_dir(manifest))}
+    ids = [p["id"] for p in manifest.get("prompts", []) if p["id"] in prompts]
+    ids.sort(key=lambda i: (-len(prompts[i].hold_spans), i))
+    for pid in ids[:timeline_prompts]:
+        save(
+            plots.vad_timeline(prompts[pid], vad),
+            f"vad_timeline_{pid}",
+            f"VAD timeline: {pid}",
+            "Server detections per setting against the labels (first repeat).",
+        )
+
+    summary = summarize_latency(speech_turns, by=["setting"], metrics=["dead_air_ms", "voice_to_voice_ms", "endpointing_ms", "turn_commit_ms", "ttfb_audio_ms"]) if len(speech_turns) else pd.DataFrame()
+    budgets = cutoff_at_latency(points) if len(points) else {}
+    rates = latency_at_cutoff(points) if len(points) else {}
+    canary_html = ""
+    if manifest.get("canary") and len(vad):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            shift = canary_shift(vad, prompt=manifest["canary"])
+        canary_html = plots.summary_table(shift) + "".join(
+            f'<p class="warn">{html.escape(str(w.message))}</p>' for w in caught
+        )
+    errors = [c for c in manifest.get("cells", []) if c.get("status") != "ok"]
+
+    parts = [f"<!doctype html><meta charset='utf-8'><title>vlab sweep report</title><style>{_CSS}</style>"]
+    parts.append(f"<h1>vlab sweep: {html.escape(folder.name)}</h1>")
+    parts.append(
+        "<p class='note'>"
+        + html.escape(
+            f"target: {', '.join(manifest.get('target_kind', [])) or '?'}; speed: {manifest.get('speed')}; "
+            f"latency model: {manifest.get('latency')}; {len(manifest.get('grid', []))} settings × "
+            f"{len(manifest.get('prompts', []))} prompts × {manifest.get('repeats')} repeats; "
+            f"wall {manifest.get('wall_s')} s; vlab {manifest.get('versions', {}).get('vlab')}, "
+            f"SDK {manifest.get('versions', {}).get('azure-ai-voicelive')}"
+        )
+        + "</p>"
+    )
+    if errors:
+        parts.append(f"<p class='warn'>{len(errors)} cell(s) failed: " + html.escape("; ".join(f"{e['cell']}: {e.get('error')}" for e in errors[:5])) + "</p>")
+    parts.append("<h2>Operating points</h2>")
+    if len(points):
+        cols = [c for c in ("setting", "false_cutoff_rate", "hold_cut_rate", "missed_turn_rate", "turns_per_expected", "dead_air_ms", "der", "false_starts_per_min", "baseline", "pareto") if c in points]
+        parts.append(plots.summary_table(points, cols))
+        parts.append(
+            "<p>"
+            + html.escape(
+                "Lowest cut-off rate within a dead-air budget: "
+                + ", ".join(f"@{b:.0f} ms: {_pct(v)}" for b, v in budgets.items())
+                + ". Lowest dead air within a cut-off rate: "
+                + ", ".join(f"@{r * 100:.0f} %: {_ms(v)}" for r, v in rates.items())
+            )
+            + "</p>"
+        )
+    for name, title, caption in images:
+        data = base64.b64encode((out / f"{name}.png").read_bytes()).decode("ascii")
+        parts.append(f"<h2>{html.escape(title)}</h2><p class='note'>{html.escape(caption)}</p>")
+        parts.append(f"<img alt='{name}' data-chart='{name}' src='data:image/png;base64,{data}'>")
+    parts.append("<h2>Latency summary (bootstrap 95 % intervals; first turn separately)</h2>")
+    if len(summary):
+        parts.append(plots.summary_table(summary))
+    if canary_html:
+        parts.append(f"<h2>Did the setting take effect? (canary {html.escape(manifest['canary'])})</h2>{canary_html}")
+    if len(scores):
+        parts.append("<h2>Per prompt and setting</h2>")
+        cols = [c for c in ("setting", "prompt", "run", "expected_turns", "responses", "cutoff_turns", "holds_cut", "missed_turns", "dead_air_ms", "onset_error_ms", "eos_delay_ms", "der", "false_starts") if c in scores]
+        parts.append(plots.summary_table(scores.sort_values(["setting", "prompt"]), cols))
+    path = folder / "report.html"
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
+
+
+def _prompt_dir(manifest: dict[str, Any]) -> Path | None:
+    files = [p.get("file") for p in manifest.get("prompts", []) if p.get("file")]
+    if files:
+        folder = Path(files[0]).parent
+        while folder != folder.parent and not (folder / "manifest.json").is_file():
+            folder = folder.parent
+        if (folder / "manifest.json").is_file():
+            return folder
+    return None
+
+
+def _pct(v: float) -> str:
+    return "–" if not math.isfinite(v) else f"{v * 100:.0f} %"
+
+
+def _ms(v: float) -> str:
+    return "–" if not math.isfinite(v) else f"{v:.0f} ms"
+
+
+def compare_sweeps(a: str | os.PathLike[str], b: str | os.PathLike[str], *, n_boot: int = 1000) -> pd.DataFrame:
+    """Per setting present in both sweeps: operating points and latency p50s of A and B, with B − A.
+
+    Returns:
+        One row per setting and measure: ``a``, ``b``, ``delta`` and for latencies the bootstrap 95 %
+        intervals of each p50, plus ``verdict`` (``better``, ``worse``, ``same`` — lower is better;
+        for latencies "same" when the intervals overlap).
+    """
+    from vlab.metrics import bootstrap_ci
+
+    fa, fb = Path(a), Path(b)
+    _require_sweep(fa)
+    _require_sweep(fb)
+    pa, pb = _load(fa, "points"), _load(fb, "points")
+    ta, tb = _load(fa, "turns"), _load(fb, "turns")
+    rows = []
+    common = sorted(set(pa.get("setting", [])) & set(pb.get("setting", [])))
+    for s in common:
+        ra, rb = pa[pa["setting"] == s].iloc[0], pb[pb["setting"] == s].iloc[0]
+        for m in ("false_cutoff_rate", "hold_cut_rate", "missed_turn_rate", "der"):
+            va, vb = float(ra[m]), float(rb[m])
+            delta = vb - va
+            verdict = "same" if not math.isfinite(delta) or abs(delta) < 1e-9 else ("better" if delta < 0 else "worse")
+            rows.append({"setting": s, "measure": m, "a": va, "b": vb, "delta": delta, "verdict": verdict})
+        for m in ("dead_air_ms", "voice_to_voice_ms", "turn_commit_ms", "ttfb_audio_ms"):
+            xa = ta[(ta["setting"] == s)][m].astype(float) if m in ta else pd.Series(dtype=float)
+            xb = tb[(tb["setting"] == s)][m].astype(float) if m in tb else pd.Series(dtype=float)
+            ea, la, ha = bootstrap_ci(xa, 0.5, n_boot=n_boot)
+            eb, lb, hb = bootstrap_ci(xb, 0.5, n_boot=n_boot)
+            delta = eb - ea
+            if not math.isfinite(delta):
+                verdict = "n/a"
+            elif math.isfinite(lb) and math.isfinite(ha) and lb <= ha and math.isfinite(la) and la <= hb:
+                verdict = "same"
+            else:
+                verdict = "better" if delta < 0 else "worse"
+            rows.append(
+                {"setting": s, "measure": f"{m} p50", "a": ea, "b": eb, "delta": delta, "a_lo": la, "a_hi": ha, "b_lo": lb, "b_hi": hb, "verdict": verdict}
+            )
+    return pd.DataFrame(rows, columns=["setting", "measure", "a", "b", "delta", "a_lo", "a_hi", "b_lo", "b_hi", "verdict"])

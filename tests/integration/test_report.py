@@ -1,0 +1,60 @@
+"""Reports and comparisons of sweep folders."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+
+from vlab.cli import main
+from vlab.errors import ConfigError
+from vlab.report import CHARTS, build_report, compare_sweeps
+from vlab.sweep import run_sweep
+
+pytestmark = pytest.mark.integration
+
+CFG = {
+    "target": {"speed": "max"},
+    "prompts": {"include": ["pause_600", "two_turns"]},
+    "grid": {"silence_duration_ms": [300, 900]},
+    "run": {"concurrency": 4, "baseline": True, "canary": "two_turns"},
+}
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rep") / "a"
+    run_sweep(CFG, out, progress=False, session_options={"dotenv_path": False})
+    return out
+
+
+def test_report_holds_every_chart_embedded_and_as_png(sweep_dir):
+    path = build_report(sweep_dir, timeline_prompts=2)
+    page = path.read_text()
+    charts = re.findall(r"data-chart='([^']+)' src='data:image/png;base64,", page)
+    for name in CHARTS:
+        assert any(c == name or c.startswith(name + "_") for c in charts), name
+        assert list((sweep_dir / "report").glob(f"{name}*.png")), name
+    assert {"vad_timeline_pause_600", "vad_timeline_two_turns"} <= set(charts)
+    assert "Operating points" in page and "Did the setting take effect?" in page
+    assert "thr=0.5 pad=300 sil=500" in page  # the baseline cell
+
+
+def test_cli_report_and_compare(sweep_dir, tmp_path, capsys):
+    assert main(["report", str(sweep_dir)]) == 0
+    assert "report.html" in capsys.readouterr().out
+    b = tmp_path / "b"
+    run_sweep({**CFG, "grid": {"silence_duration_ms": [300, 1200]}}, b, progress=False, session_options={"dotenv_path": False})
+    table = compare_sweeps(sweep_dir, b)
+    assert set(table["setting"]) == {"thr=0.5 pad=300 sil=300", "thr=0.5 pad=300 sil=500"}
+    assert {"false_cutoff_rate", "dead_air_ms p50"} <= set(table["measure"])
+    assert set(table["verdict"]) <= {"better", "worse", "same", "n/a"}
+    assert main(["compare", str(sweep_dir), str(b), "--csv", str(tmp_path / "c.csv")]) == 0
+    assert "dead_air_ms p50" in capsys.readouterr().out
+    assert len(pd.read_csv(tmp_path / "c.csv")) == len(table)
+
+
+def test_report_of_a_folder_that_is_not_a_sweep_fails_clearly(tmp_path):
+    with pytest.raises(ConfigError, match="not a sweep folder"):
+        build_report(tmp_path)

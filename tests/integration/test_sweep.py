@@ -1,0 +1,175 @@
+"""Sweeps end to end on the embedded emulator (fast mode), and metric accuracy against its ground truth."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vlab import ServerVad, Session, SessionSettings
+from vlab.audio.pcm import silence
+from vlab.emulator import Emulator
+from vlab.errors import ConfigError
+from vlab.metrics import turn_latency
+from vlab.prompts import load_prompt_set
+from vlab.sweep import load_config, run_sweep, run_sweep_async
+
+pytestmark = pytest.mark.integration
+OPTS = {"dotenv_path": False}
+
+
+def config(**overrides):
+    cfg = {
+        "target": {"speed": "max", "latency": "typical"},
+        "prompts": {"include": ["pause_600", "pause_900", "short_question"]},
+        "grid": {"threshold": [0.5], "silence_duration_ms": [200, 1000]},
+        "run": {"repeats": 1, "concurrency": 4, "timeout_s": 30},
+    }
+    for key, value in overrides.items():
+        cfg[key] = {**cfg.get(key, {}), **value}
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep")
+    result = run_sweep(config(), out, progress=False, session_options=OPTS)
+    return out, result
+
+
+def test_small_grid_runs_and_writes_every_table(sweep):
+    out, result = sweep
+    assert [c.status for c in result.cells] == ["ok"] * 6
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["target_kind"] == ["emulator"] and manifest["counts"]["ok"] == 6
+    assert {g["setting"] for g in manifest["grid"]} == {"thr=0.5 pad=300 sil=200", "thr=0.5 pad=300 sil=1000"}
+    assert manifest["versions"]["vlab"] and manifest["versions"]["azure-ai-voicelive"]
+    assert "emu-" not in (out / "manifest.json").read_text()  # no key of the embedded emulator
+    turns, vad = pd.read_parquet(out / "turns.parquet"), pd.read_parquet(out / "vad.parquet")
+    assert set(turns["prompt"]) == set(vad["prompt"]) == {"pause_600", "pause_900", "short_question"}
+    assert len(list((out / "cells").glob("*/events.parquet"))) == 6
+
+
+def test_longer_silence_gives_fewer_cutoffs_on_pauses_and_more_dead_air(sweep):
+    out, _ = sweep
+    scores = pd.read_parquet(out / "scores.parquet")
+    pauses = scores[scores["category"] == "pause"].groupby("silence_duration_ms")
+    cut = pauses["cutoff_turns"].sum()
+    assert cut[200] == 2 and cut[1000] == 0  # a 200 ms timer ends the turn inside a 600/900 ms pause
+    dead = scores.groupby("silence_duration_ms")["dead_air_ms"].median()
+    assert dead[1000] - dead[200] == pytest.approx(800, abs=150)
+    points = pd.read_parquet(out / "points.parquet").set_index("silence_duration_ms")
+    assert points.loc[200, "false_cutoff_rate"] > points.loc[1000, "false_cutoff_rate"]
+    assert points.loc[200, "dead_air_ms"] < points.loc[1000, "dead_air_ms"]
+
+
+async def test_a_killed_sweep_resumes_without_redoing_finished_cells(tmp_path):
+    cfg = config(run={"concurrency": 1}, grid={"silence_duration_ms": [300]})
+    task = asyncio.create_task(run_sweep_async(cfg, tmp_path, progress=False, session_options=OPTS))
+    while not list(tmp_path.glob("cells/*/cell.json")):
+        await asyncio.sleep(0.02)
+    task.cancel()  # killed mid-sweep
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    finished = {p.parent.name: p.stat().st_mtime_ns for p in tmp_path.glob("cells/*/cell.json")}
+    assert 1 <= len(finished) < 3
+    result = await run_sweep_async(cfg, tmp_path, progress=False, session_options=OPTS)
+    status = {c.cell: c.status for c in result.cells}
+    assert all(status[name] == "skipped" for name in finished)
+    assert sorted(status.values()).count("ok") == 3 - len(finished)
+    assert all(p.stat().st_mtime_ns == finished[p.parent.name] for p in tmp_path.glob("cells/*/cell.json") if p.parent.name in finished)
+    assert len(pd.read_parquet(tmp_path / "scores.parquet")) == 3
+
+
+async def test_a_failed_cell_records_its_error_and_the_sweep_goes_on(tmp_path):
+    import shutil
+
+    prompts = load_prompt_set()
+    folder = tmp_path / "prompts"
+    folder.mkdir()
+    manifest = json.loads((prompts[0].file.parent / "manifest.json").read_text())
+    manifest["prompts"] = [e for e in manifest["prompts"] if e["id"] in ("short_question", "pause_300")]
+    for e in manifest["prompts"]:
+        if e["id"] == "short_question":
+            shutil.copy(prompts[0].file.parent / e["file"], folder / e["file"])
+    (folder / "manifest.json").write_text(json.dumps(manifest))  # pause_300.wav is missing
+    cfg = config(grid={"silence_duration_ms": [300]}, prompts={"path": str(folder), "include": ["*"]})
+    result = await run_sweep_async(cfg, tmp_path / "out", progress=False, session_options=OPTS)
+    status = {c.cell.split("__")[1]: c for c in result.cells}
+    assert status["short_question"].status == "ok" and status["pause_300"].status == "error"
+    assert "file not found" in status["pause_300"].error
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["counts"] == {"ok": 1, "error": 1, "missing": 0}
+    assert list(pd.read_parquet(tmp_path / "out" / "scores.parquet")["prompt"]) == ["short_question"]
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"grid": {"thresh": [0.5]}}, "unknown key"),
+        ({"grid": {"threshold": [1.5]}}, "threshold must be a number in"),
+        ({"grid": {"silence_duration_ms": []}}, "empty list"),
+        ({"run": {"concurrency": 0}}, "concurrency must be"),
+        ({"prompts": {"include": ["nope"]}}, "no prompt named"),
+        ({"target": {"speed": -1}}, "speed must be"),
+    ],
+)
+def test_bad_configs_fail_before_anything_runs(bad, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(config(**bad))
+
+
+def test_the_example_config_is_valid():
+    cfg = load_config("examples/vad_sweep.toml")
+    assert cfg.baseline in cfg.setting_names and cfg.canary == "short_question" and cfg.n_cells >= 40
+
+
+async def test_measured_stages_match_the_emulator_ground_truth_within_2_ms():
+    prompts = {p.id: p for p in load_prompt_set()}
+    speed = 4.0
+    errors: dict[str, list[float]] = {}
+    for pid in ("two_turns", "short_question", "pause_1200"):
+        p = prompts[pid]
+        settings = SessionSettings(turn_detection=ServerVad(silence_duration_ms=500))
+        async with Emulator(speed=speed, latency="typical", trace=True, seed=len(pid)) as emu:
+            async with Session(settings, endpoint=emu.endpoint, api_key=emu.api_key, dotenv_path=False) as s:
+                await s.stream_audio(p.pcm(24000) + silence(1200, 24000), speed=speed)
+                await s.wait_for("response.done", count=p.expected_turns, timeout_s=20)
+                events = s.frame()
+            sent = {e["event_id"]: e["t_ns"] for e in emu.trace.of_kind("send")}
+            vad = [e for e in emu.trace.of_kind("vad") if e["event"] == "speech_stopped"]
+        server = events[events["direction"] == "server"]
+        truth = dict(zip(server["seq"], server["event_id"].map(sent), strict=False))
+
+        def first(kind, rid, server=server):
+            return server[(server["type"] == kind) & (server["response_id"] == rid)]["seq"].min()
+
+        turns = turn_latency(events, end_of_turn_ms=p.end_of_turn_ms)
+        stops = server[server["type"] == "input_audio_buffer.speech_stopped"]
+        done = turns[turns["status"] == "completed"]
+        assert len(done) == p.expected_turns
+        for row in done.itertuples():
+            stop_seq = stops[stops["t_ns"] == row.t_speech_stopped_ns]["seq"].iloc[0]
+            created = first("response.created", row.response_id)
+            audio = first("response.audio.delta", row.response_id)
+            text = first("response.audio_transcript.delta", row.response_id)
+            true = {
+                "turn_commit_ms": (truth[created] - truth[stop_seq]) / 1e6,
+                "ttfb_audio_ms": (truth[audio] - truth[created]) / 1e6,
+                "ttft_ms": (truth[text] - truth[created]) / 1e6,
+                "server_hangover_audio_ms": next(v["audio_ms"] for v in vad if v["audio_ms"] == row.audio_end_ms) - row.a_eos_ms,
+                # uplink: the emulator's send stamp of speech_stopped against the client's send of audio_end_ms
+                "uplink_ms": (truth[stop_seq] - (row.t_speech_stopped_ns - row.uplink_ms * 1e6)) / 1e6,
+            }
+            for name, value in true.items():
+                errors.setdefault(name, []).append(getattr(row, name) - value)
+            assert row.voice_to_voice_ms == pytest.approx(
+                row.server_hangover_ms + row.uplink_ms + row.turn_commit_ms + row.ttfb_audio_ms + row.playout_ms
+            )
+    for name, diffs in errors.items():
+        p99 = float(np.percentile(np.abs(diffs), 99))
+        assert p99 <= 2.0, (name, diffs)
+        assert math.isfinite(p99)

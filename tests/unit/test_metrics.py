@@ -1,0 +1,280 @@
+"""Metrics on hand-built event logs with known answers."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from vlab.log import record_from_event, to_frame
+from vlab.metrics import (
+    InputTimeline,
+    bootstrap_ci,
+    detection_error_rate,
+    detections_from_events,
+    match_segments,
+    operating_points,
+    pareto_front,
+    score_prompt,
+    session_latency,
+    setting_took_effect,
+    stages_in_order,
+    summarize_latency,
+    turn_latency,
+)
+from vlab.prompts import LabelledPrompt
+
+MS = 1_000_000
+
+
+class Log:
+    """Builds an event frame: times in ms on the client clock."""
+
+    def __init__(self) -> None:
+        self.records = []
+
+    def add(self, t_ms: float, direction: str, event: dict, **extra) -> Log:
+        self.records.append(
+            record_from_event(event, direction=direction, seq=len(self.records), t_ns=int(t_ms * MS), wall_ns=0, **extra)
+        )
+        return self
+
+    def appends(self, t0_ms: float, n: int, chunk_ms: float = 20.0, speed: float = 1.0) -> Log:
+        for k in range(n):
+            pcm = base64.b64encode(bytes(int(chunk_ms * 32))).decode()  # chunk_ms of 16 kHz PCM16
+            self.add(t0_ms + k * chunk_ms / speed, "client", {"type": "input_audio_buffer.append", "audio": pcm},
+                     audio_bytes_per_s=32000, input_offset_ms=k * chunk_ms)
+        return self
+
+    def frame(self) -> pd.DataFrame:
+        return to_frame(sorted(self.records, key=lambda r: r.seq))
+
+
+def vad_turn(log: Log, *, stopped: float, audio_end: float, created: float, text: float | None, audio: float | None,
+             done: float, rid: str = "resp_1", start_audio_ms: float = 0.0, status: str = "completed") -> Log:
+    log.add(stopped - 400, "server", {"type": "input_audio_buffer.speech_started", "audio_start_ms": start_audio_ms, "item_id": "item_" + rid})
+    log.add(stopped, "server", {"type": "input_audio_buffer.speech_stopped", "audio_end_ms": audio_end, "item_id": "item_" + rid})
+    log.add(stopped + 1, "server", {"type": "input_audio_buffer.committed", "item_id": "item_" + rid})
+    log.add(created, "server", {"type": "response.created", "response": {"id": rid}})
+    if text is not None:
+        log.add(text, "server", {"type": "response.audio_transcript.delta", "response_id": rid, "delta": "Hi"})
+    if audio is not None:
+        log.add(audio, "server", {"type": "response.audio.delta", "response_id": rid, "delta": "AAAA"}, audio_bytes_per_s=48000)
+    usage = {"total_tokens": 30, "input_tokens": 20, "output_tokens": 10}
+    log.add(done, "server", {"type": "response.done", "response": {"id": rid, "status": status, "usage": usage}})
+    return log
+
+
+def session_start(log: Log, sil: int = 500) -> Log:
+    log.add(0, "server", {"type": "session.created", "session": {}})
+    td = {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": sil}
+    log.add(1, "client", {"type": "session.update", "session": {"turn_detection": td}})
+    log.add(9, "server", {"type": "session.updated", "session": {"turn_detection": td}})
+    return log
+
+
+def test_t_sent_is_the_stamp_of_the_chunk_that_carried_the_sample():
+    log = Log().appends(1000, 10)  # chunk k = [20k, 20k+20) ms sent at 1000 + 20k ms
+    tl = InputTimeline.from_events(log.frame())
+    assert tl.t_sent(0) == 1000 * MS
+    assert tl.t_sent(20) == 1000 * MS  # the sample ending at 20 ms is the last one of chunk 0
+    assert tl.t_sent(30) == 1020 * MS
+    assert tl.t_sent(30, interpolate=True) == pytest.approx(1030 * MS)
+    assert math.isnan(tl.t_sent(500))  # never sent
+    assert tl.position_at(1019 * MS) == 20 and tl.position_at(999 * MS) == 0
+
+
+def test_one_vad_turn_has_known_stages_that_sum_to_voice_to_voice():
+    # 2 s of audio sent in real time from t=1000 ms; label says speech ended at 1000 ms of audio,
+    # server reports audio_end_ms 1500 (silence 500), stops arrive at t=2530.
+    log = session_start(Log()).appends(1000, 100)
+    vad_turn(log, stopped=2530, audio_end=1500, created=2600, text=2850, audio=2970, done=3500)
+    t = turn_latency(log.frame(), end_of_turn_ms=[1000])
+    row = t.iloc[0]
+    assert row.trigger == "vad" and row.a_eos_source == "label" and row.labelled_turn == 0
+    assert row.t_eos_ns == 1980 * MS  # the sample ending at 1000 ms went with chunk 49 (980-1000 ms)
+    assert row.server_hangover_ms == pytest.approx(500)  # t_sent(1500) - t_sent(1000)
+    assert row.uplink_ms == pytest.approx(2530 - 2480)
+    assert row.endpointing_ms == pytest.approx(550)
+    assert row.turn_commit_ms == pytest.approx(70)
+    assert row.ttft_ms == pytest.approx(250)
+    assert row.ttfb_audio_ms == pytest.approx(370)
+    assert row.playout_ms == 0 and not row.playout_measured
+    assert row.voice_to_voice_ms == pytest.approx(2970 - 1980)
+    assert sum(d for _, _, d in stages_in_order(row)) == pytest.approx(row.voice_to_voice_ms)
+    assert row.voice_to_voice_events_ms == pytest.approx(2970 - (2530 - 500))
+    assert row.server_hangover_audio_ms == 500 and row.dead_air_ms == pytest.approx(500 + 370 + 70)
+    assert row.total_tokens == 30 and row.status == "completed" and row.reason == "" and not row.false_cutoff
+
+
+def test_without_a_label_the_end_of_speech_is_estimated_and_flagged():
+    log = session_start(Log(), sil=500).appends(1000, 100)
+    vad_turn(log, stopped=2530, audio_end=1500, created=2600, text=None, audio=2970, done=3500)
+    row = turn_latency(log.frame()).iloc[0]
+    assert row.a_eos_source == "estimated" and row.a_eos_ms == 1000
+    assert row.voice_to_voice_ms == pytest.approx(2970 - 1980)
+    assert math.isnan(row.ttft_ms) and "ttft_ms: no first text delta" in row.reason
+
+
+def test_missing_audio_gives_nan_and_a_reason_not_an_exception():
+    log = session_start(Log()).appends(1000, 100)
+    vad_turn(log, stopped=2530, audio_end=1500, created=2600, text=2700, audio=None, done=2800, status="cancelled")
+    row = turn_latency(log.frame(), end_of_turn_ms=[1000]).iloc[0]
+    assert math.isnan(row.ttfb_audio_ms) and math.isnan(row.voice_to_voice_ms)
+    assert "no first audio delta" in row.reason and row.status == "cancelled"
+
+
+def test_out_of_order_anchors_give_nan_and_a_reason():
+    log = session_start(Log()).appends(1000, 100)
+    # the audio delta is stamped before response.created (a clock glitch in a hand-edited log)
+    vad_turn(log, stopped=2530, audio_end=1500, created=2600, text=2700, audio=2590, done=2800)
+    row = turn_latency(log.frame(), end_of_turn_ms=[1000]).iloc[0]
+    assert math.isnan(row.ttfb_audio_ms) and "first audio delta before response.created" in row.reason
+    assert math.isnan(row.voice_to_voice_ms)
+
+
+def test_response_before_the_end_of_speech_is_a_false_cutoff_not_a_negative_latency():
+    # the label says the turn ends at 1800 ms of audio, but the VAD stopped at 1500 (a pause)
+    log = session_start(Log()).appends(1000, 100)
+    vad_turn(log, stopped=2530, audio_end=1500, created=2600, text=2700, audio=2750, done=2800)
+    row = turn_latency(log.frame(), end_of_turn_ms=[1800]).iloc[0]
+    assert row.false_cutoff and row.a_eos_ms == 1800
+    assert math.isnan(row.voice_to_voice_ms) and math.isnan(row.endpointing_ms)
+    assert "false cut-off" in row.reason
+    assert row.ttfb_audio_ms == pytest.approx(150)  # the response's own stages still measure
+
+
+def test_no_events_at_all_gives_an_empty_frame():
+    t = turn_latency(Log().frame())
+    assert t.empty and "voice_to_voice_ms" in t.columns
+
+
+def test_text_turn_anchors_on_response_create_and_manual_turn_on_commit():
+    log = session_start(Log(), sil=500).appends(1000, 10)
+    log.add(1300, "client", {"type": "input_audio_buffer.commit"})
+    log.add(1301, "client", {"type": "response.create"})
+    log.add(1400, "server", {"type": "response.created", "response": {"id": "r1"}})
+    log.add(1600, "server", {"type": "response.audio.delta", "response_id": "r1", "delta": "AAAA"})
+    log.add(1700, "server", {"type": "response.done", "response": {"id": "r1", "status": "completed"}})
+    log.add(2000, "client", {"type": "response.create"})
+    log.add(2050, "server", {"type": "response.created", "response": {"id": "r2"}})
+    log.add(2300, "server", {"type": "response.audio.delta", "response_id": "r2", "delta": "AAAA"})
+    t = turn_latency(log.frame())
+    assert list(t.trigger) == ["commit", "client"]
+    assert t.turn_commit_ms.tolist() == pytest.approx([100, 50])
+    assert t.voice_to_voice_ms.tolist() == pytest.approx([300, 300])
+    assert t.a_eos_ms.iloc[0] == 200  # audio sent when committed
+    assert t.first_turn.tolist() == [True, False]
+
+
+def test_session_latency_measures_update_cancel_and_barge_in():
+    log = session_start(Log())
+    log.add(100, "server", {"type": "response.created", "response": {"id": "r1"}})
+    log.add(200, "server", {"type": "input_audio_buffer.speech_started", "audio_start_ms": 0})
+    log.add(203, "client", {"type": "response.cancel"})
+    log.add(240, "server", {"type": "response.done", "response": {"id": "r1", "status": "cancelled"}})
+    s = session_latency(log.frame(), connect_ns=-20 * MS).set_index("kind")
+    assert s.loc["connect", "latency_ms"] == pytest.approx(20)
+    assert s.loc["update", "latency_ms"] == pytest.approx(8)
+    assert s.loc["cancel", "latency_ms"] == pytest.approx(37)
+    assert s.loc["barge_in_stop", "latency_ms"] == pytest.approx(3)
+
+
+def test_setting_took_effect_reports_what_the_service_changed():
+    log = Log()
+    td = {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 900}
+    log.add(1, "client", {"type": "session.update", "session": {"turn_detection": td}})
+    log.add(9, "server", {"type": "session.updated", "session": {"turn_detection": {**td, "silence_duration_ms": 500}}})
+    assert setting_took_effect(log.frame()) == ["turn_detection.silence_duration_ms: sent 900, service has 500"]
+    ok = session_start(Log())
+    assert setting_took_effect(ok.frame()) == []
+
+
+@pytest.mark.parametrize(
+    ("ref", "hyp", "expected"),
+    [
+        ([(0, 100)], [], {"missed": 1}),
+        ([], [(0, 100)], {"false": 1}),
+        ([(0, 1000)], [(0, 400), (600, 1000)], {"split": 1}),
+        ([(0, 400), (600, 1000)], [(0, 1000)], {"merged": 1}),
+        ([(0, 400)], [(10, 390)], {"matched": 1}),
+    ],
+)
+def test_segment_matching_classifies_missed_false_split_and_merged(ref, hyp, expected):
+    counts = match_segments(ref, hyp)
+    for key in ("missed", "false", "split", "merged", "matched"):
+        assert counts[key] == expected.get(key, 0), key
+
+
+def test_detection_error_rate_counts_false_alarm_and_miss():
+    d = detection_error_rate([(100, 600)], [(200, 800)], 1000)
+    assert d["missed_ms"] == 100 and d["false_alarm_ms"] == 200 and d["der"] == pytest.approx(300 / 500)
+
+
+def _pause_prompt() -> LabelledPrompt:
+    return LabelledPrompt(
+        id="p", file=__file__, text="", sample_rate=16000, duration_ms=4000, category="pause",  # type: ignore[arg-type]
+        speech_segments=((300, 1300), (2200, 3000)), hold_spans=((1300, 2200),), end_of_turn_ms=(3000,),
+    )
+
+
+def test_score_prompt_finds_the_cutoff_inside_the_hold_and_the_dead_air_after_the_turn():
+    det = pd.DataFrame(
+        {
+            "audio_start_ms": [0.0, 1900.0], "audio_end_ms": [1800.0, 3500.0],
+            "onset_ms": [300.0, 2200.0], "offset_ms": [1300.0, 3000.0], "responded": [True, True],
+        }
+    )
+    s = score_prompt(_pause_prompt(), det)
+    assert s["cutoff_turns"] == 1 and s["holds_cut"] == 1 and s["false_cutoffs"] == 1
+    assert s["missed_turns"] == 0 and s["turns_per_expected"] == 2
+    assert s["dead_air_ms"] == pytest.approx(500)
+    assert s["onset_error_ms"] == 0 and s["eos_delay_ms"] == 500
+    merged = det.iloc[[1]].assign(audio_start_ms=0.0, onset_ms=300.0)
+    s2 = score_prompt(_pause_prompt(), merged)
+    assert s2["cutoff_turns"] == 0 and s2["merged"] == 1 and s2["turns_per_expected"] == 1
+
+
+def test_score_prompt_counts_a_missed_turn_and_false_starts_on_noise():
+    s = score_prompt(_pause_prompt(), pd.DataFrame(columns=["audio_start_ms", "audio_end_ms", "onset_ms", "offset_ms", "responded"]))
+    assert s["missed_turns"] == 1 and s["missed"] == 2
+    noise = LabelledPrompt(id="n", file=__file__, text="", sample_rate=16000, duration_ms=6000, category="noise_only", speech_segments=())  # type: ignore[arg-type]
+    det = pd.DataFrame({"audio_start_ms": [100.0], "audio_end_ms": [900.0], "onset_ms": [400.0], "offset_ms": [400.0], "responded": [True]})
+    assert score_prompt(noise, det)["false_starts_per_min"] == pytest.approx(10)
+
+
+def test_pareto_front_and_operating_points():
+    pts = pd.DataFrame({"dead_air_ms": [300, 500, 400, 900], "false_cutoff_rate": [0.5, 0.1, 0.6, 0.0]})
+    assert pareto_front(pts).tolist() == [True, True, False, True]
+    scores = pd.DataFrame(
+        {
+            "setting": ["a", "a", "b"], "category": ["pause", "noise_only", "pause"], "expected_turns": [2, 0, 2],
+            "cutoff_turns": [1, 0, 0], "holds": [1, 0, 1], "holds_cut": [1, 0, 0], "missed_turns": [0, 0, 0],
+            "responses": [3, 1, 2], "dead_air_ms": [300.0, math.nan, 800.0], "der": [0.1, math.nan, 0.2],
+            "false_starts_per_min": [0, 12.0, 0],
+        }
+    )
+    p = operating_points(scores, baseline="b").set_index("setting")
+    assert p.loc["a", "false_cutoff_rate"] == 0.5 and p.loc["a", "false_starts_per_min"] == 12
+    assert p.loc["b", "baseline"] and p["pareto"].all()
+
+
+def test_summary_has_quantiles_with_intervals_and_first_turn_separately():
+    turns = pd.DataFrame({"setting": ["x"] * 21, "first_turn": [True] + [False] * 20, "voice_to_voice_ms": [999.0] + list(range(100, 300, 10))})
+    s = summarize_latency(turns, by=["setting"], metrics=["voice_to_voice_ms"])
+    rest = s[s.turns == "rest"].iloc[0]
+    assert rest.n == 20 and rest.p50 == pytest.approx(195) and rest.p50_lo <= 195 <= rest.p50_hi
+    assert s[s.turns == "first"].iloc[0].p50 == 999
+    est, lo, hi = bootstrap_ci([1.0], 0.5)
+    assert est == 1 and math.isnan(lo) and math.isnan(hi)
+
+
+def test_detections_from_events_pairs_starts_and_stops():
+    log = session_start(Log(), sil=500)
+    vad_turn(log, stopped=2000, audio_end=1500, created=2100, text=None, audio=None, done=2200, start_audio_ms=200)
+    d = detections_from_events(log.frame())
+    assert d.iloc[0].onset_ms == 500 and d.iloc[0].offset_ms == 1000 and bool(d.iloc[0].responded)
+    assert json.dumps(d.iloc[0].audio_end_ms)  # plain float
