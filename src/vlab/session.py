@@ -156,6 +156,7 @@ class Session:
                 stack.push_async_callback(credential.close)
             if self.run_dir is not None:
                 self._open_run_dir()
+            t_connect = self.clock.monotonic_ns()
             try:
                 self._conn = await stack.enter_async_context(
                     connect(
@@ -167,6 +168,9 @@ class Session:
                 )
             except SdkConnectionError as exc:
                 raise ConnectionFailed(self._connection_advice(exc)) from None
+            self._record(
+                {"type": "vlab.connect", "target": target.kind, "auth": target.auth}, "local", t_connect
+            )
             created = await self._recv_logged(timeout_s=30.0)
             if created.type != protocol.SESSION_CREATED:
                 raise ProtocolError(f"expected session.created as the first event, got {created.type!r}")

@@ -34,7 +34,11 @@ async def test_every_event_is_logged_once_in_order_with_client_events_interleave
     t = [r.t_ns for r in records]
     assert t == sorted(t)
     kinds = [(r.direction, r.type) for r in records]
-    assert kinds[0] == ("server", "session.created") and kinds[1] == ("client", "session.update")
+    assert kinds[:3] == [
+        ("local", "vlab.connect"),
+        ("server", "session.created"),
+        ("client", "session.update"),
+    ]
     appends = [r for r in records if r.type == "input_audio_buffer.append"]
     assert sum(r.audio_bytes for r in appends) == len(prompt.pcm)
     assert appends[0].audio_start_ms == 0 and appends[-1].audio_end_ms == pytest.approx(prompt.duration_ms)
@@ -219,3 +223,14 @@ async def test_canary_key_never_appears_anywhere(tmp_path, prompt, caplog):
     texts.append(caplog.text)
     for text in texts:
         assert CANARY not in text
+
+
+async def test_connect_time_is_logged_for_session_latency():
+    from vlab.metrics import session_latency
+
+    async with fast_emulator() as emu:
+        async with Session(endpoint=emu.endpoint, api_key=emu.api_key, dotenv_path=False) as s:
+            pass
+    latency = session_latency(s.frame())
+    connect = latency[latency["kind"] == "connect"].iloc[0]
+    assert 0 < connect["latency_ms"] < 5000

@@ -38,33 +38,72 @@ class Log:
 
     def add(self, t_ms: float, direction: str, event: dict, **extra) -> Log:
         self.records.append(
-            record_from_event(event, direction=direction, seq=len(self.records), t_ns=int(t_ms * MS), wall_ns=0, **extra)
+            record_from_event(
+                event, direction=direction, seq=len(self.records), t_ns=int(t_ms * MS), wall_ns=0, **extra
+            )
         )
         return self
 
     def appends(self, t0_ms: float, n: int, chunk_ms: float = 20.0, speed: float = 1.0) -> Log:
         for k in range(n):
             pcm = base64.b64encode(bytes(int(chunk_ms * 32))).decode()  # chunk_ms of 16 kHz PCM16
-            self.add(t0_ms + k * chunk_ms / speed, "client", {"type": "input_audio_buffer.append", "audio": pcm},
-                     audio_bytes_per_s=32000, input_offset_ms=k * chunk_ms)
+            self.add(
+                t0_ms + k * chunk_ms / speed,
+                "client",
+                {"type": "input_audio_buffer.append", "audio": pcm},
+                audio_bytes_per_s=32000,
+                input_offset_ms=k * chunk_ms,
+            )
         return self
 
     def frame(self) -> pd.DataFrame:
         return to_frame(sorted(self.records, key=lambda r: r.seq))
 
 
-def vad_turn(log: Log, *, stopped: float, audio_end: float, created: float, text: float | None, audio: float | None,
-             done: float, rid: str = "resp_1", start_audio_ms: float = 0.0, status: str = "completed") -> Log:
-    log.add(stopped - 400, "server", {"type": "input_audio_buffer.speech_started", "audio_start_ms": start_audio_ms, "item_id": "item_" + rid})
-    log.add(stopped, "server", {"type": "input_audio_buffer.speech_stopped", "audio_end_ms": audio_end, "item_id": "item_" + rid})
+def vad_turn(
+    log: Log,
+    *,
+    stopped: float,
+    audio_end: float,
+    created: float,
+    text: float | None,
+    audio: float | None,
+    done: float,
+    rid: str = "resp_1",
+    start_audio_ms: float = 0.0,
+    status: str = "completed",
+) -> Log:
+    log.add(
+        stopped - 400,
+        "server",
+        {
+            "type": "input_audio_buffer.speech_started",
+            "audio_start_ms": start_audio_ms,
+            "item_id": "item_" + rid,
+        },
+    )
+    log.add(
+        stopped,
+        "server",
+        {"type": "input_audio_buffer.speech_stopped", "audio_end_ms": audio_end, "item_id": "item_" + rid},
+    )
     log.add(stopped + 1, "server", {"type": "input_audio_buffer.committed", "item_id": "item_" + rid})
     log.add(created, "server", {"type": "response.created", "response": {"id": rid}})
     if text is not None:
-        log.add(text, "server", {"type": "response.audio_transcript.delta", "response_id": rid, "delta": "Hi"})
+        log.add(
+            text, "server", {"type": "response.audio_transcript.delta", "response_id": rid, "delta": "Hi"}
+        )
     if audio is not None:
-        log.add(audio, "server", {"type": "response.audio.delta", "response_id": rid, "delta": "AAAA"}, audio_bytes_per_s=48000)
+        log.add(
+            audio,
+            "server",
+            {"type": "response.audio.delta", "response_id": rid, "delta": "AAAA"},
+            audio_bytes_per_s=48000,
+        )
     usage = {"total_tokens": 30, "input_tokens": 20, "output_tokens": 10}
-    log.add(done, "server", {"type": "response.done", "response": {"id": rid, "status": status, "usage": usage}})
+    log.add(
+        done, "server", {"type": "response.done", "response": {"id": rid, "status": status, "usage": usage}}
+    )
     return log
 
 
@@ -121,7 +160,9 @@ def test_without_a_label_the_end_of_speech_is_estimated_and_flagged():
 
 def test_missing_audio_gives_nan_and_a_reason_not_an_exception():
     log = session_start(Log()).appends(1000, 100)
-    vad_turn(log, stopped=2530, audio_end=1500, created=2600, text=2700, audio=None, done=2800, status="cancelled")
+    vad_turn(
+        log, stopped=2530, audio_end=1500, created=2600, text=2700, audio=None, done=2800, status="cancelled"
+    )
     row = turn_latency(log.frame(), end_of_turn_ms=[1000]).iloc[0]
     assert math.isnan(row.ttfb_audio_ms) and math.isnan(row.voice_to_voice_ms)
     assert "no first audio delta" in row.reason and row.status == "cancelled"
@@ -187,8 +228,14 @@ def test_setting_took_effect_reports_what_the_service_changed():
     log = Log()
     td = {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 900}
     log.add(1, "client", {"type": "session.update", "session": {"turn_detection": td}})
-    log.add(9, "server", {"type": "session.updated", "session": {"turn_detection": {**td, "silence_duration_ms": 500}}})
-    assert setting_took_effect(log.frame()) == ["turn_detection.silence_duration_ms: sent 900, service has 500"]
+    log.add(
+        9,
+        "server",
+        {"type": "session.updated", "session": {"turn_detection": {**td, "silence_duration_ms": 500}}},
+    )
+    assert setting_took_effect(log.frame()) == [
+        "turn_detection.silence_duration_ms: sent 900, service has 500"
+    ]
     ok = session_start(Log())
     assert setting_took_effect(ok.frame()) == []
 
@@ -216,16 +263,26 @@ def test_detection_error_rate_counts_false_alarm_and_miss():
 
 def _pause_prompt() -> LabelledPrompt:
     return LabelledPrompt(
-        id="p", file=__file__, text="", sample_rate=16000, duration_ms=4000, category="pause",  # type: ignore[arg-type]
-        speech_segments=((300, 1300), (2200, 3000)), hold_spans=((1300, 2200),), end_of_turn_ms=(3000,),
+        id="p",
+        file=__file__,
+        text="",
+        sample_rate=16000,
+        duration_ms=4000,
+        category="pause",  # type: ignore[arg-type]
+        speech_segments=((300, 1300), (2200, 3000)),
+        hold_spans=((1300, 2200),),
+        end_of_turn_ms=(3000,),
     )
 
 
 def test_score_prompt_finds_the_cutoff_inside_the_hold_and_the_dead_air_after_the_turn():
     det = pd.DataFrame(
         {
-            "audio_start_ms": [0.0, 1900.0], "audio_end_ms": [1800.0, 3500.0],
-            "onset_ms": [300.0, 2200.0], "offset_ms": [1300.0, 3000.0], "responded": [True, True],
+            "audio_start_ms": [0.0, 1900.0],
+            "audio_end_ms": [1800.0, 3500.0],
+            "onset_ms": [300.0, 2200.0],
+            "offset_ms": [1300.0, 3000.0],
+            "responded": [True, True],
         }
     )
     s = score_prompt(_pause_prompt(), det)
@@ -239,10 +296,29 @@ def test_score_prompt_finds_the_cutoff_inside_the_hold_and_the_dead_air_after_th
 
 
 def test_score_prompt_counts_a_missed_turn_and_false_starts_on_noise():
-    s = score_prompt(_pause_prompt(), pd.DataFrame(columns=["audio_start_ms", "audio_end_ms", "onset_ms", "offset_ms", "responded"]))
+    s = score_prompt(
+        _pause_prompt(),
+        pd.DataFrame(columns=["audio_start_ms", "audio_end_ms", "onset_ms", "offset_ms", "responded"]),
+    )
     assert s["missed_turns"] == 1 and s["missed"] == 2
-    noise = LabelledPrompt(id="n", file=__file__, text="", sample_rate=16000, duration_ms=6000, category="noise_only", speech_segments=())  # type: ignore[arg-type]
-    det = pd.DataFrame({"audio_start_ms": [100.0], "audio_end_ms": [900.0], "onset_ms": [400.0], "offset_ms": [400.0], "responded": [True]})
+    noise = LabelledPrompt(
+        id="n",
+        file=__file__,
+        text="",
+        sample_rate=16000,
+        duration_ms=6000,
+        category="noise_only",
+        speech_segments=(),
+    )  # type: ignore[arg-type]
+    det = pd.DataFrame(
+        {
+            "audio_start_ms": [100.0],
+            "audio_end_ms": [900.0],
+            "onset_ms": [400.0],
+            "offset_ms": [400.0],
+            "responded": [True],
+        }
+    )
     assert score_prompt(noise, det)["false_starts_per_min"] == pytest.approx(10)
 
 
@@ -251,9 +327,16 @@ def test_pareto_front_and_operating_points():
     assert pareto_front(pts).tolist() == [True, True, False, True]
     scores = pd.DataFrame(
         {
-            "setting": ["a", "a", "b"], "category": ["pause", "noise_only", "pause"], "expected_turns": [2, 0, 2],
-            "cutoff_turns": [1, 0, 0], "holds": [1, 0, 1], "holds_cut": [1, 0, 0], "missed_turns": [0, 0, 0],
-            "responses": [3, 1, 2], "dead_air_ms": [300.0, math.nan, 800.0], "der": [0.1, math.nan, 0.2],
+            "setting": ["a", "a", "b"],
+            "category": ["pause", "noise_only", "pause"],
+            "expected_turns": [2, 0, 2],
+            "cutoff_turns": [1, 0, 0],
+            "holds": [1, 0, 1],
+            "holds_cut": [1, 0, 0],
+            "missed_turns": [0, 0, 0],
+            "responses": [3, 1, 2],
+            "dead_air_ms": [300.0, math.nan, 800.0],
+            "der": [0.1, math.nan, 0.2],
             "false_starts_per_min": [0, 12.0, 0],
         }
     )
@@ -263,7 +346,13 @@ def test_pareto_front_and_operating_points():
 
 
 def test_summary_has_quantiles_with_intervals_and_first_turn_separately():
-    turns = pd.DataFrame({"setting": ["x"] * 21, "first_turn": [True] + [False] * 20, "voice_to_voice_ms": [999.0] + list(range(100, 300, 10))})
+    turns = pd.DataFrame(
+        {
+            "setting": ["x"] * 21,
+            "first_turn": [True] + [False] * 20,
+            "voice_to_voice_ms": [999.0] + list(range(100, 300, 10)),
+        }
+    )
     s = summarize_latency(turns, by=["setting"], metrics=["voice_to_voice_ms"])
     rest = s[s.turns == "rest"].iloc[0]
     assert rest.n == 20 and rest.p50 == pytest.approx(195) and rest.p50_lo <= 195 <= rest.p50_hi
@@ -274,7 +363,54 @@ def test_summary_has_quantiles_with_intervals_and_first_turn_separately():
 
 def test_detections_from_events_pairs_starts_and_stops():
     log = session_start(Log(), sil=500)
-    vad_turn(log, stopped=2000, audio_end=1500, created=2100, text=None, audio=None, done=2200, start_audio_ms=200)
+    vad_turn(
+        log, stopped=2000, audio_end=1500, created=2100, text=None, audio=None, done=2200, start_audio_ms=200
+    )
     d = detections_from_events(log.frame())
     assert d.iloc[0].onset_ms == 500 and d.iloc[0].offset_ms == 1000 and bool(d.iloc[0].responded)
     assert json.dumps(d.iloc[0].audio_end_ms)  # plain float
+
+
+def test_playout_comes_from_the_speakers_playback_notice():
+    import pandas as pd
+
+    from vlab.log import record_from_event, to_frame
+    from vlab.metrics import turn_latency
+
+    events = [
+        (
+            "client",
+            {"type": "input_audio_buffer.append", "audio": "AAAA" * 2400},
+            0,
+            {"audio_bytes_per_s": 48000, "input_offset_ms": 0.0},
+        ),
+        (
+            "server",
+            {"type": "input_audio_buffer.speech_stopped", "audio_end_ms": 150, "item_id": "u1"},
+            200_000_000,
+            {},
+        ),
+        ("server", {"type": "response.created", "response": {"id": "r1"}}, 260_000_000, {}),
+        (
+            "server",
+            {"type": "response.audio.delta", "response_id": "r1", "item_id": "a1", "delta": "AAAA"},
+            400_000_000,
+            {},
+        ),
+        ("local", {"type": "vlab.playback_started", "item_id": "a1"}, 445_000_000, {}),
+        (
+            "server",
+            {"type": "response.done", "response": {"id": "r1", "status": "completed"}},
+            900_000_000,
+            {},
+        ),
+    ]
+    records = [
+        record_from_event(e, direction=d, seq=i, t_ns=t, wall_ns=t, **kw)
+        for i, (d, e, t, kw) in enumerate(events)
+    ]
+    turn = turn_latency(to_frame(records), silence_duration_ms=100).iloc[0]
+    assert bool(turn["playout_measured"]) and turn["playout_ms"] == pytest.approx(45.0)
+    parts = turn["endpointing_ms"] + turn["turn_commit_ms"] + turn["ttfb_audio_ms"] + turn["playout_ms"]
+    assert turn["voice_to_voice_ms"] == pytest.approx(parts)
+    assert isinstance(turn, pd.Series)

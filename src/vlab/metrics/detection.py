@@ -73,7 +73,9 @@ def detections_from_events(
         :data:`DETECTION_COLUMNS` plus ``item_id``; a turn still open at the end has NaN ``audio_end_ms``.
     """
     td = session_vad_settings(events)
-    sil = float(silence_duration_ms if silence_duration_ms is not None else td.get("silence_duration_ms", 500))
+    sil = float(
+        silence_duration_ms if silence_duration_ms is not None else td.get("silence_duration_ms", 500)
+    )
     pad = float(prefix_padding_ms if prefix_padding_ms is not None else td.get("prefix_padding_ms", 300))
     ev = events.sort_values("seq") if "seq" in events.columns else events
     server = ev[ev["direction"] == "server"]
@@ -89,12 +91,21 @@ def detections_from_events(
             rows.append(current)
         elif r.type == protocol.SPEECH_STOPPED:
             if current is None or not math.isnan(current["audio_end_ms"]):
-                current = {"audio_start_ms": math.nan, "onset_ms": math.nan, "item_id": r.item_id, "responded": False}
+                current = {
+                    "audio_start_ms": math.nan,
+                    "onset_ms": math.nan,
+                    "item_id": r.item_id,
+                    "responded": False,
+                }
                 rows.append(current)
             end = float(r.audio_end_ms) if pd.notna(r.audio_end_ms) else math.nan
             current["audio_end_ms"] = end
             current["offset_ms"] = end - sil
-        elif r.type == protocol.RESPONSE_CREATED and current is not None and not math.isnan(current["audio_end_ms"]):
+        elif (
+            r.type == protocol.RESPONSE_CREATED
+            and current is not None
+            and not math.isnan(current["audio_end_ms"])
+        ):
             current["responded"] = True
             current = None
     frame = pd.DataFrame(rows, columns=[*DETECTION_COLUMNS, "item_id"])
@@ -155,7 +166,9 @@ def match_segments(reference: Sequence[Span], hypothesis: Sequence[Span]) -> dic
         "reference": len(ref),
         "hypothesis": len(hyp),
         "matched": sum(
-            1 for r, c in zip(ref, per_ref, strict=False) if c == 1 and all(n == 1 for h, n in zip(hyp, per_hyp, strict=False) if _overlaps(r, h))
+            1
+            for r, c in zip(ref, per_ref, strict=False)
+            if c == 1 and all(n == 1 for h, n in zip(hyp, per_hyp, strict=False) if _overlaps(r, h))
         ),
         "missed": sum(1 for c in per_ref if c == 0),
         "split": sum(1 for c in per_ref if c > 1),
@@ -228,7 +241,9 @@ def score_prompt(
                 ended_by[j] = end
                 break
     holds_cut = sum(
-        1 for h0, h1 in prompt.hold_spans if any(h0 <= e <= h1 + tolerance_ms for e in responded["audio_end_ms"])
+        1
+        for h0, h1 in prompt.hold_spans
+        if any(h0 <= e <= h1 + tolerance_ms for e in responded["audio_end_ms"])
     )
     dead: list[float] = []
     for j, end in ended_by.items():  # a turn cut off earlier still has its real end answered
@@ -277,7 +292,9 @@ def operating_points(
             hold_cut_rate=float(g["holds_cut"].sum()) / holds if holds else math.nan,
             missed_turn_rate=float(speech["missed_turns"].sum()) / expected if expected else math.nan,
             turns_per_expected=float(speech["responses"].sum()) / expected if expected else math.nan,
-            dead_air_ms=float(speech["dead_air_ms"].median()) if speech["dead_air_ms"].notna().any() else math.nan,
+            dead_air_ms=float(speech["dead_air_ms"].median())
+            if speech["dead_air_ms"].notna().any()
+            else math.nan,
             der=float(speech["der"].mean()) if len(speech) else math.nan,
             false_starts_per_min=float(noise["false_starts_per_min"].mean()) if len(noise) else math.nan,
         )
@@ -303,7 +320,9 @@ def pareto_front(points: pd.DataFrame, x: str = "dead_air_ms", y: str = "false_c
     return pd.Series(on, index=points.index, name="pareto")
 
 
-def cutoff_at_latency(points: pd.DataFrame, budgets_ms: Sequence[float] = (300.0, 600.0)) -> dict[float, float]:
+def cutoff_at_latency(
+    points: pd.DataFrame, budgets_ms: Sequence[float] = (300.0, 600.0)
+) -> dict[float, float]:
     """Lowest false cut-off rate among settings whose dead air is within each budget (NaN if none)."""
     out = {}
     for b in budgets_ms:
@@ -355,7 +374,9 @@ def setting_took_effect(events: pd.DataFrame, *, tolerance: float = 1e-6) -> lis
         have = got.get(key)
         same = (
             abs(float(value) - float(have)) <= tolerance
-            if isinstance(value, (int, float)) and isinstance(have, (int, float)) and not isinstance(value, bool)
+            if isinstance(value, (int, float))
+            and isinstance(have, (int, float))
+            and not isinstance(value, bool)
             else value == have
         )
         if not same:
@@ -383,7 +404,12 @@ def canary_shift(
     if rows.empty:
         return pd.DataFrame(columns=["silence_duration_ms", "audio_end_ms", "shift_ms", "expected_ms", "ok"])
     first = rows.sort_values("audio_end_ms").groupby(["silence_duration_ms", "run"], sort=True).head(1)
-    med = first.groupby("silence_duration_ms")["audio_end_ms"].median().reset_index().sort_values("silence_duration_ms")
+    med = (
+        first.groupby("silence_duration_ms")["audio_end_ms"]
+        .median()
+        .reset_index()
+        .sort_values("silence_duration_ms")
+    )
     base_sil, base_end = float(med["silence_duration_ms"].iloc[0]), float(med["audio_end_ms"].iloc[0])
     med["shift_ms"] = med["audio_end_ms"] - base_end
     med["expected_ms"] = med["silence_duration_ms"] - base_sil
@@ -394,7 +420,9 @@ def canary_shift(
             f"silence_duration_ms did not move speech_stopped as expected on canary {prompt!r}: "
             + ", ".join(
                 f"{int(s)} ms shifted {sh:.0f} ms (expected {ex:.0f})"
-                for s, sh, ex in zip(bad["silence_duration_ms"], bad["shift_ms"], bad["expected_ms"], strict=False)
+                for s, sh, ex in zip(
+                    bad["silence_duration_ms"], bad["shift_ms"], bad["expected_ms"], strict=False
+                )
             )
             + "; the service may be ignoring the setting",
             VlabWarning,
@@ -449,7 +477,9 @@ def vad_preview(
                     current.update(audio_end_ms=math.nan, offset_ms=math.nan, responded=False)
                     rows.append(current)
                 elif current is not None:
-                    current.update(audio_end_ms=float(e.audio_ms), offset_ms=float(e.speech_ms), responded=True)
+                    current.update(
+                        audio_end_ms=float(e.audio_ms), offset_ms=float(e.speech_ms), responded=True
+                    )
                     current = None
             for r in rows:
                 r.setdefault("prompt", p.id)
@@ -458,5 +488,13 @@ def vad_preview(
                 r.setdefault("prefix_padding_ms", params.prefix_padding_ms)
                 r.setdefault("silence_duration_ms", params.silence_duration_ms)
                 r.setdefault("run", 0)
-    columns = [*DETECTION_COLUMNS, "prompt", "setting", "threshold", "prefix_padding_ms", "silence_duration_ms", "run"]
+    columns = [
+        *DETECTION_COLUMNS,
+        "prompt",
+        "setting",
+        "threshold",
+        "prefix_padding_ms",
+        "silence_duration_ms",
+        "run",
+    ]
     return pd.DataFrame(rows, columns=columns)

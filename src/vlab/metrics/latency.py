@@ -71,6 +71,10 @@ LATENCY_STAGES: tuple[str, ...] = (
 
 _TEXT_DELTAS = (protocol.AUDIO_TRANSCRIPT_DELTA, protocol.TEXT_DELTA)
 _NS_PER_MS = 1e6
+CONNECT = "vlab.connect"
+"""Local record the session logs, stamped just before it opens the WebSocket."""
+PLAYBACK_STARTED = "vlab.playback_started"
+"""Local record the session logs when a speaker starts playing an assistant item (see vlab.audio.devices)."""
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,7 @@ def turn_latency(
     by_response: dict[str, dict[str, Any]] = {}
     transcripts: dict[str, float] = {}
     stop_of_item: dict[str, float] = {}
+    played: dict[str, float] = {}  # assistant item → when its first sample reached the speaker
 
     for r in ev.itertuples(index=False):
         kind, t = r.type, float(r.t_ns)
@@ -215,6 +220,10 @@ def turn_latency(
                 pending_client is None or pending_client["trigger"] != "commit"
             ):
                 pending_client = {"trigger": "client", "t_ns": t, "a_ms": math.nan}
+            continue
+        if r.direction == "local":
+            if kind == PLAYBACK_STARTED and _s(r.item_id):
+                played.setdefault(_s(r.item_id), t)  # type: ignore[arg-type]
             continue
         if kind == protocol.SPEECH_STOPPED:
             stop = {"t_ns": t, "audio_end_ms": _f(r.audio_end_ms), "item_id": _s(r.item_id)}
@@ -253,6 +262,7 @@ def turn_latency(
                 continue
             if kind == protocol.AUDIO_DELTA:
                 row.setdefault("t_first_audio_ns", t)
+                row.setdefault("audio_item_id", _s(r.item_id))
                 row["reply_audio_ms"] = row.get("reply_audio_ms", 0.0) + (_f(r.audio_ms) or 0.0)
             elif kind == protocol.RESPONSE_DONE:
                 row.setdefault("t_done_ns", t)
@@ -266,7 +276,15 @@ def turn_latency(
 
     out = [
         _compute(
-            i, row, timeline, labels, float(silence_duration_ms), match_tolerance_ms, interpolate, transcripts
+            i,
+            row,
+            timeline,
+            labels,
+            float(silence_duration_ms),
+            match_tolerance_ms,
+            interpolate,
+            transcripts,
+            played,
         )
         for i, row in enumerate(rows)
     ]
@@ -323,7 +341,11 @@ def _f(value: Any) -> float:
 
 
 def _s(value: Any) -> str | None:
-    return None if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) else str(value)
+    return (
+        None
+        if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+        else str(value)
+    )
 
 
 def _compute(
@@ -335,6 +357,7 @@ def _compute(
     tolerance_ms: float,
     interpolate: bool,
     transcripts: dict[str, float],
+    played: dict[str, float],
 ) -> dict[str, Any]:
     reasons: list[str] = []
     nan = math.nan
@@ -398,7 +421,12 @@ def _compute(
         commit = stage("turn_commit_ms", t_created, t_eos, "response.created", source or "anchor")
     ttfb = stage("ttfb_audio_ms", t_audio, t_created, "first audio delta", "response.created")
     ttft = stage("ttft_ms", t_text, t_created, "first text delta", "response.created")
-    playout = 0.0 if math.isfinite(t_audio) else nan
+    t_played = played.get(row.get("audio_item_id") or "", nan)
+    playout_measured = math.isfinite(t_played) and math.isfinite(t_audio)
+    if playout_measured:
+        playout = stage("playout_ms", t_played, t_audio, "playback_started", "first audio delta")
+    else:
+        playout = 0.0 if math.isfinite(t_audio) else nan  # headless: nothing plays; flagged below
     t_audible = t_audio + playout * _NS_PER_MS if math.isfinite(t_audio) else nan
     if false_cutoff:
         v2v = hangover = endpointing = nan
@@ -447,7 +475,7 @@ def _compute(
         "ttft_ms": ttft,
         "ttfb_audio_ms": ttfb,
         "playout_ms": playout,
-        "playout_measured": False,
+        "playout_measured": playout_measured,
         "transcription_delay_ms": transcription,
         "dead_air_ms": dead_air,
         "reply_audio_ms": row.get("reply_audio_ms", 0.0),
@@ -478,8 +506,8 @@ def session_latency(events: pd.DataFrame, *, connect_ns: int | None = None) -> p
 
     Args:
         events: An event frame.
-        connect_ns: Monotonic stamp taken just before connecting (the log itself starts at
-            ``session.created``); without it ``connect_ms`` is NaN.
+        connect_ns: Monotonic stamp taken just before connecting; by default the session's own
+            ``vlab.connect`` record; without either ``connect_ms`` is NaN.
 
     Returns:
         One row per measurement: ``kind`` (``connect``, ``update``, ``cancel``, ``barge_in_stop``),
@@ -488,9 +516,17 @@ def session_latency(events: pd.DataFrame, *, connect_ns: int | None = None) -> p
     ev = events.sort_values("seq") if "seq" in events.columns else events
     out: list[dict[str, Any]] = []
     created = ev[(ev["direction"] == "server") & (ev["type"] == protocol.SESSION_CREATED)]
+    if connect_ns is None:
+        logged = ev[ev["type"] == CONNECT]
+        connect_ns = int(logged["t_ns"].iloc[0]) if not logged.empty else None
     if connect_ns is None or created.empty:
         out.append(
-            {"kind": "connect", "t_ns": connect_ns, "latency_ms": math.nan, "reason": "connect time not logged"}
+            {
+                "kind": "connect",
+                "t_ns": connect_ns,
+                "latency_ms": math.nan,
+                "reason": "connect time not logged",
+            }
         )
     else:
         out.append(
@@ -513,7 +549,12 @@ def session_latency(events: pd.DataFrame, *, connect_ns: int | None = None) -> p
                 waiting["cancel"].append(t)
                 if active_speech_at is not None:
                     out.append(
-                        {"kind": "barge_in_stop", "t_ns": active_speech_at, "latency_ms": _ms(t, active_speech_at), "reason": ""}
+                        {
+                            "kind": "barge_in_stop",
+                            "t_ns": active_speech_at,
+                            "latency_ms": _ms(t, active_speech_at),
+                            "reason": "",
+                        }
                     )
                     active_speech_at = None
             continue
