@@ -1,24 +1,47 @@
-"""``make demo``: the seed's minimal Voice Live example, through the real SDK, on the embedded emulator.
+"""``make demo``: vlab's main job end to end, offline, on the embedded Voice Live emulator.
 
-It starts the offline emulator, connects with ``azure.ai.voicelive.aio.connect``, configures server
-VAD (threshold 0.5, prefix padding 300 ms, silence 500 ms), streams a synthesized spoken question in
-real time, and prints every event with its time until ``response.done``. Then it replays the same
-question through :class:`vlab.Session` and shows the logged DataFrame.
+1. The seed's minimal example: the plain SDK, server VAD (0.5 / 300 / 500 ms), one spoken question,
+   every event printed with its time until ``response.done``.
+2. A turn-detection sweep over the bundled, labelled prompts for a few silence durations, with a
+   progress bar, then a summary table per setting: voice-to-voice latency (p50/p90), end-of-turn
+   delay (dead air after the real end of the turn), false cut-offs, split turns and false starts.
+3. ``report.html`` with its charts, and the four notebooks executed, in ``runs/demo-<time>/``.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import math
-import tempfile
+import os
+import sys
 import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 from vlab.audio.pacing import paced_chunks
 from vlab.testing import spoken_prompt
 
+ROOT = Path(__file__).resolve().parents[2]
+SWEEP: dict[str, Any] = {
+    "target": {"speed": 1, "latency": "typical"},  # real time, so the latencies are what a caller would see
+    "grid": {
+        "type": "server_vad",
+        "threshold": [0.5],
+        "prefix_padding_ms": [300],
+        "silence_duration_ms": [300, 500, 800],
+    },
+    "run": {"repeats": 1, "concurrency": 8, "timeout_s": 60, "baseline": False, "canary": "short_question"},
+}
+
+
+def _title(text: str) -> None:
+    print(f"\n\033[1m{text}\033[0m" if sys.stdout.isatty() else f"\n== {text}")
+
 
 async def sdk_minimal_example() -> None:
-    """The seed's example: plain SDK calls, events printed with timestamps."""
+    """The seed's example: plain SDK calls against the embedded emulator, events printed with timestamps."""
     from azure.ai.voicelive.aio import connect
     from azure.ai.voicelive.models import (
         InputAudioFormat,
@@ -33,7 +56,7 @@ async def sdk_minimal_example() -> None:
 
     prompt = spoken_prompt("Hi! What is the weather like in Seattle today?", trail_ms=1200)
     async with Emulator() as emu:
-        print(f"embedded Voice Live emulator at {emu.endpoint}\n")
+        print(f"embedded Voice Live emulator at {emu.endpoint}")
         async with connect(
             endpoint=emu.endpoint, credential=AzureKeyCredential(emu.api_key), model="gpt-realtime"
         ) as conn:
@@ -52,7 +75,9 @@ async def sdk_minimal_example() -> None:
                     await conn.input_audio_buffer.append(audio=chunk)
 
             sender = asyncio.create_task(speak())
-            print(f"user says: {prompt.text!r} (speech ends at {prompt.speech_end_ms:.0f} ms of the audio)\n")
+            print(
+                f"user says {prompt.text!r} in real time; speech ends at {prompt.speech_end_ms:.0f} ms of the audio\n"
+            )
             print(f"{'t (ms)':>9}  event")
             audio_deltas = 0
             async for event in conn:
@@ -66,44 +91,131 @@ async def sdk_minimal_example() -> None:
                     audio_deltas += 1
                     if audio_deltas > 1:
                         continue
-                    detail = f"{len(event.delta)} bytes (first audio; further deltas not printed)"
+                    detail = f"{len(event.delta)} bytes (the first; the other audio deltas are not printed)"
                 elif event.type == "response.audio_transcript.delta":
                     detail = repr(event.delta)
-                elif event.type == "response.audio_transcript.done":
-                    detail = repr(event.transcript)
                 elif event.type == "response.done":
-                    detail = f"status={getattr(event.response.status, 'value', event.response.status)}, {audio_deltas} audio deltas"
+                    status = getattr(event.response.status, "value", event.response.status)
+                    detail = f"status={status}, {audio_deltas} audio deltas"
                 print(f"{t_ms:9.1f}  {event.type}  {detail}")
                 if event.type == "response.done":
                     break
             await sender
 
 
-async def vlab_session_example() -> None:
-    """The same turn through vlab.Session: every event logged into a DataFrame."""
-    from vlab import Session
-    from vlab.metrics import summarize_turns
+def summary_table(sweep_dir: Path) -> Any:
+    """One row per setting: v2v p50/p90, end-of-turn delay, false cut-offs, split turns, false starts."""
+    import pandas as pd
 
-    prompt = spoken_prompt("Hi! What is the weather like in Seattle today?", trail_ms=1200)
-    run_dir = tempfile.mkdtemp(prefix="vlab-demo-")
-    async with Session(run_dir=run_dir, emulator_options={"speed": math.inf}, dotenv_path=False) as session:
-        await session.stream_audio(prompt.pcm, speed=math.inf)
-        await session.wait_for("response.done")
-        frame = session.frame()
-    print(f"\nvlab.Session logged {len(frame)} events to {run_dir}:")
-    counts = frame.groupby(["direction", "type"]).size().rename("events")
-    print(counts.to_string())
-    for turn in summarize_turns(session.records):
-        print(
-            f"\nspeech_stopped → first audio: {turn['stopped_to_first_audio_ms']:.1f} ms (emulator at full speed)"
+    turns = pd.read_parquet(sweep_dir / "turns.parquet")
+    scores = pd.read_parquet(sweep_dir / "scores.parquet")
+    rows = []
+    for setting, group in scores.groupby("setting", sort=False):
+        t = turns[turns["setting"] == setting]
+        v2v = t.loc[~t["false_cutoff"].astype(bool), "voice_to_voice_ms"].dropna()
+        expected = group["expected_turns"].sum()
+        rows.append(
+            {
+                "setting": setting,
+                "prompts": len(group),
+                "v2v p50 ms": v2v.quantile(0.5) if len(v2v) else math.nan,
+                "v2v p90 ms": v2v.quantile(0.9) if len(v2v) else math.nan,
+                "end-of-turn delay p50 ms": group["dead_air_ms"].median(),
+                "false cut-offs": f"{int(group['false_cutoffs'].sum())}/{int(expected)}",
+                "split turns": int(group["split"].sum()),
+                "false starts": int(group["false_starts"].sum()),
+            }
         )
+    frame = pd.DataFrame(rows).set_index("setting")
+    return frame.sort_values("end-of-turn delay p50 ms")
 
 
-def main() -> None:
-    """Run both parts of the demo."""
+def execute_notebooks(dest: Path) -> list[tuple[str, str]]:
+    """Run every notebook headless (fast replay) into ``dest``; returns (name, status) pairs."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    dest.mkdir(parents=True, exist_ok=True)
+    results = []
+    previous = os.environ.get("VLAB_NOTEBOOK_SPEED")
+    os.environ["VLAB_NOTEBOOK_SPEED"] = "inf"
+    try:
+        for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+            nb = nbformat.read(path, as_version=4)
+            started = time.perf_counter()
+            try:
+                NotebookClient(
+                    nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(dest)}}
+                ).execute()
+                status = f"ok ({time.perf_counter() - started:.0f} s)"
+            except Exception as exc:  # keep the partly executed notebook: its error cell says what failed
+                status = f"FAILED: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            nbformat.write(nb, dest / path.name)
+            results.append((path.name, status))
+            print(f"  {path.name}: {status}", flush=True)
+    finally:
+        if previous is None:
+            os.environ.pop("VLAB_NOTEBOOK_SPEED", None)
+        else:
+            os.environ["VLAB_NOTEBOOK_SPEED"] = previous
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m vlab.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=None, help="run folder (default: runs/demo-<time>)")
+    parser.add_argument("--skip-notebooks", action="store_true", help="do not execute the notebooks")
+    args = parser.parse_args(argv)
+    import pandas as pd
+
+    from vlab.report import build_report
+    from vlab.sweep import load_config, run_sweep
+
+    started = time.perf_counter()
+    out = Path(args.out) if args.out else Path("runs") / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
+    out.mkdir(parents=True, exist_ok=True)
+
+    _title("1/4  The minimal example: the Voice Live SDK against the embedded emulator")
     asyncio.run(sdk_minimal_example())
-    asyncio.run(vlab_session_example())
+
+    _title("2/4  A turn-detection sweep over the bundled prompts (real time, 8 sessions at once)")
+    config = load_config(SWEEP, base_dir=ROOT)
+    result = run_sweep(config, out, session_options={"dotenv_path": False})
+    failed = [c for c in result.cells if c.status == "error"]
+    print(f"{len(result.cells)} cells in {result.wall_s:.1f} s; {len(failed)} failed")
+    for cell in failed[:5]:
+        print(f"  failed: {cell.name}: {cell.error}")
+    with pd.option_context("display.width", 140, "display.precision", 0):
+        print()
+        print(summary_table(out).to_string())
+    print(
+        "\nv2v = end of the user's speech → first assistant audio (client clock); end-of-turn delay = dead air "
+        "after the labelled end of the turn;\nfalse cut-offs = responses started while the user was only pausing."
+    )
+
+    _title("3/4  The report")
+    report = build_report(out)
+    print(f"report: {report} (charts in {report.parent / 'report'})")
+
+    notebook_results: list[tuple[str, str]] = []
+    if not args.skip_notebooks:
+        _title("4/4  The four notebooks, executed")
+        notebook_results = execute_notebooks(out / "notebooks")
+
+    _title(f"Done in {time.perf_counter() - started:.0f} s. Where to look:")
+    print(
+        f"  {out / 'report.html'}          the charts: latency waterfall, distributions, VAD timelines, cut-off vs dead air"
+    )
+    print(
+        f"  {out / 'cells'}/               one run folder per cell: events.jsonl/.parquet, session.json, input/output WAVs"
+    )
+    if notebook_results:
+        print(f"  {out / 'notebooks'}/           the notebooks with their outputs")
+    print("  make lab                         opens JupyterLab on notebooks/ to do it yourself")
+    ok = not failed and all(status.startswith("ok") for _, status in notebook_results)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -55,7 +55,9 @@ def _axes(ax: Axes | None, size: tuple[float, float]) -> Axes:
     return new
 
 
-def waterfall(turns: pd.DataFrame, *, label: str | None = None, max_turns: int = 30, ax: Axes | None = None) -> Axes:
+def waterfall(
+    turns: pd.DataFrame, *, label: str | None = None, max_turns: int = 30, ax: Axes | None = None
+) -> Axes:
     """Horizontal stacked bars: each turn's contiguous stages from ``T_eos`` (they sum to voice-to-voice).
 
     Args:
@@ -77,7 +79,14 @@ def waterfall(turns: pd.DataFrame, *, label: str | None = None, max_turns: int =
             names.append(f"turn {int(row['turn'])}")
         y = len(rows) - 1 - i
         if bool(row.get("false_cutoff", False)):
-            ax.text(0, y, "  false cut-off (response before end of speech)", va="center", fontsize=8, color="#b30000")
+            ax.text(
+                0,
+                y,
+                "  false cut-off (response before end of speech)",
+                va="center",
+                fontsize=8,
+                color="#b30000",
+            )
             continue
         for stage, start, width in stages_in_order(row):
             ax.barh(y, width, left=start, color=STAGE_COLORS[stage], edgecolor="white", height=0.7)
@@ -91,9 +100,11 @@ def waterfall(turns: pd.DataFrame, *, label: str | None = None, max_turns: int =
 
     ax.legend(
         handles=[Patch(color=STAGE_COLORS[s], label=_STAGE_LABELS[s]) for s in SEGMENT_STAGES],
-        loc="lower right",
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.12 if len(rows) > 6 else -0.25),
+        ncol=3,
         fontsize=7,
-        framealpha=0.9,
+        frameon=False,
     )
     ax.set_xlim(left=0)
     ax.margins(x=0.15)
@@ -187,8 +198,12 @@ def vad_timeline(
             off = r.audio_end_ms if math.isfinite(r.audio_end_ms) else prompt.duration_ms
             ax.barh(y, off - on, left=on, height=0.6, color="#3182bd", alpha=0.85)
             if math.isfinite(r.audio_end_ms):
-                ax.plot([r.audio_end_ms], [y], marker="v" if r.responded else "|", color="#e6550d", markersize=7)
-    ax.set_yticks([*range(len(settings)), wave_y], [*reversed([str(s) for s in settings]), "audio"], fontsize=8)
+                ax.plot(
+                    [r.audio_end_ms], [y], marker="v" if r.responded else "|", color="#e6550d", markersize=7
+                )
+    ax.set_yticks(
+        [*range(len(settings)), wave_y], [*reversed([str(s) for s in settings]), "audio"], fontsize=8
+    )
     ends = rows["audio_end_ms"].astype(float)
     ax.set_xlim(0, max([prompt.duration_ms, *ends[np.isfinite(ends)].tolist()]) + 100)
     ax.set_xlabel("input audio (ms)")
@@ -200,7 +215,9 @@ def vad_timeline(
     return ax
 
 
-def pareto(points: pd.DataFrame, *, x: str = "dead_air_ms", y: str = "false_cutoff_rate", ax: Axes | None = None) -> Axes:
+def pareto(
+    points: pd.DataFrame, *, x: str = "dead_air_ms", y: str = "false_cutoff_rate", ax: Axes | None = None
+) -> Axes:
     """False cut-off rate against dead air, one point per setting, frontier joined, baseline ringed.
 
     Args:
@@ -214,13 +231,30 @@ def pareto(points: pd.DataFrame, *, x: str = "dead_air_ms", y: str = "false_cuto
     ax.scatter(ok[x], ok[y] * 100, s=40, color="#9ecae1", edgecolor="#3182bd", zorder=3, label="setting")
     front = ok[ok["pareto"]].sort_values(x) if "pareto" in ok else ok.iloc[0:0]
     if len(front):
-        ax.step(front[x], front[y] * 100, where="post", color="#e6550d", linewidth=1.5, label="Pareto frontier")
+        ax.step(
+            front[x], front[y] * 100, where="post", color="#e6550d", linewidth=1.5, label="Pareto frontier"
+        )
         ax.scatter(front[x], front[y] * 100, s=50, color="#e6550d", zorder=4)
     if "baseline" in ok and ok["baseline"].any():
         b = ok[ok["baseline"]]
-        ax.scatter(b[x], b[y] * 100, s=160, facecolors="none", edgecolors="black", linewidths=1.5, label="baseline", zorder=5)
+        ax.scatter(
+            b[x],
+            b[y] * 100,
+            s=160,
+            facecolors="none",
+            edgecolors="black",
+            linewidths=1.5,
+            label="baseline",
+            zorder=5,
+        )
     for r in ok.itertuples(index=False):
-        ax.annotate(str(r.setting), (getattr(r, x), getattr(r, y) * 100), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        ax.annotate(
+            str(r.setting),
+            (getattr(r, x), getattr(r, y) * 100),
+            fontsize=7,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
     ax.set_xlabel(x.replace("_ms", " (ms, median)").replace("_", " "))
     ax.set_ylabel(y.replace("_", " ") + " (%)")
     ax.set_title("Turn detection trade-off: cut-offs vs dead air (lower-left is better)")
@@ -233,4 +267,11 @@ def pareto(points: pd.DataFrame, *, x: str = "dead_air_ms", y: str = "false_cuto
 def summary_table(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
     """A DataFrame as a small HTML table (numbers rounded) for reports."""
     data = frame[list(columns)] if columns else frame
-    return data.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="–", border=0, classes="t")
+    return data.to_html(index=False, float_format=_number, na_rep="–", border=0, classes="t")
+
+
+def _number(value: float) -> str:
+    """Readable numbers in tables: whole ms as integers, rates and ratios with three digits."""
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"

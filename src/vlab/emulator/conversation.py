@@ -3,6 +3,18 @@
 The receive loop answers control events at once. Events that follow from the audio (VAD decisions,
 commits, responses) go through a FIFO *pipeline* of timed actions, so the latency model can delay
 them while their order stays the service's (protocol.md §5.3, §5.7).
+
+With end-of-utterance detection (the azure semantic VADs, or ``end_of_utterance_detection`` on
+``server_vad``), a VAD ``speech_stopped`` is *held*: the recognizer reads the turn so far on a worker
+thread, and when it ends on a filler, conjunction, preposition or article (:func:`~vlab.emulator.asr.
+sounds_unfinished`) the turn waits up to ``timeout_ms`` (default 1000 ms, on the input-audio clock)
+after the last speech for more speech, which then continues the same turn. VAD events that arrive
+meanwhile are queued and replayed in order once the hold is resolved.
+
+Input transcription runs the recognizer on each committed user item (on the worker thread) and sends
+``conversation.item.input_audio_transcription.delta``/``.completed`` (or ``.failed``) after
+``conversation.item.created``; a response to that item waits for the transcript, so the responder can
+answer the words.
 """
 
 from __future__ import annotations
@@ -15,6 +27,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,12 +37,16 @@ from vlab.audio import g711
 from vlab.audio.pcm import float_to_pcm16, resample
 from vlab.audio.vad import StreamingVad, VadEvent, VadParams
 from vlab.emulator import session_config
+from vlab.emulator.asr import Transcript, recognize, sounds_unfinished, strip_fillers
+from vlab.emulator.faults import METADATA_KEY, Fault, FaultPlan
 from vlab.emulator.latency import LatencySampler
-from vlab.emulator.responder import reply_for
+from vlab.emulator.responder import Reply, reply_for
 from vlab.emulator.response import CancelReason, ResponseRun
 from vlab.emulator.wire import Ids, WireError, dumps, parse_client_frame, require
 
 if TYPE_CHECKING:
+    import asyncio.transports
+
     from aiohttp import web
 
     from vlab.emulator.server import EmulatorConfig
@@ -39,6 +56,25 @@ log = logging.getLogger("vlab.emulator")
 _MIN_COMMIT_MS = 100.0
 _ITEM_TYPES = {"message", "function_call", "function_call_output"}
 _ROLES = {"user", "assistant", "system"}
+_DEFAULT_EOU_TIMEOUT_MS = 1000.0
+
+
+@dataclass(slots=True)
+class _Hold:
+    """A VAD end of turn awaiting the end-of-utterance decision."""
+
+    item_id: str
+    stop: VadEvent
+    """The VAD's speech_stopped (times relative to the VAD's offset)."""
+    offset_ms: float
+    """The VAD's offset on the input-audio timeline when the stop was seen."""
+    deadline_ms: float
+    """Input-audio ms (absolute) by which speech must resume to continue the turn."""
+    words: list[str] | None = None
+    """Recognized words of the turn so far; None while the recognizer runs."""
+    transcript: Transcript | None = None
+    deferred: list[VadEvent] = field(default_factory=list)
+    """VAD events seen while holding, replayed in order afterwards."""
 
 
 class Connection:
@@ -53,10 +89,21 @@ class Connection:
     """
 
     def __init__(
-        self, ws: web.WebSocketResponse, config: EmulatorConfig, *, model: str, api_version: str, index: int
+        self,
+        ws: web.WebSocketResponse,
+        config: EmulatorConfig,
+        *,
+        model: str,
+        api_version: str,
+        index: int,
+        transport: asyncio.transports.BaseTransport | None = None,
     ) -> None:
         self.ws = ws
+        self.transport = transport
         self.config = config
+        self.faults = FaultPlan()
+        self.recognizer = config.recognizer_factory()
+        self._throttle: tuple[str, float, float] | None = None  # response_id, t0, audio ms sent
         self.id = Ids.new("sess")
         self.api_version = api_version
         self.session = session_config.default_session(self.id, model, api_version)
@@ -78,6 +125,9 @@ class Connection:
         self._vad: StreamingVad | None = None
         self._vad_rate = 0
         self._vad_offset_ms = 0.0
+        self._hold: _Hold | None = None
+        self._hold_transcripts: dict[str, Transcript] = {}
+        self._last_stop_ms = 0
         self._configure_vad()
 
     # --- small helpers used by ResponseRun ---------------------------------------------------------
@@ -129,6 +179,9 @@ class Connection:
             self.closed = True
             return
         event = {"event_id": Ids.new("event"), **event}
+        etype = event["type"]
+        if self.faults.armed:
+            await self._fault_delay(event)
         text = dumps(event)
         t_ns = time.perf_counter_ns()
         try:
@@ -138,8 +191,58 @@ class Connection:
             return
         if self.config.trace is not None:
             self.config.trace.add(
-                kind="send", conn=self.id, t_ns=t_ns, type=event["type"], event_id=event["event_id"]
+                kind="send", conn=self.id, t_ns=t_ns, type=etype, event_id=event["event_id"]
             )
+        if self.faults.armed:
+            for fault in self.faults.after(etype):
+                await self._fire(fault)
+
+    async def _fault_delay(self, event: dict[str, Any]) -> None:
+        """Hold an event back for ``delay`` faults and pace output audio for ``throttle`` faults."""
+        delay_ms = self.faults.delay_before(event["type"])
+        if delay_ms:
+            self.trace_add(kind="fault", conn=self.id, fault="delay", at=event["type"], ms=delay_ms)
+            await asyncio.sleep(delay_ms / 1000.0)
+        rate = self.faults.throttle_rate
+        if rate is None or event["type"] != "response.audio.delta":
+            return
+        n_bytes = len(event["delta"]) * 3 // 4 - event["delta"][-2:].count("=")
+        chunk_ms = self.output_ms(n_bytes, self.session["output_audio_format"])
+        now = time.perf_counter()
+        if self._throttle is None or self._throttle[0] != event["response_id"]:
+            self._throttle = (event["response_id"], now, 0.0)
+        rid, t0, sent_ms = self._throttle
+        wait = t0 + sent_ms / 1000.0 / rate - now
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._throttle = (rid, t0, sent_ms + chunk_ms)
+
+    async def _fire(self, fault: Fault) -> None:
+        """Act on a ``drop``, ``close`` or ``error`` fault that is due."""
+        self.trace_add(kind="fault", conn=self.id, fault=fault.kind, at=fault.at, n=fault.n)
+        if fault.kind == "drop":
+            self.closed = True
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        if fault.kind == "error":
+            await self.send(
+                {
+                    "type": "error",
+                    "error": {
+                        "type": "server_error",
+                        "code": "server_error",
+                        "message": fault.message,
+                        "param": None,
+                        "event_id": None,
+                    },
+                }
+            )
+            if not fault.fatal:
+                return
+        self.closed = True
+        code = fault.code if fault.kind == "close" else 1011
+        self._spawn(self.ws.close(code=code, message=f"vlab fault: {fault.kind}".encode()))
 
     async def _send_error(self, err: WireError) -> None:
         event = err.to_event("")
@@ -241,7 +344,10 @@ class Connection:
             threshold=float(td.get("threshold", 0.5)),
             prefix_padding_ms=int(td.get("prefix_padding_ms", 300)),
             silence_duration_ms=int(td.get("silence_duration_ms", 500)),
-            min_speech_ms=int(td.get("speech_duration_ms", 80)),
+            min_speech_ms=max(
+                int(td.get("speech_duration_ms") or 80),
+                80 if str(td["type"]).startswith("azure_semantic") else 0,
+            ),
         )
         if self._vad is not None and self._vad_rate == self.input_rate:
             self._vad.update_params(params)
@@ -291,6 +397,7 @@ class Connection:
             return
         for vad_event in self._vad.feed(pcm):
             self._on_vad(vad_event)
+        self._resolve_hold()
         if self._speech_item_id is None:
             self._trim_pending()
 
@@ -316,9 +423,115 @@ class Connection:
         self._pending_start_ms += hi / bpms
         return segment
 
+    def _segment(self, start_ms: float, end_ms: float) -> bytes:
+        """A copy of the pending audio between two input-audio times."""
+        bpms = 2 * self.input_rate / 1000.0
+        lo = max(0, int((start_ms - self._pending_start_ms) * bpms) // 2 * 2)
+        hi = max(lo, min(len(self._pending), int((end_ms - self._pending_start_ms) * bpms) // 2 * 2))
+        return bytes(self._pending[lo:hi])
+
+    def _eou_timeout_ms(self) -> float | None:
+        """End-of-utterance wait of the turn detection, or None when it has no EOU detection."""
+        td = self.session["turn_detection"]
+        if not td:
+            return None
+        eou = td.get("end_of_utterance_detection")
+        semantic = str(td["type"]).startswith("azure_semantic") or td["type"] == "semantic_vad"
+        if not semantic and not isinstance(eou, dict):
+            return None
+        timeout = eou.get("timeout_ms") if isinstance(eou, dict) else None
+        return float(timeout) if isinstance(timeout, (int, float)) else _DEFAULT_EOU_TIMEOUT_MS
+
     def _on_vad(self, ev: VadEvent) -> None:
+        hold = self._hold
+        if hold is not None:
+            hold.deferred.append(ev)
+            self._resolve_hold()
+            return
+        timeout_ms = self._eou_timeout_ms()
+        if ev.kind == "speech_stopped" and timeout_ms is not None and self._speech_item_id is not None:
+            speech_end = ev.speech_ms + self._vad_offset_ms
+            hold = _Hold(self._speech_item_id, ev, self._vad_offset_ms, speech_end + max(timeout_ms, 0.0))
+            self._hold = hold
+            audio = self._segment(self._speech_start_ms, speech_end)
+            self._spawn(self._read_turn_so_far(hold, audio))
+            return
+        self._handle_vad(ev)
+
+    async def _read_turn_so_far(self, hold: _Hold, audio: bytes) -> None:
+        """Recognize the turn so far for the end-of-utterance decision (on the ASR worker thread)."""
+        try:
+            transcript = await recognize(self.recognizer, audio, self.input_rate)
+        except Exception:
+            log.exception("end-of-utterance recognition failed; ending the turn")
+            transcript = Transcript()
+        if self._hold is not hold:
+            return
+        hold.transcript = transcript
+        hold.words = [w.text for w in transcript.words]
+        self.trace_add(
+            kind="eou",
+            conn=self.id,
+            item_id=hold.item_id,
+            words=" ".join(hold.words),
+            unfinished=sounds_unfinished(hold.words),
+            decode_ms=transcript.decode_s * 1000.0,
+        )
+        self._resolve_hold()
+        if self._hold is hold and not math.isinf(self.config.speed):
+            # No more audio may come: end the turn when the timeout passes in (scaled) wall time.
+            wait_s = max(hold.deadline_ms - self.input_ms, 0.0) / 1000.0 / self.config.speed + 0.1
+            await asyncio.sleep(wait_s)
+            if self._hold is hold:
+                self._end_hold(hold)
+
+    def _resolve_hold(self) -> None:
+        """Decide a held end of turn once the words are known: end it, or continue the turn."""
+        hold = self._hold
+        if hold is None or hold.words is None:
+            return
+        if not sounds_unfinished(hold.words):
+            self._hold = None
+            self._hold_transcripts[hold.item_id] = hold.transcript or Transcript()
+            self._replay(hold.stop, hold.deferred)
+            return
+        first = hold.deferred[0] if hold.deferred else None
+        if first is not None and first.kind == "speech_started":
+            if first.speech_ms + self._vad_offset_ms <= hold.deadline_ms:
+                # Speech resumed in time: the same turn goes on (no speech_started is sent).
+                self._hold = None
+                self.trace_add(kind="eou", conn=self.id, item_id=hold.item_id, event="continued")
+                for ev in hold.deferred[1:]:
+                    self._on_vad(ev)
+                return
+            self._end_hold(hold)
+            return
+        if self.input_ms >= hold.deadline_ms:
+            self._end_hold(hold)
+
+    def _end_hold(self, hold: _Hold) -> None:
+        """End a held turn at its deadline (the end-of-utterance timeout ran out)."""
+        self._hold = None
+        self._hold_transcripts[hold.item_id] = hold.transcript or Transcript()
+        stop = VadEvent(
+            "speech_stopped",
+            audio_ms=int(round(hold.deadline_ms - hold.offset_ms)),
+            speech_ms=hold.stop.speech_ms,
+        )
+        self._replay(stop, hold.deferred)
+
+    def _replay(self, stop: VadEvent, deferred: list[VadEvent]) -> None:
+        self._handle_vad(stop)
+        for ev in deferred:
+            self._on_vad(ev)
+
+    def _handle_vad(self, ev: VadEvent) -> None:
         td = self.session["turn_detection"] or {}
         audio_ms = int(round(ev.audio_ms + self._vad_offset_ms))
+        if ev.kind == "speech_started":
+            audio_ms = max(audio_ms, self._last_stop_ms)
+        else:
+            self._last_stop_ms = audio_ms
         self.trace_add(
             kind="vad",
             conn=self.id,
@@ -380,6 +593,66 @@ class Connection:
         await self.send(
             {"type": "conversation.item.created", "previous_item_id": prev, "item": self.public_item(item)}
         )
+        cached = self._hold_transcripts.pop(item_id, None)
+        self._hold_transcripts.clear()
+        if self.session.get("input_audio_transcription"):
+            item["_transcription"] = self._spawn(self._transcribe(item, audio, cached))
+
+    async def _transcribe(self, item: dict[str, Any], audio: bytes, cached: Transcript | None) -> None:
+        """Recognize a committed user item and send its transcription events."""
+        item_id = item["id"]
+        try:
+            transcript = (
+                cached if cached is not None else await recognize(self.recognizer, audio, self.input_rate)
+            )
+        except Exception as exc:
+            log.info("input transcription failed: %s", exc)
+            await self.send(
+                {
+                    "type": "conversation.item.input_audio_transcription.failed",
+                    "item_id": item_id,
+                    "content_index": 0,
+                    "error": {
+                        "type": "transcription_error",
+                        "code": "audio_unintelligible",
+                        "message": f"Input transcription failed: {exc}",
+                        "param": None,
+                    },
+                }
+            )
+            return
+        words = [w.text for w in transcript.words]
+        td = self.session["turn_detection"] or {}
+        if td.get("remove_filler_words"):
+            words = strip_fillers(words)
+        text = " ".join(words)
+        self.trace_add(
+            kind="asr",
+            conn=self.id,
+            item_id=item_id,
+            audio_ms=transcript.audio_ms,
+            decode_ms=transcript.decode_s * 1000.0,
+            model=(self.session.get("input_audio_transcription") or {}).get("model"),
+            text=text,
+        )
+        item["content"] = [{"type": "input_audio", "transcript": text}]
+        for i, word in enumerate(words):
+            await self.send(
+                {
+                    "type": "conversation.item.input_audio_transcription.delta",
+                    "item_id": item_id,
+                    "content_index": 0,
+                    "delta": (" " if i else "") + word,
+                }
+            )
+        await self.send(
+            {
+                "type": "conversation.item.input_audio_transcription.completed",
+                "item_id": item_id,
+                "content_index": 0,
+                "transcript": text,
+            }
+        )
 
     # --- responses -------------------------------------------------------------------------------------
 
@@ -387,12 +660,9 @@ class Connection:
         self, params: dict[str, Any], *, chained: bool = False, instructions: str | None = None
     ) -> ResponseRun:
         session = {**self.session, **{k: v for k, v in params.items() if k in ("tools", "tool_choice")}}
-        reply = reply_for(
-            [i for i in self.items.values()], session, params.get("instructions") or instructions
-        )
         run = ResponseRun(
             self,
-            reply,
+            Reply(""),
             modalities=list(params.get("modalities") or self.session["modalities"]),
             voice=params.get("voice") or self.session["voice"],
             output_format=params.get("output_audio_format") or self.session["output_audio_format"],
@@ -403,6 +673,14 @@ class Connection:
         async def go() -> None:
             if chained and previous is not None and previous.task is not None:
                 await asyncio.gather(previous.task, return_exceptions=True)
+            pending = [i["_transcription"] for i in self.items.values() if "_transcription" in i]
+            await asyncio.gather(*pending, return_exceptions=True)
+            run.reply = reply_for(
+                list(self.items.values()),
+                session,
+                params.get("instructions") or instructions,
+                self.config.script,
+            )
             try:
                 await run.run()
             finally:
@@ -444,6 +722,16 @@ class Connection:
 
     async def _session_update(self, event: dict[str, Any]) -> None:
         body = require(event, "session", dict)
+        metadata = body.get("metadata")
+        spec = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
+        faults: list[Fault] = []
+        if spec is not None and spec != (self.session.get("metadata") or {}).get(METADATA_KEY):
+            try:
+                faults = Fault.parse(str(spec))
+            except ValueError as exc:
+                raise WireError(
+                    "invalid_value", str(exc), f"session.metadata.{METADATA_KEY}", event.get("event_id")
+                ) from None
         old_rate, old_td = self.input_rate, self.session["turn_detection"]
         self.session = session_config.apply_update(
             self.session, body, self.api_version, event.get("event_id"), audio_started=self.audio_started
@@ -453,6 +741,7 @@ class Connection:
             self._vad = None
         if self.session["turn_detection"] != old_td or self._vad is None:
             self._configure_vad()
+        self.faults.arm(faults)
         await self.send({"type": "session.updated", "session": dict(self.session)})
 
     async def _commit(self, event: dict[str, Any]) -> None:
@@ -470,6 +759,7 @@ class Connection:
         self._pending_start_ms = self.input_ms
         item_id = self._speech_item_id or Ids.new("item")
         self._speech_item_id = None
+        self._hold = None
         if self._vad is not None:
             self._vad.reset()
             self._vad_offset_ms = self.input_ms
@@ -479,6 +769,7 @@ class Connection:
         self._pending.clear()
         self._pending_start_ms = self.input_ms
         self._speech_item_id = None
+        self._hold = None
         if self._vad is not None:
             self._vad.reset()
             self._vad_offset_ms = self.input_ms

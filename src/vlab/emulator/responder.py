@@ -2,22 +2,43 @@
 
 Rules, first match wins:
 
+0. ``response.create`` with ``instructions`` starting with ``Say:`` speaks the rest verbatim.
+   Then the rules of a script file (``Emulator(script=path)``, see :class:`Script`), if one is loaded.
 1. The last item is a ``function_call_output`` → "Here is what I found: <output>."
 2. Tools are configured, ``tool_choice`` is not ``none``, and the user's text names a tool (its name
    with ``_`` read as a space, or ``tool_choice`` forces one) → a function call to that tool with JSON
    arguments: each required string parameter gets the user's text.
-3. The user's last item is text → "You said: <text>."
-4. The user's last item is audio → "I heard <n.n> seconds of speech." (a later version transcribes it).
+3. The user's last item is text, or audio whose recognized transcript is not empty (the session has
+   ``input_audio_transcription`` configured, so the emulator ran its recognizer on it; see
+   :mod:`vlab.emulator.asr`) → "You said: <text>." (at most 40 words).
+4. The user's last item is audio with no transcript (transcription off, or nothing recognized) →
+   "I heard <n.n> seconds of speech."
 5. No user item (a proactive ``response.create``) → "Hello! How can I help you today?"
 
-``response.create`` with ``instructions`` starting with ``Say:`` speaks the rest verbatim, which makes
-greetings and scripted replies easy to test.
+Script files are JSON: ``{"rules": [rule, ...]}``; each rule has optional conditions and a reply::
+
+    {"keywords": ["weather"], "call": {"name": "get_weather", "arguments": {"city": "Boston"}}}
+    {"on": "function_output", "say": "It is {output} there."}
+    {"turn": 2, "say": "Second time you ask."}
+    {"say": "I only know about the weather."}
+
+* ``on``: ``"user"`` (default; the conversation ends with a user message) or ``"function_output"``
+  (it ends with a ``function_call_output``).
+* ``keywords``: the rule matches when any of them occurs in the user's text (case-insensitive).
+* ``turn``: the rule matches only on the N-th user message of the conversation (1-based).
+* ``say``: the reply text; ``{text}`` (the user's words), ``{output}`` (the function output) and
+  ``{seconds}`` (user audio length) are filled in.
+* ``call``: a function call (``name``, ``arguments`` object); skipped when ``tool_choice`` is ``"none"``
+  or the session has no tool of that name, so a later rule (or the built-in ones) answers instead.
+
+Everything is deterministic: the same conversation and session always give the same reply.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from typing import Any
 
 GREETING = "Hello! How can I help you today?"
@@ -79,12 +100,125 @@ def _pick_tool(session: dict[str, Any], text: str) -> dict[str, Any] | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One scripted rule (see the module docstring for the JSON form)."""
+
+    on: str = "user"
+    """``user`` or ``function_output``: what the conversation must end with."""
+    keywords: tuple[str, ...] = ()
+    """Any of these in the user's text (lower case); empty = no keyword condition."""
+    turn: int | None = None
+    """Only on the N-th user message (1-based)."""
+    say: str = ""
+    """Reply text template."""
+    call: FunctionCall | None = None
+    """Function call to make."""
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """A scripted dialogue: rules tried in order before the built-in ones."""
+
+    rules: tuple[Rule, ...] = field(default=())
+    """The rules, first match wins."""
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Script:
+        """Read a JSON script file.
+
+        Raises:
+            ValueError: The file is not a valid script; the message says which rule is wrong.
+        """
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "<script>") -> Script:
+        """Build a script from its parsed JSON form.
+
+        Raises:
+            ValueError: Not ``{"rules": [...]}`` or a rule is malformed.
+        """
+        if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
+            raise ValueError(f'{source}: a script is a JSON object {{"rules": [...]}}')
+        rules = []
+        for i, raw in enumerate(data["rules"]):
+            if not isinstance(raw, dict):
+                raise ValueError(f"{source}: rule {i} must be an object, got {raw!r}")
+            unknown = set(raw) - {"on", "keywords", "turn", "say", "call"}
+            on = raw.get("on", "user")
+            if unknown or on not in ("user", "function_output"):
+                raise ValueError(
+                    f"{source}: rule {i} has unknown keys {sorted(unknown)} or 'on' {on!r}; "
+                    "use on/keywords/turn/say/call, on = 'user' or 'function_output'"
+                )
+            call = None
+            if raw.get("call") is not None:
+                c = raw["call"]
+                if not isinstance(c, dict) or not isinstance(c.get("name"), str):
+                    raise ValueError(f"{source}: rule {i} 'call' needs a 'name' (and optional 'arguments')")
+                call = FunctionCall(c["name"], json.dumps(c.get("arguments") or {}))
+            if not raw.get("say") and call is None:
+                raise ValueError(f"{source}: rule {i} needs 'say' or 'call'")
+            rules.append(
+                Rule(
+                    on=on,
+                    keywords=tuple(str(k).lower() for k in raw.get("keywords") or ()),
+                    turn=int(raw["turn"]) if raw.get("turn") is not None else None,
+                    say=str(raw.get("say") or ""),
+                    call=call,
+                )
+            )
+        return cls(tuple(rules))
+
+    def reply(self, conversation: list[dict[str, Any]], session: dict[str, Any]) -> Reply | None:
+        """The first matching rule's reply, or None."""
+        last = conversation[-1] if conversation else None
+        on = "function_output" if last is not None and last.get("type") == "function_call_output" else "user"
+        users = [i for i in conversation if i.get("role") == "user"]
+        text = (_user_text(users[-1]) or "") if users else ""
+        tool_names = {t.get("name") for t in session.get("tools") or [] if t.get("type") == "function"}
+        fill = {
+            "text": text.strip().rstrip(".?!"),
+            "output": str(last.get("output", "")) if on == "function_output" and last else "",
+            "seconds": f"{float(users[-1].get('_audio_ms', 0.0)) / 1000.0:.1f}" if users else "0.0",
+        }
+        for rule in self.rules:
+            if rule.on != on or (rule.on == "user" and not users):
+                continue
+            if rule.keywords and not any(k in text.lower() for k in rule.keywords):
+                continue
+            if rule.turn is not None and rule.turn != len(users):
+                continue
+            call = rule.call
+            if call is not None and (session.get("tool_choice") == "none" or call.name not in tool_names):
+                call = None
+            if call is None and not rule.say:
+                continue
+            return Reply(rule.say.format_map(_Defaults(fill)), call)
+        return None
+
+
+class _Defaults(dict):  # type: ignore[type-arg]
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
 def reply_for(
-    conversation: list[dict[str, Any]], session: dict[str, Any], instructions: str | None = None
+    conversation: list[dict[str, Any]],
+    session: dict[str, Any],
+    instructions: str | None = None,
+    script: Script | None = None,
 ) -> Reply:
-    """Decide the reply from the conversation so far (oldest item first) and the session."""
+    """Decide the reply from the conversation so far (oldest item first), the session and a script."""
     if instructions and instructions.strip().lower().startswith("say:"):
         return Reply(instructions.strip()[4:].strip())
+    if script is not None:
+        scripted = script.reply(conversation, session)
+        if scripted is not None:
+            return scripted
     last = conversation[-1] if conversation else None
     if last is not None and last.get("type") == "function_call_output":
         return Reply(f"Here is what I found: {last.get('output', '')}.")

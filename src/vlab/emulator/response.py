@@ -4,15 +4,24 @@ A :class:`ResponseRun` plans a timeline (model ms from ``response.created``) of 
 and audio chunks, then sends them with the right ids, and always ends with ``response.done``. A cancel
 (client ``response.cancel`` or barge-in) is cooperative: the run stops between events, closes whatever
 it opened, and reports ``cancelled`` with the reason.
+
+With ``output_audio_timestamp_types: ["word"]`` each spoken word also gets a
+``response.audio_timestamp.delta`` (offset and duration in the audio, from eSpeak NG's word events),
+sent when that audio is; with ``animation.outputs`` containing ``viseme_id``,
+``response.animation_viseme.delta`` events carry *approximate* Azure viseme ids (0–21) derived from
+each word's spelling (:func:`visemes_for_word`) and spread evenly over the word's duration.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
 
 from vlab.audio import g711
 from vlab.audio.pcm import float_to_pcm16
@@ -47,6 +56,64 @@ def encode_output(pcm16: bytes, audio_format: str) -> bytes:
     return pcm16
 
 
+# Approximate spelling → Azure viseme id (en-US viseme set: 0 silence, 1 æ ə ʌ, 2 ɑ, 3 ɔ, 4 ɛ ʊ eɪ,
+# 5 ɝ, 6 i ɪ j, 7 u w, 8 o, 9 aʊ, 10 ɔɪ, 11 aɪ, 12 h, 13 ɹ, 14 l, 15 s z, 16 ʃ tʃ dʒ ʒ, 17 ð,
+# 18 f v, 19 d t n θ, 20 k g ŋ, 21 p b m). Spelling is not pronunciation: these are approximate.
+_DIGRAPHS = {
+    "sh": 16, "ch": 16, "th": 17, "ng": 20, "ph": 18, "wh": 7, "ck": 20, "ee": 6, "ea": 6, "oo": 7,
+    "ou": 9, "ow": 9, "oi": 10, "oy": 10, "ai": 4, "ay": 4, "igh": 11, "er": 5, "ir": 5, "ur": 5,
+}  # fmt: skip
+_LETTERS = {
+    "a": 1, "e": 4, "i": 6, "o": 8, "u": 1, "y": 6, "w": 7, "r": 13, "l": 14, "s": 15, "z": 15,
+    "c": 20, "f": 18, "v": 18, "d": 19, "t": 19, "n": 19, "k": 20, "g": 20, "q": 20, "x": 20,
+    "p": 21, "b": 21, "m": 21, "h": 12, "j": 16,
+}  # fmt: skip
+
+
+def visemes_for_word(word: str) -> list[int]:
+    """Approximate Azure viseme ids for a written English word (letters and common digraphs).
+
+    Consecutive repeats are merged; a word with no letters gives ``[]``.
+    """
+    letters = re.sub(r"[^a-z]", "", word.lower())
+    out: list[int] = []
+    i = 0
+    while i < len(letters):
+        for size in (3, 2):
+            if letters[i : i + size] in _DIGRAPHS:
+                vid, i = _DIGRAPHS[letters[i : i + size]], i + size
+                break
+        else:
+            vid, i = _LETTERS.get(letters[i], 0), i + 1
+        if letters.endswith("e") and i == len(letters) and len(letters) > 2 and vid == 4:
+            continue  # silent final e
+        if not out or out[-1] != vid:
+            out.append(vid)
+    return out
+
+
+_PUNCTUATION = ".,;:!?\"'()[]"
+
+
+def word_spans(speech: Speech) -> list[tuple[str, float, float]]:
+    """(word, offset ms, duration ms) per synthesized word.
+
+    A word lasts until the next one starts; the last one until the last audible sample.
+    """
+    words = speech.words
+    if not words:
+        return []
+    loud = np.flatnonzero(np.abs(speech.samples) > 10 ** (-50 / 20))
+    end_ms = 1000.0 * (int(loud[-1]) + 1) / speech.sample_rate if loud.size else speech.duration_ms
+    spans = []
+    for i, w in enumerate(words):
+        nxt = words[i + 1].offset_ms if i + 1 < len(words) else max(end_ms, w.offset_ms)
+        text = w.text.strip(_PUNCTUATION)
+        if text:
+            spans.append((text, w.offset_ms, max(nxt - w.offset_ms, 0.0)))
+    return spans
+
+
 @dataclass(slots=True)
 class _Part:
     item: dict[str, Any]
@@ -56,6 +123,8 @@ class _Part:
     audio_bytes_sent: int = 0
     audio_done: bool = False
     closed: bool = False
+    timestamps: bool = False
+    visemes: bool = False
 
 
 class ResponseRun:
@@ -203,6 +272,25 @@ class ResponseRun:
             for start in range(0, len(pcm), chunk):
                 at = t_audio + sampler.audio_send_offset_ms(start / bytes_per_ms)
                 timeline.append((at, 1, pcm[start : start + chunk]))
+        if speech is not None:
+            t_audio = t_text + delays["tts_first_byte"]
+            session = conn.session
+            if "word" in (session.get("output_audio_timestamp_types") or []):
+                for text, offset, duration in word_spans(speech):
+                    at = t_audio + sampler.audio_send_offset_ms(offset)
+                    timeline.append((at, 2, (text, offset, duration)))
+            animation = session.get("animation") or {}
+            if "viseme_id" in (animation.get("outputs") or []):
+                timeline.append((t_audio, 3, (0.0, 0)))
+                for text, offset, duration in word_spans(speech):
+                    ids = visemes_for_word(text)
+                    for k, vid in enumerate(ids):
+                        at_audio = offset + duration * k / len(ids)
+                        timeline.append(
+                            (t_audio + sampler.audio_send_offset_ms(at_audio), 3, (at_audio, vid))
+                        )
+                end = speech.duration_ms
+                timeline.append((t_audio + sampler.audio_send_offset_ms(end), 3, (end, 0)))
         timeline.sort(key=lambda e: (e[0], e[1]))
         item["_words"] = [(w.offset_ms, w.text) for w in speech.words] if speech is not None else []
         clock_start = time.perf_counter()
@@ -210,7 +298,31 @@ class ResponseRun:
             wait = sampler.seconds(at_ms) - (time.perf_counter() - clock_start)
             if await self._sleep(wait):
                 break
-            if kind == 0:
+            if kind == 2:
+                text, offset, duration = value
+                part.timestamps = True
+                await conn.send(
+                    {
+                        "type": "response.audio_timestamp.delta",
+                        **self._ids(part),
+                        "audio_offset_ms": int(round(offset)),
+                        "audio_duration_ms": int(round(duration)),
+                        "text": text,
+                        "timestamp_type": "word",
+                    }
+                )
+            elif kind == 3:
+                offset, vid = value
+                part.visemes = True
+                await conn.send(
+                    {
+                        "type": "response.animation_viseme.delta",
+                        **self._ids(part),
+                        "audio_offset_ms": int(round(offset)),
+                        "viseme_id": vid,
+                    }
+                )
+            elif kind == 0:
                 part.text_sent.append(value)
                 delta_type = (
                     "response.audio_transcript.delta" if part.kind == "audio" else "response.text.delta"
@@ -255,6 +367,10 @@ class ResponseRun:
         text = "".join(part.text_sent)
         ids = self._ids(part)
         if part.kind == "audio":
+            if part.timestamps:
+                await conn.send({"type": "response.audio_timestamp.done", **ids})
+            if part.visemes:
+                await conn.send({"type": "response.animation_viseme.done", **ids})
             await conn.send({"type": "response.audio.done", **ids})
             await conn.send({"type": "response.audio_transcript.done", **ids, "transcript": text})
             final_part = {"type": "audio", "transcript": text}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import secrets
 import warnings
 from collections.abc import Callable, Iterable
@@ -20,8 +21,11 @@ from aiohttp import web
 
 from vlab import protocol
 from vlab.audio.vad import SileroModel, SpeechModel
+from vlab.emulator.asr import Recognizer, default_recognizer
 from vlab.emulator.conversation import Connection
+from vlab.emulator.faults import Fault
 from vlab.emulator.latency import LatencyModel, preset
+from vlab.emulator.responder import Script
 from vlab.emulator.trace import Trace
 
 log = logging.getLogger("vlab.emulator")
@@ -45,6 +49,12 @@ class EmulatorConfig:
     """Ground-truth trace, if kept."""
     vad_model_factory: Callable[[], SpeechModel] = SileroModel
     """Makes the speech-probability model of each connection's server VAD."""
+    recognizer_factory: Callable[[], Recognizer] = default_recognizer
+    """Gives the speech recognizer (transcription, responder, semantic end-of-utterance cues)."""
+    script: Script | None = None
+    """Scripted dialogue rules tried before the built-in replies."""
+    faults: tuple[Fault, ...] = ()
+    """Faults armed on every new connection."""
 
 
 def _authorized(request: web.Request, config: EmulatorConfig) -> bool:
@@ -80,7 +90,9 @@ async def _realtime(request: web.Request) -> web.StreamResponse:
         model=request.query.get("model", protocol.DEFAULT_MODEL),
         api_version=request.query.get("api-version", protocol.DEFAULT_API_VERSION),
         index=state["index"],
+        transport=request.transport,
     )
+    conn.faults.arm(list(config.faults))
     state["connections"].add(conn)
     try:
         await conn.run()
@@ -130,6 +142,9 @@ class Emulator:
         seed: Seed of the latency jitter.
         trace: Keep a ground-truth trace in memory (:attr:`trace`); a path also appends it to that JSONL file.
         vad_model_factory: Speech-probability model for the server VAD (Silero by default).
+        script: A JSON dialogue script (path or :class:`Script`) tried before the built-in replies.
+        faults: Faults (:class:`~vlab.emulator.faults.Fault`) armed on every new connection.
+        recognizer_factory: Speech recognizer for the user's audio (PocketSphinx by default).
     """
 
     def __init__(
@@ -144,6 +159,9 @@ class Emulator:
         seed: int = 0,
         trace: bool | str | Any = False,
         vad_model_factory: Callable[[], SpeechModel] = SileroModel,
+        script: str | os.PathLike[str] | Script | None = None,
+        faults: Iterable[Fault] = (),
+        recognizer_factory: Callable[[], Recognizer] = default_recognizer,
     ) -> None:
         speed_value = math.inf if speed in ("max", "inf") else float(speed)
         if not speed_value > 0:
@@ -162,8 +180,12 @@ class Emulator:
             latency=model,
             trace=self.trace,
             vad_model_factory=vad_model_factory,
+            recognizer_factory=recognizer_factory,
+            script=script if isinstance(script, Script) or script is None else Script.load(script),
+            faults=tuple(faults),
         )
         self._runner: web.AppRunner | None = None
+        self._app: web.Application | None = None
 
     @property
     def endpoint(self) -> str:
@@ -184,9 +206,8 @@ class Emulator:
                 "bind 127.0.0.1 unless that is intended",
                 stacklevel=2,
             )
-        self._runner = web.AppRunner(
-            make_app(self.config), access_log=None, handle_signals=False, shutdown_timeout=1.0
-        )
+        self._app = make_app(self.config)
+        self._runner = web.AppRunner(self._app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
@@ -195,6 +216,19 @@ class Emulator:
             self.port = server.sockets[0].getsockname()[1]
         log.info("Voice Live emulator on %s", self.endpoint)
         return self
+
+    def inject(self, *faults: Fault) -> int:
+        """Arm ``faults`` on every open connection, counting from now.
+
+        Returns:
+            How many connections they were armed on.
+        """
+        if self._app is None:
+            return 0
+        connections = list(self._app[STATE]["connections"])
+        for conn in connections:
+            conn.faults.arm(list(faults))
+        return len(connections)
 
     async def stop(self) -> None:
         """Close every connection and stop serving."""

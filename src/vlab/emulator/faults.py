@@ -1,0 +1,175 @@
+"""Faults on demand: make the emulator drop, close, stall, fail or throttle at a chosen point.
+
+A :class:`Fault` is armed on a connection and watches the server events that connection sends:
+
+=============  ==================================================================================
+kind           what happens
+=============  ==================================================================================
+``drop``       after the ``n``-th ``at`` event, the TCP connection is aborted (no close frame)
+``close``      after the ``n``-th ``at`` event, a clean WebSocket close with ``code``
+``delay``      the ``n``-th ``at`` event is held back ``ms`` milliseconds (the whole stream stalls)
+``error``      after the ``n``-th ``at`` event, an ``error`` event (``server_error``); ``fatal``
+               also closes the socket with code 1011
+``throttle``   output audio (``response.audio.delta``) is sent no faster than ``rate`` × real time
+=============  ==================================================================================
+
+Arm faults with ``Emulator(faults=[...])`` (every new connection), ``Emulator.inject(fault)`` (the open
+connections, from now on), or from the client, without access to the emulator process, through the
+session metadata: ``session.update`` with ``{"metadata": {"vlab.fault": "drop_after:response.audio.delta:3"}}``.
+The text form (several separated by ``;``)::
+
+    drop_after:<type>[:<n>]
+    close_after:<type>[:<n>[:<code>]]
+    delay_before:<type>:<ms>[:<n>]
+    error_after:<type>[:<n>[:fatal]]
+    throttle:<rate>
+
+Counting starts when the fault is armed; each fault fires once (``throttle`` stays on).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+FaultKind = Literal["drop", "close", "delay", "error", "throttle"]
+METADATA_KEY = "vlab.fault"
+"""Session metadata key whose value arms faults from the client side."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One fault to inject.
+
+    Raises:
+        ValueError: On an unknown kind or a missing/invalid parameter.
+    """
+
+    kind: FaultKind
+    """``drop``, ``close``, ``delay``, ``error`` or ``throttle``."""
+    at: str | None = None
+    """Server event type the fault is tied to (all kinds but ``throttle``)."""
+    n: int = 1
+    """Which occurrence of ``at`` (1 = the first one sent after arming)."""
+    ms: float = 0.0
+    """``delay``: how long to hold the event back, in ms."""
+    code: int = 1011
+    """``close``: the WebSocket close code (1011 = internal error)."""
+    fatal: bool = False
+    """``error``: also close the socket (code 1011) after the error event."""
+    message: str = "The server had an error while processing your request (injected by vlab)."
+    """``error``: the error message."""
+    rate: float = 1.0
+    """``throttle``: output audio speed as a multiple of real time (0.5 = half real time)."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("drop", "close", "delay", "error", "throttle"):
+            raise ValueError(f"unknown fault kind {self.kind!r}; use drop, close, delay, error or throttle")
+        if self.kind != "throttle" and not self.at:
+            raise ValueError(f"a {self.kind!r} fault needs 'at', the server event type it is tied to")
+        if self.n < 1:
+            raise ValueError(f"Fault.n counts occurrences from 1, got {self.n!r}")
+        if self.kind == "throttle" and not self.rate > 0:
+            raise ValueError(f"a throttle fault needs rate > 0 (× real time), got {self.rate!r}")
+        if self.kind == "delay" and self.ms < 0:
+            raise ValueError(f"a delay fault needs ms >= 0, got {self.ms!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> list[Fault]:
+        """Parse the text form (see the module docstring); several faults are separated by ``;``.
+
+        Raises:
+            ValueError: On a malformed specification; the message shows it.
+        """
+        faults = []
+        for spec in filter(None, (s.strip() for s in text.split(";"))):
+            head, *args = spec.split(":")
+            try:
+                if head == "drop_after":
+                    faults.append(cls("drop", args[0], n=int(args[1]) if len(args) > 1 else 1))
+                elif head == "close_after":
+                    faults.append(
+                        cls(
+                            "close",
+                            args[0],
+                            n=int(args[1]) if len(args) > 1 else 1,
+                            code=int(args[2]) if len(args) > 2 else 1011,
+                        )
+                    )
+                elif head == "delay_before":
+                    faults.append(
+                        cls("delay", args[0], ms=float(args[1]), n=int(args[2]) if len(args) > 2 else 1)
+                    )
+                elif head == "error_after":
+                    faults.append(
+                        cls(
+                            "error",
+                            args[0],
+                            n=int(args[1]) if len(args) > 1 else 1,
+                            fatal=len(args) > 2 and args[2] == "fatal",
+                        )
+                    )
+                elif head == "throttle":
+                    faults.append(cls("throttle", rate=float(args[0])))
+                else:
+                    raise ValueError(f"unknown fault {head!r}")
+            except (IndexError, ValueError) as exc:
+                raise ValueError(
+                    f"bad fault specification {spec!r} ({exc}); expected e.g. 'drop_after:response.audio.delta:3', "
+                    "'close_after:<type>:<n>:<code>', 'delay_before:<type>:<ms>', 'error_after:<type>:<n>:fatal' "
+                    "or 'throttle:0.5'"
+                ) from None
+        return faults
+
+
+@dataclass(slots=True)
+class ArmedFault:
+    """A fault armed on one connection, with its own occurrence counter."""
+
+    fault: Fault
+    """What to do."""
+    seen: int = 0
+    """Events of type ``fault.at`` sent since arming."""
+    fired: bool = False
+    """Whether it has acted (throttles never count as fired)."""
+
+
+class FaultPlan:
+    """The faults armed on one connection; the connection asks it around every event it sends."""
+
+    def __init__(self) -> None:
+        self.armed: list[ArmedFault] = []
+
+    def arm(self, faults: list[Fault]) -> None:
+        """Arm ``faults`` from now on."""
+        self.armed.extend(ArmedFault(f) for f in faults)
+
+    @property
+    def throttle_rate(self) -> float | None:
+        """Slowest armed throttle rate, if any."""
+        rates = [a.fault.rate for a in self.armed if a.fault.kind == "throttle"]
+        return min(rates) if rates else None
+
+    def delay_before(self, event_type: str) -> float:
+        """Total ms to hold back an event of ``event_type`` (counts it for delay faults)."""
+        total = 0.0
+        for a in self.armed:
+            if a.fired or a.fault.kind != "delay" or a.fault.at != event_type:
+                continue
+            a.seen += 1
+            if a.seen == a.fault.n:
+                a.fired = True
+                total += a.fault.ms
+        return total
+
+    def after(self, event_type: str) -> list[Fault]:
+        """Faults that fire now that an event of ``event_type`` has been sent."""
+        due = []
+        for a in self.armed:
+            if a.fired or a.fault.kind in ("delay", "throttle") or a.fault.at != event_type:
+                continue
+            a.seen += 1
+            if a.seen == a.fault.n:
+                a.fired = True
+                due.append(a.fault)
+        return due

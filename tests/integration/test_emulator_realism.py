@@ -1,0 +1,378 @@
+"""Emulator realism through the real SDK: recognition, word timestamps, visemes, formats, scripts, EOU, faults."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import numpy as np
+import pytest
+from azure.ai.voicelive.aio import ConnectionClosed, connect
+from azure.ai.voicelive.models import (
+    Animation,
+    AudioInputTranscriptionOptions,
+    AzureSemanticDetection,
+    AzureSemanticVad,
+    FunctionCallOutputItem,
+    FunctionTool,
+    InputTextContentPart,
+    RequestSession,
+    ResponseCreateParams,
+    ServerEvent,
+    ServerVad,
+    UserMessageItem,
+)
+from azure.core.credentials import AzureKeyCredential
+
+from vlab import protocol
+from vlab.audio import g711
+from vlab.audio.pcm import float_to_pcm16, silence
+from vlab.audio.synth import synthesize
+from vlab.emulator import Fault
+from vlab.emulator.asr import PocketSphinxRecognizer, RecognitionError
+from vlab.emulator.response import espeak_voice
+from vlab.testing import collect_events, drain, fast_emulator, spoken_prompt, types_of
+
+VOICE = "sage"  # maps to eSpeak's en-gb, which PocketSphinx reads best (see docs/emulator.md)
+READBACK = "What is the weather like in Seattle today?"
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z']+", text.lower()))
+
+
+def _connect(emu):
+    return connect(endpoint=emu.endpoint, credential=AzureKeyCredential(emu.api_key), model="gpt-realtime")
+
+
+async def _update(conn, **session) -> object:
+    await conn.session.update(session=RequestSession(**session))
+    return (await collect_events(conn, "session.updated"))[-1]
+
+
+# --- recognition -------------------------------------------------------------------------------------
+
+
+async def test_transcript_of_a_clearly_spoken_prompt_contains_its_key_words(conn):
+    clear = synthesize("Turn on the lights in the kitchen.", words_per_minute=130, sample_rate=24000)
+    pcm = silence(300, 24000) + float_to_pcm16(clear.samples) + silence(800, 24000)
+    updated = await _update(
+        conn,
+        turn_detection=None,
+        input_audio_transcription=AudioInputTranscriptionOptions(model="azure-speech"),
+    )
+    assert updated.session.input_audio_transcription.model == "azure-speech"
+    await conn.input_audio_buffer.append(audio=pcm)
+    await conn.input_audio_buffer.commit()
+    events = await collect_events(conn, "conversation.item.input_audio_transcription.completed")
+    kinds = types_of(events)
+    assert kinds.index("conversation.item.created") < kinds.index(
+        "conversation.item.input_audio_transcription.delta"
+    )
+    item_id = next(e for e in events if e.type == "conversation.item.created").item.id
+    done = events[-1]
+    assert done.item_id == item_id and done.content_index == 0
+    deltas = "".join(e.delta for e in events if e.type.endswith("transcription.delta"))
+    assert deltas == done.transcript
+    assert {"lights", "kitchen"} <= _words(done.transcript), done.transcript
+
+    await conn.conversation.item.retrieve(item_id=item_id)
+    item = (await collect_events(conn, "conversation.item.retrieved"))[-1].item
+    assert item.content[0].transcript == done.transcript
+    await conn.response.create(response=ResponseCreateParams(modalities=["text"]))
+    text = next(e for e in await collect_events(conn, "response.done") if e.type == "response.text.done")
+    assert text.text == f"You said: {done.transcript}."
+
+
+async def test_vad_turn_is_transcribed_and_answered_with_the_words(conn, prompt):
+    await _update(
+        conn,
+        turn_detection=ServerVad(silence_duration_ms=500),
+        input_audio_transcription=AudioInputTranscriptionOptions(model="whisper-1"),
+    )
+    await conn.input_audio_buffer.append(audio=prompt.pcm)
+    events = await collect_events(conn, "response.done")
+    done = next(e for e in events if e.type == "conversation.item.input_audio_transcription.completed")
+    assert {"weather", "seattle"} <= _words(done.transcript), done.transcript
+    reply = next(e for e in events if e.type == "response.audio_transcript.done").transcript
+    assert reply.startswith("You said: ") and "seattle" in reply.lower()
+
+
+async def test_a_failing_recognizer_sends_transcription_failed():
+    class Broken:
+        def transcribe(self, pcm16: bytes, sample_rate: int):
+            raise RecognitionError("no model")
+
+    async with fast_emulator(recognizer_factory=Broken) as emu, _connect(emu) as conn:
+        await collect_events(conn, "session.created")
+        await _update(conn, turn_detection=None, input_audio_transcription={"model": "azure-speech"})
+        await conn.input_audio_buffer.append(audio=spoken_prompt().pcm)
+        await conn.input_audio_buffer.commit()
+        failed = (await collect_events(conn, "conversation.item.input_audio_transcription.failed"))[-1]
+        assert failed.content_index == 0 and "no model" in failed.error.message
+        await conn.response.create()
+        transcript = next(
+            e
+            for e in await collect_events(conn, "response.done")
+            if e.type == "response.audio_transcript.done"
+        ).transcript
+        assert transcript.startswith("I heard")  # the duration fallback
+
+
+# --- synthesis: formats, timestamps, visemes ----------------------------------------------------------
+
+
+async def _spoken_reply(conn, text: str) -> list:
+    await conn.response.create(response=ResponseCreateParams(instructions=f"Say: {text}"))
+    return await collect_events(conn, "response.done")
+
+
+def _decode(audio: bytes, fmt: str) -> np.ndarray:
+    if fmt == "g711_ulaw":
+        audio = g711.ulaw_decode(audio)
+    elif fmt == "g711_alaw":
+        audio = g711.alaw_decode(audio)
+    return np.frombuffer(audio, "<i2")
+
+
+@pytest.mark.parametrize("fmt", list(protocol.OUTPUT_FORMAT_RATES))
+async def test_every_output_format_round_trips_as_speech(conn, fmt):
+    rate = protocol.OUTPUT_FORMAT_RATES[fmt]
+    updated = await _update(conn, turn_detection=None, output_audio_format=fmt, voice=VOICE)
+    assert updated.session.output_audio_format == fmt  # echoed exactly as sent
+    events = await _spoken_reply(conn, READBACK)
+    audio = b"".join(e.delta for e in events if e.type == "response.audio.delta")
+    samples = _decode(audio, fmt)
+    expected = synthesize(READBACK, voice=espeak_voice(VOICE), sample_rate=rate)
+    assert len(samples) / rate == pytest.approx(expected.duration_ms / 1000, abs=0.03)
+    rms = float(np.sqrt(np.mean((samples / 32768.0) ** 2)))
+    assert rms > 0.01  # not silence
+    # the recognizer reads the words back (at 8 kHz, telephone band, it gets fewer of them)
+    heard = PocketSphinxRecognizer().transcribe(samples.astype("<i2").tobytes(), rate).text
+    recall = len(_words(READBACK) & _words(heard)) / len(_words(READBACK))
+    assert recall >= (0.6 if rate >= 16000 else 0.4), heard
+
+
+async def test_word_timestamps_and_visemes_follow_the_spoken_words(conn):
+    await _update(
+        conn,
+        turn_detection=None,
+        voice=VOICE,
+        output_audio_timestamp_types=["word"],
+        animation=Animation(outputs=["viseme_id"]),
+    )
+    events = await _spoken_reply(conn, READBACK)
+    stamps = [e for e in events if e.type == "response.audio_timestamp.delta"]
+    visemes = [e for e in events if e.type == "response.animation_viseme.delta"]
+    assert [s.text for s in stamps] == READBACK.rstrip("?").split()
+    assert all(s.timestamp_type == "word" and s.audio_duration_ms > 0 for s in stamps)
+    offsets = [s.audio_offset_ms for s in stamps]
+    assert offsets == sorted(offsets) and offsets[0] < 300
+    audio_ms = sum(len(e.delta) for e in events if e.type == "response.audio.delta") / 48
+    assert stamps[-1].audio_offset_ms + stamps[-1].audio_duration_ms <= audio_ms + 1
+    assert all(0 <= v.viseme_id <= 21 for v in visemes) and len(visemes) > 2 * len(stamps)
+    assert [v.audio_offset_ms for v in visemes] == sorted(v.audio_offset_ms for v in visemes)
+    kinds = types_of(events)
+    assert (
+        kinds.index("response.audio_timestamp.done") < kinds.index("response.audio.done")
+        and "response.animation_viseme.done" in kinds
+    )
+    ids = {(e.response_id, e.item_id, e.output_index, e.content_index) for e in [*stamps, *visemes]}
+    assert len(ids) == 1
+
+
+# --- scripted dialogue -------------------------------------------------------------------------------
+
+
+async def test_function_call_round_trip_from_a_script_file(tmp_path):
+    script = tmp_path / "dialogue.json"
+    script.write_text(
+        json.dumps(
+            {
+                "rules": [
+                    {
+                        "keywords": ["weather"],
+                        "call": {"name": "get_weather", "arguments": {"city": "Boston"}},
+                    },
+                    {"on": "function_output", "say": "It is {output} in Boston."},
+                    {"turn": 2, "say": "Second question, {text}."},
+                ]
+            }
+        )
+    )
+    tool = FunctionTool(name="get_weather", description="", parameters={"type": "object", "properties": {}})
+    async with fast_emulator(script=str(script)) as emu, _connect(emu) as conn:
+        await collect_events(conn, "session.created")
+        await _update(conn, turn_detection=None, tools=[tool], modalities=["text"])
+        await conn.conversation.item.create(
+            item=UserMessageItem(content=[InputTextContentPart(text="How is the weather?")])
+        )
+        await conn.response.create()
+        events = await collect_events(conn, "response.done")
+        call = next(e for e in events if e.type == "response.function_call_arguments.done")
+        assert call.name == "get_weather" and json.loads(call.arguments) == {"city": "Boston"}
+        await conn.conversation.item.create(item=FunctionCallOutputItem(call_id=call.call_id, output="sunny"))
+        await conn.response.create()
+        text = next(e for e in await collect_events(conn, "response.done") if e.type == "response.text.done")
+        assert text.text == "It is sunny in Boston."
+        # tool_choice "none" never calls: the scripted call is skipped, the next matching rule answers
+        await _update(conn, tool_choice="none")
+        await conn.conversation.item.create(
+            item=UserMessageItem(content=[InputTextContentPart(text="And the weather tomorrow?")])
+        )
+        await conn.response.create()
+        events = await collect_events(conn, "response.done")
+        assert "response.function_call_arguments.done" not in types_of(events)
+        text = next(e for e in events if e.type == "response.text.done").text
+        assert text == "Second question, And the weather tomorrow."
+
+
+# --- turn detection: end-of-utterance cues ------------------------------------------------------------
+
+
+def _hesitant_request(rate: int = 24000) -> bytes:
+    first = synthesize("I want to book a flight to, uh", sample_rate=rate)
+    second = synthesize("Boston please.", sample_rate=rate)
+    return b"".join(
+        (
+            silence(300, rate),
+            float_to_pcm16(first.samples),
+            silence(700, rate),
+            float_to_pcm16(second.samples),
+            silence(1600, rate),
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("turn_detection", "turns"),
+    [
+        (AzureSemanticVad(silence_duration_ms=500, create_response=False), 1),
+        (ServerVad(silence_duration_ms=500, create_response=False), 2),
+        (
+            ServerVad(
+                silence_duration_ms=500,
+                create_response=False,
+                end_of_utterance_detection=AzureSemanticDetection(timeout_ms=1000),
+            ),
+            1,
+        ),
+    ],
+    ids=["azure_semantic_vad", "server_vad", "server_vad+eou"],
+)
+async def test_a_trailing_filler_does_not_end_the_turn_with_eou_detection(conn, turn_detection, turns):
+    await _update(conn, turn_detection=turn_detection)
+    await conn.input_audio_buffer.append(audio=_hesitant_request())
+    events = await collect_events(conn, "input_audio_buffer.committed", count=turns)
+    events += await drain(conn, 0.5)
+    assert types_of(events).count("input_audio_buffer.committed") == turns
+    assert types_of(events).count("input_audio_buffer.speech_started") == turns
+
+
+async def test_semantic_vad_ends_a_complete_sentence_after_the_silence(conn, prompt):
+    await _update(conn, turn_detection=AzureSemanticVad(silence_duration_ms=500, create_response=False))
+    await conn.input_audio_buffer.append(audio=prompt.pcm)
+    stopped = (await collect_events(conn, "input_audio_buffer.speech_stopped"))[-1]
+    assert stopped.audio_end_ms == pytest.approx(prompt.speech_end_ms + 500, abs=50)
+
+
+# --- faults --------------------------------------------------------------------------------------------
+
+
+async def _talk(conn) -> None:
+    await _update(conn, turn_detection=None)
+    await conn.response.create(response=ResponseCreateParams(instructions=f"Say: {READBACK}"))
+
+
+async def test_drop_fault_from_session_metadata_closes_the_connection_abruptly(conn):
+    await _update(conn, metadata={"vlab.fault": "drop_after:response.audio.delta:3"})
+    await _talk(conn)
+    seen = []
+    with pytest.raises(ConnectionClosed):
+        while True:
+            seen.append((await conn.recv()).type)
+    assert seen.count("response.audio.delta") == 3 and "response.done" not in seen
+
+
+async def test_close_fault_closes_cleanly_with_its_code():
+    async with fast_emulator(faults=[Fault("close", at="session.updated", code=4000)]) as emu:
+        async with _connect(emu) as conn:
+            await collect_events(conn, "session.created")
+            await conn.session.update(session=RequestSession(turn_detection=None))
+            with pytest.raises(ConnectionClosed) as info:
+                while True:
+                    await conn.recv()
+            assert info.value.code == 4000
+
+
+async def test_delay_fault_stalls_before_the_event(emulator):
+    async with _connect(emulator) as conn:
+        await collect_events(conn, "session.created")
+        await _update(conn, turn_detection=None)
+        assert emulator.inject(Fault("delay", at="response.created", ms=400)) == 1
+        start = time.perf_counter()
+        await conn.response.create(response=ResponseCreateParams(instructions="Say: hi"))
+        await collect_events(conn, "response.created")
+        assert time.perf_counter() - start >= 0.4
+
+
+async def test_error_fault_sends_a_server_error_and_optionally_closes(conn):
+    await _update(conn, metadata={"vlab.fault": "error_after:response.created"})
+    await _talk(conn)
+    events = await collect_events(conn, "response.done")
+    err = next(e for e in events if e.type == "error").error
+    assert err.type == "server_error"
+    assert types_of(events).index("error") == types_of(events).index("response.created") + 1
+    await _update(conn, metadata={"vlab.fault": "error_after:response.created:1:fatal"})
+    await conn.response.create()
+    with pytest.raises(ConnectionClosed) as info:
+        while True:
+            await conn.recv()
+    assert info.value.code == 1011
+
+
+async def test_throttle_fault_slows_output_audio_to_the_rate(conn):
+    await _update(conn, metadata={"vlab.fault": "throttle:4"})
+    start = time.perf_counter()
+    await _talk(conn)
+    events = await collect_events(conn, "response.done")
+    elapsed = time.perf_counter() - start
+    audio_s = sum(len(e.delta) for e in events if e.type == "response.audio.delta") / 48000
+    assert audio_s > 2.0
+    assert elapsed >= (audio_s - 0.1) / 4  # the last 100 ms chunk is not waited for
+
+
+async def test_a_bad_fault_specification_is_an_error_event(conn):
+    await conn.session.update(session=RequestSession(metadata={"vlab.fault": "explode:now"}))
+    err = (await collect_events(conn, "error"))[-1].error
+    assert err.param == "session.metadata.vlab.fault" and "explode" in err.message
+
+
+# --- contract ----------------------------------------------------------------------------------------
+
+
+async def test_new_event_types_parse_into_typed_sdk_models(conn, prompt):
+    await _update(
+        conn,
+        turn_detection=None,
+        voice=VOICE,
+        output_audio_timestamp_types=["word"],
+        animation=Animation(outputs=["viseme_id"]),
+        input_audio_transcription=AudioInputTranscriptionOptions(model="azure-speech"),
+    )
+    await conn.input_audio_buffer.append(audio=prompt.pcm)
+    await conn.input_audio_buffer.commit()
+    await conn.response.create()
+    seen = await collect_events(conn, "response.done")
+    new = {
+        "conversation.item.input_audio_transcription.delta",
+        "conversation.item.input_audio_transcription.completed",
+        "response.audio_timestamp.delta",
+        "response.audio_timestamp.done",
+        "response.animation_viseme.delta",
+        "response.animation_viseme.done",
+    }
+    assert new <= set(types_of(seen))
+    assert [e.type for e in seen if type(e) is ServerEvent] == []
+    # .failed is covered by test_a_failing_recognizer_sends_transcription_failed (typed access to .error)
