@@ -5,6 +5,8 @@ Panels never block the kernel: their work runs as tasks on the running event loo
 shows in the panel's own output area.
 """
 
+from vlab.widgets.log_explorer import LogExplorer
 from vlab.widgets.session_panel import SessionPanel
+from vlab.widgets.sweep_panel import SweepPanel
 
-__all__ = ["SessionPanel"]
+__all__ = ["LogExplorer", "SessionPanel", "SweepPanel"]

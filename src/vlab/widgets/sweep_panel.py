@@ -1,0 +1,598 @@
+"""The sweep panel: pick prompts and a grid of turn-detection settings, run the sweep, see its charts.
+
+The sweep runs with :func:`vlab.sweep.run_sweep_async` as a task on the kernel's loop (the notebook stays
+responsive); a progress bar counts the finished cells. When it ends, or when a finished sweep folder is
+opened, the panel shows the operating points, the Pareto chart, the dead-air distributions, a turn
+waterfall, a VAD timeline and the latency summary, all from the sweep folder's parquet files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import io
+import json
+import math
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as widgets
+import pandas as pd
+
+from vlab.errors import ConfigError
+from vlab.widgets._tasks import guarded, start_task
+
+TURN_TYPES = {"server_vad": "Server VAD", "azure_semantic_vad": "Azure semantic VAD"}
+SPEEDS = [("as fast as possible", "max"), ("real time (1×)", 1.0), ("2×", 2.0), ("4×", 4.0), ("10×", 10.0)]
+NO_CANARY = "(none)"
+
+
+def figure_png(draw: Callable[[Any], Any], size: tuple[float, float], *, dpi: int = 100) -> bytes:
+    """Draw on a fresh matplotlib Axes (no pyplot, no global state) and return the figure as PNG bytes."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, layout="constrained")
+    draw(fig.subplots())
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def parse_values(text: str, kind: type, what: str) -> list[Any]:
+    """``"0.5, 0.7"`` → ``[0.5, 0.7]`` (``kind`` int or float); ConfigError names the field when it is not."""
+    parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p.strip()]
+    if not parts:
+        raise ConfigError(
+            f"{what}: give at least one value (several separated by commas, e.g. 300, 500, 800)"
+        )
+    out = []
+    for p in parts:
+        try:
+            value = float(p)
+        except ValueError:
+            raise ConfigError(
+                f"{what}: {p.strip()!r} is not a number (write values separated by commas, e.g. 300, 500)"
+            ) from None
+        if kind is int:
+            if value != int(value):
+                raise ConfigError(f"{what}: {p.strip()!r} must be a whole number of milliseconds")
+            out.append(int(value))
+        else:
+            out.append(value)
+    return out
+
+
+def _table(frame: pd.DataFrame, columns: list[str] | None = None) -> str:
+    cols = [c for c in (columns or list(frame.columns)) if c in frame.columns]
+    body = frame[cols].to_html(
+        index=False, float_format=lambda v: f"{v:.3g}", na_rep="–", border=0, classes="vlab-table"
+    )
+    return (
+        "<style>.vlab-table{border-collapse:collapse;font-size:12px}.vlab-table td,.vlab-table th"
+        "{padding:2px 8px;border-bottom:1px solid #eee;text-align:right}.vlab-table th{background:#f4f4f4}</style>"
+        + body
+    )
+
+
+class SweepPanel:
+    """Pick prompts and a settings grid, Run/Stop a sweep with a progress bar, then see its charts and tables.
+
+    Each Run writes a new sweep folder under ``runs_dir`` (or the folder typed in *Folder*, where
+    finished cells are kept: running again resumes). *Open* shows any finished sweep folder. Display it
+    with ``panel`` as the last expression of a cell.
+
+    Args:
+        runs_dir: Parent folder of new sweep folders.
+        prompt_dir: A prompt folder with ``manifest.json`` (default: the bundled ``data/prompts``).
+        prompts: Prompt ids selected at first.
+        speed: Initial audio pacing and emulator speed (``math.inf`` or ``"max"``: as fast as possible).
+        concurrency: Cells running at once.
+        session_options: Passed to every :class:`vlab.Session` (e.g. ``{"dotenv_path": False}``).
+        timeout_s: Per-cell limit to wait for the answers.
+
+    After a run or an *Open*, ``manifest``, ``points``, ``turns``, ``vad`` and ``scores`` hold the
+    sweep's tables, ``charts`` the PNG images by name and ``sweep_dir`` the folder.
+    """
+
+    def __init__(
+        self,
+        *,
+        runs_dir: str | Path = "runs",
+        prompt_dir: str | Path | None = None,
+        prompts: tuple[str, ...] | list[str] = ("short_question", "pause_600"),
+        speed: float | str = "max",
+        concurrency: int = 4,
+        session_options: dict[str, Any] | None = None,
+        timeout_s: float = 60.0,
+    ) -> None:
+        from vlab.prompts import load_prompt_set
+
+        self.runs_dir = Path(runs_dir)
+        self.prompt_dir = Path(prompt_dir) if prompt_dir is not None else None
+        self.prompt_set = load_prompt_set(self.prompt_dir)
+        self.concurrency = concurrency
+        self.session_options = dict(session_options or {})
+        self.timeout_s = timeout_s
+        self.task: asyncio.Task[Any] | None = None
+        self.result: Any = None
+        self.sweep_dir: Path | None = None
+        self.manifest: dict[str, Any] = {}
+        self.points = self.turns = self.vad = self.scores = pd.DataFrame()
+        self.summary = pd.DataFrame()
+        self.charts: dict[str, widgets.Image] = {}
+        self._stopping = False
+        self._build(prompts, speed)
+
+    # --- layout ------------------------------------------------------------------------------------
+
+    def _build(self, prompts: tuple[str, ...] | list[str], speed: float | str) -> None:
+        style = {"description_width": "150px"}
+        wide = widgets.Layout(width="460px")
+        options = [(f"{p.id}  ({p.category}, {p.duration_ms / 1000:.1f} s)", p.id) for p in self.prompt_set]
+        ids = {p.id for p in self.prompt_set}
+        chosen = tuple(p for p in prompts if p in ids) or tuple(p.id for p in self.prompt_set[:1])
+        self.prompts = widgets.SelectMultiple(
+            options=options, value=chosen, rows=min(8, max(3, len(options))), description="Prompts",
+            style=style, layout=wide,
+        )  # fmt: skip
+        self.turn_type = widgets.Dropdown(
+            options=[(v, k) for k, v in TURN_TYPES.items()],
+            value="server_vad",
+            description="Turn detection",
+            style=style,
+        )
+        self.thresholds = widgets.Text(
+            value="0.5", description="Thresholds", placeholder="e.g. 0.4, 0.5, 0.6", style=style, layout=wide
+        )
+        self.silences = widgets.Text(
+            value="300, 800",
+            description="Silence ms",
+            placeholder="e.g. 300, 500, 800",
+            style=style,
+            layout=wide,
+        )
+        self.paddings = widgets.Text(
+            value="300", description="Prefix padding ms", placeholder="e.g. 300", style=style, layout=wide
+        )
+        self.repeats = widgets.BoundedIntText(value=1, min=1, max=50, description="Repeats", style=style)
+        speed_value = (
+            "max" if speed == "max" or (isinstance(speed, float) and math.isinf(speed)) else float(speed)
+        )
+        speeds = list(SPEEDS)
+        if speed_value not in [v for _, v in speeds]:
+            speeds.append((f"{speed_value:g}×", speed_value))
+        self.speed = widgets.Dropdown(options=speeds, value=speed_value, description="Speed", style=style)
+        from vlab.emulator.latency import PRESETS
+
+        self.latency = widgets.Dropdown(
+            options=sorted(PRESETS), value="typical", description="Emulator latency", style=style
+        )
+        self.baseline = widgets.Checkbox(
+            value=False, description="Add the baseline (0.5 / 300 / 500)", layout=wide
+        )
+        self.canary = widgets.Dropdown(
+            options=[NO_CANARY], value=NO_CANARY, description="Canary prompt", style=style
+        )
+        self.folder = widgets.Text(
+            value="",
+            description="Folder",
+            placeholder="empty: a new runs/sweep-<time> folder",
+            style=style,
+            layout=wide,
+        )
+        self.target = widgets.HTML("")
+        self.run_button = widgets.Button(description="Run", button_style="success", icon="play")
+        self.stop_button = widgets.Button(
+            description="Stop", button_style="danger", icon="stop", disabled=True
+        )
+        self.progress = widgets.IntProgress(
+            value=0, min=0, max=1, description="Cells", style={"description_width": "50px"}
+        )
+        self.status = widgets.HTML("<b>Status:</b> <i>idle</i>")
+        self.open_path = widgets.Text(
+            value="",
+            description="Open a finished sweep",
+            placeholder="runs/sweep-…",
+            style=style,
+            layout=wide,
+        )
+        self.open_button = widgets.Button(description="Open", icon="folder-open")
+        self.results = widgets.VBox([])
+        self.output = widgets.Output()
+
+        form = widgets.VBox([
+            self.prompts, self.turn_type, self.thresholds, self.silences, self.paddings, self.repeats,
+            self.speed, self.latency, self.baseline, self.canary, self.folder, self.target,
+            widgets.HBox([self.run_button, self.stop_button, self.progress]), self.status,
+            widgets.HBox([self.open_path, self.open_button]),
+        ])  # fmt: skip
+        self.widget = widgets.VBox([form, self.output, self.results])
+
+        self.prompts.observe(
+            guarded(self.output, "Choosing prompts")(lambda _: self._sync_canary()), names="value"
+        )
+        self.speed.observe(
+            guarded(self.output, "Changing the speed")(lambda _: self._describe_target()), names="value"
+        )
+        self.run_button.on_click(guarded(self.output, "Run")(lambda _: self.run()))
+        self.stop_button.on_click(guarded(self.output, "Stop")(lambda _: self.stop()))
+        self.open_button.on_click(
+            guarded(self.output, "Opening the sweep")(lambda _: self.load(self.open_path.value))
+        )
+        self._sync_canary()
+        guarded(self.output, "Finding the target")(self._describe_target)()
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    def __repr__(self) -> str:
+        return f"SweepPanel(prompts={list(self.prompts.value)!r}, running={self.running}, sweep_dir={self.sweep_dir})"
+
+    def _sync_canary(self) -> None:
+        selected = list(self.prompts.value)
+        keep = self.canary.value if self.canary.value in selected else None
+        if keep is None:
+            singles = [
+                p.id
+                for p in self.prompt_set
+                if p.id in selected and p.expected_turns == 1 and not p.hold_spans
+            ]
+            keep = singles[0] if singles else NO_CANARY
+        self.canary.options = [NO_CANARY, *selected]
+        self.canary.value = keep
+
+    def _describe_target(self) -> None:
+        from vlab.endpoint import resolve_target
+
+        kwargs = {
+            k: v
+            for k, v in self.session_options.items()
+            if k in ("endpoint", "api_key", "model", "dotenv_path")
+        }
+        target = resolve_target(**kwargs)
+        where = html.escape(target.describe())
+        note = "" if target.kind == "emulator" else " (Speed paces the audio; use real time for Azure)"
+        self.target.value = f"<span style='font-size:12px'>Target: {where}{note}</span>"
+
+    # --- the sweep ------------------------------------------------------------------------------------
+
+    def config(self) -> dict[str, Any]:
+        """The sweep config the form describes (the dict form of a sweep TOML; see :mod:`vlab.sweep`)."""
+        if not self.prompts.value:
+            raise ConfigError("Select at least one prompt (Ctrl/Shift-click to pick several).")
+        grid: dict[str, Any] = {
+            "type": self.turn_type.value,
+            "threshold": parse_values(self.thresholds.value, float, "Thresholds"),
+            "silence_duration_ms": parse_values(self.silences.value, int, "Silence ms"),
+            "prefix_padding_ms": parse_values(self.paddings.value, int, "Prefix padding ms"),
+        }
+        run: dict[str, Any] = {
+            "repeats": int(self.repeats.value),
+            "concurrency": self.concurrency,
+            "timeout_s": self.timeout_s,
+            "baseline": bool(self.baseline.value),
+        }
+        if self.canary.value != NO_CANARY:
+            run["canary"] = self.canary.value
+        prompts: dict[str, Any] = {"include": list(self.prompts.value)}
+        if self.prompt_dir is not None:
+            prompts["path"] = str(self.prompt_dir.resolve())
+        return {
+            "target": {"speed": self.speed.value, "latency": self.latency.value},
+            "prompts": prompts,
+            "grid": grid,
+            "run": run,
+        }
+
+    @property
+    def running(self) -> bool:
+        """Whether a sweep is running."""
+        return self.task is not None and not self.task.done()
+
+    def run(self) -> asyncio.Task[Any] | None:
+        """Validate the form and start the sweep as a task (returns it; ConfigError for a bad grid)."""
+        from vlab.sweep import load_config
+
+        if self.running:
+            return self.task
+        cfg = load_config(self.config())
+        typed = self.folder.value.strip()
+        out = Path(typed) if typed else self.runs_dir / f"sweep-{datetime.now():%Y%m%d-%H%M%S-%f}"
+        _check_same_grid(out, cfg)
+        self.sweep_dir = out
+        self.result = None
+        self.progress.max, self.progress.value = cfg.n_cells, 0
+        self.progress.bar_style = ""
+        self.run_button.disabled, self.stop_button.disabled = True, False
+        self._set_status(
+            f"running {cfg.n_cells} cells ({len(cfg.settings)} settings × {len(cfg.prompts)} prompts × "
+            f"{cfg.repeats} repeats) into <code>{html.escape(str(out))}</code>…"
+        )
+        self.task = start_task(
+            lambda: self._run(cfg, out), self.output, what="The sweep", on_done=self._finished
+        )
+        return self.task
+
+    def stop(self) -> None:
+        """Stop the running sweep (finished cells stay; Run with the same folder resumes)."""
+        if self.running and self.task is not None:
+            self._stopping = True
+            self.task.cancel()
+            self._set_status("stopping…")
+
+    async def _run(self, cfg: Any, out: Path) -> None:
+        from vlab.sweep import run_sweep_async
+
+        names = _cell_names(cfg)
+        started = time.time()
+        poller = asyncio.get_running_loop().create_task(self._poll(out, names, started))
+        try:
+            result = await run_sweep_async(cfg, out, progress=False, session_options=self.session_options)
+        finally:
+            poller.cancel()
+            self.progress.value = _cells_done(out, names, started)
+        self.result = result
+        failed = [c for c in result.cells if c.status == "error"]
+        if failed:
+            shown = "".join(
+                f"<li><code>{html.escape(c.cell)}</code>: {html.escape(str(c.error))}</li>"
+                for c in failed[:5]
+            )
+            more = f"<li>… and {len(failed) - 5} more</li>" if len(failed) > 5 else ""
+            self.output.append_display_data(
+                widgets.HTML(
+                    f"<div style='color:#b00020'><b>{len(failed)} of {len(result.cells)} cells failed</b> "
+                    f"(the sweep went on; their errors are in each <code>cell.json</code>):<ul>{shown}{more}</ul></div>"
+                )
+            )
+        self.load(out)
+
+    async def _poll(self, out: Path, names: list[str], started: float) -> None:
+        while True:
+            self.progress.value = _cells_done(out, names, started)
+            await asyncio.sleep(0.2)
+
+    def _finished(self) -> None:
+        self.run_button.disabled, self.stop_button.disabled = False, True
+        where = html.escape(str(self.sweep_dir))
+        if self._stopping:
+            self.folder.value = str(self.sweep_dir)
+            self._set_status(
+                f"stopped after {self.progress.value} of {self.progress.max} cells — press <b>Run</b> to resume "
+                f"into <code>{where}</code> (or clear <b>Folder</b> for a new sweep)"
+            )
+            self.progress.bar_style = "warning"
+        elif self.result is not None and self.task is not None and not self.task.cancelled():
+            ok = sum(c.status in ("ok", "skipped") for c in self.result.cells)
+            self._set_status(
+                f"finished: {ok} of {len(self.result.cells)} cells ok in {self.result.wall_s:.1f} s — <code>{where}</code>"
+            )
+            self.progress.bar_style = "success" if ok == len(self.result.cells) else "warning"
+        else:
+            self._set_status("failed — see the message below")
+            self.progress.bar_style = "danger"
+        self._stopping = False
+
+    def _set_status(self, text: str) -> None:
+        self.status.value = f"<b>Status:</b> {text}"
+
+    # --- results ------------------------------------------------------------------------------------
+
+    def load(self, sweep_dir: str | Path) -> None:
+        """Show a finished sweep folder's charts and tables (ConfigError when it is not a sweep folder)."""
+        text = str(sweep_dir).strip()
+        if not text:
+            raise ConfigError("Type the path of a sweep folder (the one that holds manifest.json) first.")
+        folder = Path(text).expanduser()
+        if not folder.is_dir():
+            raise ConfigError(f"no folder {text!r} (relative paths start at {str(Path.cwd())!r})")
+        manifest_path = folder / "manifest.json"
+        if not manifest_path.is_file():
+            raise ConfigError(
+                f"{text!r} is not a finished sweep folder (no manifest.json); a stopped sweep resumes with "
+                "Run and that folder in Folder"
+            )
+        self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        self.points, self.turns, self.vad, self.scores = (
+            _read(folder, n) for n in ("points", "turns", "vad", "scores")
+        )
+        self.sweep_dir = folder
+        self.results.children = self._render(folder)
+        if not self.running:
+            self._set_status(f"showing <code>{html.escape(str(folder))}</code>")
+
+    def _render(self, folder: Path) -> list[widgets.Widget]:
+        from vlab import plots
+        from vlab.metrics import summarize_latency
+
+        m = self.manifest
+        counts = m.get("counts", {})
+        head = (
+            f"<h3 style='margin:8px 0'>Sweep {html.escape(folder.name)}</h3><div style='font-size:12px;color:#555'>"
+            f"target: {html.escape(', '.join(m.get('target_kind', [])) or '?')} · speed: {html.escape(str(m.get('speed')))} · "
+            f"latency model: {html.escape(str(m.get('latency')))} · {len(m.get('grid', []))} settings × "
+            f"{len(m.get('prompts', []))} prompts × {m.get('repeats')} repeats · cells ok {counts.get('ok', 0)}, "
+            f"failed {counts.get('error', 0)} · wall {m.get('wall_s')} s</div>"
+        )
+        out: list[widgets.Widget] = [widgets.HTML(head)]
+        self.charts = {}
+        if self.points.empty or self.turns.empty:
+            out.append(widgets.HTML("<p style='color:#b00020'>No cell finished: nothing to chart.</p>"))
+            return out
+        out.append(widgets.HTML(
+            "<b>Operating points</b> (one per setting; lower is better for every rate and for dead air)"
+            + _table(self.points, ["setting", "false_cutoff_rate", "hold_cut_rate", "missed_turn_rate",
+                                   "turns_per_expected", "dead_air_ms", "der", "baseline", "pareto"])
+        ))  # fmt: skip
+        speech = self.turns[self.turns["trigger"] == "vad"]
+        ok = speech[~speech["false_cutoff"].astype(bool)]
+        n_settings = max(1, speech["setting"].nunique())
+        names = short_names([str(s) for s in self.points["setting"]])  # charts name what differs
+        speech_c, ok_c, vad_c = (_relabel(f, names) for f in (speech, ok, self.vad))
+        images = {
+            "pareto": figure_png(lambda ax: plots.pareto(pareto_labels(self.points), ax=ax), (6.4, 4.6)),
+            "latency_distributions": figure_png(
+                lambda ax: plots.latency_distributions(speech_c, metric="dead_air_ms", ax=ax),
+                (6.4, max(2.6, 1.0 + 0.45 * n_settings)),
+            ),
+        }
+        sample = ok_c.groupby("setting", sort=False).head(3).sort_values(["setting", "prompt"])
+        if len(sample):
+            images["waterfall"] = figure_png(
+                lambda ax: plots.waterfall(sample, max_turns=18, ax=ax),
+                (11, max(2.8, 1.2 + 0.34 * min(len(sample), 18))),
+            )
+        timeline = self._timeline_prompt()
+        if timeline is not None and not self.vad.empty:
+            n = self.vad["setting"].nunique()
+            images["vad_timeline"] = figure_png(
+                lambda ax: plots.vad_timeline(timeline, vad_c, ax=ax), (11, 2.4 + 0.35 * n)
+            )
+        for name, png in images.items():
+            width = "49%" if name in ("pareto", "latency_distributions") else "95%"
+            self.charts[name] = widgets.Image(
+                value=png, format="png", layout=widgets.Layout(width=width, min_width="420px")
+            )
+        pair = [self.charts[n] for n in ("pareto", "latency_distributions")]
+        out.append(widgets.HBox(pair, layout=widgets.Layout(flex_flow="row wrap")))
+        out.extend(self.charts[n] for n in ("waterfall", "vad_timeline") if n in self.charts)
+        summary = summarize_latency(
+            speech,
+            by=["setting"],
+            metrics=["dead_air_ms", "voice_to_voice_ms", "turn_commit_ms", "ttfb_audio_ms"],
+            n_boot=300,
+        )
+        self.summary = summary
+        out.append(widgets.HTML(
+            "<b>Latency summary</b> (p50/p90 with bootstrap 95 % intervals; first turn of each session separately). "
+            "dead_air is on the audio clock (valid at any speed); voice_to_voice is on the client clock "
+            "(meaningful only at real-time speed)" + _table(summary, ["setting", "turns", "metric", "n", "p50", "p50_lo", "p50_hi", "p90", "p90_lo", "p90_hi"])
+        ))  # fmt: skip
+        canary = m.get("canary")
+        if canary and not self.vad.empty and self.vad["silence_duration_ms"].nunique() > 1:
+            import warnings
+
+            from vlab.metrics import canary_shift
+
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                shift = canary_shift(self.vad, prompt=canary)
+            note = "".join(f"<p style='color:#b00020'>{html.escape(str(w.message))}</p>" for w in caught)
+            out.append(widgets.HTML(
+                f"<b>Did the setting take effect?</b> On canary <code>{html.escape(canary)}</code> each extra ms of "
+                "silence_duration should move speech_stopped by as much." + _table(shift) + note
+            ))  # fmt: skip
+        if not self.scores.empty:
+            out.append(widgets.HTML(
+                "<details><summary><b>Per prompt and setting</b></summary>"
+                + _table(self.scores.sort_values(["setting", "prompt"]), ["setting", "prompt", "run", "expected_turns", "responses",
+                         "cutoff_turns", "holds_cut", "missed_turns", "dead_air_ms", "onset_error_ms", "eos_delay_ms", "der"])
+                + "</details>"
+            ))  # fmt: skip
+        return out
+
+    def _timeline_prompt(self) -> Any:
+        ids = [p["id"] for p in self.manifest.get("prompts", [])]
+        known = {p.id: p for p in self.prompt_set}
+        candidates = [known[i] for i in ids if i in known]
+        if not candidates:
+            return None
+        return sorted(candidates, key=lambda p: (-len(p.hold_spans), p.id))[0]
+
+
+def short_names(names: list[str]) -> dict[str, str]:
+    """Setting names without the parts every one shares (``thr=0.5 pad=300 sil=300`` → ``sil=300``)."""
+    split = [n.split() for n in names]
+    if len(split) < 2:
+        return {n: n for n in names}
+    common = set(split[0]).intersection(*split[1:])
+    out = {
+        n: " ".join(t for t in parts if t not in common) or n for n, parts in zip(names, split, strict=True)
+    }
+    return out if len(set(out.values())) == len(out) else {n: n for n in names}
+
+
+def pareto_labels(
+    points: pd.DataFrame, *, x: str = "dead_air_ms", y: str = "false_cutoff_rate"
+) -> pd.DataFrame:
+    """``points`` with short setting names, and points that sit on top of each other labelled once.
+
+    Settings that land within 2 % of the dead-air range and 1 point of cut-off rate of each other share
+    one label (``sil=300 thr=0.4 / thr=0.6``-style, joined with ``/``); the others get an empty label,
+    so :func:`vlab.plots.pareto` draws every point but writes each label once.
+    """
+    if points.empty:
+        return points
+    names = short_names([str(s) for s in points["setting"]])
+    out = points.assign(setting=points["setting"].astype(str).map(names)).reset_index(drop=True)
+    xs, ys = out[x].astype(float), out[y].astype(float)
+    span = float(xs.max() - xs.min()) if xs.notna().any() else 0.0
+    tol_x = max(1.0, 0.02 * span)
+    labels = list(out["setting"])
+    done: set[int] = set()
+    for i in range(len(out)):
+        if i in done:
+            continue
+        near = [
+            j
+            for j in range(i, len(out))
+            if j not in done and abs(xs[j] - xs[i]) <= tol_x and abs(ys[j] - ys[i]) <= 0.01
+        ]
+        done.update(near)
+        labels[i] = " / ".join(str(out.at[j, "setting"]) for j in near)
+        for j in near[1:]:
+            labels[j] = ""
+    return out.assign(setting=labels)
+
+
+def _relabel(frame: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
+    if frame.empty or "setting" not in frame:
+        return frame
+    return frame.assign(setting=frame["setting"].astype(str).map(lambda s: names.get(s, s)))
+
+
+def _read(folder: Path, name: str) -> pd.DataFrame:
+    path = folder / f"{name}.parquet"
+    return pd.read_parquet(path) if path.is_file() else pd.DataFrame()
+
+
+def _cell_names(cfg: Any) -> list[str]:
+    from vlab.sweep import _cells
+
+    return [c[0] for c in _cells(cfg)]
+
+
+def _cells_done(out: Path, names: list[str], started: float) -> int:
+    """Cells of this sweep with a ``cell.json`` written since ``started`` or already ok (they are skipped)."""
+    done = 0
+    for name in names:
+        marker = out / "cells" / name / "cell.json"
+        try:
+            if marker.stat().st_mtime >= started - 1.0:
+                done += 1
+            elif json.loads(marker.read_text(encoding="utf-8")).get("status") == "ok":
+                done += 1
+        except (OSError, ValueError):
+            continue
+    return done
+
+
+def _check_same_grid(out: Path, cfg: Any) -> None:
+    """Refuse to resume into a folder that holds a different sweep (its cells would mix into the tables)."""
+    manifest = out / "manifest.json"
+    if not manifest.is_file():
+        return
+    try:
+        had = [g["setting"] for g in json.loads(manifest.read_text(encoding="utf-8")).get("grid", [])]
+    except (ValueError, KeyError, TypeError):
+        return
+    if sorted(had) != sorted(cfg.setting_names):
+        raise ConfigError(
+            f"{str(out)!r} holds a sweep of other settings ({', '.join(had)}); clear Folder for a new sweep "
+            "folder, or choose the same grid to resume it"
+        )

@@ -1,0 +1,103 @@
+"""The log explorer driven headless on a run folder written by a real session against the emulator."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+import vlab
+from vlab.widgets import LogExplorer
+from vlab.widgets.log_explorer import ALL_TURNS
+
+
+async def _record_run(run_dir, *prompts):
+    """A two-turn session: each prompt streamed as fast as possible, then its answer awaited."""
+    settings = vlab.SessionSettings(turn_detection=vlab.ServerVad(silence_duration_ms=500))
+    async with vlab.Session(
+        settings, run_dir=run_dir, emulator_options={"speed": math.inf}, dotenv_path=False
+    ) as session:
+        for i, p in enumerate(prompts, start=1):
+            await session.stream_audio(p.pcm, speed=math.inf)
+            await session.wait_for("response.done", count=1)
+            assert sum(r.type == "response.done" for r in session.records) >= i
+    return run_dir
+
+
+@pytest.fixture
+async def run_dir(tmp_path, prompt, second_prompt):
+    return await _record_run(tmp_path / "run", prompt, second_prompt)
+
+
+def _shown(output):
+    """(mime bundle, widget HTML) of what an Output area shows."""
+    from ipywidgets.widgets.widget import _instances
+
+    parts = []
+    for o in output.outputs:
+        view = o["data"].get("application/vnd.jupyter.widget-view+json")
+        parts.append(_instances[view["model_id"]].value if view else json.dumps(o["data"]))
+    return " ".join(parts)
+
+
+async def test_load_filter_and_choose_a_turn(run_dir):
+    ex = LogExplorer()
+    ex.path.value = str(run_dir)
+    ex.load_button.click()
+    assert ex.output.outputs == (), _shown(ex.output)
+    assert len(ex.turns) == 2 and "2 responses" in ex.status.value
+    # noisy types start unselected; everything else is in the table, with relative ms
+    assert "response.audio.delta" not in ex.types.value and "response.done" in ex.types.value
+    assert "response.audio.delta" not in ex.table.value and "response.done" in ex.table.value
+    assert "<td style='text-align:right'>0.0</td>" in ex.table.value
+    assert bytes(ex.waterfall.value).startswith(b"\x89PNG") and "All 2 turns" in ex.turn_info.value
+    assert "input.wav" in _shown(ex.audio) and "<audio" in _shown(ex.audio)
+
+    ex.types.value = ("input_audio_buffer.speech_stopped",)
+    rows = ex.filtered()
+    assert list(rows["type"].unique()) == ["input_audio_buffer.speech_stopped"] and len(rows) == 2
+    assert "response.done" not in ex.table.value and "audio_end_ms=" in ex.table.value
+
+    ex.types.value = ("response.done", "input_audio_buffer.speech_started")
+    whole = ex.waterfall.value
+    ex.turn.value = 1  # the second turn only
+    rows = ex.filtered()
+    assert list(rows["type"]) == ["input_audio_buffer.speech_started", "response.done"]
+    assert rows["ms"].iloc[0] > 0 and rows["t_ns"].min() > ex.turns.iloc[0]["t_done_ns"]
+    assert (
+        ex.waterfall.value != whole and "Turn 1" in ex.turn_info.value and "ttfb audio" in ex.turn_info.value
+    )
+    audio = _shown(ex.audio)
+    assert "User" in audio and "Assistant" in audio and audio.count("<audio") == 2
+    item = ex._reply_item(ex.turns.iloc[1])
+    assert (run_dir / "output" / f"{item}.wav").is_file() and item in audio
+    start, end = ex._speech_span(ex.turns.iloc[1])
+    assert 0 < start < end  # the second prompt's speech, on the input-audio clock
+
+    ex.turn.value = ALL_TURNS
+    assert len(ex.filtered()) > 2
+    assert ex.output.outputs == ()
+
+
+async def test_constructor_loads_and_the_turn_audio_is_the_speech_span(run_dir, prompt):
+    import soundfile as sf
+
+    ex = LogExplorer(run_dir)
+    assert ex.output.outputs == () and ex.run_dir == run_dir
+    ex.turn.value = 0
+    start, end = ex._speech_span(ex.turns.iloc[0])
+    # the server's span holds the labelled speech of the first prompt (prefix padding before, silence after)
+    assert start <= prompt.speech_start_ms and end >= prompt.speech_end_ms
+    info = sf.info(run_dir / "input.wav")
+    assert end <= info.duration * 1000 + 1
+
+
+def test_a_missing_folder_shows_a_clear_error(tmp_path):
+    ex = LogExplorer(tmp_path / "nowhere")
+    assert "Loading the run failed" in _shown(ex.output) and "no run folder" in _shown(ex.output)
+    ex.output.outputs = ()
+    ex.path.value = str(tmp_path)
+    ex.load_button.click()
+    assert "is not a run folder" in _shown(ex.output)
+    assert ex.run_dir is None and ex.table.value == ""

@@ -1,0 +1,146 @@
+"""The sweep panel driven headless: a tiny grid on the embedded emulator, reopening, errors, Stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import ipywidgets
+import pytest
+
+from vlab.widgets import SweepPanel
+
+PNG = b"\x89PNG"
+
+
+def _panel(tmp_path, **kw):
+    return SweepPanel(
+        runs_dir=tmp_path / "runs",
+        prompts=("short_question", "pause_600"),
+        speed="max",
+        session_options={"dotenv_path": False},
+        **kw,
+    )
+
+
+def _text(output) -> str:
+    """What the panel's output area shows: the HTML of the widgets displayed in it, and any plain text."""
+    from ipywidgets.widgets.widget import _instances
+
+    parts = []
+    for o in output.outputs:
+        view = o["data"].get("application/vnd.jupyter.widget-view+json")
+        shown = _instances.get(view["model_id"]) if view else None
+        parts.append(shown.value if shown is not None else json.dumps(o["data"]))
+    return " ".join(parts)
+
+
+async def test_run_a_tiny_grid_shows_progress_charts_and_tables(tmp_path):
+    panel = _panel(tmp_path)
+    assert set(panel.prompts.value) == {"short_question", "pause_600"}
+    assert panel.canary.value == "short_question"  # a single-turn prompt without holds
+    assert "emulator" in panel.target.value.lower()
+    panel.thresholds.value = "0.5"
+    panel.silences.value = "300, 900"
+    panel.run_button.click()
+    assert panel.running and panel.run_button.disabled and not panel.stop_button.disabled
+    assert panel.progress.max == 4
+    await asyncio.wait_for(panel.task, 60)
+    assert panel.output.outputs == (), _text(panel.output)
+    assert panel.progress.value == 4 and panel.progress.bar_style == "success"
+    assert "finished: 4 of 4 cells ok" in panel.status.value and not panel.run_button.disabled
+    assert sorted(panel.points["setting"]) == ["thr=0.5 pad=300 sil=300", "thr=0.5 pad=300 sil=900"]
+    assert {"pareto", "latency_distributions", "waterfall", "vad_timeline"} <= set(panel.charts)
+    assert all(bytes(img.value).startswith(PNG) for img in panel.charts.values())
+    html = " ".join(w.value for w in panel.results.children if isinstance(w, ipywidgets.HTML))
+    assert "Operating points" in html and "Latency summary" in html and "Did the setting take effect?" in html
+    assert (panel.sweep_dir / "manifest.json").is_file() and panel.sweep_dir.parent == tmp_path / "runs"
+    # the pause prompt: a 300 ms silence timer answers inside the 600 ms pause, 900 ms does not
+    pts = panel.points.set_index("setting")
+    assert (
+        pts.loc["thr=0.5 pad=300 sil=300", "false_cutoff_rate"]
+        > pts.loc["thr=0.5 pad=300 sil=900", "false_cutoff_rate"]
+    )
+
+
+async def test_a_finished_sweep_reopens_from_its_folder(tmp_path):
+    from vlab.sweep import run_sweep_async
+
+    cfg = {
+        "prompts": {"include": ["short_question"]},
+        "grid": {"threshold": [0.5], "silence_duration_ms": [400, 700]},
+    }
+    result = await run_sweep_async(
+        cfg, tmp_path / "done", progress=False, session_options={"dotenv_path": False}
+    )
+    panel = _panel(tmp_path)
+    panel.open_path.value = str(result.out)
+    panel.open_button.click()
+    assert panel.output.outputs == (), _text(panel.output)
+    assert panel.sweep_dir == result.out and len(panel.points) == 2
+    assert {"pareto", "latency_distributions", "waterfall"} <= set(panel.charts)
+    assert "showing" in panel.status.value
+
+
+async def test_a_bad_grid_is_shown_in_the_panel_and_nothing_runs(tmp_path):
+    panel = _panel(tmp_path)
+    panel.thresholds.value = "0.5, 1.5"  # out of range
+    panel.run_button.click()
+    assert panel.task is None and not panel.run_button.disabled
+    assert "threshold" in _text(panel.output) and "Run failed" in _text(panel.output)
+    panel.output.outputs = ()
+    panel.silences.value = "300, abc"
+    panel.run_button.click()
+    assert "Silence ms" in _text(panel.output) and "not a number" in _text(panel.output)
+    panel.output.outputs = ()
+    panel.prompts.value = ()
+    panel.run_button.click()
+    assert "Select at least one prompt" in _text(panel.output)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_opening_a_folder_that_is_not_a_sweep_says_so(tmp_path):
+    panel = _panel(tmp_path)
+    panel.open_path.value = str(tmp_path / "nowhere")
+    panel.open_button.click()
+    assert "no folder" in _text(panel.output)
+    panel.output.outputs = ()
+    panel.open_path.value = str(tmp_path)
+    panel.open_button.click()
+    assert "not a finished sweep folder" in _text(panel.output)
+
+
+async def test_semantic_vad_and_repeats_reach_the_config(tmp_path):
+    panel = _panel(tmp_path)
+    panel.turn_type.value = "azure_semantic_vad"
+    panel.repeats.value = 2
+    panel.paddings.value = "200, 400"
+    panel.baseline.value = True
+    cfg = panel.config()
+    assert cfg["grid"]["type"] == "azure_semantic_vad" and cfg["grid"]["prefix_padding_ms"] == [200, 400]
+    assert cfg["run"]["repeats"] == 2 and cfg["run"]["baseline"] is True
+    from vlab.sweep import load_config
+
+    loaded = load_config(cfg)
+    assert loaded.setting_names[0].startswith("semantic ")
+    assert loaded.n_cells == (2 * 2 + 1) * 2 * 2  # 2 pads × 2 silences + baseline, × 2 prompts × 2 repeats
+
+
+async def test_stop_cancels_and_run_resumes_the_same_folder(tmp_path):
+    panel = _panel(tmp_path)
+    panel.speed.value = 1.0  # real time: slow enough to stop
+    panel.prompts.value = ("short_question",)
+    panel.silences.value = "300, 500, 700"
+    panel.run_button.click()
+    await asyncio.sleep(0.5)
+    assert panel.running
+    panel.stop_button.click()
+    with pytest.raises(asyncio.CancelledError):
+        await panel.task
+    assert "stopped" in panel.status.value and panel.folder.value == str(panel.sweep_dir)
+    assert not panel.run_button.disabled and panel.output.outputs == ()
+    panel.speed.value = "max"  # same folder, same grid: resume as fast as possible
+    panel.run_button.click()
+    await asyncio.wait_for(panel.task, 60)
+    assert panel.output.outputs == (), _text(panel.output)
+    assert panel.progress.value == 3 and len(panel.points) == 3
