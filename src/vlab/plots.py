@@ -267,10 +267,10 @@ def pareto(
 def summary_table(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
     """A DataFrame as a small HTML table (numbers rounded) for reports."""
     data = frame[list(columns)] if columns else frame
-    return data.to_html(index=False, float_format=_number, na_rep="–", border=0, classes="t")
+    return data.to_html(index=False, float_format=format_number, na_rep="–", border=0, classes="t")
 
 
-def _number(value: float) -> str:
+def format_number(value: float) -> str:
     """Readable numbers in tables: whole ms as integers, rates and ratios with three digits."""
     if abs(value) >= 100:
         return f"{value:,.0f}"

@@ -66,9 +66,11 @@ def parse_values(text: str, kind: type, what: str) -> list[Any]:
 
 
 def _table(frame: pd.DataFrame, columns: list[str] | None = None) -> str:
+    from vlab.plots import format_number
+
     cols = [c for c in (columns or list(frame.columns)) if c in frame.columns]
     body = frame[cols].to_html(
-        index=False, float_format=lambda v: f"{v:.3g}", na_rep="–", border=0, classes="vlab-table"
+        index=False, float_format=format_number, na_rep="–", border=0, classes="vlab-table"
     )
     return (
         "<style>.vlab-table{border-collapse:collapse;font-size:12px}.vlab-table td,.vlab-table th"
