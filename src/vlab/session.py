@@ -9,6 +9,14 @@ sends the settings, and from then on turns every event sent or received into an
 Barge-in follows a switchable :class:`BargeIn` policy: on ``input_audio_buffer.speech_started`` the
 session stops local playback at once, cancels the active response and truncates the assistant item
 at the milliseconds actually heard.
+
+When the connection dies (a dropped socket, a close by the server, a fatal server error, or a stall:
+no event for ``stall_timeout_s`` while a reply is due) the session logs a local
+``vlab.connection_lost`` record and then either ends — :meth:`Session.wait_for` and the next send
+raise :class:`~vlab.errors.ConnectionFailed` saying what happened and what to do — or, with
+``Session(reconnect=True)`` (or a :class:`Reconnect` policy), connects again, logs a local
+``vlab.reconnect`` record, resends the session settings and goes on. The run folder is finished
+either way.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import platform
 import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +52,66 @@ if TYPE_CHECKING:
 log = logging.getLogger("vlab.session")
 
 EventMatch = str | Callable[[Any], bool]
+
+_REPLY_EXPECTED = frozenset(
+    {
+        protocol.CLIENT_SESSION_UPDATE,
+        protocol.CLIENT_RESPONSE_CREATE,
+        protocol.CLIENT_ITEM_CREATE,
+        protocol.CLIENT_COMMIT,
+        protocol.CLIENT_CLEAR,
+        protocol.CLIENT_ITEM_TRUNCATE,
+    }
+)
+"""Client events the server always answers: once one is sent, silence from the server is a stall."""
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    """When and how a :class:`Session` reconnects after losing its connection.
+
+    ``Session(reconnect=True)`` uses the defaults. Each reconnection is logged as a local
+    ``vlab.reconnect`` record (``attempt``, ``reason``); the session settings are sent again on the
+    new connection. A response that was in progress is lost (the service cannot resume it): ask again.
+    The server starts a fresh input-audio timeline, so the session's input position restarts at 0.
+
+    Args:
+        attempts: Connection attempts per loss before giving up (then the session ends as without a policy).
+        backoff_s: Wait before the first attempt; doubled for each further attempt.
+        max_backoff_s: Upper bound of the wait between attempts.
+        max_reconnects: Losses the session recovers from in its lifetime (a flapping link ends it).
+    """
+
+    attempts: int = 3
+    backoff_s: float = 0.25
+    max_backoff_s: float = 5.0
+    max_reconnects: int = 10
+
+    def __post_init__(self) -> None:
+        from vlab.errors import ConfigError
+
+        if self.attempts < 1 or self.max_reconnects < 1:
+            raise ConfigError(f"Reconnect needs attempts ≥ 1 and max_reconnects ≥ 1, got {self!r}")
+        if self.backoff_s < 0 or self.max_backoff_s < 0:
+            raise ConfigError(f"Reconnect back-off times must be ≥ 0 s, got {self!r}")
+
+    def delay_s(self, attempt: int) -> float:
+        """Seconds to wait before attempt number ``attempt`` (1-based)."""
+        return min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s)
+
+
+class LocalEvent(dict):  # type: ignore[type-arg]
+    """A notice from the session itself in the stream of server events (``type`` starts with ``vlab.``).
+
+    :meth:`Session.wait_for` and :meth:`Session.events` deliver it between server events; read fields
+    as attributes or keys, e.g. ``event.type``, ``event["attempt"]``.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 class BargeIn(enum.Enum):
@@ -76,6 +145,10 @@ class Session:
         backlog: Server events kept for :meth:`wait_for` until read (the oldest are dropped beyond it).
         record_audio: With a ``run_dir``, also write ``input.wav``, ``output.wav``, ``conversation.wav``
             and ``output/<item_id>.wav`` (see :mod:`vlab.audio.recording`).
+        reconnect: ``True`` or a :class:`Reconnect` policy to reconnect when the connection is lost;
+            ``False`` (default) ends the session with :class:`~vlab.errors.ConnectionFailed`.
+        stall_timeout_s: Treat the connection as lost when no server event arrives for this long while
+            a response is in progress or a reply is due (None: never).
     """
 
     def __init__(
@@ -95,6 +168,8 @@ class Session:
         dotenv_path: str | os.PathLike[str] | bool | None = None,
         backlog: int = 10_000,
         record_audio: bool = True,
+        reconnect: bool | Reconnect = False,
+        stall_timeout_s: float | None = 30.0,
     ) -> None:
         self.settings = settings or SessionSettings()
         self.barge_in = BargeIn(barge_in)
@@ -125,6 +200,21 @@ class Session:
         self._recorder_flushed_ns = 0
         self.record_audio = record_audio
         self._owned_credential: Any = None
+        if reconnect is True:
+            reconnect = Reconnect()
+        self.reconnect: Reconnect | None = reconnect or None
+        if stall_timeout_s is not None and not stall_timeout_s > 0:
+            from vlab.errors import ConfigError
+
+            raise ConfigError(f"stall_timeout_s must be > 0 s or None, got {stall_timeout_s!r}")
+        self.stall_timeout_s = stall_timeout_s
+        self.reconnects = 0
+        """How many times the connection was re-established."""
+        self._conn_cm: Any = None
+        self._credential: Any = None
+        self._connected = asyncio.Event()
+        self._last_server_ns = 0
+        self._expect_since_ns: int | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -142,48 +232,71 @@ class Session:
     async def __aenter__(self) -> Session:
         from contextlib import AsyncExitStack
 
-        from azure.ai.voicelive.aio import ConnectionError as SdkConnectionError
-        from azure.ai.voicelive.aio import connect
-
         stack = AsyncExitStack()
         await stack.__aenter__()
         try:
             target = await stack.enter_async_context(open_target(self.target, **self._emulator_options))
             self.target = target
-            credential = make_credential(target, self._token_credential)
+            self._credential = make_credential(target, self._token_credential)
             if target.auth == "entra_id" and self._token_credential is None:
-                self._owned_credential = credential
-                stack.push_async_callback(credential.close)
+                self._owned_credential = self._credential
+                stack.push_async_callback(self._credential.close)
             if self.run_dir is not None:
                 self._open_run_dir()
             t_connect = self.clock.monotonic_ns()
-            try:
-                self._conn = await stack.enter_async_context(
-                    connect(
-                        endpoint=target.endpoint or "",
-                        credential=credential,
-                        model=target.model,
-                        api_version=target.api_version,
-                    )
-                )
-            except SdkConnectionError as exc:
-                raise ConnectionFailed(self._connection_advice(exc)) from None
+            await self._open_connection()
             self._record(
                 {"type": "vlab.connect", "target": target.kind, "auth": target.auth}, "local", t_connect
             )
-            created = await self._recv_logged(timeout_s=30.0)
-            if created.type != protocol.SESSION_CREATED:
-                raise ProtocolError(f"expected session.created as the first event, got {created.type!r}")
-            self.server_session = created.get("session")
-            await self.update(self.settings)
+            await self._start_protocol()
             self._start_audio_output()
+            self._connected.set()
             self._reader = asyncio.create_task(self._read_loop(), name="vlab-session-reader")
         except BaseException:
+            await self._close_connection()
             await stack.aclose()
             self._close_sinks()
             raise
         self._stack = stack
         return self
+
+    async def _open_connection(self) -> None:
+        """Open the SDK connection (no events read yet)."""
+        from azure.ai.voicelive.aio import ConnectionError as SdkConnectionError
+        from azure.ai.voicelive.aio import connect
+
+        cm = connect(
+            endpoint=self.target.endpoint or "",
+            credential=self._credential,
+            model=self.target.model,
+            api_version=self.target.api_version,
+            # No automatic close reply: when the server closes and drops the TCP connection at once,
+            # aiohttp's failed reply would overwrite the close code it received with 1006.
+            connection_options={"autoclose": False},
+        )
+        try:
+            self._conn = await cm.__aenter__()
+        except SdkConnectionError as exc:
+            raise ConnectionFailed(self._connection_advice(exc)) from None
+        self._conn_cm = cm
+
+    async def _start_protocol(self) -> None:
+        """Read ``session.created`` and send the session settings."""
+        created = await self._recv_logged(timeout_s=30.0)
+        if created.type != protocol.SESSION_CREATED:
+            raise ProtocolError(f"expected session.created as the first event, got {created.type!r}")
+        self.server_session = created.get("session")
+        await self.update(self.settings)
+
+    async def _close_connection(self) -> None:
+        """Close the SDK connection, if open (quietly: it may already be dead)."""
+        cm, self._conn_cm = self._conn_cm, None
+        self._conn = None
+        if cm is not None:
+            try:
+                await cm.__aexit__(None, None, None)
+            except Exception as exc:  # a dead socket cannot be closed cleanly; nothing is lost
+                log.debug("closing the connection failed: %r", exc)
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
@@ -194,16 +307,23 @@ class Session:
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
             self._reader = None
+        self._connected.clear()
+        await self._close_connection()
         if self._stack is not None:
             stack, self._stack = self._stack, None
             await stack.aclose()
-        self._conn = None
         close_output = getattr(self.audio_output, "close", None)
         if callable(close_output):
             close_output()
         self._close_sinks()
         for queue in self._subscribers:
             queue.put_nowait(None)
+
+    @property
+    def connection_error(self) -> ConnectionFailed | None:
+        """Why the connection ended, if it was lost (None while it is open, or after a normal close)."""
+        err = self._closed_error
+        return err if isinstance(err, ConnectionFailed) else None
 
     def _start_audio_output(self) -> None:
         """Start a device output (a Speaker) on this loop and log its playback notices."""
@@ -324,33 +444,145 @@ class Session:
             payload = json.loads(raw)
         except ValueError as exc:
             raise ProtocolError(f"the server sent a frame that is not JSON: {exc}") from None
+        if not isinstance(payload, dict):
+            raise ProtocolError(
+                f"the server sent a frame that is not a JSON object: {type(payload).__name__}"
+            )
         event = ServerEvent._deserialize(payload, [])  # the SDK's own parsing, as in conn.recv()
         rate = self.settings.output_bytes_per_s if payload.get("type") == protocol.AUDIO_DELTA else None
+        self._last_server_ns = t_ns
+        self._expect_since_ns = None
         self._record(payload, "server", t_ns, audio_bytes_per_s=rate)
         return event
 
     async def _read_loop(self) -> None:
-        from azure.ai.voicelive.aio import ConnectionClosed
-
         try:
             while True:
-                event = await self._recv_logged()
-                await self._react(event)
-                self._backlog.append(event)
-                self._arrived.set()
-                for queue in self._subscribers:
-                    queue.put_nowait(event)
-        except (ConnectionClosed, ConnectionError, ProtocolError) as exc:
-            self._closed_error = exc
+                lost = await self._read_until_lost()
+                self._connected.clear()
+                if self._active_response is not None and lost.code != "stalled":
+                    lost.what += f" while response {self._active_response} was in progress"
+                self._record(
+                    {
+                        "type": "vlab.connection_lost",
+                        "error": {"code": lost.code, "message": lost.what},
+                        "response_id": self._active_response,
+                    },
+                    "local",
+                    self.clock.monotonic_ns(),
+                )
+                await self._close_connection()
+                if lost.code == "protocol_error" or not await self._reconnect(lost):
+                    self._closed_error = lost.error(self)
+                    log.warning("%s", self._closed_error)
+                    return
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # report, never lose silently
             log.exception("session reader failed")
-            self._closed_error = exc
+            self._closed_error = ConnectionFailed(
+                f"the session stopped reading events because of an internal error ({exc!r}); the events so far "
+                "are logged. Please report this with the run folder."
+            )
         finally:
             self._arrived.set()
             for queue in self._subscribers:
                 queue.put_nowait(None)
+
+    def _stalled(self, now_ns: int) -> bool:
+        if self.stall_timeout_s is None or (self._active_response is None and self._expect_since_ns is None):
+            return False
+        since = max(self._last_server_ns, self._expect_since_ns or 0)
+        return now_ns - since > self.stall_timeout_s * 1e9
+
+    async def _read_until_lost(self) -> _Loss:
+        """Read, react to and deliver server events until the connection is lost; say how it was lost."""
+        from azure.ai.voicelive.aio import ConnectionClosed
+        from azure.ai.voicelive.aio import ConnectionError as SdkConnectionError
+
+        poll_s = None if self.stall_timeout_s is None else max(0.02, min(0.5, self.stall_timeout_s / 4))
+        while True:
+            recv = asyncio.ensure_future(self._recv_logged())
+            try:
+                while not recv.done():
+                    await asyncio.wait({recv}, timeout=poll_s)
+                    if not recv.done() and self._stalled(self.clock.monotonic_ns()):
+                        return _Loss.stall(self)
+                event = recv.result()
+            except ConnectionClosed as exc:
+                return _Loss.closed(self, exc.code, exc.reason)
+            except (SdkConnectionError, ConnectionError, asyncio.TimeoutError) as exc:
+                return _Loss.closed(self, None, str(exc))
+            except ProtocolError as exc:
+                return _Loss("protocol_error", f"the server broke the Voice Live protocol ({exc})")
+            finally:
+                if not recv.done():
+                    recv.cancel()
+                    await asyncio.gather(recv, return_exceptions=True)
+            try:
+                await self._react(event)
+            except ConnectionFailed:
+                pass  # a barge-in send hit the dead socket: the next receive says how it ended
+            self._deliver(event)
+
+    def _deliver(self, event: Any) -> None:
+        self._backlog.append(event)
+        self._arrived.set()
+        for queue in self._subscribers:
+            queue.put_nowait(event)
+
+    async def _reconnect(self, lost: _Loss) -> bool:
+        """Connect again under the :class:`Reconnect` policy; True when the session goes on."""
+        policy = self.reconnect
+        if policy is None or self.reconnects >= policy.max_reconnects:
+            return False
+        lost_response = self._active_response
+        failures: list[str] = []
+        for attempt in range(1, policy.attempts + 1):
+            await asyncio.sleep(policy.delay_s(attempt))
+            self._record(
+                {
+                    "type": "vlab.reconnect",
+                    "attempt": attempt,
+                    "reason": lost.what,
+                    "lost_response_id": lost_response,
+                },
+                "local",
+                self.clock.monotonic_ns(),
+            )
+            self._active_response = None
+            self._expect_since_ns = None
+            self._input_ms = 0.0  # the new server session starts a new input-audio timeline
+            try:
+                await self._open_connection()
+                await self._start_protocol()
+            except Exception as exc:
+                from azure.ai.voicelive.aio import ConnectionError as SdkConnectionError
+
+                expected = (ConnectionFailed, ProtocolError, ConnectionError, asyncio.TimeoutError, OSError)
+                if not isinstance(exc, (*expected, SdkConnectionError)):
+                    raise
+                failures.append(_redact(str(exc), self.target) or type(exc).__name__)
+                self._record(
+                    {"type": "vlab.reconnect_failed", "attempt": attempt, "error": {"message": failures[-1]}},
+                    "local",
+                    self.clock.monotonic_ns(),
+                )
+                await self._close_connection()
+                continue
+            self.reconnects += 1
+            log.warning(
+                "reconnected to %s after: %s (attempt %d)", self.target.describe(), lost.what, attempt
+            )
+            self._connected.set()
+            self._deliver(
+                LocalEvent(
+                    type="vlab.reconnected", attempt=attempt, reason=lost.what, lost_response_id=lost_response
+                )
+            )
+            return True
+        lost.what += f"; reconnecting failed {len(failures)} time(s), last: {failures[-1]}"
+        return False
 
     async def _react(self, event: Any) -> None:
         kind = event.type
@@ -370,6 +602,10 @@ class Session:
             self.server_session = event.get("session")
         elif kind == protocol.SPEECH_STARTED and self.barge_in is not BargeIn.OFF:
             await self._barge_in()
+        elif kind == "error":
+            error = event.get("error") or {}
+            level = logging.WARNING if error.get("type") == "server_error" else logging.INFO
+            log.log(level, "server error event: %s: %s", error.get("code"), error.get("message"))
 
     async def _barge_in(self) -> None:
         item_id = self.audio_output.current_item_id
@@ -401,7 +637,8 @@ class Session:
 
         Raises:
             TimeoutError: Not in time; the message lists the types that did arrive.
-            ConnectionFailed: The connection closed first.
+            ConnectionFailed: The connection was lost first (and not re-established); the message says
+                how and what to do.
         """
         test = (lambda e: e.type == match) if isinstance(match, str) else match
         seen: list[Any] = []
@@ -416,9 +653,7 @@ class Session:
                 if hits >= count:
                     return seen
             if self._reader is None or self._reader.done():
-                raise ConnectionFailed(
-                    f"the connection closed while waiting for {match!r}: {self._closed_error!r}"
-                )
+                raise self._ended_error(f"while waiting for {match!r}")
             self._arrived.clear()
             try:
                 await asyncio.wait_for(self._arrived.wait(), max(0.0, deadline - loop.time()))
@@ -428,12 +663,68 @@ class Session:
 
     # --- sending ----------------------------------------------------------------------------------------------
 
+    def _ended_error(self, doing: str) -> ConnectionFailed:
+        err = self._closed_error
+        if isinstance(err, ConnectionFailed):
+            return ConnectionFailed(f"{err} (raised {doing})")
+        if self._reader is None and err is None:
+            return ConnectionFailed(
+                f"the session is not open ({doing}); use `async with Session(...) as session:`"
+            )
+        return ConnectionFailed(f"the session ended {doing}: {err!r}")
+
     async def send(self, event: Mapping[str, Any], **record_extra: Any) -> None:
-        """Send any client event (a wire-format dict) and log it."""
-        conn = self.connection
+        """Send any client event (a wire-format dict) and log it.
+
+        Raises:
+            ConnectionFailed: The connection is lost (and not re-established); the message says how.
+        """
+        from azure.ai.voicelive.aio import ConnectionError as SdkConnectionError
+
+        in_reader = self._reader is not None and asyncio.current_task() is self._reader
+        if not in_reader and self._reader is not None and not self._connected.is_set():
+            await self._wait_connected(str(event.get("type")))  # raises when the session has ended
+        if self._conn is None:
+            raise self._ended_error(f"sending {event.get('type')!r}")
+        conn = self._conn
+        ws = getattr(conn, "_connection", None)
         t_ns = self.clock.monotonic_ns()
-        await conn.send(event)
+        try:
+            if ws is not None and ws.closed:
+                raise SdkConnectionError("the WebSocket is closed")
+            await conn.send(event)
+        except SdkConnectionError as exc:
+            if in_reader:
+                raise ConnectionFailed(_redact(str(exc), self.target)) from None
+            # The socket died under us; the reader notices on its next receive and says how.
+            await self._wait_reader_noticed()
+            if self.reconnect is not None and self._connected.is_set() and self._conn is not conn:
+                return await self.send(event, **record_extra)  # reconnected: send on the new connection
+            if self._reader is not None and not self._reader.done() and self.reconnect is not None:
+                await self._wait_connected(str(event.get("type")))
+                return await self.send(event, **record_extra)
+            raise self._ended_error(f"sending {event.get('type')!r}") from None
+        if event.get("type") in _REPLY_EXPECTED and self._expect_since_ns is None:
+            self._expect_since_ns = t_ns
         self._record(event, "client", t_ns, **record_extra)
+
+    async def _wait_reader_noticed(self, timeout_s: float = 2.0) -> None:
+        """Give the reader a moment to see that the socket died (it logs how, and maybe reconnects)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self._connected.is_set() and self._reader is not None and not self._reader.done():
+            if loop.time() > deadline:
+                return
+            await asyncio.sleep(0.01)
+
+    async def _wait_connected(self, doing: str) -> None:
+        """Wait while the reader reconnects; raise when it gives up."""
+        while not self._connected.is_set():
+            if self._reader is None or self._reader.done():
+                raise self._ended_error(f"sending {doing!r}")
+            waiter = asyncio.ensure_future(self._connected.wait())
+            await asyncio.wait({waiter, self._reader}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
 
     async def update(self, settings: SessionSettings) -> None:
         """Send ``session.update`` with new settings (the server answers with ``session.updated``)."""
@@ -510,6 +801,76 @@ class Session:
             pcm, sample_rate=rate, chunk_ms=chunk_ms, speed=speed, clock=self.clock
         ):
             await self.append_audio(chunk)
+
+
+class _Loss:
+    """How a connection was lost: a short code and a sentence (no advice; see :meth:`error`)."""
+
+    def __init__(self, code: str, what: str) -> None:
+        self.code = code
+        self.what = what
+
+    @classmethod
+    def closed(cls, session: Session, code: int | None, reason: str) -> _Loss:
+        last = next((r for r in reversed(session.records) if r.direction == "server"), None)
+        server_error = ""
+        if last is not None and last.type == "error":
+            server_error = f"the server reported an error ({last.error_code}: {last.error_message}) and then "
+        reason = _redact(reason or "", session.target)
+        # The SDK reports a close frame as (its code, ""), a vanished socket as (1000, "Connection closed")
+        # or (1006, <transport error>).
+        no_frame = (
+            code is None or (code == 1000 and reason == "Connection closed") or (code == 1006 and reason)
+        )
+        if no_frame:
+            return cls(
+                "dropped",
+                f"{server_error}the connection was dropped (the socket closed without a close frame)",
+            )
+        code_text = f"code {code}" + (f": {reason}" if reason else "") + _close_meaning(code)
+        if server_error:
+            return cls("server_error", f"{server_error}closed the connection ({code_text})")
+        return cls("closed", f"the server closed the connection ({code_text})")
+
+    @classmethod
+    def stall(cls, session: Session) -> _Loss:
+        waiting = (
+            f"response {session._active_response} was in progress"
+            if session._active_response is not None
+            else "a reply was due"
+        )
+        return cls(
+            "stalled",
+            f"the connection stalled: no event from the server for {session.stall_timeout_s:g} s while {waiting}",
+        )
+
+    def error(self, session: Session) -> ConnectionFailed:
+        where = f" The events so far are in {session.run_dir}." if session.run_dir is not None else ""
+        fix = (
+            "Open a new session to go on, or pass Session(reconnect=True) to reconnect automatically"
+            if session.reconnect is None
+            else "Reconnecting did not help: check the network and the service status, then open a new session"
+        )
+        if self.code == "stalled":
+            fix += "; if the service is just slow, raise stall_timeout_s"
+        elif self.code == "protocol_error":
+            fix = "Check that the endpoint is a Voice Live endpoint (not another service)"
+        else:
+            fix += "; if it keeps happening, check the network (and proxies or firewalls that cut WebSockets)"
+        return ConnectionFailed(f"{self.what} ({session.target.describe()}).{where} {fix}.")
+
+
+def _close_meaning(code: int | None) -> str:
+    meaning = {
+        1000: "normal closure",
+        1001: "going away",
+        1008: "policy violation",
+        1009: "a message was too big",
+        1011: "server error",
+        1012: "service restart",
+        1013: "try again later",
+    }.get(code or 0)
+    return f", {meaning}" if meaning else ""
 
 
 def _redact(text: str, target: Target) -> str:

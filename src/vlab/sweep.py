@@ -40,6 +40,7 @@ import math
 import os
 import platform
 import re
+import shutil
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -162,6 +163,12 @@ def load_config(
         if not values:
             raise ConfigError(f"[grid] {key} is an empty list; give at least one value")
         axes[key] = values
+    if not axes:
+        raise ConfigError(
+            "[grid] gives no setting to sweep (only 'type'); give at least one of "
+            + ", ".join(_GRID_KEYS)
+            + ", e.g. threshold = [0.5]"
+        )
     if kind == "server_vad" and "speech_duration_ms" in axes:
         raise ConfigError("[grid] speech_duration_ms needs type = 'azure_semantic_vad'")
     cls = ServerVad if kind == "server_vad" else AzureSemanticVad
@@ -172,6 +179,11 @@ def load_config(
         settings.append(SessionSettings(turn_detection=td))
         names.append(_setting_name(td))
     run = data.get("run", {})
+    for key in ("baseline",):
+        if key in run and not isinstance(run[key], bool):
+            raise ConfigError(f"[run] {key} must be true or false, got {run[key]!r}")
+    if "name" in run and not isinstance(run["name"], str):
+        raise ConfigError(f"[run] name must be a string, got {run['name']!r}")
     baseline_name = None
     if run.get("baseline", False):
         base_td = ServerVad(**{k: v for k, v in BASELINE.items() if k != "type"})
@@ -204,7 +216,19 @@ def load_config(
     folder = prompts_cfg.get("path")
     if folder is not None and not Path(folder).is_absolute():
         folder = base / folder
-    prompts = select_prompts(load_prompt_set(folder), prompts_cfg.get("include"))
+    include = prompts_cfg.get("include")
+    if include is not None and (not isinstance(include, list) or not all(isinstance(i, str) for i in include)):
+        raise ConfigError(f'[prompts] include must be a list of prompt ids or categories, e.g. ["pause"], got {include!r}')
+    try:
+        prompt_set = load_prompt_set(folder)
+    except ConfigError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # a malformed manifest.json
+        raise ConfigError(
+            f"the prompt folder {str(folder)!r} has a malformed manifest.json ({type(exc).__name__}: {exc}); "
+            "rebuild it with `python scripts/make_prompts.py` or fix the file"
+        ) from None
+    prompts = select_prompts(prompt_set, include)
     if not prompts:
         raise ConfigError("the sweep selects no prompts")
     canary = run.get("canary")
@@ -263,6 +287,19 @@ class SweepResult:
         return pd.read_parquet(self.out / "points.parquet")
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    """Write a file so that a killed process leaves either the old or the new content, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _parquet_atomic(frame: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.=_-]+", "_", text).strip("_")
 
@@ -304,10 +341,16 @@ async def _run_cell(
     td = settings.turn_detection
     tail_ms = getattr(td, "silence_duration_ms", 500) + 700
     pcm = prompt.pcm(rate) + silence(tail_ms, rate)
-    emulator_options = {"speed": cfg.speed, "latency": cfg.latency, "trace": str(cell_dir / "trace.jsonl")}
+    options = dict(session_options)
+    emulator_options = {
+        "speed": cfg.speed,
+        "latency": cfg.latency,
+        "trace": str(cell_dir / "trace.jsonl"),
+        **options.pop("emulator_options", {}),
+    }
     settle_s = 0.25 if math.isinf(cfg.speed) else max(0.25, 1.5 / cfg.speed)
     connect_ns = time.perf_counter_ns()
-    async with Session(settings, run_dir=cell_dir, emulator_options=emulator_options, **session_options) as s:
+    async with Session(settings, run_dir=cell_dir, emulator_options=emulator_options, **options) as s:
         await s.stream_audio(pcm, speed=cfg.speed)
         await _wait_idle(s, cfg.timeout_s, settle_s)
         target = s.target.kind
@@ -389,10 +432,8 @@ async def run_sweep_async(
             except ValueError:
                 pass
         async with sem:
-            if cell_dir.exists():
-                for f in cell_dir.iterdir():  # a half-written cell from a killed run
-                    if f.is_file():
-                        f.unlink()
+            if cell_dir.exists():  # a half-written or failed cell from an earlier run: start it afresh
+                shutil.rmtree(cell_dir)
             cell_dir.mkdir(parents=True, exist_ok=True)
             t = time.perf_counter()
             meta: dict[str, Any] = {
@@ -410,7 +451,7 @@ async def run_sweep_async(
                 meta.update(status="error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
                 results.append(CellResult(name, "error", time.perf_counter() - t, meta["error"]))
             meta["duration_s"] = round(time.perf_counter() - t, 3)
-            marker.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+            _write_atomic(marker, json.dumps(meta, indent=2) + "\n")
             if bar is not None:
                 bar.update(1)
 
@@ -470,7 +511,7 @@ def aggregate(out_dir: Path, cfg: SweepConfig) -> None:
             res = _analyse_cell(marker.parent, prompt, meta.get("connect_ns"))
         except Exception as exc:  # an unreadable cell is reported, not fatal
             meta.update(status="error", error=f"analysis failed: {exc!r}")
-            marker.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+            _write_atomic(marker, json.dumps(meta, indent=2) + "\n")
             continue
         for name, frame in (("turns", res["turns"]), ("vad", res["vad"]), ("session", res["session"])):
             frame = frame.assign(**keys)
@@ -490,12 +531,12 @@ def aggregate(out_dir: Path, cfg: SweepConfig) -> None:
                     frame[col] = frame[col].astype("string")
                 else:
                     frame[col] = pd.to_numeric(frame[col], errors="coerce")
-        frame.to_parquet(out_dir / f"{name}.parquet", index=False)
+        _parquet_atomic(frame, out_dir / f"{name}.parquet")
     points = operating_points(frames["scores"], by="setting", baseline=cfg.baseline) if scores else pd.DataFrame()
     if not points.empty:
         first = frames["scores"].groupby("setting")[["threshold", "prefix_padding_ms", "silence_duration_ms"]].first()
         points = points.merge(first, left_on="setting", right_index=True, how="left")
-    points.to_parquet(out_dir / "points.parquet", index=False)
+    _parquet_atomic(points, out_dir / "points.parquet")
 
 
 def _write_manifest(
@@ -531,4 +572,4 @@ def _write_manifest(
         "cells": statuses,
         "counts": {s: sum(1 for c in statuses if c["status"] == s) for s in ("ok", "error", "missing")},
     }
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    _write_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")

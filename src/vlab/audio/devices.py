@@ -218,6 +218,36 @@ class _Item:
     """Its pushed audio has all been played and the buffer ran dry (or the next item started)."""
 
 
+def _open_stream(
+    kind: Literal["input", "output"],
+    device: int | str | None,
+    sample_rate: int,
+    block_frames: int,
+    latency: Any,
+    callback: Any,
+) -> Any:
+    """Open (not start) a mono int16 PortAudio stream on the chosen device.
+
+    Raises:
+        DeviceError: PortAudio is missing, or the device cannot be found or opened at that rate.
+    """
+    sd = _sounddevice()
+    info = find_device(device, kind)
+    cls = sd.RawOutputStream if kind == "output" else sd.RawInputStream
+    try:
+        return cls(
+            samplerate=sample_rate,
+            blocksize=block_frames,
+            device=info.index,
+            channels=1,
+            dtype="int16",
+            latency=latency,
+            callback=callback,
+        )
+    except Exception as exc:  # PortAudioError or ValueError from sounddevice
+        raise _open_error(kind, info, sample_rate, exc) from exc
+
+
 class Speaker:
     """A PortAudio output stream behind the :class:`~vlab.audio.playback.AudioOutput` contract.
 
@@ -457,20 +487,9 @@ class Speaker:
             self._loop = asyncio.get_running_loop()
         except RuntimeError:
             self._loop = None
-        sd = _sounddevice()
-        info = find_device(self.device, "output")
-        try:
-            stream = sd.RawOutputStream(
-                samplerate=self.sample_rate,
-                blocksize=self.block_frames,
-                device=info.index,
-                channels=1,
-                dtype="int16",
-                latency=self.latency,
-                callback=self._callback,
-            )
-        except Exception as exc:  # PortAudioError or ValueError from sounddevice
-            raise _open_error("output", info, self.sample_rate, exc) from exc
+        stream = _open_stream(
+            "output", self.device, self.sample_rate, self.block_frames, self.latency, self._callback
+        )
         self._fallback_latency_ns = round(float(stream.latency) * 1e9)
         stream.start()
         self._stream = stream
@@ -614,20 +633,9 @@ class Microphone:
         if self._started:
             return
         self._loop = asyncio.get_running_loop()
-        sd = _sounddevice()
-        info = find_device(self.device, "input")
-        try:
-            stream = sd.RawInputStream(
-                samplerate=self.sample_rate,
-                blocksize=self.block_frames,
-                device=info.index,
-                channels=1,
-                dtype="int16",
-                latency=self.latency,
-                callback=self._callback,
-            )
-        except Exception as exc:  # PortAudioError or ValueError from sounddevice
-            raise _open_error("input", info, self.sample_rate, exc) from exc
+        stream = _open_stream(
+            "input", self.device, self.sample_rate, self.block_frames, self.latency, self._callback
+        )
         self._fallback_latency_ns = round(float(stream.latency) * 1e9)
         self._chunks.clear()
         stream.start()

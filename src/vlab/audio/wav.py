@@ -20,8 +20,11 @@ from vlab.errors import AudioFormatError, VlabWarning
 
 LONG_PROMPT_S = 300.0
 """Prompts longer than this (in seconds) get a warning: a Voice Live turn is rarely that long."""
+MAX_PROMPT_S = 3600.0
+"""Prompts longer than this (in seconds) are refused before they are read (they are decoded into memory)."""
 
 _CONVERT_FIX = "Convert it to WAV, e.g. `ffmpeg -i INPUT -ac 1 -ar 24000 prompt.wav`."
+_WAV_FAMILY = ("WAV", "WAVEX", "RF64")  # libsndfile's names for RIFF WAVE, WAVE_FORMAT_EXTENSIBLE, RF64
 _SUFFIX_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".oga": "OGG", ".mp3": "MP3"}
 
 
@@ -47,11 +50,32 @@ def read_audio(path: str | os.PathLike[str]) -> tuple[FloatArray, int]:
         raise AudioFormatError(
             "the file is empty (0 bytes)", path=where, fix="Record or export the prompt again."
         )
-    head = p.read_bytes()[:12]
+    try:
+        with open(p, "rb") as f:
+            head = f.read(12)
+    except OSError as exc:
+        raise AudioFormatError(
+            f"cannot be read ({exc.strerror or exc})",
+            path=where,
+            fix="Check that the file is readable by you (permissions) and not locked by another program.",
+        ) from None
     try:
         info = sf.info(where)
+        if info.samplerate > 0 and info.frames / info.samplerate > MAX_PROMPT_S:
+            raise AudioFormatError(
+                f"the prompt is {info.frames / info.samplerate / 60:.0f} minutes long; vlab reads prompts of "
+                f"at most {MAX_PROMPT_S / 60:.0f} minutes (they are decoded into memory)",
+                path=where,
+                fix="Cut it into shorter prompts, e.g. `ffmpeg -i INPUT -ss 0 -t 300 -ac 1 -ar 24000 part1.wav`.",
+            )
         samples, rate = sf.read(where, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+    except MemoryError:
+        raise AudioFormatError(
+            "is too large to decode into memory", path=where, fix="Cut it into shorter prompts."
+        ) from None
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
+        if isinstance(exc, AudioFormatError):
+            raise
         if head[:4] == b"RIFF":
             raise AudioFormatError(
                 f"the WAV header is damaged or truncated ({exc})",
@@ -72,6 +96,7 @@ def read_audio(path: str | os.PathLike[str]) -> tuple[FloatArray, int]:
         expected is not None
         and info.format != expected
         and not (expected == "OGG" and info.format in ("OGG", "VORBIS", "OPUS"))
+        and not (expected == "WAV" and info.format in _WAV_FAMILY)
     ):
         raise AudioFormatError(
             f"is named {p.suffix} but holds {info.format} data ({info.format_info})",
@@ -83,6 +108,13 @@ def read_audio(path: str | os.PathLike[str]) -> tuple[FloatArray, int]:
             "the file holds no audio samples (empty data chunk)",
             path=where,
             fix="Record or export the prompt again.",
+        )
+    bad = int(np.count_nonzero(~np.isfinite(samples)))
+    if bad:
+        raise AudioFormatError(
+            f"holds {bad} samples that are not numbers (NaN or infinite; a damaged float WAV)",
+            path=where,
+            fix="Export the prompt again, or convert it to 16-bit PCM: `ffmpeg -i INPUT -c:a pcm_s16le prompt.wav`.",
         )
     mono = samples.mean(axis=1, dtype=np.float32)
     _warn_if_suspicious(mono, int(rate), where)

@@ -37,9 +37,9 @@ ROUTES = ("/voice-live/realtime", "/voice-agent/realtime")
 class EmulatorConfig:
     """Settings shared by every connection of one emulator."""
 
-    api_key: str | None
+    api_key: str | None = field(repr=False)
     """Accepted ``api-key`` header value (None accepts any key; an empty or absent one is still refused)."""
-    tokens: frozenset[str] = frozenset()
+    tokens: frozenset[str] = field(default=frozenset(), repr=False)
     """Accepted ``Authorization: Bearer`` tokens."""
     speed: float = 1.0
     """Time scale of every delay and of output pacing; ``math.inf`` = as fast as possible."""
@@ -57,14 +57,26 @@ class EmulatorConfig:
     """Faults armed on every new connection."""
 
 
+def _same(given: str, expected: str) -> bool:
+    """Constant-time comparison that also accepts non-ASCII input (it is simply wrong)."""
+    return secrets.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode("utf-8"))
+
+
 def _authorized(request: web.Request, config: EmulatorConfig) -> bool:
-    key = request.headers.get("api-key")
-    if key:
-        return config.api_key is None or secrets.compare_digest(key, config.api_key)
-    auth = request.headers.get("Authorization", "")
-    scheme, _, token = auth.partition(" ")
-    if scheme.lower() == "bearer" and token:
-        return any(secrets.compare_digest(token, t) for t in config.tokens)
+    keys = request.headers.getall("api-key", [])
+    if keys:
+        # One key, non-blank; several api-key headers are ambiguous and refused.
+        return (
+            len(keys) == 1
+            and bool(keys[0].strip())
+            and (config.api_key is None or _same(keys[0], config.api_key))
+        )
+    auths = request.headers.getall("Authorization", [])
+    if len(auths) != 1:
+        return False
+    scheme, _, token = auths[0].partition(" ")
+    if scheme.lower() == "bearer" and token and token == token.strip():
+        return any(_same(token, t) for t in config.tokens)
     return False
 
 
@@ -109,6 +121,21 @@ CONFIG = web.AppKey("config", EmulatorConfig)
 STATE = web.AppKey("state", dict)
 
 
+class EmulatorExposedWarning(UserWarning):
+    """The emulator listens on a non-loopback interface without an explicit key."""
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name or "" (all interfaces)
+
+
 def make_app(config: EmulatorConfig) -> web.Application:
     """Build the aiohttp application for one emulator."""
     app = web.Application(client_max_size=protocol.MAX_FRAME_BYTES)
@@ -140,7 +167,8 @@ class Emulator:
         speed: Run delays and output pacing N× faster; ``math.inf`` (or ``"max"``) = as fast as possible.
         latency: A :class:`LatencyModel` or a preset name (``instant``, ``typical``, ``slow-network``).
         seed: Seed of the latency jitter.
-        trace: Keep a ground-truth trace in memory (:attr:`trace`); a path also appends it to that JSONL file.
+        trace: Keep a ground-truth trace in memory (:attr:`trace`); a path also appends it to that JSONL file;
+            a :class:`~vlab.emulator.trace.Trace` is used as given (e.g. ``Trace(path, keep=False)`` for soaks).
         vad_model_factory: Speech-probability model for the server VAD (Silero by default).
         script: A JSON dialogue script (path or :class:`Script`) tried before the built-in replies.
         faults: Faults (:class:`~vlab.emulator.faults.Fault`) armed on every new connection.
@@ -169,9 +197,12 @@ class Emulator:
         model = preset(latency, seed=seed) if isinstance(latency, str) else latency
         self.host = host
         self.port = port
+        self.explicit_key = bool(api_key)
         self.api_key = api_key or "emu-" + secrets.token_urlsafe(18)
         self.trace: Trace | None = None
-        if trace:
+        if isinstance(trace, Trace):
+            self.trace = trace
+        elif trace:
             self.trace = Trace(None if trace is True else trace)
         self.config = EmulatorConfig(
             api_key=self.api_key,
@@ -200,12 +231,20 @@ class Emulator:
 
     async def start(self) -> Emulator:
         """Bind and serve; returns self."""
-        if self.host not in ("127.0.0.1", "localhost", "::1"):
-            warnings.warn(
-                f"the Voice Live emulator is listening on {self.host!r}, reachable from other machines; "
-                "bind 127.0.0.1 unless that is intended",
-                stacklevel=2,
-            )
+        if not _is_loopback(self.host):
+            if self.explicit_key:
+                log.warning(
+                    "the Voice Live emulator listens on %r: other machines can connect with the key you gave",
+                    self.host,
+                )
+            else:
+                message = (
+                    f"SECURITY: the Voice Live emulator listens on {self.host!r}, reachable from other machines, "
+                    "with a generated key. Bind host='127.0.0.1' (the default) unless other machines must "
+                    "connect, and then give an explicit api_key (vlab emulator --api-key ...)."
+                )
+                log.warning("%s", message)
+                warnings.warn(message, EmulatorExposedWarning, stacklevel=2)
         self._app = make_app(self.config)
         self._runner = web.AppRunner(self._app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
