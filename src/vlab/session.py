@@ -610,10 +610,16 @@ class Session:
     async def _barge_in(self) -> None:
         item_id = self.audio_output.current_item_id
         heard_ms = self.audio_output.clear()
-        if self.barge_in is BargeIn.ON and self._active_response is not None:
+        if self.barge_in is BargeIn.ON and self._active_response is not None and not self._server_interrupts():
             await self.cancel_response()
         if item_id is not None and heard_ms > 0:
             await self.truncate(item_id, int(heard_ms))
+
+    def _server_interrupts(self) -> bool:
+        """Whether the server cancels responses itself on speech (``interrupt_response``), per its last session."""
+        session = self.server_session or {}
+        td = session.get("turn_detection") if hasattr(session, "get") else None
+        return bool(td and td.get("interrupt_response"))
 
     async def events(self) -> AsyncIterator[Any]:
         """Server events (SDK models) from now on, until the session closes."""

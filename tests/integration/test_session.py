@@ -234,3 +234,19 @@ async def test_connect_time_is_logged_for_session_latency():
     latency = session_latency(s.frame())
     connect = latency[latency["kind"] == "connect"].iloc[0]
     assert 0 < connect["latency_ms"] < 5000
+
+
+async def test_barge_in_leaves_the_cancel_to_a_server_that_interrupts_by_itself(prompt, second_prompt):
+    realtime_tts = dataclasses.replace(preset("typical"), tts_realtime_factor=1.0)
+    settings = SessionSettings(turn_detection=ServerVad(interrupt_response=True))
+    async with fast_emulator(speed=1.0, latency=realtime_tts) as emu:
+        async with Session(settings, endpoint=emu.endpoint, api_key=emu.api_key, dotenv_path=False) as s:
+            await s.append_audio(prompt.pcm)
+            await s.wait_for("response.audio.delta")
+            await s.append_audio(second_prompt.pcm)
+            await s.wait_for("conversation.item.truncated")  # after the interrupted reply's response.done
+            await s.wait_for("response.done")  # the answer to the second turn
+    kinds = [r.type for r in s.records]
+    assert "response.cancel" not in kinds and "error" not in kinds  # no redundant cancel, no routine error
+    done = next(r for r in s.records if r.type == "response.done")
+    assert json.loads(done.payload)["response"]["status_details"]["reason"] == "turn_detected"
