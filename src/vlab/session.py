@@ -585,25 +585,33 @@ class Session:
         return False
 
     async def _react(self, event: Any) -> None:
-        kind = event.type
-        if kind == protocol.RESPONSE_CREATED:
-            self._active_response = event.response.id
-        elif kind == protocol.RESPONSE_DONE:
-            if self._active_response == event.response.id:
-                self._active_response = None
-        elif kind == protocol.AUDIO_DELTA:
-            self.audio_output.push(event.item_id, event.delta, self.settings.output_sample_rate)
+        """Keep the session's state and audio in step with one server event.
+
+        Reads the event's raw JSON (SDK models are mappings over it): attribute access on a model
+        deserializes the field again, which costs more than everything else done per event.
+        """
+        get = event.get
+        kind = get("type")
+        if kind == protocol.AUDIO_DELTA:
+            pcm = base64.b64decode(get("delta") or "")
+            item_id = get("item_id")
+            self.audio_output.push(item_id, pcm, self.settings.output_sample_rate)
             if self._recorder is not None:
-                self._recorder.output(event.item_id, event.delta, self.records[-1].t_ns)
+                self._recorder.output(item_id, pcm, self.records[-1].t_ns)
+        elif kind == protocol.RESPONSE_CREATED:
+            self._active_response = (get("response") or {}).get("id")
+        elif kind == protocol.RESPONSE_DONE:
+            if self._active_response == (get("response") or {}).get("id"):
+                self._active_response = None
         elif kind == protocol.ITEM_TRUNCATED:
             if self._recorder is not None:
-                self._recorder.truncate(event.item_id, float(event.audio_end_ms))
+                self._recorder.truncate(get("item_id"), float(get("audio_end_ms") or 0))
         elif kind == protocol.SESSION_UPDATED:
-            self.server_session = event.get("session")
+            self.server_session = get("session")
         elif kind == protocol.SPEECH_STARTED and self.barge_in is not BargeIn.OFF:
             await self._barge_in()
         elif kind == "error":
-            error = event.get("error") or {}
+            error = get("error") or {}
             level = logging.WARNING if error.get("type") == "server_error" else logging.INFO
             log.log(level, "server error event: %s: %s", error.get("code"), error.get("message"))
 
