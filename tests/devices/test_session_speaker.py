@@ -20,7 +20,9 @@ async def test_session_logs_playback_started_and_finished_from_the_speaker():
         speaker = Speaker("pulse", RATE)
     async with fast_emulator(speed=math.inf) as emu:
         settings = SessionSettings(turn_detection=None)
-        async with Session(settings, endpoint=emu.endpoint, api_key=emu.api_key, audio_output=speaker, dotenv_path=False) as s:
+        async with Session(
+            settings, endpoint=emu.endpoint, api_key=emu.api_key, audio_output=speaker, dotenv_path=False
+        ) as s:
             await s.send_text("hello speaker")
             await s.wait_for("response.done")
             await speaker.drain()

@@ -357,15 +357,22 @@ class Speaker:
             Milliseconds of the current item heard (consumed by the stream, at most what was pushed).
         """
         t_ns = time.perf_counter_ns()
+        stream = self._stream
         with self._lock:
             # the item at the play head, else the last one (it ran dry, but more audio may still come)
             current = next((i for i in self._items if not i.finished), None)
+            # Abort the stream too: PortAudio and the sound server hold tens of ms that would still play.
+            abort = (
+                stream is not None and current is not None and not current.finished and bool(stream.active)
+            )
             if current is None and self._items:
                 current = self._items[-1]
             heard_ms = 0.0
             if current is not None:
                 heard = max(0, min(self._played, current.end) - current.start)
                 heard_ms = 1000.0 * heard / (2 * self.sample_rate)
+                if abort:  # what was handed to PortAudio but not yet at the DAC is never heard now
+                    heard_ms = max(0.0, heard_ms - max(0, self._audible_until_ns - t_ns) / 1e6)
                 pushed_ms = 1000.0 * (current.end - current.start) / (2 * self.sample_rate)
                 self._cleared_id = current.item_id
                 self._last_item = current
@@ -375,11 +382,15 @@ class Speaker:
                     "heard_ms": heard_ms,
                     "pushed_ms": pushed_ms,
                     "started_t_ns": current.started_ns,
-                    "silent_from_t_ns": self._audible_until_ns,
+                    "silent_from_t_ns": t_ns if abort else self._audible_until_ns,
                 }
                 self._post("playback_cleared", current.item_id, t_ns, info)
             self._buf.clear()
             self._items.clear()
+        if abort:
+            assert stream is not None
+            stream.abort()
+            stream.start()
         return heard_ms
 
     # --- the callback body -----------------------------------------------------------------------------
