@@ -351,10 +351,10 @@ class Speaker:
             self._buf += pcm16
 
     def clear(self) -> float:
-        """Stop playback at the next audio block and drop what is queued.
+        """Stop playback now: drop what is queued and abort the stream (discarding what PortAudio holds).
 
         Returns:
-            Milliseconds of the current item heard (consumed by the stream, at most what was pushed).
+            Milliseconds of the current item heard: what reached the DAC before now, at most what was pushed.
         """
         t_ns = time.perf_counter_ns()
         stream = self._stream
