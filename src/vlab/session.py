@@ -618,7 +618,11 @@ class Session:
     async def _barge_in(self) -> None:
         item_id = self.audio_output.current_item_id
         heard_ms = self.audio_output.clear()
-        if self.barge_in is BargeIn.ON and self._active_response is not None and not self._server_interrupts():
+        if (
+            self.barge_in is BargeIn.ON
+            and self._active_response is not None
+            and not self._server_interrupts()
+        ):
             await self.cancel_response()
         if item_id is not None and heard_ms > 0:
             await self.truncate(item_id, int(heard_ms))
@@ -815,6 +819,23 @@ class Session:
             pcm, sample_rate=rate, chunk_ms=chunk_ms, speed=speed, clock=self.clock
         ):
             await self.append_audio(chunk)
+
+    async def stream_microphone(self, mic: Any) -> None:
+        """Append everything a microphone captures until cancelled; overflows are logged as they happen.
+
+        ``mic`` is a started-or-startable :class:`vlab.audio.devices.Microphone` (or a ``HalfDuplex``
+        around one) at the session's input rate. Each time its overflow count grows, a local
+        ``vlab.input_overflow`` record (``overflows``: the total so far) marks the lost audio in the log.
+        """
+        seen = int(getattr(mic, "overflows", 0))
+        async for chunk in mic:
+            await self.append_audio(chunk)
+            total = int(getattr(mic, "overflows", 0))
+            if total > seen:
+                self._record(
+                    {"type": "vlab.input_overflow", "overflows": total}, "local", self.clock.monotonic_ns()
+                )
+                seen = total
 
 
 class _Loss:

@@ -250,3 +250,42 @@ async def test_barge_in_leaves_the_cancel_to_a_server_that_interrupts_by_itself(
     assert "response.cancel" not in kinds and "error" not in kinds  # no redundant cancel, no routine error
     done = next(r for r in s.records if r.type == "response.done")
     assert json.loads(done.payload)["response"]["status_details"]["reason"] == "turn_detected"
+
+
+async def test_stream_microphone_appends_everything_and_logs_overflows(prompt):
+    class FakeMic:
+        """Yields the prompt in 20 ms blocks, as a capture device would; one overflow midway."""
+
+        overflows = 0
+
+        async def __aiter__(self):
+            for i in range(0, len(prompt.pcm), 960):
+                if i == 960 * 50:
+                    self.overflows += 1
+                yield prompt.pcm[i : i + 960]
+
+    async with fast_emulator() as emu:
+        async with Session(endpoint=emu.endpoint, api_key=emu.api_key, dotenv_path=False) as s:
+            await s.stream_microphone(FakeMic())
+            await s.wait_for("response.done")
+    appended = sum(r.audio_bytes for r in s.records if r.type == "input_audio_buffer.append")
+    overflow = [r for r in s.records if r.type == "vlab.input_overflow"]
+    assert appended == len(prompt.pcm)
+    assert len(overflow) == 1 and json.loads(overflow[0].payload)["overflows"] == 1
+
+
+async def test_real_time_and_fast_replay_give_the_same_vad_boundaries(prompt):
+    boundaries = []
+    for speed in (1.0, math.inf):
+        async with fast_emulator(speed=speed) as emu:
+            async with Session(endpoint=emu.endpoint, api_key=emu.api_key, dotenv_path=False) as s:
+                await s.stream_audio(prompt.pcm, speed=speed)
+                await s.wait_for("input_audio_buffer.speech_stopped")
+        boundaries.append(
+            [
+                (r.type, r.audio_start_ms, r.audio_end_ms)
+                for r in s.records
+                if r.type.startswith("input_audio_buffer.speech_")
+            ]
+        )
+    assert boundaries[0] == boundaries[1] and len(boundaries[0]) == 2

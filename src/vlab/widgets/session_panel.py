@@ -437,9 +437,7 @@ class SessionPanel:
 
         self._set_status("listening — speak, then press Stop")
         async with Microphone(sample_rate=settings.input_bytes_per_s // 2) as mic:
-            async for chunk in mic:
-                self._meter(chunk)
-                await session.append_audio(chunk)
+            await session.stream_microphone(_Metered(mic, self._meter))
 
     def _meter(self, chunk: bytes) -> None:
         x = np.frombuffer(chunk, "<i2").astype(np.float32) / 32768.0
@@ -481,6 +479,23 @@ class SessionPanel:
 
     def _set_status(self, text: str) -> None:
         self.status.value = f"<b>Status:</b> {text}"
+
+
+class _Metered:
+    """Passes microphone chunks through, updating the panel's level meter on the way."""
+
+    def __init__(self, mic: Any, meter: Any) -> None:
+        self._mic, self._meter = mic, meter
+
+    @property
+    def overflows(self) -> int:
+        """The microphone's overflow count."""
+        return int(getattr(self._mic, "overflows", 0))
+
+    async def __aiter__(self) -> Any:
+        async for chunk in self._mic:
+            self._meter(chunk)
+            yield chunk
 
 
 def render_event_table(rows: list[EventRecord], t0_ns: int, *, total: int) -> str:
