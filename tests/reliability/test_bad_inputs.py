@@ -163,7 +163,7 @@ def test_vlab_sweep_with_a_broken_prompt_records_the_cell_and_names_the_file(tmp
     result = _vlab("sweep", str(config), "--out", str(tmp_path / "out"), "--no-progress", cwd=tmp_path)
     assert result.returncode == 1, result.stderr  # 1: a cell failed (2 is for errors before anything runs)
     bad = folder / entries[1]["file"]
-    assert f"AudioFormatError: {bad}: holds MP3 data" in result.stdout and "ffmpeg" in result.stdout
+    assert f"AudioFormatError: {bad}: holds MP3 data" in result.stderr and "ffmpeg" in result.stderr
     assert "(1 run, 0 skipped, 1 failed" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"sweep folder: {result.out}  ({counts['ok']} run, {counts['skipped']} skipped, {counts['error']} failed; {result.wall_s:.1f} s)")
     for c in result.cells:
         if c.status == "error":
-            print(f"  failed: {c.cell}: {c.error}")
+            print(f"vlab: cell failed: {c.cell}: {c.error}", file=sys.stderr)
     if args.report:
         from vlab.report import build_report
 
