@@ -31,7 +31,6 @@ import platform
 import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +39,7 @@ from vlab import __version__, protocol
 from vlab.audio.playback import AudioOutput, SimulatedPlayback
 from vlab.audio.recording import Recorder
 from vlab.clock import Clock, SystemClock
+from vlab.connection import ConnectionLoss, Reconnect, redact
 from vlab.endpoint import Target, make_credential, open_target, resolve_target
 from vlab.errors import ConnectionFailed, ProtocolError, VlabError, VlabWarning
 from vlab.log import EventRecord, JsonlWriter, Sink, record_from_event
@@ -64,40 +64,6 @@ _REPLY_EXPECTED = frozenset(
     }
 )
 """Client events the server always answers: once one is sent, silence from the server is a stall."""
-
-
-@dataclass(frozen=True)
-class Reconnect:
-    """When and how a :class:`Session` reconnects after losing its connection.
-
-    ``Session(reconnect=True)`` uses the defaults. Each reconnection is logged as a local
-    ``vlab.reconnect`` record (``attempt``, ``reason``); the session settings are sent again on the
-    new connection. A response that was in progress is lost (the service cannot resume it): ask again.
-    The server starts a fresh input-audio timeline, so the session's input position restarts at 0.
-
-    Args:
-        attempts: Connection attempts per loss before giving up (then the session ends as without a policy).
-        backoff_s: Wait before the first attempt; doubled for each further attempt.
-        max_backoff_s: Upper bound of the wait between attempts.
-        max_reconnects: Losses the session recovers from in its lifetime (a flapping link ends it).
-    """
-
-    attempts: int = 3
-    backoff_s: float = 0.25
-    max_backoff_s: float = 5.0
-    max_reconnects: int = 10
-
-    def __post_init__(self) -> None:
-        from vlab.errors import ConfigError
-
-        if self.attempts < 1 or self.max_reconnects < 1:
-            raise ConfigError(f"Reconnect needs attempts ≥ 1 and max_reconnects ≥ 1, got {self!r}")
-        if self.backoff_s < 0 or self.max_backoff_s < 0:
-            raise ConfigError(f"Reconnect back-off times must be ≥ 0 s, got {self!r}")
-
-    def delay_s(self, attempt: int) -> float:
-        """Seconds to wait before attempt number ``attempt`` (1-based)."""
-        return min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s)
 
 
 class LocalEvent(dict):  # type: ignore[type-arg]
@@ -339,7 +305,7 @@ class Session:
         self._record(event, "local", t_ns)
 
     def _connection_advice(self, exc: BaseException) -> str:
-        reason = _redact(str(exc), self.target)
+        reason = redact(str(exc), self.target)
         hint = (
             "check the key (AZURE_VOICELIVE_API_KEY) and the endpoint (AZURE_VOICELIVE_ENDPOINT)"
             if self.target.auth == "api_key"
@@ -495,7 +461,7 @@ class Session:
         since = max(self._last_server_ns, self._expect_since_ns or 0)
         return now_ns - since > self.stall_timeout_s * 1e9
 
-    async def _read_until_lost(self) -> _Loss:
+    async def _read_until_lost(self) -> ConnectionLoss:
         """Read, react to and deliver server events until the connection is lost; say how it was lost."""
         from azure.ai.voicelive.aio import ConnectionClosed
         from azure.ai.voicelive.aio import ConnectionError as SdkConnectionError
@@ -507,14 +473,14 @@ class Session:
                 while not recv.done():
                     await asyncio.wait({recv}, timeout=poll_s)
                     if not recv.done() and self._stalled(self.clock.monotonic_ns()):
-                        return _Loss.stall(self)
+                        return ConnectionLoss.stall(self)
                 event = recv.result()
             except ConnectionClosed as exc:
-                return _Loss.closed(self, exc.code, exc.reason)
+                return ConnectionLoss.closed(self, exc.code, exc.reason)
             except (SdkConnectionError, ConnectionError, asyncio.TimeoutError) as exc:
-                return _Loss.closed(self, None, str(exc))
+                return ConnectionLoss.closed(self, None, str(exc))
             except ProtocolError as exc:
-                return _Loss("protocol_error", f"the server broke the Voice Live protocol ({exc})")
+                return ConnectionLoss("protocol_error", f"the server broke the Voice Live protocol ({exc})")
             finally:
                 if not recv.done():
                     recv.cancel()
@@ -531,7 +497,7 @@ class Session:
         for queue in self._subscribers:
             queue.put_nowait(event)
 
-    async def _reconnect(self, lost: _Loss) -> bool:
+    async def _reconnect(self, lost: ConnectionLoss) -> bool:
         """Connect again under the :class:`Reconnect` policy; True when the session goes on."""
         policy = self.reconnect
         if policy is None or self.reconnects >= policy.max_reconnects:
@@ -562,7 +528,7 @@ class Session:
                 expected = (ConnectionFailed, ProtocolError, ConnectionError, asyncio.TimeoutError, OSError)
                 if not isinstance(exc, (*expected, SdkConnectionError)):
                     raise
-                failures.append(_redact(str(exc), self.target) or type(exc).__name__)
+                failures.append(redact(str(exc), self.target) or type(exc).__name__)
                 self._record(
                     {"type": "vlab.reconnect_failed", "attempt": attempt, "error": {"message": failures[-1]}},
                     "local",
@@ -713,7 +679,7 @@ class Session:
             await conn.send(event)
         except SdkConnectionError as exc:
             if in_reader:
-                raise ConnectionFailed(_redact(str(exc), self.target)) from None
+                raise ConnectionFailed(redact(str(exc), self.target)) from None
             # The socket died under us; the reader notices on its next receive and says how.
             await self._wait_reader_noticed()
             if self.reconnect is not None and self._connected.is_set() and self._conn is not conn:
@@ -836,81 +802,6 @@ class Session:
                     {"type": "vlab.input_overflow", "overflows": total}, "local", self.clock.monotonic_ns()
                 )
                 seen = total
-
-
-class _Loss:
-    """How a connection was lost: a short code and a sentence (no advice; see :meth:`error`)."""
-
-    def __init__(self, code: str, what: str) -> None:
-        self.code = code
-        self.what = what
-
-    @classmethod
-    def closed(cls, session: Session, code: int | None, reason: str) -> _Loss:
-        last = next((r for r in reversed(session.records) if r.direction == "server"), None)
-        server_error = ""
-        if last is not None and last.type == "error":
-            server_error = f"the server reported an error ({last.error_code}: {last.error_message}) and then "
-        reason = _redact(reason or "", session.target)
-        # The SDK reports a close frame as (its code, ""), a vanished socket as (1000, "Connection closed")
-        # or (1006, <transport error>).
-        no_frame = (
-            code is None or (code == 1000 and reason == "Connection closed") or (code == 1006 and reason)
-        )
-        if no_frame:
-            return cls(
-                "dropped",
-                f"{server_error}the connection was dropped (the socket closed without a close frame)",
-            )
-        code_text = f"code {code}" + (f": {reason}" if reason else "") + _close_meaning(code)
-        if server_error:
-            return cls("server_error", f"{server_error}closed the connection ({code_text})")
-        return cls("closed", f"the server closed the connection ({code_text})")
-
-    @classmethod
-    def stall(cls, session: Session) -> _Loss:
-        waiting = (
-            f"response {session._active_response} was in progress"
-            if session._active_response is not None
-            else "a reply was due"
-        )
-        return cls(
-            "stalled",
-            f"the connection stalled: no event from the server for {session.stall_timeout_s:g} s while {waiting}",
-        )
-
-    def error(self, session: Session) -> ConnectionFailed:
-        where = f" The events so far are in {session.run_dir}." if session.run_dir is not None else ""
-        fix = (
-            "Open a new session to go on, or pass Session(reconnect=True) to reconnect automatically"
-            if session.reconnect is None
-            else "Reconnecting did not help: check the network and the service status, then open a new session"
-        )
-        if self.code == "stalled":
-            fix += "; if the service is just slow, raise stall_timeout_s"
-        elif self.code == "protocol_error":
-            fix = "Check that the endpoint is a Voice Live endpoint (not another service)"
-        else:
-            fix += "; if it keeps happening, check the network (and proxies or firewalls that cut WebSockets)"
-        return ConnectionFailed(f"{self.what} ({session.target.describe()}).{where} {fix}.")
-
-
-def _close_meaning(code: int | None) -> str:
-    meaning = {
-        1000: "normal closure",
-        1001: "going away",
-        1008: "policy violation",
-        1009: "a message was too big",
-        1011: "server error",
-        1012: "service restart",
-        1013: "try again later",
-    }.get(code or 0)
-    return f", {meaning}" if meaning else ""
-
-
-def _redact(text: str, target: Target) -> str:
-    key = target.api_key.reveal() if target.api_key is not None else None
-    return text.replace(key, "****") if key else text
 
 
 def _replace(target: Target, **changes: Any) -> Target:
