@@ -414,3 +414,74 @@ def test_playout_comes_from_the_speakers_playback_notice():
     parts = turn["endpointing_ms"] + turn["turn_commit_ms"] + turn["ttfb_audio_ms"] + turn["playout_ms"]
     assert turn["voice_to_voice_ms"] == pytest.approx(parts)
     assert isinstance(turn, pd.Series)
+
+
+def test_output_rate_underruns_barge_in_silence_and_truncation_error():
+    from vlab.log import record_from_event, to_frame
+    from vlab.metrics import session_latency, turn_latency
+
+    ms = 1_000_000
+    events = [
+        (
+            "client",
+            {"type": "input_audio_buffer.append", "audio": "AAAA" * 2400},
+            0,
+            {"audio_bytes_per_s": 48000, "input_offset_ms": 0.0},
+        ),
+        (
+            "server",
+            {"type": "input_audio_buffer.speech_stopped", "audio_end_ms": 150, "item_id": "u1"},
+            200 * ms,
+            {},
+        ),
+        ("server", {"type": "response.created", "response": {"id": "r1"}}, 260 * ms, {}),
+        # 2 × 100 ms of audio (9600 bytes at 48 000 B/s) arriving 50 ms apart: 4× real time
+        (
+            "server",
+            {"type": "response.audio.delta", "response_id": "r1", "item_id": "a1", "delta": "A" * 6400},
+            400 * ms,
+            {"audio_bytes_per_s": 48000},
+        ),
+        (
+            "server",
+            {"type": "response.audio.delta", "response_id": "r1", "item_id": "a1", "delta": "A" * 6400},
+            450 * ms,
+            {"audio_bytes_per_s": 48000},
+        ),
+        ("local", {"type": "vlab.playback_started", "item_id": "a1"}, 440 * ms, {}),
+        ("local", {"type": "vlab.underrun", "item_id": "a1"}, 600 * ms, {}),
+        (
+            "server",
+            {"type": "input_audio_buffer.speech_started", "audio_start_ms": 900, "item_id": "u2"},
+            700 * ms,
+            {},
+        ),
+        (
+            "local",
+            {
+                "type": "vlab.playback_cleared",
+                "item_id": "a1",
+                "heard_ms": 180.0,
+                "silent_from_t_ns": 703 * ms,
+            },
+            701 * ms,
+            {},
+        ),
+        (
+            "client",
+            {"type": "conversation.item.truncate", "item_id": "a1", "content_index": 0, "audio_end_ms": 180},
+            702 * ms,
+            {},
+        ),
+        ("server", {"type": "response.done", "response": {"id": "r1", "status": "completed"}}, 900 * ms, {}),
+    ]
+    records = [
+        record_from_event(e, direction=d, seq=i, t_ns=t, wall_ns=t, **kw)
+        for i, (d, e, t, kw) in enumerate(events)
+    ]
+    frame = to_frame(records)
+    turn = turn_latency(frame, silence_duration_ms=100).iloc[0]
+    assert turn["output_rtf"] == pytest.approx(200 / 50) and turn["underruns"] == 1
+    session = session_latency(frame).set_index("kind")
+    assert session.loc["barge_in_silence", "latency_ms"] == pytest.approx(3.0)
+    assert session.loc["truncation_error", "latency_ms"] == pytest.approx(0.0)

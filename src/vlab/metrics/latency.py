@@ -71,6 +71,10 @@ LATENCY_STAGES: tuple[str, ...] = (
 
 _TEXT_DELTAS = (protocol.AUDIO_TRANSCRIPT_DELTA, protocol.TEXT_DELTA)
 _NS_PER_MS = 1e6
+UNDERRUN = "vlab.underrun"
+"""Local record: the speaker ran dry while an item was playing (see vlab.audio.devices)."""
+PLAYBACK_CLEARED = "vlab.playback_cleared"
+"""Local record: barge-in stopped the speaker; ``heard_ms`` and ``silent_from_t_ns`` in its payload."""
 CONNECT = "vlab.connect"
 """Local record the session logs, stamped just before it opens the WebSocket."""
 PLAYBACK_STARTED = "vlab.playback_started"
@@ -210,6 +214,7 @@ def turn_latency(
     transcripts: dict[str, float] = {}
     stop_of_item: dict[str, float] = {}
     played: dict[str, float] = {}  # assistant item → when its first sample reached the speaker
+    underruns: dict[str, int] = {}  # assistant item → times the speaker ran dry while it played
 
     for r in ev.itertuples(index=False):
         kind, t = r.type, float(r.t_ns)
@@ -224,6 +229,8 @@ def turn_latency(
         if r.direction == "local":
             if kind == PLAYBACK_STARTED and _s(r.item_id):
                 played.setdefault(_s(r.item_id), t)  # type: ignore[arg-type]
+            elif kind == UNDERRUN and _s(r.item_id):
+                underruns[_s(r.item_id)] = underruns.get(_s(r.item_id), 0) + 1  # type: ignore[index]
             continue
         if kind == protocol.SPEECH_STOPPED:
             stop = {"t_ns": t, "audio_end_ms": _f(r.audio_end_ms), "item_id": _s(r.item_id)}
@@ -263,6 +270,7 @@ def turn_latency(
             if kind == protocol.AUDIO_DELTA:
                 row.setdefault("t_first_audio_ns", t)
                 row.setdefault("audio_item_id", _s(r.item_id))
+                row["t_last_audio_ns"] = t
                 row["reply_audio_ms"] = row.get("reply_audio_ms", 0.0) + (_f(r.audio_ms) or 0.0)
             elif kind == protocol.RESPONSE_DONE:
                 row.setdefault("t_done_ns", t)
@@ -285,6 +293,7 @@ def turn_latency(
             interpolate,
             transcripts,
             played,
+            underruns,
         )
         for i, row in enumerate(rows)
     ]
@@ -325,6 +334,8 @@ _COLUMNS = [
     "transcription_delay_ms",
     "dead_air_ms",
     "reply_audio_ms",
+    "output_rtf",
+    "underruns",
     "total_tokens",
     "input_tokens",
     "output_tokens",
@@ -358,6 +369,7 @@ def _compute(
     interpolate: bool,
     transcripts: dict[str, float],
     played: dict[str, float],
+    underruns: dict[str, int],
 ) -> dict[str, Any]:
     reasons: list[str] = []
     nan = math.nan
@@ -479,11 +491,21 @@ def _compute(
         "transcription_delay_ms": transcription,
         "dead_air_ms": dead_air,
         "reply_audio_ms": row.get("reply_audio_ms", 0.0),
+        "output_rtf": _output_rtf(row),
+        "underruns": underruns.get(row.get("audio_item_id") or "", 0),
         "total_tokens": row.get("total_tokens", nan),
         "input_tokens": row.get("input_tokens", nan),
         "output_tokens": row.get("output_tokens", nan),
         "reason": "; ".join(reasons),
     }
+
+
+def _output_rtf(row: dict[str, Any]) -> float:
+    """Reply audio received ÷ wall time from its first to its last delta (> 1: faster than real time)."""
+    first, last = row.get("t_first_audio_ns", math.nan), row.get("t_last_audio_ns", math.nan)
+    span_ms = (last - first) / _NS_PER_MS if math.isfinite(first) and math.isfinite(last) else math.nan
+    audio_ms = row.get("reply_audio_ms", 0.0)
+    return audio_ms / span_ms if math.isfinite(span_ms) and span_ms > 0 else math.nan
 
 
 def stages_in_order(turn: pd.Series | dict[str, Any]) -> list[tuple[str, float, float]]:
@@ -510,8 +532,12 @@ def session_latency(events: pd.DataFrame, *, connect_ns: int | None = None) -> p
             ``vlab.connect`` record; without either ``connect_ms`` is NaN.
 
     Returns:
-        One row per measurement: ``kind`` (``connect``, ``update``, ``cancel``, ``barge_in_stop``),
-        ``t_ns`` (start), ``latency_ms`` and ``reason``.
+        One row per measurement: ``kind``, ``t_ns`` (start), ``latency_ms`` and ``reason``. Kinds:
+        ``connect`` (→ session.created), ``update`` (→ session.updated), ``cancel`` (→ cancelled
+        response.done), ``barge_in_stop`` (speech_started during a response → the client's cancel),
+        ``barge_in_silence`` (speech_started → the speaker silent, device runs), and
+        ``truncation_error``, where ``latency_ms`` is the truncation point sent minus the ms the
+        speaker really played of that item (0 is exact).
     """
     ev = events.sort_values("seq") if "seq" in events.columns else events
     out: list[dict[str, Any]] = []
@@ -539,10 +565,40 @@ def session_latency(events: pd.DataFrame, *, connect_ns: int | None = None) -> p
         )
     waiting: dict[str, list[float]] = {"update": [], "cancel": []}
     active_speech_at: float | None = None
+    last_speech_at: float | None = None
+    heard: dict[str, float] = {}
     responding = False
     for r in ev.itertuples(index=False):
         t = float(r.t_ns)
+        if r.direction == "local":
+            if r.type == PLAYBACK_CLEARED:
+                info = _payload(r.payload)
+                if _s(r.item_id) and info.get("heard_ms") is not None:
+                    heard[_s(r.item_id)] = float(info["heard_ms"])  # type: ignore[index]
+                silent = info.get("silent_from_t_ns")
+                if last_speech_at is not None and silent is not None:
+                    out.append(
+                        {
+                            "kind": "barge_in_silence",
+                            "t_ns": last_speech_at,
+                            "latency_ms": _ms(float(silent), last_speech_at),
+                            "reason": "",
+                        }
+                    )
+            continue
         if r.direction == "client":
+            if r.type == protocol.CLIENT_ITEM_TRUNCATE and _s(r.item_id) in heard:
+                sent = _f(r.audio_end_ms)
+                if not math.isfinite(sent):
+                    sent = float(_payload(r.payload).get("audio_end_ms", math.nan))
+                out.append(
+                    {
+                        "kind": "truncation_error",
+                        "t_ns": t,
+                        "latency_ms": sent - heard[_s(r.item_id)],
+                        "reason": "",
+                    }  # type: ignore[index]
+                )
             if r.type == protocol.CLIENT_SESSION_UPDATE:
                 waiting["update"].append(t)
             elif r.type == protocol.CLIENT_RESPONSE_CANCEL:
@@ -565,6 +621,7 @@ def session_latency(events: pd.DataFrame, *, connect_ns: int | None = None) -> p
             responding = True
         elif r.type == protocol.SPEECH_STARTED:
             active_speech_at = t if responding else None
+            last_speech_at = t
         elif r.type == protocol.RESPONSE_DONE:
             responding = False
             status = _payload(r.payload).get("response", {}).get("status")
