@@ -363,11 +363,25 @@ def _analyse_cell(cell_dir: Path, prompt: LabelledPrompt, connect_ns: int | None
 
     events = load_log(cell_dir)
     turns = turn_latency(events, end_of_turn_ms=prompt.end_of_turn_ms)
+    turns["reply_leading_silence_ms"] = [_reply_silence(cell_dir, item) for item in turns["reply_item_id"]]
     det = detections_from_events(events)
     dead = {float(a): float(d) for a, d in zip(turns["audio_end_ms"], turns["dead_air_ms"], strict=False) if math.isfinite(a)}
     score = score_prompt(prompt, det, dead_air_ms=dead)
     sess = session_latency(events, connect_ns=connect_ns)
     return {"turns": turns, "vad": det, "score": score, "session": sess}
+
+
+def _reply_silence(cell_dir: Path, item_id: Any) -> float:
+    """Leading silence of a reply, measured from its recording (``output/<item_id>.wav``)."""
+    import soundfile as sf
+
+    from vlab.metrics import leading_silence_ms
+
+    path = cell_dir / "output" / f"{item_id}.wav"
+    if not item_id or not path.is_file():
+        return math.nan
+    audio, rate = sf.read(path, dtype="int16")
+    return leading_silence_ms(audio.tobytes(), int(rate))
 
 
 def _versions() -> dict[str, str]:

@@ -51,6 +51,9 @@ def test_small_grid_runs_and_writes_every_table(sweep):
     assert "emu-" not in (out / "manifest.json").read_text()  # no key of the embedded emulator
     turns, vad = pd.read_parquet(out / "turns.parquet"), pd.read_parquet(out / "vad.parquet")
     assert set(turns["prompt"]) == set(vad["prompt"]) == {"pause_600", "pause_900", "short_question"}
+    # the reply's leading silence, measured from each cell's recording of the reply (eSpeak starts speaking at once)
+    silence = turns["reply_leading_silence_ms"].dropna()
+    assert len(silence) == len(turns) and (silence >= 0).all() and silence.median() < 200
     assert len(list((out / "cells").glob("*/events.parquet"))) == 6
 
 
@@ -81,7 +84,11 @@ async def test_a_killed_sweep_resumes_without_redoing_finished_cells(tmp_path):
     status = {c.cell: c.status for c in result.cells}
     assert all(status[name] == "skipped" for name in finished)
     assert sorted(status.values()).count("ok") == 3 - len(finished)
-    assert all(p.stat().st_mtime_ns == finished[p.parent.name] for p in tmp_path.glob("cells/*/cell.json") if p.parent.name in finished)
+    assert all(
+        p.stat().st_mtime_ns == finished[p.parent.name]
+        for p in tmp_path.glob("cells/*/cell.json")
+        if p.parent.name in finished
+    )
     assert len(pd.read_parquet(tmp_path / "scores.parquet")) == 3
 
 
@@ -102,7 +109,11 @@ async def test_a_failed_cell_records_its_error_and_the_sweep_goes_on(tmp_path):
     status = {c.cell.split("__")[1]: c for c in result.cells}
     assert status["short_question"].status == "ok" and status["pause_300"].status == "error"
     assert "file not found" in status["pause_300"].error
-    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["counts"] == {"ok": 1, "error": 1, "missing": 0}
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["counts"] == {
+        "ok": 1,
+        "error": 1,
+        "missing": 0,
+    }
     assert list(pd.read_parquet(tmp_path / "out" / "scores.parquet")["prompt"]) == ["short_question"]
 
 
@@ -160,14 +171,21 @@ async def test_measured_stages_match_the_emulator_ground_truth_within_2_ms():
                 "turn_commit_ms": (truth[created] - truth[stop_seq]) / 1e6,
                 "ttfb_audio_ms": (truth[audio] - truth[created]) / 1e6,
                 "ttft_ms": (truth[text] - truth[created]) / 1e6,
-                "server_hangover_audio_ms": next(v["audio_ms"] for v in vad if v["audio_ms"] == row.audio_end_ms) - row.a_eos_ms,
+                "server_hangover_audio_ms": next(
+                    v["audio_ms"] for v in vad if v["audio_ms"] == row.audio_end_ms
+                )
+                - row.a_eos_ms,
                 # uplink: the emulator's send stamp of speech_stopped against the client's send of audio_end_ms
                 "uplink_ms": (truth[stop_seq] - (row.t_speech_stopped_ns - row.uplink_ms * 1e6)) / 1e6,
             }
             for name, value in true.items():
                 errors.setdefault(name, []).append(getattr(row, name) - value)
             assert row.voice_to_voice_ms == pytest.approx(
-                row.server_hangover_ms + row.uplink_ms + row.turn_commit_ms + row.ttfb_audio_ms + row.playout_ms
+                row.server_hangover_ms
+                + row.uplink_ms
+                + row.turn_commit_ms
+                + row.ttfb_audio_ms
+                + row.playout_ms
             )
     for name, diffs in errors.items():
         p99 = float(np.percentile(np.abs(diffs), 99))

@@ -485,3 +485,15 @@ def test_output_rate_underruns_barge_in_silence_and_truncation_error():
     session = session_latency(frame).set_index("kind")
     assert session.loc["barge_in_silence", "latency_ms"] == pytest.approx(3.0)
     assert session.loc["truncation_error", "latency_ms"] == pytest.approx(0.0)
+
+
+def test_leading_silence_is_measured_from_the_reply_audio():
+    import numpy as np
+
+    from vlab.metrics import leading_silence_ms
+
+    rate = 24000
+    tone = (np.sin(np.arange(rate) * 2 * np.pi * 300 / rate) * 8000).astype("<i2")
+    pcm = bytes(2 * int(rate * 0.25)) + tone.tobytes()  # 250 ms of silence, then sound
+    assert leading_silence_ms(pcm, rate) == pytest.approx(250, abs=10)
+    assert np.isnan(leading_silence_ms(bytes(4800), rate))

@@ -334,6 +334,7 @@ _COLUMNS = [
     "transcription_delay_ms",
     "dead_air_ms",
     "reply_audio_ms",
+    "reply_item_id",
     "output_rtf",
     "underruns",
     "total_tokens",
@@ -491,6 +492,7 @@ def _compute(
         "transcription_delay_ms": transcription,
         "dead_air_ms": dead_air,
         "reply_audio_ms": row.get("reply_audio_ms", 0.0),
+        "reply_item_id": row.get("audio_item_id"),
         "output_rtf": _output_rtf(row),
         "underruns": underruns.get(row.get("audio_item_id") or "", 0),
         "total_tokens": row.get("total_tokens", nan),
@@ -498,6 +500,26 @@ def _compute(
         "output_tokens": row.get("output_tokens", nan),
         "reason": "; ".join(reasons),
     }
+
+
+def leading_silence_ms(
+    pcm16: bytes, sample_rate: int, *, threshold_dbfs: float = -45.0, frame_ms: float = 10.0
+) -> float:
+    """Silence at the start of a reply's audio: ms before the first frame louder than ``threshold_dbfs``.
+
+    The first audio delta can arrive (and play) well before the first audible word; this is the part of
+    the listener's wait that the event times alone do not show. NaN for audio with no loud frame.
+    """
+    import numpy as np
+
+    x = np.frombuffer(pcm16[: len(pcm16) // 2 * 2], "<i2").astype(np.float32) / 32768.0
+    n = max(1, int(sample_rate * frame_ms / 1000))
+    frames = x[: len(x) // n * n].reshape(-1, n)
+    if not len(frames):
+        return math.nan
+    rms = np.sqrt(np.mean(frames * frames, axis=1))
+    loud = np.flatnonzero(rms > 10 ** (threshold_dbfs / 20))
+    return float(loud[0] * frame_ms) if loud.size else math.nan
 
 
 def _output_rtf(row: dict[str, Any]) -> float:
