@@ -17,7 +17,7 @@ def _panel(tmp_path, **kw):
     return SweepPanel(
         runs_dir=tmp_path / "runs",
         prompts=("short_question", "pause_600"),
-        speed="max",
+        speed=10.0,  # fast, yet a response starts before a paused user resumes (at "max" that is a race)
         session_options={"dotenv_path": False},
         **kw,
     )

@@ -208,12 +208,18 @@ class ResponseRun:
         conn.trace_add(
             kind="latency", conn=conn.id, response_id=self.id, **{f"{k}_ms": v for k, v in delays.items()}
         )
-        speech = await self._synthesize() if self.audio and self.reply.text else None
+        # Synthesis runs while the commit delay passes: response.created goes out on the latency model's
+        # schedule, as on the service, not after the (emulator-only) cost of making the audio.
+        synthesis = asyncio.ensure_future(self._synthesize()) if self.audio and self.reply.text else None
         if await self._sleep(self.start_delay_s + sampler.seconds(delays["commit"] + delays["network"])):
+            if synthesis is not None:
+                synthesis.cancel()
+                await asyncio.gather(synthesis, return_exceptions=True)
             await self._finish()
             return
         self.created = True
         await conn.send({"type": "response.created", "response": self._response_object()})
+        speech = await synthesis if synthesis is not None else None
         if self.reply.text:
             await self._message(speech, delays)
         if self.reply.function_call is not None and not self._cancel.is_set():
