@@ -30,6 +30,10 @@ class ReplayResult:
     """One summary per response (see :func:`vlab.metrics.summarize_turns`)."""
 
 
+NO_SPEECH_GRACE_S = 5.0
+"""After all audio is sent, how long to wait for ``speech_started`` before calling the prompt silent."""
+
+
 def default_run_dir(prefix: str = "replay") -> Path:
     """``runs/<prefix>-YYYYmmdd-HHMMSS`` under the current folder."""
     return Path("runs") / f"{prefix}-{datetime.now():%Y%m%d-%H%M%S}"
@@ -78,7 +82,8 @@ async def replay(
 async def wait_until_answered(session: Session, timeout_s: float) -> None:
     """Wait for a response.done after the last committed user turn, with no response still running."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
+    started = loop.time()
+    deadline = started + timeout_s
     while True:
         server = [r.type for r in session.records if r.direction == "server"]
         last_commit = max((i for i, t in enumerate(server) if t == protocol.COMMITTED), default=-1)
@@ -101,7 +106,13 @@ async def wait_until_answered(session: Session, timeout_s: float) -> None:
                 timeout_s=min(remaining, 1.0),
             )
         except TimeoutError:
-            if session.settings.turn_detection is not None and protocol.SPEECH_STARTED not in server:
+            quiet_s = loop.time() - started  # a loaded server or a slow link may report speech late
+            if (
+                quiet_s >= NO_SPEECH_GRACE_S
+                and session.settings.turn_detection is not None
+                and protocol.SPEECH_STARTED
+                not in [r.type for r in session.records if r.direction == "server"]
+            ):
                 raise VlabError(
                     "no speech was detected in the prompt (all of it has been sent); check that it holds "
                     "speech, or lower --threshold"
