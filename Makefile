@@ -19,6 +19,7 @@ demo: $(STAMP)  ## the main job on the embedded emulator
 
 test: $(STAMP)  ## the whole test suite
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

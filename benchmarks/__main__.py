@@ -1,8 +1,8 @@
 """Run every benchmark; print figure, goal and ratio (each against a baseline measured in the same run).
 
-    python -m benchmarks            # full size (`make bench`), writes benchmarks/RESULTS.md
-    python -m benchmarks --quick    # smaller sizes, same figures (RESULTS.md only with --write)
-    python -m benchmarks --only session,emulator
+python -m benchmarks            # full size (`make bench`), writes benchmarks/RESULTS.md
+python -m benchmarks --quick    # smaller sizes, same figures (RESULTS.md only with --write)
+python -m benchmarks --only session,emulator
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def write_results(figures: list[Figure], size: Size, info: dict[str, str], wall_
         "# Benchmark results",
         "",
         f"Latest `python -m benchmarks` run ({size.name} size, {time.strftime('%Y-%m-%d %H:%M %Z')}, "
-        f"{wall_s:.0f} s). Ratio: measured / goal for \"≤\" goals, goal / measured for \"≥\" goals; ≤ 1 meets it.",
+        f'{wall_s:.0f} s). Ratio: measured / goal for "≤" goals, goal / measured for "≥" goals; ≤ 1 meets it.',
         "Every figure is measured against a baseline taken in the same run (these machines are noisy).",
         "",
         "## Machine",

@@ -129,12 +129,23 @@ class EmulatorProcess:
         return out
 
     def cpu_s(self) -> float:
-        """User + system CPU seconds the emulator process has used (from /proc)."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return math.nan
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU seconds the emulator process and its children (the Silero worker) have used."""
+        return _tree_cpu_s(self.proc.pid)
+
+    def own_cpu_s(self) -> float:
+        """CPU seconds of the emulator process alone (its event loop)."""
+        return _tree_cpu_s(self.proc.pid, children=False)
+
+
+def _tree_cpu_s(pid: int, *, children: bool = True) -> float:
+    """CPU seconds of ``pid`` and (``children``) recursively of its live child processes (from /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split() if children else []
+    except OSError:
+        return math.nan
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(_tree_cpu_s(int(c)) for c in kids)
 
 
 @contextlib.contextmanager
@@ -149,7 +160,19 @@ def emulator_process(
     cmd = [sys.executable]
     if profile_path is not None:
         cmd += ["-m", "cProfile", "-o", str(profile_path)]
-    cmd += ["-m", "vlab", "emulator", "--port", "0", "--api-key", "bench", "--speed", speed, "--latency", latency]
+    cmd += [
+        "-m",
+        "vlab",
+        "emulator",
+        "--port",
+        "0",
+        "--api-key",
+        "bench",
+        "--speed",
+        speed,
+        "--latency",
+        latency,
+    ]
     if trace_path is not None:
         cmd += ["--trace", str(trace_path)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)

@@ -92,8 +92,11 @@ async def _playout(emu: Any, replies: int) -> tuple[list[float], list[float]]:
     speaker = _speaker()
     async with _Recorder() as rec:
         async with Session(
-            SessionSettings(turn_detection=None), endpoint=emu.endpoint, api_key=emu.api_key,
-            audio_output=speaker, dotenv_path=False,
+            SessionSettings(turn_detection=None),
+            endpoint=emu.endpoint,
+            api_key=emu.api_key,
+            audio_output=speaker,
+            dotenv_path=False,
         ) as s:
             await asyncio.sleep(0.3)
             for i in range(replies):
@@ -116,7 +119,9 @@ async def _playout(emu: Any, replies: int) -> tuple[list[float], list[float]]:
         if not loud_src.size or not loud_rec.size:
             continue
         k, j = int(loud_src[0]), search_from + int(loud_rec[0])
-        expected_ns = r.t_ns + round(k * 1e9 / RATE)  # what the log says: playback_started + offset in the item
+        expected_ns = r.t_ns + round(
+            k * 1e9 / RATE
+        )  # what the log says: playback_started + offset in the item
         errors.append((expected_ns - rec.t_ns_at(j)) / 1e6)
         delays.append((r.t_ns - first_delta.get(r.item_id, r.t_ns)) / 1e6)
         search_from = j + len(src)
@@ -133,10 +138,13 @@ async def _barge_in(emu: Any, rounds: int) -> list[dict[str, float]]:
     for _ in range(rounds):
         speaker = _speaker()
         async with _Recorder() as rec:
-            async with Session(settings, endpoint=emu.endpoint, api_key=emu.api_key, audio_output=speaker,
-                               dotenv_path=False) as s:
+            async with Session(
+                settings, endpoint=emu.endpoint, api_key=emu.api_key, audio_output=speaker, dotenv_path=False
+            ) as s:
                 await asyncio.sleep(0.3)
-                await s.create_response(instructions="Say: " + "This is a long answer that goes on and on. " * 4)
+                await s.create_response(
+                    instructions="Say: " + "This is a long answer that goes on and on. " * 4
+                )
                 await s.wait_for("response.audio.delta")
                 await asyncio.sleep(0.3)
                 await s.stream_audio(prompt.pcm, speed=1.0)
@@ -203,8 +211,13 @@ def bench_devices(size: Size) -> list[Figure]:
             )
         )
     else:
-        figs.append(skipped("barge-in: speech_started received → speaker silent (loopback)", BARGE_GOAL,
-                            "no barge-in observed"))
+        figs.append(
+            skipped(
+                "barge-in: speech_started received → speaker silent (loopback)",
+                BARGE_GOAL,
+                "no barge-in observed",
+            )
+        )
     return figs
 
 

@@ -22,8 +22,12 @@ def bench_sweep(size: Size) -> list[Figure]:
     config = {
         "target": {"speed": "max", "latency": "typical"},
         "prompts": {"include": prompts},
-        "grid": {"type": "server_vad", "threshold": [0.5], "prefix_padding_ms": [300],
-                 "silence_duration_ms": [300, 500, 800] if not size.tiny else [500]},
+        "grid": {
+            "type": "server_vad",
+            "threshold": [0.5],
+            "prefix_padding_ms": [300],
+            "silence_duration_ms": [300, 500, 800] if not size.tiny else [500],
+        },
         "run": {"repeats": 1, "concurrency": 4, "timeout_s": 60, "baseline": False},
     }
     with tempfile.TemporaryDirectory() as d:

@@ -9,7 +9,9 @@ from benchmarks.__main__ import BENCHMARKS
 from benchmarks._common import TINY
 
 
-@pytest.mark.parametrize("bench", [b for group in BENCHMARKS.values() for b in group], ids=lambda b: b.__name__)
+@pytest.mark.parametrize(
+    "bench", [b for group in BENCHMARKS.values() for b in group], ids=lambda b: b.__name__
+)
 def test_benchmark_runs_at_tiny_size(bench):
     figures = bench(TINY)
     assert figures

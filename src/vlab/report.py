@@ -42,7 +42,9 @@ def _load(sweep_dir: Path, name: str) -> pd.DataFrame:
 def _require_sweep(sweep_dir: Path) -> dict[str, Any]:
     manifest = sweep_dir / "manifest.json"
     if not manifest.is_file():
-        raise ConfigError(f"{str(sweep_dir)!r} is not a sweep folder (no manifest.json); run `vlab sweep` first")
+        raise ConfigError(
+            f"{str(sweep_dir)!r} is not a sweep folder (no manifest.json); run `vlab sweep` first"
+        )
     return json.loads(manifest.read_text(encoding="utf-8"))
 
 
@@ -119,7 +121,15 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
             "Server detections per setting against the labels (first repeat).",
         )
 
-    summary = summarize_latency(speech_turns, by=["setting"], metrics=["dead_air_ms", "voice_to_voice_ms", "endpointing_ms", "turn_commit_ms", "ttfb_audio_ms"]) if len(speech_turns) else pd.DataFrame()
+    summary = (
+        summarize_latency(
+            speech_turns,
+            by=["setting"],
+            metrics=["dead_air_ms", "voice_to_voice_ms", "endpointing_ms", "turn_commit_ms", "ttfb_audio_ms"],
+        )
+        if len(speech_turns)
+        else pd.DataFrame()
+    )
     budgets = cutoff_at_latency(points) if len(points) else {}
     rates = latency_at_cutoff(points) if len(points) else {}
     canary_html = ""
@@ -146,10 +156,29 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         + "</p>"
     )
     if errors:
-        parts.append(f"<p class='warn'>{len(errors)} cell(s) failed: " + html.escape("; ".join(f"{e['cell']}: {e.get('error')}" for e in errors[:5])) + "</p>")
+        parts.append(
+            f"<p class='warn'>{len(errors)} cell(s) failed: "
+            + html.escape("; ".join(f"{e['cell']}: {e.get('error')}" for e in errors[:5]))
+            + "</p>"
+        )
     parts.append("<h2>Operating points</h2>")
     if len(points):
-        cols = [c for c in ("setting", "false_cutoff_rate", "hold_cut_rate", "missed_turn_rate", "turns_per_expected", "dead_air_ms", "der", "false_starts_per_min", "baseline", "pareto") if c in points]
+        cols = [
+            c
+            for c in (
+                "setting",
+                "false_cutoff_rate",
+                "hold_cut_rate",
+                "missed_turn_rate",
+                "turns_per_expected",
+                "dead_air_ms",
+                "der",
+                "false_starts_per_min",
+                "baseline",
+                "pareto",
+            )
+            if c in points
+        ]
         parts.append(plots.summary_table(points, cols))
         parts.append(
             "<p>"
@@ -169,10 +198,30 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
     if len(summary):
         parts.append(plots.summary_table(summary))
     if canary_html:
-        parts.append(f"<h2>Did the setting take effect? (canary {html.escape(manifest['canary'])})</h2>{canary_html}")
+        parts.append(
+            f"<h2>Did the setting take effect? (canary {html.escape(manifest['canary'])})</h2>{canary_html}"
+        )
     if len(scores):
         parts.append("<h2>Per prompt and setting</h2>")
-        cols = [c for c in ("setting", "prompt", "run", "expected_turns", "responses", "cutoff_turns", "holds_cut", "missed_turns", "dead_air_ms", "onset_error_ms", "eos_delay_ms", "der", "false_starts") if c in scores]
+        cols = [
+            c
+            for c in (
+                "setting",
+                "prompt",
+                "run",
+                "expected_turns",
+                "responses",
+                "cutoff_turns",
+                "holds_cut",
+                "missed_turns",
+                "dead_air_ms",
+                "onset_error_ms",
+                "eos_delay_ms",
+                "der",
+                "false_starts",
+            )
+            if c in scores
+        ]
         parts.append(plots.summary_table(scores.sort_values(["setting", "prompt"]), cols))
     path = folder / "report.html"
     path.write_text("\n".join(parts), encoding="utf-8")
@@ -198,7 +247,9 @@ def _ms(v: float) -> str:
     return "–" if not math.isfinite(v) else f"{v:.0f} ms"
 
 
-def compare_sweeps(a: str | os.PathLike[str], b: str | os.PathLike[str], *, n_boot: int = 1000) -> pd.DataFrame:
+def compare_sweeps(
+    a: str | os.PathLike[str], b: str | os.PathLike[str], *, n_boot: int = 1000
+) -> pd.DataFrame:
     """Per setting present in both sweeps: operating points and latency p50s of A and B, with B − A.
 
     Returns:
@@ -220,7 +271,11 @@ def compare_sweeps(a: str | os.PathLike[str], b: str | os.PathLike[str], *, n_bo
         for m in ("false_cutoff_rate", "hold_cut_rate", "missed_turn_rate", "der"):
             va, vb = float(ra[m]), float(rb[m])
             delta = vb - va
-            verdict = "same" if not math.isfinite(delta) or abs(delta) < 1e-9 else ("better" if delta < 0 else "worse")
+            verdict = (
+                "same"
+                if not math.isfinite(delta) or abs(delta) < 1e-9
+                else ("better" if delta < 0 else "worse")
+            )
             rows.append({"setting": s, "measure": m, "a": va, "b": vb, "delta": delta, "verdict": verdict})
         for m in ("dead_air_ms", "voice_to_voice_ms", "turn_commit_ms", "ttfb_audio_ms"):
             xa = ta[(ta["setting"] == s)][m].astype(float) if m in ta else pd.Series(dtype=float)
@@ -235,6 +290,19 @@ def compare_sweeps(a: str | os.PathLike[str], b: str | os.PathLike[str], *, n_bo
             else:
                 verdict = "better" if delta < 0 else "worse"
             rows.append(
-                {"setting": s, "measure": f"{m} p50", "a": ea, "b": eb, "delta": delta, "a_lo": la, "a_hi": ha, "b_lo": lb, "b_hi": hb, "verdict": verdict}
+                {
+                    "setting": s,
+                    "measure": f"{m} p50",
+                    "a": ea,
+                    "b": eb,
+                    "delta": delta,
+                    "a_lo": la,
+                    "a_hi": ha,
+                    "b_lo": lb,
+                    "b_hi": hb,
+                    "verdict": verdict,
+                }
             )
-    return pd.DataFrame(rows, columns=["setting", "measure", "a", "b", "delta", "a_lo", "a_hi", "b_lo", "b_hi", "verdict"])
+    return pd.DataFrame(
+        rows, columns=["setting", "measure", "a", "b", "delta", "a_lo", "a_hi", "b_lo", "b_hi", "verdict"]
+    )

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import enum
+import functools
 import json
 import logging
 import os
@@ -42,7 +43,8 @@ from vlab.clock import Clock, SystemClock
 from vlab.connection import ConnectionLoss, Reconnect, redact
 from vlab.endpoint import Target, make_credential, open_target, resolve_target
 from vlab.errors import ConnectionFailed, ProtocolError, VlabError, VlabWarning
-from vlab.log import EventRecord, JsonlWriter, Sink, record_from_event
+from vlab.log import EventLog, JsonlWriter, Sink
+from vlab.log.records import audio_size, event_row, record_from_row
 from vlab.settings import SessionSettings
 
 if TYPE_CHECKING:
@@ -64,6 +66,9 @@ _REPLY_EXPECTED = frozenset(
     }
 )
 """Client events the server always answers: once one is sent, silence from the server is a stall."""
+
+_AUDIO_DELTA = protocol.AUDIO_DELTA
+_json_decode = json.JSONDecoder().decode
 
 
 class LocalEvent(dict):  # type: ignore[type-arg]
@@ -142,7 +147,8 @@ class Session:
         self.clock = clock or SystemClock()
         self.audio_output: AudioOutput = audio_output or SimulatedPlayback(self.clock)
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.records: list[EventRecord] = []
+        self.records = EventLog()
+        """Every event so far, client, server and local, in log order (reads like a list of records)."""
         self.target: Target = resolve_target(endpoint, api_key, model, dotenv_path=dotenv_path)
         if model is None and self.target.model == protocol.DEFAULT_MODEL:
             self.target = _replace(self.target, model=self.settings.model)
@@ -154,7 +160,7 @@ class Session:
         self._conn: VoiceLiveConnection | None = None
         self._stack: Any = None
         self._reader: asyncio.Task[None] | None = None
-        self._subscribers: list[asyncio.Queue[Any]] = []
+        self._subscribers: list[_Inbox] = []
         self._backlog: deque[Any] = deque(maxlen=backlog)
         self._arrived = asyncio.Event()
         self._seq = 0
@@ -180,7 +186,14 @@ class Session:
         self._credential: Any = None
         self._connected = asyncio.Event()
         self._last_server_ns = 0
+        self._last_sent_ns = 0
         self._expect_since_ns: int | None = None
+        self._receiving = False
+        self._stall_detected = False
+        self._closing = False
+        self._rates_of: SessionSettings | None = None
+        self._output_bytes_per_s = 0
+        self._output_rate = 0
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -217,6 +230,7 @@ class Session:
             await self._start_protocol()
             self._start_audio_output()
             self._connected.set()
+            self._closing = self._stall_detected = False
             self._reader = asyncio.create_task(self._read_loop(), name="vlab-session-reader")
         except BaseException:
             await self._close_connection()
@@ -249,9 +263,9 @@ class Session:
     async def _start_protocol(self) -> None:
         """Read ``session.created`` and send the session settings."""
         created = await self._recv_logged(timeout_s=30.0)
-        if created.type != protocol.SESSION_CREATED:
-            raise ProtocolError(f"expected session.created as the first event, got {created.type!r}")
-        self.server_session = created.get("session")
+        if created.get("type") != protocol.SESSION_CREATED:
+            raise ProtocolError(f"expected session.created as the first event, got {created.get('type')!r}")
+        self.server_session = _server_event(created).get("session")
         await self.update(self.settings)
 
     async def _close_connection(self) -> None:
@@ -270,6 +284,7 @@ class Session:
     async def close(self) -> None:
         """Close the connection, stop the emulator if one was started, and finish the run folder."""
         if self._reader is not None:
+            self._closing = True  # a stall noticed at this moment must not swallow the cancel
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
             self._reader = None
@@ -282,8 +297,8 @@ class Session:
         if callable(close_output):
             close_output()
         self._close_sinks()
-        for queue in self._subscribers:
-            queue.put_nowait(None)
+        for inbox in self._subscribers:
+            inbox.put(None)
 
     @property
     def connection_error(self) -> ConnectionFailed | None:
@@ -360,7 +375,7 @@ class Session:
         if self.run_dir is not None and self._writer is not None:
             from vlab.log import write_parquet
 
-            write_parquet(self.records, self.run_dir / "events.parquet")
+            write_parquet(self.records.frame(), self.run_dir / "events.parquet")
             self._writer = None
 
     # --- logging -----------------------------------------------------------------------------------------
@@ -369,18 +384,24 @@ class Session:
         """Add an observer; it sees every record from now on."""
         self._sinks.append(sink)
 
-    def _record(self, event: Mapping[str, Any], direction: str, t_ns: int, **extra: Any) -> EventRecord:
-        record = record_from_event(
-            event, direction=direction, seq=self._seq, t_ns=t_ns, wall_ns=self.clock.wall_ns(), **extra
-        )  # type: ignore[arg-type]
+    def _record(self, event: Mapping[str, Any], direction: str, t_ns: int, **extra: Any) -> None:
+        self._log_row(
+            event_row(
+                event, direction=direction, seq=self._seq, t_ns=t_ns, wall_ns=self.clock.wall_ns(), **extra
+            )  # type: ignore[arg-type]
+        )
+
+    def _log_row(self, row: tuple[Any, ...]) -> None:
+        """Append a record's values (from :func:`event_row`, with the next ``seq``) and show it to the sinks."""
         self._seq += 1
-        self.records.append(record)
-        for sink in list(self._sinks):
-            try:
-                sink(record)
-            except Exception as exc:
-                self._sink_failed(sink, exc)
-        return record
+        self.records.append_row(row)
+        if self._sinks:  # the record object is built only for sinks (the log keeps columns)
+            record = record_from_row(row)
+            for sink in tuple(self._sinks):
+                try:
+                    sink(record)
+                except Exception as exc:
+                    self._sink_failed(sink, exc)
 
     def _sink_failed(self, sink: Sink, exc: BaseException) -> None:
         self.sink_errors.append(exc)
@@ -389,17 +410,14 @@ class Session:
         warnings.warn(f"event sink {sink!r} failed and was removed: {exc!r}", VlabWarning, stacklevel=3)
 
     def frame(self) -> pd.DataFrame:
-        """The events so far as a DataFrame (see :func:`vlab.log.to_frame`)."""
-        from vlab.log import to_frame
-
-        return to_frame(self.records)
+        """The events so far as a DataFrame (see :func:`vlab.log.to_frame`), built from the log's columns."""
+        return self.records.frame()
 
     # --- receiving -----------------------------------------------------------------------------------------
 
-    async def _recv_logged(self, timeout_s: float | None = None) -> Any:
-        from azure.ai.voicelive.models import ServerEvent
-
-        conn = self.connection
+    async def _recv_logged(self, timeout_s: float | None = None) -> dict[str, Any]:
+        """Receive one server event, stamp it, log it; returns its JSON (the SDK model is built on read)."""
+        conn = self._conn if self._conn is not None else self.connection
         raw = await (asyncio.wait_for(conn.recv_bytes(), timeout_s) if timeout_s else conn.recv_bytes())
         t_ns = self.clock.monotonic_ns()
         if not raw:
@@ -407,19 +425,35 @@ class Session:
 
             raise ConnectionClosed(1006, "Empty WebSocket frame")
         try:
-            payload = json.loads(raw)
+            payload = _json_decode(raw.decode("utf-8"))  # json.loads, as the SDK's conn.recv() parses it
         except ValueError as exc:
             raise ProtocolError(f"the server sent a frame that is not JSON: {exc}") from None
-        if not isinstance(payload, dict):
+        if type(payload) is not dict:
             raise ProtocolError(
                 f"the server sent a frame that is not a JSON object: {type(payload).__name__}"
             )
-        event = ServerEvent._deserialize(payload, [])  # the SDK's own parsing, as in conn.recv()
-        rate = self.settings.output_bytes_per_s if payload.get("type") == protocol.AUDIO_DELTA else None
         self._last_server_ns = t_ns
         self._expect_since_ns = None
-        self._record(payload, "server", t_ns, audio_bytes_per_s=rate)
-        return event
+        rate = self._output_rates()[0] if payload.get("type") == _AUDIO_DELTA else None
+        self._log_row(
+            event_row(
+                payload,
+                direction="server",
+                seq=self._seq,
+                t_ns=t_ns,
+                wall_ns=self.clock.wall_ns(),
+                audio_bytes_per_s=rate,
+            )
+        )
+        return payload
+
+    def _output_rates(self) -> tuple[int, int]:
+        """Byte rate and sample rate of the assistant audio under the current settings (cached)."""
+        if self._rates_of is not self.settings:
+            self._rates_of = self.settings
+            self._output_bytes_per_s = self.settings.output_bytes_per_s
+            self._output_rate = self.settings.output_sample_rate
+        return self._output_bytes_per_s, self._output_rate
 
     async def _read_loop(self) -> None:
         try:
@@ -452,8 +486,8 @@ class Session:
             )
         finally:
             self._arrived.set()
-            for queue in self._subscribers:
-                queue.put_nowait(None)
+            for inbox in self._subscribers:
+                inbox.put(None)
 
     def _stalled(self, now_ns: int) -> bool:
         if self.stall_timeout_s is None or (self._active_response is None and self._expect_since_ns is None):
@@ -462,40 +496,57 @@ class Session:
         return now_ns - since > self.stall_timeout_s * 1e9
 
     async def _read_until_lost(self) -> ConnectionLoss:
-        """Read, react to and deliver server events until the connection is lost; say how it was lost."""
+        """Read, react to and deliver server events until the connection is lost; say how it was lost.
+
+        Each receive is awaited right here, in the reader task (no task or timer per event); a watchdog
+        timer checks for a stall a few times per ``stall_timeout_s`` and cancels the waiting receive.
+        """
         from azure.ai.voicelive.aio import ConnectionClosed
         from azure.ai.voicelive.aio import ConnectionError as SdkConnectionError
 
-        poll_s = None if self.stall_timeout_s is None else max(0.02, min(0.5, self.stall_timeout_s / 4))
-        while True:
-            recv = asyncio.ensure_future(self._recv_logged())
-            try:
-                while not recv.done():
-                    await asyncio.wait({recv}, timeout=poll_s)
-                    if not recv.done() and self._stalled(self.clock.monotonic_ns()):
-                        return ConnectionLoss.stall(self)
-                event = recv.result()
-            except ConnectionClosed as exc:
-                return ConnectionLoss.closed(self, exc.code, exc.reason)
-            except (SdkConnectionError, ConnectionError, asyncio.TimeoutError) as exc:
-                return ConnectionLoss.closed(self, None, str(exc))
-            except ProtocolError as exc:
-                return ConnectionLoss("protocol_error", f"the server broke the Voice Live protocol ({exc})")
-            finally:
-                if not recv.done():
-                    recv.cancel()
-                    await asyncio.gather(recv, return_exceptions=True)
-            try:
-                await self._react(event)
-            except ConnectionFailed:
-                pass  # a barge-in send hit the dead socket: the next receive says how it ended
-            self._deliver(event)
+        reader = asyncio.current_task()
+        assert reader is not None
+        watchdog = _StallWatchdog(self, reader) if self.stall_timeout_s is not None else None
+        recv = self._recv_logged
+        try:
+            while True:
+                self._receiving = True
+                try:
+                    payload = await recv()
+                except asyncio.CancelledError:
+                    if not self._stall_detected or self._closing:
+                        raise
+                    self._stall_detected = False
+                    uncancel = getattr(reader, "uncancel", None)  # Python ≥ 3.11
+                    if uncancel is not None and uncancel() > 0:
+                        raise  # also cancelled from outside
+                    return ConnectionLoss.stall(self)
+                except ConnectionClosed as exc:
+                    return ConnectionLoss.closed(self, exc.code, exc.reason)
+                except (SdkConnectionError, ConnectionError, asyncio.TimeoutError) as exc:
+                    return ConnectionLoss.closed(self, None, str(exc))
+                except ProtocolError as exc:
+                    return ConnectionLoss(
+                        "protocol_error", f"the server broke the Voice Live protocol ({exc})"
+                    )
+                finally:
+                    self._receiving = False
+                if self._react(payload):
+                    try:
+                        await self._barge_in()
+                    except ConnectionFailed:
+                        pass  # a barge-in send hit the dead socket: the next receive says how it ended
+                self._deliver(payload)
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
 
-    def _deliver(self, event: Any) -> None:
-        self._backlog.append(event)
+    def _deliver(self, item: Any) -> None:
+        """Hand a server event's JSON (or a :class:`LocalEvent`) to :meth:`wait_for` and the subscribers."""
+        self._backlog.append(item)
         self._arrived.set()
-        for queue in self._subscribers:
-            queue.put_nowait(event)
+        for inbox in self._subscribers:
+            inbox.put(item)
 
     async def _reconnect(self, lost: ConnectionLoss) -> bool:
         """Connect again under the :class:`Reconnect` policy; True when the session goes on."""
@@ -550,20 +601,26 @@ class Session:
         lost.what += f"; reconnecting failed {len(failures)} time(s), last: {failures[-1]}"
         return False
 
-    async def _react(self, event: Any) -> None:
-        """Keep the session's state and audio in step with one server event.
+    def _react(self, payload: dict[str, Any]) -> bool:
+        """Keep the session's state and audio in step with one server event; True when barge-in is due.
 
-        Reads the event's raw JSON (SDK models are mappings over it): attribute access on a model
-        deserializes the field again, which costs more than everything else done per event.
+        Reads the event's raw JSON: attribute access on an SDK model deserializes the field again, and
+        the model itself is only built when a reader asks for the event.
         """
-        get = event.get
+        get = payload.get
         kind = get("type")
-        if kind == protocol.AUDIO_DELTA:
-            pcm = base64.b64decode(get("delta") or "")
+        if kind == _AUDIO_DELTA:
             item_id = get("item_id")
-            self.audio_output.push(item_id, pcm, self.settings.output_sample_rate)
-            if self._recorder is not None:
-                self._recorder.output(item_id, pcm, self.records[-1].t_ns)
+            rate = self._output_rates()[1]
+            # An output that only keeps time (SimulatedPlayback) takes byte counts: no base64 decoding.
+            push_size = getattr(self.audio_output, "push_size", None)
+            if push_size is not None and self._recorder is None:
+                push_size(item_id, audio_size(get("delta")) or 0, rate)
+            else:
+                pcm = base64.b64decode(get("delta") or "")
+                self.audio_output.push(item_id, pcm, rate)
+                if self._recorder is not None:
+                    self._recorder.output(item_id, pcm, self._last_server_ns)
         elif kind == protocol.RESPONSE_CREATED:
             self._active_response = (get("response") or {}).get("id")
         elif kind == protocol.RESPONSE_DONE:
@@ -573,13 +630,14 @@ class Session:
             if self._recorder is not None:
                 self._recorder.truncate(get("item_id"), float(get("audio_end_ms") or 0))
         elif kind == protocol.SESSION_UPDATED:
-            self.server_session = get("session")
-        elif kind == protocol.SPEECH_STARTED and self.barge_in is not BargeIn.OFF:
-            await self._barge_in()
+            self.server_session = _server_event(payload).get("session")
+        elif kind == protocol.SPEECH_STARTED:
+            return self.barge_in is not BargeIn.OFF
         elif kind == "error":
             error = get("error") or {}
             level = logging.WARNING if error.get("type") == "server_error" else logging.INFO
             log.log(level, "server error event: %s: %s", error.get("code"), error.get("message"))
+        return False
 
     async def _barge_in(self) -> None:
         item_id = self.audio_output.current_item_id
@@ -601,39 +659,41 @@ class Session:
 
     async def events(self) -> AsyncIterator[Any]:
         """Server events (SDK models) from now on, until the session closes."""
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        self._subscribers.append(queue)
+        inbox = _Inbox()
+        items = inbox.items
+        self._subscribers.append(inbox)
         try:
             while True:
-                event = await queue.get()
-                if event is None:
+                if not items:
+                    await inbox.wait()
+                item = items.popleft()
+                if item is None:
                     return
-                yield event
+                yield _server_event(item)
         finally:
-            self._subscribers.remove(queue)
+            self._subscribers.remove(inbox)
 
     async def wait_for(self, match: EventMatch, *, timeout_s: float = 60.0, count: int = 1) -> list[Any]:
         """Read server events until ``count`` of them match (a type name or a predicate).
 
         Reading is a cursor over the session's events: each call continues where the previous one
         stopped, so ``await s.append_audio(...)`` then ``await s.wait_for("response.done")`` never misses
-        an event that arrived in between. Returns the events read, the matching one last.
+        an event that arrived in between. Returns the events read (SDK models), the matching one last.
 
         Raises:
             TimeoutError: Not in time; the message lists the types that did arrive.
             ConnectionFailed: The connection was lost first (and not re-established); the message says
                 how and what to do.
         """
-        test = (lambda e: e.type == match) if isinstance(match, str) else match
         seen: list[Any] = []
         hits = 0
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
             while self._backlog:
-                event = self._backlog.popleft()
+                event = _server_event(self._backlog.popleft())
                 seen.append(event)
-                hits += bool(test(event))
+                hits += bool(event.get("type") == match if isinstance(match, str) else match(event))
                 if hits >= count:
                     return seen
             if self._reader is None or self._reader.done():
@@ -642,7 +702,7 @@ class Session:
             try:
                 await asyncio.wait_for(self._arrived.wait(), max(0.0, deadline - loop.time()))
             except asyncio.TimeoutError:
-                got = sorted({e.type for e in seen})
+                got = sorted({e.get("type") for e in seen})
                 raise TimeoutError(f"no {match!r} within {timeout_s} s (received: {got})") from None
 
     # --- sending ----------------------------------------------------------------------------------------------
@@ -690,6 +750,7 @@ class Session:
             raise self._ended_error(f"sending {event.get('type')!r}") from None
         if event.get("type") in _REPLY_EXPECTED and self._expect_since_ns is None:
             self._expect_since_ns = t_ns
+        self._last_sent_ns = t_ns
         self._record(event, "client", t_ns, **record_extra)
 
     async def _wait_reader_noticed(self, timeout_s: float = 2.0) -> None:
@@ -723,7 +784,7 @@ class Session:
         event = {"type": protocol.CLIENT_APPEND, "audio": base64.b64encode(pcm).decode("ascii")}
         await self.send(event, audio_bytes_per_s=rate, input_offset_ms=offset)
         if self._recorder is not None:
-            t_ns = self.records[-1].t_ns
+            t_ns = self._last_sent_ns  # the stamp of this append's record
             self._recorder.input(pcm, t_ns)
             if t_ns - self._recorder_flushed_ns > 1_000_000_000:  # input.wav on disk at least once a second
                 self._recorder.flush()
@@ -802,6 +863,77 @@ class Session:
                     {"type": "vlab.input_overflow", "overflows": total}, "local", self.clock.monotonic_ns()
                 )
                 seen = total
+
+
+class _Inbox:
+    """The events delivered to one :meth:`Session.events` reader, and the reader's wake-up.
+
+    Lighter than an :class:`asyncio.Queue`, which counts unfinished tasks and keeps a list of getters.
+    """
+
+    __slots__ = ("items", "_waiter")
+
+    def __init__(self) -> None:
+        self.items: deque[Any] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, item: Any) -> None:
+        """Add an event (``None``: the session ended) and wake the reader."""
+        self.items.append(item)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Return once there is an item."""
+        while not self.items:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            await waiter
+
+
+def _server_event(item: Any) -> Any:
+    """The SDK model of a server event's JSON, as ``conn.recv()`` builds it; anything else as it is."""
+    if type(item) is not dict:
+        return item  # a LocalEvent
+    return _sdk_server_event()._deserialize(item, [])
+
+
+@functools.cache
+def _sdk_server_event() -> Any:
+    """The SDK's ``ServerEvent`` model (imported on first use: ``import vlab`` stays light)."""
+    from azure.ai.voicelive.models import ServerEvent
+
+    return ServerEvent
+
+
+class _StallWatchdog:
+    """Checks a session's reader for a stall a few times per ``stall_timeout_s``, not once per event.
+
+    When the server has been quiet too long while the reader waits for an event, it flags the stall and
+    cancels the reader's receive; the reader turns that cancellation into a ``stalled`` loss.
+    """
+
+    def __init__(self, session: Session, reader: asyncio.Task[Any]) -> None:
+        assert session.stall_timeout_s is not None
+        self._session = session
+        self._reader = reader
+        self._loop = asyncio.get_running_loop()
+        self._period_s = max(0.02, min(0.5, session.stall_timeout_s / 4))
+        self._handle = self._loop.call_later(self._period_s, self._check)
+
+    def _check(self) -> None:
+        s = self._session
+        if s._receiving and s._stalled(s.clock.monotonic_ns()):
+            s._stall_detected = True
+            self._reader.cancel()
+        else:
+            self._handle = self._loop.call_later(self._period_s, self._check)
+
+    def cancel(self) -> None:
+        """Stop watching."""
+        self._handle.cancel()
 
 
 def _replace(target: Target, **changes: Any) -> Target:

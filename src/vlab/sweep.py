@@ -217,8 +217,12 @@ def load_config(
     if folder is not None and not Path(folder).is_absolute():
         folder = base / folder
     include = prompts_cfg.get("include")
-    if include is not None and (not isinstance(include, list) or not all(isinstance(i, str) for i in include)):
-        raise ConfigError(f'[prompts] include must be a list of prompt ids or categories, e.g. ["pause"], got {include!r}')
+    if include is not None and (
+        not isinstance(include, list) or not all(isinstance(i, str) for i in include)
+    ):
+        raise ConfigError(
+            f'[prompts] include must be a list of prompt ids or categories, e.g. ["pause"], got {include!r}'
+        )
     try:
         prompt_set = load_prompt_set(folder)
     except ConfigError:
@@ -332,7 +336,11 @@ async def _wait_idle(session: Any, timeout_s: float, settle_s: float) -> None:
 
 
 async def _run_cell(
-    cfg: SweepConfig, cell_dir: Path, settings: SessionSettings, prompt: LabelledPrompt, session_options: Mapping[str, Any]
+    cfg: SweepConfig,
+    cell_dir: Path,
+    settings: SessionSettings,
+    prompt: LabelledPrompt,
+    session_options: Mapping[str, Any],
 ) -> dict[str, Any]:
     from vlab.audio.pcm import silence
     from vlab.session import Session
@@ -365,7 +373,11 @@ def _analyse_cell(cell_dir: Path, prompt: LabelledPrompt, connect_ns: int | None
     turns = turn_latency(events, end_of_turn_ms=prompt.end_of_turn_ms)
     turns["reply_leading_silence_ms"] = [_reply_silence(cell_dir, item) for item in turns["reply_item_id"]]
     det = detections_from_events(events)
-    dead = {float(a): float(d) for a, d in zip(turns["audio_end_ms"], turns["dead_air_ms"], strict=False) if math.isfinite(a)}
+    dead = {
+        float(a): float(d)
+        for a, d in zip(turns["audio_end_ms"], turns["dead_air_ms"], strict=False)
+        if math.isfinite(a)
+    }
     score = score_prompt(prompt, det, dead_air_ms=dead)
     sess = session_latency(events, connect_ns=connect_ns)
     return {"turns": turns, "vad": det, "score": score, "session": sess}
@@ -462,7 +474,9 @@ async def run_sweep_async(
                 meta.update(status="ok", target=info["target"], connect_ns=info["connect_ns"])
                 results.append(CellResult(name, "ok", time.perf_counter() - t))
             except Exception as exc:  # a failed cell is recorded and the sweep goes on
-                meta.update(status="error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+                meta.update(
+                    status="error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()
+                )
                 results.append(CellResult(name, "error", time.perf_counter() - t, meta["error"]))
             meta["duration_s"] = round(time.perf_counter() - t, 3)
             _write_atomic(marker, json.dumps(meta, indent=2) + "\n")
@@ -546,9 +560,15 @@ def aggregate(out_dir: Path, cfg: SweepConfig) -> None:
                 else:
                     frame[col] = pd.to_numeric(frame[col], errors="coerce")
         _parquet_atomic(frame, out_dir / f"{name}.parquet")
-    points = operating_points(frames["scores"], by="setting", baseline=cfg.baseline) if scores else pd.DataFrame()
+    points = (
+        operating_points(frames["scores"], by="setting", baseline=cfg.baseline) if scores else pd.DataFrame()
+    )
     if not points.empty:
-        first = frames["scores"].groupby("setting")[["threshold", "prefix_padding_ms", "silence_duration_ms"]].first()
+        first = (
+            frames["scores"]
+            .groupby("setting")[["threshold", "prefix_padding_ms", "silence_duration_ms"]]
+            .first()
+        )
         points = points.merge(first, left_on="setting", right_index=True, how="left")
     _parquet_atomic(points, out_dir / "points.parquet")
 

@@ -45,7 +45,12 @@ def test_cli_report_and_compare(sweep_dir, tmp_path, capsys):
     assert main(["report", str(sweep_dir)]) == 0
     assert "report.html" in capsys.readouterr().out
     b = tmp_path / "b"
-    run_sweep({**CFG, "grid": {"silence_duration_ms": [300, 1200]}}, b, progress=False, session_options={"dotenv_path": False})
+    run_sweep(
+        {**CFG, "grid": {"silence_duration_ms": [300, 1200]}},
+        b,
+        progress=False,
+        session_options={"dotenv_path": False},
+    )
     table = compare_sweeps(sweep_dir, b)
     assert set(table["setting"]) == {"thr=0.5 pad=300 sil=300", "thr=0.5 pad=300 sil=500"}
     assert {"false_cutoff_rate", "dead_air_ms p50"} <= set(table["measure"])

@@ -14,7 +14,7 @@ import vlab
 from vlab import BargeIn, ServerVad, Session, SessionSettings
 from vlab.emulator import preset
 from vlab.errors import ConnectionFailed, VlabWarning
-from vlab.log import EVENT_COLUMNS
+from vlab.log import EVENT_COLUMNS, EventLog, to_frame
 from vlab.testing import StaticTokenCredential, fast_emulator
 
 CANARY = "CANARY-KEY-0123456789-do-not-leak"
@@ -61,6 +61,32 @@ async def test_frame_has_the_documented_columns_and_dtypes(prompt):
     deltas = df[df["type"] == "response.audio.delta"]
     assert (deltas["audio_ms"] > 0).all() and deltas["payload"].str.len().max() < 400  # no base64 inline
     assert df.loc[df["type"] == "response.audio_transcript.done", "text"].iloc[0].startswith("I heard")
+
+
+async def test_events_yields_sdk_models_as_logged_and_the_log_is_columnar(prompt):
+    from azure.ai.voicelive.models import ServerEvent
+
+    async with fast_emulator() as emu:
+        async with Session(endpoint=emu.endpoint, api_key=emu.api_key, dotenv_path=False) as s:
+            events = s.events()
+            await s.send_text("hello there")
+            got = []
+            async for event in events:
+                got.append(event)
+                if event.type == "response.done":
+                    break
+            await events.aclose()
+            df = s.frame()
+            done = await s.wait_for("response.done")  # the cursor of wait_for is independent of events()
+    assert isinstance(done[-1], ServerEvent) and done[-1].response.id == got[-1].response.id
+    assert all(isinstance(e, ServerEvent) and e.event_id for e in got)
+    deltas = [e for e in got if e.type == "response.audio.delta"]
+    assert deltas and all(isinstance(e.delta, bytes) for e in deltas)
+    assert isinstance(s.records, EventLog)
+    logged = {r.event_id: r for r in s.records if r.direction == "server"}
+    assert [logged[e.event_id].type for e in got] == [e.type for e in got]
+    assert [logged[e.event_id].audio_bytes for e in deltas] == [len(e.delta) for e in deltas]
+    pd.testing.assert_frame_equal(df, to_frame(list(s.records)[: len(df)]))
 
 
 async def test_run_folder_holds_jsonl_parquet_and_session_json(tmp_path, prompt):

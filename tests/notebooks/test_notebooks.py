@@ -20,7 +20,9 @@ def test_notebooks_are_committed_without_outputs():
         nb = nbformat.read(path, as_version=4)
         for cell in nb.cells:
             if cell.cell_type == "code":
-                assert cell.outputs == [] and cell.execution_count is None, f"{path.name} has outputs; strip them"
+                assert cell.outputs == [] and cell.execution_count is None, (
+                    f"{path.name} has outputs; strip them"
+                )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -33,7 +35,9 @@ def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
     nb = nbformat.read(path, as_version=4)
     # run in a copy of notebooks/ next to the repository's data/ (the notebooks find data/prompts upwards)
     os.symlink(path.parents[1] / "data", tmp_path / "data")
-    client = NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(work)}})
+    client = NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(work)}}
+    )
     client.execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert errors == []

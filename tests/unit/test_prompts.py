@@ -12,7 +12,19 @@ from vlab.errors import ConfigError
 from vlab.prompts import load_prompt_set, select_prompts
 from vlab.prompts_gen import _specs, build_prompt
 
-REQUIRED = {"short", "long", "pause", "filler", "dictation", "quiet", "noisy", "noise_only", "multi_turn", "low_rate", "interruption"}
+REQUIRED = {
+    "short",
+    "long",
+    "pause",
+    "filler",
+    "dictation",
+    "quiet",
+    "noisy",
+    "noise_only",
+    "multi_turn",
+    "low_rate",
+    "interruption",
+}
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +48,9 @@ def test_labels_are_ordered_inside_the_file_and_holds_sit_between_segments(promp
         ons = {a for a, _ in segs}
         assert all(h0 in offs and h1 in ons for h0, h1 in p.hold_spans), p.id
         assert all(e in offs for e in p.end_of_turn_ms), p.id
-        assert p.expected_turns == (0 if p.category == "noise_only" else 2 if p.category in ("multi_turn", "interruption") else 1)
+        assert p.expected_turns == (
+            0 if p.category == "noise_only" else 2 if p.category in ("multi_turn", "interruption") else 1
+        )
 
 
 def test_labels_match_the_audio_of_clean_prompts(prompts):
@@ -75,7 +89,7 @@ def test_generator_rebuilds_the_same_structure_with_exact_pauses():
     assert len(built["speech_segments"]) == len(stored["speech_segments"]) == 2
     for new, old in zip(built["speech_segments"], stored["speech_segments"], strict=False):
         assert new == pytest.approx(old, abs=30)
-    (h0, h1), = built["hold_spans"]
+    ((h0, h1),) = built["hold_spans"]
     assert h1 - h0 == pytest.approx(600, abs=0.07)
 
 

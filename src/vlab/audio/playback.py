@@ -3,6 +3,8 @@
 A speaker (``vlab.audio.devices``) and :class:`SimulatedPlayback` both implement :class:`AudioOutput`:
 ``push`` queues assistant audio for an item, ``clear`` stops at once and returns the milliseconds of
 the current item actually heard, so the session can truncate the item where the listener stopped.
+An output that only keeps time may also offer ``push_size(item_id, n_bytes, sample_rate)``: the
+session then hands it byte counts instead of decoding every audio delta.
 """
 
 from __future__ import annotations
@@ -55,13 +57,17 @@ class SimulatedPlayback:
 
     def push(self, item_id: str, pcm16: bytes, sample_rate: int) -> None:
         """Account for more audio of ``item_id`` (a new item restarts the playhead)."""
+        self.push_size(item_id, len(pcm16), sample_rate)
+
+    def push_size(self, item_id: str, n_bytes: int, sample_rate: int) -> None:
+        """Like :meth:`push`, given only the audio's size in bytes (the session then skips decoding it)."""
         if item_id != self._item_id:
             self._item_id = item_id
             self._start_ns = self._clock.monotonic_ns()
             self._queued_ms = 0.0
             self._stopped = False
         if not self._stopped:
-            self._queued_ms += len(pcm16) / (2 * sample_rate) * 1000.0
+            self._queued_ms += n_bytes / (2 * sample_rate) * 1000.0
 
     def played_ms(self) -> float:
         """Milliseconds of the current item heard so far."""

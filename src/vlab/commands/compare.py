@@ -24,7 +24,9 @@ def run(args: argparse.Namespace) -> int:
     if table.empty:
         print("no setting appears in both sweeps")
         return 1
-    with pd.option_context("display.width", 200, "display.max_rows", 500, "display.float_format", "{:.3g}".format):
+    with pd.option_context(
+        "display.width", 200, "display.max_rows", 500, "display.float_format", "{:.3g}".format
+    ):
         print(table[["setting", "measure", "a", "b", "delta", "verdict"]].to_string(index=False))
     if args.csv:
         table.to_csv(args.csv, index=False)

@@ -9,7 +9,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     """Register the subcommand."""
     p = sub.add_parser("report", help="write report.html (+ PNGs) for a sweep folder")
     p.add_argument("sweep_dir", help="a folder written by `vlab sweep`")
-    p.add_argument("--timelines", type=int, default=3, help="VAD timelines for this many prompts (default: 3)")
+    p.add_argument(
+        "--timelines", type=int, default=3, help="VAD timelines for this many prompts (default: 3)"
+    )
     p.set_defaults(func=run)
 
 

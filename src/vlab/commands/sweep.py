@@ -10,7 +10,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     """Register the subcommand."""
     p = sub.add_parser("sweep", help="run a turn-detection settings sweep over labelled prompts")
     p.add_argument("config", help="sweep config (TOML; see examples/vad_sweep.toml)")
-    p.add_argument("--out", required=True, metavar="SWEEP_DIR", help="sweep folder (finished cells are skipped)")
+    p.add_argument(
+        "--out", required=True, metavar="SWEEP_DIR", help="sweep folder (finished cells are skipped)"
+    )
     p.add_argument("--no-resume", action="store_true", help="run every cell again")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--report", action="store_true", help="also write report.html when done")
@@ -22,10 +24,14 @@ def run(args: argparse.Namespace) -> int:
     from vlab.sweep import load_config, run_sweep
 
     cfg = load_config(args.config)  # bad configs fail here, before anything runs
-    print(f"{cfg.n_cells} cells: {len(cfg.settings)} settings × {len(cfg.prompts)} prompts × {cfg.repeats} repeats")
+    print(
+        f"{cfg.n_cells} cells: {len(cfg.settings)} settings × {len(cfg.prompts)} prompts × {cfg.repeats} repeats"
+    )
     result = run_sweep(cfg, args.out, resume=not args.no_resume, progress=not args.no_progress)
     counts = {s: sum(1 for c in result.cells if c.status == s) for s in ("ok", "skipped", "error")}
-    print(f"sweep folder: {result.out}  ({counts['ok']} run, {counts['skipped']} skipped, {counts['error']} failed; {result.wall_s:.1f} s)")
+    print(
+        f"sweep folder: {result.out}  ({counts['ok']} run, {counts['skipped']} skipped, {counts['error']} failed; {result.wall_s:.1f} s)"
+    )
     for c in result.cells:
         if c.status == "error":
             print(f"vlab: cell failed: {c.cell}: {c.error}", file=sys.stderr)

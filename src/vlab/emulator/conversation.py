@@ -42,6 +42,7 @@ from vlab.emulator.faults import METADATA_KEY, Fault, FaultPlan
 from vlab.emulator.latency import LatencySampler
 from vlab.emulator.responder import Reply, reply_for
 from vlab.emulator.response import CancelReason, ResponseRun
+from vlab.emulator.vad_pipeline import VadPipeline
 from vlab.emulator.wire import Ids, WireError, dumps, parse_client_frame, require
 
 if TYPE_CHECKING:
@@ -122,9 +123,10 @@ class Connection:
         self._pending_start_ms = 0.0
         self._speech_item_id: str | None = None
         self._speech_start_ms = 0.0
-        self._vad: StreamingVad | None = None
+        self._vad: VadPipeline | None = None
         self._vad_rate = 0
         self._vad_offset_ms = 0.0
+        self._decided_ms = 0.0  # input-audio ms up to which the VAD has decided
         self._hold: _Hold | None = None
         self._hold_transcripts: dict[str, Transcript] = {}
         self._last_stop_ms = 0
@@ -265,6 +267,8 @@ class Connection:
                     break
         finally:
             self.closed = True
+            if self._vad is not None:
+                self._vad.close()
             if self.response is not None:
                 self.response.cancel("client_cancelled")
             worker.cancel()
@@ -285,6 +289,8 @@ class Connection:
                     "type",
                     event_id,
                 )
+            if self._vad is not None and handler is not Connection._append:
+                await self._vad.settle()  # every event sees the VAD's decisions on the audio before it
             await handler(self, event)
         except WireError as err:
             if err.event_id is None:
@@ -338,6 +344,8 @@ class Connection:
     def _configure_vad(self) -> None:
         td = self.session["turn_detection"]
         if td is None:
+            if self._vad is not None:
+                self._vad.close()
             self._vad = None
             return
         params = VadParams(
@@ -350,11 +358,14 @@ class Connection:
             ),
         )
         if self._vad is not None and self._vad_rate == self.input_rate:
-            self._vad.update_params(params)
+            self._vad.vad.update_params(params)
             return
-        self._vad = StreamingVad(params, self.input_rate, model=self.config.vad_model_factory())
+        if self._vad is not None:
+            self._vad.close()
+        vad = StreamingVad(params, self.input_rate, model=self.config.vad_model_factory())
+        self._vad = VadPipeline(vad, self._on_vad_decided)
         self._vad_rate = self.input_rate
-        self._vad_offset_ms = self.input_ms
+        self._vad_offset_ms = self._decided_ms = self.input_ms
 
     def _decode_audio(self, b64: str, event_id: str | None) -> bytes:
         try:
@@ -393,9 +404,13 @@ class Connection:
             self._odd_byte = b""
         self._input_bytes += len(pcm)
         self._pending += pcm
-        if self._vad is None:
-            return
-        for vad_event in self._vad.feed(pcm):
+        if self._vad is not None:
+            self._vad.feed(pcm)  # decided now, or once the model has run (_on_vad_decided)
+
+    def _on_vad_decided(self, events: list[VadEvent], position_ms: float) -> None:
+        """The VAD has decided the audio up to ``position_ms`` (its own timeline) and found ``events``."""
+        self._decided_ms = self._vad_offset_ms + position_ms
+        for vad_event in events:
             self._on_vad(vad_event)
         self._resolve_hold()
         if self._speech_item_id is None:
@@ -407,7 +422,7 @@ class Connection:
             float(self.session["turn_detection"]["prefix_padding_ms"]) + 1000.0
             if self.session["turn_detection"]
             else 0
-        )
+        ) + (self.input_ms - self._decided_ms)  # and the audio the VAD has not decided yet
         excess = len(self._pending) - int(keep_ms / 1000.0 * self.input_rate) * 2
         if excess > 0:
             del self._pending[:excess]
@@ -480,7 +495,7 @@ class Connection:
         self._resolve_hold()
         if self._hold is hold and not math.isinf(self.config.speed):
             # No more audio may come: end the turn when the timeout passes in (scaled) wall time.
-            wait_s = max(hold.deadline_ms - self.input_ms, 0.0) / 1000.0 / self.config.speed + 0.1
+            wait_s = max(hold.deadline_ms - self._decided_ms, 0.0) / 1000.0 / self.config.speed + 0.1
             await asyncio.sleep(wait_s)
             if self._hold is hold:
                 self._end_hold(hold)
@@ -506,7 +521,7 @@ class Connection:
                 return
             self._end_hold(hold)
             return
-        if self.input_ms >= hold.deadline_ms:
+        if self._decided_ms >= hold.deadline_ms:
             self._end_hold(hold)
 
     def _end_hold(self, hold: _Hold) -> None:
@@ -738,6 +753,8 @@ class Connection:
         )
         if self.input_rate != old_rate:
             self._input_ms_base, self._input_bytes = self.input_ms, 0
+            if self._vad is not None:
+                self._vad.close()
             self._vad = None
         if self.session["turn_detection"] != old_td or self._vad is None:
             self._configure_vad()
@@ -762,7 +779,7 @@ class Connection:
         self._hold = None
         if self._vad is not None:
             self._vad.reset()
-            self._vad_offset_ms = self.input_ms
+            self._vad_offset_ms = self._decided_ms = self.input_ms
         await self._commit_user_audio(item_id, audio)
 
     async def _clear(self, event: dict[str, Any]) -> None:
@@ -772,7 +789,7 @@ class Connection:
         self._hold = None
         if self._vad is not None:
             self._vad.reset()
-            self._vad_offset_ms = self.input_ms
+            self._vad_offset_ms = self._decided_ms = self.input_ms
         await self.send({"type": "input_audio_buffer.cleared"})
 
     async def _item_create(self, event: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from vlab import protocol
+from vlab.audio.silero_worker import SileroWorker
 from vlab.audio.vad import SileroModel, SpeechModel
 from vlab.emulator.asr import Recognizer, default_recognizer
 from vlab.emulator.conversation import Connection
@@ -245,6 +246,8 @@ class Emulator:
                 )
                 log.warning("%s", message)
                 warnings.warn(message, EmulatorExposedWarning, stacklevel=2)
+        if self.config.vad_model_factory is SileroModel:
+            SileroWorker.shared().start()  # loads the model in its own process while we bind
         self._app = make_app(self.config)
         self._runner = web.AppRunner(self._app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()

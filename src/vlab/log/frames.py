@@ -34,6 +34,7 @@ import pandas as pd
 import pyarrow as pa
 
 from vlab.errors import ConfigError, VlabWarning
+from vlab.log.eventlog import EventLog
 from vlab.log.records import RECORD_FIELDS, EventRecord
 
 EVENT_COLUMNS: tuple[str, ...] = (
@@ -165,11 +166,15 @@ def to_frame(records: Iterable[EventRecord]) -> pd.DataFrame:
     """Build an event frame from records, column by column.
 
     Args:
-        records: Records in log order (any iterable; it is consumed once).
+        records: Records in log order (any iterable; it is consumed once). An
+            :class:`~vlab.log.EventLog` is read from its columns, without touching record objects.
 
     Returns:
         A frame with :data:`EVENT_COLUMNS` and the dtypes described in this module's docstring.
     """
+    if isinstance(records, EventLog):
+        n = len(records)
+        return _frame_from_columns(records.columns(), n) if n else empty_frame()
     if not isinstance(records, Sequence):
         records = list(records)
     if not records:
@@ -305,7 +310,8 @@ def write_parquet(
     """Write an event log to Parquet atomically (temporary file, then :func:`os.replace`).
 
     Args:
-        frame_or_records: An event frame (as from :func:`to_frame`) or the records themselves.
+        frame_or_records: An event frame (as from :func:`to_frame`) or the records themselves (an
+            :class:`~vlab.log.EventLog` is written from its columns).
         path: The ``.parquet`` file; its folder must exist. Readers never see a half-written file.
     """
     import pyarrow.parquet as pq

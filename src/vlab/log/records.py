@@ -4,13 +4,14 @@
 :class:`EventRecord`: the ids, audio sizes and text are pulled out into typed fields, and the rest of
 the event is kept as compact JSON in :attr:`EventRecord.payload`, with base64 audio removed. It runs
 once per event on the session's hot path, so it only reads the few keys it needs and shallow-copies
-the event only when an audio field must be dropped.
+the event only when an audio field must be dropped. :func:`event_row` gives the same values as a
+tuple, for the columnar :class:`~vlab.log.EventLog`, which builds record objects only on demand.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -108,7 +109,18 @@ def _default(obj: Any) -> Any:
 _ENCODER = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), default=_default, check_circular=False, allow_nan=True
 )
-_encode = _ENCODER.encode
+try:
+    # JSONEncoder.encode builds this C encoder anew for every call (≈ 0.6 µs of a record's ≈ 4 µs);
+    # built once with the same settings, it gives the same text.
+    _c_iterencode = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+        None, _default, json.encoder.encode_basestring, None, ":", ",", False, False, True
+    )
+
+    def _encode(obj: Any) -> str:
+        return "".join(_c_iterencode(obj, 0))
+
+except (AttributeError, TypeError):  # no C accelerator (or another signature): the plain encoder
+    _encode = _ENCODER.encode
 
 _AUDIO_FIELD = {protocol.CLIENT_APPEND: "audio", protocol.AUDIO_DELTA: "delta"}
 _AUDIO_CARRYING = protocol.AUDIO_CARRYING_EVENTS
@@ -284,6 +296,42 @@ def record_from_event(
     Returns:
         The record. The event itself is never modified.
     """
+    return _build(
+        *event_row(
+            event,
+            direction=direction,
+            seq=seq,
+            t_ns=t_ns,
+            wall_ns=wall_ns,
+            audio_bytes_per_s=audio_bytes_per_s,
+            input_offset_ms=input_offset_ms,
+        )
+    )
+
+
+def record_from_row(row: Sequence[Any]) -> EventRecord:
+    """The :class:`EventRecord` of a row from :func:`event_row` (no checks; faster than the constructor)."""
+    return _build(*row)
+
+
+def event_row(
+    event: Mapping[str, Any],
+    *,
+    direction: Direction,
+    seq: int,
+    t_ns: int,
+    wall_ns: int,
+    audio_bytes_per_s: int | None = None,
+    input_offset_ms: float | None = None,
+) -> tuple[Any, ...]:
+    """The field values of :func:`record_from_event`'s record, in :data:`RECORD_FIELDS` order.
+
+    Takes the same arguments as :func:`record_from_event`, for callers that store the values column
+    by column (:class:`~vlab.log.EventLog`) and build a record object only when one is asked for.
+
+    Returns:
+        The 19 values (:func:`record_from_row` turns them into the record). The event is not modified.
+    """
     if not isinstance(event, dict):
         as_dict = getattr(event, "as_dict", None)
         event = as_dict() if callable(as_dict) else dict(event)
@@ -367,7 +415,7 @@ def record_from_event(
     if call_id is not None and type(call_id) is not str:
         call_id = _as_str(call_id)
 
-    return _build(
+    return (
         seq,
         t_ns,
         wall_ns,

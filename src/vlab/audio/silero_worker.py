@@ -1,0 +1,358 @@
+"""Silero VAD in a worker process, for many audio streams at once, beside a busy event loop.
+
+:class:`SileroWorker` (one per Python process, :meth:`SileroWorker.shared`) starts
+``python -m vlab.audio.silero_worker`` and sends it the PCM16 audio of many streams (the emulator's
+connections). The worker resamples and cuts each stream exactly as :meth:`StreamingVad.prepare
+<vlab.audio.vad.StreamingVad.prepare>` does, runs the frames through :mod:`vlab.audio.silero`, batched
+across streams, and answers each request with the probabilities of the frames it completed; the answers
+resolve asyncio futures on the caller's loop. A process rather than a thread: a model step is short
+(about 0.1 ms) and a thread has to win the GIL back from the busy event loop after every step, which on
+these machines made the model run 2-3× slower than alone; resampling there too keeps the loop free for
+the network.
+
+Wire format (little-endian), requests::
+
+    op u8 | stream u32 | input rate u32 | model rate u32 | floor f32 | n u32 | n bytes of PCM16
+
+``op`` is :data:`AUDIO` (more audio of the stream, created on first use), :data:`RESET` (start the
+stream over) or :data:`CLOSE` (forget it). ``floor`` is the frame energy below which a probability is
+reported as 0 (negative: no floor), as :meth:`SileroModel.gate <vlab.audio.vad.SileroModel.gate>`.
+Every :data:`AUDIO` request is answered, in order, with::
+
+    stream u32 | frames u32 | frames × float32 probability
+
+All requests that arrived while the model was busy run as one batch (one model call per step across
+streams), so the batch grows with the load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import logging
+import os
+import struct
+import subprocess
+import sys
+import threading
+import weakref
+from collections import deque
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from vlab.audio.silero import SileroStream
+    from vlab.audio.vad import SileroModel, StreamingVad
+
+log = logging.getLogger("vlab.audio")
+
+AUDIO, RESET, CLOSE = 0, 1, 2
+REQUEST = struct.Struct("<BIIIfI")
+RESULT = struct.Struct("<II")
+_READ = 1 << 20
+
+
+def encode_request(
+    op: int, stream: int, input_rate: int = 0, model_rate: int = 0, floor: float = -1.0, pcm16: bytes = b""
+) -> bytes:
+    """One request to the worker."""
+    return REQUEST.pack(op, stream, input_rate, model_rate, floor, len(pcm16)) + pcm16
+
+
+class _Stream:
+    """The worker's side of one stream: the cutter of :class:`StreamingVad` and the model state."""
+
+    __slots__ = ("cutter", "floor", "model")
+
+    def __init__(self, input_rate: int, model_rate: int, floor: float) -> None:
+        from vlab.audio.silero import SileroStream
+        from vlab.audio.vad import StreamingVad, VadParams
+
+        self.model: SileroStream = SileroStream(model_rate)
+        self.cutter: StreamingVad = StreamingVad(VadParams(), input_rate, model=_Shape(self.model))
+        self.floor = floor
+
+
+class _Shape:
+    """The frame shape of a :class:`SileroStream`, for a :class:`StreamingVad` that only cuts frames."""
+
+    def __init__(self, stream: SileroStream) -> None:
+        self.sample_rate = stream.sample_rate
+        self.frame_samples = stream.frame_samples
+
+    def probability(self, frame: np.ndarray) -> float:
+        raise NotImplementedError("this StreamingVad only cuts frames")
+
+    def reset(self) -> None:
+        """Nothing to forget."""
+
+
+def _run_batch(streams: dict[int, _Stream], batch: dict[int, list[np.ndarray]], out: list[bytes]) -> None:
+    """Run every stream's queued frame blocks (one model call per step across streams); answer each block."""
+    from vlab.audio.silero import step_streams
+
+    ids = list(batch)
+    frames = [batch[i][0] if len(batch[i]) == 1 else np.concatenate(batch[i]) for i in ids]
+    by_rate: dict[int, list[int]] = {}
+    for k, i in enumerate(ids):
+        by_rate.setdefault(streams[i].model.sample_rate, []).append(k)
+    probs: list[list[float]] = [[] for _ in ids]
+    for ks in by_rate.values():
+        active = [k for k in ks if len(frames[k])]
+        results = step_streams([streams[ids[k]].model for k in active], [frames[k] for k in active])
+        for k, p in zip(active, results, strict=True):
+            probs[k] = p
+    for k, i in enumerate(ids):
+        floor, start = streams[i].floor, 0
+        for block in batch[i]:
+            p = np.asarray(probs[k][start : start + len(block)], dtype=np.float32)
+            if floor >= 0 and len(block):
+                p[np.einsum("ij,ij->i", block, block) < floor] = 0.0
+            out.append(RESULT.pack(i, len(block)) + p.tobytes())
+            start += len(block)
+    batch.clear()
+
+
+def _cut(stream: _Stream, pieces: list[bytes], blocks: list[np.ndarray]) -> None:
+    """Cut a stream's audio requests in one pass: all the frames go to the last request's block."""
+    frames = stream.cutter.prepare(b"".join(pieces)).frames
+    blocks += [frames[:0]] * (len(pieces) - 1) + [frames]
+
+
+def serve(read_fd: int, write_fd: int) -> None:
+    """Answer requests from ``read_fd`` on ``write_fd`` until end of input.
+
+    A stream's consecutive audio requests in one read are cut in one pass; its frames are then answered
+    on the last of them (the earlier ones complete no frame), as if the audio had come in one append.
+    """
+    streams: dict[int, _Stream] = {}
+    buf = bytearray()
+    while chunk := os.read(read_fd, _READ):
+        buf += chunk
+        out: list[bytes] = []
+        audio: dict[int, list[bytes]] = {}  # stream → its audio in this read, not yet cut
+        batch: dict[int, list[np.ndarray]] = {}  # stream → its frame blocks (one per request), in order
+
+        pos = 0
+        while len(buf) - pos >= REQUEST.size:
+            op, stream, input_rate, model_rate, floor, n = REQUEST.unpack_from(buf, pos)
+            end = pos + REQUEST.size + n
+            if end > len(buf):
+                break
+            if op == AUDIO:
+                if stream not in streams:
+                    streams[stream] = _Stream(input_rate, model_rate, floor)
+                audio.setdefault(stream, []).append(bytes(buf[pos + REQUEST.size : end]))
+            else:
+                if stream in audio:
+                    _cut(streams[stream], audio.pop(stream), batch.setdefault(stream, []))
+                if stream in batch:
+                    _run_batch(streams, batch, out)  # this stream's earlier frames before its state changes
+                if op == RESET and stream in streams:
+                    old = streams[stream]
+                    streams[stream] = _Stream(old.cutter.input_rate, old.model.sample_rate, old.floor)
+                elif op == CLOSE:
+                    streams.pop(stream, None)
+            pos = end
+        del buf[:pos]
+        for stream, pieces in audio.items():
+            _cut(streams[stream], pieces, batch.setdefault(stream, []))
+        if batch:
+            _run_batch(streams, batch, out)
+        if out:
+            data = memoryview(b"".join(out))
+            while data:
+                data = data[os.write(write_fd, data) :]
+
+
+class SileroWorker:
+    """The parent side: a worker process running the :class:`~vlab.audio.vad.SileroModel` of many streams.
+
+    Each model's stream lives in the worker; :meth:`submit` its audio in order, :meth:`reset` and
+    :meth:`forget` it like the model itself. Safe to use from several event loops and threads. If the
+    worker dies, pending futures fail with :class:`RuntimeError` and the next request starts a new one.
+    """
+
+    _shared: SileroWorker | None = None
+    _shared_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()  # one writer at a time, and start/stop
+        self._futures: dict[int, deque[asyncio.Future[list[float]]]] = {}
+        self._ids: weakref.WeakKeyDictionary[SileroModel, int] = weakref.WeakKeyDictionary()
+        self._next_id = 1
+        self._outbox = bytearray()  # requests of this loop turn, written together at its end
+        self._flush_on: asyncio.AbstractEventLoop | None = None  # the loop a flush is scheduled on
+
+    @classmethod
+    def shared(cls) -> SileroWorker:
+        """The worker of this Python process (its process starts on first use)."""
+        with cls._shared_lock:
+            if cls._shared is None:
+                cls._shared = cls()
+                atexit.register(cls._shared.close)
+            return cls._shared
+
+    def start(self) -> None:
+        """Start the worker process now (it takes about 0.3 s to load the model), if not running."""
+        with self._lock:
+            self._start_locked()
+
+    def _start_locked(self) -> subprocess.Popen[bytes]:
+        proc = self._proc
+        if proc is not None:
+            return proc  # the reader thread clears it when the process exits
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vlab.audio.silero_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+            close_fds=True,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        with contextlib.suppress(OSError, AttributeError):  # Linux: room for ~1 s of audio per stream
+            import fcntl
+
+            fcntl.fcntl(proc.stdin.fileno(), 1031, 1 << 20)  # F_SETPIPE_SZ
+        self._proc = proc
+        threading.Thread(
+            target=self._read_results, args=(proc,), name="vlab-silero-results", daemon=True
+        ).start()
+        return proc
+
+    def submit(self, model: SileroModel, input_rate: int, pcm16: bytes) -> asyncio.Future[list[float]]:
+        """Probabilities of the frames that ``pcm16`` (the next audio of ``model``'s stream) completes.
+
+        The stream is cut as :meth:`StreamingVad.prepare <vlab.audio.vad.StreamingVad.prepare>` would
+        at ``input_rate``; the future resolves on this loop with one probability per completed frame.
+        """
+        future: asyncio.Future[list[float]] = asyncio.get_running_loop().create_future()
+        stream = self._ids.get(model)
+        if stream is None:
+            stream = self._ids[model] = self._next_id
+            self._next_id += 1
+        self._futures.setdefault(stream, deque()).append(future)  # before the request: no answer can race it
+        self._send(
+            encode_request(AUDIO, stream, input_rate, model.sample_rate, model.floor_energy, bytes(pcm16))
+        )
+        return future
+
+    def reset(self, model: SileroModel) -> None:
+        """Start ``model``'s stream over in the worker (after its earlier audio)."""
+        stream = self._ids.get(model)
+        if stream is not None:
+            self._send(encode_request(RESET, stream))
+
+    def forget(self, model: SileroModel) -> None:
+        """Drop ``model``'s state in the worker; answers still in flight are ignored."""
+        stream = self._ids.pop(model, None)
+        if stream is not None:
+            self._futures.pop(stream, None)
+            self._send(encode_request(CLOSE, stream))
+
+    def close(self) -> None:
+        """Stop the worker process (it exits at the end of its input)."""
+        with self._lock:
+            proc, self._proc = self._proc, None
+        if proc is not None and proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def _send(self, data: bytes) -> None:
+        """Queue a request; everything queued in one loop turn goes out in one write, after it."""
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (e.g. forget() from a finalizer): write now
+            loop = None
+        with self._lock:
+            self._outbox += data
+            if loop is not None and self._flush_on is loop:
+                return  # already scheduled on this loop
+            self._flush_on = loop
+        if loop is None:
+            self._flush()
+        else:
+            loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        with self._lock:
+            self._flush_on = None
+            data, self._outbox = bytes(self._outbox), bytearray()
+            if not data:
+                return
+            proc = self._start_locked()
+            assert proc.stdin is not None
+            view = memoryview(data)
+            try:
+                while view:
+                    view = view[os.write(proc.stdin.fileno(), view) :]
+            except OSError as exc:  # the worker died: the reader fails what was pending
+                log.error("the Silero worker process is gone (%s); it restarts on the next request", exc)
+                with contextlib.suppress(OSError):
+                    proc.kill()
+
+    def _read_results(self, proc: subprocess.Popen[bytes]) -> None:
+        """Reader thread: resolve futures from the worker's answers; fail the rest when it exits."""
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        buf = bytearray()
+        while chunk := os.read(fd, _READ):
+            buf += chunk
+            ready: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[list[float]], list[float]]]] = {}
+            pos = 0
+            while len(buf) - pos >= RESULT.size:
+                stream, n = RESULT.unpack_from(buf, pos)
+                end = pos + RESULT.size + 4 * n
+                if end > len(buf):
+                    break
+                probs = np.frombuffer(bytes(buf[pos + RESULT.size : end]), dtype=np.float32).tolist()
+                pos = end
+                waiting = self._futures.get(stream)
+                if waiting:
+                    future = waiting.popleft()
+                    ready.setdefault(future.get_loop(), []).append((future, probs))
+            del buf[:pos]
+            for loop, results in ready.items():
+                with contextlib.suppress(RuntimeError):  # that loop has closed: nobody is waiting
+                    loop.call_soon_threadsafe(_resolve, results)
+        proc.wait()
+        with self._lock:
+            if self._proc is proc:
+                self._proc = None
+        pending, self._futures = self._futures, {}
+        error = RuntimeError(f"the Silero worker process exited (code {proc.returncode})")
+        for waiting in pending.values():
+            for future in waiting:
+                with contextlib.suppress(RuntimeError):
+                    future.get_loop().call_soon_threadsafe(_fail, future, error)
+
+
+def _resolve(results: list[tuple[asyncio.Future[list[float]], list[float]]]) -> None:
+    for future, probs in results:
+        if not future.done():
+            future.set_result(probs)
+
+
+def _fail(future: asyncio.Future[list[float]], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
+
+
+def main() -> None:
+    """Entry point: serve stdin → stdout."""
+    stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
+    try:
+        serve(stdin, stdout)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""One connection's server VAD, with the model running beside the event loop.
+
+The connection hands its input audio to the process's :class:`~vlab.audio.silero_worker.SileroWorker`,
+which resamples, cuts and runs it in another process. Meanwhile the loop goes on reading the next appends
+of this and other connections, and the worker takes everything queued meanwhile as one batch across
+connections. :class:`VadPipeline` applies the
+probabilities to the turn machine strictly in order, and is *settled* before the connection handles
+any other client event, so the service's event order holds.
+
+Models other than :class:`~vlab.audio.vad.SileroModel` (e.g. the deterministic
+:class:`~vlab.audio.vad.EnergyModel` of the tests) run at once on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+
+from vlab.audio.silero_worker import SileroWorker
+from vlab.audio.vad import SileroModel, StreamingVad, VadEvent, VadFrames
+
+log = logging.getLogger("vlab.emulator")
+
+
+class VadPipeline:
+    """A connection's turn detector: audio cut and run as it arrives, decided in order as results return.
+
+    Args:
+        vad: The connection's turn detector. With a :class:`SileroModel`, its audio is cut and run in the
+            worker process (the same cutting as :meth:`StreamingVad.prepare`); other models run here.
+        on_decided: Called on the loop with each append's events (possibly none) and the detector's input
+            position (ms) after that append, in the order the audio came.
+    """
+
+    def __init__(self, vad: StreamingVad, on_decided: Callable[[list[VadEvent], float], None]) -> None:
+        self.vad = vad
+        self._on_decided = on_decided
+        model = vad.model
+        self._remote = model if isinstance(model, SileroModel) else None
+        self._worker = SileroWorker.shared() if self._remote is not None else None
+        self._backlog: deque[tuple[VadFrames, asyncio.Future[list[float]]]] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._samples = 0  # remote: input samples sent since the last reset
+        self._frames = 0  # remote: model frames decided since the last reset
+
+    def feed(self, pcm16: bytes) -> None:
+        """Queue new input audio (PCM16 at the detector's input rate) for the model."""
+        if self._worker is None or self._remote is None:
+            frames = self.vad.prepare(pcm16)
+            if not self._backlog:  # nothing in flight: decide now, as a synchronous VAD would
+                self._decide(frames, self._run_here(frames))
+                return
+            future: asyncio.Future[list[float]] = asyncio.get_running_loop().create_future()
+            future.set_result(self._run_here(frames))
+        else:
+            self._samples += len(pcm16) // 2
+            position_ms = 1000.0 * self._samples / self.vad.input_rate
+            frames = VadFrames(_NONE, 0.0, 0, math.inf, position_ms)  # where the frames start: on return
+            future = self._worker.submit(self._remote, self.vad.input_rate, pcm16)
+        self._backlog.append((frames, future))
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._decide_in_order())
+
+    def _run_here(self, frames: VadFrames) -> list[float]:
+        model = self.vad.model
+        if not len(frames.frames):
+            return []
+        batch = getattr(model, "probabilities", None)
+        return list(batch(frames.frames)) if batch else [model.probability(f) for f in frames.frames]
+
+    def reset(self) -> None:
+        """Forget the detector's state (after :meth:`settle`): a new stream follows."""
+        self.vad.reset()
+        self._samples = self._frames = 0
+        if self._worker is not None and self._remote is not None:
+            self._worker.reset(self._remote)
+
+    async def settle(self) -> None:
+        """Wait until every queued frame is decided (before the connection handles another event)."""
+        while self._task is not None:
+            await asyncio.shield(self._task)
+
+    def close(self) -> None:
+        """Drop the backlog and the model's state (the connection is gone)."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        for _, future in self._backlog:
+            future.cancel()
+        self._backlog.clear()
+        if self._worker is not None and self._remote is not None:
+            self._worker.forget(self._remote)
+
+    async def _decide_in_order(self) -> None:
+        try:
+            while self._backlog:
+                frames, future = self._backlog[0]
+                if not future.done():
+                    await asyncio.wait([future])
+                self._backlog.popleft()
+                if future.cancelled() or future.exception() is not None:
+                    if not future.cancelled():
+                        log.error("the VAD model failed: %s", future.exception())
+                    probs = [0.0] * self._expected_frames(frames)  # no answer: these frames are silence
+                else:
+                    probs = future.result()
+                self._decide(frames, probs)
+        finally:
+            self._task = None
+
+    def _expected_frames(self, frames: VadFrames) -> int:
+        if self._remote is None:
+            return len(frames.frames)
+        model_samples = frames.position_ms / 1000.0 * self._remote.sample_rate
+        return max(int(model_samples // self._remote.frame_samples) - self._frames, 0)
+
+    def _decide(self, frames: VadFrames, probs: list[float]) -> None:
+        if self._remote is not None:  # the worker cut them: they follow the frames decided so far
+            n = self._remote.frame_samples
+            frames = VadFrames(_NONE, 0.0, self._frames * n, math.inf, frames.position_ms)
+            self._frames += len(probs)
+        events = self.vad.decide(frames, probs)
+        try:
+            self._on_decided(events, frames.position_ms)
+        except Exception:
+            log.exception("emulator failed on a VAD decision")
+
+
+_NONE = np.zeros((0, 0), dtype=np.float32)
+"""The frames of a remote batch stay in the worker; only their timing is known here."""
