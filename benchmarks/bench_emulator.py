@@ -209,6 +209,8 @@ def _silero_rtf(seconds: float) -> float:
     x = pcm16_to_float(prompt.pcm)
     x = np.tile(x, max(1, int(seconds * 16000 / len(x))))
     model = SileroModel()
+    model.probabilities(x[: 20 * 512].reshape(20, 512))  # warm-up: the model loads once per process
+    model.reset()
     t = time.perf_counter()
     for i in range(0, len(x) - 511, 512):
         model.probability(x[i : i + 512])

