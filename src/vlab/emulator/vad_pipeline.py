@@ -44,7 +44,7 @@ class VadPipeline:
         self._remote = model if isinstance(model, SileroModel) else None
         self._worker = SileroWorker.shared() if self._remote is not None else None
         self._backlog: deque[tuple[VadFrames, asyncio.Future[list[float]]]] = deque()
-        self._task: asyncio.Task[None] | None = None
+        self._idle: asyncio.Future[None] | None = None  # set when the backlog empties (for settle)
         self._samples = 0  # remote: input samples sent since the last reset
         self._frames = 0  # remote: model frames decided since the last reset
 
@@ -63,8 +63,7 @@ class VadPipeline:
             frames = VadFrames(_NONE, 0.0, 0, math.inf, position_ms)  # where the frames start: on return
             future = self._worker.submit(self._remote, self.vad.input_rate, pcm16)
         self._backlog.append((frames, future))
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._decide_in_order())
+        future.add_done_callback(self._decide_ready)
 
     def _run_here(self, frames: VadFrames) -> list[float]:
         model = self.vad.model
@@ -82,36 +81,35 @@ class VadPipeline:
 
     async def settle(self) -> None:
         """Wait until every queued frame is decided (before the connection handles another event)."""
-        while self._task is not None:
-            await asyncio.shield(self._task)
+        while self._backlog:
+            if self._idle is None or self._idle.done():
+                self._idle = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._idle)
 
     def close(self) -> None:
         """Drop the backlog and the model's state (the connection is gone)."""
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-        for _, future in self._backlog:
+        backlog, self._backlog = self._backlog, deque()
+        for _, future in backlog:
             future.cancel()
-        self._backlog.clear()
+        if self._idle is not None and not self._idle.done():
+            self._idle.cancel()
         if self._worker is not None and self._remote is not None:
             self._worker.forget(self._remote)
 
-    async def _decide_in_order(self) -> None:
-        try:
-            while self._backlog:
-                frames, future = self._backlog[0]
-                if not future.done():
-                    await asyncio.wait([future])
-                self._backlog.popleft()
-                if future.cancelled() or future.exception() is not None:
-                    if not future.cancelled():
-                        log.error("the VAD model failed: %s", future.exception())
-                    probs = [0.0] * self._expected_frames(frames)  # no answer: these frames are silence
-                else:
-                    probs = future.result()
-                self._decide(frames, probs)
-        finally:
-            self._task = None
+    def _decide_ready(self, _: object = None) -> None:
+        """Decide the answered head of the backlog, in order (a future's done callback)."""
+        backlog = self._backlog
+        while backlog and backlog[0][1].done():
+            frames, future = backlog.popleft()
+            if future.cancelled() or future.exception() is not None:
+                if not future.cancelled():
+                    log.error("the VAD model failed: %s", future.exception())
+                probs = [0.0] * self._expected_frames(frames)  # no answer: these frames are silence
+            else:
+                probs = future.result()
+            self._decide(frames, probs)
+        if not backlog and self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
 
     def _expected_frames(self, frames: VadFrames) -> int:
         if self._remote is None:
