@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import math
 import os
+import subprocess
 import sys
 import time
 from datetime import datetime
@@ -146,7 +147,9 @@ def execute_notebooks(dest: Path) -> list[tuple[str, str]]:
             try:
                 NotebookClient(
                     nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(dest)}}
-                ).execute()
+                ).execute(
+                    stderr=subprocess.DEVNULL
+                )  # the kernel's start-up chatter; cell errors stay in the notebook
                 status = f"ok ({time.perf_counter() - started:.0f} s)"
             except Exception as exc:  # keep the partly executed notebook: its error cell says what failed
                 status = f"FAILED: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
