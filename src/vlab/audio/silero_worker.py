@@ -346,10 +346,11 @@ def _fail(future: asyncio.Future[list[float]], error: BaseException) -> None:
 
 
 def main() -> None:
-    """Entry point: serve stdin → stdout."""
-    stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
+    """Entry point: serve stdin → stdout (the answers get stdout's pipe to themselves)."""
+    answers = os.dup(sys.stdout.fileno())
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # anything a library prints goes to stderr
     try:
-        serve(stdin, stdout)
+        serve(sys.stdin.fileno(), answers)
     except KeyboardInterrupt:
         pass
 
