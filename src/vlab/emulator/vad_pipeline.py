@@ -45,6 +45,7 @@ class VadPipeline:
         self._worker = SileroWorker.shared() if self._remote is not None else None
         self._backlog: deque[tuple[VadFrames, asyncio.Future[list[float]]]] = deque()
         self._idle: asyncio.Future[None] | None = None  # set when the backlog empties (for settle)
+        self._failed = False
         self._samples = 0  # remote: input samples sent since the last reset
         self._frames = 0  # remote: model frames decided since the last reset
 
@@ -102,7 +103,8 @@ class VadPipeline:
         while backlog and backlog[0][1].done():
             frames, future = backlog.popleft()
             if future.cancelled() or future.exception() is not None:
-                if not future.cancelled():
+                if not future.cancelled() and not self._failed:
+                    self._failed = True  # once per connection: it would repeat at every append
                     log.error("the VAD model failed: %s", future.exception())
                 probs = [0.0] * self._expected_frames(frames)  # no answer: these frames are silence
             else:
