@@ -88,7 +88,7 @@ async def test_a_killed_sweep_resumes_without_redoing_finished_cells(tmp_path):
     with pytest.raises(asyncio.CancelledError):
         await task
     finished = {p.parent.name: p.stat().st_mtime_ns for p in tmp_path.glob("cells/*/cell.json")}
-    assert 1 <= len(finished) < 3
+    assert len(finished) == 1  # cancelled within 20 ms of the first marker; a cell takes about a second
     result = await run_sweep_async(cfg, tmp_path, progress=False, session_options=OPTS)
     status = {c.cell: c.status for c in result.cells}
     assert all(status[name] == "skipped" for name in finished)

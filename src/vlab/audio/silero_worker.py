@@ -39,12 +39,11 @@ import threading
 import time
 import weakref
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from vlab.audio.silero import SileroStream
     from vlab.audio.vad import SileroModel, StreamingVad
 
 log = logging.getLogger("vlab.audio")
@@ -63,35 +62,22 @@ def encode_request(
     return REQUEST.pack(op, stream, input_rate, model_rate, floor, len(pcm16)) + pcm16
 
 
-class _Stream:
-    """The worker's side of one stream: the cutter of :class:`StreamingVad` and the model state."""
+def _new_stream(input_rate: int, model_rate: int, floor: float) -> StreamingVad:
+    """The worker's side of one stream: a :class:`StreamingVad` that cuts its audio, with its Silero model."""
+    from vlab.audio.vad import SileroModel, StreamingVad, VadParams
 
-    __slots__ = ("cutter", "floor", "model")
-
-    def __init__(self, input_rate: int, model_rate: int, floor: float) -> None:
-        from vlab.audio.silero import SileroStream
-        from vlab.audio.vad import StreamingVad, VadParams
-
-        self.model: SileroStream = SileroStream(model_rate)
-        self.cutter: StreamingVad = StreamingVad(VadParams(), input_rate, model=_Shape(self.model))
-        self.floor = floor
+    model = SileroModel(model_rate)
+    model.floor_energy = floor  # the caller's model's floor, as sent
+    return StreamingVad(VadParams(), input_rate, model=model)
 
 
-class _Shape:
-    """The frame shape of a :class:`SileroStream`, for a :class:`StreamingVad` that only cuts frames."""
-
-    def __init__(self, stream: SileroStream) -> None:
-        self.sample_rate = stream.sample_rate
-        self.frame_samples = stream.frame_samples
-
-    def probability(self, frame: np.ndarray) -> float:
-        raise NotImplementedError("this StreamingVad only cuts frames")
-
-    def reset(self) -> None:
-        """Nothing to forget."""
+def _model(vad: StreamingVad) -> SileroModel:
+    return cast("SileroModel", vad.model)
 
 
-def _run_batch(streams: dict[int, _Stream], batch: dict[int, list[np.ndarray]], out: list[bytes]) -> None:
+def _run_batch(
+    streams: dict[int, StreamingVad], batch: dict[int, list[np.ndarray]], out: list[bytes]
+) -> None:
     """Run every stream's queued frame blocks (one model call per step across streams); answer each block."""
     from vlab.audio.silero import step_streams
 
@@ -99,27 +85,25 @@ def _run_batch(streams: dict[int, _Stream], batch: dict[int, list[np.ndarray]], 
     frames = [batch[i][0] if len(batch[i]) == 1 else np.concatenate(batch[i]) for i in ids]
     by_rate: dict[int, list[int]] = {}
     for k, i in enumerate(ids):
-        by_rate.setdefault(streams[i].model.sample_rate, []).append(k)
+        by_rate.setdefault(_model(streams[i]).sample_rate, []).append(k)
     probs: list[list[float]] = [[] for _ in ids]
     for ks in by_rate.values():
         active = [k for k in ks if len(frames[k])]
-        results = step_streams([streams[ids[k]].model for k in active], [frames[k] for k in active])
+        results = step_streams([_model(streams[ids[k]]).stream for k in active], [frames[k] for k in active])
         for k, p in zip(active, results, strict=True):
             probs[k] = p
     for k, i in enumerate(ids):
-        floor, start = streams[i].floor, 0
+        model, start = _model(streams[i]), 0
         for block in batch[i]:
-            p = np.asarray(probs[k][start : start + len(block)], dtype=np.float32)
-            if floor >= 0 and len(block):
-                p[np.einsum("ij,ij->i", block, block) < floor] = 0.0
-            out.append(RESULT.pack(i, len(block)) + p.tobytes())
+            gated = model.gate(block, probs[k][start : start + len(block)])
+            out.append(RESULT.pack(i, len(block)) + np.asarray(gated, dtype=np.float32).tobytes())
             start += len(block)
     batch.clear()
 
 
-def _cut(stream: _Stream, pieces: list[bytes], blocks: list[np.ndarray]) -> None:
+def _cut(stream: StreamingVad, pieces: list[bytes], blocks: list[np.ndarray]) -> None:
     """Cut a stream's audio requests in one pass: all the frames go to the last request's block."""
-    frames = stream.cutter.prepare(b"".join(pieces)).frames
+    frames = stream.prepare(b"".join(pieces)).frames
     blocks += [frames[:0]] * (len(pieces) - 1) + [frames]
 
 
@@ -129,7 +113,7 @@ def serve(read_fd: int, write_fd: int) -> None:
     A stream's consecutive audio requests in one read are cut in one pass; its frames are then answered
     on the last of them (the earlier ones complete no frame), as if the audio had come in one append.
     """
-    streams: dict[int, _Stream] = {}
+    streams: dict[int, StreamingVad] = {}
     buf = bytearray()
     while chunk := os.read(read_fd, _READ):
         buf += chunk
@@ -145,7 +129,7 @@ def serve(read_fd: int, write_fd: int) -> None:
                 break
             if op == AUDIO:
                 if stream not in streams:
-                    streams[stream] = _Stream(input_rate, model_rate, floor)
+                    streams[stream] = _new_stream(input_rate, model_rate, floor)
                 audio.setdefault(stream, []).append(bytes(buf[pos + REQUEST.size : end]))
             else:
                 if stream in audio:
@@ -153,8 +137,7 @@ def serve(read_fd: int, write_fd: int) -> None:
                 if stream in batch:
                     _run_batch(streams, batch, out)  # this stream's earlier frames before its state changes
                 if op == RESET and stream in streams:
-                    old = streams[stream]
-                    streams[stream] = _Stream(old.cutter.input_rate, old.model.sample_rate, old.floor)
+                    streams[stream].reset()
                 elif op == CLOSE:
                     streams.pop(stream, None)
             pos = end
