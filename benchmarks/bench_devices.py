@@ -3,68 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from benchmarks._common import Figure, Size, emulator_process, p50, pulse_available, skipped
+from vlab.audio.loopback import LoopbackRecorder, pulse_route
 
 RATE = 24000
 LOUD = 300  # |sample| above this is sound (eSpeak speech peaks at ~10 000; the null sink is exactly 0)
 PLAYOUT_GOAL = "playout via PulseAudio loopback ≤ 5 ms"
 BARGE_GOAL = "≤ one audio block (20 ms)"
-
-
-@contextlib.contextmanager
-def _route(**env: str) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-class _Recorder:
-    """vsink.monitor captured with vlab's Microphone; every chunk has its ADC stamp."""
-
-    def __init__(self) -> None:
-        from vlab.audio.devices import Microphone
-
-        self.mic = Microphone("pulse", RATE)
-        self.chunks: list[Any] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> _Recorder:
-        with _route(PULSE_SOURCE="vsink.monitor"):
-            self.mic.start()
-        self._task = asyncio.create_task(self._read())
-        return self
-
-    async def _read(self) -> None:
-        async for chunk in self.mic.chunks():
-            self.chunks.append(chunk)
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.mic.close()
-        assert self._task is not None
-        await self._task
-
-    def samples(self) -> np.ndarray:
-        return np.frombuffer(b"".join(c.pcm16 for c in self.chunks), "<i2").astype(np.int32)
-
-    def t_ns_at(self, index: int) -> int:
-        per = len(self.chunks[0].pcm16) // 2
-        chunk = self.chunks[min(index // per, len(self.chunks) - 1)]
-        return chunk.t_ns + round((index - index // per * per) * 1e9 / RATE)
 
 
 def _speaker() -> Any:
@@ -81,7 +31,7 @@ def _speaker() -> Any:
             self.pushed.setdefault(item_id, bytearray()).extend(pcm16)
             super().push(item_id, pcm16, sample_rate)
 
-    with _route(PULSE_SINK="vsink"):
+    with pulse_route(sink="vsink"):
         return RecordingSpeaker()
 
 
@@ -90,7 +40,7 @@ async def _playout(emu: Any, replies: int) -> tuple[list[float], list[float]]:
 
     errors, delays = [], []
     speaker = _speaker()
-    async with _Recorder() as rec:
+    async with LoopbackRecorder("vsink.monitor", RATE) as rec:
         async with Session(
             SessionSettings(turn_detection=None),
             endpoint=emu.endpoint,
@@ -137,7 +87,7 @@ async def _barge_in(emu: Any, rounds: int) -> list[dict[str, float]]:
     out = []
     for _ in range(rounds):
         speaker = _speaker()
-        async with _Recorder() as rec:
+        async with LoopbackRecorder("vsink.monitor", RATE) as rec:
             async with Session(
                 settings, endpoint=emu.endpoint, api_key=emu.api_key, audio_output=speaker, dotenv_path=False
             ) as s:

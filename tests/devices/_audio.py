@@ -3,70 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import time
-from collections.abc import Iterator
 
 import numpy as np
+
+from vlab.audio.loopback import LoopbackRecorder
 
 RATE = 24000
 """The virtual sinks' rate (Hz) and the session rate."""
 
 
-@contextlib.contextmanager
-def pulse_route(*, sink: str | None = None, source: str | None = None) -> Iterator[None]:
-    """Send the streams opened inside this block to ``sink`` / record them from ``source``."""
-    saved = {k: os.environ.get(k) for k in ("PULSE_SINK", "PULSE_SOURCE")}
-    for key, value in (("PULSE_SINK", sink), ("PULSE_SOURCE", source)):
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-class Recorder:
-    """Records a PulseAudio source with :class:`vlab.audio.devices.Microphone` in the background."""
+class Recorder(LoopbackRecorder):
+    """Records a PulseAudio source at the tests' rate (see :class:`vlab.audio.loopback.LoopbackRecorder`)."""
 
     def __init__(self, source: str) -> None:
-        from vlab.audio.devices import Microphone
-
-        self.source = source
-        self.mic = Microphone("pulse", RATE)
-        self.chunks: list = []
-        self._task: asyncio.Task | None = None
-
-    async def __aenter__(self) -> Recorder:
-        with pulse_route(source=self.source):
-            self.mic.start()
-        self._task = asyncio.create_task(self._read())
-        return self
-
-    async def _read(self) -> None:
-        async for chunk in self.mic.chunks():
-            self.chunks.append(chunk)
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.mic.close()
-        assert self._task is not None
-        await self._task
-
-    def samples(self) -> np.ndarray:
-        return np.frombuffer(b"".join(c.pcm16 for c in self.chunks), "<i2").astype(np.float64)
-
-    def t_ns_at(self, index: int) -> int:
-        """Capture time of sample ``index`` of :meth:`samples` (from its chunk's ADC stamp)."""
-        per = len(self.chunks[0].pcm16) // 2
-        chunk = self.chunks[min(index // per, len(self.chunks) - 1)]
-        return chunk.t_ns + round((index - index // per * per) * 1e9 / RATE)
+        super().__init__(source, RATE)
 
 
 def find(recording: np.ndarray, ref: np.ndarray) -> tuple[int, float, float]:

@@ -10,8 +10,9 @@ import pytest
 import soundfile
 
 import vlab
-from tests.devices._audio import RATE, find, pulse_route
+from tests.devices._audio import RATE, find
 from vlab.audio.devices import HalfDuplex, Microphone, Speaker
+from vlab.audio.loopback import pulse_route
 from vlab.testing import spoken_prompt
 
 pytestmark = [pytest.mark.devices, pytest.mark.usefixtures("sound_card")]

@@ -7,9 +7,10 @@ import math
 
 import pytest
 
-from tests.devices._audio import RATE, pulse_route
+from tests.devices._audio import RATE
 from vlab import Session, SessionSettings
 from vlab.audio.devices import Speaker
+from vlab.audio.loopback import pulse_route
 from vlab.testing import fast_emulator
 
 pytestmark = [pytest.mark.devices, pytest.mark.usefixtures("sound_card")]

@@ -8,8 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from tests.devices._audio import RATE, Notices, Recorder, find, pulse_route, tone
+from tests.devices._audio import RATE, Notices, Recorder, find, tone
 from vlab.audio.devices import Speaker
+from vlab.audio.loopback import pulse_route
 from vlab.audio.playback import AudioOutput
 
 pytestmark = [pytest.mark.devices, pytest.mark.usefixtures("sound_card")]
