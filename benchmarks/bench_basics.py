@@ -64,6 +64,7 @@ def _rows(n: int) -> list[tuple]:
             i,
             1_000 + 10 * i,
             1_750_000_000_000_000_000 + i,
+            None if i % 3 == 0 else 10.0 * i,  # sim_ms: none on client events
             "client" if i % 3 == 0 else "server",
             kinds[i % 4],
             f"event_{i:08d}",

@@ -84,7 +84,7 @@ def test_append_and_append_row_keep_columns_in_field_order():
     columns = log.columns()
     assert tuple(columns) == RECORD_FIELDS
     assert columns["seq"] == [0, 1] and columns["direction"] == ["server", "client"]
-    with pytest.raises(ValueError, match="19 values"):
+    with pytest.raises(ValueError, match=f"{len(RECORD_FIELDS)} values"):
         log.append_row((1, 2, 3))
     assert len(log) == 2  # the bad row left the columns alone
 

@@ -18,29 +18,61 @@ from vlab.log import (
     to_frame,
     write_parquet,
 )
+from vlab.log.records import FIELD_KINDS
 from vlab.log.writer import record_line
+from vlab.protocol import SIM_MS_KEY
 
 WALL = 1_750_000_000 * 10**9
 B64 = base64.b64encode(bytes(960)).decode()
 
-EXPECTED_DTYPES = {
-    "seq": "int64",
-    "t_ns": "int64",
-    "wall_time": "datetime64[ns, UTC]",
-    "output_index": "Int64",
-    "content_index": "Int64",
-    "audio_bytes": "Int64",
-    "audio_ms": "float64",
-    "audio_start_ms": "float64",
-    "audio_end_ms": "float64",
+KIND_DTYPES = {
+    "int": "int64",
+    "wall_ns": "datetime64[ns, UTC]",
+    "nullable_int": "Int64",
+    "float": "float64",
+    "key": "string",
+    "str": "string",
 }
+"""The documented frame dtype of each field kind."""
+
+DOCUMENTED_COLUMNS = (
+    "seq",
+    "t_ns",
+    "wall_time",
+    "sim_ms",
+    "direction",
+    "type",
+    "event_id",
+    "response_id",
+    "item_id",
+    "output_index",
+    "content_index",
+    "call_id",
+    "audio_bytes",
+    "audio_ms",
+    "audio_start_ms",
+    "audio_end_ms",
+    "text",
+    "error_code",
+    "error_message",
+    "payload",
+)
+"""Columns the docs promise, in order (a field added later may come anywhere among them)."""
 
 
 def sample_records():
     events = [
         ("server", {"type": "session.created", "event_id": "e0", "session": {"id": "s"}}),
         ("client", {"type": "input_audio_buffer.append", "audio": B64}),
-        ("server", {"type": "input_audio_buffer.speech_started", "audio_start_ms": 300, "item_id": "it1"}),
+        (
+            "server",
+            {
+                "type": "input_audio_buffer.speech_started",
+                "audio_start_ms": 300,
+                "item_id": "it1",
+                SIM_MS_KEY: 300.0,
+            },
+        ),
         ("server", {"type": "response.created", "response": {"id": "resp_1"}}),
         (
             "server",
@@ -75,13 +107,14 @@ def sample_records():
 
 def check_schema(frame):
     assert tuple(frame.columns) == EVENT_COLUMNS
-    for name in EVENT_COLUMNS:
-        expected = EXPECTED_DTYPES.get(name)
-        if expected is None:
-            assert isinstance(frame[name].dtype, pd.StringDtype), name
-            assert frame[name].dtype == pd.StringDtype()
+    assert [c for c in EVENT_COLUMNS if c in DOCUMENTED_COLUMNS] == list(DOCUMENTED_COLUMNS)
+    columns = ["wall_time" if name == "wall_ns" else name for name in FIELD_KINDS]
+    assert columns == list(EVENT_COLUMNS)
+    for name, kind in zip(columns, FIELD_KINDS.values(), strict=True):
+        if KIND_DTYPES[kind] == "string":
+            assert frame[name].dtype == pd.StringDtype(), name
         else:
-            assert str(frame[name].dtype) == expected, name
+            assert str(frame[name].dtype) == KIND_DTYPES[kind], name
 
 
 def test_to_frame_columns_dtypes_values():
@@ -95,7 +128,9 @@ def test_to_frame_columns_dtypes_values():
     assert frame.response_id[3] == "resp_1" and frame.response_id[0] is pd.NA
     assert frame.text[5] == 'Hé "llo"\n'
     assert frame.error_code[6] == "x"
+    assert frame.sim_ms[2] == 300.0 and frame.sim_ms.isna().sum() == 6
     assert not frame.payload.str.contains(B64, regex=False).any()
+    assert not frame.payload.str.contains(SIM_MS_KEY, regex=False).any()
 
 
 def test_to_frame_accepts_generators_and_empty():

@@ -8,6 +8,7 @@ import pytest
 
 from vlab.log import EventRecord, record_from_event
 from vlab.log.records import audio_size
+from vlab.protocol import SIM_MS_KEY
 
 WALL = 1_750_000_000 * 10**9
 
@@ -168,3 +169,46 @@ def test_mapping_that_is_not_a_dict_and_odd_values():
     assert r.type == "response.text.delta" and r.text == "é" and r.output_index == 2
     assert "é" in r.payload  # ensure_ascii=False
     assert json.loads(r.payload)["blob"] is None
+
+
+def test_sim_ms_moves_from_the_payload_into_its_field():
+    event = {
+        "type": "input_audio_buffer.speech_stopped",
+        "audio_end_ms": 2480,
+        "item_id": "i",
+        SIM_MS_KEY: 2480,
+    }
+    r = rec(event)
+    assert r.sim_ms == 2480.0 and isinstance(r.sim_ms, float)
+    assert SIM_MS_KEY not in r.payload
+    assert json.loads(r.payload) == {
+        "type": "input_audio_buffer.speech_stopped",
+        "audio_end_ms": 2480,
+        "item_id": "i",
+    }
+    assert event[SIM_MS_KEY] == 2480  # the caller's event is untouched
+
+
+def test_sim_ms_with_audio_and_item_audio_stripped_too():
+    b64 = base64.b64encode(bytes(480)).decode()
+    delta = {"type": "response.audio.delta", "response_id": "r", "delta": b64, SIM_MS_KEY: 1500.5}
+    r = rec(delta, audio_bytes_per_s=48_000)
+    assert (r.sim_ms, r.audio_bytes, r.audio_ms) == (1500.5, 480, 10.0)
+    assert json.loads(r.payload) == {"type": "response.audio.delta", "response_id": "r"}
+    assert delta["delta"] == b64 and delta[SIM_MS_KEY] == 1500.5
+    item = {"id": "it", "type": "message", "content": [{"type": "input_audio", "audio": b64}]}
+    created = {"type": "conversation.item.created", "item": item, SIM_MS_KEY: 7.0}
+    r = rec(created)
+    assert r.sim_ms == 7.0 and json.loads(r.payload) == {
+        "type": "conversation.item.created",
+        "item": {"id": "it", "type": "message", "content": [{"type": "input_audio"}]},
+    }
+    assert item["content"][0]["audio"] == b64 and SIM_MS_KEY in created
+
+
+def test_sim_ms_is_none_without_the_key_and_a_null_key_is_dropped():
+    assert rec({"type": "session.created"}).sim_ms is None  # Azure sends no simulated time
+    client = rec({"type": "response.create"}, direction="client")
+    assert client.sim_ms is None
+    r = rec({"type": "session.updated", SIM_MS_KEY: None})
+    assert r.sim_ms is None and json.loads(r.payload) == {"type": "session.updated"}

@@ -1,8 +1,9 @@
 """The in-memory event log of a session, kept column by column as it is recorded.
 
 :class:`EventLog` reads like a list of :class:`~vlab.log.EventRecord` but stores one Python list per
-record field, so :meth:`EventLog.frame` starts from ready columns instead of pulling 19 attributes
-out of every record (which costs more than building the frame itself).
+record field (:data:`~vlab.log.records.RECORD_FIELDS`), so :meth:`EventLog.frame` starts from ready
+columns instead of pulling every attribute out of every record (which costs more than building the
+frame itself).
 """
 
 from __future__ import annotations

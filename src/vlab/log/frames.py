@@ -1,22 +1,18 @@
 """Event logs as pandas DataFrames: build, read JSONL, write and read Parquet.
 
-Every frame has the columns :data:`EVENT_COLUMNS`, in that order, with fixed dtypes:
-
-=========================================================  ===========================================
-column                                                     dtype
-=========================================================  ===========================================
-``seq``, ``t_ns``                                          ``int64``
-``wall_time``                                              ``datetime64[ns, UTC]`` (from ``wall_ns``)
-``direction``, ``type``, ids, ``text``, ``error_*``,       ``string`` (:class:`pandas.StringDtype`,
-``payload``                                                missing values are ``pd.NA``)
-``output_index``, ``content_index``, ``audio_bytes``       ``Int64`` (nullable)
-``audio_ms``, ``audio_start_ms``, ``audio_end_ms``         ``float64`` (missing is NaN)
-=========================================================  ===========================================
+Every frame has the columns :data:`EVENT_COLUMNS`, in that order: one per field of
+:class:`~vlab.log.EventRecord`, typed by the field's kind (the table at
+:data:`~vlab.log.records.FieldKind`): ``int64``; nullable ``Int64``; ``float64`` (missing is NaN);
+``string`` (:class:`pandas.StringDtype`, missing values are ``pd.NA``); and ``datetime64[ns, UTC]`` for
+the wall-clock stamp, whose column ``wall_time`` replaces the record's ``wall_ns``. This module names no
+field: the columns, their dtypes, the types the JSONL reader expects and the Parquet schema
+(:data:`PARQUET_SCHEMA`) all follow the record's declaration.
 
 ``direction`` and ``type`` are plain strings rather than categoricals: categories would differ from
 one log to the next, which makes concatenated frames fall back to ``object`` and breaks exact Parquet
 round trips; filter with ``frame[frame.type == "response.done"]`` as usual. An empty log gives an empty
-frame with the same columns and dtypes.
+frame with the same columns and dtypes. A log written before a field was declared loads with that
+column all missing.
 """
 
 from __future__ import annotations
@@ -24,40 +20,41 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from vlab.errors import ConfigError, VlabWarning
-from vlab.log.eventlog import EventLog
-from vlab.log.records import RECORD_FIELDS, EventRecord
+from vlab.log.records import FIELD_KINDS, RECORD_FIELDS, EventRecord, FieldKind
 
-EVENT_COLUMNS: tuple[str, ...] = (
-    "seq",
-    "t_ns",
-    "wall_time",
-    "direction",
-    "type",
-    "event_id",
-    "response_id",
-    "item_id",
-    "output_index",
-    "content_index",
-    "call_id",
-    "audio_bytes",
-    "audio_ms",
-    "audio_start_ms",
-    "audio_end_ms",
-    "text",
-    "error_code",
-    "error_message",
-    "payload",
+
+@runtime_checkable
+class ColumnarLog(Protocol):
+    """A log kept as one list per record field (:class:`~vlab.log.EventLog`), read without records."""
+
+    def __len__(self) -> int: ...
+
+    def columns(self) -> dict[str, list[Any]]:
+        """The columns by field name, in ``RECORD_FIELDS`` order."""
+        ...
+
+
+def _column_name(field: str, kind: FieldKind) -> str:
+    """The frame column of a record field: ``wall_ns`` fields become ``<name>_time`` timestamps."""
+    return field.removesuffix("_ns") + "_time" if kind == "wall_ns" else field
+
+
+_LAYOUT: tuple[tuple[str, str, FieldKind], ...] = tuple(
+    (_column_name(field, kind), field, kind) for field, kind in FIELD_KINDS.items()
 )
+"""(frame column, record field, kind) for every field, in order."""
+
+EVENT_COLUMNS: tuple[str, ...] = tuple(column for column, _, _ in _LAYOUT)
 """Columns of an event frame, in order (``wall_time`` replaces the record's ``wall_ns``)."""
 
 JSONL_NAME = "events.jsonl"
@@ -66,32 +63,39 @@ JSONL_NAME = "events.jsonl"
 PARQUET_NAME = "events.parquet"
 """File name of the Parquet log in a run folder."""
 
-_INT_COLUMNS = ("seq", "t_ns")
-_NULLABLE_INT_COLUMNS = ("output_index", "content_index", "audio_bytes")
-_FLOAT_COLUMNS = ("audio_ms", "audio_start_ms", "audio_end_ms")
-_STRING_COLUMNS = (
-    "direction",
-    "type",
-    "event_id",
-    "response_id",
-    "item_id",
-    "call_id",
-    "text",
-    "error_code",
-    "error_message",
-    "payload",
-)
-_REQUIRED_KEYS = ("seq", "t_ns", "wall_ns", "direction", "type")
+_REQUIRED_KINDS = frozenset({"int", "wall_ns", "key"})
+_REQUIRED_KEYS = tuple(field for _, field, kind in _LAYOUT if kind in _REQUIRED_KINDS)
+"""Record fields a JSONL line must have to be a record."""
 _STRING_DTYPE = pd.StringDtype()
 _INT64_MAPPER = {pa.int64(): pd.Int64Dtype()}.get
 _WALL_DTYPE = pd.DatetimeTZDtype("ns", "UTC")
-_DTYPES: dict[str, Any] = {
-    **dict.fromkeys(_INT_COLUMNS, np.dtype("int64")),
-    "wall_time": _WALL_DTYPE,
-    **dict.fromkeys(_NULLABLE_INT_COLUMNS, pd.Int64Dtype()),
-    **dict.fromkeys(_FLOAT_COLUMNS, np.dtype("float64")),
-    **dict.fromkeys(_STRING_COLUMNS, _STRING_DTYPE),
+_KIND_DTYPES: dict[FieldKind, Any] = {
+    "int": np.dtype("int64"),
+    "wall_ns": _WALL_DTYPE,
+    "key": _STRING_DTYPE,
+    "nullable_int": pd.Int64Dtype(),
+    "float": np.dtype("float64"),
+    "str": _STRING_DTYPE,
 }
+_DTYPES: dict[str, Any] = {column: _KIND_DTYPES[kind] for column, _, kind in _LAYOUT}
+"""dtype of every frame column."""
+_KIND_ARROW: dict[FieldKind, pa.DataType] = {
+    "int": pa.int64(),
+    "wall_ns": pa.int64(),
+    "key": pa.large_string(),
+    "nullable_int": pa.int64(),
+    "float": pa.float64(),
+    "str": pa.large_string(),
+}
+_JSONL_SCHEMA = pa.schema([(field, _KIND_ARROW[kind]) for _, field, kind in _LAYOUT])
+"""Arrow types of the record fields in a JSONL line."""
+PARQUET_SCHEMA: pa.Schema = pa.schema(
+    [
+        (column, pa.timestamp("ns", tz="UTC") if kind == "wall_ns" else _KIND_ARROW[kind])
+        for column, _, kind in _LAYOUT
+    ]
+)
+"""Arrow schema of ``events.parquet``: the frame's columns, in order."""
 _GETTERS = {name: attrgetter(name) for name in RECORD_FIELDS}
 
 
@@ -138,23 +142,25 @@ def _strings(values: Any) -> Any:
     return pd.array(arrow, dtype=_STRING_DTYPE)
 
 
+def _wall_times(values: Any) -> Any:
+    return pd.DatetimeIndex(_ints(values).view("M8[ns]")).tz_localize("UTC")
+
+
+_CONVERTERS: dict[FieldKind, Callable[[Any], Any]] = {
+    "int": _ints,
+    "wall_ns": _wall_times,
+    "key": _strings,
+    "nullable_int": _nullable_ints,
+    "float": _floats,
+    "str": _strings,
+}
+"""Typed column (numpy array, pandas array or index) from a list or Arrow array of a field's values."""
+
+
 def _frame_from_columns(columns: Mapping[str, Any], n: int) -> pd.DataFrame:
     """Build the typed frame from one list or Arrow array per record field (``wall_ns`` included)."""
-    data: dict[str, Any] = {}
-    for name in EVENT_COLUMNS:
-        if name == "wall_time":
-            wall_ns = _ints(columns["wall_ns"])
-            data[name] = pd.DatetimeIndex(wall_ns.view("M8[ns]")).tz_localize("UTC")
-        elif name in _INT_COLUMNS:
-            data[name] = _ints(columns[name])
-        elif name in _NULLABLE_INT_COLUMNS:
-            data[name] = _nullable_ints(columns[name])
-        elif name in _FLOAT_COLUMNS:
-            data[name] = _floats(columns[name])
-        else:
-            data[name] = _strings(columns[name])
-    frame = pd.DataFrame(data, index=pd.RangeIndex(n), copy=False)
-    return frame
+    data = {column: _CONVERTERS[kind](columns[field]) for column, field, kind in _LAYOUT}
+    return pd.DataFrame(data, index=pd.RangeIndex(n), copy=False)
 
 
 def empty_frame() -> pd.DataFrame:
@@ -172,7 +178,7 @@ def to_frame(records: Iterable[EventRecord]) -> pd.DataFrame:
     Returns:
         A frame with :data:`EVENT_COLUMNS` and the dtypes described in this module's docstring.
     """
-    if isinstance(records, EventLog):
+    if isinstance(records, ColumnarLog) and callable(records.columns):
         n = len(records)
         return _frame_from_columns(records.columns(), n) if n else empty_frame()
     if not isinstance(records, Sequence):
@@ -185,27 +191,28 @@ def to_frame(records: Iterable[EventRecord]) -> pd.DataFrame:
 
 
 def _coerce(frame: pd.DataFrame) -> pd.DataFrame:
-    """Bring a frame read back from Parquet to the exact column order and dtypes."""
-    missing = [c for c in EVENT_COLUMNS if c not in frame.columns]
+    """Bring a frame read back from Parquet to the exact column order and dtypes.
+
+    An optional column the frame lacks (a log written before its field was declared) is added, all
+    missing; a lacking required column is an error.
+    """
+    missing = [
+        column for column, _, kind in _LAYOUT if column not in frame.columns and kind in _REQUIRED_KINDS
+    ]
     if missing:
         raise ConfigError(f"event frame lacks columns {missing}; expected {list(EVENT_COLUMNS)}")
+    absent = {
+        column: _CONVERTERS[kind]([None] * len(frame))
+        for column, _, kind in _LAYOUT
+        if column not in frame.columns
+    }
+    if absent:
+        frame = frame.assign(**absent)
     frame = frame.loc[:, list(EVENT_COLUMNS)]
     for name, dtype in _DTYPES.items():
         if frame[name].dtype != dtype:
             frame[name] = frame[name].astype(dtype)
     return frame.reset_index(drop=True)
-
-
-_ARROW_SCHEMA = pa.schema(
-    [
-        (name, pa.int64())
-        if name in (*_INT_COLUMNS, "wall_ns", *_NULLABLE_INT_COLUMNS)
-        else (name, pa.float64())
-        if name in _FLOAT_COLUMNS
-        else (name, pa.large_string())
-        for name in RECORD_FIELDS
-    ]
-)
 
 
 def _read_complete_lines_arrow(data: bytes) -> pd.DataFrame | None:
@@ -217,7 +224,7 @@ def _read_complete_lines_arrow(data: bytes) -> pd.DataFrame | None:
             pa.BufferReader(data),
             read_options=pa_json.ReadOptions(use_threads=True, block_size=16 << 20),
             parse_options=pa_json.ParseOptions(
-                explicit_schema=_ARROW_SCHEMA, unexpected_field_behavior="ignore"
+                explicit_schema=_JSONL_SCHEMA, unexpected_field_behavior="ignore"
             ),
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
@@ -318,7 +325,7 @@ def write_parquet(
 
     frame = frame_or_records if isinstance(frame_or_records, pd.DataFrame) else to_frame(frame_or_records)
     frame = _coerce(frame)
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = pa.Table.from_pandas(frame, schema=PARQUET_SCHEMA, preserve_index=False)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

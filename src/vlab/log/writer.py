@@ -1,10 +1,12 @@
 """Append event records to a JSON-lines file that survives a crash of the writing process.
 
 :class:`JsonlWriter` buffers lines in Python (no per-record flush, so it keeps up with hundreds of
-thousands of records a second) and a daemon thread flushes the buffer to the operating system every
-``flush_interval_s``. If the process is killed, at most about one flush interval of records is lost
-and the file may end in a torn line, which :func:`vlab.log.read_jsonl` skips. Flushing hands the data
-to the OS; it does not ``fsync``, so it survives a killed process, not a power cut.
+thousands of records a second) and hands them to the operating system once the oldest buffered line
+has waited ``flush_interval_s`` on the writer's clock; a daemon thread watches that deadline, so lines
+reach the file even if no more records come. If the process is killed, at most about one flush interval
+of records is lost and the file may end in a torn line, which :func:`vlab.log.read_jsonl` skips.
+Flushing hands the data to the OS; it does not ``fsync``, so it survives a killed process, not a power
+cut.
 """
 
 from __future__ import annotations
@@ -13,17 +15,22 @@ import json
 import os
 import threading
 import weakref
-from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from collections.abc import Callable
+from json.encoder import encode_basestring
 from operator import attrgetter
-from typing import IO
+from typing import IO, Any
 
-from vlab.log.records import RECORD_FIELDS, EventRecord
+from vlab.clock import Clock, SystemClock
+from vlab.errors import ConfigError
+from vlab.log.records import FIELD_KINDS, RECORD_FIELDS, EventRecord, FieldKind
 
 _BUFFER_BYTES = 1 << 20
-"""Python-side write buffer in bytes; the flusher thread, not the buffer size, bounds the data at risk."""
+"""Python-side write buffer in bytes; the flush deadline, not the buffer size, bounds the data at risk."""
+
+_MIN_WAIT_S = 0.001
+"""Shortest sleep of the flusher thread, so a clock that stands still (a test's) cannot make it spin."""
 
 _record_values = attrgetter(*RECORD_FIELDS)
-_INT = int.__repr__  # decimal text of an int (True → "1"); raises TypeError on non-ints
 _encode = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), check_circular=False, allow_nan=True
 ).encode
@@ -33,44 +40,56 @@ def _generic_line(record: EventRecord) -> str:
     return _encode(dict(zip(RECORD_FIELDS, _record_values(record), strict=True))) + "\n"
 
 
-_LINE_TEMPLATE = "{" + ",".join(f'"{name}":%s' for name in RECORD_FIELDS) + "}\n"
-_esc = encode_basestring  # C: quote and escape a str for JSON, non-ASCII kept
-_float = float.__repr__  # what json writes for a finite float; raises TypeError on non-floats
+_VALUE_CODE: dict[FieldKind, str] = {
+    "int": "_int({v})",
+    "wall_ns": "_int({v})",
+    "key": "_esc({v})",
+    "nullable_int": '"null" if {v} is None else _int({v})',
+    "float": '"null" if {v} is None or {v} - {v} else _float({v})',  # v - v is NaN (true) for NaN and ±inf
+    "str": '"null" if {v} is None else _esc({v})',
+}
+"""JSON text of a value of each field kind, as a Python expression of the value ``{v}``. ``_int`` and
+``_float`` (the ``repr`` of ``int`` and ``float``, which is what ``json`` writes) raise ``TypeError`` for
+a value of another type; ``_esc`` quotes and escapes a ``str`` (C code, non-ASCII kept)."""
+
+
+def _make_format_values() -> Callable[..., str]:
+    """Make ``_format_values(*values)``: the JSONL line of one value per field, in :data:`RECORD_FIELDS` order.
+
+    Generated from the record's declaration: a constant template holds the keys, and each value is
+    encoded by its field kind (:data:`_VALUE_CODE`), inline, with no per-field call or loop.
+    """
+    template = "{" + ",".join(f'"{name}":%s' for name in RECORD_FIELDS) + "}\n"
+    values = [f"v{i}" for i in range(len(RECORD_FIELDS))]
+    parts = "".join(
+        f"        {_VALUE_CODE[kind].format(v=v)},\n"
+        for v, kind in zip(values, FIELD_KINDS.values(), strict=True)
+    )
+    code = f"def _format_values({', '.join(values)}):\n    return _TEMPLATE % (\n{parts}    )\n"
+    namespace: dict[str, Any] = {
+        "_TEMPLATE": template,
+        "_int": int.__repr__,  # decimal text of an int (True → "1"); raises TypeError on non-ints
+        "_float": float.__repr__,
+        "_esc": encode_basestring,
+    }
+    exec(code, namespace)
+    format_values: Callable[..., str] = namespace["_format_values"]
+    return format_values
+
+
+_format_values = _make_format_values()
 
 
 def record_line(record: EventRecord) -> str:
     """One JSONL line (with its newline) for a record: an object keyed by the record's field names.
 
-    Equivalent to ``json.dumps(dict(...), ensure_ascii=False, separators=(",", ":"))`` but about twice
-    as fast: the keys are a constant template and each value is encoded according to its field type.
-    Non-finite floats are written as ``null``. A record holding unexpected types (e.g. an ``int`` in a
-    float field) takes the generic path.
+    Equivalent to ``json.dumps(dict(...), ensure_ascii=False, separators=(",", ":"))`` but more than
+    twice as fast: the keys are a constant template and each value is encoded according to its field
+    kind. Non-finite floats are written as ``null``. A record holding unexpected types (e.g. an ``int``
+    in a float field) takes the generic path.
     """
-    (seq, t_ns, wall_ns, direction, etype, event_id, response_id, item_id, output_index, content_index,
-     call_id, audio_bytes, audio_ms, audio_start_ms, audio_end_ms, text, error_code, error_message,
-     payload) = _record_values(record)  # fmt: skip
     try:
-        return _LINE_TEMPLATE % (
-            _INT(seq),
-            _INT(t_ns),
-            _INT(wall_ns),
-            _esc(direction),
-            _esc(etype),
-            "null" if event_id is None else _esc(event_id),
-            "null" if response_id is None else _esc(response_id),
-            "null" if item_id is None else _esc(item_id),
-            "null" if output_index is None else _INT(output_index),
-            "null" if content_index is None else _INT(content_index),
-            "null" if call_id is None else _esc(call_id),
-            "null" if audio_bytes is None else _INT(audio_bytes),
-            "null" if audio_ms is None or audio_ms - audio_ms else _float(audio_ms),
-            "null" if audio_start_ms is None or audio_start_ms - audio_start_ms else _float(audio_start_ms),
-            "null" if audio_end_ms is None or audio_end_ms - audio_end_ms else _float(audio_end_ms),
-            "null" if text is None else _esc(text),
-            "null" if error_code is None else _esc(error_code),
-            "null" if error_message is None else _esc(error_message),
-            _esc(payload),
-        )
+        return _format_values(*_record_values(record))
     except TypeError:
         return _generic_line(record)
 
@@ -112,21 +131,54 @@ def _drop_torn_tail(path: str | os.PathLike[str]) -> None:
             f.write(b"\n")
 
 
-def _flush_loop(file: IO[str], lock: threading.Lock, stop: threading.Event, interval_s: float) -> None:
-    """Body of the flusher thread: push the Python buffer to the OS every ``interval_s``."""
-    while not stop.wait(interval_s):
-        with lock:
-            if file.closed:
-                return
-            file.flush()
+class _Buffer:
+    """The state a writer shares with its flusher thread (which must not keep the writer alive)."""
+
+    __slots__ = ("clock", "due_ns", "file", "interval_ns", "lock", "stop")
+
+    def __init__(self, file: IO[str], clock: Clock, interval_ns: int) -> None:
+        self.file = file
+        self.clock = clock
+        self.interval_ns = interval_ns
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.due_ns: int | None = None
+        """Clock time by which the buffered lines must reach the OS; ``None`` when none are buffered."""
+
+    def flush_if_due(self, now_ns: int) -> int | None:
+        """Flush if the buffered lines are due at ``now_ns``; returns the next due time, if any."""
+        with self.lock:
+            due_ns = self.due_ns
+            if due_ns is not None and now_ns >= due_ns:
+                if not self.file.closed:
+                    self.file.flush()
+                self.due_ns = due_ns = None
+            return due_ns
+
+    def close(self) -> None:
+        """Stop the flusher and close the file (also run at interpreter exit and on garbage collection)."""
+        self.stop.set()
+        with self.lock:
+            if not self.file.closed:
+                self.file.close()
+            self.due_ns = None
 
 
-def _shutdown(file: IO[str], lock: threading.Lock, stop: threading.Event) -> None:
-    """Stop the flusher and close the file (also run at interpreter exit and on garbage collection)."""
-    stop.set()
-    with lock:
-        if not file.closed:
-            file.close()
+def _flush_loop(buffer: _Buffer) -> None:
+    """Body of the flusher thread: flush the buffered lines when they are due on the writer's clock.
+
+    Each round reads the clock once, flushes if the oldest buffered line is due, then sleeps until it
+    is due (on the system clock that is the real wait) but never longer than the flush interval, so on
+    a clock that does not follow real time (a test's, which only moves when told) the thread still
+    looks at least that often.
+    """
+    clock, stop, interval_ns = buffer.clock, buffer.stop, buffer.interval_ns
+    while not stop.is_set():
+        now_ns = clock.monotonic_ns()
+        due_ns = buffer.flush_if_due(now_ns)
+        wait_ns = interval_ns if due_ns is None else min(interval_ns, due_ns - now_ns)
+        if stop.wait(max(wait_ns / 1e9, _MIN_WAIT_S)):
+            return
 
 
 class JsonlWriter:
@@ -134,56 +186,69 @@ class JsonlWriter:
 
     Each line is an object with the :class:`~vlab.log.EventRecord` field names as keys (``wall_ns``
     stays an integer). The file is opened in append mode, so a resumed run adds to it; a torn last
-    line left by a crash is cut off first. Writes are buffered and a daemon thread flushes them to the
-    OS every ``flush_interval_s``, so records reach the file at most about that long after they were
-    written even if no more records come. Safe to call from several threads. Usable as a context
-    manager; the file is also closed at interpreter exit.
+    line left by a crash is cut off first. Writes are buffered; once the oldest buffered line has
+    waited ``flush_interval_s`` on ``clock``, a daemon thread hands the buffer to the OS, so records
+    reach the file within about that time even if no more records come. Safe to call from several
+    threads. Usable as a context manager; the file is also closed at interpreter exit.
 
     Args:
         path: The ``.jsonl`` file; its folder must exist.
-        flush_interval_s: Seconds between background flushes (keep it ≤ 1 s for the crash guarantee).
+        flush_interval_s: Longest time in seconds a line waits in the buffer (keep it ≤ 1 s, so a crash
+            loses at most the last second).
+        clock: What the interval is measured on; the system clock by default. With a clock that only
+            moves when told (:class:`~vlab.clock.ManualClock`), lines are flushed once the clock has
+            been moved past their deadline (the thread looks at least every ``flush_interval_s`` of
+            real time), or by :meth:`flush` / :meth:`close`.
+
+    Raises:
+        ConfigError: If ``flush_interval_s`` is not positive.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, flush_interval_s: float = 0.5) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, flush_interval_s: float = 0.5, clock: Clock | None = None
+    ) -> None:
         if not flush_interval_s > 0:
-            raise ValueError(f"flush_interval_s must be > 0 s, got {flush_interval_s!r}")
+            raise ConfigError(
+                f"flush_interval_s must be > 0 s, got {flush_interval_s!r}; the default 0.5 s bounds what a "
+                "crash can lose"
+            )
         self.path = os.fspath(path)
         self.flush_interval_s = float(flush_interval_s)
+        self._clock = SystemClock() if clock is None else clock
         _drop_torn_tail(self.path)
-        self._file = open(self.path, "a", encoding="utf-8", newline="\n", buffering=_BUFFER_BYTES)
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._write = self._file.write
+        file = open(self.path, "a", encoding="utf-8", newline="\n", buffering=_BUFFER_BYTES)
+        self._buffer = _Buffer(file, self._clock, round(self.flush_interval_s * 1e9))
+        self._file = file
+        self._lock = self._buffer.lock
+        self._write = file.write
         self._thread = threading.Thread(
             target=_flush_loop,
-            args=(self._file, self._lock, self._stop, self.flush_interval_s),
+            args=(self._buffer,),
             name=f"vlab-log-flush:{os.path.basename(self.path)}",
             daemon=True,
         )
         self._thread.start()
-        self._finalizer = weakref.finalize(self, _shutdown, self._file, self._lock, self._stop)
+        self._finalizer = weakref.finalize(self, self._buffer.close)
 
     def __call__(self, record: EventRecord) -> None:
-        """Append one record (buffered; on disk within about ``flush_interval_s``).
+        """Append one record (buffered; handed to the OS within ``flush_interval_s`` on the clock).
 
         Raises:
             ValueError: If the writer is closed.
         """
         line = record_line(record)
+        buffer = self._buffer
         with self._lock:
             self._write(line)
-
-    def write_many(self, records: list[EventRecord]) -> None:
-        """Append several records under one lock acquisition."""
-        text = "".join([record_line(r) for r in records])
-        with self._lock:
-            self._write(text)
+            if buffer.due_ns is None:
+                buffer.due_ns = self._clock.monotonic_ns() + buffer.interval_ns
 
     def flush(self) -> None:
         """Push buffered lines to the OS now."""
         with self._lock:
             if not self._file.closed:
                 self._file.flush()
+            self._buffer.due_ns = None
 
     def close(self) -> None:
         """Flush, stop the flusher thread and close the file. Calling it again does nothing."""
