@@ -271,3 +271,46 @@ def _measurement_error_run(size: Size) -> tuple[float, dict[str, list[float]], i
             errors["a_eos_ms"].append(abs(t.a_eos_ms - truth_speech_end[i]))
     worst = max(p99(v) for k, v in errors.items() if k != "a_eos_ms")
     return worst, errors, len(turns)
+
+
+# --- stall detection --------------------------------------------------------------------------------------
+
+
+async def _stall_lag_ms(stall_timeout_s: float) -> float:
+    """ms between the moment silence became a stall (last server event + timeout) and the session's notice."""
+    from vlab import Session, SessionSettings
+    from vlab.emulator import Fault
+    from vlab.errors import ConnectionFailed
+    from vlab.testing import fast_emulator
+
+    held_ms = stall_timeout_s * 1000 + 2000  # the second audio delta comes far too late
+    async with fast_emulator(faults=[Fault("delay", at="response.audio.delta", ms=held_ms, n=2)]) as emu:
+        async with Session(
+            SessionSettings(turn_detection=None),
+            endpoint=emu.endpoint,
+            api_key=emu.api_key,
+            dotenv_path=False,
+            stall_timeout_s=stall_timeout_s,
+        ) as s:
+            await s.create_response(instructions="Say: one two three four five six seven eight.")
+            with contextlib.suppress(ConnectionFailed):
+                await s.wait_for("response.done", timeout_s=30)
+            records = list(s.records)
+    lost = next(r for r in records if r.type == "vlab.connection_lost")
+    last_server_ns = max(r.t_ns for r in records if r.direction == "server" and r.seq < lost.seq)
+    return (lost.t_ns - last_server_ns) / 1e6 - stall_timeout_s * 1000
+
+
+def bench_stall_detection(size: Size) -> list[Figure]:
+    """How late after ``stall_timeout_s`` of silence a Session reports the stall (its watchdog's lag)."""
+    timeout_s = 0.3
+    lags = [asyncio.run(_stall_lag_ms(timeout_s)) for _ in range(size.n(8, 1))]
+    return [
+        Figure(
+            "stall detection lag after stall_timeout_s",
+            f"p50 {p50(lags):.1f} / max {max(lags):.1f} ms after {timeout_s:g} s of silence ({len(lags)} stalls)",
+            "max lag ≤ 50 ms",
+            max(max(lags), 0.0) / 50.0,
+            baseline=f"stall_timeout_s = {timeout_s:g} s, measured from the last server event's receive stamp",
+        )
+    ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import math
@@ -12,9 +11,11 @@ import pytest
 
 import vlab
 from vlab import BargeIn, ServerVad, Session, SessionSettings
+from vlab.clock import VirtualClock
 from vlab.emulator import preset
 from vlab.errors import ConnectionFailed, VlabWarning
 from vlab.log import EVENT_COLUMNS, EventLog, to_frame
+from vlab.settings import FunctionTool
 from vlab.testing import StaticTokenCredential, fast_emulator
 
 CANARY = "CANARY-KEY-0123456789-do-not-leak"
@@ -121,13 +122,27 @@ async def test_barge_in_policy_stops_playback_cancels_and_truncates_at_the_playe
     # The server does not interrupt on its own here, so every cancel in the log is the session's.
     settings = SessionSettings(turn_detection=ServerVad(interrupt_response=False))
     realtime_tts = dataclasses.replace(preset("typical"), tts_realtime_factor=1.0)  # the reply stays active
+    clock = VirtualClock()  # the session's clock: the simulated listener hears exactly what the test says
+    received_ms = 0.0
+
+    def half_a_second_received(event):
+        nonlocal received_ms
+        if event.type == "response.audio.delta":
+            received_ms += len(event.delta) / settings.output_bytes_per_s * 1000
+        return received_ms >= 500
+
     async with fast_emulator(speed=1.0, latency=realtime_tts) as emu:
         async with Session(
-            settings, endpoint=emu.endpoint, api_key=emu.api_key, barge_in=policy, dotenv_path=False
+            settings,
+            endpoint=emu.endpoint,
+            api_key=emu.api_key,
+            barge_in=policy,
+            dotenv_path=False,
+            clock=clock,
         ) as s:
             await s.append_audio(prompt.pcm)
-            await s.wait_for("response.audio.delta")
-            await asyncio.sleep(0.4)
+            await s.wait_for(half_a_second_received)
+            clock.advance_s(0.4)  # the listener has heard 400 ms of the reply
             await s.append_audio(second_prompt.pcm)
             await s.wait_for("input_audio_buffer.speech_started")
             await s.wait_for("response.done")  # the interrupted reply
@@ -143,12 +158,12 @@ async def test_barge_in_policy_stops_playback_cancels_and_truncates_at_the_playe
         assert "response.cancel" not in kinds and "conversation.item.truncate" not in kinds
         return
     truncate = next(r for r in after if r.type == "conversation.item.truncate")
-    first_audio = next(r for r in records if r.type == "response.audio.delta")
-    heard_max_ms = (records[started].t_ns - first_audio.t_ns) / 1e6
-    received_ms = sum(r.audio_ms for r in records[:started] if r.type == "response.audio.delta")
+    first_audio = records[first_delta]
+    assert (records[started].t_ns - first_audio.t_ns) / 1e6 == 400  # on the session's (virtual) clock
+    received_before_ms = sum(r.audio_ms for r in records[:started] if r.type == "response.audio.delta")
+    assert received_before_ms >= 500
     end_ms = json.loads(truncate.payload)["audio_end_ms"]
-    assert 300 <= end_ms <= min(heard_max_ms, received_ms) + 1
-    assert truncate.item_id == first_audio.item_id
+    assert end_ms == 400 and truncate.item_id == first_audio.item_id  # cut where the listener stopped
     assert ("response.cancel" in kinds) is (policy is BargeIn.ON)
     done = next(r for r in records[started:] if r.type == "response.done")
     status = json.loads(done.payload)["response"]["status"]
@@ -259,7 +274,9 @@ async def test_connect_time_is_logged_for_session_latency():
             pass
     latency = session_latency(s.frame())
     connect = latency[latency["kind"] == "connect"].iloc[0]
-    assert 0 < connect["latency_ms"] < 5000
+    logged = {r.type: r.t_ns for r in s.records}
+    assert logged["vlab.connect"] < logged["session.created"]  # stamped before connecting
+    assert connect["latency_ms"] == (logged["session.created"] - logged["vlab.connect"]) / 1e6
 
 
 async def test_barge_in_leaves_the_cancel_to_a_server_that_interrupts_by_itself(prompt, second_prompt):
@@ -315,3 +332,68 @@ async def test_real_time_and_fast_replay_give_the_same_vad_boundaries(prompt):
             ]
         )
     assert boundaries[0] == boundaries[1] and len(boundaries[0]) == 2
+
+
+async def test_clear_input_drops_the_uncommitted_audio(prompt):
+    async with fast_emulator() as emu:
+        async with Session(
+            SessionSettings(turn_detection=None),
+            endpoint=emu.endpoint,
+            api_key=emu.api_key,
+            dotenv_path=False,
+        ) as s:
+            await s.append_audio(prompt.pcm)
+            await s.clear_input()
+            await s.wait_for("input_audio_buffer.cleared")
+            await s.commit()  # nothing left to commit
+            error = (await s.wait_for("error"))[-1]
+    assert error.error.code == "input_audio_buffer_commit_empty"
+    client = [r.type for r in s.records if r.direction == "client"]
+    assert client[-2:] == ["input_audio_buffer.clear", "input_audio_buffer.commit"]
+
+
+async def test_send_function_output_answers_the_model_s_function_call():
+    tool = FunctionTool(
+        name="lookup",
+        parameters={"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]},
+    )
+    settings = SessionSettings(turn_detection=None, tools=[tool])
+    async with fast_emulator() as emu:
+        async with Session(settings, endpoint=emu.endpoint, api_key=emu.api_key, dotenv_path=False) as s:
+            await s.send_text("please lookup the weather")
+            events = await s.wait_for("response.done")
+            call = next(e for e in events if e.type == "response.function_call_arguments.done")
+            await s.send_function_output(call.call_id, {"temperature_c": 21})
+            answer = await s.wait_for("response.done")
+    created = [json.loads(r.payload) for r in s.records if r.type == "conversation.item.create"]
+    assert created[-1]["item"] == {
+        "type": "function_call_output",
+        "call_id": call.call_id,
+        "output": '{"temperature_c": 21}',
+    }
+    transcript = next(e for e in answer if e.type == "response.audio_transcript.done").transcript
+    assert transcript == 'Here is what I found: {"temperature_c": 21}.'
+
+
+async def test_a_sink_added_to_an_open_session_sees_every_record_from_then_on():
+    class Collect(list):
+        closed = False
+
+        def __call__(self, record):
+            self.append(record)
+
+        def close(self):
+            self.closed = True
+
+    sink = Collect()
+    async with fast_emulator() as emu:
+        async with Session(endpoint=emu.endpoint, api_key=emu.api_key, dotenv_path=False) as s:
+            await s.wait_for("session.updated")
+            first = len(s.records)
+            s.add_sink(sink)
+            await s.send_text("hi")
+            await s.wait_for("response.done")
+            assert not sink.closed
+    assert sink.closed  # closed with the session
+    assert [r.seq for r in sink] == list(range(first, len(s.records)))
+    assert sink == list(s.records)[first:]

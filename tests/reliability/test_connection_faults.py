@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 import math
-import time
 
 import pandas as pd
 import pytest
@@ -81,10 +80,8 @@ async def test_a_lost_connection_ends_the_session_with_a_clear_error(tmp_path, p
             stall_timeout_s=0.3,
         ) as s:
             await s.append_audio(prompt.pcm)  # one message: the fault hits the response, not the upload
-            t0 = time.monotonic()
-            with pytest.raises(ConnectionFailed) as waited:
+            with pytest.raises(ConnectionFailed) as waited:  # a stall: before the delayed event arrives
                 await s.wait_for("response.done", timeout_s=10)
-            elapsed = time.monotonic() - t0
             with pytest.raises(ConnectionFailed) as sent:
                 await s.send_text("are you there?")
             assert s.connection_error is not None
@@ -96,9 +93,7 @@ async def test_a_lost_connection_ends_the_session_with_a_clear_error(tmp_path, p
         assert "Traceback" not in message
     assert "while waiting for 'response.done'" in str(waited.value)
     assert "sending 'conversation.item.create'" in str(sent.value)
-    if case == "stall":
-        assert elapsed < 2.0  # noticed after stall_timeout_s, not after the 10 s wait
-    else:
+    if case != "stall":  # how soon a stall is noticed: tests/unit/test_session_link.py, on virtual time
         assert "while response resp_" in str(waited.value)
     frame = assert_run_folder_complete(run, s.records)
     lost = frame[frame["type"] == "vlab.connection_lost"]
@@ -188,23 +183,23 @@ async def test_reconnect_gives_up_with_a_clear_error_when_the_service_refuses(pr
 
 
 async def test_send_waits_for_a_reconnection_in_progress(prompt):
+    lost = asyncio.Event()
     async with fast_emulator() as emu:
         async with Session(
             SETTINGS, endpoint=emu.endpoint, api_key=emu.api_key, dotenv_path=False,
             reconnect=Reconnect(backoff_s=0.3),
         ) as s:  # fmt: skip
+            s.add_sink(lambda record: lost.set() if record.type == "vlab.connection_lost" else None)
             emu.inject(Fault("drop", at="response.audio.delta", n=1))
             await s.send_text("hello")
-            await s.wait_for(lambda e: e.type == "vlab.reconnected" or e.type == "response.audio.delta")
-            deadline = time.monotonic() + 5
-            while s._connected.is_set():  # the reader is about to notice the drop
-                assert time.monotonic() < deadline, "the drop was not noticed"
-                await asyncio.sleep(0.005)
+            await lost.wait()  # the reader noticed the drop; the reconnection waits out its back-off
             await s.send_text("hello again")  # sent on the new connection once it is up
             await s.wait_for("response.done", timeout_s=10)
     sent = [r for r in s.records if r.type == "conversation.item.create"]
     reconnect_seq = next(r.seq for r in s.records if r.type == "vlab.reconnect")
-    assert len(sent) == 2 and sent[1].seq > reconnect_seq
+    resent_settings_seq = [r.seq for r in s.records if r.type == "session.update"][-1]
+    # the second message went out on the new connection, after its handshake
+    assert len(sent) == 2 and sent[1].seq > resent_settings_seq > reconnect_seq
 
 
 async def test_a_sweep_records_a_dropped_cell_as_failed_and_goes_on(tmp_path):

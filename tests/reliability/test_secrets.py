@@ -147,7 +147,7 @@ def test_env_and_runs_are_git_ignored():
     )
     assert result.stdout.split() == paths, result.stderr
     kept = subprocess.run(
-        ["git", "check-ignore", "--no-index", "src/vlab/session.py"], cwd=REPO, capture_output=True
+        ["git", "check-ignore", "--no-index", "src/vlab/session/__init__.py"], cwd=REPO, capture_output=True
     )
     assert kept.returncode == 1  # not everything is ignored
 

@@ -1,0 +1,70 @@
+"""Where the assistant's audio goes: the audio output (a speaker, or simulated playback) and the recording.
+
+:class:`AssistantAudio` takes each ``response.audio.delta`` as JSON. An output that only keeps time
+(:class:`~vlab.audio.playback.SimulatedPlayback`) gets byte counts, so nothing is decoded; a speaker or
+a recording gets the decoded PCM. A device output's playback notices are handed to a callback.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from vlab.audio.playback import AudioOutput
+from vlab.log.records import audio_size
+from vlab.session.sinks import AudioRecording
+from vlab.settings import SessionSettings
+
+PlaybackNotice = Callable[[str, str, int, Mapping[str, Any]], None]
+"""``(kind, item_id, t_ns, info)``: a device output reports that audio started or finished playing."""
+
+
+class AssistantAudio:
+    """Routes the assistant's audio to the output and, with a run folder, to the recording.
+
+    Args:
+        output: Where assistant audio is played.
+    """
+
+    def __init__(self, output: AudioOutput) -> None:
+        self.output = output
+        self.recording: AudioRecording | None = None
+        """The run folder's recording, if audio is recorded."""
+        self._rates_of: SessionSettings | None = None
+        self._rates = (0, 0)
+
+    def rates(self, settings: SessionSettings) -> tuple[int, int]:
+        """Byte rate and sample rate of the assistant audio under ``settings`` (cached per settings)."""
+        if self._rates_of is not settings:
+            self._rates_of = settings
+            self._rates = (settings.output_bytes_per_s, settings.output_sample_rate)
+        return self._rates
+
+    def delta(self, payload: Mapping[str, Any], t_ns: int, settings: SessionSettings) -> None:
+        """Play (and record) one ``response.audio.delta`` received at ``t_ns``."""
+        item_id = payload.get("item_id")
+        rate = self.rates(settings)[1]
+        recording = self.recording
+        push_size = getattr(self.output, "push_size", None)
+        if push_size is not None and recording is None:
+            push_size(item_id, audio_size(payload.get("delta")) or 0, rate)
+            return
+        pcm = base64.b64decode(payload.get("delta") or "")
+        self.output.push(str(item_id), pcm, rate)
+        if recording is not None:
+            recording.output_audio(str(item_id), pcm, t_ns)
+
+    def start(self, on_notice: PlaybackNotice) -> None:
+        """Start a device output on the running loop; its playback notices go to ``on_notice``."""
+        if hasattr(self.output, "on_event"):
+            self.output.on_event = on_notice
+        start = getattr(self.output, "start", None)
+        if callable(start):
+            start()
+
+    def close(self) -> None:
+        """Close the output, if it can be closed."""
+        close = getattr(self.output, "close", None)
+        if callable(close):
+            close()

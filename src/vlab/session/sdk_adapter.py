@@ -1,0 +1,211 @@
+"""Everything vlab takes from the ``azure-ai-voicelive`` SDK, private parts included, in one module.
+
+The rest of vlab never imports the SDK's connection API: it talks to a :class:`~vlab.session.link.Wire`
+(:class:`SdkWire` here) and gets SDK models from :func:`server_event`. What vlab relies on beyond the
+SDK's documented API is listed in :data:`RELIED_ON`; :func:`missing_sdk_features` checks the installed
+SDK for each item, and a unit test fails with its sentences when an SDK upgrade removes one.
+
+The SDK is imported on first use, so ``import vlab`` stays light.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from vlab.session.link import WireClosed, WireError
+
+if TYPE_CHECKING:
+    from azure.ai.voicelive.aio import VoiceLiveConnection
+
+SDK_PACKAGE = "azure-ai-voicelive"
+
+RELIED_ON: dict[str, str] = {
+    "azure.ai.voicelive.aio.connect(connection_options=...)": "opening the connection (with autoclose off)",
+    "azure.ai.voicelive.aio.WebsocketConnectionOptions['autoclose']": "keeping the server's close code",
+    "azure.ai.voicelive.aio.ConnectionError": "recognising a failed connect or send",
+    "azure.ai.voicelive.aio.ConnectionClosed(code, reason)": "telling a close frame from a dropped socket",
+    "VoiceLiveConnection.recv_bytes()": "reading raw frames (the JSON is logged before any model is built)",
+    "VoiceLiveConnection.send(dict)": "sending wire-format client events",
+    "VoiceLiveConnection._connection (private: the aiohttp WebSocket, .closed)": (
+        "refusing to send on a socket that is already closed"
+    ),
+    "azure.ai.voicelive.models.ServerEvent._deserialize(payload, []) (private)": (
+        "building SDK models from logged JSON, as conn.recv() does"
+    ),
+    "azure.ai.voicelive.__version__": "the SDK version written to session.json",
+}
+"""What vlab needs from the SDK → what for (the private parts say so)."""
+
+
+class SdkWire:
+    """A :class:`~vlab.session.link.Wire` over the SDK's ``VoiceLiveConnection``.
+
+    Args:
+        manager: The SDK's ``connect(...)`` context manager, already entered.
+        connection: What entering it returned.
+    """
+
+    def __init__(self, manager: Any, connection: VoiceLiveConnection) -> None:
+        self._manager = manager
+        self.connection = connection
+        """The SDK connection (for what vlab does not wrap)."""
+
+    async def recv_bytes(self) -> bytes:
+        """The next frame; raises :class:`WireClosed` as the SDK reports a close or a transport error."""
+        from azure.ai.voicelive.aio import ConnectionClosed
+        from azure.ai.voicelive.aio import ConnectionError as SdkConnectionError
+
+        try:
+            raw = await self.connection.recv_bytes()
+        except ConnectionClosed as exc:
+            raise WireClosed(exc.code, exc.reason) from None
+        except (SdkConnectionError, ConnectionError, TimeoutError, asyncio.TimeoutError) as exc:
+            raise WireClosed(None, str(exc)) from None
+        if not raw:  # the SDK's recv() treats an empty frame as a dead connection too
+            raise WireClosed(1006, "Empty WebSocket frame")
+        return raw
+
+    async def send(self, event: Mapping[str, Any]) -> None:
+        """Send a wire-format client event; raises :class:`WireClosed` when the socket is gone.
+
+        Raises:
+            WireClosed: The socket is closed or the transport failed.
+            TypeError: The event cannot be encoded as JSON.
+        """
+        from azure.ai.voicelive.aio import ConnectionError as SdkConnectionError
+
+        ws = getattr(self.connection, "_connection", None)
+        if ws is not None and ws.closed:
+            raise WireClosed(None, "the WebSocket is closed")
+        try:
+            await self.connection.send(event)
+        except SdkConnectionError as exc:
+            if isinstance(exc.__cause__, (TypeError, ValueError)):
+                raise TypeError(f"cannot send {event.get('type')!r}: {exc.__cause__}") from None
+            raise WireClosed(None, str(exc)) from None
+
+    async def close(self) -> None:
+        """Close the connection quietly (a dead socket cannot be closed cleanly; nothing is lost)."""
+        try:
+            await self._manager.__aexit__(None, None, None)
+        except Exception:  # closing what is already dead
+            return
+
+
+async def open_wire(*, endpoint: str, credential: Any, model: str | None, api_version: str) -> SdkWire:
+    """Connect with the SDK.
+
+    Args:
+        endpoint: The endpoint URL.
+        credential: An ``AzureKeyCredential`` or async token credential.
+        model: The model for the connection URL.
+        api_version: The ``api-version`` query parameter.
+
+    Raises:
+        WireError: The connection could not be opened (the SDK's message, not redacted).
+    """
+    from azure.ai.voicelive.aio import ConnectionError as SdkConnectionError
+    from azure.ai.voicelive.aio import connect
+
+    manager = connect(
+        endpoint=endpoint,
+        credential=credential,
+        model=model,
+        api_version=api_version,
+        # No automatic close reply: when the server closes and drops the TCP connection at once,
+        # aiohttp's failed reply would overwrite the close code it received with 1006.
+        connection_options={"autoclose": False},
+    )
+    try:
+        connection = await manager.__aenter__()
+    except SdkConnectionError as exc:
+        raise WireError(str(exc)) from None
+    return SdkWire(manager, connection)
+
+
+def server_event(payload: Any) -> Any:
+    """The SDK model of a server event's JSON object, as ``conn.recv()`` builds it (anything else as is)."""
+    if type(payload) is not dict:
+        return payload
+    return _server_event_model()._deserialize(payload, [])
+
+
+@functools.cache
+def _server_event_model() -> Any:
+    from azure.ai.voicelive.models import ServerEvent
+
+    return ServerEvent
+
+
+def sdk_version() -> str:
+    """The installed SDK's version."""
+    import azure.ai.voicelive
+
+    return str(azure.ai.voicelive.__version__)
+
+
+def missing_sdk_features() -> list[str]:
+    """What vlab relies on (:data:`RELIED_ON`) that the installed SDK lacks; empty when all is there.
+
+    Returns:
+        One sentence per missing feature: what is gone, what vlab uses it for, and what to do.
+    """
+    import azure.ai.voicelive.aio as aio
+
+    def builds_session_created() -> bool:
+        event = _server_event_model()._deserialize(
+            {"type": "session.created", "event_id": "e", "session": {"id": "s"}}, []
+        )
+        return bool(event.type == "session.created" and event.get("session")["id"] == "s")
+
+    def keeps_the_websocket() -> bool:
+        ws = object()
+        return aio.VoiceLiveConnection(client_session=object(), ws=ws)._connection is ws  # type: ignore[arg-type]
+
+    def closed_carries_code() -> bool:
+        exc = aio.ConnectionClosed(4000, "bye")
+        return isinstance(exc, aio.ConnectionError) and (exc.code, exc.reason) == (4000, "bye")
+
+    def is_coroutine(name: str) -> Callable[[], bool]:
+        return lambda: inspect.iscoroutinefunction(getattr(aio.VoiceLiveConnection, name))
+
+    checks: dict[str, Callable[[], object]] = {
+        "azure.ai.voicelive.aio.connect(connection_options=...)": lambda: (
+            "connection_options" in inspect.signature(aio.connect).parameters
+        ),
+        "azure.ai.voicelive.aio.WebsocketConnectionOptions['autoclose']": lambda: (
+            "autoclose" in aio.WebsocketConnectionOptions.__annotations__
+        ),
+        "azure.ai.voicelive.aio.ConnectionError": lambda: issubclass(aio.ConnectionError, Exception),
+        "azure.ai.voicelive.aio.ConnectionClosed(code, reason)": closed_carries_code,
+        "VoiceLiveConnection.recv_bytes()": is_coroutine("recv_bytes"),
+        "VoiceLiveConnection.send(dict)": is_coroutine("send"),
+        "VoiceLiveConnection._connection (private: the aiohttp WebSocket, .closed)": keeps_the_websocket,
+        "azure.ai.voicelive.models.ServerEvent._deserialize(payload, []) (private)": builds_session_created,
+        "azure.ai.voicelive.__version__": sdk_version,
+    }
+    assert checks.keys() == RELIED_ON.keys(), "each feature vlab relies on has exactly one check"
+    problems: list[str] = []
+    for feature, used_for in RELIED_ON.items():
+        try:
+            ok, why = bool(checks[feature]()), ""
+        except Exception as exc:
+            ok, why = False, f" ({type(exc).__name__}: {exc})"
+        if not ok:
+            problems.append(
+                f"{SDK_PACKAGE} {_version_or_unknown()} no longer provides {feature}{why}, which vlab uses "
+                f"for {used_for}. Install a version vlab supports (see pyproject.toml), or adapt "
+                "vlab.session.sdk_adapter."
+            )
+    return problems
+
+
+def _version_or_unknown() -> str:
+    try:
+        return sdk_version()
+    except Exception:
+        return "(unknown version)"

@@ -1,0 +1,517 @@
+"""The :class:`Session` facade: one Voice Live session with a complete, timestamped event log.
+
+The session wires its parts (listed in :mod:`vlab.session`) together and keeps the log: every event
+sent or received becomes an :class:`~vlab.log.EventRecord` stamped on the injected clock and handed to
+the sinks. It reacts to what the server sends (the assistant's audio, the server's session, barge-in)
+and offers the sending API; reading, stalls and reconnection belong to its
+:class:`~vlab.session.link.Link`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vlab import protocol
+from vlab.audio.playback import AudioOutput, SimulatedPlayback
+from vlab.clock import Clock, ServerTimeClock, SystemClock
+from vlab.endpoint import Target
+from vlab.errors import ConfigError, ConnectionFailed, ProtocolError, VlabError
+from vlab.log import EventLog, Sink
+from vlab.session import sdk_adapter
+from vlab.session.barge_in import BargeIn, BargeInAction, BargeInPolicy, server_interrupts
+from vlab.session.connector import Connector
+from vlab.session.link import Link, LinkEnded, Wire, WireClosed, WireError
+from vlab.session.output import AssistantAudio
+from vlab.session.readers import EventFeed, EventMatch, LocalEvent
+from vlab.session.reconnect import Notice, Reconnect, Reconnected, Reconnecting, notice_event
+from vlab.session.sinks import SessionLog, open_run_folder, session_metadata
+from vlab.settings import SessionSettings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from vlab.session.sdk_adapter import VoiceLiveConnection
+
+log = logging.getLogger("vlab.session")
+
+_AUDIO_DELTA = protocol.AUDIO_DELTA
+_HANDSHAKE_TIMEOUT_S = 30.0
+
+
+class Session:
+    """One Voice Live session with a complete, timestamped event log.
+
+    Args:
+        settings: Session configuration (defaults: server VAD 0.5 / 300 / 500 ms, pcm16 at 24 kHz).
+        endpoint: Azure endpoint; else ``AZURE_VOICELIVE_ENDPOINT``, else ``.env``; none → embedded emulator.
+        api_key: API key; else ``AZURE_VOICELIVE_API_KEY``, else ``.env``; none with an endpoint → Entra ID.
+        credential: An async token credential for Entra ID (default: ``DefaultAzureCredential``).
+        model: Model name; else ``AZURE_VOICELIVE_MODEL``, else ``settings.model``.
+        run_dir: Folder for ``events.jsonl`` (written as the session goes), ``events.parquet`` (on
+            close) and ``session.json``. None keeps the log in memory only.
+        barge_in: The barge-in policy.
+        audio_output: Where assistant audio goes (a speaker); default: :class:`SimulatedPlayback`.
+        sinks: Extra record observers, called in order for every record.
+        clock: Time source for stamps, timeouts, stall detection and reconnect back-off (a
+            :class:`~vlab.clock.VirtualClock` in tests).
+        emulator_options: Passed to the embedded emulator when it is used (e.g. ``{"speed": 4.0}``).
+        dotenv_path: ``.env`` file to read (None searches upwards from the current folder, False none).
+            The target is resolved (and ``.env`` read) when first needed, at the latest on connecting.
+        backlog: Server events kept for :meth:`wait_for` until read (the oldest are dropped beyond it).
+        record_audio: With a ``run_dir``, also write ``input.wav``, ``output.wav``, ``conversation.wav``
+            and ``output/<item_id>.wav`` (see :mod:`vlab.audio.recording`).
+        reconnect: ``True`` or a :class:`Reconnect` policy to reconnect when the connection is lost;
+            ``False`` (default) ends the session with :class:`~vlab.errors.ConnectionFailed`.
+        stall_timeout_s: Treat the connection as lost when no server event arrives for this long while
+            a response is in progress or a reply is due (None: never).
+    """
+
+    def __init__(
+        self,
+        settings: SessionSettings | None = None,
+        *,
+        endpoint: str | None = None,
+        api_key: str | None = None,
+        credential: Any = None,
+        model: str | None = None,
+        run_dir: str | os.PathLike[str] | None = None,
+        barge_in: BargeIn | str = BargeIn.ON,
+        audio_output: AudioOutput | None = None,
+        sinks: Sequence[Sink] = (),
+        clock: Clock | None = None,
+        emulator_options: Mapping[str, Any] | None = None,
+        dotenv_path: str | os.PathLike[str] | bool | None = None,
+        backlog: int = 10_000,
+        record_audio: bool = True,
+        reconnect: bool | Reconnect = False,
+        stall_timeout_s: float | None = 30.0,
+    ) -> None:
+        if stall_timeout_s is not None and not stall_timeout_s > 0:
+            raise ConfigError(f"stall_timeout_s must be > 0 s or None, got {stall_timeout_s!r}")
+        self.settings = settings or SessionSettings()
+        self.clock = clock or SystemClock()
+        # Fed on the emulator's input timeline (vlab.feed), a headless listener keeps time on the
+        # emulator's simulated timeline, so a barge-in cuts the reply where the emulator says it was
+        # heard, at any replay speed.
+        self._server_time = ServerTimeClock(self.clock)
+        self._audio = AssistantAudio(audio_output or SimulatedPlayback(self._server_time))
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.record_audio = record_audio
+        self.reconnect: Reconnect | None = Reconnect() if reconnect is True else (reconnect or None)
+        self.stall_timeout_s = stall_timeout_s
+        self._log = SessionLog(self.clock, sinks)
+        self.records: EventLog = self._log.records
+        """Every event so far, client, server and local, in log order (reads like a list of records)."""
+        self.server_session: Any = None
+        """The session as the server last reported it (``session.created``/``session.updated``)."""
+        self.sink_errors: list[BaseException] = self._log.sink_errors
+        """Errors of sinks that failed (and were removed)."""
+        self._barge_in = BargeInPolicy(barge_in)
+        self._connector = Connector(
+            endpoint=endpoint,
+            api_key=api_key,
+            model=model,
+            dotenv_path=dotenv_path,
+            credential=credential,
+            emulator_options=emulator_options,
+            default_model=self.settings.model,
+        )
+        self._reader: asyncio.Task[None] | None = None
+        self._closed_error: ConnectionFailed | None = None
+        self._feed = EventFeed(self.clock, backlog, sdk_adapter.server_event)
+        self._link = Link(
+            self._open_wire,
+            self._handshake,
+            clock=self.clock,
+            stall_timeout_s=stall_timeout_s,
+            reconnect=self.reconnect,
+            redact=self._connector.redact,
+        )
+        self._input_ms = 0.0
+        self._last_sent_ns = 0
+
+    # --- properties ----------------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        target = self._connector.resolved
+        where = target.describe() if target is not None else "target not resolved yet"
+        state = "open" if self._link.wire is not None else "closed"
+        return f"Session({where}, {state}, {len(self.records)} events)"
+
+    @property
+    def target(self) -> Target:
+        """Where the session connects and how it authenticates (resolved on first use, reading ``.env``).
+
+        Raises:
+            ConfigError: The endpoint configuration is invalid (e.g. a key without an endpoint).
+        """
+        return self._connector.target
+
+    @property
+    def audio_output(self) -> AudioOutput:
+        """Where assistant audio goes (a speaker, or :class:`SimulatedPlayback`)."""
+        return self._audio.output
+
+    @audio_output.setter
+    def audio_output(self, output: AudioOutput) -> None:
+        self._audio.output = output
+
+    @property
+    def barge_in(self) -> BargeIn:
+        """The barge-in policy."""
+        return self._barge_in.mode
+
+    @barge_in.setter
+    def barge_in(self, mode: BargeIn | str) -> None:
+        self._barge_in = BargeInPolicy(mode)
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the connection was re-established."""
+        return self._link.reconnects
+
+    @property
+    def connection(self) -> VoiceLiveConnection:
+        """The SDK connection (for anything vlab does not wrap; what you send through it is not logged)."""
+        wire = self._link.wire
+        if wire is None:
+            raise VlabError("the session is not open; use `async with Session(...) as session:`")
+        return wire.connection  # type: ignore[attr-defined]
+
+    @property
+    def connection_error(self) -> ConnectionFailed | None:
+        """Why the connection ended, if it was lost (None while it is open, or after a normal close)."""
+        if self._closed_error is None and self._link.loss is not None:
+            self._closed_error = self._link.loss.error(
+                target=self.target.describe(), run_dir=self.run_dir, reconnect=self.reconnect is not None
+            )
+        return self._closed_error
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Session:
+        await self._connector.__aenter__()  # starts the embedded emulator if there is no endpoint
+        try:
+            if self.run_dir is not None:
+                metadata = session_metadata(
+                    target=self.target,
+                    settings=self.settings,
+                    barge_in=self.barge_in.value,
+                    sdk_version=sdk_adapter.sdk_version(),
+                    started_wall_ns=self.clock.wall_ns(),
+                )
+                self._audio.recording = open_run_folder(
+                    self._log, self.run_dir, metadata, self.settings, record_audio=self.record_audio
+                )
+            try:
+                await self._link.connect()
+            except WireError as exc:  # the server hung up during the handshake
+                raise self._connector.advice(exc) from None
+            self._audio.start(self._on_playback)
+            self._feed.start()
+            self._reader = asyncio.create_task(self._read_loop(), name="vlab-session-reader")
+        except BaseException:
+            await self._link.close()
+            await self._connector.__aexit__(None, None, None)
+            self._log.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection, stop the emulator if one was started, and finish the run folder."""
+        reader = self._reader
+        if reader is not None:
+            self._link.stop()  # a cancelled receive is now a cancellation, not a stall
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            self._reader = None
+        await self._link.close()
+        await self._connector.__aexit__(None, None, None)
+        self._audio.close()
+        self._log.close()
+        self._feed.end()
+
+    async def _open_wire(self) -> Wire:
+        """Open an SDK connection (the link's opener); the first one is logged as ``vlab.connect``."""
+        t_ns = self.clock.monotonic_ns()
+        wire = await self._connector.open_wire()
+        if self._link.generation == 0:
+            target = self.target
+            event = {"type": "vlab.connect", "target": target.kind, "auth": target.auth}
+            self._log.append(event, "local", t_ns)
+        return wire
+
+    async def _handshake(self) -> None:
+        """On each new connection: read ``session.created``, then send the session settings."""
+        created, t_ns = await self._link.recv(timeout_s=_HANDSHAKE_TIMEOUT_S)
+        self._log_server(created, t_ns)
+        if created.get("type") != protocol.SESSION_CREATED:
+            raise ProtocolError(f"expected session.created as the first event, got {created.get('type')!r}")
+        self.server_session = sdk_adapter.server_event(created).get("session")
+        await self._send_now({"type": protocol.CLIENT_SESSION_UPDATE, "session": self.settings.to_wire()})
+
+    def _on_playback(self, kind: str, item_id: str, t_ns: int, info: Mapping[str, Any]) -> None:
+        """Log a playback notice (``vlab.playback_started`` …) stamped when the audio reached the speaker."""
+        self._log.append({"type": f"vlab.{kind}", "item_id": item_id, **info}, "local", t_ns)
+
+    # --- sinks and the log --------------------------------------------------------------------------------
+
+    def add_sink(self, sink: Sink) -> None:
+        """Add an observer; it sees every record from now on (and is closed with the session)."""
+        self._log.add_sink(sink)
+
+    def frame(self) -> pd.DataFrame:
+        """The events so far as a DataFrame (see :func:`vlab.log.to_frame`), built from the log's columns."""
+        return self.records.frame()
+
+    # --- receiving -----------------------------------------------------------------------------------------
+
+    def _log_server(self, payload: dict[str, Any], t_ns: int) -> None:
+        """Log a received server event (its JSON; the SDK model is built only when a reader asks)."""
+        rate = self._audio.rates(self.settings)[0] if payload.get("type") == _AUDIO_DELTA else None
+        self._log.append(payload, "server", t_ns, audio_bytes_per_s=rate)
+
+    async def _read_loop(self) -> None:
+        """The reader task: log, react to and deliver what the link yields, until it ends."""
+        try:
+            async with contextlib.aclosing(self._link.events()) as items:
+                async for item in items:
+                    if isinstance(item, tuple):
+                        payload, t_ns = item
+                        self._log_server(payload, t_ns)
+                        action = self._react(payload, t_ns)
+                        if action is not None:
+                            await self._barge(action)
+                        self._feed.put(payload)
+                    else:
+                        self._on_notice(item)
+            error = self.connection_error
+            if error is not None:
+                log.warning("%s", error)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # report, never lose silently
+            log.exception("session reader failed")
+            self._closed_error = ConnectionFailed(
+                f"the session stopped reading events because of an internal error ({exc!r}); the events so far "
+                "are logged. Please report this with the run folder."
+            )
+        finally:
+            self._feed.end()
+
+    def _on_notice(self, notice: Notice) -> None:
+        """Log what the link reports about the connection; announce a reconnection to the readers."""
+        event = notice_event(notice)
+        if isinstance(notice, Reconnected):
+            what = notice.loss.what
+            log.warning(
+                "reconnected to %s after: %s (attempt %d)", self.target.describe(), what, notice.attempt
+            )
+            self._feed.put(LocalEvent(event))
+            return
+        self._log.append(event, "local", self.clock.monotonic_ns())
+        if isinstance(notice, Reconnecting):
+            self._input_ms = 0.0  # the new server session starts a new input-audio timeline
+
+    def _react(self, payload: dict[str, Any], t_ns: int) -> BargeInAction | None:
+        """Keep the session's state and audio in step with one server event; returns a barge-in to do.
+
+        Reads the event's raw JSON: attribute access on an SDK model deserializes the field again, and
+        the model itself is only built when a reader asks for the event.
+        """
+        get = payload.get
+        kind = get("type")
+        sim_ms = get(protocol.SIM_MS_KEY)
+        if sim_ms is not None:
+            self._server_time.observe_ms(sim_ms)
+        if kind == _AUDIO_DELTA:
+            self._audio.delta(payload, t_ns, self.settings)
+        elif kind == protocol.SESSION_UPDATED:
+            self.server_session = sdk_adapter.server_event(payload).get("session")
+            metadata = (get("session") or {}).get("metadata") or {}
+            timeline = metadata.get(protocol.TIMELINE_METADATA_KEY)
+            if timeline is not None:  # fed on the emulator's input timeline: listen on its time
+                self._server_time.follow(timeline in (protocol.TIMELINE_INPUT, protocol.TIMELINE_ENDED))
+        elif kind == protocol.SPEECH_STARTED:
+            return self._barge_in.on_speech_started(
+                self.audio_output,
+                response_id=self._link.response_id,
+                server_interrupts=server_interrupts(self.server_session),
+            )
+        elif kind == "error":
+            error = get("error") or {}
+            level = logging.WARNING if error.get("type") == "server_error" else logging.INFO
+            log.log(level, "server error event: %s: %s", error.get("code"), error.get("message"))
+        return None
+
+    async def _barge(self, action: BargeInAction) -> None:
+        """Send what the barge-in policy decided (playback has already stopped)."""
+        try:
+            if action.cancel:
+                await self.cancel_response()
+            if action.truncate_item_id is not None:
+                await self.truncate(action.truncate_item_id, action.truncate_at_ms)
+        except ConnectionFailed:
+            pass  # the socket is dead: the next receive says how it ended
+
+    def events(self) -> AsyncIterator[Any]:
+        """Server events (SDK models) from now on, until the session closes."""
+        return self._feed.events()
+
+    async def wait_for(self, match: EventMatch, *, timeout_s: float = 60.0, count: int = 1) -> list[Any]:
+        """Read server events until ``count`` of them match (a type name or a predicate).
+
+        Reading is a cursor over the session's events: each call continues where the previous one
+        stopped, so ``await s.append_audio(...)`` then ``await s.wait_for("response.done")`` never misses
+        an event that arrived in between. Returns the events read (SDK models), the matching one last.
+        The timeout runs on the session's clock.
+
+        Raises:
+            TimeoutError: Not in time; the message lists the types that did arrive.
+            ConnectionFailed: The connection was lost first (and not re-established); the message says
+                how and what to do.
+        """
+        return await self._feed.wait_for(match, timeout_s=timeout_s, count=count, ended=self._ended_error)
+
+    # --- sending ----------------------------------------------------------------------------------------------
+
+    def _ended_error(self, doing: str) -> ConnectionFailed:
+        err = self.connection_error
+        if err is not None:
+            return ConnectionFailed(f"{err} (raised {doing})")
+        if self._reader is None:
+            return ConnectionFailed(
+                f"the session is not open ({doing}); use `async with Session(...) as session:`"
+            )
+        return ConnectionFailed(f"the session ended {doing}")
+
+    async def send(self, event: Mapping[str, Any], **record_extra: Any) -> None:
+        """Send any client event (a wire-format dict) and log it.
+
+        While the connection is being re-established the send waits until it is up again, then goes
+        out on the new connection.
+
+        Raises:
+            ConnectionFailed: The connection is lost (and not re-established); the message says how.
+        """
+        reader = self._reader
+        if reader is not None and asyncio.current_task() is reader:
+            await self._send_now(event, **record_extra)  # barge-in: on the connection being read
+            return
+        if self._reader is None:
+            raise self._ended_error(f"sending {event.get('type')!r}")
+        try:
+            t_ns = await self._link.send_when_up(event)
+        except LinkEnded:
+            raise self._ended_error(f"sending {event.get('type')!r}") from None
+        self._last_sent_ns = t_ns
+        self._log.append(event, "client", t_ns, **record_extra)
+
+    async def _send_now(self, event: Mapping[str, Any], **record_extra: Any) -> None:
+        """Send on the current connection without waiting for it (handshake, barge-in) and log it."""
+        try:
+            t_ns = await self._link.send(event)
+        except WireClosed as exc:
+            raise ConnectionFailed(self._connector.redact(exc.reason)) from None
+        self._last_sent_ns = t_ns
+        self._log.append(event, "client", t_ns, **record_extra)
+
+    async def update(self, settings: SessionSettings) -> None:
+        """Send ``session.update`` with new settings (the server answers with ``session.updated``)."""
+        self.settings = settings
+        await self.send({"type": protocol.CLIENT_SESSION_UPDATE, "session": settings.to_wire()})
+
+    async def append_audio(self, pcm: bytes) -> None:
+        """Append input audio (in the session's input format) and log its place on the input timeline."""
+        offset = self._input_ms
+        rate = self.settings.input_bytes_per_s
+        self._input_ms += len(pcm) / rate * 1000.0
+        event = {"type": protocol.CLIENT_APPEND, "audio": base64.b64encode(pcm).decode("ascii")}
+        await self.send(event, audio_bytes_per_s=rate, input_offset_ms=offset)
+        if self._audio.recording is not None:
+            self._audio.recording.input_audio(pcm, self._last_sent_ns)  # the stamp of this append's record
+
+    async def commit(self) -> None:
+        """Commit the input buffer as a user item (manual turns)."""
+        await self.send({"type": protocol.CLIENT_COMMIT})
+
+    async def clear_input(self) -> None:
+        """Drop uncommitted input audio (the server answers ``input_audio_buffer.cleared``)."""
+        await self.send({"type": protocol.CLIENT_CLEAR})
+
+    async def create_response(self, **response: Any) -> None:
+        """Ask for a response (``response.create``); keywords go into its ``response`` object."""
+        event: dict[str, Any] = {"type": protocol.CLIENT_RESPONSE_CREATE}
+        if response:
+            event["response"] = response
+        await self.send(event)
+
+    async def cancel_response(self) -> None:
+        """Cancel the active response (``response.cancel``)."""
+        await self.send({"type": protocol.CLIENT_RESPONSE_CANCEL})
+
+    async def send_text(self, text: str, *, respond: bool = True) -> None:
+        """Add a user text message; by default also ask for a response."""
+        item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+        await self.send({"type": protocol.CLIENT_ITEM_CREATE, "item": item})
+        if respond:
+            await self.create_response()
+
+    async def send_function_output(
+        self, call_id: str, output: str | Mapping[str, Any], *, respond: bool = True
+    ) -> None:
+        """Return a function call's result (a string, or a mapping sent as JSON); by default ask for a response."""
+        text = output if isinstance(output, str) else json.dumps(output)
+        item = {"type": "function_call_output", "call_id": call_id, "output": text}
+        await self.send({"type": protocol.CLIENT_ITEM_CREATE, "item": item})
+        if respond:
+            await self.create_response()
+
+    async def truncate(self, item_id: str, audio_end_ms: int) -> None:
+        """Cut an assistant item's audio at ``audio_end_ms`` (what the user really heard)."""
+        await self.send(
+            {
+                "type": protocol.CLIENT_ITEM_TRUNCATE,
+                "item_id": item_id,
+                "content_index": 0,
+                "audio_end_ms": int(audio_end_ms),
+            }
+        )
+
+    async def stream_audio(self, pcm: bytes, *, speed: float = 1.0, chunk_ms: float = 20.0) -> None:
+        """Append ``pcm`` in ``chunk_ms`` chunks paced at ``speed`` × real time (``math.inf``: no pacing)."""
+        from vlab.audio.pacing import paced_chunks
+
+        rate = self.settings.input_bytes_per_s // 2
+        async for chunk, _ in paced_chunks(
+            pcm, sample_rate=rate, chunk_ms=chunk_ms, speed=speed, clock=self.clock
+        ):
+            await self.append_audio(chunk)
+
+    async def stream_microphone(self, mic: Any) -> None:
+        """Append everything a microphone captures until cancelled; overflows are logged as they happen.
+
+        ``mic`` is a started-or-startable :class:`vlab.audio.devices.Microphone` (or a ``HalfDuplex``
+        around one) at the session's input rate. Each time its overflow count grows, a local
+        ``vlab.input_overflow`` record (``overflows``: the total so far) marks the lost audio in the log.
+        """
+        seen = int(getattr(mic, "overflows", 0))
+        async for chunk in mic:
+            await self.append_audio(chunk)
+            total = int(getattr(mic, "overflows", 0))
+            if total > seen:
+                self._log.append(
+                    {"type": "vlab.input_overflow", "overflows": total}, "local", self.clock.monotonic_ns()
+                )
+                seen = total

@@ -1,0 +1,200 @@
+"""The Session facade over a fake connection on virtual time: no socket, no wall clock.
+
+The SDK adapter's ``open_wire`` is replaced by one that hands out :class:`FakeWire` connections, so
+the session's own logic (handshake, sending through a reconnection, stalls, timeouts, barge-in) runs
+exactly as against a server, with time moved by the test.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import base64
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vlab import Session
+from vlab.clock import VirtualClock
+from vlab.errors import ConfigError, ConnectionFailed, VlabError
+from vlab.session import Reconnect, sdk_adapter
+
+from .test_session_link import FakeWire
+
+MS = 1_000_000
+SESSION_CREATED = {"type": "session.created", "event_id": "e0", "session": {"id": "sess_1", "model": "m"}}
+
+
+@pytest.fixture
+def wires(monkeypatch: pytest.MonkeyPatch) -> list[FakeWire]:
+    """The connections the next sessions get, in order; each starts with ``session.created``."""
+    queue: list[FakeWire] = []
+
+    async def open_wire(**connect: Any) -> FakeWire:
+        wire = queue.pop(0)
+        wire.push(SESSION_CREATED)
+        return wire
+
+    monkeypatch.setattr(sdk_adapter, "open_wire", open_wire)
+    return queue
+
+
+def fake_session(clock: VirtualClock, **options: Any) -> Session:
+    return Session(
+        endpoint="https://x.services.ai.azure.com", api_key="key", dotenv_path=False, clock=clock, **options
+    )
+
+
+def test_creating_a_session_reads_no_file(tmp_path):
+    session = Session(dotenv_path=tmp_path / "missing.env")  # the .env is read when the target is needed
+    assert repr(session) == "Session(target not resolved yet, closed, 0 events)"
+    with pytest.raises(ConfigError, match="missing.env' is not a file"):
+        session.target  # noqa: B018
+
+
+async def test_the_handshake_and_every_event_are_logged_on_the_session_clock(wires):
+    clock = VirtualClock(start_ns=1_000 * MS)
+    wire = FakeWire()
+    wires.append(wire)
+    async with fake_session(clock) as s:
+        assert s.server_session["id"] == "sess_1"
+        clock.advance_ns(5 * MS)
+        await s.send_text("hello")
+        wire.push({"type": "conversation.item.created", "item": {"id": "item_1"}})
+        await s.wait_for("conversation.item.created")
+        assert s.connection is wire.connection  # the SDK connection (a stand-in here)
+    logged = [(r.direction, r.type, r.t_ns // MS) for r in s.records]
+    assert logged == [
+        ("local", "vlab.connect", 1000),
+        ("server", "session.created", 1000),
+        ("client", "session.update", 1000),
+        ("client", "conversation.item.create", 1005),
+        ("client", "response.create", 1005),
+        ("server", "conversation.item.created", 1005),
+    ]
+    assert [e["type"] for e in wire.sent] == ["session.update", "conversation.item.create", "response.create"]
+    assert wire.closed
+
+
+async def test_a_send_during_a_reconnection_goes_out_on_the_new_connection(wires):
+    clock = VirtualClock()
+    first, second = FakeWire(), FakeWire()
+    wires += [first, second]
+    async with fake_session(clock, reconnect=Reconnect(backoff_s=0.25), stall_timeout_s=None) as s:
+        first.drop()
+        sender = asyncio.create_task(s.send_text("hello", respond=False))
+        await clock.wait_for_sleepers()  # the back-off before the first attempt
+        assert not sender.done()
+        clock.advance_to_next()
+        await sender
+        notice = (await s.wait_for("vlab.reconnected"))[-1]
+        assert notice.attempt == 1 and s.reconnects == 1
+    assert [e["type"] for e in first.sent] == ["session.update"]
+    assert [e["type"] for e in second.sent] == ["session.update", "conversation.item.create"]
+    logged = [(r.type, r.t_ns // MS) for r in s.records][3:]
+    assert logged == [
+        ("vlab.connection_lost", 0),
+        ("vlab.reconnect", 250),
+        ("session.created", 250),
+        ("session.update", 250),
+        ("conversation.item.create", 250),
+    ]
+
+
+async def test_a_stall_ends_wait_for_and_send_with_a_clear_error(wires):
+    clock = VirtualClock()
+    wire = FakeWire()
+    wires.append(wire)
+    async with fake_session(clock, stall_timeout_s=0.3) as s:
+        wire.push({"type": "session.updated", "session": {"id": "sess_1"}})
+        await s.wait_for("session.updated")
+        clock.advance_s(1.0)  # nothing is owed: silence is no stall
+        await s.create_response()  # now a reply is due
+        waiter = asyncio.create_task(s.wait_for("response.done", timeout_s=10))
+        await clock.wait_for_sleepers(2)  # the stall watchdog and wait_for's timeout
+        assert clock.next_deadline_ns() == 1_300 * MS
+        clock.advance_to_next()
+        with pytest.raises(ConnectionFailed) as waited:
+            await waiter
+        with pytest.raises(ConnectionFailed) as sent:
+            await s.send_text("still there?")
+        assert s.connection_error is not None
+    for error in (waited, sent):
+        assert "stalled: no event from the server for 0.3 s while a reply was due" in str(error.value)
+        assert "raise stall_timeout_s" in str(error.value)
+    assert "(raised while waiting for 'response.done')" in str(waited.value)
+    lost = s.records[-1]
+    assert lost.type == "vlab.connection_lost" and lost.t_ns == 1_300 * MS and lost.error_code == "stalled"
+
+
+async def test_wait_for_times_out_on_the_session_clock(wires):
+    clock = VirtualClock()
+    wires.append(FakeWire())
+    async with fake_session(clock, stall_timeout_s=None) as s:
+        waiter = asyncio.create_task(s.wait_for("response.done", timeout_s=5))
+        await clock.wait_for_sleepers()
+        assert clock.next_deadline_ns() == 5_000 * MS
+        clock.advance_to_next()
+        with pytest.raises(TimeoutError, match=r"no 'response.done' within 5 s \(received: \[\]\)"):
+            await waiter
+
+
+async def test_speech_over_the_reply_cancels_it_and_truncates_at_the_ms_heard(wires):
+    clock = VirtualClock()
+    wire = FakeWire()
+    wires.append(wire)
+    one_second = base64.b64encode(bytes(48_000)).decode()  # pcm16 at 24 kHz
+    async with fake_session(clock, stall_timeout_s=None) as s:
+        wire.push({"type": "response.created", "response": {"id": "resp_1"}})
+        wire.push(
+            {
+                "type": "response.audio.delta",
+                "response_id": "resp_1",
+                "item_id": "item_1",
+                "delta": one_second,
+            }
+        )
+        await s.wait_for("response.audio.delta")
+        clock.advance_s(0.3)
+        wire.push({"type": "input_audio_buffer.speech_started", "audio_start_ms": 800, "item_id": "item_2"})
+        await s.wait_for("input_audio_buffer.speech_started")  # delivered once the barge-in is sent
+    assert wire.sent[-2:] == [
+        {"type": "response.cancel"},
+        {"type": "conversation.item.truncate", "item_id": "item_1", "content_index": 0, "audio_end_ms": 300},
+    ]
+
+
+async def test_a_closed_session_refuses_to_send_and_has_no_connection(wires):
+    wires.append(FakeWire())
+    s = fake_session(VirtualClock())
+    with pytest.raises(VlabError, match="the session is not open"):
+        s.connection  # noqa: B018
+    async with s:
+        pass
+    with pytest.raises(ConnectionFailed, match=r"not open \(sending 'conversation.item.create'\)"):
+        await s.send_text("hello")
+    with pytest.raises(ConnectionFailed, match="not open"):
+        await s.wait_for("response.done")
+
+
+def test_the_session_parts_import_only_downwards():
+    """The order of the parts in the package docstring is their import order: no cycle, one direction."""
+    import vlab.session
+
+    package = Path(vlab.session.__file__).parent
+    order = [
+        line.split("``")[1].removesuffix(".py")
+        for line in vlab.session.__doc__.splitlines()
+        if line.startswith("- ``")
+    ]
+    assert sorted(order) == sorted(p.stem for p in package.glob("*.py") if p.stem != "__init__")
+    problems = []
+    for rank, name in enumerate(order):
+        tree = ast.parse((package / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("vlab.session"):
+                sub = node.module.removeprefix("vlab.session").lstrip(".")
+                imported = [sub] if sub else [alias.name for alias in node.names]
+                problems += [f"{name} imports {i}" for i in imported if i in order and order.index(i) <= rank]
+    assert problems == []

@@ -1,0 +1,118 @@
+"""The one module that knows the SDK: what vlab relies on is there, and nothing else reaches into the SDK."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.ai.voicelive import aio
+from azure.ai.voicelive.models import ServerEvent
+
+import vlab
+from vlab.session import LocalEvent, sdk_adapter
+from vlab.session.link import WireClosed
+
+SRC = Path(vlab.__file__).parent
+ADAPTER = SRC / "session" / "sdk_adapter.py"
+PRIVATE_SDK_NAMES = ("_deserialize", "._connection", "voicelive._version", "voicelive._patch", "aio._patch")
+
+
+def test_the_installed_sdk_has_everything_vlab_relies_on():
+    problems = sdk_adapter.missing_sdk_features()
+    assert not problems, "\n" + "\n".join(problems)
+
+
+def test_a_missing_feature_is_named_with_what_vlab_uses_it_for(monkeypatch):
+    monkeypatch.delattr(aio.VoiceLiveConnection, "recv_bytes")
+
+    def gone(*args: Any) -> Any:
+        raise AttributeError("_deserialize")
+
+    monkeypatch.setattr(ServerEvent, "_deserialize", gone)
+    problems = sdk_adapter.missing_sdk_features()
+    assert len(problems) == 2
+    assert (
+        problems[0].startswith("azure-ai-voicelive ")
+        and "no longer provides VoiceLiveConnection.recv_bytes()" in problems[0]
+    )
+    assert (
+        "which vlab uses for reading raw frames" in problems[0] and "vlab.session.sdk_adapter" in problems[0]
+    )
+    assert "ServerEvent._deserialize(payload, []) (private) (AttributeError: _deserialize)" in problems[1]
+
+
+def test_only_the_adapter_reaches_into_the_sdk():
+    """Outside the adapter, no module of vlab uses a private SDK name, and the session imports no SDK."""
+    problems = []
+    for path in sorted(SRC.rglob("*.py")):
+        if path == ADAPTER:
+            continue
+        text = path.read_text()
+        problems += [f"{path.relative_to(SRC)} uses {name}" for name in PRIVATE_SDK_NAMES if name in text]
+        if path.parent.name == "session":
+            for node in ast.walk(ast.parse(text)):
+                module = node.module if isinstance(node, ast.ImportFrom) else None
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [module or ""]
+                problems += [
+                    f"{path.relative_to(SRC)} imports {n}" for n in names if n.startswith("azure.ai")
+                ]
+    assert problems == []
+
+
+class _Socket:
+    closed = False
+
+
+class _SdkConnection:
+    """Stands in for the SDK's VoiceLiveConnection: what it raises is the SDK's own."""
+
+    def __init__(self, frames: list[Any]) -> None:
+        self._connection = _Socket()
+        self.frames = frames
+        self.sent: list[Any] = []
+
+    async def recv_bytes(self) -> bytes:
+        frame = self.frames.pop(0)
+        if isinstance(frame, BaseException):
+            raise frame
+        return frame
+
+    async def send(self, event: Any) -> None:
+        if event.get("bad"):
+            try:
+                raise TypeError("Object of type set is not JSON serializable")
+            except TypeError as exc:
+                raise aio.ConnectionError(f"Failed to send event: {exc}") from exc
+        self.sent.append(event)
+
+
+async def test_sdk_errors_become_wire_closures_with_their_close_code():
+    wire = sdk_adapter.SdkWire(None, _SdkConnection([b"{}", aio.ConnectionClosed(4000, ""), b""]))  # type: ignore[arg-type]
+    assert await wire.recv_bytes() == b"{}"
+    with pytest.raises(WireClosed) as closed:
+        await wire.recv_bytes()
+    assert (closed.value.code, closed.value.reason) == (4000, "")
+    with pytest.raises(WireClosed) as empty:
+        await wire.recv_bytes()
+    assert (empty.value.code, empty.value.reason) == (1006, "Empty WebSocket frame")  # as the SDK's recv()
+
+
+async def test_a_send_on_a_closed_socket_or_of_an_unencodable_event_fails_clearly():
+    connection = _SdkConnection([])
+    wire = sdk_adapter.SdkWire(None, connection)  # type: ignore[arg-type]
+    await wire.send({"type": "response.create"})
+    with pytest.raises(TypeError, match="cannot send 'x': Object of type set"):
+        await wire.send({"type": "x", "bad": True})
+    connection._connection.closed = True
+    with pytest.raises(WireClosed, match="the WebSocket is closed"):
+        await wire.send({"type": "response.create"})
+    assert connection.sent == [{"type": "response.create"}]
+
+
+def test_server_events_become_the_sdk_s_models():
+    event = sdk_adapter.server_event({"type": "session.created", "event_id": "e1", "session": {"id": "s"}})
+    assert isinstance(event, ServerEvent) and event.type == "session.created" and event.session.id == "s"
+    local = LocalEvent(type="vlab.reconnected", attempt=1)
+    assert sdk_adapter.server_event(local) is local  # the session's own notices stay as they are
