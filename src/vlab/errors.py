@@ -10,6 +10,9 @@ Every error a user can cause says what is wrong and how to fix it, and never con
     └── ProtocolError        the server sent something that breaks the Voice Live protocol
 
     VlabWarning              suspicious but usable input (silent prompt, very long file)
+    └── EmulatorExposedWarning   (vlab.emulator.server) listening beyond loopback with a generated key
+
+``ConfigError`` and ``AudioFormatError`` subclass ``ValueError`` too, so ``except ValueError`` catches them.
 """
 
 from __future__ import annotations

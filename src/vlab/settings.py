@@ -1,7 +1,7 @@
 """Session settings: typed, validated values that become the ``session`` object of ``session.update``.
 
 Everything here is plain data (frozen dataclasses) with a ``to_wire()`` method that returns the exact
-JSON the service expects (``shared/protocol.md`` section 4). Nothing here imports the Azure SDK.
+JSON the service expects (``docs/protocol.md#session-fields``). Nothing here imports the Azure SDK.
 
 Two "empty" values are kept apart on purpose:
 
@@ -32,8 +32,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeVar, get_args
 
-from vlab import protocol
+from vlab import protocol, protocol_limits
 from vlab.errors import ConfigError
+from vlab.protocol_limits import DURATION_MS_BOUNDS, THRESHOLD_BOUNDS
 
 __all__ = [
     "MAX_DURATION_MS",
@@ -87,8 +88,8 @@ NOT_GIVEN: Final = NotGiven()
 _NOT_GIVEN_JSON: Final = "NOT_GIVEN"
 """How :data:`NOT_GIVEN` is spelled in :meth:`SessionSettings.to_dict` output."""
 
-MAX_DURATION_MS: Final = 10_000
-"""Largest accepted value of any ``*_ms`` setting, in milliseconds."""
+MAX_DURATION_MS: Final = protocol_limits.MAX_DURATION_MS
+"""Largest accepted value of any ``*_ms`` setting, in milliseconds (see :mod:`vlab.protocol_limits`)."""
 
 OPENAI_VOICES: Final = (
     "alloy",
@@ -109,19 +110,26 @@ EouThresholdLevel = Literal["low", "medium", "high", "default"]
 SemanticVariant = Literal["default", "en", "multilingual"]
 InputAudioFormat = Literal["pcm16", "g711_ulaw", "g711_alaw"]
 
-_EOU_MODELS: Final = get_args(EouModel)
-_EOU_LEVELS: Final = get_args(EouThresholdLevel)
-_SEMANTIC_VARIANTS: Final = get_args(SemanticVariant)
-_SEMANTIC_TYPES: Final = {
-    "default": "azure_semantic_vad",
-    "en": "azure_semantic_vad_en",
-    "multilingual": "azure_semantic_vad_multilingual",
-}
+_EOU_MODELS: Final = protocol_limits.EOU_MODELS
+_EOU_LEVELS: Final = protocol_limits.EOU_THRESHOLD_LEVELS
+_SEMANTIC_VARIANTS: Final[tuple[SemanticVariant, ...]] = get_args(SemanticVariant)
+_SEMANTIC_TYPES: Final[dict[SemanticVariant, str]] = dict(
+    zip(_SEMANTIC_VARIANTS, protocol_limits.AZURE_SEMANTIC_VAD_TYPES, strict=True)
+)
+_SERVER_DEFAULTS: Final = protocol_limits.turn_detection_defaults(
+    protocol_limits.SERVER_VAD, protocol_limits.VLAB_DEFAULTS_API_VERSION
+)
+"""What ``ServerVad()`` sends: the documented server-VAD defaults of the first GA api-version."""
+_SEMANTIC_DEFAULTS: Final = protocol_limits.turn_detection_defaults(
+    _SEMANTIC_TYPES["default"], protocol_limits.VLAB_DEFAULTS_API_VERSION
+)
+"""What ``AzureSemanticVad()`` sends (its ``NOT_GIVEN`` fields take the service defaults)."""
 _MODALITIES: Final = (("text", "audio"), ("text",))
 _TOOL_CHOICES: Final = ("auto", "none", "required")
 _TOOL_NAME_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _LOCALE_PREFIX_RE: Final = re.compile(r"^[A-Za-z]{2,3}-[A-Za-z]{2,4}-\S")
 _TEMPERATURE_RANGE: Final = (0.0, 1.2)
+_THRESHOLD: Final = (THRESHOLD_BOUNDS.lo, THRESHOLD_BOUNDS.hi)
 _EXTRA_FORBIDDEN: Final = {
     "model": "pass model=... (it goes in the connection URL)",
     "input_audio_format": "use the input_audio_format field",
@@ -139,8 +147,8 @@ def _fail(owner: str, name: str, value: Any, expected: str, fix: str = "") -> Co
 
 
 def _check_ms(owner: str, name: str, value: Any) -> int:
-    """Validate a duration in milliseconds: a non-negative int up to MAX_DURATION_MS."""
-    expected = f"an integer number of milliseconds in [0, {MAX_DURATION_MS}]"
+    """Validate a duration in milliseconds: an int within :data:`~vlab.protocol_limits.DURATION_MS_BOUNDS`."""
+    expected = f"an integer number of milliseconds in {DURATION_MS_BOUNDS}"
     if isinstance(value, bool):
         raise _fail(owner, name, value, expected)
     if isinstance(value, float) and value.is_integer():
@@ -150,7 +158,7 @@ def _check_ms(owner: str, name: str, value: Any) -> int:
             value_int = operator.index(value)
         except TypeError:
             raise _fail(owner, name, value, expected) from None
-    if not 0 <= value_int <= MAX_DURATION_MS:
+    if value_int not in DURATION_MS_BOUNDS:
         raise _fail(owner, name, value, expected)
     return value_int
 
@@ -166,7 +174,7 @@ def _check_real(owner: str, name: str, value: Any, low: float, high: float) -> f
     return result
 
 
-def _check_optional_bool(owner: str, name: str, value: Any) -> bool | NotGiven:
+def _check_optional_bool(owner: str, name: str, value: object) -> bool | NotGiven:
     if value is NOT_GIVEN:
         return NOT_GIVEN
     if not isinstance(value, bool):
@@ -192,7 +200,10 @@ def _check_str_tuple(owner: str, name: str, value: Any, example: str) -> tuple[s
     return items
 
 
-def _check_json(owner: str, name: str, value: Any) -> Any:
+_J = TypeVar("_J")
+
+
+def _check_json(owner: str, name: str, value: _J) -> _J:
     """Deep-copy a JSON-serialisable value (so later edits by the caller cannot change the settings)."""
     try:
         json.dumps(value, allow_nan=False)
@@ -273,7 +284,7 @@ class EndOfUtterance(_Replaceable):
     (= medium; lower ⇒ ends sooner). Defaults to NOT_GIVEN (service default, medium)."""
     timeout_ms: int | NotGiven = NOT_GIVEN
     """Longest wait for more speech after a pause judged incomplete, in milliseconds
-    (0-10 000). Defaults to NOT_GIVEN (service default, 1000 ms)."""
+    (0 to :data:`MAX_DURATION_MS`). Defaults to NOT_GIVEN (service default, 1000 ms)."""
 
     def __post_init__(self) -> None:
         owner = "EndOfUtterance"
@@ -341,12 +352,13 @@ class ServerVad(_Replaceable):
     detected speech start is kept.
     """
 
-    threshold: float = 0.5
+    threshold: float = _SERVER_DEFAULTS.threshold
     """Speech-probability threshold, 0.0-1.0 (higher ⇒ needs louder/clearer speech). Defaults to 0.5."""
-    prefix_padding_ms: int = 300
-    """Audio kept before the detected start of speech, in milliseconds (0-10 000). Defaults to 300."""
-    silence_duration_ms: int = 500
-    """Silence that ends a turn, in milliseconds (0-10 000). Defaults to 500."""
+    prefix_padding_ms: int = _SERVER_DEFAULTS.prefix_padding_ms
+    """Audio kept before the detected start of speech, in milliseconds (0 to :data:`MAX_DURATION_MS`).
+    Defaults to 300."""
+    silence_duration_ms: int = _SERVER_DEFAULTS.silence_duration_ms
+    """Silence that ends a turn, in milliseconds (0 to :data:`MAX_DURATION_MS`). Defaults to 500."""
     end_of_utterance: EndOfUtterance | NotGiven = NOT_GIVEN
     """Semantic end-of-utterance detection on top of the silence timer. Defaults to NOT_GIVEN (off)."""
     interrupt_response: bool | NotGiven = NOT_GIVEN
@@ -359,7 +371,7 @@ class ServerVad(_Replaceable):
 
     def __post_init__(self) -> None:
         owner = "ServerVad"
-        _set(self, "threshold", _check_real(owner, "threshold", self.threshold, 0.0, 1.0))
+        _set(self, "threshold", _check_real(owner, "threshold", self.threshold, *_THRESHOLD))
         _set(self, "prefix_padding_ms", _check_ms(owner, "prefix_padding_ms", self.prefix_padding_ms))
         _set(self, "silence_duration_ms", _check_ms(owner, "silence_duration_ms", self.silence_duration_ms))
         _set(self, "end_of_utterance", _check_eou(owner, self.end_of_utterance))
@@ -368,7 +380,7 @@ class ServerVad(_Replaceable):
     @property
     def type(self) -> str:
         """The wire ``type``: ``"server_vad"``."""
-        return "server_vad"
+        return protocol_limits.SERVER_VAD
 
     def to_wire(self) -> dict[str, Any]:
         """The ``turn_detection`` object, without NOT_GIVEN fields."""
@@ -402,15 +414,16 @@ class AzureSemanticVad(_Replaceable):
     variant: SemanticVariant = "default"
     """``"default"`` (``azure_semantic_vad``), ``"en"`` (``azure_semantic_vad_en``) or
     ``"multilingual"`` (``azure_semantic_vad_multilingual``). Defaults to ``"default"``."""
-    threshold: float = 0.5
+    threshold: float = _SEMANTIC_DEFAULTS.threshold
     """Speech-probability threshold, 0.0-1.0. Defaults to 0.5."""
-    prefix_padding_ms: int = 300
-    """Audio kept before the detected start of speech, in milliseconds (0-10 000). Defaults to 300."""
-    silence_duration_ms: int = 500
-    """Silence that ends a turn, in milliseconds (0-10 000). Defaults to 500."""
+    prefix_padding_ms: int = _SEMANTIC_DEFAULTS.prefix_padding_ms
+    """Audio kept before the detected start of speech, in milliseconds (0 to :data:`MAX_DURATION_MS`).
+    Defaults to 300."""
+    silence_duration_ms: int = _SEMANTIC_DEFAULTS.silence_duration_ms
+    """Silence that ends a turn, in milliseconds (0 to :data:`MAX_DURATION_MS`). Defaults to 500."""
     speech_duration_ms: int | NotGiven = NOT_GIVEN
-    """Shortest speech that starts a turn, in milliseconds (0-10 000; the service raises values under
-    80 to 80). Defaults to NOT_GIVEN (service: 80)."""
+    """Shortest speech that starts a turn, in milliseconds (0 to :data:`MAX_DURATION_MS`; the service
+    raises values under 80 to 80). Defaults to NOT_GIVEN (service: 80)."""
     remove_filler_words: bool | NotGiven = NOT_GIVEN
     """Ignore fillers (ah, umm, mm, uh, huh, oh, yeah, hmm) while a response plays. Defaults to
     NOT_GIVEN (service: false)."""
@@ -430,7 +443,7 @@ class AzureSemanticVad(_Replaceable):
     def __post_init__(self) -> None:
         owner = "AzureSemanticVad"
         _check_choice(owner, "variant", self.variant, _SEMANTIC_VARIANTS)
-        _set(self, "threshold", _check_real(owner, "threshold", self.threshold, 0.0, 1.0))
+        _set(self, "threshold", _check_real(owner, "threshold", self.threshold, *_THRESHOLD))
         _set(self, "prefix_padding_ms", _check_ms(owner, "prefix_padding_ms", self.prefix_padding_ms))
         _set(self, "silence_duration_ms", _check_ms(owner, "silence_duration_ms", self.silence_duration_ms))
         if self.speech_duration_ms is not NOT_GIVEN:
@@ -505,7 +518,7 @@ _SEMANTIC_ONLY_KEYS: Final = ("speech_duration_ms", "remove_filler_words", "lang
 def turn_detection_from_wire(data: Mapping[str, Any] | None) -> ServerVad | AzureSemanticVad | None:
     """Build a turn-detection object from its wire form (``None`` stays ``None``: manual turns).
 
-    Keys the service omitted take this module's defaults (e.g. threshold 0.5).
+    Keys the service omitted take the defaults of :class:`ServerVad` / :class:`AzureSemanticVad`.
 
     Args:
         data: A ``turn_detection`` wire object such as ``{"type": "server_vad", "threshold": 0.6}``.
@@ -524,29 +537,17 @@ def turn_detection_from_wire(data: Mapping[str, Any] | None) -> ServerVad | Azur
     escape = (
         "To send it anyway, use SessionSettings(turn_detection=NOT_GIVEN, extra={'turn_detection': {...}})."
     )
-    common = {
-        "threshold": data.get("threshold", 0.5),
-        "prefix_padding_ms": data.get("prefix_padding_ms", 300),
-        "silence_duration_ms": data.get("silence_duration_ms", 500),
-        "end_of_utterance": data.get("end_of_utterance_detection", NOT_GIVEN),
-        "interrupt_response": data.get("interrupt_response", NOT_GIVEN),
-        "auto_truncate": data.get("auto_truncate", NOT_GIVEN),
-        "create_response": data.get("create_response", NOT_GIVEN),
-    }
-    if kind == "server_vad":
-        _known_keys("turn_detection type 'server_vad'", data, _COMMON_VAD_KEYS, escape)
-        return ServerVad(**common)
+    # Keys left out take the dataclass defaults; the EOU object's wire key differs from the field name.
+    given = {"end_of_utterance" if k == "end_of_utterance_detection" else k: v for k, v in data.items()}
+    given.pop("type", None)
+    if kind == protocol_limits.SERVER_VAD:
+        _known_keys(f"turn_detection type {kind!r}", data, _COMMON_VAD_KEYS, escape)
+        return ServerVad(**given)
     variants = {wire_type: variant for variant, wire_type in _SEMANTIC_TYPES.items()}
     if kind in variants:
         _known_keys(f"turn_detection type {kind!r}", data, _COMMON_VAD_KEYS + _SEMANTIC_ONLY_KEYS, escape)
-        return AzureSemanticVad(
-            variant=variants[kind],
-            speech_duration_ms=data.get("speech_duration_ms", NOT_GIVEN),
-            remove_filler_words=data.get("remove_filler_words", NOT_GIVEN),
-            languages=data.get("languages", NOT_GIVEN),
-            **common,
-        )
-    known = ", ".join(repr(t) for t in ("server_vad", *variants))
+        return AzureSemanticVad(variant=variants[kind], **given)
+    known = ", ".join(repr(t) for t in (protocol_limits.SERVER_VAD, *variants))
     raise ConfigError(f"turn_detection.type must be one of {known}, got {kind!r}. {escape}")
 
 
@@ -796,7 +797,7 @@ class SessionSettings(_Replaceable):
             raise _fail(owner, "model", self.model, "a non-empty model name such as 'gpt-realtime'")
         if self.instructions is not NOT_GIVEN and not isinstance(self.instructions, str):
             raise _fail(owner, "instructions", self.instructions, "a string or NOT_GIVEN")
-        if self.voice is not NOT_GIVEN:
+        if not isinstance(self.voice, NotGiven):
             voice_to_wire(self.voice)  # validates
             if isinstance(self.voice, Mapping):
                 _set(self, "voice", _check_json(owner, "voice", dict(self.voice)))
@@ -837,13 +838,13 @@ class SessionSettings(_Replaceable):
             raise _fail(owner, "input_audio_sampling_rate", rate, "an integer rate in Hz") from None
         if self.input_audio_format.startswith("g711"):
             if rate == 24000:  # the pcm16 default: G.711 is always 8 kHz
-                rate = 8000
-            if rate != 8000:
+                rate = protocol.G711_SAMPLE_RATE_HZ
+            if rate != protocol.G711_SAMPLE_RATE_HZ:
                 raise _fail(
                     owner,
                     "input_audio_sampling_rate",
                     self.input_audio_sampling_rate,
-                    f"8000 with input_audio_format={self.input_audio_format!r}",
+                    f"{protocol.G711_SAMPLE_RATE_HZ} with input_audio_format={self.input_audio_format!r}",
                 )
         elif rate not in protocol.INPUT_SAMPLING_RATES:
             raise _fail(
@@ -900,8 +901,8 @@ class SessionSettings(_Replaceable):
         wire: dict[str, Any] = {}
         _put(wire, "modalities", self.modalities)
         _put(wire, "instructions", self.instructions)
-        if self.voice is not NOT_GIVEN:
-            wire["voice"] = voice_to_wire(self.voice)  # type: ignore[arg-type]
+        if not isinstance(self.voice, NotGiven):
+            wire["voice"] = voice_to_wire(self.voice)
         wire["input_audio_format"] = self.input_audio_format
         wire["input_audio_sampling_rate"] = self.input_audio_sampling_rate
         wire["output_audio_format"] = self.output_audio_format

@@ -10,7 +10,7 @@ import soundfile as sf
 
 from vlab.audio import g711
 from vlab.audio.pacing import paced_chunks
-from vlab.audio.pcm import Chunker, float_to_pcm16, pcm16_to_float
+from vlab.audio.pcm import check_pcm16, float_to_pcm16, pcm16_to_float
 from vlab.audio.playback import SimulatedPlayback
 from vlab.audio.synth import synthesize
 from vlab.audio.wav import load_wav
@@ -18,13 +18,14 @@ from vlab.clock import ManualClock
 from vlab.errors import AudioFormatError
 
 
-def test_pcm_round_trip_and_chunker():
+def test_pcm_round_trip():
     x = np.linspace(-1, 1, 101, dtype=np.float32)
     assert np.allclose(pcm16_to_float(float_to_pcm16(x)), np.clip(x, -1, 32767 / 32768), atol=1 / 32768)
-    c = Chunker(4)
-    assert c.push(b"abcdef") == [b"abcd"] and c.push(b"gh") == [b"efgh"] and c.flush() == b""
     with pytest.raises(AudioFormatError, match="even number"):
         pcm16_to_float(b"abc")
+    check_pcm16(bytearray(4))
+    with pytest.raises(AudioFormatError, match="got 1. Send whole 16-bit samples"):
+        check_pcm16(memoryview(b"x"))
 
 
 @pytest.mark.parametrize(

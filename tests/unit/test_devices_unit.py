@@ -14,7 +14,7 @@ import pytest
 from vlab.audio import devices
 from vlab.audio.devices import HalfDuplex, MicChunk, Microphone, Speaker, find_device, format_devices
 from vlab.audio.playback import AudioOutput
-from vlab.errors import DeviceError
+from vlab.errors import AudioFormatError, DeviceError
 
 RATE = 24000
 BLOCK = 960  # bytes: 20 ms of 24 kHz PCM16
@@ -192,6 +192,15 @@ def test_an_item_that_runs_dry_and_resumes_is_an_underrun():
     assert [k for k, *_ in second] == ["playback_finished"]
     assert spk.underruns == 1
     assert spk.clear() == pytest.approx(40.0)
+
+
+def test_a_push_of_half_a_sample_is_the_same_audio_format_error_as_pcm_decoding():
+    spk = Speaker()
+    with pytest.raises(AudioFormatError, match="even number of bytes, got 3.*whole 16-bit samples"):
+        spk.push("a", b"abc", RATE)
+    assert spk.queued_ms == 0
+    spk.push("a", pcm(20), RATE)  # a later, whole push still plays
+    assert spk.queued_ms == pytest.approx(20.0)
 
 
 def test_pushes_at_other_rates_are_resampled():

@@ -10,6 +10,7 @@ from azure.ai.voicelive import models as sdk
 from vlab import protocol
 from vlab.errors import ConfigError
 from vlab.settings import (
+    MAX_DURATION_MS,
     NOT_GIVEN,
     AzureSemanticVad,
     EndOfUtterance,
@@ -200,15 +201,17 @@ def test_values_are_normalised() -> None:
 
 # --- validation messages ---------------------------------------------------------------------------
 
+_MS_RANGE = f"[0, {MAX_DURATION_MS}]"
+
 BAD_VALUES = [
     (lambda: ServerVad(threshold=1.5), "threshold", "1.5", "[0.0, 1.0]"),
     (lambda: ServerVad(threshold=-0.1), "threshold", "-0.1", "[0.0, 1.0]"),
     (lambda: ServerVad(threshold="high"), "threshold", "'high'", "[0.0, 1.0]"),
     (lambda: ServerVad(threshold=float("nan")), "threshold", "nan", "[0.0, 1.0]"),
-    (lambda: ServerVad(prefix_padding_ms=-1), "prefix_padding_ms", "-1", "[0, 10000]"),
-    (lambda: ServerVad(silence_duration_ms=20_000), "silence_duration_ms", "20000", "[0, 10000]"),
-    (lambda: ServerVad(silence_duration_ms=0.5), "silence_duration_ms", "0.5", "[0, 10000]"),
-    (lambda: ServerVad(silence_duration_ms=True), "silence_duration_ms", "True", "[0, 10000]"),
+    (lambda: ServerVad(prefix_padding_ms=-1), "prefix_padding_ms", "-1", _MS_RANGE),
+    (lambda: ServerVad(silence_duration_ms=60_001), "silence_duration_ms", "60001", "[0, 60000]"),
+    (lambda: ServerVad(silence_duration_ms=0.5), "silence_duration_ms", "0.5", _MS_RANGE),
+    (lambda: ServerVad(silence_duration_ms=True), "silence_duration_ms", "True", _MS_RANGE),
     (lambda: ServerVad(create_response="yes"), "create_response", "'yes'", "True, False"),
     (lambda: ServerVad(end_of_utterance="semantic"), "end_of_utterance", "'semantic'", "EndOfUtterance"),
     (
@@ -218,7 +221,7 @@ BAD_VALUES = [
         "interrupt_response=True",
     ),
     (lambda: AzureSemanticVad(variant="fr"), "variant", "'fr'", "'multilingual'"),
-    (lambda: AzureSemanticVad(speech_duration_ms=-5), "speech_duration_ms", "-5", "[0, 10000]"),
+    (lambda: AzureSemanticVad(speech_duration_ms=-5), "speech_duration_ms", "-5", _MS_RANGE),
     (lambda: AzureSemanticVad(languages=["en"]), "languages", "['en']", "variant='multilingual'"),
     (
         lambda: AzureSemanticVad(variant="multilingual", languages="en"),
@@ -229,7 +232,7 @@ BAD_VALUES = [
     (lambda: AzureSemanticVad(remove_filler_words=1), "remove_filler_words", "1", "True, False"),
     (lambda: EndOfUtterance("semantic_v2"), "model", "'semantic_v2'", "semantic_detection_v1_en"),
     (lambda: EndOfUtterance(threshold_level="max"), "threshold_level", "'max'", "'medium'"),
-    (lambda: EndOfUtterance(timeout_ms=-1), "timeout_ms", "-1", "[0, 10000]"),
+    (lambda: EndOfUtterance(timeout_ms=-1), "timeout_ms", "-1", _MS_RANGE),
     (lambda: Transcription(model=""), "model", "''", "azure-speech"),
     (lambda: Transcription(phrase_list="Contoso"), "phrase_list", "'Contoso'", "list of non-empty strings"),
     (lambda: FunctionTool("get weather"), "name", "'get weather'", "1-64 letters"),

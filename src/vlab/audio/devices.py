@@ -329,12 +329,17 @@ class Speaker:
             return self._last_item.item_id if self._last_item else None
 
     def push(self, item_id: str, pcm16: bytes, sample_rate: int) -> None:
-        """Queue PCM16 mono audio of ``item_id`` (audio of an item just cleared is ignored)."""
+        """Queue PCM16 mono audio of ``item_id`` (audio of an item just cleared is ignored).
+
+        Raises:
+            AudioFormatError: ``pcm16`` has an odd number of bytes.
+        """
         if item_id == self._cleared_id or not pcm16:
             return
         self._cleared_id = None
-        if len(pcm16) % 2:
-            raise ValueError(f"PCM16 audio must have an even number of bytes, got {len(pcm16)}")
+        from vlab.audio.pcm import check_pcm16  # numpy, which this module does not import up front
+
+        check_pcm16(pcm16)
         if sample_rate != self.sample_rate:
             pcm16 = self._resample(pcm16, sample_rate)
         with self._lock:

@@ -1,7 +1,7 @@
-"""PCM16 conversions, durations and a fixed-size chunker.
+"""PCM16 conversions, durations, silence and resampling.
 
 Voice Live carries audio as little-endian 16-bit mono PCM; this module moves between that byte form and
-float32 arrays in [-1, 1], and cuts byte streams into fixed frames.
+float32 arrays in [-1, 1].
 """
 
 from __future__ import annotations
@@ -14,13 +14,26 @@ from vlab.errors import AudioFormatError
 FloatArray = npt.NDArray[np.float32]
 
 
-def pcm16_to_float(data: bytes | bytearray | memoryview) -> FloatArray:
-    """Decode PCM16 little-endian bytes into float32 samples in [-1, 1)."""
+def check_pcm16(data: bytes | bytearray | memoryview) -> None:
+    """Check that ``data`` holds whole 16-bit samples.
+
+    Raises:
+        AudioFormatError: The byte count is odd.
+    """
     if len(data) % 2:
         raise AudioFormatError(
             f"PCM16 audio must have an even number of bytes, got {len(data)}",
             fix="Send whole 16-bit samples.",
         )
+
+
+def pcm16_to_float(data: bytes | bytearray | memoryview) -> FloatArray:
+    """Decode PCM16 little-endian bytes into float32 samples in [-1, 1).
+
+    Raises:
+        AudioFormatError: The byte count is odd.
+    """
+    check_pcm16(data)
     return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
 
 
@@ -47,38 +60,3 @@ def resample(samples: FloatArray, from_rate: int, to_rate: int) -> FloatArray:
     import soxr
 
     return np.asarray(soxr.resample(samples, from_rate, to_rate), dtype=np.float32)
-
-
-class Chunker:
-    """Cut a byte stream into fixed-size frames; ``flush()`` returns the remainder.
-
-    Args:
-        frame_bytes: Size of each frame in bytes (e.g. 960 for 20 ms of 24 kHz PCM16).
-    """
-
-    def __init__(self, frame_bytes: int) -> None:
-        if frame_bytes <= 0:
-            raise ValueError(f"frame_bytes must be positive, got {frame_bytes!r}")
-        self.frame_bytes = frame_bytes
-        self._buf = bytearray()
-
-    def push(self, data: bytes) -> list[bytes]:
-        """Add bytes and return every complete frame now available."""
-        self._buf += data
-        n = len(self._buf) // self.frame_bytes * self.frame_bytes
-        if not n:
-            return []
-        out = [bytes(self._buf[i : i + self.frame_bytes]) for i in range(0, n, self.frame_bytes)]
-        del self._buf[:n]
-        return out
-
-    def flush(self) -> bytes:
-        """Return and clear what is left (shorter than one frame)."""
-        rest = bytes(self._buf)
-        self._buf.clear()
-        return rest
-
-
-def frames(data: bytes, frame_bytes: int) -> list[bytes]:
-    """Split ``data`` into frames of ``frame_bytes`` (the last one may be shorter)."""
-    return [data[i : i + frame_bytes] for i in range(0, len(data), frame_bytes)]

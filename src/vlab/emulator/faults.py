@@ -30,7 +30,9 @@ Counting starts when the fault is armed; each fault fires once (``throttle`` sta
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
+
+from vlab.errors import ConfigError
 
 FaultKind = Literal["drop", "close", "delay", "error", "throttle"]
 METADATA_KEY = "vlab.fault"
@@ -42,7 +44,7 @@ class Fault:
     """One fault to inject.
 
     Raises:
-        ValueError: On an unknown kind or a missing/invalid parameter.
+        ConfigError: On an unknown kind or a missing/invalid parameter.
     """
 
     kind: FaultKind
@@ -63,23 +65,35 @@ class Fault:
     """``throttle``: output audio speed as a multiple of real time (0.5 = half real time)."""
 
     def __post_init__(self) -> None:
-        if self.kind not in ("drop", "close", "delay", "error", "throttle"):
-            raise ValueError(f"unknown fault kind {self.kind!r}; use drop, close, delay, error or throttle")
+        if self.kind not in get_args(FaultKind):
+            raise ConfigError(
+                f"unknown fault kind {self.kind!r}; use one of {', '.join(get_args(FaultKind))}, "
+                "e.g. Fault('drop', 'response.audio.delta')."
+            )
         if self.kind != "throttle" and not self.at:
-            raise ValueError(f"a {self.kind!r} fault needs 'at', the server event type it is tied to")
+            raise ConfigError(
+                f"a {self.kind!r} fault needs 'at', the server event type it is tied to, "
+                f"e.g. Fault({self.kind!r}, 'response.audio.delta')."
+            )
         if self.n < 1:
-            raise ValueError(f"Fault.n counts occurrences from 1, got {self.n!r}")
+            raise ConfigError(
+                f"Fault.n counts occurrences from 1 (1 = the first one), got {self.n!r}; give n >= 1."
+            )
         if self.kind == "throttle" and not self.rate > 0:
-            raise ValueError(f"a throttle fault needs rate > 0 (× real time), got {self.rate!r}")
-        if self.kind == "delay" and self.ms < 0:
-            raise ValueError(f"a delay fault needs ms >= 0, got {self.ms!r}")
+            raise ConfigError(
+                f"a throttle fault needs rate > 0 (× real time, e.g. 0.5 for half speed), got {self.rate!r}."
+            )
+        if self.kind == "delay" and not self.ms >= 0:
+            raise ConfigError(
+                f"a delay fault needs ms >= 0 (how long to hold the event back), got {self.ms!r}."
+            )
 
     @classmethod
     def parse(cls, text: str) -> list[Fault]:
         """Parse the text form (see the module docstring); several faults are separated by ``;``.
 
         Raises:
-            ValueError: On a malformed specification; the message shows it.
+            ConfigError: On a malformed specification; the message shows it and the accepted forms.
         """
         faults = []
         for spec in filter(None, (s.strip() for s in text.split(";"))):
@@ -113,8 +127,8 @@ class Fault:
                     faults.append(cls("throttle", rate=float(args[0])))
                 else:
                     raise ValueError(f"unknown fault {head!r}")
-            except (IndexError, ValueError) as exc:
-                raise ValueError(
+            except (IndexError, ValueError) as exc:  # ConfigError is a ValueError
+                raise ConfigError(
                     f"bad fault specification {spec!r} ({exc}); expected e.g. 'drop_after:response.audio.delta:3', "
                     "'close_after:<type>:<n>:<code>', 'delay_before:<type>:<ms>', 'error_after:<type>:<n>:fatal' "
                     "or 'throttle:0.5'"

@@ -1,34 +1,31 @@
 """The emulator's effective session: defaults per api-version, merging and validating session.update.
 
-Defaults follow ``shared/protocol.md`` §4: server VAD 0.5 / prefix padding 400 ms (300 ms before
-api-version 2026-04-10) / silence 500 ms, pcm16 at 24 kHz in and out, voice ``alloy``.
+Turn-detection defaults and bounds come from :mod:`vlab.protocol_limits` (``docs/protocol.md#turn-detection``:
+server VAD 0.5 / prefix padding 400 ms, 300 ms before api-version 2026-04-10 / silence 500 ms); the
+rest of the session defaults to pcm16 at 24 kHz in and out and voice ``alloy``. :func:`vad_params` and
+:func:`eou_timeout_ms` turn a session's turn detection into what the emulator's VAD runs.
 """
 
 from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from vlab import protocol
+from vlab import protocol, protocol_limits
+from vlab.audio.vad import VadParams
 from vlab.emulator.wire import WireError
 
-_VAD_TYPES = {
-    "server_vad",
-    "azure_semantic_vad",
-    "azure_semantic_vad_en",
-    "azure_semantic_vad_multilingual",
-    "semantic_vad",
-}
 _MODALITIES = ({"text", "audio"}, {"text"}, {"text", "audio", "animation"}, {"text", "audio", "avatar"})
 _SESSION_TTL_S = 30 * 60
+_DEFAULT_INPUT_RATE_HZ = 24000
+"""``input_audio_sampling_rate`` of pcm16 input when none is given (``docs/protocol.md#session-fields``)."""
 
 
 def default_prefix_padding_ms(api_version: str, vad_type: str) -> int:
     """Documented prefix-padding default for an api-version and VAD type."""
-    if api_version < "2026-04-10" or not api_version[:4].isdigit():
-        return 300
-    return 420 if vad_type.startswith("azure_semantic") else 400
+    return protocol_limits.turn_detection_defaults(vad_type, api_version).prefix_padding_ms
 
 
 def default_session(session_id: str, model: str, api_version: str) -> dict[str, Any]:
@@ -42,12 +39,12 @@ def default_session(session_id: str, model: str, api_version: str) -> dict[str, 
         "instructions": "",
         "voice": {"type": "openai", "name": "alloy"},
         "input_audio_format": "pcm16",
-        "input_audio_sampling_rate": 24000,
+        "input_audio_sampling_rate": _DEFAULT_INPUT_RATE_HZ,
         "output_audio_format": "pcm16",
         "input_audio_noise_reduction": None,
         "input_audio_echo_cancellation": None,
         "input_audio_transcription": None,
-        "turn_detection": complete_turn_detection({"type": "server_vad"}, api_version),
+        "turn_detection": complete_turn_detection({"type": protocol_limits.SERVER_VAD}, api_version),
         "tools": [],
         "tool_choice": "auto",
         "temperature": 0.8,
@@ -57,19 +54,7 @@ def default_session(session_id: str, model: str, api_version: str) -> dict[str, 
 
 def complete_turn_detection(td: dict[str, Any], api_version: str) -> dict[str, Any]:
     """Fill the documented defaults into a turn-detection object (unknown keys kept)."""
-    vad_type = td["type"]
-    full = {
-        "type": vad_type,
-        "threshold": 0.5,
-        "prefix_padding_ms": default_prefix_padding_ms(api_version, vad_type),
-        "silence_duration_ms": 500,
-        "create_response": True,
-        "interrupt_response": True,
-        "auto_truncate": False,
-    }
-    if vad_type.startswith("azure_semantic"):
-        full["speech_duration_ms"] = 80
-        full["remove_filler_words"] = False
+    full = protocol_limits.turn_detection_defaults(td["type"], api_version).to_wire()
     full.update({k: v for k, v in td.items() if v is not None})  # null means "the default"
     return full
 
@@ -78,14 +63,14 @@ def _bad(code: str, message: str, param: str, event_id: str | None) -> WireError
     return WireError(code, message, param, event_id)
 
 
-def _number(td: dict[str, Any], key: str, lo: float, hi: float, event_id: str | None) -> None:
+def _number(td: dict[str, Any], key: str, bounds: protocol_limits.Bounds, event_id: str | None) -> None:
     if key not in td or td[key] is None:
         return
     value = td[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+    if value not in bounds:
         raise _bad(
             "invalid_value",
-            f"Invalid value for 'session.turn_detection.{key}': {value!r}; expected a number in [{lo}, {hi}].",
+            f"Invalid value for 'session.turn_detection.{key}': {value!r}; expected a number in {bounds}.",
             f"session.turn_detection.{key}",
             event_id,
         )
@@ -94,17 +79,17 @@ def _number(td: dict[str, Any], key: str, lo: float, hi: float, event_id: str | 
 def _validate_turn_detection(td: Any, api_version: str, event_id: str | None) -> dict[str, Any] | None:
     if td is None or (isinstance(td, dict) and td.get("type") == "none"):
         return None
-    if not isinstance(td, dict) or td.get("type") not in _VAD_TYPES:
+    types = protocol_limits.TURN_DETECTION_TYPES
+    if not isinstance(td, dict) or td.get("type") not in types:
         shown = td.get("type") if isinstance(td, dict) else td
         raise _bad(
             "invalid_value",
-            f"Invalid value for 'session.turn_detection.type': {shown!r}; supported: {sorted(_VAD_TYPES)} or null.",
+            f"Invalid value for 'session.turn_detection.type': {shown!r}; supported: {sorted(types)} or null.",
             "session.turn_detection.type",
             event_id,
         )
-    _number(td, "threshold", 0.0, 1.0, event_id)
-    for key in ("prefix_padding_ms", "silence_duration_ms", "speech_duration_ms"):
-        _number(td, key, 0, 60_000, event_id)
+    for key, bounds in protocol_limits.TURN_DETECTION_BOUNDS.items():
+        _number(td, key, bounds, event_id)
     return complete_turn_detection(td, api_version)
 
 
@@ -144,7 +129,9 @@ def apply_update(
                 )
             new[key] = value
             if "input_audio_sampling_rate" not in update:
-                new["input_audio_sampling_rate"] = 8000 if value.startswith("g711") else 24000
+                new["input_audio_sampling_rate"] = (
+                    protocol.G711_SAMPLE_RATE_HZ if value.startswith("g711") else _DEFAULT_INPUT_RATE_HZ
+                )
         elif key == "input_audio_sampling_rate":
             if value not in protocol.INPUT_SAMPLING_RATES:
                 raise _bad(
@@ -187,19 +174,72 @@ def apply_update(
         else:
             new[key] = value
     if new["input_audio_format"].startswith("g711"):
-        new["input_audio_sampling_rate"] = 8000
+        new["input_audio_sampling_rate"] = protocol.G711_SAMPLE_RATE_HZ
     return new
 
 
-def input_rate(session: dict[str, Any]) -> int:
+def input_rate(session: Mapping[str, Any]) -> int:
     """Sample rate of the session's input audio in Hz."""
     return (
-        8000
+        protocol.G711_SAMPLE_RATE_HZ
         if session["input_audio_format"].startswith("g711")
         else int(session["input_audio_sampling_rate"])
     )
 
 
-def output_rate(session: dict[str, Any]) -> int:
+def output_rate(session: Mapping[str, Any]) -> int:
     """Sample rate of the session's output audio in Hz."""
     return protocol.OUTPUT_FORMAT_RATES[session["output_audio_format"].replace("-", "_")]
+
+
+def vad_params(
+    turn_detection: Mapping[str, Any], api_version: str = protocol.DEFAULT_API_VERSION
+) -> VadParams:
+    """The settings of the emulator's VAD for a turn detection.
+
+    Missing keys take the documented defaults of the type at ``api_version`` (a session's turn detection,
+    completed by :func:`complete_turn_detection`, has them all). The shortest speech that starts a turn is
+    ``speech_duration_ms`` when given (and not 0), else :data:`~vlab.protocol_limits.MIN_SPEECH_MS`; the
+    azure semantic VADs raise smaller values to that minimum, as the service does.
+
+    Args:
+        turn_detection: A validated ``turn_detection`` object (not ``None``).
+        api_version: The connection's ``api-version``.
+
+    Returns:
+        The VAD settings.
+    """
+    td = complete_turn_detection(dict(turn_detection), api_version)
+    floor_ms = protocol_limits.MIN_SPEECH_MS if td["type"] in protocol_limits.AZURE_SEMANTIC_VAD_TYPES else 0
+    return VadParams(
+        threshold=float(td["threshold"]),
+        prefix_padding_ms=int(td["prefix_padding_ms"]),
+        silence_duration_ms=int(td["silence_duration_ms"]),
+        min_speech_ms=max(int(td.get("speech_duration_ms") or protocol_limits.MIN_SPEECH_MS), floor_ms),
+    )
+
+
+def eou_timeout_ms(turn_detection: Mapping[str, Any] | None) -> float | None:
+    """The end-of-utterance wait of a turn detection, or None when it has no end-of-utterance detection.
+
+    The azure semantic VADs and ``semantic_vad`` always have it; ``server_vad`` only with an
+    ``end_of_utterance_detection`` object. Its ``timeout_ms`` defaults to
+    :data:`~vlab.protocol_limits.EOU_TIMEOUT_MS`.
+
+    Args:
+        turn_detection: The session's ``turn_detection`` (``None``: manual turns).
+
+    Returns:
+        The wait in ms, or None.
+    """
+    if not turn_detection:
+        return None
+    eou = turn_detection.get("end_of_utterance_detection")
+    vad_type = turn_detection["type"]
+    semantic = (
+        vad_type in protocol_limits.AZURE_SEMANTIC_VAD_TYPES or vad_type == protocol_limits.SEMANTIC_VAD
+    )
+    if not semantic and not isinstance(eou, dict):
+        return None
+    timeout = eou.get("timeout_ms") if isinstance(eou, dict) else None
+    return float(timeout) if isinstance(timeout, (int, float)) else float(protocol_limits.EOU_TIMEOUT_MS)

@@ -1,0 +1,216 @@
+"""Turn-detection defaults and limits of Voice Live: one table that settings, the emulator and the VAD read.
+
+Sources (``docs/protocol.md``, Turn detection and Versions): the SDK's model classes have no defaults and no
+bounds beyond "threshold 0.0 to 1.0"; the defaults below are the documented ones, which differ by
+api-version (prefix padding 300 ms before 2026-04-10, then 400 ms for ``server_vad`` and 420 ms for the
+azure semantic VADs). Neither the SDK nor the docs give an upper bound for the ``*_ms`` knobs:
+:data:`MAX_DURATION_MS` is vlab's, and catches unit mistakes (seconds given where ms are meant) rather
+than a service limit. The G.711 sample rate lives with the audio formats, as
+:data:`vlab.protocol.G711_SAMPLE_RATE_HZ`. Nothing here imports anything but :mod:`vlab.protocol`.
+
+Example::
+
+    defaults = turn_detection_defaults("azure_semantic_vad", "2026-07-15")
+    defaults.prefix_padding_ms  # 420
+    "silence_duration_ms" in TURN_DETECTION_BOUNDS and 700 in TURN_DETECTION_BOUNDS["silence_duration_ms"]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+from typing import Final
+
+from vlab import protocol
+
+__all__ = [
+    "AZURE_SEMANTIC_VAD_TYPES",
+    "DURATION_MS_BOUNDS",
+    "EOU_MODELS",
+    "EOU_THRESHOLD_LEVELS",
+    "EOU_TIMEOUT_MS",
+    "MAX_DURATION_MS",
+    "MIN_SPEECH_MS",
+    "NEW_PADDING_API_VERSION",
+    "SEMANTIC_VAD",
+    "SERVER_VAD",
+    "THRESHOLD_BOUNDS",
+    "TURN_DETECTION_BOUNDS",
+    "TURN_DETECTION_TYPES",
+    "VLAB_DEFAULTS_API_VERSION",
+    "Bounds",
+    "TurnDetectionDefaults",
+    "turn_detection_defaults",
+]
+
+
+# --- types ---------------------------------------------------------------------------------------
+
+SERVER_VAD: Final = "server_vad"
+"""Voice-activity turn detection (every model)."""
+
+AZURE_SEMANTIC_VAD_TYPES: Final = (
+    "azure_semantic_vad",
+    "azure_semantic_vad_en",
+    "azure_semantic_vad_multilingual",
+)
+"""Azure semantic VADs: default, English and multilingual variants (``speech_duration_ms``,
+``remove_filler_words``, ``languages``)."""
+
+SEMANTIC_VAD: Final = "semantic_vad"
+"""OpenAI's semantic VAD (gpt-realtime models only; not in the SDK's enum, sent as a dict). The emulator
+runs it as a server VAD with the ``server_vad`` numbers."""
+
+TURN_DETECTION_TYPES: Final = (SERVER_VAD, *AZURE_SEMANTIC_VAD_TYPES, SEMANTIC_VAD)
+"""Every ``turn_detection.type`` Voice Live accepts (``null`` switches turn detection off)."""
+
+
+# --- bounds --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """A closed interval of accepted values; ``x in bounds`` tests it, ``str(bounds)`` is ``[lo, hi]``."""
+
+    lo: float
+    """Smallest accepted value."""
+    hi: float
+    """Largest accepted value."""
+
+    def __contains__(self, value: object) -> bool:
+        """Whether ``value`` is a number (not a bool) within the bounds."""
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and self.lo <= value <= self.hi
+
+    def __str__(self) -> str:
+        return f"[{self.lo}, {self.hi}]"
+
+
+MAX_DURATION_MS: Final = 60_000
+"""Largest accepted value of any turn-detection ``*_ms`` knob, in ms. The service documents no upper
+bound; vlab refuses more than a minute as a probable unit mistake (settings used 10 000 before, the
+emulator 60 000: the looser one is kept so vlab never refuses what the service may accept)."""
+
+DURATION_MS_BOUNDS: Final = Bounds(0, MAX_DURATION_MS)
+"""Accepted range of the ``*_ms`` knobs (``prefix_padding_ms``, ``silence_duration_ms``,
+``speech_duration_ms``, the end-of-utterance ``timeout_ms``), in ms."""
+
+THRESHOLD_BOUNDS: Final = Bounds(0.0, 1.0)
+"""Accepted range of ``threshold`` (SDK and 2026-07-15 docs; the 2026-04-10 docs say [0.01, 1.0))."""
+
+TURN_DETECTION_BOUNDS: Final[Mapping[str, Bounds]] = MappingProxyType(
+    {
+        "threshold": THRESHOLD_BOUNDS,
+        "prefix_padding_ms": DURATION_MS_BOUNDS,
+        "silence_duration_ms": DURATION_MS_BOUNDS,
+        "speech_duration_ms": DURATION_MS_BOUNDS,
+    }
+)
+"""Bounds of every numeric knob of a ``turn_detection`` object, by wire key (in this order)."""
+
+
+# --- defaults ------------------------------------------------------------------------------------
+
+NEW_PADDING_API_VERSION: Final = "2026-04-10"
+"""First api-version documenting prefix padding 400 ms (``server_vad``) / 420 ms (azure semantic);
+before it, and on undated versions such as ``v1``, every type defaults to 300 ms."""
+
+VLAB_DEFAULTS_API_VERSION: Final = "2025-10-01"
+"""The api-version whose documented ``server_vad`` defaults vlab's own settings, VAD and sweep baseline
+use (0.5 / 300 ms / 500 ms). vlab sends these values explicitly, so a session behaves alike on every
+api-version."""
+
+MIN_SPEECH_MS: Final = 80
+"""Shortest speech that starts a turn, in ms: the azure semantic VADs' ``speech_duration_ms`` default,
+and their floor (smaller values are raised to it). vlab's VAD also uses it where the type has no
+``speech_duration_ms`` (``server_vad``: the docs say 200 ms, but it is not a field of the SDK model)."""
+
+EOU_TIMEOUT_MS: Final = 1000
+"""Default end-of-utterance ``timeout_ms``: the longest wait for more speech after a pause judged
+incomplete, in ms."""
+
+EOU_MODELS: Final = (
+    "semantic_detection_v1",
+    "semantic_detection_v1_en",
+    "semantic_detection_v1_multilingual",
+)
+"""``end_of_utterance_detection.model`` values (the first is the default)."""
+
+EOU_THRESHOLD_LEVELS: Final = ("low", "medium", "high", "default")
+"""``end_of_utterance_detection.threshold_level`` values (``default`` = ``medium``)."""
+
+_LEGACY_PREFIX_PADDING_MS: Final = 300
+_NEW_PREFIX_PADDING_MS: Final = {
+    SERVER_VAD: 400,
+    **dict.fromkeys(AZURE_SEMANTIC_VAD_TYPES, 420),
+    SEMANTIC_VAD: 400,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TurnDetectionDefaults:
+    """Documented defaults of one turn-detection type at one api-version (None: not a field of the type)."""
+
+    type: str
+    """The wire ``type``."""
+    prefix_padding_ms: int
+    """Audio kept before the detected start of speech, in ms."""
+    threshold: float = 0.5
+    """Speech-probability threshold."""
+    silence_duration_ms: int = 500
+    """Silence that ends a turn, in ms."""
+    speech_duration_ms: int | None = None
+    """Shortest speech that starts a turn, in ms (azure semantic VADs only)."""
+    remove_filler_words: bool | None = None
+    """Ignore fillers while a response plays (azure semantic VADs only)."""
+    create_response: bool = True
+    """The end of a user turn starts a response."""
+    interrupt_response: bool = True
+    """User speech cancels a playing response."""
+    auto_truncate: bool = False
+    """The service truncates the interrupted assistant item."""
+
+    def to_wire(self) -> dict[str, object]:
+        """The complete ``turn_detection`` object, as the service echoes it (fields of the type only)."""
+        wire: dict[str, object] = {
+            "type": self.type,
+            "threshold": self.threshold,
+            "prefix_padding_ms": self.prefix_padding_ms,
+            "silence_duration_ms": self.silence_duration_ms,
+            "create_response": self.create_response,
+            "interrupt_response": self.interrupt_response,
+            "auto_truncate": self.auto_truncate,
+        }
+        if self.speech_duration_ms is not None:
+            wire["speech_duration_ms"] = self.speech_duration_ms
+        if self.remove_filler_words is not None:
+            wire["remove_filler_words"] = self.remove_filler_words
+        return wire
+
+
+def _has_new_padding(api_version: str) -> bool:
+    return api_version[:4].isdigit() and api_version >= NEW_PADDING_API_VERSION
+
+
+def turn_detection_defaults(
+    vad_type: str, api_version: str = protocol.DEFAULT_API_VERSION
+) -> TurnDetectionDefaults:
+    """The documented defaults of a turn-detection type at an api-version.
+
+    Args:
+        vad_type: One of :data:`TURN_DETECTION_TYPES`.
+        api_version: The ``api-version`` query parameter (default: the one SDK 1.3.1 sends).
+
+    Returns:
+        The defaults.
+
+    Raises:
+        KeyError: ``vad_type`` is not one of :data:`TURN_DETECTION_TYPES`.
+    """
+    new_padding = _NEW_PREFIX_PADDING_MS[vad_type]
+    defaults = TurnDetectionDefaults(
+        vad_type, new_padding if _has_new_padding(api_version) else _LEGACY_PREFIX_PADDING_MS
+    )
+    if vad_type in AZURE_SEMANTIC_VAD_TYPES:
+        defaults = replace(defaults, speech_duration_ms=MIN_SPEECH_MS, remove_filler_words=False)
+    return defaults
