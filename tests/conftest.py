@@ -1,15 +1,87 @@
-"""Shared fixtures: a clean environment (no Azure credentials leak in from the developer's shell)."""
+"""Shared test setup for the whole suite.
+
+- Every test starts without Azure credentials from the developer's shell.
+- Markers by folder: a ``pytestmark`` in a conftest applies to no test module, so the folder marks are
+  given here, at collection (``DIRECTORY_MARKERS``); ``-m integration`` then selects those folders.
+- An async test fails when a task it (or one of its fixtures) created is still pending on its event loop
+  after the test and its fixtures have finished (``_no_leaked_tasks``).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
+import pytest_asyncio
+
+pytest_plugins = ("pytester",)
+
+TESTS_DIR = Path(__file__).parent
+
+DIRECTORY_MARKERS: dict[str, tuple[str, ...]] = {
+    "integration": ("integration",),
+    "reliability": ("integration",),
+}
+"""Top-level folder under ``tests/`` → the markers every test in it gets."""
+
+SETTLE_TICKS = 3
+"""Loop iterations a finished test gets so that tasks it cancelled without awaiting can finish."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own hook deselects by ``-m``
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by the folder it lives in (``DIRECTORY_MARKERS``)."""
+    for item in items:
+        try:
+            folder = item.path.relative_to(TESTS_DIR).parts[0]
+        except ValueError:  # a test outside tests/ (a pytester run)
+            continue
+        for name in DIRECTORY_MARKERS.get(folder, ()):
+            item.add_marker(name)
 
 
 @pytest.fixture(autouse=True)
-def _clean_voicelive_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _clean_voicelive_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Strip AZURE_VOICELIVE_* so every test starts from "no credentials → embedded emulator"."""
-    import os
-
     for name in list(os.environ):
         if name.startswith("AZURE_VOICELIVE_"):
             monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_tasks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail an async test that leaves a task pending on its event loop.
+
+    Being autouse, this fixture is set up before the test's other fixtures, so it is torn down after them:
+    the check sees the loop once the test and its async fixtures' teardowns have run, and before
+    pytest-asyncio closes the loop (which would cancel the leftovers silently).
+    """
+    if not pytest_asyncio.is_async_test(request.node):
+        yield
+        return
+    runner: asyncio.Runner = request.getfixturevalue(f"_{_loop_scope(request)}_scoped_runner")
+    loop = runner.get_loop()
+    before = asyncio.all_tasks(loop)
+    yield
+    for _ in range(SETTLE_TICKS):
+        if not asyncio.all_tasks(loop) - before:
+            break
+        runner.run(asyncio.sleep(0))
+    leaked = asyncio.all_tasks(loop) - before
+    if leaked:
+        listed = "\n".join(f"  {task!r}" for task in sorted(leaked, key=repr))
+        pytest.fail(
+            f"the test left {len(leaked)} asyncio task(s) pending; cancel and await them "
+            f"(or close what owns them) before the test ends:\n{listed}",
+            pytrace=False,
+        )
+
+
+def _loop_scope(request: pytest.FixtureRequest) -> str:
+    """The scope of the loop pytest-asyncio runs this test in (its marker, else the ini default)."""
+    marker = request.node.get_closest_marker("asyncio")
+    scope = marker.kwargs.get("loop_scope") if marker is not None else None
+    return scope or request.config.getini("asyncio_default_test_loop_scope") or "function"

@@ -1,4 +1,7 @@
-"""Fixtures for tests that drive the real SDK against the emulator over a real socket."""
+"""Fixtures for tests that drive the real SDK against the emulator over a real socket.
+
+Every test in this folder is marked ``integration`` by ``tests/conftest.py``.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,6 @@ from azure.core.credentials import AzureKeyCredential
 
 from vlab.emulator import Emulator
 from vlab.testing import Prompt, fast_emulator, spoken_prompt
-
-pytestmark = pytest.mark.integration
 
 
 @pytest.fixture

@@ -1,12 +1,13 @@
-"""Reliability and security tests: faults, kills, bad input, credentials (issue 10)."""
+"""Reliability and security tests: faults, kills, bad input, credentials (issue 10).
+
+Every test in this folder is marked ``integration`` by ``tests/conftest.py``.
+"""
 
 from __future__ import annotations
 
 import pytest
 
 from vlab.testing import Prompt, spoken_prompt
-
-pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import pytest
 
 from vlab.audio.silero_worker import SileroWorker
 from vlab.audio.vad import SileroModel, StreamingVad, VadParams
+from vlab.clock import ManualClock
 from vlab.testing import spoken_prompt
 
 RATE = 24000
@@ -75,30 +76,6 @@ def test_reset_starts_the_stream_over(clips: list[bytes]) -> None:
     assert got == first + first
 
 
-def test_a_dead_worker_fails_pending_requests_and_restarts(clips: list[bytes]) -> None:
-    worker = SileroWorker()
-
-    async def main() -> None:
-        model = SileroModel()
-        assert await worker.submit(model, RATE, clips[0][: CHUNK * 5])  # running: some frames back
-        proc = worker._proc
-        assert proc is not None
-        os.kill(proc.pid, signal.SIGSTOP)  # it cannot answer: the next request is surely pending
-        pending = worker.submit(model, RATE, clips[0][: CHUNK * 50])
-        await asyncio.sleep(0.05)  # written to the pipe at the end of this loop turn
-        os.kill(proc.pid, signal.SIGKILL)
-        with pytest.raises(RuntimeError, match="Silero worker process exited"):
-            await asyncio.wait_for(pending, 10)
-        fresh = SileroModel()
-        probs = await asyncio.wait_for(worker.submit(fresh, RATE, clips[1][: CHUNK * 8]), 30)
-        assert probs == _local(clips[1][: CHUNK * 8], CHUNK * 8)  # a new worker, a fresh stream
-
-    try:
-        asyncio.run(main())
-    finally:
-        worker.close()
-
-
 def test_no_frame_yet_is_an_empty_answer() -> None:
     worker = SileroWorker()
 
@@ -115,21 +92,53 @@ def test_no_frame_yet_is_an_empty_answer() -> None:
     assert [p for r in got for p in r] == _local(np.zeros(CHUNK * 2, dtype=np.int16).tobytes(), CHUNK // 2)
 
 
-def test_a_worker_that_keeps_dying_is_not_restarted_and_says_why(clips: list[bytes]) -> None:
+async def _kill_with_a_request_pending(worker: SileroWorker, model: SileroModel, pcm: bytes) -> str:
+    """Kill the running worker while it owes an answer; return the error that answer fails with.
+
+    The reader thread fails pending requests only after it has counted the exit, so once the answer has
+    failed the next request starts a new worker (or finds the worker broken).
+    """
+    assert await asyncio.wait_for(worker.submit(model, RATE, pcm), 30) is not None  # running, model loaded
+    proc = worker._proc
+    assert proc is not None
+    os.kill(proc.pid, signal.SIGSTOP)  # it cannot answer: the next request is surely pending
+    pending = worker.submit(model, RATE, pcm)
+    worker.flush()
+    os.kill(proc.pid, signal.SIGKILL)
+    with pytest.raises(RuntimeError) as failed:
+        await asyncio.wait_for(pending, 10)
+    return str(failed.value)
+
+
+def test_a_dead_worker_fails_pending_requests_and_restarts(clips: list[bytes]) -> None:
     worker = SileroWorker()
 
     async def main() -> None:
+        error = await _kill_with_a_request_pending(worker, SileroModel(), clips[0][: CHUNK * 5])
+        assert "Silero worker process exited" in error
+        fresh = SileroModel()
+        probs = await asyncio.wait_for(worker.submit(fresh, RATE, clips[1][: CHUNK * 8]), 30)
+        assert probs == _local(clips[1][: CHUNK * 8], CHUNK * 8)  # a new worker, a fresh stream
+
+    try:
+        asyncio.run(main())
+    finally:
+        worker.close()
+
+
+def test_a_worker_that_keeps_dying_is_not_restarted_and_says_why(clips: list[bytes]) -> None:
+    clock = ManualClock()
+    worker = SileroWorker(clock=clock)
+    pcm = clips[0][: CHUNK * 3]
+
+    async def main() -> None:
         model = SileroModel()
-        for _ in range(3):
-            assert await asyncio.wait_for(worker.submit(model, RATE, clips[0][: CHUNK * 3]), 30) is not None
-            proc = worker._proc
-            assert proc is not None
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-            for _ in range(200):  # the reader thread notices the exit
-                if worker._proc is None:
-                    break
-                await asyncio.sleep(0.01)
+        for step_s in (0, 6, 6):  # exits at 0, 6 and 12 s: three, but over more than 10 s
+            clock.advance_ns(step_s * 10**9)
+            assert "exited (code -9)" in await _kill_with_a_request_pending(worker, model, pcm)
+        assert worker.broken is None
+        # one more exit at 12 s: the last three (6, 12, 12 s) fall within 10 s, so no new worker
+        assert "exited 3 times within 10 s" in await _kill_with_a_request_pending(worker, model, pcm)
         assert worker.broken is not None and "exited 3 times" in worker.broken
         with pytest.raises(RuntimeError, match="onnxruntime"):
             await worker.submit(model, RATE, clips[0][:CHUNK])

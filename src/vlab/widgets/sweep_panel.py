@@ -48,7 +48,7 @@ def parse_values(text: str, kind: type, what: str) -> list[Any]:
         raise ConfigError(
             f"{what}: give at least one value (several separated by commas, e.g. 300, 500, 800)"
         )
-    out = []
+    out: list[float] = []
     for p in parts:
         try:
             value = float(p)

@@ -1,0 +1,108 @@
+"""The suite's own machinery (tests/conftest.py): folder markers select, leaked tasks fail a test."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+INTEGRATION_FILES = ["tests/integration/test_emulator_contract.py", "tests/reliability/test_bad_inputs.py"]
+"""One file per integration folder, chosen because neither sets a module ``pytestmark`` of its own."""
+UNIT_FILE = "tests/unit/test_endpoint.py"
+
+
+def _test_functions(path: str) -> set[str]:
+    """``path::name`` of every top-level test function in a test file."""
+    tree = ast.parse((ROOT / path).read_text())
+    functions = (node for node in tree.body if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef))
+    return {f"{path}::{node.name}" for node in functions if node.name.startswith("test")}
+
+
+def test_minus_m_integration_selects_every_test_in_the_integration_and_reliability_folders() -> None:
+    args = [
+        "--collect-only",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        "integration",
+        *INTEGRATION_FILES,
+        UNIT_FILE,
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", *args], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    selected = {line.split("[")[0] for line in result.stdout.splitlines() if "::" in line}
+    assert selected == set().union(*map(_test_functions, INTEGRATION_FILES))
+    summary = result.stdout.splitlines()[-1]
+    assert "deselected" in summary, summary  # the unit file's tests were collected, then left out
+
+
+LEAKY_TESTS = """
+import asyncio
+import contextlib
+
+import pytest
+
+
+async def test_leaks_a_task():
+    asyncio.get_running_loop().create_task(asyncio.sleep(3600), name="leaked-by-test")
+
+
+@pytest.fixture
+async def leaky_fixture():
+    task = asyncio.get_running_loop().create_task(asyncio.sleep(3600), name="leaked-by-fixture")
+    yield task
+
+
+async def test_uses_a_leaky_fixture(leaky_fixture):
+    pass
+
+
+@pytest.fixture
+async def tidy_fixture():
+    task = asyncio.get_running_loop().create_task(asyncio.sleep(3600), name="stopped-by-fixture")
+    yield task
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def test_uses_a_tidy_fixture(tidy_fixture):
+    pass
+
+
+async def test_cancels_without_awaiting():
+    asyncio.get_running_loop().create_task(asyncio.sleep(3600), name="cancelled").cancel()
+
+
+async def test_awaits_its_task():
+    await asyncio.get_running_loop().create_task(asyncio.sleep(0))
+
+
+def test_sync():
+    pass
+"""
+
+
+def test_an_async_test_that_leaks_a_task_fails_with_the_tasks_repr(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(test_leaky=LEAKY_TESTS)
+    result = pytester.runpytest("-p", "tests.conftest", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=6, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_leaks_a_task*",
+            "*the test left 1 asyncio task(s) pending*",
+            "*<Task pending name='leaked-by-test' coro=<sleep()*",
+            "*ERROR at teardown of test_uses_a_leaky_fixture*",
+            "*<Task pending name='leaked-by-fixture'*",
+        ]
+    )
+    assert "stopped-by-fixture" not in result.stdout.str()
+    assert "name='cancelled'" not in result.stdout.str()
