@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import math
 import os
 import subprocess
@@ -49,6 +50,11 @@ async def sdk_minimal_example() -> None:
         Modality,
         OutputAudioFormat,
         RequestSession,
+        ServerEventInputAudioBufferSpeechStarted,
+        ServerEventInputAudioBufferSpeechStopped,
+        ServerEventResponseAudioDelta,
+        ServerEventResponseAudioTranscriptDelta,
+        ServerEventResponseDone,
         ServerVad,
     )
     from azure.core.credentials import AzureKeyCredential
@@ -73,7 +79,7 @@ async def sdk_minimal_example() -> None:
 
             async def speak() -> None:
                 async for chunk, _ in paced_chunks(prompt.pcm, sample_rate=prompt.sample_rate):
-                    await conn.input_audio_buffer.append(audio=chunk)
+                    await conn.input_audio_buffer.append(audio=base64.b64encode(chunk).decode("ascii"))
 
             sender = asyncio.create_task(speak())
             print(
@@ -84,18 +90,18 @@ async def sdk_minimal_example() -> None:
             async for event in conn:
                 t_ms = (time.perf_counter() - t0) * 1000
                 detail = ""
-                if event.type == "input_audio_buffer.speech_started":
+                if isinstance(event, ServerEventInputAudioBufferSpeechStarted):
                     detail = f"audio_start_ms={event.audio_start_ms}"
-                elif event.type == "input_audio_buffer.speech_stopped":
+                elif isinstance(event, ServerEventInputAudioBufferSpeechStopped):
                     detail = f"audio_end_ms={event.audio_end_ms}"
-                elif event.type == "response.audio.delta":
+                elif isinstance(event, ServerEventResponseAudioDelta):
                     audio_deltas += 1
                     if audio_deltas > 1:
                         continue
                     detail = f"{len(event.delta)} bytes (the first; the other audio deltas are not printed)"
-                elif event.type == "response.audio_transcript.delta":
+                elif isinstance(event, ServerEventResponseAudioTranscriptDelta):
                     detail = repr(event.delta)
-                elif event.type == "response.done":
+                elif isinstance(event, ServerEventResponseDone):
                     status = getattr(event.response.status, "value", event.response.status)
                     detail = f"status={status}, {audio_deltas} audio deltas"
                 print(f"{t_ms:9.1f}  {event.type}  {detail}")
@@ -188,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = [c for c in result.cells if c.status == "error"]
     print(f"{len(result.cells)} cells in {result.wall_s:.1f} s; {len(failed)} failed")
     for cell in failed[:5]:
-        print(f"  failed: {cell.name}: {cell.error}")
+        print(f"  failed: {cell.cell}: {cell.error}")
     with pd.option_context("display.width", 140, "display.precision", 0):
         print()
         print(summary_table(out).to_string())

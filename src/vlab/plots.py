@@ -69,7 +69,7 @@ def waterfall(
     ax = _axes(ax, (9, 0.6 + 0.32 * min(len(turns), max_turns)))
     rows = turns.head(max_turns).reset_index(drop=True)
     names = []
-    for i, row in rows.iterrows():
+    for i, (_, row) in enumerate(rows.iterrows()):
         if label and label in row:
             names.append(str(row[label]))
         elif "prompt" in row:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the subcommand."""
     p = sub.add_parser("report", help="write report.html (+ PNGs) for a sweep folder")
     p.add_argument("sweep_dir", help="a folder written by `vlab sweep`")

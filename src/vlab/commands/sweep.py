@@ -6,7 +6,7 @@ import argparse
 import sys
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the subcommand."""
     p = sub.add_parser("sweep", help="run a turn-detection settings sweep over labelled prompts")
     p.add_argument("config", help="sweep config (TOML; see examples/vad_sweep.toml)")
