@@ -14,17 +14,22 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import bench_basics, bench_devices, bench_emulator, bench_session, bench_sweep
+from benchmarks import bench_basics, bench_devices, bench_emulator, bench_session, bench_sweep, bench_timeline
 from benchmarks._common import FULL, QUICK, TINY, Figure, Size, machine
 
 BENCHMARKS: dict[str, list[Callable[[Size], list[Figure]]]] = {
     "import": [bench_basics.bench_import],
     "log": [bench_basics.bench_log_writer, bench_basics.bench_to_frame],
     "pacing": [bench_basics.bench_pacing],
-    "session": [bench_session.bench_overhead, bench_session.bench_measurement_error],
+    "session": [
+        bench_session.bench_overhead,
+        bench_session.bench_measurement_error,
+        bench_session.bench_stall_detection,
+    ],
     "devices": [bench_devices.bench_devices],
     "emulator": [bench_emulator.bench_fast_mode, bench_emulator.bench_concurrency],
     "sweep": [bench_sweep.bench_sweep],
+    "timeline": [bench_timeline.bench_invariance],
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
 ANALYSIS_MARK = "<!-- analysis: kept across runs -->"

@@ -331,7 +331,7 @@ def _profile_top(path: Path) -> list[str]:
         "JSON parse of the append": cum("wire.py", "parse_client_frame"),
         "base64 decode": cum("conversation.py", "_decode_audio"),
         "queueing audio for the Silero worker": cum("silero_worker.py", "submit"),
-        "writing to the worker (one write per loop turn)": cum("silero_worker.py", "_flush"),
+        "writing to the worker (one write per loop turn)": cum("silero_worker.py", "flush"),
         "VAD decisions (turn machine, hold logic)": cum("vad_pipeline.py", "_decide"),
     }
     idle = cum("~", "<method 'poll' of 'select.epoll' objects>", own=True)

@@ -79,7 +79,7 @@ class Totals:
 async def slot(index: int, endpoint: str, api_key: str, pcm: bytes, end: float, session_s: float,
                chunk_ms: float, work: Path, totals: Totals) -> None:  # fmt: skip
     from vlab import Session
-    from vlab.replay import wait_until_answered
+    from vlab.feed import wait_until_answered
 
     loop = asyncio.get_running_loop()
     await asyncio.sleep(index * 0.05)  # stagger the connects

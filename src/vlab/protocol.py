@@ -1,7 +1,7 @@
 """Voice Live wire-protocol facts shared by the session, the log and the emulator.
 
 Event names are the legacy (dated api-version) names that SDK 1.3.x parses; see
-``shared/protocol.md`` sections 2, 3, 5 and 8.2. Nothing here imports the SDK.
+``docs/protocol.md`` (events, their order, versions). Nothing here imports the SDK.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ MAX_FRAME_BYTES: Final = 4 * 1024 * 1024
 INPUT_FORMATS: Final = ("pcm16", "g711_ulaw", "g711_alaw")
 """Accepted ``input_audio_format`` values."""
 
+G711_SAMPLE_RATE_HZ: Final = 8000
+"""Sample rate of ``g711_ulaw``/``g711_alaw`` audio, in and out, in Hz (one byte a sample)."""
+
 INPUT_SAMPLING_RATES: Final = (8000, 16000, 24000, 44100, 48000)
 """``input_audio_sampling_rate`` values for pcm16 input, in Hz."""
 
@@ -33,8 +36,8 @@ OUTPUT_FORMAT_RATES: Final = {
     "pcm16_24000hz": 24000,
     "pcm16_44100hz": 44100,
     "pcm16_48000hz": 48000,
-    "g711_ulaw": 8000,
-    "g711_alaw": 8000,
+    "g711_ulaw": G711_SAMPLE_RATE_HZ,
+    "g711_alaw": G711_SAMPLE_RATE_HZ,
 }
 """Sample rate in Hz of each ``output_audio_format``."""
 
@@ -50,7 +53,7 @@ def bytes_per_second(audio_format: str, sampling_rate: int | None = None) -> int
         Bytes per second (2 bytes a sample for PCM16, 1 for G.711).
     """
     if audio_format.startswith("g711"):
-        return 8000
+        return G711_SAMPLE_RATE_HZ
     if audio_format == "pcm16" and sampling_rate:
         return 2 * sampling_rate
     return 2 * OUTPUT_FORMAT_RATES.get(audio_format.replace("-", "_"), 24000)
@@ -88,6 +91,9 @@ FUNCTION_CALL_ARGUMENTS_DELTA: Final = "response.function_call_arguments.delta"
 FUNCTION_CALL_ARGUMENTS_DONE: Final = "response.function_call_arguments.done"
 AUDIO_TIMESTAMP_DELTA: Final = "response.audio_timestamp.delta"
 AUDIO_TIMESTAMP_DONE: Final = "response.audio_timestamp.done"
+ANIMATION_VISEME_DELTA: Final = "response.animation_viseme.delta"
+ANIMATION_VISEME_DONE: Final = "response.animation_viseme.done"
+OUTPUT_AUDIO_CLEARED: Final = "output_audio_buffer.cleared"
 
 CLIENT_SESSION_UPDATE: Final = "session.update"
 CLIENT_APPEND: Final = "input_audio_buffer.append"
@@ -142,4 +148,24 @@ VAD_TURN_ORDER: Final = (
     OUTPUT_ITEM_DONE,
     RESPONSE_DONE,
 )
-"""Order of the non-delta server events of one server-VAD turn with an audio reply (protocol.md §5.3)."""
+"""The non-delta server events of one server-VAD turn with an audio reply, in order (docs/protocol.md)."""
+
+# --- vlab's emulator extensions (ignored by the SDK and absent on Azure) ---------------------------
+
+SIM_MS_KEY: Final = "x_vlab_sim_ms"
+"""Key the emulator adds to every server event: the event's position on the emulator's simulated
+timeline, in ms of input audio (see ``docs/timeline.md``). The SDK keeps unknown keys and ignores them;
+vlab's log moves the value into the record's ``sim_ms`` field."""
+
+TIMELINE_METADATA_KEY: Final = "vlab.timeline"
+"""``session.metadata`` key by which a client tells the emulator how its simulated time advances."""
+
+TIMELINE_LIVE: Final = "live"
+"""Default: time follows the input audio, and the wall clock (× speed) while no input arrives."""
+TIMELINE_INPUT: Final = "input"
+"""Time follows the client's input audio only: nothing happens at a time the audio has not reached."""
+TIMELINE_ENDED: Final = "ended"
+"""The client has sent all its audio: time runs on without it; ``session.updated`` answers once the
+emulator has nothing left to do."""
+TIMELINE_MODES: Final = (TIMELINE_LIVE, TIMELINE_INPUT, TIMELINE_ENDED)
+"""Values of :data:`TIMELINE_METADATA_KEY`."""

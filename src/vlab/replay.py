@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from vlab import protocol
 from vlab.audio.pcm import silence
 from vlab.audio.wav import load_wav
-from vlab.errors import VlabError
-from vlab.metrics.turns import summarize_turns
+from vlab.feed import feed_prompt, trailing_silence_ms
+from vlab.metrics.latency import turn_latency
 from vlab.session import Session
 from vlab.settings import SessionSettings
 
@@ -27,11 +25,7 @@ class ReplayResult:
     events: int
     """Number of logged events (client and server)."""
     turns: list[dict[str, Any]] = field(default_factory=list)
-    """One summary per response (see :func:`vlab.metrics.summarize_turns`)."""
-
-
-NO_SPEECH_GRACE_S = 5.0
-"""After all audio is sent, how long to wait for ``speech_started`` before calling the prompt silent."""
+    """One row of :func:`vlab.metrics.turn_latency` per response (voice-to-voice and its stages)."""
 
 
 def default_run_dir(prefix: str = "replay") -> Path:
@@ -65,55 +59,13 @@ async def replay(
     run_path = Path(run_dir) if run_dir is not None else default_run_dir()
     pcm = load_wav(prompt, settings.input_bytes_per_s // 2)
     td = settings.turn_detection
-    tail_ms = getattr(td, "silence_duration_ms", 500) + 700 if td else 0
+    tail_ms = trailing_silence_ms(td)
     emulator_options = {"speed": speed, **session_options.pop("emulator_options", {})}
     async with Session(
         settings, run_dir=run_path, emulator_options=emulator_options, **session_options
     ) as session:
-        await session.stream_audio(pcm + silence(tail_ms, settings.input_bytes_per_s // 2), speed=speed)
-        if td is None:
-            await session.commit()
-            await session.create_response()
-        await wait_until_answered(session, timeout_s)
-        records = list(session.records)
-    return ReplayResult(run_path, len(records), summarize_turns(records))
-
-
-async def wait_until_answered(session: Session, timeout_s: float) -> None:
-    """Wait for a response.done after the last committed user turn, with no response still running."""
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    deadline = started + timeout_s
-    while True:
-        server = [r.type for r in session.records if r.direction == "server"]
-        last_commit = max((i for i, t in enumerate(server) if t == protocol.COMMITTED), default=-1)
-        done = server.count(protocol.RESPONSE_DONE)
-        if (
-            last_commit >= 0
-            and server.count(protocol.RESPONSE_CREATED) == done
-            and protocol.RESPONSE_DONE in server[last_commit:]
-        ):
-            return
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            raise TimeoutError(
-                f"the prompt was not answered within {timeout_s:.0f} s "
-                f"({server.count(protocol.SPEECH_STOPPED)} turns detected, {done} responses finished)"
-            )
-        try:
-            await session.wait_for(
-                lambda e: e.type in (protocol.RESPONSE_DONE, protocol.COMMITTED),
-                timeout_s=min(remaining, 1.0),
-            )
-        except TimeoutError:
-            quiet_s = loop.time() - started  # a loaded server or a slow link may report speech late
-            if (
-                quiet_s >= NO_SPEECH_GRACE_S
-                and session.settings.turn_detection is not None
-                and protocol.SPEECH_STARTED
-                not in [r.type for r in session.records if r.direction == "server"]
-            ):
-                raise VlabError(
-                    "no speech was detected in the prompt (all of it has been sent); check that it holds "
-                    "speech, or lower --threshold"
-                ) from None
+        audio = pcm + silence(tail_ms, settings.input_bytes_per_s // 2)
+        await feed_prompt(session, audio, speed=speed, timeout_s=timeout_s, commit=td is None)
+        frame = session.frame()
+    turns = [{str(k): v for k, v in row.items()} for row in turn_latency(frame).to_dict("records")]
+    return ReplayResult(run_path, len(frame), turns)

@@ -41,6 +41,7 @@ import os
 import platform
 import re
 import shutil
+import sys
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -49,21 +50,29 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from vlab import protocol_limits
 from vlab.errors import ConfigError
 from vlab.prompts import LabelledPrompt, load_prompt_set, select_prompts
 from vlab.settings import AzureSemanticVad, ServerVad, SessionSettings
 
 __all__ = ["CellResult", "SweepConfig", "SweepResult", "load_config", "run_sweep"]
 
+_GRID_KEYS = tuple(protocol_limits.TURN_DETECTION_BOUNDS)
+"""The numeric turn-detection knobs a grid may sweep."""
+_GRID_TYPES: dict[str, type[ServerVad] | type[AzureSemanticVad]] = {
+    ServerVad().type: ServerVad,
+    AzureSemanticVad().type: AzureSemanticVad,
+}
+"""Turn-detection types a grid may use, with their settings class."""
 _SECTIONS: dict[str, set[str]] = {
     "target": {"speed", "latency"},
     "prompts": {"path", "include"},
-    "grid": {"type", "threshold", "prefix_padding_ms", "silence_duration_ms", "speech_duration_ms"},
+    "grid": {"type", *_GRID_KEYS},
     "run": {"repeats", "concurrency", "timeout_s", "baseline", "canary", "name"},
 }
-_GRID_KEYS = ("threshold", "prefix_padding_ms", "silence_duration_ms", "speech_duration_ms")
-BASELINE = {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 500}
-"""The plain server-VAD cell added with ``baseline = true`` (the service defaults)."""
+BASELINE = ServerVad()
+"""The plain server-VAD setting added with ``baseline = true``: vlab's defaults, 0.5 / 300 ms / 500 ms
+(see :data:`vlab.protocol_limits.VLAB_DEFAULTS_API_VERSION`)."""
 
 
 @dataclass(frozen=True)
@@ -131,10 +140,10 @@ def load_config(
         path = Path(config)
         if not path.is_file():
             raise ConfigError(f"sweep config {str(path)!r} not found")
-        try:
+        if sys.version_info >= (3, 11):
             import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            import tomli as tomllib  # type: ignore[no-redef]
+        else:
+            import tomli as tomllib
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
@@ -152,9 +161,9 @@ def load_config(
     grid = dict(data.get("grid", {}))
     if not grid:
         raise ConfigError("the sweep has no [grid]; give at least one of " + ", ".join(_GRID_KEYS))
-    kind = grid.pop("type", "server_vad")
-    if kind not in ("server_vad", "azure_semantic_vad"):
-        raise ConfigError(f"[grid] type must be 'server_vad' or 'azure_semantic_vad', got {kind!r}")
+    kind = grid.pop("type", protocol_limits.SERVER_VAD)
+    if kind not in _GRID_TYPES:
+        raise ConfigError(f"[grid] type must be {' or '.join(map(repr, _GRID_TYPES))}, got {kind!r}")
     axes: dict[str, list[Any]] = {}
     for key in _GRID_KEYS:
         if key not in grid:
@@ -169,9 +178,9 @@ def load_config(
             + ", ".join(_GRID_KEYS)
             + ", e.g. threshold = [0.5]"
         )
-    if kind == "server_vad" and "speech_duration_ms" in axes:
+    if kind == protocol_limits.SERVER_VAD and "speech_duration_ms" in axes:
         raise ConfigError("[grid] speech_duration_ms needs type = 'azure_semantic_vad'")
-    cls = ServerVad if kind == "server_vad" else AzureSemanticVad
+    cls = _GRID_TYPES[kind]
     settings: list[SessionSettings] = []
     names: list[str] = []
     for combo in itertools.product(*axes.values()):
@@ -186,7 +195,7 @@ def load_config(
         raise ConfigError(f"[run] name must be a string, got {run['name']!r}")
     baseline_name = None
     if run.get("baseline", False):
-        base_td = ServerVad(**{k: v for k, v in BASELINE.items() if k != "type"})
+        base_td = BASELINE
         baseline_name = _setting_name(base_td)
         if baseline_name not in names:
             settings.append(SessionSettings(turn_detection=base_td))
@@ -316,25 +325,6 @@ def _cells(cfg: SweepConfig) -> list[tuple[str, int, SessionSettings, LabelledPr
     return out
 
 
-async def _wait_idle(session: Any, timeout_s: float, settle_s: float) -> None:
-    """Wait until every detected turn has its answer and nothing new arrived for ``settle_s``."""
-    from vlab import protocol
-
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while loop.time() < deadline:
-        types = [r.type for r in session.records if r.direction == "server"]
-        started, stopped = types.count(protocol.SPEECH_STARTED), types.count(protocol.SPEECH_STOPPED)
-        created, done = types.count(protocol.RESPONSE_CREATED), types.count(protocol.RESPONSE_DONE)
-        idle = started == stopped and created == done
-        try:
-            await session.wait_for(lambda e: True, timeout_s=max(0.01, min(settle_s, deadline - loop.time())))
-        except TimeoutError:
-            if idle:
-                return
-    raise TimeoutError(f"the cell did not settle within {timeout_s:.0f} s")
-
-
 async def _run_cell(
     cfg: SweepConfig,
     cell_dir: Path,
@@ -343,11 +333,12 @@ async def _run_cell(
     session_options: Mapping[str, Any],
 ) -> dict[str, Any]:
     from vlab.audio.pcm import silence
+    from vlab.feed import NoSpeechDetected, feed_prompt, trailing_silence_ms
     from vlab.session import Session
 
     rate = settings.input_bytes_per_s // 2
     td = settings.turn_detection
-    tail_ms = getattr(td, "silence_duration_ms", 500) + 700
+    tail_ms = trailing_silence_ms(td)
     pcm = prompt.pcm(rate) + silence(tail_ms, rate)
     options = dict(session_options)
     emulator_options = {
@@ -356,11 +347,12 @@ async def _run_cell(
         "trace": str(cell_dir / "trace.jsonl"),
         **options.pop("emulator_options", {}),
     }
-    settle_s = 0.25 if math.isinf(cfg.speed) else max(0.25, 1.5 / cfg.speed)
     connect_ns = time.perf_counter_ns()
     async with Session(settings, run_dir=cell_dir, emulator_options=emulator_options, **options) as s:
-        await s.stream_audio(pcm, speed=cfg.speed)
-        await _wait_idle(s, cfg.timeout_s, settle_s)
+        try:
+            await feed_prompt(s, pcm, speed=cfg.speed, timeout_s=cfg.timeout_s)
+        except NoSpeechDetected:
+            pass  # a prompt with no speech (noise only) is a result, not a failure
         target = s.target.kind
     return {"connect_ns": connect_ns, "target": target}
 
@@ -518,7 +510,10 @@ def aggregate(out_dir: Path, cfg: SweepConfig) -> None:
     from vlab.metrics import operating_points
 
     prompts = {p.id: p for p in cfg.prompts}
-    turns, vads, scores, sessions = [], [], [], []
+    turns: list[pd.DataFrame] = []
+    vads: list[pd.DataFrame] = []
+    sessions: list[pd.DataFrame] = []
+    scores: list[dict[str, Any]] = []
     for marker in sorted((out_dir / "cells").glob("*/cell.json")):
         meta = json.loads(marker.read_text(encoding="utf-8"))
         if meta.get("status") != "ok" or meta.get("prompt") not in prompts:

@@ -9,6 +9,7 @@ import numpy as np
 import soundfile as sf
 
 import vlab
+from vlab.metrics import turn_latency
 
 
 def _vlab(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -26,8 +27,13 @@ def test_replay_writes_a_run_folder_and_prints_a_summary(tmp_path, prompt):
     )
     assert result.returncode == 0, result.stderr
     assert f"run folder: {out}" in result.stdout and "turns answered: 1" in result.stdout
-    assert "speech_stopped → first audio" in result.stdout
+    line = next(x for x in result.stdout.splitlines() if x.strip().startswith("turn 1:"))
+    assert "voice-to-voice" in line and "endpointing" in line and "(simulated timeline)" in line
     frame = vlab.load_log(out)
+    turn = turn_latency(frame).iloc[0]
+    assert (
+        f"voice-to-voice {turn.voice_to_voice_ms:.0f} ms" in line
+    )  # the same figure as turns.parquet would show
     stopped = frame[frame["type"] == "input_audio_buffer.speech_stopped"]["audio_end_ms"].iloc[0]
     assert abs(stopped - (prompt.speech_end_ms + 600)) < 50
 

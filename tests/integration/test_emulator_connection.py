@@ -82,8 +82,8 @@ async def test_output_audio_follows_the_output_format(conn, fmt, rate):
     seconds = n_bytes / (rate * (1 if fmt.startswith("g711") else 2))
     # the greeting as the emulator's voice for the default "alloy" speaks it, at this rate
     from vlab.audio.synth import synthesize
-    from vlab.emulator.responder import GREETING
-    from vlab.emulator.response import espeak_voice
+    from vlab.emulator.replies import GREETING
+    from vlab.emulator.voice import espeak_voice
 
     expected_s = (
         synthesize(

@@ -31,7 +31,7 @@ from vlab.audio.pcm import float_to_pcm16, silence
 from vlab.audio.synth import synthesize
 from vlab.emulator import Fault
 from vlab.emulator.asr import PocketSphinxRecognizer, RecognitionError
-from vlab.emulator.response import espeak_voice
+from vlab.emulator.voice import espeak_voice
 from vlab.testing import collect_events, drain, fast_emulator, spoken_prompt, types_of
 
 VOICE = "sage"  # maps to eSpeak's en-gb, which PocketSphinx reads best (see docs/emulator.md)

@@ -15,6 +15,7 @@ from vlab import ServerVad, Session, SessionSettings
 from vlab.audio.pcm import silence
 from vlab.emulator import Emulator
 from vlab.errors import ConfigError
+from vlab.feed import feed_prompt
 from vlab.metrics import turn_latency
 from vlab.prompts import load_prompt_set
 from vlab.sweep import load_config, run_sweep, run_sweep_async
@@ -60,9 +61,10 @@ def test_small_grid_runs_and_writes_every_table(sweep):
     silence = spoken["reply_leading_silence_ms"]
     assert silence.notna().any() and (silence.dropna() >= 0).all() and silence.median() < 200
     for cell, item in spoken.loc[silence.isna(), ["cell", "reply_item_id"]].itertuples(index=False):
-        # no leading silence only when nothing audible was heard: the user cut the reply off at once
-        heard, _ = sf.read(out / "cells" / cell / "output" / f"{item}.wav", dtype="float32")
-        assert len(heard) == 0 or np.abs(heard).max() < 10 ** (-45 / 20), (cell, item, len(heard))
+        # no leading silence only when the user cut the reply off before one 10 ms frame of it was heard,
+        # or before anything audible
+        heard, rate = sf.read(out / "cells" / cell / "output" / f"{item}.wav", dtype="float32")
+        assert len(heard) < rate // 100 or np.abs(heard).max() < 10 ** (-45 / 20), (cell, item, len(heard))
     assert len(list((out / "cells").glob("*/events.parquet"))) == 6
 
 
@@ -147,48 +149,47 @@ def test_the_example_config_is_valid():
     assert cfg.baseline in cfg.setting_names and cfg.canary == "short_question" and cfg.n_cells >= 40
 
 
-async def test_measured_stages_match_the_emulator_ground_truth_within_2_ms():
+@pytest.mark.parametrize("speed", [4.0, math.inf])
+async def test_measured_stages_equal_the_emulator_ground_truth_on_the_simulated_timeline(speed):
+    # Exact on the simulated timeline, at any speed; the client-clock error is a benchmark figure
+    # (benchmarks/bench_session.py, "measurement error").
     prompts = {p.id: p for p in load_prompt_set()}
-    speed = 4.0
-    errors: dict[str, list[float]] = {}
     for pid in ("two_turns", "short_question", "pause_1200"):
         p = prompts[pid]
         settings = SessionSettings(turn_detection=ServerVad(silence_duration_ms=500))
         async with Emulator(speed=speed, latency="typical", trace=True, seed=len(pid)) as emu:
             async with Session(settings, endpoint=emu.endpoint, api_key=emu.api_key, dotenv_path=False) as s:
-                await s.stream_audio(p.pcm(24000) + silence(1200, 24000), speed=speed)
-                await s.wait_for("response.done", count=p.expected_turns, timeout_s=20)
+                await feed_prompt(s, p.pcm(24000) + silence(1200, 24000), speed=speed, timeout_s=30)
                 events = s.frame()
-            sent = {e["event_id"]: e["t_ns"] for e in emu.trace.of_kind("send")}
-            vad = [e for e in emu.trace.of_kind("vad") if e["event"] == "speech_stopped"]
+            sent = {e["event_id"]: e["sim_ms"] for e in emu.trace.of_kind("send")}
+            latency = {e["response_id"]: e for e in emu.trace.of_kind("latency")}
         server = events[events["direction"] == "server"]
-        truth = dict(zip(server["seq"], server["event_id"].map(sent), strict=False))
+        assert (server["event_id"].map(sent) == server["sim_ms"]).all()  # the log holds the emulator's times
 
         def first(kind, rid, server=server):
-            return server[(server["type"] == kind) & (server["response_id"] == rid)]["seq"].min()
+            return float(server[(server["type"] == kind) & (server["response_id"] == rid)]["sim_ms"].min())
 
         turns = turn_latency(events, end_of_turn_ms=p.end_of_turn_ms)
-        stops = server[server["type"] == "input_audio_buffer.speech_stopped"]
+        assert (turns["timeline"] == "simulated").all()
         done = turns[turns["status"] == "completed"]
         assert len(done) == p.expected_turns
         for row in done.itertuples():
-            stop_seq = stops[stops["t_ns"] == row.t_speech_stopped_ns]["seq"].iloc[0]
             created = first("response.created", row.response_id)
-            audio = first("response.audio.delta", row.response_id)
-            text = first("response.audio_transcript.delta", row.response_id)
-            true = {
-                "turn_commit_ms": (truth[created] - truth[stop_seq]) / 1e6,
-                "ttfb_audio_ms": (truth[audio] - truth[created]) / 1e6,
-                "ttft_ms": (truth[text] - truth[created]) / 1e6,
-                "server_hangover_audio_ms": next(
-                    v["audio_ms"] for v in vad if v["audio_ms"] == row.audio_end_ms
-                )
-                - row.a_eos_ms,
-                # uplink: the emulator's send stamp of speech_stopped against the client's send of audio_end_ms
-                "uplink_ms": (truth[stop_seq] - (row.t_speech_stopped_ns - row.uplink_ms * 1e6)) / 1e6,
-            }
-            for name, value in true.items():
-                errors.setdefault(name, []).append(getattr(row, name) - value)
+            drawn = latency[row.response_id]
+            assert row.turn_commit_ms == pytest.approx(drawn["commit_ms"] + drawn["network_ms"], abs=1e-3)
+            exact = {"abs": 1e-6}  # ms, stored to the µs
+            assert row.ttfb_audio_ms == pytest.approx(
+                first("response.audio.delta", row.response_id) - created, **exact
+            )
+            assert row.ttft_ms == pytest.approx(
+                first("response.audio_transcript.delta", row.response_id) - created, **exact
+            )
+            assert row.server_hangover_ms == pytest.approx(row.audio_end_ms - row.a_eos_ms, **exact)
+            stops = server[
+                (server["type"] == "input_audio_buffer.speech_stopped") & (server["item_id"] == row.item_id)
+            ]
+            stopped = float(stops["sim_ms"].iloc[0])
+            assert row.uplink_ms == pytest.approx(stopped - row.audio_end_ms, **exact)
             assert row.voice_to_voice_ms == pytest.approx(
                 row.server_hangover_ms
                 + row.uplink_ms
@@ -196,7 +197,3 @@ async def test_measured_stages_match_the_emulator_ground_truth_within_2_ms():
                 + row.ttfb_audio_ms
                 + row.playout_ms
             )
-    for name, diffs in errors.items():
-        p99 = float(np.percentile(np.abs(diffs), 99))
-        assert p99 <= 2.0, (name, diffs)
-        assert math.isfinite(p99)

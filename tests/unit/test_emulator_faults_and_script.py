@@ -1,4 +1,4 @@
-"""Unit tests of the emulator's fault plans, script rules, viseme mapping and EOU cues."""
+"""Unit tests of the emulator's fault plans, script rules, viseme mapping, EOU cues and option errors."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ import pytest
 
 from vlab.emulator.asr import sounds_unfinished, strip_fillers
 from vlab.emulator.faults import Fault, FaultPlan
-from vlab.emulator.responder import Script, reply_for
-from vlab.emulator.response import visemes_for_word
+from vlab.emulator.items import Item
+from vlab.emulator.latency import preset
+from vlab.emulator.replies import Script, reply_for
+from vlab.emulator.server import Emulator, EmulatorExposedWarning
+from vlab.emulator.voice import visemes_for_word
+from vlab.errors import ConfigError, VlabWarning
 
 
 def test_fault_text_form_parses_every_kind():
@@ -25,8 +29,48 @@ def test_fault_text_form_parses_every_kind():
         Fault("throttle", rate=0.5),
     ]
     for bad in ("explode:now", "drop_after", "throttle:0", "delay_before:x:abc"):
-        with pytest.raises(ValueError, match="bad fault specification"):
+        with pytest.raises(ConfigError, match="bad fault specification.*expected e.g. 'drop_after:"):
             Fault.parse(bad)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda: Fault("explode", "x"),
+            r"unknown fault kind 'explode'; use one of drop, close, .*e\.g\. Fault\(",
+        ),
+        (lambda: Fault("drop"), r"needs 'at'.*e\.g\. Fault\('drop', 'response\.audio\.delta'\)"),
+        (lambda: Fault("close", "x", n=0), r"from 1.*got 0; give n >= 1"),
+        (lambda: Fault("throttle", rate=0), r"rate > 0.*got 0"),
+        (lambda: Fault("delay", "x", ms=-5), r"ms >= 0.*got -5"),
+    ],
+)
+def test_bad_faults_are_config_errors_that_say_how_to_fix_them(make, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        make()
+    assert isinstance(info.value, ValueError)  # callers catching ValueError keep working
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: Emulator(speed=0), r"speed must be a number > 0 .* or 'max'.*got 0"),
+        (lambda: Emulator(speed="fast"), r"speed must be .*got 'fast'"),
+        (
+            lambda: Emulator(latency="nope"),
+            r"unknown latency preset 'nope'; choose one of .*typical.*LatencyModel",
+        ),
+        (lambda: preset("slow"), r"instant, slow-network, typical"),
+    ],
+)
+def test_bad_emulator_options_are_config_errors(make, message):
+    with pytest.raises(ConfigError, match=message):
+        make()
+
+
+def test_the_exposed_emulator_warning_is_a_vlab_warning():
+    assert issubclass(EmulatorExposedWarning, VlabWarning)  # so the error::VlabWarning filter sees it
 
 
 def test_fault_plan_counts_occurrences_and_fires_once():
@@ -37,8 +81,10 @@ def test_fault_plan_counts_occurrences_and_fires_once():
     assert plan.throttle_rate == 2
 
 
-def _user(text: str) -> dict:
-    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+def _user(text: str) -> Item:
+    return Item(
+        {"id": "u", "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+    )
 
 
 def test_script_rules_match_keywords_turns_and_function_outputs():
@@ -54,7 +100,7 @@ def test_script_rules_match_keywords_turns_and_function_outputs():
     tools = {"tools": [{"type": "function", "name": "get_weather"}], "tool_choice": "auto"}
     reply = reply_for([_user("the weather?")], tools, script=script)
     assert reply.function_call is not None and json.loads(reply.function_call.arguments) == {"city": "Oslo"}
-    out = {"type": "function_call_output", "call_id": "c", "output": "rain"}
+    out = Item({"id": "o", "type": "function_call_output", "call_id": "c", "output": "rain"})
     assert reply_for([_user("x"), out], tools, script=script).text == "Result: rain."
     assert reply_for([_user("a"), _user("b!")], tools, script=script).text == "Again: b."
     no_calls = {**tools, "tool_choice": "none"}

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 
+from vlab.emulator.items import Item
 from vlab.emulator.latency import LatencySampler, preset
-from vlab.emulator.responder import GREETING, reply_for
+from vlab.emulator.replies import GREETING, reply_for
 from vlab.emulator.session_config import apply_update, default_prefix_padding_ms, default_session
 from vlab.emulator.wire import WireError, parse_client_frame
 
@@ -22,12 +22,8 @@ def test_latency_draws_are_seeded_and_never_negative():
     assert LatencySampler(preset("typical", seed=8)).draw_ms("first_token") != draws[0]
 
 
-def test_speed_scales_delays_and_infinity_removes_them():
-    assert LatencySampler(preset("typical"), speed=4).seconds(1000) == 0.25
-    assert LatencySampler(preset("typical"), speed=math.inf).seconds(1000) == 0.0
+def test_instant_model_has_no_delays_and_unknown_presets_are_named():
     assert LatencySampler(preset("instant")).draw_ms("first_token") == 0.0
-    with pytest.raises(ValueError, match="speed"):
-        LatencySampler(preset("typical"), speed=0)
     with pytest.raises(ValueError, match="slow-network"):
         preset("nope")
 
@@ -78,14 +74,18 @@ def test_bad_frames_become_wire_errors(frame, code):
 
 
 def _user_text(text):
-    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+    return Item(
+        {"id": "u", "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+    )
 
 
 def test_responder_rules():
     session = default_session("s", "m", "2026-07-15")
     assert reply_for([], session).text == GREETING
     assert reply_for([_user_text("Hello, there!")], session).text == "You said: Hello, there."
-    audio = {"type": "message", "role": "user", "content": [{"type": "input_audio"}], "_audio_ms": 2340.0}
+    audio = Item(
+        {"id": "a", "type": "message", "role": "user", "content": [{"type": "input_audio"}]}, audio_ms=2340.0
+    )
     assert reply_for([audio], session).text == "I heard 2.3 seconds of speech."
     assert reply_for([audio], session, "Say: Welcome back!").text == "Welcome back!"
     tool = {
@@ -106,5 +106,5 @@ def test_responder_rules():
         is not None
     )
     assert reply_for([_user_text("get time")], {**with_tools, "tool_choice": "none"}).function_call is None
-    output = {"type": "function_call_output", "call_id": "c", "output": "12:00"}
+    output = Item({"id": "o", "type": "function_call_output", "call_id": "c", "output": "12:00"})
     assert reply_for([_user_text("x"), output], with_tools).text == "Here is what I found: 12:00."

@@ -8,6 +8,7 @@ global state. Returns float32 audio at the engine rate (22 050 Hz) with word tim
 from __future__ import annotations
 
 import ctypes
+import functools
 import threading
 from dataclasses import dataclass, field
 
@@ -127,10 +128,16 @@ def _get_engine() -> _Engine:
         return _engine
 
 
+@functools.lru_cache(maxsize=512)
 def synthesize(
     text: str, *, voice: str = "en-us", words_per_minute: int = 175, sample_rate: int | None = None
 ) -> Speech:
     """Speak ``text`` with eSpeak NG, offline.
+
+    eSpeak NG's output varies by a few samples from one call to the next (its word times by up to 1 ms),
+    so results are kept: within a process the same text, voice and rate always give the same speech
+    (which keeps the emulator's replies, and every figure measured on them, the same run after run).
+    Treat the returned samples as read-only.
 
     Args:
         text: What to say.
@@ -143,5 +150,6 @@ def synthesize(
     """
     speech = _get_engine().speak(text, voice, words_per_minute)
     if sample_rate and sample_rate != speech.sample_rate:
-        return Speech(resample(speech.samples, speech.sample_rate, sample_rate), sample_rate, speech.words)
+        speech = Speech(resample(speech.samples, speech.sample_rate, sample_rate), sample_rate, speech.words)
+    speech.samples.flags.writeable = False  # shared by every caller of the cache
     return speech

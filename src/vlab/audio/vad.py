@@ -33,8 +33,10 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 
+from vlab import protocol_limits
 from vlab.audio.pcm import FloatArray, pcm16_to_float
 from vlab.errors import ConfigError
+from vlab.protocol_limits import DURATION_MS_BOUNDS, THRESHOLD_BOUNDS
 
 if TYPE_CHECKING:
     import soxr
@@ -57,34 +59,43 @@ HYSTERESIS = 0.15
 _EPS_MS = 1e-6
 
 
+_DEFAULTS = protocol_limits.turn_detection_defaults(
+    protocol_limits.SERVER_VAD, protocol_limits.VLAB_DEFAULTS_API_VERSION
+)
+
+
 def _check_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"VadParams.{name} must be a non-negative integer number of ms, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or value not in DURATION_MS_BOUNDS:
+        raise ConfigError(
+            f"VadParams.{name} must be an integer number of ms in {DURATION_MS_BOUNDS}, got {value!r}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class VadParams:
     """Turn-detection settings, named after Voice Live's ``server_vad`` options.
 
+    Defaults and bounds come from :mod:`vlab.protocol_limits` (the same as ``vlab.ServerVad()``).
+
     Raises:
         ConfigError: If a value is out of range.
     """
 
-    threshold: float = 0.5
+    threshold: float = _DEFAULTS.threshold
     """Speech probability in [0, 1]; a frame is speech when its probability is at least this."""
-    prefix_padding_ms: int = 300
+    prefix_padding_ms: int = _DEFAULTS.prefix_padding_ms
     """Audio kept before the detected onset: ``speech_started.audio_ms = onset - prefix_padding_ms``,
     clamped at 0 and never before the previous ``speech_stopped.audio_ms``."""
-    silence_duration_ms: int = 500
+    silence_duration_ms: int = _DEFAULTS.silence_duration_ms
     """Silence needed after the last speech frame to end the turn."""
-    min_speech_ms: int = 80
+    min_speech_ms: int = protocol_limits.MIN_SPEECH_MS
     """Speech must last this long (from the onset, with no frame below :attr:`negative_threshold`)
     before ``speech_started`` fires; shorter blips are ignored."""
 
     def __post_init__(self) -> None:
         t = self.threshold
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= t <= 1.0:
-            raise ConfigError(f"VadParams.threshold must be a number between 0 and 1, got {t!r}")
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or t not in THRESHOLD_BOUNDS:
+            raise ConfigError(f"VadParams.threshold must be a number in {THRESHOLD_BOUNDS}, got {t!r}")
         _check_int("prefix_padding_ms", self.prefix_padding_ms)
         _check_int("silence_duration_ms", self.silence_duration_ms)
         _check_int("min_speech_ms", self.min_speech_ms)
@@ -121,6 +132,8 @@ class VadEvent:
     speech_ms: int
     """``speech_started``: the detected onset (start of the first speech frame).
     ``speech_stopped``: the end of the last speech frame (``audio_ms - silence_duration_ms``)."""
+    decided_ms: float = math.nan
+    """End of the frame at which the detector decided the boundary (NaN when not known)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +293,9 @@ class StreamingVad:
         ConfigError: If ``input_rate`` is not a positive integer.
     """
 
+    _odd: bytes
+    """The last byte of an odd-length chunk, waiting for its pair."""
+
     def __init__(
         self,
         params: VadParams,
@@ -394,6 +410,8 @@ class StreamingVad:
             event = self._step(prob, start_ms, max(end_ms, start_ms))
             if event is not None:
                 events.append(event)
+        if probs:
+            self.decided_ms = min(origin + 1000.0 * seg / rate, end_limit)
         return events
 
     def reset(self) -> None:
@@ -409,6 +427,8 @@ class StreamingVad:
     # -- internals ---------------------------------------------------------------------------------
 
     def _reset_stream(self) -> None:
+        self.decided_ms = 0.0
+        """Input audio decided so far (the end of the last frame stepped), in ms."""
         self._odd = b""
         self._buf = np.zeros(0, dtype=np.float32)
         self._in_samples = 0
@@ -421,7 +441,7 @@ class StreamingVad:
             self._resampler = soxr.ResampleStream(
                 self.input_rate, self.model.sample_rate, 1, dtype="float32", quality="HQ"
             )
-        self._state = VadState.QUIET
+        self._state: VadState = VadState.QUIET
         self._onset_ms = 0.0
         self._speech_end_ms = 0.0
         self._last_stop_audio_ms = 0
@@ -492,7 +512,7 @@ class StreamingVad:
         self._speech_end_ms = end_ms
         onset = round(self._onset_ms)
         audio_start = max(onset - p.prefix_padding_ms, 0, self._last_stop_audio_ms)
-        return VadEvent("speech_started", audio_ms=audio_start, speech_ms=onset)
+        return VadEvent("speech_started", audio_ms=audio_start, speech_ms=onset, decided_ms=end_ms)
 
     def _maybe_stop(self, end_ms: float) -> VadEvent | None:
         p = self._params
@@ -501,4 +521,6 @@ class StreamingVad:
         self._state = VadState.QUIET
         speech_end = round(self._speech_end_ms)
         self._last_stop_audio_ms = speech_end + p.silence_duration_ms
-        return VadEvent("speech_stopped", audio_ms=self._last_stop_audio_ms, speech_ms=speech_end)
+        return VadEvent(
+            "speech_stopped", audio_ms=self._last_stop_audio_ms, speech_ms=speech_end, decided_ms=end_ms
+        )

@@ -8,7 +8,7 @@ import asyncio
 from vlab.commands._args import speed
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the subcommand."""
     rep = sub.add_parser("replay", help="replay a WAV prompt as the user's turn and log the session")
     rep.add_argument("prompt", help="WAV/FLAC/OGG file with the user's speech")
@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from vlab.replay import replay
     from vlab.settings import AzureSemanticVad, ServerVad, SessionSettings
 
+    td: ServerVad | AzureSemanticVad | None
     if args.manual:
         td = None
     elif args.semantic_vad:
@@ -65,11 +66,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"run folder: {result.run_dir}")
     print(f"events logged: {result.events}")
     print(f"turns answered: {len(result.turns)}")
-    for i, turn in enumerate(result.turns, 1):
-        stop = turn["stopped_to_first_audio_ms"]
-        created = turn["created_to_first_audio_ms"]
-        fmt = lambda v: "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.0f} ms"  # noqa: E731
+    fmt = lambda v: "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.0f} ms"  # noqa: E731
+    for turn in result.turns:
+        head = f"  turn {turn['turn'] + 1}: {turn.get('status')}"
+        if turn["false_cutoff"]:
+            print(f"{head}; false cut-off (the reply started before the end of speech)")
+            continue
         print(
-            f"  turn {i}: {turn.get('status')}; speech_stopped → first audio {fmt(stop)}; response.created → first audio {fmt(created)}"
+            f"{head}; voice-to-voice {fmt(turn['voice_to_voice_ms'])} = endpointing {fmt(turn['endpointing_ms'])}"
+            f" + turn commit {fmt(turn['turn_commit_ms'])} + first audio {fmt(turn['ttfb_audio_ms'])}"
+            f" ({turn['timeline']} timeline)"
         )
     return 0

@@ -9,7 +9,7 @@ model, and injects faults on demand (:class:`Fault`). See ``docs/emulator.md``.
 
 from vlab.emulator.faults import Fault
 from vlab.emulator.latency import PRESETS, LatencyModel, StageDelay, preset
-from vlab.emulator.responder import Script
+from vlab.emulator.replies import Script
 from vlab.emulator.server import Emulator
 from vlab.emulator.trace import Trace
 

@@ -2,8 +2,9 @@
 
 Every stage delay is ``fixed_ms + jitter`` where the jitter is drawn from a half-normal distribution
 with scale ``jitter_ms`` (delays are never negative), from a seeded :class:`random.Random`, so a run is
-reproducible. All delays are divided by the emulator's ``speed`` (``math.inf`` = as fast as possible:
-every delay is zero).
+reproducible. Delays are in simulated ms on the connection's timeline (:mod:`vlab.emulator.timeline`);
+the emulator's ``speed`` only maps that timeline onto the wall clock, so the same seed gives the same
+figures at every speed.
 
 Stages (times from the previous stage):
 
@@ -30,6 +31,8 @@ import math
 import random
 from dataclasses import dataclass, field, replace
 from typing import Final
+
+from vlab.errors import ConfigError
 
 STAGES: Final = ("endpointing", "commit", "first_token", "tts_first_byte", "network")
 
@@ -92,45 +95,47 @@ def preset(name: str, *, seed: int | None = None) -> LatencyModel:
     """Return a named latency model (``instant``, ``typical``, ``slow-network``).
 
     Raises:
-        ValueError: For an unknown name; the message lists the known ones.
+        ConfigError: For an unknown name; the message lists the known ones.
     """
     try:
         model = PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown latency preset {name!r}; choose one of {sorted(PRESETS)}") from None
+        raise ConfigError(
+            f"unknown latency preset {name!r}; choose one of {', '.join(sorted(PRESETS))}, "
+            "or pass a LatencyModel(...) for your own stage delays."
+        ) from None
     return model if seed is None else replace(model, seed=seed)
 
 
 class LatencySampler:
-    """Draws stage delays (in seconds of wall time, already divided by ``speed``).
+    """Draws stage delays in simulated ms (the speed maps them onto the wall clock elsewhere).
+
+    Each *stream* of draws (the VAD's turn boundaries, the responses) has a random generator of its
+    own, so the values one stream gets never depend on how its draws interleave with another's.
 
     Args:
         model: The latency model.
-        speed: Time scale; ``math.inf`` makes every delay zero.
         seed_offset: Added to the model's seed (one sampler per connection, each reproducible).
     """
 
-    def __init__(self, model: LatencyModel, speed: float = 1.0, seed_offset: int = 0) -> None:
-        if not speed > 0:
-            raise ValueError(f"speed must be > 0 (math.inf for as fast as possible), got {speed!r}")
+    def __init__(self, model: LatencyModel, seed_offset: int = 0) -> None:
         self.model = model
-        self.speed = speed
-        self._rng = random.Random(model.seed + seed_offset)
+        self._seed = model.seed + seed_offset
+        self._rngs: dict[str, random.Random] = {}
 
-    def draw_ms(self, stage: str) -> float:
-        """Unscaled delay of one stage in ms (the model's own time)."""
+    def draw_ms(self, stage: str, *, stream: str = "main") -> float:
+        """Delay of one stage in simulated ms, drawn from ``stream``."""
         delay = self.model.stages.get(stage)
         if delay is None:
             return 0.0
-        return (
-            delay.fixed_ms + abs(self._rng.gauss(0.0, delay.jitter_ms)) if delay.jitter_ms else delay.fixed_ms
-        )
-
-    def seconds(self, model_ms: float) -> float:
-        """Wall seconds for a span of ``model_ms`` at this speed."""
-        return 0.0 if math.isinf(self.speed) else model_ms / 1000.0 / self.speed
+        if not delay.jitter_ms:
+            return delay.fixed_ms
+        rng = self._rngs.get(stream)
+        if rng is None:
+            rng = self._rngs[stream] = random.Random(f"{self._seed}/{stream}")
+        return delay.fixed_ms + abs(rng.gauss(0.0, delay.jitter_ms))
 
     def audio_send_offset_ms(self, audio_ms: float) -> float:
-        """Model-time offset (from the first audio byte) at which output audio at ``audio_ms`` is ready."""
+        """Simulated-ms offset (from the first audio byte) at which output audio at ``audio_ms`` is ready."""
         rtf = self.model.tts_realtime_factor
         return 0.0 if math.isinf(rtf) else audio_ms / rtf

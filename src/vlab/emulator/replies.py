@@ -38,8 +38,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from vlab.emulator.items import Item
+from vlab.errors import ConfigError
 
 GREETING = "Hello! How can I help you today?"
 
@@ -64,8 +68,8 @@ class Reply:
     """A function call to emit after the message, if any."""
 
 
-def _user_text(item: dict[str, Any]) -> str | None:
-    for part in item.get("content") or []:
+def _user_text(item: Item) -> str | None:
+    for part in item.wire.get("content") or []:
         if part.get("type") in ("input_text", "text") and part.get("text"):
             return str(part["text"])
         if part.get("type") == "input_audio" and part.get("transcript"):
@@ -128,7 +132,7 @@ class Script:
         """Read a JSON script file.
 
         Raises:
-            ValueError: The file is not a valid script; the message says which rule is wrong.
+            ConfigError: The file is not a valid script; the message says which rule is wrong.
         """
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
@@ -139,18 +143,18 @@ class Script:
         """Build a script from its parsed JSON form.
 
         Raises:
-            ValueError: Not ``{"rules": [...]}`` or a rule is malformed.
+            ConfigError: Not ``{"rules": [...]}`` or a rule is malformed.
         """
         if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
-            raise ValueError(f'{source}: a script is a JSON object {{"rules": [...]}}')
+            raise ConfigError(f'{source}: a script is a JSON object {{"rules": [...]}}')
         rules = []
         for i, raw in enumerate(data["rules"]):
             if not isinstance(raw, dict):
-                raise ValueError(f"{source}: rule {i} must be an object, got {raw!r}")
+                raise ConfigError(f"{source}: rule {i} must be an object, got {raw!r}")
             unknown = set(raw) - {"on", "keywords", "turn", "say", "call"}
             on = raw.get("on", "user")
             if unknown or on not in ("user", "function_output"):
-                raise ValueError(
+                raise ConfigError(
                     f"{source}: rule {i} has unknown keys {sorted(unknown)} or 'on' {on!r}; "
                     "use on/keywords/turn/say/call, on = 'user' or 'function_output'"
                 )
@@ -158,10 +162,10 @@ class Script:
             if raw.get("call") is not None:
                 c = raw["call"]
                 if not isinstance(c, dict) or not isinstance(c.get("name"), str):
-                    raise ValueError(f"{source}: rule {i} 'call' needs a 'name' (and optional 'arguments')")
+                    raise ConfigError(f"{source}: rule {i} 'call' needs a 'name' (and optional 'arguments')")
                 call = FunctionCall(c["name"], json.dumps(c.get("arguments") or {}))
             if not raw.get("say") and call is None:
-                raise ValueError(f"{source}: rule {i} needs 'say' or 'call'")
+                raise ConfigError(f"{source}: rule {i} needs 'say' or 'call'")
             rules.append(
                 Rule(
                     on=on,
@@ -173,17 +177,17 @@ class Script:
             )
         return cls(tuple(rules))
 
-    def reply(self, conversation: list[dict[str, Any]], session: dict[str, Any]) -> Reply | None:
+    def reply(self, conversation: Sequence[Item], session: dict[str, Any]) -> Reply | None:
         """The first matching rule's reply, or None."""
         last = conversation[-1] if conversation else None
-        on = "function_output" if last is not None and last.get("type") == "function_call_output" else "user"
-        users = [i for i in conversation if i.get("role") == "user"]
+        on = "function_output" if last is not None and last.type == "function_call_output" else "user"
+        users = [i for i in conversation if i.role == "user"]
         text = (_user_text(users[-1]) or "") if users else ""
         tool_names = {t.get("name") for t in session.get("tools") or [] if t.get("type") == "function"}
         fill = {
             "text": text.strip().rstrip(".?!"),
-            "output": str(last.get("output", "")) if on == "function_output" and last else "",
-            "seconds": f"{float(users[-1].get('_audio_ms', 0.0)) / 1000.0:.1f}" if users else "0.0",
+            "output": str(last.wire.get("output", "")) if on == "function_output" and last else "",
+            "seconds": f"{users[-1].audio_ms / 1000.0:.1f}" if users else "0.0",
         }
         for rule in self.rules:
             if rule.on != on or (rule.on == "user" and not users):
@@ -201,13 +205,13 @@ class Script:
         return None
 
 
-class _Defaults(dict):  # type: ignore[type-arg]
+class _Defaults(dict[str, str]):
     def __missing__(self, key: str) -> str:
         return "{" + key + "}"
 
 
 def reply_for(
-    conversation: list[dict[str, Any]],
+    conversation: Sequence[Item],
     session: dict[str, Any],
     instructions: str | None = None,
     script: Script | None = None,
@@ -220,9 +224,9 @@ def reply_for(
         if scripted is not None:
             return scripted
     last = conversation[-1] if conversation else None
-    if last is not None and last.get("type") == "function_call_output":
-        return Reply(f"Here is what I found: {last.get('output', '')}.")
-    user = next((i for i in reversed(conversation) if i.get("role") == "user"), None)
+    if last is not None and last.type == "function_call_output":
+        return Reply(f"Here is what I found: {last.wire.get('output', '')}.")
+    user = next((i for i in reversed(conversation) if i.role == "user"), None)
     if user is None:
         return Reply(GREETING)
     text = _user_text(user)
@@ -232,5 +236,5 @@ def reply_for(
             return Reply("", FunctionCall(tool["name"], _arguments_for(tool, text)))
         words = text.strip().rstrip(".?!").split()
         return Reply("You said: " + " ".join(words[:40]) + ".")
-    seconds = float(user.get("_audio_ms", 0.0)) / 1000.0
+    seconds = user.audio_ms / 1000.0
     return Reply(f"I heard {seconds:.1f} seconds of speech.")

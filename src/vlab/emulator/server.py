@@ -14,7 +14,6 @@ import os
 import secrets
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -23,39 +22,17 @@ from vlab import protocol
 from vlab.audio.silero_worker import SileroWorker
 from vlab.audio.vad import SileroModel, SpeechModel
 from vlab.emulator.asr import Recognizer, default_recognizer
-from vlab.emulator.conversation import Connection
+from vlab.emulator.config import EmulatorConfig
+from vlab.emulator.connection import EmulatorConnection
 from vlab.emulator.faults import Fault
 from vlab.emulator.latency import LatencyModel, preset
-from vlab.emulator.responder import Script
+from vlab.emulator.replies import Script
 from vlab.emulator.trace import Trace
+from vlab.errors import ConfigError, VlabWarning
 
 log = logging.getLogger("vlab.emulator")
 
 ROUTES = ("/voice-live/realtime", "/voice-agent/realtime")
-
-
-@dataclass(slots=True)
-class EmulatorConfig:
-    """Settings shared by every connection of one emulator."""
-
-    api_key: str | None = field(repr=False)
-    """Accepted ``api-key`` header value (None accepts any key; an empty or absent one is still refused)."""
-    tokens: frozenset[str] = field(default=frozenset(), repr=False)
-    """Accepted ``Authorization: Bearer`` tokens."""
-    speed: float = 1.0
-    """Time scale of every delay and of output pacing; ``math.inf`` = as fast as possible."""
-    latency: LatencyModel = field(default_factory=lambda: preset("typical"))
-    """Stage delays (see :mod:`vlab.emulator.latency`)."""
-    trace: Trace | None = None
-    """Ground-truth trace, if kept."""
-    vad_model_factory: Callable[[], SpeechModel] = SileroModel
-    """Makes the speech-probability model of each connection's server VAD."""
-    recognizer_factory: Callable[[], Recognizer] = default_recognizer
-    """Gives the speech recognizer (transcription, responder, semantic end-of-utterance cues)."""
-    script: Script | None = None
-    """Scripted dialogue rules tried before the built-in replies."""
-    faults: tuple[Fault, ...] = ()
-    """Faults armed on every new connection."""
 
 
 def _same(given: str, expected: str) -> bool:
@@ -97,7 +74,7 @@ async def _realtime(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     state = request.app[STATE]
     state["index"] += 1
-    conn = Connection(
+    conn = EmulatorConnection(
         ws,
         config,
         model=request.query.get("model", protocol.DEFAULT_MODEL),
@@ -122,7 +99,7 @@ CONFIG = web.AppKey("config", EmulatorConfig)
 STATE = web.AppKey("state", dict)
 
 
-class EmulatorExposedWarning(UserWarning):
+class EmulatorExposedWarning(VlabWarning):
     """The emulator listens on a non-loopback interface without an explicit key."""
 
 
@@ -174,6 +151,9 @@ class Emulator:
         script: A JSON dialogue script (path or :class:`Script`) tried before the built-in replies.
         faults: Faults (:class:`~vlab.emulator.faults.Fault`) armed on every new connection.
         recognizer_factory: Speech recognizer for the user's audio (PocketSphinx by default).
+
+    Raises:
+        ConfigError: ``speed`` is not a number > 0 or ``"max"``, or ``latency`` names no preset.
     """
 
     def __init__(
@@ -192,9 +172,15 @@ class Emulator:
         faults: Iterable[Fault] = (),
         recognizer_factory: Callable[[], Recognizer] = default_recognizer,
     ) -> None:
-        speed_value = math.inf if speed in ("max", "inf") else float(speed)
+        try:
+            speed_value = math.inf if speed in ("max", "inf") else float(speed)
+        except (TypeError, ValueError):
+            speed_value = math.nan
         if not speed_value > 0:
-            raise ValueError(f"speed must be > 0 or 'max', got {speed!r}")
+            raise ConfigError(
+                f"speed must be a number > 0 (1 = real time, 2 = twice as fast) or 'max' (as fast as "
+                f"possible), got {speed!r}."
+            )
         model = preset(latency, seed=seed) if isinstance(latency, str) else latency
         self.host = host
         self.port = port
@@ -254,7 +240,7 @@ class Emulator:
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         server = site._server
-        if self.port == 0 and server is not None and getattr(server, "sockets", None):
+        if self.port == 0 and isinstance(server, asyncio.Server) and server.sockets:
             self.port = server.sockets[0].getsockname()[1]
         log.info("Voice Live emulator on %s", self.endpoint)
         return self
@@ -285,11 +271,3 @@ class Emulator:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
-
-    async def serve_forever(self) -> None:
-        """Start and serve until cancelled (Ctrl-C)."""
-        await self.start()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await self.stop()

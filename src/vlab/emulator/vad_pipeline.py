@@ -33,8 +33,8 @@ class VadPipeline:
     Args:
         vad: The connection's turn detector. With a :class:`SileroModel`, its audio is cut and run in the
             worker process (the same cutting as :meth:`StreamingVad.prepare`); other models run here.
-        on_decided: Called on the loop with each append's events (possibly none) and the detector's input
-            position (ms) after that append, in the order the audio came.
+        on_decided: Called on the loop with each append's events (possibly none) and the input audio
+            (ms) decided so far (the end of the last frame stepped), in the order the audio came.
     """
 
     def __init__(self, vad: StreamingVad, on_decided: Callable[[list[VadEvent], float], None]) -> None:
@@ -126,7 +126,7 @@ class VadPipeline:
             self._frames += len(probs)
         events = self.vad.decide(frames, probs)
         try:
-            self._on_decided(events, frames.position_ms)
+            self._on_decided(events, self.vad.decided_ms)
         except Exception:
             log.exception("emulator failed on a VAD decision")
 

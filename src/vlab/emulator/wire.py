@@ -12,6 +12,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from vlab import protocol
+
 
 @dataclass(slots=True)
 class WireError(Exception):
@@ -26,7 +28,7 @@ class WireError(Exception):
     def to_event(self, event_id: str) -> dict[str, Any]:
         """The ``error`` server event for this failure."""
         return {
-            "type": "error",
+            "type": protocol.ERROR,
             "event_id": event_id,
             "error": {
                 "type": self.type,

@@ -4,7 +4,6 @@
   (:func:`session_latency`), summaries with bootstrap intervals (:func:`summarize_latency`).
 - :mod:`vlab.metrics.detection`: turn detection against labels (:func:`score_prompt`), operating points
   and the Pareto frontier, the "did the setting take effect" checks and the offline VAD preview.
-- :mod:`vlab.metrics.turns`: the quick per-response summary used by ``vlab replay``.
 """
 
 from vlab.metrics.detection import (
@@ -32,7 +31,6 @@ from vlab.metrics.latency import (
     summarize_latency,
     turn_latency,
 )
-from vlab.metrics.turns import summarize_turns
 
 __all__ = [
     "DETECTION_COLUMNS",
@@ -54,7 +52,6 @@ __all__ = [
     "setting_took_effect",
     "stages_in_order",
     "summarize_latency",
-    "summarize_turns",
     "turn_latency",
     "vad_preview",
 ]

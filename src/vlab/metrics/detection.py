@@ -29,7 +29,7 @@ import pandas as pd
 
 from vlab import protocol
 from vlab.errors import VlabWarning
-from vlab.metrics.latency import session_vad_settings
+from vlab.metrics.latency import _f, session_vad_settings
 
 if TYPE_CHECKING:
     from vlab.audio.vad import SpeechModel
@@ -83,7 +83,7 @@ def detections_from_events(
     current: dict[str, Any] | None = None
     for r in server.itertuples(index=False):
         if r.type == protocol.SPEECH_STARTED:
-            start = float(r.audio_start_ms) if pd.notna(r.audio_start_ms) else math.nan
+            start = _f(r.audio_start_ms)  # NaN when not logged
             current = {"audio_start_ms": start, "audio_end_ms": math.nan, "item_id": r.item_id}
             current["onset_ms"] = start + pad  # exact unless the onset was within pad of the start
             current["offset_ms"] = math.nan
@@ -98,7 +98,7 @@ def detections_from_events(
                     "responded": False,
                 }
                 rows.append(current)
-            end = float(r.audio_end_ms) if pd.notna(r.audio_end_ms) else math.nan
+            end = _f(r.audio_end_ms)
             current["audio_end_ms"] = end
             current["offset_ms"] = end - sil
         elif (
@@ -458,10 +458,11 @@ def vad_preview(
     rows: list[dict[str, Any]] = []
     audio = {p.id: p.pcm(16000) for p in prompts}
     for s in settings:
+        default = VadParams()
         params = VadParams(
-            threshold=float(s.get("threshold", 0.5)),
-            prefix_padding_ms=int(s.get("prefix_padding_ms", 300)),
-            silence_duration_ms=int(s.get("silence_duration_ms", 500)),
+            threshold=float(s.get("threshold", default.threshold)),
+            prefix_padding_ms=int(s.get("prefix_padding_ms", default.prefix_padding_ms)),
+            silence_duration_ms=int(s.get("silence_duration_ms", default.silence_duration_ms)),
         )
         name = s.get("setting") or (
             f"thr={params.threshold:g} pad={params.prefix_padding_ms} sil={params.silence_duration_ms}"

@@ -1,9 +1,19 @@
 """Per-turn latency as pure functions of the event log (one row per response).
 
-Every time is on the client's monotonic clock (``t_ns`` of the log). Definitions (issue #6):
+Every figure is measured on one timeline (the ``timeline`` column):
 
-- ``t_sent(a)``: when the client sent the input sample at offset ``a`` ms: the stamp of the
-  ``input_audio_buffer.append`` that carried it (see :class:`InputTimeline`).
+- ``simulated``: a run on vlab's emulator fed on its input timeline (:mod:`vlab.feed`). Each server
+  event carries its time on the emulator's simulated timeline (the log's ``sim_ms``, ms of input audio),
+  and input audio at offset ``a`` ms is at time ``a``. Figures do not depend on the replay speed or on
+  the machine's load.
+- ``client``: anything else (Azure, or an emulator that was not told the input timeline): the client's
+  monotonic clock, ``t_ns`` of the log, with input audio placed at the time it was sent.
+
+``*_ns`` columns are in ns on the row's timeline. Definitions (on either timeline):
+
+- ``t_sent(a)``: when the input sample at offset ``a`` ms left the client: the stamp of the
+  ``input_audio_buffer.append`` that carried it (see :class:`InputTimeline`); ``a`` itself on the
+  simulated timeline.
 - ``a_eos``: end of the user's speech on the input-audio clock: the label when given
   (``a_eos_source = "label"``), else ``audio_end_ms − silence_duration_ms`` (``"estimated"``); manual
   turns anchor on the commit (``"commit"``), text turns on the client's ``response.create``.
@@ -16,7 +26,8 @@ Contiguous stages (they **sum** to ``voice_to_voice_ms``)::
           ─ playout_ms ─▶ first audible sample
 
 ``endpointing_ms = server_hangover_ms + uplink_ms``. ``ttft_ms`` (created → first text delta) runs in
-parallel to ``ttfb_audio_ms``. ``playout_ms`` is 0 in headless runs (``playout_measured`` False).
+parallel to ``ttfb_audio_ms``. ``playout_ms`` (first audio delta received → first sample played, both on
+the client's clock) is 0 in headless runs (``playout_measured`` False).
 ``voice_to_voice_events_ms`` is the event-only variant: first audio delta − (recv(speech_stopped) −
 ``silence_duration_ms``), which needs neither labels nor append stamps.
 
@@ -43,6 +54,7 @@ __all__ = [
     "SEGMENT_STAGES",
     "InputTimeline",
     "bootstrap_ci",
+    "on_simulated_timeline",
     "session_latency",
     "stages_in_order",
     "summarize_latency",
@@ -170,6 +182,28 @@ def session_vad_settings(events: pd.DataFrame) -> dict[str, Any]:
     return {}
 
 
+def on_simulated_timeline(events: pd.DataFrame) -> bool:
+    """Whether a log comes from vlab's emulator fed on its input timeline (see :mod:`vlab.feed`).
+
+    True when the client told the emulator ``vlab.timeline = "input"`` and the server events carry
+    their simulated times (``sim_ms``).
+    """
+    if "sim_ms" not in events.columns:
+        return False
+    server = events[events["direction"] == "server"]
+    if server.empty or server["sim_ms"].isna().any():
+        return False
+    updates = events[(events["direction"] == "client") & (events["type"] == protocol.CLIENT_SESSION_UPDATE)]
+    for payload in updates["payload"].tolist():
+        metadata = _payload(payload).get("session", {}).get("metadata") or {}
+        if (
+            isinstance(metadata, dict)
+            and metadata.get(protocol.TIMELINE_METADATA_KEY) == protocol.TIMELINE_INPUT
+        ):
+            return True
+    return False
+
+
 def _ms(later: float, earlier: float) -> float:
     return (later - earlier) / _NS_PER_MS if math.isfinite(later) and math.isfinite(earlier) else math.nan
 
@@ -202,6 +236,8 @@ def turn_latency(
     """
     ev = events.sort_values("seq") if "seq" in events.columns else events
     timeline = InputTimeline.from_events(ev)
+    simulated = on_simulated_timeline(ev)
+    sim = ev["sim_ms"].to_numpy(float) * _NS_PER_MS if simulated else None
     td = session_vad_settings(ev)
     if silence_duration_ms is None:
         silence_duration_ms = float(td.get("silence_duration_ms", 500)) if td else 500.0
@@ -215,9 +251,15 @@ def turn_latency(
     stop_of_item: dict[str, float] = {}
     played: dict[str, float] = {}  # assistant item → when its first sample reached the speaker
     underruns: dict[str, int] = {}  # assistant item → times the speaker ran dry while it played
+    row: dict[str, Any] | None  # the turn a server event belongs to
 
-    for r in ev.itertuples(index=False):
-        kind, t = r.type, float(r.t_ns)
+    for i, r in enumerate(ev.itertuples(index=False)):
+        kind, t_wall = r.type, _f(r.t_ns)
+        t = t_wall
+        if (
+            sim is not None
+        ):  # on the simulated timeline: server events at their time, client ones at their audio
+            t = float(sim[i]) if r.direction == "server" else timeline.position_at(t_wall) * _NS_PER_MS
         if r.direction == "client":
             if kind == protocol.CLIENT_COMMIT:
                 pending_client = {"trigger": "commit", "t_ns": t, "a_ms": timeline.position_at(t)}
@@ -226,23 +268,23 @@ def turn_latency(
             ):
                 pending_client = {"trigger": "client", "t_ns": t, "a_ms": math.nan}
             continue
+        item_id = _s(r.item_id)
         if r.direction == "local":
-            if kind == PLAYBACK_STARTED and _s(r.item_id):
-                played.setdefault(_s(r.item_id), t)  # type: ignore[arg-type]
-            elif kind == UNDERRUN and _s(r.item_id):
-                underruns[_s(r.item_id)] = underruns.get(_s(r.item_id), 0) + 1  # type: ignore[index]
+            if kind == PLAYBACK_STARTED and item_id:
+                played.setdefault(item_id, t_wall)
+            elif kind == UNDERRUN and item_id:
+                underruns[item_id] = underruns.get(item_id, 0) + 1
             continue
         if kind == protocol.SPEECH_STOPPED:
-            stop = {"t_ns": t, "audio_end_ms": _f(r.audio_end_ms), "item_id": _s(r.item_id)}
-            stops.append(stop)
-            if stop["item_id"]:
-                stop_of_item[stop["item_id"]] = t
+            stops.append({"t_ns": t, "audio_end_ms": _f(r.audio_end_ms), "item_id": item_id})
+            if item_id:
+                stop_of_item[item_id] = t
         elif kind == protocol.SPEECH_STARTED:
             pass
-        elif kind == protocol.TRANSCRIPTION_COMPLETED and _s(r.item_id):
-            transcripts.setdefault(_s(r.item_id), t)
+        elif kind == protocol.TRANSCRIPTION_COMPLETED and item_id:
+            transcripts.setdefault(item_id, t)
         elif kind == protocol.RESPONSE_CREATED:
-            row: dict[str, Any] = {"response_id": _s(r.response_id), "t_created_ns": t}
+            row = {"response_id": _s(r.response_id), "t_created_ns": t}
             if stops:
                 stop = stops[-1]
                 stops.clear()
@@ -264,12 +306,13 @@ def turn_latency(
             if row["response_id"]:
                 by_response[row["response_id"]] = row
         elif kind in _TEXT_DELTAS or kind == protocol.AUDIO_DELTA or kind == protocol.RESPONSE_DONE:
-            row = by_response.get(_s(r.response_id) or "", rows[-1] if rows else None)  # type: ignore[arg-type]
+            row = by_response.get(_s(r.response_id) or "", rows[-1] if rows else None)
             if row is None:
                 continue
             if kind == protocol.AUDIO_DELTA:
                 row.setdefault("t_first_audio_ns", t)
-                row.setdefault("audio_item_id", _s(r.item_id))
+                row.setdefault("t_first_audio_wall_ns", t_wall)
+                row.setdefault("audio_item_id", item_id)
                 row["t_last_audio_ns"] = t
                 row["reply_audio_ms"] = row.get("reply_audio_ms", 0.0) + (_f(r.audio_ms) or 0.0)
             elif kind == protocol.RESPONSE_DONE:
@@ -294,6 +337,7 @@ def turn_latency(
             transcripts,
             played,
             underruns,
+            simulated,
         )
         for i, row in enumerate(rows)
     ]
@@ -303,6 +347,7 @@ def turn_latency(
 
 _COLUMNS = [
     "turn",
+    "timeline",
     "first_turn",
     "response_id",
     "item_id",
@@ -371,8 +416,15 @@ def _compute(
     transcripts: dict[str, float],
     played: dict[str, float],
     underruns: dict[str, int],
+    simulated: bool,
 ) -> dict[str, Any]:
     reasons: list[str] = []
+
+    def t_sent(a_ms: float) -> float:
+        if simulated:
+            return a_ms * _NS_PER_MS if math.isfinite(a_ms) and 0 <= a_ms <= timeline.sent_ms + 1e-6 else nan
+        return timeline.t_sent(a_ms, interpolate=interpolate)
+
     nan = math.nan
     t_created = row["t_created_ns"]
     t_stop = row.get("t_speech_stopped_ns", nan)
@@ -393,7 +445,7 @@ def _compute(
             a_eos, source = estimate, "estimated"
             if labels is not None:
                 reasons.append("no label at or after the estimated end of speech")
-        t_eos = timeline.t_sent(a_eos, interpolate=interpolate)
+        t_eos = t_sent(a_eos)
         if math.isnan(t_eos):
             reasons.append("end of speech not found among the logged appends")
     elif trigger == "commit":
@@ -422,7 +474,7 @@ def _compute(
         return value
 
     if trigger == "vad":
-        t_stop_sent = timeline.t_sent(audio_end, interpolate=interpolate)
+        t_stop_sent = t_sent(audio_end)
         hangover = stage("server_hangover_ms", t_stop_sent, t_eos, "audio_end_ms", "end of speech")
         uplink = stage("uplink_ms", t_stop, t_stop_sent, "speech_stopped", "audio_end_ms sent")
         endpointing = hangover + uplink if not (math.isnan(hangover) or math.isnan(uplink)) else nan
@@ -435,9 +487,10 @@ def _compute(
     ttfb = stage("ttfb_audio_ms", t_audio, t_created, "first audio delta", "response.created")
     ttft = stage("ttft_ms", t_text, t_created, "first text delta", "response.created")
     t_played = played.get(row.get("audio_item_id") or "", nan)
-    playout_measured = math.isfinite(t_played) and math.isfinite(t_audio)
+    t_audio_wall = row.get("t_first_audio_wall_ns", nan)
+    playout_measured = math.isfinite(t_played) and math.isfinite(t_audio_wall)
     if playout_measured:
-        playout = stage("playout_ms", t_played, t_audio, "playback_started", "first audio delta")
+        playout = stage("playout_ms", t_played, t_audio_wall, "playback_started", "first audio delta")
     else:
         playout = 0.0 if math.isfinite(t_audio) else nan  # headless: nothing plays; flagged below
     t_audible = t_audio + playout * _NS_PER_MS if math.isfinite(t_audio) else nan
@@ -461,6 +514,7 @@ def _compute(
         dead_air = v2v
     return {
         "turn": index,
+        "timeline": "simulated" if simulated else "client",
         "first_turn": index == 0,
         "response_id": row.get("response_id"),
         "item_id": item,
@@ -591,12 +645,12 @@ def session_latency(events: pd.DataFrame, *, connect_ns: int | None = None) -> p
     heard: dict[str, float] = {}
     responding = False
     for r in ev.itertuples(index=False):
-        t = float(r.t_ns)
+        t, item_id = _f(r.t_ns), _s(r.item_id)
         if r.direction == "local":
             if r.type == PLAYBACK_CLEARED:
                 info = _payload(r.payload)
-                if _s(r.item_id) and info.get("heard_ms") is not None:
-                    heard[_s(r.item_id)] = float(info["heard_ms"])  # type: ignore[index]
+                if item_id and info.get("heard_ms") is not None:
+                    heard[item_id] = float(info["heard_ms"])
                 silent = info.get("silent_from_t_ns")
                 if last_speech_at is not None and silent is not None:
                     out.append(
@@ -609,7 +663,7 @@ def session_latency(events: pd.DataFrame, *, connect_ns: int | None = None) -> p
                     )
             continue
         if r.direction == "client":
-            if r.type == protocol.CLIENT_ITEM_TRUNCATE and _s(r.item_id) in heard:
+            if r.type == protocol.CLIENT_ITEM_TRUNCATE and item_id in heard:
                 sent = _f(r.audio_end_ms)
                 if not math.isfinite(sent):
                     sent = float(_payload(r.payload).get("audio_end_ms", math.nan))
@@ -617,9 +671,9 @@ def session_latency(events: pd.DataFrame, *, connect_ns: int | None = None) -> p
                     {
                         "kind": "truncation_error",
                         "t_ns": t,
-                        "latency_ms": sent - heard[_s(r.item_id)],
+                        "latency_ms": sent - heard[item_id],
                         "reason": "",
-                    }  # type: ignore[index]
+                    }
                 )
             if r.type == protocol.CLIENT_SESSION_UPDATE:
                 waiting["update"].append(t)

@@ -1,0 +1,40 @@
+"""What every connection of one emulator shares: credentials, speed, latency model, models, faults."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from vlab.audio.vad import SileroModel, SpeechModel
+from vlab.clock import Clock, SystemClock
+from vlab.emulator.asr import Recognizer, default_recognizer
+from vlab.emulator.faults import Fault
+from vlab.emulator.latency import LatencyModel, preset
+from vlab.emulator.replies import Script
+from vlab.emulator.trace import Trace
+
+
+@dataclass(slots=True)
+class EmulatorConfig:
+    """Settings shared by every connection of one emulator."""
+
+    api_key: str | None = field(repr=False)
+    """Accepted ``api-key`` header value (None accepts any key; an empty or absent one is still refused)."""
+    tokens: frozenset[str] = field(default=frozenset(), repr=False)
+    """Accepted ``Authorization: Bearer`` tokens."""
+    speed: float = 1.0
+    """Time scale of every delay and of output pacing; ``math.inf`` = as fast as possible."""
+    latency: LatencyModel = field(default_factory=lambda: preset("typical"))
+    """Stage delays (see :mod:`vlab.emulator.latency`)."""
+    trace: Trace | None = None
+    """Ground-truth trace, if kept."""
+    vad_model_factory: Callable[[], SpeechModel] = SileroModel
+    """Makes the speech-probability model of each connection's server VAD."""
+    recognizer_factory: Callable[[], Recognizer] = default_recognizer
+    """Gives the speech recognizer (transcription, responder, semantic end-of-utterance cues)."""
+    script: Script | None = None
+    """Scripted dialogue rules tried before the built-in replies."""
+    faults: tuple[Fault, ...] = ()
+    """Faults armed on every new connection."""
+    clock: Clock = field(default_factory=SystemClock)
+    """Wall clock that maps each connection's simulated timeline onto real time (at ``speed``)."""

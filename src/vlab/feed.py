@@ -1,0 +1,210 @@
+"""Feed recorded audio into a session as the user's speech, and wait until everything it caused is done.
+
+On vlab's emulator (embedded, or any endpoint whose events carry simulated times), a prompt is fed on the emulator's *input timeline* (``docs/timeline.md``): before the
+audio the session asks the emulator to let time follow the audio only (``vlab.timeline = "input"``), and
+after it says the audio has ended (``"ended"``). The emulator answers that last ``session.updated`` once it
+has nothing left to do, so "answered" is an event, not a guess, and every decision and figure is the same
+at any replay speed and under any load.
+
+Against Azure the audio is paced in real time and the wait ends when every detected turn has its answer
+and nothing new arrived for a while (the service sends no "done" signal).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from vlab import protocol
+from vlab.errors import VlabError
+from vlab.protocol_limits import SERVER_VAD, turn_detection_defaults
+
+if TYPE_CHECKING:
+    from vlab.session import Session
+
+NO_SPEECH_GRACE_S = 5.0
+"""Azure only: after all audio is sent, how long to wait for ``speech_started`` before calling a prompt silent."""
+
+SETTLE_S = 1.5
+"""Azure only: how long nothing new must arrive, once every turn is answered, before the run counts as done."""
+
+
+SILENCE_MARGIN_MS = 700
+"""Silence sent after a prompt beyond the turn detection's own silence timer, so the timer runs out."""
+
+
+def trailing_silence_ms(turn_detection: Any) -> int:
+    """Silence to send after a prompt so that the server VAD ends its turn (0 for manual turns).
+
+    Args:
+        turn_detection: A :class:`~vlab.settings.SessionSettings` ``turn_detection`` (None: manual turns).
+    """
+    if turn_detection is None:
+        return 0
+    silence = getattr(turn_detection, "silence_duration_ms", None)
+    if not isinstance(silence, int):
+        silence = turn_detection_defaults(getattr(turn_detection, "type", SERVER_VAD)).silence_duration_ms
+    return int(silence) + SILENCE_MARGIN_MS
+
+
+class NoSpeechDetected(VlabError):
+    """The server VAD found no speech in a prompt that was sent whole."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "no speech was detected in the prompt (all of it has been sent); check that it holds speech, "
+            "or lower --threshold"
+        )
+
+
+async def feed_prompt(
+    session: Session, pcm: bytes, *, speed: float, timeout_s: float, commit: bool = False
+) -> None:
+    """Send ``pcm`` as the user's audio and wait until the session has nothing left to answer.
+
+    Args:
+        session: An open session.
+        pcm: PCM16 at the session's input rate, with the silence after the last word (the VAD needs it).
+        speed: Pacing of the audio (1 = real time, ``math.inf`` = no waiting).
+        timeout_s: Give up after this many seconds of wall time.
+        commit: Commit the audio and ask for a response after it (no server VAD).
+
+    Raises:
+        NoSpeechDetected: The server VAD found no speech in the whole prompt.
+        TimeoutError: Not answered in time.
+    """
+    on_emulator = has_simulated_timeline(session)
+    if on_emulator:
+        await set_timeline(session, protocol.TIMELINE_INPUT, timeout_s=timeout_s)
+    await session.stream_audio(pcm, speed=speed)
+    if commit:
+        await session.commit()
+        await session.create_response()
+    if on_emulator:
+        await set_timeline(session, protocol.TIMELINE_ENDED, timeout_s=timeout_s)
+        await wait_for_reaction_replies(session, timeout_s)
+        if not commit and not _server_types(session).count(protocol.SPEECH_STARTED):
+            raise NoSpeechDetected()
+        return
+    if commit:
+        await wait_until_answered(session, timeout_s)
+    else:
+        await wait_until_settled(session, timeout_s)
+
+
+def has_simulated_timeline(session: Session) -> bool:
+    """Whether the server is vlab's emulator, which stamps its events with their simulated time.
+
+    (The embedded emulator, ``vlab emulator`` or an :class:`~vlab.emulator.Emulator` given as an endpoint.)
+    """
+    return any(r.sim_ms is not None for r in session.records if r.direction == "server")
+
+
+async def set_timeline(session: Session, mode: str, *, timeout_s: float) -> None:
+    """Tell the emulator how its simulated time advances, and wait for its answer.
+
+    The answer to ``"ended"`` comes once the emulator has done everything the audio caused.
+    """
+    await session.send({"type": protocol.CLIENT_SESSION_UPDATE, "session": {"metadata": {_KEY: mode}}})
+    await session.wait_for(lambda e: _timeline_of(e) == mode, timeout_s=timeout_s)
+
+
+_KEY = protocol.TIMELINE_METADATA_KEY
+
+
+def _timeline_of(event: Any) -> str | None:
+    if event.get("type") != protocol.SESSION_UPDATED:
+        return None
+    metadata = (event.get("session") or {}).get("metadata") or {}
+    value = metadata.get(_KEY)
+    return value if isinstance(value, str) else None
+
+
+_REPLIES = {
+    protocol.CLIENT_ITEM_TRUNCATE: protocol.ITEM_TRUNCATED,
+    protocol.CLIENT_RESPONSE_CANCEL: protocol.RESPONSE_DONE,
+}
+"""What answers each request the session sends on its own (a barge-in's cancel and truncation)."""
+
+
+def _unanswered(session: Session) -> int:
+    """Barge-in requests the session sent that have no answer (nor an error) in the log yet."""
+    waiting: list[str] = []
+    for r in session.records:
+        if r.direction == "client" and r.type in _REPLIES:
+            waiting.append(_REPLIES[r.type])
+        elif r.direction == "server" and (r.type in waiting or r.type == protocol.ERROR):
+            if r.type in waiting:
+                waiting.remove(r.type)
+            elif waiting:
+                waiting.pop(0)
+    return len(waiting)
+
+
+async def wait_for_reaction_replies(session: Session, timeout_s: float) -> None:
+    """Wait until the server has answered what the session sent in reaction to it (barge-in).
+
+    The session reacts to the emulator's events as they arrive, so at high speed its reaction can reach
+    the emulator after the end of the audio; waiting for the answer keeps the log complete either way.
+    """
+    while _unanswered(session):
+        await session.wait_for(
+            lambda e: e.get("type") in (*_REPLIES.values(), protocol.ERROR), timeout_s=timeout_s
+        )
+
+
+def _server_types(session: Session) -> list[str]:
+    return [r.type for r in session.records if r.direction == "server"]
+
+
+async def wait_until_answered(session: Session, timeout_s: float) -> None:
+    """Wait for a ``response.done`` after the last committed user turn, with no response still running."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    deadline = started + timeout_s
+    while True:
+        server = _server_types(session)
+        last_commit = max((i for i, t in enumerate(server) if t == protocol.COMMITTED), default=-1)
+        done = server.count(protocol.RESPONSE_DONE)
+        if (
+            last_commit >= 0
+            and server.count(protocol.RESPONSE_CREATED) == done
+            and protocol.RESPONSE_DONE in server[last_commit:]
+        ):
+            return
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise TimeoutError(
+                f"the prompt was not answered within {timeout_s:.0f} s "
+                f"({server.count(protocol.SPEECH_STOPPED)} turns detected, {done} responses finished)"
+            )
+        try:
+            await session.wait_for(
+                lambda e: e.type in (protocol.RESPONSE_DONE, protocol.COMMITTED),
+                timeout_s=min(remaining, 1.0),
+            )
+        except TimeoutError:
+            quiet_s = loop.time() - started  # a loaded server or a slow link may report speech late
+            if (
+                quiet_s >= NO_SPEECH_GRACE_S
+                and session.settings.turn_detection is not None
+                and protocol.SPEECH_STARTED not in _server_types(session)
+            ):
+                raise NoSpeechDetected() from None
+
+
+async def wait_until_settled(session: Session, timeout_s: float, settle_s: float = SETTLE_S) -> None:
+    """Wait until every detected turn has its answer and nothing new arrived for ``settle_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        types = _server_types(session)
+        started, stopped = types.count(protocol.SPEECH_STARTED), types.count(protocol.SPEECH_STOPPED)
+        created, done = types.count(protocol.RESPONSE_CREATED), types.count(protocol.RESPONSE_DONE)
+        idle = started == stopped and created == done
+        try:
+            await session.wait_for(lambda e: True, timeout_s=max(0.01, min(settle_s, deadline - loop.time())))
+        except TimeoutError:
+            if idle:
+                return
+    raise TimeoutError(f"the run did not settle within {timeout_s:.0f} s")

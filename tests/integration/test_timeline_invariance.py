@@ -1,0 +1,102 @@
+"""One timeline: the same prompts and settings give the same decisions and figures at any replay speed.
+
+The emulator decides on its simulated timeline and vlab measures on it (docs/timeline.md), so a sweep
+at speed 4 and one as fast as possible must agree exactly: the same server events at the same
+simulated times, the same turns, the same cut-off classifications and the same latencies. The
+benchmark ``benchmarks/bench_timeline.py`` checks the whole bundled set, at speed 1, and under load.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vlab.log import load_log
+from vlab.sweep import run_sweep
+
+PROMPTS = ["pause_600", "two_turns", "short_question"]
+SETTINGS = [200, 700]  # silence_duration_ms: one that cuts the pause off, one that waits it out
+FIGURES = ["voice_to_voice_ms", "endpointing_ms", "turn_commit_ms", "ttfb_audio_ms", "dead_air_ms", "ttft_ms"]
+
+
+def _sweep(out, speed):
+    cfg = {
+        "target": {"speed": speed, "latency": "typical"},
+        "prompts": {"include": PROMPTS},
+        "grid": {"threshold": [0.5], "silence_duration_ms": SETTINGS},
+        "run": {"repeats": 1, "concurrency": 4, "timeout_s": 60, "baseline": False},
+    }
+    result = run_sweep(cfg, out, progress=False, session_options={"dotenv_path": False})
+    assert [c.status for c in result.cells] == ["ok"] * len(PROMPTS) * len(SETTINGS)
+    return result
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("invariance")
+    return {speed: (root / str(speed), _sweep(root / str(speed), speed)) for speed in ("max", 4)}
+
+
+COLUMNS = ["type", "sim_ms", "audio_start_ms", "audio_end_ms", "audio_ms", "text"]
+REACTION_REPLIES = ["conversation.item.truncated"]
+"""Answers to what the client did in reaction to an event (its barge-in truncation): the client sends
+the reaction at a wall-clock moment, so only the answer's content is the same at every speed, not its
+time (docs/timeline.md, "Limits")."""
+
+
+def _server_events(cell_dir):
+    events = load_log(cell_dir)
+    server = events[events["direction"] == "server"]
+    reactions = server["type"].isin(REACTION_REPLIES)
+    return (
+        server.loc[~reactions, COLUMNS].reset_index(drop=True),
+        server.loc[reactions, ["type", "item_id", "audio_end_ms"]]
+        .sort_values("item_id")
+        .reset_index(drop=True),
+    )
+
+
+def test_every_cell_sends_the_same_events_at_the_same_simulated_times(runs):
+    (fast_dir, fast), (slow_dir, _) = runs["max"], runs[4]
+    reactions = 0
+    for cell in fast.cells:
+        a, a_reactions = _server_events(fast_dir / "cells" / cell.cell)
+        b, b_reactions = _server_events(slow_dir / "cells" / cell.cell)
+        pd.testing.assert_frame_equal(a, b, obj=cell.cell)
+        assert len(a_reactions) == len(b_reactions), cell.cell
+        assert a_reactions["audio_end_ms"].tolist() == b_reactions["audio_end_ms"].tolist(), cell.cell
+        reactions += len(a_reactions)
+    assert reactions  # the 200 ms setting cuts a reply off, and the session truncates it: both runs say where
+
+
+def test_turns_cutoffs_and_latencies_are_the_same_at_every_speed(runs):
+    fast, slow = (pd.read_parquet(runs[s][0] / "turns.parquet") for s in ("max", 4))
+    key = ["cell", "turn"]
+    fast, slow = fast.sort_values(key).reset_index(drop=True), slow.sort_values(key).reset_index(drop=True)
+    assert (fast["timeline"] == "simulated").all() and (slow["timeline"] == "simulated").all()
+    pd.testing.assert_frame_equal(
+        fast[[*key, "audio_end_ms", "status"]], slow[[*key, "audio_end_ms", "status"]]
+    )
+    assert fast["false_cutoff"].tolist() == slow["false_cutoff"].tolist()
+    assert fast["false_cutoff"].any()  # the 200 ms setting does cut the pause off: the test can fail
+    for name in FIGURES:
+        a, b = fast[name].to_numpy(float), slow[name].to_numpy(float)
+        assert (np.isnan(a) == np.isnan(b)).all(), name
+        both = ~np.isnan(a)
+        assert both.any(), name
+        assert np.abs(a[both] - b[both]).max() <= 1.0, name
+
+
+def test_sweep_scores_are_the_same_at_every_speed(runs):
+    fast, slow = (pd.read_parquet(runs[s][0] / "scores.parquet") for s in ("max", 4))
+    key = ["setting", "prompt"]
+    fast, slow = fast.sort_values(key).reset_index(drop=True), slow.sort_values(key).reset_index(drop=True)
+    numeric = [c for c in fast.columns if pd.api.types.is_numeric_dtype(fast[c])]
+    for column in numeric:
+        a, b = fast[column].to_numpy(float), slow[column].to_numpy(float)
+        same = np.isclose(a, b, atol=1.0, equal_nan=True)
+        assert same.all(), (column, a[~same], b[~same])
+    assert math.isfinite(float(fast[numeric].abs().sum().sum()))

@@ -1,0 +1,285 @@
+"""The emulator's parts on an injected clock: the scheduler, the input buffer, a response run.
+
+No socket and no wall clock: each test drives simulated time (and, for ``live`` mode, a
+:class:`~vlab.clock.ManualClock`) and checks what happens at which simulated time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from vlab import protocol
+from vlab.audio.vad import EnergyModel
+from vlab.clock import ManualClock, VirtualClock
+from vlab.emulator import session_config
+from vlab.emulator.input_buffer import InputBuffer
+from vlab.emulator.items import Conversation
+from vlab.emulator.latency import LatencySampler, preset
+from vlab.emulator.replies import Reply
+from vlab.emulator.response_run import ResponseRun
+from vlab.emulator.timeline import Scheduler
+from vlab.emulator.wire import WireError
+
+
+async def _scheduler(
+    speed: float = math.inf, mode: str = protocol.TIMELINE_INPUT, clock: Any = None
+) -> Scheduler:
+    sched = Scheduler(speed, clock or ManualClock())
+    sched.set_mode(mode)
+    sched.start()
+    return sched
+
+
+async def test_steps_run_in_order_of_simulated_time_not_of_scheduling():
+    sched = await _scheduler()
+    ran: list[tuple[str, float]] = []
+
+    def step(name: str):
+        async def body() -> None:
+            ran.append((name, sched.now_ms))
+
+        return body
+
+    sched.spawn(300, step("late"))
+    sched.spawn(100, step("early"))
+    sched.spawn(100, step("early, scheduled second"))
+    sched.input_decided(1000)
+    await sched.idle()
+    assert ran == [("early", 100), ("early, scheduled second", 100), ("late", 300)]
+    await sched.close()
+
+
+async def test_input_mode_runs_nothing_the_audio_has_not_reached():
+    sched = await _scheduler()
+    ran: list[float] = []
+    reached_499 = asyncio.Event()
+
+    async def body() -> None:
+        ran.append(sched.now_ms)
+
+    async def mark() -> None:
+        reached_499.set()
+
+    sched.spawn(500, body)
+    sched.spawn(499, mark)
+    sched.input_decided(499)
+    await reached_499.wait()  # everything up to 499 ms has run; the step at 500 must not have
+    assert ran == []
+    sched.input_decided(500)
+    await sched.idle()
+    assert ran == [500]
+    await sched.close()
+
+
+async def test_ended_mode_at_max_speed_runs_everything_without_input():
+    sched = await _scheduler(mode=protocol.TIMELINE_ENDED)
+    ran: list[float] = []
+
+    async def body() -> None:
+        ran.append(sched.now_ms)
+
+    for t in (2000, 1000):
+        sched.spawn(t, body)
+    await sched.idle()
+    assert ran == [1000, 2000]
+    await sched.close()
+
+
+async def test_live_mode_maps_simulated_time_onto_the_wall_clock_at_the_speed():
+    clock = VirtualClock()
+    sched = await _scheduler(speed=4.0, mode=protocol.TIMELINE_LIVE, clock=clock)
+    ran: list[tuple[float, int]] = []
+
+    async def body() -> None:
+        ran.append((sched.now_ms, clock.monotonic_ns()))
+
+    sched.spawn(400, body)  # 400 simulated ms at speed 4: 100 wall ms
+    await clock.wait_for_sleepers()
+    clock.advance_ns(99_000_000)
+    await asyncio.sleep(0)
+    assert ran == []
+    clock.advance_ns(1_000_000)
+    await sched.idle()
+    assert ran == [(400, 100_000_000)]
+    await sched.close()
+
+
+async def test_a_hurried_process_runs_next_and_a_capped_step_waits_for_the_cap():
+    sched = await _scheduler(mode=protocol.TIMELINE_ENDED)
+    log: list[tuple[str, float]] = []
+    woken = asyncio.Event()
+    wake_holder: dict[str, Any] = {}
+
+    async def slow_process() -> None:
+        wake = sched.wake_at(5000)
+        wake_holder["wake"] = wake
+        await sched.sleep(wake)
+        log.append(("woken", sched.now_ms))
+        woken.set()
+
+    async def canceller() -> None:
+        log.append(("cancel", sched.now_ms))
+        sched.hurry(wake_holder["wake"])
+
+    sched.set_cap(100)
+    sched.spawn(0, slow_process)
+    sched.spawn(50, canceller)
+    sched.spawn(200, canceller)  # after the cap: waits until it is lifted
+    await woken.wait()
+    assert log == [("cancel", 50), ("woken", 50)]  # moved from 5000 ms to the cancel's time
+    sched.set_cap(math.inf)
+    await sched.idle()
+    assert log[-1] == ("cancel", 200)
+    await sched.close()
+
+
+# --- the input buffer ---------------------------------------------------------------------------------
+
+
+class _Turns:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, int, float]] = []
+        self.audio: dict[str, bytes] = {}
+
+    def speech_started(self, item_id: str, audio_start_ms: int, at_ms: float) -> None:
+        self.events.append(("started", item_id, audio_start_ms, at_ms))
+
+    def speech_stopped(self, item_id: str, audio_end_ms: int, audio: bytes, at_ms: float) -> None:
+        self.events.append(("stopped", item_id, audio_end_ms, at_ms))
+        self.audio[item_id] = audio
+
+
+def _tone(ms: int, rate: int = 24000, level: float = 0.3) -> bytes:
+    t = np.arange(int(rate * ms / 1000)) / rate
+    return (np.sin(2 * np.pi * 220 * t) * level * 32767).astype("<i2").tobytes()
+
+
+def _silence(ms: int, rate: int = 24000) -> bytes:
+    return bytes(2 * int(rate * ms / 1000))
+
+
+def _b64(pcm: bytes) -> str:
+    import base64
+
+    return base64.b64encode(pcm).decode()
+
+
+async def test_input_buffer_reports_turns_at_the_audio_position_they_were_decided():
+    sched = await _scheduler()
+    turns = _Turns()
+    buffer = InputBuffer(
+        scheduler=sched,
+        listener=turns,
+        recognizer=None,  # type: ignore[arg-type]  # no end-of-utterance detection here
+        vad_model=lambda: EnergyModel(16000),
+        trace=lambda **entry: None,
+        spawn=asyncio.ensure_future,
+    )
+    session = session_config.default_session("s", "gpt-realtime", "2025-10-01")
+    session["turn_detection"] = {
+        **session["turn_detection"],
+        "silence_duration_ms": 300,
+        "prefix_padding_ms": 100,
+    }
+    buffer.configure(session, "2025-10-01")
+    audio = _silence(500) + _tone(1000) + _silence(800)
+    for start in range(0, len(audio), 960):  # 20 ms chunks
+        buffer.append(_b64(audio[start : start + 960]), None)
+    await buffer.settle()
+    (started, item, start_ms, started_at), (stopped, same_item, end_ms, stopped_at) = turns.events
+    assert (started, stopped, same_item) == ("started", "stopped", item)
+    assert start_ms == pytest.approx(400, abs=40)  # onset 500 ms minus 100 ms of prefix padding
+    assert end_ms == pytest.approx(1800, abs=40)  # speech end 1500 ms plus 300 ms of silence
+    assert 500 <= started_at <= 600 and stopped_at == pytest.approx(end_ms, abs=40)
+    assert len(turns.audio[item]) == pytest.approx(2 * 24 * (end_ms - start_ms), abs=4 * 24)
+    assert sched.input_ms == pytest.approx(2300, abs=40)  # told the scheduler how far the audio is decided
+    rest_id, rest = buffer.commit(None)  # the turn took its audio: the silence after it is left
+    assert rest_id != item and len(rest) == pytest.approx(2 * 24 * (2300 - end_ms), abs=4 * 24)
+    with pytest.raises(WireError, match="buffer too small"):
+        buffer.commit(None)
+    buffer.close()
+    await sched.close()
+
+
+# --- a response run -----------------------------------------------------------------------------------
+
+
+class _Host:
+    """The narrow outbox a response needs, recording what it sends and when."""
+
+    def __init__(self, sched: Scheduler) -> None:
+        self.scheduler = sched
+        self.sampler = LatencySampler(preset("typical", seed=3))
+        self.conversation = Conversation()
+        self.session = session_config.default_session("s", "gpt-realtime", "2025-10-01")
+        self.sent: list[tuple[str, float]] = []
+        self.traced: list[dict[str, Any]] = []
+        self.audio_started = False
+
+    async def send(self, event: dict[str, Any]) -> None:
+        self.sent.append((event["type"], self.scheduler.now_ms))
+
+    def trace_add(self, **entry: Any) -> None:
+        self.traced.append(entry)
+
+    def mark_audio_started(self) -> None:
+        self.audio_started = True
+
+
+def _run(host: _Host, text: str) -> ResponseRun:
+    run = ResponseRun(host, Reply(text), modalities=["text", "audio"], voice="alloy", output_format="pcm16")
+    run.task = host.scheduler.spawn(1000, run.run)
+    return run
+
+
+async def test_a_response_sends_each_event_at_its_modelled_simulated_time():
+    sched = await _scheduler(mode=protocol.TIMELINE_ENDED)
+    host = _Host(sched)
+    run = _run(host, "Hello there.")
+    await run.task
+    (drawn,) = [e for e in host.traced if e["kind"] == "latency"]
+    times = dict(reversed(host.sent))  # first time of each type
+    created = 1000 + drawn["commit_ms"] + drawn["network_ms"]
+    assert times["response.created"] == pytest.approx(created)
+    assert times["response.audio_transcript.delta"] == pytest.approx(created + drawn["first_token_ms"])
+    first_audio = created + drawn["first_token_ms"] + drawn["tts_first_byte_ms"]
+    assert times["response.audio.delta"] == pytest.approx(first_audio)
+    assert [t for t, _ in host.sent][-1] == "response.done" and host.audio_started
+    (item,) = list(host.conversation)
+    assert item.role == "assistant" and item.audio_bytes > 0 and item.words
+    await sched.close()
+
+
+async def test_a_cancelled_response_ends_at_the_cancel_and_reports_what_was_heard():
+    text = "This reply is long enough to be cut off in the middle of a sentence."
+    first_audio = await _first_audio_time(text)  # an identical response, seeded alike, run to the end
+    sched = await _scheduler(mode=protocol.TIMELINE_ENDED)
+    host = _Host(sched)
+    run = _run(host, text)
+    cut_at: list[float] = []
+
+    async def barge_in() -> None:
+        cut_at.extend([sched.now_ms, run.played_ms()])
+        run.cancel("turn_detected")
+
+    sched.spawn(first_audio + 250, barge_in)
+    await run.task
+    done_at = dict(reversed(host.sent))["response.done"]
+    assert done_at == pytest.approx(cut_at[0])  # it ends at the cancel, not when the audio would have
+    assert cut_at[1] == pytest.approx(250)  # 250 simulated ms of audio heard since the first delta
+    assert run.status == "cancelled"
+    await sched.close()
+
+
+async def _first_audio_time(text: str) -> float:
+    sched = await _scheduler(mode=protocol.TIMELINE_ENDED)
+    host = _Host(sched)
+    run = _run(host, text)
+    await run.task
+    await sched.close()
+    return dict(reversed(host.sent))["response.audio.delta"]
