@@ -14,7 +14,15 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import bench_basics, bench_devices, bench_emulator, bench_session, bench_sweep, bench_timeline
+from benchmarks import (
+    bench_basics,
+    bench_crash,
+    bench_devices,
+    bench_emulator,
+    bench_session,
+    bench_sweep,
+    bench_timeline,
+)
 from benchmarks._common import FULL, QUICK, TINY, Figure, Size, machine
 
 BENCHMARKS: dict[str, list[Callable[[Size], list[Figure]]]] = {
@@ -30,6 +38,7 @@ BENCHMARKS: dict[str, list[Callable[[Size], list[Figure]]]] = {
     "emulator": [bench_emulator.bench_fast_mode, bench_emulator.bench_concurrency],
     "sweep": [bench_sweep.bench_sweep],
     "timeline": [bench_timeline.bench_invariance],
+    "crash": [bench_crash.bench_crash_loss],
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
 ANALYSIS_MARK = "<!-- analysis: kept across runs -->"

@@ -44,7 +44,7 @@ import shutil
 import sys
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -409,6 +409,7 @@ async def run_sweep_async(
     resume: bool = True,
     progress: bool = True,
     session_options: Mapping[str, Any] | None = None,
+    on_cell: Callable[[CellResult], None] | None = None,
 ) -> SweepResult:
     """Run a sweep (see the module docstring); the async form of :func:`run_sweep`.
 
@@ -418,6 +419,8 @@ async def run_sweep_async(
         resume: Skip cells whose ``cell.json`` says ``ok``.
         progress: Show a tqdm progress bar (the notebook widget in Jupyter).
         session_options: Passed to every :class:`vlab.Session` (e.g. ``{"dotenv_path": False}``).
+        on_cell: Called with each cell's result as soon as its ``cell.json`` is written (a widget's
+            progress, or a test that stops the sweep after a given cell).
 
     Returns:
         The sweep folder and what every cell did.
@@ -437,15 +440,20 @@ async def run_sweep_async(
 
         bar = tqdm(total=len(cells), desc="sweep", unit="cell")
 
+    def done(result: CellResult) -> None:
+        results.append(result)
+        if bar is not None:
+            bar.update(1)
+        if on_cell is not None:
+            on_cell(result)
+
     async def one(name: str, index: int, settings: SessionSettings, prompt: LabelledPrompt, rep: int) -> None:
         cell_dir = out_dir / "cells" / name
         marker = cell_dir / "cell.json"
         if resume and marker.is_file():
             try:
                 if json.loads(marker.read_text(encoding="utf-8")).get("status") == "ok":
-                    results.append(CellResult(name, "skipped"))
-                    if bar is not None:
-                        bar.update(1)
+                    done(CellResult(name, "skipped"))
                     return
             except ValueError:
                 pass
@@ -464,16 +472,15 @@ async def run_sweep_async(
             try:
                 info = await _run_cell(cfg, cell_dir, settings, prompt, options)
                 meta.update(status="ok", target=info["target"], connect_ns=info["connect_ns"])
-                results.append(CellResult(name, "ok", time.perf_counter() - t))
+                result = CellResult(name, "ok", time.perf_counter() - t)
             except Exception as exc:  # a failed cell is recorded and the sweep goes on
                 meta.update(
                     status="error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()
                 )
-                results.append(CellResult(name, "error", time.perf_counter() - t, meta["error"]))
+                result = CellResult(name, "error", time.perf_counter() - t, meta["error"])
             meta["duration_s"] = round(time.perf_counter() - t, 3)
             _write_atomic(marker, json.dumps(meta, indent=2) + "\n")
-            if bar is not None:
-                bar.update(1)
+            done(result)
 
     try:
         await asyncio.gather(*(one(*c) for c in cells))

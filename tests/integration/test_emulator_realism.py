@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import numpy as np
 import pytest
@@ -29,6 +28,7 @@ from vlab import protocol
 from vlab.audio import g711
 from vlab.audio.pcm import float_to_pcm16, silence
 from vlab.audio.synth import synthesize
+from vlab.clock import ManualClock
 from vlab.emulator import Fault
 from vlab.emulator.asr import PocketSphinxRecognizer, RecognitionError
 from vlab.emulator.voice import espeak_voice
@@ -309,15 +309,16 @@ async def test_close_fault_closes_cleanly_with_its_code():
             assert info.value.code == 4000
 
 
-async def test_delay_fault_stalls_before_the_event(emulator):
-    async with _connect(emulator) as conn:
+async def test_delay_fault_stalls_before_the_event():
+    clock = ManualClock()  # the emulator's wall clock: faults wait on it, so the test reads what they waited
+    async with fast_emulator(clock=clock) as emu, _connect(emu) as conn:
         await collect_events(conn, "session.created")
         await _update(conn, turn_detection=None)
-        assert emulator.inject(Fault("delay", at="response.created", ms=400)) == 1
-        start = time.perf_counter()
+        assert emu.inject(Fault("delay", at="response.created", ms=400)) == 1
+        before_ns = clock.monotonic_ns()
         await conn.response.create(response=ResponseCreateParams(instructions="Say: hi"))
         await collect_events(conn, "response.created")
-        assert time.perf_counter() - start >= 0.4
+        assert clock.monotonic_ns() - before_ns == 400_000_000
 
 
 async def test_error_fault_sends_a_server_error_and_optionally_closes(conn):
@@ -335,15 +336,19 @@ async def test_error_fault_sends_a_server_error_and_optionally_closes(conn):
     assert info.value.code == 1011
 
 
-async def test_throttle_fault_slows_output_audio_to_the_rate(conn):
-    await _update(conn, metadata={"vlab.fault": "throttle:4"})
-    start = time.perf_counter()
-    await _talk(conn)
-    events = await collect_events(conn, "response.done")
-    elapsed = time.perf_counter() - start
-    audio_s = sum(len(e.delta) for e in events if e.type == "response.audio.delta") / 48000
-    assert audio_s > 2.0
-    assert elapsed >= (audio_s - 0.1) / 4  # the last 100 ms chunk is not waited for
+async def test_throttle_fault_slows_output_audio_to_the_rate():
+    clock = ManualClock()
+    async with fast_emulator(clock=clock) as emu, _connect(emu) as conn:
+        await collect_events(conn, "session.created")
+        await _update(conn, metadata={"vlab.fault": "throttle:4"})
+        before_ns = clock.monotonic_ns()
+        await _talk(conn)
+        events = await collect_events(conn, "response.done")
+    chunks_ms = [len(e.delta) / 48 for e in events if e.type == "response.audio.delta"]  # PCM16 at 24 kHz
+    assert sum(chunks_ms) > 2000
+    # each chunk waits until the audio before it has played at 4x real time; the last one is not waited for
+    waited_ms = (clock.monotonic_ns() - before_ns) / 1e6
+    assert waited_ms == pytest.approx((sum(chunks_ms) - chunks_ms[-1]) / 4, abs=0.01)
 
 
 async def test_a_bad_fault_specification_is_an_error_event(conn):

@@ -21,6 +21,7 @@ from aiohttp import web
 from vlab import protocol
 from vlab.audio.silero_worker import SileroWorker
 from vlab.audio.vad import SileroModel, SpeechModel
+from vlab.clock import Clock, SystemClock
 from vlab.emulator.asr import Recognizer, default_recognizer
 from vlab.emulator.config import EmulatorConfig
 from vlab.emulator.connection import EmulatorConnection
@@ -151,6 +152,8 @@ class Emulator:
         script: A JSON dialogue script (path or :class:`Script`) tried before the built-in replies.
         faults: Faults (:class:`~vlab.emulator.faults.Fault`) armed on every new connection.
         recognizer_factory: Speech recognizer for the user's audio (PocketSphinx by default).
+        clock: The wall clock that maps simulated time onto real time and times faults (inject a
+            :class:`~vlab.clock.ManualClock` or :class:`~vlab.clock.VirtualClock` in tests).
 
     Raises:
         ConfigError: ``speed`` is not a number > 0 or ``"max"``, or ``latency`` names no preset.
@@ -171,6 +174,7 @@ class Emulator:
         script: str | os.PathLike[str] | Script | None = None,
         faults: Iterable[Fault] = (),
         recognizer_factory: Callable[[], Recognizer] = default_recognizer,
+        clock: Clock | None = None,
     ) -> None:
         try:
             speed_value = math.inf if speed in ("max", "inf") else float(speed)
@@ -201,6 +205,7 @@ class Emulator:
             recognizer_factory=recognizer_factory,
             script=script if isinstance(script, Script) or script is None else Script.load(script),
             faults=tuple(faults),
+            clock=clock or SystemClock(),
         )
         self._runner: web.AppRunner | None = None
         self._app: web.Application | None = None
