@@ -157,18 +157,31 @@ def _server_types(session: Session) -> list[str]:
     return [r.type for r in session.records if r.direction == "server"]
 
 
-async def wait_until_answered(session: Session, timeout_s: float) -> None:
-    """Wait for a ``response.done`` after the last committed user turn, with no response still running."""
+async def wait_until_answered(session: Session, timeout_s: float, *, since: int = 0) -> None:
+    """Wait for a ``response.done`` after the last committed user turn, with no response still running.
+
+    Args:
+        session: An open session.
+        timeout_s: Give up after this many seconds.
+        since: Only a turn committed after this many records counts (``len(session.records)`` before a
+            prompt was sent: the answer to an earlier prompt does not answer this one).
+
+    Raises:
+        NoSpeechDetected: Nothing was committed and the server VAD reported no speech for a while after
+            the audio was sent.
+        TimeoutError: Not answered in time.
+    """
     loop = asyncio.get_running_loop()
     started = loop.time()
     deadline = started + timeout_s
     while True:
-        server = _server_types(session)
+        server = [r.type for r in session.records[since:] if r.direction == "server"]
         last_commit = max((i for i, t in enumerate(server) if t == protocol.COMMITTED), default=-1)
         done = server.count(protocol.RESPONSE_DONE)
         if (
             last_commit >= 0
-            and server.count(protocol.RESPONSE_CREATED) == done
+            and _server_types(session).count(protocol.RESPONSE_CREATED)
+            == _server_types(session).count(protocol.RESPONSE_DONE)
             and protocol.RESPONSE_DONE in server[last_commit:]
         ):
             return
@@ -188,7 +201,7 @@ async def wait_until_answered(session: Session, timeout_s: float) -> None:
             if (
                 quiet_s >= NO_SPEECH_GRACE_S
                 and session.settings.turn_detection is not None
-                and protocol.SPEECH_STARTED not in _server_types(session)
+                and protocol.SPEECH_STARTED not in server
             ):
                 raise NoSpeechDetected() from None
 

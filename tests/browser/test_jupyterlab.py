@@ -126,7 +126,7 @@ def test_quickstart_panel_runs_a_session_in_a_real_browser(jupyterlab):
             page.locator(".jupyter-widgets.widget-html", has_text="response.done").first.wait_for(
                 timeout=10_000
             )
-            latency = page.locator(".jupyter-widgets.widget-html", has_text="speech_stopped → first audio")
+            latency = page.locator(".jupyter-widgets.widget-html", has_text="voice-to-voice")
             latency.wait_for(timeout=60_000)
             assert any(ch.isdigit() for ch in latency.inner_text())
             page.locator(".jupyter-widgets button", has_text="Stop").click()

@@ -1,8 +1,11 @@
 """Offline speech synthesis with eSpeak NG (bundled by the ``espeakng-loader`` wheel).
 
 Used by the emulator for the assistant's voice and by prompt generators for test speech. The library
-is driven through ctypes in retrieval mode; calls are serialised with a lock because eSpeak NG keeps
-global state. Returns float32 audio at the engine rate (22 050 Hz) with word timings.
+is driven through ctypes in retrieval mode. eSpeak NG carries state from one utterance to the next
+(its output drifts by a few samples, its word times by up to 1 ms), so every synthesis loads the
+library afresh and unloads it after (about 10 ms): the same text, voice and rate always give the same
+samples, in any process and in any order. Calls are serialised with a lock (the state is global).
+Returns float32 audio at the engine rate (22 050 Hz) with word timings.
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ class Speech:
 
 
 class _Engine:
+    """One loaded copy of the library (with fresh global state) until :meth:`close`."""
+
     def __init__(self) -> None:
         import espeakng_loader
 
@@ -85,7 +90,13 @@ class _Engine:
         self._marks: list[tuple[int, int, int]] = []
         self._callback = _Callback(self._on_audio)  # keep a reference: ctypes does not
         self._lib.espeak_SetSynthCallback(self._callback)
-        self.lock = threading.Lock()
+
+    def close(self) -> None:
+        """Unload the library, so the next engine starts from a clean state."""
+        import _ctypes
+
+        self._lib.espeak_Terminate()
+        _ctypes.dlclose(self._lib._handle)
 
     def _on_audio(self, wav: ctypes._Pointer, n: int, events: ctypes._Pointer) -> int:
         if n > 0:
@@ -100,14 +111,13 @@ class _Engine:
 
     def speak(self, text: str, voice: str, words_per_minute: int) -> Speech:
         data = text.encode("utf-8")
-        with self.lock:
-            self._chunks, self._marks = [], []
-            if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
-                self._lib.espeak_SetVoiceByName(b"en-us")
-            self._lib.espeak_SetParameter(_RATE_PARAM, int(words_per_minute), 0)
-            self._lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _ESPEAK_CHARS_UTF8, None, None)
-            self._lib.espeak_Synchronize()
-            chunks, marks = self._chunks, self._marks
+        self._chunks, self._marks = [], []
+        if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            self._lib.espeak_SetVoiceByName(b"en-us")
+        self._lib.espeak_SetParameter(_RATE_PARAM, int(words_per_minute), 0)
+        self._lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _ESPEAK_CHARS_UTF8, None, None)
+        self._lib.espeak_Synchronize()
+        chunks, marks = self._chunks, self._marks
         pcm = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
         words = []
         for pos, length, audio_ms in marks:
@@ -116,16 +126,17 @@ class _Engine:
         return Speech(pcm.astype(np.float32) / 32768.0, self.sample_rate, tuple(words))
 
 
-_engine: _Engine | None = None
 _engine_lock = threading.Lock()
 
 
-def _get_engine() -> _Engine:
-    global _engine
+def _speak(text: str, voice: str, words_per_minute: int) -> Speech:
+    """Speak with a freshly loaded library (eSpeak NG's state would otherwise carry over)."""
     with _engine_lock:
-        if _engine is None:
-            _engine = _Engine()
-        return _engine
+        engine = _Engine()
+        try:
+            return engine.speak(text, voice, words_per_minute)
+        finally:
+            engine.close()
 
 
 @functools.lru_cache(maxsize=512)
@@ -134,10 +145,8 @@ def synthesize(
 ) -> Speech:
     """Speak ``text`` with eSpeak NG, offline.
 
-    eSpeak NG's output varies by a few samples from one call to the next (its word times by up to 1 ms),
-    so results are kept: within a process the same text, voice and rate always give the same speech
-    (which keeps the emulator's replies, and every figure measured on them, the same run after run).
-    Treat the returned samples as read-only.
+    A pure function of its arguments (see the module docstring), so results are kept: the emulator's
+    replies cost their synthesis once. Treat the returned samples as read-only.
 
     Args:
         text: What to say.
@@ -148,7 +157,7 @@ def synthesize(
     Returns:
         The speech and its word timings.
     """
-    speech = _get_engine().speak(text, voice, words_per_minute)
+    speech = _speak(text, voice, words_per_minute)
     if sample_rate and sample_rate != speech.sample_rate:
         speech = Speech(resample(speech.samples, speech.sample_rate, sample_rate), sample_rate, speech.words)
     speech.samples.flags.writeable = False  # shared by every caller of the cache

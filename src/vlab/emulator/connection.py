@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from vlab import protocol
 from vlab.emulator import session_config
-from vlab.emulator.asr import Transcript, recognize, strip_fillers
+from vlab.emulator.asr import recognize
 from vlab.emulator.config import EmulatorConfig
 from vlab.emulator.faults import METADATA_KEY, Fault, FaultPlan
 from vlab.emulator.input_buffer import InputBuffer
@@ -37,6 +37,7 @@ from vlab.emulator.outbox import Outbox
 from vlab.emulator.replies import Reply, reply_for
 from vlab.emulator.response_run import CancelReason, ResponseRun
 from vlab.emulator.timeline import Scheduler
+from vlab.emulator.transcription import already_read, send_transcription
 from vlab.emulator.wire import Ids, WireError, parse_client_frame, require
 
 if TYPE_CHECKING:
@@ -290,64 +291,11 @@ class EmulatorConnection:
         if self.session.get("input_audio_transcription"):
             # The recognizer starts now on its thread; its events go out as a step right after the commit.
             reading = self._spawn(
-                _known(cached) if cached is not None else recognize(self.recognizer, audio, rate)
+                already_read(cached) if cached is not None else recognize(self.recognizer, audio, rate)
             )
             self._transcriptions[item_id] = self.scheduler.spawn(
-                self.scheduler.now_ms, lambda: self._transcribe(item, reading)
+                self.scheduler.now_ms, lambda: send_transcription(self, item, reading)
             )
-
-    async def _transcribe(self, item: Item, reading: asyncio.Future[Transcript]) -> None:
-        """Send the transcription events of a committed user item once the recognizer has read it."""
-        item_id = item.id
-        try:
-            transcript = await reading
-        except Exception as exc:
-            log.info("input transcription failed: %s", exc)
-            await self.send(
-                {
-                    "type": protocol.TRANSCRIPTION_FAILED,
-                    "item_id": item_id,
-                    "content_index": 0,
-                    "error": {
-                        "type": "transcription_error",
-                        "code": "audio_unintelligible",
-                        "message": f"Input transcription failed: {exc}",
-                        "param": None,
-                    },
-                }
-            )
-            return
-        words = [w.text for w in transcript.words]
-        td = self.session["turn_detection"] or {}
-        if td.get("remove_filler_words"):
-            words = strip_fillers(words)
-        text = " ".join(words)
-        self.trace_add(
-            kind="asr",
-            item_id=item_id,
-            audio_ms=transcript.audio_ms,
-            decode_ms=transcript.decode_s * 1000.0,
-            model=(self.session.get("input_audio_transcription") or {}).get("model"),
-            text=text,
-        )
-        item.wire["content"] = [{"type": "input_audio", "transcript": text}]
-        for i, word in enumerate(words):
-            await self.send(
-                {
-                    "type": protocol.TRANSCRIPTION_DELTA,
-                    "item_id": item_id,
-                    "content_index": 0,
-                    "delta": (" " if i else "") + word,
-                }
-            )
-        await self.send(
-            {
-                "type": protocol.TRANSCRIPTION_COMPLETED,
-                "item_id": item_id,
-                "content_index": 0,
-                "transcript": text,
-            }
-        )
 
     # --- responses -------------------------------------------------------------------------------------
 
@@ -395,16 +343,19 @@ class EmulatorConnection:
         if run.task is not None and not run.task.done():
             await self.scheduler.wait_for(asyncio.gather(run.task, return_exceptions=True))
         if auto_truncate and part_item is not None and run.first_audio_ms is not None:
-            end_ms = int(played_ms)
-            part_item.truncate(end_ms, self._output_bytes_per_ms())
-            await self.send(
-                {
-                    "type": protocol.ITEM_TRUNCATED,
-                    "item_id": part_item.id,
-                    "content_index": 0,
-                    "audio_end_ms": end_ms,
-                }
-            )
+            await self._truncate(part_item, int(played_ms))
+
+    async def _truncate(self, item: Item, audio_end_ms: int) -> None:
+        """Keep what the user heard of an assistant item and say so (``conversation.item.truncated``)."""
+        item.truncate(audio_end_ms, self._output_bytes_per_ms())
+        await self.send(
+            {
+                "type": protocol.ITEM_TRUNCATED,
+                "item_id": item.id,
+                "content_index": 0,
+                "audio_end_ms": audio_end_ms,
+            }
+        )
 
     # --- client event handlers ---------------------------------------------------------------------
 
@@ -540,15 +491,7 @@ class EmulatorConnection:
                 "audio_end_ms",
                 event_id,
             )
-        item.truncate(audio_end_ms, self._output_bytes_per_ms())
-        await self.send(
-            {
-                "type": protocol.ITEM_TRUNCATED,
-                "item_id": item.id,
-                "content_index": 0,
-                "audio_end_ms": audio_end_ms,
-            }
-        )
+        await self._truncate(item, audio_end_ms)
 
     async def _response_create(self, event: dict[str, Any]) -> None:
         params = event.get("response") or {}
@@ -608,8 +551,3 @@ _HANDLERS: dict[str, Callable[[EmulatorConnection, dict[str, Any]], Awaitable[No
     "response.cancel": EmulatorConnection._response_cancel,
     "output_audio_buffer.clear": EmulatorConnection._output_clear,
 }
-
-
-async def _known(transcript: Transcript) -> Transcript:
-    """A transcript already read (while the turn was held), as the recognizer's result."""
-    return transcript

@@ -1,7 +1,9 @@
 """Latency and turn-detection metrics: pure functions of the event log (pandas DataFrames).
 
-- :mod:`vlab.metrics.latency`: per-turn latency (:func:`turn_latency`), session delays
-  (:func:`session_latency`), summaries with bootstrap intervals (:func:`summarize_latency`).
+- :mod:`vlab.metrics.latency`: per-turn latency (:func:`turn_latency`), on one timeline per log
+  (:mod:`vlab.metrics.events`: the emulator's simulated one, or the client's clock);
+- :mod:`vlab.metrics.session_latency`: session delays (:func:`session_latency`);
+- :mod:`vlab.metrics.summary`: summaries with bootstrap intervals (:func:`summarize_latency`).
 - :mod:`vlab.metrics.detection`: turn detection against labels (:func:`score_prompt`), operating points
   and the Pareto frontier, the "did the setting take effect" checks and the offline VAD preview.
 """
@@ -20,17 +22,16 @@ from vlab.metrics.detection import (
     setting_took_effect,
     vad_preview,
 )
+from vlab.metrics.events import InputTimeline, on_simulated_timeline
 from vlab.metrics.latency import (
     LATENCY_STAGES,
     SEGMENT_STAGES,
-    InputTimeline,
-    bootstrap_ci,
     leading_silence_ms,
-    session_latency,
     stages_in_order,
-    summarize_latency,
     turn_latency,
 )
+from vlab.metrics.session_latency import session_latency
+from vlab.metrics.summary import bootstrap_ci, summarize_latency
 
 __all__ = [
     "DETECTION_COLUMNS",
@@ -45,6 +46,7 @@ __all__ = [
     "latency_at_cutoff",
     "leading_silence_ms",
     "match_segments",
+    "on_simulated_timeline",
     "operating_points",
     "pareto_front",
     "score_prompt",

@@ -29,7 +29,7 @@ import pandas as pd
 
 from vlab import protocol
 from vlab.errors import VlabWarning
-from vlab.metrics.latency import _f, session_vad_settings
+from vlab.metrics.events import as_float, session_vad_settings
 
 if TYPE_CHECKING:
     from vlab.audio.vad import SpeechModel
@@ -83,7 +83,7 @@ def detections_from_events(
     current: dict[str, Any] | None = None
     for r in server.itertuples(index=False):
         if r.type == protocol.SPEECH_STARTED:
-            start = _f(r.audio_start_ms)  # NaN when not logged
+            start = as_float(r.audio_start_ms)  # NaN when not logged
             current = {"audio_start_ms": start, "audio_end_ms": math.nan, "item_id": r.item_id}
             current["onset_ms"] = start + pad  # exact unless the onset was within pad of the start
             current["offset_ms"] = math.nan
@@ -98,7 +98,7 @@ def detections_from_events(
                     "responded": False,
                 }
                 rows.append(current)
-            end = _f(r.audio_end_ms)
+            end = as_float(r.audio_end_ms)
             current["audio_end_ms"] = end
             current["offset_ms"] = end - sil
         elif (

@@ -38,28 +38,27 @@ functions never raise on a strange log.
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from vlab import protocol
-
-__all__ = [
-    "LATENCY_STAGES",
-    "SEGMENT_STAGES",
-    "InputTimeline",
-    "bootstrap_ci",
-    "on_simulated_timeline",
-    "session_latency",
-    "stages_in_order",
-    "summarize_latency",
-    "turn_latency",
-]
+from vlab.metrics.events import (
+    _NS_PER_MS,
+    _TEXT_DELTAS,
+    PLAYBACK_STARTED,
+    UNDERRUN,
+    InputTimeline,
+    as_float,
+    as_str,
+    on_simulated_timeline,
+    payload_of,
+    session_vad_settings,
+    span_ms,
+)
 
 SEGMENT_STAGES: tuple[str, ...] = (
     "server_hangover_ms",
@@ -80,132 +79,6 @@ LATENCY_STAGES: tuple[str, ...] = (
     "dead_air_ms",
 )
 """Latency columns of :func:`turn_latency` that :func:`summarize_latency` summarizes."""
-
-_TEXT_DELTAS = (protocol.AUDIO_TRANSCRIPT_DELTA, protocol.TEXT_DELTA)
-_NS_PER_MS = 1e6
-UNDERRUN = "vlab.underrun"
-"""Local record: the speaker ran dry while an item was playing (see vlab.audio.devices)."""
-PLAYBACK_CLEARED = "vlab.playback_cleared"
-"""Local record: barge-in stopped the speaker; ``heard_ms`` and ``silent_from_t_ns`` in its payload."""
-CONNECT = "vlab.connect"
-"""Local record the session logs, stamped just before it opens the WebSocket."""
-PLAYBACK_STARTED = "vlab.playback_started"
-"""Local record the session logs when a speaker starts playing an assistant item (see vlab.audio.devices)."""
-
-
-@dataclass(frozen=True)
-class InputTimeline:
-    """Where each input-audio offset left the client: built from the logged append rows.
-
-    Args:
-        start_ms: ``audio_start_ms`` of each append (input-audio position before the chunk), sorted.
-        end_ms: ``audio_end_ms`` of each append.
-        t_ns: Send stamp of each append.
-    """
-
-    start_ms: np.ndarray
-    end_ms: np.ndarray
-    t_ns: np.ndarray
-
-    @classmethod
-    def from_events(cls, events: pd.DataFrame) -> InputTimeline:
-        """The client ``input_audio_buffer.append`` rows of an event frame (rows without offsets are skipped)."""
-        rows = events[(events["direction"] == "client") & (events["type"] == protocol.CLIENT_APPEND)]
-        rows = rows.dropna(subset=["audio_start_ms", "audio_end_ms"]).sort_values("audio_start_ms")
-        return cls(
-            rows["audio_start_ms"].to_numpy(float),
-            rows["audio_end_ms"].to_numpy(float),
-            rows["t_ns"].to_numpy(np.int64),
-        )
-
-    @property
-    def empty(self) -> bool:
-        """No append was logged."""
-        return len(self.t_ns) == 0
-
-    @property
-    def sent_ms(self) -> float:
-        """Input audio sent in total, in ms."""
-        return float(self.end_ms[-1]) if len(self.end_ms) else 0.0
-
-    def t_sent(self, a_ms: float, *, interpolate: bool = False) -> float:
-        """Client stamp (ns, as float) at which the sample ending at ``a_ms`` was sent; NaN if never sent.
-
-        The sample belongs to the first chunk whose end is at or after ``a_ms``; by default the
-        chunk's send stamp is returned (a sample leaves the client with its chunk, so nothing the
-        server does can precede it). With ``interpolate`` the time is interpolated between that chunk's
-        stamp and the next one's, which at real-time pacing is when a live talker would have said it
-        (vlab's pacer sends each chunk when its first sample is due, so the two differ by at most one
-        chunk, 20 ms by default).
-        """
-        if self.empty or not math.isfinite(a_ms) or a_ms < 0 or a_ms > self.end_ms[-1] + 1e-6:
-            return math.nan
-        k = int(np.searchsorted(self.end_ms, a_ms - 1e-9, side="left"))
-        k = min(k, len(self.t_ns) - 1)
-        t = float(self.t_ns[k])
-        if interpolate and k + 1 < len(self.t_ns):
-            span = self.end_ms[k] - self.start_ms[k]
-            frac = (a_ms - self.start_ms[k]) / span if span > 0 else 0.0
-            t += frac * float(self.t_ns[k + 1] - self.t_ns[k])
-        return t
-
-    def position_at(self, t_ns: float) -> float:
-        """Input audio (ms) the client had sent by ``t_ns`` (0 before the first append)."""
-        if self.empty or not math.isfinite(t_ns):
-            return math.nan
-        k = int(np.searchsorted(self.t_ns, t_ns, side="right"))
-        return float(self.end_ms[k - 1]) if k > 0 else 0.0
-
-
-def _payload(value: Any) -> dict[str, Any]:
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
-        return {}
-    try:
-        out = json.loads(value)
-    except (TypeError, ValueError):
-        return {}
-    return out if isinstance(out, dict) else {}
-
-
-def session_vad_settings(events: pd.DataFrame) -> dict[str, Any]:
-    """The turn detection in force at the end of the log.
-
-    That is the last ``session.updated`` echo, else the last ``session.update`` sent (``{}`` when
-    neither names one or it was off).
-    """
-    for direction, kind in (("server", protocol.SESSION_UPDATED), ("client", protocol.CLIENT_SESSION_UPDATE)):
-        rows = events[(events["direction"] == direction) & (events["type"] == kind)]
-        for payload in reversed(rows["payload"].tolist()):
-            session = _payload(payload).get("session", {})
-            if "turn_detection" in session:
-                return session["turn_detection"] or {}
-    return {}
-
-
-def on_simulated_timeline(events: pd.DataFrame) -> bool:
-    """Whether a log comes from vlab's emulator fed on its input timeline (see :mod:`vlab.feed`).
-
-    True when the client told the emulator ``vlab.timeline = "input"`` and the server events carry
-    their simulated times (``sim_ms``).
-    """
-    if "sim_ms" not in events.columns:
-        return False
-    server = events[events["direction"] == "server"]
-    if server.empty or server["sim_ms"].isna().any():
-        return False
-    updates = events[(events["direction"] == "client") & (events["type"] == protocol.CLIENT_SESSION_UPDATE)]
-    for payload in updates["payload"].tolist():
-        metadata = _payload(payload).get("session", {}).get("metadata") or {}
-        if (
-            isinstance(metadata, dict)
-            and metadata.get(protocol.TIMELINE_METADATA_KEY) == protocol.TIMELINE_INPUT
-        ):
-            return True
-    return False
-
-
-def _ms(later: float, earlier: float) -> float:
-    return (later - earlier) / _NS_PER_MS if math.isfinite(later) and math.isfinite(earlier) else math.nan
 
 
 def turn_latency(
@@ -254,7 +127,7 @@ def turn_latency(
     row: dict[str, Any] | None  # the turn a server event belongs to
 
     for i, r in enumerate(ev.itertuples(index=False)):
-        kind, t_wall = r.type, _f(r.t_ns)
+        kind, t_wall = r.type, as_float(r.t_ns)
         t = t_wall
         if (
             sim is not None
@@ -268,7 +141,7 @@ def turn_latency(
             ):
                 pending_client = {"trigger": "client", "t_ns": t, "a_ms": math.nan}
             continue
-        item_id = _s(r.item_id)
+        item_id = as_str(r.item_id)
         if r.direction == "local":
             if kind == PLAYBACK_STARTED and item_id:
                 played.setdefault(item_id, t_wall)
@@ -276,7 +149,7 @@ def turn_latency(
                 underruns[item_id] = underruns.get(item_id, 0) + 1
             continue
         if kind == protocol.SPEECH_STOPPED:
-            stops.append({"t_ns": t, "audio_end_ms": _f(r.audio_end_ms), "item_id": item_id})
+            stops.append({"t_ns": t, "audio_end_ms": as_float(r.audio_end_ms), "item_id": item_id})
             if item_id:
                 stop_of_item[item_id] = t
         elif kind == protocol.SPEECH_STARTED:
@@ -284,7 +157,7 @@ def turn_latency(
         elif kind == protocol.TRANSCRIPTION_COMPLETED and item_id:
             transcripts.setdefault(item_id, t)
         elif kind == protocol.RESPONSE_CREATED:
-            row = {"response_id": _s(r.response_id), "t_created_ns": t}
+            row = {"response_id": as_str(r.response_id), "t_created_ns": t}
             if stops:
                 stop = stops[-1]
                 stops.clear()
@@ -306,7 +179,7 @@ def turn_latency(
             if row["response_id"]:
                 by_response[row["response_id"]] = row
         elif kind in _TEXT_DELTAS or kind == protocol.AUDIO_DELTA or kind == protocol.RESPONSE_DONE:
-            row = by_response.get(_s(r.response_id) or "", rows[-1] if rows else None)
+            row = by_response.get(as_str(r.response_id) or "", rows[-1] if rows else None)
             if row is None:
                 continue
             if kind == protocol.AUDIO_DELTA:
@@ -314,10 +187,10 @@ def turn_latency(
                 row.setdefault("t_first_audio_wall_ns", t_wall)
                 row.setdefault("audio_item_id", item_id)
                 row["t_last_audio_ns"] = t
-                row["reply_audio_ms"] = row.get("reply_audio_ms", 0.0) + (_f(r.audio_ms) or 0.0)
+                row["reply_audio_ms"] = row.get("reply_audio_ms", 0.0) + (as_float(r.audio_ms) or 0.0)
             elif kind == protocol.RESPONSE_DONE:
                 row.setdefault("t_done_ns", t)
-                resp = _payload(r.payload).get("response", {})
+                resp = payload_of(r.payload).get("response", {})
                 row["status"] = resp.get("status")
                 usage = resp.get("usage") or {}
                 for key in ("total_tokens", "input_tokens", "output_tokens"):
@@ -387,22 +260,6 @@ _COLUMNS = [
     "output_tokens",
     "reason",
 ]
-
-
-def _f(value: Any) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return out
-
-
-def _s(value: Any) -> str | None:
-    return (
-        None
-        if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
-        else str(value)
-    )
 
 
 def _compute(
@@ -500,14 +357,16 @@ def _compute(
         parts = [endpointing, commit, ttfb, playout]
         v2v = float(sum(parts)) if all(math.isfinite(p) for p in parts) else nan
     v2v_events = (
-        _ms(t_audio, t_stop - silence_ms * _NS_PER_MS) if trigger == "vad" and math.isfinite(t_stop) else nan
+        span_ms(t_audio, t_stop - silence_ms * _NS_PER_MS)
+        if trigger == "vad" and math.isfinite(t_stop)
+        else nan
     )
     item = row.get("item_id")
     t_transcript = transcripts.get(item or "", nan)
-    transcription = _ms(t_transcript, t_stop) if math.isfinite(t_transcript) else nan
+    transcription = span_ms(t_transcript, t_stop) if math.isfinite(t_transcript) else nan
     dead_air = nan
     if not false_cutoff and trigger == "vad":
-        response_part = _ms(t_audio, t_stop)
+        response_part = span_ms(t_audio, t_stop)
         if math.isfinite(hangover_audio) and math.isfinite(response_part) and response_part >= 0:
             dead_air = hangover_audio + response_part
     elif not false_cutoff:
@@ -564,8 +423,6 @@ def leading_silence_ms(
     The first audio delta can arrive (and play) well before the first audible word; this is the part of
     the listener's wait that the event times alone do not show. NaN for audio with no loud frame.
     """
-    import numpy as np
-
     x = np.frombuffer(pcm16[: len(pcm16) // 2 * 2], "<i2").astype(np.float32) / 32768.0
     n = max(1, int(sample_rate * frame_ms / 1000))
     frames = x[: len(x) // n * n].reshape(-1, n)
@@ -597,184 +454,3 @@ def stages_in_order(turn: pd.Series | dict[str, Any]) -> list[tuple[str, float, 
             out.append((name, start, value))
             start += value
     return out
-
-
-def session_latency(events: pd.DataFrame, *, connect_ns: int | None = None) -> pd.DataFrame:
-    """Session-level delays: connect → session.created, each update → session.updated, cancels.
-
-    Args:
-        events: An event frame.
-        connect_ns: Monotonic stamp taken just before connecting; by default the session's own
-            ``vlab.connect`` record; without either ``connect_ms`` is NaN.
-
-    Returns:
-        One row per measurement: ``kind``, ``t_ns`` (start), ``latency_ms`` and ``reason``. Kinds:
-        ``connect`` (→ session.created), ``update`` (→ session.updated), ``cancel`` (→ cancelled
-        response.done), ``barge_in_stop`` (speech_started during a response → the client's cancel),
-        ``barge_in_silence`` (speech_started → the speaker silent, device runs), and
-        ``truncation_error``, where ``latency_ms`` is the truncation point sent minus the ms the
-        speaker really played of that item (0 is exact).
-    """
-    ev = events.sort_values("seq") if "seq" in events.columns else events
-    out: list[dict[str, Any]] = []
-    created = ev[(ev["direction"] == "server") & (ev["type"] == protocol.SESSION_CREATED)]
-    if connect_ns is None:
-        logged = ev[ev["type"] == CONNECT]
-        connect_ns = int(logged["t_ns"].iloc[0]) if not logged.empty else None
-    if connect_ns is None or created.empty:
-        out.append(
-            {
-                "kind": "connect",
-                "t_ns": connect_ns,
-                "latency_ms": math.nan,
-                "reason": "connect time not logged",
-            }
-        )
-    else:
-        out.append(
-            {
-                "kind": "connect",
-                "t_ns": connect_ns,
-                "latency_ms": _ms(float(created["t_ns"].iloc[0]), float(connect_ns)),
-                "reason": "",
-            }
-        )
-    waiting: dict[str, list[float]] = {"update": [], "cancel": []}
-    active_speech_at: float | None = None
-    last_speech_at: float | None = None
-    heard: dict[str, float] = {}
-    responding = False
-    for r in ev.itertuples(index=False):
-        t, item_id = _f(r.t_ns), _s(r.item_id)
-        if r.direction == "local":
-            if r.type == PLAYBACK_CLEARED:
-                info = _payload(r.payload)
-                if item_id and info.get("heard_ms") is not None:
-                    heard[item_id] = float(info["heard_ms"])
-                silent = info.get("silent_from_t_ns")
-                if last_speech_at is not None and silent is not None:
-                    out.append(
-                        {
-                            "kind": "barge_in_silence",
-                            "t_ns": last_speech_at,
-                            "latency_ms": _ms(float(silent), last_speech_at),
-                            "reason": "",
-                        }
-                    )
-            continue
-        if r.direction == "client":
-            if r.type == protocol.CLIENT_ITEM_TRUNCATE and item_id in heard:
-                sent = _f(r.audio_end_ms)
-                if not math.isfinite(sent):
-                    sent = float(_payload(r.payload).get("audio_end_ms", math.nan))
-                out.append(
-                    {
-                        "kind": "truncation_error",
-                        "t_ns": t,
-                        "latency_ms": sent - heard[item_id],
-                        "reason": "",
-                    }
-                )
-            if r.type == protocol.CLIENT_SESSION_UPDATE:
-                waiting["update"].append(t)
-            elif r.type == protocol.CLIENT_RESPONSE_CANCEL:
-                waiting["cancel"].append(t)
-                if active_speech_at is not None:
-                    out.append(
-                        {
-                            "kind": "barge_in_stop",
-                            "t_ns": active_speech_at,
-                            "latency_ms": _ms(t, active_speech_at),
-                            "reason": "",
-                        }
-                    )
-                    active_speech_at = None
-            continue
-        if r.type == protocol.SESSION_UPDATED and waiting["update"]:
-            start = waiting["update"].pop(0)
-            out.append({"kind": "update", "t_ns": start, "latency_ms": _ms(t, start), "reason": ""})
-        elif r.type == protocol.RESPONSE_CREATED:
-            responding = True
-        elif r.type == protocol.SPEECH_STARTED:
-            active_speech_at = t if responding else None
-            last_speech_at = t
-        elif r.type == protocol.RESPONSE_DONE:
-            responding = False
-            status = _payload(r.payload).get("response", {}).get("status")
-            if status == "cancelled" and waiting["cancel"]:
-                start = waiting["cancel"].pop(0)
-                out.append({"kind": "cancel", "t_ns": start, "latency_ms": _ms(t, start), "reason": ""})
-    for kind, starts in waiting.items():
-        for start in starts:
-            reason = "no session.updated" if kind == "update" else "no cancelled response.done"
-            out.append({"kind": kind, "t_ns": start, "latency_ms": math.nan, "reason": reason})
-    return pd.DataFrame(out, columns=["kind", "t_ns", "latency_ms", "reason"])
-
-
-def bootstrap_ci(
-    values: Iterable[float], q: float, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
-) -> tuple[float, float, float]:
-    """Quantile ``q`` (0-1) of the finite values with a percentile-bootstrap interval.
-
-    Returns:
-        ``(estimate, low, high)``; all NaN with no data, the interval NaN with one value.
-    """
-    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
-    if x.size == 0:
-        return (math.nan, math.nan, math.nan)
-    est = float(np.quantile(x, q))
-    if x.size == 1:
-        return (est, math.nan, math.nan)
-    rng = np.random.default_rng(seed)
-    samples = rng.choice(x, size=(n_boot, x.size), replace=True)
-    boots = np.quantile(samples, q, axis=1)
-    alpha = (1 - confidence) / 2
-    return (est, float(np.quantile(boots, alpha)), float(np.quantile(boots, 1 - alpha)))
-
-
-def summarize_latency(
-    turns: pd.DataFrame,
-    *,
-    by: Sequence[str] = (),
-    metrics: Sequence[str] = LATENCY_STAGES,
-    first_turn_separately: bool = True,
-    n_boot: int = 1000,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """n, p50/p90/p95 with bootstrap 95 % intervals, per group and metric.
-
-    Args:
-        turns: Rows from :func:`turn_latency` (several runs concatenated, with grouping columns).
-        by: Grouping columns (e.g. ``["setting"]``).
-        metrics: Latency columns to summarize (those absent are skipped).
-        first_turn_separately: Add a ``turns`` grouping level, ``first`` or ``rest``.
-        n_boot: Bootstrap resamples.
-        seed: Bootstrap seed.
-
-    Returns:
-        One row per group and metric: the group keys, ``metric``, ``n``, ``p50``, ``p50_lo``,
-        ``p50_hi``, and the same for ``p90`` and ``p95``.
-    """
-    data = turns.copy()
-    keys = list(by)
-    if first_turn_separately and "first_turn" in data.columns:
-        data["turns"] = np.where(data["first_turn"].astype(bool), "first", "rest")
-        keys.append("turns")
-    rows: list[dict[str, Any]] = []
-    groups = data.groupby(keys, dropna=False, sort=True) if keys else [((), data)]
-    for key, group in groups:
-        key_t = key if isinstance(key, tuple) else (key,)
-        for metric in metrics:
-            if metric not in group.columns:
-                continue
-            values = group[metric].astype(float).to_numpy()
-            finite = values[np.isfinite(values)]
-            row: dict[str, Any] = dict(zip(keys, key_t, strict=False))
-            row.update(metric=metric, n=int(finite.size))
-            for q in (0.5, 0.9, 0.95):
-                est, lo, hi = bootstrap_ci(finite, q, n_boot=n_boot, seed=seed)
-                name = f"p{int(q * 100)}"
-                row.update({name: est, f"{name}_lo": lo, f"{name}_hi": hi})
-            rows.append(row)
-    columns = [*keys, "metric", "n"] + [f"p{p}{s}" for p in (50, 90, 95) for s in ("", "_lo", "_hi")]
-    return pd.DataFrame(rows, columns=columns)

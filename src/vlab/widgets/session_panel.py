@@ -408,8 +408,9 @@ class SessionPanel:
                     return
                 while True:
                     audio = await self._pending.get()
+                    since = len(session.records)
                     await self._stream(session, audio, settings)
-                    await _wait_until_answered(session)
+                    await _wait_until_answered(session, since)
                     self.answered.set()
                     if not self.keep_open:
                         return
@@ -538,7 +539,7 @@ def _detail(r: EventRecord) -> str:
     return ""
 
 
-async def _wait_until_answered(session: Any) -> None:
+async def _wait_until_answered(session: Any, since: int) -> None:
     from vlab.feed import wait_until_answered
 
-    await wait_until_answered(session, timeout_s=120.0)
+    await wait_until_answered(session, timeout_s=120.0, since=since)

@@ -1,0 +1,162 @@
+"""Reading an event frame for the metrics: the input timeline and the session's VAD settings.
+
+Also which timeline a log's figures are measured on: the emulator's simulated one, or the client's clock.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from vlab import protocol
+
+_TEXT_DELTAS = (protocol.AUDIO_TRANSCRIPT_DELTA, protocol.TEXT_DELTA)
+_NS_PER_MS = 1e6
+UNDERRUN = "vlab.underrun"
+"""Local record: the speaker ran dry while an item was playing (see vlab.audio.devices)."""
+PLAYBACK_CLEARED = "vlab.playback_cleared"
+"""Local record: barge-in stopped the speaker; ``heard_ms`` and ``silent_from_t_ns`` in its payload."""
+CONNECT = "vlab.connect"
+"""Local record the session logs, stamped just before it opens the WebSocket."""
+PLAYBACK_STARTED = "vlab.playback_started"
+"""Local record the session logs when a speaker starts playing an assistant item (see vlab.audio.devices)."""
+
+
+@dataclass(frozen=True)
+class InputTimeline:
+    """Where each input-audio offset left the client: built from the logged append rows.
+
+    Args:
+        start_ms: ``audio_start_ms`` of each append (input-audio position before the chunk), sorted.
+        end_ms: ``audio_end_ms`` of each append.
+        t_ns: Send stamp of each append.
+    """
+
+    start_ms: np.ndarray
+    end_ms: np.ndarray
+    t_ns: np.ndarray
+
+    @classmethod
+    def from_events(cls, events: pd.DataFrame) -> InputTimeline:
+        """The client ``input_audio_buffer.append`` rows of an event frame (rows without offsets are skipped)."""
+        rows = events[(events["direction"] == "client") & (events["type"] == protocol.CLIENT_APPEND)]
+        rows = rows.dropna(subset=["audio_start_ms", "audio_end_ms"]).sort_values("audio_start_ms")
+        return cls(
+            rows["audio_start_ms"].to_numpy(float),
+            rows["audio_end_ms"].to_numpy(float),
+            rows["t_ns"].to_numpy(np.int64),
+        )
+
+    @property
+    def empty(self) -> bool:
+        """No append was logged."""
+        return len(self.t_ns) == 0
+
+    @property
+    def sent_ms(self) -> float:
+        """Input audio sent in total, in ms."""
+        return float(self.end_ms[-1]) if len(self.end_ms) else 0.0
+
+    def t_sent(self, a_ms: float, *, interpolate: bool = False) -> float:
+        """Client stamp (ns, as float) at which the sample ending at ``a_ms`` was sent; NaN if never sent.
+
+        The sample belongs to the first chunk whose end is at or after ``a_ms``; by default the
+        chunk's send stamp is returned (a sample leaves the client with its chunk, so nothing the
+        server does can precede it). With ``interpolate`` the time is interpolated between that chunk's
+        stamp and the next one's, which at real-time pacing is when a live talker would have said it
+        (vlab's pacer sends each chunk when its first sample is due, so the two differ by at most one
+        chunk, 20 ms by default).
+        """
+        if self.empty or not math.isfinite(a_ms) or a_ms < 0 or a_ms > self.end_ms[-1] + 1e-6:
+            return math.nan
+        k = int(np.searchsorted(self.end_ms, a_ms - 1e-9, side="left"))
+        k = min(k, len(self.t_ns) - 1)
+        t = float(self.t_ns[k])
+        if interpolate and k + 1 < len(self.t_ns):
+            span = self.end_ms[k] - self.start_ms[k]
+            frac = (a_ms - self.start_ms[k]) / span if span > 0 else 0.0
+            t += frac * float(self.t_ns[k + 1] - self.t_ns[k])
+        return t
+
+    def position_at(self, t_ns: float) -> float:
+        """Input audio (ms) the client had sent by ``t_ns`` (0 before the first append)."""
+        if self.empty or not math.isfinite(t_ns):
+            return math.nan
+        k = int(np.searchsorted(self.t_ns, t_ns, side="right"))
+        return float(self.end_ms[k - 1]) if k > 0 else 0.0
+
+
+def payload_of(value: Any) -> dict[str, Any]:
+    """A record's ``payload`` JSON as a dict (``{}`` when missing or not an object)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return {}
+    try:
+        out = json.loads(value)
+    except (TypeError, ValueError):
+        return {}
+    return out if isinstance(out, dict) else {}
+
+
+def session_vad_settings(events: pd.DataFrame) -> dict[str, Any]:
+    """The turn detection in force at the end of the log.
+
+    That is the last ``session.updated`` echo, else the last ``session.update`` sent (``{}`` when
+    neither names one or it was off).
+    """
+    for direction, kind in (("server", protocol.SESSION_UPDATED), ("client", protocol.CLIENT_SESSION_UPDATE)):
+        rows = events[(events["direction"] == direction) & (events["type"] == kind)]
+        for payload in reversed(rows["payload"].tolist()):
+            session = payload_of(payload).get("session", {})
+            if "turn_detection" in session:
+                return session["turn_detection"] or {}
+    return {}
+
+
+def on_simulated_timeline(events: pd.DataFrame) -> bool:
+    """Whether a log comes from vlab's emulator fed on its input timeline (see :mod:`vlab.feed`).
+
+    True when the client told the emulator ``vlab.timeline = "input"`` and the server events carry
+    their simulated times (``sim_ms``).
+    """
+    if "sim_ms" not in events.columns:
+        return False
+    server = events[events["direction"] == "server"]
+    if server.empty or server["sim_ms"].isna().any():
+        return False
+    updates = events[(events["direction"] == "client") & (events["type"] == protocol.CLIENT_SESSION_UPDATE)]
+    for payload in updates["payload"].tolist():
+        metadata = payload_of(payload).get("session", {}).get("metadata") or {}
+        if (
+            isinstance(metadata, dict)
+            and metadata.get(protocol.TIMELINE_METADATA_KEY) == protocol.TIMELINE_INPUT
+        ):
+            return True
+    return False
+
+
+def span_ms(later: float, earlier: float) -> float:
+    """``later - earlier`` (ns stamps) in ms; NaN when either is missing."""
+    return (later - earlier) / _NS_PER_MS if math.isfinite(later) and math.isfinite(earlier) else math.nan
+
+
+def as_float(value: Any) -> float:
+    """A frame cell as a float (NaN when missing or not a number)."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return out
+
+
+def as_str(value: Any) -> str | None:
+    """A frame cell as a string (None when missing)."""
+    return (
+        None
+        if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+        else str(value)
+    )

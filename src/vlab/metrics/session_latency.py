@@ -1,0 +1,123 @@
+"""Session-level delays from the event log: connect, updates, cancels, barge-in (on the client's clock)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from vlab import protocol
+from vlab.metrics.events import CONNECT, PLAYBACK_CLEARED, as_float, as_str, payload_of, span_ms
+
+
+def session_latency(events: pd.DataFrame, *, connect_ns: int | None = None) -> pd.DataFrame:
+    """Session-level delays: connect → session.created, each update → session.updated, cancels.
+
+    Args:
+        events: An event frame.
+        connect_ns: Monotonic stamp taken just before connecting; by default the session's own
+            ``vlab.connect`` record; without either ``connect_ms`` is NaN.
+
+    Returns:
+        One row per measurement: ``kind``, ``t_ns`` (start), ``latency_ms`` and ``reason``. Kinds:
+        ``connect`` (→ session.created), ``update`` (→ session.updated), ``cancel`` (→ cancelled
+        response.done), ``barge_in_stop`` (speech_started during a response → the client's cancel),
+        ``barge_in_silence`` (speech_started → the speaker silent, device runs), and
+        ``truncation_error``, where ``latency_ms`` is the truncation point sent minus the ms the
+        speaker really played of that item (0 is exact).
+    """
+    ev = events.sort_values("seq") if "seq" in events.columns else events
+    out: list[dict[str, Any]] = []
+    created = ev[(ev["direction"] == "server") & (ev["type"] == protocol.SESSION_CREATED)]
+    if connect_ns is None:
+        logged = ev[ev["type"] == CONNECT]
+        connect_ns = int(logged["t_ns"].iloc[0]) if not logged.empty else None
+    if connect_ns is None or created.empty:
+        out.append(
+            {
+                "kind": "connect",
+                "t_ns": connect_ns,
+                "latency_ms": math.nan,
+                "reason": "connect time not logged",
+            }
+        )
+    else:
+        out.append(
+            {
+                "kind": "connect",
+                "t_ns": connect_ns,
+                "latency_ms": span_ms(float(created["t_ns"].iloc[0]), float(connect_ns)),
+                "reason": "",
+            }
+        )
+    waiting: dict[str, list[float]] = {"update": [], "cancel": []}
+    active_speech_at: float | None = None
+    last_speech_at: float | None = None
+    heard: dict[str, float] = {}
+    responding = False
+    for r in ev.itertuples(index=False):
+        t, item_id = as_float(r.t_ns), as_str(r.item_id)
+        if r.direction == "local":
+            if r.type == PLAYBACK_CLEARED:
+                info = payload_of(r.payload)
+                if item_id and info.get("heard_ms") is not None:
+                    heard[item_id] = float(info["heard_ms"])
+                silent = info.get("silent_from_t_ns")
+                if last_speech_at is not None and silent is not None:
+                    out.append(
+                        {
+                            "kind": "barge_in_silence",
+                            "t_ns": last_speech_at,
+                            "latency_ms": span_ms(float(silent), last_speech_at),
+                            "reason": "",
+                        }
+                    )
+            continue
+        if r.direction == "client":
+            if r.type == protocol.CLIENT_ITEM_TRUNCATE and item_id in heard:
+                sent = as_float(r.audio_end_ms)
+                if not math.isfinite(sent):
+                    sent = float(payload_of(r.payload).get("audio_end_ms", math.nan))
+                out.append(
+                    {
+                        "kind": "truncation_error",
+                        "t_ns": t,
+                        "latency_ms": sent - heard[item_id],
+                        "reason": "",
+                    }
+                )
+            if r.type == protocol.CLIENT_SESSION_UPDATE:
+                waiting["update"].append(t)
+            elif r.type == protocol.CLIENT_RESPONSE_CANCEL:
+                waiting["cancel"].append(t)
+                if active_speech_at is not None:
+                    out.append(
+                        {
+                            "kind": "barge_in_stop",
+                            "t_ns": active_speech_at,
+                            "latency_ms": span_ms(t, active_speech_at),
+                            "reason": "",
+                        }
+                    )
+                    active_speech_at = None
+            continue
+        if r.type == protocol.SESSION_UPDATED and waiting["update"]:
+            start = waiting["update"].pop(0)
+            out.append({"kind": "update", "t_ns": start, "latency_ms": span_ms(t, start), "reason": ""})
+        elif r.type == protocol.RESPONSE_CREATED:
+            responding = True
+        elif r.type == protocol.SPEECH_STARTED:
+            active_speech_at = t if responding else None
+            last_speech_at = t
+        elif r.type == protocol.RESPONSE_DONE:
+            responding = False
+            status = payload_of(r.payload).get("response", {}).get("status")
+            if status == "cancelled" and waiting["cancel"]:
+                start = waiting["cancel"].pop(0)
+                out.append({"kind": "cancel", "t_ns": start, "latency_ms": span_ms(t, start), "reason": ""})
+    for kind, starts in waiting.items():
+        for start in starts:
+            reason = "no session.updated" if kind == "update" else "no cancelled response.done"
+            out.append({"kind": kind, "t_ns": start, "latency_ms": math.nan, "reason": reason})
+    return pd.DataFrame(out, columns=["kind", "t_ns", "latency_ms", "reason"])

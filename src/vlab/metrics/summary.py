@@ -1,0 +1,81 @@
+"""Summaries of per-turn latency with bootstrap confidence intervals."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from vlab.metrics.latency import LATENCY_STAGES
+
+
+def bootstrap_ci(
+    values: Iterable[float], q: float, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """Quantile ``q`` (0-1) of the finite values with a percentile-bootstrap interval.
+
+    Returns:
+        ``(estimate, low, high)``; all NaN with no data, the interval NaN with one value.
+    """
+    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    if x.size == 0:
+        return (math.nan, math.nan, math.nan)
+    est = float(np.quantile(x, q))
+    if x.size == 1:
+        return (est, math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    samples = rng.choice(x, size=(n_boot, x.size), replace=True)
+    boots = np.quantile(samples, q, axis=1)
+    alpha = (1 - confidence) / 2
+    return (est, float(np.quantile(boots, alpha)), float(np.quantile(boots, 1 - alpha)))
+
+
+def summarize_latency(
+    turns: pd.DataFrame,
+    *,
+    by: Sequence[str] = (),
+    metrics: Sequence[str] = LATENCY_STAGES,
+    first_turn_separately: bool = True,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """n, p50/p90/p95 with bootstrap 95 % intervals, per group and metric.
+
+    Args:
+        turns: Rows from :func:`turn_latency` (several runs concatenated, with grouping columns).
+        by: Grouping columns (e.g. ``["setting"]``).
+        metrics: Latency columns to summarize (those absent are skipped).
+        first_turn_separately: Add a ``turns`` grouping level, ``first`` or ``rest``.
+        n_boot: Bootstrap resamples.
+        seed: Bootstrap seed.
+
+    Returns:
+        One row per group and metric: the group keys, ``metric``, ``n``, ``p50``, ``p50_lo``,
+        ``p50_hi``, and the same for ``p90`` and ``p95``.
+    """
+    data = turns.copy()
+    keys = list(by)
+    if first_turn_separately and "first_turn" in data.columns:
+        data["turns"] = np.where(data["first_turn"].astype(bool), "first", "rest")
+        keys.append("turns")
+    rows: list[dict[str, Any]] = []
+    groups = data.groupby(keys, dropna=False, sort=True) if keys else [((), data)]
+    for key, group in groups:
+        key_t = key if isinstance(key, tuple) else (key,)
+        for metric in metrics:
+            if metric not in group.columns:
+                continue
+            values = group[metric].astype(float).to_numpy()
+            finite = values[np.isfinite(values)]
+            row: dict[str, Any] = dict(zip(keys, key_t, strict=False))
+            row.update(metric=metric, n=int(finite.size))
+            for q in (0.5, 0.9, 0.95):
+                est, lo, hi = bootstrap_ci(finite, q, n_boot=n_boot, seed=seed)
+                name = f"p{int(q * 100)}"
+                row.update({name: est, f"{name}_lo": lo, f"{name}_hi": hi})
+            rows.append(row)
+    columns = [*keys, "metric", "n"] + [f"p{p}{s}" for p in (50, 90, 95) for s in ("", "_lo", "_hi")]
+    return pd.DataFrame(rows, columns=columns)
