@@ -13,6 +13,8 @@ and nothing new arrived for a while (the service sends no "done" signal).
 from __future__ import annotations
 
 import asyncio
+import math
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from vlab import protocol
@@ -58,9 +60,18 @@ class NoSpeechDetected(VlabError):
 
 
 async def feed_prompt(
-    session: Session, pcm: bytes, *, speed: float, timeout_s: float, commit: bool = False
+    session: Session,
+    pcm: bytes,
+    *,
+    speed: float,
+    timeout_s: float,
+    commit: bool = False,
+    send: Callable[[bytes], Awaitable[None]] | None = None,
 ) -> None:
     """Send ``pcm`` as the user's audio and wait until the session has nothing left to answer.
+
+    On the emulator a session can take several prompts this way: before each one, the user's silence
+    while the previous answer played is sent first, so the input timeline stays where the emulator's is.
 
     Args:
         session: An open session.
@@ -68,15 +79,21 @@ async def feed_prompt(
         speed: Pacing of the audio (1 = real time, ``math.inf`` = no waiting).
         timeout_s: Give up after this many seconds of wall time.
         commit: Commit the audio and ask for a response after it (no server VAD).
+        send: Sends the audio instead of ``session.stream_audio(pcm, speed=speed)`` (for a level meter).
 
     Raises:
         NoSpeechDetected: The server VAD found no speech in the whole prompt.
         TimeoutError: Not answered in time.
     """
+    since = len(session.records)
     on_emulator = has_simulated_timeline(session)
     if on_emulator:
         await set_timeline(session, protocol.TIMELINE_INPUT, timeout_s=timeout_s)
-    await session.stream_audio(pcm, speed=speed)
+        pcm = _silence_since_last_answer(session) + pcm
+    if send is not None:
+        await send(pcm)
+    else:
+        await session.stream_audio(pcm, speed=speed)
     if commit:
         await session.commit()
         await session.create_response()
@@ -87,9 +104,17 @@ async def feed_prompt(
             raise NoSpeechDetected()
         return
     if commit:
-        await wait_until_answered(session, timeout_s)
+        await wait_until_answered(session, timeout_s, since=since)
     else:
         await wait_until_settled(session, timeout_s)
+
+
+def _silence_since_last_answer(session: Session) -> bytes:
+    """The silence from the end of the audio sent so far to the emulator's latest simulated time."""
+    latest_ms = max((r.sim_ms for r in session.records if r.sim_ms is not None), default=0.0)
+    gap_ms = latest_ms - session.input_ms
+    rate = session.settings.input_bytes_per_s // 2
+    return bytes(2 * math.ceil(gap_ms * rate / 1000.0)) if gap_ms > 0 else b""
 
 
 def has_simulated_timeline(session: Session) -> bool:

@@ -100,3 +100,33 @@ def test_sweep_scores_are_the_same_at_every_speed(runs):
         same = np.isclose(a, b, atol=1.0, equal_nan=True)
         assert same.all(), (column, a[~same], b[~same])
     assert math.isfinite(float(fast[numeric].abs().sum().sum()))
+
+
+async def _two_prompts(speed):
+    from vlab import ServerVad, Session, SessionSettings
+    from vlab.audio.pcm import silence
+    from vlab.feed import feed_prompt
+    from vlab.metrics import turn_latency
+    from vlab.prompts import load_prompt_set
+
+    prompts = {p.id: p for p in load_prompt_set()}
+    settings = SessionSettings(turn_detection=ServerVad(silence_duration_ms=500))
+    async with Session(settings, dotenv_path=False, emulator_options={"speed": speed}) as s:
+        for pid in (
+            "short_question",
+            "two_turns",
+        ):  # one session, two prompts, as the session panel sends them
+            await feed_prompt(s, prompts[pid].pcm(24000) + silence(1200, 24000), speed=speed, timeout_s=60)
+        return turn_latency(s.frame())
+
+
+async def test_a_session_that_takes_several_prompts_measures_the_same_at_every_speed():
+    fast, slow = await _two_prompts(math.inf), await _two_prompts(4.0)
+    assert len(fast) == len(slow) == 3 and (fast["timeline"] == "simulated").all()
+    assert fast["audio_end_ms"].tolist() == slow["audio_end_ms"].tolist()
+    assert fast["audio_end_ms"].is_monotonic_increasing  # the second prompt follows the first's answer
+    for name in FIGURES:
+        assert np.allclose(
+            fast[name].to_numpy(float), slow[name].to_numpy(float), atol=1.0, equal_nan=True
+        ), name
+    assert (fast["voice_to_voice_ms"] > 300).all()  # the modelled latency, not a compressed one

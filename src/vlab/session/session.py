@@ -432,6 +432,11 @@ class Session:
         self.settings = settings
         await self.send({"type": protocol.CLIENT_SESSION_UPDATE, "session": settings.to_wire()})
 
+    @property
+    def input_ms(self) -> float:
+        """Input audio sent on this connection so far, in ms: where the next append starts on the input timeline."""
+        return self._input_ms
+
     async def append_audio(self, pcm: bytes) -> None:
         """Append input audio (in the session's input format) and log its place on the input timeline."""
         offset = self._input_ms

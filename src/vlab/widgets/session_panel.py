@@ -408,9 +408,7 @@ class SessionPanel:
                     return
                 while True:
                     audio = await self._pending.get()
-                    since = len(session.records)
-                    await self._stream(session, audio, settings)
-                    await _wait_until_answered(session, since)
+                    await self._feed(session, audio, settings)
                     self.answered.set()
                     if not self.keep_open:
                         return
@@ -424,20 +422,30 @@ class SessionPanel:
             if speaker is not None:
                 speaker.close()
 
-    async def _stream(self, session: Any, audio: bytes, settings: SessionSettings) -> None:
+    async def _feed(self, session: Any, audio: bytes, settings: SessionSettings) -> None:
+        """Send a prompt, paced and metered, and wait for its answer (on the emulator's timeline there)."""
         from vlab.audio.pacing import paced_chunks
+        from vlab.feed import feed_prompt
+
+        rate = settings.input_bytes_per_s // 2
+
+        async def send(pcm: bytes) -> None:
+            self._set_status("sending the prompt…")
+            async for chunk, _ in paced_chunks(pcm, sample_rate=rate, speed=self.replay_speed):
+                self._meter(chunk)
+                await session.append_audio(chunk)
+            self.level.value = 0.0
+            self._set_status("waiting for the answer…")
 
         self.start.disabled = True
-        rate = settings.input_bytes_per_s // 2
-        self._set_status("sending the prompt…")
-        async for chunk, _ in paced_chunks(audio, sample_rate=rate, speed=self.replay_speed):
-            self._meter(chunk)
-            await session.append_audio(chunk)
-        self.level.value = 0.0
-        if settings.turn_detection is None:
-            await session.commit()
-            await session.create_response()
-        self._set_status("waiting for the answer…")
+        await feed_prompt(
+            session,
+            audio,
+            speed=self.replay_speed,
+            timeout_s=120.0,
+            commit=settings.turn_detection is None,
+            send=send,
+        )
 
     async def _stream_microphone(self, session: Any, settings: SessionSettings) -> None:
         from vlab.audio.devices import Microphone
@@ -537,9 +545,3 @@ def _detail(r: EventRecord) -> str:
     if r.text:
         return r.text[:80]
     return ""
-
-
-async def _wait_until_answered(session: Any, since: int) -> None:
-    from vlab.feed import wait_until_answered
-
-    await wait_until_answered(session, timeout_s=120.0, since=since)
