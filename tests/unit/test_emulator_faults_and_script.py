@@ -99,7 +99,7 @@ def test_script_rules_match_keywords_turns_and_function_outputs():
     )
     tools = {"tools": [{"type": "function", "name": "get_weather"}], "tool_choice": "auto"}
     reply = reply_for([_user("the weather?")], tools, script=script)
-    assert reply.function_call is not None and json.loads(reply.function_call.arguments) == {"city": "Oslo"}
+    assert [json.loads(c.arguments) for c in reply.function_calls] == [{"city": "Oslo"}]
     out = Item({"id": "o", "type": "function_call_output", "call_id": "c", "output": "rain"})
     assert reply_for([_user("x"), out], tools, script=script).text == "Result: rain."
     assert reply_for([_user("a"), _user("b!")], tools, script=script).text == "Again: b."

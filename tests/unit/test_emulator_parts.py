@@ -94,17 +94,16 @@ def test_responder_rules():
         "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]},
     }
     with_tools = {**session, "tools": [tool]}
-    call = reply_for([_user_text("what is the time? get time please")], with_tools).function_call
-    assert (
-        call is not None
-        and call.name == "get_time"
-        and json.loads(call.arguments) == {"zone": "what is the time? get time please"}
-    )
-    assert reply_for([_user_text("nothing relevant")], with_tools).function_call is None
-    assert (
-        reply_for([_user_text("nothing relevant")], {**with_tools, "tool_choice": "required"}).function_call
-        is not None
-    )
-    assert reply_for([_user_text("get time")], {**with_tools, "tool_choice": "none"}).function_call is None
+    calls = reply_for([_user_text("what is the time? get time please")], with_tools).function_calls
+    # one call (both clauses ask for the same tool); no place or name was said: the clause fills "zone"
+    assert [(c.name, json.loads(c.arguments)) for c in calls] == [("get_time", {"zone": "what is the time"})]
+    assert reply_for([_user_text("nothing relevant")], with_tools).function_calls == ()
+    assert [
+        c.name
+        for c in reply_for(
+            [_user_text("nothing relevant")], {**with_tools, "tool_choice": "required"}
+        ).function_calls
+    ] == ["get_time"]
+    assert reply_for([_user_text("get time")], {**with_tools, "tool_choice": "none"}).function_calls == ()
     output = Item({"id": "o", "type": "function_call_output", "call_id": "c", "output": "12:00"})
     assert reply_for([_user_text("x"), output], with_tools).text == "Here is what I found: 12:00."

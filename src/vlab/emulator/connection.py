@@ -48,6 +48,13 @@ _T = TypeVar("_T")
 
 _ITEM_TYPES = {"message", "function_call", "function_call_output"}
 _ROLES = {"user", "assistant", "system"}
+_RESPONSE_OVERRIDES = {
+    "tools": "tools",
+    "tool_choice": "tool_choice",
+    "max_output_tokens": "max_response_output_tokens",
+    "max_response_output_tokens": "max_response_output_tokens",
+}
+"""``response.create`` fields that override the session's for one response (wire name → session key)."""
 
 
 class EmulatorConnection:
@@ -302,7 +309,8 @@ class EmulatorConnection:
     def _start_response(
         self, params: dict[str, Any], *, chained: bool = False, instructions: str | None = None
     ) -> ResponseRun:
-        session = {**self.session, **{k: v for k, v in params.items() if k in ("tools", "tool_choice")}}
+        overrides = {_RESPONSE_OVERRIDES[k]: v for k, v in params.items() if k in _RESPONSE_OVERRIDES}
+        session = {**self.session, **overrides}
         run = ResponseRun(
             self,
             Reply(""),

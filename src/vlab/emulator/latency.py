@@ -22,7 +22,8 @@ stage                  what it models                                           
 latency breakdowns: LLM TTFT 200–400 ms, streaming TTS first byte 100–200 ms) and the Voice Live
 documentation's guidance that a turn should answer within about 800 ms of the end of speech.
 Output audio is produced ``tts_realtime_factor`` times faster than real time (5× by default) and sent
-in ``audio_chunk_ms`` chunks, like the service, which streams faster than playback.
+in ``audio_chunk_ms`` chunks, like the service, which streams faster than playback (the figure the
+factor rests on: ``docs/emulator.md``, "Output pacing").
 """
 
 from __future__ import annotations

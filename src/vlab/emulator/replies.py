@@ -5,15 +5,21 @@ Rules, first match wins:
 0. ``response.create`` with ``instructions`` starting with ``Say:`` speaks the rest verbatim.
    Then the rules of a script file (``Emulator(script=path)``, see :class:`Script`), if one is loaded.
 1. The last item is a ``function_call_output`` → "Here is what I found: <output>."
-2. Tools are configured, ``tool_choice`` is not ``none``, and the user's text names a tool (its name
-   with ``_`` read as a space, or ``tool_choice`` forces one) → a function call to that tool with JSON
-   arguments: each required string parameter gets the user's text.
+2. Tools are configured, ``tool_choice`` is not ``none``, and the user's words ask for one or more tools
+   by meaning, or ``tool_choice`` forces one → function calls, one output item each, with JSON arguments
+   filled from each tool's schema (:mod:`vlab.emulator.tool_choice`: scoring, threshold, arguments;
+   several calls only when ``parallel_tool_calls`` is not ``false``).
 3. The user's last item is text, or audio whose recognized transcript is not empty (the session has
    ``input_audio_transcription`` configured, so the emulator ran its recognizer on it; see
    :mod:`vlab.emulator.asr`) → "You said: <text>." (at most 40 words).
 4. The user's last item is audio with no transcript (transcription off, or nothing recognized) →
    "I heard <n.n> seconds of speech."
 5. No user item (a proactive ``response.create``) → "Hello! How can I help you today?"
+
+Rules 3–5 are short replies; when the response's instructions, the user's words or the session's
+instructions ask for a long one, a story from the bundled fables follows
+(:mod:`vlab.emulator.reply_length`). Every reply but rule 0's is capped by
+``max_response_output_tokens`` (≈1.3 tokens a word); a reply cut by the cap is ``incomplete``.
 
 Script files are JSON: ``{"rules": [rule, ...]}``; each rule has optional conditions and a reply::
 
@@ -42,6 +48,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vlab.emulator import reply_length, tool_choice
 from vlab.emulator.items import Item
 from vlab.errors import ConfigError
 
@@ -63,9 +70,11 @@ class Reply:
     """The assistant's reply to one response.create."""
 
     text: str
-    """Words to speak or write (may be empty when only calling a function)."""
-    function_call: FunctionCall | None = None
-    """A function call to emit after the message, if any."""
+    """Words to speak or write (may be empty when only calling functions)."""
+    function_calls: tuple[FunctionCall, ...] = ()
+    """Function calls to emit after the message, in order, each as its own output item."""
+    incomplete: bool = False
+    """The text was cut by ``max_response_output_tokens`` (the response ends ``incomplete``)."""
 
 
 def _user_text(item: Item) -> str | None:
@@ -74,33 +83,6 @@ def _user_text(item: Item) -> str | None:
             return str(part["text"])
         if part.get("type") == "input_audio" and part.get("transcript"):
             return str(part["transcript"])
-    return None
-
-
-def _arguments_for(tool: dict[str, Any], text: str) -> str:
-    params = tool.get("parameters") or {}
-    props = params.get("properties") or {}
-    args = {
-        name: text
-        for name in params.get("required", [])
-        if (props.get(name) or {}).get("type", "string") == "string"
-    }
-    return json.dumps(args)
-
-
-def _pick_tool(session: dict[str, Any], text: str) -> dict[str, Any] | None:
-    tools = [t for t in session.get("tools") or [] if t.get("type") == "function" and t.get("name")]
-    choice = session.get("tool_choice", "auto")
-    if not tools or choice == "none":
-        return None
-    if isinstance(choice, dict) and choice.get("name"):
-        return next((t for t in tools if t["name"] == choice["name"]), None)
-    if choice == "required":
-        return tools[0]
-    lowered = text.lower()
-    for tool in tools:
-        if tool["name"].lower() in lowered or tool["name"].replace("_", " ").lower() in lowered:
-            return tool
     return None
 
 
@@ -201,7 +183,7 @@ class Script:
                 call = None
             if call is None and not rule.say:
                 continue
-            return Reply(rule.say.format_map(_Defaults(fill)), call)
+            return Reply(rule.say.format_map(_Defaults(fill)), (call,) if call is not None else ())
         return None
 
 
@@ -216,9 +198,27 @@ def reply_for(
     instructions: str | None = None,
     script: Script | None = None,
 ) -> Reply:
-    """Decide the reply from the conversation so far (oldest item first), the session and a script."""
+    """Decide the reply from the conversation so far (oldest item first), the session and a script.
+
+    Args:
+        conversation: The items, oldest first.
+        session: The session in force, with the response's overrides (``tools``, ``tool_choice``,
+            ``max_response_output_tokens``) applied.
+        instructions: The response's ``instructions`` or ``additional_instructions``.
+        script: Scripted rules tried first.
+    """
     if instructions and instructions.strip().lower().startswith("say:"):
         return Reply(instructions.strip()[4:].strip())
+    reply = _reply(conversation, session, instructions, script)
+    text, cut = reply_length.cap(reply.text, reply_length.word_cap(session.get("max_response_output_tokens")))
+    if not cut:
+        return reply
+    return Reply(text, incomplete=True)  # the service stops generating before any later call
+
+
+def _reply(
+    conversation: Sequence[Item], session: dict[str, Any], instructions: str | None, script: Script | None
+) -> Reply:
     if script is not None:
         scripted = script.reply(conversation, session)
         if scripted is not None:
@@ -226,15 +226,23 @@ def reply_for(
     last = conversation[-1] if conversation else None
     if last is not None and last.type == "function_call_output":
         return Reply(f"Here is what I found: {last.wire.get('output', '')}.")
-    user = next((i for i in reversed(conversation) if i.role == "user"), None)
-    if user is None:
-        return Reply(GREETING)
-    text = _user_text(user)
-    if text is not None:
-        tool = _pick_tool(session, text)
-        if tool is not None:
-            return Reply("", FunctionCall(tool["name"], _arguments_for(tool, text)))
+    users = [i for i in conversation if i.role == "user"]
+    text = _user_text(users[-1]) if users else None
+    if not users:
+        short = GREETING
+    elif text is not None:
+        calls = tool_choice.choose(
+            session.get("tools") or [],
+            session.get("tool_choice", "auto"),
+            text,
+            parallel=session.get("parallel_tool_calls") is not False,
+        )
+        if calls:
+            return Reply("", tuple(FunctionCall(str(tool["name"]), json.dumps(args)) for tool, args in calls))
         words = text.strip().rstrip(".?!").split()
-        return Reply("You said: " + " ".join(words[:40]) + ".")
-    seconds = user.audio_ms / 1000.0
-    return Reply(f"I heard {seconds:.1f} seconds of speech.")
+        short = "You said: " + " ".join(words[:40]) + "."
+    else:
+        short = f"I heard {users[-1].audio_ms / 1000.0:.1f} seconds of speech."
+    request = reply_length.requested_length(instructions, text, session.get("instructions"))
+    seed = f"{len(users)}:{text if text is not None else short}"
+    return Reply(reply_length.lengthen(short, request, seed))

@@ -26,7 +26,7 @@ from vlab.audio.pcm import float_to_pcm16
 from vlab.audio.synth import Speech, synthesize
 from vlab.emulator.items import Conversation, Item
 from vlab.emulator.latency import LatencySampler
-from vlab.emulator.replies import Reply
+from vlab.emulator.replies import FunctionCall, Reply
 from vlab.emulator.session_config import output_rate
 from vlab.emulator.timeline import Scheduler, Wake
 from vlab.emulator.voice import encode_output, espeak_voice, visemes_for_word, word_spans
@@ -78,7 +78,7 @@ class ResponseRun:
 
     Args:
         host: The connection's outbox: timeline, latency draws, conversation, events.
-        reply: What to say (and which function to call).
+        reply: What to say (and which functions to call, each its own output item, in order).
         modalities: ``["text", "audio"]`` or ``["text"]``.
         voice: The session or response voice.
         output_format: The session's ``output_audio_format``.
@@ -170,8 +170,10 @@ class ResponseRun:
         speech = await synthesis if synthesis is not None else None  # wall time only: the turn is held
         if self.reply.text:
             await self._message(speech, delays)
-        if self.reply.function_call is not None and not self._cancelled:
-            await self._function_call(delays)
+        for call in self.reply.function_calls:
+            if self._cancelled:
+                break
+            await self._function_call(call, delays)
         await self._finish()
 
     async def _synthesize(self) -> Speech:
@@ -333,7 +335,7 @@ class ResponseRun:
             final_part = {"type": "text", "text": text}
         await conn.send({"type": protocol.CONTENT_PART_DONE, **ids, "part": final_part})
         part.item.wire["content"] = [final_part]
-        part.item.wire["status"] = "incomplete" if self._cancelled else "completed"
+        part.item.wire["status"] = "incomplete" if self._cancelled or self.reply.incomplete else "completed"
         await conn.send(
             {
                 "type": protocol.OUTPUT_ITEM_DONE,
@@ -343,10 +345,9 @@ class ResponseRun:
             }
         )
 
-    async def _function_call(self, delays: dict[str, float]) -> None:
-        conn, call = self.conn, self.reply.function_call
-        assert call is not None
-        wait_ms = delays["first_token"] if not self.reply.text else 0.0
+    async def _function_call(self, call: FunctionCall, delays: dict[str, float]) -> None:
+        conn = self.conn
+        wait_ms = delays["first_token"] if not self.output else 0.0
         if await self._until(conn.scheduler.now_ms + wait_ms):
             return
         call_id = Ids.new("call")
@@ -411,11 +412,13 @@ class ResponseRun:
                 self.created = True
             await self._close_part()
         else:
-            self.status = "completed"
+            self.status = "incomplete" if self.reply.incomplete else "completed"
         response = self._response_object()
         response["usage"] = self._usage()
         if self.status == "cancelled":
             response["status_details"] = {"type": "cancelled", "reason": self._cancel_reason}
+        elif self.status == "incomplete":
+            response["status_details"] = {"type": "incomplete", "reason": "max_output_tokens"}
         await conn.send({"type": protocol.RESPONSE_DONE, "response": response})
 
     def _response_object(self) -> dict[str, Any]:
