@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from vlab import protocol
+from vlab.audio import g711
 from vlab.audio.pcm import float_to_pcm16, pcm16_to_float, resample
 from vlab.audio.synth import synthesize
 from vlab.audio.vad import EnergyModel, SileroModel, StreamingVad, VadEvent, VadParams
@@ -270,8 +271,12 @@ class _Turns:
         pass
 
 
-@pytest.mark.parametrize("echo_cancellation", [False, True])
-async def test_the_input_buffer_cancels_the_echo_of_what_it_played_before_its_vad(reply, echo_cancellation):
+@pytest.mark.parametrize(
+    ("echo_cancellation", "audio_format"), [(False, "pcm16"), (True, "pcm16"), (True, "g711_ulaw")]
+)
+async def test_the_input_buffer_cancels_the_echo_of_what_it_played_before_its_vad(
+    reply, echo_cancellation, audio_format
+):
     sched = Scheduler(speed=float("inf"), clock=ManualClock())
     sched.set_mode(protocol.TIMELINE_INPUT)
     sched.start()
@@ -288,15 +293,22 @@ async def test_the_input_buffer_cancels_the_echo_of_what_it_played_before_its_va
     session = session_config.default_session("s", "gpt-realtime", "2026-07-15")
     if echo_cancellation:
         session["input_audio_echo_cancellation"] = {"type": "server_echo_cancellation"}
+    mic = _microphone(reply, played_at_ms=1000)
+    sent, played = mic, reply
+    if audio_format == "g711_ulaw":  # telephone audio both ways: 8 kHz µ-law
+        session["input_audio_format"] = session["output_audio_format"] = audio_format
+        session["input_audio_sampling_rate"] = 8000
+        sent = g711.ulaw_encode(float_to_pcm16(resample(pcm16_to_float(mic), RATE, 8000)))
+        played = g711.ulaw_encode(float_to_pcm16(resample(pcm16_to_float(reply), RATE, 8000)))
+    per_ms = len(sent) / 7000  # bytes per ms of the 7 s microphone audio
     try:
         buffer.configure(session, "2026-07-15")
-        mic = _microphone(reply, played_at_ms=1000)
-        step = 2 * RATE * CHUNK_MS // 1000
-        for i in range(0, len(mic), step):
-            if i == 2 * RATE:  # 1000 ms of input: the reply goes out (in input mode, at its simulated time)
-                for j in range(0, len(reply), 2 * RATE // 5):
-                    buffer.play(reply[j : j + 2 * RATE // 5], "pcm16", 1000.0)
-            buffer.append(base64.b64encode(mic[i : i + step]).decode(), None)
+        step = int(per_ms * CHUNK_MS)
+        for i in range(0, len(sent), step):
+            if i == int(per_ms * 1000):  # the reply goes out (in input mode, at its simulated time)
+                for j in range(0, len(played), int(per_ms * 200)):
+                    buffer.play(played[j : j + int(per_ms * 200)], audio_format, 1000.0)
+            buffer.append(base64.b64encode(sent[i : i + step]).decode(), None)
         await buffer.settle()
         if echo_cancellation:
             assert turns.started == []
@@ -304,7 +316,8 @@ async def test_the_input_buffer_cancels_the_echo_of_what_it_played_before_its_va
         else:
             assert turns.started == [pytest.approx(1060 - 400, abs=40)]  # the echo is taken for the user
         audio = buffer.commit(None)[1]
-        assert audio and mic.endswith(audio)  # turns keep the audio as it was sent
+        if audio_format == "pcm16":
+            assert audio and mic.endswith(audio)  # turns keep the audio as it was sent
     finally:
         buffer.close()
         await sched.close()
