@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks import (
+    bench_audio_processing,
     bench_basics,
     bench_crash,
     bench_devices,
@@ -36,6 +37,7 @@ BENCHMARKS: dict[str, list[Callable[[Size], list[Figure]]]] = {
     ],
     "devices": [bench_devices.bench_devices],
     "emulator": [bench_emulator.bench_fast_mode, bench_emulator.bench_concurrency],
+    "audio_processing": [bench_audio_processing.bench_processing_cost],
     "sweep": [bench_sweep.bench_sweep],
     "timeline": [bench_timeline.bench_invariance],
     "crash": [bench_crash.bench_crash_loss],

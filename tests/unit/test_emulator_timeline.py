@@ -230,6 +230,9 @@ class _Host:
     def mark_audio_started(self) -> None:
         self.audio_started = True
 
+    def played(self, audio: bytes, audio_format: str, at_ms: float) -> None:
+        pass
+
 
 def _run(host: _Host, text: str) -> ResponseRun:
     run = ResponseRun(host, Reply(text), modalities=["text", "audio"], voice="alloy", output_format="pcm16")

@@ -123,6 +123,10 @@ class EmulatorConnection:
         """Output audio has been sent: the session's voice can no longer change."""
         self.audio_started = True
 
+    def played(self, audio: bytes, audio_format: str, at_ms: float) -> None:
+        """An audio delta went out at simulated time ``at_ms``: the echo canceller's reference gets it."""
+        self.input.play(audio, audio_format, at_ms)
+
     def _output_bytes_per_ms(self) -> float:
         return protocol.bytes_per_second(self.session["output_audio_format"]) / 1000.0
 
@@ -348,6 +352,7 @@ class EmulatorConnection:
         played_ms = run.played_ms()
         part_item = run.output[0] if run.output and run.output[0].type == "message" else None
         run.cancel(reason)
+        self.input.stop_playback(self.scheduler.now_ms)  # a barge-in: the client stops playing now
         if run.task is not None and not run.task.done():
             await self.scheduler.wait_for(asyncio.gather(run.task, return_exceptions=True))
         if auto_truncate and part_item is not None and run.first_audio_ms is not None:
@@ -499,6 +504,8 @@ class EmulatorConnection:
                 "audio_end_ms",
                 event_id,
             )
+        if audio_end_ms < total_ms:  # the client stopped playing it before its end
+            self.input.stop_playback(self.scheduler.now_ms)
         await self._truncate(item, audio_end_ms)
 
     async def _response_create(self, event: dict[str, Any]) -> None:

@@ -56,6 +56,9 @@ class ResponseHost(Protocol):
     def mark_audio_started(self) -> None:
         """Output audio has been sent (the voice can no longer change)."""
 
+    def played(self, audio: bytes, audio_format: str, at_ms: float) -> None:
+        """An audio delta (``audio`` in ``audio_format``) went out at simulated time ``at_ms``; the client plays it."""
+
 
 CancelReason = Literal["turn_detected", "client_cancelled"]
 
@@ -297,6 +300,7 @@ class ResponseRun:
                         "delta": base64.b64encode(value).decode("ascii"),
                     }
                 )
+                conn.played(value, self.output_format, conn.scheduler.now_ms)
         await self._close_part()
 
     def _words(self, speech: Speech | None) -> list[tuple[float, str]]:
