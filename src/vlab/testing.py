@@ -163,3 +163,44 @@ async def drain(conn: Any, seconds: float) -> list[Any]:
 def types_of(events: Iterable[Any]) -> list[str]:
     """Event types, in order."""
     return [str(e.type) for e in events]
+
+
+SDK_SAMPLE_TOOLS: tuple[dict[str, Any], ...] = (
+    {
+        "type": "function",
+        "name": "get_current_time",
+        "description": "Get the current time",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "timezone": {
+                    "type": "string",
+                    "description": "The timezone to get the current time for, e.g., 'UTC', 'local'",
+                }
+            },
+            "required": [],
+        },
+    },
+    {
+        "type": "function",
+        "name": "get_current_weather",
+        "description": "Get the current weather in a given location",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "location": {
+                    "type": "string",
+                    "description": "The city and state, e.g., 'San Francisco, CA'",
+                },
+                "unit": {
+                    "type": "string",
+                    "enum": ["celsius", "fahrenheit"],
+                    "description": "The unit of temperature to use (celsius or fahrenheit)",
+                },
+            },
+            "required": ["location"],
+        },
+    },
+)
+"""The two function tools of Microsoft's function-calling sample (``azure-ai-voicelive``
+``samples/async_function_calling_sample.py``), as ``session.tools`` wire objects: to test tool calls."""

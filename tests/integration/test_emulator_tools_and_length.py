@@ -19,40 +19,15 @@ from azure.core.credentials import AzureKeyCredential
 
 from vlab import protocol
 from vlab.audio.pcm import silence
-from vlab.testing import collect_events, fast_emulator, spoken_prompt
+from vlab.testing import SDK_SAMPLE_TOOLS, collect_events, fast_emulator, spoken_prompt
 
 # Microsoft's function-calling sample (azure-ai-voicelive samples/async_function_calling_sample.py):
 # the same two tools, with the same schemas.
-TIME_PARAMETERS = {
-    "type": "object",
-    "properties": {
-        "timezone": {
-            "type": "string",
-            "description": "The timezone to get the current time for, e.g., 'UTC', 'local'",
-        }
-    },
-    "required": [],
-}
-WEATHER_PARAMETERS = {
-    "type": "object",
-    "properties": {
-        "location": {"type": "string", "description": "The city and state, e.g., 'San Francisco, CA'"},
-        "unit": {
-            "type": "string",
-            "enum": ["celsius", "fahrenheit"],
-            "description": "The unit of temperature to use (celsius or fahrenheit)",
-        },
-    },
-    "required": ["location"],
-}
 SAMPLE_TOOLS = [
-    FunctionTool(name="get_current_time", description="Get the current time", parameters=TIME_PARAMETERS),
-    FunctionTool(
-        name="get_current_weather",
-        description="Get the current weather in a given location",
-        parameters=WEATHER_PARAMETERS,
-    ),
+    FunctionTool(name=t["name"], description=t["description"], parameters=t["parameters"])
+    for t in SDK_SAMPLE_TOOLS
 ]
+SCHEMAS = {t["name"]: t["parameters"] for t in SDK_SAMPLE_TOOLS}
 OUTPUT_RATE = 24000  # pcm16, the session default
 
 
@@ -83,7 +58,7 @@ async def test_a_spoken_weather_question_calls_the_sample_s_weather_tool_and_the
         assert "weather" in heard.transcript, heard.transcript
         call = next(e for e in events if e.type == "response.function_call_arguments.done")
         arguments = json.loads(call.arguments)
-        jsonschema.validate(arguments, WEATHER_PARAMETERS)
+        jsonschema.validate(arguments, SCHEMAS["get_current_weather"])
         assert call.name == "get_current_weather" and arguments == {"location": "Seattle"}, heard.transcript
         done = events[-1].response
         assert done.status == "completed" and [i.type for i in done.output] == ["function_call"]

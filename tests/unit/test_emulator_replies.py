@@ -13,42 +13,12 @@ from vlab.emulator.replies import GREETING, reply_for
 from vlab.emulator.session_config import default_session
 from vlab.emulator.text_words import numbers, one_edit, stem
 from vlab.emulator.tool_choice import THRESHOLD, arguments, score
+from vlab.testing import SDK_SAMPLE_TOOLS
 
 # The two tools of Microsoft's function-calling sample (azure-ai-voicelive,
 # samples/async_function_calling_sample.py), schemas exactly as the sample sends them.
-GET_CURRENT_TIME = {
-    "type": "function",
-    "name": "get_current_time",
-    "description": "Get the current time",
-    "parameters": {
-        "type": "object",
-        "properties": {
-            "timezone": {
-                "type": "string",
-                "description": "The timezone to get the current time for, e.g., 'UTC', 'local'",
-            }
-        },
-        "required": [],
-    },
-}
-GET_CURRENT_WEATHER = {
-    "type": "function",
-    "name": "get_current_weather",
-    "description": "Get the current weather in a given location",
-    "parameters": {
-        "type": "object",
-        "properties": {
-            "location": {"type": "string", "description": "The city and state, e.g., 'San Francisco, CA'"},
-            "unit": {
-                "type": "string",
-                "enum": ["celsius", "fahrenheit"],
-                "description": "The unit of temperature to use (celsius or fahrenheit)",
-            },
-        },
-        "required": ["location"],
-    },
-}
-SAMPLE_TOOLS = [GET_CURRENT_TIME, GET_CURRENT_WEATHER]
+SAMPLE_TOOLS = list(SDK_SAMPLE_TOOLS)
+GET_CURRENT_TIME, GET_CURRENT_WEATHER = SAMPLE_TOOLS
 SCHEMAS = {t["name"]: t["parameters"] for t in SAMPLE_TOOLS}
 
 
