@@ -92,9 +92,11 @@ async def slot(index: int, endpoint: str, api_key: str, pcm: bytes, end: float, 
                                dotenv_path=False) as s:  # fmt: skip
                 totals.sessions += 1
                 stop_at = min(end, loop.time() + session_s)
-                while loop.time() < stop_at:
+                while True:  # at least one prompt per session, however late it connected (a loaded machine)
                     await s.stream_audio(pcm, speed=1.0, chunk_ms=chunk_ms)
                     totals.audio_s += len(pcm) / 48000
+                    if loop.time() >= stop_at:
+                        break
                 await wait_until_answered(s, 30.0)
                 closing_ns = time.perf_counter_ns()  # same clock as the trace's send stamps
             sid = s.server_session["id"]
