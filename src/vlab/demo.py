@@ -199,8 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(summary_table(out).to_string())
     print(
-        "\nv2v = end of the user's speech → first assistant audio (client clock); end-of-turn delay = dead air "
-        "after the labelled end of the turn;\nfalse cut-offs = responses started while the user was only pausing."
+        "\nv2v = end of the user's speech → first assistant audio (on the emulator's simulated timeline: the "
+        "same at any speed); end-of-turn delay = dead air after the labelled end of the turn;\nfalse cut-offs = "
+        "responses started while the user was only pausing."
     )
 
     _title("3/4  The report")

@@ -472,8 +472,8 @@ class SweepPanel:
         self.summary = summary
         out.append(widgets.HTML(
             "<b>Latency summary</b> (p50/p90 with bootstrap 95 % intervals; first turn of each session separately). "
-            "dead_air is on the audio clock (valid at any speed); voice_to_voice is on the client clock "
-            "(meaningful only at real-time speed)" + _table(summary, ["setting", "turns", "metric", "n", "p50", "p50_lo", "p50_hi", "p90", "p90_lo", "p90_hi"])
+            "On the emulator every figure is on its simulated timeline (the same at any speed); against "
+            "Azure, on the client's clock (run at speed 1)." + _table(summary, ["setting", "turns", "metric", "n", "p50", "p50_lo", "p50_hi", "p90", "p90_lo", "p90_hi"])
         ))  # fmt: skip
         canary = m.get("canary")
         if canary and not self.vad.empty and self.vad["silence_duration_ms"].nunique() > 1:
