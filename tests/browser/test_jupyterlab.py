@@ -79,7 +79,9 @@ def jupyterlab(tmp_path):
                 urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=1)
                 break
             except OSError:
-                time.sleep(0.1)
+                time.sleep(
+                    0.1
+                )  # wall-clock ok: polling another process (JupyterLab) that has no event to wait on
         else:
             pytest.fail("JupyterLab did not start: " + (tmp_path / "jupyter.log").read_text()[-2000:])
         yield base, token
@@ -101,7 +103,7 @@ def _wait_for_kernel(base: str, token: str) -> None:
             kernels = []  # the server is busy starting the kernel (a loaded machine): ask again
         if kernels and kernels[0]["connections"] >= 1 and kernels[0]["execution_state"] == "idle":
             return
-        time.sleep(0.1)  # polling another process: there is no event to wait on
+        time.sleep(0.1)  # wall-clock ok: polling another process (JupyterLab) that has no event to wait on
     pytest.fail("the notebook's kernel never became idle")
 
 

@@ -51,12 +51,12 @@ import pytest
 
 
 async def test_leaks_a_task():
-    asyncio.get_running_loop().create_task(asyncio.sleep(3600), name="leaked-by-test")
+    asyncio.get_running_loop().create_task(asyncio.sleep(3600), name="leaked-by-test")  # wall-clock ok: a task that never ends by itself, to be leaked
 
 
 @pytest.fixture
 async def leaky_fixture():
-    task = asyncio.get_running_loop().create_task(asyncio.sleep(3600), name="leaked-by-fixture")
+    task = asyncio.get_running_loop().create_task(asyncio.sleep(3600), name="leaked-by-fixture")  # wall-clock ok: a task that never ends by itself, to be leaked
     yield task
 
 
@@ -66,7 +66,7 @@ async def test_uses_a_leaky_fixture(leaky_fixture):
 
 @pytest.fixture
 async def tidy_fixture():
-    task = asyncio.get_running_loop().create_task(asyncio.sleep(3600), name="stopped-by-fixture")
+    task = asyncio.get_running_loop().create_task(asyncio.sleep(3600), name="stopped-by-fixture")  # wall-clock ok: a task that never ends by itself, to be leaked
     yield task
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -78,7 +78,7 @@ async def test_uses_a_tidy_fixture(tidy_fixture):
 
 
 async def test_cancels_without_awaiting():
-    asyncio.get_running_loop().create_task(asyncio.sleep(3600), name="cancelled").cancel()
+    asyncio.get_running_loop().create_task(asyncio.sleep(3600), name="cancelled").cancel()  # wall-clock ok: a task that never ends by itself, to be leaked
 
 
 async def test_awaits_its_task():

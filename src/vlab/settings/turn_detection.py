@@ -101,6 +101,16 @@ def _check_eou(owner: str, value: Any) -> EndOfUtterance | NotGiven:
     raise _fail(owner, "end_of_utterance", value, "an EndOfUtterance(...) or NOT_GIVEN")
 
 
+def _with_turn_flags(wire: dict[str, Any], vad: ServerVad | AzureSemanticVad) -> dict[str, Any]:
+    """Add what every turn detection type sends: end-of-utterance detection and the response flags."""
+    if isinstance(vad.end_of_utterance, EndOfUtterance):
+        wire["end_of_utterance_detection"] = vad.end_of_utterance.to_wire()
+    _put(wire, "interrupt_response", vad.interrupt_response)
+    _put(wire, "auto_truncate", vad.auto_truncate)
+    _put(wire, "create_response", vad.create_response)
+    return wire
+
+
 def _check_response_flags(owner: str, obj: Any) -> None:
     for name in ("interrupt_response", "auto_truncate", "create_response"):
         _check_optional_bool(owner, name, getattr(obj, name))
@@ -157,12 +167,7 @@ class ServerVad(_Replaceable):
             "prefix_padding_ms": self.prefix_padding_ms,
             "silence_duration_ms": self.silence_duration_ms,
         }
-        if isinstance(self.end_of_utterance, EndOfUtterance):
-            wire["end_of_utterance_detection"] = self.end_of_utterance.to_wire()
-        _put(wire, "interrupt_response", self.interrupt_response)
-        _put(wire, "auto_truncate", self.auto_truncate)
-        _put(wire, "create_response", self.create_response)
-        return wire
+        return _with_turn_flags(wire, self)
 
     @property
     def label(self) -> str:
@@ -243,12 +248,7 @@ class AzureSemanticVad(_Replaceable):
         _put(wire, "speech_duration_ms", self.speech_duration_ms)
         _put(wire, "remove_filler_words", self.remove_filler_words)
         _put(wire, "languages", self.languages)
-        if isinstance(self.end_of_utterance, EndOfUtterance):
-            wire["end_of_utterance_detection"] = self.end_of_utterance.to_wire()
-        _put(wire, "interrupt_response", self.interrupt_response)
-        _put(wire, "auto_truncate", self.auto_truncate)
-        _put(wire, "create_response", self.create_response)
-        return wire
+        return _with_turn_flags(wire, self)
 
     @property
     def label(self) -> str:
