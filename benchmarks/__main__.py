@@ -37,7 +37,10 @@ BENCHMARKS: dict[str, list[Callable[[Size], list[Figure]]]] = {
     ],
     "devices": [bench_devices.bench_devices],
     "emulator": [bench_emulator.bench_fast_mode, bench_emulator.bench_concurrency],
-    "audio_processing": [bench_audio_processing.bench_processing_cost],
+    "audio_processing": [
+        bench_audio_processing.bench_processing_cost,
+        bench_audio_processing.bench_fast_mode_with_processing,
+    ],
     "sweep": [bench_sweep.bench_sweep],
     "timeline": [bench_timeline.bench_invariance],
     "crash": [bench_crash.bench_crash_loss],

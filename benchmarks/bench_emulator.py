@@ -200,9 +200,17 @@ def bench_concurrency(size: Size) -> list[Figure]:
     return [fig]
 
 
-async def _fast_mode_rtf(endpoint: str, key: str, repeats: int) -> float:
+async def _fast_mode_rtf(
+    endpoint: str, key: str, repeats: int, noise_reduction: str | None = None, echo_cancellation: bool = False
+) -> float:
+    """× real time of one SDK client's audio through the emulator's VAD (with its input processing)."""
     from azure.ai.voicelive.aio import connect
-    from azure.ai.voicelive.models import RequestSession, ServerVad
+    from azure.ai.voicelive.models import (
+        AudioEchoCancellation,
+        AudioNoiseReduction,
+        RequestSession,
+        ServerVad,
+    )
     from azure.core.credentials import AzureKeyCredential
 
     from vlab.testing import collect_events, spoken_prompt
@@ -211,7 +219,14 @@ async def _fast_mode_rtf(endpoint: str, key: str, repeats: int) -> float:
     pcm = prompt.pcm * repeats
     chunks = [pcm[i : i + 960] for i in range(0, len(pcm), 960)]
     async with connect(endpoint=endpoint, credential=AzureKeyCredential(key)) as conn:
-        await conn.session.update(session=RequestSession(turn_detection=ServerVad(create_response=False)))
+        session = RequestSession(
+            turn_detection=ServerVad(create_response=False),
+            input_audio_noise_reduction=AudioNoiseReduction(type=noise_reduction)
+            if noise_reduction
+            else None,
+            input_audio_echo_cancellation=AudioEchoCancellation() if echo_cancellation else None,
+        )
+        await conn.session.update(session=session)
         await collect_events(conn, "session.updated", count=1)
         t = time.perf_counter()
         for chunk in chunks:

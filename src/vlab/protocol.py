@@ -28,6 +28,14 @@ G711_SAMPLE_RATE_HZ: Final = 8000
 INPUT_SAMPLING_RATES: Final = (8000, 16000, 24000, 44100, 48000)
 """``input_audio_sampling_rate`` values for pcm16 input, in Hz."""
 
+NOISE_REDUCTION_TYPES: Final = ("near_field", "far_field", "azure_deep_noise_suppression")
+"""``input_audio_noise_reduction.type`` values (``near_field``/``far_field`` are OpenAI's, for gpt-realtime
+models; ``azure_deep_noise_suppression`` is Azure's). ``null`` turns noise reduction off."""
+
+ECHO_CANCELLATION_TYPE: Final = "server_echo_cancellation"
+"""The ``input_audio_echo_cancellation.type`` (reference: the assistant audio the service sent, played as it
+arrives). ``null`` turns echo cancellation off."""
+
 OUTPUT_FORMAT_RATES: Final = {
     "pcm16": 24000,
     "pcm16_8000hz": 8000,

@@ -23,6 +23,8 @@ Config (TOML; see ``examples/vad_sweep.toml``)::
     threshold = [0.5]
     prefix_padding_ms = [300]
     silence_duration_ms = [300, 500, 800]
+    noise_reduction = ["off", "azure_deep_noise_suppression"]   # optional: input_audio_noise_reduction
+    echo_cancellation = [false, true]                           # optional: input_audio_echo_cancellation
     [run]                    # optional
     repeats = 1
     concurrency = 4
@@ -50,7 +52,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from vlab import protocol_limits
+from vlab import protocol, protocol_limits
 from vlab.errors import ConfigError
 from vlab.prompts import LabelledPrompt, load_prompt_set, select_prompts
 from vlab.settings import AzureSemanticVad, ServerVad, SessionSettings
@@ -64,10 +66,14 @@ _GRID_TYPES: dict[str, type[ServerVad] | type[AzureSemanticVad]] = {
     AzureSemanticVad().type: AzureSemanticVad,
 }
 """Turn-detection types a grid may use, with their settings class."""
+NOISE_REDUCTION_OFF = "off"
+"""The ``noise_reduction`` grid value for none (``input_audio_noise_reduction: null``)."""
+_PROCESSING_KEYS = ("noise_reduction", "echo_cancellation")
+"""The input-processing knobs a grid may sweep, besides turn detection."""
 _SECTIONS: dict[str, set[str]] = {
     "target": {"speed", "latency"},
     "prompts": {"path", "include"},
-    "grid": {"type", *_GRID_KEYS},
+    "grid": {"type", *_GRID_KEYS, *_PROCESSING_KEYS},
     "run": {"repeats", "concurrency", "timeout_s", "baseline", "canary", "name"},
 }
 BASELINE = ServerVad()
@@ -117,11 +123,53 @@ def _check_keys(section: str, data: Mapping[str, Any]) -> None:
         )
 
 
-def _setting_name(td: ServerVad | AzureSemanticVad) -> str:
+def _setting_name(
+    td: ServerVad | AzureSemanticVad, noise: str = NOISE_REDUCTION_OFF, echo: bool = False
+) -> str:
     name = f"thr={td.threshold:g} pad={td.prefix_padding_ms} sil={td.silence_duration_ms}"
     if isinstance(td, AzureSemanticVad):
         name = "semantic " + name
-    return name
+    if noise != NOISE_REDUCTION_OFF:
+        name += f" nr={noise}"
+    return name + (" aec" if echo else "")
+
+
+def _processing_axes(grid: Mapping[str, Any]) -> tuple[list[str], list[bool]]:
+    """The grid's ``noise_reduction`` and ``echo_cancellation`` values (default: off)."""
+    noise = grid.get("noise_reduction", [NOISE_REDUCTION_OFF])
+    noise = noise if isinstance(noise, list) else [noise]
+    allowed = (NOISE_REDUCTION_OFF, *protocol.NOISE_REDUCTION_TYPES)
+    for value in noise:
+        if value not in allowed:
+            raise ConfigError(
+                f"[grid] noise_reduction must be among {', '.join(map(repr, allowed))}, got {value!r}"
+            )
+    echo = grid.get("echo_cancellation", [False])
+    echo = echo if isinstance(echo, list) else [echo]
+    for value in echo:
+        if not isinstance(value, bool):
+            raise ConfigError(f"[grid] echo_cancellation must be true or false, got {value!r}")
+    for key, values in (("noise_reduction", noise), ("echo_cancellation", echo)):
+        if not values:
+            raise ConfigError(f"[grid] {key} is an empty list; give at least one value")
+    return list(dict.fromkeys(noise)), list(dict.fromkeys(echo))
+
+
+def _processing_extra(noise: str, echo: bool) -> dict[str, Any]:
+    """The raw session keys of one input-processing grid point."""
+    extra: dict[str, Any] = {}
+    if noise != NOISE_REDUCTION_OFF:
+        extra["input_audio_noise_reduction"] = {"type": noise}
+    if echo:
+        extra["input_audio_echo_cancellation"] = {"type": protocol.ECHO_CANCELLATION_TYPE}
+    return extra
+
+
+def _processing_of(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``noise_reduction`` and ``echo_cancellation`` of a setting as recorded (:meth:`SessionSettings.to_dict`)."""
+    extra = settings.get("extra") or {}
+    noise = (extra.get("input_audio_noise_reduction") or {}).get("type", NOISE_REDUCTION_OFF)
+    return {"noise_reduction": noise, "echo_cancellation": bool(extra.get("input_audio_echo_cancellation"))}
 
 
 def load_config(
@@ -181,12 +229,14 @@ def load_config(
     if kind == protocol_limits.SERVER_VAD and "speech_duration_ms" in axes:
         raise ConfigError("[grid] speech_duration_ms needs type = 'azure_semantic_vad'")
     cls = _GRID_TYPES[kind]
+    noises, echoes = _processing_axes(grid)
     settings: list[SessionSettings] = []
     names: list[str] = []
     for combo in itertools.product(*axes.values()):
         td = cls(**dict(zip(axes.keys(), combo, strict=False)))  # raises ConfigError on out-of-range values
-        settings.append(SessionSettings(turn_detection=td))
-        names.append(_setting_name(td))
+        for noise, echo in itertools.product(noises, echoes):
+            settings.append(SessionSettings(turn_detection=td, extra=_processing_extra(noise, echo)))
+            names.append(_setting_name(td, noise, echo))
     run = data.get("run", {})
     for key in ("baseline",):
         if key in run and not isinstance(run[key], bool):
@@ -536,6 +586,7 @@ def aggregate(out_dir: Path, cfg: SweepConfig) -> None:
             "threshold": td.get("threshold"),
             "prefix_padding_ms": td.get("prefix_padding_ms"),
             "silence_duration_ms": td.get("silence_duration_ms"),
+            **_processing_of(meta["settings"]),
         }
         try:
             res = _analyse_cell(marker.parent, prompt, meta.get("connect_ns"))
@@ -568,7 +619,15 @@ def aggregate(out_dir: Path, cfg: SweepConfig) -> None:
     if not points.empty:
         first = (
             frames["scores"]
-            .groupby("setting")[["threshold", "prefix_padding_ms", "silence_duration_ms"]]
+            .groupby("setting")[
+                [
+                    "threshold",
+                    "prefix_padding_ms",
+                    "silence_duration_ms",
+                    "noise_reduction",
+                    "echo_cancellation",
+                ]
+            ]
             .first()
         )
         points = points.merge(first, left_on="setting", right_index=True, how="left")
@@ -599,7 +658,7 @@ def _write_manifest(
         "baseline": cfg.baseline,
         "canary": cfg.canary,
         "grid": [
-            {"setting": n, "turn_detection": s.to_dict()["turn_detection"]}
+            {"setting": n, "turn_detection": s.to_dict()["turn_detection"], **_processing_of(s.to_dict())}
             for n, s in zip(cfg.setting_names, cfg.settings, strict=False)
         ],
         "prompts": [{"id": p.id, "category": p.category, "file": str(p.file)} for p in cfg.prompts],

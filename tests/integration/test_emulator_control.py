@@ -45,7 +45,8 @@ async def test_manual_mode_appends_silently_and_commit_creates_the_user_item(con
     events = await collect_events(conn, "response.done")
     assert "response.audio.delta" in types_of(events)
     transcript = next(e for e in events if e.type == "response.audio_transcript.done").transcript
-    assert transcript.startswith("I heard")
+    assert transcript.startswith("You said: ") and "weather" in transcript  # the model heard the words
+    assert not any("input_audio_transcription" in t for t in types_of(events))  # and never sent them
 
 
 async def test_committing_an_empty_buffer_is_an_error_and_the_session_goes_on(conn):

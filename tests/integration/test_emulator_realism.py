@@ -123,6 +123,18 @@ async def test_a_failing_recognizer_sends_transcription_failed():
         assert transcript.startswith("I heard")  # the duration fallback
 
 
+async def test_without_hearing_an_untranscribed_turn_gets_the_duration_reply():
+    async with fast_emulator(hear_audio=False) as emu, _connect(emu) as conn:
+        await collect_events(conn, "session.created")
+        await _update(conn, turn_detection=None)
+        await conn.input_audio_buffer.append(audio=spoken_prompt().pcm)
+        await conn.input_audio_buffer.commit()
+        await conn.response.create()
+        events = await collect_events(conn, "response.done")
+        reply = next(e for e in events if e.type == "response.audio_transcript.done").transcript
+        assert reply.startswith("I heard ") and reply.endswith(" seconds of speech.")
+
+
 # --- synthesis: formats, timestamps, visemes ----------------------------------------------------------
 
 

@@ -61,7 +61,7 @@ async def test_frame_has_the_documented_columns_and_dtypes(prompt):
     assert stopped["audio_end_ms"] == pytest.approx(prompt.speech_end_ms + 500, abs=50)
     deltas = df[df["type"] == "response.audio.delta"]
     assert (deltas["audio_ms"] > 0).all() and deltas["payload"].str.len().max() < 400  # no base64 inline
-    assert df.loc[df["type"] == "response.audio_transcript.done", "text"].iloc[0].startswith("I heard")
+    assert df.loc[df["type"] == "response.audio_transcript.done", "text"].iloc[0].startswith("You said: ")
 
 
 async def test_events_yields_sdk_models_as_logged_and_the_log_is_columnar(prompt):

@@ -145,9 +145,47 @@ def test_bad_configs_fail_before_anything_runs(bad, message):
         load_config(config(**bad))
 
 
-def test_the_example_config_is_valid():
+def test_the_example_configs_are_valid():
     cfg = load_config("examples/vad_sweep.toml")
     assert cfg.baseline in cfg.setting_names and cfg.canary == "short_question" and cfg.n_cells >= 40
+    noise = load_config("examples/noise_sweep.toml")
+    assert len(noise.settings) == 16 and "thr=0.05 pad=300 sil=500 nr=far_field" in noise.setting_names
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        ({"noise_reduction": ["studio"]}, "noise_reduction must be among 'off', 'near_field'"),
+        ({"echo_cancellation": ["yes"]}, "echo_cancellation must be true or false"),
+        ({"noise_reduction": []}, "noise_reduction is an empty list"),
+    ],
+)
+def test_bad_processing_grids_fail_before_anything_runs(grid, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(config(grid=grid))
+
+
+async def test_a_sweep_reports_false_starts_with_noise_suppression_on_and_off(tmp_path):
+    cfg = load_config(
+        {
+            "target": {"speed": "max", "latency": "instant"},
+            "prompts": {"include": ["noise_only", "noisy_snr10"]},
+            "grid": {"threshold": [0.05], "noise_reduction": ["off", "azure_deep_noise_suppression"]},
+        }
+    )
+    result = await run_sweep_async(cfg, tmp_path, progress=False, session_options=OPTS)
+    assert {c.status for c in result.cells} == {"ok"}
+    points = result.points().set_index("noise_reduction")
+    assert set(points.index) == {"off", "azure_deep_noise_suppression"}
+    assert points["false_starts_per_min"].notna().all()  # the noise-only prompt, scored per setting
+    assert (points["missed_turn_rate"] == 0).all()  # the noisy prompt's turn is found with and without
+    vad = result.vad()
+    onsets = {nr: sorted(g["onset_ms"].dropna()) for nr, g in vad.groupby("noise_reduction")}
+    assert onsets["off"] != onsets["azure_deep_noise_suppression"]  # the VAD heard different audio
+    for cell in (tmp_path / "cells").iterdir():  # the emulator's ground truth: what it applied, per cell
+        trace = [json.loads(line) for line in (cell / "trace.jsonl").read_text(encoding="utf-8").splitlines()]
+        applied = [t["noise_reduction"] for t in trace if t["kind"] == "audio_processing"]
+        assert applied == (["azure_deep_noise_suppression"] if "nr=" in cell.name else [])
 
 
 @pytest.mark.parametrize("speed", [4.0, math.inf])

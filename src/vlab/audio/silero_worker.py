@@ -15,8 +15,17 @@ Wire format (little-endian), requests::
     op u8 | stream u32 | input rate u32 | model rate u32 | floor f32 | n u32 | n bytes of PCM16
 
 ``op`` is :data:`AUDIO` (more audio of the stream, created on first use), :data:`RESET` (start the
-stream over) or :data:`CLOSE` (forget it). ``floor`` is the frame energy below which a probability is
-reported as 0 (negative: no floor), as :meth:`SileroModel.gate <vlab.audio.vad.SileroModel.gate>`.
+stream over; payload: an optional f64, the input ms its processing restarts at) or :data:`CLOSE`
+(forget it). ``floor`` is the frame energy below which a probability is reported as 0 (negative: no
+floor), as :meth:`SileroModel.gate <vlab.audio.vad.SileroModel.gate>`.
+
+A stream can have its audio processed before the model (:mod:`vlab.audio.processing`: noise
+suppression, echo cancellation), here beside the model rather than on the caller's loop:
+:data:`PROCESS` (payload ``echo u8 | origin ms f64 | noise type, UTF-8``; ``input rate`` is the rate of
+the stream's audio; sent before its first audio, or again to change the settings), :data:`PLAY` (the
+echo reference: ``at ms f64 | PCM16``, ``input rate`` is its rate) and :data:`STOP` (playback stopped:
+``at ms f64``). They apply in order with the stream's audio.
+
 Every :data:`AUDIO` request is answered, in order, with::
 
     stream u32 | frames u32 | frames × float32 probability
@@ -45,14 +54,17 @@ import numpy as np
 from vlab.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
+    from vlab.audio.processing import InputProcessor, ProcessingSettings
     from vlab.audio.vad import SileroModel, StreamingVad
 
 log = logging.getLogger("vlab.audio")
 
-AUDIO, RESET, CLOSE = 0, 1, 2
+AUDIO, RESET, CLOSE, PROCESS, PLAY, STOP = 0, 1, 2, 3, 4, 5
 _MAX_QUICK_DEATHS, _QUICK_NS = 3, 10 * 10**9  # a worker that exits this often at once is not restarted
 REQUEST = struct.Struct("<BIIIfI")
 RESULT = struct.Struct("<II")
+_MS = struct.Struct("<d")
+_PROCESS = struct.Struct("<Bd")
 _READ = 1 << 20
 
 
@@ -70,6 +82,27 @@ def _new_stream(input_rate: int, model_rate: int, floor: float) -> StreamingVad:
     model = SileroModel(model_rate)
     model.floor_energy = floor  # the caller's model's floor, as sent
     return StreamingVad(VadParams(), input_rate, model=model)
+
+
+def _processing(payload: bytes) -> tuple[ProcessingSettings, float]:
+    """The settings and origin (input ms) of a :data:`PROCESS` request's payload."""
+    from vlab.audio.processing import ProcessingSettings
+
+    echo, origin_ms = _PROCESS.unpack_from(payload)
+    noise = payload[_PROCESS.size :].decode() or None
+    return ProcessingSettings(noise, bool(echo)), origin_ms
+
+
+def _configure(processors: dict[int, InputProcessor], stream: int, input_rate: int, payload: bytes) -> None:
+    """Apply a :data:`PROCESS` request: a stream's processor is created, or its settings change."""
+    from vlab.audio.processing import InputProcessor
+
+    settings, origin_ms = _processing(payload)
+    processor = processors.get(stream)
+    if processor is None:
+        processors[stream] = InputProcessor(settings, input_rate, origin_ms)
+    else:
+        processor.configure(settings)
 
 
 def _model(vad: StreamingVad) -> SileroModel:
@@ -102,9 +135,12 @@ def _run_batch(
     batch.clear()
 
 
-def _cut(stream: StreamingVad, pieces: list[bytes], blocks: list[np.ndarray]) -> None:
-    """Cut a stream's audio requests in one pass: all the frames go to the last request's block."""
-    frames = stream.prepare(b"".join(pieces)).frames
+def _cut(
+    stream: StreamingVad, pieces: list[bytes], blocks: list[np.ndarray], processor: InputProcessor | None
+) -> None:
+    """Process and cut a stream's audio requests in one pass: all the frames go to the last request's block."""
+    audio = b"".join(pieces)
+    frames = stream.prepare(audio if processor is None else processor.process(audio)).frames
     blocks += [frames[:0]] * (len(pieces) - 1) + [frames]
 
 
@@ -115,6 +151,7 @@ def serve(read_fd: int, write_fd: int) -> None:
     on the last of them (the earlier ones complete no frame), as if the audio had come in one append.
     """
     streams: dict[int, StreamingVad] = {}
+    processors: dict[int, InputProcessor] = {}  # streams whose audio is processed before the model
     buf = bytearray()
     while chunk := os.read(read_fd, _READ):
         buf += chunk
@@ -128,23 +165,39 @@ def serve(read_fd: int, write_fd: int) -> None:
             end = pos + REQUEST.size + n
             if end > len(buf):
                 break
+            payload = bytes(buf[pos + REQUEST.size : end])
+            pos = end
             if op == AUDIO:
                 if stream not in streams:
-                    streams[stream] = _new_stream(input_rate, model_rate, floor)
-                audio.setdefault(stream, []).append(bytes(buf[pos + REQUEST.size : end]))
-            else:
-                if stream in audio:
-                    _cut(streams[stream], audio.pop(stream), batch.setdefault(stream, []))
+                    processor = processors.get(stream)
+                    streams[stream] = _new_stream(
+                        input_rate if processor is None else processor.rate, model_rate, floor
+                    )
+                audio.setdefault(stream, []).append(payload)
+                continue
+            if stream in audio:  # the stream's earlier audio goes through as it was before this request
+                _cut(streams[stream], audio.pop(stream), batch.setdefault(stream, []), processors.get(stream))
+            if op == PROCESS:
+                _configure(processors, stream, input_rate, payload)
+            elif op == PLAY and stream in processors:
+                processors[stream].play(payload[_MS.size :], input_rate, _MS.unpack_from(payload)[0])
+            elif op == STOP and stream in processors:
+                processors[stream].stop_playback(_MS.unpack_from(payload)[0])
+            elif op in (RESET, CLOSE):
                 if stream in batch:
                     _run_batch(streams, batch, out)  # this stream's earlier frames before its state changes
-                if op == RESET and stream in streams:
-                    streams[stream].reset()
-                elif op == CLOSE:
+                if op == CLOSE:
                     streams.pop(stream, None)
-            pos = end
+                    processors.pop(stream, None)
+                    continue
+                if stream in streams:
+                    streams[stream].reset()
+                if stream in processors and payload:
+                    processor = processors[stream]
+                    processor.restart(processor.input_rate, _MS.unpack_from(payload)[0])
         del buf[:pos]
         for stream, pieces in audio.items():
-            _cut(streams[stream], pieces, batch.setdefault(stream, []))
+            _cut(streams[stream], pieces, batch.setdefault(stream, []), processors.get(stream))
         if batch:
             _run_batch(streams, batch, out)
         if out:
@@ -227,21 +280,51 @@ class SileroWorker:
         if self.broken is not None:
             future.set_exception(RuntimeError(self.broken))
             return future
-        stream = self._ids.get(model)
-        if stream is None:
-            stream = self._ids[model] = self._next_id
-            self._next_id += 1
+        stream = self._stream(model)
         self._futures.setdefault(stream, deque()).append(future)  # before the request: no answer can race it
         self._send(
             encode_request(AUDIO, stream, input_rate, model.sample_rate, model.floor_energy, bytes(pcm16))
         )
         return future
 
-    def reset(self, model: SileroModel) -> None:
-        """Start ``model``'s stream over in the worker (after its earlier audio)."""
+    def _stream(self, model: SileroModel) -> int:
+        stream = self._ids.get(model)
+        if stream is None:
+            stream = self._ids[model] = self._next_id
+            self._next_id += 1
+        return stream
+
+    def process(
+        self, model: SileroModel, settings: ProcessingSettings, input_rate: int, origin_ms: float
+    ) -> None:
+        """Process ``model``'s audio before the model from here on (:class:`~vlab.audio.processing.InputProcessor`).
+
+        Before the stream's first audio it starts the processor (input at ``input_rate``, first sample at
+        input ms ``origin_ms``); later, the settings change and each processor keeps its state.
+        """
+        payload = (
+            _PROCESS.pack(settings.echo_cancellation, origin_ms) + (settings.noise_reduction or "").encode()
+        )
+        self._send(encode_request(PROCESS, self._stream(model), input_rate, pcm16=payload))
+
+    def play(self, model: SileroModel, pcm16: bytes, sample_rate: int, at_ms: float) -> None:
+        """Queue the echo reference of ``model``'s processed stream (as :meth:`InputProcessor.play`)."""
+        self._send(encode_request(PLAY, self._stream(model), sample_rate, pcm16=_MS.pack(at_ms) + pcm16))
+
+    def stop_playback(self, model: SileroModel, at_ms: float) -> None:
+        """Playback of the echo reference stopped at input ms ``at_ms``."""
+        self._send(encode_request(STOP, self._stream(model), pcm16=_MS.pack(at_ms)))
+
+    def reset(self, model: SileroModel, origin_ms: float | None = None) -> None:
+        """Start ``model``'s stream over in the worker (after its earlier audio).
+
+        Args:
+            model: The stream's model.
+            origin_ms: Input ms where the processed stream restarts (with :meth:`process` only).
+        """
         stream = self._ids.get(model)
         if stream is not None:
-            self._send(encode_request(RESET, stream))
+            self._send(encode_request(RESET, stream, pcm16=b"" if origin_ms is None else _MS.pack(origin_ms)))
 
     def forget(self, model: SileroModel) -> None:
         """Drop ``model``'s state in the worker; answers still in flight are ignored."""

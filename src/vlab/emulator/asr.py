@@ -18,8 +18,10 @@ single worker thread so the event loop is never blocked and the one decoder is n
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -169,6 +171,41 @@ async def recognize(recognizer: Recognizer, pcm16: bytes, sample_rate: int) -> T
             _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlab-asr")
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_executor, recognizer.transcribe, pcm16, sample_rate)
+
+
+_HEARD_CACHE_SIZE = 1024
+_heard: OrderedDict[tuple[int, int, bytes], str] = OrderedDict()
+_SILENT = 4
+"""|PCM16 sample| at or below which a turn's edges count as digital silence (about -78 dBFS)."""
+_HEAR_PAD_MS = 200
+
+
+async def hear(recognizer: Recognizer, pcm16: bytes, sample_rate: int) -> str:
+    """The words of a user turn, for a reply that follows what was said (the text only).
+
+    The turn's digitally silent edges are cut down to :data:`_HEAR_PAD_MS` each, and the text is
+    remembered by content: the same speech committed with more or less silence around it (another
+    turn-detection setting of a sweep) is read once per process.
+
+    Raises:
+        RecognitionError: Recognition failed.
+    """
+    samples = np.frombuffer(pcm16[: len(pcm16) // 2 * 2], dtype="<i2")
+    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > _SILENT)
+    pad = sample_rate * _HEAR_PAD_MS // 1000
+    if len(loud):
+        samples = samples[max(int(loud[0]) - pad, 0) : int(loud[-1]) + 1 + pad]
+    audio = samples.tobytes()
+    key = (id(recognizer), sample_rate, hashlib.blake2b(audio, digest_size=16).digest())
+    text = _heard.get(key)
+    if text is None:
+        text = (await recognize(recognizer, audio, sample_rate)).text
+        _heard[key] = text
+        if len(_heard) > _HEARD_CACHE_SIZE:
+            _heard.popitem(last=False)
+    else:
+        _heard.move_to_end(key)
+    return text
 
 
 # --- end-of-utterance cues and filler words ----------------------------------------------------------

@@ -32,6 +32,9 @@ class EmulatorConfig:
     """Makes the speech-probability model of each connection's server VAD."""
     recognizer_factory: Callable[[], Recognizer] = default_recognizer
     """Gives the speech recognizer (transcription, responder, semantic end-of-utterance cues)."""
+    hear_audio: bool = True
+    """Run the recognizer on user audio turns even without ``input_audio_transcription``, so replies
+    follow what was said (as the service's model hears the audio); the words are never sent."""
     script: Script | None = None
     """Scripted dialogue rules tried before the built-in replies."""
     faults: tuple[Fault, ...] = ()

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from vlab import protocol
 from vlab.emulator import session_config
-from vlab.emulator.asr import recognize
+from vlab.emulator.asr import RecognitionError, hear, recognize
 from vlab.emulator.config import EmulatorConfig
 from vlab.emulator.faults import METADATA_KEY, Fault, FaultPlan
 from vlab.emulator.input_buffer import InputBuffer
@@ -92,6 +92,7 @@ class EmulatorConnection:
         self.response: ResponseRun | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._transcriptions: dict[str, asyncio.Task[None]] = {}
+        self._unheard: tuple[Item, bytes, int] | None = None  # the last user turn, not read yet
         self._vad_due_ms = 0.0  # VAD steps keep their order even when their delays differ
         self.outbox = Outbox(
             ws,
@@ -307,6 +308,27 @@ class EmulatorConnection:
             self._transcriptions[item_id] = self.scheduler.spawn(
                 self.scheduler.now_ms, lambda: send_transcription(self, item, reading)
             )
+        elif cached is not None:
+            item.heard = cached.text
+        elif self.config.hear_audio:  # read when a reply needs the words (nothing is sent)
+            self._unheard = (item, audio, rate)
+
+    async def _hear_last_turn(self) -> None:
+        """From a response's step: read the words of the last user audio turn, if its reply needs them.
+
+        Only the last turn, and only once (transcription off, ``hear_audio`` on). The step holds the turn
+        while the recognizer runs, so the wall time it takes never moves a later step before the reply.
+        """
+        if self._unheard is None:
+            return
+        item, audio, rate = self._unheard
+        self._unheard = None
+        if item.id not in self.conversation:  # deleted meanwhile
+            return
+        try:
+            item.heard = await hear(self.recognizer, audio, rate)
+        except RecognitionError as exc:
+            log.warning("the emulator could not read the user's audio for its reply: %s", exc)
 
     # --- responses -------------------------------------------------------------------------------------
 
@@ -331,6 +353,7 @@ class EmulatorConnection:
             pending = [t for t in self._transcriptions.values() if not t.done()]
             if pending:
                 await self.scheduler.wait_for(asyncio.gather(*pending, return_exceptions=True))
+            await self._hear_last_turn()
             run.reply = reply_for(
                 list(self.conversation),
                 session,

@@ -6,7 +6,7 @@ each turn boundary it finds is reported to the connection (:class:`TurnListener`
 time at which it was decided (:mod:`vlab.emulator.timeline`).
 
 With ``input_audio_noise_reduction`` or ``input_audio_echo_cancellation`` set, the VAD hears the audio
-after an :class:`~vlab.emulator.audio_processing.InputProcessor` (at 16 kHz); the echo canceller's
+after an :class:`~vlab.audio.processing.InputProcessor` (at 16 kHz, in the VAD worker); the echo canceller's
 reference is the assistant audio the connection reports with :meth:`InputBuffer.play`. Turns keep the
 audio as the client sent it: that is what the recognizer reads and what a committed item holds.
 
@@ -36,10 +36,10 @@ import numpy as np
 from vlab import protocol
 from vlab.audio import g711
 from vlab.audio.pcm import float_to_pcm16, resample
+from vlab.audio.processing import PROCESSING_RATE_HZ, ProcessingSettings
 from vlab.audio.vad import SpeechModel, StreamingVad, VadEvent
 from vlab.emulator import session_config
 from vlab.emulator.asr import Recognizer, Transcript, recognize, sounds_unfinished
-from vlab.emulator.audio_processing import InputProcessor, ProcessingSettings
 from vlab.emulator.timeline import Scheduler
 from vlab.emulator.vad_pipeline import VadPipeline
 from vlab.emulator.wire import Ids, WireError
@@ -121,7 +121,6 @@ class InputBuffer:
         self._vad: VadPipeline | None = None
         self._vad_rate = 0
         self._processing = ProcessingSettings()
-        self._processor: InputProcessor | None = None  # in front of the VAD, while both are on
         self._vad_offset_ms = 0.0
         self._decided_ms = 0.0  # input-audio ms up to which the VAD has decided
         self._hold: _Hold | None = None
@@ -154,7 +153,7 @@ class InputBuffer:
         if rate != self._rate:
             self._base_ms, self._bytes, self._rate = self.position_ms, 0, rate
             self._close_vad()
-        processing = ProcessingSettings.from_session(session)
+        processing = session_config.processing_settings(session)
         if processing != self._processing:
             self._trace(
                 kind="audio_processing",
@@ -163,8 +162,8 @@ class InputBuffer:
             )
             if processing.active != self._processing.active:
                 self._close_vad()  # the VAD's input changes rate: it starts over (as for a new input rate)
-            elif self._processor is not None:
-                self._processor.configure(processing)
+            elif self._vad is not None and processing.active:
+                self._vad.configure_processing(processing)
             self._processing = processing
         if first or session["turn_detection"] != old_td or self._vad is None:
             self._configure_vad()
@@ -179,12 +178,9 @@ class InputBuffer:
             self._vad.vad.update_params(params)
             return
         self._close_vad()
-        vad_rate = self._rate
-        if self._processing.active:
-            self._processor = InputProcessor(self._processing, self._rate, self.position_ms)
-            vad_rate = self._processor.rate
+        vad_rate = PROCESSING_RATE_HZ if self._processing.active else self._rate
         vad = StreamingVad(params, vad_rate, model=self._vad_model())
-        self._vad = VadPipeline(vad, self._on_vad_decided)
+        self._vad = VadPipeline(vad, self._on_vad_decided, self._processing, self._rate, self.position_ms)
         self._vad_rate = self._rate
         self._vad_offset_ms = self._decided_ms = self.position_ms
 
@@ -192,7 +188,6 @@ class InputBuffer:
         if self._vad is not None:
             self._vad.close()
         self._vad = None
-        self._processor = None
 
     def close(self) -> None:
         """Drop the VAD (the connection is gone)."""
@@ -214,7 +209,7 @@ class InputBuffer:
         self._bytes += len(pcm)
         self._pending += pcm
         if self._vad is not None:
-            self._vad.feed(pcm if self._processor is None else self._processor.process(pcm))
+            self._vad.feed(pcm)
 
     def play(self, audio: bytes, audio_format: str, at_ms: float) -> None:
         """Assistant audio (in an output format) went out at simulated time ``at_ms``: the echo reference.
@@ -223,19 +218,19 @@ class InputBuffer:
         input (``input``/``ended``), and the audio received so far in ``live`` mode, where simulated time
         runs on the wall clock instead.
         """
-        if self._processor is None or not self._processing.echo_cancellation:
+        if self._vad is None or not self._processing.echo_cancellation:
             return
         fmt = audio_format.replace("-", "_")
         if fmt == "g711_ulaw":
             audio = g711.ulaw_decode(audio)
         elif fmt == "g711_alaw":
             audio = g711.alaw_decode(audio)
-        self._processor.play(audio, protocol.OUTPUT_FORMAT_RATES[fmt], self._input_time_ms(at_ms))
+        self._vad.play(audio, protocol.OUTPUT_FORMAT_RATES[fmt], self._input_time_ms(at_ms))
 
     def stop_playback(self, at_ms: float) -> None:
         """The client stopped playing the assistant's audio at simulated time ``at_ms`` (barge-in, truncate)."""
-        if self._processor is not None:
-            self._processor.stop_playback(self._input_time_ms(at_ms))
+        if self._vad is not None:
+            self._vad.stop_playback(self._input_time_ms(at_ms))
 
     def _input_time_ms(self, at_ms: float) -> float:
         """Where on the input timeline something happening at simulated time ``at_ms`` falls."""
@@ -306,10 +301,8 @@ class InputBuffer:
         self._speech_item_id = None
         self._drop_hold()
         if self._vad is not None:
-            self._vad.reset()
+            self._vad.reset(self.position_ms)
             self._vad_offset_ms = self._decided_ms = self.position_ms
-            if self._processor is not None:
-                self._processor.restart(self._rate, self.position_ms)
 
     def held_transcript(self, item_id: str) -> Transcript | None:
         """The words read while the turn ``item_id`` was held, if it was (then forgotten)."""

@@ -25,6 +25,8 @@ class Item:
     """An assistant audio reply: ``(offset ms in the audio, word)`` per spoken word."""
     audio_bytes: int = 0
     """An assistant audio reply: bytes of audio sent (after a truncation: kept)."""
+    heard: str | None = None
+    """A user audio turn without transcription: the words the emulator's model heard (never sent)."""
 
     @classmethod
     def from_wire(cls, wire: Mapping[str, Any], **known: Any) -> Item:

@@ -9,11 +9,12 @@ Rules, first match wins:
    by meaning, or ``tool_choice`` forces one → function calls, one output item each, with JSON arguments
    filled from each tool's schema (:mod:`vlab.emulator.tool_choice`: scoring, threshold, arguments;
    several calls only when ``parallel_tool_calls`` is not ``false``).
-3. The user's last item is text, or audio whose recognized transcript is not empty (the session has
-   ``input_audio_transcription`` configured, so the emulator ran its recognizer on it; see
-   :mod:`vlab.emulator.asr`) → "You said: <text>." (at most 40 words).
-4. The user's last item is audio with no transcript (transcription off, or nothing recognized) →
-   "I heard <n.n> seconds of speech."
+3. The user's last item is text, or audio in which the recognizer heard words (its transcript with
+   ``input_audio_transcription``; without it the emulator still reads the audio, as the service's model
+   hears it, unless ``Emulator(hear_audio=False)``; see :mod:`vlab.emulator.asr`) → "You said: <text>."
+   (at most 40 words).
+4. The user's last item is audio with no words heard (nothing recognized, or ``hear_audio=False``
+   without transcription) → "I heard <n.n> seconds of speech."
 5. No user item (a proactive ``response.create``) → "Hello! How can I help you today?"
 
 Rules 3–5 are short replies; when the response's instructions, the user's words or the session's
@@ -83,7 +84,7 @@ def _user_text(item: Item) -> str | None:
             return str(part["text"])
         if part.get("type") == "input_audio" and part.get("transcript"):
             return str(part["transcript"])
-    return None
+    return item.heard or None
 
 
 @dataclass(frozen=True, slots=True)

@@ -152,6 +152,9 @@ class Emulator:
         script: A JSON dialogue script (path or :class:`Script`) tried before the built-in replies.
         faults: Faults (:class:`~vlab.emulator.faults.Fault`) armed on every new connection.
         recognizer_factory: Speech recognizer for the user's audio (PocketSphinx by default).
+        hear_audio: Read each user audio turn's words for the reply even without input transcription, as
+            the service's model hears them (about a quarter of the turn's length in CPU); False answers
+            "I heard N seconds of speech" instead.
         clock: The wall clock that maps simulated time onto real time and times faults (inject a
             :class:`~vlab.clock.ManualClock` or :class:`~vlab.clock.VirtualClock` in tests).
 
@@ -174,6 +177,7 @@ class Emulator:
         script: str | os.PathLike[str] | Script | None = None,
         faults: Iterable[Fault] = (),
         recognizer_factory: Callable[[], Recognizer] = default_recognizer,
+        hear_audio: bool = True,
         clock: Clock | None = None,
     ) -> None:
         try:
@@ -203,6 +207,7 @@ class Emulator:
             trace=self.trace,
             vad_model_factory=vad_model_factory,
             recognizer_factory=recognizer_factory,
+            hear_audio=hear_audio,
             script=script if isinstance(script, Script) or script is None else Script.load(script),
             faults=tuple(faults),
             clock=clock or SystemClock(),

@@ -9,13 +9,17 @@ rest of the session defaults to pcm16 at 24 kHz in and out and voice ``alloy``. 
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from vlab import protocol, protocol_limits
+from vlab.audio.processing import NOISE_SUPPRESSION_LEVELS, ProcessingSettings
 from vlab.audio.vad import VadParams
 from vlab.emulator.wire import WireError
+
+log = logging.getLogger("vlab.emulator")
 
 _MODALITIES = ({"text", "audio"}, {"text"}, {"text", "audio", "animation"}, {"text", "audio", "avatar"})
 _SESSION_TTL_S = 30 * 60
@@ -185,6 +189,28 @@ def input_rate(session: Mapping[str, Any]) -> int:
         if session["input_audio_format"].startswith("g711")
         else int(session["input_audio_sampling_rate"])
     )
+
+
+def processing_settings(session: Mapping[str, Any]) -> ProcessingSettings:
+    """The processing a session's ``input_audio_noise_reduction`` and ``input_audio_echo_cancellation`` ask for.
+
+    Unknown types, and echo cancellation with a client reference channel (stereo input), are echoed by
+    the session but not applied (logged).
+    """
+    nr = session.get("input_audio_noise_reduction")
+    noise = nr.get("type") if isinstance(nr, dict) else None
+    if noise is not None and noise not in NOISE_SUPPRESSION_LEVELS:
+        log.warning("input_audio_noise_reduction type %r is not emulated; no noise suppression", noise)
+        noise = None
+    ec = session.get("input_audio_echo_cancellation")
+    echo = (
+        isinstance(ec, dict)
+        and ec.get("type", protocol.ECHO_CANCELLATION_TYPE) == protocol.ECHO_CANCELLATION_TYPE
+    )
+    if echo and isinstance(ec, dict) and ec.get("reference_source", "server") not in (None, "server"):
+        log.warning("echo cancellation with a client reference channel is not emulated; none applied")
+        echo = False
+    return ProcessingSettings(noise, echo)
 
 
 def output_rate(session: Mapping[str, Any]) -> int:

@@ -1,14 +1,16 @@
-"""One connection's server VAD, with the model running beside the event loop.
+"""One connection's server VAD, with the model (and the input processing) running beside the event loop.
 
 The connection hands its input audio to the process's :class:`~vlab.audio.silero_worker.SileroWorker`,
-which resamples, cuts and runs it in another process. Meanwhile the loop goes on reading the next appends
+which processes it (noise suppression, echo cancellation: :mod:`vlab.audio.processing`), resamples, cuts
+and runs it in another process. Meanwhile the loop goes on reading the next appends
 of this and other connections, and the worker takes everything queued meanwhile as one batch across
 connections. :class:`VadPipeline` applies the
 probabilities to the turn machine strictly in order, and is *settled* before the connection handles
 any other client event, so the service's event order holds.
 
 Models other than :class:`~vlab.audio.vad.SileroModel` (e.g. the deterministic
-:class:`~vlab.audio.vad.EnergyModel` of the tests) run at once on the loop.
+:class:`~vlab.audio.vad.EnergyModel` of the tests) run at once on the loop, and so does their input
+processing.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from vlab.audio.processing import InputProcessor, ProcessingSettings
 from vlab.audio.silero_worker import SileroWorker
 from vlab.audio.vad import SileroModel, StreamingVad, VadEvent, VadFrames
 
@@ -35,14 +38,33 @@ class VadPipeline:
             worker process (the same cutting as :meth:`StreamingVad.prepare`); other models run here.
         on_decided: Called on the loop with each append's events (possibly none) and the input audio
             (ms) decided so far (the end of the last frame stepped), in the order the audio came.
+        processing: Noise suppression and echo cancellation before the model; when
+            :attr:`~ProcessingSettings.active`, ``vad`` takes the processor's 16 kHz output.
+        input_rate: Sample rate of the audio given to :meth:`feed` (default: ``vad``'s input rate).
+        origin_ms: Input ms of the first sample given to :meth:`feed` (the processor's timeline).
     """
 
-    def __init__(self, vad: StreamingVad, on_decided: Callable[[list[VadEvent], float], None]) -> None:
+    def __init__(
+        self,
+        vad: StreamingVad,
+        on_decided: Callable[[list[VadEvent], float], None],
+        processing: ProcessingSettings | None = None,
+        input_rate: int | None = None,
+        origin_ms: float = 0.0,
+    ) -> None:
         self.vad = vad
         self._on_decided = on_decided
+        self._input_rate = input_rate or vad.input_rate
+        self._processing = processing if processing is not None and processing.active else None
         model = vad.model
         self._remote = model if isinstance(model, SileroModel) else None
         self._worker = SileroWorker.shared() if self._remote is not None else None
+        self._processor: InputProcessor | None = None  # here, when the model runs here
+        if self._processing is not None:
+            if self._worker is not None and self._remote is not None:
+                self._worker.process(self._remote, self._processing, self._input_rate, origin_ms)
+            else:
+                self._processor = InputProcessor(self._processing, self._input_rate, origin_ms)
         self._backlog: deque[tuple[VadFrames, asyncio.Future[list[float]]]] = deque()
         self._idle: asyncio.Future[None] | None = None  # set when the backlog empties (for settle)
         self._failed = False
@@ -50,9 +72,9 @@ class VadPipeline:
         self._frames = 0  # remote: model frames decided since the last reset
 
     def feed(self, pcm16: bytes) -> None:
-        """Queue new input audio (PCM16 at the detector's input rate) for the model."""
+        """Queue new input audio (PCM16 at the input rate) for the processing and the model."""
         if self._worker is None or self._remote is None:
-            frames = self.vad.prepare(pcm16)
+            frames = self.vad.prepare(pcm16 if self._processor is None else self._processor.process(pcm16))
             if not self._backlog:  # nothing in flight: decide now, as a synchronous VAD would
                 self._decide(frames, self._run_here(frames))
                 return
@@ -60,9 +82,9 @@ class VadPipeline:
             future.set_result(self._run_here(frames))
         else:
             self._samples += len(pcm16) // 2
-            position_ms = 1000.0 * self._samples / self.vad.input_rate
+            position_ms = 1000.0 * self._samples / self._input_rate
             frames = VadFrames(_NONE, 0.0, 0, math.inf, position_ms)  # where the frames start: on return
-            future = self._worker.submit(self._remote, self.vad.input_rate, pcm16)
+            future = self._worker.submit(self._remote, self._input_rate, pcm16)
         self._backlog.append((frames, future))
         future.add_done_callback(self._decide_ready)
 
@@ -73,12 +95,42 @@ class VadPipeline:
         batch = getattr(model, "probabilities", None)
         return list(batch(frames.frames)) if batch else [model.probability(f) for f in frames.frames]
 
-    def reset(self) -> None:
-        """Forget the detector's state (after :meth:`settle`): a new stream follows."""
+    def reset(self, origin_ms: float = 0.0) -> None:
+        """Forget the detector's state (after :meth:`settle`): a new stream follows, from input ms ``origin_ms``."""
         self.vad.reset()
         self._samples = self._frames = 0
         if self._worker is not None and self._remote is not None:
-            self._worker.reset(self._remote)
+            self._worker.reset(self._remote, None if self._processing is None else origin_ms)
+        elif self._processor is not None:
+            self._processor.restart(self._input_rate, origin_ms)
+
+    def configure_processing(self, settings: ProcessingSettings) -> None:
+        """Change the processing's settings (it stays on: each processor keeps its state)."""
+        if self._processing is None or not settings.active:
+            raise ValueError("processing can change its settings, not start or stop: start a new pipeline")
+        self._processing = settings
+        if self._worker is not None and self._remote is not None:
+            self._worker.process(self._remote, settings, self._input_rate, 0.0)
+        elif self._processor is not None:
+            self._processor.configure(settings)
+
+    def play(self, pcm16: bytes, sample_rate: int, at_ms: float) -> None:
+        """The client plays assistant audio from input ms ``at_ms``: the echo canceller's reference."""
+        if self._processing is None or not self._processing.echo_cancellation:
+            return
+        if self._worker is not None and self._remote is not None:
+            self._worker.play(self._remote, pcm16, sample_rate, at_ms)
+        elif self._processor is not None:
+            self._processor.play(pcm16, sample_rate, at_ms)
+
+    def stop_playback(self, at_ms: float) -> None:
+        """The client stopped playing the assistant's audio at input ms ``at_ms``."""
+        if self._processing is None or not self._processing.echo_cancellation:
+            return
+        if self._worker is not None and self._remote is not None:
+            self._worker.stop_playback(self._remote, at_ms)
+        elif self._processor is not None:
+            self._processor.stop_playback(at_ms)
 
     async def settle(self) -> None:
         """Wait until every queued frame is decided (before the connection handles another event)."""

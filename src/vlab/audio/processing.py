@@ -1,7 +1,8 @@
 """Input audio processing before the server VAD: noise suppression and server echo cancellation.
 
 Voice Live applies ``input_audio_noise_reduction`` and ``input_audio_echo_cancellation`` to the input
-audio before its VAD. :class:`InputProcessor` does the same for one connection, in 10 ms frames at
+audio before its VAD. :class:`InputProcessor` does the same for one audio stream (the emulator runs it
+in the VAD worker process, :mod:`vlab.audio.silero_worker`, right before the model), in 10 ms frames at
 16 kHz (:data:`PROCESSING_RATE_HZ`), with real processors from two wheels:
 
 - **Echo cancellation** (``server_echo_cancellation``): WebRTC's AEC3, through the ``livekit`` wheel's
@@ -24,16 +25,17 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
+from vlab import protocol
 from vlab.audio.pcm import FloatArray, float_to_pcm16, pcm16_to_float
 
 if TYPE_CHECKING:
     import soxr
 
-log = logging.getLogger("vlab.emulator")
+log = logging.getLogger("vlab.audio")
 
 PROCESSING_RATE_HZ: Final = 16000
 """Rate the processors run at, and of the audio :meth:`InputProcessor.process` returns."""
@@ -41,12 +43,10 @@ FRAME_SAMPLES: Final = 160
 """Samples per processing frame (10 ms at 16 kHz, what both WebRTC processors take)."""
 _SAMPLES_PER_MS: Final = PROCESSING_RATE_HZ / 1000.0
 
-NOISE_SUPPRESSION_LEVELS: Final = {"near_field": 2, "far_field": 3, "azure_deep_noise_suppression": 4}
+NOISE_SUPPRESSION_LEVELS: Final = dict(zip(protocol.NOISE_REDUCTION_TYPES, (2, 3, 4), strict=True))
 """``input_audio_noise_reduction.type`` → WebRTC noise-suppression level (2 moderate ≈ 12 dB, 3 high ≈
 18 dB, 4 very high ≈ 21 dB): close-talking microphones get the lightest, Azure's neural suppressor the
 strongest."""
-ECHO_CANCELLATION_TYPE: Final = "server_echo_cancellation"
-"""The one ``input_audio_echo_cancellation.type`` (the reference is the audio the server sent)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,25 +57,6 @@ class ProcessingSettings:
     """A key of :data:`NOISE_SUPPRESSION_LEVELS`, or None for none."""
     echo_cancellation: bool = False
     """Cancel the echo of the assistant's audio (``server_echo_cancellation``, server reference)."""
-
-    @classmethod
-    def from_session(cls, session: Any) -> ProcessingSettings:
-        """The processing a session's ``input_audio_noise_reduction`` and ``input_audio_echo_cancellation`` ask for.
-
-        Unknown types, and echo cancellation with a client reference channel (stereo input), are
-        echoed by the session but not applied (logged).
-        """
-        nr = session.get("input_audio_noise_reduction")
-        noise = nr.get("type") if isinstance(nr, dict) else None
-        if noise is not None and noise not in NOISE_SUPPRESSION_LEVELS:
-            log.warning("input_audio_noise_reduction type %r is not emulated; no noise suppression", noise)
-            noise = None
-        ec = session.get("input_audio_echo_cancellation")
-        echo = isinstance(ec, dict) and ec.get("type", ECHO_CANCELLATION_TYPE) == ECHO_CANCELLATION_TYPE
-        if echo and isinstance(ec, dict) and ec.get("reference_source", "server") not in (None, "server"):
-            log.warning("echo cancellation with a client reference channel is not emulated; none applied")
-            echo = False
-        return cls(noise, echo)
 
     @property
     def active(self) -> bool:
@@ -209,6 +190,11 @@ class InputProcessor:
     def settings(self) -> ProcessingSettings:
         """What is applied."""
         return self._settings
+
+    @property
+    def input_rate(self) -> int:
+        """Sample rate of the PCM16 given to :meth:`process`, in Hz."""
+        return self._input_rate
 
     @property
     def late_reference_ms(self) -> float:

@@ -11,16 +11,17 @@ import pytest
 from vlab import protocol
 from vlab.audio import g711
 from vlab.audio.pcm import float_to_pcm16, pcm16_to_float, resample
-from vlab.audio.synth import synthesize
-from vlab.audio.vad import EnergyModel, SileroModel, StreamingVad, VadEvent, VadParams
-from vlab.clock import ManualClock
-from vlab.emulator import session_config
-from vlab.emulator.audio_processing import (
+from vlab.audio.processing import (
     PROCESSING_RATE_HZ,
     InputProcessor,
     ProcessingSettings,
     _Playout,
 )
+from vlab.audio.silero_worker import SileroWorker
+from vlab.audio.synth import synthesize
+from vlab.audio.vad import EnergyModel, SileroModel, StreamingVad, VadEvent, VadParams
+from vlab.clock import ManualClock
+from vlab.emulator import session_config
 from vlab.emulator.input_buffer import InputBuffer
 from vlab.emulator.timeline import Scheduler
 from vlab.prompts import load_prompt_set
@@ -52,16 +53,16 @@ def _silero_events(pcm16: bytes, rate: int = PROCESSING_RATE_HZ) -> tuple[list[V
 
 def test_settings_follow_the_session_and_leave_out_what_is_not_emulated():
     session = session_config.default_session("s", "gpt-realtime", "2026-07-15")
-    assert not ProcessingSettings.from_session(session).active  # both null by default
+    assert not session_config.processing_settings(session).active  # both null by default
     session["input_audio_noise_reduction"] = {"type": "far_field"}
     session["input_audio_echo_cancellation"] = {"type": "server_echo_cancellation"}
-    assert ProcessingSettings.from_session(session) == ProcessingSettings("far_field", True)
+    assert session_config.processing_settings(session) == ProcessingSettings("far_field", True)
     session["input_audio_noise_reduction"] = {"type": "studio_magic"}
     session["input_audio_echo_cancellation"] = {
         "type": "server_echo_cancellation",
         "reference_source": "client",
     }
-    assert ProcessingSettings.from_session(session) == ProcessingSettings(None, False)
+    assert session_config.processing_settings(session) == ProcessingSettings(None, False)
 
 
 # --- noise suppression -------------------------------------------------------------------------------
@@ -321,3 +322,41 @@ async def test_the_input_buffer_cancels_the_echo_of_what_it_played_before_its_va
     finally:
         buffer.close()
         await sched.close()
+
+
+# --- in the VAD worker process -------------------------------------------------------------------------
+
+
+async def _in_worker(
+    worker: SileroWorker, mic: bytes, reply: bytes, settings: ProcessingSettings
+) -> list[float]:
+    """The probabilities of the worker's processed stream, fed as :func:`_with_playback` feeds a processor."""
+    model = SileroModel()
+    worker.process(model, settings, RATE, 0.0)
+    step, futures, sent = 2 * RATE * CHUNK_MS // 1000, [], False
+    for i in range(0, len(mic), step):
+        if not sent and i / (2 * RATE) * 1000 >= 1000:
+            for j in range(0, len(reply), 2 * RATE // 5):
+                worker.play(model, reply[j : j + 2 * RATE // 5], RATE, 1000.0)
+            sent = True
+        futures.append(worker.submit(model, RATE, mic[i : i + step]))
+        if i % (step * 7) == 0:
+            await asyncio.sleep(0)  # let requests of one loop turn go out together, as the emulator's do
+    probs = [p for r in await asyncio.gather(*futures) for p in r]
+    worker.forget(model)
+    return probs
+
+
+@pytest.mark.parametrize(
+    "settings", [ProcessingSettings("far_field"), ProcessingSettings("near_field", True)]
+)
+def test_the_worker_processes_and_decides_as_this_process_would(reply, settings):
+    mic = _microphone(reply, played_at_ms=1000)
+    want = _silero_events(_with_playback(InputProcessor(settings, RATE), mic, reply, 1000))[1]
+    worker = SileroWorker()
+    try:
+        got = asyncio.run(_in_worker(worker, mic, reply, settings))
+    finally:
+        worker.close()
+    assert got == pytest.approx(want[: len(got)], abs=1e-6) and len(want) - len(got) <= 1  # (flush's frame)
+    assert (max(got) < 0.5) == settings.echo_cancellation  # the echo was heard only when not cancelled
