@@ -247,17 +247,20 @@ def pareto(
             label="baseline",
             zorder=5,
         )
-    for r in ok.itertuples(index=False):
-        ax.annotate(
-            str(r.setting),
-            (getattr(r, x), getattr(r, y) * 100),
-            fontsize=7,
-            xytext=(4, 4),
-            textcoords="offset points",
-        )
+    at_point: dict[tuple[float, float], list[str]] = {}
+    for r in ok.itertuples(index=False):  # settings on the same point share one stacked label
+        at_point.setdefault((float(getattr(r, x)), float(getattr(r, y)) * 100), []).append(str(r.setting))
+    numbered = len(ok) > 4  # many settings: number the points, name them in a key beside the plot
+    key: list[str] = []
+    for n, ((px, py), names) in enumerate(sorted(at_point.items()), start=1):
+        label = str(n) if numbered else "\n".join(names)
+        key += [f"{n}  {names[0]}", *(f"   {name}" for name in names[1:])]
+        ax.annotate(label, (px, py), fontsize=7, xytext=(4, 4), textcoords="offset points", va="bottom")
+    if numbered:
+        ax.text(1.03, 1.0, "\n".join(key), transform=ax.transAxes, fontsize=7, va="top", family="monospace")
     ax.set_xlabel(x.replace("_ms", " (ms, median)").replace("_", " "))
     ax.set_ylabel(y.replace("_", " ") + " (%)")
-    ax.set_title("Turn detection trade-off: cut-offs vs dead air (lower-left is better)")
+    ax.set_title("Turn detection trade-off: cut-offs vs dead air\n(lower-left is better)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper right")
     ax.margins(0.12)
