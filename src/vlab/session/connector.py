@@ -19,6 +19,7 @@ from vlab import protocol
 from vlab.endpoint import Secret, Target, make_credential, open_target, resolve_target
 from vlab.errors import ConnectionFailed
 from vlab.session import sdk_adapter
+from vlab.session.connect_errors import ConnectRefused, connect_error
 from vlab.session.link import WireError
 from vlab.session.reconnect import connect_advice, redact
 
@@ -82,7 +83,9 @@ class Connector:
         return redact(text, self._target) if self._target is not None else text
 
     def advice(self, exc: BaseException) -> ConnectionFailed:
-        """The error for a failed connection: what failed (redacted) and what to check."""
+        """The error for a failed connection: what failed (redacted) and how to fix it, on one line."""
+        if isinstance(exc, ConnectRefused):
+            return connect_error(self.target, exc.failure, self.redact)
         return ConnectionFailed(connect_advice(self.target, str(exc)))
 
     async def __aenter__(self) -> Connector:
