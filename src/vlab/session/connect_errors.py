@@ -87,7 +87,7 @@ def credential_sources(message: str) -> tuple[str, ...]:
     """The sources a chained credential (``DefaultAzureCredential``) tried, from its error message.
 
     Returns:
-        ``"Name: first sentence of its reason"`` for each line ``\\tName: reason`` of the message.
+        ``"Name: first sentence of its reason"`` for each line ``Name: reason`` of the message.
     """
     sources = []
     for line in message.splitlines():

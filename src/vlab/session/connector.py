@@ -78,6 +78,11 @@ class Connector:
         """The target if it has been resolved (never resolves it)."""
         return self._target
 
+    @property
+    def credential(self) -> Any:
+        """The credential given to the SDK (``AzureKeyCredential`` or a token credential) once opened."""
+        return self._credential
+
     def redact(self, text: str) -> str:
         """``text`` without the target's key."""
         return redact(text, self._target) if self._target is not None else text
