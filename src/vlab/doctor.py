@@ -180,8 +180,9 @@ async def diagnose(
     try:
         async with connector:
             target = connector.target
-            if not await _network_checks(target, checks, clock, timeout_s):
-                skip_rest("tls")
+            failed = await _network_checks(target, checks, clock, timeout_s)
+            if failed is not None:
+                skip_rest(failed)
                 return _with_devices(report, devices)
             await _session_checks(connector, checks, clock, timeout_s, voice)
     except VlabError as exc:  # e.g. the embedded emulator could not start
@@ -208,8 +209,8 @@ def _target_check(target: Target, sources: Mapping[str, str]) -> Check:
     return Check("target", status, summary, fix)
 
 
-async def _network_checks(target: Target, checks: list[Check], clock: Clock, timeout_s: float) -> bool:
-    """DNS, then TCP and TLS; False when one failed (its check says why)."""
+async def _network_checks(target: Target, checks: list[Check], clock: Clock, timeout_s: float) -> str | None:
+    """DNS, then TCP and TLS; the name of the check that failed (it says why), or None."""
     parts = urlsplit(target.endpoint or "")
     host = parts.hostname or ""
     secure = parts.scheme in ("https", "wss")
@@ -221,7 +222,7 @@ async def _network_checks(target: Target, checks: list[Check], clock: Clock, tim
     except (OSError, TimeoutError) as exc:
         fix = f"check the resource name in {ENV_ENDPOINT} (https://<resource>.services.ai.azure.com), the network or VPN"
         checks.append(Check("dns", "fail", f"cannot resolve {host} ({exc or 'timed out'})", fix))
-        return False
+        return "dns"
     addresses = sorted({str(info[4][0]) for info in infos})
     checks.append(Check("dns", "ok", f"{host} → {', '.join(addresses[:3])}"))
     context = None
@@ -246,7 +247,7 @@ async def _network_checks(target: Target, checks: list[Check], clock: Clock, tim
             reason = str(exc) or "timed out"
             fix = f"check the port in {ENV_ENDPOINT}, the network, proxies and firewalls"
             checks.append(Check("tls", "fail", f"cannot reach {host}:{port} ({reason})", fix))
-        return False
+        return "tls"
     try:
         if secure:
             tls = writer.get_extra_info("ssl_object")
@@ -270,7 +271,7 @@ async def _network_checks(target: Target, checks: list[Check], clock: Clock, tim
         writer.close()
         with contextlib.suppress(Exception):
             await writer.wait_closed()
-    return True
+    return None
 
 
 async def _session_checks(
