@@ -133,6 +133,12 @@ class EmulatorTokenCredential:
     async def close(self) -> None:
         """Nothing to release."""
 
+    async def __aenter__(self) -> EmulatorTokenCredential:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
     def __repr__(self) -> str:
         return f"EmulatorTokenCredential({self._principal!r}, ****)"
 
