@@ -438,7 +438,8 @@ async def _accepted(
     talk: _Conversation, name: str, candidates: list[tuple[str, dict[str, Any]]], required: str | None
 ) -> Check:
     """Which candidates the service accepts; fails when ``required`` is refused."""
-    accepted, refused = [], []
+    accepted: list[str] = []
+    refused: list[str] = []
     for label, session in candidates:
         try:
             result, error, _ = await talk.update(session)

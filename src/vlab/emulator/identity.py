@@ -132,7 +132,11 @@ class Identity:
         """
         now = self.now_s()
         expires = int(now + (self.lifetime_s if lifetime_s is None else lifetime_s))
-        claims = {"aud": audience, "iss": f"https://vlab.emulator/{TENANT}/v2.0", "tid": TENANT}
+        claims: dict[str, Any] = {
+            "aud": audience,
+            "iss": f"https://vlab.emulator/{TENANT}/v2.0",
+            "tid": TENANT,
+        }
         claims.update(oid=principal, iat=int(now), nbf=int(now), exp=expires, jti=secrets.token_hex(8))
         head = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
         body = _b64(json.dumps(claims, separators=(",", ":")).encode())

@@ -120,22 +120,20 @@ async def open_wire(*, endpoint: str, credential: Any, model: str | None, api_ve
             credential's words, not redacted).
     """
     from azure.ai.voicelive.aio import ConnectionError as SdkConnectionError
-    from azure.ai.voicelive.aio import connect
+    from azure.ai.voicelive.aio import WebsocketConnectionOptions, connect
     from azure.core.exceptions import AzureError
 
-    options: dict[str, Any] = {
-        # No automatic close reply: when the server closes and drops the TCP connection at once,
-        # aiohttp's failed reply would overwrite the close code it received with 1006.
-        "autoclose": False,
-    }
+    # No automatic close reply: when the server closes and drops the TCP connection at once,
+    # aiohttp's failed reply would overwrite the close code it received with 1006.
+    options = WebsocketConnectionOptions(autoclose=False)
     if endpoint.lower().startswith(("https:", "wss:")):
-        options["vendor_options"] = {"ssl": _tls_context()}
+        options["vendor_options"] = {"ssl": _tls_context()}  # trusts SSL_CERT_FILE as set now
     manager = connect(
         endpoint=endpoint,
         credential=credential,
         model=model,
         api_version=api_version,
-        connection_options=options,  # type: ignore[arg-type]
+        connection_options=options,
     )
     try:
         connection = await manager.__aenter__()
@@ -157,7 +155,8 @@ def classify(exc: BaseException) -> ConnectFailure:
     detail = str(cause) or type(cause).__name__
     if isinstance(cause, aiohttp.WSServerHandshakeError):
         status = cause.status
-        kind: FailureKind = {401: "unauthorized", 403: "forbidden", 429: "throttled"}.get(status, "http")
+        kinds: dict[int, FailureKind] = {401: "unauthorized", 403: "forbidden", 429: "throttled"}
+        kind = kinds.get(status, "http")
         retry = parse_retry_after(cause.headers.get("Retry-After")) if cause.headers else None
         return ConnectFailure(kind, f"HTTP {status} {cause.message}", status=status, retry_after_s=retry)
     dns_error = getattr(aiohttp, "ClientConnectorDNSError", ())  # aiohttp >= 3.10
