@@ -165,3 +165,19 @@ async def test_a_sweep_throttled_beyond_its_retries_records_the_error(tmp_path):
 def test_emulator_max_sessions_must_be_positive():
     with pytest.raises(ConfigError, match="max_sessions"):
         Emulator(max_sessions=0, speed=math.inf)
+
+
+async def test_a_rate_limit_error_during_a_session_is_throttled_and_retried_after_the_back_off(tmp_path):
+    clock = ManualClock()
+    limited = Fault("error", "input_audio_buffer.committed", error_code="rate_limit_exceeded")
+    assert Fault.parse("error_after:input_audio_buffer.committed:1:rate_limit_exceeded") == [limited]
+    async with fast_emulator(faults=[limited]) as emu:  # every connection is throttled
+        options = {"endpoint": emu.endpoint, "api_key": emu.api_key, "dotenv_path": False}
+        cfg = {**ONE_CELL, "run": {**ONE_CELL["run"], "throttle_retries": 1, "backoff_s": 4}}
+        result = await run_sweep_async(
+            cfg, tmp_path / "sweep", progress=False, session_options=options, clock=clock
+        )
+    (cell,) = result.cells
+    assert cell.status == "error" and cell.throttled == 1
+    assert cell.error.startswith("Throttled: the service throttled the session (rate_limit_exceeded: ")
+    assert clock.monotonic_ns() == 4 * 10**9  # no Retry-After in a session: the configured back-off

@@ -8,7 +8,8 @@ kind           what happens
 ``drop``       after the ``n``-th ``at`` event, the TCP connection is aborted (no close frame)
 ``close``      after the ``n``-th ``at`` event, a clean WebSocket close with ``code``
 ``delay``      the ``n``-th ``at`` event is held back ``ms`` milliseconds (the whole stream stalls)
-``error``      after the ``n``-th ``at`` event, an ``error`` event (``server_error``); ``fatal``
+``error``      after the ``n``-th ``at`` event, an ``error`` event (``error_code``, by default
+               ``server_error``; ``rate_limit_exceeded`` rehearses a throttled session); ``fatal``
                also closes the socket with code 1011
 ``throttle``   output audio (``response.audio.delta``) is sent no faster than ``rate`` × real time
 ``rate_limit`` the next ``n`` connection attempts to the emulator are refused with HTTP 429
@@ -23,7 +24,7 @@ The text form (several separated by ``;``)::
     drop_after:<type>[:<n>]
     close_after:<type>[:<n>[:<code>]]
     delay_before:<type>:<ms>[:<n>]
-    error_after:<type>[:<n>[:fatal]]
+    error_after:<type>[:<n>[:fatal|<error code>]]
     throttle:<rate>
     rate_limit:<n>[:<retry_after_s>]
 
@@ -65,6 +66,8 @@ class Fault:
     """``error``: also close the socket (code 1011) after the error event."""
     message: str = "The server had an error while processing your request (injected by vlab)."
     """``error``: the error message."""
+    error_code: str = "server_error"
+    """``error``: the error event's code (e.g. ``rate_limit_exceeded``)."""
     rate: float = 1.0
     """``throttle``: output audio speed as a multiple of real time (0.5 = half real time)."""
     retry_after_s: float = 1.0
@@ -125,12 +128,14 @@ class Fault:
                         cls("delay", args[0], ms=float(args[1]), n=int(args[2]) if len(args) > 2 else 1)
                     )
                 elif head == "error_after":
+                    last = args[2] if len(args) > 2 else ""
                     faults.append(
                         cls(
                             "error",
                             args[0],
                             n=int(args[1]) if len(args) > 1 else 1,
-                            fatal=len(args) > 2 and args[2] == "fatal",
+                            fatal=last == "fatal",
+                            error_code=last if last not in ("", "fatal") else "server_error",
                         )
                     )
                 elif head == "throttle":

@@ -43,6 +43,9 @@ status at the upgrade) or ``other``."""
 ROLE: Final = "Cognitive Services User"
 """The Azure role an Entra ID identity needs on the resource to open Voice Live sessions."""
 
+RATE_LIMIT_CODES: Final = frozenset({"rate_limit_exceeded", "too_many_requests", "429"})
+"""Error codes of an ``error`` event by which the service says a session hit its rate limit."""
+
 _ROLE_FIX: Final = (
     f"give your identity the '{ROLE}' role on the resource (Azure portal → the resource → Access control "
     f'(IAM), or `az role assignment create --role "{ROLE}" --assignee <you> --scope <resource id>`; it '
@@ -109,6 +112,16 @@ def parse_retry_after(value: str | None) -> float | None:
     except ValueError:
         return None
     return seconds if seconds >= 0 else None
+
+
+def throttled_in_session(code: str | None, message: str | None, where: str) -> Throttled | None:
+    """The error for a rate-limit ``error`` event during a session (None when ``code`` is another error)."""
+    if code not in RATE_LIMIT_CODES:
+        return None
+    return Throttled(
+        f"the service throttled the session ({code}: {one_line(message or '')}) for {where}. Fix: wait and "
+        "retry, lower a sweep's [run] concurrency, or raise the deployment's quota"
+    )
 
 
 def _host(target: Target) -> str:
