@@ -169,14 +169,7 @@ async def diagnose(
 
     from vlab.session.connector import Connector
 
-    connector = Connector(
-        endpoint=endpoint,
-        model=model,
-        dotenv_path=dotenv_path,
-        credential=credential,
-        emulator_options=emulator_options,
-    )
-    connector._target = target  # already resolved above (with ``env``)
+    connector = Connector(target=target, credential=credential, emulator_options=emulator_options)
     try:
         async with connector:
             target = connector.target
@@ -227,9 +220,9 @@ async def _network_checks(target: Target, checks: list[Check], clock: Clock, tim
     checks.append(Check("dns", "ok", f"{host} → {', '.join(addresses[:3])}"))
     context = None
     if secure:
-        from vlab.session.sdk_adapter import _tls_context
+        from vlab.session.sdk_adapter import tls_context
 
-        context = _tls_context()
+        context = tls_context()
     deadline = clock.monotonic_ns() + round(timeout_s * _NS_PER_S)
     try:
         _, writer = await wait_until_ns(

@@ -181,3 +181,11 @@ async def test_a_rate_limit_error_during_a_session_is_throttled_and_retried_afte
     assert cell.status == "error" and cell.throttled == 1
     assert cell.error.startswith("Throttled: the service throttled the session (rate_limit_exceeded: ")
     assert clock.monotonic_ns() == 4 * 10**9  # no Retry-After in a session: the configured back-off
+
+
+async def test_a_rate_limit_fault_cannot_be_armed_from_a_session():
+    async with fast_emulator() as emu:
+        async with Session(endpoint=emu.endpoint, api_key=emu.api_key, dotenv_path=False) as s:
+            await s.send({"type": "session.update", "session": {"metadata": {"vlab.fault": "rate_limit:2"}}})
+            (error,) = (await s.wait_for("error", timeout_s=10))[-1:]
+        assert "cannot be armed from a session" in error.error.message

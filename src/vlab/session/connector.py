@@ -35,6 +35,7 @@ class Connector:
         credential: An async token credential for Entra ID (default: ``DefaultAzureCredential``).
         emulator_options: Passed to the embedded emulator when it is used.
         default_model: The model when none is configured (the settings' model).
+        target: A target already resolved (then endpoint, key, model and ``.env`` are not read).
     """
 
     def __init__(
@@ -47,6 +48,7 @@ class Connector:
         credential: Any = None,
         emulator_options: Mapping[str, Any] | None = None,
         default_model: str = protocol.DEFAULT_MODEL,
+        target: Target | None = None,
     ) -> None:
         if isinstance(api_key, str) and api_key.strip():
             api_key = Secret(api_key)  # held as a Secret from the start (blank keys count as unset)
@@ -54,7 +56,7 @@ class Connector:
         self._default_model = default_model
         self._token_credential = credential
         self._emulator_options = dict(emulator_options or {})
-        self._target: Target | None = None
+        self._target: Target | None = target
         self._credential: Any = None
         self._stack: contextlib.AsyncExitStack | None = None
 

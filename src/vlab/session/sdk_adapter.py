@@ -36,6 +36,9 @@ SDK_PACKAGE = "azure-ai-voicelive"
 RELIED_ON: dict[str, str] = {
     "azure.ai.voicelive.aio.connect(connection_options=...)": "opening the connection (with autoclose off)",
     "azure.ai.voicelive.aio.WebsocketConnectionOptions['autoclose']": "keeping the server's close code",
+    "azure.ai.voicelive.aio.WebsocketConnectionOptions['vendor_options'] (passed to aiohttp's ws_connect)": (
+        "the TLS context that trusts SSL_CERT_FILE as set at connect time"
+    ),
     "azure.ai.voicelive.aio.ConnectionError": "recognising a failed connect or send",
     "azure.ai.voicelive.aio.ConnectionClosed(code, reason)": "telling a close frame from a dropped socket",
     "VoiceLiveConnection.recv_bytes()": "reading raw frames (the JSON is logged before any model is built)",
@@ -127,7 +130,7 @@ async def open_wire(*, endpoint: str, credential: Any, model: str | None, api_ve
     # aiohttp's failed reply would overwrite the close code it received with 1006.
     options = WebsocketConnectionOptions(autoclose=False)
     if endpoint.lower().startswith(("https:", "wss:")):
-        options["vendor_options"] = {"ssl": _tls_context()}  # trusts SSL_CERT_FILE as set now
+        options["vendor_options"] = {"ssl": tls_context()}  # trusts SSL_CERT_FILE as set now
     manager = connect(
         endpoint=endpoint,
         credential=credential,
@@ -174,8 +177,11 @@ def classify(exc: BaseException) -> ConnectFailure:
     return ConnectFailure("other", str(exc))
 
 
-def _tls_context() -> ssl.SSLContext:
-    """The default TLS context as the environment says now (``SSL_CERT_FILE``, ``SSL_CERT_DIR``)."""
+def tls_context() -> ssl.SSLContext:
+    """The default TLS client context as the environment says now (``SSL_CERT_FILE``, ``SSL_CERT_DIR``).
+
+    aiohttp builds its own once, at import; this one follows a CA bundle set later (a test, a notebook).
+    """
     return _tls_context_for(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
 
 
@@ -237,6 +243,9 @@ def missing_sdk_features() -> list[str]:
         ),
         "azure.ai.voicelive.aio.WebsocketConnectionOptions['autoclose']": lambda: (
             "autoclose" in aio.WebsocketConnectionOptions.__annotations__
+        ),
+        "azure.ai.voicelive.aio.WebsocketConnectionOptions['vendor_options'] (passed to aiohttp's ws_connect)": (
+            lambda: "vendor_options" in aio.WebsocketConnectionOptions.__annotations__
         ),
         "azure.ai.voicelive.aio.ConnectionError": lambda: issubclass(aio.ConnectionError, Exception),
         "azure.ai.voicelive.aio.ConnectionClosed(code, reason)": closed_carries_code,
