@@ -189,3 +189,23 @@ async def test_a_rate_limit_fault_cannot_be_armed_from_a_session():
             await s.send({"type": "session.update", "session": {"metadata": {"vlab.fault": "rate_limit:2"}}})
             (error,) = (await s.wait_for("error", timeout_s=10))[-1:]
         assert "cannot be armed from a session" in error.error.message
+
+
+async def test_sessions_opened_at_once_never_exceed_the_quota():
+    import asyncio
+    import contextlib
+
+    async with fast_emulator(max_sessions=2) as emu:
+        async with contextlib.AsyncExitStack() as stack:
+
+            async def open_one() -> str:
+                try:
+                    await stack.enter_async_context(
+                        Session(endpoint=emu.endpoint, api_key=emu.api_key, dotenv_path=False)
+                    )
+                except Throttled:
+                    return "throttled"
+                return "open"
+
+            outcomes = await asyncio.gather(*(open_one() for _ in range(5)))
+            assert sorted(outcomes) == ["open", "open", "throttled", "throttled", "throttled"]

@@ -76,7 +76,10 @@ def _throttled(state: dict[str, Any], config: EmulatorConfig) -> web.Response | 
     if state["rate_limited"]:
         retry_after_s = state["rate_limited"].pop(0)
         message = "Requests to this resource have exceeded the rate limit of your current pricing tier."
-    elif config.max_sessions is not None and len(state["connections"]) >= config.max_sessions:
+    elif (
+        config.max_sessions is not None
+        and len(state["connections"]) + state["opening"] >= config.max_sessions
+    ):
         retry_after_s = 1.0
         message = f"Too many concurrent sessions for this resource (the limit is {config.max_sessions})."
     else:
@@ -97,8 +100,12 @@ async def _realtime(request: web.Request) -> web.StreamResponse:
     if throttled is not None:
         return throttled
     ws = web.WebSocketResponse(max_msg_size=protocol.MAX_FRAME_BYTES, autoping=True, compress=False)
-    await ws.prepare(request)
     state = request.app[STATE]
+    state["opening"] += 1  # counts against max_sessions while the upgrade completes
+    try:
+        await ws.prepare(request)
+    finally:
+        state["opening"] -= 1
     state["index"] += 1
     conn = EmulatorConnection(
         ws,
@@ -149,7 +156,7 @@ def make_app(config: EmulatorConfig) -> web.Application:
     """Build the aiohttp application for one emulator."""
     app = web.Application(client_max_size=protocol.MAX_FRAME_BYTES)
     app[CONFIG] = config
-    app[STATE] = {"index": 0, "connections": set(), "rate_limited": _rate_limits(config.faults)}
+    app[STATE] = {"index": 0, "opening": 0, "connections": set(), "rate_limited": _rate_limits(config.faults)}
     for route in ROUTES:
         app.router.add_get(route, _realtime)
     app.router.add_get("/health", _health)
