@@ -164,3 +164,21 @@ def test_sweep_back_off_follows_retry_after_else_doubles():
     for bad in ({"throttle_retries": -1}, {"throttle_retries": True}, {"backoff_s": "x"}):
         with pytest.raises(ConfigError, match="throttle_retries|backoff_s"):
             load_config({"grid": {"threshold": [0.5]}, "run": bad})
+
+
+def test_a_service_principal_with_a_wrong_secret_is_told_to_check_its_variables():
+    message = (
+        "DefaultAzureCredential failed to retrieve a token from the included credentials.\nAttempted credentials:\n"
+        "\tEnvironmentCredential: Microsoft Entra ID error '(invalid_client) AADSTS7000215: Invalid client secret "
+        "provided.'\nTo mitigate this issue, please refer to the troubleshooting guidelines."
+    )
+    failure = ConnectFailure("credential", message, sources=credential_sources(message))
+    text = str(connect_error(ENTRA_TARGET, failure, str))
+    assert (
+        "AADSTS7000215" in text
+        and "Fix: check AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET" in text
+    )
+    unconfigured = ConnectFailure(
+        "credential", DEFAULT_CREDENTIAL_MESSAGE, sources=credential_sources(DEFAULT_CREDENTIAL_MESSAGE)
+    )
+    assert "AZURE_CLIENT_SECRET" not in str(connect_error(ENTRA_TARGET, unconfigured, str))

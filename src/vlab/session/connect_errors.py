@@ -150,8 +150,15 @@ def connect_error(target: Target, failure: ConnectFailure, redact: Callable[[str
     if kind == "credential":
         if failure.sources:
             tried = "; ".join(redact(s) for s in failure.sources)
+            last = failure.sources[-1]
+            app = (
+                "check AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (the app's secret may be wrong "
+                "or expired), "
+                if last.startswith("EnvironmentCredential:") and "not fully configured" not in last
+                else ""
+            )
             return AuthenticationFailed(
-                f"no Entra ID credential produced a token for {where} (tried {tried}). Fix: run `az login` "
+                f"no Entra ID credential produced a token for {where} (tried {tried}). Fix: {app}run `az login` "
                 f"(and `az account set` to the resource's subscription), or set {ENV_API_KEY} to the "
                 "resource's key",
                 sources=tuple(s.split(":", 1)[0] for s in failure.sources),
