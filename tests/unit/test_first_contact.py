@@ -182,3 +182,41 @@ def test_a_service_principal_with_a_wrong_secret_is_told_to_check_its_variables(
         "credential", DEFAULT_CREDENTIAL_MESSAGE, sources=credential_sources(DEFAULT_CREDENTIAL_MESSAGE)
     )
     assert "AZURE_CLIENT_SECRET" not in str(connect_error(ENTRA_TARGET, unconfigured, str))
+
+
+@pytest.mark.parametrize(
+    ("url", "words", "status"),
+    [
+        ("https://r.services.ai.azure.com", "AI Foundry resource endpoint", "ok"),
+        ("https://r.cognitiveservices.azure.com", "AI Services endpoint", "ok"),
+        ("https://voice.contoso.com", "custom domain", "ok"),
+        ("https://r.openai.azure.com", "Azure OpenAI endpoint", "warn"),
+        ("http://127.0.0.1:8765", "this machine", "ok"),
+    ],
+)
+def test_doctor_names_the_endpoint_form(url, words, status):
+    from vlab.doctor import endpoint_form
+
+    form, got = endpoint_form(url)
+    assert words in form and got == status
+
+
+def test_doctor_sound_device_check(monkeypatch):
+    from vlab import doctor
+    from vlab.audio import devices
+    from vlab.audio.devices import DeviceInfo
+    from vlab.errors import DeviceError
+
+    mic = DeviceInfo(0, "usb mic", "ALSA", 1, 0, 48000.0, True, False)
+    speaker = DeviceInfo(1, "speakers", "ALSA", 0, 2, 48000.0, False, True)
+    monkeypatch.setattr(devices, "list_devices", lambda: [mic, speaker])
+    assert doctor._device_check().line() == "[ok]   sound devices   microphone 'usb mic', speaker 'speakers'"
+    monkeypatch.setattr(devices, "list_devices", lambda: [speaker])
+    check = doctor._device_check()
+    assert check.status == "warn" and "no microphone found" in check.summary and check.fix
+
+    def no_portaudio():
+        raise DeviceError("PortAudio is not installed")
+
+    monkeypatch.setattr(devices, "list_devices", no_portaudio)
+    assert doctor._device_check().status == "warn"  # replays and sweeps still work: not a failure
