@@ -263,7 +263,8 @@ def _in_process_env(monkeypatch: pytest.MonkeyPatch, home: Path, case: Case) -> 
     for name in list(os.environ):
         if name.startswith(("AZURE_", "IDENTITY_", "MSI_", "SSL_CERT")):
             monkeypatch.delenv(name)
-    monkeypatch.setenv("AZURE_CONFIG_DIR", str(home / "azure-cli"))
+    monkeypatch.setenv("AZURE_CONFIG_DIR", str(home / "azure-cli"))  # no Azure CLI sign-in
+    monkeypatch.setenv("HOME", str(home))  # no shared token cache of a developer's sign-in
     for name, value in case.env.items():
         if name.startswith(("AZURE_CLIENT", "AZURE_TENANT", "AZURE_AUTHORITY")):
             continue  # in process the token comes from case.options (azure-identity's TLS trust is fixed at import)
