@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -38,6 +38,7 @@ __all__ = [
     "make_credential",
     "open_target",
     "resolve_target",
+    "setting_sources",
 ]
 
 ENV_ENDPOINT: Final = "AZURE_VOICELIVE_ENDPOINT"
@@ -235,6 +236,49 @@ def _load_dotenv(dotenv_path: str | os.PathLike[str] | bool | None) -> tuple[dic
     return dict(dotenv_values(path)), f".env file {path}"
 
 
+def _picker(
+    env: Mapping[str, str] | None, dotenv_path: str | os.PathLike[str] | bool | None
+) -> Callable[[str | None, str, str], tuple[str | None, str]]:
+    """``pick(explicit, variable, argument)`` → the value and where it came from (argument, env, .env)."""
+    environ: Mapping[str, str] = os.environ if env is None else env
+    dotenv, dotenv_source = _load_dotenv(dotenv_path)
+
+    def pick(explicit: str | None, name: str, argument: str) -> tuple[str | None, str]:
+        value = _clean(explicit)
+        if value is not None:
+            return value, f"the {argument} argument"
+        value = _clean(environ.get(name))
+        if value is not None:
+            return value, f"environment variable {name}"
+        value = _clean(dotenv.get(name))
+        if value is not None:
+            return value, f"{name} in the {dotenv_source}"
+        return None, ""
+
+    return pick
+
+
+def setting_sources(
+    endpoint: str | None = None,
+    api_key: str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    dotenv_path: str | os.PathLike[str] | bool | None = None,
+) -> dict[str, str]:
+    """Where :func:`resolve_target` takes the endpoint and the key from (values are never returned).
+
+    Returns:
+        ``{"endpoint": "environment variable AZURE_VOICELIVE_ENDPOINT", "api_key": ...}`` for each one
+        that is set, in the same order of precedence as :func:`resolve_target`.
+    """
+    pick = _picker(env, dotenv_path)
+    found = {
+        "endpoint": pick(endpoint, ENV_ENDPOINT, "endpoint")[1],
+        "api_key": pick(api_key, ENV_API_KEY, "api_key")[1],
+    }
+    return {name: source for name, source in found.items() if source}
+
+
 def resolve_target(
     endpoint: str | None = None,
     api_key: str | Secret | None = None,
@@ -266,21 +310,7 @@ def resolve_target(
     Raises:
         ConfigError: An API key without an endpoint, a malformed endpoint, or a missing ``dotenv_path``.
     """
-    environ: Mapping[str, str] = os.environ if env is None else env
-    dotenv, dotenv_source = _load_dotenv(dotenv_path)
-
-    def pick(explicit: str | None, name: str, argument: str) -> tuple[str | None, str]:
-        value = _clean(explicit)
-        if value is not None:
-            return value, f"the {argument} argument"
-        value = _clean(environ.get(name))
-        if value is not None:
-            return value, f"environment variable {name}"
-        value = _clean(dotenv.get(name))
-        if value is not None:
-            return value, f"{name} in the {dotenv_source}"
-        return None, ""
-
+    pick = _picker(env, dotenv_path)
     key_text = api_key.reveal() if isinstance(api_key, Secret) else api_key
     if key_text is not None and not isinstance(key_text, str):
         raise TypeError(f"api_key must be a str or Secret, got a {type(key_text).__name__}.")

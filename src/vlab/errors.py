@@ -7,6 +7,8 @@ Every error a user can cause says what is wrong and how to fix it, and never con
     ├── AudioFormatError     a prompt file vlab cannot read or use
     ├── DeviceError          no sound device, PortAudio missing, device busy
     ├── ConnectionFailed     cannot reach or authenticate with the Voice Live endpoint
+    │   ├── AuthenticationFailed   no credential, a refused key or token, a missing role
+    │   └── Throttled              the service's rate or session-count limit (HTTP 429)
     └── ProtocolError        the server sent something that breaks the Voice Live protocol
 
     VlabWarning              suspicious but usable input (silent prompt, very long file)
@@ -53,6 +55,35 @@ class DeviceError(VlabError, RuntimeError):
 
 class ConnectionFailed(VlabError, ConnectionError):
     """The Voice Live endpoint could not be reached, refused the credentials, or dropped the session."""
+
+
+class AuthenticationFailed(ConnectionFailed):
+    """No credential could produce a token, or the endpoint refused the key or token.
+
+    The message names the credential sources tried and the fix (``az login``,
+    ``AZURE_VOICELIVE_API_KEY``, the *Cognitive Services User* role).
+
+    Args:
+        message: What failed and how to fix it (never a secret).
+        sources: The credential sources tried, in order (e.g. ``("EnvironmentCredential", ...)``).
+    """
+
+    def __init__(self, message: str, *, sources: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.sources = sources
+
+
+class Throttled(ConnectionFailed):
+    """The service refused a connection for its rate or session-count limit (HTTP 429).
+
+    Args:
+        message: What happened and what to do.
+        retry_after_s: The wait the service asked for (``Retry-After``), if it said.
+    """
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class ProtocolError(VlabError, RuntimeError):

@@ -83,6 +83,7 @@ async def feed_prompt(
 
     Raises:
         NoSpeechDetected: The server VAD found no speech in the whole prompt.
+        Throttled: The server answered with a rate-limit error (``rate_limit_exceeded``).
         TimeoutError: Not answered in time.
     """
     since = len(session.records)
@@ -100,6 +101,7 @@ async def feed_prompt(
     if on_emulator:
         await set_timeline(session, protocol.TIMELINE_ENDED, timeout_s=timeout_s)
         await wait_for_reaction_replies(session, timeout_s)
+        _raise_if_throttled(session, since)
         if not commit and not _server_types(session).count(protocol.SPEECH_STARTED):
             raise NoSpeechDetected()
         return
@@ -107,6 +109,18 @@ async def feed_prompt(
         await wait_until_answered(session, timeout_s, since=since)
     else:
         await wait_until_settled(session, timeout_s)
+    _raise_if_throttled(session, since)
+
+
+def _raise_if_throttled(session: Session, since: int) -> None:
+    """Raise :class:`~vlab.errors.Throttled` when the server refused this prompt for its rate limit."""
+    from vlab.session.connect_errors import throttled_in_session
+
+    for record in session.records[since:]:
+        if record.type == protocol.ERROR and record.direction == "server":
+            error = throttled_in_session(record.error_code, record.error_message, session.target.describe())
+            if error is not None:
+                raise error
 
 
 def _silence_since_last_answer(session: Session) -> bytes:

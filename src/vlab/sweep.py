@@ -31,6 +31,8 @@ Config (TOML; see ``examples/vad_sweep.toml``)::
     timeout_s = 60
     baseline = true          # add the plain server VAD (0.5 / 300 / 500) as a baseline cell
     canary = "short_question"
+    throttle_retries = 5     # a cell the service throttles (HTTP 429) is retried this often …
+    backoff_s = 2.0          # … after the service's Retry-After, else this wait, doubled each time
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import math
 import os
 import platform
@@ -46,18 +49,21 @@ import shutil
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from vlab import protocol, protocol_limits
+from vlab.clock import Clock, SystemClock
 from vlab.errors import ConfigError
 from vlab.prompts import LabelledPrompt, load_prompt_set, select_prompts
 from vlab.settings import AzureSemanticVad, ServerVad, SessionSettings
 
 __all__ = ["CellResult", "SweepConfig", "SweepResult", "load_config", "run_sweep"]
+
+log = logging.getLogger("vlab.sweep")
 
 _GRID_KEYS = tuple(protocol_limits.TURN_DETECTION_BOUNDS)
 """The numeric turn-detection knobs a grid may sweep."""
@@ -74,8 +80,19 @@ _SECTIONS: dict[str, set[str]] = {
     "target": {"speed", "latency"},
     "prompts": {"path", "include"},
     "grid": {"type", *_GRID_KEYS, *_PROCESSING_KEYS},
-    "run": {"repeats", "concurrency", "timeout_s", "baseline", "canary", "name"},
+    "run": {
+        "repeats",
+        "concurrency",
+        "timeout_s",
+        "baseline",
+        "canary",
+        "name",
+        "throttle_retries",
+        "backoff_s",
+    },
 }
+_MAX_BACKOFF_S = 60.0
+"""Upper bound of the wait between attempts of a throttled cell."""
 BASELINE = ServerVad()
 """The plain server-VAD setting added with ``baseline = true``: vlab's defaults, 0.5 / 300 ms / 500 ms
 (see :data:`vlab.protocol_limits.VLAB_DEFAULTS_API_VERSION`)."""
@@ -107,6 +124,16 @@ class SweepConfig:
     """Prompt id used for the "did the setting take effect" check."""
     raw: dict[str, Any] = field(default_factory=dict)
     """The config as read (for the manifest)."""
+    throttle_retries: int = 5
+    """How often a throttled cell (HTTP 429) is tried again before it counts as failed."""
+    backoff_s: float = 2.0
+    """Wait before retrying a throttled cell when the service gives no ``Retry-After`` (doubled each time)."""
+
+    def throttle_wait_s(self, attempt: int, retry_after_s: float | None) -> float:
+        """Seconds to wait before retry number ``attempt`` (1-based) of a throttled cell."""
+        if retry_after_s is not None:
+            return retry_after_s
+        return min(self.backoff_s * 2 ** (attempt - 1), _MAX_BACKOFF_S)
 
     @property
     def n_cells(self) -> int:
@@ -255,6 +282,12 @@ def load_config(
     for key, value in (("repeats", repeats), ("concurrency", concurrency)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"[run] {key} must be an integer ≥ 1, got {value!r}")
+    throttle_retries = run.get("throttle_retries", 5)
+    if isinstance(throttle_retries, bool) or not isinstance(throttle_retries, int) or throttle_retries < 0:
+        raise ConfigError(f"[run] throttle_retries must be an integer ≥ 0, got {throttle_retries!r}")
+    backoff_s = run.get("backoff_s", 2.0)
+    if isinstance(backoff_s, bool) or not isinstance(backoff_s, (int, float)) or not backoff_s >= 0:
+        raise ConfigError(f"[run] backoff_s must be a number of seconds ≥ 0, got {backoff_s!r}")
     timeout_s = run.get("timeout_s", 60.0)
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
         raise ConfigError(f"[run] timeout_s must be a number of seconds > 0, got {timeout_s!r}")
@@ -309,6 +342,8 @@ def load_config(
         baseline=baseline_name,
         canary=canary,
         raw=json.loads(json.dumps(data, default=str)),
+        throttle_retries=throttle_retries,
+        backoff_s=float(backoff_s),
     )
 
 
@@ -321,6 +356,8 @@ class CellResult:
     """``ok``, ``error`` or ``skipped`` (finished in an earlier run)."""
     duration_s: float = 0.0
     error: str | None = None
+    throttled: int = 0
+    """How many times the service throttled the cell (each was waited out and retried)."""
 
 
 @dataclass
@@ -407,6 +444,36 @@ async def _run_cell(
     return {"connect_ns": connect_ns, "target": target}
 
 
+async def _run_throttled(
+    run: Callable[[], Awaitable[dict[str, Any]]],
+    cfg: SweepConfig,
+    cell_dir: Path,
+    throttled: list[dict[str, Any]],
+    clock: Clock,
+) -> dict[str, Any]:
+    """Run a cell; while the service throttles it, wait on ``clock`` and run it afresh (noted in ``throttled``)."""
+    from vlab.errors import Throttled
+
+    for attempt in itertools.count(1):
+        try:
+            return await run()
+        except Throttled as exc:
+            if attempt > cfg.throttle_retries:
+                raise
+            wait_s = cfg.throttle_wait_s(attempt, exc.retry_after_s)
+            throttled.append({"attempt": attempt, "wait_s": wait_s, "error": str(exc)})
+            log.warning("cell %s throttled (attempt %d); retrying in %g s", cell_dir.name, attempt, wait_s)
+            await clock.sleep_until_ns(clock.monotonic_ns() + round(wait_s * 1e9))
+            _fresh_dir(cell_dir)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _fresh_dir(folder: Path) -> None:
+    """Empty ``folder`` (what a failed attempt left there)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+
+
 def _analyse_cell(cell_dir: Path, prompt: LabelledPrompt, connect_ns: int | None) -> dict[str, Any]:
     from vlab.log import load_log
     from vlab.metrics import detections_from_events, score_prompt, session_latency, turn_latency
@@ -460,8 +527,14 @@ async def run_sweep_async(
     progress: bool = True,
     session_options: Mapping[str, Any] | None = None,
     on_cell: Callable[[CellResult], None] | None = None,
+    clock: Clock | None = None,
 ) -> SweepResult:
     """Run a sweep (see the module docstring); the async form of :func:`run_sweep`.
+
+    A cell the service throttles (:class:`~vlab.errors.Throttled`, HTTP 429) waits (the service's
+    ``Retry-After``, else ``[run] backoff_s`` doubled each time) and runs again, up to
+    ``[run] throttle_retries`` times; each wait is logged (logger ``vlab.sweep``) and recorded in the
+    cell's ``cell.json`` (``throttled``: attempt, wait and error).
 
     Args:
         config: A TOML path, a dict of the same shape or a :class:`SweepConfig`.
@@ -471,6 +544,7 @@ async def run_sweep_async(
         session_options: Passed to every :class:`vlab.Session` (e.g. ``{"dotenv_path": False}``).
         on_cell: Called with each cell's result as soon as its ``cell.json`` is written (a widget's
             progress, or a test that stops the sweep after a given cell).
+        clock: The clock the back-off waits on (default: the system clock; a test injects its own).
 
     Returns:
         The sweep folder and what every cell did.
@@ -483,6 +557,7 @@ async def run_sweep_async(
     t0 = time.perf_counter()
     cells = _cells(cfg)
     sem = asyncio.Semaphore(cfg.concurrency)
+    waits = clock or SystemClock()
     results: list[CellResult] = []
     bar = None
     if progress:
@@ -519,8 +594,15 @@ async def run_sweep_async(
                 "repeat": rep,
                 "settings": settings.to_dict(),
             }
+            throttled: list[dict[str, Any]] = []
             try:
-                info = await _run_cell(cfg, cell_dir, settings, prompt, options)
+                info = await _run_throttled(
+                    lambda: _run_cell(cfg, cell_dir, settings, prompt, options),
+                    cfg,
+                    cell_dir,
+                    throttled,
+                    waits,
+                )
                 meta.update(status="ok", target=info["target"], connect_ns=info["connect_ns"])
                 result = CellResult(name, "ok", time.perf_counter() - t)
             except Exception as exc:  # a failed cell is recorded and the sweep goes on
@@ -528,6 +610,9 @@ async def run_sweep_async(
                     status="error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()
                 )
                 result = CellResult(name, "error", time.perf_counter() - t, meta["error"])
+            if throttled:
+                meta["throttled"] = throttled
+                result.throttled = len(throttled)
             meta["duration_s"] = round(time.perf_counter() - t, 3)
             _write_atomic(marker, json.dumps(meta, indent=2) + "\n")
             done(result)

@@ -101,6 +101,48 @@ class StaticTokenCredential:
         return "StaticTokenCredential(****)"
 
 
+class EmulatorTokenCredential:
+    """An async token credential that signs in to an emulator's :class:`~vlab.emulator.identity.Identity`.
+
+    Like ``azure-identity``'s credentials it keeps its token and gets a new one shortly before it
+    expires, on the identity's clock (so a test steps through token lifetimes on virtual time).
+
+    Args:
+        identity: The emulator's identity (``emu.identity``).
+        principal: Who signs in (give it the role with ``identity.grant(principal)``).
+        refresh_margin_s: Get a new token this long before the current one expires.
+    """
+
+    def __init__(self, identity: Any, principal: str, *, refresh_margin_s: float = 300.0) -> None:
+        self._identity = identity
+        self._principal = principal
+        self._margin_s = refresh_margin_s
+        self._token: Any = None
+        self.refreshes = 0
+        """How many tokens this credential has fetched."""
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        """The current token, or a new one when it is about to expire."""
+        from azure.core.credentials import AccessToken
+
+        if self._token is None or self._token.expires_on - self._margin_s <= self._identity.now_s():
+            self._token = self._identity.issue(self._principal)
+            self.refreshes += 1
+        return AccessToken(self._token.token, self._token.expires_on)
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    async def __aenter__(self) -> EmulatorTokenCredential:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"EmulatorTokenCredential({self._principal!r}, ****)"
+
+
 @asynccontextmanager
 async def fast_emulator(**options: Any) -> AsyncIterator[Emulator]:
     """An emulator running as fast as possible with no modelled latency (override with keywords)."""

@@ -222,7 +222,9 @@ async def test_default_azure_credential_is_used_without_a_key(monkeypatch):
 
 async def test_wrong_key_is_a_clear_connection_error():
     async with fast_emulator() as emu:
-        with pytest.raises(ConnectionFailed, match="check the key"):
+        with pytest.raises(
+            ConnectionFailed, match=r"refused the API key \(HTTP 401\).*AZURE_VOICELIVE_API_KEY"
+        ):
             async with Session(endpoint=emu.endpoint, api_key="wrong", dotenv_path=False):
                 pass
 

@@ -81,8 +81,9 @@ async def test_a_connection_failure_is_shown_not_lost(tmp_path, prompt_dir):
         panel.start.click()
         await panel.task
     (shown,) = panel.output.outputs
-    assert "could not connect" in shown["data"]["text/plain"]
-    assert CANARY not in json.dumps(shown)
+    assert "refused the API key (HTTP 401)" in shown["data"]["text/plain"]
+    assert "failed: the endpoint refused the API key" in panel.status.value
+    assert CANARY not in json.dumps(shown) and CANARY not in panel.status.value
 
 
 def test_the_api_key_never_stays_in_widget_state(tmp_path, prompt_dir):

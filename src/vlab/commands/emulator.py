@@ -22,12 +22,24 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     emu.add_argument(
         "--trace", default=None, metavar="FILE.jsonl", help="append the ground-truth trace to this file"
     )
+    emu.add_argument(
+        "--max-sessions",
+        type=int,
+        default=None,
+        help="concurrent sessions allowed; one more is refused with HTTP 429, as a resource's quota does",
+    )
+    emu.add_argument(
+        "--fault",
+        default=None,
+        metavar="SPEC",
+        help="faults to rehearse, e.g. 'rate_limit:2:1.5' (the next 2 connections get HTTP 429, Retry-After 1.5 s)",
+    )
     emu.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code."""
-    from vlab.emulator import Emulator
+    from vlab.emulator import Emulator, Fault
 
     emu = Emulator(
         host=args.host,
@@ -37,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
         latency=args.latency,
         seed=args.seed,
         trace=args.trace or False,
+        max_sessions=args.max_sessions,
+        faults=Fault.parse(args.fault) if args.fault else (),
     )
 
     async def serve() -> None:

@@ -9,6 +9,7 @@ from vlab.audio.vad import SileroModel, SpeechModel
 from vlab.clock import Clock, SystemClock
 from vlab.emulator.asr import Recognizer, default_recognizer
 from vlab.emulator.faults import Fault
+from vlab.emulator.identity import Identity
 from vlab.emulator.latency import LatencyModel, preset
 from vlab.emulator.replies import Script
 from vlab.emulator.trace import Trace
@@ -41,3 +42,7 @@ class EmulatorConfig:
     """Faults armed on every new connection."""
     clock: Clock = field(default_factory=SystemClock)
     """Wall clock that maps each connection's simulated timeline onto real time (at ``speed``)."""
+    identity: Identity | None = field(default=None, repr=False)
+    """The emulator's Entra ID, whose bearer tokens are accepted (and refused as the service does)."""
+    max_sessions: int | None = None
+    """Concurrent sessions allowed; one more is refused with HTTP 429, as the resource's quota does."""

@@ -403,6 +403,11 @@ class EmulatorConnection:
         if spec is not None and spec != (self.session.get("metadata") or {}).get(METADATA_KEY):
             try:
                 faults = Fault.parse(str(spec))
+                if any(f.kind == "rate_limit" for f in faults):
+                    raise ValueError(
+                        "a rate_limit fault refuses connections, so it cannot be armed from a session; "
+                        "give it to Emulator(faults=...) or `vlab emulator --fault`"
+                    )
             except ValueError as exc:
                 raise WireError(
                     "invalid_value", str(exc), f"session.metadata.{METADATA_KEY}", event.get("event_id")

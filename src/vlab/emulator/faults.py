@@ -8,9 +8,12 @@ kind           what happens
 ``drop``       after the ``n``-th ``at`` event, the TCP connection is aborted (no close frame)
 ``close``      after the ``n``-th ``at`` event, a clean WebSocket close with ``code``
 ``delay``      the ``n``-th ``at`` event is held back ``ms`` milliseconds (the whole stream stalls)
-``error``      after the ``n``-th ``at`` event, an ``error`` event (``server_error``); ``fatal``
+``error``      after the ``n``-th ``at`` event, an ``error`` event (``error_code``, by default
+               ``server_error``; ``rate_limit_exceeded`` rehearses a throttled session); ``fatal``
                also closes the socket with code 1011
 ``throttle``   output audio (``response.audio.delta``) is sent no faster than ``rate`` × real time
+``rate_limit`` the next ``n`` connection attempts to the emulator are refused with HTTP 429
+               (``rate_limit_exceeded``, ``Retry-After: retry_after_s``), as a throttled resource does
 =============  ==================================================================================
 
 Arm faults with ``Emulator(faults=[...])`` (every new connection), ``Emulator.inject(fault)`` (the open
@@ -21,10 +24,12 @@ The text form (several separated by ``;``)::
     drop_after:<type>[:<n>]
     close_after:<type>[:<n>[:<code>]]
     delay_before:<type>:<ms>[:<n>]
-    error_after:<type>[:<n>[:fatal]]
+    error_after:<type>[:<n>[:fatal|<error code>]]
     throttle:<rate>
+    rate_limit:<n>[:<retry_after_s>]
 
-Counting starts when the fault is armed; each fault fires once (``throttle`` stays on).
+``rate_limit`` acts on the emulator, not on a connection: give it to ``Emulator(faults=...)`` or
+``Emulator.inject``. Counting starts when the fault is armed; each fault fires once (``throttle`` stays on).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from typing import Literal, get_args
 
 from vlab.errors import ConfigError
 
-FaultKind = Literal["drop", "close", "delay", "error", "throttle"]
+FaultKind = Literal["drop", "close", "delay", "error", "throttle", "rate_limit"]
 METADATA_KEY = "vlab.fault"
 """Session metadata key whose value arms faults from the client side."""
 
@@ -61,8 +66,12 @@ class Fault:
     """``error``: also close the socket (code 1011) after the error event."""
     message: str = "The server had an error while processing your request (injected by vlab)."
     """``error``: the error message."""
+    error_code: str = "server_error"
+    """``error``: the error event's code (e.g. ``rate_limit_exceeded``)."""
     rate: float = 1.0
     """``throttle``: output audio speed as a multiple of real time (0.5 = half real time)."""
+    retry_after_s: float = 1.0
+    """``rate_limit``: the ``Retry-After`` sent with each refusal, in seconds."""
 
     def __post_init__(self) -> None:
         if self.kind not in get_args(FaultKind):
@@ -70,7 +79,7 @@ class Fault:
                 f"unknown fault kind {self.kind!r}; use one of {', '.join(get_args(FaultKind))}, "
                 "e.g. Fault('drop', 'response.audio.delta')."
             )
-        if self.kind != "throttle" and not self.at:
+        if self.kind not in ("throttle", "rate_limit") and not self.at:
             raise ConfigError(
                 f"a {self.kind!r} fault needs 'at', the server event type it is tied to, "
                 f"e.g. Fault({self.kind!r}, 'response.audio.delta')."
@@ -82,6 +91,10 @@ class Fault:
         if self.kind == "throttle" and not self.rate > 0:
             raise ConfigError(
                 f"a throttle fault needs rate > 0 (× real time, e.g. 0.5 for half speed), got {self.rate!r}."
+            )
+        if self.kind == "rate_limit" and not self.retry_after_s >= 0:
+            raise ConfigError(
+                f"a rate_limit fault needs retry_after_s >= 0 (seconds), got {self.retry_after_s!r}."
             )
         if self.kind == "delay" and not self.ms >= 0:
             raise ConfigError(
@@ -115,23 +128,28 @@ class Fault:
                         cls("delay", args[0], ms=float(args[1]), n=int(args[2]) if len(args) > 2 else 1)
                     )
                 elif head == "error_after":
+                    last = args[2] if len(args) > 2 else ""
                     faults.append(
                         cls(
                             "error",
                             args[0],
                             n=int(args[1]) if len(args) > 1 else 1,
-                            fatal=len(args) > 2 and args[2] == "fatal",
+                            fatal=last == "fatal",
+                            error_code=last if last not in ("", "fatal") else "server_error",
                         )
                     )
                 elif head == "throttle":
                     faults.append(cls("throttle", rate=float(args[0])))
+                elif head == "rate_limit":
+                    retry = float(args[1]) if len(args) > 1 else 1.0
+                    faults.append(cls("rate_limit", n=int(args[0]), retry_after_s=retry))
                 else:
                     raise ValueError(f"unknown fault {head!r}")
             except (IndexError, ValueError) as exc:  # ConfigError is a ValueError
                 raise ConfigError(
                     f"bad fault specification {spec!r} ({exc}); expected e.g. 'drop_after:response.audio.delta:3', "
                     "'close_after:<type>:<n>:<code>', 'delay_before:<type>:<ms>', 'error_after:<type>:<n>:fatal' "
-                    "or 'throttle:0.5'"
+                    "'throttle:0.5' or 'rate_limit:2:1.5'"
                 ) from None
         return faults
 
@@ -155,8 +173,8 @@ class FaultPlan:
         self.armed: list[ArmedFault] = []
 
     def arm(self, faults: list[Fault]) -> None:
-        """Arm ``faults`` from now on."""
-        self.armed.extend(ArmedFault(f) for f in faults)
+        """Arm ``faults`` from now on (``rate_limit`` faults act on the emulator, not here)."""
+        self.armed.extend(ArmedFault(f) for f in faults if f.kind != "rate_limit")
 
     @property
     def throttle_rate(self) -> float | None:

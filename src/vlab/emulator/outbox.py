@@ -111,7 +111,7 @@ class Outbox:
                     "type": protocol.ERROR,
                     "error": {
                         "type": "server_error",
-                        "code": "server_error",
+                        "code": fault.error_code,
                         "message": fault.message,
                         "param": None,
                         "event_id": None,

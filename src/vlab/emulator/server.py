@@ -2,7 +2,10 @@
 
 ``GET /voice-live/realtime?api-version=…&model=…`` (also ``/voice-agent/realtime``) upgrades to a plain
 WebSocket (no subprotocol, no compression, frames capped at 4 MiB, pings answered). A wrong or missing
-credential is refused with HTTP 401 *before* the upgrade, which the SDK reports as a connection error.
+credential is refused with HTTP 401 *before* the upgrade, which the SDK reports as a connection error;
+a token of the emulator's :class:`~vlab.emulator.identity.Identity` whose principal lacks the role with
+403; a connection over ``max_sessions`` or under a ``rate_limit`` fault with 429 ``rate_limit_exceeded``.
+The identity's OAuth endpoints are served on the same port (over TLS with ``ssl_context``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 import math
 import os
 import secrets
+import ssl
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -26,6 +30,7 @@ from vlab.emulator.asr import Recognizer, default_recognizer
 from vlab.emulator.config import EmulatorConfig
 from vlab.emulator.connection import EmulatorConnection
 from vlab.emulator.faults import Fault
+from vlab.emulator.identity import Identity, Refusal
 from vlab.emulator.latency import LatencyModel, preset
 from vlab.emulator.replies import Script
 from vlab.emulator.trace import Trace
@@ -41,39 +46,66 @@ def _same(given: str, expected: str) -> bool:
     return secrets.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode("utf-8"))
 
 
-def _authorized(request: web.Request, config: EmulatorConfig) -> bool:
+_DENIED = Refusal(401, "401", "Access denied due to invalid subscription key or wrong API endpoint.")
+
+
+def _refusal(request: web.Request, config: EmulatorConfig) -> Refusal | None:
+    """Why the request's credential is refused (None: it is accepted)."""
     keys = request.headers.getall("api-key", [])
     if keys:
         # One key, non-blank; several api-key headers are ambiguous and refused.
-        return (
+        ok = (
             len(keys) == 1
             and bool(keys[0].strip())
             and (config.api_key is None or _same(keys[0], config.api_key))
         )
+        return None if ok else _DENIED
     auths = request.headers.getall("Authorization", [])
     if len(auths) != 1:
-        return False
+        return _DENIED
     scheme, _, token = auths[0].partition(" ")
-    if scheme.lower() == "bearer" and token and token == token.strip():
-        return any(_same(token, t) for t in config.tokens)
-    return False
+    if not (scheme.lower() == "bearer" and token and token == token.strip()):
+        return _DENIED
+    if any(_same(token, t) for t in config.tokens):
+        return None
+    return config.identity.check(token) if config.identity is not None else _DENIED
+
+
+def _throttled(state: dict[str, Any], config: EmulatorConfig) -> web.Response | None:
+    """The 429 for a connection over the session limit or under a ``rate_limit`` fault (None: let it in)."""
+    if state["rate_limited"]:
+        retry_after_s = state["rate_limited"].pop(0)
+        message = "Requests to this resource have exceeded the rate limit of your current pricing tier."
+    elif (
+        config.max_sessions is not None
+        and len(state["connections"]) + state["opening"] >= config.max_sessions
+    ):
+        retry_after_s = 1.0
+        message = f"Too many concurrent sessions for this resource (the limit is {config.max_sessions})."
+    else:
+        return None
+    return web.json_response(
+        {"error": {"code": "rate_limit_exceeded", "message": message + " Retry later."}},
+        status=429,
+        headers={"Retry-After": f"{retry_after_s:g}"},
+    )
 
 
 async def _realtime(request: web.Request) -> web.StreamResponse:
     config: EmulatorConfig = request.app[CONFIG]
-    if not _authorized(request, config):
-        return web.json_response(
-            {
-                "error": {
-                    "code": "401",
-                    "message": "Access denied due to invalid subscription key or wrong API endpoint.",
-                }
-            },
-            status=401,
-        )
+    refusal = _refusal(request, config)
+    if refusal is not None:
+        return refusal.response()
+    throttled = _throttled(request.app[STATE], config)
+    if throttled is not None:
+        return throttled
     ws = web.WebSocketResponse(max_msg_size=protocol.MAX_FRAME_BYTES, autoping=True, compress=False)
-    await ws.prepare(request)
     state = request.app[STATE]
+    state["opening"] += 1  # counts against max_sessions while the upgrade completes
+    try:
+        await ws.prepare(request)
+    finally:
+        state["opening"] -= 1
     state["index"] += 1
     conn = EmulatorConnection(
         ws,
@@ -100,6 +132,11 @@ CONFIG = web.AppKey("config", EmulatorConfig)
 STATE = web.AppKey("state", dict)
 
 
+def _rate_limits(faults: Iterable[Fault]) -> list[float]:
+    """The ``Retry-After`` of each connection attempt that ``rate_limit`` faults will refuse, in order."""
+    return [f.retry_after_s for f in faults if f.kind == "rate_limit" for _ in range(f.n)]
+
+
 class EmulatorExposedWarning(VlabWarning):
     """The emulator listens on a non-loopback interface without an explicit key."""
 
@@ -119,10 +156,12 @@ def make_app(config: EmulatorConfig) -> web.Application:
     """Build the aiohttp application for one emulator."""
     app = web.Application(client_max_size=protocol.MAX_FRAME_BYTES)
     app[CONFIG] = config
-    app[STATE] = {"index": 0, "connections": set()}
+    app[STATE] = {"index": 0, "opening": 0, "connections": set(), "rate_limited": _rate_limits(config.faults)}
     for route in ROUTES:
         app.router.add_get(route, _realtime)
     app.router.add_get("/health", _health)
+    if config.identity is not None:
+        config.identity.add_routes(app)
 
     async def close_connections(app: web.Application) -> None:
         for conn in list(app[STATE]["connections"]):
@@ -157,6 +196,11 @@ class Emulator:
             "I heard N seconds of speech" instead.
         clock: The wall clock that maps simulated time onto real time and times faults (inject a
             :class:`~vlab.clock.ManualClock` or :class:`~vlab.clock.VirtualClock` in tests).
+        identity: The emulator's Entra ID (default: a new one on ``clock``): its tokens are accepted
+            while their principal has the role, and its token endpoint is served (see :attr:`identity`).
+        max_sessions: Concurrent sessions allowed (None: no limit); one more gets HTTP 429.
+        ssl_context: Serve over TLS (``https://`` endpoint) with this server context, e.g. from
+            :func:`vlab.emulator.tls.throwaway_tls`.
 
     Raises:
         ConfigError: ``speed`` is not a number > 0 or ``"max"``, or ``latency`` names no preset.
@@ -179,7 +223,12 @@ class Emulator:
         recognizer_factory: Callable[[], Recognizer] = default_recognizer,
         hear_audio: bool = True,
         clock: Clock | None = None,
+        identity: Identity | None = None,
+        max_sessions: int | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        if max_sessions is not None and (isinstance(max_sessions, bool) or max_sessions < 1):
+            raise ConfigError(f"max_sessions must be an integer >= 1 or None, got {max_sessions!r}.")
         try:
             speed_value = math.inf if speed in ("max", "inf") else float(speed)
         except (TypeError, ValueError):
@@ -194,6 +243,11 @@ class Emulator:
         self.port = port
         self.explicit_key = bool(api_key)
         self.api_key = api_key or "emu-" + secrets.token_urlsafe(18)
+        self.ssl_context = ssl_context
+        clock = clock or SystemClock()
+        self.identity = identity or Identity(clock=clock)
+        """Issues bearer tokens this emulator accepts: ``emu.identity.grant("me")``, then
+        ``emu.identity.issue("me")`` (see :class:`~vlab.emulator.identity.Identity`)."""
         self.trace: Trace | None = None
         if isinstance(trace, Trace):
             self.trace = trace
@@ -210,17 +264,20 @@ class Emulator:
             hear_audio=hear_audio,
             script=script if isinstance(script, Script) or script is None else Script.load(script),
             faults=tuple(faults),
-            clock=clock or SystemClock(),
+            clock=clock,
+            identity=self.identity,
+            max_sessions=max_sessions,
         )
         self._runner: web.AppRunner | None = None
         self._app: web.Application | None = None
 
     @property
     def endpoint(self) -> str:
-        """HTTP endpoint to give the SDK (``http://host:port``)."""
+        """HTTP endpoint to give the SDK (``http://host:port``, or ``https://`` when serving TLS)."""
         if self._runner is None:
             raise RuntimeError("the emulator is not running; use 'async with Emulator() as emu:'")
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     def __repr__(self) -> str:
         state = f"{self.host}:{self.port}" if self._runner else "stopped"
@@ -247,7 +304,7 @@ class Emulator:
         self._app = make_app(self.config)
         self._runner = web.AppRunner(self._app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
         await site.start()
         server = site._server
         if self.port == 0 and isinstance(server, asyncio.Server) and server.sockets:
@@ -258,11 +315,14 @@ class Emulator:
     def inject(self, *faults: Fault) -> int:
         """Arm ``faults`` on every open connection, counting from now.
 
+        A ``rate_limit`` fault refuses the emulator's next connection attempts instead.
+
         Returns:
             How many connections they were armed on.
         """
         if self._app is None:
             return 0
+        self._app[STATE]["rate_limited"].extend(_rate_limits(faults))
         connections = list(self._app[STATE]["connections"])
         for conn in connections:
             conn.faults.arm(list(faults))

@@ -25,6 +25,7 @@ The parts, one job each (a module imports only those listed below it):
 - ``output.py``: where the assistant's audio goes (the speaker or simulated playback, the recording);
 - ``sinks.py``: the log and its sinks: the run folder (``session.json``, ``events.*``) and the WAVs;
 - ``sdk_adapter.py``: everything taken from the SDK, its private parts included (checked by a test);
+- ``connect_errors.py``: first contact: why a connect failed, said in one line with its fix;
 - ``link.py``: the connection: reading, stall detection, reconnection with back-off on the clock;
 - ``reconnect.py``: the reconnect policy, and how a loss and a recovery are described;
 - ``readers.py``: handing events to ``wait_for`` and ``events()``;

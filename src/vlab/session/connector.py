@@ -19,6 +19,7 @@ from vlab import protocol
 from vlab.endpoint import Secret, Target, make_credential, open_target, resolve_target
 from vlab.errors import ConnectionFailed
 from vlab.session import sdk_adapter
+from vlab.session.connect_errors import ConnectRefused, connect_error
 from vlab.session.link import WireError
 from vlab.session.reconnect import connect_advice, redact
 
@@ -34,6 +35,7 @@ class Connector:
         credential: An async token credential for Entra ID (default: ``DefaultAzureCredential``).
         emulator_options: Passed to the embedded emulator when it is used.
         default_model: The model when none is configured (the settings' model).
+        target: A target already resolved (then endpoint, key, model and ``.env`` are not read).
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class Connector:
         credential: Any = None,
         emulator_options: Mapping[str, Any] | None = None,
         default_model: str = protocol.DEFAULT_MODEL,
+        target: Target | None = None,
     ) -> None:
         if isinstance(api_key, str) and api_key.strip():
             api_key = Secret(api_key)  # held as a Secret from the start (blank keys count as unset)
@@ -53,7 +56,7 @@ class Connector:
         self._default_model = default_model
         self._token_credential = credential
         self._emulator_options = dict(emulator_options or {})
-        self._target: Target | None = None
+        self._target: Target | None = target
         self._credential: Any = None
         self._stack: contextlib.AsyncExitStack | None = None
 
@@ -77,12 +80,19 @@ class Connector:
         """The target if it has been resolved (never resolves it)."""
         return self._target
 
+    @property
+    def credential(self) -> Any:
+        """The credential given to the SDK (``AzureKeyCredential`` or a token credential) once opened."""
+        return self._credential
+
     def redact(self, text: str) -> str:
         """``text`` without the target's key."""
         return redact(text, self._target) if self._target is not None else text
 
     def advice(self, exc: BaseException) -> ConnectionFailed:
-        """The error for a failed connection: what failed (redacted) and what to check."""
+        """The error for a failed connection: what failed (redacted) and how to fix it, on one line."""
+        if isinstance(exc, ConnectRefused):
+            return connect_error(self.target, exc.failure, self.redact)
         return ConnectionFailed(connect_advice(self.target, str(exc)))
 
     async def __aenter__(self) -> Connector:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -238,6 +239,25 @@ def connect_advice(target: Target, reason: str) -> str:
 
 
 def redact(text: str, target: Target) -> str:
-    """``text`` with the target's API key replaced by ``****``."""
-    key = target.api_key.reveal() if target.api_key is not None else None
-    return text.replace(key, "****") if key else text
+    """``text`` with the target's API key replaced by ``****`` (see :func:`redact_secret`)."""
+    return redact_secret(text, target.api_key.reveal()) if target.api_key is not None else text
+
+
+_WORD_CHARS = "A-Za-z0-9_\\-"
+LONG_SECRET_CHARS = 8
+"""A secret this long or longer is redacted wherever it occurs, even inside a longer word."""
+
+
+def redact_secret(text: str, secret: str) -> str:
+    """``text`` with ``secret`` replaced by ``****`` as a whole token.
+
+    A short secret (a local key such as ``k`` or ``dev-key``) is replaced only where it stands as a
+    token of its own, so the rest of the message stays readable; a long one (a real key) wherever it
+    occurs.
+    """
+    if not secret:
+        return text
+    if len(secret) >= LONG_SECRET_CHARS:
+        return text.replace(secret, "****")
+    pattern = f"(?<![{_WORD_CHARS}]){re.escape(secret)}(?![{_WORD_CHARS}])"
+    return re.sub(pattern, "****", text)

@@ -13,10 +13,20 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import os
+import socket
+import ssl
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from vlab.session.link import WireClosed, WireError
+from vlab.session.connect_errors import (
+    ConnectFailure,
+    ConnectRefused,
+    FailureKind,
+    credential_sources,
+    parse_retry_after,
+)
+from vlab.session.link import WireClosed
 
 if TYPE_CHECKING:
     from azure.ai.voicelive.aio import VoiceLiveConnection
@@ -26,6 +36,9 @@ SDK_PACKAGE = "azure-ai-voicelive"
 RELIED_ON: dict[str, str] = {
     "azure.ai.voicelive.aio.connect(connection_options=...)": "opening the connection (with autoclose off)",
     "azure.ai.voicelive.aio.WebsocketConnectionOptions['autoclose']": "keeping the server's close code",
+    "azure.ai.voicelive.aio.WebsocketConnectionOptions['vendor_options'] (passed to aiohttp's ws_connect)": (
+        "the TLS context that trusts SSL_CERT_FILE as set at connect time"
+    ),
     "azure.ai.voicelive.aio.ConnectionError": "recognising a failed connect or send",
     "azure.ai.voicelive.aio.ConnectionClosed(code, reason)": "telling a close frame from a dropped socket",
     "VoiceLiveConnection.recv_bytes()": "reading raw frames (the JSON is logged before any model is built)",
@@ -106,25 +119,76 @@ async def open_wire(*, endpoint: str, credential: Any, model: str | None, api_ve
         api_version: The ``api-version`` query parameter.
 
     Raises:
-        WireError: The connection could not be opened (the SDK's message, not redacted).
+        ConnectRefused: The connection could not be opened; its ``failure`` says why (the SDK's or the
+            credential's words, not redacted).
     """
     from azure.ai.voicelive.aio import ConnectionError as SdkConnectionError
-    from azure.ai.voicelive.aio import connect
+    from azure.ai.voicelive.aio import WebsocketConnectionOptions, connect
+    from azure.core.exceptions import AzureError
 
+    # No automatic close reply: when the server closes and drops the TCP connection at once,
+    # aiohttp's failed reply would overwrite the close code it received with 1006.
+    options = WebsocketConnectionOptions(autoclose=False)
+    if endpoint.lower().startswith(("https:", "wss:")):
+        options["vendor_options"] = {"ssl": tls_context()}  # trusts SSL_CERT_FILE as set now
     manager = connect(
         endpoint=endpoint,
         credential=credential,
         model=model,
         api_version=api_version,
-        # No automatic close reply: when the server closes and drops the TCP connection at once,
-        # aiohttp's failed reply would overwrite the close code it received with 1006.
-        connection_options={"autoclose": False},
+        connection_options=options,
     )
     try:
         connection = await manager.__aenter__()
     except SdkConnectionError as exc:
-        raise WireError(str(exc)) from None
+        raise ConnectRefused(classify(exc)) from None
+    except AzureError as exc:  # the credential could not produce a token
+        detail = str(exc)
+        raise ConnectRefused(
+            ConnectFailure("credential", detail, sources=credential_sources(detail))
+        ) from None
     return SdkWire(manager, connection)
+
+
+def classify(exc: BaseException) -> ConnectFailure:
+    """Sort a failed connect (the SDK's error and the aiohttp error under it) for the user."""
+    import aiohttp
+
+    cause = exc.__cause__ or exc
+    detail = str(cause) or type(cause).__name__
+    if isinstance(cause, aiohttp.WSServerHandshakeError):
+        status = cause.status
+        kinds: dict[int, FailureKind] = {401: "unauthorized", 403: "forbidden", 429: "throttled"}
+        kind = kinds.get(status, "http")
+        retry = parse_retry_after(cause.headers.get("Retry-After")) if cause.headers else None
+        return ConnectFailure(kind, f"HTTP {status} {cause.message}", status=status, retry_after_s=retry)
+    dns_error = getattr(aiohttp, "ClientConnectorDNSError", ())  # aiohttp >= 3.10
+    if isinstance(cause, dns_error) or (
+        isinstance(cause, aiohttp.ClientConnectorError) and isinstance(cause.os_error, socket.gaierror)
+    ):
+        return ConnectFailure("dns", str(getattr(cause, "os_error", None) or detail))
+    if isinstance(cause, (aiohttp.ClientSSLError, ssl.SSLError)):
+        reason = getattr(cause, "certificate_error", None) or getattr(cause, "os_error", None) or cause
+        return ConnectFailure("tls", str(reason))
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        return ConnectFailure("refused", str(cause.os_error.strerror or cause.os_error))
+    if isinstance(cause, (TimeoutError, asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return ConnectFailure("timeout", detail)
+    return ConnectFailure("other", str(exc))
+
+
+def tls_context() -> ssl.SSLContext:
+    """The default TLS client context as the environment says now (``SSL_CERT_FILE``, ``SSL_CERT_DIR``).
+
+    aiohttp builds its own once, at import; this one follows a CA bundle set later (a test, a notebook).
+    """
+    return _tls_context_for(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.lru_cache(maxsize=4)
+def _tls_context_for(cafile: str | None, capath: str | None) -> ssl.SSLContext:
+    # The arguments only key the cache: create_default_context() reads the same variables itself.
+    return ssl.create_default_context()
 
 
 def server_event(payload: Any) -> Any:
@@ -179,6 +243,9 @@ def missing_sdk_features() -> list[str]:
         ),
         "azure.ai.voicelive.aio.WebsocketConnectionOptions['autoclose']": lambda: (
             "autoclose" in aio.WebsocketConnectionOptions.__annotations__
+        ),
+        "azure.ai.voicelive.aio.WebsocketConnectionOptions['vendor_options'] (passed to aiohttp's ws_connect)": (
+            lambda: "vendor_options" in aio.WebsocketConnectionOptions.__annotations__
         ),
         "azure.ai.voicelive.aio.ConnectionError": lambda: issubclass(aio.ConnectionError, Exception),
         "azure.ai.voicelive.aio.ConnectionClosed(code, reason)": closed_carries_code,

@@ -15,6 +15,7 @@ import numpy as np
 
 from vlab import protocol
 from vlab.endpoint import Secret
+from vlab.errors import VlabError
 from vlab.log.records import EventRecord
 from vlab.settings import NOT_GIVEN, AzureSemanticVad, SemanticVariant, ServerVad, SessionSettings
 from vlab.widgets._tasks import guarded, start_task
@@ -94,6 +95,8 @@ class SessionPanel:
         self._api_key: Secret | None = None
         self._t0_ns = 0
         self._stopping = False
+        self.error: BaseException | None = None
+        """Why the last session failed (None: it did not), shown in the status line."""
         self.keep_open = keep_open
         self.answered = asyncio.Event()
         """Set when the last prompt sent has been answered."""
@@ -335,6 +338,7 @@ class SessionPanel:
         if audio is not None:
             self._pending.put_nowait(audio)
         self._set_status("connecting…")
+        self.error = None
         self.task = start_task(
             lambda: self._run(settings, kwargs),
             self.output,
@@ -357,6 +361,10 @@ class SessionPanel:
         state = "stopped" if self._stopping else "finished"
         self._stopping = False
         where = f" — run folder <code>{html.escape(str(self.run_dir))}</code>" if self.run_dir else ""
+        if self.error is not None:  # one readable line, e.g. the sign-in or role to fix
+            failed = f'<span style="color:#b00020">failed: {html.escape(str(self.error))}</span>'
+            self._set_status(f"{failed}{where}")
+            return
         self._set_status(f"{state}{where}")
 
     def _input_audio(self, settings: SessionSettings) -> bytes:
@@ -415,6 +423,9 @@ class SessionPanel:
                     self.start.disabled = False
                     self.start.description = "Send prompt"
                     self._set_status("answered — <b>Send prompt</b> for another turn, or <b>Stop</b>")
+        except VlabError as exc:  # kept for the status line (one readable line); the output area shows it too
+            self.error = exc
+            raise
         finally:
             self.connected.clear()
             refresher.cancel()

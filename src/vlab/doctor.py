@@ -1,0 +1,486 @@
+"""``vlab doctor``: can a session start here? Ordered checks, one line each, with the fix when one fails.
+
+:func:`diagnose` runs, in order:
+
+1. **target** — where vlab will connect (argument, environment, ``.env``), the endpoint's form, and
+   whether it is the embedded emulator;
+2. **dns** and **tls** — the host resolves, and its certificate is trusted;
+3. **auth** — the API key, or which ``DefaultAzureCredential`` source produced a token, is accepted
+   (a refusal names the fix, e.g. the *Cognitive Services User* role);
+4. **session** — the model and api-version, by a real ``session.update`` → ``session.updated`` round trip;
+5. **voice**, **turn detection**, **input formats** — which of them the service accepts;
+6. **sound devices** — a microphone and a speaker (a warning only: replays and sweeps need none).
+
+A check after a failed one is skipped. :attr:`DoctorReport.ok` (exit code 0) means a session can start.
+Every wait runs on the injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+from urllib.parse import urlsplit
+
+from vlab import protocol, protocol_limits
+from vlab.clock import Clock, SystemClock, wait_until_ns
+from vlab.endpoint import ENV_ENDPOINT, Target, resolve_target, setting_sources
+from vlab.errors import AuthenticationFailed, ConfigError, ConnectionFailed, Throttled, VlabError
+
+__all__ = ["Check", "DoctorReport", "diagnose"]
+
+Status = Literal["ok", "warn", "fail", "skip"]
+MARKS: Final[Mapping[Status, str]] = {"ok": "[ok]  ", "warn": "[warn]", "fail": "[FAIL]", "skip": "[skip]"}
+"""How each status is printed at the start of its line."""
+
+VOICES: Final = ("alloy", "en-US-AvaNeural", "en-US-Ava:DragonHDLatestNeural")
+"""Voices tried when none is asked for: an OpenAI voice, an Azure standard and an Azure HD voice."""
+_NS_PER_S = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """The outcome of one check."""
+
+    name: str
+    """What was checked (``target``, ``dns``, ``tls``, ``auth``, ``session``, …)."""
+    status: Status
+    """``ok``, ``warn`` (works, but note this), ``fail`` (a session cannot start) or ``skip``."""
+    summary: str
+    """What was found, on one line (never a secret)."""
+    fix: str = ""
+    """What to do, when it failed or warned."""
+
+    def line(self) -> str:
+        """The printed line: mark, name, summary and fix."""
+        fix = f" → fix: {self.fix}" if self.fix else ""
+        return f"{MARKS[self.status]} {self.name:<15} {self.summary}{fix}"
+
+
+@dataclass
+class DoctorReport:
+    """Every check, in order."""
+
+    checks: list[Check] = field(default_factory=list)
+    """The checks run (and skipped)."""
+
+    @property
+    def ok(self) -> bool:
+        """Whether a session can start (no check failed)."""
+        return all(c.status != "fail" for c in self.checks)
+
+    def get(self, name: str) -> Check:
+        """The check called ``name``."""
+        return next(c for c in self.checks if c.name == name)
+
+    def lines(self) -> list[str]:
+        """One printed line per check, then the verdict."""
+        verdict = (
+            "a session can start."
+            if self.ok
+            else "a session cannot start; fix the first [FAIL] line and run `vlab doctor` again."
+        )
+        return [c.line() for c in self.checks] + [f"vlab doctor: {verdict}"]
+
+
+def endpoint_form(url: str) -> tuple[str, Status]:
+    """What kind of endpoint ``url`` is, and whether that form works with Voice Live."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if _is_loopback(host):
+        return "this machine (a local emulator, e.g. `vlab emulator`)", "ok"
+    if host.endswith(".services.ai.azure.com"):
+        return "an Azure AI Foundry resource endpoint (*.services.ai.azure.com)", "ok"
+    if host.endswith(".cognitiveservices.azure.com"):
+        return "an Azure AI Services endpoint (*.cognitiveservices.azure.com)", "ok"
+    if host.endswith(".openai.azure.com"):
+        return (
+            "an Azure OpenAI endpoint (*.openai.azure.com): Voice Live is served on the resource's "
+            "*.services.ai.azure.com or *.cognitiveservices.azure.com endpoint",
+            "warn",
+        )
+    return "a custom domain (make sure it fronts a Voice Live resource)", "ok"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def diagnose(
+    endpoint: str | None = None,
+    *,
+    model: str | None = None,
+    api_version: str | None = None,
+    voice: str | None = None,
+    env: Mapping[str, str] | None = None,
+    dotenv_path: Any = None,
+    credential: Any = None,
+    emulator_options: Mapping[str, Any] | None = None,
+    clock: Clock | None = None,
+    timeout_s: float = 15.0,
+    devices: bool = True,
+) -> DoctorReport:
+    """Run the checks in order (see the module docstring).
+
+    Args:
+        endpoint: The endpoint to check (else the environment, else ``.env``; none → embedded emulator).
+        model: The model (else ``AZURE_VOICELIVE_MODEL``, else the default).
+        api_version: The api-version (else ``AZURE_VOICELIVE_API_VERSION``, else the SDK's default).
+        voice: A voice to check (default: :data:`VOICES`).
+        env: Environment to read instead of ``os.environ``.
+        dotenv_path: ``.env`` file (None searches upwards, False none).
+        credential: An async token credential for Entra ID (default: ``DefaultAzureCredential``).
+        emulator_options: Passed to the embedded emulator when no endpoint is configured.
+        clock: The clock every timeout runs on.
+        timeout_s: Limit of each network step.
+        devices: Also check the sound devices.
+
+    Returns:
+        The report; :attr:`DoctorReport.ok` says whether a session can start.
+    """
+    clock = clock or SystemClock()
+    report = DoctorReport()
+    checks = report.checks
+    later = ["dns", "tls", "auth", "session", "voice", "turn detection", "input formats"]
+
+    def skip_rest(after: str) -> None:
+        for name in later[later.index(after) + 1 if after in later else 0 :]:
+            checks.append(Check(name, "skip", f"not checked: the {after} check failed"))
+
+    try:
+        target = resolve_target(
+            endpoint, None, model, api_version=api_version, env=env, dotenv_path=dotenv_path
+        )
+        sources = setting_sources(endpoint, env=env, dotenv_path=dotenv_path)
+    except ConfigError as exc:
+        checks.append(Check("target", "fail", "the endpoint configuration is invalid", str(exc)))
+        skip_rest("target")
+        return _with_devices(report, devices)
+    checks.append(_target_check(target, sources))
+
+    from vlab.session.connector import Connector
+
+    connector = Connector(target=target, credential=credential, emulator_options=emulator_options)
+    try:
+        async with connector:
+            target = connector.target
+            failed = await _network_checks(target, checks, clock, timeout_s)
+            if failed is not None:
+                skip_rest(failed)
+                return _with_devices(report, devices)
+            await _session_checks(connector, checks, clock, timeout_s, voice)
+    except VlabError as exc:  # e.g. the embedded emulator could not start
+        checks.append(Check("session", "fail", str(exc)))
+    done = {c.name for c in checks}
+    checks.extend(Check(n, "skip", "not checked: an earlier check failed") for n in later if n not in done)
+    return _with_devices(report, devices)
+
+
+def _target_check(target: Target, sources: Mapping[str, str]) -> Check:
+    if target.kind == "emulator":
+        return Check(
+            "target", "ok", f"no endpoint configured → the embedded emulator (offline), model {target.model}"
+        )
+    where = sources.get("endpoint", "the endpoint argument")
+    auth = (
+        f"API key from {sources['api_key']}"
+        if target.auth == "api_key"
+        else "no API key → Entra ID (DefaultAzureCredential)"
+    )
+    form, status = endpoint_form(target.endpoint or "")
+    summary = f"{target.describe()} — endpoint from {where}; {auth}; {form}"
+    fix = "" if status == "ok" else f"set {ENV_ENDPOINT} to https://<resource>.services.ai.azure.com"
+    return Check("target", status, summary, fix)
+
+
+async def _network_checks(target: Target, checks: list[Check], clock: Clock, timeout_s: float) -> str | None:
+    """DNS, then TCP and TLS; the name of the check that failed (it says why), or None."""
+    parts = urlsplit(target.endpoint or "")
+    host = parts.hostname or ""
+    secure = parts.scheme in ("https", "wss")
+    port = parts.port or (443 if secure else 80)
+    deadline = clock.monotonic_ns() + round(timeout_s * _NS_PER_S)
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await wait_until_ns(clock, loop.getaddrinfo(host, port), deadline)
+    except (OSError, TimeoutError) as exc:
+        fix = f"check the resource name in {ENV_ENDPOINT} (https://<resource>.services.ai.azure.com), the network or VPN"
+        checks.append(Check("dns", "fail", f"cannot resolve {host} ({exc or 'timed out'})", fix))
+        return "dns"
+    addresses = sorted({str(info[4][0]) for info in infos})
+    checks.append(Check("dns", "ok", f"{host} → {', '.join(addresses[:3])}"))
+    context = None
+    if secure:
+        from vlab.session.sdk_adapter import tls_context
+
+        context = tls_context()
+    deadline = clock.monotonic_ns() + round(timeout_s * _NS_PER_S)
+    try:
+        _, writer = await wait_until_ns(
+            clock,
+            asyncio.open_connection(host, port, ssl=context, server_hostname=host if secure else None),
+            deadline,
+        )
+    except Exception as exc:  # ssl.SSLError, OSError, TimeoutError: each is a finding, not a crash
+        import ssl
+
+        if isinstance(exc, ssl.SSLError):
+            fix = "if a proxy inspects TLS, point SSL_CERT_FILE at its CA bundle; check the system clock"
+            checks.append(Check("tls", "fail", f"the TLS handshake with {host}:{port} failed ({exc})", fix))
+        else:
+            reason = str(exc) or "timed out"
+            fix = f"check the port in {ENV_ENDPOINT}, the network, proxies and firewalls"
+            checks.append(Check("tls", "fail", f"cannot reach {host}:{port} ({reason})", fix))
+        return "tls"
+    try:
+        if secure:
+            tls = writer.get_extra_info("ssl_object")
+            cert = writer.get_extra_info("peercert") or {}
+            issuer = dict(x[0] for x in cert.get("issuer", ())).get("commonName", "?")
+            checks.append(
+                Check("tls", "ok", f"{tls.version() if tls else 'TLS'}, certificate issued by {issuer}")
+            )
+        elif _is_loopback(host):
+            checks.append(Check("tls", "ok", f"plain HTTP to {host}:{port} on this machine (no TLS needed)"))
+        else:
+            checks.append(
+                Check(
+                    "tls",
+                    "warn",
+                    f"plain HTTP to {host}:{port}: nothing is encrypted",
+                    "use https:// (Azure endpoints are https)",
+                )
+            )
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+    return None
+
+
+async def _session_checks(
+    connector: Any, checks: list[Check], clock: Clock, timeout_s: float, voice: str | None
+) -> None:
+    """Connect (auth), then the session round trip and what the service accepts."""
+    target: Target = connector.target
+    try:
+        wire = await connector.open_wire()
+    except (AuthenticationFailed, Throttled, ConnectionFailed) as exc:
+        message = str(exc)
+        what, _, fix = message.partition(". Fix: ")
+        name = "session" if isinstance(exc, Throttled) else "auth"
+        if name == "session":
+            checks.append(
+                Check("auth", "ok", "the credential was accepted (the service throttled the session)")
+            )
+        checks.append(Check(name, "fail", what, fix))
+        return
+    checks.append(Check("auth", "ok", _auth_summary(target, connector.credential)))
+    try:
+        await _round_trips(wire, target, checks, clock, timeout_s, voice)
+    finally:
+        await wire.close()
+
+
+def _auth_summary(target: Target, credential: Any) -> str:
+    if target.auth == "emulator":
+        return "the emulator's own key was accepted"
+    if target.auth == "api_key":
+        return "the API key was accepted"
+    inner = getattr(credential, "_successful_credential", None)  # which source DefaultAzureCredential used
+    source = type(inner).__name__ if inner is not None else type(credential).__name__
+    return f"an Entra ID token from {source} was accepted (your identity has the needed role)"
+
+
+class _Conversation:
+    """Sends one client event at a time and reads until the server answers it."""
+
+    def __init__(self, wire: Any, clock: Clock, timeout_s: float) -> None:
+        self.wire = wire
+        self.clock = clock
+        self.timeout_s = timeout_s
+        self.emulated = False
+        self.counter = 0
+
+    async def recv(self) -> dict[str, Any]:
+        deadline = self.clock.monotonic_ns() + round(self.timeout_s * _NS_PER_S)
+        raw = await wait_until_ns(self.clock, self.wire.recv_bytes(), deadline)
+        event = json.loads(raw)
+        if protocol.SIM_MS_KEY in event:
+            self.emulated = True
+        return event if isinstance(event, dict) else {}
+
+    async def update(self, session: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None, float]:
+        """Send ``session.update``; returns (the updated session, or None; the error message; ms taken)."""
+        self.counter += 1
+        t0 = self.clock.monotonic_ns()
+        await self.wire.send(
+            {
+                "type": protocol.CLIENT_SESSION_UPDATE,
+                "event_id": f"doctor_{self.counter}",
+                "session": dict(session),
+            }
+        )
+        while True:
+            event = await self.recv()
+            if event.get("type") == protocol.SESSION_UPDATED:
+                return event.get("session") or {}, None, (self.clock.monotonic_ns() - t0) / 1e6
+            if event.get("type") == "error":
+                error = event.get("error") or {}
+                message = f"{error.get('code') or error.get('type')}: {error.get('message')}"
+                return None, message, (self.clock.monotonic_ns() - t0) / 1e6
+
+
+async def _round_trips(
+    wire: Any, target: Target, checks: list[Check], clock: Clock, timeout_s: float, voice: str | None
+) -> None:
+    from vlab.settings import SessionSettings
+
+    talk = _Conversation(wire, clock, timeout_s)
+    try:
+        created = await talk.recv()
+    except TimeoutError:
+        checks.append(
+            Check(
+                "session",
+                "fail",
+                f"no session.created within {timeout_s:g} s",
+                "check that the endpoint is a Voice Live endpoint",
+            )
+        )
+        return
+    if created.get("type") != protocol.SESSION_CREATED:
+        checks.append(
+            Check(
+                "session",
+                "fail",
+                f"the server's first event is {created.get('type')!r}, not session.created",
+                "check that the endpoint is a Voice Live endpoint",
+            )
+        )
+        return
+    try:
+        settings = SessionSettings(model=target.model).to_wire()
+    except ConfigError as exc:
+        checks.append(Check("session", "fail", str(exc)))
+        return
+    server = "a vlab emulator" if talk.emulated else "the service"
+    try:
+        session, error, ms = await talk.update(settings)
+    except TimeoutError:
+        checks.append(Check("session", "fail", f"no answer to session.update within {timeout_s:g} s", ""))
+        return
+    model = (session or created.get("session") or {}).get("model") or target.model
+    if session is None:
+        checks.append(
+            Check(
+                "session",
+                "fail",
+                f"{server} refused session.update for model {target.model} (api-version "
+                f"{target.api_version}): {error}",
+                "set AZURE_VOICELIVE_MODEL to a model the resource serves, or AZURE_VOICELIVE_API_VERSION to a "
+                "supported api-version",
+            )
+        )
+        return
+    checks.append(
+        Check(
+            "session",
+            "ok",
+            f"model {model}, api-version {target.api_version}: session.update → session.updated in "
+            f"{ms:.0f} ms ({server})",
+        )
+    )
+    checks.append(await _accepted(talk, "voice", _voice_candidates(voice), voice))
+    td_types = protocol_limits.TURN_DETECTION_TYPES
+    checks.append(
+        await _accepted(
+            talk,
+            "turn detection",
+            [(t, {"turn_detection": {"type": t}}) for t in td_types],
+            protocol_limits.SERVER_VAD,
+        )
+    )
+    formats = [(f, {"input_audio_format": f}) for f in protocol.INPUT_FORMATS]
+    checks.append(await _accepted(talk, "input formats", formats, "pcm16"))
+
+
+def _voice_candidates(voice: str | None) -> list[tuple[str, dict[str, Any]]]:
+    from vlab.settings.parts import voice_to_wire
+
+    names = (voice,) if voice else VOICES
+    out = []
+    for name in names:
+        try:
+            out.append((name, {"voice": voice_to_wire(name)}))
+        except ConfigError:
+            out.append((name, {"voice": {"type": "azure-standard", "name": name}}))
+    return out
+
+
+async def _accepted(
+    talk: _Conversation, name: str, candidates: list[tuple[str, dict[str, Any]]], required: str | None
+) -> Check:
+    """Which candidates the service accepts; fails when ``required`` is refused."""
+    accepted: list[str] = []
+    refused: list[str] = []
+    for label, session in candidates:
+        try:
+            result, error, _ = await talk.update(session)
+        except TimeoutError:
+            return Check(name, "fail", f"no answer to session.update within {talk.timeout_s:g} s")
+        (accepted if result is not None else refused).append(
+            label if result is not None else f"{label} ({error})"
+        )
+    summary = "accepted: " + (", ".join(accepted) or "none")
+    if refused:
+        summary += "; refused: " + "; ".join(refused)
+    if required is not None and required not in accepted:
+        return Check(
+            name,
+            "fail",
+            summary,
+            f"{required!r} is refused: choose an accepted value, or check the api-version",
+        )
+    if not accepted:
+        return Check(name, "fail", summary, "check the model and api-version")
+    return Check(name, "warn" if refused else "ok", summary)
+
+
+def _with_devices(report: DoctorReport, devices: bool) -> DoctorReport:
+    if devices:
+        report.checks.append(_device_check())
+    return report
+
+
+def _device_check() -> Check:
+    from vlab.errors import DeviceError
+
+    try:
+        from vlab.audio.devices import list_devices
+
+        found = list_devices()
+    except DeviceError as exc:
+        return Check("sound devices", "warn", str(exc), "only live microphone/speaker sessions need them")
+    mics = [d for d in found if d.max_input_channels > 0]
+    speakers = [d for d in found if d.max_output_channels > 0]
+    if not mics or not speakers:
+        missing = " and ".join(w for w, devs in (("microphone", mics), ("speaker", speakers)) if not devs)
+        return Check(
+            "sound devices",
+            "warn",
+            f"no {missing} found (replays and sweeps need none)",
+            "connect one, or on a headless machine start a virtual sound card (see `vlab devices`)",
+        )
+    mic = next((d for d in mics if d.is_default_input), mics[0])
+    speaker = next((d for d in speakers if d.is_default_output), speakers[0])
+    return Check("sound devices", "ok", f"microphone {mic.name!r}, speaker {speaker.name!r}")
