@@ -451,5 +451,13 @@ def event_row(
         text,
         error_code,
         error_message,
-        _encode(body),
+        _payload(body, etype),
     )
+
+
+def _payload(body: Mapping[str, Any], etype: str) -> str:
+    """``body`` as compact JSON; a stand-in naming the problem when it is nested too deeply to encode."""
+    try:
+        return _encode(body)
+    except RecursionError:  # a hostile server's event (the session logs it as a protocol warning too)
+        return _encode({"type": etype, "vlab_unencodable": "nested too deeply to encode"})

@@ -16,7 +16,8 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from vlab.session.link import WireClosed, WireError
+from vlab.protocol_limits import SDK_MAX_FRAME_BYTES
+from vlab.session.link import FrameTooLarge, WireClosed, WireError
 
 if TYPE_CHECKING:
     from azure.ai.voicelive.aio import VoiceLiveConnection
@@ -26,12 +27,15 @@ SDK_PACKAGE = "azure-ai-voicelive"
 RELIED_ON: dict[str, str] = {
     "azure.ai.voicelive.aio.connect(connection_options=...)": "opening the connection (with autoclose off)",
     "azure.ai.voicelive.aio.WebsocketConnectionOptions['autoclose']": "keeping the server's close code",
+    "azure.ai.voicelive.aio.WebsocketConnectionOptions['max_msg_size']": (
+        "the client's frame size limit (Session(max_frame_bytes=...))"
+    ),
     "azure.ai.voicelive.aio.ConnectionError": "recognising a failed connect or send",
     "azure.ai.voicelive.aio.ConnectionClosed(code, reason)": "telling a close frame from a dropped socket",
     "VoiceLiveConnection.recv_bytes()": "reading raw frames (the JSON is logged before any model is built)",
     "VoiceLiveConnection.send(dict)": "sending wire-format client events",
-    "VoiceLiveConnection._connection (private: the aiohttp WebSocket, .closed)": (
-        "refusing to send on a socket that is already closed"
+    "VoiceLiveConnection._connection (private: the aiohttp WebSocket, .closed, .exception())": (
+        "refusing to send on a socket that is already closed; naming a frame over the size limit"
     ),
     "azure.ai.voicelive.models.ServerEvent._deserialize(payload, []) (private)": (
         "building SDK models from logged JSON, as conn.recv() does"
@@ -47,21 +51,33 @@ class SdkWire:
     Args:
         manager: The SDK's ``connect(...)`` context manager, already entered.
         connection: What entering it returned.
+        max_frame_bytes: The frame size limit the connection was opened with.
     """
 
-    def __init__(self, manager: Any, connection: VoiceLiveConnection) -> None:
+    def __init__(
+        self, manager: Any, connection: VoiceLiveConnection, max_frame_bytes: int = SDK_MAX_FRAME_BYTES
+    ) -> None:
         self._manager = manager
         self.connection = connection
         """The SDK connection (for what vlab does not wrap)."""
+        self.max_frame_bytes = max_frame_bytes
 
     async def recv_bytes(self) -> bytes:
-        """The next frame; raises :class:`WireClosed` as the SDK reports a close or a transport error."""
+        """The next frame; raises :class:`WireClosed` as the SDK reports a close or a transport error.
+
+        A frame over the frame size limit raises :class:`~vlab.session.link.FrameTooLarge` (the SDK
+        reports it as a transport error, code 1006; the aiohttp WebSocket keeps its code, 1009).
+        """
         from azure.ai.voicelive.aio import ConnectionClosed
         from azure.ai.voicelive.aio import ConnectionError as SdkConnectionError
 
         try:
             raw = await self.connection.recv_bytes()
         except ConnectionClosed as exc:
+            ws = getattr(self.connection, "_connection", None)
+            error = ws.exception() if ws is not None else None
+            if getattr(error, "code", None) == _MESSAGE_TOO_BIG:
+                raise FrameTooLarge(self.max_frame_bytes, exc.reason or str(error)) from None
             raise WireClosed(exc.code, exc.reason) from None
         except (SdkConnectionError, ConnectionError, TimeoutError, asyncio.TimeoutError) as exc:
             raise WireClosed(None, str(exc)) from None
@@ -96,7 +112,18 @@ class SdkWire:
             return
 
 
-async def open_wire(*, endpoint: str, credential: Any, model: str | None, api_version: str) -> SdkWire:
+_MESSAGE_TOO_BIG = 1009
+"""WebSocket close code: a message was too big (aiohttp's ``WSCloseCode.MESSAGE_TOO_BIG``)."""
+
+
+async def open_wire(
+    *,
+    endpoint: str,
+    credential: Any,
+    model: str | None,
+    api_version: str,
+    max_frame_bytes: int = SDK_MAX_FRAME_BYTES,
+) -> SdkWire:
     """Connect with the SDK.
 
     Args:
@@ -104,6 +131,7 @@ async def open_wire(*, endpoint: str, credential: Any, model: str | None, api_ve
         credential: An ``AzureKeyCredential`` or async token credential.
         model: The model for the connection URL.
         api_version: The ``api-version`` query parameter.
+        max_frame_bytes: Largest server frame the client accepts (the SDK's ``max_msg_size``).
 
     Raises:
         WireError: The connection could not be opened (the SDK's message, not redacted).
@@ -118,13 +146,13 @@ async def open_wire(*, endpoint: str, credential: Any, model: str | None, api_ve
         api_version=api_version,
         # No automatic close reply: when the server closes and drops the TCP connection at once,
         # aiohttp's failed reply would overwrite the close code it received with 1006.
-        connection_options={"autoclose": False},
+        connection_options={"autoclose": False, "max_msg_size": max_frame_bytes},
     )
     try:
         connection = await manager.__aenter__()
     except SdkConnectionError as exc:
         raise WireError(str(exc)) from None
-    return SdkWire(manager, connection)
+    return SdkWire(manager, connection, max_frame_bytes)
 
 
 def server_event(payload: Any) -> Any:
@@ -180,11 +208,16 @@ def missing_sdk_features() -> list[str]:
         "azure.ai.voicelive.aio.WebsocketConnectionOptions['autoclose']": lambda: (
             "autoclose" in aio.WebsocketConnectionOptions.__annotations__
         ),
+        "azure.ai.voicelive.aio.WebsocketConnectionOptions['max_msg_size']": lambda: (
+            "max_msg_size" in aio.WebsocketConnectionOptions.__annotations__
+        ),
         "azure.ai.voicelive.aio.ConnectionError": lambda: issubclass(aio.ConnectionError, Exception),
         "azure.ai.voicelive.aio.ConnectionClosed(code, reason)": closed_carries_code,
         "VoiceLiveConnection.recv_bytes()": is_coroutine("recv_bytes"),
         "VoiceLiveConnection.send(dict)": is_coroutine("send"),
-        "VoiceLiveConnection._connection (private: the aiohttp WebSocket, .closed)": keeps_the_websocket,
+        "VoiceLiveConnection._connection (private: the aiohttp WebSocket, .closed, .exception())": (
+            keeps_the_websocket
+        ),
         "azure.ai.voicelive.models.ServerEvent._deserialize(payload, []) (private)": builds_session_created,
         "azure.ai.voicelive.__version__": sdk_version,
     }
