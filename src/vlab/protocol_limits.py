@@ -38,7 +38,7 @@ __all__ = [
     "MAX_APPEND_AUDIO_BYTES",
     "MAX_CLIENT_FRAME_BYTES",
     "MAX_DURATION_MS",
-    "MAX_INPUT_BUFFER_MS",
+    "MAX_INPUT_BUFFER_BYTES",
     "MAX_JSON_DEPTH",
     "MIN_SPEECH_MS",
     "NEW_PADDING_API_VERSION",
@@ -58,8 +58,8 @@ __all__ = [
 # --- frames, buffers, connections ----------------------------------------------------------------
 
 SDK_MAX_FRAME_BYTES: Final = 4 * 1024 * 1024
-"""Largest server frame the SDK accepts by default (aiohttp ``max_msg_size``), in bytes: a larger one
-makes the client close the connection. ``vlab.Session(max_frame_bytes=...)`` raises it; the emulator's
+"""The SDK's default frame size limit (aiohttp ``max_msg_size``), in bytes: a server frame of this size
+or more makes the client close the connection. ``vlab.Session(max_frame_bytes=...)`` raises it; the emulator's
 frames stay far below it (audio deltas are small)."""
 
 MAX_APPEND_AUDIO_BYTES: Final = 15 * 1024 * 1024
@@ -73,10 +73,12 @@ MAX_CLIENT_FRAME_BYTES: Final = (MAX_APPEND_AUDIO_BYTES + 2) // 3 * 4 + FRAME_EN
 """Largest client frame the emulator reads, in bytes: the largest append as base64 (20 MiB) plus
 :data:`FRAME_ENVELOPE_BYTES`. A larger frame closes the connection with code 1009 (message too big)."""
 
-MAX_INPUT_BUFFER_MS: Final = 10 * 60 * 1000
-"""Most uncommitted audio the input buffer holds, in ms (vlab's: the service documents no figure).
-Without turn detection nothing empties the buffer but a commit or a clear, so an append that would
-take it past this is refused with an ``input_audio_buffer_full`` error."""
+MAX_INPUT_BUFFER_BYTES: Final = 2 * MAX_APPEND_AUDIO_BYTES
+"""Most uncommitted audio the emulator's input buffer holds, in bytes of PCM16 (vlab's: the service
+documents no figure): two of the largest appends, about 10.9 min at 24 kHz (G.711 doubles in size as
+PCM16, so its largest append fills it). Without turn detection nothing empties the buffer but a commit
+or a clear, so an append that would take it past this is refused with an ``input_audio_buffer_full``
+error; with turn detection the VAD keeps only the audio of the turn in progress."""
 
 MAX_JSON_DEPTH: Final = 64
 """Deepest nesting of objects and arrays a client event may have (vlab's: the service documents none).

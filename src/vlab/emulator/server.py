@@ -1,8 +1,11 @@
 """The emulator's aiohttp server: the route the SDK builds, authentication, lifecycle.
 
 ``GET /voice-live/realtime?api-version=…&model=…`` (also ``/voice-agent/realtime``) upgrades to a plain
-WebSocket (no subprotocol, no compression, frames capped at 4 MiB, pings answered). A wrong or missing
-credential is refused with HTTP 401 *before* the upgrade, which the SDK reports as a connection error.
+WebSocket (no subprotocol, no compression, pings answered). Client frames are read up to the service's
+limit (:data:`~vlab.protocol_limits.MAX_CLIENT_FRAME_BYTES`: one append of 15 MiB of audio); a larger
+frame closes the connection with code 1009. A wrong or missing credential is refused with HTTP 401
+*before* the upgrade, which the SDK reports as a connection error. A client that has not sent its
+request headers within the handshake timeout is disconnected (:mod:`vlab.emulator.handshake`).
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ from vlab.emulator.asr import Recognizer, default_recognizer
 from vlab.emulator.config import EmulatorConfig
 from vlab.emulator.connection import EmulatorConnection
 from vlab.emulator.faults import Fault
+from vlab.emulator.handshake import HandshakeGuard
 from vlab.emulator.latency import LatencyModel, preset
 from vlab.emulator.replies import Script
 from vlab.emulator.trace import Trace
 from vlab.errors import ConfigError, VlabWarning
+from vlab.protocol_limits import HANDSHAKE_TIMEOUT_S, MAX_CLIENT_FRAME_BYTES
 
 log = logging.getLogger("vlab.emulator")
 
@@ -71,7 +76,8 @@ async def _realtime(request: web.Request) -> web.StreamResponse:
             },
             status=401,
         )
-    ws = web.WebSocketResponse(max_msg_size=protocol.MAX_FRAME_BYTES, autoping=True, compress=False)
+    # aiohttp refuses a message of max_msg_size bytes or more: + 1 accepts the largest frame itself.
+    ws = web.WebSocketResponse(max_msg_size=MAX_CLIENT_FRAME_BYTES + 1, autoping=True, compress=False)
     await ws.prepare(request)
     state = request.app[STATE]
     state["index"] += 1
@@ -117,7 +123,7 @@ def _is_loopback(host: str) -> bool:
 
 def make_app(config: EmulatorConfig) -> web.Application:
     """Build the aiohttp application for one emulator."""
-    app = web.Application(client_max_size=protocol.MAX_FRAME_BYTES)
+    app = web.Application()
     app[CONFIG] = config
     app[STATE] = {"index": 0, "connections": set()}
     for route in ROUTES:
@@ -152,8 +158,10 @@ class Emulator:
         script: A JSON dialogue script (path or :class:`Script`) tried before the built-in replies.
         faults: Faults (:class:`~vlab.emulator.faults.Fault`) armed on every new connection.
         recognizer_factory: Speech recognizer for the user's audio (PocketSphinx by default).
-        clock: The wall clock that maps simulated time onto real time and times faults (inject a
-            :class:`~vlab.clock.ManualClock` or :class:`~vlab.clock.VirtualClock` in tests).
+        clock: The wall clock that maps simulated time onto real time and times faults and the
+            handshake timeout (inject a :class:`~vlab.clock.ManualClock` or
+            :class:`~vlab.clock.VirtualClock` in tests).
+        handshake_timeout_s: Time a new connection has to send its HTTP request headers, in s.
 
     Raises:
         ConfigError: ``speed`` is not a number > 0 or ``"max"``, or ``latency`` names no preset.
@@ -175,7 +183,10 @@ class Emulator:
         faults: Iterable[Fault] = (),
         recognizer_factory: Callable[[], Recognizer] = default_recognizer,
         clock: Clock | None = None,
+        handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
     ) -> None:
+        if not handshake_timeout_s > 0:
+            raise ConfigError(f"handshake_timeout_s must be > 0 s, got {handshake_timeout_s!r}")
         try:
             speed_value = math.inf if speed in ("max", "inf") else float(speed)
         except (TypeError, ValueError):
@@ -207,8 +218,10 @@ class Emulator:
             faults=tuple(faults),
             clock=clock or SystemClock(),
         )
+        self.handshake_timeout_s = handshake_timeout_s
         self._runner: web.AppRunner | None = None
         self._app: web.Application | None = None
+        self._listener: asyncio.Server | None = None
 
     @property
     def endpoint(self) -> str:
@@ -242,11 +255,14 @@ class Emulator:
         self._app = make_app(self.config)
         self._runner = web.AppRunner(self._app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        server = site._server
-        if self.port == 0 and isinstance(server, asyncio.Server) and server.sockets:
-            self.port = server.sockets[0].getsockname()[1]
+        handler_factory = self._runner.server
+        assert handler_factory is not None
+        clock, timeout_s = self.config.clock, self.handshake_timeout_s
+        self._listener = await asyncio.get_running_loop().create_server(
+            lambda: HandshakeGuard(handler_factory(), clock, timeout_s), self.host, self.port
+        )
+        if self.port == 0 and self._listener.sockets:
+            self.port = self._listener.sockets[0].getsockname()[1]
         log.info("Voice Live emulator on %s", self.endpoint)
         return self
 
@@ -265,9 +281,14 @@ class Emulator:
 
     async def stop(self) -> None:
         """Close every connection and stop serving."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()  # no new connections; the runner closes the open ones
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
+        if listener is not None:
+            await listener.wait_closed()
         if self.trace is not None:
             self.trace.close()
 
