@@ -155,11 +155,29 @@ async def open_wire(
     return SdkWire(manager, connection, max_frame_bytes)
 
 
+class RawServerEvent(dict[str, Any]):
+    """A server event the SDK cannot build a model of (a malformed one): its JSON object as sent.
+
+    Read its fields as keys or attributes (``event.type``; a missing one reads as None, as on SDK models).
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        return self.get(name)
+
+
 def server_event(payload: Any) -> Any:
-    """The SDK model of a server event's JSON object, as ``conn.recv()`` builds it (anything else as is)."""
+    """The SDK model of a server event's JSON object, as ``conn.recv()`` builds it (anything else as is).
+
+    An object the SDK cannot build a model of (a ``type`` that is not a string, nesting too deep for its
+    deserializer), where ``conn.recv()`` would raise, becomes a :class:`RawServerEvent`: readers still
+    get it, and the session has logged it as a protocol warning.
+    """
     if type(payload) is not dict:
         return payload
-    return _server_event_model()._deserialize(payload, [])
+    try:
+        return _server_event_model()._deserialize(payload, [])
+    except (TypeError, ValueError, AttributeError, RecursionError):
+        return RawServerEvent(payload)
 
 
 @functools.cache
