@@ -125,7 +125,10 @@ async def scripted_server(
     async def handle(request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=0)
         await ws.prepare(request)
-        await script(ws)
+        try:
+            await script(ws)
+        except ConnectionError:  # the client went away first: the script ends there
+            pass
         await ws.close()
         return ws
 

@@ -64,6 +64,7 @@ def test_only_the_adapter_reaches_into_the_sdk():
 class _Socket:
     closed = False
     error: BaseException | None = None
+    close_code: int | None = None
 
     def exception(self) -> BaseException | None:
         return self.error
@@ -117,6 +118,14 @@ async def test_a_frame_over_the_size_limit_is_named_as_such():
     with pytest.raises(WireClosed) as other:
         await wire.recv_bytes()
     assert not isinstance(other.value, FrameTooLarge) and other.value.code == 1006
+    # aiohttp 3.14 keeps no error, only its close code; the SDK says 1006 with the reason "None"
+    connection.frames += [aio.ConnectionClosed(1006, "None"), aio.ConnectionClosed(1009, "")]
+    connection._connection.error, connection._connection.close_code = None, 1009
+    with pytest.raises(FrameTooLarge, match="code 1009, message too big"):
+        await wire.recv_bytes()
+    with pytest.raises(WireClosed) as by_server:  # a close frame from the server with 1009 is the server's
+        await wire.recv_bytes()
+    assert not isinstance(by_server.value, FrameTooLarge) and by_server.value.code == 1009
 
 
 async def test_a_send_on_a_closed_socket_or_of_an_unencodable_event_fails_clearly():

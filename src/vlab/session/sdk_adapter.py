@@ -76,8 +76,17 @@ class SdkWire:
         except ConnectionClosed as exc:
             ws = getattr(self.connection, "_connection", None)
             error = ws.exception() if ws is not None else None
-            if getattr(error, "code", None) == _MESSAGE_TOO_BIG:
-                raise FrameTooLarge(self.max_frame_bytes, exc.reason or str(error)) from None
+            # aiohttp keeps the error (some versions) or only its own close code 1009 (others), while the
+            # SDK reports 1006; a close frame from the server with 1009 reaches the SDK as its code instead.
+            if getattr(error, "code", None) == _MESSAGE_TOO_BIG or (
+                exc.code == 1006 and getattr(ws, "close_code", None) == _MESSAGE_TOO_BIG
+            ):
+                detail = (
+                    str(error)
+                    if error is not None
+                    else "the client closed it with code 1009, message too big"
+                )
+                raise FrameTooLarge(self.max_frame_bytes, detail) from None
             raise WireClosed(exc.code, exc.reason) from None
         except (SdkConnectionError, ConnectionError, TimeoutError, asyncio.TimeoutError) as exc:
             raise WireClosed(None, str(exc)) from None
