@@ -15,6 +15,7 @@ import asyncio
 import base64
 import copy
 import json
+import logging
 import math
 import os
 import random
@@ -28,9 +29,14 @@ from azure.core.credentials import AzureKeyCredential
 import vlab
 from vlab import Session, protocol
 from vlab.log import read_jsonl
+from vlab.protocol_limits import MAX_APPEND_AUDIO_BYTES, MAX_JSON_DEPTH
 from vlab.testing import collect_events, fast_emulator, scripted_server
 
 N_FRAMES = 10_000
+OVER_LIMIT_EVERY = 2500
+"""Every this many frames, one append of more audio than the service takes in one append (refused)."""
+SLOW_SOCKETS = 20
+"""Half-open connections that dribble a request line during the fuzz (cut off at the handshake timeout)."""
 CLIENT_TYPES = [
     "session.update", "input_audio_buffer.append", "input_audio_buffer.commit", "input_audio_buffer.clear",
     "conversation.item.create", "conversation.item.retrieve", "conversation.item.truncate",
@@ -41,7 +47,17 @@ JUNK_VALUES = [None, True, -1, 3.5, "", "x" * 5000, [], [1, "a"], {}, {"type": 7
 
 def _malformed(rng: random.Random) -> tuple[str | bytes, bool]:
     """A hostile frame and whether the emulator must answer it with an error event."""
-    kind = rng.randrange(10)
+    kind = rng.randrange(12)
+    if kind == 10:  # nesting: at the limit (read), past it (refused), past the parser's own recursion limit
+        depth = rng.choice([MAX_JSON_DEPTH - 1, MAX_JSON_DEPTH, 900, 100_000])
+        key = rng.choice(["session", "item", "response", "metadata"])
+        frame = f'{{"type": "{rng.choice(CLIENT_TYPES)}", "{key}": {"[" * depth}0{"]" * depth}}}'
+        return frame, depth >= MAX_JSON_DEPTH  # the event object is one level itself
+    if kind == 11:  # numbers JSON cannot carry, where a number belongs
+        number = rng.choice(["NaN", "Infinity", "-Infinity", "1e400", "-1e999"])
+        field = rng.choice(['"temperature"', '"max_response_output_tokens"', '"audio_end_ms"'])
+        etype = rng.choice(["session.update", "conversation.item.truncate", "response.create"])
+        return f'{{"type": "{etype}", "session": {{{field}: {number}}}, {field}: {number}}}', True
     if kind == 0:
         return rng.choice(
             ["{", "}", "[1,", "nul", '{"type": "session.update",', "\x00\x01", "{'type': 'x'}"]
@@ -98,10 +114,36 @@ def _malformed(rng: random.Random) -> tuple[str | bytes, bool]:
     ), True
 
 
-async def test_ten_thousand_malformed_frames_never_break_the_emulator(prompt):
+async def _slow_socket(host: str, port: int, rng: random.Random) -> bytes:
+    """Dribble a request one byte at a time and never finish it; returns what the emulator sent back."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        for byte in b"GET /voice-live/realtime?api-version=2026-07-15 HTTP/1.1\r\nHost: x\r\napi-key: k":
+            writer.write(bytes([byte]))
+            await writer.drain()
+            if reader.at_eof():
+                break
+            await asyncio.sleep(rng.uniform(0.0, 0.05))  # a slow client, by design
+        return await asyncio.wait_for(reader.read(), 30)  # then it waits: b"" once the emulator cuts it off
+    except ConnectionError:
+        return b""
+    finally:
+        writer.close()
+
+
+def _over_limit_append(rng: random.Random) -> str:
+    audio = base64.b64encode(bytes(MAX_APPEND_AUDIO_BYTES + rng.randint(1, 4))).decode()
+    return json.dumps({"type": "input_audio_buffer.append", "audio": audio})
+
+
+async def test_ten_thousand_malformed_frames_never_break_the_emulator(prompt, caplog):
+    caplog.set_level(logging.WARNING, logger="vlab.emulator")
     rng = random.Random(1234)
     frames = [_malformed(rng) for _ in range(N_FRAMES)]
-    async with fast_emulator() as emu:
+    for n in range(OVER_LIMIT_EVERY // 2, N_FRAMES, OVER_LIMIT_EVERY):
+        frames[n] = (_over_limit_append(rng), True)
+    async with fast_emulator(handshake_timeout_s=1.0) as emu:
+        slow = [asyncio.create_task(_slow_socket(emu.host, emu.port, rng)) for _ in range(SLOW_SOCKETS)]
         http = aiohttp.ClientSession()
         ws = await http.ws_connect(
             emu.endpoint + "/voice-live/realtime?api-version=2026-07-15",
@@ -136,7 +178,7 @@ async def test_ten_thousand_malformed_frames_never_break_the_emulator(prompt):
                 if must_error:
                     assert errors, f"no error event for {frame!r}: {replies}"
                 for e in errors:
-                    assert e["error"]["message"] and e["error"]["type"]
+                    assert e["error"]["message"] and e["error"]["type"] == "invalid_request_error", e
                     assert e["error"]["code"] != "server_error", (
                         f"the emulator failed internally on {frame!r}: {e}"
                     )
@@ -146,10 +188,15 @@ async def test_ten_thousand_malformed_frames_never_break_the_emulator(prompt):
                                           "response.audio_transcript.done", "response.content_part.done", "response.output_item.done",
                                           "input_audio_buffer.committed", "input_audio_buffer.cleared") for e in replies)  # fmt: skip
             kinds = await other
+            assert await asyncio.gather(*slow) == [b""] * SLOW_SOCKETS  # cut off, never answered
         finally:
             await ws.close()
             await http.close()
+            for task in slow:
+                task.cancel()
+            await asyncio.gather(*slow, return_exceptions=True)
     assert kinds.count("response.done") == 1  # the other session was unaffected
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]  # no tracebacks
 
 
 # --- hostile-server mode: vlab.Session against a server that sends malformed events ---------------------
