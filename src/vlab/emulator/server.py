@@ -230,6 +230,12 @@ class Emulator:
             raise RuntimeError("the emulator is not running; use 'async with Emulator() as emu:'")
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The ``(host, port)`` of each socket the emulator listens on (empty when stopped)."""
+        sockets = self._listener.sockets if self._listener is not None else ()
+        return [tuple(sock.getsockname()[:2]) for sock in sockets]
+
     def __repr__(self) -> str:
         state = f"{self.host}:{self.port}" if self._runner else "stopped"
         return f"Emulator({state}, speed={self.config.speed}, latency={self.config.latency.name!r})"
