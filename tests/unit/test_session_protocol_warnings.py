@@ -171,3 +171,18 @@ async def test_a_frame_over_the_size_limit_says_so_and_how_to_raise_it(wires):  
 def test_max_frame_bytes_must_be_a_positive_whole_number():
     with pytest.raises(vlab.errors.ConfigError, match="max_frame_bytes"):
         vlab.Session(max_frame_bytes=0)
+
+
+@pytest.mark.parametrize("delta", ["@@@!", "AA=A", "A\nAA"])
+async def test_audio_that_is_not_base64_is_a_warning_without_a_recording_too(wires, delta):  # noqa: F811
+    wire = FakeWire()
+    wires.append(wire)
+    async with fake_session(
+        VirtualClock(), stall_timeout_s=None
+    ) as s:  # simulated playback only counts bytes
+        wire.push({"type": "response.audio.delta", **IDS, "delta": delta})
+        wire.push({"type": "response.audio.delta", **IDS, "delta": AUDIO})
+        await s.wait_for("response.audio.delta", count=2)
+        assert s.protocol_warnings == 1
+    warning = next(r for r in s.records if r.type == protocol.PROTOCOL_WARNING)
+    assert json.loads(warning.payload)["problems"] == ["'delta' is not base64 audio"]

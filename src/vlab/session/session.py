@@ -429,7 +429,8 @@ class Session:
         if sim_ms is not None:
             self._server_time.observe_ms(sim_ms)
         if kind == _AUDIO_DELTA:
-            self._audio.delta(payload, t_ns, self.settings)
+            if not self._audio.delta(payload, t_ns, self.settings):
+                self._protocol_warning(payload, ["'delta' is not base64 audio"], t_ns)
         elif kind == protocol.SESSION_UPDATED:
             self.server_session = sdk_adapter.server_event(payload).get("session")
             metadata = (get("session") or {}).get("metadata") or {}  # types checked (vlab.session.checks)
