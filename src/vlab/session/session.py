@@ -258,9 +258,9 @@ class Session:
         await self._link.close()
         await self._connector.__aexit__(None, None, None)
         self._audio.close()
-        if self._run_folder is not None:
-            self._run_folder.write_summary(self.summary())
         self._log.close()
+        if self._run_folder is not None:  # the events are on disk: this only adds the counts
+            self._run_folder.write_summary(self.summary())
         self._feed.end()
 
     def summary(self) -> dict[str, Any]:
@@ -305,15 +305,12 @@ class Session:
             raise self._not_voice_live(f"a frame that cannot be read ({exc.problem})") from None
         self._log_server(created, t_ns)
         kind = created.get("type")
-        problems = event_problems(created)
-        if kind != protocol.SESSION_CREATED or problems:
+        if kind != protocol.SESSION_CREATED:
             shown = self._connector.redact(warning_event(created, [])["raw"][:_SHOWN_CHARS])
-            what = (
-                f"{kind!r}"
-                if kind != protocol.SESSION_CREATED
-                else f"a malformed one ({'; '.join(problems)})"
-            )
-            raise self._not_voice_live(f"{what}: {shown}")
+            raise self._not_voice_live(f"{kind!r}: {shown}")
+        problems = event_problems(created)
+        if problems:  # Voice Live, if a sloppy one: warn and go on, as for any later event
+            self._protocol_warning(created, problems, t_ns)
         self.server_session = sdk_adapter.server_event(created).get("session")
         await self._send_now({"type": protocol.CLIENT_SESSION_UPDATE, "session": self.settings.to_wire()})
 
