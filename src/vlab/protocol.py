@@ -6,16 +6,15 @@ Event names are the legacy (dated api-version) names that SDK 1.3.x parses; see
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final, Literal
 
 DEFAULT_API_VERSION: Final = "2026-07-15"
 """The api-version SDK 1.3.1 sends by default."""
 
 DEFAULT_MODEL: Final = "gpt-realtime"
 """Model used when none is configured."""
-
-MAX_FRAME_BYTES: Final = 4 * 1024 * 1024
-"""Largest WebSocket message the SDK accepts by default (aiohttp ``max_msg_size``), in bytes."""
 
 # --- audio formats -------------------------------------------------------------------------------
 
@@ -133,6 +132,112 @@ CLIENT_EVENT_TYPES: Final = frozenset(
 )
 """Client event types vlab sends or the emulator understands."""
 
+FieldType = Literal["string", "integer", "number", "boolean", "object", "array", "base64"]
+"""The JSON type of a server event field: ``number`` is any finite number, ``integer`` a whole one,
+``base64`` a string of standard base64 (padded)."""
+
+_RESPONSE_IDS: Final[Mapping[str, FieldType]] = {
+    "response_id": "string",
+    "item_id": "string",
+    "output_index": "integer",
+    "content_index": "integer",
+}
+_ITEM: Final[Mapping[str, FieldType]] = {
+    "item": "object",
+    "item.id": "string",
+    "item.type": "string",
+    "item.role": "string",
+    "item.status": "string",
+    "item.content": "array",
+    "item.call_id": "string",
+    "item.name": "string",
+    "item.arguments": "string",
+}
+_SESSION: Final[Mapping[str, FieldType]] = {
+    "session": "object",
+    "session.id": "string",
+    "session.modalities": "array",
+    "session.input_audio_format": "string",
+    "session.output_audio_format": "string",
+    "session.input_audio_sampling_rate": "integer",
+    "session.turn_detection": "object",
+    "session.turn_detection.type": "string",
+    "session.turn_detection.interrupt_response": "boolean",
+    "session.turn_detection.create_response": "boolean",
+    "session.tools": "array",
+    "session.metadata": "object",
+}
+_RESPONSE: Final[Mapping[str, FieldType]] = {
+    "response": "object",
+    "response.id": "string",
+    "response.status": "string",
+    "response.status_details": "object",
+    "response.output": "array",
+    "response.usage": "object",
+}
+_ERROR_FIELDS: Final[Mapping[str, FieldType]] = {
+    "error": "object",
+    "error.type": "string",
+    "error.code": "string",
+    "error.message": "string",
+    "error.param": "string",
+    "error.event_id": "string",
+}
+
+SERVER_EVENT_FIELDS: Final[Mapping[str, Mapping[str, FieldType]]] = MappingProxyType(
+    {
+        SESSION_CREATED: _SESSION,
+        SESSION_UPDATED: _SESSION,
+        ERROR: _ERROR_FIELDS,
+        SPEECH_STARTED: {"audio_start_ms": "number", "item_id": "string"},
+        SPEECH_STOPPED: {"audio_end_ms": "number", "item_id": "string"},
+        COMMITTED: {"item_id": "string", "previous_item_id": "string"},
+        CLEARED: {},
+        ITEM_CREATED: {"previous_item_id": "string", **_ITEM},
+        ITEM_RETRIEVED: _ITEM,
+        ITEM_TRUNCATED: {"item_id": "string", "content_index": "integer", "audio_end_ms": "number"},
+        ITEM_DELETED: {"item_id": "string"},
+        TRANSCRIPTION_DELTA: {"item_id": "string", "content_index": "integer", "delta": "string"},
+        TRANSCRIPTION_COMPLETED: {"item_id": "string", "content_index": "integer", "transcript": "string"},
+        TRANSCRIPTION_FAILED: {"item_id": "string", "content_index": "integer", **_ERROR_FIELDS},
+        RESPONSE_CREATED: _RESPONSE,
+        RESPONSE_DONE: _RESPONSE,
+        OUTPUT_ITEM_ADDED: {"response_id": "string", "output_index": "integer", **_ITEM},
+        OUTPUT_ITEM_DONE: {"response_id": "string", "output_index": "integer", **_ITEM},
+        CONTENT_PART_ADDED: {**_RESPONSE_IDS, "part": "object"},
+        CONTENT_PART_DONE: {**_RESPONSE_IDS, "part": "object"},
+        AUDIO_DELTA: {**_RESPONSE_IDS, "delta": "base64"},
+        AUDIO_DONE: _RESPONSE_IDS,
+        AUDIO_TRANSCRIPT_DELTA: {**_RESPONSE_IDS, "delta": "string"},
+        AUDIO_TRANSCRIPT_DONE: {**_RESPONSE_IDS, "transcript": "string"},
+        TEXT_DELTA: {**_RESPONSE_IDS, "delta": "string"},
+        TEXT_DONE: {**_RESPONSE_IDS, "text": "string"},
+        FUNCTION_CALL_ARGUMENTS_DELTA: {**_RESPONSE_IDS, "call_id": "string", "delta": "string"},
+        FUNCTION_CALL_ARGUMENTS_DONE: {
+            **_RESPONSE_IDS,
+            "call_id": "string",
+            "name": "string",
+            "arguments": "string",
+        },
+        AUDIO_TIMESTAMP_DELTA: {
+            **_RESPONSE_IDS,
+            "audio_offset_ms": "number",
+            "audio_duration_ms": "number",
+            "text": "string",
+            "timestamp_type": "string",
+        },
+        AUDIO_TIMESTAMP_DONE: _RESPONSE_IDS,
+        ANIMATION_VISEME_DELTA: {**_RESPONSE_IDS, "audio_offset_ms": "number", "viseme_id": "integer"},
+        ANIMATION_VISEME_DONE: _RESPONSE_IDS,
+        OUTPUT_AUDIO_CLEARED: {},
+    }
+)
+"""The server events vlab knows and the JSON type of each field it may read, by dotted path (``response.id``
+is ``id`` inside ``response``). Every server event may also carry ``event_id`` (a string) and the
+emulator's :data:`SIM_MS_KEY` (a number). A missing field or ``null`` is allowed (the SDK reads it as
+``None``); fields not listed, and event types not listed, are accepted as they are. The session checks
+each server event against it (a mismatch is a ``vlab.protocol_warning``), and the fuzzers mutate it."""
+
 AUDIO_CARRYING_EVENTS: Final = frozenset({CLIENT_APPEND, AUDIO_DELTA})
 """Events whose base64 payload is audio (logged as byte counts, never inline)."""
 
@@ -177,3 +282,14 @@ TIMELINE_ENDED: Final = "ended"
 emulator has nothing left to do."""
 TIMELINE_MODES: Final = (TIMELINE_LIVE, TIMELINE_INPUT, TIMELINE_ENDED)
 """Values of :data:`TIMELINE_METADATA_KEY`."""
+
+# --- vlab's own records in a session log (direction ``local``) -------------------------------------
+
+PROTOCOL_WARNING: Final = "vlab.protocol_warning"
+"""Local record: a server event broke the protocol (a field of the wrong type, audio that is not base64,
+a frame nested too deeply to read) and the session went on without reacting to it. Its payload holds
+``event_type``, ``problems`` (one sentence each) and ``raw`` (the server's frame as text, cut at
+:data:`PROTOCOL_WARNING_RAW_CHARS` characters, with ``raw_chars`` its full length)."""
+
+PROTOCOL_WARNING_RAW_CHARS: Final = 4096
+"""Longest raw frame text a :data:`PROTOCOL_WARNING` record keeps, in characters."""

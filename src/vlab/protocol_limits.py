@@ -1,11 +1,14 @@
-"""Turn-detection defaults and limits of Voice Live: one table that settings, the emulator and the VAD read.
+"""Defaults and limits of Voice Live: turn detection, frame and buffer sizes, read by settings, session and emulator.
 
 Sources (``docs/protocol.md``, Turn detection and Versions): the SDK's model classes have no defaults and no
 bounds beyond "threshold 0.0 to 1.0"; the defaults below are the documented ones, which differ by
 api-version (prefix padding 300 ms before 2026-04-10, then 400 ms for ``server_vad`` and 420 ms for the
 azure semantic VADs). Neither the SDK nor the docs give an upper bound for the ``*_ms`` knobs:
 :data:`MAX_DURATION_MS` is vlab's, and catches unit mistakes (seconds given where ms are meant) rather
-than a service limit. The G.711 sample rate lives with the audio formats, as
+than a service limit. Frame and buffer limits (``docs/protocol.md``, Connection): the SDK drops a server
+frame over :data:`SDK_MAX_FRAME_BYTES`; the service takes up to :data:`MAX_APPEND_AUDIO_BYTES` of audio
+in one append. The emulator's own bounds, where the service documents none, are marked as vlab's.
+The G.711 sample rate lives with the audio formats, as
 :data:`vlab.protocol.G711_SAMPLE_RATE_HZ`. Nothing here imports anything but :mod:`vlab.protocol`.
 
 Example::
@@ -30,9 +33,16 @@ __all__ = [
     "EOU_MODELS",
     "EOU_THRESHOLD_LEVELS",
     "EOU_TIMEOUT_MS",
+    "FRAME_ENVELOPE_BYTES",
+    "HANDSHAKE_TIMEOUT_S",
+    "MAX_APPEND_AUDIO_BYTES",
+    "MAX_CLIENT_FRAME_BYTES",
     "MAX_DURATION_MS",
+    "MAX_INPUT_BUFFER_BYTES",
+    "MAX_JSON_DEPTH",
     "MIN_SPEECH_MS",
     "NEW_PADDING_API_VERSION",
+    "SDK_MAX_FRAME_BYTES",
     "SEMANTIC_VAD",
     "SERVER_VAD",
     "THRESHOLD_BOUNDS",
@@ -43,6 +53,40 @@ __all__ = [
     "TurnDetectionDefaults",
     "turn_detection_defaults",
 ]
+
+
+# --- frames, buffers, connections ----------------------------------------------------------------
+
+SDK_MAX_FRAME_BYTES: Final = 4 * 1024 * 1024
+"""The SDK's default frame size limit (aiohttp ``max_msg_size``), in bytes: a server frame of this size
+or more makes the client close the connection. ``vlab.Session(max_frame_bytes=...)`` raises it; the emulator's
+frames stay far below it (audio deltas are small)."""
+
+MAX_APPEND_AUDIO_BYTES: Final = 15 * 1024 * 1024
+"""Most audio one ``input_audio_buffer.append`` may carry, in bytes once decoded (the service's
+documented limit: 15 MiB, about 5 min 27 s of 24 kHz pcm16). More is refused with an error event."""
+
+FRAME_ENVELOPE_BYTES: Final = 64 * 1024
+"""Room for the JSON around the largest append's base64 audio (``type``, ``event_id``), in bytes (vlab's)."""
+
+MAX_CLIENT_FRAME_BYTES: Final = (MAX_APPEND_AUDIO_BYTES + 2) // 3 * 4 + FRAME_ENVELOPE_BYTES
+"""Largest client frame the emulator reads, in bytes: the largest append as base64 (20 MiB) plus
+:data:`FRAME_ENVELOPE_BYTES`. A larger frame closes the connection with code 1009 (message too big)."""
+
+MAX_INPUT_BUFFER_BYTES: Final = 2 * MAX_APPEND_AUDIO_BYTES
+"""Most uncommitted audio the emulator's input buffer holds, in bytes of PCM16 (vlab's: the service
+documents no figure): two of the largest appends, about 10.9 min at 24 kHz (G.711 doubles in size as
+PCM16, so its largest append fills it). Without turn detection nothing empties the buffer but a commit
+or a clear, so an append that would take it past this is refused with an ``input_audio_buffer_full``
+error; with turn detection the VAD keeps only the audio of the turn in progress."""
+
+MAX_JSON_DEPTH: Final = 64
+"""Deepest nesting of objects and arrays a client event may have (vlab's: the service documents none).
+A deeper event is refused with an ``invalid_request_error`` before anything of it is used or stored."""
+
+HANDSHAKE_TIMEOUT_S: Final = 10.0
+"""Longest the emulator waits for a new connection's HTTP request headers (the WebSocket handshake),
+in seconds; a slower client is disconnected (vlab's)."""
 
 
 # --- types ---------------------------------------------------------------------------------------

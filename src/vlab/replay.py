@@ -26,6 +26,8 @@ class ReplayResult:
     """Number of logged events (client and server)."""
     turns: list[dict[str, Any]] = field(default_factory=list)
     """One row of :func:`vlab.metrics.turn_latency` per response (voice-to-voice and its stages)."""
+    protocol_warnings: int = 0
+    """Server events that broke the protocol (logged as ``vlab.protocol_warning`` records)."""
 
 
 def default_run_dir(prefix: str = "replay") -> Path:
@@ -68,4 +70,4 @@ async def replay(
         await feed_prompt(session, audio, speed=speed, timeout_s=timeout_s, commit=td is None)
         frame = session.frame()
     turns = [{str(k): v for k, v in row.items()} for row in turn_latency(frame).to_dict("records")]
-    return ReplayResult(run_path, len(frame), turns)
+    return ReplayResult(run_path, len(frame), turns, session.protocol_warnings)

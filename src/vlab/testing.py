@@ -1,4 +1,4 @@
-"""Helpers for testing code that uses vlab: a fast emulator, spoken prompts, event collection.
+"""Helpers for testing code that uses vlab: a fast emulator, a scripted server, spoken prompts, event collection.
 
 These are the helpers vlab's own test-suite uses; import them in yours::
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -150,6 +150,40 @@ async def fast_emulator(**options: Any) -> AsyncIterator[Emulator]:
     options.setdefault("latency", "instant")
     async with Emulator(**options) as emu:
         yield emu
+
+
+@asynccontextmanager
+async def scripted_server(
+    script: Callable[[Any], Awaitable[None]], *, path: str = "/voice-live/realtime"
+) -> AsyncIterator[str]:
+    """A WebSocket server on loopback that plays ``script`` to each connection (no emulator behind it).
+
+    For testing a client against a broken or hostile server, or one that is not Voice Live. Any credential is accepted. ``script(ws)`` gets the prepared ``aiohttp.web.WebSocketResponse`` and
+    sends what it likes; the connection closes when it returns. Yields the endpoint to give the SDK or
+    :class:`vlab.Session`.
+    """
+    from aiohttp import web
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(max_msg_size=0)
+        await ws.prepare(request)
+        try:
+            await script(ws)
+        except ConnectionError:  # the client went away first: the script ends there
+            pass
+        await ws.close()
+        return ws
+
+    app = web.Application()
+    app.router.add_get(path, handle)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{site.port}"
+    finally:
+        await runner.cleanup()
 
 
 async def collect_events(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from azure.ai.voicelive.models import (
 )
 from azure.core.credentials import AzureKeyCredential
 
+from vlab.protocol_limits import MAX_APPEND_AUDIO_BYTES, MAX_CLIENT_FRAME_BYTES, MAX_INPUT_BUFFER_BYTES
 from vlab.testing import StaticTokenCredential, collect_events, fast_emulator, types_of
 
 
@@ -150,13 +152,57 @@ async def test_malformed_frames_get_errors_and_the_socket_stays_open(emulator):
         await http.close()
 
 
-async def test_frames_over_4_mib_are_refused_by_closing(emulator):
+def _append_frame(audio_bytes: int, frame_bytes: int | None = None) -> str:
+    """An append of ``audio_bytes`` of audio, padded (with its event_id) to ``frame_bytes`` if given."""
+    audio = base64.b64encode(bytes(audio_bytes)).decode()
+    frame = json.dumps({"type": "input_audio_buffer.append", "event_id": "", "audio": audio})
+    pad = "" if frame_bytes is None else "p" * (frame_bytes - len(frame))
+    return json.dumps({"type": "input_audio_buffer.append", "event_id": pad, "audio": audio})
+
+
+async def _errors_before_probe(ws, probe: str) -> list[dict]:
+    """The error events that arrive before the answer to a probe (a retrieve of a missing item)."""
+    await ws.send_str(json.dumps({"type": "conversation.item.retrieve", "item_id": probe, "event_id": probe}))
+    errors = []
+    while True:
+        event = json.loads((await ws.receive(timeout=60)).data)
+        if event["type"] == "error" and event["error"]["event_id"] == probe:
+            return errors
+        errors.append(event["error"] if event["type"] == "error" else event)
+
+
+async def test_frame_append_and_buffer_limits_hold_on_both_sides(emulator):
+    """Appends up to the service's 15 MiB in frames up to the frame limit; then the buffer's own bound."""
     http, ws = await _raw(emulator)
     try:
-        try:
-            await ws.send_str(
-                json.dumps({"type": "input_audio_buffer.append", "audio": "A" * (4 * 1024 * 1024)})
-            )
+        await ws.send_str(json.dumps({"type": "session.update", "session": {"turn_detection": None}}))
+        assert json.loads((await ws.receive()).data)["type"] == "session.updated"
+        largest = _append_frame(MAX_APPEND_AUDIO_BYTES, MAX_CLIENT_FRAME_BYTES)
+        assert len(largest.encode()) == MAX_CLIENT_FRAME_BYTES
+        await ws.send_str(largest)  # the largest append in the largest frame: accepted
+        assert await _errors_before_probe(ws, "p1") == []
+        await ws.send_str(_append_frame(MAX_APPEND_AUDIO_BYTES + 1))  # one byte more: refused
+        [error] = await _errors_before_probe(ws, "p2")
+        assert (error["type"], error["code"], error["param"]) == (
+            "invalid_request_error",
+            "invalid_value",
+            "audio",
+        )
+        assert "15728641 bytes of audio in one append; at most 15728640" in error["message"]
+
+        # the input buffer (no turn detection): two of the largest appends fill it exactly
+        assert MAX_INPUT_BUFFER_BYTES == 2 * MAX_APPEND_AUDIO_BYTES
+        await ws.send_str(_append_frame(MAX_APPEND_AUDIO_BYTES))
+        assert await _errors_before_probe(ws, "p3") == []
+        await ws.send_str(_append_frame(2))  # one sample more
+        [full] = await _errors_before_probe(ws, "p4")
+        assert full["code"] == "input_audio_buffer_full" and "Commit or clear it" in full["message"]
+        await ws.send_str(json.dumps({"type": "input_audio_buffer.clear"}))
+        await ws.send_str(_append_frame(2))
+        assert [e["type"] for e in await _errors_before_probe(ws, "p5")] == ["input_audio_buffer.cleared"]
+
+        try:  # a frame one byte over the limit closes the connection
+            await ws.send_str(_append_frame(100, MAX_CLIENT_FRAME_BYTES + 1))
         except ConnectionError:
             pass  # the server may close before the client has finished writing
         msg = await ws.receive()

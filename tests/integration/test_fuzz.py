@@ -1,19 +1,42 @@
-"""The emulator under hostile input: thousands of malformed frames, no crash, the socket stays usable."""
+"""vlab's fuzzer: hostile clients against the emulator, and a hostile server against vlab.Session.
+
+- The emulator gets thousands of malformed frames (bad JSON, junk fields, deep nesting, NaN and
+  Infinity, frames at and over the size limits, slow half-open sockets): no crash, every refusal an
+  ``invalid_request_error``, the socket stays usable, other sessions are unaffected.
+- A hostile server (:func:`vlab.testing.scripted_server`) sends ``vlab.Session`` random malformed
+  variants of every server event type of :data:`vlab.protocol.SERVER_EVENT_FIELDS`: the session never
+  stops, logs each as a ``vlab.protocol_warning``, and its run folder loads. The suite sends 2 000; the
+  full run of 10 000 is ``VLAB_FUZZ_EVENTS=10000 python -m pytest tests/integration/test_fuzz.py -k hostile``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import json
+import logging
+import math
+import os
 import random
+from typing import Any
 
 import aiohttp
+import pandas as pd
 from azure.ai.voicelive.aio import connect
 from azure.core.credentials import AzureKeyCredential
 
-from vlab.testing import collect_events, fast_emulator
+import vlab
+from vlab import Session, protocol
+from vlab.log import read_jsonl
+from vlab.protocol_limits import MAX_APPEND_AUDIO_BYTES, MAX_JSON_DEPTH
+from vlab.testing import collect_events, fast_emulator, scripted_server
 
 N_FRAMES = 10_000
+OVER_LIMIT_EVERY = 2500
+"""Every this many frames, one append of more audio than the service takes in one append (refused)."""
+SLOW_SOCKETS = 20
+"""Half-open connections that dribble a request line during the fuzz (cut off at the handshake timeout)."""
 CLIENT_TYPES = [
     "session.update", "input_audio_buffer.append", "input_audio_buffer.commit", "input_audio_buffer.clear",
     "conversation.item.create", "conversation.item.retrieve", "conversation.item.truncate",
@@ -24,7 +47,17 @@ JUNK_VALUES = [None, True, -1, 3.5, "", "x" * 5000, [], [1, "a"], {}, {"type": 7
 
 def _malformed(rng: random.Random) -> tuple[str | bytes, bool]:
     """A hostile frame and whether the emulator must answer it with an error event."""
-    kind = rng.randrange(10)
+    kind = rng.randrange(12)
+    if kind == 10:  # nesting: at the limit (read), past it (refused), past the parser's own recursion limit
+        depth = rng.choice([MAX_JSON_DEPTH - 1, MAX_JSON_DEPTH, 900, 100_000])
+        key = rng.choice(["session", "item", "response", "metadata"])
+        frame = f'{{"type": "{rng.choice(CLIENT_TYPES)}", "{key}": {"[" * depth}0{"]" * depth}}}'
+        return frame, depth >= MAX_JSON_DEPTH  # the event object is one level itself
+    if kind == 11:  # numbers JSON cannot carry, where a number belongs
+        number = rng.choice(["NaN", "Infinity", "-Infinity", "1e400", "-1e999"])
+        field = rng.choice(['"temperature"', '"max_response_output_tokens"', '"audio_end_ms"'])
+        etype = rng.choice(["session.update", "conversation.item.truncate", "response.create"])
+        return f'{{"type": "{etype}", "session": {{{field}: {number}}}, {field}: {number}}}', True
     if kind == 0:
         return rng.choice(
             ["{", "}", "[1,", "nul", '{"type": "session.update",', "\x00\x01", "{'type': 'x'}"]
@@ -81,10 +114,36 @@ def _malformed(rng: random.Random) -> tuple[str | bytes, bool]:
     ), True
 
 
-async def test_ten_thousand_malformed_frames_never_break_the_emulator(prompt):
+async def _slow_socket(host: str, port: int, rng: random.Random) -> bytes:
+    """Dribble a request one byte at a time and never finish it; returns what the emulator sent back."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        for byte in b"GET /voice-live/realtime?api-version=2026-07-15 HTTP/1.1\r\nHost: x\r\napi-key: k":
+            writer.write(bytes([byte]))
+            await writer.drain()
+            if reader.at_eof():
+                break
+            await asyncio.sleep(rng.uniform(0.0, 0.05))  # a slow client, by design
+        return await asyncio.wait_for(reader.read(), 30)  # then it waits: b"" once the emulator cuts it off
+    except ConnectionError:
+        return b""
+    finally:
+        writer.close()
+
+
+def _over_limit_append(rng: random.Random) -> str:
+    audio = base64.b64encode(bytes(MAX_APPEND_AUDIO_BYTES + rng.randint(1, 4))).decode()
+    return json.dumps({"type": "input_audio_buffer.append", "audio": audio})
+
+
+async def test_ten_thousand_malformed_frames_never_break_the_emulator(prompt, caplog):
+    caplog.set_level(logging.WARNING, logger="vlab.emulator")
     rng = random.Random(1234)
     frames = [_malformed(rng) for _ in range(N_FRAMES)]
-    async with fast_emulator() as emu:
+    for n in range(OVER_LIMIT_EVERY // 2, N_FRAMES, OVER_LIMIT_EVERY):
+        frames[n] = (_over_limit_append(rng), True)
+    async with fast_emulator(handshake_timeout_s=1.0) as emu:
+        slow = [asyncio.create_task(_slow_socket(emu.host, emu.port, rng)) for _ in range(SLOW_SOCKETS)]
         http = aiohttp.ClientSession()
         ws = await http.ws_connect(
             emu.endpoint + "/voice-live/realtime?api-version=2026-07-15",
@@ -119,7 +178,7 @@ async def test_ten_thousand_malformed_frames_never_break_the_emulator(prompt):
                 if must_error:
                     assert errors, f"no error event for {frame!r}: {replies}"
                 for e in errors:
-                    assert e["error"]["message"] and e["error"]["type"]
+                    assert e["error"]["message"] and e["error"]["type"] == "invalid_request_error", e
                     assert e["error"]["code"] != "server_error", (
                         f"the emulator failed internally on {frame!r}: {e}"
                     )
@@ -129,7 +188,108 @@ async def test_ten_thousand_malformed_frames_never_break_the_emulator(prompt):
                                           "response.audio_transcript.done", "response.content_part.done", "response.output_item.done",
                                           "input_audio_buffer.committed", "input_audio_buffer.cleared") for e in replies)  # fmt: skip
             kinds = await other
+            assert await asyncio.gather(*slow) == [b""] * SLOW_SOCKETS  # cut off, never answered
         finally:
             await ws.close()
             await http.close()
+            for task in slow:
+                task.cancel()
+            await asyncio.gather(*slow, return_exceptions=True)
     assert kinds.count("response.done") == 1  # the other session was unaffected
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]  # no tracebacks
+
+
+# --- hostile-server mode: vlab.Session against a server that sends malformed events ---------------------
+
+N_HOSTILE_EVENTS = int(os.environ.get("VLAB_FUZZ_EVENTS", "2000"))
+"""Malformed server events per hostile-server run: 2 000 in the suite; the full run is
+``VLAB_FUZZ_EVENTS=10000 python -m pytest tests/integration/test_fuzz.py -k hostile``."""
+SERVER_TYPES = sorted(protocol.SERVER_EVENT_FIELDS)
+GOOD = {"string": "item_1", "integer": 1, "number": 2.5, "boolean": True, "object": {}, "array": [],
+        "base64": base64.b64encode(bytes(480)).decode()}  # fmt: skip
+HOSTILE_VALUES = [
+    None, True, False, 0, -1, 2**70, 3.5, math.nan, math.inf, -math.inf, "", "x" * 5000, "☃" * 50,
+    "@@@!", "AAA", "A===", "../../escape", [], [1, "a"], {}, {"id": 7}, {"type": 7}, ["x"] * 300,
+]  # fmt: skip
+
+
+def _good_event(etype: str) -> dict[str, Any]:
+    """A well-formed ``etype`` event: each field of its spec with a value of its type."""
+    event: dict[str, Any] = {"type": etype, "event_id": "event_1"}
+    for path, kind in protocol.SERVER_EVENT_FIELDS[etype].items():
+        *parents, last = path.split(".")
+        holder = event
+        for part in parents:
+            holder = holder.setdefault(part, {})
+        holder[last] = copy.deepcopy(GOOD[kind])
+    return event
+
+
+def _hostile_event(rng: random.Random) -> str:
+    """A server event of a random known type with one to three fields broken (or a wholly odd one)."""
+    etype = rng.choice(SERVER_TYPES)
+    event = _good_event(etype)
+    paths = [*protocol.SERVER_EVENT_FIELDS[etype], "event_id", protocol.SIM_MS_KEY, "type"]
+    for _ in range(rng.randint(1, 3)):
+        kind = rng.randrange(10)
+        path = rng.choice(paths)
+        *parents, last = path.split(".")
+        holder = event
+        for part in parents:
+            holder = holder.get(part) if isinstance(holder, dict) else None
+        if not isinstance(holder, dict):
+            continue
+        if kind < 6:  # a value of another type (or a string that is not what it should be)
+            holder[last] = copy.deepcopy(rng.choice(HOSTILE_VALUES))
+        elif kind == 6:
+            holder.pop(last, None)
+        elif kind == 7:  # nesting: deep but readable, or too deep to parse at all (spliced in as text)
+            holder[last] = f"<deep {rng.choice([50, 500, 900, 5000])}>"
+        elif kind == 8:
+            holder[rng.choice(["extra", "x_vlab_unknown", ""])] = rng.choice(HOSTILE_VALUES)
+        else:
+            event["type"] = rng.choice(["no.such.event", "", "RESPONSE.DONE", 7, None, ["x"]])
+    text = json.dumps(event, allow_nan=True)  # NaN and Infinity as Python writes them
+    for depth in (50, 500, 900, 5000):
+        text = text.replace(f'"<deep {depth}>"', "[" * depth + "0" + "]" * depth)
+    return text
+
+
+async def test_a_hostile_server_never_stops_the_session_and_the_run_folder_loads(tmp_path, caplog):
+    rng = random.Random(2121)
+    frames = [_hostile_event(rng) for _ in range(N_HOSTILE_EVENTS)]
+    received: list[str] = []
+
+    async def hostile(ws: Any) -> None:
+        reader = asyncio.ensure_future(_drain_client(ws, received))
+        await ws.send_str(json.dumps({"type": "session.created", "session": {"id": "sess_h"}}))
+        for frame in frames:
+            await ws.send_str(frame)
+        await ws.send_str(json.dumps({"type": "fuzz.done"}))
+        await reader  # until the client closes
+
+    run = tmp_path / "run"
+    async with scripted_server(hostile) as endpoint:
+        async with Session(endpoint=endpoint, api_key="k", dotenv_path=False, run_dir=run) as s:
+            await s.wait_for("fuzz.done", timeout_s=300)
+            assert s.connection_error is None
+            await s.send_text("still there?", respond=False)  # the session still sends
+    assert not [r for r in caplog.records if "reader failed" in r.getMessage() or r.exc_info]
+    frame = vlab.load_log(run)
+    pd.testing.assert_frame_equal(frame, read_jsonl(run / "events.jsonl"))
+    warnings = frame[frame["type"] == protocol.PROTOCOL_WARNING]
+    assert len(warnings) == s.protocol_warnings > N_HOSTILE_EVENTS // 2
+    assert set(SERVER_TYPES) <= set(frame.loc[frame["direction"] == "server", "type"])  # every type sent
+    assert (frame["direction"] == "server").sum() >= N_HOSTILE_EVENTS - len(warnings)
+    summary = json.loads((run / "session.json").read_text())["summary"]
+    assert summary["protocol_warnings"] == s.protocol_warnings and summary["connection_error"] is None
+    output = run / "output"
+    assert not output.exists() or all(p.parent == output for p in output.iterdir())
+    assert "conversation.item.create" in received
+
+
+async def _drain_client(ws: Any, received: list[str]) -> None:
+    """Read what the client sends (settings, barge-in cancels and truncations) until it closes."""
+    async for msg in ws:
+        if msg.type == aiohttp.WSMsgType.TEXT:
+            received.append(json.loads(msg.data).get("type"))

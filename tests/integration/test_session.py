@@ -399,3 +399,31 @@ async def test_a_sink_added_to_an_open_session_sees_every_record_from_then_on():
     assert sink.closed  # closed with the session
     assert [r.seq for r in sink] == list(range(first, len(s.records)))
     assert sink == list(s.records)[first:]
+
+
+async def test_the_emulator_speaks_the_protocol_the_session_checks_no_warnings(prompt):
+    """Every server event type the emulator sends passes the session's field checks (vlab.session.checks)."""
+    tool = FunctionTool(
+        name="lookup",
+        parameters={"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]},
+    )
+    settings = SessionSettings(
+        tools=[tool],
+        transcription="whisper-1",
+        extra={"output_audio_timestamp_types": ["word"], "animation": {"outputs": ["viseme_id"]}},
+    )
+    async with fast_emulator() as emu:
+        async with Session(settings, endpoint=emu.endpoint, api_key=emu.api_key, dotenv_path=False) as s:
+            await s.stream_audio(prompt.pcm, speed=math.inf)
+            await s.wait_for("response.done")
+            await s.send_text("please lookup the weather")
+            await s.wait_for("response.done")
+            await s.cancel_response()  # an error event: nothing to cancel
+            await s.wait_for("error")
+            await s.clear_input()
+            await s.wait_for("input_audio_buffer.cleared")
+    types = {r.type for r in s.records if r.direction == "server"}
+    assert {"response.audio.delta", "response.audio_timestamp.delta", "response.animation_viseme.delta",
+            "response.function_call_arguments.done", "conversation.item.input_audio_transcription.completed",
+            "error", "input_audio_buffer.speech_started"} <= types  # fmt: skip
+    assert s.protocol_warnings == 0, [r.payload for r in s.records if r.type == "vlab.protocol_warning"]

@@ -66,7 +66,7 @@ async def test_the_emulator_binds_loopback_by_default():
 
     async with Emulator(speed="max") as emu:
         assert emu.host == "127.0.0.1"
-        assert [a[0] for a in emu._runner.addresses] == ["127.0.0.1"]
+        assert [a[0] for a in emu.addresses] == ["127.0.0.1"]
     assert build_parser().parse_args(["emulator"]).host == "127.0.0.1"
 
 

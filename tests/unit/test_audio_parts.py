@@ -165,3 +165,14 @@ def test_suspicious_prompts_warn(tmp_path, monkeypatch):
     sf.write(long, SPEECHLIKE, 16000)
     with pytest.warns(VlabWarning, match="minutes long"):
         load_wav(long, 24000)
+
+
+def test_item_wav_names_stay_inside_the_output_folder():
+    from vlab.audio.recording import item_wav_name
+
+    assert item_wav_name("item_a1b2c3000042") == "item_a1b2c3000042.wav"  # the service's ids, as they are
+    odd = ["../../etc/passwd", "a/b", "x" * 5000, "", "☃", "..", "item 1", "item_1\x00"]
+    names = [item_wav_name(i) for i in odd]
+    assert len(set(names)) == len(odd)  # never two ids in one file
+    for name in names:
+        assert "/" not in name and "\x00" not in name and not name.startswith(".") and len(name) < 100

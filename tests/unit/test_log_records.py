@@ -212,3 +212,33 @@ def test_sim_ms_is_none_without_the_key_and_a_null_key_is_dropped():
     assert client.sim_ms is None
     r = rec({"type": "session.updated", SIM_MS_KEY: None})
     assert r.sim_ms is None and json.loads(r.payload) == {"type": "session.updated"}
+
+
+def test_values_no_column_can_hold_become_missing():
+    """A hostile server's numbers: ints beyond int64 and non-finite floats are logged as missing."""
+    from vlab import protocol
+    from vlab.log.records import event_row, record_from_row
+
+    event = {
+        "type": "response.audio.done",
+        "output_index": 2**70,
+        "content_index": float("inf"),
+        "audio_end_ms": float("nan"),
+        "audio_start_ms": 10**400,
+        protocol.SIM_MS_KEY: float("-inf"),
+    }
+    record = record_from_row(event_row(event, direction="server", seq=0, t_ns=0, wall_ns=0))
+    assert (record.output_index, record.content_index, record.audio_end_ms, record.audio_start_ms) == (
+        None, None, None, None,
+    )  # fmt: skip
+    assert record.sim_ms is None
+    ok = record_from_row(
+        event_row(
+            {"type": "x", "output_index": 2**63 - 1, "audio_end_ms": 5},
+            direction="server",
+            seq=0,
+            t_ns=0,
+            wall_ns=0,
+        )
+    )
+    assert ok.output_index == 2**63 - 1 and ok.audio_end_ms == 5.0

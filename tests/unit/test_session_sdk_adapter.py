@@ -12,7 +12,7 @@ from azure.ai.voicelive.models import ServerEvent
 
 import vlab
 from vlab.session import LocalEvent, sdk_adapter
-from vlab.session.link import WireClosed
+from vlab.session.link import FrameTooLarge, WireClosed
 
 SRC = Path(vlab.__file__).parent
 ADAPTER = SRC / "session" / "sdk_adapter.py"
@@ -63,6 +63,11 @@ def test_only_the_adapter_reaches_into_the_sdk():
 
 class _Socket:
     closed = False
+    error: BaseException | None = None
+    close_code: int | None = None
+
+    def exception(self) -> BaseException | None:
+        return self.error
 
 
 class _SdkConnection:
@@ -97,6 +102,30 @@ async def test_sdk_errors_become_wire_closures_with_their_close_code():
     with pytest.raises(WireClosed) as empty:
         await wire.recv_bytes()
     assert (empty.value.code, empty.value.reason) == (1006, "Empty WebSocket frame")  # as the SDK's recv()
+
+
+async def test_a_frame_over_the_size_limit_is_named_as_such():
+    import aiohttp
+
+    too_big = "Message size 5000000 exceeds limit 4194304"
+    connection = _SdkConnection([aio.ConnectionClosed(1006, too_big), aio.ConnectionClosed(1006, "reset")])
+    wire = sdk_adapter.SdkWire(None, connection, max_frame_bytes=4194304)  # type: ignore[arg-type]
+    connection._connection.error = aiohttp.WebSocketError(1009, too_big)  # what aiohttp keeps
+    with pytest.raises(FrameTooLarge) as info:
+        await wire.recv_bytes()
+    assert (info.value.code, info.value.limit_bytes, info.value.reason) == (1009, 4194304, too_big)
+    connection._connection.error = ConnectionResetError("reset")
+    with pytest.raises(WireClosed) as other:
+        await wire.recv_bytes()
+    assert not isinstance(other.value, FrameTooLarge) and other.value.code == 1006
+    # aiohttp 3.14 keeps no error, only its close code; the SDK says 1006 with the reason "None"
+    connection.frames += [aio.ConnectionClosed(1006, "None"), aio.ConnectionClosed(1009, "")]
+    connection._connection.error, connection._connection.close_code = None, 1009
+    with pytest.raises(FrameTooLarge, match="code 1009, message too big"):
+        await wire.recv_bytes()
+    with pytest.raises(WireClosed) as by_server:  # a close frame from the server with 1009 is the server's
+        await wire.recv_bytes()
+    assert not isinstance(by_server.value, FrameTooLarge) and by_server.value.code == 1009
 
 
 async def test_a_send_on_a_closed_socket_or_of_an_unencodable_event_fails_clearly():

@@ -107,7 +107,7 @@ def test_the_run_folder_writes_jsonl_as_it_goes_and_parquet_on_close(tmp_path):
 def test_the_recording_writes_input_as_it_goes_and_cuts_truncated_items(tmp_path, monkeypatch):
     settings = SessionSettings()
     log = SessionLog(VirtualClock())
-    recording = open_run_folder(log, tmp_path, {"settings": {}}, settings)
+    folder, recording = open_run_folder(log, tmp_path, {"settings": {}}, settings)
     assert isinstance(recording, AudioRecording) and [type(s) for s in log.sinks] == [
         RunFolder,
         AudioRecording,
@@ -128,6 +128,7 @@ def test_the_recording_writes_input_as_it_goes_and_cuts_truncated_items(tmp_path
 
 def test_without_audio_the_run_folder_has_only_the_log(tmp_path):
     log = SessionLog(VirtualClock())
-    assert open_run_folder(log, tmp_path, {}, SessionSettings(), record_audio=False) is None
+    folder, recording = open_run_folder(log, tmp_path, {}, SessionSettings(), record_audio=False)
+    assert recording is None and log.sinks == [folder]
     log.close()
     assert {p.name for p in tmp_path.iterdir()} == {"session.json", "events.jsonl", "events.parquet"}

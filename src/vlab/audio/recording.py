@@ -14,7 +14,9 @@ both as a stereo pair: user left, assistant right). Each item is also kept whole
 from __future__ import annotations
 
 import bisect
+import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +39,22 @@ class _Item:
     first_ns: int
     chunks: list[bytes] = field(default_factory=list)
     truncate_ms: float | None = None
+
+
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
+
+
+def item_wav_name(item_id: str) -> str:
+    """The file name of an item's WAV: ``<item_id>.wav`` for a plain id (the service's ids are), else a safe one.
+
+    An id with other characters (a path separator, ``..``) or over 100 characters, as a broken or hostile
+    server may send, becomes its plain characters plus a hash of the whole id: never a path outside
+    ``output/``, never two ids in one file.
+    """
+    if _PLAIN_ID.fullmatch(item_id):
+        return f"{item_id}.wav"
+    digest = hashlib.sha256(item_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{re.sub(r'[^A-Za-z0-9_-]', '_', item_id)[:64]}-{digest}.wav"
 
 
 class Recorder:
@@ -123,7 +141,7 @@ class Recorder:
             if item.truncate_ms is not None:
                 samples = samples[: int(item.truncate_ms * self.output_rate / 1000)]
             items_dir.mkdir(exist_ok=True)
-            sf.write(items_dir / f"{item_id}.wav", samples, self.output_rate, subtype="PCM_16")
+            sf.write(items_dir / item_wav_name(item_id), samples, self.output_rate, subtype="PCM_16")
             start = int(self.position_ms(item.first_ns) * self.output_rate / 1000)
             end = start + len(samples)
             if end > len(track):

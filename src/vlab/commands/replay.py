@@ -66,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"run folder: {result.run_dir}")
     print(f"events logged: {result.events}")
     print(f"turns answered: {len(result.turns)}")
+    if result.protocol_warnings:
+        print(
+            f"protocol warnings: {result.protocol_warnings} (malformed server events; see the run's events)"
+        )
     fmt = lambda v: "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.0f} ms"  # noqa: E731
     for turn in result.turns:
         head = f"  turn {turn['turn'] + 1}: {turn.get('status')}"

@@ -39,6 +39,7 @@ from vlab.emulator.response_run import CancelReason, ResponseRun
 from vlab.emulator.timeline import Scheduler
 from vlab.emulator.transcription import already_read, send_transcription
 from vlab.emulator.wire import Ids, WireError, parse_client_frame, require
+from vlab.protocol_limits import MAX_APPEND_AUDIO_BYTES
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -433,7 +434,17 @@ class EmulatorConnection:
         await self.send({"type": protocol.SESSION_UPDATED, "session": dict(self.session)})
 
     def _append(self, event: dict[str, Any]) -> None:
-        self.input.append(require(event, "audio", str), event.get("event_id"))
+        audio = require(event, "audio", str)
+        size = len(audio) // 4 * 3 - audio[-2:].count("=")  # decoded bytes, before decoding
+        if size > MAX_APPEND_AUDIO_BYTES:
+            raise WireError(
+                "invalid_value",
+                f"Invalid value for 'audio': {size} bytes of audio in one append; at most "
+                f"{MAX_APPEND_AUDIO_BYTES} bytes (15 MiB) are accepted. Send the audio in smaller appends.",
+                "audio",
+                event.get("event_id"),
+            )
+        self.input.append(audio, event.get("event_id"))
 
     async def _commit(self, event: dict[str, Any]) -> None:
         item_id, audio = self.input.commit(event.get("event_id"))

@@ -43,6 +43,7 @@ from vlab.emulator.asr import Recognizer, Transcript, recognize, sounds_unfinish
 from vlab.emulator.timeline import Scheduler
 from vlab.emulator.vad_pipeline import VadPipeline
 from vlab.emulator.wire import Ids, WireError
+from vlab.protocol_limits import MAX_INPUT_BUFFER_BYTES
 
 log = logging.getLogger("vlab.emulator")
 
@@ -199,9 +200,18 @@ class InputBuffer:
         """Add base64 audio in the session's input format; the VAD decides it now or once its model has run.
 
         Raises:
-            WireError: The audio is not valid base64.
+            WireError: The audio is not valid base64, or the buffer would hold more than
+                :data:`~vlab.protocol_limits.MAX_INPUT_BUFFER_BYTES` (then nothing of it is kept).
         """
         pcm = self._odd_byte + self._decode(b64, event_id)
+        if len(self._pending) + len(pcm) > MAX_INPUT_BUFFER_BYTES:
+            raise WireError(
+                "input_audio_buffer_full",
+                f"The input audio buffer is full: it holds {self.pending_ms:.0f}ms of uncommitted audio and "
+                f"at most {MAX_INPUT_BUFFER_BYTES} bytes of PCM16 fit. Commit or clear it before appending more.",
+                "audio",
+                event_id,
+            )
         if len(pcm) % 2:
             pcm, self._odd_byte = pcm[:-1], pcm[-1:]
         else:

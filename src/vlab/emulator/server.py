@@ -1,11 +1,14 @@
 """The emulator's aiohttp server: the route the SDK builds, authentication, lifecycle.
 
 ``GET /voice-live/realtime?api-version=…&model=…`` (also ``/voice-agent/realtime``) upgrades to a plain
-WebSocket (no subprotocol, no compression, frames capped at 4 MiB, pings answered). A wrong or missing
-credential is refused with HTTP 401 *before* the upgrade, which the SDK reports as a connection error;
-a token of the emulator's :class:`~vlab.emulator.identity.Identity` whose principal lacks the role with
-403; a connection over ``max_sessions`` or under a ``rate_limit`` fault with 429 ``rate_limit_exceeded``.
-The identity's OAuth endpoints are served on the same port (over TLS with ``ssl_context``).
+WebSocket (no subprotocol, no compression, pings answered). Client frames are read up to the service's
+limit (:data:`~vlab.protocol_limits.MAX_CLIENT_FRAME_BYTES`: one append of 15 MiB of audio); a larger
+frame closes the connection with code 1009. A wrong or missing credential is refused with HTTP 401
+*before* the upgrade, which the SDK reports as a connection error; a token of the emulator's
+:class:`~vlab.emulator.identity.Identity` whose principal lacks the role with 403; a connection over
+``max_sessions`` or under a ``rate_limit`` fault with 429 ``rate_limit_exceeded``. The identity's OAuth
+endpoints are served on the same port (over TLS with ``ssl_context``). A client that has not sent its
+request headers within the handshake timeout is disconnected (:mod:`vlab.emulator.handshake`).
 """
 
 from __future__ import annotations
@@ -30,11 +33,13 @@ from vlab.emulator.asr import Recognizer, default_recognizer
 from vlab.emulator.config import EmulatorConfig
 from vlab.emulator.connection import EmulatorConnection
 from vlab.emulator.faults import Fault
+from vlab.emulator.handshake import HandshakeGuard
 from vlab.emulator.identity import Identity, Refusal
 from vlab.emulator.latency import LatencyModel, preset
 from vlab.emulator.replies import Script
 from vlab.emulator.trace import Trace
 from vlab.errors import ConfigError, VlabWarning
+from vlab.protocol_limits import HANDSHAKE_TIMEOUT_S, MAX_CLIENT_FRAME_BYTES
 
 log = logging.getLogger("vlab.emulator")
 
@@ -99,7 +104,8 @@ async def _realtime(request: web.Request) -> web.StreamResponse:
     throttled = _throttled(request.app[STATE], config)
     if throttled is not None:
         return throttled
-    ws = web.WebSocketResponse(max_msg_size=protocol.MAX_FRAME_BYTES, autoping=True, compress=False)
+    # aiohttp refuses a message of max_msg_size bytes or more: + 1 accepts the largest frame itself.
+    ws = web.WebSocketResponse(max_msg_size=MAX_CLIENT_FRAME_BYTES + 1, autoping=True, compress=False)
     state = request.app[STATE]
     state["opening"] += 1  # counts against max_sessions while the upgrade completes
     try:
@@ -154,7 +160,7 @@ def _is_loopback(host: str) -> bool:
 
 def make_app(config: EmulatorConfig) -> web.Application:
     """Build the aiohttp application for one emulator."""
-    app = web.Application(client_max_size=protocol.MAX_FRAME_BYTES)
+    app = web.Application()
     app[CONFIG] = config
     app[STATE] = {"index": 0, "opening": 0, "connections": set(), "rate_limited": _rate_limits(config.faults)}
     for route in ROUTES:
@@ -194,13 +200,15 @@ class Emulator:
         hear_audio: Read each user audio turn's words for the reply even without input transcription, as
             the service's model hears them (about a quarter of the turn's length in CPU); False answers
             "I heard N seconds of speech" instead.
-        clock: The wall clock that maps simulated time onto real time and times faults (inject a
-            :class:`~vlab.clock.ManualClock` or :class:`~vlab.clock.VirtualClock` in tests).
+        clock: The wall clock that maps simulated time onto real time and times faults and the
+            handshake timeout (inject a :class:`~vlab.clock.ManualClock` or
+            :class:`~vlab.clock.VirtualClock` in tests).
         identity: The emulator's Entra ID (default: a new one on ``clock``): its tokens are accepted
             while their principal has the role, and its token endpoint is served (see :attr:`identity`).
         max_sessions: Concurrent sessions allowed (None: no limit); one more gets HTTP 429.
         ssl_context: Serve over TLS (``https://`` endpoint) with this server context, e.g. from
             :func:`vlab.emulator.tls.throwaway_tls`.
+        handshake_timeout_s: Time a new connection has to send its HTTP request headers, in s.
 
     Raises:
         ConfigError: ``speed`` is not a number > 0 or ``"max"``, or ``latency`` names no preset.
@@ -226,9 +234,12 @@ class Emulator:
         identity: Identity | None = None,
         max_sessions: int | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
     ) -> None:
         if max_sessions is not None and (isinstance(max_sessions, bool) or max_sessions < 1):
             raise ConfigError(f"max_sessions must be an integer >= 1 or None, got {max_sessions!r}.")
+        if not handshake_timeout_s > 0:
+            raise ConfigError(f"handshake_timeout_s must be > 0 s, got {handshake_timeout_s!r}")
         try:
             speed_value = math.inf if speed in ("max", "inf") else float(speed)
         except (TypeError, ValueError):
@@ -268,8 +279,10 @@ class Emulator:
             identity=self.identity,
             max_sessions=max_sessions,
         )
+        self.handshake_timeout_s = handshake_timeout_s
         self._runner: web.AppRunner | None = None
         self._app: web.Application | None = None
+        self._listener: asyncio.Server | None = None
 
     @property
     def endpoint(self) -> str:
@@ -278,6 +291,12 @@ class Emulator:
             raise RuntimeError("the emulator is not running; use 'async with Emulator() as emu:'")
         scheme = "https" if self.ssl_context is not None else "http"
         return f"{scheme}://{self.host}:{self.port}"
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The ``(host, port)`` of each socket the emulator listens on (empty when stopped)."""
+        sockets = self._listener.sockets if self._listener is not None else ()
+        return [tuple(sock.getsockname()[:2]) for sock in sockets]
 
     def __repr__(self) -> str:
         state = f"{self.host}:{self.port}" if self._runner else "stopped"
@@ -304,11 +323,17 @@ class Emulator:
         self._app = make_app(self.config)
         self._runner = web.AppRunner(self._app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
-        await site.start()
-        server = site._server
-        if self.port == 0 and isinstance(server, asyncio.Server) and server.sockets:
-            self.port = server.sockets[0].getsockname()[1]
+        handler_factory = self._runner.server
+        assert handler_factory is not None
+        clock, timeout_s = self.config.clock, self.handshake_timeout_s
+        self._listener = await asyncio.get_running_loop().create_server(
+            lambda: HandshakeGuard(handler_factory(), clock, timeout_s),
+            self.host,
+            self.port,
+            ssl=self.ssl_context,
+        )
+        if self.port == 0 and self._listener.sockets:
+            self.port = self._listener.sockets[0].getsockname()[1]
         log.info("Voice Live emulator on %s", self.endpoint)
         return self
 
@@ -330,9 +355,14 @@ class Emulator:
 
     async def stop(self) -> None:
         """Close every connection and stop serving."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()  # no new connections; the runner closes the open ones
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
+        if listener is not None:
+            await listener.wait_closed()
         if self.trace is not None:
             self.trace.close()
 

@@ -1,18 +1,22 @@
 """JSON framing of the Voice Live wire protocol for the emulator: ids, parsing, error events.
 
 A client frame that is not a JSON object with a string ``type`` becomes a :class:`WireError`, which
-the connection answers with an ``error`` event without closing the socket.
+the connection answers with an ``error`` event without closing the socket. So does a frame that is not
+strict JSON (``NaN``, ``Infinity``, or a number too large for a float) or that nests objects and arrays
+deeper than :data:`~vlab.protocol_limits.MAX_JSON_DEPTH`: nothing of it is used or stored.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 import secrets
 from dataclasses import dataclass
 from typing import Any
 
 from vlab import protocol
+from vlab.protocol_limits import MAX_JSON_DEPTH
 
 
 @dataclass(slots=True)
@@ -52,14 +56,44 @@ class Ids:
         return f"{kind}_{cls._prefix}{next(cls._counter):06d}"
 
 
+class _NotFinite(ValueError):
+    """A number JSON cannot carry (``NaN``, ``Infinity``, or one that overflows a float)."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(text)
+    return value
+
+
+_decode = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float).decode
+
+
 def parse_client_frame(data: str | bytes) -> dict[str, Any]:
     """Decode one client frame into an event dict.
 
     Raises:
-        WireError: Not UTF-8 JSON, not an object, or no string ``type``.
+        WireError: Not UTF-8 JSON, not strict JSON (non-finite numbers), nested deeper than
+            :data:`~vlab.protocol_limits.MAX_JSON_DEPTH`, not an object, or no string ``type``.
     """
+    too_deep = WireError(
+        "invalid_value",
+        f"The event nests objects and arrays more than {MAX_JSON_DEPTH} levels deep, the most accepted.",
+    )
     try:
-        event = json.loads(data)
+        event = _decode(data if isinstance(data, str) else data.decode("utf-8"))
+    except _NotFinite as exc:
+        raise WireError(
+            "invalid_json",
+            f"The message is not valid JSON: {exc} is not a finite number (JSON has no NaN or Infinity).",
+        ) from None
+    except RecursionError:
+        raise too_deep from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise WireError("invalid_json", f"The message is not valid JSON: {exc}") from None
     if not isinstance(event, dict):
@@ -67,10 +101,34 @@ def parse_client_frame(data: str | bytes) -> dict[str, Any]:
     event_id = event.get("event_id")
     if not isinstance(event_id, str):
         event_id = None
+    if _brackets(data) > MAX_JSON_DEPTH and _depth(event) > MAX_JSON_DEPTH:
+        too_deep.event_id = event_id
+        raise too_deep
     etype = event.get("type")
     if not isinstance(etype, str):
         raise WireError("missing_required_parameter", "Missing required parameter: 'type'.", "type", event_id)
     return event
+
+
+def _brackets(data: str | bytes) -> int:
+    """Opening brackets in a frame: a bound on its nesting depth that costs no parsing."""
+    if isinstance(data, str):
+        return data.count("{") + data.count("[")
+    return data.count(b"{") + data.count(b"[")
+
+
+def _depth(value: Any) -> int:
+    """How deep objects and arrays nest in a decoded JSON value (a scalar is 0), without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
 
 
 def dumps(event: dict[str, Any]) -> str:

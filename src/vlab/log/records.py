@@ -206,22 +206,29 @@ def _as_str(value: Any) -> str | None:
     return inner if type(inner) is str else str(inner)
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _as_int(value: Any) -> int | None:
-    if value is None or type(value) is int:
-        return value
-    try:
-        return int(value)
-    except (TypeError, ValueError):
+    """``value`` as an int64 (the column type of ``nullable_int`` fields); None when it is not one."""
+    if value is None:
         return None
+    try:
+        out = int(value)
+    except (TypeError, ValueError, OverflowError):  # not a number, NaN, infinity
+        return None
+    return out if _INT64_MIN <= out <= _INT64_MAX else None
 
 
 def _as_float(value: Any) -> float | None:
-    if value is None or type(value) is float:
-        return value
-    try:
-        return float(value)
-    except (TypeError, ValueError):
+    """``value`` as a finite float; None when it is not a number, or not a finite one."""
+    if value is None:
         return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError, OverflowError):  # not a number, an int too large for a float
+        return None
+    return out if out - out == 0.0 else None
 
 
 def _strip_item_audio(item: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -350,7 +357,7 @@ def event_row(
     if _SIM_MS_KEY in event:
         body = event.copy()
         sim_ms = body.pop(_SIM_MS_KEY)
-        if sim_ms is not None and type(sim_ms) is not float:
+        if sim_ms is not None and (type(sim_ms) is not float or sim_ms - sim_ms != 0.0):  # or NaN, ±inf
             sim_ms = _as_float(sim_ms)
     else:
         sim_ms = None
@@ -358,10 +365,14 @@ def event_row(
     # --- audio ------------------------------------------------------------------------------------
     audio_bytes = audio_ms = text = None
     audio_start_ms = get("audio_start_ms")
-    if audio_start_ms is not None and type(audio_start_ms) is not float:
+    if audio_start_ms is not None and (
+        type(audio_start_ms) is not float or audio_start_ms - audio_start_ms != 0.0
+    ):  # or NaN, ±inf
         audio_start_ms = _as_float(audio_start_ms)
     audio_end_ms = get("audio_end_ms")
-    if audio_end_ms is not None and type(audio_end_ms) is not float:
+    if audio_end_ms is not None and (
+        type(audio_end_ms) is not float or audio_end_ms - audio_end_ms != 0.0
+    ):  # or NaN, ±inf
         audio_end_ms = _as_float(audio_end_ms)
     if etype in _AUDIO_CARRYING:
         key = _AUDIO_FIELD[etype]
@@ -408,10 +419,14 @@ def event_row(
                     body = event.copy()
                 body["item"] = stripped
     output_index = get("output_index")
-    if output_index is not None and type(output_index) is not int:
+    if output_index is not None and (
+        type(output_index) is not int or not _INT64_MIN <= output_index <= _INT64_MAX
+    ):
         output_index = _as_int(output_index)
     content_index = get("content_index")
-    if content_index is not None and type(content_index) is not int:
+    if content_index is not None and (
+        type(content_index) is not int or not _INT64_MIN <= content_index <= _INT64_MAX
+    ):
         content_index = _as_int(content_index)
 
     # --- errors -----------------------------------------------------------------------------------
@@ -451,5 +466,13 @@ def event_row(
         text,
         error_code,
         error_message,
-        _encode(body),
+        _payload(body, etype),
     )
+
+
+def _payload(body: Mapping[str, Any], etype: str) -> str:
+    """``body`` as compact JSON; a stand-in naming the problem when it is nested too deeply to encode."""
+    try:
+        return _encode(body)
+    except RecursionError:  # a hostile server's event (the session logs it as a protocol warning too)
+        return _encode({"type": etype, "vlab_unencodable": "nested too deeply to encode"})

@@ -18,6 +18,9 @@ raise :class:`~vlab.errors.ConnectionFailed` saying what happened and what to do
 ``vlab.reconnect`` record, resends the session settings and goes on. The run folder is finished
 either way.
 
+A server event with a malformed field is logged as a local ``vlab.protocol_warning`` record (with the
+raw frame) and not reacted to; the session goes on and counts it (:attr:`Session.protocol_warnings`).
+
 The parts, one job each (a module imports only those listed below it):
 
 - ``session.py``: :class:`Session`, the facade that wires the parts and keeps the log;
@@ -29,7 +32,8 @@ The parts, one job each (a module imports only those listed below it):
 - ``link.py``: the connection: reading, stall detection, reconnection with back-off on the clock;
 - ``reconnect.py``: the reconnect policy, and how a loss and a recovery are described;
 - ``readers.py``: handing events to ``wait_for`` and ``events()``;
-- ``barge_in.py``: the barge-in policy.
+- ``barge_in.py``: the barge-in policy;
+- ``checks.py``: what is malformed in a server event (the field types of ``vlab.protocol``).
 """
 
 from __future__ import annotations

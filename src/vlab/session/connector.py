@@ -18,6 +18,7 @@ from typing import Any
 from vlab import protocol
 from vlab.endpoint import Secret, Target, make_credential, open_target, resolve_target
 from vlab.errors import ConnectionFailed
+from vlab.protocol_limits import SDK_MAX_FRAME_BYTES
 from vlab.session import sdk_adapter
 from vlab.session.connect_errors import ConnectRefused, connect_error
 from vlab.session.link import WireError
@@ -36,6 +37,7 @@ class Connector:
         emulator_options: Passed to the embedded emulator when it is used.
         default_model: The model when none is configured (the settings' model).
         target: A target already resolved (then endpoint, key, model and ``.env`` are not read).
+        max_frame_bytes: Largest server frame a connection accepts (the SDK's ``max_msg_size``).
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class Connector:
         emulator_options: Mapping[str, Any] | None = None,
         default_model: str = protocol.DEFAULT_MODEL,
         target: Target | None = None,
+        max_frame_bytes: int = SDK_MAX_FRAME_BYTES,
     ) -> None:
         if isinstance(api_key, str) and api_key.strip():
             api_key = Secret(api_key)  # held as a Secret from the start (blank keys count as unset)
@@ -59,6 +62,7 @@ class Connector:
         self._target: Target | None = target
         self._credential: Any = None
         self._stack: contextlib.AsyncExitStack | None = None
+        self._max_frame_bytes = max_frame_bytes
 
     @property
     def target(self) -> Target:
@@ -127,6 +131,7 @@ class Connector:
                 credential=self._credential,
                 model=target.model,
                 api_version=target.api_version,
+                max_frame_bytes=self._max_frame_bytes,
             )
         except WireError as exc:
             raise self.advice(exc) from None

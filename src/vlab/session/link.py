@@ -4,6 +4,8 @@ A :class:`Link` holds the connection (a :class:`Wire`: the SDK connection behind
 :mod:`vlab.session.sdk_adapter`, or a fake in tests). Its reader, :meth:`Link.events`, yields:
 
 - ``(payload, t_ns)`` for each server event: its JSON object and the receive stamp on the link's clock;
+- an :class:`UnreadableFrame` for a frame that is JSON but cannot be read (nested too deeply to parse):
+  the connection goes on;
 - a :class:`~vlab.session.reconnect.ConnectionLoss` when the connection is lost (closed, dropped, stalled,
   or not the Voice Live protocol);
 - under a :class:`~vlab.session.reconnect.Reconnect` policy, then, for each attempt after its back-off
@@ -54,6 +56,13 @@ _NS_PER_S = 1_000_000_000
 _json_decode = json.JSONDecoder().decode
 
 
+def _response_id(payload: Mapping[str, Any]) -> str | None:
+    """``response.id`` of a ``response.created``/``.done`` event, when both have their protocol types."""
+    response = payload.get("response")
+    rid = response.get("id") if type(response) is dict else None
+    return rid if type(rid) is str else None
+
+
 class WireError(Exception):
     """A connection could not be opened or used (the message is the transport's, not yet redacted)."""
 
@@ -70,6 +79,35 @@ class WireClosed(WireError):
         super().__init__(f"WebSocket connection closed with code {code}: {reason}")
         self.code = code
         self.reason = reason
+
+
+class FrameTooLarge(WireClosed):
+    """The client closed the connection because a server frame exceeded its frame size limit.
+
+    Args:
+        limit_bytes: The client's limit (the SDK's ``max_msg_size``).
+        reason: The transport's message (it names the frame's size).
+    """
+
+    def __init__(self, limit_bytes: int, reason: str) -> None:
+        super().__init__(1009, reason)
+        self.limit_bytes = limit_bytes
+
+
+class UnreadableFrame(Exception):
+    """A server frame that is JSON but cannot be read as an event; the connection goes on.
+
+    Args:
+        raw: The frame as received.
+        problem: Why it cannot be read.
+        t_ns: Its receive stamp on the link's clock.
+    """
+
+    def __init__(self, raw: bytes, problem: str, t_ns: int) -> None:
+        super().__init__(problem)
+        self.raw = raw
+        self.problem = problem
+        self.t_ns = t_ns
 
 
 class Wire(Protocol):
@@ -289,6 +327,7 @@ class Link:
         Raises:
             WireClosed: The connection closed.
             ProtocolError: The message is not a JSON object.
+            UnreadableFrame: The message is nested too deeply to parse.
             TimeoutError: Nothing within ``timeout_s`` on the link's clock.
         """
         wire = self.wire
@@ -305,12 +344,19 @@ class Link:
         return self._accept(raw)
 
     def _accept(self, raw: bytes) -> tuple[dict[str, Any], int]:
-        """Stamp, parse and account for one received message."""
+        """Stamp, parse and account for one received message.
+
+        The bookkeeping reads fields only when they have their protocol types: a malformed event is
+        the session's to report (:mod:`vlab.session.checks`), never a reason for the reader to fail.
+        """
         t_ns = self.clock.monotonic_ns()
         try:
             payload = _json_decode(raw.decode("utf-8"))  # json.loads, as the SDK's conn.recv() parses it
         except ValueError as exc:
             raise ProtocolError(f"the server sent a frame that is not JSON: {exc}") from None
+        except RecursionError:
+            self._watch.received(t_ns)
+            raise UnreadableFrame(raw, "the frame is nested too deeply to parse", t_ns) from None
         if type(payload) is not dict:
             raise ProtocolError(
                 f"the server sent a frame that is not a JSON object: {type(payload).__name__}"
@@ -320,18 +366,23 @@ class Link:
         kind = payload.get("type")
         self._last_error = None
         if kind == protocol.RESPONSE_CREATED:
-            watch.response_id = (payload.get("response") or {}).get("id")
+            watch.response_id = _response_id(payload)
             self._due.set()
         elif kind == protocol.RESPONSE_DONE:
-            if watch.response_id == (payload.get("response") or {}).get("id"):
+            if watch.response_id is not None and watch.response_id == _response_id(payload):
                 watch.response_id = None
         elif kind == "error":
-            error = payload.get("error") or {}
-            self._last_error = (error.get("code"), error.get("message"))
+            error = payload.get("error")
+            if type(error) is dict:
+                code, message = error.get("code"), error.get("message")
+                self._last_error = (
+                    code if type(code) is str else None,
+                    message if type(message) is str else None,
+                )
         return payload, t_ns
 
-    async def events(self) -> AsyncGenerator[tuple[dict[str, Any], int] | Notice, None]:
-        """Server events ``(payload, t_ns)`` and notices, until the link gives up or is closed.
+    async def events(self) -> AsyncGenerator[tuple[dict[str, Any], int] | UnreadableFrame | Notice, None]:
+        """Server events ``(payload, t_ns)``, unreadable frames and notices, until the link gives up or is closed.
 
         Call once, after :meth:`connect`, from the task that reads (a stall interrupts that task's
         receive). Close it with ``contextlib.aclosing`` so the link ends with its reader.
@@ -357,6 +408,9 @@ class Link:
                         except ProtocolError as exc:
                             loss = ConnectionLoss.protocol_error(str(exc), self._watch.response_id)
                             break
+                        except UnreadableFrame as unreadable:
+                            yield unreadable
+                            continue
                         yield item
                 finally:
                     if watchdog is not None:
@@ -398,6 +452,10 @@ class Link:
 
     def _loss(self, exc: BaseException) -> ConnectionLoss:
         """How the connection was lost, from what its receive raised (a stall's cancellation, a closure)."""
+        if isinstance(exc, FrameTooLarge):
+            return ConnectionLoss.frame_too_large(
+                exc.limit_bytes, self._redact(exc.reason), response_id=self._watch.response_id
+            )
         if isinstance(exc, WireClosed):
             return ConnectionLoss.closed(
                 exc.code,

@@ -8,13 +8,23 @@ a recording gets the decoded PCM. A device output's playback notices are handed 
 from __future__ import annotations
 
 import base64
+import binascii
+import functools
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from vlab.audio.playback import AudioOutput
 from vlab.log.records import audio_size
+from vlab.session.checks import is_base64
 from vlab.session.sinks import AudioRecording
 from vlab.settings import SessionSettings
+
+_strict_b64decode: Callable[[str], bytes] = (
+    functools.partial(binascii.a2b_base64, strict_mode=True)  # Python ≥ 3.11: one pass, no regex
+    if sys.version_info >= (3, 11)
+    else functools.partial(base64.b64decode, validate=True)
+)
 
 PlaybackNotice = Callable[[str, str, int, Mapping[str, Any]], None]
 """``(kind, item_id, t_ns, info)``: a device output reports that audio started or finished playing."""
@@ -41,19 +51,31 @@ class AssistantAudio:
             self._rates = (settings.output_bytes_per_s, settings.output_sample_rate)
         return self._rates
 
-    def delta(self, payload: Mapping[str, Any], t_ns: int, settings: SessionSettings) -> None:
-        """Play (and record) one ``response.audio.delta`` received at ``t_ns``."""
+    def delta(self, payload: Mapping[str, Any], t_ns: int, settings: SessionSettings) -> bool:
+        """Play (and record) one ``response.audio.delta`` received at ``t_ns``.
+
+        Returns:
+            False when its ``delta`` is not base64 (nothing is played or recorded): the one pass over the
+            text, the decoding or (for an output that only counts bytes) the alphabet check, tells.
+        """
         item_id = payload.get("item_id")
         rate = self.rates(settings)[1]
         recording = self.recording
         push_size = getattr(self.output, "push_size", None)
+        b64 = payload.get("delta") or ""
         if push_size is not None and recording is None:
-            push_size(item_id, audio_size(payload.get("delta")) or 0, rate)
-            return
-        pcm = base64.b64decode(payload.get("delta") or "")
+            if not is_base64(b64):
+                return False
+            push_size(item_id, audio_size(b64) or 0, rate)
+            return True
+        try:
+            pcm = _strict_b64decode(b64)
+        except (binascii.Error, ValueError):
+            return False
         self.output.push(str(item_id), pcm, rate)
         if recording is not None:
             recording.output_audio(str(item_id), pcm, t_ns)
+        return True
 
     def start(self, on_notice: PlaybackNotice) -> None:
         """Start a device output on the running loop; its playback notices go to ``on_notice``."""

@@ -22,10 +22,11 @@ from vlab.errors import ConfigError, ConnectionFailed
 if TYPE_CHECKING:
     from vlab.endpoint import Target
 
-LossCode = Literal["dropped", "closed", "server_error", "stalled", "protocol_error"]
+LossCode = Literal["dropped", "closed", "server_error", "stalled", "protocol_error", "frame_too_large"]
 """How a connection was lost: ``dropped`` (no close frame), ``closed`` (a close frame), ``server_error``
 (an error event, then a close), ``stalled`` (no event while one was due), ``protocol_error`` (the server
-does not speak the Voice Live protocol)."""
+does not speak the Voice Live protocol), ``frame_too_large`` (a server frame exceeded the client's frame
+size limit, and the client closed the connection)."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,22 @@ class ConnectionLoss:
         return cls("stalled", what, response_id)
 
     @classmethod
+    def frame_too_large(cls, limit_bytes: int, detail: str, response_id: str | None = None) -> ConnectionLoss:
+        """The client closed the connection: a server frame exceeded its limit of ``limit_bytes``.
+
+        Args:
+            limit_bytes: The client's frame size limit (the SDK's ``max_msg_size``).
+            detail: The transport's message (already redacted), which names the frame's size.
+            response_id: The response in progress, if any.
+        """
+        during = f" while response {response_id} was in progress" if response_id is not None else ""
+        what = (
+            f"the server sent a WebSocket frame larger than the client's frame size limit of {limit_bytes:,} "
+            f"bytes ({detail}), so the client closed the connection{during}"
+        )
+        return cls("frame_too_large", what, response_id)
+
+    @classmethod
     def protocol_error(cls, detail: str, response_id: str | None = None) -> ConnectionLoss:
         """The server sent something that is not the Voice Live protocol (``detail`` says what)."""
         during = f" while response {response_id} was in progress" if response_id is not None else ""
@@ -153,6 +170,11 @@ class ConnectionLoss:
             fix += "; if the service is just slow, raise stall_timeout_s"
         elif self.code == "protocol_error":
             fix = "Check that the endpoint is a Voice Live endpoint (not another service)"
+        elif self.code == "frame_too_large":
+            fix = (
+                "Raise the client's limit with Session(max_frame_bytes=...) (the SDK's connection option "
+                "max_msg_size), or make the server send smaller frames"
+            )
         else:
             fix += "; if it keeps happening, check the network (and proxies or firewalls that cut WebSockets)"
         return ConnectionFailed(f"{self.what} ({target}).{where} {fix}.")

@@ -19,6 +19,7 @@ import ssl
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from vlab.protocol_limits import SDK_MAX_FRAME_BYTES
 from vlab.session.connect_errors import (
     ConnectFailure,
     ConnectRefused,
@@ -26,7 +27,7 @@ from vlab.session.connect_errors import (
     credential_sources,
     parse_retry_after,
 )
-from vlab.session.link import WireClosed
+from vlab.session.link import FrameTooLarge, WireClosed
 
 if TYPE_CHECKING:
     from azure.ai.voicelive.aio import VoiceLiveConnection
@@ -39,12 +40,15 @@ RELIED_ON: dict[str, str] = {
     "azure.ai.voicelive.aio.WebsocketConnectionOptions['vendor_options'] (passed to aiohttp's ws_connect)": (
         "the TLS context that trusts SSL_CERT_FILE as set at connect time"
     ),
+    "azure.ai.voicelive.aio.WebsocketConnectionOptions['max_msg_size']": (
+        "the client's frame size limit (Session(max_frame_bytes=...))"
+    ),
     "azure.ai.voicelive.aio.ConnectionError": "recognising a failed connect or send",
     "azure.ai.voicelive.aio.ConnectionClosed(code, reason)": "telling a close frame from a dropped socket",
     "VoiceLiveConnection.recv_bytes()": "reading raw frames (the JSON is logged before any model is built)",
     "VoiceLiveConnection.send(dict)": "sending wire-format client events",
-    "VoiceLiveConnection._connection (private: the aiohttp WebSocket, .closed)": (
-        "refusing to send on a socket that is already closed"
+    "VoiceLiveConnection._connection (private: the aiohttp WebSocket, .closed, .exception())": (
+        "refusing to send on a socket that is already closed; naming a frame over the size limit"
     ),
     "azure.ai.voicelive.models.ServerEvent._deserialize(payload, []) (private)": (
         "building SDK models from logged JSON, as conn.recv() does"
@@ -60,21 +64,42 @@ class SdkWire:
     Args:
         manager: The SDK's ``connect(...)`` context manager, already entered.
         connection: What entering it returned.
+        max_frame_bytes: The frame size limit the connection was opened with.
     """
 
-    def __init__(self, manager: Any, connection: VoiceLiveConnection) -> None:
+    def __init__(
+        self, manager: Any, connection: VoiceLiveConnection, max_frame_bytes: int = SDK_MAX_FRAME_BYTES
+    ) -> None:
         self._manager = manager
         self.connection = connection
         """The SDK connection (for what vlab does not wrap)."""
+        self.max_frame_bytes = max_frame_bytes
 
     async def recv_bytes(self) -> bytes:
-        """The next frame; raises :class:`WireClosed` as the SDK reports a close or a transport error."""
+        """The next frame; raises :class:`WireClosed` as the SDK reports a close or a transport error.
+
+        A frame over the frame size limit raises :class:`~vlab.session.link.FrameTooLarge` (the SDK
+        reports it as a transport error, code 1006; the aiohttp WebSocket keeps its code, 1009).
+        """
         from azure.ai.voicelive.aio import ConnectionClosed
         from azure.ai.voicelive.aio import ConnectionError as SdkConnectionError
 
         try:
             raw = await self.connection.recv_bytes()
         except ConnectionClosed as exc:
+            ws = getattr(self.connection, "_connection", None)
+            error = ws.exception() if ws is not None else None
+            # aiohttp keeps the error (some versions) or only its own close code 1009 (others), while the
+            # SDK reports 1006; a close frame from the server with 1009 reaches the SDK as its code instead.
+            if getattr(error, "code", None) == _MESSAGE_TOO_BIG or (
+                exc.code == 1006 and getattr(ws, "close_code", None) == _MESSAGE_TOO_BIG
+            ):
+                detail = (
+                    str(error)
+                    if error is not None
+                    else "the client closed it with code 1009, message too big"
+                )
+                raise FrameTooLarge(self.max_frame_bytes, detail) from None
             raise WireClosed(exc.code, exc.reason) from None
         except (SdkConnectionError, ConnectionError, TimeoutError, asyncio.TimeoutError) as exc:
             raise WireClosed(None, str(exc)) from None
@@ -109,7 +134,18 @@ class SdkWire:
             return
 
 
-async def open_wire(*, endpoint: str, credential: Any, model: str | None, api_version: str) -> SdkWire:
+_MESSAGE_TOO_BIG = 1009
+"""WebSocket close code: a message was too big (aiohttp's ``WSCloseCode.MESSAGE_TOO_BIG``)."""
+
+
+async def open_wire(
+    *,
+    endpoint: str,
+    credential: Any,
+    model: str | None,
+    api_version: str,
+    max_frame_bytes: int = SDK_MAX_FRAME_BYTES,
+) -> SdkWire:
     """Connect with the SDK.
 
     Args:
@@ -117,6 +153,7 @@ async def open_wire(*, endpoint: str, credential: Any, model: str | None, api_ve
         credential: An ``AzureKeyCredential`` or async token credential.
         model: The model for the connection URL.
         api_version: The ``api-version`` query parameter.
+        max_frame_bytes: Largest server frame the client accepts (the SDK's ``max_msg_size``).
 
     Raises:
         ConnectRefused: The connection could not be opened; its ``failure`` says why (the SDK's or the
@@ -128,7 +165,7 @@ async def open_wire(*, endpoint: str, credential: Any, model: str | None, api_ve
 
     # No automatic close reply: when the server closes and drops the TCP connection at once,
     # aiohttp's failed reply would overwrite the close code it received with 1006.
-    options = WebsocketConnectionOptions(autoclose=False)
+    options = WebsocketConnectionOptions(autoclose=False, max_msg_size=max_frame_bytes)
     if endpoint.lower().startswith(("https:", "wss:")):
         options["vendor_options"] = {"ssl": tls_context()}  # trusts SSL_CERT_FILE as set now
     manager = connect(
@@ -147,7 +184,17 @@ async def open_wire(*, endpoint: str, credential: Any, model: str | None, api_ve
         raise ConnectRefused(
             ConnectFailure("credential", detail, sources=credential_sources(detail))
         ) from None
-    return SdkWire(manager, connection)
+    return SdkWire(manager, connection, max_frame_bytes)
+
+
+class RawServerEvent(dict[str, Any]):
+    """A server event the SDK cannot build a model of (a malformed one): its JSON object as sent.
+
+    Read its fields as keys or attributes (``event.type``; a missing one reads as None, as on SDK models).
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        return self.get(name)
 
 
 def classify(exc: BaseException) -> ConnectFailure:
@@ -192,10 +239,18 @@ def _tls_context_for(cafile: str | None, capath: str | None) -> ssl.SSLContext:
 
 
 def server_event(payload: Any) -> Any:
-    """The SDK model of a server event's JSON object, as ``conn.recv()`` builds it (anything else as is)."""
+    """The SDK model of a server event's JSON object, as ``conn.recv()`` builds it (anything else as is).
+
+    An object the SDK cannot build a model of (a ``type`` that is not a string, nesting too deep for its
+    deserializer), where ``conn.recv()`` would raise, becomes a :class:`RawServerEvent`: readers still
+    get it, and the session has logged it as a protocol warning.
+    """
     if type(payload) is not dict:
         return payload
-    return _server_event_model()._deserialize(payload, [])
+    try:
+        return _server_event_model()._deserialize(payload, [])
+    except (TypeError, ValueError, AttributeError, RecursionError):
+        return RawServerEvent(payload)
 
 
 @functools.cache
@@ -247,11 +302,16 @@ def missing_sdk_features() -> list[str]:
         "azure.ai.voicelive.aio.WebsocketConnectionOptions['vendor_options'] (passed to aiohttp's ws_connect)": (
             lambda: "vendor_options" in aio.WebsocketConnectionOptions.__annotations__
         ),
+        "azure.ai.voicelive.aio.WebsocketConnectionOptions['max_msg_size']": lambda: (
+            "max_msg_size" in aio.WebsocketConnectionOptions.__annotations__
+        ),
         "azure.ai.voicelive.aio.ConnectionError": lambda: issubclass(aio.ConnectionError, Exception),
         "azure.ai.voicelive.aio.ConnectionClosed(code, reason)": closed_carries_code,
         "VoiceLiveConnection.recv_bytes()": is_coroutine("recv_bytes"),
         "VoiceLiveConnection.send(dict)": is_coroutine("send"),
-        "VoiceLiveConnection._connection (private: the aiohttp WebSocket, .closed)": keeps_the_websocket,
+        "VoiceLiveConnection._connection (private: the aiohttp WebSocket, .closed, .exception())": (
+            keeps_the_websocket
+        ),
         "azure.ai.voicelive.models.ServerEvent._deserialize(payload, []) (private)": builds_session_created,
         "azure.ai.voicelive.__version__": sdk_version,
     }

@@ -25,14 +25,16 @@ from vlab.clock import Clock, ServerTimeClock, SystemClock
 from vlab.endpoint import Target
 from vlab.errors import ConfigError, ConnectionFailed, ProtocolError, VlabError
 from vlab.log import EventLog, Sink
+from vlab.protocol_limits import SDK_MAX_FRAME_BYTES
 from vlab.session import sdk_adapter
 from vlab.session.barge_in import BargeIn, BargeInAction, BargeInPolicy, server_interrupts
+from vlab.session.checks import event_problems, warning_event
 from vlab.session.connector import Connector
-from vlab.session.link import Link, LinkEnded, Wire, WireClosed, WireError
+from vlab.session.link import Link, LinkEnded, UnreadableFrame, Wire, WireClosed, WireError
 from vlab.session.output import AssistantAudio
 from vlab.session.readers import EventFeed, EventMatch, LocalEvent
 from vlab.session.reconnect import Notice, Reconnect, Reconnected, Reconnecting, notice_event
-from vlab.session.sinks import SessionLog, open_run_folder, session_metadata
+from vlab.session.sinks import RunFolder, SessionLog, open_run_folder, session_metadata
 from vlab.settings import SessionSettings
 
 if TYPE_CHECKING:
@@ -44,6 +46,7 @@ log = logging.getLogger("vlab.session")
 
 _AUDIO_DELTA = protocol.AUDIO_DELTA
 _HANDSHAKE_TIMEOUT_S = 30.0
+_SHOWN_CHARS = 200  # of an unexpected first frame, in the error that reports it
 
 
 class Session:
@@ -72,6 +75,14 @@ class Session:
             ``False`` (default) ends the session with :class:`~vlab.errors.ConnectionFailed`.
         stall_timeout_s: Treat the connection as lost when no server event arrives for this long while
             a response is in progress or a reply is due (None: never).
+        max_frame_bytes: Largest server frame the connection accepts, in bytes (the SDK's
+            ``max_msg_size``, 4 MiB by default); a larger one ends the connection with an error that
+            says so.
+
+    A server event with a malformed field (a wrong JSON type, audio that is not base64) is logged as a
+    local ``vlab.protocol_warning`` record after it, with the raw frame, and not reacted to; the session
+    goes on. :attr:`protocol_warnings` counts them, as does the run folder's ``session.json``
+    (``summary``).
     """
 
     def __init__(
@@ -93,9 +104,12 @@ class Session:
         record_audio: bool = True,
         reconnect: bool | Reconnect = False,
         stall_timeout_s: float | None = 30.0,
+        max_frame_bytes: int = SDK_MAX_FRAME_BYTES,
     ) -> None:
         if stall_timeout_s is not None and not stall_timeout_s > 0:
             raise ConfigError(f"stall_timeout_s must be > 0 s or None, got {stall_timeout_s!r}")
+        if isinstance(max_frame_bytes, bool) or not isinstance(max_frame_bytes, int) or max_frame_bytes < 1:
+            raise ConfigError(f"max_frame_bytes must be a whole number of bytes > 0, got {max_frame_bytes!r}")
         self.settings = settings or SessionSettings()
         self.clock = clock or SystemClock()
         # Fed on the emulator's input timeline (vlab.feed), a headless listener keeps time on the
@@ -123,6 +137,7 @@ class Session:
             credential=credential,
             emulator_options=emulator_options,
             default_model=self.settings.model,
+            max_frame_bytes=max_frame_bytes,
         )
         self._reader: asyncio.Task[None] | None = None
         self._closed_error: ConnectionFailed | None = None
@@ -137,6 +152,9 @@ class Session:
         )
         self._input_ms = 0.0
         self._last_sent_ns = 0
+        self._run_folder: RunFolder | None = None
+        self.protocol_warnings = 0
+        """How many server events broke the protocol (each logged as a ``vlab.protocol_warning`` record)."""
 
     # --- properties ----------------------------------------------------------------------------------
 
@@ -144,7 +162,8 @@ class Session:
         target = self._connector.resolved
         where = target.describe() if target is not None else "target not resolved yet"
         state = "open" if self._link.wire is not None else "closed"
-        return f"Session({where}, {state}, {len(self.records)} events)"
+        warnings = f", {self.protocol_warnings} protocol warnings" if self.protocol_warnings else ""
+        return f"Session({where}, {state}, {len(self.records)} events{warnings})"
 
     @property
     def target(self) -> Target:
@@ -208,7 +227,7 @@ class Session:
                     sdk_version=sdk_adapter.sdk_version(),
                     started_wall_ns=self.clock.wall_ns(),
                 )
-                self._audio.recording = open_run_folder(
+                self._run_folder, self._audio.recording = open_run_folder(
                     self._log, self.run_dir, metadata, self.settings, record_audio=self.record_audio
                 )
             try:
@@ -240,7 +259,24 @@ class Session:
         await self._connector.__aexit__(None, None, None)
         self._audio.close()
         self._log.close()
+        if self._run_folder is not None:  # the events are on disk: this only adds the counts
+            self._run_folder.write_summary(self.summary())
         self._feed.end()
+
+    def summary(self) -> dict[str, Any]:
+        """What happened in the session: counts, and how the connection ended (``session.json`` on close).
+
+        Returns:
+            ``events``, ``protocol_warnings``, ``reconnects`` and ``connection_error`` (why the
+            connection was lost, or None).
+        """
+        error = self.connection_error
+        return {
+            "events": len(self.records),
+            "protocol_warnings": self.protocol_warnings,
+            "reconnects": self.reconnects,
+            "connection_error": str(error) if error is not None else None,
+        }
 
     async def _open_wire(self) -> Wire:
         """Open an SDK connection (the link's opener); the first one is logged as ``vlab.connect``."""
@@ -253,13 +289,38 @@ class Session:
         return wire
 
     async def _handshake(self) -> None:
-        """On each new connection: read ``session.created``, then send the session settings."""
-        created, t_ns = await self._link.recv(timeout_s=_HANDSHAKE_TIMEOUT_S)
+        """On each new connection: read ``session.created``, then send the session settings.
+
+        Raises:
+            ProtocolError: The first frame is not ``session.created``, or none came in time (a WebSocket
+                endpoint that is not Voice Live); the message says what came instead.
+        """
+        try:
+            created, t_ns = await self._link.recv(timeout_s=_HANDSHAKE_TIMEOUT_S)
+        except TimeoutError:
+            raise self._not_voice_live(f"nothing within {_HANDSHAKE_TIMEOUT_S:g} s") from None
+        except ProtocolError as exc:
+            raise self._not_voice_live(str(exc).removeprefix("the server sent ")) from None
+        except UnreadableFrame as exc:
+            raise self._not_voice_live(f"a frame that cannot be read ({exc.problem})") from None
         self._log_server(created, t_ns)
-        if created.get("type") != protocol.SESSION_CREATED:
-            raise ProtocolError(f"expected session.created as the first event, got {created.get('type')!r}")
+        kind = created.get("type")
+        if kind != protocol.SESSION_CREATED:
+            shown = self._connector.redact(warning_event(created, [])["raw"][:_SHOWN_CHARS])
+            raise self._not_voice_live(f"{kind!r}: {shown}")
+        problems = event_problems(created)
+        if problems:  # Voice Live, if a sloppy one: warn and go on, as for any later event
+            self._protocol_warning(created, problems, t_ns)
         self.server_session = sdk_adapter.server_event(created).get("session")
         await self._send_now({"type": protocol.CLIENT_SESSION_UPDATE, "session": self.settings.to_wire()})
+
+    def _not_voice_live(self, got: str) -> ProtocolError:
+        """The error for a server whose first frame is not ``session.created`` (``got``: what came instead)."""
+        return ProtocolError(
+            f"{self.target.describe()} accepted the WebSocket connection but did not speak Voice Live: "
+            f"expected {protocol.SESSION_CREATED!r} as the first event, got {got}. Check that the endpoint "
+            "is an Azure AI Voice Live endpoint (not a proxy, a wrong path or another WebSocket service)."
+        )
 
     def _on_playback(self, kind: str, item_id: str, t_ns: int, info: Mapping[str, Any]) -> None:
         """Log a playback notice (``vlab.playback_started`` …) stamped when the audio reached the speaker."""
@@ -290,10 +351,16 @@ class Session:
                     if isinstance(item, tuple):
                         payload, t_ns = item
                         self._log_server(payload, t_ns)
-                        action = self._react(payload, t_ns)
-                        if action is not None:
-                            await self._barge(action)
+                        problems = event_problems(payload)
+                        if problems:
+                            self._protocol_warning(payload, problems, t_ns)
+                        else:
+                            action = self._react_or_warn(payload, t_ns)
+                            if action is not None:
+                                await self._barge(action)
                         self._feed.put(payload)
+                    elif isinstance(item, UnreadableFrame):
+                        self._protocol_warning(None, [item.problem], item.t_ns, item.raw)
                     else:
                         self._on_notice(item)
             error = self.connection_error
@@ -324,6 +391,29 @@ class Session:
         if isinstance(notice, Reconnecting):
             self._input_ms = 0.0  # the new server session starts a new input-audio timeline
 
+    def _protocol_warning(
+        self, payload: dict[str, Any] | None, problems: list[str], t_ns: int, raw: bytes | None = None
+    ) -> None:
+        """Log a ``vlab.protocol_warning`` record for a malformed server event and count it."""
+        self.protocol_warnings += 1
+        event = warning_event(payload, problems, raw)
+        log.warning(
+            "protocol warning: the server sent a malformed %s event: %s", event["event_type"], problems
+        )
+        self._log.append(event, "local", t_ns)
+
+    def _react_or_warn(self, payload: dict[str, Any], t_ns: int) -> BargeInAction | None:
+        """:meth:`_react`, with a server event it cannot react to logged as a protocol warning.
+
+        :mod:`vlab.session.checks` finds what is malformed before the reaction; this is the net under it, so
+        that no server event, however odd, stops the reader.
+        """
+        try:
+            return self._react(payload, t_ns)
+        except Exception as exc:
+            self._protocol_warning(payload, [f"the session could not react to it: {exc!r}"], t_ns)
+            return None
+
     def _react(self, payload: dict[str, Any], t_ns: int) -> BargeInAction | None:
         """Keep the session's state and audio in step with one server event; returns a barge-in to do.
 
@@ -336,10 +426,11 @@ class Session:
         if sim_ms is not None:
             self._server_time.observe_ms(sim_ms)
         if kind == _AUDIO_DELTA:
-            self._audio.delta(payload, t_ns, self.settings)
+            if not self._audio.delta(payload, t_ns, self.settings):
+                self._protocol_warning(payload, ["'delta' is not base64 audio"], t_ns)
         elif kind == protocol.SESSION_UPDATED:
             self.server_session = sdk_adapter.server_event(payload).get("session")
-            metadata = (get("session") or {}).get("metadata") or {}
+            metadata = (get("session") or {}).get("metadata") or {}  # types checked (vlab.session.checks)
             timeline = metadata.get(protocol.TIMELINE_METADATA_KEY)
             if timeline is not None:  # fed on the emulator's input timeline: listen on its time
                 self._server_time.follow(timeline in (protocol.TIMELINE_INPUT, protocol.TIMELINE_ENDED))

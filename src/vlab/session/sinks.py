@@ -149,6 +149,13 @@ class RunFolder:
         if self._writer is not None:
             self._writer(record)
 
+    def write_summary(self, summary: Mapping[str, Any]) -> None:
+        """Add the session's ``summary`` (counts, how it ended) to ``session.json``."""
+        path = self.path / "session.json"
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+        metadata["summary"] = dict(summary)
+        path.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+
     def close(self) -> None:
         """Finish ``events.jsonl`` and write ``events.parquet`` with every record of the log."""
         writer, self._writer = self._writer, None
@@ -221,7 +228,7 @@ def open_run_folder(
     settings: SessionSettings,
     *,
     record_audio: bool = True,
-) -> AudioRecording | None:
+) -> tuple[RunFolder, AudioRecording | None]:
     """Open a run folder and put its sinks first in ``log`` (a record is on disk before others see it).
 
     Args:
@@ -232,7 +239,7 @@ def open_run_folder(
         record_audio: Also record the WAV files.
 
     Returns:
-        The audio recording to feed, if any.
+        The folder's event files (a sink) and the audio recording to feed, if any.
     """
     folder = RunFolder(path, log.records)
     folder.open(metadata)
@@ -240,4 +247,4 @@ def open_run_folder(
     if recording is not None:
         log.add_sink(recording, first=True)
     log.add_sink(folder, first=True)
-    return recording
+    return folder, recording
