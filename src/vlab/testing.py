@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from vlab import protocol
 from vlab.audio.pcm import float_to_pcm16, silence
 from vlab.audio.synth import synthesize
 from vlab.emulator import Emulator
@@ -221,19 +222,34 @@ async def collect_events(
     return seen
 
 
-async def drain(conn: Any, seconds: float) -> list[Any]:
-    """Every event ``conn`` receives within ``seconds`` (for asserting what does, or does not, arrive)."""
-    seen: list[Any] = []
+async def until_idle(conn: Any, timeout_s: float = 20.0) -> list[Any]:
+    """Every event an emulator sends ``conn`` until it has nothing left to do (then nothing more comes).
 
-    async def read() -> None:
-        while True:
-            seen.append(await conn.recv())
+    It ends the connection's timeline (``session.metadata["vlab.timeline"] = "ended"``): the emulator
+    answers that ``session.update`` once everything the audio so far caused is done, so "nothing else
+    arrives" is an event to wait for, not a quiet period a loaded machine can stretch. Audio appended
+    afterwards is decided on the same timeline. Emulator only (the service ignores the key).
 
-    try:
-        await asyncio.wait_for(read(), seconds)
-    except asyncio.TimeoutError:
-        pass
-    return seen
+    Returns:
+        The events before that ``session.updated``.
+    """
+    from azure.ai.voicelive.models import RequestSession
+
+    marker = f"until_idle-{id(conn)}-{len(_BARRIERS)}"
+    _BARRIERS.append(marker)
+    metadata = {protocol.TIMELINE_METADATA_KEY: protocol.TIMELINE_ENDED, "vlab.testing.barrier": marker}
+    await conn.session.update(session=RequestSession(metadata=metadata))
+
+    def answered(event: Any) -> bool:
+        if event.type != protocol.SESSION_UPDATED:
+            return False
+        return (event.session.get("metadata") or {}).get("vlab.testing.barrier") == marker
+
+    events = await collect_events(conn, answered, timeout_s=timeout_s)
+    return events[:-1]
+
+
+_BARRIERS: list[str] = []
 
 
 def types_of(events: Iterable[Any]) -> list[str]:

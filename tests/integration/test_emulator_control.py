@@ -18,7 +18,7 @@ from azure.ai.voicelive.models import (
 )
 from azure.core.credentials import AzureKeyCredential
 
-from vlab.testing import collect_events, drain, fast_emulator, types_of
+from vlab.testing import collect_events, fast_emulator, types_of, until_idle
 
 
 async def _manual(conn, **session) -> None:
@@ -35,12 +35,12 @@ async def _say(conn, text: str) -> None:
 async def test_manual_mode_appends_silently_and_commit_creates_the_user_item(conn, prompt):
     await _manual(conn)
     await conn.input_audio_buffer.append(audio=prompt.pcm)
-    assert await drain(conn, 0.3) == []
+    assert await until_idle(conn) == []
     await conn.input_audio_buffer.commit()
     events = await collect_events(conn, "conversation.item.created")
     assert types_of(events) == ["input_audio_buffer.committed", "conversation.item.created"]
     assert events[0].item_id == events[1].item.id and events[1].item.role == "user"
-    assert await drain(conn, 0.3) == []  # no response until asked
+    assert await until_idle(conn) == []  # no response until asked
     await conn.response.create()
     events = await collect_events(conn, "response.done")
     assert "response.audio.delta" in types_of(events)

@@ -32,7 +32,7 @@ from vlab.clock import ManualClock
 from vlab.emulator import Fault
 from vlab.emulator.asr import PocketSphinxRecognizer, RecognitionError
 from vlab.emulator.voice import espeak_voice
-from vlab.testing import collect_events, drain, fast_emulator, spoken_prompt, types_of
+from vlab.testing import collect_events, fast_emulator, spoken_prompt, types_of, until_idle
 
 VOICE = "sage"  # maps to eSpeak's en-gb, which PocketSphinx reads best (see docs/emulator.md)
 READBACK = "What is the weather like in Seattle today?"
@@ -280,7 +280,7 @@ async def test_a_trailing_filler_does_not_end_the_turn_with_eou_detection(conn, 
     await _update(conn, turn_detection=turn_detection)
     await conn.input_audio_buffer.append(audio=_hesitant_request())
     events = await collect_events(conn, "input_audio_buffer.committed", count=turns)
-    events += await drain(conn, 0.5)
+    events += await until_idle(conn)
     assert types_of(events).count("input_audio_buffer.committed") == turns
     assert types_of(events).count("input_audio_buffer.speech_started") == turns
 

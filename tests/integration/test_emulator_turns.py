@@ -13,7 +13,7 @@ from azure.core.credentials import AzureKeyCredential
 
 from vlab import protocol
 from vlab.audio import g711
-from vlab.testing import collect_events, drain, spoken_prompt, types_of
+from vlab.testing import collect_events, spoken_prompt, types_of, until_idle
 
 NON_DELTA = {"response.audio.delta", "response.audio_transcript.delta"}
 
@@ -112,7 +112,7 @@ async def test_higher_threshold_never_detects_more_speech(emulator):
                 )
             )
             await c.input_audio_buffer.append(audio=pcm + bytes(48000))
-            events = await drain(c, 1.0)
+            events = await until_idle(c)
         total = 0
         start = None
         for e in [*events]:
@@ -186,6 +186,6 @@ async def test_semantic_vad_turn_and_create_response_false(conn, prompt):
         "input_audio_buffer.committed",
         "conversation.item.created",
     ]
-    assert await drain(conn, 0.3) == []  # create_response: false → the client must ask
+    assert await until_idle(conn) == []  # create_response: false → the client must ask
     await conn.response.create()
     assert types_of(await collect_events(conn, "response.done")).count("response.audio.delta") > 3
