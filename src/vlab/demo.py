@@ -1,4 +1,4 @@
-"""``vlab demo`` (and ``make demo``): vlab's main job end to end, offline, on the embedded Voice Live emulator.
+"""``vlab demo`` (``make demo``): vlab's main job end to end, offline, on the embedded Voice Live emulator.
 
 1. The seed's minimal example: the plain SDK, server VAD (0.5 / 300 / 500 ms), one spoken question,
    every event printed with its time until ``response.done``.
