@@ -64,7 +64,8 @@ class SessionPanel:
 
     Args:
         runs_dir: Parent folder of the run folders.
-        prompt_dir: Where to list WAV prompts (default: ``data/prompts`` from the current folder up, else the bundled set).
+        prompt_dir: Where to list WAV prompts (default: ``data/prompts`` from the current folder up, else
+            the bundled set).
         max_rows: Events shown in the live table.
         emulator_options: Options for the embedded emulator (e.g. ``{"speed": 4.0}``).
         replay_speed: Pacing of WAV prompts (1 = real time; ``math.inf`` = as fast as possible).
