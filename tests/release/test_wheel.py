@@ -32,7 +32,7 @@ from typing import Any
 import nbformat
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # about a minute; several on a loaded machine
 
 REPO = Path(__file__).resolve().parents[2]
 HEADLESS_NOTEBOOKS = ("01_quickstart.ipynb", "02_replay_wav_prompts.ipynb")
@@ -165,15 +165,16 @@ def test_demo_and_notebooks_from_an_empty_folder(env: SimpleNamespace) -> None:
         [
             str(env.python),
             "-c",
-            "from vlab.prompts import load_prompt_set as l; p = l(); print(len(p), p[0].file)",
+            "from vlab.prompts import load_prompt_set as l; p = l(); print(len(p)); print(p[0].file)",
         ],
         cwd=env.work,
         env=env.environ,
         capture_output=True,
         text=True,
         check=True,
-    ).stdout.split()
-    assert int(prompts[0]) == len(json.loads((REPO / "data/prompts/manifest.json").read_text())["prompts"])
+    ).stdout.splitlines()
+    manifest = json.loads((REPO / "data" / "prompts" / "manifest.json").read_text(encoding="utf-8"))
+    assert int(prompts[0]) == len(manifest["prompts"])
     assert Path(prompts[1]).is_relative_to(env.site / "vlab" / "_bundled" / "prompts")
 
     _run(env, "demo", "--quick", "--out", "demo")
@@ -195,13 +196,15 @@ def test_demo_and_notebooks_from_an_empty_folder(env: SimpleNamespace) -> None:
 
 
 RUN_NOTEBOOK = """\
-import sys, nbformat
+import os, sys, nbformat
 from nbclient import NotebookClient
 path, out = sys.argv[1:]
 nb = nbformat.read(path, as_version=4)
 nb.cells.insert(0, nbformat.v4.new_code_cell("import sys, vlab; print(sys.executable); print(vlab.__file__)"))
 try:
-    NotebookClient(nb, timeout=300, kernel_name="python3").execute(cwd=sys.argv[1].rsplit("/", 1)[0])
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": os.path.dirname(path)}}
+    ).execute()
 finally:
     nbformat.write(nb, out)
 """
@@ -211,7 +214,7 @@ finally:
 def _execute(env: SimpleNamespace, path: Path) -> None:
     out = path.with_name(f"executed-{path.name}")
     proc = subprocess.run(
-        [str(env.python), "-c", RUN_NOTEBOOK, path.as_posix(), str(out)],
+        [str(env.python), "-c", RUN_NOTEBOOK, str(path), str(out)],
         cwd=path.parent,
         env=env.environ | {"VLAB_NOTEBOOK_SPEED": "inf"},
         capture_output=True,
@@ -221,7 +224,7 @@ def _execute(env: SimpleNamespace, path: Path) -> None:
     nb = nbformat.read(out, as_version=4)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert proc.returncode == 0 and errors == [], f"{path.name}: {errors or proc.stderr[-3000:]}"
-    printed = nb.cells[0].outputs[0]["text"].split()
+    printed = nb.cells[0].outputs[0]["text"].splitlines()
     assert Path(printed[0]).parent == env.python.parent, printed
     assert Path(printed[1]).is_relative_to(env.site), printed
 
@@ -237,7 +240,7 @@ def _assert_self_contained(env: SimpleNamespace) -> None:
     assert any(f.name == "silero_worker.py" for f in vlab_files), "the Silero worker did not run"
 
     owners = _owners(env.deps)
-    used = {owners.get(f.resolve(), f"(no distribution: {f})") for f in imported if _under(f, env.deps)}
+    used = {owners.get(_key(f), f"(no distribution: {f})") for f in imported if _under(f, env.deps)}
     declared = _closure(env.wheel)
     missing = sorted(used - declared)
     assert not missing, (
@@ -250,13 +253,19 @@ def _under(path: Path, roots: list[str]) -> bool:
     return any(path.is_relative_to(root) for root in roots)
 
 
-def _owners(roots: list[str]) -> dict[Path, str]:
-    """Each installed file of the test environment → its distribution's normalized name."""
-    owners: dict[Path, str] = {}
+def _owners(roots: list[str]) -> dict[str, str]:
+    """Each installed file of the test environment (:func:`_key`) → its distribution's normalized name."""
+    owners: dict[str, str] = {}
     for dist in metadata.distributions(path=roots):
+        name = _norm(dist.metadata["Name"])
         for file in dist.files or ():
-            owners[Path(str(dist.locate_file(file))).resolve()] = _norm(dist.metadata["Name"])
+            owners[_key(dist.locate_file(file))] = name
     return owners
+
+
+def _key(path: object) -> str:
+    """A file's path as both sides spell it (``sys.path`` and ``RECORD`` both start at site-packages)."""
+    return os.path.normcase(os.path.normpath(str(path)))
 
 
 def _closure(wheel: Path) -> set[str]:
