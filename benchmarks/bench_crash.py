@@ -22,7 +22,7 @@ CONFIG = f"""
 speed = 2
 latency = "instant"
 [prompts]
-path = "{ROOT / "data" / "prompts"}"
+path = "{(ROOT / "data" / "prompts").as_posix()}"
 include = ["short_question", "pause_600", "quiet_speaker"]
 [grid]
 threshold = [0.5]
