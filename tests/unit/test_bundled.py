@@ -79,3 +79,14 @@ def test_the_demo_refuses_a_run_folder_that_holds_files(tmp_path, capsys) -> Non
     err = capsys.readouterr().err
     assert "already exists" in err and "--force" in err
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_notebooks_opens_jupyterlab_of_this_environment_on_the_copy(tmp_path, monkeypatch) -> None:
+    import subprocess
+    import sys
+
+    started: list[list[str]] = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd: started.append(cmd) or 0)
+    assert main(["notebooks", str(tmp_path / "nb")]) == 0
+    assert started == [[sys.executable, "-m", "jupyterlab", str(tmp_path / "nb")]]
+    assert (tmp_path / "nb" / "01_quickstart.ipynb").is_file()
