@@ -80,8 +80,8 @@ def copy_bundled(name: Bundled, dest: Path, *, force: bool = False) -> list[Path
         The files in ``dest`` that are now the bundled ones, in order.
 
     Raises:
-        ConfigError: The bundled folder is missing, or ``dest`` holds different files of the same names
-            (and ``force`` is not set), or a file there is in the way of a folder.
+        ConfigError: The bundled folder is missing, ``dest`` is a file, ``dest`` holds different files
+            of the same names (and ``force`` is not set), or a folder there has a bundled file's name.
     """
     source = bundled_dir(name)
     files = sorted(p for p in source.rglob("*") if p.is_file() and not _ignored(p.relative_to(source)))
