@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test lint lab bench clean
+.PHONY: venv demo test test-matrix lint lab bench clean
 
 venv: $(STAMP)
 
@@ -15,13 +15,16 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)  ## the main job on the embedded emulator
-	$(BIN)/python -m vlab.demo
+	$(BIN)/vlab demo
 
-test: $(STAMP)  ## the whole test suite
+test: $(STAMP)  ## the whole test suite (with the release check: tests/release builds and installs the wheel)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+
+test-matrix: $(STAMP)  ## the fast part of the suite on Python 3.10 and 3.13 (pyenv), each in .venv-3.X
+	$(BIN)/python scripts/test_matrix.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
@@ -35,4 +38,4 @@ bench: $(STAMP)  ## benchmarks (not part of make test)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache build dist
+	rm -rf $(VENV) .venv-3.* .pytest_cache .ruff_cache .mypy_cache build dist

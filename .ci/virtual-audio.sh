@@ -15,7 +15,7 @@
 # only the `export` lines go to stdout.
 set -euo pipefail
 
-export XDG_RUNTIME_DIR="${VLAB_AUDIO_DIR:-/tmp/vlab-audio}"
+export XDG_RUNTIME_DIR="${VLAB_AUDIO_DIR:-${TMPDIR:-/tmp}/vlab-audio}"  # where Python's tempfile looks too
 export PULSE_SERVER="unix:$XDG_RUNTIME_DIR/pulse/native"
 SINKS=(vsink vmic)
 RATE=24000

@@ -10,6 +10,7 @@ import platform
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-PULSE_SOCKET = Path("/tmp/vlab-audio/pulse/native")
+PULSE_SOCKET = (
+    Path(os.environ.get("VLAB_AUDIO_DIR") or Path(tempfile.gettempdir()) / "vlab-audio") / "pulse" / "native"
+)
+"""The socket of ``.ci/virtual-audio.sh``'s sound card (``$VLAB_AUDIO_DIR``, else ``vlab-audio`` in the temp dir)."""
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,6 @@ through on every event, in the same process, on the same monotonic clock).
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -24,7 +22,7 @@ CONFIG = f"""
 speed = 2
 latency = "instant"
 [prompts]
-path = "{ROOT / "data" / "prompts"}"
+path = "{(ROOT / "data" / "prompts").as_posix()}"
 include = ["short_question", "pause_600", "quiet_speaker"]
 [grid]
 threshold = [0.5]
@@ -64,9 +62,9 @@ def wait_for_a_running_cell(out: Path, proc: subprocess.Popen[str], deadline_s: 
 
 
 def kill(proc: subprocess.Popen[str]) -> int:
-    """kill -9 the sweep; returns the monotonic ns of the kill (the clock the child's trace uses)."""
+    """kill -9 the sweep (TerminateProcess on Windows); returns the monotonic ns of the kill (the child's trace clock)."""
     kill_ns = time.perf_counter_ns()
-    os.kill(proc.pid, signal.SIGKILL)
+    proc.kill()
     proc.communicate(timeout=10)
     return kill_ns
 

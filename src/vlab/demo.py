@@ -1,16 +1,19 @@
-"""``make demo``: vlab's main job end to end, offline, on the embedded Voice Live emulator.
+"""``vlab demo`` (``make demo``): vlab's main job end to end, offline, on the embedded Voice Live emulator.
 
 1. The seed's minimal example: the plain SDK, server VAD (0.5 / 300 / 500 ms), one spoken question,
    every event printed with its time until ``response.done``.
 2. A turn-detection sweep over the bundled, labelled prompts for a few silence durations, with a
    progress bar, then a summary table per setting: voice-to-voice latency (p50/p90), end-of-turn
    delay (dead air after the real end of the turn), false cut-offs, split turns and false starts.
-3. ``report.html`` with its charts, and the four notebooks executed, in ``runs/demo-<time>/``.
+3. ``report.html`` with its charts, and the four notebooks executed, in ``runs/demo-<time>/`` of the
+   current folder.
+
+``--quick`` is the same on three prompts and two settings as fast as the emulator goes, without the
+notebooks (a few seconds after the minimal example): the check that an install works.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import math
@@ -23,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from vlab.audio.pacing import paced_chunks
+from vlab.bundled import bundled_dir
+from vlab.errors import ConfigError
 from vlab.testing import spoken_prompt
 
-ROOT = Path(__file__).resolve().parents[2]
 SWEEP: dict[str, Any] = {
     "target": {"speed": 1, "latency": "typical"},  # real time, so the latencies are what a caller would see
     "grid": {
@@ -35,6 +39,20 @@ SWEEP: dict[str, Any] = {
         "silence_duration_ms": [300, 500, 800],
     },
     "run": {"repeats": 1, "concurrency": 8, "timeout_s": 60, "baseline": False, "canary": "short_question"},
+}
+QUICK_SWEEP: dict[str, Any] = {
+    "target": {
+        "speed": "max",
+        "latency": "typical",
+    },  # the figures are the same: they are on the sim timeline
+    "prompts": {"include": ["short_question", "pause_600", "two_turns"]},
+    "grid": {
+        "type": "server_vad",
+        "threshold": [0.5],
+        "prefix_padding_ms": [300],
+        "silence_duration_ms": [300, 800],
+    },
+    "run": {"repeats": 1, "concurrency": 2, "timeout_s": 60, "baseline": False, "canary": "short_question"},
 }
 
 
@@ -147,7 +165,7 @@ def execute_notebooks(dest: Path) -> list[tuple[str, str]]:
     previous = os.environ.get("VLAB_NOTEBOOK_SPEED")
     os.environ["VLAB_NOTEBOOK_SPEED"] = "inf"
     try:
-        for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for path in sorted(bundled_dir("notebooks").glob("*.ipynb")):
             nb = nbformat.read(path, as_version=4)
             started = time.perf_counter()
             try:
@@ -170,26 +188,44 @@ def execute_notebooks(dest: Path) -> list[tuple[str, str]]:
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the demo; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m vlab.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=None, help="run folder (default: runs/demo-<time>)")
-    parser.add_argument("--skip-notebooks", action="store_true", help="do not execute the notebooks")
-    args = parser.parse_args(argv)
+def run_demo(
+    out: Path | None = None, *, quick: bool = False, notebooks: bool = True, force: bool = False
+) -> int:
+    """Run the demo into ``out`` (default: ``runs/demo-<time>`` of the current folder); returns the exit code.
+
+    Args:
+        out: The run folder.
+        quick: Fewer prompts and settings, as fast as possible, and no notebooks.
+        notebooks: Execute the notebooks (ignored with ``quick``).
+        force: Write into ``out`` even if it already holds files.
+
+    Raises:
+        ConfigError: ``out`` is a file, or a folder that already holds files (without ``force``).
+    """
     import pandas as pd
 
     from vlab.report import build_report
     from vlab.sweep import load_config, run_sweep
 
     started = time.perf_counter()
-    out = Path(args.out) if args.out else Path("runs") / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
+    out = out if out is not None else Path("runs") / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not force)):
+        raise ConfigError(
+            f"{out} already exists and holds files; the demo would overwrite them. Choose another --out, "
+            "or pass --force to write into it anyway"
+        )
     out.mkdir(parents=True, exist_ok=True)
+    notebooks = notebooks and not quick
+    steps = 4 if notebooks else 3
 
-    _title("1/4  The minimal example: the Voice Live SDK against the embedded emulator")
+    _title(f"1/{steps}  The minimal example: the Voice Live SDK against the embedded emulator")
     asyncio.run(sdk_minimal_example())
 
-    _title("2/4  A turn-detection sweep over the bundled prompts (real time, 8 sessions at once)")
-    config = load_config(SWEEP, base_dir=ROOT)
+    if quick:
+        _title(f"2/{steps}  A small turn-detection sweep over three bundled prompts (as fast as possible)")
+    else:
+        _title(f"2/{steps}  A turn-detection sweep over the bundled prompts (real time, 8 sessions at once)")
+    config = load_config(QUICK_SWEEP if quick else SWEEP, base_dir=Path.cwd())
     result = run_sweep(config, out, session_options={"dotenv_path": False})
     failed = [c for c in result.cells if c.status == "error"]
     print(f"{len(result.cells)} cells in {result.wall_s:.1f} s; {len(failed)} failed")
@@ -204,13 +240,13 @@ def main(argv: list[str] | None = None) -> int:
         "responses started while the user was only pausing."
     )
 
-    _title("3/4  The report")
+    _title(f"3/{steps}  The report")
     report = build_report(out)
     print(f"report: {report} (charts in {report.parent / 'report'})")
 
     notebook_results: list[tuple[str, str]] = []
-    if not args.skip_notebooks:
-        _title("4/4  The four notebooks, executed")
+    if notebooks:
+        _title(f"4/{steps}  The four notebooks, executed")
         notebook_results = execute_notebooks(out / "notebooks")
 
     _title(f"Done in {time.perf_counter() - started:.0f} s. Where to look:")
@@ -222,10 +258,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     if notebook_results:
         print(f"  {out / 'notebooks'}/           the notebooks with their outputs")
-    print("  make lab                         opens JupyterLab on notebooks/ to do it yourself")
+    print("  vlab notebooks                   copies the notebooks here and opens JupyterLab on them")
     ok = not failed and all(status.startswith("ok") for _, status in notebook_results)
     return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from vlab.cli import main
+
+    sys.exit(main(["demo", *sys.argv[1:]]))

@@ -1,4 +1,4 @@
-"""The bundled, labelled prompt set (``data/prompts/``) and its typed labels.
+"""The bundled, labelled prompt set (``data/prompts/`` in the repository) and its typed labels.
 
 Each prompt is a WAV file plus labels that are exact by construction (the generator,
 :mod:`vlab.prompts_gen`, places every phrase itself) or, for the real CMU ARCTIC recordings, taken from
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vlab.bundled import bundled_dir
 from vlab.errors import ConfigError
 
 __all__ = ["DEFAULT_PROMPT_DIR", "MANIFEST_NAME", "LabelledPrompt", "load_prompt_set", "select_prompts"]
@@ -28,13 +29,8 @@ MANIFEST_NAME = "manifest.json"
 """File name of the label manifest inside a prompt folder."""
 
 
-def _default_dir() -> Path:
-    """``data/prompts`` of the source checkout (the package lives in ``src/vlab``)."""
-    return Path(__file__).resolve().parents[2] / "data" / "prompts"
-
-
-DEFAULT_PROMPT_DIR: Path = _default_dir()
-"""Where the bundled prompt set lives (``data/prompts`` in the repository)."""
+DEFAULT_PROMPT_DIR: Path = bundled_dir("prompts")
+"""Where the bundled prompt set lives: ``vlab/_bundled/prompts`` in a wheel, ``data/prompts`` in a checkout."""
 
 Span = tuple[float, float]
 
@@ -170,10 +166,13 @@ def load_prompt_set(path: str | os.PathLike[str] | None = None) -> list[Labelled
     p = Path(path) if path is not None else DEFAULT_PROMPT_DIR
     manifest = p if p.is_file() else p / MANIFEST_NAME
     if not manifest.is_file():
-        raise ConfigError(
-            f"no prompt manifest at {str(manifest)!r}; build the bundled set with "
-            "`python scripts/make_prompts.py` or pass a folder that holds a manifest.json"
+        fix = (
+            "vlab's bundled prompt set is missing: reinstall vlab (in a source checkout, build it with "
+            "`python scripts/make_prompts.py`)"
+            if path is None
+            else "pass a folder that holds a manifest.json"
         )
+        raise ConfigError(f"no prompt manifest at {str(manifest)!r}; {fix}")
     data = json.loads(manifest.read_text(encoding="utf-8"))
     return [LabelledPrompt.from_manifest(e, manifest.parent) for e in data["prompts"]]
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-DEFAULT_AUDIO_DIR = Path("/tmp/vlab-audio")
+DEFAULT_AUDIO_DIR = Path(os.environ.get("VLAB_AUDIO_DIR") or Path(tempfile.gettempdir()) / "vlab-audio")
+"""Where ``.ci/virtual-audio.sh`` runs the sound card: ``$VLAB_AUDIO_DIR``, else ``vlab-audio`` in the temp dir."""
 
 
 def pytest_configure(config: pytest.Config) -> None:

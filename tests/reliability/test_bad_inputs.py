@@ -158,7 +158,7 @@ def test_vlab_sweep_with_a_broken_prompt_records_the_cell_and_names_the_file(tmp
     (folder / "manifest.json").write_text(json.dumps({**source, "prompts": entries}))
     config = tmp_path / "sweep.toml"
     config.write_text(
-        f'[target]\nspeed = "max"\n[prompts]\npath = "{folder}"\n[grid]\nthreshold = [0.5]\n[run]\ntimeout_s = 20\n'
+        f'[target]\nspeed = "max"\n[prompts]\npath = "{folder.as_posix()}"\n[grid]\nthreshold = [0.5]\n[run]\ntimeout_s = 20\n'
     )
     result = _vlab("sweep", str(config), "--out", str(tmp_path / "out"), "--no-progress", cwd=tmp_path)
     assert result.returncode == 1, result.stderr  # 1: a cell failed (2 is for errors before anything runs)
@@ -250,7 +250,7 @@ def test_vlab_sweep_with_an_unreadable_config_exits_2(tmp_path, text, message):
         prompts = tmp_path / "prompts"
         prompts.mkdir()
         (prompts / "manifest.json").write_text('{"prompts": [{"id": 1}')
-        path.write_text(text.replace("PROMPTS", str(prompts)))
+        path.write_text(text.replace("PROMPTS", prompts.as_posix()))  # TOML: no backslashes
     result = _vlab("sweep", str(path), "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr

@@ -3,11 +3,10 @@ resumes without redoing finished cells or duplicating rows."""
 
 from __future__ import annotations
 
-import signal
-
 import pandas as pd
 from benchmarks.bench_crash import CONFIG, kill, lost_events, start_sweep, wait_for_a_running_cell
 
+from tests._portable import KILLED_EXIT_CODE
 from vlab.log import read_jsonl
 
 
@@ -20,7 +19,7 @@ def test_kill_9_loses_only_the_tail_and_the_rerun_resumes(tmp_path):
     proc = start_sweep(config, out)
     running = wait_for_a_running_cell(out, proc)
     kill(proc)
-    assert proc.returncode == -signal.SIGKILL
+    assert proc.returncode == KILLED_EXIT_CODE
 
     # What the emulator (in the killed process) sent, from its trace (written through on every event),
     # against what reached the cell's events.jsonl: everything but a tail of the most recent events.

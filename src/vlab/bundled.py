@@ -1,0 +1,115 @@
+"""What vlab ships beside its code: the labelled prompt set, the example sweep configs and the notebooks.
+
+In an installed wheel they are package data under ``vlab/_bundled/`` (``pyproject.toml`` puts the
+repository's top-level ``data/prompts``, ``examples`` and ``notebooks`` there), found through
+:mod:`importlib.resources`. In a source checkout or an editable install, where the package is
+``src/vlab``, they are those top-level folders themselves.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import shutil
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from vlab.errors import ConfigError
+
+__all__ = ["BUNDLED", "Bundled", "bundled_dir", "copy_bundled"]
+
+Bundled = Literal["prompts", "examples", "notebooks"]
+"""The folders vlab ships."""
+
+BUNDLED: dict[Bundled, str] = {"prompts": "data/prompts", "examples": "examples", "notebooks": "notebooks"}
+"""Each bundled folder's place in the repository; in a wheel it is ``vlab/_bundled/<name>``."""
+
+PACKAGE_DATA = "_bundled"
+"""The folder inside the installed ``vlab`` package that holds the bundled folders."""
+
+
+def _package_root() -> Path:
+    root = resources.files("vlab")
+    if not isinstance(root, Path):  # e.g. imported from a zip file: the data has no path of its own
+        raise ConfigError(
+            f"vlab is installed in a form whose files are not on disk ({root!r}); "
+            "install it as a normal wheel (pip install vlab) to use its bundled data"
+        )
+    return root
+
+
+def _candidates(name: Bundled) -> list[Path]:
+    """Where ``name`` may be: the wheel's package data, then (in a checkout) the repository's folder."""
+    package = _package_root()
+    found = [package / PACKAGE_DATA / name]
+    checkout = package.parent.parent  # src/vlab → the repository
+    if package.parent.name == "src" and (checkout / "pyproject.toml").is_file():
+        found.append(checkout.joinpath(*BUNDLED[name].split("/")))
+    return found
+
+
+def bundled_dir(name: Bundled) -> Path:
+    """The folder holding the bundled ``name`` (it may be missing: then the place it should be).
+
+    Args:
+        name: ``prompts``, ``examples`` or ``notebooks``.
+
+    Returns:
+        The first of the wheel's package data and the checkout's folder that exists, or the last of
+        them (the checkout's, in a checkout) when neither does.
+
+    Raises:
+        ConfigError: vlab's files are not on disk (imported from a zip file).
+    """
+    candidates = _candidates(name)
+    return next((c for c in candidates if c.is_dir()), candidates[-1])
+
+
+def copy_bundled(name: Bundled, dest: Path, *, force: bool = False) -> list[Path]:
+    """Copy the bundled ``name`` folder's files into ``dest`` (created if missing).
+
+    Files already in ``dest`` with the same content are left alone; a different file of the same name
+    is the user's and is only replaced with ``force``.
+
+    Args:
+        name: ``examples`` or ``notebooks`` (or ``prompts``).
+        dest: The folder to copy into.
+        force: Replace files that differ from the bundled ones.
+
+    Returns:
+        The files in ``dest`` that are now the bundled ones, in order.
+
+    Raises:
+        ConfigError: The bundled folder is missing, ``dest`` is a file, ``dest`` holds different files
+            of the same names (and ``force`` is not set), or a folder there has a bundled file's name.
+    """
+    source = bundled_dir(name)
+    files = sorted(p for p in source.rglob("*") if p.is_file() and not _ignored(p.relative_to(source)))
+    if not files:
+        raise ConfigError(f"vlab's bundled {name} are missing (looked in {source}); reinstall vlab")
+    targets = [(p, dest.joinpath(*p.relative_to(source).parts)) for p in files]
+    if dest.exists() and not dest.is_dir():
+        raise ConfigError(f"{dest} is a file, not a folder; choose another folder to copy the {name} into")
+    clashes = [t for s, t in targets if t.exists() and not (t.is_file() and filecmp.cmp(s, t, shallow=False))]
+    if clashes and not force:
+        shown = ", ".join(str(t) for t in clashes[:5]) + (
+            f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
+        )
+        raise ConfigError(
+            f"not copying vlab's {name} into {dest}: {shown} already exist with other content; "
+            "choose another folder, or pass --force to replace them with vlab's"
+        )
+    for s, t in targets:
+        if t.is_dir():
+            raise ConfigError(f"{t} is a folder; move it away to copy vlab's {name} into {dest}")
+        t.parent.mkdir(parents=True, exist_ok=True)
+        if not (t.is_file() and filecmp.cmp(s, t, shallow=False)):
+            shutil.copyfile(s, t)
+    return [t for _, t in targets]
+
+
+def _ignored(relative: Path) -> bool:
+    """Editor and Python droppings that a checkout's folder may hold."""
+    return any(
+        part in ("__pycache__", ".ipynb_checkpoints") or part.startswith(".") for part in relative.parts
+    )
