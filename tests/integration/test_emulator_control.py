@@ -136,7 +136,9 @@ async def test_barge_in_cancels_the_response_when_the_user_speaks(prompt, second
                 interrupt_response=True,
                 auto_truncate=auto_truncate,
             )
-            await conn.session.update(session=RequestSession(turn_detection=vad))
+            # a long reply (≥ 20 s of audio): still streaming when the user speaks, however loaded the machine
+            story = "Tell a long, detailed story of at least ten sentences."
+            await conn.session.update(session=RequestSession(turn_detection=vad, instructions=story))
             await conn.input_audio_buffer.append(audio=prompt.pcm)
             await collect_events(conn, "response.audio.delta")
             await conn.input_audio_buffer.append(audio=second_prompt.pcm)
