@@ -201,6 +201,7 @@ APPLICATION = (
     "vlab.session",
     "vlab.sweep",
     "vlab.report",
+    "vlab.calibrate",
     "vlab.demo",
     "vlab.cli",
     "vlab.commands",

@@ -26,7 +26,7 @@ from vlab.emulator.asr import Recognizer, default_recognizer
 from vlab.emulator.config import EmulatorConfig
 from vlab.emulator.connection import EmulatorConnection
 from vlab.emulator.faults import Fault
-from vlab.emulator.latency import LatencyModel, preset
+from vlab.emulator.latency import LatencyModel, resolve
 from vlab.emulator.replies import Script
 from vlab.emulator.trace import Trace
 from vlab.errors import ConfigError, VlabWarning
@@ -144,7 +144,8 @@ class Emulator:
         api_key: Key clients must send; None generates a random one.
         tokens: Bearer tokens to accept (for Entra ID style clients).
         speed: Run delays and output pacing N× faster; ``math.inf`` (or ``"max"``) = as fast as possible.
-        latency: A :class:`LatencyModel` or a preset name (``instant``, ``typical``, ``slow-network``).
+        latency: A :class:`LatencyModel`, a preset name (``instant``, ``typical``, ``slow-network``) or the
+            path of a ``latency.json`` fitted by ``vlab calibrate`` (``docs/calibration.md``).
         seed: Seed of the latency jitter.
         trace: Keep a ground-truth trace in memory (:attr:`trace`); a path also appends it to that JSONL file;
             a :class:`~vlab.emulator.trace.Trace` is used as given (e.g. ``Trace(path, keep=False)`` for soaks).
@@ -159,7 +160,7 @@ class Emulator:
             :class:`~vlab.clock.ManualClock` or :class:`~vlab.clock.VirtualClock` in tests).
 
     Raises:
-        ConfigError: ``speed`` is not a number > 0 or ``"max"``, or ``latency`` names no preset.
+        ConfigError: ``speed`` is not a number > 0 or ``"max"``, or ``latency`` names no preset or fitted model.
     """
 
     def __init__(
@@ -170,7 +171,7 @@ class Emulator:
         api_key: str | None = None,
         tokens: Iterable[str] = (),
         speed: float | str = 1.0,
-        latency: LatencyModel | str = "typical",
+        latency: LatencyModel | str | os.PathLike[str] = "typical",
         seed: int = 0,
         trace: bool | str | Any = False,
         vad_model_factory: Callable[[], SpeechModel] = SileroModel,
@@ -189,7 +190,7 @@ class Emulator:
                 f"speed must be a number > 0 (1 = real time, 2 = twice as fast) or 'max' (as fast as "
                 f"possible), got {speed!r}."
             )
-        model = preset(latency, seed=seed) if isinstance(latency, str) else latency
+        model = resolve(latency, seed=seed)
         self.host = host
         self.port = port
         self.explicit_key = bool(api_key)
