@@ -17,7 +17,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     emu.add_argument("--port", type=int, default=8765, help="TCP port (default: 8765; 0 picks a free one)")
     emu.add_argument("--api-key", default=None, help="key clients must send (default: a random key, printed)")
     emu.add_argument("--speed", type=speed, default=1.0, help="run delays N× faster, or 'max' (default: 1)")
-    emu.add_argument("--latency", default="typical", help="latency preset: instant, typical, slow-network")
+    emu.add_argument(
+        "--latency",
+        default="typical",
+        help="latency preset (instant, typical, slow-network) or a latency.json from `vlab calibrate`",
+    )
     emu.add_argument("--seed", type=int, default=0, help="seed of the latency jitter (default: 0)")
     emu.add_argument(
         "--trace", default=None, metavar="FILE.jsonl", help="append the ground-truth trace to this file"

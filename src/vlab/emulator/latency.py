@@ -37,7 +37,7 @@ import os
 import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from vlab.emulator.fitted_latency import FittedLatency
 from vlab.errors import ConfigError
@@ -128,6 +128,26 @@ def fitted_model(path: str | os.PathLike[str], *, seed: int = 0) -> LatencyModel
     return LatencyModel(
         name=f"fitted:{Path(path).name}", audio_chunk_ms=fitted.audio_chunk_ms, seed=seed, fitted=fitted
     )
+
+
+def describe(latency: LatencyModel | str | os.PathLike[str]) -> dict[str, Any]:
+    """What a sweep manifest records of its latency model: name, and for a fitted one its file and origin.
+
+    Raises:
+        ConfigError: As :func:`resolve`.
+    """
+    model = resolve(latency)
+    out: dict[str, Any] = {"name": model.name}
+    if model.fitted is not None:
+        prov = model.fitted.provenance
+        out.update(
+            file=model.fitted.source,
+            runs=len(prov.get("runs", [])),
+            dates=prov.get("dates", []),
+            endpoint_hosts=prov.get("endpoint_hosts", []),
+            created_at=prov.get("created_at"),
+        )
+    return out
 
 
 def resolve(latency: LatencyModel | str | os.PathLike[str], *, seed: int = 0) -> LatencyModel:
