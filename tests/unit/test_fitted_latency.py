@@ -107,3 +107,22 @@ def test_ks_two_sample_tells_same_from_shifted():
     c = [rng.gauss(0.5, 1) for _ in range(300)]
     assert ks_two_sample(a, b)[1] > 0.05
     assert ks_two_sample(a, c)[1] < 1e-4
+
+
+def test_a_sweep_config_takes_a_fitted_model_and_its_report_names_where_it_came_from(tmp_path):
+    from vlab.report import _latency_note
+    from vlab.sweep import _latency_model, load_config
+
+    _model().save(tmp_path / "models" / "latency.json")
+    cfg = load_config(
+        {"target": {"latency": "models/latency.json"}, "grid": {"threshold": [0.5]}}, base_dir=tmp_path
+    )
+    assert cfg.latency == str(tmp_path / "models" / "latency.json")
+    manifest = {"latency": cfg.latency, "latency_model": _latency_model(cfg.latency)}
+    note = _latency_note(manifest)
+    assert note.startswith("fitted:latency.json (fitted from 1 runs against unknown host, 2026-01-01 to 2026-01-01")
+    assert _latency_note({"latency": "typical", "latency_model": _latency_model("typical")}) == "typical"
+    with pytest.raises(ConfigError, match="not found"):
+        load_config({"target": {"latency": "nope.json"}, "grid": {"threshold": [0.5]}}, base_dir=tmp_path)
+    with pytest.raises(ConfigError, match="latency.json from `vlab calibrate`"):
+        load_config({"target": {"latency": "fast"}, "grid": {"threshold": [0.5]}}, base_dir=tmp_path)
