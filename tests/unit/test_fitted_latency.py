@@ -120,7 +120,9 @@ def test_a_sweep_config_takes_a_fitted_model_and_its_report_names_where_it_came_
     assert cfg.latency == str(tmp_path / "models" / "latency.json")
     manifest = {"latency": cfg.latency, "latency_model": _latency_model(cfg.latency)}
     note = _latency_note(manifest)
-    assert note.startswith("fitted:latency.json (fitted from 1 runs against unknown host, 2026-01-01 to 2026-01-01")
+    assert note.startswith(
+        "fitted:latency.json (fitted from 1 runs against unknown host, 2026-01-01 to 2026-01-01"
+    )
     assert _latency_note({"latency": "typical", "latency_model": _latency_model("typical")}) == "typical"
     with pytest.raises(ConfigError, match="not found"):
         load_config({"target": {"latency": "nope.json"}, "grid": {"threshold": [0.5]}}, base_dir=tmp_path)

@@ -202,6 +202,7 @@ APPLICATION = (
     "vlab.sweep",
     "vlab.report",
     "vlab.calibrate",
+    "vlab.cassette",
     "vlab.demo",
     "vlab.cli",
     "vlab.commands",

@@ -23,6 +23,7 @@ from vlab.audio.silero_worker import SileroWorker
 from vlab.audio.vad import SileroModel, SpeechModel
 from vlab.clock import Clock, SystemClock
 from vlab.emulator.asr import Recognizer, default_recognizer
+from vlab.emulator.cassette import Cassette, CassetteConnection
 from vlab.emulator.config import EmulatorConfig
 from vlab.emulator.connection import EmulatorConnection
 from vlab.emulator.faults import Fault
@@ -75,6 +76,16 @@ async def _realtime(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     state = request.app[STATE]
     state["index"] += 1
+    if config.cassette is not None:
+        replay = CassetteConnection(
+            ws, config.cassette, speed=config.speed, clock=config.clock, trace=config.trace
+        )
+        state["replays"].add(replay)
+        try:
+            await replay.run()
+        finally:
+            state["replays"].discard(replay)
+        return ws
     conn = EmulatorConnection(
         ws,
         config,
@@ -119,13 +130,13 @@ def make_app(config: EmulatorConfig) -> web.Application:
     """Build the aiohttp application for one emulator."""
     app = web.Application(client_max_size=protocol.MAX_FRAME_BYTES)
     app[CONFIG] = config
-    app[STATE] = {"index": 0, "connections": set()}
+    app[STATE] = {"index": 0, "connections": set(), "replays": set()}
     for route in ROUTES:
         app.router.add_get(route, _realtime)
     app.router.add_get("/health", _health)
 
     async def close_connections(app: web.Application) -> None:
-        for conn in list(app[STATE]["connections"]):
+        for conn in [*app[STATE]["connections"], *app[STATE]["replays"]]:
             await conn.ws.close()
 
     app.on_shutdown.append(close_connections)
@@ -158,6 +169,8 @@ class Emulator:
             "I heard N seconds of speech" instead.
         clock: The wall clock that maps simulated time onto real time and times faults (inject a
             :class:`~vlab.clock.ManualClock` or :class:`~vlab.clock.VirtualClock` in tests).
+        cassette: A recorded session (:func:`vlab.cassette.load_cassette`) that every connection replays
+            instead of emulating; a client that diverges from it gets an ``error`` (``docs/calibration.md``).
 
     Raises:
         ConfigError: ``speed`` is not a number > 0 or ``"max"``, or ``latency`` names no preset or fitted model.
@@ -180,6 +193,7 @@ class Emulator:
         recognizer_factory: Callable[[], Recognizer] = default_recognizer,
         hear_audio: bool = True,
         clock: Clock | None = None,
+        cassette: Cassette | None = None,
     ) -> None:
         try:
             speed_value = math.inf if speed in ("max", "inf") else float(speed)
@@ -212,6 +226,7 @@ class Emulator:
             script=script if isinstance(script, Script) or script is None else Script.load(script),
             faults=tuple(faults),
             clock=clock or SystemClock(),
+            cassette=cassette,
         )
         self._runner: web.AppRunner | None = None
         self._app: web.Application | None = None
