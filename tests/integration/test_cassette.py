@@ -89,3 +89,10 @@ def test_a_run_without_its_input_audio_is_no_cassette(tmp_path):
     (tmp_path / "events.jsonl").write_text("")
     with pytest.raises(ConfigError, match="input.wav"):
         load_cassette(tmp_path)
+
+
+def test_the_emulator_command_refuses_a_folder_that_is_no_run(tmp_path, capsys):
+    from vlab.cli import main
+
+    assert main(["emulator", "--replay", str(tmp_path), "--port", "0"]) == 2
+    assert "is not a run folder" in capsys.readouterr().err

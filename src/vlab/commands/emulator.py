@@ -24,6 +24,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     emu.add_argument("--seed", type=int, default=0, help="seed of the latency jitter (default: 0)")
     emu.add_argument(
+        "--replay",
+        default=None,
+        metavar="RUN",
+        help="answer with a recorded run's server events (a cassette) instead of emulating; "
+        "a client that sends other audio or settings gets an error",
+    )
+    emu.add_argument(
         "--trace", default=None, metavar="FILE.jsonl", help="append the ground-truth trace to this file"
     )
     emu.set_defaults(func=run)
@@ -33,6 +40,14 @@ def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code."""
     from vlab.emulator import Emulator
 
+    cassette = None
+    if args.replay is not None:
+        from vlab.cassette import load_cassette
+
+        cassette = load_cassette(args.replay)
+        print(f"replaying {len(cassette.events)} recorded server events of {args.replay}")
+        for note in cassette.notes:
+            print(f"  note: {note}")
     emu = Emulator(
         host=args.host,
         port=args.port,
@@ -41,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         latency=args.latency,
         seed=args.seed,
         trace=args.trace or False,
+        cassette=cassette,
     )
 
     async def serve() -> None:
