@@ -5,7 +5,8 @@ The run's log gives the server events in order, each at its offset on the input-
 it arrived (a run against Azure, on the client's clock; ``docs/timeline.md``). ``input.wav`` gives the
 audio the client sent, which a replaying client must match; ``output/<item_id>.wav`` gives the reply
 audio each ``response.audio.delta`` carried (the log keeps only its size). Runs need their recordings
-(``record_audio=True``, the default).
+(``record_audio=True``, the default). vlab's timeline markers are not client events of the cassette;
+the answers to them are flagged (see :mod:`vlab.emulator.cassette`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vlab import protocol
-from vlab.emulator.cassette import Cassette, CassetteEvent
+from vlab.emulator.cassette import Cassette, CassetteEvent, timeline_marker
 from vlab.errors import ConfigError
 from vlab.log import load_log
 from vlab.metrics.events import InputTimeline, as_float, on_simulated_timeline, payload_of
@@ -66,11 +67,19 @@ def load_cassette(run_dir: str | os.PathLike[str]) -> Cassette:
 
     recorded: list[CassetteEvent] = []
     client: list[dict[str, Any]] = []
+    updates: list[str | None] = []  # each client session.update in order: its timeline marker, if it is one
+    answered = 0  # server session.updated so far (the k-th answers the k-th session.update)
     for r in events.itertuples(index=False):
         if r.direction == "client":
             if r.type != protocol.CLIENT_APPEND:
                 body = payload_of(r.payload)
-                client.append({"type": r.type, **({"session": body["session"]} if "session" in body else {})})
+                marker = timeline_marker({"type": r.type, **body})
+                if r.type == protocol.CLIENT_SESSION_UPDATE:
+                    updates.append(marker)
+                if marker is None:
+                    client.append(
+                        {"type": r.type, **({"session": body["session"]} if "session" in body else {})}
+                    )
             continue
         if r.direction != "server":
             continue
@@ -78,10 +87,15 @@ def load_cassette(run_dir: str | os.PathLike[str]) -> Cassette:
         if not event:
             continue
         at_ms = as_float(r.sim_ms) if simulated else timeline.position_at(as_float(r.t_ns))
+        at_ms = at_ms if math.isfinite(at_ms) else 0.0
+        marker = None
+        if r.type == protocol.SESSION_UPDATED:
+            marker = updates[answered] if answered < len(updates) else None
+            answered += 1
         if r.type == protocol.AUDIO_DELTA:
             size = as_float(r.audio_bytes)
             event["delta"] = delta_audio(str(r.item_id), int(size) if math.isfinite(size) else 0)
-        recorded.append(CassetteEvent(at_ms if math.isfinite(at_ms) else 0.0, len(client), event))
+        recorded.append(CassetteEvent(at_ms, len(client), event, marker))
     return Cassette(
         events=tuple(recorded),
         client_events=tuple(client),

@@ -3,6 +3,7 @@ vlab's Session) with the same server events at the same offsets; a client that d
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
@@ -72,7 +73,7 @@ async def test_different_audio_or_settings_get_a_divergence_error_and_nothing_im
     async with Emulator(speed="max", cassette=cassette) as emu:
         async with Session(SETTINGS, endpoint=emu.endpoint, api_key=emu.api_key) as session:
             await session.stream_audio(other + silence(500, 24000), speed=math.inf)
-            (error,) = await session.wait_for("error", timeout_s=20)
+            error = (await session.wait_for("error", timeout_s=20))[-1]
             frame = session.frame()
         assert error.error.code == DIVERGENCE_CODE
         assert "audio differs from the recording at" in error.error.message
@@ -81,7 +82,7 @@ async def test_different_audio_or_settings_get_a_divergence_error_and_nothing_im
 
         changed = SessionSettings(turn_detection=ServerVad(silence_duration_ms=700))
         async with Session(changed, endpoint=emu.endpoint, api_key=emu.api_key) as session:
-            (error,) = await session.wait_for("error", timeout_s=20)
+            error = (await session.wait_for("error", timeout_s=20))[-1]
         assert "differs from the recording in: turn_detection" in error.error.message
 
 
@@ -96,3 +97,59 @@ def test_the_emulator_command_refuses_a_folder_that_is_no_run(tmp_path, capsys):
 
     assert main(["emulator", "--replay", str(tmp_path), "--port", "0"]) == 2
     assert "is not a run folder" in capsys.readouterr().err
+
+
+def _without(events: list[tuple[str, float]], kind: str = "session.updated") -> list[tuple[str, float]]:
+    return [e for e in events if e[0] != kind]
+
+
+async def test_a_client_that_says_nothing_of_its_timeline_gets_the_events_at_their_offsets(
+    recorded, tmp_path
+):
+    cassette = load_cassette(recorded)
+    async with Emulator(speed=8, cassette=cassette) as emu:
+        async with Session(
+            SETTINGS, endpoint=emu.endpoint, api_key=emu.api_key, run_dir=tmp_path / "live"
+        ) as s:
+            await s.stream_audio(_audio(), speed=8)  # paced, no vlab timeline markers
+            await s.wait_for("response.done", count=2, timeout_s=30)
+    before = _without(_server(recorded))
+    after = _without(_server(tmp_path / "live"))
+    last = max(i for i, (t, _) in enumerate(before) if t == "response.done")
+    assert after[: last + 1] == before[: last + 1]
+
+
+async def test_a_run_recorded_on_the_clients_clock_replays_to_a_vlab_client(recorded, tmp_path):
+    """A run as against Azure: no simulated times and no timeline markers. Its events go out at the input
+    audio sent when they arrived, and the replay answers the replaying vlab client's markers itself."""
+    azure_like = tmp_path / "azure-like"
+    for path in recorded.rglob("*"):
+        if path.is_file() and path.name not in ("events.parquet", "events.jsonl"):
+            target = azure_like / path.relative_to(recorded)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    records, updates, answered = [], [], 0
+    for line in (recorded / "events.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        payload = json.loads(record["payload"])
+        if record["type"] == "session.update":
+            updates.append(set(payload["session"]) == {"metadata"})
+            if updates[-1]:
+                continue  # a timeline marker: Azure gets none
+        if record["type"] == "session.updated":
+            answered += 1
+            if updates[answered - 1]:
+                continue  # the emulator's answer to a marker
+        records.append({**record, "sim_ms": None})
+    (azure_like / "events.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    cassette = load_cassette(azure_like)
+    assert (
+        not any(e.marker for e in cassette.events) and cassette.events[0].event["type"] == "session.created"
+    )
+    async with Emulator(speed="max", cassette=cassette) as emu:
+        await _run(tmp_path / "replayed", emu, _audio())  # sends markers: answered by the replay
+    replayed = _server(tmp_path / "replayed")
+    assert _without(replayed) == [
+        (e.event["type"], round(e.at_ms, 3)) for e in cassette.events if e.event["type"] != "session.updated"
+    ]
+    assert sum(t == "session.updated" for t, _ in replayed) == 3  # the settings', and the two markers'
