@@ -36,13 +36,15 @@ TURNS = 210
 MEASURED = ("endpointing", "commit", "first_text", "first_audio", "audio_rate")
 
 
-async def _record(run_dir: Path, latency: LatencyModel | str, turns: int = TURNS) -> None:
+async def _record(
+    run_dir: Path, latency: LatencyModel | str, turns: int = TURNS, settings: SessionSettings | None = None
+) -> None:
     """One session of ``turns`` short user turns (1.8 s apart) on the input timeline, logged to ``run_dir``."""
     prompt = spoken_prompt("Hello there.", lead_ms=300, trail_ms=0)
     audio = (prompt.pcm + silence(1800, prompt.sample_rate)) * turns
     options = {"speed": math.inf, "latency": latency, "hear_audio": False, "vad_model_factory": EnergyModel}
     async with Session(
-        SessionSettings(), run_dir=run_dir, emulator_options=options, record_audio=False
+        settings or SessionSettings(), run_dir=run_dir, emulator_options=options, record_audio=False
     ) as session:
         await feed_prompt(session, audio, speed=math.inf, timeout_s=110)
 
@@ -76,3 +78,23 @@ async def test_a_fitted_model_reproduces_each_stage_of_the_runs_it_was_fitted_on
     assert (
         commit.quantile(0.5) > 150 and offline.loc[offline["stage"] == "audio_rate", "value"].median() < 3.1
     )
+
+
+async def test_runs_with_several_voices_and_models_keep_a_split_for_each(tmp_path):
+    fast = LatencyModel(name="fast", stages={"commit": StageDelay(50, 5)}, tts_realtime_factor=8.0)
+    await _record(tmp_path / "a", STAND_IN, 12, SessionSettings(voice="en-US-AvaNeural", model="model-a"))
+    await _record(tmp_path / "b", fast, 12, SessionSettings(voice="en-GB-RyanNeural", model="model-b"))
+    with pytest.warns(Warning, match="fewer than 10"):  # no network on the simulated timeline
+        fit = calibrate([tmp_path], min_samples=10).model
+    assert sorted(fit.by_voice) == ["en-GB-RyanNeural", "en-US-AvaNeural"]
+    assert sorted(fit.by_model) == ["model-a", "model-b"]
+    assert fit.by_voice["en-GB-RyanNeural"]["audio_rate"].quantile(0.5) == pytest.approx(8.0, rel=0.01)
+    assert fit.by_voice["en-US-AvaNeural"]["audio_rate"].quantile(0.5) == pytest.approx(3.0, rel=0.01)
+    assert (
+        fit.by_model["model-b"]["commit"].quantile(1.0)
+        <= 60
+        < fit.by_model["model-a"]["commit"].quantile(0.5)
+    )
+    assert fit.stage("audio_rate", voice="en-GB-RyanNeural") is fit.by_voice["en-GB-RyanNeural"]["audio_rate"]
+    assert fit.stage("commit", model="model-b") is fit.by_model["model-b"]["commit"]
+    assert {r["model"] for r in fit.provenance["runs"]} == {"model-a", "model-b"}
