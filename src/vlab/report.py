@@ -148,7 +148,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         "<p class='note'>"
         + html.escape(
             f"target: {', '.join(manifest.get('target_kind', [])) or '?'}; speed: {manifest.get('speed')}; "
-            f"latency model: {manifest.get('latency')}; {len(manifest.get('grid', []))} settings × "
+            f"latency model: {_latency_note(manifest)}; {len(manifest.get('grid', []))} settings × "
             f"{len(manifest.get('prompts', []))} prompts × {manifest.get('repeats')} repeats; "
             f"wall {manifest.get('wall_s')} s; vlab {manifest.get('versions', {}).get('vlab')}, "
             f"SDK {manifest.get('versions', {}).get('azure-ai-voicelive')}"
@@ -226,6 +226,17 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
     path = folder / "report.html"
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
+
+
+def _latency_note(manifest: dict[str, Any]) -> str:
+    """The emulator latency model a sweep used; a fitted one with its file and where its figures came from."""
+    model = manifest.get("latency_model") or {}
+    if not model.get("file"):
+        return str(model.get("name") or manifest.get("latency"))
+    dates = model.get("dates") or []
+    when = f", {dates[0][:10]} to {dates[-1][:10]}" if dates else ""
+    hosts = ", ".join(model.get("endpoint_hosts") or []) or "unknown host"
+    return f"{model['name']} (fitted from {model.get('runs')} runs against {hosts}{when}; {model['file']})"
 
 
 def _prompt_dir(manifest: dict[str, Any]) -> Path | None:

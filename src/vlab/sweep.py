@@ -14,7 +14,7 @@ Config (TOML; see ``examples/vad_sweep.toml``)::
 
     [target]                 # optional
     speed = "max"            # audio pacing and emulator speed: a number (1 = real time) or "max"
-    latency = "typical"      # emulator latency preset
+    latency = "typical"      # emulator latency preset, or a fitted "latency.json" (vlab calibrate)
     [prompts]                # optional
     path = "data/prompts"    # a prompt folder with manifest.json (default: the bundled set)
     include = ["pause", "short_question"]   # ids or categories (default: all)
@@ -115,7 +115,7 @@ class SweepConfig:
     speed: float = math.inf
     """Audio pacing and emulator speed (``math.inf``: as fast as possible)."""
     latency: str = "typical"
-    """Emulator latency preset."""
+    """Emulator latency preset, or the path of a fitted ``latency.json`` (``vlab calibrate``)."""
     timeout_s: float = 60.0
     """Per-cell limit to wait for the answers."""
     baseline: str | None = None
@@ -300,10 +300,16 @@ def load_config(
     else:
         raise ConfigError(f"[target] speed must be a number > 0 or 'max', got {speed_raw!r}")
     latency = target.get("latency", "typical")
-    from vlab.emulator.latency import PRESETS
+    from vlab.emulator.latency import PRESETS, resolve
 
-    if latency not in PRESETS:
-        raise ConfigError(f"[target] latency must be one of {sorted(PRESETS)}, got {latency!r}")
+    if isinstance(latency, str) and latency.endswith(".json"):  # a model fitted by `vlab calibrate`
+        latency = str(Path(latency) if Path(latency).is_absolute() else base / latency)
+        resolve(latency)  # a missing or malformed file fails here, before anything runs
+    elif latency not in PRESETS:
+        raise ConfigError(
+            f"[target] latency must be one of {sorted(PRESETS)} or a latency.json from `vlab calibrate`, "
+            f"got {latency!r}"
+        )
     prompts_cfg = data.get("prompts", {})
     folder = prompts_cfg.get("path")
     if folder is not None and not Path(folder).is_absolute():
@@ -719,6 +725,13 @@ def aggregate(out_dir: Path, cfg: SweepConfig) -> None:
     _parquet_atomic(points, out_dir / "points.parquet")
 
 
+def _latency_model(latency: str) -> dict[str, Any]:
+    """The manifest's record of the emulator latency model (a fitted one's file and origin)."""
+    from vlab.emulator.latency import describe
+
+    return describe(latency)
+
+
 def _write_manifest(
     out_dir: Path, cfg: SweepConfig, cells: Sequence[tuple[Any, ...]], started: datetime, wall_s: float
 ) -> None:
@@ -738,6 +751,7 @@ def _write_manifest(
         "target_kind": sorted(targets),
         "speed": "max" if math.isinf(cfg.speed) else cfg.speed,
         "latency": cfg.latency,
+        "latency_model": _latency_model(cfg.latency),
         "repeats": cfg.repeats,
         "concurrency": cfg.concurrency,
         "baseline": cfg.baseline,

@@ -68,6 +68,19 @@ async def test_the_canary_key_leaks_nowhere(tmp_path, monkeypatch, caplog, promp
             await s.wait_for("response.done")
         texts.append(s.frame().to_csv())
 
+        # a latency model fitted from that session, and the session as a cassette
+        import warnings
+
+        from vlab.calibrate import calibrate
+        from vlab.cassette import load_cassette
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # one turn is too few samples, and calibrate says so
+            fitted = calibrate([tmp_path / "runs" / "session"], min_samples=1).model
+        fitted.save(tmp_path / "runs" / "latency.json")
+        cassette = load_cassette(tmp_path / "runs" / "session")
+        texts += [json.dumps(fitted.to_dict()), repr(cassette.events), repr(cassette.client_events)]
+
         # a sweep and its report
         from vlab.report import build_report
         from vlab.sweep import run_sweep_async

@@ -201,6 +201,8 @@ APPLICATION = (
     "vlab.session",
     "vlab.sweep",
     "vlab.report",
+    "vlab.calibrate",
+    "vlab.cassette",
     "vlab.demo",
     "vlab.cli",
     "vlab.commands",

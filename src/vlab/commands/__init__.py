@@ -11,6 +11,7 @@ COMMANDS = (
     "sweep",
     "report",
     "compare",
+    "calibrate",
     "doctor",
     "notebooks",
     "examples",

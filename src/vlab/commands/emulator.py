@@ -17,8 +17,19 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     emu.add_argument("--port", type=int, default=8765, help="TCP port (default: 8765; 0 picks a free one)")
     emu.add_argument("--api-key", default=None, help="key clients must send (default: a random key, printed)")
     emu.add_argument("--speed", type=speed, default=1.0, help="run delays N× faster, or 'max' (default: 1)")
-    emu.add_argument("--latency", default="typical", help="latency preset: instant, typical, slow-network")
+    emu.add_argument(
+        "--latency",
+        default="typical",
+        help="latency preset (instant, typical, slow-network) or a latency.json from `vlab calibrate`",
+    )
     emu.add_argument("--seed", type=int, default=0, help="seed of the latency jitter (default: 0)")
+    emu.add_argument(
+        "--replay",
+        default=None,
+        metavar="RUN",
+        help="answer with a recorded run's server events (a cassette) instead of emulating; "
+        "a client that sends other audio or settings gets an error",
+    )
     emu.add_argument(
         "--trace", default=None, metavar="FILE.jsonl", help="append the ground-truth trace to this file"
     )
@@ -41,6 +52,14 @@ def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code."""
     from vlab.emulator import Emulator, Fault
 
+    cassette = None
+    if args.replay is not None:
+        from vlab.cassette import load_cassette
+
+        cassette = load_cassette(args.replay)
+        print(f"replaying {len(cassette.events)} recorded server events of {args.replay}")
+        for note in cassette.notes:
+            print(f"  note: {note}")
     emu = Emulator(
         host=args.host,
         port=args.port,
@@ -51,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         trace=args.trace or False,
         max_sessions=args.max_sessions,
         faults=Fault.parse(args.fault) if args.fault else (),
+        cassette=cassette,
     )
 
     async def serve() -> None:

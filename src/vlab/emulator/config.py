@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from vlab.audio.vad import SileroModel, SpeechModel
 from vlab.clock import Clock, SystemClock
 from vlab.emulator.asr import Recognizer, default_recognizer
+from vlab.emulator.cassette import Cassette
 from vlab.emulator.faults import Fault
 from vlab.emulator.identity import Identity
 from vlab.emulator.latency import LatencyModel, preset
@@ -40,6 +41,8 @@ class EmulatorConfig:
     """Scripted dialogue rules tried before the built-in replies."""
     faults: tuple[Fault, ...] = ()
     """Faults armed on every new connection."""
+    cassette: Cassette | None = None
+    """A recorded session every connection replays instead of emulating (``vlab emulator --replay``)."""
     clock: Clock = field(default_factory=SystemClock)
     """Wall clock that maps each connection's simulated timeline onto real time (at ``speed``)."""
     identity: Identity | None = field(default=None, repr=False)

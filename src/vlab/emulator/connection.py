@@ -255,16 +255,14 @@ class EmulatorConnection:
     def speech_started(self, item_id: str, audio_start_ms: int, at_ms: float) -> None:
         """The VAD found speech: ``speech_started`` goes out after the network delay (barge-in then)."""
         td = self.session["turn_detection"] or {}
-        delay_ms = self.sampler.draw_ms("network", stream="vad")
+        delay_ms = self.sampler.speech_started_delay_ms()
         self._step(at_ms + delay_ms, lambda: self._speech_started(item_id, audio_start_ms, td))
 
     def speech_stopped(self, item_id: str, audio_end_ms: int, audio: bytes, at_ms: float) -> None:
         """The VAD ended a turn: ``speech_stopped`` after endpointing and network, then the commit and reply."""
         td = self.session["turn_detection"] or {}
-        delay_ms = self.sampler.draw_ms("endpointing", stream="vad") + self.sampler.draw_ms(
-            "network", stream="vad"
-        )
-        self._step(at_ms + delay_ms, lambda: self._speech_stopped(item_id, audio_end_ms, audio, td))
+        t_ms = self.sampler.speech_stopped_at_ms(at_ms, audio_end_ms)
+        self._step(t_ms, lambda: self._speech_stopped(item_id, audio_end_ms, audio, td))
 
     async def _speech_started(self, item_id: str, audio_start_ms: int, td: dict[str, Any]) -> None:
         await self.send(

@@ -24,15 +24,22 @@ documentation's guidance that a turn should answer within about 800 ms of the en
 Output audio is produced ``tts_realtime_factor`` times faster than real time (5× by default) and sent
 in ``audio_chunk_ms`` chunks, like the service, which streams faster than playback (the figure the
 factor rests on: ``docs/emulator.md``, "Output pacing").
+
+A model fitted from real runs (``vlab calibrate``, :mod:`vlab.emulator.fitted_latency`) replaces these
+parametric stages by empirical distributions of the measured intervals; pass its ``latency.json`` where a
+preset name goes (:func:`resolve`).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import random
 from dataclasses import dataclass, field, replace
-from typing import Final
+from pathlib import Path
+from typing import Any, Final
 
+from vlab.emulator.fitted_latency import FittedLatency
 from vlab.errors import ConfigError
 
 STAGES: Final = ("endpointing", "commit", "first_token", "tts_first_byte", "network")
@@ -65,6 +72,9 @@ class LatencyModel:
     """Length of audio carried by each ``response.audio.delta``, in ms."""
     seed: int = 0
     """Seed of the jitter draws."""
+    fitted: FittedLatency | None = None
+    """Empirical stage distributions fitted from real runs; when set they replace :attr:`stages` and
+    :attr:`tts_realtime_factor`."""
 
 
 PRESETS: Final[dict[str, LatencyModel]] = {
@@ -108,6 +118,51 @@ def preset(name: str, *, seed: int | None = None) -> LatencyModel:
     return model if seed is None else replace(model, seed=seed)
 
 
+def fitted_model(path: str | os.PathLike[str], *, seed: int = 0) -> LatencyModel:
+    """The latency model of a ``latency.json`` written by ``vlab calibrate``.
+
+    Raises:
+        ConfigError: The file is missing or not a fitted model.
+    """
+    fitted = FittedLatency.load(path)
+    return LatencyModel(
+        name=f"fitted:{Path(path).name}", audio_chunk_ms=fitted.audio_chunk_ms, seed=seed, fitted=fitted
+    )
+
+
+def describe(latency: LatencyModel | str | os.PathLike[str]) -> dict[str, Any]:
+    """What a sweep manifest records of its latency model: name, and for a fitted one its file and origin.
+
+    Raises:
+        ConfigError: As :func:`resolve`.
+    """
+    model = resolve(latency)
+    out: dict[str, Any] = {"name": model.name}
+    if model.fitted is not None:
+        prov = model.fitted.provenance
+        out.update(
+            file=model.fitted.source,
+            runs=len(prov.get("runs", [])),
+            dates=prov.get("dates", []),
+            endpoint_hosts=prov.get("endpoint_hosts", []),
+            created_at=prov.get("created_at"),
+        )
+    return out
+
+
+def resolve(latency: LatencyModel | str | os.PathLike[str], *, seed: int = 0) -> LatencyModel:
+    """A latency model from a model, a preset name or the path of a fitted ``latency.json``.
+
+    Raises:
+        ConfigError: An unknown preset name, or a file that is not a fitted model.
+    """
+    if isinstance(latency, LatencyModel):
+        return latency
+    if isinstance(latency, os.PathLike) or str(latency).endswith(".json"):
+        return fitted_model(latency, seed=seed)
+    return preset(str(latency), seed=seed)
+
+
 class LatencySampler:
     """Draws stage delays in simulated ms (the speed maps them onto the wall clock elsewhere).
 
@@ -124,19 +179,77 @@ class LatencySampler:
         self._seed = model.seed + seed_offset
         self._rngs: dict[str, random.Random] = {}
 
+    def _rng(self, stream: str) -> random.Random:
+        rng = self._rngs.get(stream)
+        if rng is None:
+            rng = self._rngs[stream] = random.Random(f"{self._seed}/{stream}")
+        return rng
+
     def draw_ms(self, stage: str, *, stream: str = "main") -> float:
-        """Delay of one stage in simulated ms, drawn from ``stream``."""
+        """Delay of one parametric stage in simulated ms, drawn from ``stream``."""
         delay = self.model.stages.get(stage)
         if delay is None:
             return 0.0
         if not delay.jitter_ms:
             return delay.fixed_ms
-        rng = self._rngs.get(stream)
-        if rng is None:
-            rng = self._rngs[stream] = random.Random(f"{self._seed}/{stream}")
-        return delay.fixed_ms + abs(rng.gauss(0.0, delay.jitter_ms))
+        return delay.fixed_ms + abs(self._rng(stream).gauss(0.0, delay.jitter_ms))
 
-    def audio_send_offset_ms(self, audio_ms: float) -> float:
-        """Simulated-ms offset (from the first audio byte) at which output audio at ``audio_ms`` is ready."""
-        rtf = self.model.tts_realtime_factor
+    def _fitted_draw(
+        self, stage: str, *, stream: str, voice: str | None = None, model: str | None = None
+    ) -> float | None:
+        """A draw from the fitted distribution of ``stage`` (None: the model is not fitted or lacks it)."""
+        fitted = self.model.fitted
+        dist = fitted.stage(stage, voice=voice, model=model) if fitted is not None else None
+        return None if dist is None else dist.draw(self._rng(stream))
+
+    def speech_started_delay_ms(self) -> float:
+        """Delay of ``speech_started`` after the VAD decided it (the network)."""
+        if self.model.fitted is not None:
+            return max(0.0, self._fitted_draw("network", stream="vad") or 0.0)
+        return self.draw_ms("network", stream="vad")
+
+    def speech_stopped_at_ms(self, decided_ms: float, audio_end_ms: float) -> float:
+        """Simulated time of ``speech_stopped`` for a turn decided at ``decided_ms`` that ends at ``audio_end_ms``.
+
+        Parametric: ``decided_ms`` + endpointing + network. Fitted: ``audio_end_ms`` + the measured
+        endpointing (which holds the network), never before the decision.
+        """
+        if self.model.fitted is not None:
+            draw = self._fitted_draw("endpointing", stream="vad") or 0.0
+            return max(decided_ms, audio_end_ms + draw)
+        return decided_ms + self.draw_ms("endpointing", stream="vad") + self.draw_ms("network", stream="vad")
+
+    def response_delays(self, *, voice: str | None = None, model: str | None = None) -> dict[str, float]:
+        """One response's draws, in simulated ms, and how fast its audio streams.
+
+        Keys: ``commit`` and ``network`` (to ``response.created``), ``first_token`` (created → first
+        text), ``tts_first_byte`` (first text → first audio), ``tts_realtime_factor`` (×).
+        """
+        if self.model.fitted is None:
+            delays = {
+                stage: self.draw_ms(stage, stream="response")
+                for stage in ("commit", "network", "first_token", "tts_first_byte")
+            }
+            return {**delays, "tts_realtime_factor": self.model.tts_realtime_factor}
+
+        def draw(stage: str, default: float) -> float:
+            value = self._fitted_draw(stage, stream="response", voice=voice, model=model)
+            return default if value is None else value
+
+        return {
+            "commit": max(0.0, draw("commit", 0.0)),
+            "network": 0.0,  # the measured stages hold it
+            "first_token": max(0.0, draw("first_text", 0.0)),
+            "tts_first_byte": draw("first_audio", 0.0),
+            "tts_realtime_factor": max(draw("audio_rate", self.model.tts_realtime_factor), 0.1),
+        }
+
+    def audio_send_offset_ms(self, audio_ms: float, rtf: float | None = None) -> float:
+        """Simulated-ms offset (from the first audio byte) at which output audio at ``audio_ms`` is ready.
+
+        Args:
+            audio_ms: Position in the output audio, in ms.
+            rtf: The response's realtime factor (default: the model's).
+        """
+        rtf = self.model.tts_realtime_factor if rtf is None else rtf
         return 0.0 if math.isinf(rtf) else audio_ms / rtf

@@ -29,7 +29,7 @@ from vlab.emulator.latency import LatencySampler
 from vlab.emulator.replies import FunctionCall, Reply
 from vlab.emulator.session_config import output_rate
 from vlab.emulator.timeline import Scheduler, Wake
-from vlab.emulator.voice import encode_output, espeak_voice, visemes_for_word, word_spans
+from vlab.emulator.voice import encode_output, espeak_voice, visemes_for_word, voice_name, word_spans
 from vlab.emulator.wire import Ids
 
 
@@ -114,6 +114,7 @@ class ResponseRun:
         """Simulated time of the first audio delta."""
         self.created = False
         self._t_created = 0.0
+        self._rtf: float | None = None  # this response's output realtime factor (drawn when it runs)
         self.task: asyncio.Task[None] | None = None
 
     # --- control ---------------------------------------------------------------------------------
@@ -153,11 +154,14 @@ class ResponseRun:
         conn = self.conn
         sampler = conn.sampler
         t_start = conn.scheduler.now_ms
-        delays = {
-            stage: sampler.draw_ms(stage, stream="response")
-            for stage in ("commit", "network", "first_token", "tts_first_byte")
-        }
-        conn.trace_add(kind="latency", response_id=self.id, **{f"{k}_ms": v for k, v in delays.items()})
+        delays = sampler.response_delays(voice=voice_name(self.voice), model=conn.session.get("model"))
+        self._rtf = delays.pop("tts_realtime_factor")
+        conn.trace_add(
+            kind="latency",
+            response_id=self.id,
+            tts_realtime_factor=self._rtf,
+            **{f"{k}_ms": v for k, v in delays.items()},
+        )
         # Synthesis runs while the commit delay passes: response.created goes out on the latency model's
         # schedule, as on the service, not after the (emulator-only) cost of making the audio.
         synthesis = asyncio.ensure_future(self._synthesize()) if self.audio and self.reply.text else None
@@ -231,14 +235,14 @@ class ResponseRun:
             chunk = max(2, int(sampler.model.audio_chunk_ms * bytes_per_ms) // 2 * 2)
             t_audio = t_text + delays["tts_first_byte"]
             for start in range(0, len(pcm), chunk):
-                at = t_audio + sampler.audio_send_offset_ms(start / bytes_per_ms)
+                at = t_audio + sampler.audio_send_offset_ms(start / bytes_per_ms, self._rtf)
                 timeline.append((at, 1, pcm[start : start + chunk]))
         if speech is not None:
             t_audio = t_text + delays["tts_first_byte"]
             session = conn.session
             if "word" in (session.get("output_audio_timestamp_types") or []):
                 for text, offset, duration in word_spans(speech):
-                    at = t_audio + sampler.audio_send_offset_ms(offset)
+                    at = t_audio + sampler.audio_send_offset_ms(offset, self._rtf)
                     timeline.append((at, 2, (text, offset, duration)))
             animation = session.get("animation") or {}
             if "viseme_id" in (animation.get("outputs") or []):
@@ -248,10 +252,10 @@ class ResponseRun:
                     for k, vid in enumerate(ids):
                         at_audio = offset + duration * k / len(ids)
                         timeline.append(
-                            (t_audio + sampler.audio_send_offset_ms(at_audio), 3, (at_audio, vid))
+                            (t_audio + sampler.audio_send_offset_ms(at_audio, self._rtf), 3, (at_audio, vid))
                         )
                 end = speech.duration_ms
-                timeline.append((t_audio + sampler.audio_send_offset_ms(end), 3, (end, 0)))
+                timeline.append((t_audio + sampler.audio_send_offset_ms(end, self._rtf), 3, (end, 0)))
         timeline.sort(key=lambda e: (e[0], e[1]))
         item.words = [(w.offset_ms, w.text) for w in speech.words] if speech is not None else []
         for at_ms, kind, value in timeline:
@@ -312,8 +316,9 @@ class ResponseRun:
             offsets = [w.offset_ms for w in speech.words]
             while len(offsets) < len(pieces):
                 offsets.append(offsets[-1] if offsets else 0.0)
+            # The first word goes out at the first-token time; the rest keep pace with the audio.
             return [
-                (sampler.audio_send_offset_ms(offsets[i]), (" " if i else "") + word)
+                (sampler.audio_send_offset_ms(offsets[i] - offsets[0], self._rtf), (" " if i else "") + word)
                 for i, word in enumerate(pieces)
             ]
         return [(20.0 * i, (" " if i else "") + word) for i, word in enumerate(self.reply.text.split())]

@@ -30,12 +30,13 @@ from vlab.audio.silero_worker import SileroWorker
 from vlab.audio.vad import SileroModel, SpeechModel
 from vlab.clock import Clock, SystemClock
 from vlab.emulator.asr import Recognizer, default_recognizer
+from vlab.emulator.cassette import Cassette, CassetteConnection
 from vlab.emulator.config import EmulatorConfig
 from vlab.emulator.connection import EmulatorConnection
 from vlab.emulator.faults import Fault
 from vlab.emulator.handshake import HandshakeGuard
 from vlab.emulator.identity import Identity, Refusal
-from vlab.emulator.latency import LatencyModel, preset
+from vlab.emulator.latency import LatencyModel, resolve
 from vlab.emulator.replies import Script
 from vlab.emulator.trace import Trace
 from vlab.errors import ConfigError, VlabWarning
@@ -113,6 +114,16 @@ async def _realtime(request: web.Request) -> web.StreamResponse:
     finally:
         state["opening"] -= 1
     state["index"] += 1
+    if config.cassette is not None:
+        replay = CassetteConnection(
+            ws, config.cassette, speed=config.speed, clock=config.clock, trace=config.trace
+        )
+        state["replays"].add(replay)
+        try:
+            await replay.run()
+        finally:
+            state["replays"].discard(replay)
+        return ws
     conn = EmulatorConnection(
         ws,
         config,
@@ -162,7 +173,13 @@ def make_app(config: EmulatorConfig) -> web.Application:
     """Build the aiohttp application for one emulator."""
     app = web.Application()
     app[CONFIG] = config
-    app[STATE] = {"index": 0, "opening": 0, "connections": set(), "rate_limited": _rate_limits(config.faults)}
+    app[STATE] = {
+        "index": 0,
+        "opening": 0,
+        "connections": set(),
+        "replays": set(),
+        "rate_limited": _rate_limits(config.faults),
+    }
     for route in ROUTES:
         app.router.add_get(route, _realtime)
     app.router.add_get("/health", _health)
@@ -170,7 +187,7 @@ def make_app(config: EmulatorConfig) -> web.Application:
         config.identity.add_routes(app)
 
     async def close_connections(app: web.Application) -> None:
-        for conn in list(app[STATE]["connections"]):
+        for conn in [*app[STATE]["connections"], *app[STATE]["replays"]]:
             await conn.ws.close()
 
     app.on_shutdown.append(close_connections)
@@ -189,7 +206,8 @@ class Emulator:
         api_key: Key clients must send; None generates a random one.
         tokens: Bearer tokens to accept (for Entra ID style clients).
         speed: Run delays and output pacing N× faster; ``math.inf`` (or ``"max"``) = as fast as possible.
-        latency: A :class:`LatencyModel` or a preset name (``instant``, ``typical``, ``slow-network``).
+        latency: A :class:`LatencyModel`, a preset name (``instant``, ``typical``, ``slow-network``) or the
+            path of a ``latency.json`` fitted by ``vlab calibrate`` (``docs/calibration.md``).
         seed: Seed of the latency jitter.
         trace: Keep a ground-truth trace in memory (:attr:`trace`); a path also appends it to that JSONL file;
             a :class:`~vlab.emulator.trace.Trace` is used as given (e.g. ``Trace(path, keep=False)`` for soaks).
@@ -209,9 +227,11 @@ class Emulator:
         ssl_context: Serve over TLS (``https://`` endpoint) with this server context, e.g. from
             :func:`vlab.emulator.tls.throwaway_tls`.
         handshake_timeout_s: Time a new connection has to send its HTTP request headers, in s.
+        cassette: A recorded session (:func:`vlab.cassette.load_cassette`) that every connection replays
+            instead of emulating; a client that diverges from it gets an ``error`` (``docs/calibration.md``).
 
     Raises:
-        ConfigError: ``speed`` is not a number > 0 or ``"max"``, or ``latency`` names no preset.
+        ConfigError: ``speed`` is not a number > 0 or ``"max"``, or ``latency`` names no preset or fitted model.
     """
 
     def __init__(
@@ -222,7 +242,7 @@ class Emulator:
         api_key: str | None = None,
         tokens: Iterable[str] = (),
         speed: float | str = 1.0,
-        latency: LatencyModel | str = "typical",
+        latency: LatencyModel | str | os.PathLike[str] = "typical",
         seed: int = 0,
         trace: bool | str | Any = False,
         vad_model_factory: Callable[[], SpeechModel] = SileroModel,
@@ -235,6 +255,7 @@ class Emulator:
         max_sessions: int | None = None,
         ssl_context: ssl.SSLContext | None = None,
         handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
+        cassette: Cassette | None = None,
     ) -> None:
         if max_sessions is not None and (isinstance(max_sessions, bool) or max_sessions < 1):
             raise ConfigError(f"max_sessions must be an integer >= 1 or None, got {max_sessions!r}.")
@@ -249,7 +270,7 @@ class Emulator:
                 f"speed must be a number > 0 (1 = real time, 2 = twice as fast) or 'max' (as fast as "
                 f"possible), got {speed!r}."
             )
-        model = preset(latency, seed=seed) if isinstance(latency, str) else latency
+        model = resolve(latency, seed=seed)
         self.host = host
         self.port = port
         self.explicit_key = bool(api_key)
@@ -278,6 +299,7 @@ class Emulator:
             clock=clock,
             identity=self.identity,
             max_sessions=max_sessions,
+            cassette=cassette,
         )
         self.handshake_timeout_s = handshake_timeout_s
         self._runner: web.AppRunner | None = None

@@ -13,10 +13,14 @@ from vlab.audio.synth import Speech
 _ESPEAK_VOICES = ("en-us", "en-us+f3", "en-gb", "en-us+m3", "en-gb+f4", "en-us+f2")
 
 
+def voice_name(voice: Any) -> str:
+    """The name of a Voice Live voice given as a string or an object (``{"name": …, "type": …}``)."""
+    return str(voice.get("name", "")) if isinstance(voice, dict) else str(voice or "")
+
+
 def espeak_voice(voice: Any) -> str:
     """Map a Voice Live voice (string or object) to an eSpeak NG voice, deterministically."""
-    name = voice.get("name", "") if isinstance(voice, dict) else str(voice or "")
-    lowered = name.lower()
+    lowered = voice_name(voice).lower()
     if lowered.startswith("en-gb"):
         return "en-gb"
     return _ESPEAK_VOICES[sum(map(ord, lowered)) % len(_ESPEAK_VOICES)]

@@ -1,0 +1,106 @@
+"""Turn a run folder into a cassette the emulator can replay (``vlab emulator --replay RUN``).
+
+The run's log gives the server events in order, each at its offset on the input-audio timeline: its
+``sim_ms`` for a run on the emulator's simulated timeline, else the input audio the client had sent when
+it arrived (a run against Azure, on the client's clock; ``docs/timeline.md``). ``input.wav`` gives the
+audio the client sent, which a replaying client must match; ``output/<item_id>.wav`` gives the reply
+audio each ``response.audio.delta`` carried (the log keeps only its size). Runs need their recordings
+(``record_audio=True``, the default). vlab's timeline markers are not client events of the cassette;
+the answers to them are flagged (see :mod:`vlab.emulator.cassette`).
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import os
+import wave
+from pathlib import Path
+from typing import Any
+
+from vlab import protocol
+from vlab.emulator.cassette import Cassette, CassetteEvent, timeline_marker
+from vlab.errors import ConfigError
+from vlab.log import load_log
+from vlab.metrics.events import InputTimeline, as_float, on_simulated_timeline, payload_of
+
+__all__ = ["load_cassette"]
+
+
+def _read_wav(path: Path) -> tuple[bytes, int]:
+    with wave.open(str(path), "rb") as w:
+        return w.readframes(w.getnframes()), w.getframerate()
+
+
+def load_cassette(run_dir: str | os.PathLike[str]) -> Cassette:
+    """Read a run folder (a session or replay, or one sweep cell) as a :class:`Cassette`.
+
+    Raises:
+        ConfigError: Not a run folder, or it has no ``input.wav`` (record with ``record_audio=True``).
+    """
+    run = Path(run_dir)
+    if not any((run / name).is_file() for name in ("events.jsonl", "events.parquet")):
+        raise ConfigError(f"{str(run)!r} is not a run folder (no events.jsonl or events.parquet)")
+    if not (run / "input.wav").is_file():
+        raise ConfigError(
+            f"{str(run)!r} has no input.wav: a cassette needs the audio the client sent "
+            "(record the run with record_audio=True, the default)"
+        )
+    input_audio, input_rate = _read_wav(run / "input.wav")
+    events = load_log(run)
+    events = events.sort_values("seq") if "seq" in events.columns else events
+    simulated = on_simulated_timeline(events)
+    timeline = InputTimeline.from_events(events)
+    notes: list[str] = []
+    reply_audio: dict[str, tuple[bytes, int]] = {}  # item → its audio and how much was replayed
+
+    def delta_audio(item_id: str, n_bytes: int) -> str:
+        if item_id not in reply_audio:
+            path = run / "output" / f"{item_id}.wav"
+            reply_audio[item_id] = (_read_wav(path)[0] if path.is_file() else b"", 0)
+            if not path.is_file():
+                notes.append(f"no output/{item_id}.wav: its audio replays as silence")
+        audio, used = reply_audio[item_id]
+        chunk = audio[used : used + n_bytes]
+        reply_audio[item_id] = (audio, used + n_bytes)
+        return base64.b64encode(chunk + bytes(n_bytes - len(chunk))).decode("ascii")
+
+    recorded: list[CassetteEvent] = []
+    client: list[dict[str, Any]] = []
+    updates: list[str | None] = []  # each client session.update in order: its timeline marker, if it is one
+    answered = 0  # server session.updated so far (the k-th answers the k-th session.update)
+    for r in events.itertuples(index=False):
+        if r.direction == "client":
+            if r.type != protocol.CLIENT_APPEND:
+                body = payload_of(r.payload)
+                marker = timeline_marker({"type": r.type, **body})
+                if r.type == protocol.CLIENT_SESSION_UPDATE:
+                    updates.append(marker)
+                if marker is None:
+                    client.append(
+                        {"type": r.type, **({"session": body["session"]} if "session" in body else {})}
+                    )
+            continue
+        if r.direction != "server":
+            continue
+        event = payload_of(r.payload)
+        if not event:
+            continue
+        at_ms = as_float(r.sim_ms) if simulated else timeline.position_at(as_float(r.t_ns))
+        at_ms = at_ms if math.isfinite(at_ms) else 0.0
+        marker = None
+        if r.type == protocol.SESSION_UPDATED:
+            marker = updates[answered] if answered < len(updates) else None
+            answered += 1
+        if r.type == protocol.AUDIO_DELTA:
+            size = as_float(r.audio_bytes)
+            event["delta"] = delta_audio(str(r.item_id), int(size) if math.isfinite(size) else 0)
+        recorded.append(CassetteEvent(at_ms, len(client), event, marker))
+    return Cassette(
+        events=tuple(recorded),
+        client_events=tuple(client),
+        input_audio=input_audio,
+        input_rate=input_rate,
+        source=str(run),
+        notes=tuple(notes),
+    )

@@ -1,0 +1,42 @@
+"""``vlab calibrate``: fit the emulator's latency model to runs made against Azure."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the subcommand."""
+    p = sub.add_parser(
+        "calibrate", help="fit the emulator's latency model (latency.json) to runs made against Azure"
+    )
+    p.add_argument(
+        "runs", nargs="+", metavar="RUN_OR_SWEEP", help="run folders, or sweep folders holding them"
+    )
+    p.add_argument("--out", required=True, metavar="LATENCY.json", help="where to write the fitted model")
+    p.add_argument(
+        "--min-samples",
+        type=int,
+        default=None,
+        help="warn about stages with fewer samples, and keep voice/model splits with at least this many "
+        "(default: 50)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the subcommand; returns the exit code."""
+    import warnings
+
+    from vlab.calibrate import MIN_SAMPLES, FewSamplesWarning, calibrate
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FewSamplesWarning)
+        result = calibrate(args.runs, min_samples=args.min_samples or MIN_SAMPLES)
+    runs = result.model.provenance.get("runs", [])
+    print(f"fitted from {len(runs)} run(s), {len(result.samples)} samples")
+    print(result.format_table())
+    for w in caught:
+        print(f"warning: {w.message}")
+    print(f"latency model: {result.model.save(args.out)}")
+    return 0

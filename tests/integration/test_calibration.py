@@ -1,0 +1,100 @@
+"""Round trip: runs against an emulator with a known latency model (standing in for Azure) go through
+``vlab calibrate``; a second emulator using the fitted model reproduces every stage it can measure."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from vlab.audio.pcm import silence
+from vlab.audio.vad import EnergyModel
+from vlab.calibrate import calibrate, ks_two_sample
+from vlab.cli import main
+from vlab.emulator.latency import LatencyModel, StageDelay
+from vlab.feed import feed_prompt
+from vlab.session import Session
+from vlab.settings import SessionSettings
+from vlab.testing import spoken_prompt
+
+STAND_IN = LatencyModel(
+    name="stand-in",
+    stages={
+        "endpointing": StageDelay(70, 25),
+        "commit": StageDelay(140, 30),
+        "first_token": StageDelay(320, 40),
+        "tts_first_byte": StageDelay(90, 20),
+        "network": StageDelay(25, 8),
+    },
+    tts_realtime_factor=3.0,
+    seed=7,
+)
+"""Not a preset: slower stages, and audio streamed 3x rather than 5x faster than real time."""
+TURNS = 210
+MEASURED = ("endpointing", "commit", "first_text", "first_audio", "audio_rate")
+
+
+async def _record(
+    run_dir: Path, latency: LatencyModel | str, turns: int = TURNS, settings: SessionSettings | None = None
+) -> None:
+    """One session of ``turns`` short user turns (1.8 s apart) on the input timeline, logged to ``run_dir``."""
+    prompt = spoken_prompt("Hello there.", lead_ms=300, trail_ms=0)
+    audio = (prompt.pcm + silence(1800, prompt.sample_rate)) * turns
+    options = {"speed": math.inf, "latency": latency, "hear_audio": False, "vad_model_factory": EnergyModel}
+    async with Session(
+        settings or SessionSettings(), run_dir=run_dir, emulator_options=options, record_audio=False
+    ) as session:
+        await feed_prompt(session, audio, speed=math.inf, timeout_s=110)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)  # two 210-turn sessions: about 25 s of CPU, longer on a shared machine
+async def test_a_fitted_model_reproduces_each_stage_of_the_runs_it_was_fitted_on(tmp_path, capsys):
+    await _record(tmp_path / "azure", STAND_IN)
+    assert main(["calibrate", str(tmp_path / "azure"), "--out", str(tmp_path / "latency.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "endpointing" in printed and "p90" in printed
+    assert "warning: stage 'network' has 0 sample(s)" in printed  # the simulated timeline has no network
+    fitted = json.loads((tmp_path / "latency.json").read_text())
+    assert fitted["provenance"]["runs"][0]["endpoint_host"] == "127.0.0.1"
+    assert fitted["provenance"]["runs"][0]["timeline"] == "simulated"
+
+    await _record(tmp_path / "offline", str(tmp_path / "latency.json"))
+    with pytest.warns(Warning):
+        source = calibrate([tmp_path / "azure"]).samples
+    with pytest.warns(Warning):
+        offline = calibrate([tmp_path / "offline"]).samples
+    for stage in MEASURED:
+        a = source.loc[source["stage"] == stage, "value"]
+        b = offline.loc[offline["stage"] == stage, "value"]
+        assert len(a) >= 200 and len(b) >= 200, stage
+        assert ks_two_sample(a, b)[1] > 0.05, stage
+        for q in (0.5, 0.9):
+            assert abs(a.quantile(q) - b.quantile(q)) <= 10.0, (stage, q)
+    # the stand-in is not the default: the fitted model did not just reproduce "typical"
+    commit = source.loc[source["stage"] == "commit", "value"]
+    assert (
+        commit.quantile(0.5) > 150 and offline.loc[offline["stage"] == "audio_rate", "value"].median() < 3.1
+    )
+
+
+async def test_runs_with_several_voices_and_models_keep_a_split_for_each(tmp_path):
+    fast = LatencyModel(name="fast", stages={"commit": StageDelay(50, 5)}, tts_realtime_factor=8.0)
+    await _record(tmp_path / "a", STAND_IN, 12, SessionSettings(voice="en-US-AvaNeural", model="model-a"))
+    await _record(tmp_path / "b", fast, 12, SessionSettings(voice="en-GB-RyanNeural", model="model-b"))
+    with pytest.warns(Warning, match="fewer than 10"):  # no network on the simulated timeline
+        fit = calibrate([tmp_path], min_samples=10).model
+    assert sorted(fit.by_voice) == ["en-GB-RyanNeural", "en-US-AvaNeural"]
+    assert sorted(fit.by_model) == ["model-a", "model-b"]
+    assert fit.by_voice["en-GB-RyanNeural"]["audio_rate"].quantile(0.5) == pytest.approx(8.0, rel=0.01)
+    assert fit.by_voice["en-US-AvaNeural"]["audio_rate"].quantile(0.5) == pytest.approx(3.0, rel=0.01)
+    assert (
+        fit.by_model["model-b"]["commit"].quantile(1.0)
+        <= 60
+        < fit.by_model["model-a"]["commit"].quantile(0.5)
+    )
+    assert fit.stage("audio_rate", voice="en-GB-RyanNeural") is fit.by_voice["en-GB-RyanNeural"]["audio_rate"]
+    assert fit.stage("commit", model="model-b") is fit.by_model["model-b"]["commit"]
+    assert {r["model"] for r in fit.provenance["runs"]} == {"model-a", "model-b"}
