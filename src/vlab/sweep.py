@@ -661,7 +661,10 @@ def _write_manifest(
             {"setting": n, "turn_detection": s.to_dict()["turn_detection"], **_processing_of(s.to_dict())}
             for n, s in zip(cfg.setting_names, cfg.settings, strict=False)
         ],
-        "prompts": [{"id": p.id, "category": p.category, "file": str(p.file)} for p in cfg.prompts],
+        "prompts": [
+            {"id": p.id, "category": p.category, "file": str(p.file), "label_source": p.label_source}
+            for p in cfg.prompts
+        ],
         "config": cfg.raw,
         "versions": _versions(),
         "cells": statuses,

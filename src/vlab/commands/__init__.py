@@ -3,5 +3,5 @@
 Each module defines ``add_parser(subparsers)``; its handler imports what it needs only when it runs.
 """
 
-COMMANDS = ("emulator", "replay", "devices", "sweep", "report", "compare")
+COMMANDS = ("emulator", "replay", "devices", "sweep", "report", "compare", "prompts")
 """Modules registered by :func:`vlab.cli.build_parser`, in help order."""
