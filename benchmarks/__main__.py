@@ -41,7 +41,7 @@ BENCHMARKS: dict[str, list[Callable[[Size], list[Figure]]]] = {
         bench_audio_processing.bench_processing_cost,
         bench_audio_processing.bench_fast_mode_with_processing,
     ],
-    "sweep": [bench_sweep.bench_sweep],
+    "sweep": [bench_sweep.bench_sweep, bench_sweep.bench_vad_cache],
     "timeline": [bench_timeline.bench_invariance],
     "crash": [bench_crash.bench_crash_loss],
 }

@@ -7,7 +7,9 @@ one setting, waits until the turns are answered, and writes its run folder
 sweep writes ``turns.parquet`` (:func:`vlab.metrics.turn_latency` of every cell), ``vad.parquet``
 (server detections), ``scores.parquet`` (:func:`vlab.metrics.score_prompt`), ``points.parquet``
 (:func:`vlab.metrics.operating_points`) and ``manifest.json`` (grid, prompts, versions, target kind,
-times; never a key). Finished cells are skipped when the sweep is run again (resume); a failed cell
+times; never a key). The emulator's Silero probabilities are kept in ``vad_cache/`` beside the cells
+(:mod:`vlab.audio.vad_cache`): every setting and repeat that plays a prompt reuses them, and so does a
+resumed or repeated sweep. Finished cells are skipped when the sweep is run again (resume); a failed cell
 records its error and the sweep goes on.
 
 Config (TOML; see ``examples/vad_sweep.toml``)::
@@ -76,6 +78,8 @@ _SECTIONS: dict[str, set[str]] = {
     "grid": {"type", *_GRID_KEYS, *_PROCESSING_KEYS},
     "run": {"repeats", "concurrency", "timeout_s", "baseline", "canary", "name"},
 }
+VAD_CACHE_DIR = "vad_cache"
+"""Folder of a sweep that keeps the emulator's Silero probabilities (:mod:`vlab.audio.vad_cache`)."""
 BASELINE = ServerVad()
 """The plain server-VAD setting added with ``baseline = true``: vlab's defaults, 0.5 / 300 ms / 500 ms
 (see :data:`vlab.protocol_limits.VLAB_DEFAULTS_API_VERSION`)."""
@@ -532,9 +536,14 @@ async def run_sweep_async(
             _write_atomic(marker, json.dumps(meta, indent=2) + "\n")
             done(result)
 
+    from vlab.audio.silero_worker import SileroWorker
+
+    worker = SileroWorker.shared()
+    worker.use_cache(out_dir / VAD_CACHE_DIR)  # the embedded emulator's Silero runs once per audio
     try:
         await asyncio.gather(*(one(*c) for c in cells))
     finally:
+        worker.use_cache()
         if bar is not None:
             bar.close()
     wall_s = time.perf_counter() - t0
