@@ -33,6 +33,10 @@ Config (TOML; see ``examples/vad_sweep.toml``)::
     timeout_s = 60
     baseline = true          # add the plain server VAD (0.5 / 300 / 500) as a baseline cell
     canary = "short_question"
+    executor = "asyncio"     # or "dask": cells run on a dask.distributed cluster (pip install vlab[dask])
+    workers = 2              # dask: workers of the LocalCluster started for the sweep
+    cluster = "tcp://host:8786"   # dask: an existing scheduler instead of a LocalCluster
+    max_sessions = 8         # sessions open at once across the whole sweep (all workers)
 """
 
 from __future__ import annotations
@@ -76,10 +80,23 @@ _SECTIONS: dict[str, set[str]] = {
     "target": {"speed", "latency"},
     "prompts": {"path", "include"},
     "grid": {"type", *_GRID_KEYS, *_PROCESSING_KEYS},
-    "run": {"repeats", "concurrency", "timeout_s", "baseline", "canary", "name"},
+    "run": {
+        "repeats",
+        "concurrency",
+        "timeout_s",
+        "baseline",
+        "canary",
+        "name",
+        "executor",
+        "workers",
+        "cluster",
+        "max_sessions",
+    },
 }
 VAD_CACHE_DIR = "vad_cache"
 """Folder of a sweep that keeps the emulator's Silero probabilities (:mod:`vlab.audio.vad_cache`)."""
+EXECUTORS = ("asyncio", "dask")
+"""Where cells run: ``asyncio`` (this process, ``concurrency`` at once) or ``dask`` (:mod:`vlab.sweep_dask`)."""
 BASELINE = ServerVad()
 """The plain server-VAD setting added with ``baseline = true``: vlab's defaults, 0.5 / 300 ms / 500 ms
 (see :data:`vlab.protocol_limits.VLAB_DEFAULTS_API_VERSION`)."""
@@ -109,6 +126,14 @@ class SweepConfig:
     """Name of the baseline setting, if any."""
     canary: str | None = None
     """Prompt id used for the "did the setting take effect" check."""
+    executor: str = "asyncio"
+    """Where cells run (:data:`EXECUTORS`)."""
+    workers: int = 2
+    """``dask``: workers of the ``LocalCluster`` (``concurrency`` cells at once on each)."""
+    cluster: str | None = None
+    """``dask``: a scheduler address to run on instead of a ``LocalCluster``."""
+    max_sessions: int | None = None
+    """Sessions open at once across the whole sweep (every worker), or None for no cap."""
     raw: dict[str, Any] = field(default_factory=dict)
     """The config as read (for the manifest)."""
 
@@ -256,9 +281,22 @@ def load_config(
             names.append(baseline_name)
     repeats = run.get("repeats", 1)
     concurrency = run.get("concurrency", 4)
-    for key, value in (("repeats", repeats), ("concurrency", concurrency)):
+    workers, max_sessions = run.get("workers", 2), run.get("max_sessions")
+    for key, value in (("repeats", repeats), ("concurrency", concurrency), ("workers", workers)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"[run] {key} must be an integer ≥ 1, got {value!r}")
+    if max_sessions is not None and (
+        isinstance(max_sessions, bool) or not isinstance(max_sessions, int) or max_sessions < 1
+    ):
+        raise ConfigError(f"[run] max_sessions must be an integer ≥ 1, got {max_sessions!r}")
+    executor, cluster = run.get("executor", "asyncio"), run.get("cluster")
+    if executor not in EXECUTORS:
+        raise ConfigError(f"[run] executor must be {' or '.join(map(repr, EXECUTORS))}, got {executor!r}")
+    if cluster is not None and (not isinstance(cluster, str) or executor != "dask"):
+        raise ConfigError(
+            f"[run] cluster must be a scheduler address string (e.g. 'tcp://host:8786') with "
+            f"executor = 'dask', got {cluster!r} with executor = {executor!r}"
+        )
     timeout_s = run.get("timeout_s", 60.0)
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
         raise ConfigError(f"[run] timeout_s must be a number of seconds > 0, got {timeout_s!r}")
@@ -312,6 +350,10 @@ def load_config(
         timeout_s=float(timeout_s),
         baseline=baseline_name,
         canary=canary,
+        executor=executor,
+        workers=workers,
+        cluster=cluster,
+        max_sessions=max_sessions,
         raw=json.loads(json.dumps(data, default=str)),
     )
 
@@ -411,6 +453,49 @@ async def _run_cell(
     return {"connect_ns": connect_ns, "target": target}
 
 
+def _finished(cell_dir: Path) -> bool:
+    """The cell's ``cell.json`` says it ran to the end (``ok``): a resumed sweep skips it."""
+    try:
+        return bool(json.loads((cell_dir / "cell.json").read_text(encoding="utf-8")).get("status") == "ok")
+    except (OSError, ValueError):
+        return False
+
+
+async def run_cell(
+    cfg: SweepConfig,
+    out_dir: Path,
+    name: str,
+    index: int,
+    settings: SessionSettings,
+    prompt: LabelledPrompt,
+    rep: int,
+    options: Mapping[str, Any],
+) -> CellResult:
+    """Run one cell afresh into ``out_dir/cells/<name>`` and write its ``cell.json`` (also on failure)."""
+    cell_dir = out_dir / "cells" / name
+    if cell_dir.exists():  # a half-written or failed cell from an earlier run: start it afresh
+        shutil.rmtree(cell_dir)
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    meta: dict[str, Any] = {
+        "cell": name,
+        "setting": cfg.setting_names[index],
+        "prompt": prompt.id,
+        "repeat": rep,
+        "settings": settings.to_dict(),
+    }
+    try:
+        info = await _run_cell(cfg, cell_dir, settings, prompt, options)
+        meta.update(status="ok", target=info["target"], connect_ns=info["connect_ns"])
+        result = CellResult(name, "ok", time.perf_counter() - t)
+    except Exception as exc:  # a failed cell is recorded and the sweep goes on
+        meta.update(status="error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+        result = CellResult(name, "error", time.perf_counter() - t, meta["error"])
+    meta["duration_s"] = round(time.perf_counter() - t, 3)
+    _write_atomic(cell_dir / "cell.json", json.dumps(meta, indent=2) + "\n")
+    return result
+
+
 def _analyse_cell(cell_dir: Path, prompt: LabelledPrompt, connect_ns: int | None) -> dict[str, Any]:
     from vlab.log import load_log
     from vlab.metrics import detections_from_events, score_prompt, session_latency, turn_latency
@@ -486,7 +571,7 @@ async def run_sweep_async(
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     cells = _cells(cfg)
-    sem = asyncio.Semaphore(cfg.concurrency)
+    sem = asyncio.Semaphore(min(cfg.concurrency, cfg.max_sessions or cfg.concurrency))
     results: list[CellResult] = []
     bar = None
     if progress:
@@ -501,47 +586,28 @@ async def run_sweep_async(
         if on_cell is not None:
             on_cell(result)
 
+    todo = []
+    for cell in cells:
+        if resume and _finished(out_dir / "cells" / cell[0]):
+            done(CellResult(cell[0], "skipped"))
+        else:
+            todo.append(cell)
+
     async def one(name: str, index: int, settings: SessionSettings, prompt: LabelledPrompt, rep: int) -> None:
-        cell_dir = out_dir / "cells" / name
-        marker = cell_dir / "cell.json"
-        if resume and marker.is_file():
-            try:
-                if json.loads(marker.read_text(encoding="utf-8")).get("status") == "ok":
-                    done(CellResult(name, "skipped"))
-                    return
-            except ValueError:
-                pass
         async with sem:
-            if cell_dir.exists():  # a half-written or failed cell from an earlier run: start it afresh
-                shutil.rmtree(cell_dir)
-            cell_dir.mkdir(parents=True, exist_ok=True)
-            t = time.perf_counter()
-            meta: dict[str, Any] = {
-                "cell": name,
-                "setting": cfg.setting_names[index],
-                "prompt": prompt.id,
-                "repeat": rep,
-                "settings": settings.to_dict(),
-            }
-            try:
-                info = await _run_cell(cfg, cell_dir, settings, prompt, options)
-                meta.update(status="ok", target=info["target"], connect_ns=info["connect_ns"])
-                result = CellResult(name, "ok", time.perf_counter() - t)
-            except Exception as exc:  # a failed cell is recorded and the sweep goes on
-                meta.update(
-                    status="error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()
-                )
-                result = CellResult(name, "error", time.perf_counter() - t, meta["error"])
-            meta["duration_s"] = round(time.perf_counter() - t, 3)
-            _write_atomic(marker, json.dumps(meta, indent=2) + "\n")
-            done(result)
+            done(await run_cell(cfg, out_dir, name, index, settings, prompt, rep, options))
 
     from vlab.audio.silero_worker import SileroWorker
 
     worker = SileroWorker.shared()
     worker.use_cache(out_dir / VAD_CACHE_DIR)  # the embedded emulator's Silero runs once per audio
     try:
-        await asyncio.gather(*(one(*c) for c in cells))
+        if cfg.executor == "dask":
+            from vlab.sweep_dask import run_cells_on_dask
+
+            await run_cells_on_dask(cfg, out_dir, todo, options, done)
+        else:
+            await asyncio.gather(*(one(*c) for c in todo))
     finally:
         worker.use_cache()
         if bar is not None:
@@ -664,6 +730,8 @@ def _write_manifest(
         "latency": cfg.latency,
         "repeats": cfg.repeats,
         "concurrency": cfg.concurrency,
+        "executor": cfg.executor,
+        "max_sessions": cfg.max_sessions,
         "baseline": cfg.baseline,
         "canary": cfg.canary,
         "grid": [
