@@ -42,6 +42,7 @@ Config (TOML; see ``examples/vad_sweep.toml``)::
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import math
@@ -496,6 +497,27 @@ async def run_cell(
     return result
 
 
+def _cell_job(
+    cfg: SweepConfig, out_dir: Path, options: Mapping[str, Any], cell: tuple[Any, ...]
+) -> CellResult:
+    """One cell on a dask worker (:mod:`vlab.sweep_dask`), on its own event loop, with the sweep's VAD cache."""
+    from vlab.audio.silero_worker import SileroWorker
+
+    SileroWorker.shared().use_cache(out_dir / VAD_CACHE_DIR)
+    name, index, settings, prompt, rep = cell
+    return asyncio.run(run_cell(cfg, out_dir, name, index, settings, prompt, rep, options))
+
+
+def _lost_cell(out_dir: Path, cell: tuple[Any, ...], exc: BaseException) -> CellResult:
+    """A cell whose task never finished (its workers kept dying) gets a ``cell.json`` with the error."""
+    name, _, _, prompt, rep = cell
+    error = f"{type(exc).__name__}: {exc}"
+    (out_dir / "cells" / name).mkdir(parents=True, exist_ok=True)
+    meta = {"cell": name, "prompt": prompt.id, "repeat": rep, "status": "error", "error": error}
+    _write_atomic(out_dir / "cells" / name / "cell.json", json.dumps(meta, indent=2) + "\n")
+    return CellResult(name, "error", error=error)
+
+
 def _analyse_cell(cell_dir: Path, prompt: LabelledPrompt, connect_ns: int | None) -> dict[str, Any]:
     from vlab.log import load_log
     from vlab.metrics import detections_from_events, score_prompt, session_latency, turn_latency
@@ -603,9 +625,20 @@ async def run_sweep_async(
     worker.use_cache(out_dir / VAD_CACHE_DIR)  # the embedded emulator's Silero runs once per audio
     try:
         if cfg.executor == "dask":
-            from vlab.sweep_dask import run_cells_on_dask
+            from vlab.sweep_dask import run_on_dask
 
-            await run_cells_on_dask(cfg, out_dir, todo, options, done)
+            def dask_done(cell: tuple[Any, ...], result: CellResult | BaseException) -> None:
+                done(result if isinstance(result, CellResult) else _lost_cell(out_dir, cell, result))
+
+            await run_on_dask(
+                functools.partial(_cell_job, cfg, out_dir, options),
+                [(c[0], c) for c in todo],
+                dask_done,
+                workers=cfg.workers,
+                threads_per_worker=cfg.concurrency,
+                cluster=cfg.cluster,
+                max_sessions=cfg.max_sessions,
+            )
         else:
             await asyncio.gather(*(one(*c) for c in todo))
     finally:

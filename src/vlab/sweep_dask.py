@@ -12,57 +12,53 @@ sessions than that are open at once, however many workers run.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 import sys
-import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from vlab.errors import ConfigError
 
-if TYPE_CHECKING:
-    from vlab.settings import SessionSettings
-    from vlab.sweep import CellResult, SweepConfig
-
-__all__ = ["run_cells_on_dask"]
+__all__ = ["run_on_dask"]
 
 _INSTALL = "the dask executor needs dask.distributed: pip install 'vlab[dask]'"
+A = TypeVar("A")
+R = TypeVar("R")
 
 
-def _cell_task(
-    cfg: SweepConfig,
-    out_dir: str,
-    cell: tuple[str, int, SessionSettings, Any, int],
-    options: Mapping[str, Any],
-    semaphore: str | None,
-) -> CellResult:
-    """One cell, on a worker (its own event loop in the worker's thread)."""
-    from vlab.audio.silero_worker import SileroWorker
-    from vlab.sweep import VAD_CACHE_DIR, run_cell
-
-    out = Path(out_dir)
-    SileroWorker.shared().use_cache(out / VAD_CACHE_DIR)  # this worker's emulators share the sweep's cache
+def _leased(job: Callable[[A], R], semaphore: str | None, max_leases: int, arg: A) -> R:
+    """Run ``job(arg)`` on a worker, holding a lease of the cluster-wide semaphore if there is one."""
     lease: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     if semaphore is not None:
         from distributed import Semaphore
 
-        lease = Semaphore(max_leases=cfg.max_sessions or 1, name=semaphore)
+        lease = Semaphore(max_leases=max_leases, name=semaphore)
     with lease:
-        return asyncio.run(run_cell(cfg, out, *cell, options))
+        return job(arg)
 
 
-async def run_cells_on_dask(
-    cfg: SweepConfig,
-    out_dir: Path,
-    cells: Sequence[tuple[str, int, SessionSettings, Any, int]],
-    options: Mapping[str, Any],
-    done: Callable[[CellResult], None],
+async def run_on_dask(
+    job: Callable[[A], R],
+    args: Sequence[tuple[str, A]],
+    done: Callable[[A, R | BaseException], None],
+    *,
+    workers: int = 2,
+    threads_per_worker: int = 1,
+    cluster: str | None = None,
+    max_sessions: int | None = None,
 ) -> None:
-    """Run ``cells`` on a dask cluster; ``done`` gets each result on this loop as it finishes.
+    """Run ``job(arg)`` for each named ``arg`` as one dask task; ``done(arg, result or error)`` on this loop.
+
+    Args:
+        job: A picklable function (module level); it runs in a worker thread.
+        args: ``(name, arg)`` per task; names are unique.
+        done: Called as each task finishes, with its result or the error the scheduler gave up with
+            (e.g. its workers kept dying).
+        workers: Worker processes of the ``LocalCluster`` (without ``cluster``).
+        threads_per_worker: Tasks at once on each of them.
+        cluster: A scheduler address to use instead of a ``LocalCluster``.
+        max_sessions: Tasks running ``job`` at once across the cluster (a ``distributed.Semaphore``).
 
     Raises:
         ConfigError: dask.distributed is not installed, or the scheduler cannot be reached.
@@ -71,69 +67,42 @@ async def run_cells_on_dask(
         from distributed import Client, LocalCluster, Semaphore, as_completed
     except ImportError:
         raise ConfigError(_INSTALL) from None
-    from vlab.sweep import CellResult
 
     async with contextlib.AsyncExitStack() as stack:
-        if cfg.cluster is not None:
+        if cluster is not None:
             try:
-                client = await stack.enter_async_context(
-                    Client(cfg.cluster, asynchronous=True, timeout="20s")
-                )
+                client = await stack.enter_async_context(Client(cluster, asynchronous=True, timeout="20s"))
             except OSError as exc:
                 raise ConfigError(
-                    f"cannot reach the dask scheduler at {cfg.cluster!r} ({exc}); start one with "
+                    f"cannot reach the dask scheduler at {cluster!r} ({exc}); start one with "
                     "`dask scheduler` or leave [run] cluster out to start a LocalCluster"
                 ) from None
         else:
-            cluster = await stack.enter_async_context(
+            local = await stack.enter_async_context(
                 LocalCluster(
-                    n_workers=cfg.workers,
-                    threads_per_worker=cfg.concurrency,
+                    n_workers=workers,
+                    threads_per_worker=threads_per_worker,
                     processes=True,
                     asynchronous=True,
                     dashboard_address=":0",
                 )
             )
-            client = await stack.enter_async_context(Client(cluster, asynchronous=True))
+            client = await stack.enter_async_context(Client(local, asynchronous=True))
         print(f"sweep: dask dashboard {client.dashboard_link}", file=sys.stderr, flush=True)
         run_id = uuid.uuid4().hex[:8]
-        name = None
-        if cfg.max_sessions is not None:
-            name = f"vlab-sessions-{run_id}"
-            await Semaphore(max_leases=cfg.max_sessions, name=name)
+        semaphore = None
+        if max_sessions is not None:
+            semaphore = f"vlab-sessions-{run_id}"
+            await Semaphore(max_leases=max_sessions, name=semaphore)
         futures = {
             client.submit(
-                _cell_task,
-                cfg,
-                str(out_dir),
-                cell,
-                dict(options),
-                name,
-                key=f"vlab-{run_id}-{cell[0]}",
-                pure=False,
-            ): cell
-            for cell in cells
+                _leased, job, semaphore, max_sessions or 1, arg, key=f"vlab-{run_id}-{name}", pure=False
+            ): arg
+            for name, arg in args
         }
         async for future in as_completed(list(futures)):
-            cell = futures[future]
             try:
-                result = await future
-            except Exception as exc:  # the scheduler gave up on it (e.g. its workers kept dying)
-                result = _record_failure(out_dir, cell, exc)
-            done(
-                result if isinstance(result, CellResult) else CellResult(cell[0], "error", error=repr(result))
-            )
-
-
-def _record_failure(out_dir: Path, cell: tuple[str, int, Any, Any, int], exc: BaseException) -> CellResult:
-    """A cell whose task never finished gets a ``cell.json`` with the error, like any failed cell."""
-    from vlab.sweep import CellResult, _write_atomic
-
-    name = cell[0]
-    cell_dir = out_dir / "cells" / name
-    cell_dir.mkdir(parents=True, exist_ok=True)
-    error = f"{type(exc).__name__}: {exc}"
-    meta = {"cell": name, "prompt": getattr(cell[3], "id", None), "repeat": cell[4], "status": "error"}
-    meta.update(error=error, failed_at=time.time())
-    _write_atomic(cell_dir / "cell.json", json.dumps(meta, indent=2) + "\n")
-    return CellResult(name, "error", error=error)
+                result: R | BaseException = await future
+            except Exception as exc:  # the scheduler gave up on it
+                result = exc
+            done(futures[future], result)
