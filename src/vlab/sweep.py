@@ -64,7 +64,7 @@ from vlab.errors import ConfigError
 from vlab.prompts import LabelledPrompt, load_prompt_set, select_prompts
 from vlab.settings import AzureSemanticVad, ServerVad, SessionSettings
 
-__all__ = ["CellResult", "SweepConfig", "SweepResult", "load_config", "run_sweep"]
+__all__ = ["CellResult", "SweepConfig", "SweepResult", "load_config", "load_sweep", "run_sweep"]
 
 _GRID_KEYS = tuple(protocol_limits.TURN_DETECTION_BOUNDS)
 """The numeric turn-detection knobs a grid may sweep."""
@@ -94,6 +94,8 @@ _SECTIONS: dict[str, set[str]] = {
         "max_sessions",
     },
 }
+DATASET_DIR = "dataset"
+"""Folder of a sweep with its tables as partitioned Parquet datasets (``dataset/turns/setting_index=K/``)."""
 VAD_CACHE_DIR = "vad_cache"
 """Folder of a sweep that keeps the emulator's Silero probabilities (:mod:`vlab.audio.vad_cache`)."""
 EXECUTORS = ("asyncio", "dask")
@@ -410,6 +412,57 @@ def _parquet_atomic(frame: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _dataset_atomic(frame: Any, path: Path, settings: Sequence[str]) -> None:
+    """Write a table as a Parquet dataset with one partition per setting (``setting_index=K``), swapped in whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    if "setting" in frame:
+        for index, setting in enumerate(settings):
+            part = frame[frame["setting"] == setting]
+            if len(part):
+                (tmp / f"setting_index={index}").mkdir()
+                part.to_parquet(tmp / f"setting_index={index}" / "part-0.parquet", index=False)
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+
+
+def load_sweep(path: str | os.PathLike[str], table: str = "turns") -> Any:
+    """One table of a sweep folder as a DataFrame, read from its partitioned dataset (every setting).
+
+    Args:
+        path: A folder written by :func:`run_sweep`.
+        table: ``turns``, ``vad``, ``scores`` or ``session`` (``points`` has one row per setting).
+
+    The same dataset reads as one table elsewhere, e.g. in DuckDB:
+    ``SELECT * FROM read_parquet('runs/NAME/dataset/turns/*/*.parquet', hive_partitioning = true)``.
+
+    Raises:
+        ConfigError: Not a sweep folder, or no such table.
+    """
+    import pandas as pd
+
+    folder = Path(path)
+    dataset = folder / DATASET_DIR / table
+    if dataset.is_dir():
+        parts = sorted(dataset.glob("setting_index=*/*.parquet"))
+        if not parts:
+            return pd.read_parquet(folder / f"{table}.parquet")  # no rows: the flat file keeps the columns
+        return pd.concat(
+            [pd.read_parquet(p).assign(setting_index=int(p.parent.name.split("=")[1])) for p in parts],
+            ignore_index=True,
+        )
+    flat = folder / f"{table}.parquet"
+    if flat.is_file():  # a sweep written before the datasets
+        return pd.read_parquet(flat)
+    raise ConfigError(
+        f"{str(folder)!r} holds no {table!r} table; pass a folder written by `vlab sweep` and one of "
+        "turns, vad, scores, session, points"
+    )
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.=_-]+", "_", text).strip("_")
 
@@ -721,6 +774,7 @@ def aggregate(out_dir: Path, cfg: SweepConfig) -> None:
                 else:
                     frame[col] = pd.to_numeric(frame[col], errors="coerce")
         _parquet_atomic(frame, out_dir / f"{name}.parquet")
+        _dataset_atomic(frame, out_dir / DATASET_DIR / name, cfg.setting_names)
     points = (
         operating_points(frames["scores"], by="setting", baseline=cfg.baseline) if scores else pd.DataFrame()
     )

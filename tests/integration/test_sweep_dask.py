@@ -10,6 +10,7 @@ import signal
 import pandas as pd
 import pytest
 
+import vlab
 from vlab.errors import ConfigError
 from vlab.sweep import load_config, run_sweep, run_sweep_async
 
@@ -28,7 +29,10 @@ STABLE = ["setting", "prompt", "turn", "trigger", "audio_start_ms", "audio_end_m
 
 
 def _turns(out) -> pd.DataFrame:
-    turns = pd.read_parquet(out / "turns.parquet")
+    return _turns_of(pd.read_parquet(out / "turns.parquet"))
+
+
+def _turns_of(turns: pd.DataFrame) -> pd.DataFrame:
     return (
         turns[[c for c in STABLE if c in turns]]
         .sort_values(["setting", "prompt", "audio_end_ms"])
@@ -46,6 +50,12 @@ def test_a_two_worker_local_cluster_gives_the_same_turns_as_in_process(tmp_path,
     manifest = json.loads((there.out / "manifest.json").read_text())
     assert manifest["executor"] == "dask" and manifest["counts"]["ok"] == 4
     assert (there.out / "vad_cache" / "silero_v5.bin").stat().st_size > 0  # the workers shared the cache
+    table = vlab.load_sweep(there.out)  # the partitioned dataset, one partition per setting, as one table
+    assert sorted(p.name for p in (there.out / "dataset" / "turns").iterdir()) == [
+        "setting_index=0",
+        "setting_index=1",
+    ]
+    pd.testing.assert_frame_equal(_turns_of(table), _turns(there.out))
 
 
 def test_a_killed_worker_loses_only_its_running_cells_and_the_sweep_resumes(tmp_path):
