@@ -103,3 +103,20 @@ def test_a_killed_worker_loses_only_its_running_cells_and_the_sweep_resumes(tmp_
 def test_bad_executor_settings_fail_before_anything_runs(run, message):
     with pytest.raises(ConfigError, match=message):
         load_config({**CFG, "run": run})
+
+
+def test_a_cell_whose_workers_keep_dying_is_recorded_as_failed(tmp_path):
+    from vlab.sweep import _lost_cell
+    from vlab.sweep_dask import run_on_dask
+
+    got = []
+    asyncio.run(
+        run_on_dask(os._exit, [("dies", 1)], lambda arg, result: got.append((arg, result)), workers=1)
+    )
+    [(arg, error)] = got
+    assert arg == 1 and isinstance(error, distributed.KilledWorker)
+    [prompt] = load_config(CFG).prompts[:1]
+    result = _lost_cell(tmp_path, ("cell_a", 0, None, prompt, 0), error)
+    assert result.status == "error" and "KilledWorker" in result.error
+    meta = json.loads((tmp_path / "cells" / "cell_a" / "cell.json").read_text())
+    assert meta["status"] == "error" and meta["prompt"] == prompt.id
