@@ -34,8 +34,8 @@ __all__ = ["CACHE_FILE", "CacheCursor", "VadCache"]
 CACHE_FILE = "silero_v5.bin"
 """The cache's file inside its folder."""
 _RECORD = struct.Struct("<16sf")
-_MAX_FRAMES = 4_000_000  # about 36 h of audio; beyond it the memory cache starts over
-_MAX_CHECKPOINTS = 100_000  # model states (1.3 kB each) kept to resume from
+_MAX_FRAMES = 500_000  # about 4.4 h of audio (~75 MB); beyond it the memory cache starts over
+_MAX_CHECKPOINTS = 20_000  # model states (~1.5 kB each) kept to resume from, oldest dropped first
 
 
 def _chain(key: bytes, frame: FloatArray) -> bytes:
@@ -93,7 +93,8 @@ class VadCache:
             return
         data = path.read_bytes()
         usable = len(data) - len(data) % _RECORD.size  # a record cut by a killed writer is ignored
-        for key, prob in _RECORD.iter_unpack(data[:usable]):
+        first = max(usable - _MAX_FRAMES * _RECORD.size, 0)  # the newest, as many as memory keeps
+        for key, prob in _RECORD.iter_unpack(data[first:usable]):
             self.probs[key] = prob
 
     def plan(self, cursor: CacheCursor, stream: SileroStream, frames: FloatArray) -> tuple[FloatArray, _Plan]:
