@@ -13,6 +13,7 @@ sessions than that are open at once, however many workers run.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import sys
 import uuid
 from collections.abc import Callable, Sequence
@@ -88,7 +89,10 @@ async def run_on_dask(
                 )
             )
             client = await stack.enter_async_context(Client(local, asynchronous=True))
-        print(f"sweep: dask dashboard {client.dashboard_link}", file=sys.stderr, flush=True)
+        if importlib.util.find_spec("bokeh") is not None:
+            print(f"sweep: dask dashboard {client.dashboard_link}", file=sys.stderr, flush=True)
+        else:
+            print("sweep: no dask dashboard (it needs bokeh: pip install 'vlab[dask]')", file=sys.stderr)
         run_id = uuid.uuid4().hex[:8]
         semaphore = None
         if max_sessions is not None:
