@@ -9,7 +9,8 @@ sweep writes ``turns.parquet`` (:func:`vlab.metrics.turn_latency` of every cell)
 (:func:`vlab.metrics.operating_points`) and ``manifest.json`` (grid, prompts, versions, target kind,
 times; never a key). The emulator's Silero probabilities are kept in ``vad_cache/`` beside the cells
 (:mod:`vlab.audio.vad_cache`): every setting and repeat that plays a prompt reuses them, and so does a
-resumed or repeated sweep. Finished cells are skipped when the sweep is run again (resume); a failed cell
+resumed or repeated sweep. Every table is also a Parquet dataset with one partition per setting
+(``dataset/<table>/setting_index=K/``), which :func:`load_sweep` reads as one table. Finished cells are skipped when the sweep is run again (resume); a failed cell
 records its error and the sweep goes on.
 
 Config (TOML; see ``examples/vad_sweep.toml``)::

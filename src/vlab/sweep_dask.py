@@ -1,10 +1,10 @@
 """Sweep cells on a ``dask.distributed`` cluster (``[run] executor = "dask"``; ``pip install vlab[dask]``).
 
-:func:`run_cells_on_dask` starts a ``LocalCluster`` of ``[run] workers`` processes (``concurrency``
-threads each, one cell per thread on its own event loop), or connects to the scheduler at ``[run]
-cluster``, and submits one task per cell. A task runs :func:`vlab.sweep.run_cell` on its worker: the
-cell's folder and ``cell.json`` are written there, into the sweep folder, which every worker must see
-(a shared file system for a remote cluster). Cells stay independent: the scheduler runs the cells of a
+:func:`run_on_dask` starts a ``LocalCluster`` of ``[run] workers`` processes (``concurrency`` threads
+each; the sweep runs one cell per thread, on its own event loop), or connects to the scheduler at
+``[run] cluster``, and submits one task per cell. The sweep's task (``vlab.sweep._cell_job``) writes the
+cell's folder and ``cell.json`` on its worker, into the sweep folder, which every worker must see (a
+shared file system for a remote cluster). Cells stay independent: the scheduler runs the cells of a
 worker that dies again on another one (a half-written cell folder starts afresh), and a sweep run again
 skips the finished cells. ``[run] max_sessions`` is a cluster-wide ``distributed.Semaphore``: no more
 sessions than that are open at once, however many workers run.

@@ -120,3 +120,8 @@ def test_a_cell_whose_workers_keep_dying_is_recorded_as_failed(tmp_path):
     assert result.status == "error" and "KilledWorker" in result.error
     meta = json.loads((tmp_path / "cells" / "cell_a" / "cell.json").read_text())
     assert meta["status"] == "error" and meta["prompt"] == prompt.id
+
+
+def test_the_dask_example_config_is_valid():
+    cfg = load_config("examples/dask_sweep.toml")
+    assert (cfg.executor, cfg.workers, cfg.max_sessions, len(cfg.settings)) == ("dask", 2, 8, 9)
