@@ -58,3 +58,12 @@ def test_label_writes_an_auto_prompt_set_and_keeps_an_existing_one(tmp_path: Pat
         label_folder(tmp_path)
     assert main(["prompts", "label", str(tmp_path)]) == 2  # the CLI says why, and keeps the manifest
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_label_refuses_a_bad_folder_or_rule(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no audio files"):
+        label_folder(tmp_path)
+    with pytest.raises(ConfigError, match="hold_gap_ms must be > 0"):
+        label_folder(tmp_path, hold_gap_ms=0)
+    with pytest.raises(ConfigError, match="is not a folder"):
+        label_folder(tmp_path / "missing")

@@ -216,6 +216,8 @@ def label_folder(
     root = Path(folder)
     if not root.is_dir():
         raise ConfigError(f"{str(root)!r} is not a folder; pass the folder that holds the recordings")
+    if not hold_gap_ms > 0:
+        raise ConfigError(f"hold_gap_ms must be > 0, got {hold_gap_ms}")
     manifest = Path(out) if out is not None else root
     if manifest.suffix.lower() != ".json":
         manifest = manifest / "manifest.json"
