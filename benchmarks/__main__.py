@@ -17,6 +17,7 @@ from pathlib import Path
 from benchmarks import (
     bench_audio_processing,
     bench_basics,
+    bench_corpus,
     bench_crash,
     bench_devices,
     bench_emulator,
@@ -41,8 +42,9 @@ BENCHMARKS: dict[str, list[Callable[[Size], list[Figure]]]] = {
         bench_audio_processing.bench_processing_cost,
         bench_audio_processing.bench_fast_mode_with_processing,
     ],
-    "sweep": [bench_sweep.bench_sweep],
+    "sweep": [bench_sweep.bench_sweep, bench_sweep.bench_vad_cache],
     "timeline": [bench_timeline.bench_invariance],
+    "corpus": [bench_corpus.bench_labeller, bench_corpus.bench_dask_throughput],
     "crash": [bench_crash.bench_crash_loss],
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")

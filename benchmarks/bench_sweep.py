@@ -64,3 +64,86 @@ def bench_sweep(size: Size) -> list[Figure]:
             f"(the sweep takes {wall / max(floor, 1e-9):.1f}× that floor)",
         )
     ]
+
+
+def _silero_once_s(prompt_ids: list[str]) -> tuple[float, float]:
+    """Silero alone over the prompts' audio once, in this process: (seconds, seconds of audio)."""
+    from vlab.audio.pcm import pcm16_to_float
+    from vlab.audio.silero import SileroStream, step_streams
+    from vlab.prompts import load_prompt_set, select_prompts
+
+    audio_s, t = 0.0, time.perf_counter()
+    for p in select_prompts(load_prompt_set(), prompt_ids):
+        x = pcm16_to_float(p.pcm(16000))
+        audio_s += len(x) / 16000
+        step_streams([SileroStream()], [x[: len(x) // 512 * 512].reshape(-1, 512)])
+    return time.perf_counter() - t, audio_s
+
+
+def bench_vad_cache(size: Size) -> list[Figure]:
+    """9 settings × the bundled prompts at speed max, with the VAD cache and without it."""
+    from unittest import mock
+
+    from vlab.audio.silero_worker import SileroWorker
+    from vlab.prompts import load_prompt_set
+    from vlab.sweep import run_sweep
+
+    prompts = [p.id for p in load_prompt_set()]
+    silences = [200, 300, 400, 500, 600, 700, 800, 1000, 1200]
+    if size.tiny:
+        prompts, silences = prompts[:1], silences[:2]
+    elif size.scale < 1:
+        prompts = prompts[:4]
+    config = {
+        "target": {"speed": "max", "latency": "typical"},
+        "prompts": {"include": prompts},
+        "grid": {"silence_duration_ms": silences},
+        "run": {"concurrency": 4, "timeout_s": 60, "baseline": False},
+    }
+    original = SileroWorker.use_cache
+
+    def no_cache(self: SileroWorker, folder: object = None, *, enabled: bool = True) -> None:
+        original(self, enabled=False)
+
+    def worker_cpu_s() -> float:
+        """CPU time of this process's Silero worker so far (it runs the emulator's model and processing)."""
+        import psutil
+
+        proc = SileroWorker.shared()._proc
+        if proc is None:
+            return 0.0
+        times = psutil.Process(proc.pid).cpu_times()
+        return float(times.user + times.system)
+
+    SileroWorker.shared().start()
+    walls, cpus = {}, {}
+    for label in ("without", "with"):
+        with tempfile.TemporaryDirectory() as d, contextlib.ExitStack() as stack:
+            if label == "without":
+                stack.enter_context(mock.patch.object(SileroWorker, "use_cache", no_cache))
+            stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
+            t, cpu = time.perf_counter(), worker_cpu_s()
+            result = run_sweep(config, d, progress=False, session_options={"dotenv_path": False})
+            walls[label], cpus[label] = time.perf_counter() - t, worker_cpu_s() - cpu
+            assert all(c.status == "ok" for c in result.cells), [c.error for c in result.cells]
+    floor, audio_s = _silero_once_s(prompts)
+    cells = len(silences) * len(prompts)
+    return [
+        Figure(
+            f"Silero worker CPU in a sweep of {len(silences)} settings × {len(prompts)} bundled prompts, with the VAD cache",
+            f"{cpus['with']:.2f} s CPU (without the cache {cpus['without']:.2f} s); "
+            f"Silero alone over the audio once: {floor:.2f} s",
+            "≤ 2× the time Silero alone takes over that audio once",
+            cpus["with"] / (2 * max(floor, 1e-9)),
+            baseline="the worker's CPU time covers resampling and cutting the streams as well as the model",
+        ),
+        Figure(
+            f"sweep of {len(silences)} settings × {len(prompts)} bundled prompts at speed max, with the VAD cache",
+            f"{walls['with']:.1f} s wall for {cells} cells ({audio_s:.0f} s of distinct audio); "
+            f"{walls['with'] / max(floor, 1e-9):.1f}× Silero alone over that audio once ({floor:.2f} s)",
+            "≤ 2× the time Silero alone takes over that audio once",
+            walls["with"] / (2 * max(floor, 1e-9)),
+            baseline=f"the same sweep without the cache: {walls['without']:.1f} s "
+            f"(the cache makes it {walls['without'] / walls['with']:.2f}× faster)",
+        ),
+    ]

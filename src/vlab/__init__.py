@@ -21,6 +21,7 @@ __all__ = [
     "VlabError",
     "__version__",
     "load_log",
+    "load_sweep",
 ]
 
 _LAZY = {
@@ -32,6 +33,7 @@ _LAZY = {
     "Session": "vlab.session",
     "VlabError": "vlab.errors",
     "load_log": "vlab.log",
+    "load_sweep": "vlab.sweep",
 }
 
 if TYPE_CHECKING:
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from vlab.log import load_log
     from vlab.session import BargeIn, Session
     from vlab.settings import NOT_GIVEN, AzureSemanticVad, ServerVad, SessionSettings
+    from vlab.sweep import load_sweep
 
 
 def __getattr__(name: str) -> Any:

@@ -66,6 +66,9 @@ class LabelledPrompt:
     """For ``interruption`` prompts, the onset of the speech meant to interrupt the assistant."""
     notes: str = ""
     """Free text: how the prompt was made or labelled."""
+    label_source: str = "generated"
+    """Where the labels come from: ``generated`` with the audio, ``imported`` from label files,
+    ``auto`` (proposed by ``vlab prompts label``, not reviewed) or ``edited`` (reviewed by a person)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Any other manifest keys, kept as they are."""
 
@@ -101,6 +104,7 @@ class LabelledPrompt:
             "hold_spans": [list(s) for s in self.hold_spans],
             "end_of_turn_ms": list(self.end_of_turn_ms),
             "barge_in_ms": self.barge_in_ms,
+            "label_source": self.label_source,
         }
 
     @classmethod
@@ -124,6 +128,7 @@ class LabelledPrompt:
             "pause_ms",
             "barge_in_ms",
             "notes",
+            "label_source",
         }
         try:
             segments = tuple((float(a), float(b)) for a, b in entry["speech_segments"])
@@ -142,6 +147,7 @@ class LabelledPrompt:
                 pause_ms=None if entry.get("pause_ms") is None else float(entry["pause_ms"]),
                 barge_in_ms=None if entry.get("barge_in_ms") is None else float(entry["barge_in_ms"]),
                 notes=str(entry.get("notes", "")),
+                label_source=str(entry.get("label_source", "generated")),
                 extra={k: v for k, v in entry.items() if k not in known},
             )
         except (KeyError, TypeError, ValueError) as exc:

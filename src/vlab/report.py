@@ -161,6 +161,15 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
             + html.escape("; ".join(f"{e['cell']}: {e.get('error')}" for e in errors[:5]))
             + "</p>"
         )
+    unreviewed = _unreviewed(manifest, prompts)
+    if unreviewed:
+        parts.append(
+            f"<p class='warn'>Scored against unreviewed automatic labels: {len(unreviewed)} of "
+            f"{len(manifest.get('prompts', []))} prompts ({html.escape(', '.join(unreviewed[:8]))}"
+            f"{' …' if len(unreviewed) > 8 else ''}) have labels proposed by <code>vlab prompts label</code> "
+            "that nobody has reviewed; their cut-off, hold and missed-turn figures are only as good as "
+            "those proposals. Review them in the LabelEditor.</p>"
+        )
     parts.append("<h2>Operating points</h2>")
     if len(points):
         cols = [
@@ -237,6 +246,17 @@ def _latency_note(manifest: dict[str, Any]) -> str:
     when = f", {dates[0][:10]} to {dates[-1][:10]}" if dates else ""
     hosts = ", ".join(model.get("endpoint_hosts") or []) or "unknown host"
     return f"{model['name']} (fitted from {model.get('runs')} runs against {hosts}{when}; {model['file']})"
+
+
+def _unreviewed(manifest: dict[str, Any], prompts: dict[str, Any]) -> list[str]:
+    """Ids of the sweep's prompts whose labels are automatic proposals nobody reviewed (``auto``)."""
+    out = []
+    for entry in manifest.get("prompts", []):
+        pid = entry.get("id")
+        source = entry.get("label_source") or getattr(prompts.get(pid), "label_source", None)
+        if source == "auto":
+            out.append(str(pid))
+    return out
 
 
 def _prompt_dir(manifest: dict[str, Any]) -> Path | None:

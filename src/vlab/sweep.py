@@ -7,7 +7,10 @@ one setting, waits until the turns are answered, and writes its run folder
 sweep writes ``turns.parquet`` (:func:`vlab.metrics.turn_latency` of every cell), ``vad.parquet``
 (server detections), ``scores.parquet`` (:func:`vlab.metrics.score_prompt`), ``points.parquet``
 (:func:`vlab.metrics.operating_points`) and ``manifest.json`` (grid, prompts, versions, target kind,
-times; never a key). Finished cells are skipped when the sweep is run again (resume); a failed cell
+times; never a key). The emulator's Silero probabilities are kept in ``vad_cache/`` beside the cells
+(:mod:`vlab.audio.vad_cache`): every setting and repeat that plays a prompt reuses them, and so does a
+resumed or repeated sweep. Every table is also a Parquet dataset with one partition per setting
+(``dataset/<table>/setting_index=K/``), which :func:`load_sweep` reads as one table. Finished cells are skipped when the sweep is run again (resume); a failed cell
 records its error and the sweep goes on.
 
 Config (TOML; see ``examples/vad_sweep.toml``)::
@@ -33,11 +36,16 @@ Config (TOML; see ``examples/vad_sweep.toml``)::
     canary = "short_question"
     throttle_retries = 5     # a cell the service throttles (HTTP 429) is retried this often …
     backoff_s = 2.0          # … after the service's Retry-After, else this wait, doubled each time
+    executor = "asyncio"     # or "dask": cells run on a dask.distributed cluster (pip install vlab[dask])
+    workers = 2              # dask: workers of the LocalCluster started for the sweep
+    cluster = "tcp://host:8786"   # dask: an existing scheduler instead of a LocalCluster
+    max_sessions = 8         # sessions open at once across the whole sweep (all workers)
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import logging
@@ -61,7 +69,7 @@ from vlab.errors import ConfigError
 from vlab.prompts import LabelledPrompt, load_prompt_set, select_prompts
 from vlab.settings import AzureSemanticVad, ServerVad, SessionSettings
 
-__all__ = ["CellResult", "SweepConfig", "SweepResult", "load_config", "run_sweep"]
+__all__ = ["CellResult", "SweepConfig", "SweepResult", "load_config", "load_sweep", "run_sweep"]
 
 log = logging.getLogger("vlab.sweep")
 
@@ -89,10 +97,20 @@ _SECTIONS: dict[str, set[str]] = {
         "name",
         "throttle_retries",
         "backoff_s",
+        "executor",
+        "workers",
+        "cluster",
+        "max_sessions",
     },
 }
 _MAX_BACKOFF_S = 60.0
 """Upper bound of the wait between attempts of a throttled cell."""
+DATASET_DIR = "dataset"
+"""Folder of a sweep with its tables as partitioned Parquet datasets (``dataset/turns/setting_index=K/``)."""
+VAD_CACHE_DIR = "vad_cache"
+"""Folder of a sweep that keeps the emulator's Silero probabilities (:mod:`vlab.audio.vad_cache`)."""
+EXECUTORS = ("asyncio", "dask")
+"""Where cells run: ``asyncio`` (this process, ``concurrency`` at once) or ``dask`` (:mod:`vlab.sweep_dask`)."""
 BASELINE = ServerVad()
 """The plain server-VAD setting added with ``baseline = true``: vlab's defaults, 0.5 / 300 ms / 500 ms
 (see :data:`vlab.protocol_limits.VLAB_DEFAULTS_API_VERSION`)."""
@@ -122,6 +140,14 @@ class SweepConfig:
     """Name of the baseline setting, if any."""
     canary: str | None = None
     """Prompt id used for the "did the setting take effect" check."""
+    executor: str = "asyncio"
+    """Where cells run (:data:`EXECUTORS`)."""
+    workers: int = 2
+    """``dask``: workers of the ``LocalCluster`` (``concurrency`` cells at once on each)."""
+    cluster: str | None = None
+    """``dask``: a scheduler address to run on instead of a ``LocalCluster``."""
+    max_sessions: int | None = None
+    """Sessions open at once across the whole sweep (every worker), or None for no cap."""
     raw: dict[str, Any] = field(default_factory=dict)
     """The config as read (for the manifest)."""
     throttle_retries: int = 5
@@ -279,7 +305,8 @@ def load_config(
             names.append(baseline_name)
     repeats = run.get("repeats", 1)
     concurrency = run.get("concurrency", 4)
-    for key, value in (("repeats", repeats), ("concurrency", concurrency)):
+    workers, max_sessions = run.get("workers", 2), run.get("max_sessions")
+    for key, value in (("repeats", repeats), ("concurrency", concurrency), ("workers", workers)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"[run] {key} must be an integer ≥ 1, got {value!r}")
     throttle_retries = run.get("throttle_retries", 5)
@@ -288,6 +315,18 @@ def load_config(
     backoff_s = run.get("backoff_s", 2.0)
     if isinstance(backoff_s, bool) or not isinstance(backoff_s, (int, float)) or not backoff_s >= 0:
         raise ConfigError(f"[run] backoff_s must be a number of seconds ≥ 0, got {backoff_s!r}")
+    if max_sessions is not None and (
+        isinstance(max_sessions, bool) or not isinstance(max_sessions, int) or max_sessions < 1
+    ):
+        raise ConfigError(f"[run] max_sessions must be an integer ≥ 1, got {max_sessions!r}")
+    executor, cluster = run.get("executor", "asyncio"), run.get("cluster")
+    if executor not in EXECUTORS:
+        raise ConfigError(f"[run] executor must be {' or '.join(map(repr, EXECUTORS))}, got {executor!r}")
+    if cluster is not None and (not isinstance(cluster, str) or executor != "dask"):
+        raise ConfigError(
+            f"[run] cluster must be a scheduler address string (e.g. 'tcp://host:8786') with "
+            f"executor = 'dask', got {cluster!r} with executor = {executor!r}"
+        )
     timeout_s = run.get("timeout_s", 60.0)
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
         raise ConfigError(f"[run] timeout_s must be a number of seconds > 0, got {timeout_s!r}")
@@ -347,6 +386,10 @@ def load_config(
         timeout_s=float(timeout_s),
         baseline=baseline_name,
         canary=canary,
+        executor=executor,
+        workers=workers,
+        cluster=cluster,
+        max_sessions=max_sessions,
         raw=json.loads(json.dumps(data, default=str)),
         throttle_retries=throttle_retries,
         backoff_s=float(backoff_s),
@@ -404,6 +447,57 @@ def _parquet_atomic(frame: Any, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     frame.to_parquet(tmp, index=False)
     os.replace(tmp, path)
+
+
+def _dataset_atomic(frame: Any, path: Path, settings: Sequence[str]) -> None:
+    """Write a table as a Parquet dataset with one partition per setting (``setting_index=K``), swapped in whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    if "setting" in frame:
+        for index, setting in enumerate(settings):
+            part = frame[frame["setting"] == setting]
+            if len(part):
+                (tmp / f"setting_index={index}").mkdir()
+                part.to_parquet(tmp / f"setting_index={index}" / "part-0.parquet", index=False)
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+
+
+def load_sweep(path: str | os.PathLike[str], table: str = "turns") -> Any:
+    """One table of a sweep folder as a DataFrame, read from its partitioned dataset (every setting).
+
+    Args:
+        path: A folder written by :func:`run_sweep`.
+        table: ``turns``, ``vad``, ``scores`` or ``session`` (``points`` has one row per setting).
+
+    The same dataset reads as one table elsewhere, e.g. in DuckDB:
+    ``SELECT * FROM read_parquet('runs/NAME/dataset/turns/*/*.parquet', hive_partitioning = true)``.
+
+    Raises:
+        ConfigError: Not a sweep folder, or no such table.
+    """
+    import pandas as pd
+
+    folder = Path(path)
+    dataset = folder / DATASET_DIR / table
+    if dataset.is_dir():
+        parts = sorted(dataset.glob("setting_index=*/*.parquet"))
+        if not parts:
+            return pd.read_parquet(folder / f"{table}.parquet")  # no rows: the flat file keeps the columns
+        return pd.concat(
+            [pd.read_parquet(p).assign(setting_index=int(p.parent.name.split("=")[1])) for p in parts],
+            ignore_index=True,
+        )
+    flat = folder / f"{table}.parquet"
+    if flat.is_file():  # a sweep written before the datasets
+        return pd.read_parquet(flat)
+    raise ConfigError(
+        f"{str(folder)!r} holds no {table!r} table; pass a folder written by `vlab sweep` and one of "
+        "turns, vad, scores, session, points"
+    )
 
 
 def _slug(text: str) -> str:
@@ -478,6 +572,84 @@ def _fresh_dir(folder: Path) -> None:
     """Empty ``folder`` (what a failed attempt left there)."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
+
+
+def _finished(cell_dir: Path) -> bool:
+    """The cell's ``cell.json`` says it ran to the end (``ok``): a resumed sweep skips it."""
+    try:
+        return bool(json.loads((cell_dir / "cell.json").read_text(encoding="utf-8")).get("status") == "ok")
+    except (OSError, ValueError):
+        return False
+
+
+async def run_cell(
+    cfg: SweepConfig,
+    out_dir: Path,
+    name: str,
+    index: int,
+    settings: SessionSettings,
+    prompt: LabelledPrompt,
+    rep: int,
+    options: Mapping[str, Any],
+    clock: Clock | None = None,
+) -> CellResult:
+    """Run one cell afresh into ``out_dir/cells/<name>`` and write its ``cell.json`` (also on failure).
+
+    While the service throttles the cell, it waits on ``clock`` and runs again (:func:`_run_throttled`).
+    """
+    cell_dir = out_dir / "cells" / name
+    if cell_dir.exists():  # a half-written or failed cell from an earlier run: start it afresh
+        shutil.rmtree(cell_dir)
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    meta: dict[str, Any] = {
+        "cell": name,
+        "setting": cfg.setting_names[index],
+        "prompt": prompt.id,
+        "repeat": rep,
+        "settings": settings.to_dict(),
+    }
+    throttled: list[dict[str, Any]] = []
+    try:
+        info = await _run_throttled(
+            lambda: _run_cell(cfg, cell_dir, settings, prompt, options),
+            cfg,
+            cell_dir,
+            throttled,
+            clock or SystemClock(),
+        )
+        meta.update(status="ok", target=info["target"], connect_ns=info["connect_ns"])
+        result = CellResult(name, "ok", time.perf_counter() - t)
+    except Exception as exc:  # a failed cell is recorded and the sweep goes on
+        meta.update(status="error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+        result = CellResult(name, "error", time.perf_counter() - t, meta["error"])
+    if throttled:
+        meta["throttled"] = throttled
+        result.throttled = len(throttled)
+    meta["duration_s"] = round(time.perf_counter() - t, 3)
+    _write_atomic(cell_dir / "cell.json", json.dumps(meta, indent=2) + "\n")
+    return result
+
+
+def _cell_job(
+    cfg: SweepConfig, out_dir: Path, options: Mapping[str, Any], cell: tuple[Any, ...]
+) -> CellResult:
+    """One cell on a dask worker (:mod:`vlab.sweep_dask`), on its own event loop, with the sweep's VAD cache."""
+    from vlab.audio.silero_worker import SileroWorker
+
+    SileroWorker.shared().use_cache(out_dir / VAD_CACHE_DIR)
+    name, index, settings, prompt, rep = cell
+    return asyncio.run(run_cell(cfg, out_dir, name, index, settings, prompt, rep, options))
+
+
+def _lost_cell(out_dir: Path, cell: tuple[Any, ...], exc: BaseException) -> CellResult:
+    """A cell whose task never finished (its workers kept dying) gets a ``cell.json`` with the error."""
+    name, _, _, prompt, rep = cell
+    error = f"{type(exc).__name__}: {exc}"
+    (out_dir / "cells" / name).mkdir(parents=True, exist_ok=True)
+    meta = {"cell": name, "prompt": prompt.id, "repeat": rep, "status": "error", "error": error}
+    _write_atomic(out_dir / "cells" / name / "cell.json", json.dumps(meta, indent=2) + "\n")
+    return CellResult(name, "error", error=error)
 
 
 def _analyse_cell(cell_dir: Path, prompt: LabelledPrompt, connect_ns: int | None) -> dict[str, Any]:
@@ -562,7 +734,7 @@ async def run_sweep_async(
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     cells = _cells(cfg)
-    sem = asyncio.Semaphore(cfg.concurrency)
+    sem = asyncio.Semaphore(min(cfg.concurrency, cfg.max_sessions or cfg.concurrency))
     waits = clock or SystemClock()
     results: list[CellResult] = []
     bar = None
@@ -578,54 +750,41 @@ async def run_sweep_async(
         if on_cell is not None:
             on_cell(result)
 
-    async def one(name: str, index: int, settings: SessionSettings, prompt: LabelledPrompt, rep: int) -> None:
-        cell_dir = out_dir / "cells" / name
-        marker = cell_dir / "cell.json"
-        if resume and marker.is_file():
-            try:
-                if json.loads(marker.read_text(encoding="utf-8")).get("status") == "ok":
-                    done(CellResult(name, "skipped"))
-                    return
-            except ValueError:
-                pass
-        async with sem:
-            if cell_dir.exists():  # a half-written or failed cell from an earlier run: start it afresh
-                shutil.rmtree(cell_dir)
-            cell_dir.mkdir(parents=True, exist_ok=True)
-            t = time.perf_counter()
-            meta: dict[str, Any] = {
-                "cell": name,
-                "setting": cfg.setting_names[index],
-                "prompt": prompt.id,
-                "repeat": rep,
-                "settings": settings.to_dict(),
-            }
-            throttled: list[dict[str, Any]] = []
-            try:
-                info = await _run_throttled(
-                    lambda: _run_cell(cfg, cell_dir, settings, prompt, options),
-                    cfg,
-                    cell_dir,
-                    throttled,
-                    waits,
-                )
-                meta.update(status="ok", target=info["target"], connect_ns=info["connect_ns"])
-                result = CellResult(name, "ok", time.perf_counter() - t)
-            except Exception as exc:  # a failed cell is recorded and the sweep goes on
-                meta.update(
-                    status="error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()
-                )
-                result = CellResult(name, "error", time.perf_counter() - t, meta["error"])
-            if throttled:
-                meta["throttled"] = throttled
-                result.throttled = len(throttled)
-            meta["duration_s"] = round(time.perf_counter() - t, 3)
-            _write_atomic(marker, json.dumps(meta, indent=2) + "\n")
-            done(result)
+    todo = []
+    for cell in cells:
+        if resume and _finished(out_dir / "cells" / cell[0]):
+            done(CellResult(cell[0], "skipped"))
+        else:
+            todo.append(cell)
 
+    async def one(name: str, index: int, settings: SessionSettings, prompt: LabelledPrompt, rep: int) -> None:
+        async with sem:
+            done(await run_cell(cfg, out_dir, name, index, settings, prompt, rep, options, waits))
+
+    from vlab.audio.silero_worker import SileroWorker
+
+    worker = SileroWorker.shared()
+    worker.use_cache(out_dir / VAD_CACHE_DIR)  # the embedded emulator's Silero runs once per audio
     try:
-        await asyncio.gather(*(one(*c) for c in cells))
+        if cfg.executor == "dask":
+            from vlab.sweep_dask import run_on_dask
+
+            def dask_done(cell: tuple[Any, ...], result: CellResult | BaseException) -> None:
+                done(result if isinstance(result, CellResult) else _lost_cell(out_dir, cell, result))
+
+            await run_on_dask(
+                functools.partial(_cell_job, cfg, out_dir, options),
+                [(c[0], c) for c in todo],
+                dask_done,
+                workers=cfg.workers,
+                threads_per_worker=cfg.concurrency,
+                cluster=cfg.cluster,
+                max_sessions=cfg.max_sessions,
+            )
+        else:
+            await asyncio.gather(*(one(*c) for c in todo))
     finally:
+        worker.use_cache()
         if bar is not None:
             bar.close()
     wall_s = time.perf_counter() - t0
@@ -704,6 +863,7 @@ def aggregate(out_dir: Path, cfg: SweepConfig) -> None:
                 else:
                     frame[col] = pd.to_numeric(frame[col], errors="coerce")
         _parquet_atomic(frame, out_dir / f"{name}.parquet")
+        _dataset_atomic(frame, out_dir / DATASET_DIR / name, cfg.setting_names)
     points = (
         operating_points(frames["scores"], by="setting", baseline=cfg.baseline) if scores else pd.DataFrame()
     )
@@ -754,13 +914,18 @@ def _write_manifest(
         "latency_model": _latency_model(cfg.latency),
         "repeats": cfg.repeats,
         "concurrency": cfg.concurrency,
+        "executor": cfg.executor,
+        "max_sessions": cfg.max_sessions,
         "baseline": cfg.baseline,
         "canary": cfg.canary,
         "grid": [
             {"setting": n, "turn_detection": s.to_dict()["turn_detection"], **_processing_of(s.to_dict())}
             for n, s in zip(cfg.setting_names, cfg.settings, strict=False)
         ],
-        "prompts": [{"id": p.id, "category": p.category, "file": str(p.file)} for p in cfg.prompts],
+        "prompts": [
+            {"id": p.id, "category": p.category, "file": str(p.file), "label_source": p.label_source}
+            for p in cfg.prompts
+        ],
         "config": cfg.raw,
         "versions": _versions(),
         "cells": statuses,

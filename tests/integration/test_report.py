@@ -63,3 +63,18 @@ def test_cli_report_and_compare(sweep_dir, tmp_path, capsys):
 def test_report_of_a_folder_that_is_not_a_sweep_fails_clearly(tmp_path):
     with pytest.raises(ConfigError, match="not a sweep folder"):
         build_report(tmp_path)
+
+
+def test_report_says_when_labels_are_unreviewed_proposals(sweep_dir, tmp_path):
+    import json
+    import shutil
+
+    assert "unreviewed automatic labels" not in build_report(sweep_dir, timeline_prompts=0).read_text()
+    copy = tmp_path / "auto"
+    shutil.copytree(sweep_dir, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    assert {p["label_source"] for p in manifest["prompts"]} == {"generated"}
+    manifest["prompts"][0]["label_source"] = "auto"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    page = build_report(copy, timeline_prompts=0).read_text()
+    assert f"unreviewed automatic labels: 1 of 2 prompts ({manifest['prompts'][0]['id']})" in page

@@ -22,6 +22,7 @@ def test_public_names_are_pinned():
         "VlabError",
         "__version__",
         "load_log",
+        "load_sweep",
     }
     for name in vlab.__all__:
         assert getattr(vlab, name) is not None

@@ -26,6 +26,12 @@ the stream's audio; sent before its first audio, or again to change the settings
 echo reference: ``at ms f64 | PCM16``, ``input rate`` is its rate) and :data:`STOP` (playback stopped:
 ``at ms f64``). They apply in order with the stream's audio.
 
+The worker keeps the probabilities it computed (:mod:`vlab.audio.vad_cache`, keyed by the model's
+input since the stream's reset) and answers repeated audio from them, frame for frame as the model
+would: :data:`CACHE` (payload ``mode u8 | folder, UTF-8``; mode 0: off, 1: in memory (the default), 2:
+also on disk in the folder) switches it. A stream processed with echo cancellation from its start does
+not use it (its input depends on the playback, so it seldom repeats).
+
 Every :data:`AUDIO` request is answered, in order, with::
 
     stream u32 | frames u32 | frames × float32 probability
@@ -56,10 +62,12 @@ from vlab.clock import Clock, SystemClock
 if TYPE_CHECKING:
     from vlab.audio.processing import InputProcessor, ProcessingSettings
     from vlab.audio.vad import SileroModel, StreamingVad
+    from vlab.audio.vad_cache import CacheCursor, VadCache
 
 log = logging.getLogger("vlab.audio")
 
-AUDIO, RESET, CLOSE, PROCESS, PLAY, STOP = 0, 1, 2, 3, 4, 5
+AUDIO, RESET, CLOSE, PROCESS, PLAY, STOP, CACHE = 0, 1, 2, 3, 4, 5, 6
+CACHE_OFF, CACHE_MEMORY, CACHE_DISK = 0, 1, 2
 _MAX_QUICK_DEATHS, _QUICK_NS = 3, 10 * 10**9  # a worker that exits this often at once is not restarted
 REQUEST = struct.Struct("<BIIIfI")
 RESULT = struct.Struct("<II")
@@ -109,10 +117,27 @@ def _model(vad: StreamingVad) -> SileroModel:
     return cast("SileroModel", vad.model)
 
 
+def _cache(payload: bytes) -> VadCache | None:
+    """The cache a :data:`CACHE` request asks for."""
+    from vlab.audio.vad_cache import VadCache
+
+    mode = payload[0] if payload else CACHE_MEMORY
+    if mode == CACHE_OFF:
+        return None
+    return VadCache(payload[1:].decode() if mode == CACHE_DISK else None)
+
+
 def _run_batch(
-    streams: dict[int, StreamingVad], batch: dict[int, list[np.ndarray]], out: list[bytes]
+    streams: dict[int, StreamingVad],
+    batch: dict[int, list[np.ndarray]],
+    out: list[bytes],
+    cache: VadCache | None = None,
+    cursors: dict[int, CacheCursor] | None = None,
 ) -> None:
-    """Run every stream's queued frame blocks (one model call per step across streams); answer each block."""
+    """Run every stream's queued frame blocks (one model call per step across streams); answer each block.
+
+    With a ``cache``, the streams with a cursor run only the frames it does not know.
+    """
     from vlab.audio.silero import step_streams
 
     ids = list(batch)
@@ -122,10 +147,22 @@ def _run_batch(
         by_rate.setdefault(_model(streams[i]).sample_rate, []).append(k)
     probs: list[list[float]] = [[] for _ in ids]
     for ks in by_rate.values():
-        active = [k for k in ks if len(frames[k])]
-        results = step_streams([_model(streams[ids[k]]).stream for k in active], [frames[k] for k in active])
-        for k, p in zip(active, results, strict=True):
-            probs[k] = p
+        run: dict[int, np.ndarray] = {}
+        plans = {}
+        for k in ks:
+            cursor = None if cache is None or cursors is None else cursors.get(ids[k])
+            if cursor is not None and cache is not None and len(frames[k]):
+                run[k], plans[k] = cache.plan(cursor, _model(streams[ids[k]]).stream, frames[k])
+            else:
+                run[k] = frames[k]
+        active = [k for k in ks if len(run[k])]
+        results = step_streams([_model(streams[ids[k]]).stream for k in active], [run[k] for k in active])
+        ran = dict(zip(active, results, strict=True))
+        for k in ks:
+            if k in plans and cache is not None:
+                probs[k] = cache.finish(plans[k], _model(streams[ids[k]]).stream, ran.get(k, []))
+            else:
+                probs[k] = ran.get(k, [])
     for k, i in enumerate(ids):
         model, start = _model(streams[i]), 0
         for block in batch[i]:
@@ -150,8 +187,12 @@ def serve(read_fd: int, write_fd: int) -> None:
     A stream's consecutive audio requests in one read are cut in one pass; its frames are then answered
     on the last of them (the earlier ones complete no frame), as if the audio had come in one append.
     """
+    from vlab.audio.vad_cache import CacheCursor
+
     streams: dict[int, StreamingVad] = {}
     processors: dict[int, InputProcessor] = {}  # streams whose audio is processed before the model
+    cache = _cache(b"")
+    cursors: dict[int, CacheCursor] = {}  # streams that use the cache
     buf = bytearray()
     while chunk := os.read(read_fd, _READ):
         buf += chunk
@@ -173,25 +214,36 @@ def serve(read_fd: int, write_fd: int) -> None:
                     streams[stream] = _new_stream(
                         input_rate if processor is None else processor.rate, model_rate, floor
                     )
+                    if processor is None or not processor.settings.echo_cancellation:
+                        cursors[stream] = CacheCursor.start(model_rate)
                 audio.setdefault(stream, []).append(payload)
                 continue
             if stream in audio:  # the stream's earlier audio goes through as it was before this request
                 _cut(streams[stream], audio.pop(stream), batch.setdefault(stream, []), processors.get(stream))
-            if op == PROCESS:
+            if op == CACHE:
+                if batch:
+                    _run_batch(streams, batch, out, cache, cursors)
+                if cache is not None:
+                    cache.save()
+                cache = _cache(payload)
+            elif op == PROCESS:
                 _configure(processors, stream, input_rate, payload)
             elif op == PLAY and stream in processors:
                 processors[stream].play(payload[_MS.size :], input_rate, _MS.unpack_from(payload)[0])
             elif op == STOP and stream in processors:
                 processors[stream].stop_playback(_MS.unpack_from(payload)[0])
             elif op in (RESET, CLOSE):
-                if stream in batch:
-                    _run_batch(streams, batch, out)  # this stream's earlier frames before its state changes
+                if stream in batch:  # this stream's earlier frames before its state changes
+                    _run_batch(streams, batch, out, cache, cursors)
                 if op == CLOSE:
                     streams.pop(stream, None)
                     processors.pop(stream, None)
+                    cursors.pop(stream, None)
                     continue
                 if stream in streams:
                     streams[stream].reset()
+                    if stream in cursors:
+                        cursors[stream] = CacheCursor.start(_model(streams[stream]).sample_rate)
                 if stream in processors and payload:
                     processor = processors[stream]
                     processor.restart(processor.input_rate, _MS.unpack_from(payload)[0])
@@ -199,11 +251,15 @@ def serve(read_fd: int, write_fd: int) -> None:
         for stream, pieces in audio.items():
             _cut(streams[stream], pieces, batch.setdefault(stream, []), processors.get(stream))
         if batch:
-            _run_batch(streams, batch, out)
+            _run_batch(streams, batch, out, cache, cursors)
+        if cache is not None:
+            cache.save(min_records=4096)
         if out:
             data = memoryview(b"".join(out))
             while data:
                 data = data[os.write(write_fd, data) :]
+    if cache is not None:
+        cache.save()
 
 
 class SileroWorker:
@@ -233,6 +289,7 @@ class SileroWorker:
         """Why the worker is not restarted any more (it kept exiting at once), or None."""
         self._outbox = bytearray()  # requests of this loop turn, written together at its end
         self._flush_on: asyncio.AbstractEventLoop | None = None  # the loop a flush is scheduled on
+        self._cache = b""  # the CACHE request payload every new worker process gets first (b"": default)
 
     @classmethod
     def shared(cls) -> SileroWorker:
@@ -266,6 +323,9 @@ class SileroWorker:
             with contextlib.suppress(OSError):
                 fcntl.fcntl(proc.stdin.fileno(), 1031, 1 << 20)  # F_SETPIPE_SZ
         self._proc = proc
+        if self._cache:  # before anything else reaches the new process
+            with contextlib.suppress(OSError):  # a worker that died at once: the reader says so
+                os.write(proc.stdin.fileno(), encode_request(CACHE, 0, pcm16=self._cache))
         threading.Thread(
             target=self._read_results, args=(proc,), name="vlab-silero-results", daemon=True
         ).start()
@@ -294,6 +354,20 @@ class SileroWorker:
             stream = self._ids[model] = self._next_id
             self._next_id += 1
         return stream
+
+    def use_cache(self, folder: str | os.PathLike[str] | None = None, *, enabled: bool = True) -> None:
+        """Where the worker keeps Silero's probabilities (:mod:`vlab.audio.vad_cache`) from now on.
+
+        Args:
+            folder: Also keep them on disk there (read back by any later worker), or only in memory.
+            enabled: False: no cache at all (every frame runs through the model).
+        """
+        mode = CACHE_OFF if not enabled else CACHE_MEMORY if folder is None else CACHE_DISK
+        with self._lock:
+            self._cache = bytes([mode]) + (os.fsencode(folder) if folder is not None and enabled else b"")
+            running = self._proc is not None
+        if running:
+            self._send(encode_request(CACHE, 0, pcm16=self._cache))
 
     def process(
         self, model: SileroModel, settings: ProcessingSettings, input_rate: int, origin_ms: float

@@ -11,6 +11,7 @@ COMMANDS = (
     "sweep",
     "report",
     "compare",
+    "prompts",
     "calibrate",
     "doctor",
     "notebooks",

@@ -1,0 +1,106 @@
+"""Your own recordings: the labeller against the bundled labels, and sweeps on a Dask LocalCluster."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+import time
+
+import numpy as np
+
+from benchmarks._common import Figure, Size
+
+
+def bench_labeller(size: Size) -> list[Figure]:
+    """`vlab prompts label`'s proposals on the bundled prompts against their exact labels."""
+    from vlab.audio.wav import read_audio
+    from vlab.corpus.labeller import propose
+    from vlab.prompts import load_prompt_set
+
+    prompts = [p for p in load_prompt_set() if p.speech_segments]
+    if size.tiny:
+        prompts = prompts[:2]
+    onsets, offsets, missed = [], [], 0
+    t = time.perf_counter()
+    for p in prompts:
+        proposal = propose(*read_audio(p.file))
+        for on, off in p.speech_segments:
+            best = max(proposal.speech_segments, key=lambda s: min(off, s[1]) - max(on, s[0]), default=None)
+            if best is None or min(off, best[1]) <= max(on, best[0]):
+                missed += 1
+                continue
+            onsets.append(abs(best[0] - on))
+            offsets.append(abs(best[1] - off))
+    wall = time.perf_counter() - t
+    p50 = max(float(np.median(onsets)), float(np.median(offsets)))
+    return [
+        Figure(
+            f"labeller vs the bundled labels ({len(onsets)} segments of {len(prompts)} prompts)",
+            f"onset error p50 {np.median(onsets):.1f} ms (p90 {np.percentile(onsets, 90):.0f}), offset error p50 "
+            f"{np.median(offsets):.1f} ms (p90 {np.percentile(offsets, 90):.0f}); {missed} segments missed; "
+            f"{wall:.1f} s",
+            "onset/offset error p50 ≤ 30 ms",
+            p50 / 30.0,
+        )
+    ]
+
+
+def bench_dask_throughput(size: Size) -> list[Figure]:
+    """Cells per second on a 2-worker LocalCluster against 1 worker, and each worker's memory over the run."""
+    import distributed
+    import psutil
+
+    from vlab.sweep import run_sweep
+
+    cells = size.n(2000, minimum=4)
+    config = {
+        "target": {"speed": "max", "latency": "typical"},
+        "prompts": {"include": ["short_question"]},
+        "grid": {"silence_duration_ms": [300, 500]},
+        "run": {"repeats": max(cells // 2, 1), "concurrency": 4, "timeout_s": 60, "executor": "dask"},
+    }
+
+    def rss() -> int:
+        return int(psutil.Process().memory_info().rss)
+
+    rates, growth = {}, {}
+    for workers in (1, 2):
+        with (
+            distributed.LocalCluster(
+                n_workers=workers, threads_per_worker=4, dashboard_address=":0"
+            ) as cluster,
+            distributed.Client(cluster) as client,
+            tempfile.TemporaryDirectory() as d,
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
+            run = {**config["run"], "cluster": cluster.scheduler_address}
+            client.run(rss)
+            t = time.perf_counter()
+            first = run_sweep(
+                {**config, "run": {**run, "repeats": 1}},
+                d,
+                progress=False,
+                session_options={"dotenv_path": False},
+            )
+            before = client.run(rss)  # after a warm-up cell per setting: models loaded, caches filled
+            result = run_sweep(
+                {**config, "run": run}, d, progress=False, session_options={"dotenv_path": False}
+            )
+            wall = time.perf_counter() - t
+            after = client.run(rss)
+            ran = sum(1 for c in result.cells if c.status == "ok") + sum(
+                1 for c in first.cells if c.status == "ok"
+            )
+            rates[workers] = ran / wall
+            growth[workers] = max((after[w] - before[w]) / 2**20 for w in after)
+    speedup = rates[2] / rates[1]
+    return [
+        Figure(
+            f"{cells} cells on a 2-worker LocalCluster vs 1 worker (this machine)",
+            f"{rates[2]:.1f} vs {rates[1]:.1f} cells/s: {speedup:.2f}×; worker memory grew by at most "
+            f"{max(growth.values()):.0f} MB over the run",
+            "≥ 1.7× the throughput; memory per worker flat over the run",
+            1.7 / speedup,
+        )
+    ]

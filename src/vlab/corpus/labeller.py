@@ -1,0 +1,259 @@
+"""Propose labels for recordings that have none: speech from Silero, edges from energy, turns by the hold-gap rule.
+
+:func:`propose` runs Silero over a recording (16 kHz, 32 ms frames) and keeps the stretches where its
+probability rises above 0.5 and stays above 0.35 (at least :data:`MIN_SPEECH_MS` long; gaps shorter than
+:data:`MIN_GAP_MS` are bridged). Silero's frames are 32 ms and its state lags the audio, so each edge is
+then moved to where the 5 ms frame energy crosses a level 12 dB above the recording's noise floor
+(searched within :data:`EDGE_SEARCH_MS` of Silero's edge). Holds and ends of turn follow
+:func:`~vlab.corpus.importer.derive_turns`.
+
+Every proposal has a confidence in [0, 1]: a segment's is Silero's mean probability over it; a hold's
+and an end of turn's say how clearly the gap falls on its side of ``hold_gap_ms`` (a gap of exactly
+``hold_gap_ms`` is 0.5). :func:`label_folder` writes them as a prompt set whose labels are ``auto``
+until someone reviews them (:class:`vlab.widgets.LabelEditor`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vlab.audio.pcm import FloatArray
+from vlab.corpus.importer import AUDIO_SUFFIXES, DEFAULT_HOLD_GAP_MS, derive_turns, write_manifest
+from vlab.errors import ConfigError
+
+__all__ = ["EDGE_SEARCH_MS", "MIN_GAP_MS", "MIN_SPEECH_MS", "Proposal", "label_folder", "propose"]
+
+RATE = 16000
+_FRAME = 512  # Silero's 32 ms frame at 16 kHz
+_HOP = 80  # 5 ms energy frames
+ON, OFF = 0.5, 0.35
+MIN_SPEECH_MS = 90.0
+"""Shorter stretches above the threshold are dropped (clicks, breaths)."""
+MIN_GAP_MS = 100.0
+"""Shorter gaps between stretches are bridged (a stop consonant is no pause)."""
+EDGE_SEARCH_MS = 160.0
+"""How far from Silero's edge the energy edge is looked for."""
+_ABOVE_FLOOR_DB = 12.0
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """Proposed labels of one recording, with confidences (ms from its first sample)."""
+
+    speech_segments: tuple[tuple[float, float], ...]
+    """Stretches of speech, in order."""
+    speech_confidence: tuple[float, ...]
+    """Silero's mean probability over each segment."""
+    hold_spans: tuple[tuple[float, float], ...]
+    """Pauses inside a turn (gaps shorter than ``hold_gap_ms``)."""
+    hold_confidence: tuple[float, ...]
+    """How surely each hold is one."""
+    end_of_turn_ms: tuple[float, ...]
+    """End of each turn."""
+    end_of_turn_confidence: tuple[float, ...]
+    """How surely each end of turn is one."""
+    duration_ms: float
+    """Length of the recording."""
+
+    def to_manifest(self) -> dict[str, Any]:
+        """The manifest keys of these labels (``confidence`` holds the confidences, rounded)."""
+        return {
+            "speech_segments": [[round(a, 1), round(b, 1)] for a, b in self.speech_segments],
+            "hold_spans": [[round(a, 1), round(b, 1)] for a, b in self.hold_spans],
+            "end_of_turn_ms": [round(x, 1) for x in self.end_of_turn_ms],
+            "confidence": {
+                "speech_segments": [round(c, 3) for c in self.speech_confidence],
+                "hold_spans": [round(c, 3) for c in self.hold_confidence],
+                "end_of_turn_ms": [round(c, 3) for c in self.end_of_turn_confidence],
+            },
+        }
+
+
+def _silero(x: FloatArray) -> np.ndarray:
+    from vlab.audio.silero import SileroStream, step_streams
+
+    n = len(x) // _FRAME
+    if n == 0:
+        return np.zeros(0)
+    return np.asarray(step_streams([SileroStream(RATE)], [x[: n * _FRAME].reshape(n, _FRAME)])[0])
+
+
+def _stretches(probs: np.ndarray) -> list[list[int]]:
+    """Frame ranges [first, end) where the probability rises above ON and stays above OFF."""
+    out: list[list[int]] = []
+    start = None
+    for i, p in enumerate(probs):
+        if start is None and p >= ON:
+            start = i
+        elif start is not None and p < OFF:
+            out.append([start, i])
+            start = None
+    if start is not None:
+        out.append([start, len(probs)])
+    frame_ms = 1000 * _FRAME / RATE
+    merged: list[list[int]] = []
+    for s in out:
+        if merged and (s[0] - merged[-1][1]) * frame_ms < MIN_GAP_MS:
+            merged[-1][1] = s[1]
+        else:
+            merged.append(s)
+    return [s for s in merged if (s[1] - s[0]) * frame_ms >= MIN_SPEECH_MS]
+
+
+def _levels_db(x: FloatArray) -> np.ndarray:
+    n = len(x) // _HOP
+    frames = x[: n * _HOP].reshape(n, _HOP).astype(np.float64)
+    return 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
+
+
+def _edge(levels: np.ndarray, level: float, at_ms: float, onset: bool) -> float:
+    """Move Silero's edge to where the energy crosses ``level`` nearby (ms); unchanged if it never does.
+
+    An onset moves back over the loud frames just before it, or forward to the first loud frame; an
+    offset forward over the loud frames after it, or back to the last loud frame (Silero's lags).
+    """
+    hop_ms = 1000 * _HOP / RATE
+    reach = int(EDGE_SEARCH_MS / hop_ms)
+    n = len(levels)
+    if n == 0:
+        return at_ms
+    i = min(max(int(round(at_ms / hop_ms)), 0), n - 1)
+    loud = levels >= level
+    step = -1 if onset else 1
+    j = i if onset else i - 1
+    if 0 <= j < n and loud[j]:  # inside speech: extend outwards while loud
+        k = j
+        while 0 <= k + step < n and loud[k + step] and abs(k + step - j) <= reach:
+            k += step
+    else:  # in silence: look inwards for the speech
+        k = j
+        while 0 <= k - step < n and not loud[k] and abs(k - j) <= reach:
+            k -= step
+        if not (0 <= k < n and loud[k]):
+            return at_ms
+    return k * hop_ms if onset else (k + 1) * hop_ms
+
+
+def _gap_confidence(gap_ms: float, hold_gap_ms: float, hold: bool) -> float:
+    """0.5 at the rule's threshold, towards 1 the further the gap is on its side (a logistic in log time)."""
+    z = math.log(max(gap_ms, 1.0) / hold_gap_ms) / 0.35
+    p_eot = 1 / (1 + math.exp(-z))
+    return 1 - p_eot if hold else p_eot
+
+
+def propose(samples: FloatArray, rate: int, hold_gap_ms: float = DEFAULT_HOLD_GAP_MS) -> Proposal:
+    """Proposed speech, holds and ends of turn of one mono recording (float samples at ``rate``)."""
+    from vlab.audio.pcm import resample
+
+    x = resample(np.asarray(samples, dtype=np.float32), rate, RATE) if rate != RATE else samples
+    x = np.asarray(x, dtype=np.float32)
+    duration_ms = 1000 * len(x) / RATE
+    probs = _silero(x)
+    levels = _levels_db(x)
+    floor = float(np.percentile(levels, 10)) if len(levels) else -120.0
+    level = max(floor + _ABOVE_FLOOR_DB, -70.0)
+    frame_ms = 1000 * _FRAME / RATE
+    segments: list[tuple[float, float]] = []
+    confidence: list[float] = []
+    for a, b in _stretches(probs):
+        on = _edge(levels, level, a * frame_ms, onset=True)
+        off = _edge(levels, level, b * frame_ms, onset=False)
+        if segments and on <= segments[-1][1]:  # two edges met: keep the stretches apart at Silero's cut
+            on = max(on, segments[-1][1])
+        if off > on:
+            segments.append((on, min(off, duration_ms)))
+            confidence.append(float(np.mean(probs[a:b])))
+    turns = derive_turns(((a, b, "") for a, b in segments), hold_gap_ms)
+    holds = tuple(_gap_confidence(b - a, hold_gap_ms, hold=True) for a, b in turns.hold_spans)
+    eots = []
+    for eot in turns.end_of_turn_ms:
+        after = [on for on, _ in turns.speech_segments if on > eot]
+        gap = (after[0] if after else duration_ms) - eot
+        eots.append(1.0 if not after else _gap_confidence(gap, hold_gap_ms, hold=False))
+    return Proposal(
+        turns.speech_segments,
+        tuple(confidence),
+        turns.hold_spans,
+        holds,
+        turns.end_of_turn_ms,
+        tuple(eots),
+        duration_ms,
+    )
+
+
+def label_folder(
+    folder: str | os.PathLike[str],
+    *,
+    out: str | os.PathLike[str] | None = None,
+    hold_gap_ms: float = DEFAULT_HOLD_GAP_MS,
+    category: str = "recorded",
+    overwrite: bool = False,
+) -> Path:
+    """Propose labels for every recording under ``folder`` and write them as a prompt set (``auto`` labels).
+
+    Args:
+        folder: The recordings (searched recursively).
+        out: Manifest path or folder (default: ``folder/manifest.json``).
+        hold_gap_ms: The hold-gap rule for holds and ends of turn.
+        category: The ``category`` of every prompt.
+        overwrite: Replace an existing manifest (its labels may have been reviewed).
+
+    Returns:
+        The manifest's path.
+
+    Raises:
+        ConfigError: No recordings, or a manifest is already there and ``overwrite`` is False.
+        AudioFormatError: A recording cannot be read.
+    """
+    from vlab.audio.wav import read_audio
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise ConfigError(f"{str(root)!r} is not a folder; pass the folder that holds the recordings")
+    if not hold_gap_ms > 0:
+        raise ConfigError(f"hold_gap_ms must be > 0, got {hold_gap_ms}")
+    manifest = Path(out) if out is not None else root
+    if manifest.suffix.lower() != ".json":
+        manifest = manifest / "manifest.json"
+    if manifest.exists() and not overwrite:
+        raise ConfigError(
+            f"{str(manifest)!r} exists (its labels may be reviewed); pass --overwrite to replace it, "
+            "or --out to write elsewhere"
+        )
+    audio = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+    if not audio:
+        raise ConfigError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {str(root)!r}")
+    base = manifest.parent.resolve()
+    entries: list[dict[str, Any]] = []
+    taken: set[str] = set()
+    for path in audio:
+        samples, rate = read_audio(path)
+        proposal = propose(samples, rate, hold_gap_ms)
+        rel = path.relative_to(root)
+        pid = base_id = "_".join(rel.with_suffix("").parts).replace(" ", "_")
+        n = 2
+        while pid in taken:
+            pid, n = f"{base_id}_{n}", n + 1
+        taken.add(pid)
+        entries.append(
+            {
+                "id": pid,
+                "file": Path(os.path.relpath(path.resolve(), base)).as_posix(),
+                "text": "",
+                "sample_rate": rate,
+                "duration_ms": round(1000 * len(samples) / rate, 3),
+                "category": category,
+                "source": "recording",
+                "label_source": "auto",
+                **proposal.to_manifest(),
+                "notes": f"proposed by vlab prompts label (Silero + energy edges; hold gap {hold_gap_ms:g} ms)",
+            }
+        )
+    write_manifest(manifest, entries, generator="vlab prompts label")
+    return manifest

@@ -1,0 +1,127 @@
+"""Sweeps on a dask.distributed LocalCluster: the same turns as in-process, resumable after a worker dies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+
+import pandas as pd
+import pytest
+
+import vlab
+from vlab.errors import ConfigError
+from vlab.sweep import load_config, run_sweep, run_sweep_async
+
+distributed = pytest.importorskip("distributed", reason="needs dask.distributed: pip install 'vlab[dask]'")
+
+pytestmark = pytest.mark.integration
+OPTS = {"dotenv_path": False}
+CFG = {
+    "target": {"speed": "max"},
+    "prompts": {"include": ["pause_600", "short_question"]},
+    "grid": {"silence_duration_ms": [300, 900]},
+    "run": {"concurrency": 2, "timeout_s": 60},
+}
+# what the emulator decides on the audio timeline (client-clock stages differ run to run)
+STABLE = ["setting", "prompt", "turn", "trigger", "audio_start_ms", "audio_end_ms", "false_cutoff"]
+
+
+def _turns(out) -> pd.DataFrame:
+    return _turns_of(pd.read_parquet(out / "turns.parquet"))
+
+
+def _turns_of(turns: pd.DataFrame) -> pd.DataFrame:
+    return (
+        turns[[c for c in STABLE if c in turns]]
+        .sort_values(["setting", "prompt", "audio_end_ms"])
+        .reset_index(drop=True)
+    )
+
+
+def test_a_two_worker_local_cluster_gives_the_same_turns_as_in_process(tmp_path, capsys):
+    here = run_sweep(CFG, tmp_path / "here", progress=False, session_options=OPTS)
+    dask_cfg = {**CFG, "run": {**CFG["run"], "executor": "dask", "workers": 2, "max_sessions": 3}}
+    there = run_sweep(dask_cfg, tmp_path / "dask", progress=False, session_options=OPTS)
+    assert [c.status for c in there.cells] == ["ok"] * 4
+    assert "dask dashboard http" in capsys.readouterr().err
+    pd.testing.assert_frame_equal(_turns(here.out), _turns(there.out))
+    manifest = json.loads((there.out / "manifest.json").read_text())
+    assert manifest["executor"] == "dask" and manifest["counts"]["ok"] == 4
+    assert (there.out / "vad_cache" / "silero_v5.bin").stat().st_size > 0  # the workers shared the cache
+    table = vlab.load_sweep(there.out)  # the partitioned dataset, one partition per setting, as one table
+    assert sorted(p.name for p in (there.out / "dataset" / "turns").iterdir()) == [
+        "setting_index=0",
+        "setting_index=1",
+    ]
+    pd.testing.assert_frame_equal(_turns_of(table), _turns(there.out))
+
+
+def test_a_killed_worker_loses_only_its_running_cells_and_the_sweep_resumes(tmp_path):
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+    ) as cluster:
+        with distributed.Client(cluster) as client:
+            pids = client.run(os.getpid)
+            cfg = {**CFG, "run": {**CFG["run"], "executor": "dask", "cluster": cluster.scheduler_address}}
+            lost: list[str] = []
+
+            def kill_a_busy_worker(_result) -> None:  # after the first cell: kill a worker running another
+                if lost:
+                    return
+                for address, keys in client.processing().items():
+                    if keys:
+                        lost.extend(str(k) for k in keys)
+                        os.kill(pids[address], signal.SIGKILL)
+                        return
+
+            first = asyncio.run(
+                run_sweep_async(
+                    cfg, tmp_path / "s", progress=False, session_options=OPTS, on_cell=kill_a_busy_worker
+                )
+            )
+    assert lost  # a worker died with a cell running
+    assert [c.status for c in first.cells] == ["ok"] * 4  # its cells ran again elsewhere
+    assert {json.loads(p.read_text())["status"] for p in (tmp_path / "s" / "cells").glob("*/cell.json")} == {
+        "ok"
+    }
+    again = run_sweep(CFG, tmp_path / "s", progress=False, session_options=OPTS)
+    assert [c.status for c in again.cells] == ["skipped"] * 4
+    assert len(pd.read_parquet(tmp_path / "s" / "turns.parquet")) == len(_turns(tmp_path / "s"))
+
+
+@pytest.mark.parametrize(
+    ("run", "message"),
+    [
+        ({"executor": "spark"}, "executor must be 'asyncio' or 'dask'"),
+        ({"cluster": "tcp://x:1"}, "with executor = 'dask'"),
+        ({"executor": "dask", "workers": 0}, "workers must be an integer ≥ 1"),
+        ({"max_sessions": 0}, "max_sessions must be an integer ≥ 1"),
+    ],
+)
+def test_bad_executor_settings_fail_before_anything_runs(run, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config({**CFG, "run": run})
+
+
+def test_a_cell_whose_workers_keep_dying_is_recorded_as_failed(tmp_path):
+    from vlab.sweep import _lost_cell
+    from vlab.sweep_dask import run_on_dask
+
+    got = []
+    asyncio.run(
+        run_on_dask(os._exit, [("dies", 1)], lambda arg, result: got.append((arg, result)), workers=1)
+    )
+    [(arg, error)] = got
+    assert arg == 1 and isinstance(error, distributed.KilledWorker)
+    [prompt] = load_config(CFG).prompts[:1]
+    result = _lost_cell(tmp_path, ("cell_a", 0, None, prompt, 0), error)
+    assert result.status == "error" and "KilledWorker" in result.error
+    meta = json.loads((tmp_path / "cells" / "cell_a" / "cell.json").read_text())
+    assert meta["status"] == "error" and meta["prompt"] == prompt.id
+
+
+def test_the_dask_example_config_is_valid():
+    cfg = load_config("examples/dask_sweep.toml")
+    assert (cfg.executor, cfg.workers, cfg.max_sessions, len(cfg.settings)) == ("dask", 2, 8, 9)

@@ -1,0 +1,210 @@
+"""``vlab prompts import``: each label format into a prompt set, the hold-gap rule, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vlab.cli import main
+from vlab.corpus import LabelError, derive_turns, import_folder, read_labels
+from vlab.errors import AudioFormatError, ConfigError
+from vlab.prompts import load_prompt_set
+
+RATE = 16000
+
+
+def _wav(path: Path, seconds: float = 4.0) -> Path:
+    import soundfile as sf
+
+    t = np.arange(int(seconds * RATE)) / RATE
+    sf.write(path, (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), RATE)
+    return path
+
+
+TEXTGRID_LONG = '''File type = "ooTextFile"
+Object class = "TextGrid"
+
+xmin = 0
+xmax = 4
+tiers? <exists>
+size = 2
+item []:
+    item [1]:
+        class = "IntervalTier"
+        name = "alice"
+        xmin = 0
+        xmax = 4
+        intervals: size = 4
+        intervals [1]:
+            xmin = 0
+            xmax = 0.5
+            text = ""
+        intervals [2]:
+            xmin = 0.5
+            xmax = 1.5
+            text = "book a ""table"""
+        intervals [3]:
+            xmin = 1.5
+            xmax = 2.1
+            text = "sil"
+        intervals [4]:
+            xmin = 2.1
+            xmax = 3
+            text = "for two"
+    item [2]:
+        class = "TextTier"
+        name = "turns"
+        xmin = 0
+        xmax = 4
+        points: size = 1
+        points [1]:
+            number = 3
+            mark = "eot"
+'''
+
+TEXTGRID_SHORT = """File type = "ooTextFile"
+Object class = "TextGrid"
+
+0
+4
+<exists>
+1
+"IntervalTier"
+"words"
+0
+4
+3
+0
+1
+"hello"
+1
+1.4
+""
+1.4
+2
+"there"
+"""
+
+
+def test_textgrid_long_format_gives_speech_and_the_labelled_end_of_turn(tmp_path: Path) -> None:
+    _wav(tmp_path / "a.wav")
+    (tmp_path / "a.TextGrid").write_text(TEXTGRID_LONG)
+    [p] = load_prompt_set(import_folder(tmp_path))
+    assert p.speech_segments == ((500.0, 1500.0), (2100.0, 3000.0))
+    assert p.end_of_turn_ms == (3000.0,)
+    assert p.hold_spans == ()  # the labels mark turns, so the rule is not applied
+    assert p.text == 'book a "table" for two'
+    assert p.label_source == "imported" and p.duration_ms == 4000.0 and p.sample_rate == RATE
+
+
+def test_textgrid_short_format_and_utf16(tmp_path: Path) -> None:
+    _wav(tmp_path / "b.wav")
+    (tmp_path / "b.TextGrid").write_bytes(TEXTGRID_SHORT.encode("utf-16"))
+    [p] = load_prompt_set(import_folder(tmp_path))
+    assert p.speech_segments == ((0.0, 1000.0), (1400.0, 2000.0))
+    assert p.hold_spans == ((1000.0, 1400.0),)  # 400 ms < the default 1000 ms gap: a hold
+    assert p.end_of_turn_ms == (2000.0,)
+
+
+def test_rttm_speakers_split_turns(tmp_path: Path) -> None:
+    (tmp_path / "calls").mkdir()
+    _wav(tmp_path / "calls" / "c1.wav")
+    (tmp_path / "all.rttm").write_text(
+        ";; a comment\n"
+        "SPEAKER c1 1 0.20 0.80 <NA> <NA> A <NA> <NA>\n"
+        "SPEAKER c1 1 1.30 0.50 <NA> <NA> A <NA> <NA>\n"
+        "SPEAKER c1 1 2.00 1.00 <NA> <NA> B <NA> <NA>\n"
+    )
+    [p] = load_prompt_set(import_folder(tmp_path, hold_gap_ms=600))
+    assert p.id == "calls_c1"
+    assert p.speech_segments == ((200.0, 1000.0), (1300.0, 1800.0), (2000.0, 3000.0))
+    assert p.hold_spans == ((1000.0, 1300.0),)  # same speaker, 300 ms gap
+    assert p.end_of_turn_ms == (1800.0, 3000.0)  # the other speaker starts a turn
+
+
+def test_audacity_labels_with_explicit_hold(tmp_path: Path) -> None:
+    _wav(tmp_path / "d.wav")
+    (tmp_path / "d.txt").write_text(
+        "0.5\t1.0\t\n\\\t100\t2000\n1.0\t2.5\thold\n2.5\t3.0\tyes\n3.0\t3.0\teot\n"
+    )
+    [p] = load_prompt_set(import_folder(tmp_path))
+    assert p.speech_segments == ((500.0, 1000.0), (2500.0, 3000.0))
+    assert p.hold_spans == ((1000.0, 2500.0),)
+    assert p.end_of_turn_ms == (3000.0,)
+
+
+def test_csv_for_many_files_and_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _wav(tmp_path / "x.wav")
+    _wav(tmp_path / "y.wav", 2.0)
+    (tmp_path / "labels.csv").write_text(
+        "file,start,end,kind,speaker\nx.wav,0.1,0.9,speech,\nx,2.0,2.5,speech,\ny,0.2,1.0,speech,\n"
+    )
+    assert (
+        main(["prompts", "import", str(tmp_path), "--hold-gap-ms", "2000", "--out", str(tmp_path / "set")])
+        == 0
+    )
+    assert "2 recordings, 2 turns, 1 holds" in capsys.readouterr().out
+    x, y = load_prompt_set(tmp_path / "set")
+    assert x.hold_spans == ((900.0, 2000.0),) and y.end_of_turn_ms == (1000.0,)
+    assert x.file == (tmp_path / "x.wav").resolve()  # the manifest points back at the audio
+
+
+def test_derive_turns_merges_overlaps_and_states_the_rule() -> None:
+    turns = derive_turns([(0, 100, "a"), (50, 200, "a"), (250, 300, "a"), (1000, 1100, "a")], hold_gap_ms=100)
+    assert turns.speech_segments == ((0, 200), (250, 300), (1000, 1100))
+    assert turns.hold_spans == ((200, 250),)
+    assert turns.end_of_turn_ms == (300, 1100)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "line", "words"),
+    [
+        ("a.csv", "file,start,end\na,0,1\n", 1, "lacks kind"),
+        ("a.csv", "file,start,end,kind\na,0,1,speech\na,0.5,x,speech\n", 3, "'x' is not a number"),
+        ("a.csv", "file,start,end,kind\na,0,1,laugh\n", 2, "unknown kind 'laugh'"),
+        ("a.csv", "file,start,end,kind\na,2,1,speech\n", 2, "ends (1 s) before it starts (2 s)"),
+        ("a.csv", "file,start,end,kind\nnope,0,1,speech\n", 2, "no audio file 'nope'"),
+        ("a.csv", "file,start,end,kind\na,3,9,speech\n", 2, "past the end of a.wav"),
+        ("a.rttm", "SPEAKER a 1 0.5\n", 1, "has 4 fields"),
+        ("a.rttm", "SPEAKER a 1 0.5 -1 <NA> <NA> A <NA> <NA>\n", 1, "not > 0"),
+        ("a.txt", "0.5\tabc\tx\n", 1, "'abc' is not a number"),
+        ("a.TextGrid", "hello\n", 1, "not a Praat TextGrid"),
+        ("a.TextGrid", TEXTGRID_SHORT.replace('"hello"', "12"), 15, "expected an interval's text"),
+    ],
+)
+def test_bad_labels_name_file_and_line_and_leave_the_old_manifest(
+    tmp_path: Path, name: str, content: str, line: int, words: str
+) -> None:
+    _wav(tmp_path / "a.wav")
+    old = tmp_path / "manifest.json"
+    old.write_text('{"prompts": []}')
+    (tmp_path / name).write_text(content)
+    with pytest.raises(LabelError) as err:
+        import_folder(tmp_path)
+    assert f"{tmp_path / name}:{line}" in str(err.value) and words in str(err.value)
+    assert old.read_text() == '{"prompts": []}'  # nothing half-written
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".manifest")] == []
+
+
+def test_unlabelled_and_broken_audio_are_refused(tmp_path: Path) -> None:
+    _wav(tmp_path / "a.wav")
+    with pytest.raises(ConfigError, match=r"no labels for 1 audio file\(s\): a.wav.*vlab prompts label"):
+        import_folder(tmp_path)
+    (tmp_path / "a.csv").write_text("file,start,end,kind\na,0,1,speech\n")
+    (tmp_path / "b.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    (tmp_path / "b.csv").write_text("file,start,end,kind\nb,0,1,speech\n")
+    with pytest.raises(AudioFormatError, match="b.wav"):
+        import_folder(tmp_path)
+    assert not (tmp_path / "manifest.json").exists()
+
+
+def test_read_labels_keeps_the_source_line(tmp_path: Path) -> None:
+    path = tmp_path / "l.csv"
+    path.write_text("file,start_ms,end_ms,kind,text\nf,10,20,speech,hi\nf,20,20,end,\n")
+    speech, eot = read_labels(path)
+    assert (speech.start_ms, speech.end_ms, speech.text, speech.source) == (10, 20, "hi", f"{path}:2")
+    assert eot.kind == "eot" and eot.source == f"{path}:3"
+    assert json.loads(json.dumps(speech.kind)) == "speech"

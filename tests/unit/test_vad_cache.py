@@ -1,0 +1,124 @@
+"""The VAD cache: Silero's probabilities computed once per audio, and the same decisions with it as without."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vlab.audio.silero import SileroStream, step_streams
+from vlab.audio.silero_worker import SileroWorker
+from vlab.audio.vad import SileroModel, StreamingVad, VadEvent, VadParams
+from vlab.audio.vad_cache import CACHE_FILE, CacheCursor, VadCache
+from vlab.emulator.vad_pipeline import VadPipeline
+from vlab.testing import spoken_prompt
+
+RATE = 24000
+FRAME = 512  # Silero at 16 kHz
+
+
+@pytest.fixture(scope="module")
+def frames() -> np.ndarray:
+    """A spoken prompt as 16 kHz model frames."""
+    pcm = spoken_prompt("Book a table for two, at eight.", sample_rate=16000, lead_ms=300, trail_ms=600).pcm
+    x = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768
+    return x[: len(x) // FRAME * FRAME].reshape(-1, FRAME)
+
+
+def _plain(frames: np.ndarray) -> list[float]:
+    return step_streams([SileroStream()], [frames])[0]
+
+
+def _cached(cache: VadCache, frames: np.ndarray, chunks: list[int]) -> list[float]:
+    """One stream through the cache, its frames arriving in blocks of the given sizes (cycled)."""
+    stream, cursor, out, i, k = SileroStream(), CacheCursor.start(16000), [], 0, 0
+    while i < len(frames):
+        block = frames[i : i + chunks[k % len(chunks)]]
+        run, plan = cache.plan(cursor, stream, block)
+        out += cache.finish(plan, stream, step_streams([stream], [run])[0] if len(run) else [])
+        i, k = i + len(block), k + 1
+    return out
+
+
+def test_cached_probabilities_equal_the_model_frame_for_frame(frames: np.ndarray, tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    tail = (rng.normal(0, 0.01, (20, FRAME))).astype(np.float32)
+    longer = np.concatenate([frames, np.zeros((15, FRAME), np.float32)])
+    diverged = np.concatenate([frames[: len(frames) // 2], tail])
+    cache = VadCache(tmp_path)
+    assert _cached(cache, frames, [3, 1, 7]) == _plain(frames)
+    runs = cache.runs
+    assert _cached(cache, frames, [5]) == _plain(frames)  # all known: the model did not run
+    assert cache.runs == runs and cache.hits >= len(frames)
+    assert _cached(cache, longer, [4, 2]) == _plain(longer)  # known, then caught up from a checkpoint
+    assert cache.runs - runs < 20  # only the new frames and a few since the last checkpoint ran
+    assert _cached(cache, diverged, [6]) == _plain(diverged)  # diverging mid-way
+    cache.save()
+    assert (tmp_path / CACHE_FILE).stat().st_size == 20 * len(cache.probs)
+    disk = VadCache(tmp_path)  # probabilities only: a divergence replays the stream from its start
+    assert disk.probs == cache.probs
+    assert _cached(disk, np.concatenate([frames, tail]), [9]) == _plain(np.concatenate([frames, tail]))
+
+
+def test_a_killed_writer_s_last_record_is_ignored(frames: np.ndarray, tmp_path: Path) -> None:
+    cache = VadCache(tmp_path)
+    _cached(cache, frames[:10], [10])
+    cache.save()
+    with open(tmp_path / CACHE_FILE, "ab") as f:
+        f.write(b"\x01" * 7)
+    assert VadCache(tmp_path).probs == cache.probs
+
+
+async def _decisions(worker: SileroWorker, pcm: bytes, chunk: int, params: VadParams) -> list[VadEvent]:
+    """The VAD events of one emulator connection's pipeline fed ``pcm`` in ``chunk``-byte appends."""
+    events: list[VadEvent] = []
+    pipe = VadPipeline(StreamingVad(params, RATE, model=SileroModel()), lambda found, _: events.extend(found))
+    for k, i in enumerate(range(0, len(pcm), chunk)):
+        pipe.feed(pcm[i : i + chunk])
+        if k % 5 == 0:
+            await asyncio.sleep(0)
+    await pipe.settle()
+    pipe.close()
+    return events
+
+
+def test_emulator_decisions_with_the_cache_equal_those_without(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Cells of a sweep: one prompt, tails and append sizes that differ, three settings; twice each."""
+    prompt = spoken_prompt(
+        "Hello. Is the shop open, on Sunday?", sample_rate=RATE, lead_ms=400, trail_ms=0
+    ).pcm
+    cells = [(prompt + bytes(2 * RATE * tail // 1000), chunk) for tail, chunk in ((600, 960), (1500, 1920))]
+    grid = [
+        VadParams(),
+        VadParams(threshold=0.7, silence_duration_ms=200),
+        VadParams(silence_duration_ms=900),
+    ]
+
+    def run(worker: SileroWorker) -> list[list[VadEvent]]:
+        monkeypatch.setattr(SileroWorker, "_shared", worker)
+
+        async def main() -> list[list[VadEvent]]:
+            return [await _decisions(worker, pcm, chunk, p) for p in grid for pcm, chunk in cells]
+
+        try:
+            return asyncio.run(main())
+        finally:
+            worker.close()
+
+    without = SileroWorker()
+    without.use_cache(enabled=False)
+    want = run(without)
+    with_cache = SileroWorker()
+    with_cache.use_cache(tmp_path)
+    assert run(with_cache) == want
+    assert any(len(e) >= 2 for e in want)  # speech was found and ended
+    records = (tmp_path / CACHE_FILE).stat().st_size // 20
+    longest = len(cells[1][0]) // 2 * 16000 // RATE // FRAME
+    assert records <= longest + 1  # each distinct frame computed once, whatever the setting
+    from_disk = SileroWorker()
+    from_disk.use_cache(tmp_path)
+    assert run(from_disk) == want
