@@ -14,6 +14,7 @@ import base64
 import contextlib
 import json
 import logging
+import math
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
@@ -44,6 +45,7 @@ log = logging.getLogger("vlab.session")
 
 _AUDIO_DELTA = protocol.AUDIO_DELTA
 _HANDSHAKE_TIMEOUT_S = 30.0
+_CAPTURE_ANCHOR_MS = 1000.0
 
 
 class Session:
@@ -208,6 +210,9 @@ class Session:
                     sdk_version=sdk_adapter.sdk_version(),
                     started_wall_ns=self.clock.wall_ns(),
                 )
+                describe = getattr(self.audio_output, "describe", None)
+                if callable(describe):
+                    metadata["audio_output"] = describe()
                 self._audio.recording = open_run_folder(
                     self._log, self.run_dir, metadata, self.settings, record_audio=self.record_audio
                 )
@@ -356,7 +361,18 @@ class Session:
         return None
 
     async def _barge(self, action: BargeInAction) -> None:
-        """Send what the barge-in policy decided (playback has already stopped)."""
+        """Send what the barge-in policy decided (playback has already stopped).
+
+        An output that learns what was heard only later (a browser page) offers ``confirm_clear()``:
+        the item is then truncated at the ms it reports.
+        """
+        confirm = getattr(self.audio_output, "confirm_clear", None)
+        if callable(confirm) and self._barge_in.mode is not BargeIn.OFF:
+            reported = await confirm()
+            if reported is not None:
+                item_id, heard_ms = reported
+                cut = item_id if item_id is not None and heard_ms > 0 else None
+                action = BargeInAction(action.cancel, cut, int(heard_ms))
         try:
             if action.cancel:
                 await self.cancel_response()
@@ -510,13 +526,34 @@ class Session:
         ``mic`` is a started-or-startable :class:`vlab.audio.devices.Microphone` (or a ``HalfDuplex``
         around one) at the session's input rate. Each time its overflow count grows, a local
         ``vlab.input_overflow`` record (``overflows``: the total so far) marks the lost audio in the log.
+        A microphone that stamps its chunks (``chunks()`` yielding :class:`~vlab.audio.devices.MicChunk`)
+        also anchors the input timeline on the capture clock: a ``vlab.capture`` record, stamped with
+        the capture time of the sample at input offset ``audio_start_ms``, every second of input and
+        after lost audio. A microphone with ``describe()`` (the browser's) is logged as ``vlab.audio_input``.
         """
         seen = int(getattr(mic, "overflows", 0))
-        async for chunk in mic:
-            await self.append_audio(chunk)
-            total = int(getattr(mic, "overflows", 0))
-            if total > seen:
-                self._log.append(
-                    {"type": "vlab.input_overflow", "overflows": total}, "local", self.clock.monotonic_ns()
-                )
-                seen = total
+        describe = getattr(mic, "describe", None)
+        if callable(describe):
+            self._log.append({"type": "vlab.audio_input", **describe()}, "local", self.clock.monotonic_ns())
+        chunks = getattr(mic, "chunks", None)
+        if not callable(chunks):
+            async for pcm in mic:
+                await self.append_audio(pcm)
+                seen = self._log_overflows(mic, seen)
+            return
+        anchored_ms = -math.inf
+        async for chunk in chunks():
+            if self._input_ms - anchored_ms >= _CAPTURE_ANCHOR_MS or int(getattr(mic, "overflows", 0)) > seen:
+                anchored_ms = self._input_ms
+                event = {"type": "vlab.capture", "audio_start_ms": anchored_ms}
+                self._log.append(event, "local", chunk.t_ns)
+            await self.append_audio(chunk.pcm16)
+            seen = self._log_overflows(mic, seen)
+
+    def _log_overflows(self, mic: Any, seen: int) -> int:
+        total = int(getattr(mic, "overflows", 0))
+        if total > seen:
+            self._log.append(
+                {"type": "vlab.input_overflow", "overflows": total}, "local", self.clock.monotonic_ns()
+            )
+        return total
