@@ -248,7 +248,7 @@ class BrowserSpeaker:
         clear_timeout_s: How long :meth:`confirm_clear` waits for the page (then the estimate stands).
     """
 
-    def __init__(self, bridge: BrowserBridge, *, clear_timeout_s: float = 1.0) -> None:
+    def __init__(self, bridge: BrowserBridge, *, clear_timeout_s: float = 5.0) -> None:
         self._bridge = bridge
         self.clear_timeout_s = clear_timeout_s
         self.on_event: EventCallback | None = None
@@ -389,6 +389,7 @@ class BrowserSpeaker:
             self._bridge.send({"type": "clear", "n": 0}, [])
         self._items.clear()
         self._order.clear()
+        self._cleared_id = self._pending = None
 
 
 class BrowserBridge:

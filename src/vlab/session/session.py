@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -139,6 +139,7 @@ class Session:
         )
         self._input_ms = 0.0
         self._last_sent_ns = 0
+        self._truncations: set[asyncio.Task[None]] = set()
 
     # --- properties ----------------------------------------------------------------------------------
 
@@ -235,6 +236,8 @@ class Session:
 
     async def close(self) -> None:
         """Close the connection, stop the emulator if one was started, and finish the run folder."""
+        if self._truncations:  # barge-ins waiting for the page's report (each bounded by its timeout)
+            await asyncio.gather(*self._truncations, return_exceptions=True)
         reader = self._reader
         if reader is not None:
             self._link.stop()  # a cancelled receive is now a cancellation, not a stall
@@ -364,22 +367,35 @@ class Session:
         """Send what the barge-in policy decided (playback has already stopped).
 
         An output that learns what was heard only later (a browser page) offers ``confirm_clear()``:
-        the item is then truncated at the ms it reports.
+        the cancel goes at once, and the item is truncated at the ms the output reports, from a task,
+        so the reader keeps reading (and stamping) events meanwhile.
         """
         confirm = getattr(self.audio_output, "confirm_clear", None)
-        if callable(confirm) and self._barge_in.mode is not BargeIn.OFF:
-            reported = await confirm()
-            if reported is not None:
-                item_id, heard_ms = reported
-                cut = item_id if item_id is not None and heard_ms > 0 else None
-                action = BargeInAction(action.cancel, cut, int(heard_ms))
         try:
             if action.cancel:
                 await self.cancel_response()
-            if action.truncate_item_id is not None:
+            if callable(confirm):
+                task = asyncio.create_task(self._truncate_when_reported(confirm, action))
+                self._truncations.add(task)
+                task.add_done_callback(self._truncations.discard)
+            elif action.truncate_item_id is not None:
                 await self.truncate(action.truncate_item_id, action.truncate_at_ms)
         except ConnectionFailed:
             pass  # the socket is dead: the next receive says how it ended
+
+    async def _truncate_when_reported(
+        self, confirm: Callable[[], Awaitable[tuple[str | None, float] | None]], action: BargeInAction
+    ) -> None:
+        """Truncate at the ms the output reports it played (its estimate if it does not answer)."""
+        reported = await confirm()
+        item_id, heard_ms = (
+            reported if reported is not None else (action.truncate_item_id, action.truncate_at_ms)
+        )
+        if item_id is not None and heard_ms > 0:
+            try:
+                await self.truncate(item_id, int(heard_ms))
+            except ConnectionFailed:
+                pass
 
     def events(self) -> AsyncIterator[Any]:
         """Server events (SDK models) from now on, until the session closes."""
@@ -532,9 +548,6 @@ class Session:
         after lost audio. A microphone with ``describe()`` (the browser's) is logged as ``vlab.audio_input``.
         """
         seen = int(getattr(mic, "overflows", 0))
-        describe = getattr(mic, "describe", None)
-        if callable(describe):
-            self._log.append({"type": "vlab.audio_input", **describe()}, "local", self.clock.monotonic_ns())
         chunks = getattr(mic, "chunks", None)
         if not callable(chunks):
             async for pcm in mic:
@@ -542,7 +555,13 @@ class Session:
                 seen = self._log_overflows(mic, seen)
             return
         anchored_ms = -math.inf
+        describe = getattr(mic, "describe", None)
         async for chunk in chunks():
+            if callable(describe):  # at the first chunk: a browser knows what it applied once it captures
+                self._log.append(
+                    {"type": "vlab.audio_input", **describe()}, "local", self.clock.monotonic_ns()
+                )
+                describe = None
             if self._input_ms - anchored_ms >= _CAPTURE_ANCHOR_MS or int(getattr(mic, "overflows", 0)) > seen:
                 anchored_ms = self._input_ms
                 event = {"type": "vlab.capture", "audio_start_ms": anchored_ms}

@@ -231,6 +231,7 @@ export default {
     };
     model.on("change:state", update);
     model.on("change:message", update);
+    model.on("change:state_label", update);
     update();
     el.append(head, toggles, meters, message);
     const view = { levels: (lv) => ((bars.in.value = lv.in), (bars.out.value = lv.out)) };

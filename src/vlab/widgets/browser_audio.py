@@ -120,8 +120,9 @@ class BrowserAudio(anywidget.AnyWidget):
             self.bridge.receive(content, buffers)
 
     def _on_state(self, state: str, message: str) -> None:
-        self.state, self.message = state, message
-        self.state_label = _LABELS.get(state, state)
+        with self.hold_sync():  # the page sees the three together
+            self.state_label = _LABELS.get(state, state)
+            self.state, self.message = state, message
 
     def _constraints_changed(self, _change: dict[str, Any]) -> None:
         self.bridge.constraints = self.constraints

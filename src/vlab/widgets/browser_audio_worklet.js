@@ -81,6 +81,7 @@ class VlabAudio extends AudioWorkletProcessor {
     if (m.type === "capture") {
       this.capture = {
         resampler: new Resampler(sampleRate, m.rate),
+        frameSamples: m.frameSamples,
         frame: new Int16Array(m.frameSamples),
         fill: 0,
         t0: 0,
@@ -195,7 +196,7 @@ class VlabAudio extends AudioWorkletProcessor {
       if (c.fill === c.frame.length) {
         const pcm = c.frame.buffer;
         this.port.postMessage({ type: "frame", pcm, t: c.t0 }, [pcm]);
-        c.frame = new Int16Array(c.frame.length);
+        c.frame = new Int16Array(c.frameSamples); // the old one's buffer was transferred (now empty)
         c.fill = 0;
       }
     });
