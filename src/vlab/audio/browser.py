@@ -179,7 +179,7 @@ class BrowserMicrophone:
         Raises:
             DeviceError: The page cannot capture (the message says why and what to do).
         """
-        if not self._started:
+        if not self._started and not self._chunks:
             self.start()
         while True:
             while not self._chunks:
