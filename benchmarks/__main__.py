@@ -17,6 +17,7 @@ from pathlib import Path
 from benchmarks import (
     bench_audio_processing,
     bench_basics,
+    bench_browser,
     bench_crash,
     bench_devices,
     bench_emulator,
@@ -36,6 +37,7 @@ BENCHMARKS: dict[str, list[Callable[[Size], list[Figure]]]] = {
         bench_session.bench_stall_detection,
     ],
     "devices": [bench_devices.bench_devices],
+    "browser": [bench_browser.bench_browser],
     "emulator": [bench_emulator.bench_fast_mode, bench_emulator.bench_concurrency],
     "audio_processing": [bench_audio_processing.bench_processing_cost],
     "sweep": [bench_sweep.bench_sweep],
