@@ -184,7 +184,9 @@ def _run(frames: int, pulse: bool) -> dict[str, Any]:
                     except TimeoutError:
                         done = progress.read_text() if progress.exists() else "nothing"
                         shown = page.locator(".jp-Notebook").inner_text()[-1500:]
-                        raise TimeoutError(f"the kernel wrote no result; its progress: {done}; page: {shown}") from None
+                        raise TimeoutError(
+                            f"the kernel wrote no result; its progress: {done}; page: {shown}"
+                        ) from None
                     return dict(json.loads(result.read_text()))
                 finally:
                     browser.close()
