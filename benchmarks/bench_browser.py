@@ -220,6 +220,8 @@ def bench_browser(size: Size) -> list[Figure]:
         import playwright.sync_api  # noqa: F401
     except ImportError:
         problem = problem or "Playwright is not installed (pip install playwright)"
+    if size.tiny:  # the smoke run: JupyterLab and Chromium cost a minute; tests/browser covers the path
+        problem = "tiny size (run --quick or full for the browser figures)"
     if problem is not None:
         return [
             skipped(DELIVERY, DELIVERY_GOAL, problem),
