@@ -566,7 +566,7 @@ class _Metered:
     def describe(self) -> dict[str, Any]:
         """The microphone's description for the log (empty when it has none)."""
         describe = getattr(self._mic, "describe", None)
-        return dict(describe()) if callable(describe) else {"side": "kernel"}
+        return dict(describe()) if callable(describe) else {}
 
     async def chunks(self) -> Any:
         """The microphone's stamped chunks (capture times), metered on the way."""
