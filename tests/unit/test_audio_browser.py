@@ -80,6 +80,8 @@ async def test_microphone_frames_arrive_as_binary_pcm_with_capture_times_on_the_
     }
     mic.close()
     assert page.of("capture_stop")
+    bridge.receive({"type": "status", "state": "idle"}, [])  # the page confirms: no message to show
+    assert (bridge.state, bridge.message) == ("idle", "")
     with pytest.raises(StopAsyncIteration):
         await anext(chunks)
 

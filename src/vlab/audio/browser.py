@@ -508,8 +508,9 @@ class BrowserBridge:
         return now if mapped is None else mapped
 
     def _status(self, state: str, message: str, content: Mapping[str, Any]) -> None:
-        if state == "capturing":
-            self.applied = dict(content.get("settings") or {})
+        if state in ("capturing", "idle"):
+            if state == "capturing":
+                self.applied = dict(content.get("settings") or {})
             self._set_state(state, "")
             return
         text = STATE_MESSAGES.get(state) or f"the browser could not capture: {message or state}"
