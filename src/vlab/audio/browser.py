@@ -20,7 +20,7 @@ Messages (``type`` key; PCM16 travels as a binary buffer, never base64 in JSON):
 
 - kernel → page: ``capture_start`` (rate, frame_ms, constraints), ``capture_stop``, ``play`` (item,
   rate; buffer), ``clear`` (n), ``ping`` (k: kernel ns);
-- page → kernel: ``frame`` (seq, t_ms; buffer), ``status`` (state, message, settings), ``pong`` (k, b:
+- page → kernel: ``frame`` (seq, t_ms, s_ms: when sent; buffer), ``status`` (state, message, settings), ``pong`` (k, b:
   page ms), ``playback`` (kind, item, t_ms, played_ms, peak), ``position`` (item, played_ms, t_ms),
   ``cleared`` (n, item, played_ms, t_ms), ``levels`` are not sent (meters stay in the page).
 """
@@ -120,6 +120,8 @@ class BrowserMicrophone:
         self.dropped_chunks = 0
         """Frames dropped because the reader fell more than ``max_queue_ms`` behind."""
         self.delivery_ns: deque[int] = deque(maxlen=10_000)
+        self.in_page_ns: deque[int] = deque(maxlen=10_000)
+        """Per frame: the part of that delay spent in the page (capture of its last sample → sent)."""
         """Per frame: kernel arrival minus capture time of its last sample (the capture → kernel delay)."""
         self._max_chunks = max(1, round(max_queue_ms / FRAME_MS))
         self._chunks: deque[MicChunk | BaseException | None] = deque()
@@ -150,14 +152,17 @@ class BrowserMicrophone:
             self._bridge.stop_capture()
             self._enqueue(None)
 
-    def frame(self, seq: int, pcm16: bytes, t_ns: int, arrived_ns: int) -> None:
+    def frame(self, seq: int, pcm16: bytes, t_ns: int, arrived_ns: int, sent_ns: int | None = None) -> None:
         """Take one frame from the page: number ``seq``, first sample captured at ``t_ns`` (kernel clock)."""
         if not self._started:
             return
         if self._next_seq is not None and seq > self._next_seq:
             self.overflows += seq - self._next_seq
         self._next_seq = seq + 1
-        self.delivery_ns.append(arrived_ns - t_ns - round(1e9 * len(pcm16) / (2 * self.sample_rate)))
+        last_ns = t_ns + round(1e9 * len(pcm16) / (2 * self.sample_rate))
+        self.delivery_ns.append(arrived_ns - last_ns)
+        if sent_ns is not None:
+            self.in_page_ns.append(sent_ns - last_ns)
         self._enqueue(MicChunk(pcm16, t_ns))
 
     def fail(self, error: BaseException) -> None:
@@ -484,7 +489,9 @@ class BrowserBridge:
         if kind == "frame":
             mic = self.mic
             if mic is not None and buffers:
-                mic.frame(int(content["seq"]), bytes(buffers[0]), t_ns, now)
+                sent_ms = content.get("s_ms")
+                sent_ns = self._to_kernel(float(sent_ms), now) if sent_ms is not None else None
+                mic.frame(int(content["seq"]), bytes(buffers[0]), t_ns, now, sent_ns)
                 if int(content["seq"]) % 50 == 0:
                     self.ping()  # refine the mapping once a second while capturing
         elif kind == "position":

@@ -150,7 +150,7 @@ class Engine {
 
   fromWorklet(m) {
     if (m.type === "frame") {
-      this.send({ type: "frame", seq: this.seq++, t_ms: this.capturedAt(m.t) }, [m.pcm]);
+      this.send({ type: "frame", seq: this.seq++, t_ms: this.capturedAt(m.t), s_ms: performance.now() }, [m.pcm]);
     } else if (m.type === "levels") {
       this.levels = { in: meterValue(m.in), out: meterValue(m.out) };
       for (const view of this.views) view.levels(this.levels);
