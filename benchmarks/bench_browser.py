@@ -78,7 +78,11 @@ async def measure(audio):
     audio.speaker.on_event = lambda *n: notices.append(n)
     mic = audio.microphone(24000)
     progress("browser duplex")
+    watchdog = asyncio.get_running_loop().call_later(
+        15, lambda: progress(f"15 s: {len(mic.delivery_ns)} frames, page state {audio.bridge.state}")
+    )
     out["browser_cpu_per_s"] = await duplex(mic, audio.speaker)
+    watchdog.cancel()
     progress("clears")
     out["delivery_ms"] = [ns / 1e6 for ns in list(mic.delivery_ns)[50:]]  # after the first second
     out["in_page_ms"] = [ns / 1e6 for ns in list(mic.in_page_ns)[50:]]
@@ -174,6 +178,9 @@ def _run(frames: int, pulse: bool) -> dict[str, Any]:
                 browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
                 try:
                     page = browser.new_page()
+                    console: list[str] = []
+                    page.on("console", lambda msg: console.append(msg.text))
+                    page.on("pageerror", lambda exc: console.append(f"page error: {exc}"))
                     page.goto(f"{base}/lab/tree/bench.ipynb?token={token}")
                     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
                     _wait(lambda: _kernel_idle(base, token), 60, "the kernel never became idle")
@@ -187,7 +194,7 @@ def _run(frames: int, pulse: bool) -> dict[str, Any]:
                         done = progress.read_text() if progress.exists() else "nothing"
                         shown = page.locator(".jp-Notebook").inner_text()[-1500:]
                         raise TimeoutError(
-                            f"the kernel wrote no result; its progress: {done}; page: {shown}"
+                            f"the kernel wrote no result; its progress: {done}; page: {shown}; console: {console[-20:]}"
                         ) from None
                     return dict(json.loads(result.read_text()))
                 finally:
