@@ -208,3 +208,15 @@ async def test_no_page_is_reported_after_the_timeout():
     widget._from_page(widget, {"type": "hello", "b": 1.0}, [])
     assert await widget.wait_for_page() is True
     widget.close()
+
+
+async def test_audio_paused_by_the_browser_asks_for_a_click_and_keeps_the_microphone_open():
+    bridge, _, _ = _bridge()
+    mic = bridge.microphone()
+    mic.start()
+    bridge.receive({"type": "status", "state": "suspended", "message": "suspended"}, [])
+    assert bridge.state == "suspended" and "click the audio widget once" in bridge.message
+    bridge.receive({"type": "status", "state": "capturing", "settings": {}}, [])  # the user clicked
+    bridge.receive({"type": "frame", "seq": 0, "t_ms": 0.0}, [bytes(960)])
+    assert (await anext(mic.chunks())).pcm16 == bytes(960)
+    assert bridge.message == ""

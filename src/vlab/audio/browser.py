@@ -53,6 +53,8 @@ STATE_MESSAGES = {
     "settings), then start again",
     "insecure": "the page is not a secure context (https or localhost), so the browser offers no "
     "microphone; open JupyterLab over https or through localhost",
+    "suspended": "the browser keeps audio paused until you interact with the page; click the audio "
+    "widget once",
     "no_frontend": "no browser page is showing the audio widget; display it (and run in JupyterLab, "
     "Notebook 7 or VS Code), or use a WAV prompt instead",
 }
@@ -416,7 +418,7 @@ class BrowserBridge:
         self.applied: dict[str, Any] = {}
         """The track settings the page reported for the running capture (``getSettings()``)."""
         self.state = "idle"
-        """The page's capture state: ``idle``, ``starting``, ``capturing``, ``denied``, ``no_device``, ``insecure``, ``error``."""
+        """The page's capture state: ``idle``, ``starting``, ``capturing``, ``suspended``, ``denied``, ``no_device``, ``insecure``, ``error``."""
         self.message = ""
         """Why the page cannot capture, if it cannot."""
         self.page_seen = asyncio.Event()
@@ -523,5 +525,5 @@ class BrowserBridge:
         text = STATE_MESSAGES.get(state) or f"the browser could not capture: {message or state}"
         detail = f" ({message})" if message and state in STATE_MESSAGES else ""
         self._set_state(state, text + detail)
-        if state != "idle" and self.mic is not None:
+        if state not in ("idle", "suspended") and self.mic is not None:  # a click can still resume it
             self.mic.fail(DeviceError(f"browser microphone: {text}{detail}"))

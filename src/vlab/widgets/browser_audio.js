@@ -67,7 +67,18 @@ class Engine {
       this.node.port.onmessage = (e) => this.fromWorklet(e.data);
     }
     if (this.ctx.state !== "running") {
+      // without a user gesture the browser may hold resume() pending: never wait on it for long
+      const waited = new Promise((resolve) => setTimeout(resolve, 1000));
+      await Promise.race([this.ctx.resume().catch(() => {}), waited]);
+      if (this.ctx.state !== "running") this.status("suspended", this.ctx.state);
+    }
+  }
+
+  // a click on the widget: the user gesture a browser may need before it plays or captures
+  async resume() {
+    if (this.ctx && this.ctx.state !== "running") {
       await this.ctx.resume().catch(() => {});
+      if (this.ctx.state === "running" && this.stream) this.status("capturing", "", this.captureSettings);
     }
   }
 
@@ -137,6 +148,7 @@ class Engine {
     for (const key of ["sampleRate", "channelCount", "latency", "echoCancellation", "noiseSuppression", "autoGainControl"]) {
       if (key in s) settings[key] = s[key];
     }
+    this.captureSettings = settings;
     this.status("capturing", "", settings);
   }
 
@@ -234,6 +246,7 @@ export default {
     model.on("change:state_label", update);
     update();
     el.append(head, toggles, meters, message);
+    el.addEventListener("click", () => engine && engine.resume());
     const view = { levels: (lv) => ((bars.in.value = lv.in), (bars.out.value = lv.out)) };
     if (engine) engine.views.add(view);
     return () => {

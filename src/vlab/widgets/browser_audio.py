@@ -40,6 +40,7 @@ _LABELS = {
     "denied": "microphone permission denied",
     "no_device": "no microphone",
     "insecure": "not a secure page",
+    "suspended": "audio paused: click here",
     "no_frontend": "no page",
     "error": "error",
 }
