@@ -17,6 +17,7 @@ from pathlib import Path
 from benchmarks import (
     bench_audio_processing,
     bench_basics,
+    bench_browser,
     bench_corpus,
     bench_crash,
     bench_devices,
@@ -37,6 +38,7 @@ BENCHMARKS: dict[str, list[Callable[[Size], list[Figure]]]] = {
         bench_session.bench_stall_detection,
     ],
     "devices": [bench_devices.bench_devices],
+    "browser": [bench_browser.bench_browser],
     "emulator": [bench_emulator.bench_fast_mode, bench_emulator.bench_concurrency],
     "audio_processing": [
         bench_audio_processing.bench_processing_cost,

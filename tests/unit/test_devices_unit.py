@@ -270,3 +270,20 @@ def test_half_duplex_replaces_chunks_heard_while_the_speaker_plays_with_silence(
     assert gate.gate(chunk(1080)).pcm16 == bytes(len(pcm(20)))  # within the hangover
     assert gate.gate(chunk(1100)).pcm16 == pcm(20, 7)  # after
     assert gate.muted_chunks == 2
+
+
+def test_kernel_devices_describe_their_side_for_the_log():
+    from vlab.audio.devices import Microphone, Speaker
+
+    assert Microphone("pulse", 16000).describe() == {
+        "side": "kernel",
+        "device": "pulse",
+        "sample_rate": 16000,
+        "block_ms": 20.0,
+    }
+    assert Speaker(None, 24000, 10.0).describe() == {
+        "side": "kernel",
+        "device": None,
+        "sample_rate": 24000,
+        "block_ms": 10.0,
+    }

@@ -149,6 +149,25 @@ def test_one_vad_turn_has_known_stages_that_sum_to_voice_to_voice():
     assert row.total_tokens == 30 and row.status == "completed" and row.reason == "" and not row.false_cutoff
 
 
+def test_capture_anchors_put_the_end_of_speech_where_the_microphone_captured_it():
+    # the same turn, but each second of input was captured 130 ms before it was sent (a browser
+    # microphone's delivery delay): the stages start from the captured audio
+    log = session_start(Log()).appends(1000, 100)
+    for a_ms in (0.0, 1000.0):
+        log.add(1000 + a_ms - 130, "local", {"type": "vlab.capture", "audio_start_ms": a_ms})
+    vad_turn(log, stopped=2530, audio_end=1500, created=2600, text=2850, audio=2970, done=3500)
+    row = turn_latency(log.frame(), end_of_turn_ms=[1000]).iloc[0]
+    assert row.t_eos_source == "capture" and row.t_eos_ns == (2000 - 130) * MS
+    assert row.server_hangover_ms == pytest.approx(2480 - 1870)  # includes the capture → send delay
+    assert row.voice_to_voice_ms == pytest.approx(2970 - 1870)
+    assert sum(d for _, _, d in stages_in_order(row)) == pytest.approx(row.voice_to_voice_ms)
+    assert InputTimeline.from_events(log.frame()).t_captured(1500) == (2370 + 0) * MS
+    plain = session_start(Log()).appends(1000, 100)
+    vad_turn(plain, stopped=2530, audio_end=1500, created=2600, text=2850, audio=2970, done=3500)
+    row = turn_latency(plain.frame(), end_of_turn_ms=[1000]).iloc[0]
+    assert row.t_eos_source == "sent" and row.t_eos_ns == 1980 * MS  # a replayed file: never captured
+
+
 def test_without_a_label_the_end_of_speech_is_estimated_and_flagged():
     log = session_start(Log(), sil=500).appends(1000, 100)
     vad_turn(log, stopped=2530, audio_end=1500, created=2600, text=None, audio=2970, done=3500)

@@ -317,6 +317,15 @@ class Speaker:
         state = "open" if self._stream is not None else "closed"
         return f"Speaker({self.device!r}, {self.sample_rate} Hz, {self.block_ms:g} ms blocks, {state})"
 
+    def describe(self) -> dict[str, Any]:
+        """What the log says about this output (``audio_output`` in ``session.json``)."""
+        return {
+            "side": "kernel",
+            "device": self.device,
+            "sample_rate": self.sample_rate,
+            "block_ms": self.block_ms,
+        }
+
     # --- AudioOutput ---------------------------------------------------------------------------------
 
     @property
@@ -591,6 +600,15 @@ class Microphone:
     def __repr__(self) -> str:
         state = "open" if self._stream is not None else "closed"
         return f"Microphone({self.device!r}, {self.sample_rate} Hz, {self.block_ms:g} ms blocks, {state})"
+
+    def describe(self) -> dict[str, Any]:
+        """What the log says about this input (the ``vlab.audio_input`` record)."""
+        return {
+            "side": "kernel",
+            "device": self.device,
+            "sample_rate": self.sample_rate,
+            "block_ms": self.block_ms,
+        }
 
     def capture(self, indata: Any, adc_ns: int, overflow: bool = False) -> tuple[bytes, int]:
         """Copy one input block and count its status; the callback body.

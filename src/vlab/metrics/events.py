@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,32 +25,58 @@ CONNECT = "vlab.connect"
 """Local record the session logs, stamped just before it opens the WebSocket."""
 PLAYBACK_STARTED = "vlab.playback_started"
 """Local record the session logs when a speaker starts playing an assistant item (see vlab.audio.devices)."""
+CAPTURE = "vlab.capture"
+"""Local record: the input sample at ``audio_start_ms`` was captured at ``t_ns`` (see Session.stream_microphone)."""
 
 
 @dataclass(frozen=True)
 class InputTimeline:
     """Where each input-audio offset left the client: built from the logged append rows.
 
+    A microphone that stamps its chunks also logs ``vlab.capture`` anchors (an input offset and the
+    time that sample was captured, on the client clock); with them :meth:`t_captured` gives when the
+    user produced any later offset.
+
     Args:
         start_ms: ``audio_start_ms`` of each append (input-audio position before the chunk), sorted.
         end_ms: ``audio_end_ms`` of each append.
         t_ns: Send stamp of each append.
+        anchor_ms: Input offset of each ``vlab.capture`` anchor, sorted.
+        anchor_ns: Capture time of each anchor's sample.
     """
 
     start_ms: np.ndarray
     end_ms: np.ndarray
     t_ns: np.ndarray
+    anchor_ms: np.ndarray = field(default_factory=lambda: np.empty(0))
+    anchor_ns: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
     @classmethod
     def from_events(cls, events: pd.DataFrame) -> InputTimeline:
         """The client ``input_audio_buffer.append`` rows of an event frame (rows without offsets are skipped)."""
         rows = events[(events["direction"] == "client") & (events["type"] == protocol.CLIENT_APPEND)]
         rows = rows.dropna(subset=["audio_start_ms", "audio_end_ms"]).sort_values("audio_start_ms")
+        anchors = events[(events["direction"] == "local") & (events["type"] == CAPTURE)]
+        anchors = anchors.dropna(subset=["audio_start_ms"]).sort_values("audio_start_ms")
         return cls(
             rows["audio_start_ms"].to_numpy(float),
             rows["audio_end_ms"].to_numpy(float),
             rows["t_ns"].to_numpy(np.int64),
+            anchors["audio_start_ms"].to_numpy(float),
+            anchors["t_ns"].to_numpy(np.int64),
         )
+
+    def t_captured(self, a_ms: float) -> float:
+        """Capture time (ns, as float) of the input sample at ``a_ms``, from the last anchor at or before it.
+
+        NaN without such an anchor (a replayed file has none: its samples were never captured).
+        """
+        if not len(self.anchor_ms) or not math.isfinite(a_ms):
+            return math.nan
+        k = int(np.searchsorted(self.anchor_ms, a_ms, side="right")) - 1
+        if k < 0:
+            return math.nan
+        return float(self.anchor_ns[k]) + (a_ms - float(self.anchor_ms[k])) * _NS_PER_MS
 
     @property
     def empty(self) -> bool:

@@ -17,7 +17,10 @@ Every figure is measured on one timeline (the ``timeline`` column):
 - ``a_eos``: end of the user's speech on the input-audio clock: the label when given
   (``a_eos_source = "label"``), else ``audio_end_ms − silence_duration_ms`` (``"estimated"``); manual
   turns anchor on the commit (``"commit"``), text turns on the client's ``response.create``.
-- ``T_eos = t_sent(a_eos)``.
+- ``T_eos = t_sent(a_eos)``; on the client timeline, when the microphone logged capture anchors
+  (``vlab.capture``, a live microphone: the kernel's or the browser's), the time ``a_eos`` was captured
+  instead (``t_eos_source = "capture"``, else ``"sent"``), so the stages start from the audio the user
+  produced and ``server_hangover_ms`` includes the capture → send delay.
 
 Contiguous stages (they **sum** to ``voice_to_voice_ms``)::
 
@@ -231,6 +234,7 @@ _COLUMNS = [
     "a_eos_source",
     "audio_end_ms",
     "t_eos_ns",
+    "t_eos_source",
     "t_speech_stopped_ns",
     "t_created_ns",
     "t_first_text_ns",
@@ -291,6 +295,7 @@ def _compute(
     trigger = row["trigger"]
     labelled = -1
     a_eos, source = nan, ""
+    eos_clock = "sent"
     if trigger == "vad":
         estimate = audio_end - silence_ms
         if labels:
@@ -305,6 +310,8 @@ def _compute(
         t_eos = t_sent(a_eos)
         if math.isnan(t_eos):
             reasons.append("end of speech not found among the logged appends")
+        elif not simulated and math.isfinite(captured := timeline.t_captured(a_eos)):
+            t_eos, eos_clock = min(t_eos, captured), "capture"
     elif trigger == "commit":
         a_eos, source = row.get("a_commit_ms", nan), "commit"
         t_eos = row.get("t_client_ns", nan)
@@ -384,6 +391,7 @@ def _compute(
         "a_eos_source": source,
         "audio_end_ms": audio_end,
         "t_eos_ns": t_eos,
+        "t_eos_source": eos_clock,
         "t_speech_stopped_ns": t_stop,
         "t_created_ns": t_created,
         "t_first_text_ns": t_text,

@@ -14,8 +14,9 @@ import base64
 import contextlib
 import json
 import logging
+import math
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,7 @@ log = logging.getLogger("vlab.session")
 _AUDIO_DELTA = protocol.AUDIO_DELTA
 _HANDSHAKE_TIMEOUT_S = 30.0
 _SHOWN_CHARS = 200  # of an unexpected first frame, in the error that reports it
+_CAPTURE_ANCHOR_MS = 1000.0
 
 
 class Session:
@@ -155,6 +157,7 @@ class Session:
         self._run_folder: RunFolder | None = None
         self.protocol_warnings = 0
         """How many server events broke the protocol (each logged as a ``vlab.protocol_warning`` record)."""
+        self._truncations: set[asyncio.Task[None]] = set()
 
     # --- properties ----------------------------------------------------------------------------------
 
@@ -227,6 +230,9 @@ class Session:
                     sdk_version=sdk_adapter.sdk_version(),
                     started_wall_ns=self.clock.wall_ns(),
                 )
+                describe = getattr(self.audio_output, "describe", None)
+                if callable(describe):
+                    metadata["audio_output"] = describe()
                 self._run_folder, self._audio.recording = open_run_folder(
                     self._log, self.run_dir, metadata, self.settings, record_audio=self.record_audio
                 )
@@ -249,6 +255,8 @@ class Session:
 
     async def close(self) -> None:
         """Close the connection, stop the emulator if one was started, and finish the run folder."""
+        if self._truncations:  # barge-ins waiting for the page's report (each bounded by its timeout)
+            await asyncio.gather(*self._truncations, return_exceptions=True)
         reader = self._reader
         if reader is not None:
             self._link.stop()  # a cancelled receive is now a cancellation, not a stall
@@ -447,14 +455,38 @@ class Session:
         return None
 
     async def _barge(self, action: BargeInAction) -> None:
-        """Send what the barge-in policy decided (playback has already stopped)."""
+        """Send what the barge-in policy decided (playback has already stopped).
+
+        An output that learns what was heard only later (a browser page) offers ``confirm_clear()``:
+        the cancel goes at once, and the item is truncated at the ms the output reports, from a task,
+        so the reader keeps reading (and stamping) events meanwhile.
+        """
+        confirm = getattr(self.audio_output, "confirm_clear", None)
         try:
             if action.cancel:
                 await self.cancel_response()
-            if action.truncate_item_id is not None:
+            if callable(confirm):
+                task = asyncio.create_task(self._truncate_when_reported(confirm, action))
+                self._truncations.add(task)
+                task.add_done_callback(self._truncations.discard)
+            elif action.truncate_item_id is not None:
                 await self.truncate(action.truncate_item_id, action.truncate_at_ms)
         except ConnectionFailed:
             pass  # the socket is dead: the next receive says how it ended
+
+    async def _truncate_when_reported(
+        self, confirm: Callable[[], Awaitable[tuple[str | None, float] | None]], action: BargeInAction
+    ) -> None:
+        """Truncate at the ms the output reports it played (its estimate if it does not answer)."""
+        reported = await confirm()
+        item_id, heard_ms = (
+            reported if reported is not None else (action.truncate_item_id, action.truncate_at_ms)
+        )
+        if item_id is not None and heard_ms > 0:
+            try:
+                await self.truncate(item_id, int(heard_ms))
+            except ConnectionFailed:
+                pass
 
     def events(self) -> AsyncIterator[Any]:
         """Server events (SDK models) from now on, until the session closes."""
@@ -601,13 +633,37 @@ class Session:
         ``mic`` is a started-or-startable :class:`vlab.audio.devices.Microphone` (or a ``HalfDuplex``
         around one) at the session's input rate. Each time its overflow count grows, a local
         ``vlab.input_overflow`` record (``overflows``: the total so far) marks the lost audio in the log.
+        A microphone that stamps its chunks (``chunks()`` yielding :class:`~vlab.audio.devices.MicChunk`)
+        also anchors the input timeline on the capture clock: a ``vlab.capture`` record, stamped with
+        the capture time of the sample at input offset ``audio_start_ms``, every second of input and
+        after lost audio. A microphone with ``describe()`` (the browser's) is logged as ``vlab.audio_input``.
         """
         seen = int(getattr(mic, "overflows", 0))
-        async for chunk in mic:
-            await self.append_audio(chunk)
-            total = int(getattr(mic, "overflows", 0))
-            if total > seen:
+        chunks = getattr(mic, "chunks", None)
+        if not callable(chunks):
+            async for pcm in mic:
+                await self.append_audio(pcm)
+                seen = self._log_overflows(mic, seen)
+            return
+        anchored_ms = -math.inf
+        describe = getattr(mic, "describe", None)
+        async for chunk in chunks():
+            if callable(describe):  # at the first chunk: a browser knows what it applied once it captures
                 self._log.append(
-                    {"type": "vlab.input_overflow", "overflows": total}, "local", self.clock.monotonic_ns()
+                    {"type": "vlab.audio_input", **describe()}, "local", self.clock.monotonic_ns()
                 )
-                seen = total
+                describe = None
+            if self._input_ms - anchored_ms >= _CAPTURE_ANCHOR_MS or int(getattr(mic, "overflows", 0)) > seen:
+                anchored_ms = self._input_ms
+                event = {"type": "vlab.capture", "audio_start_ms": anchored_ms}
+                self._log.append(event, "local", chunk.t_ns)
+            await self.append_audio(chunk.pcm16)
+            seen = self._log_overflows(mic, seen)
+
+    def _log_overflows(self, mic: Any, seen: int) -> int:
+        total = int(getattr(mic, "overflows", 0))
+        if total > seen:
+            self._log.append(
+                {"type": "vlab.input_overflow", "overflows": total}, "local", self.clock.monotonic_ns()
+            )
+        return total

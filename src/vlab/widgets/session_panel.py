@@ -20,9 +20,13 @@ from vlab.errors import VlabError
 from vlab.log.records import EventRecord
 from vlab.settings import NOT_GIVEN, AzureSemanticVad, SemanticVariant, ServerVad, SessionSettings
 from vlab.widgets._tasks import guarded, start_task
+from vlab.widgets.browser_audio import BrowserAudio, kernel_has_device
 
 EMULATOR = "Embedded emulator"
 AZURE = "Azure endpoint"
+BROWSER_MIC = "Browser microphone"
+KERNEL_MIC = "Microphone"
+_LIVE = (BROWSER_MIC, KERNEL_MIC)
 TURN_TYPES = {
     "server_vad": "Server VAD",
     "azure_semantic_vad": "Azure semantic VAD",
@@ -159,11 +163,17 @@ class SessionPanel:
             value=False, description="Remove filler words (semantic VAD)", layout=wide
         )
         prompts = list_prompts(self.prompt_dir)
+        kernel_in, kernel_out = kernel_has_device("input"), kernel_has_device("output")
         self.source = widgets.ToggleButtons(
-            options=["WAV prompt", "Uploaded file", "Microphone"],
+            options=[
+                ("WAV prompt", "WAV prompt"),
+                ("Uploaded file", "Uploaded file"),
+                (BROWSER_MIC, BROWSER_MIC),
+                ("Kernel microphone" if kernel_in else "Kernel microphone (none found)", KERNEL_MIC),
+            ],
             value="WAV prompt",
             description="Input",
-            style={"description_width": "120px", "button_width": "115px"},
+            style={"description_width": "120px", "button_width": "150px"},
         )
         preferred = next(
             (v for label, v in prompts if label.startswith("short_question")),
@@ -180,6 +190,15 @@ class SessionPanel:
         self.speaker = widgets.Checkbox(
             value=False, description="Play the assistant on the speaker", layout=wide
         )
+        self.speaker_side = widgets.ToggleButtons(
+            options=[("This browser", "browser"), ("Kernel machine", "kernel")],
+            value="kernel" if kernel_out else "browser",
+            description="Speaker on",
+            style=buttons,
+        )
+        self.browser_audio = BrowserAudio()
+        """The page's microphone and speaker (shown when a browser side is chosen)."""
+        self.sound_where = widgets.HTML("")
         self.barge_in = widgets.Dropdown(
             options=[("on", "on"), ("truncate only", "truncate_only"), ("off", "off")],
             value="on",
@@ -201,10 +220,11 @@ class SessionPanel:
         self.vad_box = widgets.VBox([self.threshold, self.prefix_padding, self.silence, self.semantic_box])
         self.prompt_box = widgets.VBox([self.prompt])
         self.upload_box = widgets.VBox([self.upload])
+        self.browser_box = widgets.VBox([self.browser_audio])
         form = widgets.VBox([
             self.target, self.azure_box, self.model, self.voice, self.instructions,
             self.turn_type, self.vad_box, self.source, self.prompt_box, self.upload_box,
-            self.speaker, self.barge_in,
+            self.speaker, self.speaker_side, self.browser_box, self.sound_where, self.barge_in,
         ])  # fmt: skip
         form.layout = widgets.Layout(width="470px", flex="0 0 auto", overflow="visible")
         live = widgets.VBox(
@@ -225,9 +245,9 @@ class SessionPanel:
         self.turn_type.observe(
             guarded(self.output, "Changing turn detection")(lambda _: self._sync_visibility()), names="value"
         )
-        self.source.observe(
-            guarded(self.output, "Changing the input")(lambda _: self._sync_visibility()), names="value"
-        )
+        for control, what in ((self.source, "Changing the input"), (self.speaker, "Changing the speaker"),
+                              (self.speaker_side, "Changing the speaker side")):  # fmt: skip
+            control.observe(guarded(self.output, what)(lambda _: self._sync_visibility()), names="value")
         self.api_key.observe(guarded(self.output, "Setting the key")(self._take_key), names="value")
         self.start.on_click(guarded(self.output, "Start")(lambda _: self.start_session()))
         self.stop.on_click(guarded(self.output, "Stop")(lambda _: self.stop_session()))
@@ -249,6 +269,20 @@ class SessionPanel:
         show(self.semantic_box, self.turn_type.value.startswith("azure_semantic"))
         show(self.prompt_box, self.source.value == "WAV prompt")
         show(self.upload_box, self.source.value == "Uploaded file")
+        show(self.speaker_side, self.speaker.value)
+        browser_out = self.speaker.value and self.speaker_side.value == "browser"
+        show(self.browser_box, self.source.value == BROWSER_MIC or browser_out)
+        mic = {BROWSER_MIC: "this browser", KERNEL_MIC: "the kernel machine"}.get(self.source.value, "a file")
+        out = (
+            "not played"
+            if not self.speaker.value
+            else "this browser"
+            if browser_out
+            else "the kernel machine"
+        )
+        self.sound_where.value = (
+            f"<small>Sound: input from <b>{mic}</b> · assistant audio: <b>{out}</b></small>"
+        )
 
     def _take_key(self, change: dict[str, Any]) -> None:
         """Move the key out of the widget (whose value would be saved with the notebook) into a Secret."""
@@ -326,13 +360,13 @@ class SessionPanel:
         the next user turn of the same session.
         """
         if self.running:
-            if self.session is not None and self.source.value != "Microphone":
+            if self.session is not None and self.source.value not in _LIVE:
                 self.answered.clear()
                 self._pending.put_nowait(self._input_audio(self.session.settings))
             return self.task
         settings = self.settings()
         kwargs = self._session_kwargs()
-        audio = self._input_audio(settings) if self.source.value != "Microphone" else None
+        audio = self._input_audio(settings) if self.source.value not in _LIVE else None
         self.run_dir = self.runs_dir / f"panel-{datetime.now():%Y%m%d-%H%M%S-%f}"
         self.start.disabled, self.stop.disabled = True, False
         self.answered.clear()
@@ -401,7 +435,9 @@ class SessionPanel:
         from vlab.session import Session
 
         speaker = None
-        if self.speaker.value:
+        if self.speaker.value and self.speaker_side.value == "browser":
+            kwargs["audio_output"] = self.browser_audio.speaker
+        elif self.speaker.value:
             from vlab.audio.devices import Speaker
 
             speaker = Speaker(sample_rate=settings.output_sample_rate)
@@ -414,7 +450,7 @@ class SessionPanel:
             async with session:
                 self.connected.set()
                 self._set_status(f"connected to {html.escape(session.target.describe())}")
-                if self.source.value == "Microphone" and self._pending.empty():
+                if self.source.value in _LIVE and self._pending.empty():
                     await self._stream_microphone(session, settings)
                     return
                 while True:
@@ -462,10 +498,21 @@ class SessionPanel:
         )
 
     async def _stream_microphone(self, session: Any, settings: SessionSettings) -> None:
-        from vlab.audio.devices import Microphone
+        rate = settings.input_bytes_per_s // 2
+        mic: Any
+        if self.source.value == BROWSER_MIC:
+            from vlab.audio.browser import STATE_MESSAGES
+            from vlab.errors import DeviceError
 
+            if not await self.browser_audio.wait_for_page():
+                raise DeviceError(f"browser microphone: {STATE_MESSAGES['no_frontend']}")
+            mic = self.browser_audio.microphone(rate)
+        else:
+            from vlab.audio.devices import Microphone
+
+            mic = Microphone(sample_rate=rate)
         self._set_status("listening — speak, then press Stop")
-        async with Microphone(sample_rate=settings.input_bytes_per_s // 2) as mic:
+        async with mic:
             await session.stream_microphone(_Metered(mic, self._meter))
 
     def _meter(self, chunk: bytes) -> None:
@@ -529,6 +576,17 @@ class _Metered:
     def overflows(self) -> int:
         """The microphone's overflow count."""
         return int(getattr(self._mic, "overflows", 0))
+
+    def describe(self) -> dict[str, Any]:
+        """The microphone's description for the log (empty when it has none)."""
+        describe = getattr(self._mic, "describe", None)
+        return dict(describe()) if callable(describe) else {}
+
+    async def chunks(self) -> Any:
+        """The microphone's stamped chunks (capture times), metered on the way."""
+        async for chunk in self._mic.chunks():
+            self._meter(chunk.pcm16)
+            yield chunk
 
     async def __aiter__(self) -> Any:
         async for chunk in self._mic:

@@ -1,0 +1,222 @@
+"""The kernel's side of the browser microphone and speaker, driven by a scripted page (no browser)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from vlab.audio.browser import BrowserBridge, ClockMap
+from vlab.clock import ManualClock, VirtualClock
+from vlab.errors import DeviceError
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+
+class Page:
+    """Records what the kernel sends to the page."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[dict, list[bytes]]] = []
+
+    def __call__(self, content, buffers) -> None:
+        self.sent.append((content, list(buffers)))
+
+    def of(self, kind: str) -> list[tuple[dict, list[bytes]]]:
+        return [(c, b) for c, b in self.sent if c["type"] == kind]
+
+
+def _bridge(clock=None, **kw):
+    page = Page()
+    clock = clock or ManualClock(start_ns=10_000_000_000)
+    return BrowserBridge(page, clock=clock, **kw), page, clock
+
+
+def _sync(bridge: BrowserBridge, clock: ManualClock, page_ms: float, rtt_ms: float) -> None:
+    """A ping answered by a page whose clock reads ``page_ms`` halfway through a ``rtt_ms`` round trip."""
+    sent = clock.monotonic_ns()
+    clock.advance_ns(round(rtt_ms * 1e6))
+    bridge.receive({"type": "pong", "k": sent, "b": page_ms}, [])
+
+
+def test_clock_map_uses_the_fastest_round_trip():
+    m = ClockMap()
+    assert m.to_kernel_ns(5.0) is None and not m.synced
+    m.observe(sent_ns=1_000_000_000, page_ms=100.0, received_ns=1_040_000_000)  # 40 ms, midpoint 1.02 s
+    m.observe(sent_ns=2_000_000_000, page_ms=1_000.0, received_ns=2_002_000_000)  # 2 ms, midpoint 2.001 s
+    assert m.uncertainty_ns == 1_000_000
+    assert m.to_kernel_ns(1_000.0) == 2_001_000_000
+    assert m.to_kernel_ns(1_500.0) == 2_501_000_000
+
+
+async def test_microphone_frames_arrive_as_binary_pcm_with_capture_times_on_the_kernel_clock():
+    bridge, page, clock = _bridge(constraints={"echoCancellation": False})
+    mic = bridge.microphone(16000)
+    mic.start()
+    ((start, buffers),) = page.of("capture_start")
+    assert start == {
+        "type": "capture_start",
+        "rate": 16000,
+        "frame_ms": 20.0,
+        "constraints": {"echoCancellation": False, "noiseSuppression": True, "autoGainControl": True},
+    }
+    assert buffers == []
+    _sync(bridge, clock, page_ms=500.0, rtt_ms=2.0)  # page 500 ms = kernel 10.001 s
+    bridge.receive({"type": "status", "state": "capturing", "settings": {"echoCancellation": False}}, [])
+    frame = bytes(range(256)) * 2 + bytes(128)  # 640 bytes: 20 ms at 16 kHz
+    bridge.receive({"type": "frame", "seq": 0, "t_ms": 480.0}, [memoryview(frame)])
+    bridge.receive({"type": "frame", "seq": 3, "t_ms": 540.0}, [frame])  # frames 1 and 2 were lost
+    chunks = mic.chunks()
+    first = await anext(chunks)
+    second = await anext(chunks)
+    assert first.pcm16 == frame and first.t_ns == 10_001_000_000 - 20_000_000
+    assert second.t_ns == 10_001_000_000 + 40_000_000
+    assert mic.overflows == 2
+    assert mic.describe() == {
+        "side": "browser",
+        "sample_rate": 16000,
+        "constraints": {"echoCancellation": False, "noiseSuppression": True, "autoGainControl": True},
+        "applied": {"echoCancellation": False},
+    }
+    mic.close()
+    assert page.of("capture_stop")
+    bridge.receive({"type": "status", "state": "idle"}, [])  # the page confirms: no message to show
+    assert (bridge.state, bridge.message) == ("idle", "")
+    with pytest.raises(StopAsyncIteration):
+        await anext(chunks)
+
+
+@pytest.mark.parametrize(
+    ("state", "says"),
+    [
+        ("denied", "denied microphone access; allow the microphone for this page"),
+        ("no_device", "found no microphone; connect one"),
+        ("insecure", "not a secure context"),
+        ("error", "could not capture: NotReadableError: busy"),
+    ],
+)
+async def test_a_page_that_cannot_capture_ends_the_microphone_with_a_clear_error(state, says):
+    bridge, _, _ = _bridge()
+    states: list[tuple[str, str]] = []
+    bridge.on_state = lambda s, m: states.append((s, m))
+    mic = bridge.microphone()
+    message = "NotReadableError: busy" if state == "error" else ""
+    bridge.receive({"type": "status", "state": state, "message": message}, [])  # before start: ignored by mic
+    mic.start()
+    bridge.receive({"type": "status", "state": state, "message": message}, [])
+    with pytest.raises(DeviceError, match="browser microphone: .*" + says.split(";")[0]):
+        async for _ in mic:
+            pass
+    assert states[-1][0] == state and says in states[-1][1]
+
+
+def _play(bridge: BrowserBridge, item: str, ms: float, rate: int = 24000) -> None:
+    bridge.speaker.push(item, bytes(round(2 * rate * ms / 1000)), rate)
+
+
+def test_speaker_sends_audio_as_binary_buffers_and_reports_playback_at_the_page_position():
+    bridge, page, clock = _bridge()
+    notices: list[tuple] = []
+    bridge.speaker.on_event = lambda *n: notices.append(n)
+    _sync(bridge, clock, page_ms=0.0, rtt_ms=0.0)  # page 0 ms = kernel 10 s
+    _play(bridge, "item_a", 100.0)
+    ((play, buffers),) = page.of("play")
+    assert play == {"type": "play", "item": "item_a", "rate": 24000} and buffers == [bytes(4800)]
+    assert bridge.speaker.current_item_id == "item_a"
+    bridge.receive({"type": "playback", "kind": "started", "item": "item_a", "t_ms": 50.0}, [])
+    bridge.receive(
+        {
+            "type": "playback",
+            "kind": "finished",
+            "item": "item_a",
+            "t_ms": 150.0,
+            "played_ms": 100.0,
+            "peak": 0.5,
+        },
+        [],
+    )
+    assert notices == [
+        ("playback_started", "item_a", 10_050_000_000, {}),
+        ("playback_finished", "item_a", 10_150_000_000, {"played_ms": 100.0, "peak": 0.5}),
+    ]
+
+
+def test_clear_estimates_the_ms_heard_from_the_last_position_report():
+    bridge, page, clock = _bridge()
+    _sync(bridge, clock, page_ms=0.0, rtt_ms=0.0)
+    _play(bridge, "item_a", 2000.0)
+    assert bridge.speaker.clear() == 0.0  # nothing started yet
+    _play(bridge, "item_b", 2000.0)
+    bridge.receive({"type": "playback", "kind": "started", "item": "item_b", "t_ms": 0.0}, [])
+    bridge.receive({"type": "position", "item": "item_b", "played_ms": 300.0, "t_ms": 300.0}, [])
+    clock.advance_ns(420_000_000)  # the kernel is 120 ms past the report (stamped 300 ms)
+    assert bridge.speaker.clear() == pytest.approx(420.0)
+    assert [c["n"] for c, _ in page.of("clear")] == [1, 2]
+    _play(bridge, "item_b", 100.0)  # late audio of the cleared item is not sent
+    assert len(page.of("play")) == 2
+
+
+async def test_confirm_clear_returns_what_the_page_played_and_logs_the_silence():
+    bridge, _, clock = _bridge()
+    notices: list[tuple] = []
+    bridge.speaker.on_event = lambda *n: notices.append(n)
+    _sync(bridge, clock, page_ms=0.0, rtt_ms=0.0)
+    _play(bridge, "item_a", 2000.0)
+    bridge.receive({"type": "playback", "kind": "started", "item": "item_a", "t_ms": 0.0}, [])
+    clock.advance_ns(500_000_000)
+    called_ns = clock.monotonic_ns()
+    estimate = bridge.speaker.clear()
+    waiting = asyncio.ensure_future(bridge.speaker.confirm_clear())
+    await asyncio.sleep(0)
+    bridge.receive(
+        {"type": "cleared", "n": 1, "item": "item_a", "played_ms": 530.0, "t_ms": 533.0, "peak": 0.4}, []
+    )
+    assert await waiting == ("item_a", 530.0)
+    (cleared,) = notices[1:]
+    assert cleared[:3] == ("playback_cleared", "item_a", called_ns)
+    assert cleared[3]["heard_ms"] == 530.0 and cleared[3]["estimate_ms"] == estimate == 500.0
+    assert cleared[3]["silent_from_t_ns"] == 10_533_000_000 and cleared[3]["peak"] == 0.4
+    # a playback notice still in flight for the cleared item is dropped
+    bridge.receive({"type": "playback", "kind": "finished", "item": "item_a", "t_ms": 600.0}, [])
+    assert len(notices) == 2
+
+
+async def test_confirm_clear_falls_back_to_the_estimate_when_the_page_does_not_answer():
+    clock = VirtualClock(start_ns=10_000_000_000)
+    bridge, _, _ = _bridge(clock)
+    _sync(bridge, clock, page_ms=0.0, rtt_ms=0.0)
+    _play(bridge, "item_a", 2000.0)
+    bridge.receive({"type": "playback", "kind": "started", "item": "item_a", "t_ms": 0.0}, [])
+    clock.advance_ns(250_000_000)
+    bridge.speaker.clear()
+    waiting = asyncio.ensure_future(bridge.speaker.confirm_clear())
+    await clock.wait_for_sleepers()
+    clock.advance_s(bridge.speaker.clear_timeout_s)
+    assert await waiting == ("item_a", 250.0)
+
+
+async def test_no_page_is_reported_after_the_timeout():
+    clock = VirtualClock()
+    from vlab.widgets.browser_audio import BrowserAudio
+
+    widget = BrowserAudio(clock=clock)
+    waiting = asyncio.ensure_future(widget.wait_for_page(timeout_s=2.0))
+    await clock.wait_for_sleepers()
+    clock.advance_s(2.0)
+    assert await waiting is False
+    assert widget.state == "no_frontend" and "no browser page is showing the audio widget" in widget.message
+    widget._from_page(widget, {"type": "hello", "b": 1.0}, [])
+    assert await widget.wait_for_page() is True
+    widget.close()
+
+
+async def test_audio_paused_by_the_browser_asks_for_a_click_and_keeps_the_microphone_open():
+    bridge, _, _ = _bridge()
+    mic = bridge.microphone()
+    mic.start()
+    bridge.receive({"type": "status", "state": "suspended", "message": "suspended"}, [])
+    assert bridge.state == "suspended" and "click the audio widget once" in bridge.message
+    bridge.receive({"type": "status", "state": "capturing", "settings": {}}, [])  # the user clicked
+    bridge.receive({"type": "frame", "seq": 0, "t_ms": 0.0}, [bytes(960)])
+    assert (await anext(mic.chunks())).pcm16 == bytes(960)
+    assert bridge.message == ""
