@@ -242,6 +242,7 @@ async def test_the_panel_shows_a_readable_status_not_a_traceback(
         replay_speed=math.inf,
         keep_open=False,
         session_options={"dotenv_path": False, **case.options},
+        source="WAV prompt",
     )
     panel.target.value = "Azure endpoint"
     panel.endpoint.value = os.environ["AZURE_VOICELIVE_ENDPOINT"]

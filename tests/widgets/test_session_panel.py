@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from vlab.errors import ConfigError
 from vlab.widgets import SessionPanel
 
 CANARY = "CANARY-PANEL-KEY-0123456789"
@@ -29,7 +30,7 @@ def _panel(tmp_path, prompt_dir, **kw):
         prompt_dir=prompt_dir,
         emulator_options={"speed": math.inf, "latency": "typical"},
         replay_speed=math.inf,
-        **{"keep_open": False, **kw},
+        **{"keep_open": False, "source": "WAV prompt", **kw},
     )
 
 
@@ -119,7 +120,11 @@ async def test_an_open_session_takes_several_prompts_then_stops(tmp_path, prompt
 
 async def test_stop_cancels_a_running_session(tmp_path, prompt_dir):
     panel = SessionPanel(
-        runs_dir=tmp_path / "runs", prompt_dir=prompt_dir, emulator_options={"speed": 1.0}, replay_speed=1.0
+        runs_dir=tmp_path / "runs",
+        prompt_dir=prompt_dir,
+        emulator_options={"speed": 1.0},
+        replay_speed=1.0,
+        source="WAV prompt",
     )
     panel.start.click()
     await asyncio.wait_for(panel.connected.wait(), 60)
@@ -129,3 +134,21 @@ async def test_stop_cancels_a_running_session(tmp_path, prompt_dir):
         await panel.task
     assert "stopped" in panel.status.value and not panel.connected.is_set()
     assert (panel.run_dir / "events.parquet").is_file()  # the run folder is completed
+
+
+@pytest.mark.parametrize(("kernel_in", "first"), [(False, "Browser microphone"), (True, "WAV prompt")])
+def test_the_browser_microphone_is_the_default_when_the_kernel_has_none(
+    tmp_path, prompt_dir, monkeypatch, kernel_in, first
+):
+    import vlab.widgets.session_panel as session_panel
+
+    monkeypatch.setattr(session_panel, "kernel_has_device", lambda kind: kernel_in)
+    panel = SessionPanel(runs_dir=tmp_path / "runs", prompt_dir=prompt_dir)
+    assert panel.source.value == first
+    labels = [label for label, _ in panel.source.options]
+    assert ("Kernel microphone" if kernel_in else "Kernel microphone (none found)") in labels
+    assert SessionPanel(runs_dir=tmp_path, prompt_dir=prompt_dir, source="Uploaded file").source.value == (
+        "Uploaded file"
+    )
+    with pytest.raises(ConfigError, match="source must be one of"):
+        SessionPanel(runs_dir=tmp_path, prompt_dir=prompt_dir, source="Line in")

@@ -16,7 +16,7 @@ import numpy as np
 from vlab import protocol
 from vlab.bundled import bundled_dir
 from vlab.endpoint import Secret
-from vlab.errors import VlabError
+from vlab.errors import ConfigError, VlabError
 from vlab.log.records import EventRecord
 from vlab.settings import NOT_GIVEN, AzureSemanticVad, SemanticVariant, ServerVad, SessionSettings
 from vlab.widgets._tasks import guarded, start_task
@@ -24,6 +24,8 @@ from vlab.widgets.browser_audio import BrowserAudio, kernel_has_device
 
 EMULATOR = "Embedded emulator"
 AZURE = "Azure endpoint"
+WAV_PROMPT = "WAV prompt"
+UPLOADED_FILE = "Uploaded file"
 BROWSER_MIC = "Browser microphone"
 KERNEL_MIC = "Microphone"
 _LIVE = (BROWSER_MIC, KERNEL_MIC)
@@ -77,6 +79,9 @@ class SessionPanel:
         session_options: Extra keywords for :class:`vlab.Session` (e.g. ``dotenv_path=False``).
         keep_open: After a prompt is answered, keep the session open: Start ("Send prompt") sends the
             next prompt as another turn, Stop ends it. False ends the session after the answer.
+        source: The input chosen at first: ``"WAV prompt"``, ``"Uploaded file"``, ``"Browser
+            microphone"`` or ``"Microphone"`` (the kernel's). Default: the browser microphone when the
+            kernel has no input device (a remote kernel), else a WAV prompt.
     """
 
     def __init__(
@@ -89,7 +94,9 @@ class SessionPanel:
         replay_speed: float = 1.0,
         session_options: dict[str, Any] | None = None,
         keep_open: bool = True,
+        source: str | None = None,
     ) -> None:
+        self._initial_source = source
         self.runs_dir = Path(runs_dir)
         self.prompt_dir = Path(prompt_dir) if prompt_dir is not None else find_prompt_dir()
         self.max_rows = max_rows
@@ -164,14 +171,18 @@ class SessionPanel:
         )
         prompts = list_prompts(self.prompt_dir)
         kernel_in, kernel_out = kernel_has_device("input"), kernel_has_device("output")
+        sources = [WAV_PROMPT, UPLOADED_FILE, BROWSER_MIC, KERNEL_MIC]
+        initial = self._initial_source or (WAV_PROMPT if kernel_in else BROWSER_MIC)
+        if initial not in sources:
+            raise ConfigError(f"source must be one of {', '.join(map(repr, sources))}, got {initial!r}")
         self.source = widgets.ToggleButtons(
             options=[
-                ("WAV prompt", "WAV prompt"),
-                ("Uploaded file", "Uploaded file"),
+                (WAV_PROMPT, WAV_PROMPT),
+                (UPLOADED_FILE, UPLOADED_FILE),
                 (BROWSER_MIC, BROWSER_MIC),
                 ("Kernel microphone" if kernel_in else "Kernel microphone (none found)", KERNEL_MIC),
             ],
-            value="WAV prompt",
+            value=initial,
             description="Input",
             style={"description_width": "120px", "button_width": "150px"},
         )
@@ -267,8 +278,8 @@ class SessionPanel:
         self.api_key.layout.display = None if self.auth.value == "API key" else "none"
         show(self.vad_box, self.turn_type.value != "manual")
         show(self.semantic_box, self.turn_type.value.startswith("azure_semantic"))
-        show(self.prompt_box, self.source.value == "WAV prompt")
-        show(self.upload_box, self.source.value == "Uploaded file")
+        show(self.prompt_box, self.source.value == WAV_PROMPT)
+        show(self.upload_box, self.source.value == UPLOADED_FILE)
         show(self.speaker_side, self.speaker.value)
         browser_out = self.speaker.value and self.speaker_side.value == "browser"
         show(self.browser_box, self.source.value == BROWSER_MIC or browser_out)
@@ -409,7 +420,7 @@ class SessionPanel:
         from vlab.errors import ConfigError
 
         rate = settings.input_bytes_per_s // 2
-        if self.source.value == "WAV prompt":
+        if self.source.value == WAV_PROMPT:
             if not self.prompt.value:
                 raise ConfigError(
                     "No prompt selected: put WAV files in data/prompts or choose another input."
