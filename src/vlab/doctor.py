@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from vlab import protocol, protocol_limits
 from vlab.clock import Clock, SystemClock, wait_until_ns
 from vlab.endpoint import ENV_ENDPOINT, Target, resolve_target, setting_sources
 from vlab.errors import AuthenticationFailed, ConfigError, ConnectionFailed, Throttled, VlabError
+from vlab.net import is_loopback
 
 __all__ = ["Check", "DoctorReport", "diagnose"]
 
@@ -91,7 +91,7 @@ def endpoint_form(url: str) -> tuple[str, Status]:
     """What kind of endpoint ``url`` is, and whether that form works with Voice Live."""
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
-    if _is_loopback(host):
+    if is_loopback(host):
         return "this machine (a local emulator, e.g. `vlab emulator`)", "ok"
     if host.endswith(".services.ai.azure.com"):
         return "an Azure AI Foundry resource endpoint (*.services.ai.azure.com)", "ok"
@@ -104,15 +104,6 @@ def endpoint_form(url: str) -> tuple[str, Status]:
             "warn",
         )
     return "a custom domain (make sure it fronts a Voice Live resource)", "ok"
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 async def diagnose(
@@ -249,7 +240,7 @@ async def _network_checks(target: Target, checks: list[Check], clock: Clock, tim
             checks.append(
                 Check("tls", "ok", f"{tls.version() if tls else 'TLS'}, certificate issued by {issuer}")
             )
-        elif _is_loopback(host):
+        elif is_loopback(host):
             checks.append(Check("tls", "ok", f"plain HTTP to {host}:{port} on this machine (no TLS needed)"))
         else:
             checks.append(

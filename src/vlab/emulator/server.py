@@ -40,6 +40,7 @@ from vlab.emulator.latency import LatencyModel, resolve
 from vlab.emulator.replies import Script
 from vlab.emulator.trace import Trace
 from vlab.errors import ConfigError, VlabWarning
+from vlab.net import is_loopback
 from vlab.protocol_limits import HANDSHAKE_TIMEOUT_S, MAX_CLIENT_FRAME_BYTES
 
 log = logging.getLogger("vlab.emulator")
@@ -156,17 +157,6 @@ def _rate_limits(faults: Iterable[Fault]) -> list[float]:
 
 class EmulatorExposedWarning(VlabWarning):
     """The emulator listens on a non-loopback interface without an explicit key."""
-
-
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name or "" (all interfaces)
 
 
 def make_app(config: EmulatorConfig) -> web.Application:
@@ -326,7 +316,7 @@ class Emulator:
 
     async def start(self) -> Emulator:
         """Bind and serve; returns self."""
-        if not _is_loopback(self.host):
+        if not is_loopback(self.host):
             if self.explicit_key:
                 log.warning(
                     "the Voice Live emulator listens on %r: other machines can connect with the key you gave",
