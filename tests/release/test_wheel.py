@@ -232,6 +232,7 @@ def _execute(env: SimpleNamespace, path: Path) -> None:
 OPTIONAL_IMPORTS = {
     "cloudpickle": "pyarrow imports it when it is installed (dask, in the dev extra, brings it)",
     "msgpack": "jupyter_client.session imports it when it is installed (dask, in the dev extra, brings it)",
+    "mypy-extensions": "psygnal (anywidget's) imports it when it is installed (mypy, in the dev extra, brings it)",
 }
 """Distributions a declared dependency imports only when they happen to be installed (try/except)."""
 

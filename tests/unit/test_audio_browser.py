@@ -220,3 +220,19 @@ async def test_audio_paused_by_the_browser_asks_for_a_click_and_keeps_the_microp
     bridge.receive({"type": "frame", "seq": 0, "t_ms": 0.0}, [bytes(960)])
     assert (await anext(mic.chunks())).pcm16 == bytes(960)
     assert bridge.message == ""
+
+
+def test_a_started_notice_read_after_the_clear_is_still_logged():
+    """A busy kernel can read the page's "started" after it asked for the clear: the reply did begin."""
+    bridge, _, clock = _bridge()
+    notices: list[tuple] = []
+    bridge.speaker.on_event = lambda *n: notices.append(n)
+    _sync(bridge, clock, page_ms=0.0, rtt_ms=0.0)
+    _play(bridge, "item_a", 2000.0)
+    bridge.speaker.clear()
+    for t_ms in (50.0, 60.0):  # the page's notice, read late (and a repeat: logged once)
+        bridge.receive({"type": "playback", "kind": "started", "item": "item_a", "t_ms": t_ms}, [])
+    bridge.receive(
+        {"type": "playback", "kind": "finished", "item": "item_a", "t_ms": 90.0, "played_ms": 40.0}, []
+    )  # nothing new about audio already cleared
+    assert notices == [("playback_started", "item_a", 10_050_000_000, {})]

@@ -222,6 +222,8 @@ class _Playing:
     reported_ns: int | None = None
     """Kernel time of that report (None: the page has not started the item)."""
     finished: bool = False
+    started_logged: bool = False
+    """``playback_started`` was announced."""
 
 
 @dataclass(slots=True)
@@ -348,10 +350,18 @@ class BrowserSpeaker:
     def playback(self, kind: str, item_id: str, t_ns: int, info: Mapping[str, Any]) -> None:
         """A playback notice from the page (``started``, ``finished``, ``underrun``)."""
         item = self._items.get(item_id)
-        if item is None or item_id == self._cleared_id:
-            return  # a notice in flight for audio already cleared
+        if item is None:
+            return
+        if item_id == self._cleared_id:
+            # A notice in flight for audio already cleared says nothing new, except that it had started:
+            # the page can report that after the kernel asked for the clear (a busy kernel reads the
+            # page's messages late), and the log must still say when the reply began to play.
+            if kind == "started" and not item.started_logged:
+                item.started_logged = True
+                self._notify("playback_started", item_id, t_ns, dict(info))
+            return
         if kind == "started":
-            item.played_ms, item.reported_ns = 0.0, t_ns
+            item.played_ms, item.reported_ns, item.started_logged = 0.0, t_ns, True
         elif kind == "finished":
             item.finished = True
             item.played_ms, item.reported_ns = float(info.get("played_ms", item.pushed_ms)), t_ns

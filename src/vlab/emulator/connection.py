@@ -93,7 +93,7 @@ class EmulatorConnection:
         self.response: ResponseRun | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._transcriptions: dict[str, asyncio.Task[None]] = {}
-        self._unheard: tuple[Item, bytes, int] | None = None  # the last user turn, not read yet
+        self._unheard: tuple[Item, bytes, int, asyncio.Task[str] | None] | None = None  # last turn, unread
         self._vad_due_ms = 0.0  # VAD steps keep their order even when their delays differ
         self.outbox = Outbox(
             ws,
@@ -280,11 +280,13 @@ class EmulatorConnection:
         self, item_id: str, audio_end_ms: int, audio: bytes, td: dict[str, Any]
     ) -> None:
         await self.send({"type": protocol.SPEECH_STOPPED, "audio_end_ms": audio_end_ms, "item_id": item_id})
-        await self._commit_user_audio(item_id, audio)
-        if td.get("create_response", True):
+        respond = bool(td.get("create_response", True))
+        await self._commit_user_audio(item_id, audio, respond=respond)
+        if respond:
             self._start_response({}, chained=True)
 
-    async def _commit_user_audio(self, item_id: str, audio: bytes) -> None:
+    async def _commit_user_audio(self, item_id: str, audio: bytes, *, respond: bool = False) -> None:
+        """Add a committed user turn; with ``respond``, a response to it follows (start reading it now)."""
         rate = self.input.rate
         wire = {
             "id": item_id,
@@ -310,7 +312,8 @@ class EmulatorConnection:
         elif cached is not None:
             item.heard = cached.text
         elif self.config.hear_audio:  # read when a reply needs the words (nothing is sent)
-            self._unheard = (item, audio, rate)
+            early = self._spawn(hear(self.recognizer, audio, rate)) if respond else None
+            self._unheard = (item, audio, rate, early)  # a reply follows: read meanwhile, off the loop
 
     async def _hear_last_turn(self) -> None:
         """From a response's step: read the words of the last user audio turn, if its reply needs them.
@@ -320,12 +323,12 @@ class EmulatorConnection:
         """
         if self._unheard is None:
             return
-        item, audio, rate = self._unheard
+        item, audio, rate, reading = self._unheard
         self._unheard = None
         if item.id not in self.conversation:  # deleted meanwhile
             return
         try:
-            item.heard = await hear(self.recognizer, audio, rate)
+            item.heard = await (reading if reading is not None else hear(self.recognizer, audio, rate))
         except RecognitionError as exc:
             log.warning("the emulator could not read the user's audio for its reply: %s", exc)
 
