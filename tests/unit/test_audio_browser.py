@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from vlab.audio.browser import BrowserBridge, ClockMap
+from vlab.audio.browser import LEAD_MS, BrowserBridge, ClockMap
 from vlab.clock import ManualClock, VirtualClock
 from vlab.errors import DeviceError
 
@@ -236,3 +236,20 @@ def test_a_started_notice_read_after_the_clear_is_still_logged():
         {"type": "playback", "kind": "finished", "item": "item_a", "t_ms": 90.0, "played_ms": 40.0}, []
     )  # nothing new about audio already cleared
     assert notices == [("playback_started", "item_a", 10_050_000_000, {})]
+
+
+def test_audio_goes_to_the_page_one_second_ahead_of_its_playback_and_a_clear_drops_the_rest():
+    """A reply arrives faster than real time: the comm holds at most LEAD_MS of it, so a clear is not
+    queued behind tens of seconds of audio."""
+    bridge, page, clock = _bridge()
+    _sync(bridge, clock, page_ms=0.0, rtt_ms=0.0)
+    for _ in range(50):  # 5 s of audio at once, in 100 ms deltas
+        _play(bridge, "item_a", 100.0)
+    assert len(page.of("play")) == LEAD_MS / 100
+    bridge.receive({"type": "playback", "kind": "started", "item": "item_a", "t_ms": 0.0}, [])
+    bridge.receive({"type": "position", "item": "item_a", "played_ms": 300.0, "t_ms": 300.0}, [])
+    assert len(page.of("play")) == (LEAD_MS + 300.0) / 100  # 300 ms played: 300 ms more sent
+    bridge.speaker.clear()
+    bridge.receive({"type": "position", "item": "item_a", "played_ms": 600.0, "t_ms": 600.0}, [])
+    assert len(page.of("play")) == (LEAD_MS + 300.0) / 100  # the unsent rest was dropped
+    assert page.sent[-1][0]["type"] == "clear"

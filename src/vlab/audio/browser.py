@@ -221,6 +221,8 @@ class _Playing:
     """Played as of the page's last report."""
     reported_ns: int | None = None
     """Kernel time of that report (None: the page has not started the item)."""
+    sent_ms: float = 0.0
+    """Sent to the page so far (the rest waits in the kernel, see :data:`LEAD_MS`)."""
     finished: bool = False
     started_logged: bool = False
     """``playback_started`` was announced."""
@@ -237,10 +239,17 @@ class _Clear:
     answered: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+LEAD_MS = 1000.0
+"""Audio the kernel sends ahead of the page's playback position; the rest waits in the kernel. A reply
+arrives much faster than real time, and tens of seconds of audio queued in the comm would delay a
+``clear`` behind them."""
+
+
 class BrowserSpeaker:
     """The page's speaker behind the :class:`~vlab.audio.playback.AudioOutput` contract.
 
-    Pushed audio goes to the page's jitter buffer (an ``AudioWorklet``); the page reports when each
+    Pushed audio goes to the page's jitter buffer (an ``AudioWorklet``), at most :data:`LEAD_MS` ahead
+    of what the page reports it played (more is sent as the reports come); the page reports when each
     item starts and finishes playing, and where it is every 100 ms. :meth:`clear` stops the page
     within one render quantum (128 samples) once the message arrives, and returns the ms heard,
     extrapolated from the last report; :meth:`confirm_clear` waits for the ms the page really played.
@@ -268,6 +277,7 @@ class BrowserSpeaker:
         self._cleared_id: str | None = None
         self._clears = 0
         self._pending: _Clear | None = None
+        self._unsent: deque[tuple[_Playing, bytes, int]] = deque()  # pushed, waiting for the lead
 
     def __repr__(self) -> str:
         return f"BrowserSpeaker({len(self._items)} items)"
@@ -296,7 +306,21 @@ class BrowserSpeaker:
             item = self._items[item_id] = _Playing(item_id)
             self._order.append(item_id)
         item.pushed_ms += 1000.0 * len(pcm16) / (2 * sample_rate)
-        self._bridge.send({"type": "play", "item": item_id, "rate": sample_rate}, [pcm16])
+        self._unsent.append((item, pcm16, sample_rate))
+        self._send_ahead()
+
+    def _send_ahead(self) -> None:
+        """Send queued audio while the page holds less than :data:`LEAD_MS` it has not played."""
+        unsent = self._unsent
+        if not unsent:
+            return
+        ahead = sum(i.sent_ms - i.played_ms for i in self._items.values() if not i.finished)
+        while unsent and ahead < LEAD_MS:
+            item, pcm16, rate = unsent.popleft()
+            ms = 1000.0 * len(pcm16) / (2 * rate)
+            item.sent_ms += ms
+            ahead += ms
+            self._bridge.send({"type": "play", "item": item.item_id, "rate": rate}, [pcm16])
 
     def heard_ms(self) -> float:
         """The current item's ms heard: the page's last report plus the time since, clamped to what was pushed."""
@@ -316,6 +340,7 @@ class BrowserSpeaker:
         self._clears += 1
         self._pending = _Clear(self._clears, item_id, estimate, self._bridge.clock.monotonic_ns())
         self._cleared_id = item_id
+        self._unsent.clear()
         for item in self._items.values():
             item.finished = True
         self._bridge.send({"type": "clear", "n": self._clears}, [])
@@ -346,6 +371,7 @@ class BrowserSpeaker:
         item = self._items.get(item_id)
         if item is not None and not item.finished:
             item.played_ms, item.reported_ns = played_ms, t_ns
+            self._send_ahead()
 
     def playback(self, kind: str, item_id: str, t_ns: int, info: Mapping[str, Any]) -> None:
         """A playback notice from the page (``started``, ``finished``, ``underrun``)."""
@@ -368,6 +394,7 @@ class BrowserSpeaker:
         elif kind == "underrun":
             item.finished = False
             self.underruns += 1
+        self._send_ahead()
         self._notify(f"playback_{kind}" if kind != "underrun" else "underrun", item_id, t_ns, dict(info))
 
     def cleared(
@@ -406,6 +433,7 @@ class BrowserSpeaker:
             self._bridge.send({"type": "clear", "n": 0}, [])
         self._items.clear()
         self._order.clear()
+        self._unsent.clear()
         self._cleared_id = self._pending = None
 
 
