@@ -79,9 +79,7 @@ def jupyterlab(tmp_path):
                 urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=1)
                 break
             except OSError:
-                time.sleep(
-                    0.1
-                )  # wall-clock ok: polling another process (JupyterLab) that has no event to wait on
+                time.sleep(0.1)  # wall-clock ok: polling JupyterLab, a process with no event to wait on
         else:
             pytest.fail("JupyterLab did not start: " + (tmp_path / "jupyter.log").read_text()[-2000:])
         yield base, token

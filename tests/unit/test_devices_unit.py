@@ -218,7 +218,7 @@ async def test_notices_reach_the_loop_and_stale_ones_are_dropped():
     spk.push("a", pcm(100), RATE)
     spk._callback(bytearray(BLOCK), BLOCK // 2, time_info, status)  # posts playback_started
     heard = spk.clear()  # before the loop ran the started notice: it is stale now
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # wall-clock ok: one loop turn, no time passes (lets the posted callback run)
     assert [(k, i) for k, i, *_ in received] == [("playback_cleared", "a")]
     assert received[0][3]["heard_ms"] == heard == pytest.approx(20.0)
     assert spk.timing_source == "dac_time"
@@ -227,7 +227,7 @@ async def test_notices_reach_the_loop_and_stale_ones_are_dropped():
     spk._callback(
         bytearray(BLOCK), BLOCK // 2, SimpleNamespace(currentTime=0.0, outputBufferDacTime=0.0), status
     )
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # wall-clock ok: one loop turn, no time passes (lets the posted callback run)
     assert received[-1][:2] == ("playback_started", "b")
     assert spk.timing_source == "latency_estimate"
 

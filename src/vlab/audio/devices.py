@@ -319,12 +319,7 @@ class Speaker:
 
     def describe(self) -> dict[str, Any]:
         """What the log says about this output (``audio_output`` in ``session.json``)."""
-        return {
-            "side": "kernel",
-            "device": self.device,
-            "sample_rate": self.sample_rate,
-            "block_ms": self.block_ms,
-        }
+        return _kernel_device(self.device, self.sample_rate, self.block_ms)
 
     # --- AudioOutput ---------------------------------------------------------------------------------
 
@@ -603,12 +598,7 @@ class Microphone:
 
     def describe(self) -> dict[str, Any]:
         """What the log says about this input (the ``vlab.audio_input`` record)."""
-        return {
-            "side": "kernel",
-            "device": self.device,
-            "sample_rate": self.sample_rate,
-            "block_ms": self.block_ms,
-        }
+        return _kernel_device(self.device, self.sample_rate, self.block_ms)
 
     def capture(self, indata: Any, adc_ns: int, overflow: bool = False) -> tuple[bytes, int]:
         """Copy one input block and count its status; the callback body.
@@ -730,3 +720,8 @@ class HalfDuplex:
     async def __aiter__(self) -> AsyncIterator[bytes]:
         async for chunk in self.chunks():
             yield chunk.pcm16
+
+
+def _kernel_device(device: Any, sample_rate: int, block_ms: float) -> dict[str, Any]:
+    """How a kernel sound device describes itself in the log (``vlab.audio_input``, ``audio_output``)."""
+    return {"side": "kernel", "device": device, "sample_rate": sample_rate, "block_ms": block_ms}
