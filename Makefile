@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# pytest-xdist: one worker per core; tests sharing the sound card or the browser stay in one worker
+PARALLEL ?= -n auto --dist loadgroup
 
 .PHONY: venv demo test test-matrix lint lab bench clean
 
@@ -21,7 +23,7 @@ test: $(STAMP)  ## the whole test suite (with the release check: tests/release b
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PARALLEL)
 
 test-matrix: $(STAMP)  ## the fast part of the suite on Python 3.10 and 3.13 (pyenv), each in .venv-3.X
 	$(BIN)/python scripts/test_matrix.py

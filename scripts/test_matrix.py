@@ -22,8 +22,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSIONS = ("3.10", "3.13")
-FAST = ["-m", "not slow", "tests/unit", "tests/integration", "tests/widgets"]
-"""The fast part: no browser, sound card or notebook kernels, nothing marked slow (about 3 min on 2 cores)."""
+FAST = [
+    "-m",
+    "not slow",
+    "-n",
+    "auto",
+    "--dist",
+    "loadgroup",
+    "tests/unit",
+    "tests/integration",
+    "tests/widgets",
+]
+"""The fast part: no browser, sound card or notebook kernels, nothing marked slow; on every core."""
 
 
 def find_python(version: str) -> Path | None:

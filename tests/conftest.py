@@ -3,6 +3,7 @@
 - Every test starts without Azure credentials from the developer's shell.
 - Markers by folder: a ``pytestmark`` in a conftest applies to no test module, so the folder marks are
   given here, at collection (``DIRECTORY_MARKERS``); ``-m integration`` then selects those folders.
+- Tests that share a machine-wide resource run in one xdist worker (``SHARED_RESOURCES``).
 - An async test fails when a task it (or one of its fixtures) created is still pending on its event loop
   after the test and its fixtures have finished (``_no_leaked_tasks``).
 """
@@ -27,6 +28,16 @@ DIRECTORY_MARKERS: dict[str, tuple[str, ...]] = {
 }
 """Top-level folder under ``tests/`` → the markers every test in it gets."""
 
+SHARED_RESOURCES: dict[str, str] = {
+    "devices": "sound_card",
+    "browser": "browser",
+    "test_benchmarks_smoke.py::test_benchmark_runs_at_tiny_size[bench_devices]": "sound_card",
+    "test_benchmarks_smoke.py::test_benchmark_runs_at_tiny_size[bench_browser]": "sound_card",
+}
+"""A folder or test id under ``tests/`` → the one machine-wide resource its tests share (the virtual sound
+card's sinks, the browser tests' JupyterLab server). With ``pytest -n N --dist loadgroup`` (``make test``)
+the tests of one resource run in one worker, one after the other."""
+
 SETTLE_TICKS = 3
 """Loop iterations a finished test gets so that tasks it cancelled without awaiting can finish."""
 
@@ -41,6 +52,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             continue
         for name in DIRECTORY_MARKERS.get(folder, ()):
             item.add_marker(name)
+        test_id = item.nodeid.split("/", 1)[-1]
+        resource = SHARED_RESOURCES.get(folder) or SHARED_RESOURCES.get(test_id)
+        if resource is not None:
+            item.add_marker(pytest.mark.xdist_group(resource))
 
 
 @pytest.fixture(autouse=True)

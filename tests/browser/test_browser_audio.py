@@ -168,10 +168,13 @@ def test_browser_microphone_and_speaker_carry_a_barge_in_end_to_end(jupyterlab, 
     stops = [r["audio_end_ms"] for r in by_type["input_audio_buffer.speech_stopped"]]
     # each utterance where it sits in the input: a page that drops capture frames under load shifts the
     # audio after the drop, and the VAD is judged on the audio it was given
-    offset2_ms, score2 = _offset_ms(recorded, prompt, rate, (on2, on2 + 1500.0))
-    assert score2 > 0.5, f"the second utterance is not in input.wav (best match {score2:.2f})"
-    # a page starved of CPU (the CI's busy loops) loses capture frames inside the utterance: its onset
-    # is then judged only when it arrived whole
+    # a page starved of CPU (the CI's busy loops) loses capture frames inside the utterance, which breaks
+    # one long match: the utterance is looked for in three 500 ms pieces, and its onset is judged only
+    # when the piece that holds it arrived whole
+    pieces = [_offset_ms(recorded, prompt, rate, (on2 + k * 500.0, on2 + (k + 1) * 500.0)) for k in range(3)]
+    best2 = max(score for _, score in pieces)
+    assert best2 > 0.5, f"the second utterance is not in input.wav (best match {best2:.2f})"
+    offset2_ms, score2 = pieces[0]
     judge_second = score2 > 0.8
     assert any(abs(s + padding_ms - (on1 + offset_ms)) <= 100 for s in starts), (starts, on1 + offset_ms)
     # "Stop." opens on a fricative that Silero hears as speech 60-110 ms after the label's onset even

@@ -127,7 +127,7 @@ async def test_second_response_create_while_active_is_refused():
 
 @pytest.mark.parametrize("auto_truncate", [False, True])
 async def test_barge_in_cancels_the_response_when_the_user_speaks(prompt, second_prompt, auto_truncate):
-    async with fast_emulator(speed=1.0, latency="typical") as emu:
+    async with fast_emulator(latency="typical") as emu:
         async with connect(endpoint=emu.endpoint, credential=AzureKeyCredential(emu.api_key)) as conn:
             vad = ServerVad(
                 threshold=0.5,
@@ -136,7 +136,7 @@ async def test_barge_in_cancels_the_response_when_the_user_speaks(prompt, second
                 interrupt_response=True,
                 auto_truncate=auto_truncate,
             )
-            # a long reply (≥ 20 s of audio): still streaming when the user speaks, however loaded the machine
+            # a long reply (≥ 20 s of audio on the simulated timeline): still streaming when the user speaks
             story = "Tell a long, detailed story of at least ten sentences."
             await conn.session.update(session=RequestSession(turn_detection=vad, instructions=story))
             await conn.input_audio_buffer.append(audio=prompt.pcm)

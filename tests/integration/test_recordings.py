@@ -62,7 +62,7 @@ async def test_barge_in_truncation_is_applied_to_the_recording(tmp_path, prompt,
     run = tmp_path / "run"
     realtime_tts = dataclasses.replace(preset("typical"), tts_realtime_factor=1.0)
     settings = SessionSettings(turn_detection=ServerVad(interrupt_response=False))
-    async with fast_emulator(speed=1.0, latency=realtime_tts) as emu:
+    async with fast_emulator(latency=realtime_tts) as emu:
         async with Session(
             settings, endpoint=emu.endpoint, api_key=emu.api_key, run_dir=run, dotenv_path=False
         ) as s:
