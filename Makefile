@@ -3,8 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# pytest-xdist: one worker per core; tests sharing the sound card or the browser stay in one worker
-PARALLEL ?= -n auto --dist loadgroup
+# pytest-xdist: one worker per core (tests sharing the sound card or the browser take turns: tests/conftest.py)
+PARALLEL ?= -n auto
 
 .PHONY: venv demo test test-matrix lint lab bench clean
 

@@ -27,8 +27,6 @@ FAST = [
     "not slow",
     "-n",
     "auto",
-    "--dist",
-    "loadgroup",
     "tests/unit",
     "tests/integration",
     "tests/widgets",

@@ -3,7 +3,7 @@
 - Every test starts without Azure credentials from the developer's shell.
 - Markers by folder: a ``pytestmark`` in a conftest applies to no test module, so the folder marks are
   given here, at collection (``DIRECTORY_MARKERS``); ``-m integration`` then selects those folders.
-- Tests that share a machine-wide resource run in one xdist worker (``SHARED_RESOURCES``).
+- Tests that share a machine-wide resource take turns across xdist workers (``SHARED_RESOURCES``).
 - An async test fails when a task it (or one of its fixtures) created is still pending on its event loop
   after the test and its fixtures have finished (``_no_leaked_tasks``).
 """
@@ -35,8 +35,8 @@ SHARED_RESOURCES: dict[str, str] = {
     "test_benchmarks_smoke.py::test_benchmark_runs_at_tiny_size[bench_browser]": "sound_card",
 }
 """A folder or test id under ``tests/`` → the one machine-wide resource its tests share (the virtual sound
-card's sinks, the browser tests' JupyterLab server). With ``pytest -n N --dist loadgroup`` (``make test``)
-the tests of one resource run in one worker, one after the other."""
+card's sinks; Chromium and JupyterLab, too heavy to run twice at once on 2 cores). Under pytest-xdist
+(``make test``) a test holds its resource's file lock while it runs, so those tests run one at a time."""
 
 SETTLE_TICKS = 3
 """Loop iterations a finished test gets so that tasks it cancelled without awaiting can finish."""
@@ -52,10 +52,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             continue
         for name in DIRECTORY_MARKERS.get(folder, ()):
             item.add_marker(name)
+
         test_id = item.nodeid.split("/", 1)[-1]
         resource = SHARED_RESOURCES.get(folder) or SHARED_RESOURCES.get(test_id)
         if resource is not None:
-            item.add_marker(pytest.mark.xdist_group(resource))
+            item.add_marker(pytest.mark.shares(resource))
+
+
+@pytest.fixture(autouse=True)
+def _hold_shared_resource(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Hold the file lock of the resource a test ``shares`` (``SHARED_RESOURCES``) while it runs.
+
+    The lock lives beside every xdist worker's base temp folder (one per run), so a test of one worker
+    waits for the same resource's test in another.
+    """
+    mark = request.node.get_closest_marker("shares")
+    if mark is None:
+        yield
+        return
+    from filelock import FileLock
+
+    with FileLock(tmp_path_factory.getbasetemp().parent / f"vlab-{mark.args[0]}.lock"):
+        yield
 
 
 @pytest.fixture(autouse=True)
