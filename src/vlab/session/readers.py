@@ -76,7 +76,10 @@ class EventFeed:
     """
 
     def __init__(
-        self, clock: Clock | None = None, backlog: int = 10_000, to_model: Callable[[Any], Any] = _as_delivered
+        self,
+        clock: Clock | None = None,
+        backlog: int = 10_000,
+        to_model: Callable[[Any], Any] = _as_delivered,
     ) -> None:
         self.clock = clock or SystemClock()
         self.live = False
