@@ -64,7 +64,23 @@ _WIDE = 9.2e18
 
 def _holds_wide_float(value: Any) -> bool:
     """Whether a parsed JSON value holds a float of magnitude ≥ :data:`_WIDE` (iterative: any depth)."""
-    stack = [value]
+    if type(value) is not dict:
+        return _nested_wide_float([value])
+    nested = None
+    for v in value.values():  # an event's own fields first, without a stack: most are strings and ints
+        t = type(v)
+        if t is float:
+            if not -_WIDE < v < _WIDE:
+                return True
+        elif t is dict or t is list:
+            if nested is None:
+                nested = [v]
+            else:
+                nested.append(v)
+    return nested is not None and _nested_wide_float(nested)
+
+
+def _nested_wide_float(stack: list[Any]) -> bool:
     pop, extend = stack.pop, stack.extend
     while stack:
         v = pop()
