@@ -376,12 +376,13 @@ _PLANS: dict[str, _ModelPlan | None] = {}
 def _create_value() -> Callable[[Any, Any], Any]:
     from azure.ai.voicelive._utils.model_base import _create_value
 
-    return _create_value  # type: ignore[no-any-return]
+    return _create_value
 
 
 @functools.cache
 def _server_event_mapping() -> Mapping[str, Any]:
-    return _server_event_model().__mapping__  # type: ignore[no-any-return]
+    mapping: Mapping[str, Any] = _server_event_model().__mapping__
+    return mapping
 
 
 @functools.cache
@@ -413,7 +414,7 @@ def missing_sdk_features() -> list[str]:
         return bool(event.type == "session.created" and event.get("session")["id"] == "s")
 
     def plans_build_what_the_sdk_builds() -> bool:
-        samples = [
+        samples: list[dict[str, Any]] = [
             {"type": "response.audio.delta", "event_id": "e", "response_id": "r", "item_id": "i",
              "output_index": 0, "content_index": 0, "delta": "AAAA", "x": {"y": [1]}},
             {"type": "response.done", "event_id": "e", "response": {"id": "r", "status": "completed",
