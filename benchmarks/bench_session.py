@@ -169,7 +169,7 @@ def _spread(per_round: dict[str, list[float]], name: str) -> str:
 
 
 def bench_overhead(size: Size) -> list[Figure]:
-    rounds = size.n(4, 1)
+    rounds = size.n(10, 1)  # interleaved: this shared VM moves a single round by ±20 %
     responses = size.n(6, 1)
     figs = []
     with tempfile.TemporaryDirectory() as d:
