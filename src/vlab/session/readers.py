@@ -2,7 +2,8 @@
 
 An :class:`EventFeed` keeps each server event's JSON (or a :class:`LocalEvent`) in a bounded backlog for
 the ``wait_for`` cursor and in one inbox per ``events()`` reader; the SDK model is built only when a
-reader takes the event. Timeouts are on the injected clock.
+reader takes the event, and never for a reader that asks for ``typed=False`` (it gets the JSON object).
+Timeouts are on the injected clock.
 """
 
 from __future__ import annotations
