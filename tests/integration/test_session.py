@@ -15,6 +15,7 @@ from vlab.clock import VirtualClock
 from vlab.emulator import preset
 from vlab.errors import ConnectionFailed, VlabWarning
 from vlab.log import EVENT_COLUMNS, EventLog, to_frame
+from vlab.session import sdk_adapter
 from vlab.settings import FunctionTool
 from vlab.testing import StaticTokenCredential, fast_emulator
 
@@ -88,6 +89,24 @@ async def test_events_yields_sdk_models_as_logged_and_the_log_is_columnar(prompt
     assert [logged[e.event_id].type for e in got] == [e.type for e in got]
     assert [logged[e.event_id].audio_bytes for e in deltas] == [len(e.delta) for e in deltas]
     pd.testing.assert_frame_equal(df, to_frame(list(s.records)[: len(df)]))
+
+
+async def test_untyped_readers_get_the_json_and_typed_ones_the_sdk_s_own_models(prompt):
+    """``typed=False`` gives each event's JSON as received; the typed path builds exactly the SDK's models."""
+    from azure.ai.voicelive.models import ServerEvent
+
+    async with fast_emulator() as emu:
+        async with Session(endpoint=emu.endpoint, api_key=emu.api_key, dotenv_path=False) as s:
+            await s.stream_audio(prompt.pcm, speed=math.inf)
+            read = await s.wait_for("response.done", typed=False)
+    assert all(type(e) is dict for e in read) and read[-1]["type"] == "response.done"
+    server = [r for r in s.records if r.direction == "server" and r.seq > 1]
+    assert [e["event_id"] for e in read] == [r.event_id for r in server][: len(read)]
+    assert {e["type"] for e in read} >= {"input_audio_buffer.speech_stopped", "response.audio.delta"}
+    for payload in read:
+        model, sdk = sdk_adapter.server_event(payload), ServerEvent._deserialize(payload, [])
+        assert type(model) is type(sdk) and list(model._data.items()) == list(sdk._data.items())
+        assert model.as_dict() == sdk.as_dict()
 
 
 async def test_run_folder_holds_jsonl_parquet_and_session_json(tmp_path, prompt):

@@ -16,7 +16,7 @@ import pytest
 
 from vlab.clock import VirtualClock
 from vlab.errors import ConnectionFailed
-from vlab.session.link import Link, LinkEnded, StallWatch, WireClosed, WireError
+from vlab.session.link import Link, LinkEnded, StallWatch, WireClosed, WireError, parse_frame
 from vlab.session.reconnect import ConnectionLoss, Reconnect, Reconnected, ReconnectFailed, Reconnecting
 
 MS = 1_000_000
@@ -397,3 +397,43 @@ async def test_a_failed_handshake_closes_the_new_connection():
     with pytest.raises(WireClosed):
         await link.connect()
     assert wire.closed and link.wire is None and link.state == "new"
+
+
+def _json_reads(raw: bytes) -> Any:
+    """What ``json`` makes of a frame (the SDK's ``conn.recv()``): the value, or the exception's type."""
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        return type(exc)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"type":"response.audio.delta","delta":"AAAA","x_vlab_sim_ms":12.5}',
+        b'{"output_index":123456789012345678901234567890}',  # orjson: a float
+        b'{"a":[-9223372036854775809,18446744073709551615]}',
+        b'{"sim":NaN,"b":Infinity,"c":-Infinity}',  # orjson refuses these
+        b'{"x":1e400}',
+        b'{"s":"\\ud800"}',  # a lone surrogate
+        b'{"a":1,"a":2}',
+        b"[1.5e-400, -0.0, -0]",
+        b"[" * 900 + b"]" * 900,
+        b"[" * 1100 + b"]" * 1100,
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"unterminated": ',
+        b"\xff\xfe binary junk",
+        b"",
+    ],
+    ids=lambda raw: raw[:24].decode("utf-8", "replace"),
+)
+def test_frames_are_parsed_exactly_as_json_parses_them(raw):
+    try:
+        got: Any = parse_frame(raw)
+    except (ValueError, RecursionError) as exc:
+        got = type(exc)
+    expected = _json_reads(raw)
+    if isinstance(expected, type):
+        assert got is expected
+    else:
+        assert json.dumps(got) == json.dumps(expected)  # the same value and types (an int stays an int)

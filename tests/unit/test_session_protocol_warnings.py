@@ -186,3 +186,48 @@ async def test_audio_that_is_not_base64_is_a_warning_without_a_recording_too(wir
         assert s.protocol_warnings == 1
     warning = next(r for r in s.records if r.type == protocol.PROTOCOL_WARNING)
     assert json.loads(warning.payload)["problems"] == ["'delta' is not base64 audio"]
+
+
+_SAMPLES: list[Any] = [
+    "s", "AAAA", "AAA", "AA=A", "@@@=", 0, -3, 1.5, 2.0, float("nan"), float("inf"), True, None, {}, [], {"id": 1},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("etype", [*protocol.SERVER_EVENT_FIELDS, "not.a.known.type"])
+def test_the_fast_check_agrees_with_the_worded_one_on_every_field_and_value(etype):
+    """``event_problems`` answers from generated code when nothing is wrong: it must never miss a problem."""
+    from vlab.session import checks
+
+    well_formed = checks._WELL_FORMED.get(etype, checks._UNKNOWN_TYPE_WELL_FORMED)
+    paths = ["event_id", protocol.SIM_MS_KEY, *protocol.SERVER_EVENT_FIELDS.get(etype, {})]
+    for path in paths:
+        *parents, key = path.split(".")
+        for value in _SAMPLES:
+            for parent_value in (
+                None,
+                "not an object",
+            ):  # the field itself, or a parent that is not an object
+                payload: dict[str, Any] = {"type": etype}
+                holder = payload
+                for part in parents:
+                    holder[part] = {}
+                    holder = holder[part]
+                holder[key] = value
+                if parents and parent_value is not None:
+                    payload[parents[0]] = parent_value
+                assert well_formed(payload) == (checks.event_problems(payload) == []), (path, value, payload)
+                assert well_formed(payload) == (_slow_problems(payload) == []), (path, value, payload)
+
+
+def _slow_problems(payload: dict[str, Any]) -> list[str]:
+    """The worded check alone (its loop), without the generated fast path."""
+    from vlab.session import checks
+
+    saved, saved_unknown = dict(checks._WELL_FORMED), checks._UNKNOWN_TYPE_WELL_FORMED
+    try:
+        checks._WELL_FORMED.update(dict.fromkeys(saved, lambda _: False))
+        checks._UNKNOWN_TYPE_WELL_FORMED = lambda _: False
+        return checks.event_problems(payload)
+    finally:
+        checks._WELL_FORMED.update(saved)
+        checks._UNKNOWN_TYPE_WELL_FORMED = saved_unknown

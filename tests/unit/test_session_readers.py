@@ -78,3 +78,21 @@ async def test_the_backlog_keeps_the_newest_events():
     for kind in ("a", "b", "c"):
         feed.put({"type": kind})
     assert [e["type"] for e in await feed.wait_for(lambda e: e["type"] == "c")] == ["b", "c"]
+
+
+async def test_untyped_readers_get_the_items_as_delivered_and_typed_ones_the_models():
+    feed, _ = started_feed(to_model=lambda item: item["type"].upper())
+    events = [{"type": "a"}, {"type": "done"}]
+    streams = [asyncio.create_task(_collect(feed.events(typed=typed))) for typed in (True, False)]
+    loop = asyncio.get_running_loop()
+    for event in events:
+        loop.call_soon(feed.put, event)
+    loop.call_soon(feed.end)
+    typed, untyped = [await stream for stream in streams]
+    assert (
+        typed == ["A", "DONE"]
+        and untyped == events
+        and all(a is b for a, b in zip(untyped, events, strict=True))
+    )
+    got = await feed.wait_for("done", typed=False)
+    assert got == events and got[0] is events[0]

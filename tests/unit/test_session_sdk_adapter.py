@@ -145,3 +145,52 @@ def test_server_events_become_the_sdk_s_models():
     assert isinstance(event, ServerEvent) and event.type == "session.created" and event.session.id == "s"
     local = LocalEvent(type="vlab.reconnected", attempt=1)
     assert sdk_adapter.server_event(local) is local  # the session's own notices stay as they are
+
+
+def _sdk_build(payload: dict[str, Any]) -> Any:
+    try:
+        return ServerEvent._deserialize(payload, [])
+    except (TypeError, ValueError, AttributeError, RecursionError):
+        return sdk_adapter.RawServerEvent(payload)
+
+
+_NESTED = {
+    "event_id": "e1",
+    "response_id": "r1",
+    "item_id": "i1",
+    "output_index": 0,
+    "content_index": 1,
+    "delta": "AAAA",
+    "transcript": "hi",
+    "audio_start_ms": 12.5,
+    "response": {"id": "r1", "status": "completed", "output": [{"id": "i1", "type": "message"}]},
+    "item": {"id": "i1", "type": "message", "role": "assistant", "content": [{"type": "audio"}]},
+    "session": {"id": "s1", "voice": {"name": "v", "type": "openai"}, "modalities": ["text", "audio"]},
+    "error": {"type": "invalid_request_error", "code": "c", "message": "m"},
+    "part": {"type": "text", "text": "t"},
+    "extra": {"nested": [1, {"x": None}]},
+}
+
+
+@pytest.mark.parametrize("etype", sorted(ServerEvent.__mapping__))  # type: ignore[attr-defined]
+@pytest.mark.parametrize(
+    "fields",
+    [{}, _NESTED, {"event_id": 5, "response": "not an object", "output_index": "0", "item": [1]}],
+    ids=["minimal", "nested", "malformed"],
+)
+def test_typed_events_are_exactly_the_models_the_sdk_builds(etype, fields):
+    payload = {"type": etype, **fields}
+    fast, sdk = sdk_adapter.server_event(payload), _sdk_build(payload)
+    assert type(fast) is type(sdk)
+    if isinstance(sdk, sdk_adapter.RawServerEvent):
+        assert fast == sdk
+    else:
+        assert list(fast._data.items()) == list(sdk._data.items())  # same data, same key order
+        assert fast.as_dict() == sdk.as_dict()
+
+
+def test_an_unknown_or_odd_type_takes_the_sdk_s_own_path():
+    for payload in ({"type": "not.a.voicelive.event", "x": 1}, {"type": 5}, {"type": ["a"]}, {"x": 1}):
+        fast, sdk = sdk_adapter.server_event(payload), _sdk_build(payload)
+        assert type(fast) is type(sdk) and dict(fast) == dict(sdk)
+    assert "not.a.voicelive.event" not in sdk_adapter._PLANS  # a server's made-up types are not kept

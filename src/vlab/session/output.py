@@ -16,7 +16,7 @@ from typing import Any
 
 from vlab.audio.playback import AudioOutput
 from vlab.log.records import audio_size
-from vlab.session.checks import is_base64
+from vlab.session.checks import base64_alphabet_ok
 from vlab.session.sinks import AudioRecording
 from vlab.settings import SessionSettings
 
@@ -56,7 +56,8 @@ class AssistantAudio:
 
         Returns:
             False when its ``delta`` is not base64 (nothing is played or recorded): the one pass over the
-            text, the decoding or (for an output that only counts bytes) the alphabet check, tells.
+            text, the decoding or (for an output that only counts bytes) the alphabet check, tells. Its
+            shape (length, padding) was checked with the event's fields (:func:`~vlab.session.checks.event_problems`).
         """
         item_id = payload.get("item_id")
         rate = self.rates(settings)[1]
@@ -64,7 +65,7 @@ class AssistantAudio:
         push_size = getattr(self.output, "push_size", None)
         b64 = payload.get("delta") or ""
         if push_size is not None and recording is None:
-            if not is_base64(b64):
+            if not base64_alphabet_ok(b64):
                 return False
             push_size(item_id, audio_size(b64) or 0, rate)
             return True

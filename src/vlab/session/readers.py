@@ -2,7 +2,8 @@
 
 An :class:`EventFeed` keeps each server event's JSON (or a :class:`LocalEvent`) in a bounded backlog for
 the ``wait_for`` cursor and in one inbox per ``events()`` reader; the SDK model is built only when a
-reader takes the event. Timeouts are on the injected clock.
+reader takes the event, and never for a reader that asks for ``typed=False`` (it gets the JSON object).
+Timeouts are on the injected clock.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ EventMatch = str | Callable[[Any], bool]
 """What :meth:`EventFeed.wait_for` waits for: an event type, or a predicate on the event."""
 
 _NS_PER_S = 1_000_000_000
+
+
+def _as_delivered(item: Any) -> Any:
+    return item
 
 
 class LocalEvent(dict[str, Any]):
@@ -72,7 +77,10 @@ class EventFeed:
     """
 
     def __init__(
-        self, clock: Clock | None = None, backlog: int = 10_000, to_model: Callable[[Any], Any] = lambda x: x
+        self,
+        clock: Clock | None = None,
+        backlog: int = 10_000,
+        to_model: Callable[[Any], Any] = _as_delivered,
     ) -> None:
         self.clock = clock or SystemClock()
         self.live = False
@@ -114,6 +122,7 @@ class EventFeed:
         timeout_s: float = 60.0,
         count: int = 1,
         ended: Callable[[str], BaseException] = lambda doing: RuntimeError(f"the feed ended {doing}"),
+        typed: bool = True,
     ) -> list[Any]:
         """Read events from the cursor until ``count`` of them match; returns those read, the match last.
 
@@ -122,6 +131,7 @@ class EventFeed:
             timeout_s: Give up after this long on the feed's clock.
             count: How many matches to wait for.
             ended: Builds the error raised when the feed ends first (given what was being done).
+            typed: Turn each event into what readers get (``to_model``); False: the items as delivered.
 
         Raises:
             TimeoutError: Not in time; the message lists the types that did arrive.
@@ -129,7 +139,7 @@ class EventFeed:
         seen: list[Any] = []
         hits = 0
         timer: asyncio.Future[None] | None = None
-        backlog, to_model = self._backlog, self._to_model
+        backlog, to_model = self._backlog, self._to_model if typed else _as_delivered
         try:
             while True:
                 while backlog:
@@ -154,8 +164,9 @@ class EventFeed:
             if timer is not None and not timer.done():
                 timer.cancel()
 
-    async def events(self) -> AsyncIterator[Any]:
-        """Events from now on, until the feed ends."""
+    async def events(self, *, typed: bool = True) -> AsyncIterator[Any]:
+        """Events from now on, until the feed ends (``typed``: as in :meth:`wait_for`)."""
+        to_model = self._to_model if typed else _as_delivered
         inbox = _Inbox()
         items = inbox.items
         self._subscribers.append(inbox)
@@ -166,6 +177,6 @@ class EventFeed:
                 item = items.popleft()
                 if item is None:
                     return
-                yield self._to_model(item)
+                yield to_model(item)
         finally:
             self._subscribers.remove(inbox)

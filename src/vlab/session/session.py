@@ -488,24 +488,34 @@ class Session:
             except ConnectionFailed:
                 pass
 
-    def events(self) -> AsyncIterator[Any]:
-        """Server events (SDK models) from now on, until the session closes."""
-        return self._feed.events()
+    def events(self, *, typed: bool = True) -> AsyncIterator[Any]:
+        """Server events (SDK models) from now on, until the session closes.
 
-    async def wait_for(self, match: EventMatch, *, timeout_s: float = 60.0, count: int = 1) -> list[Any]:
+        ``typed=False`` yields each event's JSON object as received (a ``dict``) instead: no SDK model is
+        built, which makes a Session cheaper per event than the SDK's own loop when only the log, the
+        DataFrame or the recordings are wanted.
+        """
+        return self._feed.events(typed=typed)
+
+    async def wait_for(
+        self, match: EventMatch, *, timeout_s: float = 60.0, count: int = 1, typed: bool = True
+    ) -> list[Any]:
         """Read server events until ``count`` of them match (a type name or a predicate).
 
         Reading is a cursor over the session's events: each call continues where the previous one
         stopped, so ``await s.append_audio(...)`` then ``await s.wait_for("response.done")`` never misses
         an event that arrived in between. Returns the events read (SDK models), the matching one last.
-        The timeout runs on the session's clock.
+        With ``typed=False`` they are the events' JSON objects as received (``dict``; a predicate gets
+        those too), and no SDK model is built. The timeout runs on the session's clock.
 
         Raises:
             TimeoutError: Not in time; the message lists the types that did arrive.
             ConnectionFailed: The connection was lost first (and not re-established); the message says
                 how and what to do.
         """
-        return await self._feed.wait_for(match, timeout_s=timeout_s, count=count, ended=self._ended_error)
+        return await self._feed.wait_for(
+            match, timeout_s=timeout_s, count=count, ended=self._ended_error, typed=typed
+        )
 
     # --- sending ----------------------------------------------------------------------------------------------
 
