@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# pytest-xdist: one worker per core (tests sharing the sound card or the browser take turns: tests/conftest.py)
+# pytest-xdist: one worker per core; the `realtime` tests (sound card, browser audio) then run alone
 PARALLEL ?= -n auto
 
 .PHONY: venv demo test test-matrix lint lab bench clean
@@ -23,7 +23,8 @@ test: $(STAMP)  ## the whole test suite (with the release check: tests/release b
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
-	$(BIN)/python -m pytest $(PARALLEL)
+	$(BIN)/python -m pytest $(PARALLEL) -m "not realtime"
+	$(BIN)/python -m pytest -m realtime
 
 test-matrix: $(STAMP)  ## the fast part of the suite on Python 3.10 and 3.13 (pyenv), each in .venv-3.X
 	$(BIN)/python scripts/test_matrix.py

@@ -3,7 +3,7 @@
 - Every test starts without Azure credentials from the developer's shell.
 - Markers by folder: a ``pytestmark`` in a conftest applies to no test module, so the folder marks are
   given here, at collection (``DIRECTORY_MARKERS``); ``-m integration`` then selects those folders.
-- Tests that share a machine-wide resource take turns across xdist workers (``SHARED_RESOURCES``).
+- Tests of real-time audio through a sound card or a browser are marked ``realtime`` (``REAL_TIME``).
 - An async test fails when a task it (or one of its fixtures) created is still pending on its event loop
   after the test and its fixtures have finished (``_no_leaked_tasks``).
 """
@@ -28,15 +28,15 @@ DIRECTORY_MARKERS: dict[str, tuple[str, ...]] = {
 }
 """Top-level folder under ``tests/`` → the markers every test in it gets."""
 
-SHARED_RESOURCES: dict[str, str] = {
-    "devices": "sound_card",
-    "browser": "browser",
-    "test_benchmarks_smoke.py::test_benchmark_runs_at_tiny_size[bench_devices]": "sound_card",
-    "test_benchmarks_smoke.py::test_benchmark_runs_at_tiny_size[bench_browser]": "sound_card",
-}
-"""A folder or test id under ``tests/`` → the one machine-wide resource its tests share (the virtual sound
-card's sinks; Chromium and JupyterLab, too heavy to run twice at once on 2 cores). Under pytest-xdist
-(``make test``) a test holds its resource's file lock while it runs, so those tests run one at a time."""
+REAL_TIME: tuple[str, ...] = (
+    "devices",
+    "browser",
+    "test_benchmarks_smoke.py::test_benchmark_runs_at_tiny_size[bench_devices]",
+    "test_benchmarks_smoke.py::test_benchmark_runs_at_tiny_size[bench_browser]",
+)
+"""Folders and test ids under ``tests/`` marked ``realtime``: audio through the virtual sound card or a
+browser's audio thread, which glitches when it does not get the CPU on time. ``make test`` runs them after
+the parallel part, in one process (``-m realtime``)."""
 
 SETTLE_TICKS = 3
 """Loop iterations a finished test gets so that tasks it cancelled without awaiting can finish."""
@@ -53,29 +53,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for name in DIRECTORY_MARKERS.get(folder, ()):
             item.add_marker(name)
 
-        test_id = item.nodeid.split("/", 1)[-1]
-        resource = SHARED_RESOURCES.get(folder) or SHARED_RESOURCES.get(test_id)
-        if resource is not None:
-            item.add_marker(pytest.mark.shares(resource))
-
-
-@pytest.fixture(autouse=True)
-def _hold_shared_resource(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[None]:
-    """Hold the file lock of the resource a test ``shares`` (``SHARED_RESOURCES``) while it runs.
-
-    The lock lives beside every xdist worker's base temp folder (one per run), so a test of one worker
-    waits for the same resource's test in another.
-    """
-    mark = request.node.get_closest_marker("shares")
-    if mark is None:
-        yield
-        return
-    from filelock import FileLock
-
-    with FileLock(tmp_path_factory.getbasetemp().parent / f"vlab-{mark.args[0]}.lock"):
-        yield
+        if folder in REAL_TIME or item.nodeid.split("/", 1)[-1] in REAL_TIME:
+            item.add_marker("realtime")
 
 
 @pytest.fixture(autouse=True)
