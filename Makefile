@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# the suite starts hundreds of Pythons (the CLI, emulators, Silero and Dask workers, kernels): let them
+# reuse compiled bytecode in __pycache__ (git-ignored) even where the shell turned it off
+unexport PYTHONDONTWRITEBYTECODE
 # pytest-xdist: one worker per core; the `realtime` tests (sound card, browser audio) then run alone
 PARALLEL ?= -n auto
 
