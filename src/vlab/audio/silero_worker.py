@@ -5,7 +5,7 @@
 connections). The worker resamples and cuts each stream exactly as :meth:`StreamingVad.prepare
 <vlab.audio.vad.StreamingVad.prepare>` does, runs the frames through :mod:`vlab.audio.silero`, batched
 across streams, and answers each request with the probabilities of the frames it completed; the answers
-resolve asyncio futures on the caller's loop. A process rather than a thread: a model step is short
+reach the caller's loop (futures, or callbacks for the emulator). A process rather than a thread: a model step is short
 (about 0.1 ms) and a thread has to win the GIL back from the busy event loop after every step, which on
 these machines made the model run 2-3× slower than alone; resampling there too keeps the loop free for
 the network.
@@ -268,7 +268,7 @@ class SileroWorker:
 
     Each model's stream lives in the worker; :meth:`submit` its audio in order, :meth:`reset` and
     :meth:`forget` it like the model itself. Safe to use from several event loops and threads. If the
-    worker dies, pending futures fail with :class:`RuntimeError` and the next request starts a new one,
+    worker dies, pending requests fail with :class:`RuntimeError` and the next request starts a new one,
     unless it has died 3 times within 10 s (then :attr:`broken` says why and every request fails).
 
     Args:
@@ -483,7 +483,7 @@ class SileroWorker:
                     proc.kill()
 
     def _read_results(self, proc: subprocess.Popen[bytes]) -> None:
-        """Reader thread: resolve futures from the worker's answers; fail the rest when it exits."""
+        """Reader thread: hand the worker's answers to their loops; fail the rest when it exits."""
         assert proc.stdout is not None
         fd = proc.stdout.fileno()
         buf = bytearray()
