@@ -1,14 +1,14 @@
 """Silero VAD in a worker process, for many audio streams at once, beside a busy event loop.
 
-:class:`SileroWorker` (one per Python process, :meth:`SileroWorker.shared`) starts
-``python -m vlab.audio.silero_worker`` and sends it the PCM16 audio of many streams (the emulator's
-connections). The worker resamples and cuts each stream exactly as :meth:`StreamingVad.prepare
+:class:`SileroWorker` (one per Python process, :meth:`SileroWorker.shared`) starts ``python -m
+vlab.audio.silero_worker`` and sends it the PCM16 audio of many streams (the emulator's connections). The
+worker resamples and cuts each stream exactly as :meth:`StreamingVad.prepare
 <vlab.audio.vad.StreamingVad.prepare>` does, runs the frames through :mod:`vlab.audio.silero`, batched
 across streams, and answers each request with the probabilities of the frames it completed; the answers
-reach the caller's loop (futures, or callbacks for the emulator). A process rather than a thread: a
-model step is short (about 0.1 ms) and a thread has to win the GIL back from the busy event loop after every step, which on
-these machines made the model run 2-3× slower than alone; resampling there too keeps the loop free for
-the network.
+reach the caller's loop (futures, or callbacks for the emulator). A process rather than a thread: a model
+step is short (about 0.1 ms) and a thread has to win the GIL back from the busy event loop after every
+step, which on these machines made the model run 2-3× slower than alone; resampling there too keeps the
+loop free for the network.
 
 Wire format (little-endian), requests::
 
