@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
-    """Run the server on uvloop when it is installed (``pip install vlab[uvloop]``, not on Windows), else asyncio.
+    """Serve on uvloop when it is installed (``pip install vlab[uvloop]``, not on Windows), else asyncio.
 
     uvloop takes about a fifth off the loop's CPU per audio append (``benchmarks/bench_emulator.py``).
     """
