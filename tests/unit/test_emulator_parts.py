@@ -107,3 +107,23 @@ def test_responder_rules():
     assert reply_for([_user_text("get time")], {**with_tools, "tool_choice": "none"}).function_calls == ()
     output = Item({"id": "o", "type": "function_call_output", "call_id": "c", "output": "12:00"})
     assert reply_for([_user_text("x"), output], with_tools).text == "Here is what I found: 12:00."
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"type": "input_audio_buffer.append", "audio": "AAAA", "event_id": "e1"}',
+        '{"type": "input_audio_buffer.append", "audio": "AAAA", "n": 123456789012345678901234567890}',
+        '{"type": "input_audio_buffer.append", "audio": "AAAA", "event_id": 123456789012345678901234567890}',
+        b'{"type": "input_audio_buffer.append", "audio": "AAAA", "note": "\\ud800"}',
+        '{"type": "session.update", "session": {"max_response_output_tokens": 123456789012345678901234567890}}',
+    ],
+)
+def test_appends_parse_fast_and_every_frame_reads_as_the_json_module_reads_it(frame):
+    assert parse_client_frame(frame) == json.loads(frame)
+
+
+def test_an_append_the_fast_parser_refuses_gets_the_standard_error():
+    with pytest.raises(WireError) as info:
+        parse_client_frame('{"type": "input_audio_buffer.append", "audio": "AAAA", "x": NaN}')
+    assert info.value.code == "invalid_json" and "NaN is not a finite number" in info.value.message

@@ -152,3 +152,31 @@ def test_a_worker_that_keeps_dying_is_not_restarted_and_says_why(clips: list[byt
         asyncio.run(main())
     finally:
         worker.close()
+
+
+async def test_an_emulator_pipeline_hears_silence_when_the_worker_is_broken(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its appends are answered with the error, in order: decided as silence up to the last sample, logged once."""
+    from vlab.emulator.vad_pipeline import VadPipeline
+
+    worker = SileroWorker()
+    worker.broken = "the worker kept exiting"
+    monkeypatch.setattr(SileroWorker, "_shared", worker)
+    decided: list[float] = []
+    events = []
+    pipe = VadPipeline(
+        StreamingVad(VadParams(), RATE, model=SileroModel()),
+        lambda found, at_ms: (events.extend(found), decided.append(at_ms)),
+    )
+    pcm = spoken_prompt(sample_rate=RATE, lead_ms=100, trail_ms=600).pcm
+    chunks = range(0, len(pcm) // CHUNK * CHUNK, CHUNK)
+    for i in chunks:
+        pipe.feed(pcm[i : i + CHUNK])
+    await pipe.settle()
+    pipe.close()
+    assert events == [] and len(decided) == len(chunks)
+    assert decided == sorted(decided) and decided[-1] == pytest.approx(len(chunks) * 20, abs=32)
+    assert [r.getMessage() for r in caplog.records].count(
+        "the VAD model failed: the worker kept exiting"
+    ) == 1

@@ -1,14 +1,14 @@
 """Silero VAD in a worker process, for many audio streams at once, beside a busy event loop.
 
-:class:`SileroWorker` (one per Python process, :meth:`SileroWorker.shared`) starts
-``python -m vlab.audio.silero_worker`` and sends it the PCM16 audio of many streams (the emulator's
-connections). The worker resamples and cuts each stream exactly as :meth:`StreamingVad.prepare
+:class:`SileroWorker` (one per Python process, :meth:`SileroWorker.shared`) starts ``python -m
+vlab.audio.silero_worker`` and sends it the PCM16 audio of many streams (the emulator's connections). The
+worker resamples and cuts each stream exactly as :meth:`StreamingVad.prepare
 <vlab.audio.vad.StreamingVad.prepare>` does, runs the frames through :mod:`vlab.audio.silero`, batched
 across streams, and answers each request with the probabilities of the frames it completed; the answers
-resolve asyncio futures on the caller's loop. A process rather than a thread: a model step is short
-(about 0.1 ms) and a thread has to win the GIL back from the busy event loop after every step, which on
-these machines made the model run 2-3× slower than alone; resampling there too keeps the loop free for
-the network.
+reach the caller's loop (futures, or callbacks for the emulator). A process rather than a thread: a model
+step is short (about 0.1 ms) and a thread has to win the GIL back from the busy event loop after every
+step, which on these machines made the model run 2-3× slower than alone; resampling there too keeps the
+loop free for the network.
 
 Wire format (little-endian), requests::
 
@@ -53,6 +53,7 @@ import sys
 import threading
 import weakref
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 import numpy as np
@@ -267,7 +268,7 @@ class SileroWorker:
 
     Each model's stream lives in the worker; :meth:`submit` its audio in order, :meth:`reset` and
     :meth:`forget` it like the model itself. Safe to use from several event loops and threads. If the
-    worker dies, pending futures fail with :class:`RuntimeError` and the next request starts a new one,
+    worker dies, pending requests fail with :class:`RuntimeError` and the next request starts a new one,
     unless it has died 3 times within 10 s (then :attr:`broken` says why and every request fails).
 
     Args:
@@ -281,7 +282,7 @@ class SileroWorker:
         self._clock = clock if clock is not None else SystemClock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()  # one writer at a time, and start/stop
-        self._futures: dict[int, deque[asyncio.Future[list[float]]]] = {}
+        self._waiting: dict[int, deque[_Waiter]] = {}  # stream → who gets its next answers, in order
         self._ids: weakref.WeakKeyDictionary[SileroModel, int] = weakref.WeakKeyDictionary()
         self._next_id = 1
         self._deaths: deque[int] = deque(maxlen=_MAX_QUICK_DEATHS)  # when the last workers exited (ns)
@@ -338,15 +339,42 @@ class SileroWorker:
         at ``input_rate``; the future resolves on this loop with one probability per completed frame.
         """
         future: asyncio.Future[list[float]] = asyncio.get_running_loop().create_future()
+
+        def done(result: list[float] | BaseException) -> None:
+            if future.done():  # cancelled meanwhile
+                return
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+        self.request(model, input_rate, pcm16, done)
+        return future
+
+    def request(
+        self,
+        model: SileroModel,
+        input_rate: int,
+        pcm16: bytes,
+        on_answer: Callable[[list[float] | BaseException], None],
+    ) -> None:
+        """:meth:`submit` with a callback rather than a future (one object less per append, for the emulator).
+
+        ``on_answer`` is called on this loop with the probabilities, or with the error if the worker
+        failed; the answers of a stream's requests come in the order they were made.
+        """
+        loop = asyncio.get_running_loop()
         if self.broken is not None:
-            future.set_exception(RuntimeError(self.broken))
-            return future
+            loop.call_soon(on_answer, RuntimeError(self.broken))
+            return
         stream = self._stream(model)
-        self._futures.setdefault(stream, deque()).append(future)  # before the request: no answer can race it
+        waiting = self._waiting.get(stream)
+        if waiting is None:
+            waiting = self._waiting[stream] = deque()
+        waiting.append((loop, on_answer))  # before the request: no answer can race it
         self._send(
             encode_request(AUDIO, stream, input_rate, model.sample_rate, model.floor_energy, bytes(pcm16))
         )
-        return future
 
     def _stream(self, model: SileroModel) -> int:
         stream = self._ids.get(model)
@@ -405,7 +433,7 @@ class SileroWorker:
         """Drop ``model``'s state in the worker; answers still in flight are ignored."""
         stream = self._ids.pop(model, None)
         if stream is not None:
-            self._futures.pop(stream, None)
+            self._waiting.pop(stream, None)
             self._send(encode_request(CLOSE, stream))
 
     def close(self) -> None:
@@ -455,13 +483,13 @@ class SileroWorker:
                     proc.kill()
 
     def _read_results(self, proc: subprocess.Popen[bytes]) -> None:
-        """Reader thread: resolve futures from the worker's answers; fail the rest when it exits."""
+        """Reader thread: hand the worker's answers to their loops; fail the rest when it exits."""
         assert proc.stdout is not None
         fd = proc.stdout.fileno()
         buf = bytearray()
         while chunk := os.read(fd, _READ):
             buf += chunk
-            ready: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[list[float]], list[float]]]] = {}
+            ready: dict[asyncio.AbstractEventLoop, list[tuple[_OnAnswer, list[float] | BaseException]]] = {}
             pos = 0
             while len(buf) - pos >= RESULT.size:
                 stream, n = RESULT.unpack_from(buf, pos)
@@ -470,14 +498,14 @@ class SileroWorker:
                     break
                 probs = np.frombuffer(bytes(buf[pos + RESULT.size : end]), dtype=np.float32).tolist()
                 pos = end
-                waiting = self._futures.get(stream)
+                waiting = self._waiting.get(stream)
                 if waiting:
-                    future = waiting.popleft()
-                    ready.setdefault(future.get_loop(), []).append((future, probs))
+                    loop, on_answer = waiting.popleft()
+                    ready.setdefault(loop, []).append((on_answer, probs))
             del buf[:pos]
             for loop, results in ready.items():
                 with contextlib.suppress(RuntimeError):  # that loop has closed: nobody is waiting
-                    loop.call_soon_threadsafe(_resolve, results)
+                    loop.call_soon_threadsafe(_answer, results)
         proc.wait()
         with self._lock:
             crashed = self._proc is proc  # not after close()
@@ -498,22 +526,27 @@ class SileroWorker:
             )
             log.error("%s; the server VAD hears silence from now on", self.broken)
             error = RuntimeError(self.broken)
-        pending, self._futures = self._futures, {}
+        pending, self._waiting = self._waiting, {}
+        failed: dict[asyncio.AbstractEventLoop, list[tuple[_OnAnswer, list[float] | BaseException]]] = {}
         for waiting in pending.values():
-            for future in waiting:
-                with contextlib.suppress(RuntimeError):
-                    future.get_loop().call_soon_threadsafe(_fail, future, error)
+            for loop, on_answer in waiting:
+                failed.setdefault(loop, []).append((on_answer, error))
+        for loop, results in failed.items():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_answer, results)
 
 
-def _resolve(results: list[tuple[asyncio.Future[list[float]], list[float]]]) -> None:
-    for future, probs in results:
-        if not future.done():
-            future.set_result(probs)
+_OnAnswer = Callable[[list[float] | BaseException], None]
+_Waiter = tuple[asyncio.AbstractEventLoop, _OnAnswer]
 
 
-def _fail(future: asyncio.Future[list[float]], error: BaseException) -> None:
-    if not future.done():
-        future.set_exception(error)
+def _answer(results: list[tuple[_OnAnswer, list[float] | BaseException]]) -> None:
+    """On a requester's loop: hand each answer (or error) to whoever asked, in order."""
+    for on_answer, result in results:
+        try:
+            on_answer(result)
+        except Exception:
+            log.exception("a Silero worker answer's callback failed")
 
 
 def main() -> None:

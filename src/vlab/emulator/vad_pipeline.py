@@ -65,7 +65,7 @@ class VadPipeline:
                 self._worker.process(self._remote, self._processing, self._input_rate, origin_ms)
             else:
                 self._processor = InputProcessor(self._processing, self._input_rate, origin_ms)
-        self._backlog: deque[tuple[VadFrames, asyncio.Future[list[float]]]] = deque()
+        self._backlog: deque[float] = deque()  # remote: input ms at the end of each append not yet answered
         self._idle: asyncio.Future[None] | None = None  # set when the backlog empties (for settle)
         self._failed = False
         self._samples = 0  # remote: input samples sent since the last reset
@@ -73,20 +73,13 @@ class VadPipeline:
 
     def feed(self, pcm16: bytes) -> None:
         """Queue new input audio (PCM16 at the input rate) for the processing and the model."""
-        if self._worker is None or self._remote is None:
+        if self._worker is None or self._remote is None:  # decided now, as a synchronous VAD would
             frames = self.vad.prepare(pcm16 if self._processor is None else self._processor.process(pcm16))
-            if not self._backlog:  # nothing in flight: decide now, as a synchronous VAD would
-                self._decide(frames, self._run_here(frames))
-                return
-            future: asyncio.Future[list[float]] = asyncio.get_running_loop().create_future()
-            future.set_result(self._run_here(frames))
-        else:
-            self._samples += len(pcm16) // 2
-            position_ms = 1000.0 * self._samples / self._input_rate
-            frames = VadFrames(_NONE, 0.0, 0, math.inf, position_ms)  # where the frames start: on return
-            future = self._worker.submit(self._remote, self._input_rate, pcm16)
-        self._backlog.append((frames, future))
-        future.add_done_callback(self._decide_ready)
+            self._decide(frames, self._run_here(frames))
+            return
+        self._samples += len(pcm16) // 2
+        self._backlog.append(1000.0 * self._samples / self._input_rate)
+        self._worker.request(self._remote, self._input_rate, pcm16, self._answered)
 
     def _run_here(self, frames: VadFrames) -> list[float]:
         model = self.vad.model
@@ -141,41 +134,35 @@ class VadPipeline:
 
     def close(self) -> None:
         """Drop the backlog and the model's state (the connection is gone)."""
-        backlog, self._backlog = self._backlog, deque()
-        for _, future in backlog:
-            future.cancel()
+        self._backlog = deque()
         if self._idle is not None and not self._idle.done():
             self._idle.cancel()
         if self._worker is not None and self._remote is not None:
             self._worker.forget(self._remote)
 
-    def _decide_ready(self, _: object = None) -> None:
-        """Decide the answered head of the backlog, in order (a future's done callback)."""
-        backlog = self._backlog
-        while backlog and backlog[0][1].done():
-            frames, future = backlog.popleft()
-            if future.cancelled() or future.exception() is not None:
-                if not future.cancelled() and not self._failed:
-                    self._failed = True  # once per connection: it would repeat at every append
-                    log.error("the VAD model failed: %s", future.exception())
-                probs = [0.0] * self._expected_frames(frames)  # no answer: these frames are silence
-            else:
-                probs = future.result()
-            self._decide(frames, probs)
-        if not backlog and self._idle is not None and not self._idle.done():
+    def _answered(self, result: list[float] | BaseException) -> None:
+        """The worker's answer to the oldest append in flight (they come in order): decide it now."""
+        if not self._backlog or self._remote is None:
+            return  # closed meanwhile
+        position_ms = self._backlog.popleft()
+        if isinstance(result, BaseException):
+            if not self._failed:
+                self._failed = True  # once per connection: it would repeat at every append
+                log.error("the VAD model failed: %s", result)
+            result = [0.0] * self._expected_frames(
+                self._remote, position_ms
+            )  # no answer: these frames are silence
+        start = self._frames * self._remote.frame_samples  # the worker cut them: they follow those decided
+        self._frames += len(result)
+        self._decide(VadFrames(_NONE, 0.0, start, math.inf, position_ms), result)
+        if not self._backlog and self._idle is not None and not self._idle.done():
             self._idle.set_result(None)
 
-    def _expected_frames(self, frames: VadFrames) -> int:
-        if self._remote is None:
-            return len(frames.frames)
-        model_samples = frames.position_ms / 1000.0 * self._remote.sample_rate
-        return max(int(model_samples // self._remote.frame_samples) - self._frames, 0)
+    def _expected_frames(self, remote: SileroModel, position_ms: float) -> int:
+        model_samples = position_ms / 1000.0 * remote.sample_rate
+        return max(int(model_samples // remote.frame_samples) - self._frames, 0)
 
     def _decide(self, frames: VadFrames, probs: list[float]) -> None:
-        if self._remote is not None:  # the worker cut them: they follow the frames decided so far
-            n = self._remote.frame_samples
-            frames = VadFrames(_NONE, 0.0, self._frames * n, math.inf, frames.position_ms)
-            self._frames += len(probs)
         events = self.vad.decide(frames, probs)
         try:
             self._on_decided(events, self.vad.decided_ms)
