@@ -7,6 +7,7 @@ import contextlib
 import math
 import tempfile
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +36,25 @@ async def _bare(emu: EmulatorProcess, responses: int) -> tuple[float, int, dict[
             if event.type == "session.updated":
                 break
         cpu0 = time.process_time()
-        n = 0
-        for _ in range(responses):
-            await conn.send({"type": "response.create", "response": {"instructions": SAY}})
-            async for event in conn:
-                stamps[event.event_id] = time.perf_counter_ns()
-                n += 1
-                if event.type == "response.done":
-                    break
+        create = {"type": "response.create", "response": {"instructions": SAY}}
+        n = await _respond(lambda: conn.send(create), aiter(conn), responses, stamps)
         cpu = time.process_time() - cpu0
     return cpu, n, stamps
+
+
+async def _respond(
+    create: Callable[[], Awaitable[Any]], events: AsyncIterator[Any], responses: int, stamps: dict[str, int]
+) -> int:
+    """Ask for ``responses`` replies one after the other, stamping every event read; returns how many."""
+    n = 0
+    for _ in range(responses):
+        await create()
+        async for event in events:
+            stamps[event.event_id] = time.perf_counter_ns()
+            n += 1
+            if event.type == "response.done":
+                break
+    return n
 
 
 async def _session(
@@ -71,13 +81,7 @@ async def _session(
         n = 0
         if typed:
             events = s.events()
-            for _ in range(responses):
-                await s.create_response(instructions=SAY)
-                async for event in events:
-                    stamps[event.event_id] = time.perf_counter_ns()
-                    n += 1
-                    if event.type == "response.done":
-                        break
+            n = await _respond(lambda: s.create_response(instructions=SAY), events, responses, stamps)
             cpu = time.process_time() - cpu0
             await events.aclose()
         else:
