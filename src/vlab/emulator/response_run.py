@@ -165,16 +165,18 @@ class ResponseRun:
         # Synthesis runs while the commit delay passes: response.created goes out on the latency model's
         # schedule, as on the service, not after the (emulator-only) cost of making the audio.
         synthesis = asyncio.ensure_future(self._synthesize()) if self.audio and self.reply.text else None
-        if await self._until(t_start + delays["commit"] + delays["network"]):
-            if synthesis is not None:
+        try:
+            if await self._until(t_start + delays["commit"] + delays["network"]):
+                await self._finish()
+                return
+            self.created = True
+            self._t_created = conn.scheduler.now_ms
+            await conn.send({"type": protocol.RESPONSE_CREATED, "response": self._response_object()})
+            speech = await synthesis if synthesis is not None else None  # wall time only: the turn is held
+        finally:  # cancelled before the speech was needed, or the run itself cancelled (a closing connection)
+            if synthesis is not None and not synthesis.done():
                 synthesis.cancel()
                 await asyncio.gather(synthesis, return_exceptions=True)
-            await self._finish()
-            return
-        self.created = True
-        self._t_created = conn.scheduler.now_ms
-        await conn.send({"type": protocol.RESPONSE_CREATED, "response": self._response_object()})
-        speech = await synthesis if synthesis is not None else None  # wall time only: the turn is held
         if self.reply.text:
             await self._message(speech, delays)
         for call in self.reply.function_calls:
