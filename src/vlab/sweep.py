@@ -18,6 +18,7 @@ Config (TOML; see ``examples/vad_sweep.toml``)::
     [target]                 # optional
     speed = "max"            # audio pacing and emulator speed: a number (1 = real time) or "max"
     latency = "typical"      # emulator latency preset, or a fitted "latency.json" (vlab calibrate)
+    hear_audio = false       # true: replies follow the words the emulator recognizes in each turn
     [prompts]                # optional
     path = "data/prompts"    # a prompt folder with manifest.json (default: the bundled set)
     include = ["pause", "short_question"]   # ids or categories (default: all)
@@ -85,7 +86,7 @@ NOISE_REDUCTION_OFF = "off"
 _PROCESSING_KEYS = ("noise_reduction", "echo_cancellation")
 """The input-processing knobs a grid may sweep, besides turn detection."""
 _SECTIONS: dict[str, set[str]] = {
-    "target": {"speed", "latency"},
+    "target": {"speed", "latency", "hear_audio"},
     "prompts": {"path", "include"},
     "grid": {"type", *_GRID_KEYS, *_PROCESSING_KEYS},
     "run": {
@@ -134,6 +135,10 @@ class SweepConfig:
     """Audio pacing and emulator speed (``math.inf``: as fast as possible)."""
     latency: str = "typical"
     """Emulator latency preset, or the path of a fitted ``latency.json`` (``vlab calibrate``)."""
+    hear_audio: bool = False
+    """The embedded emulator recognizes each turn's words for its reply (``Emulator(hear_audio=...)``).
+    Off by default: the replies then say how long the user spoke, which turn-detection and latency figures
+    do not depend on, and recognition (PocketSphinx) would take about four times a sweep's other CPU."""
     timeout_s: float = 60.0
     """Per-cell limit to wait for the answers."""
     baseline: str | None = None
@@ -349,6 +354,9 @@ def load_config(
             f"[target] latency must be one of {sorted(PRESETS)} or a latency.json from `vlab calibrate`, "
             f"got {latency!r}"
         )
+    hear_audio = target.get("hear_audio", False)
+    if not isinstance(hear_audio, bool):
+        raise ConfigError(f"[target] hear_audio must be true or false, got {hear_audio!r}")
     prompts_cfg = data.get("prompts", {})
     folder = prompts_cfg.get("path")
     if folder is not None and not Path(folder).is_absolute():
@@ -383,6 +391,7 @@ def load_config(
         concurrency=concurrency,
         speed=speed,
         latency=latency,
+        hear_audio=hear_audio,
         timeout_s=float(timeout_s),
         baseline=baseline_name,
         canary=canary,
@@ -531,6 +540,7 @@ async def _run_cell(
     emulator_options = {
         "speed": cfg.speed,
         "latency": cfg.latency,
+        "hear_audio": cfg.hear_audio,
         "trace": str(cell_dir / "trace.jsonl"),
         **options.pop("emulator_options", {}),
     }
@@ -912,6 +922,7 @@ def _write_manifest(
         "speed": "max" if math.isinf(cfg.speed) else cfg.speed,
         "latency": cfg.latency,
         "latency_model": _latency_model(cfg.latency),
+        "hear_audio": cfg.hear_audio,
         "repeats": cfg.repeats,
         "concurrency": cfg.concurrency,
         "executor": cfg.executor,

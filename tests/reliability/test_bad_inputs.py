@@ -175,6 +175,10 @@ BAD_CONFIGS = {
     "threshold not a number": ({"grid": {"threshold": ["high"]}}, "threshold must be a number"),
     "negative silence": ({"grid": {"silence_duration_ms": [-5]}}, "silence_duration_ms must be an integer"),
     "empty grid list": ({"grid": {"threshold": []}}, "empty list"),
+    "hear_audio not a bool": (
+        {"target": {"hear_audio": "yes"}, "grid": {"threshold": [0.5]}},
+        "hear_audio must be true or false",
+    ),
     "no grid": ({}, "has no [grid]"),
     "grid with only a type": ({"grid": {"type": "server_vad"}}, "gives no setting to sweep"),
     "unknown VAD type": ({"grid": {"type": "semantic", "threshold": [0.5]}}, "type must be"),
@@ -207,6 +211,12 @@ def test_bad_sweep_configs_fail_with_a_clear_error(case):
     with pytest.raises(ConfigError) as info:
         load_config(config)
     assert message in str(info.value)
+
+
+def test_a_sweep_hears_the_words_only_when_its_config_asks():
+    grid = {"threshold": [0.5]}
+    assert load_config({"grid": grid}).hear_audio is False
+    assert load_config({"target": {"hear_audio": True}, "grid": grid}).hear_audio is True
 
 
 def _toml(value) -> str:
