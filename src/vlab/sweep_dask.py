@@ -39,6 +39,21 @@ def _leased(job: Callable[[A], R], semaphore: str | None, max_leases: int, arg: 
         return job(arg)
 
 
+async def _close_local(cluster: Any) -> None:
+    """Close the ``LocalCluster`` a sweep started.
+
+    A nanny that is restarting a worker which just died (a cell that kills its worker) can be asked to
+    close before its new process has started; distributed then trips its own assertion "can only join a
+    started process". There is nothing left to stop in that worker, and the sweep's results are already
+    recorded, so that one error is not the sweep's failure.
+    """
+    try:
+        await cluster.close()
+    except AssertionError as exc:
+        if "started process" not in str(exc):
+            raise
+
+
 async def run_on_dask(
     job: Callable[[A], R],
     args: Sequence[tuple[str, A]],
@@ -79,15 +94,14 @@ async def run_on_dask(
                     "`dask scheduler` or leave [run] cluster out to start a LocalCluster"
                 ) from None
         else:
-            local = await stack.enter_async_context(
-                LocalCluster(
-                    n_workers=workers,
-                    threads_per_worker=threads_per_worker,
-                    processes=True,
-                    asynchronous=True,
-                    dashboard_address=":0",
-                )
+            local = await LocalCluster(
+                n_workers=workers,
+                threads_per_worker=threads_per_worker,
+                processes=True,
+                asynchronous=True,
+                dashboard_address=":0",
             )
+            stack.push_async_callback(_close_local, local)
             client = await stack.enter_async_context(Client(local, asynchronous=True))
         if importlib.util.find_spec("bokeh") is not None:
             print(f"sweep: dask dashboard {client.dashboard_link}", file=sys.stderr, flush=True)

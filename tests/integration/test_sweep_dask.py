@@ -125,3 +125,19 @@ def test_a_cell_whose_workers_keep_dying_is_recorded_as_failed(tmp_path):
 def test_the_dask_example_config_is_valid():
     cfg = load_config("examples/dask_sweep.toml")
     assert (cfg.executor, cfg.workers, cfg.max_sessions, len(cfg.settings)) == ("dask", 2, 8, 9)
+
+
+class _ClosingCluster:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    async def close(self) -> None:
+        raise self.error
+
+
+async def test_closing_a_cluster_while_a_nanny_restarts_a_dead_worker_is_not_the_sweeps_failure():
+    from vlab.sweep_dask import _close_local
+
+    await _close_local(_ClosingCluster(AssertionError("can only join a started process")))
+    with pytest.raises(AssertionError, match="something else"):
+        await _close_local(_ClosingCluster(AssertionError("something else")))
