@@ -38,6 +38,8 @@ panel = SessionPanel(emulator_options={"speed": 1.0, "latency": "instant"}, keep
 panel.source.value = "Browser microphone"
 panel.speaker.value = True
 panel.speaker_side.value = "browser"
+# every reply is a long story, whatever the recognizer makes of a CPU-starved page's capture
+panel.instructions.value = "Tell a long, detailed story of at least ten sentences."
 for toggle in ("echo_cancellation", "noise_suppression", "auto_gain_control"):
     setattr(panel.browser_audio, toggle, False)  # the prompt as recorded: no browser processing
 panel
@@ -156,8 +158,6 @@ def test_browser_microphone_and_speaker_carry_a_barge_in_end_to_end(jupyterlab, 
     import soxr
 
     prompt = soxr.resample(prompt, prompt_rate, rate)
-    offset_ms, score = _offset_ms(recorded, prompt, rate, (300.0, 2300.0))
-    assert score > 0.8, f"the prompt is not in input.wav (best match {score:.2f})"
 
     # server VAD on the audio clock matches the labels (shifted to where the prompt starts in the input)
     with open(ROOT / "data" / "prompts" / "manifest.json") as f:
@@ -166,17 +166,32 @@ def test_browser_microphone_and_speaker_carry_a_barge_in_end_to_end(jupyterlab, 
     padding_ms, silence_ms = 300.0, 500.0  # the panel's defaults: prefix padding, silence duration
     starts = [r["audio_start_ms"] for r in by_type["input_audio_buffer.speech_started"]]
     stops = [r["audio_end_ms"] for r in by_type["input_audio_buffer.speech_stopped"]]
-    # each utterance where it sits in the input: a page that drops capture frames under load shifts the
-    # audio after the drop, and the VAD is judged on the audio it was given
-    # a page starved of CPU (the CI's busy loops) loses capture frames inside the utterance, which breaks
-    # one long match: the utterance is looked for in three 500 ms pieces, and its onset is judged only
-    # when the piece that holds it arrived whole
-    pieces = [_offset_ms(recorded, prompt, rate, (on2 + k * 500.0, on2 + (k + 1) * 500.0)) for k in range(3)]
-    best2 = max(score for _, score in pieces)
+
+    # Each utterance is found where it sits in the input, in 500 ms pieces: a page starved of CPU (the
+    # CI's busy loops) loses capture frames, which shifts the audio after the drop and breaks one long
+    # match. An edge of an utterance is judged on the VAD only when the piece that holds it arrived whole.
+    def pieces(start_ms: float, end_ms: float) -> list[tuple[float, float]]:
+        n = max(1, round((end_ms - start_ms) / 500.0))
+        step = (end_ms - start_ms) / n
+        return [
+            _offset_ms(recorded, prompt, rate, (start_ms + k * step, start_ms + (k + 1) * step))
+            for k in range(n)
+        ]
+
+    first = pieces(on1, off1)
+    best1 = max(score for _, score in first)
+    assert best1 > 0.8, f"the prompt is not in input.wav (best match {best1:.2f})"
+    (offset_ms, score_on1), (end_offset_ms, score_off1) = first[0], first[-1]
+    assert score_on1 > 0.8 or score_off1 > 0.8, ("neither edge of the first utterance arrived whole", first)
+    second = pieces(on2, on2 + 1500.0)
+    best2 = max(score for _, score in second)
     assert best2 > 0.5, f"the second utterance is not in input.wav (best match {best2:.2f})"
-    offset2_ms, score2 = pieces[0]
+    offset2_ms, score2 = second[0]
     judge_second = score2 > 0.8
-    assert any(abs(s + padding_ms - (on1 + offset_ms)) <= 100 for s in starts), (starts, on1 + offset_ms)
+    assert score_on1 <= 0.8 or any(abs(s + padding_ms - (on1 + offset_ms)) <= 100 for s in starts), (
+        starts,
+        on1 + offset_ms,
+    )
     # "Stop." opens on a fricative that Silero hears as speech 60-110 ms after the label's onset even
     # on the file itself, so the second onset is held to where the same VAD finds it offline
     offline = StreamingVad(VadParams(threshold=0.5), rate, SileroModel())
@@ -187,7 +202,10 @@ def test_browser_microphone_and_speaker_carry_a_barge_in_end_to_end(jupyterlab, 
         starts,
         second_on + offset2_ms,
     )
-    assert any(abs(s - silence_ms - (off1 + offset_ms)) <= 100 for s in stops), (stops, off1 + offset_ms)
+    assert score_off1 <= 0.8 or any(abs(s - silence_ms - (off1 + end_offset_ms)) <= 100 for s in stops), (
+        stops,
+        off1 + end_offset_ms,
+    )
 
     # a reply played in the page: started from the browser's position, audible samples in the worklet output
     started = by_type["vlab.playback_started"]
