@@ -167,7 +167,7 @@ async def test_confirm_clear_returns_what_the_page_played_and_logs_the_silence()
     called_ns = clock.monotonic_ns()
     estimate = bridge.speaker.clear()
     waiting = asyncio.ensure_future(bridge.speaker.confirm_clear())
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # wall-clock ok: one loop turn (the clock is virtual), so confirm_clear is waiting
     bridge.receive(
         {"type": "cleared", "n": 1, "item": "item_a", "played_ms": 530.0, "t_ms": 533.0, "peak": 0.4}, []
     )

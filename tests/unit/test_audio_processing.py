@@ -348,7 +348,9 @@ async def _in_worker(
             sent = True
         futures.append(worker.submit(model, RATE, mic[i : i + step]))
         if i % (step * 7) == 0:
-            await asyncio.sleep(0)  # let requests of one loop turn go out together, as the emulator's do
+            await asyncio.sleep(
+                0
+            )  # wall-clock ok: one loop turn, so requests go out together as the emulator's do
     probs = [p for r in await asyncio.gather(*futures) for p in r]
     worker.forget(model)
     return probs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import get_args
 
 import pytest
@@ -75,7 +76,9 @@ def test_bounds_are_closed_and_refuse_non_numbers() -> None:
     assert -1 not in ms and limits.MAX_DURATION_MS + 1 not in ms
     # the same values as numbers are inside; as a bool, a string or NaN they are refused
     assert limits.MAX_DURATION_MS - 1 in ms and 1.0 in limits.THRESHOLD_BOUNDS
-    assert 1.0001 not in limits.THRESHOLD_BOUNDS and -0.0001 not in limits.THRESHOLD_BOUNDS
+    threshold = limits.THRESHOLD_BOUNDS
+    just_outside = (math.nextafter(threshold.hi, math.inf), math.nextafter(threshold.lo, -math.inf))
+    assert [value in threshold for value in just_outside] == [False, False], just_outside
     assert (True in ms, "5" in ms, float("nan") in limits.THRESHOLD_BOUNDS) == (False, False, False)
     assert str(limits.THRESHOLD_BOUNDS) == "[0.0, 1.0]" and str(ms) == f"[0, {limits.MAX_DURATION_MS}]"
 

@@ -46,7 +46,9 @@ async def _stream(worker: SileroWorker, pcm: bytes, chunk: int, reset_at: int | 
             worker.reset(model)
         futures.append(worker.submit(model, RATE, pcm[i : i + chunk]))
         if k % 7 == 0:
-            await asyncio.sleep(0)  # let other streams' requests interleave with ours
+            await asyncio.sleep(
+                0
+            )  # wall-clock ok: one loop turn, so other streams' requests interleave with ours
     results = await asyncio.gather(*futures)
     worker.forget(model)
     return [p for r in results for p in r]
