@@ -264,15 +264,19 @@ def server_event(payload: Any) -> Any:
         return payload
     etype = payload.get("type")
     try:
-        plan = _PLANS.get(etype) if type(etype) is str else None
-        if plan is None:
-            if type(etype) is str and etype not in _PLANS and etype in _server_event_mapping():
-                _PLANS[etype] = _ModelPlan.of(etype)  # once per event type the SDK knows (a bounded set)
-                return server_event(payload)
-            return _server_event_model()._deserialize(payload, [])
-        return plan.build(payload)
+        plan = _plan(etype) if type(etype) is str else None
+        return plan.build(payload) if plan is not None else _server_event_model()._deserialize(payload, [])
     except (TypeError, ValueError, AttributeError, RecursionError):
         return RawServerEvent(payload)
+
+
+def _plan(etype: str) -> _ModelPlan | None:
+    """The plan of an event type the SDK knows, made once (a bounded set); None for any other type."""
+    if etype not in _PLANS:
+        if etype not in _server_event_mapping():
+            return None  # a server's unknown type is not cached
+        _PLANS[etype] = _ModelPlan.of(etype)
+    return _PLANS[etype]
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
