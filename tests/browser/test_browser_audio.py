@@ -2,8 +2,9 @@
 
 JupyterLab runs a small notebook whose session panel takes its input from the **browser microphone** and
 plays the assistant in the **browser**. Chromium is started with ``--use-file-for-fake-audio-capture``
-on the bundled ``interruption.wav`` ("Tell me a long story about dragons | Stop. That is enough."),
-so the page's ``getUserMedia`` hears the prompt; the widget's worklet sends it to the kernel; the
+on the bundled ``interruption.wav`` ("Tell me a long story about dragons | Stop. That is enough."), with
+:data:`PAUSE_MS` more silence before "Stop." and after the prompt (Chromium loops the file), so the page's
+``getUserMedia`` hears the prompt as a user would say it: they interrupt a story they have been hearing; the widget's worklet sends it to the kernel; the
 panel's session streams it to the embedded emulator. Checked from the run folder:
 
 - the prompt arrives through the widget (``input.wav`` holds it: found by cross-correlation);
@@ -31,6 +32,10 @@ from vlab.audio.pcm import float_to_pcm16
 from vlab.audio.vad import SileroModel, StreamingVad, VadParams
 
 PROMPT = ROOT / "data" / "prompts" / "interruption.wav"
+PAUSE_MS = 3000.0
+"""Silence added before "Stop." (the prompt leaves 1.8 s) and after the prompt. A page starved of CPU
+starts playing a reply up to 1.5 s after ``response.created``; the prompt's own pause would then let
+"Stop." come before anything was heard, and there would be nothing to truncate."""
 PANEL_CELL = """\
 from vlab.widgets import SessionPanel
 
@@ -54,10 +59,24 @@ def _write_notebook(work: Path) -> str:
     return "notebooks/browser_audio_check.ipynb"
 
 
+def _capture_file(tmp_path: Path) -> tuple[Path, list[tuple[float, float]]]:
+    """The prompt with :data:`PAUSE_MS` more before its second utterance and at its end; its speech segments."""
+    audio, rate = sf.read(PROMPT, dtype="int16")
+    with open(ROOT / "data" / "prompts" / "manifest.json") as f:
+        label = next(e for e in json.load(f)["prompts"] if e["id"] == "interruption")
+    (on1, off1), (on2, off2) = label["speech_segments"]
+    cut = round(label["barge_in_ms"] * rate / 1000) - round(0.1 * rate)  # in the pause, before "Stop."
+    pause = np.zeros(round(PAUSE_MS * rate / 1000), dtype=np.int16)
+    path = tmp_path / "interruption-paused.wav"
+    sf.write(path, np.concatenate([audio[:cut], pause, audio[cut:], pause]), rate, subtype="PCM_16")
+    return path, [(on1, off1), (on2 + PAUSE_MS, off2 + PAUSE_MS)]
+
+
 def _open(p, base: str, token: str, tmp_path: Path, *, fake_ui: bool):
     work = tmp_path / "work"
     path = _write_notebook(work)
-    flags = [*FLAGS, "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={PROMPT}",
+    capture, _ = _capture_file(tmp_path)
+    flags = [*FLAGS, "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={capture}",
              "--autoplay-policy=no-user-gesture-required"]  # fmt: skip
     if fake_ui:
         flags.append("--use-fake-ui-for-media-stream")  # grant the microphone without asking
@@ -154,15 +173,13 @@ def test_browser_microphone_and_speaker_carry_a_barge_in_end_to_end(jupyterlab, 
 
     # the prompt arrived through the widget: input.wav holds it
     recorded, rate = sf.read(run_dir / "input.wav", dtype="float32")
-    prompt, prompt_rate = sf.read(PROMPT, dtype="float32")
+    capture, ((on1, off1), (on2, _off2)) = _capture_file(tmp_path)
+    prompt, prompt_rate = sf.read(capture, dtype="float32")
     import soxr
 
     prompt = soxr.resample(prompt, prompt_rate, rate)
 
     # server VAD on the audio clock matches the labels (shifted to where the prompt starts in the input)
-    with open(ROOT / "data" / "prompts" / "manifest.json") as f:
-        label = next(e for e in json.load(f)["prompts"] if e["id"] == "interruption")
-    (on1, off1), (on2, _off2) = label["speech_segments"]
     padding_ms, silence_ms = 300.0, 500.0  # the panel's defaults: prefix padding, silence duration
     starts = [r["audio_start_ms"] for r in by_type["input_audio_buffer.speech_started"]]
     stops = [r["audio_end_ms"] for r in by_type["input_audio_buffer.speech_stopped"]]
@@ -210,14 +227,12 @@ def test_browser_microphone_and_speaker_carry_a_barge_in_end_to_end(jupyterlab, 
     # a reply played in the page: started from the browser's position, audible samples in the worklet output
     started = by_type["vlab.playback_started"]
     assert started
-    (cleared, *_) = by_type["vlab.playback_cleared"]
+    # ... and the first item truncated was cut at the ms the page reported it had played when it stopped
+    (truncate, *_) = by_type["conversation.item.truncate"]
+    (cleared,) = [r for r in by_type["vlab.playback_cleared"] if r["item_id"] == truncate["item_id"]]
     cleared_info = _payload(cleared)
     assert cleared_info["peak"] > 0.05, "the worklet output was silent"
     assert cleared_info["heard_ms"] > 0
-
-    # ... and the item was truncated at the ms the page reported
-    (truncate, *_) = by_type["conversation.item.truncate"]
-    assert truncate["item_id"] == cleared["item_id"]
     assert truncate["audio_end_ms"] == int(cleared_info["heard_ms"])
     assert truncate["t_ns"] >= cleared["t_ns"]
     assert math.isfinite(cleared_info["silent_from_t_ns"])

@@ -112,7 +112,10 @@ class VlabAudio extends AudioWorkletProcessor {
   }
 
   clear(n) {
-    const id = this.current ?? (this.queue.length ? this.queue[0].item : null);
+    // the item being heard: the one playing, else the next queued (none of it heard yet), else the one
+    // that just ran dry (an underrun mid-reply, or its end)
+    const playing = this.current !== null && !this.items.get(this.current)?.dry ? this.current : null;
+    const id = playing ?? (this.queue.length ? this.queue[0].item : this.current);
     const item = id !== null ? this.items.get(id) : null;
     this.queue = [];
     if (item) item.dry = true;
