@@ -154,6 +154,23 @@ def describe(latency: LatencyModel | str | os.PathLike[str]) -> dict[str, Any]:
     return out
 
 
+def note(description: dict[str, Any]) -> str:
+    """One line naming a latency model (:func:`describe`'s dict): a fitted one with where it came from.
+
+    For example ``fitted:latency.json (fitted from 40 runs against x.services.ai.azure.com, 2026-01-05
+    to 2026-01-09; models/latency.json)``; a preset is just its name.
+    """
+    if not description.get("file"):
+        return str(description.get("name"))
+    dates = description.get("dates") or []
+    when = f", {dates[0][:10]} to {dates[-1][:10]}" if dates else ""
+    hosts = ", ".join(description.get("endpoint_hosts") or []) or "unknown host"
+    return (
+        f"{description['name']} (fitted from {description.get('runs')} runs against {hosts}{when}; "
+        f"{description['file']})"
+    )
+
+
 def resolve(latency: LatencyModel | str | os.PathLike[str], *, seed: int = 0) -> LatencyModel:
     """A latency model from a model, a preset name or the path of a fitted ``latency.json``.
 
