@@ -8,8 +8,10 @@ Azure, the simulated timeline for the emulator; ``docs/timeline.md``):
 - ``commit`` = ``turn_commit_ms``; ``first_text`` = ``ttft_ms``; ``first_audio`` = ``ttfb_audio_ms − ttft_ms``;
 - ``audio_rate``: per response, the audio before its last delta ÷ the time from its first to its last
   delta (how much faster than real time the service streams);
-- ``network``: half of each ``session.update`` → ``session.updated`` round trip on the client's
-  clock (runs on the emulator's simulated timeline have no network and give none).
+- ``network``: on the client's clock, half of each ``session.update`` → ``session.updated`` round
+  trip; on the emulator's simulated timeline, each ``speech_started``'s delay after the VAD decision the
+  emulator stamps on it (:data:`vlab.protocol.DECIDED_MS_KEY`), the one delay the emulator draws
+  ``network`` for.
 
 :func:`calibrate` keeps every stage's empirical quantiles, overall and per voice and per model (a split
 is kept when it has ``min_samples``), and the provenance: runs, dates, endpoint hosts, never a key.
@@ -157,6 +159,21 @@ def _network(events: pd.DataFrame) -> list[float]:
     return out
 
 
+def _network_simulated(events: pd.DataFrame) -> list[float]:
+    """Each ``speech_started``'s delay after its VAD decision, in simulated ms.
+
+    The emulator stamps where it decided (:data:`vlab.protocol.DECIDED_MS_KEY`); the event's ``sim_ms`` is
+    when it reached the client. Runs whose events lack the stamp give none.
+    """
+    rows = events[(events["direction"] == "server") & (events["type"] == protocol.SPEECH_STARTED)]
+    out = []
+    for payload, sim_ms in zip(rows["payload"], rows["sim_ms"], strict=True):
+        decided = payload_of(payload).get(protocol.DECIDED_MS_KEY)
+        if isinstance(decided, (int, float)) and math.isfinite(float(sim_ms)):
+            out.append(float(sim_ms) - float(decided))
+    return out
+
+
 def stage_samples(run: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Every stage sample of one run folder, and what the run was (voice, model, date, endpoint host).
 
@@ -177,7 +194,7 @@ def stage_samples(run: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, 
         "first_text": turns["ttft_ms"].tolist(),
         "first_audio": (turns["ttfb_audio_ms"] - turns["ttft_ms"]).tolist(),
         "audio_rate": _audio_rates(events, simulated),
-        "network": [] if simulated else _network(events),
+        "network": _network_simulated(events) if simulated else _network(events),
     }
     rows = [(stage, float(v)) for stage, values in samples.items() for v in values if math.isfinite(float(v))]
     frame = pd.DataFrame(rows, columns=["stage", "value"])

@@ -270,6 +270,12 @@ SIM_MS_KEY: Final = "x_vlab_sim_ms"
 timeline, in ms of input audio (see ``docs/timeline.md``). The SDK keeps unknown keys and ignores them;
 vlab's log moves the value into the record's ``sim_ms`` field."""
 
+DECIDED_MS_KEY: Final = "x_vlab_decided_ms"
+"""Key the emulator adds to ``input_audio_buffer.speech_started``: where on the simulated timeline its VAD
+decided the speech had started, before the network delay (the event's :data:`SIM_MS_KEY` minus this is
+that delay; ``vlab calibrate`` fits the ``network`` stage from it on the simulated timeline). Unlike
+:data:`SIM_MS_KEY` it stays in the logged payload. Azure never sends it."""
+
 TIMELINE_METADATA_KEY: Final = "vlab.timeline"
 """``session.metadata`` key by which a client tells the emulator how its simulated time advances."""
 

@@ -239,13 +239,12 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
 
 def _latency_note(manifest: dict[str, Any]) -> str:
     """The emulator latency model a sweep used; a fitted one with its file and where its figures came from."""
+    from vlab.emulator.latency import note
+
     model = manifest.get("latency_model") or {}
     if not model.get("file"):
         return str(model.get("name") or manifest.get("latency"))
-    dates = model.get("dates") or []
-    when = f", {dates[0][:10]} to {dates[-1][:10]}" if dates else ""
-    hosts = ", ".join(model.get("endpoint_hosts") or []) or "unknown host"
-    return f"{model['name']} (fitted from {model.get('runs')} runs against {hosts}{when}; {model['file']})"
+    return note(model)
 
 
 def _unreviewed(manifest: dict[str, Any], prompts: dict[str, Any]) -> list[str]:

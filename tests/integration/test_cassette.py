@@ -3,12 +3,16 @@ vlab's Session) with the same server events at the same offsets; a client that d
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
+from azure.ai.voicelive.aio import connect
+from azure.core.credentials import AzureKeyCredential
 
 from vlab.audio.pcm import silence
 from vlab.cassette import load_cassette
@@ -17,6 +21,8 @@ from vlab.emulator.cassette import DIVERGENCE_CODE
 from vlab.errors import ConfigError
 from vlab.feed import feed_prompt
 from vlab.log import load_log
+from vlab.metrics.events import payload_of
+from vlab.protocol import SIM_MS_KEY, TIMELINE_ENDED, TIMELINE_INPUT, TIMELINE_METADATA_KEY
 from vlab.session import Session
 from vlab.settings import ServerVad, SessionSettings
 from vlab.testing import fast_emulator, spoken_prompt
@@ -70,7 +76,7 @@ async def test_different_audio_or_settings_get_a_divergence_error_and_nothing_im
     caplog.set_level(logging.WARNING, logger="vlab.emulator")
     cassette = load_cassette(recorded)
     other = spoken_prompt("Book a table for two at seven tonight.", lead_ms=300, trail_ms=1500).pcm
-    async with Emulator(speed="max", cassette=cassette) as emu:
+    async with Emulator(speed="max", cassette=cassette, trace=True) as emu:
         async with Session(SETTINGS, endpoint=emu.endpoint, api_key=emu.api_key) as session:
             await session.stream_audio(other + silence(500, 24000), speed=math.inf)
             error = (await session.wait_for("error", timeout_s=20))[-1]
@@ -79,6 +85,10 @@ async def test_different_audio_or_settings_get_a_divergence_error_and_nothing_im
         assert "audio differs from the recording at" in error.error.message
         assert "response.created" not in set(frame["type"])  # nothing past the divergence
         assert "cassette replay stopped" in caplog.text
+        assert emu.trace is not None
+        (diverged,) = emu.trace.of_kind("cassette")
+        assert diverged["event"] == "diverged" and diverged["what"].startswith("the client's audio differs")
+        assert diverged["what"] in error.error.message
 
         changed = SessionSettings(turn_detection=ServerVad(silence_duration_ms=700))
         async with Session(changed, endpoint=emu.endpoint, api_key=emu.api_key) as session:
@@ -153,3 +163,118 @@ async def test_a_run_recorded_on_the_clients_clock_replays_to_a_vlab_client(reco
         (e.event["type"], round(e.at_ms, 3)) for e in cassette.events if e.event["type"] != "session.updated"
     ]
     assert sum(t == "session.updated" for t, _ in replayed) == 3  # the settings', and the two markers'
+
+
+CHUNK_BYTES = 4800
+"""100 ms of 24 kHz PCM16 per append."""
+
+
+async def test_an_sdk_client_gets_each_recorded_event_when_its_audio_reaches_the_recorded_offset(recorded):
+    """A bare SDK client (no vlab Session) in lockstep: after each 100 ms of audio it waits for every recorded
+    event up to there. Each comes once the audio reaches its offset, never before, and before the next chunk."""
+    cassette = load_cassette(recorded)
+    at = [e.at_ms for e in cassette.events]
+    assert at == sorted(at)  # the recording is in time order
+    audio = _audio()
+    total_ms = len(audio) / 48.0
+    received: list[tuple[dict[str, Any], float]] = []  # each event, with the input audio sent when it came
+    sent_ms = 0.0
+    markers: list[str] = []
+    reacted = 0
+    arrived = asyncio.Event()
+
+    # the recording's other client events (a barge-in's truncate), each sent when the events before it came
+    log = load_log(recorded)
+    client = log[
+        (log["direction"] == "client") & ~log["type"].isin(["input_audio_buffer.append", "session.update"])
+    ]
+    reactions = [
+        {"type": kind, **payload_of(p)} for kind, p in zip(client["type"], client["payload"], strict=True)
+    ]
+    assert [e["type"] for e in reactions] == [e["type"] for e in cassette.client_events[1:]]
+
+    def due() -> int:
+        """Recorded events due once the client has sent ``sent_ms`` of audio, its markers and reactions."""
+        n = 0
+        for e in cassette.events:
+            if (
+                e.at_ms > sent_ms
+                or e.after > 1 + reacted
+                or (e.marker is not None and e.marker not in markers)
+            ):
+                break
+            n += 1
+        return n
+
+    async def wait_for(n: int) -> None:
+        while len(received) < n:
+            arrived.clear()
+            await asyncio.wait_for(arrived.wait(), timeout=20)
+
+    async def catch_up(conn: Any) -> None:
+        """Wait for every event due; send a reaction the next event waits for, and wait again."""
+        nonlocal reacted
+        while True:
+            await wait_for(due())
+            assert len(received) == due()  # nothing past the audio sent
+            following = cassette.events[len(received)] if len(received) < len(cassette.events) else None
+            if following is None or following.after <= 1 + reacted or following.at_ms > sent_ms:
+                return
+            await conn.send(reactions[reacted])
+            reacted += 1
+
+    async with Emulator(speed="max", cassette=cassette, trace=True) as emu:
+        async with connect(
+            endpoint=emu.endpoint, credential=AzureKeyCredential(emu.api_key), model="gpt-realtime"
+        ) as conn:
+
+            async def read() -> None:
+                while True:
+                    event = await conn.recv()
+                    received.append((event.as_dict(), sent_ms))
+                    arrived.set()
+
+            reader = asyncio.ensure_future(read())
+            try:
+                await conn.send({"type": "session.update", "session": SETTINGS.to_wire()})
+                markers.append(TIMELINE_INPUT)
+                await conn.send(
+                    {
+                        "type": "session.update",
+                        "session": {"metadata": {TIMELINE_METADATA_KEY: TIMELINE_INPUT}},
+                    }
+                )
+                await catch_up(conn)
+                for start in range(0, len(audio), CHUNK_BYTES):
+                    piece = audio[start : start + CHUNK_BYTES]
+                    sent_ms = (start + len(piece)) / 48.0  # set before sending: nothing can answer it earlier
+                    await conn.input_audio_buffer.append(audio=piece)
+                    await catch_up(conn)
+                markers.append(TIMELINE_ENDED)
+                await conn.send(
+                    {
+                        "type": "session.update",
+                        "session": {"metadata": {TIMELINE_METADATA_KEY: TIMELINE_ENDED}},
+                    }
+                )
+                await wait_for(len(cassette.events))
+            finally:
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
+        assert emu.trace is not None
+        sends = emu.trace.of_kind("send")
+
+    # the same events, in the same order, with the same payloads and offsets
+    assert [e for e, _ in received] == [{**r.event, SIM_MS_KEY: round(r.at_ms, 3)} for r in cassette.events]
+    assert [e["type"] for e, _ in received] == [t for t, _ in _server(recorded)]
+    # when each went out: with the first 100 ms chunk that reached its offset, by both sides' account
+    for (event, sent), recorded_event, send in zip(received, cassette.events, sends, strict=True):
+        offset = recorded_event.at_ms
+        if offset > total_ms:  # after the audio: once the client said it had ended
+            assert sent == total_ms and send["input_ms"] == pytest.approx(total_ms), event["type"]
+            continue
+        boundary = min(math.ceil(offset / 100.0) * 100.0, total_ms)
+        assert sent == pytest.approx(boundary), (event["type"], offset)
+        assert send["input_ms"] == pytest.approx(boundary), (event["type"], offset)
+        assert send["sim_ms"] == pytest.approx(offset, abs=1e-3)
+    assert sum(offset <= total_ms for offset in at) > 10  # most of both turns came during the audio

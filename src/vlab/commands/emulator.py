@@ -75,6 +75,11 @@ def run(args: argparse.Namespace) -> int:
         cassette=cassette,
     )
 
+    if cassette is None:
+        from vlab.emulator import latency
+
+        print(f"latency model: {latency.note(latency.describe(args.latency))}")
+
     async def serve() -> None:
         """Serve until cancelled (Ctrl-C); the emulator stops on the way out."""
         async with emu:

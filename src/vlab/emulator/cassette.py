@@ -9,7 +9,8 @@ audio of the replies. A :class:`CassetteConnection` answers a client with it:
   (:mod:`vlab.emulator.timeline`), with that offset as its :data:`vlab.protocol.SIM_MS_KEY`: when the
   client's audio reaches it for a vlab client on the ``input`` timeline (and freely once it says
   ``ended``); for any other client on the wall clock × speed from the audio received so far (real time
-  at speed max, since such a client never says when its audio has ended);
+  at speed max, since such a client never says when its audio has ended). The trace's ``send`` entries
+  record the input audio received when each event went out (``input_ms``);
 - the client must send what the recording's client sent: the same audio (compared sample by sample,
   within :data:`AUDIO_TOLERANCE`), the same sequence of other client events, the same session settings.
   Where it diverges the emulator sends one ``error`` event (code :data:`DIVERGENCE_CODE`) saying what
@@ -293,7 +294,13 @@ class CassetteConnection:
         if event.get("type") in (protocol.SESSION_CREATED, protocol.SESSION_UPDATED):
             session = event.get("session")
             self._session = dict(session) if isinstance(session, dict) else self._session
-        self._trace(kind="send", sim_ms=event[protocol.SIM_MS_KEY], type=event.get("type"), source="cassette")
+        self._trace(
+            kind="send",
+            sim_ms=event[protocol.SIM_MS_KEY],
+            input_ms=round(self._audio_pos / self._bytes_per_ms, 3),
+            type=event.get("type"),
+            source="cassette",
+        )
         await self._send_now(event)
 
     async def _send_now(self, event: dict[str, Any]) -> None:

@@ -253,10 +253,14 @@ class EmulatorConnection:
     # --- turn boundaries from the input buffer (TurnListener) -------------------------------------
 
     def speech_started(self, item_id: str, audio_start_ms: int, at_ms: float) -> None:
-        """The VAD found speech: ``speech_started`` goes out after the network delay (barge-in then)."""
+        """The VAD found speech: ``speech_started`` goes out after the network delay (barge-in then).
+
+        It carries where the VAD decided (:data:`vlab.protocol.DECIDED_MS_KEY`), so the delay can be
+        measured on the simulated timeline (``vlab calibrate``'s ``network`` stage).
+        """
         td = self.session["turn_detection"] or {}
         delay_ms = self.sampler.speech_started_delay_ms()
-        self._step(at_ms + delay_ms, lambda: self._speech_started(item_id, audio_start_ms, td))
+        self._step(at_ms + delay_ms, lambda: self._speech_started(item_id, audio_start_ms, td, at_ms))
 
     def speech_stopped(self, item_id: str, audio_end_ms: int, audio: bytes, at_ms: float) -> None:
         """The VAD ended a turn: ``speech_stopped`` after endpointing and network, then the commit and reply."""
@@ -264,12 +268,15 @@ class EmulatorConnection:
         t_ms = self.sampler.speech_stopped_at_ms(at_ms, audio_end_ms)
         self._step(t_ms, lambda: self._speech_stopped(item_id, audio_end_ms, audio, td))
 
-    async def _speech_started(self, item_id: str, audio_start_ms: int, td: dict[str, Any]) -> None:
+    async def _speech_started(
+        self, item_id: str, audio_start_ms: int, td: dict[str, Any], decided_ms: float
+    ) -> None:
         await self.send(
             {
                 "type": protocol.SPEECH_STARTED,
                 "audio_start_ms": audio_start_ms,
                 "item_id": item_id,
+                protocol.DECIDED_MS_KEY: round(decided_ms, 3),
             }
         )
         active = self.response

@@ -19,7 +19,8 @@ stage             interval                                                      
 ================  ==============================================================================  ======
 
 The measured stages already hold the network delay of the events they end on; the emulator adds the
-``network`` draw only to ``speech_started``.
+``network`` draw only to ``speech_started``. On the emulator's simulated timeline ``network`` is measured
+there: ``speech_started``'s time minus where its VAD decided (:data:`vlab.protocol.DECIDED_MS_KEY`).
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ stage                  what it models                                           
 ``typical`` follows public figures for cascaded voice agents (pipecat's and LiveKit's published
 latency breakdowns: LLM TTFT 200–400 ms, streaming TTS first byte 100–200 ms) and the Voice Live
 documentation's guidance that a turn should answer within about 800 ms of the end of speech.
-Output audio is produced ``tts_realtime_factor`` times faster than real time (5× by default) and sent
+Output audio is produced ``tts_realtime_factor`` times faster than real time (5× by default; with
+``tts_realtime_jitter``, plus a half-normal draw per response) and sent
 in ``audio_chunk_ms`` chunks, like the service, which streams faster than playback (the figure the
 factor rests on: ``docs/emulator.md``, "Output pacing").
 
@@ -68,6 +69,9 @@ class LatencyModel:
     """Delay per stage name (see :data:`STAGES`); a missing stage has no delay."""
     tts_realtime_factor: float = 5.0
     """How much faster than real time output audio is produced."""
+    tts_realtime_jitter: float = 0.0
+    """Scale of a half-normal random part added to :attr:`tts_realtime_factor`, drawn once per response
+    (0: every response streams at exactly the factor)."""
     audio_chunk_ms: int = 100
     """Length of audio carried by each ``response.audio.delta``, in ms."""
     seed: int = 0
@@ -150,6 +154,23 @@ def describe(latency: LatencyModel | str | os.PathLike[str]) -> dict[str, Any]:
     return out
 
 
+def note(description: dict[str, Any]) -> str:
+    """One line naming a latency model (:func:`describe`'s dict): a fitted one with where it came from.
+
+    For example ``fitted:latency.json (fitted from 40 runs against x.services.ai.azure.com, 2026-01-05
+    to 2026-01-09; models/latency.json)``; a preset is just its name.
+    """
+    if not description.get("file"):
+        return str(description.get("name"))
+    dates = description.get("dates") or []
+    when = f", {dates[0][:10]} to {dates[-1][:10]}" if dates else ""
+    hosts = ", ".join(description.get("endpoint_hosts") or []) or "unknown host"
+    return (
+        f"{description['name']} (fitted from {description.get('runs')} runs against {hosts}{when}; "
+        f"{description['file']})"
+    )
+
+
 def resolve(latency: LatencyModel | str | os.PathLike[str], *, seed: int = 0) -> LatencyModel:
     """A latency model from a model, a preset name or the path of a fitted ``latency.json``.
 
@@ -230,7 +251,10 @@ class LatencySampler:
                 stage: self.draw_ms(stage, stream="response")
                 for stage in ("commit", "network", "first_token", "tts_first_byte")
             }
-            return {**delays, "tts_realtime_factor": self.model.tts_realtime_factor}
+            rtf = self.model.tts_realtime_factor
+            if self.model.tts_realtime_jitter and not math.isinf(rtf):
+                rtf += abs(self._rng("response").gauss(0.0, self.model.tts_realtime_jitter))
+            return {**delays, "tts_realtime_factor": rtf}
 
         def draw(stage: str, default: float) -> float:
             value = self._fitted_draw(stage, stream="response", voice=voice, model=model)
