@@ -37,8 +37,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-lab: $(STAMP)  ## JupyterLab on the notebooks
-	$(BIN)/jupyter lab notebooks
+lab: $(STAMP)  ## JupyterLab on the notebooks (rooted here, so their links to docs/ open)
+	$(BIN)/jupyter lab --LabApp.default_url=/lab/tree/notebooks
 
 bench: $(STAMP)  ## benchmarks (not part of make test)
 	$(BIN)/python -m benchmarks

@@ -5,5 +5,19 @@ from __future__ import annotations
 import os
 import signal
 
+import pytest
+
+from vlab.audio.processing import _NoiseSuppressor
+
 KILLED_EXIT_CODE = -signal.SIGKILL if os.name == "posix" else 1
 """``Popen.returncode`` of a child ended by ``Popen.kill()``: SIGKILL on POSIX, TerminateProcess(…, 1) on Windows."""
+
+HARD_KILL = getattr(signal, "SIGKILL", signal.SIGTERM)
+"""The signal for :func:`os.kill` that ends a process at once, with no chance to clean up: SIGKILL on POSIX;
+on Windows, where ``os.kill`` with any signal but the console events calls TerminateProcess, SIGTERM."""
+
+needs_noise_suppression = pytest.mark.skipif(
+    not _NoiseSuppressor.available() and os.environ.get("CI") != "true",
+    reason="webrtc-noise-gain has no wheel for this platform (Windows)",
+)
+"""For tests of the emulator's noise reduction. Under ``CI=true`` they run (and fail) even without it."""

@@ -1,7 +1,7 @@
-"""What vlab ships beside its code: the labelled prompt set, the example sweep configs and the notebooks.
+"""What vlab ships beside its code: the labelled prompts, the sweep examples, the notebooks and their docs.
 
 In an installed wheel they are package data under ``vlab/_bundled/`` (``pyproject.toml`` puts the
-repository's top-level ``data/prompts``, ``examples`` and ``notebooks`` there), found through
+repository's top-level ``data/prompts``, ``examples``, ``notebooks`` and ``docs`` there), found through
 :mod:`importlib.resources`. In a source checkout or an editable install, where the package is
 ``src/vlab``, they are those top-level folders themselves.
 """
@@ -16,13 +16,21 @@ from typing import Literal
 
 from vlab.errors import ConfigError
 
-__all__ = ["BUNDLED", "Bundled", "bundled_dir", "copy_bundled"]
+__all__ = ["BUNDLED", "NOTEBOOKS_DIR", "Bundled", "bundled_dir", "copy_bundled", "copy_notebooks"]
 
-Bundled = Literal["prompts", "examples", "notebooks"]
+Bundled = Literal["prompts", "examples", "notebooks", "docs"]
 """The folders vlab ships."""
 
-BUNDLED: dict[Bundled, str] = {"prompts": "data/prompts", "examples": "examples", "notebooks": "notebooks"}
+BUNDLED: dict[Bundled, str] = {
+    "prompts": "data/prompts",
+    "examples": "examples",
+    "notebooks": "notebooks",
+    "docs": "docs",
+}
 """Each bundled folder's place in the repository; in a wheel it is ``vlab/_bundled/<name>``."""
+
+NOTEBOOKS_DIR = "vlab-notebooks"
+"""Where ``vlab notebooks`` copies the notebooks (``notebooks/``) and their docs (``docs/``) by default."""
 
 PACKAGE_DATA = "_bundled"
 """The folder inside the installed ``vlab`` package that holds the bundled folders."""
@@ -52,7 +60,7 @@ def bundled_dir(name: Bundled) -> Path:
     """The folder holding the bundled ``name`` (it may be missing: then the place it should be).
 
     Args:
-        name: ``prompts``, ``examples`` or ``notebooks``.
+        name: ``prompts``, ``examples``, ``notebooks`` or ``docs``.
 
     Returns:
         The first of the wheel's package data and the checkout's folder that exists, or the last of
@@ -65,19 +73,20 @@ def bundled_dir(name: Bundled) -> Path:
     return next((c for c in candidates if c.is_dir()), candidates[-1])
 
 
-def copy_bundled(name: Bundled, dest: Path, *, force: bool = False) -> list[Path]:
+def copy_bundled(name: Bundled, dest: Path, *, force: bool = False, dry_run: bool = False) -> list[Path]:
     """Copy the bundled ``name`` folder's files into ``dest`` (created if missing).
 
     Files already in ``dest`` with the same content are left alone; a different file of the same name
     is the user's and is only replaced with ``force``.
 
     Args:
-        name: ``examples`` or ``notebooks`` (or ``prompts``).
+        name: ``examples``, ``notebooks`` or ``docs`` (or ``prompts``).
         dest: The folder to copy into.
         force: Replace files that differ from the bundled ones.
+        dry_run: Only check that the copy can be made (raising as it would), copying nothing.
 
     Returns:
-        The files in ``dest`` that are now the bundled ones, in order.
+        The files in ``dest`` that are now the bundled ones (would be, with ``dry_run``), in order.
 
     Raises:
         ConfigError: The bundled folder is missing, ``dest`` is a file, ``dest`` holds different files
@@ -99,13 +108,36 @@ def copy_bundled(name: Bundled, dest: Path, *, force: bool = False) -> list[Path
             f"not copying vlab's {name} into {dest}: {shown} already exist with other content; "
             "choose another folder, or pass --force to replace them with vlab's"
         )
-    for s, t in targets:
+    for _, t in targets:
         if t.is_dir():
             raise ConfigError(f"{t} is a folder; move it away to copy vlab's {name} into {dest}")
+    if dry_run:
+        return [t for _, t in targets]
+    for s, t in targets:
         t.parent.mkdir(parents=True, exist_ok=True)
         if not (t.is_file() and filecmp.cmp(s, t, shallow=False)):
             shutil.copyfile(s, t)
     return [t for _, t in targets]
+
+
+def copy_notebooks(dest: Path, *, force: bool = False) -> list[Path]:
+    """Copy the notebooks into ``dest/notebooks`` and the docs they link to into ``dest/docs``.
+
+    The same layout as the repository's, so the notebooks' links (``../docs/…``) work in the copy too,
+    and JupyterLab started on ``dest`` can open them.
+
+    Returns:
+        The copied files, the notebooks first.
+
+    Raises:
+        ConfigError: As :func:`copy_bundled` (checked for both folders before either is copied).
+    """
+    if dest.exists() and not dest.is_dir():
+        raise ConfigError(f"{dest} is a file, not a folder; choose another folder to copy the notebooks into")
+    parts: tuple[Bundled, ...] = ("notebooks", "docs")
+    for name in parts:  # refuse before copying anything
+        copy_bundled(name, dest / name, force=force, dry_run=True)
+    return [path for name in parts for path in copy_bundled(name, dest / name, force=force)]
 
 
 def _ignored(relative: Path) -> bool:

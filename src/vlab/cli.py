@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import codecs
 import importlib
+import io
+import os
 import sys
 from collections.abc import Sequence
 
@@ -22,8 +25,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+BROKEN_PIPE_EXIT = 141
+"""The exit code when the reader of the output went away (``vlab doctor | head -3``): 128 + SIGPIPE, what a
+shell reports for a POSIX tool that the closed pipe ended."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``vlab`` command line; returns the exit code."""
+    """Run the ``vlab`` command line; returns the exit code.
+
+    The output never fails on a console encoding that lacks a character vlab prints (``→`` on a Windows
+    console's cp1252, redirected): such characters are replaced. A reader that stops reading (a closed
+    pipe) ends the command quietly with :data:`BROKEN_PIPE_EXIT`.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        _replace_what_the_encoding_lacks(stream)
+    try:
+        try:
+            return _run(argv)
+        finally:
+            if sys.stdout is not None:
+                sys.stdout.flush()  # a closed pipe fails here rather than in the interpreter's exit
+    except BrokenPipeError:
+        if not _stdout_is_closed():
+            raise  # not the output's pipe (a socket, a subprocess): a real error
+        # Python's recipe (library/signal.html, "Note on SIGPIPE"): what is still buffered goes nowhere
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return BROKEN_PIPE_EXIT
+
+
+def _run(argv: Sequence[str] | None) -> int:
     from vlab.errors import VlabError
 
     args = build_parser().parse_args(argv)
@@ -35,6 +67,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vlab: interrupted", file=sys.stderr)
         return 130
+
+
+def _replace_what_the_encoding_lacks(stream: object) -> None:
+    """Make ``stream`` replace the characters its encoding cannot write, unless it is a Unicode encoding."""
+    if not isinstance(stream, io.TextIOWrapper) or stream.errors != "strict":
+        return
+    try:
+        unicode = codecs.lookup(stream.encoding).name.startswith("utf")
+    except LookupError:
+        unicode = False
+    if not unicode:
+        stream.reconfigure(errors="replace")
+
+
+def _stdout_is_closed() -> bool:
+    """Whether nothing reads the standard output any more (its pipe's reader closed it).
+
+    Where :func:`select.poll` cannot tell (Windows), a BrokenPipeError is taken to be the output's.
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    import select
+
+    if not hasattr(select, "poll"):
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(revents & (select.POLLERR | select.POLLHUP) for _, revents in poller.poll(0))
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@
 2. A turn-detection sweep over the bundled, labelled prompts for a few silence durations, with a
    progress bar, then a summary table per setting: voice-to-voice latency (p50/p90), end-of-turn
    delay (dead air after the real end of the turn), false cut-offs, split turns and false starts.
-3. ``report.html`` with its charts, and the four notebooks executed, in ``runs/demo-<time>/`` of the
-   current folder.
+3. ``report.html`` with its charts, and every bundled notebook executed (with the docs they link to beside
+   them), in ``runs/demo-<time>/`` of the current folder.
 
 ``--quick`` is the same on three prompts and two settings as fast as the emulator goes, without the
 notebooks (a few seconds after the minimal example): the check that an install works.
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from vlab.audio.pacing import paced_chunks
-from vlab.bundled import bundled_dir
+from vlab.bundled import NOTEBOOKS_DIR, bundled_dir, copy_bundled
 from vlab.errors import ConfigError
 from vlab.testing import spoken_prompt
 
@@ -155,11 +155,16 @@ def summary_table(sweep_dir: Path) -> Any:
     return frame.sort_values("end-of-turn delay p50 ms")
 
 
-def execute_notebooks(dest: Path) -> list[tuple[str, str]]:
-    """Run every notebook headless (fast replay) into ``dest``; returns (name, status) pairs."""
+def execute_notebooks(out: Path) -> list[tuple[str, str]]:
+    """Run every notebook headless (fast replay) into ``out/notebooks``; returns (name, status) pairs.
+
+    The docs the notebooks link to (``../docs/…``) are copied into ``out/docs``, so the links work there.
+    """
     import nbformat
     from nbclient import NotebookClient
 
+    copy_bundled("docs", out / "docs", force=True)
+    dest = out / "notebooks"
     dest.mkdir(parents=True, exist_ok=True)
     results = []
     previous = os.environ.get("VLAB_NOTEBOOK_SPEED")
@@ -246,8 +251,9 @@ def run_demo(
 
     notebook_results: list[tuple[str, str]] = []
     if notebooks:
-        _title(f"4/{steps}  The four notebooks, executed")
-        notebook_results = execute_notebooks(out / "notebooks")
+        count = len(list(bundled_dir("notebooks").glob("*.ipynb")))
+        _title(f"4/{steps}  The {count} notebooks, executed")
+        notebook_results = execute_notebooks(out)
 
     _title(f"Done in {time.perf_counter() - started:.0f} s. Where to look:")
     print(
@@ -258,7 +264,10 @@ def run_demo(
     )
     if notebook_results:
         print(f"  {out / 'notebooks'}/           the notebooks with their outputs")
-    print("  vlab notebooks                   copies the notebooks here and opens JupyterLab on them")
+    print(
+        f"  vlab notebooks                   copies the notebooks (and their docs) into ./{NOTEBOOKS_DIR} and "
+        "opens JupyterLab on them"
+    )
     ok = not failed and all(status.startswith("ok") for _, status in notebook_results)
     return 0 if ok else 1
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 import vlab
+from vlab.cli import BROKEN_PIPE_EXIT, main
 from vlab.metrics import turn_latency
 
 
@@ -65,3 +68,50 @@ def test_replay_of_a_bad_file_is_a_clear_error(tmp_path):
 def test_bad_arguments_are_reported_by_argparse():
     result = _vlab("replay", "x.wav", "--speed", "-3")
     assert result.returncode == 2 and "speed must be > 0" in result.stderr
+
+
+def test_output_on_a_console_encoding_without_the_arrows_replaces_them(tmp_path):
+    # a Windows console's cp1252, redirected to a file or a pipe: it has no "→", which doctor prints
+    result = subprocess.run(
+        [sys.executable, "-m", "vlab", "doctor", "--no-dotenv"],
+        capture_output=True,
+        cwd=tmp_path,
+        env=os.environ | {"PYTHONIOENCODING": "cp1252"},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr.decode("cp1252", "replace")
+    out = result.stdout.decode("cp1252")
+    assert "no endpoint configured ? the embedded emulator" in out
+    assert "vlab doctor: a session can start." in out
+
+
+@pytest.mark.skipif(
+    os.name == "nt",
+    reason="Windows reports a write to a closed pipe as EINVAL, which vlab does not handle yet",
+)
+def test_a_reader_that_closed_the_pipe_ends_the_command_quietly(tmp_path):
+    # `vlab doctor | head -0`, without the race: the pipe's reader is closed before vlab writes anything
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "vlab", "doctor", "--no-dotenv"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert result.returncode == BROKEN_PIPE_EXIT
+    assert result.stderr == ""  # no BrokenPipeError traceback, no "Exception ignored" at exit
+
+
+def test_a_broken_pipe_that_is_not_the_output_s_is_still_an_error(monkeypatch):
+    def broken(_args):
+        raise BrokenPipeError("a socket's peer went away")
+
+    monkeypatch.setattr("vlab.commands.doctor.run", broken)
+    with pytest.raises(BrokenPipeError, match="a socket's peer"):
+        main(["doctor"])

@@ -8,9 +8,9 @@ from azure.ai.voicelive.aio import connect
 from azure.ai.voicelive.models import AudioEchoCancellation, AudioNoiseReduction, RequestSession, ServerVad
 from azure.core.credentials import AzureKeyCredential
 
+from tests._portable import needs_noise_suppression
 from vlab import protocol
 from vlab.audio.pcm import float_to_pcm16, pcm16_to_float
-from vlab.audio.processing import _NoiseSuppressor
 from vlab.prompts import load_prompt_set
 from vlab.testing import collect_events, fast_emulator, spoken_prompt
 
@@ -132,9 +132,7 @@ async def test_the_reply_heard_back_by_the_microphone_starts_a_turn_only_without
         assert echo_turns and echo_turns[0].audio_start_ms < speaker.end_ms  # while the reply played
 
 
-@pytest.mark.skipif(
-    not _NoiseSuppressor.available(), reason="webrtc-noise-gain has no wheel for this platform (Windows)"
-)
+@needs_noise_suppression
 async def test_noise_reduction_is_applied_and_the_noisy_prompt_still_makes_one_turn():
     (noisy,) = [p for p in load_prompt_set() if p.id == "noisy_snr10"]
     async with fast_emulator(trace=True) as emu, _connect(emu) as conn:

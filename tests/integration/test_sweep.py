@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from tests._portable import needs_noise_suppression
 from vlab import ServerVad, Session, SessionSettings
 from vlab.audio.pcm import silence
 from vlab.emulator import Emulator
@@ -165,6 +166,7 @@ def test_bad_processing_grids_fail_before_anything_runs(grid, message):
         load_config(config(grid=grid))
 
 
+@needs_noise_suppression
 async def test_a_sweep_reports_false_starts_with_noise_suppression_on_and_off(tmp_path):
     cfg = load_config(
         {

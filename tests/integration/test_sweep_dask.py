@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 
 import pandas as pd
 import pytest
 
 import vlab
+from tests._portable import HARD_KILL
 from vlab.errors import ConfigError
 from vlab.sweep import load_config, run_sweep, run_sweep_async
 
@@ -73,7 +73,7 @@ def test_a_killed_worker_loses_only_its_running_cells_and_the_sweep_resumes(tmp_
                 for address, keys in client.processing().items():
                     if keys:
                         lost.extend(str(k) for k in keys)
-                        os.kill(pids[address], signal.SIGKILL)
+                        os.kill(pids[address], HARD_KILL)
                         return
 
             first = asyncio.run(

@@ -8,6 +8,7 @@ import base64
 import numpy as np
 import pytest
 
+from tests._portable import needs_noise_suppression
 from vlab import protocol
 from vlab.audio import g711
 from vlab.audio.pcm import float_to_pcm16, pcm16_to_float, resample
@@ -15,7 +16,6 @@ from vlab.audio.processing import (
     PROCESSING_RATE_HZ,
     InputProcessor,
     ProcessingSettings,
-    _NoiseSuppressor,
     _Playout,
 )
 from vlab.audio.silero_worker import SileroWorker
@@ -29,9 +29,6 @@ from vlab.prompts import load_prompt_set
 from vlab.testing import spoken_prompt
 
 RATE = 24000  # the session's default input rate: the processor resamples it to 16 kHz
-needs_noise_suppression = pytest.mark.skipif(
-    not _NoiseSuppressor.available(), reason="webrtc-noise-gain has no wheel for this platform (Windows)"
-)
 CHUNK_MS = 20
 REPLY = (
     "Sure. The weather in Seattle today is cloudy with a chance of rain, and a high of fifty five degrees."

@@ -1,13 +1,18 @@
-"""The bundled prompt set, sweep examples and notebooks: found in a checkout, copied without clobbering."""
+"""The bundled prompt set, sweep examples, notebooks and docs: found in a checkout, copied without clobbering."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 
-from vlab.bundled import bundled_dir, copy_bundled
+from vlab.bundled import NOTEBOOKS_DIR, bundled_dir, copy_bundled, copy_notebooks
 from vlab.cli import main
 from vlab.errors import ConfigError
 from vlab.prompts import DEFAULT_PROMPT_DIR, load_prompt_set
@@ -19,6 +24,7 @@ def test_a_checkout_uses_the_repository_folders() -> None:
     assert bundled_dir("prompts") == REPO / "data" / "prompts" == DEFAULT_PROMPT_DIR
     assert bundled_dir("examples") == REPO / "examples"
     assert bundled_dir("notebooks") == REPO / "notebooks"
+    assert bundled_dir("docs") == REPO / "docs"
     manifest = json.loads((REPO / "data" / "prompts" / "manifest.json").read_text(encoding="utf-8"))
     assert [p.id for p in load_prompt_set()] == [e["id"] for e in manifest["prompts"]]
 
@@ -59,10 +65,51 @@ def test_a_changed_file_is_the_users_and_is_kept_without_force(tmp_path, capsys)
     assert edited.read_bytes() == (REPO / "examples" / "vad_sweep.toml").read_bytes()
 
 
-def test_notebooks_are_copied_without_opening_jupyterlab(tmp_path) -> None:
+def test_notebooks_are_copied_with_their_docs_without_opening_jupyterlab(tmp_path, capsys) -> None:
     assert main(["notebooks", str(tmp_path / "nb"), "--no-open"]) == 0
-    names = sorted(p.name for p in (tmp_path / "nb").iterdir())
+    names = sorted(p.name for p in (tmp_path / "nb" / "notebooks").iterdir())
     assert names == sorted(p.name for p in (REPO / "notebooks").iterdir() if p.is_file())
+    docs = sorted(p.name for p in (tmp_path / "nb" / "docs").iterdir())
+    assert docs == sorted(p.name for p in (REPO / "docs").glob("*.md"))
+    assert f"-m jupyterlab {tmp_path / 'nb'}" in capsys.readouterr().out
+
+
+def test_the_notebooks_default_folder_is_created_in_the_current_one(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["notebooks", "--no-open"]) == 0
+    assert (tmp_path / NOTEBOOKS_DIR / "notebooks" / "01_quickstart.ipynb").is_file()
+    assert (tmp_path / NOTEBOOKS_DIR / "docs" / "timeline.md").is_file()
+
+
+def _relative_links(notebook: Path) -> list[str]:
+    """The targets of the notebook's Markdown links that are files beside it, not web addresses."""
+    nb = nbformat.read(notebook, as_version=4)
+    links = [
+        m for c in nb.cells if c.cell_type == "markdown" for m in re.findall(r"\]\(([^)\s]+)\)", c.source)
+    ]
+    return [link.split("#")[0] for link in links if not re.match(r"[a-z]+:", link)]
+
+
+def test_every_notebook_link_works_in_the_repository_and_in_a_copy(tmp_path) -> None:
+    copied = [p for p in copy_notebooks(tmp_path / "copy") if p.suffix == ".ipynb"]
+    assert sorted(p.name for p in copied) == sorted(p.name for p in (REPO / "notebooks").glob("*.ipynb"))
+    links = {notebook.name: _relative_links(notebook) for notebook in copied}
+    assert links["06_browser_audio.ipynb"] == ["../docs/browser-audio.md"]  # the link that was broken
+    for notebook in copied:
+        for link in links[notebook.name]:
+            assert (REPO / "notebooks" / link).resolve().is_file(), f"{notebook.name}: {link} (repository)"
+            target = (notebook.parent / link).resolve()
+            assert target.is_file(), f"{notebook.name}: {link} (copy)"
+            assert target.is_relative_to(tmp_path / "copy")  # in reach of JupyterLab started on the copy
+
+
+def test_a_clash_in_the_docs_copies_no_notebook_either(tmp_path) -> None:
+    (tmp_path / "nb" / "docs").mkdir(parents=True)
+    (tmp_path / "nb" / "docs" / "timeline.md").write_text("my notes\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"timeline\.md.*--force"):
+        copy_notebooks(tmp_path / "nb")
+    assert not (tmp_path / "nb" / "notebooks").exists()
+    assert (tmp_path / "nb" / "docs" / "timeline.md").read_text(encoding="utf-8") == "my notes\n"
 
 
 def test_copying_into_a_file_is_refused(tmp_path) -> None:
@@ -82,11 +129,37 @@ def test_the_demo_refuses_a_run_folder_that_holds_files(tmp_path, capsys) -> Non
 
 
 def test_notebooks_opens_jupyterlab_of_this_environment_on_the_copy(tmp_path, monkeypatch) -> None:
-    import subprocess
-    import sys
-
     started: list[list[str]] = []
     monkeypatch.setattr(subprocess, "call", lambda cmd: started.append(cmd) or 0)
     assert main(["notebooks", str(tmp_path / "nb")]) == 0
-    assert started == [[sys.executable, "-m", "jupyterlab", str(tmp_path / "nb")]]
-    assert (tmp_path / "nb" / "01_quickstart.ipynb").is_file()
+    # rooted at the copy, so ../docs is in reach, and showing its notebooks
+    assert started == [
+        [sys.executable, "-m", "jupyterlab", str(tmp_path / "nb"), "--LabApp.default_url=/lab/tree/notebooks"]
+    ]
+    assert (tmp_path / "nb" / "notebooks" / "01_quickstart.ipynb").is_file()
+
+
+def test_the_demo_writes_every_notebook_with_the_docs_its_links_need(tmp_path, monkeypatch) -> None:
+    import nbclient
+
+    from vlab.demo import execute_notebooks
+
+    ran: list[tuple[str, str | None]] = []  # (the folder it runs in, the replay speed it is given)
+
+    class Kernel:  # no kernel starts: what is checked is where the notebooks and their docs go
+        def __init__(self, nb, **kwargs) -> None:
+            self.path = kwargs["resources"]["metadata"]["path"]
+
+        def execute(self, **kwargs) -> None:
+            ran.append((self.path, os.environ.get("VLAB_NOTEBOOK_SPEED")))
+
+    monkeypatch.setattr(nbclient, "NotebookClient", Kernel)
+    monkeypatch.delenv("VLAB_NOTEBOOK_SPEED", raising=False)
+    results = execute_notebooks(tmp_path)
+    names = sorted(p.name for p in (REPO / "notebooks").glob("*.ipynb"))
+    assert [name for name, _ in results] == names and all(s.startswith("ok") for _, s in results)
+    assert ran == [(str(tmp_path / "notebooks"), "inf")] * len(names)
+    assert "VLAB_NOTEBOOK_SPEED" not in os.environ  # restored
+    for name in names:
+        for link in _relative_links(tmp_path / "notebooks" / name):
+            assert (tmp_path / "notebooks" / link).resolve().is_file(), f"{name}: {link}"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from vlab.audio import vad_cache
 from vlab.audio.silero import SileroStream, step_streams
 from vlab.audio.silero_worker import SileroWorker
 from vlab.audio.vad import SileroModel, StreamingVad, VadEvent, VadParams
@@ -68,6 +70,45 @@ def test_a_killed_writer_s_last_record_is_ignored(frames: np.ndarray, tmp_path: 
     cache.save()
     with open(tmp_path / CACHE_FILE, "ab") as f:
         f.write(b"\x01" * 7)
+    assert VadCache(tmp_path).probs == cache.probs
+
+
+class _WindowsOs:
+    """``os`` as vad_cache sees it on Windows: a file opened without ``O_BINARY`` is in text mode."""
+
+    O_BINARY = 0x8000
+
+    def __init__(self) -> None:
+        self.text_fds: set[int] = set()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(os, name)
+
+    def open(self, path: object, flags: int, mode: int = 0o777) -> int:
+        fd = os.open(path, flags & ~self.O_BINARY, mode)  # type: ignore[arg-type]
+        if not flags & self.O_BINARY:
+            self.text_fds.add(fd)
+        return fd
+
+    def write(self, fd: int, data: bytes | memoryview) -> int:
+        if fd not in self.text_fds:
+            return os.write(fd, data)
+        os.write(fd, bytes(data).replace(b"\n", b"\r\n"))  # what the C runtime's text mode does
+        return len(data)
+
+
+def test_the_cache_file_is_written_in_binary_mode_on_windows(
+    frames: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    windows = _WindowsOs()
+    monkeypatch.setattr(vad_cache, "os", windows)
+    cache = VadCache(tmp_path)
+    _cached(cache, frames, [len(frames)])
+    records = [vad_cache._RECORD.pack(k, p) for k, p in cache.probs.items()]
+    assert any(b"\n" in r for r in records)  # bytes that text mode would change
+    cache.save()
+    assert windows.text_fds == set()
+    assert (tmp_path / CACHE_FILE).stat().st_size == len(records) * vad_cache._RECORD.size
     assert VadCache(tmp_path).probs == cache.probs
 
 

@@ -164,7 +164,8 @@ class VadCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         data = b"".join(_RECORD.pack(k, self.probs[k]) for k in self._unsaved if k in self.probs)
         self._unsaved.clear()
-        fd = os.open(self.folder / CACHE_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)  # Windows: no \n → \r\n
+        fd = os.open(self.folder / CACHE_FILE, flags, 0o644)
         try:
             view = memoryview(data)
             while view:

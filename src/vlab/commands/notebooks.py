@@ -1,11 +1,15 @@
-"""``vlab notebooks [DIR]``: copy the notebooks into a folder and open JupyterLab on them."""
+"""``vlab notebooks [DIR]``: copy the notebooks (and the docs they link to) into a folder and open JupyterLab."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+from vlab.bundled import NOTEBOOKS_DIR
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -15,22 +19,37 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "dir",
         nargs="?",
         type=Path,
-        default=Path("notebooks"),
-        help="where to copy them (default: ./notebooks)",
+        default=Path(NOTEBOOKS_DIR),
+        help=f"where to copy them: DIR/notebooks, and the docs they link to in DIR/docs (default: ./{NOTEBOOKS_DIR})",
     )
-    p.add_argument("--force", action="store_true", help="replace notebooks of the same names that differ")
+    p.add_argument("--force", action="store_true", help="replace files of the same names that differ")
     p.add_argument("--no-open", action="store_true", help="only copy them; do not start JupyterLab")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code."""
-    from vlab.bundled import copy_bundled
+    from vlab.bundled import copy_notebooks
 
-    for path in copy_bundled("notebooks", args.dir, force=args.force):
+    for path in copy_notebooks(args.dir, force=args.force):
         print(path)
+    command = jupyterlab_command(args.dir)
     if args.no_open:
-        print(f"\nOpen them with:  {Path(sys.executable).name} -m jupyterlab {args.dir}")
+        shown = [Path(command[0]).name, *command[1:]]
+        print(
+            f"\nOpen them with:  {subprocess.list2cmdline(shown) if os.name == 'nt' else shlex.join(shown)}"
+        )
         return 0
     # JupyterLab from this environment, so its kernel imports this vlab; it runs until stopped (Ctrl-C).
-    return subprocess.call([sys.executable, "-m", "jupyterlab", str(args.dir)])
+    return subprocess.call(command)
+
+
+def jupyterlab_command(folder: Path) -> list[str]:
+    """JupyterLab of this Python on ``folder`` (its root, so ``docs/`` is in reach), showing ``notebooks/``."""
+    return [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        str(folder),
+        "--LabApp.default_url=/lab/tree/notebooks",
+    ]

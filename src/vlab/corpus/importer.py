@@ -267,7 +267,7 @@ def write_manifest(path: Path, entries: list[dict[str, Any]], *, generator: str)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".json.tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:  # the same bytes on Windows
             json.dump(data, f, indent=1)
             f.write("\n")
         os.replace(tmp, path)

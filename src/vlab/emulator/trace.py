@@ -26,7 +26,7 @@ class Trace:
     def __init__(self, path: str | os.PathLike[str] | None = None, *, keep: bool = True) -> None:
         self.entries: list[dict[str, Any]] = []
         self._keep = keep
-        self._file: TextIO | None = open(path, "a", encoding="utf-8") if path else None
+        self._file: TextIO | None = open(path, "a", encoding="utf-8", newline="\n") if path else None
         self._lock = threading.Lock()
 
     def add(self, **entry: Any) -> None:
