@@ -305,3 +305,52 @@ async def test_the_cli_reads_the_target_from_a_dotenv_file_it_finds_and_names_it
         "environment variable AZURE_VOICELIVE_ENDPOINT",
         "environment variable AZURE_VOICELIVE_API_KEY",
     )
+
+
+# --- the emulator's opt-in refusals: the same rehearsal without a scripted server ------------------
+
+
+async def test_an_emulator_told_to_refuse_a_model_voice_type_and_format_rehearses_doctor():
+    refuse = ["voice:alloy", "turn_detection:semantic_vad", "input_audio_format:g711_alaw", f"voice:{NOBODY}"]
+    async with fast_emulator(api_key=KEY, refuse=[*refuse, "model:gpt-nope"]) as emu:
+        env = {"AZURE_VOICELIVE_API_KEY": KEY}
+        warned = await diagnose(emu.endpoint, env=env, dotenv_path=False, devices=False)
+        voice = await diagnose(emu.endpoint, env=env, dotenv_path=False, devices=False, voice=NOBODY)
+        model = await diagnose(emu.endpoint, env=env, dotenv_path=False, devices=False, model="gpt-nope")
+    assert warned.ok and [c.status for c in warned.checks] == ["ok"] * 5 + ["warn"] * 3, warned.lines()
+    because = "is not supported by this resource (refused by the emulator's refusals).)"
+    fix = " → fix: use only the accepted ones here (another model or api-version may accept the rest)"
+    assert warned.get("voice").line() == (
+        "[warn] voice           accepted: en-US-AvaNeural, en-US-Ava:DragonHDLatestNeural; refused: alloy "
+        f"(invalid_value: Invalid value for 'session.voice': 'alloy' {because}{fix}"
+    )
+    assert warned.get("turn detection").summary.endswith(
+        f"; refused: semantic_vad (invalid_value: Invalid value for 'session.turn_detection.type': "
+        f"'semantic_vad' {because}"
+    )
+    assert warned.get("input formats").line() == (
+        "[warn] input formats   accepted: pcm16, g711_ulaw; refused: g711_alaw (invalid_value: Invalid value "
+        f"for 'session.input_audio_format': 'g711_alaw' {because}{fix}"
+    )
+    assert not voice.ok and voice.get("voice").status == "fail"
+    assert (
+        voice.get("voice").fix == f"'{NOBODY}' is refused: choose an accepted value, or check the api-version"
+    )
+    assert not model.ok and model.get("session").line().startswith(
+        "[FAIL] session         a vlab emulator refused session.update for model gpt-nope (api-version "
+    )
+    assert (
+        "model_not_found: The model 'gpt-nope' is not served by this resource" in model.get("session").summary
+    )
+
+
+def test_the_emulator_command_takes_refusals_and_a_bad_one_is_a_config_error():
+    from vlab.cli import build_parser
+    from vlab.emulator.refusals import Refusals
+    from vlab.errors import ConfigError
+
+    args = build_parser().parse_args(["emulator", "--refuse", "voice:alloy", "--refuse", "model:gpt-nope"])
+    assert Refusals.parse(args.refuse) == Refusals(frozenset({("voice", "alloy"), ("model", "gpt-nope")}))
+    for bad in ("colour:red", "voice:", "alloy"):
+        with pytest.raises(ConfigError, match="expected <field>:<value> with field one of model, voice"):
+            Refusals.parse([bad])

@@ -38,6 +38,7 @@ from vlab.emulator.faults import Fault
 from vlab.emulator.handshake import HandshakeGuard
 from vlab.emulator.identity import Identity, Refusal
 from vlab.emulator.latency import LatencyModel, resolve
+from vlab.emulator.refusals import Refusals
 from vlab.emulator.replies import Script
 from vlab.emulator.trace import Trace
 from vlab.errors import ConfigError, VlabWarning
@@ -234,9 +235,13 @@ class Emulator:
         handshake_timeout_s: Time a new connection has to send its HTTP request headers, in s.
         cassette: A recorded session (:func:`vlab.cassette.load_cassette`) that every connection replays
             instead of emulating; a client that diverges from it gets an ``error`` (``docs/calibration.md``).
+        refuse: Values ``session.update`` refuses, as a resource that does not serve them does, e.g.
+            ``["voice:alloy", "model:gpt-nope"]`` (:mod:`vlab.emulator.refusals`; default: none, every
+            model and voice is accepted).
 
     Raises:
-        ConfigError: ``speed`` is not a number > 0 or ``"max"``, or ``latency`` names no preset or fitted model.
+        ConfigError: ``speed`` is not a number > 0 or ``"max"``, ``latency`` names no preset or fitted model,
+            or a refusal is malformed.
     """
 
     def __init__(
@@ -261,6 +266,7 @@ class Emulator:
         ssl_context: ssl.SSLContext | None = None,
         handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
         cassette: Cassette | None = None,
+        refuse: Iterable[str] = (),
     ) -> None:
         if max_sessions is not None and (isinstance(max_sessions, bool) or max_sessions < 1):
             raise ConfigError(f"max_sessions must be an integer >= 1 or None, got {max_sessions!r}.")
@@ -305,6 +311,7 @@ class Emulator:
             identity=self.identity,
             max_sessions=max_sessions,
             cassette=cassette,
+            refusals=Refusals.parse(refuse),
         )
         self.handshake_timeout_s = handshake_timeout_s
         self._runner: web.AppRunner | None = None
