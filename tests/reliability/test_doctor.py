@@ -4,7 +4,9 @@ A scripted server (:func:`vlab.testing.scripted_server`) plays a Voice Live serv
 thing with an ``error`` event, as the service answers a ``session.update`` it will not apply: the
 model (every ``session.update``), a voice, a turn-detection type or an input format. Each refusal is
 checked through :func:`vlab.doctor.diagnose` and through ``vlab doctor``: the exact line with its fix,
-the verdict and the exit code.
+the verdict and the exit code. The emulator's opt-in refusals (``Emulator(refuse=...)``) rehearse the
+same lines. The ``target`` line names where the endpoint and key came from: the argument, the
+environment, a ``.env`` file (with its path), or none (the embedded emulator).
 """
 
 from __future__ import annotations

@@ -2,10 +2,13 @@
 through `vlab replay`, through `vlab doctor`, through a Session and in the session panel — and the
 canary key, secret and token appear in none of them.
 
-The failures: an endpoint with no credential and no sign-in, a wrong key, a token without the role, a
-host that does not resolve, a certificate nobody trusts, and a throttled resource. Tokens come from
-the emulator's own identity: the real ``DefaultAzureCredential`` signs in with a client secret
-(``EnvironmentCredential``) at the emulator's token endpoint over TLS with a throwaway CA.
+The failures: an endpoint with no credential and no sign-in, a wrong key, a token the service refuses,
+a token without the role, a host that does not resolve, a certificate nobody trusts, and a throttled
+resource; the doctor's FAIL line names the whole fix of each. Tokens come from the emulator's own
+identity: the real ``DefaultAzureCredential`` signs in with a client secret (``EnvironmentCredential``)
+at the emulator's token endpoint over TLS with a throwaway CA, or takes the canary token from a
+signed-in Azure CLI (a fake ``az`` first on PATH). A one-letter key leaves every surface's words as they
+are with a long key.
 """
 
 from __future__ import annotations
