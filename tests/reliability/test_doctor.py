@@ -356,3 +356,23 @@ def test_the_emulator_command_takes_refusals_and_a_bad_one_is_a_config_error():
     for bad in ("colour:red", "voice:", "alloy"):
         with pytest.raises(ConfigError, match="expected <field>:<value> with field one of model, voice"):
             Refusals.parse([bad])
+
+
+async def test_a_port_nothing_listens_on_fails_the_tls_check_in_the_words_of_the_session_error():
+    import socket
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens on it now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    report = await diagnose(
+        f"http://127.0.0.1:{port}", env={"AZURE_VOICELIVE_API_KEY": KEY}, dotenv_path=False, devices=False
+    )
+    tls = report.get("tls")
+    assert tls.status == "fail" and tls.summary.startswith(
+        f"nothing accepts connections at 127.0.0.1:{port} ("
+    )
+    assert (
+        tls.fix
+        == "check the port in AZURE_VOICELIVE_ENDPOINT; for a local emulator, start it with `vlab emulator`"
+    )
+    assert [c.status for c in report.checks] == ["ok", "ok", "fail"] + ["skip"] * 5
