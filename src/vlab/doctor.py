@@ -22,14 +22,17 @@ import contextlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import urlsplit
 
 from vlab import protocol, protocol_limits
 from vlab.clock import Clock, SystemClock, wait_until_ns
-from vlab.endpoint import ENV_ENDPOINT, Target, resolve_target, setting_sources
+from vlab.endpoint import ENV_API_VERSION, ENV_ENDPOINT, ENV_MODEL, Target, resolve_target, setting_sources
 from vlab.errors import AuthenticationFailed, ConfigError, ConnectionFailed, Throttled, VlabError
 from vlab.net import is_loopback
+
+if TYPE_CHECKING:
+    from vlab.session.connect_errors import FailureKind
 
 __all__ = ["Check", "DoctorReport", "diagnose"]
 
@@ -204,8 +207,7 @@ async def _network_checks(target: Target, checks: list[Check], clock: Clock, tim
     try:
         infos = await wait_until_ns(clock, loop.getaddrinfo(host, port), deadline)
     except (OSError, TimeoutError) as exc:
-        fix = f"check the resource name in {ENV_ENDPOINT} (https://<resource>.services.ai.azure.com), the network or VPN"
-        checks.append(Check("dns", "fail", f"cannot resolve {host} ({exc or 'timed out'})", fix))
+        checks.append(_failed("dns", target, "dns", str(exc) or "timed out"))
         return "dns"
     addresses = sorted({str(info[4][0]) for info in infos})
     checks.append(Check("dns", "ok", f"{host} → {', '.join(addresses[:3])}"))
@@ -224,13 +226,14 @@ async def _network_checks(target: Target, checks: list[Check], clock: Clock, tim
     except Exception as exc:  # ssl.SSLError, OSError, TimeoutError: each is a finding, not a crash
         import ssl
 
-        if isinstance(exc, ssl.SSLError):
-            fix = "if a proxy inspects TLS, point SSL_CERT_FILE at its CA bundle; check the system clock"
-            checks.append(Check("tls", "fail", f"the TLS handshake with {host}:{port} failed ({exc})", fix))
-        else:
-            reason = str(exc) or "timed out"
-            fix = f"check the port in {ENV_ENDPOINT}, the network, proxies and firewalls"
-            checks.append(Check("tls", "fail", f"cannot reach {host}:{port} ({reason})", fix))
+        kind: FailureKind = (
+            "tls"
+            if isinstance(exc, ssl.SSLError)
+            else "timeout"
+            if isinstance(exc, TimeoutError)
+            else "refused"
+        )
+        checks.append(_failed("tls", target, kind, str(exc) or "timed out"))
         return "tls"
     try:
         if secure:
@@ -256,6 +259,16 @@ async def _network_checks(target: Target, checks: list[Check], clock: Clock, tim
         with contextlib.suppress(Exception):
             await writer.wait_closed()
     return None
+
+
+def _failed(name: str, target: Target, kind: FailureKind, detail: str) -> Check:
+    """A failed network check, in the words (and with the fix) a session's connection error uses."""
+    from vlab.session.connect_errors import ConnectFailure, connect_error
+    from vlab.session.reconnect import redact
+
+    error = connect_error(target, ConnectFailure(kind, detail), lambda text: redact(text, target))
+    what, _, fix = str(error).partition(". Fix: ")
+    return Check(name, "fail", what, fix)
 
 
 async def _session_checks(
@@ -360,7 +373,13 @@ async def _round_trips(
         )
         return
     try:
-        settings = SessionSettings(model=target.model).to_wire()
+        # the checks below try turn detection and input formats one at a time, so a refused one is
+        # reported on its own line rather than as a refused model
+        settings = {
+            k: v
+            for k, v in SessionSettings(model=target.model).to_wire().items()
+            if k not in ("turn_detection", "input_audio_format", "input_audio_sampling_rate")
+        }
     except ConfigError as exc:
         checks.append(Check("session", "fail", str(exc)))
         return
@@ -378,8 +397,8 @@ async def _round_trips(
                 "fail",
                 f"{server} refused session.update for model {target.model} (api-version "
                 f"{target.api_version}): {error}",
-                "set AZURE_VOICELIVE_MODEL to a model the resource serves, or AZURE_VOICELIVE_API_VERSION to a "
-                "supported api-version",
+                f"set {ENV_MODEL} (or --model) to a model the resource serves, or {ENV_API_VERSION} "
+                "(or --api-version) to a supported api-version",
             )
         )
         return
@@ -444,7 +463,14 @@ async def _accepted(
         )
     if not accepted:
         return Check(name, "fail", summary, "check the model and api-version")
-    return Check(name, "warn" if refused else "ok", summary)
+    if refused:
+        return Check(
+            name,
+            "warn",
+            summary,
+            "use only the accepted ones here (another model or api-version may accept the rest)",
+        )
+    return Check(name, "ok", summary)
 
 
 def _with_devices(report: DoctorReport, devices: bool) -> DoctorReport:

@@ -209,3 +209,48 @@ async def test_sessions_opened_at_once_never_exceed_the_quota():
 
             outcomes = await asyncio.gather(*(open_one() for _ in range(5)))
             assert sorted(outcomes) == ["open", "open", "throttled", "throttled", "throttled"]
+
+
+# --- [run] max_sessions: the sweep's own cap --------------------------------------------------------
+
+FOUR_CELLS = {
+    "target": {"speed": "max", "latency": "instant"},
+    "prompts": {"include": ["short_question"]},
+    "grid": {"threshold": [0.3, 0.5, 0.7, 0.9]},
+    "run": {"timeout_s": 30, "concurrency": 4},
+}
+
+
+def _capped(max_sessions: int | None, **run: object) -> dict:
+    extra = {} if max_sessions is None else {"max_sessions": max_sessions}
+    return {**FOUR_CELLS, "run": {**FOUR_CELLS["run"], **extra, **run}}
+
+
+async def test_a_sweep_never_has_more_sessions_open_than_its_max_sessions(tmp_path):
+    peaks = {}
+    for cap in (None, 2):
+        async with fast_emulator() as emu:
+            options = {"endpoint": emu.endpoint, "api_key": emu.api_key, "dotenv_path": False}
+            result = await run_sweep_async(
+                _capped(cap), tmp_path / f"cap-{cap}", progress=False, session_options=options
+            )
+            assert [c.status for c in result.cells] == ["ok"] * 4, [c.error for c in result.cells]
+            peaks[cap] = emu.peak_sessions  # counted by the emulator as each session opens
+            assert emu.open_sessions == 0  # each cell closed its session before the sweep returned
+    assert peaks[2] == 2
+    assert peaks[None] > 2  # without the cap, concurrency 4 opens more at once
+
+
+async def test_a_sweep_capped_at_the_quota_is_never_throttled(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="vlab.sweep")
+    async with fast_emulator(max_sessions=2) as emu:
+        options = {"endpoint": emu.endpoint, "api_key": emu.api_key, "dotenv_path": False}
+        cfg = _capped(2, repeats=2, throttle_retries=0)  # a single 429 would fail its cell
+        result = await run_sweep_async(cfg, tmp_path / "sweep", progress=False, session_options=options)
+        assert emu.peak_sessions == 2
+    assert [c.status for c in result.cells] == ["ok"] * 8, [c.error for c in result.cells]
+    assert all(c.throttled == 0 for c in result.cells)
+    for cell in result.cells:
+        meta = json.loads((tmp_path / "sweep" / "cells" / cell.cell / "cell.json").read_text())
+        assert "throttled" not in meta
+    assert "throttled" not in caplog.text

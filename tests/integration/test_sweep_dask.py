@@ -141,3 +141,29 @@ async def test_closing_a_cluster_while_a_nanny_restarts_a_dead_worker_is_not_the
     await _close_local(_ClosingCluster(AssertionError("can only join a started process")))
     with pytest.raises(AssertionError, match="something else"):
         await _close_local(_ClosingCluster(AssertionError("something else")))
+
+
+async def test_max_sessions_caps_the_sessions_open_at_once_across_the_cluster(tmp_path):
+    from vlab.testing import fast_emulator
+
+    # 2 workers × 2 threads could run 4 cells at once; the cluster-wide semaphore lets 2 hold a session,
+    # which is the emulator's quota: a single 429 (HTTP) would fail its cell (no retries)
+    cfg = {
+        "target": {"speed": "max", "latency": "instant"},
+        "prompts": {"include": ["short_question"]},
+        "grid": {"threshold": [0.3, 0.5, 0.7, 0.9]},
+        "run": {
+            "executor": "dask",
+            "workers": 2,
+            "concurrency": 2,
+            "max_sessions": 2,
+            "throttle_retries": 0,
+            "timeout_s": 60,
+        },
+    }
+    async with fast_emulator(max_sessions=2) as emu:
+        options = {"endpoint": emu.endpoint, "api_key": emu.api_key, "dotenv_path": False}
+        result = await run_sweep_async(cfg, tmp_path / "dask", progress=False, session_options=options)
+        assert 1 <= emu.peak_sessions <= 2  # the most sessions the emulator ever had open at once
+    assert [c.status for c in result.cells] == ["ok"] * 4, [c.error for c in result.cells]
+    assert all(c.throttled == 0 for c in result.cells)

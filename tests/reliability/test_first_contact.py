@@ -2,29 +2,32 @@
 through `vlab replay`, through `vlab doctor`, through a Session and in the session panel — and the
 canary key, secret and token appear in none of them.
 
-The failures: an endpoint with no credential and no sign-in, a wrong key, a token without the role, a
-host that does not resolve, a certificate nobody trusts, and a throttled resource. Tokens come from
-the emulator's own identity: the real ``DefaultAzureCredential`` signs in with a client secret
-(``EnvironmentCredential``) at the emulator's token endpoint over TLS with a throwaway CA.
+The failures: an endpoint with no credential and no sign-in, a wrong key, a token the service refuses,
+a token without the role, a host that does not resolve, a certificate nobody trusts, and a throttled
+resource; the doctor's FAIL line names the whole fix of each. Tokens come from the emulator's own
+identity: the real ``DefaultAzureCredential`` signs in with a client secret (``EnvironmentCredential``)
+at the emulator's token endpoint over TLS with a throwaway CA, or takes the canary token from a
+signed-in Azure CLI (a fake ``az`` first on PATH). A one-letter key leaves every surface's words as they
+are with a long key.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import math
 import os
-import sys
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-import vlab
+from tests.reliability._cli import base_env, run_vlab
 from vlab import Session
 from vlab.doctor import diagnose
 from vlab.emulator import Emulator, Fault
@@ -39,6 +42,15 @@ CANARY_TOKEN = "CANARY-TOKEN-71c9e0b2d4a6f853-never-leak"
 CANARIES = (CANARY_KEY, CANARY_SECRET, CANARY_TOKEN)
 APP = "app-without-role"
 DNS_FAILURE = "https://vlab-no-such-resource.invalid"
+ROLE_FIX = (
+    "give your identity the 'Cognitive Services User' role on the resource (Azure portal → the resource → "
+    'Access control (IAM), or `az role assignment create --role "Cognitive Services User" --assignee <you> '
+    "--scope <resource id>`; it takes a few minutes to apply)"
+)
+KEY_FIX = (
+    "copy a key from the resource's 'Keys and Endpoint' page into AZURE_VOICELIVE_API_KEY, and check that "
+    "AZURE_VOICELIVE_ENDPOINT is that resource's endpoint"
+)
 
 
 @dataclass
@@ -52,14 +64,30 @@ class Case:
     """The fix they name."""
     error_type: type[ConnectionFailed]
     doctor_check: str
+    doctor_fix: str
+    """The whole fix of the doctor's FAIL line (after ``→ fix: ``)."""
     env: dict[str, str] = field(default_factory=dict)
     options: dict[str, object] = field(default_factory=dict)
     """Keywords for Session (and the panel), where they differ from ``env``."""
+    also: str = ""
+    """More words the one-line error and the doctor's FAIL line say (the wait a throttle asks for)."""
 
 
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory) -> ThrowawayTls:
     return throwaway_tls(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def fake_az(tmp_path_factory) -> Path:
+    """A folder with an ``az`` that is signed in and hands out the canary token (put it first on PATH):
+    the real ``DefaultAzureCredential`` gets it from its ``AzureCliCredential``, as after ``az login``."""
+    folder = tmp_path_factory.mktemp("fake-az")
+    token = {"accessToken": CANARY_TOKEN, "expiresOn": "2099-01-01 00:00:00.000000", "expires_on": 4070908800}
+    script = folder / "az"
+    script.write_text(f"#!/bin/sh\necho '{json.dumps(token)}'\n")
+    script.chmod(0o755)
+    return folder
 
 
 @pytest.fixture
@@ -79,7 +107,7 @@ async def servers(tls) -> AsyncIterator[dict[str, Emulator]]:
         yield {"secure": secure, "throttled": throttled}
 
 
-def _cases(servers: dict[str, Emulator], tls: ThrowawayTls) -> list[Case]:
+def _cases(servers: dict[str, Emulator], tls: ThrowawayTls, fake_az: Path) -> list[Case]:
     secure, throttled = servers["secure"], servers["throttled"]
     trust = {"SSL_CERT_FILE": str(tls.ca_file)}
     host = secure.endpoint.split("//", 1)[1]
@@ -91,6 +119,8 @@ def _cases(servers: dict[str, Emulator], tls: ThrowawayTls) -> list[Case]:
             "az login",
             AuthenticationFailed,
             "auth",
+            "run `az login` (and `az account set` to the resource's subscription), or set AZURE_VOICELIVE_API_KEY "
+            "to the resource's key",
             env={"AZURE_VOICELIVE_ENDPOINT": secure.endpoint, **trust},
         ),
         Case(
@@ -99,7 +129,22 @@ def _cases(servers: dict[str, Emulator], tls: ThrowawayTls) -> list[Case]:
             "AZURE_VOICELIVE_API_KEY",
             AuthenticationFailed,
             "auth",
+            KEY_FIX,
             env={"AZURE_VOICELIVE_ENDPOINT": secure.endpoint, "AZURE_VOICELIVE_API_KEY": CANARY_KEY, **trust},
+        ),
+        Case(
+            "a refused token from the Azure CLI",
+            "the endpoint refused the Entra ID token (HTTP 401)",
+            "az login --tenant",
+            AuthenticationFailed,
+            "auth",
+            f"sign in to the resource's tenant (`az login --tenant <tenant id>`) and {ROLE_FIX}; or set "
+            "AZURE_VOICELIVE_API_KEY",
+            env={
+                "AZURE_VOICELIVE_ENDPOINT": secure.endpoint,
+                "PATH": f"{fake_az}{os.pathsep}{os.environ['PATH']}",
+                **trust,
+            },
         ),
         Case(
             "token without the role",
@@ -107,6 +152,7 @@ def _cases(servers: dict[str, Emulator], tls: ThrowawayTls) -> list[Case]:
             'az role assignment create --role "Cognitive Services User"',
             AuthenticationFailed,
             "auth",
+            ROLE_FIX,
             env={
                 "AZURE_VOICELIVE_ENDPOINT": secure.endpoint,
                 "AZURE_TENANT_ID": TENANT,
@@ -123,6 +169,8 @@ def _cases(servers: dict[str, Emulator], tls: ThrowawayTls) -> list[Case]:
             "check the resource name",
             ConnectionFailed,
             "dns",
+            "check the resource name in AZURE_VOICELIVE_ENDPOINT (e.g. https://<resource>.services.ai.azure.com), "
+            "your network or VPN",
             env={"AZURE_VOICELIVE_ENDPOINT": DNS_FAILURE, "AZURE_VOICELIVE_API_KEY": CANARY_KEY},
         ),
         Case(
@@ -131,6 +179,8 @@ def _cases(servers: dict[str, Emulator], tls: ThrowawayTls) -> list[Case]:
             "SSL_CERT_FILE",
             ConnectionFailed,
             "tls",
+            "if a proxy inspects TLS, point SSL_CERT_FILE at its CA bundle; check the system clock and that the "
+            "endpoint is the resource's",
             env={"AZURE_VOICELIVE_ENDPOINT": secure.endpoint, "AZURE_VOICELIVE_API_KEY": CANARY_KEY},
         ),
         Case(
@@ -139,6 +189,8 @@ def _cases(servers: dict[str, Emulator], tls: ThrowawayTls) -> list[Case]:
             "lower a sweep's [run] concurrency",
             Throttled,
             "session",
+            "wait and retry, lower a sweep's [run] concurrency, or raise the deployment's quota",
+            also="; it asks to retry after 2 s",
             env={"AZURE_VOICELIVE_ENDPOINT": throttled.endpoint, "AZURE_VOICELIVE_API_KEY": "right-key"},
         ),
     ]
@@ -147,36 +199,12 @@ def _cases(servers: dict[str, Emulator], tls: ThrowawayTls) -> list[Case]:
 CASE_NAMES = [
     "no credential, no sign-in",
     "wrong key",
+    "a refused token from the Azure CLI",
     "token without the role",
     "DNS failure",
     "TLS failure",
     "throttled",
 ]
-
-
-def _base_env(home: Path) -> dict[str, str]:
-    """This environment without any Azure sign-in: no AZURE_* variable, an empty Azure CLI profile."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "IDENTITY_", "MSI_", "SSL_CERT"))
-    }
-    env.update(AZURE_CONFIG_DIR=str(home / "azure-cli"), HOME=str(home))
-    env["PYTHONPATH"] = str(Path(vlab.__file__).parents[1])  # the vlab under test, from any folder
-    return env
-
-
-async def _vlab(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "vlab",
-        *args,
-        env=env,
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 120)  # a safety net, not a measurement
-    return proc.returncode, out.decode(), err.decode()
 
 
 def _no_canary(*texts: str) -> None:
@@ -193,71 +221,89 @@ def wav(tmp_path, prompt) -> Path:
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)
-async def test_the_cli_gives_one_line_with_the_fix_and_doctor_names_it(name, servers, tls, tmp_path, wav):
-    case = next(c for c in _cases(servers, tls) if c.name == name)
-    env = {**_base_env(tmp_path), **case.env}
-    code, out, err = await _vlab(
+async def test_the_cli_gives_one_line_with_the_fix_and_doctor_names_it(
+    name, servers, tls, fake_az, tmp_path, wav
+):
+    case = next(c for c in _cases(servers, tls, fake_az) if c.name == name)
+    env = {**base_env(tmp_path), **case.env}
+    code, out, err = await run_vlab(
         "replay", str(wav), "--speed", "max", "--out", str(tmp_path / "r"), env=env, cwd=tmp_path
     )
     assert code == 2, (out, err)
     assert "Traceback" not in err and "Traceback" not in out
     (line,) = [x for x in err.splitlines() if x.startswith("vlab: error:")]
-    assert case.expected in line and case.fix in line and "Fix: " in line
+    assert case.expected in line and case.fix in line and "Fix: " in line and case.also in line
     _no_canary(out, err)
 
-    code, out, err = await _vlab("doctor", "--no-devices", env=env, cwd=tmp_path)
+    code, out, err = await run_vlab("doctor", "--no-devices", env=env, cwd=tmp_path)
     assert code == 1 and "Traceback" not in err, (out, err)
     (failed,) = [x for x in out.splitlines() if x.startswith("[FAIL]")]
     assert failed.split()[1] == case.doctor_check
-    assert case.expected in failed and "→ fix:" in failed
+    what, fix = failed.split(" → fix: ")
+    assert case.expected in what and case.also in what and fix == case.doctor_fix
     assert "a session cannot start" in out.splitlines()[-1]
     _no_canary(out, err)
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)
-async def test_a_session_raises_the_typed_one_line_error(name, servers, tls, tmp_path, monkeypatch, caplog):
+async def test_a_session_raises_the_typed_one_line_error(
+    name, servers, tls, fake_az, tmp_path, monkeypatch, caplog
+):
     caplog.set_level(logging.DEBUG)
-    case = next(c for c in _cases(servers, tls) if c.name == name)
+    case = next(c for c in _cases(servers, tls, fake_az) if c.name == name)
     _in_process_env(monkeypatch, tmp_path, case)
     with pytest.raises(case.error_type) as info:
         async with Session(dotenv_path=False, **case.options):
             pass
     text = str(info.value)
-    assert "\n" not in text and case.expected in text and case.fix in text
+    assert "\n" not in text and case.expected in text and case.fix in text and case.also in text
     assert info.value.__cause__ is None and info.value.__suppress_context__
     _no_canary(text, repr(info.value), caplog.text)
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)
 async def test_the_panel_shows_a_readable_status_not_a_traceback(
-    name, servers, tls, tmp_path, monkeypatch, wav
+    name, servers, tls, fake_az, tmp_path, monkeypatch, wav
 ):
-    from vlab.widgets import SessionPanel
-
-    case = next(c for c in _cases(servers, tls) if c.name == name)
+    case = next(c for c in _cases(servers, tls, fake_az) if c.name == name)
     _in_process_env(monkeypatch, tmp_path, case)
-    panel = SessionPanel(
-        runs_dir=tmp_path / "runs",
-        prompt_dir=wav.parent,
-        replay_speed=math.inf,
-        keep_open=False,
-        session_options={"dotenv_path": False, **case.options},
-        source="WAV prompt",
+    panel = await _panel_start(
+        tmp_path,
+        wav,
+        os.environ["AZURE_VOICELIVE_ENDPOINT"],
+        os.environ.get("AZURE_VOICELIVE_API_KEY"),
+        case.options,
     )
-    panel.target.value = "Azure endpoint"
-    panel.endpoint.value = os.environ["AZURE_VOICELIVE_ENDPOINT"]
-    key = os.environ.get("AZURE_VOICELIVE_API_KEY")
-    panel.auth.value = "API key" if key else "Entra ID"
-    if key:
-        panel.api_key.value = key
-    panel.start.click()
-    await panel.task
     assert isinstance(panel.error, case.error_type)
     assert "failed:" in panel.status.value and case.expected.replace("'", "&#x27;") in panel.status.value
     (shown,) = panel.output.outputs
     text = json.dumps(shown)
     assert "traceback" not in text.lower() and "unexpectedly" not in text
     _no_canary(text, panel.status.value)
+
+
+async def _panel_start(
+    tmp_path: Path, wav: Path, endpoint: str, key: str | None, options: dict[str, object]
+) -> Any:
+    """A session panel pointed at ``endpoint`` (with ``key``, else Entra ID), after Start has run."""
+    from vlab.widgets import SessionPanel
+
+    panel = SessionPanel(
+        runs_dir=tmp_path / "runs",
+        prompt_dir=wav.parent,
+        replay_speed=math.inf,
+        keep_open=False,
+        session_options={"dotenv_path": False, **options},
+        source="WAV prompt",
+    )
+    panel.target.value = "Azure endpoint"
+    panel.endpoint.value = endpoint
+    panel.auth.value = "API key" if key else "Entra ID"
+    if key:
+        panel.api_key.value = key
+    panel.start.click()
+    await panel.task
+    return panel
 
 
 def _in_process_env(monkeypatch: pytest.MonkeyPatch, home: Path, case: Case) -> None:
@@ -279,7 +325,7 @@ async def test_doctor_passes_against_the_emulator_with_a_key_and_with_entra_id_o
     secure.identity.register_app("app-with-role", CANARY_SECRET, role=True)
     host = secure.endpoint.split("//", 1)[1]
     env = {
-        **_base_env(tmp_path),
+        **base_env(tmp_path),
         "AZURE_VOICELIVE_ENDPOINT": secure.endpoint,
         "AZURE_TENANT_ID": TENANT,
         "AZURE_CLIENT_ID": "app-with-role",
@@ -287,7 +333,7 @@ async def test_doctor_passes_against_the_emulator_with_a_key_and_with_entra_id_o
         "AZURE_AUTHORITY_HOST": f"https://{host}",
         "SSL_CERT_FILE": str(tls.ca_file),
     }
-    code, out, err = await _vlab("doctor", "--no-devices", env=env, cwd=tmp_path)
+    code, out, err = await run_vlab("doctor", "--no-devices", env=env, cwd=tmp_path)
     assert code == 0, (out, err)
     lines = out.splitlines()
     assert [x.split()[1] for x in lines[:-1]] == [
@@ -324,6 +370,51 @@ async def test_messages_stay_readable_with_a_one_letter_key(servers, tmp_path, m
         assert messages["k", endpoint] == messages["zzzzzzzzzzzzzzzz", endpoint]
         assert "****" not in messages["k", endpoint]
     assert "cannot resolve vlab-no-such-resource.invalid" in messages["k", DNS_FAILURE]
+
+
+LONG_KEY = "zzzzzzzzzzzzzzzz"
+
+
+async def test_a_one_letter_key_leaves_the_cli_the_panel_and_doctor_readable(
+    servers, tls, tmp_path, monkeypatch, wav
+):
+    """A wrong key and a host that does not resolve: each surface says the same with the key ``k`` as with
+    a long key (which no message contains), so no letter k was taken for the key."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls.ca_file))
+    trust = {"SSL_CERT_FILE": str(tls.ca_file)}
+    paths = {"wrong key": servers["secure"].endpoint, "DNS": DNS_FAILURE}
+    seen: dict[tuple[str, str, str], str] = {}
+    for key in ("k", LONG_KEY):
+        for path, endpoint in paths.items():
+            env = {
+                **base_env(tmp_path),
+                "AZURE_VOICELIVE_ENDPOINT": endpoint,
+                "AZURE_VOICELIVE_API_KEY": key,
+                **trust,
+            }
+            args = ("replay", str(wav), "--speed", "max", "--out", str(tmp_path / "r"))
+            code, out, err = await run_vlab(*args, env=env, cwd=tmp_path)
+            assert code == 2, (out, err)
+            (seen[key, path, "replay"],) = [x for x in err.splitlines() if x.startswith("vlab: error:")]
+            code, out, err = await run_vlab("doctor", "--no-devices", "--no-dotenv", env=env, cwd=tmp_path)
+            assert code == 1, (out, err)
+            seen[key, path, "vlab doctor"] = out
+            report = await diagnose(
+                endpoint, env={"AZURE_VOICELIVE_API_KEY": key}, dotenv_path=False, devices=False
+            )
+            seen[key, path, "diagnose"] = "\n".join(report.lines())
+            panel = await _panel_start(tmp_path, wav, endpoint, key, {})
+            assert isinstance(panel.error, ConnectionFailed)
+            seen[key, path, "panel"] = re.sub(r"\d{8}-\d{6}-\d{6}", "<run>", panel.status.value)
+    for (_key, path, surface), text in seen.items():
+        assert text == seen[LONG_KEY, path, surface], (path, surface)
+        assert "****" not in text, (path, surface)
+    for surface in ("vlab doctor", "diagnose"):
+        assert "'Keys and Endpoint' page" in seen["k", "wrong key", surface]
+        assert "cannot resolve vlab-no-such-resource.invalid" in seen["k", "DNS", surface]
+    assert "refused the API key (HTTP 401)" in seen["k", "wrong key", "replay"]
+    assert "Keys and Endpoint" in seen["k", "wrong key", "panel"]
+    assert "cannot resolve vlab-no-such-resource.invalid" in seen["k", "DNS", "panel"]
 
 
 async def test_a_canary_token_never_appears(servers, tmp_path, caplog):

@@ -47,6 +47,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="SPEC",
         help="faults to rehearse, e.g. 'rate_limit:2:1.5' (the next 2 connections get HTTP 429, Retry-After 1.5 s)",
     )
+    emu.add_argument(
+        "--refuse",
+        action="append",
+        default=[],
+        metavar="FIELD:VALUE",
+        help="refuse a model, voice, turn-detection type or input format in session.update, as a resource that "
+        "does not serve it does (e.g. 'voice:alloy', 'model:gpt-nope'; repeat for more)",
+    )
     emu.set_defaults(func=run)
 
 
@@ -73,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         max_sessions=args.max_sessions,
         faults=Fault.parse(args.fault) if args.fault else (),
         cassette=cassette,
+        refuse=args.refuse,
     )
 
     if cassette is None:

@@ -12,6 +12,7 @@ from vlab.emulator.cassette import Cassette
 from vlab.emulator.faults import Fault
 from vlab.emulator.identity import Identity
 from vlab.emulator.latency import LatencyModel, preset
+from vlab.emulator.refusals import Refusals
 from vlab.emulator.replies import Script
 from vlab.emulator.trace import Trace
 
@@ -49,3 +50,5 @@ class EmulatorConfig:
     """The emulator's Entra ID, whose bearer tokens are accepted (and refused as the service does)."""
     max_sessions: int | None = None
     """Concurrent sessions allowed; one more is refused with HTTP 429, as the resource's quota does."""
+    refusals: Refusals = field(default_factory=Refusals)
+    """Models, voices, turn-detection types and input formats ``session.update`` refuses (none by default)."""

@@ -430,6 +430,7 @@ class EmulatorConnection:
                 f"session.metadata.{protocol.TIMELINE_METADATA_KEY}",
                 event.get("event_id"),
             )
+        self.config.refusals.check(self.session["model"], body, event.get("event_id"))
         self.session = session_config.apply_update(
             self.session, body, self.api_version, event.get("event_id"), audio_started=self.audio_started
         )

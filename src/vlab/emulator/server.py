@@ -6,7 +6,8 @@ limit (:data:`~vlab.protocol_limits.MAX_CLIENT_FRAME_BYTES`: one append of 15 Mi
 frame closes the connection with code 1009. A wrong or missing credential is refused with HTTP 401
 *before* the upgrade, which the SDK reports as a connection error; a token of the emulator's
 :class:`~vlab.emulator.identity.Identity` whose principal lacks the role with 403; a connection over
-``max_sessions`` or under a ``rate_limit`` fault with 429 ``rate_limit_exceeded``. The identity's OAuth
+``max_sessions`` (sessions whose WebSocket is open; :attr:`Emulator.peak_sessions` is the most ever open
+at once) or under a ``rate_limit`` fault with 429 ``rate_limit_exceeded``. The identity's OAuth
 endpoints are served on the same port (over TLS with ``ssl_context``). A client that has not sent its
 request headers within the handshake timeout is disconnected (:mod:`vlab.emulator.handshake`).
 """
@@ -37,6 +38,7 @@ from vlab.emulator.faults import Fault
 from vlab.emulator.handshake import HandshakeGuard
 from vlab.emulator.identity import Identity, Refusal
 from vlab.emulator.latency import LatencyModel, resolve
+from vlab.emulator.refusals import Refusals
 from vlab.emulator.replies import Script
 from vlab.emulator.trace import Trace
 from vlab.errors import ConfigError, VlabWarning
@@ -83,10 +85,7 @@ def _throttled(state: dict[str, Any], config: EmulatorConfig) -> web.Response | 
     if state["rate_limited"]:
         retry_after_s = state["rate_limited"].pop(0)
         message = "Requests to this resource have exceeded the rate limit of your current pricing tier."
-    elif (
-        config.max_sessions is not None
-        and len(state["connections"]) + state["opening"] >= config.max_sessions
-    ):
+    elif config.max_sessions is not None and _open(state) + state["opening"] >= config.max_sessions:
         retry_after_s = 1.0
         message = f"Too many concurrent sessions for this resource (the limit is {config.max_sessions})."
     else:
@@ -120,6 +119,7 @@ async def _realtime(request: web.Request) -> web.StreamResponse:
             ws, config.cassette, speed=config.speed, clock=config.clock, trace=config.trace
         )
         state["replays"].add(replay)
+        _count_open(state)
         try:
             await replay.run()
         finally:
@@ -135,6 +135,7 @@ async def _realtime(request: web.Request) -> web.StreamResponse:
     )
     conn.faults.arm(list(config.faults))
     state["connections"].add(conn)
+    _count_open(state)
     try:
         await conn.run()
     finally:
@@ -142,8 +143,22 @@ async def _realtime(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+def _open(state: dict[str, Any]) -> int:
+    """Sessions open now (live and cassette replays).
+
+    A session whose WebSocket is closed no longer counts, while the emulator still cleans up after it.
+    """
+    return sum(not conn.ws.closed for conn in (*state["connections"], *state["replays"]))
+
+
+def _count_open(state: dict[str, Any]) -> None:
+    """Note a session that just opened in the most ever open at once."""
+    state["peak"] = max(state["peak"], _open(state))
+
+
 async def _health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok", "connections": len(request.app[STATE]["connections"])})
+    state = request.app[STATE]
+    return web.json_response({"status": "ok", "connections": _open(state), "peak_connections": state["peak"]})
 
 
 CONFIG = web.AppKey("config", EmulatorConfig)
@@ -168,6 +183,7 @@ def make_app(config: EmulatorConfig) -> web.Application:
         "opening": 0,
         "connections": set(),
         "replays": set(),
+        "peak": 0,
         "rate_limited": _rate_limits(config.faults),
     }
     for route in ROUTES:
@@ -219,9 +235,13 @@ class Emulator:
         handshake_timeout_s: Time a new connection has to send its HTTP request headers, in s.
         cassette: A recorded session (:func:`vlab.cassette.load_cassette`) that every connection replays
             instead of emulating; a client that diverges from it gets an ``error`` (``docs/calibration.md``).
+        refuse: Values ``session.update`` refuses, as a resource that does not serve them does, e.g.
+            ``["voice:alloy", "model:gpt-nope"]`` (:mod:`vlab.emulator.refusals`; default: none, every
+            model and voice is accepted).
 
     Raises:
-        ConfigError: ``speed`` is not a number > 0 or ``"max"``, or ``latency`` names no preset or fitted model.
+        ConfigError: ``speed`` is not a number > 0 or ``"max"``, ``latency`` names no preset or fitted model,
+            or a refusal is malformed.
     """
 
     def __init__(
@@ -246,6 +266,7 @@ class Emulator:
         ssl_context: ssl.SSLContext | None = None,
         handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
         cassette: Cassette | None = None,
+        refuse: Iterable[str] = (),
     ) -> None:
         if max_sessions is not None and (isinstance(max_sessions, bool) or max_sessions < 1):
             raise ConfigError(f"max_sessions must be an integer >= 1 or None, got {max_sessions!r}.")
@@ -290,6 +311,7 @@ class Emulator:
             identity=self.identity,
             max_sessions=max_sessions,
             cassette=cassette,
+            refusals=Refusals.parse(refuse),
         )
         self.handshake_timeout_s = handshake_timeout_s
         self._runner: web.AppRunner | None = None
@@ -309,6 +331,16 @@ class Emulator:
         """The ``(host, port)`` of each socket the emulator listens on (empty when stopped)."""
         sockets = self._listener.sockets if self._listener is not None else ()
         return [tuple(sock.getsockname()[:2]) for sock in sockets]
+
+    @property
+    def open_sessions(self) -> int:
+        """Sessions open now (0 when stopped)."""
+        return _open(self._app[STATE]) if self._app is not None else 0
+
+    @property
+    def peak_sessions(self) -> int:
+        """The most sessions ever open at once since the emulator started (what ``max_sessions`` caps)."""
+        return int(self._app[STATE]["peak"]) if self._app is not None else 0
 
     def __repr__(self) -> str:
         state = f"{self.host}:{self.port}" if self._runner else "stopped"

@@ -1,0 +1,378 @@
+"""`vlab doctor` against a service that refuses part of a session, and the target line for each source.
+
+A scripted server (:func:`vlab.testing.scripted_server`) plays a Voice Live service that refuses one
+thing with an ``error`` event, as the service answers a ``session.update`` it will not apply: the
+model (every ``session.update``), a voice, a turn-detection type or an input format. Each refusal is
+checked through :func:`vlab.doctor.diagnose` and through ``vlab doctor``: the exact line with its fix,
+the verdict and the exit code. The emulator's opt-in refusals (``Emulator(refuse=...)``) rehearse the
+same lines. The ``target`` line names where the endpoint and key came from: the argument, the
+environment, a ``.env`` file (with its path), or none (the embedded emulator).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.reliability._cli import base_env, run_vlab
+from vlab.doctor import diagnose
+from vlab.testing import fast_emulator, scripted_server
+
+KEY = "doctor-test-key"
+NOBODY = "en-US-Nobody:DragonHDLatestNeural"
+HERE = "this machine (a local emulator, e.g. `vlab emulator`)"
+Refusal = Callable[[dict[str, Any]], "dict[str, str] | None"]
+
+
+def _service(refuse: Refusal) -> Callable[[Any], Awaitable[None]]:
+    """A Voice Live service that answers each ``session.update`` with ``session.updated``, or the error
+    ``refuse(session)`` returns (``code``, ``message``, ``param``)."""
+
+    async def script(ws: Any) -> None:
+        await ws.send_json(
+            {
+                "type": "session.created",
+                "event_id": "event_0",
+                "session": {"id": "sess_d", "model": "gpt-realtime"},
+            }
+        )
+        sent = 0
+        async for message in ws:
+            event = json.loads(message.data)
+            if event.get("type") != "session.update":
+                continue
+            sent += 1
+            session = event.get("session") or {}
+            error = refuse(session)
+            if error is None:
+                reply = {"type": "session.updated", "session": {"id": "sess_d", **session}}
+            else:
+                body = {"type": "invalid_request_error", **error, "event_id": event.get("event_id")}
+                reply = {"type": "error", "error": body}
+            await ws.send_json({**reply, "event_id": f"event_{sent}"})
+
+    return script
+
+
+def _refuse_model(session: dict[str, Any]) -> dict[str, str]:
+    return {
+        "code": "model_not_found",
+        "message": "The model 'gpt-nope' is not served by this resource.",
+        "param": "model",
+    }
+
+
+def _refuse_voice(name: str) -> Refusal:
+    def refuse(session: dict[str, Any]) -> dict[str, str] | None:
+        if (session.get("voice") or {}).get("name") != name:
+            return None
+        return {
+            "code": "invalid_value",
+            "message": f"Voice '{name}' is not supported.",
+            "param": "session.voice",
+        }
+
+    return refuse
+
+
+def _refuse_turn_detection(kind: str) -> Refusal:
+    def refuse(session: dict[str, Any]) -> dict[str, str] | None:
+        if (session.get("turn_detection") or {}).get("type") != kind:
+            return None
+        return {
+            "code": "invalid_value",
+            "message": f"Turn detection '{kind}' is not supported.",
+            "param": "session.turn_detection.type",
+        }
+
+    return refuse
+
+
+def _refuse_format(name: str) -> Refusal:
+    def refuse(session: dict[str, Any]) -> dict[str, str] | None:
+        if session.get("input_audio_format") != name:
+            return None
+        return {
+            "code": "invalid_value",
+            "message": f"Input audio format '{name}' is not supported.",
+            "param": "session.input_audio_format",
+        }
+
+    return refuse
+
+
+@dataclass(frozen=True)
+class Refused:
+    """One thing the service refuses, what doctor is asked, and the line it must print."""
+
+    name: str
+    refuse: Refusal
+    args: tuple[str, ...]
+    """Extra ``vlab doctor`` options."""
+    check: str
+    line: str
+    """The whole printed line of ``check``."""
+    ok: bool
+    """Whether a session can still start (only a warning)."""
+
+
+REFUSED = [
+    Refused(
+        "model",
+        _refuse_model,
+        ("--model", "gpt-nope", "--api-version", "2025-10-01"),
+        "session",
+        "[FAIL] session         the service refused session.update for model gpt-nope (api-version 2025-10-01): "
+        "model_not_found: The model 'gpt-nope' is not served by this resource. → fix: set AZURE_VOICELIVE_MODEL "
+        "(or --model) to a model the resource serves, or AZURE_VOICELIVE_API_VERSION (or --api-version) to a "
+        "supported api-version",
+        False,
+    ),
+    Refused(
+        "voice",
+        _refuse_voice(NOBODY),
+        ("--voice", NOBODY),
+        "voice",
+        f"[FAIL] voice           accepted: none; refused: {NOBODY} (invalid_value: Voice '{NOBODY}' is not "
+        f"supported.) → fix: '{NOBODY}' is refused: choose an accepted value, or check the api-version",
+        False,
+    ),
+    Refused(
+        "turn detection",
+        _refuse_turn_detection("server_vad"),
+        (),
+        "turn detection",
+        "[FAIL] turn detection  accepted: azure_semantic_vad, azure_semantic_vad_en, "
+        "azure_semantic_vad_multilingual, semantic_vad; refused: server_vad (invalid_value: Turn detection "
+        "'server_vad' is not supported.) → fix: 'server_vad' is refused: choose an accepted value, or check the "
+        "api-version",
+        False,
+    ),
+    Refused(
+        "input format",
+        _refuse_format("pcm16"),
+        (),
+        "input formats",
+        "[FAIL] input formats   accepted: g711_ulaw, g711_alaw; refused: pcm16 (invalid_value: Input audio "
+        "format 'pcm16' is not supported.) → fix: 'pcm16' is refused: choose an accepted value, or check the "
+        "api-version",
+        False,
+    ),
+    Refused(
+        "an OpenAI voice (a warning)",
+        _refuse_voice("alloy"),
+        (),
+        "voice",
+        "[warn] voice           accepted: en-US-AvaNeural, en-US-Ava:DragonHDLatestNeural; refused: alloy "
+        "(invalid_value: Voice 'alloy' is not supported.) → fix: use only the accepted ones here (another "
+        "model or api-version may accept the rest)",
+        True,
+    ),
+    Refused(
+        "a semantic turn detection (a warning)",
+        _refuse_turn_detection("semantic_vad"),
+        (),
+        "turn detection",
+        "[warn] turn detection  accepted: server_vad, azure_semantic_vad, azure_semantic_vad_en, "
+        "azure_semantic_vad_multilingual; refused: semantic_vad (invalid_value: Turn detection 'semantic_vad' "
+        "is not supported.) → fix: use only the accepted ones here (another model or api-version may accept "
+        "the rest)",
+        True,
+    ),
+]
+ORDER = ["target", "dns", "tls", "auth", "session", "voice", "turn detection", "input formats"]
+
+
+def _options(args: tuple[str, ...]) -> dict[str, str]:
+    """``vlab doctor`` options as :func:`diagnose` keywords."""
+    names = {"--model": "model", "--api-version": "api_version", "--voice": "voice"}
+    return {names[a]: v for a, v in zip(args[::2], args[1::2], strict=True)}
+
+
+def _expected_statuses(case: Refused) -> list[str]:
+    """Every check's status: ok up to the refused one, which fails or warns; after a failure, skipped."""
+    at = ORDER.index(case.check)
+    after = "skip" if case.check == "session" else "ok"
+    return ["ok"] * at + ["warn" if case.ok else "fail"] + [after] * (len(ORDER) - at - 1)
+
+
+@pytest.mark.parametrize("case", REFUSED, ids=[c.name for c in REFUSED])
+async def test_doctor_names_what_the_service_refused_and_the_fix(case, tmp_path):
+    async with scripted_server(_service(case.refuse)) as endpoint:
+        report = await diagnose(
+            endpoint,
+            env={"AZURE_VOICELIVE_API_KEY": KEY},
+            dotenv_path=False,
+            devices=False,
+            timeout_s=30,
+            **_options(case.args),
+        )
+        assert [c.name for c in report.checks] == ORDER
+        assert [c.status for c in report.checks] == _expected_statuses(case), report.lines()
+        assert report.get(case.check).line() == case.line
+        assert report.ok is case.ok
+
+        env = {**base_env(tmp_path), "AZURE_VOICELIVE_API_KEY": KEY}
+        code, out, err = await run_vlab(
+            "doctor", "--no-devices", "--no-dotenv", "--endpoint", endpoint, *case.args, env=env, cwd=tmp_path
+        )
+    lines = out.splitlines()
+    assert code == (0 if case.ok else 1), (out, err)
+    model = _options(case.args).get("model", "gpt-realtime")
+    where, key_from = "the endpoint argument", "environment variable AZURE_VOICELIVE_API_KEY"
+    assert lines[0] == _target_line(endpoint, where, key_from, model)
+    assert "Traceback" not in err and KEY not in out + err
+    assert [x for x in lines if x.split(maxsplit=1)[0] in ("[FAIL]", "[warn]")] == [case.line]
+    assert lines[-1] == (
+        "vlab doctor: a session can start."
+        if case.ok
+        else "vlab doctor: a session cannot start; fix the first [FAIL] line and run `vlab doctor` again."
+    )
+    if case.check == "session":
+        assert lines[5:8] == [
+            "[skip] voice           not checked: an earlier check failed",
+            "[skip] turn detection  not checked: an earlier check failed",
+            "[skip] input formats   not checked: an earlier check failed",
+        ]
+
+
+# --- where the target came from -------------------------------------------------------------------
+
+
+def _target_line(endpoint: str, where: str, key_from: str, model: str = "gpt-realtime") -> str:
+    return (
+        f"[ok]   target          Azure endpoint {endpoint} (API key), model {model} — endpoint from "
+        f"{where}; API key from {key_from}; {HERE}"
+    )
+
+
+async def test_the_target_line_says_where_the_endpoint_and_key_came_from(tmp_path):
+    dotenv = tmp_path / "settings.env"
+    async with fast_emulator(api_key=KEY) as emu:
+        endpoint = emu.endpoint
+        dotenv.write_text(f"AZURE_VOICELIVE_ENDPOINT={endpoint}\nAZURE_VOICELIVE_API_KEY={KEY}\n")
+        env = {"AZURE_VOICELIVE_API_KEY": KEY}
+        sources = {
+            "the endpoint argument": await diagnose(emu.endpoint, env=env, dotenv_path=False, devices=False),
+            "environment variable AZURE_VOICELIVE_ENDPOINT": await diagnose(
+                env={**env, "AZURE_VOICELIVE_ENDPOINT": emu.endpoint}, dotenv_path=False, devices=False
+            ),
+            f"AZURE_VOICELIVE_ENDPOINT in the .env file {dotenv}": await diagnose(
+                env={}, dotenv_path=dotenv, devices=False
+            ),
+        }
+    for where, report in sources.items():
+        assert report.ok and all(c.status == "ok" for c in report.checks), report.lines()
+        key_from = (
+            f"AZURE_VOICELIVE_API_KEY in the .env file {dotenv}"
+            if ".env" in where
+            else "environment variable AZURE_VOICELIVE_API_KEY"
+        )
+        assert report.get("target").line() == _target_line(endpoint, where, key_from)
+
+    embedded = await diagnose(env={}, dotenv_path=False, devices=False)
+    assert embedded.get("target").line() == (
+        "[ok]   target          no endpoint configured → the embedded emulator (offline), model gpt-realtime"
+    )
+    assert embedded.ok
+
+
+async def test_the_cli_reads_the_target_from_a_dotenv_file_it_finds_and_names_it(tmp_path):
+    work = tmp_path / "project" / "notebooks"
+    work.mkdir(parents=True)
+    dotenv = tmp_path / "project" / ".env"
+    async with fast_emulator(api_key=KEY) as emu:
+        endpoint = emu.endpoint
+        dotenv.write_text(f"AZURE_VOICELIVE_ENDPOINT={endpoint}\nAZURE_VOICELIVE_API_KEY={KEY}\n")
+        code, out, err = await run_vlab("doctor", "--no-devices", env=base_env(tmp_path), cwd=work)
+        from_env = {
+            **base_env(tmp_path),
+            "AZURE_VOICELIVE_ENDPOINT": emu.endpoint,
+            "AZURE_VOICELIVE_API_KEY": KEY,
+        }
+        code_env, out_env, _ = await run_vlab("doctor", "--no-devices", "--no-dotenv", env=from_env, cwd=work)
+    assert code == 0, (out, err)
+    where = f"AZURE_VOICELIVE_ENDPOINT in the .env file {dotenv}"
+    assert out.splitlines()[0] == _target_line(
+        endpoint, where, f"AZURE_VOICELIVE_API_KEY in the .env file {dotenv}"
+    )
+    assert KEY not in out + err
+    assert code_env == 0
+    assert out_env.splitlines()[0] == _target_line(
+        endpoint,
+        "environment variable AZURE_VOICELIVE_ENDPOINT",
+        "environment variable AZURE_VOICELIVE_API_KEY",
+    )
+
+
+# --- the emulator's opt-in refusals: the same rehearsal without a scripted server ------------------
+
+
+async def test_an_emulator_told_to_refuse_a_model_voice_type_and_format_rehearses_doctor():
+    refuse = ["voice:alloy", "turn_detection:semantic_vad", "input_audio_format:g711_alaw", f"voice:{NOBODY}"]
+    async with fast_emulator(api_key=KEY, refuse=[*refuse, "model:gpt-nope"]) as emu:
+        env = {"AZURE_VOICELIVE_API_KEY": KEY}
+        warned = await diagnose(emu.endpoint, env=env, dotenv_path=False, devices=False)
+        voice = await diagnose(emu.endpoint, env=env, dotenv_path=False, devices=False, voice=NOBODY)
+        model = await diagnose(emu.endpoint, env=env, dotenv_path=False, devices=False, model="gpt-nope")
+    assert warned.ok and [c.status for c in warned.checks] == ["ok"] * 5 + ["warn"] * 3, warned.lines()
+    because = "is not supported by this resource (refused by the emulator's refusals).)"
+    fix = " → fix: use only the accepted ones here (another model or api-version may accept the rest)"
+    assert warned.get("voice").line() == (
+        "[warn] voice           accepted: en-US-AvaNeural, en-US-Ava:DragonHDLatestNeural; refused: alloy "
+        f"(invalid_value: Invalid value for 'session.voice': 'alloy' {because}{fix}"
+    )
+    assert warned.get("turn detection").summary.endswith(
+        f"; refused: semantic_vad (invalid_value: Invalid value for 'session.turn_detection.type': "
+        f"'semantic_vad' {because}"
+    )
+    assert warned.get("input formats").line() == (
+        "[warn] input formats   accepted: pcm16, g711_ulaw; refused: g711_alaw (invalid_value: Invalid value "
+        f"for 'session.input_audio_format': 'g711_alaw' {because}{fix}"
+    )
+    assert not voice.ok and voice.get("voice").status == "fail"
+    assert (
+        voice.get("voice").fix == f"'{NOBODY}' is refused: choose an accepted value, or check the api-version"
+    )
+    assert not model.ok and model.get("session").line().startswith(
+        "[FAIL] session         a vlab emulator refused session.update for model gpt-nope (api-version "
+    )
+    assert (
+        "model_not_found: The model 'gpt-nope' is not served by this resource" in model.get("session").summary
+    )
+
+
+def test_the_emulator_command_takes_refusals_and_a_bad_one_is_a_config_error():
+    from vlab.cli import build_parser
+    from vlab.emulator.refusals import Refusals
+    from vlab.errors import ConfigError
+
+    args = build_parser().parse_args(["emulator", "--refuse", "voice:alloy", "--refuse", "model:gpt-nope"])
+    assert Refusals.parse(args.refuse) == Refusals(frozenset({("voice", "alloy"), ("model", "gpt-nope")}))
+    for bad in ("colour:red", "voice:", "alloy"):
+        with pytest.raises(ConfigError, match="expected <field>:<value> with field one of model, voice"):
+            Refusals.parse([bad])
+
+
+async def test_a_port_nothing_listens_on_fails_the_tls_check_in_the_words_of_the_session_error():
+    import socket
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens on it now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    report = await diagnose(
+        f"http://127.0.0.1:{port}", env={"AZURE_VOICELIVE_API_KEY": KEY}, dotenv_path=False, devices=False
+    )
+    tls = report.get("tls")
+    assert tls.status == "fail" and tls.summary.startswith(
+        f"nothing accepts connections at 127.0.0.1:{port} ("
+    )
+    assert (
+        tls.fix
+        == "check the port in AZURE_VOICELIVE_ENDPOINT; for a local emulator, start it with `vlab emulator`"
+    )
+    assert [c.status for c in report.checks] == ["ok", "ok", "fail"] + ["skip"] * 5
