@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from vlab.audio.processing import _NoiseSuppressor
+from vlab.audio.processing import noise_suppression_available
 
 KILLED_EXIT_CODE = -signal.SIGKILL if os.name == "posix" else 1
 """``Popen.returncode`` of a child ended by ``Popen.kill()``: SIGKILL on POSIX, TerminateProcess(…, 1) on Windows."""
@@ -17,7 +17,7 @@ HARD_KILL = getattr(signal, "SIGKILL", signal.SIGTERM)
 on Windows, where ``os.kill`` with any signal but the console events calls TerminateProcess, SIGTERM."""
 
 needs_noise_suppression = pytest.mark.skipif(
-    not _NoiseSuppressor.available() and os.environ.get("CI") != "true",
+    not noise_suppression_available() and os.environ.get("CI") != "true",
     reason="webrtc-noise-gain has no wheel for this platform (Windows)",
 )
 """For tests of the emulator's noise reduction. Under ``CI=true`` they run (and fail) even without it."""

@@ -52,6 +52,7 @@ def _silero_events(pcm16: bytes, rate: int = PROCESSING_RATE_HZ) -> tuple[list[V
 # --- settings ------------------------------------------------------------------------------------------
 
 
+@needs_noise_suppression
 def test_settings_follow_the_session_and_leave_out_what_is_not_emulated():
     session = session_config.default_session("s", "gpt-realtime", "2026-07-15")
     assert not session_config.processing_settings(session).active  # both null by default
@@ -64,6 +65,18 @@ def test_settings_follow_the_session_and_leave_out_what_is_not_emulated():
         "reference_source": "client",
     }
     assert session_config.processing_settings(session) == ProcessingSettings(None, False)
+
+
+def test_noise_suppression_without_its_wheel_is_not_applied_and_says_so(monkeypatch, caplog):
+    # Windows has no webrtc-noise-gain wheel: the emulator then applies no suppression (and no resampling
+    # for it), so the VAD hears the audio as with none asked, and the trace says what was applied
+    monkeypatch.setattr(session_config, "noise_suppression_available", lambda: False)
+    session = session_config.default_session("s", "gpt-realtime", "2026-07-15")
+    session["input_audio_noise_reduction"] = {"type": "near_field"}
+    session["input_audio_echo_cancellation"] = {"type": "server_echo_cancellation"}
+    with caplog.at_level("WARNING", logger="vlab"):
+        assert session_config.processing_settings(session) == ProcessingSettings(None, True)
+    assert "needs the webrtc-noise-gain wheel" in caplog.text and "none applied" in caplog.text
 
 
 # --- noise suppression -------------------------------------------------------------------------------

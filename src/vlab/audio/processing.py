@@ -64,6 +64,13 @@ class ProcessingSettings:
         return self.noise_reduction is not None or self.echo_cancellation
 
 
+def noise_suppression_available() -> bool:
+    """Whether noise suppression can be applied here: the ``webrtc-noise-gain`` wheel (no Windows build)."""
+    import importlib.util
+
+    return importlib.util.find_spec("webrtc_noise_gain") is not None
+
+
 class _NoiseSuppressor:
     """WebRTC noise suppression (``webrtc-noise-gain``) at one level, on 10 ms PCM16 frames."""
 
@@ -72,13 +79,6 @@ class _NoiseSuppressor:
 
         self.level = level
         self._processor = AudioProcessor(0, level)  # no automatic gain
-
-    @staticmethod
-    def available() -> bool:
-        """Whether the wheel is installed (it has no Windows build)."""
-        import importlib.util
-
-        return importlib.util.find_spec("webrtc_noise_gain") is not None
 
     def process(self, frame: bytes) -> bytes:
         return bytes(self._processor.Process10ms(frame).audio)
@@ -204,7 +204,7 @@ class InputProcessor:
     def configure(self, settings: ProcessingSettings) -> None:
         """Apply ``settings`` from the next frame on (each processor keeps its state while it stays on)."""
         level = NOISE_SUPPRESSION_LEVELS.get(settings.noise_reduction or "")
-        if level is not None and not _NoiseSuppressor.available():
+        if level is not None and not noise_suppression_available():
             log.warning(
                 "noise suppression needs the webrtc-noise-gain wheel (none for this platform); none applied"
             )

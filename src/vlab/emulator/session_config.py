@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vlab import protocol, protocol_limits
-from vlab.audio.processing import NOISE_SUPPRESSION_LEVELS, ProcessingSettings
+from vlab.audio.processing import NOISE_SUPPRESSION_LEVELS, ProcessingSettings, noise_suppression_available
 from vlab.audio.vad import VadParams
 from vlab.emulator.wire import WireError
 
@@ -194,13 +194,19 @@ def input_rate(session: Mapping[str, Any]) -> int:
 def processing_settings(session: Mapping[str, Any]) -> ProcessingSettings:
     """The processing a session's ``input_audio_noise_reduction`` and ``input_audio_echo_cancellation`` ask for.
 
-    Unknown types, and echo cancellation with a client reference channel (stereo input), are echoed by
-    the session but not applied (logged).
+    What is returned is what the emulator applies. Unknown types, noise suppression where its wheel is
+    missing (Windows), and echo cancellation with a client reference channel (stereo input) are echoed by
+    the session but not applied (logged), so the VAD hears the audio as with no processing asked.
     """
     nr = session.get("input_audio_noise_reduction")
     noise = nr.get("type") if isinstance(nr, dict) else None
     if noise is not None and noise not in NOISE_SUPPRESSION_LEVELS:
         log.warning("input_audio_noise_reduction type %r is not emulated; no noise suppression", noise)
+        noise = None
+    if noise is not None and not noise_suppression_available():
+        log.warning(
+            "noise suppression needs the webrtc-noise-gain wheel (none for this platform); none applied"
+        )
         noise = None
     ec = session.get("input_audio_echo_cancellation")
     echo = (
