@@ -270,3 +270,17 @@ def test_the_handshake_and_keepalive_timeouts_must_be_positive():
         Emulator(handshake_timeout_s=0)
     with pytest.raises(ConfigError, match="keepalive_timeout_s must be a number of seconds > 0, got True"):
         Emulator(keepalive_timeout_s=True)
+
+
+async def test_headers_too_large_for_aiohttp_end_the_connection():
+    clock = VirtualClock()
+    async with fast_emulator(clock=clock) as emu:
+        reader, writer = await asyncio.open_connection(emu.host, emu.port)
+        writer.write(
+            b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"X-Junk: y\r\n" * 200
+        )  # more lines than it takes
+        assert (await raw.read_response(reader))[0] == 400
+        assert (
+            await asyncio.wait_for(read_until_closed(reader), 10) == b""
+        )  # the guard's cap is never reached
+        writer.close()

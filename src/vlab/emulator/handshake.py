@@ -31,8 +31,9 @@ log = logging.getLogger("vlab.emulator")
 
 _END_OF_HEADERS = b"\r\n\r\n"
 _NS_PER_S = 1_000_000_000
-_MAX_HEAD_BYTES = 64 * 1024
-"""Most header bytes the guard keeps to read the framing (aiohttp refuses far smaller header lines)."""
+_MAX_HEAD_BYTES = 2 * 1024 * 1024
+"""Most header bytes the guard keeps to read a request's framing: twice what aiohttp reads (128 header lines
+of 8190 bytes, about 1 MiB); aiohttp answers more with 400 and closes the connection."""
 
 
 def last_request(method: str, headers: CIMultiDict[str] | Any) -> bool:
