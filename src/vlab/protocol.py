@@ -101,6 +101,29 @@ AUDIO_TIMESTAMP_DONE: Final = "response.audio_timestamp.done"
 ANIMATION_VISEME_DELTA: Final = "response.animation_viseme.delta"
 ANIMATION_VISEME_DONE: Final = "response.animation_viseme.done"
 OUTPUT_AUDIO_CLEARED: Final = "output_audio_buffer.cleared"
+WARNING: Final = "warning"
+TRANSCRIPT_ANNOTATION_ADDED: Final = "response.audio_transcript.annotation.added"
+ANIMATION_BLENDSHAPES_DELTA: Final = "response.animation_blendshapes.delta"
+ANIMATION_BLENDSHAPES_DONE: Final = "response.animation_blendshapes.done"
+VIDEO_DELTA: Final = "response.video.delta"
+INVOCATION_DELTA: Final = "response.invocation.delta"
+AVATAR_CONNECTING: Final = "session.avatar.connecting"
+AVATAR_SWITCH_TO_IDLE: Final = "session.avatar.switch_to_idle"
+AVATAR_SWITCH_TO_SPEAKING: Final = "session.avatar.switch_to_speaking"
+MCP_LIST_TOOLS_IN_PROGRESS: Final = "mcp_list_tools.in_progress"
+MCP_LIST_TOOLS_COMPLETED: Final = "mcp_list_tools.completed"
+MCP_LIST_TOOLS_FAILED: Final = "mcp_list_tools.failed"
+MCP_CALL_IN_PROGRESS: Final = "response.mcp_call.in_progress"
+MCP_CALL_COMPLETED: Final = "response.mcp_call.completed"
+MCP_CALL_FAILED: Final = "response.mcp_call.failed"
+MCP_CALL_ARGUMENTS_DELTA: Final = "response.mcp_call_arguments.delta"
+MCP_CALL_ARGUMENTS_DONE: Final = "response.mcp_call_arguments.done"
+FILE_SEARCH_CALL_IN_PROGRESS: Final = "response.file_search_call.in_progress"
+FILE_SEARCH_CALL_SEARCHING: Final = "response.file_search_call.searching"
+FILE_SEARCH_CALL_COMPLETED: Final = "response.file_search_call.completed"
+WEB_SEARCH_CALL_IN_PROGRESS: Final = "response.web_search_call.in_progress"
+WEB_SEARCH_CALL_SEARCHING: Final = "response.web_search_call.searching"
+WEB_SEARCH_CALL_COMPLETED: Final = "response.web_search_call.completed"
 
 CLIENT_SESSION_UPDATE: Final = "session.update"
 CLIENT_APPEND: Final = "input_audio_buffer.append"
@@ -132,9 +155,10 @@ CLIENT_EVENT_TYPES: Final = frozenset(
 )
 """Client event types vlab sends or the emulator understands."""
 
-FieldType = Literal["string", "integer", "number", "boolean", "object", "array", "base64"]
+FieldType = Literal["string", "integer", "number", "boolean", "object", "array", "base64", "array or string"]
 """The JSON type of a server event field: ``number`` is any finite number, ``integer`` a whole one,
-``base64`` a string of standard base64 (padded)."""
+``base64`` a string of standard base64 (padded), ``array or string`` either (the SDK's
+``Union[list, str]``)."""
 
 _RESPONSE_IDS: Final[Mapping[str, FieldType]] = {
     "response_id": "string",
@@ -175,6 +199,13 @@ _RESPONSE: Final[Mapping[str, FieldType]] = {
     "response.output": "array",
     "response.usage": "object",
 }
+_OUTPUT_IDS: Final[Mapping[str, FieldType]] = {
+    "response_id": "string",
+    "item_id": "string",
+    "output_index": "integer",
+}
+_TOOL_CALL: Final[Mapping[str, FieldType]] = {**_OUTPUT_IDS, "sequence_number": "integer"}
+_MCP_CALL: Final[Mapping[str, FieldType]] = {"item_id": "string", "output_index": "integer"}
 _ERROR_FIELDS: Final[Mapping[str, FieldType]] = {
     "error": "object",
     "error.type": "string",
@@ -197,8 +228,19 @@ SERVER_EVENT_FIELDS: Final[Mapping[str, Mapping[str, FieldType]]] = MappingProxy
         ITEM_RETRIEVED: _ITEM,
         ITEM_TRUNCATED: {"item_id": "string", "content_index": "integer", "audio_end_ms": "number"},
         ITEM_DELETED: {"item_id": "string"},
-        TRANSCRIPTION_DELTA: {"item_id": "string", "content_index": "integer", "delta": "string"},
-        TRANSCRIPTION_COMPLETED: {"item_id": "string", "content_index": "integer", "transcript": "string"},
+        TRANSCRIPTION_DELTA: {
+            "item_id": "string",
+            "content_index": "integer",
+            "delta": "string",
+            "logprobs": "array",
+        },
+        TRANSCRIPTION_COMPLETED: {
+            "item_id": "string",
+            "content_index": "integer",
+            "transcript": "string",
+            "logprobs": "array",
+            "phrases": "array",
+        },
         TRANSCRIPTION_FAILED: {"item_id": "string", "content_index": "integer", **_ERROR_FIELDS},
         RESPONSE_CREATED: _RESPONSE,
         RESPONSE_DONE: _RESPONSE,
@@ -230,13 +272,45 @@ SERVER_EVENT_FIELDS: Final[Mapping[str, Mapping[str, FieldType]]] = MappingProxy
         ANIMATION_VISEME_DELTA: {**_RESPONSE_IDS, "audio_offset_ms": "number", "viseme_id": "integer"},
         ANIMATION_VISEME_DONE: _RESPONSE_IDS,
         OUTPUT_AUDIO_CLEARED: {},
+        # the types vlab does not react to (the emulator sends none of them), as the SDK's models have them
+        WARNING: {
+            "warning": "object",
+            "warning.message": "string",
+            "warning.code": "string",
+            "warning.param": "string",
+        },
+        TRANSCRIPT_ANNOTATION_ADDED: {**_RESPONSE_IDS, "annotation_index": "integer"},  # annotation: any
+        ANIMATION_BLENDSHAPES_DELTA: {**_RESPONSE_IDS, "frames": "array or string", "frame_index": "integer"},
+        ANIMATION_BLENDSHAPES_DONE: _OUTPUT_IDS,
+        VIDEO_DELTA: {"output_index": "integer", "codec": "string", "delta": "string"},
+        INVOCATION_DELTA: {"delta": "object"},
+        AVATAR_CONNECTING: {"server_sdp": "string"},
+        AVATAR_SWITCH_TO_IDLE: {"turn_id": "string"},
+        AVATAR_SWITCH_TO_SPEAKING: {"turn_id": "string"},
+        MCP_LIST_TOOLS_IN_PROGRESS: {"item_id": "string"},
+        MCP_LIST_TOOLS_COMPLETED: {"item_id": "string"},
+        MCP_LIST_TOOLS_FAILED: {"item_id": "string"},
+        MCP_CALL_IN_PROGRESS: _MCP_CALL,
+        MCP_CALL_COMPLETED: _MCP_CALL,
+        MCP_CALL_FAILED: _MCP_CALL,
+        MCP_CALL_ARGUMENTS_DELTA: {**_OUTPUT_IDS, "delta": "string", "obfuscation": "string"},
+        MCP_CALL_ARGUMENTS_DONE: {**_OUTPUT_IDS, "arguments": "string"},
+        FILE_SEARCH_CALL_IN_PROGRESS: _TOOL_CALL,
+        FILE_SEARCH_CALL_SEARCHING: _TOOL_CALL,
+        FILE_SEARCH_CALL_COMPLETED: _TOOL_CALL,
+        WEB_SEARCH_CALL_IN_PROGRESS: _TOOL_CALL,
+        WEB_SEARCH_CALL_SEARCHING: _TOOL_CALL,
+        WEB_SEARCH_CALL_COMPLETED: _TOOL_CALL,
     }
 )
-"""The server events vlab knows and the JSON type of each field it may read, by dotted path (``response.id``
-is ``id`` inside ``response``). Every server event may also carry ``event_id`` (a string) and the
-emulator's :data:`SIM_MS_KEY` (a number). A missing field or ``null`` is allowed (the SDK reads it as
-``None``); fields not listed, and event types not listed, are accepted as they are. The session checks
-each server event against it (a mismatch is a ``vlab.protocol_warning``), and the fuzzers mutate it."""
+"""Every server event type SDK 1.3.x knows (its ``ServerEventType``) and the JSON type of each field, by
+dotted path (``response.id`` is ``id`` inside ``response``), as the SDK's models type them
+(``tests/unit/test_protocol_server_events.py`` compares them; vlab takes any finite number for the ``*_ms``
+fields the SDK types as integers). A field the SDK types as ``Any`` is not listed. Every server event may
+also carry ``event_id`` (a string) and the emulator's :data:`SIM_MS_KEY` (a number). A missing field or
+``null`` is allowed (the SDK reads it as ``None``); fields not listed, and event types not listed, are
+accepted as they are. The session checks each server event against it (a mismatch is a
+``vlab.protocol_warning``), and the fuzzers mutate it."""
 
 AUDIO_CARRYING_EVENTS: Final = frozenset({CLIENT_APPEND, AUDIO_DELTA})
 """Events whose base64 payload is audio (logged as byte counts, never inline)."""

@@ -5,10 +5,10 @@ bounds beyond "threshold 0.0 to 1.0"; the defaults below are the documented ones
 api-version (prefix padding 300 ms before 2026-04-10, then 400 ms for ``server_vad`` and 420 ms for the
 azure semantic VADs). Neither the SDK nor the docs give an upper bound for the ``*_ms`` knobs:
 :data:`MAX_DURATION_MS` is vlab's, and catches unit mistakes (seconds given where ms are meant) rather
-than a service limit. Frame and buffer limits (``docs/protocol.md``, Connection): the SDK drops a server
-frame over :data:`SDK_MAX_FRAME_BYTES`; the service takes up to :data:`MAX_APPEND_AUDIO_BYTES` of audio
-in one append. The emulator's own bounds, where the service documents none, are marked as vlab's.
-The G.711 sample rate lives with the audio formats, as
+than a service limit. Frame, buffer, nesting and timeout limits (``docs/protocol.md``, Limits): the SDK
+drops a server frame over :data:`SDK_MAX_FRAME_BYTES`; the service takes up to
+:data:`MAX_APPEND_AUDIO_BYTES` of audio in one append. The emulator's own bounds, where the service
+documents none, are marked as vlab's. The G.711 sample rate lives with the audio formats, as
 :data:`vlab.protocol.G711_SAMPLE_RATE_HZ`. Nothing here imports anything but :mod:`vlab.protocol`.
 
 Example::
@@ -35,6 +35,7 @@ __all__ = [
     "EOU_TIMEOUT_MS",
     "FRAME_ENVELOPE_BYTES",
     "HANDSHAKE_TIMEOUT_S",
+    "KEEPALIVE_TIMEOUT_S",
     "MAX_APPEND_AUDIO_BYTES",
     "MAX_CLIENT_FRAME_BYTES",
     "MAX_DURATION_MS",
@@ -85,8 +86,13 @@ MAX_JSON_DEPTH: Final = 64
 A deeper event is refused with an ``invalid_request_error`` before anything of it is used or stored."""
 
 HANDSHAKE_TIMEOUT_S: Final = 10.0
-"""Longest the emulator waits for a new connection's HTTP request headers (the WebSocket handshake),
-in seconds; a slower client is disconnected (vlab's)."""
+"""Longest the emulator waits for an HTTP request's headers, the WebSocket upgrade's included, in seconds
+(vlab's): the first request's from the moment the connection opens, a later one's on a kept-alive
+connection from its first byte. A slower client is disconnected."""
+
+KEEPALIVE_TIMEOUT_S: Final = 75.0
+"""Longest the emulator keeps an idle HTTP connection open between two requests, in seconds (vlab's;
+aiohttp's own default is an hour). A WebSocket session is never idle in this sense."""
 
 
 # --- types ---------------------------------------------------------------------------------------

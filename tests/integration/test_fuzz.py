@@ -1,10 +1,12 @@
 """vlab's fuzzer: hostile clients against the emulator, and a hostile server against vlab.Session.
 
 - The emulator gets thousands of malformed frames (bad JSON, junk fields, deep nesting, NaN and
-  Infinity, frames at and over the size limits, slow half-open sockets): no crash, every refusal an
-  ``invalid_request_error``, the socket stays usable, other sessions are unaffected.
+  Infinity, slow half-open sockets) and the size limits on both sides (appends at and over the append
+  limit, an input buffer filled exactly and then past it, a frame over the frame limit on another
+  connection): no crash, every refusal an ``invalid_request_error`` with a refusal's code, the socket
+  stays usable, other sessions are unaffected.
 - A hostile server (:func:`vlab.testing.scripted_server`) sends ``vlab.Session`` random malformed
-  variants of every server event type of :data:`vlab.protocol.SERVER_EVENT_FIELDS`: the session never
+  variants of every server event type the SDK knows (:data:`vlab.protocol.SERVER_EVENT_FIELDS`): the session never
   stops, logs each as a ``vlab.protocol_warning``, and its run folder loads. The suite sends 2 000; the
   full run of 10 000 is ``VLAB_FUZZ_EVENTS=10000 python -m pytest tests/integration/test_fuzz.py -k hostile``.
 """
@@ -24,17 +26,33 @@ from typing import Any
 import aiohttp
 import pandas as pd
 from azure.ai.voicelive.aio import connect
+from azure.ai.voicelive.models import ServerEventType
 from azure.core.credentials import AzureKeyCredential
 
 import vlab
+from tests import _raw_http as raw
 from vlab import Session, protocol
 from vlab.log import read_jsonl
-from vlab.protocol_limits import MAX_APPEND_AUDIO_BYTES, MAX_JSON_DEPTH
+from vlab.protocol_limits import (
+    MAX_APPEND_AUDIO_BYTES,
+    MAX_CLIENT_FRAME_BYTES,
+    MAX_INPUT_BUFFER_BYTES,
+    MAX_JSON_DEPTH,
+)
 from vlab.testing import collect_events, fast_emulator, scripted_server
 
 N_FRAMES = 10_000
 OVER_LIMIT_EVERY = 2500
 """Every this many frames, one append of more audio than the service takes in one append (refused)."""
+REFUSAL_CODES = frozenset({
+    "invalid_json", "invalid_event", "invalid_value", "invalid_type", "missing_required_parameter",
+    "item_not_found", "input_audio_buffer_commit_empty", "input_audio_buffer_full",
+    "conversation_already_has_active_response", "response_cancel_not_active", "cannot_update_voice",
+})  # fmt: skip
+"""The codes of the emulator's ``invalid_request_error`` refusals (an internal failure is a ``server_error``)."""
+ANY, ERROR, ACCEPTED = "any", "error", "accepted"
+"""What a fuzz frame must get: anything but an internal failure, some refusal, no error at all (else: the
+one refusal code it must get)."""
 SLOW_SOCKETS = 20
 """Half-open connections that dribble a request line during the fuzz (cut off at the handshake timeout)."""
 CLIENT_TYPES = [
@@ -45,7 +63,13 @@ CLIENT_TYPES = [
 JUNK_VALUES = [None, True, -1, 3.5, "", "x" * 5000, [], [1, "a"], {}, {"type": 7}, "☃" * 100, 10**30]
 
 
-def _malformed(rng: random.Random) -> tuple[str | bytes, bool]:
+def _malformed(rng: random.Random) -> tuple[str | bytes, str]:
+    """A hostile frame and what the emulator must answer (see :data:`ANY`)."""
+    frame, must_error = _hostile_frame(rng)
+    return frame, ERROR if must_error else ANY
+
+
+def _hostile_frame(rng: random.Random) -> tuple[str | bytes, bool]:
     """A hostile frame and whether the emulator must answer it with an error event."""
     kind = rng.randrange(12)
     if kind == 10:  # nesting: at the limit (read), past it (refused), past the parser's own recursion limit
@@ -131,17 +155,34 @@ async def _slow_socket(host: str, port: int, rng: random.Random) -> bytes:
         writer.close()
 
 
-def _over_limit_append(rng: random.Random) -> str:
-    audio = base64.b64encode(bytes(MAX_APPEND_AUDIO_BYTES + rng.randint(1, 4))).decode()
-    return json.dumps({"type": "input_audio_buffer.append", "audio": audio})
+def _append(audio_bytes: int) -> str:
+    return json.dumps(
+        {"type": "input_audio_buffer.append", "audio": base64.b64encode(bytes(audio_bytes)).decode()}
+    )
+
+
+def _buffer_limits() -> list[tuple[str, str]]:
+    """Fill the input buffer (no turn detection) with appends exactly at the limit, then one sample more."""
+    clear = json.dumps({"type": "input_audio_buffer.clear"})
+    largest = _append(MAX_APPEND_AUDIO_BYTES)
+    appends = [(largest, ACCEPTED)] * (MAX_INPUT_BUFFER_BYTES // MAX_APPEND_AUDIO_BYTES)
+    return [
+        (json.dumps({"type": "session.update", "session": {"turn_detection": None}}), ACCEPTED),
+        (clear, ACCEPTED),
+        *appends,  # the largest append, accepted, until the buffer is exactly full
+        (_append(2), "input_audio_buffer_full"),
+        (clear, ACCEPTED),
+    ]
 
 
 async def test_ten_thousand_malformed_frames_never_break_the_emulator(prompt, caplog):
     caplog.set_level(logging.WARNING, logger="vlab.emulator")
     rng = random.Random(1234)
     frames = [_malformed(rng) for _ in range(N_FRAMES)]
-    for n in range(OVER_LIMIT_EVERY // 2, N_FRAMES, OVER_LIMIT_EVERY):
-        frames[n] = (_over_limit_append(rng), True)
+    for n in range(OVER_LIMIT_EVERY // 2, N_FRAMES, OVER_LIMIT_EVERY):  # 1 to 4 bytes over the limit
+        frames[n] = (_append(MAX_APPEND_AUDIO_BYTES + rng.randint(1, 4)), "invalid_value")
+    frames[N_FRAMES // 2 : N_FRAMES // 2] = _buffer_limits()
+    too_big_at = N_FRAMES // 3  # where another connection sends a frame over the frame limit
     async with fast_emulator(handshake_timeout_s=1.0) as emu:
         slow = [asyncio.create_task(_slow_socket(emu.host, emu.port, rng)) for _ in range(SLOW_SOCKETS)]
         http = aiohttp.ClientSession()
@@ -159,7 +200,9 @@ async def test_ten_thousand_malformed_frames_never_break_the_emulator(prompt, ca
 
         other = asyncio.create_task(bystander())
         try:
-            for n, (frame, must_error) in enumerate(frames):
+            for n, (frame, expected) in enumerate(frames):
+                if n == too_big_at:  # closes that connection with 1009; this one and the bystander go on
+                    assert await raw.close_code_for_a_frame_of(emu, MAX_CLIENT_FRAME_BYTES + 1) == 1009
                 await (ws.send_bytes(frame) if isinstance(frame, bytes) else ws.send_str(frame))
                 # a probe whose answer is unmistakable: an error that names the probe's own event_id
                 probe = f"probe-{n}"
@@ -175,13 +218,16 @@ async def test_ten_thousand_malformed_frames_never_break_the_emulator(prompt, ca
                         break
                     replies.append(event)
                 errors = [e for e in replies if e["type"] == "error"]
-                if must_error:
-                    assert errors, f"no error event for {frame!r}: {replies}"
-                for e in errors:
-                    assert e["error"]["message"] and e["error"]["type"] == "invalid_request_error", e
-                    assert e["error"]["code"] != "server_error", (
-                        f"the emulator failed internally on {frame!r}: {e}"
-                    )
+                shown = frame[:200]
+                if expected == ERROR:
+                    assert errors, f"no error event for {shown!r}: {replies}"
+                elif expected == ACCEPTED:
+                    assert errors == [], f"{shown!r} was refused: {errors}"
+                elif expected != ANY:
+                    assert [e["error"]["code"] for e in errors] == [expected], (shown, errors)
+                for e in errors:  # a refusal, never an internal failure (type server_error)
+                    assert e["error"]["type"] == "invalid_request_error", (shown, e)
+                    assert e["error"]["code"] in REFUSAL_CODES and e["error"]["message"], (shown, e)
                 assert all(e["type"] in ("error", "session.updated", "conversation.item.deleted", "response.created", "response.done",
                                           "response.output_item.added", "conversation.item.created", "response.content_part.added",
                                           "response.audio_transcript.delta", "response.audio.delta", "response.audio.done",
@@ -205,8 +251,16 @@ N_HOSTILE_EVENTS = int(os.environ.get("VLAB_FUZZ_EVENTS", "2000"))
 """Malformed server events per hostile-server run: 2 000 in the suite; the full run is
 ``VLAB_FUZZ_EVENTS=10000 python -m pytest tests/integration/test_fuzz.py -k hostile``."""
 SERVER_TYPES = sorted(protocol.SERVER_EVENT_FIELDS)
+"""The server event types fuzzed: every one SDK 1.3.x knows (its ``ServerEventType``)."""
 GOOD = {"string": "item_1", "integer": 1, "number": 2.5, "boolean": True, "object": {}, "array": [],
-        "base64": base64.b64encode(bytes(480)).decode()}  # fmt: skip
+        "base64": base64.b64encode(bytes(480)).decode(), "array or string": [[0.0, 0.5]]}  # fmt: skip
+
+
+def test_the_hostile_server_fuzzes_every_server_event_type_the_sdk_knows():
+    assert set(SERVER_TYPES) == {t.value for t in ServerEventType}
+    assert {kind for fields in protocol.SERVER_EVENT_FIELDS.values() for kind in fields.values()} <= set(GOOD)
+
+
 HOSTILE_VALUES = [
     None, True, False, 0, -1, 2**70, 3.5, math.nan, math.inf, -math.inf, "", "x" * 5000, "☃" * 50,
     "@@@!", "AAA", "A===", "../../escape", [], [1, "a"], {}, {"id": 7}, {"type": 7}, ["x"] * 300,

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from azure.ai.voicelive.models import ServerEventType
 
 import vlab
 from vlab import protocol
@@ -231,3 +232,35 @@ def _slow_problems(payload: dict[str, Any]) -> list[str]:
     finally:
         checks._WELL_FORMED.update(saved)
         checks._UNKNOWN_TYPE_WELL_FORMED = saved_unknown
+
+
+SDK_SERVER_EVENT_TYPES = sorted(t.value for t in ServerEventType)
+WRONG = {"string": 7, "integer": "x", "number": "x", "boolean": "x", "object": "x", "array": "x",
+         "base64": 7, "array or string": 7}  # fmt: skip
+
+
+@pytest.mark.parametrize("etype", SDK_SERVER_EVENT_TYPES)
+async def test_a_malformed_event_of_every_type_the_sdk_knows_is_a_warning_and_reads_as_sent(wires, etype):  # noqa: F811
+    fields = protocol.SERVER_EVENT_FIELDS[etype]
+    path, kind = next(iter(fields.items()), ("event_id", "string"))
+    event: dict[str, Any] = {"type": etype}
+    *parents, key = path.split(".")
+    holder = event
+    for part in parents:
+        holder = holder.setdefault(part, {})
+    holder[key] = WRONG[kind]
+    wire = FakeWire()
+    wires.append(wire)
+    async with fake_session(VirtualClock(), stall_timeout_s=None) as s:
+        wire.push(event)
+        wire.push({"type": "response.done", "response": {"id": "resp_1"}})
+        typed = await s.wait_for("response.done")
+        assert s.protocol_warnings == 1 and s.connection_error is None
+    got = next(e for e in typed if e.get("type") == etype)
+    assert isinstance(got, sdk_adapter.RawServerEvent) and got == event  # as sent: no model to raise
+    assert getattr(got, parents[0] if parents else key) == event[parents[0] if parents else key]
+    warning = next(r for r in s.records if r.type == protocol.PROTOCOL_WARNING)
+    assert json.loads(warning.payload)["problems"] == [
+        f"{path!r} is {'a number' if isinstance(WRONG[kind], int) else 'a string'}, not "
+        f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+    ]

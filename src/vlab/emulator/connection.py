@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vlab.emulator")
 _T = TypeVar("_T")
+_MIB = 1024 * 1024
 
 _ITEM_TYPES = {"message", "function_call", "function_call_output"}
 _ROLES = {"user", "assistant", "system"}
@@ -192,7 +193,13 @@ class EmulatorConnection:
         except Exception as exc:  # never let one bad frame end the session
             log.exception("emulator failed on input audio")
             await self._report(
-                WireError("server_error", f"The emulator failed to handle the event: {exc}", None, event_id),
+                WireError(
+                    "server_error",
+                    f"The emulator failed to handle the event: {exc}",
+                    None,
+                    event_id,
+                    "server_error",
+                ),
                 event_id,
             )
             return
@@ -449,7 +456,8 @@ class EmulatorConnection:
             raise WireError(
                 "invalid_value",
                 f"Invalid value for 'audio': {size} bytes of audio in one append; at most "
-                f"{MAX_APPEND_AUDIO_BYTES} bytes (15 MiB) are accepted. Send the audio in smaller appends.",
+                f"{MAX_APPEND_AUDIO_BYTES} bytes ({MAX_APPEND_AUDIO_BYTES / _MIB:g} MiB) are accepted. Send the "
+                "audio in smaller appends.",
                 "audio",
                 event.get("event_id"),
             )

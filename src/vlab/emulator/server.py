@@ -9,7 +9,10 @@ frame closes the connection with code 1009. A wrong or missing credential is ref
 ``max_sessions`` (sessions whose WebSocket is open; :attr:`Emulator.peak_sessions` is the most ever open
 at once) or under a ``rate_limit`` fault with 429 ``rate_limit_exceeded``. The identity's OAuth
 endpoints are served on the same port (over TLS with ``ssl_context``). A client that has not sent its
-request headers within the handshake timeout is disconnected (:mod:`vlab.emulator.handshake`).
+request's headers within the handshake timeout is disconnected (:mod:`vlab.emulator.handshake`), on a
+kept-alive connection too; an idle kept-alive connection is closed after the keep-alive timeout. A request
+the handshake guard cannot follow (a WebSocket upgrade, a chunked body) is its connection's last: a
+refused upgrade is answered with ``Connection: close``.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from vlab.emulator.cassette import Cassette, CassetteConnection
 from vlab.emulator.config import EmulatorConfig
 from vlab.emulator.connection import EmulatorConnection
 from vlab.emulator.faults import Fault
-from vlab.emulator.handshake import HandshakeGuard
+from vlab.emulator.handshake import HandshakeGuard, last_request
 from vlab.emulator.identity import Identity, Refusal
 from vlab.emulator.latency import LatencyModel, resolve
 from vlab.emulator.refusals import Refusals
@@ -43,7 +46,7 @@ from vlab.emulator.replies import Script
 from vlab.emulator.trace import Trace
 from vlab.errors import ConfigError, VlabWarning
 from vlab.net import is_loopback
-from vlab.protocol_limits import HANDSHAKE_TIMEOUT_S, MAX_CLIENT_FRAME_BYTES
+from vlab.protocol_limits import HANDSHAKE_TIMEOUT_S, KEEPALIVE_TIMEOUT_S, MAX_CLIENT_FRAME_BYTES
 
 log = logging.getLogger("vlab.emulator")
 
@@ -174,9 +177,28 @@ class EmulatorExposedWarning(VlabWarning):
     """The emulator listens on a non-loopback interface without an explicit key."""
 
 
+@web.middleware
+async def _close_after_last_request(request: web.Request, handler: Any) -> web.StreamResponse:
+    """End the connection after a request the handshake guard stops following, unless it became a WebSocket.
+
+    Otherwise a client could send a second request, untimed, after a refused upgrade.
+    """
+    if not last_request(request.method, request.headers):
+        response: web.StreamResponse = await handler(request)
+        return response
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.force_close()
+        raise
+    if response.status != 101:  # not switched to a WebSocket
+        response.force_close()
+    return response
+
+
 def make_app(config: EmulatorConfig) -> web.Application:
     """Build the aiohttp application for one emulator."""
-    app = web.Application()
+    app = web.Application(middlewares=[_close_after_last_request])
     app[CONFIG] = config
     app[STATE] = {
         "index": 0,
@@ -232,7 +254,9 @@ class Emulator:
         max_sessions: Concurrent sessions allowed (None: no limit); one more gets HTTP 429.
         ssl_context: Serve over TLS (``https://`` endpoint) with this server context, e.g. from
             :func:`vlab.emulator.tls.throwaway_tls`.
-        handshake_timeout_s: Time a new connection has to send its HTTP request headers, in s.
+        handshake_timeout_s: Time a connection has to send a request's HTTP headers, in s: the first
+            request's from the connection, a later one's from its first byte.
+        keepalive_timeout_s: Time an idle HTTP connection is kept open between two requests, in s.
         cassette: A recorded session (:func:`vlab.cassette.load_cassette`) that every connection replays
             instead of emulating; a client that diverges from it gets an ``error`` (``docs/calibration.md``).
         refuse: Values ``session.update`` refuses, as a resource that does not serve them does, e.g.
@@ -241,7 +265,7 @@ class Emulator:
 
     Raises:
         ConfigError: ``speed`` is not a number > 0 or ``"max"``, ``latency`` names no preset or fitted model,
-            or a refusal is malformed.
+            a refusal is malformed, or a timeout is not a number of seconds > 0.
     """
 
     def __init__(
@@ -265,13 +289,18 @@ class Emulator:
         max_sessions: int | None = None,
         ssl_context: ssl.SSLContext | None = None,
         handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
+        keepalive_timeout_s: float = KEEPALIVE_TIMEOUT_S,
         cassette: Cassette | None = None,
         refuse: Iterable[str] = (),
     ) -> None:
         if max_sessions is not None and (isinstance(max_sessions, bool) or max_sessions < 1):
             raise ConfigError(f"max_sessions must be an integer >= 1 or None, got {max_sessions!r}.")
-        if not handshake_timeout_s > 0:
-            raise ConfigError(f"handshake_timeout_s must be > 0 s, got {handshake_timeout_s!r}")
+        for name, timeout_s in (
+            ("handshake_timeout_s", handshake_timeout_s),
+            ("keepalive_timeout_s", keepalive_timeout_s),
+        ):
+            if isinstance(timeout_s, bool) or not (isinstance(timeout_s, (int, float)) and timeout_s > 0):
+                raise ConfigError(f"{name} must be a number of seconds > 0, got {timeout_s!r}.")
         try:
             speed_value = math.inf if speed in ("max", "inf") else float(speed)
         except (TypeError, ValueError):
@@ -314,6 +343,7 @@ class Emulator:
             refusals=Refusals.parse(refuse),
         )
         self.handshake_timeout_s = handshake_timeout_s
+        self.keepalive_timeout_s = keepalive_timeout_s
         self._runner: web.AppRunner | None = None
         self._app: web.Application | None = None
         self._listener: asyncio.Server | None = None
@@ -365,7 +395,13 @@ class Emulator:
         if self.config.vad_model_factory is SileroModel:
             SileroWorker.shared().start()  # loads the model in its own process while we bind
         self._app = make_app(self.config)
-        self._runner = web.AppRunner(self._app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        self._runner = web.AppRunner(
+            self._app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=1.0,
+            keepalive_timeout=self.keepalive_timeout_s,
+        )
         await self._runner.setup()
         handler_factory = self._runner.server
         assert handler_factory is not None

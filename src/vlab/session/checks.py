@@ -25,6 +25,7 @@ _ALLOWED: dict[FieldType, frozenset[type]] = {
     "number": frozenset({int, float}),
     "integer": frozenset({int, float}),
     "base64": frozenset({str}),
+    "array or string": frozenset({list, str}),
 }
 
 _Spec = tuple[tuple[tuple[str, ...], str, frozenset[type], FieldType, str], ...]
@@ -50,6 +51,7 @@ _TYPE_TEST: dict[FieldType, str] = {
     "boolean": "t is not bool",
     "number": "not (t is int or (t is float and v - v == 0.0))",
     "integer": "not (t is int or (t is float and v - v == 0.0 and v.is_integer()))",
+    "array or string": "t is not list and t is not str",
 }
 """When a value of each kind has a problem, as a Python expression of the value ``v`` and its type ``t``
 (the same tests as :func:`event_problems`' loop, where ``v - v`` is not 0 for NaN and ±inf)."""

@@ -84,7 +84,8 @@ class Session:
     A server event with a malformed field (a wrong JSON type, audio that is not base64) is logged as a
     local ``vlab.protocol_warning`` record after it, with the raw frame, and not reacted to; the session
     goes on. :attr:`protocol_warnings` counts them, as does the run folder's ``session.json``
-    (``summary``).
+    (``summary``). Readers get such an event as a :class:`~vlab.session.sdk_adapter.RawServerEvent` (its
+    JSON as sent, fields readable as attributes), never an SDK model that could raise on the bad field.
     """
 
     def __init__(
@@ -359,6 +360,7 @@ class Session:
                     if isinstance(item, tuple):
                         payload, t_ns = item
                         self._log_server(payload, t_ns)
+                        warned = self.protocol_warnings
                         problems = event_problems(payload)
                         if problems:
                             self._protocol_warning(payload, problems, t_ns)
@@ -366,7 +368,9 @@ class Session:
                             action = self._react_or_warn(payload, t_ns)
                             if action is not None:
                                 await self._barge(action)
-                        self._feed.put(payload)
+                        # a malformed event reaches readers as sent: its SDK model could raise on a field
+                        malformed = self.protocol_warnings != warned
+                        self._feed.put(sdk_adapter.RawServerEvent(payload) if malformed else payload)
                     elif isinstance(item, UnreadableFrame):
                         self._protocol_warning(None, [item.problem], item.t_ns, item.raw)
                     else:
