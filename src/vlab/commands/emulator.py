@@ -67,9 +67,6 @@ def run(args: argparse.Namespace) -> int:
         from vlab.cassette import load_cassette
 
         cassette = load_cassette(args.replay)
-        print(f"replaying {len(cassette.events)} recorded server events of {args.replay}")
-        for note in cassette.notes:
-            print(f"  note: {note}")
     emu = Emulator(
         host=args.host,
         port=args.port,
@@ -84,15 +81,19 @@ def run(args: argparse.Namespace) -> int:
         refuse=args.refuse,
     )
 
-    if cassette is None:
-        from vlab.emulator import latency
-
-        print(f"latency model: {latency.note(latency.describe(args.latency))}")
-
     async def serve() -> None:
         """Serve until cancelled (Ctrl-C); the emulator stops on the way out."""
         async with emu:
+            # the first line names the endpoint (scripts read it); then what the emulator answers with
             print(f"Voice Live emulator listening on {emu.endpoint}")
+            if cassette is None:
+                from vlab.emulator import latency
+
+                print(f"latency model: {latency.note(latency.describe(args.latency))}")
+            else:
+                print(f"replaying {len(cassette.events)} recorded server events of {args.replay}")
+                for note in cassette.notes:
+                    print(f"  note: {note}")
             print("Point vlab or the SDK at it:")
             print(f"  export AZURE_VOICELIVE_ENDPOINT={emu.endpoint}")
             print(f"  export AZURE_VOICELIVE_API_KEY={emu.api_key}")
