@@ -192,16 +192,7 @@ class EmulatorConnection:
             return
         except Exception as exc:  # never let one bad frame end the session
             log.exception("emulator failed on input audio")
-            await self._report(
-                WireError(
-                    "server_error",
-                    f"The emulator failed to handle the event: {exc}",
-                    None,
-                    event_id,
-                    "server_error",
-                ),
-                event_id,
-            )
+            await self._report(_internal_error(exc, event_id), event_id)
             return
         await self.input.settle()  # every event sees the VAD's decisions on the audio before it
         await self.scheduler.call_at(self._arrival_ms(event), lambda: self._handle(handler, event, event_id))
@@ -229,16 +220,7 @@ class EmulatorConnection:
             await self._report(err, event_id)
         except Exception as exc:  # never let one bad event end the session
             log.exception("emulator failed on a client event")
-            await self._report(
-                WireError(
-                    "server_error",
-                    f"The emulator failed to handle the event: {exc}",
-                    None,
-                    event_id,
-                    "server_error",
-                ),
-                event_id,
-            )
+            await self._report(_internal_error(exc, event_id), event_id)
 
     async def _report(self, err: WireError, event_id: str | None) -> None:
         if err.event_id is None:
@@ -622,3 +604,10 @@ _HANDLERS: dict[str, Callable[[EmulatorConnection, dict[str, Any]], Awaitable[No
     "response.cancel": EmulatorConnection._response_cancel,
     "output_audio_buffer.clear": EmulatorConnection._output_clear,
 }
+
+
+def _internal_error(exc: Exception, event_id: str | None) -> WireError:
+    """The ``server_error`` a client gets when the emulator itself failed on its event (logged)."""
+    return WireError(
+        "server_error", f"The emulator failed to handle the event: {exc}", None, event_id, "server_error"
+    )
