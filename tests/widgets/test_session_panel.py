@@ -152,3 +152,57 @@ def test_the_browser_microphone_is_the_default_when_the_kernel_has_none(
     )
     with pytest.raises(ConfigError, match="source must be one of"):
         SessionPanel(runs_dir=tmp_path, prompt_dir=prompt_dir, source="Line in")
+
+
+def test_the_level_meter_moves_ten_times_a_second_of_audio_with_the_loudest_chunk():
+    import ipywidgets as widgets
+
+    from vlab.widgets.session_panel import LevelMeter
+
+    bar = widgets.FloatProgress(min=0.0, max=1.0)
+    sent: list[float] = []
+    bar.observe(lambda change: sent.append(change["new"]), names="value")
+    meter = LevelMeter(bar, sample_rate=24000)
+    quiet = np.full(480, 100, "<i2").tobytes()  # 20 ms at -50.3 dBFS: 0.16
+    loud = np.full(480, 16384, "<i2").tobytes()  # 20 ms at -6 dBFS: 0.9
+    for k in range(50):  # one second of audio: 5 windows of 100 ms, one loud chunk in the third
+        meter(loud if k == 12 else quiet)
+    # a value per 100 ms window, none sent again while it stays: quiet, the loud window, quiet again
+    assert sent == [0.16, 0.9, 0.16]
+    meter.reset()
+    assert bar.value == 0.0
+
+
+def test_the_event_table_shows_the_latest_events_however_many_audio_appends_follow(tmp_path, prompt_dir):
+    # a live microphone logs 50 appends a second: the table still shows the last events of interest
+    import dataclasses
+    from types import SimpleNamespace
+
+    from vlab.log.records import EventRecord
+
+    blank = {f.name: None for f in dataclasses.fields(EventRecord)}
+
+    def record(seq: int, kind: str) -> EventRecord:
+        return EventRecord(
+            **{
+                **blank,
+                "seq": seq,
+                "t_ns": seq * 20_000_000,
+                "wall_ns": 0,
+                "direction": "server",
+                "type": kind,
+            }
+        )
+
+    panel = _panel(tmp_path, prompt_dir, max_rows=5)
+    records = [record(k, f"event.{k}") for k in range(8)]
+    records += [record(8 + k, "input_audio_buffer.append") for k in range(1000)]
+    panel.session = SimpleNamespace(records=records)
+    for r in records:
+        panel._on_record(r)
+    panel._refresh()
+    table = panel.table.value
+    assert "(1008 logged" in table
+    assert table.count("<tr>") == 1 + 5  # the header and the last five events of interest
+    assert all(f"event.{k}" in table for k in range(3, 8)) and "event.2" not in table
+    assert "input_audio_buffer.append" not in table

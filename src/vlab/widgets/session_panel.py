@@ -6,6 +6,7 @@ import asyncio
 import html
 import math
 import time
+from collections import deque
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,8 @@ class SessionPanel:
         self.task: asyncio.Task[Any] | None = None
         self._api_key: Secret | None = None
         self._t0_ns = 0
+        self._rows: deque[EventRecord] = deque(maxlen=max_rows)  # the table's records (none hidden)
+        self._rendered = -1  # records logged when the table was last rendered
         self._stopping = False
         self.error: BaseException | None = None
         """Why the last session failed (None: it did not), shown in the status line."""
@@ -222,6 +225,7 @@ class SessionPanel:
         self.level = widgets.FloatProgress(
             value=0.0, min=0.0, max=1.0, description="Input level", style=style
         )
+        self._meter = LevelMeter(self.level)
         self.table = widgets.HTML("")
         self.latency = widgets.HTML("")
         self.output = widgets.Output()
@@ -405,7 +409,7 @@ class SessionPanel:
     def _finished(self) -> None:
         self.start.disabled, self.stop.disabled = False, True
         self.start.description = "Start"
-        self.level.value = 0.0
+        self._meter.reset()
         state = "stopped" if self._stopping else "finished"
         self._stopping = False
         where = f" — run folder <code>{html.escape(str(self.run_dir))}</code>" if self.run_dir else ""
@@ -454,6 +458,8 @@ class SessionPanel:
             speaker = Speaker(sample_rate=settings.output_sample_rate)
             kwargs["audio_output"] = speaker
         self._t0_ns = time.perf_counter_ns()
+        self._rows.clear()
+        self._rendered = -1
         session = Session(settings, run_dir=self.run_dir, sinks=[self._on_record], **kwargs)
         self.session = session
         refresher = asyncio.get_event_loop().create_task(self._refresh_loop())
@@ -492,10 +498,11 @@ class SessionPanel:
 
         async def send(pcm: bytes) -> None:
             self._set_status("sending the prompt…")
+            self._meter.reset(rate)
             async for chunk, _ in paced_chunks(pcm, sample_rate=rate, speed=self.replay_speed):
                 self._meter(chunk)
                 await session.append_audio(chunk)
-            self.level.value = 0.0
+            self._meter.reset()
             self._set_status("waiting for the answer…")
 
         self.start.disabled = True
@@ -523,17 +530,15 @@ class SessionPanel:
 
             mic = Microphone(sample_rate=rate)
         self._set_status("listening — speak, then press Stop")
+        self._meter.reset(rate)
         async with mic:
             await session.stream_microphone(_Metered(mic, self._meter))
-
-    def _meter(self, chunk: bytes) -> None:
-        x = np.frombuffer(chunk, "<i2").astype(np.float32) / 32768.0
-        rms_dbfs = 20 * math.log10(float(np.sqrt(np.mean(x * x))) + 1e-9)
-        self.level.value = min(1.0, max(0.0, (rms_dbfs + 60.0) / 60.0))
 
     # --- live views ------------------------------------------------------------------------------------
 
     def _on_record(self, record: EventRecord) -> None:
+        if record.type not in _HIDDEN_EVENTS:
+            self._rows.append(record)
         if record.type == protocol.RESPONSE_DONE:
             self._update_latency()
 
@@ -546,8 +551,10 @@ class SessionPanel:
         session = self.session
         if session is None:
             return
-        rows = [r for r in session.records[-400:] if r.type not in _HIDDEN_EVENTS][-self.max_rows :]
-        self.table.value = render_event_table(rows, self._t0_ns, total=len(session.records))
+        total = len(session.records)
+        if total != self._rendered:  # a new render only when something was logged (it goes to the page)
+            self._rendered = total
+            self.table.value = render_event_table(list(self._rows), self._t0_ns, total=total)
 
     def _update_latency(self) -> None:
         from vlab.metrics import turn_latency
@@ -575,6 +582,45 @@ class SessionPanel:
 
     def _set_status(self, text: str) -> None:
         self.status.value = f"<b>Status:</b> {text}"
+
+
+class LevelMeter:
+    """Shows the level of audio on a progress bar, once per :attr:`every_ms` of audio (its loudest chunk).
+
+    A 20 ms chunk is 50 updates a second, each a message to the page: the bar moves at ten a second
+    instead, on the audio's own time, and a value the bar already shows is not sent again.
+    """
+
+    every_ms = 100.0
+
+    def __init__(self, bar: Any, sample_rate: int = 24000) -> None:
+        self._bar = bar
+        self.reset(sample_rate)
+
+    def reset(self, sample_rate: int | None = None) -> None:
+        """Start a new window (at ``sample_rate``, if given) and show silence."""
+        if sample_rate is not None:
+            self._rate = sample_rate
+        self._window_ms = 0.0
+        self._loudest = 0.0
+        self._show(0.0)
+
+    def __call__(self, chunk: bytes) -> None:
+        """Take one chunk of PCM16 audio."""
+        if len(chunk) < 2:
+            return
+        x = np.frombuffer(chunk, "<i2", len(chunk) // 2).astype(np.float32) / 32768.0
+        rms_dbfs = 20 * math.log10(float(np.sqrt(np.mean(x * x))) + 1e-9)
+        self._loudest = max(self._loudest, min(1.0, max(0.0, (rms_dbfs + 60.0) / 60.0)))
+        self._window_ms += 1000.0 * len(x) / self._rate
+        if self._window_ms >= self.every_ms:
+            self._show(self._loudest)
+            self._window_ms, self._loudest = 0.0, 0.0
+
+    def _show(self, value: float) -> None:
+        value = round(value, 2)
+        if self._bar.value != value:
+            self._bar.value = value
 
 
 class _Metered:
