@@ -14,7 +14,7 @@ import numpy as np
 import soundfile as sf
 
 from vlab import Session
-from vlab.audio.browser import BrowserBridge
+from vlab.audio.browser import FRAMES_PER_MESSAGE, BrowserBridge
 from vlab.clock import SystemClock
 from vlab.prompts import load_prompt_set
 
@@ -61,12 +61,13 @@ class ScriptedPage:
             asyncio.get_running_loop().call_soon(self.cleared.set)
 
     def frames(self, pcm: bytes, first_seq: int, t0_ms: float) -> int:
-        for i in range(0, len(pcm), 960):
-            seq = first_seq + i // 960
-            self.bridge.receive(
-                {"type": "frame", "seq": seq, "t_ms": t0_ms + 20.0 * (seq - first_seq)}, [pcm[i : i + 960]]
-            )
-        return first_seq + len(pcm) // 960
+        """Send ``pcm`` as the page does: 20 ms frames, :data:`FRAMES_PER_MESSAGE` to a message."""
+        frames = [pcm[i : i + 960] for i in range(0, len(pcm), 960)]
+        for k in range(0, len(frames), FRAMES_PER_MESSAGE):
+            seq = first_seq + k
+            message = {"type": "frame", "seq": seq, "t_ms": t0_ms + 20.0 * k}
+            self.bridge.receive(message, frames[k : k + FRAMES_PER_MESSAGE])
+        return first_seq + len(frames)
 
 
 async def test_a_browser_microphone_and_speaker_barge_in_like_the_kernel_devices(tmp_path):

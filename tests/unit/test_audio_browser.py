@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from vlab.audio.browser import LEAD_MS, BrowserBridge, ClockMap
+from vlab.audio.browser import FRAMES_PER_MESSAGE, LEAD_MS, BrowserBridge, ClockMap
 from vlab.clock import ManualClock, VirtualClock
 from vlab.errors import DeviceError
 
@@ -58,6 +58,7 @@ async def test_microphone_frames_arrive_as_binary_pcm_with_capture_times_on_the_
         "type": "capture_start",
         "rate": 16000,
         "frame_ms": 20.0,
+        "frames_per_message": FRAMES_PER_MESSAGE,
         "constraints": {"echoCancellation": False, "noiseSuppression": True, "autoGainControl": True},
     }
     assert buffers == []
@@ -66,12 +67,22 @@ async def test_microphone_frames_arrive_as_binary_pcm_with_capture_times_on_the_
     frame = bytes(range(256)) * 2 + bytes(128)  # 640 bytes: 20 ms at 16 kHz
     bridge.receive({"type": "frame", "seq": 0, "t_ms": 480.0}, [memoryview(frame)])
     bridge.receive({"type": "frame", "seq": 3, "t_ms": 540.0}, [frame])  # frames 1 and 2 were lost
+    # several consecutive frames in one message: numbered and stamped 20 ms apart from the first
+    other = bytes(640)
+    bridge.receive({"type": "frame", "seq": 4, "t_ms": 560.0}, [memoryview(other), frame, other])
+    bridge.receive({"type": "frame", "seq": 9, "t_ms": 660.0}, [frame, frame])  # 7 and 8 were lost
     chunks = mic.chunks()
-    first = await anext(chunks)
-    second = await anext(chunks)
-    assert first.pcm16 == frame and first.t_ns == 10_001_000_000 - 20_000_000
-    assert second.t_ns == 10_001_000_000 + 40_000_000
-    assert mic.overflows == 2
+    got = [await anext(chunks) for _ in range(7)]
+    assert [c.pcm16 for c in got] == [frame, frame, other, frame, other, frame, frame]
+    kernel_ms = [(c.t_ns - 10_001_000_000) / 1e6 for c in got]  # page 500 ms = kernel 10.001 s
+    assert kernel_ms == [-20.0, 40.0, 60.0, 80.0, 100.0, 160.0, 180.0]
+    assert mic.overflows == 4
+    # a ping refines the clock mapping once a second of frames: at the capture's start, frame 0, frame 50
+    assert len(page.of("ping")) == 2
+    bridge.receive({"type": "frame", "seq": 48, "t_ms": 1440.0}, [frame] * 5)  # holds frame 50
+    assert len(page.of("ping")) == 3
+    assert [await anext(chunks) for _ in range(5)][-1].t_ns == 10_001_000_000 + 1_020_000_000
+    assert mic.overflows == 4 + 37  # frames 11 to 47
     assert mic.describe() == {
         "side": "browser",
         "sample_rate": 16000,

@@ -18,9 +18,10 @@ tested without a browser and imports no widget code.
 
 Messages (``type`` key; PCM16 travels as a binary buffer, never base64 in JSON):
 
-- kernel → page: ``capture_start`` (rate, frame_ms, constraints), ``capture_stop``, ``play`` (item,
+- kernel → page: ``capture_start`` (rate, frame_ms, frames_per_message, constraints), ``capture_stop``, ``play`` (item,
   rate; buffer), ``clear`` (n), ``ping`` (k: kernel ns);
-- page → kernel: ``frame`` (seq, t_ms, s_ms: when sent; buffer), ``status`` (state, message, settings), ``pong`` (k, b:
+- page → kernel: ``frame`` (seq and t_ms of the first frame, s_ms: when sent; one buffer per frame,
+  consecutive), ``status`` (state, message, settings), ``pong`` (k, b:
   page ms), ``playback`` (kind, item, t_ms, played_ms, peak), ``position`` (item, played_ms, t_ms),
   ``cleared`` (n, item, played_ms, t_ms), ``levels`` are not sent (meters stay in the page).
 """
@@ -41,7 +42,13 @@ Send = Callable[[dict[str, Any], Sequence[bytes]], None]
 """``send(content, buffers)``: hand one message (JSON content, binary buffers) to the page."""
 
 FRAME_MS = 20.0
-"""Capture frame length: what the page's worklet sends per message."""
+"""Capture frame length: the unit the page's worklet captures, numbers and stamps."""
+
+FRAMES_PER_MESSAGE = 5
+"""Capture frames the page sends in one message (100 ms of audio). A comm message costs the kernel far
+more than the audio it carries (its signature, its dispatch, a busy/idle status pair sent back to the
+page), so one message per 20 ms frame was 100 messages a second each way; on a CPU-starved machine the
+page then fell seconds behind. It delays a frame by at most (this - 1) frames."""
 
 CONSTRAINTS = ("echoCancellation", "noiseSuppression", "autoGainControl")
 """The ``getUserMedia`` audio constraints the page offers as toggles."""
@@ -495,6 +502,7 @@ class BrowserBridge:
             "type": "capture_start",
             "rate": mic.sample_rate,
             "frame_ms": FRAME_MS,
+            "frames_per_message": FRAMES_PER_MESSAGE,
             "constraints": self.constraints,
         }
         self._send(content, [])
@@ -531,9 +539,11 @@ class BrowserBridge:
             if mic is not None and buffers:
                 sent_ms = content.get("s_ms")
                 sent_ns = self._to_kernel(float(sent_ms), now) if sent_ms is not None else None
-                mic.frame(int(content["seq"]), bytes(buffers[0]), t_ns, now, sent_ns)
-                if int(content["seq"]) % 50 == 0:
-                    self.ping()  # refine the mapping once a second while capturing
+                seq, frame_ns = int(content["seq"]), round(FRAME_MS * 1e6)
+                for k, pcm16 in enumerate(buffers):  # consecutive frames of the capture
+                    mic.frame(seq + k, bytes(pcm16), t_ns + k * frame_ns, now, sent_ns)
+                if (seq + len(buffers) - 1) // 50 != (seq - 1) // 50:
+                    self.ping()  # refine the mapping once a second (50 frames) while capturing
         elif kind == "position":
             self.speaker.position(str(content["item"]), float(content["played_ms"]), t_ns)
         elif kind == "playback":

@@ -25,6 +25,10 @@ class Engine {
     this.source = null;
     this.inputLatencyS = 0;
     this.seq = 0;
+    this.pending = []; // captured frames not sent yet: the kernel takes framesPerMessage in one message
+    this.pendingSeq = 0;
+    this.pendingT = 0;
+    this.framesPerMessage = 1;
     this.levels = { in: 0, out: 0 };
     this.views = new Set();
     this.chain = Promise.resolve(); // kernel messages are handled in order
@@ -143,6 +147,8 @@ class Engine {
     this.source = this.ctx.createMediaStreamSource(this.stream);
     this.source.connect(this.node);
     this.seq = 0;
+    this.pending = [];
+    this.framesPerMessage = msg.frames_per_message || 1;
     this.node.port.postMessage({ type: "capture", rate: msg.rate, frameSamples: Math.round((msg.rate * msg.frame_ms) / 1000) });
     const settings = { label: track.label, context_rate: this.ctx.sampleRate };
     for (const key of ["sampleRate", "channelCount", "latency", "echoCancellation", "noiseSuppression", "autoGainControl"]) {
@@ -153,6 +159,7 @@ class Engine {
   }
 
   captureStop(report = true) {
+    this.flushFrames();
     if (this.node) this.node.port.postMessage({ type: "capture_stop" });
     if (this.source) this.source.disconnect();
     if (this.stream) for (const track of this.stream.getTracks()) track.stop();
@@ -162,7 +169,13 @@ class Engine {
 
   fromWorklet(m) {
     if (m.type === "frame") {
-      this.send({ type: "frame", seq: this.seq++, t_ms: this.capturedAt(m.t), s_ms: performance.now() }, [m.pcm]);
+      if (!this.pending.length) {
+        this.pendingSeq = this.seq;
+        this.pendingT = this.capturedAt(m.t);
+      }
+      this.seq++;
+      this.pending.push(m.pcm);
+      if (this.pending.length >= this.framesPerMessage) this.flushFrames();
     } else if (m.type === "levels") {
       this.levels = { in: meterValue(m.in), out: meterValue(m.out) };
       for (const view of this.views) view.levels(this.levels);
@@ -176,6 +189,13 @@ class Engine {
     } else if (m.type === "cleared") {
       this.send({ type: "cleared", n: m.n, item: m.item, played_ms: m.played_ms, peak: m.peak, t_ms: this.heardAt(m.t) });
     }
+  }
+
+  // consecutive frames in one message: the first one's number and capture time, a buffer per frame
+  flushFrames() {
+    if (!this.pending.length) return;
+    this.send({ type: "frame", seq: this.pendingSeq, t_ms: this.pendingT, s_ms: performance.now() }, this.pending);
+    this.pending = [];
   }
 
   close() {
