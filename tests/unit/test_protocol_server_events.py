@@ -80,8 +80,13 @@ def _own_fields(cls: type) -> dict[str, Any]:
     return fields
 
 
+def _is_class(annotation: Any) -> bool:
+    """A plain class (on Python 3.10 ``list[X]`` is an instance of ``type`` too, but no class)."""
+    return isinstance(annotation, type) and typing.get_origin(annotation) is None
+
+
 def _is_model(annotation: Any) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, Model)
+    return _is_class(annotation) and issubclass(annotation, Model)
 
 
 def _kinds(annotation: Any) -> set[str]:
@@ -96,7 +101,7 @@ def _kinds(annotation: Any) -> set[str]:
         return {"string"} if args == {str} else {"array or string"} if args == {list, str} else set()
     if _is_model(annotation):
         return {"object"}
-    if isinstance(annotation, type) and issubclass(annotation, str):  # the SDK's enums are str enums
+    if _is_class(annotation) and issubclass(annotation, str):  # the SDK's enums are str enums
         return {"string"}  # a nested model
     return KINDS_OF.get(origin or annotation, set())
 
@@ -113,7 +118,7 @@ def test_each_declared_field_is_a_field_of_the_sdk_model_of_that_type(etype):
         *parents, key = path.split(".")
         holder: Any = cls
         for part in parents:  # only a nested model's own fields can be compared
-            holder = _fields(holder).get(part) if isinstance(holder, type) else None
+            holder = _fields(holder).get(part) if _is_class(holder) else None
         if parents and not _is_model(holder):
             continue  # inside a discriminated union or a list: not a single model
         if (etype, path) in EXTRA_FIELDS:
