@@ -38,9 +38,10 @@ async def test_loopback_is_bit_exact_and_timestamps_agree():
         spk = speaker(notices)
         try:
             assert isinstance(spk, AudioOutput)
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # wall-clock ok: the loopback recorder takes silence before the signal
             spk.push("item_1", bytes(2 * round(RATE * 0.3)) + signal.tobytes(), RATE)
             await notices.wait("playback_finished", timeout_s=5)
+            # wall-clock ok: the recorder takes the tail of the output after playback finished
             await asyncio.sleep(0.2)
         finally:
             spk.close()
@@ -66,7 +67,7 @@ async def test_clear_stops_within_a_block_plus_latency_and_reports_heard_ms():
     async with Recorder("vsink.monitor") as rec:
         spk = speaker(notices)
         try:
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # wall-clock ok: the loopback recorder takes silence before the tone
             spk.push("item_1", tone(2000), RATE)
             await notices.wait("playback_started")
             await asyncio.sleep(0.5)

@@ -164,6 +164,8 @@ async def test_max_sessions_caps_the_sessions_open_at_once_across_the_cluster(tm
     async with fast_emulator(max_sessions=2) as emu:
         options = {"endpoint": emu.endpoint, "api_key": emu.api_key, "dotenv_path": False}
         result = await run_sweep_async(cfg, tmp_path / "dask", progress=False, session_options=options)
-        assert 1 <= emu.peak_sessions <= 2  # the most sessions the emulator ever had open at once
+        # the most sessions the emulator ever had open at once: never above the cap (the in-process test
+        # checks the cap is reached; across two Dask workers whether two cells overlap is up to scheduling)
+        assert emu.peak_sessions <= 2, emu.peak_sessions
     assert [c.status for c in result.cells] == ["ok"] * 4, [c.error for c in result.cells]
     assert all(c.throttled == 0 for c in result.cells)
