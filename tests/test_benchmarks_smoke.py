@@ -21,12 +21,12 @@ def test_benchmark_runs_at_tiny_size(bench):
 
 
 def test_soak_runs_at_tiny_size():
-    """The soak (100 sessions × 10 min in `make bench`-style use) runs end to end with 2 sessions for 12 s."""
+    """The soak (100 sessions × 10 min in `make bench`-style use) runs end to end with 2 sessions for 6 s."""
     import subprocess
     import sys
 
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.soak", "--sessions", "2", "--minutes", "0.2", "--session-s", "5",
+        [sys.executable, "-m", "benchmarks.soak", "--sessions", "2", "--minutes", "0.1", "--session-s", "3",
          "--sample-s", "0.5"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip

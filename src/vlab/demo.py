@@ -30,6 +30,10 @@ from vlab.bundled import NOTEBOOKS_DIR, bundled_dir, copy_bundled
 from vlab.errors import ConfigError
 from vlab.testing import spoken_prompt
 
+# How the bundled notebooks are told they run unattended (nbclient: no page, nobody listening): replay at the
+# fastest speed, and do not wait for a page to show the widgets.
+UNATTENDED_NOTEBOOK_ENV = {"VLAB_NOTEBOOK_SPEED": "inf", "VLAB_NOTEBOOK_UNATTENDED": "1"}
+
 SWEEP: dict[str, Any] = {
     "target": {"speed": 1, "latency": "typical"},  # real time, so the latencies are what a caller would see
     "grid": {
@@ -167,8 +171,8 @@ def execute_notebooks(out: Path) -> list[tuple[str, str]]:
     dest = out / "notebooks"
     dest.mkdir(parents=True, exist_ok=True)
     results = []
-    previous = os.environ.get("VLAB_NOTEBOOK_SPEED")
-    os.environ["VLAB_NOTEBOOK_SPEED"] = "inf"
+    previous = {name: os.environ.get(name) for name in UNATTENDED_NOTEBOOK_ENV}
+    os.environ.update(UNATTENDED_NOTEBOOK_ENV)
     try:
         for path in sorted(bundled_dir("notebooks").glob("*.ipynb")):
             nb = nbformat.read(path, as_version=4)
@@ -186,10 +190,11 @@ def execute_notebooks(out: Path) -> list[tuple[str, str]]:
             results.append((path.name, status))
             print(f"  {path.name}: {status}", flush=True)
     finally:
-        if previous is None:
-            os.environ.pop("VLAB_NOTEBOOK_SPEED", None)
-        else:
-            os.environ["VLAB_NOTEBOOK_SPEED"] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return results
 
 

@@ -9,6 +9,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from vlab.demo import UNATTENDED_NOTEBOOK_ENV
+
 NOTEBOOKS = sorted((Path(__file__).parents[2] / "notebooks").glob("*.ipynb"))
 CANARY = "CANARY-NOTEBOOK-KEY-0123456789"
 
@@ -26,7 +28,8 @@ def test_notebooks_are_committed_without_outputs():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
-    monkeypatch.setenv("VLAB_NOTEBOOK_SPEED", "inf")
+    for name, value in UNATTENDED_NOTEBOOK_ENV.items():  # as `vlab demo` runs them
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("AZURE_VOICELIVE_API_KEY_CANARY_UNUSED", CANARY)  # must never surface in outputs
     monkeypatch.setenv("HOME", str(tmp_path))  # jupyter/ipython write their state here, not in ~
     work = tmp_path / "notebooks"

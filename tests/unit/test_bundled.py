@@ -142,24 +142,28 @@ def test_notebooks_opens_jupyterlab_of_this_environment_on_the_copy(tmp_path, mo
 def test_the_demo_writes_every_notebook_with_the_docs_its_links_need(tmp_path, monkeypatch) -> None:
     import nbclient
 
-    from vlab.demo import execute_notebooks
+    from vlab.demo import UNATTENDED_NOTEBOOK_ENV, execute_notebooks
 
-    ran: list[tuple[str, str | None]] = []  # (the folder it runs in, the replay speed it is given)
+    ran: list[tuple[str, dict[str, str | None]]] = []  # (the folder it runs in, what it is told)
 
     class Kernel:  # no kernel starts: what is checked is where the notebooks and their docs go
         def __init__(self, nb, **kwargs) -> None:
             self.path = kwargs["resources"]["metadata"]["path"]
 
         def execute(self, **kwargs) -> None:
-            ran.append((self.path, os.environ.get("VLAB_NOTEBOOK_SPEED")))
+            ran.append((self.path, {name: os.environ.get(name) for name in told}))
 
+    told = ["VLAB_NOTEBOOK_SPEED", "VLAB_NOTEBOOK_UNATTENDED"]
     monkeypatch.setattr(nbclient, "NotebookClient", Kernel)
-    monkeypatch.delenv("VLAB_NOTEBOOK_SPEED", raising=False)
+    for name in told:
+        monkeypatch.delenv(name, raising=False)
     results = execute_notebooks(tmp_path)
     names = sorted(p.name for p in (REPO / "notebooks").glob("*.ipynb"))
     assert [name for name, _ in results] == names and all(s.startswith("ok") for _, s in results)
-    assert ran == [(str(tmp_path / "notebooks"), "inf")] * len(names)
-    assert "VLAB_NOTEBOOK_SPEED" not in os.environ  # restored
+    unattended = {"VLAB_NOTEBOOK_SPEED": "inf", "VLAB_NOTEBOOK_UNATTENDED": "1"}
+    assert UNATTENDED_NOTEBOOK_ENV == unattended
+    assert ran == [(str(tmp_path / "notebooks"), unattended)] * len(names)
+    assert not any(name in os.environ for name in told)  # restored
     for name in names:
         for link in _relative_links(tmp_path / "notebooks" / name):
             assert (tmp_path / "notebooks" / link).resolve().is_file(), f"{name}: {link}"
