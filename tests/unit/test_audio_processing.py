@@ -13,14 +13,18 @@ from vlab import protocol
 from vlab.audio import g711
 from vlab.audio.pcm import float_to_pcm16, pcm16_to_float, resample
 from vlab.audio.processing import (
+    AEC_DELAY_SAMPLES,
+    ECHO_TAIL_MS,
     PROCESSING_RATE_HZ,
     InputProcessor,
     ProcessingSettings,
+    _EchoCanceller,
     _Playout,
 )
 from vlab.audio.silero_worker import SileroWorker
 from vlab.audio.synth import synthesize
 from vlab.audio.vad import EnergyModel, SileroModel, StreamingVad, VadEvent, VadParams
+from vlab.audio.vad_cache import CACHE_FILE
 from vlab.clock import ManualClock
 from vlab.emulator import session_config
 from vlab.emulator.input_buffer import InputBuffer
@@ -235,6 +239,103 @@ def test_the_same_audio_is_processed_the_same_way(reply):
     assert runs[0] == runs[1]
 
 
+# --- the canceller is skipped while nothing has played ----------------------------------------------
+
+
+def test_aec3_delays_the_microphone_by_its_block_latency_and_passing_through_delays_it_as_much():
+    # an impulse 2 s in: AEC3 with a silent reference (run on every frame) puts it 128 samples later;
+    # skipped after ECHO_TAIL_MS of silent reference, the frame passes through with the same delay
+    impulse = np.zeros(3 * PROCESSING_RATE_HZ, dtype=np.int16)
+    impulse[2 * PROCESSING_RATE_HZ] = 20000
+    silent = bytes(impulse.nbytes)
+    always, skipped = _EchoCanceller(tail_frames=None), _EchoCanceller()
+    ran = np.frombuffer(always.process(impulse.tobytes(), silent), dtype=np.int16)
+    passed = np.frombuffer(skipped.process(impulse.tobytes(), silent), dtype=np.int16)
+    assert int(np.argmax(np.abs(ran))) == 2 * PROCESSING_RATE_HZ + AEC_DELAY_SAMPLES
+    assert always.passed == 0 and ran[2 * PROCESSING_RATE_HZ + AEC_DELAY_SAMPLES] != 20000  # AEC3's filter
+    assert skipped.passed == 300 - (ECHO_TAIL_MS // 10 - 1)  # every frame from the 100th silent one on
+    assert np.flatnonzero(passed).tolist() == [2 * PROCESSING_RATE_HZ + AEC_DELAY_SAMPLES]
+    assert passed[2 * PROCESSING_RATE_HZ + AEC_DELAY_SAMPLES] == 20000  # untouched
+
+
+def _echo_of_a_burst(at_ms: int, burst_ms: int = 300, seconds: int = 4) -> tuple[bytes, bytes]:
+    """16 kHz: a noise burst played at ``at_ms`` and heard back at -10 dB 60 ms later over a faint floor."""
+    rng = np.random.default_rng(3)
+    n, k = seconds * PROCESSING_RATE_HZ, PROCESSING_RATE_HZ // 1000
+    burst = rng.normal(0.0, 0.1, burst_ms * k).astype(np.float32)
+    mic = rng.normal(0.0, 10 ** (-60 / 20), n).astype(np.float32)
+    mic[(at_ms + 60) * k : (at_ms + 60 + burst_ms) * k] += burst * 10 ** (-10 / 20)
+    return float_to_pcm16(mic), float_to_pcm16(burst)
+
+
+@pytest.mark.parametrize("append_ms", [10, 20, 1000])
+def test_the_canceller_is_skipped_exactly_where_the_reference_was_silent_for_its_tail(append_ms):
+    # a reference from 1500 to 1800 ms in 4 s: AEC3 runs on the first 99 frames (its history is not yet
+    # 1 s of silence), on 1500-1800 ms and on the 990 ms after; frames 990-1500 and 2790-4000 ms pass
+    mic, burst = _echo_of_a_burst(1500)
+    processor = InputProcessor(ProcessingSettings(echo_cancellation=True), PROCESSING_RATE_HZ)
+    step = 2 * PROCESSING_RATE_HZ * append_ms // 1000
+    out, sent = bytearray(), False
+    for i in range(0, len(mic), step):
+        if not sent and (i + step) // 32 > 1500:  # (32 bytes a ms) sent as the input reaches 1500 ms
+            processor.play(burst, PROCESSING_RATE_HZ, 1500.0)
+            sent = True
+        out += processor.process(mic[i : i + step])
+    assert processor.late_reference_ms == 0
+    assert processor.echo_passed_ms == (1500 - 990) + (4000 - 2790)
+    x, y = np.frombuffer(mic, dtype=np.int16), np.frombuffer(bytes(out), dtype=np.int16)
+    d = AEC_DELAY_SAMPLES
+    for lo_ms, hi_ms in ((990, 1500), (2790, 4000)):  # passed through: the microphone, 128 samples late
+        lo, hi = lo_ms * 16, hi_ms * 16
+        assert np.array_equal(y[lo:hi], x[lo - d : hi - d])
+    echo = pcm16_to_float(bytes(out))[(1560 + 8) * 16 : (1860 + 8) * 16]
+    assert _db(echo) < -55.0  # the echo of the burst is cancelled from its start (-30 → -63 dBFS)
+
+
+def test_the_same_audio_is_processed_the_same_way_in_any_appends():
+    mic, burst = _echo_of_a_burst(1500)
+    runs = []
+    for step_ms in (10, 30, 250):
+        processor = InputProcessor(ProcessingSettings(echo_cancellation=True), PROCESSING_RATE_HZ)
+        processor.play(burst, PROCESSING_RATE_HZ, 1500.0)  # queued ahead: the same reference every run
+        step = 32 * step_ms
+        runs.append(b"".join(processor.process(mic[i : i + step]) for i in range(0, len(mic), step)))
+    assert runs[0] == runs[1] == runs[2]  # AEC3 batched up to 100 ms a request as frame by frame
+
+
+def test_the_echo_is_cancelled_when_the_reply_starts_after_a_long_silence(reply):
+    # 3 s of nothing played: the canceller is skipped from 1 s on, and resumes when the reply plays
+    mic = _microphone(reply, played_at_ms=3000)
+    without, _ = _silero_events(mic, RATE)
+    assert [e.kind for e in without][:1] == ["speech_started"]
+    processor = InputProcessor(ProcessingSettings(echo_cancellation=True), RATE)
+    cancelled = _with_playback(processor, mic, reply, 3000)
+    assert processor.echo_passed_ms == 3000 - 990
+    events, probs = _silero_events(cancelled)
+    assert events == [] and max(probs) < 0.5
+    echo_span = slice(int(3.06 * PROCESSING_RATE_HZ), int(6.5 * PROCESSING_RATE_HZ))
+    assert _db(pcm16_to_float(cancelled)[echo_span]) < -55.0
+
+
+def test_passing_through_changes_only_the_ends_of_synthetic_turns():
+    # nothing played: AEC3 on every frame against passed through from the 100th frame on. AEC3 with a
+    # silent reference high-passes the audio and rings on where eSpeak stops dead into digital silence,
+    # so Silero ends eSpeak's turns a frame or three later with it; human recordings decide the same
+    prompts = {p.id: p for p in load_prompt_set()}
+    for prompt_id in ("human_awb_a0007", "human_slt_a0009", "long_sentence", "two_turns"):
+        raw = prompts[prompt_id].pcm(PROCESSING_RATE_HZ)
+        raw = raw[: len(raw) // 320 * 320]
+        silent = bytes(len(raw))
+        always, _ = _silero_events(_EchoCanceller(tail_frames=None).process(raw, silent))
+        passed, _ = _silero_events(_EchoCanceller().process(raw, silent))
+        assert always and [e.kind for e in passed] == [e.kind for e in always]
+        shifts = [a.speech_ms - b.speech_ms for a, b in zip(always, passed, strict=True)]
+        if prompt_id.startswith("human"):
+            assert shifts == [0] * len(always)
+        else:  # measured: long_sentence [0, 64], two_turns [0, 64, 0, 64]
+            assert shifts[0::2] == [0] * len(shifts[0::2]) and all(32 <= d <= 96 for d in shifts[1::2])
+
+
 # --- the reference: where the client plays the assistant's audio --------------------------------------
 
 
@@ -379,3 +480,24 @@ def test_the_worker_processes_and_decides_as_this_process_would(reply, settings)
         worker.close()
     assert got == pytest.approx(want[: len(got)], abs=1e-6) and len(want) - len(got) <= 1  # (flush's frame)
     assert (max(got) < 0.5) == settings.echo_cancellation  # the echo was heard only when not cancelled
+
+
+def test_echo_cancelled_streams_use_the_vad_cache_and_decide_as_without_it(reply, tmp_path):
+    # the key is the processed audio: a second identical stream is answered from the cache, the same
+    mic = _microphone(reply, played_at_ms=1000)
+    settings = ProcessingSettings(echo_cancellation=True)
+
+    def twice(worker: SileroWorker) -> list[list[float]]:
+        try:
+            return [asyncio.run(_in_worker(worker, mic, reply, settings)) for _ in range(2)]
+        finally:
+            worker.close()
+
+    uncached = SileroWorker()
+    uncached.use_cache(enabled=False)
+    want = twice(uncached)
+    cached = SileroWorker()
+    cached.use_cache(tmp_path)
+    assert twice(cached) == want
+    records = (tmp_path / CACHE_FILE).stat().st_size // 20
+    assert records <= len(want[0]) + 1  # the second stream's frames were all known

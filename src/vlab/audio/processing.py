@@ -10,14 +10,17 @@ in the VAD worker process, :mod:`vlab.audio.silero_worker`, right before the mod
   timeline where the client plays it: each audio delta starts at the input position it was sent at
   (:meth:`InputProcessor.play`), right after the previous one when they arrive faster than real time,
   and stops where playback was cut (:meth:`InputProcessor.stop_playback`). AEC3 finds the echo path's
-  delay itself.
+  delay itself. It is skipped while nothing has played: a frame whose reference has been digital
+  silence for :data:`ECHO_TAIL_MS` (the frame included) passes through, delayed by AEC3's own latency
+  (:data:`AEC_DELAY_SAMPLES`) but without the high-pass filter and ringing AEC3 adds even then.
 - **Noise suppression**: WebRTC's noise suppressor through the ``webrtc-noise-gain`` wheel. The type
   chooses its strength (:data:`NOISE_SUPPRESSION_LEVELS`): ``near_field`` moderate (about 12 dB of
   suppression), ``far_field`` high (18 dB), ``azure_deep_noise_suppression`` very high (21 dB).
 
 Echo cancellation runs first, then noise suppression, as in WebRTC's own pipeline. The output is PCM16
 at 16 kHz, time-aligned with the input (sample *k* is input time *k* / 16 kHz from the stream's origin);
-it lags the input by the part of a frame still buffered and the resampler's few ms.
+it lags the input by the part of a frame still buffered and the resampler's few ms, and with echo
+cancellation by AEC3's 8 ms (passed-through frames as much).
 """
 
 from __future__ import annotations
@@ -42,6 +45,21 @@ PROCESSING_RATE_HZ: Final = 16000
 FRAME_SAMPLES: Final = 160
 """Samples per processing frame (10 ms at 16 kHz, what both WebRTC processors take)."""
 _SAMPLES_PER_MS: Final = PROCESSING_RATE_HZ / 1000.0
+_FRAME_BYTES: Final = 2 * FRAME_SAMPLES
+
+ECHO_TAIL_MS: Final = 1000
+"""How long the echo reference must have been digital silence (PCM16 zeros) for a frame to pass the
+echo canceller untouched: longer than any echo AEC3 cancels (measured: an echo 500 ms after its
+reference is cancelled, one 600 ms after is not), so the canceller's reference history is all zeros."""
+AEC_DELAY_SAMPLES: Final = 128
+"""AEC3's latency at 16 kHz (8 ms: it works in 64-sample blocks); audio that passes the canceller is
+delayed as much, so the processed stream has one timeline either way."""
+_TAIL_FRAMES: Final = ECHO_TAIL_MS * PROCESSING_RATE_HZ // 1000 // FRAME_SAMPLES
+_BATCH_FRAMES: Final = 10
+"""Frames per request to AEC3 (livekit's FFI costs one protobuf request each way per call): measured
+bit-identical to one frame per request up to 20 frames, not at 50 (AEC3's render queue)."""
+_PREROLL_FRAMES: Final = 2
+"""Frames AEC3 runs again, output dropped, before it resumes after passing audio through."""
 
 NOISE_SUPPRESSION_LEVELS: Final = dict(zip(protocol.NOISE_REDUCTION_TYPES, (2, 3, 4), strict=True))
 """``input_audio_noise_reduction.type`` → WebRTC noise-suppression level (2 moderate ≈ 12 dB, 3 high ≈
@@ -85,21 +103,80 @@ class _NoiseSuppressor:
 
 
 class _EchoCanceller:
-    """WebRTC AEC3 (``livekit``'s ``AudioProcessingModule``) on 10 ms PCM16 frames."""
+    """WebRTC AEC3 (``livekit``'s ``AudioProcessingModule``) on 10 ms PCM16 frames, skipped while silent.
 
-    def __init__(self) -> None:
+    A frame whose reference, and the reference of the :data:`ECHO_TAIL_MS` before it, is digital silence
+    has no echo AEC3 could cancel: it passes through delayed by :data:`AEC_DELAY_SAMPLES`, as AEC3 would
+    delay it, without AEC3's high-pass filter. When the reference sounds again, AEC3 first runs again
+    over the :data:`_PREROLL_FRAMES` frames before (output dropped) so its delay line and filters hold
+    the microphone's recent audio, and its output joins the passed-through audio without a seam.
+    Consecutive frames go to AEC3 in requests of up to :data:`_BATCH_FRAMES` frames.
+
+    Args:
+        tail_frames: Silent reference frames (the current one included) from which frames pass through;
+            None: never (AEC3 runs on every frame).
+    """
+
+    def __init__(self, tail_frames: int | None = _TAIL_FRAMES) -> None:
         from livekit import rtc
 
         self._rtc = rtc
         self._apm = rtc.AudioProcessingModule(echo_cancellation=True)
         self._apm.set_stream_delay_ms(0)  # same timeline; the echo path's delay is AEC3's to find
+        self._tail_frames = tail_frames
+        self._silent = 0  # consecutive frames of silent reference, up to the last one processed
+        self._history = bytes(_PREROLL_FRAMES * _FRAME_BYTES)  # the last frames of microphone audio
+        self._passing = False  # whether the last frame passed through
+        self.passed = 0
+        """Frames passed through without AEC3 (nothing to cancel)."""
 
     def process(self, mic: bytes, reference: bytes) -> bytes:
+        """Cancel the echo of ``reference`` in ``mic`` (whole frames of PCM16, the same length)."""
+        n = len(mic) // _FRAME_BYTES
+        frames = np.frombuffer(reference, dtype="<i2").reshape(n, FRAME_SAMPLES)
+        sounding: list[bool] = np.asarray(frames.any(axis=1), dtype=bool).tolist()
+        passing: list[bool] = []
+        for sound in sounding:
+            self._silent = 0 if sound else self._silent + 1
+            passing.append(self._tail_frames is not None and self._silent >= self._tail_frames)
+        raw = self._history + mic  # frame k of this call is raw[(P + k) * FB:], P frames of history
+        out = bytearray()
+        k = 0
+        while k < n:
+            end = k
+            while end < n and passing[end] == passing[k]:
+                end += 1
+            if passing[k]:
+                at = _PREROLL_FRAMES * _FRAME_BYTES - 2 * AEC_DELAY_SAMPLES  # AEC3's latency
+                out += raw[at + k * _FRAME_BYTES : at + end * _FRAME_BYTES]
+                self.passed += end - k
+            else:
+                resumes = passing[k - 1] if k else self._passing
+                first = k if resumes else k + _PREROLL_FRAMES
+                ref = reference[k * _FRAME_BYTES : end * _FRAME_BYTES]
+                if resumes:  # the reference was silent there: AEC3 hears those frames with none
+                    ref = bytes(_PREROLL_FRAMES * _FRAME_BYTES) + ref
+                processed = self._cancel(
+                    raw[first * _FRAME_BYTES : (end + _PREROLL_FRAMES) * _FRAME_BYTES], ref
+                )
+                out += processed[(_PREROLL_FRAMES * _FRAME_BYTES if resumes else 0) :]
+            k = end
+        self._passing = passing[-1] if passing else self._passing
+        self._history = raw[len(raw) - _PREROLL_FRAMES * _FRAME_BYTES :]
+        return bytes(out)
+
+    def _cancel(self, mic: bytes, reference: bytes) -> bytes:
+        """AEC3 over whole frames, :data:`_BATCH_FRAMES` per request (far end first, then the microphone)."""
         frame = self._rtc.AudioFrame
-        self._apm.process_reverse_stream(frame(reference, PROCESSING_RATE_HZ, 1, FRAME_SAMPLES))
-        captured = frame(bytearray(mic), PROCESSING_RATE_HZ, 1, FRAME_SAMPLES)
-        self._apm.process_stream(captured)
-        return captured.data.tobytes()
+        out = bytearray()
+        step = _BATCH_FRAMES * _FRAME_BYTES
+        for at in range(0, len(mic), step):
+            samples = len(mic[at : at + step]) // 2
+            self._apm.process_reverse_stream(frame(reference[at : at + step], PROCESSING_RATE_HZ, 1, samples))
+            captured = frame(bytearray(mic[at : at + step]), PROCESSING_RATE_HZ, 1, samples)
+            self._apm.process_stream(captured)
+            out += captured.data.cast("B")
+        return bytes(out)
 
 
 class _Playout:
@@ -153,17 +230,18 @@ class _Playout:
         self._cursor, self._resampler = None, None
         self._end_ms = min(self._end_ms, at_ms)
 
-    def take(self, index: int) -> bytes:
-        """The PCM16 reference frame starting at sample ``index`` (not before the last one taken)."""
+    def take(self, index: int, count: int = 1) -> bytes:
+        """The PCM16 reference of ``count`` frames from sample ``index`` (not before the last one taken)."""
         skip = index - self._start
         if skip > 0:
             self._samples = self._samples[skip:]
-        frame = self._samples[:FRAME_SAMPLES]
-        self._samples = self._samples[FRAME_SAMPLES:]
-        self._start = index + FRAME_SAMPLES
-        if len(frame) < FRAME_SAMPLES:
-            frame = np.concatenate((frame, np.zeros(FRAME_SAMPLES - len(frame), np.float32)))
-        return float_to_pcm16(frame)
+        n = count * FRAME_SAMPLES
+        frames = self._samples[:n]
+        self._samples = self._samples[n:]
+        self._start = index + n
+        if len(frames) < n:
+            frames = np.concatenate((frames, np.zeros(n - len(frames), np.float32)))
+        return float_to_pcm16(frames)
 
 
 class InputProcessor:
@@ -195,6 +273,11 @@ class InputProcessor:
     def input_rate(self) -> int:
         """Sample rate of the PCM16 given to :meth:`process`, in Hz."""
         return self._input_rate
+
+    @property
+    def echo_passed_ms(self) -> float:
+        """Input audio that passed the echo canceller untouched (no reference for :data:`ECHO_TAIL_MS`), in ms."""
+        return 0.0 if self._echo is None else self._echo.passed * FRAME_SAMPLES / _SAMPLES_PER_MS
 
     @property
     def late_reference_ms(self) -> float:
@@ -244,18 +327,17 @@ class InputProcessor:
         n = len(buf) // FRAME_SAMPLES * FRAME_SAMPLES
         self._buf = buf[n:].copy()
         whole = float_to_pcm16(buf[:n])
-        out = bytearray()
-        step = 2 * FRAME_SAMPLES
-        for at in range(0, len(whole), step):
-            frame = whole[at : at + step]
-            if self._echo is not None:
-                index = self._origin + self._frames_out * FRAME_SAMPLES
-                frame = self._echo.process(frame, self._playout.take(index))
-            if self._noise is not None:
-                frame = self._noise.process(frame)
-            self._frames_out += 1
-            out += frame
-        return bytes(out)
+        frames = n // FRAME_SAMPLES
+        if not frames:
+            return b""
+        if self._echo is not None:
+            index = self._origin + self._frames_out * FRAME_SAMPLES
+            whole = self._echo.process(whole, self._playout.take(index, frames))
+        if self._noise is not None:
+            step = _FRAME_BYTES
+            whole = b"".join(self._noise.process(whole[at : at + step]) for at in range(0, len(whole), step))
+        self._frames_out += frames
+        return whole
 
     def play(self, pcm16: bytes, sample_rate: int, at_ms: float) -> None:
         """The client plays assistant audio (PCM16 at ``sample_rate``) from input time ``at_ms`` on.

@@ -29,8 +29,9 @@ echo reference: ``at ms f64 | PCM16``, ``input rate`` is its rate) and :data:`ST
 The worker keeps the probabilities it computed (:mod:`vlab.audio.vad_cache`, keyed by the model's
 input since the stream's reset) and answers repeated audio from them, frame for frame as the model
 would: :data:`CACHE` (payload ``mode u8 | folder, UTF-8``; mode 0: off, 1: in memory (the default), 2:
-also on disk in the folder) switches it. A stream processed with echo cancellation from its start does
-not use it (its input depends on the playback, so it seldom repeats).
+also on disk in the folder) switches it. Streams processed before the model use it too: the key is the
+processed audio, so a stream with echo cancellation hits it where the canceller passed the audio through
+(nothing played) and misses it where the echo of a reply was cancelled.
 
 Every :data:`AUDIO` request is answered, in order, with::
 
@@ -215,8 +216,7 @@ def serve(read_fd: int, write_fd: int) -> None:
                     streams[stream] = _new_stream(
                         input_rate if processor is None else processor.rate, model_rate, floor
                     )
-                    if processor is None or not processor.settings.echo_cancellation:
-                        cursors[stream] = CacheCursor.start(model_rate)
+                    cursors[stream] = CacheCursor.start(model_rate)
                 audio.setdefault(stream, []).append(payload)
                 continue
             if stream in audio:  # the stream's earlier audio goes through as it was before this request
