@@ -38,8 +38,26 @@ REAL_TIME: tuple[str, ...] = (
 browser's audio thread, which glitches when it does not get the CPU on time. ``make test`` runs them after
 the parallel part, in one process (``-m realtime``)."""
 
+_REAL_TIME_TOPS = frozenset(entry.split("::")[0] for entry in REAL_TIME)
+"""The folders and files under ``tests/`` that hold ``realtime`` tests."""
+
 SETTLE_TICKS = 3
 """Loop iterations a finished test gets so that tasks it cancelled without awaiting can finish."""
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """With ``-m realtime`` (``make test``'s second run), import only the files that hold realtime tests.
+
+    Collecting the whole suite to deselect all but a dozen tests costs seconds; any other ``-m`` (or
+    none) collects everything as usual.
+    """
+    if config.getoption("markexpr") != "realtime":
+        return None
+    try:
+        parts = collection_path.relative_to(TESTS_DIR).parts
+    except ValueError:  # outside tests/ (a pytester run)
+        return None
+    return True if parts and parts[0] not in _REAL_TIME_TOPS else None
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest's own hook deselects by ``-m``

@@ -43,6 +43,29 @@ def test_minus_m_integration_selects_every_test_in_the_integration_and_reliabili
     assert "deselected" in summary, summary  # the unit file's tests were collected, then left out
 
 
+class _Config:
+    def __init__(self, markexpr: str) -> None:
+        self.markexpr = markexpr
+
+    def getoption(self, name: str) -> str:
+        assert name == "markexpr"
+        return self.markexpr
+
+
+def test_minus_m_realtime_imports_only_the_files_that_hold_realtime_tests() -> None:
+    from tests.conftest import REAL_TIME, TESTS_DIR, pytest_ignore_collect
+
+    realtime = _Config("realtime")
+    for entry in REAL_TIME:  # every folder or file REAL_TIME names is collected
+        assert pytest_ignore_collect(TESTS_DIR / entry.split("::")[0], realtime) is None
+    for other in ("unit", "integration/test_session.py", "notebooks"):
+        assert pytest_ignore_collect(TESTS_DIR / other, realtime) is True
+    assert pytest_ignore_collect(TESTS_DIR / "browser" / "test_jupyterlab.py", realtime) is None
+    for markexpr in ("", "not realtime", "(realtime)", "integration"):  # collect everything as usual
+        assert pytest_ignore_collect(TESTS_DIR / "unit", _Config(markexpr)) is None
+    assert pytest_ignore_collect(ROOT / "elsewhere", realtime) is None
+
+
 LEAKY_TESTS = """
 import asyncio
 import contextlib
