@@ -34,6 +34,11 @@ class Engine {
     this.chain = Promise.resolve(); // kernel messages are handled in order
     this.clearArrivals = new Map(); // clear number -> its arrival {ms: page clock, ctx: AudioContext time}
     this.onCustom = (msg, buffers) => {
+      if (msg.type === "ping") {
+        // answered at once, not behind queued playback: the round trip maps the page's clock
+        this.send({ type: "pong", k: msg.k, b: performance.now() });
+        return;
+      }
       // a clear's arrival: on the page clock and on the AudioContext clock (the output being rendered)
       const at = msg.type === "clear" ? { ms: performance.now(), ctx: this.ctx ? this.ctx.currentTime : null } : null;
       this.chain = this.chain.then(() => this.handle(msg, buffers, at)).catch((err) => this.fail(err));
@@ -105,9 +110,7 @@ class Engine {
 
   async handle(msg, buffers, at) {
     const kind = msg.type;
-    if (kind === "ping") {
-      this.send({ type: "pong", k: msg.k, b: performance.now() });
-    } else if (kind === "capture_start") {
+    if (kind === "capture_start") {
       await this.captureStart(msg);
     } else if (kind === "capture_stop") {
       this.captureStop();
