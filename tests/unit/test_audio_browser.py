@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import selectors
 import threading
 
 import pytest
@@ -308,3 +309,47 @@ async def test_a_page_message_arriving_on_another_thread_is_handled_on_the_widge
     assert chunk.pcm16 == b"\x01\x00" + bytes(958)
     assert handled == [(threading.get_ident(), "the cell that built the widget")]
     widget.close()
+
+
+def test_a_frame_handled_on_another_thread_wakes_the_reader_loop_asleep():
+    """A session panel's task can read the microphone on a kernel subshell's loop while the page's messages
+    are handled on another thread. A plain asyncio.Event set from there flags the reader but leaves its
+    loop asleep in select (until something else wakes it); the frame must wake it."""
+    asleep, guard_fired = threading.Event(), threading.Event()
+
+    class Selector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+        def select(self, timeout=None):
+            if timeout is None:  # nothing scheduled: the loop sleeps until a file descriptor wakes it
+                asleep.set()
+            return super().select(timeout)
+
+    bridge, _, _ = _bridge()
+    mic = bridge.microphone()
+    mic.start()
+    loop = asyncio.SelectorEventLoop(Selector())
+
+    def page() -> None:  # the page's thread: the frame comes once the reader's loop sleeps
+        if asleep.wait(5.0):
+            bridge.receive({"type": "frame", "seq": 0, "t_ms": 0.0}, [bytes(960)])
+
+    def wake_anyway() -> None:
+        guard_fired.set()
+        loop.call_soon_threadsafe(lambda: None)
+
+    async def read():
+        chunk = await anext(mic.chunks())
+        return chunk, guard_fired.is_set()
+
+    handler = threading.Thread(target=page)
+    # wall-clock ok: a guard that wakes a loop nothing else would wake; the frame wakes it at once
+    guard = threading.Timer(5.0, wake_anyway)
+    handler.start()
+    guard.start()
+    try:
+        chunk, woken_by_guard = loop.run_until_complete(read())
+    finally:
+        guard.cancel()
+        handler.join()
+        loop.close()
+    assert chunk.pcm16 == bytes(960)
+    assert not woken_by_guard  # the frame's own wake-up, not the guard's

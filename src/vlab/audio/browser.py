@@ -29,12 +29,12 @@ Messages (``type`` key; PCM16 travels as a binary buffer, never base64 in JSON):
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vlab.audio._loop_event import LoopEvent
 from vlab.audio.devices import EventCallback, MicChunk
 from vlab.clock import Clock, SystemClock, wait_until_ns
 from vlab.errors import DeviceError
@@ -135,7 +135,7 @@ class BrowserMicrophone:
         """Per frame: kernel arrival minus capture time of its last sample (the capture → kernel delay)."""
         self._max_chunks = max(1, round(max_queue_ms / FRAME_MS))
         self._chunks: deque[MicChunk | BaseException | None] = deque()
-        self._ready = asyncio.Event()
+        self._ready = LoopEvent()  # set by the page's messages, from whichever thread they arrive on
         self._next_seq: int | None = None
         self._started = False
 
@@ -244,7 +244,7 @@ class _Clear:
     called_ns: int
     reply: tuple[str | None, float] | None = None
     """What the page reported: the item and the ms it played."""
-    answered: asyncio.Event = field(default_factory=asyncio.Event)
+    answered: LoopEvent = field(default_factory=LoopEvent)
 
 
 LEAD_MS = 1000.0
@@ -482,7 +482,7 @@ class BrowserBridge:
         """The page's capture state: ``idle``, ``starting``, ``capturing``, ``suspended``, ``denied``, ``no_device``, ``insecure``, ``error``."""
         self.message = ""
         """Why the page cannot capture, if it cannot."""
-        self.page_seen = asyncio.Event()
+        self.page_seen = LoopEvent()
         """Set once the page has answered (a page is showing the widget)."""
         self.clock_map = ClockMap()
         self.speaker = BrowserSpeaker(self)
