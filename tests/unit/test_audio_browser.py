@@ -353,3 +353,19 @@ def test_a_frame_handled_on_another_thread_wakes_the_reader_loop_asleep():
         loop.close()
     assert chunk.pcm16 == bytes(960)
     assert not woken_by_guard  # the frame's own wake-up, not the guard's
+
+
+def test_a_playback_position_riding_on_a_frame_message_is_taken():
+    """While capturing, the page sends its playback position with the next frames (one comm message fewer)."""
+    bridge, page, clock = _bridge()
+    _sync(bridge, clock, page_ms=0.0, rtt_ms=0.0)
+    mic = bridge.microphone()
+    mic.start()
+    for _ in range(15):  # 1.5 s of a reply: the page is sent LEAD_MS of it
+        _play(bridge, "item_a", 100.0)
+    bridge.receive({"type": "playback", "kind": "started", "item": "item_a", "t_ms": 0.0}, [])
+    position = {"item": "item_a", "played_ms": 300.0, "t_ms": 300.0}
+    bridge.receive({"type": "frame", "seq": 0, "t_ms": 0.0, "position": position}, [bytes(960)] * 5)
+    assert len(page.of("play")) == (LEAD_MS + 300.0) / 100  # 300 ms played: 300 ms more sent
+    clock.advance_ns(round(350 * 1e6))
+    assert bridge.speaker.heard_ms() == pytest.approx(350.0)  # the report's 300 ms plus the 50 ms since

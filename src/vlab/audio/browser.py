@@ -21,7 +21,7 @@ Messages (``type`` key; PCM16 travels as a binary buffer, never base64 in JSON):
 - kernel → page: ``capture_start`` (rate, frame_ms, frames_per_message, constraints), ``capture_stop``, ``play`` (item,
   rate; buffer), ``clear`` (n), ``ping`` (k: kernel ns);
 - page → kernel: ``frame`` (seq and t_ms of the first frame, s_ms: when sent; one buffer per frame,
-  consecutive), ``status`` (state, message, settings), ``pong`` (k, b:
+  consecutive; position: the latest playback ``position`` while capturing, one comm message fewer), ``status`` (state, message, settings), ``pong`` (k, b:
   page ms), ``playback`` (kind, item, t_ms, played_ms, peak), ``position`` (item, played_ms, t_ms),
   ``cleared`` (n, item, played_ms, t_ms; r_ms: when the ``clear`` reached the page, stop_ms: from the
   output being rendered then to the first silent sample), ``levels`` are not sent (meters stay in the page).
@@ -560,8 +560,11 @@ class BrowserBridge:
                     mic.frame(seq + k, bytes(pcm16), t_ns + k * frame_ns, now, sent_ns)
                 if (seq + len(buffers) - 1) // 50 != (seq - 1) // 50:
                     self.ping()  # refine the mapping once a second (50 frames) while capturing
+            position = content.get("position")
+            if isinstance(position, Mapping):
+                self._position(position, now)
         elif kind == "position":
-            self.speaker.position(str(content["item"]), float(content["played_ms"]), t_ns)
+            self._position(content, now)
         elif kind == "playback":
             info = {k: content[k] for k in ("played_ms", "peak", "gap_ms") if k in content}
             self.speaker.playback(str(content["kind"]), str(content["item"]), t_ns, info)
@@ -576,6 +579,10 @@ class BrowserBridge:
                 received_t_ns=self._to_kernel(float(r_ms), now) if r_ms is not None else None,
                 stop_ms=float(stop_ms) if stop_ms is not None else None,
             )
+
+    def _position(self, content: Mapping[str, Any], now: int) -> None:
+        t_ns = self._to_kernel(float(content["t_ms"]), now)
+        self.speaker.position(str(content["item"]), float(content["played_ms"]), t_ns)
 
     def _to_kernel(self, page_ms: float, now: int) -> int:
         mapped = self.clock_map.to_kernel_ns(page_ms)

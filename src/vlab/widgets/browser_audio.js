@@ -28,6 +28,7 @@ class Engine {
     this.pending = []; // captured frames not sent yet: the kernel takes framesPerMessage in one message
     this.pendingSeq = 0;
     this.pendingT = 0;
+    this.pendingPosition = null; // the last playback position while capturing: sent with the next frames
     this.framesPerMessage = 1;
     this.levels = { in: 0, out: 0 };
     this.views = new Set();
@@ -193,7 +194,10 @@ class Engine {
       if (m.peak !== undefined) content.peak = m.peak;
       this.send(content);
     } else if (m.type === "position") {
-      this.send({ type: "position", item: m.item, played_ms: m.played_ms, t_ms: this.heardAt(m.t) });
+      const position = { item: m.item, played_ms: m.played_ms, t_ms: this.heardAt(m.t) };
+      // while capturing, it rides on the next frame message (sent as often): one comm message fewer
+      if (this.stream && this.framesPerMessage > 1) this.pendingPosition = position;
+      else this.send({ type: "position", ...position });
     } else if (m.type === "cleared") {
       const content = { type: "cleared", n: m.n, item: m.item, played_ms: m.played_ms, peak: m.peak, t_ms: this.heardAt(m.t) };
       const at = this.clearArrivals.get(m.n);
@@ -209,8 +213,15 @@ class Engine {
 
   // consecutive frames in one message: the first one's number and capture time, a buffer per frame
   flushFrames() {
-    if (!this.pending.length) return;
-    this.send({ type: "frame", seq: this.pendingSeq, t_ms: this.pendingT, s_ms: performance.now() }, this.pending);
+    const position = this.pendingPosition;
+    this.pendingPosition = null;
+    if (!this.pending.length) {
+      if (position) this.send({ type: "position", ...position });
+      return;
+    }
+    const content = { type: "frame", seq: this.pendingSeq, t_ms: this.pendingT, s_ms: performance.now() };
+    if (position) content.position = position;
+    this.send(content, this.pending);
     this.pending = [];
   }
 
