@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import selectors
+import threading
 
 import pytest
 
@@ -179,14 +182,22 @@ async def test_confirm_clear_returns_what_the_page_played_and_logs_the_silence()
     estimate = bridge.speaker.clear()
     waiting = asyncio.ensure_future(bridge.speaker.confirm_clear())
     await asyncio.sleep(0)  # wall-clock ok: one loop turn (the clock is virtual), so confirm_clear is waiting
-    bridge.receive(
-        {"type": "cleared", "n": 1, "item": "item_a", "played_ms": 530.0, "t_ms": 533.0, "peak": 0.4}, []
-    )
+    cleared_msg = {
+        "type": "cleared",
+        "n": 1,
+        "item": "item_a",
+        "played_ms": 530.0,
+        "t_ms": 533.0,
+        "peak": 0.4,
+    }
+    bridge.receive({**cleared_msg, "r_ms": 512.0, "stop_ms": 4.5}, [])  # reached the page at 512 ms
     assert await waiting == ("item_a", 530.0)
     (cleared,) = notices[1:]
     assert cleared[:3] == ("playback_cleared", "item_a", called_ns)
     assert cleared[3]["heard_ms"] == 530.0 and cleared[3]["estimate_ms"] == estimate == 500.0
     assert cleared[3]["silent_from_t_ns"] == 10_533_000_000 and cleared[3]["peak"] == 0.4
+    # the comm's transit and the page's own part, apart: the page's clock on the kernel's
+    assert cleared[3]["page_received_t_ns"] == 10_512_000_000 and cleared[3]["page_stop_ms"] == 4.5
     # a playback notice still in flight for the cleared item is dropped
     bridge.receive({"type": "playback", "kind": "finished", "item": "item_a", "t_ms": 600.0}, [])
     assert len(notices) == 2
@@ -264,3 +275,97 @@ def test_audio_goes_to_the_page_one_second_ahead_of_its_playback_and_a_clear_dro
     bridge.receive({"type": "position", "item": "item_a", "played_ms": 600.0, "t_ms": 600.0}, [])
     assert len(page.of("play")) == (LEAD_MS + 300.0) / 100  # the unsent rest was dropped
     assert page.sent[-1][0]["type"] == "clear"
+
+
+async def test_a_page_message_arriving_on_another_thread_is_handled_on_the_widget_loop():
+    """JupyterLab 4.4+ sends widget messages on a kernel subshell, which ipykernel 7 runs in its own thread.
+
+    Handled there, the microphone's asyncio event did not wake the reader's loop: a long capture stalled
+    (frames kept arriving, none was read). The widget hands each message to its loop, in its context.
+    """
+    from vlab.widgets.browser_audio import BrowserAudio
+
+    cell = contextvars.ContextVar("cell", default="another thread")
+    cell.set("the cell that built the widget")
+    widget = BrowserAudio(clock=ManualClock(start_ns=10_000_000_000))
+    mic = widget.microphone(24000)
+    mic.start()
+    handled: list[tuple[int, str]] = []
+    receive = widget.bridge.receive
+    widget.bridge.receive = lambda content, buffers: (  # type: ignore[method-assign]
+        handled.append((threading.get_ident(), cell.get())),
+        receive(content, buffers),
+    )
+    reading = asyncio.ensure_future(anext(mic.chunks()))
+    frame = bytearray(960)
+    frame[:2] = b"\x01\x00"
+    subshell = threading.Thread(
+        target=widget._from_page, args=(widget, {"type": "frame", "seq": 0, "t_ms": 0.0}, [memoryview(frame)])
+    )
+    subshell.start()
+    subshell.join()
+    frame[:2] = b"\x00\x00"  # the comm's buffer is gone once the handler returns: the kernel kept a copy
+    chunk = await asyncio.wait_for(reading, 5)  # a guard: the frame is already on the loop's queue
+    assert chunk.pcm16 == b"\x01\x00" + bytes(958)
+    assert handled == [(threading.get_ident(), "the cell that built the widget")]
+    widget.close()
+
+
+def test_a_frame_handled_on_another_thread_wakes_the_reader_loop_asleep():
+    """A session panel's task can read the microphone on a kernel subshell's loop while the page's messages
+    are handled on another thread. A plain asyncio.Event set from there flags the reader but leaves its
+    loop asleep in select (until something else wakes it); the frame must wake it."""
+    asleep, guard_fired = threading.Event(), threading.Event()
+
+    class Selector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+        def select(self, timeout=None):
+            if timeout is None:  # nothing scheduled: the loop sleeps until a file descriptor wakes it
+                asleep.set()
+            return super().select(timeout)
+
+    bridge, _, _ = _bridge()
+    mic = bridge.microphone()
+    mic.start()
+    loop = asyncio.SelectorEventLoop(Selector())
+
+    def page() -> None:  # the page's thread: the frame comes once the reader's loop sleeps
+        if asleep.wait(5.0):
+            bridge.receive({"type": "frame", "seq": 0, "t_ms": 0.0}, [bytes(960)])
+
+    def wake_anyway() -> None:
+        guard_fired.set()
+        loop.call_soon_threadsafe(lambda: None)
+
+    async def read():
+        chunk = await anext(mic.chunks())
+        return chunk, guard_fired.is_set()
+
+    handler = threading.Thread(target=page)
+    # wall-clock ok: a guard that wakes a loop nothing else would wake; the frame wakes it at once
+    guard = threading.Timer(5.0, wake_anyway)
+    handler.start()
+    guard.start()
+    try:
+        chunk, woken_by_guard = loop.run_until_complete(read())
+    finally:
+        guard.cancel()
+        handler.join()
+        loop.close()
+    assert chunk.pcm16 == bytes(960)
+    assert not woken_by_guard  # the frame's own wake-up, not the guard's
+
+
+def test_a_playback_position_riding_on_a_frame_message_is_taken():
+    """While capturing, the page sends its playback position with the next frames (one comm message fewer)."""
+    bridge, page, clock = _bridge()
+    _sync(bridge, clock, page_ms=0.0, rtt_ms=0.0)
+    mic = bridge.microphone()
+    mic.start()
+    for _ in range(15):  # 1.5 s of a reply: the page is sent LEAD_MS of it
+        _play(bridge, "item_a", 100.0)
+    bridge.receive({"type": "playback", "kind": "started", "item": "item_a", "t_ms": 0.0}, [])
+    position = {"item": "item_a", "played_ms": 300.0, "t_ms": 300.0}
+    bridge.receive({"type": "frame", "seq": 0, "t_ms": 0.0, "position": position}, [bytes(960)] * 5)
+    assert len(page.of("play")) == (LEAD_MS + 300.0) / 100  # 300 ms played: 300 ms more sent
+    clock.advance_ns(round(350 * 1e6))
+    assert bridge.speaker.heard_ms() == pytest.approx(350.0)  # the report's 300 ms plus the 50 ms since

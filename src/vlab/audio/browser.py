@@ -21,19 +21,20 @@ Messages (``type`` key; PCM16 travels as a binary buffer, never base64 in JSON):
 - kernel → page: ``capture_start`` (rate, frame_ms, frames_per_message, constraints), ``capture_stop``, ``play`` (item,
   rate; buffer), ``clear`` (n), ``ping`` (k: kernel ns);
 - page → kernel: ``frame`` (seq and t_ms of the first frame, s_ms: when sent; one buffer per frame,
-  consecutive), ``status`` (state, message, settings), ``pong`` (k, b:
+  consecutive; position: the latest playback ``position`` while capturing, one comm message fewer), ``status`` (state, message, settings), ``pong`` (k, b:
   page ms), ``playback`` (kind, item, t_ms, played_ms, peak), ``position`` (item, played_ms, t_ms),
-  ``cleared`` (n, item, played_ms, t_ms), ``levels`` are not sent (meters stay in the page).
+  ``cleared`` (n, item, played_ms, t_ms; r_ms: when the ``clear`` reached the page, stop_ms: from the
+  output being rendered then to the first silent sample), ``levels`` are not sent (meters stay in the page).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vlab.audio._loop_event import LoopEvent
 from vlab.audio.devices import EventCallback, MicChunk
 from vlab.clock import Clock, SystemClock, wait_until_ns
 from vlab.errors import DeviceError
@@ -134,7 +135,7 @@ class BrowserMicrophone:
         """Per frame: kernel arrival minus capture time of its last sample (the capture → kernel delay)."""
         self._max_chunks = max(1, round(max_queue_ms / FRAME_MS))
         self._chunks: deque[MicChunk | BaseException | None] = deque()
-        self._ready = asyncio.Event()
+        self._ready = LoopEvent()  # set by the page's messages, from whichever thread they arrive on
         self._next_seq: int | None = None
         self._started = False
 
@@ -243,7 +244,7 @@ class _Clear:
     called_ns: int
     reply: tuple[str | None, float] | None = None
     """What the page reported: the item and the ms it played."""
-    answered: asyncio.Event = field(default_factory=asyncio.Event)
+    answered: LoopEvent = field(default_factory=LoopEvent)
 
 
 LEAD_MS = 1000.0
@@ -265,8 +266,10 @@ class BrowserSpeaker:
     clock): ``playback_started`` and ``playback_finished`` (info ``played_ms``, ``peak``: the largest
     sample the worklet output, 0..1) at the page's playback position; ``underrun``;
     ``playback_cleared`` with ``heard_ms`` (as the page reports), ``pushed_ms``, ``estimate_ms``
-    (what :meth:`clear` returned), ``clear_t_ns`` (the call) and ``silent_from_t_ns`` (the page's first
-    silent sample).
+    (what :meth:`clear` returned), ``clear_t_ns`` (the call), ``silent_from_t_ns`` (the page's first
+    silent sample, as heard: the output latency included), ``page_received_t_ns`` (the ``clear`` reached
+    the page: the comm's transit ends) and ``page_stop_ms`` (the page's own part: from the output being
+    rendered when the ``clear`` arrived to the first silent sample).
 
     Args:
         bridge: The page connection.
@@ -405,9 +408,20 @@ class BrowserSpeaker:
         self._notify(f"playback_{kind}" if kind != "underrun" else "underrun", item_id, t_ns, dict(info))
 
     def cleared(
-        self, n: int, item_id: str | None, played_ms: float, t_ns: int, peak: float | None = None
+        self,
+        n: int,
+        item_id: str | None,
+        played_ms: float,
+        t_ns: int,
+        peak: float | None = None,
+        *,
+        received_t_ns: int | None = None,
+        stop_ms: float | None = None,
     ) -> None:
-        """The page stopped for clear number ``n``: it had played ``played_ms`` of ``item_id``; silent from ``t_ns``."""
+        """The page stopped for clear number ``n``: it had played ``played_ms`` of ``item_id``; silent from ``t_ns``.
+
+        ``received_t_ns`` is when the ``clear`` reached the page; ``stop_ms`` the page's own stop time.
+        """
         pending = self._pending
         if pending is None or pending.n != n:
             return
@@ -423,6 +437,8 @@ class BrowserSpeaker:
                 "estimate_ms": pending.estimate_ms,
                 "clear_t_ns": pending.called_ns,
                 "silent_from_t_ns": t_ns,
+                "page_received_t_ns": received_t_ns,
+                "page_stop_ms": stop_ms,
                 "peak": peak,
             }
             self._notify("playback_cleared", item_id, pending.called_ns, info)
@@ -466,7 +482,7 @@ class BrowserBridge:
         """The page's capture state: ``idle``, ``starting``, ``capturing``, ``suspended``, ``denied``, ``no_device``, ``insecure``, ``error``."""
         self.message = ""
         """Why the page cannot capture, if it cannot."""
-        self.page_seen = asyncio.Event()
+        self.page_seen = LoopEvent()
         """Set once the page has answered (a page is showing the widget)."""
         self.clock_map = ClockMap()
         self.speaker = BrowserSpeaker(self)
@@ -544,21 +560,29 @@ class BrowserBridge:
                     mic.frame(seq + k, bytes(pcm16), t_ns + k * frame_ns, now, sent_ns)
                 if (seq + len(buffers) - 1) // 50 != (seq - 1) // 50:
                     self.ping()  # refine the mapping once a second (50 frames) while capturing
+            position = content.get("position")
+            if isinstance(position, Mapping):
+                self._position(position, now)
         elif kind == "position":
-            self.speaker.position(str(content["item"]), float(content["played_ms"]), t_ns)
+            self._position(content, now)
         elif kind == "playback":
             info = {k: content[k] for k in ("played_ms", "peak", "gap_ms") if k in content}
             self.speaker.playback(str(content["kind"]), str(content["item"]), t_ns, info)
         elif kind == "cleared":
-            item = content.get("item")
-            peak = content.get("peak")
+            item, peak, r_ms, stop_ms = (content.get(k) for k in ("item", "peak", "r_ms", "stop_ms"))
             self.speaker.cleared(
                 int(content["n"]),
                 str(item) if item else None,
                 float(content.get("played_ms") or 0.0),
                 t_ns,
                 float(peak) if peak is not None else None,
+                received_t_ns=self._to_kernel(float(r_ms), now) if r_ms is not None else None,
+                stop_ms=float(stop_ms) if stop_ms is not None else None,
             )
+
+    def _position(self, content: Mapping[str, Any], now: int) -> None:
+        t_ns = self._to_kernel(float(content["t_ms"]), now)
+        self.speaker.position(str(content["item"]), float(content["played_ms"]), t_ns)
 
     def _to_kernel(self, page_ms: float, now: int) -> int:
         mapped = self.clock_map.to_kernel_ns(page_ms)

@@ -28,12 +28,21 @@ class Engine {
     this.pending = []; // captured frames not sent yet: the kernel takes framesPerMessage in one message
     this.pendingSeq = 0;
     this.pendingT = 0;
+    this.pendingPosition = null; // the last playback position while capturing: sent with the next frames
     this.framesPerMessage = 1;
     this.levels = { in: 0, out: 0 };
     this.views = new Set();
     this.chain = Promise.resolve(); // kernel messages are handled in order
+    this.clearArrivals = new Map(); // clear number -> its arrival {ms: page clock, ctx: AudioContext time}
     this.onCustom = (msg, buffers) => {
-      this.chain = this.chain.then(() => this.handle(msg, buffers)).catch((err) => this.fail(err));
+      if (msg.type === "ping") {
+        // answered at once, not behind queued playback: the round trip maps the page's clock
+        this.send({ type: "pong", k: msg.k, b: performance.now() });
+        return;
+      }
+      // a clear's arrival: on the page clock and on the AudioContext clock (the output being rendered)
+      const at = msg.type === "clear" ? { ms: performance.now(), ctx: this.ctx ? this.ctx.currentTime : null } : null;
+      this.chain = this.chain.then(() => this.handle(msg, buffers, at)).catch((err) => this.fail(err));
     };
     model.on("msg:custom", this.onCustom);
     this.send({ type: "hello", b: performance.now() });
@@ -100,11 +109,9 @@ class Engine {
     return this.heardAt(t) - (latency + this.inputLatencyS) * 1000;
   }
 
-  async handle(msg, buffers) {
+  async handle(msg, buffers, at) {
     const kind = msg.type;
-    if (kind === "ping") {
-      this.send({ type: "pong", k: msg.k, b: performance.now() });
-    } else if (kind === "capture_start") {
+    if (kind === "capture_start") {
       await this.captureStart(msg);
     } else if (kind === "capture_stop") {
       this.captureStop();
@@ -114,8 +121,10 @@ class Engine {
       const pcm = new Int16Array(dv.buffer.slice(dv.byteOffset, dv.byteOffset + dv.byteLength));
       this.node.port.postMessage({ type: "play", item: msg.item, rate: msg.rate, pcm }, [pcm.buffer]);
     } else if (kind === "clear") {
-      if (this.node) this.node.port.postMessage({ type: "clear", n: msg.n });
-      else this.send({ type: "cleared", n: msg.n, item: null, played_ms: 0, t_ms: performance.now() });
+      if (this.node) {
+        this.clearArrivals.set(msg.n, at);
+        this.node.port.postMessage({ type: "clear", n: msg.n });
+      } else this.send({ type: "cleared", n: msg.n, item: null, played_ms: 0, t_ms: performance.now(), r_ms: at.ms });
     }
   }
 
@@ -185,16 +194,34 @@ class Engine {
       if (m.peak !== undefined) content.peak = m.peak;
       this.send(content);
     } else if (m.type === "position") {
-      this.send({ type: "position", item: m.item, played_ms: m.played_ms, t_ms: this.heardAt(m.t) });
+      const position = { item: m.item, played_ms: m.played_ms, t_ms: this.heardAt(m.t) };
+      // while capturing, it rides on the next frame message (sent as often): one comm message fewer
+      if (this.stream && this.framesPerMessage > 1) this.pendingPosition = position;
+      else this.send({ type: "position", ...position });
     } else if (m.type === "cleared") {
-      this.send({ type: "cleared", n: m.n, item: m.item, played_ms: m.played_ms, peak: m.peak, t_ms: this.heardAt(m.t) });
+      const content = { type: "cleared", n: m.n, item: m.item, played_ms: m.played_ms, peak: m.peak, t_ms: this.heardAt(m.t) };
+      const at = this.clearArrivals.get(m.n);
+      this.clearArrivals.delete(m.n);
+      if (at) {
+        content.r_ms = at.ms; // the clear message reached the page
+        // from the output being rendered when it arrived to the first silent output sample (the page's part)
+        if (at.ctx !== null) content.stop_ms = Math.max(0, (m.t - at.ctx) * 1000);
+      }
+      this.send(content);
     }
   }
 
   // consecutive frames in one message: the first one's number and capture time, a buffer per frame
   flushFrames() {
-    if (!this.pending.length) return;
-    this.send({ type: "frame", seq: this.pendingSeq, t_ms: this.pendingT, s_ms: performance.now() }, this.pending);
+    const position = this.pendingPosition;
+    this.pendingPosition = null;
+    if (!this.pending.length) {
+      if (position) this.send({ type: "position", ...position });
+      return;
+    }
+    const content = { type: "frame", seq: this.pendingSeq, t_ms: this.pendingT, s_ms: performance.now() };
+    if (position) content.position = position;
+    this.send(content, this.pending);
     this.pending = [];
   }
 

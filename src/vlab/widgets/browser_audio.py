@@ -17,6 +17,8 @@ synced traits; each capture asks for their values and the log records what was a
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -75,6 +77,13 @@ class BrowserAudio(anywidget.AnyWidget):
 
     def __init__(self, *, clock: Clock | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except (
+            RuntimeError
+        ):  # built outside a running loop (a script): messages are handled where they arrive
+            self._loop = None
+        self._context = contextvars.copy_context()
         self.bridge = BrowserBridge(self._to_page, clock=clock or SystemClock(), constraints=self.constraints)
         self.bridge.on_state = self._on_state
         self.on_msg(self._from_page)
@@ -117,8 +126,22 @@ class BrowserAudio(anywidget.AnyWidget):
         self.send(content, buffers=list(buffers) or None)
 
     def _from_page(self, _widget: Any, content: dict[str, Any], buffers: list[Any]) -> None:
-        if isinstance(content, dict) and "type" in content:
+        """One message from the page, handled on the loop the widget was built on.
+
+        JupyterLab 4.4+ sends widget messages on a kernel subshell, and ipykernel 7 runs each subshell in
+        its own thread: the bridge's asyncio events set there would not wake the loop a microphone reader
+        waits on (a capture then stalled until something else woke it). The message is handed to the
+        widget's loop, in the context the widget was built in, so what the kernel sends in answer goes
+        out with the cell's parent and the page's next messages come to the main shell, not a thread.
+        """
+        if not (isinstance(content, dict) and "type" in content):
+            return
+        loop = self._loop
+        if loop is None or loop.is_closed() or _running_loop() is loop:
             self.bridge.receive(content, buffers)
+        else:  # the comm's buffers belong to the message: copy them before it is released
+            copied = [bytes(b) for b in buffers]
+            loop.call_soon_threadsafe(self.bridge.receive, content, copied, context=self._context)
 
     def _on_state(self, state: str, message: str) -> None:
         with self.hold_sync():  # the page sees the three together
@@ -127,6 +150,13 @@ class BrowserAudio(anywidget.AnyWidget):
 
     def _constraints_changed(self, _change: dict[str, Any]) -> None:
         self.bridge.constraints = self.constraints
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def kernel_has_device(kind: str) -> bool:
