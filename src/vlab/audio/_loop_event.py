@@ -16,7 +16,7 @@ class LoopEvent:
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = _running_loop()
+        self._loop: asyncio.AbstractEventLoop | None = running_loop()
         """The loop that waits (the one it was made on until someone waits)."""
 
     def is_set(self) -> bool:
@@ -30,7 +30,7 @@ class LoopEvent:
     def set(self) -> None:
         """Set the event: directly on the waiter's loop, through ``call_soon_threadsafe`` from elsewhere."""
         loop = self._loop
-        if loop is None or loop.is_closed() or _running_loop() is loop:
+        if loop is None or loop.is_closed() or running_loop() is loop:
             self._event.set()
         else:
             loop.call_soon_threadsafe(self._event.set)
@@ -41,7 +41,8 @@ class LoopEvent:
         return await self._event.wait()
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, or None."""
     try:
         return asyncio.get_running_loop()
     except RuntimeError:

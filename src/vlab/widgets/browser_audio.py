@@ -26,6 +26,7 @@ from typing import Any
 import anywidget
 import traitlets
 
+from vlab.audio._loop_event import running_loop
 from vlab.audio.browser import STATE_MESSAGES, BrowserBridge, BrowserMicrophone, BrowserSpeaker
 from vlab.clock import Clock, SystemClock, wait_until_ns
 
@@ -77,12 +78,8 @@ class BrowserAudio(anywidget.AnyWidget):
 
     def __init__(self, *, clock: Clock | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        try:
-            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except (
-            RuntimeError
-        ):  # built outside a running loop (a script): messages are handled where they arrive
-            self._loop = None
+        # built outside a running loop (a script): None, and page messages are handled where they arrive
+        self._loop: asyncio.AbstractEventLoop | None = running_loop()
         self._context = contextvars.copy_context()
         self.bridge = BrowserBridge(self._to_page, clock=clock or SystemClock(), constraints=self.constraints)
         self.bridge.on_state = self._on_state
@@ -137,7 +134,7 @@ class BrowserAudio(anywidget.AnyWidget):
         if not (isinstance(content, dict) and "type" in content):
             return
         loop = self._loop
-        if loop is None or loop.is_closed() or _running_loop() is loop:
+        if loop is None or loop.is_closed() or running_loop() is loop:
             self.bridge.receive(content, buffers)
         else:  # the comm's buffers belong to the message: copy them before it is released
             copied = [bytes(b) for b in buffers]
@@ -150,13 +147,6 @@ class BrowserAudio(anywidget.AnyWidget):
 
     def _constraints_changed(self, _change: dict[str, Any]) -> None:
         self.bridge.constraints = self.constraints
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 def kernel_has_device(kind: str) -> bool:
