@@ -43,6 +43,7 @@ BENCHMARKS: dict[str, list[Callable[[Size], list[Figure]]]] = {
     "audio_processing": [
         bench_audio_processing.bench_processing_cost,
         bench_audio_processing.bench_fast_mode_with_processing,
+        bench_audio_processing.bench_realtime_sessions_with_processing,
     ],
     "sweep": [bench_sweep.bench_sweep, bench_sweep.bench_vad_cache],
     "timeline": [bench_timeline.bench_invariance],

@@ -8,12 +8,16 @@ import json
 import pstats
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from benchmarks._common import EmulatorProcess, Figure, Size, emulator_process, p50, p99
+from vlab import protocol
 
 CHUNK_MS = 20
+NO_REPLIES: dict[str, Any] = {"turn_detection": {"type": "server_vad", "create_response": False}}
+"""The concurrency clients' session: server VAD only, no responses (bench_concurrency's figures)."""
 
 
 def _frames(seconds: float) -> tuple[list[str], float]:
@@ -41,8 +45,12 @@ async def _client(
     i: int,
     out: dict[str, Any],
     spread_s: float,
+    session: dict[str, Any] | None = None,
 ) -> None:
     """A light raw-WebSocket client: sends 20 ms appends in real time, stamps sends and receives.
+
+    ``session`` is its ``session.update`` (:data:`NO_REPLIES` by default). Audio deltas are kept as their
+    type and audio byte count (``bytes``), not their payload.
 
     Client ``i`` starts ``spread_s`` × (i × golden ratio mod 1) after the common start: independent users,
     whose turns end at different moments. With ``spread_s`` 0 they run in lockstep (starts spread over one
@@ -61,17 +69,13 @@ async def _client(
                     break
                 t = time.perf_counter_ns()
                 event = json.loads(msg.data)
+                if event["type"] == protocol.AUDIO_DELTA:
+                    b64 = event.pop("delta")
+                    event["bytes"] = len(b64) // 4 * 3 - (len(b64) - len(b64.rstrip("=")))
                 recv[event["event_id"]] = (t, event)
 
         task = asyncio.create_task(reader())
-        await ws.send_str(
-            json.dumps(
-                {
-                    "type": "session.update",
-                    "session": {"turn_detection": {"type": "server_vad", "create_response": False}},
-                }
-            )
-        )
+        await ws.send_str(json.dumps({"type": "session.update", "session": session or NO_REPLIES}))
         out["connected"] = True
         await ready.wait()  # everyone connected: start together, offsets spread over one chunk
         start_at = start[0] + (spread_s * ((i * 0.618034) % 1.0) if spread_s else (i % 40) * CHUNK_MS / 40000)
@@ -92,7 +96,12 @@ async def _client(
 
 
 async def _ramp_step(
-    emu: EmulatorProcess, n: int, seconds: float, *, lockstep: bool = False
+    emu: EmulatorProcess,
+    n: int,
+    seconds: float,
+    *,
+    lockstep: bool = False,
+    session: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     import aiohttp
 
@@ -103,7 +112,7 @@ async def _ramp_step(
     loop = asyncio.get_running_loop()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         tasks = [
-            asyncio.create_task(_client(emu, http, frames, ready, start, i, outs[i], spread_s))
+            asyncio.create_task(_client(emu, http, frames, ready, start, i, outs[i], spread_s, session))
             for i in range(n)
         ]
         deadline = loop.time() + 30
@@ -135,14 +144,35 @@ def _lateness(
     return late, delivery
 
 
-def _step(emu: EmulatorProcess, n: int, seconds: float, *, lockstep: bool = False) -> dict[str, Any]:
-    cpu0, t0 = emu.cpu_s(), time.perf_counter()
-    outs = asyncio.run(_ramp_step(emu, n, seconds, lockstep=lockstep))
-    cpu = (emu.cpu_s() - cpu0) / (time.perf_counter() - t0)
+def _step(
+    emu: EmulatorProcess,
+    n: int,
+    seconds: float,
+    *,
+    lockstep: bool = False,
+    session: dict[str, Any] | None = None,
+    summary: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """One step of ``n`` clients (``session``: their session.update); ``summary`` adds to the row from the
+    clients' outputs (which are not kept)."""
+    cpu0, loop0, t0 = emu.cpu_s(), emu.own_cpu_s(), time.perf_counter()
+    outs = asyncio.run(_ramp_step(emu, n, seconds, lockstep=lockstep, session=session))
+    wall = time.perf_counter() - t0
+    cpu, loop_cpu = (emu.cpu_s() - cpu0) / wall, (emu.own_cpu_s() - loop0) / wall
     sends = {e["event_id"]: e["t_ns"] for e in emu.trace("send")}
     late, delivery = _lateness(outs, {}, sends)
     send_late = [x for o in outs for x in o.get("send_late", [])]
-    return {"n": n, "late": late, "delivery": delivery, "cpu": cpu, "send_late": p99(send_late)}
+    row = {
+        "n": n,
+        "late": late,
+        "delivery": delivery,
+        "cpu": cpu,
+        "loop_cpu": loop_cpu,
+        "send_late": p99(send_late),
+    }
+    if summary is not None:
+        row.update(summary(outs))
+    return row
 
 
 def _row_line(r: dict[str, Any], base: float, label: str = "") -> str:
