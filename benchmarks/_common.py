@@ -159,8 +159,12 @@ def emulator_process(
     latency: str = "instant",
     trace_path: Path | None = None,
     profile_path: Path | None = None,
+    hear: bool = True,
 ) -> Iterator[EmulatorProcess]:
-    """``python -m vlab emulator --port 0`` in its own process; stopped with SIGINT (so cProfile writes)."""
+    """``python -m vlab emulator --port 0`` in its own process; stopped with SIGINT (so cProfile writes).
+
+    ``hear=False`` passes ``--no-hear``: the user's words are not recognised for the replies.
+    """
     cmd = [sys.executable]
     if profile_path is not None:
         cmd += ["-m", "cProfile", "-o", str(profile_path)]
@@ -179,6 +183,8 @@ def emulator_process(
     ]
     if trace_path is not None:
         cmd += ["--trace", str(trace_path)]
+    if not hear:
+        cmd += ["--no-hear"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
     try:
         assert proc.stdout is not None

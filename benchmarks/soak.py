@@ -14,9 +14,9 @@ Checks (exit code 1 when one fails):
 * no lost events: every event the emulator's trace says it sent on a connection before the client began
   to close it is in the client log of that connection (events still in flight at close are counted
   apart);
-* memory: the RSS of the emulator and its Silero worker process, sampled every ``--sample-s`` seconds, grows by at most 10 % from the end
-  of the warm-up to the end of the run (the emulator loads its recognizer before it starts, so a model
-  that loads once per process is not counted as growth).
+* memory: the RSS of the emulator and its child processes (Silero worker, recognition), sampled every ``--sample-s`` seconds, grows by at most 10 % from the end
+  of the warm-up to the end of the run (the emulator starts its recognition process before it serves, so a
+  model that loads once per process is not counted as growth).
 
 Bounded: everything is written to a temporary folder that is removed at the end.
 """
@@ -49,16 +49,17 @@ GROWTH_GOAL = 0.10
 def serve(trace_path: str, api_key: str) -> None:
     """Child mode: run the emulator at real-time speed until SIGTERM; print the endpoint first."""
     from vlab.emulator import Emulator
-    from vlab.emulator.asr import default_recognizer
+    from vlab.emulator.asr import default_recognizer, recognize
     from vlab.emulator.trace import Trace
     from vlab.testing import spoken_prompt
 
-    # Warm-up: what loads once per process (the recognizer that reads each turn for its reply, about
-    # 100 MiB) loads before the memory baseline, so growth measures what the sessions leave behind.
     prompt = spoken_prompt("Hello there.")
-    default_recognizer().transcribe(prompt.pcm, prompt.sample_rate)
 
     async def main() -> None:
+        # Warm-up: what starts once per process (the recognition process that reads each turn for its
+        # reply, about 100 MiB) starts before the memory baseline, so growth measures what the sessions
+        # leave behind.
+        await recognize(default_recognizer(), prompt.pcm, prompt.sample_rate)
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         trace = Trace(trace_path, keep=False)  # written through, nothing kept in memory
@@ -262,11 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  events sent by the emulator {sent}, missing from the client logs {lost} (ratio {lost / max(sent, 1):.2e}); "
           f"{in_flight} more sent after the client began to close (in flight, not counted); "
           f"connections without a client log {orphans}")  # fmt: skip
-    print(f"  emulator RSS (with its Silero worker): start {samples[0][1] if samples else math.nan:.0f} MiB, after warm-up ({warmup_s:.0f} s) "
+    print(f"  emulator RSS (with its Silero worker and recognition process): start {samples[0][1] if samples else math.nan:.0f} MiB, after warm-up ({warmup_s:.0f} s) "
           f"{base:.0f} MiB, end {final:.0f} MiB, peak {max((r for _, r in samples), default=math.nan):.0f} MiB; "
           f"growth {growth * 100:+.1f} % (goal ≤ {GROWTH_GOAL * 100:.0f} %; ratio {growth / GROWTH_GOAL:.2f})")  # fmt: skip
     print(
-        f"  emulator CPU (with its Silero worker) {cpu * 100:.0f} % of one core; client loop lag p99 {lag_p99:.0f} ms; emulator alive: {alive}"
+        f"  emulator CPU (with its Silero worker and recognition process) {cpu * 100:.0f} % of one core; client loop lag p99 {lag_p99:.0f} ms; emulator alive: {alive}"
     )
     for failure in totals.failed[:5]:
         print(f"  failed: {failure[:300]}")

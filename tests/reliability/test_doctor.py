@@ -376,3 +376,23 @@ async def test_a_port_nothing_listens_on_fails_the_tls_check_in_the_words_of_the
         == "check the port in AZURE_VOICELIVE_ENDPOINT; for a local emulator, start it with `vlab emulator`"
     )
     assert [c.status for c in report.checks] == ["ok", "ok", "fail"] + ["skip"] * 5
+
+
+@pytest.mark.parametrize(("flags", "hears"), [([], True), (["--no-hear"], False)])
+def test_the_emulator_command_reads_the_users_words_unless_told_not_to(monkeypatch, flags, hears):
+    import vlab.emulator
+    from vlab.cli import main
+
+    made: list[dict[str, object]] = []
+
+    class Stop(Exception):
+        pass
+
+    def emulator(**kwargs: object) -> None:
+        made.append(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(vlab.emulator, "Emulator", emulator)
+    with pytest.raises(Stop):
+        main(["emulator", "--port", "0", *flags])
+    assert made[0]["hear_audio"] is hears

@@ -55,6 +55,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="refuse a model, voice, turn-detection type or input format in session.update, as a resource that "
         "does not serve it does (e.g. 'voice:alloy', 'model:gpt-nope'; repeat for more)",
     )
+    emu.add_argument(
+        "--no-hear",
+        dest="hear",
+        action="store_false",
+        help="do not recognise the words of user turns that ask for no transcription (replies then say how "
+        "long the user spoke, not what was said): recognition costs about a quarter of a core per "
+        "speaking user, which a load test may not want",
+    )
     emu.set_defaults(func=run)
 
 
@@ -79,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         faults=Fault.parse(args.fault) if args.fault else (),
         cassette=cassette,
         refuse=args.refuse,
+        hear_audio=args.hear,
     )
 
     async def serve() -> None:

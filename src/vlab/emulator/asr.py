@@ -11,20 +11,28 @@ are full of, otherwise give the acoustic features a -inf energy that wrecks ceps
 on eSpeak NG speech this front end lowers the word error rate from about 0.6–0.8 to about 0.2–0.3
 (measured in ``docs/emulator.md``). Real microphone audio already has a noise floor above it.
 
-Decoding is CPU-bound (about a quarter of real time on one core); :func:`recognize` runs it on a
-single worker thread so the event loop is never blocked and the one decoder is never shared.
+Decoding is CPU-bound (about a quarter of real time on one core), and PocketSphinx holds the GIL while
+it decodes: on a thread, it froze the emulator's event loop (every connection) for the length of each
+decode. :func:`recognize` therefore runs PocketSphinx in a process of its own (one, so the decoder is
+built once), and other recognizers on a worker thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import hashlib
+import json
 import re
+import struct
+import subprocess
+import sys
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import IO, Protocol
 
 import numpy as np
 
@@ -149,6 +157,10 @@ _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
 _default: PocketSphinxRecognizer | None = None
 
+REQUEST = struct.Struct("<IdI")
+"""A request to the recognition process: sample rate (Hz), noise floor RMS, PCM16 byte count; the audio
+follows. The answer is a 4-byte length and that many bytes of JSON (:func:`transcript_json`)."""
+
 
 def default_recognizer() -> PocketSphinxRecognizer:
     """The process-wide PocketSphinx recognizer (one decoder, built on first use)."""
@@ -160,7 +172,11 @@ def default_recognizer() -> PocketSphinxRecognizer:
 
 
 async def recognize(recognizer: Recognizer, pcm16: bytes, sample_rate: int) -> Transcript:
-    """Run ``recognizer`` on the emulator's single ASR worker thread and await the transcript.
+    """Run ``recognizer`` beside the event loop, on the single ASR worker thread, and await the transcript.
+
+    A :class:`PocketSphinxRecognizer` decodes in the recognition process (:class:`RecognitionProcess`):
+    PocketSphinx holds the GIL while it decodes, so on a thread it froze the event loop, and every
+    connection, for the length of each decode.
 
     Raises:
         RecognitionError: Recognition failed.
@@ -170,7 +186,81 @@ async def recognize(recognizer: Recognizer, pcm16: bytes, sample_rate: int) -> T
         if _executor is None:
             _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlab-asr")
     loop = asyncio.get_running_loop()
+    if isinstance(recognizer, PocketSphinxRecognizer):
+        return await loop.run_in_executor(
+            _executor, _PROCESS.transcribe, recognizer.noise_floor_rms, pcm16, sample_rate
+        )
     return await loop.run_in_executor(_executor, recognizer.transcribe, pcm16, sample_rate)
+
+
+class RecognitionProcess:
+    """PocketSphinx in a child process (``python -m vlab.emulator.asr_process``), started on first use.
+
+    Use it from one thread at a time (the ASR worker thread): a request is written and its answer read
+    before the next. A process that exits fails its request with :class:`RecognitionError`; the next
+    request starts a new one.
+    """
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The running recognition process's id, or None."""
+        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+
+    def transcribe(self, noise_floor_rms: float, pcm16: bytes, sample_rate: int) -> Transcript:
+        """:meth:`PocketSphinxRecognizer.transcribe` in the recognition process."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            proc = self._proc = subprocess.Popen(
+                [sys.executable, "-m", "vlab.emulator.asr_process"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+            atexit.register(_close, proc)
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(REQUEST.pack(sample_rate, noise_floor_rms, len(pcm16)) + pcm16)
+            proc.stdin.flush()
+            answer = json.loads(_read(proc.stdout, int.from_bytes(_read(proc.stdout, 4), "little")))
+        except (OSError, EOFError, ValueError) as exc:
+            self._proc = None
+            proc.kill()
+            raise RecognitionError(
+                f"the speech recognition process failed ({exc}); it restarts next time"
+            ) from exc
+        if "error" in answer:
+            raise RecognitionError(answer["error"])
+        words = tuple(RecognizedWord(*w) for w in answer["words"])
+        return Transcript(words, answer["audio_ms"], answer["decode_s"])
+
+
+def transcript_json(transcript: Transcript) -> bytes:
+    """The recognition process's answer for ``transcript`` (what :class:`RecognitionProcess` reads)."""
+    words = [(w.text, w.offset_ms, w.duration_ms) for w in transcript.words]
+    return json.dumps(
+        {"words": words, "audio_ms": transcript.audio_ms, "decode_s": transcript.decode_s}
+    ).encode()
+
+
+def _read(stream: IO[bytes], n: int) -> bytes:
+    data = stream.read(n)
+    if len(data) < n:
+        raise EOFError("the speech recognition process exited")
+    return data
+
+
+def _close(proc: subprocess.Popen[bytes]) -> None:
+    """At exit: end the recognition process's input, so it exits."""
+    with contextlib.suppress(OSError):
+        if proc.stdin is not None:
+            proc.stdin.close()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+
+
+_PROCESS = RecognitionProcess()
 
 
 _HEARD_CACHE_SIZE = 1024
