@@ -123,4 +123,5 @@ async def run_on_dask(
                 result: R | BaseException = await future
             except Exception as exc:  # the scheduler gave up on it
                 result = exc
-            done(futures[future], result)
+            done(futures.pop(future), result)
+            future.release()  # the worker holding the result may drop it now, not at the end of the sweep

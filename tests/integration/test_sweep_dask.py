@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from unittest import mock
 
 import pandas as pd
 import pytest
 
 import vlab
 from tests._portable import HARD_KILL
+from vlab import sweep
 from vlab.errors import ConfigError
 from vlab.sweep import load_config, run_sweep, run_sweep_async
 
@@ -43,8 +45,14 @@ def _turns_of(turns: pd.DataFrame) -> pd.DataFrame:
 def test_a_two_worker_local_cluster_gives_the_same_turns_as_in_process(tmp_path, capsys):
     here = run_sweep(CFG, tmp_path / "here", progress=False, session_options=OPTS)
     dask_cfg = {**CFG, "run": {**CFG["run"], "executor": "dask", "workers": 2, "max_sessions": 3}}
-    there = run_sweep(dask_cfg, tmp_path / "dask", progress=False, session_options=OPTS)
+    with mock.patch("vlab.sweep._analyse_cell", wraps=sweep._analyse_cell) as here_analysed:
+        there = run_sweep(dask_cfg, tmp_path / "dask", progress=False, session_options=OPTS)
     assert [c.status for c in there.cells] == ["ok"] * 4
+    assert here_analysed.call_count == 0  # the workers analysed their cells
+    tables = {t: pd.read_parquet(there.out / f"{t}.parquet") for t in ("turns", "vad", "scores", "session")}
+    sweep.aggregate(there.out, load_config(dask_cfg))  # the same cells analysed here instead
+    for table, frame in tables.items():  # every column, client-clock stages too: the same cell files
+        pd.testing.assert_frame_equal(pd.read_parquet(there.out / f"{table}.parquet"), frame)
     assert "dask dashboard http" in capsys.readouterr().err
     pd.testing.assert_frame_equal(_turns(here.out), _turns(there.out))
     manifest = json.loads((there.out / "manifest.json").read_text())
