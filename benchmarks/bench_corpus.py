@@ -47,11 +47,22 @@ def bench_labeller(size: Size) -> list[Figure]:
 
 
 def bench_dask_throughput(size: Size) -> list[Figure]:
-    """Cells per second on a 2-worker LocalCluster against 1 worker, and each worker's memory over the run."""
+    """Cells per second on a 2-worker LocalCluster against 1 worker, and each worker's memory over the run.
+
+    The cluster runs with the settings of the one a sweep starts (:data:`vlab.sweep_dask.LOCAL_CLUSTER_CONFIG`).
+    Each run also records the CPU time of every process (the workers, their Silero processes, this one
+    with the scheduler and the sweep's aggregation) to give the ceiling this machine allows: one worker's
+    cells are bound to one core by the GIL (w s of CPU per cell) while the rest (o) runs beside it, so two
+    cores give at most 2w / (w + o) times one worker's throughput.
+    """
+    import threading
+
+    import dask
     import distributed
     import psutil
 
     from vlab.sweep import run_sweep
+    from vlab.sweep_dask import LOCAL_CLUSTER_CONFIG
 
     cells = size.n(2000, minimum=4)
     config = {
@@ -64,9 +75,20 @@ def bench_dask_throughput(size: Size) -> list[Figure]:
     def rss() -> int:
         return int(psutil.Process().memory_info().rss)
 
-    rates, growth = {}, {}
+    def cpu_by_pid() -> dict[int, float]:
+        """CPU seconds of this process and all its descendants (workers, their Silero processes)."""
+        me = psutil.Process()
+        out = {}
+        for proc in [me, *me.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                out[proc.pid] = float(times.user + times.system)
+        return out
+
+    rates, growth, late_growth, cpu_split = {}, {}, {}, {}
     for workers in (1, 2):
         with (
+            dask.config.set(LOCAL_CLUSTER_CONFIG),
             distributed.LocalCluster(
                 n_workers=workers, threads_per_worker=4, dashboard_address=":0"
             ) as cluster,
@@ -84,9 +106,24 @@ def bench_dask_throughput(size: Size) -> list[Figure]:
                 session_options={"dotenv_path": False},
             )
             before = client.run(rss)  # after a warm-up cell per setting: models loaded, caches filled
+            worker_pids = set(client.run(lambda: __import__("os").getpid()).values())
+            samples: list[dict[str, int]] = []  # workers' RSS every 2 s
+            stop = threading.Event()
+
+            def sample(stop: threading.Event = stop, samples: list[dict[str, int]] = samples) -> None:
+                while not stop.wait(2.0):
+                    with contextlib.suppress(Exception):
+                        samples.append(client.run(rss))
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            cpu0 = cpu_by_pid()
+            sampler.start()
             result = run_sweep(
                 {**config, "run": run}, d, progress=False, session_options={"dotenv_path": False}
             )
+            stop.set()
+            sampler.join()
+            cpu1 = cpu_by_pid()
             wall = time.perf_counter() - t
             after = client.run(rss)
             ran = sum(1 for c in result.cells if c.status == "ok") + sum(
@@ -94,13 +131,26 @@ def bench_dask_throughput(size: Size) -> list[Figure]:
             )
             rates[workers] = ran / wall
             growth[workers] = max((after[w] - before[w]) / 2**20 for w in after)
+            half = samples[len(samples) // 2] if samples else before  # growth over the second half
+            late_growth[workers] = max((after[w] - half[w]) / 2**20 for w in after)
+            used = {pid: cpu1[pid] - cpu0.get(pid, 0.0) for pid in cpu1}
+            in_workers = sum(v for pid, v in used.items() if pid in worker_pids) / max(ran, 1)
+            cpu_split[workers] = (in_workers, sum(used.values()) / max(ran, 1) - in_workers)
     speedup = rates[2] / rates[1]
+    w, o = cpu_split[1]
+    ceiling = (
+        2 * w / (w + o)
+    )  # if a cell costs the same CPU in both runs (other jobs on the machine change it)
     return [
         Figure(
             f"{cells} cells on a 2-worker LocalCluster vs 1 worker (this machine)",
             f"{rates[2]:.1f} vs {rates[1]:.1f} cells/s: {speedup:.2f}×; worker memory grew by at most "
-            f"{max(growth.values()):.0f} MB over the run",
+            f"{max(growth.values()):.0f} MB over the run, {max(late_growth.values()):.0f} MB over its second half",
             "≥ 1.7× the throughput; memory per worker flat over the run",
             1.7 / speedup,
+            baseline=f"1 worker: {1000 * w:.0f} ms CPU per cell in the worker, {1000 * o:.0f} ms beside it "
+            f"(its Silero process, the scheduler and the sweep's process): at the same CPU per cell, 2 cores "
+            f"allow at most {ceiling:.2f}× one worker; 2 workers: {1000 * cpu_split[2][0]:.0f} + "
+            f"{1000 * cpu_split[2][1]:.0f} ms per cell",
         )
     ]

@@ -643,13 +643,27 @@ async def run_cell(
 
 def _cell_job(
     cfg: SweepConfig, out_dir: Path, options: Mapping[str, Any], cell: tuple[Any, ...]
-) -> CellResult:
-    """One cell on a dask worker (:mod:`vlab.sweep_dask`), on its own event loop, with the sweep's VAD cache."""
+) -> tuple[CellResult, dict[str, Any] | None]:
+    """One cell on a dask worker (:mod:`vlab.sweep_dask`), on its own event loop, with the sweep's VAD cache.
+
+    An ``ok`` cell is analysed there too (:func:`_analyse_cell`), so that the workers share that work
+    rather than the sweep's process doing it for every cell at the end; the analysis goes back with the
+    result (None if it failed: :func:`aggregate` then tries again and records the error).
+    """
     from vlab.audio.silero_worker import SileroWorker
 
     SileroWorker.shared().use_cache(out_dir / VAD_CACHE_DIR)
     name, index, settings, prompt, rep = cell
-    return asyncio.run(run_cell(cfg, out_dir, name, index, settings, prompt, rep, options))
+    result = asyncio.run(run_cell(cfg, out_dir, name, index, settings, prompt, rep, options))
+    analysis = None
+    if result.status == "ok":
+        cell_dir = out_dir / "cells" / name
+        try:
+            meta = json.loads((cell_dir / "cell.json").read_text(encoding="utf-8"))
+            analysis = _analyse_cell(cell_dir, prompt, meta.get("connect_ns"))
+        except Exception:  # aggregate() analyses the cell again and records why it failed
+            log.debug("analysing cell %s on its worker failed", name, exc_info=True)
+    return result, analysis
 
 
 def _lost_cell(out_dir: Path, cell: tuple[Any, ...], exc: BaseException) -> CellResult:
@@ -773,14 +787,22 @@ async def run_sweep_async(
 
     from vlab.audio.silero_worker import SileroWorker
 
+    analysed: dict[str, dict[str, Any]] = {}  # cells analysed where they ran (dask workers)
     worker = SileroWorker.shared()
     worker.use_cache(out_dir / VAD_CACHE_DIR)  # the embedded emulator's Silero runs once per audio
     try:
         if cfg.executor == "dask":
             from vlab.sweep_dask import run_on_dask
 
-            def dask_done(cell: tuple[Any, ...], result: CellResult | BaseException) -> None:
-                done(result if isinstance(result, CellResult) else _lost_cell(out_dir, cell, result))
+            def dask_done(
+                cell: tuple[Any, ...], result: tuple[CellResult, dict[str, Any] | None] | BaseException
+            ) -> None:
+                if isinstance(result, BaseException):
+                    done(_lost_cell(out_dir, cell, result))
+                    return
+                if result[1] is not None:
+                    analysed[cell[0]] = result[1]
+                done(result[0])
 
             await run_on_dask(
                 functools.partial(_cell_job, cfg, out_dir, options),
@@ -798,7 +820,7 @@ async def run_sweep_async(
         if bar is not None:
             bar.close()
     wall_s = time.perf_counter() - t0
-    aggregate(out_dir, cfg)
+    aggregate(out_dir, cfg, analysed)
     _write_manifest(out_dir, cfg, cells, started, wall_s)
     return SweepResult(out_dir, results, wall_s)
 
@@ -820,8 +842,12 @@ def run_sweep(
     )
 
 
-def aggregate(out_dir: Path, cfg: SweepConfig) -> None:
-    """(Re)build ``turns``, ``vad``, ``scores``, ``session`` and ``points`` parquet files from the cells."""
+def aggregate(out_dir: Path, cfg: SweepConfig, analysed: Mapping[str, dict[str, Any]] | None = None) -> None:
+    """(Re)build ``turns``, ``vad``, ``scores``, ``session`` and ``points`` parquet files from the cells.
+
+    ``analysed`` has the :func:`_analyse_cell` results of cells already analysed where they ran (by cell
+    name); the other cells are analysed here.
+    """
     import pandas as pd
 
     from vlab.metrics import operating_points
@@ -849,7 +875,9 @@ def aggregate(out_dir: Path, cfg: SweepConfig) -> None:
             **_processing_of(meta["settings"]),
         }
         try:
-            res = _analyse_cell(marker.parent, prompt, meta.get("connect_ns"))
+            res = (analysed or {}).get(meta["cell"]) or _analyse_cell(
+                marker.parent, prompt, meta.get("connect_ns")
+            )
         except Exception as exc:  # an unreadable cell is reported, not fatal
             meta.update(status="error", error=f"analysis failed: {exc!r}")
             _write_atomic(marker, json.dumps(meta, indent=2) + "\n")

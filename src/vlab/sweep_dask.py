@@ -24,6 +24,11 @@ from vlab.errors import ConfigError
 __all__ = ["run_on_dask"]
 
 _INSTALL = "the dask executor needs dask.distributed: pip install 'vlab[dask]'"
+LOCAL_CLUSTER_CONFIG = {"distributed.worker.profile.enabled": False}
+"""Dask settings of the ``LocalCluster`` a sweep starts: no statistical profiler on the workers. It samples
+every thread's stack every 10 ms and keeps the last 1 000 s of profiles, which grew a worker by about
+0.17 MB per cell (+68 MB over 400 cells; flat without it). A cluster given as ``[run] cluster`` keeps
+its own settings."""
 A = TypeVar("A")
 R = TypeVar("R")
 
@@ -94,13 +99,16 @@ async def run_on_dask(
                     "`dask scheduler` or leave [run] cluster out to start a LocalCluster"
                 ) from None
         else:
-            local = await LocalCluster(
-                n_workers=workers,
-                threads_per_worker=threads_per_worker,
-                processes=True,
-                asynchronous=True,
-                dashboard_address=":0",
-            )
+            import dask
+
+            with dask.config.set(LOCAL_CLUSTER_CONFIG):  # the nannies hand it to their workers
+                local = await LocalCluster(
+                    n_workers=workers,
+                    threads_per_worker=threads_per_worker,
+                    processes=True,
+                    asynchronous=True,
+                    dashboard_address=":0",
+                )
             stack.push_async_callback(_close_local, local)
             client = await stack.enter_async_context(Client(local, asynchronous=True))
         if importlib.util.find_spec("bokeh") is not None:
@@ -123,4 +131,5 @@ async def run_on_dask(
                 result: R | BaseException = await future
             except Exception as exc:  # the scheduler gave up on it
                 result = exc
-            done(futures[future], result)
+            done(futures.pop(future), result)
+            future.release()  # the worker holding the result may drop it now, not at the end of the sweep

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 import subprocess
 import sys
+import weakref
 
 import aiohttp
 import pytest
@@ -229,6 +231,19 @@ async def test_trace_stamps_every_event_sent_before_the_client_gets_it(emulator,
     vad = emulator.trace.of_kind("vad")
     assert [v["event"] for v in vad] == ["speech_started", "speech_stopped"]
     assert emulator.trace.of_kind("latency")
+
+
+async def test_a_stopped_emulator_s_trace_and_app_are_freed_once_it_is_dropped():
+    # aiohttp caches each application's middleware chain (up to 1 024 applications): a process that
+    # starts an emulator per sweep cell kept every one's trace and loop alive until the emulator let go
+    async with fast_emulator(trace=True) as emu:
+        async with aiohttp.ClientSession() as http, http.get(f"{emu.endpoint}/health") as response:
+            assert response.status == 200  # one request through the middleware: aiohttp has cached it
+        trace, app = weakref.ref(emu.trace), weakref.ref(emu._app)
+        assert trace() is not None and app() is not None
+    del emu
+    gc.collect()
+    assert trace() is None and app() is None
 
 
 def test_cli_emulator_prints_the_endpoint_and_serves_the_sdk():

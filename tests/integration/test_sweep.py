@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+import vlab
 from tests._portable import needs_noise_suppression
 from vlab import ServerVad, Session, SessionSettings
 from vlab.audio.pcm import silence
@@ -67,6 +68,24 @@ def test_small_grid_runs_and_writes_every_table(sweep):
         heard, rate = sf.read(out / "cells" / cell / "output" / f"{item}.wav", dtype="float32")
         assert len(heard) < rate // 100 or np.abs(heard).max() < 10 ** (-45 / 20), (cell, item, len(heard))
     assert len(list((out / "cells").glob("*/events.parquet"))) == 6
+
+
+@pytest.mark.parametrize("table", ["turns", "vad", "scores", "session"])
+def test_duckdb_reads_each_dataset_as_the_same_table_as_load_sweep(sweep, table):
+    duckdb = pytest.importorskip("duckdb", reason="in the dev extra: pip install -e '.[dev]'")
+    out, _ = sweep
+    ours = vlab.load_sweep(out, table)
+    glob = str(out / "dataset" / table / "*" / "*.parquet")
+    # the query docs/own-recordings.md gives
+    theirs = duckdb.connect().sql(f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true)").df()
+    assert len(ours) > 0 and ours["setting_index"].nunique() == 2  # both settings' partitions, as one table
+    assert list(theirs.columns) == list(ours.columns)  # the partition key too, from the folder names
+
+    def rows(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.sort_values(list(frame.columns), ignore_index=True)
+
+    # DuckDB gives strings as Python str, pandas as its string dtype: same values, rows in any order
+    pd.testing.assert_frame_equal(rows(theirs), rows(ours), check_dtype=False)
 
 
 def test_longer_silence_gives_fewer_cutoffs_on_pauses_and_more_dead_air(sweep):

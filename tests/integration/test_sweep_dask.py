@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
+from unittest import mock
 
 import pandas as pd
 import pytest
 
 import vlab
 from tests._portable import HARD_KILL
+from vlab import sweep
 from vlab.errors import ConfigError
 from vlab.sweep import load_config, run_sweep, run_sweep_async
 
 distributed = pytest.importorskip("distributed", reason="needs dask.distributed: pip install 'vlab[dask]'")
+dask = pytest.importorskip("dask")
 
 pytestmark = pytest.mark.integration
 OPTS = {"dotenv_path": False}
@@ -43,8 +47,14 @@ def _turns_of(turns: pd.DataFrame) -> pd.DataFrame:
 def test_a_two_worker_local_cluster_gives_the_same_turns_as_in_process(tmp_path, capsys):
     here = run_sweep(CFG, tmp_path / "here", progress=False, session_options=OPTS)
     dask_cfg = {**CFG, "run": {**CFG["run"], "executor": "dask", "workers": 2, "max_sessions": 3}}
-    there = run_sweep(dask_cfg, tmp_path / "dask", progress=False, session_options=OPTS)
+    with mock.patch("vlab.sweep._analyse_cell", wraps=sweep._analyse_cell) as here_analysed:
+        there = run_sweep(dask_cfg, tmp_path / "dask", progress=False, session_options=OPTS)
     assert [c.status for c in there.cells] == ["ok"] * 4
+    assert here_analysed.call_count == 0  # the workers analysed their cells
+    tables = {t: pd.read_parquet(there.out / f"{t}.parquet") for t in ("turns", "vad", "scores", "session")}
+    sweep.aggregate(there.out, load_config(dask_cfg))  # the same cells analysed here instead
+    for table, frame in tables.items():  # every column, client-clock stages too: the same cell files
+        pd.testing.assert_frame_equal(pd.read_parquet(there.out / f"{table}.parquet"), frame)
     assert "dask dashboard http" in capsys.readouterr().err
     pd.testing.assert_frame_equal(_turns(here.out), _turns(there.out))
     manifest = json.loads((there.out / "manifest.json").read_text())
@@ -169,3 +179,14 @@ async def test_max_sessions_caps_the_sessions_open_at_once_across_the_cluster(tm
         assert emu.peak_sessions <= 2, emu.peak_sessions
     assert [c.status for c in result.cells] == ["ok"] * 4, [c.error for c in result.cells]
     assert all(c.throttled == 0 for c in result.cells)
+
+
+def test_the_sweep_s_local_cluster_runs_its_workers_without_the_statistical_profiler():
+    # the profiler keeps ~17 minutes of stack samples: a worker grew by ~0.17 MB per cell with it
+    from vlab.sweep_dask import run_on_dask
+
+    got = []
+    setting = functools.partial(dask.config.get, "distributed.worker.profile.enabled")
+    asyncio.run(run_on_dask(setting, [("profiler", True)], lambda _, result: got.append(result), workers=1))
+    assert got == [False]
+    assert dask.config.get("distributed.worker.profile.enabled") is True  # this process's config is untouched

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -182,3 +183,31 @@ async def test_an_emulator_pipeline_hears_silence_when_the_worker_is_broken(
     assert [r.getMessage() for r in caplog.records].count(
         "the VAD model failed: the worker kept exiting"
     ) == 1
+
+
+def test_a_cache_folder_that_cannot_be_written_does_not_stop_the_worker(
+    clips: list[bytes], tmp_path: Path
+) -> None:
+    # a sweep that ends and deletes its folder while the worker saves the cache there on the switch away
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("")
+    worker = SileroWorker()
+
+    async def main() -> tuple[int, int, list[float]]:
+        worker.use_cache(blocker / "vad_cache")
+        await asyncio.wait_for(
+            worker.submit(SileroModel(), RATE, clips[0][: CHUNK * 8]), 30
+        )  # records to save
+        assert worker._proc is not None
+        pid = worker._proc.pid
+        worker.use_cache()  # the worker saves the folder's records now, and cannot
+        probs = await asyncio.wait_for(worker.submit(SileroModel(), RATE, clips[1][: CHUNK * 8]), 30)
+        assert worker._proc is not None
+        return pid, worker._proc.pid, probs
+
+    try:
+        before, after, probs = asyncio.run(main())
+    finally:
+        worker.close()
+    assert after == before  # the same process answered: it did not die on the failed save
+    assert probs == _local(clips[1][: CHUNK * 8], CHUNK * 8)

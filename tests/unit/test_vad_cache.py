@@ -165,3 +165,17 @@ def test_emulator_decisions_with_the_cache_equal_those_without(
     from_disk = SileroWorker()
     from_disk.use_cache(tmp_path)
     assert run(from_disk) == want
+
+
+def test_a_folder_that_cannot_be_written_leaves_the_cache_in_memory(
+    frames: np.ndarray, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("")  # e.g. a sweep's folder deleted and replaced while its worker still saves there
+    cache = VadCache(blocker / "vad_cache")
+    assert _cached(cache, frames[:12], [4]) == _plain(frames[:12])
+    with caplog.at_level("WARNING", logger="vlab.audio"):
+        cache.save()
+    assert cache.folder is None and "cannot be saved in" in caplog.text and "not_a_folder" in caplog.text
+    runs = cache.runs
+    assert _cached(cache, frames[:12], [5]) == _plain(frames[:12]) and cache.runs == runs  # still cached

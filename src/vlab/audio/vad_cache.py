@@ -19,6 +19,7 @@ On disk (:attr:`VadCache.folder`), the probabilities are appended to one file of
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import struct
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from vlab.audio.pcm import FloatArray
 from vlab.audio.silero import SileroStream
 
 __all__ = ["CACHE_FILE", "CacheCursor", "VadCache"]
+
+log = logging.getLogger("vlab.audio")
 
 CACHE_FILE = "silero_v5.bin"
 """The cache's file inside its folder."""
@@ -154,18 +157,29 @@ class VadCache:
     def save(self, min_records: int = 0) -> None:
         """Append the probabilities not yet on disk to the cache file, if there are at least ``min_records``.
 
-        One write per call; without a folder it only forgets which records are new.
+        One write per call; without a folder it only forgets which records are new. A folder that cannot
+        be written (e.g. a sweep's folder deleted while the worker still saves into it) is logged and
+        dropped: the cache goes on in memory only.
         """
         if self.folder is None or not self._unsaved:
             self._unsaved.clear()
             return
         if len(self._unsaved) < min_records:
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
         data = b"".join(_RECORD.pack(k, self.probs[k]) for k in self._unsaved if k in self.probs)
         self._unsaved.clear()
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)  # Windows: no \n → \r\n
-        fd = os.open(self.folder / CACHE_FILE, flags, 0o644)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            flags = (
+                os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
+            )  # Windows: no \n → \r\n
+            fd = os.open(self.folder / CACHE_FILE, flags, 0o644)
+        except OSError as exc:
+            log.warning(
+                "the VAD cache cannot be saved in %s (%s); it is kept in memory only", self.folder, exc
+            )
+            self.folder = None
+            return
         try:
             view = memoryview(data)
             while view:
