@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Iterator
 
 import pytest
 
 from vlab.emulator import asr
-from vlab.emulator.asr import PocketSphinxRecognizer, RecognitionError, recognize
+from vlab.emulator.asr import NOISE_FLOOR_RMS, PocketSphinxRecognizer, RecognitionError, recognize
 from vlab.testing import spoken_prompt
 
 PHRASE = "What is the weather in Seattle today?"
@@ -21,36 +22,48 @@ def speech() -> tuple[bytes, int]:
     return prompt.pcm, prompt.sample_rate
 
 
-def test_recognize_decodes_in_another_process_as_this_process_would(speech) -> None:
-    pcm, rate = speech
-    here = PocketSphinxRecognizer().transcribe(pcm, rate)
-    there = asyncio.run(recognize(PocketSphinxRecognizer(), pcm, rate))
-    assert there.words == here.words and there.audio_ms == here.audio_ms
-    assert "seattle" in there.text.split()
-    pid = asr._PROCESS.pid
-    assert pid is not None and pid != os.getpid()
-    quiet = asyncio.run(recognize(PocketSphinxRecognizer(noise_floor_rms=0.0), pcm, rate))  # its own floor
-    assert quiet.words == PocketSphinxRecognizer(noise_floor_rms=0.0).transcribe(pcm, rate).words
-    assert asr._PROCESS.pid == pid  # one process for every request
-
-
-def test_a_recognition_process_that_dies_is_replaced_on_the_next_request(speech) -> None:
-    pcm, rate = speech
-    asyncio.run(recognize(PocketSphinxRecognizer(), pcm, rate))
-    proc = asr._PROCESS._proc
-    assert proc is not None
-    proc.kill()
-    proc.wait()
-    again = asyncio.run(recognize(PocketSphinxRecognizer(), pcm, rate))
-    assert "seattle" in again.text.split()
-    assert asr._PROCESS.pid not in (None, proc.pid)
-
-
-def test_a_request_the_process_cannot_answer_is_a_recognition_error() -> None:
+@pytest.fixture
+def process() -> Iterator[asr.RecognitionProcess]:
     process = asr.RecognitionProcess()
-    asyncio.run(asyncio.to_thread(process.transcribe, 3e-3, b"\0" * 3200, 16000))  # starts it
-    assert process._proc is not None
+    yield process
+    process.close()
+
+
+@pytest.mark.parametrize("noise_floor_rms", [NOISE_FLOOR_RMS, 0.0])
+def test_the_recognition_process_decodes_as_this_process_would(speech, process, noise_floor_rms) -> None:
+    pcm, rate = speech
+    here = PocketSphinxRecognizer(noise_floor_rms=noise_floor_rms).transcribe(pcm, rate)
+    there = process.transcribe(noise_floor_rms, pcm, rate)  # a fresh decoder in each: the same words
+    assert there.words == here.words and there.audio_ms == here.audio_ms
+    assert process.pid not in (None, os.getpid())
+
+
+def test_recognize_sends_pocketsphinx_to_the_one_recognition_process(speech) -> None:
+    pcm, rate = speech
+    heard = asyncio.run(recognize(PocketSphinxRecognizer(), pcm, rate))
+    assert "seattle" in heard.text.split()
+    pid = asr._PROCESS.pid
+    assert pid not in (None, os.getpid())
+    asyncio.run(recognize(PocketSphinxRecognizer(), pcm, rate))
+    assert asr._PROCESS.pid == pid
+
+
+def test_a_recognition_process_that_dies_is_replaced_on_the_next_request(speech, process) -> None:
+    pcm, rate = speech
+    process.transcribe(NOISE_FLOOR_RMS, pcm, rate)
+    first = process._proc
+    assert first is not None
+    first.kill()
+    first.wait()
+    again = process.transcribe(NOISE_FLOOR_RMS, pcm, rate)
+    assert "seattle" in again.text.split()
+    assert process.pid not in (None, first.pid)
+
+
+def test_a_request_the_process_cannot_answer_is_a_recognition_error(process) -> None:
+    process.transcribe(NOISE_FLOOR_RMS, b"\0" * 3200, 16000)  # starts it (too short to decode)
+    assert process._proc is not None and process._proc.stdout is not None
     process._proc.stdout.close()  # the answer cannot be read
     with pytest.raises(RecognitionError, match="speech recognition process failed"):
-        process.transcribe(3e-3, b"\0" * 3200, 16000)
+        process.transcribe(NOISE_FLOOR_RMS, b"\0" * 3200, 16000)
     assert process.pid is None

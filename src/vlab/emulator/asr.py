@@ -209,8 +209,19 @@ class RecognitionProcess:
         """The running recognition process's id, or None."""
         return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
 
+    def close(self) -> None:
+        """End the recognition process (the next request starts a new one)."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            _close(proc)
+
     def transcribe(self, noise_floor_rms: float, pcm16: bytes, sample_rate: int) -> Transcript:
-        """:meth:`PocketSphinxRecognizer.transcribe` in the recognition process."""
+        """:meth:`PocketSphinxRecognizer.transcribe` in the recognition process.
+
+        Its decoder is the process's one, which carries its cepstral mean from one utterance to the
+        next as a :class:`PocketSphinxRecognizer` does: the same audio can come out slightly differently
+        after other audio.
+        """
         proc = self._proc
         if proc is None or proc.poll() is not None:
             proc = self._proc = subprocess.Popen(
