@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from vlab.audio.vad import EnergyModel
 from vlab.emulator import asr
 from vlab.emulator.asr import NOISE_FLOOR_RMS, PocketSphinxRecognizer, RecognitionError, recognize
 from vlab.testing import spoken_prompt
@@ -67,3 +68,15 @@ def test_a_request_the_process_cannot_answer_is_a_recognition_error(process) -> 
     with pytest.raises(RecognitionError, match="speech recognition process failed"):
         process.transcribe(NOISE_FLOOR_RMS, b"\0" * 3200, 16000)
     assert process.pid is None
+
+
+@pytest.mark.parametrize(("hear_audio", "starts"), [(True, True), (False, False)])
+async def test_an_emulator_that_reads_the_users_words_starts_the_recognition_process(
+    hear_audio, starts
+) -> None:
+    from vlab.emulator import Emulator
+
+    await asyncio.wrap_future(asr._thread().submit(asr._PROCESS.close))
+    async with Emulator(hear_audio=hear_audio, vad_model_factory=EnergyModel):
+        await asyncio.wrap_future(asr._thread().submit(lambda: None))  # after what the start queued
+        assert (asr._PROCESS.pid is not None) is starts

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Protocol
 
@@ -103,6 +103,10 @@ class PocketSphinxRecognizer:
         self._decoder: object | None = None
         self._lock = threading.Lock()
 
+    def load(self) -> None:
+        """Build the decoder now rather than on the first recognition (it takes a few tenths of a second)."""
+        self._get_decoder()
+
     def _get_decoder(self) -> object:
         if self._decoder is None:
             try:
@@ -171,6 +175,11 @@ def default_recognizer() -> PocketSphinxRecognizer:
         return _default
 
 
+def start_recognition() -> Future[subprocess.Popen[bytes]]:
+    """Start the recognition process in the background, so the first turn does not wait for it."""
+    return _thread().submit(_PROCESS.start)
+
+
 async def recognize(recognizer: Recognizer, pcm16: bytes, sample_rate: int) -> Transcript:
     """Run ``recognizer`` beside the event loop, on the single ASR worker thread, and await the transcript.
 
@@ -181,16 +190,21 @@ async def recognize(recognizer: Recognizer, pcm16: bytes, sample_rate: int) -> T
     Raises:
         RecognitionError: Recognition failed.
     """
+    loop = asyncio.get_running_loop()
+    if isinstance(recognizer, PocketSphinxRecognizer):
+        return await loop.run_in_executor(
+            _thread(), _PROCESS.transcribe, recognizer.noise_floor_rms, pcm16, sample_rate
+        )
+    return await loop.run_in_executor(_thread(), recognizer.transcribe, pcm16, sample_rate)
+
+
+def _thread() -> ThreadPoolExecutor:
+    """The single ASR worker thread (the one user of :data:`_PROCESS`)."""
     global _executor
     with _executor_lock:
         if _executor is None:
             _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlab-asr")
-    loop = asyncio.get_running_loop()
-    if isinstance(recognizer, PocketSphinxRecognizer):
-        return await loop.run_in_executor(
-            _executor, _PROCESS.transcribe, recognizer.noise_floor_rms, pcm16, sample_rate
-        )
-    return await loop.run_in_executor(_executor, recognizer.transcribe, pcm16, sample_rate)
+        return _executor
 
 
 class RecognitionProcess:
@@ -209,6 +223,18 @@ class RecognitionProcess:
         """The running recognition process's id, or None."""
         return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
 
+    def start(self) -> subprocess.Popen[bytes]:
+        """Start the process if it is not running (it then loads the default decoder); returns it."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            proc = self._proc = subprocess.Popen(
+                [sys.executable, "-m", "vlab.emulator.asr_process"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+            atexit.register(_close, proc)
+        return proc
+
     def close(self) -> None:
         """End the recognition process (the next request starts a new one)."""
         proc, self._proc = self._proc, None
@@ -222,14 +248,7 @@ class RecognitionProcess:
         next as a :class:`PocketSphinxRecognizer` does: the same audio can come out slightly differently
         after other audio.
         """
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            proc = self._proc = subprocess.Popen(
-                [sys.executable, "-m", "vlab.emulator.asr_process"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-            )
-            atexit.register(_close, proc)
+        proc = self.start()
         assert proc.stdin is not None and proc.stdout is not None
         try:
             proc.stdin.write(REQUEST.pack(sample_rate, noise_floor_rms, len(pcm16)) + pcm16)

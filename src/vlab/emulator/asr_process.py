@@ -7,16 +7,25 @@ with :func:`vlab.emulator.asr.transcript_json`, until its input ends. See
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
-from vlab.emulator.asr import REQUEST, PocketSphinxRecognizer, RecognitionError, transcript_json
+from vlab.emulator.asr import (
+    NOISE_FLOOR_RMS,
+    REQUEST,
+    PocketSphinxRecognizer,
+    RecognitionError,
+    transcript_json,
+)
 
 
 def main() -> None:
-    """Answer requests until stdin ends."""
+    """Load the default decoder, then answer requests until stdin ends."""
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    recognizers: dict[float, PocketSphinxRecognizer] = {}  # noise floor → its recognizer
+    recognizers = {NOISE_FLOOR_RMS: PocketSphinxRecognizer()}  # noise floor → its recognizer
+    with contextlib.suppress(RecognitionError):  # each request then answers with the error
+        recognizers[NOISE_FLOOR_RMS].load()
     while len(head := stdin.read(REQUEST.size)) == REQUEST.size:
         rate, noise_floor_rms, n = REQUEST.unpack(head)
         pcm16 = stdin.read(n)
