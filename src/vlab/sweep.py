@@ -817,8 +817,10 @@ async def run_sweep_async(
             await asyncio.gather(*(one(*c) for c in todo))
     finally:
         worker.use_cache()
+        await worker.sync()  # the sweep's VAD cache is saved before the sweep returns (its folder may go)
         if bar is not None:
             bar.close()
+
     wall_s = time.perf_counter() - t0
     aggregate(out_dir, cfg, analysed)
     _write_manifest(out_dir, cfg, cells, started, wall_s)

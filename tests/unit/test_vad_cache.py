@@ -179,3 +179,17 @@ def test_a_folder_that_cannot_be_written_leaves_the_cache_in_memory(
     assert cache.folder is None and "cannot be saved in" in caplog.text and "not_a_folder" in caplog.text
     runs = cache.runs
     assert _cached(cache, frames[:12], [5]) == _plain(frames[:12]) and cache.runs == runs  # still cached
+
+
+async def test_sync_returns_once_the_worker_saved_the_cache_it_switched_away_from(tmp_path):
+    # a sweep switches away from its cache at the end and returns after sync(): its folder may go at once
+    pcm = spoken_prompt("Seven nine three.").pcm
+    worker = SileroWorker()
+    try:
+        worker.use_cache(tmp_path)
+        probs = await worker.submit(SileroModel(), 24000, pcm)
+        worker.use_cache()  # the worker saves tmp_path's cache when it reads this
+        await worker.sync()
+        assert (tmp_path / CACHE_FILE).stat().st_size == len(probs) * vad_cache._RECORD.size
+    finally:
+        worker.close()

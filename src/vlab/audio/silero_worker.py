@@ -389,6 +389,22 @@ class SileroWorker:
             self._next_id += 1
         return stream
 
+    async def sync(self) -> None:
+        """Wait until the worker has handled every request made so far (a cache switch's save included).
+
+        A worker that failed meanwhile has nothing left to handle: that is not an error here.
+        """
+        from vlab.audio.vad import SileroModel
+
+        model = SileroModel()
+        try:
+            await self.submit(model, model.sample_rate, b"")
+
+        except RuntimeError:
+            pass
+        finally:
+            self.forget(model)
+
     def use_cache(self, folder: str | os.PathLike[str] | None = None, *, enabled: bool = True) -> None:
         """Where the worker keeps Silero's probabilities (:mod:`vlab.audio.vad_cache`) from now on.
 
