@@ -337,7 +337,11 @@ def test_a_frame_handled_on_another_thread_wakes_the_reader_loop_asleep():
         loop.call_soon_threadsafe(lambda: None)
 
     async def read():
-        chunk = await anext(mic.chunks())
+        chunks = mic.chunks()
+        try:
+            chunk = await anext(chunks)
+        finally:
+            await chunks.aclose()  # on this loop, before it closes (3.13 warns of one never closed)
         return chunk, guard_fired.is_set()
 
     handler = threading.Thread(target=page)
