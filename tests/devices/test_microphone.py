@@ -36,8 +36,7 @@ async def test_microphone_feeds_the_emulators_vad(tmp_path):
 
         forwarding = asyncio.create_task(forward())
         try:
-            # wall-clock ok: the capture is running before the player starts (real audio on the sound card)
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # wall-clock ok: the capture runs before the player starts (real audio)
             player = await asyncio.create_subprocess_exec(
                 "paplay", "-d", "vmic", str(wav), env=dict(os.environ)
             )
@@ -91,8 +90,7 @@ async def test_half_duplex_mutes_the_microphone_while_the_speaker_plays():
         t = np.arange(RATE // 2) / RATE
         speaker.push("item_1", (0.5 * 32767 * np.sin(2 * np.pi * 700 * t)).astype("<i2").tobytes(), RATE)
         await speaker.drain()
-        # wall-clock ok: the tone's echo reaches the microphone after the speaker drained
-        await asyncio.sleep(0.4)
+        await asyncio.sleep(0.4)  # wall-clock ok: the tone's echo reaches the microphone after the drain
     finally:
         speaker.close()
         mic.close()

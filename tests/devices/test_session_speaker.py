@@ -30,9 +30,7 @@ async def test_session_logs_playback_started_and_finished_from_the_speaker():
             for _ in range(100):  # the last block reaches the DAC, then the notice arrives (≤ 5 s)
                 if any(r.type == "vlab.playback_finished" for r in s.records):
                     break
-                await asyncio.sleep(
-                    0.05
-                )  # wall-clock ok: the DAC runs on the wall clock; polls a local notice
+                await asyncio.sleep(0.05)  # wall-clock ok: polls a notice timed by the DAC
     local = [r for r in s.records if r.direction == "local"]
     kinds = [r.type for r in local]
     assert "vlab.playback_started" in kinds and "vlab.playback_finished" in kinds

@@ -41,8 +41,7 @@ async def test_loopback_is_bit_exact_and_timestamps_agree():
             await asyncio.sleep(0.2)  # wall-clock ok: the loopback recorder takes silence before the signal
             spk.push("item_1", bytes(2 * round(RATE * 0.3)) + signal.tobytes(), RATE)
             await notices.wait("playback_finished", timeout_s=5)
-            # wall-clock ok: the recorder takes the tail of the output after playback finished
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # wall-clock ok: the recorder takes the output's tail after the end
         finally:
             spk.close()
     recording = rec.samples()
@@ -70,12 +69,12 @@ async def test_clear_stops_within_a_block_plus_latency_and_reports_heard_ms():
             await asyncio.sleep(0.2)  # wall-clock ok: the loopback recorder takes silence before the tone
             spk.push("item_1", tone(2000), RATE)
             await notices.wait("playback_started")
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # wall-clock ok: half a second of the tone plays before the clear
             clear_ns = time.perf_counter_ns()
             heard_ms = spk.clear()
             assert spk.current_item_id == "item_1"
             spk.push("item_1", tone(500), RATE)  # deltas still in flight for the cleared item are ignored
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # wall-clock ok: time for that push to (wrongly) reach the sound card
         finally:
             spk.close()
     loud = np.flatnonzero(np.abs(rec.samples()) > 1000)
@@ -106,7 +105,7 @@ async def test_playback_notices_are_stamped_at_the_dac():
     notices = Notices()
     spk = speaker(notices)
     try:
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # wall-clock ok: the output stream runs before the push is stamped
         push_ns = time.perf_counter_ns()
         spk.push("item_1", tone(1000), RATE)
         _, item, started_ns, _, started_arrival = await notices.wait("playback_started")
@@ -136,11 +135,11 @@ async def test_push_at_another_rate_is_resampled():
     async with Recorder("vsink.monitor") as rec:
         spk = speaker(notices)
         try:
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # wall-clock ok: the loopback recorder takes silence before the tone
             t = np.arange(48000 // 2) / 48000
             spk.push("item_1", (0.5 * 32767 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes(), 48000)
             await notices.wait("playback_finished")
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # wall-clock ok: the recorder takes the output's tail
         finally:
             spk.close()
     loud = np.flatnonzero(np.abs(rec.samples()) > 1000)

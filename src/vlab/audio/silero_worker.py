@@ -398,10 +398,8 @@ class SileroWorker:
 
         model = SileroModel()
         try:
-            await self.submit(model, model.sample_rate, b"")
-
-        except RuntimeError:
-            pass
+            with contextlib.suppress(RuntimeError):
+                await self.submit(model, model.sample_rate, b"")
         finally:
             self.forget(model)
 
