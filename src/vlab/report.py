@@ -24,7 +24,8 @@ from vlab.errors import ConfigError
 __all__ = ["CHARTS", "build_report", "compare_sweeps"]
 
 CHARTS = ("waterfall", "latency_distributions", "pareto", "vad_timeline")
-"""Chart names every report holds (``vad_timeline`` once per timeline prompt: ``vad_timeline_<id>``)."""
+"""Chart names every report holds (``vad_timeline`` once per timeline prompt: ``vad_timeline_<id>``); a
+VAD-only sweep's report has no ``waterfall`` or ``latency_distributions`` (no replies)."""
 
 _CSS = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
@@ -80,23 +81,27 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         plt.close(fig)
         images.append((name, title, caption))
 
+    vad_only = manifest.get("mode") == "vad"  # decided without sessions: no turns to chart
     speech_turns = turns[turns["trigger"] == "vad"] if len(turns) else turns
-    ok_turns = speech_turns[~speech_turns["false_cutoff"].astype(bool)] if len(speech_turns) else speech_turns
-    sample = ok_turns.groupby("setting", sort=False).head(4) if len(ok_turns) else ok_turns
-    save(
-        plots.waterfall(sample.sort_values(["setting", "prompt"]), label=None, max_turns=24),
-        "waterfall",
-        "Turn waterfall",
-        "Contiguous stages from the end of speech T_eos to the first reply audio: they sum to voice_to_voice_ms. "
-        "Up to 4 correctly ended turns per setting. Client clock: when the sweep streams faster than real time "
-        "(speed 'max') the audio leaves in a burst and these stages are compressed; use speed = 1 for real voice-to-voice.",
-    )
-    save(
-        plots.latency_distributions(speech_turns, metric="dead_air_ms"),
-        "latency_distributions",
-        "Dead air per setting",
-        "End of speech → first reply audio, with the end-of-turn wait on the audio clock (valid at any replay speed).",
-    )
+    if not vad_only:
+        ok_turns = (
+            speech_turns[~speech_turns["false_cutoff"].astype(bool)] if len(speech_turns) else speech_turns
+        )
+        sample = ok_turns.groupby("setting", sort=False).head(4) if len(ok_turns) else ok_turns
+        save(
+            plots.waterfall(sample.sort_values(["setting", "prompt"]), label=None, max_turns=24),
+            "waterfall",
+            "Turn waterfall",
+            "Contiguous stages from the end of speech T_eos to the first reply audio: they sum to voice_to_voice_ms. "
+            "Up to 4 correctly ended turns per setting. Client clock: when the sweep streams faster than real time "
+            "(speed 'max') the audio leaves in a burst and these stages are compressed; use speed = 1 for real voice-to-voice.",
+        )
+        save(
+            plots.latency_distributions(speech_turns, metric="dead_air_ms"),
+            "latency_distributions",
+            "Dead air per setting",
+            "End of speech → first reply audio, with the end-of-turn wait on the audio clock (valid at any replay speed).",
+        )
     if "voice_to_voice_ms" in speech_turns and speech_turns["voice_to_voice_ms"].notna().any():
         save(
             plots.latency_distributions(speech_turns, metric="voice_to_voice_ms"),
@@ -104,11 +109,13 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
             "Voice-to-voice per setting",
             "Client clock; equals dead air only when the audio was streamed in real time.",
         )
+    dead_air = "the end-of-turn wait on the audio clock (no replies)" if vad_only else "the median dead air"
     save(
         plots.pareto(points),
         "pareto",
         "Cut-off vs dead-air trade-off",
-        "One point per setting: share of labelled turns cut off (a response inside the turn) against the median dead air.",
+        "One point per setting: share of labelled turns cut off (a response inside the turn) against "
+        f"{dead_air}.",
     )
     prompts = {p.id: p for p in load_prompt_set(_prompt_dir(manifest))}
     ids = [p["id"] for p in manifest.get("prompts", []) if p["id"] in prompts]
@@ -147,14 +154,25 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
     parts.append(
         "<p class='note'>"
         + html.escape(
-            f"target: {', '.join(manifest.get('target_kind', [])) or '?'}; speed: {manifest.get('speed')}; "
-            f"latency model: {_latency_note(manifest)}; {len(manifest.get('grid', []))} settings × "
+            (
+                "target: the emulator's VAD alone (no sessions); "
+                if vad_only
+                else f"target: {', '.join(manifest.get('target_kind', [])) or '?'}; speed: {manifest.get('speed')}; "
+                f"latency model: {_latency_note(manifest)}; "
+            )
+            + f"{len(manifest.get('grid', []))} settings × "
             f"{len(manifest.get('prompts', []))} prompts × {manifest.get('repeats')} repeats; "
             f"wall {manifest.get('wall_s')} s; vlab {manifest.get('versions', {}).get('vlab')}, "
             f"SDK {manifest.get('versions', {}).get('azure-ai-voicelive')}"
         )
         + "</p>"
     )
+    if vad_only:
+        parts.append(
+            "<p class='note'>A VAD-only sweep (<code>mode = \"vad\"</code>): the emulator's VAD decided every "
+            "cell without a session, so there are no latency charts, and dead air is the end-of-turn wait "
+            "on the audio clock. The detections equal those of a session sweep on the emulator.</p>"
+        )
     if errors:
         parts.append(
             f"<p class='warn'>{len(errors)} cell(s) failed: "

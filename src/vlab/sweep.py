@@ -41,6 +41,12 @@ Config (TOML; see ``examples/vad_sweep.toml``)::
     workers = 2              # dask: workers of the LocalCluster started for the sweep
     cluster = "tcp://host:8786"   # dask: an existing scheduler instead of a LocalCluster
     max_sessions = 8         # sessions open at once across the whole sweep (all workers)
+    mode = "sessions"        # or "vad": the emulator's VAD decides each cell without a session (vlab.sweep_vad)
+
+With ``mode = "vad"`` (or ``vlab sweep --mode vad``) each prompt's audio runs once through the emulator's
+model and every setting's turn machine steps over the probabilities: the ``vad``, ``scores`` and
+``points`` tables of a session sweep on the emulator, in about the time Silero takes over the audio, with
+no cell folders and no ``turns`` (nothing is answered).
 """
 
 from __future__ import annotations
@@ -102,6 +108,7 @@ _SECTIONS: dict[str, set[str]] = {
         "workers",
         "cluster",
         "max_sessions",
+        "mode",
     },
 }
 _MAX_BACKOFF_S = 60.0
@@ -110,6 +117,11 @@ DATASET_DIR = "dataset"
 """Folder of a sweep with its tables as partitioned Parquet datasets (``dataset/turns/setting_index=K/``)."""
 VAD_CACHE_DIR = "vad_cache"
 """Folder of a sweep that keeps the emulator's Silero probabilities (:mod:`vlab.audio.vad_cache`)."""
+MODES = ("sessions", "vad")
+"""What a cell is: ``sessions`` (a session on the target) or ``vad`` (the emulator's server VAD over the
+prompt, no session: :mod:`vlab.sweep_vad`)."""
+VAD_TARGET = "vlab-vad"
+"""The ``target`` a VAD-only cell records (vlab's emulator VAD, no session)."""
 EXECUTORS = ("asyncio", "dask")
 """Where cells run: ``asyncio`` (this process, ``concurrency`` at once) or ``dask`` (:mod:`vlab.sweep_dask`)."""
 BASELINE = ServerVad()
@@ -153,6 +165,8 @@ class SweepConfig:
     """``dask``: a scheduler address to run on instead of a ``LocalCluster``."""
     max_sessions: int | None = None
     """Sessions open at once across the whole sweep (every worker), or None for no cap."""
+    mode: str = "sessions"
+    """What a cell is (:data:`MODES`)."""
     raw: dict[str, Any] = field(default_factory=dict)
     """The config as read (for the manifest)."""
     throttle_retries: int = 5
@@ -231,9 +245,14 @@ def _processing_of(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_config(
-    config: str | os.PathLike[str] | Mapping[str, Any], *, base_dir: str | os.PathLike[str] | None = None
+    config: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    base_dir: str | os.PathLike[str] | None = None,
+    mode: str | None = None,
 ) -> SweepConfig:
     """Read and validate a sweep config (a TOML file or the same structure as a dict).
+
+    ``mode`` overrides ``[run] mode`` (:data:`MODES`), as ``vlab sweep --mode`` does.
 
     Raises:
         ConfigError: Unknown sections or keys, empty grid lists, out-of-range values, unknown prompts
@@ -332,6 +351,18 @@ def load_config(
             f"[run] cluster must be a scheduler address string (e.g. 'tcp://host:8786') with "
             f"executor = 'dask', got {cluster!r} with executor = {executor!r}"
         )
+    mode = mode or run.get("mode", "sessions")
+    if mode not in MODES:
+        raise ConfigError(f"[run] mode must be {' or '.join(map(repr, MODES))}, got {mode!r}")
+    if mode == "vad":
+        from vlab.sweep_vad import check_vad_mode
+
+        check_vad_mode(settings, names)
+        if repeats != 1 or executor != "asyncio":
+            raise ConfigError(
+                "[run] mode = 'vad' decides each cell once, in this process: the VAD is deterministic, so "
+                "drop repeats and executor (or use mode = 'sessions')"
+            )
     timeout_s = run.get("timeout_s", 60.0)
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
         raise ConfigError(f"[run] timeout_s must be a number of seconds > 0, got {timeout_s!r}")
@@ -399,6 +430,7 @@ def load_config(
         workers=workers,
         cluster=cluster,
         max_sessions=max_sessions,
+        mode=mode,
         raw=json.loads(json.dumps(data, default=str)),
         throttle_retries=throttle_retries,
         backoff_s=float(backoff_s),
@@ -453,23 +485,41 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _parquet_atomic(frame: Any, path: Path) -> None:
+    _arrow_atomic(_arrow(frame), path)
+
+
+def _arrow(frame: Any) -> Any:
+    """A DataFrame as an Arrow table (converted once for every file written from it)."""
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def _arrow_atomic(table: Any, path: Path) -> None:
+    import pyarrow.parquet as pq
+
     tmp = path.with_name(path.name + ".tmp")
-    frame.to_parquet(tmp, index=False)
+    pq.write_table(table, tmp)
     os.replace(tmp, path)
 
 
-def _dataset_atomic(frame: Any, path: Path, settings: Sequence[str]) -> None:
-    """Write a table as a Parquet dataset with one partition per setting (``setting_index=K``), swapped in whole."""
+def _dataset_atomic(table: Any, path: Path, settings: Sequence[str]) -> None:
+    """Write an Arrow table as a Parquet dataset with one partition per setting (``setting_index=K``), swapped in whole."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
     tmp = path.with_name(path.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    if "setting" in frame:
-        for index, setting in enumerate(settings):
-            part = frame[frame["setting"] == setting]
-            if len(part):
+    if "setting" in table.column_names:
+        index_of = {setting: index for index, setting in enumerate(settings)}
+        codes = np.array([index_of.get(s, -1) for s in table.column("setting").to_pylist()])
+        for index in range(len(settings)):
+            rows = np.flatnonzero(codes == index)
+            if len(rows):
                 (tmp / f"setting_index={index}").mkdir()
-                part.to_parquet(tmp / f"setting_index={index}" / "part-0.parquet", index=False)
+                pq.write_table(table.take(rows), tmp / f"setting_index={index}" / "part-0.parquet")
     if path.exists():
         shutil.rmtree(path)
     os.replace(tmp, path)
@@ -753,7 +803,7 @@ async def run_sweep_async(
     """
     cfg = config if isinstance(config, SweepConfig) else load_config(config)
     out_dir = Path(out)
-    (out_dir / "cells").mkdir(parents=True, exist_ok=True)
+    _check_mode(out_dir, cfg.mode)
     options = dict(session_options or {})
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
@@ -774,6 +824,20 @@ async def run_sweep_async(
         if on_cell is not None:
             on_cell(result)
 
+    if cfg.mode == "vad":  # CPU-bound: on a thread, so that a notebook's loop stays free
+        loop = asyncio.get_running_loop()
+
+        def done_on_loop(result: CellResult) -> None:
+            loop.call_soon_threadsafe(done, result)
+
+        try:
+            wall_s = await asyncio.to_thread(_run_vad_sweep, cfg, out_dir, cells, started, done_on_loop)
+        finally:
+            if bar is not None:
+                bar.close()
+        return SweepResult(out_dir, results, wall_s)
+
+    (out_dir / "cells").mkdir(parents=True, exist_ok=True)
     todo = []
     for cell in cells:
         if resume and _finished(out_dir / "cells" / cell[0]):
@@ -787,7 +851,7 @@ async def run_sweep_async(
 
     from vlab.audio.silero_worker import SileroWorker
 
-    analysed: dict[str, dict[str, Any]] = {}  # cells analysed where they ran (dask workers)
+    analysed = {}  # cells analysed where they ran (dask workers)
     worker = SileroWorker.shared()
     worker.use_cache(out_dir / VAD_CACHE_DIR)  # the embedded emulator's Silero runs once per audio
     try:
@@ -827,6 +891,80 @@ async def run_sweep_async(
     return SweepResult(out_dir, results, wall_s)
 
 
+def _check_mode(out_dir: Path, mode: str) -> None:
+    """Refuse to mix cells of the two modes in one sweep folder (their tables would not compare)."""
+    try:
+        manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    earlier = manifest.get("mode", "sessions")
+    if earlier != mode:
+        raise ConfigError(
+            f"{str(out_dir)!r} holds a sweep of mode {earlier!r}; run mode {mode!r} into another folder"
+        )
+
+
+def _run_vad_sweep(
+    cfg: SweepConfig,
+    out_dir: Path,
+    cells: Sequence[tuple[str, int, SessionSettings, LabelledPrompt, int]],
+    started: datetime,
+    done: Callable[[CellResult], None],
+) -> float:
+    """A VAD-only sweep from the cells to the tables and the manifest; returns the cells' wall time."""
+    t0 = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    decided, metas = _decide_vad_cells(cfg, out_dir, cells, done)
+    wall_s = time.perf_counter() - t0
+    aggregate(out_dir, cfg, decided, metas)
+    _write_manifest(out_dir, cfg, cells, started, wall_s, metas)
+    return wall_s
+
+
+def _decide_vad_cells(
+    cfg: SweepConfig,
+    out_dir: Path,
+    cells: Sequence[tuple[str, int, SessionSettings, LabelledPrompt, int]],
+    done: Callable[[CellResult], None],
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Decide every cell with the emulator's VAD, without sessions (:mod:`vlab.sweep_vad`).
+
+    Returns:
+        Each cell's analysis (by name) and what its ``cell.json`` would hold (the cells have no folders:
+        their record is the manifest).
+    """
+    from vlab.audio.vad_cache import VadCache
+    from vlab.sweep_vad import vad_cells
+
+    by_name = {c[0]: c for c in cells}
+    recorded = {i: s.to_dict() for i, s in enumerate(cfg.settings)}  # as a session cell records them
+    metas: list[dict[str, Any]] = []
+    t = time.perf_counter()
+
+    def record(names: Sequence[str]) -> None:
+        nonlocal t
+        per_cell_s, t = (time.perf_counter() - t) / max(len(names), 1), time.perf_counter()
+        for name in names:
+            _, index, _, prompt, rep = by_name[name]
+            metas.append(
+                {
+                    "cell": name,
+                    "setting": cfg.setting_names[index],
+                    "prompt": prompt.id,
+                    "repeat": rep,
+                    "settings": recorded[index],
+                    "status": "ok",
+                    "target": VAD_TARGET,
+                }
+            )
+            done(CellResult(name, "ok", per_cell_s))
+
+    cache = VadCache(out_dir / VAD_CACHE_DIR)
+    analysed = vad_cells(cells, cache, record)
+    cache.save()
+    return analysed, metas
+
+
 def run_sweep(
     config: str | os.PathLike[str] | Mapping[str, Any] | SweepConfig,
     out: str | os.PathLike[str],
@@ -844,10 +982,16 @@ def run_sweep(
     )
 
 
-def aggregate(out_dir: Path, cfg: SweepConfig, analysed: Mapping[str, dict[str, Any]] | None = None) -> None:
+def aggregate(
+    out_dir: Path,
+    cfg: SweepConfig,
+    analysed: Mapping[str, dict[str, Any]] | None = None,
+    metas: Sequence[dict[str, Any]] | None = None,
+) -> None:
     """(Re)build ``turns``, ``vad``, ``scores``, ``session`` and ``points`` parquet files from the cells.
 
-    ``analysed`` has the :func:`_analyse_cell` results of cells already analysed where they ran (by cell
+    The cells are those with a ``cell.json``, or ``metas`` (what each would hold: a VAD-only sweep writes
+    no cell folders). ``analysed`` has the :func:`_analyse_cell` results of cells already analysed where they ran (by cell
     name); the other cells are analysed here.
     """
     import pandas as pd
@@ -855,12 +999,12 @@ def aggregate(out_dir: Path, cfg: SweepConfig, analysed: Mapping[str, dict[str, 
     from vlab.metrics import operating_points
 
     prompts = {p.id: p for p in cfg.prompts}
-    turns: list[pd.DataFrame] = []
-    vads: list[pd.DataFrame] = []
-    sessions: list[pd.DataFrame] = []
+    tables: dict[str, list[tuple[pd.DataFrame, dict[str, Any]]]] = {"turns": [], "vad": [], "session": []}
     scores: list[dict[str, Any]] = []
-    for marker in sorted((out_dir / "cells").glob("*/cell.json")):
-        meta = json.loads(marker.read_text(encoding="utf-8"))
+    if metas is None:
+        markers = sorted((out_dir / "cells").glob("*/cell.json"))
+        metas = [json.loads(marker.read_text(encoding="utf-8")) for marker in markers]
+    for meta in metas:
         if meta.get("status") != "ok" or meta.get("prompt") not in prompts:
             continue
         prompt = prompts[meta["prompt"]]
@@ -878,22 +1022,18 @@ def aggregate(out_dir: Path, cfg: SweepConfig, analysed: Mapping[str, dict[str, 
         }
         try:
             res = (analysed or {}).get(meta["cell"]) or _analyse_cell(
-                marker.parent, prompt, meta.get("connect_ns")
+                out_dir / "cells" / meta["cell"], prompt, meta.get("connect_ns")
             )
         except Exception as exc:  # an unreadable cell is reported, not fatal
             meta.update(status="error", error=f"analysis failed: {exc!r}")
-            _write_atomic(marker, json.dumps(meta, indent=2) + "\n")
+            _write_atomic(out_dir / "cells" / meta["cell"] / "cell.json", json.dumps(meta, indent=2) + "\n")
             continue
-        for name, frame in (("turns", res["turns"]), ("vad", res["vad"]), ("session", res["session"])):
-            frame = frame.assign(**keys)
-            {"turns": turns, "vad": vads, "session": sessions}[name].append(frame)
+        for name, parts in tables.items():
+            if name in res:  # a VAD-only cell has no turns or session
+                parts.append((res[name], keys))
         scores.append({**keys, **res["score"]})
-    frames = {
-        "turns": pd.concat(turns, ignore_index=True) if turns else pd.DataFrame(),
-        "vad": pd.concat(vads, ignore_index=True) if vads else pd.DataFrame(),
-        "session": pd.concat(sessions, ignore_index=True) if sessions else pd.DataFrame(),
-        "scores": pd.DataFrame(scores),
-    }
+    frames = {name: _with_keys(parts) for name, parts in tables.items()}
+    frames["scores"] = pd.DataFrame(scores)
     for name, frame in frames.items():
         for col in frame.columns:
             if frame[col].dtype == object:
@@ -902,8 +1042,9 @@ def aggregate(out_dir: Path, cfg: SweepConfig, analysed: Mapping[str, dict[str, 
                     frame[col] = frame[col].astype("string")
                 else:
                     frame[col] = pd.to_numeric(frame[col], errors="coerce")
-        _parquet_atomic(frame, out_dir / f"{name}.parquet")
-        _dataset_atomic(frame, out_dir / DATASET_DIR / name, cfg.setting_names)
+        table = _arrow(frame)
+        _arrow_atomic(table, out_dir / f"{name}.parquet")
+        _dataset_atomic(table, out_dir / DATASET_DIR / name, cfg.setting_names)
     points = (
         operating_points(frames["scores"], by="setting", baseline=cfg.baseline) if scores else pd.DataFrame()
     )
@@ -925,6 +1066,23 @@ def aggregate(out_dir: Path, cfg: SweepConfig, analysed: Mapping[str, dict[str, 
     _parquet_atomic(points, out_dir / "points.parquet")
 
 
+def _with_keys(parts: Sequence[tuple[Any, Mapping[str, Any]]]) -> Any:
+    """The cells' frames as one, each row with its cell's keys (the keys as columns, after the frames')."""
+    import numpy as np
+    import pandas as pd
+
+    parts = [(frame, keys) for frame, keys in parts if len(frame.columns)]
+    if not parts:
+        return pd.DataFrame()
+    out = pd.concat([frame for frame, _ in parts], ignore_index=True)
+    lengths = [len(frame) for frame, _ in parts]
+    for key in parts[0][1]:
+        values = np.empty(len(parts), dtype=object)
+        values[:] = [keys[key] for _, keys in parts]
+        out[key] = np.repeat(values, lengths)
+    return out
+
+
 def _latency_model(latency: str) -> dict[str, Any]:
     """The manifest's record of the emulator latency model (a fitted one's file and origin)."""
     from vlab.emulator.latency import describe
@@ -933,13 +1091,24 @@ def _latency_model(latency: str) -> dict[str, Any]:
 
 
 def _write_manifest(
-    out_dir: Path, cfg: SweepConfig, cells: Sequence[tuple[Any, ...]], started: datetime, wall_s: float
+    out_dir: Path,
+    cfg: SweepConfig,
+    cells: Sequence[tuple[Any, ...]],
+    started: datetime,
+    wall_s: float,
+    metas: Sequence[dict[str, Any]] | None = None,
 ) -> None:
     statuses = []
     targets = set()
+    known = {m["cell"]: m for m in metas or ()}
     for name, *_ in cells:
         marker = out_dir / "cells" / name / "cell.json"
-        meta = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else {"status": "missing"}
+        if name in known:
+            meta = known[name]
+        else:
+            meta = (
+                json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else {"status": "missing"}
+            )
         statuses.append({"cell": name, "status": meta.get("status"), "error": meta.get("error")})
         if meta.get("target"):
             targets.add(meta["target"])
@@ -955,6 +1124,7 @@ def _write_manifest(
         "hear_audio": cfg.hear_audio,
         "repeats": cfg.repeats,
         "concurrency": cfg.concurrency,
+        "mode": cfg.mode,
         "executor": cfg.executor,
         "max_sessions": cfg.max_sessions,
         "baseline": cfg.baseline,

@@ -211,3 +211,30 @@ def test_a_cache_folder_that_cannot_be_written_does_not_stop_the_worker(
         worker.close()
     assert after == before  # the same process answered: it did not die on the failed save
     assert probs == _local(clips[1][: CHUNK * 8], CHUNK * 8)
+
+
+def test_probabilities_here_equal_the_workers_answers_piece_by_piece(clips: list[bytes]) -> None:
+    from vlab.audio.pcm import silence
+    from vlab.audio.silero_worker import probabilities_here
+    from vlab.audio.vad_cache import VadCache
+
+    pieces = [[pcm, silence(400, RATE), silence(700, RATE)] for pcm in clips]
+    worker = SileroWorker()
+    try:
+
+        async def one(stream: list[bytes]) -> list[list[float]]:
+            model = SileroModel()
+            return [await worker.submit(model, RATE, piece) for piece in stream]
+
+        async def main() -> list[list[list[float]]]:
+            return list(await asyncio.gather(*(one(stream) for stream in pieces)))
+
+        want = asyncio.run(main())
+    finally:
+        worker.close()
+    for cache in (None, VadCache()):  # and again, all from the cache
+        for _ in range(2 if cache else 1):
+            got = probabilities_here(pieces, RATE, SileroModel(), cache=cache)
+            assert [[b.tolist() for b in s] for s in got] == want
+    assert all(len(s[1]) > 5 and not any(s[2]) for s in want)  # each silence completed frames, all 0
+    assert cache is not None and cache.hits > 0

@@ -54,7 +54,7 @@ import sys
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, cast
 
 import numpy as np
@@ -142,6 +142,22 @@ def _run_batch(
 
     With a ``cache``, the streams with a cursor run only the frames it does not know.
     """
+    for i, blocks in block_probabilities(streams, batch, cache, cursors).items():
+        for probs in blocks:
+            out.append(RESULT.pack(i, len(probs)) + probs.tobytes())
+    batch.clear()
+
+
+def block_probabilities(
+    streams: dict[int, StreamingVad],
+    batch: dict[int, list[np.ndarray]],
+    cache: VadCache | None = None,
+    cursors: dict[int, CacheCursor] | None = None,
+) -> dict[int, list[np.ndarray]]:
+    """The gated probabilities (float32) of every stream's frame blocks, run as one batch across streams.
+
+    With a ``cache``, the streams with a cursor run only the frames it does not know.
+    """
     from vlab.audio.silero import step_streams
 
     ids = list(batch)
@@ -167,13 +183,68 @@ def _run_batch(
                 probs[k] = cache.finish(plans[k], _model(streams[ids[k]]).stream, ran.get(k, []))
             else:
                 probs[k] = ran.get(k, [])
+    answers: dict[int, list[np.ndarray]] = {}
     for k, i in enumerate(ids):
-        model, start = _model(streams[i]), 0
+        model, start, answers[i] = _model(streams[i]), 0, []
         for block in batch[i]:
             gated = model.gate(block, probs[k][start : start + len(block)])
-            out.append(RESULT.pack(i, len(block)) + np.asarray(gated, dtype=np.float32).tobytes())
+            answers[i].append(np.asarray(gated, dtype=np.float32))
             start += len(block)
-    batch.clear()
+    return answers
+
+
+def probabilities_here(
+    audio: Sequence[Sequence[bytes]],
+    input_rate: int,
+    model: SileroModel,
+    processing: ProcessingSettings | None = None,
+    cache: VadCache | None = None,
+) -> list[list[np.ndarray]]:
+    """The worker's answers computed in this process, for offline use (a VAD-only sweep).
+
+    ``audio[s]`` is stream ``s``'s PCM16 at ``input_rate``, in pieces sent one after the other, each piece
+    answered on its own (as requests the worker reads apart). Streams are processed (``processing``),
+    resampled, cut, cached and gated exactly as the worker does for ``model``'s streams, and run as one
+    batch across streams. Knowing each stream whole, it runs none of the frames after a stream's last
+    frame above the silence floor: the floor answers them 0, and no later frame needs the model's state.
+
+    Returns:
+        For each stream and piece, the gated probabilities (float32) of the frames that piece completes.
+    """
+    from vlab.audio.processing import InputProcessor
+    from vlab.audio.vad_cache import CacheCursor
+
+    active = processing if processing is not None and processing.active else None
+    streams: dict[int, StreamingVad] = {}
+    batch: dict[int, list[np.ndarray]] = {}
+    for s, pieces in enumerate(audio):
+        processor = None if active is None else InputProcessor(active, input_rate, 0.0)
+        rate = input_rate if processor is None else processor.rate
+        streams[s] = _new_stream(rate, model.sample_rate, model.floor_energy)
+        batch[s] = []
+        for piece in pieces:
+            _cut(streams[s], [piece], batch[s], processor)
+    lengths = {s: [len(block) for block in blocks] for s, blocks in batch.items()}
+    if model.floor_energy >= 0:
+        for s, blocks in batch.items():
+            batch[s] = _without_silent_tail(blocks, model.floor_energy)
+    cursors = None if cache is None else {s: CacheCursor.start(model.sample_rate) for s in streams}
+    answers = block_probabilities(streams, batch, cache, cursors)
+    return [
+        [np.pad(probs, (0, n - len(probs))) for probs, n in zip(answers[s], lengths[s], strict=True)]
+        for s in range(len(audio))
+    ]
+
+
+def _without_silent_tail(blocks: list[np.ndarray], floor_energy: float) -> list[np.ndarray]:
+    """The frame blocks cut after their last frame whose energy is at least ``floor_energy`` (same count)."""
+    frames = np.concatenate(blocks)
+    loud = np.flatnonzero(np.einsum("ij,ij->i", frames, frames) >= floor_energy)
+    keep = int(loud[-1]) + 1 if len(loud) else 0
+    ends = np.cumsum([len(block) for block in blocks])
+    return [
+        frames[min(end - len(block), keep) : min(end, keep)] for block, end in zip(blocks, ends, strict=True)
+    ]
 
 
 def _cut(

@@ -51,7 +51,9 @@ __all__ = [
     "VadFrames",
     "VadParams",
     "VadState",
+    "reported_audio_ms",
 ]
+
 
 HYSTERESIS = 0.15
 """Once speaking, a frame counts as silence only below ``threshold - HYSTERESIS`` (Silero's neg_threshold)."""
@@ -134,6 +136,19 @@ class VadEvent:
     ``speech_stopped``: the end of the last speech frame (``audio_ms - silence_duration_ms``)."""
     decided_ms: float = math.nan
     """End of the frame at which the detector decided the boundary (NaN when not known)."""
+
+
+def reported_audio_ms(event: VadEvent, offset_ms: float, last_stop_ms: int) -> int:
+    """The ``audio_start_ms``/``audio_end_ms`` the server reports for ``event``, in whole input ms.
+
+    Args:
+        event: A boundary of a VAD stream that began at input ms ``offset_ms``.
+        offset_ms: Input ms of the stream's start.
+        last_stop_ms: The ``audio_end_ms`` reported for the previous ``speech_stopped`` (0 before any):
+            a turn never starts before the previous one ended.
+    """
+    audio_ms = int(round(event.audio_ms + offset_ms))
+    return max(audio_ms, last_stop_ms) if event.kind == "speech_started" else audio_ms
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--out", required=True, metavar="SWEEP_DIR", help="sweep folder (finished cells are skipped)"
     )
+    p.add_argument(
+        "--mode",
+        choices=("sessions", "vad"),
+        help="override [run] mode: 'vad' decides the cells with the emulator's VAD alone, without sessions "
+        "(seconds for a big grid; VAD and score tables only)",
+    )
     p.add_argument("--no-resume", action="store_true", help="run every cell again")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--report", action="store_true", help="also write report.html when done")
@@ -23,9 +29,10 @@ def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code (1 when a cell failed)."""
     from vlab.sweep import load_config, run_sweep
 
-    cfg = load_config(args.config)  # bad configs fail here, before anything runs
+    cfg = load_config(args.config, mode=args.mode)  # bad configs fail here, before anything runs
+    what = " (VAD only, no sessions)" if cfg.mode == "vad" else ""
     print(
-        f"{cfg.n_cells} cells: {len(cfg.settings)} settings × {len(cfg.prompts)} prompts × {cfg.repeats} repeats"
+        f"{cfg.n_cells} cells{what}: {len(cfg.settings)} settings × {len(cfg.prompts)} prompts × {cfg.repeats} repeats"
     )
     result = run_sweep(cfg, args.out, resume=not args.no_resume, progress=not args.no_progress)
     counts = {s: sum(1 for c in result.cells if c.status == s) for s in ("ok", "skipped", "error")}

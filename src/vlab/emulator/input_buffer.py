@@ -38,7 +38,7 @@ from vlab import protocol
 from vlab.audio import g711
 from vlab.audio.pcm import float_to_pcm16, resample
 from vlab.audio.processing import PROCESSING_RATE_HZ, ProcessingSettings
-from vlab.audio.vad import SpeechModel, StreamingVad, VadEvent
+from vlab.audio.vad import SpeechModel, StreamingVad, VadEvent, reported_audio_ms
 from vlab.emulator import session_config
 from vlab.emulator.asr import Recognizer, Transcript, recognize, sounds_unfinished
 from vlab.emulator.timeline import Scheduler
@@ -470,11 +470,10 @@ class InputBuffer:
     def _decided(self, ev: VadEvent, decided_ms: float) -> None:
         """A turn boundary is final: trace it and tell the listener."""
         at_ms = self._decision_ms(decided_ms)
-        audio_ms = int(round(ev.audio_ms + self._vad_offset_ms))
-        if ev.kind == "speech_started":
-            audio_ms = max(audio_ms, self._last_stop_ms)
-        else:
+        audio_ms = reported_audio_ms(ev, self._vad_offset_ms, self._last_stop_ms)
+        if ev.kind == "speech_stopped":
             self._last_stop_ms = audio_ms
+
         self._trace(
             kind="vad", event=ev.kind, audio_ms=audio_ms, speech_ms=ev.speech_ms + self._vad_offset_ms
         )

@@ -40,6 +40,7 @@ __all__ = [
     "canary_shift",
     "cutoff_at_latency",
     "detection_error_rate",
+    "detections_from_boundaries",
     "detections_from_events",
     "latency_at_cutoff",
     "match_segments",
@@ -72,48 +73,72 @@ def detections_from_events(
     Returns:
         :data:`DETECTION_COLUMNS` plus ``item_id``; a turn still open at the end has NaN ``audio_end_ms``.
     """
-    td = session_vad_settings(events)
+    given = silence_duration_ms is not None and prefix_padding_ms is not None
+    td = {} if given else session_vad_settings(events)
     sil = float(
         silence_duration_ms if silence_duration_ms is not None else td.get("silence_duration_ms", 500)
     )
     pad = float(prefix_padding_ms if prefix_padding_ms is not None else td.get("prefix_padding_ms", 300))
     ev = events.sort_values("seq") if "seq" in events.columns else events
     server = ev[ev["direction"] == "server"]
+    columns = [
+        server[c].tolist() if c in server.columns else [None] * len(server)
+        for c in ("type", "audio_start_ms", "audio_end_ms", "item_id")
+    ]
+    return detections_from_boundaries(
+        zip(*columns, strict=True), silence_duration_ms=sil, prefix_padding_ms=pad
+    )
+
+
+def detections_from_boundaries(
+    events: Iterable[tuple[str, Any, Any, Any]], *, silence_duration_ms: float, prefix_padding_ms: float
+) -> pd.DataFrame:
+    """Server VAD detections of a sequence of server events, as :func:`detections_from_events` reads them.
+
+    Args:
+        events: ``(type, audio_start_ms, audio_end_ms, item_id)`` of each server event, in order (the ms
+            of the events that do not have them are ignored).
+        silence_duration_ms: The session's, to place each offset.
+        prefix_padding_ms: The session's, to place each onset.
+    """
     rows: list[dict[str, Any]] = []
     current: dict[str, Any] | None = None
-    for r in server.itertuples(index=False):
-        if r.type == protocol.SPEECH_STARTED:
-            start = as_float(r.audio_start_ms)  # NaN when not logged
-            current = {"audio_start_ms": start, "audio_end_ms": math.nan, "item_id": r.item_id}
-            current["onset_ms"] = start + pad  # exact unless the onset was within pad of the start
+    for kind, start_ms, end_ms, item_id in events:
+        if kind == protocol.SPEECH_STARTED:
+            start = as_float(start_ms)  # NaN when not logged
+            current = {"audio_start_ms": start, "audio_end_ms": math.nan, "item_id": item_id}
+            current["onset_ms"] = (
+                start + prefix_padding_ms
+            )  # exact unless the onset was within pad of the start
             current["offset_ms"] = math.nan
             current["responded"] = False
             rows.append(current)
-        elif r.type == protocol.SPEECH_STOPPED:
+        elif kind == protocol.SPEECH_STOPPED:
             if current is None or not math.isnan(current["audio_end_ms"]):
                 current = {
                     "audio_start_ms": math.nan,
                     "onset_ms": math.nan,
-                    "item_id": r.item_id,
+                    "item_id": item_id,
                     "responded": False,
                 }
                 rows.append(current)
-            end = as_float(r.audio_end_ms)
+            end = as_float(end_ms)
             current["audio_end_ms"] = end
-            current["offset_ms"] = end - sil
+            current["offset_ms"] = end - silence_duration_ms
         elif (
-            r.type == protocol.RESPONSE_CREATED
+            kind == protocol.RESPONSE_CREATED
             and current is not None
             and not math.isnan(current["audio_end_ms"])
         ):
             current["responded"] = True
             current = None
-    frame = pd.DataFrame(rows, columns=[*DETECTION_COLUMNS, "item_id"])
-    for col in ("audio_start_ms", "audio_end_ms", "onset_ms", "offset_ms"):
-        frame[col] = frame[col].astype(float)
-    frame["responded"] = frame["responded"].astype(bool)
-    frame["item_id"] = frame["item_id"].astype("string")
-    return frame
+    data: dict[str, Any] = {
+        c: np.array([r[c] for r in rows], dtype=float)
+        for c in ("audio_start_ms", "audio_end_ms", "onset_ms", "offset_ms")
+    }
+    data["responded"] = np.array([r["responded"] for r in rows], dtype=bool)
+    data["item_id"] = pd.array([r["item_id"] for r in rows], dtype="string")
+    return pd.DataFrame(data)  # in DETECTION_COLUMNS order, then item_id
 
 
 def _frames(spans: Iterable[Span], n: int, step_ms: float) -> np.ndarray:
@@ -201,8 +226,11 @@ def score_prompt(
         ``holds_cut``, ``missed_turns``, ``turns_per_expected``, ``dead_air_ms`` (median over the
         turns whose real end was detected, cut off earlier or not), ``ended_turns``).
     """
-    det = detections.reset_index(drop=True)
-    hyp = list(zip(det["onset_ms"].astype(float), det["offset_ms"].astype(float), strict=False))
+    onset, offset, audio_end = (
+        detections[c].to_numpy(dtype=float, na_value=np.nan)
+        for c in ("onset_ms", "offset_ms", "audio_end_ms")
+    )
+    hyp = list(zip(onset.tolist(), offset.tolist(), strict=True))
     ref = list(prompt.speech_segments)
     out: dict[str, Any] = {"prompt": prompt.id, "category": prompt.category}
     out.update(match_segments(ref, hyp))
@@ -213,24 +241,25 @@ def score_prompt(
     eos_delays: list[float] = []
     for j, (start, eot) in enumerate(zip(starts, eots, strict=False)):
         nxt = starts[j + 1] if j + 1 < len(starts) else math.inf
-        inside = det[(det["onset_ms"] >= start - tolerance_ms) & (det["onset_ms"] < eot)]
+        inside = np.flatnonzero((onset >= start - tolerance_ms) & (onset < eot))
         if len(inside):
-            onset_errors.append(float(inside["onset_ms"].iloc[0]) - start)
-        ended = det[(det["offset_ms"] >= eot - tolerance_ms) & (det["audio_end_ms"] < nxt + tolerance_ms)]
+            onset_errors.append(float(onset[inside[0]]) - start)
+        ended = np.flatnonzero((offset >= eot - tolerance_ms) & (audio_end < nxt + tolerance_ms))
         if len(ended):
-            eos_delays.append(float(ended["audio_end_ms"].iloc[0]) - eot)
+            eos_delays.append(float(audio_end[ended[0]]) - eot)
     out["onset_error_ms"] = float(np.mean(onset_errors)) if onset_errors else math.nan
     out["eos_delay_ms"] = float(np.mean(eos_delays)) if eos_delays else math.nan
-    n_false = int(det["onset_ms"].notna().sum()) if prompt.category == "noise_only" else out["false"]
+    n_false = int((~np.isnan(onset)).sum()) if prompt.category == "noise_only" else out["false"]
     out["false_starts"] = int(n_false)
     out["false_starts_per_min"] = n_false / (prompt.duration_ms / 60000.0) if prompt.duration_ms else math.nan
 
     # --- turn level ---
-    responded = det[det["responded"] & det["audio_end_ms"].notna()]
+    answered = detections["responded"].to_numpy(dtype=bool, na_value=False) & ~np.isnan(audio_end)
+    responded = audio_end[answered].tolist()
     cut_turns: set[int] = set()
     false_cutoffs = 0
     ended_by: dict[int, float] = {}
-    for end in responded["audio_end_ms"].astype(float):
+    for end in responded:
         for j, (start, eot) in enumerate(zip(starts, eots, strict=False)):
             nxt = starts[j + 1] if j + 1 < len(starts) else math.inf
             if start - tolerance_ms <= end < eot:
@@ -240,11 +269,7 @@ def score_prompt(
             if eot <= end < nxt and j not in ended_by:
                 ended_by[j] = end
                 break
-    holds_cut = sum(
-        1
-        for h0, h1 in prompt.hold_spans
-        if any(h0 <= e <= h1 + tolerance_ms for e in responded["audio_end_ms"])
-    )
+    holds_cut = sum(1 for h0, h1 in prompt.hold_spans if any(h0 <= e <= h1 + tolerance_ms for e in responded))
     dead: list[float] = []
     for j, end in ended_by.items():  # a turn cut off earlier still has its real end answered
         measured = (dead_air_ms or {}).get(end)
@@ -252,7 +277,7 @@ def score_prompt(
     expected = len(eots)
     out.update(
         expected_turns=expected,
-        detected_turns=int(det["audio_end_ms"].notna().sum()),
+        detected_turns=int((~np.isnan(audio_end)).sum()),
         responses=len(responded),
         cutoff_turns=len(cut_turns),
         false_cutoffs=false_cutoffs,

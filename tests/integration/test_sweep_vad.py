@@ -1,0 +1,172 @@
+"""VAD-only sweeps (``[run] mode = "vad"``): the emulator's decisions without sessions, equal to a session sweep's."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from tests._portable import needs_noise_suppression
+from vlab.errors import ConfigError
+from vlab.prompts import load_prompt_set
+from vlab.sweep import load_config, load_sweep, run_sweep_async
+
+pytestmark = pytest.mark.integration
+OPTS = {"dotenv_path": False}
+DETECTION = ["audio_start_ms", "audio_end_ms", "onset_ms", "offset_ms", "responded"]
+VAD_SCORES = [
+    "onset_error_ms",
+    "eos_delay_ms",
+    "der",
+    "false_starts",
+    "detected_turns",
+    "responses",
+    "cutoff_turns",
+    "false_cutoffs",
+    "holds_cut",
+    "ended_turns",
+    "missed_turns",
+]
+
+
+def config(mode: str, grid: dict, prompts: list[str], latency: str = "instant") -> dict:
+    return {
+        "target": {"speed": "max", "latency": latency},
+        "prompts": {"include": prompts},
+        "grid": grid,
+        "run": {"mode": mode, "baseline": False, "concurrency": 4, "timeout_s": 60},
+    }
+
+
+async def both_modes(
+    tmp_path, grid: dict, prompts: list[str], latency: str = "instant"
+) -> dict[str, pd.DataFrame]:
+    tables = {}
+    for mode in ("sessions", "vad"):
+        result = await run_sweep_async(
+            config(mode, grid, prompts, latency), tmp_path / mode, progress=False, session_options=OPTS
+        )
+        assert {c.status for c in result.cells} == {"ok"}, [c.error for c in result.cells]
+        tables[mode] = load_sweep(tmp_path / mode, "vad")
+        tables[mode + "_scores"] = load_sweep(tmp_path / mode, "scores")
+    return tables
+
+
+def detections(vad: pd.DataFrame) -> pd.DataFrame:
+    return vad.sort_values(["setting", "prompt", "audio_end_ms"]).reset_index(drop=True)[
+        ["setting", "prompt", *DETECTION]
+    ]
+
+
+def scores(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(["setting", "prompt"]).reset_index(drop=True)[["setting", "prompt", *VAD_SCORES]]
+
+
+async def test_vad_mode_decides_every_bundled_prompt_as_the_session_sweep_does(tmp_path):
+    prompts = [p.id for p in load_prompt_set()]
+    grid = {"threshold": [0.3, 0.6], "prefix_padding_ms": [100], "silence_duration_ms": [200, 900]}
+    tables = await both_modes(tmp_path, grid, prompts)
+    assert len(tables["vad"]) > len(prompts) * 4  # every setting found turns
+    pd.testing.assert_frame_equal(detections(tables["vad"]), detections(tables["sessions"]))
+    pd.testing.assert_frame_equal(scores(tables["vad_scores"]), scores(tables["sessions_scores"]))
+    manifest = json.loads((tmp_path / "vad" / "manifest.json").read_text())
+    assert manifest["mode"] == "vad" and manifest["target_kind"] == ["vlab-vad"]
+    assert load_sweep(tmp_path / "vad", "turns").empty  # nothing answered: no turn latency
+
+
+async def test_with_modelled_latency_only_responses_the_next_speech_preempts_differ(tmp_path):
+    # With the emulator's response start-up (commit + network, ~100 ms in "typical"), speech that resumes
+    # within it cancels the response before response.created: the session sweep does not count it.
+    grid = {"threshold": [0.3], "prefix_padding_ms": [100], "silence_duration_ms": [200]}
+    prompts = ["filler_inner", "pause_300", "two_turns"]
+    tables = await both_modes(tmp_path, grid, prompts, latency="typical")
+    vad, sessions = detections(tables["vad"]), detections(tables["sessions"])
+    boundaries = ["setting", "prompt", *DETECTION[:-1]]
+    pd.testing.assert_frame_equal(vad[boundaries], sessions[boundaries])
+    differ = vad.index[vad["responded"] != sessions["responded"]]
+    assert len(differ) > 0  # filler_inner resumes at once at this setting
+    assert vad.loc[differ, "responded"].all()  # only the sessions' side lost responses
+    for i in differ:  # … and each one to speech that resumed within the start-up
+        assert vad.loc[i + 1, "prompt"] == vad.loc[i, "prompt"]
+        assert vad.loc[i + 1, "audio_start_ms"] - vad.loc[i, "audio_end_ms"] < 250
+
+
+@needs_noise_suppression
+async def test_vad_mode_applies_noise_suppression_as_the_emulator_does(tmp_path):
+    grid = {"threshold": [0.05], "noise_reduction": ["off", "azure_deep_noise_suppression"]}
+    tables = await both_modes(tmp_path, grid, ["noise_only", "noisy_snr10"])
+    pd.testing.assert_frame_equal(detections(tables["vad"]), detections(tables["sessions"]))
+    by_setting = {s: sorted(g["onset_ms"].dropna()) for s, g in tables["vad"].groupby("setting")}
+    assert len(set(map(tuple, by_setting.values()))) == 2  # suppression changed what the VAD heard
+
+
+async def test_a_second_vad_sweep_reads_the_probabilities_from_the_cache(tmp_path):
+    cfg = config("vad", {"silence_duration_ms": [300, 600]}, ["pause_600", "two_turns"])
+    first = await run_sweep_async(cfg, tmp_path / "a", progress=False)
+    cache = tmp_path / "a" / "vad_cache" / "silero_v5.bin"
+    size = cache.stat().st_size
+    assert size > 0
+    (tmp_path / "a" / "manifest.json").unlink()
+    again = await run_sweep_async(cfg, tmp_path / "a", progress=False)
+    assert cache.stat().st_size == size  # every frame was known: nothing new to save
+    pd.testing.assert_frame_equal(first.vad(), again.vad())
+
+
+@pytest.mark.parametrize(
+    ("grid", "run", "message"),
+    [
+        (
+            {"type": "azure_semantic_vad", "threshold": [0.5]},
+            {},
+            "end-of-utterance detection reads the words",
+        ),
+        ({"threshold": [0.5], "echo_cancellation": [True]}, {}, "echo cancellation's reference"),
+        ({"threshold": [0.5]}, {"repeats": 2}, "drop repeats and executor"),
+        ({"threshold": [0.5]}, {"executor": "dask"}, "drop repeats and executor"),
+        ({"threshold": [0.5]}, {"mode": "offline"}, "mode must be 'sessions' or 'vad'"),
+    ],
+)
+def test_settings_a_vad_sweep_cannot_decide_fail_before_anything_runs(grid, run, message):
+    cfg = config("vad", grid, ["pause_600"])
+    cfg["run"].update(run)
+    with pytest.raises(ConfigError, match=message):
+        load_config(cfg)
+
+
+async def test_a_folder_keeps_one_mode(tmp_path):
+    await run_sweep_async(config("vad", {"threshold": [0.5]}, ["pause_600"]), tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="holds a sweep of mode 'vad'"):
+        await run_sweep_async(
+            config("sessions", {"threshold": [0.5]}, ["pause_600"]), tmp_path, progress=False
+        )
+
+
+def test_vlab_sweep_mode_vad_writes_the_tables_and_a_report_without_latency_charts(tmp_path, capsys):
+    from vlab.cli import main
+
+    out = tmp_path / "sweep"
+    assert (
+        main(
+            [
+                "sweep",
+                "examples/vad_sweep.toml",
+                "--out",
+                str(out),
+                "--mode",
+                "vad",
+                "--no-progress",
+                "--report",
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "(VAD only, no sessions)" in printed and "0 failed" in printed
+    assert not (out / "cells").exists()  # the cells' record is the manifest
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["ok"] == len(manifest["cells"]) == 50
+    charts = sorted(p.stem for p in (out / "report").glob("*.png"))
+    assert "pareto" in charts and any(c.startswith("vad_timeline_") for c in charts)
+    assert "waterfall" not in charts and "latency_distributions" not in charts
+    assert "A VAD-only sweep" in (out / "report.html").read_text()
