@@ -129,18 +129,22 @@ async def test_a_client_that_says_nothing_of_its_timeline_gets_the_events_at_the
     assert after[: last + 1] == before[: last + 1]
 
 
-async def test_a_run_recorded_on_the_clients_clock_replays_to_a_vlab_client(recorded, tmp_path):
-    """A run as against Azure: no simulated times and no timeline markers. Its events go out at the input
-    audio sent when they arrived, and the replay answers the replaying vlab client's markers itself."""
+def _azure_like(recorded: Path, tmp_path: Path) -> Path:
+    """The recorded run as against Azure: no simulated times and no timeline markers. Its events go out at
+    the input audio sent when they arrived.
+
+    The recording is the emulator's, fed at speed max, so each event is given the arrival a real-time
+    client would have seen: the append that reached its simulated time."""
     azure_like = tmp_path / "azure-like"
     for path in recorded.rglob("*"):
         if path.is_file() and path.name not in ("events.parquet", "events.jsonl"):
             target = azure_like / path.relative_to(recorded)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(path.read_bytes())
+    lines = [json.loads(line) for line in (recorded / "events.jsonl").read_text().splitlines()]
+    appends = [r for r in lines if r["direction"] == "client" and r["type"] == "input_audio_buffer.append"]
     records, updates, answered = [], [], 0
-    for line in (recorded / "events.jsonl").read_text().splitlines():
-        record = json.loads(line)
+    for record in lines:
         payload = json.loads(record["payload"])
         if record["type"] == "session.update":
             updates.append(set(payload["session"]) == {"metadata"})
@@ -150,8 +154,19 @@ async def test_a_run_recorded_on_the_clients_clock_replays_to_a_vlab_client(reco
             answered += 1
             if updates[answered - 1]:
                 continue  # the emulator's answer to a marker
+        if record["direction"] == "server" and (record["sim_ms"] or 0) > 0:
+            # It arrives as a real-time client's audio reaches its simulated time: stamped with the send
+            # time of the append that got there (the recorded arrival raced the audio sent at speed max).
+            reached = next((a for a in appends if a["audio_end_ms"] >= record["sim_ms"]), appends[-1])
+            record = {**record, "t_ns": reached["t_ns"]}
         records.append({**record, "sim_ms": None})
     (azure_like / "events.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return azure_like
+
+
+async def test_a_run_recorded_on_the_clients_clock_replays_to_a_vlab_client(recorded, tmp_path):
+    """The replay answers the replaying vlab client's markers itself."""
+    azure_like = _azure_like(recorded, tmp_path)
     cassette = load_cassette(azure_like)
     assert (
         not any(e.marker for e in cassette.events) and cassette.events[0].event["type"] == "session.created"
@@ -278,3 +293,14 @@ async def test_an_sdk_client_gets_each_recorded_event_when_its_audio_reaches_the
         assert send["input_ms"] == pytest.approx(boundary), (event["type"], offset)
         assert send["sim_ms"] == pytest.approx(offset, abs=1e-3)
     assert sum(offset <= total_ms for offset in at) > 10  # most of both turns came during the audio
+
+
+async def test_a_replay_says_which_client_event_its_unsent_events_waited_for(recorded, tmp_path, caplog):
+    cassette = load_cassette(_azure_like(recorded, tmp_path))
+    assert [e["type"] for e in cassette.client_events][-1] == "conversation.item.truncate"  # a barge-in
+    caplog.set_level(logging.WARNING, logger="vlab.emulator")
+    async with Emulator(speed="max", cassette=cassette) as emu:
+        async with Session(SETTINGS, endpoint=emu.endpoint, api_key=emu.api_key, barge_in="off") as session:
+            await feed_prompt(session, _audio(), speed=math.inf, timeout_s=60)  # never truncates
+    unsent = [r.getMessage() for r in caplog.records if "were not sent" in r.getMessage()]
+    assert len(unsent) == 1 and "conversation.item.truncate (client event #2)" in unsent[0]

@@ -63,6 +63,27 @@ async def test_run_a_tiny_grid_shows_progress_charts_and_tables(tmp_path):
     )
 
 
+async def test_vad_only_decides_every_cell_and_shows_the_vad_charts_without_latency(tmp_path):
+    panel = _panel(tmp_path)
+    panel.silences.value = "300, 900"
+    panel.repeats.value = 3  # a VAD-only sweep decides each cell once
+    panel.vad_only.value = True
+    assert panel.config()["run"]["mode"] == "vad"
+    panel.run_button.click()
+    assert panel.progress.max == 4
+    await asyncio.wait_for(panel.task, 60)
+    assert panel.output.outputs == (), _text(panel.output)
+    assert panel.progress.value == 4 and "finished: 4 of 4 cells ok" in panel.status.value
+    assert set(panel.charts) == {"pareto", "vad_timeline"}  # no replies: no latency or waterfall
+    html = " ".join(w.value for w in panel.results.children if isinstance(w, ipywidgets.HTML))
+    assert "VAD only" in html and "Operating points" in html and "Latency summary" not in html
+    pts = panel.points.set_index("setting")  # the same trade-off the session sweep shows
+    assert (
+        pts.loc["thr=0.5 pad=300 sil=300", "false_cutoff_rate"]
+        > pts.loc["thr=0.5 pad=300 sil=900", "false_cutoff_rate"]
+    )
+
+
 async def test_a_finished_sweep_reopens_from_its_folder(tmp_path):
     from vlab.sweep import run_sweep_async
 

@@ -169,6 +169,25 @@ class CassetteConnection:
                     break
         finally:
             await self.scheduler.close()
+            self._report_unsent()
+
+    def _report_unsent(self) -> None:
+        """Log the recorded events the client closed before, when they waited for a client event it never sent."""
+        events = self.cassette.events
+        if self.diverged is not None or self._next >= len(events):
+            return
+        waiting = events[self._next]
+        if waiting.after <= self._client_count:
+            return  # released in time; the client simply closed before their times
+        expected = self.cassette.client_events[self._client_count]["type"]
+        log.warning(
+            "cassette replay: %d recorded events were not sent: they follow the recording client's %s "
+            "(client event #%d), which this client never sent",
+            len(events) - self._next,
+            expected,
+            self._client_count + 1,
+        )
+        self._trace(kind="cassette", event="unsent", events=len(events) - self._next, waiting_for=expected)
 
     async def _on_frame(self, data: str | bytes) -> None:
         try:

@@ -178,6 +178,11 @@ class SweepPanel:
         self.canary = widgets.Dropdown(
             options=[NO_CANARY], value=NO_CANARY, description="Canary prompt", style=style
         )
+        self.vad_only = widgets.Checkbox(
+            value=False,
+            description="VAD only: the emulator's VAD decides each cell, no sessions (no latency)",
+            layout=wide,
+        )
         self.folder = widgets.Text(
             value="",
             description="Folder",
@@ -207,7 +212,7 @@ class SweepPanel:
 
         form = widgets.VBox([
             self.prompts, self.turn_type, self.thresholds, self.silences, self.paddings, self.repeats,
-            self.speed, self.latency, self.baseline, self.canary, self.folder, self.target,
+            self.speed, self.latency, self.baseline, self.canary, self.vad_only, self.folder, self.target,
             widgets.HBox([self.run_button, self.stop_button, self.progress]), self.status,
             widgets.HBox([self.open_path, self.open_button]),
         ])  # fmt: skip
@@ -281,6 +286,8 @@ class SweepPanel:
         }
         if self.canary.value != NO_CANARY:
             run["canary"] = self.canary.value
+        if self.vad_only.value:  # deterministic: one decision per prompt and setting
+            run.update(mode="vad", repeats=1)
         prompts: dict[str, Any] = {"include": list(self.prompts.value)}
         if self.prompt_dir is not None:
             prompts["path"] = str(self.prompt_dir.resolve())
@@ -339,6 +346,8 @@ class SweepPanel:
             poller.cancel()
             self.progress.value = _cells_done(out, names, started)
         self.result = result
+        if cfg.mode == "vad":  # decided in one go: no cell folders to count
+            self.progress.value = sum(c.status == "ok" for c in result.cells)
         failed = [c for c in result.cells if c.status == "error"]
         if failed:
             shown = "".join(
@@ -410,40 +419,58 @@ class SweepPanel:
 
     def _render(self, folder: Path) -> list[widgets.Widget]:
         from vlab import plots
-        from vlab.metrics import summarize_latency
 
         m = self.manifest
         counts = m.get("counts", {})
+        target = (
+            "the emulator's VAD alone (no sessions)"
+            if m.get("mode") == "vad"
+            else f"{', '.join(m.get('target_kind', [])) or '?'} · speed: {m.get('speed')} · "
+            f"latency model: {m.get('latency')}"
+        )
         head = (
             f"<h3 style='margin:8px 0'>Sweep {html.escape(folder.name)}</h3><div style='font-size:12px;color:#555'>"
-            f"target: {html.escape(', '.join(m.get('target_kind', [])) or '?')} · speed: {html.escape(str(m.get('speed')))} · "
-            f"latency model: {html.escape(str(m.get('latency')))} · {len(m.get('grid', []))} settings × "
+            f"target: {html.escape(target)} · {len(m.get('grid', []))} settings × "
             f"{len(m.get('prompts', []))} prompts × {m.get('repeats')} repeats · cells ok {counts.get('ok', 0)}, "
             f"failed {counts.get('error', 0)} · wall {m.get('wall_s')} s</div>"
         )
         out: list[widgets.Widget] = [widgets.HTML(head)]
         self.charts = {}
-        if self.points.empty or self.turns.empty:
+        vad_only = m.get("mode") == "vad"  # decided without sessions: no turns, no latency
+        if self.points.empty or (self.turns.empty and not vad_only):
             out.append(widgets.HTML("<p style='color:#b00020'>No cell finished: nothing to chart.</p>"))
             return out
+        if vad_only:
+            out.append(widgets.HTML(
+                "<p>VAD only: the emulator's VAD decided every cell without a session (the same detections "
+                "as a session sweep on the emulator). Dead air is the end-of-turn wait on the audio clock; "
+                "there is no latency to chart.</p>"
+            ))  # fmt: skip
         out.append(widgets.HTML(
             "<b>Operating points</b> (one per setting; lower is better for every rate and for dead air)"
             + _table(self.points, ["setting", "false_cutoff_rate", "hold_cut_rate", "missed_turn_rate",
                                    "turns_per_expected", "dead_air_ms", "der", "baseline", "pareto"])
         ))  # fmt: skip
-        speech = self.turns[self.turns["trigger"] == "vad"]
-        ok = speech[~speech["false_cutoff"].astype(bool)]
-        n_settings = max(1, speech["setting"].nunique())
         names = short_names([str(s) for s in self.points["setting"]])  # charts name what differs
-        speech_c, ok_c, vad_c = (_relabel(f, names) for f in (speech, ok, self.vad))
+        vad_c = _relabel(self.vad, names)
         images = {
             "pareto": figure_png(lambda ax: plots.pareto(pareto_labels(self.points), ax=ax), (6.4, 4.6)),
-            "latency_distributions": figure_png(
+        }
+        speech = self.turns[self.turns["trigger"] == "vad"] if not vad_only else self.turns
+        ok_c = speech
+        if not vad_only:
+            ok = speech[~speech["false_cutoff"].astype(bool)]
+            n_settings = max(1, speech["setting"].nunique())
+            speech_c, ok_c = (_relabel(f, names) for f in (speech, ok))
+            images["latency_distributions"] = figure_png(
                 lambda ax: plots.latency_distributions(speech_c, metric="dead_air_ms", ax=ax),
                 (6.4, max(2.6, 1.0 + 0.45 * n_settings)),
-            ),
-        }
-        sample = ok_c.groupby("setting", sort=False).head(3).sort_values(["setting", "prompt"])
+            )
+        sample = (
+            ok_c.groupby("setting", sort=False).head(3).sort_values(["setting", "prompt"])
+            if len(ok_c)
+            else ok_c
+        )
         if len(sample):
             images["waterfall"] = figure_png(
                 lambda ax: plots.waterfall(sample, max_turns=18, ax=ax),
@@ -460,21 +487,11 @@ class SweepPanel:
             self.charts[name] = widgets.Image(
                 value=png, format="png", layout=widgets.Layout(width=width, min_width="420px")
             )
-        pair = [self.charts[n] for n in ("pareto", "latency_distributions")]
+        pair = [self.charts[n] for n in ("pareto", "latency_distributions") if n in self.charts]
         out.append(widgets.HBox(pair, layout=widgets.Layout(flex_flow="row wrap")))
         out.extend(self.charts[n] for n in ("waterfall", "vad_timeline") if n in self.charts)
-        summary = summarize_latency(
-            speech,
-            by=["setting"],
-            metrics=["dead_air_ms", "voice_to_voice_ms", "turn_commit_ms", "ttfb_audio_ms"],
-            n_boot=300,
-        )
-        self.summary = summary
-        out.append(widgets.HTML(
-            "<b>Latency summary</b> (p50/p90 with bootstrap 95 % intervals; first turn of each session separately). "
-            "On the emulator every figure is on its simulated timeline (the same at any speed); against "
-            "Azure, on the client's clock (run at speed 1)." + _table(summary, ["setting", "turns", "metric", "n", "p50", "p50_lo", "p50_hi", "p90", "p90_lo", "p90_hi"])
-        ))  # fmt: skip
+        if not vad_only:
+            out.append(self._latency_summary(speech))
         canary = m.get("canary")
         if canary and not self.vad.empty and self.vad["silence_duration_ms"].nunique() > 1:
             import warnings
@@ -497,6 +514,23 @@ class SweepPanel:
                 + "</details>"
             ))  # fmt: skip
         return out
+
+    def _latency_summary(self, speech: pd.DataFrame) -> widgets.Widget:
+        """The latency table of a session sweep's speech turns (kept as :attr:`summary`)."""
+        from vlab.metrics import summarize_latency
+
+        summary = summarize_latency(
+            speech,
+            by=["setting"],
+            metrics=["dead_air_ms", "voice_to_voice_ms", "turn_commit_ms", "ttfb_audio_ms"],
+            n_boot=300,
+        )
+        self.summary = summary
+        return widgets.HTML(
+            "<b>Latency summary</b> (p50/p90 with bootstrap 95 % intervals; first turn of each session separately). "
+            "On the emulator every figure is on its simulated timeline (the same at any speed); against "
+            "Azure, on the client's clock (run at speed 1)." + _table(summary, ["setting", "turns", "metric", "n", "p50", "p50_lo", "p50_hi", "p90", "p90_lo", "p90_hi"])
+        )  # fmt: skip
 
     def _timeline_prompt(self) -> Any:
         ids = [p["id"] for p in self.manifest.get("prompts", [])]
