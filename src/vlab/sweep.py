@@ -900,7 +900,7 @@ def _check_mode(out_dir: Path, mode: str) -> None:
     earlier = manifest.get("mode", "sessions")
     if earlier != mode:
         raise ConfigError(
-            f"{str(out_dir)!r} holds a sweep of mode {earlier!r}; run mode {mode!r} into another folder"
+            f"{str(out_dir)!r} holds a sweep of mode {earlier!r}; run mode {mode!r} into another folder (another --out)"
         )
 
 
