@@ -1074,11 +1074,12 @@ def _with_keys(parts: Sequence[tuple[Any, Mapping[str, Any]]]) -> Any:
     parts = [(frame, keys) for frame, keys in parts if len(frame.columns)]
     if not parts:
         return pd.DataFrame()
-    out = pd.concat([frame for frame, _ in parts], ignore_index=True)
-    lengths = [len(frame) for frame, _ in parts]
+    rows = [(frame, keys) for frame, keys in parts if len(frame)] or parts[:1]  # empty frames add no row
+    out = pd.concat([frame for frame, _ in rows], ignore_index=True)
+    lengths = [len(frame) for frame, _ in rows]
     for key in parts[0][1]:
-        values = np.empty(len(parts), dtype=object)
-        values[:] = [keys[key] for _, keys in parts]
+        values = np.empty(len(rows), dtype=object)
+        values[:] = [keys[key] for _, keys in rows]
         out[key] = np.repeat(values, lengths)
     return out
 
