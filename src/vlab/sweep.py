@@ -886,8 +886,9 @@ async def run_sweep_async(
             bar.close()
 
     wall_s = time.perf_counter() - t0
-    aggregate(out_dir, cfg, analysed)
-    _write_manifest(out_dir, cfg, cells, started, wall_s)
+    metas = _cell_metas(out_dir)  # read once, for the tables and the manifest
+    aggregate(out_dir, cfg, analysed, metas)
+    _write_manifest(out_dir, cfg, cells, started, wall_s, metas)
     return SweepResult(out_dir, results, wall_s)
 
 
@@ -1001,10 +1002,7 @@ def aggregate(
     prompts = {p.id: p for p in cfg.prompts}
     tables: dict[str, list[tuple[pd.DataFrame, dict[str, Any]]]] = {"turns": [], "vad": [], "session": []}
     scores: list[dict[str, Any]] = []
-    if metas is None:
-        markers = sorted((out_dir / "cells").glob("*/cell.json"))
-        metas = [json.loads(marker.read_text(encoding="utf-8")) for marker in markers]
-    for meta in metas:
+    for meta in _cell_metas(out_dir) if metas is None else metas:
         if meta.get("status") != "ok" or meta.get("prompt") not in prompts:
             continue
         prompt = prompts[meta["prompt"]]
@@ -1066,6 +1064,12 @@ def aggregate(
     _parquet_atomic(points, out_dir / "points.parquet")
 
 
+def _cell_metas(out_dir: Path) -> list[dict[str, Any]]:
+    """What each cell's ``cell.json`` holds, in cell-name order."""
+    markers = sorted((out_dir / "cells").glob("*/cell.json"))
+    return [json.loads(marker.read_text(encoding="utf-8")) for marker in markers]
+
+
 def _with_keys(parts: Sequence[tuple[Any, Mapping[str, Any]]]) -> Any:
     """The cells' frames as one, each row with its cell's keys (the keys as columns, after the frames')."""
     import numpy as np
@@ -1097,19 +1101,14 @@ def _write_manifest(
     cells: Sequence[tuple[Any, ...]],
     started: datetime,
     wall_s: float,
-    metas: Sequence[dict[str, Any]] | None = None,
+    metas: Sequence[dict[str, Any]],
 ) -> None:
+    """Write ``manifest.json``: the sweep's settings, prompts and versions, and each cell's status (``metas``)."""
     statuses = []
     targets = set()
-    known = {m["cell"]: m for m in metas or ()}
+    known = {m["cell"]: m for m in metas}
     for name, *_ in cells:
-        marker = out_dir / "cells" / name / "cell.json"
-        if name in known:
-            meta = known[name]
-        else:
-            meta = (
-                json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else {"status": "missing"}
-            )
+        meta = known.get(name, {"status": "missing"})
         statuses.append({"cell": name, "status": meta.get("status"), "error": meta.get("error")})
         if meta.get("target"):
             targets.add(meta["target"])

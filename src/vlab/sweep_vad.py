@@ -95,15 +95,22 @@ def vad_cells(
     out: dict[str, dict[str, Any]] = {}
     for (rate, processing), members in groups.items():
         tails = sorted({machine.tail_ms for _, machine, _ in members})
-        prompts = list({p.id: p for _, _, p in members}.values())
-        for start in range(0, len(prompts), PROMPTS_PER_BATCH):
-            batch = prompts[start : start + PROMPTS_PER_BATCH]
+        by_prompt: dict[str, list[tuple[str, _TurnMachine]]] = {}
+        prompts: dict[str, LabelledPrompt] = {}
+        for name, machine, prompt in members:
+            by_prompt.setdefault(prompt.id, []).append((name, machine))
+            prompts[prompt.id] = prompt
+        ids = list(prompts)
+        for start in range(0, len(ids), PROMPTS_PER_BATCH):
+            batch = [prompts[i] for i in ids[start : start + PROMPTS_PER_BATCH]]
             probs = _probabilities(batch, rate, tails, processing, model, cache)
-            decided = [m for m in members if m[2].id in probs]
-            for name, machine, prompt in decided:
-                out[name] = machine.analyse(prompt, probs[prompt.id][tails.index(machine.tail_ms)], model)
+            decided = []
+            for prompt in batch:
+                for name, machine in by_prompt[prompt.id]:
+                    out[name] = machine.analyse(prompt, probs[prompt.id][tails.index(machine.tail_ms)], model)
+                    decided.append(name)
             if on_decided is not None:
-                on_decided([name for name, _, _ in decided])
+                on_decided(decided)
     return out
 
 
@@ -145,23 +152,19 @@ class _TurnMachine:
         td = session["turn_detection"]
         self.input_rate = settings.input_bytes_per_s // 2
         self.processing = session_config.processing_settings(session)
-        self.params = session_config.vad_params(
-            td, protocol.DEFAULT_API_VERSION
-        )  # what a sweep's sessions use
+        # at the API version a sweep's sessions use
+        self.params = session_config.vad_params(td, protocol.DEFAULT_API_VERSION)
         complete = session_config.complete_turn_detection(dict(td), protocol.DEFAULT_API_VERSION)
         self.responds = bool(complete.get("create_response", True))
         self.tail_ms = trailing_silence_ms(settings.turn_detection)
 
     def analyse(self, prompt: LabelledPrompt, probs: np.ndarray, model: SileroModel) -> dict[str, Any]:
         """A cell's detections and scores from its frames' probabilities."""
-        import pandas as pd
-
         from vlab.audio.vad import StreamingVad, VadFrames, reported_audio_ms
         from vlab.metrics import detections_from_boundaries, score_prompt
 
-        vad = StreamingVad(
-            self.params, model.sample_rate, model=model
-        )  # given probabilities: the model never runs
+        # given probabilities: the model never runs
+        vad = StreamingVad(self.params, model.sample_rate, model=model)
         no_frames = np.zeros((0, 0), dtype=np.float32)
         events = vad.decide(VadFrames(no_frames, 0.0, 0, math.inf, math.inf), probs.tolist())
         boundaries: list[tuple[str, Any, Any, Any]] = []
@@ -180,9 +183,4 @@ class _TurnMachine:
             silence_duration_ms=self.params.silence_duration_ms,
             prefix_padding_ms=self.params.prefix_padding_ms,
         )
-        return {
-            "turns": pd.DataFrame(),
-            "vad": det,
-            "score": score_prompt(prompt, det),
-            "session": pd.DataFrame(),
-        }
+        return {"vad": det, "score": score_prompt(prompt, det)}

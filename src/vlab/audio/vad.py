@@ -54,7 +54,6 @@ __all__ = [
     "reported_audio_ms",
 ]
 
-
 HYSTERESIS = 0.15
 """Once speaking, a frame counts as silence only below ``threshold - HYSTERESIS`` (Silero's neg_threshold)."""
 

@@ -473,7 +473,6 @@ class InputBuffer:
         audio_ms = reported_audio_ms(ev, self._vad_offset_ms, self._last_stop_ms)
         if ev.kind == "speech_stopped":
             self._last_stop_ms = audio_ms
-
         self._trace(
             kind="vad", event=ev.kind, audio_ms=audio_ms, speech_ms=ev.speech_ms + self._vad_offset_ms
         )

@@ -107,9 +107,8 @@ def detections_from_boundaries(
         if kind == protocol.SPEECH_STARTED:
             start = as_float(start_ms)  # NaN when not logged
             current = {"audio_start_ms": start, "audio_end_ms": math.nan, "item_id": item_id}
-            current["onset_ms"] = (
-                start + prefix_padding_ms
-            )  # exact unless the onset was within pad of the start
+            # exact unless the onset was within the padding of the start
+            current["onset_ms"] = start + prefix_padding_ms
             current["offset_ms"] = math.nan
             current["responded"] = False
             rows.append(current)
@@ -132,13 +131,11 @@ def detections_from_boundaries(
         ):
             current["responded"] = True
             current = None
-    data: dict[str, Any] = {
-        c: np.array([r[c] for r in rows], dtype=float)
-        for c in ("audio_start_ms", "audio_end_ms", "onset_ms", "offset_ms")
-    }
-    data["responded"] = np.array([r["responded"] for r in rows], dtype=bool)
+    *times, responded = DETECTION_COLUMNS
+    data: dict[str, Any] = {c: np.array([r[c] for r in rows], dtype=float) for c in times}
+    data[responded] = np.array([r[responded] for r in rows], dtype=bool)
     data["item_id"] = pd.array([r["item_id"] for r in rows], dtype="string")
-    return pd.DataFrame(data)  # in DETECTION_COLUMNS order, then item_id
+    return pd.DataFrame(data)
 
 
 def _frames(spans: Iterable[Span], n: int, step_ms: float) -> np.ndarray:

@@ -422,9 +422,10 @@ class SweepPanel:
 
         m = self.manifest
         counts = m.get("counts", {})
+        vad_only = m.get("mode") == "vad"  # decided without sessions: no turns, no latency
         target = (
             "the emulator's VAD alone (no sessions)"
-            if m.get("mode") == "vad"
+            if vad_only
             else f"{', '.join(m.get('target_kind', [])) or '?'} · speed: {m.get('speed')} · "
             f"latency model: {m.get('latency')}"
         )
@@ -436,7 +437,6 @@ class SweepPanel:
         )
         out: list[widgets.Widget] = [widgets.HTML(head)]
         self.charts = {}
-        vad_only = m.get("mode") == "vad"  # decided without sessions: no turns, no latency
         if self.points.empty or (self.turns.empty and not vad_only):
             out.append(widgets.HTML("<p style='color:#b00020'>No cell finished: nothing to chart.</p>"))
             return out
@@ -456,9 +456,9 @@ class SweepPanel:
         images = {
             "pareto": figure_png(lambda ax: plots.pareto(pareto_labels(self.points), ax=ax), (6.4, 4.6)),
         }
-        speech = self.turns[self.turns["trigger"] == "vad"] if not vad_only else self.turns
-        ok_c = speech
+        speech = self.turns
         if not vad_only:
+            speech = self.turns[self.turns["trigger"] == "vad"]
             ok = speech[~speech["false_cutoff"].astype(bool)]
             n_settings = max(1, speech["setting"].nunique())
             speech_c, ok_c = (_relabel(f, names) for f in (speech, ok))
@@ -466,16 +466,12 @@ class SweepPanel:
                 lambda ax: plots.latency_distributions(speech_c, metric="dead_air_ms", ax=ax),
                 (6.4, max(2.6, 1.0 + 0.45 * n_settings)),
             )
-        sample = (
-            ok_c.groupby("setting", sort=False).head(3).sort_values(["setting", "prompt"])
-            if len(ok_c)
-            else ok_c
-        )
-        if len(sample):
-            images["waterfall"] = figure_png(
-                lambda ax: plots.waterfall(sample, max_turns=18, ax=ax),
-                (11, max(2.8, 1.2 + 0.34 * min(len(sample), 18))),
-            )
+            sample = ok_c.groupby("setting", sort=False).head(3).sort_values(["setting", "prompt"])
+            if len(sample):
+                images["waterfall"] = figure_png(
+                    lambda ax: plots.waterfall(sample, max_turns=18, ax=ax),
+                    (11, max(2.8, 1.2 + 0.34 * min(len(sample), 18))),
+                )
         timeline = self._timeline_prompt()
         if timeline is not None and not self.vad.empty:
             n = self.vad["setting"].nunique()
