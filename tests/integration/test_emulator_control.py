@@ -18,6 +18,8 @@ from azure.ai.voicelive.models import (
 )
 from azure.core.credentials import AzureKeyCredential
 
+from vlab import protocol
+from vlab.audio.pcm import silence
 from vlab.testing import collect_events, fast_emulator, types_of, until_idle
 
 
@@ -103,6 +105,33 @@ async def test_client_cancel_closes_open_events_and_reports_cancelled():
     assert done.status == "cancelled"
     assert done.status_details.reason == "client_cancelled"
     assert next(e for e in events if e.type == "response.output_item.done").item.status == "incomplete"
+
+
+async def test_cancel_while_the_next_turns_response_waits_cancels_the_one_streaming(prompt, second_prompt):
+    # The user's second turn ends while the story streams (no interruption): its response waits, unseen,
+    # and a cancel meanwhile is for the story, after which the waiting response runs.
+    story = "Tell a long, detailed story of at least ten sentences."
+    timeline = {protocol.TIMELINE_METADATA_KEY: protocol.TIMELINE_INPUT}
+    async with fast_emulator(latency="typical") as emu:
+        async with connect(endpoint=emu.endpoint, credential=AzureKeyCredential(emu.api_key)) as conn:
+            vad = ServerVad(interrupt_response=False)
+            await conn.session.update(
+                session=RequestSession(instructions=story, turn_detection=vad, metadata=timeline)
+            )
+            await collect_events(conn, "session.updated")
+            gap = silence(3000, prompt.sample_rate)
+            await conn.input_audio_buffer.append(audio=prompt.pcm + gap + second_prompt.pcm)
+            before = await collect_events(conn, "input_audio_buffer.committed", count=2)
+            await conn.response.cancel()
+            cancelled = await collect_events(conn, "response.done")
+            ended = {protocol.TIMELINE_METADATA_KEY: protocol.TIMELINE_ENDED}
+            await conn.session.update(session=RequestSession(metadata=ended))
+            after = await collect_events(conn, "session.updated")
+    story_id = next(e for e in before if e.type == "response.created").response.id
+    assert cancelled[-1].response.id == story_id and cancelled[-1].response.status == "cancelled"
+    assert "error" not in types_of(cancelled + after)
+    answer = next(e for e in after if e.type == "response.done").response
+    assert answer.id != story_id and answer.status == "completed"
 
 
 async def test_cancel_with_nothing_active_is_a_routine_error(conn):

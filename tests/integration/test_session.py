@@ -10,16 +10,33 @@ import pandas as pd
 import pytest
 
 import vlab
-from vlab import BargeIn, ServerVad, Session, SessionSettings
+from vlab import BargeIn, ServerVad, Session, SessionSettings, protocol
+from vlab.audio.pcm import silence
 from vlab.clock import VirtualClock
 from vlab.emulator import preset
 from vlab.errors import ConnectionFailed, VlabWarning
+from vlab.feed import set_timeline, wait_for_reaction_replies
 from vlab.log import EVENT_COLUMNS, EventLog, to_frame
 from vlab.session import sdk_adapter
 from vlab.settings import FunctionTool
 from vlab.testing import StaticTokenCredential, fast_emulator
 
 CANARY = "CANARY-KEY-0123456789-do-not-leak"
+
+# Barge-in tests: a reply of ≥ 20 s of simulated audio, streamed at 1x, on the emulator's "input"
+# timeline (its time follows the audio sent), so the reply is still streaming when the user speaks
+# again, at any speed and under any load.
+STORY = "You are a storyteller. Tell a long, detailed story of at least ten sentences."
+REALTIME_TTS = dataclasses.replace(preset("typical"), tts_realtime_factor=1.0)
+_SILENCE_3S = silence(3000, SessionSettings().input_audio_sampling_rate)
+
+
+async def _reply_follows_the_audio(session: Session) -> None:
+    await set_timeline(session, protocol.TIMELINE_INPUT, timeout_s=60)
+
+
+async def _everything_the_audio_caused(session: Session) -> None:
+    await set_timeline(session, protocol.TIMELINE_ENDED, timeout_s=60)
 
 
 async def test_every_event_is_logged_once_in_order_with_client_events_interleaved(prompt):
@@ -139,33 +156,16 @@ async def test_barge_in_policy_stops_playback_cancels_and_truncates_at_the_playe
     prompt, second_prompt, policy
 ):
     # The server does not interrupt on its own here, so every cancel in the log is the session's.
-    settings = SessionSettings(turn_detection=ServerVad(interrupt_response=False))
-    realtime_tts = dataclasses.replace(preset("typical"), tts_realtime_factor=1.0)  # the reply stays active
-    clock = VirtualClock()  # the session's clock: the simulated listener hears exactly what the test says
-    received_ms = 0.0
-
-    def half_a_second_received(event):
-        nonlocal received_ms
-        if event.type == "response.audio.delta":
-            received_ms += len(event.delta) / settings.output_bytes_per_s * 1000
-        return received_ms >= 500
-
-    async with fast_emulator(speed=1.0, latency=realtime_tts) as emu:
+    settings = SessionSettings(instructions=STORY, turn_detection=ServerVad(interrupt_response=False))
+    async with fast_emulator(latency=REALTIME_TTS) as emu:
         async with Session(
-            settings,
-            endpoint=emu.endpoint,
-            api_key=emu.api_key,
-            barge_in=policy,
-            dotenv_path=False,
-            clock=clock,
+            settings, endpoint=emu.endpoint, api_key=emu.api_key, barge_in=policy, dotenv_path=False
         ) as s:
-            await s.append_audio(prompt.pcm)
-            await s.wait_for(half_a_second_received)
-            clock.advance_s(0.4)  # the listener has heard 400 ms of the reply
-            await s.append_audio(second_prompt.pcm)
-            await s.wait_for("input_audio_buffer.speech_started")
-            await s.wait_for("response.done")  # the interrupted reply
-            await s.wait_for("response.done")  # the answer to the second turn
+            await _reply_follows_the_audio(s)
+            await s.append_audio(prompt.pcm + _SILENCE_3S + second_prompt.pcm)  # speaks over the reply
+            await s.wait_for("input_audio_buffer.speech_started", count=2)
+            await wait_for_reaction_replies(s, timeout_s=60)  # before the audio ends on the timeline
+            await _everything_the_audio_caused(s)
     records = s.records
     first_delta = next(i for i, r in enumerate(records) if r.type == "response.audio.delta")
     started = next(
@@ -178,17 +178,50 @@ async def test_barge_in_policy_stops_playback_cancels_and_truncates_at_the_playe
         return
     truncate = next(r for r in after if r.type == "conversation.item.truncate")
     first_audio = records[first_delta]
-    assert (records[started].t_ns - first_audio.t_ns) / 1e6 == 400  # on the session's (virtual) clock
     received_before_ms = sum(r.audio_ms for r in records[:started] if r.type == "response.audio.delta")
-    assert received_before_ms >= 500
+    heard_ms = records[started].sim_ms - first_audio.sim_ms  # the listener follows the emulator's timeline
+    assert 500 <= heard_ms <= received_before_ms
     end_ms = json.loads(truncate.payload)["audio_end_ms"]
-    assert end_ms == 400 and truncate.item_id == first_audio.item_id  # cut where the listener stopped
+    assert end_ms == int(heard_ms) and truncate.item_id == first_audio.item_id  # cut where the listener was
     assert ("response.cancel" in kinds) is (policy is BargeIn.ON)
     done = next(r for r in records[started:] if r.type == "response.done")
     status = json.loads(done.payload)["response"]["status"]
     assert status == ("cancelled" if policy is BargeIn.ON else "completed")
     truncated = [r for r in records if r.type == "conversation.item.truncated"]
     assert truncated and truncated[0].audio_end_ms == end_ms
+
+
+async def test_barge_in_on_a_live_server_cuts_where_the_sessions_clock_says_the_listener_is(
+    prompt, second_prompt
+):
+    # A live timeline (a server without vlab's simulated time): the headless listener plays on the
+    # session's clock, here a virtual one, so it has heard exactly what the test says.
+    settings = SessionSettings(instructions=STORY, turn_detection=ServerVad(interrupt_response=False))
+    clock = VirtualClock()
+    received_ms = 0.0
+
+    def half_a_second_received(event):
+        nonlocal received_ms
+        if event.type == "response.audio.delta":
+            received_ms += len(event.delta) / settings.output_bytes_per_s * 1000
+        return received_ms >= 500
+
+    # the ≥ 20 s reply streams at real time: still streaming while the user speaks for a second
+    async with fast_emulator(speed=1.0, latency=REALTIME_TTS) as emu:
+        async with Session(
+            settings, endpoint=emu.endpoint, api_key=emu.api_key, dotenv_path=False, clock=clock
+        ) as s:
+            await s.append_audio(prompt.pcm)
+            await s.wait_for(half_a_second_received)
+            clock.advance_s(0.4)  # the listener has heard 400 ms of the reply
+            await s.append_audio(second_prompt.pcm)
+            await s.wait_for("conversation.item.truncated")
+    records = s.records
+    first_audio = next(r for r in records if r.type == "response.audio.delta")
+    truncate = next(r for r in records if r.type == "conversation.item.truncate")
+    assert json.loads(truncate.payload)["audio_end_ms"] == 400 and truncate.item_id == first_audio.item_id
+    done = next(r for r in records if r.type == "response.done")
+    assert json.loads(done.payload)["response"]["status"] == "cancelled"
 
 
 async def test_environment_endpoint_and_key_are_used(monkeypatch, tmp_path):
@@ -301,15 +334,15 @@ async def test_connect_time_is_logged_for_session_latency():
 
 
 async def test_barge_in_leaves_the_cancel_to_a_server_that_interrupts_by_itself(prompt, second_prompt):
-    realtime_tts = dataclasses.replace(preset("typical"), tts_realtime_factor=1.0)
-    settings = SessionSettings(turn_detection=ServerVad(interrupt_response=True))
-    async with fast_emulator(speed=1.0, latency=realtime_tts) as emu:
+    settings = SessionSettings(instructions=STORY, turn_detection=ServerVad(interrupt_response=True))
+    async with fast_emulator(latency=REALTIME_TTS) as emu:
         async with Session(settings, endpoint=emu.endpoint, api_key=emu.api_key, dotenv_path=False) as s:
-            await s.append_audio(prompt.pcm)
-            await s.wait_for("response.audio.delta")
-            await s.append_audio(second_prompt.pcm)
-            await s.wait_for("conversation.item.truncated")  # after the interrupted reply's response.done
-            await s.wait_for("response.done")  # the answer to the second turn
+            await _reply_follows_the_audio(s)
+            await s.append_audio(prompt.pcm + _SILENCE_3S + second_prompt.pcm)  # speaks over the reply
+            await s.wait_for("input_audio_buffer.speech_started", count=2)
+            await wait_for_reaction_replies(s, timeout_s=60)  # before the audio ends on the timeline
+            await _everything_the_audio_caused(s)
+    assert any(r.type == "conversation.item.truncated" for r in s.records)
     kinds = [r.type for r in s.records]
     assert "response.cancel" not in kinds and "error" not in kinds  # no redundant cancel, no routine error
     done = next(r for r in s.records if r.type == "response.done")

@@ -92,6 +92,7 @@ class EmulatorConnection:
         self.conversation = Conversation()
         self.audio_started = False
         self.response: ResponseRun | None = None
+        """The latest response asked for (it may wait for :meth:`in_progress` to finish)."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._transcriptions: dict[str, asyncio.Task[None]] = {}
         self._unheard: tuple[Item, bytes, int, asyncio.Task[str] | None] | None = None  # last turn, unread
@@ -268,7 +269,7 @@ class EmulatorConnection:
                 protocol.DECIDED_MS_KEY: round(decided_ms, 3),
             }
         )
-        active = self.response
+        active = self.in_progress()
         if active is not None and not active.cancelled and td.get("interrupt_response", True):
             await self._cancel_response(active, "turn_detected", auto_truncate=bool(td.get("auto_truncate")))
 
@@ -344,10 +345,12 @@ class EmulatorConnection:
         )
         previous = self.response
         self.response = run
+        if chained and previous is not None and not previous.done:
+            run.previous = previous
 
         async def go() -> None:
-            if chained and previous is not None and previous.task is not None and not previous.task.done():
-                await self.scheduler.wait_for(asyncio.gather(previous.task, return_exceptions=True))
+            if run.previous is not None and run.previous.task is not None:
+                await self.scheduler.wait_for(asyncio.gather(run.previous.task, return_exceptions=True))
             pending = [t for t in self._transcriptions.values() if not t.done()]
             if pending:
                 await self.scheduler.wait_for(asyncio.gather(*pending, return_exceptions=True))
@@ -574,8 +577,21 @@ class EmulatorConnection:
             )
         self._start_response(params, chained=True, instructions=event.get("additional_instructions"))
 
-    async def _response_cancel(self, event: dict[str, Any]) -> None:
+    def in_progress(self) -> ResponseRun | None:
+        """The response the client sees in progress: the oldest of those asked for and not yet done.
+
+        A response to a turn that ended while another was streaming waits for that one, unseen until
+        it starts, so a ``response.cancel`` or a barge-in meanwhile is for the one streaming.
+        """
         run = self.response
+        while run is not None and run.previous is not None and not run.previous.done:
+            run = run.previous
+        return run
+
+
+    async def _response_cancel(self, event: dict[str, Any]) -> None:
+        run = self.in_progress()
+
         wanted = event.get("response_id")
         if run is None or run.cancelled or (wanted is not None and wanted != run.id):
             raise WireError(

@@ -116,6 +116,9 @@ class ResponseRun:
         self._t_created = 0.0
         self._rtf: float | None = None  # this response's output realtime factor (drawn when it runs)
         self.task: asyncio.Task[None] | None = None
+        self.previous: ResponseRun | None = None
+        """The response this one waits for (a turn ended while it was streaming), until that one is done."""
+
 
     # --- control ---------------------------------------------------------------------------------
 
@@ -125,6 +128,11 @@ class ResponseRun:
             self._cancel_reason = reason
             self._cancelled = True
             self.conn.scheduler.hurry(self._wake)
+
+    @property
+    def done(self) -> bool:
+        """Whether the run has ended (sent its ``response.done``, or was stopped with its connection)."""
+        return self.task is not None and self.task.done()
 
     @property
     def cancelled(self) -> bool:
