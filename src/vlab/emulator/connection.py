@@ -588,7 +588,6 @@ class EmulatorConnection:
             run = run.previous
         return run
 
-
     async def _response_cancel(self, event: dict[str, Any]) -> None:
         run = self.in_progress()
 

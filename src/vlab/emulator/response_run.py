@@ -119,7 +119,6 @@ class ResponseRun:
         self.previous: ResponseRun | None = None
         """The response this one waits for (a turn ended while it was streaming), until that one is done."""
 
-
     # --- control ---------------------------------------------------------------------------------
 
     def cancel(self, reason: CancelReason) -> None:
