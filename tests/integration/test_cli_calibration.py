@@ -63,7 +63,7 @@ async def _vlab_emulator(*args: str) -> AsyncIterator[tuple[str, str, list[str]]
     finally:
         if proc.returncode is None:
             proc.kill()
-        await proc.wait()
+        await proc.communicate()  # read its pipes to the end, so they close on this loop (3.10 warned)
 
 
 async def _run(run_dir: Path, endpoint: str, api_key: str, pcm: bytes) -> None:
