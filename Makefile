@@ -26,7 +26,7 @@ test: $(STAMP)  ## the whole test suite (with the release check: tests/release b
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
-	$(BIN)/python -m pytest $(PARALLEL) -m "not realtime"
+	$(BIN)/python -m pytest $(PARALLEL) -m "not realtime" --durations=20
 	$(BIN)/python -m pytest -m realtime
 
 test-matrix: $(STAMP)  ## the fast part of the suite on Python 3.10 and 3.13 (pyenv), each in .venv-3.X
