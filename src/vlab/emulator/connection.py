@@ -351,6 +351,7 @@ class EmulatorConnection:
         async def go() -> None:
             if run.previous is not None and run.previous.task is not None:
                 await self.scheduler.wait_for(asyncio.gather(run.previous.task, return_exceptions=True))
+            run.previous = None  # done: a long session keeps no chain of old responses
             pending = [t for t in self._transcriptions.values() if not t.done()]
             if pending:
                 await self.scheduler.wait_for(asyncio.gather(*pending, return_exceptions=True))
@@ -590,7 +591,6 @@ class EmulatorConnection:
 
     async def _response_cancel(self, event: dict[str, Any]) -> None:
         run = self.in_progress()
-
         wanted = event.get("response_id")
         if run is None or run.cancelled or (wanted is not None and wanted != run.id):
             raise WireError(
