@@ -126,9 +126,7 @@ async def _ramp_step(
     return outs
 
 
-def _lateness(
-    outs: list[dict[str, Any]], vads: dict[tuple[str, int], int], sends: dict[str, int]
-) -> tuple[list[float], list[float]]:
+def _lateness(outs: list[dict[str, Any]], sends: dict[str, int]) -> tuple[list[float], list[float]]:
     """VAD lateness (trace send of speech_stopped − client send of the chunk holding audio_end_ms) and delivery."""
     late, delivery = [], []
     for o in outs:
@@ -140,7 +138,6 @@ def _lateness(
                 k = int(-(-event["audio_end_ms"] // CHUNK_MS)) - 1  # the chunk that completed audio_end_ms
                 if 0 <= k < len(sent):
                     late.append((sends[event_id] - sent[k]) / 1e6)
-    del vads
     return late, delivery
 
 
@@ -160,7 +157,7 @@ def _step(
     wall = time.perf_counter() - t0
     cpu, loop_cpu = (emu.cpu_s() - cpu0) / wall, (emu.own_cpu_s() - loop0) / wall
     sends = {e["event_id"]: e["t_ns"] for e in emu.trace("send")}
-    late, delivery = _lateness(outs, {}, sends)
+    late, delivery = _lateness(outs, sends)
     send_late = [x for o in outs for x in o.get("send_late", [])]
     row = {
         "n": n,
@@ -183,13 +180,17 @@ def _row_line(r: dict[str, Any], base: float, label: str = "") -> str:
     )
 
 
+_BURSTS = 3
+"""Lockstep bursts per run: on a shared 2-core VM one burst's p99 ranged from +14 to +47 ms on one day."""
+
+
 def bench_concurrency(size: Size) -> list[Figure]:
     steps = (
         [1, 10, 25, 50, 100, 150, 200, 250, 300] if size.scale >= 1 else [1, 10, 50] if not size.tiny else [1]
     )
     seconds = size.s(10.0, 2.0) if not size.tiny else 2.2
     rows = []
-    burst = None
+    bursts: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as d:
         trace = Path(d) / "trace.jsonl"
         with emulator_process(speed="1", latency="instant", trace_path=trace) as emu:
@@ -197,8 +198,8 @@ def bench_concurrency(size: Size) -> list[Figure]:
                 rows.append(_step(emu, n, seconds))
                 if p99(rows[-1]["late"]) - (p50(rows[0]["late"]) if rows[0]["late"] else 0) > 200:
                     break  # far past the knee: stop the ramp
-            if size.scale >= 1:
-                burst = _step(emu, 100, seconds, lockstep=True)
+            if size.scale >= 1:  # the burst's tail varies run to run: its median of 3
+                bursts = [_step(emu, 100, seconds, lockstep=True) for _ in range(_BURSTS)]
     base = p50(rows[0]["late"])
     for r in rows:
         r["added"] = p99(r["late"]) - base
@@ -220,16 +221,19 @@ def bench_concurrency(size: Size) -> list[Figure]:
         "(frame granularity: a 32 ms Silero frame completes on a later 20 ms chunk)",
         notes=lines,
     )
-    if burst is None:
+    if not bursts:
         return [fig]
-    burst_added = p99(burst["late"]) - base
+    added = sorted(p99(b["late"]) - base for b in bursts)
+    burst_added = added[len(added) // 2]
     lockstep = Figure(
         "emulator lockstep burst: 100 sessions whose turns all end in the same 20 ms",
-        f"p99 added event delay {burst_added:+.1f} ms",
+        f"p99 added event delay {burst_added:+.1f} ms (median of {len(added)} bursts: "
+        + ", ".join(f"{a:+.1f}" for a in added)
+        + " ms)",
         "≤ 10 ms",
         max(burst_added, 0.0) / 10.0,
         baseline=f"1 session in the same emulator (VAD lateness p50 {base:.1f} ms)",
-        notes=[_row_line(burst, base, " in lockstep")],
+        notes=[_row_line(b, base, " in lockstep") for b in bursts],
     )
     return [fig, lockstep]
 
