@@ -23,6 +23,7 @@ from benchmarks import (
     bench_devices,
     bench_emulator,
     bench_session,
+    bench_suite,
     bench_sweep,
     bench_timeline,
 )
@@ -49,6 +50,7 @@ BENCHMARKS: dict[str, list[Callable[[Size], list[Figure]]]] = {
     "timeline": [bench_timeline.bench_invariance],
     "corpus": [bench_corpus.bench_labeller, bench_corpus.bench_dask_throughput],
     "crash": [bench_crash.bench_crash_loss],
+    "suite": [bench_suite.bench_make_test],
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
 ANALYSIS_MARK = "<!-- analysis: kept across runs -->"
