@@ -18,8 +18,16 @@ import time
 from benchmarks._common import ROOT, Figure, Size
 
 GOAL_S = 150.0
-PARALLEL = ["-n", "auto", "-m", "not realtime"]
-"""The Makefile's first pytest run (``PARALLEL ?= -n auto``); the second is ``-m realtime``."""
+
+
+def _parallel_args() -> list[str]:
+    """The Makefile's first pytest run: its ``PARALLEL`` options and ``-m "not realtime"``."""
+    found = re.search(r"^PARALLEL \?= (.*)$", (ROOT / "Makefile").read_text(encoding="utf-8"), re.M)
+    if found is None:
+        raise RuntimeError(
+            "the Makefile sets no PARALLEL: bench_suite cannot run make test's first pytest run"
+        )
+    return [*found.group(1).split(), "-m", "not realtime"]
 
 
 def _children_cpu_s() -> float:
@@ -47,9 +55,9 @@ def _pytest(args: list[str]) -> tuple[float, float, str]:
 def bench_make_test(size: Size) -> list[Figure]:
     """The whole suite at full size; a subset otherwise (the smoke test must not run the suite in the suite)."""
     if size.scale >= 1:
-        runs = {"parallel part": PARALLEL, "realtime part": ["-m", "realtime"]}
+        runs = {"parallel part": _parallel_args(), "realtime part": ["-m", "realtime"]}
     elif not size.tiny:
-        runs = {"tests/unit, parallel": [*PARALLEL, "tests/unit"]}
+        runs = {"tests/unit, parallel": [*_parallel_args(), "tests/unit"]}
     else:
         runs = {"one file": ["tests/unit/test_package.py"]}
     cores = os.cpu_count() or 1

@@ -31,6 +31,8 @@ FAST = [
     "not slow",
     "-n",
     "auto",
+    "--dist",
+    "worksteal",
     "tests/unit",
     "tests/integration",
     "tests/widgets",

@@ -43,6 +43,31 @@ def test_minus_m_integration_selects_every_test_in_the_integration_and_reliabili
     assert "deselected" in summary, summary  # the unit file's tests were collected, then left out
 
 
+def test_the_longest_files_are_collected_first_in_run_first_order_and_the_rest_keep_theirs() -> None:
+    from tests.conftest import RUN_FIRST
+
+    files = [
+        "tests/unit/test_endpoint.py",
+        "tests/integration/test_sweep_vad.py",
+        "tests/release/test_wheel.py",
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *files],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    order = [line.split("::")[0] for line in result.stdout.splitlines() if "::" in line]
+    firsts = list(dict.fromkeys(order))  # each file once, where it first appears
+    assert firsts == ["tests/release/test_wheel.py", "tests/integration/test_sweep_vad.py", UNIT_FILE]
+    assert order == sorted(order, key=firsts.index)  # each file's tests stay together
+    assert RUN_FIRST.index("release") < RUN_FIRST.index("integration/test_sweep_vad.py")
+    for entry in RUN_FIRST:  # a file renamed or moved must be renamed here too
+        assert (ROOT / "tests" / entry).exists(), entry
+
+
 class _Config:
     def __init__(self, markexpr: str) -> None:
         self.markexpr = markexpr
