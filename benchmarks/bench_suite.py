@@ -54,7 +54,8 @@ def _pytest(args: list[str]) -> tuple[float, float, str]:
 
 def bench_make_test(size: Size) -> list[Figure]:
     """The whole suite at full size; a subset otherwise (the smoke test must not run the suite in the suite)."""
-    if size.scale >= 1:
+    whole = size.scale >= 1
+    if whole:
         runs = {"parallel part": _parallel_args(), "realtime part": ["-m", "realtime"]}
     elif not size.tiny:
         runs = {"tests/unit, parallel": [*_parallel_args(), "tests/unit"]}
@@ -65,7 +66,6 @@ def bench_make_test(size: Size) -> list[Figure]:
     wall = sum(m[0] for m in measured.values())
     cpu = sum(m[1] for m in measured.values())
     floor = cpu / cores
-    whole = size.scale >= 1
     scope = (
         "make test's two runs" if whole else f"subset only: {', '.join(runs)}; the figure needs the full size"
     )

@@ -31,8 +31,6 @@ FAST = [
     "not slow",
     "-n",
     "auto",
-    "--dist",
-    "worksteal",
     "tests/unit",
     "tests/integration",
     "tests/widgets",

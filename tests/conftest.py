@@ -53,7 +53,7 @@ RUN_FIRST: tuple[str, ...] = (
 )
 """Folders and files under ``tests/`` that take longest (2026-12-03, in all: 37, 83, 68, 28, 25, 24, 19,
 19, 18 and 18 s; the wheel's 35 s test the longest single one). Their tests are collected first, in this
-order, so that with ``--dist worksteal`` both workers end on short tests and finish together (in plain
+order, so that with ``--dist worksteal`` (pyproject.toml's addopts) both workers end on short tests and finish together (in plain
 collection order one worker ran the wheel test last, alone, for 35 s)."""
 
 _REAL_TIME_TOPS = frozenset(entry.split("::")[0] for entry in REAL_TIME)
@@ -81,25 +81,24 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 @pytest.hookimpl(tryfirst=True)  # before pytest's own hook deselects by ``-m``
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test by the folder it lives in (``DIRECTORY_MARKERS``); the longest files first (``RUN_FIRST``)."""
+    ranks: dict[str, int] = {}  # nodeid → position in RUN_FIRST (tests outside it: after all of them)
     for item in items:
         try:
-            folder = item.path.relative_to(TESTS_DIR).parts[0]
+            path = item.path.relative_to(TESTS_DIR)
         except ValueError:  # a test outside tests/ (a pytester run)
             continue
+        ranks[item.nodeid] = _start_rank(path.as_posix())
+        folder = path.parts[0]
         for name in DIRECTORY_MARKERS.get(folder, ()):
             item.add_marker(name)
 
         if folder in REAL_TIME or item.nodeid.split("/", 1)[-1] in REAL_TIME:
             item.add_marker("realtime")
-    items.sort(key=_start_rank)  # stable: the order within each rank is kept
+    items.sort(key=lambda item: ranks.get(item.nodeid, len(RUN_FIRST)))  # stable: each rank keeps its order
 
 
-def _start_rank(item: pytest.Item) -> int:
-    """Where ``item`` stands in ``RUN_FIRST`` (its position), or after all of them."""
-    try:
-        path = item.path.relative_to(TESTS_DIR).as_posix()
-    except ValueError:  # a test outside tests/ (a pytester run)
-        return len(RUN_FIRST)
+def _start_rank(path: str) -> int:
+    """Where the test file ``path`` (relative to ``tests/``) stands in ``RUN_FIRST``, or after all of them."""
     for rank, prefix in enumerate(RUN_FIRST):
         if path == prefix or path.startswith(prefix + "/"):
             return rank
