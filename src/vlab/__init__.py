@@ -7,7 +7,9 @@ Importing :mod:`vlab` itself loads none of them, nor sounddevice, ipywidgets or 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from vlab._lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -44,17 +46,4 @@ if TYPE_CHECKING:
     from vlab.sweep import load_sweep
 
 
-def __getattr__(name: str) -> Any:
-    """Import public names on first use, so ``import vlab`` stays fast."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'vlab' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

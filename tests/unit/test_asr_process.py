@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -80,3 +81,61 @@ async def test_an_emulator_that_reads_the_users_words_starts_the_recognition_pro
     async with Emulator(hear_audio=hear_audio, vad_model_factory=EnergyModel):
         await asyncio.wrap_future(asr._thread().submit(lambda: None))  # after what the start queued
         assert (asr._PROCESS.pid is not None) is starts
+
+
+@pytest.fixture
+def counted(monkeypatch) -> list[bytes]:
+    """Every request that reaches the recognition process, with no transcript remembered beforehand."""
+    monkeypatch.setattr(asr, "_transcripts", type(asr._transcripts)())
+    requests: list[bytes] = []
+    transcribe = asr._PROCESS.transcribe
+
+    def counting(noise_floor_rms: float, pcm16: bytes, sample_rate: int) -> asr.Transcript:
+        requests.append(pcm16)
+        return transcribe(noise_floor_rms, pcm16, sample_rate)
+
+    monkeypatch.setattr(asr._PROCESS, "transcribe", counting)
+    return requests
+
+
+async def test_audio_read_at_once_and_again_later_is_decoded_once(speech, counted) -> None:
+    pcm, rate = speech
+    first, second = await asyncio.gather(
+        recognize(PocketSphinxRecognizer(), pcm, rate), recognize(PocketSphinxRecognizer(), pcm, rate)
+    )
+    later = await recognize(PocketSphinxRecognizer(), pcm, rate)
+    assert counted == [pcm]
+    assert first.words == second.words == later.words and "seattle" in later.text.split()
+    assert sorted(t.decode_s > 0 for t in (first, second, later)) == [False, False, True]
+    other_floor = await recognize(PocketSphinxRecognizer(noise_floor_rms=0.0), pcm, rate)
+    assert len(counted) == 2 and other_floor.decode_s > 0  # another front end is other audio
+
+
+async def test_a_caller_that_is_cancelled_leaves_the_reading_to_the_others(speech, counted) -> None:
+    pcm, rate = speech
+    busy = threading.Event()
+    asr._thread().submit(busy.wait)  # the reading waits in the queue, where a cancel would remove it
+    gone = asyncio.ensure_future(recognize(PocketSphinxRecognizer(), pcm, rate))
+    await asyncio.sleep(0)  # it has asked
+    staying = asyncio.ensure_future(recognize(PocketSphinxRecognizer(), pcm, rate))
+    gone.cancel()
+    await asyncio.sleep(0)
+    busy.set()
+    assert "seattle" in (await staying).text.split()
+    assert gone.cancelled() and counted == [pcm]
+
+
+async def test_a_failed_reading_is_not_remembered(speech, counted, monkeypatch) -> None:
+    pcm, rate = speech
+    counting = asr._PROCESS.transcribe
+
+    def failing(noise_floor_rms: float, pcm16: bytes, sample_rate: int) -> asr.Transcript:
+        counted.append(pcm16)
+        raise RecognitionError("the speech recognition process failed (test)")
+
+    monkeypatch.setattr(asr._PROCESS, "transcribe", failing)
+    with pytest.raises(RecognitionError, match="test"):
+        await recognize(PocketSphinxRecognizer(), pcm, rate)
+    monkeypatch.setattr(asr._PROCESS, "transcribe", counting)
+    assert "seattle" in (await recognize(PocketSphinxRecognizer(), pcm, rate)).text.split()
+    assert len(counted) == 2  # the failure, then a real reading (not the failure remembered)

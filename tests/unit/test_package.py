@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import vlab
 
@@ -37,3 +40,26 @@ def test_import_vlab_stays_light():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == ""
+
+
+def test_the_recognition_process_loads_no_server_part_of_the_emulator():
+    """``python -m vlab.emulator.asr_process`` starts with each emulator: it needs PocketSphinx, not aiohttp."""
+    code = (
+        "import sys, vlab.emulator.asr_process; heavy = ['aiohttp', 'vlab.emulator.server', 'pandas', 'azure'];"
+        "print(','.join(m for m in heavy if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == ""
+
+
+def test_the_emulator_package_names_load_on_first_use():
+    import vlab.emulator
+
+    assert sorted(dir(vlab.emulator)) == sorted(vlab.emulator.__all__)
+    for name in vlab.emulator.__all__:
+        module = importlib.import_module(vlab.emulator._LAZY[name])
+        assert getattr(vlab.emulator, name) is getattr(module, name)
+    with pytest.raises(AttributeError, match="has no attribute 'Emulatr'"):
+        vlab.emulator.Emulatr  # noqa: B018

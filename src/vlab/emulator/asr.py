@@ -31,7 +31,7 @@ import sys
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, Protocol
 
 import numpy as np
@@ -160,6 +160,10 @@ class PocketSphinxRecognizer:
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
 _default: PocketSphinxRecognizer | None = None
+READ_CACHE_SIZE = 1024
+"""How many PocketSphinx transcripts :func:`recognize` remembers by content (least recently used go)."""
+_transcripts: OrderedDict[tuple[float, int, bytes], Future[Transcript]] = OrderedDict()
+_transcripts_lock = threading.Lock()
 
 REQUEST = struct.Struct("<IdI")
 """A request to the recognition process: sample rate (Hz), noise floor RMS, PCM16 byte count; the audio
@@ -185,17 +189,37 @@ async def recognize(recognizer: Recognizer, pcm16: bytes, sample_rate: int) -> T
 
     A :class:`PocketSphinxRecognizer` decodes in the recognition process (:class:`RecognitionProcess`):
     PocketSphinx holds the GIL while it decodes, so on a thread it froze the event loop, and every
-    connection, for the length of each decode.
+    connection, for the length of each decode. Its transcripts are remembered by content
+    (:data:`READ_CACHE_SIZE` of them, for every event loop of this process): audio that is being or
+    has been read is not decoded again, e.g. the same turn in each repeat and setting of a sweep. A
+    transcript that was remembered says ``decode_s`` 0.
 
     Raises:
         RecognitionError: Recognition failed.
     """
-    loop = asyncio.get_running_loop()
-    if isinstance(recognizer, PocketSphinxRecognizer):
-        return await loop.run_in_executor(
-            _thread(), _PROCESS.transcribe, recognizer.noise_floor_rms, pcm16, sample_rate
-        )
-    return await loop.run_in_executor(_thread(), recognizer.transcribe, pcm16, sample_rate)
+    if not isinstance(recognizer, PocketSphinxRecognizer):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(_thread(), recognizer.transcribe, pcm16, sample_rate)
+    key = (recognizer.noise_floor_rms, sample_rate, hashlib.blake2b(pcm16, digest_size=16).digest())
+    with _transcripts_lock:
+        reading = _transcripts.get(key)
+        remembered = reading is not None
+        if reading is None:
+            reading = _transcripts[key] = _thread().submit(
+                _PROCESS.transcribe, recognizer.noise_floor_rms, pcm16, sample_rate
+            )
+            if len(_transcripts) > READ_CACHE_SIZE:
+                _transcripts.popitem(last=False)
+        else:
+            _transcripts.move_to_end(key)
+    try:  # shielded: a caller that is cancelled leaves the reading to the others
+        transcript = await asyncio.shield(asyncio.wrap_future(reading))
+    except RecognitionError:
+        with _transcripts_lock:
+            if _transcripts.get(key) is reading:
+                del _transcripts[key]  # the next request tries again (in a new process)
+        raise
+    return replace(transcript, decode_s=0.0) if remembered else transcript
 
 
 def _thread() -> ThreadPoolExecutor:
@@ -293,8 +317,6 @@ def _close(proc: subprocess.Popen[bytes]) -> None:
 _PROCESS = RecognitionProcess()
 
 
-_HEARD_CACHE_SIZE = 1024
-_heard: OrderedDict[tuple[int, int, bytes], str] = OrderedDict()
 _SILENT = 4
 """|PCM16 sample| at or below which a turn's edges count as digital silence (about -78 dBFS)."""
 _HEAR_PAD_MS = 200
@@ -303,9 +325,9 @@ _HEAR_PAD_MS = 200
 async def hear(recognizer: Recognizer, pcm16: bytes, sample_rate: int) -> str:
     """The words of a user turn, for a reply that follows what was said (the text only).
 
-    The turn's digitally silent edges are cut down to :data:`_HEAR_PAD_MS` each, and the text is
-    remembered by content: the same speech committed with more or less silence around it (another
-    turn-detection setting of a sweep) is read once per process.
+    The turn's digitally silent edges are cut down to :data:`_HEAR_PAD_MS` each before it is read, so
+    the same speech committed with more or less silence around it (another turn-detection setting of
+    a sweep) is the same audio to :func:`recognize`, which reads it once per process.
 
     Raises:
         RecognitionError: Recognition failed.
@@ -315,17 +337,7 @@ async def hear(recognizer: Recognizer, pcm16: bytes, sample_rate: int) -> str:
     pad = sample_rate * _HEAR_PAD_MS // 1000
     if len(loud):
         samples = samples[max(int(loud[0]) - pad, 0) : int(loud[-1]) + 1 + pad]
-    audio = samples.tobytes()
-    key = (id(recognizer), sample_rate, hashlib.blake2b(audio, digest_size=16).digest())
-    text = _heard.get(key)
-    if text is None:
-        text = (await recognize(recognizer, audio, sample_rate)).text
-        _heard[key] = text
-        if len(_heard) > _HEARD_CACHE_SIZE:
-            _heard.popitem(last=False)
-    else:
-        _heard.move_to_end(key)
-    return text
+    return (await recognize(recognizer, samples.tobytes(), sample_rate)).text
 
 
 # --- end-of-utterance cues and filler words ----------------------------------------------------------

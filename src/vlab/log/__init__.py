@@ -15,8 +15,9 @@ frame function is first used.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from vlab._lazy import lazy_attributes
 from vlab.log.eventlog import EventLog
 from vlab.log.records import EventRecord, Sink, record_from_event
 from vlab.log.writer import JsonlWriter
@@ -34,22 +35,10 @@ __all__ = [
     "write_parquet",
 ]
 
-_FRAME_NAMES = frozenset({"EVENT_COLUMNS", "load_log", "read_jsonl", "to_frame", "write_parquet"})
+_FRAME_NAMES = ("EVENT_COLUMNS", "load_log", "read_jsonl", "to_frame", "write_parquet")
 
 if TYPE_CHECKING:
     from vlab.log.frames import EVENT_COLUMNS, load_log, read_jsonl, to_frame, write_parquet
 
 
-def __getattr__(name: str) -> Any:
-    """Import the pandas-based frame functions on first use."""
-    if name not in _FRAME_NAMES:
-        raise AttributeError(f"module 'vlab.log' has no attribute {name!r}")
-    from vlab.log import frames
-
-    value = getattr(frames, name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_attributes(__name__, dict.fromkeys(_FRAME_NAMES, "vlab.log.frames"))
