@@ -46,10 +46,10 @@ def test_minus_m_integration_selects_every_test_in_the_integration_and_reliabili
 def test_the_longest_files_are_collected_first_in_run_first_order_and_the_rest_keep_theirs() -> None:
     from tests.conftest import RUN_FIRST
 
-    files = [
+    files = [  # two RUN_FIRST files that are cheap to collect, after a file that is not in it
         "tests/unit/test_endpoint.py",
-        "tests/integration/test_sweep_vad.py",
-        "tests/release/test_wheel.py",
+        "tests/unit/test_asr_process.py",
+        "tests/integration/test_cli.py",
     ]
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *files],
@@ -61,9 +61,9 @@ def test_the_longest_files_are_collected_first_in_run_first_order_and_the_rest_k
     assert result.returncode == 0, result.stdout + result.stderr
     order = [line.split("::")[0] for line in result.stdout.splitlines() if "::" in line]
     firsts = list(dict.fromkeys(order))  # each file once, where it first appears
-    assert firsts == ["tests/release/test_wheel.py", "tests/integration/test_sweep_vad.py", UNIT_FILE]
+    assert firsts == ["tests/integration/test_cli.py", "tests/unit/test_asr_process.py", UNIT_FILE]
     assert order == sorted(order, key=firsts.index)  # each file's tests stay together
-    assert RUN_FIRST.index("release") < RUN_FIRST.index("integration/test_sweep_vad.py")
+    assert RUN_FIRST.index("integration/test_cli.py") < RUN_FIRST.index("unit/test_asr_process.py")
     for entry in RUN_FIRST:  # a file renamed or moved must be renamed here too
         assert (ROOT / "tests" / entry).exists(), entry
 
