@@ -125,6 +125,21 @@ async def test_a_caller_that_is_cancelled_leaves_the_reading_to_the_others(speec
     assert gone.cancelled() and counted == [pcm]
 
 
+async def test_a_reading_that_nobody_awaits_any_more_leaves_the_queue(speech, counted) -> None:
+    pcm, rate = speech
+    busy = threading.Event()
+    asr._thread().submit(busy.wait)
+    gone = asyncio.ensure_future(recognize(PocketSphinxRecognizer(), pcm, rate))
+    await asyncio.sleep(0)  # it has asked
+    gone.cancel()
+    await asyncio.sleep(0)
+    busy.set()
+    await asyncio.wrap_future(asr._thread().submit(lambda: None))  # the queue has run
+    assert gone.cancelled() and counted == []  # a closed emulator's turns are not decoded after it
+    assert "seattle" in (await recognize(PocketSphinxRecognizer(), pcm, rate)).text.split()
+    assert counted == [pcm]  # not remembered as cancelled
+
+
 async def test_a_failed_reading_is_not_remembered(speech, counted, monkeypatch) -> None:
     pcm, rate = speech
     counting = asr._PROCESS.transcribe

@@ -162,7 +162,17 @@ _executor_lock = threading.Lock()
 _default: PocketSphinxRecognizer | None = None
 READ_CACHE_SIZE = 1024
 """How many PocketSphinx transcripts :func:`recognize` remembers by content (least recently used go)."""
-_transcripts: OrderedDict[tuple[float, int, bytes], Future[Transcript]] = OrderedDict()
+
+
+@dataclass(slots=True)
+class _Reading:
+    """A transcript being read or read (on the ASR worker thread), and how many callers await it."""
+
+    future: Future[Transcript]
+    waiting: int = 0
+
+
+_transcripts: OrderedDict[tuple[float, int, bytes], _Reading] = OrderedDict()
 _transcripts_lock = threading.Lock()
 
 REQUEST = struct.Struct("<IdI")
@@ -192,7 +202,8 @@ async def recognize(recognizer: Recognizer, pcm16: bytes, sample_rate: int) -> T
     connection, for the length of each decode. Its transcripts are remembered by content
     (:data:`READ_CACHE_SIZE` of them, for every event loop of this process): audio that is being or
     has been read is not decoded again, e.g. the same turn in each repeat and setting of a sweep. A
-    transcript that was remembered says ``decode_s`` 0.
+    transcript that was remembered says ``decode_s`` 0. A reading whose callers were all cancelled (a
+    closed connection's) is dropped if it has not started.
 
     Raises:
         RecognitionError: Recognition failed.
@@ -205,20 +216,27 @@ async def recognize(recognizer: Recognizer, pcm16: bytes, sample_rate: int) -> T
         reading = _transcripts.get(key)
         remembered = reading is not None
         if reading is None:
-            reading = _transcripts[key] = _thread().submit(
-                _PROCESS.transcribe, recognizer.noise_floor_rms, pcm16, sample_rate
+            reading = _transcripts[key] = _Reading(
+                _thread().submit(_PROCESS.transcribe, recognizer.noise_floor_rms, pcm16, sample_rate)
             )
             if len(_transcripts) > READ_CACHE_SIZE:
                 _transcripts.popitem(last=False)
         else:
             _transcripts.move_to_end(key)
+        reading.waiting += 1
     try:  # shielded: a caller that is cancelled leaves the reading to the others
-        transcript = await asyncio.shield(asyncio.wrap_future(reading))
-    except RecognitionError:
+        transcript = await asyncio.shield(asyncio.wrap_future(reading.future))
+    except BaseException as exc:
         with _transcripts_lock:
-            if _transcripts.get(key) is reading:
-                del _transcripts[key]  # the next request tries again (in a new process)
+            reading.waiting -= 1
+            # a failure is not remembered (the next request tries again, in a new process); a reading
+            # that nobody waits for any more leaves the queue if it has not started (a closed emulator's)
+            forget = isinstance(exc, RecognitionError) or (reading.waiting == 0 and reading.future.cancel())
+            if forget and _transcripts.get(key) is reading:
+                del _transcripts[key]
         raise
+    with _transcripts_lock:
+        reading.waiting -= 1
     return replace(transcript, decode_s=0.0) if remembered else transcript
 
 
