@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import threading
 from collections.abc import Iterator
 
@@ -60,6 +61,17 @@ def test_a_recognition_process_that_dies_is_replaced_on_the_next_request(speech,
     again = process.transcribe(NOISE_FLOOR_RMS, pcm, rate)
     assert "seattle" in again.text.split()
     assert process.pid not in (None, first.pid)
+
+
+def test_ctrl_c_to_the_process_group_leaves_the_recognition_process_running(speech, process) -> None:
+    """A notebook's "interrupt kernel" signals every process of the kernel's group, its helpers too."""
+    pcm, rate = speech
+    process.transcribe(NOISE_FLOOR_RMS, b"\0" * 3200, 16000)  # started (too short to decode)
+    pid = process.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGINT)
+    assert "seattle" in process.transcribe(NOISE_FLOOR_RMS, pcm, rate).text.split()
+    assert process.pid == pid
 
 
 def test_a_request_the_process_cannot_answer_is_a_recognition_error(process) -> None:

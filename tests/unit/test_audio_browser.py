@@ -217,6 +217,17 @@ async def test_confirm_clear_falls_back_to_the_estimate_when_the_page_does_not_a
     assert await waiting == ("item_a", 250.0)
 
 
+async def test_confirm_clear_gives_the_estimate_at_once_when_no_page_shows_the_widget():
+    clock = VirtualClock(start_ns=10_000_000_000)
+    bridge, page, _ = _bridge(clock)  # a headless run: no page ever answers
+    _play(bridge, "item_a", 2000.0)
+    estimate = bridge.speaker.clear()
+    waiting = asyncio.ensure_future(bridge.speaker.confirm_clear())
+    await asyncio.sleep(0)  # wall-clock ok: one loop turn; the virtual clock never moves
+    assert waiting.done() and waiting.result() == ("item_a", estimate)
+    assert [c["n"] for c, _ in page.of("clear")] == [1]  # the clear went out all the same
+
+
 async def test_no_page_is_reported_after_the_timeout():
     clock = VirtualClock()
     from vlab.widgets.browser_audio import BrowserAudio

@@ -133,6 +133,27 @@ def test_a_dead_worker_fails_pending_requests_and_restarts(clips: list[bytes]) -
         worker.close()
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="no SIGINT on this system")
+def test_ctrl_c_to_the_process_group_leaves_the_worker_running(clips: list[bytes]) -> None:
+    """A notebook's "interrupt kernel" signals every process of the kernel's group, its helpers too."""
+    worker = SileroWorker()
+
+    async def main() -> None:
+        model = SileroModel()
+        first = await asyncio.wait_for(worker.submit(model, RATE, clips[0][: CHUNK * 4]), 30)
+        assert worker._proc is not None
+        pid = worker._proc.pid
+        os.kill(pid, signal.SIGINT)
+        more = await asyncio.wait_for(worker.submit(model, RATE, clips[0][CHUNK * 4 : CHUNK * 8]), 30)
+        assert first + more == _local(clips[0][: CHUNK * 8], CHUNK * 4)  # the same stream went on
+        assert worker._proc is not None and worker._proc.pid == pid
+
+    try:
+        asyncio.run(main())
+    finally:
+        worker.close()
+
+
 @needs_sigstop
 def test_a_worker_that_keeps_dying_is_not_restarted_and_says_why(clips: list[bytes]) -> None:
     clock = ManualClock()

@@ -361,11 +361,14 @@ class BrowserSpeaker:
 
         Returns:
             ``(item_id, heard_ms)``, or None when there was no clear; the estimate when the page did not
-            answer within ``clear_timeout_s`` on the bridge's clock.
+            answer within ``clear_timeout_s`` on the bridge's clock, or at once when no page has shown
+            the widget (nobody can answer: a notebook run headless).
         """
         pending = self._pending
         if pending is None:
             return None
+        if not self._bridge.page_seen.is_set():
+            return pending.item_id, pending.estimate_ms
         deadline = pending.called_ns + round(self.clear_timeout_s * 1e9)
         try:
             await wait_until_ns(self._bridge.clock, pending.answered.wait(), deadline)

@@ -48,6 +48,7 @@ import atexit
 import contextlib
 import logging
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -677,13 +678,15 @@ def _answer(results: list[tuple[_OnAnswer, list[float] | BaseException]]) -> Non
 
 
 def main() -> None:
-    """Entry point: serve stdin → stdout (the answers get stdout's pipe to themselves)."""
+    """Entry point: serve stdin → stdout (the answers get stdout's pipe to themselves) until stdin ends.
+
+    Ctrl-C and a notebook's "interrupt kernel" reach every process of the group: the worker ignores
+    them, as its parent's helper (it ends when its parent closes its input or exits).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     answers = os.dup(sys.stdout.fileno())
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # anything a library prints goes to stderr
-    try:
-        serve(sys.stdin.fileno(), answers)
-    except KeyboardInterrupt:
-        pass
+    serve(sys.stdin.fileno(), answers)
 
 
 if __name__ == "__main__":

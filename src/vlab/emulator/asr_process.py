@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import sys
 
 from vlab.emulator.asr import (
@@ -21,7 +22,12 @@ from vlab.emulator.asr import (
 
 
 def main() -> None:
-    """Load the default decoder, then answer requests until stdin ends."""
+    """Load the default decoder, then answer requests until stdin ends (the parent closed it or exited).
+
+    Ctrl-C and a notebook's "interrupt kernel" reach every process of the group: this one ignores them,
+    as its parent's helper.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     recognizers = {NOISE_FLOOR_RMS: PocketSphinxRecognizer()}  # noise floor → its recognizer
     with contextlib.suppress(RecognitionError):  # each request then answers with the error
