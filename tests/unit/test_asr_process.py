@@ -61,6 +61,8 @@ def test_a_recognition_process_that_dies_is_replaced_on_the_next_request(speech,
     again = process.transcribe(NOISE_FLOOR_RMS, pcm, rate)
     assert "seattle" in again.text.split()
     assert process.pid not in (None, first.pid)
+    assert first.stdin is not None and first.stdout is not None
+    assert first.stdin.closed and first.stdout.closed  # its pipes are not left to the collector
 
 
 def test_ctrl_c_to_the_process_group_leaves_the_recognition_process_running(speech, process) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -98,8 +99,10 @@ def test_no_frame_yet_is_an_empty_answer() -> None:
     assert [p for r in got for p in r] == _local(np.zeros(CHUNK * 2, dtype=np.int16).tobytes(), CHUNK // 2)
 
 
-async def _kill_with_a_request_pending(worker: SileroWorker, model: SileroModel, pcm: bytes) -> str:
-    """Kill the running worker while it owes an answer; return the error that answer fails with.
+async def _kill_with_a_request_pending(
+    worker: SileroWorker, model: SileroModel, pcm: bytes
+) -> tuple[str, subprocess.Popen[bytes]]:
+    """Kill the running worker while it owes an answer; return the error that answer fails with, and it.
 
     The reader thread fails pending requests only after it has counted the exit, so once the answer has
     failed the next request starts a new worker (or finds the worker broken).
@@ -113,7 +116,7 @@ async def _kill_with_a_request_pending(worker: SileroWorker, model: SileroModel,
     proc.kill()
     with pytest.raises(RuntimeError) as failed:
         await asyncio.wait_for(pending, 10)
-    return str(failed.value)
+    return str(failed.value), proc
 
 
 @needs_sigstop
@@ -121,11 +124,13 @@ def test_a_dead_worker_fails_pending_requests_and_restarts(clips: list[bytes]) -
     worker = SileroWorker()
 
     async def main() -> None:
-        error = await _kill_with_a_request_pending(worker, SileroModel(), clips[0][: CHUNK * 5])
+        error, dead = await _kill_with_a_request_pending(worker, SileroModel(), clips[0][: CHUNK * 5])
         assert "Silero worker process exited" in error
         fresh = SileroModel()
         probs = await asyncio.wait_for(worker.submit(fresh, RATE, clips[1][: CHUNK * 8]), 30)
         assert probs == _local(clips[1][: CHUNK * 8], CHUNK * 8)  # a new worker, a fresh stream
+        assert dead.stdin is not None and dead.stdout is not None
+        assert dead.stdin.closed and dead.stdout.closed  # its pipes are not left to the collector
 
     try:
         asyncio.run(main())
@@ -164,10 +169,10 @@ def test_a_worker_that_keeps_dying_is_not_restarted_and_says_why(clips: list[byt
         model = SileroModel()
         for step_s in (0, 6, 6):  # exits at 0, 6 and 12 s: three, but over more than 10 s
             clock.advance_ns(step_s * 10**9)
-            assert "exited (code -9)" in await _kill_with_a_request_pending(worker, model, pcm)
+            assert "exited (code -9)" in (await _kill_with_a_request_pending(worker, model, pcm))[0]
         assert worker.broken is None
         # one more exit at 12 s: the last three (6, 12, 12 s) fall within 10 s, so no new worker
-        assert "exited 3 times within 10 s" in await _kill_with_a_request_pending(worker, model, pcm)
+        assert "exited 3 times within 10 s" in (await _kill_with_a_request_pending(worker, model, pcm))[0]
         assert worker.broken is not None and "exited 3 times" in worker.broken
         with pytest.raises(RuntimeError, match="onnxruntime"):
             await worker.submit(model, RATE, clips[0][:CHUNK])

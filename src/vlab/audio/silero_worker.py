@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
+from vlab._process import close_pipes
 from vlab.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
@@ -607,6 +608,11 @@ class SileroWorker:
                 log.error("the Silero worker process is gone (%s); it restarts on the next request", exc)
                 with contextlib.suppress(OSError):
                     proc.kill()
+            with self._lock:
+                replaced = self._proc is not proc
+            if replaced and proc.stdin is not None:  # it died or was closed while this wrote to it
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
 
     def _read_results(self, proc: subprocess.Popen[bytes]) -> None:
         """Reader thread: hand the worker's answers to their loops; fail the rest when it exits."""
@@ -639,6 +645,10 @@ class SileroWorker:
                 self._proc = None
                 self._unsent.clear()  # its requests fail below; the next worker must not get them
                 self._wake.notify_all()
+            if not self._writing:  # else the writer closes its input once its write fails
+                close_pipes(proc)
+            elif proc.stdout is not None:
+                proc.stdout.close()
         error = RuntimeError(f"the Silero worker process exited (code {proc.returncode})")
         if crashed:
             self._deaths.append(self._clock.monotonic_ns())

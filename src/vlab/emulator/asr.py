@@ -36,6 +36,7 @@ from typing import IO, Protocol
 
 import numpy as np
 
+from vlab._process import close_pipes
 from vlab.audio.pcm import float_to_pcm16, pcm16_to_float, resample
 
 MODEL_RATE = 16000
@@ -268,6 +269,8 @@ class RecognitionProcess:
     def start(self) -> subprocess.Popen[bytes]:
         """Start the process if it is not running (it then loads the default decoder); returns it."""
         proc = self._proc
+        if proc is not None and proc.poll() is not None:
+            close_pipes(proc)  # it exited: a new one follows
         if proc is None or proc.poll() is not None:
             proc = self._proc = subprocess.Popen(
                 [sys.executable, "-m", "vlab.emulator.asr_process"],
@@ -299,6 +302,8 @@ class RecognitionProcess:
         except (OSError, EOFError, ValueError) as exc:
             self._proc = None
             proc.kill()
+            proc.wait()
+            close_pipes(proc)
             raise RecognitionError(
                 f"the speech recognition process failed ({exc}); it restarts next time"
             ) from exc
@@ -330,6 +335,7 @@ def _close(proc: subprocess.Popen[bytes]) -> None:
             proc.stdin.close()
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=5)
+    close_pipes(proc)
 
 
 _PROCESS = RecognitionProcess()
