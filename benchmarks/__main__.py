@@ -8,6 +8,7 @@ python -m benchmarks --only session,emulator
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import traceback
@@ -28,6 +29,7 @@ from benchmarks import (
     bench_timeline,
 )
 from benchmarks._common import FULL, QUICK, TINY, Figure, Size, machine
+from vlab.emulator.transcript_store import CACHE_DIR_ENV
 
 BENCHMARKS: dict[str, list[Callable[[Size], list[Figure]]]] = {
     "import": [bench_basics.bench_import],
@@ -116,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(names) - set(BENCHMARKS))
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; known: {list(BENCHMARKS)}")
+    # every figure measures a first run: no transcript comes from an earlier run's cache
+    os.environ[CACHE_DIR_ENV] = "off"
     info = machine()
     print(", ".join(f"{k} {v}" for k, v in info.items()), flush=True)
     t = time.perf_counter()

@@ -13,15 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
+from vlab.emulator.transcript_store import CACHE_DIR_ENV
+
 pytest_plugins = ("pytester",)
 
 TESTS_DIR = Path(__file__).parent
+TEST_CACHE_PREFIX = "vlab-test-cache-"
+"""Name start of the temporary cache folder each test run uses (:data:`CACHE_DIR_ENV`)."""
 
 DIRECTORY_MARKERS: dict[str, tuple[str, ...]] = {
     "integration": ("integration",),
@@ -61,6 +67,15 @@ _REAL_TIME_TOPS = frozenset(entry.split("::")[0] for entry in REAL_TIME)
 
 SETTLE_TICKS = 3
 """Loop iterations a finished test gets so that tasks it cancelled without awaiting can finish."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One transcript cache folder for the run, its workers and every process they start; never the user's."""
+    if Path(os.environ.get(CACHE_DIR_ENV, "")).name.startswith(TEST_CACHE_PREFIX):
+        return  # an xdist worker (or a pytest run inside a test): the run's folder is set
+    folder = tempfile.mkdtemp(prefix=TEST_CACHE_PREFIX)
+    os.environ[CACHE_DIR_ENV] = folder
+    config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:

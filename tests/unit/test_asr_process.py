@@ -14,6 +14,7 @@ import pytest
 from vlab.audio.vad import EnergyModel
 from vlab.emulator import asr
 from vlab.emulator.asr import NOISE_FLOOR_RMS, PocketSphinxRecognizer, RecognitionError, recognize
+from vlab.emulator.transcript_store import CACHE_DIR_ENV, STORE_FILE
 from vlab.testing import spoken_prompt
 
 PHRASE = "What is the weather in Seattle today?"
@@ -98,9 +99,12 @@ async def test_an_emulator_that_reads_the_users_words_starts_the_recognition_pro
 
 
 @pytest.fixture
-def counted(monkeypatch) -> list[bytes]:
-    """Every request that reaches the recognition process, with no transcript remembered beforehand."""
+def counted(monkeypatch, tmp_path) -> list[bytes]:
+    """Every request that reaches the recognition process, with no transcript remembered beforehand
+    (in memory or on disk: the cache folder is new)."""
     monkeypatch.setattr(asr, "_transcripts", type(asr._transcripts)())
+    monkeypatch.setattr(asr, "_stores", {})
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
     requests: list[bytes] = []
     transcribe = asr._PROCESS.transcribe
 
@@ -168,3 +172,33 @@ async def test_a_failed_reading_is_not_remembered(speech, counted, monkeypatch) 
     monkeypatch.setattr(asr._PROCESS, "transcribe", counting)
     assert "seattle" in (await recognize(PocketSphinxRecognizer(), pcm, rate)).text.split()
     assert len(counted) == 2  # the failure, then a real reading (not the failure remembered)
+
+
+async def test_a_transcript_another_process_stored_is_read_without_decoding(
+    speech, counted, monkeypatch, tmp_path
+) -> None:
+    pcm, rate = speech
+    first = await recognize(PocketSphinxRecognizer(), pcm, rate)  # decoded, and stored on disk
+    assert counted == [pcm] and (tmp_path / "cache" / STORE_FILE).exists()
+    monkeypatch.setattr(asr, "_transcripts", type(asr._transcripts)())  # as a new process: memory empty
+    monkeypatch.setattr(asr, "_stores", {})
+    again = await recognize(PocketSphinxRecognizer(), pcm, rate)
+    assert counted == [pcm]  # read from the disk, not decoded
+    assert again.words == first.words and again.audio_ms == first.audio_ms and again.decode_s == 0.0
+
+
+async def test_a_stored_answer_that_is_not_a_transcript_is_decoded_again(speech, counted, tmp_path) -> None:
+    pcm, rate = speech
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    key = asr._key(NOISE_FLOOR_RMS, rate, pcm)
+    (folder / STORE_FILE).write_bytes(key.encode() + b' {"words": 3}\n')
+    assert "seattle" in (await recognize(PocketSphinxRecognizer(), pcm, rate)).text.split()
+    assert counted == [pcm]
+
+
+async def test_with_the_cache_off_nothing_is_written(speech, counted, monkeypatch, tmp_path) -> None:
+    pcm, rate = speech
+    monkeypatch.setenv(CACHE_DIR_ENV, "off")
+    await recognize(PocketSphinxRecognizer(), pcm, rate)
+    assert counted == [pcm] and not (tmp_path / "cache").exists()

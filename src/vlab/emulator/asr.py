@@ -22,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
 import hashlib
+import importlib.metadata
 import json
 import re
 import struct
@@ -32,12 +34,14 @@ import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import IO, Protocol
+from pathlib import Path
+from typing import IO, Any, Protocol
 
 import numpy as np
 
 from vlab._process import close_pipes
 from vlab.audio.pcm import float_to_pcm16, pcm16_to_float, resample
+from vlab.emulator.transcript_store import TranscriptStore, store_folder
 
 MODEL_RATE = 16000
 """Sample rate of PocketSphinx's en-us acoustic model, in Hz."""
@@ -173,8 +177,12 @@ class _Reading:
     waiting: int = 0
 
 
-_transcripts: OrderedDict[tuple[float, int, bytes], _Reading] = OrderedDict()
+_transcripts: OrderedDict[str, _Reading] = OrderedDict()
 _transcripts_lock = threading.Lock()
+_stores: dict[Path, TranscriptStore] = {}  # cache folder → its store (used on the ASR worker thread)
+_FRONT_END = "16k|seeded-noise-floor|v1"
+"""The front end :class:`PocketSphinxRecognizer` applies before decoding: change it when that changes,
+so stored transcripts of the old one are not reused."""
 
 REQUEST = struct.Struct("<IdI")
 """A request to the recognition process: sample rate (Hz), noise floor RMS, PCM16 byte count; the audio
@@ -200,10 +208,11 @@ async def recognize(recognizer: Recognizer, pcm16: bytes, sample_rate: int) -> T
 
     A :class:`PocketSphinxRecognizer` decodes in the recognition process (:class:`RecognitionProcess`):
     PocketSphinx holds the GIL while it decodes, so on a thread it froze the event loop, and every
-    connection, for the length of each decode. Its transcripts are remembered by content
-    (:data:`READ_CACHE_SIZE` of them, for every event loop of this process): audio that is being or
-    has been read is not decoded again, e.g. the same turn in each repeat and setting of a sweep. A
-    transcript that was remembered says ``decode_s`` 0. A reading whose callers were all cancelled (a
+    connection, for the length of each decode. Its transcripts are remembered by content: in memory
+    (:data:`READ_CACHE_SIZE` of them, for every event loop of this process), so audio that is being or
+    has been read is not decoded again (the same turn in each repeat and setting of a sweep), and on
+    disk (:mod:`vlab.emulator.transcript_store`), for the next processes and runs. A transcript that
+    was remembered says ``decode_s`` 0. A reading whose callers were all cancelled (a
     closed connection's) is dropped if it has not started.
 
     Raises:
@@ -212,13 +221,13 @@ async def recognize(recognizer: Recognizer, pcm16: bytes, sample_rate: int) -> T
     if not isinstance(recognizer, PocketSphinxRecognizer):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(_thread(), recognizer.transcribe, pcm16, sample_rate)
-    key = (recognizer.noise_floor_rms, sample_rate, hashlib.blake2b(pcm16, digest_size=16).digest())
+    key = _key(recognizer.noise_floor_rms, sample_rate, pcm16)
     with _transcripts_lock:
         reading = _transcripts.get(key)
         remembered = reading is not None
         if reading is None:
             reading = _transcripts[key] = _Reading(
-                _thread().submit(_PROCESS.transcribe, recognizer.noise_floor_rms, pcm16, sample_rate)
+                _thread().submit(_read_or_decode, key, recognizer.noise_floor_rms, pcm16, sample_rate)
             )
             if len(_transcripts) > READ_CACHE_SIZE:
                 _transcripts.popitem(last=False)
@@ -239,6 +248,33 @@ async def recognize(recognizer: Recognizer, pcm16: bytes, sample_rate: int) -> T
     with _transcripts_lock:
         reading.waiting -= 1
     return replace(transcript, decode_s=0.0) if remembered else transcript
+
+
+def _key(noise_floor_rms: float, sample_rate: int, pcm16: bytes) -> str:
+    """What decides a transcript: the audio, its rate, the front end and the recognizer's version."""
+    head = f"{_FRONT_END}|{_pocketsphinx_version()}|{sample_rate}|{noise_floor_rms!r}|".encode()
+    return hashlib.blake2b(head + pcm16, digest_size=16).hexdigest()
+
+
+@functools.cache
+def _pocketsphinx_version() -> str:
+    try:
+        return importlib.metadata.version("pocketsphinx")
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
+def _read_or_decode(key: str, noise_floor_rms: float, pcm16: bytes, sample_rate: int) -> Transcript:
+    """On the ASR worker thread: the transcript from the disk store, or decoded (and stored)."""
+    folder = store_folder()
+    store = None if folder is None else _stores.setdefault(folder, TranscriptStore(folder))
+    if store is not None and (answer := store.get(key)) is not None:
+        with contextlib.suppress(ValueError):
+            return replace(transcript_from_json(answer), decode_s=0.0)
+    transcript = _PROCESS.transcribe(noise_floor_rms, pcm16, sample_rate)
+    if store is not None:
+        store.put(key, transcript_json(transcript))
+    return transcript
 
 
 def _thread() -> ThreadPoolExecutor:
@@ -309,8 +345,7 @@ class RecognitionProcess:
             ) from exc
         if "error" in answer:
             raise RecognitionError(answer["error"])
-        words = tuple(RecognizedWord(*w) for w in answer["words"])
-        return Transcript(words, answer["audio_ms"], answer["decode_s"])
+        return _transcript(answer)
 
 
 def transcript_json(transcript: Transcript) -> bytes:
@@ -319,6 +354,23 @@ def transcript_json(transcript: Transcript) -> bytes:
     return json.dumps(
         {"words": words, "audio_ms": transcript.audio_ms, "decode_s": transcript.decode_s}
     ).encode()
+
+
+def transcript_from_json(answer: bytes) -> Transcript:
+    """The transcript of a :func:`transcript_json` answer.
+
+    Raises:
+        ValueError: ``answer`` is not one.
+    """
+    return _transcript(json.loads(answer))
+
+
+def _transcript(answer: Any) -> Transcript:
+    try:
+        words = tuple(RecognizedWord(*w) for w in answer["words"])
+        return Transcript(words, float(answer["audio_ms"]), float(answer["decode_s"]))
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"not a transcript: {exc}") from exc
 
 
 def _read(stream: IO[bytes], n: int) -> bytes:
