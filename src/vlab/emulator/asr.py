@@ -267,7 +267,9 @@ def _pocketsphinx_version() -> str:
 def _read_or_decode(key: str, noise_floor_rms: float, pcm16: bytes, sample_rate: int) -> Transcript:
     """On the ASR worker thread: the transcript from the disk store, or decoded (and stored)."""
     folder = store_folder()
-    store = None if folder is None else _stores.setdefault(folder, TranscriptStore(folder))
+    store = None if folder is None else _stores.get(folder)
+    if folder is not None and store is None:
+        store = _stores[folder] = TranscriptStore(folder)
     if store is not None and (answer := store.get(key)) is not None:
         with contextlib.suppress(ValueError):
             return replace(transcript_from_json(answer), decode_s=0.0)
