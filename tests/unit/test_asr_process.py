@@ -134,10 +134,10 @@ async def test_a_caller_that_is_cancelled_leaves_the_reading_to_the_others(speec
     busy = threading.Event()
     asr._thread().submit(busy.wait)  # the reading waits in the queue, where a cancel would remove it
     gone = asyncio.ensure_future(recognize(PocketSphinxRecognizer(), pcm, rate))
-    await asyncio.sleep(0)  # it has asked
+    await asyncio.sleep(0)  # wall-clock ok: one loop turn (no time passes), so the caller has asked
     staying = asyncio.ensure_future(recognize(PocketSphinxRecognizer(), pcm, rate))
     gone.cancel()
-    await asyncio.sleep(0)
+    await asyncio.wait([gone])  # its cancellation has run
     busy.set()
     assert "seattle" in (await staying).text.split()
     assert gone.cancelled() and counted == [pcm]
@@ -148,9 +148,9 @@ async def test_a_reading_that_nobody_awaits_any_more_leaves_the_queue(speech, co
     busy = threading.Event()
     asr._thread().submit(busy.wait)
     gone = asyncio.ensure_future(recognize(PocketSphinxRecognizer(), pcm, rate))
-    await asyncio.sleep(0)  # it has asked
+    await asyncio.sleep(0)  # wall-clock ok: one loop turn (no time passes), so the caller has asked
     gone.cancel()
-    await asyncio.sleep(0)
+    await asyncio.wait([gone])  # its cancellation has run
     busy.set()
     await asyncio.wrap_future(asr._thread().submit(lambda: None))  # the queue has run
     assert gone.cancelled() and counted == []  # a closed emulator's turns are not decoded after it
