@@ -252,8 +252,11 @@ async def recognize(recognizer: Recognizer, pcm16: bytes, sample_rate: int) -> T
 
 def _key(noise_floor_rms: float, sample_rate: int, pcm16: bytes) -> str:
     """What decides a transcript: the audio, its rate, the front end and the recognizer's version."""
-    head = f"{_FRONT_END}|{_pocketsphinx_version()}|{sample_rate}|{noise_floor_rms!r}|".encode()
-    return hashlib.blake2b(head + pcm16, digest_size=16).hexdigest()
+    digest = hashlib.blake2b(
+        f"{_FRONT_END}|{_pocketsphinx_version()}|{sample_rate}|{noise_floor_rms!r}|".encode(), digest_size=16
+    )
+    digest.update(pcm16)  # not a copy of the audio with the head in front
+    return digest.hexdigest()
 
 
 @functools.cache
@@ -309,7 +312,8 @@ class RecognitionProcess:
         proc = self._proc
         if proc is not None and proc.poll() is not None:
             close_pipes(proc)  # it exited: a new one follows
-        if proc is None or proc.poll() is not None:
+            proc = None
+        if proc is None:
             proc = self._proc = subprocess.Popen(
                 [sys.executable, "-m", "vlab.emulator.asr_process"],
                 stdin=subprocess.PIPE,
