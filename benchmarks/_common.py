@@ -137,8 +137,15 @@ class EmulatorProcess:
         return _tree_cpu_s(self.proc.pid)
 
     def own_cpu_s(self) -> float:
-        """CPU seconds of the emulator process alone (its event loop)."""
-        return _tree_cpu_s(self.proc.pid, children=False)
+        """CPU seconds of the emulator's event loops: its process's own, and its other processes' own
+        (``--processes``), without their Silero workers and recognizers."""
+        pids = [self.proc.pid]
+        with contextlib.suppress(OSError):
+            for child in Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split():
+                with contextlib.suppress(OSError):
+                    if b"--shard" in Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0"):
+                        pids.append(int(child))
+        return sum(_tree_cpu_s(pid, children=False) for pid in pids)
 
 
 def _tree_cpu_s(pid: int, *, children: bool = True) -> float:
@@ -160,10 +167,12 @@ def emulator_process(
     trace_path: Path | None = None,
     profile_path: Path | None = None,
     hear: bool = True,
+    processes: int = 1,
 ) -> Iterator[EmulatorProcess]:
     """``python -m vlab emulator --port 0`` in its own process; stopped with SIGINT (so cProfile writes).
 
     ``hear=False`` passes ``--no-hear``: the user's words are not recognised for the replies.
+    ``processes`` > 1 passes ``--processes``: that many emulator processes serve the port.
     """
     cmd = [sys.executable]
     if profile_path is not None:
@@ -185,6 +194,8 @@ def emulator_process(
         cmd += ["--trace", str(trace_path)]
     if not hear:
         cmd += ["--no-hear"]
+    if processes > 1:
+        cmd += ["--processes", str(processes)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
     try:
         assert proc.stdout is not None

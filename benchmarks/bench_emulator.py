@@ -184,7 +184,13 @@ _BURSTS = 3
 """Lockstep bursts per run: on a shared 2-core VM one burst's p99 ranged from +14 to +47 ms on one day."""
 
 
-def bench_concurrency(size: Size) -> list[Figure]:
+PROCESSES = (1, 2)
+"""Emulator processes the concurrency figures are measured with (``vlab emulator --processes``); each
+figure is the better of them, with both in its notes."""
+
+
+def _ramp(size: Size, processes: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], float]:
+    """The ramp of independent users, the lockstep bursts (full size) and the 1-session base, on one emulator."""
     steps = (
         [1, 10, 25, 50, 100, 150, 200, 250, 300] if size.scale >= 1 else [1, 10, 50] if not size.tiny else [1]
     )
@@ -193,7 +199,9 @@ def bench_concurrency(size: Size) -> list[Figure]:
     bursts: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as d:
         trace = Path(d) / "trace.jsonl"
-        with emulator_process(speed="1", latency="instant", trace_path=trace) as emu:
+        with emulator_process(speed="1", latency="instant", trace_path=trace, processes=processes) as emu:
+            if size.scale >= 1:  # not measured: each process's Silero worker and recognizer finish loading
+                _step(emu, 10, 2.0)
             for n in steps:
                 rows.append(_step(emu, n, seconds))
                 if p99(rows[-1]["late"]) - (p50(rows[0]["late"]) if rows[0]["late"] else 0) > 200:
@@ -203,39 +211,74 @@ def bench_concurrency(size: Size) -> list[Figure]:
     base = p50(rows[0]["late"])
     for r in rows:
         r["added"] = p99(r["late"]) - base
-    lines = [_row_line(r, base) for r in rows]
+    return rows, bursts, base
+
+
+def _knee(rows: list[dict[str, Any]]) -> int:
+    """The last step before the first one whose p99 added delay is over 20 ms."""
     knee = 0
     for r in rows:
         if r["added"] > 20:
             break
-        knee = r["n"]  # the last step before the first one over 20 ms
-    ratio = 300 / max(knee, 1) if size.scale >= 1 else max(rows[-1]["added"] / 20.0, 0.0)
+        knee = r["n"]
+    return knee
 
+
+def bench_concurrency(size: Size) -> list[Figure]:
+    seconds = size.s(10.0, 2.0) if not size.tiny else 2.2
+    ramps = {n: _ramp(size, n) for n in PROCESSES}
+    knees = {n: _knee(rows) for n, (rows, _, _) in ramps.items()}
+    best = max(PROCESSES, key=lambda n: (knees[n], -ramps[n][0][-1]["added"]))
+    rows, _, base = ramps[best]
+    knee = knees[best]
+    ratio = 300 / max(knee, 1) if size.scale >= 1 else max(rows[-1]["added"] / 20.0, 0.0)
+    lines = [
+        f"{_processes(n)}: knee at {knees[n]}; " + _row_line(r, b)
+        for n, (ramp_rows, _, b) in ramps.items()
+        for r in ramp_rows
+    ]
     fig = Figure(
         "emulator concurrent real-time sessions on 2 cores",
-        f"knee at {knee} sessions (last step with p99 added event delay ≤ 20 ms; steps up to {rows[-1]['n']}); "
-        f"{seconds:.0f} s per step, independent users (each starts at its own phase of the prompt)",
+        f"knee at {knee} sessions with {_processes(best)} (last step with p99 added event delay ≤ 20 ms; "
+        f"steps up to {rows[-1]['n']}; with {' / '.join(_processes(n) for n in PROCESSES)}: knee "
+        f"{' / '.join(str(knees[n]) for n in PROCESSES)}); {seconds:.0f} s per step, independent users (each "
+        "starts at its own phase of the prompt)",
         "≥ 300 sessions with p99 added event delay ≤ 20 ms",
         ratio,
         baseline=f"the same measurement with 1 session in the same emulator: VAD lateness p50 {base:.1f} ms "
         "(frame granularity: a 32 ms Silero frame completes on a later 20 ms chunk)",
         notes=lines,
     )
-    if not bursts:
+    medians = {}
+    for n, (_, bursts, b) in ramps.items():
+        if bursts:
+            added = sorted(p99(burst["late"]) - b for burst in bursts)
+            medians[n] = (added[len(added) // 2], added)
+    if not medians:
         return [fig]
-    added = sorted(p99(b["late"]) - base for b in bursts)
-    burst_added = added[len(added) // 2]
+    best = min(medians, key=lambda n: medians[n][0])
+    burst_added, added = medians[best]
     lockstep = Figure(
         "emulator lockstep burst: 100 sessions whose turns all end in the same 20 ms",
-        f"p99 added event delay {burst_added:+.1f} ms (median of {len(added)} bursts: "
+        f"p99 added event delay {burst_added:+.1f} ms with {_processes(best)} (median of {len(added)} bursts: "
         + ", ".join(f"{a:+.1f}" for a in added)
-        + " ms)",
+        + " ms; "
+        + "; ".join(f"{_processes(n)}: median {m:+.1f} ms" for n, (m, _) in medians.items())
+        + ")",
         "≤ 10 ms",
         max(burst_added, 0.0) / 10.0,
-        baseline=f"1 session in the same emulator (VAD lateness p50 {base:.1f} ms)",
-        notes=[_row_line(b, base, " in lockstep") for b in bursts],
+        baseline=f"1 session in the same emulator (VAD lateness p50 {ramps[best][2]:.1f} ms)",
+        notes=[
+            f"{_processes(n)}: " + _row_line(burst, b, " in lockstep")
+            for n, (_, bursts, b) in ramps.items()
+            for burst in bursts
+        ],
     )
     return [fig, lockstep]
+
+
+def _processes(n: int) -> str:
+    return "1 emulator process" if n == 1 else f"{n} emulator processes"
 
 
 async def _fast_mode_rtf(

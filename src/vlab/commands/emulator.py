@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
+import os
+import signal
+import sys
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vlab.commands._args import speed
+
+if TYPE_CHECKING:
+    from vlab.emulator import Emulator
+    from vlab.emulator.cassette import Cassette
+    from vlab.emulator.server import Shard
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -63,13 +72,55 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "long the user spoke, not what was said): recognition costs about a quarter of a core per "
         "speaking user, which a load test may not want",
     )
+    emu.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve the port from N emulator processes (Linux), for load tests of hundreds of sessions: one "
+        "process's event loop uses one core (default: 1)",
+    )
+    emu.add_argument("--shard", default=None, help=argparse.SUPPRESS)  # K/N: one of --processes N (internal)
     emu.set_defaults(func=run)
+
+
+def _shard_command(args: argparse.Namespace, port: int) -> list[str]:
+    """The command line of another process of ``--processes`` (its key comes in its environment)."""
+    command = [sys.executable, "-m", "vlab", "emulator", "--host", args.host, "--port", str(port)]
+    command += ["--speed", "max" if math.isinf(args.speed) else repr(args.speed)]
+    command += ["--latency", str(args.latency), "--seed", str(args.seed)]
+    for flag, value in (("--replay", args.replay), ("--trace", args.trace), ("--fault", args.fault)):
+        if value is not None:
+            command += [flag, str(value)]
+    for refusal in args.refuse:
+        command += ["--refuse", refusal]
+    if not args.hear:
+        command.append("--no-hear")
+    return command
+
+
+def _shard(spec: str) -> Shard:
+    from vlab.emulator.server import Shard
+
+    index, _, count = spec.partition("/")
+    return Shard(int(index), int(count))
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code."""
     from vlab.emulator import Emulator, Fault
+    from vlab.emulator.server import Shard
+    from vlab.emulator.shards import KEY_ENV, check_processes
 
+    faults = Fault.parse(args.fault) if args.fault else ()
+    shard = None
+    if args.shard is not None:
+        shard = _shard(args.shard)
+        args.api_key = os.environ.get(KEY_ENV)
+    else:
+        check_processes(args.processes, max_sessions=args.max_sessions, faults=faults)
+        if args.processes > 1:
+            shard = Shard(0, args.processes)
     cassette = None
     if args.replay is not None:
         from vlab.cassette import load_cassette
@@ -84,36 +135,70 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         trace=args.trace or False,
         max_sessions=args.max_sessions,
-        faults=Fault.parse(args.fault) if args.fault else (),
+        faults=faults,
         cassette=cassette,
         refuse=args.refuse,
         hear_audio=args.hear,
+        shard=shard,
     )
+    if args.shard is not None:
+        _run(_serve_shard(emu))
+        return 0
 
     async def serve() -> None:
-        """Serve until cancelled (Ctrl-C); the emulator stops on the way out."""
-        async with emu:
-            # the first line names the endpoint (scripts read it); then what the emulator answers with
-            print(f"Voice Live emulator listening on {emu.endpoint}")
-            if cassette is None:
-                from vlab.emulator import latency
+        """Serve until cancelled (Ctrl-C); the emulator (and its other processes) stop on the way out."""
+        from vlab.emulator.shards import Shards
 
-                print(f"latency model: {latency.note(latency.describe(args.latency))}")
-            else:
-                print(f"replaying {len(cassette.events)} recorded server events of {args.replay}")
-                for note in cassette.notes:
-                    print(f"  note: {note}")
-            print("Point vlab or the SDK at it:")
-            print(f"  export AZURE_VOICELIVE_ENDPOINT={emu.endpoint}")
-            print(f"  export AZURE_VOICELIVE_API_KEY={emu.api_key}")
-            print("Press Ctrl-C to stop.", flush=True)
-            await asyncio.Event().wait()
+        async with emu:
+            shards = None
+            if args.processes > 1:
+                shards = Shards(_shard_command(args, emu.port), emu.api_key, args.processes)
+                await shards.start()
+            try:
+                _banner(emu, args, cassette)
+                await (shards.watch() if shards is not None else asyncio.Event().wait())
+            finally:
+                if shards is not None:
+                    await shards.stop()
 
     try:
         _run(serve())
     except KeyboardInterrupt:
         print("emulator stopped")
     return 0
+
+
+def _banner(emu: Emulator, args: argparse.Namespace, cassette: Cassette | None) -> None:
+    """Where to point a client; the first line names the endpoint (scripts read it)."""
+    print(f"Voice Live emulator listening on {emu.endpoint}")
+    if cassette is None:
+        from vlab.emulator import latency
+
+        print(f"latency model: {latency.note(latency.describe(args.latency))}")
+    else:
+        print(f"replaying {len(cassette.events)} recorded server events of {args.replay}")
+        for note in cassette.notes:
+            print(f"  note: {note}")
+    if args.processes > 1:
+        print(f"served by {args.processes} processes on one port (connections spread by the kernel)")
+    print("Point vlab or the SDK at it:")
+    print(f"  export AZURE_VOICELIVE_ENDPOINT={emu.endpoint}")
+    print(f"  export AZURE_VOICELIVE_API_KEY={emu.api_key}")
+    print("Press Ctrl-C to stop.", flush=True)
+
+
+async def _serve_shard(emu: Emulator) -> None:
+    """Serve as another process of ``--processes`` until the first process stops (closes our input).
+
+    Ctrl-C reaches every process of the terminal's group: this one leaves stopping to the first.
+    """
+    from vlab.emulator.shards import READY, until_input_closes
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    async with emu:
+        print(READY, flush=True)
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # nothing else goes down the first process's pipe
+        await until_input_closes()
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:

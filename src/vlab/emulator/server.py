@@ -25,6 +25,7 @@ import secrets
 import ssl
 import warnings
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -51,6 +52,25 @@ from vlab.protocol_limits import HANDSHAKE_TIMEOUT_S, KEEPALIVE_TIMEOUT_S, MAX_C
 log = logging.getLogger("vlab.emulator")
 
 ROUTES = ("/voice-live/realtime", "/voice-agent/realtime")
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """This emulator is process ``index`` of ``count`` that serve one port (``vlab emulator --processes``).
+
+    Each binds the port with ``SO_REUSEPORT``, so the kernel spreads new connections across them, and
+    numbers its connections ``index + 1``, ``index + 1 + count``, … so no two processes draw the same
+    latencies (the connection number seeds them).
+    """
+
+    index: int
+    """This process's number, from 0."""
+    count: int
+    """How many processes serve the port."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ConfigError(f"a shard is one of count >= 1 processes (0 <= index < count), got {self}.")
 
 
 def _same(given: str, expected: str) -> bool:
@@ -116,7 +136,7 @@ async def _realtime(request: web.Request) -> web.StreamResponse:
         await ws.prepare(request)
     finally:
         state["opening"] -= 1
-    state["index"] += 1
+    state["index"] += state["index_step"]
     if config.cassette is not None:
         replay = CassetteConnection(
             ws, config.cassette, speed=config.speed, clock=config.clock, trace=config.trace
@@ -161,7 +181,15 @@ def _count_open(state: dict[str, Any]) -> None:
 
 async def _health(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    return web.json_response({"status": "ok", "connections": _open(state), "peak_connections": state["peak"]})
+    return web.json_response(
+        {
+            "status": "ok",
+            "connections": _open(state),
+            "peak_connections": state["peak"],
+            "process": state["shard"].index,
+            "processes": state["shard"].count,
+        }
+    )
 
 
 CONFIG = web.AppKey("config", EmulatorConfig)
@@ -212,12 +240,15 @@ def _forget_app() -> None:
         cache.cache_clear()
 
 
-def make_app(config: EmulatorConfig) -> web.Application:
-    """Build the aiohttp application for one emulator."""
+def make_app(config: EmulatorConfig, shard: Shard | None = None) -> web.Application:
+    """Build the aiohttp application for one emulator (one ``shard`` of several processes, if given)."""
+    shard = shard or Shard(0, 1)
     app = web.Application(middlewares=[_close_after_last_request])
     app[CONFIG] = config
     app[STATE] = {
-        "index": 0,
+        "index": shard.index + 1 - shard.count,  # the number of the connection before the first
+        "index_step": shard.count,
+        "shard": shard,
         "opening": 0,
         "connections": set(),
         "replays": set(),
@@ -278,6 +309,8 @@ class Emulator:
         refuse: Values ``session.update`` refuses, as a resource that does not serve them does, e.g.
             ``["voice:alloy", "model:gpt-nope"]`` (:mod:`vlab.emulator.refusals`; default: none, every
             model and voice is accepted).
+        shard: Serve as one of several processes on one port (:class:`Shard`, Linux's ``SO_REUSEPORT``);
+            ``max_sessions`` and ``rate_limit`` faults then count this process's connections only.
 
     Raises:
         ConfigError: ``speed`` is not a number > 0 or ``"max"``, ``latency`` names no preset or fitted model,
@@ -308,6 +341,7 @@ class Emulator:
         keepalive_timeout_s: float = KEEPALIVE_TIMEOUT_S,
         cassette: Cassette | None = None,
         refuse: Iterable[str] = (),
+        shard: Shard | None = None,
     ) -> None:
         if max_sessions is not None and (isinstance(max_sessions, bool) or max_sessions < 1):
             raise ConfigError(f"max_sessions must be an integer >= 1 or None, got {max_sessions!r}.")
@@ -360,6 +394,7 @@ class Emulator:
         )
         self.handshake_timeout_s = handshake_timeout_s
         self.keepalive_timeout_s = keepalive_timeout_s
+        self.shard = shard
         self._runner: web.AppRunner | None = None
         self._app: web.Application | None = None
         self._listener: asyncio.Server | None = None
@@ -412,7 +447,7 @@ class Emulator:
             SileroWorker.shared().start()  # loads the model in its own process while we bind
         if self.config.hear_audio and self.config.recognizer_factory is default_recognizer:
             start_recognition()  # the recognition process loads its decoder meanwhile too
-        self._app = make_app(self.config)
+        self._app = make_app(self.config, self.shard)
         self._runner = web.AppRunner(
             self._app,
             access_log=None,
@@ -429,6 +464,7 @@ class Emulator:
             self.host,
             self.port,
             ssl=self.ssl_context,
+            reuse_port=self.shard is not None,
         )
         if self.port == 0 and self._listener.sockets:
             self.port = self._listener.sockets[0].getsockname()[1]

@@ -1,0 +1,181 @@
+"""``vlab emulator --processes N``: several emulator processes serve one port (Linux's SO_REUSEPORT)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from azure.ai.voicelive.aio import connect
+from azure.core.credentials import AzureKeyCredential
+
+from vlab import protocol
+from vlab.cli import build_parser, main
+from vlab.commands.emulator import _shard_command
+from vlab.emulator import Fault
+from vlab.emulator.server import Shard
+from vlab.emulator.shards import check_processes
+from vlab.errors import ConfigError
+from vlab.testing import Prompt, collect_events, types_of
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="--processes needs Linux's SO_REUSEPORT")
+
+KEY = "processes-key"
+MAX_TRIES = 64
+"""New connections opened until both processes have answered one: the kernel spreads them by a hash of the
+client's port, so all 64 on one process would be odds of 2⁻⁶³."""
+
+
+def _start(*flags: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vlab", "emulator", "--port", "0", "--api-key", KEY, "--speed", "max", *flags],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert "listening on http://127.0.0.1:" in line, line
+    return proc, line.split()[-1]
+
+
+def _others(proc: subprocess.Popen[str]) -> list[psutil.Process]:
+    """The emulator's other processes (``--shard``)."""
+    return [p for p in psutil.Process(proc.pid).children() if "--shard" in p.cmdline()]
+
+
+@pytest.fixture
+def two(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
+    trace = tmp_path / "trace.jsonl"
+    proc, endpoint = _start("--processes", "2", "--trace", str(trace))
+    try:
+        yield proc, endpoint, trace
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=30)
+
+
+def _health(endpoint: str) -> dict[str, int]:
+    with urllib.request.urlopen(f"{endpoint}/health", timeout=10) as response:  # a new connection each time
+        return dict(json.load(response))
+
+
+def test_both_processes_answer_on_the_one_port(two):
+    proc, endpoint, _ = two
+    seen = set()
+    for _ in range(MAX_TRIES):
+        health = _health(endpoint)
+        assert health["processes"] == 2
+        seen.add(health["process"])
+        if seen == {0, 1}:
+            break
+    assert seen == {0, 1}
+    assert len(_others(proc)) == 1
+
+
+async def test_each_process_runs_a_spoken_turn_for_the_sdk_into_one_trace(two, prompt: Prompt):
+    _, endpoint, trace = two
+
+    async def one_turn_per_process() -> tuple[set[str], list[list[object]]]:
+        async with contextlib.AsyncExitStack() as stack:
+            conns, prefixes = [], set()
+            for _ in range(MAX_TRIES):  # until a session of each process is open (ids differ per process)
+                conn = await stack.enter_async_context(
+                    connect(endpoint=endpoint, credential=AzureKeyCredential(KEY), model="gpt-realtime")
+                )
+                prefix = (await conn.recv()).session.id[: len("sess_") + 6]
+                if prefix not in prefixes:
+                    prefixes.add(prefix)
+                    conns.append(conn)
+                if len(conns) == 2:
+                    break
+            assert len(conns) == 2, "every connection went to one process"
+            for conn in conns:
+                await conn.input_audio_buffer.append(audio=prompt.pcm)
+            turns = await asyncio.gather(*(collect_events(conn, protocol.RESPONSE_DONE) for conn in conns))
+            return prefixes, turns
+
+    prefixes, turns = await asyncio.wait_for(one_turn_per_process(), 120)
+    for events in turns:
+        types = types_of(events)
+        assert types.index("input_audio_buffer.speech_started") < types.index(
+            "input_audio_buffer.speech_stopped"
+        )
+        assert "response.output_audio.delta" in types or "response.audio.delta" in types
+    entries = [json.loads(line) for line in trace.read_text(encoding="utf-8").splitlines()]
+    assert {e["conn"][: len("sess_") + 6] for e in entries if e["kind"] == "vad"} >= prefixes
+
+
+def test_ctrl_c_to_the_first_process_stops_every_process():
+    proc, _ = _start("--processes", "3")
+    descendants = psutil.Process(proc.pid).children(recursive=True)
+    assert len([p for p in descendants if "--shard" in p.cmdline()]) == 2
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 0
+    _, alive = psutil.wait_procs(descendants, timeout=30)
+    assert alive == []
+
+
+def test_the_other_processes_stop_when_the_first_dies():
+    proc, _ = _start("--processes", "2")
+    others = _others(proc)
+    assert len(others) == 1
+    proc.kill()
+    proc.wait(timeout=30)
+    _, alive = psutil.wait_procs(others, timeout=30)  # their input closed: they stop on their own
+    assert alive == []
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--max-sessions", "3"], "--max-sessions counts one process's sessions"),
+        (["--fault", "rate_limit:2"], "a rate_limit fault counts one process's connections"),
+        (["--processes", "0"], "--processes must be 1 or more"),
+    ],
+)
+def test_settings_several_processes_cannot_honour_are_refused_with_the_fix(flags, expected, capsys):
+    argv = ["emulator", "--port", "0", *flags]
+    if "--processes" not in flags:
+        argv += ["--processes", "2"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err
+
+
+def test_elsewhere_than_linux_the_message_says_why_and_what_to_do():
+    with pytest.raises(ConfigError, match=r"needs Linux.*--processes 1"):
+        check_processes(2, platform="darwin")
+    check_processes(1, platform="darwin")  # one process runs anywhere
+    check_processes(2, faults=[Fault.parse("drop_after:response.done")[0]])  # a connection's fault is fine
+
+
+def test_the_other_processes_get_every_setting_of_the_first():
+    argv = [
+        "emulator", "--host", "127.0.0.1", "--port", "0", "--api-key", "secret-key", "--speed", "max",
+        "--latency", "slow-network", "--seed", "7", "--trace", "t.jsonl", "--fault", "drop_after:response.done",
+        "--refuse", "voice:alloy", "--refuse", "model:gpt-nope", "--no-hear", "--processes", "2",
+    ]  # fmt: skip
+    parser = build_parser()
+    first = parser.parse_args(argv)
+    command = _shard_command(first, 4321)
+    assert command[:4] == [sys.executable, "-m", "vlab", "emulator"]
+    assert "secret-key" not in command  # the key goes in the environment
+    other = parser.parse_args([*command[3:], "--shard", "1/2"])
+    differ = {k for k in vars(first) if getattr(first, k) != getattr(other, k)}
+    assert differ == {"port", "api_key", "processes", "shard"}
+    assert (other.port, other.shard) == (4321, "1/2")
+
+
+@pytest.mark.parametrize(("index", "count"), [(2, 2), (-1, 2), (0, 0)])
+def test_a_process_number_outside_the_count_is_refused(index, count):
+    with pytest.raises(ConfigError, match="0 <= index < count"):
+        Shard(index, count)
