@@ -18,9 +18,10 @@ from azure.ai.voicelive.aio import connect
 from azure.core.credentials import AzureKeyCredential
 
 from vlab import protocol
+from vlab.audio.vad import EnergyModel
 from vlab.cli import build_parser, main
 from vlab.commands.emulator import _shard_command
-from vlab.emulator import Fault
+from vlab.emulator import Emulator, Fault
 from vlab.emulator.server import Shard
 from vlab.emulator.shards import check_processes
 from vlab.errors import ConfigError
@@ -179,3 +180,14 @@ def test_the_other_processes_get_every_setting_of_the_first():
 def test_a_process_number_outside_the_count_is_refused(index, count):
     with pytest.raises(ConfigError, match="0 <= index < count"):
         Shard(index, count)
+
+
+async def test_a_port_in_use_is_refused_with_the_fix_even_between_emulators_of_several_processes():
+    """SO_REUSEPORT would let a second sharded emulator join the first one's port: it is refused too."""
+    options = {"speed": "max", "vad_model_factory": EnergyModel, "hear_audio": False}
+    async with Emulator(port=0, shard=Shard(0, 2), **options) as first:
+        for shard in (None, Shard(0, 2)):
+            second = Emulator(port=first.port, shard=shard, **options)
+            with pytest.raises(ConfigError, match=rf"port {first.port} on 127.0.0.1 is in use.*--port 0"):
+                await second.start()
+            assert repr(second).startswith("Emulator(stopped")

@@ -18,10 +18,12 @@ refused upgrade is answered with ``Connection: close``.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import math
 import os
 import secrets
+import socket
 import ssl
 import warnings
 from collections.abc import Callable, Iterable
@@ -269,6 +271,20 @@ def make_app(config: EmulatorConfig, shard: Shard | None = None) -> web.Applicat
     return app
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Raise ``OSError(EADDRINUSE)`` if something listens on ``host:port``.
+
+    The probe binds as asyncio does but without ``SO_REUSEPORT``, which would let a second emulator join
+    the port of the first.
+    """
+    for family, kind, proto, _, address in socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    ):
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+
+
 class Emulator:
     """An offline Voice Live service on this machine, for the unmodified SDK.
 
@@ -314,7 +330,8 @@ class Emulator:
 
     Raises:
         ConfigError: ``speed`` is not a number > 0 or ``"max"``, ``latency`` names no preset or fitted model,
-            a refusal is malformed, or a timeout is not a number of seconds > 0.
+            a refusal is malformed, or a timeout is not a number of seconds > 0; from :meth:`start`: the
+            port is in use.
     """
 
     def __init__(
@@ -428,7 +445,11 @@ class Emulator:
         return f"Emulator({state}, speed={self.config.speed}, latency={self.config.latency.name!r})"
 
     async def start(self) -> Emulator:
-        """Bind and serve; returns self."""
+        """Bind and serve; returns self.
+
+        Raises:
+            ConfigError: The port is in use.
+        """
         if not is_loopback(self.host):
             if self.explicit_key:
                 log.warning(
@@ -459,13 +480,25 @@ class Emulator:
         handler_factory = self._runner.server
         assert handler_factory is not None
         clock, timeout_s = self.config.clock, self.handshake_timeout_s
-        self._listener = await asyncio.get_running_loop().create_server(
-            lambda: HandshakeGuard(handler_factory(), clock, timeout_s),
-            self.host,
-            self.port,
-            ssl=self.ssl_context,
-            reuse_port=self.shard is not None,
-        )
+        try:
+            if self.shard is not None and self.shard.index == 0 and self.port:
+                _check_port_free(self.host, self.port)  # SO_REUSEPORT would share it with another emulator
+            self._listener = await asyncio.get_running_loop().create_server(
+                lambda: HandshakeGuard(handler_factory(), clock, timeout_s),
+                self.host,
+                self.port,
+                ssl=self.ssl_context,
+                reuse_port=self.shard is not None,
+            )
+        except OSError as exc:
+            runner, self._runner, self._app = self._runner, None, None
+            await runner.cleanup()
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise ConfigError(
+                f"port {self.port} on {self.host} is in use (another emulator?): stop what listens there, or "
+                "give another port (0 picks a free one: vlab emulator --port 0)."
+            ) from None
         if self.port == 0 and self._listener.sockets:
             self.port = self._listener.sockets[0].getsockname()[1]
         log.info("Voice Live emulator on %s", self.endpoint)
