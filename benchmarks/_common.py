@@ -7,7 +7,6 @@ import json
 import math
 import os
 import platform
-import signal
 import subprocess
 import sys
 import tempfile
@@ -169,7 +168,7 @@ def emulator_process(
     hear: bool = True,
     processes: int = 1,
 ) -> Iterator[EmulatorProcess]:
-    """``python -m vlab emulator --port 0`` in its own process; stopped with SIGINT (so cProfile writes).
+    """``python -m vlab emulator --port 0`` in its own process; stopped with SIGTERM (so cProfile writes).
 
     ``hear=False`` passes ``--no-hear``: the user's words are not recognised for the replies.
     ``processes`` > 1 passes ``--processes``: that many emulator processes serve the port.
@@ -205,7 +204,7 @@ def emulator_process(
         yield EmulatorProcess(line.split()[-1], "bench", proc, trace_path)
     finally:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+            proc.terminate()  # stops in order (cProfile writes); SIGINT may be ignored in a background job
             try:
                 proc.wait(timeout=60 if profile_path is not None else 20)
             except subprocess.TimeoutExpired:

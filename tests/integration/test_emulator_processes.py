@@ -35,11 +35,14 @@ MAX_TRIES = 64
 client's port, so all 64 on one process would be odds of 2⁻⁶³."""
 
 
-def _start(*flags: str) -> tuple[subprocess.Popen[str], str]:
+def _start(*flags: str, ctrl_c: bool = False) -> tuple[subprocess.Popen[str], str]:
+    """``vlab emulator`` with ``flags``; ``ctrl_c``: with SIGINT as in a terminal's foreground job (a test
+    runner started in the background, as CI may be, passes it on ignored)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "vlab", "emulator", "--port", "0", "--api-key", KEY, "--speed", "max", *flags],
         stdout=subprocess.PIPE,
         text=True,
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) if ctrl_c else None,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -59,9 +62,8 @@ def two(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
     try:
         yield proc, endpoint, trace
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=30)
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
 
 
 def _health(endpoint: str) -> dict[str, int]:
@@ -115,14 +117,23 @@ async def test_each_process_runs_a_spoken_turn_for_the_sdk_into_one_trace(two, p
     assert {e["conn"][: len("sess_") + 6] for e in entries if e["kind"] == "vad"} >= prefixes
 
 
-def test_ctrl_c_to_the_first_process_stops_every_process():
-    proc, _ = _start("--processes", "3")
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_stop_of_the_first_process_stops_every_process(stop):
+    proc, _ = _start("--processes", "3", ctrl_c=True)
     descendants = psutil.Process(proc.pid).children(recursive=True)
     assert len([p for p in descendants if "--shard" in p.cmdline()]) == 2
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     assert proc.wait(timeout=30) == 0
+    assert proc.stdout is not None and proc.stdout.read().splitlines()[-1] == "emulator stopped"
     _, alive = psutil.wait_procs(descendants, timeout=30)
     assert alive == []
+
+
+def test_sigterm_stops_one_emulator_in_order():
+    proc, _ = _start()
+    proc.terminate()
+    assert proc.wait(timeout=30) == 0
+    assert proc.stdout is not None and proc.stdout.read().splitlines()[-1] == "emulator stopped"
 
 
 def test_the_other_processes_stop_when_the_first_dies():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import os
 import signal
@@ -146,26 +147,43 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     async def serve() -> None:
-        """Serve until cancelled (Ctrl-C); the emulator (and its other processes) stop on the way out."""
+        """Serve until Ctrl-C or SIGTERM; the emulator (and its other processes) stop on the way out."""
         from vlab.emulator.shards import Shards
 
+        terminated = _terminated()
         async with emu:
-            shards = None
+            shards = watch = None
             if args.processes > 1:
                 shards = Shards(_shard_command(args, emu.port), emu.api_key, args.processes)
                 await shards.start()
+                watch = asyncio.ensure_future(shards.watch())
             try:
                 _banner(emu, args, cassette)
-                await (shards.watch() if shards is not None else asyncio.Event().wait())
+                await terminated.wait()
             finally:
+                if watch is not None:
+                    watch.cancel()
                 if shards is not None:
                     await shards.stop()
 
     try:
         _run(serve())
     except KeyboardInterrupt:
-        print("emulator stopped")
+        pass
+    print("emulator stopped")
     return 0
+
+
+def _terminated() -> asyncio.Event:
+    """An event set by SIGTERM (``kill``, a service manager): the emulator then stops as on Ctrl-C.
+
+    Ctrl-C stays Python's KeyboardInterrupt, and is ignored where the shell ignores it (a job started
+    with ``&``); SIGTERM always stops the emulator in order.
+    """
+    event = asyncio.Event()
+    with contextlib.suppress(NotImplementedError, AttributeError):  # Windows: no signal handlers on the loop
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, event.set)
+    return event
 
 
 def _banner(emu: Emulator, args: argparse.Namespace, cassette: Cassette | None) -> None:
@@ -190,15 +208,22 @@ def _banner(emu: Emulator, args: argparse.Namespace, cassette: Cassette | None) 
 async def _serve_shard(emu: Emulator) -> None:
     """Serve as another process of ``--processes`` until the first process stops (closes our input).
 
-    Ctrl-C reaches every process of the terminal's group: this one leaves stopping to the first.
+    Ctrl-C reaches every process of the terminal's group: this one leaves stopping to the first. SIGTERM
+    stops it in order, as it does the first.
     """
     from vlab.emulator.shards import READY, until_input_closes
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    terminated = _terminated()
     async with emu:
         print(READY, flush=True)
         os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # nothing else goes down the first process's pipe
-        await until_input_closes()
+        waits = [asyncio.ensure_future(until_input_closes()), asyncio.ensure_future(terminated.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
