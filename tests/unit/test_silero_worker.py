@@ -138,6 +138,39 @@ def test_a_dead_worker_fails_pending_requests_and_restarts(clips: list[bytes]) -
         worker.close()
 
 
+@needs_sigstop
+def test_requests_beyond_a_full_pipe_neither_block_the_loop_nor_lose_their_order(clips: list[bytes]) -> None:
+    """The loop writes what the pipe takes; the rest waits in the writer thread until the worker reads."""
+    worker = SileroWorker()
+    pcm = b"".join(clips)
+    models = [SileroModel() for _ in range(12)]  # 12 streams of the three clips: about 2.5 MB of requests
+
+    async def main() -> tuple[int, list[list[float]]]:
+        assert await asyncio.wait_for(worker.submit(SileroModel(), RATE, b""), 30) == []  # running
+        assert worker._proc is not None
+        pid = worker._proc.pid
+        os.kill(pid, signal.SIGSTOP)  # it reads nothing: the pipe fills
+        try:
+            futures = [
+                [worker.submit(model, RATE, pcm[i : i + CHUNK]) for i in range(0, len(pcm), CHUNK)]
+                for model in models
+            ]
+            worker.flush()  # returns although the pipe (1 MB at most) cannot take it all
+            waiting = len(worker._unsent) + (1 if worker._writing else 0)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        answers = [await asyncio.wait_for(asyncio.gather(*f), 60) for f in futures]
+        return waiting, [[p for r in stream for p in r] for stream in answers]
+
+    try:
+        waiting, got = asyncio.run(main())
+    finally:
+        worker.close()
+    assert waiting > 0  # some requests did wait for the worker
+    want = _local(pcm, CHUNK)
+    assert all(probs == want for probs in got)
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="no SIGINT on this system")
 def test_ctrl_c_to_the_process_group_leaves_the_worker_running(clips: list[bytes]) -> None:
     """A notebook's "interrupt kernel" signals every process of the kernel's group, its helpers too."""

@@ -48,6 +48,7 @@ import atexit
 import contextlib
 import logging
 import os
+import select
 import signal
 import struct
 import subprocess
@@ -369,6 +370,7 @@ class SileroWorker:
         self._wake = threading.Condition(self._lock)  # the writer thread and a flush over the cap wait here
         self._writer: threading.Thread | None = None
         self._writing = False  # the writer thread holds requests it has not finished writing
+        self._direct = False  # the pipe is non-blocking: a flush writes what it takes at once
         self._cache = b""  # the CACHE request payload every new worker process gets first (b"": default)
 
     @classmethod
@@ -406,6 +408,9 @@ class SileroWorker:
         if self._cache:  # before anything else reaches the new process
             with contextlib.suppress(OSError):  # a worker that died at once: the reader says so
                 os.write(proc.stdin.fileno(), encode_request(CACHE, 0, pcm16=self._cache))
+        self._direct = sys.platform != "win32"  # Windows pipes cannot be non-blocking before Python 3.12
+        if self._direct:
+            os.set_blocking(proc.stdin.fileno(), False)
         threading.Thread(
             target=self._read_results, args=(proc,), name="vlab-silero-results", daemon=True
         ).start()
@@ -562,21 +567,31 @@ class SileroWorker:
             loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        """Hand the queued requests to the writer thread now rather than at the end of this loop turn.
+        """Write the queued requests now rather than at the end of this loop turn.
 
-        The writer thread does the pipe writes, which block while the worker is busy and its pipe is
-        full: an event loop that wrote them itself stalled every connection meanwhile (a third of the
-        emulator loop's time at 50 real-time sessions with echo cancellation). Beyond
-        :data:`_MAX_UNSENT` bytes not yet written, the flush waits: a worker that cannot keep up slows
-        its requesters down rather than let the backlog grow without bound.
+        What the pipe takes at once is written here (it is non-blocking); the rest goes to the writer
+        thread, which waits for the worker to read. An event loop that waited itself stalled every
+        connection meanwhile (a third of the emulator loop's time at 50 real-time sessions with echo
+        cancellation), and one that handed every write to the thread spent a tenth of its time waking it
+        and waiting for the GIL to come back. Beyond :data:`_MAX_UNSENT` bytes not yet written, the flush
+        waits: a worker that cannot keep up slows its requesters down rather than let the backlog grow
+        without bound.
         """
         with self._lock:
             self._flush_on = None
             if not self._outbox:
                 return
-            self._start_locked()
-            self._unsent += self._outbox
-            self._outbox = bytearray()
+            proc = self._start_locked()
+            data, self._outbox = self._outbox, bytearray()
+            if self._direct and not self._unsent and not self._writing:  # nothing is ahead of these
+                assert proc.stdin is not None
+                try:
+                    del data[: os.write(proc.stdin.fileno(), data)]
+                except OSError:  # full (the writer thread waits), or the worker died (it reports that)
+                    pass
+                if not data:
+                    return
+            self._unsent += data
             if self._writer is None or not self._writer.is_alive():
                 self._writer = threading.Thread(
                     target=self._write_requests, name="vlab-silero-requests", daemon=True
@@ -600,10 +615,13 @@ class SileroWorker:
                 data, self._unsent = bytes(self._unsent), bytearray()
                 self._writing = True
             assert proc.stdin is not None
-            view = memoryview(data)
+            fd, view = proc.stdin.fileno(), memoryview(data)
             try:
                 while view:
-                    view = view[os.write(proc.stdin.fileno(), view) :]
+                    try:
+                        view = view[os.write(fd, view) :]
+                    except BlockingIOError:  # the pipe is full: wait until the worker reads
+                        select.select([], [fd], [])
             except OSError as exc:  # the worker died: the reader fails what was pending
                 log.error("the Silero worker process is gone (%s); it restarts on the next request", exc)
                 with contextlib.suppress(OSError):
