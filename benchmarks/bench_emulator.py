@@ -189,12 +189,17 @@ PROCESSES = (1, 2)
 figure is the better of them, with both in its notes."""
 
 
+def _step_seconds(size: Size) -> float:
+    """How long each step of the concurrency ramp lasts."""
+    return size.s(10.0, 2.0) if not size.tiny else 2.2
+
+
 def _ramp(size: Size, processes: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], float]:
     """The ramp of independent users, the lockstep bursts (full size) and the 1-session base, on one emulator."""
     steps = (
         [1, 10, 25, 50, 100, 150, 200, 250, 300] if size.scale >= 1 else [1, 10, 50] if not size.tiny else [1]
     )
-    seconds = size.s(10.0, 2.0) if not size.tiny else 2.2
+    seconds = _step_seconds(size)
     rows = []
     bursts: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as d:
@@ -225,7 +230,7 @@ def _knee(rows: list[dict[str, Any]]) -> int:
 
 
 def bench_concurrency(size: Size) -> list[Figure]:
-    seconds = size.s(10.0, 2.0) if not size.tiny else 2.2
+    seconds = _step_seconds(size)
     ramps = {n: _ramp(size, n) for n in PROCESSES}
     knees = {n: _knee(rows) for n, (rows, _, _) in ramps.items()}
     best = max(PROCESSES, key=lambda n: (knees[n], -ramps[n][0][-1]["added"]))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import math
 import os
 import signal
@@ -181,7 +180,7 @@ def _terminated() -> asyncio.Event:
     with ``&``); SIGTERM always stops the emulator in order.
     """
     event = asyncio.Event()
-    with contextlib.suppress(NotImplementedError, AttributeError):  # Windows: no signal handlers on the loop
+    if sys.platform != "win32":  # Windows event loops take no signal handlers
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, event.set)
     return event
 

@@ -138,7 +138,7 @@ async def _realtime(request: web.Request) -> web.StreamResponse:
         await ws.prepare(request)
     finally:
         state["opening"] -= 1
-    state["index"] += state["index_step"]
+    state["index"] += state["shard"].count  # each process numbers its own connections apart
     if config.cassette is not None:
         replay = CassetteConnection(
             ws, config.cassette, speed=config.speed, clock=config.clock, trace=config.trace
@@ -249,7 +249,6 @@ def make_app(config: EmulatorConfig, shard: Shard | None = None) -> web.Applicat
     app[CONFIG] = config
     app[STATE] = {
         "index": shard.index + 1 - shard.count,  # the number of the connection before the first
-        "index_step": shard.count,
         "shard": shard,
         "opening": 0,
         "connections": set(),
