@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from vlab._process import close_pipes
+from vlab._process import close_pipes, freeze_heap
 from vlab.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
@@ -709,11 +709,17 @@ def main() -> None:
     """Entry point: serve stdin → stdout (the answers get stdout's pipe to themselves) until stdin ends.
 
     Ctrl-C and a notebook's "interrupt kernel" reach every process of the group: the worker ignores
-    them, as its parent's helper (it ends when its parent closes its input or exits).
+    them, as its parent's helper (it ends when its parent closes its input or exits). The model is
+    loaded before the first request, and what start-up built is frozen (:func:`~vlab._process.freeze_heap`),
+    so a full garbage collection does not hold up every connection's VAD.
     """
+    from vlab.audio.silero import SileroRuntime
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     answers = os.dup(sys.stdout.fileno())
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # anything a library prints goes to stderr
+    SileroRuntime.shared()
+    freeze_heap()
     serve(sys.stdin.fileno(), answers)
 
 

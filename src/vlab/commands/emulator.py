@@ -11,6 +11,7 @@ import sys
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
+from vlab._process import freeze_heap
 from vlab.commands._args import speed
 
 if TYPE_CHECKING:
@@ -157,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
                 await shards.start()
                 watch = asyncio.ensure_future(shards.watch())
             try:
+                freeze_heap()  # start-up is over: no full collection walks it again under load
                 _banner(emu, args, cassette)
                 await terminated.wait()
             finally:
@@ -215,6 +217,7 @@ async def _serve_shard(emu: Emulator) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     terminated = _terminated()
     async with emu:
+        freeze_heap()
         print(READY, flush=True)
         os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # nothing else goes down the first process's pipe
         waits = [asyncio.ensure_future(until_input_closes()), asyncio.ensure_future(terminated.wait())]
