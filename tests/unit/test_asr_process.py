@@ -4,6 +4,8 @@ the emulator's event loop (every connection) for the length of each decode."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import math
 import os
 import signal
 import threading
@@ -86,16 +88,36 @@ def test_a_request_the_process_cannot_answer_is_a_recognition_error(process) -> 
     assert process.pid is None
 
 
-@pytest.mark.parametrize(("hear_audio", "starts"), [(True, True), (False, False)])
-async def test_an_emulator_that_reads_the_users_words_starts_the_recognition_process(
-    hear_audio, starts
+@pytest.mark.parametrize(
+    ("speed", "hear_audio", "starts"),
+    [(1.0, True, True), (1.0, False, False), (math.inf, True, False)],
+    ids=["real-time", "real-time-not-hearing", "fast"],
+)
+async def test_a_real_time_emulator_starts_the_recognition_process_when_the_user_starts_speaking(
+    speed, hear_audio, starts
 ) -> None:
+    """In real time the turn's own length hides the process's start; in fast mode a decode starts it."""
+    from azure.ai.voicelive.aio import connect
+    from azure.core.credentials import AzureKeyCredential
+
     from vlab.emulator import Emulator
+    from vlab.testing import collect_events
+
+    async def running() -> bool:  # asked on the ASR thread, after whatever was queued there before
+        return await asyncio.wrap_future(asr._thread().submit(lambda: asr._PROCESS.pid is not None))
 
     await asyncio.wrap_future(asr._thread().submit(asr._PROCESS.close))
-    async with Emulator(hear_audio=hear_audio, vad_model_factory=EnergyModel):
-        await asyncio.wrap_future(asr._thread().submit(lambda: None))  # after what the start queued
-        assert (asr._PROCESS.pid is not None) is starts
+    speech = spoken_prompt(PHRASE, trail_ms=0)  # no silence after it: the turn never ends, nothing is read
+    async with Emulator(
+        speed=speed, latency="instant", hear_audio=hear_audio, vad_model_factory=EnergyModel
+    ) as emu:
+        assert not await running()  # not at the emulator's start
+        async with connect(
+            endpoint=emu.endpoint, credential=AzureKeyCredential(emu.api_key), model="gpt-realtime"
+        ) as conn:
+            await conn.input_audio_buffer.append(audio=base64.b64encode(speech.pcm).decode("ascii"))
+            await collect_events(conn, "input_audio_buffer.speech_started")
+            assert await running() is starts
 
 
 @pytest.fixture

@@ -44,7 +44,8 @@ def test_import_vlab_stays_light():
 
 
 def test_the_recognition_process_loads_no_server_part_of_the_emulator():
-    """``python -m vlab.emulator.asr_process`` starts with each emulator: it needs PocketSphinx, not aiohttp."""
+    """``python -m vlab.emulator.asr_process`` starts beside each emulator that reads words: it needs
+    PocketSphinx, not aiohttp."""
     heavy = ["aiohttp", "vlab.emulator.server", "pandas", "azure"]
     assert _heavy_modules_loaded("vlab.emulator.asr_process", heavy) == []
 

@@ -198,9 +198,10 @@ def default_recognizer() -> PocketSphinxRecognizer:
         return _default
 
 
-def start_recognition() -> Future[subprocess.Popen[bytes]]:
-    """Start the recognition process in the background, so the first turn does not wait for it."""
-    return _thread().submit(_PROCESS.start)
+def start_recognition() -> None:
+    """Start the recognition process in the background, unless it runs, so a turn does not wait for it."""
+    if _PROCESS.pid is None:  # read off the ASR thread: at worst a second start, which finds it running
+        _thread().submit(_PROCESS.start)
 
 
 async def recognize(recognizer: Recognizer, pcm16: bytes, sample_rate: int) -> Transcript:

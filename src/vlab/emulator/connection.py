@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vlab import protocol
 from vlab.emulator import session_config
-from vlab.emulator.asr import RecognitionError, hear, recognize
+from vlab.emulator.asr import PocketSphinxRecognizer, RecognitionError, hear, recognize, start_recognition
 from vlab.emulator.config import EmulatorConfig
 from vlab.emulator.faults import METADATA_KEY, Fault, FaultPlan
 from vlab.emulator.input_buffer import InputBuffer
@@ -97,6 +98,12 @@ class EmulatorConnection:
         self._transcriptions: dict[str, asyncio.Task[None]] = {}
         self._unheard: tuple[Item, bytes, int, asyncio.Task[str] | None] | None = None  # last turn, unread
         self._vad_due_ms = 0.0  # VAD steps keep their order even when their delays differ
+        self._warm_recognizer = math.isfinite(config.speed) and isinstance(
+            self.recognizer, PocketSphinxRecognizer
+        )
+        """Start the recognition process at the first speech, so that in real time the turn's own length
+        hides its start (about a second of CPU); in fast mode it starts when a decode needs it (the
+        transcripts are usually remembered on disk, and then it never starts)."""
         self.outbox = Outbox(
             ws,
             transport,
@@ -249,8 +256,19 @@ class EmulatorConnection:
         measured on the simulated timeline (``vlab calibrate``'s ``network`` stage).
         """
         td = self.session["turn_detection"] or {}
+        if self._warm_recognizer and self._reads_words(td):
+            self._warm_recognizer = False
+            start_recognition()
         delay_ms = self.sampler.speech_started_delay_ms()
         self._step(at_ms + delay_ms, lambda: self._speech_started(item_id, audio_start_ms, td, at_ms))
+
+    def _reads_words(self, turn_detection: dict[str, Any]) -> bool:
+        """Whether this turn's words will be read: for the reply, a transcription or end-of-utterance cues."""
+        return bool(
+            self.config.hear_audio
+            or self.session.get("input_audio_transcription")
+            or session_config.eou_timeout_ms(turn_detection) is not None
+        )
 
     def speech_stopped(self, item_id: str, audio_end_ms: int, audio: bytes, at_ms: float) -> None:
         """The VAD ended a turn: ``speech_stopped`` after endpointing and network, then the commit and reply."""

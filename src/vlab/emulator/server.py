@@ -36,7 +36,7 @@ from vlab import protocol
 from vlab.audio.silero_worker import SileroWorker
 from vlab.audio.vad import SileroModel, SpeechModel
 from vlab.clock import Clock, SystemClock
-from vlab.emulator.asr import Recognizer, default_recognizer, start_recognition
+from vlab.emulator.asr import Recognizer, default_recognizer
 from vlab.emulator.cassette import Cassette, CassetteConnection
 from vlab.emulator.config import EmulatorConfig
 from vlab.emulator.connection import EmulatorConnection
@@ -465,8 +465,6 @@ class Emulator:
                 warnings.warn(message, EmulatorExposedWarning, stacklevel=2)
         if self.config.vad_model_factory is SileroModel:
             SileroWorker.shared().start()  # loads the model in its own process while we bind
-        if self.config.hear_audio and self.config.recognizer_factory is default_recognizer:
-            start_recognition()  # the recognition process loads its decoder meanwhile too
         self._app = make_app(self.config, self.shard)
         self._runner = web.AppRunner(
             self._app,
