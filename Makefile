@@ -6,8 +6,8 @@ STAMP  := $(VENV)/.installed
 # the suite starts hundreds of Pythons (the CLI, emulators, Silero and Dask workers, kernels): let them
 # reuse compiled bytecode in __pycache__ (git-ignored) even where the shell turned it off
 unexport PYTHONDONTWRITEBYTECODE
-# pytest-xdist: one worker per core (work-stealing, set in pyproject.toml); the `realtime` tests (sound
-# card, browser audio) then run alone
+# pytest-xdist: one worker per core and one more (tests/conftest.py; work-stealing, set in
+# pyproject.toml); the `realtime` tests (sound card, browser audio) then run alone
 PARALLEL ?= -n auto
 
 .PHONY: venv demo test test-matrix lint lab bench clean

@@ -68,6 +68,14 @@ def test_the_longest_files_are_collected_first_in_run_first_order_and_the_rest_k
         assert (ROOT / "tests" / entry).exists(), entry
 
 
+def test_minus_n_auto_starts_one_worker_more_than_the_cores(pytestconfig: pytest.Config) -> None:
+    """xdist asks this hook for ``-n auto``'s worker count; the conftest's answer wins over xdist's own."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert pytestconfig.hook.pytest_xdist_auto_num_workers(config=pytestconfig) == cores + 1
+
+
 class _Config:
     def __init__(self, markexpr: str) -> None:
         self.markexpr = markexpr
