@@ -15,6 +15,7 @@ import pytest
 import soundfile as sf
 
 from vlab.audio.wav import load_wav
+from vlab.cli import main
 from vlab.errors import AudioFormatError, ConfigError
 from vlab.sweep import load_config
 
@@ -130,20 +131,26 @@ CLI_CASES = ["missing file", "empty", "truncated header", "text renamed .wav", "
              "zero-length data chunk", "huge file (3 h)", "NaN samples (float)"]  # fmt: skip
 
 
-def test_vlab_replay_of_broken_prompts_exits_2_with_the_message_and_no_traceback(tmp_path):
+def test_vlab_replay_of_broken_prompts_exits_2_with_the_message_and_no_traceback(
+    tmp_path, capsys, monkeypatch
+):
+    """The first case through a ``python -m vlab`` process (the exit code and stderr a shell sees), the
+    others through the same ``main`` in this process (a second each less)."""
+    monkeypatch.chdir(tmp_path)
     for i, case in enumerate(CLI_CASES):
         how, problem = CASES[case]
         path = tmp_path / f"p{i}.wav"
         make(path, how)
-        result = _vlab(
-            "replay", str(path), "--speed", "max", "--out", str(tmp_path / f"run{i}"), cwd=tmp_path
-        )
-        assert result.returncode == 2, (case, result.stderr)
-        assert result.stderr.startswith(f"vlab: error: {path}: ") and problem in result.stderr, (
-            case,
-            result.stderr,
-        )
-        assert "Traceback" not in result.stderr + result.stdout
+        args = ("replay", str(path), "--speed", "max", "--out", str(tmp_path / f"run{i}"))
+        if i == 0:
+            result = _vlab(*args, cwd=tmp_path)
+            code, out, err = result.returncode, result.stdout, result.stderr
+        else:
+            code = main(list(args))
+            out, err = capsys.readouterr()
+        assert code == 2, (case, err)
+        assert err.startswith(f"vlab: error: {path}: ") and problem in err, (case, err)
+        assert "Traceback" not in err + out
         assert not (tmp_path / f"run{i}").exists()  # refused before connecting
 
 
