@@ -24,6 +24,7 @@ from vlab.metrics import (
     stages_in_order,
     summarize_latency,
     turn_latency,
+    vad_preview,
 )
 from vlab.prompts import LabelledPrompt
 
@@ -516,3 +517,69 @@ def test_leading_silence_is_measured_from_the_reply_audio():
     pcm = bytes(2 * int(rate * 0.25)) + tone.tobytes()  # 250 ms of silence, then sound
     assert leading_silence_ms(pcm, rate) == pytest.approx(250, abs=10)
     assert np.isnan(leading_silence_ms(bytes(4800), rate))
+
+
+class _CountingSilero:
+    """Silero, counting the frames it runs (the emulator's model, as vad_preview's default)."""
+
+    frames = 0
+
+    def __init__(self) -> None:
+        from vlab.audio.vad import SileroModel
+
+        self.model = SileroModel()
+        self.sample_rate, self.frame_samples = self.model.sample_rate, self.model.frame_samples
+
+    def probabilities(self, frames):
+        _CountingSilero.frames += len(frames)
+        return self.model.probabilities(frames)
+
+    def probability(self, frame):
+        return self.probabilities(frame[None, :])[0]
+
+    def reset(self) -> None:
+        self.model.reset()
+
+
+def test_vad_preview_equals_each_setting_s_own_vad_and_runs_the_model_once_per_prompt():
+    from vlab.audio.vad import SileroModel, StreamingVad, VadParams
+    from vlab.prompts import load_prompt_set
+
+    prompts = [p for p in load_prompt_set() if p.id in ("pause_600", "two_turns", "filler_inner")]
+    grid = [
+        {"threshold": t, "prefix_padding_ms": 300, "silence_duration_ms": s}
+        for t in (0.3, 0.7)
+        for s in (300, 900)
+    ]
+    _CountingSilero.frames = 0
+    preview = vad_preview(prompts, grid, model_factory=_CountingSilero)
+
+    expected = []  # each setting and prompt through its own StreamingVad: the model runs every time
+    for s in grid:
+        params = VadParams(**s)
+        name = f"thr={s['threshold']:g} pad=300 sil={s['silence_duration_ms']}"
+        for p in prompts:
+            vad = StreamingVad(params, 16000, model=SileroModel())
+            tail = bytes(2 * int(16 * (s["silence_duration_ms"] + 200)))
+            events = vad.feed(p.pcm(16000) + tail) + vad.flush()
+            starts = [e for e in events if e.kind == "speech_started"]
+            stops = [e for e in events if e.kind == "speech_stopped"]
+            for start, stop in zip(starts, stops + [None] * (len(starts) - len(stops)), strict=True):
+                expected.append(
+                    (name, p.id, start.audio_ms, start.speech_ms, stop.audio_ms if stop else None)
+                )
+    got = [
+        (
+            r.setting,
+            r.prompt,
+            r.audio_start_ms,
+            r.onset_ms,
+            None if math.isnan(r.audio_end_ms) else r.audio_end_ms,
+        )
+        for r in preview.itertuples()
+    ]
+    assert got == expected and len(got) >= 2 * len(grid)
+    longest = (
+        sum(len(p.pcm(16000)) // 2 + 16 * (900 + 200) for p in prompts) / 512
+    )  # 16 kHz: 512-sample frames
+    assert _CountingSilero.frames == pytest.approx(longest, abs=len(prompts))  # shorter silences: a prefix

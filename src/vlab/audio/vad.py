@@ -482,13 +482,19 @@ class StreamingVad:
         self._buf = buf[n_frames * n :].copy()
         return out
 
-    def _run(self, frames: VadFrames) -> list[VadEvent]:
+    def run_model(self, frames: VadFrames) -> list[float]:
+        """The model's probabilities of prepared frames (its state advances): what :meth:`decide` takes."""
         if not len(frames.frames):
             return []
         model = self.model
         batch = getattr(model, "probabilities", None)
-        probs = batch(frames.frames) if batch is not None else [model.probability(f) for f in frames.frames]
-        return self.decide(frames, probs)
+        probs: list[float] = (
+            batch(frames.frames) if batch is not None else [model.probability(f) for f in frames.frames]
+        )
+        return probs
+
+    def _run(self, frames: VadFrames) -> list[VadEvent]:
+        return self.decide(frames, self.run_model(frames)) if len(frames.frames) else []
 
     def _step(self, prob: float, start_ms: float, end_ms: float) -> VadEvent | None:
         """Advance the state machine by one frame covering ``[start_ms, end_ms)``."""

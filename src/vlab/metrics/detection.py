@@ -32,6 +32,7 @@ from vlab.errors import VlabWarning
 from vlab.metrics.events import as_float, session_vad_settings
 
 if TYPE_CHECKING:
+    from vlab.audio.pcm import FloatArray
     from vlab.audio.vad import SpeechModel
     from vlab.prompts import LabelledPrompt
 
@@ -462,7 +463,8 @@ def vad_preview(
     """Run vlab's own VAD (the emulator's) over the prompts for each setting, offline, in seconds.
 
     This approximates the service's server VAD (Azure's own model will differ somewhat); use it to
-    choose a grid before spending sessions.
+    choose a grid before spending sessions. Silero runs once per prompt, over the prompt and the longest
+    silence of the grid; each setting steps its turn machine over those probabilities.
 
     Args:
         prompts: Labelled prompts.
@@ -477,10 +479,10 @@ def vad_preview(
     from vlab.audio.vad import SileroModel, StreamingVad, VadParams
 
     factory = model_factory or SileroModel
-    rows: list[dict[str, Any]] = []
+    default = VadParams()
     audio = {p.id: p.pcm(16000) for p in prompts}
+    runs: list[tuple[VadParams, dict[str, Any]]] = []
     for s in settings:
-        default = VadParams()
         params = VadParams(
             threshold=float(s.get("threshold", default.threshold)),
             prefix_padding_ms=int(s.get("prefix_padding_ms", default.prefix_padding_ms)),
@@ -489,28 +491,51 @@ def vad_preview(
         name = s.get("setting") or (
             f"thr={params.threshold:g} pad={params.prefix_padding_ms} sil={params.silence_duration_ms}"
         )
+        values = {
+            "setting": name,
+            "threshold": params.threshold,
+            "prefix_padding_ms": params.prefix_padding_ms,
+        }
+        runs.append((params, values | {"silence_duration_ms": params.silence_duration_ms, "run": 0}))
+    # The model's probabilities depend on the frames it is given (the prompt and its trailing silence),
+    # not on the setting: the longest silence runs first, and a setting whose frames begin those frames
+    # (at 16 kHz, every shorter silence) takes its probabilities from them. Each setting then steps its
+    # own turn machine over them (prepare and decide, exactly as feed and flush would).
+    order = sorted(range(len(runs)), key=lambda i: -runs[i][0].silence_duration_ms)
+    known: dict[str, tuple[FloatArray, list[float]]] = {}  # by prompt: the longest frames run, their output
+    rows_of: dict[int, list[dict[str, Any]]] = {}
+    for i in order:
+        params, values = runs[i]
+        rows: list[dict[str, Any]] = rows_of.setdefault(i, [])
+        tail = bytes(2 * int(16 * (params.silence_duration_ms + 200)))
         for p in prompts:
             vad = StreamingVad(params, 16000, model=factory())
-            tail = b"\x00\x00" * int(16 * (params.silence_duration_ms + 200))
-            events = vad.feed(audio[p.id] + tail) + vad.flush()
+            fed, flushed = vad.prepare(audio[p.id] + tail), vad.prepare_flush()
+            frames = np.concatenate((fed.frames, flushed.frames))
+            have = known.get(p.id)
+            if (
+                have is not None
+                and len(frames) <= len(have[0])
+                and np.array_equal(frames, have[0][: len(frames)])
+            ):
+                probs = have[1][: len(frames)]
+            else:
+                probs = vad.run_model(fed) + vad.run_model(flushed)
+                if have is None or len(frames) > len(have[0]):
+                    known[p.id] = (frames, probs)
             current: dict[str, Any] | None = None
-            for e in events:
+            split = len(fed.frames)
+            for e in vad.decide(fed, probs[:split]) + vad.decide(flushed, probs[split:]):
                 if e.kind == "speech_started":
                     current = {"audio_start_ms": float(e.audio_ms), "onset_ms": float(e.speech_ms)}
                     current.update(audio_end_ms=math.nan, offset_ms=math.nan, responded=False)
+                    current.update(prompt=p.id, **values)
                     rows.append(current)
                 elif current is not None:
                     current.update(
                         audio_end_ms=float(e.audio_ms), offset_ms=float(e.speech_ms), responded=True
                     )
                     current = None
-            for r in rows:
-                r.setdefault("prompt", p.id)
-                r.setdefault("setting", name)
-                r.setdefault("threshold", params.threshold)
-                r.setdefault("prefix_padding_ms", params.prefix_padding_ms)
-                r.setdefault("silence_duration_ms", params.silence_duration_ms)
-                r.setdefault("run", 0)
     columns = [
         *DETECTION_COLUMNS,
         "prompt",
@@ -520,4 +545,4 @@ def vad_preview(
         "silence_duration_ms",
         "run",
     ]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame([row for i in range(len(runs)) for row in rows_of[i]], columns=columns)
