@@ -583,3 +583,22 @@ def test_vad_preview_equals_each_setting_s_own_vad_and_runs_the_model_once_per_p
         sum(len(p.pcm(16000)) // 2 + 16 * (900 + 200) for p in prompts) / 512
     )  # 16 kHz: 512-sample frames
     assert _CountingSilero.frames == pytest.approx(longest, abs=len(prompts))  # shorter silences: a prefix
+
+
+def test_rows_of_gives_what_itertuples_gives_and_a_shuffled_frame_measures_as_the_log():
+    from vlab.metrics.events import in_log_order, rows_of
+
+    log = session_start(Log()).appends(1000, 100)
+    vad_turn(log, stopped=2530, audio_end=1500, created=2600, text=2850, audio=2970, done=3500)
+    frame = log.frame()
+    columns = ("type", "t_ns", "direction", "item_id", "response_id", "audio_end_ms", "payload")
+    fast = list(rows_of(frame, *columns))
+    slow = list(frame[list(columns)].itertuples(index=False))
+    assert [tuple(map(repr, r)) for r in fast] == [tuple(map(repr, r)) for r in slow]
+    assert fast[-1].type == "response.done" and fast[0].item_id is pd.NA  # by name, NA where missing
+
+    assert in_log_order(frame) is frame  # a log's frame is in order: not copied
+    shuffled = frame.sample(frac=1.0, random_state=3)
+    assert in_log_order(shuffled)["seq"].tolist() == sorted(frame["seq"])
+    for measure in (turn_latency, session_latency, detections_from_events):
+        pd.testing.assert_frame_equal(measure(shuffled), measure(frame))

@@ -29,7 +29,7 @@ import pandas as pd
 
 from vlab import protocol
 from vlab.errors import VlabWarning
-from vlab.metrics.events import as_float, session_vad_settings
+from vlab.metrics.events import as_float, in_log_order, session_vad_settings
 
 if TYPE_CHECKING:
     from vlab.audio.pcm import FloatArray
@@ -80,10 +80,10 @@ def detections_from_events(
         silence_duration_ms if silence_duration_ms is not None else td.get("silence_duration_ms", 500)
     )
     pad = float(prefix_padding_ms if prefix_padding_ms is not None else td.get("prefix_padding_ms", 300))
-    ev = events.sort_values("seq") if "seq" in events.columns else events
-    server = ev[ev["direction"] == "server"]
+    ev = in_log_order(events)
+    server = ev["direction"] == "server"
     columns = [
-        server[c].tolist() if c in server.columns else [None] * len(server)
+        ev.loc[server, c].tolist() if c in ev.columns else [None] * int(server.sum())
         for c in ("type", "audio_start_ms", "audio_end_ms", "item_id")
     ]
     return detections_from_boundaries(

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections import namedtuple
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -54,9 +57,11 @@ class InputTimeline:
     @classmethod
     def from_events(cls, events: pd.DataFrame) -> InputTimeline:
         """The client ``input_audio_buffer.append`` rows of an event frame (rows without offsets are skipped)."""
-        rows = events[(events["direction"] == "client") & (events["type"] == protocol.CLIENT_APPEND)]
+        kinds, directions = events["type"], events["direction"]
+        appends = (directions == "client") & (kinds == protocol.CLIENT_APPEND)
+        rows = events.loc[appends, ["audio_start_ms", "audio_end_ms", "t_ns"]]
         rows = rows.dropna(subset=["audio_start_ms", "audio_end_ms"]).sort_values("audio_start_ms")
-        anchors = events[(events["direction"] == "local") & (events["type"] == CAPTURE)]
+        anchors = events.loc[(directions == "local") & (kinds == CAPTURE), ["audio_start_ms", "t_ns"]]
         anchors = anchors.dropna(subset=["audio_start_ms"]).sort_values("audio_start_ms")
         return cls(
             rows["audio_start_ms"].to_numpy(float),
@@ -117,6 +122,30 @@ class InputTimeline:
         return float(self.end_ms[k - 1]) if k > 0 else 0.0
 
 
+def in_log_order(events: pd.DataFrame) -> pd.DataFrame:
+    """The frame in ``seq`` order: itself when it is already (a log's frame is), else sorted by ``seq``."""
+    if "seq" not in events.columns:
+        return events
+    seq = events["seq"].to_numpy()
+    if len(seq) < 2 or bool((seq[1:] > seq[:-1]).all()):
+        return events
+    return events.sort_values("seq")
+
+
+def rows_of(events: pd.DataFrame, *columns: str) -> Iterator[Any]:
+    """The rows of an event frame's ``columns``, as named tuples of Python values (``pd.NA`` where missing).
+
+    What ``events[list(columns)].itertuples(index=False)`` gives, about eight times faster on a log's
+    frame (its string columns are Arrow arrays, slow to iterate a cell at a time).
+    """
+    return map(_row_type(columns)._make, zip(*(events[c].tolist() for c in columns), strict=True))
+
+
+@cache
+def _row_type(columns: tuple[str, ...]) -> Any:
+    return namedtuple("Row", columns)
+
+
 def payload_of(value: Any) -> dict[str, Any]:
     """A record's ``payload`` JSON as a dict (``{}`` when missing or not an object)."""
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
@@ -135,8 +164,8 @@ def session_vad_settings(events: pd.DataFrame) -> dict[str, Any]:
     neither names one or it was off).
     """
     for direction, kind in (("server", protocol.SESSION_UPDATED), ("client", protocol.CLIENT_SESSION_UPDATE)):
-        rows = events[(events["direction"] == direction) & (events["type"] == kind)]
-        for payload in reversed(rows["payload"].tolist()):
+        payloads = events.loc[(events["direction"] == direction) & (events["type"] == kind), "payload"]
+        for payload in reversed(payloads.tolist()):
             session = payload_of(payload).get("session", {})
             if "turn_detection" in session:
                 return session["turn_detection"] or {}
@@ -151,11 +180,12 @@ def on_simulated_timeline(events: pd.DataFrame) -> bool:
     """
     if "sim_ms" not in events.columns:
         return False
-    server = events[events["direction"] == "server"]
-    if server.empty or server["sim_ms"].isna().any():
+    directions = events["direction"]
+    sim_ms = events.loc[directions == "server", "sim_ms"]
+    if sim_ms.empty or sim_ms.isna().any():
         return False
-    updates = events[(events["direction"] == "client") & (events["type"] == protocol.CLIENT_SESSION_UPDATE)]
-    for payload in updates["payload"].tolist():
+    updates = (directions == "client") & (events["type"] == protocol.CLIENT_SESSION_UPDATE)
+    for payload in events.loc[updates, "payload"].tolist():
         metadata = payload_of(payload).get("session", {}).get("metadata") or {}
         if (
             isinstance(metadata, dict)

@@ -57,8 +57,10 @@ from vlab.metrics.events import (
     InputTimeline,
     as_float,
     as_str,
+    in_log_order,
     on_simulated_timeline,
     payload_of,
+    rows_of,
     session_vad_settings,
     span_ms,
 )
@@ -110,7 +112,7 @@ def turn_latency(
         ``first_turn``, ``labelled_turn`` (index into ``end_of_turn_ms`` or -1), usage tokens and
         ``reason`` (``""`` when every value could be computed).
     """
-    ev = events.sort_values("seq") if "seq" in events.columns else events
+    ev = in_log_order(events)
     timeline = InputTimeline.from_events(ev)
     simulated = on_simulated_timeline(ev)
     sim = ev["sim_ms"].to_numpy(float) * _NS_PER_MS if simulated else None
@@ -129,7 +131,8 @@ def turn_latency(
     underruns: dict[str, int] = {}  # assistant item → times the speaker ran dry while it played
     row: dict[str, Any] | None  # the turn a server event belongs to
 
-    for i, r in enumerate(ev.itertuples(index=False)):
+    columns = ("type", "t_ns", "direction", "item_id", "response_id", "audio_end_ms", "audio_ms", "payload")
+    for i, r in enumerate(rows_of(ev, *columns)):
         kind, t_wall = r.type, as_float(r.t_ns)
         t = t_wall
         if (

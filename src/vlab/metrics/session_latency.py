@@ -8,7 +8,16 @@ from typing import Any
 import pandas as pd
 
 from vlab import protocol
-from vlab.metrics.events import CONNECT, PLAYBACK_CLEARED, as_float, as_str, payload_of, span_ms
+from vlab.metrics.events import (
+    CONNECT,
+    PLAYBACK_CLEARED,
+    as_float,
+    as_str,
+    in_log_order,
+    payload_of,
+    rows_of,
+    span_ms,
+)
 
 
 def session_latency(events: pd.DataFrame, *, connect_ns: int | None = None) -> pd.DataFrame:
@@ -27,7 +36,7 @@ def session_latency(events: pd.DataFrame, *, connect_ns: int | None = None) -> p
         ``truncation_error``, where ``latency_ms`` is the truncation point sent minus the ms the
         speaker really played of that item (0 is exact).
     """
-    ev = events.sort_values("seq") if "seq" in events.columns else events
+    ev = in_log_order(events)
     out: list[dict[str, Any]] = []
     created = ev[(ev["direction"] == "server") & (ev["type"] == protocol.SESSION_CREATED)]
     if connect_ns is None:
@@ -56,7 +65,7 @@ def session_latency(events: pd.DataFrame, *, connect_ns: int | None = None) -> p
     last_speech_at: float | None = None
     heard: dict[str, float] = {}
     responding = False
-    for r in ev.itertuples(index=False):
+    for r in rows_of(ev, "type", "t_ns", "direction", "item_id", "audio_end_ms", "payload"):
         t, item_id = as_float(r.t_ns), as_str(r.item_id)
         if r.direction == "local":
             if r.type == PLAYBACK_CLEARED:
