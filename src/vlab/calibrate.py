@@ -39,7 +39,7 @@ from vlab.emulator.fitted_latency import FITTED_STAGES, Empirical, FittedLatency
 from vlab.errors import ConfigError, VlabWarning
 from vlab.log import load_log
 from vlab.metrics import turn_latency
-from vlab.metrics.events import on_simulated_timeline, payload_of
+from vlab.metrics.events import in_log_order, on_simulated_timeline, payload_of
 
 __all__ = [
     "MIN_SAMPLES",
@@ -183,7 +183,7 @@ def stage_samples(run: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, 
     """
     path = Path(run)
     events = load_log(path)
-    events = events.sort_values("seq") if "seq" in events.columns else events
+    events = in_log_order(events)
     info = _run_info(path, events)
     simulated = on_simulated_timeline(events)
     turns = turn_latency(events)

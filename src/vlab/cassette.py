@@ -22,7 +22,7 @@ from vlab import protocol
 from vlab.emulator.cassette import Cassette, CassetteEvent, timeline_marker
 from vlab.errors import ConfigError
 from vlab.log import load_log
-from vlab.metrics.events import InputTimeline, as_float, on_simulated_timeline, payload_of
+from vlab.metrics.events import InputTimeline, as_float, in_log_order, on_simulated_timeline, payload_of
 
 __all__ = ["load_cassette"]
 
@@ -48,7 +48,7 @@ def load_cassette(run_dir: str | os.PathLike[str]) -> Cassette:
         )
     input_audio, input_rate = _read_wav(run / "input.wav")
     events = load_log(run)
-    events = events.sort_values("seq") if "seq" in events.columns else events
+    events = in_log_order(events)
     simulated = on_simulated_timeline(events)
     timeline = InputTimeline.from_events(events)
     notes: list[str] = []

@@ -494,7 +494,7 @@ class StreamingVad:
         return probs
 
     def _run(self, frames: VadFrames) -> list[VadEvent]:
-        return self.decide(frames, self.run_model(frames)) if len(frames.frames) else []
+        return self.decide(frames, self.run_model(frames))
 
     def _step(self, prob: float, start_ms: float, end_ms: float) -> VadEvent | None:
         """Advance the state machine by one frame covering ``[start_ms, end_ms)``."""

@@ -495,18 +495,20 @@ def vad_preview(
             "setting": name,
             "threshold": params.threshold,
             "prefix_padding_ms": params.prefix_padding_ms,
+            "silence_duration_ms": params.silence_duration_ms,
+            "run": 0,
         }
-        runs.append((params, values | {"silence_duration_ms": params.silence_duration_ms, "run": 0}))
+        runs.append((params, values))
     # The model's probabilities depend on the frames it is given (the prompt and its trailing silence),
     # not on the setting: the longest silence runs first, and a setting whose frames begin those frames
     # (at 16 kHz, every shorter silence) takes its probabilities from them. Each setting then steps its
     # own turn machine over them (prepare and decide, exactly as feed and flush would).
     order = sorted(range(len(runs)), key=lambda i: -runs[i][0].silence_duration_ms)
     known: dict[str, tuple[FloatArray, list[float]]] = {}  # by prompt: the longest frames run, their output
-    rows_of: dict[int, list[dict[str, Any]]] = {}
+    rows_by_setting: dict[int, list[dict[str, Any]]] = {}
     for i in order:
         params, values = runs[i]
-        rows: list[dict[str, Any]] = rows_of.setdefault(i, [])
+        rows: list[dict[str, Any]] = rows_by_setting.setdefault(i, [])
         tail = bytes(2 * int(16 * (params.silence_duration_ms + 200)))
         for p in prompts:
             vad = StreamingVad(params, 16000, model=factory())
@@ -545,4 +547,4 @@ def vad_preview(
         "silence_duration_ms",
         "run",
     ]
-    return pd.DataFrame([row for i in range(len(runs)) for row in rows_of[i]], columns=columns)
+    return pd.DataFrame([row for i in range(len(runs)) for row in rows_by_setting[i]], columns=columns)
