@@ -8,6 +8,7 @@
 - ``-n auto`` starts one xdist worker more than the cores (``pytest_xdist_auto_num_workers``).
 - An async test fails when a task it (or one of its fixtures) created is still pending on its event loop
   after the test and its fixtures have finished (``_no_leaked_tasks``).
+- The test processes do not import ``rfc3987_syntax`` (``SKIPPED_IMPORTS``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +25,15 @@ import pytest
 import pytest_asyncio
 
 from vlab.emulator.transcript_store import CACHE_DIR_ENV
+
+SKIPPED_IMPORTS = ("rfc3987_syntax",)
+"""Optional modules the test processes do without. jsonschema, which nbformat and nbclient import, builds
+some 35 Earley parsers for the IRI formats of rfc3987-syntax when it is imported (python-jsonschema/
+jsonschema#1428): 1.4 s of CPU in a new process, and more in a pytest process, whose collection of the
+suite it took from 3.9 to 9.5 s. No schema the tests validate (notebooks) uses those formats, and
+jsonschema goes without them when the import fails."""
+for _name in SKIPPED_IMPORTS:
+    sys.modules.setdefault(_name, None)  # None: `import` raises ImportError
 
 pytest_plugins = ("pytester",)
 

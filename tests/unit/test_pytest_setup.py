@@ -162,3 +162,18 @@ def test_an_async_test_that_leaks_a_task_fails_with_the_tasks_repr(pytester: pyt
     )
     assert "stopped-by-fixture" not in result.stdout.str()
     assert "name='cancelled'" not in result.stdout.str()
+
+
+def test_the_test_processes_skip_the_iri_parsers_and_notebooks_still_validate() -> None:
+    import jsonschema
+    import nbformat
+
+    from tests.conftest import SKIPPED_IMPORTS
+
+    assert all(sys.modules[name] is None for name in SKIPPED_IMPORTS)
+    assert "iri" not in jsonschema.FormatChecker().checkers  # jsonschema went without the parsers
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")])
+    nbformat.validate(nb)
+    nb.cells[0]["execution_count"] = "one"
+    with pytest.raises(nbformat.ValidationError):  # and still checks notebooks against the schema
+        nbformat.validate(nb)
