@@ -150,7 +150,7 @@ def summary_table(sweep_dir: Path) -> Any:
                 "v2v p50 ms": v2v.quantile(0.5) if len(v2v) else math.nan,
                 "v2v p90 ms": v2v.quantile(0.9) if len(v2v) else math.nan,
                 "end-of-turn delay p50 ms": group["dead_air_ms"].median(),
-                "false cut-offs": f"{int(group['false_cutoffs'].sum())}/{int(expected)}",
+                "false cut-offs": f"{int(group['cutoff_turns'].sum())}/{int(expected)}",
                 "split turns": int(group["split"].sum()),
                 "false starts": int(group["false_starts"].sum()),
             }
@@ -247,7 +247,7 @@ def run_demo(
     print(
         "\nv2v = end of the user's speech → first assistant audio (on the emulator's simulated timeline: the "
         "same at any speed); end-of-turn delay = dead air after the labelled end of the turn;\nfalse cut-offs = "
-        "responses started while the user was only pausing."
+        "turns answered while the user was only pausing, of the turns expected (the report's false cut-off rate)."
     )
 
     _title(f"3/{steps}  The report")
