@@ -7,7 +7,8 @@ STAMP  := $(VENV)/.installed
 # reuse compiled bytecode in __pycache__ (git-ignored) even where the shell turned it off
 unexport PYTHONDONTWRITEBYTECODE
 # pytest-xdist: one worker per core and one more (tests/conftest.py; work-stealing, set in
-# pyproject.toml); the `realtime` tests (sound card, browser audio) then run alone
+# pyproject.toml); the `realtime` tests run one at a time: the browser's beside the parallel part, the
+# sound card's after it (scripts/run_tests.py)
 PARALLEL ?= -n auto
 
 .PHONY: venv demo test test-matrix lint lab bench clean
@@ -24,18 +25,17 @@ demo: $(STAMP)  ## the main job on the embedded emulator
 	$(BIN)/vlab demo
 
 test: $(STAMP)  ## the whole test suite (with the release check: tests/release builds and installs the wheel)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/mypy
-	$(BIN)/python -m pytest $(PARALLEL) -m "not realtime" --durations=20
-	$(BIN)/python -m pytest -m realtime
+	$(BIN)/python scripts/run_tests.py $(PARALLEL) --durations=20
 
 test-matrix: $(STAMP)  ## the fast part of the suite on Python 3.10 and 3.13 (pyenv), each in .venv-3.X
 	$(BIN)/python scripts/test_matrix.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/mypy
 
 lab: $(STAMP)  ## JupyterLab on the notebooks (rooted here, so their links to docs/ open)

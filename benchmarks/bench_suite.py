@@ -1,4 +1,4 @@
-"""`make test`'s wall time: its two pytest runs, as the Makefile runs them, against their CPU floor.
+"""`make test`'s wall time: its pytest runs, as the Makefile runs them (scripts/run_tests.py), against their CPU floor.
 
 The floor is the CPU the runs used (their child processes included) divided by the machine's cores: what
 the wall time would be if every core were busy all along. A wall time near the floor means the suite is
@@ -21,13 +21,13 @@ GOAL_S = 150.0
 
 
 def _parallel_args() -> list[str]:
-    """The Makefile's first pytest run: its ``PARALLEL`` options and ``-m "not realtime"``."""
+    """The options the Makefile gives the parallel part (``PARALLEL``)."""
     found = re.search(r"^PARALLEL \?= (.*)$", (ROOT / "Makefile").read_text(encoding="utf-8"), re.M)
     if found is None:
         raise RuntimeError(
             "the Makefile sets no PARALLEL: bench_suite cannot run make test's first pytest run"
         )
-    return [*found.group(1).split(), "-m", "not realtime"]
+    return found.group(1).split()
 
 
 def _children_cpu_s() -> float:
@@ -35,40 +35,32 @@ def _children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _pytest(args: list[str]) -> tuple[float, float, str]:
-    """Wall time, CPU time (children included) and the summary line of one pytest run."""
+def _run(command: list[str]) -> tuple[float, float, list[str]]:
+    """Wall time, CPU time (children included) and the summary lines of one command's pytest runs."""
     cpu0, t0 = _children_cpu_s(), time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     wall, cpu = time.perf_counter() - t0, _children_cpu_s() - cpu0
     if done.returncode not in (0, 5):  # 5: nothing selected
-        raise RuntimeError(f"pytest {' '.join(args)} failed ({done.returncode}):\n{done.stdout[-3000:]}")
-    found = re.findall(r"^=*\s*(\d+ (?:passed|skipped|deselected).*?) in [\d.]+s", done.stdout, re.M)
-    return wall, cpu, found[-1] if found else done.stdout.strip().splitlines()[-1]
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-3000:]}")
+    found = re.findall(r"^=*\s*(\d+ (?:passed|skipped|deselected).*? in [\d.]+s)", done.stdout, re.M)
+    found += re.findall(r"^parallel part: exit status .*$", done.stdout, re.M)  # scripts/run_tests.py's
+    return wall, cpu, found or done.stdout.strip().splitlines()[-1:]
 
 
 def bench_make_test(size: Size) -> list[Figure]:
     """The whole suite at full size; a subset otherwise (the smoke test must not run the suite in the suite)."""
     whole = size.scale >= 1
-    if whole:
-        runs = {"parallel part": _parallel_args(), "realtime part": ["-m", "realtime"]}
+    pytest = [sys.executable, "-m", "pytest", "-q"]
+    if whole:  # as make test runs them: the browser tests beside the parallel part, the sound card after
+        name, command = "make test's runs", [sys.executable, "scripts/run_tests.py", *_parallel_args()]
     elif not size.tiny:
-        runs = {"tests/unit, parallel": [*_parallel_args(), "tests/unit"]}
+        name, command = "subset only: tests/unit, parallel", [*pytest, *_parallel_args(), "tests/unit"]
     else:
-        runs = {"one file": ["tests/unit/test_package.py"]}
+        name, command = "subset only: one file", [*pytest, "tests/unit/test_package.py"]
     cores = os.cpu_count() or 1
-    measured = {name: _pytest(args) for name, args in runs.items()}
-    wall = sum(m[0] for m in measured.values())
-    cpu = sum(m[1] for m in measured.values())
+    wall, cpu, summaries = _run(command)
     floor = cpu / cores
-    scope = (
-        "make test's two runs" if whole else f"subset only: {', '.join(runs)}; the figure needs the full size"
-    )
+    scope = name if whole else f"{name}; the figure needs the full size"
     return [
         Figure(
             f"`make test` wall time on {cores} cores",
@@ -77,6 +69,6 @@ def bench_make_test(size: Size) -> list[Figure]:
             f"≤ {GOAL_S:.0f} s with the same coverage",
             wall / GOAL_S if whole else None,
             baseline=f"the same runs' CPU time over {cores} cores: {floor:.0f} s",
-            notes=[f"{name}: {m[0]:.0f} s wall, {m[1]:.0f} s CPU ({m[2]})" for name, m in measured.items()],
+            notes=[f"pytest: {line}" for line in summaries],
         )
     ]

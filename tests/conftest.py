@@ -3,7 +3,8 @@
 - Every test starts without Azure credentials from the developer's shell.
 - Markers by folder: a ``pytestmark`` in a conftest applies to no test module, so the folder marks are
   given here, at collection (``DIRECTORY_MARKERS``); ``-m integration`` then selects those folders.
-- Tests of real-time audio through a sound card or a browser are marked ``realtime`` (``REAL_TIME``).
+- Tests of real-time audio through a sound card or a browser are marked ``realtime`` (``REAL_TIME``); those
+  through the sound card ``sound_card`` too (``SOUND_CARD``).
 - The longest files run first (``RUN_FIRST``), so the parallel part's workers finish together.
 - ``-n auto`` starts one xdist worker more than the cores (``pytest_xdist_auto_num_workers``).
 - An async test fails when a task it (or one of its fixtures) created is still pending on its event loop
@@ -54,8 +55,16 @@ REAL_TIME: tuple[str, ...] = (
     "test_benchmarks_smoke.py::test_benchmark_runs_at_tiny_size[bench_browser]",
 )
 """Folders and test ids under ``tests/`` marked ``realtime``: audio through the virtual sound card or a
-browser's audio thread, which glitches when it does not get the CPU on time. ``make test`` runs them after
-the parallel part, in one process (``-m realtime``)."""
+browser's audio thread. They share the sound card and a JupyterLab server, so ``make test`` runs them one
+at a time, in processes of their own (scripts/run_tests.py)."""
+
+SOUND_CARD: tuple[str, ...] = (
+    "devices",
+    "test_benchmarks_smoke.py::test_benchmark_runs_at_tiny_size[bench_devices]",
+)
+"""The ``realtime`` tests that are also marked ``sound_card``: PortAudio streams through the virtual sound
+card, whose callbacks must run on time. ``make test`` runs them alone, after the parallel part; the
+other realtime tests (the browser's) run beside it."""
 
 RUN_FIRST: tuple[str, ...] = (
     "release",
@@ -102,12 +111,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    """With ``-m realtime`` (``make test``'s second run), import only the files that hold realtime tests.
+    """With ``-m realtime`` or ``-m "realtime and …"`` (``make test``'s realtime runs), import only the
+    files that hold realtime tests.
 
     Collecting the whole suite to deselect all but a dozen tests costs seconds; any other ``-m`` (or
     none) collects everything as usual.
     """
-    if config.getoption("markexpr") != "realtime":
+    markexpr = config.getoption("markexpr")
+    if markexpr != "realtime" and not markexpr.startswith("realtime and "):
         return None
     try:
         parts = collection_path.relative_to(TESTS_DIR).parts
@@ -130,8 +141,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for name in DIRECTORY_MARKERS.get(folder, ()):
             item.add_marker(name)
 
-        if folder in REAL_TIME or item.nodeid.split("/", 1)[-1] in REAL_TIME:
+        test_id = item.nodeid.split("/", 1)[-1]
+        if folder in REAL_TIME or test_id in REAL_TIME:
             item.add_marker("realtime")
+        if folder in SOUND_CARD or test_id in SOUND_CARD:
+            item.add_marker("sound_card")
     items.sort(key=lambda item: ranks.get(item.nodeid, len(RUN_FIRST)))  # stable: each rank keeps its order
 
 

@@ -88,15 +88,43 @@ class _Config:
 def test_minus_m_realtime_imports_only_the_files_that_hold_realtime_tests() -> None:
     from tests.conftest import REAL_TIME, TESTS_DIR, pytest_ignore_collect
 
-    realtime = _Config("realtime")
-    for entry in REAL_TIME:  # every folder or file REAL_TIME names is collected
-        assert pytest_ignore_collect(TESTS_DIR / entry.split("::")[0], realtime) is None
-    for other in ("unit", "integration/test_session.py", "notebooks"):
-        assert pytest_ignore_collect(TESTS_DIR / other, realtime) is True
-    assert pytest_ignore_collect(TESTS_DIR / "browser" / "test_jupyterlab.py", realtime) is None
-    for markexpr in ("", "not realtime", "(realtime)", "integration"):  # collect everything as usual
+    for markexpr in ("realtime", "realtime and sound_card", "realtime and not sound_card"):
+        realtime = _Config(markexpr)
+        for entry in REAL_TIME:  # every folder or file REAL_TIME names is collected
+            assert pytest_ignore_collect(TESTS_DIR / entry.split("::")[0], realtime) is None
+        for other in ("unit", "integration/test_session.py", "notebooks"):
+            assert pytest_ignore_collect(TESTS_DIR / other, realtime) is True
+        assert pytest_ignore_collect(TESTS_DIR / "browser" / "test_jupyterlab.py", realtime) is None
+        assert pytest_ignore_collect(ROOT / "elsewhere", realtime) is None
+    for markexpr in ("", "not realtime", "(realtime)", "integration", "realtime or unit"):  # as usual
         assert pytest_ignore_collect(TESTS_DIR / "unit", _Config(markexpr)) is None
-    assert pytest_ignore_collect(ROOT / "elsewhere", realtime) is None
+
+
+def _collected(markexpr: str) -> set[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-m", markexpr],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return {line for line in result.stdout.splitlines() if "::" in line}
+
+
+def test_the_sound_card_tests_are_the_realtime_tests_of_sound_card() -> None:
+    """make test runs ``realtime and not sound_card`` beside the parallel part and ``realtime and sound_card``
+    after it (scripts/run_tests.py): together, every realtime test once."""
+    from tests.conftest import SOUND_CARD
+
+    beside, after = _collected("realtime and not sound_card"), _collected("realtime and sound_card")
+    assert beside and after and not beside & after
+    assert beside | after == _collected("realtime")
+    assert all(test.startswith("tests/browser/") or "bench_browser" in test for test in beside), beside
+    assert {test.split("::")[0].split("/")[1] for test in after} == {"devices", "test_benchmarks_smoke.py"}
+    assert {f"test_benchmarks_smoke.py::{t.split('::', 1)[1]}" for t in after if "smoke" in t} == set(
+        SOUND_CARD[1:]
+    )
 
 
 LEAKY_TESTS = """

@@ -1,0 +1,92 @@
+"""``make test``'s pytest runs: the parallel part with the browser tests beside it, then the sound-card tests.
+
+The ``realtime`` tests (``REAL_TIME`` in ``tests/conftest.py``) run one at a time, in processes of their
+own, since they share the virtual sound card and a JupyterLab server:
+
+- the browser tests (``realtime and not sound_card``) start with the parallel part and run beside it: they
+  mostly wait on audio that plays at its own pace, and were written for a page starved of CPU;
+- the sound-card tests (``realtime and sound_card``) run after it, alone: a bit-exact loopback through
+  PortAudio needs its callbacks on time, and beside the parallel part one underran (2026-12-04, 2 cores,
+  a quiet machine: correlation 0.979, 1 underflow).
+
+On 2 cores (2026-12-04): 298 s of pytest with every realtime test after the parallel part (230 + 68 s);
+with the browser tests beside it, the parallel part took 370 s and the sound-card tests 20 s after it
+while two busy loops ran. The parallel part prints as it runs; the browser tests' output is kept in a
+temporary file and printed after it. The script exits with the first non-zero status of the three runs,
+so a failure in any fails ``make test``.
+
+    python scripts/run_tests.py [pytest options of the parallel part, e.g. -n auto --durations=20]
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+ROOT = Path(__file__).resolve().parent.parent
+PARALLEL_MARKERS = ["-m", "not realtime"]
+BESIDE = ["-m", "realtime and not sound_card", "-p", "no:cacheprovider"]
+"""The browser tests: beside the parallel part, without the pytest cache it writes (``--lf``)."""
+AFTER = ["-m", "realtime and sound_card"]
+"""The sound-card tests: alone, once the parallel part has finished."""
+
+
+def run(
+    parallel: Sequence[str],
+    beside: Sequence[str] = BESIDE,
+    after: Sequence[str] = AFTER,
+    *,
+    cwd: Path = ROOT,
+    out: TextIO | None = None,
+) -> int:
+    """``pytest *beside`` in the background while ``pytest *parallel`` runs, then ``pytest *after``.
+
+    Returns the first non-zero exit status of the three, else 0.
+    """
+    out = out or sys.stdout
+    pytest = [sys.executable, "-m", "pytest"]
+    statuses: dict[str, int] = {}
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as log:
+        started = time.monotonic()
+        background = subprocess.Popen(
+            [*pytest, *beside], cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            out.flush()
+            statuses["parallel part"] = subprocess.run([*pytest, *parallel], cwd=cwd, check=False).returncode
+            statuses["beside it"] = background.wait()
+        finally:
+            if background.poll() is None:  # interrupted: do not leave a browser playing audio
+                background.terminate()
+                background.wait()
+        parallel_s = time.monotonic() - started
+        log.seek(0)
+        _title(out, f"ran beside the parallel part: pytest {' '.join(beside)}")
+        out.write(log.read())
+    _title(out, f"after it: pytest {' '.join(after)}")
+    statuses["after it"] = subprocess.run([*pytest, *after], cwd=cwd, check=False).returncode
+    out.write(
+        "; ".join(f"{name}: exit status {status}" for name, status in statuses.items())
+        + f" (parallel part and beside it {parallel_s:.0f} s, in all {time.monotonic() - started:.0f} s)\n"
+    )
+    out.flush()
+    return next((status for status in statuses.values() if status), 0)
+
+
+def _title(out: TextIO, text: str) -> None:
+    out.write(f"\n{' ' + text + ' ':=^100}\n")
+    out.flush()
+
+
+def main(argv: Sequence[str]) -> int:
+    """The parallel part with ``argv``'s options and ``-m "not realtime"``; the realtime tests beside and after it."""
+    return run([*argv, *PARALLEL_MARKERS])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,101 @@
+"""scripts/run_tests.py: make test's browser tests run beside the parallel part, its sound-card tests after
+it, and a failure in any of the three runs fails the whole.
+
+Each case runs the script's three pytest processes on a small project in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "run_tests.py"
+
+PROJECT = {
+    "pytest.ini": "[pytest]\nmarkers =\n    realtime: in its own process\n    sound_card: after the rest\n",
+    "test_parts.py": '''
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+
+
+def _meet(mine: str, theirs: str) -> None:
+    """Leave ``mine`` and wait for ``theirs``: both tests must be running at the same time."""
+    (HERE / mine).touch()
+    deadline = time.monotonic() + 60
+    while not (HERE / theirs).exists():
+        assert time.monotonic() < deadline, f"{theirs} never appeared: the runs went one after the other"
+        time.sleep(0.01)
+
+
+def _fails(part: str) -> None:
+    assert not (HERE / f"fail-{part}").exists(), f"{part} asked to fail"
+
+
+def test_parallel_part():
+    _meet("parallel.here", "beside.here")
+    (HERE / "parallel.done").touch()
+    _fails("parallel")
+
+
+@pytest.mark.realtime
+def test_beside():
+    _meet("beside.here", "parallel.here")
+    _fails("beside")
+
+
+@pytest.mark.realtime
+@pytest.mark.sound_card
+def test_after():
+    assert (HERE / "parallel.done").exists(), "ran before the parallel part had finished"
+    _fails("after")
+''',
+}
+
+
+@pytest.fixture
+def runner() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("vlab_run_tests", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    for name, text in PROJECT.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    return tmp_path
+
+
+def test_beside_runs_with_the_parallel_part_and_after_runs_once_it_has_finished(
+    runner, project, capfd
+) -> None:
+    out = io.StringIO()
+    assert runner.run(runner.PARALLEL_MARKERS, cwd=project, out=out) == 0
+    report = out.getvalue()
+    assert "ran beside the parallel part: pytest -m realtime and not sound_card" in report
+    assert "1 passed, 2 deselected" in report  # the browser tests' output, kept until the end
+    printed = capfd.readouterr().out  # the parallel and the after runs print as they go
+    assert printed.count("1 passed, 2 deselected") == 2
+    assert "parallel part: exit status 0; beside it: exit status 0; after it: exit status 0" in report
+
+
+@pytest.mark.parametrize("part", ["parallel", "beside", "after"])
+def test_a_failure_in_any_run_fails_the_whole_and_is_shown(runner, project, capfd, part) -> None:
+    (project / f"fail-{part}").touch()
+    out = io.StringIO()
+    assert runner.run(runner.PARALLEL_MARKERS, cwd=project, out=out) == 1
+    shown = out.getvalue() + capfd.readouterr().out
+    assert f"{part} asked to fail" in shown
+    names = {"parallel": "parallel part", "beside": "beside it", "after": "after it"}
+    for other, name in names.items():
+        assert f"{name}: exit status {int(other == part)}" in shown
