@@ -6,14 +6,13 @@ Each case runs the script's three pytest processes on a small project in a tempo
 
 from __future__ import annotations
 
-import importlib.util
 import io
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "run_tests.py"
+from tests._scripts import load_script
 
 PROJECT = {
     "pytest.ini": "[pytest]\nmarkers =\n    realtime: in its own process\n    sound_card: after the rest\n",
@@ -62,11 +61,7 @@ def test_after():
 
 @pytest.fixture
 def runner() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("vlab_run_tests", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("run_tests")
 
 
 @pytest.fixture

@@ -5,23 +5,18 @@ No virtual environment is made and no suite runs: the script's steps are replace
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "test_matrix.py"
+from tests._scripts import load_script
 
 
 @pytest.fixture
 def matrix() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("vlab_test_matrix", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("test_matrix")
 
 
 @pytest.fixture
