@@ -118,7 +118,7 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     none) collects everything as usual.
     """
     markexpr = config.getoption("markexpr")
-    if markexpr != "realtime" and not markexpr.startswith("realtime and "):
+    if markexpr != "realtime" and not (markexpr.startswith("realtime and ") and " or " not in markexpr):
         return None
     try:
         parts = collection_path.relative_to(TESTS_DIR).parts
