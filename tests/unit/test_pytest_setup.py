@@ -119,19 +119,22 @@ def _collected(markexpr: str) -> set[str]:
     return {line for line in result.stdout.splitlines() if "::" in line}
 
 
-def test_the_sound_card_tests_are_the_realtime_tests_of_sound_card() -> None:
+def test_the_sound_card_tests_are_the_devices_tests_and_the_devices_benchmark() -> None:
     """make test runs ``realtime and not sound_card`` beside the parallel part and ``realtime and sound_card``
-    after it (scripts/run_tests.py): together, every realtime test once."""
-    from tests.conftest import SOUND_CARD
+    after it (scripts/run_tests.py): the second must be exactly the sound card's tests, or one would run
+    beside the parallel part (or twice)."""
+    from tests.conftest import REAL_TIME, SOUND_CARD
 
-    beside, after = _collected("realtime and not sound_card"), _collected("realtime and sound_card")
-    assert beside and after and not beside & after
-    assert beside | after == _collected("realtime")
-    assert all(test.startswith("tests/browser/") or "bench_browser" in test for test in beside), beside
-    assert {test.split("::")[0].split("/")[1] for test in after} == {"devices", "test_benchmarks_smoke.py"}
-    assert {f"test_benchmarks_smoke.py::{t.split('::', 1)[1]}" for t in after if "smoke" in t} == set(
-        SOUND_CARD[1:]
+    assert set(SOUND_CARD) <= set(REAL_TIME)
+    after = _collected("realtime and sound_card")
+    devices = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests" / "devices").glob("test_*.py"))
+    assert devices
+    assert {test.split("[")[0] for test in after if test.startswith("tests/devices/")} == set().union(
+        *map(_test_functions, devices)
     )
+    assert {test for test in after if not test.startswith("tests/devices/")} == {
+        f"tests/{entry}" for entry in SOUND_CARD if "::" in entry
+    }
 
 
 LEAKY_TESTS = """

@@ -65,7 +65,8 @@ def runner() -> ModuleType:
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")  # its tests need none: 0.3 s less per run
     for name, text in PROJECT.items():
         (tmp_path / name).write_text(text, encoding="utf-8")
     return tmp_path
