@@ -16,7 +16,10 @@ async def _record_run(run_dir, *prompts):
     """A two-turn session: each prompt streamed as fast as possible, then its answer awaited."""
     settings = vlab.SessionSettings(turn_detection=vlab.ServerVad(silence_duration_ms=500))
     async with vlab.Session(
-        settings, run_dir=run_dir, emulator_options={"speed": math.inf}, dotenv_path=False
+        settings,
+        run_dir=run_dir,
+        emulator_options={"speed": math.inf, "hear_audio": False},  # no words needed: no recognition
+        dotenv_path=False,
     ) as session:
         for i, p in enumerate(prompts, start=1):
             await session.stream_audio(p.pcm, speed=math.inf)
