@@ -7,6 +7,7 @@ Each case runs the script's three pytest processes on a small project in a tempo
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 from types import ModuleType
 
@@ -17,7 +18,7 @@ from tests._scripts import load_script
 PROJECT = {
     "pytest.ini": "[pytest]\nmarkers =\n    realtime: in its own process\n    sound_card: after the rest\n",
     "test_parts.py": '''
-import time
+import faulthandler
 from pathlib import Path
 
 import pytest
@@ -25,13 +26,13 @@ import pytest
 HERE = Path(__file__).parent
 
 
-def _meet(mine: str, theirs: str) -> None:
-    """Leave ``mine`` and wait for ``theirs``: both tests must be running at the same time."""
-    (HERE / mine).touch()
-    deadline = time.monotonic() + 60
-    while not (HERE / theirs).exists():
-        assert time.monotonic() < deadline, f"{theirs} never appeared: the runs went one after the other"
-        time.sleep(0.01)
+def _meet(mode: str) -> None:
+    """Open the FIFO ``meet`` for ``mode``: that returns once the other test opens its other end, so both
+    tests must be running at the same time (one after the other, the first would wait: it ends at 60 s)."""
+    faulthandler.dump_traceback_later(60, exit=True)
+    with open(HERE / "meet", mode):
+        pass
+    faulthandler.cancel_dump_traceback_later()
 
 
 def _fails(part: str) -> None:
@@ -39,14 +40,14 @@ def _fails(part: str) -> None:
 
 
 def test_parallel_part():
-    _meet("parallel.here", "beside.here")
+    _meet("w")
     (HERE / "parallel.done").touch()
     _fails("parallel")
 
 
 @pytest.mark.realtime
 def test_beside():
-    _meet("beside.here", "parallel.here")
+    _meet("r")
     _fails("beside")
 
 
@@ -69,6 +70,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")  # its tests need none: 0.3 s less per run
     for name, text in PROJECT.items():
         (tmp_path / name).write_text(text, encoding="utf-8")
+    os.mkfifo(tmp_path / "meet")
     return tmp_path
 
 
