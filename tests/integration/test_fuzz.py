@@ -53,6 +53,17 @@ REFUSAL_CODES = frozenset({
 ANY, ERROR, ACCEPTED = "any", "error", "accepted"
 """What a fuzz frame must get: anything but an internal failure, some refusal, no error at all (else: the
 one refusal code it must get)."""
+WINDOW = 64
+"""Frames (each with its probe) sent before their answers are read: the emulator answers one connection's
+frames in order, so the events before probe n's answer are frame n's, as when each waits for its answer."""
+REPLY_TYPES = frozenset({
+    "error", "session.updated", "conversation.item.deleted", "response.created", "response.done",
+    "response.output_item.added", "conversation.item.created", "response.content_part.added",
+    "response.audio_transcript.delta", "response.audio.delta", "response.audio.done",
+    "response.audio_transcript.done", "response.content_part.done", "response.output_item.done",
+    "input_audio_buffer.committed", "input_audio_buffer.cleared",
+})  # fmt: skip
+"""The server events a fuzz frame may draw (a response it started streams on in later frames' replies)."""
 SLOW_SOCKETS = 20
 """Half-open connections that dribble a request line during the fuzz (cut off at the handshake timeout)."""
 CLIENT_TYPES = [
@@ -175,6 +186,34 @@ def _buffer_limits() -> list[tuple[str, str]]:
     ]
 
 
+async def _replies_until_probe(ws: aiohttp.ClientWebSocketResponse, probe: str) -> list[dict[str, Any]]:
+    """The server events that came before the error answering ``probe``."""
+    replies = []
+    while True:
+        msg = await asyncio.wait_for(ws.receive(), 10)
+        assert msg.type == aiohttp.WSMsgType.TEXT, msg
+        event = json.loads(msg.data)
+        if event["type"] == "error" and event["error"].get("event_id") == probe:
+            return replies
+        replies.append(event)
+
+
+def _check_replies(frame: str | bytes, expected: str, replies: list[dict[str, Any]]) -> None:
+    """Assert ``replies`` (what the emulator sent between a frame and its probe) are what ``expected`` asks."""
+    errors = [e for e in replies if e["type"] == "error"]
+    shown = frame[:200]
+    if expected == ERROR:
+        assert errors, f"no error event for {shown!r}: {replies}"
+    elif expected == ACCEPTED:
+        assert errors == [], f"{shown!r} was refused: {errors}"
+    elif expected != ANY:
+        assert [e["error"]["code"] for e in errors] == [expected], (shown, errors)
+    for e in errors:  # a refusal, never an internal failure (type server_error)
+        assert e["error"]["type"] == "invalid_request_error", (shown, e)
+        assert e["error"]["code"] in REFUSAL_CODES and e["error"]["message"], (shown, e)
+    assert all(e["type"] in REPLY_TYPES for e in replies), (shown, replies)
+
+
 async def test_ten_thousand_malformed_frames_never_break_the_emulator(prompt, caplog):
     caplog.set_level(logging.WARNING, logger="vlab.emulator")
     rng = random.Random(1234)
@@ -200,39 +239,18 @@ async def test_ten_thousand_malformed_frames_never_break_the_emulator(prompt, ca
 
         other = asyncio.create_task(bystander())
         try:
-            for n, (frame, expected) in enumerate(frames):
-                if n == too_big_at:  # closes that connection with 1009; this one and the bystander go on
-                    assert await raw.close_code_for_a_frame_of(emu, MAX_CLIENT_FRAME_BYTES + 1) == 1009
-                await (ws.send_bytes(frame) if isinstance(frame, bytes) else ws.send_str(frame))
-                # a probe whose answer is unmistakable: an error that names the probe's own event_id
-                probe = f"probe-{n}"
-                await ws.send_str(
-                    json.dumps({"type": "conversation.item.retrieve", "item_id": probe, "event_id": probe})
-                )
-                replies = []
-                while True:
-                    msg = await asyncio.wait_for(ws.receive(), 10)
-                    assert msg.type == aiohttp.WSMsgType.TEXT, (frame, msg)
-                    event = json.loads(msg.data)
-                    if event["type"] == "error" and event["error"].get("event_id") == probe:
-                        break
-                    replies.append(event)
-                errors = [e for e in replies if e["type"] == "error"]
-                shown = frame[:200]
-                if expected == ERROR:
-                    assert errors, f"no error event for {shown!r}: {replies}"
-                elif expected == ACCEPTED:
-                    assert errors == [], f"{shown!r} was refused: {errors}"
-                elif expected != ANY:
-                    assert [e["error"]["code"] for e in errors] == [expected], (shown, errors)
-                for e in errors:  # a refusal, never an internal failure (type server_error)
-                    assert e["error"]["type"] == "invalid_request_error", (shown, e)
-                    assert e["error"]["code"] in REFUSAL_CODES and e["error"]["message"], (shown, e)
-                assert all(e["type"] in ("error", "session.updated", "conversation.item.deleted", "response.created", "response.done",
-                                          "response.output_item.added", "conversation.item.created", "response.content_part.added",
-                                          "response.audio_transcript.delta", "response.audio.delta", "response.audio.done",
-                                          "response.audio_transcript.done", "response.content_part.done", "response.output_item.done",
-                                          "input_audio_buffer.committed", "input_audio_buffer.cleared") for e in replies)  # fmt: skip
+            for start in range(0, len(frames), WINDOW):
+                window = list(enumerate(frames[start : start + WINDOW], start))
+                for n, (frame, _) in window:
+                    if n == too_big_at:  # closes that connection with 1009; this one and the bystander go on
+                        assert await raw.close_code_for_a_frame_of(emu, MAX_CLIENT_FRAME_BYTES + 1) == 1009
+                    await (ws.send_bytes(frame) if isinstance(frame, bytes) else ws.send_str(frame))
+                    # a probe whose answer is unmistakable: an error that names the probe's own event_id
+                    await ws.send_str(json.dumps(
+                        {"type": "conversation.item.retrieve", "item_id": f"probe-{n}", "event_id": f"probe-{n}"}
+                    ))  # fmt: skip
+                for n, (frame, expected) in window:
+                    _check_replies(frame, expected, await _replies_until_probe(ws, f"probe-{n}"))
             kinds = await other
             assert await asyncio.gather(*slow) == [b""] * SLOW_SOCKETS  # cut off, never answered
         finally:
