@@ -25,7 +25,7 @@ def _parallel_args() -> list[str]:
     found = re.search(r"^PARALLEL \?= (.*)$", (ROOT / "Makefile").read_text(encoding="utf-8"), re.M)
     if found is None:
         raise RuntimeError(
-            "the Makefile sets no PARALLEL: bench_suite cannot run make test's first pytest run"
+            "the Makefile sets no PARALLEL (`PARALLEL ?= -n auto`): bench_suite cannot run make test's parallel part"
         )
     return found.group(1).split()
 
