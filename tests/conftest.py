@@ -35,6 +35,12 @@ suite it took from 3.9 to 9.5 s. No schema the tests validate (notebooks) uses t
 jsonschema goes without them when the import fails."""
 for _name in SKIPPED_IMPORTS:
     sys.modules.setdefault(_name, None)  # None: `import` raises ImportError
+SKIP_IMPORTS_PRELUDE = f"""\
+import sys
+for name in {SKIPPED_IMPORTS!r}:
+    sys.modules.setdefault(name, None)
+"""
+"""The same, as the first lines of a ``python -c`` script a test starts (JupyterLab, a notebook runner)."""
 
 pytest_plugins = ("pytester",)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SKIPPED_IMPORTS
+from tests.conftest import SKIP_IMPORTS_PRELUDE
 
 ROOT = Path(__file__).parents[2]
 ARTIFACTS = ROOT / ".artifacts"
@@ -32,14 +32,14 @@ FLAGS = [
 ]  # fmt: skip
 
 
-LAUNCH_JUPYTERLAB = f"""\
-import sys
-for name in {SKIPPED_IMPORTS!r}:
-    sys.modules.setdefault(name, None)
+LAUNCH_JUPYTERLAB = (
+    SKIP_IMPORTS_PRELUDE
+    + """\
 from jupyterlab.labapp import main
 sys.argv[0] = "jupyter-lab"
 sys.exit(main())
 """
+)
 """``jupyter lab`` without the imports the test processes skip (``tests/conftest.py``): its event
 schemas use no IRI format, and the server starts 1.9 s of CPU sooner."""
 

@@ -37,6 +37,8 @@ from typing import Any
 import nbformat
 import pytest
 
+from tests.conftest import SKIP_IMPORTS_PRELUDE
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # about a minute; several on a loaded machine
 
 REPO = Path(__file__).resolve().parents[2]
@@ -214,7 +216,9 @@ def test_demo_and_notebooks_from_an_empty_folder(env: SimpleNamespace) -> None:
     _assert_self_contained(env)
 
 
-RUN_NOTEBOOK = """\
+RUN_NOTEBOOK = (
+    SKIP_IMPORTS_PRELUDE
+    + """\
 import os, sys, nbformat
 from nbclient import NotebookClient
 path, out = sys.argv[1:]
@@ -227,7 +231,10 @@ try:
 finally:
     nbformat.write(nb, out)
 """
-"""Runs a notebook headless as a user of the new environment would (its native kernel is that Python)."""
+)
+"""Runs a notebook headless as a user of the new environment would (its native kernel is that Python).
+The runner, like the test processes, does without the imports :data:`tests.conftest.SKIPPED_IMPORTS`
+names (1.4 s of CPU per notebook); the kernels import what they import."""
 
 
 def _execute(env: SimpleNamespace, path: Path) -> None:

@@ -215,3 +215,18 @@ def test_the_test_processes_skip_the_iri_parsers_and_notebooks_still_validate() 
     nb.cells[0]["execution_count"] = "one"
     with pytest.raises(nbformat.ValidationError):  # and still checks notebooks against the schema
         nbformat.validate(nb)
+
+
+def test_a_script_that_starts_with_the_prelude_skips_them_too() -> None:
+    """The prelude of the scripts tests start (JupyterLab, the wheel test's notebook runner)."""
+    from tests.conftest import SKIP_IMPORTS_PRELUDE, SKIPPED_IMPORTS
+
+    check = (
+        "import jsonschema, nbformat\nprint(sorted(n for n in {names!r} if sys.modules.get(n) is not None))\n"
+    )
+    for prelude, skipped in ((SKIP_IMPORTS_PRELUDE, "[]"), ("import sys\n", repr(sorted(SKIPPED_IMPORTS)))):
+        out = subprocess.run(
+            [sys.executable, "-c", prelude + check.format(names=SKIPPED_IMPORTS)],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert out.strip() == skipped, (prelude, out)
