@@ -234,7 +234,7 @@ finally:
 )
 """Runs a notebook headless as a user of the new environment would (its native kernel is that Python).
 The runner, like the test processes, does without the imports :data:`tests.conftest.SKIPPED_IMPORTS`
-names (1.4 s of CPU per notebook); the kernels import what they import."""
+names (1.1 s of CPU per notebook); the kernels import what they import."""
 
 
 def _execute(env: SimpleNamespace, path: Path) -> None:
