@@ -158,7 +158,7 @@ async def _slow_socket(host: str, port: int, rng: random.Random) -> bytes:
             await writer.drain()
             if reader.at_eof():
                 break
-            await asyncio.sleep(rng.uniform(0.0, 0.05))  # a slow client, by design
+            await asyncio.sleep(rng.uniform(0.0, 0.05))  # wall-clock ok: a slow client, by design
         return await asyncio.wait_for(reader.read(), 30)  # then it waits: b"" once the emulator cuts it off
     except ConnectionError:
         return b""
