@@ -228,13 +228,18 @@ def pareto(
     """
     ax = _axes(ax, (7, 5))
     ok = points[np.isfinite(points[x].astype(float)) & np.isfinite(points[y].astype(float))]
-    ax.scatter(ok[x], ok[y] * 100, s=40, color="#9ecae1", edgecolor="#3182bd", zorder=3, label="setting")
-    front = ok[ok["pareto"]].sort_values(x) if "pareto" in ok else ok.iloc[0:0]
-    if len(front):
-        ax.step(
-            front[x], front[y] * 100, where="post", color="#e6550d", linewidth=1.5, label="Pareto frontier"
+    on_front = ok["pareto"].astype(bool) if "pareto" in ok else pd.Series(False, index=ok.index)
+    off = ok[~on_front]
+    if len(off):  # the legend names only what is drawn: no "setting" entry when every one is on the frontier
+        ax.scatter(
+            off[x], off[y] * 100, s=40, color="#9ecae1", edgecolor="#3182bd", zorder=3, label="setting"
         )
-        ax.scatter(front[x], front[y] * 100, s=50, color="#e6550d", zorder=4)
+    front = ok[on_front].sort_values(x)
+    if len(front):  # its settings as its markers, so the legend shows the two together
+        ax.step(
+            front[x], front[y] * 100, where="post", color="#e6550d", linewidth=1.5, marker="o", markersize=7,
+            zorder=4, label="setting on the Pareto frontier",
+        )  # fmt: skip
     if "baseline" in ok and ok["baseline"].any():
         b = ok[ok["baseline"]]
         ax.scatter(

@@ -1,0 +1,37 @@
+"""The charts' legends name what is drawn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from vlab import plots
+
+
+def _pareto(on_frontier: list[bool]) -> Axes:
+    points = pd.DataFrame({
+        "setting": [f"sil={n}" for n in range(len(on_frontier))],
+        "dead_air_ms": [300.0 + 200 * n for n in range(len(on_frontier))],
+        "false_cutoff_rate": [0.4 - 0.1 * n for n in range(len(on_frontier))],
+        "pareto": on_frontier,
+        "baseline": [False] * len(on_frontier),
+    })  # fmt: skip
+    return plots.pareto(points, ax=Figure().add_subplot())
+
+
+def test_the_pareto_chart_marks_the_settings_on_the_frontier_and_the_others_apart():
+    ax = _pareto([True, False, True])
+    assert ax.get_legend_handles_labels()[1] == ["setting", "setting on the Pareto frontier"]
+    (others,) = ax.collections  # the one scatter: the settings off the frontier
+    assert np.allclose(others.get_offsets(), [[500.0, 30.0]])
+    (frontier,) = ax.lines
+    assert frontier.get_marker() == "o"
+    assert np.allclose(frontier.get_xydata(), [[300.0, 40.0], [700.0, 20.0]])
+
+
+def test_with_every_setting_on_the_frontier_the_legend_names_no_other_setting():
+    ax = _pareto([True, True, True])
+    assert ax.get_legend_handles_labels()[1] == ["setting on the Pareto frontier"]
+    assert len(ax.collections) == 0
