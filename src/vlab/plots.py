@@ -69,6 +69,7 @@ def waterfall(
     ax = _axes(ax, (9, 0.6 + 0.32 * min(len(turns), max_turns)))
     rows = turns.head(max_turns).reset_index(drop=True)
     names = []
+    drawn: set[str] = set()
     for i, (_, row) in enumerate(rows.iterrows()):
         if label and label in row:
             names.append(str(row[label]))
@@ -90,6 +91,8 @@ def waterfall(
             continue
         for stage, start, width in stages_in_order(row):
             ax.barh(y, width, left=start, color=STAGE_COLORS[stage], edgecolor="white", height=0.7)
+            if width > 0:
+                drawn.add(stage)
         total = row.get("voice_to_voice_ms", math.nan)
         if math.isfinite(total):
             ax.text(total, y, f" {total:.0f} ms", va="center", fontsize=8)
@@ -98,14 +101,16 @@ def waterfall(
     ax.set_title("Voice-to-voice latency by stage (contiguous, sums to the total)")
     from matplotlib.patches import Patch
 
-    ax.legend(
-        handles=[Patch(color=STAGE_COLORS[s], label=_STAGE_LABELS[s]) for s in SEGMENT_STAGES],
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.12 if len(rows) > 6 else -0.25),
-        ncol=3,
-        fontsize=7,
-        frameon=False,
-    )
+    handles = [Patch(color=STAGE_COLORS[s], label=_STAGE_LABELS[s]) for s in SEGMENT_STAGES if s in drawn]
+    if handles:  # the stages drawn (no playout without a speaker, say), in their order on the bars
+        ax.legend(
+            handles=handles,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.12 if len(rows) > 6 else -0.25),
+            ncol=3,
+            fontsize=7,
+            frameon=False,
+        )
     ax.set_xlim(left=0)
     ax.margins(x=0.15)
     return ax

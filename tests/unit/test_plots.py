@@ -1,6 +1,8 @@
-"""The charts' legends name what is drawn."""
+"""The charts' legends name what is drawn, and only that."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
@@ -35,3 +37,25 @@ def test_with_every_setting_on_the_frontier_the_legend_names_no_other_setting():
     ax = _pareto([True, True, True])
     assert ax.get_legend_handles_labels()[1] == ["setting on the Pareto frontier"]
     assert len(ax.collections) == 0
+
+
+def _legend(ax: Axes) -> list[str]:
+    legend = ax.get_legend()
+    return [t.get_text() for t in legend.get_texts()] if legend else []
+
+
+def _turn(**stages: float) -> dict[str, float]:
+    widths = {"server_hangover_ms": 500.0, "uplink_ms": 60.0, "turn_commit_ms": 90.0, "ttfb_audio_ms": 420.0}
+    return {"turn": 0, **widths, "playout_ms": math.nan, **stages}
+
+
+def test_the_waterfall_legend_names_the_stages_drawn_and_only_those():
+    headless = plots.waterfall(pd.DataFrame([_turn(), _turn()]), ax=Figure().add_subplot())
+    assert _legend(headless) == [
+        "server hangover (silence timer)", "uplink + VAD processing", "turn commit (→ response.created)",
+        "first audio byte",
+    ]  # fmt: skip  # no speaker: no playout, drawn nowhere
+    heard = plots.waterfall(pd.DataFrame([_turn(), _turn(playout_ms=80.0)]), ax=Figure().add_subplot())
+    assert _legend(heard)[-1] == "playout"
+    cut = plots.waterfall(pd.DataFrame([{**_turn(), "false_cutoff": True}]), ax=Figure().add_subplot())
+    assert _legend(cut) == []  # nothing drawn: no legend
