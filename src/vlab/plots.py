@@ -5,7 +5,7 @@ explicitly: ``import vlab.plots`` (``import vlab`` never loads matplotlib).
 
 - :func:`waterfall`: contiguous latency stages of each turn, from the end of speech (from
   :func:`vlab.metrics.turn_latency`);
-- :func:`latency_distributions`: one latency metric per setting (box + points);
+- :func:`latency_distributions`: one latency metric per setting, or per prompt (box + points);
 - :func:`vad_timeline`: a prompt's waveform, its labels and each setting's detections;
 - :func:`pareto`: false cut-off rate vs dead air per setting, with the frontier.
 """
@@ -119,7 +119,7 @@ def waterfall(
 def latency_distributions(
     turns: pd.DataFrame, *, metric: str = "dead_air_ms", by: str = "setting", ax: Axes | None = None
 ) -> Axes:
-    """Box plot plus the individual turns of one latency metric per setting.
+    """Box plot plus the individual turns of one latency metric per group (setting, prompt…).
 
     Args:
         turns: Rows of :func:`vlab.metrics.turn_latency` with a ``by`` column.
@@ -154,7 +154,7 @@ def latency_distributions(
         ax.text(1.0, i, f" n={len(d)}", va="center", fontsize=8, transform=ax.get_yaxis_transform())
     ax.set_yticks(positions, [str(g) for g in groups], fontsize=8)
     ax.set_xlabel(metric.replace("_ms", " (ms)").replace("_", " "))
-    ax.set_title(f"{metric} per setting")
+    ax.set_title(f"{metric.removesuffix('_ms').replace('_', ' ').capitalize()} per {by}")
     ax.grid(axis="x", alpha=0.3)
     return ax
 

@@ -59,3 +59,13 @@ def test_the_waterfall_legend_names_the_stages_drawn_and_only_those():
     assert _legend(heard)[-1] == "playout"
     cut = plots.waterfall(pd.DataFrame([{**_turn(), "false_cutoff": True}]), ax=Figure().add_subplot())
     assert _legend(cut) == []  # nothing drawn: no legend
+
+
+def test_the_distribution_chart_is_titled_by_its_metric_and_what_it_groups_by():
+    turns = pd.DataFrame({"prompt": ["a", "a", "b"], "voice_to_voice_ms": [900.0, 950.0, 1200.0]})
+    ax = plots.latency_distributions(
+        turns, metric="voice_to_voice_ms", by="prompt", ax=Figure().add_subplot()
+    )
+    assert ax.get_title() == "Voice to voice per prompt"
+    assert ax.get_xlabel() == "voice to voice (ms)"
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
