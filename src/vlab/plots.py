@@ -272,7 +272,9 @@ def pareto(
     ax.set_ylabel(y.replace("_", " ") + " (%)")
     ax.set_title("Turn detection trade-off: cut-offs vs dead air\n(lower-left is better)", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(  # below the axes: inside, it hid points or the frontier's line in some sweeps
+        fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, frameon=False
+    )
     ax.margins(0.12)
     return ax
 

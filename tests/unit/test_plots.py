@@ -31,6 +31,9 @@ def test_the_pareto_chart_marks_the_settings_on_the_frontier_and_the_others_apar
     (frontier,) = ax.lines
     assert frontier.get_marker() == "o"
     assert np.allclose(frontier.get_xydata(), [[300.0, 40.0], [700.0, 20.0]])
+    ax.figure.draw_without_rendering()  # the legend sits below the axes, over no point or line
+    legend, axes = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert legend.y1 < axes.y0
 
 
 def test_with_every_setting_on_the_frontier_the_legend_names_no_other_setting():
