@@ -111,8 +111,11 @@ def waterfall(
             fontsize=7,
             frameon=False,
         )
-    ax.set_xlim(left=0)
-    ax.margins(x=0.15)
+    ends = [start + width for _, row in rows.iterrows() for _, start, width in stages_in_order(row)]
+    ends += [
+        t for t in rows.get("voice_to_voice_ms", pd.Series(dtype=float)).astype(float) if math.isfinite(t)
+    ]
+    ax.set_xlim(0, max(ends, default=1.0) * 1.15)  # room for the totals written after the bars
     return ax
 
 

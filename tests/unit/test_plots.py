@@ -72,3 +72,15 @@ def test_the_distribution_chart_is_titled_by_its_metric_and_what_it_groups_by():
     assert ax.get_title() == "Voice to voice per prompt"
     assert ax.get_xlabel() == "voice to voice (ms)"
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
+
+
+def test_the_waterfall_leaves_room_for_each_total_inside_the_axes():
+    ax = plots.waterfall(
+        pd.DataFrame([_turn(voice_to_voice_ms=1070.0), _turn(ttfb_audio_ms=556.0, voice_to_voice_ms=1206.0)]),
+        ax=Figure(figsize=(9, 4), layout="constrained").add_subplot(),
+    )
+    ax.figure.draw_without_rendering()
+    frame = ax.get_window_extent()
+    totals = [t for t in ax.texts if t.get_text().endswith(" ms")]
+    assert [t.get_text() for t in totals] == [" 1070 ms", " 1206 ms"]
+    assert all(t.get_window_extent().x1 < frame.x1 for t in totals)
