@@ -70,6 +70,7 @@ def waterfall(
     rows = turns.head(max_turns).reset_index(drop=True)
     names = []
     drawn: set[str] = set()
+    right = 1.0  # where the last bar or total drawn ends (ms)
     for i, (_, row) in enumerate(rows.iterrows()):
         if label and label in row:
             names.append(str(row[label]))
@@ -93,9 +94,11 @@ def waterfall(
             ax.barh(y, width, left=start, color=STAGE_COLORS[stage], edgecolor="white", height=0.7)
             if width > 0:
                 drawn.add(stage)
+            right = max(right, start + width)
         total = row.get("voice_to_voice_ms", math.nan)
         if math.isfinite(total):
             ax.text(total, y, f" {total:.0f} ms", va="center", fontsize=8)
+            right = max(right, total)
     ax.set_yticks(range(len(rows)), list(reversed(names)), fontsize=8)
     ax.set_xlabel("ms from the end of the user's speech (T_eos)")
     ax.set_title("Voice-to-voice latency by stage (contiguous, sums to the total)")
@@ -111,11 +114,7 @@ def waterfall(
             fontsize=7,
             frameon=False,
         )
-    ends = [start + width for _, row in rows.iterrows() for _, start, width in stages_in_order(row)]
-    ends += [
-        t for t in rows.get("voice_to_voice_ms", pd.Series(dtype=float)).astype(float) if math.isfinite(t)
-    ]
-    ax.set_xlim(0, max(ends, default=1.0) * 1.15)  # room for the totals written after the bars
+    ax.set_xlim(0, right * 1.15)  # room for the totals written after the bars
     return ax
 
 
