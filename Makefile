@@ -24,10 +24,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## the main job on the embedded emulator
 	$(BIN)/vlab demo
 
-test: $(STAMP)  ## the whole test suite (with the release check: tests/release builds and installs the wheel)
-	$(BIN)/ruff check src tests benchmarks scripts
-	$(BIN)/ruff format --check src tests benchmarks scripts
-	$(BIN)/mypy
+test: lint  ## the whole test suite (with the release check: tests/release builds and installs the wheel)
 	$(BIN)/python scripts/run_tests.py $(PARALLEL) --durations=20
 
 test-matrix: $(STAMP)  ## the fast part of the suite on Python 3.10 and 3.13 (pyenv), each in .venv-3.X
