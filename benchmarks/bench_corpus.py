@@ -64,7 +64,7 @@ def bench_dask_throughput(size: Size) -> list[Figure]:
     from vlab.sweep import run_sweep
     from vlab.sweep_dask import LOCAL_CLUSTER_CONFIG
 
-    cells = size.n(2000, minimum=4)
+    cells = 4 if size.tiny else size.n(2000)  # tiny: the smoke test, 2 cells per setting
     config = {
         "target": {"speed": "max", "latency": "typical"},
         "prompts": {"include": ["short_question"]},
