@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 
 from vlab import plots
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+
+def _axes(**figure: Any) -> Axes:
+    """Axes on a figure of their own (matplotlib is imported here: collecting this file stays cheap)."""
+    from matplotlib.figure import Figure
+
+    return Figure(**figure).add_subplot()
 
 
 def _pareto(on_frontier: list[bool]) -> Axes:
@@ -20,7 +29,7 @@ def _pareto(on_frontier: list[bool]) -> Axes:
         "pareto": on_frontier,
         "baseline": [False] * len(on_frontier),
     })  # fmt: skip
-    return plots.pareto(points, ax=Figure().add_subplot())
+    return plots.pareto(points, ax=_axes())
 
 
 def test_the_pareto_chart_marks_the_settings_on_the_frontier_and_the_others_apart():
@@ -53,22 +62,20 @@ def _turn(**stages: float) -> dict[str, float]:
 
 
 def test_the_waterfall_legend_names_the_stages_drawn_and_only_those():
-    headless = plots.waterfall(pd.DataFrame([_turn(), _turn()]), ax=Figure().add_subplot())
+    headless = plots.waterfall(pd.DataFrame([_turn(), _turn()]), ax=_axes())
     assert _legend(headless) == [
         "server hangover (silence timer)", "uplink + VAD processing", "turn commit (→ response.created)",
         "first audio byte",
     ]  # fmt: skip  # no speaker: no playout, drawn nowhere
-    heard = plots.waterfall(pd.DataFrame([_turn(), _turn(playout_ms=80.0)]), ax=Figure().add_subplot())
+    heard = plots.waterfall(pd.DataFrame([_turn(), _turn(playout_ms=80.0)]), ax=_axes())
     assert _legend(heard)[-1] == "playout"
-    cut = plots.waterfall(pd.DataFrame([{**_turn(), "false_cutoff": True}]), ax=Figure().add_subplot())
+    cut = plots.waterfall(pd.DataFrame([{**_turn(), "false_cutoff": True}]), ax=_axes())
     assert _legend(cut) == []  # nothing drawn: no legend
 
 
 def test_the_distribution_chart_is_titled_by_its_metric_and_what_it_groups_by():
     turns = pd.DataFrame({"prompt": ["a", "a", "b"], "voice_to_voice_ms": [900.0, 950.0, 1200.0]})
-    ax = plots.latency_distributions(
-        turns, metric="voice_to_voice_ms", by="prompt", ax=Figure().add_subplot()
-    )
+    ax = plots.latency_distributions(turns, metric="voice_to_voice_ms", by="prompt", ax=_axes())
     assert ax.get_title() == "Voice to voice per prompt"
     assert ax.get_xlabel() == "voice to voice (ms)"
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
@@ -77,7 +84,7 @@ def test_the_distribution_chart_is_titled_by_its_metric_and_what_it_groups_by():
 def test_the_waterfall_leaves_room_for_each_total_inside_the_axes():
     ax = plots.waterfall(
         pd.DataFrame([_turn(voice_to_voice_ms=1070.0), _turn(ttfb_audio_ms=556.0, voice_to_voice_ms=1206.0)]),
-        ax=Figure(figsize=(9, 4), layout="constrained").add_subplot(),
+        ax=_axes(figsize=(9, 4), layout="constrained"),
     )
     ax.figure.draw_without_rendering()
     frame = ax.get_window_extent()
