@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,14 +32,14 @@ some 35 Earley parsers for the IRI formats of rfc3987-syntax when it is imported
 jsonschema#1428): 1.4 s of CPU in a new process, and more in a pytest process, whose collection of the
 suite it took from 3.9 to 9.5 s. No schema the tests validate (notebooks) uses those formats, and
 jsonschema goes without them when the import fails."""
-for _name in SKIPPED_IMPORTS:
-    sys.modules.setdefault(_name, None)  # None: `import` raises ImportError
 SKIP_IMPORTS_PRELUDE = f"""\
 import sys
 for name in {SKIPPED_IMPORTS!r}:
-    sys.modules.setdefault(name, None)
+    sys.modules.setdefault(name, None)  # None: `import` raises ImportError
 """
-"""The same, as the first lines of a ``python -c`` script a test starts (JupyterLab, a notebook runner)."""
+"""Skips them: the first lines of a ``python -c`` script a test starts (JupyterLab, a notebook runner), and
+run here for the test processes themselves."""
+exec(SKIP_IMPORTS_PRELUDE, {})
 
 pytest_plugins = ("pytester",)
 
