@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import numpy as np
@@ -169,7 +168,3 @@ def bench_devices(size: Size) -> list[Figure]:
             )
         )
     return figs
-
-
-def _now() -> float:
-    return time.perf_counter()

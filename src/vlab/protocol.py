@@ -135,6 +135,7 @@ CLIENT_ITEM_TRUNCATE: Final = "conversation.item.truncate"
 CLIENT_ITEM_DELETE: Final = "conversation.item.delete"
 CLIENT_RESPONSE_CREATE: Final = "response.create"
 CLIENT_RESPONSE_CANCEL: Final = "response.cancel"
+CLIENT_OUTPUT_CLEAR: Final = "output_audio_buffer.clear"
 
 CLIENT_EVENT_TYPES: Final = frozenset(
     {
@@ -148,12 +149,11 @@ CLIENT_EVENT_TYPES: Final = frozenset(
         CLIENT_ITEM_DELETE,
         CLIENT_RESPONSE_CREATE,
         CLIENT_RESPONSE_CANCEL,
-        "output_audio_buffer.clear",
-        "input_text.delta",
-        "input_text.done",
+        CLIENT_OUTPUT_CLEAR,
     }
 )
-"""Client event types vlab sends or the emulator understands."""
+"""Client event types the emulator handles: every one vlab sends. The emulator answers any other type
+(``input_text.delta``, ``session.avatar.connect``, …) with an ``invalid_value`` error."""
 
 FieldType = Literal["string", "integer", "number", "boolean", "object", "array", "base64", "array or string"]
 """The JSON type of a server event field: ``number`` is any finite number, ``integer`` a whole one,
@@ -315,10 +315,6 @@ accepted as they are. The session checks each server event against it (a mismatc
 AUDIO_CARRYING_EVENTS: Final = frozenset({CLIENT_APPEND, AUDIO_DELTA})
 """Events whose base64 payload is audio (logged as byte counts, never inline)."""
 
-TEXT_DELTA_EVENTS: Final = frozenset(
-    {AUDIO_TRANSCRIPT_DELTA, TEXT_DELTA, TRANSCRIPTION_DELTA, FUNCTION_CALL_ARGUMENTS_DELTA}
-)
-"""Events whose ``delta`` field is text."""
 
 VAD_TURN_ORDER: Final = (
     SPEECH_STARTED,

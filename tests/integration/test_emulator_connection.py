@@ -147,6 +147,10 @@ async def test_malformed_frames_get_errors_and_the_socket_stays_open(emulator):
         assert json.loads((await ws.receive()).data)["type"] == "input_audio_buffer.cleared"
         await ws.send_bytes(b"\xff\xfe\x00")
         assert json.loads((await ws.receive()).data)["error"]["code"] == "invalid_json"
+        await ws.send_str('{"type": "input_text.delta", "event_id": "e1", "id": "item", "delta": "hi"}')
+        error = json.loads((await ws.receive()).data)["error"]  # a client event the emulator lacks
+        assert (error["code"], error["param"], error["event_id"]) == ("invalid_value", "type", "e1")
+        assert "'input_text.delta' is not a supported client event" in error["message"]
         await ws.ping()
         await ws.send_str('{"type": "input_audio_buffer.clear"}')
         assert json.loads((await ws.receive()).data)["type"] == "input_audio_buffer.cleared"

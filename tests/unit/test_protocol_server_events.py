@@ -176,3 +176,10 @@ def test_an_event_the_checks_pass_never_raises_when_a_reader_reads_its_model(ety
                 _read_everything(model)
             except Exception as exc:
                 pytest.fail(f"{etype} with {path}={value!r} passes the checks but its model raises {exc!r}")
+
+
+def test_the_client_event_types_are_the_sdk_s_and_the_emulator_handles_each():
+    from vlab.emulator.connection import _HANDLERS
+
+    assert protocol.CLIENT_EVENT_TYPES <= {t.value for t in _enums.ClientEventType}
+    assert {*_HANDLERS, protocol.CLIENT_APPEND} == protocol.CLIENT_EVENT_TYPES

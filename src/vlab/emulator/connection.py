@@ -626,17 +626,18 @@ class EmulatorConnection:
 
 
 _HANDLERS: dict[str, Callable[[EmulatorConnection, dict[str, Any]], Awaitable[None]]] = {
-    "session.update": EmulatorConnection._session_update,
-    "input_audio_buffer.commit": EmulatorConnection._commit,
-    "input_audio_buffer.clear": EmulatorConnection._clear,
-    "conversation.item.create": EmulatorConnection._item_create,
-    "conversation.item.retrieve": EmulatorConnection._item_retrieve,
-    "conversation.item.delete": EmulatorConnection._item_delete,
-    "conversation.item.truncate": EmulatorConnection._item_truncate,
-    "response.create": EmulatorConnection._response_create,
-    "response.cancel": EmulatorConnection._response_cancel,
-    "output_audio_buffer.clear": EmulatorConnection._output_clear,
+    protocol.CLIENT_SESSION_UPDATE: EmulatorConnection._session_update,
+    protocol.CLIENT_COMMIT: EmulatorConnection._commit,
+    protocol.CLIENT_CLEAR: EmulatorConnection._clear,
+    protocol.CLIENT_ITEM_CREATE: EmulatorConnection._item_create,
+    protocol.CLIENT_ITEM_RETRIEVE: EmulatorConnection._item_retrieve,
+    protocol.CLIENT_ITEM_DELETE: EmulatorConnection._item_delete,
+    protocol.CLIENT_ITEM_TRUNCATE: EmulatorConnection._item_truncate,
+    protocol.CLIENT_RESPONSE_CREATE: EmulatorConnection._response_create,
+    protocol.CLIENT_RESPONSE_CANCEL: EmulatorConnection._response_cancel,
+    protocol.CLIENT_OUTPUT_CLEAR: EmulatorConnection._output_clear,
 }
+"""The handler of each client event but ``input_audio_buffer.append`` (handled as it arrives)."""
 
 
 def _internal_error(exc: Exception, event_id: str | None) -> WireError:

@@ -70,7 +70,6 @@ class _Part:
     kind: Literal["audio", "text"]
     text_sent: list[str] = field(default_factory=list)
     audio_bytes_sent: int = 0
-    audio_done: bool = False
     closed: bool = False
     timestamps: bool = False
     visemes: bool = False

@@ -34,10 +34,6 @@ class ThrowawayTls:
         context.load_cert_chain(self.cert_file, self.key_file)
         return context
 
-    def client_context(self) -> ssl.SSLContext:
-        """A TLS client context that trusts the CA (and nothing else)."""
-        return ssl.create_default_context(cafile=str(self.ca_file))
-
 
 def throwaway_tls(
     folder: str | os.PathLike[str], hosts: tuple[str, ...] = ("localhost", "127.0.0.1")
