@@ -127,7 +127,7 @@ async def sdk_minimal_example() -> None:
                     status = getattr(event.response.status, "value", event.response.status)
                     detail = f"status={status}, {audio_deltas} audio deltas"
                 print(f"{t_ms:9.1f}  {event.type}  {detail}")
-                if event.type == "response.done":
+                if isinstance(event, ServerEventResponseDone):
                     break
             await sender
 

@@ -189,7 +189,7 @@ async def scripted_server(
 
 async def collect_events(
     conn: Any,
-    until: Callable[[Any], bool] | str = "response.done",
+    until: Callable[[Any], bool] | str = protocol.RESPONSE_DONE,
     *,
     timeout_s: float = 20.0,
     count: int = 1,

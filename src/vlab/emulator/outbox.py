@@ -86,7 +86,7 @@ class Outbox:
             self._trace(kind="fault", fault="delay", at=event["type"], ms=delay_ms)
             await self._clock.sleep_until_ns(self._clock.monotonic_ns() + int(delay_ms * 1e6))
         rate = self.faults.throttle_rate
-        if rate is None or event["type"] != "response.audio.delta":
+        if rate is None or event["type"] != protocol.AUDIO_DELTA:
             return
         n_bytes = len(event["delta"]) * 3 // 4 - event["delta"][-2:].count("=")
         chunk_ms = n_bytes / self._output_bytes_per_ms()

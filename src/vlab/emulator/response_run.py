@@ -295,9 +295,7 @@ class ResponseRun:
                 )
             elif kind == 0:
                 part.text_sent.append(value)
-                delta_type = (
-                    "response.audio_transcript.delta" if part.kind == "audio" else "response.text.delta"
-                )
+                delta_type = protocol.AUDIO_TRANSCRIPT_DELTA if part.kind == "audio" else protocol.TEXT_DELTA
                 await conn.send({"type": delta_type, **self._ids(part), "delta": value})
             else:
                 if self.first_audio_ms is None:
