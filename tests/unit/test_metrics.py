@@ -173,7 +173,7 @@ def test_without_a_label_the_end_of_speech_is_estimated_and_flagged():
     log = session_start(Log(), sil=500).appends(1000, 100)
     vad_turn(log, stopped=2530, audio_end=1500, created=2600, text=None, audio=2970, done=3500)
     row = turn_latency(log.frame()).iloc[0]
-    assert row.a_eos_source == "estimated" and row.a_eos_ms == 1000
+    assert row.a_eos_source == "estimated" and row.a_eos_ms == 1000 and row.labelled_turn == -1
     assert row.voice_to_voice_ms == pytest.approx(2970 - 1980)
     assert math.isnan(row.ttft_ms) and "ttft_ms: no first text delta" in row.reason
 
@@ -204,6 +204,7 @@ def test_response_before_the_end_of_speech_is_a_false_cutoff_not_a_negative_late
     row = turn_latency(log.frame(), end_of_turn_ms=[1800]).iloc[0]
     assert row.false_cutoff and row.a_eos_ms == 1800
     assert math.isnan(row.voice_to_voice_ms) and math.isnan(row.endpointing_ms)
+    assert math.isnan(row.dead_air_ms)  # the reply cut speech off: no wait after the turn to measure
     assert "false cut-off" in row.reason
     assert row.ttfb_audio_ms == pytest.approx(150)  # the response's own stages still measure
 
@@ -513,9 +514,21 @@ def test_leading_silence_is_measured_from_the_reply_audio():
     from vlab.metrics import leading_silence_ms
 
     rate = 24000
-    tone = (np.sin(np.arange(rate) * 2 * np.pi * 300 / rate) * 8000).astype("<i2")
-    pcm = bytes(2 * int(rate * 0.25)) + tone.tobytes()  # 250 ms of silence, then sound
-    assert leading_silence_ms(pcm, rate) == pytest.approx(250, abs=10)
+
+    def tone(dbfs: float, ms: int) -> bytes:
+        t = np.arange(rate * ms // 1000)
+        return (np.sin(t * 2 * np.pi * 300 / rate) * 32768 * 10 ** (dbfs / 20)).astype("<i2").tobytes()
+
+    silence = bytes(2 * int(rate * 0.25))
+    assert leading_silence_ms(silence + tone(-12, 100), rate) == pytest.approx(
+        250, abs=10
+    )  # to the last sound
+    assert leading_silence_ms(silence + tone(-40, 1000), rate) == pytest.approx(250, abs=10)
+    assert np.isnan(leading_silence_ms(silence + tone(-50, 1000), rate))  # below the -45 dBFS threshold
+    assert leading_silence_ms(silence + tone(-50, 1000), rate, threshold_dbfs=-55) == pytest.approx(
+        250, abs=10
+    )
+    assert leading_silence_ms(silence + tone(-12, 100), rate, frame_ms=100) == 200  # frame by frame
     assert np.isnan(leading_silence_ms(bytes(4800), rate))
 
 
