@@ -5,14 +5,17 @@ from __future__ import annotations
 import base64
 import json
 import math
+import warnings
 
 import pandas as pd
 import pytest
 
+from vlab.errors import VlabWarning
 from vlab.log import record_from_event, to_frame
 from vlab.metrics import (
     InputTimeline,
     bootstrap_ci,
+    canary_shift,
     detection_error_rate,
     detections_from_events,
     match_segments,
@@ -269,6 +272,7 @@ def test_setting_took_effect_reports_what_the_service_changed():
         ([(0, 1000)], [(0, 400), (600, 1000)], {"split": 1}),
         ([(0, 400), (600, 1000)], [(0, 1000)], {"merged": 1}),
         ([(0, 400)], [(10, 390)], {"matched": 1}),
+        ([(0, 400)], [(10, 390), (600, math.nan)], {"matched": 1}),  # a start never stopped is not a segment
     ],
 )
 def test_segment_matching_classifies_missed_false_split_and_merged(ref, hyp, expected):
@@ -364,6 +368,39 @@ def test_pareto_front_and_operating_points():
     p = operating_points(scores, baseline="b").set_index("setting")
     assert p.loc["a", "false_cutoff_rate"] == 0.5 and p.loc["a", "false_starts_per_min"] == 12
     assert p.loc["b", "baseline"] and p["pareto"].all()
+    assert not operating_points(scores)["baseline"].any()  # no baseline named: none is the baseline
+
+
+def _canary_runs(ends_by_silence: dict[int, list[float]]) -> pd.DataFrame:
+    """Detections of the canary prompt: per silence duration, the first stop of each run (and a later one)."""
+    rows = [
+        {"prompt": "canary", "silence_duration_ms": silence, "run": run, "audio_end_ms": end + later}
+        for silence, ends in ends_by_silence.items()
+        for run, end in enumerate(ends)
+        for later in (0.0, 2000.0)
+    ]
+    other = {"prompt": "other", "silence_duration_ms": 200, "run": 0, "audio_end_ms": 9999.0}
+    return pd.DataFrame([*rows, other])
+
+
+def test_canary_shift_passes_a_setting_that_moves_the_stop_by_its_silence():
+    vad = _canary_runs({200: [1200.0, 1220.0, 1210.0], 500: [1500.0, 1490.0, 1530.0], 900: [1950.0]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to warn about
+        shift = canary_shift(vad, prompt="canary")
+    assert shift["silence_duration_ms"].tolist() == [200, 500, 900]
+    assert shift["audio_end_ms"].tolist() == [1210, 1500, 1950]  # the median of the first stops
+    assert shift["shift_ms"].tolist() == [0, 290, 740] and shift["expected_ms"].tolist() == [0, 300, 700]
+    assert shift["ok"].all()  # within 100 ms of the expected shift
+
+
+def test_canary_shift_warns_of_a_setting_the_service_ignored():
+    vad = _canary_runs({200: [1200.0], 500: [1500.0], 900: [1500.0]})
+    with pytest.warns(VlabWarning, match=r"900 ms shifted 300 ms \(expected 700\); the service may be"):
+        shift = canary_shift(vad, prompt="canary")
+    assert shift["ok"].tolist() == [True, True, False]
+    assert canary_shift(vad, prompt="canary", tolerance_ms=400, warn=False)["ok"].all()
+    assert canary_shift(vad, prompt="missing").empty
 
 
 def test_summary_has_quantiles_with_intervals_and_first_turn_separately():
