@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import math
 
 import pytest
 
@@ -232,13 +233,9 @@ def test_values_no_column_can_hold_become_missing():
         None, None, None, None,
     )  # fmt: skip
     assert record.sim_ms is None
-    ok = record_from_row(
-        event_row(
-            {"type": "x", "output_index": 2**63 - 1, "audio_end_ms": 5},
-            direction="server",
-            seq=0,
-            t_ns=0,
-            wall_ns=0,
-        )
-    )
-    assert ok.output_index == 2**63 - 1 and ok.audio_end_ms == 5.0
+    swapped = {"type": "x", "output_index": -(2**63) - 1, "content_index": 2**63, "audio_start_ms": math.nan}
+    record = record_from_row(event_row(swapped, direction="server", seq=0, t_ns=0, wall_ns=0))
+    assert (record.output_index, record.content_index, record.audio_start_ms) == (None, None, None)
+    edges = {"type": "x", "output_index": 2**63 - 1, "content_index": -(2**63), "audio_end_ms": 5}
+    ok = record_from_row(event_row(edges, direction="server", seq=0, t_ns=0, wall_ns=0))
+    assert (ok.output_index, ok.content_index, ok.audio_end_ms) == (2**63 - 1, -(2**63), 5.0)
