@@ -248,6 +248,36 @@ def test_session_latency_measures_update_cancel_and_barge_in():
     assert s.loc["barge_in_stop", "latency_ms"] == pytest.approx(3)
 
 
+def test_session_latency_pairs_only_what_answers_and_reports_what_went_unanswered():
+    log = Log().add(-30, "local", {"type": "vlab.connect"}).add(-25, "local", {"type": "vlab.connect"})
+    session_start(log)
+    log.add(100, "server", {"type": "input_audio_buffer.speech_started"})  # no response: not a barge-in
+    log.add(110, "client", {"type": "response.cancel"})
+    log.add(150, "server", {"type": "response.created", "response": {"id": "r1"}})
+    log.add(200, "server", {"type": "response.done", "response": {"id": "r1", "status": "completed"}})
+    log.add(300, "server", {"type": "input_audio_buffer.speech_started"})  # after the response ended
+    log.add(305, "client", {"type": "response.cancel"})
+    log.add(320, "client", {"type": "session.update", "session": {}})
+    log.add(400, "client", {"type": "conversation.item.truncate", "item_id": "a1", "audio_end_ms": 180})
+    s = session_latency(log.frame())
+    assert s.loc[s.kind == "connect", "latency_ms"].tolist() == [pytest.approx(30)]  # the first connect
+    assert s.kind.tolist() == [
+        "connect",
+        "update",
+        "update",
+        "cancel",
+        "cancel",
+    ]  # no barge-in, no truncation
+    unanswered = s[s.latency_ms.isna()]  # a completed response.done answers no cancel
+    assert list(zip(unanswered.kind, unanswered.t_ns, unanswered.reason, strict=True)) == [
+        ("update", 320 * MS, "no session.updated"),
+        ("cancel", 110 * MS, "no cancelled response.done"),
+        ("cancel", 305 * MS, "no cancelled response.done"),
+    ]
+    bare = session_latency(session_start(Log()).frame())
+    assert bare.kind.tolist() == ["connect", "update"] and bare.reason[0] == "connect time not logged"
+
+
 def test_setting_took_effect_reports_what_the_service_changed():
     log = Log()
     td = {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 900}
@@ -415,8 +445,22 @@ def test_summary_has_quantiles_with_intervals_and_first_turn_separately():
     rest = s[s.turns == "rest"].iloc[0]
     assert rest.n == 20 and rest.p50 == pytest.approx(195) and rest.p50_lo <= 195 <= rest.p50_hi
     assert s[s.turns == "first"].iloc[0].p50 == 999
+    together = summarize_latency(
+        turns, by=["setting"], metrics=["voice_to_voice_ms"], first_turn_separately=False
+    )
+    assert "turns" not in together and together.n.tolist() == [21]
     est, lo, hi = bootstrap_ci([1.0], 0.5)
     assert est == 1 and math.isnan(lo) and math.isnan(hi)
+
+
+@pytest.mark.parametrize(("confidence", "low", "high"), [(0.5, 0.4, 0.6), (0.95, 0.88, 0.99)])
+def test_bootstrap_intervals_hold_the_true_median_about_as_often_as_their_confidence(confidence, low, high):
+    import numpy as np
+
+    samples = np.random.default_rng(7).normal(0.0, 1.0, (300, 51))  # the true median is 0
+    intervals = [bootstrap_ci(x, 0.5, n_boot=400, confidence=confidence, seed=1)[1:] for x in samples]
+    coverage = np.mean([lo <= 0.0 <= hi for lo, hi in intervals])
+    assert low <= coverage <= high  # the percentile bootstrap of a median runs a little short
 
 
 def test_detections_from_events_pairs_starts_and_stops():
