@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vlab.audio.pcm import float_to_pcm16
+from vlab.audio.pcm import float_to_pcm16, pcm16_to_float
 from vlab.audio.vad import (
     EnergyModel,
     SileroModel,
@@ -98,6 +98,11 @@ def test_min_speech_debounce_ignores_click() -> None:
         "speech_started",
         "speech_stopped",
     ]
+    # at the model's rate, frame-aligned: speech of exactly min_speech_ms starts a turn, a frame less does not
+    at_16k = {ms: float_to_pcm16(np.concatenate((quiet(500, 16000), tone(ms, 16000)))) for ms in (60, 40)}
+    vad_60 = StreamingVad(VadParams(min_speech_ms=60), 16000, EnergyModel())
+    assert kinds(vad_60.feed(at_16k[60])) == ["speech_started"]
+    assert StreamingVad(VadParams(min_speech_ms=60), 16000, EnergyModel()).feed(at_16k[40]) == []
 
 
 def test_short_gap_does_not_split_turn() -> None:
@@ -142,7 +147,11 @@ def test_odd_byte_is_kept_not_counted() -> None:
 def test_flush_does_not_end_speech_and_keeps_timeline() -> None:
     vad = energy_vad()
     events = vad.feed(pcm(quiet(500), tone(310)))
+    assert vad.decided_ms < 810 - FRAME_MS  # whole frames of what the resampler has given out
     events += vad.flush()
+    assert vad.decided_ms == pytest.approx(
+        810
+    )  # the padded last frame decides up to the audio's end, no further
     assert kinds(events) == ["speech_started"]
     assert vad.state is VadState.SPEAKING
     assert vad.flush() == []  # nothing buffered: a second flush is a no-op
@@ -213,6 +222,27 @@ def test_energy_model_mapping() -> None:
     assert model.probability(np.full(320, 10 ** (-40 / 20), np.float32)) == pytest.approx(0.5, abs=1e-4)
     assert model.probability(np.full(320, 0.5, np.float32)) == 1.0
     assert EnergyModel(8000, 160).frame_samples == 160
+
+
+def test_a_probability_equal_to_the_threshold_is_speech() -> None:
+    data = float_to_pcm16(np.full(16000, 10 ** (-40 / 20), np.float32))  # 1 s at one level, 16 kHz
+    level = EnergyModel().probability(pcm16_to_float(data[:640]))  # what each frame of it scores
+    vad = StreamingVad(VadParams(threshold=level), 16000, EnergyModel())
+    assert 0 < level < 1 and kinds(vad.feed(data)) == ["speech_started"]
+    above = StreamingVad(VadParams(threshold=min(1.0, level + 1e-6)), 16000, EnergyModel())
+    assert above.feed(data) == []
+
+
+def test_frame_ms_is_the_model_s_frame() -> None:
+    assert energy_vad().frame_ms == FRAME_MS
+    assert StreamingVad(VadParams(), 8000, EnergyModel(8000, 256)).frame_ms == 32
+
+
+def test_the_silence_floor_zeroes_only_frames_below_it() -> None:
+    faint, silent = np.full((1, 512), 1e-2, np.float32), np.full((1, 512), 1e-5, np.float32)  # -40, -100 dBFS
+    floored, unfloored = SileroModel(silence_floor_dbfs=-70.0), SileroModel(silence_floor_dbfs=None)
+    assert floored.gate(faint, [0.9]) == [0.9] and floored.gate(silent, [0.9]) == [0.0]
+    assert unfloored.gate(faint, [0.9]) == [0.9] and unfloored.gate(silent, [0.9]) == [0.9]
 
 
 def test_negative_threshold() -> None:
