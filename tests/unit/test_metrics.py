@@ -30,6 +30,7 @@ from vlab.metrics import (
     vad_preview,
 )
 from vlab.prompts import LabelledPrompt
+from vlab.protocol import SIM_MS_KEY, TIMELINE_ENDED, TIMELINE_INPUT, TIMELINE_METADATA_KEY
 
 MS = 1_000_000
 
@@ -126,8 +127,44 @@ def test_t_sent_is_the_stamp_of_the_chunk_that_carried_the_sample():
     assert tl.t_sent(20) == 1000 * MS  # the sample ending at 20 ms is the last one of chunk 0
     assert tl.t_sent(30) == 1020 * MS
     assert tl.t_sent(30, interpolate=True) == pytest.approx(1030 * MS)
-    assert math.isnan(tl.t_sent(500))  # never sent
+    assert math.isnan(tl.t_sent(500)) and math.isnan(tl.t_sent(200.5))  # never sent
+    assert tl.t_sent(200) == tl.t_sent(200, interpolate=True) == 1180 * MS  # the last chunk: no next stamp
     assert tl.position_at(1019 * MS) == 20 and tl.position_at(999 * MS) == 0
+    assert tl.sent_ms == 200 and InputTimeline.from_events(session_start(Log()).frame()).sent_ms == 0
+    anchored = log.add(1100, "local", {"type": "vlab.capture", "audio_start_ms": 100.0})
+    timeline = InputTimeline.from_events(anchored.frame())
+    assert timeline.t_captured(150) == 1150 * MS and math.isnan(timeline.t_captured(99))  # none before it
+
+
+def _fed(metadata: dict | None, sim_ms: list[float | None]) -> pd.DataFrame:
+    log = Log().add(0, "client", {"type": "session.update", "session": {"metadata": metadata or {}}})
+    for k, sim in enumerate(sim_ms):
+        log.add(
+            k + 1, "server", {"type": "session.updated", **({SIM_MS_KEY: sim} if sim is not None else {})}
+        )
+    return log.frame()
+
+
+def test_on_simulated_timeline_needs_the_input_timeline_and_every_server_event_s_simulated_time():
+    from vlab.metrics.events import on_simulated_timeline
+
+    fed = {TIMELINE_METADATA_KEY: TIMELINE_INPUT}
+    assert on_simulated_timeline(_fed(fed, [0.0, 20.0]))
+    assert not on_simulated_timeline(_fed({TIMELINE_METADATA_KEY: TIMELINE_ENDED}, [0.0, 20.0]))
+    assert not on_simulated_timeline(_fed(None, [0.0, 20.0]))  # live: the emulator's clock ran free
+    assert not on_simulated_timeline(_fed(fed, [0.0, None]))  # an event without its simulated time
+    assert not on_simulated_timeline(_fed(fed, []))  # no server event at all
+    assert not on_simulated_timeline(_fed(fed, [0.0]).drop(columns="sim_ms"))
+
+
+def test_in_log_order_sorts_even_two_rows_and_spans_need_both_ends():
+    from vlab.metrics.events import in_log_order, span_ms
+
+    two = session_start(Log()).frame().iloc[[1, 0]]
+    assert in_log_order(two)["seq"].tolist() == [0, 1]
+    assert (
+        span_ms(3 * MS, MS) == 2 and math.isnan(span_ms(math.nan, MS)) and math.isnan(span_ms(MS, math.nan))
+    )
 
 
 def test_one_vad_turn_has_known_stages_that_sum_to_voice_to_voice():
