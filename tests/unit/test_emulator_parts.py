@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
 from vlab.emulator.items import Item
-from vlab.emulator.latency import LatencySampler, preset
+from vlab.emulator.latency import LatencyModel, LatencySampler, StageDelay, preset
 from vlab.emulator.replies import GREETING, reply_for
 from vlab.emulator.session_config import apply_update, default_prefix_padding_ms, default_session
 from vlab.emulator.wire import WireError, parse_client_frame
@@ -20,6 +21,44 @@ def test_latency_draws_are_seeded_and_never_negative():
     assert draws == [b.draw_ms("first_token") for _ in range(200)]
     assert min(draws) >= 250 and max(draws) < 250 + 6 * 60
     assert LatencySampler(preset("typical", seed=8)).draw_ms("first_token") != draws[0]
+
+
+def test_a_stage_draw_is_its_fixed_part_plus_a_half_normal_of_its_jitter():
+    draws = [LatencySampler(preset("typical", seed=s)).draw_ms("first_token") for s in range(2000)]
+    mean_jitter = sum(d - 250 for d in draws) / len(draws)
+    assert mean_jitter == pytest.approx(60 * math.sqrt(2 / math.pi), rel=0.06)  # E|N(0, σ)| = σ √(2/π)
+    exact = LatencyModel(stages={"endpointing": StageDelay(30), "network": StageDelay(10)})
+    assert LatencySampler(exact).draw_ms("endpointing") == 30 and LatencySampler(exact).draw_ms("commit") == 0
+    assert (
+        LatencySampler(exact).speech_stopped_at_ms(1000.0, 900.0) == 1040
+    )  # decided + endpointing + network
+
+
+def test_each_stream_draws_the_same_whatever_the_others_draw_and_the_offset_adds_to_the_seed():
+    alone, mixed = LatencySampler(preset("typical", seed=3)), LatencySampler(preset("typical", seed=3))
+    vad_alone = [alone.draw_ms("network", stream="vad") for _ in range(5)]
+    vad_mixed = []
+    for _ in range(5):
+        mixed.response_delays()
+        vad_mixed.append(mixed.draw_ms("network", stream="vad"))
+    assert vad_mixed == vad_alone
+    offset = LatencySampler(preset("typical", seed=3), seed_offset=4).response_delays()
+    assert offset == LatencySampler(preset("typical", seed=7)).response_delays()
+    assert offset != LatencySampler(preset("typical", seed=3)).response_delays()
+
+
+def test_output_pacing_follows_the_realtime_factor_and_its_jitter():
+    steady = LatencySampler(LatencyModel(tts_realtime_factor=5.0))
+    assert steady.response_delays()["tts_realtime_factor"] == 5.0
+    assert steady.audio_send_offset_ms(1000.0) == 200 and steady.audio_send_offset_ms(1000.0, rtf=2.0) == 500
+    jittered = LatencySampler(LatencyModel(tts_realtime_factor=5.0, tts_realtime_jitter=1.0))
+    factors = [jittered.response_delays()["tts_realtime_factor"] for _ in range(200)]
+    assert min(factors) > 5.0 and len(set(factors)) == 200  # drawn per response, never below the factor
+    instant = LatencySampler(LatencyModel(tts_realtime_factor=math.inf, tts_realtime_jitter=1.0))
+    assert (
+        instant.response_delays()["tts_realtime_factor"] == math.inf
+        and instant.audio_send_offset_ms(5e3) == 0
+    )
 
 
 def test_instant_model_has_no_delays_and_unknown_presets_are_named():

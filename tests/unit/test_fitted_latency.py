@@ -85,12 +85,23 @@ def test_the_sampler_draws_fitted_stages_seeded_and_by_voice(tmp_path):
         > 0.01
     )
     assert all(2 <= d["tts_realtime_factor"] <= 4 for d in draws)
+    assert all(d["first_token"] > 150 for d in draws) and min(d["tts_first_byte"] for d in draws) < 0
     assert a.response_delays(voice="v2")["tts_realtime_factor"] == 9.0
     # speech_stopped: at the end of the silence timer plus the measured endpointing, never before the decision
     at = [a.speech_stopped_at_ms(1000.0, 990.0) for _ in range(200)]
     assert min(at) >= 990.0 + 80.0 - 1e-9 and max(at) > 1100
     assert a.speech_stopped_at_ms(5000.0, 990.0) == 5000.0
     assert 20 <= a.speech_started_delay_ms() <= 40
+
+
+def test_fitted_draws_below_what_a_response_can_take_are_clamped(tmp_path):
+    never = {"commit": Empirical.fit([-5.0] * 60), "audio_rate": Empirical.fit([0.01] * 60)}
+    fitted = FittedLatency(never, provenance={"runs": [], "dates": []})
+    path = fitted.save(tmp_path / "latency.json")
+    delays = LatencySampler(resolve(str(path), seed=0)).response_delays()
+    assert delays == {  # no first_text or first_audio fitted: none
+        "commit": 0.0, "network": 0.0, "first_token": 0.0, "tts_first_byte": 0.0, "tts_realtime_factor": 0.1,
+    }  # fmt: skip
 
 
 def test_describe_names_a_preset_and_the_origin_of_a_fitted_model(tmp_path):
