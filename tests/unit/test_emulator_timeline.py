@@ -206,6 +206,86 @@ async def test_input_buffer_reports_turns_at_the_audio_position_they_were_decide
     await sched.close()
 
 
+async def test_input_buffer_keeps_an_odd_byte_for_the_next_append_and_the_position_across_rates():
+    sched = await _scheduler()
+    buffer = InputBuffer(
+        scheduler=sched,
+        listener=_Turns(),
+        recognizer=None,  # type: ignore[arg-type]
+        vad_model=lambda: EnergyModel(16000),
+        trace=lambda **entry: None,
+        spawn=asyncio.ensure_future,
+    )
+    session = {**session_config.default_session("s", "gpt-realtime", "2025-10-01"), "turn_detection": None}
+    buffer.configure(session, "2025-10-01")
+    pcm = bytes(range(1, 201)) * 24  # 4800 bytes: 100 ms at 24 kHz
+    cuts = (0, 7, 2400, 4799, 4800)  # appends of 7, 2393, 2399 and 1 bytes: an odd one waits for the next
+    for a, b in zip(cuts, cuts[1:], strict=False):
+        buffer.append(_b64(pcm[a:b]), None)
+    item_id, audio = buffer.commit(None)
+    assert audio == pcm and buffer.position_ms == 100  # not a byte lost or moved
+    buffer.configure({**session, "input_audio_sampling_rate": 16000}, "2025-10-01")
+    buffer.append(_b64(bytes(3200)), None)  # 100 ms at 16 kHz
+    assert buffer.position_ms == 200 and buffer.pending_ms == 100
+    buffer.close()
+    await sched.close()
+
+
+async def test_a_whole_wav_file_sent_as_audio_gives_its_samples_at_the_session_rate():
+    import io
+
+    import soundfile as sf
+
+    sched = await _scheduler()
+    buffer = InputBuffer(
+        scheduler=sched,
+        listener=_Turns(),
+        recognizer=None,  # type: ignore[arg-type]
+        vad_model=lambda: EnergyModel(16000),
+        trace=lambda **entry: None,
+        spawn=asyncio.ensure_future,
+    )
+    buffer.configure(
+        {**session_config.default_session("s", "gpt-realtime", "2025-10-01"), "turn_detection": None},
+        "2025-10-01",
+    )
+    wav = io.BytesIO()
+    sf.write(wav, np.frombuffer(_tone(500, 16000), "<i2"), 16000, format="WAV", subtype="PCM_16")
+    buffer.append(_b64(wav.getvalue()), None)  # as the SDK's own tests send audio
+    _, audio = buffer.commit(None)
+    assert len(audio) == 2 * 12000  # 500 ms at 24 kHz: the header is not audio
+    assert np.abs(np.frombuffer(audio, "<i2")).max() == pytest.approx(0.3 * 32767, rel=0.02)
+    buffer.close()
+    await sched.close()
+
+
+async def test_a_turn_that_starts_soon_after_one_stopped_starts_no_earlier_than_its_end():
+    sched = await _scheduler()
+    turns = _Turns()
+    buffer = InputBuffer(
+        scheduler=sched,
+        listener=turns,
+        recognizer=None,  # type: ignore[arg-type]
+        vad_model=lambda: EnergyModel(16000),
+        trace=lambda **entry: None,
+        spawn=asyncio.ensure_future,
+    )
+    session = session_config.default_session("s", "gpt-realtime", "2025-10-01")
+    session["turn_detection"] = {
+        **session["turn_detection"],
+        "silence_duration_ms": 200,
+        "prefix_padding_ms": 300,
+    }
+    buffer.configure(session, "2025-10-01")
+    buffer.append(_b64(_silence(500) + _tone(600) + _silence(350) + _tone(600) + _silence(600)), None)
+    await buffer.settle()
+    kinds = [(kind, ms) for kind, _, ms, _ in turns.events]
+    assert [kind for kind, _ in kinds] == ["started", "stopped", "started", "stopped"]
+    assert kinds[2][1] == kinds[1][1]  # the padding would reach into the first turn: it starts at its end
+    buffer.close()
+    await sched.close()
+
+
 # --- a response run -----------------------------------------------------------------------------------
 
 
