@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -80,6 +81,7 @@ def test_lines_are_json_objects_of_record_fields(tmp_path):
 def test_fast_line_equals_generic_json():
     for record in (
         make(0),
+        dataclasses.replace(make(0), text="héllo ☃", payload='{"text":"héllo ☃"}'),  # UTF-8, not \u escapes
         record_from_event(
             {"type": "response.audio.delta", "delta": "AAAA", "x_vlab_sim_ms": 12.5},
             direction="server",
@@ -91,7 +93,7 @@ def test_fast_line_equals_generic_json():
         EventRecord(  # an int in float fields takes the generic path
             **{name: None for name in RECORD_FIELDS}
             | dict(seq=1, t_ns=2, wall_ns=3, direction="client", type="x", audio_bytes=5, audio_ms=20)
-            | dict(audio_end_ms=1.5, sim_ms=7, text="t", payload="{}")
+            | dict(audio_end_ms=1.5, sim_ms=7, text="héllo ☃", payload='{"text":"héllo ☃"}')
         ),
     ):
         assert record_line(record) == _generic_line(record)
@@ -156,6 +158,23 @@ def test_append_mode_resumes_and_cuts_torn_tail(tmp_path):
         writer(make(2))
     frame = read_jsonl(path)
     assert frame.seq.tolist() == [0, 2]
+
+
+@pytest.mark.parametrize(
+    ("before", "kept"),
+    [
+        (lambda: record_line(make(0)) + record_line(make(1))[:-1], [0, 1]),  # whole, its newline lost
+        (lambda: record_line(make(1))[:25], []),  # the file is one torn line
+        (lambda: record_line(make(0)) + '{"seq": 1, "text": "' + "x" * 100_000, [0]),  # torn beyond 64 KiB
+    ],
+    ids=["complete-last-line", "only-a-fragment", "long-fragment"],
+)
+def test_a_resumed_file_keeps_every_whole_line_and_drops_a_torn_one(tmp_path, before, kept):
+    path = tmp_path / "events.jsonl"
+    path.write_text(before(), encoding="utf-8")
+    with JsonlWriter(path) as writer:
+        writer(make(2))
+    assert read_jsonl(path).seq.tolist() == [*kept, 2]
 
 
 def test_threads_do_not_interleave_lines(tmp_path):
