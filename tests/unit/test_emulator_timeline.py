@@ -169,10 +169,9 @@ def _b64(pcm: bytes) -> str:
     return base64.b64encode(pcm).decode()
 
 
-async def test_input_buffer_reports_turns_at_the_audio_position_they_were_decided():
-    sched = await _scheduler()
-    turns = _Turns()
-    buffer = InputBuffer(
+def _input_buffer(sched: Scheduler, turns: _Turns) -> InputBuffer:
+    """An input buffer on the energy VAD, without end-of-utterance detection."""
+    return InputBuffer(
         scheduler=sched,
         listener=turns,
         recognizer=None,  # type: ignore[arg-type]  # no end-of-utterance detection here
@@ -180,13 +179,19 @@ async def test_input_buffer_reports_turns_at_the_audio_position_they_were_decide
         trace=lambda **entry: None,
         spawn=asyncio.ensure_future,
     )
+
+
+def _vad_session(**server_vad: int) -> dict[str, Any]:
+    """The emulator's default session, its server VAD changed by ``server_vad``."""
     session = session_config.default_session("s", "gpt-realtime", "2025-10-01")
-    session["turn_detection"] = {
-        **session["turn_detection"],
-        "silence_duration_ms": 300,
-        "prefix_padding_ms": 100,
-    }
-    buffer.configure(session, "2025-10-01")
+    return {**session, "turn_detection": {**session["turn_detection"], **server_vad}}
+
+
+async def test_input_buffer_reports_turns_at_the_audio_position_they_were_decided():
+    sched = await _scheduler()
+    turns = _Turns()
+    buffer = _input_buffer(sched, turns)
+    buffer.configure(_vad_session(silence_duration_ms=300, prefix_padding_ms=100), "2025-10-01")
     audio = _silence(500) + _tone(1000) + _silence(800)
     for start in range(0, len(audio), 960):  # 20 ms chunks
         buffer.append(_b64(audio[start : start + 960]), None)
@@ -208,14 +213,7 @@ async def test_input_buffer_reports_turns_at_the_audio_position_they_were_decide
 
 async def test_input_buffer_keeps_an_odd_byte_for_the_next_append_and_the_position_across_rates():
     sched = await _scheduler()
-    buffer = InputBuffer(
-        scheduler=sched,
-        listener=_Turns(),
-        recognizer=None,  # type: ignore[arg-type]
-        vad_model=lambda: EnergyModel(16000),
-        trace=lambda **entry: None,
-        spawn=asyncio.ensure_future,
-    )
+    buffer = _input_buffer(sched, _Turns())
     session = {**session_config.default_session("s", "gpt-realtime", "2025-10-01"), "turn_detection": None}
     buffer.configure(session, "2025-10-01")
     pcm = bytes(range(1, 201)) * 24  # 4800 bytes: 100 ms at 24 kHz
@@ -237,14 +235,7 @@ async def test_a_whole_wav_file_sent_as_audio_gives_its_samples_at_the_session_r
     import soundfile as sf
 
     sched = await _scheduler()
-    buffer = InputBuffer(
-        scheduler=sched,
-        listener=_Turns(),
-        recognizer=None,  # type: ignore[arg-type]
-        vad_model=lambda: EnergyModel(16000),
-        trace=lambda **entry: None,
-        spawn=asyncio.ensure_future,
-    )
+    buffer = _input_buffer(sched, _Turns())
     buffer.configure(
         {**session_config.default_session("s", "gpt-realtime", "2025-10-01"), "turn_detection": None},
         "2025-10-01",
@@ -262,21 +253,8 @@ async def test_a_whole_wav_file_sent_as_audio_gives_its_samples_at_the_session_r
 async def test_a_turn_that_starts_soon_after_one_stopped_starts_no_earlier_than_its_end():
     sched = await _scheduler()
     turns = _Turns()
-    buffer = InputBuffer(
-        scheduler=sched,
-        listener=turns,
-        recognizer=None,  # type: ignore[arg-type]
-        vad_model=lambda: EnergyModel(16000),
-        trace=lambda **entry: None,
-        spawn=asyncio.ensure_future,
-    )
-    session = session_config.default_session("s", "gpt-realtime", "2025-10-01")
-    session["turn_detection"] = {
-        **session["turn_detection"],
-        "silence_duration_ms": 200,
-        "prefix_padding_ms": 300,
-    }
-    buffer.configure(session, "2025-10-01")
+    buffer = _input_buffer(sched, turns)
+    buffer.configure(_vad_session(silence_duration_ms=200, prefix_padding_ms=300), "2025-10-01")
     buffer.append(_b64(_silence(500) + _tone(600) + _silence(350) + _tone(600) + _silence(600)), None)
     await buffer.settle()
     kinds = [(kind, ms) for kind, _, ms, _ in turns.events]
