@@ -67,6 +67,35 @@ async def test_wait_until_ns_gives_the_result_or_times_out_on_the_clock():
     assert clock.sleepers == 0
 
 
+async def test_a_sleeper_cancelled_behind_another_is_dropped_and_time_may_stand_still():
+    clock = VirtualClock()
+    first = asyncio.create_task(clock.sleep_until_ns(10 * MS))
+    later = asyncio.create_task(clock.sleep_until_ns(20 * MS))
+    await clock.wait_for_sleepers(2)
+    later.cancel()
+    await asyncio.gather(later, return_exceptions=True)
+    assert clock.sleepers == 1 and clock.next_deadline_ns() == 10 * MS
+    clock.advance_ns(0)  # not moving is not going backwards
+    assert clock.advance_to_next() == 10 * MS
+    await first
+
+
+async def test_wait_until_ns_passes_on_a_cancellation_that_is_not_its_deadline():
+    clock = VirtualClock()
+    cancelled = asyncio.get_running_loop().create_future()
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await wait_until_ns(clock, cancelled, 5 * MS)
+
+
+async def test_the_system_clock_sleeps_until_a_near_deadline_and_not_for_a_past_one():
+    clock = SystemClock()
+    start = clock.monotonic_ns()
+    await asyncio.wait_for(clock.sleep_until_ns(start + MS), timeout=60)  # wall-clock ok: its own clock
+    assert clock.monotonic_ns() >= start + MS
+    await asyncio.wait_for(clock.sleep_until_ns(start - 10**12), timeout=60)  # long past: returns at once
+
+
 def test_wall_datetime_is_utc_to_the_microsecond():
     stamp = wall_datetime(1_750_000_000_123_456_789)
     assert stamp.isoformat() == "2025-06-15T15:06:40.123456+00:00"
