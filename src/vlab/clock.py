@@ -18,9 +18,10 @@ import itertools
 import time
 from collections.abc import Awaitable
 from datetime import datetime, timedelta, timezone
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Final, Protocol, TypeVar, runtime_checkable
 
-_NS_PER_S = 1_000_000_000
+NS_PER_S: Final = 1_000_000_000
+"""Nanoseconds per second: the unit of every clock reading."""
 
 T = TypeVar("T")
 
@@ -148,7 +149,7 @@ class VirtualClock(ManualClock):
 
     def advance_s(self, delta_s: float) -> None:
         """Move the clock forward by ``delta_s`` seconds (see :meth:`advance_ns`)."""
-        self.advance_ns(round(delta_s * _NS_PER_S))
+        self.advance_ns(round(delta_s * NS_PER_S))
 
     def advance_to_next(self) -> int:
         """Move the clock to the earliest sleeper's deadline and wake it; returns the new reading in ns.

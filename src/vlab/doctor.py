@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import urlsplit
 
 from vlab import protocol, protocol_limits
-from vlab.clock import Clock, SystemClock, wait_until_ns
+from vlab.clock import NS_PER_S, Clock, SystemClock, wait_until_ns
 from vlab.endpoint import ENV_API_VERSION, ENV_ENDPOINT, ENV_MODEL, Target, resolve_target, setting_sources
 from vlab.errors import AuthenticationFailed, ConfigError, ConnectionFailed, Throttled, VlabError
 from vlab.net import is_loopback
@@ -42,7 +42,6 @@ MARKS: Final[Mapping[Status, str]] = {"ok": "[ok]  ", "warn": "[warn]", "fail": 
 
 VOICES: Final = ("alloy", "en-US-AvaNeural", "en-US-Ava:DragonHDLatestNeural")
 """Voices tried when none is asked for: an OpenAI voice, an Azure standard and an Azure HD voice."""
-_NS_PER_S = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +201,7 @@ async def _network_checks(target: Target, checks: list[Check], clock: Clock, tim
     host = parts.hostname or ""
     secure = parts.scheme in ("https", "wss")
     port = parts.port or (443 if secure else 80)
-    deadline = clock.monotonic_ns() + round(timeout_s * _NS_PER_S)
+    deadline = clock.monotonic_ns() + round(timeout_s * NS_PER_S)
     loop = asyncio.get_running_loop()
     try:
         infos = await wait_until_ns(clock, loop.getaddrinfo(host, port), deadline)
@@ -216,7 +215,7 @@ async def _network_checks(target: Target, checks: list[Check], clock: Clock, tim
         from vlab.session.sdk_adapter import tls_context
 
         context = tls_context()
-    deadline = clock.monotonic_ns() + round(timeout_s * _NS_PER_S)
+    deadline = clock.monotonic_ns() + round(timeout_s * NS_PER_S)
     try:
         _, writer = await wait_until_ns(
             clock,
@@ -316,7 +315,7 @@ class _Conversation:
         self.counter = 0
 
     async def recv(self) -> dict[str, Any]:
-        deadline = self.clock.monotonic_ns() + round(self.timeout_s * _NS_PER_S)
+        deadline = self.clock.monotonic_ns() + round(self.timeout_s * NS_PER_S)
         raw = await wait_until_ns(self.clock, self.wire.recv_bytes(), deadline)
         event = json.loads(raw)
         if protocol.SIM_MS_KEY in event:

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from vlab import protocol
+from vlab.clock import NS_PER_S
 from vlab.errors import VlabError
 from vlab.protocol_limits import SERVER_VAD, turn_detection_defaults
 
@@ -29,8 +30,6 @@ NO_SPEECH_GRACE_S = 5.0
 SETTLE_S = 1.5
 """Azure only: how long nothing new must arrive, once every turn is answered, before the run counts as done."""
 
-
-_NS_PER_S = 1_000_000_000
 
 SILENCE_MARGIN_MS = 700
 """Silence sent after a prompt beyond the turn detection's own silence timer, so the timer runs out."""
@@ -213,7 +212,7 @@ async def wait_until_answered(session: Session, timeout_s: float, *, since: int 
     """
     clock = session.clock  # the session's: its wait_for timeouts run on it too
     started = clock.monotonic_ns()
-    deadline = started + round(timeout_s * _NS_PER_S)
+    deadline = started + round(timeout_s * NS_PER_S)
     while True:
         server = [r.type for r in session.records[since:] if r.direction == "server"]
         last_commit = max((i for i, t in enumerate(server) if t == protocol.COMMITTED), default=-1)
@@ -225,7 +224,7 @@ async def wait_until_answered(session: Session, timeout_s: float, *, since: int 
             and protocol.RESPONSE_DONE in server[last_commit:]
         ):
             return
-        remaining = (deadline - clock.monotonic_ns()) / _NS_PER_S
+        remaining = (deadline - clock.monotonic_ns()) / NS_PER_S
         if remaining <= 0:
             raise TimeoutError(
                 f"the prompt was not answered within {timeout_s:.0f} s "
@@ -237,7 +236,7 @@ async def wait_until_answered(session: Session, timeout_s: float, *, since: int 
                 timeout_s=min(remaining, 1.0),
             )
         except TimeoutError:
-            quiet_s = (clock.monotonic_ns() - started) / _NS_PER_S  # a loaded server may report speech late
+            quiet_s = (clock.monotonic_ns() - started) / NS_PER_S  # a loaded server may report speech late
             if (
                 quiet_s >= NO_SPEECH_GRACE_S
                 and session.settings.turn_detection is not None
@@ -249,8 +248,8 @@ async def wait_until_answered(session: Session, timeout_s: float, *, since: int 
 async def wait_until_settled(session: Session, timeout_s: float, settle_s: float = SETTLE_S) -> None:
     """Wait until every detected turn has its answer and nothing new arrived for ``settle_s``."""
     clock = session.clock
-    deadline = clock.monotonic_ns() + round(timeout_s * _NS_PER_S)
-    while (left_s := (deadline - clock.monotonic_ns()) / _NS_PER_S) > 0:
+    deadline = clock.monotonic_ns() + round(timeout_s * NS_PER_S)
+    while (left_s := (deadline - clock.monotonic_ns()) / NS_PER_S) > 0:
         types = _server_types(session)
         started, stopped = types.count(protocol.SPEECH_STARTED), types.count(protocol.SPEECH_STOPPED)
         created, done = types.count(protocol.RESPONSE_CREATED), types.count(protocol.RESPONSE_DONE)

@@ -25,12 +25,11 @@ from typing import Any
 
 from multidict import CIMultiDict
 
-from vlab.clock import Clock
+from vlab.clock import NS_PER_S, Clock
 
 log = logging.getLogger("vlab.emulator")
 
 _END_OF_HEADERS = b"\r\n\r\n"
-_NS_PER_S = 1_000_000_000
 _MAX_HEAD_BYTES = 2 * 1024 * 1024
 """Most header bytes the guard keeps to read a request's framing: twice what aiohttp reads (128 header lines
 of 8190 bytes, about 1 MiB); aiohttp answers more with 400 and closes the connection."""
@@ -97,7 +96,7 @@ class HandshakeGuard(asyncio.Protocol):
     def __init__(self, inner: Any, clock: Clock, timeout_s: float) -> None:
         self._inner = inner
         self._clock = clock
-        self._timeout_ns = round(timeout_s * _NS_PER_S)
+        self._timeout_ns = round(timeout_s * NS_PER_S)
         self._timer: asyncio.Future[None] | None = None
         self._transport: asyncio.BaseTransport | None = None
         self._head = bytearray()  # the request's header bytes so far

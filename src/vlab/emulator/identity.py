@@ -27,7 +27,7 @@ from typing import Any, Final, NamedTuple
 
 from aiohttp import web
 
-from vlab.clock import Clock, SystemClock
+from vlab.clock import NS_PER_S, Clock, SystemClock
 
 AUDIENCE: Final = "https://ai.azure.com"
 """The audience of Voice Live tokens (the SDK asks for the scope ``https://ai.azure.com/.default``)."""
@@ -35,8 +35,6 @@ ROLE: Final = "Cognitive Services User"
 """The role a principal needs to open a session."""
 TENANT: Final = "00000000-0000-4000-8000-00000000e1ab"
 """The emulator's tenant id (any tenant name in a token-endpoint path is accepted)."""
-
-_NS_PER_S = 1_000_000_000
 
 
 class IssuedToken(NamedTuple):
@@ -118,7 +116,7 @@ class Identity:
 
     def now_s(self) -> float:
         """The identity's wall time in Unix seconds."""
-        return self.clock.wall_ns() / _NS_PER_S
+        return self.clock.wall_ns() / NS_PER_S
 
     def issue(
         self, principal: str, *, lifetime_s: float | None = None, audience: str = AUDIENCE

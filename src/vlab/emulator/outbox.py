@@ -7,15 +7,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from vlab import protocol
-from vlab.clock import Clock
+from vlab.clock import NS_PER_S, Clock
 from vlab.emulator.faults import Fault, FaultPlan
 from vlab.emulator.timeline import Scheduler
 from vlab.emulator.wire import Ids, WireError, dumps
 
 if TYPE_CHECKING:
     from aiohttp import web
-
-_NS_PER_S = 1_000_000_000
 
 
 class Outbox:
@@ -94,7 +92,7 @@ class Outbox:
         if self._throttle is None or self._throttle[0] != event["response_id"]:
             self._throttle = (event["response_id"], now_ns, 0.0)
         rid, t0_ns, sent_ms = self._throttle
-        await self._clock.sleep_until_ns(t0_ns + int(sent_ms / 1000.0 / rate * _NS_PER_S))
+        await self._clock.sleep_until_ns(t0_ns + int(sent_ms / 1000.0 / rate * NS_PER_S))
         self._throttle = (rid, t0_ns, sent_ms + chunk_ms)
 
     async def _fire(self, fault: Fault) -> None:

@@ -31,7 +31,7 @@ from typing import Any, Literal, Protocol
 import orjson
 
 from vlab import protocol
-from vlab.clock import Clock, SystemClock, wait_until_ns
+from vlab.clock import NS_PER_S, Clock, SystemClock, wait_until_ns
 from vlab.errors import ConnectionFailed, ProtocolError
 from vlab.session.reconnect import (
     ConnectionLoss,
@@ -54,7 +54,6 @@ REPLY_EXPECTED = frozenset(
 )
 """Client events the server always answers: once one is sent, silence from the server is a stall."""
 
-_NS_PER_S = 1_000_000_000
 _json_decode = json.JSONDecoder().decode
 _orjson_loads = orjson.loads
 _OrjsonError = orjson.JSONDecodeError
@@ -278,7 +277,7 @@ class Link:
         self._open_wire = open_wire
         self._handshake = handshake
         self._redact = redact
-        self._watch = StallWatch(None if stall_timeout_s is None else round(stall_timeout_s * _NS_PER_S))
+        self._watch = StallWatch(None if stall_timeout_s is None else round(stall_timeout_s * NS_PER_S))
         self._last_error: tuple[str | None, str | None] | None = None
         self._state: LinkState = "new"
         self._generation = 0
@@ -396,7 +395,7 @@ class Link:
         if timeout_s is None:
             raw = await wire.recv_bytes()
         else:
-            deadline_ns = self.clock.monotonic_ns() + round(timeout_s * _NS_PER_S)
+            deadline_ns = self.clock.monotonic_ns() + round(timeout_s * NS_PER_S)
             try:
                 raw = await wait_until_ns(self.clock, wire.recv_bytes(), deadline_ns)
             except TimeoutError:
@@ -489,7 +488,7 @@ class Link:
                     and self.reconnects < policy.max_reconnects
                 ):
                     for attempt in range(1, policy.attempts + 1):
-                        delay_ns = round(policy.delay_s(attempt) * _NS_PER_S)
+                        delay_ns = round(policy.delay_s(attempt) * NS_PER_S)
                         await self.clock.sleep_until_ns(self.clock.monotonic_ns() + delay_ns)
                         yield Reconnecting(attempt, loss)
                         try:

@@ -13,12 +13,10 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from vlab.clock import Clock, SystemClock
+from vlab.clock import NS_PER_S, Clock, SystemClock
 
 EventMatch = str | Callable[[Any], bool]
 """What :meth:`EventFeed.wait_for` waits for: an event type, or a predicate on the event."""
-
-_NS_PER_S = 1_000_000_000
 
 
 def _as_delivered(item: Any) -> Any:
@@ -151,7 +149,7 @@ class EventFeed:
                 if not self.live:
                     raise ended(f"while waiting for {match!r}")
                 if timer is None:
-                    deadline_ns = self.clock.monotonic_ns() + round(timeout_s * _NS_PER_S)
+                    deadline_ns = self.clock.monotonic_ns() + round(timeout_s * NS_PER_S)
                     timer = asyncio.ensure_future(self.clock.sleep_until_ns(deadline_ns))
                     timer.add_done_callback(lambda _: self._wake())
                 elif timer.done():

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from vlab import __version__, protocol
 from vlab.audio.recording import Recorder
-from vlab.clock import Clock, SystemClock, wall_datetime
+from vlab.clock import NS_PER_S, Clock, SystemClock, wall_datetime
 from vlab.errors import VlabWarning
 from vlab.log import EventLog, EventRecord, JsonlWriter, Sink
 from vlab.log.records import Direction, event_row, record_from_row
@@ -31,8 +31,6 @@ from vlab.log.records import Direction, event_row, record_from_row
 if TYPE_CHECKING:
     from vlab.endpoint import Target
     from vlab.settings import SessionSettings
-
-_NS_PER_S = 1_000_000_000
 
 
 class SessionLog:
@@ -200,7 +198,7 @@ class AudioRecording:
         self._recorder.input(data, t_ns)
         if self._flushed_ns is None:
             self._flushed_ns = t_ns
-        elif t_ns - self._flushed_ns > _NS_PER_S:
+        elif t_ns - self._flushed_ns > NS_PER_S:
             self._recorder.flush()
             self._flushed_ns = t_ns
 
