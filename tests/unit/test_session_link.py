@@ -264,6 +264,102 @@ async def test_each_way_of_losing_the_connection_is_told_apart(frames, code, wha
     assert item.code == code and what in item.what and "reset" not in item.what
 
 
+async def test_a_consumer_busy_past_the_deadline_is_not_stalled_and_is_looked_at_again_later():
+    """Silence while the reader is not receiving (the session is busy with an event) is the session's, not the server's."""
+    clock = VirtualClock()
+    wire = FakeWire()
+    link = make_link(FakeServer(clock, wire), stall_timeout_s=0.3)
+    await link.connect()
+    events = link.events()
+    busy = asyncio.Event()
+    items: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def consume() -> None:  # takes one event, then holds it until the test lets go
+        items.put_nowait(await events.__anext__())
+        await busy.wait()
+        items.put_nowait(await events.__anext__())
+
+    consumer = asyncio.create_task(consume())
+    try:
+        wire.push(created("resp_1"))
+        await items.get()  # the reader yielded it and is not receiving now
+        await clock.wait_for_sleepers()
+        assert clock.next_deadline_ns() == 300 * MS
+        clock.advance_to_next()  # silence until the deadline, but nobody was waiting for the server
+        await clock.wait_for_sleepers()
+        assert clock.next_deadline_ns() == 375 * MS  # looked at again a quarter of the timeout later
+        assert items.empty() and link.state == "up"
+        busy.set()  # the consumer receives again; the server is still silent
+        clock.advance_to_next()
+        loss = await items.get()
+        assert isinstance(loss, ConnectionLoss) and loss.code == "stalled" and loss.response_id == "resp_1"
+    finally:
+        link.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+        await events.aclose()
+        await link.close()
+
+
+async def test_after_stop_a_due_stall_is_not_reported():
+    clock = VirtualClock()
+    link = make_link(FakeServer(clock, FakeWire()), stall_timeout_s=0.3)
+    await link.connect()
+    reader = Reader(link)
+    await link.send({"type": "response.create"})
+    await clock.wait_for_sleepers()
+    link.stop()  # the session is closing: its reader is about to be cancelled
+    clock.advance_to_next()
+    await clock.wait_for_sleepers()  # the watchdog sleeps on instead of interrupting the receive
+    assert reader.items.empty() and link.state == "up" and link.loss is None
+    reader.task.cancel()
+    await asyncio.gather(reader.task, return_exceptions=True)
+    await link.close()
+    assert reader.items.empty() and link.state == "ended"
+
+
+async def test_a_cancel_after_a_stall_and_a_reconnect_is_a_cancel_not_another_stall():
+    clock = VirtualClock()
+    first, second = FakeWire(), FakeWire()
+    link = make_link(FakeServer(clock, first, second), stall_timeout_s=0.3, reconnect=Reconnect(backoff_s=0))
+    await link.connect()
+    reader = Reader(link)
+    await link.send({"type": "response.create"})
+    await clock.wait_for_sleepers()
+    clock.advance_to_next()
+    loss = await reader.next()
+    assert loss.code == "stalled"
+    assert await reader.next() == Reconnecting(1, loss)
+    assert await reader.next() == Reconnected(1, loss)
+    reader.task.cancel()  # from outside, without stop(): the reader stops, nothing is reported
+    await asyncio.gather(reader.task, return_exceptions=True)
+    assert reader.task.cancelled() and reader.items.empty()
+    assert link.loss is None and link.state == "ended"
+    await link.close()
+
+
+async def test_wait_lost_returns_only_once_its_connection_is_gone():
+    clock = VirtualClock()
+    first, second = FakeWire(), FakeWire()
+    link = make_link(FakeServer(clock, first, second), reconnect=Reconnect(backoff_s=0))
+    await link.connect()
+    async with reading(link) as reader:
+        lost = asyncio.create_task(link.wait_lost(1))
+        first.push({"type": "session.updated"})
+        await reader.next()
+        assert not lost.done()  # connection 1 is up
+        first.drop()
+        loss = await reader.next()
+        await lost
+        assert [await reader.next(), await reader.next()] == [Reconnecting(1, loss), Reconnected(1, loss)]
+        await link.wait_lost(1)  # long gone: returns at once
+        lost = asyncio.create_task(link.wait_lost(2))
+        second.push({"type": "session.updated"})
+        await reader.next()
+        assert not lost.done()  # connection 2 is up
+        lost.cancel()
+
+
 # --- reconnecting --------------------------------------------------------------------------------------
 
 
