@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import time
 
@@ -209,3 +210,66 @@ def test_load_log_errors_name_path_and_files(tmp_path):
         load_log(tmp_path / "nope")
     with pytest.raises(ConfigError, match=r"events\.parquet or events\.jsonl"):
         load_log(tmp_path)
+
+
+def test_a_whole_last_line_without_its_newline_is_kept(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(record_line(r) for r in sample_records()).rstrip("\n"), encoding="utf-8")
+    pd.testing.assert_frame_equal(read_jsonl(path), to_frame(sample_records()))
+
+
+def test_a_single_good_line_among_corrupt_ones_loads(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text("not json\n" + record_line(sample_records()[3]), encoding="utf-8")
+    with pytest.warns(VlabWarning, match=r"skipped 1 corrupt line\(s\).*: line 1$"):
+        frame = read_jsonl(path)
+    pd.testing.assert_frame_equal(frame, to_frame(sample_records()[3:4]))
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "shown"), [(10, "line 1, 2, 3, 4, 5, 6, 7, 8, 9, 10$"), (11, "10 and 1 more$")]
+)
+def test_the_warning_names_the_first_ten_corrupt_lines(tmp_path, corrupt, shown):
+    path = tmp_path / "events.jsonl"
+    path.write_text("{}\n" * corrupt + record_line(sample_records()[0]), encoding="utf-8")
+    with pytest.warns(VlabWarning, match=rf"skipped {corrupt} corrupt line\(s\) .*{shown}"):
+        assert len(read_jsonl(path)) == 1
+
+
+def test_a_text_field_that_holds_a_number_loads_as_its_text_and_missing_stays_missing(tmp_path):
+    path = tmp_path / "events.jsonl"
+    lines = [record_line(r) for r in sample_records()[:2]]
+    first = json.loads(lines[0])
+    assert first["item_id"] is None and json.loads(lines[1])["item_id"] is None
+    lines[0] = json.dumps(first | {"item_id": 5}) + "\n"
+    path.write_text("".join(lines), encoding="utf-8")
+    frame = read_jsonl(path)
+    check_schema(frame)
+    assert frame.item_id[0] == "5" and frame.item_id[1] is pd.NA
+
+
+def test_a_parquet_log_written_with_other_dtypes_loads_with_the_declared_ones(tmp_path):
+    """A Parquet file written by another tool (int32 numbers, object strings) reads as vlab writes it."""
+    frame = to_frame(sample_records())
+    other = frame.astype({"seq": "int32", "direction": object, "type": object, "audio_ms": "float32"})
+    other.to_parquet(tmp_path / "events.parquet", index=False)
+    loaded = load_log(tmp_path)
+    check_schema(loaded)
+    pd.testing.assert_frame_equal(loaded, frame)
+
+
+@pytest.mark.parametrize("leaves_a_part", [False, True], ids=["before writing", "half written"])
+def test_a_failed_parquet_write_leaves_no_file_and_raises_the_writers_error(
+    tmp_path, monkeypatch, leaves_a_part
+):
+    import pyarrow.parquet as pq
+
+    def fail(table, where):
+        if leaves_a_part:
+            where.write_bytes(b"PAR1")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(pq, "write_table", fail)
+    with pytest.raises(OSError, match="No space left on device"):
+        write_parquet(sample_records(), tmp_path / "events.parquet")
+    assert os.listdir(tmp_path) == []

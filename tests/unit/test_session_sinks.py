@@ -40,21 +40,22 @@ class Collect(list):
 def test_records_are_numbered_stamped_on_the_clock_and_shown_to_the_sinks_in_order():
     clock = VirtualClock(start_ns=5 * MS, wall_start_ns=1_000 * MS)
     calls: list[str] = []
-    late, early = Collect("late", calls), Collect("early", calls)
+    late, early, last = Collect("late", calls), Collect("early", calls), Collect("last", calls)
     log = SessionLog(clock, [late])
     log.add_sink(early, first=True)
+    log.add_sink(last)  # after the others
     log.append({"type": "vlab.connect"}, "local", 5 * MS)
     clock.advance_ns(2 * MS)
     log.append({"type": "session.created", "event_id": "e1"}, "server", 7 * MS)
-    assert calls == ["early", "late", "early", "late"]
+    assert calls == ["early", "late", "last", "early", "late", "last"]
     assert [(r.seq, r.t_ns, r.wall_ns, r.direction) for r in log.records] == [
         (0, 5 * MS, 1_000 * MS, "local"),
         (1, 7 * MS, 1_002 * MS, "server"),
     ]
-    assert list(early) == list(late) == list(log.records)
+    assert list(early) == list(late) == list(last) == list(log.records)
     log.close()
     log.close()
-    assert early.closed == late.closed == 1  # closed once
+    assert early.closed == late.closed == last.closed == 1  # closed once
 
 
 def test_a_failing_sink_is_removed_with_a_warning_and_the_others_go_on():
