@@ -11,7 +11,7 @@ from vlab.emulator.identity import Identity
 from vlab.endpoint import Secret, Target
 from vlab.errors import AuthenticationFailed, ConfigError, ConnectionFailed, Throttled
 from vlab.session.connect_errors import ConnectFailure, connect_error, credential_sources, parse_retry_after
-from vlab.session.reconnect import redact, redact_secret
+from vlab.session.reconnect import LONG_SECRET_CHARS, redact, redact_secret
 from vlab.sweep import load_config
 
 DEFAULT_CREDENTIAL_MESSAGE = (
@@ -51,6 +51,9 @@ def test_a_short_key_inside_a_longer_word_is_left_but_a_long_key_is_redacted_any
     assert redact_secret("dev-keyboard dev-key", "dev-key") == "dev-keyboard ****"
     long_key = "0123456789abcdef"
     assert redact_secret(f"x{long_key}y and {long_key}", long_key) == "x****y and ****"
+    at_the_bound, under_it = "k" * LONG_SECRET_CHARS, "k" * (LONG_SECRET_CHARS - 1)
+    assert redact_secret(f"x{at_the_bound}y", at_the_bound) == "x****y"
+    assert redact_secret(f"x{under_it}y", under_it) == f"x{under_it}y"
 
 
 # --- credentials and failures -----------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from vlab.endpoint import Secret, Target
@@ -31,6 +33,44 @@ def test_back_off_doubles_up_to_its_bound():
 def test_a_policy_that_cannot_work_is_refused(options):
     with pytest.raises(ConfigError, match="Reconnect"):
         Reconnect(**options)
+
+
+def test_one_attempt_is_a_policy_and_the_defaults_are_the_documented_ones():
+    assert Reconnect(attempts=1, max_reconnects=1).delay_s(1) == 0.25
+    policy = Reconnect()
+    assert policy == Reconnect(attempts=3, backoff_s=0.25, max_backoff_s=5.0, max_reconnects=10)
+    readme = " ".join((Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8").split())
+    assert (
+        f"By default it makes {policy.attempts} attempts per loss, waiting {policy.backoff_s:g} s before the "
+        f"first and doubling up to {policy.max_backoff_s:g} s, and recovers from at most "
+        f"{policy.max_reconnects} losses in a session."
+    ) in readme
+
+
+@pytest.mark.parametrize(
+    ("close_code", "reason", "code", "what"),
+    [
+        (None, "", "dropped", "the connection was dropped"),
+        (1000, "Connection closed", "dropped", "the connection was dropped"),  # the SDK: socket vanished
+        (1006, "Cannot write to closing transport", "dropped", "the connection was dropped"),
+        (1000, "", "closed", "the server closed the connection (code 1000, normal closure)"),
+        (1006, "", "closed", "the server closed the connection (code 1006)"),
+        (
+            4001,
+            "Connection closed",
+            "closed",
+            "the server closed the connection (code 4001: Connection closed)",
+        ),
+        (1011, "boom", "closed", "the server closed the connection (code 1011: boom, server error)"),
+        (1008, "", "closed", "(code 1008, policy violation)"),
+        (1009, "", "closed", "(code 1009, a message was too big)"),
+        (1012, "", "closed", "(code 1012, service restart)"),
+        (1013, "", "closed", "(code 1013, try again later)"),
+    ],
+)
+def test_a_close_frame_is_told_from_a_vanished_socket(close_code, reason, code, what):
+    loss = ConnectionLoss.closed(close_code, reason)
+    assert loss.code == code and what in loss.what
 
 
 def test_a_loss_is_described_from_the_facts_given():
