@@ -7,6 +7,7 @@ No socket and no wall clock: each test drives simulated time (and, for ``live`` 
 from __future__ import annotations
 
 import asyncio
+import base64
 import math
 from typing import Any
 
@@ -16,12 +17,12 @@ import pytest
 from vlab import protocol
 from vlab.audio.vad import EnergyModel
 from vlab.clock import ManualClock, VirtualClock
-from vlab.emulator import session_config
+from vlab.emulator import reply_length, session_config
 from vlab.emulator.input_buffer import InputBuffer
 from vlab.emulator.items import Conversation
 from vlab.emulator.latency import LatencySampler, preset
 from vlab.emulator.replies import Reply
-from vlab.emulator.response_run import ResponseRun
+from vlab.emulator.response_run import AUDIO_TOKENS_PER_S, ResponseRun
 from vlab.emulator.timeline import Scheduler
 from vlab.emulator.wire import WireError
 
@@ -276,11 +277,13 @@ class _Host:
         self.conversation = Conversation()
         self.session = session_config.default_session("s", "gpt-realtime", "2025-10-01")
         self.sent: list[tuple[str, float]] = []
+        self.events: list[dict[str, Any]] = []
         self.traced: list[dict[str, Any]] = []
         self.audio_started = False
 
     async def send(self, event: dict[str, Any]) -> None:
         self.sent.append((event["type"], self.scheduler.now_ms))
+        self.events.append(event)
 
     def trace_add(self, **entry: Any) -> None:
         self.traced.append(entry)
@@ -334,6 +337,54 @@ async def test_a_cancelled_response_ends_at_the_cancel_and_reports_what_was_hear
     assert done_at == pytest.approx(cut_at[0])  # it ends at the cancel, not when the audio would have
     assert cut_at[1] == pytest.approx(250)  # 250 simulated ms of audio heard since the first delta
     assert run.status == "cancelled"
+    await sched.close()
+
+
+async def test_a_response_cancelled_before_it_was_created_is_created_then_done():
+    sched = await _scheduler(mode=protocol.TIMELINE_ENDED)
+    host = _Host(sched)
+    run = _run(host, "Hello there.")
+
+    async def cancel() -> None:
+        run.cancel("client_cancelled")
+
+    sched.spawn(1001, cancel)  # before the commit delay has passed
+    await run.task
+    assert [kind for kind, _ in host.sent] == ["response.created", "response.done"]
+    assert host.events[-1]["response"]["status"] == "cancelled"
+    assert host.events[-1]["response"]["usage"]["output_token_details"] == {
+        "text_tokens": 0,
+        "audio_tokens": 0,
+    }
+    assert host.events[-1]["response"]["status_details"] == {
+        "type": "cancelled",
+        "reason": "client_cancelled",
+    }
+    await sched.close()
+
+
+async def test_the_usage_counts_the_words_and_the_audio_sent_and_adds_up():
+    sched = await _scheduler(mode=protocol.TIMELINE_ENDED)
+    host = _Host(sched)
+    text = "Hello there, how are you today?"
+    await _run(host, text).task
+    (done,) = [e for e in host.events if e["type"] == "response.done"]
+    assert [kind for kind, _ in host.sent].count("response.created") == 1
+    audio_ms = (
+        sum(len(base64.b64decode(e["delta"])) for e in host.events if e["type"] == "response.audio.delta")
+        / 48
+    )
+    assert audio_ms > 1000  # 24 kHz pcm16: 48 bytes a ms
+    usage = done["response"]["usage"]
+    out, into = usage["output_token_details"], usage["input_token_details"]
+    assert out == {
+        "text_tokens": int(len(text.split()) * reply_length.TOKENS_PER_WORD),
+        "audio_tokens": int(audio_ms * AUDIO_TOKENS_PER_S / 1000),
+    }
+    assert usage["output_tokens"] == out["text_tokens"] + out["audio_tokens"]
+    assert usage["input_tokens"] == into["text_tokens"] + into["audio_tokens"] + into["cached_tokens"]
+    assert into["cached_tokens"] == 0
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
     await sched.close()
 
 

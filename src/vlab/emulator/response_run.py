@@ -19,7 +19,7 @@ import asyncio
 import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from vlab import protocol
 from vlab.audio.pcm import float_to_pcm16
@@ -27,10 +27,17 @@ from vlab.audio.synth import Speech, synthesize
 from vlab.emulator.items import Conversation, Item
 from vlab.emulator.latency import LatencySampler
 from vlab.emulator.replies import FunctionCall, Reply
+from vlab.emulator.reply_length import TOKENS_PER_WORD
 from vlab.emulator.session_config import output_rate
 from vlab.emulator.timeline import Scheduler, Wake
 from vlab.emulator.voice import encode_output, espeak_voice, visemes_for_word, voice_name, word_spans
 from vlab.emulator.wire import Ids
+
+TEXT_CHARS_PER_TOKEN: Final = 4
+"""Characters of conversation text per input token, in the ``usage`` estimate of ``response.done``."""
+AUDIO_TOKENS_PER_S: Final = 10
+"""Tokens per second of input or output audio, in the ``usage`` estimate of ``response.done``."""
+_MS_PER_AUDIO_TOKEN: Final = 1000 / AUDIO_TOKENS_PER_S
 
 
 class ResponseHost(Protocol):
@@ -450,13 +457,17 @@ class ResponseRun:
         }
 
     def _usage(self) -> dict[str, Any]:
-        """Token counts estimated from words and audio (≈1.3 tokens a word, 10 audio tokens a second)."""
+        """Token counts estimated from the text and the audio of the conversation and the reply.
+
+        :data:`TEXT_CHARS_PER_TOKEN` characters of text, :data:`~vlab.emulator.reply_length.TOKENS_PER_WORD`
+        tokens a word of reply, :data:`AUDIO_TOKENS_PER_S` tokens a second of audio.
+        """
         conn = self.conn
-        text_in = sum(len(i.text) // 4 for i in conn.conversation)
-        audio_in = int(sum(i.audio_ms for i in conn.conversation) / 100)
+        text_in = sum(len(i.text) // TEXT_CHARS_PER_TOKEN for i in conn.conversation)
+        audio_in = int(sum(i.audio_ms for i in conn.conversation) / _MS_PER_AUDIO_TOKEN)
         part = self._part
-        text_out = int(len(" ".join(part.text_sent).split()) * 1.3) if part else 0
-        audio_out = int(part.audio_bytes_sent / self._bytes_per_ms / 100) if part else 0
+        text_out = int(len(" ".join(part.text_sent).split()) * TOKENS_PER_WORD) if part else 0
+        audio_out = int(part.audio_bytes_sent / self._bytes_per_ms / _MS_PER_AUDIO_TOKEN) if part else 0
         return {
             "total_tokens": text_in + audio_in + text_out + audio_out,
             "input_tokens": text_in + audio_in,
