@@ -10,12 +10,16 @@ from __future__ import annotations
 import ast
 import asyncio
 import base64
+import json
+import math
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from vlab import Session
+from vlab.audio.devices import MicChunk
 from vlab.clock import VirtualClock
 from vlab.errors import ConfigError, ConnectionFailed, VlabError
 from vlab.session import Reconnect, sdk_adapter
@@ -51,6 +55,59 @@ def test_creating_a_session_reads_no_file(tmp_path):
     assert repr(session) == "Session(target not resolved yet, closed, 0 events)"
     with pytest.raises(ConfigError, match="missing.env' is not a file"):
         session.target  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("stall_timeout_s", 0),
+        ("stall_timeout_s", -1.0),
+        ("max_frame_bytes", 0),
+        ("max_frame_bytes", 1.5),
+        ("max_frame_bytes", True),
+    ],
+)
+def test_an_option_that_cannot_work_is_refused_and_named(option, value):
+    with pytest.raises(ConfigError, match=rf"{option} must be .*, got {value!r}"):
+        fake_session(VirtualClock(), **{option: value})
+
+
+def test_the_smallest_options_that_work_are_taken():
+    session = fake_session(VirtualClock(), stall_timeout_s=None, max_frame_bytes=1)  # no ConfigError
+    assert session.stall_timeout_s is None
+
+
+async def test_stream_audio_appends_chunks_of_chunk_ms_at_the_session_rate(wires):
+    wires.append(FakeWire())
+    async with fake_session(VirtualClock(), stall_timeout_s=None) as s:
+        await s.stream_audio(bytes(48 * 110), speed=math.inf, chunk_ms=20)  # 110 ms at 24 kHz
+    appended = [r.audio_bytes for r in s.records if r.type == "input_audio_buffer.append"]
+    assert appended == [960] * 5 + [480]
+
+
+async def test_a_stamped_microphone_anchors_the_capture_time_every_second_and_after_lost_audio(wires):
+    start_ns = 5_000 * MS
+
+    class StampedMic:
+        """3 s in 20 ms blocks stamped at capture; audio is lost before the block at 600 ms."""
+
+        overflows = 0
+
+        async def chunks(self) -> AsyncIterator[MicChunk]:
+            for i in range(150):
+                if i == 30:
+                    self.overflows += 1
+                yield MicChunk(bytes(960), start_ns + i * 20 * MS)
+
+    wires.append(FakeWire())
+    async with fake_session(VirtualClock(), stall_timeout_s=None) as s:
+        await s.stream_microphone(StampedMic())
+    anchors = [(r.audio_start_ms, r.t_ns) for r in s.records if r.type == "vlab.capture"]
+    assert anchors == [(ms, start_ns + round(ms * MS)) for ms in (0.0, 600.0, 1600.0, 2600.0)]
+    (overflow,) = [json.loads(r.payload) for r in s.records if r.type == "vlab.input_overflow"]
+    assert overflow["overflows"] == 1
+    appended = sum(r.audio_bytes for r in s.records if r.type == "input_audio_buffer.append")
+    assert appended == 150 * 960
 
 
 async def test_the_handshake_and_every_event_are_logged_on_the_session_clock(wires):
