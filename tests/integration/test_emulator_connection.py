@@ -195,7 +195,7 @@ async def test_frame_append_and_buffer_limits_hold_on_both_sides(emulator):
             "invalid_value",
             "audio",
         )
-        assert "15728641 bytes of audio in one append; at most 15728640" in error["message"]
+        assert "15728641 bytes of audio in one append; at most 15728640 bytes (15 MiB)" in error["message"]
 
         # the input buffer (no turn detection): two of the largest appends fill it exactly
         assert MAX_INPUT_BUFFER_BYTES == 2 * MAX_APPEND_AUDIO_BYTES

@@ -84,6 +84,19 @@ async def test_response_create_can_ask_for_text_only(conn):
     assert "response.text.done" in kinds and "response.audio.delta" not in kinds
 
 
+async def test_a_response_s_voice_overrides_the_session_s_for_that_response_only(conn):
+    await _manual(conn, modalities=[Modality.TEXT])
+    await _say(conn, "hello")
+    await conn.send({"type": "response.create", "response": {"voice": "echo"}})
+    first = await collect_events(conn, "response.done")
+    await conn.response.create()
+    second = await collect_events(conn, "response.done")
+    voices = [
+        next(e for e in events if e.type == "response.created").response.voice for events in (first, second)
+    ]
+    assert voices[0] == "echo" and voices[1] not in ("echo", None)
+
+
 async def test_client_cancel_closes_open_events_and_reports_cancelled():
     async with fast_emulator(speed=1.0, latency="typical") as emu:
         async with connect(endpoint=emu.endpoint, credential=AzureKeyCredential(emu.api_key)) as conn:
@@ -193,6 +206,9 @@ async def test_truncate_retrieve_delete(conn):
     events = await collect_events(conn, "response.done")
     item_id = events[-1].response.output[0].id
     audio_ms = sum(len(e.delta) for e in events if e.type == "response.audio.delta") / 48
+    await conn.conversation.item.truncate(item_id=item_id, content_index=0, audio_end_ms=int(audio_ms))
+    whole = (await collect_events(conn, "conversation.item.truncated"))[-1]  # at its very end: accepted
+    assert whole.audio_end_ms == int(audio_ms)
     await conn.conversation.item.truncate(item_id=item_id, content_index=0, audio_end_ms=int(audio_ms // 2))
     truncated = (await collect_events(conn, "conversation.item.truncated"))[-1]
     assert (truncated.item_id, truncated.content_index, truncated.audio_end_ms) == (
@@ -265,6 +281,19 @@ async def test_bad_client_events_get_error_events_and_the_socket_stays_usable(co
             "item_not_found",
         ),
         ({"type": "session.update", "event_id": "e6"}, "missing_required_parameter"),
+        (
+            {
+                "type": "conversation.item.create",
+                "previous_item_id": "item_nope",
+                "item": {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": "hi"}],
+                },
+                "event_id": "e7",
+            },
+            "invalid_value",
+        ),
     ]
     for event, code in bad:
         await conn.send(event)
@@ -275,3 +304,12 @@ async def test_bad_client_events_get_error_events_and_the_socket_stays_usable(co
     session = (await collect_events(conn, "session.updated"))[-1].session
     assert session.turn_detection.threshold == 0.5  # the refused update changed nothing
     assert session["some_future_key"] == 1  # unknown keys are tolerated and echoed
+    await conn.send(
+        {
+            "type": "conversation.item.create",
+            "previous_item_id": "root",  # the start of the conversation
+            "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+        }
+    )
+    created = (await collect_events(conn, "conversation.item.created"))[-1]
+    assert created.previous_item_id is None and created.item.role == "user"
