@@ -303,7 +303,7 @@ def compare_sweeps(
     Returns:
         One row per setting and measure: ``a``, ``b``, ``delta`` and for latencies the bootstrap 95 %
         intervals of each p50, plus ``verdict`` (``better``, ``worse``, ``same`` — lower is better;
-        for latencies "same" when the intervals overlap).
+        for latencies "same" when the intervals overlap; ``n/a`` when either side has no value).
     """
     from vlab.metrics import bootstrap_ci
 
@@ -319,11 +319,10 @@ def compare_sweeps(
         for m in ("false_cutoff_rate", "hold_cut_rate", "missed_turn_rate", "der"):
             va, vb = float(ra[m]), float(rb[m])
             delta = vb - va
-            verdict = (
-                "same"
-                if not math.isfinite(delta) or abs(delta) < 1e-9
-                else ("better" if delta < 0 else "worse")
-            )
+            if not math.isfinite(delta):
+                verdict = "n/a"
+            else:
+                verdict = "same" if abs(delta) < 1e-9 else ("better" if delta < 0 else "worse")
             rows.append({"setting": s, "measure": m, "a": va, "b": vb, "delta": delta, "verdict": verdict})
         for m in ("dead_air_ms", "voice_to_voice_ms", "turn_commit_ms", "ttfb_audio_ms"):
             xa = ta[(ta["setting"] == s)][m].astype(float) if m in ta else pd.Series(dtype=float)

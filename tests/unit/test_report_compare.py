@@ -1,0 +1,108 @@
+"""``compare_sweeps``' verdicts, from two sweep folders written by hand with known figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vlab.report import compare_sweeps
+
+RATES = ("false_cutoff_rate", "hold_cut_rate", "missed_turn_rate", "der")
+
+
+def _sweep(
+    folder: Path, points: dict[str, dict[str, float]], turns: dict[str, dict[str, list[float]]]
+) -> Path:
+    folder.mkdir()
+    (folder / "manifest.json").write_text(json.dumps({"prompts": []}), encoding="utf-8")
+    pd.DataFrame([{"setting": s, **rates} for s, rates in points.items()]).to_parquet(
+        folder / "points.parquet"
+    )
+    rows = [
+        {"setting": s, **{m: values[i] for m, values in columns.items()}}
+        for s, columns in turns.items()
+        for i in range(len(next(iter(columns.values()))))
+    ]
+    pd.DataFrame(rows).to_parquet(folder / "turns.parquet")
+    return folder
+
+
+def _rates(*values: float) -> dict[str, float]:
+    return dict(zip(RATES, values, strict=True))
+
+
+@pytest.fixture
+def table(tmp_path: Path) -> pd.DataFrame:
+    spread = list(np.linspace(100, 300, 21))
+    a = _sweep(
+        tmp_path / "a",
+        {
+            "s1": _rates(0.2, 0.1, 0.05, float("nan")),
+            "only_in_a": _rates(0.0, 0.0, 0.0, 0.0),
+        },
+        {
+            "s1": {
+                "dead_air_ms": [100.0] * 21,
+                "voice_to_voice_ms": spread,
+                "turn_commit_ms": [300.0] * 21,
+                "ttfb_audio_ms": [50.0] * 21,
+            },
+            "only_in_a": {
+                m: [1.0] * 21 for m in ("dead_air_ms", "voice_to_voice_ms", "turn_commit_ms", "ttfb_audio_ms")
+            },
+        },
+    )
+    b = _sweep(
+        tmp_path / "b",
+        {
+            "s1": _rates(0.1, 0.3, 0.05, 0.1),
+            "only_in_b": _rates(0.9, 0.9, 0.9, 0.9),
+        },
+        {  # no ttfb_audio_ms in B; the other setting's turns must not count for s1
+            "s1": {
+                "dead_air_ms": [100.5] * 21,
+                "voice_to_voice_ms": [v + 20 for v in spread],
+                "turn_commit_ms": [100.0] * 21,
+            },
+            "only_in_b": {
+                "dead_air_ms": [9000.0] * 21,
+                "voice_to_voice_ms": [9000.0] * 21,
+                "turn_commit_ms": [9000.0] * 21,
+            },
+        },
+    )
+    return compare_sweeps(a, b, n_boot=200)
+
+
+def test_only_the_settings_of_both_sweeps_are_compared(table):
+    assert set(table["setting"]) == {"s1"}
+    assert list(table["measure"]) == [
+        *RATES,
+        *(f"{m} p50" for m in ("dead_air_ms", "voice_to_voice_ms", "turn_commit_ms", "ttfb_audio_ms")),
+    ]
+
+
+def test_a_rate_is_better_lower_worse_higher_and_same_when_equal(table):
+    rates = table.set_index("measure").loc[list(RATES)]
+    assert list(rates["verdict"]) == ["better", "worse", "same", "n/a"]  # der: A has no value
+    assert rates["delta"].iloc[:3].tolist() == pytest.approx([-0.1, 0.2, 0.0])
+
+
+def test_a_latency_is_same_when_the_intervals_overlap_and_n_a_without_values(table):
+    rows = table.set_index("measure")
+    # half a millisecond worse, and the intervals do not overlap
+    assert rows.loc["dead_air_ms p50", ["a", "b", "delta", "verdict"]].tolist() == [
+        100.0,
+        100.5,
+        0.5,
+        "worse",
+    ]
+    assert rows.loc["turn_commit_ms p50", ["delta", "verdict"]].tolist() == [-200.0, "better"]
+    v2v = rows.loc["voice_to_voice_ms p50"]
+    assert v2v["delta"] == pytest.approx(20.0) and v2v["verdict"] == "same"  # 200 ± 50 against 220 ± 50
+    assert v2v["a_lo"] < v2v["b_lo"] <= v2v["a_hi"] < v2v["b_hi"]
+    assert rows.loc["ttfb_audio_ms p50", "verdict"] == "n/a"
