@@ -23,7 +23,6 @@ import json
 import math
 import os
 import re
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -36,7 +35,7 @@ import pandas as pd
 
 from vlab import __version__, protocol
 from vlab.emulator.fitted_latency import FITTED_STAGES, Empirical, FittedLatency
-from vlab.errors import ConfigError, VlabWarning
+from vlab.errors import ConfigError, VlabWarning, warn
 from vlab.log import load_log
 from vlab.metrics import turn_latency
 from vlab.metrics.events import in_log_order, on_simulated_timeline, payload_of
@@ -280,11 +279,10 @@ def calibrate(paths: Sequence[str | os.PathLike[str]], *, min_samples: int = MIN
     few = [s for s in FITTED_STAGES if (stages[s].n if s in stages else 0) < min_samples]
     for stage in few:
         n = stages[stage].n if stage in stages else 0
-        warnings.warn(
+        warn(
             f"stage {stage!r} has {n} sample(s), fewer than {min_samples}: its quantiles (above all p99) "
             "are rough; calibrate on more turns",
             FewSamplesWarning,
-            stacklevel=2,
         )
 
     def splits(column: str) -> dict[str, dict[str, Empirical]]:

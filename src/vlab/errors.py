@@ -19,6 +19,10 @@ Every error a user can cause says what is wrong and how to fix it, and never con
 
 from __future__ import annotations
 
+import inspect
+import os
+import warnings
+
 
 class VlabError(Exception):
     """Base class of every error vlab raises on purpose."""
@@ -92,3 +96,20 @@ class ProtocolError(VlabError, RuntimeError):
 
 class VlabWarning(UserWarning):
     """Input that works but is probably not what the user meant."""
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn(message: str, category: type[Warning] = VlabWarning) -> None:
+    """Issue a warning attributed to the first caller outside vlab (as pandas' ``find_stack_level``).
+
+    A fixed ``stacklevel`` is right for one call path only: ``load_wav`` reaches the check that warns
+    through ``read_audio``, which users call too. This walks the stack instead.
+    """
+    frame = inspect.currentframe()
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level)

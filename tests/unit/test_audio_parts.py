@@ -163,8 +163,21 @@ def test_suspicious_prompts_warn(tmp_path, monkeypatch):
     monkeypatch.setattr(wav_module, "LONG_PROMPT_S", 0.5)
     long = tmp_path / "long.wav"
     sf.write(long, SPEECHLIKE, 16000)
-    with pytest.warns(VlabWarning, match="minutes long"):
+    with pytest.warns(VlabWarning, match="minutes long") as caught:
         load_wav(long, 24000)
+    assert [w.filename for w in caught] == [__file__]  # the warning points at the caller's line
+
+
+def test_the_input_position_at_a_time_is_the_audio_sent_by_then_and_runs_on_after_the_last_append(tmp_path):
+    from vlab.audio.recording import Recorder
+
+    rec = Recorder(tmp_path, input_rate=24000, input_format="pcm16", output_rate=24000, output_format="pcm16")
+    ms = 1_000_000
+    rec.input(bytes(4800), 10 * ms)  # 100 ms of audio sent at 10 ms
+    rec.input(bytes(4800), 20 * ms)  # 100 ms more at 20 ms
+    positions = [rec.position_ms(t * ms) for t in (5, 10, 15, 20, 70)]
+    assert positions == [0.0, 100.0, 100.0, 200.0, 250.0]  # before any audio; then as sent; then real time
+    rec.close()
 
 
 def test_item_wav_names_stay_inside_the_output_folder():

@@ -189,6 +189,9 @@ def test_corrupt_middle_line_warns_with_line_number(tmp_path):
         frame = read_jsonl(path)
     assert frame.seq.tolist() == [0, 1, 3, 5, 6]
     check_schema(frame)
+    with pytest.warns(VlabWarning) as caught:  # through load_log too, pointing at the caller's line
+        load_log(tmp_path)
+    assert [w.filename for w in caught] == [__file__]
 
 
 def test_load_log_prefers_newer_file(tmp_path):

@@ -122,7 +122,7 @@ class Recorder:
         if i < 0:
             return 0.0
         return (
-            self._sent_end_ms[i] + max(0.0, (t_ns - self._sent_ns[i]) / 1e6)
+            self._sent_end_ms[i] + (t_ns - self._sent_ns[i]) / 1e6  # t_ns ≥ the last append's stamp
             if i == len(self._sent_ns) - 1
             else self._sent_end_ms[i]
         )

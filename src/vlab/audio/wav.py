@@ -9,14 +9,13 @@ clipped, very long) get a :class:`~vlab.errors.VlabWarning`.
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from vlab.audio import g711
 from vlab.audio.pcm import FloatArray, float_to_pcm16, resample, silence
-from vlab.errors import AudioFormatError, VlabWarning
+from vlab.errors import AudioFormatError, warn
 
 LONG_PROMPT_S = 300.0
 """Prompts longer than this (in seconds) get a warning: a Voice Live turn is rarely that long."""
@@ -125,22 +124,12 @@ def _warn_if_suspicious(mono: FloatArray, rate: int, where: str) -> None:
     duration_s = len(mono) / rate
     peak = float(np.max(np.abs(mono)))
     if peak < 10 ** (-60 / 20):
-        warnings.warn(
-            f"{where}: the prompt is silent (peak below -60 dBFS); the VAD will detect no speech",
-            VlabWarning,
-            stacklevel=3,
-        )
+        warn(f"{where}: the prompt is silent (peak below -60 dBFS); the VAD will detect no speech")
     elif np.mean(np.abs(mono) > 0.999) > 0.5:
-        warnings.warn(
-            f"{where}: most samples are clipped at full scale; is this really speech?",
-            VlabWarning,
-            stacklevel=3,
-        )
+        warn(f"{where}: most samples are clipped at full scale; is this really speech?")
     if duration_s > LONG_PROMPT_S:
-        warnings.warn(
-            f"{where}: the prompt is {duration_s / 60:.1f} minutes long; replaying it takes that long in real time",
-            VlabWarning,
-            stacklevel=3,
+        warn(
+            f"{where}: the prompt is {duration_s / 60:.1f} minutes long; replaying it takes that long in real time"
         )
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from operator import attrgetter
 from pathlib import Path
@@ -29,7 +28,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from vlab.errors import ConfigError, VlabWarning
+from vlab.errors import ConfigError, warn
 from vlab.log.records import FIELD_KINDS, RECORD_FIELDS, EventRecord, FieldKind
 
 
@@ -288,11 +287,7 @@ def read_jsonl(path: str | os.PathLike[str]) -> pd.DataFrame:
         add(torn, len(lines) + 1, silent=True)
     if bad:
         shown = ", ".join(map(str, bad[:10])) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
-        warnings.warn(
-            f"{path}: skipped {len(bad)} corrupt line(s) that are not event records: line {shown}",
-            VlabWarning,
-            stacklevel=2,
-        )
+        warn(f"{path}: skipped {len(bad)} corrupt line(s) that are not event records: line {shown}")
     n = len(columns["seq"])
     if n == 0:
         return empty_frame()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from vlab import protocol
-from vlab.errors import VlabWarning
+from vlab.errors import warn as warn_user
 from vlab.metrics.events import as_float, in_log_order, session_vad_settings
 
 if TYPE_CHECKING:
@@ -439,7 +438,7 @@ def canary_shift(
     med["ok"] = (med["shift_ms"] - med["expected_ms"]).abs() <= tolerance_ms
     if warn and not med["ok"].all():
         bad = med[~med["ok"]]
-        warnings.warn(
+        warn_user(
             f"silence_duration_ms did not move speech_stopped as expected on canary {prompt!r}: "
             + ", ".join(
                 f"{int(s)} ms shifted {sh:.0f} ms (expected {ex:.0f})"
@@ -447,9 +446,7 @@ def canary_shift(
                     bad["silence_duration_ms"], bad["shift_ms"], bad["expected_ms"], strict=False
                 )
             )
-            + "; the service may be ignoring the setting",
-            VlabWarning,
-            stacklevel=2,
+            + "; the service may be ignoring the setting"
         )
     return med
 
