@@ -35,7 +35,7 @@ import pandas as pd
 
 from vlab import __version__, protocol
 from vlab.emulator.fitted_latency import FITTED_STAGES, Empirical, FittedLatency
-from vlab.errors import ConfigError, VlabWarning, warn
+from vlab.errors import ConfigError, VlabWarning, warn_user
 from vlab.log import load_log
 from vlab.metrics import turn_latency
 from vlab.metrics.events import in_log_order, on_simulated_timeline, payload_of
@@ -279,7 +279,7 @@ def calibrate(paths: Sequence[str | os.PathLike[str]], *, min_samples: int = MIN
     few = [s for s in FITTED_STAGES if (stages[s].n if s in stages else 0) < min_samples]
     for stage in few:
         n = stages[stage].n if stage in stages else 0
-        warn(
+        warn_user(
             f"stage {stage!r} has {n} sample(s), fewer than {min_samples}: its quantiles (above all p99) "
             "are rough; calibrate on more turns",
             FewSamplesWarning,

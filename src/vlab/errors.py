@@ -101,7 +101,7 @@ class VlabWarning(UserWarning):
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
-def warn(message: str, category: type[Warning] = VlabWarning) -> None:
+def warn_user(message: str, category: type[Warning] = VlabWarning) -> None:
     """Issue a warning attributed to the first caller outside vlab (as pandas' ``find_stack_level``).
 
     A fixed ``stacklevel`` is right for one call path only: ``load_wav`` reaches the check that warns

@@ -15,7 +15,7 @@ import numpy as np
 
 from vlab.audio import g711
 from vlab.audio.pcm import FloatArray, float_to_pcm16, resample, silence
-from vlab.errors import AudioFormatError, warn
+from vlab.errors import AudioFormatError, warn_user
 
 LONG_PROMPT_S = 300.0
 """Prompts longer than this (in seconds) get a warning: a Voice Live turn is rarely that long."""
@@ -124,11 +124,11 @@ def _warn_if_suspicious(mono: FloatArray, rate: int, where: str) -> None:
     duration_s = len(mono) / rate
     peak = float(np.max(np.abs(mono)))
     if peak < 10 ** (-60 / 20):
-        warn(f"{where}: the prompt is silent (peak below -60 dBFS); the VAD will detect no speech")
+        warn_user(f"{where}: the prompt is silent (peak below -60 dBFS); the VAD will detect no speech")
     elif np.mean(np.abs(mono) > 0.999) > 0.5:
-        warn(f"{where}: most samples are clipped at full scale; is this really speech?")
+        warn_user(f"{where}: most samples are clipped at full scale; is this really speech?")
     if duration_s > LONG_PROMPT_S:
-        warn(
+        warn_user(
             f"{where}: the prompt is {duration_s / 60:.1f} minutes long; replaying it takes that long in real time"
         )
 

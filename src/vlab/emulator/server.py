@@ -25,7 +25,6 @@ import os
 import secrets
 import socket
 import ssl
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +46,7 @@ from vlab.emulator.latency import LatencyModel, resolve
 from vlab.emulator.refusals import Refusals
 from vlab.emulator.replies import Script
 from vlab.emulator.trace import Trace
-from vlab.errors import ConfigError, VlabWarning
+from vlab.errors import ConfigError, VlabWarning, warn_user
 from vlab.net import is_loopback
 from vlab.protocol_limits import HANDSHAKE_TIMEOUT_S, KEEPALIVE_TIMEOUT_S, MAX_CLIENT_FRAME_BYTES
 
@@ -462,7 +461,7 @@ class Emulator:
                     "connect, and then give an explicit api_key (vlab emulator --api-key ...)."
                 )
                 log.warning("%s", message)
-                warnings.warn(message, EmulatorExposedWarning, stacklevel=2)
+                warn_user(message, EmulatorExposedWarning)
         if self.config.vad_model_factory is SileroModel:
             SileroWorker.shared().start()  # loads the model in its own process while we bind
         self._app = make_app(self.config, self.shard)

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from vlab.errors import ConfigError, warn
+from vlab.errors import ConfigError, warn_user
 from vlab.log.records import FIELD_KINDS, RECORD_FIELDS, EventRecord, FieldKind
 
 
@@ -287,7 +287,7 @@ def read_jsonl(path: str | os.PathLike[str]) -> pd.DataFrame:
         add(torn, len(lines) + 1, silent=True)
     if bad:
         shown = ", ".join(map(str, bad[:10])) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
-        warn(f"{path}: skipped {len(bad)} corrupt line(s) that are not event records: line {shown}")
+        warn_user(f"{path}: skipped {len(bad)} corrupt line(s) that are not event records: line {shown}")
     n = len(columns["seq"])
     if n == 0:
         return empty_frame()

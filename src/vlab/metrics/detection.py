@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from vlab import protocol
-from vlab.errors import warn as warn_user
+from vlab.errors import warn_user
 from vlab.metrics.events import as_float, in_log_order, session_vad_settings
 
 if TYPE_CHECKING:

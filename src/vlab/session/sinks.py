@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from vlab import __version__, protocol
 from vlab.audio.recording import Recorder
 from vlab.clock import NS_PER_S, Clock, SystemClock, wall_datetime
-from vlab.errors import VlabWarning
+from vlab.errors import warn_user
 from vlab.log import EventLog, EventRecord, JsonlWriter, Sink
 from vlab.log.records import Direction, event_row, record_from_row
 
@@ -91,7 +90,7 @@ class SessionLog:
         self.sink_errors.append(exc)
         if sink in self.sinks:
             self.sinks.remove(sink)
-        warnings.warn(f"event sink {sink!r} failed and was removed: {exc!r}", VlabWarning, stacklevel=4)
+        warn_user(f"event sink {sink!r} failed and was removed: {exc!r}")
 
 
 def session_metadata(
