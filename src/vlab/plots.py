@@ -80,7 +80,8 @@ def waterfall(
         else:
             names.append(f"turn {int(row['turn'])}")
         y = len(rows) - 1 - i
-        if bool(row.get("false_cutoff", False)):
+        cutoff = row.get("false_cutoff", False)
+        if pd.notna(cutoff) and bool(cutoff):  # NaN (a turn of a frame without the column): not a cut-off
             ax.text(
                 0,
                 y,

@@ -91,3 +91,116 @@ def test_the_waterfall_leaves_room_for_each_total_inside_the_axes():
     totals = [t for t in ax.texts if t.get_text().endswith(" ms")]
     assert [t.get_text() for t in totals] == [" 1070 ms", " 1206 ms"]
     assert all(t.get_window_extent().x1 < frame.x1 for t in totals)
+
+
+def _bars(ax: Axes) -> list[tuple[float, float, float]]:
+    """Each horizontal bar as ``(y, left, width)``, in the order drawn."""
+    return [(p.get_y() + p.get_height() / 2, p.get_x(), p.get_width()) for p in ax.patches]
+
+
+def test_each_waterfall_bar_spans_its_stage_from_the_end_of_speech_first_turn_on_top():
+    first = _turn(voice_to_voice_ms=1070.0)
+    second = _turn(server_hangover_ms=200.0, uplink_ms=math.nan, playout_ms=40.0, voice_to_voice_ms=750.0)
+    ax = plots.waterfall(pd.DataFrame([first, second]), ax=_axes())
+    assert _bars(ax) == [
+        (1.0, 0.0, 500.0), (1.0, 500.0, 60.0), (1.0, 560.0, 90.0), (1.0, 650.0, 420.0),
+        (0.0, 0.0, 200.0), (0.0, 200.0, 90.0), (0.0, 290.0, 420.0), (0.0, 710.0, 40.0),
+    ]  # fmt: skip  # a missing stage is left out and the next keeps its place after the one before
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["turn 0", "turn 0"]
+    assert ax.get_xlim() == (0.0, 1070.0 * 1.15)
+
+
+def test_the_waterfall_draws_the_first_max_turns_named_by_prompt_or_by_the_label_column():
+    turns = pd.DataFrame([
+        {**_turn(), "turn": n, "setting": "sil=500", "prompt": f"p{n}", "voice": f"v{n}"} for n in range(5)
+    ])  # fmt: skip
+    ax = plots.waterfall(turns, max_turns=3, ax=_axes())
+    assert [t.get_text() for t in ax.get_yticklabels()] == [
+        "sil=500 | p2 #2", "sil=500 | p1 #1", "sil=500 | p0 #0"
+    ]  # fmt: skip  # the first turn on top
+    assert len(ax.patches) == 3 * 4
+    named = plots.waterfall(turns, label="voice", max_turns=2, ax=_axes())
+    assert [t.get_text() for t in named.get_yticklabels()] == ["v1", "v0"]
+
+
+def test_a_false_cutoff_is_written_on_its_row_and_not_drawn():
+    ax = plots.waterfall(pd.DataFrame([_turn(), {**_turn(), "false_cutoff": True}]), ax=_axes())
+    # the second row (y=0) has no bar; the first, whose false_cutoff is NaN, is no cut-off
+    assert {y for y, _, _ in _bars(ax)} == {1.0}
+    (note,) = [t for t in ax.texts if "false cut-off" in t.get_text()]
+    assert note.get_position()[1] == 0
+
+
+def test_the_distribution_chart_counts_only_finite_values_and_orders_groups_naturally():
+    turns = pd.DataFrame({
+        "setting": ["sil=1000", "sil=200", "sil=200", "sil=200", "sil=90"],
+        "dead_air_ms": [700.0, 300.0, math.nan, 320.0, math.nan],
+    })  # fmt: skip
+    ax = plots.latency_distributions(turns, ax=_axes())
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["sil=90", "sil=200", "sil=1000"]
+    assert [t.get_text() for t in ax.texts] == [" n=0", " n=2", " n=1"]
+    points = [c.get_offsets() for c in ax.collections]
+    assert [sorted(p[:, 0].tolist()) for p in points] == [[], [300.0, 320.0], [700.0]]
+    assert all(abs(y - i) <= 0.15 for i, p in enumerate(points) for y in p[:, 1])  # jittered on their row
+    medians = [line.get_xdata()[0] for line in ax.lines if line.get_color() == "#e6550d"]
+    assert medians == [310.0, 700.0]  # a box for each group with values, none for the empty one
+
+
+def test_without_the_group_column_every_turn_is_one_group():
+    ax = plots.latency_distributions(pd.DataFrame({"dead_air_ms": [1.0, 2.0]}), ax=_axes())
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["all"]
+    assert [t.get_text() for t in ax.texts] == [" n=2"]
+
+
+def test_the_vad_timeline_draws_each_settings_first_run_on_the_audio_timeline():
+    from vlab.prompts import load_prompt_set
+
+    prompt = next(p for p in load_prompt_set() if p.id == "pause_600")
+    detection = {"prompt": prompt.id, "onset_ms": math.nan, "responded": True}
+    vad = pd.DataFrame([
+        {**detection, "setting": "sil=1000", "run": 0, "audio_start_ms": 100.0, "audio_end_ms": 2000.0},
+        {**detection, "setting": "sil=200", "run": 0, "onset_ms": 150.0, "audio_start_ms": 120.0,
+         "audio_end_ms": 900.0, "responded": False},
+        {**detection, "setting": "sil=200", "run": 0, "audio_start_ms": 1500.0, "audio_end_ms": math.nan},
+        {**detection, "setting": "sil=200", "run": 1, "audio_start_ms": 0.0, "audio_end_ms": 50.0},
+        {**detection, "prompt": "other", "setting": "sil=5", "run": 0, "audio_start_ms": 0.0,
+         "audio_end_ms": 10.0},
+    ])  # fmt: skip
+    ax = plots.vad_timeline(prompt, vad, ax=_axes())
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["sil=1000", "sil=200", "audio"]
+    bars = [bar for bar in _bars(ax) if bar[0] in (0.0, 1.0)]
+    assert bars == [
+        (1.0, 150.0, 750.0),  # sil=200 on top: from the onset when it has one, else from audio_start
+        (1.0, 1500.0, prompt.duration_ms - 1500.0),  # no end: to the end of the audio
+        (0.0, 100.0, 1900.0),
+    ]  # run 1 and the other prompt's detections are not drawn
+    ends = [line for line in ax.lines if line.get_marker() != "None"]
+    assert {(line.get_xdata()[0], line.get_ydata()[0]): line.get_marker() for line in ends} == {
+        (900.0, 1.0): "|",  # speech_stopped without a response
+        (2000.0, 0.0): "v",  # … and with one
+    }
+    assert ax.get_xlim() == (0.0, max(prompt.duration_ms, 2000.0) + 100)
+
+
+def test_the_pareto_chart_rings_the_baseline_and_numbers_many_settings_in_a_key():
+    points = pd.DataFrame({
+        "setting": ["a", "b", "c", "d", "e", "f"],
+        "dead_air_ms": [300.0, 300.0, 500.0, 700.0, 900.0, math.nan],
+        "false_cutoff_rate": [0.4, 0.4, 0.2, 0.1, 0.3, 0.0],
+        "pareto": [True, True, True, True, False, False],
+        "baseline": [False, False, False, False, True, False],
+    })  # fmt: skip
+    ax = plots.pareto(points, ax=_axes())
+    others, baseline = ax.collections
+    assert np.allclose(baseline.get_offsets(), [[900.0, 30.0]])
+    assert [a.get_text() for a in ax.texts if hasattr(a, "xy")] == ["1", "2", "3", "4"]  # a and b share "1"
+    (key,) = [t for t in ax.texts if not hasattr(t, "xy")]
+    assert key.get_text().splitlines() == ["1  a", "   b", "2  c", "3  d", "4  e"]  # f (no dead air) left out
+    few = plots.pareto(points.head(3), ax=_axes())
+    assert sorted(a.get_text() for a in few.texts) == ["a\nb", "c"]
+
+
+def test_numbers_in_report_tables_are_rounded_for_reading():
+    assert [plots.format_number(v) for v in (1234.56, 100.0, 99.95, 0.123456, -250.4)] == [
+        "1,235", "100", "100", "0.123", "-250"
+    ]  # fmt: skip
