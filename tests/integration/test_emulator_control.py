@@ -20,6 +20,8 @@ from azure.core.credentials import AzureKeyCredential
 
 from vlab import protocol
 from vlab.audio.pcm import silence
+from vlab.emulator import connection
+from vlab.emulator.response_run import ResponseRun
 from vlab.testing import collect_events, fast_emulator, types_of, until_idle
 
 
@@ -313,3 +315,67 @@ async def test_bad_client_events_get_error_events_and_the_socket_stays_usable(co
     )
     created = (await collect_events(conn, "conversation.item.created"))[-1]
     assert created.previous_item_id is None and created.item.role == "user"
+
+
+async def test_a_response_the_emulator_fails_on_ends_failed_and_the_session_goes_on(
+    conn, monkeypatch, caplog
+):
+    # The emulator's own error inside a response (here: making the reply) must reach the client as the
+    # service's failed response, not leave it waiting for a response.done that never comes.
+    def broken_reply(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("no reply today")
+
+    await _manual(conn, modalities=[Modality.TEXT])
+    await _say(conn, "hello")
+    with monkeypatch.context() as patch:
+        patch.setattr(connection, "reply_for", broken_reply)
+        await conn.response.create()
+        events = await collect_events(conn, "response.done")
+    assert types_of(events) == ["response.created", "response.done"]
+    created, done = (e.response for e in events)
+    assert created.status == "in_progress" and done.id == created.id
+    assert done.status == "failed" and done.status_details.type == "failed"
+    assert done.status_details.error == {
+        "type": "server_error",
+        "code": "server_error",
+        "message": "The emulator failed to run the response: no reply today",
+    }
+    assert "emulator failed on a response" in caplog.text  # with its traceback, for whoever runs it
+    await conn.response.create()  # the session goes on: the next response is answered
+    assert (await collect_events(conn, "response.done"))[-1].response.status == "completed"
+
+
+async def test_a_turn_step_the_emulator_fails_on_is_a_server_error_and_the_turn_goes_on(
+    conn, prompt, monkeypatch
+):
+    async def broken_step(*args: object) -> None:
+        raise RuntimeError("lost the start")
+
+    monkeypatch.setattr(connection.EmulatorConnection, "_speech_started", broken_step)
+    await conn.session.update(session=RequestSession(modalities=[Modality.TEXT], turn_detection=ServerVad()))
+    await collect_events(conn, "session.updated")
+    await conn.input_audio_buffer.append(audio=prompt.pcm + silence(1500, prompt.sample_rate))
+    events = await until_idle(conn)
+    kinds = types_of(events)
+    assert "input_audio_buffer.speech_started" not in kinds
+    error = next(e for e in events if e.type == "error").error
+    assert (error.type, error.code) == ("server_error", "server_error")
+    assert error.message == "The emulator failed to handle a turn of the input audio: lost the start"
+    assert kinds.index("error") < kinds.index("input_audio_buffer.speech_stopped")  # the turn went on
+    assert next(e for e in events if e.type == "response.done").response.status == "completed"
+
+
+async def test_a_failure_after_the_response_ended_sends_no_second_ending(conn, monkeypatch, caplog):
+    finish = ResponseRun._finish
+
+    async def finish_then_fail(run: ResponseRun) -> None:
+        await finish(run)
+        raise RuntimeError("after the end")
+
+    monkeypatch.setattr(ResponseRun, "_finish", finish_then_fail)
+    await _manual(conn, modalities=[Modality.TEXT])
+    await _say(conn, "hello")
+    await conn.response.create()
+    events = await until_idle(conn)
+    assert [e.response.status for e in events if e.type == "response.done"] == ["completed"]
+    assert "after the end" in caplog.text  # logged all the same

@@ -236,9 +236,22 @@ class EmulatorConnection:
         await self.outbox.send_error(err)
 
     def _step(self, t_ms: float, action: Callable[[], Awaitable[None]]) -> None:
-        """Schedule a step of the VAD's turn machine (they run in the order they are scheduled)."""
+        """Schedule a step of the VAD's turn machine (they run in the order they are scheduled).
+
+        A step that fails (the emulator's own error) is logged and reported to the client as a
+        ``server_error``, as a failed client event is: a step runs in a task of its own, where an error
+        would otherwise go unseen and leave the client waiting.
+        """
+
+        async def step() -> None:
+            try:
+                await action()
+            except Exception as exc:
+                log.exception("emulator failed on a turn of the input audio")
+                await self._report(_internal_error(exc, None, "a turn of the input audio"), None)
+
         self._vad_due_ms = max(self._vad_due_ms, t_ms)
-        self.scheduler.spawn(self._vad_due_ms, action)
+        self.scheduler.spawn(self._vad_due_ms, step)
 
     def _spawn(self, coro: Awaitable[_T]) -> asyncio.Task[_T]:
         """Run background work that is not a step (closing the socket, the recognizer)."""
@@ -373,15 +386,18 @@ class EmulatorConnection:
             pending = [t for t in self._transcriptions.values() if not t.done()]
             if pending:
                 await self.scheduler.wait_for(asyncio.gather(*pending, return_exceptions=True))
-            await self._hear_last_turn()
-            run.reply = reply_for(
-                list(self.conversation),
-                session,
-                params.get("instructions") or instructions,
-                self.config.script,
-            )
             try:
+                await self._hear_last_turn()
+                run.reply = reply_for(
+                    list(self.conversation),
+                    session,
+                    params.get("instructions") or instructions,
+                    self.config.script,
+                )
                 await run.run()
+            except Exception as exc:  # the emulator's own failure: a failed response, not silence
+                log.exception("emulator failed on a response")
+                await run.fail(f"The emulator failed to run the response: {exc}")
             finally:
                 if self.response is run:
                     self.response = None
@@ -640,8 +656,8 @@ _HANDLERS: dict[str, Callable[[EmulatorConnection, dict[str, Any]], Awaitable[No
 """The handler of each client event but ``input_audio_buffer.append`` (handled as it arrives)."""
 
 
-def _internal_error(exc: Exception, event_id: str | None) -> WireError:
-    """The ``server_error`` a client gets when the emulator itself failed on its event (logged)."""
+def _internal_error(exc: Exception, event_id: str | None, what: str = "the event") -> WireError:
+    """The ``server_error`` a client gets when the emulator itself failed on ``what`` (logged)."""
     return WireError(
-        "server_error", f"The emulator failed to handle the event: {exc}", None, event_id, "server_error"
+        "server_error", f"The emulator failed to handle {what}: {exc}", None, event_id, "server_error"
     )

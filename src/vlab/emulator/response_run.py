@@ -134,6 +134,24 @@ class ResponseRun:
             self._cancelled = True
             self.conn.scheduler.hurry(self._wake)
 
+    async def fail(self, message: str) -> None:
+        """End the run ``failed`` (the emulator's own error): ``response.done`` with the error in its details.
+
+        A client waiting for the response gets its ending, as from the service, and not silence;
+        ``response.created`` goes first if it had not gone out. A run that had ended sends nothing more.
+        """
+        self._cancelled = True  # nothing more of this run goes out
+        if self.status != "in_progress":
+            return
+        if not self.created:
+            await self.conn.send({"type": protocol.RESPONSE_CREATED, "response": self._response_object()})
+            self.created = True
+        self.status = "failed"
+        response = self._response_object()
+        error = {"type": "server_error", "code": "server_error", "message": message}
+        response["status_details"] = {"type": "failed", "error": error}
+        await self.conn.send({"type": protocol.RESPONSE_DONE, "response": response})
+
     @property
     def done(self) -> bool:
         """Whether the run has ended (sent its ``response.done``, or was stopped with its connection)."""
