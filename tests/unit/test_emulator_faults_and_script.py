@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -107,6 +108,94 @@ def test_script_rules_match_keywords_turns_and_function_outputs():
     assert reply_for([_user("the weather?")], no_calls, script=script).text == "You said: the weather."
     with pytest.raises(ValueError, match="rule 0"):
         Script.from_dict({"rules": [{"keywords": ["x"]}]})
+
+
+def _heard(words: str | None, audio_ms: float = 1500.0) -> Item:
+    """A user audio turn without transcription, of which the emulator's model heard ``words``."""
+    wire = {"id": "a", "type": "message", "role": "user", "content": [{"type": "input_audio"}]}
+    return Item(wire, audio_ms=audio_ms, heard=words)
+
+
+_SAY_ONLY = {"tools": [], "tool_choice": "auto"}
+
+
+def test_a_script_rule_without_keywords_or_turn_answers_every_user_turn_and_fills_its_fields():
+    script = Script.from_dict({"rules": [{"say": "{text}|{seconds}|{output}|{unknown}"}]})
+    assert reply_for([_user("Hi there?")], _SAY_ONLY, script=script).text == "Hi there|0.0||{unknown}"
+    assert reply_for([_heard("book a table")], _SAY_ONLY, script=script).text == "book a table|1.5||{unknown}"
+    assert reply_for([_heard(None)], _SAY_ONLY, script=script).text == "|1.5||{unknown}"  # nothing heard
+    assert reply_for([], _SAY_ONLY, script=script).text == "Hello! How can I help you today?"  # no user turn
+
+
+def test_script_keywords_turns_and_the_conversation_s_end_must_all_match():
+    script = Script.from_dict({
+        "rules": [
+            {"keywords": ["Weather"], "turn": 2, "say": "weather, second turn"},
+            {"keywords": ["weather", "rain"], "say": "weather"},
+            {"on": "function_output", "keywords": ["rain"], "say": "rain: {output}"},
+        ]
+    })  # fmt: skip
+    assert reply_for([_user("THE WEATHER?")], _SAY_ONLY, script=script).text == "weather"  # either case
+    assert reply_for([_user("a"), _user("weather")], _SAY_ONLY, script=script).text == "weather, second turn"
+    assert reply_for([_user("a"), _user("rain")], _SAY_ONLY, script=script).text == "weather"
+    assert reply_for([_user("hello")], _SAY_ONLY, script=script).text == "You said: hello."  # none matches
+    out = Item({"id": "o", "type": "function_call_output", "call_id": "c", "output": "wet"})
+    assert reply_for([_user("rain?"), out], _SAY_ONLY, script=script).text == "rain: wet"
+    assert reply_for([_user("sun?"), out], _SAY_ONLY, script=script).text == "Here is what I found: wet."
+    assert (
+        reply_for([out, _user("rain?")], _SAY_ONLY, script=script).text == "weather"
+    )  # it ends with the user
+
+
+def test_a_script_call_without_arguments_sends_an_empty_object_and_a_call_it_cannot_make_is_skipped():
+    script = Script.from_dict({
+        "rules": [
+            {"call": {"name": "get_time"}},
+            {"keywords": ["time"], "say": "No clock here.", "call": {"name": "get_time"}},
+        ]
+    })  # fmt: skip
+    tools = {"tools": [{"type": "function", "name": "get_time"}], "tool_choice": "auto"}
+    reply = reply_for([_user("what time is it")], tools, script=script)
+    assert (reply.text, [(c.name, c.arguments) for c in reply.function_calls]) == ("", [("get_time", "{}")])
+    for session in ({**tools, "tool_choice": "none"}, {"tools": [{"type": "function", "name": "other"}]}):
+        reply = reply_for([_user("what time is it")], session, script=script)
+        assert (reply.text, reply.function_calls) == ("No clock here.", ())  # the first rule had only a call
+
+
+@pytest.mark.parametrize(
+    ("rules", "wrong"),
+    [
+        ({"rules": [{"say": "x", "when": 1}]}, "rule 0 has unknown keys ['when']"),
+        (
+            {"rules": [{"say": "x"}, {"on": "assistant", "say": "x"}]},
+            "rule 1 has unknown keys [] or 'on' 'assistant'",
+        ),
+        ({"rules": [{"say": ""}]}, "rule 0 needs 'say' or 'call'"),
+        ({"rules": [{"call": {"arguments": {}}}]}, "rule 0 'call' needs a 'name'"),
+        ({"rules": ["say hi"]}, "rule 0 must be an object"),
+        ({"rule": []}, 'a script is a JSON object {"rules": [...]}'),
+    ],
+)
+def test_a_malformed_script_is_refused_with_the_rule_at_fault(rules, wrong):
+    with pytest.raises(ConfigError, match=re.escape(wrong)):
+        Script.from_dict(rules, source="my_script.json")
+
+
+def test_say_instructions_speak_the_rest_verbatim_before_any_script():
+    script = Script.from_dict({"rules": [{"say": "scripted"}]})
+    assert (
+        reply_for([_user("hi")], _SAY_ONLY, "  SAY: Hello, exactly this.  ", script).text
+        == "Hello, exactly this."
+    )
+    assert reply_for([_user("hi")], _SAY_ONLY, "Say:no space", script).text == "no space"
+    assert reply_for([_user("hi")], _SAY_ONLY, "say it slowly", script).text == "scripted"
+
+
+def test_the_user_s_words_come_from_the_first_part_that_has_any():
+    parts = [{"type": "input_text", "text": ""}, {"type": "input_audio", "transcript": "hello"}]
+    item = Item({"id": "u", "type": "message", "role": "user", "content": parts}, heard="not this")
+    assert reply_for([item], _SAY_ONLY).text == "You said: hello."
+    assert reply_for([_heard("heard only")], _SAY_ONLY).text == "You said: heard only."
 
 
 def test_visemes_are_approximate_ids_in_range():
