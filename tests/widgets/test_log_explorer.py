@@ -104,3 +104,83 @@ def test_a_missing_folder_shows_a_clear_error(tmp_path):
     ex.load_button.click()
     assert "is not a run folder" in _shown(ex.output)
     assert ex.run_dir is None and ex.table.value == ""
+
+
+def _write_log(folder, *rows):
+    """A run folder whose events.jsonl holds ``(ms, direction, type, fields)`` rows, in order."""
+    from vlab.log.records import RECORD_FIELDS, EventRecord
+    from vlab.log.writer import JsonlWriter
+
+    folder.mkdir()
+    blank = dict.fromkeys(RECORD_FIELDS)
+    with JsonlWriter(folder / "events.jsonl") as write:
+        for seq, (ms, direction, kind, fields) in enumerate(rows):
+            base = {"seq": seq, "t_ns": int(1e9 + ms * 1e6), "wall_ns": 0, "payload": "{}"}
+            write(EventRecord(**blank | base | {"direction": direction, "type": kind} | fields))
+    return folder
+
+
+def _cells(table: str) -> list[list[str]]:
+    """The table's rows below its header, as lists of cell texts."""
+    import re
+
+    rows = re.findall(r"<tr>(.*?)</tr>", table)[1:]
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in rows]
+
+
+def test_the_table_shows_each_event_s_time_direction_and_what_it_says(tmp_path):
+    folder = _write_log(
+        tmp_path / "run",
+        (0.0, "client", "response.cancel", {"event_id": "evt_1"}),
+        (
+            12.5,
+            "server",
+            "error",
+            {"error_code": "response_cancel_not_active", "error_message": "no response"},
+        ),
+        (20.0, "server", "input_audio_buffer.speech_started", {"audio_start_ms": 120.0, "item_id": "item_1"}),
+        (30.0, "server", "input_audio_buffer.speech_stopped", {"audio_end_ms": 900.0, "item_id": "item_1"}),
+        (1500.0, "local", "vlab.note", {"text": "x" * 150}),
+        (1510.0, "server", "response.audio.delta", {"response_id": "resp_1", "item_id": "item_2"}),
+        (1520.0, "server", "response.output_item.done", {"response_id": "resp_1", "item_id": "item_2"}),
+    )
+    ex = LogExplorer(folder)
+    assert ex.output.outputs == ()
+    assert "7 events, 0 responses, 1.5 s" in ex.status.value
+    assert "No response in this log" in ex.turn_info.value
+    assert ("response.audio.delta (1)", "response.audio.delta") in ex.types.options
+    assert "response.audio.delta" not in ex.types.value  # noisy: unselected at first
+    assert _cells(ex.table.value) == [
+        ["0.0", "→", "response.cancel", ""],
+        ["12.5", "←", "error", "response_cancel_not_active: no response"],
+        ["20.0", "←", "input_audio_buffer.speech_started", "audio_start_ms=120"],
+        ["30.0", "←", "input_audio_buffer.speech_stopped", "audio_end_ms=900"],
+        ["1,500.0", "·", "vlab.note", "x" * 100],
+        ["1,520.0", "←", "response.output_item.done", "item_id=item_2 response_id=resp_1"],
+    ]
+    assert "6 match;" in ex.table.value
+
+    ex.types.value = ()
+    assert ex.table.value == "<i>No event matches the filters.</i>"
+
+
+def test_the_table_shows_the_first_max_rows_events_and_says_how_many_match(tmp_path):
+    rows = [(10.0 * k, "server", f"event.{k}", {}) for k in range(5)]
+    ex = LogExplorer(_write_log(tmp_path / "run", *rows), max_rows=3)
+    assert [cells[2] for cells in _cells(ex.table.value)] == ["event.0", "event.1", "event.2"]
+    assert "5 match (first 3 shown)" in ex.table.value
+
+
+def test_an_empty_log_loads_and_says_so(tmp_path):
+    ex = LogExplorer(_write_log(tmp_path / "run"))
+    assert ex.output.outputs == ()
+    assert ex.status.value.endswith(": the log is empty") and ex.filtered().empty
+    assert "No response in this log" in ex.turn_info.value and ex.waterfall.layout.display == "none"
+
+
+async def test_each_turn_is_offered_with_its_trigger_status_and_latency(run_dir):
+    ex = LogExplorer(run_dir)
+    labels = [label for label, _ in ex.turn.options]
+    assert labels[0] == "All turns" and len(labels) == 3
+    for label, turn in zip(labels[1:], ex.turns.itertuples(), strict=True):
+        assert label == f"turn {turn.turn} (vad, completed, voice-to-voice {turn.voice_to_voice_ms:.0f} ms)"
