@@ -190,15 +190,21 @@ def _microphone(
     return float_to_pcm16(mic)
 
 
-def _with_playback(processor: InputProcessor, mic: bytes, reply: bytes, played_at_ms: float) -> bytes:
-    """Feed the microphone in 20 ms chunks; the reply's deltas (200 ms each) arrive when its playback starts."""
+def _with_playback(
+    processor: InputProcessor, mic: bytes, reply: bytes, played_at_ms: float, origin_ms: float = 0.0
+) -> bytes:
+    """Feed the microphone in 20 ms chunks; the reply's deltas (200 ms each) arrive when its playback starts.
+
+    ``mic`` starts at input time ``origin_ms`` (where the processor's stream starts); ``played_at_ms`` is
+    from the start of ``mic``.
+    """
     step = 2 * RATE * CHUNK_MS // 1000
     out = bytearray()
     sent = False
     for i in range(0, len(mic), step):
         if not sent and i / (2 * RATE) * 1000 >= played_at_ms:
             for j in range(0, len(reply), 2 * RATE // 5):  # faster than real time: queued back to back
-                processor.play(reply[j : j + 2 * RATE // 5], RATE, played_at_ms)
+                processor.play(reply[j : j + 2 * RATE // 5], RATE, origin_ms + played_at_ms)
             sent = True
         out += processor.process(mic[i : i + step])
     return bytes(out)
@@ -228,6 +234,17 @@ def test_the_user_speaking_over_the_echo_still_starts_a_turn(reply):
     events, _ = _silero_events(cancelled)
     assert [e.kind for e in events][:1] == ["speech_started"]
     assert events[0].speech_ms == pytest.approx(3000, abs=250)  # the barge-in, not the echo before it
+
+
+def test_after_a_restart_the_reply_is_placed_on_the_input_timeline_from_the_new_origin(reply):
+    processor = InputProcessor(ProcessingSettings(echo_cancellation=True), RATE)
+    processor.restart(RATE, 2000.0)  # the VAD restarted 2 s into the input; the reply plays 1 s later
+    cancelled = _with_playback(processor, _microphone(reply, played_at_ms=1000), reply, 1000, origin_ms=2000)
+    events, probs = _silero_events(cancelled)
+    assert events == [] and max(probs) < 0.5
+    assert (
+        _db(pcm16_to_float(cancelled)[int(1.06 * PROCESSING_RATE_HZ) : int(4.5 * PROCESSING_RATE_HZ)]) < -55.0
+    )
 
 
 def test_the_same_audio_is_processed_the_same_way(reply):
@@ -374,6 +391,10 @@ def test_stopping_playback_drops_what_was_still_queued():
     assert _frames(playout, 0, 6) == pytest.approx([0.5] * 4 + [0, 0], abs=1e-4)
     playout.play(_ms(10), PROCESSING_RATE_HZ, 60.0)  # the next reply starts afresh
     assert _frames(playout, 60, 2) == pytest.approx([0.5, 0], abs=1e-4)
+    playout.play(_ms(30), PROCESSING_RATE_HZ, 80.0)
+    _frames(playout, 80, 1)
+    playout.stop(85.0)  # before the next frame to take: nothing of it is left
+    assert _frames(playout, 90, 2) == [0.0, 0.0]
 
 
 # --- in the input buffer: what the VAD hears --------------------------------------------------------
