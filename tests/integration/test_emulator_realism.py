@@ -246,14 +246,14 @@ async def test_function_call_round_trip_from_a_script_file(tmp_path):
 # --- turn detection: end-of-utterance cues ------------------------------------------------------------
 
 
-def _hesitant_request(rate: int = 24000) -> bytes:
+def _hesitant_request(rate: int = 24000, pause_ms: int = 700) -> bytes:
     first = synthesize("I want to book a flight to, uh", sample_rate=rate)
     second = synthesize("Boston please.", sample_rate=rate)
     return b"".join(
         (
             silence(300, rate),
             float_to_pcm16(first.samples),
-            silence(700, rate),
+            silence(pause_ms, rate),
             float_to_pcm16(second.samples),
             silence(1600, rate),
         )
@@ -283,6 +283,18 @@ async def test_a_trailing_filler_does_not_end_the_turn_with_eou_detection(conn, 
     events += await until_idle(conn)
     assert types_of(events).count("input_audio_buffer.committed") == turns
     assert types_of(events).count("input_audio_buffer.speech_started") == turns
+
+
+async def test_speech_just_after_the_eou_timeout_starts_a_turn_where_the_held_one_ended(conn):
+    # "…to, uh" is held for the end-of-utterance timeout; "Boston" starts a little after it ran out, so its
+    # prefix padding reaches back before the held turn's end: the new turn starts at that end, not before.
+    eou = AzureSemanticDetection(timeout_ms=1000)
+    await _update(conn, turn_detection=ServerVad(create_response=False, end_of_utterance_detection=eou))
+    await conn.input_audio_buffer.append(audio=_hesitant_request(pause_ms=1100))
+    events = [e for e in await until_idle(conn) if e.type.startswith("input_audio_buffer.speech_")]
+    assert types_of(events) == ["input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped"] * 2
+    first_end, second_start = events[1].audio_end_ms, events[2].audio_start_ms
+    assert second_start == first_end
 
 
 async def test_semantic_vad_ends_a_complete_sentence_after_the_silence(conn, prompt):

@@ -212,6 +212,26 @@ async def test_input_buffer_reports_turns_at_the_audio_position_they_were_decide
     await sched.close()
 
 
+async def test_a_turn_s_prefix_padding_never_reaches_back_before_the_previous_turn_s_end():
+    sched = await _scheduler()
+    turns = _Turns()
+    buffer = _input_buffer(sched, turns)
+    buffer.configure(_vad_session(silence_duration_ms=200, prefix_padding_ms=1000), "2025-10-01")
+    audio = _silence(1500) + _tone(600) + _silence(400) + _tone(600) + _silence(600)
+    for start in range(0, len(audio), 960):  # 20 ms chunks
+        buffer.append(_b64(audio[start : start + 960]), None)
+    await buffer.settle()
+    kinds = [event[0] for event in turns.events]
+    assert kinds == ["started", "stopped", "started", "stopped"]
+    (_, first, start_1, _), (_, _, end_1, _), (_, second, start_2, _), (_, _, end_2, _) = turns.events
+    assert start_1 == pytest.approx(500, abs=40)  # onset 1500 ms minus 1000 ms of padding
+    assert end_1 == pytest.approx(2300, abs=40)  # speech end 2100 ms plus 200 ms of silence
+    assert start_2 == end_1  # onset 2500 ms minus 1000 would be 1500: clamped to the previous end
+    assert len(turns.audio[second]) == pytest.approx(2 * 24 * (end_2 - start_2), abs=4 * 24)
+    buffer.close()
+    await sched.close()
+
+
 async def test_input_buffer_keeps_an_odd_byte_for_the_next_append_and_the_position_across_rates():
     sched = await _scheduler()
     buffer = _input_buffer(sched, _Turns())
