@@ -230,3 +230,35 @@ async def test_a_sweep_records_a_dropped_cell_as_failed_and_goes_on(tmp_path):
     frame = vlab.load_log(failed)  # the failed cell's log is complete too
     assert (frame["type"] == "vlab.connection_lost").sum() == 1
     pd.testing.assert_frame_equal(frame, read_jsonl(failed / "events.jsonl"))
+
+
+async def test_a_failed_response_is_logged_with_its_error_and_the_session_goes_on(
+    tmp_path, prompt, caplog, monkeypatch
+):
+    from vlab.emulator import connection
+    from vlab.metrics import turn_latency
+
+    def fail_once(*args, **kwargs):
+        monkeypatch.undo()  # the next response is answered
+        raise RuntimeError("out of words")
+
+    monkeypatch.setattr(connection, "reply_for", fail_once)
+    run = tmp_path / "run"
+    async with Session(SETTINGS, run_dir=run, emulator_options={"speed": math.inf}, dotenv_path=False) as s:
+        await s.stream_audio(prompt.pcm, speed=math.inf)
+        await s.wait_for("response.done")
+        await s.send_text("still there?")
+        await s.wait_for("response.done")
+        assert s.connection_error is None
+    frame = assert_run_folder_complete(run, s.records)
+    done = frame[frame["type"] == "response.done"]
+    assert list(done["error_code"].fillna("")) == ["server_error", ""]
+    assert done["error_message"].iloc[0] == "The emulator failed to run the response: out of words"
+    turns = turn_latency(frame)
+    assert list(turns["status"]) == ["failed", "completed"]
+    (warning,) = [r.getMessage() for r in caplog.records if "failed:" in r.getMessage()]
+    response_id = done["response_id"].iloc[0]
+    assert (
+        warning
+        == f"response {response_id} failed: server_error: The emulator failed to run the response: out of words"
+    )

@@ -147,6 +147,23 @@ def test_error_event():
     assert json.loads(r.payload)["event_id"] == "event_srv"
 
 
+def test_a_failed_response_done_carries_its_error():
+    error = {"type": "server_error", "code": "server_error", "message": "no reply"}
+    failed = {"id": "r1", "status": "failed", "status_details": {"type": "failed", "error": error}}
+    r = rec({"type": "response.done", "response": failed})
+    assert (r.response_id, r.error_code, r.error_message) == ("r1", "server_error", "no reply")
+    cancelled = {"id": "r2", "status": "cancelled", "status_details": {"type": "cancelled", "error": error}}
+    for response in (
+        cancelled,
+        {"id": "r3", "status_details": "failed"},
+        {"id": "r4", "status_details": None},
+    ):
+        r = rec({"type": "response.done", "response": response})
+        assert (r.error_code, r.error_message) == (None, None)
+    other = rec({"type": "response.created", "response": failed})  # only response.done ends a response
+    assert other.error_code is None
+
+
 def test_text_sources():
     assert rec({"type": "response.audio_transcript.delta", "delta": "Hel"}).text == "Hel"
     assert rec({"type": "response.audio_transcript.done", "transcript": "Hello"}).text == "Hello"

@@ -98,9 +98,10 @@ class EventRecord:
     text: str | None = field(metadata={"kind": "str"})
     """Text the event carries: a text ``delta``, ``transcript``, ``text`` or ``arguments``."""
     error_code: str | None = field(metadata={"kind": "str"})
-    """``error.code`` of an ``error`` (or ``*.failed``) event."""
+    """``error.code`` of an ``error`` (or ``*.failed``) event, or of a failed ``response.done``
+    (``response.status_details.error``)."""
     error_message: str | None = field(metadata={"kind": "str"})
-    """``error.message`` of an ``error`` (or ``*.failed``) event."""
+    """``error.message`` of an ``error`` (or ``*.failed``) event, or of a failed ``response.done``."""
     payload: str = field(metadata={"kind": "str"})
     """The whole event as compact JSON without its base64 audio and without vlab's own keys (such as
     :data:`vlab.protocol.SIM_MS_KEY`), so it reads as the server sent it; never contains audio."""
@@ -248,6 +249,7 @@ def _strip_item_audio(item: Mapping[str, Any]) -> dict[str, Any] | None:
 
 _CLIENT_APPEND = protocol.CLIENT_APPEND
 _ERROR = protocol.ERROR
+_RESPONSE_DONE = protocol.RESPONSE_DONE
 _SIM_MS_KEY = protocol.SIM_MS_KEY
 
 
@@ -432,6 +434,11 @@ def event_row(
     # --- errors -----------------------------------------------------------------------------------
     error_code = error_message = None
     error = get("error")
+    if error is None and etype == _RESPONSE_DONE:  # a failed response: its error is in its status details
+        response = get("response")
+        details = response.get("status_details") if response is not None and _is_mapping(response) else None
+        if details is not None and _is_mapping(details) and details.get("type") == "failed":
+            error = details.get("error")
     if error is not None and _is_mapping(error):
         error_code = _as_str(error.get("code"))
         error_message = _as_str(error.get("message"))

@@ -452,10 +452,17 @@ class Session:
                 response_id=self._link.response_id,
                 server_interrupts=server_interrupts(self.server_session),
             )
-        elif kind == "error":
+        elif kind == protocol.ERROR:
             error = get("error") or {}
             level = logging.WARNING if error.get("type") == "server_error" else logging.INFO
             log.log(level, "server error event: %s: %s", error.get("code"), error.get("message"))
+        elif kind == protocol.RESPONSE_DONE:
+            response = get("response") or {}
+            if response.get("status") == "failed":
+                error = (response.get("status_details") or {}).get("error") or {}
+                log.warning(
+                    "response %s failed: %s: %s", response.get("id"), error.get("code"), error.get("message")
+                )
         return None
 
     async def _barge(self, action: BargeInAction) -> None:
