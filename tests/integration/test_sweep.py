@@ -20,7 +20,7 @@ from vlab.errors import ConfigError
 from vlab.feed import feed_prompt
 from vlab.metrics import turn_latency
 from vlab.prompts import load_prompt_set
-from vlab.sweep import load_config, run_sweep, run_sweep_async
+from vlab.sweep import SweepConfig, load_config, run_sweep, run_sweep_async
 
 pytestmark = pytest.mark.integration
 OPTS = {"dotenv_path": False}
@@ -164,6 +164,27 @@ async def test_a_failed_cell_records_its_error_and_the_sweep_goes_on(tmp_path):
 def test_bad_configs_fail_before_anything_runs(bad, message):
     with pytest.raises(ConfigError, match=message):
         load_config(config(**bad))
+
+
+def test_a_config_that_leaves_keys_out_gets_the_defaults_its_documentation_states():
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    import vlab.sweep
+
+    bare = load_config({"grid": {"threshold": [0.5]}})
+    defaults = SweepConfig(settings=(), setting_names=(), prompts=())
+    documented = tomllib.loads(vlab.sweep.__doc__.split("::\n", 1)[1].split("\n\n", 1)[0])
+    stated = {**documented["target"], **documented["run"]}
+    keys = ("speed", "latency", "hear_audio", "repeats", "concurrency", "timeout_s", "throttle_retries",
+            "backoff_s", "executor", "workers", "mode")  # fmt: skip
+    for key in keys:
+        assert getattr(bare, key) == getattr(defaults, key), key
+        assert stated[key] == ("max" if key == "speed" else getattr(defaults, key)), key
+    assert (bare.baseline, bare.canary, bare.cluster, bare.max_sessions) == (None, None, None, None)
+    assert len(bare.prompts) == len(load_prompt_set())  # every bundled prompt
 
 
 def test_the_example_configs_are_valid():
