@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -206,3 +207,41 @@ def test_the_event_table_shows_the_latest_events_however_many_audio_appends_foll
     assert table.count("<tr>") == 1 + 5  # the header and the last five events of interest
     assert all(f"event.{k}" in table for k in range(3, 8)) and "event.2" not in table
     assert "input_audio_buffer.append" not in table
+
+
+def test_each_source_shows_only_its_own_controls_and_stop_waits_for_a_start(tmp_path, prompt_dir):
+    panel = _panel(tmp_path, prompt_dir)
+    assert panel.stop.disabled and not panel.start.disabled  # nothing to stop yet
+    shown = lambda box: box.layout.display != "none"  # noqa: E731
+    for source, prompt_box, upload_box in (("Uploaded file", False, True), ("WAV prompt", True, False)):
+        panel.source.value = source
+        assert (shown(panel.prompt_box), shown(panel.upload_box)) == (prompt_box, upload_box), source
+
+
+def test_the_event_table_shows_each_event_s_direction_and_detail():
+    import dataclasses
+
+    from vlab.log.records import EventRecord
+    from vlab.widgets.session_panel import render_event_table
+
+    blank = {f.name: None for f in dataclasses.fields(EventRecord)}
+    rows = [
+        EventRecord(**blank | {"seq": k, "t_ns": 1_000_000_000 + k * 1_500_000, "wall_ns": 0} | fields)
+        for k, fields in enumerate([
+            {"direction": "client", "type": "response.cancel"},
+            {"direction": "server", "type": "error", "error_code": "x_code", "error_message": "went wrong"},
+            {"direction": "server", "type": "input_audio_buffer.speech_stopped", "audio_end_ms": 1234.4},
+            {"direction": "local", "type": "vlab.connection_lost", "text": "dropped " * 20},
+            {"direction": "server", "type": "response.done", "response_id": "resp_1"},
+        ])
+    ]  # fmt: skip
+    table = render_event_table(rows, 1_000_000_000, total=9)
+    cells = re.findall(r"<tr><td[^>]*>(.*?)</td><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td></tr>", table)
+    assert cells == [
+        ("0", "→", "response.cancel", ""),
+        ("2", "←", "error", "x_code: went wrong"),
+        ("3", "←", "input_audio_buffer.speech_stopped", "audio_end_ms=1234"),
+        ("4", "·", "vlab.connection_lost", ("dropped " * 20)[:100]),  # vlab's own: neither sent nor received
+        ("6", "←", "response.done", "response_id=resp_1"),
+    ]
+    assert "(9 logged; audio deltas hidden)" in table

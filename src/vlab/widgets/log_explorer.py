@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
-import numpy as np
 import pandas as pd
 
 from vlab import protocol
 from vlab.errors import ConfigError
+from vlab.widgets._events import direction_arrow, event_detail
 from vlab.widgets._tasks import guarded
 from vlab.widgets.sweep_panel import figure_png
 
@@ -186,8 +186,8 @@ class LogExplorer:
             return
         shown = rows.head(self.max_rows)
         body = "".join(
-            f"<tr><td style='text-align:right'>{r.ms:,.1f}</td><td>{'→' if r.direction == 'client' else ('←' if r.direction == 'server' else '·')}</td>"
-            f"<td>{html.escape(str(r.type))}</td><td>{html.escape(_detail(r))}</td></tr>"
+            f"<tr><td style='text-align:right'>{r.ms:,.1f}</td><td>{direction_arrow(r.direction)}</td>"
+            f"<td>{html.escape(str(r.type))}</td><td>{html.escape(event_detail(r))}</td></tr>"
             for r in shown.itertuples(index=False)
         )
         more = f" (first {self.max_rows} shown)" if len(rows) > self.max_rows else ""
@@ -299,21 +299,3 @@ class LogExplorer:
         ev = self.events
         items = ev[(ev["response_id"] == rid) & (ev["type"] == protocol.AUDIO_DELTA)]["item_id"].dropna()
         return str(items.iloc[0]) if len(items) else None
-
-
-def _detail(r: Any) -> str:
-    if isinstance(getattr(r, "error_message", None), str):
-        return f"{r.error_code}: {r.error_message}"[:100]
-    for name in ("audio_start_ms", "audio_end_ms"):
-        value = getattr(r, name, None)
-        if (
-            r.type in (protocol.SPEECH_STARTED, protocol.SPEECH_STOPPED)
-            and isinstance(value, float)
-            and np.isfinite(value)
-        ):
-            if (name == "audio_start_ms") == (r.type == protocol.SPEECH_STARTED):
-                return f"{name}={value:.0f}"
-    if isinstance(getattr(r, "text", None), str) and r.text:
-        return r.text[:100]
-    ids = [f"{k}={getattr(r, k)}" for k in ("item_id", "response_id") if isinstance(getattr(r, k, None), str)]
-    return " ".join(ids)[:100]

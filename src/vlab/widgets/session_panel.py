@@ -20,6 +20,7 @@ from vlab.endpoint import Secret
 from vlab.errors import ConfigError, VlabError
 from vlab.log.records import EventRecord
 from vlab.settings import NOT_GIVEN, AzureSemanticVad, SemanticVariant, ServerVad, SessionSettings
+from vlab.widgets._events import direction_arrow, event_detail
 from vlab.widgets._tasks import guarded, start_task
 from vlab.widgets.browser_audio import BrowserAudio, kernel_has_device
 
@@ -654,23 +655,11 @@ class _Metered:
 def render_event_table(rows: list[EventRecord], t0_ns: int, *, total: int) -> str:
     """HTML table of records with times relative to ``t0_ns``."""
     body = "".join(
-        f"<tr><td style='text-align:right'>{(r.t_ns - t0_ns) / 1e6:,.0f}</td><td>{'→' if r.direction == 'client' else '←'}</td>"
-        f"<td>{html.escape(r.type)}</td><td>{html.escape(_detail(r))}</td></tr>"
+        f"<tr><td style='text-align:right'>{(r.t_ns - t0_ns) / 1e6:,.0f}</td><td>{direction_arrow(r.direction)}</td>"
+        f"<td>{html.escape(r.type)}</td><td>{html.escape(event_detail(r))}</td></tr>"
         for r in rows
     )
     return (
         f"<div style='font-size:12px'><b>Events</b> ({total} logged; audio deltas hidden)<table>"
         f"<tr><th>ms</th><th></th><th>type</th><th>detail</th></tr>{body}</table></div>"
     )
-
-
-def _detail(r: EventRecord) -> str:
-    if r.error_message:
-        return f"{r.error_code}: {r.error_message}"[:80]
-    if r.type == protocol.SPEECH_STARTED and r.audio_start_ms is not None:
-        return f"audio_start_ms={r.audio_start_ms:.0f}"
-    if r.type == protocol.SPEECH_STOPPED and r.audio_end_ms is not None:
-        return f"audio_end_ms={r.audio_end_ms:.0f}"
-    if r.text:
-        return r.text[:80]
-    return ""
