@@ -186,7 +186,7 @@ class SweepConfig:
         return len(self.settings) * len(self.prompts) * self.repeats
 
 
-_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(SweepConfig) if f.default is not MISSING}
+CONFIG_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(SweepConfig) if f.default is not MISSING}
 """What a config file that leaves a key out gets: :class:`SweepConfig`'s defaults, declared there only."""
 
 
@@ -332,24 +332,24 @@ def load_config(
             settings.append(SessionSettings(turn_detection=base_td))
             names.append(baseline_name)
     repeats, concurrency = (
-        run.get("repeats", _DEFAULTS["repeats"]),
-        run.get("concurrency", _DEFAULTS["concurrency"]),
+        run.get("repeats", CONFIG_DEFAULTS["repeats"]),
+        run.get("concurrency", CONFIG_DEFAULTS["concurrency"]),
     )
-    workers, max_sessions = run.get("workers", _DEFAULTS["workers"]), run.get("max_sessions")
+    workers, max_sessions = run.get("workers", CONFIG_DEFAULTS["workers"]), run.get("max_sessions")
     for key, value in (("repeats", repeats), ("concurrency", concurrency), ("workers", workers)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"[run] {key} must be an integer ≥ 1, got {value!r}")
-    throttle_retries = run.get("throttle_retries", _DEFAULTS["throttle_retries"])
+    throttle_retries = run.get("throttle_retries", CONFIG_DEFAULTS["throttle_retries"])
     if isinstance(throttle_retries, bool) or not isinstance(throttle_retries, int) or throttle_retries < 0:
         raise ConfigError(f"[run] throttle_retries must be an integer ≥ 0, got {throttle_retries!r}")
-    backoff_s = run.get("backoff_s", _DEFAULTS["backoff_s"])
+    backoff_s = run.get("backoff_s", CONFIG_DEFAULTS["backoff_s"])
     if isinstance(backoff_s, bool) or not isinstance(backoff_s, (int, float)) or not backoff_s >= 0:
         raise ConfigError(f"[run] backoff_s must be a number of seconds ≥ 0, got {backoff_s!r}")
     if max_sessions is not None and (
         isinstance(max_sessions, bool) or not isinstance(max_sessions, int) or max_sessions < 1
     ):
         raise ConfigError(f"[run] max_sessions must be an integer ≥ 1, got {max_sessions!r}")
-    executor, cluster = run.get("executor", _DEFAULTS["executor"]), run.get("cluster")
+    executor, cluster = run.get("executor", CONFIG_DEFAULTS["executor"]), run.get("cluster")
     if executor not in EXECUTORS:
         raise ConfigError(f"[run] executor must be {' or '.join(map(repr, EXECUTORS))}, got {executor!r}")
     if cluster is not None and (not isinstance(cluster, str) or executor != "dask"):
@@ -357,7 +357,7 @@ def load_config(
             f"[run] cluster must be a scheduler address string (e.g. 'tcp://host:8786') with "
             f"executor = 'dask', got {cluster!r} with executor = {executor!r}"
         )
-    mode = mode or run.get("mode", _DEFAULTS["mode"])
+    mode = mode or run.get("mode", CONFIG_DEFAULTS["mode"])
     if mode not in MODES:
         raise ConfigError(f"[run] mode must be {' or '.join(map(repr, MODES))}, got {mode!r}")
     if mode == "vad":
@@ -369,18 +369,18 @@ def load_config(
                 "[run] mode = 'vad' decides each cell once, in this process: the VAD is deterministic, so "
                 "drop repeats and executor (or use mode = 'sessions')"
             )
-    timeout_s = run.get("timeout_s", _DEFAULTS["timeout_s"])
+    timeout_s = run.get("timeout_s", CONFIG_DEFAULTS["timeout_s"])
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
         raise ConfigError(f"[run] timeout_s must be a number of seconds > 0, got {timeout_s!r}")
     target = data.get("target", {})
-    speed_raw = target.get("speed", _DEFAULTS["speed"])
+    speed_raw = target.get("speed", CONFIG_DEFAULTS["speed"])
     if speed_raw in ("max", "inf"):
         speed = math.inf
     elif isinstance(speed_raw, (int, float)) and not isinstance(speed_raw, bool) and speed_raw > 0:
         speed = float(speed_raw)
     else:
         raise ConfigError(f"[target] speed must be a number > 0 or 'max', got {speed_raw!r}")
-    latency = target.get("latency", _DEFAULTS["latency"])
+    latency = target.get("latency", CONFIG_DEFAULTS["latency"])
     from vlab.emulator.latency import PRESETS, resolve
 
     if isinstance(latency, str) and latency.endswith(".json"):  # a model fitted by `vlab calibrate`
@@ -391,7 +391,7 @@ def load_config(
             f"[target] latency must be one of {sorted(PRESETS)} or a latency.json from `vlab calibrate`, "
             f"got {latency!r}"
         )
-    hear_audio = target.get("hear_audio", _DEFAULTS["hear_audio"])
+    hear_audio = target.get("hear_audio", CONFIG_DEFAULTS["hear_audio"])
     if not isinstance(hear_audio, bool):
         raise ConfigError(f"[target] hear_audio must be true or false, got {hear_audio!r}")
     prompts_cfg = data.get("prompts", {})

@@ -164,7 +164,9 @@ def test_sweep_back_off_follows_retry_after_else_doubles():
     assert [cfg.throttle_wait_s(n, None) for n in (1, 2, 3)] == [2.0, 4.0, 8.0]
     assert cfg.throttle_wait_s(1, 7.0) == 7.0
     assert cfg.throttle_wait_s(20, None) == 60.0
-    assert load_config({"grid": {"threshold": [0.5]}, "run": {"backoff_s": 0}}).throttle_wait_s(3, None) == 0.0
+    assert (
+        load_config({"grid": {"threshold": [0.5]}, "run": {"backoff_s": 0}}).throttle_wait_s(3, None) == 0.0
+    )
     for bad in ({"throttle_retries": -1}, {"throttle_retries": True}, {"backoff_s": "x"}, {"backoff_s": -1}):
         with pytest.raises(ConfigError, match="throttle_retries|backoff_s"):
             load_config({"grid": {"threshold": [0.5]}, "run": bad})

@@ -245,3 +245,9 @@ def test_the_event_table_shows_each_event_s_direction_and_detail():
         ("6", "←", "response.done", "response_id=resp_1"),
     ]
     assert "(9 logged; audio deltas hidden)" in table
+
+
+def test_an_untouched_panel_asks_for_the_default_server_vad(tmp_path, prompt_dir):
+    from vlab import ServerVad
+
+    assert _panel(tmp_path, prompt_dir).settings().turn_detection == ServerVad()

@@ -173,3 +173,15 @@ async def test_stop_cancels_and_run_resumes_the_same_folder(tmp_path):
     assert panel.output.outputs == (), _text(panel.output)
     assert sorted(c.status for c in panel.result.cells) == ["ok", "ok", "skipped"]  # the first cell is kept
     assert panel.progress.value == 3 and len(panel.points) == 3
+
+
+def test_an_untouched_form_starts_from_the_default_setting_and_run(tmp_path):
+    from vlab.sweep import BASELINE, SweepConfig, load_config
+
+    panel = _panel(tmp_path)
+    loaded = load_config(panel.config())
+    default = SweepConfig(settings=(), setting_names=(), prompts=())
+    assert {s.turn_detection.threshold for s in loaded.settings} == {BASELINE.threshold}
+    assert {s.turn_detection.prefix_padding_ms for s in loaded.settings} == {BASELINE.prefix_padding_ms}
+    assert (loaded.repeats, loaded.latency) == (default.repeats, default.latency)
+    assert panel.baseline.description == "Add the baseline (0.5 / 300 / 500)"  # as the docs name it

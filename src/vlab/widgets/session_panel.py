@@ -19,6 +19,7 @@ from vlab.bundled import bundled_dir
 from vlab.endpoint import Secret
 from vlab.errors import ConfigError, VlabError
 from vlab.log.records import EventRecord
+from vlab.protocol_limits import THRESHOLD_BOUNDS
 from vlab.settings import NOT_GIVEN, AzureSemanticVad, SemanticVariant, ServerVad, SessionSettings
 from vlab.widgets._events import direction_arrow, event_detail
 from vlab.widgets._tasks import guarded, start_task
@@ -161,14 +162,26 @@ class SessionPanel:
             description="Turn detection",
             style=style,
         )
+        default = ServerVad()  # the sliders start at vlab's (the service's) server VAD defaults
         self.threshold = widgets.FloatSlider(
-            value=0.5, min=0.0, max=1.0, step=0.05, description="Threshold", style=style
-        )
+            value=default.threshold, min=THRESHOLD_BOUNDS.lo, max=THRESHOLD_BOUNDS.hi, step=0.05,
+            description="Threshold", style=style,
+        )  # fmt: skip
         self.prefix_padding = widgets.IntSlider(
-            value=300, min=0, max=1000, step=20, description="Prefix padding ms", style=style
+            value=default.prefix_padding_ms,
+            min=0,
+            max=1000,
+            step=20,
+            description="Prefix padding ms",
+            style=style,
         )
         self.silence = widgets.IntSlider(
-            value=500, min=100, max=2000, step=50, description="Silence ms", style=style
+            value=default.silence_duration_ms,
+            min=100,
+            max=2000,
+            step=50,
+            description="Silence ms",
+            style=style,
         )
         self.remove_fillers = widgets.Checkbox(
             value=False, description="Remove filler words (semantic VAD)", layout=wide

@@ -146,8 +146,14 @@ class SweepPanel:
             description="Turn detection",
             style=style,
         )
+        from vlab.sweep import BASELINE, CONFIG_DEFAULTS
+
         self.thresholds = widgets.Text(
-            value="0.5", description="Thresholds", placeholder="e.g. 0.4, 0.5, 0.6", style=style, layout=wide
+            value=f"{BASELINE.threshold:g}",
+            description="Thresholds",
+            placeholder="e.g. 0.4, 0.5, 0.6",
+            style=style,
+            layout=wide,
         )
         self.silences = widgets.Text(
             value="300, 800",
@@ -157,9 +163,15 @@ class SweepPanel:
             layout=wide,
         )
         self.paddings = widgets.Text(
-            value="300", description="Prefix padding ms", placeholder="e.g. 300", style=style, layout=wide
+            value=str(BASELINE.prefix_padding_ms),
+            description="Prefix padding ms",
+            placeholder="e.g. 300",
+            style=style,
+            layout=wide,
         )
-        self.repeats = widgets.BoundedIntText(value=1, min=1, max=50, description="Repeats", style=style)
+        self.repeats = widgets.BoundedIntText(
+            value=CONFIG_DEFAULTS["repeats"], min=1, max=50, description="Repeats", style=style
+        )
         speed_value = (
             "max" if speed == "max" or (isinstance(speed, float) and math.isinf(speed)) else float(speed)
         )
@@ -170,10 +182,16 @@ class SweepPanel:
         from vlab.emulator.latency import PRESETS
 
         self.latency = widgets.Dropdown(
-            options=sorted(PRESETS), value="typical", description="Emulator latency", style=style
+            options=sorted(PRESETS),
+            value=CONFIG_DEFAULTS["latency"],
+            description="Emulator latency",
+            style=style,
         )
         self.baseline = widgets.Checkbox(
-            value=False, description="Add the baseline (0.5 / 300 / 500)", layout=wide
+            value=False,
+            description=f"Add the baseline ({BASELINE.threshold:g} / {BASELINE.prefix_padding_ms} / "
+            f"{BASELINE.silence_duration_ms})",
+            layout=wide,
         )
         self.canary = widgets.Dropdown(
             options=[NO_CANARY], value=NO_CANARY, description="Canary prompt", style=style
