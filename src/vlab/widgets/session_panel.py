@@ -168,21 +168,11 @@ class SessionPanel:
             description="Threshold", style=style,
         )  # fmt: skip
         self.prefix_padding = widgets.IntSlider(
-            value=default.prefix_padding_ms,
-            min=0,
-            max=1000,
-            step=20,
-            description="Prefix padding ms",
-            style=style,
-        )
+            value=default.prefix_padding_ms, min=0, max=1000, step=20, description="Prefix padding ms", style=style,
+        )  # fmt: skip
         self.silence = widgets.IntSlider(
-            value=default.silence_duration_ms,
-            min=100,
-            max=2000,
-            step=50,
-            description="Silence ms",
-            style=style,
-        )
+            value=default.silence_duration_ms, min=100, max=2000, step=50, description="Silence ms", style=style,
+        )  # fmt: skip
         self.remove_fillers = widgets.Checkbox(
             value=False, description="Remove filler words (semantic VAD)", layout=wide
         )
