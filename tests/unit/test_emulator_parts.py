@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -166,3 +167,13 @@ def test_an_append_the_fast_parser_refuses_gets_the_standard_error():
     with pytest.raises(WireError) as info:
         parse_client_frame('{"type": "input_audio_buffer.append", "audio": "AAAA", "x": NaN}')
     assert info.value.code == "invalid_json" and "NaN is not a finite number" in info.value.message
+
+
+def test_a_session_expires_its_ttl_after_it_is_created(monkeypatch):
+    from vlab.emulator import session_config
+
+    monkeypatch.setattr(session_config.time, "time", lambda: 1_790_000_000.7)
+    expires_at = default_session("s", "m", "2026-07-15")["expires_at"]
+    assert expires_at == 1_790_000_000 + session_config.SESSION_TTL_S
+    docs = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text(encoding="utf-8")
+    assert f"the emulator: {session_config.SESSION_TTL_S // 60} minutes after `session.created`" in docs

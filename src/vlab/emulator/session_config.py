@@ -22,7 +22,8 @@ from vlab.emulator.wire import WireError
 log = logging.getLogger("vlab.emulator")
 
 _MODALITIES = ({"text", "audio"}, {"text"}, {"text", "audio", "animation"}, {"text", "audio", "avatar"})
-_SESSION_TTL_S = 30 * 60
+SESSION_TTL_S = 30 * 60
+"""Seconds from ``session.created`` to the session's ``expires_at`` (the emulator's choice)."""
 _DEFAULT_INPUT_RATE_HZ = 24000
 """``input_audio_sampling_rate`` of pcm16 input when none is given (``docs/protocol.md#session-fields``)."""
 
@@ -38,7 +39,7 @@ def default_session(session_id: str, model: str, api_version: str) -> dict[str, 
         "id": session_id,
         "object": "realtime.session",
         "model": model,
-        "expires_at": int(time.time()) + _SESSION_TTL_S,
+        "expires_at": int(time.time()) + SESSION_TTL_S,
         "modalities": ["text", "audio"],
         "instructions": "",
         "voice": {"type": "openai", "name": "alloy"},
