@@ -208,3 +208,15 @@ def test_read_labels_keeps_the_source_line(tmp_path: Path) -> None:
     assert (speech.start_ms, speech.end_ms, speech.text, speech.source) == (10, 20, "hi", f"{path}:2")
     assert eot.kind == "eot" and eot.source == f"{path}:3"
     assert json.loads(json.dumps(speech.kind)) == "speech"
+
+
+def test_every_silence_and_end_of_turn_mark_is_read_as_such_and_documented() -> None:
+    from vlab.corpus import labels
+
+    guide = (Path(__file__).parents[2] / "docs" / "own-recordings.md").read_text(encoding="utf-8")
+    for marks, kind in ((labels.SILENCE_MARKS, None), (labels.END_OF_TURN_MARKS, "eot")):
+        for mark in marks:
+            assert labels.kind_of(f" {mark.upper()} ", empty="speech") == kind, mark
+            assert f"`{mark}`" in guide and f"``{mark}``" in (labels.__doc__ or ""), mark
+    assert labels.kind_of("hold", empty=None) == "hold" and labels.kind_of("", empty=None) is None
+    assert labels.kind_of("hello there", empty=None) == "speech"

@@ -15,9 +15,9 @@ error can name them. Formats:
   optional ``speaker`` and ``text`` columns. ``file`` is an audio path relative to the folder, or its
   name without the suffix.
 
-A label's text becomes its kind (:func:`kind_of`): ``hold``, ``eot`` (or ``end``, ``end_of_turn``),
-silence marks (empty in a TextGrid, ``sil``, ``sp``, ``pau``, ``#``, ``<sil>``, ``silence``) are
-skipped, and anything else is speech (the text is kept).
+A label's text becomes its kind (:func:`kind_of`): ``hold``, ``eot`` (or ``end``, ``end_of_turn``,
+``end-of-turn``), silence marks (empty in a TextGrid, ``sil``, ``sp``, ``pau``, ``#``, ``<sil>``,
+``silence``, ``spn_sil``) are skipped, and anything else is speech (the text is kept).
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ from typing import Literal
 
 from vlab.errors import ConfigError
 
-__all__ = ["KINDS", "LABEL_SUFFIXES", "Label", "LabelError", "kind_of", "read_labels"]
+__all__ = [
+    "END_OF_TURN_MARKS", "KINDS", "LABEL_SUFFIXES", "SILENCE_MARKS", "Label", "LabelError", "kind_of", "read_labels",
+]  # fmt: skip
 
 Kind = Literal["speech", "hold", "eot"]
 KINDS: tuple[Kind, ...] = ("speech", "hold", "eot")
@@ -41,8 +43,10 @@ KINDS: tuple[Kind, ...] = ("speech", "hold", "eot")
 LABEL_SUFFIXES = (".rttm", ".textgrid", ".txt", ".csv")
 """Suffixes (lower case) of the label files :func:`read_labels` reads."""
 
-_SILENCE = {"sil", "sp", "pau", "#", "<sil>", "silence", "spn_sil"}
-_EOT = {"eot", "end", "end_of_turn", "end-of-turn"}
+SILENCE_MARKS = frozenset({"sil", "sp", "pau", "#", "<sil>", "silence", "spn_sil"})
+"""Label texts (lower case) that mark silence: such labels are skipped."""
+END_OF_TURN_MARKS = frozenset({"eot", "end", "end_of_turn", "end-of-turn"})
+"""Label texts (lower case) that mark an end of turn."""
 
 
 class LabelError(ConfigError):
@@ -80,11 +84,11 @@ def kind_of(text: str, *, empty: Kind | None) -> Kind | None:
     t = text.strip().lower()
     if not t:
         return empty
-    if t in _SILENCE:
+    if t in SILENCE_MARKS:
         return None
     if t == "hold":
         return "hold"
-    if t in _EOT:
+    if t in END_OF_TURN_MARKS:
         return "eot"
     return "speech"
 
@@ -232,7 +236,9 @@ def _csv(path: Path, text: str) -> list[Label]:
             return row[col[c]].strip() if c in col else ""
 
         kind_text = cell("kind").lower()
-        kind = next((k for k in KINDS if k == kind_text or (k == "eot" and kind_text in _EOT)), None)
+        kind = next(
+            (k for k in KINDS if k == kind_text or (k == "eot" and kind_text in END_OF_TURN_MARKS)), None
+        )
         if kind is None:
             raise LabelError(path, n, f"unknown kind {cell('kind')!r}", f"use one of {', '.join(KINDS)}")
         if not cell("file"):
