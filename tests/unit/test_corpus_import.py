@@ -128,7 +128,7 @@ def test_rttm_speakers_split_turns(tmp_path: Path) -> None:
 def test_audacity_labels_with_explicit_hold(tmp_path: Path) -> None:
     _wav(tmp_path / "d.wav")
     (tmp_path / "d.txt").write_text(
-        "0.5\t1.0\t\n\\\t100\t2000\n1.0\t2.5\thold\n2.5\t3.0\tyes\n3.0\t3.0\teot\n"
+        "0.5\t1.0\n\\\t100\t2000\n1.0\t2.5\thold\n2.5\t3.0\tyes\n3.0\t3.0\teot\n"  # no text: speech
     )
     [p] = load_prompt_set(import_folder(tmp_path))
     assert p.speech_segments == ((500.0, 1000.0), (2500.0, 3000.0))
@@ -163,7 +163,8 @@ def test_derive_turns_merges_overlaps_and_states_the_rule() -> None:
     ("name", "content", "line", "words"),
     [
         ("a.csv", "file,start,end\na,0,1\n", 1, "lacks kind"),
-        ("a.csv", "file,start,end,kind\na,0,1,speech\na,0.5,x,speech\n", 3, "'x' is not a number"),
+        ("a.csv", "file,start,end,kind\na,0,1,speech\na,0.5,x,speech\n", 3, "end 'x' is not a number"),
+        ("a.csv", "file,start_ms,end_ms,kind\na,x,9,speech\n", 2, "start_ms 'x' is not a number"),
         ("a.csv", "file,start,end,kind\na,0,1,laugh\n", 2, "unknown kind 'laugh'"),
         ("a.csv", "file,start,end,kind\na,2,1,speech\n", 2, "ends (1 s) before it starts (2 s)"),
         ("a.csv", "file,start,end,kind\nnope,0,1,speech\n", 2, "no audio file 'nope'"),
@@ -172,6 +173,13 @@ def test_derive_turns_merges_overlaps_and_states_the_rule() -> None:
         ("a.rttm", "SPEAKER a 1 0.5 -1 <NA> <NA> A <NA> <NA>\n", 1, "not > 0"),
         ("a.txt", "0.5\tabc\tx\n", 1, "'abc' is not a number"),
         ("a.TextGrid", "hello\n", 1, "not a Praat TextGrid"),
+        ("a.TextGrid", 'File type = "binary"\nObject class = "TextGrid"\n', 1, "not a Praat TextGrid"),
+        (
+            "a.TextGrid",
+            TEXTGRID_LONG[: TEXTGRID_LONG.index("intervals [3]")],
+            23,
+            "ends early (expected an interval's xmin)",
+        ),
         ("a.TextGrid", TEXTGRID_SHORT.replace('"hello"', "12"), 15, "expected an interval's text"),
     ],
 )
