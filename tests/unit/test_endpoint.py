@@ -167,6 +167,7 @@ def test_dotenv_default_search_uses_cwd_and_leaves_environ_alone(_isolated_cwd: 
     assert dict(os.environ) == before
     assert "AZURE_VOICELIVE_API_KEY" not in os.environ
     assert resolve_target(env={}, dotenv_path=False).kind == "emulator"
+    assert resolve_target(env={}, dotenv_path=True).endpoint == ENDPOINT  # True: search, as None does
 
 
 def test_missing_dotenv_path_is_an_error(tmp_path: Path) -> None:
@@ -208,6 +209,34 @@ def test_bad_endpoint_shows_value_and_example(endpoint: str) -> None:
     assert repr(endpoint) in message
     assert "https://<resource>.services.ai.azure.com" in message
     assert "endpoint argument" in message
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "shown"),
+    [
+        (f"ftp://user:{CANARY}@res.example/x", "'ftp://res.example/x'"),
+        (f"ftp://res.example/x?key={CANARY}", "'ftp://res.example/x?…'"),
+        (f"ftp://res.example/x#{CANARY}", "'ftp://res.example/x?…'"),
+    ],
+)
+def test_a_bad_endpoint_is_shown_without_what_might_hold_a_credential(endpoint: str, shown: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        resolve_target(endpoint, env={}, dotenv_path=False)
+    assert f"got {shown}." in str(info.value)
+    assert_no_canary(str(info.value))
+
+
+def test_setting_sources_say_where_each_setting_comes_from_never_its_value(_isolated_cwd: Path) -> None:
+    from vlab.endpoint import setting_sources
+
+    write_env(_isolated_cwd / ".env", AZURE_VOICELIVE_API_KEY=CANARY)
+    sources = setting_sources(env={"AZURE_VOICELIVE_ENDPOINT": ENDPOINT})
+    assert sources == {
+        "endpoint": "environment variable AZURE_VOICELIVE_ENDPOINT",
+        "api_key": f"AZURE_VOICELIVE_API_KEY in the .env file {_isolated_cwd / '.env'}",
+    }
+    assert setting_sources(ENDPOINT, env={}, dotenv_path=False) == {"endpoint": "the endpoint argument"}
+    assert setting_sources(env={}, dotenv_path=False) == {}
 
 
 @pytest.mark.parametrize(
