@@ -228,3 +228,41 @@ def test_every_silence_and_end_of_turn_mark_is_read_as_such_and_documented() -> 
             assert f"`{mark}`" in guide and f"``{mark}``" in (labels.__doc__ or ""), mark
     assert labels.kind_of("hold", empty=None) == "hold" and labels.kind_of("", empty=None) is None
     assert labels.kind_of("hello there", empty=None) == "speech"
+
+
+def test_labelled_holds_without_an_end_of_turn_end_the_turn_with_the_last_speech(tmp_path: Path) -> None:
+    _wav(tmp_path / "h.wav")
+    (tmp_path / "h.txt").write_text("0.5\t1.0\tbook a\n1.0\t1.8\thold\n1.8\t2.6\ttable\n")
+    [p] = load_prompt_set(import_folder(tmp_path, hold_gap_ms=100))  # the labels' hold, not the rule
+    assert p.hold_spans == ((1000.0, 1800.0),) and p.end_of_turn_ms == (2600.0,)
+
+
+def test_a_label_a_little_past_the_end_of_its_file_is_cut_at_the_end(tmp_path: Path) -> None:
+    _wav(tmp_path / "e.wav", seconds=2.0)
+    (tmp_path / "e.txt").write_text("0.5\t2.015\tplease\n")  # 15 ms past: a label tool's rounding
+    [p] = load_prompt_set(import_folder(tmp_path))
+    assert p.speech_segments == ((500.0, 2000.0),) and p.end_of_turn_ms == (2000.0,)
+
+
+@pytest.mark.parametrize("gap", [0.0, -5.0, float("nan")])
+def test_a_hold_gap_that_is_not_positive_is_refused(tmp_path: Path, gap: float) -> None:
+    _wav(tmp_path / "a.wav")
+    with pytest.raises(ConfigError, match=f"hold_gap_ms must be > 0, got {gap}"):
+        import_folder(tmp_path, hold_gap_ms=gap)
+
+
+def test_an_unknown_file_is_named_with_its_line_in_a_folder_with_a_colon(tmp_path: Path) -> None:
+    folder = tmp_path / "take:1"
+    folder.mkdir()
+    _wav(folder / "a.wav")
+    (folder / "labels.csv").write_text("file,start,end,kind\na,0,1,speech\nb,0,1,speech\n")
+    with pytest.raises(LabelError, match=r"take:1/labels.csv:3: no audio file 'b'"):
+        import_folder(folder)
+
+
+def test_the_guide_states_the_import_s_default_hold_gap_and_end_tolerance() -> None:
+    from vlab.corpus import importer
+
+    guide = (Path(__file__).parents[2] / "docs" / "own-recordings.md").read_text(encoding="utf-8")
+    assert f"(`--hold-gap-ms`, default {importer.DEFAULT_HOLD_GAP_MS:g})" in guide
+    assert f"a label more than {importer.END_TOLERANCE_MS:g} ms past the end of its audio" in guide

@@ -45,7 +45,8 @@ DEFAULT_HOLD_GAP_MS = 1000.0
 LABEL_SOURCES = ("generated", "imported", "auto", "edited")
 """Where a prompt's labels come from: made with the audio (the bundled set), imported from label files,
 proposed by ``vlab prompts label`` and not reviewed (``auto``), or reviewed in the label editor."""
-_TOLERANCE_MS = 20.0  # a label may end this much past the file's end (rounding in label tools)
+END_TOLERANCE_MS = 20.0
+"""A label may end this much past its audio's end (label tools round); it is cut at the end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +215,7 @@ def _entry(
     pid: str,
 ) -> dict[str, Any]:
     for label in labels:
-        if label.end_ms > duration_ms + _TOLERANCE_MS:
+        if label.end_ms > duration_ms + END_TOLERANCE_MS:
             file, line = label.source.rsplit(":", 1)
             raise LabelError(
                 file,
