@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import jsonschema
 import pytest
@@ -269,3 +270,75 @@ def test_the_bundled_fables_name_their_public_domain_source():
     assert "Jacobs" in header and "1894" in header and "public domain" in header
     fables = reply_length.fables()
     assert len(fables) >= 6 and all(title and len(sentences) >= 4 for title, sentences in fables)
+
+
+@pytest.mark.parametrize(
+    ("text", "request_"),
+    [
+        (
+            "Write two paragraphs.",
+            reply_length.LengthRequest(True, sentences=2 * reply_length.SENTENCES_PER_PARAGRAPH),
+        ),
+        (
+            "One paragraph, please.",
+            reply_length.LengthRequest(True, sentences=reply_length.SENTENCES_PER_PARAGRAPH),
+        ),
+        ("Answer in 3 sentences.", reply_length.LengthRequest(True, sentences=3)),
+        ("Answer in 2 sentences.", reply_length.SHORT),
+        ("Use forty words.", reply_length.LengthRequest(True, words=reply_length.LONG_WORDS_FROM)),
+        ("Use 39 words.", reply_length.SHORT),
+        ("Use 5000 words.", reply_length.LengthRequest(True, words=reply_length.MAX_WORDS)),
+        ("Tell me a long story about 3 cats.", reply_length.LengthRequest(True)),  # a number, but no count
+        (
+            "Give me 5 long and detailed words.",
+            reply_length.LengthRequest(True),
+        ),  # the number is too far back
+        ("Sentences are hard.", None),
+    ],
+)
+def test_a_count_asks_for_exactly_that_length(text, request_):
+    assert reply_length.read_request(text, user=True) == request_
+
+
+def _fable_sentences(reply_text: str) -> list[str]:
+    """The story's sentences, without the fables' titles."""
+    titles = {title + "." for title, _ in reply_length.fables()}
+    body = reply_text.partition(reply_length.STORY_OPENING)[2]
+    return [s.strip() for s in reply_length._SENTENCE.findall(body) if s.strip() not in titles]
+
+
+def test_a_long_reply_stops_at_the_sentence_that_reaches_the_length_asked():
+    three = reply_length.lengthen("Hi.", reply_length.LengthRequest(True, sentences=3), "seed")
+    assert len(_fable_sentences(three)) == 3
+    hundred = _fable_sentences(
+        reply_length.lengthen("Hi.", reply_length.LengthRequest(True, words=100), "seed")
+    )
+    words = [len(s.split()) for s in hundred]
+    assert sum(words) >= 100 > sum(words[:-1])  # the last sentence is the one that reaches 100
+    exactly = sum(len(s.split()) for s in _fable_sentences(three))  # a count met at a sentence's end
+    met = reply_length.lengthen("Hi.", reply_length.LengthRequest(True, words=exactly), "seed")
+    assert _fable_sentences(met) == _fable_sentences(three)
+    assert reply_length.lengthen("Hi.", reply_length.SHORT, "seed") == "Hi."
+
+
+def test_the_word_cap_allows_the_words_the_tokens_pay_for_and_at_least_one():
+    assert [reply_length.word_cap(n) for n in (1, 2, 13, 14)] == [1, 1, 10, 10]
+    assert (
+        reply_length.word_cap("inf") is reply_length.word_cap(math.inf) is reply_length.word_cap(True) is None
+    )
+
+
+def test_the_emulator_guide_states_the_reply_length_rules_the_code_follows():
+    from pathlib import Path
+
+    guide = (Path(__file__).parents[2] / "docs" / "emulator.md").read_text(encoding="utf-8")
+    text = " ".join(guide.split())
+    rl = reply_length
+    for stated in (
+        f'"two paragraphs" of {rl.SENTENCES_PER_PARAGRAPH} sentences each',
+        f"fewer than {rl.LONG_SENTENCES_FROM} sentences or {rl.LONG_WORDS_FROM} words is short",
+        f"or {rl.LONG_WORDS} words of story otherwise",
+        f"At most {rl.MAX_WORDS} words",
+        f"`floor(N / {rl.TOKENS_PER_WORD:g})` words, the usage estimate's {rl.TOKENS_PER_WORD:g} tokens a word",
+    ):
+        assert stated in text, stated
