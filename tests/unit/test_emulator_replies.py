@@ -13,7 +13,7 @@ from vlab.emulator.items import Item
 from vlab.emulator.replies import GREETING, reply_for
 from vlab.emulator.session_config import default_session
 from vlab.emulator.text_words import numbers, one_edit, stem
-from vlab.emulator.tool_choice import THRESHOLD, arguments, score
+from vlab.emulator.tool_choice import THRESHOLD, arguments, choose, score
 from vlab.testing import SDK_SAMPLE_TOOLS
 
 # The two tools of Microsoft's function-calling sample (azure-ai-voicelive,
@@ -342,3 +342,51 @@ def test_the_emulator_guide_states_the_reply_length_rules_the_code_follows():
         f"`floor(N / {rl.TOKENS_PER_WORD:g})` words, the usage estimate's {rl.TOKENS_PER_WORD:g} tokens a word",
     ):
         assert stated in text, stated
+
+
+def _function(name: str, description: str = "", required: tuple[str, ...] = (), **properties: dict) -> dict:
+    parameters = {"type": "object", "properties": properties, "required": list(required)}
+    return {"type": "function", "name": name, "description": description, "parameters": parameters}
+
+
+def test_a_tool_at_exactly_the_threshold_is_called_and_only_named_function_tools_count():
+    book = _function("book", "restaurant booking")
+    assert score(book, "a restaurant") == THRESHOLD  # one exact word of the description
+    others = [
+        {"type": "mcp", "name": "reserve", "description": "restaurant"},
+        {"type": "function", "description": "restaurant"},
+    ]
+    assert [
+        (tool["name"], args) for tool, args in choose([*others, book], "auto", "find me a restaurant")
+    ] == [("book", {})]
+    assert score(GET_CURRENT_WEATHER, "weather, weather") == 3.0  # a word counts once
+    two = choose([book, GET_CURRENT_WEATHER], "auto", "Find me a restaurant and the weather in Oslo")
+    assert [tool["name"] for tool, _ in two] == [
+        "book",
+        "get_current_weather",
+    ]  # each clause at the threshold
+
+
+def test_numbers_come_from_the_clause_else_from_the_whole_text_and_default_to_the_schema():
+    people = {"type": "integer", "minimum": 1}
+    tool = _function("book_table", "Book a restaurant table", ("people",), people=people)
+    assert choose([tool], "auto", "Book a table, we are 4")[0][1] == {"people": 4}
+    assert arguments(_function("t", required=("n",), n={"type": "integer"}), "nothing said") == {"n": 0}
+    assert arguments(_function("t", required=("n",), n={"type": "number", "minimum": 2}), "none") == {
+        "n": 2.0
+    }
+    assert arguments(_function("t", required=("n",), n={"type": "integer", "default": 3}), "none") == {"n": 3}
+
+
+def test_an_enum_value_heard_one_letter_off_and_lower_case_phrases_in_a_text_with_capitals():
+    cuisine = {"type": "string", "enum": ["italian", "thai"]}
+    assert arguments(_function("book", required=("cuisine",), cuisine=cuisine), "a thay table") == {
+        "cuisine": "thai"
+    }
+    find = _function(
+        "find_places", "Find places", ("query", "city"), query={"type": "string"}, city={"type": "string"}
+    )
+    assert arguments(find, "Find places for pizza lovers in Boston") == {
+        "query": "pizza lovers",
+        "city": "Boston",
+    }
