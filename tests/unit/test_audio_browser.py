@@ -384,3 +384,35 @@ def test_a_playback_position_riding_on_a_frame_message_is_taken():
     assert len(page.of("play")) == (LEAD_MS + 300.0) / 100  # 300 ms played: 300 ms more sent
     clock.advance_ns(round(350 * 1e6))
     assert bridge.speaker.heard_ms() == pytest.approx(350.0)  # the report's 300 ms plus the 50 ms since
+
+
+def test_the_microphone_measures_each_frame_s_delivery_and_pings_once_every_fifty_frames():
+    bridge, page, clock = _bridge()
+    bridge.receive({"type": "frame", "seq": 0, "t_ms": 0.0}, [bytes(640)])  # no microphone yet: ignored
+    mic = bridge.microphone(16000)
+    mic.start()
+    _sync(bridge, clock, page_ms=500.0, rtt_ms=2.0)  # page 500 ms = kernel 10.001 s; now 10.002 s
+    pings = len(page.of("ping"))
+    frame = bytes(640)  # 20 ms at 16 kHz
+    bridge.receive({"type": "frame", "seq": 0, "t_ms": 480.0, "s_ms": 500.5}, [frame])
+    assert list(mic.delivery_ns) == [1_000_000]  # its last sample at 10.001 s, here at 10.002 s
+    assert list(mic.in_page_ns) == [500_000]  # the page sent it 0.5 ms after its last sample
+    assert len(page.of("ping")) == pings + 1  # the first frame
+    for seq in range(1, 50, 7):  # frames 1 to 49: no new second of capture
+        bridge.receive({"type": "frame", "seq": seq, "t_ms": 480.0 + 20 * seq}, [frame] * min(7, 50 - seq))
+    assert len(page.of("ping")) == pings + 1
+    bridge.receive({"type": "frame", "seq": 50, "t_ms": 1480.0}, [frame])
+    assert len(page.of("ping")) == pings + 2
+
+
+def test_the_current_item_is_the_one_playing_else_the_last_played_and_late_positions_are_ignored():
+    bridge, page, clock = _bridge()
+    _sync(bridge, clock, page_ms=0.0, rtt_ms=0.0)
+    for item in ("item_a", "item_b", "item_c"):
+        _play(bridge, item, 100.0)
+    for item in ("item_a", "item_b", "item_c"):
+        finished = {"type": "playback", "kind": "finished", "item": item, "t_ms": 10.0, "played_ms": 100.0}
+        bridge.receive(finished, [])
+    assert bridge.speaker.current_item_id == "item_c"
+    bridge.receive({"type": "position", "item": "item_c", "played_ms": 20.0, "t_ms": 11.0}, [])
+    assert bridge.speaker.clear() == pytest.approx(100.0)  # the finished item's played ms stand
