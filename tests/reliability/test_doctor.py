@@ -396,3 +396,47 @@ def test_the_emulator_command_reads_the_users_words_unless_told_not_to(monkeypat
     with pytest.raises(Stop):
         main(["emulator", "--port", "0", *flags])
     assert made[0]["hear_audio"] is hears
+
+
+async def test_a_throttled_session_says_the_credential_was_accepted_and_the_service_throttles():
+    from vlab.emulator import Fault
+
+    async with fast_emulator(faults=[Fault("rate_limit", n=10, retry_after_s=0)]) as emu:
+        report = await diagnose(
+            emu.endpoint, env={"AZURE_VOICELIVE_API_KEY": emu.api_key}, dotenv_path=False, devices=False
+        )
+    statuses = {c.name: c.status for c in report.checks}
+    assert (statuses["auth"], statuses["session"], statuses["voice"]) == ("ok", "fail", "skip")
+    assert (
+        report.get("auth").line()
+        == "[ok]   auth            the credential was accepted (the service throttled the session)"
+    )
+    assert "the service is throttling (HTTP 429" in report.get("session").line() and not report.ok
+
+
+@pytest.mark.parametrize(
+    ("found", "status", "says"),
+    [
+        (
+            [("mic", 2, 0, False), ("usb mic", 1, 0, True), ("out", 0, 2, False)],
+            "ok",
+            "microphone 'usb mic', speaker 'out'",
+        ),
+        ([("out", 0, 2, False)], "warn", "no microphone found (replays and sweeps need none)"),
+        ([("mic", 2, 0, True), ("dead", 0, 0, False)], "warn", "no speaker found"),
+        ([], "warn", "no microphone and speaker found"),
+    ],
+)
+def test_the_device_check_names_the_default_microphone_and_speaker_or_what_is_missing(
+    monkeypatch, found, status, says
+):
+    from vlab import doctor
+    from vlab.audio import devices
+
+    infos = [
+        devices.DeviceInfo(i, name, "ALSA", cin, cout, 48000.0, default and cin > 0, default and cout > 0)
+        for i, (name, cin, cout, default) in enumerate(found)
+    ]
+    monkeypatch.setattr(devices, "list_devices", lambda: infos)
+    check = doctor._device_check()
+    assert check.status == status and says in check.line(), check.line()
