@@ -1,0 +1,61 @@
+"""The stage samples `vlab calibrate` takes from a run on the client's clock (an Azure run: no simulated times)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vlab.calibrate import ks_two_sample, stage_samples
+from vlab.log.records import RECORD_FIELDS, EventRecord
+from vlab.log.writer import JsonlWriter
+
+
+def _run(folder: Path, *rows: tuple[float, str, str, dict]) -> Path:
+    """A run folder whose log holds ``(ms, direction, type, fields)`` rows on the client's clock only."""
+    folder.mkdir()
+    blank = dict.fromkeys(RECORD_FIELDS)
+    with JsonlWriter(folder / "events.jsonl") as write:
+        for seq, (ms, direction, kind, fields) in enumerate(rows):
+            base = {"seq": seq, "t_ns": int(1e9 + ms * 1e6), "wall_ns": 0, "payload": "{}"}
+            write(EventRecord(**blank | base | {"direction": direction, "type": kind} | fields))
+    return folder
+
+
+def test_an_azure_run_gives_half_of_each_session_update_round_trip_and_the_reply_s_audio_rate(tmp_path):
+    audio = {"response_id": "resp_1", "audio_ms": 100.0}
+    run = _run(
+        tmp_path / "run",
+        (0.0, "server", "session.updated", {}),  # answers no update of this log: no sample
+        (100.0, "client", "session.update", {}),
+        (110.0, "client", "input_audio_buffer.append", {"audio_ms": 20.0}),  # not the update's send time
+        (140.0, "server", "session.updated", {}),
+        (1000.0, "server", "response.audio.delta", audio),
+        (1050.0, "server", "response.audio.delta", audio),
+        (1100.0, "server", "response.audio.delta", audio),
+    )
+    samples, info = stage_samples(run)
+    by_stage = samples.groupby("stage")["value"].apply(list).to_dict()
+    assert by_stage["network"] == [20.0]  # (140 - 100) / 2
+    assert by_stage["audio_rate"] == [2.0]  # 200 ms of audio before the last delta, over 100 ms
+    assert info["timeline"] == "client" and info["audio_chunk_ms"] == 100.0  # the deltas', not the appends'
+
+
+def test_ks_two_sample_of_a_sample_with_itself_is_zero_distance_and_certain():
+    assert ks_two_sample([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) == (0.0, 1.0)
+    assert ks_two_sample([], [1.0]) == (pytest.approx(float("nan"), nan_ok=True),) * 2
+
+
+def test_the_stage_table_gives_each_fitted_stage_s_quantiles_and_nothing_for_the_others():
+    import math
+
+    import pandas as pd
+
+    from vlab.calibrate import Calibration
+    from vlab.emulator.fitted_latency import Empirical, FittedLatency
+
+    model = FittedLatency({"commit": Empirical.fit([100.0, 200.0, 300.0])}, provenance={})
+    table = Calibration(model, pd.DataFrame()).table().set_index("stage")
+    assert table.loc["commit"].tolist() == [3, 200.0, 280.0, 298.0]
+    others = table.drop(index="commit")
+    assert (others["n"] == 0).all() and others[["p50", "p90", "p99"]].map(math.isnan).all().all()
