@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 
 import ipywidgets
 import pytest
@@ -184,4 +185,21 @@ def test_an_untouched_form_starts_from_the_default_setting_and_run(tmp_path):
     assert {s.turn_detection.threshold for s in loaded.settings} == {BASELINE.threshold}
     assert {s.turn_detection.prefix_padding_ms for s in loaded.settings} == {BASELINE.prefix_padding_ms}
     assert (loaded.repeats, loaded.latency) == (default.repeats, default.latency)
+    assert (loaded.concurrency, loaded.timeout_s) == (default.concurrency, default.timeout_s)
     assert panel.baseline.description == "Add the baseline (0.5 / 300 / 500)"  # as the docs name it
+
+
+@pytest.mark.parametrize("speed", ["max", math.inf])
+def test_as_fast_as_possible_is_offered_as_max_however_it_is_given(tmp_path, speed):
+    panel = SweepPanel(runs_dir=tmp_path, speed=speed, session_options={"dotenv_path": False})
+    assert panel.speed.value == "max" and panel.config()["target"]["speed"] == "max"
+
+
+def test_settings_are_named_by_what_sets_them_apart_unless_that_would_make_two_names_one():
+    from vlab.widgets.sweep_panel import short_names
+
+    names = ["thr=0.5 pad=300 sil=300", "thr=0.5 pad=300 sil=800"]
+    assert short_names(names) == {names[0]: "sil=300", names[1]: "sil=800"}
+    same = ["thr=0.5 sil=300 nr=off", "thr=0.5 nr=off sil=300"]  # the same parts in another order
+    assert short_names(same) == {n: n for n in same}
+    assert short_names(["thr=0.5"]) == {"thr=0.5": "thr=0.5"}

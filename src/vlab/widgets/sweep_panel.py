@@ -91,9 +91,9 @@ class SweepPanel:
         prompt_dir: A prompt folder with ``manifest.json`` (default: the bundled ``data/prompts``).
         prompts: Prompt ids selected at first.
         speed: Initial audio pacing and emulator speed (``math.inf`` or ``"max"``: as fast as possible).
-        concurrency: Cells running at once.
+        concurrency: Cells running at once (default: a sweep config's, :data:`vlab.sweep.CONFIG_DEFAULTS`).
         session_options: Passed to every :class:`vlab.Session` (e.g. ``{"dotenv_path": False}``).
-        timeout_s: Per-cell limit to wait for the answers.
+        timeout_s: Per-cell limit to wait for the answers (default: a sweep config's).
 
     After a run or an *Open*, ``manifest``, ``points``, ``turns``, ``vad`` and ``scores`` hold the
     sweep's tables, ``charts`` the PNG images by name and ``sweep_dir`` the folder.
@@ -106,18 +106,19 @@ class SweepPanel:
         prompt_dir: str | Path | None = None,
         prompts: tuple[str, ...] | list[str] = ("short_question", "pause_600"),
         speed: float | str = "max",
-        concurrency: int = 4,
+        concurrency: int | None = None,
         session_options: dict[str, Any] | None = None,
-        timeout_s: float = 60.0,
+        timeout_s: float | None = None,
     ) -> None:
         from vlab.prompts import load_prompt_set
+        from vlab.sweep import CONFIG_DEFAULTS
 
         self.runs_dir = Path(runs_dir)
         self.prompt_dir = Path(prompt_dir) if prompt_dir is not None else None
         self.prompt_set = load_prompt_set(self.prompt_dir)
-        self.concurrency = concurrency
+        self.concurrency = CONFIG_DEFAULTS["concurrency"] if concurrency is None else concurrency
         self.session_options = dict(session_options or {})
-        self.timeout_s = timeout_s
+        self.timeout_s = CONFIG_DEFAULTS["timeout_s"] if timeout_s is None else timeout_s
         self.task: asyncio.Task[Any] | None = None
         self.result: Any = None
         self.sweep_dir: Path | None = None
