@@ -522,3 +522,88 @@ def test_echo_cancelled_streams_use_the_vad_cache_and_decide_as_without_it(reply
     assert twice(cached) == want
     records = (tmp_path / CACHE_FILE).stat().st_size // 20
     assert records <= len(want[0]) + 1  # the second stream's frames were all known
+
+
+def _chunks(mic: bytes) -> list[tuple[float, bytes]]:
+    """``mic`` in CHUNK_MS chunks, each with the input ms it starts at."""
+    step = 2 * RATE * CHUNK_MS // 1000
+    return [(i / (2 * RATE) * 1000, mic[i : i + step]) for i in range(0, len(mic), step)]
+
+
+def _deltas(reply: bytes) -> list[bytes]:
+    """The reply as the emulator sends it: 200 ms deltas."""
+    return [reply[j : j + 2 * RATE // 5] for j in range(0, len(reply), 2 * RATE // 5)]
+
+
+def test_the_worker_stops_the_echo_reference_where_this_process_would(reply):
+    # the client played the reply from 1 s and stopped it at 2 s (a barge-in): its echo ends there too
+    mic = _microphone(reply[: 2 * RATE], played_at_ms=1000)
+    settings = ProcessingSettings(echo_cancellation=True)
+    here, out = InputProcessor(settings, RATE), bytearray()
+    for at_ms, chunk in _chunks(mic):
+        if at_ms == 1000:
+            for delta in _deltas(reply):
+                here.play(delta, RATE, 1000.0)
+        if at_ms == 2000:
+            here.stop_playback(2000.0)
+        out += here.process(chunk)
+    want = _silero_events(bytes(out))[1]
+
+    async def in_worker(worker: SileroWorker) -> list[float]:
+        model = SileroModel()
+        worker.process(model, settings, RATE, 0.0)
+        futures = []
+        for at_ms, chunk in _chunks(mic):
+            if at_ms == 1000:
+                for delta in _deltas(reply):
+                    worker.play(model, delta, RATE, 1000.0)
+            if at_ms == 2000:
+                worker.stop_playback(model, 2000.0)
+            futures.append(worker.submit(model, RATE, chunk))
+        return [p for r in await asyncio.gather(*futures) for p in r]
+
+    worker = SileroWorker()
+    try:
+        got = asyncio.run(in_worker(worker))
+    finally:
+        worker.close()
+    assert got == pytest.approx(want[: len(got)], abs=1e-6) and len(want) - len(got) <= 1
+
+
+def test_a_worker_stream_restarted_keeps_its_processing_as_this_process_would(reply):
+    # a VAD restart 3 s into the input: the processing goes on from the new origin, with its state
+    mic = _microphone(reply, played_at_ms=4000)
+    settings = ProcessingSettings(echo_cancellation=True)
+    here, out = InputProcessor(settings, RATE), bytearray()
+    for at_ms, chunk in _chunks(mic):
+        if at_ms == 3000:
+            here.restart(RATE, 3000.0)
+            out.clear()  # the restarted VAD hears only what follows
+        if at_ms == 4000:
+            for delta in _deltas(reply):
+                here.play(delta, RATE, 4000.0)
+        out += here.process(chunk)
+    want = _silero_events(bytes(out))[1]
+
+    async def in_worker(worker: SileroWorker) -> list[float]:
+        model = SileroModel()
+        worker.process(model, settings, RATE, 0.0)
+        futures = []
+        for at_ms, chunk in _chunks(mic):
+            if at_ms == 3000:
+                await asyncio.gather(*futures)  # the probabilities before the restart are not compared
+                futures.clear()
+                worker.reset(model, 3000.0)
+            if at_ms == 4000:
+                for delta in _deltas(reply):
+                    worker.play(model, delta, RATE, 4000.0)
+            futures.append(worker.submit(model, RATE, chunk))
+        return [p for r in await asyncio.gather(*futures) for p in r]
+
+    worker = SileroWorker()
+    try:
+        got = asyncio.run(in_worker(worker))
+    finally:
+        worker.close()
+    assert got == pytest.approx(want[: len(got)], abs=1e-6) and len(want) - len(got) <= 1
+    assert max(got) < 0.5  # the echo is still cancelled after the restart
