@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -535,38 +536,65 @@ def _deltas(reply: bytes) -> list[bytes]:
     return [reply[j : j + 2 * RATE // 5] for j in range(0, len(reply), 2 * RATE // 5)]
 
 
-def test_the_worker_stops_the_echo_reference_where_this_process_would(reply):
-    # the client played the reply from 1 s and stopped it at 2 s (a barge-in): its echo ends there too
-    mic = _microphone(reply[: 2 * RATE], played_at_ms=1000)
-    settings = ProcessingSettings(echo_cancellation=True)
+@dataclass(frozen=True)
+class _Script:
+    """What happens while the microphone is fed: the reply played from ``play_ms``, stopped at ``stop_ms``;
+    the stream restarted at ``restart_ms`` (the VAD hears only what follows). -1: never."""
+
+    play_ms: int
+    stop_ms: int = -1
+    restart_ms: int = -1
+
+
+def _here(settings: ProcessingSettings, mic: bytes, reply: bytes, script: _Script) -> list[float]:
+    """Silero's probabilities of ``mic`` processed here, fed in chunks as ``script`` says."""
     here, out = InputProcessor(settings, RATE), bytearray()
     for at_ms, chunk in _chunks(mic):
-        if at_ms == 1000:
+        if at_ms == script.restart_ms:
+            here.restart(RATE, float(script.restart_ms))
+            out.clear()
+        if at_ms == script.play_ms:
             for delta in _deltas(reply):
-                here.play(delta, RATE, 1000.0)
-        if at_ms == 2000:
-            here.stop_playback(2000.0)
+                here.play(delta, RATE, float(script.play_ms))
+        if at_ms == script.stop_ms:
+            here.stop_playback(float(script.stop_ms))
         out += here.process(chunk)
-    want = _silero_events(bytes(out))[1]
+    return _silero_events(bytes(out))[1]
 
-    async def in_worker(worker: SileroWorker) -> list[float]:
+
+def _in_the_worker(settings: ProcessingSettings, mic: bytes, reply: bytes, script: _Script) -> list[float]:
+    """:func:`_here` in the VAD worker process."""
+
+    async def run(worker: SileroWorker) -> list[float]:
         model = SileroModel()
         worker.process(model, settings, RATE, 0.0)
-        futures = []
+        futures: list[asyncio.Future[list[float]]] = []
         for at_ms, chunk in _chunks(mic):
-            if at_ms == 1000:
+            if at_ms == script.restart_ms:
+                await asyncio.gather(*futures)  # the probabilities before the restart are not compared
+                futures.clear()
+                worker.reset(model, float(script.restart_ms))
+            if at_ms == script.play_ms:
                 for delta in _deltas(reply):
-                    worker.play(model, delta, RATE, 1000.0)
-            if at_ms == 2000:
-                worker.stop_playback(model, 2000.0)
+                    worker.play(model, delta, RATE, float(script.play_ms))
+            if at_ms == script.stop_ms:
+                worker.stop_playback(model, float(script.stop_ms))
             futures.append(worker.submit(model, RATE, chunk))
         return [p for r in await asyncio.gather(*futures) for p in r]
 
     worker = SileroWorker()
     try:
-        got = asyncio.run(in_worker(worker))
+        return asyncio.run(run(worker))
     finally:
         worker.close()
+
+
+def test_the_worker_stops_the_echo_reference_where_this_process_would(reply):
+    # the client played the reply from 1 s and stopped it at 2 s (a barge-in): its echo ends there too
+    mic = _microphone(reply[: 2 * RATE], played_at_ms=1000)
+    settings = ProcessingSettings(echo_cancellation=True)
+    want = _here(settings, mic, reply, _Script(play_ms=1000, stop_ms=2000))
+    got = _in_the_worker(settings, mic, reply, _Script(play_ms=1000, stop_ms=2000))
     assert got == pytest.approx(want[: len(got)], abs=1e-6) and len(want) - len(got) <= 1
 
 
@@ -574,36 +602,7 @@ def test_a_worker_stream_restarted_keeps_its_processing_as_this_process_would(re
     # a VAD restart 3 s into the input: the processing goes on from the new origin, with its state
     mic = _microphone(reply, played_at_ms=4000)
     settings = ProcessingSettings(echo_cancellation=True)
-    here, out = InputProcessor(settings, RATE), bytearray()
-    for at_ms, chunk in _chunks(mic):
-        if at_ms == 3000:
-            here.restart(RATE, 3000.0)
-            out.clear()  # the restarted VAD hears only what follows
-        if at_ms == 4000:
-            for delta in _deltas(reply):
-                here.play(delta, RATE, 4000.0)
-        out += here.process(chunk)
-    want = _silero_events(bytes(out))[1]
-
-    async def in_worker(worker: SileroWorker) -> list[float]:
-        model = SileroModel()
-        worker.process(model, settings, RATE, 0.0)
-        futures = []
-        for at_ms, chunk in _chunks(mic):
-            if at_ms == 3000:
-                await asyncio.gather(*futures)  # the probabilities before the restart are not compared
-                futures.clear()
-                worker.reset(model, 3000.0)
-            if at_ms == 4000:
-                for delta in _deltas(reply):
-                    worker.play(model, delta, RATE, 4000.0)
-            futures.append(worker.submit(model, RATE, chunk))
-        return [p for r in await asyncio.gather(*futures) for p in r]
-
-    worker = SileroWorker()
-    try:
-        got = asyncio.run(in_worker(worker))
-    finally:
-        worker.close()
+    want = _here(settings, mic, reply, _Script(play_ms=4000, restart_ms=3000))
+    got = _in_the_worker(settings, mic, reply, _Script(play_ms=4000, restart_ms=3000))
     assert got == pytest.approx(want[: len(got)], abs=1e-6) and len(want) - len(got) <= 1
     assert max(got) < 0.5  # the echo is still cancelled after the restart

@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from tests._logs import write_log
 from vlab.calibrate import ks_two_sample, stage_samples
-from vlab.log.records import RECORD_FIELDS, EventRecord
-from vlab.log.writer import JsonlWriter
-
-
-def _run(folder: Path, *rows: tuple[float, str, str, dict]) -> Path:
-    """A run folder whose log holds ``(ms, direction, type, fields)`` rows on the client's clock only."""
-    folder.mkdir()
-    blank = dict.fromkeys(RECORD_FIELDS)
-    with JsonlWriter(folder / "events.jsonl") as write:
-        for seq, (ms, direction, kind, fields) in enumerate(rows):
-            base = {"seq": seq, "t_ns": int(1e9 + ms * 1e6), "wall_ns": 0, "payload": "{}"}
-            write(EventRecord(**blank | base | {"direction": direction, "type": kind} | fields))
-    return folder
 
 
 def test_an_azure_run_gives_half_of_each_session_update_round_trip_and_the_reply_s_audio_rate(tmp_path):
     audio = {"response_id": "resp_1", "audio_ms": 100.0}
-    run = _run(
+    run = write_log(
         tmp_path / "run",
         (0.0, "server", "session.updated", {}),  # answers no update of this log: no sample
         (100.0, "client", "session.update", {}),

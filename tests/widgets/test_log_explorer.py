@@ -8,6 +8,7 @@ import math
 import pytest
 
 import vlab
+from tests._logs import write_log
 from vlab.widgets import LogExplorer
 from vlab.widgets.log_explorer import ALL_TURNS
 
@@ -106,20 +107,6 @@ def test_a_missing_folder_shows_a_clear_error(tmp_path):
     assert ex.run_dir is None and ex.table.value == ""
 
 
-def _write_log(folder, *rows):
-    """A run folder whose events.jsonl holds ``(ms, direction, type, fields)`` rows, in order."""
-    from vlab.log.records import RECORD_FIELDS, EventRecord
-    from vlab.log.writer import JsonlWriter
-
-    folder.mkdir()
-    blank = dict.fromkeys(RECORD_FIELDS)
-    with JsonlWriter(folder / "events.jsonl") as write:
-        for seq, (ms, direction, kind, fields) in enumerate(rows):
-            base = {"seq": seq, "t_ns": int(1e9 + ms * 1e6), "wall_ns": 0, "payload": "{}"}
-            write(EventRecord(**blank | base | {"direction": direction, "type": kind} | fields))
-    return folder
-
-
 def _cells(table: str) -> list[list[str]]:
     """The table's rows below its header, as lists of cell texts."""
     import re
@@ -129,7 +116,7 @@ def _cells(table: str) -> list[list[str]]:
 
 
 def test_the_table_shows_each_event_s_time_direction_and_what_it_says(tmp_path):
-    folder = _write_log(
+    folder = write_log(
         tmp_path / "run",
         (0.0, "client", "response.cancel", {"event_id": "evt_1"}),
         (
@@ -166,13 +153,13 @@ def test_the_table_shows_each_event_s_time_direction_and_what_it_says(tmp_path):
 
 def test_the_table_shows_the_first_max_rows_events_and_says_how_many_match(tmp_path):
     rows = [(10.0 * k, "server", f"event.{k}", {}) for k in range(5)]
-    ex = LogExplorer(_write_log(tmp_path / "run", *rows), max_rows=3)
+    ex = LogExplorer(write_log(tmp_path / "run", *rows), max_rows=3)
     assert [cells[2] for cells in _cells(ex.table.value)] == ["event.0", "event.1", "event.2"]
     assert "5 match (first 3 shown)" in ex.table.value
 
 
 def test_an_empty_log_loads_and_says_so(tmp_path):
-    ex = LogExplorer(_write_log(tmp_path / "run"))
+    ex = LogExplorer(write_log(tmp_path / "run"))
     assert ex.output.outputs == ()
     assert ex.status.value.endswith(": the log is empty") and ex.filtered().empty
     assert "No response in this log" in ex.turn_info.value and ex.waterfall.layout.display == "none"
