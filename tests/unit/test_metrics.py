@@ -733,3 +733,66 @@ def test_rows_of_gives_what_itertuples_gives_and_a_shuffled_frame_measures_as_th
     assert in_log_order(shuffled)["seq"].tolist() == sorted(frame["seq"])
     for measure in (turn_latency, session_latency, detections_from_events):
         pd.testing.assert_frame_equal(measure(shuffled), measure(frame))
+
+
+def test_a_detection_setting_not_given_comes_from_the_logged_session_else_vlab_s_default():
+    from vlab import ServerVad
+    from vlab.metrics.events import UNLOGGED_VAD
+
+    default = ServerVad()
+    assert (UNLOGGED_VAD.silence_duration_ms, UNLOGGED_VAD.prefix_padding_ms) == (
+        default.silence_duration_ms,
+        default.prefix_padding_ms,
+    )
+    logged = session_start(Log(), sil=800)
+    vad_turn(
+        logged,
+        stopped=2000,
+        audio_end=1500,
+        created=2100,
+        text=None,
+        audio=None,
+        done=2200,
+        start_audio_ms=200,
+    )
+    row = detections_from_events(logged.frame(), prefix_padding_ms=100).iloc[0]
+    assert (row.onset_ms, row.offset_ms) == (300.0, 700.0)  # the padding given; the silence logged (800 ms)
+    unlogged = vad_turn(
+        Log(),
+        stopped=2000,
+        audio_end=1500,
+        created=2100,
+        text=None,
+        audio=None,
+        done=2200,
+        start_audio_ms=200,
+    )
+    row = detections_from_events(unlogged.frame()).iloc[0]
+    assert (row.onset_ms, row.offset_ms) == (
+        200.0 + default.prefix_padding_ms,
+        1500.0 - default.silence_duration_ms,
+    )
+
+
+def test_the_frontier_ties_and_unmeasured_points_and_the_budgets_include_their_edge():
+    from vlab.metrics import cutoff_at_latency
+
+    pts = pd.DataFrame(
+        {"dead_air_ms": [300.0, 300.0, math.nan, 250.0], "false_cutoff_rate": [0.2, 0.1, 0.0, math.inf]}
+    )
+    # the same dead air and fewer cut-offs beats; a point missing either figure is never on it
+    assert pareto_front(pts).tolist() == [False, True, False, False]
+    assert cutoff_at_latency(pts, budgets_ms=(300.0, 299.0)) == {300.0: 0.1, 299.0: math.inf}
+
+
+def test_a_turn_detection_the_service_turned_off_or_on_is_reported():
+    td = {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 500}
+    for sent, echoed in ((td, None), (None, td)):
+        log = Log()
+        log.add(1, "client", {"type": "session.update", "session": {"turn_detection": sent}})
+        log.add(9, "server", {"type": "session.updated", "session": {"turn_detection": echoed}})
+        assert setting_took_effect(log.frame()) == [f"turn_detection: sent {sent!r}, service has {echoed!r}"]
+    off = Log()
+    off.add(1, "client", {"type": "session.update", "session": {"turn_detection": None}})
+    off.add(9, "server", {"type": "session.updated", "session": {"turn_detection": None}})
+    assert setting_took_effect(off.frame()) == []

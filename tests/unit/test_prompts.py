@@ -98,6 +98,26 @@ def test_select_prompts_by_id_or_category_and_unknown_names_fail(prompts):
     assert [p.id for p in chosen] == ["short_question", "pause_300", "pause_600", "pause_900", "pause_1200"]
     with pytest.raises(ConfigError, match="no prompt named 'nope'"):
         select_prompts(prompts, ["nope"])
+    for everything in (None, [], ["*"]):
+        assert select_prompts(prompts, everything) == prompts
+    assert select_prompts(prompts, ["pause_600", "pause"])[:2] == [
+        chosen[2],
+        chosen[1],
+    ]  # each once, as asked
+
+
+def test_each_turn_starts_at_its_first_speech_after_the_previous_end_of_turn(tmp_path):
+    from pathlib import Path
+
+    from vlab.prompts import LabelledPrompt
+
+    prompt = LabelledPrompt(
+        id="two", file=Path(tmp_path / "two.wav"), text="a | b", sample_rate=16000, duration_ms=4000.0,
+        category="multi_turn", speech_segments=((0.0, 500.0), (700.0, 1200.0), (2000.0, 2500.0)),
+        hold_spans=((500.0, 700.0),), end_of_turn_ms=(1200.0, 2500.0, 3500.0),
+    )  # fmt: skip
+    starts = prompt.turn_starts_ms  # speech from the file's first sample; a last turn with no speech
+    assert starts[:2] == (0.0, 2000.0) and np.isnan(starts[2])
 
 
 def test_missing_manifest_is_a_clear_error(tmp_path):

@@ -28,7 +28,7 @@ import pandas as pd
 
 from vlab import protocol
 from vlab.errors import warn_user
-from vlab.metrics.events import as_float, in_log_order, session_vad_settings
+from vlab.metrics.events import UNLOGGED_VAD, as_float, in_log_order, session_vad_settings
 
 if TYPE_CHECKING:
     from vlab.audio.pcm import FloatArray
@@ -67,8 +67,8 @@ def detections_from_events(
 
     Args:
         events: An event frame.
-        silence_duration_ms: Default: from the logged session (500).
-        prefix_padding_ms: Default: from the logged session (300).
+        silence_duration_ms: Default: from the logged session (else :data:`~vlab.metrics.events.UNLOGGED_VAD`'s).
+        prefix_padding_ms: Default: from the logged session (else :data:`~vlab.metrics.events.UNLOGGED_VAD`'s).
 
     Returns:
         :data:`DETECTION_COLUMNS` plus ``item_id``; a turn still open at the end has NaN ``audio_end_ms``.
@@ -76,9 +76,15 @@ def detections_from_events(
     given = silence_duration_ms is not None and prefix_padding_ms is not None
     td = {} if given else session_vad_settings(events)
     sil = float(
-        silence_duration_ms if silence_duration_ms is not None else td.get("silence_duration_ms", 500)
+        silence_duration_ms
+        if silence_duration_ms is not None
+        else td.get("silence_duration_ms", UNLOGGED_VAD.silence_duration_ms)
     )
-    pad = float(prefix_padding_ms if prefix_padding_ms is not None else td.get("prefix_padding_ms", 300))
+    pad = float(
+        prefix_padding_ms
+        if prefix_padding_ms is not None
+        else td.get("prefix_padding_ms", UNLOGGED_VAD.prefix_padding_ms)
+    )
     ev = in_log_order(events)
     server = ev["direction"] == "server"
     columns = [

@@ -11,12 +11,12 @@ from collections import namedtuple
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
 
-from vlab import protocol
+from vlab import protocol, protocol_limits
 
 _TEXT_DELTAS = (protocol.AUDIO_TRANSCRIPT_DELTA, protocol.TEXT_DELTA)
 _NS_PER_MS = 1e6
@@ -155,6 +155,12 @@ def payload_of(value: Any) -> dict[str, Any]:
     except (TypeError, ValueError):
         return {}
     return out if isinstance(out, dict) else {}
+
+
+UNLOGGED_VAD: Final = protocol_limits.turn_detection_defaults(
+    protocol_limits.SERVER_VAD, protocol_limits.VLAB_DEFAULTS_API_VERSION
+)
+"""The server VAD taken for a log that names none (vlab's defaults: 0.5, 300 ms, 500 ms)."""
 
 
 def session_vad_settings(events: pd.DataFrame) -> dict[str, Any]:

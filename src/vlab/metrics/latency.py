@@ -54,6 +54,7 @@ from vlab.metrics.events import (
     _TEXT_DELTAS,
     PLAYBACK_STARTED,
     UNDERRUN,
+    UNLOGGED_VAD,
     InputTimeline,
     as_float,
     as_str,
@@ -118,7 +119,7 @@ def turn_latency(
     sim = ev["sim_ms"].to_numpy(float) * _NS_PER_MS if simulated else None
     td = session_vad_settings(ev)
     if silence_duration_ms is None:
-        silence_duration_ms = float(td.get("silence_duration_ms", 500)) if td else 500.0
+        silence_duration_ms = float(td.get("silence_duration_ms", UNLOGGED_VAD.silence_duration_ms))
     labels = sorted(float(x) for x in end_of_turn_ms) if end_of_turn_ms is not None else None
 
     rows: list[dict[str, Any]] = []
