@@ -57,6 +57,14 @@ def test_nothing_heard_means_nothing_to_truncate():
     assert action == BargeInAction(cancel=True, truncate_item_id=None, truncate_at_ms=0)
 
 
+def test_an_item_not_yet_heard_is_cancelled_but_not_truncated():
+    output, _ = playing(audio_ms=1000, heard_ms=0)  # queued, not a sample played yet
+    action = BargeInPolicy(BargeIn.ON).on_speech_started(
+        output, response_id="resp_1", server_interrupts=False
+    )
+    assert action == BargeInAction(cancel=True, truncate_item_id=None, truncate_at_ms=0)
+
+
 def test_off_leaves_the_assistant_talking():
     output, clock = playing(audio_ms=1000, heard_ms=300)
     assert (
