@@ -66,8 +66,8 @@ def test_the_checks_accept_what_the_protocol_allows():
     assert (
         event_problems({"type": "conversation.item.truncated", "audio_end_ms": 1.5, "content_index": 0}) == []
     )
-    assert [is_base64(s) for s in ("", "AAAA", "AA==", "AAA=", "A===", "A=AA", "AA=A", "AA\n=")] == [
-        True, True, True, True, False, False, False, False,
+    assert [is_base64(s) for s in ("", "AAAA", "AA==", "AAA=", "A===", "A=AA", "AA=A", "AA\n=", "=AAA")] == [
+        True, True, True, True, False, False, False, False, False,
     ]  # fmt: skip
 
 
@@ -264,3 +264,10 @@ async def test_a_malformed_event_of_every_type_the_sdk_knows_is_a_warning_and_re
         f"{path!r} is {'a number' if isinstance(WRONG[kind], int) else 'a string'}, not "
         f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
     ]
+
+
+def test_a_warning_keeps_the_frame_s_text_as_it_is():
+    from vlab.session.checks import warning_event
+
+    warning = warning_event({"type": "response.text.delta", "delta": "café ☕"}, ["'delta' is odd"])
+    assert "café ☕" in warning["raw"]  # not escaped to \\u sequences: the log shows what came
