@@ -160,7 +160,7 @@ def payload_of(value: Any) -> dict[str, Any]:
 UNLOGGED_VAD: Final = protocol_limits.turn_detection_defaults(
     protocol_limits.SERVER_VAD, protocol_limits.VLAB_DEFAULTS_API_VERSION
 )
-"""The server VAD taken for a log that names none (vlab's defaults: 0.5, 300 ms, 500 ms)."""
+"""The server VAD taken for a log that names none: vlab's defaults (``vlab.ServerVad()``'s)."""
 
 
 def session_vad_settings(events: pd.DataFrame) -> dict[str, Any]:
