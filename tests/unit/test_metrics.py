@@ -744,29 +744,11 @@ def test_a_detection_setting_not_given_comes_from_the_logged_session_else_vlab_s
         default.silence_duration_ms,
         default.prefix_padding_ms,
     )
-    logged = session_start(Log(), sil=800)
-    vad_turn(
-        logged,
-        stopped=2000,
-        audio_end=1500,
-        created=2100,
-        text=None,
-        audio=None,
-        done=2200,
-        start_audio_ms=200,
-    )
+    turn = {"stopped": 2000, "audio_end": 1500, "created": 2100, "text": None, "audio": None, "done": 2200}
+    logged = vad_turn(session_start(Log(), sil=800), **turn, start_audio_ms=200)
     row = detections_from_events(logged.frame(), prefix_padding_ms=100).iloc[0]
     assert (row.onset_ms, row.offset_ms) == (300.0, 700.0)  # the padding given; the silence logged (800 ms)
-    unlogged = vad_turn(
-        Log(),
-        stopped=2000,
-        audio_end=1500,
-        created=2100,
-        text=None,
-        audio=None,
-        done=2200,
-        start_audio_ms=200,
-    )
+    unlogged = vad_turn(Log(), **turn, start_audio_ms=200)
     row = detections_from_events(unlogged.frame()).iloc[0]
     assert (row.onset_ms, row.offset_ms) == (
         200.0 + default.prefix_padding_ms,
