@@ -46,7 +46,21 @@ async def test_pacing_follows_deadlines_without_drift():
     async for chunk, offset_ms in paced_chunks(pcm, sample_rate=24000, chunk_ms=20, speed=2.0, clock=clock):
         stamps.append((clock.monotonic_ns() / 1e6, offset_ms, len(chunk)))
     assert len(stamps) == 50 and all(n == 960 for *_, n in stamps)
+    assert [off for _, off, _ in stamps] == [20.0 * k for k in range(50)]  # each chunk's place in the audio
     assert all(t == pytest.approx(off / 2) for t, off, _ in stamps)
+
+
+async def test_pacing_defaults_to_real_time_in_20_ms_chunks_of_whole_samples():
+    clock = ManualClock()
+    stamps = [
+        (clock.monotonic_ns() / 1e6, len(c))
+        async for c, _ in paced_chunks(bytes(4800), sample_rate=24000, clock=clock)
+    ]
+    assert stamps == [(20.0 * k, 960) for k in range(5)]
+    tiny = [len(c) async for c, _ in paced_chunks(bytes(8), sample_rate=10, speed=math.inf, clock=clock)]
+    assert tiny == [2, 2, 2, 2]  # 20 ms at 10 Hz is less than a sample: one whole sample a chunk
+    with pytest.raises(ValueError, match="speed must be > 0"):
+        [c async for c, _ in paced_chunks(bytes(8), sample_rate=10, speed=0, clock=clock)]
 
 
 async def test_unpaced_replay_does_not_wait():
