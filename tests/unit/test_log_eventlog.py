@@ -60,6 +60,7 @@ def test_equality_with_lists_tuples_and_logs():
     log = EventLog(records)
     assert log == records and log == tuple(records) and log == EventLog(records)
     assert log != records[:-1] and log != EventLog(records[:-1]) and log != "records"
+    assert log != [records[-1], *records[:-1]]  # the same length, not the same records in order
     assert log[0] == log[0] and log[0] is not log[0]  # rebuilt from the columns on each read
     with pytest.raises(TypeError):
         hash(log)
