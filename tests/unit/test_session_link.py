@@ -87,6 +87,14 @@ def make_link(server: FakeServer, **options: Any) -> Link:
     return link
 
 
+async def connected(*wires: FakeWire, **options: Any) -> tuple[VirtualClock, Link]:
+    """A link on virtual time to a fake server that hands out ``wires`` in turn, connected."""
+    clock = VirtualClock()
+    link = make_link(FakeServer(clock, *wires), **options)
+    await link.connect()
+    return clock, link
+
+
 class Reader:
     """Runs ``link.events()`` in its own task (as the session does) and hands each item to the test."""
 
@@ -148,10 +156,8 @@ def test_the_server_owes_an_answer_to_a_request_and_the_rest_of_a_response():
 
 
 async def test_frames_are_yielded_as_json_with_their_receive_stamp():
-    clock = VirtualClock()
     wire = FakeWire()
-    link = make_link(FakeServer(clock, wire))
-    await link.connect()
+    clock, link = await connected(wire)
     assert link.state == "up" and link.generation == 1
     async with reading(link) as reader:
         clock.advance_ns(7 * MS)
@@ -164,10 +170,8 @@ async def test_frames_are_yielded_as_json_with_their_receive_stamp():
 
 
 async def test_silence_while_a_reply_is_due_is_a_stall_exactly_at_the_timeout():
-    clock = VirtualClock()
     wire = FakeWire()
-    link = make_link(FakeServer(clock, wire), stall_timeout_s=0.3)
-    await link.connect()
+    clock, link = await connected(wire, stall_timeout_s=0.3)
     async with reading(link) as reader:
         assert await link.send({"type": "response.create"}) == 0
         await clock.wait_for_sleepers()
@@ -186,10 +190,8 @@ async def test_silence_while_a_reply_is_due_is_a_stall_exactly_at_the_timeout():
 
 
 async def test_events_of_a_response_push_the_stall_deadline_back():
-    clock = VirtualClock()
     wire = FakeWire()
-    link = make_link(FakeServer(clock, wire), stall_timeout_s=0.3)
-    await link.connect()
+    clock, link = await connected(wire, stall_timeout_s=0.3)
     async with reading(link) as reader:
         wire.push(created("resp_1"))
         await reader.next()
@@ -269,10 +271,8 @@ async def test_each_way_of_losing_the_connection_is_told_apart(frames, code, wha
 
 async def test_a_consumer_busy_past_the_deadline_is_not_stalled_and_is_looked_at_again_later():
     """Silence while the reader is not receiving (the session is busy with an event) is the session's, not the server's."""
-    clock = VirtualClock()
     wire = FakeWire()
-    link = make_link(FakeServer(clock, wire), stall_timeout_s=0.3)
-    await link.connect()
+    clock, link = await connected(wire, stall_timeout_s=0.3)
     events = link.events()
     busy = asyncio.Event()
     items: asyncio.Queue[Any] = asyncio.Queue()
@@ -305,10 +305,8 @@ async def test_a_consumer_busy_past_the_deadline_is_not_stalled_and_is_looked_at
 
 
 async def test_a_cancel_after_a_stall_and_a_reconnect_is_a_cancel_not_another_stall():
-    clock = VirtualClock()
     first, second = FakeWire(), FakeWire()
-    link = make_link(FakeServer(clock, first, second), stall_timeout_s=0.3, reconnect=Reconnect(backoff_s=0))
-    await link.connect()
+    clock, link = await connected(first, second, stall_timeout_s=0.3, reconnect=Reconnect(backoff_s=0))
     reader = Reader(link)
     await link.send({"type": "response.create"})
     await clock.wait_for_sleepers()
@@ -325,10 +323,8 @@ async def test_a_cancel_after_a_stall_and_a_reconnect_is_a_cancel_not_another_st
 
 
 async def test_wait_lost_returns_only_once_its_connection_is_gone():
-    clock = VirtualClock()
     first, second = FakeWire(), FakeWire()
-    link = make_link(FakeServer(clock, first, second), reconnect=Reconnect(backoff_s=0))
-    await link.connect()
+    clock, link = await connected(first, second, reconnect=Reconnect(backoff_s=0))
     async with reading(link) as reader:
         lost = asyncio.create_task(link.wait_lost(1))
         first.push({"type": "session.updated"})
@@ -403,10 +399,8 @@ async def test_reconnect_gives_up_after_its_attempts_and_says_why():
 
 
 async def test_a_flapping_connection_is_given_up_after_max_reconnects():
-    clock = VirtualClock()
     wires = [FakeWire(), FakeWire()]
-    link = make_link(FakeServer(clock, *wires), reconnect=Reconnect(backoff_s=0, max_reconnects=1))
-    await link.connect()
+    clock, link = await connected(*wires, reconnect=Reconnect(backoff_s=0, max_reconnects=1))
     async with reading(link) as reader:
         wires[0].drop()
         assert isinstance(await reader.next(), ConnectionLoss)
@@ -419,10 +413,8 @@ async def test_a_flapping_connection_is_given_up_after_max_reconnects():
 
 
 async def test_a_send_on_a_dead_connection_waits_for_the_next_one():
-    clock = VirtualClock()
     first, second = FakeWire(), FakeWire()
-    link = make_link(FakeServer(clock, first, second), reconnect=Reconnect(backoff_s=0.25))
-    await link.connect()
+    clock, link = await connected(first, second, reconnect=Reconnect(backoff_s=0.25))
     async with reading(link) as reader:
         first.drop()  # sends fail at once; the reader notices on its next receive
         sender = asyncio.create_task(link.send_when_up({"type": "response.create"}))
@@ -437,10 +429,8 @@ async def test_a_send_on_a_dead_connection_waits_for_the_next_one():
 
 
 async def test_a_send_after_the_link_ended_raises_link_ended():
-    clock = VirtualClock()
     first = FakeWire()
-    link = make_link(FakeServer(clock, first))
-    await link.connect()
+    clock, link = await connected(first)
     async with reading(link) as reader:
         first.drop()
         sender = asyncio.create_task(link.send_when_up({"type": "response.create"}))
