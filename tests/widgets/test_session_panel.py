@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests._logs import T0_NS, hand_record
 from vlab.errors import ConfigError
+from vlab.log.records import EventRecord
 from vlab.widgets import SessionPanel
 
 CANARY = "CANARY-PANEL-KEY-0123456789"
@@ -176,24 +178,10 @@ def test_the_level_meter_moves_ten_times_a_second_of_audio_with_the_loudest_chun
 
 def test_the_event_table_shows_the_latest_events_however_many_audio_appends_follow(tmp_path, prompt_dir):
     # a live microphone logs 50 appends a second: the table still shows the last events of interest
-    import dataclasses
     from types import SimpleNamespace
 
-    from vlab.log.records import EventRecord
-
-    blank = {f.name: None for f in dataclasses.fields(EventRecord)}
-
     def record(seq: int, kind: str) -> EventRecord:
-        return EventRecord(
-            **{
-                **blank,
-                "seq": seq,
-                "t_ns": seq * 20_000_000,
-                "wall_ns": 0,
-                "direction": "server",
-                "type": kind,
-            }
-        )
+        return hand_record(seq, seq * 20.0, "server", kind)
 
     panel = _panel(tmp_path, prompt_dir, max_rows=5)
     records = [record(k, f"event.{k}") for k in range(8)]
@@ -219,23 +207,19 @@ def test_each_source_shows_only_its_own_controls_and_stop_waits_for_a_start(tmp_
 
 
 def test_the_event_table_shows_each_event_s_direction_and_detail():
-    import dataclasses
-
-    from vlab.log.records import EventRecord
     from vlab.widgets.session_panel import render_event_table
 
-    blank = {f.name: None for f in dataclasses.fields(EventRecord)}
     rows = [
-        EventRecord(**blank | {"seq": k, "t_ns": 1_000_000_000 + k * 1_500_000, "wall_ns": 0} | fields)
-        for k, fields in enumerate([
-            {"direction": "client", "type": "response.cancel"},
-            {"direction": "server", "type": "error", "error_code": "x_code", "error_message": "went wrong"},
-            {"direction": "server", "type": "input_audio_buffer.speech_stopped", "audio_end_ms": 1234.4},
-            {"direction": "local", "type": "vlab.connection_lost", "text": "dropped " * 20},
-            {"direction": "server", "type": "response.done", "response_id": "resp_1"},
+        hand_record(k, k * 1.5, direction, kind, **fields)
+        for k, (direction, kind, fields) in enumerate([
+            ("client", "response.cancel", {}),
+            ("server", "error", {"error_code": "x_code", "error_message": "went wrong"}),
+            ("server", "input_audio_buffer.speech_stopped", {"audio_end_ms": 1234.4}),
+            ("local", "vlab.connection_lost", {"text": "dropped " * 20}),
+            ("server", "response.done", {"response_id": "resp_1"}),
         ])
     ]  # fmt: skip
-    table = render_event_table(rows, 1_000_000_000, total=9)
+    table = render_event_table(rows, T0_NS, total=9)
     cells = re.findall(r"<tr><td[^>]*>(.*?)</td><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td></tr>", table)
     assert cells == [
         ("0", "→", "response.cancel", ""),
