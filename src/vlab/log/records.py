@@ -257,6 +257,15 @@ def _is_mapping(value: Any) -> bool:
     return type(value) is dict or isinstance(value, Mapping)
 
 
+def failed_response_error(event: Mapping[str, Any]) -> Any:
+    """The error of a ``response.done`` whose response failed (``response.status_details.error``), else None."""
+    response = event.get("response")
+    details = response.get("status_details") if response is not None and _is_mapping(response) else None
+    if details is not None and _is_mapping(details) and details.get("type") == "failed":
+        return details.get("error")
+    return None
+
+
 def _make_build() -> Callable[..., EventRecord]:
     """Make ``_build(*values)``: the record of one value per field, in :data:`RECORD_FIELDS` order.
 
@@ -434,11 +443,8 @@ def event_row(
     # --- errors -----------------------------------------------------------------------------------
     error_code = error_message = None
     error = get("error")
-    if error is None and etype == _RESPONSE_DONE:  # a failed response: its error is in its status details
-        response = get("response")
-        details = response.get("status_details") if response is not None and _is_mapping(response) else None
-        if details is not None and _is_mapping(details) and details.get("type") == "failed":
-            error = details.get("error")
+    if error is None and etype == _RESPONSE_DONE:
+        error = failed_response_error(event)
     if error is not None and _is_mapping(error):
         error_code = _as_str(error.get("code"))
         error_message = _as_str(error.get("message"))

@@ -26,6 +26,7 @@ from vlab.clock import Clock, ServerTimeClock, SystemClock
 from vlab.endpoint import Target
 from vlab.errors import ConfigError, ConnectionFailed, ProtocolError, VlabError
 from vlab.log import EventLog, Sink
+from vlab.log.records import failed_response_error
 from vlab.protocol_limits import SDK_MAX_FRAME_BYTES
 from vlab.session import sdk_adapter
 from vlab.session.barge_in import BargeIn, BargeInAction, BargeInPolicy, server_interrupts
@@ -457,12 +458,11 @@ class Session:
             level = logging.WARNING if error.get("type") == "server_error" else logging.INFO
             log.log(level, "server error event: %s: %s", error.get("code"), error.get("message"))
         elif kind == protocol.RESPONSE_DONE:
-            response = get("response") or {}
-            if response.get("status") == "failed":
-                error = (response.get("status_details") or {}).get("error") or {}
-                log.warning(
-                    "response %s failed: %s: %s", response.get("id"), error.get("code"), error.get("message")
-                )
+            failed = failed_response_error(payload)
+            if failed is not None:
+                error = failed if isinstance(failed, dict) else {}
+                rid = (get("response") or {}).get("id")
+                log.warning("response %s failed: %s: %s", rid, error.get("code"), error.get("message"))
         return None
 
     async def _barge(self, action: BargeInAction) -> None:
