@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from vlab.audio.silero_worker import SileroWorker
-from vlab.audio.vad import SileroModel, StreamingVad, VadParams
+from vlab.audio.vad import SileroModel, StreamingVad, VadEvent, VadParams
 from vlab.clock import ManualClock
 from vlab.testing import spoken_prompt
 
@@ -269,6 +269,46 @@ async def test_an_emulator_pipeline_hears_silence_when_the_worker_is_broken(
     assert [r.getMessage() for r in caplog.records].count(
         "the VAD model failed: the worker kept exiting"
     ) == 1
+
+
+def test_an_emulator_pipeline_decides_as_streaming_vad_does_here_and_a_reset_starts_over(
+    clips: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same events at the same input times, and the same audio decided, with the model in the worker."""
+    from vlab.emulator.vad_pipeline import VadPipeline
+
+    params = VadParams(silence_duration_ms=300)
+    pcm = clips[1] + clips[2]
+    here = StreamingVad(params, RATE, model=SileroModel())
+    want = [e for i in range(0, len(pcm), CHUNK) for e in here.feed(pcm[i : i + CHUNK])]
+    worker = SileroWorker()
+    monkeypatch.setattr(SileroWorker, "_shared", worker)
+
+    async def main() -> tuple[list[list[VadEvent]], list[float]]:
+        streams: list[list[VadEvent]] = []
+        decided: list[float] = []
+        pipe = VadPipeline(
+            StreamingVad(params, RATE, model=SileroModel()),
+            lambda found, at_ms: (streams[-1].extend(found), decided.append(at_ms)),
+        )
+        for stream in range(2):
+            if stream:
+                pipe.reset(origin_ms=len(pcm) / 48)
+            streams.append([])
+            for i in range(0, len(pcm), CHUNK):
+                pipe.feed(pcm[i : i + CHUNK])
+            await pipe.settle()
+        pipe.close()
+        return streams, decided
+
+    try:
+        (first, again), decided = asyncio.run(main())
+    finally:
+        worker.close()
+    assert [e.kind for e in want] == ["speech_started", "speech_stopped"] * 2  # two sentences, two turns
+    assert first == want and again == want  # after a reset, the stream's times start over from 0
+    chunks = len(range(0, len(pcm), CHUNK))
+    assert decided[chunks - 1] == decided[-1] == here.decided_ms
 
 
 def test_a_cache_folder_that_cannot_be_written_does_not_stop_the_worker(
