@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from azure.ai.voicelive.aio import connect
 from azure.core.credentials import AzureKeyCredential
@@ -17,7 +18,7 @@ from azure.core.credentials import AzureKeyCredential
 from vlab.audio.pcm import silence
 from vlab.cassette import load_cassette
 from vlab.emulator import Emulator
-from vlab.emulator.cassette import DIVERGENCE_CODE
+from vlab.emulator.cassette import AUDIO_TOLERANCE, DIVERGENCE_CODE, timeline_marker
 from vlab.errors import ConfigError
 from vlab.feed import feed_prompt
 from vlab.log import load_log
@@ -94,6 +95,41 @@ async def test_different_audio_or_settings_get_a_divergence_error_and_nothing_im
         async with Session(changed, endpoint=emu.endpoint, api_key=emu.api_key) as session:
             error = (await session.wait_for("error", timeout_s=20))[-1]
         assert "differs from the recording in: turn_detection" in error.error.message
+
+
+async def test_audio_within_the_tolerance_is_the_recording_and_the_first_sample_beyond_it_is_named(recorded):
+    cassette = load_cassette(recorded)
+    assert cassette.input_rate == 24000
+    samples = np.frombuffer(cassette.input_audio, "<i2").astype(np.int32)
+    toward_zero = np.where(samples < 0, 1, -1)  # no sample leaves the PCM16 range
+    sent = samples + toward_zero * AUDIO_TOLERANCE  # every sample as far off as still counts as the same
+    sent[24240:] += toward_zero[24240:]  # and one more from 1010 ms on (within a 20 ms append)
+    async with Emulator(speed="max", cassette=cassette) as emu:
+        async with Session(SETTINGS, endpoint=emu.endpoint, api_key=emu.api_key) as session:
+            await session.stream_audio(sent.astype("<i2").tobytes(), speed=math.inf)
+            error = (await session.wait_for("error", timeout_s=20))[-1]
+    assert error.error.code == DIVERGENCE_CODE
+    assert "the client's audio differs from the recording at 1010 ms of input audio" in error.error.message
+
+
+def test_only_an_update_that_sets_nothing_but_the_timeline_is_a_marker():
+    def update(**session: Any) -> dict[str, Any]:
+        return {"type": "session.update", "session": session}
+
+    assert timeline_marker(update(metadata={TIMELINE_METADATA_KEY: TIMELINE_INPUT})) == TIMELINE_INPUT
+    assert (
+        timeline_marker(update(metadata={TIMELINE_METADATA_KEY: TIMELINE_ENDED, "run": "a"}))
+        == TIMELINE_ENDED
+    )
+    assert timeline_marker(update(metadata={TIMELINE_METADATA_KEY: "fast"})) is None  # not a mode
+    assert (
+        timeline_marker(update(voice={"name": "x"}, metadata={TIMELINE_METADATA_KEY: TIMELINE_INPUT})) is None
+    )
+    assert (
+        timeline_marker({"type": "input_audio_buffer.append", "metadata": {TIMELINE_METADATA_KEY: "input"}})
+        is None
+    )
+    assert timeline_marker(update()) is None
 
 
 def test_a_run_without_its_input_audio_is_no_cassette(tmp_path):

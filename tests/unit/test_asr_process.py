@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import math
 import os
 import signal
 import threading
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 
 from vlab.audio.vad import EnergyModel
@@ -37,13 +39,24 @@ def process() -> Iterator[asr.RecognitionProcess]:
     process.close()
 
 
-@pytest.mark.parametrize("noise_floor_rms", [NOISE_FLOOR_RMS, 0.0])
-def test_the_recognition_process_decodes_as_this_process_would(speech, process, noise_floor_rms) -> None:
+@pytest.mark.parametrize(
+    ("noise_floor_rms", "words"),
+    # without the noise floor, the digital silence around the phrase costs words (docs/emulator.md)
+    [(NOISE_FLOOR_RMS, ["weather", "in", "seattle"]), (0.0, ["seattle"])],
+)
+def test_the_recognition_process_decodes_as_this_process_would(
+    speech, process, noise_floor_rms, words
+) -> None:
     pcm, rate = speech
     here = PocketSphinxRecognizer(noise_floor_rms=noise_floor_rms).transcribe(pcm, rate)
     there = process.transcribe(noise_floor_rms, pcm, rate)  # a fresh decoder in each: the same words
     assert there.words == here.words and there.audio_ms == here.audio_ms
     assert process.pid not in (None, os.getpid())
+    # each word spans its first to its last 10 ms frame: in one breath, the next word starts where it ends
+    spans = [(w.offset_ms, w.offset_ms + w.duration_ms) for w in here.words]
+    assert [w.text for w in here.words] == words
+    assert all(end == start for (_, end), (start, _) in itertools.pairwise(spans))
+    assert 0 < spans[0][0] and spans[-1][1] <= here.audio_ms
 
 
 def test_recognize_sends_pocketsphinx_to_the_one_recognition_process(speech) -> None:
@@ -153,8 +166,11 @@ async def test_audio_read_at_once_and_again_later_is_decoded_once(speech, counte
     assert len(counted) == 2 and other_floor.decode_s > 0  # another front end is other audio
 
 
-async def test_a_caller_that_is_cancelled_leaves_the_reading_to_the_others(speech, counted) -> None:
+async def test_a_caller_that_is_cancelled_leaves_the_reading_to_the_others(
+    speech, counted, monkeypatch
+) -> None:
     pcm, rate = speech
+    monkeypatch.setenv(CACHE_DIR_ENV, "off")  # memory only: a reading dropped from it is decoded again
     busy = threading.Event()
     asr._thread().submit(busy.wait)  # the reading waits in the queue, where a cancel would remove it
     gone = asyncio.ensure_future(recognize(PocketSphinxRecognizer(), pcm, rate))
@@ -165,6 +181,8 @@ async def test_a_caller_that_is_cancelled_leaves_the_reading_to_the_others(speec
     busy.set()
     assert "seattle" in (await staying).text.split()
     assert gone.cancelled() and counted == [pcm]
+    assert (await recognize(PocketSphinxRecognizer(), pcm, rate)).decode_s == 0.0  # still remembered
+    assert counted == [pcm]
 
 
 async def test_a_reading_that_nobody_awaits_any_more_leaves_the_queue(speech, counted) -> None:
@@ -226,3 +244,49 @@ async def test_with_the_cache_off_nothing_is_written(speech, counted, monkeypatc
     monkeypatch.setenv(CACHE_DIR_ENV, "off")
     await recognize(PocketSphinxRecognizer(), pcm, rate)
     assert counted == [pcm] and not (tmp_path / "cache").exists()
+
+
+async def test_the_memory_keeps_the_most_recently_used_transcripts(monkeypatch) -> None:
+    monkeypatch.setattr(asr, "_transcripts", type(asr._transcripts)())
+    monkeypatch.setenv(CACHE_DIR_ENV, "off")
+    monkeypatch.setattr(asr, "READ_CACHE_SIZE", 2)
+    decoded: list[bytes] = []
+
+    def transcribe(noise_floor_rms: float, pcm16: bytes, sample_rate: int) -> asr.Transcript:
+        decoded.append(pcm16)
+        return asr.Transcript(audio_ms=len(pcm16) / 32, decode_s=0.1)
+
+    monkeypatch.setattr(asr._PROCESS, "transcribe", transcribe)
+    a, b, c = (bytes([n]) * 3200 for n in (1, 2, 3))
+
+    async def read(pcm: bytes) -> bool:
+        """True when the transcript was remembered."""
+        return (await recognize(PocketSphinxRecognizer(), pcm, 16000)).decode_s == 0.0
+
+    assert [await read(pcm) for pcm in (a, b, a)] == [False, False, True]  # a is now the most recent
+    assert not await read(c)  # a third: the least recently used (b) goes
+    assert [await read(pcm) for pcm in (a, c)] == [True, True]
+    assert not await read(b)
+    assert decoded == [a, b, c, b]
+
+
+async def test_hear_cuts_the_digital_silence_around_the_speech_to_200_ms_each_side() -> None:
+    class Recorder:
+        def __init__(self) -> None:
+            self.heard: list[bytes] = []
+
+        def transcribe(self, pcm16: bytes, sample_rate: int) -> asr.Transcript:
+            self.heard.append(pcm16)
+            return asr.Transcript((asr.RecognizedWord("hello", 0.0, 100.0),))
+
+    rate = 16000
+    loud = np.full(800, 1000, dtype="<i2").tobytes()  # 50 ms
+    quiet = np.full(rate, 4, dtype="<i2").tobytes()  # 1 s at the digital-silence level
+    recorder = Recorder()
+    assert await asr.hear(recorder, quiet + loud + quiet, rate) == "hello"
+    pad = np.full(rate // 5, 4, dtype="<i2").tobytes()  # 200 ms
+    assert recorder.heard == [pad + loud + pad]
+    short = np.full(rate // 20, 4, dtype="<i2").tobytes()  # less silence than the pad: all kept
+    await asr.hear(recorder, short + loud + b"\x00", rate)  # an odd byte is dropped
+    await asr.hear(recorder, quiet, rate)  # nothing loud: the audio as it came
+    assert recorder.heard[1:] == [short + loud, quiet]
