@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import math
+import wave
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from azure.ai.voicelive.aio import connect
 from azure.core.credentials import AzureKeyCredential
 
+from tests._logs import write_log
 from vlab.audio.pcm import silence
 from vlab.cassette import load_cassette
 from vlab.emulator import Emulator
@@ -130,6 +132,25 @@ def test_only_an_update_that_sets_nothing_but_the_timeline_is_a_marker():
         is None
     )
     assert timeline_marker(update()) is None
+
+
+def test_a_session_updated_that_no_recorded_update_asked_for_answers_no_marker(tmp_path):
+    marker = {"type": "session.update", "session": {"metadata": {TIMELINE_METADATA_KEY: TIMELINE_INPUT}}}
+    updated = {"type": "session.updated", "session": {}}
+    run = write_log(
+        tmp_path / "run",
+        (0, "client", "session.update", {"payload": json.dumps(marker)}),
+        (5, "server", "session.updated", {"payload": json.dumps(updated)}),
+        (9, "server", "session.updated", {"payload": json.dumps(updated)}),  # its update was not logged
+    )
+    with wave.open(str(run / "input.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(24000)
+        w.writeframes(bytes(480))
+    cassette = load_cassette(run)
+    assert [e.marker for e in cassette.events] == [TIMELINE_INPUT, None]
+    assert cassette.client_events == () and cassette.input_audio == bytes(480)
 
 
 def test_a_run_without_its_input_audio_is_no_cassette(tmp_path):

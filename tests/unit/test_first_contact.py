@@ -10,7 +10,13 @@ from vlab.emulator.faults import Fault
 from vlab.emulator.identity import Identity
 from vlab.endpoint import Secret, Target
 from vlab.errors import AuthenticationFailed, ConfigError, ConnectionFailed, Throttled
-from vlab.session.connect_errors import ConnectFailure, connect_error, credential_sources, parse_retry_after
+from vlab.session.connect_errors import (
+    ConnectFailure,
+    connect_error,
+    credential_sources,
+    one_line,
+    parse_retry_after,
+)
 from vlab.session.reconnect import LONG_SECRET_CHARS, redact, redact_secret
 from vlab.sweep import load_config
 
@@ -109,10 +115,18 @@ def test_the_transport_detail_is_redacted():
 
 
 @pytest.mark.parametrize(
-    ("header", "seconds"), [("3", 3.0), ("0.5", 0.5), (None, None), ("Wed, 21 Oct", None), ("-1", None)]
+    ("header", "seconds"),
+    [("3", 3.0), ("0.5", 0.5), (" 0 ", 0.0), (None, None), ("Wed, 21 Oct", None), ("-1", None)],
 )
 def test_retry_after_is_read_in_seconds(header, seconds):
     assert parse_retry_after(header) == seconds
+
+
+def test_one_line_collapses_whitespace_and_cuts_at_the_limit_with_an_ellipsis():
+    assert one_line("  a\n\tb   c ") == "a b c"
+    assert one_line("x" * 300) == "x" * 300  # at the limit: whole
+    assert one_line("x" * 301) == "x" * 299 + "…"  # beyond it: the limit's length, the last an ellipsis
+    assert one_line("abcdef", limit=5) == "abcd…"
 
 
 # --- the emulator's identity --------------------------------------------------------------------------
