@@ -10,7 +10,17 @@ import soundfile as sf
 
 from vlab.errors import ConfigError
 from vlab.prompts import load_prompt_set, select_prompts
-from vlab.prompts_gen import _specs, build_prompt
+from vlab.prompts_gen import (
+    AUDIBLE_DBFS,
+    HUMAN_PROMPTS,
+    INTERRUPT_GAP_MS,
+    LEAD_MS,
+    _audible_extent,
+    _human_entries,
+    _notes,
+    _specs,
+    build_prompt,
+)
 
 REQUIRED = {
     "short",
@@ -123,3 +133,88 @@ def test_each_turn_starts_at_its_first_speech_after_the_previous_end_of_turn(tmp
 def test_missing_manifest_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="no prompt manifest"):
         load_prompt_set(tmp_path)
+
+
+# --- the generator against the committed set ----------------------------------------------------------
+
+
+def _committed() -> dict[str, dict]:
+    manifest = json.loads((load_prompt_set()[0].file.parent / "manifest.json").read_text())
+    return {e["id"]: e for e in manifest["prompts"]}
+
+
+def test_each_spec_is_the_committed_prompt_of_its_id():
+    """Categories, rates, pauses, turns, extras and notes: what a rebuild writes is what the set says."""
+    committed = _committed()
+    specs = _specs()
+    assert [s.id for s in specs] == [i for i, e in committed.items() if e["source"] == "espeak-ng"]
+    for spec in specs:
+        entry = committed[spec.id]
+        pauses = [p for turn in spec.turns for p in turn if isinstance(p, float)]
+        assert [round(b - a, 1) for a, b in entry["hold_spans"]] == pauses, spec.id
+        assert len(entry["end_of_turn_ms"]) == len(spec.turns), spec.id
+        assert (entry["category"], entry["sample_rate"], entry["notes"]) == (
+            spec.category, spec.sample_rate, _notes(spec)
+        ), spec.id  # fmt: skip
+        assert spec.extra.items() <= entry.items(), spec.id
+
+
+def test_a_rebuild_has_the_levels_and_gaps_the_specs_ask_for():
+    specs = {s.id: s for s in _specs()}
+    built = {
+        i: build_prompt(specs[i]) for i in ("quiet_speaker", "noisy_snr10", "noise_only", "interruption")
+    }
+
+    def rms_dbfs(x: np.ndarray) -> float:
+        return float(10 * np.log10(np.mean(np.asarray(x, np.float64) ** 2)))
+
+    for x, entry in built.values():  # the label is the level of the speech segments as written
+        ms = [(int(a * 16), int(b * 16)) for a, b in entry["speech_segments"]]
+        if ms:
+            speech = np.concatenate([x[a:b] for a, b in ms])
+            assert entry["speech_rms_dbfs"] == pytest.approx(rms_dbfs(speech), abs=0.06), entry["id"]
+    quiet = built["quiet_speaker"][1]
+    assert quiet["speech_rms_dbfs"] == -30.0 and "barge_in_ms" not in quiet
+    x, noisy = built["noisy_snr10"]
+    (a, b), rate = noisy["speech_segments"][0], noisy["sample_rate"]
+    noise = np.concatenate([x[: int(a * rate / 1000)], x[int(b * rate / 1000) :]])
+    assert noisy["speech_rms_dbfs"] - rms_dbfs(noise) == pytest.approx(10.0, abs=0.5)
+    x, noise_only = built["noise_only"]
+    assert rms_dbfs(x) == pytest.approx(-35.0, abs=0.01) and np.isfinite(x).all()
+    assert noise_only["speech_segments"] == [] and noise_only["speech_rms_dbfs"] is None
+    assert len(x) / 16 == noise_only["duration_ms"] == LEAD_MS + 5000.0  # no trail after the noise
+    _, interruption = built["interruption"]
+    (_, first_end), (second_start, _) = interruption["speech_segments"]
+    assert second_start - first_end == INTERRUPT_GAP_MS
+    assert interruption["barge_in_ms"] == second_start
+
+
+def test_a_phrase_is_trimmed_to_its_first_and_last_audible_sample():
+    quiet, loud = 10 ** (AUDIBLE_DBFS / 20), 0.5
+    assert _audible_extent(np.array([0.0, quiet, -loud, 0.0, loud, quiet, 0.0])) == (2, 5)
+    assert _audible_extent(np.zeros(4)) == (0, 0)
+
+
+def test_a_human_clip_keeps_its_labels_and_a_new_one_is_labelled_by_its_energy(tmp_path):
+    rate = 16000
+    tone = 0.1 * np.sin(np.arange(rate // 2) * 0.3)  # 500 ms at about -23 dBFS
+    x = np.concatenate([np.zeros(rate // 5), tone, np.zeros(rate * 3 // 10)])  # 200 + 500 + 300 ms
+    (tmp_path / "human").mkdir()
+    for meta in HUMAN_PROMPTS.values():
+        sf.write(tmp_path / "human" / meta["wav"], x, rate, subtype="PCM_16")
+    kept = {
+        "speech_segments": [[210.0, 690.0]],
+        "end_of_turn_ms": [690.0],
+        "hold_spans": [],
+        "notes": "by hand",
+    }
+    first, second = _human_entries(tmp_path, {"human_awb_a0007": kept})
+    assert first["speech_segments"] == [[210.0, 690.0]] and first["notes"] == "by hand"
+    assert second["speech_segments"] == [[200.0, 700.0]] and second["end_of_turn_ms"] == [700.0]
+    for entry, (pid, meta) in zip((first, second), HUMAN_PROMPTS.items(), strict=True):
+        assert (
+            entry["id"] == pid and entry["file"] == f"human/{meta['wav']}" and entry["text"] == meta["text"]
+        )
+        assert (entry["sample_rate"], entry["duration_ms"], entry["source"]) == (rate, 1000.0, "cmu-arctic")
+    (tmp_path / "human" / "arctic_a0007.wav").unlink()
+    assert [e["id"] for e in _human_entries(tmp_path, {})] == ["human_slt_a0009"]  # only clips present
