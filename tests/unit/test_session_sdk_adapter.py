@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -194,3 +195,79 @@ def test_an_unknown_or_odd_type_takes_the_sdk_s_own_path():
         fast, sdk = sdk_adapter.server_event(payload), _sdk_build(payload)
         assert type(fast) is type(sdk) and dict(fast) == dict(sdk)
     assert "not.a.voicelive.event" not in sdk_adapter._PLANS  # a server's made-up types are not kept
+
+
+# --- sorting a failed connect ----------------------------------------------------------------------
+
+
+def _connector_error(os_error: OSError, cls: type | None = None) -> Exception:
+    import aiohttp
+    from aiohttp.client_reqrep import ConnectionKey
+
+    key = ConnectionKey(
+        **dict.fromkeys(ConnectionKey._fields) | {"host": "h.example", "port": 443, "is_ssl": True}
+    )
+    return (cls or aiohttp.ClientConnectorError)(key, os_error)
+
+
+def _wrapped(cause: BaseException) -> Exception:
+    """As the SDK raises it: its own error, the transport's under it."""
+    try:
+        raise aio.ConnectionError("Failed to establish WebSocket connection") from cause
+    except aio.ConnectionError as exc:
+        return exc
+
+
+def test_a_failed_connect_is_sorted_by_the_transports_error_under_the_sdks():
+    import errno
+    import socket
+
+    import aiohttp
+
+    refused = _connector_error(OSError(errno.ECONNREFUSED, "Connection refused"))
+    assert sdk_adapter.classify(_wrapped(refused)) == sdk_adapter.ConnectFailure(
+        "refused", "Connection refused"
+    )
+    no_reason = _connector_error(OSError("socket closed"))
+    assert sdk_adapter.classify(no_reason).detail == "socket closed"  # no strerror: the error's own words
+    unknown = socket.gaierror(-2, "Name or service not known")
+    for dns in (_connector_error(unknown), _connector_error(unknown, aiohttp.ClientConnectorDNSError)):
+        assert sdk_adapter.classify(_wrapped(dns)) == sdk_adapter.ConnectFailure(
+            "dns", "[Errno -2] Name or service not known"
+        )
+    assert sdk_adapter.classify(_wrapped(TimeoutError())) == sdk_adapter.ConnectFailure(
+        "timeout", "TimeoutError"
+    )
+    assert sdk_adapter.classify(asyncio.TimeoutError("no answer")).detail == "no answer"
+    assert sdk_adapter.classify(ValueError("odd")) == sdk_adapter.ConnectFailure("other", "odd")
+    other = sdk_adapter.classify(_wrapped(ValueError("odd")))  # the SDK's words, which quote the cause's
+    assert other == sdk_adapter.ConnectFailure("other", "Failed to establish WebSocket connection")
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "kind", "retry_after_s"),
+    [
+        (401, None, "unauthorized", None),
+        (403, {}, "forbidden", None),
+        (429, {"Retry-After": "7"}, "throttled", 7.0),
+        (429, {}, "throttled", None),
+        (404, {"Retry-After": "7"}, "http", 7.0),
+    ],
+)
+def test_a_refused_upgrade_is_sorted_by_its_status(status, headers, kind, retry_after_s):
+    import aiohttp
+    from multidict import CIMultiDict, CIMultiDictProxy
+    from yarl import URL
+
+    url = URL("https://h.example/voice-live/realtime")
+    request = aiohttp.RequestInfo(url, "GET", CIMultiDictProxy(CIMultiDict()), url)
+    refused = aiohttp.WSServerHandshakeError(
+        request,
+        (),
+        status=status,
+        message="Refused",
+        headers=None if headers is None else CIMultiDict(headers),
+    )
+    assert sdk_adapter.classify(_wrapped(refused)) == sdk_adapter.ConnectFailure(
+        kind, f"HTTP {status} Refused", status=status, retry_after_s=retry_after_s
+    )
