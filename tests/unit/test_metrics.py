@@ -183,6 +183,7 @@ def test_one_vad_turn_has_known_stages_that_sum_to_voice_to_voice():
     assert row.ttft_ms == pytest.approx(250)
     assert row.ttfb_audio_ms == pytest.approx(370)
     assert row.playout_ms == 0 and not row.playout_measured
+    assert row.t_first_audible_ns == row.t_first_audio_ns == 2970 * MS  # headless: heard as received
     assert row.voice_to_voice_ms == pytest.approx(2970 - 1980)
     assert sum(d for _, _, d in stages_in_order(row)) == pytest.approx(row.voice_to_voice_ms)
     assert row.voice_to_voice_events_ms == pytest.approx(2970 - (2530 - 500))
@@ -247,6 +248,15 @@ def test_response_before_the_end_of_speech_is_a_false_cutoff_not_a_negative_late
     assert math.isnan(row.dead_air_ms)  # the reply cut speech off: no wait after the turn to measure
     assert "false cut-off" in row.reason
     assert row.ttfb_audio_ms == pytest.approx(150)  # the response's own stages still measure
+
+
+def test_a_response_created_exactly_at_the_end_of_speech_is_no_false_cutoff():
+    log = session_start(Log()).appends(1000, 100)
+    # the sample ending at 1800 ms of audio went with the append at 1000 + 1780 ms
+    vad_turn(log, stopped=2530, audio_end=1500, created=2780, text=2800, audio=2850, done=2900)
+    row = turn_latency(log.frame(), end_of_turn_ms=[1800]).iloc[0]
+    assert row.t_eos_ns == row.t_created_ns == 2780 * MS
+    assert not row.false_cutoff and "false cut-off" not in row.reason
 
 
 def test_no_events_at_all_gives_an_empty_frame():
@@ -550,6 +560,7 @@ def test_playout_comes_from_the_speakers_playback_notice():
     ]
     turn = turn_latency(to_frame(records), silence_duration_ms=100).iloc[0]
     assert bool(turn["playout_measured"]) and turn["playout_ms"] == pytest.approx(45.0)
+    assert turn["t_first_audible_ns"] == 445_000_000  # the first audio delta, then the playout
     parts = turn["endpointing_ms"] + turn["turn_commit_ms"] + turn["ttfb_audio_ms"] + turn["playout_ms"]
     assert turn["voice_to_voice_ms"] == pytest.approx(parts)
     assert isinstance(turn, pd.Series)

@@ -30,7 +30,8 @@ Contiguous stages (they **sum** to ``voice_to_voice_ms``)::
 
 ``endpointing_ms = server_hangover_ms + uplink_ms``. ``ttft_ms`` (created → first text delta) runs in
 parallel to ``ttfb_audio_ms``. ``playout_ms`` (first audio delta received → first sample played, both on
-the client's clock) is 0 in headless runs (``playout_measured`` False).
+the client's clock) is 0 in headless runs (``playout_measured`` False); ``t_first_audible_ns`` is the
+first audible sample (``t_first_audio_ns`` + ``playout_ms``).
 ``voice_to_voice_events_ms`` is the event-only variant: first audio delta − (recv(speech_stopped) −
 ``silence_duration_ms``), which needs neither labels nor append stamps.
 
