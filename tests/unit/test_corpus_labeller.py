@@ -67,3 +67,90 @@ def test_label_refuses_a_bad_folder_or_rule(tmp_path: Path) -> None:
         label_folder(tmp_path, hold_gap_ms=0)
     with pytest.raises(ConfigError, match="is not a folder"):
         label_folder(tmp_path / "missing")
+
+
+# --- the steps, on numbers chosen by hand ------------------------------------------------------------
+
+FRAME_MS = 32.0  # Silero's frame at 16 kHz
+HOP_MS = 5.0  # the energy frames
+
+
+def test_a_stretch_rises_above_on_stays_above_off_and_short_gaps_and_blips_are_dropped() -> None:
+    from vlab.corpus.labeller import MIN_GAP_MS, MIN_SPEECH_MS, OFF, ON, _stretches
+
+    assert (ON, OFF, MIN_GAP_MS, MIN_SPEECH_MS) == (0.5, 0.35, 100.0, 90.0)  # the docstring's numbers
+    quiet, below_on, kept, gone = 0.1, 0.49, 0.35, 0.34
+    probs = [quiet, below_on, ON, kept, kept, gone, quiet, quiet, ON, ON, ON, quiet, quiet, quiet, quiet]
+    probs += [ON, ON, quiet, quiet, quiet, quiet, ON, ON, ON]  # a 64 ms blip, then speech to the end
+    # frames 2-5 (hysteresis: 0.35 holds, 0.34 ends), a 96 ms gap bridged to 8-11; 128 ms and more apart:
+    # the 2-frame blip at 15 is shorter than MIN_SPEECH_MS; the last runs to the end
+    assert _stretches(np.array(probs)) == [[2, 11], [21, 24]]
+    assert _stretches(np.array([below_on] * 10)) == [] and _stretches(np.zeros(0)) == []
+
+
+def test_an_edge_moves_to_where_the_energy_crosses_the_level_within_reach() -> None:
+    from vlab.corpus.labeller import EDGE_SEARCH_MS, _edge
+
+    levels = np.full(120, -80.0)
+    levels[20:40] = -20.0  # speech from 100 to 200 ms
+    loud_from_start = np.where(np.arange(40) < 10, -20.0, -80.0)  # speech in the first 50 ms
+    loud_to_end = loud_from_start[::-1].copy()  # speech in the last 50 ms (150-200 ms)
+
+    def edge(at_ms: float, onset: bool, lv: np.ndarray = levels) -> float:
+        return _edge(lv, -50.0, at_ms, onset=onset)
+
+    assert edge(125, True) == edge(75, True) == 100.0  # back over the speech, or forward to it
+    assert edge(150, False) == edge(240, False) == 200.0  # forward over the speech, or back to it
+    assert edge(20, True, loud_from_start) == 0.0 and edge(170, False, loud_to_end) == 200.0
+    assert EDGE_SEARCH_MS == 160.0
+    # from silence, the search reaches EDGE_SEARCH_MS (32 frames) past its own frame, and no further
+    assert edge(365, False) == 200.0 and edge(370, False) == 370.0
+    late = np.where((np.arange(120) >= 60) & (np.arange(120) < 80), -20.0, -80.0)  # speech at 300-400 ms
+    assert edge(135, True, late) == 300.0 and edge(130, True, late) == 130.0
+    assert edge(600, True) == 600.0  # no speech after it at all
+    assert _edge(np.zeros(0), -50.0, 42.0, onset=True) == 42.0
+
+
+def test_a_gap_at_the_hold_gap_is_an_even_call_and_surer_the_further_it_is() -> None:
+    import math
+
+    from vlab.corpus.labeller import _gap_confidence
+
+    assert _gap_confidence(600, 600, hold=True) == _gap_confidence(600, 600, hold=False) == 0.5
+    further = 600 * math.exp(0.35)  # one unit of the logistic
+    assert _gap_confidence(further, 600, hold=False) == pytest.approx(1 / (1 + math.exp(-1)))
+    assert _gap_confidence(further, 600, hold=True) == pytest.approx(1 - 1 / (1 + math.exp(-1)))
+    assert _gap_confidence(0.0, 600, hold=True) == _gap_confidence(1.0, 600, hold=True) > 0.999
+
+
+def test_the_manifest_rounds_times_to_a_tenth_and_confidences_to_a_thousandth() -> None:
+    from vlab.corpus.labeller import Proposal
+
+    proposal = Proposal(
+        ((100.04, 512.96),), (0.98765,), ((250.0, 300.06),), (0.61234,), (512.96,), (1.0,), 900.0
+    )
+    assert proposal.to_manifest() == {
+        "speech_segments": [[100.0, 513.0]],
+        "hold_spans": [[250.0, 300.1]],
+        "end_of_turn_ms": [513.0],
+        "confidence": {"speech_segments": [0.988], "hold_spans": [0.612], "end_of_turn_ms": [1.0]},
+    }
+
+
+def test_recordings_whose_names_meet_get_distinct_ids(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    for name in ("a b.wav", "a_b.wav", "a_b_2.wav", "x/a.wav", "x_a.wav"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        sf.write(tmp_path / name, 0.1 * np.sin(np.arange(1600) * 0.2), 16000, subtype="PCM_16")
+    ids = {
+        p.file.name if p.file.parent == tmp_path else f"x/{p.file.name}": p.id
+        for p in load_prompt_set(label_folder(tmp_path).parent)
+    }
+    assert ids == {
+        "a b.wav": "a_b",
+        "a_b.wav": "a_b_2",
+        "a_b_2.wav": "a_b_2_2",
+        "x/a.wav": "x_a",
+        "x_a.wav": "x_a_2",
+    }
