@@ -46,12 +46,14 @@ async def test_steps_run_in_order_of_simulated_time_not_of_scheduling():
 
         return body
 
+    assert sched.now_ms == 0.0
     sched.spawn(300, step("late"))
     sched.spawn(100, step("early"))
     sched.spawn(100, step("early, scheduled second"))
+    sched.spawn(0, step("at once"))
     sched.input_decided(1000)
     await sched.idle()
-    assert ran == [("early", 100), ("early, scheduled second", 100), ("late", 300)]
+    assert ran == [("at once", 0), ("early", 100), ("early, scheduled second", 100), ("late", 300)]
     await sched.close()
 
 
