@@ -177,3 +177,23 @@ def test_a_session_expires_its_ttl_after_it_is_created(monkeypatch):
     assert expires_at == 1_790_000_000 + session_config.SESSION_TTL_S
     docs = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text(encoding="utf-8")
     assert f"the emulator: {session_config.SESSION_TTL_S // 60} minutes after `session.created`" in docs
+
+
+def test_the_latency_figures_in_the_docs_are_the_presets():
+    """The module's stage table and docs/emulator.md state the typical preset; they must say what it is."""
+    import re
+
+    from vlab.emulator import latency
+
+    typical, slow = latency.PRESETS["typical"], latency.PRESETS["slow-network"]
+    table = dict(re.findall(r"^``(\w+)``\s.*?(\d+) ms$", latency.__doc__ or "", flags=re.MULTILINE))
+    assert {k: float(v) for k, v in table.items()} == {s: typical.stages[s].fixed_ms for s in latency.STAGES}
+    guide = (Path(__file__).parents[2] / "docs" / "emulator.md").read_text(encoding="utf-8")
+    section = guide.split("## Latency model", 1)[1].split("**Output pacing.**", 1)[0]
+    stated = {s: float(ms) for s, ms in re.findall(r"`(\w+)` \([^)]*?(\d+) ms", section)}
+    assert stated == {s: typical.stages[s].fixed_ms for s in latency.STAGES}
+    assert f"`slow-network` ({slow.stages['network'].fixed_ms:g} ms\none-way)" in section
+    assert (
+        f"{typical.tts_realtime_factor:g}× faster" in section
+        and f"{typical.audio_chunk_ms} ms chunks" in section
+    )

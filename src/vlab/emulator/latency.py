@@ -81,28 +81,22 @@ class LatencyModel:
     :attr:`tts_realtime_factor`."""
 
 
+_TYPICAL: Final = LatencyModel(
+    name="typical",
+    stages={
+        "endpointing": StageDelay(30, 10),
+        "commit": StageDelay(60, 20),
+        "first_token": StageDelay(250, 60),
+        "tts_first_byte": StageDelay(120, 30),
+        "network": StageDelay(10, 3),
+    },
+)
 PRESETS: Final[dict[str, LatencyModel]] = {
     "instant": LatencyModel(name="instant", stages={}, tts_realtime_factor=math.inf),
-    "typical": LatencyModel(
-        name="typical",
-        stages={
-            "endpointing": StageDelay(30, 10),
-            "commit": StageDelay(60, 20),
-            "first_token": StageDelay(250, 60),
-            "tts_first_byte": StageDelay(120, 30),
-            "network": StageDelay(10, 3),
-        },
-    ),
-    "slow-network": LatencyModel(
-        name="slow-network",
-        stages={
-            "endpointing": StageDelay(30, 10),
-            "commit": StageDelay(60, 20),
-            "first_token": StageDelay(250, 60),
-            "tts_first_byte": StageDelay(120, 30),
-            "network": StageDelay(120, 60),
-        },
-    ),
+    "typical": _TYPICAL,
+    "slow-network": replace(
+        _TYPICAL, name="slow-network", stages={**_TYPICAL.stages, "network": StageDelay(120, 60)}
+    ),  # typical, with a slow one-way network
 }
 
 
