@@ -74,3 +74,66 @@ def test_approve_without_edits_and_label_set_errors(folder):
         labels.edit("pause", 0, kind="laugh")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="vlab prompts label"):
         LabelSet(folder / "nowhere")
+
+
+class _Audio:
+    """Stands in for IPython's Audio: keeps what the editor would play."""
+
+    played: list[_Audio] = []
+
+    def __init__(self, *, data, rate: int, normalize: bool) -> None:
+        self.data, self.rate, self.normalize = data, rate, normalize
+        _Audio.played.append(self)
+
+    def _repr_html_(self) -> str:
+        return "<audio></audio>"
+
+
+def test_play_gives_the_span_as_recorded_and_a_second_around_an_end_of_turn(folder, monkeypatch):
+    import IPython.display
+    import numpy as np
+
+    from vlab.audio.wav import read_audio
+
+    monkeypatch.setattr(IPython.display, "Audio", _Audio)
+    monkeypatch.setattr(_Audio, "played", [])
+    samples, rate = read_audio(folder / "pause.wav")
+    editor = LabelEditor(folder)
+    spans = editor.labels.spans("pause")
+    for index in (0, 3):  # the first speech, the end of turn
+        editor.span.value = index
+        editor.play_button.click()
+    speech, eot = _Audio.played
+    a, b = (int(ms * rate / 1000) for ms in (spans[0].start_ms, spans[0].end_ms))
+    assert np.array_equal(speech.data, samples[a:b]) and speech.rate == rate
+    assert not speech.normalize  # a quiet recording plays quiet, as the VAD heard it
+    at = int(spans[3].start_ms * rate / 1000)
+    assert np.array_equal(eot.data, samples[at - rate // 2 : at + rate // 2])
+    editor.start.value = 200.0  # the end of turn moved 200 ms in: the second around it starts at 0
+    assert editor.span.value == 0
+    editor.play_button.click()
+    assert np.array_equal(_Audio.played[-1].data, samples[: int(0.7 * rate)])
+
+
+def test_an_edit_that_reorders_the_labels_keeps_the_edited_one_chosen(folder):
+    editor = LabelEditor(folder)
+    editor.span.value = 3  # the end of turn, last
+    editor.start.value = 2000.0  # moved into the pause: now after the hold, before the second speech
+    assert [s.kind for s in editor.labels.spans("pause")] == ["speech", "hold", "eot", "speech"]
+    assert editor.span.value == 2 and editor.kind.value == "eot" and editor.start.value == 2000.0
+    editor.span.value = 1
+    editor.approve_button.click()  # the prompt list is redrawn: the chosen label stays
+    assert editor.span.value == 1 and editor.kind.value == "hold" and "(reviewed)" in editor.prompt.label
+
+
+def test_the_waveform_is_drawn_on_the_labels_ms_axis_from_at_most_about_4000_samples():
+    import numpy as np
+
+    from vlab.widgets.label_editor import WAVEFORM_POINTS, waveform_points
+
+    samples = np.arange(48000, dtype=np.float32)  # 3 s at 16 kHz
+    t, y = waveform_points(samples, 16000)
+    assert len(t) == len(y) == 4000 == WAVEFORM_POINTS  # every 12th sample
+    assert t[1] == 0.75 and y[1] == 12.0 and t[-1] == 2999.25
+    t, y = waveform_points(samples[:100], 8000)  # short: every sample
+    assert len(y) == 100 and t[-1] == 99 * 1000 / 8000

@@ -193,9 +193,7 @@ class LabelEditor:
         spans = self.labels.spans(self.prompt.value)
 
         def draw(ax: Any) -> None:
-            step = max(len(samples) // 4000, 1)
-            t = np.arange(0, len(samples), step) / rate * 1000
-            ax.plot(t, samples[::step], color="#555", linewidth=0.5)
+            ax.plot(*waveform_points(samples, rate), color="#555", linewidth=0.5)
             for s in spans:
                 if s.kind == "eot":
                     ax.axvline(s.start_ms, color=_COLOURS["eot"], linewidth=1.5)
@@ -212,6 +210,16 @@ class LabelEditor:
             )
 
         self.waveform.value = figure_png(draw, (10, 2.4))
+
+
+WAVEFORM_POINTS = 4000
+"""At most about this many samples are drawn of a waveform (every n-th)."""
+
+
+def waveform_points(samples: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """The waveform to draw: ms from the file's start (the labels' axis) and every n-th sample."""
+    step = max(len(samples) // WAVEFORM_POINTS, 1)
+    return np.arange(0, len(samples), step) * 1000.0 / rate, samples[::step]
 
 
 def _describe(index: int, s: Span) -> str:
