@@ -177,6 +177,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         parts.append(
             f"<p class='warn'>{len(errors)} cell(s) failed: "
             + html.escape("; ".join(f"{e['cell']}: {e.get('error')}" for e in errors[:5]))
+            + (f" … (all in {html.escape(folder.name)}/cells/*/cell.json)" if len(errors) > 5 else "")
             + "</p>"
         )
     unreviewed = _unreviewed(manifest, prompts)

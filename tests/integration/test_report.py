@@ -78,3 +78,28 @@ def test_report_says_when_labels_are_unreviewed_proposals(sweep_dir, tmp_path):
     (copy / "manifest.json").write_text(json.dumps(manifest))
     page = build_report(copy, timeline_prompts=0).read_text()
     assert f"unreviewed automatic labels: 1 of 2 prompts ({manifest['prompts'][0]['id']})" in page
+
+
+def test_report_names_failed_cells_and_draws_the_prompts_with_holds_first(sweep_dir, tmp_path):
+    import json
+    import shutil
+
+    page = build_report(sweep_dir, timeline_prompts=1).read_text()
+    assert "failed" not in page
+    charts = re.findall(r"data-chart='(vad_timeline_[^']+)'", page)
+    assert charts == ["vad_timeline_pause_600"]  # it has a hold; two_turns has none
+    copy = tmp_path / "failed"
+    shutil.copytree(sweep_dir, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    cells = manifest["cells"]
+    assert len(cells) == 6
+    for k, cell in enumerate(cells):
+        cell.update(status="error", error=f"ConnectionFailed: <refused> {k}")
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    page = build_report(copy, timeline_prompts=0).read_text()
+    shown = f"{cells[0]['cell']}: ConnectionFailed: &lt;refused&gt; 0"
+    assert f"<p class='warn'>6 cell(s) failed: {shown}; " in page
+    assert (
+        "&lt;refused&gt; 4" in page and "&lt;refused&gt; 5" not in page
+    )  # the first five, then where the rest are
+    assert "… (all in failed/cells/*/cell.json)</p>" in page

@@ -106,3 +106,16 @@ def test_a_latency_is_same_when_the_intervals_overlap_and_n_a_without_values(tab
     assert v2v["delta"] == pytest.approx(20.0) and v2v["verdict"] == "same"  # 200 ± 50 against 220 ± 50
     assert v2v["a_lo"] < v2v["b_lo"] <= v2v["a_hi"] < v2v["b_hi"]
     assert rows.loc["ttfb_audio_ms p50", "verdict"] == "n/a"
+
+
+@pytest.mark.parametrize("b_first", [False, True])
+def test_intervals_that_only_touch_overlap(tmp_path: Path, b_first: bool) -> None:
+    """A constant 200 ms against 200 ms most of the time and 300 ms otherwise: the intervals share 200."""
+    steady, mixed = [200.0] * 21, [200.0] * 11 + [300.0] * 10
+    latencies = {"s": {"dead_air_ms": mixed if b_first else steady}}
+    other = {"s": {"dead_air_ms": steady if b_first else mixed}}
+    a = _sweep(tmp_path / "a", {"s": _rates(0, 0, 0, 0)}, latencies)
+    b = _sweep(tmp_path / "b", {"s": _rates(0, 0, 0, 0)}, other)
+    row = compare_sweeps(a, b, n_boot=200).set_index("measure").loc["dead_air_ms p50"]
+    lows_and_highs = (row["b_lo"], row["a_hi"]) if not b_first else (row["a_lo"], row["b_hi"])
+    assert lows_and_highs == (200.0, 200.0) and row["verdict"] == "same"
