@@ -191,6 +191,35 @@ def test_words_stems_edits_and_spoken_numbers():
     ]
 
 
+def test_the_stemmer_treats_each_suffix_alike_on_both_sides():
+    pairs = [("stopping", "stop"), ("calling", "call"), ("rated", "rate"), ("watches", "watch"),
+             ("boxes", "box"), ("ladies", "lady"), ("cats", "cat"), ("Anna's", "anna")]  # fmt: skip
+    assert [stem(a) == stem(b) for a, b in pairs] == [True] * len(pairs)
+    assert [stem(w) for w in ("stopping", "glass", "bus", "is", "agree")] == [
+        "stop",
+        "glass",
+        "bus",
+        "is",
+        "agree",
+    ]
+
+
+def test_one_edit_is_exactly_one_letter_inserted_deleted_or_replaced():
+    assert one_edit("cat", "cats") and one_edit("cats", "cat") and one_edit("cat", "cut")
+    assert not one_edit("cat", "cat") and not one_edit("ab", "ba") and not one_edit("cat", "cates")
+
+
+def test_every_number_word_reads_as_its_value():
+    units = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen"
+    units += " sixteen seventeen eighteen nineteen"
+    assert numbers(units.replace(" ", ", ")) == list(range(20)) and numbers("oh") == [0]
+    tens = "twenty, thirty, forty, fifty, sixty, seventy, eighty, ninety"
+    assert numbers(tens) == list(range(20, 100, 10))
+    assert numbers("hundred, thousand, million") == [100, 1000, 1_000_000]
+    assert numbers("four two") == [42] and numbers("twenty two") == [22]  # two digits are dictation
+    assert numbers("three thousand two hundred and one") == [3201]
+
+
 # --- reply length -----------------------------------------------------------------------------------------
 
 
