@@ -45,8 +45,31 @@ def test_a_file_past_its_size_is_started_over(tmp_path: Path, monkeypatch) -> No
     store = TranscriptStore(tmp_path)
     assert store.get("a") is None  # started over: the old lines moved aside
     assert (tmp_path / (STORE_FILE + ".old")).exists() and not (tmp_path / STORE_FILE).exists()
-    store.put("d", ANSWER)
-    assert TranscriptStore(tmp_path).get("d") == ANSWER
+    TranscriptStore(tmp_path).put("d", ANSWER)  # another process starts the new file
+    assert store.get("d") == ANSWER  # read from its first byte
+
+
+def test_a_file_exactly_at_its_size_is_kept(tmp_path: Path, monkeypatch) -> None:
+    line = len(b"a " + ANSWER + b"\n")
+    monkeypatch.setattr(transcript_store, "MAX_STORE_BYTES", 2 * line)
+    for key in "ab":
+        TranscriptStore(tmp_path).put(key, ANSWER)
+    assert TranscriptStore(tmp_path).get("a") == ANSWER  # at the size: kept
+    TranscriptStore(tmp_path).put("c", ANSWER)
+    assert TranscriptStore(tmp_path).get("a") is None  # past it: started over
+
+
+def test_a_file_another_process_started_over_is_read_from_its_start(tmp_path: Path) -> None:
+    store = TranscriptStore(tmp_path)
+    TranscriptStore(tmp_path).put("a", ANSWER)
+    assert store.get("a") == ANSWER
+    (tmp_path / STORE_FILE).write_bytes(b"d {}\n")  # shorter than what store has read of the old one
+    assert store.get("d") == b"{}"
+
+
+def test_the_store_makes_its_folder_and_the_folders_above(tmp_path: Path) -> None:
+    TranscriptStore(tmp_path / "cache" / "vlab").put("a", ANSWER)
+    assert TranscriptStore(tmp_path / "cache" / "vlab").get("a") == ANSWER
 
 
 def test_a_folder_that_cannot_be_written_turns_the_store_off_with_one_warning(tmp_path, caplog) -> None:
