@@ -43,11 +43,6 @@ def float_to_pcm16(samples: npt.ArrayLike) -> bytes:
     return (np.round(x * 32768.0)).astype("<i2").tobytes()
 
 
-def duration_ms(n_bytes: int, sample_rate: int, sample_width: int = 2) -> float:
-    """Duration in milliseconds of ``n_bytes`` of mono audio."""
-    return 1000.0 * n_bytes / (sample_rate * sample_width)
-
-
 def silence(duration_ms: float, sample_rate: int) -> bytes:
     """PCM16 digital silence of the given length."""
     return bytes(2 * round(sample_rate * duration_ms / 1000))
