@@ -64,6 +64,28 @@ def test_cached_probabilities_equal_the_model_frame_for_frame(frames: np.ndarray
     assert _cached(disk, np.concatenate([frames, tail]), [9]) == _plain(np.concatenate([frames, tail]))
 
 
+def test_a_stream_that_leaves_the_known_path_resumes_from_the_last_checkpoint_and_replays_the_rest(
+    frames: np.ndarray,
+) -> None:
+    cache = VadCache()
+    assert _cached(cache, frames, [10]) == _plain(frames)  # checkpoints after frames 9, 19, 29...
+    other = spoken_prompt("What time is it?", sample_rate=16000, lead_ms=0, trail_ms=300).pcm
+    x = np.frombuffer(other, dtype=np.int16).astype(np.float32) / 32768
+    turn = np.concatenate([frames[:45], x[: len(x) // FRAME * FRAME].reshape(-1, FRAME)])
+    runs = cache.runs
+    assert _cached(cache, turn, [5]) == _plain(turn)  # 45 known, then new speech
+    assert cache.runs - runs == 5 + len(turn) - 45  # frames 40-44 replayed from the checkpoint at 39
+    for known in (1, 2):  # the checkpoint is the lag's first or second frame: nothing more to replay
+        cache = VadCache()
+        _cached(cache, frames[:known], [known])
+        branch = np.concatenate([frames[:known], turn[45:]])
+        runs = cache.runs
+        assert _cached(cache, branch, [known, len(branch)]) == _plain(branch)
+        assert cache.runs - runs == len(turn) - 45
+    cache.save()  # without a folder: nothing to write, nothing kept to write
+    assert cache._unsaved == []
+
+
 def test_a_killed_writer_s_last_record_is_ignored(frames: np.ndarray, tmp_path: Path) -> None:
     cache = VadCache(tmp_path)
     _cached(cache, frames[:10], [10])
