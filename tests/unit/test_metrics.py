@@ -295,6 +295,27 @@ def test_session_latency_measures_update_cancel_and_barge_in():
     assert s.loc["barge_in_stop", "latency_ms"] == pytest.approx(3)
 
 
+def test_an_update_is_answered_by_its_session_updated_not_by_what_comes_between():
+    log = session_start(Log())
+    log.add(100, "client", {"type": "session.update", "session": {}})
+    log.add(110, "server", {"type": "error", "error": {"type": "invalid_request_error", "message": "x"}})
+    log.add(150, "server", {"type": "session.updated", "session": {}})
+    updates = session_latency(log.frame()).query("kind == 'update'")
+    assert updates.latency_ms.tolist() == pytest.approx([8, 50])
+
+
+def test_a_playback_notice_without_what_was_heard_or_when_it_went_silent_measures_nothing():
+    log = session_start(Log())
+    log.add(100, "server", {"type": "response.created", "response": {"id": "r1"}})
+    log.add(200, "server", {"type": "input_audio_buffer.speech_started"})
+    log.add(210, "local", {"type": "vlab.playback_cleared", "item_id": "a1"})  # nothing heard, no time
+    log.add(215, "client", {"type": "conversation.item.truncate", "item_id": "a1", "audio_end_ms": 0})
+    log.add(220, "local", {"type": "vlab.playback_cleared", "heard_ms": 40.0, "silent_from_t_ns": 230 * MS})
+    kinds = session_latency(log.frame()).kind.tolist()
+    assert "truncation_error" not in kinds  # the truncate's item was never heard
+    assert kinds.count("barge_in_silence") == 1  # from the notice that says when it went silent
+
+
 def test_session_latency_pairs_only_what_answers_and_reports_what_went_unanswered():
     log = Log().add(-30, "local", {"type": "vlab.connect"}).add(-25, "local", {"type": "vlab.connect"})
     session_start(log)
