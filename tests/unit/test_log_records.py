@@ -189,6 +189,16 @@ def test_mapping_that_is_not_a_dict_and_odd_values():
     assert json.loads(r.payload)["blob"] is None
 
 
+def test_an_item_response_or_error_that_is_not_an_object_gives_no_ids_and_no_error():
+    r = rec({"type": "conversation.item.created", "item": "x", "response": [1], "error": "boom"})
+    assert r.item_id is r.call_id is r.response_id is r.error_code is r.error_message is None
+    assert json.loads(r.payload)["item"] == "x"
+
+
+def test_the_payload_keeps_the_events_key_order():
+    assert rec({"type": "x", "z": 1, "a": {"y": 2, "b": 3}}).payload == '{"type":"x","z":1,"a":{"y":2,"b":3}}'
+
+
 def test_sim_ms_moves_from_the_payload_into_its_field():
     event = {
         "type": "input_audio_buffer.speech_stopped",
