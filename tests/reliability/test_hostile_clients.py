@@ -40,6 +40,8 @@ def _nested(depth: int) -> Any:
 def test_nesting_up_to_the_limit_is_read_and_beyond_it_refused():
     # the event object itself is the first level
     assert parse_client_frame(json.dumps({"type": "x", "m": _nested(MAX_JSON_DEPTH - 1)}))["type"] == "x"
+    wide = {"type": "x", "m": _nested(MAX_JSON_DEPTH - 1), "n": [[], {}]}  # more brackets, no deeper
+    assert parse_client_frame(json.dumps(wide))["n"] == [[], {}]
     with pytest.raises(WireError) as deeper:
         parse_client_frame(json.dumps({"type": "x", "event_id": "e1", "m": _nested(MAX_JSON_DEPTH)}))
     assert (deeper.value.type, deeper.value.code, deeper.value.event_id) == (

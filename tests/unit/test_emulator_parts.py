@@ -197,3 +197,21 @@ def test_the_latency_figures_in_the_docs_are_the_presets():
         f"{typical.tts_realtime_factor:g}× faster" in section
         and f"{typical.audio_chunk_ms} ms chunks" in section
     )
+
+
+def test_a_required_field_must_be_there_not_null_and_of_its_json_type():
+    from vlab.emulator.wire import require
+
+    event = {"event_id": "e1", "n": 5, "flag": True, "none": None, "text": "hi"}
+    assert require(event, "n", int) == 5 and require(event, "text", (str, int)) == "hi"
+    for name, kind, code in [
+        ("missing", str, "missing_required_parameter"),
+        ("none", str, "missing_required_parameter"),
+        ("flag", int, "invalid_type"),  # a JSON boolean is no integer
+        ("n", str, "invalid_type"),
+    ]:
+        with pytest.raises(WireError) as refused:
+            require(event, name, kind)
+        assert (refused.value.code, refused.value.param, refused.value.event_id) == (code, name, "e1")
+    with pytest.raises(WireError, match="expected str or int, got bool"):
+        require(event, "flag", (str, int))

@@ -184,8 +184,9 @@ def require(event: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> 
             event.get("event_id"),
         )
     value = event[name]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):  # True is no int
+        expected = " or ".join(k.__name__ for k in kinds)
         raise WireError(
             "invalid_type",
             f"Invalid type for '{name}': expected {expected}, got {type(value).__name__}.",
