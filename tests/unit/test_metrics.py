@@ -127,6 +127,7 @@ def test_t_sent_is_the_stamp_of_the_chunk_that_carried_the_sample():
     assert tl.t_sent(20) == 1000 * MS  # the sample ending at 20 ms is the last one of chunk 0
     assert tl.t_sent(30) == 1020 * MS
     assert tl.t_sent(30, interpolate=True) == pytest.approx(1030 * MS)
+    assert tl.t_sent(170, interpolate=True) == pytest.approx(1170 * MS)  # the chunk before the last
     assert math.isnan(tl.t_sent(500)) and math.isnan(tl.t_sent(200.5))  # never sent
     assert tl.t_sent(200) == tl.t_sent(200, interpolate=True) == 1180 * MS  # the last chunk: no next stamp
     assert tl.position_at(1019 * MS) == 20 and tl.position_at(999 * MS) == 0
@@ -134,6 +135,12 @@ def test_t_sent_is_the_stamp_of_the_chunk_that_carried_the_sample():
     anchored = log.add(1100, "local", {"type": "vlab.capture", "audio_start_ms": 100.0})
     timeline = InputTimeline.from_events(anchored.frame())
     assert timeline.t_captured(150) == 1150 * MS and math.isnan(timeline.t_captured(99))  # none before it
+
+
+def test_a_missing_cell_reads_as_none_not_as_the_text_nan():
+    from vlab.metrics.events import as_str
+
+    assert [as_str(v) for v in (None, pd.NA, float("nan"), 3, "x")] == [None, None, None, "3", "x"]
 
 
 def _fed(metadata: dict | None, sim_ms: list[float | None]) -> pd.DataFrame:
