@@ -215,3 +215,29 @@ def test_a_required_field_must_be_there_not_null_and_of_its_json_type():
         assert (refused.value.code, refused.value.param, refused.value.event_id) == (code, name, "e1")
     with pytest.raises(WireError, match="expected str or int, got bool"):
         require(event, "flag", (str, int))
+
+
+def test_an_item_goes_last_after_its_previous_item_or_first_at_the_root():
+    from vlab.emulator.items import Conversation
+
+    conversation = Conversation()
+
+    def add(item_id: str, previous: str | None = None) -> str | None:
+        return conversation.add(Item.from_wire({"id": item_id, "type": "message"}), previous)
+
+    assert (add("a"), add("b"), add("c", "b")) == (None, "a", "b")  # appended: each follows the last
+    assert [i.id for i in conversation] == ["a", "b", "c"]
+    assert add("d", "a") == "a"  # inserted after a
+    assert add("e", "root") is None  # first
+    assert add("f", "c") == "c"  # after the last: appended
+    assert [i.id for i in conversation] == ["e", "a", "d", "b", "c", "f"]
+
+
+def test_a_truncated_reply_keeps_the_words_begun_before_the_cut_and_that_much_audio():
+    item = Item.from_wire({"id": "a", "type": "message", "role": "assistant"})
+    item.words = [(0.0, "Hello"), (400.0, "there"), (900.0, "friend")]
+    item.truncate(900, bytes_per_ms=48.0)
+    assert item.wire["content"] == [
+        {"type": "audio", "transcript": "Hello there"}
+    ]  # "friend" starts at the cut
+    assert item.audio_bytes == 900 * 48
