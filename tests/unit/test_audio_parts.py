@@ -77,6 +77,9 @@ def test_simulated_playback_counts_heard_time_and_stops():
     assert out.clear() == pytest.approx(300)
     clock.advance_ns(500_000_000)
     assert out.played_ms() == pytest.approx(300)  # stopped
+    out.push("a", bytes(48000), 24000)  # a late delta of the cleared item is not played
+    clock.advance_ns(500_000_000)
+    assert out.played_ms() == pytest.approx(300)
     out.push("b", bytes(4800), 24000)  # 100 ms
     clock.advance_ns(1_000_000_000)
     assert out.current_item_id == "b" and out.clear() == pytest.approx(100)
