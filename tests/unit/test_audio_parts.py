@@ -206,3 +206,23 @@ def test_item_wav_names_stay_inside_the_output_folder():
     assert len(set(names)) == len(odd)  # never two ids in one file
     for name in names:
         assert "/" not in name and "\x00" not in name and not name.startswith(".") and len(name) < 100
+
+
+def test_a_loopback_samples_capture_time_comes_from_its_chunks_adc_stamp():
+    from types import SimpleNamespace
+
+    from vlab.audio.loopback import LoopbackRecorder
+
+    rec = object.__new__(LoopbackRecorder)  # no microphone: only the stamps are read
+    rec.rate = 24000
+    rec.chunks = [
+        SimpleNamespace(pcm16=bytes(960), t_ns=1_000_000_000),
+        SimpleNamespace(pcm16=bytes(960), t_ns=1_020_500_000),
+    ]
+    assert [rec.t_ns_at(i) for i in (0, 240, 480, 720)] == [
+        1_000_000_000,
+        1_010_000_000,
+        1_020_500_000,
+        1_030_500_000,
+    ]
+    assert rec.t_ns_at(1200) == 1_050_500_000  # past the last chunk: counted on from its stamp

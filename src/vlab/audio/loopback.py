@@ -73,7 +73,10 @@ class LoopbackRecorder:
         return np.frombuffer(b"".join(c.pcm16 for c in self.chunks), "<i2").astype(np.float64)
 
     def t_ns_at(self, index: int) -> int:
-        """Capture time of sample ``index`` of :meth:`samples` (from its chunk's ADC stamp)."""
+        """Capture time of sample ``index`` of :meth:`samples`, from its chunk's ADC stamp.
+
+        Past the last chunk, it counts on from the last one's stamp.
+        """
         per = len(self.chunks[0].pcm16) // 2
-        chunk = self.chunks[min(index // per, len(self.chunks) - 1)]
-        return chunk.t_ns + round((index - index // per * per) * 1e9 / self.rate)
+        k = min(index // per, len(self.chunks) - 1)
+        return self.chunks[k].t_ns + round((index - k * per) * 1e9 / self.rate)
