@@ -159,7 +159,9 @@ def test_items_start_and_finish_at_their_sample_position():
     ]
     assert spk.current_item_id == "b"
     _, notices = play(spk, 2, t0_ns=40 * MS)
-    assert [(k, i, t // MS) for k, i, t, _ in notices] == [("playback_finished", "b", 60)]
+    assert [(k, i, t // MS, info) for k, i, t, info in notices] == [
+        ("playback_finished", "b", 60, {"played_ms": 30.0})
+    ]
 
 
 def test_clear_returns_what_was_consumed_and_drops_the_rest():
@@ -221,6 +223,7 @@ async def test_notices_reach_the_loop_and_stale_ones_are_dropped():
     await asyncio.sleep(0)  # wall-clock ok: one loop turn, no time passes (lets the posted callback run)
     assert [(k, i) for k, i, *_ in received] == [("playback_cleared", "a")]
     assert received[0][3]["heard_ms"] == heard == pytest.approx(20.0)
+    assert received[0][3]["pushed_ms"] == pytest.approx(100.0)
     assert spk.timing_source == "dac_time"
 
     spk.push("b", pcm(100), RATE)
@@ -235,6 +238,8 @@ async def test_notices_reach_the_loop_and_stale_ones_are_dropped():
 def test_stream_times_map_onto_perf_counter():
     assert devices._stream_to_perf_ns(1_000 * MS, 5.0, 5.042, 0) == 1_042 * MS
     assert devices._stream_to_perf_ns(1_000 * MS, 5.0, 0.0, 40 * MS) == 1_040 * MS  # not reported
+    assert devices._stream_to_perf_ns(1_000 * MS, 0.0, 5.042, 40 * MS) == 1_040 * MS  # no stream time
+    assert devices._stream_to_perf_ns(1_000 * MS, 5.0, 7.0, 40 * MS) == 1_040 * MS  # 2 s ahead: not believed
 
 
 # --- microphone and half duplex -----------------------------------------------------------------------------
