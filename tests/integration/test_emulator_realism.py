@@ -34,7 +34,7 @@ from vlab.emulator.asr import RecognitionError, default_recognizer
 from vlab.emulator.voice import espeak_voice
 from vlab.testing import collect_events, fast_emulator, spoken_prompt, types_of, until_idle
 
-VOICE = "sage"  # maps to eSpeak's en-gb, which PocketSphinx reads best (see docs/emulator.md)
+VOICE = "sage"  # plays eSpeak NG's en-us (see docs/emulator.md)
 READBACK = "What is the weather like in Seattle today?"
 
 

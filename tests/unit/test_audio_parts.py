@@ -92,6 +92,17 @@ def test_synthesis_gives_speech_with_word_times():
     assert [w.offset_ms for w in speech.words] == sorted(w.offset_ms for w in speech.words)
 
 
+def test_synthesis_speaks_the_voice_asked_for_else_en_us_and_shares_read_only_samples():
+    from vlab.audio.synth import Speech
+
+    us, gb = (synthesize("Hello there.", voice=v, sample_rate=16000) for v in ("en-us", "en"))
+    unknown = synthesize("Hello there.", voice="en-gb", sample_rate=16000)  # eSpeak NG has no such name
+    assert len(us.samples) != len(gb.samples)  # another voice, other audio
+    assert np.array_equal(unknown.samples, us.samples)  # an unknown voice falls back to en-us
+    assert not us.samples.flags.writeable  # the cache hands the same array to every caller
+    assert Speech(np.zeros(1600, np.float32), 16000).duration_ms == 100.0
+
+
 def test_load_wav_resamples_and_mixes_down(tmp_path):
     path = tmp_path / "stereo.wav"
     sf.write(path, np.full((16000, 2), 0.25, np.float32), 16000)

@@ -227,7 +227,7 @@ def test_the_echo_of_the_reply_starts_a_turn_unless_it_is_cancelled(reply):
 
 
 def test_the_user_speaking_over_the_echo_still_starts_a_turn(reply):
-    user = synthesize("Stop, please tell me about tomorrow instead.", voice="en-gb", sample_rate=RATE).samples
+    user = synthesize("Stop, please tell me about tomorrow instead.", voice="en-us", sample_rate=RATE).samples
     mic = _microphone(reply, played_at_ms=1000, user=user, user_at_ms=3000)
     cancelled = _with_playback(
         InputProcessor(ProcessingSettings(echo_cancellation=True), RATE), mic, reply, 1000

@@ -241,3 +241,20 @@ def test_a_truncated_reply_keeps_the_words_begun_before_the_cut_and_that_much_au
         {"type": "audio", "transcript": "Hello there"}
     ]  # "friend" starts at the cut
     assert item.audio_bytes == 900 * 48
+
+
+def test_every_espeak_voice_the_emulator_speaks_with_is_one_espeak_knows():
+    """A name eSpeak NG does not know falls back to en-us in silence (``en-gb`` and ``en-gb+f4`` did)."""
+    from vlab.audio.synth import _Engine
+    from vlab.emulator.voice import _ESPEAK_VOICES, espeak_voice
+
+    engine = _Engine()
+    try:
+        unknown = [
+            v
+            for v in {*_ESPEAK_VOICES, espeak_voice("en-GB-RyanNeural")}
+            if engine._lib.espeak_SetVoiceByName(v.encode()) != 0
+        ]
+    finally:
+        engine.close()
+    assert unknown == []

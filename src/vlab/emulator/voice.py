@@ -10,7 +10,9 @@ import numpy as np
 from vlab.audio import g711
 from vlab.audio.synth import Speech
 
-_ESPEAK_VOICES = ("en-us", "en-us+f3", "en-gb", "en-us+m3", "en-gb+f4", "en-us+f2")
+_ESPEAK_VOICES = ("en-us", "en-us+f3", "en-us", "en-us+m3", "en-us", "en-us+f2")
+"""The eSpeak NG voices voice names spread over. Its British English (``en``; it knows no ``en-gb``) is not
+among them: PocketSphinx hears it worse, and the emulator's transcripts and replies are tuned on en-us."""
 
 
 def voice_name(voice: Any) -> str:
@@ -22,7 +24,7 @@ def espeak_voice(voice: Any) -> str:
     """Map a Voice Live voice (string or object) to an eSpeak NG voice, deterministically."""
     lowered = voice_name(voice).lower()
     if lowered.startswith("en-gb"):
-        return "en-gb"
+        return "en-us"  # not eSpeak NG's British voice: see _ESPEAK_VOICES
     return _ESPEAK_VOICES[sum(map(ord, lowered)) % len(_ESPEAK_VOICES)]
 
 
