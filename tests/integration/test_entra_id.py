@@ -63,6 +63,26 @@ async def test_the_real_client_secret_credential_signs_in_at_the_emulator_over_t
         assert emu.identity.check(token.token) is None and AUDIENCE == "https://ai.azure.com"
 
 
+async def test_the_token_endpoint_answers_with_the_tokens_lifetime_and_refuses_a_wrong_secret():
+    import aiohttp
+
+    clock = ManualClock(start_ns=1_750_000_000 * 10**9)
+    async with (
+        fast_emulator(identity=Identity(clock=clock, lifetime_s=LIFETIME_S)) as emu,
+        aiohttp.ClientSession() as http,
+    ):
+        emu.identity.register_app("app-1", "app-secret")
+        url = f"{emu.endpoint}/{TENANT}/oauth2/v2.0/token"
+        form = {"grant_type": "client_credentials", "client_id": "app-1", "scope": f"{AUDIENCE}/.default"}
+        async with http.post(url, data={**form, "client_secret": "app-secret"}) as answer:
+            body = await answer.json()
+        assert answer.status == 200 and body["token_type"] == "Bearer"
+        assert body["expires_in"] == body["ext_expires_in"] == LIFETIME_S
+        assert emu.identity.check(body["access_token"]) is None
+        async with http.post(url, data={**form, "client_secret": "wrong"}) as answer:
+            assert answer.status == 401 and (await answer.json())["error"] == "invalid_client"
+
+
 async def test_a_sweep_that_outlives_one_token_refreshes_it(tmp_path):
     clock = ManualClock()  # the identity's time: tokens expire only when the test says so
     async with fast_emulator(identity=Identity(clock=clock, lifetime_s=LIFETIME_S)) as emu:
