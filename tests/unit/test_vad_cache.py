@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from vlab.audio import vad_cache
+from vlab.audio.pcm import pcm16_to_float
 from vlab.audio.silero import SileroStream, step_streams
 from vlab.audio.silero_worker import SileroWorker
 from vlab.audio.vad import SileroModel, StreamingVad, VadEvent, VadParams
@@ -21,12 +22,16 @@ RATE = 24000
 FRAME = 512  # Silero at 16 kHz
 
 
+def _model_frames(text: str, **silences: float) -> np.ndarray:
+    """``text`` spoken, as whole 16 kHz model frames."""
+    x = pcm16_to_float(spoken_prompt(text, sample_rate=16000, **silences).pcm)
+    return x[: len(x) // FRAME * FRAME].reshape(-1, FRAME)
+
+
 @pytest.fixture(scope="module")
 def frames() -> np.ndarray:
     """A spoken prompt as 16 kHz model frames."""
-    pcm = spoken_prompt("Book a table for two, at eight.", sample_rate=16000, lead_ms=300, trail_ms=600).pcm
-    x = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768
-    return x[: len(x) // FRAME * FRAME].reshape(-1, FRAME)
+    return _model_frames("Book a table for two, at eight.", lead_ms=300, trail_ms=600)
 
 
 def _plain(frames: np.ndarray) -> list[float]:
@@ -69,9 +74,7 @@ def test_a_stream_that_leaves_the_known_path_resumes_from_the_last_checkpoint_an
 ) -> None:
     cache = VadCache()
     assert _cached(cache, frames, [10]) == _plain(frames)  # checkpoints after frames 9, 19, 29...
-    other = spoken_prompt("What time is it?", sample_rate=16000, lead_ms=0, trail_ms=300).pcm
-    x = np.frombuffer(other, dtype=np.int16).astype(np.float32) / 32768
-    turn = np.concatenate([frames[:45], x[: len(x) // FRAME * FRAME].reshape(-1, FRAME)])
+    turn = np.concatenate([frames[:45], _model_frames("What time is it?", lead_ms=0, trail_ms=300)])
     runs = cache.runs
     assert _cached(cache, turn, [5]) == _plain(turn)  # 45 known, then new speech
     assert cache.runs - runs == 5 + len(turn) - 45  # frames 40-44 replayed from the checkpoint at 39
