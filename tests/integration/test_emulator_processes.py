@@ -12,6 +12,7 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 import pytest
@@ -21,7 +22,7 @@ from azure.core.credentials import AzureKeyCredential
 from vlab import protocol
 from vlab.audio.vad import EnergyModel
 from vlab.cli import build_parser, main
-from vlab.commands.emulator import _shard_command
+from vlab.commands.emulator import _banner, _shard_command
 from vlab.emulator import Emulator, Fault
 from vlab.emulator.server import Shard
 from vlab.emulator.shards import KEY_ENV, check_processes
@@ -180,10 +181,32 @@ def test_each_process_freezes_its_start_up_heap_before_it_serves(flags, ready):
         frozen = proc.stdout.readline().split()
         assert frozen[0] == "frozen" and int(frozen[1]) > 10_000  # vlab, aiohttp, numpy: tens of thousands
         assert proc.stdout.readline().startswith(ready)
+        proc.stdin.close()  # an other process stops when its first one is gone
+        if not flags:
+            proc.terminate()
+        assert proc.wait(timeout=30) == 0  # either stops in order
     finally:
-        proc.stdin.close()
-        proc.terminate()
-        proc.wait(timeout=30)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("processes", [1, 3])
+def test_the_banner_names_the_endpoint_first_and_several_processes_only_when_there_are(processes, capsys):
+    emulator = SimpleNamespace(endpoint="http://127.0.0.1:8765", api_key=KEY)
+    _banner(emulator, SimpleNamespace(latency="typical", processes=processes), None)  # type: ignore[arg-type]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Voice Live emulator listening on http://127.0.0.1:8765"
+    assert lines[1].startswith("latency model: typical")
+    served = [line for line in lines if line.startswith("served by")]
+    assert served == (
+        ["served by 3 processes on one port (connections spread by the kernel)"] if processes > 1 else []
+    )
+    assert lines[-3:] == [
+        "  export AZURE_VOICELIVE_ENDPOINT=http://127.0.0.1:8765",
+        f"  export AZURE_VOICELIVE_API_KEY={KEY}",
+        "Press Ctrl-C to stop.",
+    ]
 
 
 @pytest.mark.parametrize(
