@@ -104,6 +104,17 @@ def test_fitted_draws_below_what_a_response_can_take_are_clamped(tmp_path):
     }  # fmt: skip
 
 
+def test_stages_a_fitted_model_lacks_take_no_time(tmp_path):
+    only_rate = FittedLatency({"audio_rate": Empirical.fit([3.0] * 60)}, provenance={"runs": [], "dates": []})
+    sampler = LatencySampler(resolve(str(only_rate.save(tmp_path / "latency.json")), seed=0))
+    assert sampler.response_delays() == {
+        "commit": 0.0, "network": 0.0, "first_token": 0.0, "tts_first_byte": 0.0, "tts_realtime_factor": 3.0,
+    }  # fmt: skip
+    assert sampler.speech_started_delay_ms() == 0.0  # no network measured
+    assert sampler.speech_stopped_at_ms(1000.0, 990.0) == 1000.0  # no endpointing: at the decision
+    assert sampler.speech_stopped_at_ms(900.0, 990.0) == 990.0  # … and never before the audio's end
+
+
 def test_describe_names_a_preset_and_the_origin_of_a_fitted_model(tmp_path):
     assert describe("typical") == {"name": "typical"}
     path = _model().save(tmp_path / "lat.json")
