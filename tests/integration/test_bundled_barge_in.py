@@ -8,9 +8,11 @@ import pytest
 
 from vlab import protocol
 from vlab.emulator.reply_length import read_request
+from vlab.feed import trailing_silence_ms
 from vlab.log import load_log
 from vlab.prompts import load_prompt_set
 from vlab.replay import replay
+from vlab.settings import SessionSettings
 
 pytestmark = pytest.mark.integration
 
@@ -34,6 +36,9 @@ async def test_the_barge_in_cuts_the_long_reply_while_it_streams_and_truncates_a
         emulator_options={"latency": "typical"},
     )
     events = load_log(tmp_path)
+    appends = events[events["type"] == protocol.CLIENT_APPEND]
+    sent_ms = prompt.duration_ms + trailing_silence_ms(SessionSettings().turn_detection)
+    assert appends["audio_ms"].sum() == pytest.approx(sent_ms, abs=0.1)  # the prompt, then the trailing silence
     server = events[events["direction"] == "server"]
     done = server[server["type"] == protocol.RESPONSE_DONE]
     first = done.iloc[0]
