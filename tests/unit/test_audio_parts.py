@@ -15,7 +15,7 @@ from vlab.audio.playback import SimulatedPlayback
 from vlab.audio.synth import synthesize
 from vlab.audio.wav import load_wav
 from vlab.clock import ManualClock
-from vlab.errors import AudioFormatError
+from vlab.errors import AudioFormatError, ConfigError
 
 
 def test_pcm_round_trip():
@@ -92,15 +92,22 @@ def test_synthesis_gives_speech_with_word_times():
     assert [w.offset_ms for w in speech.words] == sorted(w.offset_ms for w in speech.words)
 
 
-def test_synthesis_speaks_the_voice_asked_for_else_en_us_and_shares_read_only_samples():
+def test_synthesis_speaks_the_voice_asked_for_and_shares_read_only_samples():
     from vlab.audio.synth import Speech
 
     us, gb = (synthesize("Hello there.", voice=v, sample_rate=16000) for v in ("en-us", "en"))
-    unknown = synthesize("Hello there.", voice="en-gb", sample_rate=16000)  # eSpeak NG has no such name
     assert len(us.samples) != len(gb.samples)  # another voice, other audio
-    assert np.array_equal(unknown.samples, us.samples)  # an unknown voice falls back to en-us
     assert not us.samples.flags.writeable  # the cache hands the same array to every caller
     assert Speech(np.zeros(1600, np.float32), 16000).duration_ms == 100.0
+
+
+def test_a_voice_espeak_does_not_know_is_refused_with_the_names_to_use():
+    # eSpeak NG's British English is "en": without the error, "en-gb" spoke American English unsaid
+    with pytest.raises(
+        ConfigError, match=r"knows no voice 'en-gb'\. Use 'en-us' \(American English\), 'en' \(Brit"
+    ):
+        synthesize("Hello there.", voice="en-gb")
+    assert synthesize("Hello there.", voice="en-us+f3").duration_ms > 0  # a variant after a '+'
 
 
 def test_load_wav_resamples_and_mixes_down(tmp_path):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vlab.audio.pcm import FloatArray, resample
+from vlab.errors import ConfigError
 
 _AUDIO_OUTPUT_RETRIEVAL = 1
 _POS_CHARACTER = 1
@@ -113,7 +114,11 @@ class _Engine:
         data = text.encode("utf-8")
         self._chunks, self._marks = [], []
         if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
-            self._lib.espeak_SetVoiceByName(b"en-us")
+            raise ConfigError(
+                f"eSpeak NG knows no voice {voice!r}. Use 'en-us' (American English), 'en' (British English) "
+                "or another code of eSpeak NG's list (https://github.com/espeak-ng/espeak-ng/blob/master/docs/languages.md); "
+                "a variant follows a '+', as in 'en-us+f3'."
+            )
         self._lib.espeak_SetParameter(_RATE_PARAM, int(words_per_minute), 0)
         self._lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _ESPEAK_CHARS_UTF8, None, None)
         self._lib.espeak_Synchronize()
@@ -150,12 +155,15 @@ def synthesize(
 
     Args:
         text: What to say.
-        voice: eSpeak NG voice name (``en-us``, ``en-gb``, ``en-us+f3``...); unknown names fall back to ``en-us``.
+        voice: eSpeak NG voice name (``en-us``, ``en`` for British English, ``en-us+f3``...).
         words_per_minute: Speaking rate.
         sample_rate: Resample to this rate in Hz (default: the engine's 22 050 Hz).
 
     Returns:
         The speech and its word timings.
+
+    Raises:
+        ConfigError: eSpeak NG knows no voice ``voice``.
     """
     speech = _speak(text, voice, words_per_minute)
     if sample_rate and sample_rate != speech.sample_rate:
