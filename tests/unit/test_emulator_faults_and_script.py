@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 
+from vlab.audio.synth import Speech, Word
 from vlab.emulator.asr import sounds_unfinished, strip_fillers
 from vlab.emulator.faults import Fault, FaultPlan
 from vlab.emulator.items import Item
 from vlab.emulator.latency import preset
 from vlab.emulator.replies import Script, reply_for
 from vlab.emulator.server import Emulator, EmulatorExposedWarning
-from vlab.emulator.voice import visemes_for_word
+from vlab.emulator.voice import visemes_for_word, word_spans
 from vlab.errors import ConfigError, VlabWarning
 
 
@@ -200,6 +202,13 @@ def test_the_user_s_words_come_from_the_first_part_that_has_any():
 
 def test_visemes_are_approximate_ids_in_range():
     assert visemes_for_word("map") == [21, 1, 21]
+    # Azure's set: 20 k g ŋ, 19 d t n, 6 i ɪ, 8 o, 7 w, 4 ɛ, 16 ʃ, 9 aʊ, 15 s; a final silent e is dropped
+    assert visemes_for_word("kid") == [20, 6, 19]
+    assert visemes_for_word("dog") == [19, 8, 20]
+    assert visemes_for_word("when") == [7, 4, 19]
+    assert visemes_for_word("shout") == [16, 9, 19]
+    assert visemes_for_word("kite") == [20, 6, 19]
+    assert visemes_for_word("sees") == [15, 6, 15]  # "ee" once, not twice
     assert visemes_for_word("Seattle") and all(0 <= v <= 21 for v in visemes_for_word("Seattle"))
     assert visemes_for_word("...") == []
 
@@ -208,3 +217,22 @@ def test_end_of_utterance_cues_and_filler_removal():
     assert sounds_unfinished(["a", "flight", "to"]) and sounds_unfinished(["i", "want", "um"])
     assert not sounds_unfinished(["boston", "please"]) and not sounds_unfinished([])
     assert strip_fillers(["so", "um", "i", "uh", "think"]) == ["so", "i", "think"]
+
+
+def test_each_word_spans_until_the_next_one_starts_and_the_last_until_the_last_audible_sample():
+    rate = 1000  # one sample a ms
+    samples = np.zeros(1500, np.float32)
+    samples[:1000] = 0.1
+    samples[1000:1100] = 0.01  # -40 dBFS: still audible
+    samples[1100:1200] = 0.001  # -60 dBFS: below the -50 dBFS floor, as the digital silence after it
+    words = (Word("Hello,", 0.0), Word("there", 300.0), Word("...", 500.0), Word("friend.", 700.0))
+    assert word_spans(Speech(samples, rate, words)) == [
+        ("Hello", 0.0, 300.0),
+        ("there", 300.0, 200.0),  # until the dots, which are no word
+        ("friend", 700.0, 400.0),
+    ]
+    late = (Word("one", 0.0), Word("two", 1200.0))  # starts after the audible end: lasts nothing
+    assert word_spans(Speech(samples, rate, late)) == [("one", 0.0, 1200.0), ("two", 1200.0, 0.0)]
+    silent = np.zeros(800, np.float32)
+    assert word_spans(Speech(silent, rate, (Word("hm", 100.0),))) == [("hm", 100.0, 700.0)]  # to the end
+    assert word_spans(Speech(samples, rate)) == []
