@@ -109,18 +109,22 @@ class Shards:
         try:
             line = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT_S)
         except asyncio.TimeoutError:
-            line = b""
-        if line.decode(errors="replace").strip() != READY:
-            code = proc.returncode
-            why = (
-                f"exited with code {code}"
-                if code is not None
-                else f"did not serve within {START_TIMEOUT_S:.0f} s"
-            )
-            raise VlabError(
-                f"emulator process {index} of {self.count} {why}; its error is above. Run one process "
-                "(drop --processes) to see whether the emulator starts at all."
-            )
+            why = f"did not serve within {START_TIMEOUT_S:g} s"
+        else:
+            said = line.decode(errors="replace").strip()
+            if said == READY:
+                return
+            if line:
+                why = f"printed {said!r} where it should have said it serves"
+            else:  # its output closed: it is exiting (its exit code may not be known yet)
+                try:
+                    why = f"exited with code {await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)}"
+                except asyncio.TimeoutError:
+                    why = "closed its output without serving"
+        raise VlabError(
+            f"emulator process {index} of {self.count} {why}; its error is above. Run one process "
+            "(drop --processes) to see whether the emulator starts at all."
+        )
 
     async def watch(self) -> None:
         """Serve on; say so when another process exits (the rest, this one included, keep serving)."""
