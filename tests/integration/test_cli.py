@@ -11,8 +11,10 @@ import pytest
 import soundfile as sf
 
 import vlab
-from vlab.cli import BROKEN_PIPE_EXIT, main
+from vlab.cli import BROKEN_PIPE_EXIT, build_parser, main
+from vlab.commands.replay import turn_detection
 from vlab.metrics import turn_latency
+from vlab.settings import AzureSemanticVad, ServerVad
 
 
 def _vlab(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -63,6 +65,38 @@ def test_replay_of_a_bad_file_is_a_clear_error(tmp_path):
     result = _vlab("replay", str(bad), "--out", str(tmp_path / "r"))
     assert result.returncode == 2
     assert str(bad) in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ([], ServerVad()),
+        (["--threshold", "0.7"], ServerVad(threshold=0.7)),
+        (["--semantic-vad"], AzureSemanticVad()),  # its own defaults
+        (
+            ["--semantic-vad", "--prefix-padding-ms", "200", "--silence-duration-ms", "800"],
+            AzureSemanticVad(prefix_padding_ms=200, silence_duration_ms=800),
+        ),
+        (["--manual"], None),
+    ],
+)
+def test_replay_flags_set_the_turn_detection_and_leave_the_rest_at_its_defaults(flags, expected):
+    assert turn_detection(build_parser().parse_args(["replay", "x.wav", *flags])) == expected
+
+
+def test_replay_refuses_vad_settings_with_manual_turns_and_says_the_help_defaults_are_server_vad_s(capsys):
+    assert main(["replay", "x.wav", "--manual", "--threshold", "0.7", "--silence-duration-ms", "800"]) == 2
+    assert capsys.readouterr().err == (
+        "vlab: error: --threshold, --silence-duration-ms: --manual has no turn detection to set. "
+        "Drop --threshold, --silence-duration-ms, or --manual.\n"
+    )
+    with pytest.raises(SystemExit):
+        main(["replay", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    vad = ServerVad()
+    assert f"threshold (default: {vad.threshold:g})" in help_text
+    assert f"audio kept before speech (default: {vad.prefix_padding_ms})" in help_text
+    assert f"silence that ends a turn (default: {vad.silence_duration_ms})" in help_text
 
 
 def test_bad_arguments_are_reported_by_argparse():

@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from typing import TYPE_CHECKING
 
 from vlab.commands._args import speed
+from vlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from vlab.settings import AzureSemanticVad, ServerVad
+
+_VAD_SETTINGS: tuple[tuple[str, type, str], ...] = (
+    ("threshold", float, "VAD speech probability threshold"),
+    ("prefix_padding_ms", int, "audio kept before speech"),
+    ("silence_duration_ms", int, "silence that ends a turn"),
+)
+"""The turn-detection settings the command takes (``--prefix-padding-ms`` for ``prefix_padding_ms``): field,
+type and help. Their defaults are ServerVad's."""
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the subcommand."""
+    from vlab.settings import ServerVad
+
     rep = sub.add_parser("replay", help="replay a WAV prompt as the user's turn and log the session")
     rep.add_argument("prompt", help="WAV/FLAC/OGG file with the user's speech")
     rep.add_argument(
@@ -20,15 +35,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--semantic-vad", action="store_true", help="use azure_semantic_vad instead of server_vad"
     )
     td.add_argument("--manual", action="store_true", help="no turn detection: commit and ask for a response")
-    rep.add_argument(
-        "--threshold", type=float, default=0.5, help="VAD speech probability threshold (default: 0.5)"
-    )
-    rep.add_argument(
-        "--prefix-padding-ms", type=int, default=300, help="audio kept before speech (default: 300)"
-    )
-    rep.add_argument(
-        "--silence-duration-ms", type=int, default=500, help="silence that ends a turn (default: 500)"
-    )
+    vad = ServerVad()  # the defaults, as the service documents them
+    for name, kind, what in _VAD_SETTINGS:
+        rep.add_argument(
+            _flag(name), type=kind, default=None, help=f"{what} (default: {getattr(vad, name):g})"
+        )
     pace = rep.add_mutually_exclusive_group()
     pace.add_argument("--realtime", action="store_true", help="send the audio in real time (the default)")
     pace.add_argument("--speed", type=speed, default=1.0, help="send N× faster than real time, or 'max'")
@@ -38,30 +49,36 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     rep.set_defaults(func=run)
 
 
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def turn_detection(args: argparse.Namespace) -> ServerVad | AzureSemanticVad | None:
+    """The turn detection the flags ask for; a VAD setting not given keeps its documented default.
+
+    Raises:
+        ConfigError: A VAD setting was given with ``--manual``, which has no turn detection.
+    """
+    from vlab.settings import AzureSemanticVad, ServerVad
+
+    given = {name: getattr(args, name) for name, _, _ in _VAD_SETTINGS if getattr(args, name) is not None}
+    if args.manual:
+        if given:
+            flags = ", ".join(map(_flag, given))
+            raise ConfigError(f"{flags}: --manual has no turn detection to set. Drop {flags}, or --manual.")
+        return None
+    return (AzureSemanticVad if args.semantic_vad else ServerVad)(**given)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code."""
     import math
 
     from vlab.replay import replay
-    from vlab.settings import AzureSemanticVad, ServerVad, SessionSettings
+    from vlab.settings import SessionSettings
 
-    td: ServerVad | AzureSemanticVad | None
-    if args.manual:
-        td = None
-    elif args.semantic_vad:
-        td = AzureSemanticVad(
-            threshold=args.threshold,
-            prefix_padding_ms=args.prefix_padding_ms,
-            silence_duration_ms=args.silence_duration_ms,
-        )
-    else:
-        td = ServerVad(
-            threshold=args.threshold,
-            prefix_padding_ms=args.prefix_padding_ms,
-            silence_duration_ms=args.silence_duration_ms,
-        )
     speed = 1.0 if args.realtime else args.speed
-    settings = SessionSettings(turn_detection=td)
+    settings = SessionSettings(turn_detection=turn_detection(args))
     result = asyncio.run(replay(args.prompt, settings, run_dir=args.out, speed=speed, timeout_s=args.timeout))
     print(f"run folder: {result.run_dir}")
     print(f"events logged: {result.events}")
