@@ -7,6 +7,8 @@ import argparse
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the subcommand."""
+    from vlab.protocol import DEFAULT_MODEL
+
     doc = sub.add_parser(
         "doctor",
         help="check the endpoint, DNS, TLS, sign-in, model, voice and sound devices; exit 0 when a session can start",
@@ -17,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="endpoint to check (default: AZURE_VOICELIVE_ENDPOINT, then .env; none: the embedded emulator)",
     )
     doc.add_argument(
-        "--model", default=None, help="model (default: AZURE_VOICELIVE_MODEL, then gpt-realtime)"
+        "--model", default=None, help=f"model (default: AZURE_VOICELIVE_MODEL, then {DEFAULT_MODEL})"
     )
     doc.add_argument("--api-version", default=None, help="api-version (default: AZURE_VOICELIVE_API_VERSION)")
     doc.add_argument(

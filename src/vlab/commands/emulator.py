@@ -32,7 +32,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     emu.add_argument(
         "--latency",
         default="typical",
-        help="latency preset (instant, typical, slow-network) or a latency.json from `vlab calibrate`",
+        help="latency preset (instant, typical, slow-network) or a latency.json from `vlab calibrate` "
+        "(default: typical)",
     )
     emu.add_argument("--seed", type=int, default=0, help="seed of the latency jitter (default: 0)")
     emu.add_argument(

@@ -42,7 +42,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         )
     pace = rep.add_mutually_exclusive_group()
     pace.add_argument("--realtime", action="store_true", help="send the audio in real time (the default)")
-    pace.add_argument("--speed", type=speed, default=1.0, help="send N× faster than real time, or 'max'")
+    pace.add_argument(
+        "--speed",
+        type=speed,
+        default=1.0,
+        help="send N× faster than real time, or 'max' (default: 1, real time)",
+    )
     rep.add_argument(
         "--timeout", type=float, default=120.0, help="seconds to wait for the answers (default: 120)"
     )
