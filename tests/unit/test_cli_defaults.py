@@ -22,6 +22,7 @@ from vlab.emulator.latency import PRESETS
 from vlab.protocol import DEFAULT_MODEL
 from vlab.replay import replay
 from vlab.report import build_report
+from vlab.sweep import MODES
 
 CASES: list[tuple[tuple[str, ...], tuple[str, ...], str, Callable[..., Any], str]] = [
     # (command, its positional arguments, the flag's dest, the function it feeds, the parameter)
@@ -68,3 +69,7 @@ def test_the_emulator_s_latency_help_names_every_preset():
 
 def test_doctor_s_model_help_names_the_default_model():
     assert f"then {DEFAULT_MODEL})" in (_action(("doctor",), "model").help or "")
+
+
+def test_sweep_s_mode_choices_are_the_sweep_s_modes():
+    assert tuple(_action(("sweep",), "mode").choices or ()) == MODES

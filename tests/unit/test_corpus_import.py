@@ -143,13 +143,17 @@ def test_csv_for_many_files_and_the_cli(tmp_path: Path, capsys: pytest.CaptureFi
         "file,start,end,kind,speaker\nx.wav,0.1,0.9,speech,\nx,2.0,2.5,speech,\ny,0.2,1.0,speech,\n"
     )
     assert (
-        main(["prompts", "import", str(tmp_path), "--hold-gap-ms", "2000", "--out", str(tmp_path / "set")])
+        main([
+            "prompts", "import", str(tmp_path), "--hold-gap-ms", "2000", "--out", str(tmp_path / "set"),
+            "--category", "calls",
+        ])
         == 0
-    )
+    )  # fmt: skip
     assert "2 recordings, 2 turns, 1 holds" in capsys.readouterr().out
     x, y = load_prompt_set(tmp_path / "set")
     assert x.hold_spans == ((900.0, 2000.0),) and y.end_of_turn_ms == (1000.0,)
     assert x.file == (tmp_path / "x.wav").resolve()  # the manifest points back at the audio
+    assert x.category == y.category == "calls"
 
 
 def test_derive_turns_merges_overlaps_and_states_the_rule() -> None:

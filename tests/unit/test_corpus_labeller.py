@@ -49,10 +49,12 @@ def test_proposals_carry_confidences_and_find_no_speech_in_noise() -> None:
 def test_label_writes_an_auto_prompt_set_and_keeps_an_existing_one(tmp_path: Path, capsys) -> None:
     [p] = [p for p in load_prompt_set() if p.id == "two_turns"]
     shutil.copy(p.file, tmp_path / "call.wav")
-    assert main(["prompts", "label", str(tmp_path)]) == 0
+    # its two turns are 3 s apart: with a 4 s hold gap, one turn with a hold
+    assert main(["prompts", "label", str(tmp_path), "--category", "calls", "--hold-gap-ms", "4000"]) == 0
     assert "proposed 2 speech segments in 1 recordings" in capsys.readouterr().out
     [got] = load_prompt_set(tmp_path)
-    assert got.label_source == "auto" and got.expected_turns == 2
+    assert got.label_source == "auto" and got.category == "calls"
+    assert got.expected_turns == 1 and len(got.hold_spans) == 1
     assert got.extra["confidence"]["speech_segments"][0] > 0.8
     with pytest.raises(ConfigError, match="exists.*--overwrite"):
         label_folder(tmp_path)
