@@ -21,6 +21,10 @@ DEFAULT_MODEL: Final = "gpt-realtime"
 INPUT_FORMATS: Final = ("pcm16", "g711_ulaw", "g711_alaw")
 """Accepted ``input_audio_format`` values."""
 
+PCM16_SAMPLE_RATE_HZ: Final = 24000
+"""Sample rate of ``pcm16`` audio, in Hz: the output of ``pcm16`` and the input when no
+``input_audio_sampling_rate`` is given."""
+
 G711_SAMPLE_RATE_HZ: Final = 8000
 """Sample rate of ``g711_ulaw``/``g711_alaw`` audio, in and out, in Hz (one byte a sample)."""
 
@@ -36,7 +40,7 @@ ECHO_CANCELLATION_TYPE: Final = "server_echo_cancellation"
 arrives). ``null`` turns echo cancellation off."""
 
 OUTPUT_FORMAT_RATES: Final = {
-    "pcm16": 24000,
+    "pcm16": PCM16_SAMPLE_RATE_HZ,
     "pcm16_8000hz": 8000,
     "pcm16_16000hz": 16000,
     "pcm16_22050hz": 22050,
@@ -63,7 +67,7 @@ def bytes_per_second(audio_format: str, sampling_rate: int | None = None) -> int
         return G711_SAMPLE_RATE_HZ
     if audio_format == "pcm16" and sampling_rate:
         return 2 * sampling_rate
-    return 2 * OUTPUT_FORMAT_RATES.get(audio_format.replace("-", "_"), 24000)
+    return 2 * OUTPUT_FORMAT_RATES.get(audio_format.replace("-", "_"), PCM16_SAMPLE_RATE_HZ)
 
 
 # --- event types ---------------------------------------------------------------------------------

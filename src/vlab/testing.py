@@ -49,7 +49,7 @@ class Prompt:
 def spoken_prompt(
     text: str = "What is the weather like in Seattle today?",
     *,
-    sample_rate: int = 24000,
+    sample_rate: int = protocol.PCM16_SAMPLE_RATE_HZ,
     lead_ms: float = 500.0,
     trail_ms: float = 1500.0,
     voice: str = "en-us",

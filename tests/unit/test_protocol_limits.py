@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import get_args
 
 import pytest
@@ -206,6 +207,27 @@ def test_vad_params_take_the_session_values_or_the_table_defaults() -> None:
 )
 def test_eou_timeout(td: dict | None, timeout_ms: float | None) -> None:
     assert session_config.eou_timeout_ms(td) == timeout_ms
+
+
+# --- sample rates --------------------------------------------------------------------------------
+
+
+def test_the_pcm16_rate_is_one_constant_and_docs_protocol_md_states_it() -> None:
+    rate = protocol.PCM16_SAMPLE_RATE_HZ
+    assert protocol.bytes_per_second("pcm16") == 2 * rate == protocol.bytes_per_second("some_future_format")
+    assert protocol.OUTPUT_FORMAT_RATES["pcm16"] == SessionSettings().input_audio_sampling_rate == rate
+    session = session_config.default_session("sess_1", "gpt-realtime", protocol.DEFAULT_API_VERSION)
+    assert session["input_audio_sampling_rate"] == session_config.input_rate(session) == rate
+    g711 = session_config.apply_update(
+        session, {"input_audio_format": "g711_ulaw"}, protocol.DEFAULT_API_VERSION, None, audio_started=False
+    )
+    pcm16 = session_config.apply_update(
+        g711, {"input_audio_format": "pcm16"}, protocol.DEFAULT_API_VERSION, None, audio_started=False
+    )
+    assert pcm16["input_audio_sampling_rate"] == rate  # back to pcm16 without a rate: the default again
+    docs = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text(encoding="utf-8")
+    assert f"| `input_audio_sampling_rate` | Hz, for pcm16 | default {rate} (8000 for G.711)" in docs
+    assert f"| `pcm16` | out | the same at {rate // 1000} kHz | {2 * rate:_} |".replace("_", " ") in docs
 
 
 # --- G.711 ---------------------------------------------------------------------------------------

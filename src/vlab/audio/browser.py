@@ -38,6 +38,7 @@ from vlab.audio._loop_event import LoopEvent
 from vlab.audio.devices import EventCallback, MicChunk
 from vlab.clock import Clock, SystemClock, wait_until_ns
 from vlab.errors import DeviceError
+from vlab.protocol import PCM16_SAMPLE_RATE_HZ
 
 Send = Callable[[dict[str, Any], Sequence[bytes]], None]
 """``send(content, buffers)``: hand one message (JSON content, binary buffers) to the page."""
@@ -120,7 +121,7 @@ class BrowserMicrophone:
     """
 
     def __init__(
-        self, bridge: BrowserBridge, sample_rate: int = 24000, *, max_queue_ms: float = 5000.0
+        self, bridge: BrowserBridge, sample_rate: int = PCM16_SAMPLE_RATE_HZ, *, max_queue_ms: float = 5000.0
     ) -> None:
         self._bridge = bridge
         self.sample_rate = sample_rate
@@ -497,7 +498,7 @@ class BrowserBridge:
         """Send one message to the page."""
         self._send(content, buffers)
 
-    def microphone(self, sample_rate: int = 24000) -> BrowserMicrophone:
+    def microphone(self, sample_rate: int = PCM16_SAMPLE_RATE_HZ) -> BrowserMicrophone:
         """A microphone on this page at ``sample_rate`` (the session's input rate)."""
         return BrowserMicrophone(self, sample_rate)
 

@@ -34,6 +34,7 @@ from types import ModuleType
 from typing import Any, Literal
 
 from vlab.errors import DeviceError
+from vlab.protocol import PCM16_SAMPLE_RATE_HZ
 
 Kind = Literal["input", "output"]
 EventCallback = Callable[[str, str, int, dict[str, Any]], None]
@@ -281,7 +282,7 @@ class Speaker:
     def __init__(
         self,
         device: DeviceSpec = None,
-        sample_rate: int = 24000,
+        sample_rate: int = PCM16_SAMPLE_RATE_HZ,
         block_ms: float = 20.0,
         *,
         on_event: EventCallback | None = None,
@@ -569,7 +570,7 @@ class Microphone:
     def __init__(
         self,
         device: DeviceSpec = None,
-        sample_rate: int = 24000,
+        sample_rate: int = PCM16_SAMPLE_RATE_HZ,
         block_ms: float = 20.0,
         *,
         latency: str | float = "low",

@@ -112,7 +112,7 @@ class InputBuffer:
         self._spawn = spawn
         self._session: Mapping[str, Any] = {}
         self._api_version = protocol.DEFAULT_API_VERSION
-        self._rate = 24000
+        self._rate = protocol.PCM16_SAMPLE_RATE_HZ
         self._base_ms = 0.0  # input ms before the current sample rate took effect
         self._bytes = 0  # bytes appended at the current sample rate
         self._odd_byte = b""

@@ -217,7 +217,7 @@ class ResponseRun:
         await self._finish()
 
     async def _synthesize(self) -> Speech:
-        rate = output_rate(self.conn.session) if self.output_format else 24000
+        rate = output_rate(self.conn.session) if self.output_format else protocol.PCM16_SAMPLE_RATE_HZ
         return await asyncio.to_thread(
             synthesize, self.reply.text, voice=espeak_voice(self.voice), sample_rate=rate
         )

@@ -24,8 +24,6 @@ log = logging.getLogger("vlab.emulator")
 _MODALITIES = ({"text", "audio"}, {"text"}, {"text", "audio", "animation"}, {"text", "audio", "avatar"})
 SESSION_TTL_S = 30 * 60
 """Seconds from ``session.created`` to the session's ``expires_at`` (the emulator's choice)."""
-_DEFAULT_INPUT_RATE_HZ = 24000
-"""``input_audio_sampling_rate`` of pcm16 input when none is given (``docs/protocol.md#session-fields``)."""
 
 
 def default_prefix_padding_ms(api_version: str, vad_type: str) -> int:
@@ -44,7 +42,7 @@ def default_session(session_id: str, model: str, api_version: str) -> dict[str, 
         "instructions": "",
         "voice": {"type": "openai", "name": "alloy"},
         "input_audio_format": "pcm16",
-        "input_audio_sampling_rate": _DEFAULT_INPUT_RATE_HZ,
+        "input_audio_sampling_rate": protocol.PCM16_SAMPLE_RATE_HZ,
         "output_audio_format": "pcm16",
         "input_audio_noise_reduction": None,
         "input_audio_echo_cancellation": None,
@@ -135,7 +133,9 @@ def apply_update(
             new[key] = value
             if "input_audio_sampling_rate" not in update:
                 new["input_audio_sampling_rate"] = (
-                    protocol.G711_SAMPLE_RATE_HZ if value.startswith("g711") else _DEFAULT_INPUT_RATE_HZ
+                    protocol.G711_SAMPLE_RATE_HZ
+                    if value.startswith("g711")
+                    else protocol.PCM16_SAMPLE_RATE_HZ
                 )
         elif key == "input_audio_sampling_rate":
             if value not in protocol.INPUT_SAMPLING_RATES:

@@ -95,7 +95,7 @@ class SessionSettings(_Replaceable):
     NOT_GIVEN (service: text and audio)."""
     input_audio_format: InputAudioFormat = "pcm16"
     """Format of the audio vlab sends: ``pcm16``, ``g711_ulaw`` or ``g711_alaw``. Defaults to ``"pcm16"``."""
-    input_audio_sampling_rate: int = 24000
+    input_audio_sampling_rate: int = protocol.PCM16_SAMPLE_RATE_HZ
     """Sample rate of the audio vlab sends, in Hz: 8000, 16000, 24000, 44100 or 48000 for pcm16,
     8000 for G.711 (the default 24000 becomes 8000 automatically with a G.711 format). Defaults to 24000."""
     output_audio_format: str = "pcm16"
@@ -167,7 +167,7 @@ class SessionSettings(_Replaceable):
         except TypeError:
             raise _fail(owner, "input_audio_sampling_rate", rate, "an integer rate in Hz") from None
         if self.input_audio_format.startswith("g711"):
-            if rate == 24000:  # the pcm16 default: G.711 is always 8 kHz
+            if rate == protocol.PCM16_SAMPLE_RATE_HZ:  # the pcm16 default: G.711 is always 8 kHz
                 rate = protocol.G711_SAMPLE_RATE_HZ
             if rate != protocol.G711_SAMPLE_RATE_HZ:
                 raise _fail(

@@ -29,6 +29,7 @@ import traitlets
 from vlab.audio._loop_event import running_loop
 from vlab.audio.browser import STATE_MESSAGES, BrowserBridge, BrowserMicrophone, BrowserSpeaker
 from vlab.clock import Clock, SystemClock, wait_until_ns
+from vlab.protocol import PCM16_SAMPLE_RATE_HZ
 
 _HERE = Path(__file__).parent
 _TRAITS = {
@@ -99,7 +100,7 @@ class BrowserAudio(anywidget.AnyWidget):
         """The page's speaker (an :class:`~vlab.audio.playback.AudioOutput` for ``Session(audio_output=...)``)."""
         return self.bridge.speaker
 
-    def microphone(self, sample_rate: int = 24000) -> BrowserMicrophone:
+    def microphone(self, sample_rate: int = PCM16_SAMPLE_RATE_HZ) -> BrowserMicrophone:
         """A microphone on the page at ``sample_rate`` (the session's input rate); capture starts on iteration."""
         return self.bridge.microphone(sample_rate)
 

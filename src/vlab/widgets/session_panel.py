@@ -597,7 +597,7 @@ class LevelMeter:
 
     every_ms = 100.0
 
-    def __init__(self, bar: Any, sample_rate: int = 24000) -> None:
+    def __init__(self, bar: Any, sample_rate: int = protocol.PCM16_SAMPLE_RATE_HZ) -> None:
         self._bar = bar
         self.reset(sample_rate)
 
