@@ -38,7 +38,7 @@ async def test_the_barge_in_cuts_the_long_reply_while_it_streams_and_truncates_a
     events = load_log(tmp_path)
     appends = events[events["type"] == protocol.CLIENT_APPEND]
     sent_ms = prompt.duration_ms + trailing_silence_ms(SessionSettings().turn_detection)
-    assert appends["audio_ms"].sum() == pytest.approx(sent_ms, abs=0.1)  # the prompt, then the trailing silence
+    assert appends["audio_ms"].sum() == pytest.approx(sent_ms, abs=0.1)  # the prompt, then the silence
     server = events[events["direction"] == "server"]
     done = server[server["type"] == protocol.RESPONSE_DONE]
     first = done.iloc[0]
