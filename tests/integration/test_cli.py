@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
+import re
 import subprocess
 import sys
 
@@ -12,6 +15,7 @@ import soundfile as sf
 
 import vlab
 from vlab.cli import BROKEN_PIPE_EXIT, build_parser, main
+from vlab.commands._args import speed
 from vlab.commands.replay import turn_detection
 from vlab.metrics import turn_latency
 from vlab.settings import AzureSemanticVad, ServerVad
@@ -97,6 +101,26 @@ def test_replay_refuses_vad_settings_with_manual_turns_and_says_the_help_default
     assert f"threshold (default: {vad.threshold:g})" in help_text
     assert f"audio kept before speech (default: {vad.prefix_padding_ms})" in help_text
     assert f"silence that ends a turn (default: {vad.silence_duration_ms})" in help_text
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("max", math.inf), ("inf", math.inf), ("2.5", 2.5), ("1e-3", 0.001)]
+)
+def test_a_speed_is_a_number_above_0_or_max(text, value):
+    assert speed(text) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("0", "speed must be > 0 or 'max', got '0'"),
+        ("-1", "speed must be > 0"),
+        ("fast", "a number > 0 or 'max'"),
+    ],
+)
+def test_a_speed_that_is_not_is_refused_with_what_it_must_be(text, message):
+    with pytest.raises(argparse.ArgumentTypeError, match=re.escape(message)):
+        speed(text)
 
 
 def test_bad_arguments_are_reported_by_argparse():
