@@ -121,5 +121,5 @@ async def test_one_that_does_not_stop_when_told_is_killed(tmp_path, monkeypatch)
 
 
 def test_docs_state_how_long_another_process_may_take_to_serve():
-    docs = (Path(__file__).parents[2] / "docs" / "emulator.md").read_text(encoding="utf-8")
-    assert f"did not serve within\n  {shards.START_TIMEOUT_S:g} s (`START_TIMEOUT_S`" in docs
+    docs = " ".join((Path(__file__).parents[2] / "docs" / "emulator.md").read_text(encoding="utf-8").split())
+    assert f"did not serve within {shards.START_TIMEOUT_S:g} s (`START_TIMEOUT_S`" in docs
