@@ -35,7 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     The output never fails on a console encoding that lacks a character vlab prints (``→`` on a Windows
     console's cp1252, redirected): such characters are replaced. A reader that stops reading (a closed
-    pipe) ends the command quietly with :data:`BROKEN_PIPE_EXIT`.
+    pipe) ends the command quietly with :data:`BROKEN_PIPE_EXIT`. A vlab error, and a file-system error
+    on a path (a folder that does not exist, a file one may not write), is one line on standard error and
+    exit code 2, without a traceback.
     """
     for stream in (sys.stdout, sys.stderr):
         _replace_what_the_encoding_lacks(stream)
@@ -63,6 +65,12 @@ def _run(argv: Sequence[str] | None) -> int:
         return int(args.func(args))
     except VlabError as exc:
         print(f"vlab: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.filename is None:
+            raise  # not a path the user gave or chose (a socket, a pipe): a real error
+        where = exc.filename if exc.filename2 is None else f"{exc.filename} → {exc.filename2}"
+        print(f"vlab: error: {exc.strerror or exc}: {where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("vlab: interrupted", file=sys.stderr)

@@ -123,6 +123,22 @@ def test_a_speed_that_is_not_is_refused_with_what_it_must_be(text, message):
         speed(text)
 
 
+def test_a_path_that_cannot_be_written_is_one_line_and_exit_2(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    dest = tmp_path / "notes.txt" / "examples"
+    assert main(["examples", str(dest)]) == 2
+    assert capsys.readouterr().err == f"vlab: error: Not a directory: {dest}\n"
+
+
+def test_an_os_error_without_a_path_is_not_taken_for_the_user_s(monkeypatch):
+    def fails(*args, **kwargs):
+        raise ConnectionResetError("the peer went away")
+
+    monkeypatch.setattr("vlab.bundled.copy_bundled", fails)
+    with pytest.raises(ConnectionResetError):
+        main(["examples", "anywhere"])
+
+
 def test_bad_arguments_are_reported_by_argparse():
     result = _vlab("replay", "x.wav", "--speed", "-3")
     assert result.returncode == 2 and "speed must be > 0" in result.stderr

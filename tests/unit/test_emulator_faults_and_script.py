@@ -32,7 +32,10 @@ def test_fault_text_form_parses_every_kind():
         Fault("throttle", rate=0.5),
     ]
     for bad in ("explode:now", "drop_after", "throttle:0", "delay_before:x:abc"):
-        with pytest.raises(ConfigError, match="bad fault specification.*expected e.g. 'drop_after:"):
+        with pytest.raises(
+            ConfigError,
+            match="bad fault specification.*expected e.g. 'drop_after:.*'error_after:<type>:<n>:fatal', 'throttle",
+        ):
             Fault.parse(bad)
 
 
@@ -62,7 +65,8 @@ def test_bad_faults_are_config_errors_that_say_how_to_fix_them(make, message):
         (lambda: Emulator(speed="fast"), r"speed must be .*got 'fast'"),
         (
             lambda: Emulator(latency="nope"),
-            r"unknown latency preset 'nope'; choose one of .*typical.*LatencyModel",
+            r"unknown latency preset 'nope'; choose one of .*typical, give a latency.json from `vlab calibrate`, "
+            r"or \(from Python\) a LatencyModel",
         ),
         (lambda: preset("slow"), r"instant, slow-network, typical"),
     ],

@@ -148,7 +148,7 @@ class Fault:
             except (IndexError, ValueError) as exc:  # ConfigError is a ValueError
                 raise ConfigError(
                     f"bad fault specification {spec!r} ({exc}); expected e.g. 'drop_after:response.audio.delta:3', "
-                    "'close_after:<type>:<n>:<code>', 'delay_before:<type>:<ms>', 'error_after:<type>:<n>:fatal' "
+                    "'close_after:<type>:<n>:<code>', 'delay_before:<type>:<ms>', 'error_after:<type>:<n>:fatal', "
                     "'throttle:0.5' or 'rate_limit:2:1.5'"
                 ) from None
         return faults

@@ -110,8 +110,8 @@ def preset(name: str, *, seed: int | None = None) -> LatencyModel:
         model = PRESETS[name]
     except KeyError:
         raise ConfigError(
-            f"unknown latency preset {name!r}; choose one of {', '.join(sorted(PRESETS))}, "
-            "or pass a LatencyModel(...) for your own stage delays."
+            f"unknown latency preset {name!r}; choose one of {', '.join(sorted(PRESETS))}, give a latency.json "
+            "from `vlab calibrate`, or (from Python) a LatencyModel(...) of your own stage delays."
         ) from None
     return model if seed is None else replace(model, seed=seed)
 
