@@ -62,6 +62,12 @@ def test_bad_faults_are_config_errors_that_say_how_to_fix_them(make, message):
     ("make", "message"),
     [
         (lambda: Emulator(speed=0), r"speed must be a number > 0 .* or 'max'.*got 0"),
+        (
+            lambda: Emulator(port=65536),
+            r"port must be a TCP port, 0 to 65535 \(0 picks a free one\), got 65536",
+        ),
+        (lambda: Emulator(port=-1), r"port must be a TCP port.*got -1"),
+        (lambda: Emulator(port="8765"), r"port must be a TCP port.*got '8765'"),  # type: ignore[arg-type]
         (lambda: Emulator(speed="fast"), r"speed must be .*got 'fast'"),
         (
             lambda: Emulator(latency="nope"),

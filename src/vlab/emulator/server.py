@@ -53,6 +53,7 @@ from vlab.protocol_limits import HANDSHAKE_TIMEOUT_S, KEEPALIVE_TIMEOUT_S, MAX_C
 log = logging.getLogger("vlab.emulator")
 
 ROUTES = ("/voice-live/realtime", "/voice-agent/realtime")
+_MAX_PORT = 65535
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,9 +328,9 @@ class Emulator:
             ``max_sessions`` and ``rate_limit`` faults then count this process's connections only.
 
     Raises:
-        ConfigError: ``speed`` is not a number > 0 or ``"max"``, ``latency`` names no preset or fitted model,
-            a refusal is malformed, or a timeout is not a number of seconds > 0; from :meth:`start`: the
-            port is in use.
+        ConfigError: ``port`` is no TCP port, ``speed`` is not a number > 0 or ``"max"``, ``latency`` names
+            no preset or fitted model, a refusal is malformed, or a timeout is not a number of seconds > 0;
+            from :meth:`start`: the port is in use.
     """
 
     def __init__(
@@ -360,6 +361,10 @@ class Emulator:
     ) -> None:
         if max_sessions is not None and (isinstance(max_sessions, bool) or max_sessions < 1):
             raise ConfigError(f"max_sessions must be an integer >= 1 or None, got {max_sessions!r}.")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= _MAX_PORT:
+            raise ConfigError(
+                f"port must be a TCP port, 0 to {_MAX_PORT} (0 picks a free one), got {port!r}."
+            )
         for name, timeout_s in (
             ("handshake_timeout_s", handshake_timeout_s),
             ("keepalive_timeout_s", keepalive_timeout_s),
