@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import inspect
+import json
 import math
+import re
 from pathlib import Path
 from typing import get_args
 
@@ -207,6 +211,47 @@ def test_vad_params_take_the_session_values_or_the_table_defaults() -> None:
 )
 def test_eou_timeout(td: dict | None, timeout_ms: float | None) -> None:
     assert session_config.eou_timeout_ms(td) == timeout_ms
+
+
+# --- frames and connections ----------------------------------------------------------------------
+
+
+def _limits_row(constant: str) -> str:
+    docs = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text(encoding="utf-8")
+    (row,) = [line for line in docs.splitlines() if line.startswith("|") and f"| `{constant}`" in line]
+    return row
+
+
+def test_the_largest_client_frame_is_the_largest_append_in_base64_and_its_envelope() -> None:
+    largest = json.dumps({"type": "input_audio_buffer.append", "event_id": "e" * 64, "audio": ""})
+    audio = base64.b64encode(bytes(limits.MAX_APPEND_AUDIO_BYTES))
+    assert limits.MAX_CLIENT_FRAME_BYTES == len(audio) + limits.FRAME_ENVELOPE_BYTES  # exactly, not about
+    assert len(largest) < limits.FRAME_ENVELOPE_BYTES
+    mib, kib = 1024 * 1024, 1024
+    assert (
+        f"the largest append as base64 ({len(audio) // mib} MiB) + {limits.FRAME_ENVELOPE_BYTES // kib} KiB"
+        in (_limits_row("MAX_CLIENT_FRAME_BYTES"))
+    )
+    assert f"| {limits.MAX_APPEND_AUDIO_BYTES // mib} MiB once decoded" in _limits_row(
+        "MAX_APPEND_AUDIO_BYTES"
+    )
+    assert f"| {limits.MAX_INPUT_BUFFER_BYTES // mib} MiB of PCM16" in _limits_row("MAX_INPUT_BUFFER_BYTES")
+    assert f"| {limits.MAX_JSON_DEPTH} levels" in _limits_row("MAX_JSON_DEPTH")
+
+
+def test_the_sdk_s_frame_limit_is_the_sdk_s_own_default() -> None:
+    from azure.ai.voicelive.aio import _patch
+
+    (default,) = re.findall(r'setdefault\("max_msg_size", ([\d *]+)\)', inspect.getsource(_patch))
+    assert limits.SDK_MAX_FRAME_BYTES == math.prod(int(n) for n in default.split("*"))
+    assert f"| {limits.SDK_MAX_FRAME_BYTES // (1024 * 1024)} MiB (aiohttp `max_msg_size`)" in (
+        _limits_row("SDK_MAX_FRAME_BYTES")
+    )
+
+
+def test_docs_protocol_md_states_the_emulator_s_http_timeouts() -> None:
+    assert f"| {limits.HANDSHAKE_TIMEOUT_S:g} s: the first request's" in _limits_row("HANDSHAKE_TIMEOUT_S")
+    assert f"| {limits.KEEPALIVE_TIMEOUT_S:g} s |" in _limits_row("KEEPALIVE_TIMEOUT_S")
 
 
 # --- sample rates --------------------------------------------------------------------------------
