@@ -24,6 +24,8 @@ from azure.ai.voicelive.models import (
 from azure.core.credentials import AzureKeyCredential
 
 from tests import _raw_http as raw
+from vlab.clock import NS_PER_S, VirtualClock
+from vlab.emulator.session_config import SESSION_TTL_S
 from vlab.protocol_limits import MAX_APPEND_AUDIO_BYTES, MAX_CLIENT_FRAME_BYTES, MAX_INPUT_BUFFER_BYTES
 from vlab.testing import StaticTokenCredential, collect_events, fast_emulator, types_of
 
@@ -51,6 +53,14 @@ async def test_session_created_comes_first_with_a_full_session(emulator):
     ) == (0.5, 400, 500)
     assert s.expires_at is not None
     assert second.type == "session.updated" and second.session.instructions == "be brief"
+
+
+async def test_a_session_expires_its_ttl_after_its_creation_on_the_emulator_s_clock():
+    clock = VirtualClock(wall_start_ns=1_790_000_000 * NS_PER_S)  # still: the handshake's timer never fires
+    async with fast_emulator(clock=clock, hear_audio=False) as emu:
+        async with connect(endpoint=emu.endpoint, credential=AzureKeyCredential(emu.api_key)) as conn:
+            created = await conn.recv()
+    assert created.session.expires_at.timestamp() == 1_790_000_000 + SESSION_TTL_S
 
 
 async def test_each_update_gets_one_updated_with_the_merged_session(conn):

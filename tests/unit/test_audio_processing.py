@@ -59,7 +59,7 @@ def _silero_events(pcm16: bytes, rate: int = PROCESSING_RATE_HZ) -> tuple[list[V
 
 @needs_noise_suppression
 def test_settings_follow_the_session_and_leave_out_what_is_not_emulated():
-    session = session_config.default_session("s", "gpt-realtime", "2026-07-15")
+    session = session_config.default_session("s", "gpt-realtime", "2026-07-15", created_s=0)
     assert not session_config.processing_settings(session).active  # both null by default
     session["input_audio_noise_reduction"] = {"type": "far_field"}
     session["input_audio_echo_cancellation"] = {"type": "server_echo_cancellation"}
@@ -76,7 +76,7 @@ def test_noise_suppression_without_its_wheel_is_not_applied_and_says_so(monkeypa
     # Windows has no webrtc-noise-gain wheel: the emulator then applies no suppression (and no resampling
     # for it), so the VAD hears the audio as with none asked, and the trace says what was applied
     monkeypatch.setattr(session_config, "noise_suppression_available", lambda: False)
-    session = session_config.default_session("s", "gpt-realtime", "2026-07-15")
+    session = session_config.default_session("s", "gpt-realtime", "2026-07-15", created_s=0)
     session["input_audio_noise_reduction"] = {"type": "near_field"}
     session["input_audio_echo_cancellation"] = {"type": "server_echo_cancellation"}
     with caplog.at_level("WARNING", logger="vlab"):
@@ -431,7 +431,7 @@ async def test_the_input_buffer_cancels_the_echo_of_what_it_played_before_its_va
         trace=lambda **entry: traced.append(entry),
         spawn=asyncio.ensure_future,
     )
-    session = session_config.default_session("s", "gpt-realtime", "2026-07-15")
+    session = session_config.default_session("s", "gpt-realtime", "2026-07-15", created_s=0)
     if echo_cancellation:
         session["input_audio_echo_cancellation"] = {"type": "server_echo_cancellation"}
     mic = _microphone(reply, played_at_ms=1000)

@@ -75,7 +75,7 @@ def test_default_prefix_padding_follows_the_api_version():
 
 
 def test_session_update_merges_and_refuses_bad_values_without_changing_anything():
-    base = default_session("sess_1", "gpt-realtime", "2026-07-15")
+    base = default_session("sess_1", "gpt-realtime", "2026-07-15", created_s=0)
     merged = apply_update(base, {"instructions": "hi", "future": 1}, "2026-07-15", None, audio_started=False)
     assert merged["instructions"] == "hi" and merged["future"] == 1 and merged["voice"] == base["voice"]
     g711 = apply_update(base, {"input_audio_format": "g711_alaw"}, "2026-07-15", None, audio_started=False)
@@ -120,7 +120,7 @@ def _user_text(text):
 
 
 def test_responder_rules():
-    session = default_session("s", "m", "2026-07-15")
+    session = default_session("s", "m", "2026-07-15", created_s=0)
     assert reply_for([], session).text == GREETING
     assert reply_for([_user_text("Hello, there!")], session).text == "You said: Hello, there."
     audio = Item(
@@ -169,11 +169,10 @@ def test_an_append_the_fast_parser_refuses_gets_the_standard_error():
     assert info.value.code == "invalid_json" and "NaN is not a finite number" in info.value.message
 
 
-def test_a_session_expires_its_ttl_after_it_is_created(monkeypatch):
+def test_a_session_expires_its_ttl_after_it_is_created():
     from vlab.emulator import session_config
 
-    monkeypatch.setattr(session_config.time, "time", lambda: 1_790_000_000.7)
-    expires_at = default_session("s", "m", "2026-07-15")["expires_at"]
+    expires_at = default_session("s", "m", "2026-07-15", created_s=1_790_000_000.7)["expires_at"]
     assert expires_at == 1_790_000_000 + session_config.SESSION_TTL_S
     docs = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text(encoding="utf-8")
     assert f"the emulator: {session_config.SESSION_TTL_S // 60} minutes after `session.created`" in docs

@@ -24,7 +24,7 @@ SCHEMAS = {t["name"]: t["parameters"] for t in SAMPLE_TOOLS}
 
 
 def _session(**overrides) -> dict:
-    return {**default_session("s", "m", "2026-07-15"), "tools": SAMPLE_TOOLS, **overrides}
+    return {**default_session("s", "m", "2026-07-15", created_s=0), "tools": SAMPLE_TOOLS, **overrides}
 
 
 def _user(text: str) -> Item:
@@ -226,7 +226,9 @@ def test_every_number_word_reads_as_its_value():
 def _reply(text: str | None = None, *, response_instructions: str | None = None, **session):
     conversation = [_user(text)] if text is not None else []
     return reply_for(
-        conversation, {**default_session("s", "m", "2026-07-15"), **session}, response_instructions
+        conversation,
+        {**default_session("s", "m", "2026-07-15", created_s=0), **session},
+        response_instructions,
     )
 
 

@@ -186,7 +186,7 @@ def _input_buffer(sched: Scheduler, turns: _Turns) -> InputBuffer:
 
 def _vad_session(**server_vad: int) -> dict[str, Any]:
     """The emulator's default session, its server VAD changed by ``server_vad``."""
-    session = session_config.default_session("s", "gpt-realtime", "2025-10-01")
+    session = session_config.default_session("s", "gpt-realtime", "2025-10-01", created_s=0)
     return {**session, "turn_detection": {**session["turn_detection"], **server_vad}}
 
 
@@ -237,7 +237,10 @@ async def test_a_turn_s_prefix_padding_never_reaches_back_before_the_previous_tu
 async def test_input_buffer_keeps_an_odd_byte_for_the_next_append_and_the_position_across_rates():
     sched = await _scheduler()
     buffer = _input_buffer(sched, _Turns())
-    session = {**session_config.default_session("s", "gpt-realtime", "2025-10-01"), "turn_detection": None}
+    session = {
+        **session_config.default_session("s", "gpt-realtime", "2025-10-01", created_s=0),
+        "turn_detection": None,
+    }
     buffer.configure(session, "2025-10-01")
     pcm = bytes(range(1, 201)) * 24  # 4800 bytes: 100 ms at 24 kHz
     cuts = (0, 7, 2400, 4799, 4800)  # appends of 7, 2393, 2399 and 1 bytes: an odd one waits for the next
@@ -260,7 +263,10 @@ async def test_a_whole_wav_file_sent_as_audio_gives_its_samples_at_the_session_r
     sched = await _scheduler()
     buffer = _input_buffer(sched, _Turns())
     buffer.configure(
-        {**session_config.default_session("s", "gpt-realtime", "2025-10-01"), "turn_detection": None},
+        {
+            **session_config.default_session("s", "gpt-realtime", "2025-10-01", created_s=0),
+            "turn_detection": None,
+        },
         "2025-10-01",
     )
     wav = io.BytesIO()
@@ -297,7 +303,7 @@ class _Host:
         self.scheduler = sched
         self.sampler = LatencySampler(preset("typical", seed=3))
         self.conversation = Conversation()
-        self.session = session_config.default_session("s", "gpt-realtime", "2025-10-01")
+        self.session = session_config.default_session("s", "gpt-realtime", "2025-10-01", created_s=0)
         self.sent: list[tuple[str, float]] = []
         self.events: list[dict[str, Any]] = []
         self.traced: list[dict[str, Any]] = []

@@ -114,7 +114,7 @@ def test_settings_literals_match_the_table() -> None:
 
 @pytest.mark.parametrize("api_version", ["2025-10-01", "2026-07-15"])
 def test_emulator_session_starts_with_the_table_defaults(api_version: str) -> None:
-    session = session_config.default_session("sess_1", "gpt-realtime", api_version)
+    session = session_config.default_session("sess_1", "gpt-realtime", api_version, created_s=0)
     assert session["turn_detection"] == limits.turn_detection_defaults("server_vad", api_version).to_wire()
     semantic = session_config.apply_update(
         session, {"turn_detection": {"type": SEMANTIC}}, api_version, None, audio_started=False
@@ -132,7 +132,9 @@ def _settings(key: str, value: float) -> object:
 
 
 def _emulator(key: str, value: float) -> object:
-    session = session_config.default_session("sess_1", "gpt-realtime", protocol.DEFAULT_API_VERSION)
+    session = session_config.default_session(
+        "sess_1", "gpt-realtime", protocol.DEFAULT_API_VERSION, created_s=0
+    )
     update = {"turn_detection": {"type": SEMANTIC, key: value}}
     return session_config.apply_update(
         session, update, protocol.DEFAULT_API_VERSION, None, audio_started=False
@@ -193,7 +195,7 @@ def test_vad_params_take_the_session_values_or_the_table_defaults() -> None:
     new = session_config.vad_params({"type": SEMANTIC}, "2026-07-15")
     old = session_config.vad_params({"type": SEMANTIC}, "2025-10-01")
     assert (new.prefix_padding_ms, old.prefix_padding_ms) == (420, 300)
-    session = session_config.default_session("sess_1", "gpt-realtime", "2026-07-15")
+    session = session_config.default_session("sess_1", "gpt-realtime", "2026-07-15", created_s=0)
     assert session_config.vad_params(session["turn_detection"]).prefix_padding_ms == 400
 
 
@@ -261,7 +263,9 @@ def test_the_pcm16_rate_is_one_constant_and_docs_protocol_md_states_it() -> None
     rate = protocol.PCM16_SAMPLE_RATE_HZ
     assert protocol.bytes_per_second("pcm16") == 2 * rate == protocol.bytes_per_second("some_future_format")
     assert protocol.OUTPUT_FORMAT_RATES["pcm16"] == SessionSettings().input_audio_sampling_rate == rate
-    session = session_config.default_session("sess_1", "gpt-realtime", protocol.DEFAULT_API_VERSION)
+    session = session_config.default_session(
+        "sess_1", "gpt-realtime", protocol.DEFAULT_API_VERSION, created_s=0
+    )
     assert session["input_audio_sampling_rate"] == session_config.input_rate(session) == rate
     g711 = session_config.apply_update(
         session, {"input_audio_format": "g711_ulaw"}, protocol.DEFAULT_API_VERSION, None, audio_started=False
@@ -283,7 +287,9 @@ def test_g711_rate_is_one_constant() -> None:
     assert rate == 8000
     assert protocol.bytes_per_second("g711_alaw") == rate == protocol.OUTPUT_FORMAT_RATES["g711_ulaw"]
     assert SessionSettings(input_audio_format="g711_ulaw").input_audio_sampling_rate == rate
-    session = session_config.default_session("sess_1", "gpt-realtime", protocol.DEFAULT_API_VERSION)
+    session = session_config.default_session(
+        "sess_1", "gpt-realtime", protocol.DEFAULT_API_VERSION, created_s=0
+    )
     g711 = session_config.apply_update(
         session, {"input_audio_format": "g711_ulaw"}, protocol.DEFAULT_API_VERSION, None, audio_started=False
     )

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vlab import protocol
+from vlab.clock import NS_PER_S
 from vlab.emulator import session_config
 from vlab.emulator.asr import PocketSphinxRecognizer, RecognitionError, hear, recognize, start_recognition
 from vlab.emulator.config import EmulatorConfig
@@ -87,7 +88,9 @@ class EmulatorConnection:
         self.recognizer = config.recognizer_factory()
         self.id = Ids.new("sess")
         self.api_version = api_version
-        self.session = session_config.default_session(self.id, model, api_version)
+        self.session = session_config.default_session(
+            self.id, model, api_version, created_s=config.clock.wall_ns() / NS_PER_S
+        )
         self.sampler = LatencySampler(config.latency, seed_offset=index)
         self.scheduler = Scheduler(config.speed, config.clock)
         self.conversation = Conversation()

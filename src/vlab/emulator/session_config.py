@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,13 +30,20 @@ def default_prefix_padding_ms(api_version: str, vad_type: str) -> int:
     return protocol_limits.turn_detection_defaults(vad_type, api_version).prefix_padding_ms
 
 
-def default_session(session_id: str, model: str, api_version: str) -> dict[str, Any]:
-    """The full session object sent in ``session.created``."""
+def default_session(session_id: str, model: str, api_version: str, *, created_s: float) -> dict[str, Any]:
+    """The full session object sent in ``session.created``.
+
+    Args:
+        session_id: The session's id.
+        model: The model the client asked for.
+        api_version: The ``api-version`` of the connection (it sets the turn-detection defaults).
+        created_s: When the session is created, in Unix seconds on the emulator's clock.
+    """
     return {
         "id": session_id,
         "object": "realtime.session",
         "model": model,
-        "expires_at": int(time.time()) + SESSION_TTL_S,
+        "expires_at": int(created_s) + SESSION_TTL_S,
         "modalities": ["text", "audio"],
         "instructions": "",
         "voice": {"type": "openai", "name": "alloy"},
