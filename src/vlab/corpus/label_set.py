@@ -81,7 +81,7 @@ class LabelSet:
         return (self.path.parent / self.entry(prompt_id)["file"]).resolve()
 
     def spans(self, prompt_id: str) -> list[Span]:
-        """The prompt's labels in time order (a hold before an end of turn at the same time)."""
+        """The prompt's labels in time order: by start, then end (an end of turn before a span it starts)."""
         e = self.entry(prompt_id)
         conf = e.get("confidence", {})
         out: list[Span] = []
