@@ -3,6 +3,8 @@ from __future__ import annotations
 import copy
 import json
 import pickle
+import re
+from pathlib import Path
 
 import pytest
 from azure.ai.voicelive import models as sdk
@@ -528,3 +530,23 @@ def test_from_dict_defaults_and_unknown_keys() -> None:
     assert SessionSettings.from_dict({"voice": "alloy"}).voice == "alloy"
     with pytest.raises(ConfigError, match="'voise'"):
         SessionSettings.from_dict({"voise": "alloy"})
+
+
+def test_every_text_that_names_the_server_vad_defaults_names_server_vad_s():
+    """The "0.5 / 300 / 500" of docstrings, docs, the example config and the notebooks is ``ServerVad()``."""
+    root = Path(__file__).parents[2]
+    vad = ServerVad()
+    triple = re.compile(r"(\d\.\d+) / (\d+)(?: ms)? / (\d+)(?: ms)?")
+    named = []
+    for folder in ("src", "docs", "examples", "notebooks"):
+        for path in sorted((root / folder).rglob("*")):
+            if path.suffix in (".py", ".md", ".toml", ".ipynb"):
+                named += [(path.name, m.groups()) for m in triple.finditer(path.read_text(encoding="utf-8"))]
+    named += [
+        ("README.md", m.groups()) for m in triple.finditer((root / "README.md").read_text(encoding="utf-8"))
+    ]
+    assert (
+        len(named) >= 5
+    )  # the docstrings of ServerVad's users, the sweep's baseline, the example, a notebook
+    expected = (f"{vad.threshold:g}", str(vad.prefix_padding_ms), str(vad.silence_duration_ms))
+    assert {where: found for where, found in named if found != expected} == {}
