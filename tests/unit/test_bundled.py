@@ -103,6 +103,20 @@ def test_every_notebook_link_works_in_the_repository_and_in_a_copy(tmp_path) -> 
             assert target.is_relative_to(tmp_path / "copy")  # in reach of JupyterLab started on the copy
 
 
+def test_a_refusal_names_five_clashes_and_counts_the_rest(tmp_path) -> None:
+    names = sorted(p.name for p in bundled_dir("notebooks").iterdir() if p.is_file())
+    assert len(names) > 5
+    for count, folder in ((len(names), tmp_path / "all"), (5, tmp_path / "five")):
+        folder.mkdir()
+        for name in names[:count]:  # files of the user's where the notebooks would go
+            (folder / name).write_text("mine", encoding="utf-8")
+        with pytest.raises(ConfigError) as info:
+            copy_bundled("notebooks", folder)
+        shown = ", ".join(str(folder / name) for name in names[:5])
+        more = f" and {count - 5} more" if count > 5 else ""
+        assert f"into {folder}: {shown}{more} already exist with other content" in str(info.value)
+
+
 def test_a_clash_in_the_docs_copies_no_notebook_either(tmp_path) -> None:
     (tmp_path / "nb" / "docs").mkdir(parents=True)
     (tmp_path / "nb" / "docs" / "timeline.md").write_text("my notes\n", encoding="utf-8")

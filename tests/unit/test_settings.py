@@ -237,6 +237,15 @@ BAD_VALUES = [
     (lambda: EndOfUtterance(timeout_ms=-1), "timeout_ms", "-1", _MS_RANGE),
     (lambda: Transcription(model=""), "model", "''", "azure-speech"),
     (lambda: Transcription(phrase_list="Contoso"), "phrase_list", "'Contoso'", "list of non-empty strings"),
+    (lambda: Transcription(language=" "), "language", "' '", "'en-US' or NOT_GIVEN"),
+    (lambda: Transcription(language=5), "language", "5", "'en-US' or NOT_GIVEN"),
+    (lambda: FunctionTool.from_wire("get_weather"), "tools entries", "'get_weather'", "FunctionTool(...)"),
+    (
+        lambda: FunctionTool.from_wire({"type": "mcp", "name": "x"}),
+        "tools entries",
+        "'mcp'",
+        "extra={'tools'",
+    ),
     (lambda: FunctionTool("get weather"), "name", "'get weather'", "1-64 letters"),
     (lambda: FunctionTool("f", parameters={"x": {1, 2}}), "parameters", "{1, 2}", "JSON-serialisable"),
     (lambda: SessionSettings(model=""), "model", "''", "gpt-realtime"),
@@ -550,3 +559,9 @@ def test_every_text_that_names_the_server_vad_defaults_names_server_vad_s():
     )  # the docstrings of ServerVad's users, the sweep's baseline, the example, a notebook
     expected = (f"{vad.threshold:g}", str(vad.prefix_padding_ms), str(vad.silence_duration_ms))
     assert {where: found for where, found in named if found != expected} == {}
+
+
+def test_function_tools_with_the_same_schema_in_another_key_order_are_equal_and_hash_alike():
+    a = FunctionTool("f", parameters={"type": "object", "properties": {"x": {"type": "number"}}})
+    b = FunctionTool("f", parameters={"properties": {"x": {"type": "number"}}, "type": "object"})
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1
