@@ -35,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--semantic-vad", action="store_true", help="use azure_semantic_vad instead of server_vad"
     )
     td.add_argument("--manual", action="store_true", help="no turn detection: commit and ask for a response")
-    vad = ServerVad()  # the defaults, as the service documents them
+    vad = ServerVad()  # vlab's defaults, which it sends explicitly
     for name, kind, what in _VAD_SETTINGS:
         rep.add_argument(
             _flag(name), type=kind, default=None, help=f"{what} (default: {getattr(vad, name):g})"
