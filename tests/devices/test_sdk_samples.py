@@ -1,0 +1,186 @@
+"""Microsoft's published samples, unmodified, against the emulator through the virtual sound card.
+
+The bar for the emulator's fidelity (docs/emulator.md): the samples of the ``azure-ai-voicelive`` source
+distribution (``samples/``, the version installed here) run against it as they are. Each captures the
+microphone and plays the assistant with PyAudio, so they run here on the virtual sound card: one spoken
+question played into the virtual microphone reaches the four of them at once, each in its own session.
+
+The source distribution is downloaded and PyAudio built (it needs PortAudio's headers) once per virtual
+environment, into ``vlab-test-cache`` there. Without them the test skips with the reason, except when
+``CI=true``: then it fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import AsyncIterator
+from importlib.metadata import version
+from pathlib import Path
+from typing import NoReturn
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from vlab.testing import fast_emulator, spoken_prompt
+
+pytestmark = [pytest.mark.devices, pytest.mark.usefixtures("sound_card")]
+
+CACHE = Path(sys.prefix) / "vlab-test-cache"
+"""Kept with the virtual environment: the samples and PyAudio are fetched once per environment."""
+SDK_VERSION = version("azure-ai-voicelive")
+KEY = "samples-key"
+QUESTION = "What is the weather like in Seattle today?"
+SAMPLES = {
+    # sample → the line that says its turn is over (the function-calling sample answers twice: the call,
+    # then the answer spoken from the function's result)
+    "basic_voice_assistant_async.py": "Response complete",
+    "async_function_calling_sample.py": "Final response transcript: Here is what I found:",
+    "async_mcp_sample.py": "Response complete",  # MCP servers are not emulated: answered without them
+    "agent_v2_sample.py": "Response complete",  # nor Foundry agents: the emulator answers as the model
+}
+STEP_TIMEOUT_S = 60.0
+"""Longest wait for one line of a sample (a failure's bound, not a pacing)."""
+
+
+def _unavailable(reason: str) -> NoReturn:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true, so the SDK samples must run, but: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def samples_dir() -> Path:
+    """The ``samples/`` folder of the installed SDK's source distribution."""
+    folder = CACHE / f"azure-ai-voicelive-{SDK_VERSION}-samples"
+    if not (folder / "basic_voice_assistant_async.py").exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            got = subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--dest", tmp,
+                 f"azure-ai-voicelive=={SDK_VERSION}"],
+                capture_output=True, text=True, timeout=300,
+            )  # fmt: skip
+            archives = list(Path(tmp).glob("*.tar.gz"))
+            if got.returncode != 0 or not archives:
+                _unavailable(
+                    f"could not download the azure-ai-voicelive {SDK_VERSION} sdist: {got.stderr[-300:]}"
+                )
+            with tarfile.open(archives[0]) as sdist:
+                members = [m for m in sdist.getmembers() if re.fullmatch(r"[^/]+/samples/[^/]+\.py", m.name)]
+                safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python < 3.10.12
+                sdist.extractall(tmp, members=members, **safe)  # type: ignore[arg-type]
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            (Path(tmp) / archives[0].name.removesuffix(".tar.gz") / "samples").rename(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def pyaudio_path() -> Path:
+    """A folder holding PyAudio, for the samples' ``PYTHONPATH`` (vlab itself uses sounddevice)."""
+    folder = CACHE / f"pyaudio-py{sys.version_info.major}.{sys.version_info.minor}"
+    if not (folder / "pyaudio").is_dir():
+        built = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(folder), "pyaudio"],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        if built.returncode != 0:
+            _unavailable(
+                "PyAudio, which the samples use, could not be built: install PortAudio's headers "
+                f"(apt-get install portaudio19-dev; brew install portaudio). pip said: {built.stderr[-300:]}"
+            )
+    return folder
+
+
+class Sample:
+    """One sample running as a subprocess, its output read line by line."""
+
+    def __init__(self, name: str, proc: asyncio.subprocess.Process) -> None:
+        self.name = name
+        self.proc = proc
+        self.lines: list[str] = []
+
+    async def wait_for(self, text: str) -> str:
+        """The first line (from the start) that holds ``text``; reads on until one does."""
+        for line in self.lines:
+            if text in line:
+                return line
+        assert self.proc.stdout is not None
+        while True:
+            raw = await asyncio.wait_for(self.proc.stdout.readline(), STEP_TIMEOUT_S)
+            if not raw:
+                raise AssertionError(f"{self.name} ended before {text!r}:\n" + "\n".join(self.lines[-30:]))
+            line = raw.decode(errors="replace").rstrip()
+            self.lines.append(line)
+            if text in line:
+                return line
+
+    async def stop(self) -> int:
+        """Ctrl-C, as a user ends a sample; its exit code."""
+        self.proc.send_signal(signal.SIGINT)
+        assert self.proc.stdout is not None
+        rest = await asyncio.wait_for(self.proc.stdout.read(), STEP_TIMEOUT_S)
+        self.lines += rest.decode(errors="replace").splitlines()
+        return await self.proc.wait()
+
+
+@pytest.fixture
+async def samples(samples_dir: Path, pyaudio_path: Path, tmp_path: Path) -> AsyncIterator[list[Sample]]:
+    """The four samples, each started on the emulator and capturing the virtual microphone."""
+    async with fast_emulator(speed=1.0, api_key=KEY) as emu:
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(pyaudio_path),
+            "AZURE_VOICELIVE_ENDPOINT": emu.endpoint,
+            "AZURE_VOICELIVE_API_KEY": KEY,
+            "AZURE_VOICELIVE_USE_API_KEY": "true",
+            "AGENT_NAME": "vlab-agent",
+            "AGENT_PROJECT_NAME": "vlab-project",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONFAULTHANDLER": "1",
+        }
+        started = []
+        try:
+            for name in SAMPLES:
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, str(samples_dir / name),
+                    cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                )  # fmt: skip
+                started.append(Sample(name, proc))
+            yield started
+        finally:
+            for sample in started:
+                if sample.proc.returncode is None:
+                    sample.proc.kill()
+                    await sample.proc.wait()
+
+
+async def test_microsoft_s_samples_run_unmodified_and_answer_a_spoken_question(samples, tmp_path):
+    for sample in samples:
+        await sample.wait_for("Started audio capture")  # each now hears the virtual microphone
+    speech = spoken_prompt(QUESTION, lead_ms=300, trail_ms=300)
+    question = tmp_path / "question.wav"
+    sf.write(question, np.frombuffer(speech.pcm, np.int16), speech.sample_rate, subtype="PCM_16")
+    played = await asyncio.create_subprocess_exec("paplay", "-d", "vmic", str(question))
+    assert await played.wait() == 0
+
+    for sample in samples:
+        await sample.wait_for(SAMPLES[sample.name])
+    calling = next(s for s in samples if s.name == "async_function_calling_sample.py")
+    assert "Seattle" in await calling.wait_for("Function arguments received:")
+    assert "get_current_weather" in await calling.wait_for("Function call detected:")
+
+    for sample in samples:
+        problems = [line for line in sample.lines if "Traceback" in line or re.search(r"\bERROR\b", line)]
+        assert problems == [], (sample.name, "\n".join(sample.lines[-30:]))
+    # Ctrl-C ends each one. Its exit code is PortAudio's: 19.6's ALSA backend sometimes aborts while the
+    # sample closes its callback streams ("PaAlsaStream_EndProcessing" failed, then a C abort or a segfault
+    # in PyAudio's thread), after the session is over.
+    await asyncio.gather(*(sample.stop() for sample in samples))
