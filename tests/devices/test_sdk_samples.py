@@ -113,7 +113,13 @@ class Sample:
                 return line
         assert self.proc.stdout is not None
         while True:
-            raw = await asyncio.wait_for(self.proc.stdout.readline(), STEP_TIMEOUT_S)
+            try:
+                raw = await asyncio.wait_for(self.proc.stdout.readline(), STEP_TIMEOUT_S)
+            except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11
+                raise AssertionError(
+                    f"{self.name} printed no {text!r} in {STEP_TIMEOUT_S:g} s:\n"
+                    + "\n".join(self.lines[-30:])
+                ) from None
             if not raw:
                 raise AssertionError(f"{self.name} ended before {text!r}:\n" + "\n".join(self.lines[-30:]))
             line = raw.decode(errors="replace").rstrip()

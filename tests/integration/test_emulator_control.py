@@ -220,6 +220,14 @@ async def test_truncate_retrieve_delete(conn):
     )
     await conn.conversation.item.truncate(item_id=item_id, content_index=0, audio_end_ms=int(audio_ms) + 5000)
     assert (await collect_events(conn, "error"))[-1].error.param == "audio_end_ms"
+    await conn.conversation.item.truncate(item_id=item_id, content_index=0, audio_end_ms=-1)
+    negative = (await collect_events(conn, "error"))[-1].error
+    assert (negative.param, negative.message) == (
+        "audio_end_ms",
+        "Invalid value for 'audio_end_ms': -1; expected 0 or more.",
+    )
+    await conn.conversation.item.truncate(item_id=item_id, content_index=0, audio_end_ms=0)
+    assert (await collect_events(conn, "conversation.item.truncated"))[-1].audio_end_ms == 0  # nothing heard
     await conn.conversation.item.retrieve(item_id=item_id)
     item = (await collect_events(conn, "conversation.item.retrieved"))[-1].item
     assert item.id == item_id and item.role == "assistant" and item.content

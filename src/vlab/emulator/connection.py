@@ -575,8 +575,15 @@ class EmulatorConnection:
                 "content_index",
                 event_id,
             )
+        if audio_end_ms < 0:
+            raise WireError(
+                "invalid_value",
+                f"Invalid value for 'audio_end_ms': {audio_end_ms}; expected 0 or more.",
+                "audio_end_ms",
+                event_id,
+            )
         total_ms = self._output_ms(item.audio_bytes)
-        if audio_end_ms < 0 or audio_end_ms > total_ms + 1:
+        if audio_end_ms > total_ms + 1:
             raise WireError(
                 "invalid_value",
                 f"Audio content of {total_ms:.0f}ms is shorter than requested audio_end_ms {audio_end_ms}ms.",
