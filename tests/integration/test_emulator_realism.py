@@ -30,7 +30,7 @@ from vlab.audio.pcm import float_to_pcm16, silence
 from vlab.audio.synth import synthesize
 from vlab.clock import ManualClock
 from vlab.emulator import Fault
-from vlab.emulator.asr import RecognitionError, default_recognizer
+from vlab.emulator.asr import RecognitionError, RecognizedWord, Transcript, default_recognizer
 from vlab.emulator.voice import espeak_voice
 from vlab.testing import collect_events, fast_emulator, spoken_prompt, types_of, until_idle
 
@@ -121,6 +121,29 @@ async def test_a_failing_recognizer_sends_transcription_failed():
             if e.type == "response.audio_transcript.done"
         ).transcript
         assert transcript.startswith("I heard")  # the duration fallback
+
+
+async def test_transcription_reads_the_turn_with_its_silent_edges_cut_to_200_ms():
+    """As every reading of the user's audio: the same speech reads the same wherever it starts."""
+
+    class Recorder:
+        heard: list[bytes] = []
+
+        def transcribe(self, pcm16: bytes, sample_rate: int) -> Transcript:
+            self.heard.append(pcm16)
+            return Transcript((RecognizedWord("hello", 0.0, 100.0),), audio_ms=100.0)
+
+    rate = 24000
+    loud = np.full(rate // 10, 1000, dtype="<i2").tobytes()
+    silence = bytes(2 * rate)  # 1 s of digital silence each side
+    async with fast_emulator(recognizer_factory=Recorder) as emu, _connect(emu) as conn:
+        await collect_events(conn, "session.created")
+        await _update(conn, turn_detection=None, input_audio_transcription={"model": "azure-speech"})
+        await conn.input_audio_buffer.append(audio=silence + loud + silence)
+        await conn.input_audio_buffer.commit()
+        done = (await collect_events(conn, "conversation.item.input_audio_transcription.completed"))[-1]
+    pad = bytes(2 * rate // 5)  # 200 ms
+    assert done.transcript == "hello" and Recorder.heard == [pad + loud + pad]
 
 
 async def test_without_hearing_an_untranscribed_turn_gets_the_duration_reply():

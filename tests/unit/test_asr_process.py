@@ -290,3 +290,14 @@ async def test_hear_cuts_the_digital_silence_around_the_speech_to_200_ms_each_si
     await asr.hear(recorder, short + loud + b"\x00", rate)  # an odd byte is dropped
     await asr.hear(recorder, quiet, rate)  # nothing loud: the audio as it came
     assert recorder.heard[1:] == [short + loud, quiet]
+
+
+@pytest.mark.parametrize("offset", [1, 2422, 5017])
+async def test_a_turn_reads_the_same_wherever_its_speech_starts_in_the_committed_audio(offset) -> None:
+    # The whole turn as committed, read as it came, heard "weather" as "that women" at two of these
+    # offsets: a live microphone's first chunk falls anywhere.
+    speech = spoken_prompt("What is the weather like in Seattle today?", lead_ms=300, trail_ms=300)
+    recognizer = PocketSphinxRecognizer()
+    first = await asr.read_turn(recognizer, speech.pcm, speech.sample_rate)
+    shifted = await asr.read_turn(recognizer, bytes(2 * offset) + speech.pcm, speech.sample_rate)
+    assert shifted.text == first.text == "what is the weather like in seattle today"

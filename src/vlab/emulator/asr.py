@@ -405,12 +405,14 @@ _SILENT = 4
 _HEAR_PAD_MS = 200
 
 
-async def hear(recognizer: Recognizer, pcm16: bytes, sample_rate: int) -> str:
-    """The words of a user turn, for a reply that follows what was said (the text only).
+async def read_turn(recognizer: Recognizer, pcm16: bytes, sample_rate: int) -> Transcript:
+    """What the recognizer hears in (part of) a user turn: every reading of the user's audio goes here.
 
     The turn's digitally silent edges are cut down to :data:`_HEAR_PAD_MS` each before it is read, so
-    the same speech committed with more or less silence around it (another turn-detection setting of
-    a sweep) is the same audio to :func:`recognize`, which reads it once per process.
+    the same speech is the same audio to :func:`recognize` (which reads it once per process) however
+    much silence was committed around it: another turn-detection setting of a sweep, or where a live
+    microphone's first chunk fell (PocketSphinx heard "weather" as "that women" at 2 of 42 offsets).
+    Word offsets count from the start of the cut audio.
 
     Raises:
         RecognitionError: Recognition failed.
@@ -420,7 +422,16 @@ async def hear(recognizer: Recognizer, pcm16: bytes, sample_rate: int) -> str:
     pad = sample_rate * _HEAR_PAD_MS // 1000
     if len(loud):
         samples = samples[max(int(loud[0]) - pad, 0) : int(loud[-1]) + 1 + pad]
-    return (await recognize(recognizer, samples.tobytes(), sample_rate)).text
+    return await recognize(recognizer, samples.tobytes(), sample_rate)
+
+
+async def hear(recognizer: Recognizer, pcm16: bytes, sample_rate: int) -> str:
+    """The words of a user turn, for a reply that follows what was said (:func:`read_turn`'s text).
+
+    Raises:
+        RecognitionError: Recognition failed.
+    """
+    return (await read_turn(recognizer, pcm16, sample_rate)).text
 
 
 # --- end-of-utterance cues and filler words ----------------------------------------------------------

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from vlab import protocol
 from vlab.clock import NS_PER_S
 from vlab.emulator import session_config
-from vlab.emulator.asr import PocketSphinxRecognizer, RecognitionError, hear, recognize, start_recognition
+from vlab.emulator.asr import PocketSphinxRecognizer, RecognitionError, hear, read_turn, start_recognition
 from vlab.emulator.config import EmulatorConfig
 from vlab.emulator.faults import METADATA_KEY, Fault, FaultPlan
 from vlab.emulator.input_buffer import InputBuffer
@@ -335,7 +335,7 @@ class EmulatorConnection:
         if self.session.get("input_audio_transcription"):
             # The recognizer starts now on its thread; its events go out as a step right after the commit.
             reading = self._spawn(
-                already_read(cached) if cached is not None else recognize(self.recognizer, audio, rate)
+                already_read(cached) if cached is not None else read_turn(self.recognizer, audio, rate)
             )
             self._transcriptions[item_id] = self.scheduler.spawn(
                 self.scheduler.now_ms, lambda: send_transcription(self, item, reading)

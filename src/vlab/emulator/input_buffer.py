@@ -40,7 +40,7 @@ from vlab.audio.pcm import float_to_pcm16, resample
 from vlab.audio.processing import PROCESSING_RATE_HZ, ProcessingSettings
 from vlab.audio.vad import SpeechModel, StreamingVad, VadEvent, reported_audio_ms
 from vlab.emulator import session_config
-from vlab.emulator.asr import Recognizer, Transcript, recognize, sounds_unfinished
+from vlab.emulator.asr import Recognizer, Transcript, read_turn, sounds_unfinished
 from vlab.emulator.timeline import Scheduler
 from vlab.emulator.vad_pipeline import VadPipeline
 from vlab.emulator.wire import Ids, WireError
@@ -395,7 +395,7 @@ class InputBuffer:
     async def _read_turn_so_far(self, hold: _Hold, audio: bytes) -> None:
         """Recognize the turn so far for the end-of-utterance decision (on the ASR worker thread)."""
         try:
-            transcript = await recognize(self._recognizer, audio, self._rate)
+            transcript = await read_turn(self._recognizer, audio, self._rate)
         except Exception:
             log.exception("end-of-utterance recognition failed; ending the turn")
             transcript = Transcript()
