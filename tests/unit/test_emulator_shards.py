@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import psutil
@@ -39,9 +40,22 @@ sys.stdin.read()
 """
 
 
+_STARTED: list[Shards] = []
+
+
+@pytest.fixture(autouse=True)
+async def _stop_what_a_test_started() -> AsyncIterator[None]:
+    """Stop the stand-ins of a test that failed before it stopped them (a stubborn one is never left)."""
+    yield
+    while _STARTED:
+        await _STARTED.pop().stop()
+
+
 def _shards(tmp_path: Path, **by_index: str) -> Shards:
     what = json.dumps({k.removeprefix("p"): v for k, v in by_index.items()})
-    return Shards([sys.executable, "-c", STAND_IN, what, str(tmp_path)], "key", len(by_index) + 1)
+    others = Shards([sys.executable, "-c", STAND_IN, what, str(tmp_path)], "key", len(by_index) + 1)
+    _STARTED.append(others)
+    return others
 
 
 def _pid(tmp_path: Path, index: int) -> int:
@@ -53,10 +67,8 @@ async def test_the_other_processes_start_with_the_key_serve_and_stop_when_their_
     await others.start()
     pids = others.pids
     assert pids == [_pid(tmp_path, 1), _pid(tmp_path, 2)]
-    assert all(
-        psutil.Process(pid).environ()[shards.KEY_ENV] == "key" for pid in pids
-    )  # not on the command line
-    assert all("key" not in psutil.Process(pid).cmdline() for pid in pids)
+    assert all(psutil.Process(pid).environ()[shards.KEY_ENV] == "key" for pid in pids)
+    assert all("key" not in psutil.Process(pid).cmdline() for pid in pids)  # not on the command line
     await others.stop()
     assert others.pids == [] and not any(psutil.pid_exists(pid) for pid in pids)
 
