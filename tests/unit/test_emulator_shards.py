@@ -35,7 +35,7 @@ if kind == "serve_then_exit":
     sys.exit(int(code))
 if kind == "stubborn":
     while True:
-        time.sleep(3600)
+        time.sleep(3600)  # wall-clock ok: it must not stop by itself
 sys.stdin.read()
 """
 
