@@ -149,7 +149,7 @@ class Sample:
 
 
 @pytest.fixture
-async def samples(
+async def running(
     samples_dir: Path, pyaudio_path: Path, tmp_path: Path
 ) -> AsyncIterator[tuple[Emulator, list[Sample]]]:
     """The emulator, and the four samples started on it, each capturing the virtual microphone."""
@@ -182,8 +182,8 @@ async def samples(
                     await sample.proc.wait()
 
 
-async def test_microsoft_s_samples_run_unmodified_and_answer_a_spoken_question(samples, tmp_path):
-    emulator, samples = samples
+async def test_microsoft_s_samples_run_unmodified_and_answer_a_spoken_question(running, tmp_path):
+    emulator, samples = running
     for sample in samples:
         await sample.wait_for("Started audio capture")  # each now hears the virtual microphone
     speech = spoken_prompt(QUESTION, lead_ms=300, trail_ms=300)
