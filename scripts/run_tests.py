@@ -20,11 +20,15 @@ so a failure in any fails ``make test``.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TextIO
 
@@ -34,6 +38,39 @@ BESIDE = ["-m", "realtime and not sound_card", "-p", "no:cacheprovider"]
 """The browser tests: beside the parallel part, without the pytest cache it writes (``--lf``)."""
 AFTER = ["-m", "realtime and sound_card"]
 """The sound-card tests: alone, once the parallel part has finished."""
+VIRTUAL_AUDIO = ROOT / ".ci" / "virtual-audio.sh"
+
+
+@contextlib.contextmanager
+def virtual_sound_card(out: TextIO) -> Iterator[dict[str, str]]:
+    """The virtual sound card for the sound-card tests: the environment that reaches it.
+
+    Started for them, and stopped after, unless it runs already (``PULSE_SERVER`` set, as after
+    ``eval "$(.ci/virtual-audio.sh)"``): its PulseAudio costs the parallel part about a tenth of its wall
+    time (2 cores, quiet, 2026-12-05: 144 s with it running, 130 s without). Without PulseAudio it yields
+    nothing, and the sound-card tests say what is missing.
+    """
+    if os.environ.get("PULSE_SERVER") or not shutil.which("pulseaudio") or not VIRTUAL_AUDIO.exists():
+        yield {}
+        return
+    running = _sound_card_runs()  # started earlier without exporting its variables: left running after
+    started = subprocess.run(["bash", str(VIRTUAL_AUDIO)], capture_output=True, text=True, check=False)
+    out.write(started.stderr)
+    env = dict(
+        line.removeprefix("export ").split("=", 1) for line in started.stdout.splitlines() if "=" in line
+    )
+    try:
+        yield env
+    finally:
+        if started.returncode == 0 and not running:
+            subprocess.run(["bash", str(VIRTUAL_AUDIO), "stop"], capture_output=True, check=False)
+
+
+def _sound_card_runs() -> bool:
+    """Whether the virtual sound card answers where ``.ci/virtual-audio.sh`` starts it."""
+    folder = Path(os.environ.get("VLAB_AUDIO_DIR") or Path(tempfile.gettempdir()) / "vlab-audio")
+    pulse = {**os.environ, "PULSE_SERVER": f"unix:{folder}/pulse/native"}
+    return subprocess.run(["pactl", "info"], env=pulse, capture_output=True, check=False).returncode == 0
 
 
 def run(
@@ -43,10 +80,11 @@ def run(
     *,
     cwd: Path = ROOT,
     out: TextIO | None = None,
+    sound_card: Callable[[TextIO], AbstractContextManager[dict[str, str]]] = virtual_sound_card,
 ) -> int:
     """``pytest *beside`` in the background while ``pytest *parallel`` runs, then ``pytest *after``.
 
-    Returns the first non-zero exit status of the three, else 0.
+    The sound-card tests get the sound card from ``sound_card`` (:func:`virtual_sound_card`). Returns the first non-zero exit status of the three, else 0.
     """
     out = out or sys.stdout
     pytest = [sys.executable, "-m", "pytest"]
@@ -69,7 +107,11 @@ def run(
         _title(out, f"ran beside the parallel part: pytest {' '.join(beside)}")
         out.write(log.read())
     _title(out, f"after it: pytest {' '.join(after)}")
-    statuses["after it"] = subprocess.run([*pytest, *after], cwd=cwd, check=False).returncode
+    with sound_card(out) as audio:
+        after_env = {**os.environ, **audio}
+        statuses["after it"] = subprocess.run(
+            [*pytest, *after], cwd=cwd, env=after_env, check=False
+        ).returncode
     out.write(
         "; ".join(f"{name}: exit status {status}" for name, status in statuses.items())
         + f" (parallel part and beside it {parallel_s:.0f} s, in all {time.monotonic() - started:.0f} s)\n"

@@ -6,8 +6,11 @@ Each case runs the script's three pytest processes on a small project in a tempo
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -19,6 +22,7 @@ PROJECT = {
     "pytest.ini": "[pytest]\nmarkers =\n    realtime: in its own process\n    sound_card: after the rest\n",
     "test_parts.py": '''
 import faulthandler
+import os
 from pathlib import Path
 
 import pytest
@@ -40,6 +44,7 @@ def _fails(part: str) -> None:
 
 
 def test_parallel_part():
+    assert "SOUND_CARD" not in os.environ  # its PulseAudio would slow the parallel part down
     _meet("w")
     (HERE / "parallel.done").touch()
     _fails("parallel")
@@ -55,14 +60,38 @@ def test_beside():
 @pytest.mark.sound_card
 def test_after():
     assert (HERE / "parallel.done").exists(), "ran before the parallel part had finished"
+    assert os.environ.get("SOUND_CARD") == "on", "ran without the sound card"
     _fails("after")
 ''',
 }
 
 
+class Card:
+    """A stand-in for the virtual sound card: the environment it gives, and whether it is on."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.used = 0
+
+    @contextlib.contextmanager
+    def __call__(self, out: io.StringIO) -> Iterator[dict[str, str]]:
+        self.on, self.used = True, self.used + 1
+        try:
+            yield {"SOUND_CARD": "on"}
+        finally:
+            self.on = False
+
+
 @pytest.fixture
-def runner() -> ModuleType:
-    return load_script("run_tests")
+def card() -> Card:
+    return Card()
+
+
+@pytest.fixture
+def runner(card: Card) -> ModuleType:
+    module = load_script("run_tests")
+    module.run = functools.partial(module.run, sound_card=card)
+    return module
 
 
 @pytest.fixture
@@ -85,6 +114,17 @@ def test_beside_runs_with_the_parallel_part_and_after_runs_once_it_has_finished(
     printed = capfd.readouterr().out  # the parallel and the after runs print as they go
     assert printed.count("1 passed, 2 deselected") == 2
     assert "parallel part: exit status 0; beside it: exit status 0; after it: exit status 0" in report
+
+
+def test_the_sound_card_is_on_for_the_sound_card_tests_only(runner, project, card) -> None:
+    assert runner.run(runner.PARALLEL_MARKERS, cwd=project, out=io.StringIO()) == 0  # the tests check it
+    assert (card.used, card.on) == (1, False)  # started for the after part, stopped after it
+
+
+def test_a_sound_card_already_running_is_used_as_it_is(runner, monkeypatch) -> None:
+    monkeypatch.setenv("PULSE_SERVER", "unix:/somewhere/pulse/native")
+    with runner.virtual_sound_card(io.StringIO()) as env:
+        assert env == {}  # the tests reach it through the exported variables
 
 
 @pytest.mark.parametrize("part", ["parallel", "beside", "after"])
