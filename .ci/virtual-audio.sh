@@ -8,6 +8,7 @@
 #
 # Usage:  eval "$(.ci/virtual-audio.sh)"        start (idempotent) and export the variables printed
 #         .ci/virtual-audio.sh stop             stop the daemon and its keepalive clients
+#         .ci/virtual-audio.sh status           exit 0 if it runs
 #
 # Each sink keeps a low-latency keepalive client (pacat of /dev/zero) attached: an idle null sink
 # runs with a 2 s block and stalls every new stream for 1-2 s (docs: shared/research/env-setup.md §1a).
@@ -36,6 +37,7 @@ stop() {
 }
 
 if [ "${1:-start}" = stop ]; then stop; exit 0; fi
+if [ "${1:-start}" = status ]; then pactl info >/dev/null 2>&1; exit $?; fi
 
 for tool in pulseaudio pactl pacat; do
   command -v "$tool" >/dev/null || {

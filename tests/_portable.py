@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from typing import NoReturn
 
 import pytest
 
@@ -21,3 +22,16 @@ needs_noise_suppression = pytest.mark.skipif(
     reason="webrtc-noise-gain has no wheel for this platform (Windows)",
 )
 """For tests of the emulator's noise reduction. Under ``CI=true`` they run (and fail) even without it."""
+
+
+def unavailable(what: str, reason: str, *, skip_reason: str | None = None) -> NoReturn:
+    """Skip a test this machine cannot run, saying why; under ``CI=true`` fail instead: CI must run it.
+
+    Args:
+        what: What must run under CI ("the browser test").
+        reason: What is missing.
+        skip_reason: The skip's text, if not ``reason``.
+    """
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true, so {what} must run, but: {reason}", pytrace=False)
+    pytest.skip(skip_reason or reason)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._portable import unavailable
 from tests.conftest import SKIP_IMPORTS_PRELUDE
 
 ROOT = Path(__file__).parents[2]
@@ -46,9 +47,7 @@ schemas use no IRI format, and the server starts 1.9 s of CPU sooner."""
 
 def _require(condition: bool, reason: str) -> None:
     if not condition:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true, so the browser test must run, but: {reason}", pytrace=False)
-        pytest.skip(reason)
+        unavailable("the browser test", reason)
 
 
 def _free_port() -> int:

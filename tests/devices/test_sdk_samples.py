@@ -23,12 +23,12 @@ import tempfile
 from collections.abc import AsyncIterator
 from importlib.metadata import version
 from pathlib import Path
-from typing import NoReturn
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from tests._portable import unavailable
 from vlab.emulator import Emulator
 from vlab.testing import fast_emulator, spoken_prompt
 
@@ -53,12 +53,6 @@ STOP_TIMEOUT_S = 10.0
 """Longest wait for a sample to exit after Ctrl-C (a few seconds under load)."""
 
 
-def _unavailable(reason: str) -> NoReturn:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true, so the SDK samples must run, but: {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def samples_dir() -> Path:
     """The ``samples/`` folder of the installed SDK's source distribution."""
@@ -72,8 +66,9 @@ def samples_dir() -> Path:
             )  # fmt: skip
             archives = list(Path(tmp).glob("*.tar.gz"))
             if got.returncode != 0 or not archives:
-                _unavailable(
-                    f"could not download the azure-ai-voicelive {SDK_VERSION} sdist: {got.stderr[-300:]}"
+                unavailable(
+                    "the SDK samples",
+                    f"could not download the azure-ai-voicelive {SDK_VERSION} sdist: {got.stderr[-300:]}",
                 )
             with tarfile.open(archives[0]) as sdist:
                 members = [m for m in sdist.getmembers() if re.fullmatch(r"[^/]+/samples/[^/]+\.py", m.name)]
@@ -94,9 +89,10 @@ def pyaudio_path() -> Path:
             capture_output=True, text=True, timeout=600,
         )  # fmt: skip
         if built.returncode != 0:
-            _unavailable(
+            unavailable(
+                "the SDK samples",
                 "PyAudio, which the samples use, could not be built: install PortAudio's headers "
-                f"(apt-get install portaudio19-dev; brew install portaudio). pip said: {built.stderr[-300:]}"
+                f"(apt-get install portaudio19-dev; brew install portaudio). pip said: {built.stderr[-300:]}",
             )
     return folder
 
