@@ -70,6 +70,41 @@ def bytes_per_second(audio_format: str, sampling_rate: int | None = None) -> int
     return 2 * OUTPUT_FORMAT_RATES.get(audio_format.replace("-", "_"), PCM16_SAMPLE_RATE_HZ)
 
 
+# --- MCP tools (``type: "mcp"`` entries of a session's ``tools``) --------------------------------------
+
+MCP_APPROVALS: Final = ("always", "never")
+"""``require_approval`` as one word for every tool of a server; the service's default is ``"always"``. The
+per-tool form ``{"never": [names], "always": [names]}`` runs the tools under ``never`` without asking."""
+MCP_SECRET_FIELDS: Final = ("authorization", "headers")
+"""Fields of an MCP tool that may hold secrets: a log or a run folder keeps :data:`REDACTED` instead."""
+REDACTED: Final = "<redacted>"
+"""What is kept of a secret value (an MCP server's token, its header values)."""
+
+
+def mcp_needs_approval(require_approval: object, tool_name: str) -> bool:
+    """Whether a call of an MCP server's tool waits for the client's ``mcp_approval_response``.
+
+    Args:
+        require_approval: The server's ``require_approval`` (a word of :data:`MCP_APPROVALS` or the per-tool
+            mapping); ``None`` is the default, ``"always"``.
+        tool_name: The tool's name.
+    """
+    if isinstance(require_approval, Mapping):
+        return tool_name not in (require_approval.get("never") or ())
+    return require_approval != "never"
+
+
+def redact_mcp_tool(tool: Mapping[str, object]) -> dict[str, object]:
+    """A copy of an MCP tool's wire object with its token and header values replaced by :data:`REDACTED`."""
+    out = dict(tool)
+    if out.get("authorization"):
+        out["authorization"] = REDACTED
+    headers = out.get("headers")
+    if isinstance(headers, Mapping):
+        out["headers"] = dict.fromkeys(headers, REDACTED)
+    return out
+
+
 # --- event types ---------------------------------------------------------------------------------
 
 SESSION_CREATED: Final = "session.created"

@@ -4,6 +4,8 @@ The bar for the emulator's fidelity (docs/emulator.md): the samples of the ``azu
 distribution (``samples/``, the version installed here) run against it as they are. Each captures the
 microphone and plays the assistant with PyAudio, so they run here on the virtual sound card: one spoken
 question played into the virtual microphone reaches the four of them at once, each in its own session.
+The MCP sample's two servers are on the internet, out of reach here: the emulator calls a local stand-in
+for both (``mcp_redirects``), and the sample lists their tools.
 
 The source distribution is downloaded and PyAudio built (it needs PortAudio's headers) once per virtual
 environment, into ``vlab-test-cache`` there. Without them the test skips with the reason, except when
@@ -28,6 +30,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests._mcp_server import stand_in_mcp
 from tests._portable import unavailable
 from vlab.emulator import Emulator
 from vlab.testing import fast_emulator, spoken_prompt
@@ -44,9 +47,11 @@ SAMPLES = {
     # then the answer spoken from the function's result)
     "basic_voice_assistant_async.py": "Response complete",
     "async_function_calling_sample.py": "Final response transcript: Here is what I found:",
-    "async_mcp_sample.py": "Response complete",  # MCP servers are not emulated: answered without them
+    "async_mcp_sample.py": "Response complete",  # its MCP servers, stood in for locally, list their tools
     "agent_v2_sample.py": "Response complete",  # nor Foundry agents: the emulator answers as the model
 }
+MCP_SAMPLE_SERVERS = ("https://mcp.deepwiki.com/mcp", "https://learn.microsoft.com/api/mcp")
+"""The servers the MCP sample names: out of reach here, so the emulator calls a local stand-in instead."""
 STEP_TIMEOUT_S = 60.0
 """Longest wait for one line of a sample (a failure's bound, not a pacing)."""
 STOP_TIMEOUT_S = 10.0
@@ -149,7 +154,12 @@ async def running(
     samples_dir: Path, pyaudio_path: Path, tmp_path: Path
 ) -> AsyncIterator[tuple[Emulator, list[Sample]]]:
     """The emulator, and the four samples started on it, each capturing the virtual microphone."""
-    async with fast_emulator(speed=1.0, api_key=KEY, trace=True) as emu:
+    async with (
+        stand_in_mcp() as mcp,
+        fast_emulator(
+            speed=1.0, api_key=KEY, trace=True, mcp_redirects=dict.fromkeys(MCP_SAMPLE_SERVERS, mcp.url)
+        ) as emu,
+    ):
         env = {
             **os.environ,
             "PYTHONPATH": str(pyaudio_path),
@@ -198,6 +208,11 @@ async def test_microsoft_s_samples_run_unmodified_and_answer_a_spoken_question(r
     calling = next(s for s in samples if s.name == "async_function_calling_sample.py")
     assert "Seattle" in await calling.wait_for("Function arguments received:")
     assert "get_current_weather" in await calling.wait_for("Function call detected:")
+
+    mcp = next(s for s in samples if s.name == "async_mcp_sample.py")
+    listed = [line for line in mcp.lines if "MCP list tools completed" in line]
+    labels = {m for line in mcp.lines for m in re.findall(r"MCP list tools item: .*server_label=(\w+)", line)}
+    assert len(listed) == 2 and labels == {"deepwiki", "azure_doc"}, "\n".join(mcp.lines[-30:])
 
     assert emulator.peak_sessions == len(SAMPLES)  # a session each, all open at once
     for sample in samples:

@@ -262,14 +262,17 @@ async def test_a_stopped_emulator_s_trace_and_app_are_freed_once_it_is_dropped()
 
 def test_cli_emulator_prints_the_endpoint_and_serves_the_sdk():
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vlab", "emulator", "--port", "0", "--api-key", "cli-key", "--speed", "max"],
+        [sys.executable, "-m", "vlab", "emulator", "--port", "0", "--api-key", "cli-key", "--speed", "max",
+         "--mcp-redirect", "https://mcp.example/mcp=http://127.0.0.1:9000/mcp"],
         stdout=subprocess.PIPE,
         text=True,
-    )
+    )  # fmt: skip
     try:
         line = proc.stdout.readline()
         assert "listening on http://127.0.0.1:" in line
         endpoint = line.split()[-1]
+        banner = list(iter(proc.stdout.readline, "Press Ctrl-C to stop.\n"))
+        assert "MCP server https://mcp.example/mcp is called at http://127.0.0.1:9000/mcp\n" in banner
 
         async def talk():
             async with connect(endpoint=endpoint, credential=AzureKeyCredential("cli-key")) as conn:

@@ -194,7 +194,7 @@ def test_each_process_freezes_its_start_up_heap_before_it_serves(flags, ready):
 @pytest.mark.parametrize("processes", [1, 3])
 def test_the_banner_names_the_endpoint_first_and_several_processes_only_when_there_are(processes, capsys):
     emulator = SimpleNamespace(endpoint="http://127.0.0.1:8765", api_key=KEY)
-    _banner(emulator, SimpleNamespace(latency="typical", processes=processes), None)  # type: ignore[arg-type]
+    _banner(emulator, SimpleNamespace(latency="typical", processes=processes, mcp_redirect=[]), None)  # type: ignore[arg-type]
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "Voice Live emulator listening on http://127.0.0.1:8765"
     assert lines[1].startswith("latency model: typical")

@@ -67,6 +67,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "does not serve it does (e.g. 'voice:alloy', 'model:gpt-nope'; repeat for more)",
     )
     emu.add_argument(
+        "--mcp-redirect",
+        action="append",
+        default=[],
+        type=_redirect,
+        metavar="URL=LOCAL_URL",
+        help="call an MCP server a session names at another address, e.g. a sample's "
+        "'https://mcp.deepwiki.com/mcp=http://127.0.0.1:9000/mcp' (repeat for more)",
+    )
+    emu.add_argument(
         "--no-hear",
         dest="hear",
         action="store_false",
@@ -96,9 +105,26 @@ def _shard_command(args: argparse.Namespace, port: int) -> list[str]:
             command += [flag, str(value)]
     for refusal in args.refuse:
         command += ["--refuse", refusal]
+    for source, target in args.mcp_redirect:
+        command += ["--mcp-redirect", f"{source}={target}"]
     if not args.hear:
         command.append("--no-hear")
     return command
+
+
+def _redirect(spec: str) -> tuple[str, str]:
+    """``URL=LOCAL_URL`` of ``--mcp-redirect``."""
+    source, sep, target = spec.partition("=")
+    if (
+        not sep
+        or not source.startswith(("http://", "https://"))
+        or not target.startswith(("http://", "https://"))
+    ):
+        raise argparse.ArgumentTypeError(
+            f"expected URL=LOCAL_URL, both http:// or https:// URLs, e.g. "
+            f"'https://mcp.deepwiki.com/mcp=http://127.0.0.1:9000/mcp'; got {spec!r}"
+        )
+    return source, target
 
 
 def _shard(spec: str) -> Shard:
@@ -140,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
         faults=faults,
         cassette=cassette,
         refuse=args.refuse,
+        mcp_redirects=dict(args.mcp_redirect),
         hear_audio=args.hear,
         shard=shard,
     )
@@ -201,6 +228,8 @@ def _banner(emu: Emulator, args: argparse.Namespace, cassette: Cassette | None) 
             print(f"  note: {note}")
     if args.processes > 1:
         print(f"served by {args.processes} processes on one port (connections spread by the kernel)")
+    for source, target in args.mcp_redirect:
+        print(f"MCP server {source} is called at {target}")
     print("Point vlab or the SDK at it:")
     print(f"  export AZURE_VOICELIVE_ENDPOINT={emu.endpoint}")
     print(f"  export AZURE_VOICELIVE_API_KEY={emu.api_key}")

@@ -50,5 +50,7 @@ class EmulatorConfig:
     """The emulator's Entra ID, whose bearer tokens are accepted (and refused as the service does)."""
     max_sessions: int | None = None
     """Concurrent sessions allowed; one more is refused with HTTP 429, as the resource's quota does."""
+    mcp_redirects: dict[str, str] = field(default_factory=dict)
+    """MCP server URLs the emulator calls at another address (``server_url`` → where to send its requests)."""
     refusals: Refusals = field(default_factory=Refusals)
     """Models, voices, turn-detection types and input formats ``session.update`` refuses (none by default)."""

@@ -21,9 +21,13 @@ answer the words.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
+import json
 import logging
 import math
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vlab import protocol
@@ -35,22 +39,24 @@ from vlab.emulator.faults import METADATA_KEY, Fault, FaultPlan
 from vlab.emulator.input_buffer import InputBuffer
 from vlab.emulator.items import Conversation, Item
 from vlab.emulator.latency import LatencySampler
+from vlab.emulator.mcp import McpClient, McpError, McpServer
 from vlab.emulator.outbox import Outbox
-from vlab.emulator.replies import Reply, reply_for
-from vlab.emulator.response_run import CancelReason, ResponseRun
+from vlab.emulator.replies import MCP_APPROVAL_KEY, MCP_SERVER_KEY, FunctionCall, Reply, reply_for
+from vlab.emulator.response_run import CancelReason, McpCallDue, ResponseRun
 from vlab.emulator.timeline import Scheduler
 from vlab.emulator.transcription import already_read, send_transcription
 from vlab.emulator.wire import Ids, WireError, parse_client_frame, require
 from vlab.protocol_limits import MAX_APPEND_AUDIO_BYTES
 
 if TYPE_CHECKING:
+    import aiohttp
     from aiohttp import web
 
 log = logging.getLogger("vlab.emulator")
 _T = TypeVar("_T")
 _MIB = 1024 * 1024
 
-_ITEM_TYPES = {"message", "function_call", "function_call_output"}
+_ITEM_TYPES = {"message", "function_call", "function_call_output", "mcp_approval_response"}
 _ROLES = {"user", "assistant", "system"}
 _RESPONSE_OVERRIDES = {
     "tools": "tools",
@@ -101,6 +107,11 @@ class EmulatorConnection:
         self._transcriptions: dict[str, asyncio.Task[None]] = {}
         self._unheard: tuple[Item, bytes, int, asyncio.Task[str] | None] | None = None  # last turn, unread
         self._vad_due_ms = 0.0  # VAD steps keep their order even when their delays differ
+        self._mcp: dict[str, _McpTools] = {}
+        """The session's MCP servers by label, each with its client and the tools it listed."""
+        self._approvals: dict[str, FunctionCall] = {}
+        """The MCP calls waiting for the client's ``mcp_approval_response``, by approval request id."""
+        self._http: aiohttp.ClientSession | None = None
         self._warm_recognizer = math.isfinite(config.speed) and isinstance(
             self.recognizer, PocketSphinxRecognizer
         )
@@ -180,6 +191,8 @@ class EmulatorConnection:
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self._http is not None:
+                await self._http.close()
 
     async def _on_frame(self, data: str | bytes) -> None:
         """Handle one client frame: audio at once, anything else as a step at the time it arrived."""
@@ -366,8 +379,14 @@ class EmulatorConnection:
     # --- responses -------------------------------------------------------------------------------------
 
     def _start_response(
-        self, params: dict[str, Any], *, chained: bool = False, instructions: str | None = None
+        self,
+        params: dict[str, Any],
+        *,
+        chained: bool = False,
+        instructions: str | None = None,
+        reply: Reply | None = None,
     ) -> ResponseRun:
+        """Start a response to ``response.create`` (or a turn); ``reply`` when the service decided it already."""
         overrides = {_RESPONSE_OVERRIDES[k]: v for k, v in params.items() if k in _RESPONSE_OVERRIDES}
         session = {**self.session, **overrides}
         run = ResponseRun(
@@ -387,13 +406,16 @@ class EmulatorConnection:
                 await self.scheduler.wait_for(asyncio.gather(run.previous.task, return_exceptions=True))
             run.previous = None  # done: a long session keeps no chain of old responses
             pending = [t for t in self._transcriptions.values() if not t.done()]
+            pending += [
+                m.listing for m in self._mcp.values() if m.listing is not None and not m.listing.done()
+            ]
             if pending:
                 await self.scheduler.wait_for(asyncio.gather(*pending, return_exceptions=True))
             try:
                 await self._hear_last_turn()
-                run.reply = reply_for(
+                run.reply = reply or reply_for(
                     list(self.conversation),
-                    session,
+                    {**session, "tools": [*(session.get("tools") or []), *self._mcp_tool_views()]},
                     params.get("instructions") or instructions,
                     self.config.script,
                 )
@@ -404,9 +426,107 @@ class EmulatorConnection:
             finally:
                 if self.response is run:
                     self.response = None
+            for item_id, call in run.approval_requests:
+                self._approvals[item_id] = call
+            if run.status == "completed":
+                for due in run.mcp_calls:
+                    await self._call_mcp(run.id, due)
 
         run.task = self.scheduler.spawn(self.scheduler.now_ms, go)
         return run
+
+    # --- MCP servers (see vlab.emulator.mcp) ------------------------------------------------------------
+
+    def _configure_mcp(self) -> None:
+        """List the tools of each MCP server the session names anew; forget the servers it no longer names."""
+        servers = _mcp_servers(self.session.get("tools"), None)
+        for label in [label for label in self._mcp if label not in servers]:
+            del self._mcp[label]
+        for label, server in servers.items():
+            known = self._mcp.get(label)
+            if known is not None and known.server == server:
+                continue
+            if self._http is None:
+                import aiohttp
+
+                self._http = aiohttp.ClientSession()
+            client = McpClient(server, self._http, self.config.mcp_redirects.get(server.server_url))
+            tools = _McpTools(server, client)
+            self._mcp[label] = tools
+            tools.listing = self.scheduler.spawn(
+                self.scheduler.now_ms, functools.partial(self._list_mcp_tools, tools)
+            )
+
+    async def _list_mcp_tools(self, tools: _McpTools) -> None:
+        """List one server's tools: an ``mcp_list_tools`` item, ``mcp_list_tools.in_progress``, ``.completed``.
+
+        ``conversation.item.created`` brings the item; ``.completed`` follows with the tools on it, or
+        ``.failed`` when the server cannot list them (the reason goes to the emulator's log).
+        """
+        item = Item(
+            {
+                "id": Ids.new("item"),
+                "object": "realtime.item",
+                "type": "mcp_list_tools",
+                "server_label": tools.server.server_label,
+                "tools": [],
+            }
+        )
+        prev = self.conversation.add(item)
+        await self.send({"type": protocol.ITEM_CREATED, "previous_item_id": prev, "item": item.public()})
+        await self.send({"type": protocol.MCP_LIST_TOOLS_IN_PROGRESS, "item_id": item.id})
+        try:
+            listed = await self.scheduler.wait_for(tools.client.list_tools())
+        except McpError as exc:
+            log.warning("MCP server %s: listing its tools failed: %s", tools.server.server_label, exc)
+            await self.send({"type": protocol.MCP_LIST_TOOLS_FAILED, "item_id": item.id})
+            return
+        tools.listed = [t for t in listed if tools.server.offers(t["name"])]
+        item.wire["tools"] = tools.listed
+        await self.send({"type": protocol.MCP_LIST_TOOLS_COMPLETED, "item_id": item.id})
+
+    def _mcp_tool_views(self) -> list[dict[str, Any]]:
+        """The listed MCP tools as function tools, for the reply to choose among (never sent)."""
+        return [
+            {
+                "type": "function",
+                "name": tool["name"],
+                "description": tool["description"],
+                "parameters": tool["input_schema"],
+                MCP_SERVER_KEY: mcp.server.server_label,
+                MCP_APPROVAL_KEY: mcp.server.needs_approval(tool["name"]),
+            }
+            for mcp in self._mcp.values()
+            for tool in mcp.listed
+        ]
+
+    async def _call_mcp(self, response_id: str, due: McpCallDue) -> None:
+        """Call the MCP server for a response's ``mcp_call`` item, after its ``response.done``.
+
+        ``response.mcp_call.in_progress``, ``.completed`` or ``.failed``, then ``response.output_item.done``
+        with the output or the error on the item. The client asks for the spoken answer (``response.create``).
+        """
+        item, call = due.item, due.call
+        ids = {"item_id": item.id, "output_index": due.output_index}
+        await self.send({"type": protocol.MCP_CALL_IN_PROGRESS, **ids})
+        mcp = self._mcp.get(str(call.server_label))
+        try:
+            if mcp is None:
+                raise McpError(f"the session no longer has the MCP server {call.server_label!r}")
+            output = await self.scheduler.wait_for(mcp.client.call(call.name, json.loads(call.arguments)))
+        except McpError as exc:
+            log.warning("MCP call %s of %s failed: %s", call.name, call.server_label, exc)
+            item.wire.update(status="failed", error={"type": "mcp_tool_error", "message": str(exc)})
+            await self.send({"type": protocol.MCP_CALL_FAILED, **ids})
+        else:
+            item.wire.update(status="completed", output=output)
+            await self.send({"type": protocol.MCP_CALL_COMPLETED, **ids})
+        done = {
+            "type": protocol.OUTPUT_ITEM_DONE,
+            "response_id": response_id,
+            "output_index": due.output_index,
+        }
+        await self.send({**done, "item": item.public()})
 
     async def _cancel_response(
         self, run: ResponseRun, reason: CancelReason, *, auto_truncate: bool = False
@@ -461,6 +581,7 @@ class EmulatorConnection:
                 event.get("event_id"),
             )
         self.config.refusals.check(self.session["model"], body, event.get("event_id"))
+        _mcp_servers(body.get("tools"), event.get("event_id"))
         self.session = session_config.apply_update(
             self.session, body, self.api_version, event.get("event_id"), audio_started=self.audio_started
         )
@@ -471,6 +592,7 @@ class EmulatorConnection:
             if timeline == protocol.TIMELINE_ENDED:
                 await self.scheduler.until_idle()  # answered once everything the audio caused is done
         await self.send({"type": protocol.SESSION_UPDATED, "session": dict(self.session)})
+        self._configure_mcp()
 
     def _append(self, event: dict[str, Any]) -> None:
         audio = require(event, "audio", str)
@@ -515,6 +637,21 @@ class EmulatorConnection:
         if kind == "function_call_output":
             require(item, "call_id", str)
             require(item, "output", str)
+        approved: FunctionCall | None = None
+        if kind == "mcp_approval_response":
+            request_id = require(item, "approval_request_id", str)
+            approve = require(item, "approve", bool)
+            call = self._approvals.pop(request_id, None)
+            if call is None:
+                raise WireError(
+                    "invalid_value",
+                    f"Invalid value for 'item.approval_request_id': no mcp_approval_request {request_id!r} is "
+                    "waiting for an answer.",
+                    "item.approval_request_id",
+                    event_id,
+                )
+            if approve:
+                approved = dataclasses.replace(call, approval_request_id=request_id)
         prev_id = event.get("previous_item_id")
         if prev_id is not None and prev_id != "root" and prev_id not in self.conversation:
             raise WireError(
@@ -537,6 +674,8 @@ class EmulatorConnection:
         created = Item(item, text=text)
         prev = self.conversation.add(created, prev_id)
         await self.send({"type": protocol.ITEM_CREATED, "previous_item_id": prev, "item": created.public()})
+        if approved is not None:  # the service makes the approved call in a response of its own
+            self._start_response({}, chained=True, reply=Reply("", (approved,)))
 
     def _known_item(self, event: dict[str, Any]) -> Item:
         item_id = require(event, "item_id", str)
@@ -664,6 +803,36 @@ _HANDLERS: dict[str, Callable[[EmulatorConnection, dict[str, Any]], Awaitable[No
     protocol.CLIENT_OUTPUT_CLEAR: EmulatorConnection._output_clear,
 }
 """The handler of each client event but ``input_audio_buffer.append`` (handled as it arrives)."""
+
+
+@dataclass(slots=True)
+class _McpTools:
+    """One MCP server of the session: its client and the tools it listed (those ``allowed_tools`` lets through)."""
+
+    server: McpServer
+    client: McpClient
+    listed: list[dict[str, Any]] = field(default_factory=list)
+    listing: asyncio.Task[None] | None = None
+
+
+def _mcp_servers(tools: Any, event_id: str | None) -> dict[str, McpServer]:
+    """The MCP servers among a session's ``tools``, by label; a malformed one is an ``invalid_value`` error."""
+    servers: dict[str, McpServer] = {}
+    for index, tool in enumerate(tools if isinstance(tools, list) else []):
+        if not isinstance(tool, dict) or tool.get("type") != "mcp":
+            continue
+        param = f"session.tools[{index}]"
+        try:
+            server = McpServer.from_tool(tool)
+        except ValueError as exc:
+            raise WireError(
+                "invalid_value", f"Invalid value for '{param}': {exc}.", param, event_id
+            ) from None
+        if server.server_label in servers:
+            message = f"Invalid value for '{param}': server_label {server.server_label!r} is used twice."
+            raise WireError("invalid_value", message, param, event_id)
+        servers[server.server_label] = server
+    return servers
 
 
 def _internal_error(exc: Exception, event_id: str | None, what: str = "the event") -> WireError:

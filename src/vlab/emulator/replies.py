@@ -4,11 +4,16 @@ Rules, first match wins:
 
 0. ``response.create`` with ``instructions`` starting with ``Say:`` speaks the rest verbatim.
    Then the rules of a script file (``Emulator(script=path)``, see :class:`Script`), if one is loaded.
-1. The last item is a ``function_call_output`` → "Here is what I found: <output>."
+1. The last item is a ``function_call_output``, or an ``mcp_call`` the emulator made with its output →
+   "Here is what I found: <output>." (an MCP output: its first 40 words); an ``mcp_call`` that failed →
+   "The <name> tool failed: <error>."; an ``mcp_approval_response`` that declines → "I did not run <name>,
+   as you declined it."
 2. Tools are configured, ``tool_choice`` is not ``none``, and the user's words ask for one or more tools
    by meaning, or ``tool_choice`` forces one → function calls, one output item each, with JSON arguments
    filled from each tool's schema (:mod:`vlab.emulator.tool_choice`: scoring, threshold, arguments;
-   several calls only when ``parallel_tool_calls`` is not ``false``).
+   several calls only when ``parallel_tool_calls`` is not ``false``). The tools of the session's MCP
+   servers (:mod:`vlab.emulator.mcp`) are chosen among the function tools, by their listed names,
+   descriptions and input schemas.
 3. The user's last item is text, or audio in which the recognizer heard words (its transcript with
    ``input_audio_transcription``; without it the emulator still reads the audio, as the service's model
    hears it, unless ``Emulator(hear_audio=False)``; see :mod:`vlab.emulator.asr`) → "You said: <text>."
@@ -30,7 +35,7 @@ Script files are JSON: ``{"rules": [rule, ...]}``; each rule has optional condit
     {"say": "I only know about the weather."}
 
 * ``on``: ``"user"`` (default; the conversation ends with a user message) or ``"function_output"``
-  (it ends with a ``function_call_output``).
+  (it ends with a ``function_call_output``, or an ``mcp_call`` with its output).
 * ``keywords``: the rule matches when any of them occurs in the user's text (case-insensitive).
 * ``turn``: the rule matches only on the N-th user message of the conversation (1-based).
 * ``say``: the reply text; ``{text}`` (the user's words), ``{output}`` (the function output) and
@@ -54,6 +59,10 @@ from vlab.emulator.items import Item
 from vlab.errors import ConfigError
 
 GREETING = "Hello! How can I help you today?"
+MCP_SERVER_KEY = "mcp_server_label"
+"""In the function-tool view of an MCP server's tool (never sent): the server's label."""
+MCP_APPROVAL_KEY = "mcp_needs_approval"
+"""In the function-tool view of an MCP server's tool: whether a call waits for the client's approval."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +73,12 @@ class FunctionCall:
     """Tool name."""
     arguments: str
     """JSON text of the arguments."""
+    server_label: str | None = None
+    """The MCP server whose tool this is; None for a function tool (the client runs it)."""
+    needs_approval: bool = False
+    """An MCP call that waits for the client's ``mcp_approval_response`` (an ``mcp_approval_request`` first)."""
+    approval_request_id: str | None = None
+    """An MCP call the client approved: the ``mcp_approval_request`` item's id."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +91,17 @@ class Reply:
     """Function calls to emit after the message, in order, each as its own output item."""
     incomplete: bool = False
     """The text was cut by ``max_response_output_tokens`` (the response ends ``incomplete``)."""
+
+
+def _tool_output(item: Item | None) -> str | None:
+    """The output the conversation ends with: a function call's output or an MCP call's; None if none."""
+    if item is None:
+        return None
+    if item.type == "function_call_output":
+        return str(item.wire.get("output", ""))
+    if item.type == "mcp_call" and item.wire.get("output") is not None:
+        return str(item.wire["output"])
+    return None
 
 
 def _user_text(item: Item) -> str | None:
@@ -163,13 +189,14 @@ class Script:
     def reply(self, conversation: Sequence[Item], session: dict[str, Any]) -> Reply | None:
         """The first matching rule's reply, or None."""
         last = conversation[-1] if conversation else None
-        on = "function_output" if last is not None and last.type == "function_call_output" else "user"
+        output = _tool_output(last)
+        on = "function_output" if output is not None else "user"
         users = [i for i in conversation if i.role == "user"]
         text = (_user_text(users[-1]) or "") if users else ""
         tool_names = {t.get("name") for t in session.get("tools") or [] if t.get("type") == "function"}
         fill = {
             "text": text.strip().rstrip(".?!"),
-            "output": str(last.wire.get("output", "")) if on == "function_output" and last else "",
+            "output": output or "",
             "seconds": f"{users[-1].audio_ms / 1000.0:.1f}" if users else "0.0",
         }
         for rule in self.rules:
@@ -186,6 +213,20 @@ class Script:
                 continue
             return Reply(rule.say.format_map(_Defaults(fill)), (call,) if call is not None else ())
         return None
+
+
+def _call(tool: Any, args: dict[str, Any]) -> FunctionCall:
+    """The call of a chosen tool: a function's, or an MCP server's (its view carries the server)."""
+    return FunctionCall(
+        str(tool["name"]),
+        json.dumps(args),
+        server_label=tool.get(MCP_SERVER_KEY),
+        needs_approval=bool(tool.get(MCP_APPROVAL_KEY)),
+    )
+
+
+def _error_text(error: Any) -> str:
+    return str(error.get("message", error) if isinstance(error, dict) else error).rstrip(".")
 
 
 class _Defaults(dict[str, str]):
@@ -225,8 +266,17 @@ def _reply(
         if scripted is not None:
             return scripted
     last = conversation[-1] if conversation else None
-    if last is not None and last.type == "function_call_output":
-        return Reply(f"Here is what I found: {last.wire.get('output', '')}.")
+    output = _tool_output(last)
+    if output is not None and last is not None:
+        if last.type == "mcp_call":
+            output = " ".join(output.split()[:40])
+        return Reply(f"Here is what I found: {output}.")
+    if last is not None and last.type == "mcp_call" and last.wire.get("error") is not None:
+        return Reply(f"The {last.wire.get('name')} tool failed: {_error_text(last.wire['error'])}.")
+    if last is not None and last.type == "mcp_approval_response" and not last.wire.get("approve"):
+        asked = next((i for i in conversation if i.id == last.wire.get("approval_request_id")), None)
+        name = asked.wire.get("name") if asked is not None else "the tool"
+        return Reply(f"I did not run {name}, as you declined it.")
     users = [i for i in conversation if i.role == "user"]
     text = _user_text(users[-1]) if users else None
     if not users:
@@ -239,7 +289,7 @@ def _reply(
             parallel=session.get("parallel_tool_calls") is not False,
         )
         if calls:
-            return Reply("", tuple(FunctionCall(str(tool["name"]), json.dumps(args)) for tool, args in calls))
+            return Reply("", tuple(_call(tool, args) for tool, args in calls))
         words = text.strip().rstrip(".?!").split()
         short = "You said: " + " ".join(words[:40]) + "."
     else:

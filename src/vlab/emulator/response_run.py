@@ -11,6 +11,10 @@ With ``output_audio_timestamp_types: ["word"]`` each spoken word also gets a
 sent when that audio is; with ``animation.outputs`` containing ``viseme_id``,
 ``response.animation_viseme.delta`` events carry *approximate* Azure viseme ids (0–21) derived from
 each word's spelling (:func:`visemes_for_word`) and spread evenly over the word's duration.
+
+A reply's tool calls follow its message, each its own output item: a function call (the client runs it),
+an MCP call (its item and arguments; the connection calls the server after ``response.done``: see
+:mod:`vlab.emulator.mcp`), or a request to approve one (an ``mcp_approval_request`` item).
 """
 
 from __future__ import annotations
@@ -82,6 +86,15 @@ class _Part:
     visemes: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class McpCallDue:
+    """An ``mcp_call`` item a response sent, with its arguments; the MCP server is called after ``response.done``."""
+
+    item: Item
+    output_index: int
+    call: FunctionCall
+
+
 class ResponseRun:
     """Runs one response on a connection.
 
@@ -122,6 +135,10 @@ class ResponseRun:
         self._t_created = 0.0
         self._rtf: float | None = None  # this response's output realtime factor (drawn when it runs)
         self.task: asyncio.Task[None] | None = None
+        self.mcp_calls: list[McpCallDue] = []
+        """The MCP calls this response made, for the connection to run after its ``response.done``."""
+        self.approval_requests: list[tuple[str, FunctionCall]] = []
+        """The ``mcp_approval_request`` items it sent (their ids) and the calls they would make."""
         self.previous: ResponseRun | None = None
         """The response this one waits for (a turn ended while it was streaming), until that one is done."""
 
@@ -213,7 +230,7 @@ class ResponseRun:
         for call in self.reply.function_calls:
             if self._cancelled:
                 break
-            await self._function_call(call, delays)
+            await self._tool_call(call, delays)
         await self._finish()
 
     async def _synthesize(self) -> Speech:
@@ -385,56 +402,32 @@ class ResponseRun:
             }
         )
 
-    async def _function_call(self, call: FunctionCall, delays: dict[str, float]) -> None:
-        conn = self.conn
-        wait_ms = delays["first_token"] if not self.output else 0.0
-        if await self._until(conn.scheduler.now_ms + wait_ms):
+    async def _tool_call(self, call: FunctionCall, delays: dict[str, float]) -> None:
+        """One call the reply makes: a function's, an MCP server's, or a request to approve one."""
+        wait_ms = self.conn.scheduler.now_ms + (delays["first_token"] if not self.output else 0.0)
+        if await self._until(wait_ms):
             return
-        call_id = Ids.new("call")
-        item = Item(
-            {
-                "id": Ids.new("item"),
-                "object": "realtime.item",
-                "type": "function_call",
-                "status": "in_progress",
-                "name": call.name,
-                "call_id": call_id,
-                "arguments": "",
-            }
-        )
+        if call.server_label is None:
+            await self._function_call(call)
+        elif call.needs_approval and call.approval_request_id is None:
+            await self._mcp_approval_request(call)
+        else:
+            await self._mcp_call(call)
+
+    async def _add_item(self, wire: dict[str, Any]) -> tuple[Item, int]:
+        """Open an output item: ``response.output_item.added`` and ``conversation.item.created``."""
+        conn = self.conn
+        item = Item({"id": Ids.new("item"), "object": "realtime.item", **wire})
         index = len(self.output)
         self.output.append(item)
-        await conn.send(
-            {
-                "type": protocol.OUTPUT_ITEM_ADDED,
-                "response_id": self.id,
-                "output_index": index,
-                "item": item.public(),
-            }
-        )
+        added = {"type": protocol.OUTPUT_ITEM_ADDED, "response_id": self.id, "output_index": index}
+        await conn.send({**added, "item": item.public()})
         prev = conn.conversation.add(item)
         await conn.send({"type": protocol.ITEM_CREATED, "previous_item_id": prev, "item": item.public()})
-        ids = {"response_id": self.id, "item_id": item.id, "output_index": index, "call_id": call_id}
-        step = 16
-        for i in range(0, len(call.arguments), step):
-            await conn.send(
-                {
-                    "type": protocol.FUNCTION_CALL_ARGUMENTS_DELTA,
-                    **ids,
-                    "delta": call.arguments[i : i + step],
-                }
-            )
-        await conn.send(
-            {
-                "type": protocol.FUNCTION_CALL_ARGUMENTS_DONE,
-                **ids,
-                "name": call.name,
-                "arguments": call.arguments,
-            }
-        )
-        item.wire["arguments"] = call.arguments
-        item.wire["status"] = "completed"
-        await conn.send(
+        return item, index
+
+    async def _item_done(self, item: Item, index: int) -> None:
+        await self.conn.send(
             {
                 "type": protocol.OUTPUT_ITEM_DONE,
                 "response_id": self.id,
@@ -442,6 +435,54 @@ class ResponseRun:
                 "item": item.public(),
             }
         )
+
+    async def _arguments(
+        self, call: FunctionCall, ids: dict[str, Any], delta: str, done: dict[str, Any]
+    ) -> None:
+        """Stream the call's arguments (``delta`` events of 16 characters), then its ``done`` event."""
+        step = 16
+        for i in range(0, len(call.arguments), step):
+            await self.conn.send({"type": delta, **ids, "delta": call.arguments[i : i + step]})
+        await self.conn.send({**done, **ids, "arguments": call.arguments})
+
+    async def _function_call(self, call: FunctionCall) -> None:
+        call_id = Ids.new("call")
+        wire = {"type": "function_call", "status": "in_progress", "name": call.name, "call_id": call_id}
+        item, index = await self._add_item({**wire, "arguments": ""})
+        ids = {"response_id": self.id, "item_id": item.id, "output_index": index, "call_id": call_id}
+        done = {"type": protocol.FUNCTION_CALL_ARGUMENTS_DONE, "name": call.name}
+        await self._arguments(call, ids, protocol.FUNCTION_CALL_ARGUMENTS_DELTA, done)
+        item.wire["arguments"] = call.arguments
+        item.wire["status"] = "completed"
+        await self._item_done(item, index)
+
+    async def _mcp_call(self, call: FunctionCall) -> None:
+        """The ``mcp_call`` item and its arguments; the connection makes the call after ``response.done``."""
+        item, index = await self._add_item(
+            {
+                "type": "mcp_call",
+                "status": "in_progress",
+                "server_label": call.server_label,
+                "name": call.name,
+                "arguments": "",
+                "approval_request_id": call.approval_request_id,
+                "output": None,
+                "error": None,
+            }
+        )
+        ids = {"response_id": self.id, "item_id": item.id, "output_index": index}
+        await self._arguments(
+            call, ids, protocol.MCP_CALL_ARGUMENTS_DELTA, {"type": protocol.MCP_CALL_ARGUMENTS_DONE}
+        )
+        item.wire["arguments"] = call.arguments
+        self.mcp_calls.append(McpCallDue(item, index, call))
+
+    async def _mcp_approval_request(self, call: FunctionCall) -> None:
+        """An ``mcp_approval_request`` item: the call waits for the client's ``mcp_approval_response``."""
+        wire = {"type": "mcp_approval_request", "server_label": call.server_label, "name": call.name}
+        item, index = await self._add_item({**wire, "arguments": call.arguments})
+        await self._item_done(item, index)
+        self.approval_requests.append((item.id, call))
 
     async def _finish(self) -> None:
         conn = self.conn

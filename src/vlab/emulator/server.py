@@ -25,7 +25,7 @@ import os
 import secrets
 import socket
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -270,6 +270,18 @@ def make_app(config: EmulatorConfig, shard: Shard | None = None) -> web.Applicat
     return app
 
 
+def _redirects(redirects: Mapping[str, str]) -> dict[str, str]:
+    """``mcp_redirects``, checked: each an http(s) URL to another."""
+    for source, target in redirects.items():
+        for url in (source, target):
+            if not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+                raise ConfigError(
+                    f"mcp_redirects maps an MCP server's URL to another, both http:// or https:// URLs; "
+                    f"got {source!r} -> {target!r}."
+                )
+    return dict(redirects)
+
+
 def _check_port_free(host: str, port: int) -> None:
     """Raise ``OSError(EADDRINUSE)`` if something listens on ``host:port``.
 
@@ -324,12 +336,17 @@ class Emulator:
         refuse: Values ``session.update`` refuses, as a resource that does not serve them does, e.g.
             ``["voice:alloy", "model:gpt-nope"]`` (:mod:`vlab.emulator.refusals`; default: none, every
             model and voice is accepted).
+        mcp_redirects: MCP server URLs to call at another address, e.g. a published sample's
+            ``{"https://mcp.deepwiki.com/mcp": "http://127.0.0.1:9000/mcp"}``: the session's MCP servers are
+            called by the emulator, as by the service (:mod:`vlab.emulator.mcp`), and one on the internet can
+            be stood in for by a local one.
         shard: Serve as one of several processes on one port (:class:`Shard`, Linux's ``SO_REUSEPORT``);
             ``max_sessions`` and ``rate_limit`` faults then count this process's connections only.
 
     Raises:
         ConfigError: ``port`` is no TCP port, ``speed`` is not a number > 0 or ``"max"``, ``latency`` names
-            no preset or fitted model, a refusal is malformed, or a timeout is not a number of seconds > 0;
+            no preset or fitted model, a refusal or an MCP redirect is malformed, or a timeout is not a
+            number of seconds > 0;
             from :meth:`start`: the port is in use.
     """
 
@@ -357,6 +374,7 @@ class Emulator:
         keepalive_timeout_s: float = KEEPALIVE_TIMEOUT_S,
         cassette: Cassette | None = None,
         refuse: Iterable[str] = (),
+        mcp_redirects: Mapping[str, str] | None = None,
         shard: Shard | None = None,
     ) -> None:
         if max_sessions is not None and (isinstance(max_sessions, bool) or max_sessions < 1):
@@ -411,6 +429,7 @@ class Emulator:
             max_sessions=max_sessions,
             cassette=cassette,
             refusals=Refusals.parse(refuse),
+            mcp_redirects=_redirects(mcp_redirects or {}),
         )
         self.handshake_timeout_s = handshake_timeout_s
         self.keepalive_timeout_s = keepalive_timeout_s

@@ -33,7 +33,7 @@ from vlab.settings._base import (
     NotGiven,
     SemanticVariant,
 )
-from vlab.settings.parts import FunctionTool, Transcription, voice_to_wire
+from vlab.settings.parts import FunctionTool, McpServer, Transcription, voice_to_wire
 from vlab.settings.session_settings import SessionSettings
 from vlab.settings.turn_detection import (
     AzureSemanticVad,
@@ -52,6 +52,7 @@ __all__ = [
     "EouModel",
     "EouThresholdLevel",
     "FunctionTool",
+    "McpServer",
     "InputAudioFormat",
     "NotGiven",
     "SemanticVariant",

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from vlab import protocol
 from vlab.errors import ConfigError
 from vlab.settings._base import (
     _LOCALE_PREFIX_RE,
@@ -127,8 +128,8 @@ class FunctionTool(_Replaceable):
         """
         if not isinstance(data, Mapping) or data.get("type", "function") != "function":
             raise ConfigError(
-                f"tools entries must be FunctionTool(...) or {{'type': 'function', ...}} mappings, got {data!r}. "
-                "Send other tool types through SessionSettings(extra={'tools': [...]})."
+                f"tools entries must be FunctionTool(...), McpServer(...) or {{'type': 'function' or 'mcp', ...}} "
+                f"mappings, got {data!r}. Send other tool types through SessionSettings(extra={{'tools': [...]}})."
             )
         _known_keys("function tool", data, ("type", "name", "description", "parameters"), "")
         return cls(
@@ -136,6 +137,145 @@ class FunctionTool(_Replaceable):
             description=data.get("description", ""),
             parameters=data.get("parameters", _default_parameters()),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class McpServer(_Replaceable):
+    """An MCP server whose tools the service lists and calls itself (wire ``{"type": "mcp", ...}``).
+
+    The service calls the server over MCP's Streamable HTTP transport when the session starts (its tools
+    arrive as ``mcp_list_tools`` events) and when the model calls one of its tools (``response.mcp_call``
+    events); a call that needs approval first sends an ``mcp_approval_request`` item, which the client
+    answers with an ``mcp_approval_response`` item. Needs api-version 2026-04-10 or later on the service.
+    """
+
+    server_label: str
+    """Names the server in every item and event. Required."""
+    server_url: str
+    """Its Streamable HTTP endpoint (``https://…/mcp``). Required."""
+    allowed_tools: tuple[str, ...] | None = None
+    """Only these of its tools are offered to the model. Defaults to all."""
+    require_approval: str | Mapping[str, tuple[str, ...]] = "always"
+    """``"always"`` (default), ``"never"`` or ``{"never": [names], "always": [names]}``: a tool under
+    ``never`` runs without asking, every other one waits for the client's approval."""
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """HTTP headers sent with every request to the server (never shown: they may hold secrets)."""
+    authorization: str | None = field(default=None, repr=False)
+    """A token sent as ``Authorization: Bearer …`` (never shown, logged or written to a run folder)."""
+
+    def __post_init__(self) -> None:
+        owner = "McpServer"
+        if not isinstance(self.server_label, str) or not self.server_label.strip():
+            raise _fail(owner, "server_label", self.server_label, "a non-empty string such as 'deepwiki'")
+        if not isinstance(self.server_url, str) or not self.server_url.startswith(("http://", "https://")):
+            raise _fail(owner, "server_url", self.server_url, "an http:// or https:// URL")
+        if self.allowed_tools is not None:
+            _set(
+                self,
+                "allowed_tools",
+                _check_str_tuple(owner, "allowed_tools", self.allowed_tools, "['search']"),
+            )
+        approval = self.require_approval
+        if isinstance(approval, Mapping) and set(approval) <= set(protocol.MCP_APPROVALS):
+            approval = {
+                k: _check_str_tuple(owner, f"require_approval[{k!r}]", v, "['search']")
+                for k, v in approval.items()
+            }
+            _set(self, "require_approval", approval)
+        elif approval not in protocol.MCP_APPROVALS:
+            raise _fail(
+                owner,
+                "require_approval",
+                approval,
+                "'always', 'never' or {'never': [names], 'always': [names]}",
+            )
+        if not isinstance(self.headers, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.headers.items()
+        ):
+            raise ConfigError(f"{owner}.headers must be a mapping of header names to strings.")
+        _set(self, "headers", dict(self.headers))
+        if self.authorization is not None and (
+            not isinstance(self.authorization, str) or not self.authorization
+        ):
+            raise ConfigError(f"{owner}.authorization must be a non-empty token string or None.")
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_wire(), sort_keys=True))
+
+    def offers(self, name: str) -> bool:
+        """Whether the model may call the server's tool ``name`` (``allowed_tools``)."""
+        return self.allowed_tools is None or name in self.allowed_tools
+
+    def needs_approval(self, name: str) -> bool:
+        """Whether a call of tool ``name`` waits for the client's ``mcp_approval_response``."""
+        return protocol.mcp_needs_approval(self.require_approval, name)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The tool object for the session's ``tools`` list, secrets included (for the wire only)."""
+        wire: dict[str, Any] = {
+            "type": "mcp",
+            "server_label": self.server_label,
+            "server_url": self.server_url,
+        }
+        if self.allowed_tools is not None:
+            wire["allowed_tools"] = list(self.allowed_tools)
+        approval = self.require_approval
+        wire["require_approval"] = (
+            {k: list(v) for k, v in approval.items()} if isinstance(approval, Mapping) else approval
+        )
+        if self.headers:
+            wire["headers"] = dict(self.headers)
+        if self.authorization is not None:
+            wire["authorization"] = self.authorization
+        return wire
+
+    def to_dict(self) -> dict[str, Any]:
+        """:meth:`to_wire` with ``authorization`` and header values replaced by ``"<redacted>"``."""
+        return protocol.redact_mcp_tool(self.to_wire())
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> McpServer:
+        """Build from a ``{"type": "mcp", ...}`` wire object.
+
+        Raises:
+            ConfigError: Not an MCP tool, or bad values (a token is never quoted).
+        """
+        if not isinstance(data, Mapping) or data.get("type") != "mcp":
+            raise ConfigError("an MCP tool is a mapping with 'type': 'mcp'.")
+        keys = (
+            "type",
+            "server_label",
+            "server_url",
+            "allowed_tools",
+            "require_approval",
+            "headers",
+            "authorization",
+        )
+        _known_keys("mcp tool", data, keys, f"Known keys: {', '.join(keys[1:])}.")
+        approval = data.get("require_approval")
+        return cls(
+            server_label=data.get("server_label"),  # type: ignore[arg-type]
+            server_url=data.get("server_url"),  # type: ignore[arg-type]
+            allowed_tools=data.get("allowed_tools"),
+            require_approval="always" if approval is None else approval,
+            headers=data.get("headers") or {},
+            authorization=data.get("authorization"),
+        )
+
+
+Tool = FunctionTool | McpServer
+"""An entry of :attr:`SessionSettings.tools <vlab.settings.SessionSettings.tools>`."""
+
+
+def tool_from_wire(data: Mapping[str, Any]) -> Tool:
+    """A function or MCP tool from its wire object.
+
+    Raises:
+        ConfigError: Another tool type, or bad values.
+    """
+    if isinstance(data, Mapping) and data.get("type") == "mcp":
+        return McpServer.from_wire(data)
+    return FunctionTool.from_wire(data)
 
 
 # --- voices ----------------------------------------------------------------------------------------

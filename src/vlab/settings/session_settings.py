@@ -32,7 +32,7 @@ from vlab.settings._base import (
     _set,
     _to_json,
 )
-from vlab.settings.parts import FunctionTool, Transcription, voice_to_wire
+from vlab.settings.parts import FunctionTool, McpServer, Tool, Transcription, tool_from_wire, voice_to_wire
 from vlab.settings.turn_detection import AzureSemanticVad, ServerVad, turn_detection_from_wire
 
 # --- session settings ------------------------------------------------------------------------------
@@ -62,16 +62,19 @@ def _check_transcription(value: Any) -> Transcription | None | NotGiven:
     )
 
 
-def _check_tools(value: Any) -> tuple[FunctionTool, ...]:
+def _check_tools(value: Any) -> tuple[Tool, ...]:
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
-        raise _fail("SessionSettings", "tools", value, "a list of FunctionTool(...)")
-    tools = tuple(t if isinstance(t, FunctionTool) else FunctionTool.from_wire(t) for t in value)
-    names = [t.name for t in tools]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ConfigError(
-            f"SessionSettings.tools has duplicate function names {duplicates!r}; names must be unique."
-        )
+        raise _fail("SessionSettings", "tools", value, "a list of FunctionTool(...) or McpServer(...)")
+    tools = tuple(t if isinstance(t, (FunctionTool, McpServer)) else tool_from_wire(t) for t in value)
+    for kind, names in (
+        ("function names", [t.name for t in tools if isinstance(t, FunctionTool)]),
+        ("MCP server labels", [t.server_label for t in tools if isinstance(t, McpServer)]),
+    ):
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ConfigError(
+                f"SessionSettings.tools has duplicate {kind} {duplicates!r}; they must be unique."
+            )
     return tools
 
 
@@ -108,8 +111,9 @@ class SessionSettings(_Replaceable):
     transcription: Transcription | None | NotGiven = NOT_GIVEN
     """Input audio transcription; ``None`` sends ``null`` (off); a model name is converted to
     ``Transcription(model=...)``. Defaults to NOT_GIVEN (service default: off)."""
-    tools: tuple[FunctionTool, ...] = ()
-    """Functions the model may call; always sent (``[]`` clears them). Defaults to ``()``."""
+    tools: tuple[Tool, ...] = ()
+    """Functions the model may call, and MCP servers whose tools it may call (:class:`McpServer`); always
+    sent (``[]`` clears them). Defaults to ``()``."""
     tool_choice: str | NotGiven = NOT_GIVEN
     """``"auto"``, ``"none"``, ``"required"`` or the name of one of ``tools`` (sent as
     ``{"type": "function", "name": ...}``). Defaults to NOT_GIVEN (service: auto)."""
@@ -202,7 +206,7 @@ class SessionSettings(_Replaceable):
         choice = self.tool_choice
         if choice is NOT_GIVEN:
             return
-        names = [tool.name for tool in self.tools]
+        names = [tool.name for tool in self.tools if isinstance(tool, FunctionTool)]
         expected = "one of " + ", ".join(repr(c) for c in (*_TOOL_CHOICES, *names))
         if not isinstance(choice, str) or (choice not in _TOOL_CHOICES and choice not in names):
             raise _fail(
@@ -256,7 +260,8 @@ class SessionSettings(_Replaceable):
         """A JSON-serialisable dict for ``session.json`` and sweep tables (inverse of :meth:`from_dict`).
 
         Turn detection and transcription appear as their wire objects or ``null``; NOT_GIVEN appears
-        as the string ``"NOT_GIVEN"``.
+        as the string ``"NOT_GIVEN"``. An MCP server's ``authorization`` and header values appear as
+        ``"<redacted>"``: a run folder never holds them, so settings rebuilt from it need them given again.
         """
 
         def _nested(value: Any) -> Any:
@@ -274,7 +279,9 @@ class SessionSettings(_Replaceable):
             "output_audio_format": self.output_audio_format,
             "turn_detection": _nested(self.turn_detection),
             "transcription": _nested(self.transcription),
-            "tools": [tool.to_wire() for tool in self.tools],
+            "tools": [
+                tool.to_dict() if isinstance(tool, McpServer) else tool.to_wire() for tool in self.tools
+            ],
             "tool_choice": _to_json(self.tool_choice),
             "temperature": _to_json(self.temperature),
             "extra": copy.deepcopy(dict(self.extra)),

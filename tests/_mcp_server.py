@@ -1,0 +1,130 @@
+"""A stand-in MCP server (Streamable HTTP, JSON-RPC 2.0) for the emulator's MCP tests.
+
+Its tools are named and described as those of the servers in Microsoft's MCP sample (DeepWiki's and
+Microsoft Learn's), plus one that always fails; each answers with a fixed text built from its arguments.
+It answers with a JSON body, or with an event stream (``streamed=True``), and records every request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+SESSION_ID = "stand-in-session-1"
+
+TOOLS: list[dict[str, Any]] = [
+    {
+        "name": "read_wiki_structure",
+        "description": "Get a list of documentation topics for a GitHub repository.",
+        "inputSchema": {
+            "type": "object",
+            "properties": {"repoName": {"type": "string", "description": "owner/repo of the repository"}},
+            "required": ["repoName"],
+        },
+    },
+    {
+        "name": "ask_question",
+        "description": "Ask any question about a GitHub repository and get a context-grounded answer.",
+        "inputSchema": {
+            "type": "object",
+            "properties": {"repoName": {"type": "string"}, "question": {"type": "string"}},
+            "required": ["repoName", "question"],
+        },
+    },
+    {
+        "name": "microsoft_docs_search",
+        "description": "Search official Microsoft and Azure documentation for a query.",
+        "inputSchema": {
+            "type": "object",
+            "properties": {"query": {"type": "string", "description": "what to search for"}},
+            "required": ["query"],
+        },
+        "annotations": {"readOnlyHint": True},
+    },
+    {
+        "name": "launch_rocket",
+        "description": "Launch the rocket to the moon.",
+        "inputSchema": {"type": "object", "properties": {}},
+    },
+]
+
+
+def answer(name: str, arguments: dict[str, Any]) -> str:
+    """What the stand-in's tool ``name`` answers to ``arguments``."""
+    return f"{name} answered {json.dumps(arguments, sort_keys=True)}"
+
+
+@dataclass
+class StandInMcp:
+    """The running stand-in: its URL and the requests it received (JSON-RPC message and headers)."""
+
+    url: str = ""
+    streamed: bool = False
+    requests: list[tuple[dict[str, Any], dict[str, str]]] = field(default_factory=list)
+
+    def methods(self) -> list[str]:
+        """The JSON-RPC methods asked for, in order."""
+        return [message["method"] for message, _ in self.requests]
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        message = await request.json()
+        self.requests.append((message, dict(request.headers)))
+        method = message.get("method")
+        if "id" not in message:
+            return web.Response(status=202)
+        if method != "initialize" and request.headers.get("Mcp-Session-Id") != SESSION_ID:
+            return web.Response(status=400, text="no session")
+        if method == "initialize":
+            result: dict[str, Any] = {
+                "protocolVersion": message["params"]["protocolVersion"],
+                "capabilities": {"tools": {}},
+                "serverInfo": {"name": "stand-in", "version": "1"},
+            }
+        elif method == "tools/list":  # two pages, to exercise the cursor
+            cursor = (message.get("params") or {}).get("cursor")
+            result = (
+                {"tools": TOOLS[2:]} if cursor == "page-2" else {"tools": TOOLS[:2], "nextCursor": "page-2"}
+            )
+        elif method == "tools/call":
+            name, arguments = message["params"]["name"], message["params"]["arguments"]
+            if name == "launch_rocket":
+                result = {"content": [{"type": "text", "text": "the launch pad is closed"}], "isError": True}
+            else:
+                result = {"content": [{"type": "text", "text": answer(name, arguments)}], "isError": False}
+        else:
+            reply = {
+                "jsonrpc": "2.0",
+                "id": message["id"],
+                "error": {"code": -32601, "message": "no such method"},
+            }
+            return web.json_response(reply)
+        reply = {"jsonrpc": "2.0", "id": message["id"], "result": result}
+        headers = {"Mcp-Session-Id": SESSION_ID}
+        if not self.streamed:
+            return web.json_response(reply, headers=headers)
+        notice = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"data": "working"}}
+        body = f"event: message\ndata: {json.dumps(notice)}\n\nevent: message\ndata: {json.dumps(reply)}\n\n"
+        return web.Response(text=body, content_type="text/event-stream", headers=headers)
+
+
+@asynccontextmanager
+async def stand_in_mcp(*, streamed: bool = False) -> AsyncIterator[StandInMcp]:
+    """Serve the stand-in on a free local port (``/mcp``) while the block runs."""
+    server = StandInMcp(streamed=streamed)
+    app = web.Application()
+    app.router.add_post("/mcp", server.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    server.url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        yield server
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,297 @@
+"""Through the real SDK: the emulator lists and calls a session's MCP servers, with and without approval."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from azure.ai.voicelive.aio import connect
+from azure.ai.voicelive.models import (
+    InputTextContentPart,
+    MCPApprovalResponseRequestItem,
+    MCPServer,
+    RequestSession,
+    UserMessageItem,
+)
+from azure.core.credentials import AzureKeyCredential
+
+from tests._mcp_server import TOOLS, answer, stand_in_mcp
+from vlab import protocol
+from vlab.testing import collect_events, fast_emulator
+
+# The servers of Microsoft's MCP sample (azure-ai-voicelive samples/async_mcp_sample.py), as it names them.
+DEEPWIKI = "https://mcp.deepwiki.com/mcp"
+LEARN = "https://learn.microsoft.com/api/mcp"
+SAMPLE_SERVERS = [
+    MCPServer(
+        server_label="deepwiki",
+        server_url=DEEPWIKI,
+        allowed_tools=["read_wiki_structure", "ask_question"],
+        require_approval="never",
+    ),
+    MCPServer(server_label="azure_doc", server_url=LEARN, require_approval="always"),
+]
+
+
+def _connect(emu):
+    return connect(endpoint=emu.endpoint, credential=AzureKeyCredential(emu.api_key), model="gpt-realtime")
+
+
+async def _say(conn, text: str) -> None:
+    await conn.conversation.item.create(item=UserMessageItem(content=[InputTextContentPart(text=text)]))
+    await conn.response.create()
+
+
+async def _listed(conn, servers, count: int):
+    await conn.session.update(session=RequestSession(tools=servers, turn_detection=None))
+    return await collect_events(
+        conn, lambda e: e.type.startswith("mcp_list_tools.") and "progress" not in e.type, count=count
+    )
+
+
+async def test_the_sample_s_servers_list_their_tools_and_an_unapproved_call_runs_after_response_done():
+    async with stand_in_mcp() as mcp:
+        redirects = {DEEPWIKI: mcp.url, LEARN: mcp.url}
+        async with fast_emulator(mcp_redirects=redirects) as emu, _connect(emu) as conn:
+            await collect_events(conn, "session.created")
+            listing = await _listed(conn, SAMPLE_SERVERS, count=2)
+            items = {e.item.server_label: e.item for e in listing if e.type == "conversation.item.created"}
+            assert set(items) == {"deepwiki", "azure_doc"}
+            assert sorted(e.type for e in listing if e.type.startswith("mcp_list")) == [
+                "mcp_list_tools.completed",
+                "mcp_list_tools.completed",
+                "mcp_list_tools.in_progress",
+                "mcp_list_tools.in_progress",
+            ]
+            for label, wanted in (("deepwiki", TOOLS[:2]), ("azure_doc", TOOLS)):
+                await conn.conversation.item.retrieve(item_id=items[label].id)
+                (got,) = [e for e in await collect_events(conn, "conversation.item.retrieved")][-1:]
+                assert [t.name for t in got.item.tools] == [t["name"] for t in wanted]  # allowed_tools kept
+                assert got.item.tools[0].input_schema == wanted[0]["inputSchema"]
+            methods = mcp.methods()  # each server's client starts its own MCP session
+            assert methods.count("initialize") == methods.count("notifications/initialized") == 2
+
+            await _say(conn, "Show me the wiki structure of the GitHub repository Azure SDK for Python.")
+            events = await collect_events(conn, "response.output_item.done")  # the item, with the output
+            types = [e.type for e in events]
+            call = next(
+                e for e in events if e.type == "conversation.item.created" and e.item.type == "mcp_call"
+            )
+            assert (call.item.server_label, call.item.name) == ("deepwiki", "read_wiki_structure")
+            done_args = next(e for e in events if e.type == "response.mcp_call_arguments.done")
+            arguments = json.loads(done_args.arguments)
+            assert isinstance(arguments.get("repoName"), str), arguments
+            # the order Microsoft's sample relies on: the response ends once the arguments are done, then
+            # the service calls the server and reports the output on the item
+            tail = types[types.index("response.mcp_call_arguments.done") :]
+            assert tail == [
+                "response.mcp_call_arguments.done",
+                "response.done",
+                "response.mcp_call.in_progress",
+                "response.mcp_call.completed",
+                "response.output_item.done",
+            ]
+            assert events[types.index("response.done")].response.status == "completed"
+            output_item = events[-1].item
+            assert output_item.id == call.item.id and output_item.output == answer(
+                "read_wiki_structure", arguments
+            )
+            assert mcp.requests[-1][0]["params"] == {"name": "read_wiki_structure", "arguments": arguments}
+
+            await conn.response.create()  # the client asks for the spoken answer, as the sample does
+            spoken = await collect_events(conn, "response.done")
+            said = next(e for e in spoken if e.type == "response.audio_transcript.done").transcript
+            assert said == f"Here is what I found: {output_item.output}."
+
+
+async def test_a_call_that_needs_approval_runs_once_approved_and_not_when_declined():
+    async with (
+        stand_in_mcp() as mcp,
+        fast_emulator(mcp_redirects={LEARN: mcp.url}) as emu,
+        _connect(emu) as conn,
+    ):
+        await collect_events(conn, "session.created")
+        await _listed(conn, SAMPLE_SERVERS[1:], count=1)
+
+        await _say(conn, "Search the Microsoft documentation for voice live.")
+        asked = await collect_events(conn, "response.done")
+        request = [e.item for e in asked if e.type == "conversation.item.created"][-1]
+        assert (request.type, request.server_label, request.name) == (
+            "mcp_approval_request",
+            "azure_doc",
+            "microsoft_docs_search",
+        )
+        assert [i.type for i in asked[-1].response.output] == ["mcp_approval_request"]
+        assert "tools/call" not in mcp.methods()  # nothing is called before the client says yes
+
+        await conn.conversation.item.create(
+            item=MCPApprovalResponseRequestItem(approval_request_id=request.id, approve=True)
+        )
+        ran = await collect_events(
+            conn, lambda e: e.type == "response.output_item.done" and e.item.type == "mcp_call"
+        )
+        assert ran[0].type == "conversation.item.created" and ran[0].item.type == "mcp_approval_response"
+        assert "response.created" in [e.type for e in ran]  # the service runs the approved call itself
+        item = ran[-1].item
+        assert item.approval_request_id == request.id and item.arguments == request.arguments
+        assert item.output == answer("microsoft_docs_search", json.loads(request.arguments))
+
+        await _say(conn, "Search the Microsoft documentation for avatars.")
+        second = next(
+            e.item
+            for e in await collect_events(conn, "response.done")
+            if e.type == "conversation.item.created" and e.item.type == "mcp_approval_request"
+        )
+        await conn.conversation.item.create(
+            item=MCPApprovalResponseRequestItem(approval_request_id=second.id, approve=False)
+        )
+        await collect_events(conn, "conversation.item.created")
+        await conn.response.create()
+        reply = await collect_events(conn, "response.done")
+        said = next(e for e in reply if e.type == "response.audio_transcript.done").transcript
+        assert said == "I did not run microsoft_docs_search, as you declined it."
+        assert mcp.methods().count("tools/call") == 1
+
+        await conn.conversation.item.create(
+            item=MCPApprovalResponseRequestItem(approval_request_id=second.id, approve=True)
+        )
+        (error,) = await collect_events(conn, "error")
+        assert error.error.param == "item.approval_request_id" and second.id in error.error.message
+
+
+async def test_a_tool_error_fails_the_call_and_the_answer_says_so():
+    tools = [MCPServer(server_label="pad", server_url="https://pad.example/mcp", require_approval="never")]
+    async with stand_in_mcp(streamed=True) as mcp:
+        async with (
+            fast_emulator(mcp_redirects={"https://pad.example/mcp": mcp.url}) as emu,
+            _connect(emu) as conn,
+        ):
+            await collect_events(conn, "session.created")
+            await _listed(conn, tools, count=1)
+            await _say(conn, "Launch the rocket now.")
+            events = await collect_events(
+                conn, lambda e: e.type == "response.output_item.done" and e.item.type == "mcp_call"
+            )
+            assert "response.mcp_call.failed" in [e.type for e in events]
+            assert events[-1].item.error["message"] == "the launch pad is closed"
+            await conn.response.create()
+            reply = await collect_events(conn, "response.done")
+            said = next(e for e in reply if e.type == "response.audio_transcript.done").transcript
+            assert said == "The launch_rocket tool failed: the launch pad is closed."
+
+
+async def test_a_server_that_cannot_be_reached_fails_its_listing_and_offers_no_tools():
+    tools = [MCPServer(server_label="gone", server_url="http://127.0.0.1:9/mcp", require_approval="never")]
+    async with fast_emulator() as emu, _connect(emu) as conn:
+        await collect_events(conn, "session.created")
+        events = await _listed(conn, tools, count=1)
+        assert events[-1].type == "mcp_list_tools.failed"
+        created = next(e for e in events if e.type == "conversation.item.created")
+        assert events[-1].item_id == created.item.id and created.item.server_label == "gone"
+        await _say(conn, "Read the wiki structure.")
+        said = next(
+            e
+            for e in await collect_events(conn, "response.done")
+            if e.type == "response.audio_transcript.done"
+        )
+        assert said.transcript == "You said: Read the wiki structure."
+
+
+async def test_headers_and_the_bearer_token_reach_the_server_and_the_session_id_is_sent_back():
+    tools = [
+        {
+            "type": "mcp",
+            "server_label": "private",
+            "server_url": "https://private.example/mcp",
+            "authorization": "s3cret-token",
+            "headers": {"X-Tenant": "contoso"},
+            "require_approval": {"never": ["read_wiki_structure"]},
+        }
+    ]
+    async with stand_in_mcp(streamed=True) as mcp:
+        async with (
+            fast_emulator(mcp_redirects={"https://private.example/mcp": mcp.url}) as emu,
+            _connect(emu) as conn,
+        ):
+            await collect_events(conn, "session.created")
+            await conn.send({"type": "session.update", "session": {"tools": tools, "turn_detection": None}})
+            await collect_events(conn, "mcp_list_tools.completed")
+            for message, headers in mcp.requests:
+                assert headers["Authorization"] == "Bearer s3cret-token" and headers["X-Tenant"] == "contoso"
+                if message["method"] != "initialize":
+                    assert headers["Mcp-Session-Id"] == "stand-in-session-1"
+            # an update that leaves the tools as they are lists nothing again
+            await conn.send({"type": "session.update", "session": {"instructions": "Be brief."}})
+            await collect_events(conn, "session.updated")
+            # the per-tool approval: read_wiki_structure runs at once, the others ask first
+            await _say(conn, "Show the wiki structure of the repository contoso/app.")
+            events = await collect_events(conn, "response.done")
+            assert [e.item.type for e in events if e.type == "conversation.item.created"] == [
+                "message",
+                "mcp_call",
+            ]
+            await _say(conn, "Search the Microsoft documentation for speech.")
+            events = await collect_events(conn, "response.done")
+            assert [e.item.type for e in events if e.type == "conversation.item.created"][
+                -1
+            ] == "mcp_approval_request"
+            assert mcp.methods().count("tools/list") == 2  # its two pages, once
+
+
+@pytest.mark.parametrize(
+    ("tool", "wanted"),
+    [
+        ({"type": "mcp", "server_url": "http://x/mcp"}, "server_label"),
+        ({"type": "mcp", "server_label": "a", "server_url": "ftp://x"}, "server_url"),
+        (
+            {"type": "mcp", "server_label": "a", "server_url": "http://x", "require_approval": "sometimes"},
+            "require_approval",
+        ),
+        (
+            {"type": "mcp", "server_label": "a", "server_url": "http://x", "allowed_tools": "one"},
+            "allowed_tools",
+        ),
+        ({"type": "mcp", "server_label": "a", "server_url": "http://x", "headers": {"n": 1}}, "headers"),
+    ],
+)
+async def test_a_malformed_mcp_tool_is_refused_with_the_field_named(tool, wanted):
+    async with fast_emulator() as emu, _connect(emu) as conn:
+        await collect_events(conn, "session.created")
+        await conn.send({"type": "session.update", "session": {"tools": [tool]}})
+        (error,) = await collect_events(conn, "error")
+        assert error.error.param == "session.tools[0]" and wanted in error.error.message
+
+
+async def test_a_vlab_session_with_an_mcp_server_logs_every_mcp_event_and_never_the_token(tmp_path):
+    import vlab
+    from vlab import Session
+    from vlab.settings import McpServer as McpSettings
+    from vlab.settings import SessionSettings
+
+    token = "tok-never-written"
+    settings = SessionSettings(
+        tools=[McpSettings("deepwiki", DEEPWIKI, authorization=token, require_approval="never")],
+        turn_detection=None,
+    )
+    run = tmp_path / "run"
+    async with stand_in_mcp() as mcp:
+        options = {"speed": float("inf"), "latency": "instant", "mcp_redirects": {DEEPWIKI: mcp.url}}
+        async with Session(settings, run_dir=run, emulator_options=options, dotenv_path=False) as s:
+            await s.wait_for("mcp_list_tools.completed")
+            await s.send_text("Show me the wiki structure of the repository contoso/app.")
+            await s.wait_for(lambda e: e.type == "response.output_item.done" and e.item.type == "mcp_call")
+            frame = s.frame()
+    assert {h["Authorization"] for _, h in mcp.requests} == {f"Bearer {token}"}
+    mcp_types = [t for t in frame["type"] if "mcp" in t]
+    assert [t for n, t in enumerate(mcp_types) if n == 0 or mcp_types[n - 1] != t] == [
+        "mcp_list_tools.in_progress",
+        "mcp_list_tools.completed",
+        "response.mcp_call_arguments.delta",
+        "response.mcp_call_arguments.done",
+        "response.mcp_call.in_progress",
+        "response.mcp_call.completed",
+    ]
+    for name in ("events.jsonl", "session.json"):
+        assert token not in (run / name).read_text(), name
+    assert not vlab.load_log(run)["payload"].str.contains(token).any()
+    assert frame["payload"].str.contains(protocol.REDACTED).any()
