@@ -16,6 +16,8 @@ from typing import Any
 from aiohttp import web
 
 SESSION_ID = "stand-in-session-1"
+PROTOCOL_VERSION = "2025-03-26"
+"""The MCP revision the stand-in agrees to, whatever the client asks for (an older one than vlab's)."""
 
 TOOLS: list[dict[str, Any]] = [
     {
@@ -45,6 +47,11 @@ TOOLS: list[dict[str, Any]] = [
             "required": ["query"],
         },
         "annotations": {"readOnlyHint": True},
+    },
+    {
+        "name": "count_stars",
+        "description": "Count the stars of a GitHub repository.",
+        "inputSchema": {"type": "object", "properties": {"repoName": {"type": "string"}}},
     },
     {
         "name": "launch_rocket",
@@ -81,7 +88,7 @@ class StandInMcp:
             return web.Response(status=400, text="no session")
         if method == "initialize":
             result: dict[str, Any] = {
-                "protocolVersion": message["params"]["protocolVersion"],
+                "protocolVersion": PROTOCOL_VERSION,
                 "capabilities": {"tools": {}},
                 "serverInfo": {"name": "stand-in", "version": "1"},
             }
@@ -92,10 +99,13 @@ class StandInMcp:
             )
         elif method == "tools/call":
             name, arguments = message["params"]["name"], message["params"]["arguments"]
-            if name == "launch_rocket":
+            if name == "count_stars":  # structured content only
+                result = {"content": [], "structuredContent": {"stars": 42}}
+            elif name == "launch_rocket":
                 result = {"content": [{"type": "text", "text": "the launch pad is closed"}], "isError": True}
-            else:
-                result = {"content": [{"type": "text", "text": answer(name, arguments)}], "isError": False}
+            else:  # text, and the same as structured content: the text is what a model reads
+                text = answer(name, arguments)
+                result = {"content": [{"type": "text", "text": text}], "structuredContent": {"text": text}}
         else:
             reply = {
                 "jsonrpc": "2.0",
@@ -108,7 +118,8 @@ class StandInMcp:
         if not self.streamed:
             return web.json_response(reply, headers=headers)
         notice = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"data": "working"}}
-        body = f"event: message\ndata: {json.dumps(notice)}\n\nevent: message\ndata: {json.dumps(reply)}\n\n"
+        # a space after "data:" is optional: the notice has one, the reply none
+        body = f"event: message\ndata: {json.dumps(notice)}\n\nevent: message\ndata:{json.dumps(reply)}\n\n"
         return web.Response(text=body, content_type="text/event-stream", headers=headers)
 
 

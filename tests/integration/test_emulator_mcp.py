@@ -295,3 +295,28 @@ async def test_a_vlab_session_with_an_mcp_server_logs_every_mcp_event_and_never_
         assert token not in (run / name).read_text(), name
     assert not vlab.load_log(run)["payload"].str.contains(token).any()
     assert frame["payload"].str.contains(protocol.REDACTED).any()
+
+
+async def test_a_response_waits_for_the_listing_and_a_server_dropped_from_the_tools_is_forgotten():
+    tools = [MCPServer(server_label="deepwiki", server_url=DEEPWIKI, require_approval="never")]
+    async with (
+        stand_in_mcp() as mcp,
+        fast_emulator(mcp_redirects={DEEPWIKI: mcp.url}) as emu,
+        _connect(emu) as conn,
+    ):
+        await collect_events(conn, "session.created")
+        await conn.session.update(session=RequestSession(tools=tools, turn_detection=None))
+        await _say(
+            conn, "Show me the wiki structure of the repository contoso/app."
+        )  # the listing is under way
+        events = await collect_events(conn, "response.done")
+        assert events.index(next(e for e in events if e.type == "mcp_list_tools.completed")) < events.index(
+            next(e for e in events if e.type == "response.created")
+        )
+        assert [i.type for i in events[-1].response.output] == ["mcp_call"]
+
+        await conn.session.update(session=RequestSession(tools=[]))
+        await collect_events(conn, "session.updated")
+        await _say(conn, "Show me the wiki structure of the repository contoso/app.")
+        events = await collect_events(conn, "response.done")
+        assert [i.type for i in events[-1].response.output] == ["message"]  # no tool left to call

@@ -421,3 +421,24 @@ def test_an_enum_value_heard_one_letter_off_and_lower_case_phrases_in_a_text_wit
         "query": "pizza lovers",
         "city": "Boston",
     }
+
+
+def test_an_mcp_output_is_spoken_up_to_40_words_and_a_failed_or_declined_call_is_said():
+    words = [f"w{i}" for i in range(60)]
+    call = {"id": "c", "type": "mcp_call", "server_label": "s", "name": "search", "arguments": "{}"}
+    spoken = reply_for([_user("hi"), Item({**call, "output": " ".join(words)})], _session())
+    assert spoken.text == f"Here is what I found: {' '.join(words[:40])}."
+    failed = reply_for(
+        [_user("hi"), Item({**call, "output": None, "error": {"message": "gone."}})], _session()
+    )
+    assert failed.text == "The search tool failed: gone."
+    asked = Item({"id": "a", "type": "mcp_approval_request", "server_label": "s", "name": "search"})
+    declined = Item(
+        {"id": "r", "type": "mcp_approval_response", "approval_request_id": "a", "approve": False}
+    )
+    assert (
+        reply_for([_user("hi"), asked, declined], _session()).text
+        == "I did not run search, as you declined it."
+    )
+    # an unfinished call (no output yet) is not an answer: the user's words are
+    assert reply_for([_user("hi"), Item({**call, "output": None})], _session()).text == "You said: hi."

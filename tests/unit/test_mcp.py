@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests._mcp_server import TOOLS, answer, stand_in_mcp
+from tests._mcp_server import PROTOCOL_VERSION, TOOLS, answer, stand_in_mcp
 from vlab import protocol
 from vlab.commands import emulator as emulator_command
 from vlab.emulator import Emulator
@@ -122,6 +122,7 @@ async def test_the_client_lists_every_page_and_calls_a_tool(streamed):
         async with http:
             tools = await client.list_tools()
             output = await client.call("ask_question", {"repoName": "a/b", "question": "why"})
+            structured = await client.call("count_stars", {"repoName": "a/b"})
             with pytest.raises(McpError, match="the launch pad is closed"):
                 await client.call("launch_rocket", {})
     assert [t["name"] for t in tools] == [t["name"] for t in TOOLS]
@@ -129,6 +130,7 @@ async def test_the_client_lists_every_page_and_calls_a_tool(streamed):
         "readOnlyHint": True
     }
     assert output == answer("ask_question", {"repoName": "a/b", "question": "why"})
+    assert json.loads(structured) == {"stars": 42}
     assert mcp.methods() == [
         "initialize",
         "notifications/initialized",
@@ -136,11 +138,12 @@ async def test_the_client_lists_every_page_and_calls_a_tool(streamed):
         "tools/list",
         "tools/call",
         "tools/call",
+        "tools/call",
     ]
     assert {h["Authorization"] for _, h in mcp.requests} == {f"Bearer {TOKEN}"}  # not "Bearer Bearer …"
-    assert all(
-        h.get("MCP-Protocol-Version") == "2025-06-18" for m, h in mcp.requests if m["method"] != "initialize"
-    )
+    # the revision the server agreed to in initialize, on every request after it
+    agreed = [h.get("MCP-Protocol-Version") for m, h in mcp.requests if m["method"] != "initialize"]
+    assert agreed == [PROTOCOL_VERSION] * 6
 
 
 async def _serve(handler) -> tuple[web.AppRunner, str]:
@@ -155,7 +158,7 @@ async def _serve(handler) -> tuple[web.AppRunner, str]:
 
 async def test_each_way_a_server_fails_is_an_mcp_error_naming_the_server_and_never_the_token():
     replies = {
-        "http": web.Response(status=401, text="who are you"),
+        "http": web.Response(status=400, text="bad request"),
         "error": web.json_response(
             {"jsonrpc": "2.0", "id": 1, "error": {"code": -32000, "message": "overloaded"}}
         ),
@@ -163,7 +166,7 @@ async def test_each_way_a_server_fails_is_an_mcp_error_naming_the_server_and_nev
         "wrong id": web.json_response({"jsonrpc": "2.0", "id": 99, "result": {}}),
     }
     expected = {
-        "http": "answered HTTP 401",
+        "http": "answered HTTP 400",
         "error": "initialize failed: overloaded",
         "not json": "not JSON",
         "wrong id": "no reply to request 1",
