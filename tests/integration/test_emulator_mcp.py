@@ -270,7 +270,11 @@ async def test_a_vlab_session_with_an_mcp_server_logs_every_mcp_event_and_never_
 
     token = "tok-never-written"
     settings = SessionSettings(
-        tools=[McpSettings("deepwiki", DEEPWIKI, authorization=token, require_approval="never")],
+        tools=[
+            McpSettings(
+                "deepwiki", DEEPWIKI, authorization=token, require_approval={"never": ["read_wiki_structure"]}
+            )
+        ],
         turn_detection=None,
     )
     run = tmp_path / "run"
@@ -280,17 +284,35 @@ async def test_a_vlab_session_with_an_mcp_server_logs_every_mcp_event_and_never_
             await s.wait_for("mcp_list_tools.completed")
             await s.send_text("Show me the wiki structure of the repository contoso/app.")
             await s.wait_for(lambda e: e.type == "response.output_item.done" and e.item.type == "mcp_call")
+            await s.send_text("Ask a question about the repository contoso/app: why is it slow?")
+            (*_, asked) = await s.wait_for(
+                lambda e: e.type == "conversation.item.created" and e.item.type == "mcp_approval_request"
+            )
+            assert asked.item.name == "ask_question"
+            await s.send_mcp_approval(asked.item.id, approve=True)
+            (*_, ran) = await s.wait_for(
+                lambda e: e.type == "response.output_item.done" and e.item.type == "mcp_call"
+            )
+            assert ran.item.approval_request_id == asked.item.id and ran.item.output.startswith(
+                "ask_question"
+            )
             frame = s.frame()
     assert {h["Authorization"] for _, h in mcp.requests} == {f"Bearer {token}"}
     mcp_types = [t for t in frame["type"] if "mcp" in t]
-    assert [t for n, t in enumerate(mcp_types) if n == 0 or mcp_types[n - 1] != t] == [
-        "mcp_list_tools.in_progress",
-        "mcp_list_tools.completed",
+    one_call = [
         "response.mcp_call_arguments.delta",
         "response.mcp_call_arguments.done",
         "response.mcp_call.in_progress",
         "response.mcp_call.completed",
     ]
+    assert [t for n, t in enumerate(mcp_types) if n == 0 or mcp_types[n - 1] != t] == [
+        "mcp_list_tools.in_progress",
+        "mcp_list_tools.completed",
+        *one_call,
+        *one_call,
+    ]
+    approval = frame[(frame["type"] == "conversation.item.create") & (frame["direction"] == "client")]
+    assert approval["payload"].str.contains('"approve":true').any()
     for name in ("events.jsonl", "session.json"):
         assert token not in (run / name).read_text(), name
     assert not vlab.load_log(run)["payload"].str.contains(token).any()

@@ -627,6 +627,19 @@ class Session:
         if respond:
             await self.create_response()
 
+    async def send_mcp_approval(self, approval_request_id: str, approve: bool) -> None:
+        """Answer an ``mcp_approval_request`` item: the service runs the MCP call only when ``approve`` is True.
+
+        An approved call comes in a response of the service's own; after a declined one, ask for a response
+        (:meth:`create_response`) to hear the model say so.
+        """
+        item = {
+            "type": "mcp_approval_response",
+            "approval_request_id": approval_request_id,
+            "approve": approve,
+        }
+        await self.send({"type": protocol.CLIENT_ITEM_CREATE, "item": item})
+
     async def truncate(self, item_id: str, audio_end_ms: int) -> None:
         """Cut an assistant item's audio at ``audio_end_ms`` (what the user really heard)."""
         await self.send(
