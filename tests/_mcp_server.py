@@ -72,6 +72,8 @@ class StandInMcp:
 
     url: str = ""
     streamed: bool = False
+    descriptions: dict[str, str] = field(default_factory=dict)
+    """Descriptions that replace those of :data:`TOOLS`, by tool name."""
     requests: list[tuple[dict[str, Any], dict[str, str]]] = field(default_factory=list)
 
     def methods(self) -> list[str]:
@@ -94,8 +96,9 @@ class StandInMcp:
             }
         elif method == "tools/list":  # two pages, to exercise the cursor
             cursor = (message.get("params") or {}).get("cursor")
+            tools = [{**t, "description": self.descriptions.get(t["name"], t["description"])} for t in TOOLS]
             result = (
-                {"tools": TOOLS[2:]} if cursor == "page-2" else {"tools": TOOLS[:2], "nextCursor": "page-2"}
+                {"tools": tools[2:]} if cursor == "page-2" else {"tools": tools[:2], "nextCursor": "page-2"}
             )
         elif method == "tools/call":
             name, arguments = message["params"]["name"], message["params"]["arguments"]
@@ -124,9 +127,11 @@ class StandInMcp:
 
 
 @asynccontextmanager
-async def stand_in_mcp(*, streamed: bool = False) -> AsyncIterator[StandInMcp]:
+async def stand_in_mcp(
+    *, streamed: bool = False, descriptions: dict[str, str] | None = None
+) -> AsyncIterator[StandInMcp]:
     """Serve the stand-in on a free local port (``/mcp``) while the block runs."""
-    server = StandInMcp(streamed=streamed)
+    server = StandInMcp(streamed=streamed, descriptions=dict(descriptions or {}))
     app = web.Application()
     app.router.add_post("/mcp", server.handle)
     runner = web.AppRunner(app)

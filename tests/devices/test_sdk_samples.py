@@ -5,7 +5,7 @@ distribution (``samples/``, the version installed here) run against it as they a
 microphone and plays the assistant with PyAudio, so they run here on the virtual sound card: one spoken
 question played into the virtual microphone reaches the four of them at once, each in its own session.
 The MCP sample's two servers are on the internet, out of reach here: the emulator calls a local stand-in
-for both (``mcp_redirects``), and the sample lists their tools.
+for both (``mcp_redirects``); the sample lists their tools, calls one and speaks its answer.
 
 The source distribution is downloaded and PyAudio built (it needs PortAudio's headers) once per virtual
 environment, into ``vlab-test-cache`` there. Without them the test skips with the reason, except when
@@ -42,12 +42,17 @@ CACHE = Path(sys.prefix) / "vlab-test-cache"
 SDK_VERSION = version("azure-ai-voicelive")
 KEY = "samples-key"
 QUESTION = "What is the weather like in Seattle today?"
+MCP_STAND_IN = {"ask_question": "Ask any question about a GitHub repository, or about the weather in a city."}
+"""The stand-in's DeepWiki tool also claims the weather, so that the one spoken question makes the MCP sample
+call it (without approval: the sample would ask on its stdin). A second question would do it without this,
+but at each question the samples stop their playback stream, and PortAudio 19.6's ALSA backend sometimes
+aborts there (2 of 2 tries, 2026-12-05)."""
 SAMPLES = {
     # sample → the line that says its turn is over (the function-calling sample answers twice: the call,
     # then the answer spoken from the function's result)
     "basic_voice_assistant_async.py": "Response complete",
     "async_function_calling_sample.py": "Final response transcript: Here is what I found:",
-    "async_mcp_sample.py": "Response complete",  # its MCP servers, stood in for locally, list their tools
+    "async_mcp_sample.py": "MCP Call output received:",  # the MCP server's answer, then the spoken one
     "agent_v2_sample.py": "Response complete",  # nor Foundry agents: the emulator answers as the model
 }
 MCP_SAMPLE_SERVERS = ("https://mcp.deepwiki.com/mcp", "https://learn.microsoft.com/api/mcp")
@@ -116,9 +121,9 @@ class Sample:
         self.proc = proc
         self.lines: list[str] = []
 
-    async def wait_for(self, text: str) -> str:
-        """The first line (from the start) that holds ``text``; reads on until one does."""
-        for line in self.lines:
+    async def wait_for(self, text: str, *, after: int = 0) -> str:
+        """The first line from line ``after`` on (the start by default) that holds ``text``; reads on until one does."""
+        for line in self.lines[after:]:
             if text in line:
                 return line
         assert self.proc.stdout is not None
@@ -155,7 +160,7 @@ async def running(
 ) -> AsyncIterator[tuple[Emulator, list[Sample]]]:
     """The emulator, and the four samples started on it, each capturing the virtual microphone."""
     async with (
-        stand_in_mcp() as mcp,
+        stand_in_mcp(descriptions=MCP_STAND_IN) as mcp,
         fast_emulator(
             speed=1.0, api_key=KEY, trace=True, mcp_redirects=dict.fromkeys(MCP_SAMPLE_SERVERS, mcp.url)
         ) as emu,
@@ -188,15 +193,19 @@ async def running(
                     await sample.proc.wait()
 
 
+async def _say_into_the_microphone(text: str, wav: Path) -> None:
+    """Play ``text``, spoken by eSpeak NG, into the virtual microphone every sample captures."""
+    speech = spoken_prompt(text, lead_ms=300, trail_ms=300)
+    sf.write(wav, np.frombuffer(speech.pcm, np.int16), speech.sample_rate, subtype="PCM_16")
+    played = await asyncio.create_subprocess_exec("paplay", "-d", "vmic", str(wav))
+    assert await played.wait() == 0
+
+
 async def test_microsoft_s_samples_run_unmodified_and_answer_a_spoken_question(running, tmp_path):
     emulator, samples = running
     for sample in samples:
         await sample.wait_for("Started audio capture")  # each now hears the virtual microphone
-    speech = spoken_prompt(QUESTION, lead_ms=300, trail_ms=300)
-    question = tmp_path / "question.wav"
-    sf.write(question, np.frombuffer(speech.pcm, np.int16), speech.sample_rate, subtype="PCM_16")
-    played = await asyncio.create_subprocess_exec("paplay", "-d", "vmic", str(question))
-    assert await played.wait() == 0
+    await _say_into_the_microphone(QUESTION, tmp_path / "question.wav")
 
     try:
         for sample in samples:
@@ -213,6 +222,12 @@ async def test_microsoft_s_samples_run_unmodified_and_answer_a_spoken_question(r
     listed = [line for line in mcp.lines if "MCP list tools completed" in line]
     labels = {m for line in mcp.lines for m in re.findall(r"MCP list tools item: .*server_label=(\w+)", line)}
     assert len(listed) == 2 and labels == {"deepwiki", "azure_doc"}, "\n".join(mcp.lines[-30:])
+    # the sample's own MCP flow: the emulator calls the tool after the response with the arguments, and the
+    # sample reads the output from the item and asks for the spoken answer (response.create)
+    triggered = await mcp.wait_for("MCP Call triggered:")
+    assert "server_label=deepwiki, function_name=ask_question" in triggered
+    assert "ask_question answered" in await mcp.wait_for("MCP Call output received:")
+    await mcp.wait_for("Response complete", after=mcp.lines.index(triggered))
 
     assert emulator.peak_sessions == len(SAMPLES)  # a session each, all open at once
     for sample in samples:
