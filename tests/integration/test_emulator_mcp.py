@@ -124,6 +124,12 @@ async def test_a_call_that_needs_approval_runs_once_approved_and_not_when_declin
         assert [i.type for i in asked[-1].response.output] == ["mcp_approval_request"]
         assert "tools/call" not in mcp.methods()  # nothing is called before the client says yes
 
+        # an answer refused for another reason leaves the request waiting
+        yes = {"type": "mcp_approval_response", "approval_request_id": request.id, "approve": True}
+        await conn.send({"type": "conversation.item.create", "previous_item_id": "nope", "item": yes})
+        (refused,) = await collect_events(conn, "error")
+        assert refused.error.param == "previous_item_id"
+
         await conn.conversation.item.create(
             item=MCPApprovalResponseRequestItem(approval_request_id=request.id, approve=True)
         )

@@ -637,12 +637,10 @@ class EmulatorConnection:
         if kind == "function_call_output":
             require(item, "call_id", str)
             require(item, "output", str)
-        approved: FunctionCall | None = None
         if kind == "mcp_approval_response":
+            require(item, "approve", bool)
             request_id = require(item, "approval_request_id", str)
-            approve = require(item, "approve", bool)
-            call = self._approvals.pop(request_id, None)
-            if call is None:
+            if request_id not in self._approvals:
                 raise WireError(
                     "invalid_value",
                     f"Invalid value for 'item.approval_request_id': no mcp_approval_request {request_id!r} is "
@@ -650,8 +648,6 @@ class EmulatorConnection:
                     "item.approval_request_id",
                     event_id,
                 )
-            if approve:
-                approved = dataclasses.replace(call, approval_request_id=request_id)
         prev_id = event.get("previous_item_id")
         if prev_id is not None and prev_id != "root" and prev_id not in self.conversation:
             raise WireError(
@@ -674,8 +670,11 @@ class EmulatorConnection:
         created = Item(item, text=text)
         prev = self.conversation.add(created, prev_id)
         await self.send({"type": protocol.ITEM_CREATED, "previous_item_id": prev, "item": created.public()})
-        if approved is not None:  # the service makes the approved call in a response of its own
-            self._start_response({}, chained=True, reply=Reply("", (approved,)))
+        if kind == "mcp_approval_response":
+            call = self._approvals.pop(item["approval_request_id"])
+            if item["approve"]:  # the service makes the approved call in a response of its own
+                approved = dataclasses.replace(call, approval_request_id=item["approval_request_id"])
+                self._start_response({}, chained=True, reply=Reply("", (approved,)))
 
     def _known_item(self, event: dict[str, Any]) -> Item:
         item_id = require(event, "item_id", str)
