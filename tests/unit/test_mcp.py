@@ -14,7 +14,7 @@ from tests._mcp_server import PROTOCOL_VERSION, TOOLS, answer, stand_in_mcp
 from vlab import protocol
 from vlab.commands import emulator as emulator_command
 from vlab.emulator import Emulator
-from vlab.emulator.mcp import McpClient, McpError
+from vlab.emulator.mcp import MAX_LIST_PAGES, McpClient, McpError
 from vlab.emulator.mcp import McpServer as WireServer
 from vlab.errors import ConfigError
 from vlab.log.records import record_from_event
@@ -190,6 +190,29 @@ async def test_each_way_a_server_fails_is_an_mcp_error_naming_the_server_and_nev
         assert expected[case] in text and text.startswith("w: ") and TOKEN not in text, (case, text)
         texts[case] = text
     assert "w: https://w.example/mcp (redirected to http://127.0.0.1:" in texts["http"]
+
+
+async def test_a_tool_list_that_never_ends_fails_after_the_page_cap():
+    pages = 0
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        nonlocal pages
+        message = await request.json()
+        if "id" not in message:
+            return web.Response(status=202)
+        pages += message["method"] == "tools/list"
+        result = {"tools": [], "nextCursor": f"page-{pages + 1}"} if message["method"] == "tools/list" else {}
+        return web.json_response({"jsonrpc": "2.0", "id": message["id"], "result": result})
+
+    runner, url = await _serve(handler)
+    try:
+        client, http = await _client(url)
+        async with http:
+            with pytest.raises(McpError, match=f"past {MAX_LIST_PAGES} pages"):
+                await client.list_tools()
+    finally:
+        await runner.cleanup()
+    assert pages == MAX_LIST_PAGES
 
 
 async def test_a_server_that_never_answers_times_out_and_one_that_is_gone_is_unreachable():

@@ -28,6 +28,8 @@ PROTOCOL_VERSION: Final = "2025-06-18"
 """The MCP revision the emulator asks for in ``initialize``."""
 LIST_TIMEOUT_S: Final = 10.0
 """How long listing one server's tools may take (network time) before ``mcp_list_tools.failed``."""
+MAX_LIST_PAGES: Final = 100
+"""Most pages of ``tools/list`` read from one server (a server whose cursor never ends fails its listing)."""
 CALL_TIMEOUT_S: Final = 30.0
 """How long one tool call may take (network time) before ``response.mcp_call.failed``."""
 
@@ -142,7 +144,7 @@ class McpClient:
         await self._initialize(timeout_s)
         tools: list[dict[str, Any]] = []
         cursor: str | None = None
-        while True:
+        for _ in range(MAX_LIST_PAGES):
             result = await self._request("tools/list", {"cursor": cursor} if cursor else {}, timeout_s)
             for tool in result.get("tools") or []:
                 if isinstance(tool, dict) and isinstance(tool.get("name"), str):
@@ -157,6 +159,7 @@ class McpClient:
             cursor = result.get("nextCursor")
             if not cursor:
                 return tools
+        raise McpError(f"{self.server.server_label}: its tool list goes on past {MAX_LIST_PAGES} pages")
 
     async def call(self, name: str, arguments: Mapping[str, Any], timeout_s: float = CALL_TIMEOUT_S) -> str:
         """Call tool ``name``; its text content, one block a line.
