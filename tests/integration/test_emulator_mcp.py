@@ -348,3 +348,28 @@ async def test_a_response_waits_for_the_listing_and_a_server_dropped_from_the_to
         await _say(conn, "Show me the wiki structure of the repository contoso/app.")
         events = await collect_events(conn, "response.done")
         assert [i.type for i in events[-1].response.output] == ["message"]  # no tool left to call
+
+
+async def test_an_mcp_call_takes_its_drawn_delay_on_the_simulated_timeline_at_any_speed():
+    tools = [MCPServer(server_label="deepwiki", server_url=DEEPWIKI, require_approval="never")]
+    measured = []
+    async with stand_in_mcp() as mcp:
+        for speed in (float("inf"), 8.0):
+            options = {
+                "speed": speed,
+                "latency": "typical",
+                "trace": True,
+                "mcp_redirects": {DEEPWIKI: mcp.url},
+            }
+            async with fast_emulator(**options) as emu, _connect(emu) as conn:
+                await collect_events(conn, "session.created")
+                await _listed(conn, tools, count=1)
+                await _say(conn, "Show me the wiki structure of the repository contoso/app.")
+                await collect_events(conn, "response.mcp_call.completed")
+                sent = {e["type"]: e["sim_ms"] for e in emu.trace.of_kind("send")}
+                (drawn,) = [e["mcp_call_ms"] for e in emu.trace.of_kind("latency") if "mcp_call_ms" in e]
+            took = sent["response.mcp_call.completed"] - sent["response.mcp_call.in_progress"]
+            measured.append((took, drawn))
+    assert measured[0] == measured[1]  # the same seed, the same figures, whatever the speed
+    took, drawn = measured[0]
+    assert drawn >= 300 and took == pytest.approx(drawn, abs=0.01)

@@ -510,10 +510,14 @@ class EmulatorConnection:
         ids = {"item_id": item.id, "output_index": due.output_index}
         await self.send({"type": protocol.MCP_CALL_IN_PROGRESS, **ids})
         mcp = self._mcp.get(str(call.server_label))
+        delay_ms = self.sampler.draw_ms("mcp_call", stream="mcp")
+        self.trace_add(kind="latency", item_id=item.id, mcp_call_ms=delay_ms)
         try:
             if mcp is None:
                 raise McpError(f"the session no longer has the MCP server {call.server_label!r}")
-            output = await self.scheduler.wait_for(mcp.client.call(call.name, json.loads(call.arguments)))
+            answer = self._spawn(mcp.client.call(call.name, json.loads(call.arguments)))  # meanwhile
+            await self.scheduler.at(self.scheduler.now_ms + delay_ms)
+            output = await self.scheduler.wait_for(answer)
         except McpError as exc:
             log.warning("MCP call %s of %s failed: %s", call.name, call.server_label, exc)
             item.wire.update(status="failed", error={"type": "mcp_tool_error", "message": str(exc)})

@@ -16,7 +16,13 @@ stage                  what it models                                           
 ``first_token``        response.created → first transcript/text delta (LLM time to first token)   250 ms
 ``tts_first_byte``     first text delta → first audio delta (TTS first byte)                       120 ms
 ``network``            one-way delivery added to every server event's stage delay                  10 ms
+``mcp_call``           an MCP server's answer: response.mcp_call.in_progress → .completed         300 ms
 =====================  ========================================================================  =========
+
+``mcp_call`` is the round trip to a session's MCP server and the tool's own work (a remote search or a
+question to a hosted model takes from a few hundred ms to seconds); the emulator's real call to the server
+runs meanwhile, and its wall time is not on the timeline. A fitted model has no ``mcp_call`` stage
+(``vlab calibrate`` does not fit it): there the call takes no simulated time.
 
 ``typical`` follows public figures for cascaded voice agents (pipecat's and LiveKit's published
 latency breakdowns: LLM TTFT 200–400 ms, streaming TTS first byte 100–200 ms) and the Voice Live
@@ -43,7 +49,7 @@ from typing import Any, Final
 from vlab.emulator.fitted_latency import FittedLatency
 from vlab.errors import ConfigError
 
-STAGES: Final = ("endpointing", "commit", "first_token", "tts_first_byte", "network")
+STAGES: Final = ("endpointing", "commit", "first_token", "tts_first_byte", "network", "mcp_call")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +95,7 @@ _TYPICAL: Final = LatencyModel(
         "first_token": StageDelay(250, 60),
         "tts_first_byte": StageDelay(120, 30),
         "network": StageDelay(10, 3),
+        "mcp_call": StageDelay(300, 150),
     },
 )
 PRESETS: Final[dict[str, LatencyModel]] = {
