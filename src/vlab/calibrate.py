@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from vlab import __version__, protocol
-from vlab.emulator.fitted_latency import FITTED_STAGES, Empirical, FittedLatency
+from vlab.emulator.fitted_latency import FITTED_STAGES, OPTIONAL_STAGES, Empirical, FittedLatency
 from vlab.errors import ConfigError, VlabWarning, warn_user
 from vlab.log import load_log
 from vlab.metrics import turn_latency
@@ -173,6 +173,19 @@ def _network_simulated(events: pd.DataFrame) -> list[float]:
     return out
 
 
+def _mcp_calls(events: pd.DataFrame, simulated: bool) -> list[float]:
+    """Each MCP call's ``response.mcp_call.in_progress`` → ``.completed`` or ``.failed``, in ms on the log's timeline."""
+    t = _times_ms(events, simulated)
+    started: dict[str, float] = {}
+    out = []
+    for kind, item_id, t_ms in zip(events["type"], events["item_id"], t, strict=True):
+        if kind == protocol.MCP_CALL_IN_PROGRESS:
+            started[str(item_id)] = float(t_ms)
+        elif kind in (protocol.MCP_CALL_COMPLETED, protocol.MCP_CALL_FAILED) and str(item_id) in started:
+            out.append(float(t_ms) - started.pop(str(item_id)))
+    return out
+
+
 def stage_samples(run: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Every stage sample of one run folder, and what the run was (voice, model, date, endpoint host).
 
@@ -194,6 +207,7 @@ def stage_samples(run: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, 
         "first_audio": (turns["ttfb_audio_ms"] - turns["ttft_ms"]).tolist(),
         "audio_rate": _audio_rates(events, simulated),
         "network": _network_simulated(events) if simulated else _network(events),
+        "mcp_call": _mcp_calls(events, simulated),
     }
     rows = [(stage, float(v)) for stage, values in samples.items() for v in values if math.isfinite(float(v))]
     frame = pd.DataFrame(rows, columns=["stage", "value"])
@@ -221,6 +235,8 @@ class Calibration:
         rows = []
         for stage in FITTED_STAGES:
             dist = self.model.stages.get(stage)
+            if dist is None and stage in OPTIONAL_STAGES:
+                continue  # not measured (no MCP call in the runs): no row
             if dist is None:
                 rows.append({"stage": stage, "n": 0, "p50": math.nan, "p90": math.nan, "p99": math.nan})
             else:
@@ -276,7 +292,11 @@ def calibrate(paths: Sequence[str | os.PathLike[str]], *, min_samples: int = MIN
         }
 
     stages = fit(samples)
-    few = [s for s in FITTED_STAGES if (stages[s].n if s in stages else 0) < min_samples]
+    few = [
+        s
+        for s in FITTED_STAGES
+        if (stages[s].n if s in stages else 0) < min_samples and (s in stages or s not in OPTIONAL_STAGES)
+    ]
     for stage in few:
         n = stages[stage].n if stage in stages else 0
         warn_user(

@@ -45,3 +45,29 @@ def test_the_stage_table_gives_each_fitted_stage_s_quantiles_and_nothing_for_the
     assert table.loc["commit"].tolist() == [3, 200.0, 280.0, 298.0]
     others = table.drop(index="commit")
     assert (others["n"] == 0).all() and others[["p50", "p90", "p99"]].map(math.isnan).all().all()
+
+
+def test_each_mcp_call_gives_its_in_progress_to_completed_or_failed_and_is_optional(tmp_path):
+    import warnings
+
+    import pandas as pd
+
+    from vlab.calibrate import Calibration, calibrate
+
+    run = write_log(
+        tmp_path / "run",
+        (100.0, "server", "response.mcp_call.in_progress", {"item_id": "a"}),
+        (120.0, "server", "response.mcp_call.in_progress", {"item_id": "b"}),
+        (450.0, "server", "response.mcp_call.completed", {"item_id": "a"}),
+        (900.0, "server", "response.mcp_call.failed", {"item_id": "b"}),
+        (950.0, "server", "response.mcp_call.completed", {"item_id": "c"}),  # never started: no sample
+    )
+    samples, _ = stage_samples(run)
+    assert sorted(samples.loc[samples["stage"] == "mcp_call", "value"]) == [350.0, 780.0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fitted = calibrate([run], min_samples=2)
+    assert fitted.table().set_index("stage").loc["mcp_call", "n"] == 2
+    assert not [w for w in caught if "mcp_call" in str(w.message)]
+    without = Calibration(fitted.model.__class__({}, provenance={}), pd.DataFrame()).table()
+    assert "mcp_call" not in set(without["stage"])  # not measured: no row (and no warning: not in `few`)

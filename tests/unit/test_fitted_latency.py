@@ -150,3 +150,13 @@ def test_a_sweep_config_takes_a_fitted_model_and_its_report_names_where_it_came_
         load_config({"target": {"latency": "nope.json"}, "grid": {"threshold": [0.5]}}, base_dir=tmp_path)
     with pytest.raises(ConfigError, match="latency.json from `vlab calibrate`"):
         load_config({"target": {"latency": "fast"}, "grid": {"threshold": [0.5]}}, base_dir=tmp_path)
+
+
+def test_an_mcp_call_draws_from_the_fitted_stage_or_takes_no_time_without_it(tmp_path):
+    fitted = FittedLatency({"mcp_call": Empirical.fit([500.0] * 60)}, provenance={"runs": [], "dates": []})
+    sampler = LatencySampler(resolve(str(fitted.save(tmp_path / "mcp.json")), seed=0))
+    assert sampler.mcp_call_ms() == 500.0
+    only_rate = FittedLatency({"audio_rate": Empirical.fit([3.0] * 60)}, provenance={"runs": [], "dates": []})
+    assert LatencySampler(resolve(str(only_rate.save(tmp_path / "rate.json")), seed=0)).mcp_call_ms() == 0.0
+    typical = [LatencySampler(resolve("typical"), seed_offset=i).mcp_call_ms() for i in range(50)]
+    assert min(typical) >= 300.0 and max(typical) > 350.0  # fixed 300 ms plus a half-normal jitter

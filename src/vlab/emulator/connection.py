@@ -510,7 +510,7 @@ class EmulatorConnection:
         ids = {"item_id": item.id, "output_index": due.output_index}
         await self.send({"type": protocol.MCP_CALL_IN_PROGRESS, **ids})
         mcp = self._mcp.get(str(call.server_label))
-        delay_ms = self.sampler.draw_ms("mcp_call", stream="mcp")
+        delay_ms = self.sampler.mcp_call_ms()
         self.trace_add(kind="latency", item_id=item.id, mcp_call_ms=delay_ms)
         try:
             if mcp is None:

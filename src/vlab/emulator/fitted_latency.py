@@ -16,7 +16,11 @@ stage             interval                                                      
 ``first_audio``   first text delta → first audio delta (negative: audio came first)               ms
 ``audio_rate``    output audio streamed per unit of time (5 = five times faster than real time)   ×
 ``network``       one way: half the ``session.update`` → ``session.updated`` round trip            ms
+``mcp_call``      ``response.mcp_call.in_progress`` → ``.completed`` or ``.failed`` (one MCP call)   ms
 ================  ==============================================================================  ======
+
+``mcp_call`` is optional (:data:`OPTIONAL_STAGES`): only runs with MCP calls measure it, and without it the
+emulator's MCP calls take no simulated time.
 
 The measured stages already hold the network delay of the events they end on; the emulator adds the
 ``network`` draw only to ``speech_started``. On the emulator's simulated timeline ``network`` is measured
@@ -39,8 +43,18 @@ from vlab.errors import ConfigError
 
 FORMAT: Final = "vlab.latency/1"
 """The ``format`` value of a fitted model file."""
-FITTED_STAGES: Final = ("endpointing", "commit", "first_text", "first_audio", "audio_rate", "network")
+FITTED_STAGES: Final = (
+    "endpointing",
+    "commit",
+    "first_text",
+    "first_audio",
+    "audio_rate",
+    "network",
+    "mcp_call",
+)
 """Stages of a fitted model, in time order (see the module docstring)."""
+OPTIONAL_STAGES: Final = ("mcp_call",)
+"""Stages only some runs measure (MCP calls): none measured is no cause for a warning."""
 VOICE_STAGES: Final = ("first_audio", "audio_rate")
 """Stages that depend on the voice (speech synthesis); the others are split by model."""
 QUANTILE_POINTS: Final = 101

@@ -21,8 +21,8 @@ stage                  what it models                                           
 
 ``mcp_call`` is the round trip to a session's MCP server and the tool's own work (a remote search or a
 question to a hosted model takes from a few hundred ms to seconds); the emulator's real call to the server
-runs meanwhile, and its wall time is not on the timeline. A fitted model has no ``mcp_call`` stage
-(``vlab calibrate`` does not fit it): there the call takes no simulated time.
+runs meanwhile, and its wall time is not on the timeline. ``vlab calibrate`` fits it from runs with MCP
+calls; a fitted model without it gives the call no simulated time.
 
 ``typical`` follows public figures for cascaded voice agents (pipecat's and LiveKit's published
 latency breakdowns: LLM TTFT 200–400 ms, streaming TTS first byte 100–200 ms) and the Voice Live
@@ -223,6 +223,12 @@ class LatencySampler:
         fitted = self.model.fitted
         dist = fitted.stage(stage, voice=voice, model=model) if fitted is not None else None
         return None if dist is None else dist.draw(self._rng(stream))
+
+    def mcp_call_ms(self) -> float:
+        """How long an MCP server takes to answer one call, in simulated ms (0 for a fitted model without the stage)."""
+        if self.model.fitted is not None:
+            return max(0.0, self._fitted_draw("mcp_call", stream="mcp") or 0.0)
+        return self.draw_ms("mcp_call", stream="mcp")
 
     def speech_started_delay_ms(self) -> float:
         """Delay of ``speech_started`` after the VAD decided it (the network)."""
