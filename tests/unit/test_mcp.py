@@ -63,6 +63,10 @@ def test_settings_take_mcp_tools_as_wire_mappings_and_check_them():
     )
     (server,) = settings.tools
     assert isinstance(server, McpServer) and not server.needs_approval("a") and server.needs_approval("b")
+    assert McpServer.from_wire({**server.to_wire(), "require_approval": None}).require_approval == "always"
+    with pytest.raises(ConfigError, match="'server_lable'.*Known keys: server_label"):
+        McpServer.from_wire({"type": "mcp", "server_lable": "w", "server_url": "http://x"})
+    assert hash(server) == hash(McpServer.from_wire(server.to_wire()))  # settings holding it stay hashable
     with pytest.raises(ConfigError, match="server_url must be an http"):
         McpServer("w", "ftp://x")
     with pytest.raises(ConfigError, match="require_approval"):
