@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -373,3 +374,71 @@ async def test_an_mcp_call_takes_its_drawn_delay_on_the_simulated_timeline_at_an
     assert measured[0] == measured[1]  # the same seed, the same figures, whatever the speed
     took, drawn = measured[0]
     assert drawn >= 300 and took == pytest.approx(drawn, abs=0.01)
+
+
+REFERENCE_SERVER = """
+import sys
+import uvicorn
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("reference")
+
+
+@server.tool()
+def read_wiki_structure(repoName: str) -> str:
+    \"\"\"Get a list of documentation topics for a GitHub repository.\"\"\"
+    return f"Topics of {repoName}: Overview, Getting started"
+
+
+@server.tool()
+def launch_rocket() -> str:
+    \"\"\"Launch the rocket to the moon.\"\"\"
+    raise ValueError("the launch pad is closed")
+
+
+uvicorn.run(server.streamable_http_app(), port=0, log_level="info")
+"""
+"""The official MCP Python SDK's server, with two tools, on a free port (uvicorn names it on stderr)."""
+
+
+async def test_the_reference_mcp_server_of_the_official_python_sdk_is_listed_and_called():
+    """The client against the MCP Python SDK's own Streamable HTTP server (event streams, its session ids)."""
+    import re
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", REFERENCE_SERVER, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        assert proc.stderr is not None
+        port = None
+        while port is None:  # until uvicorn says where it listens
+            line = (await asyncio.wait_for(proc.stderr.readline(), 60)).decode()
+            assert line, "the reference MCP server ended before it served"
+            found = re.search(r"running on http://127\.0\.0\.1:(\d+)", line)
+            port = int(found.group(1)) if found else None
+        tools = [MCPServer(server_label="deepwiki", server_url=DEEPWIKI, require_approval="never")]
+        async with fast_emulator(mcp_redirects={DEEPWIKI: f"http://127.0.0.1:{port}/mcp"}) as emu:
+            async with _connect(emu) as conn:
+                await collect_events(conn, "session.created")
+                listing = await _listed(conn, tools, count=1)
+                assert listing[-1].type == "mcp_list_tools.completed"
+                item = next(e.item for e in listing if e.type == "conversation.item.created")
+                await conn.conversation.item.retrieve(item_id=item.id)
+                (*_, got) = await collect_events(conn, "conversation.item.retrieved")
+                assert [t.name for t in got.item.tools] == ["read_wiki_structure", "launch_rocket"]
+                assert got.item.tools[0].input_schema["required"] == ["repoName"]
+                await _say(conn, "Show me the wiki structure of the repository Contoso.")
+                (*_, done) = await collect_events(
+                    conn, lambda e: e.type == "response.output_item.done" and e.item.type == "mcp_call"
+                )
+                assert done.item.output == "Topics of Contoso: Overview, Getting started"
+                await _say(conn, "Launch the rocket.")
+                (*events, failed) = await collect_events(
+                    conn, lambda e: e.type == "response.output_item.done" and e.item.type == "mcp_call"
+                )
+                assert "response.mcp_call.failed" in [e.type for e in events]
+                assert "launch_rocket" in failed.item.error["message"]
+    finally:
+        proc.terminate()
+        await proc.wait()
