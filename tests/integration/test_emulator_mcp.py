@@ -18,6 +18,7 @@ from azure.core.credentials import AzureKeyCredential
 
 from tests._mcp_server import TOOLS, answer, stand_in_mcp
 from vlab import protocol
+from vlab.metrics import tool_calls
 from vlab.testing import collect_events, fast_emulator
 
 # The servers of Microsoft's MCP sample (azure-ai-voicelive samples/async_mcp_sample.py), as it names them.
@@ -320,6 +321,12 @@ async def test_a_vlab_session_with_an_mcp_server_logs_every_mcp_event_and_never_
     ]
     approval = frame[(frame["type"] == "conversation.item.create") & (frame["direction"] == "client")]
     assert approval["payload"].str.contains('"approve":true').any()
+    calls = tool_calls(frame)  # the two calls, each with its answer time, the second with its approval's
+    assert calls[["kind", "name", "server_label", "status"]].values.tolist() == [
+        ["mcp", "read_wiki_structure", "deepwiki", "completed"],
+        ["mcp", "ask_question", "deepwiki", "completed"],
+    ]
+    assert (calls["answer_ms"] >= 0).all() and calls["approval_ms"].notna().tolist() == [False, True]
     for name in ("events.jsonl", "session.json"):
         assert token not in (run / name).read_text(), name
     assert not vlab.load_log(run)["payload"].str.contains(token).any()

@@ -4,6 +4,7 @@
   (:mod:`vlab.metrics.events`: the emulator's simulated one, or the client's clock);
 - :mod:`vlab.metrics.session_latency`: session delays (:func:`session_latency`);
 - :mod:`vlab.metrics.summary`: summaries with bootstrap intervals (:func:`summarize_latency`).
+- :mod:`vlab.metrics.tool_calls`: each function and MCP call and how long its answer took (:func:`tool_calls`).
 - :mod:`vlab.metrics.detection`: turn detection against labels (:func:`score_prompt`), operating points
   and the Pareto frontier, the "did the setting take effect" checks and the offline VAD preview.
 """
@@ -33,11 +34,13 @@ from vlab.metrics.latency import (
 )
 from vlab.metrics.session_latency import session_latency
 from vlab.metrics.summary import bootstrap_ci, summarize_latency
+from vlab.metrics.tool_calls import TOOL_CALL_COLUMNS, tool_calls
 
 __all__ = [
     "DETECTION_COLUMNS",
     "LATENCY_STAGES",
     "SEGMENT_STAGES",
+    "TOOL_CALL_COLUMNS",
     "InputTimeline",
     "bootstrap_ci",
     "canary_shift",
@@ -56,6 +59,7 @@ __all__ = [
     "setting_took_effect",
     "stages_in_order",
     "summarize_latency",
+    "tool_calls",
     "turn_latency",
     "vad_preview",
 ]
