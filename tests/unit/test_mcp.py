@@ -84,11 +84,15 @@ def test_settings_take_mcp_tools_as_wire_mappings_and_check_them():
 @pytest.mark.parametrize("etype", ["session.update", "session.created", "session.updated"])
 def test_the_log_keeps_no_mcp_token_or_header_value(etype):
     tool = McpServer("w", "http://x/mcp", headers={"X-Key": "h-secret"}, authorization=TOKEN).to_wire()
-    event = {"type": etype, "session": {"tools": [tool, {"type": "function", "name": "f"}]}}
+    # a malformed entry beside it (a server's or a fuzzer's) is kept as it is
+    event = {"type": etype, "session": {"tools": [tool, {"type": "function", "name": "f"}, "junk"]}}
     record = record_from_event(event, direction="client", seq=0, t_ns=0, wall_ns=0)
     assert TOKEN not in record.payload and "h-secret" not in record.payload
     kept = json.loads(record.payload)["session"]["tools"]
-    assert kept[0]["authorization"] == protocol.REDACTED and kept[1] == {"type": "function", "name": "f"}
+    assert kept[0]["authorization"] == protocol.REDACTED and kept[1:] == [
+        {"type": "function", "name": "f"},
+        "junk",
+    ]
     assert event["session"]["tools"][0]["authorization"] == TOKEN  # the event itself is not changed
 
 

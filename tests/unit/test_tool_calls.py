@@ -72,6 +72,9 @@ def _every_kind_of_call(sim: bool) -> tuple:
         server(1420, 1020, "response.mcp_call.in_progress", {"item_id": "m2"}),
         server(1520, 1120, "response.mcp_call.failed", {"item_id": "m2"}),
         server(1525, 1121, "response.output_item.done", {"item_id": "m2", **_payload(item=_mcp_call("m2", error={"message": "gone"}))}),
+        # answers to no request, and to one already answered: neither counts
+        (1450.0, "client", "conversation.item.create", _client_item(type="mcp_approval_response", approval_request_id="x", approve=True)),
+        (1460.0, "client", "conversation.item.create", _client_item(type="mcp_approval_response", approval_request_id="a", approve=False)),
         # one declined, one left waiting, and a call the log holds no answer to
         server(1600, 1200, "response.output_item.added", {**_added("r5", id="d", type="mcp_approval_request", name="search"), "item_id": "d"}),
         (1700.0, "client", "conversation.item.create", _client_item(type="mcp_approval_response", approval_request_id="d", approve=False)),

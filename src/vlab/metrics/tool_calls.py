@@ -98,13 +98,10 @@ def tool_calls(events: pd.DataFrame) -> pd.DataFrame:
         elif kind in (protocol.MCP_CALL_COMPLETED, protocol.MCP_CALL_FAILED):
             row["status"] = "completed" if kind == protocol.MCP_CALL_COMPLETED else "failed"
             row["answer_ms"] = span_ms(on_timeline, row.get("_t_started", math.nan))
-        elif (
-            kind == protocol.OUTPUT_ITEM_DONE
-            and row["kind"] == "mcp"
-            and row["status"] != "awaiting_approval"
-        ):
+        elif kind == protocol.OUTPUT_ITEM_DONE:  # an MCP call's output or error comes on its item
             item = payload_of(r.payload).get("item") or {}
-            row["output"], row["error"] = item.get("output"), _error_text(item.get("error"))
+            if item.get("type") == "mcp_call":
+                row["output"], row["error"] = item.get("output"), _error_text(item.get("error"))
     frame = pd.DataFrame(
         [{c: row.get(c) for c in TOOL_CALL_COLUMNS} for row in calls], columns=list(TOOL_CALL_COLUMNS)
     )
