@@ -11,7 +11,8 @@ Azure, the simulated timeline for the emulator; ``docs/timeline.md``):
 - ``network``: on the client's clock, half of each ``session.update`` → ``session.updated`` round
   trip; on the emulator's simulated timeline, each ``speech_started``'s delay after the VAD decision the
   emulator stamps on it (:data:`vlab.protocol.DECIDED_MS_KEY`), the one delay the emulator draws
-  ``network`` for.
+  ``network`` for;
+- ``mcp_call`` = :func:`~vlab.metrics.tool_calls`' ``answer_ms`` of each MCP call (only runs with MCP calls).
 
 :func:`calibrate` keeps every stage's empirical quantiles, overall and per voice and per model (a split
 is kept when it has ``min_samples``), and the provenance: runs, dates, endpoint hosts, never a key.
@@ -37,7 +38,7 @@ from vlab import __version__, protocol
 from vlab.emulator.fitted_latency import FITTED_STAGES, OPTIONAL_STAGES, Empirical, FittedLatency
 from vlab.errors import ConfigError, VlabWarning, warn_user
 from vlab.log import load_log
-from vlab.metrics import turn_latency
+from vlab.metrics import tool_calls, turn_latency
 from vlab.metrics.events import in_log_order, on_simulated_timeline, payload_of
 
 __all__ = [
@@ -173,17 +174,10 @@ def _network_simulated(events: pd.DataFrame) -> list[float]:
     return out
 
 
-def _mcp_calls(events: pd.DataFrame, simulated: bool) -> list[float]:
-    """Each MCP call's ``response.mcp_call.in_progress`` → ``.completed`` or ``.failed``, in ms on the log's timeline."""
-    t = _times_ms(events, simulated)
-    started: dict[str, float] = {}
-    out = []
-    for kind, item_id, t_ms in zip(events["type"], events["item_id"], t, strict=True):
-        if kind == protocol.MCP_CALL_IN_PROGRESS:
-            started[str(item_id)] = float(t_ms)
-        elif kind in (protocol.MCP_CALL_COMPLETED, protocol.MCP_CALL_FAILED) and str(item_id) in started:
-            out.append(float(t_ms) - started.pop(str(item_id)))
-    return out
+def _mcp_calls(events: pd.DataFrame) -> list[float]:
+    """Each MCP call's time to answer (:func:`~vlab.metrics.tool_calls`' ``answer_ms``) on the log's timeline."""
+    calls = tool_calls(events)
+    return calls.loc[calls["kind"] == "mcp", "answer_ms"].dropna().tolist()
 
 
 def stage_samples(run: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -207,7 +201,7 @@ def stage_samples(run: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, 
         "first_audio": (turns["ttfb_audio_ms"] - turns["ttft_ms"]).tolist(),
         "audio_rate": _audio_rates(events, simulated),
         "network": _network_simulated(events) if simulated else _network(events),
-        "mcp_call": _mcp_calls(events, simulated),
+        "mcp_call": _mcp_calls(events),
     }
     rows = [(stage, float(v)) for stage, values in samples.items() for v in values if math.isfinite(float(v))]
     frame = pd.DataFrame(rows, columns=["stage", "value"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests._logs import write_log
@@ -54,8 +56,14 @@ def test_each_mcp_call_gives_its_in_progress_to_completed_or_failed_and_is_optio
 
     from vlab.calibrate import Calibration, calibrate
 
+    def added(item_id: str) -> dict:
+        item = {"id": item_id, "type": "mcp_call", "server_label": "s", "name": "t"}
+        return {"item_id": item_id, "payload": json.dumps({"response_id": "r", "item": item})}
+
     run = write_log(
         tmp_path / "run",
+        (90.0, "server", "response.output_item.added", added("a")),
+        (95.0, "server", "response.output_item.added", added("b")),
         (100.0, "server", "response.mcp_call.in_progress", {"item_id": "a"}),
         (120.0, "server", "response.mcp_call.in_progress", {"item_id": "b"}),
         (450.0, "server", "response.mcp_call.completed", {"item_id": "a"}),

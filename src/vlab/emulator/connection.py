@@ -437,9 +437,8 @@ class EmulatorConnection:
 
     # --- MCP servers (see vlab.emulator.mcp) ------------------------------------------------------------
 
-    def _configure_mcp(self) -> None:
-        """List the tools of each MCP server the session names anew; forget the servers it no longer names."""
-        servers = _mcp_servers(self.session.get("tools"), None)
+    def _configure_mcp(self, servers: dict[str, McpServer]) -> None:
+        """List the tools of each MCP server the session's new tools name anew; forget the others."""
         for label in [label for label in self._mcp if label not in servers]:
             del self._mcp[label]
         for label, server in servers.items():
@@ -585,7 +584,7 @@ class EmulatorConnection:
                 event.get("event_id"),
             )
         self.config.refusals.check(self.session["model"], body, event.get("event_id"))
-        _mcp_servers(body.get("tools"), event.get("event_id"))
+        servers = _mcp_servers(body["tools"], event.get("event_id")) if "tools" in body else None
         self.session = session_config.apply_update(
             self.session, body, self.api_version, event.get("event_id"), audio_started=self.audio_started
         )
@@ -596,7 +595,8 @@ class EmulatorConnection:
             if timeline == protocol.TIMELINE_ENDED:
                 await self.scheduler.until_idle()  # answered once everything the audio caused is done
         await self.send({"type": protocol.SESSION_UPDATED, "session": dict(self.session)})
-        self._configure_mcp()
+        if servers is not None:  # the update's tools replace the session's (an update without any keeps them)
+            self._configure_mcp(servers)
 
     def _append(self, event: dict[str, Any]) -> None:
         audio = require(event, "audio", str)
