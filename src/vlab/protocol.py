@@ -70,6 +70,20 @@ def bytes_per_second(audio_format: str, sampling_rate: int | None = None) -> int
     return 2 * OUTPUT_FORMAT_RATES.get(audio_format.replace("-", "_"), PCM16_SAMPLE_RATE_HZ)
 
 
+# --- conversation items of tools (an item's ``type``) ------------------------------------------------
+
+FUNCTION_CALL_ITEM: Final = "function_call"
+"""The model calls a function tool; the client answers with a :data:`FUNCTION_CALL_OUTPUT_ITEM`."""
+FUNCTION_CALL_OUTPUT_ITEM: Final = "function_call_output"
+MCP_LIST_TOOLS_ITEM: Final = "mcp_list_tools"
+"""The service lists an MCP server's tools (after a ``session.update`` that names the server)."""
+MCP_CALL_ITEM: Final = "mcp_call"
+"""The service calls an MCP server's tool; the item's ``output`` or ``error`` is its answer."""
+MCP_APPROVAL_REQUEST_ITEM: Final = "mcp_approval_request"
+"""The service asks before an MCP call; the client answers with a :data:`MCP_APPROVAL_RESPONSE_ITEM`."""
+MCP_APPROVAL_RESPONSE_ITEM: Final = "mcp_approval_response"
+
+
 # --- MCP tools (``type: "mcp"`` entries of a session's ``tools``) --------------------------------------
 
 MCP_APPROVALS: Final = ("always", "never")

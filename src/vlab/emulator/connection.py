@@ -56,7 +56,12 @@ log = logging.getLogger("vlab.emulator")
 _T = TypeVar("_T")
 _MIB = 1024 * 1024
 
-_ITEM_TYPES = {"message", "function_call", "function_call_output", "mcp_approval_response"}
+_ITEM_TYPES = {
+    "message",
+    protocol.FUNCTION_CALL_ITEM,
+    protocol.FUNCTION_CALL_OUTPUT_ITEM,
+    protocol.MCP_APPROVAL_RESPONSE_ITEM,
+}
 _ROLES = {"user", "assistant", "system"}
 _RESPONSE_OVERRIDES = {
     "tools": "tools",
@@ -466,7 +471,7 @@ class EmulatorConnection:
             {
                 "id": Ids.new("item"),
                 "object": "realtime.item",
-                "type": "mcp_list_tools",
+                "type": protocol.MCP_LIST_TOOLS_ITEM,
                 "server_label": tools.server.server_label,
                 "tools": [],
             }
@@ -638,10 +643,10 @@ class EmulatorConnection:
                 "item.role",
                 event_id,
             )
-        if kind == "function_call_output":
+        if kind == protocol.FUNCTION_CALL_OUTPUT_ITEM:
             require(item, "call_id", str)
             require(item, "output", str)
-        if kind == "mcp_approval_response":
+        if kind == protocol.MCP_APPROVAL_RESPONSE_ITEM:
             require(item, "approve", bool)
             request_id = require(item, "approval_request_id", str)
             if request_id not in self._approvals:
@@ -674,7 +679,7 @@ class EmulatorConnection:
         created = Item(item, text=text)
         prev = self.conversation.add(created, prev_id)
         await self.send({"type": protocol.ITEM_CREATED, "previous_item_id": prev, "item": created.public()})
-        if kind == "mcp_approval_response":
+        if kind == protocol.MCP_APPROVAL_RESPONSE_ITEM:
             call = self._approvals.pop(item["approval_request_id"])
             if item["approve"]:  # the service makes the approved call in a response of its own
                 approved = dataclasses.replace(call, approval_request_id=item["approval_request_id"])

@@ -54,6 +54,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vlab import protocol
 from vlab.emulator import reply_length, tool_choice
 from vlab.emulator.items import Item
 from vlab.errors import ConfigError
@@ -97,9 +98,9 @@ def _tool_output(item: Item | None) -> str | None:
     """The output the conversation ends with: a function call's output or an MCP call's; None if none."""
     if item is None:
         return None
-    if item.type == "function_call_output":
+    if item.type == protocol.FUNCTION_CALL_OUTPUT_ITEM:
         return str(item.wire.get("output", ""))
-    if item.type == "mcp_call" and item.wire.get("output") is not None:
+    if item.type == protocol.MCP_CALL_ITEM and item.wire.get("output") is not None:
         return str(item.wire["output"])
     return None
 
@@ -268,12 +269,12 @@ def _reply(
     last = conversation[-1] if conversation else None
     output = _tool_output(last)
     if output is not None and last is not None:
-        if last.type == "mcp_call":
+        if last.type == protocol.MCP_CALL_ITEM:
             output = " ".join(output.split()[:40])
         return Reply(f"Here is what I found: {output}.")
-    if last is not None and last.type == "mcp_call" and last.wire.get("error") is not None:
+    if last is not None and last.type == protocol.MCP_CALL_ITEM and last.wire.get("error") is not None:
         return Reply(f"The {last.wire.get('name')} tool failed: {_error_text(last.wire['error'])}.")
-    if last is not None and last.type == "mcp_approval_response" and not last.wire.get("approve"):
+    if last is not None and last.type == protocol.MCP_APPROVAL_RESPONSE_ITEM and not last.wire.get("approve"):
         asked = next((i for i in conversation if i.id == last.wire.get("approval_request_id")), None)
         name = asked.wire.get("name") if asked is not None else "the tool"
         return Reply(f"I did not run {name}, as you declined it.")

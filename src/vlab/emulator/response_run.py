@@ -447,7 +447,12 @@ class ResponseRun:
 
     async def _function_call(self, call: FunctionCall) -> None:
         call_id = Ids.new("call")
-        wire = {"type": "function_call", "status": "in_progress", "name": call.name, "call_id": call_id}
+        wire = {
+            "type": protocol.FUNCTION_CALL_ITEM,
+            "status": "in_progress",
+            "name": call.name,
+            "call_id": call_id,
+        }
         item, index = await self._add_item({**wire, "arguments": ""})
         ids = {"response_id": self.id, "item_id": item.id, "output_index": index, "call_id": call_id}
         done = {"type": protocol.FUNCTION_CALL_ARGUMENTS_DONE, "name": call.name}
@@ -460,7 +465,7 @@ class ResponseRun:
         """The ``mcp_call`` item and its arguments; the connection makes the call after ``response.done``."""
         item, index = await self._add_item(
             {
-                "type": "mcp_call",
+                "type": protocol.MCP_CALL_ITEM,
                 "status": "in_progress",
                 "server_label": call.server_label,
                 "name": call.name,
@@ -479,7 +484,11 @@ class ResponseRun:
 
     async def _mcp_approval_request(self, call: FunctionCall) -> None:
         """An ``mcp_approval_request`` item: the call waits for the client's ``mcp_approval_response``."""
-        wire = {"type": "mcp_approval_request", "server_label": call.server_label, "name": call.name}
+        wire = {
+            "type": protocol.MCP_APPROVAL_REQUEST_ITEM,
+            "server_label": call.server_label,
+            "name": call.name,
+        }
         item, index = await self._add_item({**wire, "arguments": call.arguments})
         await self._item_done(item, index)
         self.approval_requests.append((item.id, call))

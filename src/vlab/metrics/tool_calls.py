@@ -51,7 +51,11 @@ TOOL_CALL_COLUMNS: Final = (
     "timeline",
 )
 """The columns of :func:`tool_calls`, in order."""
-_CALL_ITEMS: Final = {"function_call": "function", "mcp_call": "mcp", "mcp_approval_request": "mcp"}
+_CALL_ITEMS: Final = {
+    protocol.FUNCTION_CALL_ITEM: "function",
+    protocol.MCP_CALL_ITEM: "mcp",
+    protocol.MCP_APPROVAL_REQUEST_ITEM: "mcp",
+}
 
 
 def tool_calls(events: pd.DataFrame) -> pd.DataFrame:
@@ -100,7 +104,7 @@ def tool_calls(events: pd.DataFrame) -> pd.DataFrame:
             row["answer_ms"] = span_ms(on_timeline, row.get("_t_started", math.nan))
         elif kind == protocol.OUTPUT_ITEM_DONE:  # an MCP call's output or error comes on its item
             item = payload_of(r.payload).get("item") or {}
-            if item.get("type") == "mcp_call":
+            if item.get("type") == protocol.MCP_CALL_ITEM:
                 row["output"], row["error"] = item.get("output"), _error_text(item.get("error"))
     frame = pd.DataFrame(
         [{c: row.get(c) for c in TOOL_CALL_COLUMNS} for row in calls], columns=list(TOOL_CALL_COLUMNS)
@@ -118,7 +122,7 @@ def _new_row(
         asked.update(item_id=as_str(item.get("id")), response_id=as_str(response_id), status="in_progress")
         by_item[str(item.get("id"))] = asked
         return None
-    approval = item.get("type") == "mcp_approval_request"
+    approval = item.get("type") == protocol.MCP_APPROVAL_REQUEST_ITEM
     return {
         "kind": kind,
         "name": as_str(item.get("name")),
@@ -144,12 +148,12 @@ def _client_item(
     by_call_id: dict[str, dict[str, Any]],
 ) -> None:
     """A client item that answers a call: a function's output, or an answer to an approval request."""
-    if item.get("type") == "function_call_output":
+    if item.get("type") == protocol.FUNCTION_CALL_OUTPUT_ITEM:
         row = by_call_id.get(str(item.get("call_id")))
         if row is not None and row["status"] == "in_progress":
             row.update(status="completed", output=item.get("output"))
             row["answer_ms"] = span_ms(t_ns, row.get("_t_arguments", math.nan))
-    elif item.get("type") == "mcp_approval_response":
+    elif item.get("type") == protocol.MCP_APPROVAL_RESPONSE_ITEM:
         row = by_item.get(str(item.get("approval_request_id")))
         if row is not None and row["status"] == "awaiting_approval":
             row["approval_ms"] = span_ms(t_ns, row["_t_asked"])

@@ -622,7 +622,7 @@ class Session:
     ) -> None:
         """Return a function call's result (a string, or a mapping sent as JSON); by default ask for a response."""
         text = output if isinstance(output, str) else json.dumps(output)
-        item = {"type": "function_call_output", "call_id": call_id, "output": text}
+        item = {"type": protocol.FUNCTION_CALL_OUTPUT_ITEM, "call_id": call_id, "output": text}
         await self.send({"type": protocol.CLIENT_ITEM_CREATE, "item": item})
         if respond:
             await self.create_response()
@@ -634,7 +634,7 @@ class Session:
         (:meth:`create_response`) to hear the model say so.
         """
         item = {
-            "type": "mcp_approval_response",
+            "type": protocol.MCP_APPROVAL_RESPONSE_ITEM,
             "approval_request_id": approval_request_id,
             "approve": approve,
         }
