@@ -12,8 +12,10 @@ import pytest
 import soundfile as sf
 
 from tests._logs import T0_NS, hand_record
+from tests._mcp_server import stand_in_mcp
 from vlab.errors import ConfigError
 from vlab.log.records import EventRecord
+from vlab.settings import FunctionTool
 from vlab.widgets import SessionPanel
 
 CANARY = "CANARY-PANEL-KEY-0123456789"
@@ -228,10 +230,96 @@ def test_the_event_table_shows_each_event_s_direction_and_detail():
         ("4", "·", "vlab.connection_lost", ("dropped " * 20)[:100]),  # vlab's own: neither sent nor received
         ("6", "←", "response.done", "response_id=resp_1"),
     ]
-    assert "(9 logged; audio deltas hidden)" in table
+    assert "(9 logged; deltas hidden)" in table
 
 
 def test_an_untouched_panel_asks_for_the_default_server_vad(tmp_path, prompt_dir):
     from vlab import ServerVad
 
     assert _panel(tmp_path, prompt_dir).settings().turn_detection == ServerVad()
+
+
+WEATHER = FunctionTool(
+    "get_current_weather",
+    "Get the current weather in a given location",
+    {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]},
+)
+LEARN = "https://learn.microsoft.com/api/mcp"
+
+
+def _said(panel) -> list[str]:
+    frame = panel.session.frame()
+    return frame[frame["type"] == "response.audio_transcript.done"]["text"].tolist()
+
+
+async def test_a_function_tool_s_handler_answers_and_the_answer_is_spoken_before_the_turn_ends(
+    tmp_path, prompt_dir
+):
+    asked = []
+
+    def get_current_weather(location: str) -> dict:
+        asked.append(location)
+        return {"location": location, "temperature": 22}
+
+    panel = _panel(
+        tmp_path, prompt_dir, tools=[WEATHER], tool_handlers={"get_current_weather": get_current_weather}
+    )
+    assert "get_current_weather" in panel.tools_note.value
+    assert panel.mcp_box.layout.display == "none"  # no MCP server named
+    panel.start.click()
+    await panel.task
+    assert asked == ["Seattle"] and panel.output.outputs == ()
+    result = json.dumps({"location": "Seattle", "temperature": 22})
+    assert _said(panel) == [f"Here is what I found: {result}."]
+    assert "finished" in panel.status.value and panel.runner is None
+
+
+@pytest.mark.parametrize(
+    ("button", "said"),
+    [
+        (1, "Here is what I found: microsoft_docs_search answered {}."),
+        (2, "I did not run microsoft_docs_search, as you declined it."),
+    ],
+    ids=["approve", "decline"],
+)
+async def test_an_mcp_call_waits_for_the_approve_or_decline_button(tmp_path, prompt_dir, button, said):
+    weather = {"microsoft_docs_search": "Get the weather like in a city today."}
+    async with stand_in_mcp(descriptions=weather) as mcp:
+        panel = _panel(tmp_path, prompt_dir)
+        panel.emulator_options["mcp_redirects"] = {LEARN: mcp.url}
+        panel.mcp_url.value = LEARN
+        panel.mcp_label.value = "azure_doc"
+        assert panel.mcp_box.layout.display is None and panel.mcp_approval.value == "always"
+        panel.start.click()
+        await panel.awaiting_approval.wait()
+        (row,) = panel.approvals.children
+        text = row.children[0].value
+        assert "<b>azure_doc</b> asks to run <code>microsoft_docs_search(" in text
+        assert "waiting for your approval of <code>microsoft_docs_search</code>" in panel.status.value
+        arguments = json.loads(panel.runner.pending[next(iter(panel.runner.pending))].arguments)
+        row.children[button].click()
+        await panel.task
+    assert panel.approvals.children == () and not panel.awaiting_approval.is_set()
+    assert _said(panel) == [said.replace("{}", json.dumps(arguments, sort_keys=True))]
+    assert mcp.methods().count("tools/call") == (1 if button == 1 else 0)
+    assert panel.output.outputs == () and "finished" in panel.status.value
+
+
+def test_the_mcp_token_never_stays_in_widget_state_and_a_bad_server_is_refused_clearly(tmp_path, prompt_dir):
+    panel = _panel(tmp_path, prompt_dir)
+    panel.mcp_url.value = "https://mcp.example/mcp"
+    panel.mcp_token.value = CANARY
+    assert panel.mcp_token.value == "" and "token set" in panel.mcp_token.placeholder
+    (server,) = panel.settings().tools
+    assert server.authorization == CANARY and CANARY not in repr(server)
+    states = json.dumps([w.get_state() for w in _all_widgets(panel.widget)], default=str)
+    assert CANARY not in states and CANARY not in repr(panel)
+
+    panel.mcp_url.value = "mcp.example/mcp"
+    with pytest.raises(ConfigError, match="server_url") as refused:
+        panel.settings()
+    assert CANARY not in str(refused.value)
+    panel.start.click()
+    assert panel.task is None
+    (shown,) = panel.output.outputs
+    assert "server_url" in shown["data"]["text/plain"]

@@ -23,6 +23,8 @@ raw frame) and not reacted to; the session goes on and counts it (:attr:`Session
 
 The parts, one job each (a module imports only those listed below it):
 
+- ``tools.py``: :class:`ToolRunner`, which answers an open session's tool calls (function handlers, MCP
+  approvals, a response after each);
 - ``session.py``: :class:`Session`, the facade that wires the parts and keeps the log;
 - ``connector.py``: the target (resolved when first needed), the embedded emulator, the credential;
 - ``output.py``: where the assistant's audio goes (the speaker or simulated playback, the recording);
@@ -42,5 +44,16 @@ from vlab.session.barge_in import BargeIn
 from vlab.session.readers import EventMatch, LocalEvent
 from vlab.session.reconnect import ConnectionLoss, Reconnect
 from vlab.session.session import Session
+from vlab.session.tools import Handler, McpApprovalRequest, ToolRunner
 
-__all__ = ["BargeIn", "ConnectionLoss", "EventMatch", "LocalEvent", "Reconnect", "Session"]
+__all__ = [
+    "BargeIn",
+    "ConnectionLoss",
+    "EventMatch",
+    "Handler",
+    "LocalEvent",
+    "McpApprovalRequest",
+    "Reconnect",
+    "Session",
+    "ToolRunner",
+]

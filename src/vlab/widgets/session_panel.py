@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import math
 import time
 from collections import deque
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,16 @@ from vlab.endpoint import Secret
 from vlab.errors import ConfigError, VlabError
 from vlab.log.records import EventRecord
 from vlab.protocol_limits import THRESHOLD_BOUNDS
-from vlab.settings import NOT_GIVEN, AzureSemanticVad, SemanticVariant, ServerVad, SessionSettings
+from vlab.session.tools import Handler, McpApprovalRequest, ToolRunner
+from vlab.settings import (
+    NOT_GIVEN,
+    AzureSemanticVad,
+    FunctionTool,
+    McpServer,
+    SemanticVariant,
+    ServerVad,
+    SessionSettings,
+)
 from vlab.widgets._events import direction_arrow, event_detail
 from vlab.widgets._tasks import guarded, start_task
 from vlab.widgets.browser_audio import BrowserAudio, kernel_has_device
@@ -44,7 +56,11 @@ _HIDDEN_EVENTS = {
     protocol.CLIENT_APPEND,
     protocol.AUDIO_TRANSCRIPT_DELTA,
     protocol.TEXT_DELTA,
+    protocol.FUNCTION_CALL_ARGUMENTS_DELTA,
+    protocol.MCP_CALL_ARGUMENTS_DELTA,
 }
+_SHOWN_ARGUMENTS = 300
+"""Characters of a call's arguments shown in an approval request."""
 
 
 def find_prompt_dir() -> Path | None:
@@ -85,6 +101,11 @@ class SessionPanel:
         source: The input chosen at first: ``"WAV prompt"``, ``"Uploaded file"``, ``"Browser
             microphone"`` or ``"Microphone"`` (the kernel's). Default: the browser microphone when the
             kernel has no input device (a remote kernel), else a WAV prompt.
+        tools: Function tools and MCP servers the session offers the model (the form can add one MCP
+            server more).
+        tool_handlers: The code of each function tool, by name (see :class:`vlab.session.ToolRunner`):
+            a call runs it, and its result is spoken. An MCP call that needs approval shows Approve and
+            Decline buttons.
     """
 
     def __init__(
@@ -98,8 +119,16 @@ class SessionPanel:
         session_options: dict[str, Any] | None = None,
         keep_open: bool = True,
         source: str | None = None,
+        tools: Sequence[FunctionTool | McpServer] = (),
+        tool_handlers: Mapping[str, Handler] | None = None,
     ) -> None:
         self._initial_source = source
+        self.tools = tuple(tools)
+        self.tool_handlers = dict(tool_handlers or {})
+        self.runner: ToolRunner | None = None
+        """Answers the running session's tool calls (None when it offers no tools)."""
+        self.awaiting_approval = asyncio.Event()
+        """Set while an MCP call waits for its Approve or Decline button."""
         self.runs_dir = Path(runs_dir)
         self.prompt_dir = Path(prompt_dir) if prompt_dir is not None else find_prompt_dir()
         self.max_rows = max_rows
@@ -110,6 +139,7 @@ class SessionPanel:
         self.run_dir: Path | None = None
         self.task: asyncio.Task[Any] | None = None
         self._api_key: Secret | None = None
+        self._mcp_token: Secret | None = None
         self._t0_ns = 0
         self._rows: deque[EventRecord] = deque(maxlen=max_rows)  # the table's records (none hidden)
         self._rendered = -1  # records logged when the table was last rendered
@@ -155,6 +185,26 @@ class SessionPanel:
         )  # fmt: skip
         self.instructions = widgets.Textarea(
             value="You are a helpful assistant.", description="Instructions", style=style, layout=wide
+        )
+        self.tools_note = widgets.HTML(_describe_tools(self.tools))
+        self.mcp_url = widgets.Text(
+            description="MCP server",
+            placeholder="https://<server>/mcp (optional: its tools are offered)",
+            style=style,
+            layout=wide,
+        )
+        self.mcp_label = widgets.Text(value="mcp", description="Server label", style=style, layout=wide)
+        self.mcp_approval = widgets.ToggleButtons(
+            options=[("Ask me", "always"), ("Run without asking", "never")],
+            value="always",
+            description="MCP calls",
+            style=buttons,
+        )
+        self.mcp_token = widgets.Password(
+            description="Bearer token",
+            placeholder="optional (it is not kept in the notebook)",
+            style=style,
+            layout=wide,
         )
         self.turn_type = widgets.Dropdown(
             options=[(v, k) for k, v in TURN_TYPES.items()],
@@ -226,6 +276,8 @@ class SessionPanel:
         self.start = widgets.Button(description="Start", button_style="success", icon="play")
         self.stop = widgets.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
         self.status = widgets.HTML("<i>idle</i>")
+        self.approvals = widgets.VBox([])
+        """One row (the call, Approve, Decline) per MCP call waiting for approval."""
         self.level = widgets.FloatProgress(
             value=0.0, min=0.0, max=1.0, description="Input level", style=style
         )
@@ -235,6 +287,7 @@ class SessionPanel:
         self.output = widgets.Output()
 
         self.azure_box = widgets.VBox([self.endpoint, self.auth, self.api_key])
+        self.mcp_box = widgets.VBox([self.mcp_label, self.mcp_approval, self.mcp_token])
         self.semantic_box = widgets.VBox([self.remove_fillers])
         self.vad_box = widgets.VBox([self.threshold, self.prefix_padding, self.silence, self.semantic_box])
         self.prompt_box = widgets.VBox([self.prompt])
@@ -242,12 +295,20 @@ class SessionPanel:
         self.browser_box = widgets.VBox([self.browser_audio])
         form = widgets.VBox([
             self.target, self.azure_box, self.model, self.voice, self.instructions,
+            self.tools_note, self.mcp_url, self.mcp_box,
             self.turn_type, self.vad_box, self.source, self.prompt_box, self.upload_box,
             self.speaker, self.speaker_side, self.browser_box, self.sound_where, self.barge_in,
         ])  # fmt: skip
         form.layout = widgets.Layout(width="470px", flex="0 0 auto", overflow="visible")
         live = widgets.VBox(
-            [widgets.HBox([self.start, self.stop]), self.status, self.level, self.latency, self.table],
+            [
+                widgets.HBox([self.start, self.stop]),
+                self.status,
+                self.approvals,
+                self.level,
+                self.latency,
+                self.table,
+            ],
             layout=widgets.Layout(flex="1 1 380px", min_width="380px"),
         )
         columns = widgets.HBox(
@@ -265,9 +326,11 @@ class SessionPanel:
             guarded(self.output, "Changing turn detection")(lambda _: self._sync_visibility()), names="value"
         )
         for control, what in ((self.source, "Changing the input"), (self.speaker, "Changing the speaker"),
-                              (self.speaker_side, "Changing the speaker side")):  # fmt: skip
+                              (self.speaker_side, "Changing the speaker side"),
+                              (self.mcp_url, "Changing the MCP server")):  # fmt: skip
             control.observe(guarded(self.output, what)(lambda _: self._sync_visibility()), names="value")
         self.api_key.observe(guarded(self.output, "Setting the key")(self._take_key), names="value")
+        self.mcp_token.observe(guarded(self.output, "Setting the token")(self._take_token), names="value")
         self.start.on_click(guarded(self.output, "Start")(lambda _: self.start_session()))
         self.stop.on_click(guarded(self.output, "Stop")(lambda _: self.stop_session()))
         self._sync_visibility()
@@ -285,6 +348,7 @@ class SessionPanel:
         show(self.azure_box, self.target.value == AZURE)
         self.api_key.layout.display = None if self.auth.value == "API key" else "none"
         show(self.vad_box, self.turn_type.value != "manual")
+        show(self.mcp_box, bool(self.mcp_url.value.strip()))
         show(self.semantic_box, self.turn_type.value.startswith("azure_semantic"))
         show(self.prompt_box, self.source.value == WAV_PROMPT)
         show(self.upload_box, self.source.value == UPLOADED_FILE)
@@ -311,7 +375,27 @@ class SessionPanel:
             self.api_key.value = ""
             self.api_key.placeholder = "key set (hidden); paste again to replace"
 
+    def _take_token(self, change: dict[str, Any]) -> None:
+        """Move the MCP server's token out of the widget into a Secret, as the API key."""
+        value = change["new"]
+        if value:
+            self._mcp_token = Secret(value)
+            self.mcp_token.value = ""
+            self.mcp_token.placeholder = "token set (hidden); paste again to replace"
+
     # --- settings ------------------------------------------------------------------------------------
+
+    def mcp_server(self) -> McpServer | None:
+        """The MCP server the form names (None when its URL is empty; ConfigError for invalid values)."""
+        url = self.mcp_url.value.strip()
+        if not url:
+            return None
+        return McpServer(
+            self.mcp_label.value.strip(),
+            url,
+            require_approval=self.mcp_approval.value,
+            authorization=self._mcp_token.reveal() if self._mcp_token is not None else None,
+        )
 
     def settings(self) -> SessionSettings:
         """The session settings the form describes (raises ConfigError for invalid values)."""
@@ -334,11 +418,13 @@ class SessionPanel:
             td = AzureSemanticVad(
                 variant=variants[kind], remove_filler_words=self.remove_fillers.value, **common
             )
+        server = self.mcp_server()
         return SessionSettings(
             model=self.model.value.strip() or protocol.DEFAULT_MODEL,
             instructions=self.instructions.value,
             voice=self.voice.value.strip() or NOT_GIVEN,
             turn_detection=td,
+            tools=(*self.tools, *([server] if server is not None else [])),
         )
 
     def _session_kwargs(self) -> dict[str, Any]:
@@ -468,7 +554,7 @@ class SessionPanel:
         self.session = session
         refresher = asyncio.get_event_loop().create_task(self._refresh_loop())
         try:
-            async with session:
+            async with session, self._tool_runner(session, settings) as runner:
                 self.connected.set()
                 self._set_status(f"connected to {html.escape(session.target.describe())}")
                 if self.source.value in _LIVE and self._pending.empty():
@@ -477,6 +563,9 @@ class SessionPanel:
                 while True:
                     audio = await self._pending.get()
                     await self._feed(session, audio, settings)
+                    if runner is not None and not runner.idle:
+                        self._set_status("answering the tool calls…")
+                        await runner.settled()
                     self.answered.set()
                     if not self.keep_open:
                         return
@@ -487,11 +576,52 @@ class SessionPanel:
             self.error = exc
             raise
         finally:
+            self.runner = None
             self.connected.clear()
             refresher.cancel()
             self._refresh()
             if speaker is not None:
                 speaker.close()
+
+    def _tool_runner(
+        self, session: Any, settings: SessionSettings
+    ) -> AbstractAsyncContextManager[ToolRunner | None]:
+        """A runner answering the session's tool calls, or nothing when it offers no tools."""
+        if not settings.tools:
+            return contextlib.nullcontext(None)
+        self.runner = ToolRunner(session, self.tool_handlers, approve=self._ask_approval)
+        return self.runner
+
+    async def _ask_approval(self, request: McpApprovalRequest) -> bool:
+        """Show the call with Approve and Decline buttons, and wait for one to be pressed."""
+        decided: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        shown = request.arguments
+        if len(shown) > _SHOWN_ARGUMENTS:
+            shown = shown[:_SHOWN_ARGUMENTS] + "…"
+        text = widgets.HTML(
+            f"<b>{html.escape(request.server_label)}</b> asks to run "
+            f"<code>{html.escape(request.name)}({html.escape(shown)})</code>"
+        )
+        approve = widgets.Button(description="Approve", button_style="success", icon="check")
+        decline = widgets.Button(description="Decline", button_style="warning", icon="times")
+
+        def answer(approved: bool) -> None:
+            if not decided.done():
+                decided.set_result(approved)
+
+        approve.on_click(lambda _: answer(True))
+        decline.on_click(lambda _: answer(False))
+        row = widgets.HBox([text, approve, decline])
+        self.approvals.children = (*self.approvals.children, row)
+        self.awaiting_approval.set()
+        self._set_status(f"waiting for your approval of <code>{html.escape(request.name)}</code>")
+        try:
+            return await decided
+        finally:
+            self.approvals.children = tuple(c for c in self.approvals.children if c is not row)
+            if not self.approvals.children:
+                self.awaiting_approval.clear()
+                self._set_status("answering the tool calls…")
 
     async def _feed(self, session: Any, audio: bytes, settings: SessionSettings) -> None:
         """Send a prompt, paced and metered, and wait for its answer (on the emulator's timeline there)."""
@@ -655,6 +785,19 @@ class _Metered:
             yield chunk
 
 
+def _describe_tools(tools: Sequence[FunctionTool | McpServer]) -> str:
+    """The tools given to the panel, in one line of HTML (empty when there are none)."""
+    if not tools:
+        return ""
+    names = [
+        f"<code>{html.escape(t.name)}</code>"
+        if isinstance(t, FunctionTool)
+        else f"<code>{html.escape(t.server_label)}</code> (MCP)"
+        for t in tools
+    ]
+    return f"<small>Tools: {', '.join(names)}</small>"
+
+
 def render_event_table(rows: list[EventRecord], t0_ns: int, *, total: int) -> str:
     """HTML table of records with times relative to ``t0_ns``."""
     body = "".join(
@@ -663,6 +806,6 @@ def render_event_table(rows: list[EventRecord], t0_ns: int, *, total: int) -> st
         for r in rows
     )
     return (
-        f"<div style='font-size:12px'><b>Events</b> ({total} logged; audio deltas hidden)<table>"
+        f"<div style='font-size:12px'><b>Events</b> ({total} logged; deltas hidden)<table>"
         f"<tr><th>ms</th><th></th><th>type</th><th>detail</th></tr>{body}</table></div>"
     )

@@ -1,0 +1,97 @@
+"""ToolRunner on a real Session against the emulator: function handlers and MCP approvals, until the answer is spoken."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from typing import Any
+
+from tests._mcp_server import answer, stand_in_mcp
+from vlab import Session, protocol
+from vlab.metrics import tool_calls
+from vlab.session import McpApprovalRequest, ToolRunner
+from vlab.settings import FunctionTool, McpServer, SessionSettings
+from vlab.testing import SDK_SAMPLE_TOOLS
+
+LEARN = "https://learn.microsoft.com/api/mcp"
+FAST = {"speed": math.inf, "latency": "instant"}
+
+
+def _said(frame: Any) -> list[str]:
+    done = frame[frame["type"] == protocol.AUDIO_TRANSCRIPT_DONE]
+    return done["text"].tolist()
+
+
+async def _spoken(session: Session, count: int) -> None:
+    """Wait until ``count`` replies have been spoken in all."""
+    while len(_said(session.frame())) < count:
+        await session.wait_for(protocol.AUDIO_TRANSCRIPT_DONE)
+
+
+async def test_a_function_call_runs_its_handler_and_the_answer_is_spoken():
+    tools = [FunctionTool(**{k: v for k, v in t.items() if k != "type"}) for t in SDK_SAMPLE_TOOLS]
+    settings = SessionSettings(tools=tools, turn_detection=None)
+    asked: list[dict[str, Any]] = []
+
+    async def get_current_weather(location: str, unit: str = "celsius") -> dict[str, Any]:
+        asked.append({"location": location, "unit": unit})
+        return {"location": location, "temperature": 22, "unit": unit}
+
+    async with Session(settings, emulator_options=FAST, dotenv_path=False) as session:
+        async with ToolRunner(session, {"get_current_weather": get_current_weather}) as runner:
+            await session.send_text("What is the weather in Seattle?")
+            await session.wait_for(protocol.RESPONSE_DONE)  # the call's response
+            await runner.settled()  # the handler's answer, and the response that speaks it
+        frame = session.frame()
+    assert asked == [{"location": "Seattle", "unit": "celsius"}] and runner.errors == []
+    result = {"location": "Seattle", "temperature": 22, "unit": "celsius"}
+    assert _said(frame) == [f"Here is what I found: {json.dumps(result)}."]
+    calls = tool_calls(frame)
+    assert calls[["kind", "name", "status", "output"]].values.tolist() == [
+        ["function", "get_current_weather", "completed", json.dumps(result)]
+    ]
+    client = frame[frame["direction"] == "client"]["type"].tolist()
+    assert client.count(protocol.CLIENT_RESPONSE_CREATE) == 2  # the question's, then the answer's
+
+
+async def test_mcp_calls_are_approved_or_declined_by_the_approver_and_each_answer_is_spoken():
+    server = McpServer("azure_doc", LEARN, require_approval="always")
+    settings = SessionSettings(tools=[server], turn_detection=None)
+    requests: list[McpApprovalRequest] = []
+
+    async def approve(request: McpApprovalRequest) -> bool:
+        requests.append(request)
+        return len(requests) == 1  # the first call, not the second
+
+    async with stand_in_mcp() as mcp:
+        options = {**FAST, "mcp_redirects": {LEARN: mcp.url}}
+        async with Session(settings, emulator_options=options, dotenv_path=False) as session:
+            await session.wait_for(protocol.MCP_LIST_TOOLS_COMPLETED)
+            async with ToolRunner(session, approve=approve):
+                await session.send_text("Search the Microsoft documentation for voice live.")
+                await _spoken(session, 1)
+                await session.send_text("Search the Microsoft documentation for avatars.")
+                await _spoken(session, 2)
+            frame = session.frame()
+    assert [(r.server_label, r.name) for r in requests] == [("azure_doc", "microsoft_docs_search")] * 2
+    first = answer("microsoft_docs_search", json.loads(requests[0].arguments))
+    assert _said(frame) == [
+        f"Here is what I found: {first}.",
+        "I did not run microsoft_docs_search, as you declined it.",
+    ]
+    assert mcp.methods().count("tools/call") == 1
+    assert tool_calls(frame)["status"].tolist() == ["completed", "declined"]
+
+
+async def test_the_runner_stops_with_the_session_and_leaves_no_task_behind():
+    settings = SessionSettings(tools=[FunctionTool("get_current_time")], turn_detection=None)
+    session = Session(settings, emulator_options=FAST, dotenv_path=False)
+    async with session:
+        runner = ToolRunner(session, {"get_current_time": lambda: "noon"})
+        runner.start()
+        await session.send_text("What time is it?")
+        await _spoken(session, 1)
+    await runner.aclose()
+    assert _said(session.frame()) == ["Here is what I found: noon."]
+    assert not [t for t in asyncio.all_tasks() if "ToolRunner" in repr(t.get_coro())]

@@ -1,0 +1,225 @@
+"""ToolRunner's decisions, on events handed to it in order: what it sends, and when it asks for a response."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from tests._logs import hand_record
+from vlab import protocol
+from vlab.errors import VlabWarning
+from vlab.session import McpApprovalRequest, ToolRunner
+
+
+class _Session:
+    """What ToolRunner uses of a session: its sink, and the three ways to answer (recorded in order)."""
+
+    def __init__(self) -> None:
+        self.sink: Any = None
+        self.sent: list[tuple[Any, ...]] = []
+        self._changed = asyncio.Event()
+
+    def add_sink(self, sink: Any) -> None:
+        self.sink = sink
+
+    def _record(self, *what: Any) -> None:
+        self.sent.append(what)
+        self._changed.set()
+
+    async def create_response(self) -> None:
+        self._record("response.create")
+
+    async def send_function_output(self, call_id: str, output: str, *, respond: bool = True) -> None:
+        assert respond is False  # one response.create for all the calls of a response
+        self._record("output", call_id, json.loads(output) if output.startswith("{") else output)
+
+    async def send_mcp_approval(self, approval_request_id: str, approve: bool) -> None:
+        self._record("approval", approval_request_id, approve)
+
+    def server(self, kind: str, **event: Any) -> None:
+        self.sink(hand_record(0, 0.0, "server", kind, payload=json.dumps({"type": kind, **event})))
+
+    async def until(self, count: int) -> list[tuple[Any, ...]]:
+        """The answers sent, once there are ``count`` of them."""
+        while len(self.sent) < count:
+            self._changed.clear()
+            await self._changed.wait()
+        return self.sent
+
+
+def _call(call_id: str, name: str, arguments: Any, status: str = "completed") -> dict[str, Any]:
+    text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    item = {"type": "function_call", "id": f"item_{call_id}", "call_id": call_id, "name": name}
+    return {"item": {**item, "arguments": text, "status": status}}
+
+
+def _done(status: str = "completed") -> dict[str, Any]:
+    return {"response": {"id": "resp_1", "status": status}}
+
+
+def _mcp_done() -> dict[str, Any]:
+    return {"item": {"type": "mcp_call", "id": "item_m", "output": "found"}}
+
+
+async def test_the_calls_of_a_response_run_once_it_is_done_and_one_response_is_asked_for_them_all():
+    session = _Session()
+    seen: list[tuple[str, Any]] = []
+
+    async def weather(location: str) -> dict[str, Any]:
+        seen.append(("weather", location))
+        return {"location": location, "temperature": 21}
+
+    def time_now(timezone: str = "UTC") -> str:
+        seen.append(("time", timezone))
+        return f"noon in {timezone}"
+
+    async with ToolRunner(session, {"get_weather": weather, "get_time": time_now}):  # type: ignore[arg-type]
+        session.server(protocol.RESPONSE_CREATED, **_done("in_progress"))
+        session.server(protocol.OUTPUT_ITEM_DONE, **_call("c1", "get_weather", {"location": "Oslo"}))
+        session.server(protocol.OUTPUT_ITEM_DONE, **_call("c2", "get_time", {}))
+        session.server(protocol.RESPONSE_DONE, **_done())
+        sent = await session.until(3)
+    assert seen == [("weather", "Oslo"), ("time", "UTC")]
+    assert sent == [
+        ("output", "c1", {"location": "Oslo", "temperature": 21}),
+        ("output", "c2", "noon in UTC"),
+        ("response.create",),
+    ]
+
+
+async def test_a_failing_or_unknown_tool_answers_the_model_with_the_error_and_warns():
+    session = _Session()
+
+    def broken(**_: Any) -> str:
+        raise ValueError("no such city")
+
+    runner = ToolRunner(session, {"get_weather": broken})  # type: ignore[arg-type]
+    async with runner:
+        session.server(protocol.OUTPUT_ITEM_DONE, **_call("c1", "get_weather", {"location": "X"}))
+        session.server(protocol.OUTPUT_ITEM_DONE, **_call("c2", "get_stock", {}))
+        session.server(protocol.OUTPUT_ITEM_DONE, **_call("c3", "get_weather", "[1, 2]"))
+        with pytest.warns(VlabWarning) as warned:
+            session.server(protocol.RESPONSE_DONE, **_done())
+            sent = await session.until(4)
+    errors = [answer[2]["error"] for answer in sent[:3]]
+    assert errors[0] == "ValueError: no such city"
+    assert "no handler for 'get_stock'" in errors[1] and "'get_weather'" in errors[1]
+    assert errors[2].startswith("the arguments are not a JSON object")
+    assert sent[3] == ("response.create",)
+    assert runner.errors == errors and len(warned) == 3
+    assert "the model is told so" in str(warned[0].message)
+
+
+async def test_no_response_is_asked_for_while_one_is_under_way_and_a_cancelled_response_s_calls_do_not_run():
+    session = _Session()
+    ran: list[str] = []
+    async with ToolRunner(session, {"f": lambda: ran.append("f") or "ok"}):
+        session.server(protocol.RESPONSE_CREATED, **_done("in_progress"))
+        session.server(protocol.OUTPUT_ITEM_DONE, **_mcp_done())  # done inside a response: wait for it
+        session.server(protocol.OUTPUT_ITEM_DONE, **_call("c1", "f", {}))
+        session.server(protocol.RESPONSE_DONE, **_done("cancelled"))
+        assert await session.until(1) == [("response.create",)]  # for the MCP call, after response.done
+        assert ran == []
+
+        session.server(protocol.OUTPUT_ITEM_DONE, **_mcp_done())  # asked, not yet created: no second ask
+        session.server(protocol.RESPONSE_CREATED, **_done("in_progress"))
+        session.server(protocol.RESPONSE_DONE, **_done())
+        assert await session.until(2) == [("response.create",)] * 2
+
+        session.server(protocol.OUTPUT_ITEM_DONE, **_mcp_done())
+        session.server(protocol.ERROR, error={"code": "conversation_already_has_active_response"})
+        session.server(protocol.OUTPUT_ITEM_DONE, **_mcp_done())  # the refused ask is forgotten
+        assert await session.until(3) == [("response.create",)] * 3
+
+
+async def test_approval_requests_are_decided_by_the_approver_and_a_declined_one_gets_a_response():
+    session = _Session()
+    asked: list[McpApprovalRequest] = []
+    asking = asyncio.Event()
+    decision: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+    async def approver(request: McpApprovalRequest) -> bool:
+        asked.append(request)
+        asking.set()
+        return await decision
+
+    runner = ToolRunner(session, approve=approver)
+    async with runner:
+        item = {"type": "mcp_approval_request", "id": "ap_1", "server_label": "docs", "name": "search"}
+        session.server(protocol.OUTPUT_ITEM_DONE, item={**item, "arguments": '{"query": "vad"}'})
+        session.server(protocol.RESPONSE_DONE, **_done())
+        await asking.wait()  # the approver is asked at once; nothing is sent until it decides
+        assert asked[0].describe() == 'docs.search({"query": "vad"})' and list(runner.pending) == ["ap_1"]
+        assert session.sent == []
+        decision.set_result(False)
+        assert await session.until(2) == [("approval", "ap_1", False), ("response.create",)]
+        assert runner.pending == {}
+
+
+@pytest.mark.parametrize(
+    ("approve", "sent"),
+    [
+        (True, [("approval", "ap_1", True)]),
+        (False, [("approval", "ap_1", False), ("response.create",)]),
+        (lambda request: request.name == "search", [("approval", "ap_1", True)]),
+    ],
+)
+async def test_approve_may_be_a_constant_or_a_plain_function(approve, sent):
+    session = _Session()
+    async with ToolRunner(session, approve=approve):
+        item = {"type": "mcp_approval_request", "id": "ap_1", "server_label": "docs", "name": "search"}
+        session.server(protocol.OUTPUT_ITEM_DONE, item=item)
+        assert await session.until(len(sent)) == sent
+
+
+async def test_an_approver_that_raises_declines_with_a_warning():
+    session = _Session()
+
+    def approver(request: McpApprovalRequest) -> bool:
+        raise RuntimeError("no one is there")
+
+    runner = ToolRunner(session, approve=approver)
+    async with runner:
+        item = {"type": "mcp_approval_request", "id": "ap_1", "server_label": "docs", "name": "search"}
+        with pytest.warns(VlabWarning, match="declined: RuntimeError"):
+            session.server(protocol.OUTPUT_ITEM_DONE, item=item)
+            assert await session.until(2) == [("approval", "ap_1", False), ("response.create",)]
+
+
+async def test_settled_waits_for_the_approved_call_and_the_response_that_speaks_its_answer():
+    session = _Session()
+    async with ToolRunner(session, approve=True) as runner:
+        await runner.settled()  # nothing to do yet
+        item = {"type": "mcp_approval_request", "id": "ap_1", "server_label": "docs", "name": "search"}
+        session.server(protocol.OUTPUT_ITEM_DONE, item=item)
+        settled = asyncio.ensure_future(runner.settled())
+        assert await session.until(1) == [("approval", "ap_1", True)]
+        assert not runner.idle  # the service makes the approved call next
+
+        call = {"type": "mcp_call", "id": "m1", "approval_request_id": "ap_1"}
+        session.server(protocol.RESPONSE_CREATED, **_done("in_progress"))
+        session.server(protocol.OUTPUT_ITEM_ADDED, item=call)
+        session.server(protocol.RESPONSE_DONE, **_done())
+        session.server(protocol.OUTPUT_ITEM_DONE, item={**call, "output": "found"})
+        await session.until(2)  # the response that speaks the output is asked for
+        assert not settled.done()
+        session.server(protocol.RESPONSE_CREATED, **_done("in_progress"))
+        session.server(protocol.RESPONSE_DONE, **_done())
+        await settled
+        assert runner.idle
+
+
+async def test_settled_forgets_the_mcp_calls_of_a_response_that_did_not_complete():
+    session = _Session()
+    async with ToolRunner(session) as runner:
+        call = {"type": "mcp_call", "id": "m1"}
+        session.server(protocol.RESPONSE_CREATED, **_done("in_progress"))
+        session.server(protocol.OUTPUT_ITEM_ADDED, item=call)
+        session.server(
+            protocol.RESPONSE_DONE, response={"id": "resp_1", "status": "cancelled", "output": [call]}
+        )
+        await runner.settled()
+    assert session.sent == []
