@@ -268,9 +268,7 @@ class ToolRunner:
         except Exception as exc:
             warn_user(f"deciding the approval of {request.describe()} failed, so it is declined: {exc!r}")
             approved = False
-        if (
-            approved
-        ):  # the service makes the call next (noted first: its events may come before the send returns)
+        if approved:  # the service makes the call next (noted now: its events may beat the send's return)
             self._approved.add(request.id)
         try:
             await self._session.send_mcp_approval(request.id, approved)
