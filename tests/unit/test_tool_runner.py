@@ -223,3 +223,68 @@ async def test_settled_forgets_the_mcp_calls_of_a_response_that_did_not_complete
         )
         await runner.settled()
     assert session.sent == []
+
+
+async def test_a_slow_handler_or_a_call_of_a_response_under_way_keeps_the_runner_busy():
+    session = _Session()
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow() -> str:
+        started.set()
+        await release.wait()
+        return "done"
+
+    async with ToolRunner(session, {"slow": slow}) as runner:
+        session.server(protocol.OUTPUT_ITEM_DONE, **_call("c1", "slow", {}))  # its response.created unseen
+        settled = asyncio.ensure_future(runner.settled())
+        session.server(protocol.RESPONSE_DONE, **_done())
+        await started.wait()
+        assert not runner.idle and not settled.done()  # the handler runs
+        release.set()
+        assert await session.until(2) == [("output", "c1", "done"), ("response.create",)]
+        session.server(protocol.RESPONSE_CREATED, **_done("in_progress"))
+        session.server(protocol.RESPONSE_DONE, **_done())
+        await settled
+
+    async with ToolRunner(session) as runner:
+        session.server(protocol.OUTPUT_ITEM_DONE, **_call("c2", "slow", {}))
+        assert not runner.idle  # a call whose response is not done yet
+
+    async with ToolRunner(session) as stopped:
+        pass
+    session.server(protocol.OUTPUT_ITEM_DONE, **_call("c3", "slow", {}))  # after it stopped: not read
+    assert stopped.idle and len(session.sent) == 2
+
+
+async def test_an_incomplete_function_call_is_not_run():
+    session = _Session()
+    async with ToolRunner(session, {"f": lambda: "ran"}):
+        session.server(protocol.OUTPUT_ITEM_DONE, **_call("c1", "f", {}, status="incomplete"))
+        session.server(protocol.OUTPUT_ITEM_DONE, **_call("c2", "f", {}))
+        session.server(protocol.RESPONSE_DONE, **_done())
+        assert await session.until(2) == [("output", "c2", "ran"), ("response.create",)]
+
+
+async def test_an_error_during_a_response_under_way_does_not_end_it():
+    session = _Session()
+    async with ToolRunner(session) as runner:
+        session.server(protocol.RESPONSE_CREATED, **_done("in_progress"))  # the server's own response
+        session.server(protocol.ERROR, error={"code": "invalid_value"})  # about something else
+        session.server(protocol.OUTPUT_ITEM_DONE, **_mcp_done())
+        session.server(protocol.RESPONSE_DONE, **_done())
+        assert await session.until(1) == [("response.create",)]
+        session.server(protocol.RESPONSE_CREATED, **_done("in_progress"))
+        session.server(protocol.RESPONSE_DONE, **_done())
+        await runner.settled()
+    assert session.sent == [("response.create",)]  # asked once, after the first response was done
+
+
+async def test_an_error_after_an_approval_means_its_call_is_not_coming():
+    session = _Session()
+    async with ToolRunner(session, approve=True) as runner:
+        item = {"type": "mcp_approval_request", "id": "ap_1", "server_label": "docs", "name": "search"}
+        session.server(protocol.OUTPUT_ITEM_DONE, item=item)
+        await session.until(1)
+        assert not runner.idle
+        session.server(protocol.ERROR, error={"code": "invalid_value", "param": "item.approval_request_id"})
+        await runner.settled()

@@ -256,9 +256,12 @@ async def test_a_function_tool_s_handler_answers_and_the_answer_is_spoken_before
     tmp_path, prompt_dir
 ):
     asked = []
+    called, release = asyncio.Event(), asyncio.Event()
 
-    def get_current_weather(location: str) -> dict:
+    async def get_current_weather(location: str) -> dict:  # slow, as a call over the network is
         asked.append(location)
+        called.set()
+        await release.wait()
         return {"location": location, "temperature": 22}
 
     panel = _panel(
@@ -267,6 +270,8 @@ async def test_a_function_tool_s_handler_answers_and_the_answer_is_spoken_before
     assert "get_current_weather" in panel.tools_note.value
     assert panel.mcp_box.layout.display == "none"  # no MCP server named
     panel.start.click()
+    await called.wait()
+    release.set()
     await panel.task
     assert asked == ["Seattle"] and panel.output.outputs == ()
     result = json.dumps({"location": "Seattle", "temperature": 22})

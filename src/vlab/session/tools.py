@@ -132,8 +132,7 @@ class ToolRunner:
         return not (
             self._events.qsize()
             or self._handling
-            or self._responding
-            or self._want_response
+            or self._responding  # also while a response is wanted: one is asked for at once, or under way
             or self._calls
             or self._open_mcp_calls
             or self._approved
@@ -162,7 +161,6 @@ class ToolRunner:
         """The sink: server events that may need an answer go to the worker, in order."""
         if self._running and record.direction == "server" and record.type in _WATCHED:
             self._events.put_nowait(json.loads(record.payload))
-            self._changed.set()
 
     async def _work(self) -> None:
         with contextlib.suppress(ConnectionFailed):  # the session ended: nothing more to answer
