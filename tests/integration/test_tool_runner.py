@@ -95,3 +95,21 @@ async def test_the_runner_stops_with_the_session_and_leaves_no_task_behind():
     await runner.aclose()
     assert _said(session.frame()) == ["Here is what I found: noon."]
     assert not [t for t in asyncio.all_tasks() if "ToolRunner" in repr(t.get_coro())]
+
+
+async def test_settled_waits_for_an_mcp_call_made_after_its_response_and_for_the_answer_to_it():
+    server = McpServer("azure_doc", LEARN, require_approval="never")
+    settings = SessionSettings(tools=[server], turn_detection=None)
+    async with stand_in_mcp() as mcp:
+        options = {"speed": math.inf, "latency": "typical", "mcp_redirects": {LEARN: mcp.url}}
+        async with Session(settings, emulator_options=options, dotenv_path=False) as session:
+            await session.wait_for(protocol.MCP_LIST_TOOLS_COMPLETED)
+            async with ToolRunner(session) as runner:
+                await session.send_text("Search the Microsoft documentation for voice live.")
+                await session.wait_for(protocol.RESPONSE_DONE)  # it holds the call; the call comes after it
+                await runner.settled()
+                frame = session.frame()
+    (arguments,) = tool_calls(frame)["arguments"]
+    assert _said(frame) == [
+        f"Here is what I found: {answer('microsoft_docs_search', json.loads(arguments))}."
+    ]

@@ -267,16 +267,15 @@ async def test_an_incomplete_function_call_is_not_run():
 
 async def test_an_error_during_a_response_under_way_does_not_end_it():
     session = _Session()
-    async with ToolRunner(session) as runner:
+    approval = {"type": "mcp_approval_request", "id": "ap_1", "server_label": "docs", "name": "search"}
+    async with ToolRunner(session, approve=True):
         session.server(protocol.RESPONSE_CREATED, **_done("in_progress"))  # the server's own response
         session.server(protocol.ERROR, error={"code": "invalid_value"})  # about something else
-        session.server(protocol.OUTPUT_ITEM_DONE, **_mcp_done())
+        session.server(protocol.OUTPUT_ITEM_DONE, **_mcp_done())  # its answer waits for the response
+        session.server(protocol.OUTPUT_ITEM_DONE, item=approval)  # answered at once
+        assert await session.until(1) == [("approval", "ap_1", True)]
         session.server(protocol.RESPONSE_DONE, **_done())
-        assert await session.until(1) == [("response.create",)]
-        session.server(protocol.RESPONSE_CREATED, **_done("in_progress"))
-        session.server(protocol.RESPONSE_DONE, **_done())
-        await runner.settled()
-    assert session.sent == [("response.create",)]  # asked once, after the first response was done
+        assert await session.until(2) == [("approval", "ap_1", True), ("response.create",)]
 
 
 async def test_an_error_after_an_approval_means_its_call_is_not_coming():

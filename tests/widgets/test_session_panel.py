@@ -269,8 +269,16 @@ async def test_a_function_tool_s_handler_answers_and_the_answer_is_spoken_before
     )
     assert "get_current_weather" in panel.tools_note.value
     assert panel.mcp_box.layout.display == "none"  # no MCP server named
+    answering = asyncio.Event()  # the status line says the turn waits for its tool calls
+    panel.status.observe(
+        lambda change: answering.set() if "answering the tool calls" in change["new"] else None,
+        names="value",
+    )
     panel.start.click()
-    await called.wait()
+    await asyncio.wait(
+        [panel.task, asyncio.ensure_future(answering.wait())], return_when=asyncio.FIRST_COMPLETED
+    )
+    assert called.is_set() and not panel.task.done() and not panel.answered.is_set()
     release.set()
     await panel.task
     assert asked == ["Seattle"] and panel.output.outputs == ()
