@@ -140,6 +140,7 @@ class SessionPanel:
         self.task: asyncio.Task[Any] | None = None
         self._api_key: Secret | None = None
         self._mcp_token: Secret | None = None
+        self._approval_status: str | None = None  # what the status line says while an approval waits
         self._t0_ns = 0
         self._rows: deque[EventRecord] = deque(maxlen=max_rows)  # the table's records (none hidden)
         self._rendered = -1  # records logged when the table was last rendered
@@ -602,8 +603,9 @@ class SessionPanel:
             f"<b>{html.escape(request.server_label)}</b> asks to run "
             f"<code>{html.escape(request.name)}({html.escape(shown)})</code>"
         )
-        approve = widgets.Button(description="Approve", button_style="success", icon="check")
-        decline = widgets.Button(description="Decline", button_style="warning", icon="times")
+        fits = widgets.Layout(width="auto")
+        approve = widgets.Button(description="Approve", button_style="success", icon="check", layout=fits)
+        decline = widgets.Button(description="Decline", button_style="warning", icon="times", layout=fits)
 
         def answer(approved: bool) -> None:
             if not decided.done():
@@ -611,16 +613,21 @@ class SessionPanel:
 
         approve.on_click(lambda _: answer(True))
         decline.on_click(lambda _: answer(False))
-        row = widgets.HBox([text, approve, decline])
+        row = widgets.VBox(
+            [text, widgets.HBox([approve, decline])],
+            layout=widgets.Layout(border="1px solid #e0a800", padding="4px", margin="4px 0"),
+        )
         self.approvals.children = (*self.approvals.children, row)
         self.awaiting_approval.set()
-        self._set_status(f"waiting for your approval of <code>{html.escape(request.name)}</code>")
+        self._approval_status = f"waiting for your approval of <code>{html.escape(request.name)}</code>"
+        self._set_status(self._approval_status)
         try:
             return await decided
         finally:
             self.approvals.children = tuple(c for c in self.approvals.children if c is not row)
             if not self.approvals.children:
                 self.awaiting_approval.clear()
+                self._approval_status = None
                 self._set_status("answering the tool calls…")
 
     async def _feed(self, session: Any, audio: bytes, settings: SessionSettings) -> None:
@@ -715,6 +722,8 @@ class SessionPanel:
         self.latency.value = head + " · ".join(parts)
 
     def _set_status(self, text: str) -> None:
+        """Show ``text`` on the status line; while an approval waits, the line keeps asking for it."""
+        text = self._approval_status or text
         self.status.value = f"<b>Status:</b> {text}"
 
 
