@@ -423,6 +423,34 @@ def test_an_enum_value_heard_one_letter_off_and_lower_case_phrases_in_a_text_wit
     }
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Show me the wiki of the repository contoso/app.", {"repo": "contoso/app"}),
+        (
+            "Read the wiki of Azure/azure-sdk-for-python please",
+            {"repo": "Azure/azure-sdk-for-python"},
+        ),
+        (
+            "Compare the wiki of contoso/app with fabrikam/web",
+            {"repo": "contoso/app", "other": "fabrikam/web"},
+        ),
+        ("Open the wiki at https://example.com/docs/start.", {"repo": "https://example.com/docs/start"}),
+        ("Open the wiki at https://example.com.", {"repo": "https://example.com"}),
+        ("Show me the wiki in Seattle", {"repo": "Seattle"}),  # no identifier: the words, as before
+    ],
+)
+def test_an_identifier_joined_by_slashes_is_one_value_taken_whole(text, expected):
+    wiki = _function(
+        "read_wiki",
+        "Read the wiki of a repository",
+        ("repo",),
+        repo={"type": "string"},
+        other={"type": "string"},
+    )
+    assert arguments(wiki, text) == expected
+
+
 def test_an_mcp_output_is_spoken_up_to_40_words_and_a_failed_or_declined_call_is_said():
     words = [f"w{i}" for i in range(60)]
     call = {"id": "c", "type": "mcp_call", "server_label": "s", "name": "search", "arguments": "{}"}

@@ -44,7 +44,9 @@ even below the threshold; a named tool (``{"type": "function", "name": …}``) i
      words, then the first content word that is not a tool word (title-cased in a text without
      capitals), and last the whole clause;
 
-  an optional string parameter takes only a phrase of the first kind;
+  an optional string parameter takes only a phrase of the first kind. A typed identifier joined by
+  slashes (``contoso/app``, a path, a URL) is one value, taken whole before the phrases of the first kind,
+  and its words are never part of another phrase or a fallback;
 * an integer or number: the numbers said (:func:`~vlab.emulator.text_words.numbers`), in order,
   clamped to ``minimum``/``maximum``; a required one with none said gets its ``default``, its
   ``minimum`` or 0;
@@ -125,6 +127,8 @@ PLACE_PREFIXES: Final = frozenset(
 )
 """First words of two-word place names, read as one value in a text without capitals."""
 _MAX_PHRASE_WORDS: Final = 3
+_COMPOUND: Final = re.compile(r"[A-Za-z][\w+.-]*://[\w./:?=&%-]*\w|[\w.-]*\w/[\w./:-]*\w")
+"""A typed identifier joined by slashes: ``owner/repo``, a path, a URL (a sentence's full stop left out)."""
 _CLAUSE_SPLIT: Final = re.compile(r"[,;.!?]+(?=\s|$)|\b(?:and|also|then|plus)\b", re.IGNORECASE)
 
 
@@ -400,10 +404,20 @@ def _value_word(tok: Token, vocab: Vocabulary) -> bool:
     return _content(tok) and tok.lower not in CUES and not vocab.claims(tok.lower)
 
 
+def _compounds(clause: str) -> list[re.Match[str]]:
+    return list(_COMPOUND.finditer(clause))
+
+
+def _compound_at(compounds: Sequence[re.Match[str]], tok: Token) -> str | None:
+    return next((m.group() for m in compounds if m.start() <= tok.start < m.end()), None)
+
+
 def _phrases(clause: str, vocab: Vocabulary) -> list[str]:
     toks = tokens(clause)
     cased = _cased(toks)
-    found: list[str] = []
+    compounds = _compounds(clause)
+    found: list[str] = list(dict.fromkeys(m.group() for m in compounds))
+    toks = [t for t in toks if not _compound_at(compounds, t)]  # the words outside them
     for i, tok in enumerate(toks):
         if tok.lower not in CUES:
             continue
@@ -428,7 +442,9 @@ def _phrases(clause: str, vocab: Vocabulary) -> list[str]:
 def _fallbacks(clause: str, vocab: Vocabulary) -> list[str]:
     toks = tokens(clause)
     cased = _cased(toks)
+    compounds = _compounds(clause)  # already phrases
     out: list[str] = []
+    toks = [t for t in toks if not _compound_at(compounds, t)]  # the words outside them
     if cased:
         runs = _capital_runs(toks, vocab)
         if runs:
