@@ -7,8 +7,8 @@ question played into the virtual microphone reaches the four of them at once, ea
 The MCP sample's two servers are on the internet, out of reach here: the emulator calls a local stand-in
 for both (``mcp_redirects``); the sample lists their tools, calls one and speaks its answer.
 
-The source distribution is downloaded and PyAudio built (it needs PortAudio's headers) once per virtual
-environment, into ``vlab-test-cache`` there. Without them the test skips with the reason, except when
+The source distribution is downloaded (``tests/_sdk_samples.py``) and PyAudio built (it needs PortAudio's
+headers) once per virtual environment, into ``vlab-test-cache`` there. Without them the test skips with the reason, except when
 ``CI=true``: then it fails.
 """
 
@@ -20,10 +20,7 @@ import re
 import signal
 import subprocess
 import sys
-import tarfile
-import tempfile
 from collections.abc import AsyncIterator
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -32,14 +29,13 @@ import soundfile as sf
 
 from tests._mcp_server import stand_in_mcp
 from tests._portable import unavailable
+from tests._sdk_samples import CACHE
+from tests._sdk_samples import samples_dir as sdk_samples_dir
 from vlab.emulator import Emulator
 from vlab.testing import fast_emulator, spoken_prompt
 
 pytestmark = [pytest.mark.devices, pytest.mark.usefixtures("sound_card")]
 
-CACHE = Path(sys.prefix) / "vlab-test-cache"
-"""Kept with the virtual environment: the samples and PyAudio are fetched once per environment."""
-SDK_VERSION = version("azure-ai-voicelive")
 KEY = "samples-key"
 QUESTION = "What is the weather like in Seattle today?"
 MCP_STAND_IN = {"ask_question": "Ask any question about a GitHub repository, or about the weather in a city."}
@@ -66,27 +62,7 @@ STOP_TIMEOUT_S = 10.0
 @pytest.fixture(scope="session")
 def samples_dir() -> Path:
     """The ``samples/`` folder of the installed SDK's source distribution."""
-    folder = CACHE / f"azure-ai-voicelive-{SDK_VERSION}-samples"
-    if not (folder / "basic_voice_assistant_async.py").exists():
-        with tempfile.TemporaryDirectory() as tmp:
-            got = subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--dest", tmp,
-                 f"azure-ai-voicelive=={SDK_VERSION}"],
-                capture_output=True, text=True, timeout=300,
-            )  # fmt: skip
-            archives = list(Path(tmp).glob("*.tar.gz"))
-            if got.returncode != 0 or not archives:
-                unavailable(
-                    "the SDK samples",
-                    f"could not download the azure-ai-voicelive {SDK_VERSION} sdist: {got.stderr[-300:]}",
-                )
-            with tarfile.open(archives[0]) as sdist:
-                members = [m for m in sdist.getmembers() if re.fullmatch(r"[^/]+/samples/[^/]+\.py", m.name)]
-                safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python < 3.10.12
-                sdist.extractall(tmp, members=members, **safe)  # type: ignore[arg-type]
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            (Path(tmp) / archives[0].name.removesuffix(".tar.gz") / "samples").rename(folder)
-    return folder
+    return sdk_samples_dir()
 
 
 @pytest.fixture(scope="session")
