@@ -158,6 +158,20 @@ async def test_approval_requests_are_decided_by_the_approver_and_a_declined_one_
         assert await session.until(2) == [("approval", "ap_1", False), ("response.create",)]
         assert runner.pending == {}
 
+    asking.clear()
+    never: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+    async def unanswered(request: McpApprovalRequest) -> bool:
+        asking.set()
+        return await never
+
+    async with ToolRunner(session, approve=unanswered) as waiting:
+        item = {"type": "mcp_approval_request", "id": "ap_2", "server_label": "docs", "name": "search"}
+        session.server(protocol.OUTPUT_ITEM_DONE, item=item)
+        await asking.wait()
+        assert list(waiting.pending) == ["ap_2"]
+    assert waiting.pending == {} and len(session.sent) == 2  # stopped while it waited: nothing left
+
 
 @pytest.mark.parametrize(
     ("approve", "sent"),
@@ -287,3 +301,19 @@ async def test_an_error_after_an_approval_means_its_call_is_not_coming():
         assert not runner.idle
         session.server(protocol.ERROR, error={"code": "invalid_value", "param": "item.approval_request_id"})
         await runner.settled()
+
+
+async def test_a_runner_started_again_answers_each_call_once():
+    session = _Session()
+    runner = ToolRunner(session, {"f": lambda: "ran"})
+    sinks = []
+    session.add_sink = sinks.append  # type: ignore[method-assign]
+    runner.start()
+    await runner.aclose()
+    runner.start()
+    (sink,) = sinks
+    session.sink = sink
+    session.server(protocol.OUTPUT_ITEM_DONE, **_call("c1", "f", {}))
+    session.server(protocol.RESPONSE_DONE, **_done())
+    assert await session.until(2) == [("output", "c1", "ran"), ("response.create",)]
+    await runner.aclose()

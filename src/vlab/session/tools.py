@@ -105,6 +105,7 @@ class ToolRunner:
         self._changed = asyncio.Event()  # set whenever the work left may have changed
         self._tasks: set[asyncio.Task[None]] = set()
         self._running = False
+        self._attached = False  # its sink is on the session (a sink cannot be taken off)
         self.errors: list[str] = []
         """What each failed function call answered (its handler's error, or why it had none)."""
         self.pending: dict[str, McpApprovalRequest] = {}
@@ -115,7 +116,9 @@ class ToolRunner:
         if self._running:
             return
         self._running = True
-        self._session.add_sink(self._on_record)
+        if not self._attached:
+            self._session.add_sink(self._on_record)
+            self._attached = True
         self._spawn(self._work())
 
     async def aclose(self) -> None:
@@ -259,22 +262,26 @@ class ToolRunner:
         return json.dumps({"error": why})
 
     async def _decide(self, request: McpApprovalRequest) -> None:
-        approve = self._approve
         try:
-            answer = approve(request) if callable(approve) else approve
-            approved = bool(await answer if inspect.isawaitable(answer) else answer)
-        except Exception as exc:
-            warn_user(f"deciding the approval of {request.describe()} failed, so it is declined: {exc!r}")
-            approved = False
-        if approved:  # the service makes the call next (noted now: its events may beat the send's return)
-            self._approved.add(request.id)
-        try:
+            approved = await self._ask(request)
+            if approved:  # the service makes the call next (noted now: its events may beat the send's return)
+                self._approved.add(request.id)
             await self._session.send_mcp_approval(request.id, approved)
             if not approved:
                 self._want_response = True
                 await self._respond_if_wanted()
         except ConnectionFailed:  # the session ended meanwhile: nothing to answer
             self._approved.discard(request.id)
-        finally:
+        finally:  # also when the runner stops while the request waits
             self.pending.pop(request.id, None)
             self._changed.set()
+
+    async def _ask(self, request: McpApprovalRequest) -> bool:
+        """``approve``'s answer (a failure to answer declines)."""
+        approve = self._approve
+        try:
+            answer = approve(request) if callable(approve) else approve
+            return bool(await answer if inspect.isawaitable(answer) else answer)
+        except Exception as exc:
+            warn_user(f"deciding the approval of {request.describe()} failed, so it is declined: {exc!r}")
+            return False
