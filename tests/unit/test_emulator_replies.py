@@ -451,6 +451,20 @@ def test_an_identifier_joined_by_slashes_is_one_value_taken_whole(text, expected
     assert arguments(wiki, text) == expected
 
 
+def test_a_required_string_left_without_a_phrase_takes_no_word_of_an_identifier():
+    ask = _function(
+        "ask_question",
+        "Ask a question about a repository",
+        ("repo", "question"),
+        repo={"type": "string"},
+        question={"type": "string"},
+    )
+    assert arguments(ask, "Ask about Contoso/App today") == {
+        "repo": "Contoso/App",
+        "question": "Ask about Contoso/App today",  # the whole clause, not "Contoso" or "App"
+    }
+
+
 def test_an_mcp_output_is_spoken_up_to_40_words_and_a_failed_or_declined_call_is_said():
     words = [f"w{i}" for i in range(60)]
     call = {"id": "c", "type": "mcp_call", "server_label": "s", "name": "search", "arguments": "{}"}
