@@ -15,6 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
+from vlab.testing import serving
+
 SESSION_ID = "stand-in-session-1"
 PROTOCOL_VERSION = "2025-03-26"
 """The MCP revision the stand-in agrees to, whatever the client asks for (an older one than vlab's)."""
@@ -134,13 +136,6 @@ async def stand_in_mcp(
     server = StandInMcp(streamed=streamed, descriptions=dict(descriptions or {}))
     app = web.Application()
     app.router.add_post("/mcp", server.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    server.url = f"http://127.0.0.1:{port}/mcp"
-    try:
+    async with serving(app) as base:
+        server.url = f"{base}/mcp"
         yield server
-    finally:
-        await runner.cleanup()

@@ -15,7 +15,7 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from vlab import protocol
 from vlab.audio.pcm import float_to_pcm16, silence
 from vlab.audio.synth import synthesize
 from vlab.emulator import Emulator
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +157,25 @@ async def fast_emulator(**options: Any) -> AsyncIterator[Emulator]:
 
 
 @asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """Serve an aiohttp application on loopback at a free port while the block runs; its base URL.
+
+    For stand-ins of the HTTP servers a session reaches, such as an MCP server (the emulator calls it:
+    ``Emulator(mcp_redirects=...)``). The URL is ``http://127.0.0.1:PORT``, without a trailing slash.
+    """
+    from aiohttp import web
+
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
 async def scripted_server(
     script: Callable[[Any], Awaitable[None]], *, path: str = "/voice-live/realtime"
 ) -> AsyncIterator[str]:
@@ -177,14 +199,8 @@ async def scripted_server(
 
     app = web.Application()
     app.router.add_get(path, handle)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{site.port}"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield url
 
 
 async def collect_events(

@@ -21,7 +21,7 @@ import pytest
 from aiohttp import web
 
 from tests._sdk_samples import samples_dir
-from vlab.testing import fast_emulator
+from vlab.testing import fast_emulator, serving
 
 KEY = "telemetry-samples-key"
 CONSOLE_SAMPLES = (
@@ -99,17 +99,9 @@ async def ingestion() -> AsyncIterator[tuple[Ingestion, str]]:
     stand_in = Ingestion()
     app = web.Application()
     app.router.add_post("/{tail:.*}", stand_in.track)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    here = f"http://127.0.0.1:{port}/"
     zeros = "00000000-0000-0000-0000-000000000000"
-    try:
-        yield stand_in, f"InstrumentationKey={zeros};IngestionEndpoint={here};LiveEndpoint={here}"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as base:
+        yield stand_in, f"InstrumentationKey={zeros};IngestionEndpoint={base}/;LiveEndpoint={base}/"
 
 
 async def test_the_telemetry_samples_run_unmodified_and_trace_the_emulator_s_session(ingestion, tmp_path):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
@@ -19,6 +21,7 @@ from vlab.emulator.mcp import McpServer as WireServer
 from vlab.errors import ConfigError
 from vlab.log.records import record_from_event
 from vlab.settings import FunctionTool, McpServer, SessionSettings
+from vlab.testing import serving
 
 TOKEN = "tok-0123456789"
 
@@ -154,14 +157,13 @@ async def test_the_client_lists_every_page_and_calls_a_tool(streamed):
     assert agreed == [PROTOCOL_VERSION] * 6
 
 
-async def _serve(handler) -> tuple[web.AppRunner, str]:
+@asynccontextmanager
+async def _serve(handler) -> AsyncIterator[str]:
+    """A server whose ``/mcp`` answers with ``handler``: its URL."""
     app = web.Application()
     app.router.add_post("/mcp", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/mcp"
+    async with serving(app) as base:
+        yield f"{base}/mcp"
 
 
 async def test_each_way_a_server_fails_is_an_mcp_error_naming_the_server_and_never_the_token():
@@ -186,14 +188,11 @@ async def test_each_way_a_server_fails_is_an_mcp_error_naming_the_server_and_nev
             await request.read()
             return reply
 
-        runner, url = await _serve(handler)
-        try:
+        async with _serve(handler) as url:
             client, http = await _client(url, authorization=TOKEN)
             async with http:
                 with pytest.raises(McpError) as failed:
                     await client.list_tools()
-        finally:
-            await runner.cleanup()
         text = str(failed.value)
         assert expected[case] in text and text.startswith("w: ") and TOKEN not in text, (case, text)
         texts[case] = text
@@ -212,14 +211,11 @@ async def test_a_tool_list_that_never_ends_fails_after_the_page_cap():
         result = {"tools": [], "nextCursor": f"page-{pages + 1}"} if message["method"] == "tools/list" else {}
         return web.json_response({"jsonrpc": "2.0", "id": message["id"], "result": result})
 
-    runner, url = await _serve(handler)
-    try:
+    async with _serve(handler) as url:
         client, http = await _client(url)
         async with http:
             with pytest.raises(McpError, match=f"past {MAX_LIST_PAGES} pages"):
                 await client.list_tools()
-    finally:
-        await runner.cleanup()
     assert pages == MAX_LIST_PAGES
 
 
@@ -230,15 +226,14 @@ async def test_a_server_that_never_answers_times_out_and_one_that_is_gone_is_unr
         await never.wait()  # released when the test ends
         return web.Response()
 
-    runner, url = await _serve(handler)
-    try:
-        client, http = await _client(url)
-        async with http:
-            with pytest.raises(McpError, match=r"did not answer within 0\.2 s"):
-                await client.list_tools(timeout_s=0.2)
-    finally:
-        never.set()
-        await runner.cleanup()
+    async with _serve(handler) as url:
+        try:
+            client, http = await _client(url)
+            async with http:
+                with pytest.raises(McpError, match=r"did not answer within 0\.2 s"):
+                    await client.list_tools(timeout_s=0.2)
+        finally:
+            never.set()  # the handler's request ends, so the server can stop
     client, http = await _client("http://127.0.0.1:9/mcp")
     async with http:
         with pytest.raises(McpError, match="cannot reach https://w.example/mcp"):

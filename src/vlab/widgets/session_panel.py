@@ -8,7 +8,7 @@ import html
 import math
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from pathlib import Path
@@ -138,8 +138,8 @@ class SessionPanel:
         self.session: Any = None
         self.run_dir: Path | None = None
         self.task: asyncio.Task[Any] | None = None
-        self._api_key: Secret | None = None
-        self._mcp_token: Secret | None = None
+        self._secrets: dict[str, Secret] = {}
+        """What was pasted into the password boxes, by what it is (``"key"``, ``"token"``)."""
         self._approval_status: str | None = None  # what the status line says while an approval waits
         self._t0_ns = 0
         self._rows: deque[EventRecord] = deque(maxlen=max_rows)  # the table's records (none hidden)
@@ -330,8 +330,8 @@ class SessionPanel:
                               (self.speaker_side, "Changing the speaker side"),
                               (self.mcp_url, "Changing the MCP server")):  # fmt: skip
             control.observe(guarded(self.output, what)(lambda _: self._sync_visibility()), names="value")
-        self.api_key.observe(guarded(self.output, "Setting the key")(self._take_key), names="value")
-        self.mcp_token.observe(guarded(self.output, "Setting the token")(self._take_token), names="value")
+        for box, what in ((self.api_key, "key"), (self.mcp_token, "token")):
+            box.observe(guarded(self.output, f"Setting the {what}")(self._taker(box, what)), names="value")
         self.start.on_click(guarded(self.output, "Start")(lambda _: self.start_session()))
         self.stop.on_click(guarded(self.output, "Stop")(lambda _: self.stop_session()))
         self._sync_visibility()
@@ -368,21 +368,16 @@ class SessionPanel:
             f"<small>Sound: input from <b>{mic}</b> · assistant audio: <b>{out}</b></small>"
         )
 
-    def _take_key(self, change: dict[str, Any]) -> None:
-        """Move the key out of the widget (whose value would be saved with the notebook) into a Secret."""
-        value = change["new"]
-        if value:
-            self._api_key = Secret(value)
-            self.api_key.value = ""
-            self.api_key.placeholder = "key set (hidden); paste again to replace"
+    def _taker(self, box: widgets.Password, what: str) -> Callable[[dict[str, Any]], None]:
+        """Moves what is pasted into ``box`` into a Secret kept as ``what`` (a widget's value is saved)."""
 
-    def _take_token(self, change: dict[str, Any]) -> None:
-        """Move the MCP server's token out of the widget into a Secret, as the API key."""
-        value = change["new"]
-        if value:
-            self._mcp_token = Secret(value)
-            self.mcp_token.value = ""
-            self.mcp_token.placeholder = "token set (hidden); paste again to replace"
+        def take(change: dict[str, Any]) -> None:
+            if change["new"]:
+                self._secrets[what] = Secret(change["new"])
+                box.value = ""
+                box.placeholder = f"{what} set (hidden); paste again to replace"
+
+        return take
 
     # --- settings ------------------------------------------------------------------------------------
 
@@ -395,7 +390,7 @@ class SessionPanel:
             self.mcp_label.value.strip(),
             url,
             require_approval=self.mcp_approval.value,
-            authorization=self._mcp_token.reveal() if self._mcp_token is not None else None,
+            authorization=self._secrets["token"].reveal() if "token" in self._secrets else None,
         )
 
     def settings(self) -> SessionSettings:
@@ -439,11 +434,11 @@ class SessionPanel:
                 )
             kwargs["endpoint"] = self.endpoint.value.strip()
             if self.auth.value == "API key":
-                if self._api_key is None:
+                if "key" not in self._secrets:
                     raise ConfigError(
                         "Paste the resource's API key, or choose Entra ID to sign in with `az login`."
                     )
-                kwargs["api_key"] = self._api_key.reveal()
+                kwargs["api_key"] = self._secrets["key"].reveal()
         else:
             kwargs.setdefault("dotenv_path", False)
             kwargs["emulator_options"] = self.emulator_options
