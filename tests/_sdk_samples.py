@@ -50,3 +50,25 @@ def samples_dir() -> Path:
         folder.parent.mkdir(parents=True, exist_ok=True)
         (Path(tmp) / archives[0].name.removesuffix(".tar.gz") / "samples").rename(folder)
     return folder
+
+
+def azure_monitor_path() -> Path:
+    """A folder holding ``azure-monitor-opentelemetry``, for the Azure Monitor sample's ``PYTHONPATH``.
+
+    Installed on its own, once per virtual environment: among the dev extra, its pinned OpenTelemetry
+    instrumentations sent pip's resolver backtracking for over ten minutes on Python 3.10.
+    """
+    folder = CACHE / f"azure-monitor-py{sys.version_info.major}.{sys.version_info.minor}"
+    if not (folder / "azure" / "monitor" / "opentelemetry").is_dir():
+        got = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(folder),
+             "azure-monitor-opentelemetry>=1.6"],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        if got.returncode != 0:
+            shutil.rmtree(folder, ignore_errors=True)
+            unavailable(
+                "the Azure Monitor sample",
+                f"azure-monitor-opentelemetry, which it uses, could not be installed: {got.stderr[-300:]}",
+            )
+    return folder

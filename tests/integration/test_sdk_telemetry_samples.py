@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests._sdk_samples import samples_dir
+from tests._sdk_samples import azure_monitor_path, samples_dir
 from vlab.testing import fast_emulator, serving
 
 KEY = "telemetry-samples-key"
@@ -106,6 +106,7 @@ async def ingestion() -> AsyncIterator[tuple[Ingestion, str]]:
 
 async def test_the_telemetry_samples_run_unmodified_and_trace_the_emulator_s_session(ingestion, tmp_path):
     folder = samples_dir() / "telemetry"
+    monitor = {"PYTHONPATH": str(azure_monitor_path())}  # before the clock of any run starts
     stand_in, connection_string = ingestion
     async with fast_emulator(api_key=KEY) as emu:
         env = {
@@ -118,7 +119,12 @@ async def test_the_telemetry_samples_run_unmodified_and_trace_the_emulator_s_ses
             "PYTHONUNBUFFERED": "1",
         }
         names = (*CONSOLE_SAMPLES, AZURE_MONITOR_SAMPLE)
-        runs = await asyncio.gather(*(_run(folder / name, env, tmp_path) for name in names))
+        runs = await asyncio.gather(
+            *(
+                _run(folder / name, env | (monitor if name == AZURE_MONITOR_SAMPLE else {}), tmp_path)
+                for name in names
+            )
+        )
     outputs = dict(zip(names, runs, strict=True))
     for name, (code, output) in outputs.items():
         assert code == 0 and "Traceback" not in output, (name, output[-3000:])
