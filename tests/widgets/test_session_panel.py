@@ -339,3 +339,32 @@ def test_the_mcp_token_never_stays_in_widget_state_and_a_bad_server_is_refused_c
     assert panel.task is None
     (shown,) = panel.output.outputs
     assert "server_url" in shown["data"]["text/plain"]
+
+
+async def test_two_calls_waiting_for_approval_each_have_their_buttons_and_the_status_names_them(
+    tmp_path, prompt_dir
+):
+    from vlab.session import McpApprovalRequest
+
+    panel = _panel(tmp_path, prompt_dir)
+    search = McpApprovalRequest("ap_1", "docs", "search", '{"query": "vad"}')
+    launch = McpApprovalRequest("ap_2", "pad", "launch_rocket", "{" + '"x": "' + "y" * 400 + '"}')
+    both_shown = asyncio.Event()
+    panel.approvals.observe(
+        lambda change: both_shown.set() if len(change["new"]) == 2 else None, names="children"
+    )
+    first = asyncio.ensure_future(panel._ask_approval(search))
+    second = asyncio.ensure_future(panel._ask_approval(launch))
+    await both_shown.wait()
+    texts = [row.children[0].value for row in panel.approvals.children]
+    assert "<code>search({&quot;query&quot;: &quot;vad&quot;})</code>" in texts[0]
+    assert texts[1].endswith("…)</code>") and len(texts[1]) < 400  # long arguments are cut
+    assert "approval of <code>search</code> (and 1 more)" in panel.status.value
+
+    panel.approvals.children[0].children[1].children[0].click()  # Approve the first
+    assert await first is True
+    assert "approval of <code>launch_rocket</code>" in panel.status.value and "more" not in panel.status.value
+    panel.approvals.children[0].children[1].children[1].click()  # Decline the second
+    assert await second is False
+    assert panel.approvals.children == () and not panel.awaiting_approval.is_set()
+    assert "answering the tool calls" in panel.status.value

@@ -140,7 +140,7 @@ class SessionPanel:
         self.task: asyncio.Task[Any] | None = None
         self._secrets: dict[str, Secret] = {}
         """What was pasted into the password boxes, by what it is (``"key"``, ``"token"``)."""
-        self._approval_status: str | None = None  # what the status line says while an approval waits
+        self._asking: list[str] = []  # the tools whose calls wait for a button, in the order asked
         self._t0_ns = 0
         self._rows: deque[EventRecord] = deque(maxlen=max_rows)  # the table's records (none hidden)
         self._rendered = -1  # records logged when the table was last rendered
@@ -613,17 +613,17 @@ class SessionPanel:
             layout=widgets.Layout(border="1px solid #e0a800", padding="4px", margin="4px 0"),
         )
         self.approvals.children = (*self.approvals.children, row)
+        self._asking.append(request.name)
         self.awaiting_approval.set()
-        self._approval_status = f"waiting for your approval of <code>{html.escape(request.name)}</code>"
-        self._set_status(self._approval_status)
+        self._set_status("")
         try:
             return await decided
         finally:
             self.approvals.children = tuple(c for c in self.approvals.children if c is not row)
-            if not self.approvals.children:
+            self._asking.remove(request.name)
+            if not self._asking:
                 self.awaiting_approval.clear()
-                self._approval_status = None
-                self._set_status("answering the tool calls…")
+            self._set_status("answering the tool calls…")
 
     async def _feed(self, session: Any, audio: bytes, settings: SessionSettings) -> None:
         """Send a prompt, paced and metered, and wait for its answer (on the emulator's timeline there)."""
@@ -717,8 +717,12 @@ class SessionPanel:
         self.latency.value = head + " · ".join(parts)
 
     def _set_status(self, text: str) -> None:
-        """Show ``text`` on the status line; while an approval waits, the line keeps asking for it."""
-        text = self._approval_status or text
+        """Show ``text`` on the status line; while approvals wait, the line keeps asking for them."""
+        if self._asking:
+            first, more = html.escape(self._asking[0]), len(self._asking) - 1
+            text = f"waiting for your approval of <code>{first}</code>" + (
+                f" (and {more} more)" if more else ""
+            )
         self.status.value = f"<b>Status:</b> {text}"
 
 
