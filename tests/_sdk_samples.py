@@ -52,23 +52,31 @@ def samples_dir() -> Path:
     return folder
 
 
-def azure_monitor_path() -> Path:
-    """A folder holding ``azure-monitor-opentelemetry``, for the Azure Monitor sample's ``PYTHONPATH``.
+def installed_apart(requirement: str, package: str, *, who: str, hint: str = "") -> Path:
+    """A folder holding ``requirement`` (importable as ``package``), for a sample's ``PYTHONPATH``.
 
-    Installed on its own, once per virtual environment: among the dev extra, its pinned OpenTelemetry
-    instrumentations sent pip's resolver backtracking for over ten minutes on Python 3.10.
+    Installed with pip into the cache, once per virtual environment and Python version, apart from the
+    test environment. When pip fails, ``who`` is unavailable, with ``hint`` and what pip said.
     """
-    folder = CACHE / f"azure-monitor-py{sys.version_info.major}.{sys.version_info.minor}"
-    if not (folder / "azure" / "monitor" / "opentelemetry").is_dir():
+    name = re.split(r"[<>=!~\[ ]", requirement)[0]
+    folder = CACHE / f"{name}-py{sys.version_info.major}.{sys.version_info.minor}"
+    if not (folder / package.replace(".", "/")).is_dir():
         got = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(folder),
-             "azure-monitor-opentelemetry>=1.6"],
+            [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(folder), requirement],
             capture_output=True, text=True, timeout=600,
         )  # fmt: skip
         if got.returncode != 0:
             shutil.rmtree(folder, ignore_errors=True)
-            unavailable(
-                "the Azure Monitor sample",
-                f"azure-monitor-opentelemetry, which it uses, could not be installed: {got.stderr[-300:]}",
-            )
+            unavailable(who, f"{requirement} could not be installed{hint}. pip said: {got.stderr[-300:]}")
     return folder
+
+
+def azure_monitor_path() -> Path:
+    """A folder holding ``azure-monitor-opentelemetry``, for the Azure Monitor sample's ``PYTHONPATH``.
+
+    Installed on its own: among the dev extra, its pinned OpenTelemetry instrumentations sent pip's
+    resolver backtracking for over ten minutes on Python 3.10.
+    """
+    return installed_apart(
+        "azure-monitor-opentelemetry>=1.6", "azure.monitor.opentelemetry", who="the Azure Monitor sample"
+    )

@@ -28,8 +28,7 @@ import pytest
 import soundfile as sf
 
 from tests._mcp_server import stand_in_mcp
-from tests._portable import unavailable
-from tests._sdk_samples import CACHE
+from tests._sdk_samples import installed_apart
 from tests._sdk_samples import samples_dir as sdk_samples_dir
 from vlab.emulator import Emulator
 from vlab.testing import fast_emulator, spoken_prompt
@@ -68,19 +67,8 @@ def samples_dir() -> Path:
 @pytest.fixture(scope="session")
 def pyaudio_path() -> Path:
     """A folder holding PyAudio, for the samples' ``PYTHONPATH`` (vlab itself uses sounddevice)."""
-    folder = CACHE / f"pyaudio-py{sys.version_info.major}.{sys.version_info.minor}"
-    if not (folder / "pyaudio").is_dir():
-        built = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(folder), "pyaudio"],
-            capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
-        if built.returncode != 0:
-            unavailable(
-                "the SDK samples",
-                "PyAudio, which the samples use, could not be built: install PortAudio's headers "
-                f"(apt-get install portaudio19-dev; brew install portaudio). pip said: {built.stderr[-300:]}",
-            )
-    return folder
+    hint = " (the samples use it): install PortAudio's headers (apt-get install portaudio19-dev; brew install portaudio)"
+    return installed_apart("pyaudio", "pyaudio", who="the SDK samples", hint=hint)
 
 
 def _ctrl_c_as_in_a_terminal() -> None:
