@@ -7,8 +7,8 @@ STAMP  := $(VENV)/.installed
 # reuse compiled bytecode in __pycache__ (git-ignored) even where the shell turned it off
 unexport PYTHONDONTWRITEBYTECODE
 # pytest-xdist: one worker per core and one more (tests/conftest.py; work-stealing, set in
-# pyproject.toml); the `realtime` tests run one at a time beside the parallel part: the browser's, then
-# the sound card's at a raised priority (after the parallel part where it cannot be raised; scripts/run_tests.py)
+# pyproject.toml); the `realtime` tests run one at a time: the browser's beside the parallel part, the
+# sound card's after it (scripts/run_tests.py)
 PARALLEL ?= -n auto
 
 .PHONY: venv demo test test-matrix lint lab bench clean

@@ -51,7 +51,7 @@ def bench_make_test(size: Size) -> list[Figure]:
     """The whole suite at full size; a subset otherwise (the smoke test must not run the suite in the suite)."""
     whole = size.scale >= 1
     pytest = [sys.executable, "-m", "pytest", "-q"]
-    if whole:  # as make test runs them: the realtime tests beside the parallel part
+    if whole:  # as make test runs them: the browser tests beside the parallel part, the sound card after
         name, command = "make test's runs", [sys.executable, "scripts/run_tests.py", *_parallel_args()]
     elif not size.tiny:
         name, command = "subset only: tests/unit, parallel", [*pytest, *_parallel_args(), "tests/unit"]

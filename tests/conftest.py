@@ -68,8 +68,8 @@ SOUND_CARD: tuple[str, ...] = (
     "test_benchmarks_smoke.py::test_benchmark_runs_at_tiny_size[bench_devices]",
 )
 """The ``realtime`` tests that are also marked ``sound_card``: PortAudio streams through the virtual sound
-card, whose callbacks must run on time. ``make test`` runs them after the other realtime tests (the
-browser's, beside the parallel part): beside it too at a raised priority where it may, else after it."""
+card, whose callbacks must run on time. ``make test`` runs them alone, after the parallel part; the
+other realtime tests (the browser's) run beside it."""
 
 RUN_FIRST: tuple[str, ...] = (
     "release",

@@ -121,8 +121,8 @@ def _collected(markexpr: str) -> set[str]:
 
 def test_the_sound_card_tests_are_the_devices_tests_and_the_devices_benchmark() -> None:
     """make test runs ``realtime and not sound_card`` beside the parallel part and ``realtime and sound_card``
-    after them, at a raised priority (scripts/run_tests.py): the second must be exactly the sound card's
-    tests, or one would run at the normal priority beside the parallel part (or twice)."""
+    after it (scripts/run_tests.py): the second must be exactly the sound card's tests, or one would run
+    beside the parallel part (or twice)."""
     from tests.conftest import REAL_TIME, SOUND_CARD
 
     assert set(SOUND_CARD) <= set(REAL_TIME)
