@@ -255,6 +255,30 @@ async def test_input_buffer_keeps_an_odd_byte_for_the_next_append_and_the_positi
     await sched.close()
 
 
+async def test_without_turn_detection_the_timeline_takes_the_audio_as_it_arrives():
+    """Nothing to decide: a commit after 700 ms of audio happens at 700 ms, as the client's audio clock says."""
+    sched = await _scheduler()
+    buffer = _input_buffer(sched, _Turns())
+    session = {
+        **session_config.default_session("s", "gpt-realtime", "2025-10-01", created_s=0),
+        "turn_detection": None,
+    }
+    buffer.configure(session, "2025-10-01")
+    ran: list[float] = []
+
+    async def at_commit() -> None:
+        ran.append(sched.now_ms)
+
+    sched.spawn(700, at_commit)
+    buffer.append(_b64(_tone(400)), None)
+    assert sched.current_ms() == 400
+    buffer.append(_b64(_silence(300)), None)
+    await sched.idle()
+    assert ran == [700] and sched.current_ms() == 700
+    buffer.close()
+    await sched.close()
+
+
 async def test_a_whole_wav_file_sent_as_audio_gives_its_samples_at_the_session_rate():
     import io
 

@@ -221,6 +221,9 @@ class InputBuffer:
         self._pending += pcm
         if self._vad is not None:
             self._vad.feed(pcm)
+        else:  # no turn detection: nothing to decide, so the timeline takes the audio as it arrives
+            self._decided_ms = self.position_ms
+            self._scheduler.input_decided(self._decided_ms)
 
     def play(self, audio: bytes, audio_format: str, at_ms: float) -> None:
         """Assistant audio (in an output format) went out at simulated time ``at_ms``: the echo reference.
