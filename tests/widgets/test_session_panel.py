@@ -64,6 +64,7 @@ async def test_manual_turns_commit_and_ask_for_a_response(tmp_path, prompt_dir):
     panel.start.click()
     await panel.task
     assert "response.done" in panel.table.value and panel.output.outputs == ()
+    assert "commit-to-voice" in panel.latency.value and "endpointing" not in panel.latency.value
 
 
 async def test_errors_show_in_the_panel_with_a_clear_message(tmp_path, prompt_dir):
@@ -285,6 +286,8 @@ async def test_a_function_tool_s_handler_answers_and_the_answer_is_spoken_before
     result = json.dumps({"location": "Seattle", "temperature": 22})
     assert _said(panel) == [f"Here is what I found: {result}."]
     assert "finished" in panel.status.value and panel.runner is None
+    # the last turn is the answer, asked for by the runner's response.create: no speech ended it
+    assert "response.create-to-voice" in panel.latency.value and "endpointing" not in panel.latency.value
 
 
 @pytest.mark.parametrize(

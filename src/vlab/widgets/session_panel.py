@@ -701,17 +701,13 @@ class SessionPanel:
         if turns.empty:
             return
         last = turns.iloc[-1]
+        trigger = str(last["trigger"])
         head = f"<b>Last turn</b> ({html.escape(str(last['status']))}): "
         if last["false_cutoff"]:
             self.latency.value = head + "false cut-off: the reply started before the end of speech"
             return
         parts = []
-        for name, label in (
-            ("voice_to_voice_ms", "voice-to-voice <b>{:.0f} ms</b>"),
-            ("endpointing_ms", "endpointing {:.0f} ms"),
-            ("turn_commit_ms", "turn commit {:.0f} ms"),
-            ("ttfb_audio_ms", "first audio {:.0f} ms"),
-        ):
+        for name, label in _LATENCY_LABELS.get(trigger, _LATENCY_LABELS["vad"]):
             if math.isfinite(float(last[name])):
                 parts.append(label.format(float(last[name])))
         self.latency.value = head + " · ".join(parts)
@@ -724,6 +720,28 @@ class SessionPanel:
                 f" (and {more} more)" if more else ""
             )
         self.status.value = f"<b>Status:</b> {text}"
+
+
+_LATENCY_LABELS: dict[str, tuple[tuple[str, str], ...]] = {
+    "vad": (
+        ("voice_to_voice_ms", "voice-to-voice <b>{:.0f} ms</b>"),
+        ("endpointing_ms", "endpointing {:.0f} ms"),
+        ("turn_commit_ms", "turn commit {:.0f} ms"),
+        ("ttfb_audio_ms", "first audio {:.0f} ms"),
+    ),
+    # no end of speech to detect: the turn starts when the client sends its commit or response.create
+    "commit": (
+        ("voice_to_voice_ms", "commit-to-voice <b>{:.0f} ms</b>"),
+        ("turn_commit_ms", "turn commit {:.0f} ms"),
+        ("ttfb_audio_ms", "first audio {:.0f} ms"),
+    ),
+    "client": (
+        ("voice_to_voice_ms", "response.create-to-voice <b>{:.0f} ms</b>"),
+        ("turn_commit_ms", "response.created {:.0f} ms"),
+        ("ttfb_audio_ms", "first audio {:.0f} ms"),
+    ),
+}
+"""The session panel's "Last turn" line, by what started the turn (``turn_latency``'s ``trigger``)."""
 
 
 class LevelMeter:
