@@ -190,6 +190,12 @@ def _vad_session(**server_vad: int) -> dict[str, Any]:
     return {**session, "turn_detection": {**session["turn_detection"], **server_vad}}
 
 
+def _session_without_turn_detection() -> dict[str, Any]:
+    """The emulator's default session with ``turn_detection`` null: turns are the client's commits."""
+    session = session_config.default_session("s", "gpt-realtime", "2025-10-01", created_s=0)
+    return {**session, "turn_detection": None}
+
+
 async def test_input_buffer_reports_turns_at_the_audio_position_they_were_decided():
     sched = await _scheduler()
     turns = _Turns()
@@ -237,10 +243,7 @@ async def test_a_turn_s_prefix_padding_never_reaches_back_before_the_previous_tu
 async def test_input_buffer_keeps_an_odd_byte_for_the_next_append_and_the_position_across_rates():
     sched = await _scheduler()
     buffer = _input_buffer(sched, _Turns())
-    session = {
-        **session_config.default_session("s", "gpt-realtime", "2025-10-01", created_s=0),
-        "turn_detection": None,
-    }
+    session = _session_without_turn_detection()
     buffer.configure(session, "2025-10-01")
     pcm = bytes(range(1, 201)) * 24  # 4800 bytes: 100 ms at 24 kHz
     cuts = (0, 7, 2400, 4799, 4800)  # appends of 7, 2393, 2399 and 1 bytes: an odd one waits for the next
@@ -259,11 +262,7 @@ async def test_without_turn_detection_the_timeline_takes_the_audio_as_it_arrives
     """Nothing to decide: a commit after 700 ms of audio happens at 700 ms, as the client's audio clock says."""
     sched = await _scheduler()
     buffer = _input_buffer(sched, _Turns())
-    session = {
-        **session_config.default_session("s", "gpt-realtime", "2025-10-01", created_s=0),
-        "turn_detection": None,
-    }
-    buffer.configure(session, "2025-10-01")
+    buffer.configure(_session_without_turn_detection(), "2025-10-01")
     ran: list[float] = []
 
     async def at_commit() -> None:
@@ -286,13 +285,7 @@ async def test_a_whole_wav_file_sent_as_audio_gives_its_samples_at_the_session_r
 
     sched = await _scheduler()
     buffer = _input_buffer(sched, _Turns())
-    buffer.configure(
-        {
-            **session_config.default_session("s", "gpt-realtime", "2025-10-01", created_s=0),
-            "turn_detection": None,
-        },
-        "2025-10-01",
-    )
+    buffer.configure(_session_without_turn_detection(), "2025-10-01")
     wav = io.BytesIO()
     sf.write(wav, np.frombuffer(_tone(500, 16000), "<i2"), 16000, format="WAV", subtype="PCM_16")
     buffer.append(_b64(wav.getvalue()), None)  # as the SDK's own tests send audio
