@@ -9,7 +9,7 @@ from typing import Any
 
 from tests._mcp_server import answer, stand_in_mcp
 from vlab import Session, protocol
-from vlab.metrics import tool_calls
+from vlab.metrics import tool_calls, turn_latency
 from vlab.session import McpApprovalRequest, ToolRunner
 from vlab.settings import FunctionTool, McpServer, SessionSettings
 from vlab.testing import SDK_SAMPLE_TOOLS
@@ -53,6 +53,12 @@ async def test_a_function_call_runs_its_handler_and_the_answer_is_spoken():
     ]
     client = frame[frame["direction"] == "client"]["type"].tolist()
     assert client.count(protocol.CLIENT_RESPONSE_CREATE) == 2  # the question's, then the answer's
+    question, answer = (row for _, row in turn_latency(frame).iterrows())
+    assert (question["tool_calls"], answer["tool_calls"], answer["answers_turn"]) == (1, 0, 0)
+    assert question["answer_response_id"] == answer["response_id"]
+    wait_ns = answer["t_first_audible_ns"] - question["t_eos_ns"]  # the question sent → the answer heard
+    assert question["voice_to_answer_ms"] == wait_ns / 1e6 > answer["voice_to_voice_ms"]
+    assert math.isnan(answer["voice_to_answer_ms"])  # its time is the question's
 
 
 async def test_mcp_calls_are_approved_or_declined_by_the_approver_and_each_answer_is_spoken():

@@ -77,6 +77,7 @@ def vad_turn(
     rid: str = "resp_1",
     start_audio_ms: float = 0.0,
     status: str = "completed",
+    output: tuple[dict, ...] = (),
 ) -> Log:
     log.add(
         stopped - 400,
@@ -106,9 +107,8 @@ def vad_turn(
             audio_bytes_per_s=48000,
         )
     usage = {"total_tokens": 30, "input_tokens": 20, "output_tokens": 10}
-    log.add(
-        done, "server", {"type": "response.done", "response": {"id": rid, "status": status, "usage": usage}}
-    )
+    response = {"id": rid, "status": status, "usage": usage, "output": list(output)}
+    log.add(done, "server", {"type": "response.done", "response": response})
     return log
 
 
@@ -287,6 +287,101 @@ def test_text_turn_anchors_on_response_create_and_manual_turn_on_commit():
     assert t.voice_to_voice_ms.tolist() == pytest.approx([300, 300])
     assert t.a_eos_ms.iloc[0] == 200  # audio sent when committed
     assert t.first_turn.tolist() == [True, False]
+
+
+def _done(log: Log, t_ms: int, rid: str, *output: dict) -> None:
+    log.add(
+        t_ms,
+        "server",
+        {"type": "response.done", "response": {"id": rid, "status": "completed", "output": output}},
+    )
+
+
+def _call(name: str) -> dict:
+    return {"type": "function_call", "name": name, "call_id": f"call_{name}", "arguments": "{}"}
+
+
+def test_a_turn_answered_through_a_chain_of_tool_calls_is_timed_to_the_answer_spoken():
+    log = session_start(Log(), sil=500).appends(1000, 10)
+    log.add(1300, "client", {"type": "input_audio_buffer.commit"})
+    log.add(1301, "client", {"type": "response.create"})
+    log.add(1400, "server", {"type": "response.created", "response": {"id": "r1"}})
+    _done(log, 1500, "r1", _call("a"))
+    log.add(1800, "client", {"type": "response.create"})  # after a's output: the model calls b
+    log.add(1850, "server", {"type": "response.created", "response": {"id": "r2"}})
+    _done(log, 1900, "r2", _call("b"))
+    log.add(2400, "client", {"type": "response.create"})  # after b's output: the answer is spoken
+    log.add(2450, "server", {"type": "response.created", "response": {"id": "r3"}})
+    log.add(2700, "server", {"type": "response.audio.delta", "response_id": "r3", "delta": "AAAA"})
+    _done(log, 2800, "r3", {"type": "message"})
+    log.add(3000, "client", {"type": "response.create"})  # a typed question, answered without tools
+    log.add(3050, "server", {"type": "response.created", "response": {"id": "r4"}})
+    log.add(3200, "server", {"type": "response.audio.delta", "response_id": "r4", "delta": "AAAA"})
+    t = turn_latency(log.frame())
+    assert t.tool_calls.tolist() == [1, 1, 0, 0]
+    assert t.answers_turn.tolist() == [-1, 0, 0, -1]
+    assert t.answer_response_id.fillna("").tolist() == ["r3", "", "", "r4"]
+    assert t.voice_to_answer_ms.iloc[0] == pytest.approx(1400)  # the commit at 1300 → r3's audio at 2700
+    assert t.voice_to_answer_ms.iloc[1:3].isna().all()  # counted in the turn they answer
+    assert t.voice_to_answer_ms.iloc[3] == pytest.approx(t.voice_to_voice_ms.iloc[3]) == pytest.approx(200)
+
+
+def test_a_tool_turn_the_user_speaks_over_before_any_answer_has_no_answer_time():
+    log = session_start(Log(), sil=500).appends(1000, 10)
+    log.add(1300, "client", {"type": "input_audio_buffer.commit"})
+    log.add(1400, "server", {"type": "response.created", "response": {"id": "r1"}})
+    _done(log, 1500, "r1", _call("a"))
+    log.add(1600, "client", {"type": "input_audio_buffer.commit"})  # the user's next turn comes first
+    log.add(1700, "server", {"type": "response.created", "response": {"id": "r2"}})
+    log.add(1900, "server", {"type": "response.audio.delta", "response_id": "r2", "delta": "AAAA"})
+    t = turn_latency(log.frame())
+    assert t.answers_turn.tolist() == [-1, -1] and t.answer_response_id.fillna("").tolist() == ["", "r2"]
+    assert math.isnan(t.voice_to_answer_ms.iloc[0]) and t.voice_to_answer_ms.iloc[1] == pytest.approx(300)
+
+
+def test_a_tool_turn_cut_off_before_the_end_of_speech_has_no_answer_time():
+    log = session_start(Log()).appends(1000, 100)
+    # labelled end of speech at 1800 ms of audio: sent at 2780 ms, after the response was created (2700)
+    vad_turn(
+        log,
+        stopped=2530,
+        audio_end=1500,
+        created=2700,
+        text=None,
+        audio=None,
+        done=2750,
+        output=(_call("a"),),
+    )
+    log.add(2900, "client", {"type": "response.create"})
+    log.add(2950, "server", {"type": "response.created", "response": {"id": "r2"}})
+    log.add(3100, "server", {"type": "response.audio.delta", "response_id": "r2", "delta": "AAAA"})
+    t = turn_latency(log.frame(), end_of_turn_ms=[1800])
+    assert t.false_cutoff.tolist() == [True, False] and t.answers_turn.tolist() == [-1, 0]
+    assert t.answer_response_id.iloc[0] == "r2" and math.isnan(t.voice_to_answer_ms.iloc[0])
+
+
+def test_a_tool_turn_whose_answer_is_not_spoken_has_no_answer_time():
+    log = session_start(Log(), sil=500).appends(1000, 10)
+    log.add(1300, "client", {"type": "input_audio_buffer.commit"})
+    log.add(1400, "server", {"type": "response.created", "response": {"id": "r1"}})
+    _done(log, 1500, "r1", _call("a"))
+    log.add(1800, "client", {"type": "response.create"})  # the answer, in text only
+    log.add(1850, "server", {"type": "response.created", "response": {"id": "r2"}})
+    log.add(1900, "server", {"type": "response.text.delta", "response_id": "r2", "delta": "22 degrees"})
+    _done(log, 1950, "r2", {"type": "message"})
+    log.add(3000, "client", {"type": "response.create"})  # then a typed question, answered aloud
+    log.add(3050, "server", {"type": "response.created", "response": {"id": "r3"}})
+    log.add(3200, "server", {"type": "response.audio.delta", "response_id": "r3", "delta": "AAAA"})
+    log.add(3500, "client", {"type": "input_audio_buffer.commit"})  # a turn answered in text, no tools
+    log.add(3550, "server", {"type": "response.created", "response": {"id": "r4"}})
+    _done(log, 3600, "r4", {"type": "message"})
+    log.add(3700, "client", {"type": "response.create"})  # a typed question: its own turn
+    log.add(3750, "server", {"type": "response.created", "response": {"id": "r5"}})
+    log.add(3900, "server", {"type": "response.audio.delta", "response_id": "r5", "delta": "AAAA"})
+    t = turn_latency(log.frame())
+    assert t.answers_turn.tolist() == [-1, 0, -1, -1, -1]
+    assert t.answer_response_id.fillna("").tolist() == ["", "", "r3", "r4", "r5"]
+    assert math.isnan(t.voice_to_answer_ms.iloc[0]) and t.voice_to_answer_ms.iloc[2] == pytest.approx(200)
 
 
 def test_session_latency_measures_update_cancel_and_barge_in():

@@ -15,6 +15,7 @@ from tests._logs import T0_NS, hand_record
 from tests._mcp_server import stand_in_mcp
 from vlab.errors import ConfigError
 from vlab.log.records import EventRecord
+from vlab.metrics import turn_latency
 from vlab.settings import FunctionTool
 from vlab.widgets import SessionPanel
 
@@ -286,8 +287,10 @@ async def test_a_function_tool_s_handler_answers_and_the_answer_is_spoken_before
     result = json.dumps({"location": "Seattle", "temperature": 22})
     assert _said(panel) == [f"Here is what I found: {result}."]
     assert "finished" in panel.status.value and panel.runner is None
-    # the last turn is the answer, asked for by the runner's response.create: no speech ended it
-    assert "response.create-to-voice" in panel.latency.value and "endpointing" not in panel.latency.value
+    # the last response is the answer: the line gives the turn's whole wait, from the end of its speech
+    turns = turn_latency(panel.session.frame())
+    wait = turns["voice_to_answer_ms"].iloc[0]
+    assert f"voice-to-answer <b>{wait:.0f} ms</b> through 1 tool call" in panel.latency.value
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,14 @@ first audible sample (``t_first_audio_ns`` + ``playout_ms``).
 ``voice_to_voice_events_ms`` is the event-only variant: first audio delta − (recv(speech_stopped) −
 ``silence_duration_ms``), which needs neither labels nor append stamps.
 
+**A turn answered through tools.** A response that calls tools (``tool_calls``: its function and MCP
+call items) often speaks nothing itself: the client runs the calls and asks for another response, which
+speaks the answer. ``voice_to_answer_ms`` is the figure the user waits through: ``T_eos`` of the turn →
+the first audible sample of the response that speaks its answer (``answer_response_id``), the first of
+the client-started responses that follow it to have audio (a chain of calls is followed through).
+Those responses have ``answers_turn`` set to the turn's ``turn`` (else -1) and no ``voice_to_answer_ms``
+of their own. For a turn that speaks, ``voice_to_answer_ms`` is ``voice_to_voice_ms``.
+
 A response received before ``T_eos`` is a **false cut-off** (``false_cutoff`` True): its latencies are
 NaN with a reason, never negative. Any missing or out-of-order anchor gives NaN and a ``reason``; the
 functions never raise on a strange log.
@@ -203,6 +211,10 @@ def turn_latency(
                 usage = resp.get("usage") or {}
                 for key in ("total_tokens", "input_tokens", "output_tokens"):
                     row[key] = usage.get(key, math.nan)
+                row["tool_calls"] = sum(
+                    isinstance(item, dict) and item.get("type") in _TOOL_ITEMS
+                    for item in resp.get("output") or []
+                )
             else:
                 row.setdefault("t_first_text_ns", t)
 
@@ -222,8 +234,43 @@ def turn_latency(
         )
         for i, row in enumerate(rows)
     ]
+    _answers_through_tools(out)
     frame = pd.DataFrame(out, columns=_COLUMNS)
     return frame
+
+
+_TOOL_ITEMS = frozenset(
+    {protocol.FUNCTION_CALL_ITEM, protocol.MCP_CALL_ITEM, protocol.MCP_APPROVAL_REQUEST_ITEM}
+)
+"""Output items of a response that are tool calls (or ask to make one)."""
+
+
+def _answers_through_tools(turns: list[dict[str, Any]]) -> None:
+    """Set ``voice_to_answer_ms``, ``answer_response_id`` and ``answers_turn`` (the module docstring)."""
+    for turn in turns:
+        turn.setdefault("answers_turn", -1)
+        if turn["answers_turn"] >= 0:
+            turn.update(voice_to_answer_ms=math.nan, answer_response_id=None)
+            continue
+        answer: dict[str, Any] | None = turn
+        if turn["tool_calls"] and not math.isfinite(turn["t_first_audible_ns"]):
+            answer = None
+            for later in turns[turn["turn"] + 1 :]:
+                if later["trigger"] != "client":
+                    break
+                later["answers_turn"] = turn["turn"]
+                if math.isfinite(later["t_first_audible_ns"]):
+                    answer = later
+                    break
+                if not later["tool_calls"]:
+                    break
+        if answer is turn:
+            wait = turn["voice_to_voice_ms"]
+        elif answer is None or turn["false_cutoff"]:
+            wait = math.nan
+        else:
+            wait = span_ms(answer["t_first_audible_ns"], turn["t_eos_ns"])  # after T_eos: no false cut-off
+        turn.update(voice_to_answer_ms=wait, answer_response_id=answer["response_id"] if answer else None)
 
 
 _COLUMNS = [
@@ -267,6 +314,10 @@ _COLUMNS = [
     "total_tokens",
     "input_tokens",
     "output_tokens",
+    "tool_calls",
+    "voice_to_answer_ms",
+    "answer_response_id",
+    "answers_turn",
     "reason",
 ]
 
@@ -424,6 +475,7 @@ def _compute(
         "total_tokens": row.get("total_tokens", nan),
         "input_tokens": row.get("input_tokens", nan),
         "output_tokens": row.get("output_tokens", nan),
+        "tool_calls": row.get("tool_calls", 0),
         "reason": "; ".join(reasons),
     }
 

@@ -703,11 +703,25 @@ class SessionPanel:
         last = turns.iloc[-1]
         trigger = str(last["trigger"])
         head = f"<b>Last turn</b> ({html.escape(str(last['status']))}): "
+        answered = int(last["answers_turn"])
+        if answered >= 0:  # the answer to a turn's tool calls: the turn's whole wait is the figure
+            turn = turns.iloc[answered]
+            start = _TURN_STARTS.get(str(turn["trigger"]), "voice")
+            wait = float(turn["voice_to_answer_ms"])
+            calls = int(turns["tool_calls"].iloc[answered:].sum())
+            figure = f"<b>{wait:.0f} ms</b>" if math.isfinite(wait) else "not measured"
+            self.latency.value = (
+                f"{head}{start}-to-answer {figure} through {calls} tool call{'s' if calls != 1 else ''}"
+            )
+            return
         if last["false_cutoff"]:
             self.latency.value = head + "false cut-off: the reply started before the end of speech"
             return
+        if trigger not in _TURN_STARTS:
+            trigger = "vad"
         parts = []
-        for name, label in _LATENCY_LABELS.get(trigger, _LATENCY_LABELS["vad"]):
+        labels = (("voice_to_voice_ms", f"{_TURN_STARTS[trigger]}-to-voice <b>{{:.0f}} ms</b>"),)
+        for name, label in labels + _STAGE_LABELS[trigger]:
             if math.isfinite(float(last[name])):
                 parts.append(label.format(float(last[name])))
         self.latency.value = head + " · ".join(parts)
@@ -722,26 +736,19 @@ class SessionPanel:
         self.status.value = f"<b>Status:</b> {text}"
 
 
-_LATENCY_LABELS: dict[str, tuple[tuple[str, str], ...]] = {
+_TURN_STARTS = {"vad": "voice", "commit": "commit", "client": "response.create"}
+"""What a turn's wait is measured from, by ``turn_latency``'s ``trigger``: the end of speech, or what the
+client sent (a commit, or the ``response.create`` of a typed message or a tool's answer)."""
+_STAGE_LABELS: dict[str, tuple[tuple[str, str], ...]] = {
     "vad": (
-        ("voice_to_voice_ms", "voice-to-voice <b>{:.0f} ms</b>"),
         ("endpointing_ms", "endpointing {:.0f} ms"),
         ("turn_commit_ms", "turn commit {:.0f} ms"),
         ("ttfb_audio_ms", "first audio {:.0f} ms"),
     ),
-    # no end of speech to detect: the turn starts when the client sends its commit or response.create
-    "commit": (
-        ("voice_to_voice_ms", "commit-to-voice <b>{:.0f} ms</b>"),
-        ("turn_commit_ms", "turn commit {:.0f} ms"),
-        ("ttfb_audio_ms", "first audio {:.0f} ms"),
-    ),
-    "client": (
-        ("voice_to_voice_ms", "response.create-to-voice <b>{:.0f} ms</b>"),
-        ("turn_commit_ms", "response.created {:.0f} ms"),
-        ("ttfb_audio_ms", "first audio {:.0f} ms"),
-    ),
+    "commit": (("turn_commit_ms", "turn commit {:.0f} ms"), ("ttfb_audio_ms", "first audio {:.0f} ms")),
+    "client": (("turn_commit_ms", "response.created {:.0f} ms"), ("ttfb_audio_ms", "first audio {:.0f} ms")),
 }
-"""The session panel's "Last turn" line, by what started the turn (``turn_latency``'s ``trigger``)."""
+"""The stages the "Last turn" line shows after the total, by ``trigger`` (no endpointing without speech)."""
 
 
 class LevelMeter:
