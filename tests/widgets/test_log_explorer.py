@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 
@@ -163,6 +164,24 @@ def test_an_empty_log_loads_and_says_so(tmp_path):
     assert ex.output.outputs == ()
     assert ex.status.value.endswith(": the log is empty") and ex.filtered().empty
     assert "No response in this log" in ex.turn_info.value and ex.waterfall.layout.display == "none"
+
+
+def test_a_turn_answered_through_tools_is_offered_with_its_whole_wait_and_its_answer_with_the_turn():
+    turn = {"trigger": "client", "status": "completed", "false_cutoff": False}
+    asked = SimpleNamespace(
+        turn=0, voice_to_voice_ms=math.nan, voice_to_answer_ms=812.0, answers_turn=-1, **turn
+    )
+    answer = SimpleNamespace(
+        turn=1, voice_to_voice_ms=300.0, voice_to_answer_ms=math.nan, answers_turn=0, **turn
+    )
+    assert LogExplorer._turn_option(asked) == (
+        "turn 0 (client, completed, response.create-to-answer 812 ms through tools)",
+        0,
+    )
+    assert LogExplorer._turn_option(answer) == (
+        "turn 1 (client, completed, response.create-to-voice 300 ms, answers turn 0)",
+        1,
+    )
 
 
 async def test_each_turn_is_offered_with_its_trigger_status_and_latency(run_dir):

@@ -28,6 +28,7 @@ from vlab.metrics.events import InputTimeline, on_simulated_timeline
 from vlab.metrics.latency import (
     LATENCY_STAGES,
     SEGMENT_STAGES,
+    TURN_STARTS,
     leading_silence_ms,
     stages_in_order,
     turn_latency,
@@ -41,6 +42,7 @@ __all__ = [
     "LATENCY_STAGES",
     "SEGMENT_STAGES",
     "TOOL_CALL_COLUMNS",
+    "TURN_STARTS",
     "InputTimeline",
     "bootstrap_ci",
     "canary_shift",

@@ -95,6 +95,11 @@ LATENCY_STAGES: tuple[str, ...] = (
 )
 """Latency columns of :func:`turn_latency` that :func:`summarize_latency` summarizes."""
 
+TURN_STARTS: dict[str, str] = {"vad": "voice", "commit": "commit", "client": "response.create"}
+"""What a turn's wait is measured from, by :func:`turn_latency`'s ``trigger``, in words: the end of the
+user's speech, or what the client sent (a commit, or the ``response.create`` of a typed message or of a
+tool's answer). A figure's label reads ``f"{TURN_STARTS[trigger]}-to-voice"``."""
+
 
 def turn_latency(
     events: pd.DataFrame,

@@ -147,12 +147,18 @@ class LogExplorer:
     @staticmethod
     def _turn_option(r: Any) -> tuple[str, int]:
         """The turn chooser's (label, value) for one row of :attr:`turns`."""
-        v2v = r.voice_to_voice_ms
-        latency = (
-            f"voice-to-voice {v2v:.0f} ms" if isinstance(v2v, float) and math.isfinite(v2v) else "no latency"
-        )
+        from vlab.metrics import TURN_STARTS
+
+        start = TURN_STARTS.get(str(r.trigger), "voice")
+        if _finite(r.voice_to_voice_ms):
+            latency = f"{start}-to-voice {r.voice_to_voice_ms:.0f} ms"
+        elif _finite(r.voice_to_answer_ms):  # it spoke nothing: its answer came through its tool calls
+            latency = f"{start}-to-answer {r.voice_to_answer_ms:.0f} ms through tools"
+        else:
+            latency = "no latency"
+        answers = f", answers turn {int(r.answers_turn)}" if r.answers_turn >= 0 else ""
         cut = ", false cut-off" if bool(r.false_cutoff) else ""
-        return f"turn {int(r.turn)} ({r.trigger}, {r.status}, {latency}{cut})", int(r.turn)
+        return f"turn {int(r.turn)} ({r.trigger}, {r.status}, {latency}{answers}{cut})", int(r.turn)
 
     # --- views ---------------------------------------------------------------------------------------
 
@@ -299,3 +305,8 @@ class LogExplorer:
         ev = self.events
         items = ev[(ev["response_id"] == rid) & (ev["type"] == protocol.AUDIO_DELTA)]["item_id"].dropna()
         return str(items.iloc[0]) if len(items) else None
+
+
+def _finite(value: Any) -> bool:
+    """Whether a frame cell holds a finite number (not NaN, not None)."""
+    return isinstance(value, float) and math.isfinite(value)

@@ -693,7 +693,7 @@ class SessionPanel:
             self.table.value = render_event_table(list(self._rows), self._t0_ns, total=total)
 
     def _update_latency(self) -> None:
-        from vlab.metrics import turn_latency
+        from vlab.metrics import TURN_STARTS, turn_latency
 
         if self.session is None or not self.session.records:
             return
@@ -706,7 +706,7 @@ class SessionPanel:
         answered = int(last["answers_turn"])
         if answered >= 0:  # the answer to a turn's tool calls: the turn's whole wait is the figure
             turn = turns.iloc[answered]
-            start = _TURN_STARTS.get(str(turn["trigger"]), "voice")
+            start = TURN_STARTS.get(str(turn["trigger"]), "voice")
             wait = float(turn["voice_to_answer_ms"])
             calls = int(turns["tool_calls"].iloc[answered:].sum())
             figure = f"<b>{wait:.0f} ms</b>" if math.isfinite(wait) else "not measured"
@@ -717,10 +717,10 @@ class SessionPanel:
         if last["false_cutoff"]:
             self.latency.value = head + "false cut-off: the reply started before the end of speech"
             return
-        if trigger not in _TURN_STARTS:
+        if trigger not in TURN_STARTS:
             trigger = "vad"
         parts = []
-        labels = (("voice_to_voice_ms", f"{_TURN_STARTS[trigger]}-to-voice <b>{{:.0f}} ms</b>"),)
+        labels = (("voice_to_voice_ms", f"{TURN_STARTS[trigger]}-to-voice <b>{{:.0f}} ms</b>"),)
         for name, label in labels + _STAGE_LABELS[trigger]:
             if math.isfinite(float(last[name])):
                 parts.append(label.format(float(last[name])))
@@ -736,9 +736,6 @@ class SessionPanel:
         self.status.value = f"<b>Status:</b> {text}"
 
 
-_TURN_STARTS = {"vad": "voice", "commit": "commit", "client": "response.create"}
-"""What a turn's wait is measured from, by ``turn_latency``'s ``trigger``: the end of speech, or what the
-client sent (a commit, or the ``response.create`` of a typed message or a tool's answer)."""
 _STAGE_LABELS: dict[str, tuple[tuple[str, str], ...]] = {
     "vad": (
         ("endpointing_ms", "endpointing {:.0f} ms"),
