@@ -74,6 +74,7 @@ from vlab.metrics.events import (
     session_vad_settings,
     span_ms,
 )
+from vlab.metrics.tool_calls import _CALL_ITEMS
 
 SEGMENT_STAGES: tuple[str, ...] = (
     "server_hangover_ms",
@@ -217,7 +218,7 @@ def turn_latency(
                 for key in ("total_tokens", "input_tokens", "output_tokens"):
                     row[key] = usage.get(key, math.nan)
                 row["tool_calls"] = sum(
-                    isinstance(item, dict) and item.get("type") in _TOOL_ITEMS
+                    isinstance(item, dict) and item.get("type") in _CALL_ITEMS
                     for item in resp.get("output") or []
                 )
             else:
@@ -242,12 +243,6 @@ def turn_latency(
     _answers_through_tools(out)
     frame = pd.DataFrame(out, columns=_COLUMNS)
     return frame
-
-
-_TOOL_ITEMS = frozenset(
-    {protocol.FUNCTION_CALL_ITEM, protocol.MCP_CALL_ITEM, protocol.MCP_APPROVAL_REQUEST_ITEM}
-)
-"""Output items of a response that are tool calls (or ask to make one)."""
 
 
 def _answers_through_tools(turns: list[dict[str, Any]]) -> None:

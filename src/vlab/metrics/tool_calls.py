@@ -56,6 +56,7 @@ _CALL_ITEMS: Final = {
     protocol.MCP_CALL_ITEM: "mcp",
     protocol.MCP_APPROVAL_REQUEST_ITEM: "mcp",
 }
+"""The items that are tool calls (or ask to make one), and the ``kind`` of each (``turn_latency`` counts them)."""
 
 
 def tool_calls(events: pd.DataFrame) -> pd.DataFrame:
