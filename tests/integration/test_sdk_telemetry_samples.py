@@ -117,6 +117,7 @@ async def test_the_telemetry_samples_run_unmodified_and_trace_the_emulator_s_ses
             "APPLICATIONINSIGHTS_CONNECTION_STRING": connection_string,
             "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",  # its own usage reports go to Microsoft
             "PYTHONUNBUFFERED": "1",
+            "TMPDIR": str(tmp_path),  # the Azure Monitor exporter keeps its retry files in a folder there
         }
         names = (*CONSOLE_SAMPLES, AZURE_MONITOR_SAMPLE)
         runs = await asyncio.gather(
