@@ -22,7 +22,7 @@ from vlab.errors import VlabError
 from vlab.protocol_limits import SERVER_VAD, turn_detection_defaults
 
 if TYPE_CHECKING:
-    from vlab.session import Session
+    from vlab.session import Session, ToolRunner
 
 NO_SPEECH_GRACE_S = 5.0
 """Azure only: after all audio is sent, how long to wait for ``speech_started`` before calling a prompt silent."""
@@ -67,6 +67,7 @@ async def feed_prompt(
     timeout_s: float,
     commit: bool = False,
     send: Callable[[bytes], Awaitable[None]] | None = None,
+    tools: ToolRunner | None = None,
 ) -> None:
     """Send ``pcm`` as the user's audio and wait until the session has nothing left to answer.
 
@@ -80,6 +81,8 @@ async def feed_prompt(
         timeout_s: Give up after this many seconds of wall time.
         commit: Commit the audio and ask for a response after it (no server VAD).
         send: Sends the audio instead of ``session.stream_audio(pcm, speed=speed)`` (for a level meter).
+        tools: The runner answering the session's function calls. On the emulator each answer then
+            happens on the input timeline where its call ended, at any speed (:func:`_answer_calls`).
 
     Raises:
         NoSpeechDetected: The server VAD found no speech in the whole prompt.
@@ -99,6 +102,8 @@ async def feed_prompt(
         await session.commit()
         await session.create_response()
     if on_emulator:
+        if tools is not None:
+            await _answer_calls(session, tools, timeout_s)
         await set_timeline(session, protocol.TIMELINE_ENDED, timeout_s=timeout_s)
         await wait_for_reaction_replies(session, timeout_s)
         _raise_if_throttled(session, since)
@@ -110,6 +115,26 @@ async def feed_prompt(
     else:
         await wait_until_settled(session, timeout_s)
     _raise_if_throttled(session, since)
+
+
+async def _answer_calls(session: Session, tools: ToolRunner, timeout_s: float) -> None:
+    """Let ``tools`` answer every function call the audio sent so far leads to, before ``"ended"``.
+
+    On the input timeline the emulator holds time at a function call until the client asks for the
+    answer (``docs/timeline.md``). A ``"input"`` update is answered once every step up to where the client
+    is has run (a held call's time, or the end of the audio): then the runner has seen every call made
+    so far and answers it. Repeated until a round brings no new answer.
+    """
+    while True:
+        asked = _client_types(session).count(protocol.CLIENT_RESPONSE_CREATE)
+        await set_timeline(session, protocol.TIMELINE_INPUT, timeout_s=timeout_s)
+        await tools.caught_up()
+        if _client_types(session).count(protocol.CLIENT_RESPONSE_CREATE) == asked:
+            return
+
+
+def _client_types(session: Session) -> list[str]:
+    return [r.type for r in session.records if r.direction == "client"]
 
 
 def _raise_if_throttled(session: Session, since: int) -> None:

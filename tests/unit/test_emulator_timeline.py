@@ -141,6 +141,57 @@ async def test_a_hurried_process_runs_next_and_a_capped_step_waits_for_the_cap()
     await sched.close()
 
 
+async def test_an_unanswered_function_call_holds_time_and_the_client_s_answer_happens_at_its_end():
+    sched = await _scheduler()
+    log: list[tuple[str, float]] = []
+
+    def step(name: str, then: Any = None):
+        async def body() -> None:
+            log.append((name, sched.now_ms))
+            if then is not None:
+                then()
+
+        return body
+
+    done = asyncio.Event()
+    sched.spawn(1000, step("call done", lambda: (sched.wait_for_client(), done.set())))
+    sched.spawn(2500, step("next turn's speech_started"))
+    sched.input_decided(4000)  # the client has sent all its audio, and more than the call
+    await done.wait()
+    assert sched.horizon_ms() == 1000 and log == [("call done", 1000)]  # the later step waits
+    assert sched.input_position_ms() == 1000  # what the client sends now happens at the call's end
+
+    ahead = asyncio.ensure_future(sched.client_step(4000, step("sent before the answer, at 4000 ms")))
+    await ahead  # returns at once, held: the answer comes behind it on the wire
+    answer = sched.client_step(sched.input_position_ms(), step("response.create", sched.client_answered))
+    await answer
+    await sched.idle()
+    assert log == [
+        ("call done", 1000),
+        ("response.create", 1000),
+        ("next turn's speech_started", 2500),
+        ("sent before the answer, at 4000 ms", 4000),
+    ]
+    assert sched.input_position_ms() == 4000
+    await sched.close()
+
+
+async def test_a_function_call_holds_time_only_on_the_input_timeline_and_ending_the_input_lifts_it():
+    live = await _scheduler(mode=protocol.TIMELINE_ENDED)
+    live.wait_for_client()  # a client that paces itself answers when it answers
+    assert live.client_cap_ms == math.inf
+    await live.close()
+
+    sched = await _scheduler()
+    sched.wait_for_client()
+    assert sched.client_cap_ms == 0
+    sched.set_mode(protocol.TIMELINE_INPUT)  # the client's sync: still held
+    assert sched.client_cap_ms == 0
+    sched.set_mode(protocol.TIMELINE_ENDED)  # a client that does not answer calls: its input is over
+    assert sched.client_cap_ms == math.inf
+    await sched.close()
+
+
 # --- the input buffer ---------------------------------------------------------------------------------
 
 

@@ -224,17 +224,16 @@ class EmulatorConnection:
             await self._report(_internal_error(exc, event_id), event_id)
             return
         await self.input.settle()  # every event sees the VAD's decisions on the audio before it
-        await self.scheduler.call_at(self._arrival_ms(event), lambda: self._handle(handler, event, event_id))
+        if _timeline_requested(event) in (protocol.TIMELINE_ENDED, protocol.TIMELINE_LIVE):
+            self.scheduler.input_over()  # a call not answered by now will not be: time need not wait
+        await self.scheduler.client_step(
+            self._arrival_ms(event), lambda: self._handle(handler, event, event_id)
+        )
 
     def _arrival_ms(self, event: dict[str, Any]) -> float:
         """Simulated time of a client event that arrives now (after all the audio sent before it)."""
-        session = event.get("session") if event["type"] == protocol.CLIENT_SESSION_UPDATE else None
-        metadata = session.get("metadata") if isinstance(session, dict) else None
-        if isinstance(metadata, dict) and metadata.get(protocol.TIMELINE_METADATA_KEY) in (
-            protocol.TIMELINE_INPUT,
-            protocol.TIMELINE_ENDED,
-        ):
-            return max(self.scheduler.now_ms, self.scheduler.input_ms)
+        if _timeline_requested(event) in (protocol.TIMELINE_INPUT, protocol.TIMELINE_ENDED):
+            return self.scheduler.input_position_ms()
         return self.scheduler.current_ms()
 
     async def _handle(
@@ -742,6 +741,7 @@ class EmulatorConnection:
         await self._truncate(item, audio_end_ms)
 
     async def _response_create(self, event: dict[str, Any]) -> None:
+        self.scheduler.client_answered()
         params = event.get("response") or {}
         if not isinstance(params, dict):
             raise WireError(
@@ -848,3 +848,10 @@ def _internal_error(exc: Exception, event_id: str | None, what: str = "the event
     return WireError(
         "server_error", f"The emulator failed to handle {what}: {exc}", None, event_id, "server_error"
     )
+
+
+def _timeline_requested(event: dict[str, Any]) -> Any:
+    """The timeline mode a ``session.update`` asks for (``session.metadata["vlab.timeline"]``), else None."""
+    session = event.get("session") if event["type"] == protocol.CLIENT_SESSION_UPDATE else None
+    metadata = session.get("metadata") if isinstance(session, dict) else None
+    return metadata.get(protocol.TIMELINE_METADATA_KEY) if isinstance(metadata, dict) else None

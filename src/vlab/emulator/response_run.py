@@ -510,6 +510,8 @@ class ResponseRun:
         elif self.status == "incomplete":
             response["status_details"] = {"type": "incomplete", "reason": "max_output_tokens"}
         await conn.send({"type": protocol.RESPONSE_DONE, "response": response})
+        if self.status != "cancelled" and any(i.type == protocol.FUNCTION_CALL_ITEM for i in self.output):
+            conn.scheduler.wait_for_client()  # the client runs the calls and asks for the answer
 
     def _response_object(self) -> dict[str, Any]:
         return {

@@ -13,7 +13,10 @@ When a step may run (its time is at or before the *horizon*) depends on the clie
 
 - ``input``: time follows the client's input audio only. A step at ``t`` runs once the server VAD has
   decided the audio up to ``t``, so a reply and the user's next words are ordered by their simulated
-  times at any speed and under any load. vlab's replays and sweeps use this mode.
+  times at any speed and under any load. vlab's replays and sweeps use this mode. A function call's
+  answer is the client's input too: once a response with function calls is done, time waits for the
+  client's next ``response.create`` (:meth:`Scheduler.wait_for_client`), and what the client sends
+  meanwhile happens when the call ended, however far ahead its audio is.
 - ``ended``: the client has sent all its audio; time runs on without it, mapped to the wall clock as
   ``simulated ms / speed`` (``speed = inf``: no waiting at all).
 - ``live`` (the default, for clients that know nothing of vlab): time runs on the wall clock (× speed)
@@ -72,6 +75,9 @@ class Scheduler:
         """Input audio decided so far, in ms."""
         self.cap_ms = math.inf
         """No step later than this may run (something it may depend on is still being computed)."""
+        self.client_cap_ms = math.inf
+        """``input`` mode: the time of a function call the client has not answered yet; no step later
+        than it runs, and a client event arriving meanwhile happens at it (:meth:`wait_for_client`)."""
         self._anchor_ms = 0.0
         self._anchor_ns = clock.monotonic_ns()
         self._heap: list[Wake] = []
@@ -79,6 +85,8 @@ class Scheduler:
         self._holder: asyncio.Future[None] | None = None  # resolved when the turn is given back
         self._holder_task: asyncio.Task[object] | None = None
         self._changed: asyncio.Event | None = None
+        self._client_held: asyncio.Event | None = None  # set while time waits for the client's answer
+        self._input_over = False  # the client asked to leave the input timeline: it answers nothing more
         self._busy = 0  # processes waiting outside the heap for something that will let them go on
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -100,8 +108,16 @@ class Scheduler:
     def current_ms(self) -> float:
         """Simulated time now: when a client event that arrives now, or a decision made now, happens."""
         if self.mode == protocol.TIMELINE_INPUT:
-            return max(self.now_ms, self.input_ms)
+            return self.input_position_ms()
         return max(self.now_ms, self._free_ms())
+
+    def input_position_ms(self) -> float:
+        """Where the client is on the ``input`` timeline.
+
+        The audio decided so far, or an unanswered function call's time when that is earlier (the client
+        answers it from there).
+        """
+        return max(self.now_ms, min(self.input_ms, self.client_cap_ms))
 
     def horizon_ms(self) -> float:
         """Latest simulated time at which a step may run now."""
@@ -111,7 +127,7 @@ class Scheduler:
             horizon = math.inf
         else:
             horizon = self._free_ms()
-        return min(horizon, self.cap_ms)
+        return min(horizon, self.cap_ms, self.client_cap_ms)
 
     def set_mode(self, mode: str) -> None:
         """Switch between ``live``, ``input`` and ``ended`` (:data:`vlab.protocol.TIMELINE_MODES`)."""
@@ -120,6 +136,9 @@ class Scheduler:
         self._anchor_ms = max(self.now_ms, self.input_ms)
         self._anchor_ns = self.clock.monotonic_ns()
         self.mode = mode
+        self._input_over = mode != protocol.TIMELINE_INPUT
+        if self._input_over:  # the client has sent all it will (or paces itself)
+            self.client_answered()
         self._poke()
 
     def input_decided(self, position_ms: float) -> None:
@@ -127,6 +146,34 @@ class Scheduler:
         if position_ms > self.input_ms:
             self.input_ms = position_ms
             self._poke()
+
+    def wait_for_client(self) -> None:
+        """A response with function calls is done now: in ``input`` mode, hold time here.
+
+        Until the client answers (:meth:`client_answered`), so that the answer happens when the call ended,
+        at any speed.
+        """
+        if self.mode == protocol.TIMELINE_INPUT and not self._input_over:
+            self.client_cap_ms = self.now_ms
+            if self._client_held is not None:
+                self._client_held.set()
+            self._poke()
+
+    def client_answered(self) -> None:
+        """The client asked for a response: time goes on from an unanswered call's hold."""
+        if self.client_cap_ms != math.inf:
+            self.client_cap_ms = math.inf
+            if self._client_held is not None:
+                self._client_held.clear()
+            self._poke()
+
+    def input_over(self) -> None:
+        """The client has asked to leave the ``input`` timeline: its audio has ended.
+
+        No call holds time any more, even one that ends before that request's own step runs.
+        """
+        self._input_over = True
+        self.client_answered()
 
     def set_cap(self, cap_ms: float) -> None:
         """Hold every step after ``cap_ms`` back (``math.inf`` lifts the cap)."""
@@ -138,6 +185,7 @@ class Scheduler:
     def start(self) -> None:
         """Start running steps (on the running loop)."""
         self._changed = asyncio.Event()
+        self._client_held = asyncio.Event()
         self._worker = asyncio.ensure_future(self._run())
 
     async def close(self) -> None:
@@ -166,18 +214,31 @@ class Scheduler:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def call_at(self, t_ms: float, body: Callable[[], Awaitable[T]]) -> T:
-        """Run ``body`` as one step at ``t_ms`` and return what it returns (or raise what it raises)."""
-        result: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+    async def client_step(self, t_ms: float, body: Callable[[], Awaitable[None]]) -> None:
+        """Run a client event's ``body`` as a step at ``t_ms``, and return once it has run.
+
+        Or once it is held behind a function call the client has not answered yet (:meth:`wait_for_client`):
+        it then runs in its order after the answer, which the client sends behind it.
+        """
+        assert self._client_held is not None, "start() first"
+        ran: asyncio.Future[object] = asyncio.get_running_loop().create_future()
 
         async def step() -> None:
             try:
-                result.set_result(await body())
-            except Exception as exc:  # handed to the caller
-                result.set_exception(exc)
+                await body()
+            finally:
+                if not ran.done():
+                    ran.set_result(True)
 
         self.spawn(t_ms, step)
-        return await result
+        if self.client_cap_ms == math.inf:
+            held: asyncio.Future[object] = asyncio.ensure_future(self._client_held.wait())
+            try:
+                await asyncio.wait({ran, held}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                held.cancel()
+        if t_ms <= self.client_cap_ms:
+            await ran
 
     def wake_at(self, t_ms: float) -> Wake:
         """Book the calling process's next step at ``t_ms`` (no earlier than now); then :meth:`sleep`."""

@@ -140,6 +140,7 @@ def turn_latency(
     rows: list[dict[str, Any]] = []
     stops: list[dict[str, Any]] = []  # speech_stopped not yet used by a response
     pending_client: dict[str, Any] | None = None  # last commit / response.create / item.create
+    held_ns = math.inf  # simulated timeline: a function call's end, which holds time until the client answers
     by_response: dict[str, dict[str, Any]] = {}
     transcripts: dict[str, float] = {}
     stop_of_item: dict[str, float] = {}
@@ -151,11 +152,16 @@ def turn_latency(
     for i, r in enumerate(rows_of(ev, *columns)):
         kind, t_wall = r.type, as_float(r.t_ns)
         t = t_wall
-        if (
-            sim is not None
-        ):  # on the simulated timeline: server events at their time, client ones at their audio
-            t = float(sim[i]) if r.direction == "server" else timeline.position_at(t_wall) * _NS_PER_MS
+        if sim is not None:  # the simulated timeline: server events at their time, client ones at their audio
+            if r.direction == "server":
+                t = float(sim[i])
+            else:  # or at an unanswered function call's end, as the emulator places them (docs/timeline.md)
+                t = min(timeline.position_at(t_wall) * _NS_PER_MS, held_ns)
         if r.direction == "client":
+            if kind == protocol.CLIENT_RESPONSE_CREATE or (
+                kind == protocol.CLIENT_SESSION_UPDATE and _leaves_input_timeline(r.payload)
+            ):
+                held_ns = math.inf
             if kind == protocol.CLIENT_COMMIT:
                 pending_client = {"trigger": "commit", "t_ns": t, "a_ms": timeline.position_at(t)}
             elif kind == protocol.CLIENT_RESPONSE_CREATE and (
@@ -217,10 +223,11 @@ def turn_latency(
                 usage = resp.get("usage") or {}
                 for key in ("total_tokens", "input_tokens", "output_tokens"):
                     row[key] = usage.get(key, math.nan)
-                row["tool_calls"] = sum(
-                    isinstance(item, dict) and item.get("type") in _CALL_ITEMS
-                    for item in resp.get("output") or []
-                )
+                output = [item for item in resp.get("output") or [] if isinstance(item, dict)]
+                row["tool_calls"] = sum(item.get("type") in _CALL_ITEMS for item in output)
+                if sim is not None and resp.get("status") != "cancelled":
+                    if any(item.get("type") == protocol.FUNCTION_CALL_ITEM for item in output):
+                        held_ns = t
             else:
                 row.setdefault("t_first_text_ns", t)
 
@@ -243,6 +250,13 @@ def turn_latency(
     _answers_through_tools(out)
     frame = pd.DataFrame(out, columns=_COLUMNS)
     return frame
+
+
+def _leaves_input_timeline(payload: Any) -> bool:
+    """A ``session.update`` that switches the emulator's timeline out of ``input`` (``ended`` or ``live``)."""
+    metadata = (payload_of(payload).get("session") or {}).get("metadata") or {}
+    mode = metadata.get(protocol.TIMELINE_METADATA_KEY) if isinstance(metadata, dict) else None
+    return mode is not None and mode != protocol.TIMELINE_INPUT
 
 
 def _answers_through_tools(turns: list[dict[str, Any]]) -> None:

@@ -148,6 +148,16 @@ class ToolRunner:
             self._changed.clear()
             await self._changed.wait()
 
+    async def caught_up(self) -> None:
+        """Return once every event received so far is answered.
+
+        The outputs are sent and the response asked for (it may still be under way). Approvals left to a
+        person are not waited for.
+        """
+        while self._events.qsize() or self._handling:
+            self._changed.clear()
+            await self._changed.wait()
+
     async def __aenter__(self) -> ToolRunner:
         self.start()
         return self
