@@ -109,6 +109,18 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
             "Voice-to-voice per setting",
             "Client clock; equals dead air only when the audio was streamed in real time.",
         )
+    with_tools = (
+        bool(len(speech_turns)) and "tool_calls" in speech_turns and speech_turns["tool_calls"].gt(0).any()
+    )
+    if with_tools:
+        save(
+            plots.latency_distributions(speech_turns, metric="voice_to_answer_ms"),
+            "voice_to_answer",
+            "Voice-to-answer per setting",
+            "End of speech → the first audio of the answer, through the function calls the sweep answered "
+            "([tools]); a turn that called none counts its voice-to-voice. On the emulator's simulated "
+            "timeline the same at any speed (a call's handler takes no time there).",
+        )
     dead_air = "the end-of-turn wait on the audio clock (no replies)" if vad_only else "the median dead air"
     save(
         plots.pareto(points),
@@ -132,7 +144,14 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         summarize_latency(
             speech_turns,
             by=["setting"],
-            metrics=["dead_air_ms", "voice_to_voice_ms", "endpointing_ms", "turn_commit_ms", "ttfb_audio_ms"],
+            metrics=[
+                "dead_air_ms",
+                "voice_to_voice_ms",
+                *(["voice_to_answer_ms"] if with_tools else []),
+                "endpointing_ms",
+                "turn_commit_ms",
+                "ttfb_audio_ms",
+            ],
         )
         if len(speech_turns)
         else pd.DataFrame()
@@ -225,6 +244,12 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
     parts.append("<h2>Latency summary (bootstrap 95 % intervals; first turn separately)</h2>")
     if len(summary):
         parts.append(plots.summary_table(summary))
+    if with_tools:
+        parts.append(
+            "<h2>Function calls</h2><p class='note'>Turns whose response called a function of the sweep's "
+            "[tools], per setting. A call at a cut-off was made on the words before a pause: the model acted on "
+            "part of what the user meant to say.</p>" + plots.summary_table(_function_calls(speech_turns))
+        )
     if canary_html:
         parts.append(
             f"<h2>Did the setting take effect? (canary {html.escape(manifest['canary'])})</h2>{canary_html}"
@@ -286,6 +311,23 @@ def _prompt_dir(manifest: dict[str, Any]) -> Path | None:
         if (folder / "manifest.json").is_file():
             return folder
     return None
+
+
+def _function_calls(turns: pd.DataFrame) -> pd.DataFrame:
+    """Per setting: the turns that called functions, those at a cut-off, and their voice-to-answer."""
+    rows = []
+    for setting, group in turns[turns["tool_calls"] > 0].groupby("setting", sort=False):
+        answer = group["voice_to_answer_ms"].astype(float)
+        rows.append(
+            {
+                "setting": setting,
+                "turns_with_calls": len(group),
+                "at_a_cutoff": int(group["false_cutoff"].astype(bool).sum()),
+                "answered": int(answer.notna().sum()),
+                "voice_to_answer_p50_ms": answer.median(),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def _pct(v: float) -> str:

@@ -19,6 +19,7 @@ Config (TOML; see ``examples/vad_sweep.toml``)::
     speed = "max"            # audio pacing and emulator speed: a number (1 = real time) or "max"
     latency = "typical"      # emulator latency preset, or a fitted "latency.json" (vlab calibrate)
     hear_audio = false       # true: replies follow the words the emulator recognizes in each turn
+                             # (true by default with [tools]: the emulator picks a tool by the words)
     [prompts]                # optional
     path = "data/prompts"    # a prompt folder with manifest.json (default: the bundled set)
     include = ["pause", "short_question"]   # ids or categories (default: all)
@@ -29,6 +30,10 @@ Config (TOML; see ``examples/vad_sweep.toml``)::
     silence_duration_ms = [300, 500, 800]
     noise_reduction = ["off", "azure_deep_noise_suppression"]   # optional: input_audio_noise_reduction
     echo_cancellation = [false, true]                           # optional: input_audio_echo_cancellation
+    [tools.get_current_time] # optional: a function the model may call, one table each
+    description = "Get the current time in a city"
+    parameters = { type = "object", properties = { city = { type = "string" } } }   # JSON Schema
+    output = "It is 9:41 am."   # what a cell answers every call with (a table is sent as JSON)
     [run]                    # optional
     repeats = 1
     concurrency = 4
@@ -47,11 +52,18 @@ With ``mode = "vad"`` (or ``vlab sweep --mode vad``) each prompt's audio runs on
 model and every setting's turn machine steps over the probabilities: the ``vad``, ``scores`` and
 ``points`` tables of a session sweep on the emulator, in about the time Silero takes over the audio, with
 no cell folders and no ``turns`` (nothing is answered).
+
+With ``[tools]`` every setting offers the functions, and each cell answers the model's calls as a client
+would (a :class:`~vlab.session.ToolRunner` that returns ``output``), then asks for the spoken answer.
+``turns`` then shows, per turn, ``tool_calls`` and ``voice_to_answer_ms`` (end of speech → the answer's
+first audio, through the calls); on the emulator that figure is the same at any speed, since a call
+holds its simulated time until the answer comes (``docs/timeline.md``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import json
@@ -64,17 +76,20 @@ import shutil
 import sys
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vlab import protocol, protocol_limits
-from vlab.clock import Clock, SystemClock
+from vlab.clock import Clock, SystemClock, wait_until_ns
 from vlab.errors import ConfigError
 from vlab.prompts import LabelledPrompt, load_prompt_set, select_prompts
-from vlab.settings import AzureSemanticVad, ServerVad, SessionSettings
+from vlab.settings import AzureSemanticVad, FunctionTool, ServerVad, SessionSettings
+
+if TYPE_CHECKING:
+    from vlab.session import Session, ToolRunner
 
 __all__ = ["CellResult", "SweepConfig", "SweepResult", "load_config", "load_sweep", "run_sweep"]
 
@@ -111,6 +126,8 @@ _SECTIONS: dict[str, set[str]] = {
         "mode",
     },
 }
+_TOOL_KEYS = ("description", "parameters", "output")
+"""The keys of a ``[tools.<name>]`` table: the function the model may call, and what the sweep answers."""
 _MAX_BACKOFF_S = 60.0
 """Upper bound of the wait between attempts of a throttled cell."""
 DATASET_DIR = "dataset"
@@ -173,6 +190,9 @@ class SweepConfig:
     """How often a throttled cell (HTTP 429) is tried again before it counts as failed."""
     backoff_s: float = 2.0
     """Wait before retrying a throttled cell when the service gives no ``Retry-After`` (doubled each time)."""
+    tool_outputs: Mapping[str, str] = field(default_factory=dict)
+    """What each cell answers every call of a function with, by name (``[tools.<name>] output``); the
+    functions themselves are in each setting's ``tools``. Empty: no tools."""
 
     def throttle_wait_s(self, attempt: int, retry_after_s: float | None) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based) of a throttled cell."""
@@ -278,10 +298,11 @@ def load_config(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"sweep config {str(path)!r} is not valid TOML: {exc}") from None
         base = Path(base_dir) if base_dir is not None else Path.cwd()
-    unknown = sorted(set(data) - set(_SECTIONS))
+    unknown = sorted(set(data) - {*_SECTIONS, "tools"})
     if unknown:
         raise ConfigError(
-            f"unknown section(s) {', '.join(repr(k) for k in unknown)}; known: {', '.join(sorted(_SECTIONS))}"
+            f"unknown section(s) {', '.join(repr(k) for k in unknown)}; "
+            f"known: {', '.join(sorted({*_SECTIONS, 'tools'}))}"
         )
     for section in _SECTIONS:
         if not isinstance(data.get(section, {}), Mapping):
@@ -310,13 +331,16 @@ def load_config(
     if kind == protocol_limits.SERVER_VAD and "speech_duration_ms" in axes:
         raise ConfigError("[grid] speech_duration_ms needs type = 'azure_semantic_vad'")
     cls = _GRID_TYPES[kind]
+    tools, tool_outputs = _function_tools(data.get("tools", {}))
     noises, echoes = _processing_axes(grid)
     settings: list[SessionSettings] = []
     names: list[str] = []
     for combo in itertools.product(*axes.values()):
         td = cls(**dict(zip(axes.keys(), combo, strict=False)))  # raises ConfigError on out-of-range values
         for noise, echo in itertools.product(noises, echoes):
-            settings.append(SessionSettings(turn_detection=td, extra=_processing_extra(noise, echo)))
+            settings.append(
+                SessionSettings(turn_detection=td, tools=tools, extra=_processing_extra(noise, echo))
+            )
             names.append(_setting_name(td, noise, echo))
     run = data.get("run", {})
     for key in ("baseline",):
@@ -329,7 +353,7 @@ def load_config(
         base_td = BASELINE
         baseline_name = _setting_name(base_td)
         if baseline_name not in names:
-            settings.append(SessionSettings(turn_detection=base_td))
+            settings.append(SessionSettings(turn_detection=base_td, tools=tools))
             names.append(baseline_name)
     repeats, concurrency = (
         run.get("repeats", CONFIG_DEFAULTS["repeats"]),
@@ -364,6 +388,11 @@ def load_config(
         from vlab.sweep_vad import check_vad_mode
 
         check_vad_mode(settings, names)
+        if tools:
+            raise ConfigError(
+                "[tools] need sessions: mode = 'vad' runs the VAD alone, with no model to call them "
+                "(drop [tools], or use mode = 'sessions')"
+            )
         if repeats != 1 or executor != "asyncio":
             raise ConfigError(
                 "[run] mode = 'vad' decides each cell once, in this process: the VAD is deterministic, so "
@@ -391,9 +420,14 @@ def load_config(
             f"[target] latency must be one of {sorted(PRESETS)} or a latency.json from `vlab calibrate`, "
             f"got {latency!r}"
         )
-    hear_audio = target.get("hear_audio", CONFIG_DEFAULTS["hear_audio"])
+    hear_audio = target.get("hear_audio", bool(tools) or CONFIG_DEFAULTS["hear_audio"])
     if not isinstance(hear_audio, bool):
         raise ConfigError(f"[target] hear_audio must be true or false, got {hear_audio!r}")
+    if tools and not hear_audio:
+        raise ConfigError(
+            "[tools] need [target] hear_audio = true: the emulator chooses a tool by the words it hears "
+            "(drop hear_audio = false; it is on by default in a sweep with tools)"
+        )
     prompts_cfg = data.get("prompts", {})
     folder = prompts_cfg.get("path")
     if folder is not None and not Path(folder).is_absolute():
@@ -440,7 +474,40 @@ def load_config(
         raw=json.loads(json.dumps(data, default=str)),
         throttle_retries=throttle_retries,
         backoff_s=float(backoff_s),
+        tool_outputs=tool_outputs,
     )
+
+
+def _function_tools(section: Any) -> tuple[tuple[FunctionTool, ...], dict[str, str]]:
+    """The ``[tools.<name>]`` tables: the functions the model may call, and the output each call gets."""
+    example = "e.g. [tools.get_current_time] with description = 'Get the current time' and output = '9 am'"
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"[tools] must hold one table per function, {example}")
+    tools: list[FunctionTool] = []
+    outputs: dict[str, str] = {}
+    for name, spec in section.items():
+        where = f"[tools.{name}]"
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"{where} must be a table of {', '.join(_TOOL_KEYS)}; {example}")
+        unknown = sorted(set(spec) - set(_TOOL_KEYS))
+        if unknown:
+            raise ConfigError(
+                f"unknown key(s) {', '.join(map(repr, unknown))} in {where}; known keys: {', '.join(_TOOL_KEYS)}"
+            )
+        output = spec.get("output")
+        if isinstance(output, Mapping):
+            output = json.dumps(output)
+        if not isinstance(output, str):
+            raise ConfigError(
+                f"{where} output must be the text (or a table, sent as JSON) that the sweep answers every "
+                f"call of {name} with, e.g. output = 'It is 9 am.'; got {output!r}"
+            )
+        try:
+            tools.append(FunctionTool(name=name, **{k: v for k, v in spec.items() if k != "output"}))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        outputs[name] = output
+    return tuple(tools), outputs
 
 
 @dataclass
@@ -602,12 +669,52 @@ async def _run_cell(
     }
     connect_ns = time.perf_counter_ns()
     async with Session(settings, run_dir=cell_dir, emulator_options=emulator_options, **options) as s:
-        try:
-            await feed_prompt(s, pcm, speed=cfg.speed, timeout_s=cfg.timeout_s)
-        except NoSpeechDetected:
-            pass  # a prompt with no speech (noise only) is a result, not a failure
+        async with _answering_tools(s, cfg) as (runner, settled):
+            try:
+                await feed_prompt(s, pcm, speed=cfg.speed, timeout_s=cfg.timeout_s, tools=runner)
+            except NoSpeechDetected:
+                pass  # a prompt with no speech (noise only) is a result, not a failure
+            await settled()
         target = s.target.kind
     return {"connect_ns": connect_ns, "target": target}
+
+
+@contextlib.asynccontextmanager
+async def _answering_tools(
+    session: Session, cfg: SweepConfig
+) -> AsyncIterator[tuple[ToolRunner | None, Callable[[], Awaitable[None]]]]:
+    """Answer the session's function calls with ``cfg.tool_outputs`` while open.
+
+    Yields the runner (None without tools) and a wait until the answers are spoken (at most
+    ``cfg.timeout_s`` on the session's clock; without tools, nothing to wait for).
+    """
+    from vlab.session import ToolRunner
+
+    if not cfg.tool_outputs:
+
+        async def nothing() -> None:
+            return None
+
+        yield None, nothing
+        return
+
+    def answer(output: str) -> Callable[..., str]:
+        return lambda **_arguments: output
+
+    handlers = {name: answer(output) for name, output in cfg.tool_outputs.items()}
+    async with ToolRunner(session, handlers) as runner:
+
+        async def settled() -> None:
+            deadline_ns = session.clock.monotonic_ns() + round(cfg.timeout_s * 1e9)
+            try:
+                await wait_until_ns(session.clock, runner.settled(), deadline_ns)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"the answers to the tool calls were not spoken within {cfg.timeout_s:g} s "
+                    "(raise [run] timeout_s if the service is slow)"
+                ) from None
+
+        yield runner, settled
 
 
 async def _run_throttled(

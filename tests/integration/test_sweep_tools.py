@@ -1,0 +1,167 @@
+"""Function tools in a sweep (``[tools]``): each cell answers the model's calls, and the user's wait
+through them is one figure, the same at every replay speed."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from vlab import Session, SessionSettings, protocol
+from vlab.corpus import import_folder
+from vlab.errors import ConfigError
+from vlab.feed import feed_prompt, trailing_silence_ms
+from vlab.log import load_log
+from vlab.metrics import turn_latency
+from vlab.report import build_report
+from vlab.settings import FunctionTool, ServerVad
+from vlab.sweep import load_config, run_sweep_async
+from vlab.testing import spoken_prompt
+
+pytestmark = pytest.mark.integration
+
+QUESTION = "What is the weather like in Seattle today?"
+WEATHER = {
+    "description": "Get the current weather in a given location",
+    "parameters": {
+        "type": "object",
+        "properties": {"location": {"type": "string", "description": "The city, e.g. Seattle"}},
+        "required": ["location"],
+    },
+    "output": {"temperature": 22, "unit": "celsius"},
+}
+ANSWER = json.dumps(WEATHER["output"])
+TIMED = [
+    "t_eos_ns",
+    "t_created_ns",
+    "t_first_audio_ns",
+    "t_done_ns",
+    "voice_to_answer_ms",
+    "voice_to_voice_ms",
+]
+
+
+@pytest.fixture(scope="module")
+def weather_prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A prompt set of one recording: the spoken question, labelled (as ``vlab prompts import`` reads it)."""
+    folder = tmp_path_factory.mktemp("prompts")
+    prompt = spoken_prompt(QUESTION, lead_ms=300, trail_ms=1500)
+    sf.write(folder / "weather.wav", np.frombuffer(prompt.pcm, dtype=np.int16), prompt.sample_rate)
+    (folder / "weather.txt").write_text(
+        f"{prompt.speech_start_ms / 1000:.3f}\t{prompt.speech_end_ms / 1000:.3f}\t{QUESTION}\n"
+    )
+    import_folder(folder)
+    return folder
+
+
+def _config(prompts: Path, speed: Any) -> dict[str, Any]:
+    return {
+        "target": {"speed": speed},
+        "prompts": {"path": str(prompts)},
+        "grid": {"silence_duration_ms": [300, 600]},
+        "tools": {"get_current_weather": WEATHER},
+        "run": {"timeout_s": 30},
+    }
+
+
+async def test_each_cell_answers_the_call_and_the_wait_through_it_is_the_same_at_every_speed(
+    weather_prompts, tmp_path
+):
+    turns = {}
+    for speed in ("max", 4):
+        result = await run_sweep_async(_config(weather_prompts, speed), tmp_path / str(speed), progress=False)
+        assert [c.status for c in result.cells] == ["ok", "ok"], [c.error for c in result.cells]
+        turns[speed] = result.turns().sort_values(["setting", "turn"]).reset_index(drop=True)
+
+    fast = turns["max"]
+    for _, cell in fast.groupby("setting"):
+        question, answer = (row for _, row in cell.iterrows())
+        assert (question["trigger"], question["tool_calls"], answer["trigger"], answer["answers_turn"]) == (
+            "vad",
+            1,
+            "client",
+            0,
+        )
+        assert question["answer_response_id"] == answer["response_id"]
+        # The answer was asked for where the call ended on the simulated timeline, not after the rest of
+        # the prompt's audio (which left the client long before, at speed "max")
+        assert answer["t_eos_ns"] == question["t_done_ns"]
+        wait_ms = (answer["t_first_audible_ns"] - question["t_eos_ns"]) / 1e6
+        assert question["voice_to_answer_ms"] == pytest.approx(wait_ms) and math.isfinite(wait_ms)
+        assert answer["voice_to_voice_ms"] < wait_ms
+    shorter, longer = fast[fast["answers_turn"] < 0]["voice_to_answer_ms"]
+    # silence_duration_ms 300 → 600: the wait grows by that, to the VAD's 32 ms frame
+    assert abs(longer - shorter - 300) < 32
+    pd.testing.assert_frame_equal(fast[TIMED], turns[4][TIMED])
+
+    cell = next((tmp_path / "max" / "cells").iterdir())
+    events = load_log(cell)
+    outputs = [
+        json.loads(p)["item"]["output"]
+        for p in events[events["type"] == protocol.CLIENT_ITEM_CREATE]["payload"]
+    ]
+    assert outputs == [ANSWER]
+    spoken = events[events["type"] == protocol.AUDIO_TRANSCRIPT_DONE]["text"].tolist()
+    assert spoken == [f"Here is what I found: {ANSWER}."]
+
+    report = build_report(tmp_path / "max").read_text()
+    assert "data-chart='voice_to_answer'" in report and "Function calls" in report
+
+
+async def test_a_client_that_answers_no_call_still_ends_its_input():
+    """A session with tools fed on the input timeline without a runner: the call holds time until the
+    client says its audio has ended, and the feed ends."""
+    prompt = spoken_prompt(QUESTION, lead_ms=300, trail_ms=0)
+    tool = FunctionTool(**{k: v for k, v in WEATHER.items() if k != "output"}, name="get_current_weather")
+    settings = SessionSettings(tools=(tool,), turn_detection=ServerVad())
+    pcm = prompt.pcm + bytes(2 * 24 * trailing_silence_ms(settings.turn_detection))
+    emulator = {"speed": math.inf, "hear_audio": True}
+    async with Session(settings, emulator_options=emulator, dotenv_path=False) as session:
+        await feed_prompt(session, pcm, speed=math.inf, timeout_s=30)
+        frame = session.frame()
+    (question,) = (row for _, row in turn_latency(frame).iterrows())
+    assert question["tool_calls"] == 1 and math.isnan(question["voice_to_answer_ms"])
+
+
+@pytest.mark.parametrize(
+    ("tools", "message"),
+    [
+        ({"get_weather": {"description": "x"}}, r"\[tools.get_weather\] output must be"),
+        (
+            {"get_weather": {"output": "x", "describe": "x"}},
+            r"unknown key\(s\) 'describe' in \[tools.get_weather\]",
+        ),
+        ({"get weather": {"output": "x"}}, r"\[tools.get weather\]: FunctionTool.name must be"),
+        ({"get_weather": "sunny"}, r"\[tools.get_weather\] must be a table"),
+        ({"get_weather": {"output": "x", "parameters": "city"}}, r"FunctionTool.parameters must be"),
+    ],
+)
+def test_bad_tools_fail_before_anything_runs(tools, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config({"grid": {"threshold": [0.5]}, "tools": tools})
+
+
+def test_tools_need_sessions_and_the_emulator_s_ears():
+    grid = {"threshold": [0.5]}
+    tools = {"get_weather": {"output": "sunny"}}
+    with pytest.raises(ConfigError, match="mode = 'vad' runs the VAD alone"):
+        load_config({"grid": grid, "tools": tools, "run": {"mode": "vad"}})
+    with pytest.raises(ConfigError, match="need \\[target\\] hear_audio = true"):
+        load_config({"grid": grid, "tools": tools, "target": {"hear_audio": False}})
+    cfg = load_config({"grid": grid, "tools": {**tools, "get_time": {"output": {"time": "9 am"}}}})
+    assert cfg.hear_audio and cfg.tool_outputs == {"get_weather": "sunny", "get_time": '{"time": "9 am"}'}
+    assert [t.name for t in cfg.settings[0].tools] == ["get_weather", "get_time"]
+    assert not load_config({"grid": grid}).hear_audio
+
+
+def test_the_tools_example_offers_its_functions_in_every_setting():
+    cfg = load_config("examples/tools_sweep.toml")
+    assert set(cfg.tool_outputs) == {"book_table", "get_museum_hours"} and cfg.hear_audio
+    assert all([t.name for t in s.tools] == list(cfg.tool_outputs) for s in cfg.settings)
+    assert json.loads(cfg.tool_outputs["book_table"]) == {"booked": True, "table": 12}
