@@ -121,7 +121,7 @@ async def _answer_calls(session: Session, tools: ToolRunner, timeout_s: float) -
     """Let ``tools`` answer every function call the audio sent so far leads to, before ``"ended"``.
 
     On the input timeline the emulator holds time at a function call until the client asks for the
-    answer (``docs/timeline.md``). A ``"input"`` update is answered once every step up to where the client
+    answer (``docs/timeline.md``). An ``"input"`` update is answered once every step up to where the client
     is has run (a held call's time, or the end of the audio): then the runner has seen every call made
     so far and answers it. Repeated until a round brings no new answer.
     """

@@ -76,7 +76,7 @@ import shutil
 import sys
 import time
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -210,12 +210,13 @@ CONFIG_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(SweepConfig
 """What a config file that leaves a key out gets: :class:`SweepConfig`'s defaults, declared there only."""
 
 
-def _check_keys(section: str, data: Mapping[str, Any]) -> None:
-    unknown = sorted(set(data) - _SECTIONS[section])
+def _check_keys(where: str, data: Mapping[str, Any], known: Collection[str]) -> None:
+    """Refuse keys of the table ``where`` (``[run]``, ``[tools.NAME]``) that are not ``known``."""
+    unknown = sorted(set(data) - set(known))
     if unknown:
         raise ConfigError(
-            f"unknown key(s) {', '.join(repr(k) for k in unknown)} in [{section}]; "
-            f"known keys: {', '.join(sorted(_SECTIONS[section]))}"
+            f"unknown key(s) {', '.join(repr(k) for k in unknown)} in {where}; "
+            f"known keys: {', '.join(sorted(known))}"
         )
 
 
@@ -307,7 +308,7 @@ def load_config(
     for section in _SECTIONS:
         if not isinstance(data.get(section, {}), Mapping):
             raise ConfigError(f"[{section}] must be a table")
-        _check_keys(section, data.get(section, {}))
+        _check_keys(f"[{section}]", data.get(section, {}), _SECTIONS[section])
     grid = dict(data.get("grid", {}))
     if not grid:
         raise ConfigError("the sweep has no [grid]; give at least one of " + ", ".join(_GRID_KEYS))
@@ -489,11 +490,7 @@ def _function_tools(section: Any) -> tuple[tuple[FunctionTool, ...], dict[str, s
         where = f"[tools.{name}]"
         if not isinstance(spec, Mapping):
             raise ConfigError(f"{where} must be a table of {', '.join(_TOOL_KEYS)}; {example}")
-        unknown = sorted(set(spec) - set(_TOOL_KEYS))
-        if unknown:
-            raise ConfigError(
-                f"unknown key(s) {', '.join(map(repr, unknown))} in {where}; known keys: {', '.join(_TOOL_KEYS)}"
-            )
+        _check_keys(where, spec, _TOOL_KEYS)
         output = spec.get("output")
         if isinstance(output, Mapping):
             output = json.dumps(output)

@@ -326,6 +326,41 @@ def test_a_turn_answered_through_a_chain_of_tool_calls_is_timed_to_the_answer_sp
     assert t.voice_to_answer_ms.iloc[3] == pytest.approx(t.voice_to_voice_ms.iloc[3]) == pytest.approx(200)
 
 
+@pytest.mark.parametrize("ended_first", [False, True])
+def test_on_the_input_timeline_the_answer_to_a_function_call_is_asked_for_where_the_call_ended(ended_first):
+    def server(t_ms: float, sim_ms: float, event: dict) -> None:
+        log.add(t_ms, "server", {**event, SIM_MS_KEY: sim_ms})
+
+    log = Log().add(
+        0,
+        "client",
+        {"type": "session.update", "session": {"metadata": {TIMELINE_METADATA_KEY: TIMELINE_INPUT}}},
+    )
+    server(1, 0.0, {"type": "session.updated", "session": {}})
+    log.appends(2, 100, speed=1000)  # 2 s of audio, all sent in 2 ms (speed "max")
+    if ended_first:  # a client that answers no call says its audio has ended: nothing holds time then
+        log.add(
+            5,
+            "client",
+            {"type": "session.update", "session": {"metadata": {TIMELINE_METADATA_KEY: TIMELINE_ENDED}}},
+        )
+    server(10, 300.0, {"type": "response.created", "response": {"id": "r1"}})
+    server(
+        11,
+        500.0,
+        {"type": "response.done", "response": {"id": "r1", "status": "completed", "output": [_call("a")]}},
+    )
+    log.add(12, "client", {"type": "response.create"})  # sent after all 2000 ms of audio
+    server(14, 580.0, {"type": "response.created", "response": {"id": "r2"}})
+    server(15, 900.0, {"type": "response.audio.delta", "response_id": "r2", "delta": "AAAA"})
+    answer = turn_latency(log.frame()).iloc[1]
+    assert answer.timeline == "simulated" and answer.trigger == "client"
+    if ended_first:
+        assert answer.t_eos_ns == 2000 * MS  # where its audio was
+    else:
+        assert answer.t_eos_ns == 500 * MS and answer.voice_to_voice_ms == pytest.approx(400)
+
+
 def test_a_tool_turn_the_user_speaks_over_before_any_answer_has_no_answer_time():
     log = session_start(Log(), sil=500).appends(1000, 10)
     log.add(1300, "client", {"type": "input_audio_buffer.commit"})

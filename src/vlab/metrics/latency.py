@@ -141,6 +141,7 @@ def turn_latency(
     stops: list[dict[str, Any]] = []  # speech_stopped not yet used by a response
     pending_client: dict[str, Any] | None = None  # last commit / response.create / item.create
     held_ns = math.inf  # simulated timeline: a function call's end, which holds time until the client answers
+    input_mode = False  # the client has put the emulator's timeline in "input" mode (calls hold time then)
     by_response: dict[str, dict[str, Any]] = {}
     transcripts: dict[str, float] = {}
     stop_of_item: dict[str, float] = {}
@@ -158,9 +159,9 @@ def turn_latency(
             else:  # or at an unanswered function call's end, as the emulator places them (docs/timeline.md)
                 t = min(timeline.position_at(t_wall) * _NS_PER_MS, held_ns)
         if r.direction == "client":
-            if kind == protocol.CLIENT_RESPONSE_CREATE or (
-                kind == protocol.CLIENT_SESSION_UPDATE and _leaves_input_timeline(r.payload)
-            ):
+            if kind == protocol.CLIENT_SESSION_UPDATE and (mode := _timeline_asked(r.payload)) is not None:
+                input_mode = mode == protocol.TIMELINE_INPUT
+            if kind == protocol.CLIENT_RESPONSE_CREATE or not input_mode:
                 held_ns = math.inf
             if kind == protocol.CLIENT_COMMIT:
                 pending_client = {"trigger": "commit", "t_ns": t, "a_ms": timeline.position_at(t)}
@@ -225,7 +226,7 @@ def turn_latency(
                     row[key] = usage.get(key, math.nan)
                 output = [item for item in resp.get("output") or [] if isinstance(item, dict)]
                 row["tool_calls"] = sum(item.get("type") in _CALL_ITEMS for item in output)
-                if sim is not None and resp.get("status") != "cancelled":
+                if input_mode and sim is not None and resp.get("status") != "cancelled":
                     if any(item.get("type") == protocol.FUNCTION_CALL_ITEM for item in output):
                         held_ns = t
             else:
@@ -252,11 +253,10 @@ def turn_latency(
     return frame
 
 
-def _leaves_input_timeline(payload: Any) -> bool:
-    """A ``session.update`` that switches the emulator's timeline out of ``input`` (``ended`` or ``live``)."""
+def _timeline_asked(payload: Any) -> Any:
+    """The emulator timeline mode a ``session.update`` asks for (``vlab.timeline`` metadata), else None."""
     metadata = (payload_of(payload).get("session") or {}).get("metadata") or {}
-    mode = metadata.get(protocol.TIMELINE_METADATA_KEY) if isinstance(metadata, dict) else None
-    return mode is not None and mode != protocol.TIMELINE_INPUT
+    return metadata.get(protocol.TIMELINE_METADATA_KEY) if isinstance(metadata, dict) else None
 
 
 def _answers_through_tools(turns: list[dict[str, Any]]) -> None:
