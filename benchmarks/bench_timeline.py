@@ -2,7 +2,9 @@
 
 Every figure vlab prints for an emulator run is measured on the emulator's simulated timeline, so the
 same sweep must give the same turns, the same cut-offs and the same latencies at any speed and under
-any load. This benchmark reports the largest difference of each figure between the runs.
+any load. This benchmark reports the largest difference of each figure between the runs; the last
+figure runs the function tools of ``examples/tools_sweep.toml`` over its prompts, where the client's
+answer to each call is on the timeline too (``voice_to_answer_ms``).
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ FIGURES = (
     "ttfb_audio_ms",
     "ttft_ms",
     "dead_air_ms",
+    "voice_to_answer_ms",
 )
 GOAL_MS = 5.0
+TOOLS_EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "tools_sweep.toml"
 
 
 @contextlib.contextmanager
@@ -43,7 +47,9 @@ def busy_loops(n: int = 2) -> Iterator[None]:
             proc.wait()
 
 
-def _sweep(out: Path, prompts: list[str], settings: list[int], speed: Any) -> Any:
+def _sweep(
+    out: Path, prompts: list[str], settings: list[int], speed: Any, tools: dict[str, Any] | None = None
+) -> Any:
     import pandas as pd
 
     from vlab.sweep import run_sweep
@@ -53,6 +59,7 @@ def _sweep(out: Path, prompts: list[str], settings: list[int], speed: Any) -> An
         "prompts": {"include": prompts},
         "grid": {"threshold": [0.5], "prefix_padding_ms": [300], "silence_duration_ms": settings},
         "run": {"repeats": 1, "concurrency": 4, "timeout_s": 120, "baseline": False},
+        **({"tools": tools} if tools else {}),
     }
     with contextlib.redirect_stderr(io.StringIO()):
         result = run_sweep(config, out, progress=False, session_options={"dotenv_path": False})
@@ -106,12 +113,16 @@ def _figure(label: str, a: Any, b: Any, n_cells: int) -> Figure:
 
 def bench_invariance(size: Size) -> list[Figure]:
     from vlab.prompts import load_prompt_set
+    from vlab.sweep import load_config
 
     prompts = [p.id for p in load_prompt_set()]
+    example = load_config(TOOLS_EXAMPLE)
+    tool_prompts, tools = [p.id for p in example.prompts], example.raw["tools"]
     settings = [200, 500, 1000]
     slow: Any = 1
-    if size.tiny:
-        prompts, settings, slow = ["pause_600"], [200], 4
+    tools_slow: Any = 1
+    if size.tiny:  # the smoke test: the tools' run under load at "max" (busy loops burn make test's CPU)
+        prompts, tool_prompts, settings, slow, tools_slow = ["pause_600"], ["pause_600"], [200], 4, "max"
     elif size.scale < 1:
         prompts = prompts[:4]
     n_cells = len(prompts) * len(settings)
@@ -119,11 +130,20 @@ def bench_invariance(size: Size) -> list[Figure]:
         root = Path(d)
         fast = _sweep(root / "max", prompts, settings, "max")
         real = _sweep(root / "slow", prompts, settings, slow)
+        tools_fast = _sweep(root / "tools-max", tool_prompts, settings, "max", tools)
         with busy_loops():
             fast_loaded = _sweep(root / "max-loaded", prompts, settings, "max")
             real_loaded = _sweep(root / "slow-loaded", prompts, settings, slow)
+            tools_loaded = _sweep(root / "tools-slow-loaded", tool_prompts, settings, tools_slow, tools)
+    tools_cells = len(tool_prompts) * len(settings)
     return [
         _figure(f"speed invariance: speed {slow} vs max, {len(settings)} settings", real, fast, n_cells),
         _figure("… with two busy loops: speed max loaded vs idle", fast_loaded, fast, n_cells),
         _figure(f"… with two busy loops: speed {slow} loaded vs max idle", real_loaded, fast, n_cells),
+        _figure(
+            f"… with function tools (examples/tools_sweep.toml): speed {tools_slow} loaded vs max idle",
+            tools_loaded,
+            tools_fast,
+            tools_cells,
+        ),
     ]
