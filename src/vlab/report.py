@@ -109,9 +109,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
             "Voice-to-voice per setting",
             "Client clock; equals dead air only when the audio was streamed in real time.",
         )
-    with_tools = (
-        bool(len(speech_turns)) and "tool_calls" in speech_turns and speech_turns["tool_calls"].gt(0).any()
-    )
+    with_tools = _made_calls(speech_turns)
     if with_tools:
         save(
             plots.latency_distributions(speech_turns, metric="voice_to_answer_ms"),
@@ -313,6 +311,11 @@ def _prompt_dir(manifest: dict[str, Any]) -> Path | None:
     return None
 
 
+def _made_calls(turns: pd.DataFrame) -> bool:
+    """Whether any turn's response called a function (a sweep with ``[tools]``)."""
+    return bool(len(turns)) and "tool_calls" in turns and bool(turns["tool_calls"].gt(0).any())
+
+
 def _function_calls(turns: pd.DataFrame) -> pd.DataFrame:
     """Per setting: the turns that called functions, those at a cut-off, and their voice-to-answer."""
     rows = []
@@ -356,6 +359,9 @@ def compare_sweeps(
     pa, pb = _load(fa, "points"), _load(fb, "points")
     ta, tb = _load(fa, "turns"), _load(fb, "turns")
     rows = []
+    latencies = ["dead_air_ms", "voice_to_voice_ms", "turn_commit_ms", "ttfb_audio_ms"]
+    if _made_calls(ta) or _made_calls(tb):
+        latencies.insert(2, "voice_to_answer_ms")
     common = sorted(set(pa.get("setting", [])) & set(pb.get("setting", [])))
     for s in common:
         ra, rb = pa[pa["setting"] == s].iloc[0], pb[pb["setting"] == s].iloc[0]
@@ -367,7 +373,7 @@ def compare_sweeps(
             else:
                 verdict = "same" if abs(delta) < 1e-9 else ("better" if delta < 0 else "worse")
             rows.append({"setting": s, "measure": m, "a": va, "b": vb, "delta": delta, "verdict": verdict})
-        for m in ("dead_air_ms", "voice_to_voice_ms", "turn_commit_ms", "ttfb_audio_ms"):
+        for m in latencies:
             xa = ta[(ta["setting"] == s)][m].astype(float) if m in ta else pd.Series(dtype=float)
             xb = tb[(tb["setting"] == s)][m].astype(float) if m in tb else pd.Series(dtype=float)
             ea, la, ha = bootstrap_ci(xa, 0.5, n_boot=n_boot)

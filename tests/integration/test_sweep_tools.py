@@ -19,7 +19,7 @@ from vlab.errors import ConfigError
 from vlab.feed import feed_prompt, trailing_silence_ms
 from vlab.log import load_log
 from vlab.metrics import turn_latency
-from vlab.report import build_report
+from vlab.report import build_report, compare_sweeps
 from vlab.settings import FunctionTool, ServerVad
 from vlab.sweep import load_config, run_sweep_async
 from vlab.testing import spoken_prompt
@@ -112,6 +112,9 @@ async def test_each_cell_answers_the_call_and_the_wait_through_it_is_the_same_at
 
     report = build_report(tmp_path / "max").read_text()
     assert "data-chart='voice_to_answer'" in report and "Function calls" in report
+    compared = compare_sweeps(tmp_path / "max", tmp_path / "4")
+    answer_p50 = compared[compared["measure"] == "voice_to_answer_ms p50"]
+    assert len(answer_p50) == 2 and (answer_p50["delta"] == 0).all()
 
 
 async def test_a_client_that_answers_no_call_still_ends_its_input():
