@@ -291,6 +291,9 @@ async def test_a_function_tool_s_handler_answers_and_the_answer_is_spoken_before
     turns = turn_latency(panel.session.frame())
     wait = turns["voice_to_answer_ms"].iloc[0]
     assert f"voice-to-answer <b>{wait:.0f} ms</b> through 1 tool call" in panel.latency.value
+    # on the emulator's timeline the answer is asked for where the call ended, however slow the handler
+    assert turns["timeline"].iloc[0] == "simulated"
+    assert turns["t_eos_ns"].iloc[1] == turns["t_done_ns"].iloc[0]
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import inspect
 import math
 import time
 from collections import deque
@@ -585,8 +586,19 @@ class SessionPanel:
         """A runner answering the session's tool calls, or nothing when it offers no tools."""
         if not settings.tools:
             return contextlib.nullcontext(None)
-        self.runner = ToolRunner(session, self.tool_handlers, approve=self._ask_approval)
+        handlers = {name: self._announced(handler) for name, handler in self.tool_handlers.items()}
+        self.runner = ToolRunner(session, handlers, approve=self._ask_approval)
         return self.runner
+
+    def _announced(self, handler: Handler) -> Handler:
+        """``handler``, with the status line saying that the turn waits for it while it runs."""
+
+        async def run(**arguments: Any) -> Any:
+            self._set_status("answering the tool calls…")
+            result = handler(**arguments)
+            return await result if inspect.isawaitable(result) else result
+
+        return run
 
     async def _ask_approval(self, request: McpApprovalRequest) -> bool:
         """Show the call with Approve and Decline buttons, and wait for one to be pressed."""
@@ -649,6 +661,7 @@ class SessionPanel:
             timeout_s=120.0,
             commit=settings.turn_detection is None,
             send=send,
+            tools=self.runner,  # on the emulator's timeline, each answer where its call ended
         )
 
     async def _stream_microphone(self, session: Any, settings: SessionSettings) -> None:
