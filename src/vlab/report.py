@@ -21,7 +21,7 @@ import pandas as pd
 
 from vlab.errors import ConfigError
 
-__all__ = ["CHARTS", "build_report", "compare_sweeps"]
+__all__ = ["CHARTS", "build_report", "compare_sweeps", "made_function_calls"]
 
 CHARTS = ("waterfall", "latency_distributions", "pareto", "vad_timeline")
 """Chart names every report holds (``vad_timeline`` once per timeline prompt: ``vad_timeline_<id>``); a
@@ -109,7 +109,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
             "Voice-to-voice per setting",
             "Client clock; equals dead air only when the audio was streamed in real time.",
         )
-    with_tools = _made_calls(speech_turns)
+    with_tools = made_function_calls(speech_turns)
     if with_tools:
         save(
             plots.latency_distributions(speech_turns, metric="voice_to_answer_ms"),
@@ -311,8 +311,11 @@ def _prompt_dir(manifest: dict[str, Any]) -> Path | None:
     return None
 
 
-def _made_calls(turns: pd.DataFrame) -> bool:
-    """Whether any turn's response called a function (a sweep with ``[tools]``)."""
+def made_function_calls(turns: pd.DataFrame) -> bool:
+    """Whether any turn of a sweep's ``turns`` table called a function (a sweep with ``[tools]``).
+
+    Its report and the sweep panel then show ``voice_to_answer_ms``.
+    """
     return bool(len(turns)) and "tool_calls" in turns and bool(turns["tool_calls"].gt(0).any())
 
 
@@ -360,7 +363,7 @@ def compare_sweeps(
     ta, tb = _load(fa, "turns"), _load(fb, "turns")
     rows = []
     latencies = ["dead_air_ms", "voice_to_voice_ms", "turn_commit_ms", "ttfb_audio_ms"]
-    if _made_calls(ta) or _made_calls(tb):
+    if made_function_calls(ta) or made_function_calls(tb):
         latencies.insert(2, "voice_to_answer_ms")
     common = sorted(set(pa.get("setting", [])) & set(pb.get("setting", [])))
     for s in common:

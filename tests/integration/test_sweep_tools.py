@@ -23,6 +23,7 @@ from vlab.report import build_report, compare_sweeps
 from vlab.settings import FunctionTool, ServerVad
 from vlab.sweep import load_config, run_sweep_async
 from vlab.testing import spoken_prompt
+from vlab.widgets import SweepPanel
 
 pytestmark = pytest.mark.integration
 
@@ -112,6 +113,11 @@ async def test_each_cell_answers_the_call_and_the_wait_through_it_is_the_same_at
 
     report = build_report(tmp_path / "max").read_text()
     assert "data-chart='voice_to_answer'" in report and "Function calls" in report
+    panel = SweepPanel(runs_dir=tmp_path)
+    panel.open_path.value = str(tmp_path / "max")
+    panel.open_button.click()
+    assert "voice_to_answer" in panel.charts
+    assert "voice_to_answer_ms" in set(panel.summary["metric"])
     compared = compare_sweeps(tmp_path / "max", tmp_path / "4")
     answer_p50 = compared[compared["measure"] == "voice_to_answer_ms p50"]
     assert len(answer_p50) == 2 and (answer_p50["delta"] == 0).all()

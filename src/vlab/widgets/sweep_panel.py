@@ -438,6 +438,7 @@ class SweepPanel:
 
     def _render(self, folder: Path) -> list[widgets.Widget]:
         from vlab import plots
+        from vlab.report import made_function_calls
 
         m = self.manifest
         counts = m.get("counts", {})
@@ -485,6 +486,11 @@ class SweepPanel:
                 lambda ax: plots.latency_distributions(speech_c, metric="dead_air_ms", ax=ax),
                 (6.4, max(2.6, 1.0 + 0.45 * n_settings)),
             )
+            if made_function_calls(speech):
+                images["voice_to_answer"] = figure_png(
+                    lambda ax: plots.latency_distributions(speech_c, metric="voice_to_answer_ms", ax=ax),
+                    (6.4, max(2.6, 1.0 + 0.45 * n_settings)),
+                )
             sample = ok_c.groupby("setting", sort=False).head(3).sort_values(["setting", "prompt"])
             if len(sample):
                 images["waterfall"] = figure_png(
@@ -498,11 +504,13 @@ class SweepPanel:
                 lambda ax: plots.vad_timeline(timeline, vad_c, ax=ax), (11, 2.4 + 0.35 * n)
             )
         for name, png in images.items():
-            width = "49%" if name in ("pareto", "latency_distributions") else "95%"
+            width = "49%" if name in ("pareto", "latency_distributions", "voice_to_answer") else "95%"
             self.charts[name] = widgets.Image(
                 value=png, format="png", layout=widgets.Layout(width=width, min_width="420px")
             )
-        pair = [self.charts[n] for n in ("pareto", "latency_distributions") if n in self.charts]
+        pair = [
+            self.charts[n] for n in ("pareto", "latency_distributions", "voice_to_answer") if n in self.charts
+        ]
         out.append(widgets.HBox(pair, layout=widgets.Layout(flex_flow="row wrap")))
         out.extend(self.charts[n] for n in ("waterfall", "vad_timeline") if n in self.charts)
         if not vad_only:
@@ -533,11 +541,18 @@ class SweepPanel:
     def _latency_summary(self, speech: pd.DataFrame) -> widgets.Widget:
         """The latency table of a session sweep's speech turns (kept as :attr:`summary`)."""
         from vlab.metrics import summarize_latency
+        from vlab.report import made_function_calls
 
         summary = summarize_latency(
             speech,
             by=["setting"],
-            metrics=["dead_air_ms", "voice_to_voice_ms", "turn_commit_ms", "ttfb_audio_ms"],
+            metrics=[
+                "dead_air_ms",
+                "voice_to_voice_ms",
+                *(["voice_to_answer_ms"] if made_function_calls(speech) else []),
+                "turn_commit_ms",
+                "ttfb_audio_ms",
+            ],
             n_boot=300,
         )
         self.summary = summary
