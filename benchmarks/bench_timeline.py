@@ -52,14 +52,14 @@ def _sweep(
 ) -> Any:
     import pandas as pd
 
-    from vlab.sweep import run_sweep
+    from vlab.sweep import TOOLS_SECTION, run_sweep
 
     config = {
         "target": {"speed": speed, "latency": "typical"},
         "prompts": {"include": prompts},
         "grid": {"threshold": [0.5], "prefix_padding_ms": [300], "silence_duration_ms": settings},
         "run": {"repeats": 1, "concurrency": 4, "timeout_s": 120, "baseline": False},
-        **({"tools": tools} if tools else {}),
+        **({TOOLS_SECTION: tools} if tools else {}),
     }
     with contextlib.redirect_stderr(io.StringIO()):
         result = run_sweep(config, out, progress=False, session_options={"dotenv_path": False})
@@ -113,11 +113,11 @@ def _figure(label: str, a: Any, b: Any, n_cells: int) -> Figure:
 
 def bench_invariance(size: Size) -> list[Figure]:
     from vlab.prompts import load_prompt_set
-    from vlab.sweep import load_config
+    from vlab.sweep import TOOLS_SECTION, load_config
 
     prompts = [p.id for p in load_prompt_set()]
     example = load_config(TOOLS_EXAMPLE)
-    tool_prompts, tools = [p.id for p in example.prompts], example.raw["tools"]
+    tool_prompts, tools = [p.id for p in example.prompts], example.raw[TOOLS_SECTION]
     settings = [200, 500, 1000]
     slow: Any = 1
     tools_slow: Any = 1

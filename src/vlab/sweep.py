@@ -126,6 +126,8 @@ _SECTIONS: dict[str, set[str]] = {
         "mode",
     },
 }
+TOOLS_SECTION = "tools"
+"""The config section of function tools: one ``[tools.<name>]`` table per function."""
 _TOOL_KEYS = ("description", "parameters", "output")
 """The keys of a ``[tools.<name>]`` table: the function the model may call, and what the sweep answers."""
 _MAX_BACKOFF_S = 60.0
@@ -299,11 +301,11 @@ def load_config(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"sweep config {str(path)!r} is not valid TOML: {exc}") from None
         base = Path(base_dir) if base_dir is not None else Path.cwd()
-    unknown = sorted(set(data) - {*_SECTIONS, "tools"})
+    sections = {*_SECTIONS, TOOLS_SECTION}
+    unknown = sorted(set(data) - sections)
     if unknown:
         raise ConfigError(
-            f"unknown section(s) {', '.join(repr(k) for k in unknown)}; "
-            f"known: {', '.join(sorted({*_SECTIONS, 'tools'}))}"
+            f"unknown section(s) {', '.join(repr(k) for k in unknown)}; known: {', '.join(sorted(sections))}"
         )
     for section in _SECTIONS:
         if not isinstance(data.get(section, {}), Mapping):
@@ -332,7 +334,7 @@ def load_config(
     if kind == protocol_limits.SERVER_VAD and "speech_duration_ms" in axes:
         raise ConfigError("[grid] speech_duration_ms needs type = 'azure_semantic_vad'")
     cls = _GRID_TYPES[kind]
-    tools, tool_outputs = _function_tools(data.get("tools", {}))
+    tools, tool_outputs = _function_tools(data.get(TOOLS_SECTION, {}))
     noises, echoes = _processing_axes(grid)
     settings: list[SessionSettings] = []
     names: list[str] = []
