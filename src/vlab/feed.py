@@ -169,19 +169,12 @@ async def set_timeline(session: Session, mode: str, *, timeout_s: float) -> None
 
     The answer to ``"ended"`` comes once the emulator has done everything the audio caused.
     """
-    await session.send({"type": protocol.CLIENT_SESSION_UPDATE, "session": {"metadata": {_KEY: mode}}})
-    await session.wait_for(lambda e: _timeline_of(e) == mode, timeout_s=timeout_s)
-
-
-_KEY = protocol.TIMELINE_METADATA_KEY
-
-
-def _timeline_of(event: Any) -> str | None:
-    if event.get("type") != protocol.SESSION_UPDATED:
-        return None
-    metadata = (event.get("session") or {}).get("metadata") or {}
-    value = metadata.get(_KEY)
-    return value if isinstance(value, str) else None
+    metadata = {protocol.TIMELINE_METADATA_KEY: mode}
+    await session.send({"type": protocol.CLIENT_SESSION_UPDATE, "session": {"metadata": metadata}})
+    await session.wait_for(
+        lambda e: e.get("type") == protocol.SESSION_UPDATED and protocol.timeline_mode(e) == mode,
+        timeout_s=timeout_s,
+    )
 
 
 _REPLIES = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 DEFAULT_API_VERSION: Final = "2026-07-15"
 """The api-version SDK 1.3.1 sends by default."""
@@ -411,6 +411,17 @@ TIMELINE_ENDED: Final = "ended"
 emulator has nothing left to do."""
 TIMELINE_MODES: Final = (TIMELINE_LIVE, TIMELINE_INPUT, TIMELINE_ENDED)
 """Values of :data:`TIMELINE_METADATA_KEY`."""
+
+
+def timeline_mode(event: Mapping[str, Any]) -> Any:
+    """The :data:`TIMELINE_METADATA_KEY` value in a session event's ``session.metadata``, else None.
+
+    For a ``session.update`` (what a client asks for) or a ``session.updated`` (what the emulator took).
+    """
+    session = event.get("session")
+    metadata = session.get("metadata") if isinstance(session, Mapping) else None
+    return metadata.get(TIMELINE_METADATA_KEY) if isinstance(metadata, Mapping) else None
+
 
 # --- vlab's own records in a session log (direction ``local``) -------------------------------------
 

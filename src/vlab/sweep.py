@@ -76,7 +76,8 @@ import shutil
 import sys
 import time
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -668,52 +669,40 @@ async def _run_cell(
     }
     connect_ns = time.perf_counter_ns()
     async with Session(settings, run_dir=cell_dir, emulator_options=emulator_options, **options) as s:
-        async with _answering_tools(s, cfg) as (runner, settled):
+        async with _tool_runner(s, cfg) as runner:
             try:
                 await feed_prompt(s, pcm, speed=cfg.speed, timeout_s=cfg.timeout_s, tools=runner)
             except NoSpeechDetected:
                 pass  # a prompt with no speech (noise only) is a result, not a failure
-            await settled()
+            if runner is not None:
+                await _answers_spoken(s, runner, cfg.timeout_s)
         target = s.target.kind
     return {"connect_ns": connect_ns, "target": target}
 
 
-@contextlib.asynccontextmanager
-async def _answering_tools(
-    session: Session, cfg: SweepConfig
-) -> AsyncIterator[tuple[ToolRunner | None, Callable[[], Awaitable[None]]]]:
-    """Answer the session's function calls with ``cfg.tool_outputs`` while open.
-
-    Yields the runner (None without tools) and a wait until the answers are spoken (at most
-    ``cfg.timeout_s`` on the session's clock; without tools, nothing to wait for).
-    """
+def _tool_runner(session: Session, cfg: SweepConfig) -> AbstractAsyncContextManager[ToolRunner | None]:
+    """A runner answering every function call with its ``cfg.tool_outputs``, or nothing without tools."""
     from vlab.session import ToolRunner
 
     if not cfg.tool_outputs:
-
-        async def nothing() -> None:
-            return None
-
-        yield None, nothing
-        return
+        return contextlib.nullcontext(None)
 
     def answer(output: str) -> Callable[..., str]:
         return lambda **_arguments: output
 
-    handlers = {name: answer(output) for name, output in cfg.tool_outputs.items()}
-    async with ToolRunner(session, handlers) as runner:
+    return ToolRunner(session, {name: answer(output) for name, output in cfg.tool_outputs.items()})
 
-        async def settled() -> None:
-            deadline_ns = session.clock.monotonic_ns() + round(cfg.timeout_s * 1e9)
-            try:
-                await wait_until_ns(session.clock, runner.settled(), deadline_ns)
-            except TimeoutError:
-                raise TimeoutError(
-                    f"the answers to the tool calls were not spoken within {cfg.timeout_s:g} s "
-                    "(raise [run] timeout_s if the service is slow)"
-                ) from None
 
-        yield runner, settled
+async def _answers_spoken(session: Session, runner: ToolRunner, timeout_s: float) -> None:
+    """Wait until the runner's answers are spoken, at most ``timeout_s`` on the session's clock."""
+    deadline_ns = session.clock.monotonic_ns() + round(timeout_s * 1e9)
+    try:
+        await wait_until_ns(session.clock, runner.settled(), deadline_ns)
+    except TimeoutError:
+        raise TimeoutError(
+            f"the answers to the tool calls were not spoken within {timeout_s:g} s "
+            "(raise [run] timeout_s if the service is slow)"
+        ) from None
 
 
 async def _run_throttled(

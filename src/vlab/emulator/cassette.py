@@ -103,9 +103,7 @@ def timeline_marker(event: dict[str, Any]) -> str | None:
     """
     if event.get("type") != protocol.CLIENT_SESSION_UPDATE or _session_body(event):
         return None
-    body = event.get("session")
-    metadata = body.get("metadata") if isinstance(body, dict) else None
-    mode = metadata.get(protocol.TIMELINE_METADATA_KEY) if isinstance(metadata, dict) else None
+    mode = protocol.timeline_mode(event)
     return mode if mode in protocol.TIMELINE_MODES else None
 
 

@@ -224,15 +224,19 @@ class EmulatorConnection:
             await self._report(_internal_error(exc, event_id), event_id)
             return
         await self.input.settle()  # every event sees the VAD's decisions on the audio before it
-        if _timeline_requested(event) in (protocol.TIMELINE_ENDED, protocol.TIMELINE_LIVE):
+        timeline = protocol.timeline_mode(event) if event["type"] == protocol.CLIENT_SESSION_UPDATE else None
+        if timeline in (protocol.TIMELINE_ENDED, protocol.TIMELINE_LIVE):
             self.scheduler.input_over()  # a call not answered by now will not be: time need not wait
         await self.scheduler.client_step(
-            self._arrival_ms(event), lambda: self._handle(handler, event, event_id)
+            self._arrival_ms(timeline), lambda: self._handle(handler, event, event_id)
         )
 
-    def _arrival_ms(self, event: dict[str, Any]) -> float:
-        """Simulated time of a client event that arrives now (after all the audio sent before it)."""
-        if _timeline_requested(event) in (protocol.TIMELINE_INPUT, protocol.TIMELINE_ENDED):
+    def _arrival_ms(self, timeline: Any) -> float:
+        """Simulated time of a client event that arrives now (after all the audio sent before it).
+
+        ``timeline``: the timeline mode the event asks for (a ``session.update``), else None.
+        """
+        if timeline in (protocol.TIMELINE_INPUT, protocol.TIMELINE_ENDED):
             return self.scheduler.input_position_ms()
         return self.scheduler.current_ms()
 
@@ -848,10 +852,3 @@ def _internal_error(exc: Exception, event_id: str | None, what: str = "the event
     return WireError(
         "server_error", f"The emulator failed to handle {what}: {exc}", None, event_id, "server_error"
     )
-
-
-def _timeline_requested(event: dict[str, Any]) -> Any:
-    """The timeline mode a ``session.update`` asks for (``session.metadata["vlab.timeline"]``), else None."""
-    session = event.get("session") if event["type"] == protocol.CLIENT_SESSION_UPDATE else None
-    metadata = session.get("metadata") if isinstance(session, dict) else None
-    return metadata.get(protocol.TIMELINE_METADATA_KEY) if isinstance(metadata, dict) else None

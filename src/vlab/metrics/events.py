@@ -192,11 +192,7 @@ def on_simulated_timeline(events: pd.DataFrame) -> bool:
         return False
     updates = (directions == "client") & (events["type"] == protocol.CLIENT_SESSION_UPDATE)
     for payload in events.loc[updates, "payload"].tolist():
-        metadata = payload_of(payload).get("session", {}).get("metadata") or {}
-        if (
-            isinstance(metadata, dict)
-            and metadata.get(protocol.TIMELINE_METADATA_KEY) == protocol.TIMELINE_INPUT
-        ):
+        if protocol.timeline_mode(payload_of(payload)) == protocol.TIMELINE_INPUT:
             return True
     return False
 

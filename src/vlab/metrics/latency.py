@@ -159,7 +159,10 @@ def turn_latency(
             else:  # or at an unanswered function call's end, as the emulator places them (docs/timeline.md)
                 t = min(timeline.position_at(t_wall) * _NS_PER_MS, held_ns)
         if r.direction == "client":
-            if kind == protocol.CLIENT_SESSION_UPDATE and (mode := _timeline_asked(r.payload)) is not None:
+            if (
+                kind == protocol.CLIENT_SESSION_UPDATE
+                and (mode := protocol.timeline_mode(payload_of(r.payload))) is not None
+            ):
                 input_mode = mode == protocol.TIMELINE_INPUT
             if kind == protocol.CLIENT_RESPONSE_CREATE or not input_mode:
                 held_ns = math.inf
@@ -251,12 +254,6 @@ def turn_latency(
     _answers_through_tools(out)
     frame = pd.DataFrame(out, columns=_COLUMNS)
     return frame
-
-
-def _timeline_asked(payload: Any) -> Any:
-    """The emulator timeline mode a ``session.update`` asks for (``vlab.timeline`` metadata), else None."""
-    metadata = (payload_of(payload).get("session") or {}).get("metadata") or {}
-    return metadata.get(protocol.TIMELINE_METADATA_KEY) if isinstance(metadata, dict) else None
 
 
 def _answers_through_tools(turns: list[dict[str, Any]]) -> None:

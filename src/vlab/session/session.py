@@ -443,8 +443,7 @@ class Session:
                 self._protocol_warning(payload, ["'delta' is not base64 audio"], t_ns)
         elif kind == protocol.SESSION_UPDATED:
             self.server_session = sdk_adapter.server_event(payload).get("session")
-            metadata = (get("session") or {}).get("metadata") or {}  # types checked (vlab.session.checks)
-            timeline = metadata.get(protocol.TIMELINE_METADATA_KEY)
+            timeline = protocol.timeline_mode(payload)
             if timeline is not None:  # fed on the emulator's input timeline: listen on its time
                 self._server_time.follow(timeline in (protocol.TIMELINE_INPUT, protocol.TIMELINE_ENDED))
         elif kind == protocol.SPEECH_STARTED:

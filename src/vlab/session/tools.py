@@ -144,9 +144,7 @@ class ToolRunner:
 
     async def settled(self) -> None:
         """Return once the runner is :attr:`idle` (an approval left to a person waits for them)."""
-        while not self.idle:
-            self._changed.clear()
-            await self._changed.wait()
+        await self._until(lambda: self.idle)
 
     async def caught_up(self) -> None:
         """Return once every event received so far is answered.
@@ -154,7 +152,11 @@ class ToolRunner:
         The outputs are sent and the response asked for (it may still be under way). Approvals left to a
         person are not waited for.
         """
-        while self._events.qsize() or self._handling:
+        await self._until(lambda: not (self._events.qsize() or self._handling))
+
+    async def _until(self, done: Callable[[], bool]) -> None:
+        """Wait until ``done()`` holds, checking whenever the work left may have changed."""
+        while not done():
             self._changed.clear()
             await self._changed.wait()
 
