@@ -36,6 +36,8 @@ STAGE_COLORS: dict[str, str] = {
     "playout_ms": "#31a354",
 }
 """Colour of each contiguous stage (colour-blind-safe blues/oranges/green)."""
+THROUGH_TOOLS_COLOR = "#bdbdbd"
+"""Colour of a turn answered through tools, from its call's ``response.created`` to the answer's audio."""
 
 _STAGE_LABELS = {
     "server_hangover_ms": "server hangover (silence timer)",
@@ -44,6 +46,7 @@ _STAGE_LABELS = {
     "ttfb_audio_ms": "first audio byte",
     "playout_ms": "playout",
 }
+_THROUGH_TOOLS_LABEL = "tool call → the answer's audio"
 
 
 def _axes(ax: Axes | None, size: tuple[float, float]) -> Axes:
@@ -59,6 +62,9 @@ def waterfall(
     turns: pd.DataFrame, *, label: str | None = None, max_turns: int = 30, ax: Axes | None = None
 ) -> Axes:
     """Horizontal stacked bars: each turn's contiguous stages from ``T_eos`` (they sum to voice-to-voice).
+
+    A turn answered through tools (it speaks nothing itself) ends in a grey bar from its call's
+    ``response.created`` to the answer's first audible sample, totalling ``voice_to_answer_ms``.
 
     Args:
         turns: Rows of :func:`vlab.metrics.turn_latency` (false cut-offs are marked, not drawn).
@@ -91,21 +97,31 @@ def waterfall(
                 color="#b30000",
             )
             continue
+        end = 0.0
         for stage, start, width in stages_in_order(row):
             ax.barh(y, width, left=start, color=STAGE_COLORS[stage], edgecolor="white", height=0.7)
             if width > 0:
                 drawn.add(stage)
-            right = max(right, start + width)
+            end = start + width
         total = row.get("voice_to_voice_ms", math.nan)
+        answer = row.get("voice_to_answer_ms", math.nan)
+        if not math.isfinite(total) and math.isfinite(answer) and answer > end:  # answered through tools
+            ax.barh(y, answer - end, left=end, color=THROUGH_TOOLS_COLOR, edgecolor="white", height=0.7)
+            drawn.add(_THROUGH_TOOLS_LABEL)
+            total = answer
+        right = max(right, end)
         if math.isfinite(total):
             ax.text(total, y, f" {total:.0f} ms", va="center", fontsize=8)
             right = max(right, total)
     ax.set_yticks(range(len(rows)), list(reversed(names)), fontsize=8)
     ax.set_xlabel("ms from the end of the user's speech (T_eos)")
-    ax.set_title("Voice-to-voice latency by stage (contiguous, sums to the total)")
+    what = "answer" if _THROUGH_TOOLS_LABEL in drawn else "voice"  # a turn that speaks: answer = voice
+    ax.set_title(f"Voice-to-{what} latency by stage (contiguous, sums to the total)")
     from matplotlib.patches import Patch
 
     handles = [Patch(color=STAGE_COLORS[s], label=_STAGE_LABELS[s]) for s in SEGMENT_STAGES if s in drawn]
+    if _THROUGH_TOOLS_LABEL in drawn:
+        handles.append(Patch(color=THROUGH_TOOLS_COLOR, label=_THROUGH_TOOLS_LABEL))
     if handles:  # the stages drawn (no playout without a speaker, say), in their order on the bars
         ax.legend(
             handles=handles,

@@ -83,6 +83,10 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
 
     vad_only = manifest.get("mode") == "vad"  # decided without sessions: no turns to chart
     speech_turns = turns[turns["trigger"] == "vad"] if len(turns) else turns
+    with_tools = made_function_calls(speech_turns)
+    simulated = (
+        "timeline" in speech_turns and len(speech_turns) and (speech_turns["timeline"] == "simulated").all()
+    )
     if not vad_only:
         ok_turns = (
             speech_turns[~speech_turns["false_cutoff"].astype(bool)] if len(speech_turns) else speech_turns
@@ -92,24 +96,40 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
             plots.waterfall(sample.sort_values(["setting", "prompt"]), label=None, max_turns=24),
             "waterfall",
             "Turn waterfall",
-            "Contiguous stages from the end of speech T_eos to the first reply audio: they sum to voice_to_voice_ms. "
-            "Up to 4 correctly ended turns per setting. Client clock: when the sweep streams faster than real time "
-            "(speed 'max') the audio leaves in a burst and these stages are compressed; use speed = 1 for real voice-to-voice.",
+            "Contiguous stages from the end of speech T_eos to the first reply audio: they sum to voice_to_voice_ms"
+            + (
+                " (to the answer's first audio, voice_to_answer_ms, for a turn answered through function calls)"
+                if with_tools
+                else ""
+            )
+            + ". Up to 4 correctly ended turns per setting. "
+            + (
+                "On the emulator's simulated timeline: the same at any replay speed and load."
+                if simulated
+                else "Client clock: when the sweep streams faster than real time (speed 'max') the audio leaves in a "
+                "burst and these stages are compressed; use speed = 1 for real voice-to-voice."
+            ),
         )
         save(
             plots.latency_distributions(speech_turns, metric="dead_air_ms"),
             "latency_distributions",
             "Dead air per setting",
-            "End of speech → first reply audio, with the end-of-turn wait on the audio clock (valid at any replay speed).",
+            "End of speech → first reply audio, with the end-of-turn wait on the audio clock (valid at any replay speed)."
+            + (
+                " A turn answered through function calls counts to its answer's first audio."
+                if with_tools
+                else ""
+            ),
         )
     if "voice_to_voice_ms" in speech_turns and speech_turns["voice_to_voice_ms"].notna().any():
         save(
             plots.latency_distributions(speech_turns, metric="voice_to_voice_ms"),
             "voice_to_voice",
             "Voice-to-voice per setting",
-            "Client clock; equals dead air only when the audio was streamed in real time.",
+            "On the emulator's simulated timeline: the same at any replay speed and load."
+            if simulated
+            else "Client clock; equals dead air only when the audio was streamed in real time.",
         )
-    with_tools = made_function_calls(speech_turns)
     if with_tools:
         save(
             plots.latency_distributions(speech_turns, metric="voice_to_answer_ms"),

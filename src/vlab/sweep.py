@@ -56,8 +56,9 @@ no cell folders and no ``turns`` (nothing is answered).
 With ``[tools]`` every setting offers the functions, and each cell answers the model's calls as a client
 would (a :class:`~vlab.session.ToolRunner` that returns ``output``), then asks for the spoken answer.
 ``turns`` then shows, per turn, ``tool_calls`` and ``voice_to_answer_ms`` (end of speech → the answer's
-first audio, through the calls); on the emulator that figure is the same at any speed, since a call
-holds its simulated time until the answer comes (``docs/timeline.md``).
+first audio, through the calls), and ``dead_air_ms`` too runs to the answer, so ``scores`` and
+``points`` count the user's whole wait; on the emulator these figures are the same at any speed, since a
+call holds its simulated time until the answer comes (``docs/timeline.md``).
 """
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ TIMED = [
     "t_done_ns",
     "voice_to_answer_ms",
     "voice_to_voice_ms",
+    "dead_air_ms",
 ]
 
 
@@ -96,10 +97,20 @@ async def test_each_cell_answers_the_call_and_the_wait_through_it_is_the_same_at
         wait_ms = (answer["t_first_audible_ns"] - question["t_eos_ns"]) / 1e6
         assert question["voice_to_answer_ms"] == pytest.approx(wait_ms) and math.isfinite(wait_ms)
         assert answer["voice_to_voice_ms"] < wait_ms
+        # the user's dead air runs through the call to the answer (VAD turn: audio-clock wait + events)
+        dead_air = (
+            question["server_hangover_audio_ms"]
+            + (answer["t_first_audio_ns"] - question["t_speech_stopped_ns"]) / 1e6
+        )
+        assert question["dead_air_ms"] == pytest.approx(dead_air) and dead_air > answer["voice_to_voice_ms"]
     shorter, longer = fast[fast["answers_turn"] < 0]["voice_to_answer_ms"]
     # silence_duration_ms 300 → 600: the wait grows by that, to the VAD's 32 ms frame
     assert abs(longer - shorter - 300) < 32
     pd.testing.assert_frame_equal(fast[TIMED], turns[4][TIMED])
+    # the sweep's scores and operating points count that wait, not the end-of-turn wait alone
+    questions = fast[fast["answers_turn"] < 0].set_index("setting")["dead_air_ms"]
+    points = pd.read_parquet(tmp_path / "max" / "points.parquet").set_index("setting")["dead_air_ms"]
+    pd.testing.assert_series_equal(points.sort_index(), questions.sort_index(), check_names=False)
 
     cell = next((tmp_path / "max" / "cells").iterdir())
     events = load_log(cell)
@@ -113,6 +124,7 @@ async def test_each_cell_answers_the_call_and_the_wait_through_it_is_the_same_at
 
     report = build_report(tmp_path / "max").read_text()
     assert "data-chart='voice_to_answer'" in report and "Function calls" in report
+    assert "counts to its answer&#x27;s first audio" in report  # the dead-air chart says so
     panel = SweepPanel(runs_dir=tmp_path)
     panel.open_path.value = str(tmp_path / "max")
     panel.open_button.click()

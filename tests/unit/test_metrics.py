@@ -324,6 +324,33 @@ def test_a_turn_answered_through_a_chain_of_tool_calls_is_timed_to_the_answer_sp
     assert t.voice_to_answer_ms.iloc[0] == pytest.approx(1400)  # the commit at 1300 → r3's audio at 2700
     assert t.voice_to_answer_ms.iloc[1:3].isna().all()  # counted in the turn they answer
     assert t.voice_to_answer_ms.iloc[3] == pytest.approx(t.voice_to_voice_ms.iloc[3]) == pytest.approx(200)
+    assert t.dead_air_ms.iloc[0] == pytest.approx(1400)  # the user's silence runs to the answer too
+
+
+def test_the_dead_air_of_a_spoken_turn_answered_through_a_call_runs_to_the_answer_s_first_audio():
+    log = session_start(Log()).appends(1000, 100)
+    vad_turn(
+        log,
+        stopped=2530,
+        audio_end=1500,
+        created=2600,
+        text=None,
+        audio=None,
+        done=2650,
+        output=(_call("a"),),
+    )
+    log.add(2900, "client", {"type": "response.create"})  # the call's output sent: the answer
+    log.add(2950, "server", {"type": "response.created", "response": {"id": "r2"}})
+    log.add(3300, "server", {"type": "response.audio.delta", "response_id": "r2", "delta": "AAAA"})
+    question, answer = (row for _, row in turn_latency(log.frame(), end_of_turn_ms=[1000]).iterrows())
+    # as a turn that speaks: the end-of-turn wait on the audio clock + speech_stopped → the answer's audio
+    assert question.dead_air_ms == pytest.approx(500 + (3300 - 2530))
+    assert math.isnan(question.voice_to_voice_ms) and question.voice_to_answer_ms == pytest.approx(
+        3300 - 1980
+    )
+    assert answer.answers_turn == 0 and answer.dead_air_ms == pytest.approx(
+        400
+    )  # its own, not a turn of speech
 
 
 @pytest.mark.parametrize("ended_first", [False, True])
@@ -393,6 +420,7 @@ def test_a_tool_turn_cut_off_before_the_end_of_speech_has_no_answer_time():
     t = turn_latency(log.frame(), end_of_turn_ms=[1800])
     assert t.false_cutoff.tolist() == [True, False] and t.answers_turn.tolist() == [-1, 0]
     assert t.answer_response_id.iloc[0] == "r2" and math.isnan(t.voice_to_answer_ms.iloc[0])
+    assert math.isnan(t.dead_air_ms.iloc[0])
 
 
 def test_a_tool_turn_whose_answer_is_not_spoken_has_no_answer_time():

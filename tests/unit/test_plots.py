@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from vlab import plots
 
@@ -204,3 +205,21 @@ def test_numbers_in_report_tables_are_rounded_for_reading():
     assert [plots.format_number(v) for v in (1234.56, 100.0, 99.95, 0.123456, -250.4)] == [
         "1,235", "100", "100", "0.123", "-250"
     ]  # fmt: skip
+
+
+def test_a_turn_answered_through_a_tool_call_ends_in_a_bar_to_the_answer_s_audio():
+    from matplotlib.colors import to_rgb
+
+    spoken = _turn(voice_to_voice_ms=1070.0, voice_to_answer_ms=1070.0)
+    called = _turn(
+        ttfb_audio_ms=math.nan, voice_to_voice_ms=math.nan, voice_to_answer_ms=1400.0, tool_calls=1
+    )
+    ax = plots.waterfall(pd.DataFrame([spoken, called]), ax=_axes())
+    # the call's own stages end at its response.created (650 ms); the grey bar runs on to the answer's audio
+    assert _bars(ax)[-1] == (0.0, 650.0, 750.0)
+    assert ax.patches[-1].get_facecolor()[:3] == pytest.approx(to_rgb(plots.THROUGH_TOOLS_COLOR))
+    assert [t.get_text() for t in ax.texts] == [" 1070 ms", " 1400 ms"]
+    assert _legend(ax)[-1] == "tool call → the answer's audio"
+    assert ax.get_title().startswith("Voice-to-answer")
+    plain = plots.waterfall(pd.DataFrame([spoken]), ax=_axes())
+    assert plain.get_title().startswith("Voice-to-voice") and len(plain.patches) == 4

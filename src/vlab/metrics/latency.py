@@ -34,6 +34,10 @@ the client's clock) is 0 in headless runs (``playout_measured`` False); ``t_firs
 first audible sample (``t_first_audio_ns`` + ``playout_ms``).
 ``voice_to_voice_events_ms`` is the event-only variant: first audio delta − (recv(speech_stopped) −
 ``silence_duration_ms``), which needs neither labels nor append stamps.
+``dead_air_ms`` is the silence the user waits through: for a VAD turn, the end-of-turn wait on the audio
+clock (``audio_end_ms − a_eos``) plus ``speech_stopped`` → the first audio delta (so on the client timeline
+it does not depend on how fast the audio was sent, unlike ``voice_to_voice_ms``); for any other turn,
+``voice_to_voice_ms``.
 
 **A turn answered through tools.** A response that calls tools (``tool_calls``: its function and MCP
 call items) often speaks nothing itself: the client runs the calls and asks for another response, which
@@ -41,7 +45,9 @@ speaks the answer. ``voice_to_answer_ms`` is the figure the user waits through: 
 the first audible sample of the response that speaks its answer (``answer_response_id``), the first of
 the client-started responses that follow it to have audio (a chain of calls is followed through).
 Those responses have ``answers_turn`` set to the turn's ``turn`` (else -1) and no ``voice_to_answer_ms``
-of their own. For a turn that speaks, ``voice_to_answer_ms`` is ``voice_to_voice_ms``.
+of their own. For a turn that speaks, ``voice_to_answer_ms`` is ``voice_to_voice_ms``. The ``dead_air_ms``
+of a turn answered through tools runs to the answer's first audio too, so sweep scores and Pareto fronts
+count the user's whole wait.
 
 A response received before ``T_eos`` is a **false cut-off** (``false_cutoff`` True): its latencies are
 NaN with a reason, never negative. Any missing or out-of-order anchor gives NaN and a ``reason``; the
@@ -282,6 +288,30 @@ def _answers_through_tools(turns: list[dict[str, Any]]) -> None:
         else:
             wait = span_ms(answer["t_first_audible_ns"], turn["t_eos_ns"])  # after T_eos: no false cut-off
         turn.update(voice_to_answer_ms=wait, answer_response_id=answer["response_id"] if answer else None)
+        if answer is not None and answer is not turn and not turn["false_cutoff"]:
+            turn["dead_air_ms"] = _dead_air(
+                turn["trigger"],
+                turn["server_hangover_audio_ms"],
+                answer["t_first_audio_ns"],
+                turn["t_speech_stopped_ns"],
+                wait,
+            )
+
+
+def _dead_air(
+    trigger: str, hangover_audio_ms: float, t_audio_ns: float, t_stop_ns: float, other_ms: float
+) -> float:
+    """The silence the user waits through (``dead_air_ms``, the module docstring).
+
+    For a VAD turn: the end-of-turn wait on the audio clock plus ``speech_stopped`` → the first audio of
+    the reply (or of the answer, through tools). For any other turn: ``other_ms``.
+    """
+    if trigger != "vad":
+        return other_ms
+    response_part = span_ms(t_audio_ns, t_stop_ns)
+    if math.isfinite(hangover_audio_ms) and math.isfinite(response_part) and response_part >= 0:
+        return hangover_audio_ms + response_part
+    return math.nan
 
 
 _COLUMNS = [
@@ -438,13 +468,7 @@ def _compute(
     item = row.get("item_id")
     t_transcript = transcripts.get(item or "", nan)
     transcription = span_ms(t_transcript, t_stop) if math.isfinite(t_transcript) else nan
-    dead_air = nan
-    if not false_cutoff and trigger == "vad":
-        response_part = span_ms(t_audio, t_stop)
-        if math.isfinite(hangover_audio) and math.isfinite(response_part) and response_part >= 0:
-            dead_air = hangover_audio + response_part
-    elif not false_cutoff:
-        dead_air = v2v
+    dead_air = nan if false_cutoff else _dead_air(trigger, hangover_audio, t_audio, t_stop, v2v)
     return {
         "turn": index,
         "timeline": "simulated" if simulated else "client",
