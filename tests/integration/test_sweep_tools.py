@@ -125,6 +125,8 @@ async def test_each_cell_answers_the_call_and_the_wait_through_it_is_the_same_at
     report = build_report(tmp_path / "max").read_text()
     assert "data-chart='voice_to_answer'" in report and "Function calls" in report
     assert "counts to its answer&#x27;s first audio" in report  # the dead-air chart says so
+    assert "simulated timeline: the same at any replay speed and load" in report  # the waterfall's clock
+    assert "Client clock" not in report
     panel = SweepPanel(runs_dir=tmp_path)
     panel.open_path.value = str(tmp_path / "max")
     panel.open_button.click()
