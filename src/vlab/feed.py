@@ -81,8 +81,9 @@ async def feed_prompt(
         timeout_s: Give up after this many seconds of wall time.
         commit: Commit the audio and ask for a response after it (no server VAD).
         send: Sends the audio instead of ``session.stream_audio(pcm, speed=speed)`` (for a level meter).
-        tools: The runner answering the session's function calls. On the emulator each answer then
-            happens on the input timeline where its call ended, at any speed (:func:`_answer_calls`).
+        tools: The runner answering the session's tool calls (function calls, MCP approvals, the
+            answer to an MCP call). On the emulator each answer then happens on the input timeline where
+            its call ended, at any speed (:func:`_answer_calls`).
 
     Raises:
         NoSpeechDetected: The server VAD found no speech in the whole prompt.
@@ -118,12 +119,13 @@ async def feed_prompt(
 
 
 async def _answer_calls(session: Session, tools: ToolRunner, timeout_s: float) -> None:
-    """Let ``tools`` answer every function call the audio sent so far leads to, before ``"ended"``.
+    """Let ``tools`` answer every tool call the audio sent so far leads to, before ``"ended"``.
 
-    On the input timeline the emulator holds time at a function call until the client asks for the
-    answer (``docs/timeline.md``). An ``"input"`` update is answered once every step up to where the client
-    is has run (a held call's time, or the end of the audio): then the runner has seen every call made
-    so far and answers it. Repeated until a round brings no new answer.
+    On the input timeline the emulator holds time at a tool call until the client answers it
+    (``docs/timeline.md``). An ``"input"`` update is answered once every step up to where the client is
+    has run (a held call's time, or the end of the audio): then the runner has seen every call made so
+    far and answers it. Repeated until a round brings no new ``response.create`` (every chain of calls
+    ends in one: the answer's; an approval lifts its hold, and the approved call holds time again).
     """
     while True:
         asked = _client_types(session).count(protocol.CLIENT_RESPONSE_CREATE)

@@ -82,6 +82,10 @@ MCP_CALL_ITEM: Final = "mcp_call"
 MCP_APPROVAL_REQUEST_ITEM: Final = "mcp_approval_request"
 """The service asks before an MCP call; the client answers with a :data:`MCP_APPROVAL_RESPONSE_ITEM`."""
 MCP_APPROVAL_RESPONSE_ITEM: Final = "mcp_approval_response"
+CLIENT_ANSWERED_ITEMS: Final = frozenset({FUNCTION_CALL_ITEM, MCP_APPROVAL_REQUEST_ITEM})
+"""Items of a response that wait for the client: it runs the function, or decides on the MCP call. On
+vlab's input timeline such a response holds the emulator's time at its end until the client answers
+(``docs/timeline.md``)."""
 
 
 # --- MCP tools (``type: "mcp"`` entries of a session's ``tools``) --------------------------------------

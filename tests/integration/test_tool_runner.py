@@ -7,12 +7,16 @@ import json
 import math
 from typing import Any
 
+import pandas as pd
+import pytest
+
 from tests._mcp_server import answer, stand_in_mcp
 from vlab import Session, protocol
+from vlab.feed import feed_prompt, trailing_silence_ms
 from vlab.metrics import tool_calls, turn_latency
 from vlab.session import McpApprovalRequest, ToolRunner
-from vlab.settings import FunctionTool, McpServer, SessionSettings
-from vlab.testing import SDK_SAMPLE_TOOLS
+from vlab.settings import FunctionTool, McpServer, ServerVad, SessionSettings
+from vlab.testing import SDK_SAMPLE_TOOLS, spoken_prompt
 
 LEARN = "https://learn.microsoft.com/api/mcp"
 FAST = {"speed": math.inf, "latency": "instant"}
@@ -119,3 +123,43 @@ async def test_settled_waits_for_an_mcp_call_made_after_its_response_and_for_the
     assert _said(frame) == [
         f"Here is what I found: {answer('microsoft_docs_search', json.loads(arguments))}."
     ]
+
+
+@pytest.mark.parametrize("approval", ["never", "always"])
+async def test_a_spoken_question_answered_through_mcp_is_timed_alike_at_every_speed(approval):
+    """On the input timeline an MCP call holds time as a function call does: the approval, and the request
+    for the spoken answer once the call returned, happen where the call is, not after the rest of the
+    audio (which left the client long before, at speed "max"), and before the user's next turn."""
+    prompt = spoken_prompt("Search the Microsoft documentation for voice live.", lead_ms=300, trail_ms=7000)
+    thanks = spoken_prompt("Thank you.", lead_ms=0, trail_ms=0)  # after the answer: the user's next turn
+    server = McpServer("azure_doc", LEARN, require_approval=approval)
+    settings = SessionSettings(tools=(server,), turn_detection=ServerVad())
+    pcm = prompt.pcm + thanks.pcm + bytes(2 * 24 * trailing_silence_ms(settings.turn_detection))
+    turns, frames = {}, {}
+    async with stand_in_mcp() as mcp:
+        for speed in (math.inf, 4.0):
+            options = {"speed": speed, "hear_audio": True, "mcp_redirects": {LEARN: mcp.url}}
+            async with Session(settings, emulator_options=options, dotenv_path=False) as session:
+                async with ToolRunner(session, approve=True) as runner:
+                    await feed_prompt(session, pcm, speed=speed, timeout_s=60, tools=runner)
+                    await runner.settled()
+                frames[speed] = session.frame()
+            turns[speed] = turn_latency(frames[speed])
+    timed = ["trigger", "answers_turn", "t_eos_ns", "t_created_ns", "t_first_audio_ns", "t_done_ns",
+             "voice_to_answer_ms", "dead_air_ms"]  # fmt: skip
+    pd.testing.assert_frame_equal(turns[math.inf][timed], turns[4.0][timed])
+
+    fast, frame = turns[math.inf], frames[math.inf]
+    question, answer, thanks = fast.iloc[0], fast.iloc[-2], fast.iloc[-1]
+    assert question.trigger == "vad" and question.answer_response_id == answer.response_id
+    assert fast.answers_turn.tolist() == [-1, *[0] * (len(fast) - 2), -1] and answer.trigger == "client"
+    assert thanks.trigger == "vad" and thanks.t_eos_ns > answer.t_done_ns  # spoken after the answer
+    returned_ms = frame[frame["type"] == protocol.MCP_CALL_COMPLETED]["sim_ms"].item()
+    assert answer.t_eos_ns == returned_ms * 1e6 < prompt.duration_ms * 1e6  # asked for when the call returned
+    wait_ms = (answer.t_first_audible_ns - question.t_eos_ns) / 1e6
+    assert question.voice_to_answer_ms == pytest.approx(wait_ms) and math.isfinite(question.dead_air_ms)
+    if approval == "always":  # the approval, at the request's end, starts the call's own response
+        approved = fast.iloc[1]
+        assert (len(fast), approved.trigger, approved.tool_calls) == (4, "client", 1)
+        assert approved.t_eos_ns == question.t_done_ns
+    assert tool_calls(frame)["status"].tolist() == ["completed"]

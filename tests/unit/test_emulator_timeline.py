@@ -192,6 +192,57 @@ async def test_a_function_call_holds_time_only_on_the_input_timeline_and_ending_
     await sched.close()
 
 
+@pytest.mark.parametrize("mode", [protocol.TIMELINE_INPUT, protocol.TIMELINE_ENDED])
+async def test_an_answer_from_outside_the_timeline_lands_at_its_step_s_time_however_long_it_took(mode):
+    sched = await _scheduler(mode=mode)
+    log: list[tuple[str, float]] = []
+    answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    waiting = asyncio.Event()
+
+    async def mcp_call() -> None:
+        waiting.set()
+        output = await sched.wait_outside(answer)  # an MCP server's answer: wall time, no simulated time
+        log.append((output, sched.now_ms))
+
+    async def later() -> None:
+        log.append(("the next step", sched.now_ms))
+
+    sched.spawn(1000, mcp_call)
+    sched.spawn(1500, later)
+    sched.input_decided(4000)  # the client's audio is all there: nothing else holds time
+    await waiting.wait()
+    assert sched.horizon_ms() >= 1500  # the later step may run by the timeline, yet it waits its turn
+    answer.set_result("the server's answer")
+    await sched.idle()
+    assert log == [("the server's answer", 1000), ("the next step", 1500)]
+    await sched.close()
+
+
+async def test_in_live_mode_time_runs_on_while_an_outside_answer_is_awaited():
+    clock = VirtualClock()
+    sched = await _scheduler(speed=1.0, mode=protocol.TIMELINE_LIVE, clock=clock)
+    log: list[tuple[str, float]] = []
+    answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    later_ran = asyncio.Event()
+
+    async def mcp_call() -> None:
+        log.append((await sched.wait_outside(answer), sched.now_ms))
+
+    async def later() -> None:
+        log.append(("the next step", sched.now_ms))
+        later_ran.set()
+
+    sched.spawn(0, mcp_call)
+    sched.spawn(100, later)
+    await clock.wait_for_sleepers()
+    clock.advance_ns(100_000_000)
+    await later_ran.wait()  # the call gave the turn back: the step at 100 ms ran meanwhile, as on the service
+    answer.set_result("the server's answer")
+    await sched.idle()
+    assert log == [("the next step", 100), ("the server's answer", 100)]
+    await sched.close()
+
+
 # --- the input buffer ---------------------------------------------------------------------------------
 
 

@@ -388,6 +388,41 @@ def test_on_the_input_timeline_the_answer_to_a_function_call_is_asked_for_where_
         assert answer.t_eos_ns == 500 * MS and answer.voice_to_voice_ms == pytest.approx(400)
 
 
+def test_on_the_input_timeline_an_mcp_approval_and_the_answer_to_the_call_happen_where_the_call_is():
+    def server(t_ms: float, sim_ms: float, event: dict) -> None:
+        log.add(t_ms, "server", {**event, SIM_MS_KEY: sim_ms})
+
+    def done(t_ms: float, sim_ms: float, rid: str, item: dict) -> None:
+        server(
+            t_ms,
+            sim_ms,
+            {"type": "response.done", "response": {"id": rid, "status": "completed", "output": [item]}},
+        )
+
+    update = {"type": "session.update", "session": {"metadata": {TIMELINE_METADATA_KEY: TIMELINE_INPUT}}}
+    log = Log().add(0, "client", update)
+    server(1, 0.0, {"type": "session.updated", "session": {}})
+    log.appends(2, 100, speed=1000)  # 2 s of audio, all sent in 2 ms (speed "max")
+    server(10, 300.0, {"type": "response.created", "response": {"id": "r1"}})
+    done(11, 500.0, "r1", {"type": "mcp_approval_request", "id": "req_1", "name": "search"})
+    approval = {"type": "mcp_approval_response", "approval_request_id": "req_1", "approve": True}
+    log.add(12, "client", {"type": "conversation.item.create", "item": approval})  # after all the audio
+    server(13, 560.0, {"type": "response.created", "response": {"id": "r2"}})  # the service's, for the call
+    done(14, 600.0, "r2", {"type": "mcp_call", "id": "mcp_1", "name": "search"})
+    server(15, 950.0, {"type": "response.mcp_call.completed", "item_id": "mcp_1", "output_index": 0})
+    log.add(16, "client", {"type": "response.create"})  # the runner asks for the spoken answer
+    server(17, 1000.0, {"type": "response.created", "response": {"id": "r3"}})
+    server(18, 1300.0, {"type": "response.audio.delta", "response_id": "r3", "delta": "AAAA"})
+    t = turn_latency(log.frame())
+    assert t.timeline.tolist() == ["simulated"] * 3 and t.trigger.tolist()[1:] == ["client", "client"]
+    assert t.t_eos_ns.tolist()[1:] == [
+        500 * MS,
+        950 * MS,
+    ]  # the approval at the request, the ask at the return
+    assert t.answers_turn.tolist() == [-1, 0, 0] and t.answer_response_id.iloc[0] == "r3"
+    assert t.a_eos_source.tolist()[1:] == ["mcp_approval_response", "response.create"]
+
+
 def test_a_tool_turn_the_user_speaks_over_before_any_answer_has_no_answer_time():
     log = session_start(Log(), sil=500).appends(1000, 10)
     log.add(1300, "client", {"type": "input_audio_buffer.commit"})

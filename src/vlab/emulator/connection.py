@@ -436,9 +436,10 @@ class EmulatorConnection:
                     self.response = None
             for item_id, call in run.approval_requests:
                 self._approvals[item_id] = call
-            if run.status == "completed":
+            if run.status == "completed" and run.mcp_calls:
                 for due in run.mcp_calls:
                     await self._call_mcp(run.id, due)
+                self.scheduler.wait_for_client()  # the client asks for the response that speaks the answers
 
         run.task = self.scheduler.spawn(self.scheduler.now_ms, go)
         return run
@@ -483,7 +484,7 @@ class EmulatorConnection:
         await self.send({"type": protocol.ITEM_CREATED, "previous_item_id": prev, "item": item.public()})
         await self.send({"type": protocol.MCP_LIST_TOOLS_IN_PROGRESS, "item_id": item.id})
         try:
-            listed = await self.scheduler.wait_for(tools.client.list_tools())
+            listed = await self.scheduler.wait_outside(tools.client.list_tools())
         except McpError as exc:
             log.warning("MCP server %s: listing its tools failed: %s", tools.server.server_label, exc)
             await self.send({"type": protocol.MCP_LIST_TOOLS_FAILED, "item_id": item.id})
@@ -524,7 +525,7 @@ class EmulatorConnection:
                 raise McpError(f"the session no longer has the MCP server {call.server_label!r}")
             answer = self._spawn(mcp.client.call(call.name, json.loads(call.arguments)))  # meanwhile
             await self.scheduler.at(self.scheduler.now_ms + delay_ms)
-            output = await self.scheduler.wait_for(answer)
+            output = await self.scheduler.wait_outside(answer)
         except McpError as exc:
             log.warning("MCP call %s of %s failed: %s", call.name, call.server_label, exc)
             item.wire.update(status="failed", error={"type": "mcp_tool_error", "message": str(exc)})
@@ -685,6 +686,10 @@ class EmulatorConnection:
         if kind == protocol.MCP_APPROVAL_RESPONSE_ITEM:
             call = self._approvals.pop(item["approval_request_id"])
             if item["approve"]:  # the service makes the approved call in a response of its own
+                if (
+                    not self._approvals
+                ):  # the client has decided: time goes on (a decline asks for a response)
+                    self.scheduler.client_answered()
                 approved = dataclasses.replace(call, approval_request_id=item["approval_request_id"])
                 self._start_response({}, chained=True, reply=Reply("", (approved,)))
 

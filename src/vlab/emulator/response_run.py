@@ -510,8 +510,8 @@ class ResponseRun:
         elif self.status == "incomplete":
             response["status_details"] = {"type": "incomplete", "reason": "max_output_tokens"}
         await conn.send({"type": protocol.RESPONSE_DONE, "response": response})
-        if self.status != "cancelled" and any(i.type == protocol.FUNCTION_CALL_ITEM for i in self.output):
-            conn.scheduler.wait_for_client()  # the client runs the calls and asks for the answer
+        if self.status != "cancelled" and any(i.type in protocol.CLIENT_ANSWERED_ITEMS for i in self.output):
+            conn.scheduler.wait_for_client()  # the client runs the calls (or decides on them) and answers
 
     def _response_object(self) -> dict[str, Any]:
         return {

@@ -13,10 +13,11 @@ When a step may run (its time is at or before the *horizon*) depends on the clie
 
 - ``input``: time follows the client's input audio only. A step at ``t`` runs once the server VAD has
   decided the audio up to ``t``, so a reply and the user's next words are ordered by their simulated
-  times at any speed and under any load. vlab's replays and sweeps use this mode. A function call's
-  answer is the client's input too: once a response with function calls is done, time waits for the
-  client's next ``response.create`` (:meth:`Scheduler.wait_for_client`), and what the client sends
-  meanwhile happens when the call ended, however far ahead its audio is.
+  times at any speed and under any load. vlab's replays and sweeps use this mode. A tool call's answer
+  is the client's input too: once a response with function calls or MCP approval requests is done, or
+  the MCP calls of a response have returned, time waits for the client's answer
+  (:meth:`Scheduler.wait_for_client`): its next ``response.create``, or the approval of the calls. What
+  the client sends meanwhile happens when the call ended, however far ahead its audio is.
 - ``ended``: the client has sent all its audio; time runs on without it, mapped to the wall clock as
   ``simulated ms / speed`` (``speed = inf``: no waiting at all).
 - ``live`` (the default, for clients that know nothing of vlab): time runs on the wall clock (× speed)
@@ -148,7 +149,7 @@ class Scheduler:
             self._poke()
 
     def wait_for_client(self) -> None:
-        """A response with function calls is done now: in ``input`` mode, hold time here.
+        """What the client must answer is here now (tool calls, approval requests): in ``input`` mode, hold time.
 
         Until the client answers (:meth:`client_answered`), so that the answer happens when the call ended,
         at any speed.
@@ -160,7 +161,7 @@ class Scheduler:
             self._poke()
 
     def client_answered(self) -> None:
-        """The client asked for a response: time goes on from an unanswered call's hold."""
+        """The client answered (asked for a response, or approved the calls): time goes on from the hold."""
         if self.client_cap_ms != math.inf:
             self.client_cap_ms = math.inf
             if self._client_held is not None:
@@ -271,6 +272,17 @@ class Scheduler:
             self._busy -= 1
         await self.at(self.now_ms)
         return value
+
+    async def wait_outside(self, awaitable: Awaitable[T]) -> T:
+        """From a step: wait for work outside the timeline (an MCP server's answer) that is due now.
+
+        On a simulated timeline (``input``, ``ended``) the step keeps the turn, so what it sends next is at
+        its time however long the wall clock took. In ``live`` mode the turn goes back meanwhile
+        (:meth:`wait_for`): time runs on the wall clock there, as on the service.
+        """
+        if self.mode == protocol.TIMELINE_LIVE:
+            return await self.wait_for(awaitable)
+        return await awaitable
 
     def add_busy(self, n: int) -> None:
         """Count work outside the steps (a recognizer reading a held turn) that may still schedule steps."""

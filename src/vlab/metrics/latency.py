@@ -16,7 +16,9 @@ Every figure is measured on one timeline (the ``timeline`` column):
   simulated timeline.
 - ``a_eos``: end of the user's speech on the input-audio clock: the label when given
   (``a_eos_source = "label"``), else ``audio_end_ms − silence_duration_ms`` (``"estimated"``); manual
-  turns anchor on the commit (``"commit"``), text turns on the client's ``response.create``.
+  turns anchor on the commit (``"commit"``), text turns on the client's ``response.create``, and the
+  response the service starts for an approved MCP call on the client's ``mcp_approval_response``
+  (trigger ``client`` too).
 - ``T_eos = t_sent(a_eos)``; on the client timeline, when the microphone logged capture anchors
   (``vlab.capture``, a live microphone: the kernel's or the browser's), the time ``a_eos`` was captured
   instead (``t_eos_source = "capture"``, else ``"sent"``), so the stages start from the audio the user
@@ -146,8 +148,10 @@ def turn_latency(
     rows: list[dict[str, Any]] = []
     stops: list[dict[str, Any]] = []  # speech_stopped not yet used by a response
     pending_client: dict[str, Any] | None = None  # last commit / response.create / item.create
-    held_ns = math.inf  # simulated timeline: a function call's end, which holds time until the client answers
+    held_ns = math.inf  # simulated timeline: a tool call's end, which holds time until the client answers
     input_mode = False  # the client has put the emulator's timeline in "input" mode (calls hold time then)
+    approvals: set[str] = set()  # MCP approval requests the client has not answered
+    mcp_calls: set[str] = set()  # MCP calls of a completed response that have not returned
     by_response: dict[str, dict[str, Any]] = {}
     transcripts: dict[str, float] = {}
     stop_of_item: dict[str, float] = {}
@@ -172,6 +176,18 @@ def turn_latency(
                 input_mode = mode == protocol.TIMELINE_INPUT
             if kind == protocol.CLIENT_RESPONSE_CREATE or not input_mode:
                 held_ns = math.inf
+            if kind == protocol.CLIENT_ITEM_CREATE:
+                item = payload_of(r.payload).get("item") or {}
+                if item.get("type") == protocol.MCP_APPROVAL_RESPONSE_ITEM:
+                    approvals.discard(str(item.get("approval_request_id")))
+                    if item.get("approve") is True:  # the service starts the approved call's response
+                        pending_client = {
+                            "trigger": "client",
+                            "t_ns": t,
+                            "source": protocol.MCP_APPROVAL_RESPONSE_ITEM,
+                        }
+                        if not approvals:
+                            held_ns = math.inf
             if kind == protocol.CLIENT_COMMIT:
                 pending_client = {"trigger": "commit", "t_ns": t, "a_ms": timeline.position_at(t)}
             elif kind == protocol.CLIENT_RESPONSE_CREATE and (
@@ -194,6 +210,10 @@ def turn_latency(
             pass
         elif kind == protocol.TRANSCRIPTION_COMPLETED and item_id:
             transcripts.setdefault(item_id, t)
+        elif kind in (protocol.MCP_CALL_COMPLETED, protocol.MCP_CALL_FAILED) and item_id in mcp_calls:
+            mcp_calls.discard(item_id)
+            if not mcp_calls and input_mode and sim is not None:  # the client asks for the spoken answer
+                held_ns = t
         elif kind == protocol.RESPONSE_CREATED:
             row = {"response_id": as_str(r.response_id), "t_created_ns": t}
             if stops:
@@ -208,6 +228,7 @@ def turn_latency(
                 pending_client = None
             elif pending_client is not None:
                 row.update(trigger=pending_client["trigger"], t_client_ns=pending_client["t_ns"])
+                row["client_source"] = pending_client.get("source", protocol.CLIENT_RESPONSE_CREATE)
                 if pending_client["trigger"] == "commit":
                     row["a_commit_ms"] = pending_client["a_ms"]
                 pending_client = None
@@ -235,8 +256,12 @@ def turn_latency(
                     row[key] = usage.get(key, math.nan)
                 output = [item for item in resp.get("output") or [] if isinstance(item, dict)]
                 row["tool_calls"] = sum(item.get("type") in _CALL_ITEMS for item in output)
+                types = {str(item.get("id")): item.get("type") for item in output}
+                approvals.update(i for i, kind in types.items() if kind == protocol.MCP_APPROVAL_REQUEST_ITEM)
+                if resp.get("status") == "completed":  # the service calls the MCP servers after it
+                    mcp_calls = {i for i, kind in types.items() if kind == protocol.MCP_CALL_ITEM}
                 if input_mode and sim is not None and resp.get("status") != "cancelled":
-                    if any(item.get("type") == protocol.FUNCTION_CALL_ITEM for item in output):
+                    if protocol.CLIENT_ANSWERED_ITEMS & set(types.values()):
                         held_ns = t
             else:
                 row.setdefault("t_first_text_ns", t)
@@ -413,7 +438,7 @@ def _compute(
         a_eos, source = row.get("a_commit_ms", nan), "commit"
         t_eos = row.get("t_client_ns", nan)
     elif trigger == "client":
-        source = "response.create"
+        source = row.get("client_source", protocol.CLIENT_RESPONSE_CREATE)
         t_eos = row.get("t_client_ns", nan)
     else:
         t_eos = nan
