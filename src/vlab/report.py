@@ -98,7 +98,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
             "Turn waterfall",
             "Contiguous stages from the end of speech T_eos to the first reply audio: they sum to voice_to_voice_ms"
             + (
-                " (to the answer's first audio, voice_to_answer_ms, for a turn answered through function calls)"
+                " (to the answer's first audio, voice_to_answer_ms, for a turn answered through tool calls)"
                 if with_tools
                 else ""
             )
@@ -116,7 +116,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
             "Dead air per setting",
             "End of speech → first reply audio, with the end-of-turn wait on the audio clock (valid at any replay speed)."
             + (
-                " A turn answered through function calls counts to its answer's first audio."
+                " A turn answered through tool calls counts to its answer's first audio."
                 if with_tools
                 else ""
             ),
@@ -135,9 +135,10 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
             plots.latency_distributions(speech_turns, metric="voice_to_answer_ms"),
             "voice_to_answer",
             "Voice-to-answer per setting",
-            "End of speech → the first audio of the answer, through the function calls the sweep answered "
-            "([tools]); a turn that called none counts its voice-to-voice. On the emulator's simulated "
-            "timeline the same at any speed (a call's handler takes no time there).",
+            "End of speech → the first audio of the answer, through the tool calls the sweep answered "
+            "([tools], [mcp]); a turn that called none counts its voice-to-voice. On the emulator's simulated "
+            "timeline the same at any speed (a function's handler takes no time there; an MCP call takes the "
+            "emulator's drawn mcp_call delay).",
         )
     dead_air = "the end-of-turn wait on the audio clock (no replies)" if vad_only else "the median dead air"
     save(
@@ -264,8 +265,8 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         parts.append(plots.summary_table(summary))
     if with_tools:
         parts.append(
-            "<h2>Function calls</h2><p class='note'>Turns whose response called a function of the sweep's "
-            "[tools], per setting. A call at a cut-off was made on the words before a pause: the model acted on "
+            "<h2>Tool calls</h2><p class='note'>Turns whose response called a tool of the sweep's "
+            "[tools] or [mcp], per setting. A call at a cut-off was made on the words before a pause: the model acted on "
             "part of what the user meant to say.</p>" + plots.summary_table(_function_calls(speech_turns))
         )
     if canary_html:
@@ -332,7 +333,7 @@ def _prompt_dir(manifest: dict[str, Any]) -> Path | None:
 
 
 def made_function_calls(turns: pd.DataFrame) -> bool:
-    """Whether any turn of a sweep's ``turns`` table called a function (a sweep with ``[tools]``).
+    """Whether any turn of a sweep's ``turns`` table called a tool (a sweep with ``[tools]`` or ``[mcp]``).
 
     Its report and the sweep panel then show ``voice_to_answer_ms``.
     """

@@ -34,6 +34,12 @@ Config (TOML; see ``examples/vad_sweep.toml``)::
     description = "Get the current time in a city"
     parameters = { type = "object", properties = { city = { type = "string" } } }   # JSON Schema
     output = "It is 9:41 am."   # what a cell answers every call with (a table is sent as JSON)
+    [mcp.docs]               # optional: an MCP server the model may call, one table each (the label)
+    server_url = "http://127.0.0.1:9000/mcp"     # the emulator (or the service) calls it itself
+    allowed_tools = ["search"]                   # optional: only these of its tools (default: all)
+    require_approval = "never"                   # or "always" (the default), or { never = [...] }
+    approve = true           # what a cell answers its approval requests with (default: false, decline)
+    authorization_env = "DOCS_MCP_TOKEN"         # optional: the environment variable with its token
     [run]                    # optional
     repeats = 1
     concurrency = 4
@@ -55,6 +61,10 @@ no cell folders and no ``turns`` (nothing is answered).
 
 With ``[tools]`` every setting offers the functions, and each cell answers the model's calls as a client
 would (a :class:`~vlab.session.ToolRunner` that returns ``output``), then asks for the spoken answer.
+With ``[mcp]`` every setting offers the MCP servers: each cell waits until they have listed their tools
+(a server that cannot fails the cell, naming it), answers their approval requests with ``approve``, and
+asks for the spoken answer once a call has returned. A token is read from the environment variable that
+``authorization_env`` names, and is never written to the sweep folder.
 ``turns`` then shows, per turn, ``tool_calls`` and ``voice_to_answer_ms`` (end of speech → the answer's
 first audio, through the calls), and ``dead_air_ms`` too runs to the answer, so ``scores`` and
 ``points`` count the user's whole wait; on the emulator these figures are the same at any speed, since a
@@ -88,7 +98,7 @@ from vlab import protocol, protocol_limits
 from vlab.clock import Clock, SystemClock, wait_until_ns
 from vlab.errors import ConfigError
 from vlab.prompts import LabelledPrompt, load_prompt_set, select_prompts
-from vlab.settings import AzureSemanticVad, FunctionTool, ServerVad, SessionSettings
+from vlab.settings import AzureSemanticVad, FunctionTool, McpServer, ServerVad, SessionSettings
 
 if TYPE_CHECKING:
     from vlab.session import Session, ToolRunner
@@ -132,6 +142,11 @@ TOOLS_SECTION = "tools"
 """The config section of function tools: one ``[tools.<name>]`` table per function."""
 _TOOL_KEYS = ("description", "parameters", "output")
 """The keys of a ``[tools.<name>]`` table: the function the model may call, and what the sweep answers."""
+MCP_SECTION = "mcp"
+"""The config section of MCP servers: one ``[mcp.<server_label>]`` table per server."""
+_MCP_KEYS = ("server_url", "allowed_tools", "require_approval", "approve", "authorization_env")
+"""The keys of a ``[mcp.<server_label>]`` table: the server (as :class:`~vlab.settings.McpServer` takes it),
+what the sweep answers its approval requests with, and the environment variable holding its token."""
 _MAX_BACKOFF_S = 60.0
 """Upper bound of the wait between attempts of a throttled cell."""
 DATASET_DIR = "dataset"
@@ -197,6 +212,9 @@ class SweepConfig:
     tool_outputs: Mapping[str, str] = field(default_factory=dict)
     """What each cell answers every call of a function with, by name (``[tools.<name>] output``); the
     functions themselves are in each setting's ``tools``. Empty: no tools."""
+    mcp_approvals: Mapping[str, bool] = field(default_factory=dict)
+    """What each cell answers an MCP server's approval requests with, by ``server_label``
+    (``[mcp.<label>] approve``); the servers themselves are in each setting's ``tools``. Empty: none."""
 
     def throttle_wait_s(self, attempt: int, retry_after_s: float | None) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based) of a throttled cell."""
@@ -303,7 +321,7 @@ def load_config(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"sweep config {str(path)!r} is not valid TOML: {exc}") from None
         base = Path(base_dir) if base_dir is not None else Path.cwd()
-    sections = {*_SECTIONS, TOOLS_SECTION}
+    sections = {*_SECTIONS, TOOLS_SECTION, MCP_SECTION}
     unknown = sorted(set(data) - sections)
     if unknown:
         raise ConfigError(
@@ -336,7 +354,12 @@ def load_config(
     if kind == protocol_limits.SERVER_VAD and "speech_duration_ms" in axes:
         raise ConfigError("[grid] speech_duration_ms needs type = 'azure_semantic_vad'")
     cls = _GRID_TYPES[kind]
-    tools, tool_outputs = _function_tools(data.get(TOOLS_SECTION, {}))
+    functions, tool_outputs = _function_tools(data.get(TOOLS_SECTION, {}))
+    servers, mcp_approvals = _mcp_servers(data.get(MCP_SECTION, {}))
+    tools: tuple[FunctionTool | McpServer, ...] = (*functions, *servers)
+    with_tools = " and ".join(
+        f"[{s}]" for s, on in ((TOOLS_SECTION, functions), (MCP_SECTION, servers)) if on
+    )
     noises, echoes = _processing_axes(grid)
     settings: list[SessionSettings] = []
     names: list[str] = []
@@ -395,8 +418,8 @@ def load_config(
         check_vad_mode(settings, names)
         if tools:
             raise ConfigError(
-                "[tools] need sessions: mode = 'vad' runs the VAD alone, with no model to call them "
-                "(drop [tools], or use mode = 'sessions')"
+                f"{with_tools} need sessions: mode = 'vad' runs the VAD alone, with no model to call them "
+                f"(drop {with_tools}, or use mode = 'sessions')"
             )
         if repeats != 1 or executor != "asyncio":
             raise ConfigError(
@@ -430,7 +453,7 @@ def load_config(
         raise ConfigError(f"[target] hear_audio must be true or false, got {hear_audio!r}")
     if tools and not hear_audio:
         raise ConfigError(
-            "[tools] need [target] hear_audio = true: the emulator chooses a tool by the words it hears "
+            f"{with_tools} need [target] hear_audio = true: the emulator chooses a tool by the words it hears "
             "(drop hear_audio = false; it is on by default in a sweep with tools)"
         )
     prompts_cfg = data.get("prompts", {})
@@ -480,6 +503,7 @@ def load_config(
         throttle_retries=throttle_retries,
         backoff_s=float(backoff_s),
         tool_outputs=tool_outputs,
+        mcp_approvals=mcp_approvals,
     )
 
 
@@ -509,6 +533,51 @@ def _function_tools(section: Any) -> tuple[tuple[FunctionTool, ...], dict[str, s
             raise ConfigError(f"{where}: {exc}") from None
         outputs[name] = output
     return tuple(tools), outputs
+
+
+def _mcp_servers(section: Any) -> tuple[tuple[McpServer, ...], dict[str, bool]]:
+    """The ``[mcp.<server_label>]`` tables: the MCP servers the model may call, and the approval each gets."""
+    example = "e.g. [mcp.docs] with server_url = 'http://127.0.0.1:9000/mcp' and require_approval = 'never'"
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"[mcp] must hold one table per MCP server, {example}")
+    servers: list[McpServer] = []
+    approvals: dict[str, bool] = {}
+    for label, spec in section.items():
+        where = f"[mcp.{label}]"
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"{where} must be a table of {', '.join(_MCP_KEYS)}; {example}")
+        _check_keys(where, spec, _MCP_KEYS)
+        approve = spec.get("approve", False)
+        if not isinstance(approve, bool):
+            raise ConfigError(
+                f"{where} approve must be true or false (what the sweep answers the server's approval "
+                f"requests with), got {approve!r}"
+            )
+        env = spec.get("authorization_env")
+        token = None
+        if env is not None:
+            if not isinstance(env, str) or not env:
+                raise ConfigError(f"{where} authorization_env must name an environment variable, got {env!r}")
+            token = os.environ.get(env)
+            if not token:
+                raise ConfigError(
+                    f"{where} authorization_env names {env}, which is not set: export the server's token "
+                    f"as {env} (a config file never holds it), or drop authorization_env"
+                )
+        try:
+            servers.append(
+                McpServer(
+                    server_label=label,
+                    server_url=spec.get("server_url"),  # type: ignore[arg-type]  # checked by McpServer
+                    allowed_tools=spec.get("allowed_tools"),
+                    require_approval=spec.get("require_approval", "always"),
+                    authorization=token,
+                )
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        approvals[label] = approve
+    return tuple(servers), approvals
 
 
 @dataclass
@@ -670,6 +739,7 @@ async def _run_cell(
     }
     connect_ns = time.perf_counter_ns()
     async with Session(settings, run_dir=cell_dir, emulator_options=emulator_options, **options) as s:
+        await _mcp_listed(s, settings, cfg.timeout_s)
         async with _tool_runner(s, cfg) as runner:
             try:
                 await feed_prompt(s, pcm, speed=cfg.speed, timeout_s=cfg.timeout_s, tools=runner)
@@ -681,17 +751,56 @@ async def _run_cell(
     return {"connect_ns": connect_ns, "target": target}
 
 
-def _tool_runner(session: Session, cfg: SweepConfig) -> AbstractAsyncContextManager[ToolRunner | None]:
-    """A runner answering every function call with its ``cfg.tool_outputs``, or nothing without tools."""
-    from vlab.session import ToolRunner
+async def _mcp_listed(session: Session, settings: SessionSettings, timeout_s: float) -> None:
+    """Wait until each MCP server of the setting has listed its tools, so the model can call them at once.
 
-    if not cfg.tool_outputs:
+    A server that could not list them fails the cell, naming it.
+    """
+    from vlab.errors import ConnectionFailed
+
+    servers = {t.server_label: t.server_url for t in settings.tools if isinstance(t, McpServer)}
+    if not servers:
+        return
+    ends = (protocol.MCP_LIST_TOOLS_COMPLETED, protocol.MCP_LIST_TOOLS_FAILED)
+    events = await session.wait_for(
+        lambda e: e.get("type") in ends, count=len(servers), timeout_s=timeout_s, typed=False
+    )
+    label_of = {
+        e["item"].get("id"): e["item"].get("server_label")
+        for e in events
+        if e.get("type") == protocol.ITEM_CREATED
+        and e.get("item", {}).get("type") == protocol.MCP_LIST_TOOLS_ITEM
+    }
+    failed = [
+        label_of.get(e.get("item_id")) for e in events if e.get("type") == protocol.MCP_LIST_TOOLS_FAILED
+    ]
+    if failed:
+        names = ", ".join(f"{label!r} ({servers.get(str(label), '?')})" for label in failed)
+        raise ConnectionFailed(
+            f"the MCP server {names} could not list its tools, so the model could not call it: check that "
+            "it is running at that server_url (the emulator's log says why)"
+        )
+
+
+def _tool_runner(session: Session, cfg: SweepConfig) -> AbstractAsyncContextManager[ToolRunner | None]:
+    """A runner answering the calls of a sweep with tools; a null context without.
+
+    It answers every function call with its ``cfg.tool_outputs`` and every MCP approval request with its
+    server's ``cfg.mcp_approvals``.
+    """
+    from vlab.session import McpApprovalRequest, ToolRunner
+
+    if not (cfg.tool_outputs or cfg.mcp_approvals):
         return contextlib.nullcontext(None)
 
     def answer(output: str) -> Callable[..., str]:
         return lambda **_arguments: output
 
-    return ToolRunner(session, {name: answer(output) for name, output in cfg.tool_outputs.items()})
+    def approve(request: McpApprovalRequest) -> bool:
+        return cfg.mcp_approvals.get(request.server_label, False)
+
+    handlers = {name: answer(output) for name, output in cfg.tool_outputs.items()}
+    return ToolRunner(session, handlers, approve=approve)
 
 
 async def _answers_spoken(session: Session, runner: ToolRunner, timeout_s: float) -> None:

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from tests._mcp_server import stand_in_mcp
 from vlab import Session, SessionSettings, protocol
 from vlab.corpus import import_folder
 from vlab.errors import ConfigError
@@ -20,7 +21,7 @@ from vlab.feed import feed_prompt, trailing_silence_ms
 from vlab.log import load_log
 from vlab.metrics import turn_latency
 from vlab.report import build_report, compare_sweeps
-from vlab.settings import FunctionTool, ServerVad
+from vlab.settings import FunctionTool, McpServer, ServerVad
 from vlab.sweep import load_config, run_sweep_async
 from vlab.testing import spoken_prompt
 from vlab.widgets import SweepPanel
@@ -123,7 +124,7 @@ async def test_each_cell_answers_the_call_and_the_wait_through_it_is_the_same_at
     assert spoken == [f"Here is what I found: {ANSWER}."]
 
     report = build_report(tmp_path / "max").read_text()
-    assert "data-chart='voice_to_answer'" in report and "Function calls" in report
+    assert "data-chart='voice_to_answer'" in report and "Tool calls" in report
     assert "counts to its answer&#x27;s first audio" in report  # the dead-air chart says so
     assert "simulated timeline: the same at any replay speed and load" in report  # the waterfall's clock
     assert "Client clock" not in report
@@ -183,8 +184,137 @@ def test_tools_need_sessions_and_the_emulator_s_ears():
     assert not load_config({"grid": grid}).hear_audio
 
 
-def test_the_tools_example_offers_its_functions_in_every_setting():
+def test_the_tools_example_offers_its_functions_in_every_setting(tmp_path, monkeypatch):
     cfg = load_config("examples/tools_sweep.toml")
     assert set(cfg.tool_outputs) == {"book_table", "get_museum_hours"} and cfg.hear_audio
     assert all([t.name for t in s.tools] == list(cfg.tool_outputs) for s in cfg.settings)
     assert json.loads(cfg.tool_outputs["book_table"]) == {"booked": True, "table": 12}
+    # its commented-out [mcp.docs] table is a valid one once uncommented
+    text = Path("examples/tools_sweep.toml").read_text()
+    start = text.index("# [mcp.docs]")
+    uncommented = "\n".join(line.removeprefix("# ") for line in text[start:].splitlines())
+    (tmp_path / "mcp.toml").write_text(text[:start] + uncommented)
+    monkeypatch.setenv("DOCS_MCP_TOKEN", "token")
+    with_mcp = load_config(tmp_path / "mcp.toml")
+    assert with_mcp.mcp_approvals == {"docs": True}
+    (server,) = [t for t in with_mcp.settings[0].tools if isinstance(t, McpServer)]
+    assert server.allowed_tools == ("microsoft_docs_search",) and server.authorization == "token"
+
+
+DOCS_QUESTION = "Search the Microsoft documentation for voice live."
+TOKEN = "sk-mcp-token-1234"  # a stand-in secret: it must reach the server and no file
+
+
+@pytest.fixture(scope="module")
+def docs_prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A prompt set of one recording: a spoken question the stand-in MCP server's docs search answers."""
+    folder = tmp_path_factory.mktemp("docs_prompts")
+    prompt = spoken_prompt(DOCS_QUESTION, lead_ms=300, trail_ms=1500)
+    sf.write(folder / "docs.wav", np.frombuffer(prompt.pcm, dtype=np.int16), prompt.sample_rate)
+    (folder / "docs.txt").write_text(
+        f"{prompt.speech_start_ms / 1000:.3f}\t{prompt.speech_end_ms / 1000:.3f}\t{DOCS_QUESTION}\n"
+    )
+    import_folder(folder)
+    return folder
+
+
+async def test_a_sweep_with_an_mcp_server_approves_its_calls_and_times_them_alike_at_every_speed(
+    docs_prompts, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("DOCS_MCP_TOKEN", TOKEN)
+    turns = {}
+    async with stand_in_mcp() as mcp:
+        for speed in ("max", 4):
+            config = {
+                "target": {"speed": speed},
+                "prompts": {"path": str(docs_prompts)},
+                "grid": {"silence_duration_ms": [300, 600]},
+                "mcp": {
+                    "azure_doc": {
+                        "server_url": mcp.url,
+                        "allowed_tools": ["microsoft_docs_search"],
+                        "require_approval": "always",
+                        "approve": True,
+                        "authorization_env": "DOCS_MCP_TOKEN",
+                    }
+                },
+                "run": {"timeout_s": 30},
+            }
+            result = await run_sweep_async(config, tmp_path / str(speed), progress=False)
+            assert [c.status for c in result.cells] == ["ok", "ok"], [c.error for c in result.cells]
+            turns[speed] = result.turns().sort_values(["setting", "turn"]).reset_index(drop=True)
+    assert mcp.methods().count("tools/call") == 4  # each cell's call, approved
+    assert {headers.get("Authorization") for _, headers in mcp.requests} == {f"Bearer {TOKEN}"}
+
+    fast = turns["max"]
+    pd.testing.assert_frame_equal(fast[TIMED], turns[4][TIMED])
+    for _, cell in fast.groupby("setting"):
+        question, approved, answer = (row for _, row in cell.iterrows())
+        assert (question["trigger"], approved["trigger"], answer["trigger"]) == ("vad", "client", "client")
+        assert approved["a_eos_source"] == protocol.MCP_APPROVAL_RESPONSE_ITEM
+        assert approved["t_eos_ns"] == question["t_done_ns"]  # approved where it was asked
+        assert question["answer_response_id"] == answer["response_id"]
+        assert math.isfinite(question["voice_to_answer_ms"]) and math.isfinite(question["dead_air_ms"])
+    shorter, longer = fast[fast["answers_turn"] < 0]["voice_to_answer_ms"]
+    assert abs(longer - shorter - 300) < 32  # silence_duration_ms 300 → 600, to the VAD's 32 ms frame
+
+    cell = next((tmp_path / "max" / "cells").iterdir())
+    spoken = load_log(cell)
+    said = spoken[spoken["type"] == protocol.AUDIO_TRANSCRIPT_DONE]["text"].tolist()
+    assert len(said) == 1 and said[0].startswith("Here is what I found: microsoft_docs_search answered")
+    report = build_report(tmp_path / "max").read_text()
+    assert "Tool calls" in report and "data-chart='voice_to_answer'" in report
+    for path in tmp_path.rglob("*"):  # the token is in no file: manifest, logs, tables, report
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), path
+
+
+async def test_a_sweep_whose_mcp_server_cannot_list_its_tools_fails_each_cell_naming_it(
+    docs_prompts, tmp_path
+):
+    config = {
+        "prompts": {"path": str(docs_prompts)},
+        "grid": {"silence_duration_ms": [300]},
+        "mcp": {"docs": {"server_url": "http://127.0.0.1:9/mcp", "require_approval": "never"}},
+        "run": {"timeout_s": 30},
+    }
+    result = await run_sweep_async(config, tmp_path, progress=False)
+    (cell,) = result.cells
+    assert cell.status == "error" and "the MCP server 'docs' (http://127.0.0.1:9/mcp) could not list" in str(
+        cell.error
+    )
+
+
+@pytest.mark.parametrize(
+    ("mcp", "message"),
+    [
+        ({"docs": {"require_approval": "never"}}, r"\[mcp.docs\]: McpServer.server_url must be"),
+        (
+            {"docs": {"server_url": "http://x/mcp", "aprove": True}},
+            r"unknown key\(s\) 'aprove' in \[mcp.docs\]",
+        ),
+        (
+            {"docs": {"server_url": "http://x/mcp", "approve": "yes"}},
+            r"\[mcp.docs\] approve must be true or false",
+        ),
+        ({"docs": {"server_url": "http://x/mcp", "require_approval": "ask"}}, r"McpServer.require_approval"),
+        (
+            {"docs": {"server_url": "http://x/mcp", "authorization_env": "VLAB_NO_SUCH_TOKEN"}},
+            r"names VLAB_NO_SUCH_TOKEN, which is not set",
+        ),
+        ({"docs": "http://x/mcp"}, r"\[mcp.docs\] must be a table"),
+    ],
+)
+def test_bad_mcp_servers_fail_before_anything_runs(mcp, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config({"grid": {"threshold": [0.5]}, "mcp": mcp})
+
+
+def test_mcp_servers_need_sessions_and_are_offered_in_every_setting():
+    grid = {"threshold": [0.5, 0.6]}
+    mcp = {"docs": {"server_url": "http://127.0.0.1:9000/mcp", "require_approval": "never"}}
+    with pytest.raises(ConfigError, match=r"\[mcp\] need sessions"):
+        load_config({"grid": grid, "mcp": mcp, "run": {"mode": "vad"}})
+    cfg = load_config({"grid": grid, "mcp": mcp, "tools": {"get_time": {"output": "9 am"}}})
+    assert cfg.hear_audio and cfg.mcp_approvals == {"docs": False}  # declined unless the config says so
+    assert all([type(t).__name__ for t in s.tools] == ["FunctionTool", "McpServer"] for s in cfg.settings)
