@@ -87,7 +87,7 @@ import shutil
 import sys
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime, timezone
@@ -507,18 +507,26 @@ def load_config(
     )
 
 
+def _tables(
+    section: str, data: Any, keys: Collection[str], what: str, example: str
+) -> Iterator[tuple[str, str, Mapping[str, Any]]]:
+    """Each ``[<section>.<name>]`` table as ``(name, "[<section>.<name>]", table)``, its keys checked."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"[{section}] must hold one table per {what}, {example}")
+    for name, spec in data.items():
+        where = f"[{section}.{name}]"
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"{where} must be a table of {', '.join(keys)}; {example}")
+        _check_keys(where, spec, keys)
+        yield name, where, spec
+
+
 def _function_tools(section: Any) -> tuple[tuple[FunctionTool, ...], dict[str, str]]:
     """The ``[tools.<name>]`` tables: the functions the model may call, and the output each call gets."""
     example = "e.g. [tools.get_current_time] with description = 'Get the current time' and output = '9 am'"
-    if not isinstance(section, Mapping):
-        raise ConfigError(f"[tools] must hold one table per function, {example}")
     tools: list[FunctionTool] = []
     outputs: dict[str, str] = {}
-    for name, spec in section.items():
-        where = f"[tools.{name}]"
-        if not isinstance(spec, Mapping):
-            raise ConfigError(f"{where} must be a table of {', '.join(_TOOL_KEYS)}; {example}")
-        _check_keys(where, spec, _TOOL_KEYS)
+    for name, where, spec in _tables(TOOLS_SECTION, section, _TOOL_KEYS, "function", example):
         output = spec.get("output")
         if isinstance(output, Mapping):
             output = json.dumps(output)
@@ -538,15 +546,9 @@ def _function_tools(section: Any) -> tuple[tuple[FunctionTool, ...], dict[str, s
 def _mcp_servers(section: Any) -> tuple[tuple[McpServer, ...], dict[str, bool]]:
     """The ``[mcp.<server_label>]`` tables: the MCP servers the model may call, and the approval each gets."""
     example = "e.g. [mcp.docs] with server_url = 'http://127.0.0.1:9000/mcp' and require_approval = 'never'"
-    if not isinstance(section, Mapping):
-        raise ConfigError(f"[mcp] must hold one table per MCP server, {example}")
     servers: list[McpServer] = []
     approvals: dict[str, bool] = {}
-    for label, spec in section.items():
-        where = f"[mcp.{label}]"
-        if not isinstance(spec, Mapping):
-            raise ConfigError(f"{where} must be a table of {', '.join(_MCP_KEYS)}; {example}")
-        _check_keys(where, spec, _MCP_KEYS)
+    for label, where, spec in _tables(MCP_SECTION, section, _MCP_KEYS, "MCP server", example):
         approve = spec.get("approve", False)
         if not isinstance(approve, bool):
             raise ConfigError(

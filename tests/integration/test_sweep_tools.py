@@ -50,17 +50,20 @@ TIMED = [
 ]
 
 
-@pytest.fixture(scope="module")
-def weather_prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _spoken_prompt_set(folder: Path, name: str, question: str) -> Path:
     """A prompt set of one recording: the spoken question, labelled (as ``vlab prompts import`` reads it)."""
-    folder = tmp_path_factory.mktemp("prompts")
-    prompt = spoken_prompt(QUESTION, lead_ms=300, trail_ms=1500)
-    sf.write(folder / "weather.wav", np.frombuffer(prompt.pcm, dtype=np.int16), prompt.sample_rate)
-    (folder / "weather.txt").write_text(
-        f"{prompt.speech_start_ms / 1000:.3f}\t{prompt.speech_end_ms / 1000:.3f}\t{QUESTION}\n"
+    prompt = spoken_prompt(question, lead_ms=300, trail_ms=1500)
+    sf.write(folder / f"{name}.wav", np.frombuffer(prompt.pcm, dtype=np.int16), prompt.sample_rate)
+    (folder / f"{name}.txt").write_text(
+        f"{prompt.speech_start_ms / 1000:.3f}\t{prompt.speech_end_ms / 1000:.3f}\t{question}\n"
     )
     import_folder(folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def weather_prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _spoken_prompt_set(tmp_path_factory.mktemp("prompts"), "weather", QUESTION)
 
 
 def _config(prompts: Path, speed: Any) -> dict[str, Any]:
@@ -207,15 +210,8 @@ TOKEN = "sk-mcp-token-1234"  # a stand-in secret: it must reach the server and n
 
 @pytest.fixture(scope="module")
 def docs_prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A prompt set of one recording: a spoken question the stand-in MCP server's docs search answers."""
-    folder = tmp_path_factory.mktemp("docs_prompts")
-    prompt = spoken_prompt(DOCS_QUESTION, lead_ms=300, trail_ms=1500)
-    sf.write(folder / "docs.wav", np.frombuffer(prompt.pcm, dtype=np.int16), prompt.sample_rate)
-    (folder / "docs.txt").write_text(
-        f"{prompt.speech_start_ms / 1000:.3f}\t{prompt.speech_end_ms / 1000:.3f}\t{DOCS_QUESTION}\n"
-    )
-    import_folder(folder)
-    return folder
+    """A spoken question the stand-in MCP server's docs search answers."""
+    return _spoken_prompt_set(tmp_path_factory.mktemp("docs_prompts"), "docs", DOCS_QUESTION)
 
 
 async def test_a_sweep_with_an_mcp_server_approves_its_calls_and_times_them_alike_at_every_speed(

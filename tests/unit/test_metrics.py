@@ -327,18 +327,17 @@ def test_a_turn_answered_through_a_chain_of_tool_calls_is_timed_to_the_answer_sp
     assert t.dead_air_ms.iloc[0] == pytest.approx(1400)  # the user's silence runs to the answer too
 
 
+def _calling_turn(log: Log, created: float) -> None:
+    """A VAD turn (speech_stopped at 2530 ms, 1500 ms of audio) whose response only calls a function."""
+    vad_turn(
+        log, stopped=2530, audio_end=1500, created=created, text=None, audio=None, done=created + 50,
+        output=(_call("a"),),
+    )  # fmt: skip
+
+
 def test_the_dead_air_of_a_spoken_turn_answered_through_a_call_runs_to_the_answer_s_first_audio():
     log = session_start(Log()).appends(1000, 100)
-    vad_turn(
-        log,
-        stopped=2530,
-        audio_end=1500,
-        created=2600,
-        text=None,
-        audio=None,
-        done=2650,
-        output=(_call("a"),),
-    )
+    _calling_turn(log, created=2600)
     log.add(2900, "client", {"type": "response.create"})  # the call's output sent: the answer
     log.add(2950, "server", {"type": "response.created", "response": {"id": "r2"}})
     log.add(3300, "server", {"type": "response.audio.delta", "response_id": "r2", "delta": "AAAA"})
@@ -439,16 +438,7 @@ def test_a_tool_turn_the_user_speaks_over_before_any_answer_has_no_answer_time()
 def test_a_tool_turn_cut_off_before_the_end_of_speech_has_no_answer_time():
     log = session_start(Log()).appends(1000, 100)
     # labelled end of speech at 1800 ms of audio: sent at 2780 ms, after the response was created (2700)
-    vad_turn(
-        log,
-        stopped=2530,
-        audio_end=1500,
-        created=2700,
-        text=None,
-        audio=None,
-        done=2750,
-        output=(_call("a"),),
-    )
+    _calling_turn(log, created=2700)
     log.add(2900, "client", {"type": "response.create"})
     log.add(2950, "server", {"type": "response.created", "response": {"id": "r2"}})
     log.add(3100, "server", {"type": "response.audio.delta", "response_id": "r2", "delta": "AAAA"})
