@@ -220,7 +220,7 @@ async def test_a_sweep_with_an_mcp_server_approves_its_calls_and_times_them_alik
     monkeypatch.setenv("DOCS_MCP_TOKEN", TOKEN)
     turns = {}
     async with stand_in_mcp() as mcp:
-        for speed in ("max", 4):
+        for speed in ("max", 8):
             config = {
                 "target": {"speed": speed},
                 "prompts": {"path": str(docs_prompts)},
@@ -243,7 +243,7 @@ async def test_a_sweep_with_an_mcp_server_approves_its_calls_and_times_them_alik
     assert {headers.get("Authorization") for _, headers in mcp.requests} == {f"Bearer {TOKEN}"}
 
     fast = turns["max"]
-    pd.testing.assert_frame_equal(fast[TIMED], turns[4][TIMED])
+    pd.testing.assert_frame_equal(fast[TIMED], turns[8][TIMED])
     for _, cell in fast.groupby("setting"):
         question, approved, answer = (row for _, row in cell.iterrows())
         assert (question["trigger"], approved["trigger"], answer["trigger"]) == ("vad", "client", "client")
