@@ -686,9 +686,8 @@ class EmulatorConnection:
         if kind == protocol.MCP_APPROVAL_RESPONSE_ITEM:
             call = self._approvals.pop(item["approval_request_id"])
             if item["approve"]:  # the service makes the approved call in a response of its own
-                if (
-                    not self._approvals
-                ):  # the client has decided: time goes on (a decline asks for a response)
+                # the client has decided: time goes on (after a decline, its response.create lifts the hold)
+                if not self._approvals:
                     self.scheduler.client_answered()
                 approved = dataclasses.replace(call, approval_request_id=item["approval_request_id"])
                 self._start_response({}, chained=True, reply=Reply("", (approved,)))

@@ -257,9 +257,9 @@ def turn_latency(
                 output = [item for item in resp.get("output") or [] if isinstance(item, dict)]
                 row["tool_calls"] = sum(item.get("type") in _CALL_ITEMS for item in output)
                 types = {str(item.get("id")): item.get("type") for item in output}
-                approvals.update(i for i, kind in types.items() if kind == protocol.MCP_APPROVAL_REQUEST_ITEM)
+                approvals.update(i for i, typ in types.items() if typ == protocol.MCP_APPROVAL_REQUEST_ITEM)
                 if resp.get("status") == "completed":  # the service calls the MCP servers after it
-                    mcp_calls = {i for i, kind in types.items() if kind == protocol.MCP_CALL_ITEM}
+                    mcp_calls = {i for i, typ in types.items() if typ == protocol.MCP_CALL_ITEM}
                 if input_mode and sim is not None and resp.get("status") != "cancelled":
                     if protocol.CLIENT_ANSWERED_ITEMS & set(types.values()):
                         held_ns = t
