@@ -21,7 +21,7 @@ import pandas as pd
 
 from vlab.errors import ConfigError
 
-__all__ = ["CHARTS", "build_report", "compare_sweeps", "made_function_calls"]
+__all__ = ["CHARTS", "build_report", "compare_sweeps", "made_function_calls", "tool_call_summary"]
 
 CHARTS = ("waterfall", "latency_distributions", "pareto", "vad_timeline")
 """Chart names every report holds (``vad_timeline`` once per timeline prompt: ``vad_timeline_<id>``); a
@@ -267,7 +267,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         parts.append(
             "<h2>Tool calls</h2><p class='note'>Turns whose response called a tool of the sweep's "
             "[tools] or [mcp], per setting. A call at a cut-off was made on the words before a pause: the model acted on "
-            "part of what the user meant to say.</p>" + plots.summary_table(_function_calls(speech_turns))
+            "part of what the user meant to say.</p>" + plots.summary_table(tool_call_summary(speech_turns))
         )
     if canary_html:
         parts.append(
@@ -340,10 +340,22 @@ def made_function_calls(turns: pd.DataFrame) -> bool:
     return bool(len(turns)) and "tool_calls" in turns and bool(turns["tool_calls"].gt(0).any())
 
 
-def _function_calls(turns: pd.DataFrame) -> pd.DataFrame:
-    """Per setting: the turns that called functions, those at a cut-off, and their voice-to-answer."""
+def tool_call_summary(turns: pd.DataFrame) -> pd.DataFrame:
+    """Per setting: the turns that called tools, those at a cut-off, those answered, and their voice-to-answer.
+
+    Args:
+        turns: A sweep's ``turns`` table (:meth:`vlab.sweep.SweepResult.turns`). The responses that answer
+            a turn (a chain's later calls) count in that turn.
+
+    Returns:
+        One row per setting with calls: ``turns_with_calls``, ``at_a_cutoff`` (the call was made on the
+        words before a pause), ``answered`` (the answer was spoken) and ``voice_to_answer_p50_ms``.
+    """
+    calls = turns[turns["tool_calls"] > 0]
+    if "answers_turn" in calls:
+        calls = calls[calls["answers_turn"] < 0]
     rows = []
-    for setting, group in turns[turns["tool_calls"] > 0].groupby("setting", sort=False):
+    for setting, group in calls.groupby("setting", sort=False):
         answer = group["voice_to_answer_ms"].astype(float)
         rows.append(
             {

@@ -20,7 +20,7 @@ from vlab.errors import ConfigError
 from vlab.feed import feed_prompt, trailing_silence_ms
 from vlab.log import load_log
 from vlab.metrics import turn_latency
-from vlab.report import build_report, compare_sweeps
+from vlab.report import build_report, compare_sweeps, tool_call_summary
 from vlab.settings import FunctionTool, McpServer, ServerVad
 from vlab.sweep import load_config, run_sweep_async
 from vlab.testing import spoken_prompt
@@ -253,6 +253,9 @@ async def test_a_sweep_with_an_mcp_server_approves_its_calls_and_times_them_alik
         assert math.isfinite(question["voice_to_answer_ms"]) and math.isfinite(question["dead_air_ms"])
     shorter, longer = fast[fast["answers_turn"] < 0]["voice_to_answer_ms"]
     assert abs(longer - shorter - 300) < 32  # silence_duration_ms 300 → 600, to the VAD's 32 ms frame
+    summary = tool_call_summary(fast)  # the approved call's own response counts in the question's turn
+    assert summary[["turns_with_calls", "at_a_cutoff", "answered"]].values.tolist() == [[1, 0, 1]] * 2
+    assert summary["voice_to_answer_p50_ms"].tolist() == [shorter, longer]
 
     cell = next((tmp_path / "max" / "cells").iterdir())
     spoken = load_log(cell)
