@@ -328,6 +328,7 @@ async def test_an_mcp_call_waits_for_the_approve_or_decline_button(tmp_path, pro
     assert _said(panel) == [said.replace("{}", json.dumps(arguments, sort_keys=True))]
     assert mcp.methods().count("tools/call") == (1 if button == "Approve" else 0)
     assert panel.output.outputs == () and "finished" in panel.status.value
+    assert "-to-answer" in panel.latency.value and "through 1 tool call" in panel.latency.value
 
 
 def test_the_mcp_token_never_stays_in_widget_state_and_a_bad_server_is_refused_clearly(tmp_path, prompt_dir):
