@@ -21,7 +21,14 @@ import pandas as pd
 
 from vlab.errors import ConfigError
 
-__all__ = ["CHARTS", "build_report", "compare_sweeps", "made_function_calls", "tool_call_summary"]
+__all__ = [
+    "CHARTS",
+    "build_report",
+    "compare_sweeps",
+    "latency_measures",
+    "made_tool_calls",
+    "tool_call_summary",
+]
 
 CHARTS = ("waterfall", "latency_distributions", "pareto", "vad_timeline")
 """Chart names every report holds (``vad_timeline`` once per timeline prompt: ``vad_timeline_<id>``); a
@@ -83,7 +90,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
 
     vad_only = manifest.get("mode") == "vad"  # decided without sessions: no turns to chart
     speech_turns = turns[turns["trigger"] == "vad"] if len(turns) else turns
-    with_tools = made_function_calls(speech_turns)
+    with_tools = made_tool_calls(speech_turns)
     simulated = (
         "timeline" in speech_turns and len(speech_turns) and (speech_turns["timeline"] == "simulated").all()
     )
@@ -163,14 +170,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         summarize_latency(
             speech_turns,
             by=["setting"],
-            metrics=[
-                "dead_air_ms",
-                "voice_to_voice_ms",
-                *(["voice_to_answer_ms"] if with_tools else []),
-                "endpointing_ms",
-                "turn_commit_ms",
-                "ttfb_audio_ms",
-            ],
+            metrics=latency_measures(speech_turns, endpointing=True),
         )
         if len(speech_turns)
         else pd.DataFrame()
@@ -332,12 +332,29 @@ def _prompt_dir(manifest: dict[str, Any]) -> Path | None:
     return None
 
 
-def made_function_calls(turns: pd.DataFrame) -> bool:
+def made_tool_calls(turns: pd.DataFrame) -> bool:
     """Whether any turn of a sweep's ``turns`` table called a tool (a sweep with ``[tools]`` or ``[mcp]``).
 
     Its report and the sweep panel then show ``voice_to_answer_ms``.
     """
     return bool(len(turns)) and "tool_calls" in turns and bool(turns["tool_calls"].gt(0).any())
+
+
+def latency_measures(*turns: pd.DataFrame, endpointing: bool = False) -> list[str]:
+    """The per-turn latencies a sweep's summary and comparison show, in order.
+
+    Dead air, voice-to-voice, voice-to-answer when any of the ``turns`` tables made tool calls
+    (:func:`made_tool_calls`), endpointing when asked for, turn commit and first audio.
+    """
+    with_tools = any(made_tool_calls(t) for t in turns)
+    return [
+        "dead_air_ms",
+        "voice_to_voice_ms",
+        *(["voice_to_answer_ms"] if with_tools else []),
+        *(["endpointing_ms"] if endpointing else []),
+        "turn_commit_ms",
+        "ttfb_audio_ms",
+    ]
 
 
 def tool_call_summary(turns: pd.DataFrame) -> pd.DataFrame:
@@ -395,9 +412,7 @@ def compare_sweeps(
     pa, pb = _load(fa, "points"), _load(fb, "points")
     ta, tb = _load(fa, "turns"), _load(fb, "turns")
     rows = []
-    latencies = ["dead_air_ms", "voice_to_voice_ms", "turn_commit_ms", "ttfb_audio_ms"]
-    if made_function_calls(ta) or made_function_calls(tb):
-        latencies.insert(2, "voice_to_answer_ms")
+    latencies = latency_measures(ta, tb)
     common = sorted(set(pa.get("setting", [])) & set(pb.get("setting", [])))
     for s in common:
         ra, rb = pa[pa["setting"] == s].iloc[0], pb[pb["setting"] == s].iloc[0]

@@ -438,7 +438,7 @@ class SweepPanel:
 
     def _render(self, folder: Path) -> list[widgets.Widget]:
         from vlab import plots
-        from vlab.report import made_function_calls
+        from vlab.report import made_tool_calls
 
         m = self.manifest
         counts = m.get("counts", {})
@@ -486,7 +486,7 @@ class SweepPanel:
                 lambda ax: plots.latency_distributions(speech_c, metric="dead_air_ms", ax=ax),
                 (6.4, max(2.6, 1.0 + 0.45 * n_settings)),
             )
-            if made_function_calls(speech):
+            if made_tool_calls(speech):
                 images["voice_to_answer"] = figure_png(
                     lambda ax: plots.latency_distributions(speech_c, metric="voice_to_answer_ms", ax=ax),
                     (6.4, max(2.6, 1.0 + 0.45 * n_settings)),
@@ -541,20 +541,9 @@ class SweepPanel:
     def _latency_summary(self, speech: pd.DataFrame) -> widgets.Widget:
         """The latency table of a session sweep's speech turns (kept as :attr:`summary`)."""
         from vlab.metrics import summarize_latency
-        from vlab.report import made_function_calls
+        from vlab.report import latency_measures
 
-        summary = summarize_latency(
-            speech,
-            by=["setting"],
-            metrics=[
-                "dead_air_ms",
-                "voice_to_voice_ms",
-                *(["voice_to_answer_ms"] if made_function_calls(speech) else []),
-                "turn_commit_ms",
-                "ttfb_audio_ms",
-            ],
-            n_boot=300,
-        )
+        summary = summarize_latency(speech, by=["setting"], metrics=latency_measures(speech), n_boot=300)
         self.summary = summary
         return widgets.HTML(
             "<b>Latency summary</b> (p50/p90 with bootstrap 95 % intervals; first turn of each session separately). "
