@@ -124,19 +124,22 @@ async def _answer_calls(session: Session, tools: ToolRunner, timeout_s: float) -
     On the input timeline the emulator holds time at a tool call until the client answers it
     (``docs/timeline.md``). An ``"input"`` update is answered once every step up to where the client is
     has run (a held call's time, or the end of the audio): then the runner has seen every call made so
-    far and answers it. Repeated until a round brings no new ``response.create`` (every chain of calls
-    ends in one: the answer's; an approval lifts its hold, and the approved call holds time again).
+    far and answers it. Repeated until a round brings no new answer: no ``response.create`` and no item
+    (an output, an approval). An approval counts: the approved call runs after it, and holds time again
+    until the runner asks for its spoken answer, which a round that ended on the approval would miss.
     """
     while True:
-        asked = _client_types(session).count(protocol.CLIENT_RESPONSE_CREATE)
+        answered = _answers_sent(session)
         await set_timeline(session, protocol.TIMELINE_INPUT, timeout_s=timeout_s)
         await tools.caught_up()
-        if _client_types(session).count(protocol.CLIENT_RESPONSE_CREATE) == asked:
+        if _answers_sent(session) == answered:
             return
 
 
-def _client_types(session: Session) -> list[str]:
-    return [r.type for r in session.records if r.direction == "client"]
+def _answers_sent(session: Session) -> int:
+    """The client's answers so far: the responses it asked for and the items it sent (outputs, approvals)."""
+    answers = (protocol.CLIENT_RESPONSE_CREATE, protocol.CLIENT_ITEM_CREATE)
+    return sum(r.type in answers and r.direction == "client" for r in session.records)
 
 
 def _raise_if_throttled(session: Session, since: int) -> None:

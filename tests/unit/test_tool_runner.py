@@ -37,6 +37,7 @@ class _Session:
         self._record("output", call_id, json.loads(output) if output.startswith("{") else output)
 
     async def send_mcp_approval(self, approval_request_id: str, approve: bool) -> None:
+        await asyncio.sleep(0)  # a real send gives the loop a turn before the frame is out (no time passes)
         self._record("approval", approval_request_id, approve)
 
     def server(self, kind: str, **event: Any) -> None:
@@ -187,6 +188,24 @@ async def test_approve_may_be_a_constant_or_a_plain_function(approve, sent):
         item = {"type": "mcp_approval_request", "id": "ap_1", "server_label": "docs", "name": "search"}
         session.server(protocol.OUTPUT_ITEM_DONE, item=item)
         assert await session.until(len(sent)) == sent
+
+
+async def test_caught_up_waits_for_an_approval_decided_at_once_but_not_for_a_person():
+    item = {"type": "mcp_approval_request", "id": "ap_1", "server_label": "docs", "name": "search"}
+    session = _Session()
+    async with ToolRunner(session, approve=lambda request: True) as runner:
+        session.server(protocol.OUTPUT_ITEM_DONE, item=item)
+        await runner.caught_up()
+        assert session.sent == [("approval", "ap_1", True)]  # sent before the runner counts as caught up
+
+    person = _Session()
+    pressed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    async with ToolRunner(person, approve=lambda request: pressed) as runner:
+        person.server(protocol.OUTPUT_ITEM_DONE, item=item)
+        await runner.caught_up()
+        assert person.sent == [] and list(runner.pending) == ["ap_1"]  # the button is not waited for
+        pressed.set_result(False)
+        assert await person.until(2) == [("approval", "ap_1", False), ("response.create",)]
 
 
 async def test_an_approver_that_raises_declines_with_a_warning():

@@ -436,10 +436,9 @@ class EmulatorConnection:
                     self.response = None
             for item_id, call in run.approval_requests:
                 self._approvals[item_id] = call
-            if run.status == "completed" and run.mcp_calls:
+            if run.status == "completed":
                 for due in run.mcp_calls:
-                    await self._call_mcp(run.id, due)
-                self.scheduler.wait_for_client()  # the client asks for the response that speaks the answers
+                    await self._call_mcp(run.id, due, last=due is run.mcp_calls[-1])
 
         run.task = self.scheduler.spawn(self.scheduler.now_ms, go)
         return run
@@ -508,11 +507,13 @@ class EmulatorConnection:
             for tool in mcp.listed
         ]
 
-    async def _call_mcp(self, response_id: str, due: McpCallDue) -> None:
+    async def _call_mcp(self, response_id: str, due: McpCallDue, *, last: bool) -> None:
         """Call the MCP server for a response's ``mcp_call`` item, after its ``response.done``.
 
         ``response.mcp_call.in_progress``, ``.completed`` or ``.failed``, then ``response.output_item.done``
-        with the output or the error on the item. The client asks for the spoken answer (``response.create``).
+        with the output or the error on the item. The client asks for the spoken answer (``response.create``):
+        after the ``last`` call of the response, time waits for it, from before the client can see the
+        answer (so its ``response.create`` cannot arrive before the hold).
         """
         item, call = due.item, due.call
         ids = {"item_id": item.id, "output_index": due.output_index}
@@ -529,10 +530,13 @@ class EmulatorConnection:
         except McpError as exc:
             log.warning("MCP call %s of %s failed: %s", call.name, call.server_label, exc)
             item.wire.update(status="failed", error={"type": "mcp_tool_error", "message": str(exc)})
-            await self.send({"type": protocol.MCP_CALL_FAILED, **ids})
+            returned = protocol.MCP_CALL_FAILED
         else:
             item.wire.update(status="completed", output=output)
-            await self.send({"type": protocol.MCP_CALL_COMPLETED, **ids})
+            returned = protocol.MCP_CALL_COMPLETED
+        if last:
+            self.scheduler.wait_for_client()
+        await self.send({"type": returned, **ids})
         done = {
             "type": protocol.OUTPUT_ITEM_DONE,
             "response_id": response_id,

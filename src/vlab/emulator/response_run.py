@@ -509,9 +509,11 @@ class ResponseRun:
             response["status_details"] = {"type": "cancelled", "reason": self._cancel_reason}
         elif self.status == "incomplete":
             response["status_details"] = {"type": "incomplete", "reason": "max_output_tokens"}
-        await conn.send({"type": protocol.RESPONSE_DONE, "response": response})
         if self.status != "cancelled" and any(i.type in protocol.CLIENT_ANSWERED_ITEMS for i in self.output):
             conn.scheduler.wait_for_client()  # the client runs the calls (or decides on them) and answers
+        await conn.send(
+            {"type": protocol.RESPONSE_DONE, "response": response}
+        )  # after: it may answer at once
 
     def _response_object(self) -> dict[str, Any]:
         return {

@@ -149,8 +149,8 @@ class ToolRunner:
     async def caught_up(self) -> None:
         """Return once every event received so far is answered.
 
-        The outputs are sent and the response asked for (it may still be under way). Approvals left to a
-        person are not waited for.
+        The outputs and the approvals decided at once are sent, and the response asked for (it may still
+        be under way). Approvals left to a person are not waited for.
         """
         await self._until(lambda: not (self._events.qsize() or self._handling))
 
@@ -215,9 +215,9 @@ class ToolRunner:
             self._open_mcp_calls.add(str(item.get("id")))
             self._approved.discard(str(item.get("approval_request_id")))
         elif kind == protocol.OUTPUT_ITEM_DONE:
-            self._on_item(item)
+            await self._on_item(item)
 
-    def _on_item(self, item: Mapping[str, Any]) -> None:
+    async def _on_item(self, item: Mapping[str, Any]) -> None:
         kind = item.get("type")
         if kind == protocol.FUNCTION_CALL_ITEM and item.get("status", "completed") == "completed":
             self._calls.append(dict(item))
@@ -232,7 +232,11 @@ class ToolRunner:
                 arguments=str(item.get("arguments") or "{}"),
             )
             self.pending[request.id] = request
-            self._spawn(self._decide(request))
+            answer = self._ask(request)
+            if inspect.isawaitable(answer):  # a person decides: the runner goes on meanwhile
+                self._spawn(self._decide(request, answer))
+            else:  # decided now: answered before the runner counts as caught up
+                await self._decide(request, answer)
 
     async def _respond_if_wanted(self) -> None:
         if self._want_response and not self._responding:
@@ -273,9 +277,13 @@ class ToolRunner:
         warn_user(f"tool call {name!r} failed: {why} (the model is told so)")
         return json.dumps({"error": why})
 
-    async def _decide(self, request: McpApprovalRequest) -> None:
+    async def _decide(self, request: McpApprovalRequest, answer: Any) -> None:
+        """Send the approval ``answer`` (a bool, or an awaitable one) for ``request``."""
         try:
-            approved = await self._ask(request)
+            try:
+                approved = bool(await answer if inspect.isawaitable(answer) else answer)
+            except Exception as exc:
+                approved = self._declined(request, exc)
             if approved:  # the service makes the call next (noted now: its events may beat the send's return)
                 self._approved.add(request.id)
             await self._session.send_mcp_approval(request.id, approved)
@@ -288,12 +296,15 @@ class ToolRunner:
             self.pending.pop(request.id, None)
             self._changed.set()
 
-    async def _ask(self, request: McpApprovalRequest) -> bool:
-        """``approve``'s answer (a failure to answer declines)."""
+    def _ask(self, request: McpApprovalRequest) -> Any:
+        """``approve``'s answer: a bool, or an awaitable one (a button to press); a failure declines."""
         approve = self._approve
         try:
-            answer = approve(request) if callable(approve) else approve
-            return bool(await answer if inspect.isawaitable(answer) else answer)
+            return approve(request) if callable(approve) else approve
         except Exception as exc:
-            warn_user(f"deciding the approval of {request.describe()} failed, so it is declined: {exc!r}")
-            return False
+            return self._declined(request, exc)
+
+    @staticmethod
+    def _declined(request: McpApprovalRequest, exc: Exception) -> bool:
+        warn_user(f"deciding the approval of {request.describe()} failed, so it is declined: {exc!r}")
+        return False
