@@ -20,6 +20,7 @@ Config (TOML; see ``examples/vad_sweep.toml``)::
     latency = "typical"      # emulator latency preset, or a fitted "latency.json" (vlab calibrate)
     hear_audio = false       # true: replies follow the words the emulator recognizes in each turn
                              # (true by default with [tools]: the emulator picks a tool by the words)
+    script = "dialogue.json" # optional: the emulator's dialogue script (a chain of tool calls, say)
     [prompts]                # optional
     path = "data/prompts"    # a prompt folder with manifest.json (default: the bundled set)
     include = ["pause", "short_question"]   # ids or categories (default: all)
@@ -119,7 +120,7 @@ NOISE_REDUCTION_OFF = "off"
 _PROCESSING_KEYS = ("noise_reduction", "echo_cancellation")
 """The input-processing knobs a grid may sweep, besides turn detection."""
 _SECTIONS: dict[str, set[str]] = {
-    "target": {"speed", "latency", "hear_audio"},
+    "target": {"speed", "latency", "hear_audio", "script"},
     "prompts": {"path", "include"},
     "grid": {"type", *_GRID_KEYS, *_PROCESSING_KEYS},
     "run": {
@@ -187,6 +188,9 @@ class SweepConfig:
     """The embedded emulator recognizes each turn's words for its reply (``Emulator(hear_audio=...)``).
     Off by default: the replies then say how long the user spoke, which turn-detection and latency figures
     do not depend on, and recognition (PocketSphinx) would take about four times a sweep's other CPU."""
+    script: str | None = None
+    """The path of a dialogue script whose rules the embedded emulator tries before its built-in replies
+    (``Emulator(script=...)``; ``docs/emulator.md``, Responder rules), e.g. a chain of tool calls."""
     timeout_s: float = 60.0
     """Per-cell limit to wait for the answers."""
     baseline: str | None = None
@@ -456,6 +460,14 @@ def load_config(
             f"{with_tools} need [target] hear_audio = true: the emulator chooses a tool by the words it hears "
             "(drop hear_audio = false; it is on by default in a sweep with tools)"
         )
+    script = target.get("script")
+    if script is not None:
+        if not isinstance(script, str):
+            raise ConfigError(f"[target] script must be the path of a JSON dialogue script, got {script!r}")
+        from vlab.emulator.replies import Script
+
+        script = str(Path(script) if Path(script).is_absolute() else base / script)
+        Script.load(script)  # a missing or malformed script fails here, before anything runs
     prompts_cfg = data.get("prompts", {})
     folder = prompts_cfg.get("path")
     if folder is not None and not Path(folder).is_absolute():
@@ -491,6 +503,7 @@ def load_config(
         speed=speed,
         latency=latency,
         hear_audio=hear_audio,
+        script=script,
         timeout_s=float(timeout_s),
         baseline=baseline_name,
         canary=canary,
@@ -736,6 +749,7 @@ async def _run_cell(
         "speed": cfg.speed,
         "latency": cfg.latency,
         "hear_audio": cfg.hear_audio,
+        "script": cfg.script,
         "trace": str(cell_dir / "trace.jsonl"),
         **options.pop("emulator_options", {}),
     }
@@ -1335,6 +1349,7 @@ def _write_manifest(
         "latency": cfg.latency,
         "latency_model": _latency_model(cfg.latency),
         "hear_audio": cfg.hear_audio,
+        "script": cfg.script,
         "repeats": cfg.repeats,
         "concurrency": cfg.concurrency,
         "mode": cfg.mode,

@@ -238,6 +238,7 @@ def test_the_other_processes_get_every_setting_of_the_first():
         "emulator", "--host", "127.0.0.1", "--port", "0", "--api-key", "secret-key", "--speed", "max",
         "--latency", "slow-network", "--seed", "7", "--trace", "t.jsonl", "--fault", "drop_after:response.done",
         "--refuse", "voice:alloy", "--refuse", "model:gpt-nope", "--no-hear", "--processes", "2",
+        "--script", "dialogue.json",
     ]  # fmt: skip
     parser = build_parser()
     first = parser.parse_args(argv)

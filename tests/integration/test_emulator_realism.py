@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -28,6 +30,7 @@ from vlab import protocol
 from vlab.audio import g711
 from vlab.audio.pcm import float_to_pcm16, silence
 from vlab.audio.synth import synthesize
+from vlab.cli import main
 from vlab.clock import ManualClock
 from vlab.emulator import Fault
 from vlab.emulator.asr import RecognitionError, RecognizedWord, Transcript, default_recognizer
@@ -264,6 +267,48 @@ async def test_function_call_round_trip_from_a_script_file(tmp_path):
         assert "response.function_call_arguments.done" not in types_of(events)
         text = next(e for e in events if e.type == "response.text.done").text
         assert text == "Second question, And the weather tomorrow."
+
+
+async def test_vlab_emulator_script_answers_the_sdk_through_a_chain_of_calls(tmp_path):
+    """``examples/chained_tools.json``: the model locates the user, then asks for the weather there."""
+    command = [sys.executable, "-m", "vlab", "emulator", "--port", "0", "--api-key", "k", "--speed", "max"]
+    proc = subprocess.Popen(
+        [*command, "--no-hear", "--script", "examples/chained_tools.json"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        endpoint = proc.stdout.readline().split()[-1]
+        tools = [FunctionTool(name=n, description="", parameters={}) for n in ("get_location", "get_weather")]
+        conn_args = {"endpoint": endpoint, "credential": AzureKeyCredential("k"), "model": "gpt-realtime"}
+        async with connect(**conn_args) as conn:
+            await collect_events(conn, "session.created")
+            await _update(conn, turn_detection=None, tools=tools, modalities=["text"])
+            await conn.conversation.item.create(
+                item=UserMessageItem(content=[InputTextContentPart(text="How is the weather here?")])
+            )
+            calls = []
+            for output in ("Oslo", "sunny"):
+                await conn.response.create()
+                events = await collect_events(conn, "response.done")
+                (call,) = (e for e in events if e.type == "response.function_call_arguments.done")
+                calls.append(call.name)
+                await conn.conversation.item.create(
+                    item=FunctionCallOutputItem(call_id=call.call_id, output=output)
+                )
+            await conn.response.create()
+            text = next(
+                e for e in await collect_events(conn, "response.done") if e.type == "response.text.done"
+            )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert calls == ["get_location", "get_weather"] and text.text == "It is sunny where you are."
+
+
+def test_vlab_emulator_refuses_a_script_it_cannot_read_before_it_listens(tmp_path, capsys):
+    assert main(["emulator", "--port", "0", "--script", str(tmp_path / "chain.json")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read the dialogue script" in err and "chain.json" in err and "Traceback" not in err
 
 
 # --- turn detection: end-of-utterance cues ------------------------------------------------------------

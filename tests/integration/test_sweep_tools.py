@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,58 @@ async def test_each_cell_answers_the_call_and_the_wait_through_it_is_the_same_at
     compared = compare_sweeps(tmp_path / "max", tmp_path / "4")
     answer_p50 = compared[compared["measure"] == "voice_to_answer_ms p50"]
     assert len(answer_p50) == 2 and (answer_p50["delta"] == 0).all()
+
+
+CHAINED_TOOLS = Path("examples/chained_tools.json").resolve()
+"""A dialogue script: the model locates the user, then asks for the weather there."""
+
+
+async def test_a_chain_of_calls_from_a_dialogue_script_is_answered_on_the_one_timeline(
+    weather_prompts, tmp_path
+):
+    """[target] script: the model locates the user, then asks for the weather there; the user's wait
+    runs through both calls and is the same at every speed (the feed answers each round on the input
+    timeline, so the second call, made after the first answer, is not left to free-running time)."""
+    shutil.copy(CHAINED_TOOLS, tmp_path / "chain.json")
+    turns = {}
+    for speed in ("max", 4):
+        config = {
+            **_config(weather_prompts, speed),
+            "grid": {"silence_duration_ms": [300]},
+            "tools": {"get_location": {"output": "Oslo"}, "get_weather": {"output": "sunny"}},
+        }
+        config["target"]["script"] = "chain.json"  # relative to the config's folder
+        out = tmp_path / str(speed)
+        result = await run_sweep_async(load_config(config, base_dir=tmp_path), out, progress=False)
+        assert [c.status for c in result.cells] == ["ok"], [c.error for c in result.cells]
+        turns[speed] = result.turns().sort_values("turn").reset_index(drop=True)
+    fast = turns["max"]
+    assert fast[["trigger", "tool_calls", "answers_turn"]].values.tolist() == [
+        ["vad", 1, -1],
+        ["client", 1, 0],
+        ["client", 0, 0],
+    ]
+    question, _, answer = (row for _, row in fast.iterrows())
+    assert question["answer_response_id"] == answer["response_id"]
+    wait_ms = (answer["t_first_audible_ns"] - question["t_eos_ns"]) / 1e6
+    assert question["voice_to_answer_ms"] == pytest.approx(wait_ms) and math.isfinite(wait_ms)
+    pd.testing.assert_frame_equal(fast[TIMED], turns[4][TIMED])
+    events = load_log(next((tmp_path / "max" / "cells").iterdir()))
+    spoken = events[events["type"] == protocol.AUDIO_TRANSCRIPT_DONE]["text"].tolist()
+    assert spoken == ["It is sunny where you are."]
+    manifest = json.loads((tmp_path / "max" / "manifest.json").read_text())
+    assert manifest["script"] == str(tmp_path / "chain.json")
+
+
+def test_a_dialogue_script_the_sweep_cannot_use_fails_before_anything_runs(tmp_path):
+    grid = {"threshold": [0.5]}
+    with pytest.raises(ConfigError, match="cannot read the dialogue script .*missing.json"):
+        load_config({"grid": grid, "target": {"script": "missing.json"}}, base_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"\[target\] script must be the path of a JSON dialogue script"):
+        load_config({"grid": grid, "target": {"script": 1}})
+    (tmp_path / "bad.json").write_text('{"rules": [{"on": "function_output", "after": "x"}]}')
+    with pytest.raises(ConfigError, match="bad.json: rule 0 needs 'say' or 'call'"):
+        load_config({"grid": grid, "target": {"script": "bad.json"}}, base_dir=tmp_path)
 
 
 async def test_a_client_that_answers_no_call_still_ends_its_input():

@@ -174,6 +174,41 @@ def test_a_script_call_without_arguments_sends_an_empty_object_and_a_call_it_can
         assert (reply.text, reply.function_calls) == ("No clock here.", ())  # the first rule had only a call
 
 
+def test_after_answers_only_the_output_of_its_tool_so_a_chain_of_calls_ends():
+    script = Script.load("examples/chained_tools.json")
+    tools = {"tools": [{"type": "function", "name": n} for n in ("get_location", "get_weather")]}
+    conversation = [_user("the weather here?")]
+    for name, output in (("get_location", "Oslo"), ("get_weather", "sunny")):
+        (call,) = reply_for(conversation, tools, script=script).function_calls
+        assert call.name == name
+        conversation += [
+            Item({"id": f"f{name}", "type": "function_call", "name": name, "call_id": f"c_{name}"}),
+            Item(
+                {"id": f"o{name}", "type": "function_call_output", "call_id": f"c_{name}", "output": output}
+            ),
+        ]
+    reply = reply_for(conversation, tools, script=script)
+    assert (reply.text, reply.function_calls) == ("It is sunny where you are.", ())
+    # an MCP call carries its tool's name; an output of another tool falls through to the built-in rule
+    mcp = Item({"id": "m", "type": "mcp_call", "name": "get_weather", "output": "rain"})
+    assert reply_for([_user("weather?"), mcp], tools, script=script).text == "It is rain where you are."
+    other = Item({"id": "o", "type": "function_call_output", "call_id": "unknown", "output": "9 am"})
+    assert reply_for([_user("weather?"), other], tools, script=script).text == "Here is what I found: 9 am."
+
+
+def test_a_script_file_that_cannot_be_read_says_what_is_wrong(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read the dialogue script .*missing.json.*No such file"):
+        Script.load(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text('{"rules": [\n  {"say": "hi"},\n]}')
+    with pytest.raises(ConfigError, match=r"bad.json' is not JSON \(.*line 3 column 1\)"):
+        Script.load(tmp_path / "bad.json")
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe{")
+    with pytest.raises(ConfigError, match="is not UTF-8 JSON text"):
+        Script.load(tmp_path / "binary.json")
+    (tmp_path / "ok.json").write_text('{"rules": [{"say": "hi"}]}')
+    assert Script.load(tmp_path / "ok.json").rules[0].say == "hi"
+
+
 @pytest.mark.parametrize(
     ("rules", "wrong"),
     [
@@ -186,6 +221,8 @@ def test_a_script_call_without_arguments_sends_an_empty_object_and_a_call_it_can
         ({"rules": [{"call": {"arguments": {}}}]}, "rule 0 'call' needs a 'name'"),
         ({"rules": ["say hi"]}, "rule 0 must be an object"),
         ({"rule": []}, 'a script is a JSON object {"rules": [...]}'),
+        ({"rules": [{"after": "get_time", "say": "x"}]}, "rule 0 'after' names the tool"),
+        ({"rules": [{"on": "function_output", "after": ["a"], "say": "x"}]}, "got after = ['a']"),
     ],
 )
 def test_a_malformed_script_is_refused_with_the_rule_at_fault(rules, wrong):

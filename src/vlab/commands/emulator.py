@@ -76,6 +76,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "'https://mcp.deepwiki.com/mcp=http://127.0.0.1:9000/mcp' (repeat for more)",
     )
     emu.add_argument(
+        "--script",
+        default=None,
+        metavar="FILE.json",
+        help="a dialogue script whose rules answer before the built-in replies (say, call a tool, a chain of "
+        "calls); see docs/emulator.md, Responder rules",
+    )
+    emu.add_argument(
         "--no-hear",
         dest="hear",
         action="store_false",
@@ -100,7 +107,12 @@ def _shard_command(args: argparse.Namespace, port: int) -> list[str]:
     command = [sys.executable, "-m", "vlab", "emulator", "--host", args.host, "--port", str(port)]
     command += ["--speed", "max" if math.isinf(args.speed) else repr(args.speed)]
     command += ["--latency", str(args.latency), "--seed", str(args.seed)]
-    for flag, value in (("--replay", args.replay), ("--trace", args.trace), ("--fault", args.fault)):
+    for flag, value in (
+        ("--replay", args.replay),
+        ("--trace", args.trace),
+        ("--fault", args.fault),
+        ("--script", args.script),
+    ):
         if value is not None:
             command += [flag, str(value)]
     for refusal in args.refuse:
@@ -168,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
         refuse=args.refuse,
         mcp_redirects=dict(args.mcp_redirect),
         hear_audio=args.hear,
+        script=args.script,
         shard=shard,
     )
     if args.shard is not None:

@@ -36,6 +36,13 @@ Script files are JSON: ``{"rules": [rule, ...]}``; each rule has optional condit
 
 * ``on``: ``"user"`` (default; the conversation ends with a user message) or ``"function_output"``
   (it ends with a ``function_call_output``, or an ``mcp_call`` with its output).
+* ``after``: with ``on = "function_output"``, the rule matches only when that output is a call to this
+  tool. A ``call`` rule then makes a chain of calls that ends::
+
+    {"keywords": ["weather"], "call": {"name": "get_location"}}
+    {"on": "function_output", "after": "get_location", "call": {"name": "get_weather"}}
+    {"on": "function_output", "after": "get_weather", "say": "It is {output} where you are."}
+
 * ``keywords``: the rule matches when any of them occurs in the user's text (case-insensitive).
 * ``turn``: the rule matches only on the N-th user message of the conversation (1-based).
 * ``say``: the reply text; ``{text}`` (the user's words), ``{output}`` (the function output) and
@@ -105,6 +112,20 @@ def _tool_output(item: Item | None) -> str | None:
     return None
 
 
+def _output_of(conversation: Sequence[Item], output: Item) -> str | None:
+    """The name of the tool whose output ``output`` is.
+
+    An MCP call carries it; a function output names its call by ``call_id``.
+    """
+    if output.type == protocol.MCP_CALL_ITEM:
+        return str(output.wire.get("name"))
+    call_id = output.wire.get("call_id")
+    for item in reversed(conversation):
+        if item.type == protocol.FUNCTION_CALL_ITEM and item.wire.get("call_id") == call_id:
+            return str(item.wire.get("name"))
+    return None
+
+
 def _user_text(item: Item) -> str | None:
     for part in item.wire.get("content") or []:
         if part.get("type") in ("input_text", "text") and part.get("text"):
@@ -124,6 +145,8 @@ class Rule:
     """Any of these in the user's text (lower case); empty = no keyword condition."""
     turn: int | None = None
     """Only on the N-th user message (1-based)."""
+    after: str | None = None
+    """``on = "function_output"`` only: the output must be a call to this tool."""
     say: str = ""
     """Reply text template."""
     call: FunctionCall | None = None
@@ -142,10 +165,22 @@ class Script:
         """Read a JSON script file.
 
         Raises:
-            ConfigError: The file is not a valid script; the message says which rule is wrong.
+            ConfigError: The file is missing, not JSON or not a valid script; the message says which rule is
+                wrong.
         """
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read the dialogue script {str(path)!r}: {exc.strerror or exc}"
+            ) from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"the dialogue script {str(path)!r} is not JSON ({exc.msg}, line {exc.lineno} column {exc.colno})"
+            ) from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"the dialogue script {str(path)!r} is not UTF-8 JSON text") from None
         return cls.from_dict(data, source=str(path))
 
     @classmethod
@@ -161,12 +196,18 @@ class Script:
         for i, raw in enumerate(data["rules"]):
             if not isinstance(raw, dict):
                 raise ConfigError(f"{source}: rule {i} must be an object, got {raw!r}")
-            unknown = set(raw) - {"on", "keywords", "turn", "say", "call"}
+            unknown = set(raw) - {"on", "keywords", "turn", "after", "say", "call"}
             on = raw.get("on", "user")
             if unknown or on not in ("user", "function_output"):
                 raise ConfigError(
                     f"{source}: rule {i} has unknown keys {sorted(unknown)} or 'on' {on!r}; "
-                    "use on/keywords/turn/say/call, on = 'user' or 'function_output'"
+                    "use on/keywords/turn/after/say/call, on = 'user' or 'function_output'"
+                )
+            after = raw.get("after")
+            if after is not None and (on != "function_output" or not isinstance(after, str)):
+                raise ConfigError(
+                    f"{source}: rule {i} 'after' names the tool whose output the rule answers: a string, "
+                    f"with on = 'function_output' (got after = {after!r}, on = {on!r})"
                 )
             call = None
             if raw.get("call") is not None:
@@ -181,6 +222,7 @@ class Script:
                     on=on,
                     keywords=tuple(str(k).lower() for k in raw.get("keywords") or ()),
                     turn=int(raw["turn"]) if raw.get("turn") is not None else None,
+                    after=after,
                     say=str(raw.get("say") or ""),
                     call=call,
                 )
@@ -206,6 +248,8 @@ class Script:
             if rule.keywords and not any(k in text.lower() for k in rule.keywords):
                 continue
             if rule.turn is not None and rule.turn != len(users):
+                continue
+            if rule.after is not None and (last is None or _output_of(conversation, last) != rule.after):
                 continue
             call = rule.call
             if call is not None and (session.get("tool_choice") == "none" or call.name not in tool_names):
