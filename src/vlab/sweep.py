@@ -21,6 +21,7 @@ Config (TOML; see ``examples/vad_sweep.toml``)::
     hear_audio = false       # true: replies follow the words the emulator recognizes in each turn
                              # (true by default with [tools]: the emulator picks a tool by the words)
     script = "dialogue.json" # optional: the emulator's dialogue script (a chain of tool calls, say)
+                             # (paths: relative to the folder vlab sweep runs in, or beside the config)
     [prompts]                # optional
     path = "data/prompts"    # a prompt folder with manifest.json (default: the bundled set)
     include = ["pause", "short_question"]   # ids or categories (default: all)
@@ -295,6 +296,15 @@ def _processing_of(settings: Mapping[str, Any]) -> dict[str, Any]:
     return {"noise_reduction": noise, "echo_cancellation": bool(extra.get("input_audio_echo_cancellation"))}
 
 
+def _resolve(path: str, base: Path, config_dir: Path | None) -> Path:
+    """A path a config names: relative to the folder the sweep runs in, or else beside the config file."""
+    if Path(path).is_absolute():
+        return Path(path)
+    if config_dir is not None and not (base / path).exists() and (config_dir / path).exists():
+        return config_dir / path
+    return base / path
+
+
 def load_config(
     config: str | os.PathLike[str] | Mapping[str, Any],
     *,
@@ -309,6 +319,7 @@ def load_config(
         ConfigError: Unknown sections or keys, empty grid lists, out-of-range values, unknown prompts
             — before anything runs.
     """
+    config_dir = None
     if isinstance(config, Mapping):
         data = dict(config)
         base = Path(base_dir) if base_dir is not None else Path.cwd()
@@ -325,6 +336,7 @@ def load_config(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"sweep config {str(path)!r} is not valid TOML: {exc}") from None
         base = Path(base_dir) if base_dir is not None else Path.cwd()
+        config_dir = path.parent
     sections = {*_SECTIONS, TOOLS_SECTION, MCP_SECTION}
     unknown = sorted(set(data) - sections)
     if unknown:
@@ -445,7 +457,7 @@ def load_config(
     from vlab.emulator.latency import PRESETS, resolve
 
     if isinstance(latency, str) and latency.endswith(".json"):  # a model fitted by `vlab calibrate`
-        latency = str(Path(latency) if Path(latency).is_absolute() else base / latency)
+        latency = str(_resolve(latency, base, config_dir))
         resolve(latency)  # a missing or malformed file fails here, before anything runs
     elif latency not in PRESETS:
         raise ConfigError(
@@ -466,12 +478,18 @@ def load_config(
             raise ConfigError(f"[target] script must be the path of a JSON dialogue script, got {script!r}")
         from vlab.emulator.replies import Script
 
-        script = str(Path(script) if Path(script).is_absolute() else base / script)
+        found = _resolve(script, base, config_dir)
+        if not found.exists():
+            where = f"{str(base)!r}" + (
+                f" nor beside the config in {str(config_dir)!r}" if config_dir else ""
+            )
+            raise ConfigError(f"[target] script {script!r} not found in {where}: give its path")
+        script = str(found)
         Script.load(script)  # a missing or malformed script fails here, before anything runs
     prompts_cfg = data.get("prompts", {})
     folder = prompts_cfg.get("path")
-    if folder is not None and not Path(folder).is_absolute():
-        folder = base / folder
+    if folder is not None:
+        folder = _resolve(folder, base, config_dir)
     include = prompts_cfg.get("include")
     if include is not None and (
         not isinstance(include, list) or not all(isinstance(i, str) for i in include)

@@ -270,7 +270,7 @@ async def test_function_call_round_trip_from_a_script_file(tmp_path):
 
 
 async def test_vlab_emulator_script_answers_the_sdk_through_a_chain_of_calls(tmp_path):
-    """``examples/chained_tools.json``: the model locates the user, then asks for the weather there."""
+    """``examples/chained_tools.json``: asked for a table, the model checks what is free, then books it."""
     command = [sys.executable, "-m", "vlab", "emulator", "--port", "0", "--api-key", "k", "--speed", "max"]
     proc = subprocess.Popen(
         [*command, "--no-hear", "--script", "examples/chained_tools.json"], stdout=subprocess.PIPE, text=True
@@ -278,16 +278,20 @@ async def test_vlab_emulator_script_answers_the_sdk_through_a_chain_of_calls(tmp
     try:
         assert proc.stdout is not None
         endpoint = proc.stdout.readline().split()[-1]
-        tools = [FunctionTool(name=n, description="", parameters={}) for n in ("get_location", "get_weather")]
+        tools = [
+            FunctionTool(name=n, description="", parameters={}) for n in ("check_availability", "book_table")
+        ]
         conn_args = {"endpoint": endpoint, "credential": AzureKeyCredential("k"), "model": "gpt-realtime"}
         async with connect(**conn_args) as conn:
             await collect_events(conn, "session.created")
             await _update(conn, turn_detection=None, tools=tools, modalities=["text"])
             await conn.conversation.item.create(
-                item=UserMessageItem(content=[InputTextContentPart(text="How is the weather here?")])
+                item=UserMessageItem(
+                    content=[InputTextContentPart(text="A table for four at seven, please.")]
+                )
             )
             calls = []
-            for output in ("Oslo", "sunny"):
+            for output in ("12 and 14 are free", "table 12"):
                 await conn.response.create()
                 events = await collect_events(conn, "response.done")
                 (call,) = (e for e in events if e.type == "response.function_call_arguments.done")
@@ -302,7 +306,7 @@ async def test_vlab_emulator_script_answers_the_sdk_through_a_chain_of_calls(tmp
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    assert calls == ["get_location", "get_weather"] and text.text == "It is sunny where you are."
+    assert calls == ["check_availability", "book_table"] and text.text == "Your table is booked: table 12."
 
 
 def test_vlab_emulator_refuses_a_script_it_cannot_read_before_it_listens(tmp_path, capsys):

@@ -142,50 +142,55 @@ async def test_each_cell_answers_the_call_and_the_wait_through_it_is_the_same_at
     assert len(answer_p50) == 2 and (answer_p50["delta"] == 0).all()
 
 
-CHAINED_TOOLS = Path("examples/chained_tools.json").resolve()
-"""A dialogue script: the model locates the user, then asks for the weather there."""
+def _chained_tools_example(folder: Path, speed: str) -> Path:
+    """``examples/chained_tools_sweep.toml`` and its script, copied to ``folder``: one prompt, one setting."""
+    folder.mkdir()
+    shutil.copy("examples/chained_tools.json", folder)
+    text = Path("examples/chained_tools_sweep.toml").read_text()
+    for old, new in (
+        ('include = ["pause"]', 'include = ["pause_300"]'),
+        ("silence_duration_ms = [300, 600, 900]", "silence_duration_ms = [900]"),
+        ('speed = "max"', f"speed = {speed}"),
+    ):
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    (folder / "sweep.toml").write_text(text)
+    return folder / "sweep.toml"
 
 
-async def test_a_chain_of_calls_from_a_dialogue_script_is_answered_on_the_one_timeline(
-    weather_prompts, tmp_path
-):
-    """[target] script: the model locates the user, then asks for the weather there; the user's wait
-    runs through both calls and is the same at every speed (the feed answers each round on the input
-    timeline, so the second call, made after the first answer, is not left to free-running time)."""
-    shutil.copy(CHAINED_TOOLS, tmp_path / "chain.json")
+async def test_a_chain_of_calls_from_a_dialogue_script_is_answered_on_the_one_timeline(tmp_path):
+    """``examples/chained_tools_sweep.toml``: asked for a table, the model checks what is free, then books
+    it (its ``[target] script``, found beside the config). The user's wait runs through both calls and is
+    the same at every speed."""
     turns = {}
-    for speed in ("max", 4):
-        config = {
-            **_config(weather_prompts, speed),
-            "grid": {"silence_duration_ms": [300]},
-            "tools": {"get_location": {"output": "Oslo"}, "get_weather": {"output": "sunny"}},
-        }
-        config["target"]["script"] = "chain.json"  # relative to the config's folder
-        out = tmp_path / str(speed)
-        result = await run_sweep_async(load_config(config, base_dir=tmp_path), out, progress=False)
+    for name, speed in (("max", '"max"'), ("4", "4")):
+        config = _chained_tools_example(tmp_path / name, speed)
+        result = await run_sweep_async(config, tmp_path / f"out-{name}", progress=False)
         assert [c.status for c in result.cells] == ["ok"], [c.error for c in result.cells]
-        turns[speed] = result.turns().sort_values("turn").reset_index(drop=True)
+        turns[name] = result.turns().sort_values("turn").reset_index(drop=True)
     fast = turns["max"]
-    assert fast[["trigger", "tool_calls", "answers_turn"]].values.tolist() == [
-        ["vad", 1, -1],
-        ["client", 1, 0],
-        ["client", 0, 0],
+    assert fast[["trigger", "tool_calls", "answers_turn", "false_cutoff"]].values.tolist() == [
+        ["vad", 1, -1, False],
+        ["client", 1, 0, False],
+        ["client", 0, 0, False],
     ]
     question, _, answer = (row for _, row in fast.iterrows())
     assert question["answer_response_id"] == answer["response_id"]
     wait_ms = (answer["t_first_audible_ns"] - question["t_eos_ns"]) / 1e6
     assert question["voice_to_answer_ms"] == pytest.approx(wait_ms) and math.isfinite(wait_ms)
-    pd.testing.assert_frame_equal(fast[TIMED], turns[4][TIMED])
-    events = load_log(next((tmp_path / "max" / "cells").iterdir()))
+    pd.testing.assert_frame_equal(fast[TIMED], turns["4"][TIMED])
+    events = load_log(next((tmp_path / "out-max" / "cells").iterdir()))
+    calls = events[events["type"] == protocol.FUNCTION_CALL_ARGUMENTS_DONE]
+    assert [json.loads(p)["name"] for p in calls["payload"]] == ["check_availability", "book_table"]
     spoken = events[events["type"] == protocol.AUDIO_TRANSCRIPT_DONE]["text"].tolist()
-    assert spoken == ["It is sunny where you are."]
-    manifest = json.loads((tmp_path / "max" / "manifest.json").read_text())
-    assert manifest["script"] == str(tmp_path / "chain.json")
+    assert spoken == ['Your table is booked: {"booked": true, "table": 12}.']
+    manifest = json.loads((tmp_path / "out-max" / "manifest.json").read_text())
+    assert manifest["script"] == str(tmp_path / "max" / "chained_tools.json")
 
 
 def test_a_dialogue_script_the_sweep_cannot_use_fails_before_anything_runs(tmp_path):
     grid = {"threshold": [0.5]}
-    with pytest.raises(ConfigError, match="cannot read the dialogue script .*missing.json"):
+    with pytest.raises(ConfigError, match=r"\[target\] script 'missing.json' not found in .*: give its path"):
         load_config({"grid": grid, "target": {"script": "missing.json"}}, base_dir=tmp_path)
     with pytest.raises(ConfigError, match=r"\[target\] script must be the path of a JSON dialogue script"):
         load_config({"grid": grid, "target": {"script": 1}})

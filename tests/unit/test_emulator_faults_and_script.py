@@ -176,9 +176,9 @@ def test_a_script_call_without_arguments_sends_an_empty_object_and_a_call_it_can
 
 def test_after_answers_only_the_output_of_its_tool_so_a_chain_of_calls_ends():
     script = Script.load("examples/chained_tools.json")
-    tools = {"tools": [{"type": "function", "name": n} for n in ("get_location", "get_weather")]}
-    conversation = [_user("the weather here?")]
-    for name, output in (("get_location", "Oslo"), ("get_weather", "sunny")):
+    tools = {"tools": [{"type": "function", "name": n} for n in ("check_availability", "book_table")]}
+    conversation = [_user("A table for four?")]
+    for name, output in (("check_availability", "12 and 14"), ("book_table", "table 12")):
         (call,) = reply_for(conversation, tools, script=script).function_calls
         assert call.name == name
         conversation += [
@@ -188,12 +188,12 @@ def test_after_answers_only_the_output_of_its_tool_so_a_chain_of_calls_ends():
             ),
         ]
     reply = reply_for(conversation, tools, script=script)
-    assert (reply.text, reply.function_calls) == ("It is sunny where you are.", ())
+    assert (reply.text, reply.function_calls) == ("Your table is booked: table 12.", ())
     # an MCP call carries its tool's name; an output of another tool falls through to the built-in rule
-    mcp = Item({"id": "m", "type": "mcp_call", "name": "get_weather", "output": "rain"})
-    assert reply_for([_user("weather?"), mcp], tools, script=script).text == "It is rain where you are."
+    mcp = Item({"id": "m", "type": "mcp_call", "name": "book_table", "output": "table 3"})
+    assert reply_for([_user("a table?"), mcp], tools, script=script).text == "Your table is booked: table 3."
     other = Item({"id": "o", "type": "function_call_output", "call_id": "unknown", "output": "9 am"})
-    assert reply_for([_user("weather?"), other], tools, script=script).text == "Here is what I found: 9 am."
+    assert reply_for([_user("a table?"), other], tools, script=script).text == "Here is what I found: 9 am."
 
 
 def test_a_script_file_that_cannot_be_read_says_what_is_wrong(tmp_path):

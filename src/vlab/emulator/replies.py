@@ -37,11 +37,11 @@ Script files are JSON: ``{"rules": [rule, ...]}``; each rule has optional condit
 * ``on``: ``"user"`` (default; the conversation ends with a user message) or ``"function_output"``
   (it ends with a ``function_call_output``, or an ``mcp_call`` with its output).
 * ``after``: with ``on = "function_output"``, the rule matches only when that output is a call to this
-  tool. A ``call`` rule then makes a chain of calls that ends::
+  tool. A ``call`` rule then makes a chain of calls that ends (``examples/chained_tools.json``)::
 
-    {"keywords": ["weather"], "call": {"name": "get_location"}}
-    {"on": "function_output", "after": "get_location", "call": {"name": "get_weather"}}
-    {"on": "function_output", "after": "get_weather", "say": "It is {output} where you are."}
+    {"keywords": ["table"], "call": {"name": "check_availability"}}
+    {"on": "function_output", "after": "check_availability", "call": {"name": "book_table"}}
+    {"on": "function_output", "after": "book_table", "say": "Your table is booked: {output}."}
 
 * ``keywords``: the rule matches when any of them occurs in the user's text (case-insensitive).
 * ``turn``: the rule matches only on the N-th user message of the conversation (1-based).
