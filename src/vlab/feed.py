@@ -130,7 +130,7 @@ async def _answer_calls(session: Session, tools: ToolRunner, timeout_s: float) -
     """
     while True:
         answered = _answers_sent(session)
-        await set_timeline(session, protocol.TIMELINE_INPUT, timeout_s=timeout_s)
+        await set_timeline(session, protocol.TIMELINE_INPUT, timeout_s=timeout_s, tools=tools)
         await tools.caught_up()
         if _answers_sent(session) == answered:
             return
@@ -169,17 +169,31 @@ def has_simulated_timeline(session: Session) -> bool:
     return any(r.sim_ms is not None for r in session.records if r.direction == "server")
 
 
-async def set_timeline(session: Session, mode: str, *, timeout_s: float) -> None:
+async def set_timeline(
+    session: Session, mode: str, *, timeout_s: float, tools: ToolRunner | None = None
+) -> None:
     """Tell the emulator how its simulated time advances, and wait for its answer.
 
-    The answer to ``"ended"`` comes once the emulator has done everything the audio caused.
+    The answer to ``"ended"`` comes once the emulator has done everything the audio caused. An ``"input"``
+    update sent while an approval request waits for a person (``tools``' :attr:`~ToolRunner.pending`) is
+    answered once they decide, since the emulator holds its time for them: a wait in which a person was
+    deciding does not time out, and ``timeout_s`` runs again from their answer.
     """
     metadata = {protocol.TIMELINE_METADATA_KEY: mode}
     await session.send({"type": protocol.CLIENT_SESSION_UPDATE, "session": {"metadata": metadata}})
-    await session.wait_for(
-        lambda e: e.get("type") == protocol.SESSION_UPDATED and protocol.timeline_mode(e) == mode,
-        timeout_s=timeout_s,
-    )
+    while True:
+        deciding = tools is not None and bool(tools.pending)
+        asked = tools.people_asked if tools is not None else 0
+        try:
+            await session.wait_for(
+                lambda e: e.get("type") == protocol.SESSION_UPDATED and protocol.timeline_mode(e) == mode,
+                timeout_s=timeout_s,
+            )
+            return
+        except TimeoutError:
+            if tools is None or not (deciding or tools.people_asked != asked):  # nobody decided meanwhile
+                raise
+            await tools.decided()
 
 
 _REPLIES = {

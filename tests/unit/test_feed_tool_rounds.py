@@ -11,6 +11,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from vlab import protocol
 from vlab.feed import _answer_calls
 
@@ -18,27 +20,41 @@ from vlab.feed import _answer_calls
 class _Session:
     """What the rounds use of a Session: ``send`` and ``wait_for`` (the emulator's reply), ``records``."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeouts: int = 0) -> None:
         self.records: list[Any] = []
         self.rounds = 0
+        self.timeouts = timeouts  # how many waits time out first (nothing answered within timeout_s)
+        self.meanwhile: list[Any] = []  # what happens during the next waits, one each
 
     async def send(self, event: dict[str, Any]) -> None:
         assert protocol.timeline_mode(event) == protocol.TIMELINE_INPUT
         self.rounds += 1
 
     async def wait_for(self, match: Any, *, timeout_s: float) -> list[Any]:
+        if self.meanwhile:
+            self.meanwhile.pop(0)()
+        if self.timeouts:
+            self.timeouts -= 1
+            raise TimeoutError("no session.updated")
         return []
 
 
 class _Runner:
     """Answers with the client events of each round in turn (none once they run out)."""
 
-    def __init__(self, session: _Session, rounds: list[list[str]]) -> None:
+    def __init__(self, session: _Session, rounds: list[list[str]], pending: int = 0) -> None:
         self.session, self.rounds = session, rounds
+        self.pending = {f"approval_{i}": object() for i in range(pending)}  # waiting for a person
+        self.people_asked = pending
+        self.waited_for_a_person = 0
 
     async def caught_up(self) -> None:
         for kind in self.rounds.pop(0) if self.rounds else []:
             self.session.records.append(SimpleNamespace(type=kind, direction="client"))
+
+    async def decided(self) -> None:
+        self.waited_for_a_person += 1
+        self.pending.clear()  # the person pressed a button
 
 
 async def test_an_approval_is_an_answer_so_another_round_lets_the_approved_call_be_answered():
@@ -57,3 +73,34 @@ async def test_the_rounds_end_with_one_that_brings_no_answer():
     session.rounds = 0
     await _answer_calls(session, _Runner(session, []), timeout_s=1.0)  # type: ignore[arg-type]
     assert session.rounds == 1
+
+
+async def test_a_person_deciding_an_approval_past_the_timeout_does_not_fail_the_round():
+    """The emulator holds its time at the request until the person answers, so its reply to the round's
+    update comes after them: the wait goes on, however long they take, and times out again from there."""
+    session = _Session(timeouts=1)
+    runner = _Runner(session, [[protocol.CLIENT_ITEM_CREATE], []], pending=1)
+    await _answer_calls(session, runner, timeout_s=1.0)  # type: ignore[arg-type]
+    assert runner.waited_for_a_person == 1 and session.rounds == 2
+
+
+async def test_a_person_who_decided_during_the_wait_restarts_its_timeout():
+    """Asked and answered while the round waited: the emulator's reply may still be on its way."""
+    session = _Session(timeouts=1)
+    runner = _Runner(session, [[protocol.CLIENT_ITEM_CREATE], []])
+
+    def asked_and_answered() -> None:
+        runner.people_asked += 1
+
+    session.meanwhile.append(asked_and_answered)
+    await _answer_calls(session, runner, timeout_s=1.0)  # type: ignore[arg-type]
+    assert runner.waited_for_a_person == 1 and session.rounds == 2
+
+
+async def test_a_round_the_emulator_does_not_answer_in_time_fails_when_nobody_is_deciding():
+    session = _Session(timeouts=1)
+    with pytest.raises(TimeoutError, match="no session.updated"):
+        await _answer_calls(session, _Runner(session, []), timeout_s=1.0)  # type: ignore[arg-type]
+    session = _Session(timeouts=2)  # a person decided, and the reply still does not come
+    with pytest.raises(TimeoutError):
+        await _answer_calls(session, _Runner(session, [], pending=1), timeout_s=1.0)  # type: ignore[arg-type]

@@ -204,7 +204,10 @@ async def test_caught_up_waits_for_an_approval_decided_at_once_but_not_for_a_per
         person.server(protocol.OUTPUT_ITEM_DONE, item=item)
         await runner.caught_up()
         assert person.sent == [] and list(runner.pending) == ["ap_1"]  # the button is not waited for
+        decided = asyncio.ensure_future(runner.decided())  # it is here: until the approval is sent
         pressed.set_result(False)
+        await decided
+        assert runner.pending == {} and person.sent[:1] == [("approval", "ap_1", False)]
         assert await person.until(2) == [("approval", "ap_1", False), ("response.create",)]
 
 

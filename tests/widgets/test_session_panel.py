@@ -13,6 +13,7 @@ import soundfile as sf
 
 from tests._logs import T0_NS, hand_record
 from tests._mcp_server import stand_in_mcp
+from vlab.clock import VirtualClock
 from vlab.errors import ConfigError
 from vlab.log.records import EventRecord
 from vlab.metrics import turn_latency
@@ -35,8 +36,7 @@ def _panel(tmp_path, prompt_dir, **kw):
         runs_dir=tmp_path / "runs",
         prompt_dir=prompt_dir,
         emulator_options={"speed": math.inf, "latency": "typical"},
-        replay_speed=math.inf,
-        **{"keep_open": False, "source": "WAV prompt", **kw},
+        **{"replay_speed": math.inf, "keep_open": False, "source": "WAV prompt", **kw},
     )
 
 
@@ -329,6 +329,32 @@ async def test_an_mcp_call_waits_for_the_approve_or_decline_button(tmp_path, pro
     assert mcp.methods().count("tools/call") == (1 if button == "Approve" else 0)
     assert panel.output.outputs == () and "finished" in panel.status.value
     assert "-to-answer" in panel.latency.value and "through 1 tool call" in panel.latency.value
+    # the person's answer happens on the emulator's timeline where the request's response ended: the
+    # emulator holds its time there, and the replay's rounds wait for the person
+    turns = turn_latency(panel.session.frame())
+    assert turns["timeline"].iloc[0] == "simulated"
+    assert turns["t_eos_ns"].iloc[1] == turns["t_done_ns"].iloc[0]
+
+
+async def test_a_person_may_take_longer_than_the_replay_s_timeout_to_decide(tmp_path, prompt_dir):
+    """The emulator holds its time at the request until the person answers: the replay's wait for it
+    does not time out meanwhile (virtual time: three minutes pass on the session's clock)."""
+    clock = VirtualClock()
+    weather = {"microsoft_docs_search": "Get the weather like in a city today."}
+    async with stand_in_mcp(descriptions=weather) as mcp:
+        panel = _panel(tmp_path, prompt_dir, session_options={"clock": clock})
+        panel.emulator_options["mcp_redirects"] = {LEARN: mcp.url}
+        panel.mcp_url.value = LEARN
+        panel.mcp_label.value = "azure_doc"
+        panel.start.click()
+        await panel.awaiting_approval.wait()
+        clock.advance_s(180)  # past the replay's 120 s timeout, before the button is pressed
+        (row,) = panel.approvals.children
+        (approve,) = [b for b in row.children[1].children if b.description == "Approve"]
+        approve.click()
+        await panel.task
+    assert panel.output.outputs == () and "finished" in panel.status.value
+    assert mcp.methods().count("tools/call") == 1
 
 
 def test_the_mcp_token_never_stays_in_widget_state_and_a_bad_server_is_refused_clearly(tmp_path, prompt_dir):

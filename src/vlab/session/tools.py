@@ -110,6 +110,8 @@ class ToolRunner:
         """What each failed function call answered (its handler's error, or why it had none)."""
         self.pending: dict[str, McpApprovalRequest] = {}
         """The approval requests waiting for ``approve``, by id."""
+        self.people_asked = 0
+        """How many approval requests ``approve`` has left to a person so far (it answered an awaitable)."""
 
     def start(self) -> None:
         """Answer calls from now on (``async with`` does this)."""
@@ -153,6 +155,10 @@ class ToolRunner:
         be under way). Approvals left to a person are not waited for.
         """
         await self._until(lambda: not (self._events.qsize() or self._handling))
+
+    async def decided(self) -> None:
+        """Return once no approval request waits for ``approve``'s answer (a person's button, say)."""
+        await self._until(lambda: not self.pending)
 
     async def _until(self, done: Callable[[], bool]) -> None:
         """Wait until ``done()`` holds, checking whenever the work left may have changed."""
@@ -234,6 +240,7 @@ class ToolRunner:
             self.pending[request.id] = request
             answer = self._ask(request)
             if inspect.isawaitable(answer):  # a person decides: the runner goes on meanwhile
+                self.people_asked += 1
                 self._spawn(self._decide(request, answer))
             else:  # decided now: answered before the runner counts as caught up
                 await self._decide(request, answer)
