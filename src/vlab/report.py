@@ -266,7 +266,8 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
     if with_tools:
         parts.append(
             "<h2>Tool calls</h2><p class='note'>Turns whose response called a tool of the sweep's "
-            "[tools] or [mcp], per setting. A call at a cut-off was made on the words before a pause: the model acted on "
+            "[tools] or [mcp], per setting, and the calls they made on the way to their answers (a chain of "
+            "calls counts whole). A call at a cut-off was made on the words before a pause: the model acted on "
             "part of what the user meant to say.</p>" + plots.summary_table(tool_call_summary(speech_turns))
         )
     if canary_html:
@@ -365,8 +366,9 @@ def tool_call_summary(turns: pd.DataFrame) -> pd.DataFrame:
             a turn (a chain's later calls) count in that turn.
 
     Returns:
-        One row per setting with calls: ``turns_with_calls``, ``at_a_cutoff`` (the call was made on the
-        words before a pause), ``answered`` (the answer was spoken) and ``voice_to_answer_p50_ms``.
+        One row per setting with calls: ``turns_with_calls``, ``calls`` (made through their chains),
+        ``at_a_cutoff`` (the call was made on the words before a pause), ``answered`` (the answer was
+        spoken) and ``voice_to_answer_p50_ms``.
     """
     calls = turns[turns["tool_calls"] > 0]
     if "answers_turn" in calls:
@@ -378,6 +380,7 @@ def tool_call_summary(turns: pd.DataFrame) -> pd.DataFrame:
             {
                 "setting": setting,
                 "turns_with_calls": len(group),
+                "calls": int(group.get("calls_to_answer", group["tool_calls"]).sum()),  # (older sweeps)
                 "at_a_cutoff": int(group["false_cutoff"].astype(bool).sum()),
                 "answered": int(answer.notna().sum()),
                 "voice_to_answer_p50_ms": answer.median(),

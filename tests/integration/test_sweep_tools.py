@@ -169,11 +169,14 @@ async def test_a_chain_of_calls_from_a_dialogue_script_is_answered_on_the_one_ti
         assert [c.status for c in result.cells] == ["ok"], [c.error for c in result.cells]
         turns[name] = result.turns().sort_values("turn").reset_index(drop=True)
     fast = turns["max"]
-    assert fast[["trigger", "tool_calls", "answers_turn", "false_cutoff"]].values.tolist() == [
-        ["vad", 1, -1, False],
-        ["client", 1, 0, False],
-        ["client", 0, 0, False],
+    assert fast[
+        ["trigger", "tool_calls", "answers_turn", "calls_to_answer", "false_cutoff"]
+    ].values.tolist() == [
+        ["vad", 1, -1, 2, False],
+        ["client", 1, 0, 0, False],
+        ["client", 0, 0, 0, False],
     ]
+    assert tool_call_summary(fast)[["turns_with_calls", "calls", "answered"]].values.tolist() == [[1, 2, 1]]
     question, _, answer = (row for _, row in fast.iterrows())
     assert question["answer_response_id"] == answer["response_id"]
     wait_ms = (answer["t_first_audible_ns"] - question["t_eos_ns"]) / 1e6
@@ -312,7 +315,14 @@ async def test_a_sweep_with_an_mcp_server_approves_its_calls_and_times_them_alik
     shorter, longer = fast[fast["answers_turn"] < 0]["voice_to_answer_ms"]
     assert abs(longer - shorter - 300) < 32  # silence_duration_ms 300 → 600, to the VAD's 32 ms frame
     summary = tool_call_summary(fast)  # the approved call's own response counts in the question's turn
-    assert summary[["turns_with_calls", "at_a_cutoff", "answered"]].values.tolist() == [[1, 0, 1]] * 2
+    assert (
+        summary[["turns_with_calls", "calls", "at_a_cutoff", "answered"]].values.tolist()
+        == [[1, 1, 0, 1]] * 2
+    )
+    older = fast.drop(
+        columns="calls_to_answer"
+    )  # a sweep written before the column: its own responses' calls
+    assert tool_call_summary(older)["calls"].tolist() == [1, 1]
     assert summary["voice_to_answer_p50_ms"].tolist() == [shorter, longer]
 
     cell = next((tmp_path / "max" / "cells").iterdir())

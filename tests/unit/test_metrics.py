@@ -320,6 +320,7 @@ def test_a_turn_answered_through_a_chain_of_tool_calls_is_timed_to_the_answer_sp
     t = turn_latency(log.frame())
     assert t.tool_calls.tolist() == [1, 1, 0, 0]
     assert t.answers_turn.tolist() == [-1, 0, 0, -1]
+    assert t.calls_to_answer.tolist() == [2, 0, 0, 0]  # a then b, counted in the turn they answer
     assert t.answer_response_id.fillna("").tolist() == ["r3", "", "", "r4"]
     assert t.voice_to_answer_ms.iloc[0] == pytest.approx(1400)  # the commit at 1300 → r3's audio at 2700
     assert t.voice_to_answer_ms.iloc[1:3].isna().all()  # counted in the turn they answer
@@ -420,6 +421,8 @@ def test_on_the_input_timeline_an_mcp_approval_and_the_answer_to_the_call_happen
     ]  # the approval at the request, the ask at the return
     assert t.answers_turn.tolist() == [-1, 0, 0] and t.answer_response_id.iloc[0] == "r3"
     assert t.a_eos_source.tolist()[1:] == ["mcp_approval_response", "response.create"]
+    # the request and the approved call's response are one call
+    assert t.tool_calls.tolist() == [1, 1, 0] and t.calls_to_answer.tolist() == [1, 0, 0]
 
 
 def test_a_tool_turn_the_user_speaks_over_before_any_answer_has_no_answer_time():

@@ -169,14 +169,28 @@ def test_an_empty_log_loads_and_says_so(tmp_path):
 def test_a_turn_answered_through_tools_is_offered_with_its_whole_wait_and_its_answer_with_the_turn():
     turn = {"trigger": "client", "status": "completed", "false_cutoff": False}
     asked = SimpleNamespace(
-        turn=0, voice_to_voice_ms=math.nan, voice_to_answer_ms=812.0, answers_turn=-1, **turn
+        turn=0,
+        voice_to_voice_ms=math.nan,
+        voice_to_answer_ms=812.0,
+        answers_turn=-1,
+        calls_to_answer=2,
+        **turn,
     )
     answer = SimpleNamespace(
-        turn=1, voice_to_voice_ms=300.0, voice_to_answer_ms=math.nan, answers_turn=0, **turn
+        turn=1,
+        voice_to_voice_ms=300.0,
+        voice_to_answer_ms=math.nan,
+        answers_turn=0,
+        calls_to_answer=0,
+        **turn,
     )
     assert LogExplorer._turn_option(asked) == (
-        "turn 0 (client, completed, response.create-to-answer 812 ms through tools)",
+        "turn 0 (client, completed, response.create-to-answer 812 ms through 2 tool calls)",
         0,
+    )
+    assert (
+        "through 1 tool call)"
+        in LogExplorer._turn_option(SimpleNamespace(**{**vars(asked), "calls_to_answer": 1}))[0]
     )
     assert LogExplorer._turn_option(answer) == (
         "turn 1 (client, completed, response.create-to-voice 300 ms, answers turn 0)",

@@ -47,7 +47,10 @@ speaks the answer. ``voice_to_answer_ms`` is the figure the user waits through: 
 the first audible sample of the response that speaks its answer (``answer_response_id``), the first of
 the client-started responses that follow it to have audio (a chain of calls is followed through).
 Those responses have ``answers_turn`` set to the turn's ``turn`` (else -1) and no ``voice_to_answer_ms``
-of their own. For a turn that speaks, ``voice_to_answer_ms`` is ``voice_to_voice_ms``. The ``dead_air_ms``
+of their own. ``calls_to_answer`` counts the turn's calls through the chain (0 on the responses that
+answer it; the response the service starts for an approved MCP call repeats the call its approval
+request made, and is not counted again). For a turn that speaks, ``voice_to_answer_ms`` is
+``voice_to_voice_ms``. The ``dead_air_ms``
 of a turn answered through tools runs to the answer's first audio too, so sweep scores and Pareto fronts
 count the user's whole wait.
 
@@ -288,19 +291,25 @@ def turn_latency(
 
 
 def _answers_through_tools(turns: list[dict[str, Any]]) -> None:
-    """Set ``voice_to_answer_ms``, ``answer_response_id`` and ``answers_turn`` (the module docstring)."""
+    """Follow each tool turn to its answer (the module docstring).
+
+    Sets ``voice_to_answer_ms``, ``answer_response_id``, ``answers_turn`` and ``calls_to_answer``.
+    """
     for turn in turns:
         turn.setdefault("answers_turn", -1)
         if turn["answers_turn"] >= 0:
-            turn.update(voice_to_answer_ms=math.nan, answer_response_id=None)
+            turn.update(voice_to_answer_ms=math.nan, answer_response_id=None, calls_to_answer=0)
             continue
         answer: dict[str, Any] | None = turn
+        turn["calls_to_answer"] = turn["tool_calls"]
         if turn["tool_calls"] and not math.isfinite(turn["t_first_audible_ns"]):
             answer = None
             for later in turns[turn["turn"] + 1 :]:
                 if later["trigger"] != "client":
                     break
                 later["answers_turn"] = turn["turn"]
+                if later["a_eos_source"] != protocol.MCP_APPROVAL_RESPONSE_ITEM:  # else: the request's call
+                    turn["calls_to_answer"] += later["tool_calls"]
                 if math.isfinite(later["t_first_audible_ns"]):
                     answer = later
                     break
@@ -384,6 +393,7 @@ _COLUMNS = [
     "voice_to_answer_ms",
     "answer_response_id",
     "answers_turn",
+    "calls_to_answer",
     "reason",
 ]
 

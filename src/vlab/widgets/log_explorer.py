@@ -153,7 +153,8 @@ class LogExplorer:
         if _finite(r.voice_to_voice_ms):
             latency = f"{start}-to-voice {r.voice_to_voice_ms:.0f} ms"
         elif _finite(r.voice_to_answer_ms):  # it spoke nothing: its answer came through its tool calls
-            latency = f"{start}-to-answer {r.voice_to_answer_ms:.0f} ms through tools"
+            calls = int(r.calls_to_answer)
+            latency = f"{start}-to-answer {r.voice_to_answer_ms:.0f} ms through {calls} tool call{'s' * (calls != 1)}"
         else:
             latency = "no latency"
         answers = f", answers turn {int(r.answers_turn)}" if r.answers_turn >= 0 else ""

@@ -721,10 +721,7 @@ class SessionPanel:
             turn = turns.iloc[answered]
             start = TURN_STARTS.get(str(turn["trigger"]), "voice")
             wait = float(turn["voice_to_answer_ms"])
-            chain = turns.iloc[answered:]  # an approved MCP call's response repeats the call its request made
-            calls = int(
-                chain["tool_calls"][chain["a_eos_source"] != protocol.MCP_APPROVAL_RESPONSE_ITEM].sum()
-            )
+            calls = int(turn["calls_to_answer"])
             figure = f"<b>{wait:.0f} ms</b>" if math.isfinite(wait) else "not measured"
             self.latency.value = (
                 f"{head}{start}-to-answer {figure} through {calls} tool call{'s' if calls != 1 else ''}"
