@@ -48,7 +48,9 @@ def test_examples_are_copied_and_a_rerun_changes_nothing(tmp_path, monkeypatch, 
     assert main(["examples"]) == 0
     copied = tmp_path / "examples" / "vad_sweep.toml"
     assert copied.read_bytes() == (REPO / "examples" / "vad_sweep.toml").read_bytes()
-    assert "vlab sweep" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"vlab sweep {Path('examples') / 'vad_sweep.toml'} --out runs/sweep" in out
+    assert (tmp_path / "examples" / "chained_tools.json").is_file()  # the script its config names
     assert main(["examples"]) == 0  # the same files again: nothing to refuse
 
 

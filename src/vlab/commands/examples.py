@@ -1,14 +1,19 @@
-"""``vlab examples [DIR]``: copy the example sweep configs to edit and run with ``vlab sweep``."""
+"""``vlab examples [DIR]``: copy the example sweep configs (and their files) to edit and run with ``vlab sweep``."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+FIRST_EXAMPLE = "vad_sweep.toml"
+"""The example the command suggests running first: the turn-detection sweep the others build on."""
+
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the subcommand."""
-    p = sub.add_parser("examples", help="copy the example sweep configs into a folder")
+    p = sub.add_parser(
+        "examples", help="copy the example sweep configs (and the files they use) into a folder"
+    )
     p.add_argument(
         "dir", nargs="?", type=Path, default=Path("examples"), help="where to copy them (default: ./examples)"
     )
@@ -23,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
     copied = copy_bundled("examples", args.dir, force=args.force)
     for path in copied:
         print(path)
-    first = next((p for p in copied if p.suffix == ".toml"), None)
+    configs = [p for p in copied if p.suffix == ".toml"]
+    first = next((p for p in configs if p.name == FIRST_EXAMPLE), configs[0] if configs else None)
     if first is not None:
         print(f"\nRun one:  vlab sweep {first} --out runs/sweep   then   vlab report runs/sweep")
     return 0
