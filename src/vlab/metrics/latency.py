@@ -50,9 +50,8 @@ Those responses have ``answers_turn`` set to the turn's ``turn`` (else -1) and n
 of their own. ``calls_to_answer`` counts the turn's calls through the chain (0 on the responses that
 answer it; the response the service starts for an approved MCP call repeats the call its approval
 request made, and is not counted again). For a turn that speaks, ``voice_to_answer_ms`` is
-``voice_to_voice_ms``. The ``dead_air_ms``
-of a turn answered through tools runs to the answer's first audio too, so sweep scores and Pareto fronts
-count the user's whole wait.
+``voice_to_voice_ms``. The ``dead_air_ms`` of a turn answered through tools runs to the answer's first
+audio too, so sweep scores and Pareto fronts count the user's whole wait.
 
 A response received before ``T_eos`` is a **false cut-off** (``false_cutoff`` True): its latencies are
 NaN with a reason, never negative. Any missing or out-of-order anchor gives NaN and a ``reason``; the
