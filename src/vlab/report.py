@@ -197,6 +197,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
                 if vad_only
                 else f"target: {', '.join(manifest.get('target_kind', [])) or '?'}; speed: {manifest.get('speed')}; "
                 f"latency model: {_latency_note(manifest)}; "
+                + (f"dialogue script: {manifest['script']}; " if manifest.get("script") else "")
             )
             + f"{len(manifest.get('grid', []))} settings × "
             f"{len(manifest.get('prompts', []))} prompts × {manifest.get('repeats')} repeats; "

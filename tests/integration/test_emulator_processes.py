@@ -194,8 +194,14 @@ def test_each_process_freezes_its_start_up_heap_before_it_serves(flags, ready):
 @pytest.mark.parametrize("processes", [1, 3])
 def test_the_banner_names_the_endpoint_first_and_several_processes_only_when_there_are(processes, capsys):
     emulator = SimpleNamespace(endpoint="http://127.0.0.1:8765", api_key=KEY)
-    _banner(emulator, SimpleNamespace(latency="typical", processes=processes, mcp_redirect=[]), None)  # type: ignore[arg-type]
+    script = "dialogue.json" if processes > 1 else None
+    args = SimpleNamespace(latency="typical", processes=processes, mcp_redirect=[], script=script)
+    _banner(emulator, args, None)  # type: ignore[arg-type]
     lines = capsys.readouterr().out.splitlines()
+    scripted = [line for line in lines if line.startswith("replies:")]
+    assert scripted == (
+        ["replies: the rules of dialogue.json first, then the built-in ones"] if script else []
+    )
     assert lines[0] == "Voice Live emulator listening on http://127.0.0.1:8765"
     assert lines[1].startswith("latency model: typical")
     served = [line for line in lines if line.startswith("served by")]

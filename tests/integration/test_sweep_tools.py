@@ -189,6 +189,7 @@ async def test_a_chain_of_calls_from_a_dialogue_script_is_answered_on_the_one_ti
     assert spoken == ['Your table is booked: {"booked": true, "table": 12}.']
     manifest = json.loads((tmp_path / "out-max" / "manifest.json").read_text())
     assert manifest["script"] == str(tmp_path / "max" / "chained_tools.json")
+    assert f"dialogue script: {manifest['script']};" in build_report(tmp_path / "out-max").read_text()
 
 
 def test_a_dialogue_script_the_sweep_cannot_use_fails_before_anything_runs(tmp_path):

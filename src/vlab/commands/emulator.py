@@ -241,6 +241,8 @@ def _banner(emu: Emulator, args: argparse.Namespace, cassette: Cassette | None) 
             print(f"  note: {note}")
     if args.processes > 1:
         print(f"served by {args.processes} processes on one port (connections spread by the kernel)")
+    if args.script is not None:
+        print(f"replies: the rules of {args.script} first, then the built-in ones")
     for source, target in args.mcp_redirect:
         print(f"MCP server {source} is called at {target}")
     print("Point vlab or the SDK at it:")
