@@ -336,7 +336,7 @@ def load_config(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"sweep config {str(path)!r} is not valid TOML: {exc}") from None
         base = Path(base_dir) if base_dir is not None else Path.cwd()
-        config_dir = path.parent
+        config_dir = path.parent.absolute()
     sections = {*_SECTIONS, TOOLS_SECTION, MCP_SECTION}
     unknown = sorted(set(data) - sections)
     if unknown:
