@@ -277,7 +277,9 @@ async def test_vlab_emulator_script_answers_the_sdk_through_a_chain_of_calls(tmp
     )
     try:
         assert proc.stdout is not None
-        endpoint = proc.stdout.readline().split()[-1]
+        line = proc.stdout.readline()
+        assert "listening on http://127.0.0.1:" in line, line
+        endpoint = line.split()[-1]
         tools = [
             FunctionTool(name=n, description="", parameters={}) for n in ("check_availability", "book_table")
         ]
