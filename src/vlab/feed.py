@@ -12,6 +12,7 @@ and nothing new arrived for a while (the service sends no "done" signal).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,14 @@ SETTLE_S = 1.5
 
 SILENCE_MARGIN_MS = 700
 """Silence sent after a prompt beyond the turn detection's own silence timer, so the timer runs out."""
+
+ANSWER_SILENCE_MS = 1000
+"""On the emulator, silence sent after a prompt, a round at a time, while its tool calls are still being
+answered: the input timeline advances only with the client's audio, and a response under way (a chain's
+next call, the spoken answer) can end past the prompt's last sample. A microphone sends it too."""
+
+MAX_ANSWER_SILENCE_MS = 120_000
+"""At most this much of it: a runner still busy after two minutes of the user's silence is let go."""
 
 
 def trailing_silence_ms(turn_detection: Any) -> int:
@@ -83,7 +92,9 @@ async def feed_prompt(
         send: Sends the audio instead of ``session.stream_audio(pcm, speed=speed)`` (for a level meter).
         tools: The runner answering the session's tool calls (function calls, MCP approvals, the
             answer to an MCP call). On the emulator each answer then happens on the input timeline where
-            its call ended, at any speed (:func:`_answer_calls`).
+            its call ended (after the function's ``run_ms``), at any speed, a chain's calls past the
+            prompt's last sample included: the user's silence follows the prompt meanwhile
+            (:func:`_answer_calls`).
 
     Raises:
         NoSpeechDetected: The server VAD found no speech in the whole prompt.
@@ -91,7 +102,7 @@ async def feed_prompt(
         TimeoutError: Not answered in time.
     """
     since = len(session.records)
-    on_emulator = has_simulated_timeline(session)
+    on_emulator = session.simulated_timeline
     if on_emulator:
         await set_timeline(session, protocol.TIMELINE_INPUT, timeout_s=timeout_s)
         pcm = _silence_since_last_answer(session) + pcm
@@ -104,7 +115,8 @@ async def feed_prompt(
         await session.create_response()
     if on_emulator:
         if tools is not None:
-            await _answer_calls(session, tools, timeout_s)
+            more = None if commit else functools.partial(_send_silence, session, speed, send)
+            await _answer_calls(session, tools, timeout_s, more_input=more)
         await set_timeline(session, protocol.TIMELINE_ENDED, timeout_s=timeout_s)
         await wait_for_reaction_replies(session, timeout_s)
         _raise_if_throttled(session, since)
@@ -118,7 +130,12 @@ async def feed_prompt(
     _raise_if_throttled(session, since)
 
 
-async def _answer_calls(session: Session, tools: ToolRunner, timeout_s: float) -> None:
+async def _answer_calls(
+    session: Session,
+    tools: ToolRunner,
+    timeout_s: float,
+    more_input: Callable[[float], Awaitable[None]] | None = None,
+) -> None:
     """Let ``tools`` answer every tool call the audio sent so far leads to, before ``"ended"``.
 
     On the input timeline the emulator holds time at a tool call until the client answers it
@@ -127,13 +144,32 @@ async def _answer_calls(session: Session, tools: ToolRunner, timeout_s: float) -
     far and answers it. Repeated until a round brings no new answer: no ``response.create`` and no item
     (an output, an approval). An approval counts: the approved call runs after it, and holds time again
     until the runner asks for its spoken answer, which a round that ended on the approval would miss.
+    And while the runner still has work under way (a response past the end of the audio: a chain's next
+    call, or the answer), ``more_input`` sends the user's silence for another round
+    (:data:`ANSWER_SILENCE_MS`), so that work too happens on the input timeline.
     """
+    silence_ms = 0.0
     while True:
         answered = _answers_sent(session)
         await set_timeline(session, protocol.TIMELINE_INPUT, timeout_s=timeout_s, tools=tools)
         await tools.caught_up()
-        if _answers_sent(session) == answered:
+        if _answers_sent(session) != answered:
+            continue
+        if tools.idle or more_input is None or silence_ms >= MAX_ANSWER_SILENCE_MS:
             return
+        await more_input(ANSWER_SILENCE_MS)
+        silence_ms += ANSWER_SILENCE_MS
+
+
+async def _send_silence(
+    session: Session, speed: float, send: Callable[[bytes], Awaitable[None]] | None, duration_ms: float
+) -> None:
+    """Send ``duration_ms`` of the user's silence, as the prompt was sent."""
+    pcm = bytes(2 * round(session.settings.input_bytes_per_s // 2 * duration_ms / 1000))
+    if send is not None:
+        await send(pcm)
+    else:
+        await session.stream_audio(pcm, speed=speed)
 
 
 def _answers_sent(session: Session) -> int:
@@ -159,14 +195,6 @@ def _silence_since_last_answer(session: Session) -> bytes:
     gap_ms = latest_ms - session.input_ms
     rate = session.settings.input_bytes_per_s // 2
     return bytes(2 * math.ceil(gap_ms * rate / 1000.0)) if gap_ms > 0 else b""
-
-
-def has_simulated_timeline(session: Session) -> bool:
-    """Whether the server is vlab's emulator, which stamps its events with their simulated time.
-
-    (The embedded emulator, ``vlab emulator`` or an :class:`~vlab.emulator.Emulator` given as an endpoint.)
-    """
-    return any(r.sim_ms is not None for r in session.records if r.direction == "server")
 
 
 async def set_timeline(

@@ -6,6 +6,7 @@ Event names are the legacy (dated api-version) names that SDK 1.3.x parses; see
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Final, Literal
@@ -403,6 +404,13 @@ decided the speech had started, before the network delay (the event's :data:`SIM
 that delay; ``vlab calibrate`` fits the ``network`` stage from it on the simulated timeline). Unlike
 :data:`SIM_MS_KEY` it stays in the logged payload. Azure never sends it."""
 
+RUN_MS_KEY: Final = "x_vlab_run_ms"
+"""Key a client may add to a ``conversation.item.create`` of a ``function_call_output``, for vlab's emulator
+only: how long the function ran, in simulated ms from the end of the response that called it. On the
+input timeline the output then happens that long after the call, and time runs on to it meanwhile (the
+user's words in between are decided first), the same at every speed (``docs/timeline.md``). vlab sends it
+only to the emulator; elsewhere a function's run time is its own."""
+
 TIMELINE_METADATA_KEY: Final = "vlab.timeline"
 """``session.metadata`` key by which a client tells the emulator how its simulated time advances."""
 
@@ -425,6 +433,25 @@ def timeline_mode(event: Mapping[str, Any]) -> Any:
     session = event.get("session")
     metadata = session.get("metadata") if isinstance(session, Mapping) else None
     return metadata.get(TIMELINE_METADATA_KEY) if isinstance(metadata, Mapping) else None
+
+
+def function_run_ms(event: Mapping[str, Any]) -> float | None:
+    """The simulated run time (:data:`RUN_MS_KEY`) a client event carries: a number of ms ≥ 0, else None.
+
+    Only a ``conversation.item.create`` of a ``function_call_output`` may carry one.
+    """
+    value = event.get(RUN_MS_KEY)
+    item = event.get("item")
+    if (
+        event.get("type") != CLIENT_ITEM_CREATE
+        or not isinstance(item, Mapping)
+        or item.get("type") != FUNCTION_CALL_OUTPUT_ITEM
+        or isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 <= value < math.inf
+    ):
+        return None
+    return float(value)
 
 
 # --- vlab's own records in a session log (direction ``local``) -------------------------------------

@@ -144,8 +144,8 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
             "Voice-to-answer per setting",
             "End of speech → the first audio of the answer, through the tool calls the sweep answered "
             "([tools], [mcp]); a turn that called none counts its voice-to-voice. On the emulator's simulated "
-            "timeline the same at any speed (a function's handler takes no time there; an MCP call takes the "
-            "emulator's drawn mcp_call delay).",
+            "timeline the same at any speed (a function takes its [tools] run_ms there, 0 when not given; an "
+            "MCP call takes the emulator's drawn mcp_call delay).",
         )
     dead_air = "the end-of-turn wait on the audio clock (no replies)" if vad_only else "the median dead air"
     save(

@@ -36,6 +36,7 @@ Config (TOML; see ``examples/vad_sweep.toml``)::
     description = "Get the current time in a city"
     parameters = { type = "object", properties = { city = { type = "string" } } }   # JSON Schema
     output = "It is 9:41 am."   # what a cell answers every call with (a table is sent as JSON)
+    run_ms = 400                # optional: how long the function runs on the emulator's timeline (0)
     [mcp.docs]               # optional: an MCP server the model may call, one table each (the label)
     server_url = "http://127.0.0.1:9000/mcp"     # the emulator (or the service) calls it itself
     allowed_tools = ["search"]                   # optional: only these of its tools (default: all)
@@ -142,8 +143,9 @@ _SECTIONS: dict[str, set[str]] = {
 }
 TOOLS_SECTION = "tools"
 """The config section of function tools: one ``[tools.<name>]`` table per function."""
-_TOOL_KEYS = ("description", "parameters", "output")
-"""The keys of a ``[tools.<name>]`` table: the function the model may call, and what the sweep answers."""
+_TOOL_KEYS = ("description", "parameters", "output", "run_ms")
+"""The keys of a ``[tools.<name>]`` table: the function the model may call, what the sweep answers, and
+how long the function runs on the emulator's simulated timeline."""
 MCP_SECTION = "mcp"
 """The config section of MCP servers: one ``[mcp.<server_label>]`` table per server."""
 _MCP_KEYS = ("server_url", "allowed_tools", "require_approval", "approve", "authorization_env")
@@ -217,6 +219,9 @@ class SweepConfig:
     tool_outputs: Mapping[str, str] = field(default_factory=dict)
     """What each cell answers every call of a function with, by name (``[tools.<name>] output``); the
     functions themselves are in each setting's ``tools``. Empty: no tools."""
+    tool_run_ms: Mapping[str, float] = field(default_factory=dict)
+    """How long each function runs on the emulator's simulated timeline, by name (``[tools.<name>] run_ms``;
+    0 when left out): its output comes that long after the call, so the user's wait includes it."""
     mcp_approvals: Mapping[str, bool] = field(default_factory=dict)
     """What each cell answers an MCP server's approval requests with, by ``server_label``
     (``[mcp.<label>] approve``); the servers themselves are in each setting's ``tools``. Empty: none."""
@@ -370,7 +375,7 @@ def load_config(
     if kind == protocol_limits.SERVER_VAD and "speech_duration_ms" in axes:
         raise ConfigError("[grid] speech_duration_ms needs type = 'azure_semantic_vad'")
     cls = _GRID_TYPES[kind]
-    functions, tool_outputs = _function_tools(data.get(TOOLS_SECTION, {}))
+    functions, tool_outputs, tool_run_ms = _function_tools(data.get(TOOLS_SECTION, {}))
     servers, mcp_approvals = _mcp_servers(data.get(MCP_SECTION, {}))
     tools: tuple[FunctionTool | McpServer, ...] = (*functions, *servers)
     with_tools = " and ".join(
@@ -534,6 +539,7 @@ def load_config(
         throttle_retries=throttle_retries,
         backoff_s=float(backoff_s),
         tool_outputs=tool_outputs,
+        tool_run_ms=tool_run_ms,
         mcp_approvals=mcp_approvals,
     )
 
@@ -552,11 +558,15 @@ def _tables(
         yield name, where, spec
 
 
-def _function_tools(section: Any) -> tuple[tuple[FunctionTool, ...], dict[str, str]]:
-    """The ``[tools.<name>]`` tables: the functions the model may call, and the output each call gets."""
+def _function_tools(section: Any) -> tuple[tuple[FunctionTool, ...], dict[str, str], dict[str, float]]:
+    """The ``[tools.<name>]`` tables: the functions, what each call gets, and how long each runs.
+
+    The run times are those of the tables that give one (``run_ms``), on the emulator's simulated timeline.
+    """
     example = "e.g. [tools.get_current_time] with description = 'Get the current time' and output = '9 am'"
     tools: list[FunctionTool] = []
     outputs: dict[str, str] = {}
+    run_ms: dict[str, float] = {}
     for name, where, spec in _tables(TOOLS_SECTION, section, _TOOL_KEYS, "function", example):
         output = spec.get("output")
         if isinstance(output, Mapping):
@@ -566,12 +576,22 @@ def _function_tools(section: Any) -> tuple[tuple[FunctionTool, ...], dict[str, s
                 f"{where} output must be the text (or a table, sent as JSON) that the sweep answers every "
                 f"call of {name} with, e.g. output = 'It is 9 am.'; got {output!r}"
             )
+        ran = spec.get("run_ms", 0)
+        if isinstance(ran, bool) or not isinstance(ran, (int, float)) or not 0 <= ran < math.inf:
+            raise ConfigError(
+                f"{where} run_ms must be the ms {name} takes to run on the emulator's timeline (a number "
+                f"≥ 0, e.g. run_ms = 800), got {ran!r}"
+            )
         try:
-            tools.append(FunctionTool(name=name, **{k: v for k, v in spec.items() if k != "output"}))
+            tools.append(
+                FunctionTool(name=name, **{k: v for k, v in spec.items() if k not in ("output", "run_ms")})
+            )
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
         outputs[name] = output
-    return tuple(tools), outputs
+        if ran:
+            run_ms[name] = float(ran)
+    return tuple(tools), outputs, run_ms
 
 
 def _mcp_servers(section: Any) -> tuple[tuple[McpServer, ...], dict[str, bool]]:
@@ -834,7 +854,7 @@ def _tool_runner(session: Session, cfg: SweepConfig) -> AbstractAsyncContextMana
         return cfg.mcp_approvals.get(request.server_label, False)
 
     handlers = {name: answer(output) for name, output in cfg.tool_outputs.items()}
-    return ToolRunner(session, handlers, approve=approve)
+    return ToolRunner(session, handlers, approve=approve, run_ms=cfg.tool_run_ms)
 
 
 async def _answers_spoken(session: Session, runner: ToolRunner, timeout_s: float) -> None:

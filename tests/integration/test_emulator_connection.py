@@ -169,6 +169,33 @@ async def test_malformed_frames_get_errors_and_the_socket_stays_open(emulator):
         await http.close()
 
 
+async def test_a_function_s_run_time_is_refused_unless_it_is_ms_on_a_function_output(emulator):
+    http, ws = await _raw(emulator)
+    output = {"type": "function_call_output", "call_id": "c1", "output": "{}"}
+    try:
+        for event in (
+            {"type": "conversation.item.create", "item": output, "x_vlab_run_ms": -1},
+            {"type": "conversation.item.create", "item": output, "x_vlab_run_ms": "800"},
+            {"type": "conversation.item.create", "item": output, "x_vlab_run_ms": True},
+            {"type": "response.create", "x_vlab_run_ms": 800},
+        ):
+            await ws.send_str(json.dumps({**event, "event_id": "e1"}))
+            error = json.loads((await ws.receive()).data)["error"]
+            assert (error["code"], error["param"], error["event_id"]) == (
+                "invalid_value",
+                "x_vlab_run_ms",
+                "e1",
+            )
+            assert "the ms a function ran (a number ≥ 0)" in error["message"]
+        await ws.send_str(
+            json.dumps({"type": "conversation.item.create", "item": output, "x_vlab_run_ms": 800})
+        )
+        assert json.loads((await ws.receive()).data)["type"] == "conversation.item.created"  # live: no hold
+    finally:
+        await ws.close()
+        await http.close()
+
+
 def _append_frame(audio_bytes: int, frame_bytes: int | None = None) -> str:
     """An append of ``audio_bytes`` of audio, padded (with its event_id) to ``frame_bytes`` if given."""
     audio = base64.b64encode(bytes(audio_bytes)).decode()

@@ -160,8 +160,8 @@ def _chained_tools_example(folder: Path, speed: str) -> Path:
 
 async def test_a_chain_of_calls_from_a_dialogue_script_is_answered_on_the_one_timeline(tmp_path):
     """``examples/chained_tools_sweep.toml``: asked for a table, the model checks what is free, then books
-    it (its ``[target] script``, found beside the config). The user's wait runs through both calls and is
-    the same at every speed."""
+    it (its ``[target] script``, found beside the config). The user's wait runs through both calls and
+    both functions' run times, and is the same at every speed."""
     turns = {}
     for name, speed in (("max", '"max"'), ("4", "4")):
         config = _chained_tools_example(tmp_path / name, speed)
@@ -177,8 +177,12 @@ async def test_a_chain_of_calls_from_a_dialogue_script_is_answered_on_the_one_ti
         ["client", 0, 0, 0, False],
     ]
     assert tool_call_summary(fast)[["turns_with_calls", "calls", "answered"]].values.tolist() == [[1, 2, 1]]
-    question, _, answer = (row for _, row in fast.iterrows())
+    question, booking, answer = (row for _, row in fast.iterrows())
     assert question["answer_response_id"] == answer["response_id"]
+    # each function's run_ms (800, then 600) passes before its output, though the second call and its
+    # answer come after the prompt's last sample: the rounds send the user's silence meanwhile
+    assert booking["t_eos_ns"] - question["t_done_ns"] == 800e6
+    assert answer["t_eos_ns"] - booking["t_done_ns"] == 600e6
     wait_ms = (answer["t_first_audible_ns"] - question["t_eos_ns"]) / 1e6
     assert question["voice_to_answer_ms"] == pytest.approx(wait_ms) and math.isfinite(wait_ms)
     pd.testing.assert_frame_equal(fast[TIMED], turns["4"][TIMED])
@@ -201,6 +205,35 @@ def test_a_dialogue_script_the_sweep_cannot_use_fails_before_anything_runs(tmp_p
     (tmp_path / "bad.json").write_text('{"rules": [{"on": "function_output", "after": "x"}]}')
     with pytest.raises(ConfigError, match="bad.json: rule 0 needs 'say' or 'call'"):
         load_config({"grid": grid, "target": {"script": "bad.json"}}, base_dir=tmp_path)
+
+
+async def test_a_function_s_run_time_adds_to_the_user_s_wait_exactly_and_alike_at_every_speed(
+    weather_prompts, tmp_path
+):
+    """[tools.NAME] run_ms: the output comes that long after the call on the simulated timeline."""
+    waits, timed = {}, {}
+    for name, speed, run_ms in (("instant", "max", 0), ("max", "max", 800), ("4", 4, 800)):
+        config = {**_config(weather_prompts, speed), "grid": {"silence_duration_ms": [300]}}
+        config["tools"] = {"get_current_weather": {**WEATHER, "run_ms": run_ms}}
+        result = await run_sweep_async(config, tmp_path / name, progress=False)
+        assert [c.status for c in result.cells] == ["ok"], [c.error for c in result.cells]
+        turns = result.turns().sort_values("turn").reset_index(drop=True)
+        waits[name], timed[name] = turns["voice_to_answer_ms"].iloc[0], turns[TIMED]
+        if run_ms:
+            question, answer = (row for _, row in turns.iterrows())
+            assert answer["t_eos_ns"] == question["t_done_ns"] + run_ms * 1e6  # asked for once it ran
+            events = load_log(next((tmp_path / name / "cells").iterdir()))
+            created = events[events["type"] == protocol.ITEM_CREATED]
+            (output_at,) = [
+                row.sim_ms for row in created.itertuples() if '"function_call_output"' in row.payload
+            ]
+            assert output_at * 1e6 == answer["t_eos_ns"]  # the output itself is there too
+    assert waits["max"] - waits["instant"] == pytest.approx(800)
+    pd.testing.assert_frame_equal(timed["max"], timed["4"])
+    with pytest.raises(ConfigError, match=r"\[tools.get_current_weather\] run_ms must be the ms"):
+        load_config(
+            {"grid": {"threshold": [0.5]}, "tools": {"get_current_weather": {**WEATHER, "run_ms": -1}}}
+        )
 
 
 async def test_a_client_that_answers_no_call_still_ends_its_input():

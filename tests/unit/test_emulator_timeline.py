@@ -176,6 +176,43 @@ async def test_an_unanswered_function_call_holds_time_and_the_client_s_answer_ha
     await sched.close()
 
 
+async def test_a_function_s_simulated_run_lets_time_run_to_its_end_and_its_output_happens_there():
+    sched = await _scheduler()
+    log: list[tuple[str, float]] = []
+
+    def step(name: str, then: Any = None):
+        async def body() -> None:
+            log.append((name, sched.now_ms))
+            if then is not None:
+                then()
+
+        return body
+
+    done = asyncio.Event()
+    sched.spawn(1000, step("call done", lambda: (sched.wait_for_client(), done.set())))
+    sched.spawn(1300, step("the user speaks while it runs"))
+    sched.spawn(2500, step("later words"))
+    sched.input_decided(1500)  # the client's audio so far: short of the function's end (speed 1)
+    await done.wait()
+    assert sched.client_ran(800) == 1800  # the output, 800 ms after the call
+    assert sched.client_ran(300) == 1300  # another of its calls, in parallel: ready earlier
+    output = sched.client_step(1800, step("function_call_output"))
+    await output  # returns at once: it waits for audio the client has not sent yet
+    assert sched.input_position_ms() == 1800  # nothing the client sends now happens before the output
+    await sched.client_step(sched.input_position_ms(), step("response.create", sched.client_answered))
+    sched.input_decided(4000)  # the rest of the audio
+    await sched.idle()
+    assert log == [
+        ("call done", 1000),
+        ("the user speaks while it runs", 1300),
+        ("function_call_output", 1800),
+        ("response.create", 1800),
+        ("later words", 2500),
+    ]
+    assert sched.client_ran(500) is None  # nothing holds time: an output happens when it arrives
+    await sched.close()
+
+
 async def test_a_function_call_holds_time_only_on_the_input_timeline_and_ending_the_input_lifts_it():
     live = await _scheduler(mode=protocol.TIMELINE_ENDED)
     live.wait_for_client()  # a client that paces itself answers when it answers

@@ -38,6 +38,7 @@ class AzureLikeSession:
     """What the Azure path reads of a Session: its records, settings, clock and ``wait_for``."""
 
     target = SimpleNamespace(describe=lambda: "wss://example.services.ai.azure.com (gpt-realtime)")
+    simulated_timeline = False  # Azure stamps no simulated time
 
     def __init__(self, *, manual: bool = False) -> None:
         self.clock = VirtualClock(start_ns=1000 * 10**9)  # not at 0: times are measured from the start

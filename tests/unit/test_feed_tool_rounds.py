@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from vlab import protocol
-from vlab.feed import _answer_calls
+from vlab.feed import ANSWER_SILENCE_MS, MAX_ANSWER_SILENCE_MS, _answer_calls
 
 
 class _Session:
@@ -47,6 +47,11 @@ class _Runner:
         self.pending = {f"approval_{i}": object() for i in range(pending)}  # waiting for a person
         self.people_asked = pending
         self.waited_for_a_person = 0
+        self.busy_rounds = 0  # rounds after which a response is still under way (past the audio's end)
+
+    @property
+    def idle(self) -> bool:
+        return self.busy_rounds == 0
 
     async def caught_up(self) -> None:
         for kind in self.rounds.pop(0) if self.rounds else []:
@@ -104,3 +109,36 @@ async def test_a_round_the_emulator_does_not_answer_in_time_fails_when_nobody_is
     session = _Session(timeouts=2)  # a person decided, and the reply still does not come
     with pytest.raises(TimeoutError):
         await _answer_calls(session, _Runner(session, [], pending=1), timeout_s=1.0)  # type: ignore[arg-type]
+
+
+async def test_while_a_response_is_still_under_way_past_the_audio_the_rounds_send_the_user_s_silence():
+    """A chain's next call (or the answer) ends past the prompt's last sample: on the input timeline it
+    happens only as more audio arrives, so each idle round sends another second of silence."""
+    session = _Session()
+    runner = _Runner(session, [])
+    runner.busy_rounds = 2
+    sent: list[float] = []
+
+    async def more_input(ms: float) -> None:
+        sent.append(ms)
+        runner.busy_rounds -= 1  # the response under way has reached its end
+
+    await _answer_calls(session, runner, timeout_s=1.0, more_input=more_input)  # type: ignore[arg-type]
+    assert sent == [ANSWER_SILENCE_MS] * 2 and session.rounds == 3
+    runner.busy_rounds = 1  # without a way to send audio (committed turns), the rounds end as before
+    session.rounds = 0
+    await _answer_calls(session, runner, timeout_s=1.0)  # type: ignore[arg-type]
+    assert session.rounds == 1
+
+
+async def test_a_runner_that_stays_busy_is_let_go_after_two_minutes_of_silence():
+    session = _Session()
+    runner = _Runner(session, [])
+    runner.busy_rounds = 10**6
+    sent: list[float] = []
+
+    async def more_input(ms: float) -> None:
+        sent.append(ms)
+
+    await _answer_calls(session, runner, timeout_s=1.0, more_input=more_input)  # type: ignore[arg-type]
+    assert sum(sent) == MAX_ANSWER_SILENCE_MS

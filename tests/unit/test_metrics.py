@@ -30,7 +30,7 @@ from vlab.metrics import (
     vad_preview,
 )
 from vlab.prompts import LabelledPrompt
-from vlab.protocol import SIM_MS_KEY, TIMELINE_ENDED, TIMELINE_INPUT, TIMELINE_METADATA_KEY
+from vlab.protocol import RUN_MS_KEY, SIM_MS_KEY, TIMELINE_ENDED, TIMELINE_INPUT, TIMELINE_METADATA_KEY
 
 MS = 1_000_000
 
@@ -386,6 +386,33 @@ def test_on_the_input_timeline_the_answer_to_a_function_call_is_asked_for_where_
         assert answer.t_eos_ns == 2000 * MS  # where its audio was
     else:
         assert answer.t_eos_ns == 500 * MS and answer.voice_to_voice_ms == pytest.approx(400)
+
+
+@pytest.mark.parametrize("run_ms", [None, 800, -5])
+def test_on_the_input_timeline_a_function_s_output_happens_its_simulated_run_after_the_call(run_ms):
+    def server(t_ms: float, sim_ms: float, event: dict) -> None:
+        log.add(t_ms, "server", {**event, SIM_MS_KEY: sim_ms})
+
+    update = {"type": "session.update", "session": {"metadata": {TIMELINE_METADATA_KEY: TIMELINE_INPUT}}}
+    log = Log().add(0, "client", update)
+    server(1, 0.0, {"type": "session.updated", "session": {}})
+    log.appends(2, 100, speed=1000)  # 2 s of audio, all sent in 2 ms (speed "max")
+    server(10, 300.0, {"type": "response.created", "response": {"id": "r1"}})
+    output = [_call("a")]
+    server(
+        11,
+        500.0,
+        {"type": "response.done", "response": {"id": "r1", "status": "completed", "output": output}},
+    )
+    item = {"type": "function_call_output", "call_id": "call_a", "output": "{}"}
+    ran = {} if run_ms is None else {RUN_MS_KEY: run_ms}  # -5: refused by the emulator, so not counted
+    log.add(12, "client", {"type": "conversation.item.create", "item": item, **ran})
+    log.add(13, "client", {"type": "response.create"})
+    at = 500 + (run_ms if run_ms and run_ms > 0 else 0)
+    server(14, at + 80.0, {"type": "response.created", "response": {"id": "r2"}})
+    server(15, at + 400.0, {"type": "response.audio.delta", "response_id": "r2", "delta": "AAAA"})
+    answer = turn_latency(log.frame()).iloc[1]
+    assert answer.t_eos_ns == at * MS and answer.voice_to_voice_ms == pytest.approx(400)
 
 
 def test_on_the_input_timeline_an_mcp_approval_and_the_answer_to_the_call_happen_where_the_call_is():

@@ -20,6 +20,7 @@ class _Session:
     def __init__(self) -> None:
         self.sink: Any = None
         self.sent: list[tuple[Any, ...]] = []
+        self.run_ms: list[float | None] = []  # each output's simulated run time
         self._changed = asyncio.Event()
 
     def add_sink(self, sink: Any) -> None:
@@ -32,9 +33,12 @@ class _Session:
     async def create_response(self) -> None:
         self._record("response.create")
 
-    async def send_function_output(self, call_id: str, output: str, *, respond: bool = True) -> None:
+    async def send_function_output(
+        self, call_id: str, output: str, *, respond: bool = True, run_ms: float | None = None
+    ) -> None:
         assert respond is False  # one response.create for all the calls of a response
         self._record("output", call_id, json.loads(output) if output.startswith("{") else output)
+        self.run_ms.append(run_ms)
 
     async def send_mcp_approval(self, approval_request_id: str, approve: bool) -> None:
         await asyncio.sleep(0)  # a real send gives the loop a turn before the frame is out (no time passes)
@@ -77,7 +81,8 @@ async def test_the_calls_of_a_response_run_once_it_is_done_and_one_response_is_a
         seen.append(("time", timezone))
         return f"noon in {timezone}"
 
-    async with ToolRunner(session, {"get_weather": weather, "get_time": time_now}):  # type: ignore[arg-type]
+    handlers = {"get_weather": weather, "get_time": time_now}
+    async with ToolRunner(session, handlers, run_ms={"get_weather": 800}):  # type: ignore[arg-type]
         session.server(protocol.RESPONSE_CREATED, **_done("in_progress"))
         session.server(protocol.OUTPUT_ITEM_DONE, **_call("c1", "get_weather", {"location": "Oslo"}))
         session.server(protocol.OUTPUT_ITEM_DONE, **_call("c2", "get_time", {}))
@@ -89,6 +94,7 @@ async def test_the_calls_of_a_response_run_once_it_is_done_and_one_response_is_a
         ("output", "c2", "noon in UTC"),
         ("response.create",),
     ]
+    assert session.run_ms == [800, None]  # each output says how long its function runs (if given)
 
 
 async def test_a_failing_or_unknown_tool_answers_the_model_with_the_error_and_warns():

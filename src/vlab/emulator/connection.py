@@ -216,6 +216,7 @@ class EmulatorConnection:
                     "type",
                     event_id,
                 )
+            run_ms = _function_run_ms(event, event_id)
         except WireError as err:
             await self._report(err, event_id)
             return
@@ -227,9 +228,11 @@ class EmulatorConnection:
         timeline = protocol.timeline_mode(event) if event["type"] == protocol.CLIENT_SESSION_UPDATE else None
         if timeline in (protocol.TIMELINE_ENDED, protocol.TIMELINE_LIVE):
             self.scheduler.input_over()  # a call not answered by now will not be: time need not wait
-        await self.scheduler.client_step(
-            self._arrival_ms(timeline), lambda: self._handle(handler, event, event_id)
-        )
+        at_ms = self._arrival_ms(timeline)
+        ran_ms = self.scheduler.client_ran(run_ms) if run_ms is not None else None
+        if ran_ms is not None:  # the function ran that long after its call, on the simulated timeline
+            at_ms = ran_ms
+        await self.scheduler.client_step(at_ms, lambda: self._handle(handler, event, event_id))
 
     def _arrival_ms(self, timeline: Any) -> float:
         """Simulated time of a client event that arrives now (after all the audio sent before it).
@@ -237,7 +240,7 @@ class EmulatorConnection:
         ``timeline``: the timeline mode the event asks for (a ``session.update``), else None.
         """
         if timeline in (protocol.TIMELINE_INPUT, protocol.TIMELINE_ENDED):
-            return self.scheduler.input_position_ms()
+            return self.scheduler.input_position_ms(answering=False)
         return self.scheduler.current_ms()
 
     async def _handle(
@@ -860,3 +863,23 @@ def _internal_error(exc: Exception, event_id: str | None, what: str = "the event
     return WireError(
         "server_error", f"The emulator failed to handle {what}: {exc}", None, event_id, "server_error"
     )
+
+
+def _function_run_ms(event: dict[str, Any], event_id: str | None) -> float | None:
+    """The simulated run time a function's output carries (:data:`vlab.protocol.RUN_MS_KEY`), if any.
+
+    Raises:
+        WireError: Not a number of ms ≥ 0, or on another event than a ``function_call_output``'s creation.
+    """
+    if protocol.RUN_MS_KEY not in event:
+        return None
+    run_ms = protocol.function_run_ms(event)
+    if run_ms is None:
+        raise WireError(
+            "invalid_value",
+            f"Invalid value for '{protocol.RUN_MS_KEY}': {event[protocol.RUN_MS_KEY]!r}; vlab's emulator takes "
+            "the ms a function ran (a number ≥ 0) on a conversation.item.create of a function_call_output.",
+            protocol.RUN_MS_KEY,
+            event_id,
+        )
+    return run_ms

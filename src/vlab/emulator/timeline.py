@@ -79,6 +79,10 @@ class Scheduler:
         self.client_cap_ms = math.inf
         """``input`` mode: the time of a function call the client has not answered yet; no step later
         than it runs, and a client event arriving meanwhile happens at it (:meth:`wait_for_client`)."""
+        self.client_floor_ms = 0.0
+        """``input`` mode: no client event happens before this (the end of a function's simulated run,
+        :meth:`client_ran`)."""
+        self._held_ms: float | None = None  # where the unanswered call holds time (None: nothing holds)
         self._anchor_ms = 0.0
         self._anchor_ns = clock.monotonic_ns()
         self._heap: list[Wake] = []
@@ -112,13 +116,16 @@ class Scheduler:
             return self.input_position_ms()
         return max(self.now_ms, self._free_ms())
 
-    def input_position_ms(self) -> float:
+    def input_position_ms(self, *, answering: bool = True) -> float:
         """Where the client is on the ``input`` timeline.
 
         The audio decided so far, or an unanswered function call's time when that is earlier (the client
-        answers it from there).
+        answers it from there); for what the client answers with (``answering``), no earlier than the end
+        of a function's simulated run (:meth:`client_ran`). A request to sync with the timeline is not an
+        answer: it happens at the audio sent, even when a function's run ends beyond it.
         """
-        return max(self.now_ms, min(self.input_ms, self.client_cap_ms))
+        position = max(self.now_ms, min(self.input_ms, self.client_cap_ms))
+        return max(position, self.client_floor_ms) if answering else position
 
     def horizon_ms(self) -> float:
         """Latest simulated time at which a step may run now."""
@@ -155,18 +162,34 @@ class Scheduler:
         at any speed.
         """
         if self.mode == protocol.TIMELINE_INPUT and not self._input_over:
-            self.client_cap_ms = self.now_ms
+            self.client_cap_ms = self._held_ms = self.now_ms
             if self._client_held is not None:
                 self._client_held.set()
             self._poke()
 
     def client_answered(self) -> None:
         """The client answered (asked for a response, or approved the calls): time goes on from the hold."""
+        self._held_ms = None
         if self.client_cap_ms != math.inf:
             self.client_cap_ms = math.inf
             if self._client_held is not None:
                 self._client_held.clear()
             self._poke()
+
+    def client_ran(self, run_ms: float) -> float | None:
+        """A function the client ran for ``run_ms`` simulated ms answers the held call: when its output happens.
+
+        That long after the call: time runs on to it meanwhile (steps before it, such as the VAD's
+        decisions on the user's words, run first), and no later client event happens before it. None when
+        nothing holds time (``live`` or ``ended`` mode, or no call waiting): the output happens on arrival.
+        """
+        if self._held_ms is None:
+            return None
+        t_ms = self._held_ms + run_ms
+        self.client_cap_ms = max(self.client_cap_ms, t_ms)
+        self.client_floor_ms = max(self.client_floor_ms, t_ms)
+        self._poke()
+        return t_ms
 
     def input_over(self) -> None:
         """The client has asked to leave the ``input`` timeline: its audio has ended.
@@ -219,7 +242,9 @@ class Scheduler:
         """Run a client event's ``body`` as a step at ``t_ms``, and return once it has run.
 
         Or once it is held behind a function call the client has not answered yet (:meth:`wait_for_client`):
-        it then runs in its order after the answer, which the client sends behind it.
+        it then runs in its order after the answer, which the client sends behind it. Or at once when, in
+        ``input`` mode, it waits for input audio the client has not sent yet (a function's simulated run,
+        :meth:`client_ran`, can end beyond it): that audio comes behind it.
         """
         assert self._client_held is not None, "start() first"
         ran: asyncio.Future[object] = asyncio.get_running_loop().create_future()
@@ -238,7 +263,8 @@ class Scheduler:
                 await asyncio.wait({ran, held}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 held.cancel()
-        if t_ms <= self.client_cap_ms:
+        needs_input = self.mode == protocol.TIMELINE_INPUT and t_ms > self.input_ms
+        if t_ms <= self.client_cap_ms and not needs_input:
             await ran
 
     def wake_at(self, t_ms: float) -> Wake:

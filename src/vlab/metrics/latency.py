@@ -151,6 +151,7 @@ def turn_latency(
     stops: list[dict[str, Any]] = []  # speech_stopped not yet used by a response
     pending_client: dict[str, Any] | None = None  # last commit / response.create / item.create
     held_ns = math.inf  # simulated timeline: a tool call's end, which holds time until the client answers
+    floor_ns = -math.inf  # simulated timeline: a function's simulated run end; no client event before it
     input_mode = False  # the client has put the emulator's timeline in "input" mode (calls hold time then)
     approvals: set[str] = set()  # MCP approval requests the client has not answered
     mcp_calls: set[str] = set()  # MCP calls of a completed response that have not returned
@@ -169,7 +170,15 @@ def turn_latency(
             if r.direction == "server":
                 t = float(sim[i])
             else:  # or at an unanswered function call's end, as the emulator places them (docs/timeline.md)
-                t = min(timeline.position_at(t_wall) * _NS_PER_MS, held_ns)
+                t = max(min(timeline.position_at(t_wall) * _NS_PER_MS, held_ns), floor_ns)
+                run_ms = (
+                    protocol.function_run_ms(payload_of(r.payload))
+                    if kind == protocol.CLIENT_ITEM_CREATE
+                    else None
+                )
+                if run_ms is not None and input_mode and math.isfinite(held_ns):
+                    t = held_ns + run_ms * _NS_PER_MS  # the output, that long after the call
+                    floor_ns = max(floor_ns, t)
         if r.direction == "client":
             if (
                 kind == protocol.CLIENT_SESSION_UPDATE

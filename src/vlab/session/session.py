@@ -346,6 +346,15 @@ class Session:
         """The events so far as a DataFrame (see :func:`vlab.log.to_frame`), built from the log's columns."""
         return self.records.frame()
 
+    @property
+    def simulated_timeline(self) -> bool:
+        """Whether the server is vlab's emulator, which stamps its events with their simulated time.
+
+        (The embedded emulator, ``vlab emulator`` or an :class:`~vlab.emulator.Emulator` given as an endpoint;
+        known from its first event.)
+        """
+        return any(r.sim_ms is not None for r in self.records if r.direction == "server")
+
     # --- receiving -----------------------------------------------------------------------------------------
 
     def _log_server(self, payload: dict[str, Any], t_ns: int) -> None:
@@ -617,12 +626,25 @@ class Session:
             await self.create_response()
 
     async def send_function_output(
-        self, call_id: str, output: str | Mapping[str, Any], *, respond: bool = True
+        self,
+        call_id: str,
+        output: str | Mapping[str, Any],
+        *,
+        respond: bool = True,
+        run_ms: float | None = None,
     ) -> None:
-        """Return a function call's result (a string, or a mapping sent as JSON); by default ask for a response."""
+        """Return a function call's result (a string, or a mapping sent as JSON); by default ask for a response.
+
+        ``run_ms``: on vlab's emulator, how long the function ran on its simulated timeline (the output then
+        happens that long after the call, at any replay speed; ``docs/timeline.md``). Not sent elsewhere:
+        there the function's run time is its own.
+        """
         text = output if isinstance(output, str) else json.dumps(output)
         item = {"type": protocol.FUNCTION_CALL_OUTPUT_ITEM, "call_id": call_id, "output": text}
-        await self.send({"type": protocol.CLIENT_ITEM_CREATE, "item": item})
+        event: dict[str, Any] = {"type": protocol.CLIENT_ITEM_CREATE, "item": item}
+        if run_ms is not None and self.simulated_timeline:
+            event[protocol.RUN_MS_KEY] = run_ms
+        await self.send(event)
         if respond:
             await self.create_response()
 

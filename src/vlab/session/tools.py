@@ -82,6 +82,9 @@ class ToolRunner:
             (so the model can say what went wrong) and a :class:`~vlab.errors.VlabWarning`.
         approve: What to answer the service's approval requests for MCP calls: True approves every one,
             False (the default, the safe one) declines every one, or a function deciding each.
+        run_ms: How long each function runs, by name, on vlab's emulator: its output happens that long
+            after the call on the simulated timeline, at any replay speed (``docs/timeline.md``), so the
+            user's wait includes it. Ignored elsewhere: there the handler's own time is real.
     """
 
     def __init__(
@@ -90,9 +93,11 @@ class ToolRunner:
         handlers: Mapping[str, Handler] | None = None,
         *,
         approve: bool | Approver = False,
+        run_ms: Mapping[str, float] | None = None,
     ) -> None:
         self._session = session
         self._handlers = dict(handlers or {})
+        self._run_ms = dict(run_ms or {})
         self._approve = approve
         self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._calls: list[dict[str, Any]] = []  # function calls of the response under way
@@ -255,7 +260,9 @@ class ToolRunner:
         """Run one function call's handler and send its output (without asking for a response)."""
         name = str(item.get("name"))
         output = await self._output(name, str(item.get("arguments") or "{}"))
-        await self._session.send_function_output(str(item.get("call_id")), output, respond=False)
+        await self._session.send_function_output(
+            str(item.get("call_id")), output, respond=False, run_ms=self._run_ms.get(name)
+        )
 
     async def _output(self, name: str, arguments: str) -> str:
         handler = self._handlers.get(name)
