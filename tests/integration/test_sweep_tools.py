@@ -142,14 +142,16 @@ async def test_each_cell_answers_the_call_and_the_wait_through_it_is_the_same_at
     assert len(answer_p50) == 2 and (answer_p50["delta"] == 0).all()
 
 
-def _chained_tools_example(folder: Path, speed: str) -> Path:
+def _chained_tools_example(
+    folder: Path, speed: str, prompt: str = "pause_300", silence_ms: int = 900
+) -> Path:
     """``examples/chained_tools_sweep.toml`` and its script, copied to ``folder``: one prompt, one setting."""
     folder.mkdir()
     shutil.copy("examples/chained_tools.json", folder)
     text = Path("examples/chained_tools_sweep.toml").read_text()
     for old, new in (
-        ('include = ["pause"]', 'include = ["pause_300"]'),
-        ("silence_duration_ms = [300, 600, 900]", "silence_duration_ms = [900]"),
+        ('include = ["pause"]', f'include = ["{prompt}"]'),
+        ("silence_duration_ms = [300, 600, 900]", f"silence_duration_ms = [{silence_ms}]"),
         ('speed = "max"', f"speed = {speed}"),
     ):
         assert text.count(old) == 1, old
@@ -194,6 +196,26 @@ async def test_a_chain_of_calls_from_a_dialogue_script_is_answered_on_the_one_ti
     manifest = json.loads((tmp_path / "out-max" / "manifest.json").read_text())
     assert manifest["script"] == str(tmp_path / "max" / "chained_tools.json")
     assert f"dialogue script: {manifest['script']};" in build_report(tmp_path / "out-max").read_text()
+
+
+async def test_the_user_s_next_words_during_a_chain_are_answered_right_after_it_at_every_speed(tmp_path):
+    """silence_duration_ms 300 cuts "I would like to book a table for … four people at seven tonight" at
+    its pause: the chain starts on half the sentence, and the rest of it ends while the chain is still
+    answered. Its response waits for the one under way and starts at that one's end (it started some
+    750 ms later at speed max, once the timeline had run on to the end of the audio, when the waiting
+    response took the turn again by the event loop's order rather than at its predecessor's end)."""
+    turns = {}
+    for name, speed in (("max", '"max"'), ("4", "4")):
+        config = _chained_tools_example(tmp_path / name, speed, prompt="pause_1200", silence_ms=300)
+        result = await run_sweep_async(config, tmp_path / f"out-{name}", progress=False)
+        assert [c.status for c in result.cells] == ["ok"], [c.error for c in result.cells]
+        turns[name] = result.turns().sort_values("turn").reset_index(drop=True)
+    fast = turns["max"]
+    cut, rest = fast.iloc[0], fast[(fast["trigger"] == "vad") & (fast["turn"] > 0)].iloc[0]
+    assert cut["false_cutoff"] and cut["tool_calls"] == 1
+    before = fast[fast["turn"] < rest["turn"]]
+    assert rest["t_created_ns"] - before["t_done_ns"].max() < 200e6  # right after the response it waited for
+    pd.testing.assert_frame_equal(fast[TIMED], turns["4"][TIMED])
 
 
 def test_a_dialogue_script_the_sweep_cannot_use_fails_before_anything_runs(tmp_path):

@@ -213,6 +213,32 @@ async def test_a_function_s_simulated_run_lets_time_run_to_its_end_and_its_outpu
     await sched.close()
 
 
+async def test_a_process_handed_the_turn_goes_on_at_its_predecessor_s_end_before_any_later_step():
+    sched = await _scheduler()
+    log: list[tuple[str, float]] = []
+    handed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def predecessor() -> None:
+        await sched.at(1000)
+        log.append(("predecessor ends", sched.now_ms))
+        handed.set_result(sched.wake_at(sched.now_ms))
+
+    async def successor() -> None:
+        await sched.handed(handed)
+        log.append(("successor goes on", sched.now_ms))
+
+    async def later() -> None:
+        log.append(("a later step", sched.now_ms))
+
+    sched.spawn(0, predecessor)
+    sched.spawn(500, successor)
+    sched.spawn(1500, later)
+    sched.input_decided(4000)  # everything may run by the timeline
+    await sched.idle()
+    assert log == [("predecessor ends", 1000), ("successor goes on", 1000), ("a later step", 1500)]
+    await sched.close()
+
+
 async def test_a_function_call_holds_time_only_on_the_input_timeline_and_ending_the_input_lifts_it():
     live = await _scheduler(mode=protocol.TIMELINE_ENDED)
     live.wait_for_client()  # a client that paces itself answers when it answers

@@ -410,11 +410,21 @@ class EmulatorConnection:
         previous = self.response
         self.response = run
         if chained and previous is not None and not previous.done:
-            run.previous = previous
+            run.previous, previous.successor = previous, run
+            run.handed = asyncio.get_running_loop().create_future()
 
         async def go() -> None:
-            if run.previous is not None and run.previous.task is not None:
-                await self.scheduler.wait_for(asyncio.gather(run.previous.task, return_exceptions=True))
+            try:
+                await respond()
+            finally:  # the response waiting for this one goes on from here, before any later step
+                waiting = run.successor
+                if waiting is not None and waiting.handed is not None and not waiting.handed.done():
+                    waiting.handed.set_result(self.scheduler.wake_at(self.scheduler.now_ms))
+                run.successor = None
+
+        async def respond() -> None:
+            if run.handed is not None:
+                await self.scheduler.handed(run.handed)
             run.previous = None  # done: a long session keeps no chain of old responses
             pending = [t for t in self._transcriptions.values() if not t.done()]
             pending += [

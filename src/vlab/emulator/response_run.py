@@ -141,6 +141,10 @@ class ResponseRun:
         """The ``mcp_approval_request`` items it sent (their ids) and the calls they would make."""
         self.previous: ResponseRun | None = None
         """The response this one waits for (a turn ended while it was streaming), until that one is done."""
+        self.successor: ResponseRun | None = None
+        """The response that waits for this one: it hands that one the turn, at its own end's time."""
+        self.handed: asyncio.Future[Wake] | None = None
+        """Waiting for :attr:`previous`: the step it books for this one when it ends."""
 
     # --- control ---------------------------------------------------------------------------------
 

@@ -299,6 +299,22 @@ class Scheduler:
         await self.at(self.now_ms)
         return value
 
+    async def handed(self, wake: Awaitable[Wake]) -> None:
+        """From a step: give the turn back until another process hands this one a booked step, and take it there.
+
+        The other process books the step (:meth:`wake_at`) in a step of its own, at its time, so that
+        this one goes on from there before any later step runs, however the event loop orders the two
+        tasks. (:meth:`wait_for` takes the turn again at whatever time the timeline has reached by then.)
+        """
+        self._busy += 1
+        self._give_back()
+        try:
+            booked = await wake
+        finally:
+            self._busy -= 1
+        await booked.future
+        self._holder_task = asyncio.current_task()
+
     async def wait_outside(self, awaitable: Awaitable[T]) -> T:
         """From a step: wait for work outside the timeline (an MCP server's answer) that is due now.
 
