@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import math
 from typing import Any
 
@@ -141,18 +142,22 @@ async def test_a_hurried_process_runs_next_and_a_capped_step_waits_for_the_cap()
     await sched.close()
 
 
+def _logged_step(sched: Scheduler, log: list[tuple[str, float]], name: str, then: Any = None) -> Any:
+    """A step that logs ``name`` at its simulated time, then calls ``then``."""
+
+    async def body() -> None:
+        log.append((name, sched.now_ms))
+        if then is not None:
+            then()
+
+    return body
+
+
 async def test_an_unanswered_function_call_holds_time_and_the_client_s_answer_happens_at_its_end():
     sched = await _scheduler()
     log: list[tuple[str, float]] = []
 
-    def step(name: str, then: Any = None):
-        async def body() -> None:
-            log.append((name, sched.now_ms))
-            if then is not None:
-                then()
-
-        return body
-
+    step = functools.partial(_logged_step, sched, log)
     done = asyncio.Event()
     sched.spawn(1000, step("call done", lambda: (sched.wait_for_client(), done.set())))
     sched.spawn(2500, step("next turn's speech_started"))
@@ -180,14 +185,7 @@ async def test_a_function_s_simulated_run_lets_time_run_to_its_end_and_its_outpu
     sched = await _scheduler()
     log: list[tuple[str, float]] = []
 
-    def step(name: str, then: Any = None):
-        async def body() -> None:
-            log.append((name, sched.now_ms))
-            if then is not None:
-                then()
-
-        return body
-
+    step = functools.partial(_logged_step, sched, log)
     done = asyncio.Event()
     sched.spawn(1000, step("call done", lambda: (sched.wait_for_client(), done.set())))
     sched.spawn(1300, step("the user speaks while it runs"))

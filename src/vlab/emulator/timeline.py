@@ -290,12 +290,7 @@ class Scheduler:
 
     async def wait_for(self, awaitable: Awaitable[T]) -> T:
         """Give the turn back while waiting for something another step or a thread will finish."""
-        self._busy += 1
-        self._give_back()
-        try:
-            value = await awaitable
-        finally:
-            self._busy -= 1
+        value = await self._outside(awaitable)
         await self.at(self.now_ms)
         return value
 
@@ -306,14 +301,18 @@ class Scheduler:
         this one goes on from there before any later step runs, however the event loop orders the two
         tasks. (:meth:`wait_for` takes the turn again at whatever time the timeline has reached by then.)
         """
+        booked = await self._outside(wake)
+        await booked.future
+        self._holder_task = asyncio.current_task()
+
+    async def _outside(self, awaitable: Awaitable[T]) -> T:
+        """Give the turn back and wait for ``awaitable``, counted as work that may still schedule steps."""
         self._busy += 1
         self._give_back()
         try:
-            booked = await wake
+            return await awaitable
         finally:
             self._busy -= 1
-        await booked.future
-        self._holder_task = asyncio.current_task()
 
     async def wait_outside(self, awaitable: Awaitable[T]) -> T:
         """From a step: wait for work outside the timeline (an MCP server's answer) that is due now.
