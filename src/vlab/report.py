@@ -109,7 +109,9 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
                 if with_tools
                 else ""
             )
-            + ". Up to 4 correctly ended turns per setting. "
+            + ". Up to 4 correctly ended turns per setting. A turn that ends while a reply is still under way "
+            "(the answer to calls made on part of the sentence, say) gets its own once that one is done: its turn "
+            "commit includes the wait. "
             + (
                 "On the emulator's simulated timeline: the same at any replay speed and load."
                 if simulated
