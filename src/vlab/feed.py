@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from vlab import protocol
+from vlab.audio.pcm import silence
 from vlab.clock import NS_PER_S
 from vlab.errors import VlabError
 from vlab.protocol_limits import SERVER_VAD, turn_detection_defaults
@@ -165,7 +166,7 @@ async def _send_silence(
     session: Session, speed: float, send: Callable[[bytes], Awaitable[None]] | None, duration_ms: float
 ) -> None:
     """Send ``duration_ms`` of the user's silence, as the prompt was sent."""
-    pcm = bytes(2 * round(session.settings.input_bytes_per_s // 2 * duration_ms / 1000))
+    pcm = silence(duration_ms, session.settings.input_bytes_per_s // 2)
     if send is not None:
         await send(pcm)
     else:

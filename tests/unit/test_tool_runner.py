@@ -41,7 +41,10 @@ class _Session:
         self.run_ms.append(run_ms)
 
     async def send_mcp_approval(self, approval_request_id: str, approve: bool) -> None:
-        await asyncio.sleep(0)  # a real send gives the loop a turn before the frame is out (no time passes)
+        # a real send gives the loop a turn before the frame is out (no time passes): one turn, here too
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_soon(turn.set_result, None)
+        await turn
         self._record("approval", approval_request_id, approve)
 
     def server(self, kind: str, **event: Any) -> None:

@@ -351,9 +351,10 @@ class Session:
         """Whether the server is vlab's emulator, which stamps its events with their simulated time.
 
         (The embedded emulator, ``vlab emulator`` or an :class:`~vlab.emulator.Emulator` given as an endpoint;
-        known from its first event.)
+        known from its first event, which the emulator stamps like every other.)
         """
-        return any(r.sim_ms is not None for r in self.records if r.direction == "server")
+        first = next((r for r in self.records if r.direction == "server"), None)
+        return first is not None and first.sim_ms is not None
 
     # --- receiving -----------------------------------------------------------------------------------------
 
