@@ -94,8 +94,8 @@ async def feed_prompt(
         tools: The runner answering the session's tool calls (function calls, MCP approvals, the
             answer to an MCP call). On the emulator each answer then happens on the input timeline where
             its call ended (after the function's ``run_ms``), at any speed, a chain's calls past the
-            prompt's last sample included: the user's silence follows the prompt meanwhile
-            (:func:`_answer_calls`).
+            prompt's last sample included (a committed turn's are all past it): the user's silence
+            follows the prompt meanwhile (:func:`_answer_calls`).
 
     Raises:
         NoSpeechDetected: The server VAD found no speech in the whole prompt.
@@ -111,13 +111,14 @@ async def feed_prompt(
         await send(pcm)
     else:
         await session.stream_audio(pcm, speed=speed)
+    asked = len(session.records)
     if commit:
         await session.commit()
         await session.create_response()
     if on_emulator:
         if tools is not None:
-            more = None if commit else functools.partial(_send_silence, session, speed, send)
-            await _answer_calls(session, tools, timeout_s, more_input=more)
+            more = functools.partial(_send_silence, session, speed, send)
+            await _answer_calls(session, tools, timeout_s, more, committed_at=asked if commit else None)
         await set_timeline(session, protocol.TIMELINE_ENDED, timeout_s=timeout_s)
         await wait_for_reaction_replies(session, timeout_s)
         _raise_if_throttled(session, since)
@@ -135,7 +136,8 @@ async def _answer_calls(
     session: Session,
     tools: ToolRunner,
     timeout_s: float,
-    more_input: Callable[[float], Awaitable[None]] | None = None,
+    more_input: Callable[[float], Awaitable[None]],
+    committed_at: int | None = None,
 ) -> None:
     """Let ``tools`` answer every tool call the audio sent so far leads to, before ``"ended"``.
 
@@ -145,8 +147,9 @@ async def _answer_calls(
     far and answers it. Repeated until a round brings no new answer: no ``response.create`` and no item
     (an output, an approval). An approval counts: the approved call runs after it, and holds time again
     until the runner asks for its spoken answer, which a round that ended on the approval would miss.
-    And while the runner still has work under way (a response past the end of the audio: a chain's next
-    call, or the answer), ``more_input`` sends the user's silence for another round
+    And while work is still under way past the end of the audio (the runner's response: a chain's next
+    call, or the answer; or the response a committed turn asked for at record ``committed_at``, whose call
+    comes after the audio it answers), ``more_input`` sends the user's silence for another round
     (:data:`ANSWER_SILENCE_MS`), so that work too happens on the input timeline.
     """
     silence_ms = 0.0
@@ -156,7 +159,8 @@ async def _answer_calls(
         await tools.caught_up()
         if _answers_sent(session) != answered:
             continue
-        if tools.idle or more_input is None or silence_ms >= MAX_ANSWER_SILENCE_MS:
+        under_way = not tools.idle or (committed_at is not None and _unended(session, committed_at))
+        if not under_way or silence_ms >= MAX_ANSWER_SILENCE_MS:
             return
         await more_input(ANSWER_SILENCE_MS)
         silence_ms += ANSWER_SILENCE_MS
@@ -171,6 +175,15 @@ async def _send_silence(
         await send(pcm)
     else:
         await session.stream_audio(pcm, speed=speed)
+
+
+def _unended(session: Session, since: int) -> bool:
+    """The response asked for at record ``since`` has neither ended nor been refused.
+
+    That is: no ``response.done`` nor ``error`` from the server since.
+    """
+    ends = (protocol.RESPONSE_DONE, protocol.ERROR)
+    return not any(r.type in ends and r.direction == "server" for r in session.records[since:])
 
 
 def _answers_sent(session: Session) -> int:

@@ -14,6 +14,7 @@ from tests._mcp_server import answer, stand_in_mcp
 from vlab import Session, protocol
 from vlab.feed import feed_prompt, trailing_silence_ms
 from vlab.metrics import tool_calls, turn_latency
+from vlab.prompts import load_prompt_set, select_prompts
 from vlab.session import McpApprovalRequest, ToolRunner
 from vlab.settings import FunctionTool, McpServer, ServerVad, SessionSettings
 from vlab.testing import SDK_SAMPLE_TOOLS, spoken_prompt
@@ -163,3 +164,49 @@ async def test_a_spoken_question_answered_through_mcp_is_timed_alike_at_every_sp
         assert (len(fast), approved.trigger, approved.tool_calls) == (4, "client", 1)
         assert approved.t_eos_ns == question.t_done_ns
     assert tool_calls(frame)["status"].tolist() == ["completed"]
+
+
+async def test_a_committed_turn_s_chain_of_calls_is_timed_alike_at_every_speed():
+    """Manual turns (no turn detection: the session panel's "none"): the committed turn's response, its
+    calls and their answers all come after the audio it answers. The feed's rounds send the user's silence
+    until the chain is answered, so each answer happens on the input timeline, each function's run time
+    included, at any speed (before, they came after ``ended``: the run times were lost and the answers
+    were placed before the calls they answer)."""
+    prompt = select_prompts(load_prompt_set(), ["pause_300"])[0]  # "…book a table for four people…"
+    tools = [
+        FunctionTool(name="check_availability", description="Which tables are free"),
+        FunctionTool(name="book_table", description="Book a table"),
+    ]
+    settings = SessionSettings(tools=tools, turn_detection=None)
+    handlers = {"check_availability": _returns({"free": [12, 14]}), "book_table": _returns({"table": 12})}
+    turns = {}
+    for speed in (math.inf, 4.0):
+        options = {"speed": speed, "hear_audio": True, "script": "examples/chained_tools.json"}
+        async with Session(settings, emulator_options=options, dotenv_path=False) as session:
+            run_ms = {"check_availability": 800, "book_table": 600}
+            async with ToolRunner(session, handlers, run_ms=run_ms) as runner:
+                await feed_prompt(
+                    session, prompt.pcm(24_000), speed=speed, timeout_s=60, commit=True, tools=runner
+                )
+                assert runner.idle  # the feed answered the whole chain before it said "ended"
+            frame = session.frame()
+        turns[speed] = turn_latency(frame)
+    timed = ["trigger", "tool_calls", "t_eos_ns", "t_created_ns", "t_first_audio_ns", "t_done_ns",
+             "voice_to_answer_ms"]  # fmt: skip
+    pd.testing.assert_frame_equal(turns[math.inf][timed], turns[4.0][timed])
+    question, booking, answer = (row for _, row in turns[math.inf].iterrows())
+    assert [question.trigger, booking.trigger, answer.trigger] == ["commit", "client", "client"]
+    assert (question.tool_calls, booking.tool_calls, question.calls_to_answer) == (1, 1, 2)
+    assert question.t_eos_ns == len(prompt.pcm(24_000)) / 2 / 24_000 * 1e9  # committed at the audio's end
+    assert booking.t_eos_ns == question.t_done_ns + 800e6  # each output, its function's run after the call
+    assert answer.t_eos_ns == booking.t_done_ns + 600e6
+    assert question.voice_to_answer_ms == pytest.approx((answer.t_first_audible_ns - question.t_eos_ns) / 1e6)
+    assert [c["name"] for c in tool_calls(frame).to_dict("records")] == ["check_availability", "book_table"]
+    assert _said(frame) == ['Your table is booked: {"table": 12}.']
+
+
+def _returns(output: dict[str, Any]) -> Any:
+    async def handler(**_: Any) -> dict[str, Any]:
+        return output
+
+    return handler

@@ -39,6 +39,10 @@ class _Session:
         return []
 
 
+async def _no_input(ms: float) -> None:
+    raise AssertionError("the runner is idle: no silence is needed")
+
+
 class _Runner:
     """Answers with the client events of each round in turn (none once they run out)."""
 
@@ -66,17 +70,17 @@ async def test_an_approval_is_an_answer_so_another_round_lets_the_approved_call_
     session = _Session()
     approval, answer = protocol.CLIENT_ITEM_CREATE, protocol.CLIENT_RESPONSE_CREATE
     runner = _Runner(session, [[approval], [answer], []])  # approve; ask for the call's spoken answer; done
-    await _answer_calls(session, runner, timeout_s=1.0)  # type: ignore[arg-type]
+    await _answer_calls(session, runner, timeout_s=1.0, more_input=_no_input)  # type: ignore[arg-type]
     assert session.rounds == 3 and runner.rounds == []
 
 
 async def test_the_rounds_end_with_one_that_brings_no_answer():
     session = _Session()
     runner = _Runner(session, [[protocol.CLIENT_ITEM_CREATE, protocol.CLIENT_RESPONSE_CREATE], []])
-    await _answer_calls(session, runner, timeout_s=1.0)  # type: ignore[arg-type]
+    await _answer_calls(session, runner, timeout_s=1.0, more_input=_no_input)  # type: ignore[arg-type]
     assert session.rounds == 2
     session.rounds = 0
-    await _answer_calls(session, _Runner(session, []), timeout_s=1.0)  # type: ignore[arg-type]
+    await _answer_calls(session, _Runner(session, []), timeout_s=1.0, more_input=_no_input)  # type: ignore[arg-type]
     assert session.rounds == 1
 
 
@@ -85,7 +89,7 @@ async def test_a_person_deciding_an_approval_past_the_timeout_does_not_fail_the_
     update comes after them: the wait goes on, however long they take, and times out again from there."""
     session = _Session(timeouts=1)
     runner = _Runner(session, [[protocol.CLIENT_ITEM_CREATE], []], pending=1)
-    await _answer_calls(session, runner, timeout_s=1.0)  # type: ignore[arg-type]
+    await _answer_calls(session, runner, timeout_s=1.0, more_input=_no_input)  # type: ignore[arg-type]
     assert runner.waited_for_a_person == 1 and session.rounds == 2
 
 
@@ -98,17 +102,17 @@ async def test_a_person_who_decided_during_the_wait_restarts_its_timeout():
         runner.people_asked += 1
 
     session.meanwhile.append(asked_and_answered)
-    await _answer_calls(session, runner, timeout_s=1.0)  # type: ignore[arg-type]
+    await _answer_calls(session, runner, timeout_s=1.0, more_input=_no_input)  # type: ignore[arg-type]
     assert runner.waited_for_a_person == 1 and session.rounds == 2
 
 
 async def test_a_round_the_emulator_does_not_answer_in_time_fails_when_nobody_is_deciding():
     session = _Session(timeouts=1)
     with pytest.raises(TimeoutError, match="no session.updated"):
-        await _answer_calls(session, _Runner(session, []), timeout_s=1.0)  # type: ignore[arg-type]
+        await _answer_calls(session, _Runner(session, []), timeout_s=1.0, more_input=_no_input)  # type: ignore[arg-type]
     session = _Session(timeouts=2)  # a person decided, and the reply still does not come
     with pytest.raises(TimeoutError):
-        await _answer_calls(session, _Runner(session, [], pending=1), timeout_s=1.0)  # type: ignore[arg-type]
+        await _answer_calls(session, _Runner(session, [], pending=1), timeout_s=1.0, more_input=_no_input)  # type: ignore[arg-type]
 
 
 async def test_while_a_response_is_still_under_way_past_the_audio_the_rounds_send_the_user_s_silence():
@@ -125,10 +129,24 @@ async def test_while_a_response_is_still_under_way_past_the_audio_the_rounds_sen
 
     await _answer_calls(session, runner, timeout_s=1.0, more_input=more_input)  # type: ignore[arg-type]
     assert sent == [ANSWER_SILENCE_MS] * 2 and session.rounds == 3
-    runner.busy_rounds = 1  # without a way to send audio (committed turns), the rounds end as before
-    session.rounds = 0
-    await _answer_calls(session, runner, timeout_s=1.0)  # type: ignore[arg-type]
-    assert session.rounds == 1
+
+
+@pytest.mark.parametrize("end", [protocol.RESPONSE_DONE, protocol.ERROR])
+async def test_a_committed_turn_s_response_is_under_way_until_it_ends_or_is_refused(end):
+    """A committed turn's response (asked for by the client, not the runner) ends past the audio it answers:
+    the rounds send silence until its ``response.done``, or an ``error`` refusing it, is in the log."""
+    session = _Session()
+    session.records.append(SimpleNamespace(type=protocol.RESPONSE_DONE, direction="server"))  # an earlier one
+    asked = len(session.records)
+    sent: list[float] = []
+
+    async def more_input(ms: float) -> None:
+        sent.append(ms)
+        if len(sent) == 2:
+            session.records.append(SimpleNamespace(type=end, direction="server"))
+
+    await _answer_calls(session, _Runner(session, []), 1.0, more_input, committed_at=asked)  # type: ignore[arg-type]
+    assert sent == [ANSWER_SILENCE_MS] * 2 and session.rounds == 3
 
 
 async def test_a_runner_that_stays_busy_is_let_go_after_two_minutes_of_silence():

@@ -296,6 +296,30 @@ async def test_a_function_tool_s_handler_answers_and_the_answer_is_spoken_before
     assert turns["t_eos_ns"].iloc[1] == turns["t_done_ns"].iloc[0]
 
 
+async def test_a_manual_turn_s_tool_call_is_answered_where_it_ended(tmp_path, prompt_dir):
+    """The committed turn's response and its call come after the prompt's audio: the replay sends the
+    user's silence until they have (its status line does not go back to "sending the prompt…"), so the
+    answer happens on the emulator's timeline where the call ended, not at the audio's end before it."""
+
+    async def get_current_weather(location: str) -> dict:
+        return {"location": location, "temperature": 22}
+
+    panel = _panel(
+        tmp_path, prompt_dir, tools=[WEATHER], tool_handlers={"get_current_weather": get_current_weather}
+    )
+    panel.turn_type.value = "manual"
+    statuses: list[str] = []
+    panel.status.observe(lambda change: statuses.append(change["new"]), names="value")
+    panel.start.click()
+    await panel.task
+    result = json.dumps({"location": "Seattle", "temperature": 22})
+    assert _said(panel) == [f"Here is what I found: {result}."] and panel.output.outputs == ()
+    question, answer = (row for _, row in turn_latency(panel.session.frame()).iterrows())
+    assert (question.trigger, question.tool_calls, answer.trigger) == ("commit", 1, "client")
+    assert question.timeline == "simulated" and answer.t_eos_ns == question.t_done_ns
+    assert sum("sending the prompt" in s for s in statuses) == 1 and "finished" in statuses[-1]
+
+
 @pytest.mark.parametrize(
     ("button", "said"),
     [

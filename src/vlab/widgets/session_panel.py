@@ -643,15 +643,20 @@ class SessionPanel:
         from vlab.feed import feed_prompt
 
         rate = settings.input_bytes_per_s // 2
+        prompt_sent = False
 
-        async def send(pcm: bytes) -> None:
-            self._set_status("sending the prompt…")
+        async def send(pcm: bytes) -> None:  # the prompt; then the user's silence while calls are answered
+            nonlocal prompt_sent
+            if not prompt_sent:
+                self._set_status("sending the prompt…")
             self._meter.reset(rate)
             async for chunk, _ in paced_chunks(pcm, sample_rate=rate, speed=self.replay_speed):
                 self._meter(chunk)
                 await session.append_audio(chunk)
             self._meter.reset()
-            self._set_status("waiting for the answer…")
+            if not prompt_sent:
+                self._set_status("waiting for the answer…")
+            prompt_sent = True
 
         self.start.disabled = True
         await feed_prompt(
