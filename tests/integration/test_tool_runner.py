@@ -172,22 +172,13 @@ async def test_a_committed_turn_s_chain_of_calls_is_timed_alike_at_every_speed()
     until the chain is answered, so each answer happens on the input timeline, each function's run time
     included, at any speed (before, they came after ``ended``: the run times were lost and the answers
     were placed before the calls they answer)."""
-    prompt = select_prompts(load_prompt_set(), ["pause_300"])[0]  # "…book a table for four people…"
-    tools = [
-        FunctionTool(name="check_availability", description="Which tables are free"),
-        FunctionTool(name="book_table", description="Book a table"),
-    ]
-    settings = SessionSettings(tools=tools, turn_detection=None)
-    handlers = {"check_availability": _returns({"free": [12, 14]}), "book_table": _returns({"table": 12})}
+    pcm = _TABLE_PROMPT.pcm(24_000)
     turns = {}
     for speed in (math.inf, 4.0):
-        options = {"speed": speed, "hear_audio": True, "script": "examples/chained_tools.json"}
-        async with Session(settings, emulator_options=options, dotenv_path=False) as session:
+        async with _table_chain(speed) as session:
             run_ms = {"check_availability": 800, "book_table": 600}
-            async with ToolRunner(session, handlers, run_ms=run_ms) as runner:
-                await feed_prompt(
-                    session, prompt.pcm(24_000), speed=speed, timeout_s=60, commit=True, tools=runner
-                )
+            async with ToolRunner(session, _TABLE_HANDLERS, run_ms=run_ms) as runner:
+                await feed_prompt(session, pcm, speed=speed, timeout_s=60, commit=True, tools=runner)
                 assert runner.idle  # the feed answered the whole chain before it said "ended"
             frame = session.frame()
         turns[speed] = turn_latency(frame)
@@ -197,7 +188,7 @@ async def test_a_committed_turn_s_chain_of_calls_is_timed_alike_at_every_speed()
     question, booking, answer = (row for _, row in turns[math.inf].iterrows())
     assert [question.trigger, booking.trigger, answer.trigger] == ["commit", "client", "client"]
     assert (question.tool_calls, booking.tool_calls, question.calls_to_answer) == (1, 1, 2)
-    assert question.t_eos_ns == len(prompt.pcm(24_000)) / 2 / 24_000 * 1e9  # committed at the audio's end
+    assert question.t_eos_ns == len(pcm) / 2 / 24_000 * 1e9  # committed at the audio's end
     assert booking.t_eos_ns == question.t_done_ns + 800e6  # each output, its function's run after the call
     assert answer.t_eos_ns == booking.t_done_ns + 600e6
     assert question.voice_to_answer_ms == pytest.approx((answer.t_first_audible_ns - question.t_eos_ns) / 1e6)
@@ -205,8 +196,47 @@ async def test_a_committed_turn_s_chain_of_calls_is_timed_alike_at_every_speed()
     assert _said(frame) == ['Your table is booked: {"table": 12}.']
 
 
+async def test_answers_sent_after_ended_are_timed_where_the_emulator_placed_them():
+    """A client that says ``ended`` before it answers (here ``feed_prompt`` without its runner): on the
+    free-running timeline the emulator places each answer where its time then is, the call's end, not at
+    the end of the audio before it. ``turn_latency`` places the client's events no earlier than the last
+    server event it had received, as the emulator does."""
+    async with _table_chain(math.inf) as session:
+        async with ToolRunner(session, _TABLE_HANDLERS) as runner:
+            await feed_prompt(session, _TABLE_PROMPT.pcm(24_000), speed=math.inf, timeout_s=60, commit=True)
+            await runner.settled()
+        frame = session.frame()
+    outputs = [
+        sim_ms * 1e6
+        for sim_ms, payload in frame[frame["type"] == protocol.ITEM_CREATED][["sim_ms", "payload"]].values
+        if json.loads(payload)["item"]["type"] == "function_call_output"
+    ]
+    question, booking, answer = (row for _, row in turn_latency(frame).iterrows())
+    assert [booking.t_eos_ns, answer.t_eos_ns] == outputs  # where the emulator placed each output
+    assert booking.t_eos_ns == question.t_done_ns and answer.t_eos_ns == booking.t_done_ns
+
+
+_TABLE_PROMPT = select_prompts(load_prompt_set(), ["pause_300"])[0]
+""""I would like to book a table for … four people at seven tonight": examples/chained_tools.json's chain."""
+
+
 def _returns(output: dict[str, Any]) -> Any:
     async def handler(**_: Any) -> dict[str, Any]:
         return output
 
     return handler
+
+
+_TABLE_HANDLERS = {"check_availability": _returns({"free": [12, 14]}), "book_table": _returns({"table": 12})}
+
+
+def _table_chain(speed: float) -> Session:
+    """A session with manual turns whose emulator follows examples/chained_tools.json."""
+    tools = [
+        FunctionTool(name="check_availability", description="Which tables are free"),
+        FunctionTool(name="book_table", description="Book a table"),
+    ]
+    options = {"speed": speed, "hear_audio": True, "script": "examples/chained_tools.json"}
+    return Session(
+        SessionSettings(tools=tools, turn_detection=None), emulator_options=options, dotenv_path=False
+    )

@@ -4,8 +4,9 @@ Every figure is measured on one timeline (the ``timeline`` column):
 
 - ``simulated``: a run on vlab's emulator fed on its input timeline (:mod:`vlab.feed`). Each server
   event carries its time on the emulator's simulated timeline (the log's ``sim_ms``, ms of input audio),
-  and input audio at offset ``a`` ms is at time ``a``. Figures do not depend on the replay speed or on
-  the machine's load.
+  and input audio at offset ``a`` ms is at time ``a``; a client event is where its audio had reached,
+  or where the emulator held time for it (``docs/timeline.md``), and never before the last server event
+  it had received. Figures do not depend on the replay speed or on the machine's load.
 - ``client``: anything else (Azure, or an emulator that was not told the input timeline): the client's
   monotonic clock, ``t_ns`` of the log, with input audio placed at the time it was sent.
 
@@ -152,6 +153,7 @@ def turn_latency(
     pending_client: dict[str, Any] | None = None  # last commit / response.create / item.create
     held_ns = math.inf  # simulated timeline: a tool call's end, which holds time until the client answers
     floor_ns = -math.inf  # simulated timeline: a function's simulated run end; no client event before it
+    seen_ns = -math.inf  # simulated timeline: the latest server event received; the server ran up to it
     input_mode = False  # the client has put the emulator's timeline in "input" mode (calls hold time then)
     approvals: set[str] = set()  # MCP approval requests the client has not answered
     mcp_calls: set[str] = set()  # MCP calls of a completed response that have not returned
@@ -169,8 +171,10 @@ def turn_latency(
         if sim is not None:  # the simulated timeline: server events at their time, client ones at their audio
             if r.direction == "server":
                 t = float(sim[i])
-            else:  # or at an unanswered function call's end, as the emulator places them (docs/timeline.md)
-                t = max(min(timeline.position_at(t_wall) * _NS_PER_MS, held_ns), floor_ns)
+                seen_ns = max(seen_ns, t)
+            else:  # or at an unanswered function call's end, as the emulator places them (docs/timeline.md),
+                # and never before what the server had done when it arrived (once the client's audio ended)
+                t = max(min(timeline.position_at(t_wall) * _NS_PER_MS, held_ns), floor_ns, seen_ns)
                 run_ms = (
                     protocol.function_run_ms(payload_of(r.payload))
                     if kind == protocol.CLIENT_ITEM_CREATE
