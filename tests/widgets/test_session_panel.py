@@ -13,6 +13,7 @@ import soundfile as sf
 
 from tests._logs import T0_NS, hand_record
 from tests._mcp_server import stand_in_mcp
+from vlab import protocol
 from vlab.clock import VirtualClock
 from vlab.errors import ConfigError
 from vlab.log.records import EventRecord
@@ -249,6 +250,15 @@ WEATHER = FunctionTool(
 LEARN = "https://learn.microsoft.com/api/mcp"
 
 
+def _answered_before_ended(frame) -> bool:
+    """The replay asked for its last response before it told the emulator its input had ended: on the
+    input timeline, where each answer is placed where its call ended at any speed."""
+    client = frame[frame["direction"] == "client"]
+    modes = [protocol.timeline_mode(json.loads(p)) for p in client["payload"]]
+    asked = [i for i, kind in enumerate(client["type"]) if kind == protocol.CLIENT_RESPONSE_CREATE]
+    return modes.index(protocol.TIMELINE_ENDED) > asked[-1]
+
+
 def _said(panel) -> list[str]:
     frame = panel.session.frame()
     return frame[frame["type"] == "response.audio_transcript.done"]["text"].tolist()
@@ -314,23 +324,27 @@ async def test_a_manual_turn_s_tool_call_is_answered_where_it_ended(tmp_path, pr
     await panel.task
     result = json.dumps({"location": "Seattle", "temperature": 22})
     assert _said(panel) == [f"Here is what I found: {result}."] and panel.output.outputs == ()
-    question, answer = (row for _, row in turn_latency(panel.session.frame()).iterrows())
+    frame = panel.session.frame()
+    question, answer = (row for _, row in turn_latency(frame).iterrows())
     assert (question.trigger, question.tool_calls, answer.trigger) == ("commit", 1, "client")
     assert question.timeline == "simulated" and answer.t_eos_ns == question.t_done_ns
+    assert _answered_before_ended(frame)
     assert sum("sending the prompt" in s for s in statuses) == 1 and "finished" in statuses[-1]
 
 
 @pytest.mark.parametrize(
-    ("button", "said"),
+    ("button", "said", "turns"),
     [
-        ("Approve", "Here is what I found: microsoft_docs_search answered {}."),
-        ("Decline", "I did not run microsoft_docs_search, as you declined it."),
+        ("Approve", "Here is what I found: microsoft_docs_search answered {}.", "server_vad"),
+        ("Decline", "I did not run microsoft_docs_search, as you declined it.", "server_vad"),
+        ("Approve", "Here is what I found: microsoft_docs_search answered {}.", "manual"),
     ],
 )
-async def test_an_mcp_call_waits_for_the_approve_or_decline_button(tmp_path, prompt_dir, button, said):
+async def test_an_mcp_call_waits_for_the_approve_or_decline_button(tmp_path, prompt_dir, button, said, turns):
     weather = {"microsoft_docs_search": "Get the weather like in a city today."}
     async with stand_in_mcp(descriptions=weather) as mcp:
         panel = _panel(tmp_path, prompt_dir)
+        panel.turn_type.value = turns
         panel.emulator_options["mcp_redirects"] = {LEARN: mcp.url}
         panel.mcp_url.value = LEARN
         panel.mcp_label.value = "azure_doc"
@@ -356,7 +370,7 @@ async def test_an_mcp_call_waits_for_the_approve_or_decline_button(tmp_path, pro
     # the person's answer happens on the emulator's timeline where the request's response ended: the
     # emulator holds its time there, and the replay's rounds wait for the person
     turns = turn_latency(panel.session.frame())
-    assert turns["timeline"].iloc[0] == "simulated"
+    assert turns["timeline"].iloc[0] == "simulated" and _answered_before_ended(panel.session.frame())
     assert turns["t_eos_ns"].iloc[1] == turns["t_done_ns"].iloc[0]
 
 
