@@ -189,6 +189,7 @@ async def test_a_committed_turn_s_chain_of_calls_is_timed_alike_at_every_speed()
     assert [question.trigger, booking.trigger, answer.trigger] == ["commit", "client", "client"]
     assert (question.tool_calls, booking.tool_calls, question.calls_to_answer) == (1, 1, 2)
     assert question.t_eos_ns == len(pcm) / 2 / 24_000 * 1e9  # committed at the audio's end
+    assert question.a_eos_ms == len(pcm) / 2 / 24  # the audio it committed, on the input-audio clock
     assert booking.t_eos_ns == question.t_done_ns + 800e6  # each output, its function's run after the call
     assert answer.t_eos_ns == booking.t_done_ns + 600e6
     assert question.voice_to_answer_ms == pytest.approx((answer.t_first_audible_ns - question.t_eos_ns) / 1e6)

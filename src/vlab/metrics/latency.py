@@ -204,7 +204,7 @@ def turn_latency(
                         if not approvals:
                             held_ns = math.inf
             if kind == protocol.CLIENT_COMMIT:
-                pending_client = {"trigger": "commit", "t_ns": t, "a_ms": timeline.position_at(t)}
+                pending_client = {"trigger": "commit", "t_ns": t, "a_ms": timeline.position_at(t_wall)}
             elif kind == protocol.CLIENT_RESPONSE_CREATE and (
                 pending_client is None or pending_client["trigger"] != "commit"
             ):
