@@ -167,7 +167,7 @@ async def test_a_spoken_question_answered_through_mcp_is_timed_alike_at_every_sp
 
 
 async def test_a_committed_turn_s_chain_of_calls_is_timed_alike_at_every_speed():
-    """Manual turns (no turn detection: the session panel's "none"): the committed turn's response, its
+    """Manual turns (no turn detection: the session panel's "manual"): the committed turn's response, its
     calls and their answers all come after the audio it answers. The feed's rounds send the user's silence
     until the chain is answered, so each answer happens on the input timeline, each function's run time
     included, at any speed (before, they came after ``ended``: the run times were lost and the answers
