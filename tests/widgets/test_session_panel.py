@@ -162,6 +162,59 @@ def test_the_browser_microphone_is_the_default_when_the_kernel_has_none(
         SessionPanel(runs_dir=tmp_path, prompt_dir=prompt_dir, source="Line in")
 
 
+class _Speaker:
+    """A kernel microphone that captures the prompt once, then waits (as if the room went quiet)."""
+
+    def __init__(self, pcm: bytes) -> None:
+        self.pcm = pcm
+        self.said = asyncio.Event()  # the whole prompt has been captured
+
+    async def __aenter__(self) -> _Speaker:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        pass
+
+    async def chunks(self):
+        from vlab.audio.devices import MicChunk
+
+        for i in range(0, len(self.pcm), 960):  # 20 ms blocks at 24 kHz
+            yield MicChunk(self.pcm[i : i + 960], t_ns=i // 48 * 1_000_000)  # captured at i / 48 ms
+        self.said.set()
+        await asyncio.Event().wait()
+
+
+async def test_manual_turns_from_a_microphone_end_with_the_end_turn_button(
+    tmp_path, prompt_dir, prompt, monkeypatch
+):
+    """Push-to-talk: with no turn detection nothing ends the user's turn but them. End turn (shown for a
+    microphone with manual turns, enabled while it listens) commits what was said and asks for the answer."""
+    import vlab.audio.devices
+
+    mic = _Speaker(prompt.pcm)
+    monkeypatch.setattr(vlab.audio.devices, "Microphone", lambda sample_rate: mic)
+    panel = _panel(tmp_path, prompt_dir)
+    panel.turn_type.value = "manual"
+    assert panel.end_turn.layout.display == "none"  # a WAV prompt is committed when it has been sent
+    panel.source.value = "Microphone"
+    assert panel.end_turn.layout.display is None and panel.end_turn.disabled
+    panel.turn_type.value = "server_vad"
+    assert panel.end_turn.layout.display == "none"  # the server's VAD ends the turns
+    panel.turn_type.value = "manual"
+    panel.start.click()
+    await mic.said.wait()
+    assert not panel.end_turn.disabled and "End turn" in panel.status.value
+    assert panel.end_user_turn() is not None
+    await panel.session.wait_for(protocol.AUDIO_TRANSCRIPT_DONE)
+    (turn,) = turn_latency(panel.session.frame()).itertuples()
+    assert (turn.trigger, turn.a_eos_ms) == ("commit", len(prompt.pcm) / 2 / 24)  # all it had said
+    assert "turn ended" in panel.status.value and panel.output.outputs == ()
+    panel.stop.click()
+    with pytest.raises(asyncio.CancelledError):
+        await panel.task
+    assert panel.end_turn.disabled and panel.end_user_turn() is None
+
+
 def test_the_level_meter_moves_ten_times_a_second_of_audio_with_the_loudest_chunk():
     import ipywidgets as widgets
 

@@ -107,6 +107,9 @@ class SessionPanel:
         tool_handlers: The code of each function tool, by name (see :class:`vlab.session.ToolRunner`):
             a call runs it, and its result is spoken. An MCP call that needs approval shows Approve and
             Decline buttons.
+
+    With manual turns (no turn detection) and a microphone, End turn ends each of the user's turns
+    (push-to-talk: :meth:`end_user_turn`).
     """
 
     def __init__(
@@ -277,6 +280,14 @@ class SessionPanel:
         )
         self.start = widgets.Button(description="Start", button_style="success", icon="play")
         self.stop = widgets.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
+        self.end_turn = widgets.Button(
+            description="End turn",
+            button_style="primary",
+            icon="paper-plane",
+            tooltip="Manual turns: commit what you said and ask for the answer (push-to-talk)",
+            disabled=True,
+        )
+        """Manual turns from a microphone: ends the user's turn (shown only then, enabled while listening)."""
         self.status = widgets.HTML("<i>idle</i>")
         self.approvals = widgets.VBox([])
         """One row (the call, Approve, Decline) per MCP call waiting for approval."""
@@ -304,7 +315,7 @@ class SessionPanel:
         form.layout = widgets.Layout(width="470px", flex="0 0 auto", overflow="visible")
         live = widgets.VBox(
             [
-                widgets.HBox([self.start, self.stop]),
+                widgets.HBox([self.start, self.stop, self.end_turn]),
                 self.status,
                 self.approvals,
                 self.level,
@@ -335,6 +346,7 @@ class SessionPanel:
             box.observe(guarded(self.output, f"Setting the {what}")(self._taker(box, what)), names="value")
         self.start.on_click(guarded(self.output, "Start")(lambda _: self.start_session()))
         self.stop.on_click(guarded(self.output, "Stop")(lambda _: self.stop_session()))
+        self.end_turn.on_click(guarded(self.output, "End turn")(lambda _: self.end_user_turn()))
         self._sync_visibility()
 
     def _ipython_display_(self) -> None:
@@ -354,6 +366,7 @@ class SessionPanel:
         show(self.semantic_box, self.turn_type.value.startswith("azure_semantic"))
         show(self.prompt_box, self.source.value == WAV_PROMPT)
         show(self.upload_box, self.source.value == UPLOADED_FILE)
+        show(self.end_turn, self.source.value in _LIVE and self.turn_type.value == "manual")
         show(self.speaker_side, self.speaker.value)
         browser_out = self.speaker.value and self.speaker_side.value == "browser"
         show(self.browser_box, self.source.value == BROWSER_MIC or browser_out)
@@ -493,8 +506,27 @@ class SessionPanel:
             self.task.cancel()
             self._set_status("stopping…")
 
+    def end_user_turn(self) -> asyncio.Task[Any] | None:
+        """Manual turns from a microphone (push-to-talk): commit what was said and ask for the answer.
+
+        Returns the task that sends the two events, or None when no microphone is listening.
+        """
+        session = self.session
+        if session is None or self.end_turn.disabled:
+            return None
+
+        async def commit() -> None:
+            await session.commit()
+            await session.create_response()
+            self._set_status(
+                "turn ended, answer asked for — speak again, then End turn; Stop ends the session"
+            )
+
+        return start_task(commit, self.output, what="Ending the turn")
+
     def _finished(self) -> None:
         self.start.disabled, self.stop.disabled = False, True
+        self.end_turn.disabled = True
         self.start.description = "Start"
         self._meter.reset()
         state = "stopped" if self._stopping else "finished"
@@ -683,7 +715,11 @@ class SessionPanel:
             from vlab.audio.devices import Microphone
 
             mic = Microphone(sample_rate=rate)
-        self._set_status("listening — speak, then press Stop")
+        if settings.turn_detection is None:  # push-to-talk: the user ends each turn
+            self._set_status("listening — speak, then End turn; Stop ends the session")
+            self.end_turn.disabled = False
+        else:
+            self._set_status("listening — speak, then press Stop")
         self._meter.reset(rate)
         async with mic:
             await session.stream_microphone(_Metered(mic, self._meter))
