@@ -349,6 +349,29 @@ async def test_barge_in_leaves_the_cancel_to_a_server_that_interrupts_by_itself(
     assert json.loads(done.payload)["response"]["status_details"]["reason"] == "turn_detected"
 
 
+async def test_interrupt_barges_in_on_the_client_s_word_for_manual_turns():
+    """Push-to-talk has no ``speech_started``: ``Session.interrupt()`` cancels the reply in progress as a
+    barge-in does, and sends nothing when no reply is under way."""
+    settings = SessionSettings(instructions=STORY, turn_detection=None)
+    async with fast_emulator(latency=REALTIME_TTS) as emu:
+        async with Session(settings, endpoint=emu.endpoint, api_key=emu.api_key, dotenv_path=False) as s:
+            await set_timeline(s, protocol.TIMELINE_INPUT, timeout_s=60)  # time goes as far as the audio
+            await s.interrupt()  # nothing under way
+            await s.send_text("Tell me about the sea.")
+            await s.append_audio(_SILENCE_3S)  # the story starts within 3 s of input, and goes on past it
+            await s.wait_for(protocol.AUDIO_DELTA)
+            await s.interrupt()
+            (*_, done) = await s.wait_for(protocol.RESPONSE_DONE, typed=False)
+            await set_timeline(s, protocol.TIMELINE_ENDED, timeout_s=60)  # time runs on by itself
+            await s.send_text("What time is it?")  # the next turn starts at once, with no error
+            await s.wait_for(protocol.RESPONSE_DONE)
+    assert done["response"]["status"] == "cancelled"
+    client = [r.type for r in s.records if r.direction == "client"]
+    assert client.count(protocol.CLIENT_RESPONSE_CANCEL) == 1
+    assert client.index(protocol.CLIENT_RESPONSE_CANCEL) > client.index(protocol.CLIENT_RESPONSE_CREATE)
+    assert not [r for r in s.records if r.type == protocol.ERROR]
+
+
 async def test_stream_microphone_appends_everything_and_logs_overflows(prompt):
     class FakeMic:
         """Yields the prompt in 20 ms blocks, as a capture device would; one overflow midway."""

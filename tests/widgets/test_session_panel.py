@@ -204,10 +204,14 @@ async def test_manual_turns_from_a_microphone_end_with_the_end_turn_button(
     panel.start.click()
     await mic.said.wait()
     assert not panel.end_turn.disabled and "End turn" in panel.status.value
+    interrupted = []  # a reply the user spoke over stops first (Session.interrupt: tests/integration)
+    interrupt = panel.session.interrupt
+    monkeypatch.setattr(panel.session, "interrupt", lambda: interrupted.append(1) or interrupt())
     assert panel.end_user_turn() is not None
     await panel.session.wait_for(protocol.AUDIO_TRANSCRIPT_DONE)
     (turn,) = turn_latency(panel.session.frame()).itertuples()
     assert (turn.trigger, turn.a_eos_ms) == ("commit", len(prompt.pcm) / 2 / 24)  # all it had said
+    assert interrupted == [1]
     assert "turn ended" in panel.status.value and panel.output.outputs == ()
     panel.stop.click()
     with pytest.raises(asyncio.CancelledError):

@@ -619,6 +619,19 @@ class Session:
         """Cancel the active response (``response.cancel``)."""
         await self.send({"type": protocol.CLIENT_RESPONSE_CANCEL})
 
+    async def interrupt(self) -> None:
+        """Barge in now, as the server's ``speech_started`` makes the session do (the barge-in policy).
+
+        Playback stops, the response in progress is cancelled and the assistant's item is truncated at
+        what was heard. For manual turns (push-to-talk), where no ``speech_started`` comes: call it before
+        committing a turn the user spoke over the assistant. Nothing is sent when nothing is under way.
+        """
+        action = self._barge_in.on_speech_started(
+            self.audio_output, response_id=self._link.response_id, server_interrupts=False
+        )
+        if action is not None and (action.cancel or action.truncate_item_id is not None):
+            await self._barge(action)
+
     async def send_text(self, text: str, *, respond: bool = True) -> None:
         """Add a user text message; by default also ask for a response."""
         item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}

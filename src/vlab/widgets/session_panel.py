@@ -509,13 +509,15 @@ class SessionPanel:
     def end_user_turn(self) -> asyncio.Task[Any] | None:
         """Manual turns from a microphone (push-to-talk): commit what was said and ask for the answer.
 
-        Returns the task that sends the two events, or None when no microphone is listening.
+        A reply still playing was spoken over: it is interrupted first (:meth:`vlab.Session.interrupt`).
+        Returns the task that sends the events, or None when no microphone is listening.
         """
         session = self.session
         if session is None or self.end_turn.disabled:
             return None
 
         async def commit() -> None:
+            await session.interrupt()  # spoken over the assistant: its reply stops, as at a barge-in
             await session.commit()
             await session.create_response()
             self._set_status(
