@@ -216,6 +216,7 @@ class SessionPanel:
             value="server_vad",
             description="Turn detection",
             style=style,
+            layout=wide,  # its longest label, "Azure semantic VAD (multilingual)", shows whole
         )
         default = ServerVad()  # the sliders start at vlab's (the service's) server VAD defaults
         self.threshold = widgets.FloatSlider(
