@@ -111,14 +111,13 @@ async def feed_prompt(
         await send(pcm)
     else:
         await session.stream_audio(pcm, speed=speed)
-    asked = len(session.records)
     if commit:
         await session.commit()
         await session.create_response()
     if on_emulator:
         if tools is not None:
             more = functools.partial(_send_silence, session, speed, send)
-            await _answer_calls(session, tools, timeout_s, more, committed_at=asked if commit else None)
+            await _answer_calls(session, tools, timeout_s, more_input=more)
         await set_timeline(session, protocol.TIMELINE_ENDED, timeout_s=timeout_s)
         await wait_for_reaction_replies(session, timeout_s)
         _raise_if_throttled(session, since)
@@ -137,7 +136,6 @@ async def _answer_calls(
     tools: ToolRunner,
     timeout_s: float,
     more_input: Callable[[float], Awaitable[None]],
-    committed_at: int | None = None,
 ) -> None:
     """Let ``tools`` answer every tool call the audio sent so far leads to, before ``"ended"``.
 
@@ -147,10 +145,10 @@ async def _answer_calls(
     far and answers it. Repeated until a round brings no new answer: no ``response.create`` and no item
     (an output, an approval). An approval counts: the approved call runs after it, and holds time again
     until the runner asks for its spoken answer, which a round that ended on the approval would miss.
-    And while work is still under way past the end of the audio (the runner's response: a chain's next
-    call, or the answer; or the response a committed turn asked for at record ``committed_at``, whose call
-    comes after the audio it answers), ``more_input`` sends the user's silence for another round
-    (:data:`ANSWER_SILENCE_MS`), so that work too happens on the input timeline.
+    And while the runner still has work under way past the end of the audio (a response: a chain's next
+    call or the answer; or the response a committed turn asked for, which comes after the audio it
+    answers), ``more_input`` sends the user's silence for another round (:data:`ANSWER_SILENCE_MS`), so
+    that work too happens on the input timeline.
     """
     silence_ms = 0.0
     while True:
@@ -159,8 +157,7 @@ async def _answer_calls(
         await tools.caught_up()
         if _answers_sent(session) != answered:
             continue
-        under_way = not tools.idle or (committed_at is not None and _unended(session, committed_at))
-        if not under_way or silence_ms >= MAX_ANSWER_SILENCE_MS:
+        if tools.idle or silence_ms >= MAX_ANSWER_SILENCE_MS:
             return
         await more_input(ANSWER_SILENCE_MS)
         silence_ms += ANSWER_SILENCE_MS
@@ -175,15 +172,6 @@ async def _send_silence(
         await send(pcm)
     else:
         await session.stream_audio(pcm, speed=speed)
-
-
-def _unended(session: Session, since: int) -> bool:
-    """The response asked for at record ``since`` has neither ended nor been refused.
-
-    That is: no ``response.done`` nor ``error`` from the server since.
-    """
-    ends = (protocol.RESPONSE_DONE, protocol.ERROR)
-    return not any(r.type in ends and r.direction == "server" for r in session.records[since:])
 
 
 def _answers_sent(session: Session) -> int:

@@ -221,14 +221,10 @@ _TABLE_PROMPT = select_prompts(load_prompt_set(), ["pause_300"])[0]
 """"I would like to book a table for … four people at seven tonight": examples/chained_tools.json's chain."""
 
 
-def _returns(output: dict[str, Any]) -> Any:
-    async def handler(**_: Any) -> dict[str, Any]:
-        return output
-
-    return handler
-
-
-_TABLE_HANDLERS = {"check_availability": _returns({"free": [12, 14]}), "book_table": _returns({"table": 12})}
+_TABLE_HANDLERS = {
+    "check_availability": lambda **_: {"free": [12, 14]},
+    "book_table": lambda **_: {"table": 12},
+}
 
 
 def _table_chain(speed: float) -> Session:

@@ -131,24 +131,6 @@ async def test_while_a_response_is_still_under_way_past_the_audio_the_rounds_sen
     assert sent == [ANSWER_SILENCE_MS] * 2 and session.rounds == 3
 
 
-@pytest.mark.parametrize("end", [protocol.RESPONSE_DONE, protocol.ERROR])
-async def test_a_committed_turn_s_response_is_under_way_until_it_ends_or_is_refused(end):
-    """A committed turn's response (asked for by the client, not the runner) ends past the audio it answers:
-    the rounds send silence until its ``response.done``, or an ``error`` refusing it, is in the log."""
-    session = _Session()
-    session.records.append(SimpleNamespace(type=protocol.RESPONSE_DONE, direction="server"))  # an earlier one
-    asked = len(session.records)
-    sent: list[float] = []
-
-    async def more_input(ms: float) -> None:
-        sent.append(ms)
-        if len(sent) == 2:
-            session.records.append(SimpleNamespace(type=end, direction="server"))
-
-    await _answer_calls(session, _Runner(session, []), 1.0, more_input, committed_at=asked)  # type: ignore[arg-type]
-    assert sent == [ANSWER_SILENCE_MS] * 2 and session.rounds == 3
-
-
 async def test_a_runner_that_stays_busy_is_let_go_after_two_minutes_of_silence():
     session = _Session()
     runner = _Runner(session, [])

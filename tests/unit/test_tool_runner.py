@@ -50,6 +50,10 @@ class _Session:
     def server(self, kind: str, **event: Any) -> None:
         self.sink(hand_record(0, 0.0, "server", kind, payload=json.dumps({"type": kind, **event})))
 
+    def client(self, kind: str) -> None:
+        """What the session sent itself (not through the runner)."""
+        self.sink(hand_record(0, 0.0, "client", kind, payload=json.dumps({"type": kind})))
+
     async def until(self, count: int) -> list[tuple[Any, ...]]:
         """The answers sent, once there are ``count`` of them."""
         while len(self.sent) < count:
@@ -143,6 +147,29 @@ async def test_no_response_is_asked_for_while_one_is_under_way_and_a_cancelled_r
         session.server(protocol.ERROR, error={"code": "conversation_already_has_active_response"})
         session.server(protocol.OUTPUT_ITEM_DONE, **_mcp_done())  # the refused ask is forgotten
         assert await session.until(3) == [("response.create",)] * 3
+
+
+@pytest.mark.parametrize("refused", [False, True])
+async def test_a_response_the_client_asked_for_itself_keeps_the_runner_busy_and_asks_no_second(refused):
+    """A committed turn's ``response.create`` (sent by the session, not the runner): its response comes
+    after the audio it answers, so the runner is busy until it has been created and done (or refused), and
+    an MCP answer meanwhile waits for it."""
+    session = _Session()
+    async with ToolRunner(session) as runner:
+        session.client(protocol.CLIENT_RESPONSE_CREATE)
+        await runner.caught_up()
+        assert not runner.idle
+        session.server(protocol.OUTPUT_ITEM_DONE, **_mcp_done())  # the earlier response's call returned
+        await runner.caught_up()
+        assert session.sent == [] and not runner.idle  # asked for already: no second ask
+        if refused:
+            session.server(protocol.ERROR, error={"code": "conversation_already_has_active_response"})
+        else:
+            session.server(protocol.RESPONSE_CREATED, **_done("in_progress"))
+            await runner.caught_up()
+            assert not runner.idle
+            session.server(protocol.RESPONSE_DONE, **_done())
+        assert await session.until(1) == [("response.create",)]  # the MCP answer's, once it may
 
 
 async def test_approval_requests_are_decided_by_the_approver_and_a_declined_one_gets_a_response():

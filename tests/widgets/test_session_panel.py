@@ -162,14 +162,14 @@ def test_the_browser_microphone_is_the_default_when_the_kernel_has_none(
         SessionPanel(runs_dir=tmp_path, prompt_dir=prompt_dir, source="Line in")
 
 
-class _Speaker:
+class _TalkingMic:
     """A kernel microphone that captures the prompt once, then waits (as if the room went quiet)."""
 
     def __init__(self, pcm: bytes) -> None:
         self.pcm = pcm
         self.said = asyncio.Event()  # the whole prompt has been captured
 
-    async def __aenter__(self) -> _Speaker:
+    async def __aenter__(self) -> _TalkingMic:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -177,9 +177,10 @@ class _Speaker:
 
     async def chunks(self):
         from vlab.audio.devices import MicChunk
+        from vlab.audio.pacing import paced_chunks
 
-        for i in range(0, len(self.pcm), 960):  # 20 ms blocks at 24 kHz
-            yield MicChunk(self.pcm[i : i + 960], t_ns=i // 48 * 1_000_000)  # captured at i / 48 ms
+        async for pcm, offset_ms in paced_chunks(self.pcm, sample_rate=24_000, speed=math.inf):
+            yield MicChunk(pcm, t_ns=round(offset_ms * 1e6))  # captured at its offset
         self.said.set()
         await asyncio.Event().wait()
 
@@ -191,7 +192,7 @@ async def test_manual_turns_from_a_microphone_end_with_the_end_turn_button(
     microphone with manual turns, enabled while it listens) commits what was said and asks for the answer."""
     import vlab.audio.devices
 
-    mic = _Speaker(prompt.pcm)
+    mic = _TalkingMic(prompt.pcm)
     monkeypatch.setattr(vlab.audio.devices, "Microphone", lambda sample_rate: mic)
     panel = _panel(tmp_path, prompt_dir)
     panel.turn_type.value = "manual"

@@ -12,8 +12,8 @@ do:
 - an ``mcp_call`` item done (its output or error is on the item): the runner asks for the response that
   speaks it.
 
-A response is asked for only when none is under way (the service refuses a second one), and the calls
-of a cancelled response are not run: the user interrupted, and the next turn answers what they said.
+A response is asked for only when none is under way, nor asked for by the client already (a committed
+turn's; the service refuses a second one), and the calls of a cancelled response are not run: the user interrupted, and the next turn answers what they said.
 """
 
 from __future__ import annotations
@@ -184,9 +184,17 @@ class ToolRunner:
         task.add_done_callback(self._tasks.discard)
 
     def _on_record(self, record: EventRecord) -> None:
-        """The sink: server events that may need an answer go to the worker, in order."""
-        if self._running and record.direction == "server" and record.type in _WATCHED:
+        """The sink: what may need an answer goes to the worker, in order.
+
+        That is the server events watched, and every ``response.create`` the client sends (a committed
+        turn's too, which the session sends itself).
+        """
+        if not self._running:
+            return
+        if record.direction == "server" and record.type in _WATCHED:
             self._events.put_nowait(json.loads(record.payload))
+        elif record.direction == "client" and record.type == protocol.CLIENT_RESPONSE_CREATE:
+            self._events.put_nowait({"type": record.type})
 
     async def _work(self) -> None:
         with contextlib.suppress(ConnectionFailed):  # the session ended: nothing more to answer
@@ -206,7 +214,9 @@ class ToolRunner:
     async def _handle(self, event: Mapping[str, Any]) -> None:
         kind = event.get("type")
         item = event.get("item") or {}
-        if kind == protocol.RESPONSE_CREATED:
+        if kind == protocol.CLIENT_RESPONSE_CREATE:  # asked for, by the runner or by anyone else
+            self._responding = self._asked = True
+        elif kind == protocol.RESPONSE_CREATED:
             self._responding, self._asked = True, False
         elif kind == protocol.ERROR:  # a response asked for, or an approval, was refused
             if self._asked:
