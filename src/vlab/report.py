@@ -27,6 +27,7 @@ __all__ = [
     "compare_sweeps",
     "latency_measures",
     "made_tool_calls",
+    "sweep_settings",
     "tool_call_summary",
 ]
 
@@ -56,6 +57,11 @@ def _require_sweep(sweep_dir: Path) -> dict[str, Any]:
     return json.loads(manifest.read_text(encoding="utf-8"))
 
 
+def sweep_settings(sweep_dir: str | os.PathLike[str]) -> list[str]:
+    """The names of a sweep folder's settings, in grid order (as :func:`compare_sweeps` matches them)."""
+    return [point["setting"] for point in _require_sweep(Path(sweep_dir)).get("grid", [])]
+
+
 def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3) -> Path:
     """Write ``report.html`` and ``report/*.png`` for a sweep folder.
 
@@ -74,6 +80,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
     from vlab import plots
     from vlab.metrics import canary_shift, cutoff_at_latency, latency_at_cutoff, summarize_latency
     from vlab.prompts import load_prompt_set
+    from vlab.sweep import grid_shape
 
     folder = Path(sweep_dir)
     manifest = _require_sweep(folder)
@@ -201,9 +208,8 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
                 f"latency model: {_latency_note(manifest)}; "
                 + (f"dialogue script: {manifest['script']}; " if manifest.get("script") else "")
             )
-            + f"{len(manifest.get('grid', []))} settings × "
-            f"{len(manifest.get('prompts', []))} prompts × {manifest.get('repeats')} repeats; "
-            f"wall {manifest.get('wall_s')} s; vlab {manifest.get('versions', {}).get('vlab')}, "
+            + grid_shape(len(manifest.get("grid", [])), len(manifest.get("prompts", [])), manifest["repeats"])
+            + f"; wall {manifest.get('wall_s')} s; vlab {manifest.get('versions', {}).get('vlab')}, "
             f"SDK {manifest.get('versions', {}).get('azure-ai-voicelive')}"
         )
         + "</p>"

@@ -238,6 +238,12 @@ class SweepConfig:
         return len(self.settings) * len(self.prompts) * self.repeats
 
 
+def grid_shape(settings: int, prompts: int, repeats: int) -> str:
+    """A sweep's size as vlab says it everywhere: ``3 settings × 5 prompts × 1 repeat``."""
+    sizes = ((settings, "setting"), (prompts, "prompt"), (repeats, "repeat"))
+    return " × ".join(f"{n} {word}{'' if n == 1 else 's'}" for n, word in sizes)
+
+
 CONFIG_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(SweepConfig) if f.default is not MISSING}
 """What a config file that leaves a key out gets: :class:`SweepConfig`'s defaults, declared there only."""
 

@@ -20,7 +20,7 @@ from vlab.errors import ConfigError
 from vlab.feed import feed_prompt
 from vlab.metrics import turn_latency
 from vlab.prompts import load_prompt_set
-from vlab.sweep import SweepConfig, load_config, run_sweep, run_sweep_async
+from vlab.sweep import SweepConfig, grid_shape, load_config, run_sweep, run_sweep_async
 
 pytestmark = pytest.mark.integration
 OPTS = {"dotenv_path": False}
@@ -185,6 +185,11 @@ def test_a_config_that_leaves_keys_out_gets_the_defaults_its_documentation_state
         assert stated[key] == ("max" if key == "speed" else getattr(defaults, key)), key
     assert (bare.baseline, bare.canary, bare.cluster, bare.max_sessions) == (None, None, None, None)
     assert len(bare.prompts) == len(load_prompt_set())  # every bundled prompt
+
+
+def test_a_sweep_s_size_says_one_of_each_in_the_singular():
+    assert grid_shape(3, 5, 1) == "3 settings × 5 prompts × 1 repeat"
+    assert grid_shape(1, 1, 2) == "1 setting × 1 prompt × 2 repeats"
 
 
 def test_the_example_configs_are_valid():

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from vlab.cli import main
 from vlab.report import compare_sweeps
 
 RATES = ("false_cutoff_rate", "hold_cut_rate", "missed_turn_rate", "der")
@@ -18,7 +19,8 @@ def _sweep(
     folder: Path, points: dict[str, dict[str, float]], turns: dict[str, dict[str, list[float]]]
 ) -> Path:
     folder.mkdir()
-    (folder / "manifest.json").write_text(json.dumps({"prompts": []}), encoding="utf-8")
+    manifest = {"prompts": [], "grid": [{"setting": s} for s in points]}
+    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     pd.DataFrame([{"setting": s, **rates} for s, rates in points.items()]).to_parquet(
         folder / "points.parquet"
     )
@@ -106,6 +108,16 @@ def test_a_latency_is_same_when_the_intervals_overlap_and_n_a_without_values(tab
     assert v2v["delta"] == pytest.approx(20.0) and v2v["verdict"] == "same"  # 200 ± 50 against 220 ± 50
     assert v2v["a_lo"] < v2v["b_lo"] <= v2v["a_hi"] < v2v["b_hi"]
     assert rows.loc["ttfb_audio_ms p50", "verdict"] == "n/a"
+
+
+def test_vlab_compare_of_sweeps_with_no_setting_in_common_names_each_one_s_settings(tmp_path, capsys):
+    latencies = {"dead_air_ms": [100.0]}
+    a = _sweep(tmp_path / "a", {"s1": _rates(0, 0, 0, 0), "s2": _rates(0, 0, 0, 0)}, {"s1": latencies})
+    b = _sweep(tmp_path / "b", {"s3": _rates(0, 0, 0, 0)}, {"s3": latencies})
+    assert main(["compare", str(a), str(b)]) == 2
+    err = capsys.readouterr().err
+    assert "no setting appears in both sweeps" in err
+    assert f"{a} has s1, s2; {b} has s3" in err and "run the second sweep with the first one's grid" in err
 
 
 @pytest.mark.parametrize("b_first", [False, True])

@@ -18,12 +18,18 @@ def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code."""
     import pandas as pd
 
-    from vlab.report import compare_sweeps
+    from vlab.errors import ConfigError
+    from vlab.report import compare_sweeps, sweep_settings
 
     table = compare_sweeps(args.a, args.b)
     if table.empty:
-        print("no setting appears in both sweeps")
-        return 1
+        raise ConfigError(
+            "no setting appears in both sweeps, so there is nothing to compare: "
+            f"{args.a} has {', '.join(sweep_settings(args.a)) or 'none'}; "
+            f"{args.b} has {', '.join(sweep_settings(args.b)) or 'none'}. "
+            "Settings are matched by name: run the second sweep with the first one's grid "
+            "(or add `baseline = true` under [run] to both)"
+        )
     with pd.option_context(
         "display.width", 200, "display.max_rows", 500, "display.float_format", "{:.3g}".format
     ):

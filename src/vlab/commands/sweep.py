@@ -27,13 +27,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code (1 when a cell failed)."""
-    from vlab.sweep import load_config, run_sweep
+    from vlab.sweep import grid_shape, load_config, run_sweep
 
     cfg = load_config(args.config, mode=args.mode)  # bad configs fail here, before anything runs
     what = " (VAD only, no sessions)" if cfg.mode == "vad" else ""
-    print(
-        f"{cfg.n_cells} cells{what}: {len(cfg.settings)} settings × {len(cfg.prompts)} prompts × {cfg.repeats} repeats"
-    )
+    print(f"{cfg.n_cells} cells{what}: {grid_shape(len(cfg.settings), len(cfg.prompts), cfg.repeats)}")
     result = run_sweep(cfg, args.out, resume=not args.no_resume, progress=not args.no_progress)
     counts = {s: sum(1 for c in result.cells if c.status == s) for s in ("ok", "skipped", "error")}
     print(

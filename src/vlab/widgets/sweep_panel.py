@@ -324,7 +324,7 @@ class SweepPanel:
 
     def run(self) -> asyncio.Task[Any] | None:
         """Validate the form and start the sweep as a task (returns it; ConfigError for a bad grid)."""
-        from vlab.sweep import load_config
+        from vlab.sweep import grid_shape, load_config
 
         if self.running:
             return self.task
@@ -338,8 +338,8 @@ class SweepPanel:
         self.progress.bar_style = ""
         self.run_button.disabled, self.stop_button.disabled = True, False
         self._set_status(
-            f"running {cfg.n_cells} cells ({len(cfg.settings)} settings × {len(cfg.prompts)} prompts × "
-            f"{cfg.repeats} repeats) into <code>{html.escape(str(out))}</code>…"
+            f"running {cfg.n_cells} cells ({grid_shape(len(cfg.settings), len(cfg.prompts), cfg.repeats)}) "
+            f"into <code>{html.escape(str(out))}</code>…"
         )
         self.task = start_task(
             lambda: self._run(cfg, out), self.output, what="The sweep", on_done=self._finished
@@ -439,6 +439,7 @@ class SweepPanel:
     def _render(self, folder: Path) -> list[widgets.Widget]:
         from vlab import plots
         from vlab.report import made_tool_calls
+        from vlab.sweep import grid_shape
 
         m = self.manifest
         counts = m.get("counts", {})
@@ -451,8 +452,9 @@ class SweepPanel:
         )
         head = (
             f"<h3 style='margin:8px 0'>Sweep {html.escape(folder.name)}</h3><div style='font-size:12px;color:#555'>"
-            f"target: {html.escape(target)} · {len(m.get('grid', []))} settings × "
-            f"{len(m.get('prompts', []))} prompts × {m.get('repeats')} repeats · cells ok {counts.get('ok', 0)}, "
+            f"target: {html.escape(target)} · "
+            f"{grid_shape(len(m.get('grid', [])), len(m.get('prompts', [])), m['repeats'])} · "
+            f"cells ok {counts.get('ok', 0)}, "
             f"failed {counts.get('error', 0)} · wall {m.get('wall_s')} s</div>"
         )
         out: list[widgets.Widget] = [widgets.HTML(head)]
