@@ -13,6 +13,7 @@ explicitly: ``import vlab.plots`` (``import vlab`` never loads matplotlib).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -298,10 +299,15 @@ def pareto(
     return ax
 
 
-def summary_table(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
-    """A DataFrame as a small HTML table (numbers rounded) for reports."""
+def summary_table(frame: pd.DataFrame, columns: Sequence[str] | None = None, *, classes: str = "t") -> str:
+    """A DataFrame as a small HTML table (numbers rounded) for reports and panels.
+
+    A long column name (``tokens_per_expected_turn``) may break after each underscore, so a wide table
+    narrows its headers rather than the page.
+    """
     data = frame[list(columns)] if columns else frame
-    return data.to_html(index=False, float_format=format_number, na_rep="–", border=0, classes="t")
+    table = data.to_html(index=False, float_format=format_number, na_rep="–", border=0, classes=classes)
+    return re.sub(r"<th>([^<]*)</th>", lambda m: "<th>" + m[1].replace("_", "_<wbr>") + "</th>", table)
 
 
 def format_number(value: float) -> str:

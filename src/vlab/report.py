@@ -23,6 +23,7 @@ from vlab.errors import ConfigError
 
 __all__ = [
     "CHARTS",
+    "COMPARED_POINTS",
     "build_report",
     "compare_sweeps",
     "latency_measures",
@@ -30,6 +31,15 @@ __all__ = [
     "sweep_settings",
     "tool_call_summary",
 ]
+
+COMPARED_POINTS = (
+    "false_cutoff_rate",
+    "hold_cut_rate",
+    "missed_turn_rate",
+    "der",
+    "tokens_per_expected_turn",
+)
+"""The operating-point measures :func:`compare_sweeps` compares (lower is better for each)."""
 
 CHARTS = ("waterfall", "latency_distributions", "pareto", "vad_timeline")
 """Chart names every report holds (``vad_timeline`` once per timeline prompt: ``vad_timeline_<id>``); a
@@ -39,7 +49,7 @@ _CSS = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 h1{font-size:1.5em} h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
 table.t{border-collapse:collapse;font-size:.85em} table.t td,table.t th{padding:.2em .6em;border-bottom:1px solid #eee;text-align:right}
-table.t th{background:#f4f4f4} img{max-width:100%} .note{color:#666;font-size:.9em} .warn{color:#b30000}
+table.t th{background:#f4f4f4} table.t td:first-child{white-space:nowrap} img{max-width:100%} .note{color:#666;font-size:.9em} .warn{color:#b30000}
 """
 
 
@@ -78,7 +88,13 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
     import matplotlib.pyplot as plt
 
     from vlab import plots
-    from vlab.metrics import canary_shift, cutoff_at_latency, latency_at_cutoff, summarize_latency
+    from vlab.metrics import (
+        POINT_MEASURES,
+        canary_shift,
+        cutoff_at_latency,
+        latency_at_cutoff,
+        summarize_latency,
+    )
     from vlab.prompts import load_prompt_set
     from vlab.sweep import grid_shape
 
@@ -238,22 +254,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         )
     parts.append("<h2>Operating points</h2>")
     if len(points):
-        cols = [
-            c
-            for c in (
-                "setting",
-                "false_cutoff_rate",
-                "hold_cut_rate",
-                "missed_turn_rate",
-                "turns_per_expected",
-                "dead_air_ms",
-                "der",
-                "false_starts_per_min",
-                "baseline",
-                "pareto",
-            )
-            if c in points
-        ]
+        cols = [c for c in ("setting", *POINT_MEASURES, "baseline", "pareto") if c in points]
         parts.append(plots.summary_table(points, cols))
         parts.append(
             "<p>"
@@ -425,10 +426,11 @@ def compare_sweeps(
     ta, tb = _load(fa, "turns"), _load(fb, "turns")
     rows = []
     latencies = latency_measures(ta, tb)
+    points = [m for m in COMPARED_POINTS if m in pa and m in pb]  # a sweep from before vlab counted tokens
     common = sorted(set(pa.get("setting", [])) & set(pb.get("setting", [])))
     for s in common:
         ra, rb = pa[pa["setting"] == s].iloc[0], pb[pb["setting"] == s].iloc[0]
-        for m in ("false_cutoff_rate", "hold_cut_rate", "missed_turn_rate", "der"):
+        for m in points:
             va, vb = float(ra[m]), float(rb[m])
             delta = vb - va
             if not math.isfinite(delta):

@@ -5,8 +5,9 @@ through a :class:`vlab.Session` (Azure, or the embedded emulator when no endpoin
 one setting, waits until the turns are answered, and writes its run folder
 (``cells/<cell>/events.parquet`` …, plus ``cell.json`` with its status). When every cell has run, the
 sweep writes ``turns.parquet`` (:func:`vlab.metrics.turn_latency` of every cell), ``vad.parquet``
-(server detections), ``scores.parquet`` (:func:`vlab.metrics.score_prompt`), ``points.parquet``
-(:func:`vlab.metrics.operating_points`) and ``manifest.json`` (grid, prompts, versions, target kind,
+(server detections), ``scores.parquet`` (:func:`vlab.metrics.score_prompt`, and the ``total_tokens``
+the cell's responses used), ``points.parquet`` (:func:`vlab.metrics.operating_points`, in the grid's
+order) and ``manifest.json`` (grid, prompts, versions, target kind,
 times; never a key). The emulator's Silero probabilities are kept in ``vad_cache/`` beside the cells
 (:mod:`vlab.audio.vad_cache`): every setting and repeat that plays a prompt reuses them, and so does a
 resumed or repeated sweep. Every table is also a Parquet dataset with one partition per setting
@@ -1011,8 +1012,15 @@ def _analyse_cell(cell_dir: Path, prompt: LabelledPrompt, connect_ns: int | None
         if math.isfinite(a)
     }
     score = score_prompt(prompt, det, dead_air_ms=dead)
+    score["total_tokens"] = _tokens_used(turns)
     sess = session_latency(events, connect_ns=connect_ns)
     return {"turns": turns, "vad": det, "score": score, "session": sess}
+
+
+def _tokens_used(turns: Any) -> float:
+    """Tokens the cell's responses used (each one's ``usage``, input and output); NaN if one did not say."""
+    done = turns[turns["t_done_ns"].notna()]
+    return float(done["total_tokens"].sum(skipna=False))
 
 
 def _reply_silence(cell_dir: Path, item_id: Any) -> float:
@@ -1332,6 +1340,8 @@ def aggregate(
             .first()
         )
         points = points.merge(first, left_on="setting", right_index=True, how="left")
+        grid_order = {name: i for i, name in enumerate(cfg.setting_names)}
+        points = points.sort_values("setting", key=lambda s: s.map(grid_order), ignore_index=True)
     _parquet_atomic(points, out_dir / "points.parquet")
 
 

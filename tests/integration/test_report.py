@@ -42,6 +42,7 @@ def test_report_holds_every_chart_embedded_and_as_png(sweep_dir):
     assert "Operating points" in page and "Did the setting take effect?" in page
     assert "thr=0.5 pad=300 sil=500" in page  # the baseline cell
     assert "3 settings × 2 prompts × 1 repeat;" in page
+    assert "<th>tokens_<wbr>per_<wbr>expected_<wbr>turn</th>" in page
 
 
 def test_cli_report_and_compare(sweep_dir, tmp_path, capsys):

@@ -13,14 +13,15 @@ import soundfile as sf
 
 import vlab
 from tests._portable import needs_noise_suppression
-from vlab import ServerVad, Session, SessionSettings
+from vlab import ServerVad, Session, SessionSettings, protocol
 from vlab.audio.pcm import silence
 from vlab.emulator import Emulator
 from vlab.errors import ConfigError
 from vlab.feed import feed_prompt
+from vlab.log import load_log
 from vlab.metrics import turn_latency
 from vlab.prompts import load_prompt_set
-from vlab.sweep import SweepConfig, grid_shape, load_config, run_sweep, run_sweep_async
+from vlab.sweep import SweepConfig, _tokens_used, grid_shape, load_config, run_sweep, run_sweep_async
 
 pytestmark = pytest.mark.integration
 OPTS = {"dotenv_path": False}
@@ -70,6 +71,25 @@ def test_small_grid_runs_and_writes_every_table(sweep):
     assert len(list((out / "cells").glob("*/events.parquet"))) == 6
 
 
+def test_each_cell_counts_the_tokens_its_responses_said_they_used(sweep):
+    out, result = sweep
+    scores = pd.read_parquet(out / "scores.parquet").set_index("cell")
+    for cell in result.cells:
+        events = load_log(out / "cells" / cell.cell)
+        done = events[events["type"] == protocol.RESPONSE_DONE]["payload"]
+        said = sum(json.loads(p)["response"]["usage"]["total_tokens"] for p in done)
+        assert len(done) and scores.loc[cell.cell, "total_tokens"] == said, cell.cell
+    points = pd.read_parquet(out / "points.parquet")
+    assert (points["tokens_per_expected_turn"] > 0).all()
+
+
+def test_a_cell_s_tokens_are_its_responses_and_not_its_turns_without_one():
+    turns = pd.DataFrame({"t_done_ns": [1e9, math.nan, 3e9], "total_tokens": [50.0, math.nan, 70.0]})
+    assert _tokens_used(turns) == 120.0  # the detected turn that started no response has no usage
+    assert math.isnan(_tokens_used(turns.assign(total_tokens=[50.0, math.nan, math.nan])))
+    assert _tokens_used(turns.iloc[:0]) == 0.0  # no response: nothing used
+
+
 @pytest.mark.parametrize("table", ["turns", "vad", "scores", "session"])
 def test_duckdb_reads_each_dataset_as_the_same_table_as_load_sweep(sweep, table):
     duckdb = pytest.importorskip("duckdb", reason="in the dev extra: pip install -e '.[dev]'")
@@ -97,7 +117,9 @@ def test_longer_silence_gives_fewer_cutoffs_on_pauses_and_more_dead_air(sweep):
     assert cut[200] >= 1 and cut[1000] == 0  # a 200 ms timer ends turns inside the 600/900 ms pauses
     dead = scores.groupby("silence_duration_ms")["dead_air_ms"].median()
     assert dead[1000] - dead[200] == pytest.approx(800, abs=150)
-    points = pd.read_parquet(out / "points.parquet").set_index("silence_duration_ms")
+    points = pd.read_parquet(out / "points.parquet")
+    assert points["silence_duration_ms"].tolist() == [200, 1000]  # in the grid's order, not the names'
+    points = points.set_index("silence_duration_ms")
     assert points.loc[200, "false_cutoff_rate"] > points.loc[1000, "false_cutoff_rate"]
     assert points.loc[200, "dead_air_ms"] < points.loc[1000, "dead_air_ms"]
 

@@ -687,6 +687,23 @@ def test_pareto_front_and_operating_points():
     assert p.loc["a", "false_cutoff_rate"] == 0.5 and p.loc["a", "false_starts_per_min"] == 12
     assert p.loc["b", "baseline"] and p["pareto"].all()
     assert not operating_points(scores)["baseline"].any()  # no baseline named: none is the baseline
+    assert "tokens_per_expected_turn" not in p  # scores that do not count tokens (a VAD-only sweep's)
+
+
+def test_tokens_per_expected_turn_counts_the_runs_with_speech_and_is_unknown_if_one_run_s_is():
+    scores = pd.DataFrame(
+        {
+            "setting": ["a", "a", "a", "b", "b"],
+            "category": ["pause", "short", "noise_only", "pause", "short"],
+            "expected_turns": [2, 1, 0, 2, 1],
+            "total_tokens": [150.0, 60.0, 999.0, 120.0, math.nan],
+            **{c: [0] * 5 for c in ("cutoff_turns", "holds", "holds_cut", "missed_turns", "responses")},
+            **{c: [1.0] * 5 for c in ("dead_air_ms", "der", "false_starts_per_min")},
+        }
+    )
+    p = operating_points(scores).set_index("setting")
+    assert p.loc["a", "tokens_per_expected_turn"] == 70.0  # (150 + 60) / 3: the noise-only run is left out
+    assert math.isnan(p.loc["b", "tokens_per_expected_turn"])  # one run's responses did not say
 
 
 def _canary_runs(ends_by_silence: dict[int, list[float]]) -> pd.DataFrame:

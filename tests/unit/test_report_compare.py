@@ -120,6 +120,16 @@ def test_vlab_compare_of_sweeps_with_no_setting_in_common_names_each_one_s_setti
     assert f"{a} has s1, s2; {b} has s3" in err and "run the second sweep with the first one's grid" in err
 
 
+def test_tokens_per_expected_turn_is_compared_when_both_sweeps_count_tokens(tmp_path):
+    latencies = {"s": {"dead_air_ms": [100.0] * 3}}
+    a = _sweep(tmp_path / "a", {"s": {**_rates(0, 0, 0, 0), "tokens_per_expected_turn": 80.0}}, latencies)
+    b = _sweep(tmp_path / "b", {"s": {**_rates(0, 0, 0, 0), "tokens_per_expected_turn": 60.0}}, latencies)
+    old = _sweep(tmp_path / "old", {"s": _rates(0, 0, 0, 0)}, latencies)  # from before vlab counted tokens
+    row = compare_sweeps(a, b, n_boot=50).set_index("measure").loc["tokens_per_expected_turn"]
+    assert (row["delta"], row["verdict"]) == (-20.0, "better")
+    assert "tokens_per_expected_turn" not in set(compare_sweeps(a, old, n_boot=50)["measure"])
+
+
 @pytest.mark.parametrize("b_first", [False, True])
 def test_intervals_that_only_touch_overlap(tmp_path: Path, b_first: bool) -> None:
     """A constant 200 ms against 200 ms most of the time and 300 ms otherwise: the intervals share 200."""

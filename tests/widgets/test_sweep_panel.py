@@ -55,6 +55,8 @@ async def test_run_a_tiny_grid_shows_progress_charts_and_tables(tmp_path):
     assert all(bytes(img.value).startswith(PNG) for img in panel.charts.values())
     html = " ".join(w.value for w in panel.results.children if isinstance(w, ipywidgets.HTML))
     assert "Operating points" in html and "Latency summary" in html and "Did the setting take effect?" in html
+    assert "<th>tokens_<wbr>per_<wbr>expected_<wbr>turn</th>" in html  # long names break at underscores
+    assert "2 prompts × 1 repeat · cells ok 4" in html
     assert (panel.sweep_dir / "manifest.json").is_file() and panel.sweep_dir.parent == tmp_path / "runs"
     # the pause prompt: a 300 ms silence timer answers inside the 600 ms pause, 900 ms does not
     pts = panel.points.set_index("setting")
@@ -78,6 +80,9 @@ async def test_vad_only_decides_every_cell_and_shows_the_vad_charts_without_late
     assert set(panel.charts) == {"pareto", "vad_timeline"}  # no replies: no latency or waterfall
     html = " ".join(w.value for w in panel.results.children if isinstance(w, ipywidgets.HTML))
     assert "VAD only" in html and "Operating points" in html and "Latency summary" not in html
+    assert (
+        "<th>tokens_<wbr>per" not in html and "<th>false_<wbr>cutoff_<wbr>rate</th>" in html
+    )  # no replies, no tokens
     pts = panel.points.set_index("setting")  # the same trade-off the session sweep shows
     assert (
         pts.loc["thr=0.5 pad=300 sil=300", "false_cutoff_rate"]

@@ -11,6 +11,7 @@
 
 from vlab.metrics.detection import (
     DETECTION_COLUMNS,
+    POINT_MEASURES,
     canary_shift,
     cutoff_at_latency,
     detection_error_rate,
@@ -39,6 +40,7 @@ from vlab.metrics.tool_calls import TOOL_CALL_COLUMNS, tool_calls
 
 __all__ = [
     "DETECTION_COLUMNS",
+    "POINT_MEASURES",
     "LATENCY_STAGES",
     "SEGMENT_STAGES",
     "TOOL_CALL_COLUMNS",

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DETECTION_COLUMNS",
+    "POINT_MEASURES",
     "canary_shift",
     "cutoff_at_latency",
     "detection_error_rate",
@@ -53,6 +54,18 @@ __all__ = [
 
 DETECTION_COLUMNS = ("audio_start_ms", "audio_end_ms", "onset_ms", "offset_ms", "responded")
 """Columns every detection frame has."""
+
+POINT_MEASURES = (
+    "false_cutoff_rate",
+    "hold_cut_rate",
+    "missed_turn_rate",
+    "turns_per_expected",
+    "tokens_per_expected_turn",
+    "dead_air_ms",
+    "der",
+    "false_starts_per_min",
+)
+"""What :func:`operating_points` measures per setting, in the order reports and panels show it."""
 
 Span = tuple[float, float]
 
@@ -299,11 +312,16 @@ def operating_points(
 ) -> pd.DataFrame:
     """Aggregate per-run scores (rows of :func:`score_prompt` plus ``by`` columns) into one point per setting.
 
+    A ``total_tokens`` column in ``scores`` (the tokens each run's responses used: their ``usage``, input
+    and output, summed) gives ``tokens_per_expected_turn``: what a setting costs, since each response
+    the service starts is billed, the extra ones a cut-off starts included.
+
     Returns:
         Per setting: ``false_cutoff_rate`` (cut turns / expected turns), ``hold_cut_rate`` (cut holds /
-        holds), ``missed_turn_rate``, ``turns_per_expected``, ``dead_air_ms`` (median of the runs'
-        medians), ``der`` (mean), ``false_starts_per_min`` (mean over noise-only runs), ``runs``,
-        ``baseline`` (the setting named ``baseline``) and ``pareto`` (on the frontier).
+        holds), ``missed_turn_rate``, ``turns_per_expected``, ``tokens_per_expected_turn`` (tokens of the
+        runs with speech / their expected turns; only with ``total_tokens``, NaN when a run's are unknown), ``dead_air_ms`` (median of
+        the runs' medians), ``der`` (mean), ``false_starts_per_min`` (mean over noise-only runs),
+        ``runs``, ``baseline`` (the setting named ``baseline``) and ``pareto`` (on the frontier).
     """
     keys = [by] if isinstance(by, str) else list(by)
     rows = []
@@ -326,6 +344,9 @@ def operating_points(
             der=float(speech["der"].mean()) if len(speech) else math.nan,
             false_starts_per_min=float(noise["false_starts_per_min"].mean()) if len(noise) else math.nan,
         )
+        if "total_tokens" in g:
+            tokens = float(speech["total_tokens"].sum(skipna=False))  # unknown if a run's are
+            row["tokens_per_expected_turn"] = tokens / expected if expected else math.nan
         rows.append(row)
     points = pd.DataFrame(rows)
     if points.empty:

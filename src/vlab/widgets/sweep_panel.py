@@ -66,16 +66,14 @@ def parse_values(text: str, kind: type, what: str) -> list[Any]:
 
 
 def _table(frame: pd.DataFrame, columns: list[str] | None = None) -> str:
-    from vlab.plots import format_number
+    from vlab.plots import summary_table
 
     cols = [c for c in (columns or list(frame.columns)) if c in frame.columns]
-    body = frame[cols].to_html(
-        index=False, float_format=format_number, na_rep="–", border=0, classes="vlab-table"
-    )
     return (
         "<style>.vlab-table{border-collapse:collapse;font-size:12px}.vlab-table td,.vlab-table th"
-        "{padding:2px 8px;border-bottom:1px solid #eee;text-align:right}.vlab-table th{background:#f4f4f4}</style>"
-        + body
+        "{padding:2px 8px;border-bottom:1px solid #eee;text-align:right}.vlab-table th{background:#f4f4f4}"
+        ".vlab-table td:first-child{white-space:nowrap}</style>"
+        + summary_table(frame, cols, classes="vlab-table")
     )
 
 
@@ -438,6 +436,7 @@ class SweepPanel:
 
     def _render(self, folder: Path) -> list[widgets.Widget]:
         from vlab import plots
+        from vlab.metrics import POINT_MEASURES
         from vlab.report import made_tool_calls
         from vlab.sweep import grid_shape
 
@@ -470,8 +469,7 @@ class SweepPanel:
             ))  # fmt: skip
         out.append(widgets.HTML(
             "<b>Operating points</b> (one per setting; lower is better for every rate and for dead air)"
-            + _table(self.points, ["setting", "false_cutoff_rate", "hold_cut_rate", "missed_turn_rate",
-                                   "turns_per_expected", "dead_air_ms", "der", "baseline", "pareto"])
+            + _table(self.points, ["setting", *POINT_MEASURES, "baseline", "pareto"])
         ))  # fmt: skip
         names = short_names([str(s) for s in self.points["setting"]])  # charts name what differs
         vad_c = _relabel(self.vad, names)
