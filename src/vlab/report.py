@@ -69,7 +69,11 @@ def _require_sweep(sweep_dir: Path) -> dict[str, Any]:
 
 def sweep_settings(sweep_dir: str | os.PathLike[str]) -> list[str]:
     """The names of a sweep folder's settings, in grid order (as :func:`compare_sweeps` matches them)."""
-    return [point["setting"] for point in _require_sweep(Path(sweep_dir)).get("grid", [])]
+    return _settings_of(_require_sweep(Path(sweep_dir)))
+
+
+def _settings_of(manifest: dict[str, Any]) -> list[str]:
+    return [point["setting"] for point in manifest.get("grid", [])]
 
 
 def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3) -> Path:
@@ -122,8 +126,12 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
             speech_turns[~speech_turns["false_cutoff"].astype(bool)] if len(speech_turns) else speech_turns
         )
         sample = ok_turns.groupby("setting", sort=False).head(4) if len(ok_turns) else ok_turns
+        grid_order = {name: i for i, name in enumerate(_settings_of(manifest))}
+        in_grid_order = sample.sort_values(
+            ["setting", "prompt"], key=lambda c: c.map(grid_order) if c.name == "setting" else c
+        )
         save(
-            plots.waterfall(sample.sort_values(["setting", "prompt"]), label=None, max_turns=24),
+            plots.waterfall(in_grid_order, label=None, max_turns=24),
             "waterfall",
             "Turn waterfall",
             "Contiguous stages from the end of speech T_eos to the first reply audio: they sum to voice_to_voice_ms"

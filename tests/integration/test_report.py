@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from unittest import mock
 
 import pandas as pd
 import pytest
@@ -62,6 +63,19 @@ def test_cli_report_and_compare(sweep_dir, tmp_path, capsys):
     assert main(["compare", str(sweep_dir), str(b), "--csv", str(tmp_path / "c.csv")]) == 0
     assert "dead_air_ms p50" in capsys.readouterr().out
     assert len(pd.read_csv(tmp_path / "c.csv")) == len(table)
+
+
+def test_the_waterfall_shows_the_settings_in_the_grid_s_order(sweep_dir):
+    from vlab import plots
+
+    with mock.patch("vlab.plots.waterfall", wraps=plots.waterfall) as drawn:
+        build_report(sweep_dir, timeline_prompts=0)
+    shown = drawn.call_args.args[0]["setting"].drop_duplicates().tolist()
+    assert shown == [
+        "thr=0.5 pad=300 sil=300",
+        "thr=0.5 pad=300 sil=900",
+        "thr=0.5 pad=300 sil=500",
+    ]  # baseline last
 
 
 def test_report_of_a_folder_that_is_not_a_sweep_fails_clearly(tmp_path):
