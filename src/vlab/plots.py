@@ -303,11 +303,12 @@ def summary_table(frame: pd.DataFrame, columns: Sequence[str] | None = None, *, 
     """A DataFrame as a small HTML table (numbers rounded) for reports and panels.
 
     A long column name (``tokens_per_expected_turn``) may break after each underscore, so a wide table
-    narrows its headers rather than the page.
+    narrows its headers first; a table still wider than the page scrolls in its own box.
     """
     data = frame[list(columns)] if columns else frame
     table = data.to_html(index=False, float_format=format_number, na_rep="–", border=0, classes=classes)
-    return re.sub(r"<th>([^<]*)</th>", lambda m: "<th>" + m[1].replace("_", "_<wbr>") + "</th>", table)
+    table = re.sub(r"<th>([^<]*)</th>", lambda m: "<th>" + m[1].replace("_", "_<wbr>") + "</th>", table)
+    return f"<div style='overflow-x:auto'>{table}</div>"
 
 
 def format_number(value: float) -> str:

@@ -33,6 +33,9 @@ Config (TOML; see ``examples/vad_sweep.toml``)::
     silence_duration_ms = [300, 500, 800]
     noise_reduction = ["off", "azure_deep_noise_suppression"]   # optional: input_audio_noise_reduction
     echo_cancellation = [false, true]                           # optional: input_audio_echo_cancellation
+    eou_model = ["off", "semantic_detection_v1"]   # optional: end_of_utterance_detection ("off": none)
+    eou_timeout_ms = [1000]                        # optional, with it: its timeout_ms …
+    eou_threshold_level = ["default"]              # … and threshold_level (either alone implies the v1 model)
     [tools.get_current_time] # optional: a function the model may call, one table each
     description = "Get the current time in a city"
     parameters = { type = "object", properties = { city = { type = "string" } } }   # JSON Schema
@@ -102,7 +105,15 @@ from vlab import protocol, protocol_limits
 from vlab.clock import Clock, SystemClock, wait_until_ns
 from vlab.errors import ConfigError
 from vlab.prompts import LabelledPrompt, load_prompt_set, select_prompts
-from vlab.settings import AzureSemanticVad, FunctionTool, McpServer, ServerVad, SessionSettings
+from vlab.settings import (
+    NOT_GIVEN,
+    AzureSemanticVad,
+    EndOfUtterance,
+    FunctionTool,
+    McpServer,
+    ServerVad,
+    SessionSettings,
+)
 
 if TYPE_CHECKING:
     from vlab.session import Session, ToolRunner
@@ -122,10 +133,14 @@ NOISE_REDUCTION_OFF = "off"
 """The ``noise_reduction`` grid value for none (``input_audio_noise_reduction: null``)."""
 _PROCESSING_KEYS = ("noise_reduction", "echo_cancellation")
 """The input-processing knobs a grid may sweep, besides turn detection."""
+_EOU_KEYS = {"eou_model": "model", "eou_threshold_level": "threshold_level", "eou_timeout_ms": "timeout_ms"}
+"""The end-of-utterance knobs a grid may sweep, with their :class:`~vlab.settings.EndOfUtterance` fields."""
+EOU_OFF = "off"
+"""The ``eou_model`` grid value (and the ``end_of_utterance`` column's) for no ``end_of_utterance_detection``."""
 _SECTIONS: dict[str, set[str]] = {
     "target": {"speed", "latency", "hear_audio", "script"},
     "prompts": {"path", "include"},
-    "grid": {"type", *_GRID_KEYS, *_PROCESSING_KEYS},
+    "grid": {"type", *_GRID_KEYS, *_PROCESSING_KEYS, *_EOU_KEYS},
     "run": {
         "repeats",
         "concurrency",
@@ -265,6 +280,8 @@ def _setting_name(
     name = f"thr={td.threshold:g} pad={td.prefix_padding_ms} sil={td.silence_duration_ms}"
     if isinstance(td, AzureSemanticVad):
         name = "semantic " + name
+    if isinstance(td.end_of_utterance, EndOfUtterance):
+        name += " " + td.end_of_utterance.label
     if noise != NOISE_REDUCTION_OFF:
         name += f" nr={noise}"
     return name + (" aec" if echo else "")
@@ -289,6 +306,51 @@ def _processing_axes(grid: Mapping[str, Any]) -> tuple[list[str], list[bool]]:
         if not values:
             raise ConfigError(f"[grid] {key} is an empty list; give at least one value")
     return list(dict.fromkeys(noise)), list(dict.fromkeys(echo))
+
+
+def _eou_axis(grid: Mapping[str, Any]) -> list[EndOfUtterance | None]:
+    """The grid's end-of-utterance detections (None: none sent): ``eou_model`` × its knobs.
+
+    ``eou_model = "off"`` is a setting without it; the knobs alone imply the default model.
+    """
+    values = {
+        key: grid[key] if isinstance(grid[key], list) else [grid[key]] for key in _EOU_KEYS if key in grid
+    }
+    if not values:
+        return [None]
+    for key, given in values.items():
+        if not given:
+            raise ConfigError(f"[grid] {key} is an empty list; give at least one value")
+        for value in given if key != "eou_model" else ():
+            try:
+                EndOfUtterance(**{_EOU_KEYS[key]: value})
+            except ConfigError as exc:
+                raise ConfigError(f"[grid] {key} = {value!r}: {exc}") from None
+    models = values.pop("eou_model", [protocol_limits.EOU_MODELS[0]])
+    allowed = (EOU_OFF, *protocol_limits.EOU_MODELS)
+    detections: list[EndOfUtterance | None] = []
+    for model in models:
+        if model not in allowed:
+            raise ConfigError(
+                f"[grid] eou_model must be among {', '.join(map(repr, allowed))}, got {model!r}"
+            )
+        if model == EOU_OFF:
+            detections.append(None)
+            continue
+        for combo in itertools.product(*values.values()):
+            knobs = {_EOU_KEYS[key]: value for key, value in zip(values, combo, strict=True)}
+            detections.append(EndOfUtterance(model=model, **knobs))
+    return list(dict.fromkeys(detections))
+
+
+def eou_label(turn_detection: Mapping[str, Any] | None) -> str:
+    """A recorded turn detection's end-of-utterance detection as the ``end_of_utterance`` column shows it.
+
+    ``eou=v1/800ms`` (:attr:`EndOfUtterance.label`), or :data:`EOU_OFF` when none was sent (the azure
+    semantic VADs still judge the end of an utterance their own way).
+    """
+    eou = (turn_detection or {}).get("end_of_utterance_detection")
+    return EndOfUtterance.from_wire(eou).label if eou else EOU_OFF
 
 
 def _processing_extra(noise: str, echo: bool) -> dict[str, Any]:
@@ -373,7 +435,8 @@ def load_config(
         if not values:
             raise ConfigError(f"[grid] {key} is an empty list; give at least one value")
         axes[key] = values
-    if not axes:
+    eous = _eou_axis(grid)
+    if not axes and eous == [None]:
         raise ConfigError(
             "[grid] gives no setting to sweep (only 'type'); give at least one of "
             + ", ".join(_GRID_KEYS)
@@ -391,8 +454,10 @@ def load_config(
     noises, echoes = _processing_axes(grid)
     settings: list[SessionSettings] = []
     names: list[str] = []
-    for combo in itertools.product(*axes.values()):
-        td = cls(**dict(zip(axes.keys(), combo, strict=False)))  # raises ConfigError on out-of-range values
+    for combo, eou in itertools.product(itertools.product(*axes.values()), eous):
+        td = cls(  # raises ConfigError on out-of-range values
+            **dict(zip(axes.keys(), combo, strict=False)), end_of_utterance=NOT_GIVEN if eou is None else eou
+        )
         for noise, echo in itertools.product(noises, echoes):
             settings.append(
                 SessionSettings(turn_detection=td, tools=tools, extra=_processing_extra(noise, echo))
@@ -1295,6 +1360,7 @@ def aggregate(
             "threshold": td.get("threshold"),
             "prefix_padding_ms": td.get("prefix_padding_ms"),
             "silence_duration_ms": td.get("silence_duration_ms"),
+            "end_of_utterance": eou_label(td),
             **_processing_of(meta["settings"]),
         }
         try:
@@ -1333,6 +1399,7 @@ def aggregate(
                     "threshold",
                     "prefix_padding_ms",
                     "silence_duration_ms",
+                    "end_of_utterance",
                     "noise_reduction",
                     "echo_cancellation",
                 ]

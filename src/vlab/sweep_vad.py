@@ -58,7 +58,8 @@ def check_vad_mode(settings: Sequence[SessionSettings], names: Sequence[str]) ->
         if session_config.eou_timeout_ms(td) is not None:
             raise ConfigError(
                 f"[run] mode = 'vad' cannot decide setting {name!r}: its end-of-utterance detection reads the "
-                "words of each turn. Use type = 'server_vad', or mode = 'sessions'."
+                "words of each turn. Use type = 'server_vad' without eou_model, eou_threshold_level or "
+                "eou_timeout_ms in [grid], or mode = 'sessions'."
             )
         if session_config.processing_settings(session).echo_cancellation:
             raise ConfigError(

@@ -44,6 +44,8 @@ def test_report_holds_every_chart_embedded_and_as_png(sweep_dir):
     assert "thr=0.5 pad=300 sil=500" in page  # the baseline cell
     assert "3 settings × 2 prompts × 1 repeat;" in page
     assert "<th>tokens_<wbr>per_<wbr>expected_<wbr>turn</th>" in page
+    tables = page.count("<table")  # each scrolls in its own box when wider than the page
+    assert tables >= 3 and page.count("<div style='overflow-x:auto'><table") == tables
 
 
 def test_cli_report_and_compare(sweep_dir, tmp_path, capsys):

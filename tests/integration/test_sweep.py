@@ -181,6 +181,9 @@ async def test_a_failed_cell_records_its_error_and_the_sweep_goes_on(tmp_path):
         ({"run": {"concurrency": 0}}, "concurrency must be"),
         ({"prompts": {"include": ["nope"]}}, "no prompt named"),
         ({"target": {"speed": -1}}, "speed must be"),
+        ({"grid": {"eou_model": ["semantic_detection_v2"]}}, "eou_model must be among 'off', 'semantic_"),
+        ({"grid": {"eou_timeout_ms": [800, -1]}}, r"eou_timeout_ms = -1: .* in \[0, 60000\]"),
+        ({"grid": {"eou_threshold_level": []}}, "eou_threshold_level is an empty list"),
     ],
 )
 def test_bad_configs_fail_before_anything_runs(bad, message):
@@ -209,6 +212,53 @@ def test_a_config_that_leaves_keys_out_gets_the_defaults_its_documentation_state
     assert len(bare.prompts) == len(load_prompt_set())  # every bundled prompt
 
 
+def test_a_grid_crosses_end_of_utterance_detection_with_the_vad_settings():
+    cfg = load_config(
+        config(
+            grid={"silence_duration_ms": [300, 600], "eou_model": ["off", "semantic_detection_v1_en"]},
+            run={"baseline": True},
+        )
+    )
+    assert cfg.setting_names == (
+        "thr=0.5 pad=300 sil=300",
+        "thr=0.5 pad=300 sil=300 eou=v1_en",
+        "thr=0.5 pad=300 sil=600",
+        "thr=0.5 pad=300 sil=600 eou=v1_en",
+        "thr=0.5 pad=300 sil=500",  # the baseline: plain server VAD
+    )
+    wire = [s.to_wire()["turn_detection"].get("end_of_utterance_detection") for s in cfg.settings]
+    assert wire == [
+        None,
+        {"model": "semantic_detection_v1_en"},
+        None,
+        {"model": "semantic_detection_v1_en"},
+        None,
+    ]
+    knobs = load_config(config(grid={"eou_timeout_ms": [500, 2000], "eou_threshold_level": "low"}))
+    assert [s.to_wire()["turn_detection"]["end_of_utterance_detection"] for s in knobs.settings[:2]] == [
+        {"model": "semantic_detection_v1", "threshold_level": "low", "timeout_ms": 500},  # the default model
+        {"model": "semantic_detection_v1", "threshold_level": "low", "timeout_ms": 2000},
+    ]
+
+
+def test_end_of_utterance_detection_holds_the_turn_a_short_silence_timer_cuts_off(tmp_path):
+    """ "I would like to book a table for … four people": a 300 ms timer answers inside the pause; with
+    end-of-utterance detection the emulator reads "…a table for" as unfinished and waits for the rest."""
+    cfg = config(
+        prompts={"include": ["pause_600"]},
+        grid={"silence_duration_ms": [300], "eou_model": ["off", "semantic_detection_v1"]},
+    )
+    run_sweep(cfg, tmp_path, progress=False, session_options=OPTS)
+    points = pd.read_parquet(tmp_path / "points.parquet").set_index("end_of_utterance")
+    assert points.loc["off", "false_cutoff_rate"] == 1.0 and points.loc["off", "turns_per_expected"] == 2.0
+    assert (
+        points.loc["eou=v1", "false_cutoff_rate"] == 0.0 and points.loc["eou=v1", "turns_per_expected"] == 1.0
+    )
+    assert points.loc["eou=v1", "missed_turn_rate"] == 0.0
+    scores = pd.read_parquet(tmp_path / "scores.parquet")
+    assert sorted(scores["end_of_utterance"]) == ["eou=v1", "off"]
+
+
 def test_a_sweep_s_size_says_one_of_each_in_the_singular():
     assert grid_shape(3, 5, 1) == "3 settings × 5 prompts × 1 repeat"
     assert grid_shape(1, 1, 2) == "1 setting × 1 prompt × 2 repeats"
@@ -219,6 +269,9 @@ def test_the_example_configs_are_valid():
     assert cfg.baseline in cfg.setting_names and cfg.canary == "short_question" and cfg.n_cells >= 40
     noise = load_config("examples/noise_sweep.toml")
     assert len(noise.settings) == 16 and "thr=0.05 pad=300 sil=500 nr=far_field" in noise.setting_names
+    eou = load_config("examples/eou_sweep.toml")  # 2 silences × (none, 2 timeouts); the baseline is one
+    assert len(eou.settings) == 6 and eou.baseline == "thr=0.5 pad=300 sil=500"
+    assert "thr=0.5 pad=300 sil=300 eou=v1/1200ms" in eou.setting_names
 
 
 @pytest.mark.parametrize(

@@ -153,6 +153,24 @@ async def test_semantic_vad_and_repeats_reach_the_config(tmp_path):
     assert loaded.n_cells == (2 * 2 + 1) * 2 * 2  # 2 pads × 2 silences + baseline, × 2 prompts × 2 repeats
 
 
+def test_end_of_utterance_detection_is_compared_when_asked(tmp_path):
+    from vlab.sweep import load_config
+
+    panel = _panel(tmp_path)
+    assert "eou_model" not in panel.config()["grid"] and panel.eou_timeouts.disabled
+    panel.eou.value = True
+    assert not panel.eou_timeouts.disabled
+    panel.eou_timeouts.value = "600, 1200"
+    grid = panel.config()["grid"]
+    assert (grid["eou_model"], grid["eou_timeout_ms"]) == (["off", "semantic_detection_v1"], [600, 1200])
+    names = load_config(panel.config()).setting_names
+    assert names[:3] == ("thr=0.5 pad=300 sil=300", "thr=0.5 pad=300 sil=300 eou=v1/600ms",
+                         "thr=0.5 pad=300 sil=300 eou=v1/1200ms") and len(names) == 6  # fmt: skip
+    panel.vad_only.value = True  # the emulator's VAD alone cannot read the words
+    panel.run_button.click()
+    assert "cannot decide setting" in _text(panel.output) and not (tmp_path / "runs").exists()
+
+
 async def test_stop_cancels_and_run_resumes_the_same_folder(tmp_path):
     panel = _panel(tmp_path, concurrency=1)  # one cell at a time: stopped after the first, before the next
     panel.speed.value = 1.0  # real time: a cell takes seconds, so the sweep is surely running after the first

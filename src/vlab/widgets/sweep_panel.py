@@ -22,6 +22,7 @@ from typing import Any
 import ipywidgets as widgets
 import pandas as pd
 
+from vlab import protocol_limits
 from vlab.errors import ConfigError
 from vlab.widgets._tasks import guarded, start_task
 
@@ -168,6 +169,19 @@ class SweepPanel:
             style=style,
             layout=wide,
         )
+        self.eou = widgets.Checkbox(
+            value=False,
+            description="Compare with end-of-utterance detection (each setting without it, then with it)",
+            layout=wide,
+        )
+        self.eou_timeouts = widgets.Text(
+            value=str(protocol_limits.EOU_TIMEOUT_MS),
+            description="EOU timeout ms",
+            placeholder="e.g. 600, 1200",
+            disabled=True,
+            style=style,
+            layout=wide,
+        )
         self.repeats = widgets.BoundedIntText(
             value=CONFIG_DEFAULTS["repeats"], min=1, max=50, description="Repeats", style=style
         )
@@ -228,7 +242,8 @@ class SweepPanel:
         self.output = widgets.Output()
 
         form = widgets.VBox([
-            self.prompts, self.turn_type, self.thresholds, self.silences, self.paddings, self.repeats,
+            self.prompts, self.turn_type, self.thresholds, self.silences, self.paddings, self.eou,
+            self.eou_timeouts, self.repeats,
             self.speed, self.latency, self.baseline, self.canary, self.vad_only, self.folder, self.target,
             widgets.HBox([self.run_button, self.stop_button, self.progress]), self.status,
             widgets.HBox([self.open_path, self.open_button]),
@@ -240,6 +255,9 @@ class SweepPanel:
         )
         self.speed.observe(
             guarded(self.output, "Changing the speed")(lambda _: self._describe_target()), names="value"
+        )
+        self.eou.observe(
+            lambda change: setattr(self.eou_timeouts, "disabled", not change["new"]), names="value"
         )
         self.run_button.on_click(guarded(self.output, "Run")(lambda _: self.run()))
         self.stop_button.on_click(guarded(self.output, "Stop")(lambda _: self.stop()))
@@ -287,6 +305,8 @@ class SweepPanel:
 
     def config(self) -> dict[str, Any]:
         """The sweep config the form describes (the dict form of a sweep TOML; see :mod:`vlab.sweep`)."""
+        from vlab.sweep import EOU_OFF
+
         if not self.prompts.value:
             raise ConfigError("Select at least one prompt (Ctrl/Shift-click to pick several).")
         grid: dict[str, Any] = {
@@ -295,6 +315,9 @@ class SweepPanel:
             "silence_duration_ms": parse_values(self.silences.value, int, "Silence ms"),
             "prefix_padding_ms": parse_values(self.paddings.value, int, "Prefix padding ms"),
         }
+        if self.eou.value:
+            grid["eou_model"] = [EOU_OFF, protocol_limits.EOU_MODELS[0]]
+            grid["eou_timeout_ms"] = parse_values(self.eou_timeouts.value, int, "EOU timeout ms")
         run: dict[str, Any] = {
             "repeats": int(self.repeats.value),
             "concurrency": self.concurrency,
