@@ -133,6 +133,7 @@ class SweepPanel:
     def _build(self, prompts: tuple[str, ...] | list[str], speed: float | str) -> None:
         style = {"description_width": "150px"}
         wide = widgets.Layout(width="460px")
+        line = widgets.Layout(width="auto")  # a checkbox whose description is a sentence: shown whole
         options = [(f"{p.id}  ({p.category}, {p.duration_ms / 1000:.1f} s)", p.id) for p in self.prompt_set]
         ids = {p.id for p in self.prompt_set}
         chosen = tuple(p for p in prompts if p in ids) or tuple(p.id for p in self.prompt_set[:1])
@@ -172,7 +173,7 @@ class SweepPanel:
         self.eou = widgets.Checkbox(
             value=False,
             description="Compare with end-of-utterance detection (each setting without it, then with it)",
-            layout=wide,
+            layout=line,
         )
         self.eou_timeouts = widgets.Text(
             value=str(protocol_limits.EOU_TIMEOUT_MS),
@@ -191,7 +192,13 @@ class SweepPanel:
         speeds = list(SPEEDS)
         if speed_value not in [v for _, v in speeds]:
             speeds.append((f"{speed_value:g}×", speed_value))
-        self.speed = widgets.Dropdown(options=speeds, value=speed_value, description="Speed", style=style)
+        self.speed = widgets.Dropdown(
+            options=speeds,
+            value=speed_value,
+            description="Speed",
+            style=style,
+            layout=widgets.Layout(width="330px"),  # "as fast as possible" whole
+        )
         from vlab.emulator.latency import PRESETS
 
         self.latency = widgets.Dropdown(
@@ -212,7 +219,7 @@ class SweepPanel:
         self.vad_only = widgets.Checkbox(
             value=False,
             description="VAD only: the emulator's VAD decides each cell, no sessions (no latency)",
-            layout=wide,
+            layout=line,
         )
         self.folder = widgets.Text(
             value="",
