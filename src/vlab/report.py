@@ -100,10 +100,11 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         summarize_latency,
     )
     from vlab.prompts import load_prompt_set
-    from vlab.sweep import grid_shape
+    from vlab.sweep import grid_shape, in_grid_order
 
     folder = Path(sweep_dir)
     manifest = _require_sweep(folder)
+    settings = _settings_of(manifest)
     turns, vad, points, scores = (_load(folder, n) for n in ("turns", "vad", "points", "scores"))
     out = folder / "report"
     out.mkdir(exist_ok=True)
@@ -126,12 +127,8 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
             speech_turns[~speech_turns["false_cutoff"].astype(bool)] if len(speech_turns) else speech_turns
         )
         sample = ok_turns.groupby("setting", sort=False).head(4) if len(ok_turns) else ok_turns
-        grid_order = {name: i for i, name in enumerate(_settings_of(manifest))}
-        in_grid_order = sample.sort_values(
-            ["setting", "prompt"], key=lambda c: c.map(grid_order) if c.name == "setting" else c
-        )
         save(
-            plots.waterfall(in_grid_order, label=None, max_turns=24),
+            plots.waterfall(in_grid_order(sample, settings, "prompt"), label=None, max_turns=24),
             "waterfall",
             "Turn waterfall",
             "Contiguous stages from the end of speech T_eos to the first reply audio: they sum to voice_to_voice_ms"
@@ -200,10 +197,11 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         )
 
     summary = (
-        summarize_latency(
-            speech_turns,
-            by=["setting"],
-            metrics=latency_measures(speech_turns, endpointing=True),
+        in_grid_order(
+            summarize_latency(
+                speech_turns, by=["setting"], metrics=latency_measures(speech_turns, endpointing=True)
+            ),
+            settings,
         )
         if len(speech_turns)
         else pd.DataFrame()
@@ -313,7 +311,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
             )
             if c in scores
         ]
-        parts.append(plots.summary_table(scores.sort_values(["setting", "prompt"]), cols))
+        parts.append(plots.summary_table(in_grid_order(scores, settings, "prompt", "run"), cols))
     path = folder / "report.html"
     path.write_text("\n".join(parts), encoding="utf-8")
     return path

@@ -254,6 +254,21 @@ class SweepConfig:
         return len(self.settings) * len(self.prompts) * self.repeats
 
 
+def in_grid_order(frame: Any, settings: Sequence[str], *then: str) -> Any:
+    """``frame``'s rows in the order of the sweep's ``settings`` (the grid's, the baseline last).
+
+    Then by the ``then`` columns; rows of one setting keep their order otherwise. Reports and panels show
+    every per-setting table and chart so.
+    """
+    order = {name: i for i, name in enumerate(settings)}
+    return frame.sort_values(
+        ["setting", *then],
+        key=lambda column: column.map(order) if column.name == "setting" else column,
+        kind="stable",
+        ignore_index=True,
+    )
+
+
 def grid_shape(settings: int, prompts: int, repeats: int) -> str:
     """A sweep's size as vlab says it everywhere: ``3 settings × 5 prompts × 1 repeat``."""
     sizes = ((settings, "setting"), (prompts, "prompt"), (repeats, "repeat"))
@@ -1407,8 +1422,7 @@ def aggregate(
             .first()
         )
         points = points.merge(first, left_on="setting", right_index=True, how="left")
-        grid_order = {name: i for i, name in enumerate(cfg.setting_names)}
-        points = points.sort_values("setting", key=lambda s: s.map(grid_order), ignore_index=True)
+        points = in_grid_order(points, cfg.setting_names)
     _parquet_atomic(points, out_dir / "points.parquet")
 
 

@@ -67,17 +67,22 @@ def test_cli_report_and_compare(sweep_dir, tmp_path, capsys):
     assert len(pd.read_csv(tmp_path / "c.csv")) == len(table)
 
 
-def test_the_waterfall_shows_the_settings_in_the_grid_s_order(sweep_dir):
+def test_the_waterfall_and_the_tables_show_the_settings_in_the_grid_s_order(sweep_dir):
     from vlab import plots
 
-    with mock.patch("vlab.plots.waterfall", wraps=plots.waterfall) as drawn:
+    grid = ["thr=0.5 pad=300 sil=300", "thr=0.5 pad=300 sil=900", "thr=0.5 pad=300 sil=500"]  # baseline last
+    with (
+        mock.patch("vlab.plots.waterfall", wraps=plots.waterfall) as drawn,
+        mock.patch("vlab.plots.summary_table", wraps=plots.summary_table) as tabled,
+    ):
         build_report(sweep_dir, timeline_prompts=0)
-    shown = drawn.call_args.args[0]["setting"].drop_duplicates().tolist()
-    assert shown == [
-        "thr=0.5 pad=300 sil=300",
-        "thr=0.5 pad=300 sil=900",
-        "thr=0.5 pad=300 sil=500",
-    ]  # baseline last
+    assert drawn.call_args.args[0]["setting"].drop_duplicates().tolist() == grid
+    tables = [c.args[0] for c in tabled.call_args_list if "setting" in c.args[0]]
+    assert {"false_cutoff_rate", "p50", "cutoff_turns"} <= {
+        c for t in tables for c in t
+    }  # points, latency, scores
+    for table in tables:
+        assert table["setting"].drop_duplicates().tolist() == grid, list(table.columns)
 
 
 def test_report_of_a_folder_that_is_not_a_sweep_fails_clearly(tmp_path):

@@ -42,7 +42,7 @@ async def test_run_a_tiny_grid_shows_progress_charts_and_tables(tmp_path):
     assert panel.canary.value == "short_question"  # a single-turn prompt without holds
     assert "emulator" in panel.target.value.lower()
     panel.thresholds.value = "0.5"
-    panel.silences.value = "300, 900"
+    panel.silences.value = "900, 300"
     panel.run_button.click()
     assert panel.running and panel.run_button.disabled and not panel.stop_button.disabled
     assert panel.progress.max == 4
@@ -57,6 +57,9 @@ async def test_run_a_tiny_grid_shows_progress_charts_and_tables(tmp_path):
     assert "Operating points" in html and "Latency summary" in html and "Did the setting take effect?" in html
     assert "<th>tokens_<wbr>per_<wbr>expected_<wbr>turn</th>" in html  # long names break at underscores
     assert "2 prompts × 1 repeat · cells ok 4" in html
+    grid = ["thr=0.5 pad=300 sil=900", "thr=0.5 pad=300 sil=300"]  # shown in the grid's order, not the names'
+    assert panel.points["setting"].tolist() == grid
+    assert panel.summary["setting"].drop_duplicates().tolist() == grid
     assert (panel.sweep_dir / "manifest.json").is_file() and panel.sweep_dir.parent == tmp_path / "runs"
     # the pause prompt: a 300 ms silence timer answers inside the 600 ms pause, 900 ms does not
     pts = panel.points.set_index("setting")

@@ -467,8 +467,8 @@ class SweepPanel:
     def _render(self, folder: Path) -> list[widgets.Widget]:
         from vlab import plots
         from vlab.metrics import POINT_MEASURES
-        from vlab.report import made_tool_calls
-        from vlab.sweep import grid_shape
+        from vlab.report import made_tool_calls, sweep_settings
+        from vlab.sweep import grid_shape, in_grid_order
 
         m = self.manifest
         counts = m.get("counts", {})
@@ -502,6 +502,8 @@ class SweepPanel:
             + _table(self.points, ["setting", *POINT_MEASURES, "baseline", "pareto"])
         ))  # fmt: skip
         names = short_names([str(s) for s in self.points["setting"]])  # charts name what differs
+        settings = sweep_settings(folder)
+        short_settings = [names.get(s, s) for s in settings]
         vad_c = _relabel(self.vad, names)
         images = {
             "pareto": figure_png(lambda ax: plots.pareto(pareto_labels(self.points), ax=ax), (6.4, 4.6)),
@@ -521,7 +523,7 @@ class SweepPanel:
                     lambda ax: plots.latency_distributions(speech_c, metric="voice_to_answer_ms", ax=ax),
                     (6.4, max(2.6, 1.0 + 0.45 * n_settings)),
                 )
-            sample = ok_c.groupby("setting", sort=False).head(3).sort_values(["setting", "prompt"])
+            sample = in_grid_order(ok_c.groupby("setting", sort=False).head(3), short_settings, "prompt")
             if len(sample):
                 images["waterfall"] = figure_png(
                     lambda ax: plots.waterfall(sample, max_turns=18, ax=ax),
@@ -544,7 +546,7 @@ class SweepPanel:
         out.append(widgets.HBox(pair, layout=widgets.Layout(flex_flow="row wrap")))
         out.extend(self.charts[n] for n in ("waterfall", "vad_timeline") if n in self.charts)
         if not vad_only:
-            out.append(self._latency_summary(speech))
+            out.append(self._latency_summary(speech, settings))
         canary = m.get("canary")
         if canary and not self.vad.empty and self.vad["silence_duration_ms"].nunique() > 1:
             import warnings
@@ -562,18 +564,21 @@ class SweepPanel:
         if not self.scores.empty:
             out.append(widgets.HTML(
                 "<details><summary><b>Per prompt and setting</b></summary>"
-                + _table(self.scores.sort_values(["setting", "prompt"]), ["setting", "prompt", "run", "expected_turns", "responses",
+                + _table(in_grid_order(self.scores, settings, "prompt", "run"), ["setting", "prompt", "run", "expected_turns", "responses",
                          "cutoff_turns", "holds_cut", "missed_turns", "dead_air_ms", "onset_error_ms", "eos_delay_ms", "der"])
                 + "</details>"
             ))  # fmt: skip
         return out
 
-    def _latency_summary(self, speech: pd.DataFrame) -> widgets.Widget:
-        """The latency table of a session sweep's speech turns (kept as :attr:`summary`)."""
+    def _latency_summary(self, speech: pd.DataFrame, settings: list[str]) -> widgets.Widget:
+        """The latency table of a session sweep's speech turns (kept as :attr:`summary`), in ``settings`` order."""
         from vlab.metrics import summarize_latency
         from vlab.report import latency_measures
+        from vlab.sweep import in_grid_order
 
-        summary = summarize_latency(speech, by=["setting"], metrics=latency_measures(speech), n_boot=300)
+        summary = in_grid_order(
+            summarize_latency(speech, by=["setting"], metrics=latency_measures(speech), n_boot=300), settings
+        )
         self.summary = summary
         return widgets.HTML(
             "<b>Latency summary</b> (p50/p90 with bootstrap 95 % intervals; first turn of each session separately). "
