@@ -149,40 +149,26 @@ class SweepPanel:
         )
         from vlab.sweep import BASELINE, CONFIG_DEFAULTS
 
-        self.thresholds = widgets.Text(
-            value=f"{BASELINE.threshold:g}",
-            description="Thresholds",
-            placeholder="e.g. 0.4, 0.5, 0.6",
-            style=style,
-            layout=wide,
-        )
-        self.silences = widgets.Text(
-            value="300, 800",
-            description="Silence ms",
-            placeholder="e.g. 300, 500, 800",
-            style=style,
-            layout=wide,
-        )
-        self.paddings = widgets.Text(
-            value=str(BASELINE.prefix_padding_ms),
-            description="Prefix padding ms",
-            placeholder="e.g. 300",
-            style=style,
-            layout=wide,
-        )
+        def values(value: object, description: str, example: str) -> widgets.Text:
+            """A field of comma-separated values to cross in the grid."""
+            return widgets.Text(
+                value=str(value),
+                description=description,
+                placeholder=f"e.g. {example}",
+                style=style,
+                layout=wide,
+            )
+
+        self.thresholds = values(f"{BASELINE.threshold:g}", "Thresholds", "0.4, 0.5, 0.6")
+        self.silences = values("300, 800", "Silence ms", "300, 500, 800")
+        self.paddings = values(BASELINE.prefix_padding_ms, "Prefix padding ms", "300")
         self.eou = widgets.Checkbox(
             value=False,
             description="Compare with end-of-utterance detection (each setting without it, then with it)",
             layout=line,
         )
-        self.eou_timeouts = widgets.Text(
-            value=str(protocol_limits.EOU_TIMEOUT_MS),
-            description="EOU timeout ms",
-            placeholder="e.g. 600, 1200",
-            disabled=True,
-            style=style,
-            layout=wide,
-        )
+        self.eou_timeouts = values(protocol_limits.EOU_TIMEOUT_MS, "EOU timeout ms", "600, 1200")
+        self.eou_timeouts.disabled = True  # until the comparison is asked for
         self.repeats = widgets.BoundedIntText(
             value=CONFIG_DEFAULTS["repeats"], min=1, max=50, description="Repeats", style=style
         )
