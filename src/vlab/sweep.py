@@ -336,7 +336,9 @@ def _eou_axis(grid: Mapping[str, Any]) -> list[EndOfUtterance | None]:
     for key, given in values.items():
         if not given:
             raise ConfigError(f"[grid] {key} is an empty list; give at least one value")
-        for value in given if key != "eou_model" else ():
+        if key == "eou_model":
+            continue  # checked below, where "off" is one of its values
+        for value in given:
             try:
                 EndOfUtterance(**{_EOU_KEYS[key]: value})
             except ConfigError as exc:

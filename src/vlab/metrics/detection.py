@@ -319,9 +319,10 @@ def operating_points(
     Returns:
         Per setting: ``false_cutoff_rate`` (cut turns / expected turns), ``hold_cut_rate`` (cut holds /
         holds), ``missed_turn_rate``, ``turns_per_expected``, ``tokens_per_expected_turn`` (tokens of the
-        runs with speech / their expected turns; only with ``total_tokens``, NaN when a run's are unknown), ``dead_air_ms`` (median of
-        the runs' medians), ``der`` (mean), ``false_starts_per_min`` (mean over noise-only runs),
-        ``runs``, ``baseline`` (the setting named ``baseline``) and ``pareto`` (on the frontier).
+        runs with speech / their expected turns; only with ``total_tokens``, NaN when a run's are
+        unknown), ``dead_air_ms`` (median of the runs' medians), ``der`` (mean),
+        ``false_starts_per_min`` (mean over noise-only runs), ``runs``, ``baseline`` (the setting named
+        ``baseline``) and ``pareto`` (on the frontier).
     """
     keys = [by] if isinstance(by, str) else list(by)
     rows = []
