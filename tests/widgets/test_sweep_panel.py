@@ -229,3 +229,5 @@ def test_settings_are_named_by_what_sets_them_apart_unless_that_would_make_two_n
     same = ["thr=0.5 sil=300 nr=off", "thr=0.5 nr=off sil=300"]  # the same parts in another order
     assert short_names(same) == {n: n for n in same}
     assert short_names(["thr=0.5"]) == {"thr=0.5": "thr=0.5"}
+    eou = ["thr=0.5 pad=300 sil=300", "thr=0.5 pad=300 sil=300 eou=v1/1200ms", "thr=0.5 pad=300 sil=500"]
+    assert list(short_names(eou).values()) == ["sil=300 eou=off", "sil=300 eou=v1/1200ms", "sil=500 eou=off"]

@@ -582,10 +582,18 @@ class SweepPanel:
 
 
 def short_names(names: list[str]) -> dict[str, str]:
-    """Setting names without the parts every one shares (``thr=0.5 pad=300 sil=300`` → ``sil=300``)."""
+    """Setting names without the parts every one shares (``thr=0.5 pad=300 sil=300`` → ``sil=300``).
+
+    A ``key=value`` part that only some settings have (``eou=v1``, ``nr=far_field``) reads ``key=off`` in
+    the others, so a setting without it is not left with its whole name.
+    """
     split = [n.split() for n in names]
     if len(split) < 2:
         return {n: n for n in names}
+    keys = {part.split("=", 1)[0]: None for parts in split for part in parts if "=" in part}
+    for parts in split:
+        given = {part.split("=", 1)[0] for part in parts if "=" in part}
+        parts.extend(f"{key}=off" for key in keys if key not in given)
     common = set(split[0]).intersection(*split[1:])
     out = {
         n: " ".join(t for t in parts if t not in common) or n for n, parts in zip(names, split, strict=True)
