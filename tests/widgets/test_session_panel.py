@@ -14,6 +14,7 @@ import soundfile as sf
 from tests._logs import T0_NS, hand_record
 from tests._mcp_server import stand_in_mcp
 from vlab import protocol
+from vlab.bundled import bundled_dir
 from vlab.clock import VirtualClock
 from vlab.errors import ConfigError
 from vlab.log.records import EventRecord
@@ -67,6 +68,27 @@ async def test_manual_turns_commit_and_ask_for_a_response(tmp_path, prompt_dir):
     await panel.task
     assert "response.done" in panel.table.value and panel.output.outputs == ()
     assert "commit-to-voice" in panel.latency.value and "endpointing" not in panel.latency.value
+
+
+@pytest.mark.parametrize(("eou", "responses"), [(False, 2), (True, 1)], ids=["timer alone", "with eou"])
+async def test_end_of_utterance_detection_holds_a_pause_the_silence_timer_would_end(tmp_path, eou, responses):
+    """ "I would like to book a table for … four people": a 300 ms timer answers inside the pause; with
+    end-of-utterance detection ("…for" sounds unfinished) the turn waits for the rest."""
+    panel = _panel(tmp_path, bundled_dir("prompts"))
+    panel.prompt.value = next(path for label, path in panel.prompt.options if label.startswith("pause_600"))
+    panel.silence.value = 300
+    assert panel.eou_timeout.layout.display == "none"  # shown once asked for
+    panel.eou.value = eou
+    assert panel.eou_timeout.layout.display == (None if eou else "none")
+    panel.eou_timeout.value = 1200
+    panel.start.click()
+    await panel.task
+    assert panel.output.outputs == (), panel.output.outputs
+    sent = json.loads((panel.run_dir / "session.json").read_text())["settings"]["turn_detection"]
+    expected = {"model": "semantic_detection_v1", "timeout_ms": 1200} if eou else None
+    assert sent.get("end_of_utterance_detection") == expected
+    frame = panel.session.frame()
+    assert (frame["type"] == protocol.RESPONSE_DONE).sum() == responses
 
 
 async def test_errors_show_in_the_panel_with_a_clear_message(tmp_path, prompt_dir):

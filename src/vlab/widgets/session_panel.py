@@ -23,11 +23,12 @@ from vlab.bundled import bundled_dir
 from vlab.endpoint import Secret
 from vlab.errors import ConfigError, VlabError
 from vlab.log.records import EventRecord
-from vlab.protocol_limits import THRESHOLD_BOUNDS
+from vlab.protocol_limits import EOU_TIMEOUT_MS, THRESHOLD_BOUNDS
 from vlab.session.tools import Handler, McpApprovalRequest, ToolRunner
 from vlab.settings import (
     NOT_GIVEN,
     AzureSemanticVad,
+    EndOfUtterance,
     FunctionTool,
     McpServer,
     SemanticVariant,
@@ -232,6 +233,17 @@ class SessionPanel:
         self.remove_fillers = widgets.Checkbox(
             value=False, description="Remove filler words (semantic VAD)", layout=wide
         )
+        self.eou = widgets.Checkbox(
+            value=False,
+            description="End-of-utterance detection",
+            tooltip="Semantic end-of-utterance detection: after a pause, wait for more when the words so far "
+            "sound unfinished",
+            layout=wide,
+        )
+        self.eou_timeout = widgets.IntSlider(
+            value=EOU_TIMEOUT_MS, min=0, max=3000, step=100, description="EOU timeout ms", style=style,
+        )  # fmt: skip
+        """The longest wait for more speech after a pause judged unfinished (shown with :attr:`eou`)."""
         prompts = list_prompts(self.prompt_dir)
         kernel_in, kernel_out = kernel_has_device("input"), kernel_has_device("output")
         sources = [WAV_PROMPT, UPLOADED_FILE, BROWSER_MIC, KERNEL_MIC]
@@ -303,7 +315,9 @@ class SessionPanel:
         self.azure_box = widgets.VBox([self.endpoint, self.auth, self.api_key])
         self.mcp_box = widgets.VBox([self.mcp_label, self.mcp_approval, self.mcp_token])
         self.semantic_box = widgets.VBox([self.remove_fillers])
-        self.vad_box = widgets.VBox([self.threshold, self.prefix_padding, self.silence, self.semantic_box])
+        self.vad_box = widgets.VBox(
+            [self.threshold, self.prefix_padding, self.silence, self.semantic_box, self.eou, self.eou_timeout]
+        )
         self.prompt_box = widgets.VBox([self.prompt])
         self.upload_box = widgets.VBox([self.upload])
         self.browser_box = widgets.VBox([self.browser_audio])
@@ -341,7 +355,8 @@ class SessionPanel:
         )
         for control, what in ((self.source, "Changing the input"), (self.speaker, "Changing the speaker"),
                               (self.speaker_side, "Changing the speaker side"),
-                              (self.mcp_url, "Changing the MCP server")):  # fmt: skip
+                              (self.mcp_url, "Changing the MCP server"),
+                              (self.eou, "Changing end-of-utterance detection")):  # fmt: skip
             control.observe(guarded(self.output, what)(lambda _: self._sync_visibility()), names="value")
         for box, what in ((self.api_key, "key"), (self.mcp_token, "token")):
             box.observe(guarded(self.output, f"Setting the {what}")(self._taker(box, what)), names="value")
@@ -365,6 +380,7 @@ class SessionPanel:
         show(self.vad_box, self.turn_type.value != "manual")
         show(self.mcp_box, bool(self.mcp_url.value.strip()))
         show(self.semantic_box, self.turn_type.value.startswith("azure_semantic"))
+        show(self.eou_timeout, self.eou.value)
         show(self.prompt_box, self.source.value == WAV_PROMPT)
         show(self.upload_box, self.source.value == UPLOADED_FILE)
         show(self.end_turn, self.source.value in _LIVE and self.turn_type.value == "manual")
@@ -415,6 +431,9 @@ class SessionPanel:
             "threshold": self.threshold.value,
             "prefix_padding_ms": self.prefix_padding.value,
             "silence_duration_ms": self.silence.value,
+            "end_of_utterance": (
+                EndOfUtterance(timeout_ms=self.eou_timeout.value) if self.eou.value else NOT_GIVEN
+            ),
         }
         if kind == "manual":
             td: Any = None
