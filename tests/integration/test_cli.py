@@ -18,7 +18,7 @@ from vlab.cli import BROKEN_PIPE_EXIT, build_parser, main
 from vlab.commands._args import speed
 from vlab.commands.replay import turn_detection
 from vlab.metrics import turn_latency
-from vlab.settings import AzureSemanticVad, ServerVad
+from vlab.settings import AzureSemanticVad, EndOfUtterance, ServerVad
 
 
 def _vlab(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -82,6 +82,10 @@ def test_replay_of_a_bad_file_is_a_clear_error(tmp_path):
             AzureSemanticVad(prefix_padding_ms=200, silence_duration_ms=800),
         ),
         (["--manual"], None),
+        (
+            ["--silence-duration-ms", "300", "--eou-timeout-ms", "1200"],
+            ServerVad(silence_duration_ms=300, end_of_utterance=EndOfUtterance(timeout_ms=1200)),
+        ),
     ],
 )
 def test_replay_flags_set_the_turn_detection_and_leave_the_rest_at_its_defaults(flags, expected):
@@ -93,6 +97,13 @@ def test_replay_refuses_vad_settings_with_manual_turns_and_says_the_help_default
     assert capsys.readouterr().err == (
         "vlab: error: --threshold, --silence-duration-ms: --manual has no turn detection to set. "
         "Drop --threshold, --silence-duration-ms, or --manual.\n"
+    )
+    assert main(["replay", "x.wav", "--manual", "--eou-timeout-ms", "800"]) == 2
+    assert "--eou-timeout-ms: --manual has no turn detection to set" in capsys.readouterr().err
+    assert main(["replay", "x.wav", "--eou-timeout-ms", "-5"]) == 2  # a clear error, before anything runs
+    assert (
+        "--eou-timeout-ms -5: EndOfUtterance.timeout_ms must be an integer number of milliseconds in [0, 60000]"
+        in (capsys.readouterr().err)
     )
     with pytest.raises(SystemExit):
         main(["replay", "--help"])

@@ -40,6 +40,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         rep.add_argument(
             _flag(name), type=kind, default=None, help=f"{what} (default: {getattr(vad, name):g})"
         )
+    rep.add_argument(
+        "--eou-timeout-ms",
+        type=int,
+        default=None,
+        metavar="MS",
+        help="add semantic end-of-utterance detection: after a pause whose words sound unfinished, wait up "
+        "to MS for more (default: none on server_vad)",
+    )
     pace = rep.add_mutually_exclusive_group()
     pace.add_argument("--realtime", action="store_true", help="send the audio in real time (the default)")
     pace.add_argument(
@@ -64,12 +72,19 @@ def turn_detection(args: argparse.Namespace) -> ServerVad | AzureSemanticVad | N
     Raises:
         ConfigError: A VAD setting was given with ``--manual``, which has no turn detection.
     """
-    from vlab.settings import AzureSemanticVad, ServerVad
+    from vlab.settings import AzureSemanticVad, EndOfUtterance, ServerVad
 
     given = {name: getattr(args, name) for name, _, _ in _VAD_SETTINGS if getattr(args, name) is not None}
+    if args.eou_timeout_ms is not None:
+        try:
+            given["end_of_utterance"] = EndOfUtterance(timeout_ms=args.eou_timeout_ms)
+        except ConfigError as exc:
+            raise ConfigError(f"--eou-timeout-ms {args.eou_timeout_ms}: {exc}") from None
     if args.manual:
         if given:
-            flags = ", ".join(map(_flag, given))
+            flags = ", ".join(
+                _flag("eou_timeout_ms" if name == "end_of_utterance" else name) for name in given
+            )
             raise ConfigError(f"{flags}: --manual has no turn detection to set. Drop {flags}, or --manual.")
         return None
     return (AzureSemanticVad if args.semantic_vad else ServerVad)(**given)
