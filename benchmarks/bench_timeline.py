@@ -3,8 +3,10 @@
 Every figure vlab prints for an emulator run is measured on the emulator's simulated timeline, so the
 same sweep must give the same turns, the same cut-offs and the same latencies at any speed and under
 any load. This benchmark reports the largest difference of each figure between the runs; the last
-figure runs the function tools of ``examples/tools_sweep.toml`` over its prompts, where the client's
-answer to each call is on the timeline too (``voice_to_answer_ms``).
+figures run the function tools of ``examples/tools_sweep.toml`` over its prompts, where the client's
+answer to each call is on the timeline too (``voice_to_answer_ms``), and the grid of
+``examples/eou_sweep.toml``, where the end-of-utterance check holds simulated time while the
+recognizer reads the turn.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ FIGURES = (
 )
 GOAL_MS = 5.0
 TOOLS_EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "tools_sweep.toml"
+EOU_EXAMPLE = TOOLS_EXAMPLE.with_name("eou_sweep.toml")
 
 
 @contextlib.contextmanager
@@ -48,7 +51,12 @@ def busy_loops(n: int = 2) -> Iterator[None]:
 
 
 def _sweep(
-    out: Path, prompts: list[str], settings: list[int], speed: Any, tools: dict[str, Any] | None = None
+    out: Path,
+    prompts: list[str],
+    settings: list[int],
+    speed: Any,
+    tools: dict[str, Any] | None = None,
+    grid: dict[str, Any] | None = None,
 ) -> Any:
     import pandas as pd
 
@@ -57,7 +65,7 @@ def _sweep(
     config = {
         "target": {"speed": speed, "latency": "typical"},
         "prompts": {"include": prompts},
-        "grid": {"threshold": [0.5], "prefix_padding_ms": [300], "silence_duration_ms": settings},
+        "grid": grid or {"threshold": [0.5], "prefix_padding_ms": [300], "silence_duration_ms": settings},
         "run": {"repeats": 1, "concurrency": 4, "timeout_s": 120, "baseline": False},
         **({TOOLS_SECTION: tools} if tools else {}),
     }
@@ -118,32 +126,45 @@ def bench_invariance(size: Size) -> list[Figure]:
     prompts = [p.id for p in load_prompt_set()]
     example = load_config(TOOLS_EXAMPLE)
     tool_prompts, tools = [p.id for p in example.prompts], example.raw[TOOLS_SECTION]
+    eou_example = load_config(EOU_EXAMPLE)
+    eou_prompts, eou_grid = [p.id for p in eou_example.prompts], eou_example.raw["grid"]
     settings = [200, 500, 1000]
     slow: Any = 1
-    tools_slow: Any = 1
-    if size.tiny:  # the smoke test: the tools' run under load at "max" (busy loops burn make test's CPU)
-        prompts, tool_prompts, settings, slow, tools_slow = ["pause_600"], ["pause_600"], [200], 4, "max"
+    examples_slow: Any = 1
+    if size.tiny:  # the smoke test: the examples' runs under load at "max" (busy loops burn make test's CPU)
+        prompts, tool_prompts, settings, slow, examples_slow = ["pause_600"], ["pause_600"], [200], 4, "max"
+        eou_prompts, eou_grid = ["pause_600"], {"silence_duration_ms": [300], "eou_timeout_ms": [1200]}
     elif size.scale < 1:
-        prompts = prompts[:4]
+        prompts, eou_prompts = prompts[:4], eou_prompts[:2]
     n_cells = len(prompts) * len(settings)
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
         fast = _sweep(root / "max", prompts, settings, "max")
         real = _sweep(root / "slow", prompts, settings, slow)
         tools_fast = _sweep(root / "tools-max", tool_prompts, settings, "max", tools)
+        eou_fast = _sweep(root / "eou-max", eou_prompts, [], "max", grid=eou_grid)
         with busy_loops():
             fast_loaded = _sweep(root / "max-loaded", prompts, settings, "max")
             real_loaded = _sweep(root / "slow-loaded", prompts, settings, slow)
-            tools_loaded = _sweep(root / "tools-slow-loaded", tool_prompts, settings, tools_slow, tools)
+            tools_loaded = _sweep(root / "tools-slow-loaded", tool_prompts, settings, examples_slow, tools)
+            eou_loaded = _sweep(root / "eou-slow-loaded", eou_prompts, [], examples_slow, grid=eou_grid)
     tools_cells = len(tool_prompts) * len(settings)
+    eou_cells = eou_fast["cell"].nunique()
     return [
         _figure(f"speed invariance: speed {slow} vs max, {len(settings)} settings", real, fast, n_cells),
         _figure("… with two busy loops: speed max loaded vs idle", fast_loaded, fast, n_cells),
         _figure(f"… with two busy loops: speed {slow} loaded vs max idle", real_loaded, fast, n_cells),
         _figure(
-            f"… with function tools (examples/tools_sweep.toml): speed {tools_slow} loaded vs max idle",
+            f"… with function tools (examples/tools_sweep.toml): speed {examples_slow} loaded vs max idle",
             tools_loaded,
             tools_fast,
             tools_cells,
+        ),
+        _figure(
+            f"… with end-of-utterance detection (examples/eou_sweep.toml): speed {examples_slow} loaded vs "
+            "max idle",
+            eou_loaded,
+            eou_fast,
+            eou_cells,
         ),
     ]
