@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import re
@@ -45,6 +46,10 @@ def test_replay_writes_a_run_folder_and_prints_a_summary(tmp_path, prompt):
     )  # the same figure as turns.parquet would show
     stopped = frame[frame["type"] == "input_audio_buffer.speech_stopped"]["audio_end_ms"].iloc[0]
     assert abs(stopped - (prompt.speech_end_ms + 600)) < 50
+    done = frame[frame["type"] == "response.done"]["payload"].map(json.loads)
+    usage = [d["response"]["usage"] for d in done]
+    total, given, said = (sum(u[k] for u in usage) for k in ("total_tokens", "input_tokens", "output_tokens"))
+    assert f"tokens used: {total} ({given} in, {said} out; the responses' usage)" in result.stdout
 
 
 def test_replay_manual_mode(tmp_path, prompt):
