@@ -106,10 +106,8 @@ def test_replay_refuses_vad_settings_with_manual_turns_and_says_the_help_default
     assert main(["replay", "x.wav", "--manual", "--eou-timeout-ms", "800"]) == 2
     assert "--eou-timeout-ms: --manual has no turn detection to set" in capsys.readouterr().err
     assert main(["replay", "x.wav", "--eou-timeout-ms", "-5"]) == 2  # a clear error, before anything runs
-    assert (
-        "--eou-timeout-ms -5: EndOfUtterance.timeout_ms must be an integer number of milliseconds in [0, 60000]"
-        in (capsys.readouterr().err)
-    )
+    err = capsys.readouterr().err
+    assert "--eou-timeout-ms -5: EndOfUtterance.timeout_ms must be an integer number of milliseconds" in err
     with pytest.raises(SystemExit):
         main(["replay", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())

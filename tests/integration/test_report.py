@@ -78,9 +78,8 @@ def test_the_waterfall_and_the_tables_show_the_settings_in_the_grid_s_order(swee
         build_report(sweep_dir, timeline_prompts=0)
     assert drawn.call_args.args[0]["setting"].drop_duplicates().tolist() == grid
     tables = [c.args[0] for c in tabled.call_args_list if "setting" in c.args[0]]
-    assert {"false_cutoff_rate", "p50", "cutoff_turns"} <= {
-        c for t in tables for c in t
-    }  # points, latency, scores
+    columns = {c for t in tables for c in t}
+    assert {"false_cutoff_rate", "p50", "cutoff_turns"} <= columns  # the points, latency and scores tables
     for table in tables:
         assert table["setting"].drop_duplicates().tolist() == grid, list(table.columns)
 

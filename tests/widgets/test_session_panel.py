@@ -72,8 +72,8 @@ async def test_manual_turns_commit_and_ask_for_a_response(tmp_path, prompt_dir):
 
 @pytest.mark.parametrize(("eou", "responses"), [(False, 2), (True, 1)], ids=["timer alone", "with eou"])
 async def test_end_of_utterance_detection_holds_a_pause_the_silence_timer_would_end(tmp_path, eou, responses):
-    """ "I would like to book a table for … four people": a 300 ms timer answers inside the pause; with
-    end-of-utterance detection ("…for" sounds unfinished) the turn waits for the rest."""
+    """pause_600, "I would like to book a table for … four people": a 300 ms timer answers inside the pause;
+    with end-of-utterance detection ("…for" sounds unfinished) the turn waits for the rest."""
     panel = _panel(tmp_path, bundled_dir("prompts"))
     panel.prompt.value = next(path for label, path in panel.prompt.options if label.startswith("pause_600"))
     panel.silence.value = 300
