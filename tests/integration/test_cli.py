@@ -15,6 +15,7 @@ import pytest
 import soundfile as sf
 
 import vlab
+from vlab.bundled import bundled_dir
 from vlab.cli import BROKEN_PIPE_EXIT, build_parser, main
 from vlab.commands._args import speed
 from vlab.commands.replay import turn_detection
@@ -58,6 +59,17 @@ def test_replay_manual_mode(tmp_path, prompt):
     result = _vlab("replay", str(wav), "--manual", "--speed", "max", "--out", str(tmp_path / "r"))
     assert result.returncode == 0, result.stderr
     assert "turns answered: 1" in result.stdout
+
+
+def test_sweep_dry_run_lists_the_cells_and_runs_nothing(tmp_path, capsys):
+    config = bundled_dir("examples") / "eou_sweep.toml"
+    assert main(["sweep", str(config), "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "48 cells: 6 settings × 8 prompts × 1 repeat"
+    assert "  setting  thr=0.5 pad=300 sil=500  (baseline)" in out and len(out) == 8
+    assert out[-1].startswith("  prompts  pause_300, pause_600")
+    assert main(["sweep", str(config)]) == 2  # no --out: nothing to write into, nothing run
+    assert "give the sweep folder with --out SWEEP_DIR" in capsys.readouterr().err
 
 
 def test_replay_of_silence_says_no_speech_was_detected(tmp_path):

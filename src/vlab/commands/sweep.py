@@ -11,7 +11,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser("sweep", help="run a turn-detection settings sweep over labelled prompts")
     p.add_argument("config", help="sweep config (TOML; see examples/vad_sweep.toml)")
     p.add_argument(
-        "--out", required=True, metavar="SWEEP_DIR", help="sweep folder (finished cells are skipped)"
+        "--out",
+        metavar="SWEEP_DIR",
+        help="sweep folder (finished cells are skipped); required unless --dry-run",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the config and list its settings and prompts; run nothing",
     )
     p.add_argument(
         "--mode",
@@ -27,11 +34,19 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code (1 when a cell failed)."""
+    from vlab.errors import ConfigError
     from vlab.sweep import grid_shape, load_config, run_sweep
 
     cfg = load_config(args.config, mode=args.mode)  # bad configs fail here, before anything runs
+    if args.out is None and not args.dry_run:
+        raise ConfigError("give the sweep folder with --out SWEEP_DIR (or --dry-run to only list the cells)")
     what = " (VAD only, no sessions)" if cfg.mode == "vad" else ""
     print(f"{cfg.n_cells} cells{what}: {grid_shape(len(cfg.settings), len(cfg.prompts), cfg.repeats)}")
+    if args.dry_run:
+        for name in cfg.setting_names:
+            print(f"  setting  {name}" + ("  (baseline)" if name == cfg.baseline else ""))
+        print("  prompts  " + ", ".join(p.id for p in cfg.prompts))
+        return 0
     result = run_sweep(cfg, args.out, resume=not args.no_resume, progress=not args.no_progress)
     counts = {s: sum(1 for c in result.cells if c.status == s) for s in ("ok", "skipped", "error")}
     print(
