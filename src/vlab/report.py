@@ -26,6 +26,7 @@ __all__ = [
     "COMPARED_POINTS",
     "build_report",
     "compare_sweeps",
+    "grid_settings",
     "latency_measures",
     "made_tool_calls",
     "sweep_settings",
@@ -69,10 +70,11 @@ def _require_sweep(sweep_dir: Path) -> dict[str, Any]:
 
 def sweep_settings(sweep_dir: str | os.PathLike[str]) -> list[str]:
     """The names of a sweep folder's settings, in grid order (as :func:`compare_sweeps` matches them)."""
-    return _settings_of(_require_sweep(Path(sweep_dir)))
+    return grid_settings(_require_sweep(Path(sweep_dir)))
 
 
-def _settings_of(manifest: dict[str, Any]) -> list[str]:
+def grid_settings(manifest: dict[str, Any]) -> list[str]:
+    """The names of the settings a sweep's ``manifest.json`` (already read) lists, in grid order."""
     return [point["setting"] for point in manifest.get("grid", [])]
 
 
@@ -104,7 +106,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
 
     folder = Path(sweep_dir)
     manifest = _require_sweep(folder)
-    settings = _settings_of(manifest)
+    settings = grid_settings(manifest)
     turns, vad, points, scores = (_load(folder, n) for n in ("turns", "vad", "points", "scores"))
     out = folder / "report"
     out.mkdir(exist_ok=True)

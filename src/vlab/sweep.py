@@ -1082,7 +1082,13 @@ def _lost_cell(out_dir: Path, cell: tuple[Any, ...], exc: BaseException) -> Cell
 
 def _analyse_cell(cell_dir: Path, prompt: LabelledPrompt, connect_ns: int | None) -> dict[str, Any]:
     from vlab.log import load_log
-    from vlab.metrics import detections_from_events, score_prompt, session_latency, turn_latency
+    from vlab.metrics import (
+        detections_from_events,
+        score_prompt,
+        session_latency,
+        tokens_used,
+        turn_latency,
+    )
 
     events = load_log(cell_dir)
     turns = turn_latency(events, end_of_turn_ms=prompt.end_of_turn_ms)
@@ -1094,15 +1100,9 @@ def _analyse_cell(cell_dir: Path, prompt: LabelledPrompt, connect_ns: int | None
         if math.isfinite(a)
     }
     score = score_prompt(prompt, det, dead_air_ms=dead)
-    score["total_tokens"] = _tokens_used(turns)
+    score["total_tokens"] = tokens_used(turns)["total_tokens"]
     sess = session_latency(events, connect_ns=connect_ns)
     return {"turns": turns, "vad": det, "score": score, "session": sess}
-
-
-def _tokens_used(turns: Any) -> float:
-    """Tokens the cell's responses used (each one's ``usage``, input and output); NaN if one did not say."""
-    done = turns[turns["t_done_ns"].notna()]
-    return float(done["total_tokens"].sum(skipna=False))
 
 
 def _reply_silence(cell_dir: Path, item_id: Any) -> float:

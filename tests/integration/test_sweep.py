@@ -19,9 +19,9 @@ from vlab.emulator import Emulator
 from vlab.errors import ConfigError
 from vlab.feed import feed_prompt
 from vlab.log import load_log
-from vlab.metrics import turn_latency
+from vlab.metrics import tokens_used, turn_latency
 from vlab.prompts import load_prompt_set
-from vlab.sweep import SweepConfig, _tokens_used, grid_shape, load_config, run_sweep, run_sweep_async
+from vlab.sweep import SweepConfig, grid_shape, load_config, run_sweep, run_sweep_async
 
 pytestmark = pytest.mark.integration
 OPTS = {"dotenv_path": False}
@@ -85,9 +85,11 @@ def test_each_cell_counts_the_tokens_its_responses_said_they_used(sweep):
 
 def test_a_cell_s_tokens_are_its_responses_and_not_its_turns_without_one():
     turns = pd.DataFrame({"t_done_ns": [1e9, math.nan, 3e9], "total_tokens": [50.0, math.nan, 70.0]})
-    assert _tokens_used(turns) == 120.0  # the detected turn that started no response has no usage
-    assert math.isnan(_tokens_used(turns.assign(total_tokens=[50.0, math.nan, math.nan])))
-    assert _tokens_used(turns.iloc[:0]) == 0.0  # no response: nothing used
+    assert (
+        tokens_used(turns)["total_tokens"] == 120.0
+    )  # the detected turn that started no response has no usage
+    assert math.isnan(tokens_used(turns.assign(total_tokens=[50.0, math.nan, math.nan]))["total_tokens"])
+    assert tokens_used(turns.iloc[:0])["total_tokens"] == 0.0  # no response: nothing used
 
 
 @pytest.mark.parametrize("table", ["turns", "vad", "scores", "session"])

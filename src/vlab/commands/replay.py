@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from vlab.commands._args import speed
 from vlab.errors import ConfigError
@@ -94,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code."""
     import math
 
+    import pandas as pd
+
+    from vlab.metrics import USAGE_COLUMNS, tokens_used
     from vlab.replay import replay
     from vlab.settings import SessionSettings
 
@@ -118,19 +121,8 @@ def run(args: argparse.Namespace) -> int:
             f" + turn commit {fmt(turn['turn_commit_ms'])} + first audio {fmt(turn['ttfb_audio_ms'])}"
             f" ({turn['timeline']} timeline)"
         )
-    used = {key: _total(result.turns, f"{key}_tokens") for key in ("total", "input", "output")}
-    if used["total"] is not None:
-        print(
-            f"tokens used: {used['total']} ({used['input']} in, {used['output']} out; the responses' usage)"
-        )
+    used = tokens_used(pd.DataFrame(result.turns)) if result.turns else {}
+    if all(math.isfinite(used.get(key, math.nan)) for key in USAGE_COLUMNS):
+        total, given, said = (round(used[key]) for key in USAGE_COLUMNS)
+        print(f"tokens used: {total} ({given} in, {said} out; the responses' usage)")
     return 0
-
-
-def _total(turns: list[dict[str, Any]], column: str) -> int | None:
-    """The sum of a usage column over the turns that have it (None when none has)."""
-    import math
-
-    values = [
-        float(t[column]) for t in turns if t.get(column) is not None and not math.isnan(float(t[column]))
-    ]
-    return round(sum(values)) if values else None

@@ -30,8 +30,10 @@ from vlab.metrics.latency import (
     LATENCY_STAGES,
     SEGMENT_STAGES,
     TURN_STARTS,
+    USAGE_COLUMNS,
     leading_silence_ms,
     stages_in_order,
+    tokens_used,
     turn_latency,
 )
 from vlab.metrics.session_latency import session_latency
@@ -45,6 +47,7 @@ __all__ = [
     "SEGMENT_STAGES",
     "TOOL_CALL_COLUMNS",
     "TURN_STARTS",
+    "USAGE_COLUMNS",
     "InputTimeline",
     "bootstrap_ci",
     "canary_shift",
@@ -63,6 +66,7 @@ __all__ = [
     "setting_took_effect",
     "stages_in_order",
     "summarize_latency",
+    "tokens_used",
     "tool_calls",
     "turn_latency",
     "vad_preview",

@@ -87,6 +87,9 @@ from vlab.metrics.events import (
 )
 from vlab.metrics.tool_calls import _CALL_ITEMS
 
+USAGE_COLUMNS: tuple[str, ...] = ("total_tokens", "input_tokens", "output_tokens")
+"""The token counts of each response's ``usage`` (``response.done``) that :func:`turn_latency` keeps."""
+
 SEGMENT_STAGES: tuple[str, ...] = (
     "server_hangover_ms",
     "uplink_ms",
@@ -267,7 +270,7 @@ def turn_latency(
                 resp = payload_of(r.payload).get("response", {})
                 row["status"] = resp.get("status")
                 usage = resp.get("usage") or {}
-                for key in ("total_tokens", "input_tokens", "output_tokens"):
+                for key in USAGE_COLUMNS:
                     row[key] = usage.get(key, math.nan)
                 output = [item for item in resp.get("output") or [] if isinstance(item, dict)]
                 row["tool_calls"] = sum(item.get("type") in _CALL_ITEMS for item in output)
@@ -398,9 +401,7 @@ _COLUMNS = [
     "reply_item_id",
     "output_rtf",
     "underruns",
-    "total_tokens",
-    "input_tokens",
-    "output_tokens",
+    *USAGE_COLUMNS,
     "tool_calls",
     "voice_to_answer_ms",
     "answer_response_id",
@@ -554,12 +555,20 @@ def _compute(
         "reply_item_id": row.get("audio_item_id"),
         "output_rtf": _output_rtf(row),
         "underruns": underruns.get(row.get("audio_item_id") or "", 0),
-        "total_tokens": row.get("total_tokens", nan),
-        "input_tokens": row.get("input_tokens", nan),
-        "output_tokens": row.get("output_tokens", nan),
+        **{key: row.get(key, nan) for key in USAGE_COLUMNS},
         "tool_calls": row.get("tool_calls", 0),
         "reason": "; ".join(reasons),
     }
+
+
+def tokens_used(turns: pd.DataFrame) -> dict[str, float]:
+    """The tokens the responses of :func:`turn_latency`'s turns used, by :data:`USAGE_COLUMNS` column.
+
+    Summed over the turns whose response is done (a detected turn that started none has no usage); NaN
+    when one of those responses did not report it.
+    """
+    done = turns[turns["t_done_ns"].notna()]
+    return {key: float(done[key].sum(skipna=False)) if key in done else math.nan for key in USAGE_COLUMNS}
 
 
 def leading_silence_ms(

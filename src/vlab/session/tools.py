@@ -13,7 +13,8 @@ do:
   speaks it.
 
 A response is asked for only when none is under way, nor asked for by the client already (a committed
-turn's; the service refuses a second one), and the calls of a cancelled response are not run: the user interrupted, and the next turn answers what they said.
+turn's; the service refuses a second one), and the calls of a cancelled response are not run: the user
+interrupted, and the next turn answers what they said.
 """
 
 from __future__ import annotations

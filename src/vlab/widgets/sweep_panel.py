@@ -453,7 +453,7 @@ class SweepPanel:
     def _render(self, folder: Path) -> list[widgets.Widget]:
         from vlab import plots
         from vlab.metrics import POINT_MEASURES
-        from vlab.report import made_tool_calls, sweep_settings
+        from vlab.report import grid_settings, made_tool_calls
         from vlab.sweep import grid_shape, in_grid_order
 
         m = self.manifest
@@ -488,7 +488,7 @@ class SweepPanel:
             + _table(self.points, ["setting", *POINT_MEASURES, "baseline", "pareto"])
         ))  # fmt: skip
         names = short_names([str(s) for s in self.points["setting"]])  # charts name what differs
-        settings = sweep_settings(folder)
+        settings = grid_settings(self.manifest)
         short_settings = [names.get(s, s) for s in settings]
         vad_c = _relabel(self.vad, names)
         images = {
