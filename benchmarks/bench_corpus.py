@@ -49,7 +49,7 @@ def bench_labeller(size: Size) -> list[Figure]:
 def bench_dask_throughput(size: Size) -> list[Figure]:
     """Cells per second on a 2-worker LocalCluster against 1 worker, and each worker's memory over the run.
 
-    The cluster runs with the settings of the one a sweep starts (:data:`vlab.sweep_dask.LOCAL_CLUSTER_CONFIG`).
+    The cluster runs with the settings of the one a sweep starts (:data:`vlab.sweep.dask_executor.LOCAL_CLUSTER_CONFIG`).
     Each run also records the CPU time of every process (the workers, their Silero processes, this one
     with the scheduler and the sweep's aggregation) to give the ceiling this machine allows: one worker's
     cells are bound to one core by the GIL (w s of CPU per cell) while the rest (o) runs beside it, so two
@@ -62,7 +62,7 @@ def bench_dask_throughput(size: Size) -> list[Figure]:
     import psutil
 
     from vlab.sweep import run_sweep
-    from vlab.sweep_dask import LOCAL_CLUSTER_CONFIG
+    from vlab.sweep.dask_executor import LOCAL_CLUSTER_CONFIG
 
     cells = 4 if size.tiny else size.n(2000)  # tiny: the smoke test, 2 cells per setting
     config = {

@@ -186,6 +186,23 @@ async def test_a_failed_cell_records_its_error_and_the_sweep_goes_on(tmp_path):
         ({"grid": {"eou_model": ["semantic_detection_v2"]}}, "eou_model must be among 'off', 'semantic_"),
         ({"grid": {"eou_timeout_ms": [800, -1]}}, r"eou_timeout_ms = -1: .* in \[0, 60000\]"),
         ({"grid": {"eou_threshold_level": []}}, "eou_threshold_level is an empty list"),
+        ({"run": {"timeout_s": 0}}, r"timeout_s must be a number of seconds > 0, got 0"),
+        ({"run": {"backoff_s": -1}}, r"backoff_s must be a number of seconds ≥ 0"),
+        ({"run": {"throttle_retries": -1}}, r"throttle_retries must be an integer ≥ 0"),
+        ({"run": {"repeats": True}}, r"repeats must be an integer ≥ 1, got True"),
+        ({"run": {"max_sessions": 0}}, r"max_sessions must be an integer ≥ 1"),
+        ({"run": {"executor": "spark"}}, r"executor must be 'asyncio' or 'dask', got 'spark'"),
+        ({"run": {"cluster": "tcp://host:8786"}}, r"cluster .* with executor = 'asyncio'"),
+        ({"run": {"mode": "fast"}}, r"mode must be 'sessions' or 'vad'"),
+        ({"run": {"baseline": "yes"}}, r"baseline must be true or false"),
+        ({"run": {"canary": "nope"}}, r"canary 'nope' is not among the selected prompts"),
+        ({"run": {"mode": "vad", "repeats": 2}}, r"mode = 'vad' decides each cell once"),
+        (
+            {"target": {"latency": "fast"}},
+            r"latency must be one of \[.instant., .slow-network., .typical.\] or a latency.json",
+        ),
+        ({"target": {"hear_audio": "yes"}}, r"hear_audio must be true or false"),
+        ({"target": {"script": 3}}, r"script must be the path of a JSON dialogue script"),
     ],
 )
 def test_bad_configs_fail_before_anything_runs(bad, message):

@@ -16,6 +16,7 @@ from tests._portable import HARD_KILL
 from vlab import sweep
 from vlab.errors import ConfigError
 from vlab.sweep import load_config, run_sweep, run_sweep_async
+from vlab.sweep import tables as sweep_tables
 
 distributed = pytest.importorskip("distributed", reason="needs dask.distributed: pip install 'vlab[dask]'")
 dask = pytest.importorskip("dask")
@@ -47,7 +48,7 @@ def _turns_of(turns: pd.DataFrame) -> pd.DataFrame:
 def test_a_two_worker_local_cluster_gives_the_same_turns_as_in_process(tmp_path, capsys):
     here = run_sweep(CFG, tmp_path / "here", progress=False, session_options=OPTS)
     dask_cfg = {**CFG, "run": {**CFG["run"], "executor": "dask", "workers": 2, "max_sessions": 3}}
-    with mock.patch("vlab.sweep._analyse_cell", wraps=sweep._analyse_cell) as here_analysed:
+    with mock.patch("vlab.sweep.tables.analyse_cell", wraps=sweep_tables.analyse_cell) as here_analysed:
         there = run_sweep(dask_cfg, tmp_path / "dask", progress=False, session_options=OPTS)
     assert [c.status for c in there.cells] == ["ok"] * 4
     assert here_analysed.call_count == 0  # the workers analysed their cells
@@ -124,8 +125,8 @@ def test_bad_executor_settings_fail_before_anything_runs(run, message):
 
 
 def test_a_cell_whose_workers_keep_dying_is_recorded_as_failed(tmp_path):
-    from vlab.sweep import _lost_cell
-    from vlab.sweep_dask import run_on_dask
+    from vlab.sweep.cells import lost_cell
+    from vlab.sweep.dask_executor import run_on_dask
 
     got = []
     # the first death is the last (dask's default retries a cell on 3 new workers, each a few seconds of
@@ -137,7 +138,7 @@ def test_a_cell_whose_workers_keep_dying_is_recorded_as_failed(tmp_path):
     [(arg, error)] = got
     assert arg == 1 and isinstance(error, distributed.KilledWorker)
     [prompt] = load_config(CFG).prompts[:1]
-    result = _lost_cell(tmp_path, ("cell_a", 0, None, prompt, 0), error)
+    result = lost_cell(tmp_path, ("cell_a", 0, None, prompt, 0), error)
     assert result.status == "error" and "KilledWorker" in result.error
     meta = json.loads((tmp_path / "cells" / "cell_a" / "cell.json").read_text())
     assert meta["status"] == "error" and meta["prompt"] == prompt.id
@@ -157,7 +158,7 @@ class _ClosingCluster:
 
 
 async def test_closing_a_cluster_while_a_nanny_restarts_a_dead_worker_is_not_the_sweeps_failure():
-    from vlab.sweep_dask import _close_local
+    from vlab.sweep.dask_executor import _close_local
 
     await _close_local(_ClosingCluster(AssertionError("can only join a started process")))
     with pytest.raises(AssertionError, match="something else"):
@@ -194,7 +195,7 @@ async def test_max_sessions_caps_the_sessions_open_at_once_across_the_cluster(tm
 
 def test_the_sweep_s_local_cluster_runs_its_workers_without_the_statistical_profiler():
     # the profiler keeps ~17 minutes of stack samples: a worker grew by ~0.17 MB per cell with it
-    from vlab.sweep_dask import run_on_dask
+    from vlab.sweep.dask_executor import run_on_dask
 
     got = []
     setting = functools.partial(dask.config.get, "distributed.worker.profile.enabled")

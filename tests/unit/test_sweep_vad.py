@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vlab import sweep_vad
 from vlab.audio.pcm import silence
 from vlab.audio.processing import ProcessingSettings
 from vlab.audio.silero_worker import probabilities_here
 from vlab.audio.vad import SileroModel
 from vlab.prompts import load_prompt_set
 from vlab.settings import ServerVad, SessionSettings
+from vlab.sweep import vad as sweep_vad
 
 RATE = 24000
 

@@ -646,9 +646,9 @@ def _read(folder: Path, name: str) -> pd.DataFrame:
 
 
 def _cell_names(cfg: Any) -> list[str]:
-    from vlab.sweep import _cells
+    from vlab.sweep.cells import grid_cells
 
-    return [c[0] for c in _cells(cfg)]
+    return [c[0] for c in grid_cells(cfg)]
 
 
 def _cells_done(out: Path, names: list[str], started: float) -> int:

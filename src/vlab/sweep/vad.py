@@ -36,7 +36,10 @@ if TYPE_CHECKING:
     from vlab.prompts import LabelledPrompt
     from vlab.settings import SessionSettings
 
-__all__ = ["check_vad_mode", "vad_cells"]
+__all__ = ["VAD_TARGET", "check_vad_mode", "vad_cells"]
+
+VAD_TARGET = "vlab-vad"
+"""The ``target`` a VAD-only cell records (vlab's emulator VAD, no session)."""
 
 PROMPTS_PER_BATCH = 32
 """Prompts whose audio is run through the model together (one batch across streams); bounds memory."""

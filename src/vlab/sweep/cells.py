@@ -1,0 +1,281 @@
+"""One cell of a sweep: one prompt through a session with one setting, into its run folder and ``cell.json``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import re
+import shutil
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vlab import protocol
+from vlab.clock import Clock, SystemClock, wait_until_ns
+from vlab.prompts import LabelledPrompt
+from vlab.settings import McpServer, SessionSettings
+from vlab.sweep.config import SweepConfig
+from vlab.sweep.store import VAD_CACHE_DIR, write_atomic
+from vlab.sweep.tables import analyse_cell
+
+log = logging.getLogger("vlab.sweep")
+
+if TYPE_CHECKING:
+    from vlab.session import Session, ToolRunner
+
+
+@dataclass
+class CellResult:
+    """What one cell did."""
+
+    cell: str
+    status: str
+    """``ok``, ``error`` or ``skipped`` (finished in an earlier run)."""
+    duration_s: float = 0.0
+    error: str | None = None
+    throttled: int = 0
+    """How many times the service throttled the cell (each was waited out and retried)."""
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.=_-]+", "_", text).strip("_")
+
+
+def grid_cells(cfg: SweepConfig) -> list[tuple[str, int, SessionSettings, LabelledPrompt, int]]:
+    """Every cell of the sweep as ``(folder name, setting index, setting, prompt, repeat)``, settings outermost."""
+    out = []
+    for (i, s), p, r in itertools.product(enumerate(cfg.settings), cfg.prompts, range(cfg.repeats)):
+        name = f"{_slug(cfg.setting_names[i])}__{p.id}__r{r}"
+        out.append((name, i, s, p, r))
+    return out
+
+
+async def _run_cell(
+    cfg: SweepConfig,
+    cell_dir: Path,
+    settings: SessionSettings,
+    prompt: LabelledPrompt,
+    session_options: Mapping[str, Any],
+) -> dict[str, Any]:
+    from vlab.audio.pcm import silence
+    from vlab.feed import NoSpeechDetected, feed_prompt, trailing_silence_ms
+    from vlab.session import Session
+
+    rate = settings.input_bytes_per_s // 2
+    td = settings.turn_detection
+    tail_ms = trailing_silence_ms(td)
+    pcm = prompt.pcm(rate) + silence(tail_ms, rate)
+    options = dict(session_options)
+    emulator_options = {
+        "speed": cfg.speed,
+        "latency": cfg.latency,
+        "hear_audio": cfg.hear_audio,
+        "script": cfg.script,
+        "trace": str(cell_dir / "trace.jsonl"),
+        **options.pop("emulator_options", {}),
+    }
+    connect_ns = time.perf_counter_ns()
+    async with Session(settings, run_dir=cell_dir, emulator_options=emulator_options, **options) as s:
+        await _mcp_listed(s, settings, cfg.timeout_s)
+        async with _tool_runner(s, cfg) as runner:
+            try:
+                await feed_prompt(s, pcm, speed=cfg.speed, timeout_s=cfg.timeout_s, tools=runner)
+            except NoSpeechDetected:
+                pass  # a prompt with no speech (noise only) is a result, not a failure
+            if runner is not None:
+                await _answers_spoken(s, runner, cfg.timeout_s)
+        target = s.target.kind
+    return {"connect_ns": connect_ns, "target": target}
+
+
+async def _mcp_listed(session: Session, settings: SessionSettings, timeout_s: float) -> None:
+    """Wait until each MCP server of the setting has listed its tools, so the model can call them at once.
+
+    A server that could not list them fails the cell, naming it.
+    """
+    from vlab.errors import ConnectionFailed
+
+    servers = {t.server_label: t.server_url for t in settings.tools if isinstance(t, McpServer)}
+    if not servers:
+        return
+    ends = (protocol.MCP_LIST_TOOLS_COMPLETED, protocol.MCP_LIST_TOOLS_FAILED)
+    events = await session.wait_for(
+        lambda e: e.get("type") in ends, count=len(servers), timeout_s=timeout_s, typed=False
+    )
+    label_of = {
+        e["item"].get("id"): e["item"].get("server_label")
+        for e in events
+        if e.get("type") == protocol.ITEM_CREATED
+        and e.get("item", {}).get("type") == protocol.MCP_LIST_TOOLS_ITEM
+    }
+    failed = [
+        label_of.get(e.get("item_id")) for e in events if e.get("type") == protocol.MCP_LIST_TOOLS_FAILED
+    ]
+    if failed:
+        names = ", ".join(f"{label!r} ({servers.get(str(label), '?')})" for label in failed)
+        raise ConnectionFailed(
+            f"the MCP server {names} could not list its tools, so the model could not call it: check that "
+            "it is running at that server_url (the emulator's log says why)"
+        )
+
+
+def _tool_runner(session: Session, cfg: SweepConfig) -> AbstractAsyncContextManager[ToolRunner | None]:
+    """A runner answering the calls of a sweep with tools; a null context without.
+
+    It answers every function call with its ``cfg.tool_outputs`` and every MCP approval request with its
+    server's ``cfg.mcp_approvals``.
+    """
+    from vlab.session import McpApprovalRequest, ToolRunner
+
+    if not (cfg.tool_outputs or cfg.mcp_approvals):
+        return contextlib.nullcontext(None)
+
+    def answer(output: str) -> Callable[..., str]:
+        return lambda **_arguments: output
+
+    def approve(request: McpApprovalRequest) -> bool:
+        return cfg.mcp_approvals.get(request.server_label, False)
+
+    handlers = {name: answer(output) for name, output in cfg.tool_outputs.items()}
+    return ToolRunner(session, handlers, approve=approve, run_ms=cfg.tool_run_ms)
+
+
+async def _answers_spoken(session: Session, runner: ToolRunner, timeout_s: float) -> None:
+    """Wait until the runner's answers are spoken, at most ``timeout_s`` on the session's clock."""
+    deadline_ns = session.clock.monotonic_ns() + round(timeout_s * 1e9)
+    try:
+        await wait_until_ns(session.clock, runner.settled(), deadline_ns)
+    except TimeoutError:
+        raise TimeoutError(
+            f"the answers to the tool calls were not spoken within {timeout_s:g} s "
+            "(raise [run] timeout_s if the service is slow)"
+        ) from None
+
+
+async def _run_throttled(
+    run: Callable[[], Awaitable[dict[str, Any]]],
+    cfg: SweepConfig,
+    cell_dir: Path,
+    throttled: list[dict[str, Any]],
+    clock: Clock,
+) -> dict[str, Any]:
+    """Run a cell; while the service throttles it, wait on ``clock`` and run it afresh (noted in ``throttled``)."""
+    from vlab.errors import Throttled
+
+    for attempt in itertools.count(1):
+        try:
+            return await run()
+        except Throttled as exc:
+            if attempt > cfg.throttle_retries:
+                raise
+            wait_s = cfg.throttle_wait_s(attempt, exc.retry_after_s)
+            throttled.append({"attempt": attempt, "wait_s": wait_s, "error": str(exc)})
+            log.warning("cell %s throttled (attempt %d); retrying in %g s", cell_dir.name, attempt, wait_s)
+            await clock.sleep_until_ns(clock.monotonic_ns() + round(wait_s * 1e9))
+            _fresh_dir(cell_dir)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _fresh_dir(folder: Path) -> None:
+    """Empty ``folder`` (what a failed attempt left there)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def finished(cell_dir: Path) -> bool:
+    """The cell's ``cell.json`` says it ran to the end (``ok``): a resumed sweep skips it."""
+    try:
+        return bool(json.loads((cell_dir / "cell.json").read_text(encoding="utf-8")).get("status") == "ok")
+    except (OSError, ValueError):
+        return False
+
+
+async def run_cell(
+    cfg: SweepConfig,
+    out_dir: Path,
+    name: str,
+    index: int,
+    settings: SessionSettings,
+    prompt: LabelledPrompt,
+    rep: int,
+    options: Mapping[str, Any],
+    clock: Clock | None = None,
+) -> CellResult:
+    """Run one cell afresh into ``out_dir/cells/<name>`` and write its ``cell.json`` (also on failure).
+
+    While the service throttles the cell, it waits on ``clock`` and runs again (:func:`_run_throttled`).
+    """
+    cell_dir = out_dir / "cells" / name
+    if cell_dir.exists():  # a half-written or failed cell from an earlier run: start it afresh
+        shutil.rmtree(cell_dir)
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    meta: dict[str, Any] = {
+        "cell": name,
+        "setting": cfg.setting_names[index],
+        "prompt": prompt.id,
+        "repeat": rep,
+        "settings": settings.to_dict(),
+    }
+    throttled: list[dict[str, Any]] = []
+    try:
+        info = await _run_throttled(
+            lambda: _run_cell(cfg, cell_dir, settings, prompt, options),
+            cfg,
+            cell_dir,
+            throttled,
+            clock or SystemClock(),
+        )
+        meta.update(status="ok", target=info["target"], connect_ns=info["connect_ns"])
+        result = CellResult(name, "ok", time.perf_counter() - t)
+    except Exception as exc:  # a failed cell is recorded and the sweep goes on
+        meta.update(status="error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+        result = CellResult(name, "error", time.perf_counter() - t, meta["error"])
+    if throttled:
+        meta["throttled"] = throttled
+        result.throttled = len(throttled)
+    meta["duration_s"] = round(time.perf_counter() - t, 3)
+    write_atomic(cell_dir / "cell.json", json.dumps(meta, indent=2) + "\n")
+    return result
+
+
+def cell_job(
+    cfg: SweepConfig, out_dir: Path, options: Mapping[str, Any], cell: tuple[Any, ...]
+) -> tuple[CellResult, dict[str, Any] | None]:
+    """One cell on a dask worker (:mod:`vlab.sweep.dask_executor`), on its own event loop, with the sweep's VAD cache.
+
+    An ``ok`` cell is analysed there too (:func:`analyse_cell`), so that the workers share that work
+    rather than the sweep's process doing it for every cell at the end; the analysis goes back with the
+    result (None if it failed: :func:`aggregate` then tries again and records the error).
+    """
+    from vlab.audio.silero_worker import SileroWorker
+
+    SileroWorker.shared().use_cache(out_dir / VAD_CACHE_DIR)
+    name, index, settings, prompt, rep = cell
+    result = asyncio.run(run_cell(cfg, out_dir, name, index, settings, prompt, rep, options))
+    analysis = None
+    if result.status == "ok":
+        cell_dir = out_dir / "cells" / name
+        try:
+            meta = json.loads((cell_dir / "cell.json").read_text(encoding="utf-8"))
+            analysis = analyse_cell(cell_dir, prompt, meta.get("connect_ns"))
+        except Exception:  # aggregate() analyses the cell again and records why it failed
+            log.debug("analysing cell %s on its worker failed", name, exc_info=True)
+    return result, analysis
+
+
+def lost_cell(out_dir: Path, cell: tuple[Any, ...], exc: BaseException) -> CellResult:
+    """A cell whose task never finished (its workers kept dying) gets a ``cell.json`` with the error."""
+    name, _, _, prompt, rep = cell
+    error = f"{type(exc).__name__}: {exc}"
+    (out_dir / "cells" / name).mkdir(parents=True, exist_ok=True)
+    meta = {"cell": name, "prompt": prompt.id, "repeat": rep, "status": "error", "error": error}
+    write_atomic(out_dir / "cells" / name / "cell.json", json.dumps(meta, indent=2) + "\n")
+    return CellResult(name, "error", error=error)

@@ -1,0 +1,433 @@
+"""Sweep configs: a TOML file (or a dict of its shape) read and checked into a :class:`SweepConfig`."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from vlab import protocol_limits
+from vlab.errors import ConfigError
+from vlab.prompts import LabelledPrompt, load_prompt_set, select_prompts
+from vlab.settings import NOT_GIVEN, AzureSemanticVad, FunctionTool, McpServer, ServerVad, SessionSettings
+from vlab.sweep.grid import (
+    BASELINE,
+    EOU_KEYS,
+    GRID_KEYS,
+    GRID_TYPES,
+    PROCESSING_KEYS,
+    eou_axis,
+    processing_axes,
+    processing_extra,
+    setting_name,
+)
+from vlab.sweep.tools import MCP_SECTION, TOOLS_SECTION, check_keys, function_tools, mcp_servers
+
+_SECTIONS: dict[str, set[str]] = {
+    "target": {"speed", "latency", "hear_audio", "script"},
+    "prompts": {"path", "include"},
+    "grid": {"type", *GRID_KEYS, *PROCESSING_KEYS, *EOU_KEYS},
+    "run": {
+        "repeats",
+        "concurrency",
+        "timeout_s",
+        "baseline",
+        "canary",
+        "name",
+        "throttle_retries",
+        "backoff_s",
+        "executor",
+        "workers",
+        "cluster",
+        "max_sessions",
+        "mode",
+    },
+}
+
+
+_MAX_BACKOFF_S = 60.0
+"""Upper bound of the wait between attempts of a throttled cell."""
+MODES = ("sessions", "vad")
+"""What a cell is: ``sessions`` (a session on the target) or ``vad`` (the emulator's server VAD over the
+prompt, no session: :mod:`vlab.sweep.vad`)."""
+EXECUTORS = ("asyncio", "dask")
+"""Where cells run: ``asyncio`` (this process, ``concurrency`` at once) or ``dask`` (:mod:`vlab.sweep.dask_executor`)."""
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A validated sweep configuration."""
+
+    settings: tuple[SessionSettings, ...]
+    """One per grid point (the baseline last when added and not already in the grid)."""
+    setting_names: tuple[str, ...]
+    """Short label of each setting (``thr=0.5 pad=300 sil=500``)."""
+    prompts: tuple[LabelledPrompt, ...]
+    """The prompts to play."""
+    repeats: int = 1
+    """Runs per prompt and setting."""
+    concurrency: int = 4
+    """Cells running at once."""
+    speed: float = math.inf
+    """Audio pacing and emulator speed (``math.inf``: as fast as possible)."""
+    latency: str = "typical"
+    """Emulator latency preset, or the path of a fitted ``latency.json`` (``vlab calibrate``)."""
+    hear_audio: bool = False
+    """The embedded emulator recognizes each turn's words for its reply (``Emulator(hear_audio=...)``).
+    Off by default: the replies then say how long the user spoke, which turn-detection and latency figures
+    do not depend on, and recognition (PocketSphinx) would take about four times a sweep's other CPU."""
+    script: str | None = None
+    """The path of a dialogue script whose rules the embedded emulator tries before its built-in replies
+    (``Emulator(script=...)``; ``docs/emulator.md``, Responder rules), e.g. a chain of tool calls."""
+    timeout_s: float = 60.0
+    """Per-cell limit to wait for the answers."""
+    baseline: str | None = None
+    """Name of the baseline setting, if any."""
+    canary: str | None = None
+    """Prompt id used for the "did the setting take effect" check."""
+    executor: str = "asyncio"
+    """Where cells run (:data:`EXECUTORS`)."""
+    workers: int = 2
+    """``dask``: workers of the ``LocalCluster`` (``concurrency`` cells at once on each)."""
+    cluster: str | None = None
+    """``dask``: a scheduler address to run on instead of a ``LocalCluster``."""
+    max_sessions: int | None = None
+    """Sessions open at once across the whole sweep (every worker), or None for no cap."""
+    mode: str = "sessions"
+    """What a cell is (:data:`MODES`)."""
+    raw: dict[str, Any] = field(default_factory=dict)
+    """The config as read (for the manifest)."""
+    throttle_retries: int = 5
+    """How often a throttled cell (HTTP 429) is tried again before it counts as failed."""
+    backoff_s: float = 2.0
+    """Wait before retrying a throttled cell when the service gives no ``Retry-After`` (doubled each time)."""
+    tool_outputs: Mapping[str, str] = field(default_factory=dict)
+    """What each cell answers every call of a function with, by name (``[tools.<name>] output``); the
+    functions themselves are in each setting's ``tools``. Empty: no tools."""
+    tool_run_ms: Mapping[str, float] = field(default_factory=dict)
+    """How long each function runs on the emulator's simulated timeline, by name (``[tools.<name>] run_ms``;
+    0 when left out): its output comes that long after the call, so the user's wait includes it."""
+    mcp_approvals: Mapping[str, bool] = field(default_factory=dict)
+    """What each cell answers an MCP server's approval requests with, by ``server_label``
+    (``[mcp.<label>] approve``); the servers themselves are in each setting's ``tools``. Empty: none."""
+
+    def throttle_wait_s(self, attempt: int, retry_after_s: float | None) -> float:
+        """Seconds to wait before retry number ``attempt`` (1-based) of a throttled cell."""
+        if retry_after_s is not None:
+            return retry_after_s
+        return min(self.backoff_s * 2 ** (attempt - 1), _MAX_BACKOFF_S)
+
+    @property
+    def n_cells(self) -> int:
+        """Number of cells."""
+        return len(self.settings) * len(self.prompts) * self.repeats
+
+
+CONFIG_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(SweepConfig) if f.default is not MISSING}
+"""What a config file that leaves a key out gets: :class:`SweepConfig`'s defaults, declared there only."""
+
+
+def _resolve(path: str, base: Path, config_dir: Path | None) -> Path:
+    """A path a config names: relative to the folder the sweep runs in, or else beside the config file."""
+    if Path(path).is_absolute():
+        return Path(path)
+    if config_dir is not None and not (base / path).exists() and (config_dir / path).exists():
+        return config_dir / path
+    return base / path
+
+
+def load_config(
+    config: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    base_dir: str | os.PathLike[str] | None = None,
+    mode: str | None = None,
+) -> SweepConfig:
+    """Read and validate a sweep config (a TOML file or the same structure as a dict).
+
+    ``mode`` overrides ``[run] mode`` (:data:`MODES`), as ``vlab sweep --mode`` does. Paths the config
+    names are relative to ``base_dir`` (default: the current folder), or else beside the config file.
+
+    Raises:
+        ConfigError: Unknown sections or keys, empty grid lists, out-of-range values, unknown prompts
+            — before anything runs.
+    """
+    data, config_dir = _read(config)
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    sections = {*_SECTIONS, TOOLS_SECTION, MCP_SECTION}
+    unknown = sorted(set(data) - sections)
+    if unknown:
+        raise ConfigError(
+            f"unknown section(s) {', '.join(repr(k) for k in unknown)}; known: {', '.join(sorted(sections))}"
+        )
+    for section in _SECTIONS:
+        if not isinstance(data.get(section, {}), Mapping):
+            raise ConfigError(f"[{section}] must be a table")
+        check_keys(f"[{section}]", data.get(section, {}), _SECTIONS[section])
+    grid = dict(data.get("grid", {}))
+    detections = _turn_detections(grid)
+    functions, tool_outputs, tool_run_ms = function_tools(data.get(TOOLS_SECTION, {}))
+    servers, mcp_approvals = mcp_servers(data.get(MCP_SECTION, {}))
+    tools: tuple[FunctionTool | McpServer, ...] = (*functions, *servers)
+    with_tools = " and ".join(
+        f"[{s}]" for s, on in ((TOOLS_SECTION, functions), (MCP_SECTION, servers)) if on
+    )
+    settings, names = _settings(detections, grid, tools)
+    run_section = data.get("run", {})
+    baseline = _with_baseline(run_section, settings, names, tools)
+    run = _run_options(run_section, mode)
+    if run["mode"] == "vad":
+        _check_vad_mode(settings, names, run, with_tools)
+    target = _target_options(data.get("target", {}), base, config_dir, with_tools)
+    prompts = _prompts(data.get("prompts", {}), base, config_dir)
+    canary = run_section.get("canary")
+    if canary is not None and canary not in {p.id for p in prompts}:
+        raise ConfigError(f"[run] canary {canary!r} is not among the selected prompts")
+    return SweepConfig(
+        settings=tuple(settings),
+        setting_names=tuple(names),
+        prompts=prompts,
+        baseline=baseline,
+        canary=canary,
+        raw=json.loads(json.dumps(data, default=str)),
+        tool_outputs=tool_outputs,
+        tool_run_ms=tool_run_ms,
+        mcp_approvals=mcp_approvals,
+        **run,
+        **target,
+    )
+
+
+def _read(config: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[dict[str, Any], Path | None]:
+    """The config as a dict, and the folder of its file (None for a dict)."""
+    if isinstance(config, Mapping):
+        return dict(config), None
+    path = Path(config)
+    if not path.is_file():
+        raise ConfigError(f"sweep config {str(path)!r} not found")
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"sweep config {str(path)!r} is not valid TOML: {exc}") from None
+    return data, path.parent.absolute()
+
+
+def _turn_detections(grid: dict[str, Any]) -> list[ServerVad | AzureSemanticVad]:
+    """The ``[grid]``'s turn detections: its numeric knobs crossed, then with each end-of-utterance detection."""
+    if not grid:
+        raise ConfigError("the sweep has no [grid]; give at least one of " + ", ".join(GRID_KEYS))
+    kind = grid.get("type", protocol_limits.SERVER_VAD)
+    if kind not in GRID_TYPES:
+        raise ConfigError(f"[grid] type must be {' or '.join(map(repr, GRID_TYPES))}, got {kind!r}")
+    axes: dict[str, list[Any]] = {}
+    for key in GRID_KEYS:
+        if key not in grid:
+            continue
+        values = grid[key] if isinstance(grid[key], list) else [grid[key]]
+        if not values:
+            raise ConfigError(f"[grid] {key} is an empty list; give at least one value")
+        axes[key] = values
+    eous = eou_axis(grid)
+    if not axes and eous == [None]:
+        raise ConfigError(
+            "[grid] gives no setting to sweep (only 'type'); give at least one of "
+            + ", ".join(GRID_KEYS)
+            + ", e.g. threshold = [0.5]"
+        )
+    if kind == protocol_limits.SERVER_VAD and "speech_duration_ms" in axes:
+        raise ConfigError("[grid] speech_duration_ms needs type = 'azure_semantic_vad'")
+    cls = GRID_TYPES[kind]
+    return [
+        cls(  # raises ConfigError on out-of-range values
+            **dict(zip(axes.keys(), combo, strict=False)), end_of_utterance=NOT_GIVEN if eou is None else eou
+        )
+        for combo, eou in itertools.product(itertools.product(*axes.values()), eous)
+    ]
+
+
+def _settings(
+    detections: list[ServerVad | AzureSemanticVad],
+    grid: Mapping[str, Any],
+    tools: tuple[FunctionTool | McpServer, ...],
+) -> tuple[list[SessionSettings], list[str]]:
+    """Every grid point (each turn detection × the input processing) as session settings, and its name."""
+    noises, echoes = processing_axes(grid)
+    settings: list[SessionSettings] = []
+    names: list[str] = []
+    for td in detections:
+        for noise, echo in itertools.product(noises, echoes):
+            settings.append(
+                SessionSettings(turn_detection=td, tools=tools, extra=processing_extra(noise, echo))
+            )
+            names.append(setting_name(td, noise, echo))
+    return settings, names
+
+
+def _with_baseline(
+    run: Mapping[str, Any],
+    settings: list[SessionSettings],
+    names: list[str],
+    tools: tuple[FunctionTool | McpServer, ...],
+) -> str | None:
+    """Add the baseline setting with ``[run] baseline = true`` (unless the grid has it); its name, or None."""
+    if "baseline" in run and not isinstance(run["baseline"], bool):
+        raise ConfigError(f"[run] baseline must be true or false, got {run['baseline']!r}")
+    if "name" in run and not isinstance(run["name"], str):
+        raise ConfigError(f"[run] name must be a string, got {run['name']!r}")
+    if not run.get("baseline", False):
+        return None
+    name = setting_name(BASELINE)
+    if name not in names:
+        settings.append(SessionSettings(turn_detection=BASELINE, tools=tools))
+        names.append(name)
+    return name
+
+
+def _run_options(run: Mapping[str, Any], mode: str | None) -> dict[str, Any]:
+    """The ``[run]`` options :class:`SweepConfig` takes, checked (``mode`` overrides the table's)."""
+    repeats, concurrency = (
+        run.get("repeats", CONFIG_DEFAULTS["repeats"]),
+        run.get("concurrency", CONFIG_DEFAULTS["concurrency"]),
+    )
+    workers, max_sessions = run.get("workers", CONFIG_DEFAULTS["workers"]), run.get("max_sessions")
+    for key, value in (("repeats", repeats), ("concurrency", concurrency), ("workers", workers)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"[run] {key} must be an integer ≥ 1, got {value!r}")
+    throttle_retries = run.get("throttle_retries", CONFIG_DEFAULTS["throttle_retries"])
+    if isinstance(throttle_retries, bool) or not isinstance(throttle_retries, int) or throttle_retries < 0:
+        raise ConfigError(f"[run] throttle_retries must be an integer ≥ 0, got {throttle_retries!r}")
+    backoff_s = run.get("backoff_s", CONFIG_DEFAULTS["backoff_s"])
+    if isinstance(backoff_s, bool) or not isinstance(backoff_s, (int, float)) or not backoff_s >= 0:
+        raise ConfigError(f"[run] backoff_s must be a number of seconds ≥ 0, got {backoff_s!r}")
+    if max_sessions is not None and (
+        isinstance(max_sessions, bool) or not isinstance(max_sessions, int) or max_sessions < 1
+    ):
+        raise ConfigError(f"[run] max_sessions must be an integer ≥ 1, got {max_sessions!r}")
+    executor, cluster = run.get("executor", CONFIG_DEFAULTS["executor"]), run.get("cluster")
+    if executor not in EXECUTORS:
+        raise ConfigError(f"[run] executor must be {' or '.join(map(repr, EXECUTORS))}, got {executor!r}")
+    if cluster is not None and (not isinstance(cluster, str) or executor != "dask"):
+        raise ConfigError(
+            f"[run] cluster must be a scheduler address string (e.g. 'tcp://host:8786') with "
+            f"executor = 'dask', got {cluster!r} with executor = {executor!r}"
+        )
+    mode = mode or run.get("mode", CONFIG_DEFAULTS["mode"])
+    if mode not in MODES:
+        raise ConfigError(f"[run] mode must be {' or '.join(map(repr, MODES))}, got {mode!r}")
+    timeout_s = run.get("timeout_s", CONFIG_DEFAULTS["timeout_s"])
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
+        raise ConfigError(f"[run] timeout_s must be a number of seconds > 0, got {timeout_s!r}")
+    return {
+        "repeats": repeats,
+        "concurrency": concurrency,
+        "workers": workers,
+        "max_sessions": max_sessions,
+        "throttle_retries": throttle_retries,
+        "backoff_s": float(backoff_s),
+        "executor": executor,
+        "cluster": cluster,
+        "mode": mode,
+        "timeout_s": float(timeout_s),
+    }
+
+
+def _check_vad_mode(
+    settings: list[SessionSettings], names: list[str], run: Mapping[str, Any], with_tools: str
+) -> None:
+    """Refuse what a VAD-only sweep cannot decide: settings that need replies or words, tools, repeats, Dask."""
+    from vlab.sweep.vad import check_vad_mode
+
+    check_vad_mode(settings, names)
+    if with_tools:
+        raise ConfigError(
+            f"{with_tools} need sessions: mode = 'vad' runs the VAD alone, with no model to call them "
+            f"(drop {with_tools}, or use mode = 'sessions')"
+        )
+    if run["repeats"] != 1 or run["executor"] != "asyncio":
+        raise ConfigError(
+            "[run] mode = 'vad' decides each cell once, in this process: the VAD is deterministic, so "
+            "drop repeats and executor (or use mode = 'sessions')"
+        )
+
+
+def _target_options(
+    target: Mapping[str, Any], base: Path, config_dir: Path | None, with_tools: str
+) -> dict[str, Any]:
+    """The ``[target]`` options :class:`SweepConfig` takes, checked; a latency model or script file is read."""
+    speed_raw = target.get("speed", CONFIG_DEFAULTS["speed"])
+    if speed_raw in ("max", "inf"):
+        speed = math.inf
+    elif isinstance(speed_raw, (int, float)) and not isinstance(speed_raw, bool) and speed_raw > 0:
+        speed = float(speed_raw)
+    else:
+        raise ConfigError(f"[target] speed must be a number > 0 or 'max', got {speed_raw!r}")
+    latency = target.get("latency", CONFIG_DEFAULTS["latency"])
+    from vlab.emulator.latency import PRESETS, resolve
+
+    if isinstance(latency, str) and latency.endswith(".json"):  # a model fitted by `vlab calibrate`
+        latency = str(_resolve(latency, base, config_dir))
+        resolve(latency)  # a missing or malformed file fails here, before anything runs
+    elif latency not in PRESETS:
+        raise ConfigError(
+            f"[target] latency must be one of {sorted(PRESETS)} or a latency.json from `vlab calibrate`, "
+            f"got {latency!r}"
+        )
+    hear_audio = target.get("hear_audio", bool(with_tools) or CONFIG_DEFAULTS["hear_audio"])
+    if not isinstance(hear_audio, bool):
+        raise ConfigError(f"[target] hear_audio must be true or false, got {hear_audio!r}")
+    if with_tools and not hear_audio:
+        raise ConfigError(
+            f"{with_tools} need [target] hear_audio = true: the emulator chooses a tool by the words it hears "
+            "(drop hear_audio = false; it is on by default in a sweep with tools)"
+        )
+    script = target.get("script")
+    if script is not None:
+        if not isinstance(script, str):
+            raise ConfigError(f"[target] script must be the path of a JSON dialogue script, got {script!r}")
+        from vlab.emulator.replies import Script
+
+        found = _resolve(script, base, config_dir)
+        if not found.exists():
+            where = f"{str(base)!r}" + (
+                f" nor beside the config in {str(config_dir)!r}" if config_dir else ""
+            )
+            raise ConfigError(f"[target] script {script!r} not found in {where}: give its path")
+        script = str(found)
+        Script.load(script)  # a missing or malformed script fails here, before anything runs
+    return {"speed": speed, "latency": latency, "hear_audio": hear_audio, "script": script}
+
+
+def _prompts(section: Mapping[str, Any], base: Path, config_dir: Path | None) -> tuple[LabelledPrompt, ...]:
+    """The ``[prompts]`` the sweep plays: a prompt folder's (default: the bundled set), as ``include`` selects."""
+    folder = section.get("path")
+    if folder is not None:
+        folder = _resolve(folder, base, config_dir)
+    include = section.get("include")
+    if include is not None and (
+        not isinstance(include, list) or not all(isinstance(i, str) for i in include)
+    ):
+        raise ConfigError(
+            f'[prompts] include must be a list of prompt ids or categories, e.g. ["pause"], got {include!r}'
+        )
+    try:
+        prompt_set = load_prompt_set(folder)
+    except ConfigError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # a malformed manifest.json
+        raise ConfigError(
+            f"the prompt folder {str(folder)!r} has a malformed manifest.json ({type(exc).__name__}: {exc}); "
+            "rebuild it with `python scripts/make_prompts.py` or fix the file"
+        ) from None
+    prompts = tuple(select_prompts(prompt_set, include))
+    if not prompts:
+        raise ConfigError("the sweep selects no prompts")
+    return prompts

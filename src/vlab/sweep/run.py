@@ -1,0 +1,248 @@
+"""Running a whole sweep: its cells (in this process or on Dask), then its tables and manifest."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from vlab.clock import Clock, SystemClock
+from vlab.prompts import LabelledPrompt
+from vlab.settings import SessionSettings
+from vlab.sweep.cells import CellResult, cell_job, finished, grid_cells, lost_cell, run_cell
+from vlab.sweep.config import SweepConfig, load_config
+from vlab.sweep.manifest import check_mode, write_manifest
+from vlab.sweep.store import VAD_CACHE_DIR, cell_metas
+from vlab.sweep.tables import aggregate
+
+
+@dataclass
+class SweepResult:
+    """A finished sweep."""
+
+    out: Path
+    cells: list[CellResult]
+    wall_s: float
+
+    def turns(self) -> Any:
+        """``turns.parquet`` as a DataFrame."""
+        import pandas as pd
+
+        return pd.read_parquet(self.out / "turns.parquet")
+
+    def vad(self) -> Any:
+        """``vad.parquet`` as a DataFrame."""
+        import pandas as pd
+
+        return pd.read_parquet(self.out / "vad.parquet")
+
+    def points(self) -> Any:
+        """``points.parquet`` (one operating point per setting) as a DataFrame."""
+        import pandas as pd
+
+        return pd.read_parquet(self.out / "points.parquet")
+
+
+async def run_sweep_async(
+    config: str | os.PathLike[str] | Mapping[str, Any] | SweepConfig,
+    out: str | os.PathLike[str],
+    *,
+    resume: bool = True,
+    progress: bool = True,
+    session_options: Mapping[str, Any] | None = None,
+    on_cell: Callable[[CellResult], None] | None = None,
+    clock: Clock | None = None,
+) -> SweepResult:
+    """Run a sweep (see :mod:`vlab.sweep`); the async form of :func:`run_sweep`.
+
+    A cell the service throttles (:class:`~vlab.errors.Throttled`, HTTP 429) waits (the service's
+    ``Retry-After``, else ``[run] backoff_s`` doubled each time) and runs again, up to
+    ``[run] throttle_retries`` times; each wait is logged (logger ``vlab.sweep``) and recorded in the
+    cell's ``cell.json`` (``throttled``: attempt, wait and error).
+
+    Args:
+        config: A TOML path, a dict of the same shape or a :class:`SweepConfig`.
+        out: The sweep folder (created).
+        resume: Skip cells whose ``cell.json`` says ``ok``.
+        progress: Show a tqdm progress bar (the notebook widget in Jupyter).
+        session_options: Passed to every :class:`vlab.Session` (e.g. ``{"dotenv_path": False}``).
+        on_cell: Called with each cell's result as soon as its ``cell.json`` is written (a widget's
+            progress, or a test that stops the sweep after a given cell).
+        clock: The clock the back-off waits on (default: the system clock; a test injects its own).
+
+    Returns:
+        The sweep folder and what every cell did.
+    """
+    cfg = config if isinstance(config, SweepConfig) else load_config(config)
+    out_dir = Path(out)
+    check_mode(out_dir, cfg.mode)
+    options = dict(session_options or {})
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    cells = grid_cells(cfg)
+    sem = asyncio.Semaphore(min(cfg.concurrency, cfg.max_sessions or cfg.concurrency))
+    waits = clock or SystemClock()
+    results: list[CellResult] = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(cells), desc="sweep", unit="cell")
+
+    def done(result: CellResult) -> None:
+        results.append(result)
+        if bar is not None:
+            bar.update(1)
+        if on_cell is not None:
+            on_cell(result)
+
+    if cfg.mode == "vad":  # CPU-bound: on a thread, so that a notebook's loop stays free
+        loop = asyncio.get_running_loop()
+
+        def done_on_loop(result: CellResult) -> None:
+            loop.call_soon_threadsafe(done, result)
+
+        try:
+            wall_s = await asyncio.to_thread(_run_vad_sweep, cfg, out_dir, cells, started, done_on_loop)
+        finally:
+            if bar is not None:
+                bar.close()
+        return SweepResult(out_dir, results, wall_s)
+
+    (out_dir / "cells").mkdir(parents=True, exist_ok=True)
+    todo = []
+    for cell in cells:
+        if resume and finished(out_dir / "cells" / cell[0]):
+            done(CellResult(cell[0], "skipped"))
+        else:
+            todo.append(cell)
+
+    async def one(name: str, index: int, settings: SessionSettings, prompt: LabelledPrompt, rep: int) -> None:
+        async with sem:
+            done(await run_cell(cfg, out_dir, name, index, settings, prompt, rep, options, waits))
+
+    from vlab.audio.silero_worker import SileroWorker
+
+    analysed = {}  # cells analysed where they ran (dask workers)
+    worker = SileroWorker.shared()
+    worker.use_cache(out_dir / VAD_CACHE_DIR)  # the embedded emulator's Silero runs once per audio
+    try:
+        if cfg.executor == "dask":
+            from vlab.sweep.dask_executor import run_on_dask
+
+            def dask_done(
+                cell: tuple[Any, ...], result: tuple[CellResult, dict[str, Any] | None] | BaseException
+            ) -> None:
+                if isinstance(result, BaseException):
+                    done(lost_cell(out_dir, cell, result))
+                    return
+                if result[1] is not None:
+                    analysed[cell[0]] = result[1]
+                done(result[0])
+
+            await run_on_dask(
+                functools.partial(cell_job, cfg, out_dir, options),
+                [(c[0], c) for c in todo],
+                dask_done,
+                workers=cfg.workers,
+                threads_per_worker=cfg.concurrency,
+                cluster=cfg.cluster,
+                max_sessions=cfg.max_sessions,
+            )
+        else:
+            await asyncio.gather(*(one(*c) for c in todo))
+    finally:
+        worker.use_cache()
+        await worker.sync()  # the sweep's VAD cache is saved before the sweep returns (its folder may go)
+        if bar is not None:
+            bar.close()
+
+    wall_s = time.perf_counter() - t0
+    metas = cell_metas(out_dir)  # read once, for the tables and the manifest
+    aggregate(out_dir, cfg, analysed, metas)
+    write_manifest(out_dir, cfg, cells, started, wall_s, metas)
+    return SweepResult(out_dir, results, wall_s)
+
+
+def _run_vad_sweep(
+    cfg: SweepConfig,
+    out_dir: Path,
+    cells: Sequence[tuple[str, int, SessionSettings, LabelledPrompt, int]],
+    started: datetime,
+    done: Callable[[CellResult], None],
+) -> float:
+    """A VAD-only sweep from the cells to the tables and the manifest; returns the cells' wall time."""
+    t0 = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    decided, metas = _decide_vad_cells(cfg, out_dir, cells, done)
+    wall_s = time.perf_counter() - t0
+    aggregate(out_dir, cfg, decided, metas)
+    write_manifest(out_dir, cfg, cells, started, wall_s, metas)
+    return wall_s
+
+
+def _decide_vad_cells(
+    cfg: SweepConfig,
+    out_dir: Path,
+    cells: Sequence[tuple[str, int, SessionSettings, LabelledPrompt, int]],
+    done: Callable[[CellResult], None],
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Decide every cell with the emulator's VAD, without sessions (:mod:`vlab.sweep.vad`).
+
+    Returns:
+        Each cell's analysis (by name) and what its ``cell.json`` would hold (the cells have no folders:
+        their record is the manifest).
+    """
+    from vlab.audio.vad_cache import VadCache
+    from vlab.sweep.vad import VAD_TARGET, vad_cells
+
+    by_name = {c[0]: c for c in cells}
+    recorded = {i: s.to_dict() for i, s in enumerate(cfg.settings)}  # as a session cell records them
+    metas: list[dict[str, Any]] = []
+    t = time.perf_counter()
+
+    def record(names: Sequence[str]) -> None:
+        nonlocal t
+        per_cell_s, t = (time.perf_counter() - t) / max(len(names), 1), time.perf_counter()
+        for name in names:
+            _, index, _, prompt, rep = by_name[name]
+            metas.append(
+                {
+                    "cell": name,
+                    "setting": cfg.setting_names[index],
+                    "prompt": prompt.id,
+                    "repeat": rep,
+                    "settings": recorded[index],
+                    "status": "ok",
+                    "target": VAD_TARGET,
+                }
+            )
+            done(CellResult(name, "ok", per_cell_s))
+
+    cache = VadCache(out_dir / VAD_CACHE_DIR)
+    analysed = vad_cells(cells, cache, record)
+    cache.save()
+    return analysed, metas
+
+
+def run_sweep(
+    config: str | os.PathLike[str] | Mapping[str, Any] | SweepConfig,
+    out: str | os.PathLike[str],
+    *,
+    resume: bool = True,
+    progress: bool = True,
+    session_options: Mapping[str, Any] | None = None,
+) -> SweepResult:
+    """Run a sweep from synchronous code (a script, the CLI). In a notebook, ``await run_sweep_async(...)``.
+
+    See :func:`run_sweep_async` for the arguments.
+    """
+    return asyncio.run(
+        run_sweep_async(config, out, resume=resume, progress=progress, session_options=session_options)
+    )

@@ -1,0 +1,107 @@
+"""A sweep folder on disk: files swapped in whole, the partitioned datasets, and reading a table back."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from vlab.errors import ConfigError
+
+DATASET_DIR = "dataset"
+"""Folder of a sweep with its tables as partitioned Parquet datasets (``dataset/turns/setting_index=K/``)."""
+VAD_CACHE_DIR = "vad_cache"
+"""Folder of a sweep that keeps the emulator's Silero probabilities (:mod:`vlab.audio.vad_cache`)."""
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file so that a killed process leaves either the old or the new content, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def parquet_atomic(frame: Any, path: Path) -> None:
+    """Write a DataFrame as a Parquet file, swapped in whole."""
+    arrow_atomic(arrow_table(frame), path)
+
+
+def arrow_table(frame: Any) -> Any:
+    """A DataFrame as an Arrow table (converted once for every file written from it)."""
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def arrow_atomic(table: Any, path: Path) -> None:
+    """Write an Arrow table as a Parquet file, swapped in whole."""
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def dataset_atomic(table: Any, path: Path, settings: Sequence[str]) -> None:
+    """Write an Arrow table as a Parquet dataset with one partition per setting (``setting_index=K``), swapped in whole."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(path.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    if "setting" in table.column_names:
+        index_of = {setting: index for index, setting in enumerate(settings)}
+        codes = np.array([index_of.get(s, -1) for s in table.column("setting").to_pylist()])
+        for index in range(len(settings)):
+            rows = np.flatnonzero(codes == index)
+            if len(rows):
+                (tmp / f"setting_index={index}").mkdir()
+                pq.write_table(table.take(rows), tmp / f"setting_index={index}" / "part-0.parquet")
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+
+
+def load_sweep(path: str | os.PathLike[str], table: str = "turns") -> Any:
+    """One table of a sweep folder as a DataFrame, read from its partitioned dataset (every setting).
+
+    Args:
+        path: A folder written by :func:`run_sweep`.
+        table: ``turns``, ``vad``, ``scores`` or ``session`` (``points`` has one row per setting).
+
+    The same dataset reads as one table elsewhere, e.g. in DuckDB:
+    ``SELECT * FROM read_parquet('runs/NAME/dataset/turns/*/*.parquet', hive_partitioning = true)``.
+
+    Raises:
+        ConfigError: Not a sweep folder, or no such table.
+    """
+    import pandas as pd
+
+    folder = Path(path)
+    dataset = folder / DATASET_DIR / table
+    if dataset.is_dir():
+        parts = sorted(dataset.glob("setting_index=*/*.parquet"))
+        if not parts:
+            return pd.read_parquet(folder / f"{table}.parquet")  # no rows: the flat file keeps the columns
+        return pd.concat(
+            [pd.read_parquet(p).assign(setting_index=int(p.parent.name.split("=")[1])) for p in parts],
+            ignore_index=True,
+        )
+    flat = folder / f"{table}.parquet"
+    if flat.is_file():  # a sweep written before the datasets
+        return pd.read_parquet(flat)
+    raise ConfigError(
+        f"{str(folder)!r} holds no {table!r} table; pass a folder written by `vlab sweep` and one of "
+        "turns, vad, scores, session, points"
+    )
+
+
+def cell_metas(out_dir: Path) -> list[dict[str, Any]]:
+    """What each cell's ``cell.json`` holds, in cell-name order."""
+    markers = sorted((out_dir / "cells").glob("*/cell.json"))
+    return [json.loads(marker.read_text(encoding="utf-8")) for marker in markers]

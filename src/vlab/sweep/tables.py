@@ -1,0 +1,163 @@
+"""A sweep's tables (turns, vad, scores, session, points) built from its cells' run folders."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from vlab.prompts import LabelledPrompt
+from vlab.sweep.config import SweepConfig
+from vlab.sweep.grid import eou_label, in_grid_order, processing_of
+from vlab.sweep.store import (
+    DATASET_DIR,
+    arrow_atomic,
+    arrow_table,
+    cell_metas,
+    dataset_atomic,
+    parquet_atomic,
+    write_atomic,
+)
+
+
+def analyse_cell(cell_dir: Path, prompt: LabelledPrompt, connect_ns: int | None) -> dict[str, Any]:
+    """One cell's ``turns``, ``vad`` and ``session`` frames and its ``score`` row, from its run folder."""
+    from vlab.log import load_log
+    from vlab.metrics import (
+        detections_from_events,
+        score_prompt,
+        session_latency,
+        tokens_used,
+        turn_latency,
+    )
+
+    events = load_log(cell_dir)
+    turns = turn_latency(events, end_of_turn_ms=prompt.end_of_turn_ms)
+    turns["reply_leading_silence_ms"] = [_reply_silence(cell_dir, item) for item in turns["reply_item_id"]]
+    det = detections_from_events(events)
+    dead = {
+        float(a): float(d)
+        for a, d in zip(turns["audio_end_ms"], turns["dead_air_ms"], strict=False)
+        if math.isfinite(a)
+    }
+    score = score_prompt(prompt, det, dead_air_ms=dead)
+    score["total_tokens"] = tokens_used(turns)["total_tokens"]
+    sess = session_latency(events, connect_ns=connect_ns)
+    return {"turns": turns, "vad": det, "score": score, "session": sess}
+
+
+def _reply_silence(cell_dir: Path, item_id: Any) -> float:
+    """Leading silence of a reply, measured from its recording (``output/<item_id>.wav``)."""
+    import soundfile as sf
+
+    from vlab.metrics import leading_silence_ms
+
+    path = cell_dir / "output" / f"{item_id}.wav"
+    if not item_id or not path.is_file():
+        return math.nan
+    audio, rate = sf.read(path, dtype="int16")
+    return leading_silence_ms(audio.tobytes(), int(rate))
+
+
+def aggregate(
+    out_dir: Path,
+    cfg: SweepConfig,
+    analysed: Mapping[str, dict[str, Any]] | None = None,
+    metas: Sequence[dict[str, Any]] | None = None,
+) -> None:
+    """(Re)build ``turns``, ``vad``, ``scores``, ``session`` and ``points`` parquet files from the cells.
+
+    The cells are those with a ``cell.json``, or ``metas`` (what each would hold: a VAD-only sweep writes
+    no cell folders). ``analysed`` has the :func:`analyse_cell` results of cells already analysed where they ran (by cell
+    name); the other cells are analysed here.
+    """
+    import pandas as pd
+
+    from vlab.metrics import operating_points
+
+    prompts = {p.id: p for p in cfg.prompts}
+    tables: dict[str, list[tuple[pd.DataFrame, dict[str, Any]]]] = {"turns": [], "vad": [], "session": []}
+    scores: list[dict[str, Any]] = []
+    for meta in cell_metas(out_dir) if metas is None else metas:
+        if meta.get("status") != "ok" or meta.get("prompt") not in prompts:
+            continue
+        prompt = prompts[meta["prompt"]]
+        td = meta["settings"]["turn_detection"] or {}
+        keys = {
+            "cell": meta["cell"],
+            "setting": meta["setting"],
+            "prompt": prompt.id,
+            "category": prompt.category,
+            "run": meta["repeat"],
+            "threshold": td.get("threshold"),
+            "prefix_padding_ms": td.get("prefix_padding_ms"),
+            "silence_duration_ms": td.get("silence_duration_ms"),
+            "end_of_utterance": eou_label(td),
+            **processing_of(meta["settings"]),
+        }
+        try:
+            res = (analysed or {}).get(meta["cell"]) or analyse_cell(
+                out_dir / "cells" / meta["cell"], prompt, meta.get("connect_ns")
+            )
+        except Exception as exc:  # an unreadable cell is reported, not fatal
+            meta.update(status="error", error=f"analysis failed: {exc!r}")
+            write_atomic(out_dir / "cells" / meta["cell"] / "cell.json", json.dumps(meta, indent=2) + "\n")
+            continue
+        for name, parts in tables.items():
+            if name in res:  # a VAD-only cell has no turns or session
+                parts.append((res[name], keys))
+        scores.append({**keys, **res["score"]})
+    frames = {name: _with_keys(parts) for name, parts in tables.items()}
+    frames["scores"] = pd.DataFrame(scores)
+    for name, frame in frames.items():
+        for col in frame.columns:
+            if frame[col].dtype == object:
+                values = frame[col].dropna()
+                if values.map(lambda v: isinstance(v, str)).all():
+                    frame[col] = frame[col].astype("string")
+                else:
+                    frame[col] = pd.to_numeric(frame[col], errors="coerce")
+        table = arrow_table(frame)
+        arrow_atomic(table, out_dir / f"{name}.parquet")
+        dataset_atomic(table, out_dir / DATASET_DIR / name, cfg.setting_names)
+    points = (
+        operating_points(frames["scores"], by="setting", baseline=cfg.baseline) if scores else pd.DataFrame()
+    )
+    if not points.empty:
+        first = (
+            frames["scores"]
+            .groupby("setting")[
+                [
+                    "threshold",
+                    "prefix_padding_ms",
+                    "silence_duration_ms",
+                    "end_of_utterance",
+                    "noise_reduction",
+                    "echo_cancellation",
+                ]
+            ]
+            .first()
+        )
+        points = points.merge(first, left_on="setting", right_index=True, how="left")
+        points = in_grid_order(points, cfg.setting_names)
+    parquet_atomic(points, out_dir / "points.parquet")
+
+
+def _with_keys(parts: Sequence[tuple[Any, Mapping[str, Any]]]) -> Any:
+    """The cells' frames as one, each row with its cell's keys (the keys as columns, after the frames')."""
+    import numpy as np
+    import pandas as pd
+
+    parts = [(frame, keys) for frame, keys in parts if len(frame.columns)]
+    if not parts:
+        return pd.DataFrame()
+    rows = [(frame, keys) for frame, keys in parts if len(frame)] or parts[:1]  # empty frames add no row
+    out = pd.concat([frame for frame, _ in rows], ignore_index=True)
+    lengths = [len(frame) for frame, _ in rows]
+    for key in parts[0][1]:
+        values = np.empty(len(rows), dtype=object)
+        values[:] = [keys[key] for _, keys in rows]
+        out[key] = np.repeat(values, lengths)
+    return out
