@@ -428,14 +428,15 @@ def compare_sweeps(
     from vlab.metrics import bootstrap_ci
 
     fa, fb = Path(a), Path(b)
-    _require_sweep(fa)
+    order = grid_settings(_require_sweep(fa))
     _require_sweep(fb)
     pa, pb = _load(fa, "points"), _load(fb, "points")
     ta, tb = _load(fa, "turns"), _load(fb, "turns")
     rows = []
     latencies = latency_measures(ta, tb)
     points = [m for m in COMPARED_POINTS if m in pa and m in pb]  # a sweep from before vlab counted tokens
-    common = sorted(set(pa.get("setting", [])) & set(pb.get("setting", [])))
+    both = set(pa.get("setting", [])) & set(pb.get("setting", []))
+    common = [s for s in order if s in both]  # in A's grid order, as its report shows them
     for s in common:
         ra, rb = pa[pa["setting"] == s].iloc[0], pb[pb["setting"] == s].iloc[0]
         for m in points:

@@ -130,6 +130,14 @@ def test_tokens_per_expected_turn_is_compared_when_both_sweeps_count_tokens(tmp_
     assert "tokens_per_expected_turn" not in set(compare_sweeps(a, old, n_boot=50)["measure"])
 
 
+def test_settings_are_compared_in_the_grid_order_of_a(tmp_path: Path) -> None:
+    grid = ("sil=200", "sil=1000", "sil=500")  # not the names' string order
+    turns = {s: {"dead_air_ms": [100.0]} for s in grid}
+    a = _sweep(tmp_path / "a", {s: _rates(0, 0, 0, 0) for s in grid}, turns)
+    b = _sweep(tmp_path / "b", {s: _rates(0, 0, 0, 0) for s in reversed(grid)}, turns)
+    assert list(dict.fromkeys(compare_sweeps(a, b, n_boot=20)["setting"])) == list(grid)
+
+
 @pytest.mark.parametrize("b_first", [False, True])
 def test_intervals_that_only_touch_overlap(tmp_path: Path, b_first: bool) -> None:
     """A constant 200 ms against 200 ms most of the time and 300 ms otherwise: the intervals share 200."""
