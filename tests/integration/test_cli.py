@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 
@@ -70,6 +71,39 @@ def test_sweep_dry_run_lists_the_cells_and_runs_nothing(tmp_path, capsys):
     assert out[-1].startswith("  prompts  pause_300, pause_600")
     assert main(["sweep", str(config)]) == 2  # no --out: nothing to write into, nothing run
     assert "give the sweep folder with --out SWEEP_DIR" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", ["sessions", "vad"])
+def test_sweep_prints_each_setting_s_operating_point_in_the_grid_s_order(tmp_path, capsys, mode):
+    config = tmp_path / "sweep.toml"
+    config.write_text(
+        '[target]\nspeed = "max"\n[prompts]\ninclude = ["pause_600", "short_question"]\n'
+        f'[grid]\nsilence_duration_ms = [200, 1000]\n[run]\nbaseline = true\nmode = "{mode}"\n'
+    )
+    out = tmp_path / "out"
+    assert main(["sweep", str(config), "--out", str(out), "--no-progress"]) == 0
+    lines = capsys.readouterr().out.split("\n\n", 1)[1].splitlines()
+    points = pd.read_parquet(out / "points.parquet")
+    header = ["setting", "cut off", "missed", "dead air", *(["tokens/turn"] if mode == "sessions" else [])]
+    assert re.split(r"\s{2,}", lines[0]) == header
+    rows = [re.split(r"\s{2,}", line) for line in lines[1:4]]
+    assert [r[0] for r in rows] == [
+        "thr=0.5 pad=300 sil=200",
+        "thr=0.5 pad=300 sil=1000",
+        "thr=0.5 pad=300 sil=500 (baseline)",
+    ]
+    for row, point in zip(rows, points.itertuples(), strict=True):
+        figures = [
+            f"{point.false_cutoff_rate:.0%}",
+            f"{point.missed_turn_rate:.0%}",
+            f"{point.dead_air_ms:.0f} ms",
+        ]
+        if mode == "sessions":
+            figures.append(f"{point.tokens_per_expected_turn:.0f}")
+        assert row[1:] == figures + (["Pareto"] if point.pareto else [])
+    assert rows[0][1] == "50%" and rows[1][1] == "0%"  # sil=200 cuts pause_600 off; sil=1000 waits
+    assert lines[4].startswith("cut off: turns answered before the user had finished")
+    assert lines[-1] == f"charts: vlab report {out}"
 
 
 def test_replay_of_silence_says_no_speech_was_detected(tmp_path):

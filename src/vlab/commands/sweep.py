@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import textwrap
+from typing import Any
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -55,8 +58,53 @@ def run(args: argparse.Namespace) -> int:
     for c in result.cells:
         if c.status == "error":
             print(f"vlab: cell failed: {c.cell}: {c.error}", file=sys.stderr)
+    points = result.points()
+    if not points.empty:
+        print("\n" + results_table(points))
     if args.report:
         from vlab.report import build_report
 
         print(f"report: {build_report(result.out)}")
+    elif not points.empty:
+        print(f"charts: vlab report {result.out}")
     return 1 if counts["error"] else 0
+
+
+RESULT_COLUMNS = (
+    ("cut off", "false_cutoff_rate", "{:.0%}"),
+    ("missed", "missed_turn_rate", "{:.0%}"),
+    ("dead air", "dead_air_ms", "{:.0f} ms"),
+    ("tokens/turn", "tokens_per_expected_turn", "{:.0f}"),
+)
+"""What ``vlab sweep`` prints per setting when it is done: header, ``points`` column, format."""
+
+
+def results_table(points: Any) -> str:
+    """A sweep's operating points as text: one line per setting in the table's order, the Pareto ones marked.
+
+    A measure the points lack (tokens, in a VAD-only sweep) is left out; a value missing is ``-``.
+    """
+    columns = [c for c in RESULT_COLUMNS if c[1] in points]
+    rows = [["setting", *(title for title, _, _ in columns), ""]]
+    for _, point in points.iterrows():
+        name = f"{point['setting']}{' (baseline)' if point['baseline'] else ''}"
+        figures = [fmt.format(point[key]) if math.isfinite(point[key]) else "-" for _, key, fmt in columns]
+        rows.append([name, *figures, "Pareto" if point["pareto"] else ""])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(
+            [
+                row[0].ljust(widths[0]),
+                *(c.rjust(w) for c, w in zip(row[1:-1], widths[1:-1], strict=True)),
+                row[-1],
+            ]
+        ).rstrip()
+        for row in rows
+    ]
+    lines += textwrap.wrap(
+        "cut off: turns answered before the user had finished; missed: turns never answered; dead air: the "
+        "median wait from the end of a turn to the reply (in a VAD-only sweep, to the end the VAD decided); "
+        "Pareto: no other setting has both fewer cut-offs and less dead air.",
+        width=110,
+    )
+    return "\n".join(lines)
