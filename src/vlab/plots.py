@@ -245,8 +245,11 @@ def pareto(
 ) -> Axes:
     """False cut-off rate against dead air, one point per setting, frontier joined, baseline ringed.
 
+    A reference setting (push-to-talk: each turn committed at its labelled end) is a green star beside them.
+
     Args:
-        points: :func:`vlab.metrics.operating_points` output (``setting``, ``pareto``, ``baseline``).
+        points: :func:`vlab.metrics.operating_points` output (``setting``, ``pareto``, ``baseline``, and
+            ``reference`` when the sweep has one).
         x: Latency column.
         y: Cut-off column.
         ax: Where to draw.
@@ -254,7 +257,8 @@ def pareto(
     ax = _axes(ax, (7, 5))
     ok = points[np.isfinite(points[x].astype(float)) & np.isfinite(points[y].astype(float))]
     on_front = ok["pareto"].astype(bool) if "pareto" in ok else pd.Series(False, index=ok.index)
-    off = ok[~on_front]
+    reference = ok["reference"].astype(bool) if "reference" in ok else pd.Series(False, index=ok.index)
+    off = ok[~on_front & ~reference]
     if len(off):  # the legend names only what is drawn: no "setting" entry when every one is on the frontier
         ax.scatter(
             off[x], off[y] * 100, s=40, color="#9ecae1", edgecolor="#3182bd", zorder=3, label="setting"
@@ -265,6 +269,18 @@ def pareto(
             front[x], front[y] * 100, where="post", color="#e6550d", linewidth=1.5, marker="o", markersize=7,
             zorder=4, label="setting on the Pareto frontier",
         )  # fmt: skip
+    if reference.any():
+        ax.scatter(
+            ok.loc[reference, x],
+            ok.loc[reference, y] * 100,
+            s=220,
+            marker="*",
+            color="#31a354",
+            edgecolor="black",
+            linewidths=0.8,
+            label="reference: push-to-talk (turn ends as labelled)",
+            zorder=5,
+        )
     if "baseline" in ok and ok["baseline"].any():
         b = ok[ok["baseline"]]
         ax.scatter(

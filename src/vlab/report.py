@@ -95,7 +95,9 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
 
     from vlab import plots
     from vlab.metrics import (
+        POINT_FLAGS,
         POINT_MEASURES,
+        SPOKEN_TRIGGERS,
         canary_shift,
         cutoff_at_latency,
         latency_at_cutoff,
@@ -119,7 +121,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         images.append((name, title, caption))
 
     vad_only = manifest.get("mode") == "vad"  # decided without sessions: no turns to chart
-    speech_turns = turns[turns["trigger"] == "vad"] if len(turns) else turns
+    speech_turns = turns[turns["trigger"].isin(SPOKEN_TRIGGERS)] if len(turns) else turns
     with_tools = made_tool_calls(speech_turns)
     simulated = (
         "timeline" in speech_turns and len(speech_turns) and (speech_turns["timeline"] == "simulated").all()
@@ -262,7 +264,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         )
     parts.append("<h2>Operating points</h2>")
     if len(points):
-        cols = [c for c in ("setting", *POINT_MEASURES, "baseline", "pareto") if c in points]
+        cols = [c for c in ("setting", *POINT_MEASURES, *POINT_FLAGS) if c in points]
         parts.append(plots.summary_table(points, cols))
         parts.append(
             "<p>"
@@ -274,6 +276,13 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
             )
             + "</p>"
         )
+        if "reference" in points and points["reference"].any():
+            parts.append(
+                "<p class='note'>push-to-talk is a reference, not a setting to choose: no turn detection, each "
+                "labelled turn committed at its labelled end. Its dead air is what a perfect end-of-turn decision "
+                "would leave, so a setting's dead air above it is what its endpointing adds. It is left out of "
+                "the Pareto frontier and of the budgets above.</p>"
+            )
     for name, title, caption in images:
         data = base64.b64encode((out / f"{name}.png").read_bytes()).decode("ascii")
         parts.append(f"<h2>{html.escape(title)}</h2><p class='note'>{html.escape(caption)}</p>")

@@ -106,6 +106,20 @@ def test_sweep_prints_each_setting_s_operating_point_in_the_grid_s_order(tmp_pat
     assert lines[-1] == f"charts: vlab report {out}"
 
 
+def test_sweep_s_table_marks_the_push_to_talk_reference_and_says_what_it_is():
+    from vlab.commands.sweep import results_table
+
+    points = pd.DataFrame({
+        "setting": ["thr=0.5 pad=300 sil=200", "push-to-talk"], "false_cutoff_rate": [0.5, 0.0],
+        "missed_turn_rate": [0.0, 0.0], "dead_air_ms": [757.0, 537.0], "baseline": [False, False],
+        "reference": [False, True], "pareto": [True, False],
+    })  # fmt: skip
+    lines = results_table(points).splitlines()
+    assert lines[2].split() == ["push-to-talk", "(reference)", "0%", "0%", "537", "ms"]  # not marked Pareto
+    assert "push-to-talk (reference): each turn committed at its labelled end" in " ".join(lines[3:])
+    assert "push-to-talk" not in " ".join(results_table(points.head(1)).splitlines()[2:])
+
+
 def test_replay_of_silence_says_no_speech_was_detected(tmp_path):
     wav = tmp_path / "silence.wav"
     sf.write(wav, np.zeros(24000, np.int16), 24000)

@@ -203,6 +203,11 @@ async def test_a_failed_cell_records_its_error_and_the_sweep_goes_on(tmp_path):
         ),
         ({"target": {"hear_audio": "yes"}}, r"hear_audio must be true or false"),
         ({"target": {"script": 3}}, r"script must be the path of a JSON dialogue script"),
+        ({"run": {"push_to_talk": "yes"}}, r"push_to_talk must be true or false, got 'yes'"),
+        (
+            {"run": {"push_to_talk": True, "mode": "vad"}},
+            r"push_to_talk needs sessions: .*\(drop push_to_talk",
+        ),
     ],
 )
 def test_bad_configs_fail_before_anything_runs(bad, message):
@@ -278,6 +283,80 @@ def test_end_of_utterance_detection_holds_the_turn_a_short_silence_timer_cuts_of
     )
     scores = pd.read_parquet(tmp_path / "scores.parquet")
     assert sorted(scores["end_of_utterance"]) == ["eou=v1", "off"]
+
+
+def test_push_to_talk_commits_each_labelled_turn_and_is_the_reference_beside_the_settings(tmp_path):
+    cfg = config(
+        target={"speed": "max"},
+        prompts={"include": ["short_question", "two_turns", "noise_only"]},
+        grid={"silence_duration_ms": [200]},
+        run={"push_to_talk": True},
+    )
+    loaded = load_config(cfg)
+    assert loaded.setting_names == ("thr=0.5 pad=300 sil=200", "push-to-talk")
+    assert loaded.push_to_talk == "push-to-talk" and loaded.settings[-1].turn_detection is None
+    run_sweep(loaded, tmp_path / "max", progress=False, session_options=OPTS)
+    turns = pd.read_parquet(tmp_path / "max" / "turns.parquet")
+    ptt = turns[turns["setting"] == "push-to-talk"]
+    assert sorted(ptt["prompt"]) == ["short_question", "two_turns", "two_turns"]  # one per labelled turn
+    assert set(ptt["trigger"]) == {"commit"} and not ptt["false_cutoff"].any()
+    vad = pd.read_parquet(tmp_path / "max" / "vad.parquet")
+    assert "push-to-talk" not in set(vad["setting"])  # no server VAD, so no detections of its own
+    scores = pd.read_parquet(tmp_path / "max" / "scores.parquet").set_index(["setting", "prompt"])
+    for prompt in ("short_question", "two_turns"):
+        row = scores.loc[("push-to-talk", prompt)]
+        expected = row["expected_turns"]
+        assert (row["responses"], row["cutoff_turns"], row["missed_turns"], row["der"]) == (
+            expected,
+            0,
+            0,
+            0.0,
+        )
+        assert row["dead_air_ms"] == ptt.loc[ptt["prompt"] == prompt, "dead_air_ms"].median()
+    assert scores.loc[("push-to-talk", "noise_only"), "responses"] == 0
+    # the same turn with server VAD waits its 200 ms silence timer before it commits
+    vad_wait = scores.loc[("thr=0.5 pad=300 sil=200", "short_question"), "dead_air_ms"]
+    assert vad_wait - scores.loc[("push-to-talk", "short_question"), "dead_air_ms"] >= 200
+    points = pd.read_parquet(tmp_path / "max" / "points.parquet").set_index("setting")
+    assert points["reference"].tolist() == [False, True] and points["pareto"].tolist() == [True, False]
+    from vlab.report import build_report
+
+    page = build_report(tmp_path / "max").read_text(encoding="utf-8")
+    summary = page.split("<h2>Latency summary", 1)[1].split("<h2>", 1)[0]
+    assert "push-to-talk" in summary  # its turns are charted and summarized with the settings'
+    assert "push-to-talk is a reference, not a setting to choose" in page
+    # each turn is committed once the one before is answered: on the simulated timeline, at any speed
+    run_sweep(
+        config(**{**cfg, "target": {"speed": 4}}), tmp_path / "x4", progress=False, session_options=OPTS
+    )
+    at_4 = pd.read_parquet(tmp_path / "x4" / "turns.parquet")
+    stable = ["prompt", "a_eos_ms", "dead_air_ms", "turn_commit_ms", "ttfb_audio_ms", "total_tokens"]
+    pd.testing.assert_frame_equal(
+        at_4.loc[at_4["setting"] == "push-to-talk", stable].reset_index(drop=True),
+        ptt[stable].reset_index(drop=True),
+    )
+
+
+def test_a_push_to_talk_turn_without_an_answer_is_scored_missed():
+    from vlab.metrics import detections_from_events, score_prompt
+    from vlab.sweep.tables import _push_to_talk_detections
+
+    prompt = next(p for p in load_prompt_set(None) if p.id == "two_turns")
+    turns = pd.DataFrame(
+        {"trigger": ["commit", "client"], "dead_air_ms": [500.0, 90.0]}
+    )  # one commit answered
+    empty = detections_from_events(pd.DataFrame(columns=["type", "direction", "payload", "t_ns"]))
+    detections, dead = _push_to_talk_detections(prompt, turns, empty)
+    assert list(detections.columns) == list(empty.columns)
+    assert dead == {prompt.end_of_turn_ms[0]: 500.0}
+    score = score_prompt(prompt, detections, dead_air_ms=dead)
+    assert (score["ended_turns"], score["missed_turns"], score["cutoff_turns"], score["der"]) == (
+        1,
+        1,
+        0,
+        0.0,
+    )
+    assert score["dead_air_ms"] == 500.0
 
 
 def test_a_sweep_s_size_says_one_of_each_in_the_singular():

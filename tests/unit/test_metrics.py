@@ -690,6 +690,28 @@ def test_pareto_front_and_operating_points():
     assert "tokens_per_expected_turn" not in p  # scores that do not count tokens (a VAD-only sweep's)
 
 
+def test_a_reference_setting_is_never_on_the_frontier_and_puts_no_setting_off_it():
+    scores = pd.DataFrame(
+        {
+            "setting": ["a", "b", "ptt"],
+            "category": ["pause"] * 3,
+            "expected_turns": [2, 2, 2],
+            "cutoff_turns": [1, 0, 0],
+            "dead_air_ms": [300.0, 800.0, 100.0],  # ptt is better than both on both
+            **{c: [0] * 3 for c in ("holds", "holds_cut", "missed_turns", "responses")},
+            "der": [0.0] * 3,
+        }
+    )
+    p = operating_points(scores, reference="ptt").set_index("setting")
+    assert p["reference"].tolist() == [False, False, True] and p["pareto"].tolist() == [True, True, False]
+    from vlab.metrics import cutoff_at_latency, latency_at_cutoff
+
+    assert cutoff_at_latency(p, budgets_ms=(300.0,)) == {300.0: 0.5}  # a, not the reference's 0
+    assert latency_at_cutoff(p, rates=(0.0,)) == {0.0: 800.0}  # b, not the reference's 100 ms
+    plain = operating_points(scores).set_index("setting")  # without the mark it is only another setting
+    assert not plain["reference"].any() and plain["pareto"].tolist() == [False, False, True]
+
+
 def test_tokens_per_expected_turn_counts_the_runs_with_speech_and_is_unknown_if_one_run_s_is():
     scores = pd.DataFrame(
         {

@@ -46,6 +46,23 @@ def test_the_pareto_chart_marks_the_settings_on_the_frontier_and_the_others_apar
     assert legend.y1 < axes.y0
 
 
+def test_the_pareto_chart_draws_the_push_to_talk_reference_as_a_star_apart_from_the_settings():
+    points = pd.DataFrame({
+        "setting": ["a", "b", "push-to-talk"],
+        "dead_air_ms": [300.0, 700.0, 250.0],
+        "false_cutoff_rate": [0.4, 0.2, 0.0],
+        "pareto": [True, True, False],
+        "baseline": [False] * 3,
+        "reference": [False, False, True],
+    })  # fmt: skip
+    ax = plots.pareto(points, ax=_axes())
+    handles, labels = ax.get_legend_handles_labels()
+    assert labels == ["setting on the Pareto frontier", "reference: push-to-talk (turn ends as labelled)"]
+    (star,) = ax.collections  # no "setting" scatter: the reference is not a setting off the frontier
+    assert np.allclose(star.get_offsets(), [[250.0, 0.0]])
+    assert "push-to-talk" in {t.get_text() for t in ax.texts}
+
+
 def test_with_every_setting_on_the_frontier_the_legend_names_no_other_setting():
     ax = _pareto([True, True, True])
     assert ax.get_legend_handles_labels()[1] == ["setting on the Pareto frontier"]

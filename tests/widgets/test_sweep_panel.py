@@ -99,6 +99,7 @@ async def test_a_finished_sweep_reopens_from_its_folder(tmp_path):
     cfg = {
         "prompts": {"include": ["short_question"]},
         "grid": {"threshold": [0.5], "silence_duration_ms": [400, 700]},
+        "run": {"push_to_talk": True},
     }
     result = await run_sweep_async(
         cfg, tmp_path / "done", progress=False, session_options={"dotenv_path": False}
@@ -107,8 +108,9 @@ async def test_a_finished_sweep_reopens_from_its_folder(tmp_path):
     panel.open_path.value = str(result.out)
     panel.open_button.click()
     assert panel.output.outputs == (), _text(panel.output)
-    assert panel.sweep_dir == result.out and len(panel.points) == 2
+    assert panel.sweep_dir == result.out and len(panel.points) == 3
     assert {"pareto", "latency_distributions", "waterfall"} <= set(panel.charts)
+    assert list(dict.fromkeys(panel.summary["setting"]))[-1] == "push-to-talk"  # its turns are the user's too
     assert "showing" in panel.status.value
 
 
@@ -231,3 +233,26 @@ def test_settings_are_named_by_what_sets_them_apart_unless_that_would_make_two_n
     assert short_names(["thr=0.5"]) == {"thr=0.5": "thr=0.5"}
     eou = ["thr=0.5 pad=300 sil=300", "thr=0.5 pad=300 sil=300 eou=v1/1200ms", "thr=0.5 pad=300 sil=500"]
     assert list(short_names(eou).values()) == ["sil=300 eou=off", "sil=300 eou=v1/1200ms", "sil=500 eou=off"]
+    with_reference = [
+        *names,
+        "push-to-talk",
+    ]  # a name with no key=value part: whole, and no part in the others'
+    assert short_names(with_reference) == {
+        names[0]: "sil=300",
+        names[1]: "sil=800",
+        "push-to-talk": "push-to-talk",
+    }
+
+
+def test_push_to_talk_is_added_as_a_reference_when_asked(tmp_path):
+    from vlab.errors import ConfigError
+    from vlab.sweep import load_config
+
+    panel = _panel(tmp_path)
+    assert "push_to_talk" not in panel.config()["run"]
+    panel.push_to_talk.value = True
+    loaded = load_config(panel.config())
+    assert loaded.setting_names[-1] == loaded.push_to_talk == "push-to-talk"
+    panel.vad_only.value = True  # the VAD alone cannot play it: the sweep's own error says so
+    with pytest.raises(ConfigError, match="push_to_talk needs sessions"):
+        load_config(panel.config())

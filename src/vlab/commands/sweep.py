@@ -87,7 +87,8 @@ def results_table(points: Any) -> str:
     columns = [c for c in RESULT_COLUMNS if c[1] in points]
     rows = [["setting", *(title for title, _, _ in columns), ""]]
     for _, point in points.iterrows():
-        name = f"{point['setting']}{' (baseline)' if point['baseline'] else ''}"
+        mark = " (baseline)" if point["baseline"] else " (reference)" if point.get("reference") else ""
+        name = f"{point['setting']}{mark}"
         figures = [fmt.format(point[key]) if math.isfinite(point[key]) else "-" for _, key, fmt in columns]
         rows.append([name, *figures, "Pareto" if point["pareto"] else ""])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -104,7 +105,13 @@ def results_table(points: Any) -> str:
     lines += textwrap.wrap(
         "cut off: turns answered before the user had finished; missed: turns never answered; dead air: the "
         "median wait from the end of a turn to the reply (in a VAD-only sweep, to the end the VAD decided); "
-        "Pareto: no other setting has both fewer cut-offs and less dead air.",
+        "Pareto: no other setting has both fewer cut-offs and less dead air"
+        + (
+            "; push-to-talk (reference): each turn committed at its labelled end, the dead air a perfect "
+            "end-of-turn decision would leave."
+            if "reference" in points and points["reference"].any()
+            else "."
+        ),
         width=110,
     )
     return "\n".join(lines)

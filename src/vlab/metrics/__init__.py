@@ -11,6 +11,7 @@
 
 from vlab.metrics.detection import (
     DETECTION_COLUMNS,
+    POINT_FLAGS,
     POINT_MEASURES,
     canary_shift,
     cutoff_at_latency,
@@ -29,6 +30,7 @@ from vlab.metrics.events import InputTimeline, on_simulated_timeline
 from vlab.metrics.latency import (
     LATENCY_STAGES,
     SEGMENT_STAGES,
+    SPOKEN_TRIGGERS,
     TURN_STARTS,
     USAGE_COLUMNS,
     leading_silence_ms,
@@ -42,10 +44,12 @@ from vlab.metrics.tool_calls import TOOL_CALL_COLUMNS, tool_calls
 
 __all__ = [
     "DETECTION_COLUMNS",
+    "POINT_FLAGS",
     "POINT_MEASURES",
     "LATENCY_STAGES",
     "SEGMENT_STAGES",
     "TOOL_CALL_COLUMNS",
+    "SPOKEN_TRIGGERS",
     "TURN_STARTS",
     "USAGE_COLUMNS",
     "InputTimeline",

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DETECTION_COLUMNS",
+    "POINT_FLAGS",
     "POINT_MEASURES",
     "canary_shift",
     "cutoff_at_latency",
@@ -66,6 +67,8 @@ POINT_MEASURES = (
     "false_starts_per_min",
 )
 """What :func:`operating_points` measures per setting, in the order reports and panels show it."""
+POINT_FLAGS = ("baseline", "reference", "pareto")
+"""What :func:`operating_points` marks per setting, shown after its measures."""
 
 Span = tuple[float, float]
 
@@ -308,7 +311,11 @@ def score_prompt(
 
 
 def operating_points(
-    scores: pd.DataFrame, *, by: str | Sequence[str] = "setting", baseline: str | None = None
+    scores: pd.DataFrame,
+    *,
+    by: str | Sequence[str] = "setting",
+    baseline: str | None = None,
+    reference: str | None = None,
 ) -> pd.DataFrame:
     """Aggregate per-run scores (rows of :func:`score_prompt` plus ``by`` columns) into one point per setting.
 
@@ -322,7 +329,9 @@ def operating_points(
         runs with speech / their expected turns; only with ``total_tokens``, NaN when a run's are
         unknown), ``dead_air_ms`` (median of the runs' medians), ``der`` (mean),
         ``false_starts_per_min`` (mean over noise-only runs), ``runs``, ``baseline`` (the setting named
-        ``baseline``) and ``pareto`` (on the frontier).
+        ``baseline``), ``reference`` (the setting named ``reference``: a yardstick such as push-to-talk,
+        drawn beside the settings and never on their frontier) and ``pareto`` (on the frontier of the
+        other settings).
     """
     keys = [by] if isinstance(by, str) else list(by)
     rows = []
@@ -353,7 +362,9 @@ def operating_points(
     if points.empty:
         return points
     points["baseline"] = points[keys[0]] == baseline if baseline is not None else False
-    points["pareto"] = pareto_front(points)
+    points["reference"] = points[keys[0]] == reference if reference is not None else False
+    compared = points[~points["reference"]]
+    points["pareto"] = pareto_front(compared).reindex(points.index, fill_value=False)
     return points
 
 
@@ -373,7 +384,11 @@ def pareto_front(points: pd.DataFrame, x: str = "dead_air_ms", y: str = "false_c
 def cutoff_at_latency(
     points: pd.DataFrame, budgets_ms: Sequence[float] = (300.0, 600.0)
 ) -> dict[float, float]:
-    """Lowest false cut-off rate among settings whose dead air is within each budget (NaN if none)."""
+    """Lowest false cut-off rate among settings whose dead air is within each budget (NaN if none).
+
+    A ``reference`` point (push-to-talk) is not a setting to choose, so it is left out.
+    """
+    points = _choosable(points)
     out = {}
     for b in budgets_ms:
         ok = points[points["dead_air_ms"] <= b]["false_cutoff_rate"].dropna()
@@ -382,12 +397,21 @@ def cutoff_at_latency(
 
 
 def latency_at_cutoff(points: pd.DataFrame, rates: Sequence[float] = (0.05, 0.10)) -> dict[float, float]:
-    """Lowest dead air among settings whose false cut-off rate is at most each rate (NaN if none)."""
+    """Lowest dead air among settings whose false cut-off rate is at most each rate (NaN if none).
+
+    A ``reference`` point (push-to-talk) is not a setting to choose, so it is left out.
+    """
+    points = _choosable(points)
     out = {}
     for rate in rates:
         ok = points[points["false_cutoff_rate"] <= rate]["dead_air_ms"].dropna()
         out[float(rate)] = float(ok.min()) if len(ok) else math.nan
     return out
+
+
+def _choosable(points: pd.DataFrame) -> pd.DataFrame:
+    """The points of settings, without a ``reference`` one."""
+    return points[~points["reference"].astype(bool)] if "reference" in points else points
 
 
 def _turn_detection(events: pd.DataFrame, direction: str, kind: str) -> list[dict[str, Any] | None]:

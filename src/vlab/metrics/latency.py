@@ -114,6 +114,9 @@ TURN_STARTS: dict[str, str] = {"vad": "voice", "commit": "commit", "client": "re
 """What a turn's wait is measured from, by :func:`turn_latency`'s ``trigger``, in words: the end of the
 user's speech, or what the client sent (a commit, or the ``response.create`` of a typed message or of a
 tool's answer). A figure's label reads ``f"{TURN_STARTS[trigger]}-to-voice"``."""
+SPOKEN_TRIGGERS = ("vad", "commit")
+"""The ``trigger`` of a turn the user spoke: ended by the server VAD, or committed (push-to-talk); not a
+``response.create`` the client sent on its own."""
 
 
 def turn_latency(

@@ -52,6 +52,8 @@ Config (TOML; see ``examples/vad_sweep.toml``)::
     concurrency = 4
     timeout_s = 60
     baseline = true          # add the plain server VAD (0.5 / 300 / 500) as a baseline cell
+    push_to_talk = false     # true: add "push-to-talk", a reference with no turn detection that commits
+                             # each turn at its labelled end (the dead air of a perfect end-of-turn decision)
     canary = "short_question"
     throttle_retries = 5     # a cell the service throttles (HTTP 429) is retried this often …
     backoff_s = 2.0          # … after the service's Retry-After, else this wait, doubled each time
@@ -65,6 +67,12 @@ With ``mode = "vad"`` (or ``vlab sweep --mode vad``) each prompt's audio runs on
 model and every setting's turn machine steps over the probabilities: the ``vad``, ``scores`` and
 ``points`` tables of a session sweep on the emulator, in about the time Silero takes over the audio, with
 no cell folders and no ``turns`` (nothing is answered).
+
+With ``push_to_talk = true`` each prompt is also played as a user holding a talk button would: no turn
+detection, each labelled turn committed at its labelled end (:func:`vlab.sweep.cells.labelled_turns`), and
+the next one sent once it is answered. It is scored as a perfect end-of-turn decision (no cut-off, dead
+air from the commit), marked ``reference`` in ``points`` and left off the Pareto frontier: what is left
+of a setting's dead air above it is what its end-of-turn decision costs.
 
 With ``[tools]`` every setting offers the functions, and each cell answers the model's calls as a client
 would (a :class:`~vlab.session.ToolRunner` that returns ``output``), then asks for the spoken answer.

@@ -86,13 +86,28 @@ async def _run_cell(
         await _mcp_listed(s, settings, cfg.timeout_s)
         async with _tool_runner(s, cfg) as runner:
             try:
-                await feed_prompt(s, pcm, speed=cfg.speed, timeout_s=cfg.timeout_s, tools=runner)
+                if td is None:  # push-to-talk: each turn committed at its labelled end, then answered
+                    for turn in labelled_turns(pcm, prompt, rate):
+                        await feed_prompt(
+                            s, turn, speed=cfg.speed, timeout_s=cfg.timeout_s, commit=True, tools=runner
+                        )
+                else:
+                    await feed_prompt(s, pcm, speed=cfg.speed, timeout_s=cfg.timeout_s, tools=runner)
             except NoSpeechDetected:
                 pass  # a prompt with no speech (noise only) is a result, not a failure
             if runner is not None:
                 await _answers_spoken(s, runner, cfg.timeout_s)
         target = s.target.kind
     return {"connect_ns": connect_ns, "target": target}
+
+
+def labelled_turns(pcm: bytes, prompt: LabelledPrompt, rate: int) -> list[bytes]:
+    """``pcm`` cut at the prompt's labelled ends of turn: each turn's audio, from the end of the one before.
+
+    What a push-to-talk user sends before each press ends; the audio after the last turn is not sent.
+    """
+    ends = [round(end_ms * rate / 1000) * 2 for end_ms in prompt.end_of_turn_ms]
+    return [pcm[start:end] for start, end in zip([0, *ends], ends, strict=False)]
 
 
 async def _mcp_listed(session: Session, settings: SessionSettings, timeout_s: float) -> None:
@@ -265,7 +280,9 @@ def cell_job(
         cell_dir = out_dir / "cells" / name
         try:
             meta = json.loads((cell_dir / "cell.json").read_text(encoding="utf-8"))
-            analysis = analyse_cell(cell_dir, prompt, meta.get("connect_ns"))
+            analysis = analyse_cell(
+                cell_dir, prompt, meta.get("connect_ns"), push_to_talk=settings.turn_detection is None
+            )
         except Exception:  # aggregate() analyses the cell again and records why it failed
             log.debug("analysing cell %s on its worker failed", name, exc_info=True)
     return result, analysis

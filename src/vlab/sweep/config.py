@@ -22,6 +22,7 @@ from vlab.sweep.grid import (
     GRID_KEYS,
     GRID_TYPES,
     PROCESSING_KEYS,
+    PUSH_TO_TALK,
     eou_axis,
     processing_axes,
     processing_extra,
@@ -38,6 +39,7 @@ _SECTIONS: dict[str, set[str]] = {
         "concurrency",
         "timeout_s",
         "baseline",
+        "push_to_talk",
         "canary",
         "name",
         "throttle_retries",
@@ -65,7 +67,8 @@ class SweepConfig:
     """A validated sweep configuration."""
 
     settings: tuple[SessionSettings, ...]
-    """One per grid point (the baseline last when added and not already in the grid)."""
+    """One per grid point, then the baseline (when added and not already in the grid), then the
+    push-to-talk reference (when added)."""
     setting_names: tuple[str, ...]
     """Short label of each setting (``thr=0.5 pad=300 sil=500``)."""
     prompts: tuple[LabelledPrompt, ...]
@@ -89,6 +92,8 @@ class SweepConfig:
     """Per-cell limit to wait for the answers."""
     baseline: str | None = None
     """Name of the baseline setting, if any."""
+    push_to_talk: str | None = None
+    """Name of the push-to-talk reference setting (:data:`~vlab.sweep.grid.PUSH_TO_TALK`), if any."""
     canary: str | None = None
     """Prompt id used for the "did the setting take effect" check."""
     executor: str = "asyncio"
@@ -180,6 +185,7 @@ def load_config(
     settings, names = _settings(detections, grid, tools)
     run_section = data.get("run", {})
     baseline = _with_baseline(run_section, settings, names, tools)
+    push_to_talk = _with_push_to_talk(run_section, settings, names, tools)
     run = _run_options(run_section, mode)
     if run["mode"] == "vad":
         _check_vad_mode(settings, names, run, with_tools)
@@ -193,6 +199,7 @@ def load_config(
         setting_names=tuple(names),
         prompts=prompts,
         baseline=baseline,
+        push_to_talk=push_to_talk,
         canary=canary,
         raw=json.loads(json.dumps(data, default=str)),
         tool_outputs=tool_outputs,
@@ -292,6 +299,23 @@ def _with_baseline(
     return name
 
 
+def _with_push_to_talk(
+    run: Mapping[str, Any],
+    settings: list[SessionSettings],
+    names: list[str],
+    tools: tuple[FunctionTool | McpServer, ...],
+) -> str | None:
+    """Add the push-to-talk reference with ``[run] push_to_talk = true``; its name, or None."""
+    wanted = run.get("push_to_talk", False)
+    if not isinstance(wanted, bool):
+        raise ConfigError(f"[run] push_to_talk must be true or false, got {wanted!r}")
+    if not wanted:
+        return None
+    settings.append(SessionSettings(turn_detection=None, tools=tools))
+    names.append(PUSH_TO_TALK)
+    return PUSH_TO_TALK
+
+
 def _run_options(run: Mapping[str, Any], mode: str | None) -> dict[str, Any]:
     """The ``[run]`` options :class:`SweepConfig` takes, checked (``mode`` overrides the table's)."""
     repeats, concurrency = (
@@ -346,6 +370,11 @@ def _check_vad_mode(
     """Refuse what a VAD-only sweep cannot decide: settings that need replies or words, tools, repeats, Dask."""
     from vlab.sweep.vad import check_vad_mode
 
+    if PUSH_TO_TALK in names:
+        raise ConfigError(
+            "[run] push_to_talk needs sessions: mode = 'vad' runs the VAD alone, and push-to-talk has none "
+            "(drop push_to_talk, or use mode = 'sessions')"
+        )
     check_vad_mode(settings, names)
     if with_tools:
         raise ConfigError(

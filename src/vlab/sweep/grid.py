@@ -25,6 +25,10 @@ EOU_KEYS = {"eou_model": "model", "eou_threshold_level": "threshold_level", "eou
 """The end-of-utterance knobs a grid may sweep, with their :class:`~vlab.settings.EndOfUtterance` fields."""
 EOU_OFF = "off"
 """The ``eou_model`` grid value (and the ``end_of_utterance`` column's) for no ``end_of_utterance_detection``."""
+PUSH_TO_TALK = "push-to-talk"
+"""The name of the reference setting ``[run] push_to_talk = true`` adds: no turn detection, and each
+labelled turn committed at its labelled end, as a user holding a talk button would (what a setting's
+figures would be if its end-of-turn decision were perfect)."""
 BASELINE = ServerVad()
 """The plain server-VAD setting added with ``baseline = true``: vlab's defaults, 0.5 / 300 ms / 500 ms
 (see :data:`vlab.protocol_limits.VLAB_DEFAULTS_API_VERSION`)."""

@@ -22,8 +22,14 @@ from vlab.sweep.store import (
 )
 
 
-def analyse_cell(cell_dir: Path, prompt: LabelledPrompt, connect_ns: int | None) -> dict[str, Any]:
-    """One cell's ``turns``, ``vad`` and ``session`` frames and its ``score`` row, from its run folder."""
+def analyse_cell(
+    cell_dir: Path, prompt: LabelledPrompt, connect_ns: int | None, *, push_to_talk: bool = False
+) -> dict[str, Any]:
+    """One cell's ``turns``, ``vad`` and ``session`` frames and its ``score`` row, from its run folder.
+
+    A ``push_to_talk`` cell (no turn detection) is scored against the labels as a perfect end-of-turn
+    decision would be (:func:`_push_to_talk_detections`); its ``vad`` frame stays empty.
+    """
     from vlab.log import load_log
     from vlab.metrics import (
         detections_from_events,
@@ -37,15 +43,53 @@ def analyse_cell(cell_dir: Path, prompt: LabelledPrompt, connect_ns: int | None)
     turns = turn_latency(events, end_of_turn_ms=prompt.end_of_turn_ms)
     turns["reply_leading_silence_ms"] = [_reply_silence(cell_dir, item) for item in turns["reply_item_id"]]
     det = detections_from_events(events)
-    dead = {
-        float(a): float(d)
-        for a, d in zip(turns["audio_end_ms"], turns["dead_air_ms"], strict=False)
-        if math.isfinite(a)
-    }
-    score = score_prompt(prompt, det, dead_air_ms=dead)
+    if push_to_talk:
+        decided, dead = _push_to_talk_detections(prompt, turns, det)
+    else:
+        decided = det
+        dead = {
+            float(a): float(d)
+            for a, d in zip(turns["audio_end_ms"], turns["dead_air_ms"], strict=False)
+            if math.isfinite(a)
+        }
+    score = score_prompt(prompt, decided, dead_air_ms=dead)
     score["total_tokens"] = tokens_used(turns)["total_tokens"]
     sess = session_latency(events, connect_ns=connect_ns)
     return {"turns": turns, "vad": det, "score": score, "session": sess}
+
+
+def _push_to_talk_detections(
+    prompt: LabelledPrompt, turns: Any, empty: Any
+) -> tuple[Any, dict[float, float]]:
+    """A push-to-talk cell's turns as detections: each labelled segment, each turn ending at its label.
+
+    The k-th committed turn answers the k-th labelled turn (the cell commits them one after the other,
+    each once the one before is answered). Returns the detections (``empty``'s columns) and each answered
+    turn's dead air (from its commit, on the session's timeline) by its labelled end.
+    """
+    import pandas as pd
+
+    dead_air = [float(d) for d in turns.loc[turns["trigger"] == "commit", "dead_air_ms"]]
+    rows: list[dict[str, Any]] = []
+    dead: dict[float, float] = {}
+    previous_end = -math.inf
+    for k, end in enumerate(prompt.end_of_turn_ms):
+        segments = [(on, off) for on, off in prompt.speech_segments if previous_end < on <= end]
+        previous_end = end
+        for on, off in segments:
+            last = (on, off) == segments[-1]
+            rows.append(
+                {
+                    "audio_start_ms": on,
+                    "audio_end_ms": end if last else math.nan,
+                    "onset_ms": on,
+                    "offset_ms": off,
+                    "responded": last and k < len(dead_air),
+                }
+            )
+        if k < len(dead_air):
+            dead[float(end)] = dead_air[k]
+    return pd.DataFrame(rows, columns=list(empty.columns)).astype(empty.dtypes.to_dict()), dead
 
 
 def _reply_silence(cell_dir: Path, item_id: Any) -> float:
@@ -99,7 +143,10 @@ def aggregate(
         }
         try:
             res = (analysed or {}).get(meta["cell"]) or analyse_cell(
-                out_dir / "cells" / meta["cell"], prompt, meta.get("connect_ns")
+                out_dir / "cells" / meta["cell"],
+                prompt,
+                meta.get("connect_ns"),
+                push_to_talk=meta["settings"]["turn_detection"] is None,
             )
         except Exception as exc:  # an unreadable cell is reported, not fatal
             meta.update(status="error", error=f"analysis failed: {exc!r}")
@@ -123,7 +170,9 @@ def aggregate(
         arrow_atomic(table, out_dir / f"{name}.parquet")
         dataset_atomic(table, out_dir / DATASET_DIR / name, cfg.setting_names)
     points = (
-        operating_points(frames["scores"], by="setting", baseline=cfg.baseline) if scores else pd.DataFrame()
+        operating_points(frames["scores"], by="setting", baseline=cfg.baseline, reference=cfg.push_to_talk)
+        if scores
+        else pd.DataFrame()
     )
     if not points.empty:
         first = (

@@ -199,6 +199,11 @@ class SweepPanel:
             f"{BASELINE.silence_duration_ms})",
             layout=wide,
         )
+        self.push_to_talk = widgets.Checkbox(
+            value=False,
+            description="Add push-to-talk as a reference (each turn committed at its labelled end)",
+            layout=line,
+        )
         self.canary = widgets.Dropdown(
             options=[NO_CANARY], value=NO_CANARY, description="Canary prompt", style=style
         )
@@ -237,7 +242,8 @@ class SweepPanel:
         form = widgets.VBox([
             self.prompts, self.turn_type, self.thresholds, self.silences, self.paddings, self.eou,
             self.eou_timeouts, self.repeats,
-            self.speed, self.latency, self.baseline, self.canary, self.vad_only, self.folder, self.target,
+            self.speed, self.latency, self.baseline, self.push_to_talk, self.canary, self.vad_only, self.folder,
+            self.target,
             widgets.HBox([self.run_button, self.stop_button, self.progress]), self.status,
             widgets.HBox([self.open_path, self.open_button]),
         ])  # fmt: skip
@@ -319,6 +325,8 @@ class SweepPanel:
         }
         if self.canary.value != NO_CANARY:
             run["canary"] = self.canary.value
+        if self.push_to_talk.value:
+            run["push_to_talk"] = True
         if self.vad_only.value:  # deterministic: one decision per prompt and setting
             run.update(mode="vad", repeats=1)
         prompts: dict[str, Any] = {"include": list(self.prompts.value)}
@@ -452,7 +460,7 @@ class SweepPanel:
 
     def _render(self, folder: Path) -> list[widgets.Widget]:
         from vlab import plots
-        from vlab.metrics import POINT_MEASURES
+        from vlab.metrics import POINT_FLAGS, POINT_MEASURES, SPOKEN_TRIGGERS
         from vlab.report import grid_settings, made_tool_calls
         from vlab.sweep import grid_shape, in_grid_order
 
@@ -485,7 +493,7 @@ class SweepPanel:
             ))  # fmt: skip
         out.append(widgets.HTML(
             "<b>Operating points</b> (one per setting; lower is better for every rate and for dead air)"
-            + _table(self.points, ["setting", *POINT_MEASURES, "baseline", "pareto"])
+            + _table(self.points, ["setting", *POINT_MEASURES, *POINT_FLAGS])
         ))  # fmt: skip
         names = short_names([str(s) for s in self.points["setting"]])  # charts name what differs
         settings = grid_settings(self.manifest)
@@ -496,7 +504,7 @@ class SweepPanel:
         }
         speech = self.turns
         if not vad_only:
-            speech = self.turns[self.turns["trigger"] == "vad"]
+            speech = self.turns[self.turns["trigger"].isin(SPOKEN_TRIGGERS)]
             ok = speech[~speech["false_cutoff"].astype(bool)]
             n_settings = max(1, speech["setting"].nunique())
             speech_c, ok_c = (_relabel(f, names) for f in (speech, ok))
@@ -585,11 +593,14 @@ def short_names(names: list[str]) -> dict[str, str]:
     """Setting names without the parts every one shares (``thr=0.5 pad=300 sil=300`` → ``sil=300``).
 
     A ``key=value`` part that only some settings have (``eou=v1``, ``nr=far_field``) reads ``key=off`` in
-    the others, so a setting without it is not left with its whole name.
+    the others, so a setting without it is not left with its whole name. A name with no ``key=value``
+    part (the ``push-to-talk`` reference) stays whole and takes no part in the others'.
     """
+    whole = {n: n for n in names if "=" not in n}
+    names = [n for n in names if n not in whole]
     split = [n.split() for n in names]
     if len(split) < 2:
-        return {n: n for n in names}
+        return {n: n for n in names} | whole
     keys = {part.split("=", 1)[0]: None for parts in split for part in parts if "=" in part}
     for parts in split:
         given = {part.split("=", 1)[0] for part in parts if "=" in part}
@@ -598,7 +609,7 @@ def short_names(names: list[str]) -> dict[str, str]:
     out = {
         n: " ".join(t for t in parts if t not in common) or n for n, parts in zip(names, split, strict=True)
     }
-    return out if len(set(out.values())) == len(out) else {n: n for n in names}
+    return (out if len(set(out.values())) == len(out) else {n: n for n in names}) | whole
 
 
 def pareto_labels(
