@@ -184,8 +184,10 @@ def load_config(
     )
     settings, names = _settings(detections, grid, tools)
     run_section = data.get("run", {})
-    baseline = _with_baseline(run_section, settings, names, tools)
-    push_to_talk = _with_push_to_talk(run_section, settings, names, tools)
+    baseline = _added_setting(
+        run_section, "baseline", setting_name(BASELINE), BASELINE, settings, names, tools
+    )
+    push_to_talk = _added_setting(run_section, "push_to_talk", PUSH_TO_TALK, None, settings, names, tools)
     run = _run_options(run_section, mode)
     if run["mode"] == "vad":
         _check_vad_mode(settings, names, run, with_tools)
@@ -279,45 +281,31 @@ def _settings(
     return settings, names
 
 
-def _with_baseline(
+def _added_setting(
     run: Mapping[str, Any],
+    key: str,
+    name: str,
+    turn_detection: ServerVad | None,
     settings: list[SessionSettings],
     names: list[str],
     tools: tuple[FunctionTool | McpServer, ...],
 ) -> str | None:
-    """Add the baseline setting with ``[run] baseline = true`` (unless the grid has it); its name, or None."""
-    if "baseline" in run and not isinstance(run["baseline"], bool):
-        raise ConfigError(f"[run] baseline must be true or false, got {run['baseline']!r}")
-    if "name" in run and not isinstance(run["name"], str):
-        raise ConfigError(f"[run] name must be a string, got {run['name']!r}")
-    if not run.get("baseline", False):
+    """Add the setting ``[run] <key> = true`` asks for (unless the grid has it); its name, or None."""
+    wanted = run.get(key, False)
+    if not isinstance(wanted, bool):
+        raise ConfigError(f"[run] {key} must be true or false, got {wanted!r}")
+    if not wanted:
         return None
-    name = setting_name(BASELINE)
     if name not in names:
-        settings.append(SessionSettings(turn_detection=BASELINE, tools=tools))
+        settings.append(SessionSettings(turn_detection=turn_detection, tools=tools))
         names.append(name)
     return name
 
 
-def _with_push_to_talk(
-    run: Mapping[str, Any],
-    settings: list[SessionSettings],
-    names: list[str],
-    tools: tuple[FunctionTool | McpServer, ...],
-) -> str | None:
-    """Add the push-to-talk reference with ``[run] push_to_talk = true``; its name, or None."""
-    wanted = run.get("push_to_talk", False)
-    if not isinstance(wanted, bool):
-        raise ConfigError(f"[run] push_to_talk must be true or false, got {wanted!r}")
-    if not wanted:
-        return None
-    settings.append(SessionSettings(turn_detection=None, tools=tools))
-    names.append(PUSH_TO_TALK)
-    return PUSH_TO_TALK
-
-
 def _run_options(run: Mapping[str, Any], mode: str | None) -> dict[str, Any]:
     """The ``[run]`` options :class:`SweepConfig` takes, checked (``mode`` overrides the table's)."""
+    if "name" in run and not isinstance(run["name"], str):
+        raise ConfigError(f"[run] name must be a string, got {run['name']!r}")
     repeats, concurrency = (
         run.get("repeats", CONFIG_DEFAULTS["repeats"]),
         run.get("concurrency", CONFIG_DEFAULTS["concurrency"]),
