@@ -107,7 +107,7 @@ def labelled_turns(pcm: bytes, prompt: LabelledPrompt, rate: int) -> list[bytes]
     What a push-to-talk user sends before each press ends; the audio after the last turn is not sent.
     """
     ends = [round(end_ms * rate / 1000) * 2 for end_ms in prompt.end_of_turn_ms]
-    return [pcm[start:end] for start, end in zip([0, *ends], ends, strict=False)]
+    return [pcm[start:end] for start, end in itertools.pairwise([0, *ends])]
 
 
 async def _mcp_listed(session: Session, settings: SessionSettings, timeout_s: float) -> None:
