@@ -7,7 +7,8 @@ explicitly: ``import vlab.plots`` (``import vlab`` never loads matplotlib).
   :func:`vlab.metrics.turn_latency`);
 - :func:`latency_distributions`: one latency metric per setting, or per prompt (box + points);
 - :func:`vad_timeline`: a prompt's waveform, its labels and each setting's detections;
-- :func:`pareto`: false cut-off rate vs dead air per setting, with the frontier.
+- :func:`pareto`: false cut-off rate vs dead air per setting, with the frontier;
+- :func:`pareto_shift`: how each setting moved on that plane between two sweeps.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
     from vlab.prompts import LabelledPrompt
 
-__all__ = ["STAGE_COLORS", "latency_distributions", "pareto", "vad_timeline", "waterfall"]
+__all__ = ["STAGE_COLORS", "latency_distributions", "pareto", "pareto_shift", "vad_timeline", "waterfall"]
 
 STAGE_COLORS: dict[str, str] = {
     "server_hangover_ms": "#9ecae1",
@@ -293,17 +294,7 @@ def pareto(
             label="baseline",
             zorder=5,
         )
-    at_point: dict[tuple[float, float], list[str]] = {}
-    for r in ok.itertuples(index=False):  # settings on the same point share one stacked label
-        at_point.setdefault((float(getattr(r, x)), float(getattr(r, y)) * 100), []).append(str(r.setting))
-    numbered = len(ok) > 4  # many settings: number the points, name them in a key beside the plot
-    key: list[str] = []
-    for n, ((px, py), names) in enumerate(sorted(at_point.items()), start=1):
-        label = str(n) if numbered else "\n".join(names)
-        key += [f"{n}  {names[0]}", *(f"   {name}" for name in names[1:])]
-        ax.annotate(label, (px, py), fontsize=7, xytext=(4, 4), textcoords="offset points", va="bottom")
-    if numbered:
-        ax.text(1.03, 1.0, "\n".join(key), transform=ax.transAxes, fontsize=7, va="top", family="monospace")
+    _name_points(ax, ok["setting"], ok[x], ok[y] * 100)
     ax.set_xlabel(x.replace("_ms", " (ms, median)").replace("_", " "))
     ax.set_ylabel(y.replace("_", " ") + " (%)")
     ax.set_title("Turn detection trade-off: cut-offs vs dead air\n(lower-left is better)", fontsize=10)
@@ -313,6 +304,68 @@ def pareto(
     )
     ax.margins(0.12)
     return ax
+
+
+def pareto_shift(
+    a: pd.DataFrame,
+    b: pd.DataFrame,
+    *,
+    labels: tuple[str, str] = ("A", "B"),
+    x: str = "dead_air_ms",
+    y: str = "false_cutoff_rate",
+    ax: Axes | None = None,
+) -> Axes:
+    """How each setting of two sweeps moved on the trade-off plane: A hollow, B filled, an arrow from A to B.
+
+    Args:
+        a: :func:`vlab.metrics.operating_points` of the first sweep (``setting``, ``x``, ``y``).
+        b: The same of the second; only the settings of both, with both figures in both, are drawn.
+        labels: What to call the two sweeps in the legend.
+        x: Latency column.
+        y: Cut-off column.
+        ax: Where to draw.
+    """
+    ax = _axes(ax, (7, 5))
+    merged = a[["setting", x, y]].merge(b[["setting", x, y]], on="setting", suffixes=("_a", "_b"))
+    both = merged.dropna(subset=[f"{x}_a", f"{y}_a", f"{x}_b", f"{y}_b"])
+    xa, ya, xb, yb = both[f"{x}_a"], both[f"{y}_a"] * 100, both[f"{x}_b"], both[f"{y}_b"] * 100
+    for x0, y0, x1, y1 in zip(xa, ya, xb, yb, strict=True):
+        ax.annotate(
+            "", xy=(x1, y1), xytext=(x0, y0), arrowprops={"arrowstyle": "->", "color": "#636363", "lw": 1.0}
+        )
+    ax.scatter(
+        xa, ya, s=50, facecolors="none", edgecolors="#3182bd", linewidths=1.5, zorder=3, label=labels[0]
+    )
+    ax.scatter(xb, yb, s=50, color="#e6550d", zorder=4, label=labels[1])
+    _name_points(ax, both["setting"], xb, yb)
+    ax.set_xlabel(x.replace("_ms", " (ms, median)").replace("_", " "))
+    ax.set_ylabel(y.replace("_", " ") + " (%)")
+    ax.set_title(
+        f"Each setting from {labels[0]} to {labels[1]}: cut-offs vs dead air\n(lower-left is better)",
+        fontsize=10,
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
+    ax.margins(0.12)
+    return ax
+
+
+def _name_points(ax: Axes, names: pd.Series, xs: pd.Series, ys: pd.Series) -> None:
+    """Write each point's setting beside it; settings on one point share a label.
+
+    More than four points are numbered instead, and named in a key beside the plot.
+    """
+    at_point: dict[tuple[float, float], list[str]] = {}
+    for name, px, py in zip(names, xs, ys, strict=True):
+        at_point.setdefault((float(px), float(py)), []).append(str(name))
+    numbered = len(names) > 4
+    key: list[str] = []
+    for n, ((px, py), named) in enumerate(sorted(at_point.items()), start=1):
+        label = str(n) if numbered else "\n".join(named)
+        key += [f"{n}  {named[0]}", *(f"   {name}" for name in named[1:])]
+        ax.annotate(label, (px, py), fontsize=7, xytext=(4, 4), textcoords="offset points", va="bottom")
+    if numbered:
+        ax.text(1.03, 1.0, "\n".join(key), transform=ax.transAxes, fontsize=7, va="top", family="monospace")
 
 
 def summary_table(frame: pd.DataFrame, columns: Sequence[str] | None = None, *, classes: str = "t") -> str:

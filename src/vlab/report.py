@@ -424,6 +424,27 @@ def _ms(v: float) -> str:
     return "–" if not math.isfinite(v) else f"{v:.0f} ms"
 
 
+def compare_chart(a: str | os.PathLike[str], b: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+    """Draw how each setting of both sweeps moved from A to B on the cut-off/dead-air plane, as a PNG.
+
+    Returns:
+        ``path`` (:func:`vlab.plots.pareto_shift`; the sweeps are named by their folders).
+    """
+    from matplotlib.figure import Figure
+
+    from vlab import plots
+
+    fa, fb = Path(a), Path(b)
+    _require_sweep(fa)
+    _require_sweep(fb)
+    fig = Figure(figsize=(7, 5), layout="constrained")  # no pyplot: nothing global to close
+    names = (f"A: {fa.resolve().name}", f"B: {fb.resolve().name}")
+    plots.pareto_shift(_load(fa, "points"), _load(fb, "points"), labels=names, ax=fig.subplots())
+    out = Path(path)
+    fig.savefig(out, dpi=110)
+    return out
+
+
 def compare_sweeps(
     a: str | os.PathLike[str], b: str | os.PathLike[str], *, n_boot: int = 1000
 ) -> pd.DataFrame:

@@ -63,6 +63,30 @@ def test_the_pareto_chart_draws_the_push_to_talk_reference_as_a_star_apart_from_
     assert "push-to-talk" in {t.get_text() for t in ax.texts}
 
 
+def test_the_shift_chart_draws_an_arrow_from_a_to_b_for_each_setting_both_sweeps_measured():
+    a = pd.DataFrame({
+        "setting": ["s1", "s2", "only_a", "unmeasured"],
+        "dead_air_ms": [700.0, 1000.0, 500.0, math.nan],
+        "false_cutoff_rate": [0.4, 0.1, 0.0, 0.0],
+    })  # fmt: skip
+    b = pd.DataFrame({
+        "setting": ["unmeasured", "s2", "s1", "only_b"],
+        "dead_air_ms": [800.0, 1100.0, 900.0, 300.0],
+        "false_cutoff_rate": [0.0, 0.0, 0.1, 0.0],
+    })  # fmt: skip
+    ax = plots.pareto_shift(a, b, labels=("before", "after"), ax=_axes())
+    assert ax.get_legend_handles_labels()[1] == ["before", "after"]
+    before, after = ax.collections
+    assert np.allclose(before.get_offsets(), [[700.0, 40.0], [1000.0, 10.0]])
+    assert np.allclose(after.get_offsets(), [[900.0, 10.0], [1100.0, 0.0]])
+    arrows = [t for t in ax.texts if getattr(t, "arrow_patch", None) is not None]
+    assert [(t.xyann, t.xy) for t in arrows] == [
+        ((700.0, 40.0), (900.0, 10.0)),
+        ((1000.0, 10.0), (1100.0, 0.0)),
+    ]
+    assert sorted(t.get_text() for t in ax.texts if t.get_text()) == ["s1", "s2"]  # each named at B
+
+
 def test_with_every_setting_on_the_frontier_the_legend_names_no_other_setting():
     ax = _pareto([True, True, True])
     assert ax.get_legend_handles_labels()[1] == ["setting on the Pareto frontier"]

@@ -110,6 +110,16 @@ def test_a_latency_is_same_when_the_intervals_overlap_and_n_a_without_values(tab
     assert rows.loc["ttfb_audio_ms p50", "verdict"] == "n/a"
 
 
+def test_vlab_compare_draws_how_each_setting_moved_when_asked(tmp_path, capsys):
+    latencies = {"dead_air_ms": [100.0]}
+    a = _sweep(tmp_path / "a", {"s": {**_rates(0.4, 0, 0, 0), "dead_air_ms": 700.0}}, {"s": latencies})
+    b = _sweep(tmp_path / "b", {"s": {**_rates(0.1, 0, 0, 0), "dead_air_ms": 900.0}}, {"s": latencies})
+    png = tmp_path / "moved.png"
+    assert main(["compare", str(a), str(b), "--plot", str(png)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"chart: {png}"
+    assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 10_000
+
+
 def test_vlab_compare_of_sweeps_with_no_setting_in_common_names_each_one_s_settings(tmp_path, capsys):
     latencies = {"dead_air_ms": [100.0]}
     a = _sweep(tmp_path / "a", {"s1": _rates(0, 0, 0, 0), "s2": _rates(0, 0, 0, 0)}, {"s1": latencies})

@@ -11,6 +11,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("a", help="the reference sweep folder")
     p.add_argument("b", help="the sweep folder to compare with it")
     p.add_argument("--csv", default=None, metavar="PATH", help="also write the table as CSV")
+    p.add_argument(
+        "--plot",
+        default=None,
+        metavar="PNG",
+        help="also draw how each setting moved from A to B on the cut-off/dead-air plane",
+    )
     p.set_defaults(func=run)
 
 
@@ -19,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from vlab.errors import ConfigError
-    from vlab.report import compare_sweeps, sweep_settings
+    from vlab.report import compare_chart, compare_sweeps, sweep_settings
 
     table = compare_sweeps(args.a, args.b)
     if table.empty:
@@ -36,4 +42,6 @@ def run(args: argparse.Namespace) -> int:
         print(table[["setting", "measure", "a", "b", "delta", "verdict"]].to_string(index=False))
     if args.csv:
         table.to_csv(args.csv, index=False)
+    if args.plot:
+        print(f"chart: {compare_chart(args.a, args.b, args.plot)}")
     return 0
