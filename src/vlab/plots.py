@@ -247,6 +247,8 @@ def pareto(
     """False cut-off rate against dead air, one point per setting, frontier joined, baseline ringed.
 
     A reference setting (push-to-talk: each turn committed at its labelled end) is a green star beside them.
+    Grey bars are the 95 % intervals of both figures, when ``points`` has them (``<column>_lo``/``_hi``,
+    :data:`vlab.metrics.POINT_INTERVALS`): settings whose bars overlap may not differ.
 
     Args:
         points: :func:`vlab.metrics.operating_points` output (``setting``, ``pareto``, ``baseline``, and
@@ -260,6 +262,7 @@ def pareto(
     on_front = ok["pareto"].astype(bool) if "pareto" in ok else pd.Series(False, index=ok.index)
     reference = ok["reference"].astype(bool) if "reference" in ok else pd.Series(False, index=ok.index)
     off = ok[~on_front & ~reference]
+    _interval_bars(ax, ok, x, y)
     if len(off):  # the legend names only what is drawn: no "setting" entry when every one is on the frontier
         ax.scatter(
             off[x], off[y] * 100, s=40, color="#9ecae1", edgecolor="#3182bd", zorder=3, label="setting"
@@ -304,6 +307,23 @@ def pareto(
     )
     ax.margins(0.12)
     return ax
+
+
+def _interval_bars(ax: Axes, points: pd.DataFrame, x: str, y: str) -> None:
+    """Grey error bars of ``x`` and ``y`` (``y`` a rate, drawn in %) from their ``_lo``/``_hi`` columns."""
+    if not all(f"{c}_{end}" in points for c in (x, y) for end in ("lo", "hi")):
+        return
+    values = {c: points[c].astype(float).to_numpy() for c in (x, y)}
+    spans = {
+        c: np.nan_to_num(
+            [values[c] - points[f"{c}_lo"].astype(float), points[f"{c}_hi"].astype(float) - values[c]]
+        )
+        for c in (x, y)
+    }  # a missing end draws no bar on that side
+    ax.errorbar(
+        values[x], values[y] * 100, xerr=spans[x], yerr=spans[y] * 100, fmt="none", ecolor="#bdbdbd",
+        elinewidth=1, zorder=2, label="95 % interval",
+    )  # fmt: skip
 
 
 def pareto_shift(

@@ -187,7 +187,9 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         "pareto",
         "Cut-off vs dead-air trade-off",
         "One point per setting: share of labelled turns cut off (a response inside the turn) against "
-        f"{dead_air}.",
+        f"{dead_air}. Grey bars: 95 % intervals (Wilson over the labelled turns for the cut-off rate, a "
+        "bootstrap over the runs for the median dead air); settings whose bars overlap may not differ, so "
+        "add prompts or repeats before choosing between them.",
     )
     prompts = {p.id: p for p in load_prompt_set(_prompt_dir(manifest))}
     ids = [p["id"] for p in manifest.get("prompts", []) if p["id"] in prompts]

@@ -84,7 +84,13 @@ def test_sweep_prints_each_setting_s_operating_point_in_the_grid_s_order(tmp_pat
     assert main(["sweep", str(config), "--out", str(out), "--no-progress"]) == 0
     lines = capsys.readouterr().out.split("\n\n", 1)[1].splitlines()
     points = pd.read_parquet(out / "points.parquet")
-    header = ["setting", "cut off", "missed", "dead air", *(["tokens/turn"] if mode == "sessions" else [])]
+    header = [
+        "setting",
+        "cut off %",
+        "missed %",
+        "dead air ms",
+        *(["tokens/turn"] if mode == "sessions" else []),
+    ]
     assert re.split(r"\s{2,}", lines[0]) == header
     rows = [re.split(r"\s{2,}", line) for line in lines[1:4]]
     assert [r[0] for r in rows] == [
@@ -93,15 +99,20 @@ def test_sweep_prints_each_setting_s_operating_point_in_the_grid_s_order(tmp_pat
         "thr=0.5 pad=300 sil=500 (baseline)",
     ]
     for row, point in zip(rows, points.itertuples(), strict=True):
+        cut = (point.false_cutoff_rate, point.false_cutoff_rate_lo, point.false_cutoff_rate_hi)
+        dead = (point.dead_air_ms, point.dead_air_ms_lo, point.dead_air_ms_hi)
         figures = [
-            f"{point.false_cutoff_rate:.0%}",
-            f"{point.missed_turn_rate:.0%}",
-            f"{point.dead_air_ms:.0f} ms",
+            "{:.0f} [{:.0f}-{:.0f}]".format(*(100 * v for v in cut)),
+            f"{100 * point.missed_turn_rate:.0f}",
+            "{:.0f} [{:.0f}-{:.0f}]".format(*dead),
         ]
         if mode == "sessions":
             figures.append(f"{point.tokens_per_expected_turn:.0f}")
         assert row[1:] == figures + (["Pareto"] if point.pareto else [])
-    assert rows[0][1] == "50%" and rows[1][1] == "0%"  # sil=200 cuts pause_600 off; sil=1000 waits
+    assert (
+        rows[0][1] == "50 [9-91]" and rows[1][1] == "0 [0-66]"
+    )  # sil=200 cuts pause_600 off; sil=1000 waits
+    # (1 and 0 of 2 turns: Wilson intervals that say two prompts decide little)
     assert lines[4].startswith("cut off: turns answered before the user had finished")
     assert lines[-1] == f"charts: vlab report {out}"
 
@@ -115,7 +126,7 @@ def test_sweep_s_table_marks_the_push_to_talk_reference_and_says_what_it_is():
         "reference": [False, True], "pareto": [True, False],
     })  # fmt: skip
     lines = results_table(points).splitlines()
-    assert lines[2].split() == ["push-to-talk", "(reference)", "0%", "0%", "537", "ms"]  # not marked Pareto
+    assert lines[2].split() == ["push-to-talk", "(reference)", "0", "0", "537"]  # not marked Pareto
     assert "push-to-talk (reference): each turn committed at its labelled end" in " ".join(lines[3:])
     assert "push-to-talk" not in " ".join(results_table(points.head(1)).splitlines()[2:])
 

@@ -690,6 +690,34 @@ def test_pareto_front_and_operating_points():
     assert "tokens_per_expected_turn" not in p  # scores that do not count tokens (a VAD-only sweep's)
 
 
+def test_the_wilson_interval_of_a_rate_and_the_points_95_percent_intervals():
+    from vlab.metrics import wilson_interval
+
+    assert wilson_interval(0, 8) == pytest.approx((0.0, 0.3244), abs=1e-4)  # never 0 wide at 0 %
+    assert wilson_interval(4, 8) == pytest.approx((0.2152, 0.7848), abs=1e-4)
+    assert wilson_interval(8, 8) == pytest.approx((0.6756, 1.0), abs=1e-4)
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+    scores = pd.DataFrame(
+        {
+            "setting": ["a"] * 4 + ["ptt"] * 4,
+            "category": ["pause"] * 8,
+            "expected_turns": [2] * 8,
+            "cutoff_turns": [1, 1, 0, 0] + [0] * 4,
+            "dead_air_ms": [300.0, 500.0, 400.0, 600.0] * 2,
+            **{c: [0] * 8 for c in ("holds", "holds_cut", "missed_turns", "responses")},
+            "der": [0.0] * 8,
+        }
+    )
+    p = operating_points(scores, reference="ptt").set_index("setting")
+    assert (p.loc["a", "false_cutoff_rate_lo"], p.loc["a", "false_cutoff_rate_hi"]) == wilson_interval(2, 8)
+    assert p.loc["a", "dead_air_ms_lo"] < p.loc["a", "dead_air_ms"] == 450.0 < p.loc["a", "dead_air_ms_hi"]
+    assert (
+        p.loc["a", "dead_air_ms_lo"] >= 300.0 and p.loc["a", "dead_air_ms_hi"] <= 600.0
+    )  # medians of resamples
+    assert math.isnan(p.loc["ptt", "false_cutoff_rate_lo"])  # the reference cannot cut off: no interval
+    assert p.loc["ptt", "dead_air_ms_hi"] == p.loc["a", "dead_air_ms_hi"]  # its wait still varies
+
+
 def test_a_reference_setting_is_never_on_the_frontier_and_puts_no_setting_off_it():
     scores = pd.DataFrame(
         {

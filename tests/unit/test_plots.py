@@ -63,6 +63,22 @@ def test_the_pareto_chart_draws_the_push_to_talk_reference_as_a_star_apart_from_
     assert "push-to-talk" in {t.get_text() for t in ax.texts}
 
 
+def test_the_pareto_chart_draws_the_95_percent_intervals_when_the_points_have_them():
+    points = pd.DataFrame({
+        "setting": ["a", "b"], "dead_air_ms": [300.0, 700.0], "false_cutoff_rate": [0.4, 0.2],
+        "dead_air_ms_lo": [250.0, 650.0], "dead_air_ms_hi": [380.0, 720.0],
+        "false_cutoff_rate_lo": [0.2, math.nan], "false_cutoff_rate_hi": [0.6, math.nan],
+        "pareto": [True, True], "baseline": [False, False],
+    })  # fmt: skip
+    ax = plots.pareto(points, ax=_axes())
+    assert "95 % interval" in ax.get_legend_handles_labels()[1]
+    (bars,) = [c for c in ax.containers if c.get_label() == "95 % interval"]
+    xbars, ybars = bars.lines[2]
+    assert np.allclose([s[:, 0] for s in xbars.get_segments()], [[250.0, 380.0], [650.0, 720.0]])
+    assert np.allclose([s[:, 1] for s in ybars.get_segments()], [[20.0, 60.0], [20.0, 20.0]])  # b: none
+    assert "95 % interval" not in _pareto([True, False, True]).get_legend_handles_labels()[1]
+
+
 def test_the_shift_chart_draws_an_arrow_from_a_to_b_for_each_setting_both_sweeps_measured():
     a = pd.DataFrame({
         "setting": ["s1", "s2", "only_a", "unmeasured"],

@@ -71,25 +71,26 @@ def run(args: argparse.Namespace) -> int:
 
 
 RESULT_COLUMNS = (
-    ("cut off", "false_cutoff_rate", "{:.0%}"),
-    ("missed", "missed_turn_rate", "{:.0%}"),
-    ("dead air", "dead_air_ms", "{:.0f} ms"),
-    ("tokens/turn", "tokens_per_expected_turn", "{:.0f}"),
+    ("cut off %", "false_cutoff_rate", 100.0),
+    ("missed %", "missed_turn_rate", 100.0),
+    ("dead air ms", "dead_air_ms", 1.0),
+    ("tokens/turn", "tokens_per_expected_turn", 1.0),
 )
-"""What ``vlab sweep`` prints per setting when it is done: header, ``points`` column, format."""
+"""What ``vlab sweep`` prints per setting when it is done: header, ``points`` column, scale."""
 
 
 def results_table(points: Any) -> str:
     """A sweep's operating points as text: one line per setting in the table's order, the Pareto ones marked.
 
-    A measure the points lack (tokens, in a VAD-only sweep) is left out; a value missing is ``-``.
+    A figure with a 95 % interval in the points (``<column>_lo``/``_hi``) shows it in brackets. A measure
+    the points lack (tokens, in a VAD-only sweep) is left out; a value missing is ``-``.
     """
     columns = [c for c in RESULT_COLUMNS if c[1] in points]
     rows = [["setting", *(title for title, _, _ in columns), ""]]
     for _, point in points.iterrows():
         mark = " (baseline)" if point["baseline"] else " (reference)" if point.get("reference") else ""
         name = f"{point['setting']}{mark}"
-        figures = [fmt.format(point[key]) if math.isfinite(point[key]) else "-" for _, key, fmt in columns]
+        figures = [_figure(point, key, scale) for _, key, scale in columns]
         rows.append([name, *figures, "Pareto" if point["pareto"] else ""])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
@@ -105,6 +106,7 @@ def results_table(points: Any) -> str:
     lines += textwrap.wrap(
         "cut off: turns answered before the user had finished; missed: turns never answered; dead air: the "
         "median wait from the end of a turn to the reply (in a VAD-only sweep, to the end the VAD decided); "
+        "[low-high]: its 95 % interval (settings whose intervals overlap may not differ); "
         "Pareto: no other setting has both fewer cut-offs and less dead air"
         + (
             "; push-to-talk (reference): each turn committed at its labelled end, the dead air a perfect "
@@ -115,3 +117,15 @@ def results_table(points: Any) -> str:
         width=110,
     )
     return "\n".join(lines)
+
+
+def _figure(point: Any, key: str, scale: float) -> str:
+    """One figure of a point, rounded, with its interval when the point has one (``62 [31-86]``)."""
+    value = float(point[key])
+    if not math.isfinite(value):
+        return "-"
+    low, high = (float(point.get(f"{key}_{end}", math.nan)) for end in ("lo", "hi"))
+    interval = (
+        f" [{low * scale:.0f}-{high * scale:.0f}]" if math.isfinite(low) and math.isfinite(high) else ""
+    )
+    return f"{value * scale:.0f}{interval}"

@@ -12,6 +12,7 @@
 from vlab.metrics.detection import (
     DETECTION_COLUMNS,
     POINT_FLAGS,
+    POINT_INTERVALS,
     POINT_MEASURES,
     canary_shift,
     cutoff_at_latency,
@@ -25,6 +26,7 @@ from vlab.metrics.detection import (
     score_prompt,
     setting_took_effect,
     vad_preview,
+    wilson_interval,
 )
 from vlab.metrics.events import InputTimeline, on_simulated_timeline
 from vlab.metrics.latency import (
@@ -45,6 +47,7 @@ from vlab.metrics.tool_calls import TOOL_CALL_COLUMNS, tool_calls
 __all__ = [
     "DETECTION_COLUMNS",
     "POINT_FLAGS",
+    "POINT_INTERVALS",
     "POINT_MEASURES",
     "LATENCY_STAGES",
     "SEGMENT_STAGES",
@@ -74,4 +77,5 @@ __all__ = [
     "tool_calls",
     "turn_latency",
     "vad_preview",
+    "wilson_interval",
 ]

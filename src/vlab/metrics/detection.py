@@ -12,8 +12,8 @@ segments (:func:`match_segments`), false starts per minute on noise-only audio.
 
 Turn level (:func:`score_prompt`): false cut-offs (a response started while the labelled turn was still
 going, counted per turn and per hold span), missed turns, turns per expected turn, and dead air on the
-correctly ended turns. Across settings: :func:`operating_points`, :func:`pareto_front`,
-:func:`cutoff_at_latency`, :func:`latency_at_cutoff`.
+correctly ended turns. Across settings: :func:`operating_points` (with 95 % intervals:
+:func:`wilson_interval` for rates), :func:`pareto_front`, :func:`cutoff_at_latency`, :func:`latency_at_cutoff`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,6 +30,7 @@ import pandas as pd
 from vlab import protocol
 from vlab.errors import warn_user
 from vlab.metrics.events import UNLOGGED_VAD, as_float, in_log_order, session_vad_settings
+from vlab.metrics.summary import bootstrap_ci
 
 if TYPE_CHECKING:
     from vlab.audio.pcm import FloatArray
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DETECTION_COLUMNS",
     "POINT_FLAGS",
+    "POINT_INTERVALS",
     "POINT_MEASURES",
     "canary_shift",
     "cutoff_at_latency",
@@ -51,6 +54,7 @@ __all__ = [
     "score_prompt",
     "setting_took_effect",
     "vad_preview",
+    "wilson_interval",
 ]
 
 DETECTION_COLUMNS = ("audio_start_ms", "audio_end_ms", "onset_ms", "offset_ms", "responded")
@@ -67,6 +71,10 @@ POINT_MEASURES = (
     "false_starts_per_min",
 )
 """What :func:`operating_points` measures per setting, in the order reports and panels show it."""
+POINT_INTERVALS = ("false_cutoff_rate", "dead_air_ms")
+"""The measures :func:`operating_points` gives a 95 % interval (``<measure>_lo``, ``<measure>_hi``): the
+Wilson interval of the cut-off rate over the labelled turns, a bootstrap one of the median dead air over
+the runs. With a few prompts they are wide: two settings whose intervals overlap may not differ."""
 POINT_FLAGS = ("baseline", "reference", "pareto")
 """What :func:`operating_points` marks per setting, shown after its measures."""
 
@@ -354,6 +362,14 @@ def operating_points(
             der=float(speech["der"].mean()) if len(speech) else math.nan,
             false_starts_per_min=float(noise["false_starts_per_min"].mean()) if len(noise) else math.nan,
         )
+        cut_lo, cut_hi = wilson_interval(float(speech["cutoff_turns"].sum()), expected)
+        _, dead_lo, dead_hi = bootstrap_ci(speech["dead_air_ms"].astype(float), 0.5)
+        row.update(
+            false_cutoff_rate_lo=cut_lo,
+            false_cutoff_rate_hi=cut_hi,
+            dead_air_ms_lo=dead_lo,
+            dead_air_ms_hi=dead_hi,
+        )
         if "total_tokens" in g:
             tokens = float(speech["total_tokens"].sum(skipna=False))  # unknown if a run's are
             row["tokens_per_expected_turn"] = tokens / expected if expected else math.nan
@@ -363,9 +379,23 @@ def operating_points(
         return points
     points["baseline"] = points[keys[0]] == baseline if baseline is not None else False
     points["reference"] = points[keys[0]] == reference if reference is not None else False
+    points.loc[points["reference"], ["false_cutoff_rate_lo", "false_cutoff_rate_hi"]] = (
+        math.nan
+    )  # none, by design
     compared = points[~points["reference"]]
     points["pareto"] = pareto_front(compared).reindex(points.index, fill_value=False)
     return points
+
+
+def wilson_interval(k: float, n: float, *, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of the proportion ``k / n`` (NaN with ``n`` 0): sound at 0 % and 100 %."""
+    if not n > 0:
+        return (math.nan, math.nan)
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p, z2 = k / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def pareto_front(points: pd.DataFrame, x: str = "dead_air_ms", y: str = "false_cutoff_rate") -> pd.Series:
