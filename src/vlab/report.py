@@ -426,6 +426,21 @@ def _ms(v: float) -> str:
     return "–" if not math.isfinite(v) else f"{v:.0f} ms"
 
 
+def _verdict(delta: float, a: tuple[float, float], b: tuple[float, float]) -> str:
+    """The verdict on B − A: ``better`` or ``worse`` (lower is better), or ``same``, or ``n/a``.
+
+    ``same`` when the 95 % intervals ``a`` and ``b`` overlap or, without them, when nothing changed;
+    ``n/a`` when either side has no value.
+    """
+    if not math.isfinite(delta):
+        return "n/a"
+    if all(math.isfinite(v) for v in (*a, *b)) and b[0] <= a[1] and a[0] <= b[1]:
+        return "same"
+    if abs(delta) < 1e-9:
+        return "same"
+    return "better" if delta < 0 else "worse"
+
+
 def compare_chart(a: str | os.PathLike[str], b: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
     """Draw how each setting of both sweeps moved from A to B on the cut-off/dead-air plane, as a PNG.
 
@@ -453,9 +468,11 @@ def compare_sweeps(
     """Per setting present in both sweeps: operating points and latency p50s of A and B, with B − A.
 
     Returns:
-        One row per setting and measure: ``a``, ``b``, ``delta`` and for latencies the bootstrap 95 %
-        intervals of each p50, plus ``verdict`` (``better``, ``worse``, ``same`` — lower is better;
-        for latencies "same" when the intervals overlap; ``n/a`` when either side has no value).
+        One row per setting and measure: ``a``, ``b``, ``delta``, the 95 % intervals of each side
+        (``a_lo`` … ``b_hi``: a bootstrap one of each latency p50, the points' own for a rate that has
+        one, :data:`vlab.metrics.POINT_INTERVALS`), and ``verdict`` (``better``, ``worse``, ``same`` —
+        lower is better; "same" when the intervals overlap, or without them when nothing changed;
+        ``n/a`` when either side has no value).
     """
     from vlab.metrics import bootstrap_ci
 
@@ -473,24 +490,28 @@ def compare_sweeps(
         ra, rb = pa[pa["setting"] == s].iloc[0], pb[pb["setting"] == s].iloc[0]
         for m in points:
             va, vb = float(ra[m]), float(rb[m])
-            delta = vb - va
-            if not math.isfinite(delta):
-                verdict = "n/a"
-            else:
-                verdict = "same" if abs(delta) < 1e-9 else ("better" if delta < 0 else "worse")
-            rows.append({"setting": s, "measure": m, "a": va, "b": vb, "delta": delta, "verdict": verdict})
+            la, ha, lb, hb = (float(r.get(f"{m}_{end}", math.nan)) for r in (ra, rb) for end in ("lo", "hi"))
+            rows.append(
+                {
+                    "setting": s,
+                    "measure": m,
+                    "a": va,
+                    "b": vb,
+                    "delta": vb - va,
+                    "a_lo": la,
+                    "a_hi": ha,
+                    "b_lo": lb,
+                    "b_hi": hb,
+                    "verdict": _verdict(vb - va, (la, ha), (lb, hb)),
+                }
+            )
         for m in latencies:
             xa = ta[(ta["setting"] == s)][m].astype(float) if m in ta else pd.Series(dtype=float)
             xb = tb[(tb["setting"] == s)][m].astype(float) if m in tb else pd.Series(dtype=float)
             ea, la, ha = bootstrap_ci(xa, 0.5, n_boot=n_boot)
             eb, lb, hb = bootstrap_ci(xb, 0.5, n_boot=n_boot)
             delta = eb - ea
-            if not math.isfinite(delta):
-                verdict = "n/a"
-            elif math.isfinite(lb) and math.isfinite(ha) and lb <= ha and math.isfinite(la) and la <= hb:
-                verdict = "same"
-            else:
-                verdict = "better" if delta < 0 else "worse"
+            verdict = _verdict(delta, (la, ha), (lb, hb))
             rows.append(
                 {
                     "setting": s,

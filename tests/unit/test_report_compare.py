@@ -140,6 +140,26 @@ def test_tokens_per_expected_turn_is_compared_when_both_sweeps_count_tokens(tmp_
     assert "tokens_per_expected_turn" not in set(compare_sweeps(a, old, n_boot=50)["measure"])
 
 
+def test_a_rate_with_intervals_is_the_same_while_they_overlap(tmp_path: Path) -> None:
+    from vlab.metrics import wilson_interval
+
+    def point(cut: int) -> dict[str, float]:  # cut of 8 turns, with the interval a sweep writes
+        lo, hi = wilson_interval(cut, 8)
+        return {**_rates(cut / 8, 0, 0, 0), "false_cutoff_rate_lo": lo, "false_cutoff_rate_hi": hi}
+
+    turns = {s: {"dead_air_ms": [100.0]} for s in ("close", "far")}
+    a = _sweep(tmp_path / "a", {"close": point(6), "far": point(6)}, turns)
+    b = _sweep(tmp_path / "b", {"close": point(5), "far": point(0)}, turns)
+    rows = compare_sweeps(a, b, n_boot=20).set_index(["setting", "measure"])
+    assert (
+        rows.loc[("close", "false_cutoff_rate"), "verdict"] == "same"
+    )  # 75 % against 62 %: 8 turns can't tell
+    assert rows.loc[("far", "false_cutoff_rate"), "verdict"] == "better"  # 75 % against 0 %: they can
+    assert rows.loc[("far", "false_cutoff_rate"), "b_hi"] == wilson_interval(0, 8)[1]
+    assert rows.loc[("far", "hold_cut_rate"), "verdict"] == "same"  # no interval: equal values
+    assert rows.loc[("far", "dead_air_ms p50"), "verdict"] == "same"  # one turn each (no interval), equal
+
+
 def test_settings_are_compared_in_the_grid_order_of_a(tmp_path: Path) -> None:
     grid = ("sil=200", "sil=1000", "sil=500")  # not the names' string order
     turns = {s: {"dead_air_ms": [100.0]} for s in grid}
