@@ -58,14 +58,13 @@ def analyse_cell(
     return {"turns": turns, "vad": det, "score": score, "session": sess}
 
 
-def _push_to_talk_detections(
-    prompt: LabelledPrompt, turns: Any, empty: Any
-) -> tuple[Any, dict[float, float]]:
+def _push_to_talk_detections(prompt: LabelledPrompt, turns: Any, like: Any) -> tuple[Any, dict[float, float]]:
     """A push-to-talk cell's turns as detections: each labelled segment, each turn ending at its label.
 
     The k-th committed turn answers the k-th labelled turn (the cell commits them one after the other,
-    each once the one before is answered). Returns the detections (``empty``'s columns) and each answered
-    turn's dead air (from its commit, on the session's timeline) by its labelled end.
+    each once the one before is answered). Returns the detections, with the columns and types of ``like``
+    (a detections frame), and each answered turn's dead air (from its commit, on the session's timeline)
+    by its labelled end.
     """
     import pandas as pd
 
@@ -89,7 +88,7 @@ def _push_to_talk_detections(
             )
         if k < len(dead_air):
             dead[float(end)] = dead_air[k]
-    return pd.DataFrame(rows, columns=list(empty.columns)).astype(empty.dtypes.to_dict()), dead
+    return pd.DataFrame(rows, columns=list(like.columns)).astype(like.dtypes.to_dict()), dead
 
 
 def _reply_silence(cell_dir: Path, item_id: Any) -> float:
