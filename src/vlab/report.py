@@ -451,14 +451,34 @@ def compare_chart(a: str | os.PathLike[str], b: str | os.PathLike[str], path: st
 
     from vlab import plots
 
+    out = chart_path(path)
     fa, fb = Path(a), Path(b)
     _require_sweep(fa)
     _require_sweep(fb)
     fig = Figure(figsize=(7, 5), layout="constrained")  # no pyplot: nothing global to close
     names = (f"A: {fa.resolve().name}", f"B: {fb.resolve().name}")
     plots.pareto_shift(_load(fa, "points"), _load(fb, "points"), labels=names, ax=fig.subplots())
-    out = Path(path)
     fig.savefig(out, dpi=110)
+    return out
+
+
+def chart_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a file a chart can be written to: a format matplotlib writes, its folder created.
+
+    Raises:
+        ConfigError: A file name without such a format (``.png``, ``.svg``, ``.pdf`` …).
+    """
+    from matplotlib.figure import Figure
+
+    out = Path(path)
+    formats = Figure().canvas.get_supported_filetypes()
+    if out.suffix.lower().lstrip(".") not in formats:
+        raise ConfigError(
+            f"cannot draw a chart into {str(out)!r}: give a file name ending in .png (or "
+            + ", ".join(f".{f}" for f in sorted(formats) if f != "png")
+            + ")"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
     return out
 
 

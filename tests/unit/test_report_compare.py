@@ -118,6 +118,13 @@ def test_vlab_compare_draws_how_each_setting_moved_when_asked(tmp_path, capsys):
     assert main(["compare", str(a), str(b), "--plot", str(png)]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == f"chart: {png}"
     assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 10_000
+    nested = tmp_path / "charts" / "moved.svg"  # another format, into a folder not made yet
+    assert main(["compare", str(a), str(b), "--plot", str(nested)]) == 0
+    assert nested.read_text(encoding="utf-8").lstrip().startswith("<?xml")
+    capsys.readouterr()
+    assert main(["compare", str(a), str(b), "--plot", str(tmp_path / "moved.txt")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "give a file name ending in .png (or " in err  # before any table
 
 
 def test_vlab_compare_of_sweeps_with_no_setting_in_common_names_each_one_s_settings(tmp_path, capsys):

@@ -25,8 +25,10 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from vlab.errors import ConfigError
-    from vlab.report import compare_chart, compare_sweeps, sweep_settings
+    from vlab.report import chart_path, compare_chart, compare_sweeps, sweep_settings
 
+    if args.plot:
+        chart_path(args.plot)  # a file name it cannot draw into fails before the comparison
     table = compare_sweeps(args.a, args.b)
     if table.empty:
         raise ConfigError(
