@@ -487,6 +487,9 @@ def compare_sweeps(
 ) -> pd.DataFrame:
     """Per setting present in both sweeps: operating points and latency p50s of A and B, with B − A.
 
+    Raises:
+        ConfigError: Either is not a sweep folder, or no setting is in both (the message lists each one's).
+
     Returns:
         One row per setting and measure: ``a``, ``b``, ``delta``, the 95 % intervals of each side
         (``a_lo`` … ``b_hi``: a bootstrap one of each latency p50, the points' own for a rate that has
@@ -506,6 +509,13 @@ def compare_sweeps(
     points = [m for m in COMPARED_POINTS if m in pa and m in pb]  # a sweep from before vlab counted tokens
     both = set(pa.get("setting", [])) & set(pb.get("setting", []))
     common = [s for s in order if s in both]  # in A's grid order, as its report shows them
+    if not common:
+        raise ConfigError(
+            "no setting appears in both sweeps, so there is nothing to compare: "
+            f"{a} has {', '.join(order) or 'none'}; {b} has {', '.join(sweep_settings(fb)) or 'none'}. "
+            "Settings are matched by name: run the second sweep with the first one's grid "
+            "(or add `baseline = true` under [run] to both)"
+        )
     for s in common:
         ra, rb = pa[pa["setting"] == s].iloc[0], pb[pb["setting"] == s].iloc[0]
         for m in points:

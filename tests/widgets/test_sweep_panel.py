@@ -7,6 +7,7 @@ import json
 import math
 
 import ipywidgets
+import pandas as pd
 import pytest
 
 from vlab.widgets import SweepPanel
@@ -112,6 +113,42 @@ async def test_a_finished_sweep_reopens_from_its_folder(tmp_path):
     assert {"pareto", "latency_distributions", "waterfall"} <= set(panel.charts)
     assert list(dict.fromkeys(panel.summary["setting"]))[-1] == "push-to-talk"  # its turns are the user's too
     assert "showing" in panel.status.value
+
+
+async def test_the_sweep_shown_compares_with_another_as_vlab_compare_does(tmp_path):
+    from vlab.errors import ConfigError
+    from vlab.report import compare_sweeps
+    from vlab.sweep import run_sweep_async
+
+    options = {"dotenv_path": False}
+    cfg = {"prompts": {"include": ["short_question"]}, "grid": {"silence_duration_ms": [900, 300]}}
+    a = (await run_sweep_async(cfg, tmp_path / "a", progress=False, session_options=options)).out
+    slow = {**cfg, "target": {"latency": "slow-network"}}
+    b = (await run_sweep_async(slow, tmp_path / "b", progress=False, session_options=options)).out
+    panel = _panel(tmp_path)
+    with pytest.raises(ConfigError, match="Open a finished sweep first"):
+        panel.compare(b)
+    panel.open_path.value = str(a)
+    panel.open_button.click()
+    panel.compare_path.value = str(b)
+    panel.compare_button.click()
+    assert panel.output.outputs == (), _text(panel.output)
+    expected = compare_sweeps(a, b, n_boot=300)
+    pd.testing.assert_frame_equal(panel.comparison, expected)
+    assert list(dict.fromkeys(panel.comparison["setting"])) == [
+        "thr=0.5 pad=300 sil=900",
+        "thr=0.5 pad=300 sil=300",
+    ]
+    heading, chart, table = panel.comparison_box.children
+    assert "A: a against B: b" in heading.value and bytes(chart.value).startswith(PNG)
+    assert "comparing" in panel.status.value
+    panel.load(a)  # another sweep shown: its comparison goes
+    assert panel.comparison_box.children == ()
+    other = (await run_sweep_async({**cfg, "grid": {"silence_duration_ms": [500]}}, tmp_path / "c",
+                                   progress=False, session_options=options)).out  # fmt: skip
+    panel.compare_path.value = str(other)
+    panel.compare_button.click()
+    assert "no setting appears in both sweeps" in _text(panel.output)
 
 
 async def test_a_bad_grid_is_shown_in_the_panel_and_nothing_runs(tmp_path):

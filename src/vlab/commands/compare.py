@@ -24,20 +24,11 @@ def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code."""
     import pandas as pd
 
-    from vlab.errors import ConfigError
-    from vlab.report import chart_path, compare_chart, compare_sweeps, sweep_settings
+    from vlab.report import chart_path, compare_chart, compare_sweeps
 
     if args.plot:
         chart_path(args.plot)  # a file name it cannot draw into fails before the comparison
     table = compare_sweeps(args.a, args.b)
-    if table.empty:
-        raise ConfigError(
-            "no setting appears in both sweeps, so there is nothing to compare: "
-            f"{args.a} has {', '.join(sweep_settings(args.a)) or 'none'}; "
-            f"{args.b} has {', '.join(sweep_settings(args.b)) or 'none'}. "
-            "Settings are matched by name: run the second sweep with the first one's grid "
-            "(or add `baseline = true` under [run] to both)"
-        )
     with pd.option_context(
         "display.width", 200, "display.max_rows", 500, "display.float_format", "{:.3g}".format
     ):

@@ -125,6 +125,7 @@ class SweepPanel:
         self.points = self.turns = self.vad = self.scores = pd.DataFrame()
         self.summary = pd.DataFrame()
         self.charts: dict[str, widgets.Image] = {}
+        self.comparison = pd.DataFrame()
         self._stopping = False
         self._build(prompts, speed)
 
@@ -236,6 +237,15 @@ class SweepPanel:
             layout=wide,
         )
         self.open_button = widgets.Button(description="Open", icon="folder-open")
+        self.compare_path = widgets.Text(
+            value="",
+            description="Compare it with",
+            placeholder="another sweep folder (B)",
+            style=style,
+            layout=wide,
+        )
+        self.compare_button = widgets.Button(description="Compare", icon="exchange")
+        self.comparison_box = widgets.VBox([])
         self.results = widgets.VBox([])
         self.output = widgets.Output()
 
@@ -246,8 +256,9 @@ class SweepPanel:
             self.target,
             widgets.HBox([self.run_button, self.stop_button, self.progress]), self.status,
             widgets.HBox([self.open_path, self.open_button]),
+            widgets.HBox([self.compare_path, self.compare_button]),
         ])  # fmt: skip
-        self.widget = widgets.VBox([form, self.output, self.results])
+        self.widget = widgets.VBox([form, self.output, self.comparison_box, self.results])
 
         self.prompts.observe(
             guarded(self.output, "Choosing prompts")(lambda _: self._sync_canary()), names="value"
@@ -262,6 +273,9 @@ class SweepPanel:
         self.stop_button.on_click(guarded(self.output, "Stop")(lambda _: self.stop()))
         self.open_button.on_click(
             guarded(self.output, "Opening the sweep")(lambda _: self.load(self.open_path.value))
+        )
+        self.compare_button.on_click(
+            guarded(self.output, "Comparing the sweeps")(lambda _: self.compare(self.compare_path.value))
         )
         self._sync_canary()
         guarded(self.output, "Finding the target")(self._describe_target)()
@@ -454,9 +468,54 @@ class SweepPanel:
             _read(folder, n) for n in ("points", "turns", "vad", "scores")
         )
         self.sweep_dir = folder
+        self.comparison_box.children = []  # a comparison of the sweep shown before
         self.results.children = self._render(folder)
         if not self.running:
             self._set_status(f"showing <code>{html.escape(str(folder))}</code>")
+
+    def compare(self, other: str | Path) -> None:
+        """Compare the sweep shown (A) with the sweep folder ``other`` (B), as ``vlab compare`` does.
+
+        Shows each setting's verdicts (kept as :attr:`comparison`) and a chart of how it moved on the
+        cut-off/dead-air plane from A to B.
+
+        Raises:
+            ConfigError: No finished sweep is shown, ``other`` is not a sweep folder, or no setting is in both.
+        """
+        from vlab import plots
+        from vlab.report import compare_sweeps
+
+        if self.sweep_dir is None or not self.manifest:
+            raise ConfigError(
+                "Open a finished sweep first (A); then compare it with another sweep folder (B)."
+            )
+        text = str(other).strip()
+        if not text:
+            raise ConfigError("Type the path of the sweep folder to compare with (B) first.")
+        folder = Path(text).expanduser()
+        table = compare_sweeps(self.sweep_dir, folder, n_boot=300)
+        self.comparison = table
+        verdicts = table["verdict"].value_counts()
+        tally = ", ".join(f"{verdicts.get(v, 0)} {v}" for v in ("better", "worse", "same", "n/a"))
+        names = short_names(list(dict.fromkeys(table["setting"].astype(str))))
+        labels = (f"A: {self.sweep_dir.name}", f"B: {folder.name}")
+        a, b = (_relabel(points, names) for points in (self.points, _read(folder, "points")))
+        chart = figure_png(lambda ax: plots.pareto_shift(a, b, labels=labels, ax=ax), (6.4, 4.6))
+        self.comparison_box.children = [
+            widgets.HTML(
+                f"<h3 style='margin:8px 0'>{html.escape(labels[0])} against {html.escape(labels[1])}</h3>"
+                f"<div style='font-size:12px;color:#555'>B − A per setting and measure ({tally}; lower is "
+                "better, 'same' while the 95 % intervals overlap)</div>"
+            ),
+            widgets.Image(value=chart, format="png", layout=widgets.Layout(width="49%", min_width="420px")),
+            widgets.HTML(
+                "<details><summary><b>Every measure</b></summary>"
+                + _table(table, ["setting", "measure", "a", "b", "delta", "verdict"])
+                + "</details>"
+            ),
+        ]
+        self._set_status(f"comparing <code>{html.escape(str(self.sweep_dir))}</code> with "
+                         f"<code>{html.escape(str(folder))}</code>")  # fmt: skip
 
     def _render(self, folder: Path) -> list[widgets.Widget]:
         from vlab import plots
