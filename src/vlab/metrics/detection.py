@@ -384,7 +384,9 @@ def operating_points(
     )  # none, by design
     compared = points[~points["reference"]]
     points["pareto"] = pareto_front(compared).reindex(points.index, fill_value=False)
-    return points
+    intervals = [f"{m}_{end}" for m in POINT_INTERVALS for end in ("lo", "hi")]
+    ordered = [*keys, "runs", *(m for m in POINT_MEASURES if m in points), *intervals, *POINT_FLAGS]
+    return points[ordered]
 
 
 def wilson_interval(k: float, n: float, *, confidence: float = 0.95) -> tuple[float, float]:
