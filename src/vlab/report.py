@@ -441,6 +441,25 @@ def _verdict(delta: float, a: tuple[float, float], b: tuple[float, float]) -> st
     return "better" if delta < 0 else "worse"
 
 
+def prompts_differ(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> str | None:
+    """What differs between the prompts two sweeps played, as a warning to show; None when they are the same.
+
+    Figures of sweeps that played different prompts differ because of the prompts too, not only the setting.
+    """
+    ids_a, ids_b = ({p["id"] for p in _require_sweep(Path(f)).get("prompts", [])} for f in (a, b))
+    if ids_a == ids_b:
+        return None
+    only = [
+        f"only in {name}: {', '.join(sorted(ids))}"
+        for name, ids in (("A", ids_a - ids_b), ("B", ids_b - ids_a))
+        if ids
+    ]
+    return (
+        f"the two sweeps played different prompts ({'; '.join(only)}), so a figure can differ because of "
+        "the prompts and not the setting: compare sweeps of the same prompts (the [prompts] table)"
+    )
+
+
 def compare_chart(a: str | os.PathLike[str], b: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
     """Draw how each setting of both sweeps moved from A to B on the cut-off/dead-air plane, as a PNG.
 
@@ -497,11 +516,15 @@ def compare_sweeps(
         lower is better; "same" when the intervals overlap, or without them when nothing changed;
         ``n/a`` when either side has no value).
     """
+    from vlab.errors import warn_user
     from vlab.metrics import bootstrap_ci
 
     fa, fb = Path(a), Path(b)
     order = grid_settings(_require_sweep(fa))
     _require_sweep(fb)
+    mismatch = prompts_differ(fa, fb)
+    if mismatch:
+        warn_user(mismatch)
     pa, pb = _load(fa, "points"), _load(fb, "points")
     ta, tb = _load(fa, "turns"), _load(fb, "turns")
     rows = []

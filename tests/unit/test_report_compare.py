@@ -16,10 +16,13 @@ RATES = ("false_cutoff_rate", "hold_cut_rate", "missed_turn_rate", "der")
 
 
 def _sweep(
-    folder: Path, points: dict[str, dict[str, float]], turns: dict[str, dict[str, list[float]]]
+    folder: Path,
+    points: dict[str, dict[str, float]],
+    turns: dict[str, dict[str, list[float]]],
+    prompts: tuple[str, ...] = (),
 ) -> Path:
     folder.mkdir()
-    manifest = {"prompts": [], "grid": [{"setting": s} for s in points]}
+    manifest = {"prompts": [{"id": p} for p in prompts], "grid": [{"setting": s} for s in points]}
     (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     pd.DataFrame([{"setting": s, **rates} for s, rates in points.items()]).to_parquet(
         folder / "points.parquet"
@@ -165,6 +168,24 @@ def test_a_rate_with_intervals_is_the_same_while_they_overlap(tmp_path: Path) ->
     assert rows.loc[("far", "false_cutoff_rate"), "b_hi"] == wilson_interval(0, 8)[1]
     assert rows.loc[("far", "hold_cut_rate"), "verdict"] == "same"  # no interval: equal values
     assert rows.loc[("far", "dead_air_ms p50"), "verdict"] == "same"  # one turn each (no interval), equal
+
+
+def test_sweeps_of_different_prompts_are_compared_with_a_warning_that_says_which(tmp_path, capsys):
+    from vlab.errors import VlabWarning
+
+    turns = {"s": {"dead_air_ms": [100.0]}}
+    a = _sweep(tmp_path / "a", {"s": _rates(0, 0, 0, 0)}, turns, prompts=("pause_600", "short_question"))
+    b = _sweep(tmp_path / "b", {"s": _rates(0, 0, 0, 0)}, turns, prompts=("pause_600", "digits"))
+    same = _sweep(
+        tmp_path / "same", {"s": _rates(0, 0, 0, 0)}, turns, prompts=("short_question", "pause_600")
+    )
+    with pytest.warns(VlabWarning, match=r"only in A: short_question; only in B: digits"):
+        compare_sweeps(a, b, n_boot=20)
+    assert main(["compare", str(a), str(b)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("vlab: warning: the two sweeps played different prompts") == 1
+    assert main(["compare", str(a), str(same)]) == 0
+    assert "warning" not in capsys.readouterr().err  # the same prompts, in another order
 
 
 def test_settings_are_compared_in_the_grid_order_of_a(tmp_path: Path) -> None:

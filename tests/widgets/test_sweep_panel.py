@@ -142,6 +142,11 @@ async def test_the_sweep_shown_compares_with_another_as_vlab_compare_does(tmp_pa
     heading, chart, table = panel.comparison_box.children
     assert "A: a against B: b" in heading.value and bytes(chart.value).startswith(PNG)
     assert "comparing" in panel.status.value
+    assert "played different prompts" not in heading.value
+    fewer = {**cfg, "prompts": {"include": ["short_question", "pause_600"]}}
+    d = (await run_sweep_async(fewer, tmp_path / "d", progress=False, session_options=options)).out
+    panel.compare(d)
+    assert "played different prompts (only in B: pause_600)" in panel.comparison_box.children[0].value
     panel.load(a)  # another sweep shown: its comparison goes
     assert panel.comparison_box.children == ()
     other = (await run_sweep_async({**cfg, "grid": {"silence_duration_ms": [500]}}, tmp_path / "c",

@@ -22,13 +22,21 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code."""
+    import sys
+    import warnings
+
     import pandas as pd
 
-    from vlab.report import chart_path, compare_chart, compare_sweeps
+    from vlab.report import chart_path, compare_chart, compare_sweeps, prompts_differ
 
     if args.plot:
         chart_path(args.plot)  # a file name it cannot draw into fails before the comparison
-    table = compare_sweeps(args.a, args.b)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # said once, below, as the CLI says things
+        table = compare_sweeps(args.a, args.b)
+    mismatch = prompts_differ(args.a, args.b)
+    if mismatch:
+        print(f"vlab: warning: {mismatch}", file=sys.stderr)
     with pd.option_context(
         "display.width", 200, "display.max_rows", 500, "display.float_format", "{:.3g}".format
     ):

@@ -482,8 +482,10 @@ class SweepPanel:
         Raises:
             ConfigError: No finished sweep is shown, ``other`` is not a sweep folder, or no setting is in both.
         """
+        import warnings
+
         from vlab import plots
-        from vlab.report import compare_sweeps
+        from vlab.report import compare_sweeps, prompts_differ
 
         if self.sweep_dir is None or not self.manifest:
             raise ConfigError(
@@ -493,8 +495,12 @@ class SweepPanel:
         if not text:
             raise ConfigError("Type the path of the sweep folder to compare with (B) first.")
         folder = Path(text).expanduser()
-        table = compare_sweeps(self.sweep_dir, folder, n_boot=300)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # shown in the panel instead
+            table = compare_sweeps(self.sweep_dir, folder, n_boot=300)
         self.comparison = table
+        mismatch = prompts_differ(self.sweep_dir, folder)
+        note = f"<p style='color:#b00020'>{html.escape(mismatch)}</p>" if mismatch else ""
         verdicts = table["verdict"].value_counts()
         tally = ", ".join(f"{verdicts.get(v, 0)} {v}" for v in ("better", "worse", "same", "n/a"))
         names = short_names(list(dict.fromkeys(table["setting"].astype(str))))
@@ -505,7 +511,7 @@ class SweepPanel:
             widgets.HTML(
                 f"<h3 style='margin:8px 0'>{html.escape(labels[0])} against {html.escape(labels[1])}</h3>"
                 f"<div style='font-size:12px;color:#555'>B − A per setting and measure ({tally}; lower is "
-                "better, 'same' while the 95 % intervals overlap)</div>"
+                "better, 'same' while the 95 % intervals overlap)</div>" + note
             ),
             widgets.Image(value=chart, format="png", layout=widgets.Layout(width="49%", min_width="420px")),
             widgets.HTML(
