@@ -160,6 +160,12 @@ class SweepPanel:
                 layout=wide,
             )
 
+        def folder(description: str, placeholder: str) -> widgets.Text:
+            """A field for the path of a sweep folder."""
+            return widgets.Text(
+                value="", description=description, placeholder=placeholder, style=style, layout=wide
+            )
+
         self.thresholds = values(f"{BASELINE.threshold:g}", "Thresholds", "0.4, 0.5, 0.6")
         self.silences = values("300, 800", "Silence ms", "300, 500, 800")
         self.paddings = values(BASELINE.prefix_padding_ms, "Prefix padding ms", "300")
@@ -213,13 +219,7 @@ class SweepPanel:
             description="VAD only: the emulator's VAD decides each cell, no sessions (no latency)",
             layout=line,
         )
-        self.folder = widgets.Text(
-            value="",
-            description="Folder",
-            placeholder="empty: a new runs/sweep-<time> folder",
-            style=style,
-            layout=wide,
-        )
+        self.folder = folder("Folder", "empty: a new runs/sweep-<time> folder")
         self.target = widgets.HTML("")
         self.run_button = widgets.Button(description="Run", button_style="success", icon="play")
         self.stop_button = widgets.Button(
@@ -229,21 +229,9 @@ class SweepPanel:
             value=0, min=0, max=1, description="Cells", style={"description_width": "50px"}
         )
         self.status = widgets.HTML("<b>Status:</b> <i>idle</i>")
-        self.open_path = widgets.Text(
-            value="",
-            description="Open a finished sweep",
-            placeholder="runs/sweep-…",
-            style=style,
-            layout=wide,
-        )
+        self.open_path = folder("Open a finished sweep", "runs/sweep-…")
         self.open_button = widgets.Button(description="Open", icon="folder-open")
-        self.compare_path = widgets.Text(
-            value="",
-            description="Compare it with",
-            placeholder="another sweep folder (B)",
-            style=style,
-            layout=wide,
-        )
+        self.compare_path = folder("Compare it with", "another sweep folder (B)")
         self.compare_button = widgets.Button(description="Compare", icon="exchange")
         self.comparison_box = widgets.VBox([])
         self.results = widgets.VBox([])
