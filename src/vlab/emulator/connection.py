@@ -228,6 +228,8 @@ class EmulatorConnection:
         timeline = protocol.timeline_mode(event) if event["type"] == protocol.CLIENT_SESSION_UPDATE else None
         if timeline in (protocol.TIMELINE_ENDED, protocol.TIMELINE_LIVE):
             self.scheduler.input_over()  # a call not answered by now will not be: time need not wait
+        if timeline is not None:  # a held turn no more audio can continue ends now
+            self.input.set_input_over(timeline == protocol.TIMELINE_ENDED)
         at_ms = self._arrival_ms(timeline)
         ran_ms = self.scheduler.client_ran(run_ms) if run_ms is not None else None
         if ran_ms is not None:  # the function ran that long after its call, on the simulated timeline

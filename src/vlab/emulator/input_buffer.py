@@ -75,6 +75,10 @@ class _Hold:
     """The VAD's offset on the input-audio timeline when the stop was seen."""
     deadline_ms: float
     """Input-audio ms (absolute) by which speech must resume to continue the turn."""
+    known_ms: float
+    """Input-audio ms (absolute) by which the VAD has surely reported a speech start from before the
+    deadline: the deadline plus the longest the VAD takes to decide one (its shortest speech and a frame).
+    Until it has decided that far, no resumed speech is no answer yet, however its audio was batched."""
     words: list[str] | None = None
     """Recognized words of the turn so far; None while the recognizer runs."""
     transcript: Transcript | None = None
@@ -126,6 +130,7 @@ class InputBuffer:
         self._vad_offset_ms = 0.0
         self._decided_ms = 0.0  # input-audio ms up to which the VAD has decided
         self._hold: _Hold | None = None
+        self._input_over = False  # the client said its audio has ended (the ``ended`` timeline)
         self._hold_transcripts: dict[str, Transcript] = {}
         self._last_stop_ms = 0
 
@@ -318,6 +323,16 @@ class InputBuffer:
             self._vad.reset(self.position_ms)
             self._vad_offset_ms = self._decided_ms = self.position_ms
 
+    def set_input_over(self, over: bool) -> None:
+        """The client's audio has ended (True: the ``ended`` timeline) or goes on (False).
+
+        Call it once every appended sample is decided (:meth:`settle`): a held turn whose words are known
+        then ends at its deadline, since no resumed speech can continue it any more.
+        """
+        self._input_over = over
+        if over:
+            self._resolve_hold()
+
     def held_transcript(self, item_id: str) -> Transcript | None:
         """The words read while the turn ``item_id`` was held, if it was (then forgotten)."""
         transcript = self._hold_transcripts.pop(item_id, None)
@@ -382,8 +397,11 @@ class InputBuffer:
         timeout_ms = session_config.eou_timeout_ms(self._session["turn_detection"])
         if ev.kind == "speech_stopped" and timeout_ms is not None and self._speech_item_id is not None:
             speech_end = ev.speech_ms + self._vad_offset_ms
+            deadline_ms = speech_end + max(timeout_ms, 0.0)
+            vad = self._vad.vad if self._vad is not None else None
+            lag_ms = vad.params.min_speech_ms + vad.frame_ms if vad is not None else 0.0
             hold = _Hold(
-                self._speech_item_id, ev, decided_ms, self._vad_offset_ms, speech_end + max(timeout_ms, 0.0)
+                self._speech_item_id, ev, decided_ms, self._vad_offset_ms, deadline_ms, deadline_ms + lag_ms
             )
             self._hold = hold
             self._scheduler.set_cap(
@@ -415,12 +433,16 @@ class InputBuffer:
             unfinished=sounds_unfinished(hold.words),
             decode_ms=transcript.decode_s * 1000.0,
         )
-        self._scheduler.set_cap(math.inf)
         self._resolve_hold()
         if self._hold is hold:
-            # If no more audio comes (a client that stopped sending), the timeout ends the turn.
-            async def timeout() -> None:
-                if self._hold is hold:
+            # On the input timeline nothing after the deadline runs before the turn is decided, at the
+            # deadline or on with resumed speech: the VAD decides it as its audio reaches known_ms, or
+            # the client's end of input (set_input_over) does.
+            on_input = self._scheduler.mode == protocol.TIMELINE_INPUT
+            self._scheduler.set_cap(hold.deadline_ms if on_input else math.inf)
+
+            async def timeout() -> None:  # on a live timeline the clock decides
+                if self._hold is hold and self._scheduler.mode != protocol.TIMELINE_INPUT:
                     self._end_hold(hold, self._scheduler.now_ms)
 
             self._scheduler.spawn(hold.deadline_ms, timeout)
@@ -436,7 +458,7 @@ class InputBuffer:
         if hold is None or hold.words is None:
             return
         if not sounds_unfinished(hold.words):
-            self._hold = None
+            self._drop_hold()
             self._hold_transcripts[hold.item_id] = hold.transcript or Transcript()
             self._replay(hold.stop, hold.decided_ms, hold.deferred)
             return
@@ -444,19 +466,19 @@ class InputBuffer:
         if first is not None and first[0].kind == "speech_started":
             if first[0].speech_ms + self._vad_offset_ms <= hold.deadline_ms:
                 # Speech resumed in time: the same turn goes on (no speech_started is sent).
-                self._hold = None
+                self._drop_hold()
                 self._trace(kind="eou", item_id=hold.item_id, event="continued")
                 for ev, decided_ms in hold.deferred[1:]:
                     self._on_vad(ev, decided_ms)
                 return
             self._end_hold(hold, hold.deadline_ms)
             return
-        if self._decided_ms >= hold.deadline_ms:
+        if self._decided_ms >= hold.known_ms or self._input_over:
             self._end_hold(hold, hold.deadline_ms)
 
     def _end_hold(self, hold: _Hold, decided_ms: float) -> None:
         """End a held turn at its deadline (the end-of-utterance timeout ran out)."""
-        self._hold = None
+        self._drop_hold()
         self._hold_transcripts[hold.item_id] = hold.transcript or Transcript()
         stop = VadEvent(
             "speech_stopped",
