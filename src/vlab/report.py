@@ -29,7 +29,6 @@ __all__ = [
     "grid_settings",
     "latency_measures",
     "made_tool_calls",
-    "sweep_settings",
     "tool_call_summary",
 ]
 
@@ -66,11 +65,6 @@ def _require_sweep(sweep_dir: Path) -> dict[str, Any]:
             f"{str(sweep_dir)!r} is not a sweep folder (no manifest.json); run `vlab sweep` first"
         )
     return json.loads(manifest.read_text(encoding="utf-8"))
-
-
-def sweep_settings(sweep_dir: str | os.PathLike[str]) -> list[str]:
-    """The names of a sweep folder's settings, in grid order (as :func:`compare_sweeps` matches them)."""
-    return grid_settings(_require_sweep(Path(sweep_dir)))
 
 
 def grid_settings(manifest: dict[str, Any]) -> list[str]:
@@ -441,12 +435,12 @@ def _verdict(delta: float, a: tuple[float, float], b: tuple[float, float]) -> st
     return "better" if delta < 0 else "worse"
 
 
-def prompts_differ(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> str | None:
-    """What differs between the prompts two sweeps played, as a warning to show; None when they are the same.
+def _prompts_differ(manifest_a: dict[str, Any], manifest_b: dict[str, Any]) -> str | None:
+    """What differs between the prompts two sweeps played, as a warning; None when they are the same.
 
     Figures of sweeps that played different prompts differ because of the prompts too, not only the setting.
     """
-    ids_a, ids_b = ({p["id"] for p in _require_sweep(Path(f)).get("prompts", [])} for f in (a, b))
+    ids_a, ids_b = ({p["id"] for p in m.get("prompts", [])} for m in (manifest_a, manifest_b))
     if ids_a == ids_b:
         return None
     only = [
@@ -520,9 +514,9 @@ def compare_sweeps(
     from vlab.metrics import bootstrap_ci
 
     fa, fb = Path(a), Path(b)
-    order = grid_settings(_require_sweep(fa))
-    _require_sweep(fb)
-    mismatch = prompts_differ(fa, fb)
+    manifest_a, manifest_b = _require_sweep(fa), _require_sweep(fb)
+    order = grid_settings(manifest_a)
+    mismatch = _prompts_differ(manifest_a, manifest_b)
     if mismatch:
         warn_user(mismatch)
     pa, pb = _load(fa, "points"), _load(fb, "points")
@@ -535,7 +529,7 @@ def compare_sweeps(
     if not common:
         raise ConfigError(
             "no setting appears in both sweeps, so there is nothing to compare: "
-            f"{a} has {', '.join(order) or 'none'}; {b} has {', '.join(sweep_settings(fb)) or 'none'}. "
+            f"{a} has {', '.join(order) or 'none'}; {b} has {', '.join(grid_settings(manifest_b)) or 'none'}. "
             "Settings are matched by name: run the second sweep with the first one's grid "
             "(or add `baseline = true` under [run] to both)"
         )

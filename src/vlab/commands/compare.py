@@ -27,16 +27,19 @@ def run(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from vlab.report import chart_path, compare_chart, compare_sweeps, prompts_differ
+    from vlab.errors import VlabWarning
+    from vlab.report import chart_path, compare_chart, compare_sweeps
 
     if args.plot:
         chart_path(args.plot)  # a file name it cannot draw into fails before the comparison
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # said once, below, as the CLI says things
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", VlabWarning)
         table = compare_sweeps(args.a, args.b)
-    mismatch = prompts_differ(args.a, args.b)
-    if mismatch:
-        print(f"vlab: warning: {mismatch}", file=sys.stderr)
+    for w in caught:
+        if issubclass(w.category, VlabWarning):  # said as the CLI says things
+            print(f"vlab: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     with pd.option_context(
         "display.width", 200, "display.max_rows", 500, "display.float_format", "{:.3g}".format
     ):

@@ -473,7 +473,8 @@ class SweepPanel:
         import warnings
 
         from vlab import plots
-        from vlab.report import compare_sweeps, prompts_differ
+        from vlab.errors import VlabWarning
+        from vlab.report import compare_sweeps
 
         if self.sweep_dir is None or not self.manifest:
             raise ConfigError(
@@ -483,12 +484,15 @@ class SweepPanel:
         if not text:
             raise ConfigError("Type the path of the sweep folder to compare with (B) first.")
         folder = Path(text).expanduser()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # shown in the panel instead
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", VlabWarning)  # shown in the panel instead
             table = compare_sweeps(self.sweep_dir, folder, n_boot=300)
         self.comparison = table
-        mismatch = prompts_differ(self.sweep_dir, folder)
-        note = f"<p style='color:#b00020'>{html.escape(mismatch)}</p>" if mismatch else ""
+        note = "".join(
+            f"<p style='color:#b00020'>{html.escape(str(w.message))}</p>"
+            for w in caught
+            if issubclass(w.category, VlabWarning)
+        )
         verdicts = table["verdict"].value_counts()
         tally = ", ".join(f"{verdicts.get(v, 0)} {v}" for v in ("better", "worse", "same", "n/a"))
         names = short_names(list(dict.fromkeys(table["setting"].astype(str))))
