@@ -3,8 +3,8 @@
 1. The seed's minimal example: the plain SDK, server VAD (0.5 / 300 / 500 ms), one spoken question,
    every event printed with its time until ``response.done``.
 2. A turn-detection sweep over the bundled, labelled prompts for a few silence durations, with a
-   progress bar, then a summary table per setting: voice-to-voice latency (p50/p90), end-of-turn
-   delay (dead air after the real end of the turn), false cut-offs, split turns and false starts.
+   progress bar, then the table ``vlab sweep`` prints: per setting, the turns cut off and missed, the dead
+   air after the real end of the turn, tokens, and the voice-to-voice latency (p50/p90).
 3. ``report.html`` with its charts, and every bundled notebook executed (with the docs they link to beside
    them), in ``runs/demo-<time>/`` of the current folder.
 
@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import math
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from vlab.audio.pacing import paced_chunks
 from vlab.bundled import NOTEBOOKS_DIR, bundled_dir, copy_bundled
+from vlab.endpoint import ENV_OFFLINE, setting_sources
 from vlab.errors import ConfigError
 from vlab.testing import spoken_prompt
 
@@ -132,33 +134,6 @@ async def sdk_minimal_example() -> None:
             await sender
 
 
-def summary_table(sweep_dir: Path) -> Any:
-    """One row per setting: v2v p50/p90, end-of-turn delay, false cut-offs, split turns, false starts."""
-    import pandas as pd
-
-    turns = pd.read_parquet(sweep_dir / "turns.parquet")
-    scores = pd.read_parquet(sweep_dir / "scores.parquet")
-    rows = []
-    for setting, group in scores.groupby("setting", sort=False):
-        t = turns[turns["setting"] == setting]
-        v2v = t.loc[~t["false_cutoff"].astype(bool), "voice_to_voice_ms"].dropna()
-        expected = group["expected_turns"].sum()
-        rows.append(
-            {
-                "setting": setting,
-                "prompts": len(group),
-                "v2v p50 ms": v2v.quantile(0.5) if len(v2v) else math.nan,
-                "v2v p90 ms": v2v.quantile(0.9) if len(v2v) else math.nan,
-                "end-of-turn delay p50 ms": group["dead_air_ms"].median(),
-                "false cut-offs": f"{int(group['cutoff_turns'].sum())}/{int(expected)}",
-                "split turns": int(group["split"].sum()),
-                "false starts": int(group["false_starts"].sum()),
-            }
-        )
-    frame = pd.DataFrame(rows).set_index("setting")
-    return frame.sort_values("end-of-turn delay p50 ms")
-
-
 def execute_notebooks(out: Path) -> list[tuple[str, str]]:
     """Run every notebook headless (fast replay) into ``out/notebooks``; returns (name, status) pairs.
 
@@ -171,9 +146,7 @@ def execute_notebooks(out: Path) -> list[tuple[str, str]]:
     dest = out / "notebooks"
     dest.mkdir(parents=True, exist_ok=True)
     results = []
-    previous = {name: os.environ.get(name) for name in UNATTENDED_NOTEBOOK_ENV}
-    os.environ.update(UNATTENDED_NOTEBOOK_ENV)
-    try:
+    with environment(UNATTENDED_NOTEBOOK_ENV):
         for path in sorted(bundled_dir("notebooks").glob("*.ipynb")):
             nb = nbformat.read(path, as_version=4)
             started = time.perf_counter()
@@ -189,13 +162,22 @@ def execute_notebooks(out: Path) -> list[tuple[str, str]]:
             nbformat.write(nb, dest / path.name)
             results.append((path.name, status))
             print(f"  {path.name}: {status}", flush=True)
+    return results
+
+
+@contextlib.contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` set (inherited by the kernels and processes started meanwhile), then as before."""
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
     finally:
         for name, value in previous.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-    return results
 
 
 def run_demo(
@@ -211,13 +193,10 @@ def run_demo(
 
     Raises:
         ConfigError: ``out`` is a file, or a folder that already holds files (without ``force``).
+
+    The demo runs offline whatever endpoint the environment or a ``.env`` names: its sweep and the notebooks'
+    kernels run with ``VLAB_OFFLINE=1`` (:data:`vlab.endpoint.ENV_OFFLINE`).
     """
-    import pandas as pd
-
-    from vlab.report import build_report
-    from vlab.sweep import load_config, run_sweep
-
-    started = time.perf_counter()
     out = out if out is not None else Path("runs") / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not force)):
         raise ConfigError(
@@ -225,7 +204,23 @@ def run_demo(
             "or pass --force to write into it anyway"
         )
     out.mkdir(parents=True, exist_ok=True)
-    notebooks = notebooks and not quick
+    endpoint = setting_sources().get("endpoint")
+    if endpoint:
+        print(
+            f"An endpoint is set ({endpoint}), but the demo runs on the embedded emulator all the same; "
+            "vlab replay, vlab sweep and your notebooks use the endpoint."
+        )
+    with environment({ENV_OFFLINE: "1"}):
+        return _demo(out, quick=quick, notebooks=notebooks and not quick)
+
+
+def _demo(out: Path, *, quick: bool, notebooks: bool) -> int:
+    """The demo's steps, into the folder ``out``; the exit code."""
+    from vlab.report import build_report
+    from vlab.sweep import load_config, run_sweep
+    from vlab.sweep.summary import results_table
+
+    started = time.perf_counter()
     steps = 4 if notebooks else 3
 
     _title(f"1/{steps}  The minimal example: the Voice Live SDK against the embedded emulator")
@@ -236,19 +231,17 @@ def run_demo(
     else:
         _title(f"2/{steps}  A turn-detection sweep over the bundled prompts (real time, 8 sessions at once)")
     config = load_config(QUICK_SWEEP if quick else SWEEP, base_dir=Path.cwd())
-    result = run_sweep(config, out, session_options={"dotenv_path": False})
+    result = run_sweep(config, out)
     failed = [c for c in result.cells if c.status == "error"]
     print(f"{len(result.cells)} cells in {result.wall_s:.1f} s; {len(failed)} failed")
     for cell in failed[:5]:
         print(f"  failed: {cell.cell}: {cell.error}")
-    with pd.option_context("display.width", 140, "display.precision", 0):
-        print()
-        print(summary_table(out).to_string())
-    print(
-        "\nv2v = end of the user's speech → first assistant audio (on the emulator's simulated timeline: the "
-        "same at any speed); end-of-turn delay = dead air after the labelled end of the turn;\nfalse cut-offs = "
-        "turns answered while the user was only pausing, of the turns expected (the report's false cut-off rate)."
-    )
+    points = result.points()
+    if points.empty:
+        print("no cell finished, so there is nothing to report; the errors above say why", file=sys.stderr)
+        return 1
+    print("\n" + results_table(points, result.turns()))
+    print("(the figures are on the emulator's simulated timeline: the same at any replay speed)")
 
     _title(f"3/{steps}  The report")
     report = build_report(out)

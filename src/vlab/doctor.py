@@ -27,7 +27,16 @@ from urllib.parse import urlsplit
 
 from vlab import protocol, protocol_limits
 from vlab.clock import NS_PER_S, Clock, SystemClock, wait_until_ns
-from vlab.endpoint import ENV_API_VERSION, ENV_ENDPOINT, ENV_MODEL, Target, resolve_target, setting_sources
+from vlab.endpoint import (
+    ENV_API_VERSION,
+    ENV_ENDPOINT,
+    ENV_MODEL,
+    ENV_OFFLINE,
+    Target,
+    offline_forced,
+    resolve_target,
+    setting_sources,
+)
 from vlab.errors import AuthenticationFailed, ConfigError, ConnectionFailed, Throttled, VlabError
 from vlab.net import is_loopback
 
@@ -158,7 +167,7 @@ async def diagnose(
         checks.append(Check("target", "fail", "the endpoint configuration is invalid", str(exc)))
         skip_rest("target")
         return _with_devices(report, devices)
-    checks.append(_target_check(target, sources))
+    checks.append(_target_check(target, sources, offline=offline_forced(env)))
 
     from vlab.session.connector import Connector
 
@@ -178,11 +187,10 @@ async def diagnose(
     return _with_devices(report, devices)
 
 
-def _target_check(target: Target, sources: Mapping[str, str]) -> Check:
+def _target_check(target: Target, sources: Mapping[str, str], *, offline: bool) -> Check:
     if target.kind == "emulator":
-        return Check(
-            "target", "ok", f"no endpoint configured → the embedded emulator (offline), model {target.model}"
-        )
+        why = f"{ENV_OFFLINE} is set" if offline else "no endpoint configured"
+        return Check("target", "ok", f"{why} → the embedded emulator (offline), model {target.model}")
     where = sources.get("endpoint", "the endpoint argument")
     auth = (
         f"API key from {sources['api_key']}"

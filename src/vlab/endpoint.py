@@ -33,9 +33,11 @@ __all__ = [
     "ENV_API_VERSION",
     "ENV_ENDPOINT",
     "ENV_MODEL",
+    "ENV_OFFLINE",
     "Secret",
     "Target",
     "make_credential",
+    "offline_forced",
     "open_target",
     "resolve_target",
     "setting_sources",
@@ -49,6 +51,9 @@ ENV_MODEL: Final = "AZURE_VOICELIVE_MODEL"
 """Environment variable with the model name (default ``gpt-realtime``)."""
 ENV_API_VERSION: Final = "AZURE_VOICELIVE_API_VERSION"
 """Environment variable with the api-version query parameter."""
+ENV_OFFLINE: Final = "VLAB_OFFLINE"
+"""Environment variable that, set to 1, makes :func:`resolve_target` ignore the endpoint and key the
+environment and ``.env`` name: the embedded emulator, as ``vlab demo`` runs (an explicit argument wins)."""
 
 ENDPOINT_EXAMPLE: Final = "https://<resource>.services.ai.azure.com"
 """Shape of a valid endpoint, shown in error messages."""
@@ -258,6 +263,12 @@ def _picker(
     return pick
 
 
+def offline_forced(env: Mapping[str, str] | None = None) -> bool:
+    """``VLAB_OFFLINE`` (:data:`ENV_OFFLINE`) is set, and not to 0, in ``env`` (default ``os.environ``)."""
+    value = _clean((os.environ if env is None else env).get(ENV_OFFLINE))
+    return value not in (None, "0")
+
+
 def setting_sources(
     endpoint: str | None = None,
     api_key: str | None = None,
@@ -293,6 +304,7 @@ def resolve_target(
     Each value comes from the explicit argument, else the environment (``AZURE_VOICELIVE_ENDPOINT``,
     ``AZURE_VOICELIVE_API_KEY``, ``AZURE_VOICELIVE_MODEL``, ``AZURE_VOICELIVE_API_VERSION``), else a
     ``.env`` file (read with python-dotenv; ``os.environ`` is not modified). Blank values count as unset.
+    With ``VLAB_OFFLINE=1`` (:data:`ENV_OFFLINE`) in the environment, only the arguments are read.
 
     Args:
         endpoint: Resource endpoint such as ``https://<resource>.services.ai.azure.com``.
@@ -310,6 +322,8 @@ def resolve_target(
     Raises:
         ConfigError: An API key without an endpoint, a malformed endpoint, or a missing ``dotenv_path``.
     """
+    if offline_forced(env):
+        env, dotenv_path = {}, False
     pick = _picker(env, dotenv_path)
     key_text = api_key.reveal() if isinstance(api_key, Secret) else api_key
     if key_text is not None and not isinstance(key_text, str):

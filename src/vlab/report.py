@@ -67,6 +67,27 @@ def _require_sweep(sweep_dir: Path) -> dict[str, Any]:
     return json.loads(manifest.read_text(encoding="utf-8"))
 
 
+def _require_results(sweep_dir: Path, points: pd.DataFrame) -> None:
+    """Raise a :class:`ConfigError` that says why, when the sweep has no operating point (no cell finished)."""
+    if points.empty:
+        raise ConfigError(no_results_message(sweep_dir))
+
+
+def no_results_message(sweep_dir: Path) -> str:
+    """Why a sweep folder has no results, and what to do: the first failed cell's error, or that it stopped."""
+    cells = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(sweep_dir.glob("cells/*/cell.json"))]
+    failed = [cell for cell in cells if cell.get("status") == "error"]
+    why = (
+        f"none of its {len(cells)} cells finished; {failed[0].get('cell')} failed with: {failed[0].get('error')}"
+        if failed
+        else "its tables were not written: the sweep stopped before its cells had run"
+    )
+    return (
+        f"{sweep_dir} has no results: {why}. Fix that and run the same `vlab sweep` command again "
+        "(each cell's error is in cells/<cell>/cell.json; finished cells are kept)"
+    )
+
+
 def grid_settings(manifest: dict[str, Any]) -> list[str]:
     """The names of the settings a sweep's ``manifest.json`` (already read) lists, in grid order."""
     return [point["setting"] for point in manifest.get("grid", [])]
@@ -81,6 +102,9 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
 
     Returns:
         The path of ``report.html``.
+
+    Raises:
+        ConfigError: ``sweep_dir`` is not a sweep folder, or no cell of it finished (the first error is named).
     """
     import matplotlib
 
@@ -104,6 +128,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
     manifest = _require_sweep(folder)
     settings = grid_settings(manifest)
     turns, vad, points, scores = (_load(folder, n) for n in ("turns", "vad", "points", "scores"))
+    _require_results(folder, points)
     out = folder / "report"
     out.mkdir(exist_ok=True)
     images: list[tuple[str, str, str]] = []  # (name, title, caption)
@@ -501,7 +526,8 @@ def compare_sweeps(
     """Per setting present in both sweeps: operating points and latency p50s of A and B, with B − A.
 
     Raises:
-        ConfigError: Either is not a sweep folder, or no setting is in both (the message lists each one's).
+        ConfigError: Either is not a sweep folder or has no results, or no setting is in both (the message
+            lists each one's).
 
     Returns:
         One row per setting and measure: ``a``, ``b``, ``delta``, the 95 % intervals of each side
@@ -520,6 +546,8 @@ def compare_sweeps(
     if mismatch:
         warn_user(mismatch)
     pa, pb = _load(fa, "points"), _load(fb, "points")
+    _require_results(fa, pa)
+    _require_results(fb, pb)
     ta, tb = _load(fa, "turns"), _load(fb, "turns")
     rows = []
     latencies = latency_measures(ta, tb)

@@ -84,12 +84,16 @@ def test_sweep_prints_each_setting_s_operating_point_in_the_grid_s_order(tmp_pat
     assert main(["sweep", str(config), "--out", str(out), "--no-progress"]) == 0
     lines = capsys.readouterr().out.split("\n\n", 1)[1].splitlines()
     points = pd.read_parquet(out / "points.parquet")
+    if mode == "sessions":  # the turns each setting answered when the user had finished
+        turns = pd.read_parquet(out / "turns.parquet")
+        spoken = turns[(turns["trigger"] == "vad") & ~turns["false_cutoff"]]
+        assert spoken.groupby("setting").size().min() >= 1
     header = [
         "setting",
         "cut off %",
         "missed %",
         "dead air ms",
-        *(["tokens/turn"] if mode == "sessions" else []),
+        *(["tokens/turn", "v2v p50 ms", "v2v p90 ms"] if mode == "sessions" else []),
     ]
     assert re.split(r"\s{2,}", lines[0]) == header
     rows = [re.split(r"\s{2,}", line) for line in lines[1:4]]
@@ -107,7 +111,11 @@ def test_sweep_prints_each_setting_s_operating_point_in_the_grid_s_order(tmp_pat
             "{:.0f} [{:.0f}-{:.0f}]".format(*dead),
         ]
         if mode == "sessions":
-            figures.append(f"{point.tokens_per_expected_turn:.0f}")
+            latency = spoken.loc[spoken["setting"] == point.setting, "voice_to_voice_ms"]
+            figures += [
+                f"{point.tokens_per_expected_turn:.0f}",
+                *(f"{latency.quantile(q):.0f}" for q in (0.5, 0.9)),
+            ]
         assert row[1:] == figures + (["Pareto"] if point.pareto else [])
     assert (
         rows[0][1] == "50 [9-91]" and rows[1][1] == "0 [0-66]"
@@ -118,7 +126,7 @@ def test_sweep_prints_each_setting_s_operating_point_in_the_grid_s_order(tmp_pat
 
 
 def test_sweep_s_table_marks_the_push_to_talk_reference_and_says_what_it_is():
-    from vlab.commands.sweep import results_table
+    from vlab.sweep.summary import results_table
 
     points = pd.DataFrame({
         "setting": ["thr=0.5 pad=300 sil=200", "push-to-talk"], "false_cutoff_rate": [0.5, 0.0],

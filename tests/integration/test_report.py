@@ -123,3 +123,32 @@ def test_report_names_the_failed_cells(sweep_dir, tmp_path):
         "&lt;refused&gt; 4" in page and "&lt;refused&gt; 5" not in page
     )  # the first five, then where the rest are
     assert "… (all in failed/cells/*/cell.json)</p>" in page
+
+
+def test_a_sweep_whose_every_cell_failed_says_why_in_the_report_compare_and_the_panel(sweep_dir, tmp_path):
+    import html
+    import socket
+
+    from vlab.widgets import SweepPanel
+
+    failed = tmp_path / "failed"
+    with socket.socket() as refusing:  # bound, never listening: every connection is refused
+        refusing.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{refusing.getsockname()[1]}"
+        options = {"endpoint": endpoint, "api_key": "k", "dotenv_path": False}
+        result = run_sweep(CFG, failed, progress=False, session_options=options)
+    assert {c.status for c in result.cells} == {"error"} and result.points().empty
+    first = sorted(result.cells, key=lambda c: c.cell)[0]
+    why = f"{failed} has no results: none of its 6 cells finished; {first.cell} failed with: {first.error}. "
+    assert "nothing accepts connections" in first.error
+    with pytest.raises(ConfigError) as raised:
+        build_report(failed)
+    assert str(raised.value).startswith(why)
+    assert str(raised.value).endswith("run the same `vlab sweep` command again (each cell's error is in "
+                                      "cells/<cell>/cell.json; finished cells are kept)")  # fmt: skip
+    for a, b in ((sweep_dir, failed), (failed, sweep_dir)):
+        with pytest.raises(ConfigError, match=f"^{re.escape(why)}"):
+            compare_sweeps(a, b)
+    panel = SweepPanel()
+    panel.load(failed)
+    assert f"Nothing to chart. {html.escape(why)}" in panel.results.children[-1].value

@@ -23,6 +23,7 @@ import ast
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -146,9 +147,15 @@ def env(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simpl
     )
 
 
-def _run(env: SimpleNamespace, *args: str) -> subprocess.CompletedProcess[str]:
+def _run(env: SimpleNamespace, *args: str, **environ: str) -> subprocess.CompletedProcess[str]:
+    """``vlab *args`` in the new environment, with ``environ`` added to its variables; it must succeed."""
     proc = subprocess.run(
-        [str(env.vlab), *args], cwd=env.work, env=env.environ, capture_output=True, text=True, timeout=600
+        [str(env.vlab), *args],
+        cwd=env.work,
+        env=env.environ | environ,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, (
         f"vlab {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
@@ -191,7 +198,23 @@ def test_demo_and_notebooks_from_an_empty_folder(env: SimpleNamespace) -> None:
     assert int(prompts[0]) == len(manifest["prompts"])
     assert Path(prompts[1]).is_relative_to(env.site / "vlab" / "_bundled" / "prompts")
 
-    _run(env, "demo", "--quick", "--out", "demo")
+    with socket.socket() as refusing:  # an endpoint in the environment: the demo stays offline all the same
+        refusing.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{refusing.getsockname()[1]}"
+        demo = _run(
+            env,
+            "demo",
+            "--quick",
+            "--out",
+            "demo",
+            AZURE_VOICELIVE_ENDPOINT=endpoint,
+            AZURE_VOICELIVE_API_KEY="k",
+        )
+    assert demo.stdout.startswith(
+        "An endpoint is set (environment variable AZURE_VOICELIVE_ENDPOINT), but the demo runs on the embedded "
+        "emulator all the same"
+    )
+    assert "6 cells in" in demo.stdout and "; 0 failed" in demo.stdout
     assert (env.work / "demo" / "report.html").is_file()
     assert (env.work / "demo" / "scores.parquet").is_file()
 

@@ -279,6 +279,15 @@ async def test_the_target_line_says_where_the_endpoint_and_key_came_from(tmp_pat
         "[ok]   target          no endpoint configured → the embedded emulator (offline), model gpt-realtime"
     )
     assert embedded.ok
+    offline = await diagnose(
+        env={**env, "AZURE_VOICELIVE_ENDPOINT": endpoint, "VLAB_OFFLINE": "1"},
+        dotenv_path=dotenv,
+        devices=False,
+    )  # the endpoint in the environment and in .env both ignored
+    assert offline.get("target").line() == (
+        "[ok]   target          VLAB_OFFLINE is set → the embedded emulator (offline), model gpt-realtime"
+    )
+    assert offline.ok
 
 
 async def test_the_cli_reads_the_target_from_a_dotenv_file_it_finds_and_names_it(tmp_path):

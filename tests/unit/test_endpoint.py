@@ -170,6 +170,21 @@ def test_dotenv_default_search_uses_cwd_and_leaves_environ_alone(_isolated_cwd: 
     assert resolve_target(env={}, dotenv_path=True).endpoint == ENDPOINT  # True: search, as None does
 
 
+def test_vlab_offline_ignores_the_environment_and_dotenv_but_not_an_argument(_isolated_cwd: Path) -> None:
+    write_env(_isolated_cwd / ".env", AZURE_VOICELIVE_ENDPOINT=ENDPOINT, AZURE_VOICELIVE_API_KEY=CANARY)
+    env = {
+        "AZURE_VOICELIVE_ENDPOINT": "https://from-env.services.ai.azure.com",
+        "AZURE_VOICELIVE_API_KEY": CANARY,
+    }
+    assert resolve_target(env=env).endpoint == "https://from-env.services.ai.azure.com"
+    assert resolve_target(env={**env, "VLAB_OFFLINE": "1"}).kind == "emulator"
+    assert resolve_target(env={"VLAB_OFFLINE": "1"}).kind == "emulator"  # nor the .env in the folder
+    assert resolve_target(env={"VLAB_OFFLINE": "0"}).endpoint == ENDPOINT  # 0: off, as unset
+    assert resolve_target(env={"VLAB_OFFLINE": " "}).endpoint == ENDPOINT  # blank: unset
+    explicit = resolve_target(ENDPOINT, CANARY, env={**env, "VLAB_OFFLINE": "1"})
+    assert (explicit.kind, explicit.endpoint, explicit.api_key) == ("azure", ENDPOINT, Secret(CANARY))
+
+
 def test_missing_dotenv_path_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="dotenv_path"):
         resolve_target(env={}, dotenv_path=tmp_path / "nope.env")

@@ -518,7 +518,7 @@ class SweepPanel:
     def _render(self, folder: Path) -> list[widgets.Widget]:
         from vlab import plots
         from vlab.metrics import POINT_FLAGS, POINT_MEASURES, SPOKEN_TRIGGERS
-        from vlab.report import grid_settings, made_tool_calls
+        from vlab.report import grid_settings, made_tool_calls, no_results_message
         from vlab.sweep import grid_shape, in_grid_order
 
         m = self.manifest
@@ -540,7 +540,8 @@ class SweepPanel:
         out: list[widgets.Widget] = [widgets.HTML(head)]
         self.charts = {}
         if self.points.empty or (self.turns.empty and not vad_only):
-            out.append(widgets.HTML("<p style='color:#b00020'>No cell finished: nothing to chart.</p>"))
+            reason = no_results_message(folder) if self.points.empty else "No turn was answered."
+            out.append(widgets.HTML(f"<p style='color:#b00020'>Nothing to chart. {html.escape(reason)}</p>"))
             return out
         if vad_only:
             out.append(widgets.HTML(

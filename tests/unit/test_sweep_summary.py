@@ -1,0 +1,47 @@
+"""The table `vlab sweep` and `vlab demo` print: the operating points, and the voice-to-voice latency."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+from vlab.sweep.summary import results_table
+
+POINTS = pd.DataFrame({
+    "setting": ["sil=300", "sil=800", "push-to-talk"], "false_cutoff_rate": [0.5, 0.0, 0.0],
+    "missed_turn_rate": [0.0, 0.0, 0.0], "dead_air_ms": [500.0, 900.0, 400.0],
+    "baseline": [False, False, False], "reference": [False, False, True], "pareto": [True, True, False],
+})  # fmt: skip
+
+
+def _rows(table: str) -> list[list[str]]:
+    return [re.split(r"\s{2,}", line) for line in table.splitlines()[:4]]
+
+
+def test_the_latency_is_over_the_spoken_turns_not_cut_off():
+    turns = pd.DataFrame({
+        "setting": ["sil=300"] * 4 + ["sil=800"] * 2 + ["push-to-talk"],
+        "trigger": ["vad", "vad", "vad", "client", "vad", "vad", "commit"],
+        "false_cutoff": [True, False, False, False, False, False, False],
+        "voice_to_voice_ms": [100.0, 800.0, 1000.0, 5.0, 1200.0, 1300.0, 700.0],
+    })  # fmt: skip
+    rows = _rows(results_table(POINTS, turns))
+    assert rows[0] == ["setting", "cut off %", "missed %", "dead air ms", "v2v p50 ms", "v2v p90 ms"]
+    # the cut-off answer (100 ms) and the client's own response (5 ms) are not a turn's latency
+    assert rows[1] == ["sil=300", "50", "0", "500", "900", "980", "Pareto"]
+    assert rows[2] == ["sil=800", "0", "0", "900", "1250", "1290", "Pareto"]
+    assert rows[3] == ["push-to-talk (reference)", "0", "0", "400", "700", "700"]
+    assert "v2v: the end of the user's speech" in results_table(POINTS, turns)
+
+
+def test_a_setting_without_latencies_shows_a_dash_and_no_turns_show_no_latency_columns():
+    turns = pd.DataFrame({
+        "setting": ["sil=300"], "trigger": ["vad"], "false_cutoff": [False], "voice_to_voice_ms": [800.0],
+    })  # fmt: skip
+    assert _rows(results_table(POINTS, turns))[2][-4:] == ["900", "-", "-", "Pareto"]
+    without = results_table(POINTS)
+    assert _rows(without)[0] == ["setting", "cut off %", "missed %", "dead air ms"]
+    assert "v2v" not in without
+    no_latency = turns.assign(voice_to_voice_ms=float("nan"))
+    assert results_table(POINTS, no_latency) == without
