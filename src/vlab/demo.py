@@ -218,7 +218,7 @@ def _demo(out: Path, *, quick: bool, notebooks: bool) -> int:
     """The demo's steps, into the folder ``out``; the exit code."""
     from vlab.report import build_report
     from vlab.sweep import load_config, run_sweep
-    from vlab.sweep.summary import results_table
+    from vlab.sweep.summary import failure_summary, results_table
 
     started = time.perf_counter()
     steps = 4 if notebooks else 3
@@ -234,8 +234,8 @@ def _demo(out: Path, *, quick: bool, notebooks: bool) -> int:
     result = run_sweep(config, out)
     failed = [c for c in result.cells if c.status == "error"]
     print(f"{len(result.cells)} cells in {result.wall_s:.1f} s; {len(failed)} failed")
-    for cell in failed[:5]:
-        print(f"  failed: {cell.cell}: {cell.error}")
+    if failed:
+        print("\n".join(failure_summary([(c.cell, c.error or "") for c in failed], out)))
     points = result.points()
     if points.empty:
         print("no cell finished, so there is nothing to report; the errors above say why", file=sys.stderr)

@@ -6,7 +6,7 @@ import re
 
 import pandas as pd
 
-from vlab.sweep.summary import results_table
+from vlab.sweep.summary import failure_summary, results_table
 
 POINTS = pd.DataFrame({
     "setting": ["sil=300", "sil=800", "push-to-talk"], "false_cutoff_rate": [0.5, 0.0, 0.0],
@@ -45,3 +45,22 @@ def test_a_setting_without_latencies_shows_a_dash_and_no_turns_show_no_latency_c
     assert "v2v" not in without
     no_latency = turns.assign(voice_to_voice_ms=float("nan"))
     assert results_table(POINTS, no_latency) == without
+
+
+def test_cells_that_failed_alike_share_a_line_and_at_most_five_errors_are_listed(tmp_path):
+    refused = "ConnectionFailed: nothing accepts connections at 127.0.0.1:9"
+    failed = [
+        ("a__p1__r0", refused),
+        ("a__p2__r0", "AudioFormatError: p2.wav holds MP3 data"),
+        ("b__p1__r0", refused),
+    ]
+    assert failure_summary(failed, tmp_path) == [
+        f"3 cells failed (each one's error is in {tmp_path / 'cells'}/<cell>/cell.json):",
+        f"  2 × {refused} (the first: a__p1__r0)",
+        "  a__p2__r0: AudioFormatError: p2.wav holds MP3 data",
+    ]
+    many = [(f"c{k}", f"error {k}") for k in range(7)]
+    lines = failure_summary(many, tmp_path)
+    assert lines[0].startswith("7 cells failed") and lines[1:6] == [f"  c{k}: error {k}" for k in range(5)]
+    assert lines[6:] == ["  … and 2 other errors"]
+    assert failure_summary(many[:1], tmp_path)[0].startswith("1 cell failed (")

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code (1 when a cell failed)."""
     from vlab.errors import ConfigError
     from vlab.sweep import grid_shape, load_config, run_sweep
-    from vlab.sweep.summary import results_table
+    from vlab.sweep.summary import failure_summary, results_table
 
     cfg = load_config(args.config, mode=args.mode)  # bad configs fail here, before anything runs
     if args.out is None and not args.dry_run:
@@ -53,9 +53,9 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"sweep folder: {result.out}  ({counts['ok']} run, {counts['skipped']} skipped, {counts['error']} failed; {result.wall_s:.1f} s)"
     )
-    for c in result.cells:
-        if c.status == "error":
-            print(f"vlab: cell failed: {c.cell}: {c.error}", file=sys.stderr)
+    failed = [(c.cell, c.error or "") for c in result.cells if c.status == "error"]
+    if failed:
+        print("vlab: " + "\n".join(failure_summary(failed, result.out)), file=sys.stderr)
     points = result.points()
     if not points.empty:
         turns = (

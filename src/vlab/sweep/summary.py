@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import textwrap
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from vlab.metrics import SPOKEN_TRIGGERS
@@ -70,6 +72,29 @@ def results_table(points: Any, turns: Any = None) -> str:
         width=110,
     )
     return "\n".join(lines)
+
+
+def failure_summary(failed: Sequence[tuple[str, str]], folder: Path, *, limit: int = 5) -> list[str]:
+    """Lines that say which cells of the sweep in ``folder`` failed and why, one per distinct error.
+
+    ``failed`` holds (cell, error) pairs in the sweep's order. Cells that failed alike (a wrong endpoint
+    fails them all) share a line: how many, the error, the first of them. At most ``limit`` errors are
+    listed; every cell's own is in its ``cell.json``.
+    """
+    by_error: dict[str, list[str]] = {}
+    for cell, error in failed:
+        by_error.setdefault(error, []).append(cell)
+    count = f"{len(failed)} cell{'s' if len(failed) != 1 else ''}"
+    lines = [f"{count} failed (each one's error is in {folder / 'cells'}/<cell>/cell.json):"]
+    for error, cells in list(by_error.items())[:limit]:
+        lines.append(
+            f"  {cells[0]}: {error}"
+            if len(cells) == 1
+            else f"  {len(cells)} × {error} (the first: {cells[0]})"
+        )
+    if len(by_error) > limit:
+        lines.append(f"  … and {len(by_error) - limit} other errors")
+    return lines
 
 
 def _voice_to_voice(turns: Any) -> Any:
