@@ -298,3 +298,27 @@ def test_push_to_talk_is_added_as_a_reference_when_asked(tmp_path):
     panel.vad_only.value = True  # the VAD alone cannot play it: the sweep's own error says so
     with pytest.raises(ConfigError, match="push_to_talk needs sessions"):
         load_config(panel.config())
+
+
+async def test_cells_that_failed_alike_are_listed_once_and_the_results_say_why(tmp_path):
+    import socket
+
+    with socket.socket() as refusing:  # bound, never listening: every connection is refused
+        refusing.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{refusing.getsockname()[1]}"
+        panel = _panel(tmp_path)
+        panel.session_options = {"endpoint": endpoint, "api_key": "k", "dotenv_path": False}
+        panel.silences.value = "900, 300"
+        panel.run_button.click()
+        await asyncio.wait_for(panel.task, 60)
+    shown = _text(panel.output)
+    assert "<b>4 of 4 cells failed</b>" in shown
+    assert (
+        shown.count("<li>") == 1
+        and f"<li>4 × ConnectionFailed: nothing accepts connections at {endpoint.removeprefix('http://')} "
+        in shown
+    )
+    first = panel.result.cells[0].cell  # in the sweep's order
+    assert shown.endswith(f"(the first: {first})</li></ul></div>")
+    assert panel.progress.bar_style == "warning" and "finished: 0 of 4 cells ok" in panel.status.value
+    assert "Nothing to chart." in panel.results.children[-1].value

@@ -74,26 +74,28 @@ def results_table(points: Any, turns: Any = None) -> str:
     return "\n".join(lines)
 
 
-def failure_summary(failed: Sequence[tuple[str, str]], folder: Path, *, limit: int = 5) -> list[str]:
-    """Lines that say which cells of the sweep in ``folder`` failed and why, one per distinct error.
+def failure_summary(failed: Sequence[tuple[str, str]], folder: Path) -> list[str]:
+    """Lines that say which cells of the sweep in ``folder`` failed and why (:func:`failed_cells`)."""
+    count = f"{len(failed)} cell{'s' if len(failed) != 1 else ''}"
+    header = f"{count} failed (each one's error is in {folder / 'cells'}/<cell>/cell.json):"
+    return [header, *(f"  {line}" for line in failed_cells(failed))]
 
-    ``failed`` holds (cell, error) pairs in the sweep's order. Cells that failed alike (a wrong endpoint
-    fails them all) share a line: how many, the error, the first of them. At most ``limit`` errors are
-    listed; every cell's own is in its ``cell.json``.
+
+def failed_cells(failed: Sequence[tuple[str, str]], *, limit: int = 5) -> list[str]:
+    """One line per distinct error of the (cell, error) pairs ``failed``, in their order.
+
+    Cells that failed alike (a wrong endpoint fails them all) share a line: how many, the error, the
+    first of them. At most ``limit`` errors are listed, then how many others there are.
     """
     by_error: dict[str, list[str]] = {}
     for cell, error in failed:
         by_error.setdefault(error, []).append(cell)
-    count = f"{len(failed)} cell{'s' if len(failed) != 1 else ''}"
-    lines = [f"{count} failed (each one's error is in {folder / 'cells'}/<cell>/cell.json):"]
-    for error, cells in list(by_error.items())[:limit]:
-        lines.append(
-            f"  {cells[0]}: {error}"
-            if len(cells) == 1
-            else f"  {len(cells)} × {error} (the first: {cells[0]})"
-        )
+    lines = [
+        f"{cells[0]}: {error}" if len(cells) == 1 else f"{len(cells)} × {error} (the first: {cells[0]})"
+        for error, cells in list(by_error.items())[:limit]
+    ]
     if len(by_error) > limit:
-        lines.append(f"  … and {len(by_error) - limit} other errors")
+        lines.append(f"… and {len(by_error) - limit} other errors")
     return lines
 
 

@@ -379,6 +379,7 @@ class SweepPanel:
 
     async def _run(self, cfg: Any, out: Path) -> None:
         from vlab.sweep import run_sweep_async
+        from vlab.sweep.summary import failed_cells
 
         names = _cell_names(cfg)
         started = time.time()
@@ -394,14 +395,13 @@ class SweepPanel:
         failed = [c for c in result.cells if c.status == "error"]
         if failed:
             shown = "".join(
-                f"<li><code>{html.escape(c.cell)}</code>: {html.escape(str(c.error))}</li>"
-                for c in failed[:5]
+                f"<li>{html.escape(line)}</li>"
+                for line in failed_cells([(c.cell, c.error or "") for c in failed])
             )
-            more = f"<li>… and {len(failed) - 5} more</li>" if len(failed) > 5 else ""
             self.output.append_display_data(
                 widgets.HTML(
                     f"<div style='color:#b00020'><b>{len(failed)} of {len(result.cells)} cells failed</b> "
-                    f"(the sweep went on; their errors are in each <code>cell.json</code>):<ul>{shown}{more}</ul></div>"
+                    f"(the sweep went on; their errors are in each <code>cell.json</code>):<ul>{shown}</ul></div>"
                 )
             )
         self.load(out)
