@@ -146,7 +146,7 @@ def execute_notebooks(out: Path) -> list[tuple[str, str]]:
     dest = out / "notebooks"
     dest.mkdir(parents=True, exist_ok=True)
     results = []
-    with environment(UNATTENDED_NOTEBOOK_ENV):
+    with _environment(UNATTENDED_NOTEBOOK_ENV):
         for path in sorted(bundled_dir("notebooks").glob("*.ipynb")):
             nb = nbformat.read(path, as_version=4)
             started = time.perf_counter()
@@ -166,7 +166,7 @@ def execute_notebooks(out: Path) -> list[tuple[str, str]]:
 
 
 @contextlib.contextmanager
-def environment(values: Mapping[str, str]) -> Iterator[None]:
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
     """``os.environ`` with ``values`` set (inherited by the kernels and processes started meanwhile), then as before."""
     previous = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
@@ -210,7 +210,7 @@ def run_demo(
             f"An endpoint is set ({endpoint}), but the demo runs on the embedded emulator all the same; "
             "vlab replay, vlab sweep and your notebooks use the endpoint."
         )
-    with environment({ENV_OFFLINE: "1"}):
+    with _environment({ENV_OFFLINE: "1"}):
         return _demo(out, quick=quick, notebooks=notebooks and not quick)
 
 

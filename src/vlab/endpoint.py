@@ -52,8 +52,9 @@ ENV_MODEL: Final = "AZURE_VOICELIVE_MODEL"
 ENV_API_VERSION: Final = "AZURE_VOICELIVE_API_VERSION"
 """Environment variable with the api-version query parameter."""
 ENV_OFFLINE: Final = "VLAB_OFFLINE"
-"""Environment variable that, set to 1, makes :func:`resolve_target` ignore the endpoint and key the
-environment and ``.env`` name: the embedded emulator, as ``vlab demo`` runs (an explicit argument wins)."""
+"""Environment variable that, set to 1, makes :func:`resolve_target` ignore the endpoint and key named in
+the environment and ``.env``, so sessions use the embedded emulator, as in ``vlab demo`` (an explicit
+argument still wins)."""
 
 ENDPOINT_EXAMPLE: Final = "https://<resource>.services.ai.azure.com"
 """Shape of a valid endpoint, shown in error messages."""

@@ -77,10 +77,11 @@ def no_results_message(sweep_dir: Path) -> str:
     """Why a sweep folder has no results, and what to do: the first failed cell's error, or that it stopped."""
     cells = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(sweep_dir.glob("cells/*/cell.json"))]
     failed = [cell for cell in cells if cell.get("status") == "error"]
+    finished = sum(cell.get("status") == "ok" for cell in cells)
     why = (
         f"none of its {len(cells)} cells finished; {failed[0].get('cell')} failed with: {failed[0].get('error')}"
-        if failed
-        else "its tables were not written: the sweep stopped before its cells had run"
+        if failed and not finished
+        else f"its tables were not written: the sweep stopped before all its cells had run ({finished} finished)"
     )
     return (
         f"{sweep_dir} has no results: {why}. Fix that and run the same `vlab sweep` command again "

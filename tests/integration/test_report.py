@@ -152,3 +152,15 @@ def test_a_sweep_whose_every_cell_failed_says_why_in_the_report_compare_and_the_
     panel = SweepPanel()
     panel.load(failed)
     assert f"Nothing to chart. {html.escape(why)}" in panel.results.children[-1].value
+
+
+def test_a_sweep_stopped_before_its_tables_says_so_not_that_its_cells_failed(sweep_dir, tmp_path):
+    import shutil
+
+    stopped = tmp_path / "stopped"
+    shutil.copytree(sweep_dir, stopped)
+    for table in stopped.glob("*.parquet"):
+        table.unlink()
+    with pytest.raises(ConfigError, match=r"has no results: its tables were not written: the sweep stopped "
+                       r"before all its cells had run \(6 finished\)\. Fix that"):  # fmt: skip
+        build_report(stopped)

@@ -58,9 +58,8 @@ def run(args: argparse.Namespace) -> int:
         print("vlab: " + "\n".join(failure_summary(failed, result.out)), file=sys.stderr)
     points = result.points()
     if not points.empty:
-        turns = (
-            result.turns() if (result.out / "turns.parquet").exists() else None
-        )  # none in a VAD-only sweep
+        # a VAD-only sweep has no turns, so its table has no latency
+        turns = result.turns() if (result.out / "turns.parquet").exists() else None
         print("\n" + results_table(points, turns))
     if args.report:
         from vlab.report import build_report
