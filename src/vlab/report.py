@@ -124,6 +124,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
     )
     from vlab.prompts import load_prompt_set
     from vlab.sweep import grid_shape, in_grid_order
+    from vlab.sweep.summary import failed_cells
 
     folder = Path(sweep_dir)
     manifest = _require_sweep(folder)
@@ -271,8 +272,8 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
     if errors:
         parts.append(
             f"<p class='warn'>{len(errors)} cell(s) failed: "
-            + html.escape("; ".join(f"{e['cell']}: {e.get('error')}" for e in errors[:5]))
-            + (f" … (all in {html.escape(folder.name)}/cells/*/cell.json)" if len(errors) > 5 else "")
+            + html.escape("; ".join(failed_cells([(e["cell"], str(e.get("error"))) for e in errors])))
+            + f" (each one's error is in {html.escape(folder.name)}/cells/&lt;cell&gt;/cell.json)"
             + "</p>"
         )
     unreviewed = _unreviewed(manifest, prompts)

@@ -121,8 +121,11 @@ def test_report_names_the_failed_cells(sweep_dir, tmp_path):
     assert f"<p class='warn'>6 cell(s) failed: {shown}; " in page
     assert (
         "&lt;refused&gt; 4" in page and "&lt;refused&gt; 5" not in page
-    )  # the first five, then where the rest are
-    assert "… (all in failed/cells/*/cell.json)</p>" in page
+    )  # the first five, then how many others and where they are
+    assert (
+        "&lt;refused&gt; 4; … and 1 other error (each one's error is in failed/cells/&lt;cell&gt;/cell.json)</p>"
+        in page
+    )
 
 
 def test_a_sweep_whose_every_cell_failed_says_why_in_the_report_compare_and_the_panel(sweep_dir, tmp_path):

@@ -94,8 +94,9 @@ def failed_cells(failed: Sequence[tuple[str, str]], *, limit: int = 5) -> list[s
         f"{cells[0]}: {error}" if len(cells) == 1 else f"{len(cells)} × {error} (the first: {cells[0]})"
         for error, cells in list(by_error.items())[:limit]
     ]
-    if len(by_error) > limit:
-        lines.append(f"… and {len(by_error) - limit} other errors")
+    others = len(by_error) - limit
+    if others > 0:
+        lines.append(f"… and {others} other error{'s' if others != 1 else ''}")
     return lines
 
 
