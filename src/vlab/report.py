@@ -14,12 +14,16 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from vlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from vlab.prompts import LabelledPrompt
 
 __all__ = [
     "CHARTS",
@@ -87,6 +91,20 @@ def no_results_message(sweep_dir: Path) -> str:
         f"{sweep_dir} has no results: {why}. Fix that and run the same `vlab sweep` command again "
         "(each cell's error is in cells/<cell>/cell.json; finished cells are kept)"
     )
+
+
+def prompts_to_chart(
+    manifest: dict[str, Any], prompts: Iterable[LabelledPrompt], scores: pd.DataFrame, count: int
+) -> list[LabelledPrompt]:
+    """The ``count`` prompts whose VAD timelines a sweep's report and panel draw, most holds first.
+
+    Only the sweep's prompts with a finished cell: one whose every cell failed has no detections to
+    draw, and maybe no audio that can be read.
+    """
+    known = {p.id: p for p in prompts}
+    ran = set(scores["prompt"]) if "prompt" in scores else set()
+    chosen = [known[p["id"]] for p in manifest.get("prompts", []) if p["id"] in known and p["id"] in ran]
+    return sorted(chosen, key=lambda p: (-len(p.hold_spans), p.id))[:count]
 
 
 def grid_settings(manifest: dict[str, Any]) -> list[str]:
@@ -213,13 +231,11 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         "add prompts or repeats before choosing between them.",
     )
     prompts = {p.id: p for p in load_prompt_set(_prompt_dir(manifest))}
-    ids = [p["id"] for p in manifest.get("prompts", []) if p["id"] in prompts]
-    ids.sort(key=lambda i: (-len(prompts[i].hold_spans), i))
-    for pid in ids[:timeline_prompts]:
+    for prompt in prompts_to_chart(manifest, prompts.values(), scores, timeline_prompts):
         save(
-            plots.vad_timeline(prompts[pid], vad),
-            f"vad_timeline_{pid}",
-            f"VAD timeline: {pid}",
+            plots.vad_timeline(prompt, vad),
+            f"vad_timeline_{prompt.id}",
+            f"VAD timeline: {prompt.id}",
             "Server detections per setting against the labels (first repeat).",
         )
 

@@ -155,7 +155,8 @@ def test_vlab_replay_of_broken_prompts_exits_2_with_the_message_and_no_traceback
 
 
 def test_vlab_sweep_with_a_broken_prompt_records_the_cell_and_names_the_file(tmp_path):
-    """In a sweep a broken prompt fails its cells (recorded, like any failed cell); the others run."""
+    """In a sweep a broken prompt fails its cells (recorded, like any failed cell); the others run, and the
+    report charts them."""
     folder = tmp_path / "prompts"
     folder.mkdir()
     source = json.loads((REPO / "data" / "prompts" / "manifest.json").read_text())
@@ -167,12 +168,19 @@ def test_vlab_sweep_with_a_broken_prompt_records_the_cell_and_names_the_file(tmp
     config.write_text(
         f'[target]\nspeed = "max"\n[prompts]\npath = "{folder.as_posix()}"\n[grid]\nthreshold = [0.5]\n[run]\ntimeout_s = 20\n'
     )
-    result = _vlab("sweep", str(config), "--out", str(tmp_path / "out"), "--no-progress", cwd=tmp_path)
+    out = tmp_path / "out"
+    result = _vlab("sweep", str(config), "--out", str(out), "--no-progress", "--report", cwd=tmp_path)
     assert result.returncode == 1, result.stderr  # 1: a cell failed (2 is for errors before anything runs)
     bad = folder / entries[1]["file"]
     assert f"AudioFormatError: {bad}: holds MP3 data" in result.stderr and "ffmpeg" in result.stderr
     assert "(1 run, 0 skipped, 1 failed" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+    # the report draws the prompt that ran, and names the one that failed instead of reading its audio
+    assert f"report: {out / 'report.html'}" in result.stdout
+    assert sorted(p.name for p in (out / "report").glob("vad_timeline_*.png")) == [
+        f"vad_timeline_{entries[0]['id']}.png"
+    ]
+    assert "1 cell(s) failed" in (out / "report.html").read_text(encoding="utf-8")
 
 
 BAD_CONFIGS = {

@@ -639,12 +639,9 @@ class SweepPanel:
         )  # fmt: skip
 
     def _timeline_prompt(self) -> Any:
-        ids = [p["id"] for p in self.manifest.get("prompts", [])]
-        known = {p.id: p for p in self.prompt_set}
-        candidates = [known[i] for i in ids if i in known]
-        if not candidates:
-            return None
-        return sorted(candidates, key=lambda p: (-len(p.hold_spans), p.id))[0]
+        from vlab.report import prompts_to_chart
+
+        return next(iter(prompts_to_chart(self.manifest, self.prompt_set, self.scores, 1)), None)
 
 
 def short_names(names: list[str]) -> dict[str, str]:
