@@ -176,7 +176,8 @@ def load_prompt_set(path: str | os.PathLike[str] | None = None) -> list[Labelled
             "vlab's bundled prompt set is missing: reinstall vlab (in a source checkout, build it with "
             "`python scripts/make_prompts.py`)"
             if path is None
-            else "pass a folder that holds a manifest.json"
+            else "pass a folder that holds a manifest.json; for a folder of your own recordings, "
+            "`vlab prompts label FOLDER` proposes one (or `vlab prompts import` reads the labels you have)"
         )
         raise ConfigError(f"no prompt manifest at {str(manifest)!r}; {fix}")
     data = json.loads(manifest.read_text(encoding="utf-8"))

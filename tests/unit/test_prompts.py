@@ -131,8 +131,9 @@ def test_each_turn_starts_at_its_first_speech_after_the_previous_end_of_turn(tmp
 
 
 def test_missing_manifest_is_a_clear_error(tmp_path):
-    with pytest.raises(ConfigError, match="no prompt manifest"):
+    with pytest.raises(ConfigError, match="no prompt manifest") as raised:
         load_prompt_set(tmp_path)
+    assert "`vlab prompts label FOLDER` proposes one" in str(raised.value)  # the way to make one
 
 
 # --- the generator against the committed set ----------------------------------------------------------
