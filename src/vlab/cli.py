@@ -8,7 +8,9 @@ import importlib
 import io
 import os
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import Any, TextIO
 
 from vlab.commands import COMMANDS
 
@@ -58,11 +60,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(argv: Sequence[str] | None) -> int:
-    from vlab.errors import VlabError
+    from vlab.errors import VlabError, VlabWarning
 
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        with warnings.catch_warnings():  # restores Python's own way to show warnings after the command
+            warnings.simplefilter("default", VlabWarning)  # shown once each, whatever -W asked of others
+            warnings.showwarning = _warning_shower(warnings.showwarning)
+            return int(args.func(args))
     except VlabError as exc:
         print(f"vlab: error: {exc}", file=sys.stderr)
         return 2
@@ -75,6 +80,30 @@ def _run(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print("vlab: interrupted", file=sys.stderr)
         return 130
+
+
+def _warning_shower(python_s: Any) -> Any:
+    """A ``warnings.showwarning`` that says a vlab warning in one line on standard error.
+
+    ``vlab: warning: …``, as the CLI says things, without Python's file, line and source; other warnings
+    as ``python_s`` shows them.
+    """
+    from vlab.errors import VlabWarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        if issubclass(category, VlabWarning):
+            print(f"vlab: warning: {message}", file=sys.stderr)
+        else:
+            python_s(message, category, filename, lineno, file, line)
+
+    return show
 
 
 def _replace_what_the_encoding_lacks(stream: object) -> None:

@@ -282,3 +282,29 @@ def test_a_broken_pipe_that_is_not_the_output_s_is_still_an_error(monkeypatch):
     monkeypatch.setattr("vlab.commands.doctor.run", broken)
     with pytest.raises(BrokenPipeError, match="a socket's peer"):
         main(["doctor"])
+
+
+def test_a_vlab_warning_is_one_line_of_the_cli_and_other_warnings_stay_python_s(
+    tmp_path, capsys, monkeypatch
+):
+    import warnings
+
+    from vlab.commands import examples
+
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    sf.write(folder / "silent.wav", np.zeros(16000, np.int16), 16000)
+    assert main(["prompts", "label", str(folder)]) == 0
+    err = capsys.readouterr().err
+    assert err == (
+        f"vlab: warning: {folder / 'silent.wav'}: the prompt is silent (peak below -60 dBFS); the VAD will "
+        "detect no speech\n"
+    )  # not Python's "file:line: VlabWarning: …" and the source line under it
+
+    def warns(args: argparse.Namespace) -> int:
+        warnings.warn("a library's own", DeprecationWarning, stacklevel=1)
+        return 0
+
+    monkeypatch.setattr(examples, "run", warns)
+    with pytest.warns(DeprecationWarning, match="a library's own"):  # shown, or raised, as Python would
+        assert main(["examples", str(tmp_path / "ex")]) == 0
