@@ -497,6 +497,22 @@ def _prompts_differ(manifest_a: dict[str, Any], manifest_b: dict[str, Any]) -> s
     )
 
 
+def _modes_differ(manifest_a: dict[str, Any], manifest_b: dict[str, Any]) -> str | None:
+    """A warning when one sweep was decided by the VAD alone and the other by sessions; else None.
+
+    A VAD-only sweep has no replies: no latency to compare, and its dead air ends where the VAD decided,
+    not at a reply.
+    """
+    vad_only = [name for name, m in (("A", manifest_a), ("B", manifest_b)) if m.get("mode") == "vad"]
+    if len(vad_only) != 1:
+        return None
+    return (
+        f"{vad_only[0]} was decided by the VAD alone (mode = 'vad'), without sessions: it has no replies, so "
+        "its latencies read n/a and its dead air ends where the VAD decided, not at a reply. Compare its "
+        "cut-off, missed and detection rates only, or run both sweeps in the same mode"
+    )
+
+
 def compare_chart(a: str | os.PathLike[str], b: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
     """Draw how each setting of both sweeps moved from A to B on the cut-off/dead-air plane, as a PNG.
 
@@ -560,9 +576,9 @@ def compare_sweeps(
     fa, fb = Path(a), Path(b)
     manifest_a, manifest_b = _require_sweep(fa), _require_sweep(fb)
     order = grid_settings(manifest_a)
-    mismatch = _prompts_differ(manifest_a, manifest_b)
-    if mismatch:
-        warn_user(mismatch)
+    for mismatch in (_prompts_differ(manifest_a, manifest_b), _modes_differ(manifest_a, manifest_b)):
+        if mismatch:
+            warn_user(mismatch)
     pa, pb = _load(fa, "points"), _load(fb, "points")
     _require_results(fa, pa)
     _require_results(fb, pb)

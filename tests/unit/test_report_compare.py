@@ -20,9 +20,14 @@ def _sweep(
     points: dict[str, dict[str, float]],
     turns: dict[str, dict[str, list[float]]],
     prompts: tuple[str, ...] = (),
+    mode: str = "sessions",
 ) -> Path:
     folder.mkdir()
-    manifest = {"prompts": [{"id": p} for p in prompts], "grid": [{"setting": s} for s in points]}
+    manifest = {
+        "prompts": [{"id": p} for p in prompts],
+        "grid": [{"setting": s} for s in points],
+        "mode": mode,
+    }
     (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     pd.DataFrame([{"setting": s, **rates} for s, rates in points.items()]).to_parquet(
         folder / "points.parquet"
@@ -186,6 +191,24 @@ def test_sweeps_of_different_prompts_are_compared_with_a_warning_that_says_which
     assert err.count("vlab: warning: the two sweeps played different prompts") == 1
     assert main(["compare", str(a), str(same)]) == 0
     assert "warning" not in capsys.readouterr().err  # the same prompts, in another order
+
+
+def test_a_vad_only_sweep_against_a_session_sweep_warns_that_only_the_rates_compare(tmp_path, capsys):
+    from vlab.errors import VlabWarning
+
+    sessions = _sweep(tmp_path / "s", {"s": _rates(0, 0, 0, 0)}, {"s": {"dead_air_ms": [100.0]}})
+    vad = _sweep(tmp_path / "v", {"s": _rates(0, 0, 0, 0)}, {}, mode="vad")
+    also_vad = _sweep(tmp_path / "w", {"s": _rates(0, 0, 0, 0)}, {}, mode="vad")
+    with pytest.warns(
+        VlabWarning, match=r"^B was decided by the VAD alone \(mode = 'vad'\), without sessions"
+    ):
+        compare_sweeps(sessions, vad, n_boot=20)
+    with pytest.warns(
+        VlabWarning, match=r"^A was decided by the VAD alone .* run both sweeps in the same mode$"
+    ):
+        compare_sweeps(vad, sessions, n_boot=20)
+    assert main(["compare", str(vad), str(also_vad)]) == 0  # the same mode: nothing to warn of
+    assert "warning" not in capsys.readouterr().err
 
 
 def test_settings_are_compared_in_the_grid_order_of_a(tmp_path: Path) -> None:
