@@ -149,6 +149,26 @@ async def test_a_killed_sweep_resumes_without_redoing_finished_cells(tmp_path):
     assert len(pd.read_parquet(tmp_path / "scores.parquet")) == 3
 
 
+async def test_a_folder_s_cells_of_another_grid_stay_out_of_the_tables_with_a_warning(tmp_path):
+    from vlab.errors import VlabWarning
+    from vlab.sweep import load_sweep
+
+    fast = {"target": {"speed": "max"}, "prompts": {"include": ["short_question"]}}
+    await run_sweep_async(config(**fast), tmp_path, progress=False, session_options=OPTS)  # 200 and 1000 ms
+    other = config(**fast, grid={"silence_duration_ms": [500]})
+    with pytest.warns(VlabWarning, match=f"^{tmp_path} also holds 2 cells this sweep does not have"):
+        result = await run_sweep_async(other, tmp_path, progress=False, session_options=OPTS)
+    assert [c.status for c in result.cells] == ["ok"]
+    setting = "thr=0.5 pad=300 sil=500"
+    assert result.points()["setting"].tolist() == [setting]  # not the 200 and 1000 ms of the first sweep
+    for table in ("turns", "scores", "vad"):
+        assert set(load_sweep(tmp_path, table)["setting"]) == {setting}, table
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert [c["cell"] for c in manifest["cells"]] == [c.cell for c in result.cells]
+    assert manifest["counts"] == {"ok": 1, "error": 0, "missing": 0}
+    assert len(list(tmp_path.glob("cells/*/cell.json"))) == 3  # the first sweep's cells are kept
+
+
 async def test_a_failed_cell_records_its_error_and_the_sweep_goes_on(tmp_path):
     import shutil
 

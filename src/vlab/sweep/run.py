@@ -164,10 +164,28 @@ async def run_sweep_async(
             bar.close()
 
     wall_s = time.perf_counter() - t0
-    metas = cell_metas(out_dir)  # read once, for the tables and the manifest
+    metas = _this_sweeps(out_dir, {cell[0] for cell in cells})  # read once, for the tables and the manifest
     aggregate(out_dir, cfg, analysed, metas)
     write_manifest(out_dir, cfg, cells, started, wall_s, metas)
     return SweepResult(out_dir, results, wall_s)
+
+
+def _this_sweeps(out_dir: Path, names: set[str]) -> list[dict[str, Any]]:
+    """What the ``cell.json`` of each of the cells ``names`` in ``out_dir`` holds.
+
+    A folder that held another sweep (another grid, prompt set or repeats) keeps that sweep's cells: they
+    stay out of the tables, with a warning, instead of mixing into them.
+    """
+    from vlab.errors import warn_user
+
+    metas = cell_metas(out_dir)
+    ours = [meta for meta in metas if meta.get("cell") in names]
+    if len(ours) < len(metas):
+        warn_user(
+            f"{out_dir} also holds {len(metas) - len(ours)} cells this sweep does not have (another grid, prompt "
+            "set or number of repeats); they are left out of its tables. Give each sweep a folder of its own"
+        )
+    return ours
 
 
 def _run_vad_sweep(
