@@ -12,7 +12,8 @@ times; never a key). The emulator's Silero probabilities are kept in ``vad_cache
 (:mod:`vlab.audio.vad_cache`): every setting and repeat that plays a prompt reuses them, and so does a
 resumed or repeated sweep. Every table is also a Parquet dataset with one partition per setting
 (``dataset/<table>/setting_index=K/``), which :func:`load_sweep` reads as one table. Finished cells are skipped when the sweep is run again (resume); a failed cell
-records its error and the sweep goes on.
+records its error and the sweep goes on. Cells the folder holds from another sweep (another grid, prompt
+set or repeats) stay out of the tables, with a warning.
 
 Config (TOML; see ``examples/vad_sweep.toml``)::
 
