@@ -232,10 +232,10 @@ def _demo(out: Path, *, quick: bool, notebooks: bool) -> int:
         _title(f"2/{steps}  A turn-detection sweep over the bundled prompts (real time, 8 sessions at once)")
     config = load_config(QUICK_SWEEP if quick else SWEEP, base_dir=Path.cwd())
     result = run_sweep(config, out)
-    failed = [c for c in result.cells if c.status == "error"]
+    failed = result.failures()
     print(f"{len(result.cells)} cells in {result.wall_s:.1f} s; {len(failed)} failed")
     if failed:
-        print("\n".join(failure_summary([(c.cell, c.error or "") for c in failed], out)))
+        print("\n".join(failure_summary(failed, out)))
     points = result.points()
     if points.empty:
         print("no cell finished, so there is nothing to report; the errors above say why", file=sys.stderr)

@@ -79,7 +79,9 @@ def _require_results(sweep_dir: Path, points: pd.DataFrame) -> None:
 
 def no_results_message(sweep_dir: Path) -> str:
     """Why a sweep folder has no results, and what to do: the first failed cell's error, or that it stopped."""
-    cells = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(sweep_dir.glob("cells/*/cell.json"))]
+    from vlab.sweep.store import cell_metas
+
+    cells = cell_metas(sweep_dir)
     failed = [cell for cell in cells if cell.get("status") == "error"]
     finished = sum(cell.get("status") == "ok" for cell in cells)
     why = (

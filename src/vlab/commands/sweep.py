@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"sweep folder: {result.out}  ({counts['ok']} run, {counts['skipped']} skipped, {counts['error']} failed; {result.wall_s:.1f} s)"
     )
-    failed = [(c.cell, c.error or "") for c in result.cells if c.status == "error"]
+    failed = result.failures()
     if failed:
         print("vlab: " + "\n".join(failure_summary(failed, result.out)), file=sys.stderr)
     points = result.points()

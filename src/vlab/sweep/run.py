@@ -48,6 +48,10 @@ class SweepResult:
 
         return pd.read_parquet(self.out / "points.parquet")
 
+    def failures(self) -> list[tuple[str, str]]:
+        """(cell, error) of each cell that failed, in the sweep's order (:mod:`vlab.sweep.summary` lists them)."""
+        return [(c.cell, c.error or "") for c in self.cells if c.status == "error"]
+
 
 async def run_sweep_async(
     config: str | os.PathLike[str] | Mapping[str, Any] | SweepConfig,

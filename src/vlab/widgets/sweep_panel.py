@@ -392,12 +392,9 @@ class SweepPanel:
         self.result = result
         if cfg.mode == "vad":  # decided in one go: no cell folders to count
             self.progress.value = sum(c.status == "ok" for c in result.cells)
-        failed = [c for c in result.cells if c.status == "error"]
+        failed = result.failures()
         if failed:
-            shown = "".join(
-                f"<li>{html.escape(line)}</li>"
-                for line in failed_cells([(c.cell, c.error or "") for c in failed])
-            )
+            shown = "".join(f"<li>{html.escape(line)}</li>" for line in failed_cells(failed))
             self.output.append_display_data(
                 widgets.HTML(
                     f"<div style='color:#b00020'><b>{len(failed)} of {len(result.cells)} cells failed</b> "
