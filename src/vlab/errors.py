@@ -9,12 +9,14 @@ Every error a user can cause says what is wrong and how to fix it, and never con
     ├── ConnectionFailed     cannot reach or authenticate with the Voice Live endpoint
     │   ├── AuthenticationFailed   no credential, a refused key or token, a missing role
     │   └── Throttled              the service's rate or session-count limit (HTTP 429)
+    ├── NotAnswered          a prompt not answered within the time allowed
     └── ProtocolError        the server sent something that breaks the Voice Live protocol
 
     VlabWarning              suspicious but usable input (silent prompt, very long file)
     └── EmulatorExposedWarning   (vlab.emulator.server) listening beyond loopback with a generated key
 
-``ConfigError`` and ``AudioFormatError`` subclass ``ValueError`` too, so ``except ValueError`` catches them.
+``ConfigError`` and ``AudioFormatError`` subclass ``ValueError`` too, so ``except ValueError`` catches them;
+``NotAnswered`` subclasses ``TimeoutError``.
 """
 
 from __future__ import annotations
@@ -88,6 +90,10 @@ class Throttled(ConnectionFailed):
     def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class NotAnswered(VlabError, TimeoutError):
+    """The server did not answer a prompt within the time allowed (a slow service, or a short timeout)."""
 
 
 class ProtocolError(VlabError, RuntimeError):

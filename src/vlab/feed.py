@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from vlab import protocol
 from vlab.audio.pcm import silence
 from vlab.clock import NS_PER_S
-from vlab.errors import VlabError
+from vlab.errors import NotAnswered, VlabError
 from vlab.protocol_limits import SERVER_VAD, turn_detection_defaults
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ async def feed_prompt(
     Raises:
         NoSpeechDetected: The server VAD found no speech in the whole prompt.
         Throttled: The server answered with a rate-limit error (``rate_limit_exceeded``).
-        TimeoutError: Not answered in time.
+        NotAnswered: Not answered in time.
     """
     since = len(session.records)
     on_emulator = session.simulated_timeline
@@ -208,6 +208,9 @@ async def set_timeline(
     update sent while an approval request waits for a person (``tools``' :attr:`~ToolRunner.pending`) is
     answered once they decide, since the emulator holds its time for them: a wait in which a person was
     deciding does not time out, and ``timeout_s`` runs again from their answer.
+
+    Raises:
+        NotAnswered: No answer within ``timeout_s`` (and nobody was deciding meanwhile).
     """
     metadata = {protocol.TIMELINE_METADATA_KEY: mode}
     await session.send({"type": protocol.CLIENT_SESSION_UPDATE, "session": {"metadata": metadata}})
@@ -222,7 +225,7 @@ async def set_timeline(
             return
         except TimeoutError:
             if tools is None or not (deciding or tools.people_asked != asked):  # nobody decided meanwhile
-                raise
+                raise _not_answered(session, timeout_s) from None
             await tools.decided()
 
 
@@ -275,7 +278,7 @@ async def wait_until_answered(session: Session, timeout_s: float, *, since: int 
     Raises:
         NoSpeechDetected: Nothing was committed and the server VAD reported no speech for a while after
             the audio was sent.
-        TimeoutError: Not answered in time.
+        NotAnswered: Not answered in time.
     """
     clock = session.clock  # the session's: its wait_for timeouts run on it too
     started = clock.monotonic_ns()
@@ -283,7 +286,6 @@ async def wait_until_answered(session: Session, timeout_s: float, *, since: int 
     while True:
         server = [r.type for r in session.records[since:] if r.direction == "server"]
         last_commit = max((i for i, t in enumerate(server) if t == protocol.COMMITTED), default=-1)
-        done = server.count(protocol.RESPONSE_DONE)
         if (
             last_commit >= 0
             and _server_types(session).count(protocol.RESPONSE_CREATED)
@@ -293,10 +295,7 @@ async def wait_until_answered(session: Session, timeout_s: float, *, since: int 
             return
         remaining = (deadline - clock.monotonic_ns()) / NS_PER_S
         if remaining <= 0:
-            raise TimeoutError(
-                f"the prompt was not answered within {timeout_s:.0f} s "
-                f"({server.count(protocol.SPEECH_STOPPED)} turns detected, {done} responses finished)"
-            )
+            raise _not_answered(session, timeout_s, since)
         try:
             await session.wait_for(
                 lambda e: e.type in (protocol.RESPONSE_DONE, protocol.COMMITTED),
@@ -326,4 +325,14 @@ async def wait_until_settled(session: Session, timeout_s: float, settle_s: float
         except TimeoutError:
             if idle:
                 return
-    raise TimeoutError(f"the run did not settle within {timeout_s:.0f} s")
+    raise NotAnswered(f"the run did not settle within {timeout_s:g} s")
+
+
+def _not_answered(session: Session, timeout_s: float, since: int = 0) -> NotAnswered:
+    """The error for a prompt not answered within ``timeout_s``, with how far the server got."""
+    server = [r.type for r in session.records[since:] if r.direction == "server"]
+    return NotAnswered(
+        f"the prompt was not answered within {timeout_s:g} s "
+        f"({server.count(protocol.SPEECH_STOPPED)} turns detected, "
+        f"{server.count(protocol.RESPONSE_DONE)} responses finished)"
+    )

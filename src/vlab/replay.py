@@ -10,6 +10,7 @@ from typing import Any
 
 from vlab.audio.pcm import silence
 from vlab.audio.wav import load_wav
+from vlab.errors import NotAnswered
 from vlab.feed import feed_prompt, trailing_silence_ms
 from vlab.metrics.latency import turn_latency
 from vlab.session import Session
@@ -56,6 +57,9 @@ async def replay(
 
     Returns:
         The run folder, the event count and one summary per response.
+
+    Raises:
+        NotAnswered: Not answered within ``timeout_s``; the message says where the events so far are.
     """
     settings = settings or SessionSettings()
     run_path = Path(run_dir) if run_dir is not None else default_run_dir()
@@ -67,7 +71,10 @@ async def replay(
         settings, run_dir=run_path, emulator_options=emulator_options, **session_options
     ) as session:
         audio = pcm + silence(tail_ms, settings.input_bytes_per_s // 2)
-        await feed_prompt(session, audio, speed=speed, timeout_s=timeout_s, commit=td is None)
+        try:
+            await feed_prompt(session, audio, speed=speed, timeout_s=timeout_s, commit=td is None)
+        except NotAnswered as exc:
+            raise NotAnswered(f"{exc}; the events so far are in {run_path}") from None
         frame = session.frame()
     turns = [{str(k): v for k, v in row.items()} for row in turn_latency(frame).to_dict("records")]
     return ReplayResult(run_path, len(frame), turns, session.protocol_warnings)

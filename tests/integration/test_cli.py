@@ -18,7 +18,7 @@ import soundfile as sf
 import vlab
 from vlab.bundled import bundled_dir
 from vlab.cli import BROKEN_PIPE_EXIT, build_parser, main
-from vlab.commands._args import speed
+from vlab.commands._args import seconds, speed
 from vlab.commands.replay import turn_detection
 from vlab.metrics import turn_latency
 from vlab.settings import AzureSemanticVad, EndOfUtterance, ServerVad
@@ -145,6 +145,46 @@ def test_replay_of_silence_says_no_speech_was_detected(tmp_path):
     result = _vlab("replay", str(wav), "--speed", "max", "--out", str(tmp_path / "r"))
     assert result.returncode == 2
     assert "no speech was detected" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_replay_not_answered_in_time_says_so_where_the_events_are_and_which_flag_gives_more_time(
+    tmp_path, prompt, capsys, monkeypatch
+):
+    """The embedded emulator holds back its answer to the start of the prompt (a fault) for longer than
+    ``--timeout``: one line, exit 2, and the events so far are on disk."""
+    import vlab.replay
+    from vlab.emulator.faults import Fault
+
+    wav = tmp_path / "prompt.wav"
+    sf.write(wav, np.frombuffer(prompt.pcm, "<i2"), prompt.sample_rate)
+    stall = Fault("delay", at="session.updated", ms=600_000, n=2)  # the 1st answers the session's setup
+    real = vlab.replay.replay
+    monkeypatch.setattr(
+        vlab.replay, "replay", lambda *a, **k: real(*a, emulator_options={"faults": [stall]}, **k)
+    )
+    out = tmp_path / "run"
+    assert main(["replay", str(wav), "--speed", "max", "--timeout", "0.2", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        "vlab: error: the prompt was not answered within 0.2 s (0 turns detected, 0 responses finished); "
+        f"the events so far are in {out}. Give it longer with --timeout (now 0.2 s).\n"
+    )
+    logged = vlab.load_log(out)
+    assert list(logged["type"][logged["direction"] == "client"][:2]) == ["session.update"] * 2
+
+
+@pytest.mark.parametrize(("text", "value"), [("120", 120.0), ("0.5", 0.5), ("1e-3", 0.001)])
+def test_a_time_limit_is_a_number_of_seconds_above_0(text, value):
+    assert seconds(text) == value
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "nan", "inf", "soon"])
+def test_a_time_limit_that_is_not_is_refused_with_what_it_must_be(text, capsys):
+    with pytest.raises(argparse.ArgumentTypeError, match=f"expected a number of seconds > 0, got '{text}'"):
+        seconds(text)
+    for argv in (["replay", "x.wav", "--timeout", text], ["doctor", "--timeout-s", text]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert f"expected a number of seconds > 0, got '{text}'" in capsys.readouterr().err
 
 
 def test_replay_of_a_bad_file_is_a_clear_error(tmp_path):

@@ -232,6 +232,26 @@ async def test_a_sweep_records_a_dropped_cell_as_failed_and_goes_on(tmp_path):
     pd.testing.assert_frame_equal(frame, read_jsonl(failed / "events.jsonl"))
 
 
+async def test_a_sweep_cell_not_answered_in_time_says_which_setting_gives_more_time(tmp_path):
+    from vlab.sweep import run_sweep_async
+
+    cfg = {
+        "target": {"speed": "max", "latency": "instant"},
+        "prompts": {"include": ["short_question"]},
+        "grid": {"threshold": [0.5]},
+        "run": {"timeout_s": 0.2},
+    }
+    stall = Fault("delay", at="session.updated", ms=600_000, n=2)  # the 1st answers the session's setup
+    options = {"dotenv_path": False, "emulator_options": {"faults": [stall]}}
+    result = await run_sweep_async(cfg, tmp_path / "sweep", progress=False, session_options=options)
+    (cell,) = result.cells
+    assert cell.status == "error"
+    assert cell.error == (
+        "NotAnswered: the prompt was not answered within 0.2 s (0 turns detected, 0 responses finished) "
+        "(raise [run] timeout_s if the service is slow)"
+    )
+
+
 async def test_a_failed_response_is_logged_with_its_error_and_the_session_goes_on(
     tmp_path, prompt, caplog, monkeypatch
 ):

@@ -15,7 +15,7 @@ import pytest
 
 from vlab import ServerVad, SessionSettings
 from vlab.clock import VirtualClock
-from vlab.errors import Throttled
+from vlab.errors import NotAnswered, Throttled
 from vlab.feed import (
     NO_SPEECH_GRACE_S,
     NoSpeechDetected,
@@ -129,7 +129,7 @@ async def test_speech_never_answered_times_out_with_what_was_detected():
     session.receive("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped")
     task = asyncio.create_task(wait_until_answered(session, 30.0))
     with pytest.raises(
-        TimeoutError, match=r"not answered within 30 s \(1 turns detected, 0 responses finished\)"
+        NotAnswered, match=r"not answered within 30 s \(1 turns detected, 0 responses finished\)"
     ):
         await run_out(task, session)
     assert session.clock.monotonic_ns() / 1e9 - 1000 == pytest.approx(30.0)
@@ -166,7 +166,7 @@ async def test_a_rate_limit_error_during_a_prompt_is_raised_as_throttled(code):
 async def test_manual_turns_are_never_called_silent():
     session = AzureLikeSession(manual=True)
     task = asyncio.create_task(wait_until_answered(session, 12.0))
-    with pytest.raises(TimeoutError, match="not answered within 12 s"):
+    with pytest.raises(NotAnswered, match="not answered within 12 s"):
         await run_out(task, session)
 
 
@@ -187,6 +187,6 @@ async def test_a_turn_left_open_never_settles():
     session = AzureLikeSession()
     session.receive("input_audio_buffer.speech_started")
     task = asyncio.create_task(wait_until_settled(session, 10.0, settle_s=1.5))
-    with pytest.raises(TimeoutError, match="did not settle within 10 s"):
+    with pytest.raises(NotAnswered, match="did not settle within 10 s"):
         await run_out(task, session)
     assert session.clock.monotonic_ns() / 1e9 - 1000 == pytest.approx(10.0, abs=0.02)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from vlab import protocol
+from vlab.errors import NotAnswered
 from vlab.feed import ANSWER_SILENCE_MS, MAX_ANSWER_SILENCE_MS, _answer_calls
 
 
@@ -108,10 +109,10 @@ async def test_a_person_who_decided_during_the_wait_restarts_its_timeout():
 
 async def test_a_round_the_emulator_does_not_answer_in_time_fails_when_nobody_is_deciding():
     session = _Session(timeouts=1)
-    with pytest.raises(TimeoutError, match="no session.updated"):
+    with pytest.raises(NotAnswered, match=r"^the prompt was not answered within 1 s \(0 turns detected"):
         await _answer_calls(session, _Runner(session, []), timeout_s=1.0, more_input=_no_input)  # type: ignore[arg-type]
     session = _Session(timeouts=2)  # a person decided, and the reply still does not come
-    with pytest.raises(TimeoutError):
+    with pytest.raises(NotAnswered):
         await _answer_calls(session, _Runner(session, [], pending=1), timeout_s=1.0, more_input=_no_input)  # type: ignore[arg-type]
 
 

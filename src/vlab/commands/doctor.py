@@ -7,6 +7,7 @@ import argparse
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the subcommand."""
+    from vlab.commands._args import seconds
     from vlab.protocol import DEFAULT_MODEL
 
     doc = sub.add_parser(
@@ -28,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     doc.add_argument("--no-dotenv", action="store_true", help="do not read a .env file")
     doc.add_argument("--no-devices", action="store_true", help="skip the sound-device check")
     doc.add_argument(
-        "--timeout-s", type=float, default=15.0, help="limit of each network step (default: 15 s)"
+        "--timeout-s", type=seconds, default=15.0, help="limit of each network step (default: 15 s)"
     )
     doc.set_defaults(func=run)
 

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 from typing import TYPE_CHECKING
 
-from vlab.commands._args import speed
+from vlab.commands._args import seconds, speed
 from vlab.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="send N× faster than real time, or 'max' (default: 1, real time)",
     )
     rep.add_argument(
-        "--timeout", type=float, default=120.0, help="seconds to wait for the answers (default: 120)"
+        "--timeout", type=seconds, default=120.0, help="seconds to wait for the answers (default: 120)"
     )
     rep.set_defaults(func=run)
 
@@ -96,13 +96,19 @@ def run(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
+    from vlab.errors import NotAnswered
     from vlab.metrics import USAGE_COLUMNS, tokens_used
     from vlab.replay import replay
     from vlab.settings import SessionSettings
 
     speed = 1.0 if args.realtime else args.speed
     settings = SessionSettings(turn_detection=turn_detection(args))
-    result = asyncio.run(replay(args.prompt, settings, run_dir=args.out, speed=speed, timeout_s=args.timeout))
+    try:
+        result = asyncio.run(
+            replay(args.prompt, settings, run_dir=args.out, speed=speed, timeout_s=args.timeout)
+        )
+    except NotAnswered as exc:
+        raise NotAnswered(f"{exc}. Give it longer with --timeout (now {args.timeout:g} s).") from None
     print(f"run folder: {result.run_dir}")
     print(f"events logged: {result.events}")
     print(f"turns answered: {len(result.turns)}")

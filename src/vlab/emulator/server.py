@@ -139,6 +139,18 @@ async def _realtime(request: web.Request) -> web.StreamResponse:
     finally:
         state["opening"] -= 1
     state["index"] += state["shard"].count  # each process numbers its own connections apart
+    serving = asyncio.current_task()
+    state["serving"].add(serving)
+    try:
+        return await _serve(ws, request, config, state)
+    finally:
+        state["serving"].discard(serving)
+
+
+async def _serve(
+    ws: web.WebSocketResponse, request: web.Request, config: EmulatorConfig, state: dict[str, Any]
+) -> web.WebSocketResponse:
+    """Run one opened WebSocket's session (live, or a cassette's replay) until it closes."""
     if config.cassette is not None:
         replay = CassetteConnection(
             ws, config.cassette, speed=config.speed, clock=config.clock, trace=config.trace
@@ -253,6 +265,7 @@ def make_app(config: EmulatorConfig, shard: Shard | None = None) -> web.Applicat
         "opening": 0,
         "connections": set(),
         "replays": set(),
+        "serving": set(),  # the handler tasks of the open WebSockets (Emulator.stop ends them)
         "peak": 0,
         "rate_limited": _rate_limits(config.faults),
     }
@@ -547,7 +560,12 @@ class Emulator:
             listener.close()  # no new connections; the runner closes the open ones
         if self._runner is not None:
             runner, self._runner = self._runner, None
-            await runner.cleanup()
+            serving = self._app[STATE]["serving"] if self._app is not None else set()
+            await runner.cleanup()  # closes the sockets, and waits for the sessions up to shutdown_timeout
+            stuck = [task for task in serving if not task.done()]  # e.g. a ``delay`` fault holding a send
+            for task in stuck:
+                task.cancel()
+            await asyncio.gather(*stuck, return_exceptions=True)  # their cleanup, before stop() returns
             _forget_app()
         if listener is not None:
             await listener.wait_closed()

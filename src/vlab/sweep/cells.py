@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from vlab import protocol
 from vlab.clock import Clock, SystemClock, wait_until_ns
+from vlab.errors import NotAnswered
 from vlab.prompts import LabelledPrompt
 from vlab.settings import McpServer, SessionSettings
 from vlab.sweep.config import SweepConfig
@@ -95,10 +96,16 @@ async def _run_cell(
                     await feed_prompt(s, pcm, speed=cfg.speed, timeout_s=cfg.timeout_s, tools=runner)
             except NoSpeechDetected:
                 pass  # a prompt with no speech (noise only) is a result, not a failure
+            except NotAnswered as exc:
+                raise NotAnswered(f"{exc} ({_SLOW})") from None
             if runner is not None:
                 await _answers_spoken(s, runner, cfg.timeout_s)
         target = s.target.kind
     return {"connect_ns": connect_ns, "target": target}
+
+
+_SLOW = "raise [run] timeout_s if the service is slow"
+"""What a sweep's user can do about a cell not answered in time."""
 
 
 def labelled_turns(pcm: bytes, prompt: LabelledPrompt, rate: int) -> list[bytes]:
@@ -168,9 +175,8 @@ async def _answers_spoken(session: Session, runner: ToolRunner, timeout_s: float
     try:
         await wait_until_ns(session.clock, runner.settled(), deadline_ns)
     except TimeoutError:
-        raise TimeoutError(
-            f"the answers to the tool calls were not spoken within {timeout_s:g} s "
-            "(raise [run] timeout_s if the service is slow)"
+        raise NotAnswered(
+            f"the answers to the tool calls were not spoken within {timeout_s:g} s ({_SLOW})"
         ) from None
 
 
