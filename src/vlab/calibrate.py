@@ -257,7 +257,7 @@ def calibrate(paths: Sequence[str | os.PathLike[str]], *, min_samples: int = MIN
 
     Args:
         paths: Run folders, or folders holding them (a sweep).
-        min_samples: Stages with fewer samples get a :class:`FewSamplesWarning`; voice and model splits
+        min_samples: Stages with fewer samples are named in one :class:`FewSamplesWarning`; voice and model splits
             with fewer are not kept (the emulator then draws from the overall distribution).
 
     Returns:
@@ -291,11 +291,11 @@ def calibrate(paths: Sequence[str | os.PathLike[str]], *, min_samples: int = MIN
         for s in FITTED_STAGES
         if (stages[s].n if s in stages else 0) < min_samples and (s in stages or s not in OPTIONAL_STAGES)
     ]
-    for stage in few:
-        n = stages[stage].n if stage in stages else 0
+    if few:
+        counts = ", ".join(f"{stage} ({stages[stage].n if stage in stages else 0})" for stage in few)
         warn_user(
-            f"stage {stage!r} has {n} sample(s), fewer than {min_samples}: its quantiles (above all p99) "
-            "are rough; calibrate on more turns",
+            f"fewer than {min_samples} samples in {counts}: their quantiles (above all p99) are rough; "
+            "calibrate on more turns",
             FewSamplesWarning,
         )
 

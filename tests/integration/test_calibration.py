@@ -103,6 +103,20 @@ async def test_a_fitted_model_reproduces_each_stage_of_the_runs_it_was_fitted_on
     assert 2.99 <= rate.min() and rate.quantile(0.9) > 4.0  # drawn from the fitted 3x..6x, not typical's 5x
 
 
+async def test_too_few_samples_are_one_warning_line_after_the_table_that_flags_them(tmp_path, capsys):
+    await _record(tmp_path / "short", STAND_IN, 4)
+    out = tmp_path / "latency.json"
+    assert main(["calibrate", str(tmp_path / "short"), "--out", str(out), "--min-samples", "5"]) == 0
+    printed, err = capsys.readouterr()
+    flagged = [line.split()[0] for line in printed.splitlines() if line.endswith("<- few samples")]
+    assert flagged == [*MS_STAGES[:4], "audio_rate", "network"]
+    assert "warning" not in printed and printed.endswith(f"latency model: {out}\n")
+    assert err == (
+        "vlab: warning: fewer than 5 samples in endpointing (4), commit (4), first_text (4), first_audio (4), "
+        "audio_rate (4), network (4): their quantiles (above all p99) are rough; calibrate on more turns\n"
+    )
+
+
 async def test_runs_with_several_voices_and_models_keep_a_split_for_each(tmp_path):
     fast = LatencyModel(name="fast", stages={"commit": StageDelay(50, 5)}, tts_realtime_factor=8.0)
     await _record(tmp_path / "a", STAND_IN, 12, SessionSettings(voice="en-US-AvaNeural", model="model-a"))

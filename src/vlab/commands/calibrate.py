@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     runs = result.model.provenance.get("runs", [])
     print(f"fitted from {len(runs)} run(s), {len(result.samples)} samples")
     print(result.format_table())
-    for w in caught:
-        print(f"warning: {w.message}")
+    for w in caught:  # after the table that flags the stages, as the command shows warnings
+        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     print(f"latency model: {result.model.save(args.out)}")
     return 0
