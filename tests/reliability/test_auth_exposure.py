@@ -13,7 +13,7 @@ import pytest
 from vlab import Session
 from vlab.emulator import Emulator
 from vlab.emulator.server import EmulatorExposedWarning
-from vlab.errors import ConnectionFailed
+from vlab.errors import ConfigError, ConnectionFailed
 from vlab.testing import StaticTokenCredential, fast_emulator
 
 KEY = "CANARY-EMULATOR-KEY-7f3a9c"
@@ -83,6 +83,21 @@ async def test_binding_elsewhere_without_an_explicit_key_warns_loudly(caplog):
             assert KEY not in repr(emu) and KEY not in repr(emu.config)
     assert any("other machines can connect" in r.getMessage() for r in caplog.records)
     assert KEY not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("host", "why"),
+    [("192.0.2.1", "not an address of this machine"), ("no-such-host.invalid", "no such host")],
+)
+async def test_a_host_that_cannot_be_bound_is_a_clear_error_and_no_exposure_warning(host, why):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EmulatorExposedWarning)  # nothing listens, so nothing is exposed
+        with pytest.raises(ConfigError) as info:
+            await Emulator(host=host, speed="max").start()
+    assert str(info.value) == (
+        f"cannot listen on {host!r} ({why}): give an address of this machine, 127.0.0.1 (this machine only, "
+        "the default) or 0.0.0.0 (every interface)."
+    )
 
 
 async def test_no_credential_in_any_log_record_during_auth_failures_and_sessions(caplog, prompt):

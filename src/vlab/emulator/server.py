@@ -483,22 +483,8 @@ class Emulator:
         """Bind and serve; returns self.
 
         Raises:
-            ConfigError: The port is in use.
+            ConfigError: The port is in use, or the host is not an address of this machine.
         """
-        if not is_loopback(self.host):
-            if self.explicit_key:
-                log.warning(
-                    "the Voice Live emulator listens on %r: other machines can connect with the key you gave",
-                    self.host,
-                )
-            else:
-                message = (
-                    f"SECURITY: the Voice Live emulator listens on {self.host!r}, reachable from other machines, "
-                    "with a generated key. Bind host='127.0.0.1' (the default) unless other machines must "
-                    "connect, and then give an explicit api_key (vlab emulator --api-key ...)."
-                )
-                log.warning("%s", message)
-                warn_user(message, EmulatorExposedWarning)
         if self.config.vad_model_factory is SileroModel:
             SileroWorker.shared().start()  # loads the model in its own process while we bind
         self._app = make_app(self.config, self.shard)
@@ -526,6 +512,12 @@ class Emulator:
         except OSError as exc:
             runner, self._runner, self._app = self._runner, None, None
             await runner.cleanup()
+            if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+                why = "no such host" if isinstance(exc, socket.gaierror) else "not an address of this machine"
+                raise ConfigError(
+                    f"cannot listen on {self.host!r} ({why}): give an address of this machine, 127.0.0.1 "
+                    "(this machine only, the default) or 0.0.0.0 (every interface)."
+                ) from None
             if exc.errno != errno.EADDRINUSE:
                 raise
             raise ConfigError(
@@ -534,8 +526,27 @@ class Emulator:
             ) from None
         if self.port == 0 and self._listener.sockets:
             self.port = self._listener.sockets[0].getsockname()[1]
+        self._warn_if_exposed()
         log.info("Voice Live emulator on %s", self.endpoint)
         return self
+
+    def _warn_if_exposed(self) -> None:
+        """Say so when other machines can connect (and loudly when the key is a generated one)."""
+        if is_loopback(self.host):
+            return
+        if self.explicit_key:
+            log.warning(
+                "the Voice Live emulator listens on %r: other machines can connect with the key you gave",
+                self.host,
+            )
+            return
+        message = (
+            f"SECURITY: the Voice Live emulator listens on {self.host!r}, reachable from other machines, "
+            "with a generated key. Bind host='127.0.0.1' (the default) unless other machines must "
+            "connect, and then give an explicit api_key (vlab emulator --api-key ...)."
+        )
+        log.warning("%s", message)
+        warn_user(message, EmulatorExposedWarning)
 
     def inject(self, *faults: Fault) -> int:
         """Arm ``faults`` on every open connection, counting from now.
