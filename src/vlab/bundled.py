@@ -105,8 +105,9 @@ def copy_bundled(name: Bundled, dest: Path, *, force: bool = False, dry_run: boo
             f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
         )
         raise ConfigError(
-            f"not copying vlab's {name} into {dest}: {shown} already exist with other content; "
-            "choose another folder, or pass --force to replace them with vlab's"
+            f"not copying vlab's {name} into {dest}: {shown} already "
+            f"{'exists' if len(clashes) == 1 else 'exist'} with other content; "
+            f"choose another folder, or pass --force to replace {'it' if len(clashes) == 1 else 'them'} with vlab's"
         )
     for _, t in targets:
         if t.is_dir():

@@ -119,6 +119,18 @@ def test_a_refusal_names_five_clashes_and_counts_the_rest(tmp_path) -> None:
         assert f"into {folder}: {shown}{more} already exist with other content" in str(info.value)
 
 
+def test_a_refusal_over_one_file_says_it_in_the_singular(tmp_path) -> None:
+    (tmp_path / "notebooks").mkdir()
+    mine = tmp_path / "notebooks" / "README.md"
+    mine.write_text("mine", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        copy_bundled("notebooks", tmp_path / "notebooks")
+    assert str(info.value).endswith(
+        f"{mine} already exists with other content; choose another folder, or pass --force to replace it "
+        "with vlab's"
+    )
+
+
 def test_a_clash_in_the_docs_copies_no_notebook_either(tmp_path) -> None:
     (tmp_path / "nb" / "docs").mkdir(parents=True)
     (tmp_path / "nb" / "docs" / "timeline.md").write_text("my notes\n", encoding="utf-8")
