@@ -31,8 +31,13 @@ def speaker(notices: Notices | None = None) -> Speaker:
     return spk
 
 
-async def test_loopback_is_bit_exact_and_timestamps_agree():
-    signal = chirp_and_noise()
+HOST_ATTEMPTS = 3
+"""Plays of the loopback test: a play in which the host starved a stream (PortAudio's output underflow
+or input overflow, on a busy machine) inserted a gap that vlab did not make, so it is played again."""
+
+
+async def _loopback(signal: np.ndarray) -> tuple[Speaker, Recorder, Notices]:
+    """Play ``signal`` 300 ms into an item to ``vsink`` while recording its monitor."""
     notices = Notices()
     async with Recorder("vsink.monitor") as rec:
         spk = speaker(notices)
@@ -44,6 +49,17 @@ async def test_loopback_is_bit_exact_and_timestamps_agree():
             await asyncio.sleep(0.2)  # wall-clock ok: the recorder takes the output's tail after the end
         finally:
             spk.close()
+    return spk, rec, notices
+
+
+async def test_loopback_is_bit_exact_and_timestamps_agree():
+    signal = chirp_and_noise()
+    for _ in range(HOST_ATTEMPTS):
+        spk, rec, notices = await _loopback(signal)
+        if not (spk.output_underflows or rec.mic.overflows):
+            break
+    else:
+        pytest.fail(f"the host starved the sound streams in each of {HOST_ATTEMPTS} plays")
     recording = rec.samples()
     offset, corr, max_diff = find(recording, signal.astype(np.float64))
     started_ns = notices.of("playback_started")[0][2]
@@ -58,7 +74,7 @@ async def test_loopback_is_bit_exact_and_timestamps_agree():
     assert max_diff == 0, "24 kHz int16 mono end to end should be bit-exact (env-setup.md §1a)"
     # both stamps come from PortAudio's time info; they should agree to well within one block
     assert abs(skew_ms) < spk.block_ms
-    assert rec.mic.overflows == 0 and rec.mic.dropped_chunks == 0
+    assert rec.mic.dropped_chunks == 0
 
 
 async def test_clear_stops_within_a_block_plus_latency_and_reports_heard_ms():
