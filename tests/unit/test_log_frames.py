@@ -213,6 +213,13 @@ def test_load_log_errors_name_path_and_files(tmp_path):
         load_log(tmp_path / "nope")
     with pytest.raises(ConfigError, match=r"events\.parquet or events\.jsonl"):
         load_log(tmp_path)
+    (tmp_path / "session.json").write_text('{"vlab_version": "0.1.0"}\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as info:  # a run's other file, not read as a log of 0 events
+        load_log(tmp_path / "session.json")
+    assert str(info.value) == (
+        f"{str(tmp_path / 'session.json')!r} is not an event log (events.jsonl or events.parquet); pass the "
+        f"run folder ({str(tmp_path)!r}) or one of its log files"
+    )
 
 
 def test_a_whole_last_line_without_its_newline_is_kept(tmp_path):

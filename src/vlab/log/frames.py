@@ -350,13 +350,18 @@ def load_log(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
         The event frame.
 
     Raises:
-        ConfigError: If the folder does not exist or holds neither log file.
+        ConfigError: If the folder does not exist or holds neither log file, or the file is not a log.
     """
     path = Path(run_dir)
     if path.is_file():
         if path.suffix == ".parquet":
             return read_parquet(path)
-        return read_jsonl(path)
+        if path.suffix == ".jsonl":
+            return read_jsonl(path)
+        raise ConfigError(
+            f"{str(path)!r} is not an event log ({JSONL_NAME} or {PARQUET_NAME}); pass the run folder "
+            f"({str(path.parent)!r}) or one of its log files"
+        )
     if not path.is_dir():
         raise ConfigError(
             f"run folder {str(path)!r} does not exist; pass the folder of a recorded session, which "
