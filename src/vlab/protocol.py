@@ -54,6 +54,11 @@ OUTPUT_FORMAT_RATES: Final = {
 """Sample rate in Hz of each ``output_audio_format``."""
 
 
+def bytes_per_sample(audio_format: str) -> int:
+    """Bytes of one sample in a Voice Live audio format: 1 for G.711, 2 for PCM16."""
+    return 1 if audio_format.startswith("g711") else 2
+
+
 def bytes_per_second(audio_format: str, sampling_rate: int | None = None) -> int:
     """Byte rate of mono audio in a Voice Live format.
 
@@ -64,11 +69,12 @@ def bytes_per_second(audio_format: str, sampling_rate: int | None = None) -> int
     Returns:
         Bytes per second (2 bytes a sample for PCM16, 1 for G.711).
     """
+    width = bytes_per_sample(audio_format)
     if audio_format.startswith("g711"):
-        return G711_SAMPLE_RATE_HZ
+        return width * G711_SAMPLE_RATE_HZ
     if audio_format == "pcm16" and sampling_rate:
-        return 2 * sampling_rate
-    return 2 * OUTPUT_FORMAT_RATES.get(audio_format.replace("-", "_"), PCM16_SAMPLE_RATE_HZ)
+        return width * sampling_rate
+    return width * OUTPUT_FORMAT_RATES.get(audio_format.replace("-", "_"), PCM16_SAMPLE_RATE_HZ)
 
 
 # --- conversation items of tools (an item's ``type``) ------------------------------------------------

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from vlab import Session
+from vlab import Session, SessionSettings
 from vlab.audio.devices import MicChunk
 from vlab.clock import VirtualClock
-from vlab.errors import ConfigError, ConnectionFailed, VlabError
+from vlab.errors import AudioFormatError, ConfigError, ConnectionFailed, VlabError
 from vlab.session import Reconnect, sdk_adapter
 
 from .test_session_link import FakeWire
@@ -83,6 +83,25 @@ async def test_stream_audio_appends_chunks_of_chunk_ms_at_the_session_rate(wires
         await s.stream_audio(bytes(48 * 110), speed=math.inf, chunk_ms=20)  # 110 ms at 24 kHz
     appended = [r.audio_bytes for r in s.records if r.type == "input_audio_buffer.append"]
     assert appended == [960] * 5 + [480]
+
+
+@pytest.mark.parametrize("fmt", ["pcm16", "g711_ulaw"])
+async def test_audio_that_is_not_whole_samples_is_refused_before_anything_is_sent(wires, fmt):
+    wires.append(FakeWire())
+    settings = SessionSettings(input_audio_format=fmt)
+    async with fake_session(VirtualClock(), settings=settings, stall_timeout_s=None) as s:
+        if fmt == "pcm16":
+            for send in (s.append_audio, lambda pcm: s.stream_audio(pcm, speed=math.inf)):
+                with pytest.raises(AudioFormatError) as info:
+                    await send(bytes(48 * 110 + 1))
+                assert str(info.value) == (
+                    "5281 bytes of pcm16 input audio is not a whole number of 16-bit samples. Send mono "
+                    "16-bit little-endian PCM at 24000 Hz (vlab.audio.wav.load_wav reads a file as that)."
+                )
+        else:
+            await s.append_audio(bytes(161))  # G.711: one byte a sample
+    appended = [r.audio_bytes for r in s.records if r.type == "input_audio_buffer.append"]
+    assert appended == ([] if fmt == "pcm16" else [161])
 
 
 async def test_a_stamped_microphone_anchors_the_capture_time_every_second_and_after_lost_audio(wires):

@@ -24,7 +24,7 @@ from vlab import protocol
 from vlab.audio.playback import AudioOutput, SimulatedPlayback
 from vlab.clock import Clock, ServerTimeClock, SystemClock
 from vlab.endpoint import Target
-from vlab.errors import ConfigError, ConnectionFailed, ProtocolError, VlabError
+from vlab.errors import AudioFormatError, ConfigError, ConnectionFailed, ProtocolError, VlabError
 from vlab.log import EventLog, Sink
 from vlab.log.records import failed_response_error
 from vlab.protocol_limits import SDK_MAX_FRAME_BYTES
@@ -591,7 +591,12 @@ class Session:
         return self._input_ms
 
     async def append_audio(self, pcm: bytes) -> None:
-        """Append input audio (in the session's input format) and log its place on the input timeline."""
+        """Append input audio (in the session's input format) and log its place on the input timeline.
+
+        Raises:
+            AudioFormatError: ``pcm`` is not a whole number of samples (nothing is sent).
+        """
+        self._check_whole_samples(pcm)
         offset = self._input_ms
         rate = self.settings.input_bytes_per_s
         self._input_ms += len(pcm) / rate * 1000.0
@@ -599,6 +604,15 @@ class Session:
         await self.send(event, audio_bytes_per_s=rate, input_offset_ms=offset)
         if self._audio.recording is not None:
             self._audio.recording.input_audio(pcm, self._last_sent_ns)  # the stamp of this append's record
+
+    def _check_whole_samples(self, pcm: bytes) -> None:
+        fmt = self.settings.input_audio_format
+        if len(pcm) % protocol.bytes_per_sample(fmt):
+            raise AudioFormatError(
+                f"{len(pcm)} bytes of {fmt} input audio is not a whole number of 16-bit samples",
+                fix=f"Send mono 16-bit little-endian PCM at {self.settings.input_bytes_per_s // 2} Hz "
+                "(vlab.audio.wav.load_wav reads a file as that).",
+            )
 
     async def commit(self) -> None:
         """Commit the input buffer as a user item (manual turns)."""
@@ -687,9 +701,14 @@ class Session:
         )
 
     async def stream_audio(self, pcm: bytes, *, speed: float = 1.0, chunk_ms: float = 20.0) -> None:
-        """Append ``pcm`` in ``chunk_ms`` chunks paced at ``speed`` × real time (``math.inf``: no pacing)."""
+        """Append ``pcm`` in ``chunk_ms`` chunks paced at ``speed`` × real time (``math.inf``: no pacing).
+
+        Raises:
+            AudioFormatError: ``pcm`` is not a whole number of samples (nothing is sent).
+        """
         from vlab.audio.pacing import paced_chunks
 
+        self._check_whole_samples(pcm)
         rate = self.settings.input_bytes_per_s // 2
         async for chunk, _ in paced_chunks(
             pcm, sample_rate=rate, chunk_ms=chunk_ms, speed=speed, clock=self.clock
