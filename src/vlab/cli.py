@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from vlab.commands import COMMANDS
+from vlab.commands import COMMANDS, INTERRUPTED_EXIT
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +79,7 @@ def _run(argv: Sequence[str] | None) -> int:
         return 2
     except KeyboardInterrupt:
         print("vlab: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED_EXIT
 
 
 def _warning_shower(python_s: Any) -> Any:

@@ -125,6 +125,41 @@ def test_sweep_prints_each_setting_s_operating_point_in_the_grid_s_order(tmp_pat
     assert lines[-1] == f"charts: vlab report {out}"
 
 
+def test_an_interrupted_sweep_says_how_many_cells_it_kept_and_a_rerun_goes_on_from_there(
+    tmp_path, capsys, monkeypatch
+):
+    """Ctrl-C once 3 cells have finished (a KeyboardInterrupt from the sweep's per-cell callback, as a
+    SIGINT raises it in the CLI's process)."""
+    import asyncio
+
+    import vlab.sweep
+
+    finished_cells: list[str] = []
+
+    def on_cell(result) -> None:
+        finished_cells.append(result.cell)
+        if len(finished_cells) == 3:
+            raise KeyboardInterrupt
+
+    real = vlab.sweep.run_sweep_async
+    monkeypatch.setattr(vlab.sweep, "run_sweep", lambda *a, **k: asyncio.run(real(*a, on_cell=on_cell, **k)))
+    config = tmp_path / "sweep.toml"
+    config.write_text(
+        '[target]\nspeed = "max"\n[prompts]\ninclude = ["short_question", "pause_300", "two_turns"]\n'
+        "[grid]\nthreshold = [0.4, 0.6]\n[run]\nconcurrency = 2\n"
+    )
+    out = tmp_path / "out"
+    assert main(["sweep", str(config), "--out", str(out), "--no-progress"]) == 130
+    err = capsys.readouterr().err
+    assert err == (
+        f"vlab: interrupted: 3 of 6 cells finished and are kept in {out}; run the same command again to go on "
+        "from there (--no-resume runs every cell again)\n"
+    )
+    monkeypatch.undo()
+    assert main(["sweep", str(config), "--out", str(out), "--no-progress"]) == 0
+    assert "(3 run, 3 skipped, 0 failed; " in capsys.readouterr().out
+
+
 def test_sweep_s_table_marks_the_push_to_talk_reference_and_says_what_it_is():
     from vlab.sweep.summary import results_table
 

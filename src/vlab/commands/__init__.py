@@ -18,3 +18,6 @@ COMMANDS = (
     "examples",
 )
 """Modules registered by :func:`vlab.cli.build_parser`, in help order."""
+
+INTERRUPTED_EXIT = 130
+"""The exit code of a command stopped with Ctrl-C (SIGINT), as a shell reports it: 128 + 2."""

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from vlab.commands import INTERRUPTED_EXIT
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,7 +51,20 @@ def run(args: argparse.Namespace) -> int:
             print(f"  setting  {name}" + ("  (baseline)" if name == cfg.baseline else ""))
         print("  prompts  " + ", ".join(p.id for p in cfg.prompts))
         return 0
-    result = run_sweep(cfg, args.out, resume=not args.no_resume, progress=not args.no_progress)
+    try:
+        result = run_sweep(cfg, args.out, resume=not args.no_resume, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        if cfg.mode == "vad":  # nothing to resume: it writes its tables at the end, in seconds
+            raise
+        from vlab.sweep.cells import finished, grid_cells
+
+        kept = sum(finished(Path(args.out) / "cells" / cell[0]) for cell in grid_cells(cfg))
+        print(
+            f"vlab: interrupted: {kept} of {cfg.n_cells} cells finished and are kept in {args.out}; run the "
+            "same command again to go on from there (--no-resume runs every cell again)",
+            file=sys.stderr,
+        )
+        return INTERRUPTED_EXIT
     counts = {s: sum(1 for c in result.cells if c.status == s) for s in ("ok", "skipped", "error")}
     print(
         f"sweep folder: {result.out}  ({counts['ok']} run, {counts['skipped']} skipped, {counts['error']} failed; {result.wall_s:.1f} s)"
