@@ -10,6 +10,7 @@ import pytest
 
 import vlab
 from tests._logs import write_log
+from vlab.errors import ConfigError
 from vlab.widgets import LogExplorer
 from vlab.widgets.log_explorer import ALL_TURNS
 
@@ -106,6 +107,25 @@ def test_a_missing_folder_shows_a_clear_error(tmp_path):
     ex.load_button.click()
     assert "is not a run folder" in _shown(ex.output)
     assert ex.run_dir is None and ex.table.value == ""
+
+
+def test_a_log_file_or_a_sweep_folder_points_to_the_run_folder_to_give(tmp_path):
+    cell = tmp_path / "sweep" / "cells" / "s0__p"
+    cell.mkdir(parents=True)
+    (cell / "events.jsonl").write_text("")
+    ex = LogExplorer()
+    with pytest.raises(ConfigError) as info:
+        ex.load(cell / "events.jsonl")
+    assert (
+        str(info.value)
+        == f"{str(cell / 'events.jsonl')!r} is a file: give the run folder it is in, {str(cell)!r}"
+    )
+    with pytest.raises(ConfigError) as info:
+        ex.load(tmp_path / "sweep")
+    assert str(info.value) == (
+        f"{str(tmp_path / 'sweep')!r} is a sweep folder: give one of its cells, e.g. {str(cell)!r} "
+        "(the report shows the sweep: vlab report)"
+    )
 
 
 def _cells(table: str) -> list[list[str]]:

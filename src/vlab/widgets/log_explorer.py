@@ -111,9 +111,17 @@ class LogExplorer:
                 "Type the path of a run folder (the one that holds events.parquet or events.jsonl) first."
             )
         folder = Path(text).expanduser()
+        if folder.is_file():
+            raise ConfigError(f"{text!r} is a file: give the run folder it is in, {str(folder.parent)!r}")
         if not folder.is_dir():
             raise ConfigError(f"no run folder {text!r} (relative paths start at {str(Path.cwd())!r})")
         if not ((folder / "events.parquet").is_file() or (folder / "events.jsonl").is_file()):
+            cells = sorted(p.parent for p in (folder / "cells").glob("*/events.*"))
+            if cells:
+                raise ConfigError(
+                    f"{text!r} is a sweep folder: give one of its cells, e.g. {str(cells[0])!r} "
+                    "(the report shows the sweep: vlab report)"
+                )
             raise ConfigError(
                 f"{text!r} is not a run folder: it holds neither events.parquet nor events.jsonl"
             )
