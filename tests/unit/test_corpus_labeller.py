@@ -11,7 +11,7 @@ import pytest
 from vlab.audio.wav import read_audio
 from vlab.cli import main
 from vlab.corpus.labeller import label_folder, propose
-from vlab.errors import ConfigError
+from vlab.errors import AudioFormatError, ConfigError, VlabWarning
 from vlab.prompts import load_prompt_set
 
 
@@ -51,7 +51,7 @@ def test_label_writes_an_auto_prompt_set_and_keeps_an_existing_one(tmp_path: Pat
     shutil.copy(p.file, tmp_path / "call.wav")
     # its two turns are 3 s apart: with a 4 s hold gap, one turn with a hold
     assert main(["prompts", "label", str(tmp_path), "--category", "calls", "--hold-gap-ms", "4000"]) == 0
-    assert "proposed 2 speech segments in 1 recordings" in capsys.readouterr().out
+    assert "proposed 2 speech segments in 1 recording → " in capsys.readouterr().out
     [got] = load_prompt_set(tmp_path)
     assert got.label_source == "auto" and got.category == "calls"
     assert got.expected_turns == 1 and len(got.hold_spans) == 1
@@ -60,6 +60,24 @@ def test_label_writes_an_auto_prompt_set_and_keeps_an_existing_one(tmp_path: Pat
         label_folder(tmp_path)
     assert main(["prompts", "label", str(tmp_path)]) == 2  # the CLI says why, and keeps the manifest
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_an_unreadable_recording_is_left_out_with_a_warning_and_the_rest_are_labelled(
+    tmp_path: Path, capsys
+) -> None:
+    [p] = [p for p in load_prompt_set() if p.id == "short_question"]
+    shutil.copy(p.file, tmp_path / "good.wav")
+    (tmp_path / "broken.wav").write_bytes(b"not audio")
+    assert main(["prompts", "label", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert err.startswith(f"vlab: warning: left out {tmp_path / 'broken.wav'}: not a readable audio file")
+    assert err.count("vlab: warning:") == 1 and "1 recording → " in out
+    assert [got.id for got in load_prompt_set(tmp_path)] == ["good"]
+    (tmp_path / "manifest.json").unlink()
+    (tmp_path / "good.wav").unlink()
+    with pytest.warns(VlabWarning), pytest.raises(AudioFormatError, match="broken.wav: not a readable"):
+        label_folder(tmp_path)  # nothing readable: the error itself
+    assert not (tmp_path / "manifest.json").exists()
 
 
 def test_label_refuses_a_bad_folder_or_rule(tmp_path: Path) -> None:

@@ -66,11 +66,13 @@ def run_label(args: argparse.Namespace) -> int:
         hold_gap_ms=args.hold_gap_ms,
         category=args.category,
         overwrite=args.overwrite,
+        progress=True,
     )
     prompts = load_prompt_set(manifest)
     segments = sum(len(p.speech_segments) for p in prompts)
+    recordings = f"{len(prompts)} recording{'s' * (len(prompts) != 1)}"
     print(
-        f"prompts: proposed {segments} speech segments in {len(prompts)} recordings → {manifest} "
+        f"prompts: proposed {segments} speech segment{'s' * (segments != 1)} in {recordings} → {manifest} "
         "(labels 'auto': review them with vlab.widgets.LabelEditor; reports flag unreviewed labels)"
     )
     return 0

@@ -25,7 +25,7 @@ import numpy as np
 
 from vlab.audio.pcm import FloatArray
 from vlab.corpus.importer import AUDIO_SUFFIXES, DEFAULT_HOLD_GAP_MS, derive_turns, write_manifest
-from vlab.errors import ConfigError
+from vlab.errors import AudioFormatError, ConfigError, warn_user
 
 __all__ = ["EDGE_SEARCH_MS", "MIN_GAP_MS", "MIN_SPEECH_MS", "Proposal", "label_folder", "propose"]
 
@@ -194,8 +194,11 @@ def label_folder(
     hold_gap_ms: float = DEFAULT_HOLD_GAP_MS,
     category: str = "recorded",
     overwrite: bool = False,
+    progress: bool = False,
 ) -> Path:
     """Propose labels for every recording under ``folder`` and write them as a prompt set (``auto`` labels).
+
+    A recording that cannot be read is left out with a warning that says why.
 
     Args:
         folder: The recordings (searched recursively).
@@ -203,14 +206,17 @@ def label_folder(
         hold_gap_ms: The hold-gap rule for holds and ends of turn.
         category: The ``category`` of every prompt.
         overwrite: Replace an existing manifest (its labels may have been reviewed).
+        progress: Show a progress bar (on a terminal or in a notebook).
 
     Returns:
         The manifest's path.
 
     Raises:
         ConfigError: No recordings, or a manifest is already there and ``overwrite`` is False.
-        AudioFormatError: A recording cannot be read.
+        AudioFormatError: No recording can be read (the first one's error).
     """
+    from tqdm.auto import tqdm
+
     from vlab.audio.wav import read_audio
 
     root = Path(folder)
@@ -232,8 +238,14 @@ def label_folder(
     base = manifest.parent.resolve()
     entries: list[dict[str, Any]] = []
     taken: set[str] = set()
-    for path in audio:
-        samples, rate = read_audio(path)
+    unreadable: list[AudioFormatError] = []
+    for path in tqdm(audio, desc="labelling", unit="file", disable=None if progress else True):
+        try:
+            samples, rate = read_audio(path)
+        except AudioFormatError as exc:
+            unreadable.append(exc)
+            warn_user(f"left out {exc}")
+            continue
         proposal = propose(samples, rate, hold_gap_ms)
         rel = path.relative_to(root)
         pid = base_id = "_".join(rel.with_suffix("").parts).replace(" ", "_")
@@ -255,5 +267,7 @@ def label_folder(
                 "notes": f"proposed by vlab prompts label (Silero + energy edges; hold gap {hold_gap_ms:g} ms)",
             }
         )
+    if not entries:
+        raise unreadable[0]
     write_manifest(manifest, entries, generator="vlab prompts label")
     return manifest
