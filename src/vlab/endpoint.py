@@ -203,11 +203,14 @@ def _validate_endpoint(endpoint: str, source: str, key: str | None) -> str:
     fix = f"Use the resource endpoint, e.g. {ENDPOINT_EXAMPLE}."
     if key and key in endpoint:
         raise ConfigError(f"The endpoint from {source} contains the API key (not shown). {fix}")
+    bad_port = False
     try:
         parts = urlsplit(endpoint)
-        scheme, host, _ = parts.scheme.lower(), parts.hostname, parts.port
-    except ValueError:
+        scheme, host = parts.scheme.lower(), parts.hostname
+        parts.port  # noqa: B018 (raises on a port that is not one)
+    except ValueError as exc:  # its text may quote what stands for the port: not shown
         scheme, host = "", None
+        bad_port = "port" in str(exc).lower()
     if scheme in _SCHEMES and host:
         return endpoint
     if not any(c in endpoint for c in ".:/"):
@@ -217,6 +220,11 @@ def _validate_endpoint(endpoint: str, source: str, key: str | None) -> str:
             f"and key swapped?). {fix}"
         )
     shown = _safe_url(endpoint) if "@" in endpoint or "?" in endpoint or "#" in endpoint else endpoint
+    if bad_port:
+        shown = _safe_url(endpoint.rsplit(":", 1)[0]) + ":…"
+        raise ConfigError(
+            f"The endpoint from {source} has a port that is not a number from 0 to 65535, got {shown!r}. {fix}"
+        )
     raise ConfigError(
         f"The endpoint from {source} must be an http(s) or ws(s) URL with a host, got {shown!r}. {fix}"
     )

@@ -226,6 +226,17 @@ def test_bad_endpoint_shows_value_and_example(endpoint: str) -> None:
     assert "endpoint argument" in message
 
 
+@pytest.mark.parametrize("port", ["99999", CANARY])
+def test_a_bad_port_is_named_and_not_shown(port: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        resolve_target(f"https://res.services.ai.azure.com:{port}/x", env={}, dotenv_path=False)
+    assert str(info.value) == (
+        "The endpoint from the endpoint argument has a port that is not a number from 0 to 65535, got "
+        "'https://res.services.ai.azure.com:…'. Use the resource endpoint, e.g. "
+        "https://<resource>.services.ai.azure.com."
+    )
+
+
 @pytest.mark.parametrize(
     ("endpoint", "shown"),
     [
