@@ -63,10 +63,13 @@ def _load(sweep_dir: Path, name: str) -> pd.DataFrame:
 
 
 def _require_sweep(sweep_dir: Path) -> dict[str, Any]:
+    from vlab.sweep.store import unfinished_sweep
+
     manifest = sweep_dir / "manifest.json"
     if not manifest.is_file():
         raise ConfigError(
-            f"{str(sweep_dir)!r} is not a sweep folder (no manifest.json); run `vlab sweep` first"
+            unfinished_sweep(sweep_dir)
+            or f"{str(sweep_dir)!r} is not a sweep folder (no manifest.json); run `vlab sweep` first"
         )
     return json.loads(manifest.read_text(encoding="utf-8"))
 

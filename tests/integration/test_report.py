@@ -89,6 +89,31 @@ def test_report_of_a_folder_that_is_not_a_sweep_fails_clearly(tmp_path):
         build_report(tmp_path)
 
 
+def test_a_sweep_stopped_before_its_tables_says_how_to_finish_it_in_report_compare_and_load(
+    sweep_dir, tmp_path
+):
+    import json
+
+    from vlab.sweep import load_sweep
+
+    stopped = tmp_path / "stopped"
+    for name, status in (("a", "ok"), ("b", "ok"), ("c", "error")):
+        (stopped / "cells" / name).mkdir(parents=True)
+        (stopped / "cells" / name / "cell.json").write_text(json.dumps({"cell": name, "status": status}))
+    message = (
+        f"{str(stopped)!r} holds a sweep that stopped before writing its tables (2 cells finished): run the "
+        f"same `vlab sweep` command again with --out {stopped} to finish it (finished cells are kept)"
+    )
+    for call in (
+        lambda: build_report(stopped),
+        lambda: compare_sweeps(sweep_dir, stopped),
+        lambda: load_sweep(stopped, "points"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            call()
+        assert str(info.value) == message
+
+
 def test_report_says_when_labels_are_unreviewed_proposals(sweep_dir, tmp_path):
     import json
     import shutil

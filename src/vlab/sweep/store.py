@@ -67,6 +67,17 @@ def dataset_atomic(table: Any, path: Path, settings: Sequence[str]) -> None:
     os.replace(tmp, path)
 
 
+def unfinished_sweep(folder: Path) -> str | None:
+    """What to say of a folder whose sweep stopped before writing its tables (None if it is not one)."""
+    if (folder / "manifest.json").is_file() or not any((folder / "cells").glob("*/cell.json")):
+        return None
+    finished = sum(meta.get("status") == "ok" for meta in cell_metas(folder))
+    return (
+        f"{str(folder)!r} holds a sweep that stopped before writing its tables ({finished} cells finished): "
+        f"run the same `vlab sweep` command again with --out {folder} to finish it (finished cells are kept)"
+    )
+
+
 def load_sweep(path: str | os.PathLike[str], table: str = "turns") -> Any:
     """One table of a sweep folder as a DataFrame, read from its partitioned dataset (every setting).
 
@@ -95,6 +106,9 @@ def load_sweep(path: str | os.PathLike[str], table: str = "turns") -> Any:
     flat = folder / f"{table}.parquet"
     if flat.is_file():  # a sweep written before the datasets
         return pd.read_parquet(flat)
+    unfinished = unfinished_sweep(folder)
+    if unfinished is not None:
+        raise ConfigError(unfinished)
     raise ConfigError(
         f"{str(folder)!r} holds no {table!r} table; pass a folder written by `vlab sweep` and one of "
         "turns, vad, scores, session, points"
