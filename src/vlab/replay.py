@@ -32,8 +32,12 @@ class ReplayResult:
 
 
 def default_run_dir(prefix: str = "replay") -> Path:
-    """``runs/<prefix>-YYYYmmdd-HHMMSS`` under the current folder."""
-    return Path("runs") / f"{prefix}-{datetime.now():%Y%m%d-%H%M%S}"
+    """``runs/<prefix>-YYYYmmdd-HHMMSS`` under the current folder, ``-2``, ``-3``… added if it is taken."""
+    base = Path("runs") / f"{prefix}-{datetime.now():%Y%m%d-%H%M%S}"
+    path, n = base, 2
+    while path.exists():
+        path, n = base.with_name(f"{base.name}-{n}"), n + 1
+    return path
 
 
 async def replay(

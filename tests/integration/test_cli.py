@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -52,6 +53,43 @@ def test_replay_writes_a_run_folder_and_prints_a_summary(tmp_path, prompt):
     usage = [d["response"]["usage"] for d in done]
     total, given, said = (sum(u[k] for u in usage) for k in ("total_tokens", "input_tokens", "output_tokens"))
     assert f"tokens used: {total} ({given} in, {said} out; the responses' usage)" in result.stdout
+
+
+def test_replay_into_a_folder_that_holds_a_run_needs_force(tmp_path, prompt, capsys):
+    wav = tmp_path / "prompt.wav"
+    sf.write(wav, np.frombuffer(prompt.pcm, "<i2"), prompt.sample_rate)
+    out = tmp_path / "run"
+    args = ["replay", str(wav), "--manual", "--speed", "max", "--out", str(out)]
+    assert main(args) == 0
+    first = json.loads((out / "session.json").read_text())["started_at"]
+    capsys.readouterr()
+    assert main(args) == 2
+    assert capsys.readouterr().err == (
+        f"vlab: error: {out} already holds a run (events.jsonl); the replay would replace it. Choose another "
+        "--out, or pass --force to replace it\n"
+    )
+    assert json.loads((out / "session.json").read_text())["started_at"] == first  # untouched
+    assert main([*args, "--force"]) == 0
+    assert json.loads((out / "session.json").read_text())["started_at"] != first
+
+
+def test_the_default_run_folder_of_a_replay_is_a_new_one(tmp_path, monkeypatch):
+    import datetime as dt
+
+    import vlab.replay
+
+    class Frozen(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 12, 6, 7, 30, 0)
+
+    monkeypatch.setattr(vlab.replay, "datetime", Frozen)
+    monkeypatch.chdir(tmp_path)
+    assert vlab.replay.default_run_dir() == Path("runs/replay-20261206-073000")
+    Path("runs/replay-20261206-073000").mkdir(parents=True)
+    assert vlab.replay.default_run_dir() == Path("runs/replay-20261206-073000-2")
+    Path("runs/replay-20261206-073000-2").mkdir()
+    assert vlab.replay.default_run_dir() == Path("runs/replay-20261206-073000-3")
 
 
 def test_replay_manual_mode(tmp_path, prompt):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vlab.commands._args import seconds, speed
@@ -56,6 +57,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=1.0,
         help="send N× faster than real time, or 'max' (default: 1, real time)",
     )
+    rep.add_argument("--force", action="store_true", help="replace the run in --out if it already holds one")
     rep.add_argument(
         "--timeout", type=seconds, default=120.0, help="seconds to wait for the answers (default: 120)"
     )
@@ -103,6 +105,12 @@ def run(args: argparse.Namespace) -> int:
 
     speed = 1.0 if args.realtime else args.speed
     settings = SessionSettings(turn_detection=turn_detection(args))
+    events = Path(args.out or "", "events.jsonl")
+    if args.out and events.is_file() and events.stat().st_size and not args.force:  # not a failed connect's
+        raise ConfigError(
+            f"{args.out} already holds a run (events.jsonl); the replay would replace it. Choose another "
+            "--out, or pass --force to replace it"
+        )
     try:
         result = asyncio.run(
             replay(args.prompt, settings, run_dir=args.out, speed=speed, timeout_s=args.timeout)
