@@ -16,7 +16,16 @@ from typing import Literal
 
 from vlab.errors import ConfigError
 
-__all__ = ["BUNDLED", "NOTEBOOKS_DIR", "Bundled", "bundled_dir", "copy_bundled", "copy_notebooks"]
+__all__ = [
+    "BUNDLED",
+    "NOTEBOOKS_DIR",
+    "VIRTUAL_CARD_SCRIPT",
+    "Bundled",
+    "bundled_dir",
+    "copy_bundled",
+    "copy_notebooks",
+    "virtual_card_script",
+]
 
 Bundled = Literal["prompts", "examples", "notebooks", "docs"]
 """The folders vlab ships."""
@@ -34,6 +43,10 @@ NOTEBOOKS_DIR = "vlab-notebooks"
 
 PACKAGE_DATA = "_bundled"
 """The folder inside the installed ``vlab`` package that holds the bundled folders."""
+
+VIRTUAL_CARD_SCRIPT = ".ci/virtual-audio.sh"
+"""The script that starts a virtual sound card (a user-space PulseAudio); in a wheel it is
+``vlab/_bundled/virtual-audio.sh``."""
 
 
 def _package_root() -> Path:
@@ -54,6 +67,14 @@ def _candidates(name: Bundled) -> list[Path]:
     if package.parent.name == "src" and (checkout / "pyproject.toml").is_file():
         found.append(checkout.joinpath(*BUNDLED[name].split("/")))
     return found
+
+
+def virtual_card_script() -> Path:
+    """The virtual sound card's script: the wheel's copy, else (in a checkout) the repository's."""
+    package = _package_root()
+    shipped = package / PACKAGE_DATA / Path(VIRTUAL_CARD_SCRIPT).name
+    checkout = package.parent.parent.joinpath(*VIRTUAL_CARD_SCRIPT.split("/"))
+    return shipped if shipped.is_file() or package.parent.name != "src" else checkout
 
 
 def bundled_dir(name: Bundled) -> Path:

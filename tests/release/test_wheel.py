@@ -170,6 +170,7 @@ def test_wheel_holds_the_bundled_data(wheel: Path) -> None:
         "prompts/README.md",  # where the prompts come from, and their licences
         "prompts/human/COPYING",
         "examples/vad_sweep.toml",
+        "virtual-audio.sh",  # vlab devices --virtual
     ):
         assert f"vlab/_bundled/{path}" in names, path
     for doc in (REPO / "docs").glob("*.md"):

@@ -93,11 +93,22 @@ def test_a_name_that_matches_nothing_points_to_vlab_devices(two_devices):
 
 def test_no_device_suggests_the_virtual_sound_card(monkeypatch):
     monkeypatch.setattr(devices, "_sounddevice", lambda: fake_sounddevice(default=(-1, -1)))
-    with pytest.raises(DeviceError, match=r"no output device found.*virtual-audio\.sh"):
+    with pytest.raises(DeviceError, match=r'no output device found.*eval "\$\(vlab devices --virtual\)"'):
         Speaker().start()
     from vlab.cli import main
 
     assert main(["devices"]) == 2
+
+
+def test_the_virtual_sound_card_says_where_it_cannot_run(monkeypatch, capsys):
+    from vlab.cli import main
+
+    monkeypatch.setattr("sys.platform", "darwin")
+    assert main(["devices", "--virtual"]) == 2
+    assert capsys.readouterr().err == (
+        "vlab: error: the virtual sound card runs on Linux (with bash and PulseAudio), not on darwin; connect a "
+        "microphone and a speaker, or use the browser's (vlab.widgets.BrowserAudio)\n"
+    )
 
 
 def test_the_device_table_marks_defaults(two_devices, capsys):

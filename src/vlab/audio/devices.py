@@ -43,7 +43,8 @@ EventCallback = Callable[[str, str, int, dict[str, Any]], None]
 DeviceSpec = int | str | None
 """A device index, a case-insensitive part of its name, or None for the default."""
 
-_VIRTUAL_CARD = 'on a headless machine start a virtual sound card: eval "$(.ci/virtual-audio.sh)"'
+VIRTUAL_CARD_HINT = 'on a headless machine start a virtual sound card: eval "$(vlab devices --virtual)"'
+"""What a "no device" error advises (``vlab devices --virtual`` runs :data:`vlab.bundled.VIRTUAL_CARD_SCRIPT`)."""
 
 
 def _sounddevice() -> ModuleType:
@@ -139,7 +140,7 @@ def find_device(device: DeviceSpec, kind: Kind) -> DeviceInfo:
     devices = list_devices()
     usable = [d for d in devices if (d.max_input_channels if kind == "input" else d.max_output_channels)]
     if not usable:
-        raise DeviceError(f"no {kind} device found; {_VIRTUAL_CARD}, then run `vlab devices`")
+        raise DeviceError(f"no {kind} device found; {VIRTUAL_CARD_HINT}, then run `vlab devices`")
     if device is None:
         chosen = [d for d in usable if (d.is_default_input if kind == "input" else d.is_default_output)]
         return chosen[0] if chosen else usable[0]
