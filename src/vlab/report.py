@@ -581,12 +581,12 @@ def compare_sweeps(
     fa, fb = Path(a), Path(b)
     manifest_a, manifest_b = _require_sweep(fa), _require_sweep(fb)
     order = grid_settings(manifest_a)
-    for mismatch in (_prompts_differ(manifest_a, manifest_b), _modes_differ(manifest_a, manifest_b)):
-        if mismatch:
-            warn_user(mismatch)
     pa, pb = _load(fa, "points"), _load(fb, "points")
     _require_results(fa, pa)
     _require_results(fb, pb)
+    for mismatch in (_prompts_differ(manifest_a, manifest_b), _modes_differ(manifest_a, manifest_b)):
+        if mismatch:
+            warn_user(mismatch)  # only for sweeps that can be compared
     ta, tb = _load(fa, "turns"), _load(fb, "turns")
     rows = []
     latencies = latency_measures(ta, tb)

@@ -155,7 +155,9 @@ def test_report_names_the_failed_cells(sweep_dir, tmp_path):
 
 def test_a_sweep_whose_every_cell_failed_says_why_in_the_report_compare_and_the_panel(sweep_dir, tmp_path):
     import html
+    import json
     import socket
+    import warnings
 
     from vlab.widgets import SweepPanel
 
@@ -177,6 +179,12 @@ def test_a_sweep_whose_every_cell_failed_says_why_in_the_report_compare_and_the_
     for a, b in ((sweep_dir, failed), (failed, sweep_dir)):
         with pytest.raises(ConfigError, match=f"^{re.escape(why)}"):
             compare_sweeps(a, b)
+    manifest = json.loads((failed / "manifest.json").read_text())
+    manifest["prompts"] = manifest["prompts"][:1]  # prompts that differ: no warning about a failed comparison
+    (failed / "manifest.json").write_text(json.dumps(manifest))
+    with warnings.catch_warnings(), pytest.raises(ConfigError, match=f"^{re.escape(why)}"):
+        warnings.simplefilter("error")
+        compare_sweeps(sweep_dir, failed)
     panel = SweepPanel()
     panel.load(failed)
     assert f"Nothing to chart. {html.escape(why)}" in panel.results.children[-1].value
