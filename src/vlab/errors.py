@@ -10,6 +10,7 @@ Every error a user can cause says what is wrong and how to fix it, and never con
     │   ├── AuthenticationFailed   no credential, a refused key or token, a missing role
     │   └── Throttled              the service's rate or session-count limit (HTTP 429)
     ├── NotAnswered          a prompt not answered within the time allowed
+    ├── UsageError           a call that cannot work as made (a Session opened twice)
     └── ProtocolError        the server sent something that breaks the Voice Live protocol
 
     VlabWarning              suspicious but usable input (silent prompt, very long file)
@@ -90,6 +91,10 @@ class Throttled(ConnectionFailed):
     def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class UsageError(VlabError, RuntimeError):
+    """vlab was called in a way that cannot work (e.g. a Session opened twice); the message says how to call it."""
 
 
 class NotAnswered(VlabError, TimeoutError):

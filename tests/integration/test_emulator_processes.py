@@ -26,7 +26,7 @@ from vlab.commands.emulator import _banner, _shard_command
 from vlab.emulator import Emulator, Fault
 from vlab.emulator.server import Shard
 from vlab.emulator.shards import KEY_ENV, check_processes
-from vlab.errors import ConfigError
+from vlab.errors import ConfigError, UsageError
 from vlab.testing import Prompt, collect_events, types_of
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="--processes needs Linux's SO_REUSEPORT")
@@ -261,6 +261,23 @@ def test_the_other_processes_get_every_setting_of_the_first():
 def test_a_process_number_outside_the_count_is_refused(index, count):
     with pytest.raises(ConfigError, match="0 <= index < count"):
         Shard(index, count)
+
+
+async def test_starting_a_serving_emulator_again_is_refused_and_leaves_it_serving():
+    emulator = Emulator(port=0, speed="max", vad_model_factory=EnergyModel, hear_audio=False)
+    async with emulator:
+        with pytest.raises(UsageError) as info:
+            await emulator.start()
+        assert str(info.value) == (
+            f"this Emulator is serving already, at {emulator.endpoint}: stop it first (or leave its "
+            "`async with`), or start another Emulator"
+        )
+        import aiohttp
+
+        async with aiohttp.ClientSession() as http, http.get(f"{emulator.endpoint}/health") as answer:
+            assert answer.status == 200  # still serving
+    async with emulator:  # stopped, it may start again
+        pass
 
 
 async def test_a_port_in_use_is_refused_with_the_fix_even_between_emulators_of_several_processes():

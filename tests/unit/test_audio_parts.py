@@ -59,7 +59,7 @@ async def test_pacing_defaults_to_real_time_in_20_ms_chunks_of_whole_samples():
     assert stamps == [(20.0 * k, 960) for k in range(5)]
     tiny = [len(c) async for c, _ in paced_chunks(bytes(8), sample_rate=10, speed=math.inf, clock=clock)]
     assert tiny == [2, 2, 2, 2]  # 20 ms at 10 Hz is less than a sample: one whole sample a chunk
-    with pytest.raises(ValueError, match="speed must be > 0"):
+    with pytest.raises(ConfigError, match="speed must be > 0"):
         [c async for c, _ in paced_chunks(bytes(8), sample_rate=10, speed=0, clock=clock)]
 
 

@@ -21,7 +21,7 @@ import pytest
 from vlab import Session, SessionSettings
 from vlab.audio.devices import MicChunk
 from vlab.clock import VirtualClock
-from vlab.errors import AudioFormatError, ConfigError, ConnectionFailed, VlabError
+from vlab.errors import AudioFormatError, ConfigError, ConnectionFailed, UsageError, VlabError
 from vlab.session import Reconnect, sdk_adapter
 
 from .test_session_link import FakeWire
@@ -252,6 +252,24 @@ async def test_a_closed_session_refuses_to_send_and_has_no_connection(wires):
         await s.send_text("hello")
     with pytest.raises(ConnectionFailed, match="not open"):
         await s.wait_for("response.done")
+
+
+async def test_a_session_connects_once(wires):
+    wires.extend([FakeWire(), FakeWire()])
+    s = fake_session(VirtualClock(), stall_timeout_s=None)
+    async with s:
+        with pytest.raises(UsageError) as info:
+            async with s:
+                pass
+        assert str(info.value) == (
+            "this Session is open already: a Session connects once. For another connection, open a new one: "
+            "async with Session(...) as session:"
+        )
+        await s.send_text("still open")  # the refused entry left it as it was
+    with pytest.raises(UsageError, match="^this Session has been used already: "):
+        async with s:
+            pass
+    assert len(wires) == 1  # one connection was made
 
 
 def test_the_session_parts_import_only_downwards():

@@ -11,6 +11,7 @@ import math
 from collections.abc import AsyncIterator
 
 from vlab.clock import Clock, SystemClock
+from vlab.errors import ConfigError
 
 
 async def paced_chunks(
@@ -32,9 +33,12 @@ async def paced_chunks(
 
     Yields:
         The chunk and its start on the audio timeline in ms.
+
+    Raises:
+        ConfigError: ``speed`` is not > 0.
     """
     if not speed > 0:
-        raise ValueError(f"speed must be > 0 (math.inf for no pacing), got {speed!r}")
+        raise ConfigError(f"speed must be > 0 (math.inf for no pacing), got {speed!r}")
     clock = clock or SystemClock()
     chunk_bytes = max(2, int(round(sample_rate * chunk_ms / 1000.0)) * 2)
     start_ns = clock.monotonic_ns()

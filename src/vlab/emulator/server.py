@@ -46,7 +46,7 @@ from vlab.emulator.latency import LatencyModel, resolve
 from vlab.emulator.refusals import Refusals
 from vlab.emulator.replies import Script
 from vlab.emulator.trace import Trace
-from vlab.errors import ConfigError, VlabWarning, warn_user
+from vlab.errors import ConfigError, UsageError, VlabWarning, warn_user
 from vlab.net import is_loopback
 from vlab.protocol_limits import HANDSHAKE_TIMEOUT_S, KEEPALIVE_TIMEOUT_S, MAX_CLIENT_FRAME_BYTES
 
@@ -484,7 +484,13 @@ class Emulator:
 
         Raises:
             ConfigError: The port is in use, or the host is not an address of this machine.
+            UsageError: It is serving already.
         """
+        if self._runner is not None:
+            raise UsageError(
+                f"this Emulator is serving already, at {self.endpoint}: stop it first (or leave its "
+                "`async with`), or start another Emulator"
+            )
         if self.config.vad_model_factory is SileroModel:
             SileroWorker.shared().start()  # loads the model in its own process while we bind
         self._app = make_app(self.config, self.shard)

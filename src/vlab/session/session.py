@@ -24,7 +24,7 @@ from vlab import protocol
 from vlab.audio.playback import AudioOutput, SimulatedPlayback
 from vlab.clock import Clock, ServerTimeClock, SystemClock
 from vlab.endpoint import Target
-from vlab.errors import AudioFormatError, ConfigError, ConnectionFailed, ProtocolError, VlabError
+from vlab.errors import AudioFormatError, ConfigError, ConnectionFailed, ProtocolError, UsageError, VlabError
 from vlab.log import EventLog, Sink
 from vlab.log.records import failed_response_error
 from vlab.protocol_limits import SDK_MAX_FRAME_BYTES
@@ -126,6 +126,7 @@ class Session:
         self.reconnect: Reconnect | None = Reconnect() if reconnect is True else (reconnect or None)
         self.stall_timeout_s = stall_timeout_s
         self._log = SessionLog(self.clock, sinks)
+        self._entered = False  # a Session connects once (its log and run folder are that connection's)
         self.records: EventLog = self._log.records
         """Every event so far, client, server and local, in log order (reads like a list of records)."""
         self.server_session: Any = None
@@ -222,6 +223,13 @@ class Session:
     # --- lifecycle ------------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Session:
+        if self._entered:
+            state = "is open already" if self._reader is not None else "has been used already"
+            raise UsageError(
+                f"this Session {state}: a Session connects once. For another connection, open a new one: "
+                "async with Session(...) as session:"
+            )
+        self._entered = True
         await self._connector.__aenter__()  # starts the embedded emulator if there is no endpoint
         try:
             if self.run_dir is not None:
