@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from vlab import Session, SessionSettings
+from vlab import ServerVad, Session, SessionSettings
 from vlab.audio.devices import MicChunk
 from vlab.clock import VirtualClock
 from vlab.errors import AudioFormatError, ConfigError, ConnectionFailed, UsageError, VlabError
@@ -70,6 +70,17 @@ def test_creating_a_session_reads_no_file(tmp_path):
 def test_an_option_that_cannot_work_is_refused_and_named(option, value):
     with pytest.raises(ConfigError, match=rf"{option} must be .*, got {value!r}"):
         fake_session(VirtualClock(), **{option: value})
+
+
+def test_settings_that_are_not_session_settings_are_refused_with_the_way_to_give_them():
+    with pytest.raises(ConfigError) as info:
+        Session({"voice": "alloy"})  # type: ignore[arg-type]
+    assert str(info.value) == (
+        "settings must be a SessionSettings, e.g. Session(SessionSettings(voice=...)), got dict: pass the "
+        "mapping's keys to it, SessionSettings(**...)"
+    )
+    with pytest.raises(ConfigError, match=r"got ServerVad$"):
+        Session(ServerVad())  # type: ignore[arg-type]
 
 
 def test_the_smallest_options_that_work_are_taken():

@@ -114,6 +114,16 @@ class Session:
             raise ConfigError(f"stall_timeout_s must be > 0 s or None, got {stall_timeout_s!r}")
         if isinstance(max_frame_bytes, bool) or not isinstance(max_frame_bytes, int) or max_frame_bytes < 1:
             raise ConfigError(f"max_frame_bytes must be a whole number of bytes > 0, got {max_frame_bytes!r}")
+        if settings is not None and not isinstance(settings, SessionSettings):
+            raise ConfigError(
+                f"settings must be a SessionSettings, e.g. Session(SessionSettings(voice=...)), got "
+                f"{type(settings).__name__}"
+                + (
+                    ": pass the mapping's keys to it, SessionSettings(**...)"
+                    if isinstance(settings, Mapping)
+                    else ""
+                )
+            )
         self.settings = settings or SessionSettings()
         self.clock = clock or SystemClock()
         # Fed on the emulator's input timeline (vlab.feed), a headless listener keeps time on the
