@@ -10,7 +10,7 @@ import warnings
 import pandas as pd
 import pytest
 
-from vlab.errors import VlabWarning
+from vlab.errors import ConfigError, VlabWarning
 from vlab.log import record_from_event, to_frame
 from vlab.metrics import (
     InputTimeline,
@@ -26,6 +26,7 @@ from vlab.metrics import (
     setting_took_effect,
     stages_in_order,
     summarize_latency,
+    tool_calls,
     turn_latency,
     vad_preview,
 )
@@ -1097,3 +1098,13 @@ def test_a_turn_detection_the_service_turned_off_or_on_is_reported():
     off.add(1, "client", {"type": "session.update", "session": {"turn_detection": None}})
     off.add(9, "server", {"type": "session.updated", "session": {"turn_detection": None}})
     assert setting_took_effect(off.frame()) == []
+
+
+@pytest.mark.parametrize("analysis", [turn_latency, session_latency, tool_calls])
+def test_a_frame_that_is_not_an_event_log_is_refused_with_where_to_get_one(analysis):
+    with pytest.raises(ConfigError) as info:
+        analysis(pd.DataFrame({"turn": [0], "voice_to_voice_ms": [900.0]}))  # a table of turns, not events
+    assert str(info.value) == (
+        "expected an event frame, from vlab.load_log(run_dir) or Session.frame(); this one lacks type, "
+        "direction, t_ns (it has turn, voice_to_voice_ms)"
+    )

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from vlab import protocol, protocol_limits
+from vlab.errors import ConfigError
 
 _TEXT_DELTAS = (protocol.AUDIO_TRANSCRIPT_DELTA, protocol.TEXT_DELTA)
 _NS_PER_MS = 1e6
@@ -122,8 +123,23 @@ class InputTimeline:
         return float(self.end_ms[k - 1]) if k > 0 else 0.0
 
 
+FRAME_KEYS = ("type", "direction", "t_ns")
+"""The columns of an event frame that every analysis reads (a log's frame has all of ``EVENT_COLUMNS``)."""
+
+
 def in_log_order(events: pd.DataFrame) -> pd.DataFrame:
-    """The frame in ``seq`` order: itself when it is already (a log's frame is), else sorted by ``seq``."""
+    """The frame in ``seq`` order: itself when it is already (a log's frame is), else sorted by ``seq``.
+
+    Raises:
+        ConfigError: ``events`` is not an event frame (it lacks :data:`FRAME_KEYS`).
+    """
+    missing = [column for column in FRAME_KEYS if column not in events.columns]
+    if missing:
+        has = ", ".join(map(str, events.columns[:8])) or "no columns"
+        raise ConfigError(
+            f"expected an event frame, from vlab.load_log(run_dir) or Session.frame(); this one lacks "
+            f"{', '.join(missing)} (it has {has})"
+        )
     if "seq" not in events.columns:
         return events
     seq = events["seq"].to_numpy()
