@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from vlab.metrics.events import require_columns
 from vlab.metrics.latency import SEGMENT_STAGES, stages_in_order
 
 if TYPE_CHECKING:
@@ -148,6 +149,7 @@ def latency_distributions(
         by: Grouping column.
         ax: Where to draw.
     """
+    require_columns(turns, [metric], "turns, from vlab.metrics.turn_latency or a sweep's turns table")
     groups = sorted(turns[by].dropna().unique(), key=_natural) if by in turns else ["all"]
     ax = _axes(ax, (9, 0.8 + 0.45 * max(len(groups), 1)))
     data = []
@@ -241,6 +243,9 @@ def vad_timeline(
     return ax
 
 
+_POINTS = "operating points, from vlab.metrics.operating_points or a sweep's points table"
+
+
 def pareto(
     points: pd.DataFrame, *, x: str = "dead_air_ms", y: str = "false_cutoff_rate", ax: Axes | None = None
 ) -> Axes:
@@ -257,6 +262,7 @@ def pareto(
         y: Cut-off column.
         ax: Where to draw.
     """
+    require_columns(points, ["setting", x, y], _POINTS)
     ax = _axes(ax, (7, 5))
     ok = points[np.isfinite(points[x].astype(float)) & np.isfinite(points[y].astype(float))]
     on_front = ok["pareto"].astype(bool) if "pareto" in ok else pd.Series(False, index=ok.index)
@@ -345,6 +351,8 @@ def pareto_shift(
         y: Cut-off column.
         ax: Where to draw.
     """
+    for points in (a, b):
+        require_columns(points, ["setting", x, y], _POINTS)
     ax = _axes(ax, (7, 5))
     merged = a[["setting", x, y]].merge(b[["setting", x, y]], on="setting", suffixes=("_a", "_b"))
     both = merged.dropna(subset=[f"{x}_a", f"{y}_a", f"{x}_b", f"{y}_b"])

@@ -1105,6 +1105,22 @@ def test_a_frame_that_is_not_an_event_log_is_refused_with_where_to_get_one(analy
     with pytest.raises(ConfigError) as info:
         analysis(pd.DataFrame({"turn": [0], "voice_to_voice_ms": [900.0]}))  # a table of turns, not events
     assert str(info.value) == (
-        "expected an event frame, from vlab.load_log(run_dir) or Session.frame(); this one lacks type, "
+        "expected an event frame, from vlab.load_log(run_dir) or Session.frame(); this frame lacks type, "
         "direction, t_ns (it has turn, voice_to_voice_ms)"
     )
+
+
+def test_charts_given_the_wrong_table_say_which_one_they_draw():
+    from vlab import plots
+
+    turns = pd.DataFrame({f"c{i}": [0] for i in range(9)})  # nine columns: eight shown, then …
+    points = "operating points, from vlab.metrics.operating_points or a sweep's points table"
+    lacks = "(it has c0, c1, c2, c3, c4, c5, c6, c7, …)"
+    for draw, expected in (
+        (lambda: plots.pareto(turns), f"expected {points}; this frame lacks setting, dead_air_ms, false_cutoff_rate {lacks}"),
+        (lambda: plots.pareto_shift(turns, turns), f"expected {points}; this frame lacks setting, dead_air_ms, false_cutoff_rate {lacks}"),
+        (lambda: plots.latency_distributions(turns), "expected turns, from vlab.metrics.turn_latency or a sweep's turns table; this frame lacks dead_air_ms " + lacks),
+    ):  # fmt: skip
+        with pytest.raises(ConfigError) as info:
+            draw()
+        assert str(info.value) == expected

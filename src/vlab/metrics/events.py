@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 from collections import namedtuple
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Final
@@ -123,6 +123,16 @@ class InputTimeline:
         return float(self.end_ms[k - 1]) if k > 0 else 0.0
 
 
+def require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    """Raise a :class:`ConfigError` saying ``what`` was expected when ``frame`` lacks one of ``columns``."""
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        shown = [str(column) for column in frame.columns[:8]] + ["…"] * (len(frame.columns) > 8)
+        raise ConfigError(
+            f"expected {what}; this frame lacks {', '.join(missing)} (it has {', '.join(shown) or 'no columns'})"
+        )
+
+
 FRAME_KEYS = ("type", "direction", "t_ns")
 """The columns of an event frame that every analysis reads (a log's frame has all of ``EVENT_COLUMNS``)."""
 
@@ -133,13 +143,7 @@ def in_log_order(events: pd.DataFrame) -> pd.DataFrame:
     Raises:
         ConfigError: ``events`` is not an event frame (it lacks :data:`FRAME_KEYS`).
     """
-    missing = [column for column in FRAME_KEYS if column not in events.columns]
-    if missing:
-        has = ", ".join(map(str, events.columns[:8])) or "no columns"
-        raise ConfigError(
-            f"expected an event frame, from vlab.load_log(run_dir) or Session.frame(); this one lacks "
-            f"{', '.join(missing)} (it has {has})"
-        )
+    require_columns(events, FRAME_KEYS, "an event frame, from vlab.load_log(run_dir) or Session.frame()")
     if "seq" not in events.columns:
         return events
     seq = events["seq"].to_numpy()
