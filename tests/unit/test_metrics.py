@@ -26,6 +26,7 @@ from vlab.metrics import (
     setting_took_effect,
     stages_in_order,
     summarize_latency,
+    tokens_used,
     tool_calls,
     turn_latency,
     vad_preview,
@@ -1124,3 +1125,29 @@ def test_charts_given_the_wrong_table_say_which_one_they_draw():
         with pytest.raises(ConfigError) as info:
             draw()
         assert str(info.value) == expected
+
+
+def test_each_analysis_given_the_wrong_table_names_the_one_it_takes():
+    from vlab.prompts import load_prompt_set
+
+    other = pd.DataFrame({"a": [1]})
+    expected = {
+        "an event frame, from vlab.load_log(run_dir) or Session.frame(); this frame lacks type, direction, t_ns": (
+            lambda: detections_from_events(other), lambda: setting_took_effect(other),
+        ),
+        "operating points, from vlab.metrics.operating_points; this frame lacks dead_air_ms, false_cutoff_rate": (
+            lambda: pareto_front(other),
+        ),
+        "turns, from vlab.metrics.turn_latency; this frame lacks t_done_ns": (lambda: tokens_used(other),),
+        "detections, from vlab.metrics.detections_from_events or vad_preview; this frame lacks onset_ms, "
+        "offset_ms, audio_end_ms, responded": (lambda: score_prompt(load_prompt_set()[0], other),),
+        "per-run scores, from vlab.metrics.score_prompt or a sweep's scores table; this frame lacks setting, "
+        "category, expected_turns, cutoff_turns, holds, holds_cut, missed_turns, responses, dead_air_ms, der": (
+            lambda: operating_points(other),
+        ),
+    }  # fmt: skip
+    for message, calls in expected.items():
+        for call in calls:
+            with pytest.raises(ConfigError) as info:
+                call()
+            assert str(info.value) == f"expected {message} (it has a)"

@@ -29,7 +29,14 @@ import pandas as pd
 
 from vlab import protocol
 from vlab.errors import warn_user
-from vlab.metrics.events import UNLOGGED_VAD, as_float, in_log_order, session_vad_settings
+from vlab.metrics.events import (
+    UNLOGGED_VAD,
+    as_float,
+    in_log_order,
+    require_columns,
+    require_events,
+    session_vad_settings,
+)
 from vlab.metrics.summary import bootstrap_ci
 
 if TYPE_CHECKING:
@@ -58,6 +65,13 @@ __all__ = [
 ]
 
 DETECTION_COLUMNS = ("audio_start_ms", "audio_end_ms", "onset_ms", "offset_ms", "responded")
+
+SCORE_KEYS = (
+    "category", "expected_turns", "cutoff_turns", "holds", "holds_cut", "missed_turns", "responses",
+    "dead_air_ms", "der",
+)  # fmt: skip
+"""The columns of :func:`score_prompt`'s rows that :func:`operating_points` aggregates (``total_tokens`` is
+optional, ``false_starts_per_min`` read for noise-only runs)."""
 """Columns every detection frame has."""
 
 POINT_MEASURES = (
@@ -97,6 +111,7 @@ def detections_from_events(
     Returns:
         :data:`DETECTION_COLUMNS` plus ``item_id``; a turn still open at the end has NaN ``audio_end_ms``.
     """
+    require_events(events)
     given = silence_duration_ms is not None and prefix_padding_ms is not None
     td = {} if given else session_vad_settings(events)
     sil = float(
@@ -253,10 +268,9 @@ def score_prompt(
         ``holds_cut``, ``missed_turns``, ``turns_per_expected``, ``dead_air_ms`` (median over the
         turns whose real end was detected, cut off earlier or not), ``ended_turns``).
     """
-    onset, offset, audio_end = (
-        detections[c].to_numpy(dtype=float, na_value=np.nan)
-        for c in ("onset_ms", "offset_ms", "audio_end_ms")
-    )
+    read = ("onset_ms", "offset_ms", "audio_end_ms", "responded")
+    require_columns(detections, read, "detections, from vlab.metrics.detections_from_events or vad_preview")
+    onset, offset, audio_end = (detections[c].to_numpy(dtype=float, na_value=np.nan) for c in read[:3])
     hyp = list(zip(onset.tolist(), offset.tolist(), strict=True))
     ref = list(prompt.speech_segments)
     out: dict[str, Any] = {"prompt": prompt.id, "category": prompt.category}
@@ -342,6 +356,11 @@ def operating_points(
         other settings).
     """
     keys = [by] if isinstance(by, str) else list(by)
+    require_columns(
+        scores,
+        [*keys, *SCORE_KEYS],
+        "per-run scores, from vlab.metrics.score_prompt or a sweep's scores table",
+    )
     rows = []
     for key, g in scores.groupby(keys, sort=True):
         key_t = key if isinstance(key, tuple) else (key,)
@@ -402,6 +421,7 @@ def wilson_interval(k: float, n: float, *, confidence: float = 0.95) -> tuple[fl
 
 def pareto_front(points: pd.DataFrame, x: str = "dead_air_ms", y: str = "false_cutoff_rate") -> pd.Series:
     """True for points no other point beats on both ``x`` and ``y`` (lower is better; NaN never on it)."""
+    require_columns(points, [x, y], "operating points, from vlab.metrics.operating_points")
     xs = points[x].to_numpy(float)
     ys = points[y].to_numpy(float)
     on = np.zeros(len(points), dtype=bool)
@@ -466,6 +486,7 @@ def setting_took_effect(events: pd.DataFrame, *, tolerance: float = 1e-6) -> lis
         One message per differing key (empty: the service echoed what was asked); a missing echo is
         one message too.
     """
+    require_events(events)
     sent = _turn_detection(events, "client", protocol.CLIENT_SESSION_UPDATE)
     echoed = _turn_detection(events, "server", protocol.SESSION_UPDATED)
     if not sent:

@@ -137,13 +137,18 @@ FRAME_KEYS = ("type", "direction", "t_ns")
 """The columns of an event frame that every analysis reads (a log's frame has all of ``EVENT_COLUMNS``)."""
 
 
+def require_events(events: pd.DataFrame) -> None:
+    """Raise a :class:`ConfigError` when ``events`` is not an event frame (it lacks :data:`FRAME_KEYS`)."""
+    require_columns(events, FRAME_KEYS, "an event frame, from vlab.load_log(run_dir) or Session.frame()")
+
+
 def in_log_order(events: pd.DataFrame) -> pd.DataFrame:
     """The frame in ``seq`` order: itself when it is already (a log's frame is), else sorted by ``seq``.
 
     Raises:
         ConfigError: ``events`` is not an event frame (it lacks :data:`FRAME_KEYS`).
     """
-    require_columns(events, FRAME_KEYS, "an event frame, from vlab.load_log(run_dir) or Session.frame()")
+    require_events(events)
     if "seq" not in events.columns:
         return events
     seq = events["seq"].to_numpy()

@@ -81,6 +81,7 @@ from vlab.metrics.events import (
     in_log_order,
     on_simulated_timeline,
     payload_of,
+    require_columns,
     rows_of,
     session_vad_settings,
     span_ms,
@@ -570,6 +571,7 @@ def tokens_used(turns: pd.DataFrame) -> dict[str, float]:
     Summed over the turns whose response is done (a detected turn that started none has no usage); NaN
     when one of those responses did not report it.
     """
+    require_columns(turns, ["t_done_ns"], "turns, from vlab.metrics.turn_latency")
     done = turns[turns["t_done_ns"].notna()]
     return {key: float(done[key].sum(skipna=False)) if key in done else math.nan for key in USAGE_COLUMNS}
 
