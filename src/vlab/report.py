@@ -584,7 +584,12 @@ def compare_sweeps(
     pa, pb = _load(fa, "points"), _load(fb, "points")
     _require_results(fa, pa)
     _require_results(fb, pb)
-    for mismatch in (_prompts_differ(manifest_a, manifest_b), _modes_differ(manifest_a, manifest_b)):
+    same = f"{a} and {b} are the same sweep folder: every delta is 0; give another sweep's folder as B"
+    for mismatch in (
+        same if fa.resolve() == fb.resolve() else None,
+        _prompts_differ(manifest_a, manifest_b),
+        _modes_differ(manifest_a, manifest_b),
+    ):
         if mismatch:
             warn_user(mismatch)  # only for sweeps that can be compared
     ta, tb = _load(fa, "turns"), _load(fb, "turns")

@@ -211,6 +211,18 @@ def test_a_vad_only_sweep_against_a_session_sweep_warns_that_only_the_rates_comp
     assert "warning" not in capsys.readouterr().err
 
 
+def test_a_sweep_compared_with_itself_warns_that_every_delta_is_0(tmp_path, capsys, monkeypatch):
+    a = _sweep(tmp_path / "a", {"s": _rates(0, 0, 0, 0)}, {"s": {"dead_air_ms": [100.0]}})
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", "a", "./a/"]) == 0
+    assert capsys.readouterr().err == (
+        "vlab: warning: a and ./a/ are the same sweep folder: every delta is 0; give another sweep's folder as B\n"
+    )
+    copy = _sweep(tmp_path / "b", {"s": _rates(0, 0, 0, 0)}, {"s": {"dead_air_ms": [100.0]}})
+    assert main(["compare", str(a), str(copy)]) == 0  # alike, but another sweep
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_settings_are_compared_in_the_grid_order_of_a(tmp_path: Path) -> None:
     grid = ("sil=200", "sil=1000", "sil=500")  # not the names' string order
     turns = {s: {"dead_air_ms": [100.0]} for s in grid}
