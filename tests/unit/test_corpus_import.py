@@ -149,7 +149,7 @@ def test_csv_for_many_files_and_the_cli(tmp_path: Path, capsys: pytest.CaptureFi
         ])
         == 0
     )  # fmt: skip
-    assert "2 recordings, 2 turns, 1 holds" in capsys.readouterr().out
+    assert "2 recordings, 2 turns, 1 hold → " in capsys.readouterr().out
     x, y = load_prompt_set(tmp_path / "set")
     assert x.hold_spans == ((900.0, 2000.0),) and y.end_of_turn_ms == (1000.0,)
     assert x.file == (tmp_path / "x.wav").resolve()  # the manifest points back at the audio

@@ -42,6 +42,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     lab.set_defaults(func=run_label)
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 turn``, ``2 turns``."""
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
 def run_import(args: argparse.Namespace) -> int:
     """``vlab prompts import``; returns the exit code."""
     from vlab.corpus.importer import import_folder
@@ -51,7 +56,10 @@ def run_import(args: argparse.Namespace) -> int:
     prompts = load_prompt_set(manifest)
     turns = sum(p.expected_turns for p in prompts)
     holds = sum(len(p.hold_spans) for p in prompts)
-    print(f"prompts: {len(prompts)} recordings, {turns} turns, {holds} holds → {manifest}")
+    counts = ", ".join(
+        _count(n, noun) for n, noun in ((len(prompts), "recording"), (turns, "turn"), (holds, "hold"))
+    )
+    print(f"prompts: {counts} → {manifest}")
     return 0
 
 
@@ -70,9 +78,8 @@ def run_label(args: argparse.Namespace) -> int:
     )
     prompts = load_prompt_set(manifest)
     segments = sum(len(p.speech_segments) for p in prompts)
-    recordings = f"{len(prompts)} recording{'s' * (len(prompts) != 1)}"
     print(
-        f"prompts: proposed {segments} speech segment{'s' * (segments != 1)} in {recordings} → {manifest} "
+        f"prompts: proposed {_count(segments, 'speech segment')} in {_count(len(prompts), 'recording')} → {manifest} "
         "(labels 'auto': review them with vlab.widgets.LabelEditor; reports flag unreviewed labels)"
     )
     return 0
