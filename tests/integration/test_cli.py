@@ -188,7 +188,12 @@ def test_an_interrupted_sweep_says_how_many_cells_it_kept_and_a_rerun_goes_on_fr
         "[grid]\nthreshold = [0.4, 0.6]\n[run]\nconcurrency = 2\n"
     )
     out = tmp_path / "out"
-    assert main(["sweep", str(config), "--out", str(out), "--no-progress"]) == 130
+    # Ctrl-C's own handling, also where this process started with SIGINT ignored (a CI job's children)
+    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert main(["sweep", str(config), "--out", str(out), "--no-progress"]) == 130
+    finally:
+        signal.signal(signal.SIGINT, ignored)
     err = capsys.readouterr().err
     assert err == (
         f"vlab: interrupted: 3 of 6 cells finished and are kept in {out}; run the same command again to go on "
