@@ -59,22 +59,20 @@ def _package_root() -> Path:
     return root
 
 
-def _candidates(name: Bundled) -> list[Path]:
-    """Where ``name`` may be: the wheel's package data, then (in a checkout) the repository's folder."""
+def _candidates(shipped: str, in_repository: str) -> list[Path]:
+    """Where a bundled file or folder may be: the wheel's package data, then the checkout's path."""
     package = _package_root()
-    found = [package / PACKAGE_DATA / name]
+    found = [package / PACKAGE_DATA / shipped]
     checkout = package.parent.parent  # src/vlab → the repository
     if package.parent.name == "src" and (checkout / "pyproject.toml").is_file():
-        found.append(checkout.joinpath(*BUNDLED[name].split("/")))
+        found.append(checkout.joinpath(*in_repository.split("/")))
     return found
 
 
 def virtual_card_script() -> Path:
     """The virtual sound card's script: the wheel's copy, else (in a checkout) the repository's."""
-    package = _package_root()
-    shipped = package / PACKAGE_DATA / Path(VIRTUAL_CARD_SCRIPT).name
-    checkout = package.parent.parent.joinpath(*VIRTUAL_CARD_SCRIPT.split("/"))
-    return shipped if shipped.is_file() or package.parent.name != "src" else checkout
+    candidates = _candidates(Path(VIRTUAL_CARD_SCRIPT).name, VIRTUAL_CARD_SCRIPT)
+    return next((c for c in candidates if c.is_file()), candidates[-1])
 
 
 def bundled_dir(name: Bundled) -> Path:
@@ -90,7 +88,7 @@ def bundled_dir(name: Bundled) -> Path:
     Raises:
         ConfigError: vlab's files are not on disk (imported from a zip file).
     """
-    candidates = _candidates(name)
+    candidates = _candidates(name, BUNDLED[name])
     return next((c for c in candidates if c.is_dir()), candidates[-1])
 
 

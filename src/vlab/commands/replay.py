@@ -105,8 +105,8 @@ def run(args: argparse.Namespace) -> int:
 
     speed = 1.0 if args.realtime else args.speed
     settings = SessionSettings(turn_detection=turn_detection(args))
-    events = Path(args.out or "", "events.jsonl")
-    if args.out and events.is_file() and events.stat().st_size and not args.force:  # not a failed connect's
+    log = Path(args.out, "events.jsonl") if args.out else None
+    if log is not None and log.is_file() and log.stat().st_size and not args.force:  # not a failed connect's
         raise ConfigError(
             f"{args.out} already holds a run (events.jsonl); the replay would replace it. Choose another "
             "--out, or pass --force to replace it"

@@ -238,12 +238,12 @@ def label_folder(
     base = manifest.parent.resolve()
     entries: list[dict[str, Any]] = []
     taken: set[str] = set()
-    unreadable: list[AudioFormatError] = []
+    first_error: AudioFormatError | None = None
     for path in tqdm(audio, desc="labelling", unit="file", disable=None if progress else True):
         try:
             samples, rate = read_audio(path)
         except AudioFormatError as exc:
-            unreadable.append(exc)
+            first_error = first_error or exc
             warn_user(f"left out {exc}")
             continue
         proposal = propose(samples, rate, hold_gap_ms)
@@ -267,7 +267,7 @@ def label_folder(
                 "notes": f"proposed by vlab prompts label (Silero + energy edges; hold gap {hold_gap_ms:g} ms)",
             }
         )
-    if not entries:
-        raise unreadable[0]
+    if first_error is not None and not entries:
+        raise first_error
     write_manifest(manifest, entries, generator="vlab prompts label")
     return manifest
