@@ -186,6 +186,17 @@ def test_vlab_sweep_with_a_broken_prompt_records_the_cell_and_names_the_file(tmp
 BAD_CONFIGS = {
     "unknown key": ({"grid": {"thresh": [0.5]}}, "unknown key(s) 'thresh' in [grid]"),
     "unknown section": ({"grid": {"threshold": [0.5]}, "grdi": {}}, "unknown section(s) 'grdi'"),
+    "a typo of a key": ({"grid": {"treshold": [0.5]}}, "'treshold' in [grid] (did you mean 'threshold'?)"),
+    "a key shortened": ({"grid": {"silence": [300]}}, "(did you mean 'silence_duration_ms'?)"),
+    "typos of two sections": (
+        {"grid": {"threshold": [0.5]}, "grdi": {}, "rnu": {}},
+        "(did you mean 'grid' for 'grdi', 'run' for 'rnu'?)",
+    ),
+    "a key outside its section": ({"grid": {"threshold": [0.5]}, "repeats": 2}, "repeats belongs in [run]"),
+    "the endpoint in the config": (
+        {"grid": {"threshold": [0.5]}, "target": {"endpoint": "https://my-res.services.ai.azure.com"}},
+        "to the endpoint, key and model in AZURE_VOICELIVE_ENDPOINT, AZURE_VOICELIVE_API_KEY",
+    ),
     "threshold out of range": ({"grid": {"threshold": [1.5]}}, "threshold must be a number in [0.0, 1.0]"),
     "threshold not a number": ({"grid": {"threshold": ["high"]}}, "threshold must be a number"),
     "negative silence": ({"grid": {"silence_duration_ms": [-5]}}, "silence_duration_ms must be an integer"),
@@ -242,6 +253,7 @@ def _toml(value) -> str:
     "case",
     [
         "unknown key",
+        "the endpoint in the config",
         "threshold out of range",
         "empty grid list",
         "grid with only a type",

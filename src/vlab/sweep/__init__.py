@@ -17,7 +17,8 @@ set or repeats) stay out of the tables, with a warning.
 
 Config (TOML; see ``examples/vad_sweep.toml``)::
 
-    [target]                 # optional
+    [target]                 # optional; where the cells connect is not here: AZURE_VOICELIVE_ENDPOINT
+                             # and its key in the environment or .env, else the embedded emulator
     speed = "max"            # audio pacing and emulator speed: a number (1 = real time) or "max"
     latency = "typical"      # emulator latency preset, or a fitted "latency.json" (vlab calibrate)
     hear_audio = false       # true: replies follow the words the emulator recognizes in each turn

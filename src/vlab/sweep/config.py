@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vlab import protocol_limits
+from vlab.endpoint import ENV_API_KEY, ENV_ENDPOINT, ENV_MODEL
 from vlab.errors import ConfigError
 from vlab.prompts import LabelledPrompt, load_prompt_set, select_prompts
 from vlab.settings import NOT_GIVEN, AzureSemanticVad, FunctionTool, McpServer, ServerVad, SessionSettings
@@ -30,6 +31,15 @@ from vlab.sweep.grid import (
 )
 from vlab.sweep.tools import MCP_SECTION, TOOLS_SECTION, check_keys, function_tools, mcp_servers
 
+_CONNECTION_KEYS = frozenset(
+    {"endpoint", "url", "key", "api_key", "credential", "model", "api_version", "azure"}
+)
+"""Keys a user may put in ``[target]`` to point a sweep at Azure; the environment says that instead."""
+_CONNECTION_HINT = (
+    f"A sweep connects where a session would: to the endpoint, key and model in {ENV_ENDPOINT}, "
+    f"{ENV_API_KEY} and {ENV_MODEL} (the environment or .env; no key: Entra ID), else to the embedded "
+    "emulator. A config never holds them, so it can be shared; `vlab doctor` shows where a sweep will connect"
+)
 _SECTIONS: dict[str, set[str]] = {
     "target": {"speed", "latency", "hear_audio", "script"},
     "prompts": {"path", "include"},
@@ -164,16 +174,20 @@ def load_config(
     """
     data, config_dir = _read(config)
     base = Path(base_dir) if base_dir is not None else Path.cwd()
-    sections = {*_SECTIONS, TOOLS_SECTION, MCP_SECTION}
-    unknown = sorted(set(data) - sections)
-    if unknown:
-        raise ConfigError(
-            f"unknown section(s) {', '.join(repr(k) for k in unknown)}; known: {', '.join(sorted(sections))}"
-        )
+    misplaced = [f"{k} belongs in [{s}]" for k in data for s, keys in _SECTIONS.items() if k in keys]
+    check_keys(
+        "the config",
+        data,
+        {*_SECTIONS, TOOLS_SECTION, MCP_SECTION},
+        what="section(s)",
+        hint="; ".join(misplaced),
+    )
     for section in _SECTIONS:
-        if not isinstance(data.get(section, {}), Mapping):
+        table = data.get(section, {})
+        if not isinstance(table, Mapping):
             raise ConfigError(f"[{section}] must be a table")
-        check_keys(f"[{section}]", data.get(section, {}), _SECTIONS[section])
+        connection = section in ("target", "run") and not set(table).isdisjoint(_CONNECTION_KEYS)
+        check_keys(f"[{section}]", table, _SECTIONS[section], hint=_CONNECTION_HINT if connection else "")
     grid = dict(data.get("grid", {}))
     detections = _turn_detections(grid)
     functions, tool_outputs, tool_run_ms = function_tools(data.get(TOOLS_SECTION, {}))
