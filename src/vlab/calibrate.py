@@ -37,7 +37,8 @@ import pandas as pd
 from vlab import __version__, protocol
 from vlab.emulator.fitted_latency import FITTED_STAGES, OPTIONAL_STAGES, Empirical, FittedLatency
 from vlab.errors import ConfigError, VlabWarning, warn_user
-from vlab.log import load_log
+from vlab.log import LOG_NAMES, is_run_folder, load_log
+from vlab.log.files import RUN_FOLDER_HINT
 from vlab.metrics import tool_calls, turn_latency
 from vlab.metrics.events import in_log_order, on_simulated_timeline, payload_of
 
@@ -54,7 +55,6 @@ __all__ = [
 MIN_SAMPLES = 50
 """Samples below which a stage is flagged (and a voice or model split is not kept)."""
 
-_LOG_FILES = ("events.parquet", "events.jsonl")
 _URL = re.compile(r"(?:wss?|https?)://[^\s)]+")
 
 
@@ -73,12 +73,12 @@ def find_runs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
         path = Path(raw)
         if not path.exists():
             raise ConfigError(f"{str(path)!r} does not exist; give run folders or sweep folders")
-        if any((path / name).is_file() for name in _LOG_FILES):
+        if is_run_folder(path):
             runs.append(path)
             continue
-        found = sorted({p.parent for name in _LOG_FILES for p in path.rglob(name)})
+        found = sorted({p.parent for name in LOG_NAMES for p in path.rglob(name)})
         if not found:
-            raise ConfigError(f"{str(path)!r} holds no run folder (no events.jsonl or events.parquet)")
+            raise ConfigError(f"{str(path)!r} holds no run folder ({RUN_FOLDER_HINT})")
         runs.extend(found)
     return list(dict.fromkeys(runs))
 

@@ -21,7 +21,8 @@ from typing import Any
 from vlab import protocol
 from vlab.emulator.cassette import Cassette, CassetteEvent, timeline_marker
 from vlab.errors import ConfigError
-from vlab.log import load_log
+from vlab.log import is_run_folder, load_log
+from vlab.log.files import RUN_FOLDER_HINT
 from vlab.metrics.events import InputTimeline, as_float, in_log_order, on_simulated_timeline, payload_of
 
 __all__ = ["load_cassette"]
@@ -39,8 +40,8 @@ def load_cassette(run_dir: str | os.PathLike[str]) -> Cassette:
         ConfigError: Not a run folder, or it has no ``input.wav`` (record with ``record_audio=True``).
     """
     run = Path(run_dir)
-    if not any((run / name).is_file() for name in ("events.jsonl", "events.parquet")):
-        raise ConfigError(f"{str(run)!r} is not a run folder (no events.jsonl or events.parquet)")
+    if not is_run_folder(run):
+        raise ConfigError(f"{str(run)!r} is not a run folder: {RUN_FOLDER_HINT}")
     if not (run / "input.wav").is_file():
         raise ConfigError(
             f"{str(run)!r} has no input.wav: a cassette needs the audio the client sent "

@@ -63,15 +63,12 @@ def _load(sweep_dir: Path, name: str) -> pd.DataFrame:
 
 
 def _require_sweep(sweep_dir: Path) -> dict[str, Any]:
-    from vlab.sweep.store import unfinished_sweep
+    from vlab.sweep.store import not_a_sweep
 
-    manifest = sweep_dir / "manifest.json"
-    if not manifest.is_file():
-        raise ConfigError(
-            unfinished_sweep(sweep_dir)
-            or f"{str(sweep_dir)!r} is not a sweep folder (no manifest.json); run `vlab sweep` first"
-        )
-    return json.loads(manifest.read_text(encoding="utf-8"))
+    problem = not_a_sweep(sweep_dir)
+    if problem is not None:
+        raise ConfigError(problem)
+    return json.loads((sweep_dir / "manifest.json").read_text(encoding="utf-8"))
 
 
 def _require_results(sweep_dir: Path, points: pd.DataFrame) -> None:

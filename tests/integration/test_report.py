@@ -89,6 +89,32 @@ def test_report_of_a_folder_that_is_not_a_sweep_fails_clearly(tmp_path):
         build_report(tmp_path)
 
 
+def test_a_path_that_is_not_a_sweep_folder_is_told_what_to_give_in_report_compare_and_load(
+    sweep_dir, tmp_path
+):
+    from vlab.sweep import load_sweep
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "events.jsonl").write_text("")
+    cases = {
+        tmp_path / "nowhere": "does not exist; give the folder `vlab sweep --out` wrote",
+        sweep_dir
+        / "points.parquet": f"is a file, not a sweep folder: give the sweep folder it is in, {str(sweep_dir)!r}",
+        tmp_path / "run" / "events.jsonl": "is a file, not a sweep folder",
+        run: "is the run folder of one session, not a sweep folder; `vlab.load_log` reads it",
+    }
+    for path, message in cases.items():
+        for call in (
+            lambda: build_report(path),
+            lambda: compare_sweeps(sweep_dir, path),
+            lambda: load_sweep(path, "points"),
+        ):
+            with pytest.raises(ConfigError) as info:
+                call()
+            assert str(info.value) == f"{str(path)!r} {message}"
+
+
 def test_a_sweep_stopped_before_its_tables_says_how_to_finish_it_in_report_compare_and_load(
     sweep_dir, tmp_path
 ):

@@ -99,16 +99,17 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from vlab.errors import NotAnswered
+    from vlab.log import JSONL_NAME
     from vlab.metrics import USAGE_COLUMNS, tokens_used
     from vlab.replay import replay
     from vlab.settings import SessionSettings
 
     speed = 1.0 if args.realtime else args.speed
     settings = SessionSettings(turn_detection=turn_detection(args))
-    log = Path(args.out, "events.jsonl") if args.out else None
+    log = Path(args.out, JSONL_NAME) if args.out else None
     if log is not None and log.is_file() and log.stat().st_size and not args.force:  # not a failed connect's
         raise ConfigError(
-            f"{args.out} already holds a run (events.jsonl); the replay would replace it. Choose another "
+            f"{args.out} already holds a run ({JSONL_NAME}); the replay would replace it. Choose another "
             "--out, or pass --force to replace it"
         )
     try:

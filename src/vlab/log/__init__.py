@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from vlab._lazy import lazy_attributes
 from vlab.log.eventlog import EventLog
+from vlab.log.files import JSONL_NAME, LOG_NAMES, PARQUET_NAME, is_run_folder
 from vlab.log.records import EventRecord, Sink, record_from_event
 from vlab.log.writer import JsonlWriter
 
@@ -26,8 +27,12 @@ __all__ = [
     "EVENT_COLUMNS",
     "EventLog",
     "EventRecord",
+    "JSONL_NAME",
     "JsonlWriter",
+    "LOG_NAMES",
+    "PARQUET_NAME",
     "Sink",
+    "is_run_folder",
     "load_log",
     "read_jsonl",
     "record_from_event",

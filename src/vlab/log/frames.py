@@ -29,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 
 from vlab.errors import ConfigError, warn_user
+from vlab.log.files import JSONL_NAME, PARQUET_NAME
 from vlab.log.records import FIELD_KINDS, RECORD_FIELDS, EventRecord, FieldKind
 
 
@@ -56,11 +57,6 @@ _LAYOUT: tuple[tuple[str, str, FieldKind], ...] = tuple(
 EVENT_COLUMNS: tuple[str, ...] = tuple(column for column, _, _ in _LAYOUT)
 """Columns of an event frame, in order (``wall_time`` replaces the record's ``wall_ns``)."""
 
-JSONL_NAME = "events.jsonl"
-"""File name of the live JSON-lines log in a run folder."""
-
-PARQUET_NAME = "events.parquet"
-"""File name of the Parquet log in a run folder."""
 
 _REQUIRED_KINDS = frozenset({"int", "wall_ns", "key"})
 _REQUIRED_KEYS = tuple(field for _, field, kind in _LAYOUT if kind in _REQUIRED_KINDS)

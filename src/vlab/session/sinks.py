@@ -24,7 +24,7 @@ from vlab import __version__, protocol
 from vlab.audio.recording import Recorder
 from vlab.clock import NS_PER_S, Clock, SystemClock, wall_datetime
 from vlab.errors import warn_user
-from vlab.log import EventLog, EventRecord, JsonlWriter, Sink
+from vlab.log import JSONL_NAME, PARQUET_NAME, EventLog, EventRecord, JsonlWriter, Sink
 from vlab.log.records import Direction, event_row, record_from_row
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ class RunFolder:
         """Create the folder, write ``session.json`` and start ``events.jsonl``."""
         self.path.mkdir(parents=True, exist_ok=True)
         (self.path / "session.json").write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
-        self._writer = JsonlWriter(self.path / "events.jsonl")
+        self._writer = JsonlWriter(self.path / JSONL_NAME)
 
     def __call__(self, record: EventRecord) -> None:
         """Append a record to ``events.jsonl``."""
@@ -161,7 +161,7 @@ class RunFolder:
         writer.close()
         from vlab.log import write_parquet
 
-        write_parquet(self._log.frame(), self.path / "events.parquet")
+        write_parquet(self._log.frame(), self.path / PARQUET_NAME)
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"

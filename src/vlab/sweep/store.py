@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vlab.errors import ConfigError
+from vlab.log import is_run_folder
 
 DATASET_DIR = "dataset"
 """Folder of a sweep with its tables as partitioned Parquet datasets (``dataset/turns/setting_index=K/``)."""
@@ -67,15 +68,26 @@ def dataset_atomic(table: Any, path: Path, settings: Sequence[str]) -> None:
     os.replace(tmp, path)
 
 
-def unfinished_sweep(folder: Path) -> str | None:
-    """What to say of a folder whose sweep stopped before writing its tables (None if it is not one)."""
-    if (folder / "manifest.json").is_file() or not any((folder / "cells").glob("*/cell.json")):
+def not_a_sweep(folder: Path) -> str | None:
+    """Why ``folder`` is not a finished sweep folder and what to give instead (None when it is one)."""
+    if (folder / "manifest.json").is_file():
         return None
-    finished = sum(meta.get("status") == "ok" for meta in cell_metas(folder))
-    return (
-        f"{str(folder)!r} holds a sweep that stopped before writing its tables ({finished} cells finished): "
-        f"run the same `vlab sweep` command again with --out {folder} to finish it (finished cells are kept)"
-    )
+    name = repr(str(folder))
+    if not folder.exists():
+        return f"{name} does not exist; give the folder `vlab sweep --out` wrote"
+    if folder.is_file():
+        sweep = next((p for p in folder.parents if (p / "manifest.json").is_file()), None)
+        inside = f": give the sweep folder it is in, {str(sweep)!r}" if sweep else ""
+        return f"{name} is a file, not a sweep folder{inside}"
+    if any((folder / "cells").glob("*/cell.json")):
+        finished = sum(meta.get("status") == "ok" for meta in cell_metas(folder))
+        return (
+            f"{name} holds a sweep that stopped before writing its tables ({finished} cells finished): "
+            f"run the same `vlab sweep` command again with --out {folder} to finish it (finished cells are kept)"
+        )
+    if is_run_folder(folder):
+        return f"{name} is the run folder of one session, not a sweep folder; `vlab.load_log` reads it"
+    return f"{name} is not a sweep folder (no manifest.json); run `vlab sweep` first"
 
 
 def load_sweep(path: str | os.PathLike[str], table: str = "turns") -> Any:
@@ -106,9 +118,9 @@ def load_sweep(path: str | os.PathLike[str], table: str = "turns") -> Any:
     flat = folder / f"{table}.parquet"
     if flat.is_file():  # a sweep written before the datasets
         return pd.read_parquet(flat)
-    unfinished = unfinished_sweep(folder)
-    if unfinished is not None:
-        raise ConfigError(unfinished)
+    problem = not_a_sweep(folder)
+    if problem is not None:
+        raise ConfigError(problem)
     raise ConfigError(
         f"{str(folder)!r} holds no {table!r} table; pass a folder written by `vlab sweep` and one of "
         "turns, vad, scores, session, points"

@@ -102,29 +102,26 @@ class LogExplorer:
 
     def load(self, run_dir: str | Path) -> None:
         """Open a run folder (ConfigError with a clear message when it is not one)."""
-        from vlab.log import load_log
+        from vlab.log import is_run_folder, load_log
+        from vlab.log.files import RUN_FOLDER_HINT
         from vlab.metrics import turn_latency
 
         text = str(run_dir).strip()
         if not text:
-            raise ConfigError(
-                "Type the path of a run folder (the one that holds events.parquet or events.jsonl) first."
-            )
+            raise ConfigError(f"Type the path of a run folder first ({RUN_FOLDER_HINT}).")
         folder = Path(text).expanduser()
         if folder.is_file():
             raise ConfigError(f"{text!r} is a file: give the run folder it is in, {str(folder.parent)!r}")
         if not folder.is_dir():
             raise ConfigError(f"no run folder {text!r} (relative paths start at {str(Path.cwd())!r})")
-        if not ((folder / "events.parquet").is_file() or (folder / "events.jsonl").is_file()):
-            cells = sorted(p.parent for p in (folder / "cells").glob("*/events.*"))
+        if not is_run_folder(folder):
+            cells = sorted(filter(is_run_folder, (folder / "cells").glob("*")))
             if cells:
                 raise ConfigError(
                     f"{text!r} is a sweep folder: give one of its cells, e.g. {str(cells[0])!r} "
                     "(the report shows the sweep: vlab report)"
                 )
-            raise ConfigError(
-                f"{text!r} is not a run folder: it holds neither events.parquet nor events.jsonl"
-            )
+            raise ConfigError(f"{text!r} is not a run folder: {RUN_FOLDER_HINT}")
         events = load_log(folder)
         events = events.sort_values("seq").reset_index(drop=True) if "seq" in events else events
         self.output.outputs = ()
