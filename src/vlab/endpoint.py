@@ -225,6 +225,10 @@ def _validate_endpoint(endpoint: str, source: str, key: str | None) -> str:
         raise ConfigError(
             f"The endpoint from {source} has a port that is not a number from 0 to 65535, got {shown!r}. {fix}"
         )
+    if len(endpoint) > 1 and endpoint[0] == endpoint[-1] and endpoint[0] in "'\"":
+        fix = f"Remove the quotes around it. {fix}"
+    elif "://" not in endpoint and "." in (host := endpoint.split("/", 1)[0]) and not set(host) & set("@?#"):
+        fix = f"Add the scheme: https://{host} (the resource endpoint, no path)."
     raise ConfigError(
         f"The endpoint from {source} must be an http(s) or ws(s) URL with a host, got {shown!r}. {fix}"
     )

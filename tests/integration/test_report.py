@@ -105,13 +105,13 @@ def test_a_path_that_is_not_a_sweep_folder_is_told_what_to_give_in_report_compar
         run: "is the run folder of one session, not a sweep folder; `vlab.load_log` reads it",
     }
     for path, message in cases.items():
-        for call in (
-            lambda: build_report(path),
-            lambda: compare_sweeps(sweep_dir, path),
-            lambda: load_sweep(path, "points"),
+        for call, args in (
+            (build_report, (path,)),
+            (compare_sweeps, (sweep_dir, path)),
+            (load_sweep, (path, "points")),
         ):
             with pytest.raises(ConfigError) as info:
-                call()
+                call(*args)
             assert str(info.value) == f"{str(path)!r} {message}"
 
 

@@ -210,7 +210,6 @@ def test_key_without_endpoint_is_an_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "endpoint",
     [
-        "res.services.ai.azure.com",
         "ftp://res.services.ai.azure.com",
         "https://",
         "https:///path",
@@ -224,6 +223,34 @@ def test_bad_endpoint_shows_value_and_example(endpoint: str) -> None:
     assert repr(endpoint) in message
     assert "https://<resource>.services.ai.azure.com" in message
     assert "endpoint argument" in message
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "fix"),
+    [
+        (
+            "res.services.ai.azure.com",
+            "Add the scheme: https://res.services.ai.azure.com (the resource endpoint, no path).",
+        ),
+        (
+            f"res.services.ai.azure.com/x?key={CANARY}",
+            "Add the scheme: https://res.services.ai.azure.com (the",
+        ),
+        (
+            '"https://res.services.ai.azure.com"',
+            "Remove the quotes around it. Use the resource endpoint, e.g.",
+        ),
+        (
+            "'https://res.services.ai.azure.com'",
+            "Remove the quotes around it. Use the resource endpoint, e.g.",
+        ),
+    ],
+)
+def test_an_endpoint_without_its_scheme_or_in_quotes_is_told_the_fix(endpoint: str, fix: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        resolve_target(endpoint, env={}, dotenv_path=False)
+    assert fix in str(info.value)
+    assert_no_canary(str(info.value))
 
 
 @pytest.mark.parametrize("port", ["99999", CANARY])
