@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from vlab import protocol
 from vlab.errors import ConfigError
@@ -199,6 +199,29 @@ def _clean(value: str | None) -> str | None:
     return value or None
 
 
+def _refuse_what_the_sdk_adds(endpoint: str, source: str, parts: SplitResult) -> None:
+    """Refuse a session path or an ``api-version``/``model`` query in an endpoint: the SDK adds its own."""
+    path = parts.path.rstrip("/")
+    route = next((r for r in protocol.ROUTES if path.endswith(r)), None)
+    given = [name for name in protocol.SDK_QUERY_PARAMETERS if name in parse_qs(parts.query)]
+    if route is None and not given:
+        return
+    problems = []
+    if route is not None:
+        path = path[: -len(route)]
+        problems.append(
+            f"ends with {route}, which the SDK appends itself (it would connect to …{route}{protocol.ROUTES[0]})"
+        )
+    if given:
+        problems.append(f"gives {' and '.join(given)} in its query, which the SDK ignores (it sets its own)")
+    settings = {"api-version": ENV_API_VERSION, "model": ENV_MODEL}
+    instead = f", and set {' and '.join(settings[name] for name in given)}" if given else ""
+    raise ConfigError(
+        f"The endpoint from {source} {'; it '.join(problems)}. Give it as "
+        f"{_safe_url(f'{parts.scheme}://{parts.netloc}{path}')!r}{instead}."
+    )
+
+
 def _validate_endpoint(endpoint: str, source: str, key: str | None) -> str:
     fix = f"Use the resource endpoint, e.g. {ENDPOINT_EXAMPLE}."
     if key and key in endpoint:
@@ -212,6 +235,7 @@ def _validate_endpoint(endpoint: str, source: str, key: str | None) -> str:
         scheme, host = "", None
         bad_port = "port" in str(exc).lower()
     if scheme in _SCHEMES and host:
+        _refuse_what_the_sdk_adds(endpoint, source, parts)
         return endpoint
     if not any(c in endpoint for c in ".:/"):
         # No scheme, dot or slash: possibly a key pasted into the wrong variable, so do not echo it.

@@ -17,6 +17,13 @@ DEFAULT_API_VERSION: Final = "2026-07-15"
 DEFAULT_MODEL: Final = "gpt-realtime"
 """Model used when none is configured."""
 
+ROUTES: Final = ("/voice-live/realtime", "/voice-agent/realtime")
+"""The WebSocket paths of a session; the SDK appends the first to the endpoint (the second is the same
+service's older name)."""
+
+SDK_QUERY_PARAMETERS: Final = ("api-version", "model")
+"""Query parameters the SDK always sets itself; one in the endpoint's query is ignored."""
+
 # --- audio formats -------------------------------------------------------------------------------
 
 INPUT_FORMATS: Final = ("pcm16", "g711_ulaw", "g711_alaw")

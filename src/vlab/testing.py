@@ -177,7 +177,7 @@ async def serving(app: web.Application) -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def scripted_server(
-    script: Callable[[Any], Awaitable[None]], *, path: str = "/voice-live/realtime"
+    script: Callable[[Any], Awaitable[None]], *, path: str = protocol.ROUTES[0]
 ) -> AsyncIterator[str]:
     """A WebSocket server on loopback that plays ``script`` to each connection (no emulator behind it).
 

@@ -253,6 +253,40 @@ def test_an_endpoint_without_its_scheme_or_in_quotes_is_told_the_fix(endpoint: s
     assert_no_canary(str(info.value))
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "message"),
+    [
+        (
+            "https://res.services.ai.azure.com/voice-live/realtime",
+            "ends with /voice-live/realtime, which the SDK appends itself (it would connect to "
+            "…/voice-live/realtime/voice-live/realtime). Give it as 'https://res.services.ai.azure.com'.",
+        ),
+        (
+            f"https://user:{CANARY}@gw.example/base/voice-agent/realtime/",
+            "ends with /voice-agent/realtime, which the SDK appends itself (it would connect to "
+            "…/voice-agent/realtime/voice-live/realtime). Give it as 'https://gw.example/base'.",
+        ),
+        (
+            f"https://res.services.ai.azure.com/?api-version=2025-10-01&sig={CANARY}",
+            "gives api-version in its query, which the SDK ignores (it sets its own). Give it as "
+            "'https://res.services.ai.azure.com', and set AZURE_VOICELIVE_API_VERSION.",
+        ),
+        (
+            "wss://res.cognitiveservices.azure.com/voice-live/realtime?api-version=2025-10-01&model=gpt-4o",
+            "ends with /voice-live/realtime, which the SDK appends itself (it would connect to "
+            "…/voice-live/realtime/voice-live/realtime); it gives api-version and model in its query, which the "
+            "SDK ignores (it sets its own). Give it as 'wss://res.cognitiveservices.azure.com', and set "
+            "AZURE_VOICELIVE_API_VERSION and AZURE_VOICELIVE_MODEL.",
+        ),
+    ],
+)
+def test_what_the_sdk_adds_to_an_endpoint_is_refused_in_it(endpoint: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        resolve_target(endpoint, env={}, dotenv_path=False)
+    assert str(info.value) == f"The endpoint from the endpoint argument {message}"
+    assert_no_canary(str(info.value))
+
+
 @pytest.mark.parametrize("port", ["99999", CANARY])
 def test_a_bad_port_is_named_and_not_shown(port: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -298,6 +332,8 @@ def test_setting_sources_say_where_each_setting_comes_from_never_its_value(_isol
         "http://127.0.0.1:8765",
         "https://res.cognitiveservices.azure.com/base/",
         "ws://localhost:9000/x",
+        "https://gw.example/voice-live",
+        "https://res.services.ai.azure.com/?other=1",
         "WSS://h",
     ],
 )

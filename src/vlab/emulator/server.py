@@ -52,7 +52,6 @@ from vlab.protocol_limits import HANDSHAKE_TIMEOUT_S, KEEPALIVE_TIMEOUT_S, MAX_C
 
 log = logging.getLogger("vlab.emulator")
 
-ROUTES = ("/voice-live/realtime", "/voice-agent/realtime")
 _MAX_PORT = 65535
 
 
@@ -269,7 +268,7 @@ def make_app(config: EmulatorConfig, shard: Shard | None = None) -> web.Applicat
         "peak": 0,
         "rate_limited": _rate_limits(config.faults),
     }
-    for route in ROUTES:
+    for route in protocol.ROUTES:
         app.router.add_get(route, _realtime)
     app.router.add_get("/health", _health)
     if config.identity is not None:
