@@ -43,13 +43,27 @@ def test_fault_text_form_parses_every_kind():
     ("make", "message"),
     [
         (
-            lambda: Fault("explode", "x"),
+            lambda: Fault("explode", "response.done"),
             r"unknown fault kind 'explode'; use one of drop, close, .*e\.g\. Fault\(",
         ),
         (lambda: Fault("drop"), r"needs 'at'.*e\.g\. Fault\('drop', 'response\.audio\.delta'\)"),
-        (lambda: Fault("close", "x", n=0), r"from 1.*got 0; give n >= 1"),
+        (lambda: Fault("close", "response.done", n=0), r"from 1.*got 0; give n >= 1"),
         (lambda: Fault("throttle", rate=0), r"rate > 0.*got 0"),
-        (lambda: Fault("delay", "x", ms=-5), r"ms >= 0.*got -5"),
+        (lambda: Fault("delay", "response.done", ms=-5), r"ms >= 0.*got -5"),
+        (
+            lambda: Fault("drop", "response.audio.dleta"),
+            r"a fault's 'at' is a server event type the emulator sends, got 'response.audio.dleta' "
+            r"\(did you mean 'response.audio.delta'\?\); e\.g\. 'response\.audio\.delta'",
+        ),
+        (
+            lambda: Fault("drop", "response.create"),
+            r"got 'response.create' \(did you mean 'response.created'\?\)",
+        ),
+        (
+            lambda: Emulator(faults=[{"kind": "drop"}]),
+            r"a fault is a Fault\(\.\.\.\) or its text form, got dict",
+        ),
+        (lambda: Emulator(faults="drop"), r"bad fault specification 'drop'"),
     ],
 )
 def test_bad_faults_are_config_errors_that_say_how_to_fix_them(make, message):
@@ -82,15 +96,32 @@ def test_bad_emulator_options_are_config_errors(make, message):
         make()
 
 
+def test_faults_are_taken_as_objects_or_their_text_form_alone_or_in_a_list():
+    drop = Fault("drop", "response.audio.delta", n=3)
+    throttle = Fault("throttle", rate=0.5)
+    for given in (drop, "drop_after:response.audio.delta:3", [drop], ["drop_after:response.audio.delta:3"]):
+        assert Emulator(faults=given).config.faults == (drop,)
+    assert Emulator(faults=[drop, "throttle:0.5"]).config.faults == (drop, throttle)
+    assert Emulator(faults="drop_after:response.audio.delta:3; throttle:0.5").config.faults == (
+        drop,
+        throttle,
+    )
+    emu = Emulator()
+    assert emu.inject("throttle:0.5") == 0  # not serving: nothing to arm it on
+    with pytest.raises(ConfigError, match="a fault is a Fault"):
+        emu.inject(3)  # type: ignore[arg-type]
+
+
 def test_the_exposed_emulator_warning_is_a_vlab_warning():
     assert issubclass(EmulatorExposedWarning, VlabWarning)  # so the error::VlabWarning filter sees it
 
 
 def test_fault_plan_counts_occurrences_and_fires_once():
     plan = FaultPlan()
-    plan.arm([Fault("drop", "a", n=2), Fault("delay", "b", ms=10, n=1), Fault("throttle", rate=2)])
-    assert plan.after("a") == [] and plan.after("a") == [Fault("drop", "a", n=2)] and plan.after("a") == []
-    assert plan.delay_before("b") == 10 and plan.delay_before("b") == 0
+    a, b = "response.created", "response.done"
+    plan.arm([Fault("drop", a, n=2), Fault("delay", b, ms=10, n=1), Fault("throttle", rate=2)])
+    assert plan.after(a) == [] and plan.after(a) == [Fault("drop", a, n=2)] and plan.after(a) == []
+    assert plan.delay_before(b) == 10 and plan.delay_before(b) == 0
     assert plan.throttle_rate == 2
 
 

@@ -34,9 +34,12 @@ The text form (several separated by ``;``)::
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from vlab import protocol
 from vlab.errors import ConfigError
 
 FaultKind = Literal["drop", "close", "delay", "error", "throttle", "rate_limit"]
@@ -83,6 +86,13 @@ class Fault:
             raise ConfigError(
                 f"a {self.kind!r} fault needs 'at', the server event type it is tied to, "
                 f"e.g. Fault({self.kind!r}, 'response.audio.delta')."
+            )
+        if self.at is not None and self.at not in protocol.SERVER_EVENT_FIELDS:
+            close = difflib.get_close_matches(str(self.at), sorted(protocol.SERVER_EVENT_FIELDS), n=1)
+            raise ConfigError(
+                f"a fault's 'at' is a server event type the emulator sends, got {self.at!r}"
+                + (f" (did you mean {close[0]!r}?)" if close else "")
+                + "; e.g. 'response.audio.delta', 'response.done', 'input_audio_buffer.speech_stopped'."
             )
         if self.n < 1:
             raise ConfigError(
@@ -152,6 +162,32 @@ class Fault:
                     "'throttle:0.5' or 'rate_limit:2:1.5'"
                 ) from None
         return faults
+
+
+FaultsLike = Fault | str | Iterable[Fault | str]
+"""Faults as the Python API takes them: :class:`Fault` objects, their text form, or a list of either."""
+
+
+def as_faults(faults: FaultsLike) -> tuple[Fault, ...]:
+    """``faults`` as :class:`Fault` objects; a string is read as the text form (:meth:`Fault.parse`).
+
+    Raises:
+        ConfigError: Something that is neither a :class:`Fault` nor its text form, or a malformed one.
+    """
+    if isinstance(faults, (Fault, str)):
+        faults = [faults]
+    result: list[Fault] = []
+    for fault in faults:
+        if isinstance(fault, Fault):
+            result.append(fault)
+        elif isinstance(fault, str):
+            result.extend(Fault.parse(fault))
+        else:
+            raise ConfigError(
+                f"a fault is a Fault(...) or its text form, got {type(fault).__name__} {fault!r}; e.g. "
+                "Fault('drop', 'response.audio.delta', n=3) or 'drop_after:response.audio.delta:3'."
+            )
+    return tuple(result)
 
 
 @dataclass(slots=True)

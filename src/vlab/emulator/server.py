@@ -39,7 +39,7 @@ from vlab.emulator.asr import Recognizer, default_recognizer
 from vlab.emulator.cassette import Cassette, CassetteConnection
 from vlab.emulator.config import EmulatorConfig
 from vlab.emulator.connection import EmulatorConnection
-from vlab.emulator.faults import Fault
+from vlab.emulator.faults import Fault, FaultsLike, as_faults
 from vlab.emulator.handshake import HandshakeGuard, last_request
 from vlab.emulator.identity import Identity, Refusal
 from vlab.emulator.latency import LatencyModel, resolve
@@ -327,7 +327,8 @@ class Emulator:
             a :class:`~vlab.emulator.trace.Trace` is used as given (e.g. ``Trace(path, keep=False)`` for soaks).
         vad_model_factory: Speech-probability model for the server VAD (Silero by default).
         script: A JSON dialogue script (path or :class:`Script`) tried before the built-in replies.
-        faults: Faults (:class:`~vlab.emulator.faults.Fault`) armed on every new connection.
+        faults: Faults armed on every new connection: :class:`~vlab.emulator.faults.Fault` objects or their
+            text form (``"drop_after:response.audio.delta:3"``), alone or in a list.
         recognizer_factory: Speech recognizer for the user's audio (PocketSphinx by default).
         hear_audio: Read each user audio turn's words for the reply even without input transcription, as
             the service's model hears them (about a quarter of the turn's length in CPU); False answers
@@ -375,7 +376,7 @@ class Emulator:
         trace: bool | str | Any = False,
         vad_model_factory: Callable[[], SpeechModel] = SileroModel,
         script: str | os.PathLike[str] | Script | None = None,
-        faults: Iterable[Fault] = (),
+        faults: FaultsLike = (),
         recognizer_factory: Callable[[], Recognizer] = default_recognizer,
         hear_audio: bool = True,
         clock: Clock | None = None,
@@ -435,7 +436,7 @@ class Emulator:
             recognizer_factory=recognizer_factory,
             hear_audio=hear_audio,
             script=script if isinstance(script, Script) or script is None else Script.load(script),
-            faults=tuple(faults),
+            faults=as_faults(faults),
             clock=clock,
             identity=self.identity,
             max_sessions=max_sessions,
@@ -553,20 +554,21 @@ class Emulator:
         log.warning("%s", message)
         warn_user(message, EmulatorExposedWarning)
 
-    def inject(self, *faults: Fault) -> int:
-        """Arm ``faults`` on every open connection, counting from now.
+    def inject(self, *faults: Fault | str) -> int:
+        """Arm ``faults`` (:class:`Fault` objects or their text form) on every open connection, from now.
 
         A ``rate_limit`` fault refuses the emulator's next connection attempts instead.
 
         Returns:
             How many connections they were armed on.
         """
+        armed = as_faults(faults)
         if self._app is None:
             return 0
-        self._app[STATE]["rate_limited"].extend(_rate_limits(faults))
+        self._app[STATE]["rate_limited"].extend(_rate_limits(armed))
         connections = list(self._app[STATE]["connections"])
         for conn in connections:
-            conn.faults.arm(list(faults))
+            conn.faults.arm(list(armed))
         return len(connections)
 
     async def stop(self) -> None:
