@@ -74,25 +74,9 @@ def _require_sweep(sweep_dir: Path) -> dict[str, Any]:
 def _require_results(sweep_dir: Path, points: pd.DataFrame) -> None:
     """Raise a :class:`ConfigError` that says why, when the sweep has no operating point (no cell finished)."""
     if points.empty:
+        from vlab.sweep.store import no_results_message
+
         raise ConfigError(no_results_message(sweep_dir))
-
-
-def no_results_message(sweep_dir: Path) -> str:
-    """Why a sweep folder has no results, and what to do: the first failed cell's error, or that it stopped."""
-    from vlab.sweep.store import cell_metas
-
-    cells = cell_metas(sweep_dir)
-    failed = [cell for cell in cells if cell.get("status") == "error"]
-    finished = sum(cell.get("status") == "ok" for cell in cells)
-    why = (
-        f"none of its {len(cells)} cells finished; {failed[0].get('cell')} failed with: {failed[0].get('error')}"
-        if failed and not finished
-        else f"its tables were not written: the sweep stopped before all its cells had run ({finished} finished)"
-    )
-    return (
-        f"{sweep_dir} has no results: {why}. Fix that and run the same `vlab sweep` command again "
-        "(each cell's error is in cells/<cell>/cell.json; finished cells are kept)"
-    )
 
 
 def prompts_to_chart(

@@ -185,6 +185,7 @@ def test_a_sweep_whose_every_cell_failed_says_why_in_the_report_compare_and_the_
     import socket
     import warnings
 
+    from vlab.sweep import load_sweep
     from vlab.widgets import SweepPanel
 
     failed = tmp_path / "failed"
@@ -205,6 +206,9 @@ def test_a_sweep_whose_every_cell_failed_says_why_in_the_report_compare_and_the_
     for a, b in ((sweep_dir, failed), (failed, sweep_dir)):
         with pytest.raises(ConfigError, match=f"^{re.escape(why)}"):
             compare_sweeps(a, b)
+    for table in ("points", "turns", "scores"):  # not an empty frame without columns
+        with pytest.raises(ConfigError, match=f"^{re.escape(why)}"):
+            load_sweep(failed, table)
     manifest = json.loads((failed / "manifest.json").read_text())
     manifest["prompts"] = manifest["prompts"][:1]  # prompts that differ: no warning about a failed comparison
     (failed / "manifest.json").write_text(json.dumps(manifest))

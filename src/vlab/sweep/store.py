@@ -90,6 +90,22 @@ def not_a_sweep(folder: Path) -> str | None:
     return f"{name} is not a sweep folder (no manifest.json); run `vlab sweep` first"
 
 
+def no_results_message(sweep_dir: Path) -> str:
+    """Why a sweep folder has no results, and what to do: the first failed cell's error, or that it stopped."""
+    cells = cell_metas(sweep_dir)
+    failed = [cell for cell in cells if cell.get("status") == "error"]
+    finished = sum(cell.get("status") == "ok" for cell in cells)
+    why = (
+        f"none of its {len(cells)} cells finished; {failed[0].get('cell')} failed with: {failed[0].get('error')}"
+        if failed and not finished
+        else f"its tables were not written: the sweep stopped before all its cells had run ({finished} finished)"
+    )
+    return (
+        f"{sweep_dir} has no results: {why}. Fix that and run the same `vlab sweep` command again "
+        "(each cell's error is in cells/<cell>/cell.json; finished cells are kept)"
+    )
+
+
 def load_sweep(path: str | os.PathLike[str], table: str = "turns") -> Any:
     """One table of a sweep folder as a DataFrame, read from its partitioned dataset (every setting).
 
@@ -101,11 +117,21 @@ def load_sweep(path: str | os.PathLike[str], table: str = "turns") -> Any:
     ``SELECT * FROM read_parquet('runs/NAME/dataset/turns/*/*.parquet', hive_partitioning = true)``.
 
     Raises:
-        ConfigError: Not a sweep folder, or no such table.
+        ConfigError: Not a sweep folder, no such table, or none of its cells finished (the first error is named).
     """
+    folder = Path(path)
+    frame = _read_table(folder, table)
+    if frame.empty:
+        cells = cell_metas(folder)
+        if cells and not any(cell.get("status") == "ok" for cell in cells):
+            raise ConfigError(no_results_message(folder))
+    return frame
+
+
+def _read_table(folder: Path, table: str) -> Any:
+    """The table ``table`` of the sweep folder ``folder``: its dataset, else its flat file."""
     import pandas as pd
 
-    folder = Path(path)
     dataset = folder / DATASET_DIR / table
     if dataset.is_dir():
         parts = sorted(dataset.glob("setting_index=*/*.parquet"))

@@ -515,8 +515,9 @@ class SweepPanel:
     def _render(self, folder: Path) -> list[widgets.Widget]:
         from vlab import plots
         from vlab.metrics import POINT_FLAGS, POINT_MEASURES, SPOKEN_TRIGGERS
-        from vlab.report import grid_settings, made_tool_calls, no_results_message
+        from vlab.report import grid_settings, made_tool_calls
         from vlab.sweep import grid_shape, in_grid_order
+        from vlab.sweep.store import no_results_message
 
         m = self.manifest
         counts = m.get("counts", {})
