@@ -342,6 +342,49 @@ def test_a_path_that_cannot_be_written_is_one_line_and_exit_2(tmp_path, capsys):
     assert capsys.readouterr().err == f"vlab: error: Not a directory: {dest}\n"
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["replay", "p.wav", "--out", "{file}"], "argument --out: '{file}' is a file, not a folder"),
+        (["demo", "--out", "{file}"], "argument --out: '{file}' is a file, not a folder"),
+        (
+            ["sweep", "c.toml", "--out", "{file}/s"],
+            "argument --out: '{file}/s': '{file}' is a file, not a folder",
+        ),
+        (
+            ["calibrate", "runs", "--out", "{folder}"],
+            "argument --out: '{folder}' is a folder; give the name of a file",
+        ),
+        (
+            ["calibrate", "runs", "--out", "{file}/l.json"],
+            "'{file}/l.json': '{file}' is a file, not a folder",
+        ),
+        (
+            ["compare", "a", "b", "--csv", "{file}/t/c.csv"],
+            "argument --csv: '{file}/t/c.csv': '{file}' is a file",
+        ),
+        (["compare", "a", "b", "--plot", "{folder}"], "argument --plot: '{folder}' is a folder"),
+        (["emulator", "--trace", "{file}/t.jsonl"], "argument --trace: '{file}/t.jsonl': '{file}' is a file"),
+        (
+            ["prompts", "label", "rec", "--out", "{file}/m.json"],
+            "argument --out: '{file}/m.json': '{file}' is a",
+        ),
+    ],
+)
+def test_an_output_path_a_file_stands_in_the_way_of_is_refused_before_anything_runs(
+    tmp_path, capsys, args, message
+):
+    file, folder = tmp_path / "notes.txt", tmp_path / "out"
+    file.write_text("a file, not a folder")
+    folder.mkdir()
+    with pytest.raises(SystemExit) as exited:
+        main([a.format(file=file, folder=folder) for a in args])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert message.format(file=file, folder=folder) in err
+    assert err.rstrip().endswith("(missing folders are created)") or "give the name of a file" in err
+
+
 def test_an_os_error_without_a_path_is_not_taken_for_the_user_s(monkeypatch):
     def fails(*args, **kwargs):
         raise ConnectionResetError("the peer went away")

@@ -62,9 +62,10 @@ def test_cli_report_and_compare(sweep_dir, tmp_path, capsys):
     assert set(table["setting"]) == {"thr=0.5 pad=300 sil=300", "thr=0.5 pad=300 sil=500"}
     assert {"false_cutoff_rate", "dead_air_ms p50"} <= set(table["measure"])
     assert set(table["verdict"]) <= {"better", "worse", "same", "n/a"}
-    assert main(["compare", str(sweep_dir), str(b), "--csv", str(tmp_path / "c.csv")]) == 0
+    csv = tmp_path / "tables" / "c.csv"  # its folder is made
+    assert main(["compare", str(sweep_dir), str(b), "--csv", str(csv)]) == 0
     assert "dead_air_ms p50" in capsys.readouterr().out
-    assert len(pd.read_csv(tmp_path / "c.csv")) == len(table)
+    assert len(pd.read_csv(csv)) == len(table)
 
 
 def test_the_waterfall_and_the_tables_show_the_settings_in_the_grid_s_order(sweep_dir):

@@ -15,7 +15,7 @@ def _lines(path):
 
 
 def test_each_entry_is_in_the_file_as_soon_as_it_is_added(tmp_path):
-    path = tmp_path / "trace.jsonl"
+    path = tmp_path / "traces" / "trace.jsonl"  # its folder is made
     trace = Trace(path)
     trace.add(kind="send", t_ns=1, type="session.created", event_id="event_1")
     assert _lines(path) == [{"kind": "send", "t_ns": 1, "type": "session.created", "event_id": "event_1"}]

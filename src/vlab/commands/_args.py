@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def speed(value: str) -> float:
@@ -28,3 +29,37 @@ def seconds(value: str) -> float:
     if not limit > 0 or limit == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {value!r}")
     return limit
+
+
+def out_folder(value: str) -> str:
+    """A folder to write into: created when missing, so only a file in its place is refused."""
+    _refuse_a_file_in_the_way(Path(value), value)
+    return value
+
+
+def out_file(value: str) -> str:
+    """A file to write, its folder created when missing; refused when it is a folder or a file blocks its folder."""
+    path = Path(value)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value!r} is a folder; give the name of a file to write in it")
+    _refuse_a_file_in_the_way(path.parent, value)
+    return value
+
+
+def out_file_or_folder(value: str) -> str:
+    """A file to write, or the folder to write it in (named by the command)."""
+    path = Path(value)
+    _refuse_a_file_in_the_way(path if path.is_dir() else path.parent, value)
+    return value
+
+
+def _refuse_a_file_in_the_way(folder: Path, value: str) -> None:
+    """Refuse ``folder`` when it, or the nearest of its parents that exists, is not a folder."""
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        where = (
+            f"{value!r} is a file" if existing == Path(value) else f"{value!r}: {str(existing)!r} is a file"
+        )
+        raise argparse.ArgumentTypeError(
+            f"{where}, not a folder; choose another path (missing folders are created)"
+        )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vlab.commands._args import out_file
+
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the subcommand."""
@@ -13,7 +15,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "runs", nargs="+", metavar="RUN_OR_SWEEP", help="run folders, or sweep folders holding them"
     )
-    p.add_argument("--out", required=True, metavar="LATENCY.json", help="where to write the fitted model")
+    p.add_argument(
+        "--out", type=out_file, required=True, metavar="LATENCY.json", help="where to write the fitted model"
+    )
     p.add_argument(
         "--min-samples",
         type=int,

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from vlab.commands._args import out_file
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -10,9 +13,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser("compare", help="compare two sweep folders setting by setting")
     p.add_argument("a", help="the reference sweep folder")
     p.add_argument("b", help="the sweep folder to compare with it")
-    p.add_argument("--csv", default=None, metavar="PATH", help="also write the table as CSV")
+    p.add_argument("--csv", type=out_file, default=None, metavar="PATH", help="also write the table as CSV")
     p.add_argument(
         "--plot",
+        type=out_file,
         default=None,
         metavar="PNG",
         help="also draw how each setting moved from A to B on the cut-off/dead-air plane",
@@ -34,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     ):
         print(table[["setting", "measure", "a", "b", "delta", "verdict"]].to_string(index=False))
     if args.csv:
+        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.csv, index=False)
     if args.plot:
         print(f"chart: {compare_chart(args.a, args.b, args.plot)}")

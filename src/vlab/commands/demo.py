@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vlab.commands._args import out_folder
+
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the subcommand."""
@@ -15,7 +17,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "turn-detection sweep over the bundled prompts with a summary table, report.html, and the "
         "notebooks executed, in runs/demo-<time>/ of the current folder (one to two minutes).",
     )
-    p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/demo-<time>)")
+    p.add_argument(
+        "--out",
+        type=lambda value: Path(out_folder(value)),
+        default=None,
+        help="run folder (default: runs/demo-<time>)",
+    )
     p.add_argument(
         "--quick",
         action="store_true",

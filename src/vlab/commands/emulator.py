@@ -12,7 +12,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from vlab._process import freeze_heap
-from vlab.commands._args import speed
+from vlab.commands._args import out_file, speed
 
 if TYPE_CHECKING:
     from vlab.emulator import Emulator
@@ -44,7 +44,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "a client that sends other audio or settings gets an error",
     )
     emu.add_argument(
-        "--trace", default=None, metavar="FILE.jsonl", help="append the ground-truth trace to this file"
+        "--trace",
+        type=out_file,
+        default=None,
+        metavar="FILE.jsonl",
+        help="append the ground-truth trace to this file",
     )
     emu.add_argument(
         "--max-sessions",

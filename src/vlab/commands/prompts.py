@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vlab.commands._args import out_file_or_folder
+
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the subcommand and its own subcommands."""
@@ -16,7 +18,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="audio + labels (RTTM, TextGrid, Audacity .txt, CSV file,start,end,kind) → manifest.json",
     )
     imp.add_argument("folder", help="folder of audio files and their label files (searched recursively)")
-    imp.add_argument("--out", help="manifest path or folder (default: FOLDER/manifest.json)")
+    imp.add_argument(
+        "--out", type=out_file_or_folder, help="manifest path or folder (default: FOLDER/manifest.json)"
+    )
     imp.add_argument(
         "--hold-gap-ms",
         type=float,
@@ -30,7 +34,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "label", help="propose speech, holds and ends of turn for unlabelled recordings (Silero + energy)"
     )
     lab.add_argument("folder", help="folder of recordings (searched recursively)")
-    lab.add_argument("--out", help="manifest path or folder (default: FOLDER/manifest.json)")
+    lab.add_argument(
+        "--out", type=out_file_or_folder, help="manifest path or folder (default: FOLDER/manifest.json)"
+    )
     lab.add_argument(
         "--hold-gap-ms",
         type=float,

@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vlab.commands._args import seconds, speed
+from vlab.commands._args import out_folder, seconds, speed
 from vlab.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -29,7 +29,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     rep = sub.add_parser("replay", help="replay a WAV prompt as the user's turn and log the session")
     rep.add_argument("prompt", help="WAV/FLAC/OGG file with the user's speech")
     rep.add_argument(
-        "--out", default=None, metavar="RUN_DIR", help="run folder (default: runs/replay-<time>)"
+        "--out",
+        type=out_folder,
+        default=None,
+        metavar="RUN_DIR",
+        help="run folder (default: runs/replay-<time>)",
     )
     td = rep.add_mutually_exclusive_group()
     td.add_argument(

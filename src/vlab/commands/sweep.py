@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from vlab.commands import INTERRUPTED_EXIT
+from vlab.commands._args import out_folder
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -15,6 +16,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("config", help="sweep config (TOML; see examples/vad_sweep.toml)")
     p.add_argument(
         "--out",
+        type=out_folder,
         metavar="SWEEP_DIR",
         help="sweep folder (finished cells are skipped); required unless --dry-run",
     )

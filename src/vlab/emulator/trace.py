@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -28,14 +29,16 @@ class Trace:
     """Collects trace entries in memory and, optionally, appends them to a JSONL file.
 
     Args:
-        path: JSONL file to append to (each entry written through with one ``write``), or None for
-            memory only.
+        path: JSONL file to append to (each entry written through with one ``write``; its folder created
+            when missing), or None for memory only.
         keep: Keep entries in :attr:`entries` (disable for long soaks).
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, keep: bool = True) -> None:
         self.entries: list[dict[str, Any]] = []
         self._keep = keep
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._fd: int | None = os.open(path, _APPEND, 0o644) if path else None
         self._lock = threading.Lock()
 
