@@ -16,7 +16,7 @@ from tests._portable import needs_noise_suppression
 from vlab import ServerVad, Session, SessionSettings, protocol
 from vlab.audio.pcm import silence
 from vlab.emulator import Emulator
-from vlab.errors import ConfigError
+from vlab.errors import ConfigError, UsageError
 from vlab.feed import feed_prompt
 from vlab.log import load_log
 from vlab.metrics import tokens_used, turn_latency
@@ -40,6 +40,16 @@ def config(**overrides):
     for key, value in overrides.items():
         cfg[key] = {**cfg.get(key, {}), **value}
     return cfg
+
+
+async def test_run_sweep_where_an_event_loop_runs_says_to_await_run_sweep_async(tmp_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and leaves no coroutine unawaited
+        with pytest.raises(UsageError, match=r"^run_sweep cannot run inside a running event loop .*`await "):
+            run_sweep(config(), tmp_path / "s", progress=False, session_options=OPTS)
+    assert not (tmp_path / "s").exists()
 
 
 @pytest.fixture(scope="module")

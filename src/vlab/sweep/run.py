@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vlab.clock import Clock, SystemClock
+from vlab.errors import UsageError
 from vlab.prompts import LabelledPrompt
 from vlab.settings import SessionSettings
 from vlab.sweep.cells import CellResult, cell_job, finished, grid_cells, lost_cell, run_cell
@@ -264,7 +265,19 @@ def run_sweep(
     """Run a sweep from synchronous code (a script, the CLI). In a notebook, ``await run_sweep_async(...)``.
 
     See :func:`run_sweep_async` for the arguments.
+
+    Raises:
+        UsageError: Called where an event loop runs (a notebook cell, a coroutine), where it cannot block.
     """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise UsageError(
+            "run_sweep cannot run inside a running event loop (a notebook cell, async code): there, use "
+            "`await run_sweep_async(config, out, ...)`, which takes the same arguments"
+        )
     return asyncio.run(
         run_sweep_async(config, out, resume=resume, progress=progress, session_options=session_options)
     )
