@@ -25,6 +25,7 @@ from __future__ import annotations
 import inspect
 import os
 import warnings
+from typing import NoReturn
 
 
 class VlabError(Exception):
@@ -95,6 +96,25 @@ class Throttled(ConnectionFailed):
 
 class UsageError(VlabError, RuntimeError):
     """vlab was called in a way that cannot work (e.g. a Session opened twice); the message says how to call it."""
+
+
+class AsyncWithOnly:
+    """For classes opened with ``async with``: a plain ``with`` raises a :class:`UsageError` saying so.
+
+    Python's own error for it is a ``TypeError`` about the context-manager protocol (3.10 to 3.12).
+    """
+
+    __slots__ = ()
+
+    def __enter__(self) -> NoReturn:
+        name = type(self).__name__
+        raise UsageError(
+            f"{name} is an async context manager: open it with `async with {name}(...) as ...:` (a notebook "
+            "cell can, as it is); a plain `with` cannot wait for it"
+        )
+
+    def __exit__(self, *exc: object) -> None:
+        """Never called: :meth:`__enter__` refuses."""
 
 
 class NotAnswered(VlabError, TimeoutError):

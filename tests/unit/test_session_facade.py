@@ -283,6 +283,19 @@ async def test_a_session_connects_once(wires):
     assert len(wires) == 1  # one connection was made
 
 
+def test_a_plain_with_says_to_use_async_with() -> None:
+    from vlab.emulator import Emulator
+
+    for opened in (Session(), Emulator()):
+        name = type(opened).__name__
+        with pytest.raises(UsageError) as info, opened:
+            pass
+        assert str(info.value) == (
+            f"{name} is an async context manager: open it with `async with {name}(...) as ...:` (a notebook "
+            "cell can, as it is); a plain `with` cannot wait for it"
+        )
+
+
 def test_the_session_parts_import_only_downwards():
     """The order of the parts in the package docstring is their import order: no cycle, one direction."""
     import vlab.session

@@ -46,7 +46,7 @@ from vlab.emulator.latency import LatencyModel, resolve
 from vlab.emulator.refusals import Refusals
 from vlab.emulator.replies import Script
 from vlab.emulator.trace import Trace
-from vlab.errors import ConfigError, UsageError, VlabWarning, warn_user
+from vlab.errors import AsyncWithOnly, ConfigError, UsageError, VlabWarning, warn_user
 from vlab.net import is_loopback
 from vlab.protocol_limits import HANDSHAKE_TIMEOUT_S, KEEPALIVE_TIMEOUT_S, MAX_CLIENT_FRAME_BYTES
 
@@ -308,7 +308,7 @@ def _check_port_free(host: str, port: int) -> None:
             probe.bind(address)
 
 
-class Emulator:
+class Emulator(AsyncWithOnly):
     """An offline Voice Live service on this machine, for the unmodified SDK.
 
     Use as ``async with Emulator() as emu:`` and connect the SDK to ``emu.endpoint`` with

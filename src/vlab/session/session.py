@@ -24,7 +24,15 @@ from vlab import protocol
 from vlab.audio.playback import AudioOutput, SimulatedPlayback
 from vlab.clock import Clock, ServerTimeClock, SystemClock
 from vlab.endpoint import Target
-from vlab.errors import AudioFormatError, ConfigError, ConnectionFailed, ProtocolError, UsageError, VlabError
+from vlab.errors import (
+    AsyncWithOnly,
+    AudioFormatError,
+    ConfigError,
+    ConnectionFailed,
+    ProtocolError,
+    UsageError,
+    VlabError,
+)
 from vlab.log import EventLog, Sink
 from vlab.log.records import failed_response_error
 from vlab.protocol_limits import SDK_MAX_FRAME_BYTES
@@ -52,7 +60,7 @@ _SHOWN_CHARS = 200  # of an unexpected first frame, in the error that reports it
 _CAPTURE_ANCHOR_MS = 1000.0
 
 
-class Session:
+class Session(AsyncWithOnly):
     """One Voice Live session with a complete, timestamped event log.
 
     Args:
