@@ -325,9 +325,15 @@ def test_a_speed_is_a_number_above_0_or_max(text, value):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("0", "speed must be > 0 or 'max', got '0'"),
-        ("-1", "speed must be > 0"),
-        ("fast", "a number > 0 or 'max'"),
+        (
+            "0",
+            "speed must be a number > 0 (1 = real time, 2 = twice as fast) or 'max' (as fast as possible), got '0'",
+        ),
+        ("-1", "got '-1'"),
+        ("fast", "a number > 0 (1 = real time, 2 = twice as fast) or 'max'"),
+        ("nan", "got 'nan'"),
+        ("1e999", "got '1e999'"),  # a number too big for a float is infinite: say 'max'
+        ("True", "got 'True'"),
     ],
 )
 def test_a_speed_that_is_not_is_refused_with_what_it_must_be(text, message):
@@ -396,7 +402,7 @@ def test_an_os_error_without_a_path_is_not_taken_for_the_user_s(monkeypatch):
 
 def test_bad_arguments_are_reported_by_argparse():
     result = _vlab("replay", "x.wav", "--speed", "-3")
-    assert result.returncode == 2 and "speed must be > 0" in result.stderr
+    assert result.returncode == 2 and "argument --speed: speed must be a number > 0" in result.stderr
 
 
 def test_output_on_a_console_encoding_without_the_arrows_replaces_them(tmp_path):

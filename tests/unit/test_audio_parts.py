@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from vlab.audio import g711
-from vlab.audio.pacing import paced_chunks
+from vlab.audio.pacing import MAX_SPEED, paced_chunks, parse_speed, speed_text
 from vlab.audio.pcm import check_pcm16, float_to_pcm16, pcm16_to_float
 from vlab.audio.playback import SimulatedPlayback
 from vlab.audio.synth import synthesize
@@ -59,7 +59,7 @@ async def test_pacing_defaults_to_real_time_in_20_ms_chunks_of_whole_samples():
     assert stamps == [(20.0 * k, 960) for k in range(5)]
     tiny = [len(c) async for c, _ in paced_chunks(bytes(8), sample_rate=10, speed=math.inf, clock=clock)]
     assert tiny == [2, 2, 2, 2]  # 20 ms at 10 Hz is less than a sample: one whole sample a chunk
-    with pytest.raises(ConfigError, match="speed must be > 0"):
+    with pytest.raises(ConfigError, match="speed must be a number > 0 .*got 0"):
         [c async for c, _ in paced_chunks(bytes(8), sample_rate=10, speed=0, clock=clock)]
 
 
@@ -244,3 +244,12 @@ def test_a_loopback_samples_capture_time_comes_from_its_chunks_adc_stamp():
         1_030_500_000,
     ]
     assert rec.t_ns_at(1200) == 1_050_500_000  # past the last chunk: counted on from its stamp
+
+
+def test_a_speed_is_a_number_above_0_or_max_everywhere_it_is_given():
+    for given, speed in (("max", math.inf), (math.inf, math.inf), ("inf", math.inf), (2, 2.0), ("0.5", 0.5)):
+        assert parse_speed(given) == speed
+    for bad in (0, -1, True, None, "fast", math.nan, "1e999"):
+        with pytest.raises(ConfigError, match=r"^\[target\] speed must be a number > 0 .* or 'max'"):
+            parse_speed(bad, "[target] speed")  # type: ignore[arg-type]
+    assert speed_text(math.inf) == MAX_SPEED and speed_text(2.0) == 2.0

@@ -13,6 +13,33 @@ from collections.abc import AsyncIterator
 from vlab.clock import Clock, SystemClock
 from vlab.errors import ConfigError
 
+MAX_SPEED = "max"
+"""The speed that does not wait (``math.inf``), as configs, the CLI and widgets spell it."""
+
+
+def parse_speed(value: float | str, what: str = "speed") -> float:
+    """A replay or emulator speed: a number > 0 (1 = real time) or :data:`MAX_SPEED` (``math.inf``).
+
+    Numbers may come as text (the command line). Raises a :class:`ConfigError` naming ``what`` otherwise.
+    """
+    if value in (MAX_SPEED, "inf") or (isinstance(value, float) and value == math.inf):
+        return math.inf
+    try:
+        speed = math.nan if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        speed = math.nan
+    if not 0 < speed < math.inf:
+        raise ConfigError(
+            f"{what} must be a number > 0 (1 = real time, 2 = twice as fast) or {MAX_SPEED!r} (as fast as "
+            f"possible), got {value!r}"
+        )
+    return speed
+
+
+def speed_text(speed: float) -> float | str:
+    """``speed`` as a config or command line gives it: :data:`MAX_SPEED` for ``math.inf``."""
+    return MAX_SPEED if math.isinf(speed) else speed
+
 
 async def paced_chunks(
     pcm16: bytes,
@@ -37,8 +64,7 @@ async def paced_chunks(
     Raises:
         ConfigError: ``speed`` is not > 0.
     """
-    if not speed > 0:
-        raise ConfigError(f"speed must be > 0 (math.inf for no pacing), got {speed!r}")
+    speed = parse_speed(speed)
     clock = clock or SystemClock()
     chunk_bytes = max(2, int(round(sample_rate * chunk_ms / 1000.0)) * 2)
     start_ns = clock.monotonic_ns()

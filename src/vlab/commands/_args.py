@@ -7,17 +7,14 @@ from pathlib import Path
 
 
 def speed(value: str) -> float:
-    import math
+    """A speed: a number > 0 or 'max' (:func:`vlab.audio.pacing.parse_speed`)."""
+    from vlab.audio.pacing import parse_speed
+    from vlab.errors import ConfigError
 
-    if value in ("max", "inf"):
-        return math.inf
     try:
-        speed = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"speed must be a number > 0 or 'max', got {value!r}") from None
-    if speed <= 0:
-        raise argparse.ArgumentTypeError(f"speed must be > 0 or 'max', got {value!r}")
-    return speed
+        return parse_speed(value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def seconds(value: str) -> float:

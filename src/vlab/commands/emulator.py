@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import os
 import signal
 import sys
@@ -108,8 +107,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def _shard_command(args: argparse.Namespace, port: int) -> list[str]:
     """The command line of another process of ``--processes`` (its key comes in its environment)."""
+    from vlab.audio.pacing import speed_text
+
     command = [sys.executable, "-m", "vlab", "emulator", "--host", args.host, "--port", str(port)]
-    command += ["--speed", "max" if math.isinf(args.speed) else repr(args.speed)]
+    command += ["--speed", str(speed_text(args.speed))]
     command += ["--latency", str(args.latency), "--seed", str(args.seed)]
     for flag, value in (
         ("--replay", args.replay),

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import math
 import os
 import secrets
 import socket
@@ -32,6 +31,7 @@ from typing import Any
 from aiohttp import web
 
 from vlab import protocol
+from vlab.audio.pacing import parse_speed
 from vlab.audio.silero_worker import SileroWorker
 from vlab.audio.vad import SileroModel, SpeechModel
 from vlab.clock import Clock, SystemClock
@@ -402,15 +402,7 @@ class Emulator(AsyncWithOnly):
         ):
             if isinstance(timeout_s, bool) or not (isinstance(timeout_s, (int, float)) and timeout_s > 0):
                 raise ConfigError(f"{name} must be a number of seconds > 0, got {timeout_s!r}.")
-        try:
-            speed_value = math.inf if speed in ("max", "inf") else float(speed)
-        except (TypeError, ValueError):
-            speed_value = math.nan
-        if not speed_value > 0:
-            raise ConfigError(
-                f"speed must be a number > 0 (1 = real time, 2 = twice as fast) or 'max' (as fast as "
-                f"possible), got {speed!r}."
-            )
+        speed_value = parse_speed(speed)
         model = resolve(latency, seed=seed)
         self.host = host
         self.port = port

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vlab import protocol_limits
+from vlab.audio.pacing import parse_speed
 from vlab.endpoint import ENV_API_KEY, ENV_ENDPOINT, ENV_MODEL
 from vlab.errors import ConfigError
 from vlab.prompts import LabelledPrompt, load_prompt_set, select_prompts
@@ -394,13 +395,7 @@ def _target_options(
     target: Mapping[str, Any], base: Path, config_dir: Path | None, with_tools: str
 ) -> dict[str, Any]:
     """The ``[target]`` options :class:`SweepConfig` takes, checked; a latency model or script file is read."""
-    speed_raw = target.get("speed", CONFIG_DEFAULTS["speed"])
-    if speed_raw in ("max", "inf"):
-        speed = math.inf
-    elif isinstance(speed_raw, (int, float)) and not isinstance(speed_raw, bool) and speed_raw > 0:
-        speed = float(speed_raw)
-    else:
-        raise ConfigError(f"[target] speed must be a number > 0 or 'max', got {speed_raw!r}")
+    speed = parse_speed(target.get("speed", CONFIG_DEFAULTS["speed"]), "[target] speed")
     latency = target.get("latency", CONFIG_DEFAULTS["latency"])
     from vlab.emulator.latency import PRESETS, resolve
 

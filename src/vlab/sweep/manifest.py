@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 import platform
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from vlab.audio.pacing import speed_text
 from vlab.errors import ConfigError
 from vlab.sweep.config import SweepConfig
 from vlab.sweep.grid import processing_of
@@ -73,7 +73,7 @@ def write_manifest(
         "finished_at": datetime.now(timezone.utc).isoformat(),
         "wall_s": round(wall_s, 3),
         "target_kind": sorted(targets),
-        "speed": "max" if math.isinf(cfg.speed) else cfg.speed,
+        "speed": speed_text(cfg.speed),
         "latency": cfg.latency,
         "latency_model": _latency_model(cfg.latency),
         "hear_audio": cfg.hear_audio,

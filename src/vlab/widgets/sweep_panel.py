@@ -12,7 +12,6 @@ import asyncio
 import html
 import io
 import json
-import math
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -23,11 +22,18 @@ import ipywidgets as widgets
 import pandas as pd
 
 from vlab import protocol_limits
+from vlab.audio.pacing import MAX_SPEED, parse_speed, speed_text
 from vlab.errors import ConfigError
 from vlab.widgets._tasks import guarded, start_task
 
 TURN_TYPES = {"server_vad": "Server VAD", "azure_semantic_vad": "Azure semantic VAD"}
-SPEEDS = [("as fast as possible", "max"), ("real time (1×)", 1.0), ("2×", 2.0), ("4×", 4.0), ("10×", 10.0)]
+SPEEDS = [
+    ("as fast as possible", MAX_SPEED),
+    ("real time (1×)", 1.0),
+    ("2×", 2.0),
+    ("4×", 4.0),
+    ("10×", 10.0),
+]
 NO_CANARY = "(none)"
 
 
@@ -179,9 +185,7 @@ class SweepPanel:
         self.repeats = widgets.BoundedIntText(
             value=CONFIG_DEFAULTS["repeats"], min=1, max=50, description="Repeats", style=style
         )
-        speed_value = (
-            "max" if speed == "max" or (isinstance(speed, float) and math.isinf(speed)) else float(speed)
-        )
+        speed_value = speed_text(parse_speed(speed))
         speeds = list(SPEEDS)
         if speed_value not in [v for _, v in speeds]:
             speeds.append((f"{speed_value:g}×", speed_value))
