@@ -228,6 +228,6 @@ def test_a_sweep_stopped_before_its_tables_says_so_not_that_its_cells_failed(swe
     shutil.copytree(sweep_dir, stopped)
     for table in stopped.glob("*.parquet"):
         table.unlink()
-    with pytest.raises(ConfigError, match=r"has no results: its tables were not written: the sweep stopped "
-                       r"before all its cells had run \(6 finished\)\. Fix that"):  # fmt: skip
+    with pytest.raises(ConfigError, match=r"holds a sweep that stopped before writing its tables \(6 cells "
+                       r"finished\): run the same `vlab sweep` command again with --out"):  # fmt: skip
         build_report(stopped)

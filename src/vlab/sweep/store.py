@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,11 +80,7 @@ def not_a_sweep(folder: Path) -> str | None:
         inside = f": give the sweep folder it is in, {str(sweep)!r}" if sweep else ""
         return f"{name} is a file, not a sweep folder{inside}"
     if any((folder / "cells").glob("*/cell.json")):
-        finished = sum(meta.get("status") == "ok" for meta in cell_metas(folder))
-        return (
-            f"{name} holds a sweep that stopped before writing its tables ({finished} cells finished): "
-            f"run the same `vlab sweep` command again with --out {folder} to finish it (finished cells are kept)"
-        )
+        return _stopped(folder, cell_metas(folder))
     if is_run_folder(folder):
         return f"{name} is the run folder of one session, not a sweep folder; `vlab.load_log` reads it"
     return f"{name} is not a sweep folder (no manifest.json); run `vlab sweep` first"
@@ -94,15 +90,21 @@ def no_results_message(sweep_dir: Path) -> str:
     """Why a sweep folder has no results, and what to do: the first failed cell's error, or that it stopped."""
     cells = cell_metas(sweep_dir)
     failed = [cell for cell in cells if cell.get("status") == "error"]
-    finished = sum(cell.get("status") == "ok" for cell in cells)
-    why = (
-        f"none of its {len(cells)} cells finished; {failed[0].get('cell')} failed with: {failed[0].get('error')}"
-        if failed and not finished
-        else f"its tables were not written: the sweep stopped before all its cells had run ({finished} finished)"
-    )
+    if not failed or any(cell.get("status") == "ok" for cell in cells):
+        return _stopped(sweep_dir, cells)
     return (
-        f"{sweep_dir} has no results: {why}. Fix that and run the same `vlab sweep` command again "
-        "(each cell's error is in cells/<cell>/cell.json; finished cells are kept)"
+        f"{sweep_dir} has no results: none of its {len(cells)} cells finished; {failed[0].get('cell')} failed "
+        f"with: {failed[0].get('error')}. Fix that and run the same `vlab sweep` command again (each cell's "
+        "error is in cells/<cell>/cell.json; finished cells are kept)"
+    )
+
+
+def _stopped(folder: Path, cells: Sequence[Mapping[str, Any]]) -> str:
+    """What to say of a sweep that stopped before writing its tables, ``cells`` the metas of its cells."""
+    finished = sum(cell.get("status") == "ok" for cell in cells)
+    return (
+        f"{str(folder)!r} holds a sweep that stopped before writing its tables ({finished} cells finished): "
+        f"run the same `vlab sweep` command again with --out {folder} to finish it (finished cells are kept)"
     )
 
 
