@@ -31,11 +31,14 @@ def test_vlab_devices_virtual_starts_a_card_portaudio_lists_and_stops_it(tmp_pat
         assert exports == {"XDG_RUNTIME_DIR": str(card), "PULSE_SERVER": f"unix:{card}/pulse/native"}
         assert "virtual-audio: ready" in started.stderr
         on_card = {**env, **exports}
-        assert _vlab("--virtual", "status", env=on_card).returncode == 0
+        running = _vlab("--virtual", "status", env=on_card)
+        assert running.returncode == 0 and running.stdout == "the virtual sound card runs\n"
         listed = _vlab(env=on_card)
         assert listed.returncode == 0, listed.stderr
         assert re.search(r"\bpulse\b", listed.stdout)
     finally:
         stopped = _vlab("--virtual", "stop", env=env)
     assert stopped.returncode == 0 and "stopped" in stopped.stderr
-    assert _vlab("--virtual", "status", env={**env, **exports}).returncode != 0
+    gone = _vlab("--virtual", "status", env={**env, **exports})
+    assert gone.returncode != 0
+    assert gone.stdout == 'no virtual sound card runs; start one: eval "$(vlab devices --virtual)"\n'

@@ -64,4 +64,11 @@ def _virtual_card(action: str) -> int:
         raise DeviceError(
             f"vlab's virtual sound card script is missing (looked for {script}); reinstall vlab"
         )
-    return subprocess.run(["bash", str(script), action], check=False).returncode
+    code = subprocess.run(["bash", str(script), action], check=False).returncode
+    if action == "status":
+        print(
+            "the virtual sound card runs"
+            if code == 0
+            else 'no virtual sound card runs; start one: eval "$(vlab devices --virtual)"'
+        )
+    return code
