@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -50,6 +51,57 @@ async def test_run_sweep_where_an_event_loop_runs_says_to_await_run_sweep_async(
         with pytest.raises(UsageError, match=r"^run_sweep cannot run inside a running event loop .*`await "):
             run_sweep(config(), tmp_path / "s", progress=False, session_options=OPTS)
     assert not (tmp_path / "s").exists()
+
+
+async def test_the_tables_are_built_off_the_event_loop_with_a_bar_over_the_cells(
+    tmp_path, capsys, monkeypatch
+):
+    import threading
+
+    import vlab.sweep.run
+    from vlab.sweep import tables
+
+    threads = []
+
+    def aggregate(*args, **kwargs):
+        threads.append(threading.current_thread())
+        return tables.aggregate(*args, **kwargs)
+
+    monkeypatch.setattr(vlab.sweep.run, "aggregate", aggregate)
+    cfg = config(prompts={"include": ["short_question", "pause_300"]}, target={"speed": "max"})
+    result = await run_sweep_async(cfg, tmp_path / "s", progress=True, session_options=OPTS)
+    assert len(threads) == 1 and threads[0] is not threading.main_thread()  # the loop was free meanwhile
+    assert (tmp_path / "s" / "points.parquet").is_file()
+    bars = capsys.readouterr().err.replace("\r", "\n")
+    n = len(result.cells)
+    assert n == 4 and "sweep: 100%" in bars and re.search(rf"tables: 100%\S* {n}/{n} ", bars), bars
+
+
+async def test_a_sweep_cancelled_while_it_builds_its_tables_stops_once_they_are_whole(tmp_path, monkeypatch):
+    import threading
+
+    import vlab.sweep.run
+    from vlab.sweep import tables
+
+    loop = asyncio.get_running_loop()
+    building, release, built = asyncio.Event(), threading.Event(), threading.Event()
+
+    def aggregate(*args, **kwargs):
+        loop.call_soon_threadsafe(building.set)
+        release.wait()
+        tables.aggregate(*args, **kwargs)
+        built.set()
+
+    monkeypatch.setattr(vlab.sweep.run, "aggregate", aggregate)
+    cfg = config(prompts={"include": ["short_question"]}, target={"speed": "max"})
+    task = asyncio.ensure_future(run_sweep_async(cfg, tmp_path / "s", progress=False, session_options=OPTS))
+    await building.wait()
+    task.cancel()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert built.is_set()  # no thread writes into the folder after the sweep has stopped
+    assert not (tmp_path / "s" / "manifest.json").exists()
 
 
 @pytest.fixture(scope="module")

@@ -170,9 +170,42 @@ async def run_sweep_async(
 
     wall_s = time.perf_counter() - t0
     metas = _this_sweeps(out_dir, {cell[0] for cell in cells})  # read once, for the tables and the manifest
-    aggregate(out_dir, cfg, analysed, metas)
+    await _build_tables(out_dir, cfg, analysed, metas, progress)
     write_manifest(out_dir, cfg, cells, started, wall_s, metas)
     return SweepResult(out_dir, results, wall_s)
+
+
+async def _build_tables(
+    out_dir: Path,
+    cfg: SweepConfig,
+    analysed: Mapping[str, dict[str, Any]],
+    metas: Sequence[dict[str, Any]],
+    progress: bool,
+) -> None:
+    """:func:`aggregate` on a thread, with a progress bar over the cells it analyses (tens of ms each).
+
+    The event loop, a notebook's widgets with it, stays free meanwhile.
+    """
+    loop = asyncio.get_running_loop()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(metas), desc="tables", unit="cell")
+
+    def step() -> None:
+        if bar is not None:
+            loop.call_soon_threadsafe(bar.update, 1)
+
+    building = asyncio.ensure_future(asyncio.to_thread(aggregate, out_dir, cfg, analysed, metas, step))
+    try:
+        await asyncio.shield(building)
+    except asyncio.CancelledError:
+        await building  # a thread cannot be stopped: the sweep stops once its tables are whole
+        raise
+    finally:
+        if bar is not None:
+            bar.close()  # after the updates: they were queued on the loop before the thread's result
 
 
 def _this_sweeps(out_dir: Path, names: set[str]) -> list[dict[str, Any]]:

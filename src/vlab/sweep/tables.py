@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,12 +109,13 @@ def aggregate(
     cfg: SweepConfig,
     analysed: Mapping[str, dict[str, Any]] | None = None,
     metas: Sequence[dict[str, Any]] | None = None,
+    on_cell: Callable[[], None] | None = None,
 ) -> None:
     """(Re)build ``turns``, ``vad``, ``scores``, ``session`` and ``points`` parquet files from the cells.
 
     The cells are those with a ``cell.json``, or ``metas`` (what each would hold: a VAD-only sweep writes
     no cell folders). ``analysed`` has the :func:`analyse_cell` results of cells already analysed where they ran (by cell
-    name); the other cells are analysed here.
+    name); the other cells are analysed here. ``on_cell`` is called after each cell (a progress bar).
     """
     import pandas as pd
 
@@ -124,37 +125,43 @@ def aggregate(
     tables: dict[str, list[tuple[pd.DataFrame, dict[str, Any]]]] = {"turns": [], "vad": [], "session": []}
     scores: list[dict[str, Any]] = []
     for meta in cell_metas(out_dir) if metas is None else metas:
-        if meta.get("status") != "ok" or meta.get("prompt") not in prompts:
-            continue
-        prompt = prompts[meta["prompt"]]
-        td = meta["settings"]["turn_detection"] or {}
-        keys = {
-            "cell": meta["cell"],
-            "setting": meta["setting"],
-            "prompt": prompt.id,
-            "category": prompt.category,
-            "run": meta["repeat"],
-            "threshold": td.get("threshold"),
-            "prefix_padding_ms": td.get("prefix_padding_ms"),
-            "silence_duration_ms": td.get("silence_duration_ms"),
-            "end_of_utterance": eou_label(td),
-            **processing_of(meta["settings"]),
-        }
         try:
-            res = (analysed or {}).get(meta["cell"]) or analyse_cell(
-                out_dir / "cells" / meta["cell"],
-                prompt,
-                meta.get("connect_ns"),
-                push_to_talk=meta["settings"]["turn_detection"] is None,
-            )
-        except Exception as exc:  # an unreadable cell is reported, not fatal
-            meta.update(status="error", error=f"analysis failed: {exc!r}")
-            write_atomic(out_dir / "cells" / meta["cell"] / "cell.json", json.dumps(meta, indent=2) + "\n")
-            continue
-        for name, parts in tables.items():
-            if name in res:  # a VAD-only cell has no turns or session
-                parts.append((res[name], keys))
-        scores.append({**keys, **res["score"]})
+            if meta.get("status") != "ok" or meta.get("prompt") not in prompts:
+                continue
+            prompt = prompts[meta["prompt"]]
+            td = meta["settings"]["turn_detection"] or {}
+            keys = {
+                "cell": meta["cell"],
+                "setting": meta["setting"],
+                "prompt": prompt.id,
+                "category": prompt.category,
+                "run": meta["repeat"],
+                "threshold": td.get("threshold"),
+                "prefix_padding_ms": td.get("prefix_padding_ms"),
+                "silence_duration_ms": td.get("silence_duration_ms"),
+                "end_of_utterance": eou_label(td),
+                **processing_of(meta["settings"]),
+            }
+            try:
+                res = (analysed or {}).get(meta["cell"]) or analyse_cell(
+                    out_dir / "cells" / meta["cell"],
+                    prompt,
+                    meta.get("connect_ns"),
+                    push_to_talk=meta["settings"]["turn_detection"] is None,
+                )
+            except Exception as exc:  # an unreadable cell is reported, not fatal
+                meta.update(status="error", error=f"analysis failed: {exc!r}")
+                write_atomic(
+                    out_dir / "cells" / meta["cell"] / "cell.json", json.dumps(meta, indent=2) + "\n"
+                )
+                continue
+            for name, parts in tables.items():
+                if name in res:  # a VAD-only cell has no turns or session
+                    parts.append((res[name], keys))
+            scores.append({**keys, **res["score"]})
+        finally:
+            if on_cell is not None:
+                on_cell()
     frames = {name: _with_keys(parts) for name, parts in tables.items()}
     frames["scores"] = pd.DataFrame(scores)
     for name, frame in frames.items():
