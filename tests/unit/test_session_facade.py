@@ -283,6 +283,33 @@ async def test_a_session_connects_once(wires):
     assert len(wires) == 1  # one connection was made
 
 
+@pytest.mark.parametrize(
+    ("waited", "message"),
+    [
+        ("session.update", "'session.update' is an event the client sends, never one that arrives: wait for"),
+        ("response.dnoe", "no server event is called 'response.dnoe'; did you mean 'response.done'?"),
+        ("Response.Done", "did you mean 'response.done'?"),
+        ("speech_started", "did you mean 'input_audio_buffer.speech_started'?"),
+    ],
+)
+async def test_waiting_for_an_event_that_never_arrives_is_refused_at_once(
+    wires: list[FakeWire], waited: str, message: str
+) -> None:
+    wires.append(FakeWire())
+    async with fake_session(VirtualClock(), stall_timeout_s=None) as s:
+        with pytest.raises(UsageError) as info:
+            await s.wait_for(waited)
+        assert message in str(info.value)
+
+
+async def test_a_server_event_vlab_does_not_know_is_waited_for(wires: list[FakeWire]) -> None:
+    wire = FakeWire()
+    wires.append(wire)
+    async with fake_session(VirtualClock(), stall_timeout_s=None) as s:
+        wire.push({"type": "response.interim.done", "event_id": "e9"})  # a newer service's event
+        assert (await s.wait_for("response.interim.done", typed=False))[-1]["event_id"] == "e9"
+
+
 def test_a_plain_with_says_to_use_async_with() -> None:
     from vlab.emulator import Emulator
 

@@ -60,6 +60,24 @@ _SHOWN_CHARS = 200  # of an unexpected first frame, in the error that reports it
 _CAPTURE_ANCHOR_MS = 1000.0
 
 
+def _refuse_what_never_arrives(event_type: str) -> None:
+    """Refuse waiting for a client event type, or a misspelt server event type."""
+    import difflib
+
+    if event_type in protocol.CLIENT_EVENT_TYPES:
+        raise UsageError(
+            f"{event_type!r} is an event the client sends, never one that arrives: wait for the server's answer "
+            "to it (session.update → 'session.updated', response.create → 'response.created' …)"
+        )
+    known = list(protocol.SERVER_EVENT_FIELDS)
+    close = [name for name in known if name.endswith(f".{event_type}")]  # speech_started, its short name
+    close = (
+        close if len(close) == 1 else difflib.get_close_matches(event_type.lower(), known, n=1, cutoff=0.85)
+    )
+    if close:
+        raise UsageError(f"no server event is called {event_type!r}; did you mean {close[0]!r}?")
+
+
 class Session(AsyncWithOnly):
     """One Voice Live session with a complete, timestamped event log.
 
@@ -558,7 +576,15 @@ class Session(AsyncWithOnly):
             TimeoutError: Not in time; the message lists the types that did arrive.
             ConnectionFailed: The connection was lost first (and not re-established); the message says
                 how and what to do.
+            UsageError: ``match`` names a client event, or is a misspelt server event (which would only
+                time out). A type vlab does not know otherwise is waited for (a newer service's event).
         """
+        if (
+            isinstance(match, str)
+            and match not in protocol.SERVER_EVENT_FIELDS
+            and not match.startswith("vlab.")
+        ):
+            _refuse_what_never_arrives(match)  # vlab's own notices (vlab.reconnected …) arrive too
         return await self._feed.wait_for(
             match, timeout_s=timeout_s, count=count, ended=self._ended_error, typed=typed
         )
