@@ -469,11 +469,64 @@ def function_run_ms(event: Mapping[str, Any]) -> float | None:
 
 # --- vlab's own records in a session log (direction ``local``) -------------------------------------
 
+LOCAL_PREFIX: Final = "vlab."
+"""The prefix of every record type vlab logs itself (never a Voice Live event's)."""
+
+CONNECT: Final = "vlab.connect"
+"""Stamped just before the session opens the WebSocket (``target``, ``auth``)."""
+AUDIO_INPUT: Final = "vlab.audio_input"
+"""What a live microphone applied, at its first chunk (a browser's echo cancellation …)."""
+CAPTURE: Final = "vlab.capture"
+"""The input sample at ``audio_start_ms`` was captured at ``t_ns`` (``Session.stream_microphone``)."""
+INPUT_OVERFLOW: Final = "vlab.input_overflow"
+"""The microphone dropped input (``overflows``: how often so far)."""
+CONNECTION_LOST: Final = "vlab.connection_lost"
+"""The connection ended unexpectedly (``error``, the ``response_id`` it cut)."""
+RECONNECT: Final = "vlab.reconnect"
+"""The session is connecting again (``attempt``)."""
+RECONNECTED: Final = "vlab.reconnected"
+"""The session connected again and restored its settings."""
+RECONNECT_FAILED: Final = "vlab.reconnect_failed"
+"""An attempt to connect again failed (``attempt``, ``error``)."""
+PLAYBACK_STARTED: Final = "vlab.playback_started"
+"""A speaker started playing an assistant item; stamped when its first sample reached the DAC."""
+PLAYBACK_FINISHED: Final = "vlab.playback_finished"
+"""A speaker finished playing an assistant item (``played_ms``)."""
+PLAYBACK_CLEARED: Final = "vlab.playback_cleared"
+"""Barge-in stopped the speaker (``heard_ms``, ``silent_from_t_ns`` …)."""
+UNDERRUN: Final = "vlab.underrun"
+"""The speaker ran dry while an item was playing (an audible gap)."""
+
+
+def local_record_type(notice: str) -> str:
+    """The record type of a speaker's notice (``playback_started`` → :data:`PLAYBACK_STARTED`)."""
+    return LOCAL_PREFIX + notice
+
+
 PROTOCOL_WARNING: Final = "vlab.protocol_warning"
 """Local record: a server event broke the protocol (a field of the wrong type, audio that is not base64,
 a frame nested too deeply to read) and the session went on without reacting to it. Its payload holds
 ``event_type``, ``problems`` (one sentence each) and ``raw`` (the server's frame as text, cut at
 :data:`PROTOCOL_WARNING_RAW_CHARS` characters, with ``raw_chars`` its full length)."""
+
+LOCAL_RECORD_TYPES: Final = frozenset(
+    {
+        CONNECT,
+        AUDIO_INPUT,
+        CAPTURE,
+        INPUT_OVERFLOW,
+        CONNECTION_LOST,
+        RECONNECT,
+        RECONNECTED,
+        RECONNECT_FAILED,
+        PLAYBACK_STARTED,
+        PLAYBACK_FINISHED,
+        PLAYBACK_CLEARED,
+        UNDERRUN,
+        PROTOCOL_WARNING,
+    }
+)
+"""Every record type vlab logs itself."""
 
 PROTOCOL_WARNING_RAW_CHARS: Final = 4096
 """Longest raw frame text a :data:`PROTOCOL_WARNING` record keeps, in characters."""

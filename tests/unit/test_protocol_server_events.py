@@ -183,3 +183,15 @@ def test_the_client_event_types_are_the_sdk_s_and_the_emulator_handles_each():
 
     assert protocol.CLIENT_EVENT_TYPES <= {t.value for t in _enums.ClientEventType}
     assert {*_HANDLERS, protocol.CLIENT_APPEND} == protocol.CLIENT_EVENT_TYPES
+
+
+def test_every_record_type_vlab_logs_is_declared_once_and_listed():
+    declared = {
+        value
+        for name, value in vars(protocol).items()
+        if name.isupper() and isinstance(value, str) and value.startswith(protocol.LOCAL_PREFIX)
+        and not name.endswith("_KEY") and name != "LOCAL_PREFIX"
+    }  # fmt: skip
+    assert declared == protocol.LOCAL_RECORD_TYPES
+    speaker_notices = ("playback_started", "playback_finished", "playback_cleared", "underrun")  # vlab.audio
+    assert {protocol.local_record_type(kind) for kind in speaker_notices} <= protocol.LOCAL_RECORD_TYPES

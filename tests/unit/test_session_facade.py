@@ -290,6 +290,12 @@ async def test_a_session_connects_once(wires):
         ("response.dnoe", "no server event is called 'response.dnoe'; did you mean 'response.done'?"),
         ("Response.Done", "did you mean 'response.done'?"),
         ("speech_started", "did you mean 'input_audio_buffer.speech_started'?"),
+        ("vlab.reconected", "did you mean 'vlab.reconnected'?"),
+        (
+            "vlab.playback_started",
+            "is a record vlab logs, not an event that arrives (of vlab's own records only",
+        ),
+        ("vlab.whatever", "vlab has no record called 'vlab.whatever'"),
     ],
 )
 async def test_waiting_for_an_event_that_never_arrives_is_refused_at_once(

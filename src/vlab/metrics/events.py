@@ -21,16 +21,6 @@ from vlab.errors import ConfigError
 
 _TEXT_DELTAS = (protocol.AUDIO_TRANSCRIPT_DELTA, protocol.TEXT_DELTA)
 _NS_PER_MS = 1e6
-UNDERRUN = "vlab.underrun"
-"""Local record: the speaker ran dry while an item was playing (see vlab.audio.devices)."""
-PLAYBACK_CLEARED = "vlab.playback_cleared"
-"""Local record: barge-in stopped the speaker; ``heard_ms`` and ``silent_from_t_ns`` in its payload."""
-CONNECT = "vlab.connect"
-"""Local record the session logs, stamped just before it opens the WebSocket."""
-PLAYBACK_STARTED = "vlab.playback_started"
-"""Local record the session logs when a speaker starts playing an assistant item (see vlab.audio.devices)."""
-CAPTURE = "vlab.capture"
-"""Local record: the input sample at ``audio_start_ms`` was captured at ``t_ns`` (see Session.stream_microphone)."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +52,9 @@ class InputTimeline:
         appends = (directions == "client") & (kinds == protocol.CLIENT_APPEND)
         rows = events.loc[appends, ["audio_start_ms", "audio_end_ms", "t_ns"]]
         rows = rows.dropna(subset=["audio_start_ms", "audio_end_ms"]).sort_values("audio_start_ms")
-        anchors = events.loc[(directions == "local") & (kinds == CAPTURE), ["audio_start_ms", "t_ns"]]
+        anchors = events.loc[
+            (directions == "local") & (kinds == protocol.CAPTURE), ["audio_start_ms", "t_ns"]
+        ]
         anchors = anchors.dropna(subset=["audio_start_ms"]).sort_values("audio_start_ms")
         return cls(
             rows["audio_start_ms"].to_numpy(float),

@@ -72,8 +72,6 @@ from vlab import protocol
 from vlab.metrics.events import (
     _NS_PER_MS,
     _TEXT_DELTAS,
-    PLAYBACK_STARTED,
-    UNDERRUN,
     UNLOGGED_VAD,
     InputTimeline,
     as_float,
@@ -219,9 +217,9 @@ def turn_latency(
             continue
         item_id = as_str(r.item_id)
         if r.direction == "local":
-            if kind == PLAYBACK_STARTED and item_id:
+            if kind == protocol.PLAYBACK_STARTED and item_id:
                 played.setdefault(item_id, t_wall)
-            elif kind == UNDERRUN and item_id:
+            elif kind == protocol.UNDERRUN and item_id:
                 underruns[item_id] = underruns.get(item_id, 0) + 1
             continue
         if kind == protocol.SPEECH_STOPPED:

@@ -9,8 +9,6 @@ import pandas as pd
 
 from vlab import protocol
 from vlab.metrics.events import (
-    CONNECT,
-    PLAYBACK_CLEARED,
     as_float,
     as_str,
     in_log_order,
@@ -40,7 +38,7 @@ def session_latency(events: pd.DataFrame, *, connect_ns: int | None = None) -> p
     out: list[dict[str, Any]] = []
     created = ev[(ev["direction"] == "server") & (ev["type"] == protocol.SESSION_CREATED)]
     if connect_ns is None:
-        logged = ev[ev["type"] == CONNECT]
+        logged = ev[ev["type"] == protocol.CONNECT]
         connect_ns = int(logged["t_ns"].iloc[0]) if not logged.empty else None
     if connect_ns is None or created.empty:
         out.append(
@@ -68,7 +66,7 @@ def session_latency(events: pd.DataFrame, *, connect_ns: int | None = None) -> p
     for r in rows_of(ev, "type", "t_ns", "direction", "item_id", "audio_end_ms", "payload"):
         t, item_id = as_float(r.t_ns), as_str(r.item_id)
         if r.direction == "local":
-            if r.type == PLAYBACK_CLEARED:
+            if r.type == protocol.PLAYBACK_CLEARED:
                 info = payload_of(r.payload)
                 if item_id and info.get("heard_ms") is not None:
                     heard[item_id] = float(info["heard_ms"])

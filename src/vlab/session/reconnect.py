@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from vlab import protocol
 from vlab.errors import ConfigError, ConnectionFailed
 
 if TYPE_CHECKING:
@@ -231,14 +232,14 @@ def notice_event(notice: Notice) -> dict[str, Any]:
     """The local event (``vlab.connection_lost``, ``vlab.reconnect``, …) that reports a notice."""
     if isinstance(notice, ConnectionLoss):
         error = {"code": notice.code, "message": notice.what}
-        return {"type": "vlab.connection_lost", "error": error, "response_id": notice.response_id}
+        return {"type": protocol.CONNECTION_LOST, "error": error, "response_id": notice.response_id}
     if isinstance(notice, ReconnectFailed):
         return {
-            "type": "vlab.reconnect_failed",
+            "type": protocol.RECONNECT_FAILED,
             "attempt": notice.attempt,
             "error": {"message": notice.error},
         }
-    kind = "vlab.reconnect" if isinstance(notice, Reconnecting) else "vlab.reconnected"
+    kind = protocol.RECONNECT if isinstance(notice, Reconnecting) else protocol.RECONNECTED
     loss = notice.loss
     return {
         "type": kind,

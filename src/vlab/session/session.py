@@ -61,7 +61,7 @@ _CAPTURE_ANCHOR_MS = 1000.0
 
 
 def _refuse_what_never_arrives(event_type: str) -> None:
-    """Refuse waiting for a client event type, or a misspelt server event type."""
+    """Refuse waiting for a client event's type, a record vlab only logs, or a misspelt server event type."""
     import difflib
 
     if event_type in protocol.CLIENT_EVENT_TYPES:
@@ -69,13 +69,22 @@ def _refuse_what_never_arrives(event_type: str) -> None:
             f"{event_type!r} is an event the client sends, never one that arrives: wait for the server's answer "
             "to it (session.update → 'session.updated', response.create → 'response.created' …)"
         )
-    known = list(protocol.SERVER_EVENT_FIELDS)
+    if event_type in protocol.LOCAL_RECORD_TYPES:
+        raise UsageError(
+            f"{event_type!r} is a record vlab logs, not an event that arrives (of vlab's own records only "
+            f"{protocol.RECONNECTED!r} does): find it in session.frame()"
+        )
+    known = [*protocol.SERVER_EVENT_FIELDS, protocol.RECONNECTED]
     close = [name for name in known if name.endswith(f".{event_type}")]  # speech_started, its short name
     close = (
         close if len(close) == 1 else difflib.get_close_matches(event_type.lower(), known, n=1, cutoff=0.85)
     )
     if close:
         raise UsageError(f"no server event is called {event_type!r}; did you mean {close[0]!r}?")
+    if event_type.startswith(protocol.LOCAL_PREFIX):
+        raise UsageError(
+            f"vlab has no record called {event_type!r}; of its own only {protocol.RECONNECTED!r} arrives"
+        )
 
 
 class Session(AsyncWithOnly):
@@ -338,7 +347,7 @@ class Session(AsyncWithOnly):
         wire = await self._connector.open_wire()
         if self._link.generation == 0:
             target = self.target
-            event = {"type": "vlab.connect", "target": target.kind, "auth": target.auth}
+            event = {"type": protocol.CONNECT, "target": target.kind, "auth": target.auth}
             self._log.append(event, "local", t_ns)
         return wire
 
@@ -378,7 +387,9 @@ class Session(AsyncWithOnly):
 
     def _on_playback(self, kind: str, item_id: str, t_ns: int, info: Mapping[str, Any]) -> None:
         """Log a playback notice (``vlab.playback_started`` …) stamped when the audio reached the speaker."""
-        self._log.append({"type": f"vlab.{kind}", "item_id": item_id, **info}, "local", t_ns)
+        self._log.append(
+            {"type": protocol.local_record_type(kind), "item_id": item_id, **info}, "local", t_ns
+        )
 
     # --- sinks and the log --------------------------------------------------------------------------------
 
@@ -452,7 +463,7 @@ class Session(AsyncWithOnly):
             log.warning(
                 "reconnected to %s after: %s (attempt %d)", self.target.describe(), what, notice.attempt
             )
-            self._feed.put(LocalEvent(event))
+            self._feed.put(LocalEvent(event))  # the one record of vlab's own that readers get
             return
         self._log.append(event, "local", self.clock.monotonic_ns())
         if isinstance(notice, Reconnecting):
@@ -582,9 +593,9 @@ class Session(AsyncWithOnly):
         if (
             isinstance(match, str)
             and match not in protocol.SERVER_EVENT_FIELDS
-            and not match.startswith("vlab.")
+            and match != protocol.RECONNECTED
         ):
-            _refuse_what_never_arrives(match)  # vlab's own notices (vlab.reconnected …) arrive too
+            _refuse_what_never_arrives(match)
         return await self._feed.wait_for(
             match, timeout_s=timeout_s, count=count, ended=self._ended_error, typed=typed
         )
@@ -790,12 +801,12 @@ class Session(AsyncWithOnly):
         async for chunk in chunks():
             if callable(describe):  # at the first chunk: a browser knows what it applied once it captures
                 self._log.append(
-                    {"type": "vlab.audio_input", **describe()}, "local", self.clock.monotonic_ns()
+                    {"type": protocol.AUDIO_INPUT, **describe()}, "local", self.clock.monotonic_ns()
                 )
                 describe = None
             if self._input_ms - anchored_ms >= _CAPTURE_ANCHOR_MS or int(getattr(mic, "overflows", 0)) > seen:
                 anchored_ms = self._input_ms
-                event = {"type": "vlab.capture", "audio_start_ms": anchored_ms}
+                event = {"type": protocol.CAPTURE, "audio_start_ms": anchored_ms}
                 self._log.append(event, "local", chunk.t_ns)
             await self.append_audio(chunk.pcm16)
             seen = self._log_overflows(mic, seen)
@@ -804,6 +815,6 @@ class Session(AsyncWithOnly):
         total = int(getattr(mic, "overflows", 0))
         if total > seen:
             self._log.append(
-                {"type": "vlab.input_overflow", "overflows": total}, "local", self.clock.monotonic_ns()
+                {"type": protocol.INPUT_OVERFLOW, "overflows": total}, "local", self.clock.monotonic_ns()
             )
         return total
