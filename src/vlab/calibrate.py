@@ -38,7 +38,7 @@ from vlab import __version__, protocol
 from vlab.emulator.fitted_latency import FITTED_STAGES, OPTIONAL_STAGES, Empirical, FittedLatency
 from vlab.errors import ConfigError, VlabWarning, warn_user
 from vlab.log import LOG_NAMES, is_run_folder, load_log
-from vlab.log.files import RUN_FOLDER_HINT
+from vlab.log.files import RUN_FOLDER_HINT, SESSION_NAME
 from vlab.metrics import tool_calls, turn_latency
 from vlab.metrics.events import in_log_order, on_simulated_timeline, payload_of
 
@@ -87,7 +87,7 @@ def _run_info(run: Path, events: pd.DataFrame) -> dict[str, Any]:
     """Voice, model, start date, target kind and endpoint host of one run (from session.json and the log)."""
     meta: dict[str, Any] = {}
     try:
-        meta = json.loads((run / "session.json").read_text(encoding="utf-8"))
+        meta = json.loads((run / SESSION_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         pass
     target = meta.get("target") or {}

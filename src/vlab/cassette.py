@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vlab import protocol
+from vlab.audio.recording import INPUT_WAV, ITEMS_DIR, item_wav_path
 from vlab.emulator.cassette import Cassette, CassetteEvent, timeline_marker
 from vlab.errors import ConfigError
 from vlab.log import is_run_folder, load_log
@@ -42,12 +43,12 @@ def load_cassette(run_dir: str | os.PathLike[str]) -> Cassette:
     run = Path(run_dir)
     if not is_run_folder(run):
         raise ConfigError(f"{str(run)!r} is not a run folder: {RUN_FOLDER_HINT}")
-    if not (run / "input.wav").is_file():
+    if not (run / INPUT_WAV).is_file():
         raise ConfigError(
             f"{str(run)!r} has no input.wav: a cassette needs the audio the client sent "
             "(record the run with record_audio=True, the default)"
         )
-    input_audio, input_rate = _read_wav(run / "input.wav")
+    input_audio, input_rate = _read_wav(run / INPUT_WAV)
     events = load_log(run)
     events = in_log_order(events)
     simulated = on_simulated_timeline(events)
@@ -57,10 +58,10 @@ def load_cassette(run_dir: str | os.PathLike[str]) -> Cassette:
 
     def delta_audio(item_id: str, n_bytes: int) -> str:
         if item_id not in reply_audio:
-            path = run / "output" / f"{item_id}.wav"
+            path = item_wav_path(run, item_id)
             reply_audio[item_id] = (_read_wav(path)[0] if path.is_file() else b"", 0)
             if not path.is_file():
-                notes.append(f"no output/{item_id}.wav: its audio replays as silence")
+                notes.append(f"no {ITEMS_DIR}/{path.name}: its audio replays as silence")
         audio, used = reply_audio[item_id]
         chunk = audio[used : used + n_bytes]
         reply_audio[item_id] = (audio, used + n_bytes)

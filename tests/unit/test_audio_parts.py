@@ -253,3 +253,20 @@ def test_a_speed_is_a_number_above_0_or_max_everywhere_it_is_given():
         with pytest.raises(ConfigError, match=r"^\[target\] speed must be a number > 0 .* or 'max'"):
             parse_speed(bad, "[target] speed")  # type: ignore[arg-type]
     assert speed_text(math.inf) == MAX_SPEED and speed_text(2.0) == 2.0
+
+
+def test_every_reader_of_a_reply_recording_finds_the_file_the_recorder_wrote(tmp_path):
+    from vlab.audio.recording import Recorder
+    from vlab.sweep.tables import _reply_silence
+
+    rec = Recorder(tmp_path, input_rate=24000, input_format="pcm16", output_rate=24000, output_format="pcm16")
+    rec.input(bytes(4800), 0)
+    silence, speech = np.zeros(2400, np.int16), np.full(2400, 8000, np.int16)
+    reply = np.concatenate([silence, speech])  # 100 ms of silence first
+    for item_id in ("item_plain", "item 1/odd"):  # the second is stored under a safe name
+        rec.output(item_id, reply.tobytes(), 1_000_000)
+    rec.close()
+    for item_id in ("item_plain", "item 1/odd"):
+        assert _reply_silence(tmp_path, item_id) == pytest.approx(100, abs=10)
+    for missing in ("item_never_recorded", None, math.nan, ""):  # a turn without a reply
+        assert math.isnan(_reply_silence(tmp_path, missing))

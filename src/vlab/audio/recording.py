@@ -44,6 +44,21 @@ class _Item:
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 
+INPUT_WAV = "input.wav"
+"""What was sent, in a run folder: the input-audio timeline."""
+OUTPUT_WAV = "output.wav"
+"""The assistant's audio in a run folder, placed on the input-audio timeline."""
+CONVERSATION_WAV = "conversation.wav"
+"""Both as a stereo pair (user left, assistant right)."""
+ITEMS_DIR = "output"
+"""The folder of a run folder that holds each assistant item whole (:func:`item_wav_path`)."""
+
+
+def item_wav_path(run_dir: str | os.PathLike[str], item_id: str) -> Path:
+    """Where a run folder keeps the assistant item ``item_id`` whole: ``output/`` + :func:`item_wav_name`."""
+    return Path(run_dir) / ITEMS_DIR / item_wav_name(item_id)
+
+
 def item_wav_name(item_id: str) -> str:
     """The file name of an item's WAV: ``<item_id>.wav`` for a plain id (the service's ids are), else a safe one.
 
@@ -85,7 +100,7 @@ class Recorder:
         self.output_rate = output_rate
         self.output_format = output_format
         self._input = sf.SoundFile(
-            self.run_dir / "input.wav", "w", samplerate=input_rate, channels=1, subtype="PCM_16"
+            self.run_dir / INPUT_WAV, "w", samplerate=input_rate, channels=1, subtype="PCM_16"
         )
         self._sent_ns: list[int] = []
         self._sent_end_ms: list[float] = []
@@ -134,20 +149,20 @@ class Recorder:
         if self._input.closed:
             return
         self._input.close()
-        items_dir = self.run_dir / "output"
+        items_dir = self.run_dir / ITEMS_DIR
         track = np.zeros(0, np.int16)
         for item_id, item in self._items.items():
             samples = np.frombuffer(b"".join(item.chunks), "<i2")
             if item.truncate_ms is not None:
                 samples = samples[: int(item.truncate_ms * self.output_rate / 1000)]
             items_dir.mkdir(exist_ok=True)
-            sf.write(items_dir / item_wav_name(item_id), samples, self.output_rate, subtype="PCM_16")
+            sf.write(item_wav_path(self.run_dir, item_id), samples, self.output_rate, subtype="PCM_16")
             start = int(self.position_ms(item.first_ns) * self.output_rate / 1000)
             end = start + len(samples)
             if end > len(track):
                 track = np.concatenate([track, np.zeros(end - len(track), np.int16)])
             track[start:end] = samples
-        sf.write(self.run_dir / "output.wav", track, self.output_rate, subtype="PCM_16")
+        sf.write(self.run_dir / OUTPUT_WAV, track, self.output_rate, subtype="PCM_16")
         self._write_conversation(track)
 
     def _write_conversation(self, output_track: np.ndarray) -> None:
@@ -155,10 +170,10 @@ class Recorder:
 
         from vlab.audio.pcm import resample
 
-        user, _ = sf.read(self.run_dir / "input.wav", dtype="float32")
+        user, _ = sf.read(self.run_dir / INPUT_WAV, dtype="float32")
         assistant = resample(output_track.astype(np.float32) / 32768.0, self.output_rate, self.input_rate)
         n = max(len(user), len(assistant))
         stereo = np.zeros((n, 2), np.float32)
         stereo[: len(user), 0] = user
         stereo[: len(assistant), 1] = assistant
-        sf.write(self.run_dir / "conversation.wav", stereo, self.input_rate, subtype="PCM_16")
+        sf.write(self.run_dir / CONVERSATION_WAV, stereo, self.input_rate, subtype="PCM_16")

@@ -11,6 +11,9 @@ JSONL_NAME = "events.jsonl"
 PARQUET_NAME = "events.parquet"
 """File name of the Parquet log in a run folder."""
 
+SESSION_NAME = "session.json"
+"""File name of a run folder's settings, target and versions (never a key), and its summary at the end."""
+
 LOG_NAMES = (PARQUET_NAME, JSONL_NAME)
 """The event logs a run folder may hold, the one read first first."""
 

@@ -25,6 +25,7 @@ from vlab.audio.recording import Recorder
 from vlab.clock import NS_PER_S, Clock, SystemClock, wall_datetime
 from vlab.errors import warn_user
 from vlab.log import JSONL_NAME, PARQUET_NAME, EventLog, EventRecord, JsonlWriter, Sink
+from vlab.log.files import SESSION_NAME
 from vlab.log.records import Direction, event_row, record_from_row
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ class RunFolder:
     def open(self, metadata: Mapping[str, Any]) -> None:
         """Create the folder, write ``session.json`` and start ``events.jsonl``."""
         self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / "session.json").write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+        (self.path / SESSION_NAME).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
         self._writer = JsonlWriter(self.path / JSONL_NAME)
 
     def __call__(self, record: EventRecord) -> None:
@@ -148,7 +149,7 @@ class RunFolder:
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:
         """Add the session's ``summary`` (counts, how it ended) to ``session.json``."""
-        path = self.path / "session.json"
+        path = self.path / SESSION_NAME
         metadata = json.loads(path.read_text(encoding="utf-8"))
         metadata["summary"] = dict(summary)
         path.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")

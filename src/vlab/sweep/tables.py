@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from vlab.audio.recording import item_wav_path
 from vlab.prompts import LabelledPrompt
 from vlab.sweep.config import SweepConfig
 from vlab.sweep.grid import eou_label, in_grid_order, processing_of
@@ -92,13 +93,15 @@ def _push_to_talk_detections(prompt: LabelledPrompt, turns: Any, like: Any) -> t
 
 
 def _reply_silence(cell_dir: Path, item_id: Any) -> float:
-    """Leading silence of a reply, measured from its recording (``output/<item_id>.wav``)."""
+    """Leading silence of a reply, measured from its recording (NaN without one: no id, or no file)."""
     import soundfile as sf
 
     from vlab.metrics import leading_silence_ms
 
-    path = cell_dir / "output" / f"{item_id}.wav"
-    if not item_id or not path.is_file():
+    if not isinstance(item_id, str) or not item_id:  # a turn with no reply has a missing id (NaN, None)
+        return math.nan
+    path = item_wav_path(cell_dir, item_id)
+    if not path.is_file():
         return math.nan
     audio, rate = sf.read(path, dtype="int16")
     return leading_silence_ms(audio.tobytes(), int(rate))

@@ -252,13 +252,15 @@ class LogExplorer:
         from IPython.display import HTML as Html
         from IPython.display import Audio
 
+        from vlab.audio.recording import INPUT_WAV, ITEMS_DIR, OUTPUT_WAV, item_wav_path
+
         assert self.run_dir is not None
         shown = []
-        input_wav = self.run_dir / "input.wav"
+        input_wav = self.run_dir / INPUT_WAV
         if row is None:
             for name, label in (
-                ("input.wav", "what was sent"),
-                ("output.wav", "the assistant, on the same timeline"),
+                (INPUT_WAV, "what was sent"),
+                (OUTPUT_WAV, "the assistant, on the same timeline"),
             ):
                 if (self.run_dir / name).is_file():
                     shown += [Html(f"<b>{name}</b> ({label})"), Audio(filename=str(self.run_dir / name))]
@@ -282,9 +284,12 @@ class LogExplorer:
                     Html("<i>No user speech span for this turn (a text or manual turn, or no input.wav).</i>")
                 )
             item = self._reply_item(row)
-            wav = self.run_dir / "output" / f"{item}.wav" if item else None
+            wav = item_wav_path(self.run_dir, item) if item else None
             if wav is not None and wav.is_file():
-                shown += [Html(f"<b>Assistant</b>: output/{html.escape(wav.name)}"), Audio(filename=str(wav))]
+                shown += [
+                    Html(f"<b>Assistant</b>: {ITEMS_DIR}/{html.escape(wav.name)}"),
+                    Audio(filename=str(wav)),
+                ]
             else:
                 shown.append(Html("<i>No assistant audio recorded for this turn.</i>"))
         for obj in shown:
