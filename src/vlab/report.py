@@ -63,12 +63,12 @@ def _load(sweep_dir: Path, name: str) -> pd.DataFrame:
 
 
 def _require_sweep(sweep_dir: Path) -> dict[str, Any]:
-    from vlab.sweep.store import not_a_sweep
+    from vlab.sweep.store import SWEEP_MANIFEST, not_a_sweep
 
     problem = not_a_sweep(sweep_dir)
     if problem is not None:
         raise ConfigError(problem)
-    return json.loads((sweep_dir / "manifest.json").read_text(encoding="utf-8"))
+    return json.loads((sweep_dir / SWEEP_MANIFEST).read_text(encoding="utf-8"))
 
 
 def _require_results(sweep_dir: Path, points: pd.DataFrame) -> None:
@@ -375,12 +375,14 @@ def _unreviewed(manifest: dict[str, Any], prompts: dict[str, Any]) -> list[str]:
 
 
 def _prompt_dir(manifest: dict[str, Any]) -> Path | None:
+    from vlab.prompts import MANIFEST_NAME
+
     files = [p.get("file") for p in manifest.get("prompts", []) if p.get("file")]
     if files:
         folder = Path(files[0]).parent
-        while folder != folder.parent and not (folder / "manifest.json").is_file():
+        while folder != folder.parent and not (folder / MANIFEST_NAME).is_file():
             folder = folder.parent
-        if (folder / "manifest.json").is_file():
+        if (folder / MANIFEST_NAME).is_file():
             return folder
     return None
 

@@ -59,8 +59,9 @@ def run(args: argparse.Namespace) -> int:
         if cfg.mode == "vad":  # nothing to resume: it writes its tables at the end, in seconds
             raise
         from vlab.sweep.cells import finished, grid_cells
+        from vlab.sweep.store import cell_folder
 
-        kept = sum(finished(Path(args.out) / "cells" / cell[0]) for cell in grid_cells(cfg))
+        kept = sum(finished(cell_folder(Path(args.out), cell[0])) for cell in grid_cells(cfg))
         print(
             f"vlab: interrupted: {kept} of {cfg.n_cells} cells finished and are kept in {args.out}; run the "
             "same command again to go on from there (--no-resume runs every cell again)",

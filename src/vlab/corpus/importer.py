@@ -27,6 +27,7 @@ from typing import Any
 
 from vlab.corpus.labels import LABEL_SUFFIXES, Label, LabelError, read_labels
 from vlab.errors import ConfigError
+from vlab.prompts import MANIFEST_NAME
 
 __all__ = [
     "AUDIO_SUFFIXES",
@@ -143,7 +144,7 @@ def import_folder(
         raise ConfigError(f"hold_gap_ms must be > 0, got {hold_gap_ms}")
     manifest = Path(out) if out is not None else root
     if manifest.suffix.lower() != ".json":
-        manifest = manifest / "manifest.json"
+        manifest = manifest / MANIFEST_NAME
     audio = _audio_files(root)
     if not audio:
         raise ConfigError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {str(root)!r}")

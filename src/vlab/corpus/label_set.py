@@ -18,6 +18,7 @@ from typing import Any
 from vlab.corpus.importer import write_manifest
 from vlab.corpus.labels import KINDS, Kind
 from vlab.errors import ConfigError
+from vlab.prompts import MANIFEST_NAME
 
 __all__ = ["LabelSet", "Span"]
 
@@ -50,7 +51,7 @@ class LabelSet:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         p = Path(path)
-        self.path = p if p.suffix.lower() == ".json" else p / "manifest.json"
+        self.path = p if p.suffix.lower() == ".json" else p / MANIFEST_NAME
         if not self.path.is_file():
             raise ConfigError(
                 f"no prompt manifest at {str(self.path)!r}; make one with `vlab prompts label FOLDER`"

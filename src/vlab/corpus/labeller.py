@@ -26,6 +26,7 @@ import numpy as np
 from vlab.audio.pcm import FloatArray
 from vlab.corpus.importer import AUDIO_SUFFIXES, DEFAULT_HOLD_GAP_MS, derive_turns, write_manifest
 from vlab.errors import AudioFormatError, ConfigError, warn_user
+from vlab.prompts import MANIFEST_NAME
 
 __all__ = ["EDGE_SEARCH_MS", "MIN_GAP_MS", "MIN_SPEECH_MS", "Proposal", "label_folder", "propose"]
 
@@ -226,7 +227,7 @@ def label_folder(
         raise ConfigError(f"hold_gap_ms must be > 0, got {hold_gap_ms}")
     manifest = Path(out) if out is not None else root
     if manifest.suffix.lower() != ".json":
-        manifest = manifest / "manifest.json"
+        manifest = manifest / MANIFEST_NAME
     if manifest.exists() and not overwrite:
         raise ConfigError(
             f"{str(manifest)!r} exists (its labels may be reviewed); pass --overwrite to replace it, "

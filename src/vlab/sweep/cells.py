@@ -23,7 +23,7 @@ from vlab.errors import NotAnswered
 from vlab.prompts import LabelledPrompt
 from vlab.settings import McpServer, SessionSettings
 from vlab.sweep.config import SweepConfig
-from vlab.sweep.store import VAD_CACHE_DIR, write_atomic
+from vlab.sweep.store import CELL_FILE, VAD_CACHE_DIR, cell_folder, write_atomic
 from vlab.sweep.tables import analyse_cell
 
 log = logging.getLogger("vlab.sweep")
@@ -213,7 +213,7 @@ def _fresh_dir(folder: Path) -> None:
 def finished(cell_dir: Path) -> bool:
     """The cell's ``cell.json`` says it ran to the end (``ok``): a resumed sweep skips it."""
     try:
-        return bool(json.loads((cell_dir / "cell.json").read_text(encoding="utf-8")).get("status") == "ok")
+        return bool(json.loads((cell_dir / CELL_FILE).read_text(encoding="utf-8")).get("status") == "ok")
     except (OSError, ValueError):
         return False
 
@@ -233,7 +233,7 @@ async def run_cell(
 
     While the service throttles the cell, it waits on ``clock`` and runs again (:func:`_run_throttled`).
     """
-    cell_dir = out_dir / "cells" / name
+    cell_dir = cell_folder(out_dir, name)
     if cell_dir.exists():  # a half-written or failed cell from an earlier run: start it afresh
         shutil.rmtree(cell_dir)
     cell_dir.mkdir(parents=True, exist_ok=True)
@@ -263,7 +263,7 @@ async def run_cell(
         meta["throttled"] = throttled
         result.throttled = len(throttled)
     meta["duration_s"] = round(time.perf_counter() - t, 3)
-    write_atomic(cell_dir / "cell.json", json.dumps(meta, indent=2) + "\n")
+    write_atomic(cell_dir / CELL_FILE, json.dumps(meta, indent=2) + "\n")
     return result
 
 
@@ -283,9 +283,9 @@ def cell_job(
     result = asyncio.run(run_cell(cfg, out_dir, name, index, settings, prompt, rep, options))
     analysis = None
     if result.status == "ok":
-        cell_dir = out_dir / "cells" / name
+        cell_dir = cell_folder(out_dir, name)
         try:
-            meta = json.loads((cell_dir / "cell.json").read_text(encoding="utf-8"))
+            meta = json.loads((cell_dir / CELL_FILE).read_text(encoding="utf-8"))
             analysis = analyse_cell(
                 cell_dir, prompt, meta.get("connect_ns"), push_to_talk=settings.turn_detection is None
             )
@@ -298,7 +298,7 @@ def lost_cell(out_dir: Path, cell: tuple[Any, ...], exc: BaseException) -> CellR
     """A cell whose task never finished (its workers kept dying) gets a ``cell.json`` with the error."""
     name, _, _, prompt, rep = cell
     error = f"{type(exc).__name__}: {exc}"
-    (out_dir / "cells" / name).mkdir(parents=True, exist_ok=True)
+    cell_folder(out_dir, name).mkdir(parents=True, exist_ok=True)
     meta = {"cell": name, "prompt": prompt.id, "repeat": rep, "status": "error", "error": error}
-    write_atomic(out_dir / "cells" / name / "cell.json", json.dumps(meta, indent=2) + "\n")
+    write_atomic(cell_folder(out_dir, name) / CELL_FILE, json.dumps(meta, indent=2) + "\n")
     return CellResult(name, "error", error=error)

@@ -13,7 +13,7 @@ from vlab.audio.pacing import speed_text
 from vlab.errors import ConfigError
 from vlab.sweep.config import SweepConfig
 from vlab.sweep.grid import processing_of
-from vlab.sweep.store import write_atomic
+from vlab.sweep.store import SWEEP_MANIFEST, write_atomic
 
 
 def _versions() -> dict[str, str]:
@@ -33,7 +33,7 @@ def _versions() -> dict[str, str]:
 def check_mode(out_dir: Path, mode: str) -> None:
     """Refuse to mix cells of the two modes in one sweep folder (their tables would not compare)."""
     try:
-        manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
+        manifest = json.loads((out_dir / SWEEP_MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return
     earlier = manifest.get("mode", "sessions")
@@ -98,4 +98,4 @@ def write_manifest(
         "cells": statuses,
         "counts": {s: sum(1 for c in statuses if c["status"] == s) for s in ("ok", "error", "missing")},
     }
-    write_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    write_atomic(out_dir / SWEEP_MANIFEST, json.dumps(manifest, indent=2) + "\n")

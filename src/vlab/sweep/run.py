@@ -19,7 +19,7 @@ from vlab.settings import SessionSettings
 from vlab.sweep.cells import CellResult, cell_job, finished, grid_cells, lost_cell, run_cell
 from vlab.sweep.config import SweepConfig, load_config
 from vlab.sweep.manifest import check_mode, write_manifest
-from vlab.sweep.store import VAD_CACHE_DIR, cell_metas
+from vlab.sweep.store import CELLS_DIR, VAD_CACHE_DIR, cell_folder, cell_metas
 from vlab.sweep.tables import aggregate
 
 
@@ -120,10 +120,10 @@ async def run_sweep_async(
                 bar.close()
         return SweepResult(out_dir, results, wall_s)
 
-    (out_dir / "cells").mkdir(parents=True, exist_ok=True)
+    (out_dir / CELLS_DIR).mkdir(parents=True, exist_ok=True)
     todo = []
     for cell in cells:
-        if resume and finished(out_dir / "cells" / cell[0]):
+        if resume and finished(cell_folder(out_dir, cell[0])):
             done(CellResult(cell[0], "skipped"))
         else:
             todo.append(cell)

@@ -16,6 +16,17 @@ DATASET_DIR = "dataset"
 """Folder of a sweep with its tables as partitioned Parquet datasets (``dataset/turns/setting_index=K/``)."""
 VAD_CACHE_DIR = "vad_cache"
 """Folder of a sweep that keeps the emulator's Silero probabilities (:mod:`vlab.audio.vad_cache`)."""
+CELLS_DIR = "cells"
+"""Folder of a sweep with one run folder per cell (:func:`cell_folder`)."""
+CELL_FILE = "cell.json"
+"""A cell's status, setting, prompt and error, in its run folder: written last, so a cell without one did not finish."""
+SWEEP_MANIFEST = "manifest.json"
+"""A finished sweep's grid, prompts, versions, target and counts (written once its tables are)."""
+
+
+def cell_folder(out_dir: Path, name: str) -> Path:
+    """The run folder of the cell ``name`` of the sweep folder ``out_dir``."""
+    return out_dir / CELLS_DIR / name
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -70,16 +81,16 @@ def dataset_atomic(table: Any, path: Path, settings: Sequence[str]) -> None:
 
 def not_a_sweep(folder: Path) -> str | None:
     """Why ``folder`` is not a finished sweep folder and what to give instead (None when it is one)."""
-    if (folder / "manifest.json").is_file():
+    if (folder / SWEEP_MANIFEST).is_file():
         return None
     name = repr(str(folder))
     if not folder.exists():
         return f"{name} does not exist; give the folder `vlab sweep --out` wrote"
     if folder.is_file():
-        sweep = next((p for p in folder.parents if (p / "manifest.json").is_file()), None)
+        sweep = next((p for p in folder.parents if (p / SWEEP_MANIFEST).is_file()), None)
         inside = f": give the sweep folder it is in, {str(sweep)!r}" if sweep else ""
         return f"{name} is a file, not a sweep folder{inside}"
-    if any((folder / "cells").glob("*/cell.json")):
+    if any((folder / CELLS_DIR).glob(f"*/{CELL_FILE}")):
         return _stopped(folder, cell_metas(folder))
     if is_run_folder(folder):
         return f"{name} is the run folder of one session, not a sweep folder; `vlab.load_log` reads it"
@@ -157,5 +168,5 @@ def _read_table(folder: Path, table: str) -> Any:
 
 def cell_metas(out_dir: Path) -> list[dict[str, Any]]:
     """What each cell's ``cell.json`` holds, in cell-name order."""
-    markers = sorted((out_dir / "cells").glob("*/cell.json"))
+    markers = sorted((out_dir / CELLS_DIR).glob(f"*/{CELL_FILE}"))
     return [json.loads(marker.read_text(encoding="utf-8")) for marker in markers]

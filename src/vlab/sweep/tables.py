@@ -13,9 +13,11 @@ from vlab.prompts import LabelledPrompt
 from vlab.sweep.config import SweepConfig
 from vlab.sweep.grid import eou_label, in_grid_order, processing_of
 from vlab.sweep.store import (
+    CELL_FILE,
     DATASET_DIR,
     arrow_atomic,
     arrow_table,
+    cell_folder,
     cell_metas,
     dataset_atomic,
     parquet_atomic,
@@ -147,7 +149,7 @@ def aggregate(
             }
             try:
                 res = (analysed or {}).get(meta["cell"]) or analyse_cell(
-                    out_dir / "cells" / meta["cell"],
+                    cell_folder(out_dir, meta["cell"]),
                     prompt,
                     meta.get("connect_ns"),
                     push_to_talk=meta["settings"]["turn_detection"] is None,
@@ -155,7 +157,7 @@ def aggregate(
             except Exception as exc:  # an unreadable cell is reported, not fatal
                 meta.update(status="error", error=f"analysis failed: {exc!r}")
                 write_atomic(
-                    out_dir / "cells" / meta["cell"] / "cell.json", json.dumps(meta, indent=2) + "\n"
+                    cell_folder(out_dir, meta["cell"]) / CELL_FILE, json.dumps(meta, indent=2) + "\n"
                 )
                 continue
             for name, parts in tables.items():

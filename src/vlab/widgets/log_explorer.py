@@ -105,6 +105,7 @@ class LogExplorer:
         from vlab.log import is_run_folder, load_log
         from vlab.log.files import RUN_FOLDER_HINT
         from vlab.metrics import turn_latency
+        from vlab.sweep.store import CELLS_DIR
 
         text = str(run_dir).strip()
         if not text:
@@ -115,7 +116,7 @@ class LogExplorer:
         if not folder.is_dir():
             raise ConfigError(f"no run folder {text!r} (relative paths start at {str(Path.cwd())!r})")
         if not is_run_folder(folder):
-            cells = sorted(filter(is_run_folder, (folder / "cells").glob("*")))
+            cells = sorted(filter(is_run_folder, (folder / CELLS_DIR).glob("*")))
             if cells:
                 raise ConfigError(
                     f"{text!r} is a sweep folder: give one of its cells, e.g. {str(cells[0])!r} "

@@ -440,13 +440,15 @@ class SweepPanel:
 
     def load(self, sweep_dir: str | Path) -> None:
         """Show a finished sweep folder's charts and tables (ConfigError when it is not a sweep folder)."""
+        from vlab.sweep.store import SWEEP_MANIFEST
+
         text = str(sweep_dir).strip()
         if not text:
             raise ConfigError("Type the path of a sweep folder (the one that holds manifest.json) first.")
         folder = Path(text).expanduser()
         if not folder.is_dir():
             raise ConfigError(f"no folder {text!r} (relative paths start at {str(Path.cwd())!r})")
-        manifest_path = folder / "manifest.json"
+        manifest_path = folder / SWEEP_MANIFEST
         if not manifest_path.is_file():
             raise ConfigError(
                 f"{text!r} is not a finished sweep folder (no manifest.json); a stopped sweep resumes with "
@@ -721,9 +723,11 @@ def _cell_names(cfg: Any) -> list[str]:
 
 def _cells_done(out: Path, names: list[str], started: float) -> int:
     """Cells of this sweep with a ``cell.json`` written since ``started`` or already ok (they are skipped)."""
+    from vlab.sweep.store import CELL_FILE, cell_folder
+
     done = 0
     for name in names:
-        marker = out / "cells" / name / "cell.json"
+        marker = cell_folder(out, name) / CELL_FILE
         try:
             if marker.stat().st_mtime >= started - 1.0:
                 done += 1
@@ -736,7 +740,9 @@ def _cells_done(out: Path, names: list[str], started: float) -> int:
 
 def _check_same_grid(out: Path, cfg: Any) -> None:
     """Refuse to resume into a folder that holds a different sweep (its cells would mix into the tables)."""
-    manifest = out / "manifest.json"
+    from vlab.sweep.store import SWEEP_MANIFEST
+
+    manifest = out / SWEEP_MANIFEST
     if not manifest.is_file():
         return
     try:
