@@ -221,6 +221,7 @@ def test_the_banner_names_the_endpoint_first_and_several_processes_only_when_the
         (["--max-sessions", "3"], "--max-sessions counts one process's sessions"),
         (["--fault", "rate_limit:2"], "a rate_limit fault counts one process's connections"),
         (["--processes", "0"], "--processes must be 1 or more"),
+        (["--processes", str(4 * (os.cpu_count() or 1) + 1)], "per core"),  # not hundreds of processes
     ],
 )
 def test_settings_several_processes_cannot_honour_are_refused_with_the_fix(flags, expected, capsys):
@@ -236,6 +237,11 @@ def test_elsewhere_than_linux_the_message_says_why_and_what_to_do():
     with pytest.raises(ConfigError, match=r"needs Linux.*--processes 1"):
         check_processes(2, platform="darwin")
     check_processes(1, platform="darwin")  # one process runs anywhere
+    check_processes(8, cores=2)
+    with pytest.raises(
+        ConfigError, match=r"^--processes 9 is more than 4 per core \(2 cores here\): .* Use --processes 2\.$"
+    ):
+        check_processes(9, cores=2)
     check_processes(2, faults=[Fault.parse("drop_after:response.done")[0]])  # a connection's fault is fine
 
 

@@ -35,14 +35,31 @@ STOP_TIMEOUT_S: Final = 10.0
 """How long another process may take to close its connections once told to stop."""
 
 
+PROCESSES_PER_CORE = 4
+"""The most ``--processes`` per core: each process runs an event loop and a Silero worker process, so past
+one per core they only compete for the cores (a load test may still want a few more)."""
+
+
 def check_processes(
-    count: int, *, max_sessions: int | None = None, faults: Sequence[Fault] = (), platform: str = sys.platform
+    count: int,
+    *,
+    max_sessions: int | None = None,
+    faults: Sequence[Fault] = (),
+    platform: str = sys.platform,
+    cores: int | None = None,
 ) -> None:
     """Raise :class:`ConfigError` if ``count`` processes cannot serve these settings as one emulator."""
     if count < 1:
         raise ConfigError(f"--processes must be 1 or more, got {count}.")
     if count == 1:
         return
+    cores = cores or os.cpu_count() or 1
+    if count > PROCESSES_PER_CORE * cores:
+        raise ConfigError(
+            f"--processes {count} is more than {PROCESSES_PER_CORE} per core ({cores} cores here): each process "
+            f"runs an event loop and a Silero worker, so past one per core they only compete for the cores. "
+            f"Use --processes {cores}."
+        )
     if platform != "linux":
         raise ConfigError(
             f"--processes {count} needs Linux, whose SO_REUSEPORT spreads connections across the processes "
