@@ -4,7 +4,26 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import subprocess
+
+from vlab.errors import ConfigError
+
+PROCESSES_PER_CORE = 4
+"""The most serving processes vlab starts per core (``vlab emulator --processes``, a sweep's dask workers):
+each runs an event loop and a Silero worker process, so past one per core they only compete for the cores,
+and a slip such as 1000 would start a thousand of them."""
+
+
+def check_process_count(count: int, what: str, *, cores: int | None = None) -> None:
+    """Refuse ``count`` processes of ``what`` (``--processes``) beyond :data:`PROCESSES_PER_CORE` per core."""
+    cores = cores or os.cpu_count() or 1
+    if count > PROCESSES_PER_CORE * cores:
+        raise ConfigError(
+            f"{what} {count} is more than {PROCESSES_PER_CORE} per core ({cores} cores here): each process runs "
+            f"an event loop and a Silero worker, so past one per core they only compete for the cores. "
+            f"Use {what} {cores}."
+        )
 
 
 def close_pipes(proc: subprocess.Popen[bytes]) -> None:

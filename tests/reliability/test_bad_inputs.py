@@ -228,6 +228,10 @@ BAD_CONFIGS = {
         "latency must be one of",
     ),
     "negative speed": ({"grid": {"threshold": [0.5]}, "target": {"speed": -1}}, "speed must be"),
+    "a thousand dask workers here": (
+        {"grid": {"threshold": [0.5]}, "run": {"executor": "dask", "workers": 1000}},
+        "[run] workers 1000 is more than 4 per core",
+    ),
 }
 
 
@@ -291,3 +295,8 @@ def test_vlab_sweep_with_an_unreadable_config_exits_2(tmp_path, text, message):
     result = _vlab("sweep", str(path), "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_cluster_elsewhere_may_have_any_number_of_workers():
+    run = {"executor": "dask", "workers": 1000, "cluster": "tcp://scheduler:8786"}  # none start here
+    assert load_config({"grid": {"threshold": [0.5]}, "run": run}).workers == 1000

@@ -20,6 +20,7 @@ import sys
 from collections.abc import Sequence
 from typing import Final
 
+from vlab._process import check_process_count
 from vlab.emulator.faults import Fault
 from vlab.errors import ConfigError, VlabError
 
@@ -35,11 +36,6 @@ STOP_TIMEOUT_S: Final = 10.0
 """How long another process may take to close its connections once told to stop."""
 
 
-PROCESSES_PER_CORE = 4
-"""The most ``--processes`` per core: each process runs an event loop and a Silero worker process, so past
-one per core they only compete for the cores (a load test may still want a few more)."""
-
-
 def check_processes(
     count: int,
     *,
@@ -53,13 +49,7 @@ def check_processes(
         raise ConfigError(f"--processes must be 1 or more, got {count}.")
     if count == 1:
         return
-    cores = cores or os.cpu_count() or 1
-    if count > PROCESSES_PER_CORE * cores:
-        raise ConfigError(
-            f"--processes {count} is more than {PROCESSES_PER_CORE} per core ({cores} cores here): each process "
-            f"runs an event loop and a Silero worker, so past one per core they only compete for the cores. "
-            f"Use --processes {cores}."
-        )
+    check_process_count(count, "--processes", cores=cores)
     if platform != "linux":
         raise ConfigError(
             f"--processes {count} needs Linux, whose SO_REUSEPORT spreads connections across the processes "

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vlab import protocol_limits
+from vlab._process import check_process_count
 from vlab.audio.pacing import parse_speed
 from vlab.endpoint import ENV_API_KEY, ENV_ENDPOINT, ENV_MODEL
 from vlab.errors import ConfigError
@@ -340,6 +341,8 @@ def _run_options(run: Mapping[str, Any], mode: str | None) -> dict[str, Any]:
     ):
         raise ConfigError(f"[run] max_sessions must be an integer ≥ 1, got {max_sessions!r}")
     executor, cluster = run.get("executor", CONFIG_DEFAULTS["executor"]), run.get("cluster")
+    if executor == "dask" and cluster is None:  # a LocalCluster of that many worker processes here
+        check_process_count(workers, "[run] workers")
     if executor not in EXECUTORS:
         raise ConfigError(f"[run] executor must be {' or '.join(map(repr, EXECUTORS))}, got {executor!r}")
     if cluster is not None and (not isinstance(cluster, str) or executor != "dask"):
