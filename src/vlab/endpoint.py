@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from vlab import protocol
-from vlab.errors import ConfigError
+from vlab.errors import ConfigError, check_keys
 
 if TYPE_CHECKING:
     from azure.core.credentials import AzureKeyCredential
@@ -451,11 +451,19 @@ async def open_target(target: Target, **emulator_options: Any) -> AsyncIterator[
 
     Yields:
         The connectable target.
+
+    Raises:
+        ConfigError: An option ``Emulator`` does not take (for the emulator; the error names the one meant).
     """
     if target.kind != "emulator":
         yield target
         return
+    import inspect
+
     from vlab.emulator import Emulator
 
+    takes = inspect.signature(Emulator).parameters.values()
+    if all(p.kind is not p.VAR_KEYWORD for p in takes):  # a stand-in taking **options takes anything
+        check_keys("emulator_options", emulator_options, [p.name for p in takes], what="option(s)")
     async with Emulator(**emulator_options) as emu:
         yield dataclasses.replace(target, endpoint=emu.endpoint, api_key=Secret(emu.api_key), auth="emulator")

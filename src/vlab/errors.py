@@ -25,7 +25,8 @@ from __future__ import annotations
 import inspect
 import os
 import warnings
-from typing import NoReturn
+from collections.abc import Collection, Mapping
+from typing import Any, NoReturn
 
 
 class VlabError(Exception):
@@ -96,6 +97,37 @@ class Throttled(ConnectionFailed):
 
 class UsageError(VlabError, RuntimeError):
     """vlab was called in a way that cannot work (e.g. a Session opened twice); the message says how to call it."""
+
+
+def check_keys(
+    where: str, data: Mapping[str, Any], known: Collection[str], *, what: str = "key(s)", hint: str = ""
+) -> None:
+    """Refuse keys of ``where`` (a config's ``[run]``, the emulator's options) that are not ``known``.
+
+    The :class:`ConfigError` names the known key each unknown one is a typo or a shortening of, then ``hint``.
+    """
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        guesses = {k: guess for k in unknown if (guess := _closest(k, known))}
+        if len(unknown) == 1 and guesses:
+            guessed = repr(guesses[unknown[0]])
+        else:
+            guessed = ", ".join(f"{guess!r} for {k!r}" for k, guess in guesses.items())
+        raise ConfigError(
+            f"unknown {what} {', '.join(repr(k) for k in unknown)} in {where}"
+            + (f" (did you mean {guessed}?)" if guesses else "")
+            + f"; known: {', '.join(sorted(known))}"
+            + (f". {hint}" if hint else "")
+        )
+
+
+def _closest(key: str, known: Collection[str]) -> str | None:
+    """The known key ``key`` is a typo or a shortening of, if one stands out."""
+    import difflib
+
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    starting = [k for k in known if k.startswith(key)]
+    return close[0] if close else starting[0] if len(starting) == 1 else None
 
 
 class AsyncWithOnly:

@@ -477,3 +477,11 @@ def test_module_imports_no_sdk_or_emulator() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+async def test_an_emulator_option_it_does_not_take_is_named_with_the_one_meant() -> None:
+    with pytest.raises(
+        ConfigError, match=r"^unknown option\(s\) 'speeed' in emulator_options \(did you mean 'speed'\?\)"
+    ):
+        async with open_target(resolve_target(env={}, dotenv_path=False), speeed=2):
+            pass  # never reached: nothing starts

@@ -16,7 +16,7 @@ from vlab import protocol_limits
 from vlab._process import check_process_count
 from vlab.audio.pacing import parse_speed
 from vlab.endpoint import ENV_API_KEY, ENV_ENDPOINT, ENV_MODEL
-from vlab.errors import ConfigError
+from vlab.errors import ConfigError, check_keys
 from vlab.prompts import LabelledPrompt, load_prompt_set, select_prompts
 from vlab.settings import NOT_GIVEN, AzureSemanticVad, FunctionTool, McpServer, ServerVad, SessionSettings
 from vlab.sweep.grid import (
@@ -31,7 +31,7 @@ from vlab.sweep.grid import (
     processing_extra,
     setting_name,
 )
-from vlab.sweep.tools import MCP_SECTION, TOOLS_SECTION, check_keys, function_tools, mcp_servers
+from vlab.sweep.tools import MCP_SECTION, TOOLS_SECTION, function_tools, mcp_servers
 
 _CONNECTION_KEYS = frozenset(
     {"endpoint", "url", "key", "api_key", "credential", "model", "api_version", "azure"}

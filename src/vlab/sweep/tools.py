@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import os
 from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
-from vlab.errors import ConfigError
+from vlab.errors import ConfigError, check_keys
 from vlab.settings import FunctionTool, McpServer
 
 TOOLS_SECTION = "tools"
@@ -22,35 +21,6 @@ MCP_SECTION = "mcp"
 _MCP_KEYS = ("server_url", "allowed_tools", "require_approval", "approve", "authorization_env")
 """The keys of a ``[mcp.<server_label>]`` table: the server (as :class:`~vlab.settings.McpServer` takes it),
 what the sweep answers its approval requests with, and the environment variable holding its token."""
-
-
-def check_keys(
-    where: str, data: Mapping[str, Any], known: Collection[str], *, what: str = "key(s)", hint: str = ""
-) -> None:
-    """Refuse keys of the table ``where`` (``[run]``, ``[tools.NAME]``) that are not ``known``.
-
-    The error names the known key each unknown one is closest to (a typo), then ``hint``.
-    """
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        guesses = {k: guess for k in unknown if (guess := _closest(k, known))}
-        if len(unknown) == 1 and guesses:
-            guessed = repr(guesses[unknown[0]])
-        else:
-            guessed = ", ".join(f"{guess!r} for {k!r}" for k, guess in guesses.items())
-        raise ConfigError(
-            f"unknown {what} {', '.join(repr(k) for k in unknown)} in {where}"
-            + (f" (did you mean {guessed}?)" if guesses else "")
-            + f"; known: {', '.join(sorted(known))}"
-            + (f". {hint}" if hint else "")
-        )
-
-
-def _closest(key: str, known: Collection[str]) -> str | None:
-    """The known key ``key`` is a typo or a shortening of, if one stands out."""
-    close = difflib.get_close_matches(key, sorted(known), n=1)
-    starting = [k for k in known if k.startswith(key)]
-    return close[0] if close else starting[0] if len(starting) == 1 else None
 
 
 def _tables(
