@@ -199,7 +199,7 @@ def _clean(value: str | None) -> str | None:
     return value or None
 
 
-def _refuse_what_the_sdk_adds(endpoint: str, source: str, parts: SplitResult) -> None:
+def _refuse_what_the_sdk_adds(source: str, parts: SplitResult) -> None:
     """Refuse a session path or an ``api-version``/``model`` query in an endpoint: the SDK adds its own."""
     path = parts.path.rstrip("/")
     route = next((r for r in protocol.ROUTES if path.endswith(r)), None)
@@ -235,7 +235,7 @@ def _validate_endpoint(endpoint: str, source: str, key: str | None) -> str:
         scheme, host = "", None
         bad_port = "port" in str(exc).lower()
     if scheme in _SCHEMES and host:
-        _refuse_what_the_sdk_adds(endpoint, source, parts)
+        _refuse_what_the_sdk_adds(source, parts)
         return endpoint
     if not any(c in endpoint for c in ".:/"):
         # No scheme, dot or slash: possibly a key pasted into the wrong variable, so do not echo it.

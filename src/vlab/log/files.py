@@ -15,7 +15,7 @@ SESSION_NAME = "session.json"
 """File name of a run folder's settings, target and versions (never a key), and its summary at the end."""
 
 LOG_NAMES = (PARQUET_NAME, JSONL_NAME)
-"""The event logs a run folder may hold, the one read first first."""
+"""The event logs a run folder may hold, Parquet first (:func:`vlab.log.load_log` reads it when it is current)."""
 
 RUN_FOLDER_HINT = f"a run folder holds {PARQUET_NAME} and/or {JSONL_NAME}"
 """What makes a folder a run folder, for error messages."""

@@ -64,6 +64,8 @@ def _refuse_what_never_arrives(event_type: str) -> None:
     """Refuse waiting for a client event's type, a record vlab only logs, or a misspelt server event type."""
     import difflib
 
+    if event_type in protocol.SERVER_EVENT_FIELDS or event_type == protocol.RECONNECTED:
+        return
     if event_type in protocol.CLIENT_EVENT_TYPES:
         raise UsageError(
             f"{event_type!r} is an event the client sends, never one that arrives: wait for the server's answer "
@@ -587,14 +589,11 @@ class Session(AsyncWithOnly):
             TimeoutError: Not in time; the message lists the types that did arrive.
             ConnectionFailed: The connection was lost first (and not re-established); the message says
                 how and what to do.
-            UsageError: ``match`` names a client event, or is a misspelt server event (which would only
-                time out). A type vlab does not know otherwise is waited for (a newer service's event).
+            UsageError: ``match`` names a client event, a record vlab only logs or a misspelt event type:
+                each would only time out. A type vlab does not know otherwise is waited for (a newer
+                service's event).
         """
-        if (
-            isinstance(match, str)
-            and match not in protocol.SERVER_EVENT_FIELDS
-            and match != protocol.RECONNECTED
-        ):
+        if isinstance(match, str):
             _refuse_what_never_arrives(match)
         return await self._feed.wait_for(
             match, timeout_s=timeout_s, count=count, ended=self._ended_error, typed=typed
