@@ -108,7 +108,7 @@ def check_keys(
     """
     unknown = sorted(set(data) - set(known))
     if unknown:
-        guesses = {k: guess for k in unknown if (guess := _closest(k, known))}
+        guesses = {k: guess for k in unknown if (guess := closest_name(k, known))}
         if len(unknown) == 1 and guesses:
             guessed = repr(guesses[unknown[0]])
         else:
@@ -121,8 +121,8 @@ def check_keys(
         )
 
 
-def _closest(key: str, known: Collection[str]) -> str | None:
-    """The known key ``key`` is a typo or a shortening of, if one stands out."""
+def closest_name(key: str, known: Collection[str]) -> str | None:
+    """The known name ``key`` is a typo or a shortening of, if one stands out (for "did you mean")."""
     import difflib
 
     close = difflib.get_close_matches(key, sorted(known), n=1)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from vlab.bundled import bundled_dir
-from vlab.errors import ConfigError
+from vlab.errors import ConfigError, closest_name
 
 __all__ = ["DEFAULT_PROMPT_DIR", "MANIFEST_NAME", "LabelledPrompt", "load_prompt_set", "select_prompts"]
 
@@ -184,6 +184,10 @@ def load_prompt_set(path: str | os.PathLike[str] | None = None) -> list[Labelled
     return [LabelledPrompt.from_manifest(e, manifest.parent) for e in data["prompts"]]
 
 
+_IDS_SHOWN = 30
+"""Prompt ids an error lists before it says how many there are (a set of one's own may hold thousands)."""
+
+
 def select_prompts(
     prompts: list[LabelledPrompt], names: list[str] | tuple[str, ...] | None
 ) -> list[LabelledPrompt]:
@@ -198,9 +202,13 @@ def select_prompts(
     for name in names:
         hits = [p for p in prompts if p.id == name or p.category == name]
         if not hits:
+            ids, categories = [p.id for p in prompts], sorted({p.category for p in prompts})
+            guess = closest_name(name, [*ids, *categories])
+            shown = ", ".join(ids[:_IDS_SHOWN]) + (f" … ({len(ids)} in all)" if len(ids) > _IDS_SHOWN else "")
             raise ConfigError(
-                f"no prompt named {name!r}; known ids: {', '.join(p.id for p in prompts)}; "
-                f"categories: {', '.join(sorted({p.category for p in prompts}))}"
+                f"no prompt named {name!r}"
+                + (f" (did you mean {guess!r}?)" if guess else "")
+                + f"; known ids: {shown}; categories: {', '.join(categories)}"
             )
         out.extend(h for h in hits if h not in out)
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -106,8 +107,18 @@ def test_generator_rebuilds_the_same_structure_with_exact_pauses():
 def test_select_prompts_by_id_or_category_and_unknown_names_fail(prompts):
     chosen = select_prompts(prompts, ["short_question", "pause"])
     assert [p.id for p in chosen] == ["short_question", "pause_300", "pause_600", "pause_900", "pause_1200"]
-    with pytest.raises(ConfigError, match="no prompt named 'nope'"):
+    with pytest.raises(ConfigError, match="no prompt named 'nope'; known ids: short_question, "):
         select_prompts(prompts, ["nope"])
+    for typo, meant in (("short_questoin", "short_question"), ("Pause", "pause")):
+        with pytest.raises(
+            ConfigError, match=rf"^no prompt named '{typo}' \(did you mean '{meant}'\?\); known ids"
+        ):
+            select_prompts(prompts, [typo])
+    many = [dataclasses.replace(prompts[0], id=f"call_{k:04d}") for k in range(1000)]  # a set of one's own
+    with pytest.raises(ConfigError) as info:
+        select_prompts(many, ["nope"])
+    assert "call_0029 … (1000 in all); categories: short" in str(info.value)
+    assert "call_0030" not in str(info.value)
     for everything in (None, [], ["*"]):
         assert select_prompts(prompts, everything) == prompts
     assert select_prompts(prompts, ["pause_600", "pause"])[:2] == [
