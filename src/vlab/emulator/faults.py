@@ -34,13 +34,12 @@ The text form (several separated by ``;``)::
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
 from vlab import protocol
-from vlab.errors import ConfigError
+from vlab.errors import ConfigError, closest_name
 
 FaultKind = Literal["drop", "close", "delay", "error", "throttle", "rate_limit"]
 METADATA_KEY = "vlab.fault"
@@ -88,10 +87,10 @@ class Fault:
                 f"e.g. Fault({self.kind!r}, 'response.audio.delta')."
             )
         if self.at is not None and self.at not in protocol.SERVER_EVENT_FIELDS:
-            close = difflib.get_close_matches(str(self.at), sorted(protocol.SERVER_EVENT_FIELDS), n=1)
+            meant = closest_name(str(self.at), protocol.SERVER_EVENT_FIELDS)
             raise ConfigError(
                 f"a fault's 'at' is a server event type the emulator sends, got {self.at!r}"
-                + (f" (did you mean {close[0]!r}?)" if close else "")
+                + (f" (did you mean {meant!r}?)" if meant else "")
                 + "; e.g. 'response.audio.delta', 'response.done', 'input_audio_buffer.speech_stopped'."
             )
         if self.n < 1:
