@@ -111,6 +111,25 @@ def test_sweep_dry_run_lists_the_cells_and_runs_nothing(tmp_path, capsys):
     assert "give the sweep folder with --out SWEEP_DIR" in capsys.readouterr().err
 
 
+def test_a_dry_run_names_the_prompts_whose_recording_is_missing(tmp_path, capsys):
+    import shutil
+
+    bundled = json.loads((bundled_dir("prompts") / "manifest.json").read_text(encoding="utf-8"))
+    entries = [p for p in bundled["prompts"] if p["id"] in ("pause_300", "short_question")]
+    shutil.copy(bundled_dir("prompts") / entries[0]["file"], tmp_path)  # the other one is not there
+    (tmp_path / "manifest.json").write_text(json.dumps({**bundled, "prompts": entries}))
+    config = tmp_path / "sweep.toml"
+    config.write_text(f'[prompts]\npath = "{tmp_path}"\n[grid]\nthreshold = [0.5]\n')
+    assert main(["sweep", str(config), "--dry-run"]) == 1
+    missing = entries[1]
+    assert capsys.readouterr().err == (
+        f"vlab: 1 of 2 prompts has no recording where the manifest says, so their cells would fail: "
+        f"{missing['id']} ({tmp_path / missing['file']})\n"
+    )
+    (tmp_path / missing["file"]).write_bytes((bundled_dir("prompts") / missing["file"]).read_bytes())
+    assert main(["sweep", str(config), "--dry-run"]) == 0
+
+
 @pytest.mark.parametrize("mode", ["sessions", "vad"])
 def test_sweep_prints_each_setting_s_operating_point_in_the_grid_s_order(tmp_path, capsys, mode):
     config = tmp_path / "sweep.toml"

@@ -23,7 +23,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--dry-run",
         action="store_true",
-        help="check the config and list its settings and prompts; run nothing",
+        help="check the config and that each prompt's recording is there, and list the settings and "
+        "prompts; run nothing (exit 1 when a recording is missing)",
     )
     p.add_argument(
         "--mode",
@@ -52,6 +53,18 @@ def run(args: argparse.Namespace) -> int:
         for name in cfg.setting_names:
             print(f"  setting  {name}" + ("  (baseline)" if name == cfg.baseline else ""))
         print("  prompts  " + ", ".join(p.id for p in cfg.prompts))
+        missing = [p for p in cfg.prompts if not Path(p.file).is_file()]
+        if missing:
+            shown = "; ".join(f"{p.id} ({p.file})" for p in missing[:10]) + (
+                " …" if len(missing) > 10 else ""
+            )
+            has = "has" if len(missing) == 1 else "have"
+            print(
+                f"vlab: {len(missing)} of {len(cfg.prompts)} prompts {has} no recording where the manifest says, "
+                f"so their cells would fail: {shown}",
+                file=sys.stderr,
+            )
+            return 1  # as a sweep whose cells failed
         return 0
     try:
         result = run_sweep(cfg, args.out, resume=not args.no_resume, progress=not args.no_progress)
