@@ -65,6 +65,7 @@ __all__ = [
 ]
 
 DETECTION_COLUMNS = ("audio_start_ms", "audio_end_ms", "onset_ms", "offset_ms", "responded")
+"""Columns every detection frame has."""
 
 SCORE_KEYS = (
     "category", "expected_turns", "cutoff_turns", "holds", "holds_cut", "missed_turns", "responses",
@@ -72,7 +73,6 @@ SCORE_KEYS = (
 )  # fmt: skip
 """The columns of :func:`score_prompt`'s rows that :func:`operating_points` aggregates (``total_tokens`` is
 optional, ``false_starts_per_min`` read for noise-only runs)."""
-"""Columns every detection frame has."""
 
 POINT_MEASURES = (
     "false_cutoff_rate",

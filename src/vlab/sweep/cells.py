@@ -298,7 +298,8 @@ def lost_cell(out_dir: Path, cell: tuple[Any, ...], exc: BaseException) -> CellR
     """A cell whose task never finished (its workers kept dying) gets a ``cell.json`` with the error."""
     name, _, _, prompt, rep = cell
     error = f"{type(exc).__name__}: {exc}"
-    cell_folder(out_dir, name).mkdir(parents=True, exist_ok=True)
+    folder = cell_folder(out_dir, name)
+    folder.mkdir(parents=True, exist_ok=True)
     meta = {"cell": name, "prompt": prompt.id, "repeat": rep, "status": "error", "error": error}
-    write_atomic(cell_folder(out_dir, name) / CELL_FILE, json.dumps(meta, indent=2) + "\n")
+    write_atomic(folder / CELL_FILE, json.dumps(meta, indent=2) + "\n")
     return CellResult(name, "error", error=error)
