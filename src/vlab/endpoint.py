@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from vlab import protocol
-from vlab.errors import ConfigError, check_keys
+from vlab.errors import ConfigError, check_keywords
 
 if TYPE_CHECKING:
     from azure.core.credentials import AzureKeyCredential
@@ -458,12 +458,8 @@ async def open_target(target: Target, **emulator_options: Any) -> AsyncIterator[
     if target.kind != "emulator":
         yield target
         return
-    import inspect
-
     from vlab.emulator import Emulator
 
-    takes = inspect.signature(Emulator).parameters.values()
-    if all(p.kind is not p.VAR_KEYWORD for p in takes):  # a stand-in taking **options takes anything
-        check_keys("emulator_options", emulator_options, [p.name for p in takes], what="option(s)")
+    check_keywords("emulator_options", Emulator, emulator_options)
     async with Emulator(**emulator_options) as emu:
         yield dataclasses.replace(target, endpoint=emu.endpoint, api_key=Secret(emu.api_key), auth="emulator")

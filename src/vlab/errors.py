@@ -25,7 +25,7 @@ from __future__ import annotations
 import inspect
 import os
 import warnings
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, NoReturn
 
 
@@ -118,6 +118,18 @@ def check_keys(
             + (f" (did you mean {guessed}?)" if guesses else "")
             + f"; known: {', '.join(sorted(known))}"
             + (f". {hint}" if hint else "")
+        )
+
+
+def check_keywords(where: str, function: Callable[..., Any], options: Mapping[str, Any]) -> None:
+    """Refuse ``options`` that ``function`` (a class: its constructor) takes no keyword for, as :func:`check_keys`.
+
+    A function that takes ``**options`` takes anything, so nothing is refused (a test's stand-in, say).
+    """
+    takes = inspect.signature(function).parameters.values()
+    if all(p.kind is not p.VAR_KEYWORD for p in takes):
+        check_keys(
+            where, options, [p.name for p in takes if p.kind is not p.POSITIONAL_ONLY], what="option(s)"
         )
 
 

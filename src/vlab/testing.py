@@ -23,6 +23,7 @@ from vlab import protocol
 from vlab.audio.pcm import float_to_pcm16, silence
 from vlab.audio.synth import synthesize
 from vlab.emulator import Emulator
+from vlab.errors import check_keywords
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -149,7 +150,12 @@ class EmulatorTokenCredential:
 
 @asynccontextmanager
 async def fast_emulator(**options: Any) -> AsyncIterator[Emulator]:
-    """An emulator running as fast as possible with no modelled latency (override with keywords)."""
+    """An emulator running as fast as possible with no modelled latency (override with ``Emulator``'s keywords).
+
+    Raises:
+        ConfigError: An option ``Emulator`` does not take (the error names the one meant).
+    """
+    check_keywords("fast_emulator", Emulator, options)
     options.setdefault("speed", math.inf)
     options.setdefault("latency", "instant")
     async with Emulator(**options) as emu:

@@ -485,3 +485,26 @@ async def test_an_emulator_option_it_does_not_take_is_named_with_the_one_meant()
     ):
         async with open_target(resolve_target(env={}, dotenv_path=False), speeed=2):
             pass  # never reached: nothing starts
+
+
+async def test_fast_emulator_names_the_option_meant_before_it_starts() -> None:
+    from vlab.testing import fast_emulator
+
+    with pytest.raises(
+        ConfigError, match=r"^unknown option\(s\) 'latncy' in fast_emulator \(did you mean 'latency'\?\)"
+    ):
+        async with fast_emulator(latncy="instant"):
+            pass  # never reached: nothing starts
+
+
+def test_a_function_taking_any_keyword_is_given_any_option() -> None:
+    from vlab.errors import check_keywords
+
+    def stand_in(**options: object) -> None: ...
+
+    def emulator(speed: float = 1.0) -> None: ...
+
+    check_keywords("stand-in", stand_in, {"anything": 1})
+    check_keywords("emulator", emulator, {"speed": 2})
+    with pytest.raises(ConfigError, match=r"'sped' in emulator \(did you mean 'speed'\?\); known: speed$"):
+        check_keywords("emulator", emulator, {"sped": 2})
