@@ -21,8 +21,9 @@ import pytest
 
 from tests import _raw_http as raw
 from tests._raw_http import read_until_closed
-from vlab.clock import VirtualClock
+from vlab.clock import NS_PER_S, VirtualClock
 from vlab.emulator import Emulator
+from vlab.emulator.server import STOP_GRACE_S
 from vlab.emulator.wire import WireError, parse_client_frame
 from vlab.errors import ConfigError
 from vlab.protocol_limits import HANDSHAKE_TIMEOUT_S, KEEPALIVE_TIMEOUT_S, MAX_JSON_DEPTH
@@ -286,3 +287,27 @@ async def test_headers_too_large_for_aiohttp_end_the_connection():
             await asyncio.wait_for(read_until_closed(reader), 10) == b""
         )  # the guard's cap is never reached
         writer.close()
+
+
+async def test_stop_gives_held_sessions_and_silent_clients_one_grace_then_cuts_them_off_leaving_nothing():
+    """Sessions a ``delay`` fault holds before their ``session.created``, whose clients never answer the close:
+    ``stop()`` waits :data:`STOP_GRACE_S` on the emulator's clock for all of them (not aiohttp's 10 s per
+    connection, one after another), then cancels the sessions, and their timelines stop with them."""
+    clock = VirtualClock()
+    async with fast_emulator(clock=clock, faults="delay_before:session.created:60000") as emu:
+        clients = [await asyncio.open_connection(emu.host, emu.port) for _ in range(2)]
+        for reader, writer in clients:
+            writer.write(raw.upgrade("/voice-live/realtime", emu.api_key))
+            assert (await raw.read_response(reader))[0] == 101
+        await clock.wait_for_sleepers(2)  # both session.created are held back
+        stopping = asyncio.create_task(emu.stop())
+        await clock.wait_for_sleepers(3)  # and the grace runs
+        assert clock.next_deadline_ns() == round(STOP_GRACE_S * NS_PER_S)
+        clock.advance_s(STOP_GRACE_S)
+        await stopping
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+        for reader, writer in clients:
+            opcode, payload = await raw.read_frame(reader)  # the close it did not answer, then the end
+            assert (opcode, int.from_bytes(payload[:2], "big")) == (0x8, 1000)
+            assert await read_until_closed(reader) == b""
+            writer.close()

@@ -180,8 +180,8 @@ class EmulatorConnection:
         from aiohttp import WSMsgType
 
         self.scheduler.start()
-        await self.send({"type": protocol.SESSION_CREATED, "session": dict(self.session)})
-        try:
+        try:  # from here on, cancelled or not, the scheduler and the tasks are closed
+            await self.send({"type": protocol.SESSION_CREATED, "session": dict(self.session)})
             async for msg in self.ws:
                 if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     await self._on_frame(msg.data)

@@ -34,7 +34,7 @@ from vlab import protocol
 from vlab.audio.pacing import parse_speed
 from vlab.audio.silero_worker import SileroWorker
 from vlab.audio.vad import SileroModel, SpeechModel
-from vlab.clock import Clock, SystemClock
+from vlab.clock import NS_PER_S, Clock, SystemClock
 from vlab.emulator.asr import Recognizer, default_recognizer
 from vlab.emulator.cassette import Cassette, CassetteConnection
 from vlab.emulator.config import EmulatorConfig
@@ -53,6 +53,10 @@ from vlab.protocol_limits import HANDSHAKE_TIMEOUT_S, KEEPALIVE_TIMEOUT_S, MAX_C
 log = logging.getLogger("vlab.emulator")
 
 _MAX_PORT = 65535
+STOP_GRACE_S = 1.0
+"""How long ``Emulator.stop()`` lets its sessions end: for their clients to answer the WebSocket close (on the
+emulator's clock), then for their handlers to finish. A session still held after it (a ``delay`` fault holding a
+send, a client that does not answer) is cut off."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +241,14 @@ async def _close_after_last_request(request: web.Request, handler: Any) -> web.S
     return response
 
 
+async def _cancel(tasks: Iterable[asyncio.Future[Any]]) -> None:
+    """Cancel those of ``tasks`` still running, and wait for their cleanup."""
+    running = [task for task in tasks if not task.done()]
+    for task in running:
+        task.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
+
+
 def _forget_app() -> None:
     """Let go of stopped emulators' applications, which aiohttp's middleware cache keeps alive.
 
@@ -275,8 +287,22 @@ def make_app(config: EmulatorConfig, shard: Shard | None = None) -> web.Applicat
         config.identity.add_routes(app)
 
     async def close_connections(app: web.Application) -> None:
-        for conn in [*app[STATE]["connections"], *app[STATE]["replays"]]:
-            await conn.ws.close()
+        """Close every session's WebSocket at once and let the sessions end, up to :data:`STOP_GRACE_S`.
+
+        Then cut off what is still held: a close its client has not answered (aiohttp drops the socket), a
+        session a step holds (a ``delay`` fault's send).
+        """
+        state = app[STATE]
+        closes = [asyncio.ensure_future(c.ws.close()) for c in [*state["connections"], *state["replays"]]]
+        sessions = [*closes, *state["serving"]]
+        if sessions:
+            clock = app[CONFIG].clock
+            grace = asyncio.ensure_future(
+                clock.sleep_until_ns(clock.monotonic_ns() + round(STOP_GRACE_S * NS_PER_S))
+            )
+            ended = asyncio.gather(*sessions, return_exceptions=True)
+            await asyncio.wait([grace, ended], return_when=asyncio.FIRST_COMPLETED)
+            await _cancel([grace, *sessions])
 
     app.on_shutdown.append(close_connections)
     return app
@@ -490,7 +516,7 @@ class Emulator(AsyncWithOnly):
             self._app,
             access_log=None,
             handle_signals=False,
-            shutdown_timeout=1.0,
+            shutdown_timeout=STOP_GRACE_S,
             keepalive_timeout=self.keepalive_timeout_s,
         )
         await self._runner.setup()
@@ -571,11 +597,8 @@ class Emulator(AsyncWithOnly):
         if self._runner is not None:
             runner, self._runner = self._runner, None
             serving = self._app[STATE]["serving"] if self._app is not None else set()
-            await runner.cleanup()  # closes the sockets, and waits for the sessions up to shutdown_timeout
-            stuck = [task for task in serving if not task.done()]  # e.g. a ``delay`` fault holding a send
-            for task in stuck:
-                task.cancel()
-            await asyncio.gather(*stuck, return_exceptions=True)  # their cleanup, before stop() returns
+            await runner.cleanup()  # closes the sessions (close_connections), then the other connections
+            await _cancel(serving)  # a session opened meanwhile: its cleanup, before stop() returns
             _forget_app()
         if listener is not None:
             await listener.wait_closed()
