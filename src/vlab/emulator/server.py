@@ -359,8 +359,9 @@ class Emulator(AsyncWithOnly):
         hear_audio: Read each user audio turn's words for the reply even without input transcription, as
             the service's model hears them (about a quarter of the turn's length in CPU); False answers
             "I heard N seconds of speech" instead.
-        clock: The wall clock that maps simulated time onto real time, times faults and the
-            handshake timeout, and dates each session's ``expires_at`` (inject a
+        clock: The wall clock that maps simulated time onto real time, times faults, the handshake
+            timeout and the grace ``stop()`` gives open sessions (:data:`STOP_GRACE_S`), and dates each
+            session's ``expires_at`` (inject a
             :class:`~vlab.clock.ManualClock` or :class:`~vlab.clock.VirtualClock` in tests).
         identity: The emulator's Entra ID (default: a new one on ``clock``): its tokens are accepted
             while their principal has the role, and its token endpoint is served (see :attr:`identity`).
