@@ -62,10 +62,11 @@ def trailing_silence_ms(turn_detection: Any) -> int:
 class NoSpeechDetected(VlabError):
     """The server VAD found no speech in a prompt that was sent whole."""
 
-    def __init__(self) -> None:
+    def __init__(self, message: str | None = None) -> None:
         super().__init__(
-            "no speech was detected in the prompt (all of it has been sent); check that it holds speech, "
-            "or lower --threshold"
+            message
+            or "no speech was detected in the prompt (all of it has been sent); check that it holds speech, "
+            "or lower the turn detection's threshold"
         )
 
 

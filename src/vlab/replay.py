@@ -11,7 +11,7 @@ from typing import Any
 from vlab.audio.pcm import silence
 from vlab.audio.wav import load_wav
 from vlab.errors import NotAnswered
-from vlab.feed import feed_prompt, trailing_silence_ms
+from vlab.feed import NoSpeechDetected, feed_prompt, trailing_silence_ms
 from vlab.metrics.latency import turn_latency
 from vlab.session import Session
 from vlab.settings import SessionSettings
@@ -79,6 +79,8 @@ async def replay(
             await feed_prompt(session, audio, speed=speed, timeout_s=timeout_s, commit=td is None)
         except NotAnswered as exc:
             raise NotAnswered(f"{exc}; the events so far are in {run_path}") from None
+        except NoSpeechDetected as exc:
+            raise NoSpeechDetected(f"{exc}; the events are in {run_path}") from None
         frame = session.frame()
     turns = [{str(k): v for k, v in row.items()} for row in turn_latency(frame).to_dict("records")]
     return ReplayResult(run_path, len(frame), turns, session.protocol_warnings)

@@ -243,6 +243,10 @@ def test_replay_of_silence_says_no_speech_was_detected(tmp_path):
     result = _vlab("replay", str(wav), "--speed", "max", "--out", str(tmp_path / "r"))
     assert result.returncode == 2
     assert "no speech was detected" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        f"the events are in {tmp_path / 'r'}. The threshold is 0.5: lower it with --threshold."
+        in result.stderr
+    )
 
 
 def test_replay_not_answered_in_time_says_so_where_the_events_are_and_which_flag_gives_more_time(

@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from vlab.errors import NotAnswered
+    from vlab.feed import NoSpeechDetected
     from vlab.log import JSONL_NAME
     from vlab.metrics import USAGE_COLUMNS, tokens_used
     from vlab.replay import replay
@@ -122,6 +123,11 @@ def run(args: argparse.Namespace) -> int:
         )
     except NotAnswered as exc:
         raise NotAnswered(f"{exc}. Give it longer with --timeout (now {args.timeout:g} s).") from None
+    except NoSpeechDetected as exc:
+        threshold = getattr(settings.turn_detection, "threshold", None)
+        if threshold is None:
+            raise
+        raise NoSpeechDetected(f"{exc}. The threshold is {threshold:g}: lower it with --threshold.") from None
     print(f"run folder: {result.run_dir}")
     print(f"events logged: {result.events}")
     print(f"turns answered: {len(result.turns)}")
