@@ -151,10 +151,8 @@ class LabelledPrompt:
                 extra={k: v for k, v in entry.items() if k not in known},
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(
-                f"prompt manifest entry {entry.get('id', '?')!r} is malformed ({exc!r}); "
-                "regenerate it with `python scripts/make_prompts.py`"
-            ) from None
+            what = f"no {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)
+            raise ConfigError(f"prompt {entry.get('id', '?')!r}: {what}") from None
 
 
 def load_prompt_set(path: str | os.PathLike[str] | None = None) -> list[LabelledPrompt]:
@@ -171,17 +169,30 @@ def load_prompt_set(path: str | os.PathLike[str] | None = None) -> list[Labelled
     """
     p = Path(path) if path is not None else DEFAULT_PROMPT_DIR
     manifest = p if p.is_file() else p / MANIFEST_NAME
+    bundled = "reinstall vlab (in a source checkout, build it with `python scripts/make_prompts.py`)"
     if not manifest.is_file():
         fix = (
-            "vlab's bundled prompt set is missing: reinstall vlab (in a source checkout, build it with "
-            "`python scripts/make_prompts.py`)"
+            f"vlab's bundled prompt set is missing: {bundled}"
             if path is None
             else "pass a folder that holds a manifest.json; for a folder of your own recordings, "
             "`vlab prompts label FOLDER` proposes one (or `vlab prompts import` reads the labels you have)"
         )
         raise ConfigError(f"no prompt manifest at {str(manifest)!r}; {fix}")
-    data = json.loads(manifest.read_text(encoding="utf-8"))
-    return [LabelledPrompt.from_manifest(e, manifest.parent) for e in data["prompts"]]
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        entries = data.get("prompts") if isinstance(data, dict) else None
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise ConfigError("it must be a JSON object whose 'prompts' is a list of objects")
+        return [LabelledPrompt.from_manifest(e, manifest.parent) for e in entries]
+    except (ConfigError, ValueError) as exc:
+        what = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+        fix = (
+            bundled
+            if path is None
+            else f"fix the file, or make it again with `vlab prompts label {manifest.parent}` (or "
+            "`vlab prompts import`, from the labels you have)"
+        )
+        raise ConfigError(f"the prompt manifest {str(manifest)!r} is malformed: {what}; {fix}") from None
 
 
 _IDS_SHOWN = 30

@@ -282,7 +282,7 @@ def test_vlab_sweep_with_a_bad_config_exits_2_before_anything_runs(tmp_path, cas
 @pytest.mark.parametrize(
     "text,message",
     [("[grid\nthreshold = [0.5]", "is not valid TOML"), (None, "not found"),
-     ('[prompts]\npath = "PROMPTS"\n[grid]\nthreshold = [0.5]\n', "malformed manifest.json")],
+     ('[prompts]\npath = "PROMPTS"\n[grid]\nthreshold = [0.5]\n', "manifest.json' is malformed: JSONDecodeError")],
     ids=["invalid TOML", "missing config", "malformed prompt manifest"],
 )  # fmt: skip
 def test_vlab_sweep_with_an_unreadable_config_exits_2(tmp_path, text, message):

@@ -147,6 +147,29 @@ def test_missing_manifest_is_a_clear_error(tmp_path):
     assert "`vlab prompts label FOLDER` proposes one" in str(raised.value)  # the way to make one
 
 
+@pytest.mark.parametrize(
+    "text,what",
+    [("[]", "it must be a JSON object whose 'prompts' is a list of objects"),
+     ('{"prompt": []}', "it must be a JSON object whose 'prompts' is a list of objects"),
+     ('{"prompts": [3]}', "it must be a JSON object whose 'prompts' is a list of objects"),
+     ('{"prompts": [{"id": "a"}]}', "prompt 'a': no 'speech_segments'"),
+     ('{"prompts": [{"id": "a", "speech_segments": [], "file": "a.wav", "sample_rate": "x"}]}',
+      "prompt 'a': invalid literal for int() with base 10: 'x'"),
+     ('{"prompts": [', "JSONDecodeError: Expecting value")],
+)  # fmt: skip
+def test_a_malformed_manifest_of_ones_own_says_what_is_wrong_and_how_to_make_it_again(tmp_path, text, what):
+    (tmp_path / "manifest.json").write_text(text)
+    with pytest.raises(ConfigError) as raised:
+        load_prompt_set(tmp_path)
+    assert str(raised.value).startswith(
+        f"the prompt manifest '{tmp_path / 'manifest.json'}' is malformed: {what}"
+    )
+    assert str(raised.value).endswith(
+        f"fix the file, or make it again with `vlab prompts label {tmp_path}` (or `vlab prompts import`, from "
+        "the labels you have)"
+    )
+
+
 # --- the generator against the committed set ----------------------------------------------------------
 
 

@@ -447,16 +447,7 @@ def _prompts(section: Mapping[str, Any], base: Path, config_dir: Path | None) ->
         raise ConfigError(
             f'[prompts] include must be a list of prompt ids or categories, e.g. ["pause"], got {include!r}'
         )
-    try:
-        prompt_set = load_prompt_set(folder)
-    except ConfigError:
-        raise
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # a malformed manifest.json
-        raise ConfigError(
-            f"the prompt folder {str(folder)!r} has a malformed manifest.json ({type(exc).__name__}: {exc}); "
-            "rebuild it with `python scripts/make_prompts.py` or fix the file"
-        ) from None
-    prompts = tuple(select_prompts(prompt_set, include))
+    prompts = tuple(select_prompts(load_prompt_set(folder), include))
     if not prompts:
         raise ConfigError("the sweep selects no prompts")
     return prompts
