@@ -300,7 +300,7 @@ def make_app(config: EmulatorConfig, shard: Shard | None = None) -> web.Applicat
             grace = asyncio.ensure_future(
                 clock.sleep_until_ns(clock.monotonic_ns() + round(STOP_GRACE_S * NS_PER_S))
             )
-            ended = asyncio.gather(*sessions, return_exceptions=True)
+            ended: asyncio.Future[Any] = asyncio.gather(*sessions, return_exceptions=True)
             await asyncio.wait([grace, ended], return_when=asyncio.FIRST_COMPLETED)
             await _cancel([grace, *sessions])
 
