@@ -61,6 +61,15 @@ def _axes(ax: Axes | None, size: tuple[float, float]) -> Axes:
     return new
 
 
+def _nothing_to_draw(ax: Axes, title: str, why: str) -> Axes:
+    """An empty plot that says so: ``title`` as usual, and why nothing is drawn in the middle."""
+    ax.set_title(title)
+    ax.text(0.5, 0.5, why, ha="center", va="center", fontsize=9, color="#555555", transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return ax
+
+
 def waterfall(
     turns: pd.DataFrame, *, label: str | None = None, max_turns: int = 30, ax: Axes | None = None
 ) -> Axes:
@@ -75,7 +84,10 @@ def waterfall(
         max_turns: Draw at most this many turns (the first ones).
         ax: Where to draw.
     """
-    ax = _axes(ax, (9, 0.6 + 0.32 * min(len(turns), max_turns)))
+    ax = _axes(ax, (9, 0.6 + 0.32 * (min(len(turns), max_turns) or 3)))
+    if turns.empty:
+        why = "no turn to draw: nothing was answered (see the run's events for why)"
+        return _nothing_to_draw(ax, "Voice-to-voice latency by stage", why)
     rows = turns.head(max_turns).reset_index(drop=True)
     names = []
     drawn: set[str] = set()
@@ -156,28 +168,30 @@ def latency_distributions(
     for g in groups:
         values = (turns[turns[by] == g] if by in turns else turns)[metric].astype(float)
         data.append(values[np.isfinite(values)].to_numpy())
+    title = f"{metric.removesuffix('_ms').replace('_', ' ').capitalize()} per {by}"
     positions = np.arange(len(groups))
     nonempty = [i for i, d in enumerate(data) if len(d)]
-    if nonempty:
-        import matplotlib
+    if not nonempty:
+        return _nothing_to_draw(ax, title, f"no turn to draw: none has a {metric}")
+    import matplotlib
 
-        major, minor = (int(v) for v in matplotlib.__version__.split(".")[:2])
-        horizontal = {"orientation": "horizontal"} if (major, minor) >= (3, 10) else {"vert": False}
-        ax.boxplot(
-            [data[i] for i in nonempty],
-            positions=positions[nonempty],
-            **horizontal,
-            widths=0.6,
-            showfliers=False,
-            medianprops={"color": "#e6550d", "linewidth": 2},
-        )
+    major, minor = (int(v) for v in matplotlib.__version__.split(".")[:2])
+    horizontal = {"orientation": "horizontal"} if (major, minor) >= (3, 10) else {"vert": False}
+    ax.boxplot(
+        [data[i] for i in nonempty],
+        positions=positions[nonempty],
+        **horizontal,
+        widths=0.6,
+        showfliers=False,
+        medianprops={"color": "#e6550d", "linewidth": 2},
+    )
     rng = np.random.default_rng(0)
     for i, d in enumerate(data):
         ax.scatter(d, i + rng.uniform(-0.15, 0.15, len(d)), s=10, alpha=0.6, color="#3182bd", zorder=3)
         ax.text(1.0, i, f" n={len(d)}", va="center", fontsize=8, transform=ax.get_yaxis_transform())
     ax.set_yticks(positions, [str(g) for g in groups], fontsize=8)
     ax.set_xlabel(metric.replace("_ms", " (ms)").replace("_", " "))
-    ax.set_title(f"{metric.removesuffix('_ms').replace('_', ' ').capitalize()} per {by}")
+    ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)
     return ax
 

@@ -280,3 +280,17 @@ def test_a_turn_answered_through_a_tool_call_ends_in_a_bar_to_the_answer_s_audio
     assert ax.get_title().startswith("Voice-to-answer")
     plain = plots.waterfall(pd.DataFrame([spoken]), ax=_axes())
     assert plain.get_title().startswith("Voice-to-voice") and len(plain.patches) == 4
+
+
+def test_a_run_with_no_turn_gets_charts_that_say_there_is_nothing_to_draw():
+    empty = pd.DataFrame(columns=[*_turn()])
+    ax = plots.waterfall(empty, ax=_axes())
+    assert [t.get_text() for t in ax.texts] == [
+        "no turn to draw: nothing was answered (see the run's events for why)"
+    ]
+    assert ax.get_title() == "Voice-to-voice latency by stage"
+    assert (len(ax.patches), len(ax.get_yticks())) == (0, 0)  # no bar, no turn named
+    unmeasured = pd.DataFrame({"setting": ["sil=200"], "dead_air_ms": [math.nan]})
+    ax = plots.latency_distributions(unmeasured, ax=_axes())
+    assert [t.get_text() for t in ax.texts] == ["no turn to draw: none has a dead_air_ms"]
+    assert (ax.get_title(), list(ax.collections)) == ("Dead air per setting", [])
