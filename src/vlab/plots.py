@@ -63,7 +63,7 @@ def _axes(ax: Axes | None, size: tuple[float, float]) -> Axes:
 
 def _nothing_to_draw(ax: Axes, title: str, why: str) -> Axes:
     """An empty plot that says so: ``title`` as usual, and why nothing is drawn in the middle."""
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10 if "\n" in title else None)
     ax.text(0.5, 0.5, why, ha="center", va="center", fontsize=9, color="#555555", transform=ax.transAxes)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -203,7 +203,12 @@ def _natural(value: Any) -> Any:
 
 
 def vad_timeline(
-    prompt: LabelledPrompt, vad: pd.DataFrame, *, by: str = "setting", ax: Axes | None = None
+    prompt: LabelledPrompt,
+    vad: pd.DataFrame,
+    *,
+    by: str = "setting",
+    settings: Sequence[str] | None = None,
+    ax: Axes | None = None,
 ) -> Axes:
     """Waveform with labelled speech, holds and ends of turn, and each setting's detections beneath.
 
@@ -212,12 +217,16 @@ def vad_timeline(
         vad: Detections (``vad.parquet`` or :func:`vlab.metrics.vad_preview`) with ``prompt`` and ``by``
             columns; the first run of each setting is drawn.
         by: Column naming the setting of each detection.
+        settings: The settings to give a row (default: those with a detection in this prompt), in natural
+            order; one that detected nothing says so on its row.
         ax: Where to draw.
     """
     from vlab.audio.pcm import pcm16_to_float
 
     rows = vad[vad["prompt"] == prompt.id] if "prompt" in vad else vad
-    settings = sorted(rows[by].dropna().unique(), key=_natural) if by in rows else []
+    if settings is None:
+        settings = rows[by].dropna().unique().tolist() if by in rows else []
+    settings = sorted(settings, key=_natural)
     ax = _axes(ax, (10, 2.2 + 0.35 * len(settings)))
     x = pcm16_to_float(prompt.pcm(8000))
     t = np.arange(len(x)) / 8.0
@@ -233,6 +242,8 @@ def vad_timeline(
     for i, s in enumerate(settings):
         y = len(settings) - 1 - i
         det = rows[rows[by] == s]
+        if det.empty:
+            ax.text(0, y, "  no speech detected", va="center", fontsize=8, color="#555555")
         if "run" in det:
             det = det[det["run"] == det["run"].min()]
         for r in det.itertuples(index=False):
@@ -248,6 +259,7 @@ def vad_timeline(
     )
     ends = rows["audio_end_ms"].astype(float)
     ax.set_xlim(0, max([prompt.duration_ms, *ends[np.isfinite(ends)].tolist()]) + 100)
+    ax.set_ylim(-0.6, wave_y + 1.0)  # rows with nothing drawn on them too
     ax.set_xlabel("input audio (ms)")
     ax.set_title(
         f"{prompt.id}: labelled speech (green), holds (orange), end of turn (red dashes)\n"
@@ -279,6 +291,9 @@ def pareto(
     require_columns(points, ["setting", x, y], _POINTS)
     ax = _axes(ax, (7, 5))
     ok = points[np.isfinite(points[x].astype(float)) & np.isfinite(points[y].astype(float))]
+    title = "Turn detection trade-off: cut-offs vs dead air\n(lower-left is better)"
+    if ok.empty:
+        return _nothing_to_draw(ax, title, f"no setting to draw: none has both a {x} and a {y}")
     on_front = ok["pareto"].astype(bool) if "pareto" in ok else pd.Series(False, index=ok.index)
     reference = ok["reference"].astype(bool) if "reference" in ok else pd.Series(False, index=ok.index)
     off = ok[~on_front & ~reference]
@@ -320,7 +335,7 @@ def pareto(
     _name_points(ax, ok["setting"], ok[x], ok[y] * 100)
     ax.set_xlabel(x.replace("_ms", " (ms, median)").replace("_", " "))
     ax.set_ylabel(y.replace("_", " ") + " (%)")
-    ax.set_title("Turn detection trade-off: cut-offs vs dead air\n(lower-left is better)", fontsize=10)
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(  # below the axes: inside, it hid points or the frontier's line in some sweeps
         fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, frameon=False

@@ -217,9 +217,10 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         "add prompts or repeats before choosing between them.",
     )
     prompts = {p.id: p for p in load_prompt_set(_prompt_dir(manifest))}
+    detecting = points[~points["reference"].astype(bool)] if "reference" in points else points
     for prompt in prompts_to_chart(manifest, prompts.values(), scores, timeline_prompts):
         save(
-            plots.vad_timeline(prompt, vad),
+            plots.vad_timeline(prompt, vad, settings=detecting["setting"].tolist()),
             f"vad_timeline_{prompt.id}",
             f"VAD timeline: {prompt.id}",
             "Server detections per setting against the labels (first repeat).",

@@ -238,6 +238,12 @@ def test_the_vad_timeline_draws_each_settings_first_run_on_the_audio_timeline():
         (2000.0, 0.0): "v",  # … and with one
     }
     assert ax.get_xlim() == (0.0, max(prompt.duration_ms, 2000.0) + 100)
+    assert not ax.texts  # every setting detected something
+
+    ax = plots.vad_timeline(prompt, vad, settings=["sil=200", "sil=1000", "sil=90"], ax=_axes())
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["sil=1000", "sil=200", "sil=90", "audio"]
+    assert [(t.get_text(), t.get_position()[1]) for t in ax.texts] == [("  no speech detected", 2)]
+    assert ax.get_ylim()[0] < 0 - 0.3  # the bottom row is inside the axes, not on its edge
 
 
 def test_the_pareto_chart_rings_the_baseline_and_numbers_many_settings_in_a_key():
