@@ -37,6 +37,10 @@ class ConfigError(VlabError, ValueError):
     """A setting or configuration value is invalid; the message names it and the accepted values."""
 
 
+class RunFolderTaken(ConfigError):
+    """A session was given a run folder that holds another session's events, and not told to replace them."""
+
+
 class AudioFormatError(VlabError, ValueError):
     """An audio file or buffer cannot be used.
 

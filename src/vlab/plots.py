@@ -246,14 +246,13 @@ def vad_timeline(
             ax.text(0, y, "  no speech detected", va="center", fontsize=8, color="#555555")
         if "run" in det:
             det = det[det["run"] == det["run"].min()]
-        for r in det.itertuples(index=False):
-            on = r.onset_ms if math.isfinite(r.onset_ms) else r.audio_start_ms
-            off = r.audio_end_ms if math.isfinite(r.audio_end_ms) else prompt.duration_ms
+        columns = ["onset_ms", "audio_start_ms", "audio_end_ms", "responded"]
+        for onset, start, end, responded in det[columns].astype(float).to_numpy().tolist():
+            on = onset if math.isfinite(onset) else start
+            off = end if math.isfinite(end) else prompt.duration_ms
             ax.barh(y, off - on, left=on, height=0.6, color="#3182bd", alpha=0.85)
-            if math.isfinite(r.audio_end_ms):
-                ax.plot(
-                    [r.audio_end_ms], [y], marker="v" if r.responded else "|", color="#e6550d", markersize=7
-                )
+            if math.isfinite(end):
+                ax.plot([end], [y], marker="v" if responded == 1.0 else "|", color="#e6550d", markersize=7)
     ax.set_yticks(
         [*range(len(settings)), wave_y], [*reversed([str(s) for s in settings]), "audio"], fontsize=8
     )

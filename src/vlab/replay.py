@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from vlab.audio.pcm import silence
 from vlab.audio.wav import load_wav
 from vlab.errors import NotAnswered
 from vlab.feed import NoSpeechDetected, feed_prompt, trailing_silence_ms
+from vlab.log import new_run_dir
 from vlab.metrics.latency import turn_latency
 from vlab.session import Session
 from vlab.settings import SessionSettings
@@ -31,15 +31,6 @@ class ReplayResult:
     """Server events that broke the protocol (logged as ``vlab.protocol_warning`` records)."""
 
 
-def default_run_dir(prefix: str = "replay") -> Path:
-    """``runs/<prefix>-YYYYmmdd-HHMMSS`` under the current folder, ``-2``, ``-3``… added if it is taken."""
-    base = Path("runs") / f"{prefix}-{datetime.now():%Y%m%d-%H%M%S}"
-    path, n = base, 2
-    while path.exists():
-        path, n = base.with_name(f"{base.name}-{n}"), n + 1
-    return path
-
-
 async def replay(
     prompt: str | os.PathLike[str],
     settings: SessionSettings | None = None,
@@ -57,7 +48,7 @@ async def replay(
         run_dir: Where to write the run (default: ``runs/replay-<time>``).
         speed: Pacing of the audio and of the embedded emulator: 1 = real time, ``math.inf`` = no waiting.
         timeout_s: Give up waiting for answers after this many seconds.
-        **session_options: Passed to :class:`vlab.Session` (endpoint, api_key, barge_in...).
+        **session_options: Passed to :class:`vlab.Session` (endpoint, api_key, barge_in, overwrite...).
 
     Returns:
         The run folder, the event count and one summary per response.
@@ -66,8 +57,8 @@ async def replay(
         NotAnswered: Not answered within ``timeout_s``; the message says where the events so far are.
     """
     settings = settings or SessionSettings()
-    run_path = Path(run_dir) if run_dir is not None else default_run_dir()
     pcm = load_wav(prompt, settings.input_bytes_per_s // 2)
+    run_path = Path(run_dir) if run_dir is not None else new_run_dir("replay")
     td = settings.turn_detection
     tail_ms = trailing_silence_ms(td)
     emulator_options = {"speed": speed, **session_options.pop("emulator_options", {})}

@@ -76,6 +76,7 @@ def test_replay_into_a_folder_that_holds_a_run_needs_force(tmp_path, prompt, cap
 def test_the_default_run_folder_of_a_replay_is_a_new_one(tmp_path, monkeypatch):
     import datetime as dt
 
+    import vlab.log.files
     import vlab.replay
 
     class Frozen(dt.datetime):
@@ -83,13 +84,15 @@ def test_the_default_run_folder_of_a_replay_is_a_new_one(tmp_path, monkeypatch):
         def now(cls, tz=None):
             return cls(2026, 12, 6, 7, 30, 0)
 
-    monkeypatch.setattr(vlab.replay, "datetime", Frozen)
+    monkeypatch.setattr(vlab.log.files, "datetime", Frozen)
     monkeypatch.chdir(tmp_path)
-    assert vlab.replay.default_run_dir() == Path("runs/replay-20261206-073000")
-    Path("runs/replay-20261206-073000").mkdir(parents=True)
-    assert vlab.replay.default_run_dir() == Path("runs/replay-20261206-073000-2")
-    Path("runs/replay-20261206-073000-2").mkdir()
-    assert vlab.replay.default_run_dir() == Path("runs/replay-20261206-073000-3")
+    assert vlab.log.new_run_dir("replay") == Path("runs/replay-20261206-073000")
+    assert vlab.log.new_run_dir("replay") == Path("runs/replay-20261206-073000-2")  # the first is taken
+    third = vlab.log.new_run_dir("replay", root=tmp_path / "runs")
+    assert third == tmp_path / "runs/replay-20261206-073000-3"
+    assert sorted(p.name for p in Path("runs").iterdir()) == [
+        "replay-20261206-073000", "replay-20261206-073000-2", "replay-20261206-073000-3",
+    ]  # fmt: skip  # each created, empty, so that no one else gets it
 
 
 def test_replay_manual_mode(tmp_path, prompt):

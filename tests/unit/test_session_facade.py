@@ -83,6 +83,26 @@ def test_settings_that_are_not_session_settings_are_refused_with_the_way_to_give
         Session(ServerVad())  # type: ignore[arg-type]
 
 
+def test_a_run_folder_holding_a_session_s_events_is_refused_unless_told_to_replace_them(tmp_path):
+    from vlab.errors import RunFolderTaken
+
+    Session(run_dir=tmp_path)  # empty
+    (tmp_path / "events.jsonl").write_text("")
+    Session(run_dir=tmp_path)  # a session that never connected: nothing to lose
+    (tmp_path / "events.jsonl").write_text('{"seq": 0}\n')
+    with pytest.raises(RunFolderTaken) as info:
+        Session(run_dir=tmp_path)
+    assert str(info.value) == (
+        f"{tmp_path} already holds a run (events.jsonl); this session would replace it. Give another run_dir, "
+        "or pass overwrite=True to replace it"
+    )
+    assert Session(run_dir=tmp_path, overwrite=True).run_dir == tmp_path
+    (tmp_path / "events.jsonl").unlink()
+    (tmp_path / "events.parquet").write_bytes(b"PAR1")
+    with pytest.raises(RunFolderTaken):
+        Session(run_dir=tmp_path)  # the Parquet log alone
+
+
 def test_the_smallest_options_that_work_are_taken():
     session = fake_session(VirtualClock(), stall_timeout_s=None, max_frame_bytes=1)  # no ConfigError
     assert session.stall_timeout_s is None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vlab.commands._args import out_folder, seconds, speed
@@ -102,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from vlab.errors import NotAnswered
+    from vlab.errors import NotAnswered, RunFolderTaken
     from vlab.feed import NoSpeechDetected
     from vlab.log import JSONL_NAME
     from vlab.metrics import USAGE_COLUMNS, tokens_used
@@ -111,16 +110,22 @@ def run(args: argparse.Namespace) -> int:
 
     speed = 1.0 if args.realtime else args.speed
     settings = SessionSettings(turn_detection=turn_detection(args))
-    log = Path(args.out, JSONL_NAME) if args.out else None
-    if log is not None and log.is_file() and log.stat().st_size and not args.force:  # not a failed connect's
-        raise ConfigError(
-            f"{args.out} already holds a run ({JSONL_NAME}); the replay would replace it. Choose another "
-            "--out, or pass --force to replace it"
-        )
     try:
         result = asyncio.run(
-            replay(args.prompt, settings, run_dir=args.out, speed=speed, timeout_s=args.timeout)
+            replay(
+                args.prompt,
+                settings,
+                run_dir=args.out,
+                speed=speed,
+                timeout_s=args.timeout,
+                overwrite=args.force,
+            )
         )
+    except RunFolderTaken:
+        raise RunFolderTaken(
+            f"{args.out} already holds a run ({JSONL_NAME}); the replay would replace it. Choose another "
+            "--out, or pass --force to replace it"
+        ) from None
     except NotAnswered as exc:
         raise NotAnswered(f"{exc}. Give it longer with --timeout (now {args.timeout:g} s).") from None
     except NoSpeechDetected as exc:

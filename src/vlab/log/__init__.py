@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from vlab._lazy import lazy_attributes
 from vlab.log.eventlog import EventLog
-from vlab.log.files import JSONL_NAME, LOG_NAMES, PARQUET_NAME, is_run_folder
+from vlab.log.files import JSONL_NAME, LOG_NAMES, PARQUET_NAME, is_run_folder, new_run_dir
 from vlab.log.records import EventRecord, Sink, record_from_event
 from vlab.log.writer import JsonlWriter
 
@@ -33,6 +33,7 @@ __all__ = [
     "PARQUET_NAME",
     "Sink",
     "is_run_folder",
+    "new_run_dir",
     "load_log",
     "read_jsonl",
     "record_from_event",

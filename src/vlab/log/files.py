@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 
 JSONL_NAME = "events.jsonl"
@@ -19,6 +20,33 @@ LOG_NAMES = (PARQUET_NAME, JSONL_NAME)
 
 RUN_FOLDER_HINT = f"a run folder holds {PARQUET_NAME} and/or {JSONL_NAME}"
 """What makes a folder a run folder, for error messages."""
+
+
+def new_run_dir(prefix: str, root: str | os.PathLike[str] = "runs") -> Path:
+    """A new, empty run folder: ``<root>/<prefix>-YYYYmmdd-HHMMSS``, ``-2``, ``-3``… added if that is taken.
+
+    For a session whose cell may run again: each run keeps its own folder. The folder is created here, so
+    two sessions started in the same second (in one process or several) never get the same one.
+    """
+    base = Path(root) / f"{prefix}-{datetime.now():%Y%m%d-%H%M%S}"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    path, n = base, 2
+    while True:
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            path, n = base.with_name(f"{base.name}-{n}"), n + 1
+
+
+def holds_events(path: str | os.PathLike[str]) -> bool:
+    """``path`` holds a session's events, which a new session there would replace.
+
+    A non-empty :data:`JSONL_NAME`, or a :data:`PARQUET_NAME` without one. A session that never connected
+    leaves an empty log, which does not count.
+    """
+    jsonl, parquet = Path(path) / JSONL_NAME, Path(path) / PARQUET_NAME
+    return jsonl.stat().st_size > 0 if jsonl.is_file() else parquet.is_file()
 
 
 def is_run_folder(path: str | os.PathLike[str]) -> bool:

@@ -30,10 +30,12 @@ from vlab.errors import (
     ConfigError,
     ConnectionFailed,
     ProtocolError,
+    RunFolderTaken,
     UsageError,
     VlabError,
 )
 from vlab.log import EventLog, Sink
+from vlab.log.files import JSONL_NAME, holds_events
 from vlab.log.records import failed_response_error
 from vlab.protocol_limits import SDK_MAX_FRAME_BYTES
 from vlab.session import sdk_adapter
@@ -100,6 +102,8 @@ class Session(AsyncWithOnly):
         model: Model name; else ``AZURE_VOICELIVE_MODEL``, else ``settings.model``.
         run_dir: Folder for ``events.jsonl`` (written as the session goes), ``events.parquet`` (on
             close) and ``session.json``. None keeps the log in memory only.
+        overwrite: Replace the events of a session ``run_dir`` holds already (otherwise refused, so that
+            running a notebook cell again does not lose the run before).
         barge_in: The barge-in policy.
         audio_output: Where assistant audio goes (a speaker); default: :class:`SimulatedPlayback`.
         sinks: Extra record observers, called in order for every record.
@@ -135,6 +139,7 @@ class Session(AsyncWithOnly):
         credential: Any = None,
         model: str | None = None,
         run_dir: str | os.PathLike[str] | None = None,
+        overwrite: bool = False,
         barge_in: BargeIn | str = BargeIn.ON,
         audio_output: AudioOutput | None = None,
         sinks: Sequence[Sink] = (),
@@ -169,6 +174,11 @@ class Session(AsyncWithOnly):
         self._server_time = ServerTimeClock(self.clock)
         self._audio = AssistantAudio(audio_output or SimulatedPlayback(self._server_time))
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        if self.run_dir is not None and not overwrite and holds_events(self.run_dir):
+            raise RunFolderTaken(
+                f"{self.run_dir} already holds a run ({JSONL_NAME}); this session would replace it. Give "
+                "another run_dir, or pass overwrite=True to replace it"
+            )
         self.record_audio = record_audio
         self.reconnect: Reconnect | None = Reconnect() if reconnect is True else (reconnect or None)
         self.stall_timeout_s = stall_timeout_s

@@ -83,7 +83,9 @@ async def _run_cell(
         **options.pop("emulator_options", {}),
     }
     connect_ns = time.perf_counter_ns()
-    async with Session(settings, run_dir=cell_dir, emulator_options=emulator_options, **options) as s:
+    async with Session(  # a cell run again (its last try failed) starts its log afresh
+        settings, run_dir=cell_dir, overwrite=True, emulator_options=emulator_options, **options
+    ) as s:
         await _mcp_listed(s, settings, cfg.timeout_s)
         async with _tool_runner(s, cfg) as runner:
             try:

@@ -11,7 +11,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from vlab import protocol
 from vlab.bundled import bundled_dir
 from vlab.endpoint import Secret
 from vlab.errors import ConfigError, VlabError
+from vlab.log.files import new_run_dir
 from vlab.log.records import EventRecord
 from vlab.protocol_limits import EOU_TIMEOUT_MS, THRESHOLD_BOUNDS
 from vlab.session.tools import Handler, McpApprovalRequest, ToolRunner
@@ -502,7 +502,7 @@ class SessionPanel:
         settings = self.settings()
         kwargs = self._session_kwargs()
         audio = self._input_audio(settings) if self.source.value not in _LIVE else None
-        self.run_dir = self.runs_dir / f"panel-{datetime.now():%Y%m%d-%H%M%S-%f}"
+        self.run_dir = new_run_dir("panel", self.runs_dir)
         self.start.disabled, self.stop.disabled = True, False
         self.answered.clear()
         self.table.value = self.latency.value = ""
