@@ -1,4 +1,4 @@
-"""The names of a run folder's event logs, and whether a folder holds one (standard library only)."""
+"""A run folder's log names, whether a folder holds a log, a new folder per run (standard library only)."""
 
 from __future__ import annotations
 
