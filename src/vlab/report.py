@@ -98,6 +98,12 @@ def grid_settings(manifest: dict[str, Any]) -> list[str]:
     return [point["setting"] for point in manifest.get("grid", [])]
 
 
+def detecting_settings(points: pd.DataFrame) -> list[str]:
+    """The settings of a sweep's points whose turns a VAD detects: all but the push-to-talk reference."""
+    detecting = points[~points["reference"].astype(bool)] if "reference" in points else points
+    return [str(s) for s in detecting["setting"]]
+
+
 def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3) -> Path:
     """Write ``report.html`` and ``report/*.png`` for a sweep folder.
 
@@ -217,10 +223,9 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         "add prompts or repeats before choosing between them.",
     )
     prompts = {p.id: p for p in load_prompt_set(_prompt_dir(manifest))}
-    detecting = points[~points["reference"].astype(bool)] if "reference" in points else points
     for prompt in prompts_to_chart(manifest, prompts.values(), scores, timeline_prompts):
         save(
-            plots.vad_timeline(prompt, vad, settings=detecting["setting"].tolist()),
+            plots.vad_timeline(prompt, vad, settings=detecting_settings(points)),
             f"vad_timeline_{prompt.id}",
             f"VAD timeline: {prompt.id}",
             "Server detections per setting against the labels (first repeat).",

@@ -405,7 +405,7 @@ async def test_a_one_letter_key_leaves_the_cli_the_panel_and_doctor_readable(
             seen[key, path, "diagnose"] = "\n".join(report.lines())
             panel = await _panel_start(tmp_path, wav, endpoint, key, {})
             assert isinstance(panel.error, ConnectionFailed)
-            seen[key, path, "panel"] = re.sub(r"\d{8}-\d{6}-\d{6}", "<run>", panel.status.value)
+            seen[key, path, "panel"] = re.sub(r"panel-\d{8}-\d{6}(-\d+)?", "<run>", panel.status.value)
     for (_key, path, surface), text in seen.items():
         assert text == seen[LONG_KEY, path, surface], (path, surface)
         assert "****" not in text, (path, surface)

@@ -521,7 +521,7 @@ class SweepPanel:
     def _render(self, folder: Path) -> list[widgets.Widget]:
         from vlab import plots
         from vlab.metrics import POINT_FLAGS, POINT_MEASURES, SPOKEN_TRIGGERS
-        from vlab.report import grid_settings, made_tool_calls
+        from vlab.report import detecting_settings, grid_settings, made_tool_calls
         from vlab.sweep import grid_shape, in_grid_order
         from vlab.sweep.store import no_results_message
 
@@ -586,10 +586,11 @@ class SweepPanel:
                     (11, max(2.8, 1.2 + 0.34 * min(len(sample), 18))),
                 )
         timeline = self._timeline_prompt()
-        if timeline is not None and not self.vad.empty:
-            n = self.vad["setting"].nunique()
+        if timeline is not None:
+            rows = [names.get(s, s) for s in detecting_settings(self.points)]
             images["vad_timeline"] = figure_png(
-                lambda ax: plots.vad_timeline(timeline, vad_c, ax=ax), (11, 2.4 + 0.35 * n)
+                lambda ax: plots.vad_timeline(timeline, vad_c, settings=rows, ax=ax),
+                (11, 2.4 + 0.35 * len(rows)),
             )
         for name, png in images.items():
             width = "49%" if name in ("pareto", "latency_distributions", "voice_to_answer") else "95%"
