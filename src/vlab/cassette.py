@@ -38,7 +38,8 @@ def load_cassette(run_dir: str | os.PathLike[str]) -> Cassette:
     """Read a run folder (a session or replay, or one sweep cell) as a :class:`Cassette`.
 
     Raises:
-        ConfigError: Not a run folder, or it has no ``input.wav`` (record with ``record_audio=True``).
+        ConfigError: Not a run folder, it has no ``input.wav`` (record with ``record_audio=True``), or its
+            session never connected.
     """
     run = Path(run_dir)
     if not is_run_folder(run):
@@ -98,6 +99,11 @@ def load_cassette(run_dir: str | os.PathLike[str]) -> Cassette:
             size = as_float(r.audio_bytes)
             event["delta"] = delta_audio(str(r.item_id), int(size) if math.isfinite(size) else 0)
         recorded.append(CassetteEvent(at_ms, len(client), event, marker))
+    if not any(e.event.get("type") == protocol.SESSION_CREATED for e in recorded):
+        raise ConfigError(
+            f"{str(run)!r} holds no {protocol.SESSION_CREATED}: its session never connected, so there is "
+            "nothing to replay. Give the run folder of a session that did"
+        )
     return Cassette(
         events=tuple(recorded),
         client_events=tuple(client),

@@ -21,7 +21,7 @@ from vlab.audio.pcm import silence
 from vlab.cassette import load_cassette
 from vlab.emulator import Emulator
 from vlab.emulator.cassette import AUDIO_TOLERANCE, DIVERGENCE_CODE, timeline_marker
-from vlab.errors import ConfigError
+from vlab.errors import ConfigError, ConnectionFailed
 from vlab.feed import feed_prompt
 from vlab.log import load_log
 from vlab.metrics.events import payload_of
@@ -139,6 +139,7 @@ def test_a_session_updated_that_no_recorded_update_asked_for_answers_no_marker(t
     updated = {"type": "session.updated", "session": {}}
     run = write_log(
         tmp_path / "run",
+        (0, "server", "session.created", {"payload": json.dumps({"type": "session.created", "session": {}})}),
         (0, "client", "session.update", {"payload": json.dumps(marker)}),
         (5, "server", "session.updated", {"payload": json.dumps(updated)}),
         (9, "server", "session.updated", {"payload": json.dumps(updated)}),  # its update was not logged
@@ -149,8 +150,20 @@ def test_a_session_updated_that_no_recorded_update_asked_for_answers_no_marker(t
         w.setframerate(24000)
         w.writeframes(bytes(480))
     cassette = load_cassette(run)
-    assert [e.marker for e in cassette.events] == [TIMELINE_INPUT, None]
+    assert [e.marker for e in cassette.events] == [None, TIMELINE_INPUT, None]
     assert cassette.client_events == () and cassette.input_audio == bytes(480)
+
+
+async def test_a_run_whose_session_never_connected_is_no_cassette(tmp_path):
+    with pytest.raises(ConnectionFailed):
+        async with Session(endpoint="http://127.0.0.1:9", api_key="k", run_dir=tmp_path, dotenv_path=False):
+            pass  # never reached: nothing listens on port 9
+    with pytest.raises(ConfigError) as info:
+        load_cassette(tmp_path)
+    assert str(info.value) == (
+        f"{str(tmp_path)!r} holds no session.created: its session never connected, so there is nothing to "
+        "replay. Give the run folder of a session that did"
+    )
 
 
 def test_a_run_without_its_input_audio_is_no_cassette(tmp_path):
