@@ -268,6 +268,10 @@ async def test_a_failed_cell_records_its_error_and_the_sweep_goes_on(tmp_path):
         ({"grid": {"eou_model": ["semantic_detection_v2"]}}, "eou_model must be among 'off', 'semantic_"),
         ({"grid": {"eou_timeout_ms": [800, -1]}}, r"eou_timeout_ms = -1: .* in \[0, 60000\]"),
         ({"grid": {"eou_threshold_level": []}}, "eou_threshold_level is an empty list"),
+        (
+            {"grid": {"threshold": [0.5, 0.3, 0.50]}},
+            r"gives the setting 'thr=0.5 pad=300 sil=\d+' twice .*repeats",
+        ),
         ({"run": {"timeout_s": 0}}, r"timeout_s must be a number of seconds > 0, got 0"),
         ({"run": {"backoff_s": -1}}, r"backoff_s must be a number of seconds ≥ 0"),
         ({"run": {"throttle_retries": -1}}, r"throttle_retries must be an integer ≥ 0"),

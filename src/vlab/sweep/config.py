@@ -294,6 +294,12 @@ def _settings(
                 SessionSettings(turn_detection=td, tools=tools, extra=processing_extra(noise, echo))
             )
             names.append(setting_name(td, noise, echo))
+    twice = next((name for i, name in enumerate(names) if name in names[:i]), None)
+    if twice is not None:
+        raise ConfigError(
+            f"[grid] gives the setting {twice!r} twice (a value listed twice?); list each value once, and "
+            "set [run] repeats for more runs of each setting"
+        )
     return settings, names
 
 
