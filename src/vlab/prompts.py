@@ -183,7 +183,12 @@ def load_prompt_set(path: str | os.PathLike[str] | None = None) -> list[Labelled
         entries = data.get("prompts") if isinstance(data, dict) else None
         if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
             raise ConfigError("it must be a JSON object whose 'prompts' is a list of objects")
-        return [LabelledPrompt.from_manifest(e, manifest.parent) for e in entries]
+        prompts = [LabelledPrompt.from_manifest(e, manifest.parent) for e in entries]
+        ids = [p.id for p in prompts]
+        twice = next((i for n, i in enumerate(ids) if i in ids[:n]), None)
+        if twice is not None:
+            raise ConfigError(f"two prompts have the id {twice!r} (a sweep names its cells by it)")
+        return prompts
     except (ConfigError, ValueError) as exc:
         what = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
         fix = (

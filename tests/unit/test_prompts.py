@@ -155,7 +155,10 @@ def test_missing_manifest_is_a_clear_error(tmp_path):
      ('{"prompts": [{"id": "a"}]}', "prompt 'a': no 'speech_segments'"),
      ('{"prompts": [{"id": "a", "speech_segments": [], "file": "a.wav", "sample_rate": "x"}]}',
       "prompt 'a': invalid literal for int() with base 10: 'x'"),
-     ('{"prompts": [', "JSONDecodeError: Expecting value")],
+     ('{"prompts": [', "JSONDecodeError: Expecting value"),
+     ('{"prompts": [%s, %s]}' % ((json.dumps({"id": "a", "speech_segments": [], "file": "a.wav", "sample_rate": 16000,
+                                             "duration_ms": 1000, "category": "mine"}),) * 2),
+      "two prompts have the id 'a' (a sweep names its cells by it)")],
 )  # fmt: skip
 def test_a_malformed_manifest_of_ones_own_says_what_is_wrong_and_how_to_make_it_again(tmp_path, text, what):
     (tmp_path / "manifest.json").write_text(text)
