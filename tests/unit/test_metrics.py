@@ -1088,6 +1088,15 @@ def test_the_frontier_ties_and_unmeasured_points_and_the_budgets_include_their_e
     assert cutoff_at_latency(pts, budgets_ms=(300.0, 299.0)) == {300.0: 0.1, 299.0: math.inf}
 
 
+def test_the_budget_figures_name_what_a_frame_without_both_figures_lacks():
+    from vlab.metrics import cutoff_at_latency, latency_at_cutoff
+
+    turns = pd.DataFrame({"setting": ["a"], "dead_air_ms": [300.0]})  # turns, not operating points
+    for figure in (cutoff_at_latency, latency_at_cutoff):
+        with pytest.raises(ConfigError, match=r"^expected operating points, .* lacks false_cutoff_rate"):
+            figure(turns)
+
+
 def test_a_turn_detection_the_service_turned_off_or_on_is_reported():
     td = {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 500}
     for sent, echoed in ((td, None), (None, td)):

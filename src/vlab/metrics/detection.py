@@ -421,7 +421,7 @@ def wilson_interval(k: float, n: float, *, confidence: float = 0.95) -> tuple[fl
 
 def pareto_front(points: pd.DataFrame, x: str = "dead_air_ms", y: str = "false_cutoff_rate") -> pd.Series:
     """True for points no other point beats on both ``x`` and ``y`` (lower is better; NaN never on it)."""
-    require_columns(points, [x, y], "operating points, from vlab.metrics.operating_points")
+    require_columns(points, [x, y], _POINTS)
     xs = points[x].to_numpy(float)
     ys = points[y].to_numpy(float)
     on = np.zeros(len(points), dtype=bool)
@@ -461,8 +461,12 @@ def latency_at_cutoff(points: pd.DataFrame, rates: Sequence[float] = (0.05, 0.10
     return out
 
 
+_POINTS = "operating points, from vlab.metrics.operating_points"
+
+
 def _choosable(points: pd.DataFrame) -> pd.DataFrame:
-    """The points of settings, without a ``reference`` one."""
+    """The points of settings, without a ``reference`` one (points lacking a figure are refused)."""
+    require_columns(points, ["dead_air_ms", "false_cutoff_rate"], _POINTS)
     return points[~points["reference"].astype(bool)] if "reference" in points else points
 
 
