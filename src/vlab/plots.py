@@ -61,6 +61,9 @@ def _axes(ax: Axes | None, size: tuple[float, float]) -> Axes:
     return new
 
 
+_TURNS = "turns, from vlab.metrics.turn_latency or a sweep's turns table"
+
+
 def _nothing_to_draw(ax: Axes, title: str, why: str) -> Axes:
     """An empty plot that says so: ``title`` as usual, and why nothing is drawn in the middle."""
     ax.set_title(title, fontsize=10 if "\n" in title else None)
@@ -84,6 +87,7 @@ def waterfall(
         max_turns: Draw at most this many turns (the first ones).
         ax: Where to draw.
     """
+    require_columns(turns, ["turn"], _TURNS)
     ax = _axes(ax, (9, 0.6 + 0.32 * (min(len(turns), max_turns) or 3)))
     if turns.empty:
         why = "no turn to draw: nothing was answered (see the run's events for why)"
@@ -161,7 +165,7 @@ def latency_distributions(
         by: Grouping column.
         ax: Where to draw.
     """
-    require_columns(turns, [metric], "turns, from vlab.metrics.turn_latency or a sweep's turns table")
+    require_columns(turns, [metric], _TURNS)
     groups = sorted(turns[by].dropna().unique(), key=_natural) if by in turns else ["all"]
     ax = _axes(ax, (9, 0.8 + 0.45 * max(len(groups), 1)))
     data = []

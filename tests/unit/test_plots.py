@@ -300,3 +300,11 @@ def test_a_run_with_no_turn_gets_charts_that_say_there_is_nothing_to_draw():
     ax = plots.latency_distributions(unmeasured, ax=_axes())
     assert [t.get_text() for t in ax.texts] == ["no turn to draw: none has a dead_air_ms"]
     assert (ax.get_title(), list(ax.collections)) == ("Dead air per setting", [])
+
+
+def test_the_waterfall_of_an_event_frame_says_it_wants_turns():
+    from vlab.errors import ConfigError
+
+    events = pd.DataFrame({"seq": [0], "type": ["session.created"], "direction": ["server"]})
+    with pytest.raises(ConfigError, match=r"^expected turns, from vlab.metrics.turn_latency .* lacks turn"):
+        plots.waterfall(events, ax=_axes())
