@@ -10,12 +10,37 @@ import soundfile as sf
 
 from vlab.audio import g711
 from vlab.audio.pacing import MAX_SPEED, paced_chunks, parse_speed, speed_text
-from vlab.audio.pcm import check_pcm16, float_to_pcm16, pcm16_to_float
+from vlab.audio.pcm import as_input_bytes, check_pcm16, float_to_pcm16, pcm16_to_float
 from vlab.audio.playback import SimulatedPlayback
 from vlab.audio.synth import synthesize
 from vlab.audio.wav import load_wav
 from vlab.clock import ManualClock
 from vlab.errors import AudioFormatError, ConfigError
+
+
+def test_input_audio_is_bytes_or_a_mono_array_of_samples_in_the_session_s_format():
+    floats = np.array([0.0, 0.5, -0.5, 1.0], np.float32)
+    assert as_input_bytes(floats, "pcm16", 24000) == float_to_pcm16(floats)  # as soundfile reads a file
+    assert as_input_bytes(floats.astype(np.float64)[:, None], "pcm16", 24000) == float_to_pcm16(
+        floats
+    )  # (n, 1)
+    ints = np.array([0, 16384, -16384], np.int16)
+    assert as_input_bytes(ints, "pcm16", 24000) == ints.astype("<i2").tobytes()
+    assert as_input_bytes(memoryview(b"\x01\x02"), "pcm16", 24000) == b"\x01\x02"
+    assert as_input_bytes(np.array([1, 255], np.uint8), "g711_ulaw", 8000) == b"\x01\xff"
+    assert as_input_bytes(b"\x01", "g711_alaw", 8000) == b"\x01"  # one byte is one G.711 sample
+    refused = {
+        "input audio must have one channel, got an array of shape (4, 2)": np.zeros((4, 2), np.int16),
+        "pcm16 input audio cannot be an array of int32": np.zeros(4, np.int32),
+        "g711_ulaw input audio cannot be an array of float32": floats,
+        "input audio must be bytes or a NumPy array of samples, got str": "hello",
+        "3 bytes of pcm16 input audio is not a whole number of 16-bit samples": b"abc",
+    }
+    for problem, audio in refused.items():
+        fmt = "g711_ulaw" if "g711" in problem else "pcm16"
+        with pytest.raises(AudioFormatError) as info:
+            as_input_bytes(audio, fmt, 24000)  # type: ignore[arg-type]
+        assert str(info.value).startswith(problem + ". Send "), str(info.value)
 
 
 def test_pcm_round_trip():

@@ -116,6 +116,18 @@ async def test_stream_audio_appends_chunks_of_chunk_ms_at_the_session_rate(wires
     assert appended == [960] * 5 + [480]
 
 
+async def test_a_numpy_array_of_float_samples_is_sent_as_pcm16_of_the_same_duration(wires):
+    import numpy as np
+
+    wires.append(FakeWire())
+    async with fake_session(VirtualClock(), stall_timeout_s=None) as s:
+        await s.stream_audio(np.full(24 * 50, 0.25, np.float32), speed=math.inf, chunk_ms=20)  # 50 ms
+        await s.append_audio(np.zeros(24 * 10, np.int16))  # 10 ms more
+    appends = [r for r in s.records if r.type == "input_audio_buffer.append"]
+    assert [r.audio_bytes for r in appends] == [960, 960, 480, 480]  # 2 bytes a sample, not 4
+    assert appends[-1].audio_end_ms == pytest.approx(60.0)
+
+
 @pytest.mark.parametrize("fmt", ["pcm16", "g711_ulaw"])
 async def test_audio_that_is_not_whole_samples_is_refused_before_anything_is_sent(wires, fmt):
     wires.append(FakeWire())
@@ -127,7 +139,8 @@ async def test_audio_that_is_not_whole_samples_is_refused_before_anything_is_sen
                     await send(bytes(48 * 110 + 1))
                 assert str(info.value) == (
                     "5281 bytes of pcm16 input audio is not a whole number of 16-bit samples. Send mono "
-                    "16-bit little-endian PCM at 24000 Hz (vlab.audio.wav.load_wav reads a file as that)."
+                    "16-bit little-endian PCM at 24000 Hz, as bytes or a NumPy array (vlab.audio.wav.load_wav "
+                    "reads a file as that)."
                 )
         else:
             await s.append_audio(bytes(161))  # G.711: one byte a sample
@@ -245,6 +258,25 @@ async def test_wait_for_times_out_on_the_session_clock(wires):
         clock.advance_to_next()
         with pytest.raises(TimeoutError, match=r"no 'response.done' within 5 s \(received: \[\]\)"):
             await waiter
+
+
+async def test_a_wait_or_a_text_that_cannot_work_is_refused_before_anything_happens(wires):
+    wire = FakeWire()
+    wires.append(wire)
+    async with fake_session(VirtualClock(), stall_timeout_s=None) as s:
+        sent = len(s.records)
+        for options, why in (
+            ({"timeout_s": 0}, "timeout_s must be a number of seconds > 0, got 0"),
+            ({"timeout_s": -1.0}, "timeout_s must be a number of seconds > 0, got -1.0"),
+            ({"timeout_s": "5"}, "timeout_s must be a number of seconds > 0, got '5'"),
+            ({"count": 0}, "count must be a whole number ≥ 1, got 0"),
+        ):
+            with pytest.raises(ConfigError) as info:
+                await s.wait_for("response.done", **options)
+            assert str(info.value) == why
+        with pytest.raises(ConfigError, match=r"^text must be a string, got NoneType$"):
+            await s.send_text(None)  # type: ignore[arg-type]
+        assert len(s.records) == sent  # nothing was sent
 
 
 async def test_speech_over_the_reply_cancels_it_and_truncates_at_the_ms_heard(wires):

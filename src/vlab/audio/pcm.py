@@ -6,12 +6,62 @@ float32 arrays in [-1, 1].
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
+from vlab import protocol
 from vlab.errors import AudioFormatError
 
 FloatArray = npt.NDArray[np.float32]
+InputAudio = bytes | bytearray | memoryview | npt.NDArray[Any]
+"""Audio a session sends: bytes in its input format, or a NumPy array of samples (:func:`as_input_bytes`)."""
+
+
+def as_input_bytes(audio: InputAudio, audio_format: str, sample_rate: int) -> bytes:
+    """``audio`` as bytes of a session's input format (``pcm16``, ``g711_ulaw``, ``g711_alaw``).
+
+    Bytes are taken as they are. A one-channel NumPy array is encoded: for ``pcm16``, int16 samples, or
+    float samples in [-1, 1] (as soundfile reads a file); for G.711, its uint8 codes.
+
+    Raises:
+        AudioFormatError: Something else, several channels, or not a whole number of samples.
+    """
+    send = (
+        f"Send mono 16-bit little-endian PCM at {sample_rate} Hz, as bytes or a NumPy array (vlab.audio.wav."
+        "load_wav reads a file as that)."
+        if audio_format == "pcm16"
+        else f"Send {audio_format} bytes at {sample_rate} Hz."
+    )
+    if isinstance(audio, (bytes, bytearray, memoryview)):
+        data = bytes(audio)
+    elif isinstance(audio, np.ndarray):
+        samples = audio.reshape(-1) if audio.ndim == 2 and 1 in audio.shape else audio
+        if samples.ndim != 1:
+            raise AudioFormatError(
+                f"input audio must have one channel, got an array of shape {audio.shape}", fix=send
+            )
+        if audio_format == "pcm16" and samples.dtype.kind == "f":
+            data = float_to_pcm16(samples)
+        elif audio_format == "pcm16" and samples.dtype == np.int16:
+            data = samples.astype("<i2").tobytes()
+        elif audio_format != "pcm16" and samples.dtype == np.uint8:
+            data = samples.tobytes()
+        else:
+            raise AudioFormatError(
+                f"{audio_format} input audio cannot be an array of {samples.dtype}", fix=send
+            )
+    else:
+        raise AudioFormatError(
+            f"input audio must be bytes or a NumPy array of samples, got {type(audio).__name__}", fix=send
+        )
+    if len(data) % protocol.bytes_per_sample(audio_format):
+        raise AudioFormatError(
+            f"{len(data)} bytes of {audio_format} input audio is not a whole number of 16-bit samples",
+            fix=send,
+        )
+    return data
 
 
 def check_pcm16(data: bytes | bytearray | memoryview) -> None:

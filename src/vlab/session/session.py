@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vlab import protocol
+from vlab.audio.pcm import InputAudio, as_input_bytes
 from vlab.audio.playback import AudioOutput, SimulatedPlayback
 from vlab.clock import Clock, ServerTimeClock, SystemClock
 from vlab.endpoint import Target
 from vlab.errors import (
     AsyncWithOnly,
-    AudioFormatError,
     ConfigError,
     ConnectionFailed,
     ProtocolError,
@@ -602,7 +602,12 @@ class Session(AsyncWithOnly):
             UsageError: ``match`` names a client event, a record vlab only logs or a misspelt event type:
                 each would only time out. A type vlab does not know otherwise is waited for (a newer
                 service's event).
+            ConfigError: ``timeout_s`` is not a number of seconds > 0, or ``count`` not a whole number ≥ 1.
         """
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
+            raise ConfigError(f"timeout_s must be a number of seconds > 0, got {timeout_s!r}")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ConfigError(f"count must be a whole number ≥ 1, got {count!r}")
         if isinstance(match, str):
             _refuse_what_never_arrives(match)
         return await self._feed.wait_for(
@@ -662,13 +667,16 @@ class Session(AsyncWithOnly):
         """Input audio sent on this connection so far, in ms: where the next append starts on the input timeline."""
         return self._input_ms
 
-    async def append_audio(self, pcm: bytes) -> None:
-        """Append input audio (in the session's input format) and log its place on the input timeline.
+    async def append_audio(self, pcm: InputAudio) -> None:
+        """Append input audio and log its place on the input timeline.
+
+        ``pcm``: bytes in the session's input format, or a NumPy array of samples (for ``pcm16``, int16 or
+        float in [-1, 1]; see :func:`vlab.audio.pcm.as_input_bytes`).
 
         Raises:
-            AudioFormatError: ``pcm`` is not a whole number of samples (nothing is sent).
+            AudioFormatError: ``pcm`` is not such audio, or not a whole number of samples (nothing is sent).
         """
-        self._check_whole_samples(pcm)
+        pcm = self._input_bytes(pcm)
         offset = self._input_ms
         rate = self.settings.input_bytes_per_s
         self._input_ms += len(pcm) / rate * 1000.0
@@ -677,14 +685,9 @@ class Session(AsyncWithOnly):
         if self._audio.recording is not None:
             self._audio.recording.input_audio(pcm, self._last_sent_ns)  # the stamp of this append's record
 
-    def _check_whole_samples(self, pcm: bytes) -> None:
+    def _input_bytes(self, audio: InputAudio) -> bytes:
         fmt = self.settings.input_audio_format
-        if len(pcm) % protocol.bytes_per_sample(fmt):
-            raise AudioFormatError(
-                f"{len(pcm)} bytes of {fmt} input audio is not a whole number of 16-bit samples",
-                fix=f"Send mono 16-bit little-endian PCM at {self.settings.input_bytes_per_s // 2} Hz "
-                "(vlab.audio.wav.load_wav reads a file as that).",
-            )
+        return as_input_bytes(audio, fmt, self.settings.input_bytes_per_s // protocol.bytes_per_sample(fmt))
 
     async def commit(self) -> None:
         """Commit the input buffer as a user item (manual turns)."""
@@ -719,7 +722,13 @@ class Session(AsyncWithOnly):
             await self._barge(action)
 
     async def send_text(self, text: str, *, respond: bool = True) -> None:
-        """Add a user text message; by default also ask for a response."""
+        """Add a user text message; by default also ask for a response.
+
+        Raises:
+            ConfigError: ``text`` is not a string (nothing is sent).
+        """
+        if not isinstance(text, str):
+            raise ConfigError(f"text must be a string, got {type(text).__name__}")
         item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
         await self.send({"type": protocol.CLIENT_ITEM_CREATE, "item": item})
         if respond:
@@ -772,15 +781,17 @@ class Session(AsyncWithOnly):
             }
         )
 
-    async def stream_audio(self, pcm: bytes, *, speed: float = 1.0, chunk_ms: float = 20.0) -> None:
+    async def stream_audio(self, pcm: InputAudio, *, speed: float = 1.0, chunk_ms: float = 20.0) -> None:
         """Append ``pcm`` in ``chunk_ms`` chunks paced at ``speed`` × real time (``math.inf``: no pacing).
 
+        ``pcm`` as :meth:`append_audio` takes it.
+
         Raises:
-            AudioFormatError: ``pcm`` is not a whole number of samples (nothing is sent).
+            AudioFormatError: ``pcm`` is not such audio, or not a whole number of samples (nothing is sent).
         """
         from vlab.audio.pacing import paced_chunks
 
-        self._check_whole_samples(pcm)
+        pcm = self._input_bytes(pcm)
         rate = self.settings.input_bytes_per_s // 2
         async for chunk, _ in paced_chunks(
             pcm, sample_rate=rate, chunk_ms=chunk_ms, speed=speed, clock=self.clock
