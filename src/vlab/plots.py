@@ -64,9 +64,9 @@ def _axes(ax: Axes | None, size: tuple[float, float]) -> Axes:
 _TURNS = "turns, from vlab.metrics.turn_latency or a sweep's turns table"
 
 
-def _nothing_to_draw(ax: Axes, title: str, why: str) -> Axes:
+def _nothing_to_draw(ax: Axes, title: str, why: str, *, title_size: float | None = None) -> Axes:
     """An empty plot that says so: ``title`` as usual, and why nothing is drawn in the middle."""
-    ax.set_title(title, fontsize=10 if "\n" in title else None)
+    ax.set_title(title, fontsize=title_size)
     ax.text(0.5, 0.5, why, ha="center", va="center", fontsize=9, color="#555555", transform=ax.transAxes)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -296,7 +296,9 @@ def pareto(
     ok = points[np.isfinite(points[x].astype(float)) & np.isfinite(points[y].astype(float))]
     title = "Turn detection trade-off: cut-offs vs dead air\n(lower-left is better)"
     if ok.empty:
-        return _nothing_to_draw(ax, title, f"no setting to draw: none has both a {x} and a {y}")
+        return _nothing_to_draw(
+            ax, title, f"no setting to draw: none has both a {x} and a {y}", title_size=10
+        )
     on_front = ok["pareto"].astype(bool) if "pareto" in ok else pd.Series(False, index=ok.index)
     reference = ok["reference"].astype(bool) if "reference" in ok else pd.Series(False, index=ok.index)
     off = ok[~on_front & ~reference]
