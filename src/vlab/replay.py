@@ -55,6 +55,8 @@ async def replay(
 
     Raises:
         NotAnswered: Not answered within ``timeout_s``; the message says where the events so far are.
+        NoSpeechDetected: The VAD found no speech in the prompt; the message says where the events are.
+        RunFolderTaken: ``run_dir`` holds another run's events (pass ``overwrite=True`` to replace them).
     """
     settings = settings or SessionSettings()
     pcm = load_wav(prompt, settings.input_bytes_per_s // 2)
