@@ -87,6 +87,9 @@ def test_a_run_folder_holding_a_session_s_events_is_refused_unless_told_to_repla
     from vlab.errors import RunFolderTaken
 
     Session(run_dir=tmp_path)  # empty
+    (tmp_path / "notes.txt").write_text("")
+    with pytest.raises(ConfigError, match=r"notes.txt' is a file, not a folder; give a folder for the run$"):
+        Session(run_dir=tmp_path / "notes.txt")
     (tmp_path / "events.jsonl").write_text("")
     Session(run_dir=tmp_path)  # a session that never connected: nothing to lose
     (tmp_path / "events.jsonl").write_text('{"seq": 0}\n')

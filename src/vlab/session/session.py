@@ -174,6 +174,10 @@ class Session(AsyncWithOnly):
         self._server_time = ServerTimeClock(self.clock)
         self._audio = AssistantAudio(audio_output or SimulatedPlayback(self._server_time))
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        if self.run_dir is not None and self.run_dir.exists() and not self.run_dir.is_dir():
+            raise ConfigError(
+                f"run_dir {str(self.run_dir)!r} is a file, not a folder; give a folder for the run"
+            )
         if self.run_dir is not None and not overwrite and holds_events(self.run_dir):
             raise RunFolderTaken(
                 f"{self.run_dir} already holds a run ({JSONL_NAME}); this session would replace it. Give "
