@@ -188,12 +188,13 @@ def test_sweep_prints_each_setting_s_operating_point_in_the_grid_s_order(tmp_pat
 def test_an_interrupted_sweep_says_how_many_cells_it_kept_and_a_rerun_goes_on_from_there(
     tmp_path, capsys, monkeypatch
 ):
-    """Ctrl-C once 3 cells have finished: a SIGINT, which asyncio.run turns into a cancellation and then a
-    KeyboardInterrupt (Python 3.11+; before, Python's own handler raises it where the program is)."""
-    import asyncio
+    """Ctrl-C once 3 cells have finished: a SIGINT, which ``run_main`` (as the CLI runs a sweep) turns into a
+    cancellation and then a KeyboardInterrupt, on Python 3.10 too (there Python's own handler would raise it
+    wherever the loop was)."""
     import signal
 
     import vlab.sweep
+    from vlab._run import run_main
 
     finished_cells: list[str] = []
 
@@ -203,7 +204,7 @@ def test_an_interrupted_sweep_says_how_many_cells_it_kept_and_a_rerun_goes_on_fr
             signal.raise_signal(signal.SIGINT)
 
     real = vlab.sweep.run_sweep_async
-    monkeypatch.setattr(vlab.sweep, "run_sweep", lambda *a, **k: asyncio.run(real(*a, on_cell=on_cell, **k)))
+    monkeypatch.setattr(vlab.sweep, "run_sweep", lambda *a, **k: run_main(real(*a, on_cell=on_cell, **k)))
     config = tmp_path / "sweep.toml"
     config.write_text(
         '[target]\nspeed = "max"\n[prompts]\ninclude = ["short_question", "pause_300", "two_turns"]\n'

@@ -36,11 +36,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     """Run the checks, print one line each; returns 0 when a session can start, else 1."""
-    import asyncio
-
+    from vlab._run import run_main
     from vlab.doctor import diagnose
 
-    report = asyncio.run(
+    report = run_main(
         diagnose(
             args.endpoint,
             model=args.model,

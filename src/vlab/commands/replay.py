@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import TYPE_CHECKING
 
 from vlab.commands._args import out_folder, seconds, speed
@@ -101,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
+    from vlab._run import run_main
     from vlab.errors import NotAnswered, RunFolderTaken
     from vlab.feed import NoSpeechDetected
     from vlab.log import JSONL_NAME
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     speed = 1.0 if args.realtime else args.speed
     settings = SessionSettings(turn_detection=turn_detection(args))
     try:
-        result = asyncio.run(
+        result = run_main(
             replay(
                 args.prompt,
                 settings,

@@ -311,6 +311,8 @@ def run_sweep(
             "run_sweep cannot run inside a running event loop (a notebook cell, async code): there, use "
             "`await run_sweep_async(config, out, ...)`, which takes the same arguments"
         )
-    return asyncio.run(
+    from vlab._run import run_main
+
+    return run_main(
         run_sweep_async(config, out, resume=resume, progress=progress, session_options=session_options)
     )
