@@ -34,7 +34,6 @@ def test_ctrl_c_cancels_the_main_coroutine_where_it_awaits_then_raises_keyboard_
 
 def test_the_main_coroutine_s_result_and_its_own_errors_come_back_as_asyncio_run_gives_them():
     async def answer() -> int:
-        await asyncio.sleep(0)
         return 42
 
     async def fails() -> None:
