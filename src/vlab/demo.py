@@ -22,7 +22,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from vlab.audio.pacing import paced_chunks
 from vlab.bundled import NOTEBOOKS_DIR, bundled_dir, copy_bundled
 from vlab.endpoint import ENV_OFFLINE, setting_sources
 from vlab.errors import ConfigError
+from vlab.log.files import new_run_dir
 from vlab.testing import spoken_prompt
 
 # How the bundled notebooks are told they run unattended (nbclient: no page, nobody listening): replay at the
@@ -197,7 +197,7 @@ def run_demo(
     The demo runs offline whatever endpoint the environment or a ``.env`` names: its sweep and the notebooks'
     kernels run with ``VLAB_OFFLINE=1`` (:data:`vlab.endpoint.ENV_OFFLINE`).
     """
-    out = out if out is not None else Path("runs") / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
+    out = out if out is not None else new_run_dir("demo")
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not force)):
         raise ConfigError(
             f"{out} already exists and holds files; the demo would overwrite them. Choose another --out, "

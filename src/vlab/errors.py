@@ -25,7 +25,7 @@ from __future__ import annotations
 import inspect
 import os
 import warnings
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, NoReturn
 
 
@@ -135,6 +135,22 @@ def check_keywords(where: str, function: Callable[..., Any], options: Mapping[st
         check_keys(
             where, options, [p.name for p in takes if p.kind is not p.POSITIONAL_ONLY], what="option(s)"
         )
+
+
+def check_seconds(name: str, value: object) -> None:
+    """Refuse ``value`` for ``name`` (a timeout) unless it is a number of seconds > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"{name} must be a number of seconds > 0, got {value!r}")
+
+
+def first_repeated(names: Iterable[str]) -> str | None:
+    """The first name that comes a second time (to refuse two settings or prompts of one name), or None."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
 
 
 def closest_name(key: str, known: Collection[str]) -> str | None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from vlab.bundled import bundled_dir
-from vlab.errors import ConfigError, closest_name
+from vlab.errors import ConfigError, closest_name, first_repeated
 
 __all__ = ["DEFAULT_PROMPT_DIR", "MANIFEST_NAME", "LabelledPrompt", "load_prompt_set", "select_prompts"]
 
@@ -184,8 +184,7 @@ def load_prompt_set(path: str | os.PathLike[str] | None = None) -> list[Labelled
         if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
             raise ConfigError("it must be a JSON object whose 'prompts' is a list of objects")
         prompts = [LabelledPrompt.from_manifest(e, manifest.parent) for e in entries]
-        ids = [p.id for p in prompts]
-        twice = next((i for n, i in enumerate(ids) if i in ids[:n]), None)
+        twice = first_repeated(p.id for p in prompts)
         if twice is not None:
             raise ConfigError(f"two prompts have the id {twice!r} (a sweep names its cells by it)")
         return prompts

@@ -100,8 +100,9 @@ def grid_settings(manifest: dict[str, Any]) -> list[str]:
 
 def detecting_settings(points: pd.DataFrame) -> list[str]:
     """The settings of a sweep's points whose turns a VAD detects: all but the push-to-talk reference."""
-    detecting = points[~points["reference"].astype(bool)] if "reference" in points else points
-    return [str(s) for s in detecting["setting"]]
+    from vlab.metrics.detection import setting_points
+
+    return [str(s) for s in setting_points(points)["setting"]]
 
 
 def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3) -> Path:

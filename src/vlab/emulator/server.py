@@ -46,7 +46,7 @@ from vlab.emulator.latency import LatencyModel, resolve
 from vlab.emulator.refusals import Refusals
 from vlab.emulator.replies import Script
 from vlab.emulator.trace import Trace
-from vlab.errors import AsyncWithOnly, ConfigError, UsageError, VlabWarning, warn_user
+from vlab.errors import AsyncWithOnly, ConfigError, UsageError, VlabWarning, check_seconds, warn_user
 from vlab.net import is_loopback
 from vlab.protocol_limits import HANDSHAKE_TIMEOUT_S, KEEPALIVE_TIMEOUT_S, MAX_CLIENT_FRAME_BYTES
 
@@ -427,8 +427,7 @@ class Emulator(AsyncWithOnly):
             ("handshake_timeout_s", handshake_timeout_s),
             ("keepalive_timeout_s", keepalive_timeout_s),
         ):
-            if isinstance(timeout_s, bool) or not (isinstance(timeout_s, (int, float)) and timeout_s > 0):
-                raise ConfigError(f"{name} must be a number of seconds > 0, got {timeout_s!r}.")
+            check_seconds(name, timeout_s)
         speed_value = parse_speed(speed)
         model = resolve(latency, seed=seed)
         self.host = host

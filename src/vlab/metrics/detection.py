@@ -440,7 +440,7 @@ def cutoff_at_latency(
 
     A ``reference`` point (push-to-talk) is not a setting to choose, so it is left out.
     """
-    points = _choosable(points)
+    points = setting_points(points)
     out = {}
     for b in budgets_ms:
         ok = points[points["dead_air_ms"] <= b]["false_cutoff_rate"].dropna()
@@ -453,7 +453,7 @@ def latency_at_cutoff(points: pd.DataFrame, rates: Sequence[float] = (0.05, 0.10
 
     A ``reference`` point (push-to-talk) is not a setting to choose, so it is left out.
     """
-    points = _choosable(points)
+    points = setting_points(points)
     out = {}
     for rate in rates:
         ok = points[points["false_cutoff_rate"] <= rate]["dead_air_ms"].dropna()
@@ -464,8 +464,12 @@ def latency_at_cutoff(points: pd.DataFrame, rates: Sequence[float] = (0.05, 0.10
 _POINTS = "operating points, from vlab.metrics.operating_points"
 
 
-def _choosable(points: pd.DataFrame) -> pd.DataFrame:
-    """The points of settings, without a ``reference`` one (points lacking a figure are refused)."""
+def setting_points(points: pd.DataFrame) -> pd.DataFrame:
+    """The points of the settings one chooses between: all but a ``reference`` (push-to-talk) one.
+
+    Raises:
+        ConfigError: ``points`` lacks the dead air or the false cut-off rate.
+    """
     require_columns(points, ["dead_air_ms", "false_cutoff_rate"], _POINTS)
     return points[~points["reference"].astype(bool)] if "reference" in points else points
 

@@ -33,6 +33,7 @@ from vlab.errors import (
     RunFolderTaken,
     UsageError,
     VlabError,
+    check_seconds,
 )
 from vlab.log import EventLog, Sink
 from vlab.log.files import JSONL_NAME, holds_events
@@ -608,8 +609,7 @@ class Session(AsyncWithOnly):
                 service's event).
             ConfigError: ``timeout_s`` is not a number of seconds > 0, or ``count`` not a whole number ≥ 1.
         """
-        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
-            raise ConfigError(f"timeout_s must be a number of seconds > 0, got {timeout_s!r}")
+        check_seconds("timeout_s", timeout_s)
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ConfigError(f"count must be a whole number ≥ 1, got {count!r}")
         if isinstance(match, str):

@@ -16,7 +16,7 @@ from vlab import protocol_limits
 from vlab._process import check_process_count
 from vlab.audio.pacing import parse_speed
 from vlab.endpoint import ENV_API_KEY, ENV_ENDPOINT, ENV_MODEL
-from vlab.errors import ConfigError, check_keys
+from vlab.errors import ConfigError, check_keys, check_seconds, first_repeated
 from vlab.prompts import LabelledPrompt, load_prompt_set, select_prompts
 from vlab.settings import NOT_GIVEN, AzureSemanticVad, FunctionTool, McpServer, ServerVad, SessionSettings
 from vlab.sweep.grid import (
@@ -294,7 +294,7 @@ def _settings(
                 SessionSettings(turn_detection=td, tools=tools, extra=processing_extra(noise, echo))
             )
             names.append(setting_name(td, noise, echo))
-    twice = next((name for i, name in enumerate(names) if name in names[:i]), None)
+    twice = first_repeated(names)
     if twice is not None:
         raise ConfigError(
             f"[grid] gives the setting {twice!r} twice (a value listed twice?); list each value once, and "
@@ -360,8 +360,7 @@ def _run_options(run: Mapping[str, Any], mode: str | None) -> dict[str, Any]:
     if mode not in MODES:
         raise ConfigError(f"[run] mode must be {' or '.join(map(repr, MODES))}, got {mode!r}")
     timeout_s = run.get("timeout_s", CONFIG_DEFAULTS["timeout_s"])
-    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
-        raise ConfigError(f"[run] timeout_s must be a number of seconds > 0, got {timeout_s!r}")
+    check_seconds("[run] timeout_s", timeout_s)
     return {
         "repeats": repeats,
         "concurrency": concurrency,

@@ -14,7 +14,6 @@ import io
 import json
 import time
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import pandas as pd
 from vlab import protocol_limits
 from vlab.audio.pacing import MAX_SPEED, parse_speed, speed_text
 from vlab.errors import ConfigError
+from vlab.log.files import new_run_dir
 from vlab.widgets._tasks import guarded, start_task
 
 TURN_TYPES = {"server_vad": "Server VAD", "azure_semantic_vad": "Azure semantic VAD"}
@@ -358,7 +358,7 @@ class SweepPanel:
             return self.task
         cfg = load_config(self.config())
         typed = self.folder.value.strip()
-        out = Path(typed) if typed else self.runs_dir / f"sweep-{datetime.now():%Y%m%d-%H%M%S-%f}"
+        out = Path(typed) if typed else new_run_dir("sweep", self.runs_dir)
         _check_same_grid(out, cfg)
         self.sweep_dir = out
         self.result = None
