@@ -36,7 +36,7 @@ import pandas as pd
 
 from vlab import __version__, protocol
 from vlab.emulator.fitted_latency import FITTED_STAGES, OPTIONAL_STAGES, Empirical, FittedLatency
-from vlab.errors import ConfigError, VlabWarning, warn_user
+from vlab.errors import ConfigError, VlabWarning, check_count, warn_user
 from vlab.log import LOG_NAMES, is_run_folder, load_log
 from vlab.log.files import RUN_FOLDER_HINT, SESSION_NAME
 from vlab.metrics import tool_calls, turn_latency
@@ -264,8 +264,9 @@ def calibrate(paths: Sequence[str | os.PathLike[str]], *, min_samples: int = MIN
         The fitted model with its samples.
 
     Raises:
-        ConfigError: No run folder, or no stage sample in any of them.
+        ConfigError: No run folder, or no stage sample in any of them; ``min_samples`` is not a count ≥ 1.
     """
+    check_count("min_samples", min_samples)
     runs = find_runs(paths)
     frames, infos = [], []
     for run in runs:

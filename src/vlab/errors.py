@@ -143,6 +143,12 @@ def check_seconds(name: str, value: object) -> None:
         raise ConfigError(f"{name} must be a number of seconds > 0, got {value!r}")
 
 
+def check_count(name: str, value: object, minimum: int = 1) -> None:
+    """Refuse ``value`` for ``name`` unless it is an integer ≥ ``minimum`` (``True`` is not a count)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+
+
 def first_repeated(names: Iterable[str]) -> str | None:
     """The first name that comes a second time (to refuse two settings or prompts of one name), or None."""
     seen: set[str] = set()

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from vlab.errors import ConfigError
+from vlab.errors import ConfigError, check_count
 
 if TYPE_CHECKING:
     from vlab.prompts import LabelledPrompt
@@ -116,8 +116,10 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         The path of ``report.html``.
 
     Raises:
-        ConfigError: ``sweep_dir`` is not a sweep folder, or no cell of it finished (the first error is named).
+        ConfigError: ``sweep_dir`` is not a sweep folder, or no cell of it finished (the first error is named);
+            ``timeline_prompts`` is not a count.
     """
+    check_count("timeline_prompts", timeline_prompts, minimum=0)
     import matplotlib
 
     matplotlib.use("Agg")

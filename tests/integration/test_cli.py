@@ -18,10 +18,13 @@ import soundfile as sf
 
 import vlab
 from vlab.bundled import bundled_dir
+from vlab.calibrate import calibrate
 from vlab.cli import BROKEN_PIPE_EXIT, build_parser, main
 from vlab.commands._args import seconds, speed
 from vlab.commands.replay import turn_detection
+from vlab.errors import ConfigError
 from vlab.metrics import turn_latency
+from vlab.report import build_report
 from vlab.settings import AzureSemanticVad, EndOfUtterance, ServerVad
 
 
@@ -291,6 +294,34 @@ def test_a_time_limit_that_is_not_is_refused_with_what_it_must_be(text, capsys):
         with pytest.raises(SystemExit):
             main(argv)
         assert f"expected a number of seconds > 0, got '{text}'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "minimum", "text"),
+    [
+        (
+            ["calibrate", "runs", "--out", "latency.json", "--min-samples"],
+            1,
+            "0",
+        ),  # was taken as the default, 50
+        (["calibrate", "runs", "--out", "latency.json", "--min-samples"], 1, "many"),
+        (["report", "sweep", "--timelines"], 0, "-1"),  # was every prompt but the last
+    ],
+)
+def test_a_count_that_is_not_is_refused_with_what_it_must_be(argv, minimum, text, capsys):
+    with pytest.raises(SystemExit):
+        main([*argv, text])
+    assert (
+        f"error: argument {argv[-1]}: expected an integer ≥ {minimum}, got '{text}'"
+        in capsys.readouterr().err
+    )
+
+
+def test_the_python_api_refuses_the_same_counts(tmp_path):
+    with pytest.raises(ConfigError, match="min_samples must be an integer ≥ 1, got 0"):
+        calibrate([tmp_path], min_samples=0)
+    with pytest.raises(ConfigError, match="timeline_prompts must be an integer ≥ 0, got -1"):
+        build_report(tmp_path, timeline_prompts=-1)
 
 
 def test_replay_of_a_bad_file_is_a_clear_error(tmp_path):

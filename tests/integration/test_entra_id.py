@@ -182,9 +182,10 @@ async def test_a_sweep_throttled_beyond_its_retries_records_the_error(tmp_path):
     assert cell.throttled == 1
 
 
-def test_emulator_max_sessions_must_be_positive():
-    with pytest.raises(ConfigError, match="max_sessions"):
-        Emulator(max_sessions=0, speed=math.inf)
+@pytest.mark.parametrize("limit", [0, 2.5, "3", True])  # 2.5 was taken; "3" was a TypeError
+def test_emulator_max_sessions_must_be_a_count_of_one_or_more(limit):
+    with pytest.raises(ConfigError, match=f"max_sessions must be an integer ≥ 1, got {limit!r}"):
+        Emulator(max_sessions=limit, speed=math.inf)
 
 
 async def test_a_rate_limit_error_during_a_session_is_throttled_and_retried_after_the_back_off(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -26,6 +27,21 @@ def seconds(value: str) -> float:
     if not limit > 0 or limit == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {value!r}")
     return limit
+
+
+def count(minimum: int) -> Callable[[str], int]:
+    """An argument type: an integer ≥ ``minimum``."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = minimum - 1
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer ≥ {minimum}, got {value!r}")
+        return number
+
+    return parse
 
 
 def out_folder(value: str) -> str:

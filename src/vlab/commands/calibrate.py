@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vlab.commands._args import out_file
+from vlab.commands._args import count, out_file
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument(
         "--min-samples",
-        type=int,
+        type=count(1),
         default=None,
         help="warn about stages with fewer samples, and keep voice/model splits with at least this many "
         "(default: 50)",
@@ -36,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FewSamplesWarning)
-        result = calibrate(args.runs, min_samples=args.min_samples or MIN_SAMPLES)
+        result = calibrate(
+            args.runs, min_samples=MIN_SAMPLES if args.min_samples is None else args.min_samples
+        )
     runs = result.model.provenance.get("runs", [])
     print(f"fitted from {len(runs)} run(s), {len(result.samples)} samples")
     print(result.format_table())

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from vlab.errors import ConfigError
+from vlab.errors import ConfigError, check_count
 
 FORMAT: Final = "vlab.latency/1"
 """The ``format`` value of a fitted model file."""
@@ -121,8 +121,7 @@ class Empirical:
         ):
             raise ConfigError(f"{where}: 'quantiles' must be finite and ascending")
         n = data.get("n", len(values))
-        if not isinstance(n, int) or n < 1:
-            raise ConfigError(f"{where}: 'n' must be a count >= 1, got {n!r}")
+        check_count(f"{where}: 'n'", n)
         return cls(values, n)
 
 
@@ -218,8 +217,7 @@ class FittedLatency:
             return {str(k): stages(v, f"{key}.{k}") for k, v in raw.items()}
 
         chunk = data.get("audio_chunk_ms", 100)
-        if not isinstance(chunk, int) or chunk < 1:
-            raise ConfigError(f"{where}: audio_chunk_ms must be an integer >= 1, got {chunk!r}")
+        check_count(f"{where}: audio_chunk_ms", chunk)
         provenance = data.get("provenance", {})
         return cls(
             stages=stages(data.get("stages"), "stages"),

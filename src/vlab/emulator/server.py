@@ -46,7 +46,15 @@ from vlab.emulator.latency import LatencyModel, resolve
 from vlab.emulator.refusals import Refusals
 from vlab.emulator.replies import Script
 from vlab.emulator.trace import Trace
-from vlab.errors import AsyncWithOnly, ConfigError, UsageError, VlabWarning, check_seconds, warn_user
+from vlab.errors import (
+    AsyncWithOnly,
+    ConfigError,
+    UsageError,
+    VlabWarning,
+    check_count,
+    check_seconds,
+    warn_user,
+)
 from vlab.net import is_loopback
 from vlab.protocol_limits import HANDSHAKE_TIMEOUT_S, KEEPALIVE_TIMEOUT_S, MAX_CLIENT_FRAME_BYTES
 
@@ -417,8 +425,8 @@ class Emulator(AsyncWithOnly):
         mcp_redirects: Mapping[str, str] | None = None,
         shard: Shard | None = None,
     ) -> None:
-        if max_sessions is not None and (isinstance(max_sessions, bool) or max_sessions < 1):
-            raise ConfigError(f"max_sessions must be an integer >= 1 or None, got {max_sessions!r}.")
+        if max_sessions is not None:
+            check_count("max_sessions", max_sessions)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= _MAX_PORT:
             raise ConfigError(
                 f"port must be a TCP port, 0 to {_MAX_PORT} (0 picks a free one), got {port!r}."

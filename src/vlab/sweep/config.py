@@ -16,7 +16,7 @@ from vlab import protocol_limits
 from vlab._process import check_process_count
 from vlab.audio.pacing import parse_speed
 from vlab.endpoint import ENV_API_KEY, ENV_ENDPOINT, ENV_MODEL
-from vlab.errors import ConfigError, check_keys, check_seconds, first_repeated
+from vlab.errors import ConfigError, check_count, check_keys, check_seconds, first_repeated
 from vlab.prompts import LabelledPrompt, load_prompt_set, select_prompts
 from vlab.settings import NOT_GIVEN, AzureSemanticVad, FunctionTool, McpServer, ServerVad, SessionSettings
 from vlab.sweep.grid import (
@@ -334,18 +334,14 @@ def _run_options(run: Mapping[str, Any], mode: str | None) -> dict[str, Any]:
     )
     workers, max_sessions = run.get("workers", CONFIG_DEFAULTS["workers"]), run.get("max_sessions")
     for key, value in (("repeats", repeats), ("concurrency", concurrency), ("workers", workers)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"[run] {key} must be an integer ≥ 1, got {value!r}")
+        check_count(f"[run] {key}", value)
     throttle_retries = run.get("throttle_retries", CONFIG_DEFAULTS["throttle_retries"])
-    if isinstance(throttle_retries, bool) or not isinstance(throttle_retries, int) or throttle_retries < 0:
-        raise ConfigError(f"[run] throttle_retries must be an integer ≥ 0, got {throttle_retries!r}")
+    check_count("[run] throttle_retries", throttle_retries, minimum=0)
     backoff_s = run.get("backoff_s", CONFIG_DEFAULTS["backoff_s"])
     if isinstance(backoff_s, bool) or not isinstance(backoff_s, (int, float)) or not backoff_s >= 0:
         raise ConfigError(f"[run] backoff_s must be a number of seconds ≥ 0, got {backoff_s!r}")
-    if max_sessions is not None and (
-        isinstance(max_sessions, bool) or not isinstance(max_sessions, int) or max_sessions < 1
-    ):
-        raise ConfigError(f"[run] max_sessions must be an integer ≥ 1, got {max_sessions!r}")
+    if max_sessions is not None:
+        check_count("[run] max_sessions", max_sessions)
     executor, cluster = run.get("executor", CONFIG_DEFAULTS["executor"]), run.get("cluster")
     if executor == "dask" and cluster is None:  # a LocalCluster of that many worker processes here
         check_process_count(workers, "[run] workers")
