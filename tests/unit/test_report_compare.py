@@ -242,3 +242,13 @@ def test_intervals_that_only_touch_overlap(tmp_path: Path, b_first: bool) -> Non
     row = compare_sweeps(a, b, n_boot=200).set_index("measure").loc["dead_air_ms p50"]
     lows_and_highs = (row["b_lo"], row["a_hi"]) if not b_first else (row["a_lo"], row["b_hi"])
     assert lows_and_highs == (200.0, 200.0) and row["verdict"] == "same"
+
+
+def test_vlab_compare_prints_numbers_as_the_report_does(tmp_path, capsys):
+    a = _sweep(tmp_path / "a", {"s": _rates(0.25, 0, 0, 0)}, {"s": {"dead_air_ms": [2641.7]}})
+    b = _sweep(tmp_path / "b", {"s": _rates(0.5, 0, 0, 0)}, {"s": {"dead_air_ms": [3118.2]}})
+    assert main(["compare", str(a), str(b)]) == 0
+    rows = {line.split()[1]: line.split()[2:6] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows["dead_air_ms"] == ["p50", "2,642", "3,118", "476"]  # whole ms; was 2.64e+03 3.12e+03 476
+    assert rows["false_cutoff_rate"] == ["0.25", "0.5", "0.25", "worse"]
+    assert rows["ttfb_audio_ms"] == ["p50", "–", "–", "–"]  # no value, as in the report; was NaN

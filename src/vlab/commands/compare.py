@@ -28,15 +28,16 @@ def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code."""
     import pandas as pd
 
+    from vlab.plots import format_number
     from vlab.report import chart_path, compare_chart, compare_sweeps
 
     if args.plot:
         chart_path(args.plot)  # a file name it cannot draw into fails before the comparison
     table = compare_sweeps(args.a, args.b)  # its warnings: one line each (vlab.cli)
     with pd.option_context(
-        "display.width", 200, "display.max_rows", 500, "display.float_format", "{:.3g}".format
+        "display.width", 200, "display.max_rows", 500, "display.float_format", format_number
     ):
-        print(table[["setting", "measure", "a", "b", "delta", "verdict"]].to_string(index=False))
+        print(table[["setting", "measure", "a", "b", "delta", "verdict"]].to_string(index=False, na_rep="–"))
     if args.csv:
         Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.csv, index=False)
