@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from vlab.errors import ConfigError, check_count
+from vlab.metrics.latency import made_tool_calls, spoken_turns
 
 if TYPE_CHECKING:
     from vlab.prompts import LabelledPrompt
@@ -32,7 +33,6 @@ __all__ = [
     "compare_sweeps",
     "grid_settings",
     "latency_measures",
-    "made_tool_calls",
     "tool_call_summary",
 ]
 
@@ -129,7 +129,6 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
     from vlab.metrics import (
         POINT_FLAGS,
         POINT_MEASURES,
-        SPOKEN_TRIGGERS,
         canary_shift,
         cutoff_at_latency,
         latency_at_cutoff,
@@ -155,7 +154,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         images.append((name, title, caption))
 
     vad_only = manifest.get("mode") == "vad"  # decided without sessions: no turns to chart
-    speech_turns = turns[turns["trigger"].isin(SPOKEN_TRIGGERS)] if len(turns) else turns
+    speech_turns = spoken_turns(turns)
     with_tools = made_tool_calls(speech_turns)
     simulated = (
         "timeline" in speech_turns and len(speech_turns) and (speech_turns["timeline"] == "simulated").all()
@@ -396,14 +395,6 @@ def _prompt_dir(manifest: dict[str, Any]) -> Path | None:
     return None
 
 
-def made_tool_calls(turns: pd.DataFrame) -> bool:
-    """Whether any turn of a sweep's ``turns`` table called a tool (a sweep with ``[tools]`` or ``[mcp]``).
-
-    Its report and the sweep panel then show ``voice_to_answer_ms``.
-    """
-    return bool(len(turns)) and "tool_calls" in turns and bool(turns["tool_calls"].gt(0).any())
-
-
 def latency_measures(*turns: pd.DataFrame, endpointing: bool = False) -> list[str]:
     """The per-turn latencies a sweep's summary and comparison show, in order.
 
@@ -584,7 +575,7 @@ def compare_sweeps(
     ):
         if mismatch:
             warn_user(mismatch)  # only for sweeps that can be compared
-    ta, tb = _load(fa, "turns"), _load(fb, "turns")
+    ta, tb = spoken_turns(_load(fa, "turns")), spoken_turns(_load(fb, "turns"))  # the user's waits
     rows = []
     latencies = latency_measures(ta, tb)
     points = [m for m in COMPARED_POINTS if m in pa and m in pb]  # a sweep from before vlab counted tokens

@@ -32,8 +32,8 @@ def _sweep(
     pd.DataFrame([{"setting": s, **rates} for s, rates in points.items()]).to_parquet(
         folder / "points.parquet"
     )
-    rows = [
-        {"setting": s, **{m: values[i] for m, values in columns.items()}}
+    rows = [  # turns the user spoke unless a column says otherwise
+        {"setting": s, "trigger": "vad", **{m: values[i] for m, values in columns.items()}}
         for s, columns in turns.items()
         for i in range(len(next(iter(columns.values()))))
     ]
@@ -252,3 +252,18 @@ def test_vlab_compare_prints_numbers_as_the_report_does(tmp_path, capsys):
     assert rows["dead_air_ms"] == ["p50", "2,642", "3,118", "476"]  # whole ms; was 2.64e+03 3.12e+03 476
     assert rows["false_cutoff_rate"] == ["0.25", "0.5", "0.25", "worse"]
     assert rows["ttfb_audio_ms"] == ["p50", "–", "–", "–"]  # no value, as in the report; was NaN
+
+
+def test_the_latencies_compared_are_the_user_s_turns_not_the_client_s_own_responses(tmp_path):
+    # a turn answered through a tool: the response that speaks the answer is the client's, 500 ms after
+    # it sent the tool's output; the user waited 2,600 ms. The report and `vlab sweep` count the user's wait.
+    turns = {"dead_air_ms": [2600.0, 500.0], "trigger": ["vad", "client"], "tool_calls": [1, 0]}
+    a = _sweep(tmp_path / "a", {"s": _rates(0, 0, 0, 0)}, {"s": turns})
+    b = _sweep(tmp_path / "b", {"s": _rates(0, 0, 0, 0)}, {"s": {**turns, "dead_air_ms": [3000.0, 400.0]}})
+    rows = compare_sweeps(a, b, n_boot=20).set_index("measure")
+    assert rows.loc["dead_air_ms p50", ["a", "b", "delta"]].tolist() == [
+        2600.0,
+        3000.0,
+        400.0,
+    ]  # was 1550, 1700
+    assert "voice_to_answer_ms p50" in rows.index  # the turns called tools

@@ -47,6 +47,28 @@ def test_a_setting_without_latencies_shows_a_dash_and_no_turns_show_no_latency_c
     assert results_table(POINTS, no_latency) == without
 
 
+def test_a_sweep_whose_turns_called_tools_shows_the_user_s_wait_through_the_calls():
+    turns = pd.DataFrame({
+        "setting": ["sil=300"] * 3 + ["sil=800"] * 2,
+        "trigger": ["vad", "client", "vad", "vad", "client"],
+        "false_cutoff": [False] * 5,
+        "tool_calls": [1, 0, 0, 1, 0],
+        # the turn that called a tool has no voice-to-voice: its reply spoke nothing; the client's own
+        # response that speaks the answer has one, from the client's request
+        "voice_to_voice_ms": [float("nan"), 500.0, 900.0, float("nan"), 450.0],
+        "voice_to_answer_ms": [2500.0, float("nan"), 900.0, 3000.0, float("nan")],
+    })  # fmt: skip
+    table = results_table(POINTS, turns)
+    rows = _rows(table)
+    assert rows[0][-2:] == ["v2a p50 ms", "v2a p90 ms"]  # was v2v: 900 for sil=300, '-' for sil=800
+    assert rows[1][-3:] == ["1700", "2340", "Pareto"]
+    assert rows[2][-3:] == ["3000", "3000", "Pareto"]
+    assert (
+        "v2a: the end of the user's speech to the first audio of the reply that speaks the answer"
+        in " ".join(table.splitlines())
+    )
+
+
 def test_cells_that_failed_alike_share_a_line_and_at_most_five_errors_are_listed(tmp_path):
     refused = "ConnectionFailed: nothing accepts connections at 127.0.0.1:9"
     failed = [

@@ -118,6 +118,23 @@ SPOKEN_TRIGGERS = ("vad", "commit")
 ``response.create`` the client sent on its own."""
 
 
+def spoken_turns(turns: pd.DataFrame) -> pd.DataFrame:
+    """The rows of :func:`turn_latency`'s table that are turns the user spoke (:data:`SPOKEN_TRIGGERS`).
+
+    Not the responses the client asked for on its own, such as the one that speaks a tool's answer: their
+    latencies run from the client's request, not from the user's speech.
+    """
+    return turns[turns["trigger"].isin(SPOKEN_TRIGGERS)] if len(turns) else turns
+
+
+def made_tool_calls(turns: pd.DataFrame) -> bool:
+    """Whether any turn of :func:`turn_latency`'s table called a tool (a sweep with ``[tools]`` or ``[mcp]``).
+
+    Reports then show ``voice_to_answer_ms``, the user's wait through the calls.
+    """
+    return bool(len(turns)) and "tool_calls" in turns and bool(turns["tool_calls"].gt(0).any())
+
+
 def turn_latency(
     events: pd.DataFrame,
     *,

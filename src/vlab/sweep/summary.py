@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vlab.metrics import SPOKEN_TRIGGERS
+from vlab.metrics import made_tool_calls, spoken_turns
 
 RESULT_COLUMNS = (
     ("cut off %", "false_cutoff_rate", 100.0),
@@ -17,8 +17,8 @@ RESULT_COLUMNS = (
     ("tokens/turn", "tokens_per_expected_turn", 1.0),
 )
 """The operating point's figures per setting: header, ``points`` column, scale."""
-VOICE_TO_VOICE_COLUMNS = (("v2v p50 ms", 0.5), ("v2v p90 ms", 0.9))
-"""The voice-to-voice latency per setting, from the sweep's turns: header, quantile."""
+TURN_LATENCY_QUANTILES = (("p50", 0.5), ("p90", 0.9))
+"""The quantiles of the voice-to-voice (or voice-to-answer) latency per setting: header, quantile."""
 
 
 def results_table(points: Any, turns: Any = None) -> str:
@@ -27,10 +27,11 @@ def results_table(points: Any, turns: Any = None) -> str:
     A figure with a 95 % interval in the points (``<column>_lo``/``_hi``) shows it in brackets. A measure
     the points lack (tokens, in a VAD-only sweep) is left out; a value missing is ``-``. With the sweep's
     ``turns`` (``turns.parquet``), the voice-to-voice latency of each setting's spoken turns that were not
-    cut off follows (its median and 90th percentile).
+    cut off follows (its median and 90th percentile); in a sweep whose turns called tools, the
+    voice-to-answer latency, the user's wait through the calls.
     """
     columns = [c for c in RESULT_COLUMNS if c[1] in points]
-    latency = _voice_to_voice(turns)
+    latency, short = _turn_latency(turns)
     rows = [["setting", *(title for title, _, _ in columns), *latency.columns, ""]]
     for _, point in points.iterrows():
         mark = " (baseline)" if point["baseline"] else " (reference)" if point.get("reference") else ""
@@ -57,11 +58,7 @@ def results_table(points: Any, turns: Any = None) -> str:
         "cut off: turns answered before the user had finished; missed: turns never answered; dead air: the "
         "median wait from the end of a turn to the reply (in a VAD-only sweep, to the end the VAD decided); "
         "[low-high]: its 95 % interval (settings whose intervals overlap may not differ); "
-        + (
-            "v2v: the end of the user's speech to the reply's first audio, over the turns not cut off; "
-            if len(latency.columns)
-            else ""
-        )
+        + (f"{short}: {_MEANING[short]}, over the turns not cut off; " if len(latency.columns) else "")
         + "Pareto: no other setting has both fewer cut-offs and less dead air"
         + (
             "; push-to-talk (reference): each turn committed at its labelled end, the dead air a perfect "
@@ -100,15 +97,28 @@ def failed_cells(failed: Sequence[tuple[str, str]], *, limit: int = 5) -> list[s
     return lines
 
 
-def _voice_to_voice(turns: Any) -> Any:
-    """Per setting, the quantiles of :data:`VOICE_TO_VOICE_COLUMNS`; no columns without latencies."""
+_MEANING = {
+    "v2v": "the end of the user's speech to the reply's first audio",
+    "v2a": "the end of the user's speech to the first audio of the reply that speaks the answer, through "
+    "the tool calls",
+}
+
+
+def _turn_latency(turns: Any) -> tuple[Any, str]:
+    """Per setting, the :data:`TURN_LATENCY_QUANTILES` of the spoken turns' latency, and its short name.
+
+    The latency is voice-to-voice (``v2v``), or voice-to-answer (``v2a``) when the turns called tools: their
+    voice-to-voice is that of a reply that speaks no answer. No columns without latencies.
+    """
     import pandas as pd
 
-    if turns is None or "voice_to_voice_ms" not in turns or turns["voice_to_voice_ms"].isna().all():
-        return pd.DataFrame()
-    answered = turns[turns["trigger"].isin(SPOKEN_TRIGGERS) & ~turns["false_cutoff"].astype(bool)]
-    by_setting = answered.groupby("setting", sort=False)["voice_to_voice_ms"]
-    return pd.DataFrame({title: by_setting.quantile(q) for title, q in VOICE_TO_VOICE_COLUMNS})
+    spoken = spoken_turns(turns) if turns is not None else pd.DataFrame()
+    metric, short = ("voice_to_answer_ms", "v2a") if made_tool_calls(spoken) else ("voice_to_voice_ms", "v2v")
+    if metric not in spoken or spoken[metric].isna().all():
+        return pd.DataFrame(), short
+    answered = spoken[~spoken["false_cutoff"].astype(bool)]
+    by_setting = answered.groupby("setting", sort=False)[metric]
+    return pd.DataFrame({f"{short} {q} ms": by_setting.quantile(v) for q, v in TURN_LATENCY_QUANTILES}), short
 
 
 def _figure(point: Any, key: str, scale: float) -> str:

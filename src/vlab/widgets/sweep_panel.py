@@ -520,8 +520,8 @@ class SweepPanel:
 
     def _render(self, folder: Path) -> list[widgets.Widget]:
         from vlab import plots
-        from vlab.metrics import POINT_FLAGS, POINT_MEASURES, SPOKEN_TRIGGERS
-        from vlab.report import detecting_settings, grid_settings, made_tool_calls
+        from vlab.metrics import POINT_FLAGS, POINT_MEASURES, made_tool_calls, spoken_turns
+        from vlab.report import detecting_settings, grid_settings
         from vlab.sweep import grid_shape, in_grid_order
         from vlab.sweep.store import no_results_message
 
@@ -566,7 +566,7 @@ class SweepPanel:
         }
         speech = self.turns
         if not vad_only:
-            speech = self.turns[self.turns["trigger"].isin(SPOKEN_TRIGGERS)]
+            speech = spoken_turns(self.turns)
             ok = speech[~speech["false_cutoff"].astype(bool)]
             n_settings = max(1, speech["setting"].nunique())
             speech_c, ok_c = (_relabel(f, names) for f in (speech, ok))
