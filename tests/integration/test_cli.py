@@ -167,10 +167,11 @@ def test_sweep_prints_each_setting_s_operating_point_in_the_grid_s_order(tmp_pat
     ]
     for row, point in zip(rows, points.itertuples(), strict=True):
         cut = (point.false_cutoff_rate, point.false_cutoff_rate_lo, point.false_cutoff_rate_hi)
+        missed = (point.missed_turn_rate, point.missed_turn_rate_lo, point.missed_turn_rate_hi)
         dead = (point.dead_air_ms, point.dead_air_ms_lo, point.dead_air_ms_hi)
         figures = [
             "{:.0f} [{:.0f}-{:.0f}]".format(*(100 * v for v in cut)),
-            f"{100 * point.missed_turn_rate:.0f}",
+            "{:.0f} [{:.0f}-{:.0f}]".format(*(100 * v for v in missed)),
             "{:.0f} [{:.0f}-{:.0f}]".format(*dead),
         ]
         if mode == "sessions":

@@ -1160,3 +1160,28 @@ def test_each_analysis_given_the_wrong_table_names_the_one_it_takes():
             with pytest.raises(ConfigError) as info:
                 call()
             assert str(info.value) == f"expected {message} (it has a)"
+
+
+def test_every_rate_of_a_point_has_its_wilson_interval_over_what_it_counts():
+    from vlab.metrics import wilson_interval
+
+    scores = pd.DataFrame(
+        {
+            "setting": ["a"] * 3 + ["ptt"] * 3,
+            "category": ["pause", "pause", "noise_only"] * 2,
+            "expected_turns": [2, 2, 0] * 2,
+            "cutoff_turns": [1, 0, 0] * 2,
+            "holds": [3, 2, 0] * 2,
+            "holds_cut": [2, 1, 0] * 2,
+            "missed_turns": [0, 1, 0] * 2,
+            "responses": [2, 1, 1] * 2,
+            "dead_air_ms": [300.0, 500.0, math.nan] * 2,
+            "der": [0.0] * 6,
+            "false_starts_per_min": [0.0] * 6,
+        }
+    )
+    p = operating_points(scores, reference="ptt").set_index("setting")
+    # 3 of 5 pauses cut; 1 of the 4 labelled turns missed (the noise-only prompt has none)
+    assert (p.loc["a", "hold_cut_rate_lo"], p.loc["a", "hold_cut_rate_hi"]) == wilson_interval(3, 5)
+    assert (p.loc["a", "missed_turn_rate_lo"], p.loc["a", "missed_turn_rate_hi"]) == wilson_interval(1, 4)
+    assert p.loc["ptt", ["hold_cut_rate_lo", "missed_turn_rate_hi"]].isna().all()  # none, by design

@@ -85,10 +85,12 @@ POINT_MEASURES = (
     "false_starts_per_min",
 )
 """What :func:`operating_points` measures per setting, in the order reports and panels show it."""
-POINT_INTERVALS = ("false_cutoff_rate", "dead_air_ms")
+POINT_INTERVALS = ("false_cutoff_rate", "hold_cut_rate", "missed_turn_rate", "dead_air_ms")
 """The measures :func:`operating_points` gives a 95 % interval (``<measure>_lo``, ``<measure>_hi``): the
-Wilson interval of the cut-off rate over the labelled turns, a bootstrap one of the median dead air over
-the runs. With a few prompts they are wide: two settings whose intervals overlap may not differ."""
+Wilson interval of each rate over what it counts (labelled turns, or pauses), a bootstrap one of the median
+dead air over the runs. With a few prompts they are wide: two settings whose intervals overlap may not
+differ."""
+_RATE_INTERVALS = tuple(m for m in POINT_INTERVALS if m.endswith("_rate"))
 POINT_FLAGS = ("baseline", "reference", "pareto")
 """What :func:`operating_points` marks per setting, shown after its measures."""
 
@@ -353,7 +355,7 @@ def operating_points(
         ``false_starts_per_min`` (mean over noise-only runs), ``runs``, ``baseline`` (the setting named
         ``baseline``), ``reference`` (the setting named ``reference``: a yardstick such as push-to-talk,
         drawn beside the settings and never on their frontier) and ``pareto`` (on the frontier of the
-        other settings).
+        other settings); and the 95 % intervals of :data:`POINT_INTERVALS` (none of the reference's rates).
     """
     keys = [by] if isinstance(by, str) else list(by)
     require_columns(
@@ -381,13 +383,14 @@ def operating_points(
             der=float(speech["der"].mean()) if len(speech) else math.nan,
             false_starts_per_min=float(noise["false_starts_per_min"].mean()) if len(noise) else math.nan,
         )
-        cut_lo, cut_hi = wilson_interval(float(speech["cutoff_turns"].sum()), expected)
-        _, dead_lo, dead_hi = bootstrap_ci(speech["dead_air_ms"].astype(float), 0.5)
-        row.update(
-            false_cutoff_rate_lo=cut_lo,
-            false_cutoff_rate_hi=cut_hi,
-            dead_air_ms_lo=dead_lo,
-            dead_air_ms_hi=dead_hi,
+        for measure, counted, out_of in (
+            ("false_cutoff_rate", speech["cutoff_turns"].sum(), expected),
+            ("hold_cut_rate", g["holds_cut"].sum(), holds),
+            ("missed_turn_rate", speech["missed_turns"].sum(), expected),
+        ):
+            row[f"{measure}_lo"], row[f"{measure}_hi"] = wilson_interval(float(counted), out_of)
+        _, row["dead_air_ms_lo"], row["dead_air_ms_hi"] = bootstrap_ci(
+            speech["dead_air_ms"].astype(float), 0.5
         )
         if "total_tokens" in g:
             tokens = float(speech["total_tokens"].sum(skipna=False))  # unknown if a run's are
@@ -398,9 +401,8 @@ def operating_points(
         return points
     points["baseline"] = points[keys[0]] == baseline if baseline is not None else False
     points["reference"] = points[keys[0]] == reference if reference is not None else False
-    points.loc[points["reference"], ["false_cutoff_rate_lo", "false_cutoff_rate_hi"]] = (
-        math.nan
-    )  # none, by design
+    rate_bounds = [f"{m}_{end}" for m in _RATE_INTERVALS for end in ("lo", "hi")]
+    points.loc[points["reference"], rate_bounds] = math.nan  # it cannot cut off or miss: none, by design
     compared = points[~points["reference"]]
     points["pareto"] = pareto_front(compared).reindex(points.index, fill_value=False)
     intervals = [f"{m}_{end}" for m in POINT_INTERVALS for end in ("lo", "hi")]
