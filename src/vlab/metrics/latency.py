@@ -31,14 +31,17 @@ Contiguous stages (they **sum** to ``voice_to_voice_ms``)::
           ─ turn_commit_ms ─▶ recv(response.created) ─ ttfb_audio_ms ─▶ recv(first response.audio.delta)
           ─ playout_ms ─▶ first audible sample
 
-``endpointing_ms = server_hangover_ms + uplink_ms``. ``ttft_ms`` (created → first text delta) runs in
+``endpointing_ms = server_hangover_ms + uplink_ms``. ``server_hangover_audio_ms`` is the hangover on the
+input-audio clock alone, ``audio_end_ms − a_eos``: where the server's VAD ended the turn after the end of
+speech; it is negative when the VAD ended it early, as in most false cut-offs (how early), where
+``server_hangover_ms`` is NaN. ``ttft_ms`` (created → first text delta) runs in
 parallel to ``ttfb_audio_ms``. ``playout_ms`` (first audio delta received → first sample played, both on
 the client's clock) is 0 in headless runs (``playout_measured`` False); ``t_first_audible_ns`` is the
 first audible sample (``t_first_audio_ns`` + ``playout_ms``).
 ``voice_to_voice_events_ms`` is the event-only variant: first audio delta − (recv(speech_stopped) −
 ``silence_duration_ms``), which needs neither labels nor append stamps.
 ``dead_air_ms`` is the silence the user waits through: for a VAD turn, the end-of-turn wait on the audio
-clock (``audio_end_ms − a_eos``) plus ``speech_stopped`` → the first audio delta (so on the client timeline
+clock (``server_hangover_audio_ms``) plus ``speech_stopped`` → the first audio delta (so on the client timeline
 it does not depend on how fast the audio was sent, unlike ``voice_to_voice_ms``); for any other turn,
 ``voice_to_voice_ms``.
 
