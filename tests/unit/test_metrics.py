@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import warnings
 
 import pandas as pd
@@ -13,6 +14,7 @@ import pytest
 from vlab.errors import ConfigError, VlabWarning
 from vlab.log import record_from_event, to_frame
 from vlab.metrics import (
+    USAGE_COLUMNS,
     InputTimeline,
     bootstrap_ci,
     canary_shift,
@@ -174,6 +176,17 @@ def test_in_log_order_sorts_even_two_rows_and_spans_need_both_ends():
     assert (
         span_ms(3 * MS, MS) == 2 and math.isnan(span_ms(math.nan, MS)) and math.isnan(span_ms(MS, math.nan))
     )
+
+
+def test_every_column_of_turn_latency_is_documented_where_help_finds_it():
+    import vlab.metrics.latency
+
+    log = session_start(Log()).appends(1000, 100)
+    vad_turn(log, stopped=2530, audio_end=1500, created=2600, text=2850, audio=2970, done=3500)
+    documented = (vlab.metrics.latency.__doc__ or "") + (turn_latency.__doc__ or "")
+    usage = " ".join(USAGE_COLUMNS)  # named by USAGE_COLUMNS, which the docstring cites
+    missing = [c for c in turn_latency(log.frame()).columns if not re.search(rf"\b{c}\b", documented + usage)]
+    assert missing == []  # server_hangover_audio_ms, reply_audio_ms, transcription_delay_ms … were not
 
 
 def test_one_vad_turn_has_known_stages_that_sum_to_voice_to_voice():

@@ -37,7 +37,8 @@ speech; it is negative when the VAD ended it early, as in most false cut-offs (h
 ``server_hangover_ms`` is NaN. ``ttft_ms`` (created → first text delta) runs in
 parallel to ``ttfb_audio_ms``. ``playout_ms`` (first audio delta received → first sample played, both on
 the client's clock) is 0 in headless runs (``playout_measured`` False); ``t_first_audible_ns`` is the
-first audible sample (``t_first_audio_ns`` + ``playout_ms``).
+first audible sample (``t_first_audio_ns`` + ``playout_ms``). ``transcription_delay_ms`` runs from
+``speech_stopped`` to the user's transcript (``conversation.item.input_audio_transcription.completed``).
 ``voice_to_voice_events_ms`` is the event-only variant: first audio delta − (recv(speech_stopped) −
 ``silence_duration_ms``), which needs neither labels nor append stamps.
 ``dead_air_ms`` is the silence the user waits through: for a VAD turn, the end-of-turn wait on the audio
@@ -160,9 +161,15 @@ def turn_latency(
 
     Returns:
         A DataFrame, one row per ``response.created``, with the columns documented in the module
-        docstring plus ids, ``status``, ``trigger`` (``vad``, ``commit``, ``client``), ``turn`` (0-based),
-        ``first_turn``, ``labelled_turn`` (index into ``end_of_turn_ms`` or -1), usage tokens and
-        ``reason`` (``""`` when every value could be computed).
+        docstring plus ``response_id``, ``item_id`` (the user's item the response answers), ``status``,
+        ``trigger`` (``vad``, ``commit``, ``client``), ``turn`` (0-based), ``first_turn``,
+        ``labelled_turn`` (index into ``end_of_turn_ms`` or -1), ``a_eos_ms`` and ``t_eos_ns`` (``a_eos``
+        and ``T_eos``), the times of the anchors (``t_speech_stopped_ns``, ``t_created_ns``,
+        ``t_first_text_ns``, ``t_first_audio_ns``, ``t_done_ns``: ``response.done``), ``reply_item_id``
+        and ``reply_audio_ms`` (the assistant item that carried the reply's audio, and how much audio
+        came), ``output_rtf`` (reply audio ms per ms from its first to its last delta: > 1 is faster than
+        real time), ``underruns`` (times the speaker ran dry during the reply), the usage tokens
+        (:data:`USAGE_COLUMNS`) and ``reason`` (``""`` when every value could be computed).
     """
     ev = in_log_order(events)
     timeline = InputTimeline.from_events(ev)
