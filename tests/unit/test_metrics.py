@@ -1198,3 +1198,45 @@ def test_every_rate_of_a_point_has_its_wilson_interval_over_what_it_counts():
     assert (p.loc["a", "hold_cut_rate_lo"], p.loc["a", "hold_cut_rate_hi"]) == wilson_interval(3, 5)
     assert (p.loc["a", "missed_turn_rate_lo"], p.loc["a", "missed_turn_rate_hi"]) == wilson_interval(1, 4)
     assert p.loc["ptt", ["hold_cut_rate_lo", "missed_turn_rate_hi"]].isna().all()  # none, by design
+
+
+def test_bootstrap_ratio_resamples_whole_pairs_and_knows_when_the_ratio_is_unknown():
+    from vlab.metrics.summary import bootstrap_ratio
+
+    est, lo, hi = bootstrap_ratio([100, 300, 200, 400], [1, 3, 2, 4])  # every run: 100 tokens per turn
+    assert (est, lo, hi) == (100.0, 100.0, 100.0)  # pairs, not sums of separately drawn columns
+    est, lo, hi = bootstrap_ratio([1.0, 2.0, 3.0, 10.0], [1, 1, 1, 1])  # a mean
+    assert est == 4.0 and 1.0 <= lo < est < hi <= 10.0
+    assert bootstrap_ratio([1.0, 2.0], [1, 1]) == bootstrap_ratio([1.0, 2.0], [1, 1])  # seeded
+    assert all(math.isnan(v) for v in bootstrap_ratio([5.0, math.nan], [1, 1]))  # a run's count is unknown
+    assert all(math.isnan(v) for v in bootstrap_ratio([], []))
+    assert all(math.isnan(v) for v in bootstrap_ratio([0.0, 0.0], [0, 0]))
+    single = bootstrap_ratio([7.0], [2.0])
+    assert single[0] == 3.5 and math.isnan(single[1]) and math.isnan(single[2])
+
+
+def test_the_tokens_per_turn_and_the_der_of_a_point_have_bootstrap_intervals_over_the_runs():
+    scores = pd.DataFrame(
+        {
+            "setting": ["a"] * 4 + ["b"] * 2,
+            "category": ["pause"] * 6,
+            "expected_turns": [1, 1, 2, 2, 1, 1],
+            **{c: [0] * 6 for c in ("cutoff_turns", "holds", "holds_cut", "missed_turns", "responses")},
+            "dead_air_ms": [500.0] * 6,
+            "der": [0.1, 0.3, 0.2, math.nan, 0.1, 0.1],
+            "false_starts_per_min": [0.0] * 6,
+            "total_tokens": [90.0, 110.0, 200.0, 220.0, 100.0, math.nan],
+        }
+    )
+    p = operating_points(scores).set_index("setting")
+    a = p.loc["a"]
+    assert a["tokens_per_expected_turn"] == 620 / 6
+    assert (
+        90
+        <= a["tokens_per_expected_turn_lo"]
+        < a["tokens_per_expected_turn"]
+        < a["tokens_per_expected_turn_hi"]
+        <= 110
+    )
+    assert a["der"] == pytest.approx(0.2) and 0.1 <= a["der_lo"] < 0.2 < a["der_hi"] <= 0.3  # NaN left out
+    assert p.loc["b", ["tokens_per_expected_turn", "tokens_per_expected_turn_lo"]].isna().all()  # one unknown

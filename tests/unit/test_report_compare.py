@@ -267,3 +267,22 @@ def test_the_latencies_compared_are_the_user_s_turns_not_the_client_s_own_respon
         400.0,
     ]  # was 1550, 1700
     assert "voice_to_answer_ms p50" in rows.index  # the turns called tools
+
+
+def test_every_measure_of_a_point_with_an_interval_is_judged_by_it(tmp_path):
+    def point(tokens: float, der: float) -> dict[str, float]:
+        return {
+            **_rates(0.5, 0.5, 0.0, der),
+            "tokens_per_expected_turn": tokens,
+            "tokens_per_expected_turn_lo": tokens - 5,
+            "tokens_per_expected_turn_hi": tokens + 5,
+            "der_lo": der - 0.05,
+            "der_hi": der + 0.05,
+        }
+
+    turns = {"s": {"dead_air_ms": [100.0]}}
+    a = _sweep(tmp_path / "a", {"s": point(91.8, 0.10)}, turns)
+    b = _sweep(tmp_path / "b", {"s": point(90.5, 0.25)}, turns)
+    rows = compare_sweeps(a, b, n_boot=20).set_index("measure")["verdict"]
+    assert rows["tokens_per_expected_turn"] == "same"  # 1.3 fewer tokens, inside the noise
+    assert rows["der"] == "worse"  # the intervals part

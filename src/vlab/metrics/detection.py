@@ -37,7 +37,7 @@ from vlab.metrics.events import (
     require_events,
     session_vad_settings,
 )
-from vlab.metrics.summary import bootstrap_ci
+from vlab.metrics.summary import bootstrap_ci, bootstrap_ratio
 
 if TYPE_CHECKING:
     from vlab.audio.pcm import FloatArray
@@ -85,11 +85,18 @@ POINT_MEASURES = (
     "false_starts_per_min",
 )
 """What :func:`operating_points` measures per setting, in the order reports and panels show it."""
-POINT_INTERVALS = ("false_cutoff_rate", "hold_cut_rate", "missed_turn_rate", "dead_air_ms")
+POINT_INTERVALS = (
+    "false_cutoff_rate",
+    "hold_cut_rate",
+    "missed_turn_rate",
+    "tokens_per_expected_turn",
+    "dead_air_ms",
+    "der",
+)
 """The measures :func:`operating_points` gives a 95 % interval (``<measure>_lo``, ``<measure>_hi``): the
-Wilson interval of each rate over what it counts (labelled turns, or pauses), a bootstrap one of the median
-dead air over the runs. With a few prompts they are wide: two settings whose intervals overlap may not
-differ."""
+Wilson interval of each rate over what it counts (labelled turns, or pauses), a bootstrap one over the runs
+of the tokens per expected turn, of the median dead air and of the mean DER. With a few prompts they are
+wide: two settings whose intervals overlap may not differ."""
 _RATE_INTERVALS = tuple(m for m in POINT_INTERVALS if m.endswith("_rate"))
 POINT_FLAGS = ("baseline", "reference", "pareto")
 """What :func:`operating_points` marks per setting, shown after its measures."""
@@ -392,9 +399,14 @@ def operating_points(
         _, row["dead_air_ms_lo"], row["dead_air_ms_hi"] = bootstrap_ci(
             speech["dead_air_ms"].astype(float), 0.5
         )
-        if "total_tokens" in g:
-            tokens = float(speech["total_tokens"].sum(skipna=False))  # unknown if a run's are
-            row["tokens_per_expected_turn"] = tokens / expected if expected else math.nan
+        der = speech["der"].astype(float).dropna()
+        _, row["der_lo"], row["der_hi"] = bootstrap_ratio(der, [1.0] * len(der))
+        if "total_tokens" in g:  # unknown if a run's are
+            (
+                row["tokens_per_expected_turn"],
+                row["tokens_per_expected_turn_lo"],
+                row["tokens_per_expected_turn_hi"],
+            ) = bootstrap_ratio(speech["total_tokens"].astype(float), speech["expected_turns"].astype(float))
         rows.append(row)
     points = pd.DataFrame(rows)
     if points.empty:
@@ -405,7 +417,7 @@ def operating_points(
     points.loc[points["reference"], rate_bounds] = math.nan  # it cannot cut off or miss: none, by design
     compared = points[~points["reference"]]
     points["pareto"] = pareto_front(compared).reindex(points.index, fill_value=False)
-    intervals = [f"{m}_{end}" for m in POINT_INTERVALS for end in ("lo", "hi")]
+    intervals = [f"{m}_{end}" for m in POINT_INTERVALS if m in points for end in ("lo", "hi")]
     ordered = [*keys, "runs", *(m for m in POINT_MEASURES if m in points), *intervals, *POINT_FLAGS]
     return points[ordered]
 

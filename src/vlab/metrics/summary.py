@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from vlab.metrics.latency import LATENCY_STAGES
 
@@ -29,6 +30,36 @@ def bootstrap_ci(
     rng = np.random.default_rng(seed)
     samples = rng.choice(x, size=(n_boot, x.size), replace=True)
     boots = np.quantile(samples, q, axis=1)
+    alpha = (1 - confidence) / 2
+    return (est, float(np.quantile(boots, alpha)), float(np.quantile(boots, 1 - alpha)))
+
+
+def bootstrap_ratio(
+    numerators: ArrayLike,
+    denominators: ArrayLike,
+    *,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """The ratio of sums ``Σ numerators / Σ denominators`` with a percentile-bootstrap interval over the pairs.
+
+    A mean is the ratio with denominators of 1; tokens per expected turn, of tokens and expected turns
+    per run. Pairs are resampled whole, so runs of many turns weigh as they do in the estimate.
+
+    Returns:
+        ``(estimate, low, high)``; all NaN when a value is not finite or the denominators sum to 0 (an
+        unknown count makes the ratio unknown), the interval NaN with one pair.
+    """
+    num, den = np.asarray(numerators, dtype=float), np.asarray(denominators, dtype=float)
+    if num.size == 0 or not (np.isfinite(num).all() and np.isfinite(den).all()) or not den.sum() > 0:
+        return (math.nan, math.nan, math.nan)
+    est = float(num.sum() / den.sum())
+    if num.size == 1:
+        return (est, math.nan, math.nan)
+    picks = np.random.default_rng(seed).integers(0, num.size, size=(n_boot, num.size))
+    sums = den[picks].sum(axis=1)
+    boots = num[picks].sum(axis=1)[sums > 0] / sums[sums > 0]
     alpha = (1 - confidence) / 2
     return (est, float(np.quantile(boots, alpha)), float(np.quantile(boots, 1 - alpha)))
 

@@ -11,12 +11,13 @@ from typing import Any
 from vlab.metrics import made_tool_calls, spoken_turns
 
 RESULT_COLUMNS = (
-    ("cut off %", "false_cutoff_rate", 100.0),
-    ("missed %", "missed_turn_rate", 100.0),
-    ("dead air ms", "dead_air_ms", 1.0),
-    ("tokens/turn", "tokens_per_expected_turn", 1.0),
+    ("cut off %", "false_cutoff_rate", 100.0, True),
+    ("missed %", "missed_turn_rate", 100.0, True),
+    ("dead air ms", "dead_air_ms", 1.0, True),
+    ("tokens/turn", "tokens_per_expected_turn", 1.0, False),
 )
-"""The operating point's figures per setting: header, ``points`` column, scale."""
+"""The operating point's figures per setting: header, ``points`` column, scale, whether its interval shows
+(the table stays narrow: the cost's is in ``points`` and ``vlab compare``)."""
 TURN_LATENCY_QUANTILES = (("p50", 0.5), ("p90", 0.9))
 """The quantiles of the voice-to-voice (or voice-to-answer) latency per setting: header, quantile."""
 
@@ -24,7 +25,7 @@ TURN_LATENCY_QUANTILES = (("p50", 0.5), ("p90", 0.9))
 def results_table(points: Any, turns: Any = None) -> str:
     """A sweep's operating points as text: one line per setting in the table's order, the Pareto ones marked.
 
-    A figure with a 95 % interval in the points (``<column>_lo``/``_hi``) shows it in brackets. A measure
+    A rate's or the dead air's 95 % interval in the points (``<column>_lo``/``_hi``) shows in brackets. A measure
     the points lack (tokens, in a VAD-only sweep) is left out; a value missing is ``-``. With the sweep's
     ``turns`` (``turns.parquet``), the voice-to-voice latency of each setting's spoken turns that were not
     cut off follows (its median and 90th percentile); in a sweep whose turns called tools, the
@@ -32,10 +33,10 @@ def results_table(points: Any, turns: Any = None) -> str:
     """
     columns = [c for c in RESULT_COLUMNS if c[1] in points]
     latency, short = _turn_latency(turns)
-    rows = [["setting", *(title for title, _, _ in columns), *latency.columns, ""]]
+    rows = [["setting", *(title for title, _, _, _ in columns), *latency.columns, ""]]
     for _, point in points.iterrows():
         mark = " (baseline)" if point["baseline"] else " (reference)" if point.get("reference") else ""
-        figures = [_figure(point, key, scale) for _, key, scale in columns]
+        figures = [_figure(point, key, scale, interval) for _, key, scale, interval in columns]
         if len(latency.columns):
             setting = point["setting"]
             quantiles = (
@@ -121,13 +122,11 @@ def _turn_latency(turns: Any) -> tuple[Any, str]:
     return pd.DataFrame({f"{short} {q} ms": by_setting.quantile(v) for q, v in TURN_LATENCY_QUANTILES}), short
 
 
-def _figure(point: Any, key: str, scale: float) -> str:
-    """One figure of a point, rounded, with its interval when the point has one (``62 [31-86]``)."""
+def _figure(point: Any, key: str, scale: float, interval: bool) -> str:
+    """One figure of a point, rounded, with its interval when asked and the point has one (``62 [31-86]``)."""
     value = float(point[key])
     if not math.isfinite(value):
         return "-"
-    low, high = (float(point.get(f"{key}_{end}", math.nan)) for end in ("lo", "hi"))
-    interval = (
-        f" [{low * scale:.0f}-{high * scale:.0f}]" if math.isfinite(low) and math.isfinite(high) else ""
-    )
-    return f"{value * scale:.0f}{interval}"
+    low, high = (float(point.get(f"{key}_{end}", math.nan)) if interval else math.nan for end in ("lo", "hi"))
+    bounds = f" [{low * scale:.0f}-{high * scale:.0f}]" if math.isfinite(low) and math.isfinite(high) else ""
+    return f"{value * scale:.0f}{bounds}"
