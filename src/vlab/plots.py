@@ -377,6 +377,10 @@ def pareto_shift(
 ) -> Axes:
     """How each setting of two sweeps moved on the trade-off plane: A hollow, B filled, an arrow from A to B.
 
+    A setting whose move stays inside the 95 % intervals of both figures (``<column>_lo``/``_hi``, when
+    the points have them) may not have moved at all: its arrow is dashed and light (as
+    :func:`vlab.metrics.differ` and ``vlab compare``'s "same" say).
+
     Args:
         a: :func:`vlab.metrics.operating_points` of the first sweep (``setting``, ``x``, ``y``).
         b: The same of the second; only the settings of both, with both figures in both, are drawn.
@@ -387,18 +391,44 @@ def pareto_shift(
     """
     for points in (a, b):
         require_columns(points, ["setting", x, y], _POINTS)
+    from matplotlib.lines import Line2D
+
+    from vlab.metrics import differ
+
     ax = _axes(ax, (7, 5))
-    merged = a[["setting", x, y]].merge(b[["setting", x, y]], on="setting", suffixes=("_a", "_b"))
+    bounds = [f"{c}_{end}" for c in (x, y) for end in ("lo", "hi")]
+    columns = ["setting", x, y, *bounds]
+    merged = a.reindex(columns=columns).merge(b.reindex(columns=columns), on="setting", suffixes=("_a", "_b"))
     both = merged.dropna(subset=[f"{x}_a", f"{y}_a", f"{x}_b", f"{y}_b"])
     xa, ya, xb, yb = both[f"{x}_a"], both[f"{y}_a"] * 100, both[f"{x}_b"], both[f"{y}_b"] * 100
-    for x0, y0, x1, y1 in zip(xa, ya, xb, yb, strict=True):
-        ax.annotate(
-            "", xy=(x1, y1), xytext=(x0, y0), arrowprops={"arrowstyle": "->", "color": "#636363", "lw": 1.0}
+    styles = {
+        True: {"arrowstyle": "->", "color": "#636363", "lw": 1.0},
+        False: {"arrowstyle": "->", "color": "#bdbdbd", "lw": 1.0, "linestyle": "--"},
+    }
+    moves = set()
+    for _, row in both.iterrows():
+        moved = any(
+            differ(
+                row[f"{c}_a"],
+                row[f"{c}_b"],
+                (row[f"{c}_lo_a"], row[f"{c}_hi_a"]),
+                (row[f"{c}_lo_b"], row[f"{c}_hi_b"]),
+            )
+            for c in (x, y)
         )
+        moves.add(moved)
+        ax.annotate(
+            "", xy=(row[f"{x}_b"], row[f"{y}_b"] * 100), xytext=(row[f"{x}_a"], row[f"{y}_a"] * 100),
+            arrowprops=styles[moved],
+        )  # fmt: skip
     ax.scatter(
         xa, ya, s=50, facecolors="none", edgecolors="#3182bd", linewidths=1.5, zorder=3, label=labels[0]
     )
     ax.scatter(xb, yb, s=50, color="#e6550d", zorder=4, label=labels[1])
+    if False in moves:  # say what a dashed arrow means
+        ax.add_line(
+            Line2D([], [], color="#bdbdbd", lw=1.0, linestyle="--", label="inside the 95 % intervals")
+        )
     _name_points(ax, both["setting"], xb, yb)
     ax.set_xlabel(x.replace("_ms", " (ms, median)").replace("_", " "))
     ax.set_ylabel(y.replace("_", " ") + " (%)")
@@ -407,7 +437,7 @@ def pareto_shift(
         fontsize=10,
     )
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, frameon=False)
     ax.margins(0.12)
     return ax
 

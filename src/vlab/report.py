@@ -451,19 +451,18 @@ def _ms(v: float) -> str:
     return "–" if not math.isfinite(v) else f"{v:.0f} ms"
 
 
-def _verdict(delta: float, a: tuple[float, float], b: tuple[float, float]) -> str:
-    """The verdict on B − A: ``better`` or ``worse`` (lower is better), or ``same``, or ``n/a``.
+def _verdict(a: float, b: float, a_interval: tuple[float, float], b_interval: tuple[float, float]) -> str:
+    """The verdict on B against A: ``better`` or ``worse`` (lower is better), or ``same``, or ``n/a``.
 
-    ``same`` when the 95 % intervals ``a`` and ``b`` overlap or, without them, when nothing changed;
-    ``n/a`` when either side has no value.
+    ``same`` when the 95 % intervals overlap or, without them, when nothing changed
+    (:func:`vlab.metrics.differ`); ``n/a`` when either side has no value.
     """
-    if not math.isfinite(delta):
+    from vlab.metrics import differ
+
+    moved = differ(a, b, a_interval, b_interval)
+    if moved is None:
         return "n/a"
-    if all(math.isfinite(v) for v in (*a, *b)) and b[0] <= a[1] and a[0] <= b[1]:
-        return "same"
-    if abs(delta) < 1e-9:
-        return "same"
-    return "better" if delta < 0 else "worse"
+    return "same" if not moved else "better" if b < a else "worse"
 
 
 def _prompts_differ(manifest_a: dict[str, Any], manifest_b: dict[str, Any]) -> str | None:
@@ -604,7 +603,7 @@ def compare_sweeps(
                     "a_hi": ha,
                     "b_lo": lb,
                     "b_hi": hb,
-                    "verdict": _verdict(vb - va, (la, ha), (lb, hb)),
+                    "verdict": _verdict(va, vb, (la, ha), (lb, hb)),
                 }
             )
         for m in latencies:
@@ -613,7 +612,7 @@ def compare_sweeps(
             ea, la, ha = bootstrap_ci(xa, 0.5, n_boot=n_boot)
             eb, lb, hb = bootstrap_ci(xb, 0.5, n_boot=n_boot)
             delta = eb - ea
-            verdict = _verdict(delta, (la, ha), (lb, hb))
+            verdict = _verdict(ea, eb, (la, ha), (lb, hb))
             rows.append(
                 {
                     "setting": s,

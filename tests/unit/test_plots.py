@@ -308,3 +308,25 @@ def test_the_waterfall_of_an_event_frame_says_it_wants_turns():
     events = pd.DataFrame({"seq": [0], "type": ["session.created"], "direction": ["server"]})
     with pytest.raises(ConfigError, match=r"^expected turns, from vlab.metrics.turn_latency .* lacks turn"):
         plots.waterfall(events, ax=_axes())
+
+
+def test_a_setting_that_moved_inside_its_intervals_gets_a_dashed_arrow_the_legend_explains():
+    def points(dead: list[float], cut: list[float], dead_half: float, cut_half: float) -> pd.DataFrame:
+        return pd.DataFrame({
+            "setting": ["noise", "moved"], "dead_air_ms": dead, "false_cutoff_rate": cut,
+            "dead_air_ms_lo": [d - dead_half for d in dead], "dead_air_ms_hi": [d + dead_half for d in dead],
+            "false_cutoff_rate_lo": [c - cut_half for c in cut], "false_cutoff_rate_hi": [c + cut_half for c in cut],
+        })  # fmt: skip
+
+    a = points([700.0, 700.0], [0.5, 0.5], 50.0, 0.2)
+    b = points([720.0, 900.0], [0.4, 0.5], 50.0, 0.2)  # "noise" moves inside both intervals; "moved" does not
+    ax = plots.pareto_shift(a, b, ax=_axes())
+    styles = {t.xy: t.arrow_patch.get_linestyle() for t in ax.texts if getattr(t, "arrow_patch", None)}
+    assert styles[(720.0, 40.0)] == "--" and styles[(900.0, 50.0)] == "solid"
+    assert ax.get_legend_handles_labels()[1] == ["A", "B", "inside the 95 % intervals"]
+    solid = plots.pareto_shift(
+        a.drop(columns=["dead_air_ms_lo"]), b, ax=_axes()
+    )  # no interval: any move counts
+    arrows = [t.arrow_patch for t in solid.texts if getattr(t, "arrow_patch", None)]
+    assert {arrow.get_linestyle() for arrow in arrows} == {"solid"}
+    assert solid.get_legend_handles_labels()[1] == ["A", "B"]

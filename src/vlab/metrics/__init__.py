@@ -43,7 +43,7 @@ from vlab.metrics.latency import (
     turn_latency,
 )
 from vlab.metrics.session_latency import session_latency
-from vlab.metrics.summary import bootstrap_ci, summarize_latency
+from vlab.metrics.summary import bootstrap_ci, differ, summarize_latency
 from vlab.metrics.tool_calls import TOOL_CALL_COLUMNS, tool_calls
 
 __all__ = [
@@ -64,6 +64,7 @@ __all__ = [
     "detection_error_rate",
     "detections_from_boundaries",
     "detections_from_events",
+    "differ",
     "latency_at_cutoff",
     "leading_silence_ms",
     "made_tool_calls",

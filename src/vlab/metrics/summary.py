@@ -64,6 +64,20 @@ def bootstrap_ratio(
     return (est, float(np.quantile(boots, alpha)), float(np.quantile(boots, 1 - alpha)))
 
 
+def differ(
+    a: float, b: float, a_interval: tuple[float, float], b_interval: tuple[float, float]
+) -> bool | None:
+    """Whether two figures differ: their 95 % intervals are apart, or without intervals, the values are.
+
+    None when either value is missing. Figures whose intervals overlap may not differ: False.
+    """
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return None
+    if all(math.isfinite(v) for v in (*a_interval, *b_interval)):
+        return b_interval[0] > a_interval[1] or a_interval[0] > b_interval[1]
+    return abs(b - a) >= 1e-9
+
+
 def summarize_latency(
     turns: pd.DataFrame,
     *,
