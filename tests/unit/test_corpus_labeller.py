@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,21 @@ def test_an_unreadable_recording_is_left_out_with_a_warning_and_the_rest_are_lab
     with pytest.warns(VlabWarning), pytest.raises(AudioFormatError, match="broken.wav: not a readable"):
         label_folder(tmp_path)  # nothing readable: the error itself
     assert not (tmp_path / "manifest.json").exists()
+
+
+def test_recordings_without_speech_are_named_in_one_warning_unless_they_are_noise(tmp_path: Path) -> None:
+    [noise] = [p for p in load_prompt_set() if p.category == "noise_only"]
+    [speech] = [p for p in load_prompt_set() if p.id == "short_question"]
+    shutil.copy(noise.file, tmp_path / "hum.wav")
+    shutil.copy(speech.file, tmp_path / "question.wav")
+    with pytest.warns(
+        VlabWarning, match=r"^found no speech in 1 of 2 recordings \(hum.wav\): a sweep scores"
+    ):
+        label_folder(tmp_path)
+    assert [p.expected_turns for p in load_prompt_set(tmp_path)] == [0, 1]  # both kept, for review
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a folder of noise, labelled as such: nothing to warn of
+        label_folder(tmp_path, category="noise_only", overwrite=True)
 
 
 def test_label_refuses_a_bad_folder_or_rule(tmp_path: Path) -> None:
@@ -163,9 +179,11 @@ def test_recordings_whose_names_meet_get_distinct_ids(tmp_path: Path) -> None:
     for name in ("a b.wav", "a_b.wav", "a_b_2.wav", "x/a.wav", "x_a.wav"):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         sf.write(tmp_path / name, 0.1 * np.sin(np.arange(1600) * 0.2), 16000, subtype="PCM_16")
+    with pytest.warns(VlabWarning, match="found no speech in 5 of 5 recordings"):  # tones
+        manifest = label_folder(tmp_path)
     ids = {
         p.file.name if p.file.parent == tmp_path else f"x/{p.file.name}": p.id
-        for p in load_prompt_set(label_folder(tmp_path).parent)
+        for p in load_prompt_set(manifest.parent)
     }
     assert ids == {
         "a b.wav": "a_b",

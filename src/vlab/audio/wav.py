@@ -120,10 +120,14 @@ def read_audio(path: str | os.PathLike[str]) -> tuple[FloatArray, int]:
     return mono, int(rate)
 
 
+def is_silent(mono: FloatArray) -> bool:
+    """Whether a recording is silence (its peak is below -60 dBFS), which :func:`read_audio` warns of."""
+    return len(mono) == 0 or float(np.max(np.abs(mono))) < 10 ** (-60 / 20)
+
+
 def _warn_if_suspicious(mono: FloatArray, rate: int, where: str) -> None:
     duration_s = len(mono) / rate
-    peak = float(np.max(np.abs(mono)))
-    if peak < 10 ** (-60 / 20):
+    if is_silent(mono):
         warn_user(f"{where}: the prompt is silent (peak below -60 dBFS); the VAD will detect no speech")
     elif np.mean(np.abs(mono) > 0.999) > 0.5:
         warn_user(f"{where}: most samples are clipped at full scale; is this really speech?")

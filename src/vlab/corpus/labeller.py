@@ -199,7 +199,8 @@ def label_folder(
 ) -> Path:
     """Propose labels for every recording under ``folder`` and write them as a prompt set (``auto`` labels).
 
-    A recording that cannot be read is left out with a warning that says why.
+    A recording that cannot be read is left out with a warning that says why; one more warning names the
+    recordings that are not silence but in which no speech was found (unless ``category`` is ``noise_only``).
 
     Args:
         folder: The recordings (searched recursively).
@@ -218,7 +219,7 @@ def label_folder(
     """
     from tqdm.auto import tqdm
 
-    from vlab.audio.wav import read_audio
+    from vlab.audio.wav import is_silent, read_audio
 
     root = Path(folder)
     if not root.is_dir():
@@ -240,6 +241,7 @@ def label_folder(
     entries: list[dict[str, Any]] = []
     taken: set[str] = set()
     first_error: AudioFormatError | None = None
+    silent: set[str] = set()  # recordings read_audio warned of
     for path in tqdm(audio, desc="labelling", unit="file", disable=None if progress else True):
         try:
             samples, rate = read_audio(path)
@@ -249,6 +251,9 @@ def label_folder(
             continue
         proposal = propose(samples, rate, hold_gap_ms)
         rel = path.relative_to(root)
+        file = Path(os.path.relpath(path.resolve(), base)).as_posix()
+        if is_silent(samples):
+            silent.add(file)
         pid = base_id = "_".join(rel.with_suffix("").parts).replace(" ", "_")
         n = 2
         while pid in taken:
@@ -257,7 +262,7 @@ def label_folder(
         entries.append(
             {
                 "id": pid,
-                "file": Path(os.path.relpath(path.resolve(), base)).as_posix(),
+                "file": file,
                 "text": "",
                 "sample_rate": rate,
                 "duration_ms": round(1000 * len(samples) / rate, 3),
@@ -271,4 +276,14 @@ def label_folder(
     if first_error is not None and not entries:
         raise first_error
     write_manifest(manifest, entries, generator="vlab prompts label")
+    unheard = [
+        entry["file"] for entry in entries if not entry["speech_segments"] and entry["file"] not in silent
+    ]
+    if unheard and category != "noise_only":  # a silent one had its own warning from read_audio
+        warn_user(
+            f"found no speech in {len(unheard)} of {len(entries)} recordings ({', '.join(unheard[:5])}"
+            f"{' …' if len(unheard) > 5 else ''}): a sweep scores nothing in them. Check them in the "
+            "LabelEditor; a recording of noise alone counts the false starts it causes once its category "
+            'is "noise_only" in the manifest'
+        )
     return manifest
