@@ -27,6 +27,8 @@ __all__ = ["DEFAULT_PROMPT_DIR", "MANIFEST_NAME", "LabelledPrompt", "load_prompt
 
 MANIFEST_NAME = "manifest.json"
 """File name of the label manifest inside a prompt folder."""
+NOISE_ONLY = "noise_only"
+"""The category of a prompt of noise alone, with no speech: sweeps count the false starts it causes."""
 
 
 DEFAULT_PROMPT_DIR: Path = bundled_dir("prompts")
@@ -51,7 +53,7 @@ class LabelledPrompt:
     """Length of the file in ms."""
     category: str
     """Kind of prompt: ``short``, ``long``, ``pause``, ``filler``, ``dictation``, ``quiet``, ``noisy``,
-    ``noise_only``, ``multi_turn``, ``low_rate``, ``interruption`` or ``human``."""
+    ``noise_only`` (:data:`NOISE_ONLY`), ``multi_turn``, ``low_rate``, ``interruption`` or ``human``."""
     speech_segments: tuple[Span, ...]
     """``(on_ms, off_ms)`` of every stretch of speech, in order."""
     hold_spans: tuple[Span, ...] = ()

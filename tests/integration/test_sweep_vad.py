@@ -170,3 +170,26 @@ def test_vlab_sweep_mode_vad_writes_the_tables_and_a_report_without_latency_char
     assert "pareto" in charts and any(c.startswith("vad_timeline_") for c in charts)
     assert "waterfall" not in charts and "latency_distributions" not in charts
     assert "A VAD-only sweep" in (out / "report.html").read_text()
+
+
+async def test_prompts_whose_labels_a_sweep_cannot_trust_or_use_are_warned_of(tmp_path):
+    import shutil
+
+    from vlab.errors import VlabWarning
+    from vlab.prompts import MANIFEST_NAME, bundled_dir
+
+    bundled = json.loads((bundled_dir("prompts") / MANIFEST_NAME).read_text(encoding="utf-8"))
+    chosen = {p["id"]: p for p in bundled["prompts"] if p["id"] in ("pause_600", "short_question")}
+    for entry in chosen.values():
+        shutil.copy(bundled_dir("prompts") / entry["file"], tmp_path)
+    chosen["pause_600"]["label_source"] = "auto"  # proposed by vlab prompts label, not reviewed
+    chosen["short_question"].update(speech_segments=[], hold_spans=[], end_of_turn_ms=[])  # nothing labelled
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps({**bundled, "prompts": list(chosen.values())}))
+    cfg = {**config("vad", {"threshold": [0.5]}, []), "prompts": {"path": str(tmp_path)}}
+    with pytest.warns(VlabWarning) as caught:
+        result = await run_sweep_async(cfg, tmp_path / "sweep", progress=False)
+    assert [str(w.message).split(":")[0] for w in caught] == [
+        "1 of 2 prompts have automatic labels nobody reviewed (pause_600)",
+        "1 of 2 prompts hold no labelled speech (short_question)",
+    ]
+    assert len(result.cells) == 2  # and it ran them: a warning, not a refusal

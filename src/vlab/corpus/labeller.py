@@ -26,7 +26,7 @@ import numpy as np
 from vlab.audio.pcm import FloatArray
 from vlab.corpus.importer import AUDIO_SUFFIXES, DEFAULT_HOLD_GAP_MS, derive_turns, write_manifest
 from vlab.errors import AudioFormatError, ConfigError, warn_user
-from vlab.prompts import MANIFEST_NAME
+from vlab.prompts import MANIFEST_NAME, NOISE_ONLY
 
 __all__ = ["EDGE_SEARCH_MS", "MIN_GAP_MS", "MIN_SPEECH_MS", "Proposal", "label_folder", "propose"]
 
@@ -279,11 +279,11 @@ def label_folder(
     unheard = [
         entry["file"] for entry in entries if not entry["speech_segments"] and entry["file"] not in silent
     ]
-    if unheard and category != "noise_only":  # a silent one had its own warning from read_audio
+    if unheard and category != NOISE_ONLY:  # a silent one had its own warning from read_audio
         warn_user(
             f"found no speech in {len(unheard)} of {len(entries)} recordings ({', '.join(unheard[:5])}"
             f"{' …' if len(unheard) > 5 else ''}): a sweep scores nothing in them. Check them in the "
             "LabelEditor; a recording of noise alone counts the false starts it causes once its category "
-            'is "noise_only" in the manifest'
+            f'is "{NOISE_ONLY}" in the manifest'
         )
     return manifest

@@ -38,6 +38,7 @@ from vlab.metrics.events import (
     session_vad_settings,
 )
 from vlab.metrics.summary import bootstrap_ci, bootstrap_ratio
+from vlab.prompts import NOISE_ONLY
 
 if TYPE_CHECKING:
     from vlab.audio.pcm import FloatArray
@@ -299,7 +300,7 @@ def score_prompt(
             eos_delays.append(float(audio_end[ended[0]]) - eot)
     out["onset_error_ms"] = float(np.mean(onset_errors)) if onset_errors else math.nan
     out["eos_delay_ms"] = float(np.mean(eos_delays)) if eos_delays else math.nan
-    n_false = int((~np.isnan(onset)).sum()) if prompt.category == "noise_only" else out["false"]
+    n_false = int((~np.isnan(onset)).sum()) if prompt.category == NOISE_ONLY else out["false"]
     out["false_starts"] = int(n_false)
     out["false_starts_per_min"] = n_false / (prompt.duration_ms / 60000.0) if prompt.duration_ms else math.nan
 
@@ -374,7 +375,7 @@ def operating_points(
     for key, g in scores.groupby(keys, sort=True):
         key_t = key if isinstance(key, tuple) else (key,)
         speech = g[g["expected_turns"] > 0]
-        noise = g[g["category"] == "noise_only"]
+        noise = g[g["category"] == NOISE_ONLY]
         expected = float(speech["expected_turns"].sum())
         holds = float(g["holds"].sum())
         row = dict(zip(keys, key_t, strict=False))
