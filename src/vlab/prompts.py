@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ MANIFEST_NAME = "manifest.json"
 """File name of the label manifest inside a prompt folder."""
 NOISE_ONLY = "noise_only"
 """The category of a prompt of noise alone, with no speech: sweeps count the false starts it causes."""
+_SHOWN_IDS = 5  # prompt ids a warning names before "…"
 
 
 DEFAULT_PROMPT_DIR: Path = bundled_dir("prompts")
@@ -229,3 +231,31 @@ def select_prompts(
             )
         out.extend(h for h in hits if h not in out)
     return out
+
+
+def label_warnings(prompts: Sequence[LabelledPrompt]) -> list[str]:
+    """What a sweep over ``prompts`` warns of first: prompts whose labels its figures cannot trust or use.
+
+    Labels that ``vlab prompts label`` proposed and nobody reviewed (``auto``), and prompts with no labelled
+    speech that are not :data:`NOISE_ONLY`: a sweep scores nothing in those.
+    """
+
+    def ids(chosen: list[LabelledPrompt]) -> str:
+        return ", ".join(p.id for p in chosen[:_SHOWN_IDS]) + (" …" if len(chosen) > _SHOWN_IDS else "")
+
+    messages = []
+    auto = [p for p in prompts if p.label_source == "auto"]
+    if auto:
+        messages.append(
+            f"{len(auto)} of {len(prompts)} prompts have automatic labels nobody reviewed ({ids(auto)}): the "
+            "cut-off, hold and missed-turn figures are only as good as those proposals. Review them with "
+            "vlab.widgets.LabelEditor"
+        )
+    unlabelled = [p for p in prompts if not p.speech_segments and p.category != NOISE_ONLY]
+    if unlabelled:
+        messages.append(
+            f"{len(unlabelled)} of {len(prompts)} prompts hold no labelled speech ({ids(unlabelled)}): the "
+            f'sweep scores nothing in them, unless their category is "{NOISE_ONLY}" (it then counts the false '
+            "starts they cause)"
+        )
+    return messages

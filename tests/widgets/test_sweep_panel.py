@@ -322,3 +322,27 @@ async def test_cells_that_failed_alike_are_listed_once_and_the_results_say_why(t
     assert shown.endswith(f"(the first: {first})</li></ul></div>")
     assert panel.progress.bar_style == "warning" and "finished: 0 of 4 cells ok" in panel.status.value
     assert "Nothing to chart." in panel.results.children[-1].value
+
+
+async def test_prompts_whose_labels_the_figures_cannot_trust_are_named_in_the_panel(tmp_path):
+    import shutil
+
+    from vlab.prompts import MANIFEST_NAME, bundled_dir
+
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()
+    bundled = json.loads((bundled_dir("prompts") / MANIFEST_NAME).read_text(encoding="utf-8"))
+    [entry] = [p for p in bundled["prompts"] if p["id"] == "pause_600"]
+    shutil.copy(bundled_dir("prompts") / entry["file"], recordings)
+    entry["label_source"] = "auto"
+    (recordings / MANIFEST_NAME).write_text(json.dumps({**bundled, "prompts": [entry]}))
+    panel = SweepPanel(runs_dir=tmp_path / "runs", prompt_dir=recordings, prompts=("pause_600",))
+    panel.vad_only.value = True
+    panel.run_button.click()  # the suite makes a warning an error: one that escaped would fail the task
+    await asyncio.wait_for(panel.task, 60)
+    assert _text(panel.output) == (
+        "<p style='color:#b00020'>1 of 1 prompts have automatic labels nobody reviewed (pause_600): the cut-off, "
+        "hold and missed-turn figures are only as good as those proposals. Review them with "
+        "vlab.widgets.LabelEditor</p>"
+    )
+    assert panel.progress.bar_style == "success" and "finished:" in panel.status.value

@@ -63,6 +63,7 @@ async def run_sweep_async(
     session_options: Mapping[str, Any] | None = None,
     on_cell: Callable[[CellResult], None] | None = None,
     clock: Clock | None = None,
+    warn_of_labels: bool = True,
 ) -> SweepResult:
     """Run a sweep (see :mod:`vlab.sweep`); the async form of :func:`run_sweep`.
 
@@ -80,6 +81,8 @@ async def run_sweep_async(
         on_cell: Called with each cell's result as soon as its ``cell.json`` is written (a widget's
             progress, or a test that stops the sweep after a given cell).
         clock: The clock the back-off waits on (default: the system clock; a test injects its own).
+        warn_of_labels: Warn first of prompts whose labels the figures cannot trust or use
+            (:func:`vlab.prompts.label_warnings`); False where the caller showed them (the sweep panel).
 
     Returns:
         The sweep folder and what every cell did.
@@ -87,7 +90,12 @@ async def run_sweep_async(
     cfg = config if isinstance(config, SweepConfig) else load_config(config)
     out_dir = Path(out)
     check_mode(out_dir, cfg.mode)
-    _warn_of_labels(cfg.prompts)
+    if warn_of_labels:
+        from vlab.errors import warn_user
+        from vlab.prompts import label_warnings
+
+        for message in label_warnings(cfg.prompts):
+            warn_user(message)
     options = dict(session_options or {})
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
@@ -207,34 +215,6 @@ async def _build_tables(
     finally:
         if bar is not None:
             bar.close()  # after the updates: they were queued on the loop before the thread's result
-
-
-def _warn_of_labels(prompts: Sequence[LabelledPrompt]) -> None:
-    """Warn, before a cell runs, of prompts whose labels the sweep's figures cannot trust or use.
-
-    Labels that ``vlab prompts label`` proposed and nobody reviewed (``auto``), and prompts with no labelled
-    speech that are not noise (``noise_only`` counts false starts): a sweep scores nothing in those.
-    """
-    from vlab.errors import warn_user
-    from vlab.prompts import NOISE_ONLY
-
-    def ids(chosen: list[LabelledPrompt]) -> str:
-        return ", ".join(p.id for p in chosen[:5]) + (" …" if len(chosen) > 5 else "")
-
-    auto = [p for p in prompts if p.label_source == "auto"]
-    if auto:
-        warn_user(
-            f"{len(auto)} of {len(prompts)} prompts have automatic labels nobody reviewed ({ids(auto)}): the "
-            "cut-off, hold and missed-turn figures are only as good as those proposals. Review them with "
-            "vlab.widgets.LabelEditor"
-        )
-    unlabelled = [p for p in prompts if not p.speech_segments and p.category != NOISE_ONLY]
-    if unlabelled:
-        warn_user(
-            f"{len(unlabelled)} of {len(prompts)} prompts hold no labelled speech ({ids(unlabelled)}): the "
-            f'sweep scores nothing in them, unless their category is "{NOISE_ONLY}" (it then counts the false '
-            "starts they cause)"
-        )
 
 
 def _this_sweeps(out_dir: Path, names: set[str]) -> list[dict[str, Any]]:

@@ -352,6 +352,7 @@ class SweepPanel:
 
     def run(self) -> asyncio.Task[Any] | None:
         """Validate the form and start the sweep as a task (returns it; ConfigError for a bad grid)."""
+        from vlab.prompts import label_warnings
         from vlab.sweep import grid_shape, load_config
 
         if self.running:
@@ -369,6 +370,10 @@ class SweepPanel:
             f"running {cfg.n_cells} cells ({grid_shape(len(cfg.settings), len(cfg.prompts), cfg.repeats)}) "
             f"into <code>{html.escape(str(out))}</code>…"
         )
+        for message in label_warnings(cfg.prompts):  # here, not in the notebook's log
+            self.output.append_display_data(
+                widgets.HTML(f"<p style='color:#b00020'>{html.escape(message)}</p>")
+            )
         self.task = start_task(
             lambda: self._run(cfg, out), self.output, what="The sweep", on_done=self._finished
         )
@@ -389,7 +394,9 @@ class SweepPanel:
         started = time.time()
         poller = asyncio.get_running_loop().create_task(self._poll(out, names, started))
         try:
-            result = await run_sweep_async(cfg, out, progress=False, session_options=self.session_options)
+            result = await run_sweep_async(
+                cfg, out, progress=False, session_options=self.session_options, warn_of_labels=False
+            )
         finally:
             poller.cancel()
             self.progress.value = _cells_done(out, names, started)
