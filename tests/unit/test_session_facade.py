@@ -272,7 +272,8 @@ async def test_a_wait_or_a_text_that_cannot_work_is_refused_before_anything_happ
             ({"timeout_s": 0}, "timeout_s must be a number of seconds > 0, got 0"),
             ({"timeout_s": -1.0}, "timeout_s must be a number of seconds > 0, got -1.0"),
             ({"timeout_s": "5"}, "timeout_s must be a number of seconds > 0, got '5'"),
-            ({"count": 0}, "count must be a whole number ≥ 1, got 0"),
+            ({"count": 0}, "count must be an integer ≥ 1, got 0"),
+            ({"count": 1.0}, "count must be an integer ≥ 1, got 1.0"),
         ):
             with pytest.raises(ConfigError) as info:
                 await s.wait_for("response.done", **options)

@@ -33,6 +33,7 @@ from vlab.errors import (
     RunFolderTaken,
     UsageError,
     VlabError,
+    check_count,
     check_seconds,
 )
 from vlab.log import EventLog, Sink
@@ -153,10 +154,9 @@ class Session(AsyncWithOnly):
         stall_timeout_s: float | None = 30.0,
         max_frame_bytes: int = SDK_MAX_FRAME_BYTES,
     ) -> None:
-        if stall_timeout_s is not None and not stall_timeout_s > 0:
-            raise ConfigError(f"stall_timeout_s must be > 0 s or None, got {stall_timeout_s!r}")
-        if isinstance(max_frame_bytes, bool) or not isinstance(max_frame_bytes, int) or max_frame_bytes < 1:
-            raise ConfigError(f"max_frame_bytes must be a whole number of bytes > 0, got {max_frame_bytes!r}")
+        if stall_timeout_s is not None:
+            check_seconds("stall_timeout_s", stall_timeout_s)
+        check_count("max_frame_bytes", max_frame_bytes)
         if settings is not None and not isinstance(settings, SessionSettings):
             raise ConfigError(
                 f"settings must be a SessionSettings, e.g. Session(SessionSettings(voice=...)), got "
@@ -607,11 +607,10 @@ class Session(AsyncWithOnly):
             UsageError: ``match`` names a client event, a record vlab only logs or a misspelt event type:
                 each would only time out. A type vlab does not know otherwise is waited for (a newer
                 service's event).
-            ConfigError: ``timeout_s`` is not a number of seconds > 0, or ``count`` not a whole number ≥ 1.
+            ConfigError: ``timeout_s`` is not a number of seconds > 0, or ``count`` not an integer ≥ 1.
         """
         check_seconds("timeout_s", timeout_s)
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ConfigError(f"count must be a whole number ≥ 1, got {count!r}")
+        check_count("count", count)
         if isinstance(match, str):
             _refuse_what_never_arrives(match)
         return await self._feed.wait_for(
