@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,6 +233,11 @@ def select_prompts(
     return out
 
 
+def without_speech(prompts: Iterable[LabelledPrompt]) -> list[LabelledPrompt]:
+    """The prompts with no labelled speech that are not :data:`NOISE_ONLY`: a sweep scores nothing in them."""
+    return [p for p in prompts if not p.speech_segments and p.category != NOISE_ONLY]
+
+
 def label_warnings(prompts: Sequence[LabelledPrompt]) -> list[str]:
     """What a sweep over ``prompts`` warns of first: prompts whose labels its figures cannot trust or use.
 
@@ -245,13 +250,13 @@ def label_warnings(prompts: Sequence[LabelledPrompt]) -> list[str]:
 
     messages = []
     auto = [p for p in prompts if p.label_source == "auto"]
+    unlabelled = without_speech(prompts)
     if auto:
         messages.append(
             f"{len(auto)} of {len(prompts)} prompts have automatic labels nobody reviewed ({ids(auto)}): the "
             "cut-off, hold and missed-turn figures are only as good as those proposals. Review them with "
             "vlab.widgets.LabelEditor"
         )
-    unlabelled = [p for p in prompts if not p.speech_segments and p.category != NOISE_ONLY]
     if unlabelled:
         messages.append(
             f"{len(unlabelled)} of {len(prompts)} prompts hold no labelled speech ({ids(unlabelled)}): the "

@@ -134,7 +134,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         latency_at_cutoff,
         summarize_latency,
     )
-    from vlab.prompts import load_prompt_set
+    from vlab.prompts import NOISE_ONLY, load_prompt_set, without_speech
     from vlab.sweep import grid_shape, in_grid_order
     from vlab.sweep.summary import failed_cells
 
@@ -294,6 +294,15 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
             f"{' …' if len(unreviewed) > 8 else ''}) have labels proposed by <code>vlab prompts label</code> "
             "that nobody has reviewed; their cut-off, hold and missed-turn figures are only as good as "
             "those proposals. Review them in the LabelEditor.</p>"
+        )
+    played = {entry.get("id") for entry in manifest.get("prompts", [])}
+    unscored = [p.id for p in without_speech(p for p in prompts.values() if p.id in played)]
+    if unscored:
+        parts.append(
+            f"<p class='warn'>No labelled speech in {len(unscored)} of {len(manifest.get('prompts', []))} "
+            f"prompts ({html.escape(', '.join(unscored[:8]))}{' …' if len(unscored) > 8 else ''}): the sweep "
+            f"scored nothing in them. A recording of noise alone counts its false starts once its category "
+            f"is <code>{NOISE_ONLY}</code>.</p>"
         )
     parts.append("<h2>Operating points</h2>")
     if len(points):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from unittest import mock
 
 import pandas as pd
@@ -154,6 +155,29 @@ def test_report_says_when_labels_are_unreviewed_proposals(sweep_dir, tmp_path):
     (copy / "manifest.json").write_text(json.dumps(manifest))
     page = build_report(copy, timeline_prompts=0).read_text()
     assert f"unreviewed automatic labels: 1 of 2 prompts ({manifest['prompts'][0]['id']})" in page
+
+
+def test_report_names_the_prompts_it_could_score_nothing_in(sweep_dir, tmp_path):
+    import json
+    import shutil
+
+    assert "No labelled speech" not in build_report(sweep_dir, timeline_prompts=0).read_text()
+    copy, recordings = tmp_path / "sweep", tmp_path / "recordings"
+    shutil.copytree(sweep_dir, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    first = manifest["prompts"][0]
+    prompt_set = json.loads((Path(first["file"]).parent / "manifest.json").read_text())
+    recordings.mkdir()
+    for entry in manifest["prompts"]:  # the sweep's recordings, in a prompt set of their own
+        entry["file"] = str(shutil.copy(entry["file"], recordings))
+    kept = [p for p in prompt_set["prompts"] if p["id"] in {e["id"] for e in manifest["prompts"]}]
+    kept[0].update(speech_segments=[], hold_spans=[], end_of_turn_ms=[])  # its labels lost, say
+    (recordings / "manifest.json").write_text(json.dumps({**prompt_set, "prompts": kept}))
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    page = build_report(copy, timeline_prompts=0).read_text()
+    assert (
+        f"No labelled speech in 1 of 2 prompts ({kept[0]['id']}): the sweep scored nothing in them." in page
+    )
 
 
 def test_report_names_the_failed_cells(sweep_dir, tmp_path):
