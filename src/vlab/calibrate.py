@@ -84,7 +84,10 @@ def find_runs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
 
 
 def _run_info(run: Path, events: pd.DataFrame) -> dict[str, Any]:
-    """Voice, model, start date, target kind and endpoint host of one run (from session.json and the log)."""
+    """Voice, model, start date, target kind and endpoint host of one run (from session.json and the log).
+
+    ``emulator``: the server was vlab's emulator, embedded or not (its events carry its simulated time).
+    """
     meta: dict[str, Any] = {}
     try:
         meta = json.loads((run / SESSION_NAME).read_text(encoding="utf-8"))
@@ -105,10 +108,12 @@ def _run_info(run: Path, events: pd.DataFrame) -> dict[str, Any]:
     started = meta.get("started_at")
     if started is None and "wall_time" in events.columns and len(events):
         started = pd.Timestamp(events["wall_time"].iloc[0]).isoformat()
+    server = events.loc[events["direction"] == "server"]
     return {
         "run": str(run),
         "started_at": started,
         "target": target.get("kind"),
+        "emulator": bool("sim_ms" in server and server["sim_ms"].notna().any()),
         "endpoint_host": host,
         "model": model,
         "voice": voice,
@@ -223,6 +228,11 @@ class Calibration:
     """Every sample: ``stage``, ``value``, ``voice``, ``model``, ``run``."""
     few: list[str] = field(default_factory=list)
     """Stages with fewer than ``min_samples`` samples (including none)."""
+
+    @property
+    def emulator_runs(self) -> list[str]:
+        """The runs made against vlab's emulator, not Azure: what they fit is the emulator's own latency."""
+        return [str(r["run"]) for r in self.model.provenance.get("runs", []) if r.get("emulator")]
 
     def table(self) -> pd.DataFrame:
         """One row per stage: ``stage``, ``n``, ``p50``, ``p90``, ``p99`` (ms; ``audio_rate`` in ×)."""

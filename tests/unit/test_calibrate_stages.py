@@ -79,3 +79,34 @@ def test_each_mcp_call_gives_its_in_progress_to_completed_or_failed_and_is_optio
     assert not [w for w in caught if "mcp_call" in str(w.message)]
     without = Calibration(fitted.model.__class__({}, provenance={}), pd.DataFrame()).table()
     assert "mcp_call" not in set(without["stage"])  # not measured: no row (and no warning: not in `few`)
+
+
+def test_runs_on_vlab_s_emulator_are_counted_in_a_note_and_kept_in_the_provenance(tmp_path, capsys):
+    from vlab.calibrate import FewSamplesWarning, calibrate
+    from vlab.cli import main
+
+    def run(name: str, server: dict) -> None:
+        audio = {"response_id": "r", "audio_ms": 100.0, **server}
+        write_log(
+            tmp_path / name,
+            (100.0, "client", "session.update", {}),
+            (140.0, "server", "session.updated", server),
+            (1000.0, "server", "response.audio.delta", audio),
+            (1050.0, "server", "response.audio.delta", audio),
+        )
+
+    run("azure", {})
+    run("emulated", {"sim_ms": 40.0})  # the emulator stamps its simulated time on every server event
+    with pytest.warns(FewSamplesWarning):  # no turn in these logs
+        fitted = calibrate([tmp_path], min_samples=1)
+    assert fitted.emulator_runs == [str(tmp_path / "emulated")]
+    assert [r["emulator"] for r in fitted.model.provenance["runs"]] == [False, True]
+    assert main(["calibrate", str(tmp_path), "--out", str(tmp_path / "l.json"), "--min-samples", "1"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == (
+        "note: 1 of 2 runs ran on vlab's emulator, not Azure: what they fit is the emulator's own latency model"
+    )
+    assert (
+        main(["calibrate", str(tmp_path / "azure"), "--out", str(tmp_path / "a.json"), "--min-samples", "1"])
+        == 0
+    )
+    assert "note:" not in capsys.readouterr().out

@@ -41,6 +41,12 @@ def run(args: argparse.Namespace) -> int:
         )
     runs = result.model.provenance.get("runs", [])
     print(f"fitted from {len(runs)} run(s), {len(result.samples)} samples")
+    emulated = result.emulator_runs
+    if emulated:  # a stand-in for Azure, as in the docs' examples, or a run made where Azure was meant
+        print(
+            f"note: {len(emulated)} of {len(runs)} runs ran on vlab's emulator, not Azure: what they fit is the "
+            "emulator's own latency model"
+        )
     print(result.format_table())
     for w in caught:  # after the table that flags the stages, as the command shows warnings
         warnings.showwarning(w.message, w.category, w.filename, w.lineno)
