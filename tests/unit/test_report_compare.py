@@ -286,3 +286,14 @@ def test_every_measure_of_a_point_with_an_interval_is_judged_by_it(tmp_path):
     rows = compare_sweeps(a, b, n_boot=20).set_index("measure")["verdict"]
     assert rows["tokens_per_expected_turn"] == "same"  # 1.3 fewer tokens, inside the noise
     assert rows["der"] == "worse"  # the intervals part
+
+
+def test_vlab_compare_writes_the_setting_and_measure_names_from_the_left(tmp_path, capsys):
+    points = {"s": _rates(0, 0, 0, 0), "a longer setting": _rates(0, 0, 0, 0)}
+    turns = {s: {"dead_air_ms": [100.0]} for s in points}
+    a, b = _sweep(tmp_path / "a", points, turns), _sweep(tmp_path / "b", points, turns)
+    assert main(["compare", str(a), str(b)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("setting          measure ")  # as vlab sweep's table: was right-aligned
+    assert lines[1].startswith("s                false_cutoff_rate ")
+    assert any(line.startswith("a longer setting dead_air_ms p50 ") for line in lines)

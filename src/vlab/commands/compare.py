@@ -34,10 +34,17 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         chart_path(args.plot)  # a file name it cannot draw into fails before the comparison
     table = compare_sweeps(args.a, args.b)  # its warnings: one line each (vlab.cli)
+    shown = table[["setting", "measure", "a", "b", "delta", "verdict"]]
+    widths = {c: max(len(c), int(shown[c].str.len().max())) for c in ("setting", "measure")}
+    shown = shown.assign(**{c: shown[c].str.ljust(n) for c, n in widths.items()})  # names read left to right
     with pd.option_context(
         "display.width", 200, "display.max_rows", 500, "display.float_format", format_number
     ):
-        print(table[["setting", "measure", "a", "b", "delta", "verdict"]].to_string(index=False, na_rep="–"))
+        print(
+            shown.rename(columns={c: c.ljust(n) for c, n in widths.items()}).to_string(
+                index=False, na_rep="–"
+            )
+        )
     if args.csv:
         Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.csv, index=False)
