@@ -222,6 +222,19 @@ def test_load_log_errors_name_path_and_files(tmp_path):
     )
 
 
+def test_a_folder_of_runs_such_as_a_sweep_s_points_to_one_of_them(tmp_path):
+    cell = tmp_path / "sweep" / "cells" / "s0__p__r0"
+    cell.mkdir(parents=True)
+    (cell / "events.jsonl").write_text("")
+    (tmp_path / "sweep" / "cells" / "not_a_run").mkdir()
+    with pytest.raises(ConfigError) as info:
+        load_log(tmp_path / "sweep")
+    assert str(info.value) == (  # was: "holds no event log: expected events.parquet or events.jsonl in it"
+        f"{str(tmp_path / 'sweep')!r} holds no event log of its own; 1 run folder(s) under it do, e.g. "
+        f"{str(cell)!r}: pass one of them (vlab.load_sweep reads a sweep folder's tables)"
+    )
+
+
 def test_a_whole_last_line_without_its_newline_is_kept(tmp_path):
     path = tmp_path / "events.jsonl"
     path.write_text("".join(record_line(r) for r in sample_records()).rstrip("\n"), encoding="utf-8")

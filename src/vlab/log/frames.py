@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 
 from vlab.errors import ConfigError, warn_user
-from vlab.log.files import JSONL_NAME, PARQUET_NAME
+from vlab.log.files import JSONL_NAME, PARQUET_NAME, is_run_folder
 from vlab.log.records import FIELD_KINDS, RECORD_FIELDS, EventRecord, FieldKind
 
 
@@ -369,6 +369,12 @@ def load_log(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
         return read_parquet(parquet)
     if has_jsonl:
         return read_jsonl(jsonl)
+    below = sorted(p for pattern in ("*", "*/*") for p in path.glob(pattern) if is_run_folder(p))
+    if below:  # a sweep folder, or a folder of runs
+        raise ConfigError(
+            f"{str(path)!r} holds no event log of its own; {len(below)} run folder(s) under it do, e.g. "
+            f"{str(below[0])!r}: pass one of them (vlab.load_sweep reads a sweep folder's tables)"
+        )
     raise ConfigError(
         f"run folder {str(path)!r} holds no event log: expected {PARQUET_NAME} or {JSONL_NAME} in it"
     )
