@@ -99,12 +99,18 @@ def test_a_path_that_is_not_a_sweep_folder_is_told_what_to_give_in_report_compar
     run = tmp_path / "run"
     run.mkdir()
     (run / "events.jsonl").write_text("")
+    recordings = tmp_path / "recordings"  # a prompt set's manifest.json is not a sweep's
+    recordings.mkdir()
+    (recordings / "manifest.json").write_text('{"version": 1, "prompts": []}')
+    (recordings / "a.wav").write_text("")
     cases = {
         tmp_path / "nowhere": "does not exist; give the folder `vlab sweep --out` wrote",
         sweep_dir
         / "points.parquet": f"is a file, not a sweep folder: give the sweep folder it is in, {str(sweep_dir)!r}",
         tmp_path / "run" / "events.jsonl": "is a file, not a sweep folder",
         run: "is the run folder of one session, not a sweep folder; `vlab.load_log` reads it",
+        sweep_dir / "cells": f"is inside the sweep folder {str(sweep_dir)!r}; give that one",
+        recordings / "a.wav": "is a file, not a sweep folder",  # was: "… give the sweep folder it is in, …"
     }
     for path, message in cases.items():
         for call, args in (

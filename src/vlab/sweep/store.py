@@ -79,6 +79,15 @@ def dataset_atomic(table: Any, path: Path, settings: Sequence[str]) -> None:
     os.replace(tmp, path)
 
 
+def _holds_a_sweep(folder: Path) -> bool:
+    """Whether ``folder``'s ``manifest.json`` is a sweep's (it has a grid), not a prompt set's."""
+    try:
+        manifest = json.loads((folder / SWEEP_MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and "grid" in manifest
+
+
 def not_a_sweep(folder: Path) -> str | None:
     """Why ``folder`` is not a finished sweep folder and what to give instead (None when it is one)."""
     if (folder / SWEEP_MANIFEST).is_file():
@@ -86,14 +95,17 @@ def not_a_sweep(folder: Path) -> str | None:
     name = repr(str(folder))
     if not folder.exists():
         return f"{name} does not exist; give the folder `vlab sweep --out` wrote"
+    above = next((p for p in folder.resolve().parents if _holds_a_sweep(p)), None)
+    sweep = above if above is None or folder.is_absolute() else Path(os.path.relpath(above))  # as typed
     if folder.is_file():
-        sweep = next((p for p in folder.parents if (p / SWEEP_MANIFEST).is_file()), None)
         inside = f": give the sweep folder it is in, {str(sweep)!r}" if sweep else ""
         return f"{name} is a file, not a sweep folder{inside}"
     if any((folder / CELLS_DIR).glob(f"*/{CELL_FILE}")):
         return _stopped(folder, cell_metas(folder))
     if is_run_folder(folder):
         return f"{name} is the run folder of one session, not a sweep folder; `vlab.load_log` reads it"
+    if sweep is not None:  # its cells folder, say
+        return f"{name} is inside the sweep folder {str(sweep)!r}; give that one"
     return f"{name} is not a sweep folder (no manifest.json); run `vlab sweep` first"
 
 
