@@ -301,6 +301,21 @@ def test_bad_configs_fail_before_anything_runs(bad, message):
         load_config(config(**bad))
 
 
+def test_a_folder_given_as_the_config_is_told_which_file_to_give(tmp_path):
+    with pytest.raises(ConfigError) as info:  # was: "sweep config … not found", though it is there
+        load_config(tmp_path)
+    assert (
+        str(info.value)
+        == f"sweep config {str(tmp_path)!r} is a folder; give a .toml file (`vlab examples` writes some)"
+    )
+    (tmp_path / "vad.toml").write_text("[grid]\nthreshold = [0.5]\n")
+    with pytest.raises(
+        ConfigError,
+        match=rf"is a folder; give a \.toml file, e\.g\. '{re.escape(str(tmp_path / 'vad.toml'))}'$",
+    ):
+        load_config(tmp_path)
+
+
 def test_a_config_that_leaves_keys_out_gets_the_defaults_its_documentation_states():
     try:
         import tomllib

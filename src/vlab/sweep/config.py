@@ -233,6 +233,10 @@ def _read(config: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[dict[str,
     if isinstance(config, Mapping):
         return dict(config), None
     path = Path(config)
+    if path.is_dir():
+        configs = sorted(path.glob("*.toml"))
+        some = f", e.g. {str(configs[0])!r}" if configs else " (`vlab examples` writes some)"
+        raise ConfigError(f"sweep config {str(path)!r} is a folder; give a .toml file{some}")
     if not path.is_file():
         raise ConfigError(f"sweep config {str(path)!r} not found")
     if sys.version_info >= (3, 11):
