@@ -149,6 +149,12 @@ def check_count(name: str, value: object, minimum: int = 1) -> None:
         raise ConfigError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
 
 
+def first_few(names: Iterable[str], limit: int = 5, *, sep: str = ", ") -> str:
+    """The first ``limit`` of ``names`` joined by ``sep``, then `` …`` when there are more (for a message)."""
+    listed = list(names)
+    return sep.join(listed[:limit]) + (" …" if len(listed) > limit else "")
+
+
 def first_repeated(names: Iterable[str]) -> str | None:
     """The first name that comes a second time (to refuse two settings or prompts of one name), or None."""
     seen: set[str] = set()

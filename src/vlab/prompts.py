@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vlab.bundled import bundled_dir
-from vlab.errors import ConfigError, closest_name, first_repeated
+from vlab.errors import ConfigError, closest_name, first_few, first_repeated
 
 __all__ = ["DEFAULT_PROMPT_DIR", "MANIFEST_NAME", "LabelledPrompt", "load_prompt_set", "select_prompts"]
 
@@ -30,7 +30,6 @@ MANIFEST_NAME = "manifest.json"
 """File name of the label manifest inside a prompt folder."""
 NOISE_ONLY = "noise_only"
 """The category of a prompt of noise alone, with no speech: sweeps count the false starts it causes."""
-_SHOWN_IDS = 5  # prompt ids a warning names before "…"
 
 
 DEFAULT_PROMPT_DIR: Path = bundled_dir("prompts")
@@ -246,7 +245,7 @@ def label_warnings(prompts: Sequence[LabelledPrompt]) -> list[str]:
     """
 
     def ids(chosen: list[LabelledPrompt]) -> str:
-        return ", ".join(p.id for p in chosen[:_SHOWN_IDS]) + (" …" if len(chosen) > _SHOWN_IDS else "")
+        return first_few(p.id for p in chosen)
 
     messages = []
     auto = [p for p in prompts if p.label_source == "auto"]

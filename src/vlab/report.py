@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from vlab.errors import ConfigError, check_count
+from vlab.errors import ConfigError, check_count, first_few
 from vlab.metrics.latency import made_tool_calls, spoken_turns
 
 if TYPE_CHECKING:
@@ -290,8 +290,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
     if unreviewed:
         parts.append(
             f"<p class='warn'>Scored against unreviewed automatic labels: {len(unreviewed)} of "
-            f"{len(manifest.get('prompts', []))} prompts ({html.escape(', '.join(unreviewed[:8]))}"
-            f"{' …' if len(unreviewed) > 8 else ''}) have labels proposed by <code>vlab prompts label</code> "
+            f"{len(manifest.get('prompts', []))} prompts ({html.escape(first_few(unreviewed, 8))}) have labels proposed by <code>vlab prompts label</code> "
             "that nobody has reviewed; their cut-off, hold and missed-turn figures are only as good as "
             "those proposals. Review them in the LabelEditor.</p>"
         )
@@ -300,7 +299,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
     if unscored:
         parts.append(
             f"<p class='warn'>No labelled speech in {len(unscored)} of {len(manifest.get('prompts', []))} "
-            f"prompts ({html.escape(', '.join(unscored[:8]))}{' …' if len(unscored) > 8 else ''}): the sweep "
+            f"prompts ({html.escape(first_few(unscored, 8))}): the sweep "
             f"scored nothing in them. A recording of noise alone counts its false starts once its category "
             f"is <code>{NOISE_ONLY}</code>.</p>"
         )

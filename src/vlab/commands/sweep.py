@@ -40,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code (1 when a cell failed)."""
-    from vlab.errors import ConfigError
+    from vlab.errors import ConfigError, first_few
     from vlab.sweep import grid_shape, load_config, run_sweep
     from vlab.sweep.summary import failure_summary, results_table
 
@@ -55,9 +55,7 @@ def run(args: argparse.Namespace) -> int:
         print("  prompts  " + ", ".join(p.id for p in cfg.prompts))
         missing = [p for p in cfg.prompts if not Path(p.file).is_file()]
         if missing:
-            shown = "; ".join(f"{p.id} ({p.file})" for p in missing[:10]) + (
-                " …" if len(missing) > 10 else ""
-            )
+            shown = first_few((f"{p.id} ({p.file})" for p in missing), 10, sep="; ")
             has = "has" if len(missing) == 1 else "have"
             print(
                 f"vlab: {len(missing)} of {len(cfg.prompts)} prompts {has} no recording where the manifest says, "

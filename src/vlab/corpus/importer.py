@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from vlab.corpus.labels import LABEL_SUFFIXES, Label, LabelError, read_labels
-from vlab.errors import ConfigError
+from vlab.errors import ConfigError, first_few
 from vlab.prompts import MANIFEST_NAME
 
 __all__ = [
@@ -179,8 +179,7 @@ def import_folder(
     unlabelled = [str(p.relative_to(root)) for p, found in labels.items() if not found]
     if unlabelled:
         raise ConfigError(
-            f"no labels for {len(unlabelled)} audio file(s): {', '.join(unlabelled[:5])}"
-            f"{' …' if len(unlabelled) > 5 else ''}; add a label file beside each (e.g. NAME.TextGrid) "
+            f"no labels for {len(unlabelled)} audio file(s): {first_few(unlabelled)}; add a label file beside each (e.g. NAME.TextGrid) "
             "or propose labels with `vlab prompts label FOLDER`"
         )
     base = manifest.parent.resolve()

@@ -25,7 +25,7 @@ import numpy as np
 
 from vlab.audio.pcm import FloatArray
 from vlab.corpus.importer import AUDIO_SUFFIXES, DEFAULT_HOLD_GAP_MS, derive_turns, write_manifest
-from vlab.errors import AudioFormatError, ConfigError, warn_user
+from vlab.errors import AudioFormatError, ConfigError, first_few, warn_user
 from vlab.prompts import MANIFEST_NAME, NOISE_ONLY
 
 __all__ = ["EDGE_SEARCH_MS", "MIN_GAP_MS", "MIN_SPEECH_MS", "Proposal", "label_folder", "propose"]
@@ -281,8 +281,7 @@ def label_folder(
     ]
     if unheard and category != NOISE_ONLY:  # a silent one had its own warning from read_audio
         warn_user(
-            f"found no speech in {len(unheard)} of {len(entries)} recordings ({', '.join(unheard[:5])}"
-            f"{' …' if len(unheard) > 5 else ''}): a sweep scores nothing in them. Check them in the "
+            f"found no speech in {len(unheard)} of {len(entries)} recordings ({first_few(unheard)}): a sweep scores nothing in them. Check them in the "
             "LabelEditor; a recording of noise alone counts the false starts it causes once its category "
             f'is "{NOISE_ONLY}" in the manifest'
         )
