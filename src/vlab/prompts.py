@@ -24,7 +24,16 @@ from typing import Any
 from vlab.bundled import bundled_dir
 from vlab.errors import ConfigError, closest_name, first_few, first_repeated
 
-__all__ = ["DEFAULT_PROMPT_DIR", "MANIFEST_NAME", "LabelledPrompt", "load_prompt_set", "select_prompts"]
+__all__ = [
+    "DEFAULT_PROMPT_DIR",
+    "MANIFEST_NAME",
+    "NOISE_ONLY",
+    "LabelledPrompt",
+    "label_warnings",
+    "load_prompt_set",
+    "select_prompts",
+    "without_speech",
+]
 
 MANIFEST_NAME = "manifest.json"
 """File name of the label manifest inside a prompt folder."""
@@ -243,23 +252,19 @@ def label_warnings(prompts: Sequence[LabelledPrompt]) -> list[str]:
     Labels that ``vlab prompts label`` proposed and nobody reviewed (``auto``), and prompts with no labelled
     speech that are not :data:`NOISE_ONLY`: a sweep scores nothing in those.
     """
-
-    def ids(chosen: list[LabelledPrompt]) -> str:
-        return first_few(p.id for p in chosen)
-
     messages = []
-    auto = [p for p in prompts if p.label_source == "auto"]
-    unlabelled = without_speech(prompts)
+    auto = [p.id for p in prompts if p.label_source == "auto"]
+    unlabelled = [p.id for p in without_speech(prompts)]
     if auto:
         messages.append(
-            f"{len(auto)} of {len(prompts)} prompts have automatic labels nobody reviewed ({ids(auto)}): the "
-            "cut-off, hold and missed-turn figures are only as good as those proposals. Review them with "
+            f"{len(auto)} of {len(prompts)} prompts have automatic labels nobody reviewed ({first_few(auto)}): "
+            "the cut-off, hold and missed-turn figures are only as good as those proposals. Review them with "
             "vlab.widgets.LabelEditor"
         )
     if unlabelled:
         messages.append(
-            f"{len(unlabelled)} of {len(prompts)} prompts hold no labelled speech ({ids(unlabelled)}): the "
-            f'sweep scores nothing in them, unless their category is "{NOISE_ONLY}" (it then counts the false '
-            "starts they cause)"
+            f"{len(unlabelled)} of {len(prompts)} prompts hold no labelled speech ({first_few(unlabelled)}): "
+            f'the sweep scores nothing in them, unless their category is "{NOISE_ONLY}" (it then counts the '
+            "false starts they cause)"
         )
     return messages

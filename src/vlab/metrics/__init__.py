@@ -43,7 +43,7 @@ from vlab.metrics.latency import (
     turn_latency,
 )
 from vlab.metrics.session_latency import session_latency
-from vlab.metrics.summary import bootstrap_ci, differ, summarize_latency
+from vlab.metrics.summary import bootstrap_ci, bootstrap_ratio, differ, summarize_latency
 from vlab.metrics.tool_calls import TOOL_CALL_COLUMNS, tool_calls
 
 __all__ = [
@@ -59,6 +59,7 @@ __all__ = [
     "USAGE_COLUMNS",
     "InputTimeline",
     "bootstrap_ci",
+    "bootstrap_ratio",
     "canary_shift",
     "cutoff_at_latency",
     "detection_error_rate",
