@@ -290,7 +290,8 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
     if unreviewed:
         parts.append(
             f"<p class='warn'>Scored against unreviewed automatic labels: {len(unreviewed)} of "
-            f"{len(manifest.get('prompts', []))} prompts ({html.escape(first_few(unreviewed, 8))}) have labels proposed by <code>vlab prompts label</code> "
+            f"{len(manifest.get('prompts', []))} prompts ({html.escape(first_few(unreviewed, 8))}) have labels "
+            "proposed by <code>vlab prompts label</code> "
             "that nobody has reviewed; their cut-off, hold and missed-turn figures are only as good as "
             "those proposals. Review them in the LabelEditor.</p>"
         )
@@ -299,8 +300,8 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
     if unscored:
         parts.append(
             f"<p class='warn'>No labelled speech in {len(unscored)} of {len(manifest.get('prompts', []))} "
-            f"prompts ({html.escape(first_few(unscored, 8))}): the sweep "
-            f"scored nothing in them. A recording of noise alone counts its false starts once its category "
+            f"prompts ({html.escape(first_few(unscored, 8))}): the sweep scored nothing in them. A recording "
+            "of noise alone counts its false starts once its category "
             f"is <code>{NOISE_ONLY}</code>.</p>"
         )
     parts.append("<h2>Operating points</h2>")

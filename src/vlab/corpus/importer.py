@@ -179,7 +179,8 @@ def import_folder(
     unlabelled = [str(p.relative_to(root)) for p, found in labels.items() if not found]
     if unlabelled:
         raise ConfigError(
-            f"no labels for {len(unlabelled)} audio file(s): {first_few(unlabelled)}; add a label file beside each (e.g. NAME.TextGrid) "
+            f"no labels for {len(unlabelled)} audio file(s): {first_few(unlabelled)}; add a label file beside "
+            "each (e.g. NAME.TextGrid) "
             "or propose labels with `vlab prompts label FOLDER`"
         )
     base = manifest.parent.resolve()

@@ -281,7 +281,8 @@ def label_folder(
     ]
     if unheard and category != NOISE_ONLY:  # a silent one had its own warning from read_audio
         warn_user(
-            f"found no speech in {len(unheard)} of {len(entries)} recordings ({first_few(unheard)}): a sweep scores nothing in them. Check them in the "
+            f"found no speech in {len(unheard)} of {len(entries)} recordings ({first_few(unheard)}): a sweep "
+            "scores nothing in them. Check them in the "
             "LabelEditor; a recording of noise alone counts the false starts it causes once its category "
             f'is "{NOISE_ONLY}" in the manifest'
         )

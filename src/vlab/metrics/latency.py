@@ -42,9 +42,9 @@ first audible sample (``t_first_audio_ns`` + ``playout_ms``). ``transcription_de
 ``voice_to_voice_events_ms`` is the event-only variant: first audio delta − (recv(speech_stopped) −
 ``silence_duration_ms``), which needs neither labels nor append stamps.
 ``dead_air_ms`` is the silence the user waits through: for a VAD turn, the end-of-turn wait on the audio
-clock (``server_hangover_audio_ms``) plus ``speech_stopped`` → the first audio delta (so on the client timeline
-it does not depend on how fast the audio was sent, unlike ``voice_to_voice_ms``); for any other turn,
-``voice_to_voice_ms``.
+clock (``server_hangover_audio_ms``) plus ``speech_stopped`` → the first audio delta (so on the client
+timeline it does not depend on how fast the audio was sent, unlike ``voice_to_voice_ms``); for any other
+turn, ``voice_to_voice_ms``.
 
 **A turn answered through tools.** A response that calls tools (``tool_calls``: its function and MCP
 call items) often speaks nothing itself: the client runs the calls and asks for another response, which

@@ -25,10 +25,10 @@ TURN_LATENCY_QUANTILES = (("p50", 0.5), ("p90", 0.9))
 def results_table(points: Any, turns: Any = None) -> str:
     """A sweep's operating points as text: one line per setting in the table's order, the Pareto ones marked.
 
-    A rate's or the dead air's 95 % interval in the points (``<column>_lo``/``_hi``) shows in brackets. A measure
-    the points lack (tokens, in a VAD-only sweep) is left out; a value missing is ``-``. With the sweep's
-    ``turns`` (``turns.parquet``), the voice-to-voice latency of each setting's spoken turns that were not
-    cut off follows (its median and 90th percentile); in a sweep whose turns called tools, the
+    A rate's or the dead air's 95 % interval in the points (``<column>_lo``/``_hi``) shows in brackets. A
+    measure the points lack (tokens, in a VAD-only sweep) is left out; a value missing is ``-``. With the
+    sweep's ``turns`` (``turns.parquet``), the voice-to-voice latency of each setting's spoken turns that
+    were not cut off follows (its median and 90th percentile); in a sweep whose turns called tools, the
     voice-to-answer latency, the user's wait through the calls.
     """
     columns = [c for c in RESULT_COLUMNS if c[1] in points]
