@@ -206,17 +206,24 @@ class VlabWarning(UserWarning):
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_ASYNCIO_DIR = os.path.join(os.path.dirname(os.path.abspath(os.__file__)), "asyncio") + os.sep
 
 
 def warn_user(message: str, category: type[Warning] = VlabWarning) -> None:
     """Issue a warning attributed to the first caller outside vlab (as pandas' ``find_stack_level``).
 
     A fixed ``stacklevel`` is right for one call path only: ``load_wav`` reaches the check that warns
-    through ``read_audio``, which users call too. This walks the stack instead.
+    through ``read_audio``, which users call too. This walks the stack instead. A warning from a task or
+    callback vlab started (a tool call a ``ToolRunner`` answers) has no caller of the user's: it is shown
+    as Python shows a warning without a caller (``sys:1``), not at a line inside asyncio.
     """
     frame = inspect.currentframe()
     level = 1
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame = frame.f_back
         level += 1
+    if frame is not None and frame.f_code.co_filename.startswith(_ASYNCIO_DIR):
+        while frame is not None:  # past the whole stack
+            frame = frame.f_back
+            level += 1
     warnings.warn(message, category, stacklevel=level)
