@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from vlab.errors import check_count
 from vlab.metrics.events import require_columns
 from vlab.metrics.latency import SEGMENT_STAGES, stages_in_order
 
@@ -86,8 +87,12 @@ def waterfall(
         label: Column naming each bar (default: ``prompt`` and ``turn`` when present, else ``turn``).
         max_turns: Draw at most this many turns (the first ones).
         ax: Where to draw.
+
+    Raises:
+        ConfigError: ``turns`` lacks ``turn`` or the ``label`` column, or ``max_turns`` is not a count ≥ 1.
     """
-    require_columns(turns, ["turn"], _TURNS)
+    require_columns(turns, ["turn", *([label] if label else [])], _TURNS)
+    check_count("max_turns", max_turns)
     ax = _axes(ax, (9, 0.6 + 0.32 * (min(len(turns), max_turns) or 3)))
     if turns.empty:
         why = "no turn to draw: nothing was answered (see the run's events for why)"
@@ -97,7 +102,7 @@ def waterfall(
     drawn: set[str] = set()
     right = 1.0  # where the last bar or total drawn ends (ms)
     for i, (_, row) in enumerate(rows.iterrows()):
-        if label and label in row:
+        if label:
             names.append(str(row[label]))
         elif "prompt" in row:
             prefix = f"{row['setting']} | " if "setting" in row else ""
@@ -160,7 +165,8 @@ def latency_distributions(
     """Box plot plus the individual turns of one latency metric per group (setting, prompt…).
 
     Args:
-        turns: Rows of :func:`vlab.metrics.turn_latency` with a ``by`` column.
+        turns: Rows of :func:`vlab.metrics.turn_latency`, with a ``by`` column to group them (without it,
+            one group: a single run's turns).
         metric: The latency column.
         by: Grouping column.
         ax: Where to draw.
@@ -172,7 +178,7 @@ def latency_distributions(
     for g in groups:
         values = (turns[turns[by] == g] if by in turns else turns)[metric].astype(float)
         data.append(values[np.isfinite(values)].to_numpy())
-    title = f"{metric.removesuffix('_ms').replace('_', ' ').capitalize()} per {by}"
+    title = metric.removesuffix("_ms").replace("_", " ").capitalize() + (f" per {by}" if by in turns else "")
     positions = np.arange(len(groups))
     nonempty = [i for i, d in enumerate(data) if len(d)]
     if not nonempty:

@@ -210,6 +210,23 @@ def test_without_the_group_column_every_turn_is_one_group():
     assert [t.get_text() for t in ax.texts] == [" n=2"]
 
 
+def test_without_the_group_column_the_title_names_no_group():
+    ax = plots.latency_distributions(pd.DataFrame({"dead_air_ms": [1.0, 2.0]}), ax=_axes())
+    assert ax.get_title() == "Dead air"  # was "Dead air per setting", of a run without settings
+    by_prompt = pd.DataFrame({"dead_air_ms": [1.0], "prompt": ["p"]})
+    assert plots.latency_distributions(by_prompt, by="prompt", ax=_axes()).get_title() == "Dead air per prompt"
+
+
+def test_a_waterfall_label_that_is_not_a_column_or_no_turn_to_draw_is_refused():
+    from vlab.errors import ConfigError
+
+    turns = pd.DataFrame([_turn()])
+    with pytest.raises(ConfigError, match=r"this frame lacks prompt"):  # each bar was named "turn 0" instead
+        plots.waterfall(turns, label="prompt", ax=_axes())
+    with pytest.raises(ConfigError, match=r"^max_turns must be an integer ≥ 1, got 0$"):
+        plots.waterfall(turns, max_turns=0, ax=_axes())
+
+
 def test_the_vad_timeline_draws_each_settings_first_run_on_the_audio_timeline():
     from vlab.prompts import load_prompt_set
 
