@@ -214,7 +214,9 @@ def test_without_the_group_column_the_title_names_no_group():
     ax = plots.latency_distributions(pd.DataFrame({"dead_air_ms": [1.0, 2.0]}), ax=_axes())
     assert ax.get_title() == "Dead air"  # was "Dead air per setting", of a run without settings
     by_prompt = pd.DataFrame({"dead_air_ms": [1.0], "prompt": ["p"]})
-    assert plots.latency_distributions(by_prompt, by="prompt", ax=_axes()).get_title() == "Dead air per prompt"
+    assert (
+        plots.latency_distributions(by_prompt, by="prompt", ax=_axes()).get_title() == "Dead air per prompt"
+    )
 
 
 def test_a_waterfall_label_that_is_not_a_column_or_no_turn_to_draw_is_refused():
