@@ -63,6 +63,7 @@ def _axes(ax: Axes | None, size: tuple[float, float]) -> Axes:
 
 
 _TURNS = "turns, from vlab.metrics.turn_latency or a sweep's turns table"
+_DETECTIONS = "detections, from a sweep's vad table or vlab.metrics.vad_preview"
 
 
 def _nothing_to_draw(ax: Axes, title: str, why: str, *, title_size: float | None = None) -> Axes:
@@ -230,8 +231,13 @@ def vad_timeline(
         settings: The settings to give a row (default: those with a detection in this prompt), in natural
             order; one that detected nothing says so on its row.
         ax: Where to draw.
+
+    Raises:
+        ConfigError: ``vad`` lacks ``by`` or a detection column (a turns or points table, say).
     """
     from vlab.audio.pcm import pcm16_to_float
+
+    require_columns(vad, [by, "onset_ms", "audio_start_ms", "audio_end_ms", "responded"], _DETECTIONS)
 
     rows = vad[vad["prompt"] == prompt.id] if "prompt" in vad else vad
     if settings is None:

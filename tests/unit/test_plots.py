@@ -229,6 +229,18 @@ def test_a_waterfall_label_that_is_not_a_column_or_no_turn_to_draw_is_refused():
         plots.waterfall(turns, max_turns=0, ax=_axes())
 
 
+def test_a_vad_timeline_of_a_frame_that_is_not_detections_says_what_it_lacks():
+    from vlab.errors import ConfigError
+    from vlab.prompts import load_prompt_set
+
+    prompt = next(p for p in load_prompt_set() if p.id == "pause_600")
+    turns = pd.DataFrame([{**_turn(), "setting": "s", "prompt": prompt.id, "audio_end_ms": 900.0}])
+    with pytest.raises(
+        ConfigError, match=r"^expected detections, .* lacks onset_ms, audio_start_ms, responded"
+    ):
+        plots.vad_timeline(prompt, turns, ax=_axes())  # was KeyError: "['onset_ms', …] not in index"
+
+
 def test_the_vad_timeline_draws_each_settings_first_run_on_the_audio_timeline():
     from vlab.prompts import load_prompt_set
 
