@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from vlab.errors import check_count
-from vlab.metrics.events import require_columns
+from vlab.metrics.events import TURNS_FRAME, require_columns
 from vlab.metrics.latency import SEGMENT_STAGES, stages_in_order
 
 if TYPE_CHECKING:
@@ -62,7 +62,6 @@ def _axes(ax: Axes | None, size: tuple[float, float]) -> Axes:
     return new
 
 
-_TURNS = "turns, from vlab.metrics.turn_latency or a sweep's turns table"
 _DETECTIONS = "detections, from a sweep's vad table or vlab.metrics.vad_preview"
 
 
@@ -92,7 +91,7 @@ def waterfall(
     Raises:
         ConfigError: ``turns`` lacks ``turn`` or the ``label`` column, or ``max_turns`` is not a count ≥ 1.
     """
-    require_columns(turns, ["turn", *([label] if label else [])], _TURNS)
+    require_columns(turns, ["turn", *([label] if label else [])], TURNS_FRAME)
     check_count("max_turns", max_turns)
     ax = _axes(ax, (9, 0.6 + 0.32 * (min(len(turns), max_turns) or 3)))
     if turns.empty:
@@ -172,7 +171,7 @@ def latency_distributions(
         by: Grouping column.
         ax: Where to draw.
     """
-    require_columns(turns, [metric], _TURNS)
+    require_columns(turns, [metric], TURNS_FRAME)
     groups = sorted(turns[by].dropna().unique(), key=_natural) if by in turns else ["all"]
     ax = _axes(ax, (9, 0.8 + 0.45 * max(len(groups), 1)))
     data = []

@@ -1240,3 +1240,18 @@ def test_the_tokens_per_turn_and_the_der_of_a_point_have_bootstrap_intervals_ove
     )
     assert a["der"] == pytest.approx(0.2) and 0.1 <= a["der_lo"] < 0.2 < a["der_hi"] <= 0.3  # NaN left out
     assert p.loc["b", ["tokens_per_expected_turn", "tokens_per_expected_turn_lo"]].isna().all()  # one unknown
+
+
+def test_summarize_latency_given_another_table_or_a_missing_group_says_what_it_lacks():
+    turns = pd.DataFrame({"turn": [0, 1], "first_turn": [True, False], "dead_air_ms": [500.0, 700.0]})
+    events = pd.DataFrame({"type": ["session.created"], "direction": ["server"], "t_ns": [0]})
+    with pytest.raises(ConfigError, match=r"^expected turns, .*; this frame lacks voice_to_voice_ms, "):
+        summarize_latency(events)  # was an empty table, as if no turn had been answered
+    with pytest.raises(
+        ConfigError, match=r"this frame lacks setting \(it has turn, first_turn, dead_air_ms\)$"
+    ):
+        summarize_latency(turns, by=["setting"])  # was KeyError: 'setting'
+    assert summarize_latency(pd.DataFrame(), by=["setting"]).empty  # no turns at all: an empty table
+    assert summarize_latency(turns, metrics=["dead_air_ms"], first_turn_separately=False)["p50"].tolist() == [
+        600.0
+    ]

@@ -115,6 +115,10 @@ class InputTimeline:
         return float(self.end_ms[k - 1]) if k > 0 else 0.0
 
 
+TURNS_FRAME = "turns, from vlab.metrics.turn_latency or a sweep's turns table"
+"""What a function that takes turns expected, for :func:`require_columns`."""
+
+
 def require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
     """Raise a :class:`ConfigError` saying ``what`` was expected when ``frame`` lacks one of ``columns``."""
     missing = [column for column in columns if column not in frame.columns]

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from vlab.metrics.events import TURNS_FRAME, require_columns
 from vlab.metrics.latency import LATENCY_STAGES
 
 
@@ -92,7 +93,7 @@ def summarize_latency(
     Args:
         turns: Rows from :func:`turn_latency` (several runs concatenated, with grouping columns).
         by: Grouping columns (e.g. ``["setting"]``).
-        metrics: Latency columns to summarize (those absent are skipped).
+        metrics: Latency columns to summarize (those absent are skipped; not all of them).
         first_turn_separately: Add a ``turns`` grouping level, ``first`` or ``rest``.
         n_boot: Bootstrap resamples.
         seed: Bootstrap seed.
@@ -100,9 +101,17 @@ def summarize_latency(
     Returns:
         One row per group and metric: the group keys, ``metric``, ``n``, ``p50``, ``p50_lo``,
         ``p50_hi``, and the same for ``p90`` and ``p95``.
+
+    Raises:
+        ConfigError: ``turns`` lacks a ``by`` column, or every one of ``metrics`` (an event frame, say); a
+            frame of no turns and no columns gives an empty table.
     """
-    data = turns.copy()
     keys = list(by)
+    quantiles = [f"p{p}{s}" for p in (50, 90, 95) for s in ("", "_lo", "_hi")]
+    if not len(turns.columns):  # no turns at all
+        return pd.DataFrame(columns=[*keys, "metric", "n", *quantiles])
+    require_columns(turns, [*by, *([] if any(m in turns for m in metrics) else metrics)], TURNS_FRAME)
+    data = turns.copy()
     if first_turn_separately and "first_turn" in data.columns:
         data["turns"] = np.where(data["first_turn"].astype(bool), "first", "rest")
         keys.append("turns")
@@ -122,5 +131,4 @@ def summarize_latency(
                 name = f"p{int(q * 100)}"
                 row.update({name: est, f"{name}_lo": lo, f"{name}_hi": hi})
             rows.append(row)
-    columns = [*keys, "metric", "n"] + [f"p{p}{s}" for p in (50, 90, 95) for s in ("", "_lo", "_hi")]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=[*keys, "metric", "n", *quantiles])
