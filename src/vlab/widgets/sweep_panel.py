@@ -496,7 +496,7 @@ class SweepPanel:
         folder = Path(text).expanduser()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", VlabWarning)  # shown in the panel instead
-            table = compare_sweeps(self.sweep_dir, folder, n_boot=300)
+            table = compare_sweeps(self.sweep_dir, folder)  # as vlab compare: the same intervals and verdicts
         self.comparison = table
         note = "".join(
             f"<p style='color:#b00020'>{html.escape(str(w.message))}</p>"
@@ -641,7 +641,7 @@ class SweepPanel:
         from vlab.sweep import in_grid_order
 
         summary = in_grid_order(
-            summarize_latency(speech, by=["setting"], metrics=latency_measures(speech), n_boot=300), settings
+            summarize_latency(speech, by=["setting"], metrics=latency_measures(speech)), settings
         )
         self.summary = summary
         return widgets.HTML(
