@@ -22,6 +22,7 @@ import pandas as pd
 
 from vlab.errors import ConfigError, check_count, first_few
 from vlab.metrics.latency import made_tool_calls, spoken_turns
+from vlab.metrics.summary import RESAMPLES
 
 if TYPE_CHECKING:
     from vlab.prompts import LabelledPrompt
@@ -551,7 +552,7 @@ def chart_path(path: str | os.PathLike[str]) -> Path:
 
 
 def compare_sweeps(
-    a: str | os.PathLike[str], b: str | os.PathLike[str], *, n_boot: int = 1000
+    a: str | os.PathLike[str], b: str | os.PathLike[str], *, n_boot: int = RESAMPLES
 ) -> pd.DataFrame:
     """Per setting present in both sweeps: operating points and latency p50s of A and B, with B − A.
 

@@ -13,9 +13,12 @@ from numpy.typing import ArrayLike
 from vlab.metrics.events import TURNS_FRAME, require_columns
 from vlab.metrics.latency import LATENCY_STAGES
 
+RESAMPLES = 1000
+"""How many resamples every bootstrap interval vlab prints draws: the report, ``vlab compare``, the panels."""
+
 
 def bootstrap_ci(
-    values: Iterable[float], q: float, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
+    values: Iterable[float], q: float, *, n_boot: int = RESAMPLES, confidence: float = 0.95, seed: int = 0
 ) -> tuple[float, float, float]:
     """Quantile ``q`` (0-1) of the finite values with a percentile-bootstrap interval.
 
@@ -39,7 +42,7 @@ def bootstrap_ratio(
     numerators: ArrayLike,
     denominators: ArrayLike,
     *,
-    n_boot: int = 1000,
+    n_boot: int = RESAMPLES,
     confidence: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float, float]:
@@ -85,7 +88,7 @@ def summarize_latency(
     by: Sequence[str] = (),
     metrics: Sequence[str] = LATENCY_STAGES,
     first_turn_separately: bool = True,
-    n_boot: int = 1000,
+    n_boot: int = RESAMPLES,
     seed: int = 0,
 ) -> pd.DataFrame:
     """n, p50/p90/p95 with bootstrap 95 % intervals, per group and metric.
