@@ -201,6 +201,21 @@ def test_bad_labels_name_file_and_line_and_leave_the_old_manifest(
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".manifest")] == []
 
 
+def test_an_empty_label_file_imports_a_recording_of_noise_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _wav(tmp_path / "speech.wav")
+    (tmp_path / "speech.txt").write_text("0.5\t1.5\thello\n")
+    _wav(tmp_path / "street.wav", 2.0)
+    (tmp_path / "street.txt").write_text("")  # was refused: "no labels for 1 audio file(s): street.wav"
+    assert main(["prompts", "import", str(tmp_path), "--category", "calls"]) == 0
+    assert "2 recordings, 1 turn, 0 holds (1 of noise alone) → " in capsys.readouterr().out
+    speech, street = load_prompt_set(tmp_path)
+    assert speech.category == "calls" and speech.expected_turns == 1
+    assert street.category == "noise_only" and street.speech_segments == () and street.end_of_turn_ms == ()
+    assert street.label_source == "imported" and street.file == (tmp_path / "street.wav").resolve()
+
+
 def test_unlabelled_and_broken_audio_are_refused(tmp_path: Path) -> None:
     _wav(tmp_path / "a.wav")
     with pytest.raises(ConfigError, match=r"no labels for 1 audio file\(s\): a.wav.*vlab prompts label"):

@@ -56,7 +56,7 @@ def _count(n: int, noun: str) -> str:
 def run_import(args: argparse.Namespace) -> int:
     """``vlab prompts import``; returns the exit code."""
     from vlab.corpus.importer import import_folder
-    from vlab.prompts import load_prompt_set
+    from vlab.prompts import NOISE_ONLY, load_prompt_set
 
     manifest = import_folder(args.folder, out=args.out, hold_gap_ms=args.hold_gap_ms, category=args.category)
     prompts = load_prompt_set(manifest)
@@ -65,7 +65,8 @@ def run_import(args: argparse.Namespace) -> int:
     counts = ", ".join(
         _count(n, noun) for n, noun in ((len(prompts), "recording"), (turns, "turn"), (holds, "hold"))
     )
-    print(f"prompts: {counts} → {manifest}")
+    noise = sum(p.category == NOISE_ONLY for p in prompts)
+    print(f"prompts: {counts}" + (f" ({noise} of noise alone)" if noise else "") + f" → {manifest}")
     return 0
 
 

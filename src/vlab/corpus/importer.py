@@ -27,7 +27,7 @@ from typing import Any
 
 from vlab.corpus.labels import LABEL_SUFFIXES, Label, LabelError, read_labels
 from vlab.errors import ConfigError, first_few
-from vlab.prompts import MANIFEST_NAME
+from vlab.prompts import MANIFEST_NAME, NOISE_ONLY
 
 __all__ = [
     "AUDIO_SUFFIXES",
@@ -155,8 +155,11 @@ def import_folder(
             by_key.setdefault(key, path)
     labels: dict[Path, list[Label]] = {p: [] for p in audio}
     stems = {p.with_suffix(""): p for p in audio}
+    with_sidecar: set[Path] = set()  # an empty one says: noise alone, no speech
     for label_file in _label_files(root, set(stems)):
         sidecar = stems.get(label_file.with_suffix(""))
+        if sidecar is not None:
+            with_sidecar.add(sidecar)
         found = read_labels(label_file, audio_name=None if sidecar is None else sidecar.stem)
         for label in found:
             target = (
@@ -176,12 +179,14 @@ def import_folder(
                     "name it by its path relative to the folder, or its name without suffix",
                 )
             labels[target].append(label)
-    unlabelled = [str(p.relative_to(root)) for p, found in labels.items() if not found]
+    unlabelled = [
+        str(p.relative_to(root)) for p, found in labels.items() if not found and p not in with_sidecar
+    ]
     if unlabelled:
         raise ConfigError(
             f"no labels for {len(unlabelled)} audio file(s): {first_few(unlabelled)}; add a label file beside "
-            "each (e.g. NAME.TextGrid) "
-            "or propose labels with `vlab prompts label FOLDER`"
+            "each (e.g. NAME.TextGrid; an empty NAME.txt for a recording of noise alone) or propose labels "
+            "with `vlab prompts label FOLDER`"
         )
     base = manifest.parent.resolve()
     taken: set[str] = set()
@@ -189,20 +194,41 @@ def import_folder(
     for path in audio:
         samples, rate = read_audio(path)
         duration_ms = 1000.0 * len(samples) / rate
+        pid = _prompt_id(path.relative_to(root), taken)
         entries.append(
-            _entry(
-                path,
-                labels[path],
-                duration_ms,
-                rate,
-                hold_gap_ms,
-                category,
-                base,
-                _prompt_id(path.relative_to(root), taken),
-            )
+            _entry(path, labels[path], duration_ms, rate, hold_gap_ms, category, base, pid)
+            if labels[path]
+            else _noise_entry(path, duration_ms, rate, base, pid)
         )
     write_manifest(manifest, entries, generator=f"vlab prompts import (hold gap {hold_gap_ms:g} ms)")
     return manifest
+
+
+def _noise_entry(path: Path, duration_ms: float, rate: int, base: Path, pid: str) -> dict[str, Any]:
+    """The prompt of a recording whose label file beside it is empty: noise alone (:data:`NOISE_ONLY`)."""
+    return {
+        "id": pid,
+        "file": _manifest_path(path, base),
+        "text": "",
+        "sample_rate": rate,
+        "duration_ms": round(duration_ms, 3),
+        "category": NOISE_ONLY,
+        "source": "recording",
+        "label_source": "imported",
+        "speech_segments": [],
+        "hold_spans": [],
+        "end_of_turn_ms": [],
+        "notes": "imported: its label file is empty, so noise alone (a sweep counts the false starts it causes)",
+    }
+
+
+def _manifest_path(path: Path, base: Path) -> str:
+    """``path`` as a manifest names it: relative to the manifest's folder ``base`` (absolute on another drive)."""
+    try:
+        file = os.path.relpath(path.resolve(), base)
+    except ValueError:  # another drive (Windows)
+        file = str(path.resolve())
+    return Path(file).as_posix()
 
 
 def _entry(
@@ -237,14 +263,10 @@ def _entry(
     if given_holds or given_eots:
         rule = "holds and ends of turn from the labels"
         turns = Turns(turns.speech_segments, given_holds, given_eots or (turns.speech_segments[-1][1],))
-    try:
-        file = os.path.relpath(path.resolve(), base)
-    except ValueError:  # another drive (Windows)
-        file = str(path.resolve())
     texts = [a.text for a in sorted(labels, key=lambda a: a.start_ms) if a.kind == "speech" and a.text]
     return {
         "id": pid,
-        "file": Path(file).as_posix(),
+        "file": _manifest_path(path, base),
         "text": " ".join(texts),
         "sample_rate": rate,
         "duration_ms": round(duration_ms, 3),
