@@ -108,12 +108,12 @@ def _run_info(run: Path, events: pd.DataFrame) -> dict[str, Any]:
     started = meta.get("started_at")
     if started is None and "wall_time" in events.columns and len(events):
         started = pd.Timestamp(events["wall_time"].iloc[0]).isoformat()
-    server = events.loc[events["direction"] == "server"]
+    server_sim_ms = events["sim_ms"][events["direction"] == "server"] if "sim_ms" in events else None
     return {
         "run": str(run),
         "started_at": started,
         "target": target.get("kind"),
-        "emulator": bool("sim_ms" in server and server["sim_ms"].notna().any()),
+        "emulator": bool(server_sim_ms is not None and server_sim_ms.notna().any()),
         "endpoint_host": host,
         "model": model,
         "voice": voice,

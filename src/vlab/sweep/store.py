@@ -88,6 +88,12 @@ def _holds_a_sweep(folder: Path) -> bool:
     return isinstance(manifest, dict) and "grid" in manifest
 
 
+def _sweep_above(folder: Path) -> Path | None:
+    """The sweep folder ``folder`` is inside, written as the user wrote ``folder`` (relative or not)."""
+    above = next((p for p in folder.resolve().parents if _holds_a_sweep(p)), None)
+    return above if above is None or folder.is_absolute() else Path(os.path.relpath(above))
+
+
 def not_a_sweep(folder: Path) -> str | None:
     """Why ``folder`` is not a finished sweep folder and what to give instead (None when it is one)."""
     if (folder / SWEEP_MANIFEST).is_file():
@@ -95,15 +101,15 @@ def not_a_sweep(folder: Path) -> str | None:
     name = repr(str(folder))
     if not folder.exists():
         return f"{name} does not exist; give the folder `vlab sweep --out` wrote"
-    above = next((p for p in folder.resolve().parents if _holds_a_sweep(p)), None)
-    sweep = above if above is None or folder.is_absolute() else Path(os.path.relpath(above))  # as typed
     if folder.is_file():
+        sweep = _sweep_above(folder)
         inside = f": give the sweep folder it is in, {str(sweep)!r}" if sweep else ""
         return f"{name} is a file, not a sweep folder{inside}"
     if any((folder / CELLS_DIR).glob(f"*/{CELL_FILE}")):
         return _stopped(folder, cell_metas(folder))
     if is_run_folder(folder):
         return f"{name} is the run folder of one session, not a sweep folder; `vlab.load_log` reads it"
+    sweep = _sweep_above(folder)
     if sweep is not None:  # its cells folder, say
         return f"{name} is inside the sweep folder {str(sweep)!r}; give that one"
     return f"{name} is not a sweep folder (no manifest.json); run `vlab sweep` first"
