@@ -424,6 +424,7 @@ def pareto_shift(
                 row[f"{c}_b"],
                 (row[f"{c}_lo_a"], row[f"{c}_hi_a"]),
                 (row[f"{c}_lo_b"], row[f"{c}_hi_b"]),
+                measure=c,
             )
             for c in (x, y)
         )

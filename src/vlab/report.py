@@ -42,9 +42,11 @@ COMPARED_POINTS = (
     "hold_cut_rate",
     "missed_turn_rate",
     "der",
+    "false_starts_per_min",
     "tokens_per_expected_turn",
 )
-"""The operating-point measures :func:`compare_sweeps` compares (lower is better for each)."""
+"""The operating-point measures :func:`compare_sweeps` compares (lower is better for each), those neither
+sweep has a value for left out (false starts, without noise-only prompts)."""
 
 CHARTS = ("waterfall", "latency_distributions", "pareto", "vad_timeline")
 """Chart names every report holds (``vad_timeline`` once per timeline prompt: ``vad_timeline_<id>``); a
@@ -461,15 +463,17 @@ def _ms(v: float) -> str:
     return "–" if not math.isfinite(v) else f"{v:.0f} ms"
 
 
-def _verdict(a: float, b: float, a_interval: tuple[float, float], b_interval: tuple[float, float]) -> str:
+def _verdict(
+    measure: str, a: float, b: float, a_interval: tuple[float, float], b_interval: tuple[float, float]
+) -> str:
     """The verdict on B against A: ``better`` or ``worse`` (lower is better), or ``same``, or ``n/a``.
 
-    ``same`` when the 95 % intervals overlap or, without them, when nothing changed
-    (:func:`vlab.metrics.differ`); ``n/a`` when either side has no value.
+    ``same`` when the 95 % intervals overlap or, without them, when nothing changed, and for latencies less
+    than a millisecond apart (:func:`vlab.metrics.differ`); ``n/a`` when either side has no value.
     """
     from vlab.metrics import differ
 
-    moved = differ(a, b, a_interval, b_interval)
+    moved = differ(a, b, a_interval, b_interval, measure=measure)
     if moved is None:
         return "n/a"
     return "same" if not moved else "better" if b < a else "worse"
@@ -564,7 +568,8 @@ def compare_sweeps(
         One row per setting and measure: ``a``, ``b``, ``delta``, the 95 % intervals of each side
         (``a_lo`` … ``b_hi``: a bootstrap one of each latency p50, the points' own for a rate that has
         one, :data:`vlab.metrics.POINT_INTERVALS`), and ``verdict`` (``better``, ``worse``, ``same`` —
-        lower is better; "same" when the intervals overlap, or without them when nothing changed;
+        lower is better; "same" when the intervals overlap, or without them when nothing changed, and for
+        latencies less than :data:`vlab.metrics.SAME_WITHIN_MS` apart;
         ``n/a`` when either side has no value).
     """
     from vlab.errors import warn_user
@@ -587,7 +592,9 @@ def compare_sweeps(
     ta, tb = spoken_turns(_load(fa, "turns")), spoken_turns(_load(fb, "turns"))  # the user's waits
     rows = []
     latencies = latency_measures(ta, tb)
-    points = [m for m in COMPARED_POINTS if m in pa and m in pb]  # a sweep from before vlab counted tokens
+    points = [  # not tokens, for a sweep from before vlab counted them
+        m for m in COMPARED_POINTS if m in pa and m in pb and (pa[m].notna().any() or pb[m].notna().any())
+    ]
     both = set(pa.get("setting", [])) & set(pb.get("setting", []))
     common = [s for s in order if s in both]  # in A's grid order, as its report shows them
     if not common:
@@ -613,7 +620,7 @@ def compare_sweeps(
                     "a_hi": ha,
                     "b_lo": lb,
                     "b_hi": hb,
-                    "verdict": _verdict(va, vb, (la, ha), (lb, hb)),
+                    "verdict": _verdict(m, va, vb, (la, ha), (lb, hb)),
                 }
             )
         for m in latencies:
@@ -622,7 +629,7 @@ def compare_sweeps(
             ea, la, ha = bootstrap_ci(xa, 0.5, n_boot=n_boot)
             eb, lb, hb = bootstrap_ci(xb, 0.5, n_boot=n_boot)
             delta = eb - ea
-            verdict = _verdict(ea, eb, (la, ha), (lb, hb))
+            verdict = _verdict(m, ea, eb, (la, ha), (lb, hb))
             rows.append(
                 {
                     "setting": s,

@@ -501,6 +501,7 @@ async def test_a_sweep_reports_false_starts_with_noise_suppression_on_and_off(tm
     points = result.points().set_index("noise_reduction")
     assert set(points.index) == {"off", "azure_deep_noise_suppression"}
     assert points["false_starts_per_min"].notna().all()  # the noise-only prompt, scored per setting
+    assert (points["false_starts_per_min_hi"] > points["false_starts_per_min"]).all()  # a few seconds of it
     assert (points["missed_turn_rate"] == 0).all()  # the noisy prompt's turn is found with and without
     vad = result.vad()
     onsets = {nr: sorted(g["onset_ms"].dropna()) for nr, g in vad.groupby("noise_reduction")}

@@ -677,7 +677,47 @@ def test_score_prompt_counts_a_missed_turn_and_false_starts_on_noise():
             "responded": [True],
         }
     )
-    assert score_prompt(noise, det)["false_starts_per_min"] == pytest.approx(10)
+    scored = score_prompt(noise, det)
+    assert scored["false_starts_per_min"] == pytest.approx(10)
+    assert (scored["false_starts"], scored["duration_ms"]) == (1, 6000)  # what a point pools over prompts
+
+
+def test_the_poisson_interval_of_a_rate_is_exact_and_sound_at_zero():
+    from vlab.metrics import poisson_interval
+
+    # Garwood's exact 95 % limits of a Poisson mean (tables: 0 -> 3.689, 1 -> 0.0253-5.572, ...)
+    assert poisson_interval(0, 1) == pytest.approx((0.0, 3.6889), abs=1e-4)
+    assert poisson_interval(1, 1) == pytest.approx((0.0253, 5.5716), abs=1e-4)
+    assert poisson_interval(5, 1) == pytest.approx((1.6235, 11.6683), abs=1e-4)
+    assert poisson_interval(20, 1) == pytest.approx((12.2165, 30.8884), abs=1e-4)
+    assert poisson_interval(5, 2) == pytest.approx((1.6235 / 2, 11.6683 / 2), abs=1e-4)  # per unit
+    assert all(math.isnan(v) for v in poisson_interval(0, 0))
+
+
+def test_false_starts_per_minute_pool_the_noise_prompts_minutes_with_an_interval():
+    from vlab.metrics import poisson_interval
+
+    scores = pd.DataFrame(
+        {
+            "setting": ["a", "a", "a", "b"],
+            "category": ["noise_only", "noise_only", "pause", "pause"],
+            "duration_ms": [30_000.0, 90_000.0, 4000.0, 4000.0],  # half a minute and 1.5 minutes of noise
+            "false_starts": [2, 0, 1, 1],  # the pause's false start is not one on noise
+            "false_starts_per_min": [4.0, 0.0, 15.0, 15.0],
+            "expected_turns": [0, 0, 1, 1],
+            **{c: [0] * 4 for c in ("cutoff_turns", "holds", "holds_cut", "missed_turns", "responses")},
+            "dead_air_ms": [math.nan, math.nan, 500.0, 500.0],
+            "der": [math.nan, math.nan, 0.1, 0.1],
+        }
+    )
+    p = operating_points(scores).set_index("setting")
+    assert p.loc["a", "false_starts_per_min"] == 1.0  # 2 in 2 minutes; the mean of the rates would be 2
+    assert (p.loc["a", "false_starts_per_min_lo"], p.loc["a", "false_starts_per_min_hi"]) == poisson_interval(
+        2, 2.0
+    )
+    assert p.loc["b", ["false_starts_per_min", "false_starts_per_min_lo"]].isna().all()  # no noise played
+    older = operating_points(scores.drop(columns=["duration_ms"])).set_index("setting")  # before vlab kept it
+    assert older.loc["a", "false_starts_per_min"] == 2.0 and "false_starts_per_min_lo" not in older
 
 
 def test_pareto_front_and_operating_points():

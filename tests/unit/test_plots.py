@@ -361,3 +361,10 @@ def test_a_setting_that_moved_inside_its_intervals_gets_a_dashed_arrow_the_legen
     arrows = [t.arrow_patch for t in solid.texts if getattr(t, "arrow_patch", None)]
     assert {arrow.get_linestyle() for arrow in arrows} == {"solid"}
     assert solid.get_legend_handles_labels()[1] == ["A", "B"]
+    rounding = plots.pareto_shift(
+        points([700.0, 700.0], [0.5, 0.5], 0.0, 0.0),
+        points([700.001, 700.0], [0.5, 0.5], 0.0, 0.0),
+        ax=_axes(),
+    )  # the dead air a microsecond apart, each interval 0 wide: not a move
+    arrows = [t.arrow_patch for t in rounding.texts if getattr(t, "arrow_patch", None)]
+    assert {arrow.get_linestyle() for arrow in arrows} == {"--"}

@@ -74,7 +74,7 @@ def table(tmp_path: Path) -> pd.DataFrame:
         },
         {  # no ttfb_audio_ms in B; the other setting's turns must not count for s1
             "s1": {
-                "dead_air_ms": [100.5] * 21,
+                "dead_air_ms": [102.0] * 21,
                 "voice_to_voice_ms": [v + 20 for v in spread],
                 "turn_commit_ms": [100.0] * 21,
             },
@@ -104,11 +104,11 @@ def test_a_rate_is_better_lower_worse_higher_and_same_when_equal(table):
 
 def test_a_latency_is_same_when_the_intervals_overlap_and_n_a_without_values(table):
     rows = table.set_index("measure")
-    # half a millisecond worse, and the intervals do not overlap
+    # two milliseconds worse, and the intervals do not overlap
     assert rows.loc["dead_air_ms p50", ["a", "b", "delta", "verdict"]].tolist() == [
         100.0,
-        100.5,
-        0.5,
+        102.0,
+        2.0,
         "worse",
     ]
     assert rows.loc["turn_commit_ms p50", ["delta", "verdict"]].tolist() == [-200.0, "better"]
@@ -297,3 +297,37 @@ def test_vlab_compare_writes_the_setting_and_measure_names_from_the_left(tmp_pat
     assert lines[0].startswith("setting          measure ")  # as vlab sweep's table: was right-aligned
     assert lines[1].startswith("s                false_cutoff_rate ")
     assert any(line.startswith("a longer setting dead_air_ms p50 ") for line in lines)
+
+
+def test_false_starts_on_noise_are_judged_by_their_poisson_interval_and_left_out_without_noise(tmp_path):
+    from vlab.metrics import poisson_interval
+
+    def point(false_starts: int, minutes: float) -> dict[str, float]:
+        lo, hi = poisson_interval(false_starts, minutes)
+        return {
+            **_rates(0, 0, 0, 0),
+            "false_starts_per_min": false_starts / minutes,
+            "false_starts_per_min_lo": lo,
+            "false_starts_per_min_hi": hi,
+        }
+
+    turns = {s: {"dead_air_ms": [100.0]} for s in ("short", "long")}
+    a = _sweep(tmp_path / "a", {"short": point(0, 0.1), "long": point(0, 10)}, turns)
+    b = _sweep(tmp_path / "b", {"short": point(1, 0.1), "long": point(40, 10)}, turns)
+    rows = compare_sweeps(a, b, n_boot=20).set_index(["setting", "measure"])["verdict"]
+    assert rows[("short", "false_starts_per_min")] == "same"  # one in 6 s of noise: it can't tell
+    assert rows[("long", "false_starts_per_min")] == "worse"  # 40 in 10 minutes against none: it can
+    no_noise = {s: {**_rates(0, 0, 0, 0), "false_starts_per_min": float("nan")} for s in ("short", "long")}
+    c = _sweep(tmp_path / "c", no_noise, turns)
+    d = _sweep(tmp_path / "d", no_noise, turns)
+    assert "false_starts_per_min" not in set(compare_sweeps(c, d, n_boot=20)["measure"])
+
+
+def test_latencies_less_than_a_millisecond_apart_are_the_same_whatever_their_intervals(tmp_path):
+    # The same latency draw on two sweeps' simulated timelines, a microsecond of rounding apart: every
+    # turn's value is equal, so each side's interval is 0 wide and the two never overlap.
+    a = _sweep(tmp_path / "a", {"s": _rates(0, 0, 0, 0)}, {"s": {"ttfb_audio_ms": [449.701] * 5}})
+    b = _sweep(tmp_path / "b", {"s": _rates(0, 0, 0, 0)}, {"s": {"ttfb_audio_ms": [449.702] * 5}})
+    row = compare_sweeps(a, b, n_boot=20).set_index("measure").loc["ttfb_audio_ms p50"]
+    assert row["b_lo"] > row["a_hi"]  # apart, but not by anything a caller hears
+    assert row["verdict"] == "same"

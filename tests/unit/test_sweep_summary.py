@@ -47,6 +47,22 @@ def test_a_setting_without_latencies_shows_a_dash_and_no_turns_show_no_latency_c
     assert results_table(POINTS, no_latency) == without
 
 
+def test_the_false_starts_on_noise_show_with_their_interval_when_the_sweep_played_noise():
+    noisy = POINTS.assign(
+        false_starts_per_min=[11.32, 0.0, float("nan")],  # the reference plays no noise-only prompt
+        false_starts_per_min_lo=[0.287, 0.0, float("nan")],
+        false_starts_per_min_hi=[63.08, 41.79, float("nan")],
+    )
+    table = results_table(noisy)
+    rows = _rows(table)
+    assert rows[0][-1] == "false starts/min"
+    assert rows[1][-2:] == ["11.3 [0.3-63.1]", "Pareto"] and rows[2][-2:] == ["0.0 [0.0-41.8]", "Pareto"]
+    assert rows[3][-1] == "-"
+    assert "false starts: speech the VAD found in the noise-only prompts" in " ".join(table.splitlines())
+    without_noise = POINTS.assign(false_starts_per_min=float("nan"))  # what a sweep of speech alone has
+    assert results_table(without_noise) == results_table(POINTS)
+
+
 def test_a_sweep_whose_turns_called_tools_shows_the_user_s_wait_through_the_calls():
     turns = pd.DataFrame({
         "setting": ["sil=300"] * 3 + ["sil=800"] * 2,

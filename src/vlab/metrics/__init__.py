@@ -23,6 +23,7 @@ from vlab.metrics.detection import (
     match_segments,
     operating_points,
     pareto_front,
+    poisson_interval,
     score_prompt,
     setting_took_effect,
     vad_preview,
@@ -43,7 +44,7 @@ from vlab.metrics.latency import (
     turn_latency,
 )
 from vlab.metrics.session_latency import session_latency
-from vlab.metrics.summary import bootstrap_ci, bootstrap_ratio, differ, summarize_latency
+from vlab.metrics.summary import SAME_WITHIN_MS, bootstrap_ci, bootstrap_ratio, differ, summarize_latency
 from vlab.metrics.tool_calls import TOOL_CALL_COLUMNS, tool_calls
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "POINT_FLAGS",
     "POINT_INTERVALS",
     "POINT_MEASURES",
+    "SAME_WITHIN_MS",
     "LATENCY_STAGES",
     "SEGMENT_STAGES",
     "TOOL_CALL_COLUMNS",
@@ -73,6 +75,7 @@ __all__ = [
     "on_simulated_timeline",
     "operating_points",
     "pareto_front",
+    "poisson_interval",
     "score_prompt",
     "session_latency",
     "setting_took_effect",

@@ -13,7 +13,8 @@ segments (:func:`match_segments`), false starts per minute on noise-only audio.
 Turn level (:func:`score_prompt`): false cut-offs (a response started while the labelled turn was still
 going, counted per turn and per hold span), missed turns, turns per expected turn, and dead air on the
 correctly ended turns. Across settings: :func:`operating_points` (with 95 % intervals:
-:func:`wilson_interval` for rates), :func:`pareto_front`, :func:`cutoff_at_latency`, :func:`latency_at_cutoff`.
+:func:`wilson_interval` for rates, :func:`poisson_interval` for false starts per minute), :func:`pareto_front`,
+:func:`cutoff_at_latency`, :func:`latency_at_cutoff`.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ __all__ = [
     "match_segments",
     "operating_points",
     "pareto_front",
+    "poisson_interval",
     "score_prompt",
     "setting_took_effect",
     "vad_preview",
@@ -73,7 +75,7 @@ SCORE_KEYS = (
     "dead_air_ms", "der",
 )  # fmt: skip
 """The columns of :func:`score_prompt`'s rows that :func:`operating_points` aggregates (``total_tokens`` is
-optional, ``false_starts_per_min`` read for noise-only runs)."""
+optional; ``false_starts`` and ``duration_ms`` are read for noise-only runs)."""
 
 POINT_MEASURES = (
     "false_cutoff_rate",
@@ -93,11 +95,13 @@ POINT_INTERVALS = (
     "tokens_per_expected_turn",
     "dead_air_ms",
     "der",
+    "false_starts_per_min",
 )
 """The measures :func:`operating_points` gives a 95 % interval (``<measure>_lo``, ``<measure>_hi``): the
 Wilson interval of each rate over what it counts (labelled turns, or pauses), a bootstrap one over the runs
-of the tokens per expected turn, of the median dead air and of the mean DER. With a few prompts they are
-wide: two settings whose intervals overlap may not differ."""
+of the tokens per expected turn, of the median dead air and of the mean DER, and the exact Poisson interval
+of the false starts over the minutes of noise. With a few prompts they are wide: two settings whose
+intervals overlap may not differ."""
 _RATE_INTERVALS = tuple(m for m in POINT_INTERVALS if m.endswith("_rate"))
 POINT_FLAGS = ("baseline", "reference", "pareto")
 """What :func:`operating_points` marks per setting, shown after its measures."""
@@ -272,8 +276,8 @@ def score_prompt(
         tolerance_ms: A detection starting this much before a labelled turn still belongs to it.
 
     Returns:
-        A flat dict: segment scores (``onset_error_ms``, ``eos_delay_ms``, ``der``, match counts,
-        ``false_starts``, ``false_starts_per_min``) and turn scores (``expected_turns``,
+        A flat dict: the prompt's ``duration_ms``, segment scores (``onset_error_ms``, ``eos_delay_ms``,
+        ``der``, match counts, ``false_starts``, ``false_starts_per_min``) and turn scores (``expected_turns``,
         ``detected_turns``, ``responses``, ``cutoff_turns``, ``false_cutoffs``, ``holds``,
         ``holds_cut``, ``missed_turns``, ``turns_per_expected``, ``dead_air_ms`` (median over the
         turns whose real end was detected, cut off earlier or not), ``ended_turns``).
@@ -283,7 +287,11 @@ def score_prompt(
     onset, offset, audio_end = (detections[c].to_numpy(dtype=float, na_value=np.nan) for c in read[:3])
     hyp = list(zip(onset.tolist(), offset.tolist(), strict=True))
     ref = list(prompt.speech_segments)
-    out: dict[str, Any] = {"prompt": prompt.id, "category": prompt.category}
+    out: dict[str, Any] = {
+        "prompt": prompt.id,
+        "category": prompt.category,
+        "duration_ms": prompt.duration_ms,
+    }
     out.update(match_segments(ref, hyp))
     out.update(detection_error_rate(ref, hyp, prompt.duration_ms))
     starts = prompt.turn_starts_ms
@@ -360,7 +368,8 @@ def operating_points(
         holds), ``missed_turn_rate``, ``turns_per_expected``, ``tokens_per_expected_turn`` (tokens of the
         runs with speech / their expected turns; only with ``total_tokens``, NaN when a run's are
         unknown), ``dead_air_ms`` (median of the runs' medians), ``der`` (mean),
-        ``false_starts_per_min`` (mean over noise-only runs), ``runs``, ``baseline`` (the setting named
+        ``false_starts_per_min`` (the noise-only runs' false starts over their minutes; the mean of their
+        rates for scores without ``duration_ms``), ``runs``, ``baseline`` (the setting named
         ``baseline``), ``reference`` (the setting named ``reference``: a yardstick such as push-to-talk,
         drawn beside the settings and never on their frontier) and ``pareto`` (on the frontier of the
         other settings); and the 95 % intervals of :data:`POINT_INTERVALS` (none of the reference's rates).
@@ -389,8 +398,8 @@ def operating_points(
             if speech["dead_air_ms"].notna().any()
             else math.nan,
             der=float(speech["der"].mean()) if len(speech) else math.nan,
-            false_starts_per_min=float(noise["false_starts_per_min"].mean()) if len(noise) else math.nan,
         )
+        row.update(_false_starts(noise))
         for measure, counted, out_of in (
             ("false_cutoff_rate", speech["cutoff_turns"].sum(), expected),
             ("hold_cut_rate", g["holds_cut"].sum(), holds),
@@ -418,9 +427,48 @@ def operating_points(
     points.loc[points["reference"], rate_bounds] = math.nan  # it cannot cut off or miss: none, by design
     compared = points[~points["reference"]]
     points["pareto"] = pareto_front(compared).reindex(points.index, fill_value=False)
-    intervals = [f"{m}_{end}" for m in POINT_INTERVALS if m in points for end in ("lo", "hi")]
+    intervals = [f"{m}_{end}" for m in POINT_INTERVALS if f"{m}_lo" in points for end in ("lo", "hi")]
     ordered = [*keys, "runs", *(m for m in POINT_MEASURES if m in points), *intervals, *POINT_FLAGS]
     return points[ordered]
+
+
+def _false_starts(noise: pd.DataFrame) -> dict[str, float]:
+    """The false starts per minute of the noise-only runs ``noise``, with its Poisson interval."""
+    if "duration_ms" not in noise or "false_starts" not in noise:  # scores from before vlab kept them
+        rate = float(noise["false_starts_per_min"].mean()) if len(noise) else math.nan
+        return {"false_starts_per_min": rate}
+    count, minutes = float(noise["false_starts"].sum()), float(noise["duration_ms"].sum()) / 60_000.0
+    low, high = poisson_interval(count, minutes)
+    return {
+        "false_starts_per_min": count / minutes if minutes > 0 else math.nan,
+        "false_starts_per_min_lo": low,
+        "false_starts_per_min_hi": high,
+    }
+
+
+def poisson_interval(count: float, exposure: float, *, confidence: float = 0.95) -> tuple[float, float]:
+    """The exact (Garwood) interval of the rate ``count / exposure`` of events counted over ``exposure``.
+
+    Sound at 0: no false start in 1 minute is a rate from 0 to 3.7 per minute. NaN with ``exposure`` 0.
+    """
+    if not exposure > 0:
+        return (math.nan, math.nan)
+    k, tail = int(round(count)), (1.0 - confidence) / 2
+    lower = 0.0 if k == 0 else _poisson_mean_where(k - 1, 1.0 - tail)
+    return (lower / exposure, _poisson_mean_where(k, tail) / exposure)
+
+
+def _poisson_mean_where(n: int, p: float) -> float:
+    """The mean ``lam`` at which ``P(X <= n) = p`` for ``X ~ Poisson(lam)``, by bisection (it falls in lam)."""
+
+    def at_most(lam: float) -> float:
+        return math.fsum(math.exp(i * math.log(lam) - lam - math.lgamma(i + 1)) for i in range(n + 1))
+
+    low, high = 0.0, n + 20.0 * math.sqrt(n + 1) + 20.0
+    for _ in range(60):  # to double precision
+        mid = (low + high) / 2
+        low, high = (mid, high) if at_most(mid) > p else (low, mid)
+    return (low + high) / 2
 
 
 def wilson_interval(k: float, n: float, *, confidence: float = 0.95) -> tuple[float, float]:

@@ -68,18 +68,32 @@ def bootstrap_ratio(
     return (est, float(np.quantile(boots, alpha)), float(np.quantile(boots, 1 - alpha)))
 
 
-def differ(
-    a: float, b: float, a_interval: tuple[float, float], b_interval: tuple[float, float]
-) -> bool | None:
-    """Whether two figures differ: their 95 % intervals are apart, or without intervals, the values are.
+SAME_WITHIN_MS = 1.0
+"""Two latencies closer than this are the same, whatever their intervals: a move under a millisecond is
+below what a caller hears, and two runs of one draw on the simulated timeline can differ by its rounding
+(a microsecond)."""
 
-    None when either value is missing. Figures whose intervals overlap may not differ: False.
+
+def differ(
+    a: float,
+    b: float,
+    a_interval: tuple[float, float],
+    b_interval: tuple[float, float],
+    *,
+    measure: str = "",
+) -> bool | None:
+    """Whether two figures of ``measure`` differ: their 95 % intervals are apart (without them, their values).
+
+    None when either value is missing. Figures whose intervals overlap may not differ: False. Latencies
+    (a ``measure`` in ms) closer than :data:`SAME_WITHIN_MS` do not differ either.
     """
     if not (math.isfinite(a) and math.isfinite(b)):
         return None
+    if abs(b - a) < (SAME_WITHIN_MS if "_ms" in measure else 1e-9):
+        return False
     if all(math.isfinite(v) for v in (*a_interval, *b_interval)):
         return b_interval[0] > a_interval[1] or a_interval[0] > b_interval[1]
-    return abs(b - a) >= 1e-9
+    return True
 
 
 def summarize_latency(

@@ -6,18 +6,31 @@ import math
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from vlab.metrics import made_tool_calls, spoken_turns
 
+
+class ResultColumn(NamedTuple):
+    """One figure of the operating points in the table: its title, its ``points`` column, how it shows."""
+
+    title: str
+    key: str
+    scale: float = 1.0
+    interval: bool = True  # its 95 % interval in brackets
+    digits: int = 0
+    only_with_values: bool = False  # left out when no setting has one: false starts need noise-only prompts
+
+
 RESULT_COLUMNS = (
-    ("cut off %", "false_cutoff_rate", 100.0, True),
-    ("missed %", "missed_turn_rate", 100.0, True),
-    ("dead air ms", "dead_air_ms", 1.0, True),
-    ("tokens/turn", "tokens_per_expected_turn", 1.0, False),
+    ResultColumn("cut off %", "false_cutoff_rate", scale=100.0),
+    ResultColumn("missed %", "missed_turn_rate", scale=100.0),
+    ResultColumn("dead air ms", "dead_air_ms"),
+    ResultColumn("false starts/min", "false_starts_per_min", digits=1, only_with_values=True),
+    ResultColumn("tokens/turn", "tokens_per_expected_turn", interval=False),
 )
-"""The operating point's figures per setting: header, ``points`` column, scale, whether its interval shows
-(the table stays narrow: the cost's is in ``points`` and ``vlab compare``)."""
+"""The operating point's figures per setting, in the table's order (the tokens' interval is left out so the
+table stays narrow: it is in ``points`` and ``vlab compare``)."""
 TURN_LATENCY_QUANTILES = (("p50", 0.5), ("p90", 0.9))
 """The quantiles of the voice-to-voice (or voice-to-answer) latency per setting: header, quantile."""
 
@@ -26,17 +39,22 @@ def results_table(points: Any, turns: Any = None) -> str:
     """A sweep's operating points as text: one line per setting in the table's order, the Pareto ones marked.
 
     A rate's or the dead air's 95 % interval in the points (``<column>_lo``/``_hi``) shows in brackets. A
-    measure the points lack (tokens, in a VAD-only sweep) is left out; a value missing is ``-``. With the
+    measure the points lack (tokens, in a VAD-only sweep) is left out, and so are the false starts of a sweep
+    without noise-only prompts; a value missing is ``-``. With the
     sweep's ``turns`` (``turns.parquet``), the voice-to-voice latency of each setting's spoken turns that
     were not cut off follows (its median and 90th percentile); in a sweep whose turns called tools, the
     voice-to-answer latency, the user's wait through the calls.
     """
-    columns = [c for c in RESULT_COLUMNS if c[1] in points]
+    columns = [
+        c
+        for c in RESULT_COLUMNS
+        if c.key in points and (not c.only_with_values or points[c.key].astype(float).notna().any())
+    ]
     latency, short = _turn_latency(turns)
-    rows = [["setting", *(title for title, _, _, _ in columns), *latency.columns, ""]]
+    rows = [["setting", *(c.title for c in columns), *latency.columns, ""]]
     for _, point in points.iterrows():
         mark = " (baseline)" if point["baseline"] else " (reference)" if point.get("reference") else ""
-        figures = [_figure(point, key, scale, interval) for _, key, scale, interval in columns]
+        figures = [_figure(point, column) for column in columns]
         if len(latency.columns):
             setting = point["setting"]
             quantiles = (
@@ -58,7 +76,12 @@ def results_table(points: Any, turns: Any = None) -> str:
     lines += textwrap.wrap(
         "cut off: turns answered before the user had finished; missed: turns never answered; dead air: the "
         "median wait from the end of a turn to the reply (in a VAD-only sweep, to the end the VAD decided); "
-        "[low-high]: its 95 % interval (settings whose intervals overlap may not differ); "
+        + (
+            "false starts: speech the VAD found in the noise-only prompts, per minute of them; "
+            if any(c.key == "false_starts_per_min" for c in columns)
+            else ""
+        )
+        + "[low-high]: its 95 % interval (settings whose intervals overlap may not differ); "
         + (f"{short}: {_MEANING[short]}, over the turns not cut off; " if len(latency.columns) else "")
         + "Pareto: no other setting has both fewer cut-offs and less dead air"
         + (
@@ -122,11 +145,14 @@ def _turn_latency(turns: Any) -> tuple[Any, str]:
     return pd.DataFrame({f"{short} {q} ms": by_setting.quantile(v) for q, v in TURN_LATENCY_QUANTILES}), short
 
 
-def _figure(point: Any, key: str, scale: float, interval: bool) -> str:
+def _figure(point: Any, column: ResultColumn) -> str:
     """One figure of a point, rounded, with its interval when asked and the point has one (``62 [31-86]``)."""
-    value = float(point[key])
+    value = float(point[column.key])
     if not math.isfinite(value):
         return "-"
-    low, high = (float(point.get(f"{key}_{end}", math.nan)) if interval else math.nan for end in ("lo", "hi"))
-    bounds = f" [{low * scale:.0f}-{high * scale:.0f}]" if math.isfinite(low) and math.isfinite(high) else ""
-    return f"{value * scale:.0f}{bounds}"
+    key, scale, digits = column.key, column.scale, column.digits
+    low, high = (
+        float(point.get(f"{key}_{end}", math.nan)) if column.interval else math.nan for end in ("lo", "hi")
+    )
+    bounds = f" [{low * scale:.{digits}f}-{high * scale:.{digits}f}]" if math.isfinite(low + high) else ""
+    return f"{value * scale:.{digits}f}{bounds}"
