@@ -160,19 +160,27 @@ def waterfall(
 
 
 def latency_distributions(
-    turns: pd.DataFrame, *, metric: str = "dead_air_ms", by: str = "setting", ax: Axes | None = None
+    turns: pd.DataFrame,
+    *,
+    metric: str = "dead_air_ms",
+    by: str = "setting",
+    order: Sequence[str] | None = None,
+    ax: Axes | None = None,
 ) -> Axes:
-    """Box plot plus the individual turns of one latency metric per group (setting, prompt…).
+    """Box plot plus the individual turns of one latency metric per group (setting, prompt…), the first on top.
 
     Args:
         turns: Rows of :func:`vlab.metrics.turn_latency`, with a ``by`` column to group them (without it,
             one group: a single run's turns).
         metric: The latency column.
         by: Grouping column.
+        order: The groups in the order to draw them, as a sweep's grid lists its settings; groups it leaves
+            out follow. Default: natural order (``thr=0.05`` before ``thr=0.1``, ``sil=90`` before
+            ``sil=200``).
         ax: Where to draw.
     """
     require_columns(turns, [metric], TURNS_FRAME)
-    groups = sorted(turns[by].dropna().unique(), key=_natural) if by in turns else ["all"]
+    groups = _in_order(turns[by].dropna().unique().tolist(), order) if by in turns else ["all"]
     ax = _axes(ax, (9, 0.8 + 0.45 * max(len(groups), 1)))
     data = []
     for g in groups:
@@ -200,16 +208,24 @@ def latency_distributions(
         ax.scatter(d, i + rng.uniform(-0.15, 0.15, len(d)), s=10, alpha=0.6, color="#3182bd", zorder=3)
         ax.text(1.0, i, f" n={len(d)}", va="center", fontsize=8, transform=ax.get_yaxis_transform())
     ax.set_yticks(positions, [str(g) for g in groups], fontsize=8)
+    ax.invert_yaxis()  # the first group on top, as in the tables
     ax.set_xlabel(metric.replace("_ms", " (ms)").replace("_", " "))
     ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)
     return ax
 
 
-def _natural(value: Any) -> Any:
-    import re
+def _natural(value: Any) -> list[Any]:
+    """A sort key that orders the numbers in names by value: ``thr=0.05`` before ``thr=0.1``."""
+    parts = re.split(r"(\d+(?:\.\d+)?)", str(value))  # text, number, text, …: each place holds one kind
+    return [float(t) if i % 2 else t for i, t in enumerate(parts)]
 
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(value))]
+
+def _in_order(values: Sequence[Any], order: Sequence[Any] | None) -> list[Any]:
+    """``values`` in ``order``, those it leaves out after them; all in natural order without one."""
+    present = set(values)
+    given = [v for v in dict.fromkeys(order or ()) if v in present]
+    return given + sorted(present - set(given), key=_natural)
 
 
 def vad_timeline(
@@ -227,8 +243,8 @@ def vad_timeline(
         vad: Detections (``vad.parquet`` or :func:`vlab.metrics.vad_preview`) with ``prompt`` and ``by``
             columns; the first run of each setting is drawn.
         by: Column naming the setting of each detection.
-        settings: The settings to give a row (default: those with a detection in this prompt), in natural
-            order; one that detected nothing says so on its row.
+        settings: The settings to give a row, in their order from the top (default: those with a detection
+            in this prompt, in natural order); one that detected nothing says so on its row.
         ax: Where to draw.
 
     Raises:
@@ -240,8 +256,7 @@ def vad_timeline(
 
     rows = vad[vad["prompt"] == prompt.id] if "prompt" in vad else vad
     if settings is None:
-        settings = rows[by].dropna().unique().tolist() if by in rows else []
-    settings = sorted(settings, key=_natural)
+        settings = sorted(rows[by].dropna().unique().tolist() if by in rows else [], key=_natural)
     ax = _axes(ax, (10, 2.2 + 0.35 * len(settings)))
     x = pcm16_to_float(prompt.pcm(8000))
     t = np.arange(len(x)) / 8.0

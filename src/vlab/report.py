@@ -188,7 +188,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
             ),
         )
         save(
-            plots.latency_distributions(speech_turns, metric="dead_air_ms"),
+            plots.latency_distributions(speech_turns, metric="dead_air_ms", order=settings),
             "latency_distributions",
             "Dead air per setting",
             "End of speech → first reply audio, with the end-of-turn wait on the audio clock (valid at any replay speed)."
@@ -200,7 +200,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         )
     if "voice_to_voice_ms" in speech_turns and speech_turns["voice_to_voice_ms"].notna().any():
         save(
-            plots.latency_distributions(speech_turns, metric="voice_to_voice_ms"),
+            plots.latency_distributions(speech_turns, metric="voice_to_voice_ms", order=settings),
             "voice_to_voice",
             "Voice-to-voice per setting",
             "On the emulator's simulated timeline: the same at any replay speed and load."
@@ -209,7 +209,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         )
     if with_tools:
         save(
-            plots.latency_distributions(speech_turns, metric="voice_to_answer_ms"),
+            plots.latency_distributions(speech_turns, metric="voice_to_answer_ms", order=settings),
             "voice_to_answer",
             "Voice-to-answer per setting",
             "End of speech → the first audio of the answer, through the tool calls the sweep answered "

@@ -69,16 +69,30 @@ def test_cli_report_and_compare(sweep_dir, tmp_path, capsys):
     assert len(pd.read_csv(csv)) == len(table)
 
 
-def test_the_waterfall_and_the_tables_show_the_settings_in_the_grid_s_order(sweep_dir):
+def test_the_charts_and_the_tables_show_the_settings_in_the_grid_s_order(sweep_dir):
     from vlab import plots
 
     grid = ["thr=0.5 pad=300 sil=300", "thr=0.5 pad=300 sil=900", "thr=0.5 pad=300 sil=500"]  # baseline last
+    rows_drawn = []
+
+    def rows_of(chart):  # each chart's rows, top down
+        def draw(*args, **kwargs):
+            ax = chart(*args, **kwargs)
+            labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text() != "audio"]
+            rows_drawn.append(labels if ax.yaxis_inverted() else labels[::-1])
+            return ax
+
+        return draw
+
     with (
         mock.patch("vlab.plots.waterfall", wraps=plots.waterfall) as drawn,
         mock.patch("vlab.plots.summary_table", wraps=plots.summary_table) as tabled,
+        mock.patch("vlab.plots.latency_distributions", rows_of(plots.latency_distributions)),
+        mock.patch("vlab.plots.vad_timeline", rows_of(plots.vad_timeline)),
     ):
-        build_report(sweep_dir, timeline_prompts=0)
+        build_report(sweep_dir, timeline_prompts=1)
     assert drawn.call_args.args[0]["setting"].drop_duplicates().tolist() == grid
+    assert len(rows_drawn) == 3 and all(rows == grid for rows in rows_drawn)  # dead air, v2v, a timeline
     tables = [c.args[0] for c in tabled.call_args_list if "setting" in c.args[0]]
     columns = {c for t in tables for c in t}
     assert {"false_cutoff_rate", "p50", "cutoff_turns"} <= columns  # the points, latency and scores tables

@@ -204,6 +204,20 @@ def test_the_distribution_chart_counts_only_finite_values_and_orders_groups_natu
     assert medians == [310.0, 700.0]  # a box for each group with values, none for the empty one
 
 
+def test_the_distribution_chart_draws_the_first_group_on_top_in_the_order_given_or_by_value():
+    settings = ["thr=0.5", "thr=0.05 nr=far_field", "thr=0.1", "thr=0.05"]
+    turns = pd.DataFrame({"setting": settings, "dead_air_ms": [500.0, 600.0, 700.0, 800.0]})
+    natural = plots.latency_distributions(turns, ax=_axes())  # 0.05 before 0.1: decimals by value
+    assert [t.get_text() for t in natural.get_yticklabels()] == [
+        "thr=0.05", "thr=0.05 nr=far_field", "thr=0.1", "thr=0.5"
+    ]  # fmt: skip
+    assert natural.yaxis_inverted()  # the first of them on top, as a table lists them
+    grid = plots.latency_distributions(turns, order=["thr=0.5", "thr=0.1", "gone"], ax=_axes())
+    assert [t.get_text() for t in grid.get_yticklabels()] == [
+        "thr=0.5", "thr=0.1", "thr=0.05", "thr=0.05 nr=far_field"
+    ]  # fmt: skip  # those the order leaves out follow it
+
+
 def test_without_the_group_column_every_turn_is_one_group():
     ax = plots.latency_distributions(pd.DataFrame({"dead_air_ms": [1.0, 2.0]}), ax=_axes())
     assert [t.get_text() for t in ax.get_yticklabels()] == ["all"]
@@ -272,8 +286,9 @@ def test_the_vad_timeline_draws_each_settings_first_run_on_the_audio_timeline():
     assert not ax.texts  # every setting detected something
 
     ax = plots.vad_timeline(prompt, vad, settings=["sil=200", "sil=1000", "sil=90"], ax=_axes())
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["sil=1000", "sil=200", "sil=90", "audio"]
-    assert [(t.get_text(), t.get_position()[1]) for t in ax.texts] == [("  no speech detected", 2)]
+    # in the order given (a sweep's grid), from the top: the ticks list them from the bottom
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["sil=90", "sil=1000", "sil=200", "audio"]
+    assert [(t.get_text(), t.get_position()[1]) for t in ax.texts] == [("  no speech detected", 0)]
     assert ax.get_ylim()[0] < 0 - 0.3  # the bottom row is inside the axes, not on its edge
 
 

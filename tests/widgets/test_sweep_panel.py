@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from unittest import mock
 
 import ipywidgets
 import pandas as pd
@@ -44,10 +45,23 @@ async def test_run_a_tiny_grid_shows_progress_charts_and_tables(tmp_path):
     assert "emulator" in panel.target.value.lower()
     panel.thresholds.value = "0.5"
     panel.silences.value = "900, 300"
-    panel.run_button.click()
-    assert panel.running and panel.run_button.disabled and not panel.stop_button.disabled
-    assert panel.progress.max == 4
-    await asyncio.wait_for(panel.task, 60)
+    from vlab import plots
+
+    draw, distributions = plots.latency_distributions, []
+
+    def distribution(*args, **kwargs):  # the rows of the dead-air chart, top down
+        ax = draw(*args, **kwargs)
+        distributions.append(
+            [t.get_text() for t in ax.get_yticklabels()][:: 1 if ax.yaxis_inverted() else -1]
+        )
+        return ax
+
+    with mock.patch("vlab.plots.latency_distributions", distribution):
+        panel.run_button.click()
+        assert panel.running and panel.run_button.disabled and not panel.stop_button.disabled
+        assert panel.progress.max == 4
+        await asyncio.wait_for(panel.task, 60)
+    assert distributions == [["sil=900", "sil=300"]]  # the grid's order, as the tables
     assert panel.output.outputs == (), _text(panel.output)
     assert panel.progress.value == 4 and panel.progress.bar_style == "success"
     assert "finished: 4 of 4 cells ok" in panel.status.value and not panel.run_button.disabled

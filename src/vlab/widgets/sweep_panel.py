@@ -578,12 +578,16 @@ class SweepPanel:
             n_settings = max(1, speech["setting"].nunique())
             speech_c, ok_c = (_relabel(f, names) for f in (speech, ok))
             images["latency_distributions"] = figure_png(
-                lambda ax: plots.latency_distributions(speech_c, metric="dead_air_ms", ax=ax),
+                lambda ax: plots.latency_distributions(
+                    speech_c, metric="dead_air_ms", order=short_settings, ax=ax
+                ),
                 (6.4, max(2.6, 1.0 + 0.45 * n_settings)),
             )
             if made_tool_calls(speech):
                 images["voice_to_answer"] = figure_png(
-                    lambda ax: plots.latency_distributions(speech_c, metric="voice_to_answer_ms", ax=ax),
+                    lambda ax: plots.latency_distributions(
+                        speech_c, metric="voice_to_answer_ms", order=short_settings, ax=ax
+                    ),
                     (6.4, max(2.6, 1.0 + 0.45 * n_settings)),
                 )
             sample = in_grid_order(ok_c.groupby("setting", sort=False).head(3), short_settings, "prompt")
