@@ -35,6 +35,21 @@ def test_the_latency_is_over_the_spoken_turns_not_cut_off():
     assert "v2v: the end of the user's speech" in results_table(POINTS, turns)
 
 
+def test_a_reply_to_noise_alone_is_no_turn_of_the_user_s():
+    turns = pd.DataFrame({
+        "setting": ["sil=300"] * 3,
+        "category": ["short", "short", "noise_only"],
+        "trigger": ["vad"] * 3,
+        "false_cutoff": [False] * 3,
+        "voice_to_voice_ms": [800.0, 1000.0, 100.0],  # the false start on noise was answered at once
+    })  # fmt: skip
+    assert _rows(results_table(POINTS, turns))[1][-3:] == ["900", "980", "Pareto"]  # not 800 and 960
+    from vlab.metrics import spoken_turns
+
+    assert spoken_turns(turns)["category"].tolist() == ["short", "short"]
+    assert len(spoken_turns(turns.drop(columns=["category"]))) == 3  # one run's turns: nothing says which
+
+
 def test_a_setting_without_latencies_shows_a_dash_and_no_turns_show_no_latency_columns():
     turns = pd.DataFrame({
         "setting": ["sil=300"], "trigger": ["vad"], "false_cutoff": [False], "voice_to_voice_ms": [800.0],

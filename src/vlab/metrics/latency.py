@@ -89,6 +89,7 @@ from vlab.metrics.events import (
     span_ms,
 )
 from vlab.metrics.tool_calls import _CALL_ITEMS
+from vlab.prompts import NOISE_ONLY
 
 USAGE_COLUMNS: tuple[str, ...] = ("total_tokens", "input_tokens", "output_tokens")
 """The token counts of each response's ``usage`` (``response.done``) that :func:`turn_latency` keeps."""
@@ -126,9 +127,16 @@ def spoken_turns(turns: pd.DataFrame) -> pd.DataFrame:
     """The rows of :func:`turn_latency`'s table that are turns the user spoke (:data:`SPOKEN_TRIGGERS`).
 
     Not the responses the client asked for on its own, such as the one that speaks a tool's answer: their
-    latencies run from the client's request, not from the user's speech.
+    latencies run from the client's request, not from the user's speech. Nor, in a sweep's turns (with a
+    ``category`` column), the replies to a prompt of noise alone: no one spoke, and a sweep counts them as
+    false starts.
     """
-    return turns[turns["trigger"].isin(SPOKEN_TRIGGERS)] if len(turns) else turns
+    if not len(turns):
+        return turns
+    spoken = turns["trigger"].isin(SPOKEN_TRIGGERS)
+    if "category" in turns:
+        spoken &= turns["category"] != NOISE_ONLY
+    return turns[spoken]
 
 
 def made_tool_calls(turns: pd.DataFrame) -> bool:
