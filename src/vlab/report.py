@@ -48,6 +48,8 @@ COMPARED_POINTS = (
 """The operating-point measures :func:`compare_sweeps` compares (lower is better for each), those neither
 sweep has a value for left out (false starts, without noise-only prompts)."""
 
+WATERFALL_TURNS = 24
+"""The most turns a report's waterfall draws: every setting gets a share (:func:`waterfall_turns`)."""
 CHARTS = ("waterfall", "latency_distributions", "pareto", "vad_timeline")
 """Chart names every report holds (``vad_timeline`` once per timeline prompt: ``vad_timeline_<id>``); a
 VAD-only sweep's report has no ``waterfall`` or ``latency_distributions`` (no replies)."""
@@ -101,6 +103,20 @@ def grid_settings(manifest: dict[str, Any]) -> list[str]:
     return [point["setting"] for point in manifest.get("grid", [])]
 
 
+def waterfall_turns(turns: pd.DataFrame, settings: list[str], *, max_turns: int) -> tuple[pd.DataFrame, int]:
+    """The turns a sweep's waterfall draws, in the grid's order ``settings``, and how many per setting.
+
+    From ``turns`` (the correctly ended ones), as many per setting (1 to 4) as leave room in ``max_turns``
+    for every setting: a sweep of many settings shows each one, not the first few.
+    """
+    from vlab.sweep import in_grid_order
+
+    if not len(turns):
+        return turns, 4
+    per = max(1, min(4, max_turns // turns["setting"].nunique()))
+    return in_grid_order(turns.groupby("setting", sort=False).head(per), settings, "prompt"), per
+
+
 def detecting_settings(points: pd.DataFrame) -> list[str]:
     """The settings of a sweep's points whose turns a VAD detects: all but the push-to-talk reference."""
     from vlab.metrics.detection import setting_points
@@ -152,7 +168,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
 
     def save(ax: Any, name: str, title: str, caption: str) -> None:
         fig = ax.figure
-        fig.savefig(out / f"{name}.png", dpi=110)
+        fig.savefig(out / f"{name}.png", dpi=110, bbox_inches="tight")  # long setting names widen it
         plt.close(fig)
         images.append((name, title, caption))
 
@@ -166,9 +182,9 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         ok_turns = (
             speech_turns[~speech_turns["false_cutoff"].astype(bool)] if len(speech_turns) else speech_turns
         )
-        sample = ok_turns.groupby("setting", sort=False).head(4) if len(ok_turns) else ok_turns
+        sample, per = waterfall_turns(ok_turns, settings, max_turns=WATERFALL_TURNS)
         save(
-            plots.waterfall(in_grid_order(sample, settings, "prompt"), label=None, max_turns=24),
+            plots.waterfall(sample, label=None, max_turns=WATERFALL_TURNS),
             "waterfall",
             "Turn waterfall",
             "Contiguous stages from the end of speech T_eos to the first reply audio: they sum to voice_to_voice_ms"
@@ -177,7 +193,13 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
                 if with_tools
                 else ""
             )
-            + ". Up to 4 correctly ended turns per setting. A turn that ends while a reply is still under way "
+            + f". Up to {per} correctly ended turn{'s' if per > 1 else ''} per setting"
+            + (
+                f", of the first {WATERFALL_TURNS} settings"
+                if len(sample) and sample["setting"].nunique() > WATERFALL_TURNS
+                else ""
+            )
+            + ". A turn that ends while a reply is still under way "
             "(the answer to calls made on part of the sentence, say) gets its own once that one is done: its turn "
             "commit includes the wait. "
             + (
@@ -531,7 +553,7 @@ def compare_chart(a: str | os.PathLike[str], b: str | os.PathLike[str], path: st
     fig = Figure(figsize=(7, 5), layout="constrained")  # no pyplot: nothing global to close
     names = (f"A: {fa.resolve().name}", f"B: {fb.resolve().name}")
     plots.pareto_shift(_load(fa, "points"), _load(fb, "points"), labels=names, ax=fig.subplots())
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
     return out
 
 

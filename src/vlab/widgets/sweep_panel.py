@@ -44,7 +44,7 @@ def figure_png(draw: Callable[[Any], Any], size: tuple[float, float], *, dpi: in
     fig = Figure(figsize=size, layout="constrained")
     draw(fig.subplots())
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")  # nothing cut off: long names widen it
     return buf.getvalue()
 
 
@@ -528,7 +528,7 @@ class SweepPanel:
     def _render(self, folder: Path) -> list[widgets.Widget]:
         from vlab import plots
         from vlab.metrics import POINT_FLAGS, POINT_MEASURES, made_tool_calls, spoken_turns
-        from vlab.report import detecting_settings, grid_settings
+        from vlab.report import detecting_settings, grid_settings, waterfall_turns
         from vlab.sweep import grid_shape, in_grid_order
         from vlab.sweep.store import no_results_message
 
@@ -590,7 +590,7 @@ class SweepPanel:
                     ),
                     (6.4, max(2.6, 1.0 + 0.45 * n_settings)),
                 )
-            sample = in_grid_order(ok_c.groupby("setting", sort=False).head(3), short_settings, "prompt")
+            sample, _ = waterfall_turns(ok_c, short_settings, max_turns=18)
             if len(sample):
                 images["waterfall"] = figure_png(
                     lambda ax: plots.waterfall(sample, max_turns=18, ax=ax),
