@@ -9,7 +9,11 @@ from vlab.report import waterfall_turns
 
 def _turns(settings: int, per_setting: int) -> pd.DataFrame:
     return pd.DataFrame(
-        [{"setting": f"s{s}", "prompt": f"p{t}"} for s in reversed(range(settings)) for t in range(per_setting)]
+        [
+            {"setting": f"s{s}", "prompt": f"p{t}"}
+            for s in reversed(range(settings))
+            for t in range(per_setting)
+        ]
     )
 
 
