@@ -71,6 +71,17 @@ def test_a_bad_latency_file_says_what_is_wrong(tmp_path, content, message):
         resolve(tmp_path / "missing.json")
 
 
+def test_a_file_given_as_the_latency_is_read_as_a_fitted_model_whatever_its_name(tmp_path):
+    table = tmp_path / "compare.csv"
+    table.write_text("setting,measure\n")  # was "unknown latency preset 'compare.csv'"
+    with pytest.raises(
+        ConfigError, match=r"^'.*compare.csv' is not a fitted latency model: it could not be read"
+    ):
+        resolve(str(table))
+    with pytest.raises(ConfigError, match="unknown latency preset 'typcal'"):  # no such file: a preset's typo
+        resolve("typcal")
+
+
 def test_the_sampler_draws_fitted_stages_seeded_and_by_voice(tmp_path):
     path = _model(by_voice={"v2": {"audio_rate": Empirical.fit([9.0] * 60)}}).save(tmp_path / "latency.json")
     model = resolve(str(path), seed=5)

@@ -243,5 +243,8 @@ class FittedLatency:
                 f"latency model file {str(p)!r} not found; make one with 'vlab calibrate RUN… --out {p.name}'"
             ) from None
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"latency model file {str(p)!r} could not be read as JSON: {exc}") from None
+            raise ConfigError(
+                f"{str(p)!r} is not a fitted latency model: it could not be read as JSON ({exc}); make one with "
+                "'vlab calibrate RUN… --out latency.json'"
+            ) from None
         return cls.from_dict(data, source=str(p))

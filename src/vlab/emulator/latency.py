@@ -180,7 +180,12 @@ def resolve(latency: LatencyModel | str | os.PathLike[str], *, seed: int = 0) ->
     """
     if isinstance(latency, LatencyModel):
         return latency
-    if isinstance(latency, os.PathLike) or str(latency).endswith(".json"):
+    name = str(latency)
+    if (
+        isinstance(latency, os.PathLike)
+        or name.endswith(".json")
+        or (name not in PRESETS and Path(name).is_file())
+    ):
         return fitted_model(latency, seed=seed)
     return preset(str(latency), seed=seed)
 
