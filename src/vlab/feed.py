@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -60,13 +61,22 @@ def trailing_silence_ms(turn_detection: Any) -> int:
 
 
 class NoSpeechDetected(VlabError):
-    """The server VAD found no speech in a prompt that was sent whole."""
+    """The server VAD found no speech in a prompt that was sent whole.
 
-    def __init__(self, message: str | None = None) -> None:
+    ``fix`` says how to lower the threshold where the user set it; ``events`` is the run folder, if any.
+    """
+
+    def __init__(
+        self,
+        *,
+        fix: str = "lower the turn detection's threshold",
+        events: os.PathLike[str] | str | None = None,
+    ) -> None:
+        self.fix, self.events = fix, events
+        where = f"; the events are in {events}" if events is not None else ""
         super().__init__(
-            message
-            or "no speech was detected in the prompt (all of it has been sent); check that it holds speech, "
-            "or lower the turn detection's threshold"
+            f"no speech was detected in the prompt (all of it has been sent): check that it holds speech, or {fix}"
+            + where
         )
 
 

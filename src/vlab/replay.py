@@ -73,7 +73,7 @@ async def replay(
         except NotAnswered as exc:
             raise NotAnswered(f"{exc}; the events so far are in {run_path}") from None
         except NoSpeechDetected as exc:
-            raise NoSpeechDetected(f"{exc}; the events are in {run_path}") from None
+            raise NoSpeechDetected(fix=exc.fix, events=run_path) from None
         frame = session.frame()
     turns = [{str(k): v for k, v in row.items()} for row in turn_latency(frame).to_dict("records")]
     return ReplayResult(run_path, len(frame), turns, session.protocol_warnings)

@@ -132,7 +132,9 @@ def run(args: argparse.Namespace) -> int:
         threshold = getattr(settings.turn_detection, "threshold", None)
         if threshold is None:
             raise
-        raise NoSpeechDetected(f"{exc}. The threshold is {threshold:g}: lower it with --threshold.") from None
+        raise NoSpeechDetected(
+            fix=f"lower the threshold (now {threshold:g}) with --threshold", events=exc.events
+        ) from None
     print(f"run folder: {result.run_dir}")
     print(f"events logged: {result.events}")
     print(f"turns answered: {len(result.turns)}")
