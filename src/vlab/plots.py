@@ -8,7 +8,8 @@ explicitly: ``import vlab.plots`` (``import vlab`` never loads matplotlib).
 - :func:`latency_distributions`: one latency metric per setting, or per prompt (box + points);
 - :func:`vad_timeline`: a prompt's waveform, its labels and each setting's detections;
 - :func:`pareto`: false cut-off rate vs dead air per setting, with the frontier;
-- :func:`pareto_shift`: how each setting moved on that plane between two sweeps.
+- :func:`pareto_shift`: how each setting moved on that plane between two sweeps;
+- :func:`noise_tradeoff`: missed turns vs false starts on noise per setting (the threshold's trade-off).
 """
 
 from __future__ import annotations
@@ -30,7 +31,15 @@ if TYPE_CHECKING:
 
     from vlab.prompts import LabelledPrompt
 
-__all__ = ["STAGE_COLORS", "latency_distributions", "pareto", "pareto_shift", "vad_timeline", "waterfall"]
+__all__ = [
+    "STAGE_COLORS",
+    "latency_distributions",
+    "noise_tradeoff",
+    "pareto",
+    "pareto_shift",
+    "vad_timeline",
+    "waterfall",
+]
 
 STAGE_COLORS: dict[str, str] = {
     "server_hangover_ms": "#9ecae1",
@@ -326,6 +335,52 @@ def pareto(
             ax, title, f"no setting to draw: none has both a {x} and a {y}", title_size=10
         )
     on_front = ok["pareto"].astype(bool) if "pareto" in ok else pd.Series(False, index=ok.index)
+    _trade_off(ax, ok, x, y, on_front)
+    ax.set_xlabel(x.replace("_ms", " (ms, median)").replace("_", " "))
+    ax.set_ylabel(y.replace("_", " ") + " (%)")
+    ax.set_title(title, fontsize=10)
+    return ax
+
+
+def noise_tradeoff(points: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """Missed turns against false starts on noise, one point per setting: the VAD threshold's trade-off.
+
+    A low threshold (or a noise suppressor that leaves speech-like residue) starts turns on noise; a high
+    one misses quiet speech. The settings no other beats on both are joined, the baseline ringed, and grey
+    bars are the 95 % intervals (Poisson for the false starts, Wilson for the missed turns). It needs a sweep
+    that played noise-only prompts (category ``noise_only``) beside prompts with speech.
+
+    Args:
+        points: :func:`vlab.metrics.operating_points` output (``setting``, ``false_starts_per_min``,
+            ``missed_turn_rate``).
+        ax: Where to draw.
+    """
+    from vlab.metrics.detection import pareto_front, setting_points
+
+    x, y = "false_starts_per_min", "missed_turn_rate"
+    require_columns(points, ["setting", x, y], _POINTS)
+    ax = _axes(ax, (7, 5))
+    settings = setting_points(points)  # push-to-talk starts no turn: it is not on this plane
+    ok = settings[np.isfinite(settings[x].astype(float)) & np.isfinite(settings[y].astype(float))]
+    title = "Threshold trade-off: false starts on noise vs missed turns\n(lower-left is better)"
+    if ok.empty:
+        why = "no setting to draw: the sweep played no prompt of noise alone (category noise_only)"
+        if settings[x].notna().any():
+            why = "no setting to draw: the sweep played no prompt with speech beside its noise-only ones"
+        return _nothing_to_draw(ax, title, why, title_size=10)
+    _trade_off(ax, ok, x, y, pareto_front(ok, x=x, y=y))
+    ax.set_xlabel("false starts per minute of noise")
+    ax.set_ylabel("missed turns (%)")
+    ax.set_title(title, fontsize=10)
+    return ax
+
+
+def _trade_off(ax: Axes, ok: pd.DataFrame, x: str, y: str, on_front: pd.Series) -> None:
+    """One point per setting of ``ok`` on the ``x``/``y`` (a rate, in %) plane, the frontier joined.
+
+    The frontier is ``on_front``; the reference is starred and the baseline ringed, with 95 % interval bars,
+    the settings' names and the legend below.
+    """
     reference = ok["reference"].astype(bool) if "reference" in ok else pd.Series(False, index=ok.index)
     off = ok[~on_front & ~reference]
     _interval_bars(ax, ok, x, y)
@@ -364,15 +419,11 @@ def pareto(
             zorder=5,
         )
     _name_points(ax, ok["setting"], ok[x], ok[y] * 100)
-    ax.set_xlabel(x.replace("_ms", " (ms, median)").replace("_", " "))
-    ax.set_ylabel(y.replace("_", " ") + " (%)")
-    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(  # below the axes: inside, it hid points or the frontier's line in some sweeps
         fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, frameon=False
     )
     ax.margins(0.12)
-    return ax
 
 
 def _interval_bars(ax: Axes, points: pd.DataFrame, x: str, y: str) -> None:

@@ -52,7 +52,8 @@ WATERFALL_TURNS = 24
 """The most turns a report's waterfall draws: every setting gets a share (:func:`waterfall_turns`)."""
 CHARTS = ("waterfall", "latency_distributions", "pareto", "vad_timeline")
 """Chart names every report holds (``vad_timeline`` once per timeline prompt: ``vad_timeline_<id>``); a
-VAD-only sweep's report has no ``waterfall`` or ``latency_distributions`` (no replies)."""
+VAD-only sweep's report has no ``waterfall`` or ``latency_distributions`` (no replies). A sweep that played
+noise-only prompts adds ``noise_tradeoff``."""
 
 _CSS = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
@@ -249,6 +250,17 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         "bootstrap over the runs for the median dead air); settings whose bars overlap may not differ, so "
         "add prompts or repeats before choosing between them.",
     )
+    if points["false_starts_per_min"].notna().any():  # the sweep played noise-only prompts
+        save(
+            plots.noise_tradeoff(points),
+            "noise_tradeoff",
+            "False starts on noise vs missed turns",
+            "One point per setting: the speech its VAD found in the noise-only prompts, per minute of them, "
+            "against the share of labelled turns it never answered. A low threshold, or a suppressor that "
+            "leaves speech-like residue, starts turns on noise; a high one misses quiet speech. Grey bars: 95 % "
+            "intervals (Poisson over the minutes of noise, Wilson over the labelled turns): a few seconds of "
+            "noise cannot tell settings apart; record a minute or more of the noise your users sit in.",
+        )
     prompts = {p.id: p for p in load_prompt_set(_prompt_dir(manifest))}
     for prompt in prompts_to_chart(manifest, prompts.values(), scores, timeline_prompts):
         save(

@@ -40,6 +40,7 @@ def test_report_holds_every_chart_embedded_and_as_png(sweep_dir):
         assert list((sweep_dir / "report").glob(f"{name}*.png")), name
     timelines = [c for c in charts if c.startswith("vad_timeline_")]
     assert timelines == ["vad_timeline_pause_600", "vad_timeline_two_turns"]  # the prompt with a hold first
+    assert "noise_tradeoff" not in charts  # it played no noise-only prompt
     assert "failed" not in page
     assert "Operating points" in page and "Did the setting take effect?" in page
     assert "thr=0.5 pad=300 sil=500" in page  # the baseline cell

@@ -506,6 +506,14 @@ async def test_a_sweep_reports_false_starts_with_noise_suppression_on_and_off(tm
     vad = result.vad()
     onsets = {nr: sorted(g["onset_ms"].dropna()) for nr, g in vad.groupby("noise_reduction")}
     assert onsets["off"] != onsets["azure_deep_noise_suppression"]  # the VAD heard different audio
+    from vlab.report import build_report
+    from vlab.widgets import SweepPanel
+
+    page = build_report(tmp_path).read_text()
+    assert "data-chart='noise_tradeoff'" in page and "False starts on noise vs missed turns" in page
+    panel = SweepPanel()
+    panel.load(tmp_path)
+    assert "noise_tradeoff" in panel.charts
     for cell in (tmp_path / "cells").iterdir():  # the emulator's ground truth: what it applied, per cell
         trace = [json.loads(line) for line in (cell / "trace.jsonl").read_text(encoding="utf-8").splitlines()]
         applied = [t["noise_reduction"] for t in trace if t["kind"] == "audio_processing"]

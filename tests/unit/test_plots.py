@@ -310,6 +310,36 @@ def test_the_pareto_chart_rings_the_baseline_and_numbers_many_settings_in_a_key(
     assert sorted(a.get_text() for a in few.texts) == ["a\nb", "c"]
 
 
+def test_the_noise_chart_joins_the_settings_no_other_beats_on_false_starts_and_missed_turns():
+    points = pd.DataFrame({
+        "setting": ["thr=0.05", "thr=0.3", "thr=0.5", "thr=0.9", "push-to-talk"],
+        "dead_air_ms": [500.0, 500.0, 500.0, 500.0, 300.0],
+        "false_cutoff_rate": [0.0] * 5,
+        "false_starts_per_min": [11.0, 2.0, 3.0, 0.0, math.nan],
+        "false_starts_per_min_lo": [5.0, 0.5, 1.0, 0.0, math.nan],
+        "false_starts_per_min_hi": [20.0, 6.0, 8.0, 3.7, math.nan],
+        "missed_turn_rate": [0.0, 0.1, 0.2, 0.5, 0.0],
+        "missed_turn_rate_lo": [0.0, 0.02, 0.05, 0.3, math.nan],
+        "missed_turn_rate_hi": [0.2, 0.3, 0.4, 0.7, math.nan],
+        "pareto": [True, False, False, False, False],  # the cut-off/dead-air frontier: not this one
+        "reference": [False, False, False, False, True],
+    })  # fmt: skip
+    ax = plots.noise_tradeoff(points, ax=_axes())
+    assert ax.get_xlabel() == "false starts per minute of noise" and ax.get_ylabel() == "missed turns (%)"
+    (front,) = [line for line in ax.lines if line.get_label() == "setting on the Pareto frontier"]
+    assert sorted(zip(front.get_xdata(), front.get_ydata(), strict=True)) == [
+        (0.0, 50.0), (2.0, 10.0), (11.0, 0.0)
+    ]  # fmt: skip  # thr=0.5 is beaten by thr=0.3 on both
+    (off,) = [c for c in ax.collections if c.get_label() == "setting"]
+    assert np.allclose(off.get_offsets(), [[3.0, 20.0]])
+    assert "95 % interval" in ax.get_legend_handles_labels()[1]
+    assert not any("push-to-talk" in t.get_text() for t in ax.texts)  # starts no turn: not on this plane
+    speech_only = plots.noise_tradeoff(points.assign(false_starts_per_min=math.nan), ax=_axes())
+    assert [t.get_text() for t in speech_only.texts] == [
+        "no setting to draw: the sweep played no prompt of noise alone (category noise_only)"
+    ]
+
+
 def test_numbers_in_report_tables_are_rounded_for_reading():
     assert [plots.format_number(v) for v in (1234.56, 100.0, 99.95, 0.123456, -250.4)] == [
         "1,235", "100", "100", "0.123", "-250"

@@ -37,6 +37,10 @@ SPEEDS = [
 NO_CANARY = "(none)"
 
 
+_SIDE_BY_SIDE = ("pareto", "noise_tradeoff", "latency_distributions", "voice_to_answer")
+"""The panel's charts drawn half wide, in a row that wraps."""
+
+
 def figure_png(draw: Callable[[Any], Any], size: tuple[float, float], *, dpi: int = 100) -> bytes:
     """Draw on a fresh matplotlib Axes (no pyplot, no global state) and return the figure as PNG bytes."""
     from matplotlib.figure import Figure
@@ -571,6 +575,13 @@ class SweepPanel:
         images = {
             "pareto": figure_png(lambda ax: plots.pareto(pareto_labels(self.points), ax=ax), (6.4, 4.6)),
         }
+        if self.points["false_starts_per_min"].notna().any():  # the sweep played noise-only prompts
+            images["noise_tradeoff"] = figure_png(
+                lambda ax: plots.noise_tradeoff(
+                    pareto_labels(self.points, x="false_starts_per_min", y="missed_turn_rate"), ax=ax
+                ),
+                (6.4, 4.6),
+            )
         speech = self.turns
         if not vad_only:
             speech = spoken_turns(self.turns)
@@ -604,13 +615,11 @@ class SweepPanel:
                 (11, 2.4 + 0.35 * len(rows)),
             )
         for name, png in images.items():
-            width = "49%" if name in ("pareto", "latency_distributions", "voice_to_answer") else "95%"
+            width = "49%" if name in _SIDE_BY_SIDE else "95%"
             self.charts[name] = widgets.Image(
                 value=png, format="png", layout=widgets.Layout(width=width, min_width="420px")
             )
-        pair = [
-            self.charts[n] for n in ("pareto", "latency_distributions", "voice_to_answer") if n in self.charts
-        ]
+        pair = [self.charts[n] for n in _SIDE_BY_SIDE if n in self.charts]
         out.append(widgets.HBox(pair, layout=widgets.Layout(flex_flow="row wrap")))
         out.extend(self.charts[n] for n in ("waterfall", "vad_timeline") if n in self.charts)
         if not vad_only:
