@@ -523,14 +523,16 @@ def pareto_shift(
 def _name_points(ax: Axes, names: pd.Series, xs: pd.Series, ys: pd.Series) -> None:
     """Write each point's setting beside it; settings on one point share a label.
 
-    More than four points are numbered instead, and named in a key beside the plot.
+    More than four points are numbered instead, and named in a key beside the plot, a line per setting. A
+    name may hold several settings, a line each; a point named "" is drawn without a label.
     """
     at_point: dict[tuple[float, float], list[str]] = {}
     for name, px, py in zip(names, xs, ys, strict=True):
-        at_point.setdefault((float(px), float(py)), []).append(str(name))
+        at_point.setdefault((float(px), float(py)), []).extend(str(name).splitlines())
     numbered = len(names) > 4
     key: list[str] = []
-    for n, ((px, py), named) in enumerate(sorted(at_point.items()), start=1):
+    labelled = [(point, named) for point, named in sorted(at_point.items()) if named]
+    for n, ((px, py), named) in enumerate(labelled, start=1):
         label = str(n) if numbered else "\n".join(named)
         key += [f"{n}  {named[0]}", *(f"   {name}" for name in named[1:])]
         ax.annotate(label, (px, py), fontsize=7, xytext=(4, 4), textcoords="offset points", va="bottom")

@@ -360,3 +360,32 @@ async def test_prompts_whose_labels_the_figures_cannot_trust_are_named_in_the_pa
         "vlab.widgets.LabelEditor</p>"
     )
     assert panel.progress.bar_style == "success" and "finished:" in panel.status.value
+
+
+def test_a_grid_of_many_settings_on_one_point_is_keyed_a_line_each_and_fits_its_chart():
+    from vlab import plots
+    from vlab.widgets.sweep_panel import figure_png, pareto_labels
+
+    suppressors = ["off", "near_field", "far_field", "azure_deep_noise_suppression"]
+    settings = [f"thr={t} pad=300 sil=500 nr={nr}" for t in (0.05, 0.1, 0.3, 0.5) for nr in suppressors]
+    points = pd.DataFrame({
+        "setting": settings, "dead_air_ms": [1042.0] * 8 + [1074.0] * 8, "false_cutoff_rate": [0.0] * 16,
+        "pareto": [True] * 8 + [False] * 8, "baseline": [False] * 16,
+    })  # fmt: skip
+    labelled = pareto_labels(points)
+    assert labelled["setting"].iloc[0] == "\n".join(
+        f"thr={t} nr={nr}" for t in (0.05, 0.1) for nr in suppressors
+    )
+    assert (labelled["setting"].iloc[1:8] == "").all()  # drawn, named once
+    fig_axes = []
+    # warnings are errors here: the key once made constrained layout give up ("axes sizes collapsed")
+    png = figure_png(lambda ax: fig_axes.append(plots.pareto(labelled, ax=ax)), (6.4, 4.6))
+    assert png.startswith(PNG)
+    (key,) = [t for t in fig_axes[0].texts if not hasattr(t, "xy")]
+
+    def keyed(n: int, thresholds: tuple[float, float]) -> list[str]:
+        names = [f"thr={t} nr={nr}" for t in thresholds for nr in suppressors]
+        return [f"{n}  {names[0]}", *(f"   {name}" for name in names[1:])]
+
+    # was one line per point, its settings joined with " / ", wider than the chart
+    assert key.get_text().splitlines() == [*keyed(1, (0.05, 0.1)), *keyed(2, (0.3, 0.5))]

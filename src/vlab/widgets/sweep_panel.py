@@ -697,9 +697,9 @@ def pareto_labels(
 ) -> pd.DataFrame:
     """``points`` with short setting names, and points that sit on top of each other labelled once.
 
-    Settings that land within 2 % of the dead-air range and 1 point of cut-off rate of each other share
-    one label (``sil=300 thr=0.4 / thr=0.6``-style, joined with ``/``); the others get an empty label,
-    so :func:`vlab.plots.pareto` draws every point but writes each label once.
+    Settings that land within 2 % of the ``x`` range and 1 point of the ``y`` rate of each other share one
+    label, a line per setting; the others get an empty label, so :func:`vlab.plots.pareto` draws every point
+    but writes each label once.
     """
     if points.empty:
         return points
@@ -719,7 +719,7 @@ def pareto_labels(
             if j not in done and abs(xs[j] - xs[i]) <= tol_x and abs(ys[j] - ys[i]) <= 0.01
         ]
         done.update(near)
-        labels[i] = " / ".join(str(out.at[j, "setting"]) for j in near)
+        labels[i] = "\n".join(str(out.at[j, "setting"]) for j in near)
         for j in near[1:]:
             labels[j] = ""
     return out.assign(setting=labels)
