@@ -716,6 +716,8 @@ def test_false_starts_per_minute_pool_the_noise_prompts_minutes_with_an_interval
         2, 2.0
     )
     assert p.loc["b", ["false_starts_per_min", "false_starts_per_min_lo"]].isna().all()  # no noise played
+    ptt = operating_points(scores, reference="a").set_index("setting")  # push-to-talk: no VAD, no interval
+    assert ptt.loc["a", ["false_starts_per_min_lo", "false_starts_per_min_hi"]].isna().all()
     older = operating_points(scores.drop(columns=["duration_ms"])).set_index("setting")  # before vlab kept it
     assert older.loc["a", "false_starts_per_min"] == 2.0 and "false_starts_per_min_lo" not in older
 

@@ -102,7 +102,9 @@ Wilson interval of each rate over what it counts (labelled turns, or pauses), a 
 of the tokens per expected turn, of the median dead air and of the mean DER, and the exact Poisson interval
 of the false starts over the minutes of noise. With a few prompts they are wide: two settings whose
 intervals overlap may not differ."""
-_RATE_INTERVALS = tuple(m for m in POINT_INTERVALS if m.endswith("_rate"))
+_NONE_BY_DESIGN = (*(m for m in POINT_INTERVALS if m.endswith("_rate")), "false_starts_per_min")
+"""The measures a push-to-talk reference has none of by design (no VAD: no cut-off, miss or false start),
+so no interval either."""
 POINT_FLAGS = ("baseline", "reference", "pareto")
 """What :func:`operating_points` marks per setting, shown after its measures."""
 
@@ -372,7 +374,8 @@ def operating_points(
         rates for scores without ``duration_ms``), ``runs``, ``baseline`` (the setting named
         ``baseline``), ``reference`` (the setting named ``reference``: a yardstick such as push-to-talk,
         drawn beside the settings and never on their frontier) and ``pareto`` (on the frontier of the
-        other settings); and the 95 % intervals of :data:`POINT_INTERVALS` (none of the reference's rates).
+        other settings); and the 95 % intervals of :data:`POINT_INTERVALS` (none of the reference's rates
+        or false starts).
     """
     keys = [by] if isinstance(by, str) else list(by)
     require_columns(
@@ -423,8 +426,8 @@ def operating_points(
         return points
     points["baseline"] = points[keys[0]] == baseline if baseline is not None else False
     points["reference"] = points[keys[0]] == reference if reference is not None else False
-    rate_bounds = [f"{m}_{end}" for m in _RATE_INTERVALS for end in ("lo", "hi")]
-    points.loc[points["reference"], rate_bounds] = math.nan  # it cannot cut off or miss: none, by design
+    bounds = [f"{m}_{end}" for m in _NONE_BY_DESIGN for end in ("lo", "hi") if f"{m}_{end}" in points]
+    points.loc[points["reference"], bounds] = math.nan  # it cannot cut off, miss or start on noise
     compared = points[~points["reference"]]
     points["pareto"] = pareto_front(compared).reindex(points.index, fill_value=False)
     intervals = [f"{m}_{end}" for m in POINT_INTERVALS if f"{m}_lo" in points for end in ("lo", "hi")]
