@@ -432,11 +432,15 @@ def _interval_bars(ax: Axes, points: pd.DataFrame, x: str, y: str) -> None:
         return
     values = {c: points[c].astype(float).to_numpy() for c in (x, y)}
     spans = {
-        c: np.nan_to_num(
-            [values[c] - points[f"{c}_lo"].astype(float), points[f"{c}_hi"].astype(float) - values[c]]
+        c: np.clip(
+            np.nan_to_num(
+                [values[c] - points[f"{c}_lo"].astype(float), points[f"{c}_hi"].astype(float) - values[c]]
+            ),
+            0.0,
+            None,
         )
         for c in (x, y)
-    }  # a missing end draws no bar on that side
+    }  # a missing end draws no bar on that side, nor an end on the wrong side of its value
     ax.errorbar(
         values[x], values[y] * 100, xerr=spans[x], yerr=spans[y] * 100, fmt="none", ecolor="#bdbdbd",
         elinewidth=1, zorder=2, label="95 % interval",

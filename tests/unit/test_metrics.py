@@ -754,6 +754,8 @@ def test_the_wilson_interval_of_a_rate_and_the_points_95_percent_intervals():
     assert wilson_interval(4, 8) == pytest.approx((0.2152, 0.7848), abs=1e-4)
     assert wilson_interval(8, 8) == pytest.approx((0.6756, 1.0), abs=1e-4)
     assert all(math.isnan(v) for v in wilson_interval(0, 0))
+    for n in range(1, 200):  # exact at the ends: 0 of 10 gave a low end of 2.8e-17, above the rate itself
+        assert wilson_interval(0, n)[0] == 0.0 and wilson_interval(n, n)[1] == 1.0
     scores = pd.DataFrame(
         {
             "setting": ["a"] * 4 + ["ptt"] * 4,

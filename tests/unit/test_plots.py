@@ -340,6 +340,20 @@ def test_the_noise_chart_joins_the_settings_no_other_beats_on_false_starts_and_m
     ]
 
 
+def test_an_interval_that_misses_its_value_by_a_rounding_draws_no_bar_on_that_side():
+    points = pd.DataFrame({
+        "setting": ["none cut", "all cut"], "dead_air_ms": [500.0, 700.0], "false_cutoff_rate": [0.0, 1.0],
+        "dead_air_ms_lo": [400.0, 710.0], "dead_air_ms_hi": [600.0, 800.0],  # a bootstrap's, above its median
+        "false_cutoff_rate_lo": [2.8e-17, 0.72], "false_cutoff_rate_hi": [0.28, 1.0 - 1e-16],
+        "pareto": [True, False],
+    })  # fmt: skip
+    ax = plots.pareto(points, ax=_axes())  # was ValueError: 'yerr' must not contain negative values
+    (bars,) = [c for c in ax.containers if c.get_label() == "95 % interval"]
+    (x_bars, y_bars) = bars.lines[2]
+    assert np.allclose([s for s in y_bars.get_segments()], [[(500, 0), (500, 28)], [(700, 72), (700, 100)]])
+    assert np.allclose([s for s in x_bars.get_segments()], [[(400, 0), (600, 0)], [(700, 100), (800, 100)]])
+
+
 def test_numbers_in_report_tables_are_rounded_for_reading():
     assert [plots.format_number(v) for v in (1234.56, 100.0, 99.95, 0.123456, -250.4)] == [
         "1,235", "100", "100", "0.123", "-250"
