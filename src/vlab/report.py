@@ -32,6 +32,7 @@ __all__ = [
     "COMPARED_POINTS",
     "build_report",
     "compare_sweeps",
+    "verdict_summary",
     "grid_settings",
     "latency_measures",
     "tool_call_summary",
@@ -495,6 +496,31 @@ def _pct(v: float) -> str:
 
 def _ms(v: float) -> str:
     return "–" if not math.isfinite(v) else f"{v:.0f} ms"
+
+
+VERDICTS = ("better", "worse", "same", "n/a")
+"""What :func:`compare_sweeps` says of each figure of B against A."""
+
+
+def verdict_summary(table: pd.DataFrame) -> list[str]:
+    """:func:`compare_sweeps`' table in a few lines: its verdicts counted, then what got better or worse.
+
+    For example ``["16 settings: 0 better, 48 worse, 96 same, 0 n/a", "worse: dead_air_ms p50 in 16 of
+    16 settings, …"]``: a grid of many settings compares in hundreds of rows.
+    """
+    counts = table["verdict"].value_counts()
+    settings = table["setting"].nunique()
+    lines = [
+        f"{settings} setting{'s' if settings != 1 else ''}: "
+        + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS)
+    ]
+    for verdict in ("better", "worse"):
+        moved = table[table["verdict"] == verdict].groupby("measure", sort=False)["setting"].nunique()
+        if len(moved):
+            lines.append(
+                f"{verdict}: " + ", ".join(f"{m} in {n} of {settings} settings" for m, n in moved.items())
+            )
+    return lines
 
 
 def _verdict(

@@ -248,7 +248,8 @@ def test_vlab_compare_prints_numbers_as_the_report_does(tmp_path, capsys):
     a = _sweep(tmp_path / "a", {"s": _rates(0.25, 0, 0, 0)}, {"s": {"dead_air_ms": [2641.7]}})
     b = _sweep(tmp_path / "b", {"s": _rates(0.5, 0, 0, 0)}, {"s": {"dead_air_ms": [3118.2]}})
     assert main(["compare", str(a), str(b)]) == 0
-    rows = {line.split()[1]: line.split()[2:6] for line in capsys.readouterr().out.splitlines()[1:]}
+    table = capsys.readouterr().out.split("\n\n")[0]  # the summary follows a blank line
+    rows = {line.split()[1]: line.split()[2:6] for line in table.splitlines()[1:]}
     assert rows["dead_air_ms"] == ["p50", "2,642", "3,118", "476"]  # whole ms; was 2.64e+03 3.12e+03 476
     assert rows["false_cutoff_rate"] == ["0.25", "0.5", "0.25", "worse"]
     assert rows["ttfb_audio_ms"] == ["p50", "–", "–", "–"]  # no value, as in the report; was NaN
@@ -331,3 +332,22 @@ def test_latencies_less_than_a_millisecond_apart_are_the_same_whatever_their_int
     row = compare_sweeps(a, b, n_boot=20).set_index("measure").loc["ttfb_audio_ms p50"]
     assert row["b_lo"] > row["a_hi"]  # apart, but not by anything a caller hears
     assert row["verdict"] == "same"
+
+
+def test_vlab_compare_ends_with_what_got_better_or_worse_in_how_many_settings(tmp_path, capsys):
+    from vlab.report import verdict_summary
+
+    turns = {s: {"dead_air_ms": [100.0] * 5} for s in ("s1", "s2", "s3")}
+    slower = {s: {"dead_air_ms": [300.0] * 5} for s in ("s1", "s2")} | {"s3": {"dead_air_ms": [100.0] * 5}}
+    a = _sweep(tmp_path / "a", {s: _rates(0.5, 0, 0, 0) for s in turns}, turns)
+    b = _sweep(tmp_path / "b", {s: _rates(0.5 if s != "s1" else 0.2, 0, 0, 0) for s in turns}, slower)
+    table = compare_sweeps(a, b, n_boot=20)
+    assert verdict_summary(table) == [
+        "3 settings: 1 better, 2 worse, 12 same, 9 n/a",  # no voice-to-voice and others in these turns
+        "better: false_cutoff_rate in 1 of 3 settings",
+        "worse: dead_air_ms p50 in 2 of 3 settings",
+    ]
+    assert main(["compare", str(a), str(b)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-4:] == [*verdict_summary(table), "lower is better; 'same' while the 95 % intervals overlap"]
+    assert out[-5] == "" and len(out) == 1 + len(table) + 5  # the header, every row, then the summary

@@ -155,6 +155,10 @@ async def test_the_sweep_shown_compares_with_another_as_vlab_compare_does(tmp_pa
     ]
     heading, chart, table = panel.comparison_box.children
     assert "A: a against B: b" in heading.value and bytes(chart.value).startswith(PNG)
+    from vlab.report import verdict_summary
+
+    assert "<br>".join(verdict_summary(expected)) in heading.value  # what vlab compare ends with
+    assert "2 settings: " in heading.value and "worse: " in heading.value  # a slower network
     assert "comparing" in panel.status.value
     assert "played different prompts" not in heading.value
     fewer = {**cfg, "prompts": {"include": ["short_question", "pause_600"]}}

@@ -26,10 +26,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code."""
+    import textwrap
+
     import pandas as pd
 
     from vlab.plots import format_number
-    from vlab.report import chart_path, compare_chart, compare_sweeps
+    from vlab.report import chart_path, compare_chart, compare_sweeps, verdict_summary
 
     if args.plot:
         chart_path(args.plot)  # a file name it cannot draw into fails before the comparison
@@ -37,14 +39,14 @@ def run(args: argparse.Namespace) -> int:
     shown = table[["setting", "measure", "a", "b", "delta", "verdict"]]
     widths = {c: max(len(c), int(shown[c].str.len().max())) for c in ("setting", "measure")}
     shown = shown.assign(**{c: shown[c].str.ljust(n) for c, n in widths.items()})  # names read left to right
-    with pd.option_context(
-        "display.width", 200, "display.max_rows", 500, "display.float_format", format_number
-    ):
+    with pd.option_context("display.width", 200, "display.float_format", format_number):
         print(
             shown.rename(columns={c: c.ljust(n) for c, n in widths.items()}).to_string(
                 index=False, na_rep="–"
             )
-        )
+        )  # every row: to_string elides none
+    summary = [*verdict_summary(table), "lower is better; 'same' while the 95 % intervals overlap"]
+    print("\n" + "\n".join(textwrap.fill(line, 110, subsequent_indent="  ") for line in summary))
     if args.csv:
         Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.csv, index=False)

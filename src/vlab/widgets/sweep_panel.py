@@ -488,7 +488,7 @@ class SweepPanel:
 
         from vlab import plots
         from vlab.errors import VlabWarning
-        from vlab.report import compare_sweeps
+        from vlab.report import compare_sweeps, verdict_summary
 
         if self.sweep_dir is None or not self.manifest:
             raise ConfigError(
@@ -507,8 +507,6 @@ class SweepPanel:
             for w in caught
             if issubclass(w.category, VlabWarning)
         )
-        verdicts = table["verdict"].value_counts()
-        tally = ", ".join(f"{verdicts.get(v, 0)} {v}" for v in ("better", "worse", "same", "n/a"))
         names = short_names(list(dict.fromkeys(table["setting"].astype(str))))
         labels = (f"A: {self.sweep_dir.name}", f"B: {folder.name}")
         a, b = (_relabel(points, names) for points in (self.points, _read(folder, "points")))
@@ -516,8 +514,11 @@ class SweepPanel:
         self.comparison_box.children = [
             widgets.HTML(
                 f"<h3 style='margin:8px 0'>{html.escape(labels[0])} against {html.escape(labels[1])}</h3>"
-                f"<div style='font-size:12px;color:#555'>B − A per setting and measure ({tally}; lower is "
-                "better, 'same' while the 95 % intervals overlap)</div>" + note
+                "<div style='font-size:12px;color:#555'>B − A per setting and measure (lower is better, 'same' "
+                "while the 95 % intervals overlap): "
+                + "<br>".join(html.escape(line) for line in verdict_summary(table))
+                + "</div>"
+                + note
             ),
             widgets.Image(value=chart, format="png", layout=widgets.Layout(width="49%", min_width="420px")),
             widgets.HTML(
