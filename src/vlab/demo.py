@@ -254,18 +254,24 @@ def _demo(out: Path, *, quick: bool, notebooks: bool) -> int:
         notebook_results = execute_notebooks(out)
 
     _title(f"Done in {time.perf_counter() - started:.0f} s. Where to look:")
-    print(
-        f"  {out / 'report.html'}          the charts: latency waterfall, distributions, VAD timelines, cut-off vs dead air"
-    )
-    print(
-        f"  {out / 'cells'}/               one run folder per cell: events.jsonl/.parquet, session.json, input/output WAVs"
-    )
-    if notebook_results:
-        print(f"  {out / 'notebooks'}/           the notebooks with their outputs")
-    print(
-        f"  vlab notebooks                   copies the notebooks (and their docs) into ./{NOTEBOOKS_DIR} and "
-        "opens JupyterLab on them"
-    )
+    places = [
+        (
+            str(out / "report.html"),
+            "the charts: latency waterfall, distributions, VAD timelines, cut-off vs dead air",
+        ),
+        (
+            f"{out / 'cells'}/",
+            "one run folder per cell: events.jsonl/.parquet, session.json, input/output WAVs",
+        ),
+        *([(f"{out / 'notebooks'}/", "the notebooks with their outputs")] if notebook_results else []),
+        (
+            "vlab notebooks",
+            f"copies the notebooks (and their docs) into ./{NOTEBOOKS_DIR} and opens JupyterLab on them",
+        ),
+    ]
+    width = max(len(place) for place, _ in places)
+    for place, what in places:
+        print(f"  {place.ljust(width)}  {what}")
     ok = not failed and all(status.startswith("ok") for _, status in notebook_results)
     return 0 if ok else 1
 

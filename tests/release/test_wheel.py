@@ -216,6 +216,13 @@ def test_demo_and_notebooks_from_an_empty_folder(env: SimpleNamespace) -> None:
         "emulator all the same"
     )
     assert "6 cells in" in demo.stdout and "; 0 failed" in demo.stdout
+    where = demo.stdout.split("Where to look:\n")[1].splitlines()
+
+    def what_starts(line: str) -> int:  # after the place and the spaces that pad it
+        gap = line.index("  ", 2)
+        return len(line) - len(line[gap:].lstrip())
+
+    assert len(where) == 3 and len({what_starts(line) for line in where}) == 1, where  # one column
     assert (env.work / "demo" / "report.html").is_file()
     assert (env.work / "demo" / "scores.parquet").is_file()
 
