@@ -40,6 +40,25 @@ def test_fault_text_form_parses_every_kind():
 
 
 @pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        (
+            "rate_limit:x",
+            "the count 'x' is not a whole number",
+        ),  # was "invalid literal for int() with base 10"
+        ("delay_before:response.done:abc", "the delay in ms 'abc' is not a number"),
+        ("close_after:response.done:2:x", "the close code 'x' is not a whole number"),
+        ("delay_before:response.done", "delay_before needs more parts"),  # was "list index out of range"
+        ("rate_limit:2:-1", "a rate_limit fault needs retry_after_s >= 0 (seconds), got -1.0"),  # no ".)"
+    ],
+)
+def test_a_bad_fault_specification_says_which_part_is_wrong_in_words(spec, reason):
+    with pytest.raises(ConfigError) as info:
+        Fault.parse(spec)
+    assert str(info.value).startswith(f"bad fault specification {spec!r} ({reason}); expected e.g. ")
+
+
+@pytest.mark.parametrize(
     ("make", "message"),
     [
         (

@@ -122,45 +122,63 @@ class Fault:
             head, *args = spec.split(":")
             try:
                 if head == "drop_after":
-                    faults.append(cls("drop", args[0], n=int(args[1]) if len(args) > 1 else 1))
+                    faults.append(cls("drop", args[0], n=_whole(args, 1, "count", 1)))
                 elif head == "close_after":
-                    faults.append(
-                        cls(
-                            "close",
-                            args[0],
-                            n=int(args[1]) if len(args) > 1 else 1,
-                            code=int(args[2]) if len(args) > 2 else 1011,
-                        )
-                    )
+                    n, code = _whole(args, 1, "count", 1), _whole(args, 2, "close code", 1011)
+                    faults.append(cls("close", args[0], n=n, code=code))
                 elif head == "delay_before":
-                    faults.append(
-                        cls("delay", args[0], ms=float(args[1]), n=int(args[2]) if len(args) > 2 else 1)
-                    )
+                    ms = _number(args, 1, "delay in ms")
+                    faults.append(cls("delay", args[0], ms=ms, n=_whole(args, 2, "count", 1)))
                 elif head == "error_after":
                     last = args[2] if len(args) > 2 else ""
                     faults.append(
                         cls(
                             "error",
                             args[0],
-                            n=int(args[1]) if len(args) > 1 else 1,
+                            n=_whole(args, 1, "count", 1),
                             fatal=last == "fatal",
                             error_code=last if last not in ("", "fatal") else "server_error",
                         )
                     )
                 elif head == "throttle":
-                    faults.append(cls("throttle", rate=float(args[0])))
+                    faults.append(cls("throttle", rate=_number(args, 0, "rate")))
                 elif head == "rate_limit":
-                    retry = float(args[1]) if len(args) > 1 else 1.0
-                    faults.append(cls("rate_limit", n=int(args[0]), retry_after_s=retry))
+                    retry = _number(args, 1, "Retry-After in seconds", 1.0)
+                    faults.append(cls("rate_limit", n=_whole(args, 0, "count"), retry_after_s=retry))
                 else:
                     raise ValueError(f"unknown fault {head!r}")
-            except (IndexError, ValueError) as exc:  # ConfigError is a ValueError
-                raise ConfigError(
-                    f"bad fault specification {spec!r} ({exc}); expected e.g. 'drop_after:response.audio.delta:3', "
-                    "'close_after:<type>:<n>:<code>', 'delay_before:<type>:<ms>', 'error_after:<type>:<n>:fatal', "
-                    "'throttle:0.5' or 'rate_limit:2:1.5'"
-                ) from None
+            except IndexError:
+                reason = f"{head} needs more parts"
+            except ValueError as exc:  # ConfigError is a ValueError
+                reason = str(exc).rstrip(".")
+            else:
+                continue
+            raise ConfigError(
+                f"bad fault specification {spec!r} ({reason}); expected e.g. 'drop_after:response.audio.delta:3', "
+                "'close_after:<type>:<n>:<code>', 'delay_before:<type>:<ms>', 'error_after:<type>:<n>:fatal', "
+                "'throttle:0.5' or 'rate_limit:2:1.5'"
+            )
         return faults
+
+
+def _whole(parts: list[str], index: int, what: str, default: int | None = None) -> int:
+    """The whole number at ``parts[index]`` (``default`` when it is missing); ValueError names ``what``."""
+    if index >= len(parts) and default is not None:
+        return default
+    try:
+        return int(parts[index])
+    except ValueError:
+        raise ValueError(f"the {what} {parts[index]!r} is not a whole number") from None
+
+
+def _number(parts: list[str], index: int, what: str, default: float | None = None) -> float:
+    """The number at ``parts[index]`` (``default`` when it is missing); ValueError names ``what``."""
+    if index >= len(parts) and default is not None:
+        return default
+    try:
+        return float(parts[index])
+    except ValueError:
+        raise ValueError(f"the {what} {parts[index]!r} is not a number") from None
 
 
 FaultsLike = Fault | str | Iterable[Fault | str]
