@@ -487,6 +487,21 @@ def test_bad_processing_grids_fail_before_anything_runs(grid, message):
         load_config(config(grid=grid))
 
 
+@pytest.mark.parametrize(
+    ("grid", "names"),
+    [
+        (
+            {"noise_reduction": ["off", "far_field"]},
+            ["thr=0.5 pad=300 sil=500", "thr=0.5 pad=300 sil=500 nr=far_field"],
+        ),
+        ({"echo_cancellation": [False, True]}, ["thr=0.5 pad=300 sil=500", "thr=0.5 pad=300 sil=500 aec"]),
+    ],
+)
+def test_a_grid_of_input_processing_alone_sweeps_it_on_the_default_turn_detection(grid, names):
+    # was "[grid] gives no setting to sweep (only 'type')"
+    assert list(load_config({**config(), "grid": grid}).setting_names) == names
+
+
 @needs_noise_suppression
 async def test_a_sweep_reports_false_starts_with_noise_suppression_on_and_off(tmp_path):
     cfg = load_config(

@@ -266,10 +266,10 @@ def _turn_detections(grid: dict[str, Any]) -> list[ServerVad | AzureSemanticVad]
             raise ConfigError(f"[grid] {key} is an empty list; give at least one value")
         axes[key] = values
     eous = eou_axis(grid)
-    if not axes and eous == [None]:
+    if not axes and eous == [None] and not any(key in grid for key in PROCESSING_KEYS):
         raise ConfigError(
             "[grid] gives no setting to sweep (only 'type'); give at least one of "
-            + ", ".join(GRID_KEYS)
+            + ", ".join([*GRID_KEYS, *PROCESSING_KEYS, "eou_model"])
             + ", e.g. threshold = [0.5]"
         )
     if kind == protocol_limits.SERVER_VAD and "speech_duration_ms" in axes:
