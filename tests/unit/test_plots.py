@@ -338,6 +338,10 @@ def test_the_noise_chart_joins_the_settings_no_other_beats_on_false_starts_and_m
     assert [t.get_text() for t in speech_only.texts] == [
         "no setting to draw: the sweep played no prompt of noise alone (category noise_only)"
     ]
+    noise_only = plots.noise_tradeoff(points.assign(missed_turn_rate=math.nan), ax=_axes())
+    assert [t.get_text() for t in noise_only.texts] == [
+        "no setting to draw: the sweep played no prompt with speech beside its noise-only ones"
+    ]
 
 
 def test_an_interval_that_misses_its_value_by_a_rounding_draws_no_bar_on_that_side():
