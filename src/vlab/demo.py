@@ -218,6 +218,7 @@ def _demo(out: Path, *, quick: bool, notebooks: bool) -> int:
     """The demo's steps, into the folder ``out``; the exit code."""
     from vlab.report import build_report
     from vlab.sweep import load_config, run_sweep
+    from vlab.sweep.grid import counted
     from vlab.sweep.summary import failure_summary, results_table
 
     started = time.perf_counter()
@@ -233,7 +234,7 @@ def _demo(out: Path, *, quick: bool, notebooks: bool) -> int:
     config = load_config(QUICK_SWEEP if quick else SWEEP, base_dir=Path.cwd())
     result = run_sweep(config, out)
     failed = result.failures()
-    print(f"{len(result.cells)} cells in {result.wall_s:.1f} s; {len(failed)} failed")
+    print(f"{counted(len(result.cells), 'cell')} in {result.wall_s:.1f} s; {len(failed)} failed")
     if failed:
         print("\n".join(failure_summary(failed, out)))
     points = result.points()

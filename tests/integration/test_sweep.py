@@ -459,9 +459,17 @@ def test_a_push_to_talk_turn_without_an_answer_is_scored_missed():
     assert score["dead_air_ms"] == 500.0
 
 
-def test_a_sweep_s_size_says_one_of_each_in_the_singular():
+def test_a_sweep_s_size_says_one_of_each_in_the_singular(tmp_path, capsys):
     assert grid_shape(3, 5, 1) == "3 settings × 5 prompts × 1 repeat"
     assert grid_shape(1, 1, 2) == "1 setting × 1 prompt × 2 repeats"
+    from vlab.cli import main
+
+    one = tmp_path / "one.toml"
+    one.write_text('[prompts]\ninclude = ["short_question"]\n[grid]\nthreshold = [0.5]\n', encoding="utf-8")
+    assert main(["sweep", str(one), "--dry-run"]) == 0
+    assert (
+        capsys.readouterr().out.splitlines()[0] == "1 cell: 1 setting × 1 prompt × 1 repeat"
+    )  # was "1 cells"
 
 
 def test_the_example_configs_are_valid():

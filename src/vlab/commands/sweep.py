@@ -42,13 +42,16 @@ def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code (1 when a cell failed)."""
     from vlab.errors import ConfigError, first_few
     from vlab.sweep import grid_shape, load_config, run_sweep
+    from vlab.sweep.grid import counted
     from vlab.sweep.summary import failure_summary, results_table
 
     cfg = load_config(args.config, mode=args.mode)  # bad configs fail here, before anything runs
     if args.out is None and not args.dry_run:
         raise ConfigError("give the sweep folder with --out SWEEP_DIR (or --dry-run to only list the cells)")
     what = " (VAD only, no sessions)" if cfg.mode == "vad" else ""
-    print(f"{cfg.n_cells} cells{what}: {grid_shape(len(cfg.settings), len(cfg.prompts), cfg.repeats)}")
+    print(
+        f"{counted(cfg.n_cells, 'cell')}{what}: {grid_shape(len(cfg.settings), len(cfg.prompts), cfg.repeats)}"
+    )
     if args.dry_run:
         for name in cfg.setting_names:
             print(f"  setting  {name}" + ("  (baseline)" if name == cfg.baseline else ""))

@@ -49,10 +49,16 @@ def in_grid_order(frame: Any, settings: Sequence[str], *then: str) -> Any:
     )
 
 
+def counted(n: int, word: str) -> str:
+    """``n`` and ``word``, plural unless ``n`` is 1: ``1 cell``, ``6 cells``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def grid_shape(settings: int, prompts: int, repeats: int) -> str:
     """A sweep's size as vlab says it everywhere: ``3 settings × 5 prompts × 1 repeat``."""
-    sizes = ((settings, "setting"), (prompts, "prompt"), (repeats, "repeat"))
-    return " × ".join(f"{n} {word}{'' if n == 1 else 's'}" for n, word in sizes)
+    return " × ".join(
+        counted(n, word) for n, word in ((settings, "setting"), (prompts, "prompt"), (repeats, "repeat"))
+    )
 
 
 def setting_name(

@@ -358,6 +358,7 @@ class SweepPanel:
         """Validate the form and start the sweep as a task (returns it; ConfigError for a bad grid)."""
         from vlab.prompts import label_warnings
         from vlab.sweep import grid_shape, load_config
+        from vlab.sweep.grid import counted
 
         if self.running:
             return self.task
@@ -371,7 +372,7 @@ class SweepPanel:
         self.progress.bar_style = ""
         self.run_button.disabled, self.stop_button.disabled = True, False
         self._set_status(
-            f"running {cfg.n_cells} cells ({grid_shape(len(cfg.settings), len(cfg.prompts), cfg.repeats)}) "
+            f"running {counted(cfg.n_cells, 'cell')} ({grid_shape(len(cfg.settings), len(cfg.prompts), cfg.repeats)}) "
             f"into <code>{html.escape(str(out))}</code>…"
         )
         for message in label_warnings(cfg.prompts):  # here, not in the notebook's log
