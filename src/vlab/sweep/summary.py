@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from vlab.metrics import made_tool_calls, spoken_turns
+from vlab.sweep.grid import counted
 
 
 class ResultColumn(NamedTuple):
@@ -97,8 +98,7 @@ def results_table(points: Any, turns: Any = None) -> str:
 
 def failure_summary(failed: Sequence[tuple[str, str]], folder: Path) -> list[str]:
     """Lines that say which cells of the sweep in ``folder`` failed and why (:func:`failed_cells`)."""
-    count = f"{len(failed)} cell{'s' if len(failed) != 1 else ''}"
-    header = f"{count} failed (each one's error is in {folder / 'cells'}/<cell>/cell.json):"
+    header = f"{counted(len(failed), 'cell')} failed (each one's error is in {folder / 'cells'}/<cell>/cell.json):"
     return [header, *(f"  {line}" for line in failed_cells(failed))]
 
 
