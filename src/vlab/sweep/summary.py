@@ -98,7 +98,9 @@ def results_table(points: Any, turns: Any = None) -> str:
 
 def failure_summary(failed: Sequence[tuple[str, str]], folder: Path) -> list[str]:
     """Lines that say which cells of the sweep in ``folder`` failed and why (:func:`failed_cells`)."""
-    header = f"{counted(len(failed), 'cell')} failed (each one's error is in {folder / 'cells'}/<cell>/cell.json):"
+    header = (
+        f"{counted(len(failed), 'cell')} failed (each one's error is in {folder / 'cells'}/<cell>/cell.json):"
+    )
     return [header, *(f"  {line}" for line in failed_cells(failed))]
 
 
