@@ -49,6 +49,11 @@ COMPARED_POINTS = (
 """The operating-point measures :func:`compare_sweeps` compares (lower is better for each), those neither
 sweep has a value for left out (false starts, without noise-only prompts)."""
 
+DEAD_AIR_BUDGETS_MS = (300.0, 600.0, 1000.0, 1500.0)
+"""The dead-air budgets the report gives the lowest cut-off rate within: a reply within 1 s of the end of
+speech is near what Voice Live's own latency allows, so 300 and 600 ms are often met by no setting."""
+CUTOFF_BUDGETS = (0.05, 0.10, 0.20)
+"""The cut-off rates the report gives the lowest dead air within."""
 WATERFALL_TURNS = 24
 """The most turns a report's waterfall draws: every setting gets a share (:func:`waterfall_turns`)."""
 CHARTS = ("waterfall", "latency_distributions", "pareto", "vad_timeline")
@@ -281,8 +286,8 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         if len(speech_turns)
         else pd.DataFrame()
     )
-    budgets = cutoff_at_latency(points) if len(points) else {}
-    rates = latency_at_cutoff(points) if len(points) else {}
+    budgets = cutoff_at_latency(points, DEAD_AIR_BUDGETS_MS) if len(points) else {}
+    rates = latency_at_cutoff(points, CUTOFF_BUDGETS) if len(points) else {}
     canary_html = ""
     if manifest.get("canary") and len(vad):
         with warnings.catch_warnings(record=True) as caught:

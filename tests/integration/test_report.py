@@ -41,6 +41,15 @@ def test_report_holds_every_chart_embedded_and_as_png(sweep_dir):
     timelines = [c for c in charts if c.startswith("vad_timeline_")]
     assert timelines == ["vad_timeline_pause_600", "vad_timeline_two_turns"]  # the prompt with a hold first
     assert "noise_tradeoff" not in charts  # it played no noise-only prompt
+    budgets = re.search(r"Lowest cut-off rate within a dead-air budget: ([^.]*)\. Lowest dead air", page)
+    assert budgets and [b.split(":")[0] for b in budgets[1].split(", ")] == [
+        "@300 ms",
+        "@600 ms",
+        "@1000 ms",
+        "@1500 ms",
+    ]
+    # a reply's own latency leaves no setting within 600 ms of dead air; 1500 ms holds one
+    assert budgets[1].split(", ")[1] == "@600 ms: –" and budgets[1].split(", ")[3] != "@1500 ms: –"
     assert "failed" not in page
     assert "Operating points" in page and "Did the setting take effect?" in page
     assert "thr=0.5 pad=300 sil=500" in page  # the baseline cell
