@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal, TypeVar, get_args
 
 from vlab import protocol
 from vlab.errors import ConfigError, closest_name
@@ -122,29 +122,29 @@ class Fault:
             head, *args = spec.split(":")
             try:
                 if head == "drop_after":
-                    faults.append(cls("drop", args[0], n=_whole(args, 1, "count", 1)))
+                    faults.append(cls("drop", args[0], n=_part(args, 1, "count", int, 1)))
                 elif head == "close_after":
-                    n, code = _whole(args, 1, "count", 1), _whole(args, 2, "close code", 1011)
+                    n, code = _part(args, 1, "count", int, 1), _part(args, 2, "close code", int, 1011)
                     faults.append(cls("close", args[0], n=n, code=code))
                 elif head == "delay_before":
-                    ms = _number(args, 1, "delay in ms")
-                    faults.append(cls("delay", args[0], ms=ms, n=_whole(args, 2, "count", 1)))
+                    ms = _part(args, 1, "delay in ms", float)
+                    faults.append(cls("delay", args[0], ms=ms, n=_part(args, 2, "count", int, 1)))
                 elif head == "error_after":
                     last = args[2] if len(args) > 2 else ""
                     faults.append(
                         cls(
                             "error",
                             args[0],
-                            n=_whole(args, 1, "count", 1),
+                            n=_part(args, 1, "count", int, 1),
                             fatal=last == "fatal",
                             error_code=last if last not in ("", "fatal") else "server_error",
                         )
                     )
                 elif head == "throttle":
-                    faults.append(cls("throttle", rate=_number(args, 0, "rate")))
+                    faults.append(cls("throttle", rate=_part(args, 0, "rate", float)))
                 elif head == "rate_limit":
-                    retry = _number(args, 1, "Retry-After in seconds", 1.0)
-                    faults.append(cls("rate_limit", n=_whole(args, 0, "count"), retry_after_s=retry))
+                    retry = _part(args, 1, "Retry-After in seconds", float, 1.0)
+                    faults.append(cls("rate_limit", n=_part(args, 0, "count", int), retry_after_s=retry))
                 else:
                     raise ValueError(f"unknown fault {head!r}")
             except IndexError:
@@ -161,24 +161,18 @@ class Fault:
         return faults
 
 
-def _whole(parts: list[str], index: int, what: str, default: int | None = None) -> int:
-    """The whole number at ``parts[index]`` (``default`` when it is missing); ValueError names ``what``."""
+_N = TypeVar("_N", int, float)
+
+
+def _part(parts: list[str], index: int, what: str, kind: type[_N], default: _N | None = None) -> _N:
+    """``parts[index]`` as a ``kind`` (``default`` when it is missing); the ValueError names ``what``."""
     if index >= len(parts) and default is not None:
         return default
     try:
-        return int(parts[index])
+        return kind(parts[index])
     except ValueError:
-        raise ValueError(f"the {what} {parts[index]!r} is not a whole number") from None
-
-
-def _number(parts: list[str], index: int, what: str, default: float | None = None) -> float:
-    """The number at ``parts[index]`` (``default`` when it is missing); ValueError names ``what``."""
-    if index >= len(parts) and default is not None:
-        return default
-    try:
-        return float(parts[index])
-    except ValueError:
-        raise ValueError(f"the {what} {parts[index]!r} is not a number") from None
+        number = "a whole number" if kind is int else "a number"
+        raise ValueError(f"the {what} {parts[index]!r} is not {number}") from None
 
 
 FaultsLike = Fault | str | Iterable[Fault | str]
