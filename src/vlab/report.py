@@ -32,10 +32,10 @@ __all__ = [
     "COMPARED_POINTS",
     "build_report",
     "compare_sweeps",
-    "verdict_summary",
     "grid_settings",
     "latency_measures",
     "tool_call_summary",
+    "verdict_summary",
 ]
 
 COMPARED_POINTS = (
@@ -513,12 +513,11 @@ def verdict_summary(table: pd.DataFrame) -> list[str]:
     For example ``["16 settings: 0 better, 48 worse, 96 same, 0 n/a", "worse: dead_air_ms p50 in 16 of
     16 settings, …"]``: a grid of many settings compares in hundreds of rows.
     """
+    from vlab.sweep.grid import counted
+
     counts = table["verdict"].value_counts()
     settings = table["setting"].nunique()
-    lines = [
-        f"{settings} setting{'s' if settings != 1 else ''}: "
-        + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS)
-    ]
+    lines = [f"{counted(settings, 'setting')}: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS)]
     for verdict in ("better", "worse"):
         moved = table[table["verdict"] == verdict].groupby("measure", sort=False)["setting"].nunique()
         if len(moved):
