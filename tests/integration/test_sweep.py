@@ -591,3 +591,28 @@ async def test_measured_stages_equal_the_emulator_ground_truth_on_the_simulated_
                 + row.ttfb_audio_ms
                 + row.playout_ms
             )
+
+
+async def test_repeats_on_the_embedded_emulator_are_warned_of_since_each_repeat_is_decided_alike(tmp_path):
+    from vlab.errors import VlabWarning
+    from vlab.sweep import sweep_warnings
+
+    cfg = load_config(
+        {
+            "target": {"speed": "max"},
+            "prompts": {"include": ["pause_600"]},
+            "grid": {"silence_duration_ms": [300]},
+            "run": {"repeats": 2},
+        }
+    )
+    with pytest.warns(VlabWarning, match=r"repeats = 2 on vlab's embedded emulator: it decides and answers"):
+        result = await run_sweep_async(cfg, tmp_path, progress=False, session_options=OPTS)
+    scores = vlab.load_sweep(tmp_path, "scores")
+    assert len(scores) == 2  # the reason: the two repeats are the same run twice
+    assert scores.drop(columns=["cell", "run"]).nunique().max() == 1
+    turns = result.turns()
+    assert turns.groupby("turn")["voice_to_voice_ms"].nunique().max() == 1
+    elsewhere = {**OPTS, "endpoint": "https://example.services.ai.azure.com", "api_key": "k"}
+    assert sweep_warnings(cfg, elsewhere) == []  # against a service, repeats do vary
+    once = load_config({"prompts": {"include": ["pause_600"]}, "grid": {"silence_duration_ms": [300]}})
+    assert sweep_warnings(once, OPTS) == []

@@ -366,6 +366,24 @@ async def test_prompts_whose_labels_the_figures_cannot_trust_are_named_in_the_pa
     assert panel.progress.bar_style == "success" and "finished:" in panel.status.value
 
 
+async def test_repeats_on_the_embedded_emulator_are_warned_of_in_the_panel(tmp_path):
+    panel = SweepPanel(
+        runs_dir=tmp_path / "runs",
+        prompts=("short_question",),
+        speed="max",
+        session_options={"dotenv_path": False},
+    )
+    panel.silences.value = "500"
+    panel.repeats.value = 2
+    panel.run_button.click()  # the suite makes a warning an error: one that escaped would fail the task
+    await asyncio.wait_for(panel.task, 60)
+    shown = _text(panel.output)
+    assert shown.startswith(
+        "<p style='color:#b00020'>[run] repeats = 2 on vlab&#x27;s embedded emulator: it decides"
+    )
+    assert panel.progress.bar_style == "success" and "finished: 2 of 2 cells ok" in panel.status.value
+
+
 def test_a_grid_of_many_settings_on_one_point_is_keyed_a_line_each_and_fits_its_chart():
     from vlab import plots
     from vlab.widgets.sweep_panel import figure_png, pareto_labels

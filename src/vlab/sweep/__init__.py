@@ -91,7 +91,7 @@ call holds its simulated time until the answer comes (``docs/timeline.md``).
 from vlab.sweep.cells import CellResult, run_cell
 from vlab.sweep.config import CONFIG_DEFAULTS, EXECUTORS, MODES, SweepConfig, load_config
 from vlab.sweep.grid import BASELINE, EOU_OFF, NOISE_REDUCTION_OFF, eou_label, grid_shape, in_grid_order
-from vlab.sweep.run import SweepResult, run_sweep, run_sweep_async
+from vlab.sweep.run import SweepResult, run_sweep, run_sweep_async, sweep_warnings
 from vlab.sweep.store import DATASET_DIR, VAD_CACHE_DIR, load_sweep
 from vlab.sweep.tables import aggregate
 from vlab.sweep.tools import MCP_SECTION, TOOLS_SECTION
@@ -119,4 +119,5 @@ __all__ = [
     "run_cell",
     "run_sweep",
     "run_sweep_async",
+    "sweep_warnings",
 ]

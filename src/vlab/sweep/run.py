@@ -63,7 +63,7 @@ async def run_sweep_async(
     session_options: Mapping[str, Any] | None = None,
     on_cell: Callable[[CellResult], None] | None = None,
     clock: Clock | None = None,
-    warn_of_labels: bool = True,
+    warn_first: bool = True,
 ) -> SweepResult:
     """Run a sweep (see :mod:`vlab.sweep`); the async form of :func:`run_sweep`.
 
@@ -81,8 +81,8 @@ async def run_sweep_async(
         on_cell: Called with each cell's result as soon as its ``cell.json`` is written (a widget's
             progress, or a test that stops the sweep after a given cell).
         clock: The clock the back-off waits on (default: the system clock; a test injects its own).
-        warn_of_labels: Warn first of prompts whose labels the figures cannot trust or use
-            (:func:`vlab.prompts.label_warnings`); False where the caller showed them (the sweep panel).
+        warn_first: Warn, before any cell runs, of what the figures could not be trusted for
+            (:func:`sweep_warnings`); False where the caller showed them (the sweep panel).
 
     Returns:
         The sweep folder and what every cell did.
@@ -90,11 +90,10 @@ async def run_sweep_async(
     cfg = config if isinstance(config, SweepConfig) else load_config(config)
     out_dir = Path(out)
     check_mode(out_dir, cfg.mode)
-    if warn_of_labels:
+    if warn_first:
         from vlab.errors import warn_user
-        from vlab.prompts import label_warnings
 
-        for message in label_warnings(cfg.prompts):
+        for message in sweep_warnings(cfg, session_options or {}):
             warn_user(message)
     options = dict(session_options or {})
     started = datetime.now(timezone.utc)
@@ -294,6 +293,41 @@ def _decide_vad_cells(
     analysed = vad_cells(cells, cache, record)
     cache.save()
     return analysed, metas
+
+
+def sweep_warnings(cfg: SweepConfig, session_options: Mapping[str, Any]) -> list[str]:
+    """What a sweep warns of before its cells run: what its figures could not be trusted for.
+
+    Prompts whose labels they cannot trust or use (:func:`vlab.prompts.label_warnings`), and ``repeats``
+    on vlab's embedded emulator, which decides and answers every repeat of a cell alike.
+    """
+    from vlab.prompts import label_warnings
+
+    messages = label_warnings(cfg.prompts)
+    if cfg.repeats > 1 and _on_embedded_emulator(session_options):
+        messages.append(
+            f"[run] repeats = {cfg.repeats} on vlab's embedded emulator: it decides and answers every repeat of "
+            "a cell alike (its VAD is deterministic and its latency draws are seeded), so the repeats add no "
+            "evidence, yet the 95 % intervals narrow as if they did. Add prompts instead; against Azure, "
+            "repeats do vary"
+        )
+    return messages
+
+
+def _on_embedded_emulator(session_options: Mapping[str, Any]) -> bool:
+    """Whether sessions made with ``session_options`` connect to the embedded emulator (no endpoint set)."""
+    from vlab.endpoint import resolve_target
+    from vlab.errors import VlabError
+
+    try:
+        target = resolve_target(
+            session_options.get("endpoint"),
+            session_options.get("api_key"),
+            dotenv_path=session_options.get("dotenv_path"),
+        )
+    except VlabError:  # the sessions will say what is wrong
+        return False
+    return target.kind == "emulator"
 
 
 def run_sweep(

@@ -356,8 +356,7 @@ class SweepPanel:
 
     def run(self) -> asyncio.Task[Any] | None:
         """Validate the form and start the sweep as a task (returns it; ConfigError for a bad grid)."""
-        from vlab.prompts import label_warnings
-        from vlab.sweep import grid_shape, load_config
+        from vlab.sweep import grid_shape, load_config, sweep_warnings
         from vlab.sweep.grid import counted
 
         if self.running:
@@ -375,7 +374,7 @@ class SweepPanel:
             f"running {counted(cfg.n_cells, 'cell')} ({grid_shape(len(cfg.settings), len(cfg.prompts), cfg.repeats)}) "
             f"into <code>{html.escape(str(out))}</code>…"
         )
-        for message in label_warnings(cfg.prompts):  # here, not in the notebook's log
+        for message in sweep_warnings(cfg, self.session_options):  # here, not in the notebook's log
             self.output.append_display_data(
                 widgets.HTML(f"<p style='color:#b00020'>{html.escape(message)}</p>")
             )
@@ -400,7 +399,7 @@ class SweepPanel:
         poller = asyncio.get_running_loop().create_task(self._poll(out, names, started))
         try:
             result = await run_sweep_async(
-                cfg, out, progress=False, session_options=self.session_options, warn_of_labels=False
+                cfg, out, progress=False, session_options=self.session_options, warn_first=False
             )
         finally:
             poller.cancel()
