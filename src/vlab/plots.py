@@ -265,7 +265,7 @@ def vad_timeline(
 
     rows = vad[vad["prompt"] == prompt.id] if "prompt" in vad else vad
     if settings is None:
-        settings = sorted(rows[by].dropna().unique().tolist() if by in rows else [], key=_natural)
+        settings = sorted(rows[by].dropna().unique().tolist(), key=_natural)
     ax = _axes(ax, (10, 2.2 + 0.35 * len(settings)))
     x = pcm16_to_float(prompt.pcm(8000))
     t = np.arange(len(x)) / 8.0

@@ -160,6 +160,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         latency_at_cutoff,
         summarize_latency,
     )
+    from vlab.metrics.detection import played_noise
     from vlab.prompts import NOISE_ONLY, load_prompt_set, without_speech
     from vlab.sweep import grid_shape, in_grid_order
     from vlab.sweep.summary import failed_cells
@@ -256,7 +257,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         "bootstrap over the runs for the median dead air); settings whose bars overlap may not differ, so "
         "add prompts (or, against Azure, repeats) before choosing between them.",
     )
-    if points["false_starts_per_min"].notna().any():  # the sweep played noise-only prompts
+    if played_noise(points):
         save(
             plots.noise_tradeoff(points),
             "noise_tradeoff",

@@ -531,6 +531,11 @@ def latency_at_cutoff(points: pd.DataFrame, rates: Sequence[float] = (0.05, 0.10
 _POINTS = "operating points, from vlab.metrics.operating_points"
 
 
+def played_noise(points: pd.DataFrame) -> bool:
+    """Whether the sweep of these points played noise-only prompts: a setting has false starts per minute."""
+    return "false_starts_per_min" in points and bool(points["false_starts_per_min"].notna().any())
+
+
 def setting_points(points: pd.DataFrame) -> pd.DataFrame:
     """The points of the settings one chooses between: all but a ``reference`` (push-to-talk) one.
 

@@ -533,6 +533,7 @@ class SweepPanel:
     def _render(self, folder: Path) -> list[widgets.Widget]:
         from vlab import plots
         from vlab.metrics import POINT_FLAGS, POINT_MEASURES, made_tool_calls, spoken_turns
+        from vlab.metrics.detection import played_noise
         from vlab.report import detecting_settings, grid_settings, waterfall_turns
         from vlab.sweep import grid_shape, in_grid_order
         from vlab.sweep.store import no_results_message
@@ -576,7 +577,7 @@ class SweepPanel:
         images = {
             "pareto": figure_png(lambda ax: plots.pareto(pareto_labels(self.points), ax=ax), (6.4, 4.6)),
         }
-        if self.points["false_starts_per_min"].notna().any():  # the sweep played noise-only prompts
+        if played_noise(self.points):
             images["noise_tradeoff"] = figure_png(
                 lambda ax: plots.noise_tradeoff(
                     pareto_labels(self.points, x="false_starts_per_min", y="missed_turn_rate"), ax=ax
