@@ -55,6 +55,23 @@ panel
 """
 
 
+SPEECH_STOPPED_AFTER_TRUNCATE = """() => {
+  const rows = [...document.querySelectorAll(".jupyter-widgets.widget-html tr")]
+    .map((tr) => [...tr.querySelectorAll("td")].map((td) => td.textContent))
+    .filter((cells) => cells.length === 4)
+    .map(([ms, , type]) => ({ ms: Number(ms.replaceAll(",", "")), type }));
+  for (const row of rows) {
+    if (row.type === "conversation.item.truncate") window.vlabTruncateMs ??= row.ms;
+  }
+  const truncated = window.vlabTruncateMs;
+  return truncated !== undefined &&
+    rows.some((row) => row.type === "input_audio_buffer.speech_stopped" && row.ms > truncated);
+}"""
+"""True once the panel's event table has shown a ``speech_stopped`` after the first truncate. The table
+keeps its last 12 rows, so the truncate's time is kept on the page when first seen; polled every 100 ms
+(the panel renders at most every 250 ms)."""
+
+
 def _write_notebook(work: Path) -> str:
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(PANEL_CELL)]
@@ -145,6 +162,9 @@ def test_browser_microphone_and_speaker_carry_a_barge_in_end_to_end(jupyterlab, 
                 ".jupyter-widgets.widget-html", has_text="conversation.item.truncate"
             ).first.wait_for(timeout=90_000)
             page.screenshot(path=str(ARTIFACTS / "jupyterlab-browser-audio.png"))
+            # Stop only once the server has heard the second utterance end: pressed at the truncate,
+            # it ended the input a few hundred ms into "Stop." (a loaded CI run kept too little of it)
+            page.wait_for_function(SPEECH_STOPPED_AFTER_TRUNCATE, polling=100, timeout=60_000)
             page.locator(".jupyter-widgets button", has_text="Stop").click()
             status.filter(has_text="stopped").wait_for(timeout=90_000)  # a loaded 2-core machine
         except Exception:
