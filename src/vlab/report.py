@@ -163,7 +163,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
     from vlab.metrics.detection import played_noise
     from vlab.prompts import NOISE_ONLY, load_prompt_set, without_speech
     from vlab.sweep import grid_shape, in_grid_order
-    from vlab.sweep.summary import failed_cells
+    from vlab.sweep.summary import failed_cells, session_note
 
     folder = Path(sweep_dir)
     manifest = _require_sweep(folder)
@@ -310,6 +310,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
                 else f"target: {', '.join(manifest.get('target_kind', [])) or '?'}; speed: {manifest.get('speed')}; "
                 f"latency model: {_latency_note(manifest)}; "
                 + (f"dialogue script: {manifest['script']}; " if manifest.get("script") else "")
+                + (f"session: {session_note(manifest['session'])}; " if manifest.get("session") else "")
             )
             + grid_shape(len(manifest.get("grid", [])), len(manifest.get("prompts", [])), manifest["repeats"])
             + f"; wall {manifest.get('wall_s')} s; vlab {manifest.get('versions', {}).get('vlab')}, "

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from vlab.errors import ConfigError, first_few
     from vlab.sweep import grid_shape, load_config, run_sweep
     from vlab.sweep.grid import counted
-    from vlab.sweep.summary import failure_summary, results_table
+    from vlab.sweep.summary import failure_summary, results_table, session_note
 
     cfg = load_config(args.config, mode=args.mode)  # bad configs fail here, before anything runs
     if args.out is None and not args.dry_run:
@@ -56,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         for name in cfg.setting_names:
             print(f"  setting  {name}" + ("  (baseline)" if name == cfg.baseline else ""))
         print("  prompts  " + ", ".join(p.id for p in cfg.prompts))
+        if cfg.session:
+            print("  session  " + session_note(cfg.session))
         missing = [p for p in cfg.prompts if not Path(p.file).is_file()]
         if missing:
             shown = first_few((f"{p.id} ({p.file})" for p in missing), 10, sep="; ")
@@ -75,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         from vlab.sweep.cells import finished, grid_cells
         from vlab.sweep.store import cell_folder
 
-        kept = sum(finished(cell_folder(Path(args.out), cell[0])) for cell in grid_cells(cfg))
+        kept = sum(finished(cell_folder(Path(args.out), cell[0])) is not None for cell in grid_cells(cfg))
         print(
             f"vlab: interrupted: {kept} of {cfg.n_cells} cells finished and are kept in {args.out}; run the "
             "same command again to go on from there (--no-resume runs every cell again)",

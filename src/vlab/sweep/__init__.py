@@ -28,6 +28,12 @@ Config (TOML; see ``examples/vad_sweep.toml``)::
     [prompts]                # optional
     path = "data/prompts"    # a prompt folder with manifest.json (default: the bundled set)
     include = ["pause", "short_question"]   # ids or categories (default: all)
+    [session]                # optional: what every setting's session also sends, alike (default: nothing)
+    instructions = "Answer in one or two short sentences."   # the system prompt (the emulator reads how
+                             # long a reply it asks for: "tell a story" makes each reply some 20 s)
+    voice = "en-US-Ava:DragonHDLatestNeural"   # an Azure voice, an OpenAI one ("alloy"), or a table
+    temperature = 0.8
+    transcription = "azure-speech"   # the user's words transcribed into each cell's events
     [grid]                   # lists are crossed; scalars are fixed
     type = "server_vad"      # or "azure_semantic_vad"
     threshold = [0.5]
@@ -89,7 +95,7 @@ call holds its simulated time until the answer comes (``docs/timeline.md``).
 """
 
 from vlab.sweep.cells import CellResult, run_cell
-from vlab.sweep.config import CONFIG_DEFAULTS, EXECUTORS, MODES, SweepConfig, load_config
+from vlab.sweep.config import CONFIG_DEFAULTS, EXECUTORS, MODES, SESSION_FIELDS, SweepConfig, load_config
 from vlab.sweep.grid import BASELINE, EOU_OFF, NOISE_REDUCTION_OFF, eou_label, grid_shape, in_grid_order
 from vlab.sweep.run import SweepResult, run_sweep, run_sweep_async, sweep_warnings
 from vlab.sweep.store import DATASET_DIR, VAD_CACHE_DIR, load_sweep
@@ -105,6 +111,7 @@ __all__ = [
     "MCP_SECTION",
     "MODES",
     "NOISE_REDUCTION_OFF",
+    "SESSION_FIELDS",
     "TOOLS_SECTION",
     "VAD_CACHE_DIR",
     "CellResult",

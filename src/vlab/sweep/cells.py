@@ -212,12 +212,57 @@ def _fresh_dir(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
 
 
-def finished(cell_dir: Path) -> bool:
-    """The cell's ``cell.json`` says it ran to the end (``ok``): a resumed sweep skips it."""
+def cell_conditions(cfg: SweepConfig, settings: SessionSettings) -> dict[str, Any]:
+    """What a cell's figures depend on besides its prompt, as its ``cell.json`` keeps it.
+
+    ``settings`` (what its session sent), ``emulator`` (the ``[target]`` options the embedded emulator
+    runs with) and ``tool_answers`` (what the cell answers calls with, and when). A resumed sweep keeps
+    a finished cell only where they are the same (:func:`changed_conditions`).
+    """
+    conditions = {
+        "settings": settings.to_dict(),
+        "emulator": {"latency": cfg.latency, "hear_audio": cfg.hear_audio, "script": cfg.script},
+        "tool_answers": {
+            "output": dict(cfg.tool_outputs),
+            "run_ms": dict(cfg.tool_run_ms),
+            "approve": dict(cfg.mcp_approvals),
+        },
+    }
+    return dict(json.loads(json.dumps(conditions)))  # as read back from cell.json (lists, not tuples)
+
+
+def finished(cell_dir: Path) -> dict[str, Any] | None:
+    """The cell's ``cell.json`` if it says the cell ran to the end (``ok``), else None."""
     try:
-        return bool(json.loads((cell_dir / CELL_FILE).read_text(encoding="utf-8")).get("status") == "ok")
+        meta = json.loads((cell_dir / CELL_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
+        return None
+    return meta if isinstance(meta, dict) and meta.get("status") == "ok" else None
+
+
+def changed_conditions(meta: Mapping[str, Any], conditions: Mapping[str, Any]) -> list[str]:
+    """What of ``conditions`` (:func:`cell_conditions`) a finished cell's ``meta`` ran with otherwise.
+
+    Named as a config says them: ``instructions``, ``turn_detection``, ``[target] latency``,
+    ``[tools] output``. What a ``cell.json`` of an earlier vlab does not hold is taken to be the same.
+    """
+    changed = []
+    for group, now in conditions.items():
+        kept = meta.get(group)
+        if isinstance(kept, Mapping):
+            changed += [_CONFIG_NAMES.get(key, key) for key in now if key in kept and kept[key] != now[key]]
+    return changed
+
+
+_CONFIG_NAMES = {
+    "latency": "[target] latency",
+    "hear_audio": "[target] hear_audio",
+    "script": "[target] script",
+    "output": "[tools] output",
+    "run_ms": "[tools] run_ms",
+    "approve": "[mcp] approve",
+}
+"""How a config names each condition of :func:`cell_conditions` that is not a session setting."""
 
 
 async def run_cell(
@@ -245,7 +290,7 @@ async def run_cell(
         "setting": cfg.setting_names[index],
         "prompt": prompt.id,
         "repeat": rep,
-        "settings": settings.to_dict(),
+        **cell_conditions(cfg, settings),
     }
     throttled: list[dict[str, Any]] = []
     try:

@@ -42,8 +42,17 @@ _CONNECTION_HINT = (
     f"{ENV_API_KEY} and {ENV_MODEL} (the environment or .env; no key: Entra ID), else to the embedded "
     "emulator. A config never holds them, so it can be shared; `vlab doctor` shows where a sweep will connect"
 )
+SESSION_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
+    "instructions": ((str,), "a string (the system prompt)"),
+    "voice": ((str, Mapping), "a voice name such as 'en-US-AvaNeural' or 'alloy', or a table with its type"),
+    "temperature": ((int, float), "a number"),
+    "transcription": ((str, Mapping), "a transcription model name such as 'azure-speech', or a table"),
+}
+"""The ``[session]`` keys (:class:`~vlab.settings.SessionSettings` fields every setting of the sweep sends
+alike), with the TOML types each takes and how to say them."""
 _SECTIONS: dict[str, set[str]] = {
     "target": {"speed", "latency", "hear_audio", "script"},
+    "session": set(SESSION_FIELDS),
     "prompts": {"path", "include"},
     "grid": {"type", *GRID_KEYS, *PROCESSING_KEYS, *EOU_KEYS},
     "run": {
@@ -133,6 +142,9 @@ class SweepConfig:
     mcp_approvals: Mapping[str, bool] = field(default_factory=dict)
     """What each cell answers an MCP server's approval requests with, by ``server_label``
     (``[mcp.<label>] approve``); the servers themselves are in each setting's ``tools``. Empty: none."""
+    session: Mapping[str, Any] = field(default_factory=dict)
+    """What ``[session]`` has every setting send alike (:data:`SESSION_FIELDS`: ``instructions``,
+    ``voice``, ``temperature``, ``transcription``); they are in each of ``settings`` too. Empty: none."""
 
     def throttle_wait_s(self, attempt: int, retry_after_s: float | None) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based) of a throttled cell."""
@@ -188,22 +200,24 @@ def load_config(
         table = data.get(section, {})
         if not isinstance(table, Mapping):
             raise ConfigError(f"[{section}] must be a table")
-        connection = section in ("target", "run") and not set(table).isdisjoint(_CONNECTION_KEYS)
+        connection = section in ("target", "session", "run") and not set(table).isdisjoint(_CONNECTION_KEYS)
         check_keys(f"[{section}]", table, _SECTIONS[section], hint=_CONNECTION_HINT if connection else "")
     grid = dict(data.get("grid", {}))
     detections = _turn_detections(grid)
     functions, tool_outputs, tool_run_ms = function_tools(data.get(TOOLS_SECTION, {}))
     servers, mcp_approvals = mcp_servers(data.get(MCP_SECTION, {}))
     tools: tuple[FunctionTool | McpServer, ...] = (*functions, *servers)
+    session = _session_fields(data.get("session", {}))
+    common = {**session, "tools": tools}
     with_tools = " and ".join(
         f"[{s}]" for s, on in ((TOOLS_SECTION, functions), (MCP_SECTION, servers)) if on
     )
-    settings, names = _settings(detections, grid, tools)
+    settings, names = _settings(detections, grid, common)
     run_section = data.get("run", {})
     baseline = _added_setting(
-        run_section, "baseline", setting_name(BASELINE), BASELINE, settings, names, tools
+        run_section, "baseline", setting_name(BASELINE), BASELINE, settings, names, common
     )
-    push_to_talk = _added_setting(run_section, "push_to_talk", PUSH_TO_TALK, None, settings, names, tools)
+    push_to_talk = _added_setting(run_section, "push_to_talk", PUSH_TO_TALK, None, settings, names, common)
     run = _run_options(run_section, mode)
     if run["mode"] == "vad":
         _check_vad_mode(settings, names, run, with_tools)
@@ -223,6 +237,7 @@ def load_config(
         tool_outputs=tool_outputs,
         tool_run_ms=tool_run_ms,
         mcp_approvals=mcp_approvals,
+        session=session,
         **run,
         **target,
     )
@@ -283,20 +298,36 @@ def _turn_detections(grid: dict[str, Any]) -> list[ServerVad | AzureSemanticVad]
     ]
 
 
+def _session_fields(session: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``[session]`` table's :class:`SessionSettings` fields, checked (:data:`SESSION_FIELDS`).
+
+    Raises:
+        ConfigError: A value of the wrong type or out of range, named as ``[session] <key>``.
+    """
+    for key, value in session.items():
+        kinds, expected = SESSION_FIELDS[key]
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            raise ConfigError(f"[session] {key} must be {expected}, got {value!r}")
+    try:
+        SessionSettings(**session)
+    except ConfigError as exc:
+        raise ConfigError(f"[session] {str(exc).removeprefix('SessionSettings.')}") from None
+    return dict(session)
+
+
 def _settings(
-    detections: list[ServerVad | AzureSemanticVad],
-    grid: Mapping[str, Any],
-    tools: tuple[FunctionTool | McpServer, ...],
+    detections: list[ServerVad | AzureSemanticVad], grid: Mapping[str, Any], common: Mapping[str, Any]
 ) -> tuple[list[SessionSettings], list[str]]:
-    """Every grid point (each turn detection × the input processing) as session settings, and its name."""
+    """Every grid point (each turn detection × the input processing) as session settings, and its name.
+
+    ``common``: the fields every setting sends alike (``[session]``'s and the tools).
+    """
     noises, echoes = processing_axes(grid)
     settings: list[SessionSettings] = []
     names: list[str] = []
     for td in detections:
         for noise, echo in itertools.product(noises, echoes):
-            settings.append(
-                SessionSettings(turn_detection=td, tools=tools, extra=processing_extra(noise, echo))
-            )
+            settings.append(SessionSettings(turn_detection=td, extra=processing_extra(noise, echo), **common))
             names.append(setting_name(td, noise, echo))
     twice = first_repeated(names)
     if twice is not None:
@@ -314,7 +345,7 @@ def _added_setting(
     turn_detection: ServerVad | None,
     settings: list[SessionSettings],
     names: list[str],
-    tools: tuple[FunctionTool | McpServer, ...],
+    common: Mapping[str, Any],
 ) -> str | None:
     """Add the setting ``[run] <key> = true`` asks for (unless the grid has it); its name, or None."""
     wanted = run.get(key, False)
@@ -323,7 +354,7 @@ def _added_setting(
     if not wanted:
         return None
     if name not in names:
-        settings.append(SessionSettings(turn_detection=turn_detection, tools=tools))
+        settings.append(SessionSettings(turn_detection=turn_detection, **common))
         names.append(name)
     return name
 

@@ -85,6 +85,7 @@ def write_manifest(
         "max_sessions": cfg.max_sessions,
         "baseline": cfg.baseline,
         "canary": cfg.canary,
+        "session": dict(cfg.session),
         "grid": [
             {"setting": n, "turn_detection": s.to_dict()["turn_detection"], **processing_of(s.to_dict())}
             for n, s in zip(cfg.setting_names, cfg.settings, strict=False)

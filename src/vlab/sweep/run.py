@@ -13,11 +13,21 @@ from pathlib import Path
 from typing import Any
 
 from vlab.clock import Clock, SystemClock
-from vlab.errors import UsageError
+from vlab.errors import RunFolderTaken, UsageError
 from vlab.prompts import LabelledPrompt
 from vlab.settings import SessionSettings
-from vlab.sweep.cells import CellResult, cell_job, finished, grid_cells, lost_cell, run_cell
+from vlab.sweep.cells import (
+    CellResult,
+    cell_conditions,
+    cell_job,
+    changed_conditions,
+    finished,
+    grid_cells,
+    lost_cell,
+    run_cell,
+)
 from vlab.sweep.config import SweepConfig, load_config
+from vlab.sweep.grid import counted
 from vlab.sweep.manifest import check_mode, write_manifest
 from vlab.sweep.store import CELLS_DIR, VAD_CACHE_DIR, cell_folder, cell_metas
 from vlab.sweep.tables import aggregate
@@ -128,13 +138,10 @@ async def run_sweep_async(
                 bar.close()
         return SweepResult(out_dir, results, wall_s)
 
+    todo, kept = _to_run(cfg, out_dir, cells) if resume else (list(cells), [])
     (out_dir / CELLS_DIR).mkdir(parents=True, exist_ok=True)
-    todo = []
-    for cell in cells:
-        if resume and finished(cell_folder(out_dir, cell[0])):
-            done(CellResult(cell[0], "skipped"))
-        else:
-            todo.append(cell)
+    for name in kept:
+        done(CellResult(name, "skipped"))
 
     async def one(name: str, index: int, settings: SessionSettings, prompt: LabelledPrompt, rep: int) -> None:
         async with sem:
@@ -214,6 +221,38 @@ async def _build_tables(
     finally:
         if bar is not None:
             bar.close()  # after the updates: they were queued on the loop before the thread's result
+
+
+def _to_run(
+    cfg: SweepConfig, out_dir: Path, cells: Sequence[tuple[str, int, SessionSettings, LabelledPrompt, int]]
+) -> tuple[list[tuple[str, int, SessionSettings, LabelledPrompt, int]], list[str]]:
+    """The cells a resumed sweep runs, and the names of the finished ones it keeps.
+
+    Raises:
+        RunFolderTaken: A finished cell ran with other settings (``[session]``, ``[tools]``, the emulator's
+            ``[target]``): kept, its figures would mix with this sweep's; nothing has run.
+    """
+    todo: list[tuple[str, int, SessionSettings, LabelledPrompt, int]] = []
+    kept: list[str] = []
+    changed: dict[str, None] = {}  # what differs, in the order first met
+    cells_changed = 0
+    for cell in cells:
+        meta = finished(cell_folder(out_dir, cell[0]))
+        if meta is None:
+            todo.append(cell)
+            continue
+        kept.append(cell[0])
+        differs = changed_conditions(meta, cell_conditions(cfg, cell[2]))
+        changed.update(dict.fromkeys(differs))
+        cells_changed += bool(differs)
+    if changed:
+        raise RunFolderTaken(
+            f"{out_dir} holds {counted(cells_changed, 'finished cell')} of this sweep that ran with another "
+            f"value of {', '.join(changed)}; resumed, their figures would mix with this sweep's. Give this "
+            "sweep a folder of its own (vlab sweep --out), or run every cell again (vlab sweep --no-resume; "
+            "run_sweep(resume=False))"
+        )
+    return todo, kept
 
 
 def _this_sweeps(out_dir: Path, names: set[str]) -> list[dict[str, Any]]:

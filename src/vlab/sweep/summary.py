@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import math
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from vlab.metrics import made_tool_calls, spoken_turns
 from vlab.sweep.grid import counted
+
+SESSION_NOTE_CHARS = 60
+"""The most characters of one ``[session]`` value :func:`session_note` shows."""
+
+
+def session_note(session: Mapping[str, Any]) -> str:
+    """What a sweep's ``[session]`` has every setting send, in one line; long instructions are shortened.
+
+    ``instructions 'Answer in one or two short sentences.', voice 'alloy', temperature 0.7``: the report's
+    first line and ``vlab sweep --dry-run`` say it so.
+    """
+    parts = []
+    for key, value in session.items():
+        if isinstance(value, str):
+            short = value if len(value) <= SESSION_NOTE_CHARS else value[:SESSION_NOTE_CHARS] + "…"
+            parts.append(f"{key} {short!r}")
+        else:
+            parts.append(f"{key} {json.dumps(value)}")
+    return ", ".join(parts)
 
 
 class ResultColumn(NamedTuple):

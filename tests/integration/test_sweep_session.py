@@ -1,0 +1,175 @@
+"""A sweep's ``[session]`` (what every setting sends alike), and a resumed sweep whose config changed."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from tests.integration.test_sweep import OPTS, config
+from vlab import protocol
+from vlab.errors import ConfigError, RunFolderTaken
+from vlab.log import load_log
+from vlab.report import build_report
+from vlab.settings import NOT_GIVEN
+from vlab.sweep import SESSION_FIELDS, load_config, run_sweep_async
+
+pytestmark = pytest.mark.integration
+
+FAST = {"target": {"speed": "max"}, "prompts": {"include": ["short_question"]}}
+STORY = "You are a storyteller. Tell a long story."
+
+
+def _session_updates(cell_dir) -> list[dict]:
+    events = load_log(cell_dir)
+    sent = events[events["type"] == protocol.CLIENT_SESSION_UPDATE]["payload"]
+    return [json.loads(p)["session"] for p in sent]
+
+
+def test_every_setting_sends_the_session_table_alike():
+    session = {"instructions": STORY, "voice": "en-US-Ava:DragonHDLatestNeural", "temperature": 0.7}
+    cfg = load_config(config(**FAST, session=session, run={"baseline": True, "push_to_talk": True}))
+    assert len(cfg.settings) == 4  # the two of the grid, the baseline, push-to-talk
+    for setting in cfg.settings:
+        assert (setting.instructions, setting.voice, setting.temperature) == (
+            STORY,
+            "en-US-Ava:DragonHDLatestNeural",
+            0.7,
+        )
+    assert cfg.session == session
+    assert all(s.instructions is NOT_GIVEN for s in load_config(config(**FAST)).settings)
+
+
+async def test_the_session_s_instructions_reach_each_cell_and_set_how_long_its_replies_are(tmp_path):
+    plain = config(**FAST, grid={"silence_duration_ms": [500]})
+    told = config(**plain, session={"instructions": STORY, "voice": "alloy", "transcription": "azure-speech"})
+    await run_sweep_async(plain, tmp_path / "plain", progress=False, session_options=OPTS)
+    await run_sweep_async(told, tmp_path / "told", progress=False, session_options=OPTS)
+    (cell,) = (tmp_path / "told" / "cells").iterdir()
+    sent, *timeline = _session_updates(cell)  # then the timeline's metadata alone (docs/timeline.md)
+    assert all(set(update) == {"metadata"} for update in timeline)
+    assert sent["instructions"] == STORY and sent["voice"] == {"type": "openai", "name": "alloy"}
+    assert sent["input_audio_transcription"] == {"model": "azure-speech"}
+    events = load_log(cell)
+    assert (events["type"] == protocol.TRANSCRIPTION_COMPLETED).sum() == 1  # the user's words
+    (plain_cell,) = (tmp_path / "plain" / "cells").iterdir()
+    assert "instructions" not in _session_updates(plain_cell)[0]  # none asked: the service's own
+    # the emulator reads from the instructions how long a reply to give: a story, not a short answer
+    tokens = {
+        name: pd.read_parquet(tmp_path / name / "turns.parquet")["output_tokens"].sum()
+        for name in ("plain", "told")
+    }
+    assert tokens["told"] > 5 * tokens["plain"], tokens
+    manifest = json.loads((tmp_path / "told" / "manifest.json").read_text())
+    assert manifest["session"] == told["session"]
+    page = build_report(tmp_path / "told").read_text(encoding="utf-8")
+    first_line = page.split("<p class='note'>", 1)[1].split("</p>", 1)[0]
+    assert (
+        "session: instructions &#x27;You are a storyteller. Tell a long story.&#x27;, voice &#x27;alloy&#x27;"
+        in first_line
+    )
+
+
+def test_the_session_note_shortens_long_instructions_and_the_dry_run_says_it(tmp_path, capsys):
+    from vlab.cli import main
+    from vlab.sweep.summary import session_note
+
+    long = "Be brief. " * 20
+    assert session_note({"instructions": long, "temperature": 0.7}) == (
+        f"instructions {long[:60] + '…'!r}, temperature 0.7"
+    )
+    (tmp_path / "told.toml").write_text(
+        '[grid]\nthreshold = [0.5]\n[session]\ninstructions = "Be brief."\nvoice = "alloy"\n'
+    )
+    assert main(["sweep", str(tmp_path / "told.toml"), "--dry-run"]) == 0
+    assert "  session  instructions 'Be brief.', voice 'alloy'\n" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("session", "message"),
+    [
+        ({"instructions": 3}, r"^\[session\] instructions must be a string \(the system prompt\), got 3$"),
+        ({"voice": "nobody"}, r"^\[session\] voice must be an OpenAI voice .*got 'nobody'"),
+        ({"voice": {"name": "x"}}, r"^\[session\] voice mapping needs a 'type'"),
+        ({"temperature": 5}, r"^\[session\] temperature must be a number in \[0\.0, 1\.2\], got 5\.$"),
+        ({"temperature": True}, r"^\[session\] temperature must be a number, got True$"),
+        ({"transcription": 1}, r"^\[session\] transcription must be a transcription model name"),
+        (
+            {"instruction": "Hi"},
+            r"unknown key\(s\) 'instruction' in \[session\] \(did you mean 'instructions'\?\)",
+        ),
+        ({"model": "gpt-4o"}, r"unknown key\(s\) 'model' in \[session\].*AZURE_VOICELIVE_MODEL"),
+    ],
+)
+def test_bad_session_tables_fail_before_anything_runs(session, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(config(session=session))
+
+
+def test_a_session_key_outside_its_table_is_told_where_it_belongs():
+    with pytest.raises(ConfigError, match=r"instructions belongs in \[session\]"):
+        load_config({**config(), "instructions": "Hi"})
+
+
+def test_the_documented_session_table_is_every_key_it_takes_and_valid():
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    import vlab.sweep
+
+    documented = tomllib.loads(vlab.sweep.__doc__.split("::\n", 1)[1].split("\n\n", 1)[0])["session"]
+    assert set(documented) == set(SESSION_FIELDS)
+    assert load_config(config(session=documented)).session == documented
+
+
+async def test_a_resumed_sweep_whose_config_changed_stops_before_anything_runs(tmp_path):
+    first = config(**FAST, grid={"silence_duration_ms": [500]}, session={"instructions": "Be brief."})
+    await run_sweep_async(first, tmp_path, progress=False, session_options=OPTS)
+    (cell_json,) = tmp_path.glob("cells/*/cell.json")
+    kept = cell_json.read_text()
+    changes = [
+        ({"session": {"instructions": STORY}}, "instructions"),
+        ({"session": {"voice": "alloy"}}, "voice"),
+        ({"target": {"latency": "slow-network"}}, r"\[target\] latency"),
+        (
+            {"target": {"latency": "slow-network"}, "session": {"temperature": 0.6}},
+            r"temperature, \[target\] latency",
+        ),
+    ]
+    for change, named in changes:
+        changed = config(**{**first, **{k: {**first.get(k, {}), **v} for k, v in change.items()}})
+        with pytest.raises(RunFolderTaken) as info:
+            await run_sweep_async(changed, tmp_path, progress=False, session_options=OPTS)
+        assert re.fullmatch(
+            f"{re.escape(str(tmp_path))} holds 1 finished cell of this sweep that ran with another value of "
+            f"{named}; resumed, their figures would mix with this sweep's. Give this sweep a folder of its own "
+            r"\(vlab sweep --out\), or run every cell again \(vlab sweep --no-resume; run_sweep\(resume=False\)\)",
+            str(info.value),
+        ), str(info.value)
+        assert cell_json.read_text() == kept  # nothing ran
+    # what the figures do not depend on may change: the speed (one timeline) and the [run] options
+    same = config(**{**first, "target": {"speed": 50}, "run": {**first["run"], "concurrency": 1}})
+    result = await run_sweep_async(same, tmp_path, progress=False, session_options=OPTS)
+    assert [c.status for c in result.cells] == ["skipped"]
+    # the folder's cells may also be run again, under the new config
+    story = config(**{**first, "session": {"instructions": STORY}})
+    result = await run_sweep_async(story, tmp_path, resume=False, progress=False, session_options=OPTS)
+    assert [c.status for c in result.cells] == ["ok"]
+    assert json.loads(cell_json.read_text())["settings"]["instructions"] == STORY
+
+
+async def test_a_cell_json_of_an_earlier_vlab_without_the_conditions_is_resumed(tmp_path):
+    cfg = config(**FAST, grid={"silence_duration_ms": [500]})
+    await run_sweep_async(cfg, tmp_path, progress=False, session_options=OPTS)
+    (cell_json,) = tmp_path.glob("cells/*/cell.json")
+    meta = json.loads(cell_json.read_text())
+    assert set(meta) >= {"settings", "emulator", "tool_answers"}
+    del meta["emulator"], meta["tool_answers"]  # what an earlier vlab wrote: the settings only
+    cell_json.write_text(json.dumps(meta))
+    changed = config(**{**cfg, "target": {**cfg["target"], "latency": "slow-network"}})
+    result = await run_sweep_async(changed, tmp_path, progress=False, session_options=OPTS)
+    assert [c.status for c in result.cells] == ["skipped"]  # an emulator it did not record is not told apart
