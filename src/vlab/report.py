@@ -33,6 +33,7 @@ __all__ = [
     "build_report",
     "compare_sweeps",
     "grid_settings",
+    "ran_otherwise",
     "latency_measures",
     "tool_call_summary",
     "verdict_summary",
@@ -562,6 +563,35 @@ def _prompts_differ(manifest_a: dict[str, Any], manifest_b: dict[str, Any]) -> s
         f"the two sweeps played different prompts ({'; '.join(only)}), so a figure can differ because of "
         "the prompts and not the setting: compare sweeps of the same prompts (the [prompts] table)"
     )
+
+
+def ran_otherwise(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> list[str]:
+    """What every setting of sweep ``b`` ran with that differs from ``a``'s, one line each.
+
+    ``[session] instructions: A 'Be brief.', B 'Tell a story.'``; also the target (emulator or Azure) and
+    the emulator's ``[target]`` latency model, ``hear_audio`` and dialogue script. A comparison's figures
+    move with these too, not only with the settings: ``vlab compare`` and the sweep panel say them
+    before its verdicts. Empty when they ran alike.
+    """
+    from vlab.sweep.summary import session_note
+
+    ma, mb = _require_sweep(Path(a)), _require_sweep(Path(b))
+    sa, sb = ma.get("session") or {}, mb.get("session") or {}
+
+    def kind(manifest: dict[str, Any]) -> str | None:
+        return ", ".join(manifest.get("target_kind", [])) or None
+
+    def said(session: dict[str, Any], key: str) -> str | None:
+        return session_note({key: session[key]}).removeprefix(f"{key} ") if key in session else None
+
+    rows: list[tuple[str, Any, Any]] = [("target", kind(ma), kind(mb))]
+    rows += [(f"[target] {key}", ma.get(key), mb.get(key)) for key in ("latency", "hear_audio", "script")]
+    rows += [(f"[session] {key}", said(sa, key), said(sb, key)) for key in dict.fromkeys([*sa, *sb])]
+
+    def shown(value: Any) -> str:
+        return "none" if value is None else json.dumps(value) if isinstance(value, bool) else str(value)
+
+    return [f"{name}: A {shown(x)}, B {shown(y)}" for name, x, y in rows if x != y]
 
 
 def _modes_differ(manifest_a: dict[str, Any], manifest_b: dict[str, Any]) -> str | None:

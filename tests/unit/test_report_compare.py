@@ -21,12 +21,14 @@ def _sweep(
     turns: dict[str, dict[str, list[float]]],
     prompts: tuple[str, ...] = (),
     mode: str = "sessions",
+    **ran_with: object,
 ) -> Path:
     folder.mkdir()
     manifest = {
         "prompts": [{"id": p} for p in prompts],
         "grid": [{"setting": s} for s in points],
         "mode": mode,
+        **ran_with,
     }
     (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     pd.DataFrame([{"setting": s, **rates} for s, rates in points.items()]).to_parquet(
@@ -191,6 +193,41 @@ def test_sweeps_of_different_prompts_are_compared_with_a_warning_that_says_which
     assert err.count("vlab: warning: the two sweeps played different prompts") == 1
     assert main(["compare", str(a), str(same)]) == 0
     assert "warning" not in capsys.readouterr().err  # the same prompts, in another order
+
+
+def test_vlab_compare_first_says_what_else_the_two_sweeps_ran_with_otherwise(tmp_path, capsys):
+    from vlab.report import ran_otherwise
+
+    points, turns = {"s": _rates(0, 0, 0, 0)}, {"s": {"dead_air_ms": [100.0]}}
+    ran = {"target_kind": ["emulator"], "latency": "typical", "hear_audio": False, "script": None}
+    a = _sweep(tmp_path / "a", points, turns, **ran, session={"instructions": "Be brief.", "voice": "alloy"})
+    b = _sweep(
+        tmp_path / "b",
+        points,
+        turns,
+        **{**ran, "latency": "slow-network", "hear_audio": True},
+        session={"instructions": "Tell a story.", "temperature": 0.7, "voice": "alloy"},
+    )
+    expected = [
+        "[target] latency: A typical, B slow-network",
+        "[target] hear_audio: A false, B true",
+        "[session] instructions: A 'Be brief.', B 'Tell a story.'",
+        "[session] temperature: A none, B 0.7",
+    ]
+    assert ran_otherwise(a, b) == expected
+    assert main(["compare", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    head = "A and B differ besides their settings; a figure can move with this too:\n"
+    assert out.startswith(head + "".join(f"  {line}\n" for line in expected) + "\nsetting ")
+    c = _sweep(tmp_path / "c", points, turns, **{**ran, "target_kind": ["azure"]}, session={"voice": "alloy"})
+    assert ran_otherwise(a, c) == [
+        "target: A emulator, B azure",
+        "[session] instructions: A 'Be brief.', B none",
+    ]
+    old = _sweep(tmp_path / "old", points, turns)  # a manifest of an earlier vlab says none of these
+    assert ran_otherwise(old, old) == []
+    assert main(["compare", str(a), str(a)]) == 0
+    assert capsys.readouterr().out.startswith("setting ")  # nothing to say
 
 
 def test_a_vad_only_sweep_against_a_session_sweep_warns_that_only_the_rates_compare(tmp_path, capsys):

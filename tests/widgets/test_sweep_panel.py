@@ -159,6 +159,9 @@ async def test_the_sweep_shown_compares_with_another_as_vlab_compare_does(tmp_pa
 
     assert "<br>".join(verdict_summary(expected)) in heading.value  # what vlab compare ends with
     assert "2 settings: " in heading.value and "worse: " in heading.value  # a slower network
+    assert (
+        "A and B differ besides their settings: [target] latency: A typical, B slow-network" in heading.value
+    )
     assert "comparing" in panel.status.value
     assert "played different prompts" not in heading.value
     fewer = {**cfg, "prompts": {"include": ["short_question", "pause_600"]}}

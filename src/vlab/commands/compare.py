@@ -31,11 +31,20 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from vlab.plots import format_number
-    from vlab.report import chart_path, compare_chart, compare_sweeps, verdict_summary
+    from vlab.report import chart_path, compare_chart, compare_sweeps, ran_otherwise, verdict_summary
 
     if args.plot:
         chart_path(args.plot)  # a file name it cannot draw into fails before the comparison
     table = compare_sweeps(args.a, args.b)  # its warnings: one line each (vlab.cli)
+    otherwise = ran_otherwise(args.a, args.b)
+    if otherwise:
+        print("A and B differ besides their settings; a figure can move with this too:")
+        print(
+            "\n".join(
+                textwrap.fill(line, 110, initial_indent="  ", subsequent_indent="    ") for line in otherwise
+            )
+        )
+        print()
     shown = table[["setting", "measure", "a", "b", "delta", "verdict"]]
     widths = {c: max(len(c), int(shown[c].str.len().max())) for c in ("setting", "measure")}
     shown = shown.assign(**{c: shown[c].str.ljust(n) for c, n in widths.items()})  # names read left to right

@@ -488,7 +488,7 @@ class SweepPanel:
 
         from vlab import plots
         from vlab.errors import VlabWarning
-        from vlab.report import compare_sweeps, verdict_summary
+        from vlab.report import compare_sweeps, ran_otherwise, verdict_summary
 
         if self.sweep_dir is None or not self.manifest:
             raise ConfigError(
@@ -517,6 +517,10 @@ class SweepPanel:
                 "<div style='font-size:12px;color:#555'>B − A per setting and measure (lower is better, 'same' "
                 "while the 95 % intervals overlap): "
                 + "<br>".join(html.escape(line) for line in verdict_summary(table))
+                + "".join(
+                    f"<br>A and B differ besides their settings: {html.escape(line)}"
+                    for line in ran_otherwise(self.sweep_dir, folder)
+                )
                 + "</div>"
                 + note
             ),
