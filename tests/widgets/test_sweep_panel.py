@@ -414,3 +414,20 @@ def test_a_grid_of_many_settings_on_one_point_is_keyed_a_line_each_and_fits_its_
 
     # was one line per point, its settings joined with " / ", wider than the chart
     assert key.get_text().splitlines() == [*keyed(1, (0.05, 0.1)), *keyed(2, (0.3, 0.5))]
+
+
+def test_instructions_and_voice_reach_every_setting_and_a_bad_voice_is_said_in_the_panel(tmp_path):
+    from vlab.sweep import load_config
+
+    panel = _panel(tmp_path)
+    assert "session" not in panel.config()  # left empty: the service's own
+    panel.instructions.value = "  Tell a long story.  "
+    panel.voice.value = "alloy"
+    panel.baseline.value = True
+    assert panel.config()["session"] == {"instructions": "Tell a long story.", "voice": "alloy"}
+    loaded = load_config(panel.config())
+    assert {(s.instructions, s.voice) for s in loaded.settings} == {("Tell a long story.", "alloy")}
+    panel.voice.value = "nobody"
+    panel.run_button.click()
+    assert "[session] voice must be an OpenAI voice" in _text(panel.output)
+    assert not (tmp_path / "runs").exists()

@@ -67,6 +67,8 @@ OPENAI_VOICES: Final = (
     "cedar",
 )
 """Voice names sent as ``{"type": "openai", "name": ...}``."""
+VOICE_EXAMPLES: Final = ("alloy", "echo", "shimmer", "en-US-AvaNeural", "en-US-AndrewNeural")
+"""Voices the panels offer to pick from (any other name may be typed): OpenAI's and Azure's."""
 
 EouModel = Literal["semantic_detection_v1", "semantic_detection_v1_en", "semantic_detection_v1_multilingual"]
 EouThresholdLevel = Literal["low", "medium", "high", "default"]

@@ -27,6 +27,7 @@ from vlab.protocol_limits import EOU_TIMEOUT_MS, THRESHOLD_BOUNDS
 from vlab.session.tools import Handler, McpApprovalRequest, ToolRunner
 from vlab.settings import (
     NOT_GIVEN,
+    VOICE_EXAMPLES,
     AzureSemanticVad,
     EndOfUtterance,
     FunctionTool,
@@ -186,7 +187,7 @@ class SessionPanel:
         )
         self.model = widgets.Text(value=protocol.DEFAULT_MODEL, description="Model", style=style, layout=wide)
         self.voice = widgets.Combobox(
-            value="", placeholder="service default", options=["alloy", "echo", "shimmer", "en-US-AvaNeural", "en-US-AndrewNeural"],
+            value="", placeholder="service default", options=list(VOICE_EXAMPLES),
             description="Voice", style=style, layout=wide,
         )  # fmt: skip
         self.instructions = widgets.Textarea(

@@ -189,6 +189,19 @@ class SweepPanel:
         self.repeats = widgets.BoundedIntText(
             value=CONFIG_DEFAULTS["repeats"], min=1, max=50, description="Repeats", style=style
         )
+        from vlab.settings import VOICE_EXAMPLES
+
+        self.instructions = widgets.Textarea(
+            value="",
+            description="Instructions",
+            placeholder="empty: the service's own; every setting sends them alike (a reply's length follows them)",
+            style=style,
+            layout=wide,
+        )
+        self.voice = widgets.Combobox(
+            value="", placeholder="service default", options=list(VOICE_EXAMPLES), description="Voice",
+            style=style, layout=wide,
+        )  # fmt: skip
         speed_value = speed_text(parse_speed(speed))
         speeds = list(SPEEDS)
         if speed_value not in [v for _, v in speeds]:
@@ -247,7 +260,7 @@ class SweepPanel:
 
         form = widgets.VBox([
             self.prompts, self.turn_type, self.thresholds, self.silences, self.paddings, self.eou,
-            self.eou_timeouts, self.repeats,
+            self.eou_timeouts, self.repeats, self.instructions, self.voice,
             self.speed, self.latency, self.baseline, self.push_to_talk, self.canary, self.vad_only, self.folder,
             self.target,
             widgets.HBox([self.run_button, self.stop_button, self.progress]), self.status,
@@ -342,12 +355,18 @@ class SweepPanel:
         prompts: dict[str, Any] = {"include": list(self.prompts.value)}
         if self.prompt_dir is not None:
             prompts["path"] = str(self.prompt_dir.resolve())
-        return {
+        config = {
             "target": {"speed": self.speed.value, "latency": self.latency.value},
             "prompts": prompts,
             "grid": grid,
             "run": run,
         }
+        session = {
+            key: field.value.strip()
+            for key, field in (("instructions", self.instructions), ("voice", self.voice))
+            if field.value.strip()
+        }
+        return {**config, "session": session} if session else config
 
     @property
     def running(self) -> bool:
