@@ -354,6 +354,29 @@ def test_replay_flags_set_the_turn_detection_and_leave_the_rest_at_its_defaults(
     assert turn_detection(build_parser().parse_args(["replay", "x.wav", *flags])) == expected
 
 
+def test_replay_sends_the_instructions_and_voice_it_is_given_and_names_a_bad_voice_s_flag(tmp_path, capsys):
+    wav = bundled_dir("prompts") / "short_question.wav"
+    out = tmp_path / "run"
+    args = ["replay", str(wav), "--out", str(out), "--speed", "max", "--voice", "alloy"]
+    assert main([*args, "--instructions", "Tell me a long story."]) == 0
+    frame = vlab.load_log(out)
+    (sent, *_) = frame[frame["type"] == "session.update"]["payload"].map(json.loads)
+    assert sent["session"]["instructions"] == "Tell me a long story."
+    assert sent["session"]["voice"] == {"type": "openai", "name": "alloy"}
+    told = turn_latency(frame)["output_tokens"].sum()
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "plain")]) == 0
+    plain = vlab.load_log(tmp_path / "plain")
+    assert (
+        "instructions"
+        not in json.loads(plain[plain["type"] == "session.update"]["payload"].iloc[0])["session"]
+    )
+    assert told > 5 * turn_latency(plain)["output_tokens"].sum()  # the emulator told a story
+    capsys.readouterr()
+    assert main(["replay", "x.wav", "--voice", "nobody"]) == 2  # before anything runs
+    assert capsys.readouterr().err.startswith("vlab: error: --voice 'nobody': voice must be an OpenAI voice")
+
+
 def test_replay_refuses_vad_settings_with_manual_turns_and_says_the_help_defaults_are_server_vad_s(capsys):
     assert main(["replay", "x.wav", "--manual", "--threshold", "0.7", "--silence-duration-ms", "800"]) == 2
     assert capsys.readouterr().err == (

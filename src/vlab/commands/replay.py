@@ -9,7 +9,7 @@ from vlab.commands._args import out_folder, seconds, speed
 from vlab.errors import ConfigError
 
 if TYPE_CHECKING:
-    from vlab.settings import AzureSemanticVad, ServerVad
+    from vlab.settings import AzureSemanticVad, ServerVad, SessionSettings
 
 _VAD_SETTINGS: tuple[tuple[str, type, str], ...] = (
     ("threshold", float, "VAD speech probability threshold"),
@@ -50,6 +50,19 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="MS",
         help="add semantic end-of-utterance detection: after a pause whose words sound unfinished, wait up "
         "to MS for more (default: none on server_vad)",
+    )
+    rep.add_argument(
+        "--instructions",
+        metavar="TEXT",
+        default=None,
+        help="the agent's system prompt (default: the service's)",
+    )
+    rep.add_argument(
+        "--voice",
+        metavar="NAME",
+        default=None,
+        help="the assistant's voice: an Azure one (en-US-AvaNeural) or an OpenAI one (alloy); default: the "
+        "service's",
     )
     pace = rep.add_mutually_exclusive_group()
     pace.add_argument("--realtime", action="store_true", help="send the audio in real time (the default)")
@@ -94,6 +107,23 @@ def turn_detection(args: argparse.Namespace) -> ServerVad | AzureSemanticVad | N
     return (AzureSemanticVad if args.semantic_vad else ServerVad)(**given)
 
 
+def session_settings(args: argparse.Namespace) -> SessionSettings:
+    """The session the flags ask for: their turn detection, instructions and voice (else the service's).
+
+    Raises:
+        ConfigError: A flag's value is not valid, named with its flag.
+    """
+    from vlab.settings import NOT_GIVEN, SessionSettings
+
+    td = turn_detection(args)
+    try:
+        voice = SessionSettings(voice=args.voice).voice if args.voice is not None else NOT_GIVEN
+    except ConfigError as exc:
+        raise ConfigError(f"--voice {args.voice!r}: {exc}") from None
+    instructions = NOT_GIVEN if args.instructions is None else args.instructions
+    return SessionSettings(turn_detection=td, instructions=instructions, voice=voice)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code."""
     import math
@@ -106,10 +136,9 @@ def run(args: argparse.Namespace) -> int:
     from vlab.log import JSONL_NAME
     from vlab.metrics import USAGE_COLUMNS, tokens_used
     from vlab.replay import replay
-    from vlab.settings import SessionSettings
 
     speed = 1.0 if args.realtime else args.speed
-    settings = SessionSettings(turn_detection=turn_detection(args))
+    settings = session_settings(args)
     try:
         result = run_main(
             replay(
