@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import math
 from unittest import mock
@@ -431,3 +432,28 @@ def test_instructions_and_voice_reach_every_setting_and_a_bad_voice_is_said_in_t
     panel.run_button.click()
     assert "[session] voice must be an OpenAI voice" in _text(panel.output)
     assert not (tmp_path / "runs").exists()
+
+
+async def test_run_into_a_folder_whose_cells_had_other_instructions_is_refused_before_anything_runs(tmp_path):
+    panel = _panel(tmp_path)
+    panel.speed.value = "max"
+    panel.prompts.value = ("short_question",)
+    panel.silences.value = "500"
+    panel.instructions.value = "Be brief."
+    panel.run_button.click()
+    await asyncio.wait_for(panel.task, 60)
+    (cell_json,) = panel.sweep_dir.glob("cells/*/cell.json")
+    kept = cell_json.read_text()
+    panel.folder.value = str(panel.sweep_dir)
+    panel.instructions.value = "Tell a long story."
+    panel.run_button.click()
+    assert (
+        f"{str(panel.sweep_dir)!r} holds 1 finished cell of this sweep that ran with another value of "
+        "instructions; clear Folder for a new sweep folder" in html.unescape(_text(panel.output))
+    )
+    assert not panel.running and cell_json.read_text() == kept
+    panel.output.outputs = ()
+    panel.instructions.value = "Be brief."  # as it was: the folder resumes
+    panel.run_button.click()
+    await asyncio.wait_for(panel.task, 60)
+    assert [c.status for c in panel.result.cells] == ["skipped"], _text(panel.output)

@@ -229,22 +229,10 @@ def _to_run(
     """The cells a resumed sweep runs, and the names of the finished ones it keeps.
 
     Raises:
-        RunFolderTaken: A finished cell ran with other settings (``[session]``, ``[tools]``, the emulator's
-            ``[target]``): kept, its figures would mix with this sweep's; nothing has run.
+        RunFolderTaken: A finished cell ran with other settings (:func:`changed_cells`): kept, its figures
+            would mix with this sweep's; nothing has run.
     """
-    todo: list[tuple[str, int, SessionSettings, LabelledPrompt, int]] = []
-    kept: list[str] = []
-    changed: dict[str, None] = {}  # what differs, in the order first met
-    cells_changed = 0
-    for cell in cells:
-        meta = finished(cell_folder(out_dir, cell[0]))
-        if meta is None:
-            todo.append(cell)
-            continue
-        kept.append(cell[0])
-        differs = changed_conditions(meta, cell_conditions(cfg, cell[2]))
-        changed.update(dict.fromkeys(differs))
-        cells_changed += bool(differs)
+    cells_changed, changed = changed_cells(cfg, out_dir)
     if changed:
         raise RunFolderTaken(
             f"{out_dir} holds {counted(cells_changed, 'finished cell')} of this sweep that ran with another "
@@ -252,7 +240,29 @@ def _to_run(
             "sweep a folder of its own (vlab sweep --out), or run every cell again (vlab sweep --no-resume; "
             "run_sweep(resume=False))"
         )
-    return todo, kept
+    todo: list[tuple[str, int, SessionSettings, LabelledPrompt, int]] = []
+    kept: list[tuple[str, int, SessionSettings, LabelledPrompt, int]] = []
+    for cell in cells:
+        (todo if finished(cell_folder(out_dir, cell[0])) is None else kept).append(cell)
+    return todo, [cell[0] for cell in kept]
+
+
+def changed_cells(cfg: SweepConfig, out_dir: str | os.PathLike[str]) -> tuple[int, list[str]]:
+    """How many of the finished cells of ``cfg``'s sweep in ``out_dir`` ran with other settings, and which.
+
+    The settings are those a cell's ``cell.json`` keeps (:func:`~vlab.sweep.cells.cell_conditions`:
+    ``[session]`` and the other session settings, the tools' answers, the emulator's ``[target]``), named
+    as a config names them (``instructions``, ``[target] latency``), in the order first met.
+    """
+    changed: dict[str, None] = {}
+    cells_changed = 0
+    for name, _, settings, _, _ in grid_cells(cfg):
+        meta = finished(cell_folder(Path(out_dir), name))
+        if meta is not None:
+            differs = changed_conditions(meta, cell_conditions(cfg, settings))
+            changed.update(dict.fromkeys(differs))
+            cells_changed += bool(differs)
+    return cells_changed, list(changed)
 
 
 def _this_sweeps(out_dir: Path, names: set[str]) -> list[dict[str, Any]]:

@@ -383,7 +383,7 @@ class SweepPanel:
         cfg = load_config(self.config())
         typed = self.folder.value.strip()
         out = Path(typed) if typed else new_run_dir("sweep", self.runs_dir)
-        _check_same_grid(out, cfg)
+        _check_resumable(out, cfg)
         self.sweep_dir = out
         self.result = None
         self.progress.max, self.progress.value = cfg.n_cells, 0
@@ -784,10 +784,22 @@ def _cells_done(out: Path, names: list[str], started: float) -> int:
     return done
 
 
-def _check_same_grid(out: Path, cfg: Any) -> None:
-    """Refuse to resume into a folder that holds a different sweep (its cells would mix into the tables)."""
+def _check_resumable(out: Path, cfg: Any) -> None:
+    """Refuse to resume into a folder that holds a different sweep (its cells would mix into the tables).
+
+    Another grid, or cells of this grid that ran with other settings (``Instructions``, ``Voice``, the
+    emulator's latency: :func:`vlab.sweep.run.changed_cells`).
+    """
+    from vlab.sweep.grid import counted
+    from vlab.sweep.run import changed_cells
     from vlab.sweep.store import SWEEP_MANIFEST
 
+    cells, changed = changed_cells(cfg, out)
+    if changed:
+        raise ConfigError(
+            f"{str(out)!r} holds {counted(cells, 'finished cell')} of this sweep that ran with another value of "
+            f"{', '.join(changed)}; clear Folder for a new sweep folder, or set them as they were to resume it"
+        )
     manifest = out / SWEEP_MANIFEST
     if not manifest.is_file():
         return
