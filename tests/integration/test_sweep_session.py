@@ -148,8 +148,8 @@ async def test_a_resumed_sweep_whose_config_changed_stops_before_anything_runs(t
         with pytest.raises(RunFolderTaken) as info:
             await run_sweep_async(changed, tmp_path, progress=False, session_options=OPTS)
         assert re.fullmatch(
-            f"{re.escape(str(tmp_path))} holds 1 finished cell of this sweep that ran with another value of "
-            f"{named}; resumed, their figures would mix with this sweep's. Give this sweep a folder of its own "
+            f"{re.escape(str(tmp_path))} holds 1 finished cell of this sweep that ran otherwise "
+            rf"\({named} changed since\); resumed, their figures would mix with this sweep's. Give this sweep a folder of its own "
             r"\(vlab sweep --out\), or run every cell again \(vlab sweep --no-resume; run_sweep\(resume=False\)\)",
             str(info.value),
         ), str(info.value)
@@ -165,13 +165,41 @@ async def test_a_resumed_sweep_whose_config_changed_stops_before_anything_runs(t
     assert json.loads(cell_json.read_text())["settings"]["instructions"] == STORY
 
 
+async def test_a_prompt_recorded_again_under_its_id_is_not_resumed_but_one_relabelled_is(tmp_path):
+    import shutil
+
+    from vlab.prompts import load_prompt_set
+
+    (bundled,) = [p for p in load_prompt_set() if p.id == "short_question"]
+    folder = tmp_path / "prompts"
+    folder.mkdir()
+    manifest = json.loads((bundled.file.parent / "manifest.json").read_text())
+    manifest["prompts"] = [e for e in manifest["prompts"] if e["id"] == "short_question"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    shutil.copy(bundled.file, folder / bundled.file.name)
+    cfg = config(
+        target={"speed": "max"},
+        grid={"silence_duration_ms": [500]},
+        prompts={"path": str(folder), "include": ["*"]},
+    )
+    await run_sweep_async(cfg, tmp_path / "out", progress=False, session_options=OPTS)
+    manifest["prompts"][0]["speech_segments"][0][1] -= 20  # relabelled: the tables score with the new labels
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    result = await run_sweep_async(cfg, tmp_path / "out", progress=False, session_options=OPTS)
+    assert [c.status for c in result.cells] == ["skipped"]
+    audio = (folder / bundled.file.name).read_bytes()
+    (folder / bundled.file.name).write_bytes(audio[:-4800])  # recorded again: 100 ms shorter
+    with pytest.raises(RunFolderTaken, match=r"that ran otherwise \(the prompt's recording changed since\)"):
+        await run_sweep_async(cfg, tmp_path / "out", progress=False, session_options=OPTS)
+
+
 async def test_a_cell_json_of_an_earlier_vlab_without_the_conditions_is_resumed(tmp_path):
     cfg = config(**FAST, grid={"silence_duration_ms": [500]})
     await run_sweep_async(cfg, tmp_path, progress=False, session_options=OPTS)
     (cell_json,) = tmp_path.glob("cells/*/cell.json")
     meta = json.loads(cell_json.read_text())
-    assert set(meta) >= {"settings", "emulator", "tool_answers"}
-    del meta["emulator"], meta["tool_answers"]  # what an earlier vlab wrote: the settings only
+    assert set(meta) >= {"recording", "settings", "emulator", "tool_answers"}
+    del meta["recording"], meta["emulator"], meta["tool_answers"]  # an earlier vlab's: the settings only
     cell_json.write_text(json.dumps(meta))
     changed = config(**{**cfg, "target": {**cfg["target"], "latency": "slow-network"}})
     result = await run_sweep_async(changed, tmp_path, progress=False, session_options=OPTS)

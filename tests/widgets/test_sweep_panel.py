@@ -448,8 +448,8 @@ async def test_run_into_a_folder_whose_cells_had_other_instructions_is_refused_b
     panel.instructions.value = "Tell a long story."
     panel.run_button.click()
     assert (
-        f"{str(panel.sweep_dir)!r} holds 1 finished cell of this sweep that ran with another value of "
-        "instructions; clear Folder for a new sweep folder" in html.unescape(_text(panel.output))
+        f"{str(panel.sweep_dir)!r} holds 1 finished cell of this sweep that ran otherwise (instructions changed "
+        "since); clear Folder for a new sweep folder" in html.unescape(_text(panel.output))
     )
     assert not panel.running and cell_json.read_text() == kept
     panel.output.outputs = ()

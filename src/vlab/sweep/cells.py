@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import hashlib
 import itertools
 import json
 import logging
+import os
 import re
 import shutil
 import time
@@ -212,14 +215,17 @@ def _fresh_dir(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
 
 
-def cell_conditions(cfg: SweepConfig, settings: SessionSettings) -> dict[str, Any]:
-    """What a cell's figures depend on besides its prompt, as its ``cell.json`` keeps it.
+def cell_conditions(cfg: SweepConfig, settings: SessionSettings, prompt: LabelledPrompt) -> dict[str, Any]:
+    """What a cell's figures depend on, as its ``cell.json`` keeps it.
 
+    ``recording`` (a digest of the prompt's audio file: a prompt re-recorded under its id is another),
     ``settings`` (what its session sent), ``emulator`` (the ``[target]`` options the embedded emulator
     runs with) and ``tool_answers`` (what the cell answers calls with, and when). A resumed sweep keeps
-    a finished cell only where they are the same (:func:`changed_conditions`).
+    a finished cell only where they are the same (:func:`changed_conditions`). The prompt's labels are
+    not among them: the tables score every cell with the labels the sweep is given.
     """
     conditions = {
+        "recording": {"audio": _file_digest(str(prompt.file))},
         "settings": settings.to_dict(),
         "emulator": {"latency": cfg.latency, "hear_audio": cfg.hear_audio, "script": cfg.script},
         "tool_answers": {
@@ -250,11 +256,37 @@ def changed_conditions(meta: Mapping[str, Any], conditions: Mapping[str, Any]) -
     for group, now in conditions.items():
         kept = meta.get(group)
         if isinstance(kept, Mapping):
-            changed += [_CONFIG_NAMES.get(key, key) for key in now if key in kept and kept[key] != now[key]]
+            changed += [
+                _CONFIG_NAMES.get(key, key)
+                for key, value in now.items()
+                if key in kept and value is not None and kept[key] != value
+            ]
     return changed
 
 
+def _file_digest(path: str) -> str | None:
+    """A BLAKE2b digest of the file's bytes (None if it cannot be read: the cell then says why).
+
+    Remembered while the file's size and modification time stay the same: a sweep asks once per cell.
+    """
+    try:
+        stat = os.stat(path)
+        return _digest(path, stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        return None
+
+
+@functools.lru_cache(maxsize=256)
+def _digest(path: str, _mtime_ns: int, _size: int) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 _CONFIG_NAMES = {
+    "audio": "the prompt's recording",
     "latency": "[target] latency",
     "hear_audio": "[target] hear_audio",
     "script": "[target] script",
@@ -290,7 +322,7 @@ async def run_cell(
         "setting": cfg.setting_names[index],
         "prompt": prompt.id,
         "repeat": rep,
-        **cell_conditions(cfg, settings),
+        **cell_conditions(cfg, settings, prompt),
     }
     throttled: list[dict[str, Any]] = []
     try:

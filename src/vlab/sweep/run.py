@@ -235,8 +235,8 @@ def _to_run(
     cells_changed, changed = changed_cells(cfg, out_dir)
     if changed:
         raise RunFolderTaken(
-            f"{out_dir} holds {counted(cells_changed, 'finished cell')} of this sweep that ran with another "
-            f"value of {', '.join(changed)}; resumed, their figures would mix with this sweep's. Give this "
+            f"{out_dir} holds {counted(cells_changed, 'finished cell')} of this sweep that ran otherwise "
+            f"({', '.join(changed)} changed since); resumed, their figures would mix with this sweep's. Give this "
             "sweep a folder of its own (vlab sweep --out), or run every cell again (vlab sweep --no-resume; "
             "run_sweep(resume=False))"
         )
@@ -256,10 +256,10 @@ def changed_cells(cfg: SweepConfig, out_dir: str | os.PathLike[str]) -> tuple[in
     """
     changed: dict[str, None] = {}
     cells_changed = 0
-    for name, _, settings, _, _ in grid_cells(cfg):
+    for name, _, settings, prompt, _ in grid_cells(cfg):
         meta = finished(cell_folder(Path(out_dir), name))
         if meta is not None:
-            differs = changed_conditions(meta, cell_conditions(cfg, settings))
+            differs = changed_conditions(meta, cell_conditions(cfg, settings, prompt))
             changed.update(dict.fromkeys(differs))
             cells_changed += bool(differs)
     return cells_changed, list(changed)

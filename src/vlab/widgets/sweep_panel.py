@@ -797,8 +797,9 @@ def _check_resumable(out: Path, cfg: Any) -> None:
     cells, changed = changed_cells(cfg, out)
     if changed:
         raise ConfigError(
-            f"{str(out)!r} holds {counted(cells, 'finished cell')} of this sweep that ran with another value of "
-            f"{', '.join(changed)}; clear Folder for a new sweep folder, or set them as they were to resume it"
+            f"{str(out)!r} holds {counted(cells, 'finished cell')} of this sweep that ran otherwise "
+            f"({', '.join(changed)} changed since); clear Folder for a new sweep folder, or set them as they were "
+            "to resume it"
         )
     manifest = out / SWEEP_MANIFEST
     if not manifest.is_file():
