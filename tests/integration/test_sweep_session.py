@@ -182,11 +182,14 @@ async def test_a_prompt_recorded_again_under_its_id_is_not_resumed_but_one_relab
         grid={"silence_duration_ms": [500]},
         prompts={"path": str(folder), "include": ["*"]},
     )
-    await run_sweep_async(cfg, tmp_path / "out", progress=False, session_options=OPTS)
-    manifest["prompts"][0]["speech_segments"][0][1] -= 20  # relabelled: the tables score with the new labels
+    before = (await run_sweep_async(cfg, tmp_path / "out", progress=False, session_options=OPTS)).turns()
+    entry = manifest["prompts"][0]
+    entry["speech_segments"][0][1] -= 20  # relabelled: the tables score with the new labels
+    entry["end_of_turn_ms"][0] -= 20
     (folder / "manifest.json").write_text(json.dumps(manifest))
     result = await run_sweep_async(cfg, tmp_path / "out", progress=False, session_options=OPTS)
     assert [c.status for c in result.cells] == ["skipped"]
+    assert result.turns()["dead_air_ms"].iloc[0] == pytest.approx(before["dead_air_ms"].iloc[0] + 20)
     audio = (folder / bundled.file.name).read_bytes()
     (folder / bundled.file.name).write_bytes(audio[:-4800])  # recorded again: 100 ms shorter
     with pytest.raises(RunFolderTaken, match=r"that ran otherwise \(the prompt's recording changed since\)"):
