@@ -207,3 +207,32 @@ async def test_a_cell_json_of_an_earlier_vlab_without_the_conditions_is_resumed(
     changed = config(**{**cfg, "target": {**cfg["target"], "latency": "slow-network"}})
     result = await run_sweep_async(changed, tmp_path, progress=False, session_options=OPTS)
     assert [c.status for c in result.cells] == ["skipped"]  # an emulator it did not record is not told apart
+
+
+async def test_a_dry_run_with_out_says_what_the_sweep_would_do_with_the_folder_s_cells(tmp_path, capsys):
+    from vlab.cli import main
+
+    toml = tmp_path / "sweep.toml"
+    toml.write_text(
+        '[target]\nspeed = "max"\n[prompts]\ninclude = ["short_question", "pause_600"]\n'
+        '[grid]\nsilence_duration_ms = [500]\n[session]\ninstructions = "Be brief."\n'
+    )
+    out = tmp_path / "out"
+
+    def folder_line(*flags: str) -> str:
+        assert main(["sweep", str(toml), "--out", str(out), "--dry-run", *flags]) == 0
+        (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("  folder ")]
+        return line.removeprefix(f"  folder   {out}: ")
+
+    assert folder_line() == "no finished cell of this sweep; every cell runs"
+    await run_sweep_async(toml, out, progress=False, session_options=OPTS)
+    assert folder_line() == "all 2 cells finished and kept (only the tables are built again)"
+    (pause,) = (out / "cells").glob("*pause_600*/cell.json")
+    pause.unlink()  # as a sweep stopped before that cell had finished
+    assert folder_line() == "1 of 2 cells finished and kept; 1 run"
+    assert folder_line("--no-resume") == "1 of 2 cells finished; --no-resume runs them again"
+    toml.write_text(toml.read_text().replace("Be brief.", "Tell a long story."))
+    assert folder_line() == (
+        "1 finished cell ran otherwise (instructions changed since): the sweep would stop; give another "
+        "--out, or --no-resume"
+    )

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vlab.commands import INTERRUPTED_EXIT
 from vlab.commands._args import out_folder
+
+if TYPE_CHECKING:
+    from vlab.sweep import SweepConfig
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,6 +42,29 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.set_defaults(func=run)
 
 
+def _what_resumes(cfg: SweepConfig, out: Path, *, resume: bool) -> str:
+    """What a sweep into ``out`` would do with the cells it holds: keep them, run them again, or stop."""
+    from vlab.sweep.cells import finished, grid_cells
+    from vlab.sweep.grid import counted
+    from vlab.sweep.run import changed_cells
+    from vlab.sweep.store import cell_folder
+
+    done = sum(finished(cell_folder(out, cell[0])) is not None for cell in grid_cells(cfg))
+    if not done:
+        return "no finished cell of this sweep; every cell runs"
+    if not resume:
+        return f"{done} of {counted(cfg.n_cells, 'cell')} finished; --no-resume runs them again"
+    cells, changed = changed_cells(cfg, out)
+    if changed:
+        return (
+            f"{counted(cells, 'finished cell')} ran otherwise ({', '.join(changed)} changed since): the sweep "
+            "would stop; give another --out, or --no-resume"
+        )
+    if done == cfg.n_cells:
+        return f"all {counted(done, 'cell')} finished and kept (only the tables are built again)"
+    return f"{done} of {counted(cfg.n_cells, 'cell')} finished and kept; {cfg.n_cells - done} run"
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code (1 when a cell failed)."""
     from vlab.errors import ConfigError, first_few
@@ -58,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         print("  prompts  " + ", ".join(p.id for p in cfg.prompts))
         if cfg.session:
             print("  session  " + session_note(cfg.session))
+        if args.out is not None and cfg.mode == "sessions":
+            print(f"  folder   {args.out}: {_what_resumes(cfg, Path(args.out), resume=not args.no_resume)}")
         missing = [p for p in cfg.prompts if not Path(p.file).is_file()]
         if missing:
             shown = first_few((f"{p.id} ({p.file})" for p in missing), 10, sep="; ")
