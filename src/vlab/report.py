@@ -33,8 +33,8 @@ __all__ = [
     "build_report",
     "compare_sweeps",
     "grid_settings",
-    "ran_otherwise",
     "latency_measures",
+    "ran_otherwise",
     "tool_call_summary",
     "verdict_summary",
 ]

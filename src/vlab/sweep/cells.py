@@ -267,7 +267,8 @@ def changed_conditions(meta: Mapping[str, Any], conditions: Mapping[str, Any]) -
 def _file_digest(path: str) -> str | None:
     """A BLAKE2b digest of the file's bytes (None if it cannot be read: the cell then says why).
 
-    Remembered while the file's size and modification time stay the same: a sweep asks once per cell.
+    Remembered while the file's size and modification time stay the same: a sweep asks once per cell,
+    and a prompt set may be larger than any bounded cache.
     """
     try:
         stat = os.stat(path)
@@ -276,7 +277,7 @@ def _file_digest(path: str) -> str | None:
         return None
 
 
-@functools.lru_cache(maxsize=256)
+@functools.cache
 def _digest(path: str, _mtime_ns: int, _size: int) -> str:
     digest = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as f:

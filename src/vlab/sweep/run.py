@@ -241,18 +241,22 @@ def _to_run(
             "run_sweep(resume=False))"
         )
     todo: list[tuple[str, int, SessionSettings, LabelledPrompt, int]] = []
-    kept: list[tuple[str, int, SessionSettings, LabelledPrompt, int]] = []
+    kept: list[str] = []
     for cell in cells:
-        (todo if finished(cell_folder(out_dir, cell[0])) is None else kept).append(cell)
-    return todo, [cell[0] for cell in kept]
+        if finished(cell_folder(out_dir, cell[0])) is None:
+            todo.append(cell)
+        else:
+            kept.append(cell[0])
+    return todo, kept
 
 
 def changed_cells(cfg: SweepConfig, out_dir: str | os.PathLike[str]) -> tuple[int, list[str]]:
     """How many of the finished cells of ``cfg``'s sweep in ``out_dir`` ran with other settings, and which.
 
-    The settings are those a cell's ``cell.json`` keeps (:func:`~vlab.sweep.cells.cell_conditions`:
-    ``[session]`` and the other session settings, the tools' answers, the emulator's ``[target]``), named
-    as a config names them (``instructions``, ``[target] latency``), in the order first met.
+    The settings are those a cell's ``cell.json`` keeps (:func:`~vlab.sweep.cells.cell_conditions`: the
+    prompt's recording, ``[session]`` and the other session settings, the tools' answers, the emulator's
+    ``[target]``), named as a config names them (``instructions``, ``[target] latency``), in the order
+    first met.
     """
     changed: dict[str, None] = {}
     cells_changed = 0
