@@ -1,8 +1,9 @@
 """vlab: experiment with Azure AI Voice Live from Jupyter.
 
-The public surface is small. Heavy or optional parts are imported explicitly by the user:
-``vlab.emulator`` (the offline Voice Live server), ``vlab.widgets`` and ``vlab.plots``.
-Importing :mod:`vlab` itself loads none of them, nor sounddevice, ipywidgets or matplotlib.
+The public surface is small. Heavy or optional parts load on first use, as attributes
+(``vlab.metrics.turn_latency`` after ``import vlab``) or imported: ``vlab.emulator`` (the offline Voice
+Live server), ``vlab.widgets`` and ``vlab.plots``. Importing :mod:`vlab` itself loads none of them, nor
+sounddevice, ipywidgets or matplotlib.
 """
 
 from __future__ import annotations

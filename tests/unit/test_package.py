@@ -59,3 +59,19 @@ def test_the_emulator_package_names_load_on_first_use():
         assert getattr(vlab.emulator, name) is getattr(module, name)
     with pytest.raises(AttributeError, match="has no attribute 'Emulatr'"):
         vlab.emulator.Emulatr  # noqa: B018
+
+
+def test_a_public_submodule_is_an_attribute_of_the_package_on_first_use_and_a_typo_is_told():
+    code = (
+        "import sys, vlab; assert 'vlab.metrics' not in sys.modules; "
+        "print(vlab.metrics.turn_latency.__module__, vlab.plots.__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["vlab.metrics.latency", "vlab.plots"]
+    with pytest.raises(
+        AttributeError, match=r"^module 'vlab' has no attribute 'metrcs'; did you mean 'metrics'\?$"
+    ):
+        vlab.metrcs  # noqa: B018
+    with pytest.raises(AttributeError, match=r"^module 'vlab' has no attribute '_lazy_thing'$"):
+        vlab._lazy_thing  # noqa: B018
+    assert not hasattr(vlab, "nothing_like_it")
