@@ -28,7 +28,8 @@ Config (TOML; see ``examples/vad_sweep.toml``)::
     [prompts]                # optional
     path = "data/prompts"    # a prompt folder with manifest.json (default: the bundled set)
     include = ["pause", "short_question"]   # ids or categories (default: all)
-    [session]                # optional: what every setting's session also sends, alike (default: nothing)
+    [session]                # optional: what every setting's session also sends, alike (default: nothing;
+                             # mode = "vad" opens no session, so it changes nothing there)
     instructions = "Answer in one or two short sentences."   # the system prompt (the emulator reads how
                              # long a reply it asks for: "tell a story" makes each reply some 20 s)
     voice = "en-US-Ava:DragonHDLatestNeural"   # an Azure voice, an OpenAI one ("alloy"), or a table
