@@ -560,6 +560,7 @@ class SweepPanel:
         from vlab.report import detecting_settings, grid_settings, waterfall_turns
         from vlab.sweep import grid_shape, in_grid_order
         from vlab.sweep.store import no_results_message
+        from vlab.sweep.summary import session_note
 
         m = self.manifest
         counts = m.get("counts", {})
@@ -569,6 +570,7 @@ class SweepPanel:
             if vad_only
             else f"{', '.join(m.get('target_kind', [])) or '?'} · speed: {m.get('speed')} · "
             f"latency model: {m.get('latency')}"
+            + (f" · session: {session_note(m['session'])}" if m.get("session") else "")
         )
         head = (
             f"<h3 style='margin:8px 0'>Sweep {html.escape(folder.name)}</h3><div style='font-size:12px;color:#555'>"
