@@ -12,7 +12,8 @@ Azure, the simulated timeline for the emulator; ``docs/timeline.md``):
   trip; on the emulator's simulated timeline, each ``speech_started``'s delay after the VAD decision the
   emulator stamps on it (:data:`vlab.protocol.DECIDED_MS_KEY`), the one delay the emulator draws
   ``network`` for;
-- ``mcp_call`` = :func:`~vlab.metrics.tool_calls`' ``answer_ms`` of each MCP call (only runs with MCP calls).
+- ``mcp_call`` = :func:`~vlab.metrics.tool_calls`' ``answer_ms`` of each MCP call (only runs with MCP calls);
+- ``transcription`` = ``transcription_delay_ms`` (only runs with input transcription on).
 
 :func:`calibrate` keeps every stage's empirical quantiles, overall and per voice and per model (a split
 is kept when it has ``min_samples``), and the provenance: runs, dates, endpoint hosts, never a key.
@@ -207,6 +208,7 @@ def stage_samples(run: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, 
         "audio_rate": _audio_rates(events, simulated),
         "network": _network_simulated(events) if simulated else _network(events),
         "mcp_call": _mcp_calls(events),
+        "transcription": turns["transcription_delay_ms"].tolist(),
     }
     rows = [(stage, float(v)) for stage, values in samples.items() for v in values if math.isfinite(float(v))]
     frame = pd.DataFrame(rows, columns=["stage", "value"])

@@ -11,7 +11,7 @@ import pytest
 
 from vlab.audio.pcm import silence
 from vlab.audio.vad import EnergyModel
-from vlab.calibrate import calibrate, ks_two_sample
+from vlab.calibrate import calibrate, ks_two_sample, stage_samples
 from vlab.cli import main
 from vlab.emulator.latency import LatencyModel, StageDelay
 from vlab.feed import feed_prompt
@@ -101,6 +101,25 @@ async def test_a_fitted_model_reproduces_each_stage_of_the_runs_it_was_fitted_on
         assert values.quantile(0.9) - values.quantile(0.1) > (0.5 if name == "audio_rate" else 10), name
     rate = offline.loc[offline["stage"] == "audio_rate", "value"]
     assert 2.99 <= rate.min() and rate.quantile(0.9) > 4.0  # drawn from the fitted 3x..6x, not typical's 5x
+
+
+async def test_the_transcript_s_delay_is_fitted_from_runs_with_transcription_and_drawn_from_the_fit(tmp_path):
+    """With input transcription on, each turn's ``transcription_delay_ms`` is a ``transcription`` sample;
+    a model fitted on them draws the emulator's transcripts from them (without the stage: at the commit)."""
+    stand_in = LatencyModel(name="stand-in", stages={"transcription": StageDelay(600, 200)}, seed=3)
+    heard = SessionSettings(transcription="azure-speech")
+    await _record(tmp_path / "azure", stand_in, turns=12, settings=heard)
+    source = calibrate([tmp_path / "azure"], min_samples=5)
+    drawn = source.samples.loc[source.samples["stage"] == "transcription", "value"]
+    assert len(drawn) == 12 and drawn.min() >= 600 and drawn.max() - drawn.min() > 50  # the stand-in's draws
+    source.model.save(tmp_path / "latency.json")
+    await _record(tmp_path / "offline", str(tmp_path / "latency.json"), turns=12, settings=heard)
+    offline = calibrate([tmp_path / "offline"], min_samples=5).samples
+    again = offline.loc[offline["stage"] == "transcription", "value"]
+    assert len(again) == 12 and drawn.min() - 0.01 <= again.min() and again.max() <= drawn.max() + 0.01
+    await _record(tmp_path / "instant", "instant", turns=2, settings=heard)
+    instant, _ = stage_samples(tmp_path / "instant")
+    assert instant.loc[instant["stage"] == "transcription", "value"].tolist() == [0.0, 0.0]  # at the commit
 
 
 async def test_too_few_samples_are_one_warning_line_after_the_table_that_flags_them(tmp_path, capsys):

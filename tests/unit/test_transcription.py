@@ -8,19 +8,16 @@ from typing import Any
 from vlab import protocol
 from vlab.emulator.asr import RecognitionError, RecognizedWord, Transcript
 from vlab.emulator.items import Item
-from vlab.emulator.transcription import already_read, send_transcription
+from vlab.emulator.transcription import already_read, transcription_events
 
 
 class _Host:
-    """A connection that records what it sends and traces."""
+    """A connection that records the events it would send and what it traces."""
 
     def __init__(self, **session: Any) -> None:
         self.session: dict[str, Any] = {"turn_detection": None, **session}
         self.sent: list[dict[str, Any]] = []
         self.trace: list[dict[str, Any]] = []
-
-    async def send(self, event: dict[str, Any]) -> None:
-        self.sent.append(event)
 
     def trace_add(self, **entry: Any) -> None:
         self.trace.append(entry)
@@ -34,7 +31,7 @@ def _transcript(*words: str) -> Transcript:
 
 def _send(host: _Host, reading: Any) -> Item:
     item = Item.from_wire({"id": "item_1", "type": "message", "role": "user", "content": []})
-    asyncio.run(send_transcription(host, item, reading))
+    host.sent = asyncio.run(transcription_events(host, item, reading))
     return item
 
 

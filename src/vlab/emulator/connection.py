@@ -33,7 +33,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from vlab import protocol
 from vlab.clock import NS_PER_S
 from vlab.emulator import session_config
-from vlab.emulator.asr import PocketSphinxRecognizer, RecognitionError, hear, read_turn, start_recognition
+from vlab.emulator.asr import (
+    PocketSphinxRecognizer,
+    RecognitionError,
+    Transcript,
+    hear,
+    read_turn,
+    start_recognition,
+)
 from vlab.emulator.config import EmulatorConfig
 from vlab.emulator.faults import METADATA_KEY, Fault, FaultPlan
 from vlab.emulator.input_buffer import InputBuffer
@@ -44,7 +51,7 @@ from vlab.emulator.outbox import Outbox
 from vlab.emulator.replies import MCP_APPROVAL_KEY, MCP_SERVER_KEY, FunctionCall, Reply, reply_for
 from vlab.emulator.response_run import CancelReason, McpCallDue, ResponseRun
 from vlab.emulator.timeline import Scheduler
-from vlab.emulator.transcription import already_read, send_transcription
+from vlab.emulator.transcription import already_read, transcription_events
 from vlab.emulator.wire import Ids, WireError, parse_client_frame, require
 from vlab.protocol_limits import MAX_APPEND_AUDIO_BYTES
 
@@ -364,13 +371,28 @@ class EmulatorConnection:
                 already_read(cached) if cached is not None else read_turn(self.recognizer, audio, rate)
             )
             self._transcriptions[item_id] = self.scheduler.spawn(
-                self.scheduler.now_ms, lambda: send_transcription(self, item, reading)
+                self.scheduler.now_ms, lambda: self._transcribe(item, reading)
             )
         elif cached is not None:
             item.heard = cached.text
         elif self.config.hear_audio:  # read when a reply needs the words (nothing is sent)
             early = self._spawn(hear(self.recognizer, audio, rate)) if respond else None
             self._unheard = (item, audio, rate, early)  # a reply follows: read meanwhile, off the loop
+
+    async def _transcribe(self, item: Item, reading: asyncio.Future[Transcript]) -> None:
+        """A step at the commit: the turn's words into its item, then its transcription events, delayed."""
+        events = await transcription_events(self, item, reading)
+        delay_ms = self.sampler.transcription_ms()
+        self.trace_add(kind="latency", item_id=item.id, transcription_ms=delay_ms)
+
+        async def send() -> None:
+            for event in events:
+                await self.send(event)
+
+        if delay_ms > 0:
+            self.scheduler.spawn(self.scheduler.now_ms + delay_ms, send)
+        else:  # in this step, before the response that waits for it
+            await send()
 
     async def _hear_last_turn(self) -> None:
         """From a response's step: read the words of the last user audio turn, if its reply needs them.

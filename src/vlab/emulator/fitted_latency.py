@@ -17,10 +17,12 @@ stage             interval                                                      
 ``audio_rate``    output audio streamed per unit of time (5 = five times faster than real time)   ×
 ``network``       one way: half the ``session.update`` → ``session.updated`` round trip            ms
 ``mcp_call``      ``response.mcp_call.in_progress`` → ``.completed`` or ``.failed`` (one MCP call)   ms
+``transcription`` ``speech_stopped`` → the user's transcript (``input_audio_transcription.completed``)   ms
 ================  ==============================================================================  ======
 
-``mcp_call`` is optional (:data:`OPTIONAL_STAGES`): only runs with MCP calls measure it, and without it the
-emulator's MCP calls take no simulated time.
+``mcp_call`` and ``transcription`` are optional (:data:`OPTIONAL_STAGES`): only runs with MCP calls, or
+with input transcription on, measure them; without them the emulator's MCP calls take no simulated time
+and its transcripts come with the commit.
 
 The measured stages already hold the network delay of the events they end on; the emulator adds the
 ``network`` draw only to ``speech_started``. On the emulator's simulated timeline ``network`` is measured
@@ -51,10 +53,11 @@ FITTED_STAGES: Final = (
     "audio_rate",
     "network",
     "mcp_call",
+    "transcription",
 )
 """Stages of a fitted model, in time order (see the module docstring)."""
-OPTIONAL_STAGES: Final = ("mcp_call",)
-"""Stages only some runs measure (MCP calls): none measured is no cause for a warning."""
+OPTIONAL_STAGES: Final = ("mcp_call", "transcription")
+"""Stages only some runs measure (MCP calls, input transcription): none measured is no cause for a warning."""
 VOICE_STAGES: Final = ("first_audio", "audio_rate")
 """Stages that depend on the voice (speech synthesis); the others are split by model."""
 QUANTILE_POINTS: Final = 101

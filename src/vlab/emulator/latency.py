@@ -17,12 +17,20 @@ stage                  what it models                                           
 ``tts_first_byte``     first text delta → first audio delta (TTS first byte)                       120 ms
 ``network``            one-way delivery added to every server event's stage delay                  10 ms
 ``mcp_call``           an MCP server's answer: response.mcp_call.in_progress → .completed         300 ms
+``transcription``      commit (speech_stopped) → the user's transcript (input transcription on)   300 ms
 =====================  ========================================================================  =========
 
 ``mcp_call`` is the round trip to a session's MCP server and the tool's own work (a remote search or a
 question to a hosted model takes from a few hundred ms to seconds); the emulator's real call to the server
 runs meanwhile, and its wall time is not on the timeline. ``vlab calibrate`` fits it from runs with MCP
 calls; a fitted model without it gives the call no simulated time.
+
+``transcription`` is when the user's transcript (``conversation.item.input_audio_transcription.completed``)
+comes after the commit; the service runs it beside the response, so it often comes after the response
+has begun. The typical figure is an assumption (a streaming recognizer's final result takes a few
+hundred ms after the end of speech, a batch model such as whisper-1 up to a second or more): fit your
+own with ``vlab calibrate`` from runs with transcription on. A fitted model without it sends the
+transcript at the commit, as ``instant`` does.
 
 ``typical`` follows public figures for cascaded voice agents (pipecat's and LiveKit's published
 latency breakdowns: LLM TTFT 200–400 ms, streaming TTS first byte 100–200 ms) and the Voice Live
@@ -49,7 +57,15 @@ from typing import Any, Final
 from vlab.emulator.fitted_latency import FittedLatency
 from vlab.errors import ConfigError
 
-STAGES: Final = ("endpointing", "commit", "first_token", "tts_first_byte", "network", "mcp_call")
+STAGES: Final = (
+    "endpointing",
+    "commit",
+    "first_token",
+    "tts_first_byte",
+    "network",
+    "mcp_call",
+    "transcription",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +112,7 @@ _TYPICAL: Final = LatencyModel(
         "tts_first_byte": StageDelay(120, 30),
         "network": StageDelay(10, 3),
         "mcp_call": StageDelay(300, 150),
+        "transcription": StageDelay(300, 150),
     },
 )
 PRESETS: Final[dict[str, LatencyModel]] = {
@@ -234,6 +251,12 @@ class LatencySampler:
         if self.model.fitted is not None:
             return max(0.0, self._fitted_draw("mcp_call", stream="mcp") or 0.0)
         return self.draw_ms("mcp_call", stream="mcp")
+
+    def transcription_ms(self) -> float:
+        """When a turn's transcript comes after its commit, in simulated ms (0 for a fitted model without the stage)."""
+        if self.model.fitted is not None:
+            return max(0.0, self._fitted_draw("transcription", stream="transcription") or 0.0)
+        return self.draw_ms("transcription", stream="transcription")
 
     def speech_started_delay_ms(self) -> float:
         """Delay of ``speech_started`` after the VAD decided it (the network)."""

@@ -1,8 +1,10 @@
 """Input transcription: the events that carry what the recognizer heard in a committed user turn.
 
-The recognizer reads the turn on a worker thread as soon as it is committed; its events go out as a
-step of the connection's timeline right after the commit (a response to that turn waits for them, so
-the replies can answer the words).
+The recognizer reads the turn on a worker thread as soon as it is committed; a step of the connection's
+timeline right after the commit takes its words into the item (a response to that turn waits for them,
+so the replies can answer the words). Its events go out the latency model's ``transcription`` delay
+after the commit (:meth:`~vlab.emulator.latency.LatencySampler.transcription_ms`), as the service's
+transcript comes some time after ``speech_stopped``, often after the response has begun.
 """
 
 from __future__ import annotations
@@ -26,23 +28,23 @@ class TranscriptionHost(Protocol):
     def session(self) -> Mapping[str, Any]:
         """The session configuration in force."""
 
-    async def send(self, event: dict[str, Any]) -> None:
-        """Send one server event."""
-
     def trace_add(self, **entry: Any) -> None:
         """Add an entry to the ground-truth trace."""
 
 
-async def send_transcription(
+async def transcription_events(
     host: TranscriptionHost, item: Item, reading: asyncio.Future[Transcript]
-) -> None:
-    """Send the transcription events of a committed user item once the recognizer has read it."""
+) -> list[dict[str, Any]]:
+    """The transcription events of a committed user item, once the recognizer has read it.
+
+    The transcript goes into the item at once (a reply follows its words; ``retrieve`` shows it).
+    """
     item_id = item.id
     try:
         transcript = await reading
     except Exception as exc:
         log.info("input transcription failed: %s", exc)
-        await host.send(
+        return [
             {
                 "type": protocol.TRANSCRIPTION_FAILED,
                 "item_id": item_id,
@@ -54,8 +56,7 @@ async def send_transcription(
                     "param": None,
                 },
             }
-        )
-        return
+        ]
     words = [w.text for w in transcript.words]
     td = host.session["turn_detection"] or {}
     if td.get("remove_filler_words"):
@@ -70,23 +71,22 @@ async def send_transcription(
         text=text,
     )
     item.wire["content"] = [{"type": "input_audio", "transcript": text}]
-    for i, word in enumerate(words):
-        await host.send(
-            {
-                "type": protocol.TRANSCRIPTION_DELTA,
-                "item_id": item_id,
-                "content_index": 0,
-                "delta": (" " if i else "") + word,
-            }
-        )
-    await host.send(
+    deltas = [
         {
-            "type": protocol.TRANSCRIPTION_COMPLETED,
+            "type": protocol.TRANSCRIPTION_DELTA,
             "item_id": item_id,
             "content_index": 0,
-            "transcript": text,
+            "delta": (" " if i else "") + word,
         }
-    )
+        for i, word in enumerate(words)
+    ]
+    completed = {
+        "type": protocol.TRANSCRIPTION_COMPLETED,
+        "item_id": item_id,
+        "content_index": 0,
+        "transcript": text,
+    }
+    return [*deltas, completed]
 
 
 async def already_read(transcript: Transcript) -> Transcript:
