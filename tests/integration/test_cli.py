@@ -377,6 +377,29 @@ def test_replay_sends_the_instructions_and_voice_it_is_given_and_names_a_bad_voi
     assert capsys.readouterr().err.startswith("vlab: error: --voice 'nobody': voice must be an OpenAI voice")
 
 
+def test_replay_with_transcription_says_what_it_heard_in_each_turn_and_when(tmp_path, capsys):
+    wav = bundled_dir("prompts") / "two_turns.wav"
+    out = tmp_path / "run"
+    assert (
+        main(["replay", str(wav), "--out", str(out), "--speed", "max", "--transcription", "azure-speech"])
+        == 0
+    )
+    printed = capsys.readouterr().out.splitlines()
+    frame = vlab.load_log(out)
+    done = frame[frame["type"] == "conversation.item.input_audio_transcription.completed"]
+    said = [json.loads(p)["transcript"] for p in done["payload"]]
+    delays = turn_latency(frame)["transcription_delay_ms"].tolist()
+    assert len(said) == len(delays) == 2 and all(d > 0 for d in delays)
+    heard = [line for line in printed if line.startswith("    heard: ")]
+    assert heard == [
+        f"    heard: {text!r}, {delay:.0f} ms after speech_stopped"
+        for text, delay in zip(said, delays, strict=True)
+    ]
+    assert "tokyo" in said[0] and "london" in said[1]
+    assert main(["replay", str(wav), "--transcription", " "]) == 2
+    assert "--transcription needs a model name, such as azure-speech" in capsys.readouterr().err
+
+
 def test_replay_refuses_vad_settings_with_manual_turns_and_says_the_help_defaults_are_server_vad_s(capsys):
     assert main(["replay", "x.wav", "--manual", "--threshold", "0.7", "--silence-duration-ms", "800"]) == 2
     assert capsys.readouterr().err == (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vlab.commands._args import out_folder, seconds, speed
@@ -64,6 +65,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="the assistant's voice: an Azure one (en-US-AvaNeural) or an OpenAI one (alloy); default: the "
         "service's",
     )
+    rep.add_argument(
+        "--transcription",
+        metavar="MODEL",
+        default=None,
+        help="transcribe the user's audio with MODEL (azure-speech, whisper-1, gpt-4o-transcribe …); the "
+        "summary says what it heard, and when",
+    )
     pace = rep.add_mutually_exclusive_group()
     pace.add_argument("--realtime", action="store_true", help="send the audio in real time (the default)")
     pace.add_argument(
@@ -108,7 +116,7 @@ def turn_detection(args: argparse.Namespace) -> ServerVad | AzureSemanticVad | N
 
 
 def session_settings(args: argparse.Namespace) -> SessionSettings:
-    """The session the flags ask for: their turn detection, instructions and voice (else the service's).
+    """The session the flags ask for: turn detection, instructions, voice, transcription (else the service's).
 
     Raises:
         ConfigError: A flag's value is not valid, named with its flag.
@@ -121,7 +129,12 @@ def session_settings(args: argparse.Namespace) -> SessionSettings:
     except ConfigError as exc:
         raise ConfigError(f"--voice {args.voice!r}: {exc}") from None
     instructions = NOT_GIVEN if args.instructions is None else args.instructions
-    return SessionSettings(turn_detection=td, instructions=instructions, voice=voice)
+    if args.transcription is not None and not args.transcription.strip():
+        raise ConfigError("--transcription needs a model name, such as azure-speech")
+    transcription = NOT_GIVEN if args.transcription is None else args.transcription.strip()
+    return SessionSettings(
+        turn_detection=td, instructions=instructions, voice=voice, transcription=transcription
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -172,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
             f"protocol warnings: {result.protocol_warnings} (malformed server events; see the run's events)"
         )
     fmt = lambda v: "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.0f} ms"  # noqa: E731
+    heard = _transcripts(result.run_dir) if args.transcription is not None else {}
     for turn in result.turns:
         head = f"  turn {turn['turn'] + 1}: {turn.get('status')}"
         if turn["false_cutoff"]:
@@ -182,8 +196,34 @@ def run(args: argparse.Namespace) -> int:
             f" + turn commit {fmt(turn['turn_commit_ms'])} + first audio {fmt(turn['ttfb_audio_ms'])}"
             f" ({turn['timeline']} timeline)"
         )
+        if args.transcription is not None:
+            text = heard.get(str(turn.get("item_id")))
+            print(
+                "    heard: "
+                + ("nothing (no transcript came)" if text is None else f"{text!r}")
+                + (
+                    f", {fmt(turn['transcription_delay_ms'])} after speech_stopped"
+                    if text is not None
+                    else ""
+                )
+            )
     used = tokens_used(pd.DataFrame(result.turns)) if result.turns else {}
     if all(math.isfinite(used.get(key, math.nan)) for key in USAGE_COLUMNS):
         total, given, said = (round(used[key]) for key in USAGE_COLUMNS)
         print(f"tokens used: {total} ({given} in, {said} out; the responses' usage)")
     return 0
+
+
+def _transcripts(run_dir: Path) -> dict[str, str]:
+    """The user's transcripts in a run's log, by item id (``input_audio_transcription.completed``)."""
+    import json
+
+    from vlab import protocol
+    from vlab.log import load_log
+
+    events = load_log(run_dir)
+    done = events[events["type"] == protocol.TRANSCRIPTION_COMPLETED]
+    return {
+        str(item): str(json.loads(payload).get("transcript", ""))
+        for item, payload in zip(done["item_id"], done["payload"], strict=True)
+    }
