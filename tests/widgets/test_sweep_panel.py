@@ -434,26 +434,26 @@ def test_instructions_and_voice_reach_every_setting_and_a_bad_voice_is_said_in_t
     assert not (tmp_path / "runs").exists()
 
 
-async def test_the_sweep_shown_says_what_its_session_was_told(tmp_path):
+async def _one_cell_told(tmp_path, instructions: str) -> SweepPanel:
+    """A panel that ran one cell (short_question, 500 ms of silence) with ``instructions``."""
     panel = _panel(tmp_path)
     panel.speed.value = "max"
     panel.prompts.value = ("short_question",)
     panel.silences.value = "500"
-    panel.instructions.value = "Be brief."
+    panel.instructions.value = instructions
     panel.run_button.click()
     await asyncio.wait_for(panel.task, 60)
+    return panel
+
+
+async def test_the_sweep_shown_says_what_its_session_was_told(tmp_path):
+    panel = await _one_cell_told(tmp_path, "Be brief.")
     heading = panel.results.children[0].value
     assert "latency model: typical · session: instructions &#x27;Be brief.&#x27; · 1 setting" in heading
 
 
 async def test_run_into_a_folder_whose_cells_had_other_instructions_is_refused_before_anything_runs(tmp_path):
-    panel = _panel(tmp_path)
-    panel.speed.value = "max"
-    panel.prompts.value = ("short_question",)
-    panel.silences.value = "500"
-    panel.instructions.value = "Be brief."
-    panel.run_button.click()
-    await asyncio.wait_for(panel.task, 60)
+    panel = await _one_cell_told(tmp_path, "Be brief.")
     (cell_json,) = panel.sweep_dir.glob("cells/*/cell.json")
     kept = cell_json.read_text()
     panel.folder.value = str(panel.sweep_dir)
