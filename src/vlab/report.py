@@ -573,7 +573,7 @@ def ran_otherwise(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> list[
     move with these too, not only with the settings: ``vlab compare`` and the sweep panel say them
     before its verdicts. Empty when they ran alike.
     """
-    from vlab.sweep.summary import session_note
+    from vlab.sweep.summary import session_value
 
     ma, mb = _require_sweep(Path(a)), _require_sweep(Path(b))
     sa, sb = ma.get("session") or {}, mb.get("session") or {}
@@ -582,7 +582,7 @@ def ran_otherwise(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> list[
         return ", ".join(manifest.get("target_kind", [])) or None
 
     def said(session: dict[str, Any], key: str) -> str | None:
-        return session_note({key: session[key]}).removeprefix(f"{key} ") if key in session else None
+        return session_value(session[key]) if key in session else None
 
     rows: list[tuple[str, Any, Any]] = [("target", kind(ma), kind(mb))]
     rows += [(f"[target] {key}", ma.get(key), mb.get(key)) for key in ("latency", "hear_audio", "script")]

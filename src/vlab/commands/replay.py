@@ -121,13 +121,15 @@ def session_settings(args: argparse.Namespace) -> SessionSettings:
     Raises:
         ConfigError: A flag's value is not valid, named with its flag.
     """
-    from vlab.settings import NOT_GIVEN, SessionSettings
+    from vlab.settings import NOT_GIVEN, SessionSettings, voice_to_wire
 
     td = turn_detection(args)
-    try:
-        voice = SessionSettings(voice=args.voice).voice if args.voice is not None else NOT_GIVEN
-    except ConfigError as exc:
-        raise ConfigError(f"--voice {args.voice!r}: {exc}") from None
+    if args.voice is not None:
+        try:
+            voice_to_wire(args.voice)
+        except ConfigError as exc:
+            raise ConfigError(f"--voice {args.voice!r}: {exc}") from None
+    voice = NOT_GIVEN if args.voice is None else args.voice
     instructions = NOT_GIVEN if args.instructions is None else args.instructions
     if args.transcription is not None and not args.transcription.strip():
         raise ConfigError("--transcription needs a model name, such as azure-speech")

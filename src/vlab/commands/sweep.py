@@ -44,21 +44,19 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def _what_resumes(cfg: SweepConfig, out: Path, *, resume: bool) -> str:
     """What a sweep into ``out`` would do with the cells it holds: keep them, run them again, or stop."""
-    from vlab.sweep.cells import finished, grid_cells
     from vlab.sweep.grid import counted
-    from vlab.sweep.run import changed_cells
-    from vlab.sweep.store import cell_folder
+    from vlab.sweep.run import finished_cells
 
-    done = sum(finished(cell_folder(out, cell[0])) is not None for cell in grid_cells(cfg))
+    held = finished_cells(cfg, out)
+    done = len(held.names)
     if not done:
         return "no finished cell of this sweep; every cell runs"
     if not resume:
         return f"{done} of {counted(cfg.n_cells, 'cell')} finished; --no-resume runs them again"
-    cells, changed = changed_cells(cfg, out)
-    if changed:
+    if held.changed:
         return (
-            f"{counted(cells, 'finished cell')} ran otherwise ({', '.join(changed)} changed since): the sweep "
-            "would stop; give another --out, or --no-resume"
+            f"{counted(held.cells_changed, 'finished cell')} ran otherwise ({', '.join(held.changed)} changed "
+            "since): the sweep would stop; give another --out, or --no-resume"
         )
     if done == cfg.n_cells:
         return f"all {counted(done, 'cell')} finished and kept (only the tables are built again)"
@@ -103,10 +101,9 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         if cfg.mode == "vad":  # nothing to resume: it writes its tables at the end, in seconds
             raise
-        from vlab.sweep.cells import finished, grid_cells
-        from vlab.sweep.store import cell_folder
+        from vlab.sweep.run import finished_cells
 
-        kept = sum(finished(cell_folder(Path(args.out), cell[0])) is not None for cell in grid_cells(cfg))
+        kept = len(finished_cells(cfg, args.out).names)
         print(
             f"vlab: interrupted: {kept} of {cfg.n_cells} cells finished and are kept in {args.out}; run the "
             "same command again to go on from there (--no-resume runs every cell again)",

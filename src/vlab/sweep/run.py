@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from vlab.clock import Clock, SystemClock
 from vlab.errors import RunFolderTaken, UsageError
@@ -223,50 +223,57 @@ async def _build_tables(
             bar.close()  # after the updates: they were queued on the loop before the thread's result
 
 
-def _to_run(
-    cfg: SweepConfig, out_dir: Path, cells: Sequence[tuple[str, int, SessionSettings, LabelledPrompt, int]]
-) -> tuple[list[tuple[str, int, SessionSettings, LabelledPrompt, int]], list[str]]:
-    """The cells a resumed sweep runs, and the names of the finished ones it keeps.
+class FinishedCells(NamedTuple):
+    """What a sweep folder holds of a sweep's cells (:func:`finished_cells`)."""
 
-    Raises:
-        RunFolderTaken: A finished cell ran with other settings (:func:`changed_cells`): kept, its figures
-            would mix with this sweep's; nothing has run.
-    """
-    cells_changed, changed = changed_cells(cfg, out_dir)
-    if changed:
-        raise RunFolderTaken(
-            f"{out_dir} holds {counted(cells_changed, 'finished cell')} of this sweep that ran otherwise "
-            f"({', '.join(changed)} changed since); resumed, their figures would mix with this sweep's. Give this "
-            "sweep a folder of its own (vlab sweep --out), or run every cell again (vlab sweep --no-resume; "
-            "run_sweep(resume=False))"
-        )
-    todo: list[tuple[str, int, SessionSettings, LabelledPrompt, int]] = []
-    kept: list[str] = []
-    for cell in cells:
-        if finished(cell_folder(out_dir, cell[0])) is None:
-            todo.append(cell)
-        else:
-            kept.append(cell[0])
-    return todo, kept
+    names: list[str]
+    """The finished cells of the sweep, by name, in the sweep's order: a resumed sweep keeps them."""
+    changed: list[str]
+    """What those cells ran with otherwise than the sweep would, named as a config names it
+    (``instructions``, ``[target] latency``), in the order first met; empty when they ran alike."""
+    cells_changed: int
+    """How many of them ran otherwise."""
 
 
-def changed_cells(cfg: SweepConfig, out_dir: str | os.PathLike[str]) -> tuple[int, list[str]]:
-    """How many of the finished cells of ``cfg``'s sweep in ``out_dir`` ran with other settings, and which.
+def finished_cells(cfg: SweepConfig, out_dir: str | os.PathLike[str]) -> FinishedCells:
+    """The finished cells of ``cfg``'s sweep in ``out_dir``, and what of them ran with other settings.
 
     The settings are those a cell's ``cell.json`` keeps (:func:`~vlab.sweep.cells.cell_conditions`: the
     prompt's recording, ``[session]`` and the other session settings, the tools' answers, the emulator's
-    ``[target]``), named as a config names them (``instructions``, ``[target] latency``), in the order
-    first met.
+    ``[target]``). Each ``cell.json`` is read once.
     """
+    names: list[str] = []
     changed: dict[str, None] = {}
     cells_changed = 0
     for name, _, settings, prompt, _ in grid_cells(cfg):
         meta = finished(cell_folder(Path(out_dir), name))
         if meta is not None:
+            names.append(name)
             differs = changed_conditions(meta, cell_conditions(cfg, settings, prompt))
             changed.update(dict.fromkeys(differs))
             cells_changed += bool(differs)
-    return cells_changed, list(changed)
+    return FinishedCells(names, list(changed), cells_changed)
+
+
+def _to_run(
+    cfg: SweepConfig, out_dir: Path, cells: Sequence[tuple[str, int, SessionSettings, LabelledPrompt, int]]
+) -> tuple[list[tuple[str, int, SessionSettings, LabelledPrompt, int]], list[str]]:
+    """Of ``cells`` (the sweep's), the ones a resumed sweep runs, and the names of the finished ones it keeps.
+
+    Raises:
+        RunFolderTaken: A finished cell ran with other settings (:func:`finished_cells`): kept, its figures
+            would mix with this sweep's; nothing has run.
+    """
+    held = finished_cells(cfg, out_dir)
+    if held.changed:
+        raise RunFolderTaken(
+            f"{out_dir} holds {counted(held.cells_changed, 'finished cell')} of this sweep that ran otherwise "
+            f"({', '.join(held.changed)} changed since); resumed, their figures would mix with this sweep's. "
+            "Give this sweep a folder of its own (vlab sweep --out), or run every cell again (vlab sweep "
+            "--no-resume; run_sweep(resume=False))"
+        )
+    kept = set(held.names)
+    return [cell for cell in cells if cell[0] not in kept], held.names
 
 
 def _this_sweeps(out_dir: Path, names: set[str]) -> list[dict[str, Any]]:

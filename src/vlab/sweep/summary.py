@@ -22,14 +22,14 @@ def session_note(session: Mapping[str, Any]) -> str:
     ``instructions 'Answer in one or two short sentences.', voice 'alloy', temperature 0.7``: the report's
     first line and ``vlab sweep --dry-run`` say it so.
     """
-    parts = []
-    for key, value in session.items():
-        if isinstance(value, str):
-            short = value if len(value) <= SESSION_NOTE_CHARS else value[:SESSION_NOTE_CHARS] + "…"
-            parts.append(f"{key} {short!r}")
-        else:
-            parts.append(f"{key} {json.dumps(value)}")
-    return ", ".join(parts)
+    return ", ".join(f"{key} {session_value(value)}" for key, value in session.items())
+
+
+def session_value(value: Any) -> str:
+    """One ``[session]`` value as :func:`session_note` says it: quoted, cut at 60 characters; else as JSON."""
+    if isinstance(value, str):
+        return repr(value if len(value) <= SESSION_NOTE_CHARS else value[:SESSION_NOTE_CHARS] + "…")
+    return json.dumps(value)
 
 
 class ResultColumn(NamedTuple):

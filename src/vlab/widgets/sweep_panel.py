@@ -790,18 +790,18 @@ def _check_resumable(out: Path, cfg: Any) -> None:
     """Refuse to resume into a folder that holds a different sweep (its cells would mix into the tables).
 
     Another grid, or cells of this grid that ran with other settings (``Instructions``, ``Voice``, the
-    emulator's latency: :func:`vlab.sweep.run.changed_cells`).
+    emulator's latency: :func:`vlab.sweep.run.finished_cells`).
     """
     from vlab.sweep.grid import counted
-    from vlab.sweep.run import changed_cells
+    from vlab.sweep.run import finished_cells
     from vlab.sweep.store import SWEEP_MANIFEST
 
-    cells, changed = changed_cells(cfg, out)
-    if changed:
+    held = finished_cells(cfg, out)
+    if held.changed:
         raise ConfigError(
-            f"{str(out)!r} holds {counted(cells, 'finished cell')} of this sweep that ran otherwise "
-            f"({', '.join(changed)} changed since); clear Folder for a new sweep folder, or set them as they were "
-            "to resume it"
+            f"{str(out)!r} holds {counted(held.cells_changed, 'finished cell')} of this sweep that ran otherwise "
+            f"({', '.join(held.changed)} changed since); clear Folder for a new sweep folder, or set them as they "
+            "were to resume it"
         )
     manifest = out / SWEEP_MANIFEST
     if not manifest.is_file():
