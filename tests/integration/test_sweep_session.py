@@ -1,4 +1,5 @@
-"""A sweep's ``[session]`` (what every setting sends alike), and a resumed sweep whose config changed."""
+"""A sweep's ``[session]`` (what every setting sends alike), the voices a grid compares, and a resumed sweep
+whose config changed."""
 
 from __future__ import annotations
 
@@ -10,16 +11,26 @@ import pytest
 
 from tests.integration.test_sweep import OPTS, config
 from vlab import protocol
+from vlab.emulator.fitted_latency import Empirical, FittedLatency
 from vlab.errors import ConfigError, RunFolderTaken
 from vlab.log import load_log
 from vlab.report import build_report
 from vlab.settings import NOT_GIVEN
-from vlab.sweep import SESSION_FIELDS, load_config, run_sweep_async
+from vlab.sweep import SESSION_FIELDS, load_config, run_sweep_async, sweep_warnings
+from vlab.sweep.grid import VOICE_DEFAULT
 
 pytestmark = pytest.mark.integration
 
 FAST = {"target": {"speed": "max"}, "prompts": {"include": ["short_question"]}}
 STORY = "You are a storyteller. Tell a long story."
+_FITTED_MS = {
+    "endpointing": 80,
+    "commit": 150,
+    "first_text": 300,
+    "first_audio": 100,
+    "audio_rate": 3,
+    "network": 30,
+}
 
 
 def _session_updates(cell_dir) -> list[dict]:
@@ -239,3 +250,112 @@ async def test_a_dry_run_with_out_says_what_the_sweep_would_do_with_the_folder_s
         "1 finished cell ran otherwise (instructions changed since): the sweep would stop; give another "
         "--out, or --no-resume"
     )
+
+
+_VOICES = {"silence_duration_ms": [500], "voice": ["alloy", "en-US-AvaNeural"]}
+
+
+def _fitted_per_voice(first_audio_ms: dict[str, float]) -> FittedLatency:
+    """A fitted model of constant stages whose synthesis starts ``first_audio_ms`` after the text, by voice."""
+    constant = {stage: Empirical.fit([ms] * 60) for stage, ms in _FITTED_MS.items()}
+    by_voice = {voice: {"first_audio": Empirical.fit([ms] * 60)} for voice, ms in first_audio_ms.items()}
+    return FittedLatency(constant, by_voice=by_voice, provenance={})
+
+
+def test_a_voice_grid_the_emulator_s_latency_model_cannot_tell_apart_is_warned_of(tmp_path):
+    typical = load_config(config(**FAST, grid=_VOICES))
+    (warning,) = sweep_warnings(typical, OPTS)
+    assert warning.startswith(
+        "[grid] voice on vlab's embedded emulator: its latency model 'typical' has no voice in it, so alloy "
+        "and en-US-AvaNeural get the same figures, draw for draw. To compare voices offline, fit a "
+        "latency.json from Azure runs with each of them (`vlab calibrate`"
+    )
+    path = _fitted_per_voice({"en-US-AvaNeural": 900.0}).save(tmp_path / "latency.json")
+    fitted = load_config(config(target={"speed": "max", "latency": str(path)}, grid=_VOICES))
+    (warning,) = sweep_warnings(fitted, OPTS)
+    assert "'fitted:latency.json' has no split for alloy, so it draws its speech synthesis" in warning
+    assert (
+        sweep_warnings(fitted, {**OPTS, "endpoint": "https://x.services.ai.azure.com", "api_key": "k"}) == []
+    )
+    assert sweep_warnings(load_config(config(**FAST, session={"voice": "alloy"})), OPTS) == []
+
+
+def test_a_grid_of_voices_crosses_the_settings_and_the_references_speak_with_the_first():
+    cfg = load_config(
+        config(
+            **FAST,
+            grid={"silence_duration_ms": [300, 500], "voice": ["alloy", "en-US-AvaNeural", "ALLOY"]},
+            run={"baseline": True, "push_to_talk": True},
+        )
+    )
+    assert cfg.setting_names == (
+        "thr=0.5 pad=300 sil=300 voice=alloy",
+        "thr=0.5 pad=300 sil=300 voice=en-US-AvaNeural",
+        "thr=0.5 pad=300 sil=500 voice=alloy",  # also the baseline: plain server VAD, the first voice
+        "thr=0.5 pad=300 sil=500 voice=en-US-AvaNeural",
+        "push-to-talk",
+    )
+    assert cfg.baseline == "thr=0.5 pad=300 sil=500 voice=alloy"
+    assert [s.voice for s in cfg.settings] == [
+        "alloy",
+        "en-US-AvaNeural",
+        "alloy",
+        "en-US-AvaNeural",
+        "alloy",
+    ]
+    alone = load_config({"grid": {"voice": ["alloy", {"type": "azure-custom", "name": "me"}]}})
+    assert alone.setting_names == ("thr=0.5 pad=300 sil=500 voice=alloy", "thr=0.5 pad=300 sil=500 voice=me")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"grid": {"voice": []}}, r"^\[grid\] voice is an empty list; give at least one value$"),
+        ({"grid": {"voice": ["nobody"]}}, r"^\[grid\] voice = 'nobody': voice must be an OpenAI voice"),
+        ({"grid": {"voice": [3]}}, r"^\[grid\] voice must list voice names such as 'alloy'.*got 3$"),
+        (
+            {"grid": {"voice": ["alloy", "echo"]}, "session": {"voice": "alloy"}},
+            r"^voice is in both \[session\] and \[grid\]; give one voice for every setting in \[session\], "
+            r"or the voices to compare in \[grid\]$",
+        ),
+        (
+            {"grid": {"voice": ["alloy", "echo"]}, "run": {"mode": "vad"}},
+            r"^\[grid\] voice needs sessions: mode = 'vad' runs the VAD alone",
+        ),
+    ],
+)
+def test_bad_voice_grids_fail_before_anything_runs(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(config(**overrides))
+
+
+def test_a_voice_outside_any_table_is_told_both_tables_it_belongs_in():
+    with pytest.raises(ConfigError, match=r"voice belongs in \[session\] or \[grid\]"):
+        load_config({**config(), "voice": "alloy"})
+
+
+async def test_a_grid_of_voices_tells_which_voice_answers_sooner_on_a_model_fitted_per_voice(tmp_path):
+    path = _fitted_per_voice({"alloy": 100.0, "en-US-AvaNeural": 900.0}).save(tmp_path / "latency.json")
+    cfg = config(target={"speed": "max", "latency": str(path)}, prompts=FAST["prompts"], grid=_VOICES)
+    assert sweep_warnings(load_config(cfg), OPTS) == []  # a split for each voice
+    await run_sweep_async(cfg, tmp_path / "voices", progress=False, session_options=OPTS)
+    turns = pd.read_parquet(tmp_path / "voices" / "turns.parquet")
+    ttfb = turns.groupby("voice")["ttfb_audio_ms"].median()
+    assert ttfb["en-US-AvaNeural"] - ttfb["alloy"] == pytest.approx(800, abs=1), ttfb
+    points = pd.read_parquet(tmp_path / "voices" / "points.parquet")
+    assert points[["setting", "voice"]].values.tolist() == [
+        ["thr=0.5 pad=300 sil=500 voice=alloy", "alloy"],
+        ["thr=0.5 pad=300 sil=500 voice=en-US-AvaNeural", "en-US-AvaNeural"],
+    ]
+    dead_air = points.set_index("voice")["dead_air_ms"]
+    assert dead_air["en-US-AvaNeural"] - dead_air["alloy"] == pytest.approx(800, abs=1), dead_air
+    for cell in (tmp_path / "voices" / "cells").iterdir():
+        sent = _session_updates(cell)[0]["voice"]
+        meta = json.loads((cell / "cell.json").read_text())
+        assert sent["name"] == meta["setting"].split("voice=")[1]
+    manifest = json.loads((tmp_path / "voices" / "manifest.json").read_text())
+    assert [g["voice"] for g in manifest["grid"]] == ["alloy", "en-US-AvaNeural"]
+    # a sweep without voices says the service's default in the same column
+    await run_sweep_async(config(**FAST, grid={"silence_duration_ms": [500]}), tmp_path / "plain",
+                          progress=False, session_options=OPTS)  # fmt: skip
+    assert pd.read_parquet(tmp_path / "plain" / "scores.parquet")["voice"].tolist() == [VOICE_DEFAULT]

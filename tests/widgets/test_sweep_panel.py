@@ -434,6 +434,22 @@ def test_instructions_and_voice_reach_every_setting_and_a_bad_voice_is_said_in_t
     assert not (tmp_path / "runs").exists()
 
 
+def test_voices_separated_by_commas_are_compared_in_the_grid(tmp_path):
+    from vlab.sweep import load_config
+
+    panel = _panel(tmp_path)
+    panel.voice.value = "alloy, en-US-AvaNeural"
+    config = panel.config()
+    assert config["grid"]["voice"] == ["alloy", "en-US-AvaNeural"] and "session" not in config
+    loaded = load_config(config)
+    assert [s.voice for s in loaded.settings][:2] == ["alloy", "en-US-AvaNeural"]
+    assert loaded.setting_names[0].endswith(" voice=alloy")
+    panel.vad_only.value = True  # nothing is spoken there: said in the panel, nothing runs
+    panel.run_button.click()
+    assert "[grid] voice needs sessions" in _text(panel.output)
+    assert not (tmp_path / "runs").exists()
+
+
 async def _one_cell_told(tmp_path, instructions: str) -> SweepPanel:
     """A panel that ran one cell (short_question, 500 ms of silence) with ``instructions``."""
     panel = _panel(tmp_path)

@@ -30,6 +30,7 @@ from vlab.sweep.grid import (
     processing_axes,
     processing_extra,
     setting_name,
+    voice_axis,
 )
 from vlab.sweep.tools import MCP_SECTION, TOOLS_SECTION, function_tools, mcp_servers
 
@@ -54,7 +55,7 @@ _SECTIONS: dict[str, set[str]] = {
     "target": {"speed", "latency", "hear_audio", "script"},
     "session": set(SESSION_FIELDS),
     "prompts": {"path", "include"},
-    "grid": {"type", *GRID_KEYS, *PROCESSING_KEYS, *EOU_KEYS},
+    "grid": {"type", *GRID_KEYS, *PROCESSING_KEYS, *EOU_KEYS, "voice"},
     "run": {
         "repeats",
         "concurrency",
@@ -188,7 +189,11 @@ def load_config(
     """
     data, config_dir = _read(config)
     base = Path(base_dir) if base_dir is not None else Path.cwd()
-    misplaced = [f"{k} belongs in [{s}]" for k in data for s, keys in _SECTIONS.items() if k in keys]
+    misplaced = [
+        f"{k} belongs in " + " or ".join(f"[{s}]" for s, keys in _SECTIONS.items() if k in keys)
+        for k in data
+        if any(k in keys for keys in _SECTIONS.values())
+    ]
     check_keys(
         "the config",
         data,
@@ -208,19 +213,28 @@ def load_config(
     servers, mcp_approvals = mcp_servers(data.get(MCP_SECTION, {}))
     tools: tuple[FunctionTool | McpServer, ...] = (*functions, *servers)
     session = _session_fields(data.get("session", {}))
+    voices = voice_axis(grid)
+    if voices is not None and "voice" in session:
+        raise ConfigError(
+            "voice is in both [session] and [grid]; give one voice for every setting in [session], or the "
+            "voices to compare in [grid]"
+        )
     common = {**session, "tools": tools}
     with_tools = " and ".join(
         f"[{s}]" for s, on in ((TOOLS_SECTION, functions), (MCP_SECTION, servers)) if on
     )
-    settings, names = _settings(detections, grid, common)
+    settings, names = _settings(detections, grid, voices, common)
     run_section = data.get("run", {})
+    # the references speak with the grid's first voice, so the baseline can be one of its points
+    first_voice = None if voices is None else voices[0]
+    added = common if first_voice is None else {**common, "voice": first_voice}
     baseline = _added_setting(
-        run_section, "baseline", setting_name(BASELINE), BASELINE, settings, names, common
+        run_section, "baseline", setting_name(BASELINE, voice=first_voice), BASELINE, settings, names, added
     )
-    push_to_talk = _added_setting(run_section, "push_to_talk", PUSH_TO_TALK, None, settings, names, common)
+    push_to_talk = _added_setting(run_section, "push_to_talk", PUSH_TO_TALK, None, settings, names, added)
     run = _run_options(run_section, mode)
     if run["mode"] == "vad":
-        _check_vad_mode(settings, names, run, with_tools)
+        _check_vad_mode(settings, names, run, with_tools, voices is not None)
     target = _target_options(data.get("target", {}), base, config_dir, with_tools)
     prompts = _prompts(data.get("prompts", {}), base, config_dir)
     canary = run_section.get("canary")
@@ -281,10 +295,10 @@ def _turn_detections(grid: dict[str, Any]) -> list[ServerVad | AzureSemanticVad]
             raise ConfigError(f"[grid] {key} is an empty list; give at least one value")
         axes[key] = values
     eous = eou_axis(grid)
-    if not axes and eous == [None] and not any(key in grid for key in PROCESSING_KEYS):
+    if not axes and eous == [None] and not any(key in grid for key in (*PROCESSING_KEYS, "voice")):
         raise ConfigError(
             "[grid] gives no setting to sweep (only 'type'); give at least one of "
-            + ", ".join([*GRID_KEYS, *PROCESSING_KEYS, "eou_model"])
+            + ", ".join([*GRID_KEYS, *PROCESSING_KEYS, "eou_model", "voice"])
             + ", e.g. threshold = [0.5]"
         )
     if kind == protocol_limits.SERVER_VAD and "speech_duration_ms" in axes:
@@ -316,19 +330,26 @@ def _session_fields(session: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _settings(
-    detections: list[ServerVad | AzureSemanticVad], grid: Mapping[str, Any], common: Mapping[str, Any]
+    detections: list[ServerVad | AzureSemanticVad],
+    grid: Mapping[str, Any],
+    voices: list[str | dict[str, Any]] | None,
+    common: Mapping[str, Any],
 ) -> tuple[list[SessionSettings], list[str]]:
-    """Every grid point (each turn detection × the input processing) as session settings, and its name.
+    """Every grid point (turn detection × input processing × voice) as session settings, and its name.
 
-    ``common``: the fields every setting sends alike (``[session]``'s and the tools).
+    ``voices``: the grid's (None: it sweeps none). ``common``: the fields every setting sends alike
+    (``[session]``'s and the tools).
     """
     noises, echoes = processing_axes(grid)
     settings: list[SessionSettings] = []
     names: list[str] = []
+    spoken_by: list[str | dict[str, Any] | None] = [None] if voices is None else list(voices)
     for td in detections:
-        for noise, echo in itertools.product(noises, echoes):
-            settings.append(SessionSettings(turn_detection=td, extra=processing_extra(noise, echo), **common))
-            names.append(setting_name(td, noise, echo))
+        for noise, echo, voice in itertools.product(noises, echoes, spoken_by):
+            spoken: dict[str, Any] = {} if voice is None else {"voice": voice}
+            extra = processing_extra(noise, echo)
+            settings.append(SessionSettings(turn_detection=td, extra=extra, **common, **spoken))
+            names.append(setting_name(td, noise, echo, voice))
     twice = first_repeated(names)
     if twice is not None:
         raise ConfigError(
@@ -407,11 +428,16 @@ def _run_options(run: Mapping[str, Any], mode: str | None) -> dict[str, Any]:
 
 
 def _check_vad_mode(
-    settings: list[SessionSettings], names: list[str], run: Mapping[str, Any], with_tools: str
+    settings: list[SessionSettings], names: list[str], run: Mapping[str, Any], with_tools: str, voices: bool
 ) -> None:
-    """Refuse what a VAD-only sweep cannot decide: settings that need replies or words, tools, repeats, Dask."""
+    """Refuse what a VAD-only sweep cannot decide: replies, words or voices, tools, repeats, Dask."""
     from vlab.sweep.vad import check_vad_mode
 
+    if voices:
+        raise ConfigError(
+            "[grid] voice needs sessions: mode = 'vad' runs the VAD alone, and nothing is spoken (drop voice "
+            "from [grid], or use mode = 'sessions')"
+        )
     if PUSH_TO_TALK in names:
         raise ConfigError(
             "[run] push_to_talk needs sessions: mode = 'vad' runs the VAD alone, and push-to-talk has none "

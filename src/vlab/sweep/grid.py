@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from vlab import protocol, protocol_limits
 from vlab.errors import ConfigError
-from vlab.settings import AzureSemanticVad, EndOfUtterance, ServerVad
+from vlab.settings import NOT_GIVEN, AzureSemanticVad, EndOfUtterance, ServerVad, voice_to_wire
+from vlab.settings._base import _from_json
 
 GRID_KEYS = tuple(protocol_limits.TURN_DETECTION_BOUNDS)
 """The numeric turn-detection knobs a grid may sweep."""
@@ -25,6 +27,18 @@ EOU_KEYS = {"eou_model": "model", "eou_threshold_level": "threshold_level", "eou
 """The end-of-utterance knobs a grid may sweep, with their :class:`~vlab.settings.EndOfUtterance` fields."""
 EOU_OFF = "off"
 """The ``eou_model`` grid value (and the ``end_of_utterance`` column's) for no ``end_of_utterance_detection``."""
+VOICE_DEFAULT = "default"
+"""The ``voice`` column of a setting that sends no voice (the service's default one)."""
+KNOB_COLUMNS = (
+    "threshold",
+    "prefix_padding_ms",
+    "silence_duration_ms",
+    "end_of_utterance",
+    "noise_reduction",
+    "echo_cancellation",
+    "voice",
+)
+"""The columns that say a setting's knobs in every sweep table (:func:`knobs_of`), in this order."""
 PUSH_TO_TALK = "push-to-talk"
 """The name of the reference setting ``[run] push_to_talk = true`` adds: no turn detection, and each
 labelled turn committed at its labelled end, as a user holding a talk button would (what a setting's
@@ -62,9 +76,15 @@ def grid_shape(settings: int, prompts: int, repeats: int) -> str:
 
 
 def setting_name(
-    td: ServerVad | AzureSemanticVad, noise: str = NOISE_REDUCTION_OFF, echo: bool = False
+    td: ServerVad | AzureSemanticVad,
+    noise: str = NOISE_REDUCTION_OFF,
+    echo: bool = False,
+    voice: str | Mapping[str, Any] | None = None,
 ) -> str:
-    """A setting's short label (``thr=0.5 pad=300 sil=500``), with what it adds to plain server VAD."""
+    """A setting's short label (``thr=0.5 pad=300 sil=500``), with what it adds to plain server VAD.
+
+    ``voice``: the grid's voice of the setting (``… voice=alloy``), or None when the grid has no voices.
+    """
     name = f"thr={td.threshold:g} pad={td.prefix_padding_ms} sil={td.silence_duration_ms}"
     if isinstance(td, AzureSemanticVad):
         name = "semantic " + name
@@ -72,7 +92,44 @@ def setting_name(
         name += " " + td.end_of_utterance.label
     if noise != NOISE_REDUCTION_OFF:
         name += f" nr={noise}"
-    return name + (" aec" if echo else "")
+    name += " aec" if echo else ""
+    return name if voice is None else f"{name} voice={voice_label(voice)}"
+
+
+def voice_label(voice: str | Mapping[str, Any]) -> str:
+    """A voice as the ``voice`` column and setting names say it: its name (``alloy``, ``en-US-AvaNeural``).
+
+    A voice table without a name (a custom one, say) is said by its ``type``.
+    """
+    wire = voice_to_wire(voice)
+    return str(wire.get("name") or wire["type"])
+
+
+def voice_axis(grid: Mapping[str, Any]) -> list[str | dict[str, Any]] | None:
+    """The grid's ``voice`` values (names or voice tables), each checked; None when it sweeps no voice.
+
+    Raises:
+        ConfigError: An empty list, a voice :func:`~vlab.settings.voice_to_wire` refuses, or two values
+            that are one voice.
+    """
+    if "voice" not in grid:
+        return None
+    given = grid["voice"] if isinstance(grid["voice"], list) else [grid["voice"]]
+    if not given:
+        raise ConfigError("[grid] voice is an empty list; give at least one value")
+    voices: dict[str, str | dict[str, Any]] = {}
+    for value in given:
+        if isinstance(value, bool) or not isinstance(value, (str, Mapping)):
+            raise ConfigError(
+                f"[grid] voice must list voice names such as 'alloy' or 'en-US-AvaNeural', or tables with "
+                f"their type, got {value!r}"
+            )
+        try:
+            key = json.dumps(voice_to_wire(value), sort_keys=True)
+        except ConfigError as exc:
+            raise ConfigError(f"[grid] voice = {value!r}: {exc}") from None
+        voices.setdefault(key, value if isinstance(value, str) else dict(value))
+    return list(voices.values())
 
 
 def processing_axes(grid: Mapping[str, Any]) -> tuple[list[str], list[bool]]:
@@ -153,8 +210,21 @@ def processing_extra(noise: str, echo: bool) -> dict[str, Any]:
     return extra
 
 
-def processing_of(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """``noise_reduction`` and ``echo_cancellation`` of a setting as recorded (:meth:`SessionSettings.to_dict`)."""
+def knobs_of(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A setting's knobs as recorded (:meth:`SessionSettings.to_dict`), by :data:`KNOB_COLUMNS`.
+
+    Turn detection's knobs are None for a setting without it (push-to-talk); ``voice`` is
+    :data:`VOICE_DEFAULT` for a setting that sends none.
+    """
+    td = settings.get("turn_detection") or {}
     extra = settings.get("extra") or {}
-    noise = (extra.get("input_audio_noise_reduction") or {}).get("type", NOISE_REDUCTION_OFF)
-    return {"noise_reduction": noise, "echo_cancellation": bool(extra.get("input_audio_echo_cancellation"))}
+    voice = _from_json(settings.get("voice"))
+    return {
+        "threshold": td.get("threshold"),
+        "prefix_padding_ms": td.get("prefix_padding_ms"),
+        "silence_duration_ms": td.get("silence_duration_ms"),
+        "end_of_utterance": eou_label(td),
+        "noise_reduction": (extra.get("input_audio_noise_reduction") or {}).get("type", NOISE_REDUCTION_OFF),
+        "echo_cancellation": bool(extra.get("input_audio_echo_cancellation")),
+        "voice": VOICE_DEFAULT if voice is None or voice is NOT_GIVEN else voice_label(voice),
+    }

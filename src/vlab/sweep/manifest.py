@@ -12,7 +12,7 @@ from typing import Any
 from vlab.audio.pacing import speed_text
 from vlab.errors import ConfigError
 from vlab.sweep.config import SweepConfig
-from vlab.sweep.grid import processing_of
+from vlab.sweep.grid import knobs_of
 from vlab.sweep.store import SWEEP_MANIFEST, write_atomic
 
 
@@ -87,7 +87,7 @@ def write_manifest(
         "canary": cfg.canary,
         "session": dict(cfg.session),
         "grid": [
-            {"setting": n, "turn_detection": s.to_dict()["turn_detection"], **processing_of(s.to_dict())}
+            {"setting": n, "turn_detection": s.to_dict()["turn_detection"], **knobs_of(s.to_dict())}
             for n, s in zip(cfg.setting_names, cfg.settings, strict=False)
         ],
         "prompts": [

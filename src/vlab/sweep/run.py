@@ -358,13 +358,17 @@ def _decide_vad_cells(
 def sweep_warnings(cfg: SweepConfig, session_options: Mapping[str, Any]) -> list[str]:
     """What a sweep warns of before its cells run: what its figures could not be trusted for.
 
-    Prompts whose labels they cannot trust or use (:func:`vlab.prompts.label_warnings`), and ``repeats``
-    on vlab's embedded emulator, which decides and answers every repeat of a cell alike.
+    Prompts whose labels they cannot trust or use (:func:`vlab.prompts.label_warnings`); on vlab's
+    embedded emulator, ``repeats``, which it decides and answers alike, and voices its latency model cannot
+    tell apart (:func:`_voices_alike`).
     """
     from vlab.prompts import label_warnings
 
     messages = label_warnings(cfg.prompts)
-    if cfg.repeats > 1 and _on_embedded_emulator(session_options):
+    on_emulator = _on_embedded_emulator(session_options)
+    if on_emulator:
+        messages.extend(_voices_alike(cfg))
+    if cfg.repeats > 1 and on_emulator:
         messages.append(
             f"[run] repeats = {cfg.repeats} on vlab's embedded emulator: it decides and answers every repeat of "
             "a cell alike (its VAD is deterministic and its latency draws are seeded), so the repeats add no "
@@ -372,6 +376,41 @@ def sweep_warnings(cfg: SweepConfig, session_options: Mapping[str, Any]) -> list
             "repeats do vary"
         )
     return messages
+
+
+def _voices_alike(cfg: SweepConfig) -> list[str]:
+    """The warning for a grid of voices the emulator's latency model has no split for, if any.
+
+    Its presets have no voice in them, so the voices get the same figures, draw for draw; a fitted
+    ``latency.json`` draws the synthesis of a voice it has no split for from the runs of every voice.
+    """
+    from vlab.emulator.latency import resolve
+    from vlab.settings import NotGiven
+    from vlab.sweep.grid import voice_label
+
+    voices = list(
+        dict.fromkeys(voice_label(s.voice) for s in cfg.settings if not isinstance(s.voice, NotGiven))
+    )
+    if len(voices) < 2:
+        return []
+    model = resolve(cfg.latency)
+    fitted = model.fitted
+    unsplit = [v for v in voices if fitted is None or v not in fitted.by_voice]
+    if not unsplit:
+        return []
+    named = " and ".join(", ".join(unsplit).rsplit(", ", 1))
+    if fitted is None:
+        why = f"its latency model {model.name!r} has no voice in it, so {named} get the same figures, draw for draw"
+    else:
+        why = (
+            f"its latency model {model.name!r} has no split for {named}, so it draws "
+            f"{'its' if len(unsplit) == 1 else 'their'} speech synthesis from the runs of every voice"
+        )
+    return [
+        f"[grid] voice on vlab's embedded emulator: {why}. To compare voices offline, fit a latency.json from "
+        "Azure runs with each of them (`vlab calibrate`; docs/calibration.md) and give it as [target] latency; "
+        "against Azure, the voices differ by their own synthesis"
+    ]
 
 
 def _on_embedded_emulator(session_options: Mapping[str, Any]) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 from vlab.audio.recording import item_wav_path
 from vlab.prompts import LabelledPrompt
 from vlab.sweep.config import SweepConfig
-from vlab.sweep.grid import eou_label, in_grid_order, processing_of
+from vlab.sweep.grid import KNOB_COLUMNS, in_grid_order, knobs_of
 from vlab.sweep.store import (
     CELL_FILE,
     DATASET_DIR,
@@ -134,18 +134,13 @@ def aggregate(
             if meta.get("status") != "ok" or meta.get("prompt") not in prompts:
                 continue
             prompt = prompts[meta["prompt"]]
-            td = meta["settings"]["turn_detection"] or {}
             keys = {
                 "cell": meta["cell"],
                 "setting": meta["setting"],
                 "prompt": prompt.id,
                 "category": prompt.category,
                 "run": meta["repeat"],
-                "threshold": td.get("threshold"),
-                "prefix_padding_ms": td.get("prefix_padding_ms"),
-                "silence_duration_ms": td.get("silence_duration_ms"),
-                "end_of_utterance": eou_label(td),
-                **processing_of(meta["settings"]),
+                **knobs_of(meta["settings"]),
             }
             try:
                 res = (analysed or {}).get(meta["cell"]) or analyse_cell(
@@ -186,20 +181,7 @@ def aggregate(
         else pd.DataFrame()
     )
     if not points.empty:
-        first = (
-            frames["scores"]
-            .groupby("setting")[
-                [
-                    "threshold",
-                    "prefix_padding_ms",
-                    "silence_duration_ms",
-                    "end_of_utterance",
-                    "noise_reduction",
-                    "echo_cancellation",
-                ]
-            ]
-            .first()
-        )
+        first = frames["scores"].groupby("setting")[list(KNOB_COLUMNS)].first()
         points = points.merge(first, left_on="setting", right_index=True, how="left")
         points = in_grid_order(points, cfg.setting_names)
     parquet_atomic(points, out_dir / "points.parquet")

@@ -199,7 +199,8 @@ class SweepPanel:
             layout=wide,
         )
         self.voice = widgets.Combobox(
-            value="", placeholder="service default", options=list(VOICE_EXAMPLES), description="Voice",
+            value="", placeholder="service default; several, separated by commas, to compare them",
+            options=list(VOICE_EXAMPLES), description="Voice",
             style=style, layout=wide,
         )  # fmt: skip
         speed_value = speed_text(parse_speed(speed))
@@ -337,6 +338,9 @@ class SweepPanel:
             "silence_duration_ms": parse_values(self.silences.value, int, "Silence ms"),
             "prefix_padding_ms": parse_values(self.paddings.value, int, "Prefix padding ms"),
         }
+        voices = [name.strip() for name in self.voice.value.split(",") if name.strip()]
+        if len(voices) > 1:  # voices to compare: a grid axis; one voice: every setting's, in [session]
+            grid["voice"] = voices
         if self.eou.value:
             grid["eou_model"] = [EOU_OFF, protocol_limits.EOU_MODELS[0]]
             grid["eou_timeout_ms"] = parse_values(self.eou_timeouts.value, int, "EOU timeout ms")
@@ -361,11 +365,9 @@ class SweepPanel:
             "grid": grid,
             "run": run,
         }
-        session = {
-            key: field.value.strip()
-            for key, field in (("instructions", self.instructions), ("voice", self.voice))
-            if field.value.strip()
-        }
+        session = {"instructions": self.instructions.value.strip()} if self.instructions.value.strip() else {}
+        if len(voices) == 1:
+            session["voice"] = voices[0]
         return {**config, "session": session} if session else config
 
     @property
