@@ -60,6 +60,8 @@ _STAGE_LABELS = {
     "playout_ms": "playout",
 }
 _THROUGH_TOOLS_LABEL = "tool call → the answer's audio"
+_LEGEND_DROP_PT = 40
+"""How far below the axes the waterfall's legend starts, in points: past the tick labels and the x label."""
 
 
 def _axes(ax: Axes | None, size: tuple[float, float]) -> Axes:
@@ -102,7 +104,8 @@ def waterfall(
     """
     require_columns(turns, ["turn", *([label] if label else [])], TURNS_FRAME)
     check_count("max_turns", max_turns)
-    ax = _axes(ax, (9, 0.6 + 0.32 * (min(len(turns), max_turns) or 3)))
+    # a bar per turn, and a fixed inch and a half for the title, the axis and the legend below it
+    ax = _axes(ax, (9, 1.5 + 0.32 * (min(len(turns), max_turns) or 3)))
     if turns.empty:
         why = "no turn to draw: nothing was answered (see the run's events for why)"
         return _nothing_to_draw(ax, "Voice-to-voice latency by stage", why)
@@ -156,10 +159,15 @@ def waterfall(
     if _THROUGH_TOOLS_LABEL in drawn:
         handles.append(Patch(color=THROUGH_TOOLS_COLOR, label=_THROUGH_TOOLS_LABEL))
     if handles:  # the stages drawn (no playout without a speaker, say), in their order on the bars
+        from matplotlib.transforms import ScaledTranslation
+
+        # below the x label at any height of the axes: a fixed drop in points, not a share of the axes
+        drop = ScaledTranslation(0, -_LEGEND_DROP_PT / 72, ax.figure.dpi_scale_trans)
         ax.legend(
             handles=handles,
             loc="upper center",
-            bbox_to_anchor=(0.5, -0.12 if len(rows) > 6 else -0.25),
+            bbox_to_anchor=(0.5, 0),
+            bbox_transform=ax.transAxes + drop,
             ncol=3,
             fontsize=7,
             frameon=False,

@@ -262,7 +262,7 @@ def _fitted_per_voice(first_audio_ms: dict[str, float]) -> FittedLatency:
     return FittedLatency(constant, by_voice=by_voice, provenance={})
 
 
-def test_a_voice_grid_the_emulator_s_latency_model_cannot_tell_apart_is_warned_of(tmp_path):
+def test_a_voice_grid_the_emulator_s_latency_model_cannot_tell_apart_is_warned_of(tmp_path, capsys):
     typical = load_config(config(**FAST, grid=_VOICES))
     (warning,) = sweep_warnings(typical, OPTS)
     assert warning.startswith(
@@ -278,6 +278,16 @@ def test_a_voice_grid_the_emulator_s_latency_model_cannot_tell_apart_is_warned_o
         sweep_warnings(fitted, {**OPTS, "endpoint": "https://x.services.ai.azure.com", "api_key": "k"}) == []
     )
     assert sweep_warnings(load_config(config(**FAST, session={"voice": "alloy"})), OPTS) == []
+    # the dry run warns of it too, before the sweep is run
+    from vlab.cli import main
+
+    (tmp_path / "voices.toml").write_text('[grid]\nvoice = ["alloy", "echo"]\n')
+    capsys.readouterr()
+    assert main(["sweep", str(tmp_path / "voices.toml"), "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert re.match(
+        r"vlab: warning: \[grid\] voice on vlab's embedded emulator: .* alloy and echo get", err
+    ), err
 
 
 def test_a_grid_of_voices_crosses_the_settings_and_the_references_speak_with_the_first():

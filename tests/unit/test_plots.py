@@ -431,3 +431,13 @@ def test_a_setting_that_moved_inside_its_intervals_gets_a_dashed_arrow_the_legen
     )  # the dead air a microsecond apart, each interval 0 wide: not a move
     arrows = [t.arrow_patch for t in rounding.texts if getattr(t, "arrow_patch", None)]
     assert {arrow.get_linestyle() for arrow in arrows} == {"--"}
+
+
+@pytest.mark.parametrize("turns", [1, 3, 12])
+def test_the_waterfall_legend_sits_below_the_x_label_at_any_number_of_turns(turns, tmp_path):
+    # it was placed at a share of the axes' height, and on a short chart it covered the x label
+    ax = plots.waterfall(pd.DataFrame([_turn(voice_to_voice_ms=1070.0)] * turns))
+    ax.figure.savefig(tmp_path / "waterfall.png", bbox_inches="tight")  # as the report saves it
+    legend, label = ax.get_legend().get_window_extent(), ax.xaxis.label.get_window_extent()
+    assert legend.y1 < label.y0, (legend, label)
+    assert legend.y0 > 0  # and inside the figure

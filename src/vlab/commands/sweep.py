@@ -78,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
         f"{counted(cfg.n_cells, 'cell')}{what}: {grid_shape(len(cfg.settings), len(cfg.prompts), cfg.repeats)}"
     )
     if args.dry_run:
+        from vlab.errors import warn_user
+        from vlab.sweep import sweep_warnings
+
+        for message in sweep_warnings(cfg, {}):  # what the run would warn of, before it
+            warn_user(message)
         for name in cfg.setting_names:
             print(f"  setting  {name}" + ("  (baseline)" if name == cfg.baseline else ""))
         print("  prompts  " + ", ".join(p.id for p in cfg.prompts))
