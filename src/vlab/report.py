@@ -309,7 +309,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
                 "target: the emulator's VAD alone (no sessions); "
                 if vad_only
                 else f"target: {', '.join(manifest.get('target_kind', [])) or '?'}; speed: {manifest.get('speed')}; "
-                f"latency model: {_latency_note(manifest)}; "
+                + _latency_part(manifest)
                 + (f"dialogue script: {manifest['script']}; " if manifest.get("script") else "")
                 + (f"session: {session_note(manifest['session'])}; " if manifest.get("session") else "")
             )
@@ -414,6 +414,23 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
     path = folder / "report.html"
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
+
+
+def _latency_part(manifest: dict[str, Any]) -> str:
+    """The report's first line's latency model: the embedded emulator's, a standalone one's own, or none.
+
+    The sweep's ``[target] latency`` is what the embedded emulator ran with; a ``vlab emulator`` at an
+    endpoint ran with its own, and Azure with none.
+    """
+    from vlab.sweep.cells import STANDALONE_EMULATOR
+
+    kinds = manifest.get("target_kind", [])
+    said = []
+    if "emulator" in kinds or not kinds:  # no kind: a sweep of no finished cell says what it asked for
+        said.append(f"latency model: {_latency_note(manifest)}; ")
+    if STANDALONE_EMULATOR in kinds:
+        said.append("latency model: the standalone emulator's own (vlab emulator --latency); ")
+    return "".join(said)
 
 
 def _latency_note(manifest: dict[str, Any]) -> str:
@@ -585,7 +602,8 @@ def ran_otherwise(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> list[
         return session_value(session[key]) if key in session else None
 
     rows: list[tuple[str, Any, Any]] = [("target", kind(ma), kind(mb))]
-    rows += [(f"[target] {key}", ma.get(key), mb.get(key)) for key in ("latency", "hear_audio", "script")]
+    if any("emulator" in m.get("target_kind", ["emulator"]) for m in (ma, mb)):  # only it reads [target]
+        rows += [(f"[target] {key}", ma.get(key), mb.get(key)) for key in ("latency", "hear_audio", "script")]
     rows += [(f"[session] {key}", said(sa, key), said(sb, key)) for key in dict.fromkeys([*sa, *sb])]
 
     def shown(value: Any) -> str:

@@ -17,6 +17,7 @@ from vlab.log import load_log
 from vlab.report import build_report
 from vlab.settings import NOT_GIVEN
 from vlab.sweep import SESSION_FIELDS, load_config, run_sweep_async, sweep_warnings
+from vlab.sweep.cells import STANDALONE_EMULATOR
 from vlab.sweep.grid import VOICE_DEFAULT
 
 pytestmark = pytest.mark.integration
@@ -369,3 +370,30 @@ async def test_a_grid_of_voices_tells_which_voice_answers_sooner_on_a_model_fitt
     await run_sweep_async(config(**FAST, grid={"silence_duration_ms": [500]}), tmp_path / "plain",
                           progress=False, session_options=OPTS)  # fmt: skip
     assert pd.read_parquet(tmp_path / "plain" / "scores.parquet")["voice"].tolist() == [VOICE_DEFAULT]
+
+
+async def test_a_sweep_against_vlab_emulator_at_an_endpoint_says_so_and_not_the_sweep_s_latency_model(
+    tmp_path,
+):
+    # it recorded "azure" and the report said "latency model: typical", the [target] it never ran with
+    from vlab.testing import fast_emulator
+
+    cfg = config(**FAST, grid={"silence_duration_ms": [500]})
+    async with fast_emulator() as emu:
+        at_endpoint = {**OPTS, "endpoint": emu.endpoint, "api_key": emu.api_key}
+        await run_sweep_async(cfg, tmp_path / "standalone", progress=False, session_options=at_endpoint)
+    await run_sweep_async(cfg, tmp_path / "embedded", progress=False, session_options=OPTS)
+    first_lines, targets = {}, {}
+    for name in ("standalone", "embedded"):
+        (cell,) = (tmp_path / name / "cells").iterdir()
+        targets[name] = json.loads((cell / "cell.json").read_text())["target"]
+        page = build_report(tmp_path / name).read_text(encoding="utf-8")
+        first_lines[name] = page.split("<p class='note'>", 1)[1].split("; 1 setting", 1)[0]
+    assert targets == {"standalone": STANDALONE_EMULATOR, "embedded": "emulator"}
+    assert first_lines == {
+        "standalone": "target: standalone emulator; speed: max; latency model: the standalone emulator&#x27;s own "
+        "(vlab emulator --latency)",
+        "embedded": "target: emulator; speed: max; latency model: typical",
+    }
+    manifest = json.loads((tmp_path / "standalone" / "manifest.json").read_text())
+    assert manifest["target_kind"] == ["standalone emulator"]

@@ -224,6 +224,13 @@ def test_vlab_compare_first_says_what_else_the_two_sweeps_ran_with_otherwise(tmp
         "target: A emulator, B azure",
         "[session] instructions: A 'Be brief.', B none",
     ]
+    on_azure = {
+        **ran,
+        "target_kind": ["azure"],
+    }  # [target] is the embedded emulator's: Azure reads none of it
+    d = _sweep(tmp_path / "d", points, turns, **on_azure)
+    e = _sweep(tmp_path / "e", points, turns, **{**on_azure, "latency": "slow-network"})
+    assert ran_otherwise(d, e) == []
     old = _sweep(tmp_path / "old", points, turns)  # a manifest of an earlier vlab says none of these
     assert ran_otherwise(old, old) == []
     assert main(["compare", str(a), str(a)]) == 0

@@ -105,10 +105,16 @@ async def _run_cell(
                 raise NotAnswered(f"{exc} ({_SLOW})") from None
             if runner is not None:
                 await _answers_spoken(s, runner, cfg.timeout_s)
-        target = s.target.kind
+        target = (
+            STANDALONE_EMULATOR if s.target.kind != "emulator" and s.simulated_timeline else s.target.kind
+        )
     return {"connect_ns": connect_ns, "target": target}
 
 
+STANDALONE_EMULATOR = "standalone emulator"
+"""The ``target`` a cell records when the server at its endpoint was vlab's emulator (``vlab emulator``):
+its events carried the simulated time. Its latency model is its own (``vlab emulator --latency``), not
+the sweep's ``[target] latency``, which only the embedded emulator (``target`` ``emulator``) runs with."""
 _SLOW = "raise [run] timeout_s if the service is slow"
 """What a sweep's user can do about a cell not answered in time."""
 
