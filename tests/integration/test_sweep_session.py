@@ -397,3 +397,8 @@ async def test_a_sweep_against_vlab_emulator_at_an_endpoint_says_so_and_not_the_
     }
     manifest = json.loads((tmp_path / "standalone" / "manifest.json").read_text())
     assert manifest["target_kind"] == ["standalone emulator"]
+    # against Azure (its manifest so written here), no emulator's latency model is named at all
+    manifest["target_kind"] = ["azure"]
+    (tmp_path / "standalone" / "manifest.json").write_text(json.dumps(manifest))
+    page = build_report(tmp_path / "standalone").read_text(encoding="utf-8")
+    assert page.split("<p class='note'>", 1)[1].startswith("target: azure; speed: max; 1 setting × 1 prompt")
