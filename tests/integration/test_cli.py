@@ -377,6 +377,25 @@ def test_replay_sends_the_instructions_and_voice_it_is_given_and_names_a_bad_voi
     assert capsys.readouterr().err.startswith("vlab: error: --voice 'nobody': voice must be an OpenAI voice")
 
 
+def test_replay_plays_a_bundled_prompt_by_its_id_and_names_the_id_a_missing_file_is_a_typo_of(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # no file of that name here
+    wav = bundled_dir("prompts") / "short_question.wav"
+    assert main(["replay", "short_question", "--out", str(tmp_path / "run"), "--speed", "max"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"prompt: the bundled 'short_question' ({wav})\nrun folder: ")
+    assert "turns answered: 1" in out
+    assert main(["replay", "short_questoin"]) == 2  # before anything runs
+    assert capsys.readouterr().err == (
+        "vlab: error: short_questoin: file not found. Check the path (relative paths start at the current "
+        "folder), or give a bundled prompt's id: did you mean 'short_question'?\n"
+    )
+    assert main(["replay", "take1.wav"]) == 2
+    assert "or give a bundled prompt's id (short_question, long_sentence," in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_replay_with_transcription_says_what_it_heard_in_each_turn_and_when(tmp_path, capsys):
     wav = bundled_dir("prompts") / "two_turns.wav"
     out = tmp_path / "run"

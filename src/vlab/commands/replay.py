@@ -26,7 +26,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     from vlab.settings import ServerVad
 
     rep = sub.add_parser("replay", help="replay a WAV prompt as the user's turn and log the session")
-    rep.add_argument("prompt", help="WAV/FLAC/OGG file with the user's speech")
+    rep.add_argument(
+        "prompt",
+        help="WAV/FLAC/OGG file with the user's speech, or a bundled prompt's id (short_question, pause_600 …)",
+    )
     rep.add_argument(
         "--out",
         type=out_folder,
@@ -139,6 +142,30 @@ def session_settings(args: argparse.Namespace) -> SessionSettings:
     )
 
 
+def prompt_file(given: str) -> str:
+    """The file ``vlab replay`` plays: ``given``, else the bundled prompt whose id it is.
+
+    Raises:
+        AudioFormatError: Neither a file nor a bundled prompt's id; the message lists the ids, and names
+            the one ``given`` is a typo of, if one stands out.
+    """
+    from vlab.errors import AudioFormatError, closest_name, first_few
+    from vlab.prompts import load_prompt_set
+
+    if Path(given).exists():
+        return given
+    bundled = {p.id: p for p in load_prompt_set()}
+    if given in bundled:
+        return str(bundled[given].file)
+    close = closest_name(given, bundled)
+    ids = f": did you mean {close!r}?" if close else f" ({first_few(bundled, 8)})."
+    raise AudioFormatError(
+        "file not found",
+        path=given,
+        fix=f"Check the path (relative paths start at the current folder), or give a bundled prompt's id{ids}",
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code."""
     import math
@@ -154,10 +181,13 @@ def run(args: argparse.Namespace) -> int:
 
     speed = 1.0 if args.realtime else args.speed
     settings = session_settings(args)
+    prompt = prompt_file(args.prompt)
+    if prompt != args.prompt:
+        print(f"prompt: the bundled {args.prompt!r} ({prompt})")
     try:
         result = run_main(
             replay(
-                args.prompt,
+                prompt,
                 settings,
                 run_dir=args.out,
                 speed=speed,
