@@ -263,6 +263,13 @@ def _fitted_per_voice(first_audio_ms: dict[str, float]) -> FittedLatency:
     return FittedLatency(constant, by_voice=by_voice, provenance={})
 
 
+def _fitted_per_model(commit_ms: dict[str, float]) -> FittedLatency:
+    """A fitted model of constant stages whose commit takes ``commit_ms``, by model."""
+    constant = {stage: Empirical.fit([ms] * 60) for stage, ms in _FITTED_MS.items()}
+    by_model = {model: {"commit": Empirical.fit([ms] * 60)} for model, ms in commit_ms.items()}
+    return FittedLatency(constant, by_model=by_model, provenance={})
+
+
 def test_a_voice_grid_the_emulator_s_latency_model_cannot_tell_apart_is_warned_of(tmp_path, capsys):
     typical = load_config(config(**FAST, grid=_VOICES))
     (warning,) = sweep_warnings(typical, OPTS)
@@ -402,3 +409,85 @@ async def test_a_sweep_against_vlab_emulator_at_an_endpoint_says_so_and_not_the_
     (tmp_path / "standalone" / "manifest.json").write_text(json.dumps(manifest))
     page = build_report(tmp_path / "standalone").read_text(encoding="utf-8")
     assert page.split("<p class='note'>", 1)[1].startswith("target: azure; speed: max; 1 setting × 1 prompt")
+
+
+def test_a_grid_of_models_crosses_the_settings_before_the_voices_and_the_references_take_the_first():
+    cfg = load_config(
+        {
+            "grid": {"model": ["gpt-realtime", "gpt-4.1", "gpt-4.1"], "voice": ["alloy", "echo"]},
+            "run": {"baseline": True, "push_to_talk": True},
+        }
+    )
+    assert cfg.setting_names == (
+        "thr=0.5 pad=300 sil=500 model=gpt-realtime voice=alloy",  # also the baseline
+        "thr=0.5 pad=300 sil=500 model=gpt-realtime voice=echo",
+        "thr=0.5 pad=300 sil=500 model=gpt-4.1 voice=alloy",
+        "thr=0.5 pad=300 sil=500 model=gpt-4.1 voice=echo",
+        "push-to-talk",
+    )
+    assert cfg.baseline == cfg.setting_names[0] and cfg.models == ("gpt-realtime", "gpt-4.1")
+    assert [s.model for s in cfg.settings] == [*["gpt-realtime"] * 2, *["gpt-4.1"] * 2, "gpt-realtime"]
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        ({"model": []}, r"^\[grid\] model is an empty list; give at least one value$"),
+        (
+            {"model": ["gpt-realtime", " "]},
+            r"^\[grid\] model must list model names such as 'gpt-realtime'.*got ' '$",
+        ),
+        ({"model": [4]}, r"^\[grid\] model must list model names .*got 4$"),
+    ],
+)
+def test_bad_model_grids_fail_before_anything_runs(grid, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config({"grid": grid})
+    with pytest.raises(ConfigError, match=r"^\[grid\] model needs sessions: mode = 'vad' runs the VAD alone"):
+        load_config({"grid": {"model": ["gpt-realtime", "gpt-4.1"]}, "run": {"mode": "vad"}})
+
+
+async def test_each_cell_connects_with_its_grid_model_whatever_the_environment_says(tmp_path, monkeypatch):
+    monkeypatch.setenv("AZURE_VOICELIVE_MODEL", "gpt-from-the-environment")
+    path = _fitted_per_model({"gpt-realtime": 150.0, "gpt-4.1": 650.0}).save(tmp_path / "latency.json")
+    grid = {"silence_duration_ms": [500], "model": ["gpt-realtime", "gpt-4.1"]}
+    cfg = config(target={"speed": "max", "latency": str(path)}, prompts=FAST["prompts"], grid=grid)
+    assert sweep_warnings(load_config(cfg), OPTS) == []  # a split for each model
+    await run_sweep_async(cfg, tmp_path / "models", progress=False, session_options=OPTS)
+    for cell in (tmp_path / "models" / "cells").iterdir():
+        created = load_log(cell)
+        (session,) = created[created["type"] == protocol.SESSION_CREATED]["payload"].map(json.loads)
+        assert (
+            f"model={session['session']['model']}" in json.loads((cell / "cell.json").read_text())["setting"]
+        )
+    points = pd.read_parquet(tmp_path / "models" / "points.parquet").set_index("model")
+    assert list(points.index) == ["gpt-realtime", "gpt-4.1"]
+    # the emulator drew each model's own commit: 500 ms apart on its timeline
+    assert points.loc["gpt-4.1", "dead_air_ms"] - points.loc["gpt-realtime", "dead_air_ms"] == pytest.approx(
+        500, abs=1
+    )
+
+
+async def test_without_a_model_grid_the_target_s_model_is_kept_and_a_resume_with_another_is_refused(
+    tmp_path, monkeypatch
+):
+    cfg = config(**FAST, grid={"silence_duration_ms": [500]})
+    told = {**OPTS, "model": "gpt-4.1"}
+    await run_sweep_async(cfg, tmp_path / "s", progress=False, session_options=told)
+    assert pd.read_parquet(tmp_path / "s" / "scores.parquet")["model"].tolist() == ["gpt-4.1"]
+    (cell,) = (tmp_path / "s" / "cells").iterdir()
+    assert json.loads((cell / "cell.json").read_text())["settings"]["model"] == "gpt-4.1"
+    monkeypatch.setenv("AZURE_VOICELIVE_MODEL", "gpt-realtime-mini")
+    result = await run_sweep_async(
+        cfg, tmp_path / "s", progress=False, session_options=told
+    )  # the model given wins
+    assert [c.status for c in result.cells] == ["skipped"]
+    # another model now (the environment's): not mixed in
+    with pytest.raises(
+        RunFolderTaken, match=r"holds 1 finished cell of this sweep that ran otherwise \(model "
+    ):
+        await run_sweep_async(cfg, tmp_path / "s", progress=False, session_options=OPTS)
+    # the same model again (from the environment now): the finished cell is kept
+    monkeypatch.setenv("AZURE_VOICELIVE_MODEL", "gpt-4.1")
+    result = await run_sweep_async(cfg, tmp_path / "s", progress=False, session_options=OPTS)
+    assert [c.status for c in result.cells] == ["skipped"]

@@ -450,6 +450,17 @@ def test_voices_separated_by_commas_are_compared_in_the_grid(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_models_separated_by_commas_are_compared_in_the_grid(tmp_path):
+    from vlab.sweep import load_config
+
+    panel = _panel(tmp_path)
+    assert "model" not in panel.config()["grid"]  # empty: the target's
+    panel.models.value = "gpt-realtime, gpt-4.1 ,"
+    assert panel.config()["grid"]["model"] == ["gpt-realtime", "gpt-4.1"]
+    loaded = load_config(panel.config())
+    assert [s.model for s in loaded.settings[:2]] == ["gpt-realtime", "gpt-4.1"]
+
+
 async def _one_cell_told(tmp_path, instructions: str) -> SweepPanel:
     """A panel that ran one cell (short_question, 500 ms of silence) with ``instructions``."""
     panel = _panel(tmp_path)

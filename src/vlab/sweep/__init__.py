@@ -45,6 +45,8 @@ Config (TOML; see ``examples/vad_sweep.toml``)::
     eou_model = ["off", "semantic_detection_v1"]   # optional: end_of_utterance_detection ("off": none)
     eou_timeout_ms = [1000]                        # optional, with it: its timeout_ms …
     eou_threshold_level = ["default"]              # … and threshold_level (either alone implies the v1 model)
+    model = ["gpt-realtime", "gpt-4.1"]                   # optional: the models to compare (default: the
+                             # target's, AZURE_VOICELIVE_MODEL); the baseline and push-to-talk use the first
     voice = ["alloy", "en-US-Ava:DragonHDLatestNeural"]   # optional: the voices to compare (not also in
                              # [session]; the baseline and push-to-talk speak with the first)
     [tools.get_current_time] # optional: a function the model may call, one table each

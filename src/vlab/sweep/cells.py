@@ -76,7 +76,7 @@ async def _run_cell(
     td = settings.turn_detection
     tail_ms = trailing_silence_ms(td)
     pcm = prompt.pcm(rate) + silence(tail_ms, rate)
-    options = dict(session_options)
+    options = {**session_options, "model": settings.model}  # the grid's, else the target's (on_target)
     emulator_options = {
         "speed": cfg.speed,
         "latency": cfg.latency,

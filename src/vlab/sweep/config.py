@@ -27,6 +27,7 @@ from vlab.sweep.grid import (
     PROCESSING_KEYS,
     PUSH_TO_TALK,
     eou_axis,
+    model_axis,
     processing_axes,
     processing_extra,
     setting_name,
@@ -41,7 +42,8 @@ _CONNECTION_KEYS = frozenset(
 _CONNECTION_HINT = (
     f"A sweep connects where a session would: to the endpoint, key and model in {ENV_ENDPOINT}, "
     f"{ENV_API_KEY} and {ENV_MODEL} (the environment or .env; no key: Entra ID), else to the embedded "
-    "emulator. A config never holds them, so it can be shared; `vlab doctor` shows where a sweep will connect"
+    "emulator. A config never holds them, so it can be shared; `vlab doctor` shows where a sweep will connect. "
+    "To compare models, list them in [grid] model"
 )
 SESSION_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "instructions": ((str,), "a string (the system prompt)"),
@@ -55,7 +57,7 @@ _SECTIONS: dict[str, set[str]] = {
     "target": {"speed", "latency", "hear_audio", "script"},
     "session": set(SESSION_FIELDS),
     "prompts": {"path", "include"},
-    "grid": {"type", *GRID_KEYS, *PROCESSING_KEYS, *EOU_KEYS, "voice"},
+    "grid": {"type", *GRID_KEYS, *PROCESSING_KEYS, *EOU_KEYS, "model", "voice"},
     "run": {
         "repeats",
         "concurrency",
@@ -143,6 +145,10 @@ class SweepConfig:
     mcp_approvals: Mapping[str, bool] = field(default_factory=dict)
     """What each cell answers an MCP server's approval requests with, by ``server_label``
     (``[mcp.<label>] approve``); the servers themselves are in each setting's ``tools``. Empty: none."""
+    models: tuple[str, ...] = ()
+    """The models ``[grid] model`` compares (each setting's connection asks for its own). Empty: every
+    setting connects with the target's model (``AZURE_VOICELIVE_MODEL``, else ``gpt-realtime``), which
+    :func:`vlab.sweep.run.on_target` writes into the settings before the cells run."""
     session: Mapping[str, Any] = field(default_factory=dict)
     """What ``[session]`` has every setting send alike (:data:`SESSION_FIELDS`: ``instructions``,
     ``voice``, ``temperature``, ``transcription``); they are in each of ``settings`` too. Empty: none."""
@@ -213,7 +219,7 @@ def load_config(
     servers, mcp_approvals = mcp_servers(data.get(MCP_SECTION, {}))
     tools: tuple[FunctionTool | McpServer, ...] = (*functions, *servers)
     session = _session_fields(data.get("session", {}))
-    voices = voice_axis(grid)
+    voices, models = voice_axis(grid), model_axis(grid)
     if voices is not None and "voice" in session:
         raise ConfigError(
             "voice is in both [session] and [grid]; give one voice for every setting in [session], or the "
@@ -223,18 +229,22 @@ def load_config(
     with_tools = " and ".join(
         f"[{s}]" for s, on in ((TOOLS_SECTION, functions), (MCP_SECTION, servers)) if on
     )
-    settings, names = _settings(detections, grid, voices, common)
+    settings, names = _settings(detections, grid, voices, models, common)
     run_section = data.get("run", {})
-    # the references speak with the grid's first voice, so the baseline can be one of its points
+    # the references speak with the grid's first voice and model, so the baseline can be one of its points
     first_voice = None if voices is None else voices[0]
-    added = common if first_voice is None else {**common, "voice": first_voice}
-    baseline = _added_setting(
-        run_section, "baseline", setting_name(BASELINE, voice=first_voice), BASELINE, settings, names, added
-    )
+    first_model = None if models is None else models[0]
+    added = {
+        **common,
+        **({} if first_voice is None else {"voice": first_voice}),
+        **({} if first_model is None else {"model": first_model}),
+    }
+    baseline_name = setting_name(BASELINE, voice=first_voice, model=first_model)
+    baseline = _added_setting(run_section, "baseline", baseline_name, BASELINE, settings, names, added)
     push_to_talk = _added_setting(run_section, "push_to_talk", PUSH_TO_TALK, None, settings, names, added)
     run = _run_options(run_section, mode)
     if run["mode"] == "vad":
-        _check_vad_mode(settings, names, run, with_tools, voices is not None)
+        _check_vad_mode(settings, names, run, with_tools, [k for k in ("model", "voice") if k in grid])
     target = _target_options(data.get("target", {}), base, config_dir, with_tools)
     prompts = _prompts(data.get("prompts", {}), base, config_dir)
     canary = run_section.get("canary")
@@ -252,6 +262,7 @@ def load_config(
         tool_run_ms=tool_run_ms,
         mcp_approvals=mcp_approvals,
         session=session,
+        models=tuple(models or ()),
         **run,
         **target,
     )
@@ -295,10 +306,10 @@ def _turn_detections(grid: dict[str, Any]) -> list[ServerVad | AzureSemanticVad]
             raise ConfigError(f"[grid] {key} is an empty list; give at least one value")
         axes[key] = values
     eous = eou_axis(grid)
-    if not axes and eous == [None] and not any(key in grid for key in (*PROCESSING_KEYS, "voice")):
+    if not axes and eous == [None] and not any(key in grid for key in (*PROCESSING_KEYS, "model", "voice")):
         raise ConfigError(
             "[grid] gives no setting to sweep (only 'type'); give at least one of "
-            + ", ".join([*GRID_KEYS, *PROCESSING_KEYS, "eou_model", "voice"])
+            + ", ".join([*GRID_KEYS, *PROCESSING_KEYS, "eou_model", "model", "voice"])
             + ", e.g. threshold = [0.5]"
         )
     if kind == protocol_limits.SERVER_VAD and "speech_duration_ms" in axes:
@@ -333,23 +344,26 @@ def _settings(
     detections: list[ServerVad | AzureSemanticVad],
     grid: Mapping[str, Any],
     voices: list[str | dict[str, Any]] | None,
+    models: list[str] | None,
     common: Mapping[str, Any],
 ) -> tuple[list[SessionSettings], list[str]]:
-    """Every grid point (turn detection × input processing × voice) as session settings, and its name.
+    """Every grid point (turn detection × input processing × model × voice) as session settings, and its name.
 
-    ``voices``: the grid's (None: it sweeps none). ``common``: the fields every setting sends alike
-    (``[session]``'s and the tools).
+    ``voices`` and ``models``: the grid's (None: it sweeps none). ``common``: the fields every setting
+    sends alike (``[session]``'s and the tools).
     """
     noises, echoes = processing_axes(grid)
     settings: list[SessionSettings] = []
     names: list[str] = []
     spoken_by: list[str | dict[str, Any] | None] = [None] if voices is None else list(voices)
+    answered_by: list[str | None] = [None] if models is None else list(models)
     for td in detections:
-        for noise, echo, voice in itertools.product(noises, echoes, spoken_by):
-            spoken: dict[str, Any] = {} if voice is None else {"voice": voice}
+        for noise, echo, model, voice in itertools.product(noises, echoes, answered_by, spoken_by):
+            chosen: dict[str, Any] = {} if voice is None else {"voice": voice}
+            chosen.update({} if model is None else {"model": model})
             extra = processing_extra(noise, echo)
-            settings.append(SessionSettings(turn_detection=td, extra=extra, **common, **spoken))
-            names.append(setting_name(td, noise, echo, voice))
+            settings.append(SessionSettings(turn_detection=td, extra=extra, **common, **chosen))
+            names.append(setting_name(td, noise, echo, voice, model))
     twice = first_repeated(names)
     if twice is not None:
         raise ConfigError(
@@ -428,14 +442,22 @@ def _run_options(run: Mapping[str, Any], mode: str | None) -> dict[str, Any]:
 
 
 def _check_vad_mode(
-    settings: list[SessionSettings], names: list[str], run: Mapping[str, Any], with_tools: str, voices: bool
+    settings: list[SessionSettings],
+    names: list[str],
+    run: Mapping[str, Any],
+    with_tools: str,
+    answering: list[str],
 ) -> None:
-    """Refuse what a VAD-only sweep cannot decide: replies, words or voices, tools, repeats, Dask."""
+    """Refuse what a VAD-only sweep cannot decide: replies, words, models or voices, tools, repeats, Dask.
+
+    ``answering``: the grid's keys of what answers (``model``, ``voice``).
+    """
     from vlab.sweep.vad import check_vad_mode
 
-    if voices:
+    if answering:
+        key = answering[0]
         raise ConfigError(
-            "[grid] voice needs sessions: mode = 'vad' runs the VAD alone, and nothing is spoken (drop voice "
+            f"[grid] {key} needs sessions: mode = 'vad' runs the VAD alone, and nothing answers (drop {key} "
             "from [grid], or use mode = 'sessions')"
         )
     if PUSH_TO_TALK in names:

@@ -36,6 +36,7 @@ KNOB_COLUMNS = (
     "end_of_utterance",
     "noise_reduction",
     "echo_cancellation",
+    "model",
     "voice",
 )
 """The columns that say a setting's knobs in every sweep table (:func:`knobs_of`), in this order."""
@@ -80,10 +81,12 @@ def setting_name(
     noise: str = NOISE_REDUCTION_OFF,
     echo: bool = False,
     voice: str | Mapping[str, Any] | None = None,
+    model: str | None = None,
 ) -> str:
     """A setting's short label (``thr=0.5 pad=300 sil=500``), with what it adds to plain server VAD.
 
-    ``voice``: the grid's voice of the setting (``… voice=alloy``), or None when the grid has no voices.
+    ``model`` and ``voice``: the grid's of the setting (``… model=gpt-realtime voice=alloy``), or None
+    when the grid has none.
     """
     name = f"thr={td.threshold:g} pad={td.prefix_padding_ms} sil={td.silence_duration_ms}"
     if isinstance(td, AzureSemanticVad):
@@ -93,6 +96,7 @@ def setting_name(
     if noise != NOISE_REDUCTION_OFF:
         name += f" nr={noise}"
     name += " aec" if echo else ""
+    name += "" if model is None else f" model={model}"
     return name if voice is None else f"{name} voice={voice_label(voice)}"
 
 
@@ -103,6 +107,25 @@ def voice_label(voice: str | Mapping[str, Any]) -> str:
     """
     wire = voice_to_wire(voice)
     return str(wire.get("name") or wire["type"])
+
+
+def model_axis(grid: Mapping[str, Any]) -> list[str] | None:
+    """The grid's ``model`` values (what each setting's connection asks for); None when it sweeps no model.
+
+    Raises:
+        ConfigError: An empty list, or a value that is not a model name.
+    """
+    if "model" not in grid:
+        return None
+    given = grid["model"] if isinstance(grid["model"], list) else [grid["model"]]
+    if not given:
+        raise ConfigError("[grid] model is an empty list; give at least one value")
+    for value in given:
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(
+                f"[grid] model must list model names such as 'gpt-realtime' or 'gpt-4.1', got {value!r}"
+            )
+    return list(dict.fromkeys(value.strip() for value in given))
 
 
 def voice_axis(grid: Mapping[str, Any]) -> list[str | dict[str, Any]] | None:
@@ -214,7 +237,7 @@ def knobs_of(settings: Mapping[str, Any]) -> dict[str, Any]:
     """A setting's knobs as recorded (:meth:`SessionSettings.to_dict`), by :data:`KNOB_COLUMNS`.
 
     Turn detection's knobs are None for a setting without it (push-to-talk); ``voice`` is
-    :data:`VOICE_DEFAULT` for a setting that sends none.
+    :data:`VOICE_DEFAULT` for a setting that sends none; ``model`` is the one its connection asked for.
     """
     td = settings.get("turn_detection") or {}
     extra = settings.get("extra") or {}
@@ -226,5 +249,6 @@ def knobs_of(settings: Mapping[str, Any]) -> dict[str, Any]:
         "end_of_utterance": eou_label(td),
         "noise_reduction": (extra.get("input_audio_noise_reduction") or {}).get("type", NOISE_REDUCTION_OFF),
         "echo_cancellation": bool(extra.get("input_audio_echo_cancellation")),
+        "model": settings.get("model"),
         "voice": VOICE_DEFAULT if voice is None or voice is NOT_GIVEN else voice_label(voice),
     }

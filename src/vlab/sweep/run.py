@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import os
 import time
@@ -10,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vlab.clock import Clock, SystemClock
 from vlab.errors import RunFolderTaken, UsageError
@@ -31,6 +32,9 @@ from vlab.sweep.grid import counted
 from vlab.sweep.manifest import check_mode, write_manifest
 from vlab.sweep.store import CELLS_DIR, VAD_CACHE_DIR, cell_folder, cell_metas
 from vlab.sweep.tables import aggregate
+
+if TYPE_CHECKING:
+    from vlab.endpoint import Target
 
 
 @dataclass
@@ -97,7 +101,7 @@ async def run_sweep_async(
     Returns:
         The sweep folder and what every cell did.
     """
-    cfg = config if isinstance(config, SweepConfig) else load_config(config)
+    cfg = on_target(config if isinstance(config, SweepConfig) else load_config(config), session_options or {})
     out_dir = Path(out)
     check_mode(out_dir, cfg.mode)
     if warn_first:
@@ -138,7 +142,7 @@ async def run_sweep_async(
                 bar.close()
         return SweepResult(out_dir, results, wall_s)
 
-    todo, kept = _to_run(cfg, out_dir, cells) if resume else (list(cells), [])
+    todo, kept = _to_run(cfg, out_dir, cells, options) if resume else (list(cells), [])
     (out_dir / CELLS_DIR).mkdir(parents=True, exist_ok=True)
     for name in kept:
         done(CellResult(name, "skipped"))
@@ -235,13 +239,17 @@ class FinishedCells(NamedTuple):
     """How many of them ran otherwise."""
 
 
-def finished_cells(cfg: SweepConfig, out_dir: str | os.PathLike[str]) -> FinishedCells:
+def finished_cells(
+    cfg: SweepConfig, out_dir: str | os.PathLike[str], session_options: Mapping[str, Any] | None = None
+) -> FinishedCells:
     """The finished cells of ``cfg``'s sweep in ``out_dir``, and what of them ran with other settings.
 
     The settings are those a cell's ``cell.json`` keeps (:func:`~vlab.sweep.cells.cell_conditions`: the
-    prompt's recording, ``[session]`` and the other session settings, the tools' answers, the emulator's
-    ``[target]``). Each ``cell.json`` is read once.
+    prompt's recording, ``[session]`` and the other session settings, the model its connection asked for,
+    the tools' answers, the emulator's ``[target]``); the sweep's cells would connect as
+    ``session_options`` say (:func:`on_target`). Each ``cell.json`` is read once.
     """
+    cfg = on_target(cfg, session_options or {})
     names: list[str] = []
     changed: dict[str, None] = {}
     cells_changed = 0
@@ -256,7 +264,10 @@ def finished_cells(cfg: SweepConfig, out_dir: str | os.PathLike[str]) -> Finishe
 
 
 def _to_run(
-    cfg: SweepConfig, out_dir: Path, cells: Sequence[tuple[str, int, SessionSettings, LabelledPrompt, int]]
+    cfg: SweepConfig,
+    out_dir: Path,
+    cells: Sequence[tuple[str, int, SessionSettings, LabelledPrompt, int]],
+    session_options: Mapping[str, Any],
 ) -> tuple[list[tuple[str, int, SessionSettings, LabelledPrompt, int]], list[str]]:
     """Of ``cells`` (the sweep's), the ones a resumed sweep runs, and the names of the finished ones it keeps.
 
@@ -264,7 +275,7 @@ def _to_run(
         RunFolderTaken: A finished cell ran with other settings (:func:`finished_cells`): kept, its figures
             would mix with this sweep's; nothing has run.
     """
-    held = finished_cells(cfg, out_dir)
+    held = finished_cells(cfg, out_dir, session_options)
     if held.changed:
         raise RunFolderTaken(
             f"{out_dir} holds {counted(held.cells_changed, 'finished cell')} of this sweep that ran otherwise "
@@ -359,15 +370,16 @@ def sweep_warnings(cfg: SweepConfig, session_options: Mapping[str, Any]) -> list
     """What a sweep warns of before its cells run: what its figures could not be trusted for.
 
     Prompts whose labels they cannot trust or use (:func:`vlab.prompts.label_warnings`); on vlab's
-    embedded emulator, ``repeats``, which it decides and answers alike, and voices its latency model cannot
-    tell apart (:func:`_voices_alike`).
+    embedded emulator, ``repeats``, which it decides and answers alike, and voices or models its latency
+    model cannot tell apart (:func:`_answered_alike`).
     """
     from vlab.prompts import label_warnings
 
     messages = label_warnings(cfg.prompts)
-    on_emulator = _on_embedded_emulator(session_options)
+    target = _target(session_options)
+    on_emulator = target is not None and target.kind == "emulator"
     if on_emulator:
-        messages.extend(_voices_alike(cfg))
+        messages.extend(_answered_alike(cfg))
     if cfg.repeats > 1 and on_emulator:
         messages.append(
             f"[run] repeats = {cfg.repeats} on vlab's embedded emulator: it decides and answers every repeat of "
@@ -378,55 +390,77 @@ def sweep_warnings(cfg: SweepConfig, session_options: Mapping[str, Any]) -> list
     return messages
 
 
-def _voices_alike(cfg: SweepConfig) -> list[str]:
-    """The warning for a grid of voices the emulator's latency model has no split for, if any.
+def _answered_alike(cfg: SweepConfig) -> list[str]:
+    """The warnings for a grid of voices or models the emulator's latency model has no split for, if any.
 
-    Its presets have no voice in them, so the voices get the same figures, draw for draw; a fitted
-    ``latency.json`` draws the synthesis of a voice it has no split for from the runs of every voice.
+    Its presets have neither in them, so the voices (models) get the same figures, draw for draw; a fitted
+    ``latency.json`` draws the stages of a voice (model) it has no split for from the runs of every one.
     """
     from vlab.emulator.latency import resolve
     from vlab.settings import NotGiven
     from vlab.sweep.grid import voice_label
 
-    voices = list(
-        dict.fromkeys(voice_label(s.voice) for s in cfg.settings if not isinstance(s.voice, NotGiven))
+    latency = resolve(cfg.latency)
+    fitted = latency.fitted
+    voices = [voice_label(s.voice) for s in cfg.settings if not isinstance(s.voice, NotGiven)]
+    axes = (
+        ("voice", voices, fitted.by_voice if fitted else {}, "speech synthesis", "their own synthesis"),
+        ("model", list(cfg.models), fitted.by_model if fitted else {}, "stages", "their own speed"),
     )
-    if len(voices) < 2:
-        return []
-    model = resolve(cfg.latency)
-    fitted = model.fitted
-    unsplit = [v for v in voices if fitted is None or v not in fitted.by_voice]
-    if not unsplit:
-        return []
-    named = " and ".join(", ".join(unsplit).rsplit(", ", 1))
-    if fitted is None:
-        why = f"its latency model {model.name!r} has no voice in it, so {named} get the same figures, draw for draw"
-    else:
-        why = (
-            f"its latency model {model.name!r} has no split for {named}, so it draws "
-            f"{'its' if len(unsplit) == 1 else 'their'} speech synthesis from the runs of every voice"
+    messages = []
+    for key, given, splits, drawn, differ in axes:
+        values = list(dict.fromkeys(given))
+        unsplit = [v for v in values if v not in splits]
+        if len(values) < 2 or not unsplit:
+            continue
+        named = " and ".join(", ".join(unsplit).rsplit(", ", 1))
+        if fitted is None:
+            why = (
+                f"its latency model {latency.name!r} has no {key} in it, so {named} get the same figures, "
+                "draw for draw"
+            )
+        else:
+            why = (
+                f"its latency model {latency.name!r} has no split for {named}, so it draws "
+                f"{'its' if len(unsplit) == 1 else 'their'} {drawn} from the runs of every {key}"
+            )
+        messages.append(
+            f"[grid] {key} on vlab's embedded emulator: {why}. To compare {key}s offline, fit a latency.json "
+            f"from Azure runs with each of them (`vlab calibrate`; docs/calibration.md) and give it as [target] "
+            f"latency; against Azure, the {key}s differ by {differ}"
         )
-    return [
-        f"[grid] voice on vlab's embedded emulator: {why}. To compare voices offline, fit a latency.json from "
-        "Azure runs with each of them (`vlab calibrate`; docs/calibration.md) and give it as [target] latency; "
-        "against Azure, the voices differ by their own synthesis"
-    ]
+    return messages
 
 
-def _on_embedded_emulator(session_options: Mapping[str, Any]) -> bool:
-    """Whether sessions made with ``session_options`` connect to the embedded emulator (no endpoint set)."""
+def on_target(cfg: SweepConfig, session_options: Mapping[str, Any]) -> SweepConfig:
+    """``cfg`` with the model each setting connects with in its settings: the grid's, else the target's.
+
+    Without ``[grid] model`` every cell connects with the target's model (``session_options``' ``model``,
+    else ``AZURE_VOICELIVE_MODEL``, else ``gpt-realtime``): written into the settings, it is what each
+    ``cell.json`` keeps, the tables' ``model`` column says, and a resumed sweep compares.
+    """
+    if cfg.models:
+        return cfg
+    target = _target(session_options)
+    if target is None or all(s.model == target.model for s in cfg.settings):
+        return cfg
+    return dataclasses.replace(cfg, settings=tuple(s.replace(model=target.model) for s in cfg.settings))
+
+
+def _target(session_options: Mapping[str, Any]) -> Target | None:
+    """Where sessions made with ``session_options`` connect (None when its configuration is wrong)."""
     from vlab.endpoint import resolve_target
     from vlab.errors import VlabError
 
     try:
-        target = resolve_target(
+        return resolve_target(
             session_options.get("endpoint"),
             session_options.get("api_key"),
+            session_options.get("model"),
             dotenv_path=session_options.get("dotenv_path"),
         )
     except VlabError:  # the sessions will say what is wrong
-        return False
-    return target.kind == "emulator"
+        return None
 
 
 def run_sweep(

@@ -13,7 +13,7 @@ import html
 import io
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +203,10 @@ class SweepPanel:
             options=list(VOICE_EXAMPLES), description="Voice",
             style=style, layout=wide,
         )  # fmt: skip
+        self.models = widgets.Text(
+            value="", placeholder="the target's (AZURE_VOICELIVE_MODEL); several, separated by commas, to compare them",
+            description="Models", style=style, layout=wide,
+        )  # fmt: skip
         speed_value = speed_text(parse_speed(speed))
         speeds = list(SPEEDS)
         if speed_value not in [v for _, v in speeds]:
@@ -261,7 +265,7 @@ class SweepPanel:
 
         form = widgets.VBox([
             self.prompts, self.turn_type, self.thresholds, self.silences, self.paddings, self.eou,
-            self.eou_timeouts, self.repeats, self.instructions, self.voice,
+            self.eou_timeouts, self.repeats, self.instructions, self.voice, self.models,
             self.speed, self.latency, self.baseline, self.push_to_talk, self.canary, self.vad_only, self.folder,
             self.target,
             widgets.HBox([self.run_button, self.stop_button, self.progress]), self.status,
@@ -341,6 +345,9 @@ class SweepPanel:
         voices = [name.strip() for name in self.voice.value.split(",") if name.strip()]
         if len(voices) > 1:  # voices to compare: a grid axis; one voice: every setting's, in [session]
             grid["voice"] = voices
+        models = [name.strip() for name in self.models.value.split(",") if name.strip()]
+        if models:  # what each setting's connection asks for, even one (not the environment's)
+            grid["model"] = models
         if self.eou.value:
             grid["eou_model"] = [EOU_OFF, protocol_limits.EOU_MODELS[0]]
             grid["eou_timeout_ms"] = parse_values(self.eou_timeouts.value, int, "EOU timeout ms")
@@ -385,7 +392,7 @@ class SweepPanel:
         cfg = load_config(self.config())
         typed = self.folder.value.strip()
         out = Path(typed) if typed else new_run_dir("sweep", self.runs_dir)
-        _check_resumable(out, cfg)
+        _check_resumable(out, cfg, self.session_options)
         self.sweep_dir = out
         self.result = None
         self.progress.max, self.progress.value = cfg.n_cells, 0
@@ -788,7 +795,7 @@ def _cells_done(out: Path, names: list[str], started: float) -> int:
     return done
 
 
-def _check_resumable(out: Path, cfg: Any) -> None:
+def _check_resumable(out: Path, cfg: Any, session_options: Mapping[str, Any]) -> None:
     """Refuse to resume into a folder that holds a different sweep (its cells would mix into the tables).
 
     Another grid, or cells of this grid that ran with other settings (``Instructions``, ``Voice``, the
@@ -798,7 +805,7 @@ def _check_resumable(out: Path, cfg: Any) -> None:
     from vlab.sweep.run import finished_cells
     from vlab.sweep.store import SWEEP_MANIFEST
 
-    held = finished_cells(cfg, out)
+    held = finished_cells(cfg, out, session_options)
     if held.changed:
         raise ConfigError(
             f"{str(out)!r} holds {counted(held.cells_changed, 'finished cell')} of this sweep that ran otherwise "
