@@ -585,8 +585,8 @@ def _prompts_differ(manifest_a: dict[str, Any], manifest_b: dict[str, Any]) -> s
 def ran_otherwise(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> list[str]:
     """What every setting of sweep ``b`` ran with that differs from ``a``'s, one line each.
 
-    ``[session] instructions: A 'Be brief.', B 'Tell a story.'``; also the target (emulator or Azure) and
-    the emulator's ``[target]`` latency model, ``hear_audio`` and dialogue script. A comparison's figures
+    ``[session] instructions: A 'Be brief.', B 'Tell a story.'``; also the target (emulator or Azure), the
+    model the cells connected with, and the emulator's ``[target]`` latency model, ``hear_audio`` and dialogue script. A comparison's figures
     move with these too, not only with the settings: ``vlab compare`` and the sweep panel say them
     before its verdicts. Empty when they ran alike.
     """
@@ -601,7 +601,13 @@ def ran_otherwise(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> list[
     def said(session: dict[str, Any], key: str) -> str | None:
         return session_value(session[key]) if key in session else None
 
+    def models(manifest: dict[str, Any]) -> str | None:  # None: a manifest of an earlier vlab
+        named = [g["model"] for g in manifest.get("grid", []) if g.get("model")]
+        return ", ".join(dict.fromkeys(named)) or None
+
     rows: list[tuple[str, Any, Any]] = [("target", kind(ma), kind(mb))]
+    if models(ma) and models(mb):  # the settings' names say the model only when the grid sweeps it
+        rows.append(("model", models(ma), models(mb)))
     if any("emulator" in m.get("target_kind", ["emulator"]) for m in (ma, mb)):  # only it reads [target]
         rows += [(f"[target] {key}", ma.get(key), mb.get(key)) for key in ("latency", "hear_audio", "script")]
     rows += [(f"[session] {key}", said(sa, key), said(sb, key)) for key in dict.fromkeys([*sa, *sb])]

@@ -231,6 +231,13 @@ def test_vlab_compare_first_says_what_else_the_two_sweeps_ran_with_otherwise(tmp
     d = _sweep(tmp_path / "d", points, turns, **on_azure)
     e = _sweep(tmp_path / "e", points, turns, **{**on_azure, "latency": "slow-network"})
     assert ran_otherwise(d, e) == []
+    # the model each sweep's cells connected with (AZURE_VOICELIVE_MODEL): the settings' names do not say it
+    grid_a, grid_b = ([{"setting": "s", "model": model}] for model in ("gpt-realtime", "gpt-4.1"))
+    f = _sweep(tmp_path / "f", points, turns, **{**ran, "grid": grid_a})
+    g = _sweep(tmp_path / "g", points, turns, **{**ran, "grid": grid_b})
+    assert ran_otherwise(f, g) == ["model: A gpt-realtime, B gpt-4.1"]
+    earlier = _sweep(tmp_path / "earlier", points, turns, **ran)  # a manifest that does not say its model
+    assert ran_otherwise(earlier, g) == []
     old = _sweep(tmp_path / "old", points, turns)  # a manifest of an earlier vlab says none of these
     assert ran_otherwise(old, old) == []
     assert main(["compare", str(a), str(a)]) == 0
