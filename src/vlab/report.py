@@ -308,7 +308,9 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
             (
                 "target: the emulator's VAD alone (no sessions); "
                 if vad_only
-                else f"target: {', '.join(manifest.get('target_kind', [])) or '?'}; speed: {manifest.get('speed')}; "
+                else f"target: {', '.join(manifest.get('target_kind', [])) or '?'}; "
+                + (f"model: {_models(manifest)}; " if _models(manifest) else "")
+                + f"speed: {manifest.get('speed')}; "
                 + _latency_part(manifest)
                 + (f"dialogue script: {manifest['script']}; " if manifest.get("script") else "")
                 + (f"session: {session_note(manifest['session'])}; " if manifest.get("session") else "")
@@ -414,6 +416,12 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
     path = folder / "report.html"
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
+
+
+def _models(manifest: dict[str, Any]) -> str | None:
+    """The models a sweep's cells connected with, in the grid's order (None: a manifest of an earlier vlab)."""
+    named = [g["model"] for g in manifest.get("grid", []) if g.get("model")]
+    return ", ".join(dict.fromkeys(named)) or None
 
 
 def _latency_part(manifest: dict[str, Any]) -> str:
@@ -601,13 +609,9 @@ def ran_otherwise(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> list[
     def said(session: dict[str, Any], key: str) -> str | None:
         return session_value(session[key]) if key in session else None
 
-    def models(manifest: dict[str, Any]) -> str | None:  # None: a manifest of an earlier vlab
-        named = [g["model"] for g in manifest.get("grid", []) if g.get("model")]
-        return ", ".join(dict.fromkeys(named)) or None
-
     rows: list[tuple[str, Any, Any]] = [("target", kind(ma), kind(mb))]
-    if models(ma) and models(mb):  # the settings' names say the model only when the grid sweeps it
-        rows.append(("model", models(ma), models(mb)))
+    if _models(ma) and _models(mb):  # the settings' names say the model only when the grid sweeps it
+        rows.append(("model", _models(ma), _models(mb)))
     if any("emulator" in m.get("target_kind", ["emulator"]) for m in (ma, mb)):  # only it reads [target]
         rows += [(f"[target] {key}", ma.get(key), mb.get(key)) for key in ("latency", "hear_audio", "script")]
     rows += [(f"[session] {key}", said(sa, key), said(sb, key)) for key in dict.fromkeys([*sa, *sb])]

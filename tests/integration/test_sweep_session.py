@@ -398,9 +398,9 @@ async def test_a_sweep_against_vlab_emulator_at_an_endpoint_says_so_and_not_the_
         first_lines[name] = page.split("<p class='note'>", 1)[1].split("; 1 setting", 1)[0]
     assert targets == {"standalone": STANDALONE_EMULATOR, "embedded": "emulator"}
     assert first_lines == {
-        "standalone": "target: standalone emulator; speed: max; latency model: the standalone emulator&#x27;s own "
-        "(vlab emulator --latency)",
-        "embedded": "target: emulator; speed: max; latency model: typical",
+        "standalone": "target: standalone emulator; model: gpt-realtime; speed: max; latency model: the "
+        "standalone emulator&#x27;s own (vlab emulator --latency)",
+        "embedded": "target: emulator; model: gpt-realtime; speed: max; latency model: typical",
     }
     manifest = json.loads((tmp_path / "standalone" / "manifest.json").read_text())
     assert manifest["target_kind"] == ["standalone emulator"]
@@ -408,7 +408,9 @@ async def test_a_sweep_against_vlab_emulator_at_an_endpoint_says_so_and_not_the_
     manifest["target_kind"] = ["azure"]
     (tmp_path / "standalone" / "manifest.json").write_text(json.dumps(manifest))
     page = build_report(tmp_path / "standalone").read_text(encoding="utf-8")
-    assert page.split("<p class='note'>", 1)[1].startswith("target: azure; speed: max; 1 setting × 1 prompt")
+    assert page.split("<p class='note'>", 1)[1].startswith(
+        "target: azure; model: gpt-realtime; speed: max; 1 setting"
+    )
 
 
 def test_a_grid_of_models_crosses_the_settings_before_the_voices_and_the_references_take_the_first():
