@@ -594,9 +594,9 @@ def ran_otherwise(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> list[
     """What every setting of sweep ``b`` ran with that differs from ``a``'s, one line each.
 
     ``[session] instructions: A 'Be brief.', B 'Tell a story.'``; also the target (emulator or Azure), the
-    model the cells connected with, and the emulator's ``[target]`` latency model, ``hear_audio`` and dialogue script. A comparison's figures
-    move with these too, not only with the settings: ``vlab compare`` and the sweep panel say them
-    before its verdicts. Empty when they ran alike.
+    model the cells connected with, and the embedded emulator's ``[target]`` latency model, ``hear_audio``
+    and dialogue script. A comparison's figures move with these too, not only with the settings: ``vlab
+    compare`` and the sweep panel say them before its verdicts. Empty when they ran alike.
     """
     from vlab.sweep.summary import session_value
 

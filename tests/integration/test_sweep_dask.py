@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import os
@@ -69,6 +70,28 @@ def test_a_two_worker_local_cluster_gives_the_same_turns_as_in_process(tmp_path,
     pd.testing.assert_frame_equal(_turns_of(table), _turns(there.out))
 
 
+_STALLED_S = 90
+"""How long a sweep of 4 cells may take on a dask cluster before its test says what the workers were doing
+(once, on a loaded 2-core machine, one stood still until the test's 120 s ran out, and said nothing)."""
+
+
+def _within(seconds: float, client, sweep):
+    """Run ``sweep`` (a coroutine); if it is not done in ``seconds``, fail with the tasks the workers run."""
+
+    async def bounded():
+        task = asyncio.ensure_future(sweep)
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+        if not done:  # what the workers run, asked before the sweep is cancelled and its tasks released
+            stacks = json.dumps(await asyncio.to_thread(client.call_stack), indent=1, default=str)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            pytest.fail(f"the sweep had not finished after {seconds} s; the workers were running: {stacks}")
+        return task.result()
+
+    return asyncio.run(bounded())
+
+
 class _DiesWithTheFirstCell(distributed.WorkerPlugin):
     """Kills its worker as the sweep's first cell starts there: a worker dies with a cell running.
 
@@ -99,7 +122,8 @@ def test_a_killed_worker_loses_only_its_running_cells_and_the_sweep_resumes(tmp_
         with distributed.Client(cluster) as client:
             client.register_plugin(_DiesWithTheFirstCell(str(marker)), name="dies-with-the-first-cell")
             cfg = {**CFG, "run": {**CFG["run"], "executor": "dask", "cluster": cluster.scheduler_address}}
-            first = asyncio.run(run_sweep_async(cfg, tmp_path / "s", progress=False, session_options=OPTS))
+            sweeping = run_sweep_async(cfg, tmp_path / "s", progress=False, session_options=OPTS)
+            first = _within(_STALLED_S, client, sweeping)
     assert marker.read_text().startswith("vlab-")  # a worker died with that cell running
     assert [c.status for c in first.cells] == ["ok"] * 4  # it ran again elsewhere
     assert {json.loads(p.read_text())["status"] for p in (tmp_path / "s" / "cells").glob("*/cell.json")} == {

@@ -20,6 +20,7 @@ from vlab.errors import ConfigError, check_count, check_keys, check_seconds, fir
 from vlab.prompts import LabelledPrompt, load_prompt_set, select_prompts
 from vlab.settings import NOT_GIVEN, AzureSemanticVad, FunctionTool, McpServer, ServerVad, SessionSettings
 from vlab.sweep.grid import (
+    ANSWER_KEYS,
     BASELINE,
     EOU_KEYS,
     GRID_KEYS,
@@ -57,7 +58,7 @@ _SECTIONS: dict[str, set[str]] = {
     "target": {"speed", "latency", "hear_audio", "script"},
     "session": set(SESSION_FIELDS),
     "prompts": {"path", "include"},
-    "grid": {"type", *GRID_KEYS, *PROCESSING_KEYS, *EOU_KEYS, "model", "voice"},
+    "grid": {"type", *GRID_KEYS, *PROCESSING_KEYS, *EOU_KEYS, *ANSWER_KEYS},
     "run": {
         "repeats",
         "concurrency",
@@ -244,7 +245,7 @@ def load_config(
     push_to_talk = _added_setting(run_section, "push_to_talk", PUSH_TO_TALK, None, settings, names, added)
     run = _run_options(run_section, mode)
     if run["mode"] == "vad":
-        _check_vad_mode(settings, names, run, with_tools, [k for k in ("model", "voice") if k in grid])
+        _check_vad_mode(settings, names, run, with_tools, [k for k in ANSWER_KEYS if k in grid])
     target = _target_options(data.get("target", {}), base, config_dir, with_tools)
     prompts = _prompts(data.get("prompts", {}), base, config_dir)
     canary = run_section.get("canary")
@@ -306,10 +307,10 @@ def _turn_detections(grid: dict[str, Any]) -> list[ServerVad | AzureSemanticVad]
             raise ConfigError(f"[grid] {key} is an empty list; give at least one value")
         axes[key] = values
     eous = eou_axis(grid)
-    if not axes and eous == [None] and not any(key in grid for key in (*PROCESSING_KEYS, "model", "voice")):
+    if not axes and eous == [None] and not any(key in grid for key in (*PROCESSING_KEYS, *ANSWER_KEYS)):
         raise ConfigError(
             "[grid] gives no setting to sweep (only 'type'); give at least one of "
-            + ", ".join([*GRID_KEYS, *PROCESSING_KEYS, "eou_model", "model", "voice"])
+            + ", ".join([*GRID_KEYS, *PROCESSING_KEYS, "eou_model", *ANSWER_KEYS])
             + ", e.g. threshold = [0.5]"
         )
     if kind == protocol_limits.SERVER_VAD and "speech_duration_ms" in axes:
@@ -450,7 +451,7 @@ def _check_vad_mode(
 ) -> None:
     """Refuse what a VAD-only sweep cannot decide: replies, words, models or voices, tools, repeats, Dask.
 
-    ``answering``: the grid's keys of what answers (``model``, ``voice``).
+    ``answering``: the grid's keys of what answers (:data:`~vlab.sweep.grid.ANSWER_KEYS`).
     """
     from vlab.sweep.vad import check_vad_mode
 

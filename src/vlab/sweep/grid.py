@@ -27,6 +27,8 @@ EOU_KEYS = {"eou_model": "model", "eou_threshold_level": "threshold_level", "eou
 """The end-of-utterance knobs a grid may sweep, with their :class:`~vlab.settings.EndOfUtterance` fields."""
 EOU_OFF = "off"
 """The ``eou_model`` grid value (and the ``end_of_utterance`` column's) for no ``end_of_utterance_detection``."""
+ANSWER_KEYS = ("model", "voice")
+"""The grid keys of what answers the user, crossed after the others: each setting's model and voice."""
 VOICE_DEFAULT = "default"
 """The ``voice`` column of a setting that sends no voice (the service's default one)."""
 KNOB_COLUMNS = (
@@ -131,9 +133,10 @@ def model_axis(grid: Mapping[str, Any]) -> list[str] | None:
 def voice_axis(grid: Mapping[str, Any]) -> list[str | dict[str, Any]] | None:
     """The grid's ``voice`` values (names or voice tables), each checked; None when it sweeps no voice.
 
+    Two values that are one voice (``alloy`` and ``Alloy``) count once.
+
     Raises:
-        ConfigError: An empty list, a voice :func:`~vlab.settings.voice_to_wire` refuses, or two values
-            that are one voice.
+        ConfigError: An empty list, or a voice :func:`~vlab.settings.voice_to_wire` refuses.
     """
     if "voice" not in grid:
         return None
