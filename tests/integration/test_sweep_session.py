@@ -275,7 +275,7 @@ def test_a_voice_grid_the_emulator_s_latency_model_cannot_tell_apart_is_warned_o
     (warning,) = sweep_warnings(typical, OPTS)
     assert warning.startswith(
         "[grid] voice on vlab's embedded emulator: its latency model 'typical' has no voice in it, so alloy "
-        "and en-US-AvaNeural get the same figures, draw for draw. To compare voices offline, fit a "
+        "and en-US-AvaNeural get the same latencies, draw for draw. To compare voices offline, fit a "
         "latency.json from Azure runs with each of them (`vlab calibrate`"
     )
     path = _fitted_per_voice({"en-US-AvaNeural": 900.0}).save(tmp_path / "latency.json")

@@ -393,7 +393,7 @@ def sweep_warnings(cfg: SweepConfig, session_options: Mapping[str, Any]) -> list
 def _answered_alike(cfg: SweepConfig) -> list[str]:
     """The warnings for a grid of voices or models the emulator's latency model has no split for, if any.
 
-    Its presets have neither in them, so the voices (models) get the same figures, draw for draw; a fitted
+    Its presets have neither in them, so the voices (models) get the same latencies, draw for draw; a fitted
     ``latency.json`` draws the stages of a voice (model) it has no split for from the runs of every one.
     """
     from vlab.emulator.latency import resolve
@@ -416,7 +416,7 @@ def _answered_alike(cfg: SweepConfig) -> list[str]:
         named = " and ".join(", ".join(unsplit).rsplit(", ", 1))
         if fitted is None:
             why = (
-                f"its latency model {latency.name!r} has no {key} in it, so {named} get the same figures, "
+                f"its latency model {latency.name!r} has no {key} in it, so {named} get the same latencies, "
                 "draw for draw"
             )
         else:
