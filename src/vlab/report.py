@@ -14,7 +14,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -418,6 +418,14 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
     return path
 
 
+def _without_answers(names: Sequence[str]) -> set[str]:
+    """Setting names without their ``model=`` and ``voice=`` parts (:data:`vlab.sweep.grid.ANSWER_KEYS`)."""
+    from vlab.sweep.grid import ANSWER_KEYS
+
+    answers = tuple(f"{key}=" for key in ANSWER_KEYS)
+    return {" ".join(part for part in name.split() if not part.startswith(answers)) for name in names}
+
+
 def _models(manifest: dict[str, Any]) -> str | None:
     """The models a sweep's cells connected with, in the grid's order (None: a manifest of an earlier vlab)."""
     named = [g["model"] for g in manifest.get("grid", []) if g.get("model")]
@@ -722,11 +730,17 @@ def compare_sweeps(
     both = set(pa.get("setting", [])) & set(pb.get("setting", []))
     common = [s for s in order if s in both]  # in A's grid order, as its report shows them
     if not common:
+        names_b = grid_settings(manifest_b)
         raise ConfigError(
             "no setting appears in both sweeps, so there is nothing to compare: "
-            f"{a} has {', '.join(order) or 'none'}; {b} has {', '.join(grid_settings(manifest_b)) or 'none'}. "
-            "Settings are matched by name: run the second sweep with the first one's grid "
-            "(or add `baseline = true` under [run] to both)"
+            f"{a} has {', '.join(order) or 'none'}; {b} has {', '.join(names_b) or 'none'}. "
+            + (
+                "Their names differ by the model or voice that one grid sweeps and the other does not: to "
+                "compare models or voices, list them all in one sweep's [grid] (model = [...], voice = [...])"
+                if _without_answers(order) & _without_answers(names_b)
+                else "Settings are matched by name: run the second sweep with the first one's grid "
+                "(or add `baseline = true` under [run] to both)"
+            )
         )
     for s in common:
         ra, rb = pa[pa["setting"] == s].iloc[0], pb[pb["setting"] == s].iloc[0]

@@ -145,6 +145,15 @@ def test_vlab_compare_of_sweeps_with_no_setting_in_common_names_each_one_s_setti
     err = capsys.readouterr().err
     assert "no setting appears in both sweeps" in err
     assert f"{a} has s1, s2; {b} has s3" in err and "run the second sweep with the first one's grid" in err
+    # names that differ only by the model or voice one grid sweeps: compare them within one sweep
+    plain = "thr=0.5 pad=300 sil=500"
+    c = _sweep(tmp_path / "c", {plain: _rates(0, 0, 0, 0)}, {plain: latencies})
+    d = _sweep(tmp_path / "d", {f"{plain} model=gpt-4.1 voice=alloy": _rates(0, 0, 0, 0)}, {})
+    assert main(["compare", str(c), str(d)]) == 2
+    assert capsys.readouterr().err.endswith(
+        "Their names differ by the model or voice that one grid sweeps and the other does not: to compare "
+        "models or voices, list them all in one sweep's [grid] (model = [...], voice = [...])\n"
+    )
 
 
 def test_tokens_per_expected_turn_is_compared_when_both_sweeps_count_tokens(tmp_path):
