@@ -164,6 +164,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
     from vlab.metrics.detection import played_noise
     from vlab.prompts import NOISE_ONLY, load_prompt_set, without_speech
     from vlab.sweep import grid_shape, in_grid_order
+    from vlab.sweep.chart_names import pareto_labels, relabelled, shared_parts, short_names
     from vlab.sweep.summary import failed_cells, session_note
 
     folder = Path(sweep_dir)
@@ -182,6 +183,9 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         images.append((name, title, caption))
 
     vad_only = manifest.get("mode") == "vad"  # decided without sessions: no turns to chart
+    names = short_names([str(s) for s in points["setting"]])  # charts name what sets a setting apart
+    shortened = [names.get(s, s) for s in settings]
+    shared = shared_parts(list(names)) if any(names[s] != s for s in names) else ""
     speech_turns = spoken_turns(turns)
     with_tools = made_tool_calls(speech_turns)
     simulated = (
@@ -193,7 +197,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         )
         sample, per = waterfall_turns(ok_turns, settings, max_turns=WATERFALL_TURNS)
         save(
-            plots.waterfall(sample, label=None, max_turns=WATERFALL_TURNS),
+            plots.waterfall(relabelled(sample, names), label=None, max_turns=WATERFALL_TURNS),
             "waterfall",
             "Turn waterfall",
             "Contiguous stages from the end of speech T_eos to the first reply audio: they sum to voice_to_voice_ms"
@@ -219,7 +223,9 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
             ),
         )
         save(
-            plots.latency_distributions(speech_turns, metric="dead_air_ms", order=settings),
+            plots.latency_distributions(
+                relabelled(speech_turns, names), metric="dead_air_ms", order=shortened
+            ),
             "latency_distributions",
             "Dead air per setting",
             "End of speech → first reply audio, with the end-of-turn wait on the audio clock (valid at any replay speed)."
@@ -231,7 +237,9 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         )
     if "voice_to_voice_ms" in speech_turns and speech_turns["voice_to_voice_ms"].notna().any():
         save(
-            plots.latency_distributions(speech_turns, metric="voice_to_voice_ms", order=settings),
+            plots.latency_distributions(
+                relabelled(speech_turns, names), metric="voice_to_voice_ms", order=shortened
+            ),
             "voice_to_voice",
             "Voice-to-voice per setting",
             "On the emulator's simulated timeline: the same at any replay speed and load."
@@ -240,7 +248,9 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         )
     if with_tools:
         save(
-            plots.latency_distributions(speech_turns, metric="voice_to_answer_ms", order=settings),
+            plots.latency_distributions(
+                relabelled(speech_turns, names), metric="voice_to_answer_ms", order=shortened
+            ),
             "voice_to_answer",
             "Voice-to-answer per setting",
             "End of speech → the first audio of the answer, through the tool calls the sweep answered "
@@ -250,7 +260,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         )
     dead_air = "the end-of-turn wait on the audio clock (no replies)" if vad_only else "the median dead air"
     save(
-        plots.pareto(points),
+        plots.pareto(pareto_labels(points)),
         "pareto",
         "Cut-off vs dead-air trade-off",
         "One point per setting: share of labelled turns cut off (a response inside the turn) against "
@@ -260,7 +270,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
     )
     if played_noise(points):
         save(
-            plots.noise_tradeoff(points),
+            plots.noise_tradeoff(pareto_labels(points, x="false_starts_per_min", y="missed_turn_rate")),
             "noise_tradeoff",
             "False starts on noise vs missed turns",
             "One point per setting: the speech its VAD found in the noise-only prompts, per minute of them, "
@@ -272,7 +282,9 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
     prompts = {p.id: p for p in load_prompt_set(_prompt_dir(manifest))}
     for prompt in prompts_to_chart(manifest, prompts.values(), scores, timeline_prompts):
         save(
-            plots.vad_timeline(prompt, vad, settings=detecting_settings(points)),
+            plots.vad_timeline(
+                prompt, relabelled(vad, names), settings=[names.get(s, s) for s in detecting_settings(points)]
+            ),
             f"vad_timeline_{prompt.id}",
             f"VAD timeline: {prompt.id}",
             "Server detections per setting against the labels (first repeat).",
@@ -373,6 +385,11 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
                 "would leave, so a setting's dead air above it is what its endpointing adds. It is left out of "
                 "the Pareto frontier and of the budgets above.</p>"
             )
+    if shared and images:
+        parts.append(
+            "<p class='note'>The charts name each setting by what sets it apart; every one also has "
+            f"<code>{html.escape(shared)}</code> (the tables give the whole names).</p>"
+        )
     for name, title, caption in images:
         data = base64.b64encode((out / f"{name}.png").read_bytes()).decode("ascii")
         parts.append(f"<h2>{html.escape(title)}</h2><p class='note'>{html.escape(caption)}</p>")

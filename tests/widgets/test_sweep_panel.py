@@ -288,7 +288,7 @@ def test_as_fast_as_possible_is_offered_as_max_however_it_is_given(tmp_path, spe
 
 
 def test_settings_are_named_by_what_sets_them_apart_unless_that_would_make_two_names_one():
-    from vlab.widgets.sweep_panel import short_names
+    from vlab.sweep.chart_names import short_names
 
     names = ["thr=0.5 pad=300 sil=300", "thr=0.5 pad=300 sil=800"]
     assert short_names(names) == {names[0]: "sil=300", names[1]: "sil=800"}
@@ -390,7 +390,8 @@ async def test_repeats_on_the_embedded_emulator_are_warned_of_in_the_panel(tmp_p
 
 def test_a_grid_of_many_settings_on_one_point_is_keyed_a_line_each_and_fits_its_chart():
     from vlab import plots
-    from vlab.widgets.sweep_panel import figure_png, pareto_labels
+    from vlab.sweep.chart_names import pareto_labels
+    from vlab.widgets.sweep_panel import figure_png
 
     suppressors = ["off", "near_field", "far_field", "azure_deep_noise_suppression"]
     settings = [f"thr={t} pad=300 sil=500 nr={nr}" for t in (0.05, 0.1, 0.3, 0.5) for nr in suppressors]

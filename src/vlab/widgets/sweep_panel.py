@@ -24,6 +24,7 @@ from vlab import protocol_limits
 from vlab.audio.pacing import MAX_SPEED, parse_speed, speed_text
 from vlab.errors import ConfigError
 from vlab.log.files import new_run_dir
+from vlab.sweep.chart_names import pareto_labels, relabelled, short_names
 from vlab.widgets._tasks import guarded, start_task
 
 TURN_TYPES = {"server_vad": "Server VAD", "azure_semantic_vad": "Azure semantic VAD"}
@@ -537,7 +538,7 @@ class SweepPanel:
         )
         names = short_names(list(dict.fromkeys(table["setting"].astype(str))))
         labels = (f"A: {self.sweep_dir.name}", f"B: {folder.name}")
-        a, b = (_relabel(points, names) for points in (self.points, _read(folder, "points")))
+        a, b = (relabelled(points, names) for points in (self.points, _read(folder, "points")))
         chart = figure_png(lambda ax: plots.pareto_shift(a, b, labels=labels, ax=ax), (6.4, 4.6))
         self.comparison_box.children = [
             widgets.HTML(
@@ -607,7 +608,7 @@ class SweepPanel:
         names = short_names([str(s) for s in self.points["setting"]])  # charts name what differs
         settings = grid_settings(self.manifest)
         short_settings = [names.get(s, s) for s in settings]
-        vad_c = _relabel(self.vad, names)
+        vad_c = relabelled(self.vad, names)
         images = {
             "pareto": figure_png(lambda ax: plots.pareto(pareto_labels(self.points), ax=ax), (6.4, 4.6)),
         }
@@ -623,7 +624,7 @@ class SweepPanel:
             speech = spoken_turns(self.turns)
             ok = speech[~speech["false_cutoff"].astype(bool)]
             n_settings = max(1, speech["setting"].nunique())
-            speech_c, ok_c = (_relabel(f, names) for f in (speech, ok))
+            speech_c, ok_c = (relabelled(f, names) for f in (speech, ok))
             images["latency_distributions"] = figure_png(
                 lambda ax: plots.latency_distributions(
                     speech_c, metric="dead_air_ms", order=short_settings, ax=ax
@@ -703,68 +704,6 @@ class SweepPanel:
         from vlab.report import prompts_to_chart
 
         return next(iter(prompts_to_chart(self.manifest, self.prompt_set, self.scores, 1)), None)
-
-
-def short_names(names: list[str]) -> dict[str, str]:
-    """Setting names without the parts every one shares (``thr=0.5 pad=300 sil=300`` → ``sil=300``).
-
-    A ``key=value`` part that only some settings have (``eou=v1``, ``nr=far_field``) reads ``key=off`` in
-    the others, so a setting without it is not left with its whole name. A name with no ``key=value``
-    part (the ``push-to-talk`` reference) stays whole and takes no part in the others'.
-    """
-    whole = {n: n for n in names if "=" not in n}
-    names = [n for n in names if n not in whole]
-    split = [n.split() for n in names]
-    if len(split) < 2:
-        return {n: n for n in names} | whole
-    keys = {part.split("=", 1)[0]: None for parts in split for part in parts if "=" in part}
-    for parts in split:
-        given = {part.split("=", 1)[0] for part in parts if "=" in part}
-        parts.extend(f"{key}=off" for key in keys if key not in given)
-    common = set(split[0]).intersection(*split[1:])
-    out = {
-        n: " ".join(t for t in parts if t not in common) or n for n, parts in zip(names, split, strict=True)
-    }
-    return (out if len(set(out.values())) == len(out) else {n: n for n in names}) | whole
-
-
-def pareto_labels(
-    points: pd.DataFrame, *, x: str = "dead_air_ms", y: str = "false_cutoff_rate"
-) -> pd.DataFrame:
-    """``points`` with short setting names, and points that sit on top of each other labelled once.
-
-    Settings that land within 2 % of the ``x`` range and 1 point of the ``y`` rate of each other share one
-    label, a line per setting; the others get an empty label, so :func:`vlab.plots.pareto` draws every point
-    but writes each label once.
-    """
-    if points.empty:
-        return points
-    names = short_names([str(s) for s in points["setting"]])
-    out = points.assign(setting=points["setting"].astype(str).map(names)).reset_index(drop=True)
-    xs, ys = out[x].astype(float), out[y].astype(float)
-    span = float(xs.max() - xs.min()) if xs.notna().any() else 0.0
-    tol_x = max(1.0, 0.02 * span)
-    labels = list(out["setting"])
-    done: set[int] = set()
-    for i in range(len(out)):
-        if i in done:
-            continue
-        near = [
-            j
-            for j in range(i, len(out))
-            if j not in done and abs(xs[j] - xs[i]) <= tol_x and abs(ys[j] - ys[i]) <= 0.01
-        ]
-        done.update(near)
-        labels[i] = "\n".join(str(out.at[j, "setting"]) for j in near)
-        for j in near[1:]:
-            labels[j] = ""
-    return out.assign(setting=labels)
-
-
-def _relabel(frame: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
-    if frame.empty or "setting" not in frame:
-        return frame
-    return frame.assign(setting=frame["setting"].astype(str).map(lambda s: names.get(s, s)))
 
 
 def _read(folder: Path, name: str) -> pd.DataFrame:
