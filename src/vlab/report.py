@@ -186,6 +186,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
     names = short_names([str(s) for s in points["setting"]])  # charts name what sets a setting apart
     shortened = [names.get(s, s) for s in settings]
     shared = shared_parts(list(names)) if any(names[s] != s for s in names) else ""
+    models = _models(manifest)
     speech_turns = spoken_turns(turns)
     with_tools = made_tool_calls(speech_turns)
     simulated = (
@@ -321,7 +322,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
                 "target: the emulator's VAD alone (no sessions); "
                 if vad_only
                 else f"target: {', '.join(manifest.get('target_kind', [])) or '?'}; "
-                + (f"model: {_models(manifest)}; " if _models(manifest) else "")
+                + (f"model: {models}; " if models else "")
                 + f"speed: {manifest.get('speed')}; "
                 + _latency_part(manifest)
                 + (f"dialogue script: {manifest['script']}; " if manifest.get("script") else "")
@@ -635,8 +636,9 @@ def ran_otherwise(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> list[
         return session_value(session[key]) if key in session else None
 
     rows: list[tuple[str, Any, Any]] = [("target", kind(ma), kind(mb))]
-    if _models(ma) and _models(mb):  # the settings' names say the model only when the grid sweeps it
-        rows.append(("model", _models(ma), _models(mb)))
+    models_a, models_b = _models(ma), _models(mb)
+    if models_a and models_b:  # the settings' names say the model only when the grid sweeps it
+        rows.append(("model", models_a, models_b))
     if any("emulator" in m.get("target_kind", ["emulator"]) for m in (ma, mb)):  # only it reads [target]
         rows += [(f"[target] {key}", ma.get(key), mb.get(key)) for key in ("latency", "hear_audio", "script")]
     rows += [(f"[session] {key}", said(sa, key), said(sb, key)) for key in dict.fromkeys([*sa, *sb])]

@@ -142,7 +142,7 @@ async def run_sweep_async(
                 bar.close()
         return SweepResult(out_dir, results, wall_s)
 
-    todo, kept = _to_run(cfg, out_dir, cells, options) if resume else (list(cells), [])
+    todo, kept = _to_run(cfg, out_dir, cells) if resume else (list(cells), [])
     (out_dir / CELLS_DIR).mkdir(parents=True, exist_ok=True)
     for name in kept:
         done(CellResult(name, "skipped"))
@@ -249,12 +249,16 @@ def finished_cells(
     the tools' answers, the emulator's ``[target]``); the sweep's cells would connect as
     ``session_options`` say (:func:`on_target`). Each ``cell.json`` is read once.
     """
-    cfg = on_target(cfg, session_options or {})
+    return _finished_on_target(on_target(cfg, session_options or {}), Path(out_dir))
+
+
+def _finished_on_target(cfg: SweepConfig, out_dir: Path) -> FinishedCells:
+    """:func:`finished_cells` of a ``cfg`` whose settings already name the model (:func:`on_target`)."""
     names: list[str] = []
     changed: dict[str, None] = {}
     cells_changed = 0
     for name, _, settings, prompt, _ in grid_cells(cfg):
-        meta = finished(cell_folder(Path(out_dir), name))
+        meta = finished(cell_folder(out_dir, name))
         if meta is not None:
             names.append(name)
             differs = changed_conditions(meta, cell_conditions(cfg, settings, prompt))
@@ -267,15 +271,16 @@ def _to_run(
     cfg: SweepConfig,
     out_dir: Path,
     cells: Sequence[tuple[str, int, SessionSettings, LabelledPrompt, int]],
-    session_options: Mapping[str, Any],
 ) -> tuple[list[tuple[str, int, SessionSettings, LabelledPrompt, int]], list[str]]:
     """Of ``cells`` (the sweep's), the ones a resumed sweep runs, and the names of the finished ones it keeps.
+
+    ``cfg`` is on its target already (:func:`on_target`), as :func:`run_sweep_async` made it.
 
     Raises:
         RunFolderTaken: A finished cell ran with other settings (:func:`finished_cells`): kept, its figures
             would mix with this sweep's; nothing has run.
     """
-    held = finished_cells(cfg, out_dir, session_options)
+    held = _finished_on_target(cfg, out_dir)
     if held.changed:
         raise RunFolderTaken(
             f"{out_dir} holds {counted(held.cells_changed, 'finished cell')} of this sweep that ran otherwise "

@@ -26,7 +26,10 @@ def session_note(session: Mapping[str, Any]) -> str:
 
 
 def session_value(value: Any) -> str:
-    """One ``[session]`` value as :func:`session_note` says it: quoted, cut at 60 characters; else as JSON."""
+    """One ``[session]`` value as :func:`session_note` says it.
+
+    A string quoted, cut at :data:`SESSION_NOTE_CHARS`; anything else as JSON.
+    """
     if isinstance(value, str):
         return repr(value if len(value) <= SESSION_NOTE_CHARS else value[:SESSION_NOTE_CHARS] + "…")
     return json.dumps(value)

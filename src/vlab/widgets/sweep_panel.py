@@ -77,6 +77,11 @@ def parse_values(text: str, kind: type, what: str) -> list[Any]:
     return out
 
 
+def _names(text: str) -> list[str]:
+    """``"alloy, echo"`` → ``["alloy", "echo"]``: the names a text field lists, separated by commas."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 def _table(frame: pd.DataFrame, columns: list[str] | None = None) -> str:
     from vlab.plots import summary_table
 
@@ -343,10 +348,10 @@ class SweepPanel:
             "silence_duration_ms": parse_values(self.silences.value, int, "Silence ms"),
             "prefix_padding_ms": parse_values(self.paddings.value, int, "Prefix padding ms"),
         }
-        voices = [name.strip() for name in self.voice.value.split(",") if name.strip()]
+        voices = _names(self.voice.value)
         if len(voices) > 1:  # voices to compare: a grid axis; one voice: every setting's, in [session]
             grid["voice"] = voices
-        models = [name.strip() for name in self.models.value.split(",") if name.strip()]
+        models = _names(self.models.value)
         if models:  # what each setting's connection asks for, even one (not the environment's)
             grid["model"] = models
         if self.eou.value:
