@@ -251,10 +251,13 @@ def test_replay_of_silence_says_no_speech_was_detected(tmp_path):
     result = _vlab("replay", str(wav), "--speed", "max", "--out", str(tmp_path / "r"))
     assert result.returncode == 2
     assert "no speech was detected" in result.stderr and "Traceback" not in result.stderr
-    assert result.stderr.splitlines()[-1] == (  # "lower the threshold" once, with the flag that does it
+    # "lower the threshold" once, with the flag that does it. Not asserted as the last line: once, on the
+    # loaded CI machine, soxr's extension (nanobind) reported a leaked resampler after it as Python exited
+    assert result.stderr.count("lower the threshold") == 1
+    assert (
         "vlab: error: no speech was detected in the prompt (all of it has been sent): check that it holds "
         f"speech, or lower the threshold (now 0.5) with --threshold; the events are in {tmp_path / 'r'}"
-    )
+    ) in result.stderr.splitlines()
 
 
 def test_replay_not_answered_in_time_says_so_where_the_events_are_and_which_flag_gives_more_time(
