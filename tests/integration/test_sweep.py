@@ -23,6 +23,7 @@ from vlab.log import load_log
 from vlab.metrics import tokens_used, turn_latency
 from vlab.prompts import load_prompt_set
 from vlab.sweep import SweepConfig, grid_shape, load_config, run_sweep, run_sweep_async
+from vlab.sweep.cells import latency_seed
 
 pytestmark = pytest.mark.integration
 OPTS = {"dotenv_path": False}
@@ -143,6 +144,26 @@ def test_each_cell_counts_the_tokens_its_responses_said_they_used(sweep):
         assert len(done) and scores.loc[cell.cell, "total_tokens"] == said, cell.cell
     points = pd.read_parquet(out / "points.parquet")
     assert (points["tokens_per_expected_turn"] > 0).all()
+
+
+def test_each_prompt_draws_latencies_of_its_own_and_the_same_in_every_setting(sweep):
+    out, result = sweep
+    first_draws: dict[str, set[tuple[float, ...]]] = {}
+    for cell in result.cells:
+        trace = [json.loads(line) for line in (out / "cells" / cell.cell / "trace.jsonl").open()]
+        drawn = next(r for r in trace if r.get("kind") == "latency" and "response_id" in r)
+        stages = ("commit_ms", "network_ms", "first_token_ms", "tts_first_byte_ms")
+        meta = json.loads((out / "cells" / cell.cell / "cell.json").read_text())
+        first_draws.setdefault(meta["prompt"], set()).add(tuple(drawn[s] for s in stages))
+        assert meta["emulator"]["seed"] == latency_seed(meta["prompt"])
+    # one draw per prompt, whichever the setting (they differ only by what they decide) ...
+    assert {p: len(d) for p, d in first_draws.items()} == {
+        "pause_600": 1,
+        "pause_900": 1,
+        "short_question": 1,
+    }
+    # ... and each prompt's first turn its own: one seed for all gave every first turn the same latencies
+    assert len(set().union(*first_draws.values())) == 3
 
 
 def test_a_cell_s_tokens_are_its_responses_and_not_its_turns_without_one():

@@ -83,6 +83,7 @@ async def _run_cell(
         "hear_audio": cfg.hear_audio,
         "script": cfg.script,
         "trace": str(cell_dir / "trace.jsonl"),
+        "seed": latency_seed(prompt.id),
         **options.pop("emulator_options", {}),
     }
     connect_ns = time.perf_counter_ns()
@@ -215,6 +216,16 @@ async def _run_throttled(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def latency_seed(prompt_id: str) -> int:
+    """The seed of the embedded emulator's latency draws in a cell of the prompt ``prompt_id``.
+
+    So each prompt's turns draw latencies of their own (with one seed for all, the first turn of every
+    prompt drew the same ones, and their spread was nil), while every setting and repeat of a prompt
+    draws the same: settings differ only by what they decide.
+    """
+    return int.from_bytes(hashlib.sha256(prompt_id.encode("utf-8")).digest()[:4], "big")
+
+
 def _fresh_dir(folder: Path) -> None:
     """Empty ``folder`` (what a failed attempt left there)."""
     shutil.rmtree(folder, ignore_errors=True)
@@ -226,14 +237,19 @@ def cell_conditions(cfg: SweepConfig, settings: SessionSettings, prompt: Labelle
 
     ``recording`` (a digest of the prompt's audio file: a prompt re-recorded under its id is another),
     ``settings`` (what its session sent), ``emulator`` (the ``[target]`` options the embedded emulator
-    runs with) and ``tool_answers`` (what the cell answers calls with, and when). A resumed sweep keeps
+    runs with, and its :func:`latency_seed`) and ``tool_answers`` (what the cell answers calls with, and when). A resumed sweep keeps
     a finished cell only where they are the same (:func:`changed_conditions`). The prompt's labels are
     not among them: the tables score every cell with the labels the sweep is given.
     """
     conditions = {
         "recording": {"audio": _file_digest(str(prompt.file))},
         "settings": settings.to_dict(),
-        "emulator": {"latency": cfg.latency, "hear_audio": cfg.hear_audio, "script": cfg.script},
+        "emulator": {
+            "latency": cfg.latency,
+            "hear_audio": cfg.hear_audio,
+            "script": cfg.script,
+            "seed": latency_seed(prompt.id),
+        },
         "tool_answers": {
             "output": dict(cfg.tool_outputs),
             "run_ms": dict(cfg.tool_run_ms),
@@ -297,6 +313,7 @@ _CONFIG_NAMES = {
     "latency": "[target] latency",
     "hear_audio": "[target] hear_audio",
     "script": "[target] script",
+    "seed": "the emulator's latency seed",
     "output": "[tools] output",
     "run_ms": "[tools] run_ms",
     "approve": "[mcp] approve",
