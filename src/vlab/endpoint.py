@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -171,13 +171,18 @@ class Target:
         """Whether the target can be connected to (Azure, or an emulator that is running)."""
         return self.endpoint is not None
 
-    def describe(self) -> str:
-        """One safe line for notebooks and logs, e.g. ``Azure endpoint https://x.services.ai.azure.com (Entra ID)``."""
+    def describe(self, *, models: Sequence[str] = ()) -> str:
+        """One safe line for notebooks and logs, e.g. ``Azure endpoint https://x.services.ai.azure.com (Entra ID)``.
+
+        Args:
+            models: The models the connections ask for instead of :attr:`model` (a sweep's ``[grid] model``).
+        """
+        model = f"models {', '.join(models)}" if models else f"model {self.model}"
         if self.kind == "emulator":
             where = f" at {_safe_url(self.endpoint)}" if self.endpoint else ""
-            return f"embedded emulator{where}, model {self.model}"
+            return f"embedded emulator{where}, {model}"
         how = {"api_key": "API key", "entra_id": "Entra ID"}.get(self.auth, self.auth)
-        return f"Azure endpoint {_safe_url(self.endpoint or '')} ({how}), model {self.model}"
+        return f"Azure endpoint {_safe_url(self.endpoint or '')} ({how}), {model}"
 
     def __repr__(self) -> str:
         endpoint = None if self.endpoint is None else _safe_url(self.endpoint)

@@ -111,10 +111,45 @@ def test_sweep_dry_run_lists_the_cells_and_runs_nothing(tmp_path, capsys):
     assert main(["sweep", str(config), "--dry-run"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "48 cells: 6 settings × 8 prompts × 1 repeat"
-    assert "  setting  thr=0.5 pad=300 sil=500  (baseline)" in out and len(out) == 8
-    assert out[-1].startswith("  prompts  pause_300, pause_600")
+    assert "  setting  thr=0.5 pad=300 sil=500  (baseline)" in out and len(out) == 9
+    assert out[-2].startswith("  prompts  pause_300, pause_600")
+    assert out[-1] == "  target   embedded emulator, model gpt-realtime; latency typical, speed max"
     assert main(["sweep", str(config)]) == 2  # no --out: nothing to write into, nothing run
     assert "give the sweep folder with --out SWEEP_DIR" in capsys.readouterr().err
+
+
+def test_a_dry_run_says_where_the_sessions_would_connect_and_with_which_models(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no .env of the machine's
+    monkeypatch.setenv("AZURE_VOICELIVE_ENDPOINT", "https://contoso.cognitiveservices.azure.com")
+    monkeypatch.setenv("AZURE_VOICELIVE_API_KEY", "sk-dry-run-secret")
+    config = tmp_path / "sweep.toml"
+    config.write_text(
+        '[target]\nspeed = "max"\n[grid]\nthreshold = [0.5]\nmodel = ["gpt-realtime", "gpt-4.1"]\n'
+    )
+    assert main(["sweep", str(config), "--dry-run"]) == 0
+    said = capsys.readouterr()
+    assert said.out.splitlines()[-1] == (
+        "  target   Azure endpoint https://contoso.cognitiveservices.azure.com (API key), "
+        "models gpt-realtime, gpt-4.1; speed max"
+    )
+    # what the run would warn of: Azure fed faster than real time
+    assert "[target] speed = 'max' against Azure" in said.err and "speed = 1" in said.err
+    assert "sk-dry-run-secret" not in said.out + said.err
+    config.write_text("[target]\nspeed = 1\n[grid]\nthreshold = [0.5]\n")
+    assert main(["sweep", str(config), "--dry-run"]) == 0
+    said = capsys.readouterr()
+    assert said.out.splitlines()[-1].endswith(", model gpt-realtime; speed 1") and said.err == ""
+    # a target every cell would fail to connect to fails the dry run, with the reason
+    monkeypatch.setenv(
+        "AZURE_VOICELIVE_ENDPOINT", "https://contoso.cognitiveservices.azure.com/voice-live/realtime"
+    )
+    assert main(["sweep", str(config), "--dry-run"]) == 1
+    said = capsys.readouterr()
+    assert "  target" not in said.out
+    assert said.err.startswith(
+        "vlab: every cell would fail to connect: The endpoint from environment variable"
+    )
+    assert "Give it as 'https://contoso.cognitiveservices.azure.com'" in said.err
 
 
 def test_a_dry_run_names_the_prompts_whose_recording_is_missing(tmp_path, capsys):

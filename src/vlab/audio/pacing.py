@@ -41,6 +41,12 @@ def speed_text(speed: float) -> float | str:
     return MAX_SPEED if math.isinf(speed) else speed
 
 
+def speed_label(speed: float) -> str:
+    """``speed`` for a message: :data:`MAX_SPEED`, or the factor without a needless ``.0`` (``1``, ``2.5``)."""
+    shown = speed_text(speed)
+    return shown if isinstance(shown, str) else f"{shown:g}"
+
+
 async def paced_chunks(
     pcm16: bytes,
     *,

@@ -78,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
         f"{counted(cfg.n_cells, 'cell')}{what}: {grid_shape(len(cfg.settings), len(cfg.prompts), cfg.repeats)}"
     )
     if args.dry_run:
-        from vlab.errors import warn_user
-        from vlab.sweep import sweep_warnings
+        from vlab.errors import VlabError, warn_user
+        from vlab.sweep import sweep_warnings, target_summary
 
         for message in sweep_warnings(cfg, {}):  # what the run would warn of, before it
             warn_user(message)
@@ -88,6 +88,12 @@ def run(args: argparse.Namespace) -> int:
         print("  prompts  " + ", ".join(p.id for p in cfg.prompts))
         if cfg.session:
             print("  session  " + session_note(cfg.session))
+        unreachable = None
+        if cfg.mode == "sessions":
+            try:
+                print("  target   " + target_summary(cfg, {}))
+            except VlabError as exc:
+                unreachable = f"vlab: every cell would fail to connect: {exc}"
         if args.out is not None and cfg.mode == "sessions":
             print(f"  folder   {args.out}: {_what_resumes(cfg, Path(args.out), resume=not args.no_resume)}")
         missing = [p for p in cfg.prompts if not Path(p.file).is_file()]
@@ -99,8 +105,9 @@ def run(args: argparse.Namespace) -> int:
                 f"so their cells would fail: {shown}",
                 file=sys.stderr,
             )
-            return 1  # as a sweep whose cells failed
-        return 0
+        if unreachable:
+            print(unreachable, file=sys.stderr)
+        return 1 if missing or unreachable else 0  # as a sweep whose cells failed
     try:
         result = run_sweep(cfg, args.out, resume=not args.no_resume, progress=not args.no_progress)
     except KeyboardInterrupt:

@@ -102,7 +102,7 @@ call holds its simulated time until the answer comes (``docs/timeline.md``).
 from vlab.sweep.cells import CellResult, run_cell
 from vlab.sweep.config import CONFIG_DEFAULTS, EXECUTORS, MODES, SESSION_FIELDS, SweepConfig, load_config
 from vlab.sweep.grid import BASELINE, EOU_OFF, NOISE_REDUCTION_OFF, eou_label, grid_shape, in_grid_order
-from vlab.sweep.run import SweepResult, run_sweep, run_sweep_async, sweep_warnings
+from vlab.sweep.run import SweepResult, run_sweep, run_sweep_async, sweep_warnings, target_summary
 from vlab.sweep.store import DATASET_DIR, VAD_CACHE_DIR, load_sweep
 from vlab.sweep.tables import aggregate
 from vlab.sweep.tools import MCP_SECTION, TOOLS_SECTION
@@ -132,4 +132,5 @@ __all__ = [
     "run_sweep",
     "run_sweep_async",
     "sweep_warnings",
+    "target_summary",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -376,8 +377,9 @@ def sweep_warnings(cfg: SweepConfig, session_options: Mapping[str, Any]) -> list
 
     Prompts whose labels they cannot trust or use (:func:`vlab.prompts.label_warnings`); on vlab's
     embedded emulator, ``repeats``, which it decides and answers alike, and voices or models its latency
-    model cannot tell apart (:func:`_answered_alike`).
+    model cannot tell apart (:func:`_answered_alike`); against Azure, audio sent faster than real time.
     """
+    from vlab.audio.pacing import speed_text
     from vlab.prompts import label_warnings
 
     messages = label_warnings(cfg.prompts)
@@ -391,6 +393,13 @@ def sweep_warnings(cfg: SweepConfig, session_options: Mapping[str, Any]) -> list
             "a cell alike (its VAD is deterministic and its latency draws are seeded), so the repeats add no "
             "evidence, yet the 95 % intervals narrow as if they did. Add prompts instead; against Azure, "
             "repeats do vary"
+        )
+    if target is not None and target.kind == "azure" and cfg.mode == "sessions" and cfg.speed > 1:
+        pace = "as fast as it can be sent" if math.isinf(cfg.speed) else f"{cfg.speed:g}× faster than spoken"
+        messages.append(
+            f"[target] speed = {speed_text(cfg.speed)!r} against Azure: the audio reaches the service {pace}, "
+            "so the stages measured on the client clock (voice-to-voice, the waterfall) are compressed. Set "
+            "[target] speed = 1 to send it as a caller would"
         )
     return messages
 
@@ -452,20 +461,41 @@ def on_target(cfg: SweepConfig, session_options: Mapping[str, Any]) -> SweepConf
     return dataclasses.replace(cfg, settings=tuple(s.replace(model=target.model) for s in cfg.settings))
 
 
+def target_summary(cfg: SweepConfig, session_options: Mapping[str, Any]) -> str:
+    """Where the sweep's sessions would connect, with which models, in one line (its dry run says it).
+
+    For example ``embedded emulator, model gpt-realtime; latency typical, speed max``.
+
+    Raises:
+        VlabError: The target's configuration is wrong (every cell would fail with the same message).
+    """
+    from vlab.audio.pacing import speed_label
+
+    target = _resolved(session_options)
+    latency = f"latency {cfg.latency}, " if target.kind == "emulator" else ""
+    return f"{target.describe(models=cfg.models)}; {latency}speed {speed_label(cfg.speed)}"
+
+
 def _target(session_options: Mapping[str, Any]) -> Target | None:
     """Where sessions made with ``session_options`` connect (None when its configuration is wrong)."""
-    from vlab.endpoint import resolve_target
     from vlab.errors import VlabError
 
     try:
-        return resolve_target(
-            session_options.get("endpoint"),
-            session_options.get("api_key"),
-            session_options.get("model"),
-            dotenv_path=session_options.get("dotenv_path"),
-        )
+        return _resolved(session_options)
     except VlabError:  # the sessions will say what is wrong
         return None
+
+
+def _resolved(session_options: Mapping[str, Any]) -> Target:
+    """Where sessions made with ``session_options`` connect (:func:`vlab.endpoint.resolve_target`)."""
+    from vlab.endpoint import resolve_target
+
+    return resolve_target(
+        session_options.get("endpoint"),
+        session_options.get("api_key"),
+        session_options.get("model"),
+        dotenv_path=session_options.get("dotenv_path"),
+    )
 
 
 def run_sweep(
