@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -287,6 +289,7 @@ def test_an_emulator_pipeline_decides_as_streaming_vad_does_here_and_a_reset_sta
     async def main() -> tuple[list[list[VadEvent]], list[float]]:
         streams: list[list[VadEvent]] = []
         decided: list[float] = []
+        made_before = _resamplers()
         pipe = VadPipeline(
             StreamingVad(params, RATE, model=SileroModel()),
             lambda found, at_ms: (streams[-1].extend(found), decided.append(at_ms)),
@@ -298,6 +301,8 @@ def test_an_emulator_pipeline_decides_as_streaming_vad_does_here_and_a_reset_sta
             for i in range(0, len(pcm), CHUNK):
                 pipe.feed(pcm[i : i + CHUNK])
             await pipe.settle()
+        # the worker resamples: a 24 kHz stream here, held by every request's callback, makes no resampler
+        assert _resamplers() == made_before
         pipe.close()
         return streams, decided
 
@@ -309,6 +314,42 @@ def test_an_emulator_pipeline_decides_as_streaming_vad_does_here_and_a_reset_sta
     assert first == want and again == want  # after a reset, the stream's times start over from 0
     chunks = len(range(0, len(pcm), CHUNK))
     assert decided[chunks - 1] == decided[-1] == here.decided_ms
+
+
+def _resamplers() -> int:
+    import gc
+
+    import soxr
+
+    return sum(isinstance(o, soxr.ResampleStream) for o in gc.get_objects())
+
+
+def test_close_waits_for_the_thread_that_reads_the_answers(
+    clips: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What still waits is failed and let go of before close() returns: a daemon thread that held a
+    requester's callbacks as Python exited kept them alive, which soxr's extension reported as a leak."""
+    import vlab.audio.silero_worker as silero_worker
+
+    def slow_close_pipes(proc: subprocess.Popen[bytes]) -> None:
+        time.sleep(0.2)  # wall-clock ok: a reader slowed as on a loaded machine, not a wait for an event
+        close_pipes(proc)
+
+    close_pipes = silero_worker.close_pipes
+    monkeypatch.setattr(silero_worker, "close_pipes", slow_close_pipes)
+    worker = SileroWorker()
+    answers: list[list[float] | BaseException] = []
+
+    async def main() -> None:
+        await worker.submit(SileroModel(), RATE, clips[0][: CHUNK * 5])  # started, model loaded
+        worker.request(SileroModel(), RATE, clips[0][: CHUNK * 5], answers.append)
+        worker.flush()
+        worker.close()  # on the loop: the reader can hand nothing to it before close() returns
+        readers = [t for t in threading.enumerate() if t.name == "vlab-silero-results"]
+        assert readers == []
+
+    asyncio.run(main())
+    assert len(answers) == 1 and isinstance(answers[0], list)  # a flushed request is still answered
 
 
 def test_a_cache_folder_that_cannot_be_written_does_not_stop_the_worker(

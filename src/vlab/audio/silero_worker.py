@@ -369,6 +369,7 @@ class SileroWorker:
         self._unsent = bytearray()  # flushed requests the writer thread has not yet written
         self._wake = threading.Condition(self._lock)  # the writer thread and a flush over the cap wait here
         self._writer: threading.Thread | None = None
+        self._reader: threading.Thread | None = None  # the current process's
         self._writing = False  # the writer thread holds requests it has not finished writing
         self._direct = False  # the pipe is non-blocking: a flush writes what it takes at once
         self._cache = b""  # the CACHE request payload every new worker process gets first (b"": default)
@@ -411,9 +412,10 @@ class SileroWorker:
         self._direct = sys.platform != "win32"  # Windows pipes cannot be non-blocking before Python 3.12
         if self._direct:
             os.set_blocking(proc.stdin.fileno(), False)
-        threading.Thread(
+        self._reader = threading.Thread(
             target=self._read_results, args=(proc,), name="vlab-silero-results", daemon=True
-        ).start()
+        )
+        self._reader.start()
         return proc
 
     def submit(self, model: SileroModel, input_rate: int, pcm16: bytes) -> asyncio.Future[list[float]]:
@@ -549,6 +551,11 @@ class SileroWorker:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        reader = self._reader
+        if reader is not None and reader is not threading.current_thread():
+            # it fails what still waits and lets go of the callbacks: a daemon thread that held them as
+            # the interpreter exited kept their resamplers alive, which soxr's extension reported as leaked
+            reader.join(timeout=5)
 
     def _send(self, data: bytes) -> None:
         """Queue a request; everything queued in one loop turn goes out in one write, after it."""

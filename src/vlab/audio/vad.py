@@ -448,21 +448,24 @@ class StreamingVad:
         self._in_samples = 0
         self._seg_origin_ms = 0.0
         self._seg_samples = 0
-        self._resampler: soxr.ResampleStream | None = None
-        if self.model.sample_rate != self.input_rate:
-            import soxr
-
-            self._resampler = soxr.ResampleStream(
-                self.input_rate, self.model.sample_rate, 1, dtype="float32", quality="HQ"
-            )
+        self._resampler: soxr.ResampleStream | None = None  # made with the first audio to resample
         self._state: VadState = VadState.QUIET
         self._onset_ms = 0.0
         self._speech_end_ms = 0.0
         self._last_stop_audio_ms = 0
 
     def _to_model_rate(self, samples: FloatArray, *, last: bool) -> FloatArray:
-        if self._resampler is None:
+        if self.model.sample_rate == self.input_rate:
             return samples
+        if self._resampler is None:
+            if not len(samples):  # nothing to resample, nothing held back
+                return samples
+            import soxr
+
+            # not before: a stream whose model runs in the Silero worker never resamples here
+            self._resampler = soxr.ResampleStream(
+                self.input_rate, self.model.sample_rate, 1, dtype="float32", quality="HQ"
+            )
         return np.asarray(self._resampler.resample_chunk(samples, last=last), dtype=np.float32)
 
     def _cut(self, new: FloatArray, *, pad: bool) -> VadFrames:
