@@ -139,17 +139,21 @@ def test_a_dry_run_says_where_the_sessions_would_connect_and_with_which_models(t
     assert main(["sweep", str(config), "--dry-run"]) == 0
     said = capsys.readouterr()
     assert said.out.splitlines()[-1].endswith(", model gpt-realtime; speed 1") and said.err == ""
-    # a target every cell would fail to connect to fails the dry run, with the reason
+    # a target no cell could connect to fails the dry run, with the reason
     monkeypatch.setenv(
         "AZURE_VOICELIVE_ENDPOINT", "https://contoso.cognitiveservices.azure.com/voice-live/realtime"
     )
-    assert main(["sweep", str(config), "--dry-run"]) == 1
+    assert main(["sweep", str(config), "--dry-run"]) == 2  # as the run: stopped before it runs
     said = capsys.readouterr()
     assert "  target" not in said.out
     assert said.err.startswith(
-        "vlab: every cell would fail to connect: The endpoint from environment variable"
+        "vlab: the sweep would stop before it runs, unable to connect: The endpoint from environment variable"
     )
     assert "Give it as 'https://contoso.cognitiveservices.azure.com'" in said.err
+    # run, the sweep stops before any cell runs or anything is written (each cell failed with it before)
+    assert main(["sweep", str(config), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    assert "Give it as 'https://contoso.cognitiveservices.azure.com'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_dry_run_names_the_prompts_whose_recording_is_missing(tmp_path, capsys):
@@ -180,7 +184,10 @@ def test_sweep_prints_each_setting_s_operating_point_in_the_grid_s_order(tmp_pat
     )
     out = tmp_path / "out"
     assert main(["sweep", str(config), "--out", str(out), "--no-progress"]) == 0
-    lines = capsys.readouterr().out.split("\n\n", 1)[1].splitlines()
+    header, table = capsys.readouterr().out.split("\n\n", 1)
+    where = "  target   embedded emulator, model gpt-realtime; latency typical, speed max"
+    assert (where in header.splitlines()) == (mode == "sessions")  # where its sessions connect
+    lines = table.splitlines()
     points = pd.read_parquet(out / "points.parquet")
     if mode == "sessions":  # the turns each setting answered when the user had finished
         turns = pd.read_parquet(out / "turns.parquet")

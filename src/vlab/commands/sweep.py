@@ -27,8 +27,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--dry-run",
         action="store_true",
-        help="check the config and that each prompt's recording is there, and list the settings and "
-        "prompts; run nothing (exit 1 when a recording is missing)",
+        help="check the config and that each prompt's recording is there, and list the settings, "
+        "prompts and where the sessions connect; run nothing (exit 1 when a recording is missing, 2 when "
+        "the endpoint is malformed)",
     )
     p.add_argument(
         "--mode",
@@ -63,6 +64,22 @@ def _what_resumes(cfg: SweepConfig, out: Path, *, resume: bool) -> str:
     return f"{done} of {counted(cfg.n_cells, 'cell')} finished and kept; {cfg.n_cells - done} run"
 
 
+def _target(cfg: SweepConfig) -> tuple[str | None, str | None]:
+    """Where the sweep's sessions connect (:func:`vlab.sweep.target_summary`), or why they cannot.
+
+    Both None for a VAD-only sweep, which makes no session.
+    """
+    from vlab.errors import VlabError
+    from vlab.sweep import target_summary
+
+    if cfg.mode != "sessions":
+        return None, None
+    try:
+        return target_summary(cfg, {}), None
+    except VlabError as exc:
+        return None, str(exc)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code (1 when a cell failed)."""
     from vlab.errors import ConfigError, first_few
@@ -77,9 +94,10 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{counted(cfg.n_cells, 'cell')}{what}: {grid_shape(len(cfg.settings), len(cfg.prompts), cfg.repeats)}"
     )
+    where, unreachable = _target(cfg)
     if args.dry_run:
-        from vlab.errors import VlabError, warn_user
-        from vlab.sweep import sweep_warnings, target_summary
+        from vlab.errors import warn_user
+        from vlab.sweep import sweep_warnings
 
         for message in sweep_warnings(cfg, {}):  # what the run would warn of, before it
             warn_user(message)
@@ -88,12 +106,8 @@ def run(args: argparse.Namespace) -> int:
         print("  prompts  " + ", ".join(p.id for p in cfg.prompts))
         if cfg.session:
             print("  session  " + session_note(cfg.session))
-        unreachable = None
-        if cfg.mode == "sessions":
-            try:
-                print("  target   " + target_summary(cfg, {}))
-            except VlabError as exc:
-                unreachable = f"vlab: every cell would fail to connect: {exc}"
+        if where:
+            print("  target   " + where)
         if args.out is not None and cfg.mode == "sessions":
             print(f"  folder   {args.out}: {_what_resumes(cfg, Path(args.out), resume=not args.no_resume)}")
         missing = [p for p in cfg.prompts if not Path(p.file).is_file()]
@@ -106,8 +120,13 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         if unreachable:
-            print(unreachable, file=sys.stderr)
-        return 1 if missing or unreachable else 0  # as a sweep whose cells failed
+            print(
+                f"vlab: the sweep would stop before it runs, unable to connect: {unreachable}",
+                file=sys.stderr,
+            )
+        return 2 if unreachable else 1 if missing else 0  # as the run would end
+    if where:  # else run_sweep stops and says why, before anything runs
+        print("  target   " + where)
     try:
         result = run_sweep(cfg, args.out, resume=not args.no_resume, progress=not args.no_progress)
     except KeyboardInterrupt:

@@ -237,9 +237,10 @@ def cell_conditions(cfg: SweepConfig, settings: SessionSettings, prompt: Labelle
 
     ``recording`` (a digest of the prompt's audio file: a prompt re-recorded under its id is another),
     ``settings`` (what its session sent), ``emulator`` (the ``[target]`` options the embedded emulator
-    runs with, and its :func:`latency_seed`) and ``tool_answers`` (what the cell answers calls with, and when). A resumed sweep keeps
-    a finished cell only where they are the same (:func:`changed_conditions`). The prompt's labels are
-    not among them: the tables score every cell with the labels the sweep is given.
+    runs with, and its :func:`latency_seed`) and ``tool_answers`` (what the cell answers calls with, and
+    when). A resumed sweep keeps a finished cell only where they are the same (:func:`changed_conditions`).
+    The prompt's labels are not among them: the tables score every cell with the labels the sweep is
+    given.
     """
     conditions = {
         "recording": {"audio": _file_digest(str(prompt.file))},

@@ -101,8 +101,15 @@ async def run_sweep_async(
 
     Returns:
         The sweep folder and what every cell did.
+
+    Raises:
+        ConfigError: The config is wrong, or so is the target's (a malformed endpoint: every cell would
+            fail to connect), before anything runs or is written.
     """
-    cfg = on_target(config if isinstance(config, SweepConfig) else load_config(config), session_options or {})
+    cfg = config if isinstance(config, SweepConfig) else load_config(config)
+    if cfg.mode == "sessions":
+        _resolved(session_options or {})  # a target no cell could connect to stops the sweep here
+    cfg = on_target(cfg, session_options or {})
     out_dir = Path(out)
     check_mode(out_dir, cfg.mode)
     if warn_first:
@@ -480,7 +487,7 @@ def target_summary(cfg: SweepConfig, session_options: Mapping[str, Any]) -> str:
     For example ``embedded emulator, model gpt-realtime; latency typical, speed max``.
 
     Raises:
-        VlabError: The target's configuration is wrong (every cell would fail with the same message).
+        VlabError: The target's configuration is wrong (:func:`run_sweep_async` would stop on it).
     """
     from vlab.audio.pacing import speed_label
 
@@ -495,7 +502,7 @@ def _target(session_options: Mapping[str, Any]) -> Target | None:
 
     try:
         return _resolved(session_options)
-    except VlabError:  # the sessions will say what is wrong
+    except VlabError:  # run_sweep_async stops on it, before anything runs
         return None
 
 
