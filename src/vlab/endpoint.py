@@ -23,6 +23,7 @@ from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from vlab import protocol
 from vlab.errors import ConfigError, check_keywords
+from vlab.net import is_loopback
 
 if TYPE_CHECKING:
     from azure.core.credentials import AzureKeyCredential
@@ -132,6 +133,7 @@ def _safe_url(url: str) -> str:
     if not parts.netloc:
         return "<not a URL>"
     tail = "?…" if parts.query or parts.fragment else ""
+    host = f"[{host}]" if ":" in host else host  # an IPv6 address, bracketed as in the URL
     return f"{parts.scheme}://{host}{port}{parts.path}{tail}"
 
 
@@ -174,6 +176,9 @@ class Target:
     def describe(self, *, models: Sequence[str] = ()) -> str:
         """One safe line for notebooks and logs, e.g. ``Azure endpoint https://x.services.ai.azure.com (Entra ID)``.
 
+        An endpoint on this machine (a ``vlab emulator``, say) is ``endpoint http://127.0.0.1:8765 on this
+        machine``.
+
         Args:
             models: The models the connections ask for instead of :attr:`model` (a sweep's ``[grid] model``).
         """
@@ -182,7 +187,10 @@ class Target:
             where = f" at {_safe_url(self.endpoint)}" if self.endpoint else ""
             return f"embedded emulator{where}, {model}"
         how = {"api_key": "API key", "entra_id": "Entra ID"}.get(self.auth, self.auth)
-        return f"Azure endpoint {_safe_url(self.endpoint or '')} ({how}), {model}"
+        url = _safe_url(self.endpoint or "")
+        if is_loopback(urlsplit(url).hostname or ""):
+            return f"endpoint {url} on this machine ({how}), {model}"
+        return f"Azure endpoint {url} ({how}), {model}"
 
     def __repr__(self) -> str:
         endpoint = None if self.endpoint is None else _safe_url(self.endpoint)

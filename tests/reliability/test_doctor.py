@@ -245,7 +245,7 @@ async def test_doctor_names_what_the_service_refused_and_the_fix(case, tmp_path)
 
 def _target_line(endpoint: str, where: str, key_from: str, model: str = "gpt-realtime") -> str:
     return (
-        f"[ok]   target          Azure endpoint {endpoint} (API key), model {model} — endpoint from "
+        f"[ok]   target          endpoint {endpoint} on this machine (API key), model {model} — endpoint from "
         f"{where}; API key from {key_from}; {HERE}"
     )
 

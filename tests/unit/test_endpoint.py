@@ -108,6 +108,15 @@ def test_endpoint_without_key_means_entra_id() -> None:
     assert "res.services.ai.azure.com" in target.describe()
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]"])
+def test_an_endpoint_on_this_machine_is_not_called_azure(host: str) -> None:
+    local = resolve_target(f"http://{host}:8765", "k", "gpt-4.1", dotenv_path=False)
+    assert local.describe() == f"endpoint http://{host}:8765 on this machine (API key), model gpt-4.1"
+    assert local.describe(models=["a", "b"]).endswith("(API key), models a, b")
+    elsewhere = resolve_target(ENDPOINT, "k", dotenv_path=False)
+    assert elsewhere.describe().startswith(f"Azure endpoint {ENDPOINT} (API key)")
+
+
 def test_blank_values_count_as_unset() -> None:
     target = resolve_target(
         env={"AZURE_VOICELIVE_ENDPOINT": f"  {ENDPOINT}  ", "AZURE_VOICELIVE_API_KEY": "  "},
