@@ -173,6 +173,11 @@ class Target:
         """Whether the target can be connected to (Azure, or an emulator that is running)."""
         return self.endpoint is not None
 
+    @property
+    def on_this_machine(self) -> bool:
+        """Whether the endpoint is on this machine (loopback): a ``vlab emulator``, say, not a service."""
+        return self.kind == "emulator" or is_loopback(urlsplit(_safe_url(self.endpoint or "")).hostname or "")
+
     def describe(self, *, models: Sequence[str] = ()) -> str:
         """One safe line for notebooks and logs, e.g. ``Azure endpoint https://x.services.ai.azure.com (Entra ID)``.
 
@@ -188,7 +193,7 @@ class Target:
             return f"embedded emulator{where}, {model}"
         how = {"api_key": "API key", "entra_id": "Entra ID"}.get(self.auth, self.auth)
         url = _safe_url(self.endpoint or "")
-        if is_loopback(urlsplit(url).hostname or ""):
+        if self.on_this_machine:
             return f"endpoint {url} on this machine ({how}), {model}"
         return f"Azure endpoint {url} ({how}), {model}"
 

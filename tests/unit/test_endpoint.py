@@ -115,6 +115,7 @@ def test_an_endpoint_on_this_machine_is_not_called_azure(host: str) -> None:
     assert local.describe(models=["a", "b"]).endswith("(API key), models a, b")
     elsewhere = resolve_target(ENDPOINT, "k", dotenv_path=False)
     assert elsewhere.describe().startswith(f"Azure endpoint {ENDPOINT} (API key)")
+    assert local.on_this_machine and not elsewhere.on_this_machine
 
 
 def test_blank_values_count_as_unset() -> None:

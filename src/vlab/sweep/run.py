@@ -401,7 +401,7 @@ def sweep_warnings(cfg: SweepConfig, session_options: Mapping[str, Any]) -> list
             "evidence, yet the 95 % intervals narrow as if they did. Add prompts instead; against Azure, "
             "repeats do vary"
         )
-    if _on_azure(target) and cfg.mode == "sessions" and cfg.speed > 1:
+    if target is not None and not target.on_this_machine and cfg.mode == "sessions" and cfg.speed > 1:
         pace = "as fast as it can be sent" if math.isinf(cfg.speed) else f"{cfg.speed:g}× faster than spoken"
         messages.append(
             f"[target] speed = {speed_text(cfg.speed)!r} against Azure: the audio reaches the service {pace}, "
@@ -409,19 +409,6 @@ def sweep_warnings(cfg: SweepConfig, session_options: Mapping[str, Any]) -> list
             "[target] speed = 1 to send it as a caller would"
         )
     return messages
-
-
-def _on_azure(target: Target | None) -> bool:
-    """Whether ``target`` is a service elsewhere (not an emulator: embedded, or on this machine)."""
-    from urllib.parse import urlsplit
-
-    from vlab.net import is_loopback
-
-    return (
-        target is not None
-        and target.kind == "azure"
-        and not is_loopback(urlsplit(target.endpoint or "").hostname or "")
-    )
 
 
 def _answered_alike(cfg: SweepConfig) -> list[str]:
