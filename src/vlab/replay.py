@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,8 @@ class ReplayResult:
     """One row of :func:`vlab.metrics.turn_latency` per response (voice-to-voice and its stages)."""
     protocol_warnings: int = 0
     """Server events that broke the protocol (logged as ``vlab.protocol_warning`` records)."""
+    target: str = ""
+    """Where the session connected (:meth:`vlab.endpoint.Target.describe`; never the key)."""
 
 
 async def replay(
@@ -75,5 +78,8 @@ async def replay(
         except NoSpeechDetected as exc:
             raise NoSpeechDetected(fix=exc.fix, events=run_path) from None
         frame = session.frame()
+        target = session.target
+        if target.kind == "emulator":  # its port meant nothing once it stopped
+            target = dataclasses.replace(target, endpoint=None)
     turns = [{str(k): v for k, v in row.items()} for row in turn_latency(frame).to_dict("records")]
-    return ReplayResult(run_path, len(frame), turns, session.protocol_warnings)
+    return ReplayResult(run_path, len(frame), turns, session.protocol_warnings, target.describe())

@@ -43,6 +43,8 @@ def test_replay_writes_a_run_folder_and_prints_a_summary(tmp_path, prompt):
     )
     assert result.returncode == 0, result.stderr
     assert f"run folder: {out}" in result.stdout and "turns answered: 1" in result.stdout
+    # where it connected: the embedded emulator's port is left out, it meant nothing once it stopped
+    assert "\ntarget: embedded emulator, model gpt-realtime\n" in result.stdout
     line = next(x for x in result.stdout.splitlines() if x.strip().startswith("turn 1:"))
     assert "voice-to-voice" in line and "endpointing" in line and "(simulated timeline)" in line
     frame = vlab.load_log(out)

@@ -210,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
             fix=f"lower the threshold (now {threshold:g}) with --threshold", events=exc.events
         ) from None
     print(f"run folder: {result.run_dir}")
+    print(f"target: {result.target}")
     print(f"events logged: {result.events}")
     print(f"turns answered: {len(result.turns)}")
     if result.protocol_warnings:
