@@ -107,15 +107,15 @@ async def run_sweep_async(
             fail to connect), before anything runs or is written.
     """
     cfg = config if isinstance(config, SweepConfig) else load_config(config)
-    if cfg.mode == "sessions":
-        _resolved(session_options or {})  # a target no cell could connect to stops the sweep here
-    cfg = on_target(cfg, session_options or {})
+    # resolved once; a target no cell could connect to stops a sweep of sessions here
+    target = _resolved(session_options or {}) if cfg.mode == "sessions" else _target(session_options or {})
+    cfg = _with_target_model(cfg, target)
     out_dir = Path(out)
     check_mode(out_dir, cfg.mode)
     if warn_first:
         from vlab.errors import warn_user
 
-        for message in sweep_warnings(cfg, session_options or {}):
+        for message in _warnings(cfg, target):
             warn_user(message)
     options = dict(session_options or {})
     started = datetime.now(timezone.utc)
@@ -386,21 +386,24 @@ def sweep_warnings(cfg: SweepConfig, session_options: Mapping[str, Any]) -> list
     embedded emulator, ``repeats``, which it decides and answers alike, and voices or models its latency
     model cannot tell apart (:func:`_answered_alike`); against Azure, audio sent faster than real time.
     """
+    return _warnings(cfg, _target(session_options))
+
+
+def _warnings(cfg: SweepConfig, target: Target | None) -> list[str]:
+    """:func:`sweep_warnings` for sessions that connect to ``target`` (None: its configuration is wrong)."""
     from vlab.audio.pacing import speed_text
     from vlab.prompts import label_warnings
 
     messages = label_warnings(cfg.prompts)
-    target = _target(session_options)
-    on_emulator = target is not None and target.kind == "emulator"
-    if on_emulator:
+    if target is not None and target.kind == "emulator":
         messages.extend(_answered_alike(cfg))
-    if cfg.repeats > 1 and on_emulator:
-        messages.append(
-            f"[run] repeats = {cfg.repeats} on vlab's embedded emulator: it decides and answers every repeat of "
-            "a cell alike (its VAD is deterministic and its latency draws are seeded), so the repeats add no "
-            "evidence, yet the 95 % intervals narrow as if they did. Add prompts instead; against Azure, "
-            "repeats do vary"
-        )
+        if cfg.repeats > 1:
+            messages.append(
+                f"[run] repeats = {cfg.repeats} on vlab's embedded emulator: it decides and answers every repeat "
+                "of a cell alike (its VAD is deterministic and its latency draws are seeded), so the repeats add "
+                "no evidence, yet the 95 % intervals narrow as if they did. Add prompts instead; against Azure, "
+                "repeats do vary"
+            )
     if target is not None and not target.on_this_machine and cfg.mode == "sessions" and cfg.speed > 1:
         pace = "as fast as it can be sent" if math.isinf(cfg.speed) else f"{cfg.speed:g}× faster than spoken"
         messages.append(
@@ -460,9 +463,13 @@ def on_target(cfg: SweepConfig, session_options: Mapping[str, Any]) -> SweepConf
     else ``AZURE_VOICELIVE_MODEL``, else ``gpt-realtime``): written into the settings, it is what each
     ``cell.json`` keeps, the tables' ``model`` column says, and a resumed sweep compares.
     """
+    return _with_target_model(cfg, _target(session_options))
+
+
+def _with_target_model(cfg: SweepConfig, target: Target | None) -> SweepConfig:
+    """:func:`on_target` for sessions that connect to ``target`` (None: its configuration is wrong)."""
     if cfg.models:
         return cfg
-    target = _target(session_options)
     if target is None or all(s.model == target.model for s in cfg.settings):
         return cfg
     return dataclasses.replace(cfg, settings=tuple(s.replace(model=target.model) for s in cfg.settings))
