@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from vlab.audio.pacing import parse_speed, speed_label
 from vlab.errors import ConfigError, check_count, first_few
 from vlab.metrics.latency import made_tool_calls, spoken_turns
 from vlab.metrics.summary import RESAMPLES
@@ -165,7 +166,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
     from vlab.prompts import NOISE_ONLY, load_prompt_set, without_speech
     from vlab.sweep import grid_shape, in_grid_order
     from vlab.sweep.chart_names import pareto_labels, relabelled, shared_parts, short_names
-    from vlab.sweep.summary import failed_cells, session_note
+    from vlab.sweep.summary import failed_cells
 
     folder = Path(sweep_dir)
     manifest = _require_sweep(folder)
@@ -186,7 +187,6 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
     names = short_names([str(s) for s in points["setting"]])  # charts name what sets a setting apart
     shortened = [names.get(s, s) for s in settings]
     shared = shared_parts(list(names)) if any(names[s] != s for s in names) else ""
-    models = _models(manifest)
     speech_turns = spoken_turns(turns)
     with_tools = made_tool_calls(speech_turns)
     simulated = (
@@ -318,16 +318,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
     parts.append(
         "<p class='note'>"
         + html.escape(
-            (
-                "target: the emulator's VAD alone (no sessions); "
-                if vad_only
-                else f"target: {', '.join(manifest.get('target_kind', [])) or '?'}; "
-                + (f"model: {models}; " if models else "")
-                + f"speed: {manifest.get('speed')}; "
-                + _latency_part(manifest)
-                + (f"dialogue script: {manifest['script']}; " if manifest.get("script") else "")
-                + (f"session: {session_note(manifest['session'])}; " if manifest.get("session") else "")
-            )
+            "".join(f"{part}; " for part in target_parts(manifest))
             + grid_shape(len(manifest.get("grid", [])), len(manifest.get("prompts", [])), manifest["repeats"])
             + f"; wall {manifest.get('wall_s')} s; vlab {manifest.get('versions', {}).get('vlab')}, "
             f"SDK {manifest.get('versions', {}).get('azure-ai-voicelive')}"
@@ -450,8 +441,38 @@ def _models(manifest: dict[str, Any]) -> str | None:
     return ", ".join(dict.fromkeys(named)) or None
 
 
-def _latency_part(manifest: dict[str, Any]) -> str:
-    """The report's first line's latency model: the embedded emulator's, a standalone one's own, or none.
+def target_parts(manifest: dict[str, Any]) -> list[str]:
+    """What a sweep ran against, as the report's first line and the sweep panel's heading say it.
+
+    ``["target: emulator", "model: gpt-realtime", "speed: max", "latency model: typical", ...]``: the
+    target kinds, models, speed, the latency model that applied, the dialogue script and the session's
+    instructions or tools (for a VAD-only sweep, the one part that says so).
+    """
+    from vlab.sweep.summary import session_note
+
+    if manifest.get("mode") == "vad":
+        return ["target: the emulator's VAD alone (no sessions)"]
+    models = _models(manifest)
+    return [
+        f"target: {', '.join(manifest.get('target_kind', [])) or '?'}",
+        *([f"model: {models}"] if models else []),
+        f"speed: {_speed_part(manifest)}",
+        *_latency_parts(manifest),
+        *([f"dialogue script: {manifest['script']}"] if manifest.get("script") else []),
+        *([f"session: {session_note(manifest['session'])}"] if manifest.get("session") else []),
+    ]
+
+
+def _speed_part(manifest: dict[str, Any]) -> str:
+    """The sweep's ``[target] speed`` as its messages say it (``max``, ``1``, ``2.5``; ``?`` if unrecorded)."""
+    try:
+        return speed_label(parse_speed(manifest.get("speed", "?")))
+    except ConfigError:
+        return "?"
+
+
+def _latency_parts(manifest: dict[str, Any]) -> list[str]:
+    """The latency model a sweep's cells ran with: the embedded emulator's, a standalone one's own, or none.
 
     The sweep's ``[target] latency`` is what the embedded emulator ran with; a ``vlab emulator`` at an
     endpoint ran with its own, and Azure with none.
@@ -461,10 +482,10 @@ def _latency_part(manifest: dict[str, Any]) -> str:
     kinds = manifest.get("target_kind", [])
     said = []
     if "emulator" in kinds or not kinds:  # no kind: a sweep of no finished cell says what it asked for
-        said.append(f"latency model: {_latency_note(manifest)}; ")
+        said.append(f"latency model: {_latency_note(manifest)}")
     if STANDALONE_EMULATOR in kinds:
-        said.append("latency model: the standalone emulator's own (vlab emulator --latency); ")
-    return "".join(said)
+        said.append("latency model: the standalone emulator's own (vlab emulator --latency)")
+    return said
 
 
 def _latency_note(manifest: dict[str, Any]) -> str:

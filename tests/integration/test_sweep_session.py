@@ -412,6 +412,13 @@ async def test_a_sweep_against_vlab_emulator_at_an_endpoint_says_so_and_not_the_
     assert page.split("<p class='note'>", 1)[1].startswith(
         "target: azure; model: gpt-realtime; speed: max; 1 setting"
     )
+    # a number as the factor the config gave (it said "speed: 1.0", the float JSON keeps)
+    manifest["speed"] = 1.0
+    (tmp_path / "standalone" / "manifest.json").write_text(json.dumps(manifest))
+    page = build_report(tmp_path / "standalone").read_text(encoding="utf-8")
+    assert page.split("<p class='note'>", 1)[1].startswith(
+        "target: azure; model: gpt-realtime; speed: 1; 1 setting"
+    )
 
 
 def test_a_grid_of_models_crosses_the_settings_before_the_voices_and_the_references_take_the_first():

@@ -478,6 +478,8 @@ async def test_the_sweep_shown_says_what_its_session_was_told(tmp_path):
     panel = await _one_cell_told(tmp_path, "Be brief.")
     heading = panel.results.children[0].value
     assert "latency model: typical · session: instructions &#x27;Be brief.&#x27; · 1 setting" in heading
+    # what it ran against, as the sweep's report says it (the panel left out the model)
+    assert "target: emulator · model: gpt-realtime · speed: max · latency model: typical" in heading
 
 
 async def test_run_into_a_folder_whose_cells_had_other_instructions_is_refused_before_anything_runs(tmp_path):

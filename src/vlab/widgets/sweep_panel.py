@@ -572,24 +572,16 @@ class SweepPanel:
         from vlab import plots
         from vlab.metrics import POINT_FLAGS, POINT_MEASURES, made_tool_calls, spoken_turns
         from vlab.metrics.detection import played_noise
-        from vlab.report import detecting_settings, grid_settings, waterfall_turns
+        from vlab.report import detecting_settings, grid_settings, target_parts, waterfall_turns
         from vlab.sweep import grid_shape, in_grid_order
         from vlab.sweep.store import no_results_message
-        from vlab.sweep.summary import session_note
 
         m = self.manifest
         counts = m.get("counts", {})
         vad_only = m.get("mode") == "vad"  # decided without sessions: no turns, no latency
-        target = (
-            "the emulator's VAD alone (no sessions)"
-            if vad_only
-            else f"{', '.join(m.get('target_kind', [])) or '?'} · speed: {m.get('speed')} · "
-            f"latency model: {m.get('latency')}"
-            + (f" · session: {session_note(m['session'])}" if m.get("session") else "")
-        )
         head = (
             f"<h3 style='margin:8px 0'>Sweep {html.escape(folder.name)}</h3><div style='font-size:12px;color:#555'>"
-            f"target: {html.escape(target)} · "
+            f"{html.escape(' · '.join(target_parts(m)))} · "
             f"{grid_shape(len(m.get('grid', [])), len(m.get('prompts', [])), m['repeats'])} · "
             f"cells ok {counts.get('ok', 0)}, "
             f"failed {counts.get('error', 0)} · wall {m.get('wall_s')} s</div>"
