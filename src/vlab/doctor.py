@@ -103,7 +103,7 @@ def endpoint_form(url: str) -> tuple[str, Status]:
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     if is_loopback(host):
-        return "this machine (a local emulator, e.g. `vlab emulator`)", "ok"
+        return "a local emulator (e.g. `vlab emulator`)", "ok"
     if host.endswith(".services.ai.azure.com"):
         return "an Azure AI Foundry resource endpoint (*.services.ai.azure.com)", "ok"
     if host.endswith(".cognitiveservices.azure.com"):

@@ -14,7 +14,7 @@ from vlab import BargeIn, ServerVad, Session, SessionSettings, protocol
 from vlab.audio.pcm import silence
 from vlab.clock import VirtualClock
 from vlab.emulator import preset
-from vlab.errors import ConnectionFailed, VlabWarning
+from vlab.errors import AuthenticationFailed, ConnectionFailed, VlabWarning
 from vlab.feed import set_timeline, wait_for_reaction_replies
 from vlab.log import EVENT_COLUMNS, EventLog, to_frame
 from vlab.session import sdk_adapter
@@ -276,6 +276,15 @@ async def test_wrong_key_is_a_clear_connection_error():
     async with fast_emulator() as emu:
         with pytest.raises(
             ConnectionFailed, match=r"refused the API key \(HTTP 401\).*AZURE_VOICELIVE_API_KEY"
+        ):
+            async with Session(endpoint=emu.endpoint, api_key="wrong", dotenv_path=False):
+                pass
+
+
+async def test_a_wrong_key_for_a_local_emulator_says_to_use_the_key_it_printed():
+    async with fast_emulator() as emu:
+        with pytest.raises(
+            AuthenticationFailed, match=r"Fix: set AZURE_VOICELIVE_API_KEY to the key the emul"
         ):
             async with Session(endpoint=emu.endpoint, api_key="wrong", dotenv_path=False):
                 pass

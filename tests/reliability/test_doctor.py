@@ -24,7 +24,7 @@ from vlab.testing import fast_emulator, scripted_server
 
 KEY = "doctor-test-key"
 NOBODY = "en-US-Nobody:DragonHDLatestNeural"
-HERE = "this machine (a local emulator, e.g. `vlab emulator`)"
+HERE = "a local emulator (e.g. `vlab emulator`)"
 Refusal = Callable[[dict[str, Any]], "dict[str, str] | None"]
 
 

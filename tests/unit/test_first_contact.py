@@ -107,6 +107,28 @@ def test_each_failure_is_one_line_with_a_fix(target, kind, status, expected, err
         assert error.retry_after_s == 3.0 and "retry after 3 s" in text
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "fix"),
+    [
+        (
+            "http://127.0.0.1:8765",
+            "set AZURE_VOICELIVE_API_KEY to the key the emulator printed as it started",
+        ),
+        ("http://[::1]:8765", "set AZURE_VOICELIVE_API_KEY to the key the emulator printed as it started"),
+        (
+            "https://localhost:8443",
+            "copy a key from the resource's 'Keys and Endpoint' page",
+        ),  # a tunnel, say
+        ("https://r.services.ai.azure.com", "copy a key from the resource's 'Keys and Endpoint' page"),
+    ],
+)
+def test_a_refused_key_on_a_local_emulator_is_fixed_with_the_emulator_s_key(endpoint, fix):
+    # a wrong key for `vlab emulator` was told to copy a key from an Azure resource's page
+    target = Target(kind="azure", endpoint=endpoint, api_key=Secret("k"), model="m", auth="api_key")
+    text = str(connect_error(target, ConnectFailure("unauthorized", "detail", status=401), str))
+    assert f"Fix: {fix}" in text
+
+
 def test_the_transport_detail_is_redacted():
     error = connect_error(
         KEY_TARGET, ConnectFailure("tls", "bad cert for key k"), lambda t: redact(t, KEY_TARGET)
@@ -211,7 +233,7 @@ def test_a_service_principal_with_a_wrong_secret_is_told_to_check_its_variables(
         ("https://r.cognitiveservices.azure.com", "AI Services endpoint", "ok"),
         ("https://voice.contoso.com", "custom domain", "ok"),
         ("https://r.openai.azure.com", "Azure OpenAI endpoint", "warn"),
-        ("http://127.0.0.1:8765", "this machine", "ok"),
+        ("http://127.0.0.1:8765", "local emulator", "ok"),
     ],
 )
 def test_doctor_names_the_endpoint_form(url, words, status):

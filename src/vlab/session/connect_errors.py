@@ -132,6 +132,15 @@ def _host(target: Target) -> str:
         return "the endpoint"
 
 
+def _a_local_emulator(target: Target) -> bool:
+    """Whether ``target`` is plain HTTP on this machine: a ``vlab emulator`` (Azure serves only TLS).
+
+    An ``https://`` endpoint on this machine may forward to a resource (an SSH tunnel, say): its key comes
+    from the resource.
+    """
+    return target.on_this_machine and urlsplit(target.endpoint or "").scheme in ("http", "ws")
+
+
 def connect_error(target: Target, failure: ConnectFailure, redact: Callable[[str], str]) -> ConnectionFailed:
     """The one-line error for a failed connection to ``target`` (what failed, then the fix).
 
@@ -172,6 +181,11 @@ def connect_error(target: Target, failure: ConnectFailure, redact: Callable[[str
             return AuthenticationFailed(
                 f"the endpoint refused the Entra ID token (HTTP 401) for {where}. Fix: sign in to the "
                 f"resource's tenant (`az login --tenant <tenant id>`) and {_ROLE_FIX}; or set {ENV_API_KEY}"
+            )
+        if _a_local_emulator(target):
+            return AuthenticationFailed(
+                f"the endpoint refused the API key (HTTP 401) for {where}. Fix: set {ENV_API_KEY} to the key "
+                "the emulator printed as it started (`vlab emulator --api-key <key>` chooses it)"
             )
         return AuthenticationFailed(
             f"the endpoint refused the API key (HTTP 401) for {where}. Fix: copy a key from the resource's "
