@@ -273,8 +273,9 @@ def score_prompt(
         prompt: The labelled prompt.
         detections: Its detections (:func:`detections_from_events` or one prompt of :func:`vad_preview`).
         dead_air_ms: Measured dead air per detection, keyed by ``audio_end_ms`` (from
-            :func:`vlab.metrics.turn_latency`'s ``dead_air_ms``); without it, dead air is the end-of-turn
-            wait on the audio clock (``audio_end_ms − end of turn``).
+            :func:`vlab.metrics.turn_latency`'s ``dead_air_ms``); a turn whose reply was never heard (NaN:
+            cancelled before its first audio, as the user spoke on) has none. Without it, dead air is the
+            end-of-turn wait on the audio clock (``audio_end_ms − end of turn``).
         tolerance_ms: A detection starting this much before a labelled turn still belongs to it.
 
     Returns:
@@ -282,7 +283,8 @@ def score_prompt(
         ``der``, match counts, ``false_starts``, ``false_starts_per_min``) and turn scores (``expected_turns``,
         ``detected_turns``, ``responses``, ``cutoff_turns``, ``false_cutoffs``, ``holds``,
         ``holds_cut``, ``missed_turns``, ``turns_per_expected``, ``dead_air_ms`` (median over the
-        turns whose real end was detected, cut off earlier or not), ``ended_turns``).
+        turns whose real end was detected, cut off earlier or not; given ``dead_air_ms``, those whose
+        reply was heard), ``ended_turns``).
     """
     read = ("onset_ms", "offset_ms", "audio_end_ms", "responded")
     require_columns(detections, read, "detections, from vlab.metrics.detections_from_events or vad_preview")
@@ -333,8 +335,11 @@ def score_prompt(
     holds_cut = sum(1 for h0, h1 in prompt.hold_spans if any(h0 <= e <= h1 + tolerance_ms for e in responded))
     dead: list[float] = []
     for j, end in ended_by.items():  # a turn cut off earlier still has its real end answered
-        measured = (dead_air_ms or {}).get(end)
-        dead.append(float(measured) if measured is not None and math.isfinite(measured) else end - eots[j])
+        if dead_air_ms is None:  # no replies measured (a VAD-only sweep): the wait on the audio clock
+            dead.append(end - eots[j])
+        elif math.isfinite(measured := float(dead_air_ms.get(end, math.nan))):
+            dead.append(measured)
+        # else its reply was never heard (cancelled before its first audio as the user spoke on): no wait
     expected = len(eots)
     out.update(
         expected_turns=expected,
