@@ -201,6 +201,26 @@ def test_bad_labels_name_file_and_line_and_leave_the_old_manifest(
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".manifest")] == []
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "ms_hint"),
+    [
+        ("a.csv", "file,start,end,kind\na,300,900,speech\n", True),  # ms under a header in seconds
+        ("a.csv", "file,start,end,kind\na,3,90000,speech\n", False),  # too long in ms too
+        ("a.rttm", "SPEAKER a 1 300 600 <NA> <NA> A <NA> <NA>\n", False),  # RTTM has no ms columns
+    ],
+)
+def test_a_label_past_the_end_asks_whether_a_csv_s_times_are_in_ms(
+    tmp_path: Path, name: str, content: str, ms_hint: bool
+) -> None:
+    _wav(tmp_path / "a.wav")
+    (tmp_path / name).write_text(content)
+    with pytest.raises(LabelError) as err:
+        import_folder(tmp_path)
+    text = str(err.value)
+    assert "past the end of a.wav" in text and text.endswith("is it labelling another file?")
+    assert ("are its times in ms? Then name the CSV's columns `file,start_ms,end_ms,kind`" in text) is ms_hint
+
+
 def test_an_empty_label_file_imports_a_recording_of_noise_alone(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -244,11 +244,17 @@ def _entry(
     for label in labels:
         if label.end_ms > duration_ms + END_TOLERANCE_MS:
             file, line = label.source.rsplit(":", 1)
+            in_ms = label.end_ms / 1000 <= duration_ms + END_TOLERANCE_MS  # it would fit, read as ms
             raise LabelError(
                 file,
                 int(line),
                 f"the label ends at {label.end_ms / 1000:g} s, past the end of {path.name} ({duration_ms / 1000:g} s)",
-                "is it labelling another file?",
+                (
+                    "are its times in ms? Then name the CSV's columns `file,start_ms,end_ms,kind`; or is it "
+                    "labelling another file?"
+                    if in_ms and file.endswith(".csv")
+                    else "is it labelling another file?"
+                ),
             )
     clip = lambda x: min(x, duration_ms)  # noqa: E731
     speech = [
