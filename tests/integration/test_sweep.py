@@ -210,6 +210,38 @@ def test_longer_silence_gives_fewer_cutoffs_on_pauses_and_more_dead_air(sweep):
     assert points.loc[200, "dead_air_ms"] < points.loc[1000, "dead_air_ms"]
 
 
+async def test_a_setting_s_dead_air_is_the_one_its_chart_and_vlab_compare_show(tmp_path):
+    # points (the summary table, the Pareto chart) took the median of the runs' medians; the report's
+    # dead-air chart and `vlab compare` the median over the turns: two figures under one name, 36 ms
+    # apart on two auto-labelled recordings
+    from vlab.metrics import bootstrap_ci, spoken_turns
+    from vlab.report import compare_sweeps
+
+    cfg = config(
+        target={"speed": "max"},
+        prompts={"include": ["short_question", "two_turns", "pause_600"]},
+        grid={"silence_duration_ms": [500, 700]},
+    )
+    await run_sweep_async(cfg, tmp_path, progress=False, session_options=OPTS)
+    points = pd.read_parquet(tmp_path / "points.parquet").set_index("setting")
+    turns = spoken_turns(pd.read_parquet(tmp_path / "turns.parquet"))
+    scores = pd.read_parquet(tmp_path / "scores.parquet")
+    compared = compare_sweeps(tmp_path, tmp_path, n_boot=1000).set_index(["setting", "measure"])
+    for setting, point in points.iterrows():
+        waits = turns.loc[turns["setting"] == setting, "dead_air_ms"]
+        assert waits.notna().sum() == 4  # one turn each, two in two_turns
+        row = compared.loc[(setting, "dead_air_ms p50")]
+        assert (point["dead_air_ms"], point["dead_air_ms_lo"], point["dead_air_ms_hi"]) == bootstrap_ci(
+            waits, 0.5
+        )
+        assert point["dead_air_ms"] == row["a"] and (point["dead_air_ms_lo"], point["dead_air_ms_hi"]) == (
+            row["a_lo"],
+            row["a_hi"],
+        )
+    by_run = scores.groupby("setting")["dead_air_ms"].median()  # the figure that was shown
+    assert (abs(by_run - points["dead_air_ms"]) > 0.5).any(), by_run
+
+
 async def test_a_killed_sweep_resumes_without_redoing_finished_cells(tmp_path):
     cfg = config(run={"concurrency": 1}, grid={"silence_duration_ms": [300]})
     task: asyncio.Task = asyncio.create_task(

@@ -778,6 +778,33 @@ def test_pareto_front_and_operating_points():
     assert "tokens_per_expected_turn" not in p  # scores that do not count tokens (a VAD-only sweep's)
 
 
+def test_with_the_turns_a_point_s_dead_air_is_the_median_over_the_turns_the_user_spoke():
+    scores = pd.DataFrame(
+        {
+            "setting": ["a", "a", "b"],
+            "voice": ["alloy"] * 3,
+            "category": ["pause"] * 3,
+            "expected_turns": [1, 3, 1],
+            "dead_air_ms": [900.0, 400.0, 700.0],  # the runs' medians
+            **{c: [0] * 3 for c in ("cutoff_turns", "holds", "holds_cut", "missed_turns", "responses")},
+            "der": [0.0] * 3,
+        }
+    )
+    turns = pd.DataFrame(
+        {
+            "setting": ["a"] * 5 + ["b"],
+            "voice": ["alloy"] * 6,
+            "trigger": ["vad", "vad", "vad", "vad", "client", "vad"],  # the client's own: not a wait
+            "dead_air_ms": [900.0, 300.0, 400.0, 500.0, 10.0, 700.0],
+        }
+    )
+    for by in ("setting", ["setting", "voice"]):
+        p = operating_points(scores, by=by, turns=turns).set_index("setting")
+        assert p.loc["a", "dead_air_ms"] == 450.0 and p.loc["b", "dead_air_ms"] == 700.0
+        assert p.loc["a", "dead_air_ms_lo"] >= 300.0 and p.loc["a", "dead_air_ms_hi"] <= 900.0
+    assert operating_points(scores).set_index("setting").loc["a", "dead_air_ms"] == 650.0  # runs' medians
+
+
 def test_the_wilson_interval_of_a_rate_and_the_points_95_percent_intervals():
     from vlab.metrics import wilson_interval
 

@@ -99,7 +99,8 @@ POINT_INTERVALS = (
 )
 """The measures :func:`operating_points` gives a 95 % interval (``<measure>_lo``, ``<measure>_hi``): the
 Wilson interval of each rate over what it counts (labelled turns, or pauses), a bootstrap one over the runs
-of the tokens per expected turn, of the median dead air and of the mean DER, and the exact Poisson interval
+of the tokens per expected turn and of the mean DER, one over the turns (or, without them, the runs) of the
+median dead air, and the exact Poisson interval
 of the false starts over the minutes of noise. With a few prompts they are wide: two settings whose
 intervals overlap may not differ."""
 _NONE_BY_DESIGN = (*(m for m in POINT_INTERVALS if m.endswith("_rate")), "false_starts_per_min")
@@ -363,8 +364,16 @@ def operating_points(
     by: str | Sequence[str] = "setting",
     baseline: str | None = None,
     reference: str | None = None,
+    turns: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Aggregate per-run scores (rows of :func:`score_prompt` plus ``by`` columns) into one point per setting.
+
+    Args:
+        turns: The runs' turns (:func:`vlab.metrics.turn_latency` rows with the ``by`` columns, a sweep's
+            ``turns`` table): dead air is then the median over the turns the user spoke
+            (:func:`vlab.metrics.spoken_turns`), with a bootstrap interval over them, the figure the
+            report's dead-air chart and ``vlab compare`` show. Without them (a VAD-only sweep), the
+            median of the runs' medians, with a bootstrap over the runs.
 
     A ``total_tokens`` column in ``scores`` (the tokens each run's responses used: their ``usage``, input
     and output, summed) gives ``tokens_per_expected_turn``: what a setting costs, since each response
@@ -374,7 +383,7 @@ def operating_points(
         Per setting: ``false_cutoff_rate`` (cut turns / expected turns), ``hold_cut_rate`` (cut holds /
         holds), ``missed_turn_rate``, ``turns_per_expected``, ``tokens_per_expected_turn`` (tokens of the
         runs with speech / their expected turns; only with ``total_tokens``, NaN when a run's are
-        unknown), ``dead_air_ms`` (median of the runs' medians), ``der`` (mean),
+        unknown), ``dead_air_ms`` (see ``turns``), ``der`` (mean),
         ``false_starts_per_min`` (the noise-only runs' false starts over their minutes; the mean of their
         rates for scores without ``duration_ms``), ``runs``, ``baseline`` (the setting named
         ``baseline``), ``reference`` (the setting named ``reference``: a yardstick such as push-to-talk,
@@ -388,10 +397,12 @@ def operating_points(
         [*keys, *SCORE_KEYS],
         "per-run scores, from vlab.metrics.score_prompt or a sweep's scores table",
     )
+    waits = _turn_dead_air(turns, keys)
     rows = []
     for key, g in scores.groupby(keys, sort=True):
         key_t = key if isinstance(key, tuple) else (key,)
         speech = g[g["expected_turns"] > 0]
+        dead_air = speech["dead_air_ms"] if waits is None else waits.get(key_t, pd.Series(dtype=float))
         noise = g[g["category"] == NOISE_ONLY]
         expected = float(speech["expected_turns"].sum())
         holds = float(g["holds"].sum())
@@ -402,9 +413,6 @@ def operating_points(
             hold_cut_rate=float(g["holds_cut"].sum()) / holds if holds else math.nan,
             missed_turn_rate=float(speech["missed_turns"].sum()) / expected if expected else math.nan,
             turns_per_expected=float(speech["responses"].sum()) / expected if expected else math.nan,
-            dead_air_ms=float(speech["dead_air_ms"].median())
-            if speech["dead_air_ms"].notna().any()
-            else math.nan,
             der=float(speech["der"].mean()) if len(speech) else math.nan,
         )
         row.update(_false_starts(noise))
@@ -414,8 +422,8 @@ def operating_points(
             ("missed_turn_rate", speech["missed_turns"].sum(), expected),
         ):
             row[f"{measure}_lo"], row[f"{measure}_hi"] = wilson_interval(float(counted), out_of)
-        _, row["dead_air_ms_lo"], row["dead_air_ms_hi"] = bootstrap_ci(
-            speech["dead_air_ms"].astype(float), 0.5
+        row["dead_air_ms"], row["dead_air_ms_lo"], row["dead_air_ms_hi"] = bootstrap_ci(
+            dead_air.astype(float), 0.5
         )
         der = speech["der"].astype(float).dropna()
         _, row["der_lo"], row["der_hi"] = bootstrap_ratio(der, [1.0] * len(der))
@@ -438,6 +446,21 @@ def operating_points(
     intervals = [f"{m}_{end}" for m in POINT_INTERVALS if f"{m}_lo" in points for end in ("lo", "hi")]
     ordered = [*keys, "runs", *(m for m in POINT_MEASURES if m in points), *intervals, *POINT_FLAGS]
     return points[ordered]
+
+
+def _turn_dead_air(turns: pd.DataFrame | None, keys: list[str]) -> dict[tuple[Any, ...], pd.Series] | None:
+    """The dead air of the turns the user spoke, per ``keys`` value (a tuple), in the turns' order; None without."""
+    from vlab.metrics.latency import spoken_turns
+
+    if turns is None:
+        return None
+    spoken = spoken_turns(turns)
+    if not len(spoken) or "dead_air_ms" not in spoken:
+        return {}
+    return {
+        key if isinstance(key, tuple) else (key,): group["dead_air_ms"]
+        for key, group in spoken.groupby(keys if len(keys) > 1 else keys[0], sort=False)
+    }
 
 
 def _false_starts(noise: pd.DataFrame) -> dict[str, float]:

@@ -176,7 +176,13 @@ def aggregate(
         arrow_atomic(table, out_dir / f"{name}.parquet")
         dataset_atomic(table, out_dir / DATASET_DIR / name, cfg.setting_names)
     points = (
-        operating_points(frames["scores"], by="setting", baseline=cfg.baseline, reference=cfg.push_to_talk)
+        operating_points(
+            frames["scores"],
+            by="setting",
+            baseline=cfg.baseline,
+            reference=cfg.push_to_talk,
+            turns=frames["turns"] if cfg.mode == "sessions" else None,  # a VAD-only sweep answers none
+        )
         if scores
         else pd.DataFrame()
     )
