@@ -368,16 +368,21 @@ def operating_points(
 ) -> pd.DataFrame:
     """Aggregate per-run scores (rows of :func:`score_prompt` plus ``by`` columns) into one point per setting.
 
+    A ``total_tokens`` column in ``scores`` (the tokens each run's responses used: their ``usage``, input
+    and output, summed) gives ``tokens_per_expected_turn``: what a setting costs, since each response
+    the service starts is billed, the extra ones a cut-off starts included.
+
     Args:
+        scores: Per-run scores: rows of :func:`score_prompt` with the ``by`` columns (a sweep's ``scores``).
+        by: The column or columns that name a setting.
+        baseline: The setting marked ``baseline``.
+        reference: The setting marked ``reference``: a yardstick such as push-to-talk, drawn beside the
+            settings and never on their frontier.
         turns: The runs' turns (:func:`vlab.metrics.turn_latency` rows with the ``by`` columns, a sweep's
             ``turns`` table): dead air is then the median over the turns the user spoke
             (:func:`vlab.metrics.spoken_turns`), with a bootstrap interval over them, the figure the
             report's dead-air chart and ``vlab compare`` show. Without them (a VAD-only sweep), the
             median of the runs' medians, with a bootstrap over the runs.
-
-    A ``total_tokens`` column in ``scores`` (the tokens each run's responses used: their ``usage``, input
-    and output, summed) gives ``tokens_per_expected_turn``: what a setting costs, since each response
-    the service starts is billed, the extra ones a cut-off starts included.
 
     Returns:
         Per setting: ``false_cutoff_rate`` (cut turns / expected turns), ``hold_cut_rate`` (cut holds /
