@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import math
 import re
@@ -633,8 +634,9 @@ def _pause_prompt() -> LabelledPrompt:
     )
 
 
-def test_score_prompt_finds_the_cutoff_inside_the_hold_and_the_dead_air_after_the_turn():
-    det = pd.DataFrame(
+def _two_detections() -> pd.DataFrame:
+    """Speech 300-1300 and 2200-3000 ms, each answered: at 1800 and 3500 ms on the audio clock."""
+    return pd.DataFrame(
         {
             "audio_start_ms": [0.0, 1900.0],
             "audio_end_ms": [1800.0, 3500.0],
@@ -643,6 +645,10 @@ def test_score_prompt_finds_the_cutoff_inside_the_hold_and_the_dead_air_after_th
             "responded": [True, True],
         }
     )
+
+
+def test_score_prompt_finds_the_cutoff_inside_the_hold_and_the_dead_air_after_the_turn():
+    det = _two_detections()
     s = score_prompt(_pause_prompt(), det)
     assert s["cutoff_turns"] == 1 and s["holds_cut"] == 1 and s["false_cutoffs"] == 1
     assert s["missed_turns"] == 0 and s["turns_per_expected"] == 2
@@ -657,25 +663,8 @@ def test_a_turn_whose_reply_was_never_heard_has_no_dead_air_in_the_score():
     # two turns; the first's reply was cancelled before its first audio, as the user spoke on. Its dead
     # air used to be the end-of-turn wait on the audio clock (500 ms, no reply latency in it), beside the
     # second turn's measured 1300 ms: a median of 900 that no user waited through
-    prompt = LabelledPrompt(
-        id="two",
-        file=__file__,
-        text="",
-        sample_rate=16000,
-        duration_ms=6000,
-        category="two_turns",
-        speech_segments=((300, 1300), (2200, 3000)),
-        end_of_turn_ms=(1300, 3000),
-    )  # type: ignore[arg-type]
-    det = pd.DataFrame(
-        {
-            "audio_start_ms": [0.0, 1900.0],
-            "audio_end_ms": [1800.0, 3500.0],
-            "onset_ms": [300.0, 2200.0],
-            "offset_ms": [1300.0, 3000.0],
-            "responded": [True, True],
-        }
-    )
+    prompt = dataclasses.replace(_pause_prompt(), hold_spans=(), end_of_turn_ms=(1300, 3000))
+    det = _two_detections()
     measured = score_prompt(prompt, det, dead_air_ms={1800.0: math.nan, 3500.0: 1300.0})
     assert measured["dead_air_ms"] == 1300.0
     assert (measured["ended_turns"], measured["missed_turns"], measured["cutoff_turns"]) == (2, 0, 0)
