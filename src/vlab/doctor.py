@@ -98,16 +98,29 @@ class DoctorReport:
         return [c.line() for c in self.checks] + [f"vlab doctor: {verdict}"]
 
 
+_RESOURCE_FORMS: Final = (
+    (".services.ai.azure.com", "an Azure AI Foundry resource endpoint (*.services.ai.azure.com)"),
+    (".cognitiveservices.azure.com", "an Azure AI Services endpoint (*.cognitiveservices.azure.com)"),
+)
+"""The hosts of an Azure resource that serves Voice Live, and what ``vlab doctor`` calls each."""
+
+
 def endpoint_form(url: str) -> tuple[str, Status]:
     """What kind of endpoint ``url`` is, and whether that form works with Voice Live."""
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     if is_loopback(host):
         return "a local emulator (e.g. `vlab emulator`)", "ok"
-    if host.endswith(".services.ai.azure.com"):
-        return "an Azure AI Foundry resource endpoint (*.services.ai.azure.com)", "ok"
-    if host.endswith(".cognitiveservices.azure.com"):
-        return "an Azure AI Services endpoint (*.cognitiveservices.azure.com)", "ok"
+    resource = next((f for f in _RESOURCE_FORMS if host.endswith(f[0])), None)
+    path = parts.path.rstrip("/")
+    if resource is not None and path:  # a gateway's prefix is kept; a resource has none
+        return (
+            f"{resource[1]} with a path ({path}): the resource serves Voice Live at its root, and the SDK "
+            f"appends its own path (it would connect to …{path}{protocol.ROUTES[0]})",
+            "warn",
+        )
+    if resource is not None:
+        return resource[1], "ok"
     if host.endswith(".openai.azure.com"):
         return (
             "an Azure OpenAI endpoint (*.openai.azure.com): Voice Live is served on the resource's "
@@ -199,7 +212,13 @@ def _target_check(target: Target, sources: Mapping[str, str], *, offline: bool) 
     )
     form, status = endpoint_form(target.endpoint or "")
     summary = f"{target.describe()} — endpoint from {where}; {auth}; {form}"
-    fix = "" if status == "ok" else f"set {ENV_ENDPOINT} to https://<resource>.services.ai.azure.com"
+    host = (urlsplit(target.endpoint or "").hostname or "").lower()
+    root = (
+        f"https://{host}"
+        if any(host.endswith(suffix) for suffix, _ in _RESOURCE_FORMS)
+        else "https://<resource>.services.ai.azure.com"
+    )
+    fix = "" if status == "ok" else f"set {ENV_ENDPOINT} to {root}"
     return Check("target", status, summary, fix)
 
 

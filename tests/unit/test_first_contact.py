@@ -234,6 +234,11 @@ def test_a_service_principal_with_a_wrong_secret_is_told_to_check_its_variables(
         ("https://voice.contoso.com", "custom domain", "ok"),
         ("https://r.openai.azure.com", "Azure OpenAI endpoint", "warn"),
         ("http://127.0.0.1:8765", "local emulator", "ok"),
+        ("https://r.services.ai.azure.com/", "AI Foundry resource endpoint", "ok"),  # a slash is no path
+        # the path of Azure OpenAI's realtime API: the SDK would connect to …/openai/realtime/voice-live/…
+        ("https://r.services.ai.azure.com/openai/realtime", "with a path (/openai/realtime)", "warn"),
+        ("https://r.cognitiveservices.azure.com/x", "it would connect to …/x/voice-live/realtime", "warn"),
+        ("https://gateway.contoso.com/voice", "custom domain", "ok"),  # a gateway's prefix is its own
     ],
 )
 def test_doctor_names_the_endpoint_form(url, words, status):
@@ -241,6 +246,22 @@ def test_doctor_names_the_endpoint_form(url, words, status):
 
     form, got = endpoint_form(url)
     assert words in form and got == status
+
+
+@pytest.mark.parametrize(
+    ("url", "fix"),
+    [
+        ("https://r.services.ai.azure.com/openai/realtime", "https://r.services.ai.azure.com"),
+        ("wss://R.cognitiveservices.azure.com/x/", "https://r.cognitiveservices.azure.com"),
+        ("https://r.openai.azure.com", "https://<resource>.services.ai.azure.com"),
+    ],
+)
+def test_doctor_s_fix_for_an_endpoint_form_gives_the_endpoint_to_use(url, fix):
+    from vlab.doctor import _target_check
+
+    target = Target(kind="azure", endpoint=url, api_key=Secret("k"), model="m", auth="api_key")
+    check = _target_check(target, {"endpoint": "the test", "api_key": "the test"}, offline=False)
+    assert (check.status, check.fix) == ("warn", f"set AZURE_VOICELIVE_ENDPOINT to {fix}")
 
 
 def test_doctor_sound_device_check(monkeypatch):
