@@ -182,6 +182,12 @@ def load_prompt_set(path: str | os.PathLike[str] | None = None) -> list[Labelled
     p = Path(path) if path is not None else DEFAULT_PROMPT_DIR
     manifest = p if p.is_file() else p / MANIFEST_NAME
     bundled = "reinstall vlab (in a source checkout, build it with `python scripts/make_prompts.py`)"
+    if path is not None and not p.exists():
+        raise ConfigError(
+            f"there is no {str(p)!r}; give a prompt folder (one that holds a manifest.json) or its manifest "
+            "file, and check the path (a sweep config's [prompts] path is read from the folder the sweep runs in, "
+            "or else beside the config)"
+        )
     if not manifest.is_file():
         fix = (
             f"vlab's bundled prompt set is missing: {bundled}"

@@ -221,7 +221,7 @@ BAD_CONFIGS = {
     ),
     "missing prompt folder": (
         {"grid": {"threshold": [0.5]}, "prompts": {"path": "/nonexistent"}},
-        "no prompt manifest",
+        "there is no '/nonexistent'; give a prompt folder",
     ),
     "unknown latency": (
         {"grid": {"threshold": [0.5]}, "target": {"latency": "fast"}},

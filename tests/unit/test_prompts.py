@@ -145,6 +145,9 @@ def test_missing_manifest_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="no prompt manifest") as raised:
         load_prompt_set(tmp_path)
     assert "`vlab prompts label FOLDER` proposes one" in str(raised.value)  # the way to make one
+    # a path that is not there is not a folder without a manifest: it said "no prompt manifest at 'nope/…'"
+    with pytest.raises(ConfigError, match=r"^there is no '.*nope'; give a prompt folder .* check the path"):
+        load_prompt_set(tmp_path / "nope")
 
 
 @pytest.mark.parametrize(
