@@ -185,8 +185,8 @@ def load_prompt_set(path: str | os.PathLike[str] | None = None) -> list[Labelled
     if path is not None and not p.exists():
         raise ConfigError(
             f"there is no {str(p)!r}; give a prompt folder (one that holds a manifest.json) or its manifest "
-            "file, and check the path (a sweep config's [prompts] path is read from the folder the sweep runs in, "
-            "or else beside the config)"
+            "file, and check the path (a sweep config's [prompts] path is read from the folder the sweep "
+            "runs in, or else beside the config)"
         )
     if not manifest.is_file():
         fix = (

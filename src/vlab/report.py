@@ -266,8 +266,8 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         "Cut-off vs dead-air trade-off",
         "One point per setting: share of labelled turns cut off (a response inside the turn) against "
         f"{dead_air}. Grey bars: 95 % intervals (Wilson over the labelled turns for the cut-off rate, a "
-        f"bootstrap over the {'runs' if vad_only else 'turns'} for the median); settings whose bars overlap may not differ, so "
-        "add prompts (or, against Azure, repeats) before choosing between them.",
+        f"bootstrap over the {'runs' if vad_only else 'turns'} for the median); settings whose bars overlap "
+        "may not differ, so add prompts (or, against Azure, repeats) before choosing between them.",
     )
     if played_noise(points):
         save(

@@ -454,7 +454,7 @@ def operating_points(
 
 
 def _turn_dead_air(turns: pd.DataFrame | None, keys: list[str]) -> dict[tuple[Any, ...], pd.Series] | None:
-    """The dead air of the turns the user spoke, per ``keys`` value (a tuple), in the turns' order; None without."""
+    """The dead air of the turns the user spoke, per ``keys`` value (a tuple), in their order (None: no turns)."""
     from vlab.metrics.latency import spoken_turns
 
     if turns is None:
