@@ -108,6 +108,22 @@ def test_replay_manual_mode(tmp_path, prompt):
     assert "turns answered: 1" in result.stdout
 
 
+def test_replay_says_which_replies_were_cancelled_before_their_first_audio(tmp_path, capsys):
+    # the digits' pauses end turns at the default 500 ms; the next digit cancels each reply before it
+    # speaks. Each such turn read "voice-to-voice n/a = … + first audio n/a" under "turns answered"
+    assert main(["replay", "digits", "--out", str(tmp_path / "run"), "--speed", "max"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    unheard = [line for line in lines if line.endswith("(simulated timeline)") and "before its first" in line]
+    (answered,) = [line for line in lines if line.startswith("turns answered: ")]
+    assert len(unheard) >= 1 and answered.endswith(f" ({len(unheard)} cancelled before their first audio)")
+    assert all(
+        re.match(r"  turn \d+: cancelled before its first audio; endpointing \d+ ms \+ turn commit", x)
+        for x in unheard
+    )
+    assert all("voice-to-voice" not in line for line in unheard)
+    assert any("voice-to-voice" in line and "n/a" not in line for line in lines)  # the last one was heard
+
+
 def test_sweep_dry_run_lists_the_cells_and_runs_nothing(tmp_path, capsys):
     config = bundled_dir("examples") / "eou_sweep.toml"
     assert main(["sweep", str(config), "--dry-run"]) == 0

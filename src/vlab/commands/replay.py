@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vlab.commands._args import out_folder, seconds, speed
 from vlab.errors import ConfigError
@@ -168,8 +169,6 @@ def prompt_file(given: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code."""
-    import math
-
     import pandas as pd
 
     from vlab._run import run_main
@@ -212,7 +211,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"run folder: {result.run_dir}")
     print(f"target: {result.target}")
     print(f"events logged: {result.events}")
-    print(f"turns answered: {len(result.turns)}")
+    unheard = {t["turn"] for t in result.turns if _cancelled_unheard(t)}
+    print(
+        f"turns answered: {len(result.turns)}"
+        + (f" ({len(unheard)} cancelled before their first audio)" if unheard else "")
+    )
     if result.protocol_warnings:
         print(
             f"protocol warnings: {result.protocol_warnings} (malformed server events; see the run's events)"
@@ -224,11 +227,17 @@ def run(args: argparse.Namespace) -> int:
         if turn["false_cutoff"]:
             print(f"{head}; false cut-off (the reply started before the end of speech)")
             continue
-        print(
-            f"{head}; voice-to-voice {fmt(turn['voice_to_voice_ms'])} = endpointing {fmt(turn['endpointing_ms'])}"
-            f" + turn commit {fmt(turn['turn_commit_ms'])} + first audio {fmt(turn['ttfb_audio_ms'])}"
-            f" ({turn['timeline']} timeline)"
-        )
+        if turn["turn"] in unheard:  # no voice-to-voice: nothing was heard
+            print(
+                f"{head} before its first audio; endpointing {fmt(turn['endpointing_ms'])} + turn commit "
+                f"{fmt(turn['turn_commit_ms'])} ({turn['timeline']} timeline)"
+            )
+        else:
+            print(
+                f"{head}; voice-to-voice {fmt(turn['voice_to_voice_ms'])} = endpointing "
+                f"{fmt(turn['endpointing_ms'])} + turn commit {fmt(turn['turn_commit_ms'])} + first audio "
+                f"{fmt(turn['ttfb_audio_ms'])} ({turn['timeline']} timeline)"
+            )
         if args.transcription is not None:
             text = heard.get(str(turn.get("item_id")))
             print(
@@ -245,6 +254,13 @@ def run(args: argparse.Namespace) -> int:
         total, given, said = (round(used[key]) for key in USAGE_COLUMNS)
         print(f"tokens used: {total} ({given} in, {said} out; the responses' usage)")
     return 0
+
+
+def _cancelled_unheard(turn: dict[str, Any]) -> bool:
+    """Whether ``turn``'s reply was cancelled before its first audio (speech resumed, say): no wait to time."""
+    first_audio = turn.get("t_first_audio_ns")
+    unheard = first_audio is None or (isinstance(first_audio, float) and math.isnan(first_audio))
+    return turn.get("status") == "cancelled" and unheard and not turn["false_cutoff"]
 
 
 def _transcripts(run_dir: Path) -> dict[str, str]:
