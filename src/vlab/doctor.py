@@ -124,7 +124,7 @@ def endpoint_form(url: str) -> tuple[str, Status]:
     if host.endswith(".openai.azure.com"):
         return (
             "an Azure OpenAI endpoint (*.openai.azure.com): Voice Live is served on the resource's "
-            "*.services.ai.azure.com or *.cognitiveservices.azure.com endpoint",
+            f"{' or '.join(f'*{suffix}' for suffix, _ in _RESOURCE_FORMS)} endpoint",
             "warn",
         )
     return "a custom domain (make sure it fronts a Voice Live resource)", "ok"
