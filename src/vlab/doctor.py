@@ -105,22 +105,27 @@ _RESOURCE_FORMS: Final = (
 """The hosts of an Azure resource that serves Voice Live, and what ``vlab doctor`` calls each."""
 
 
+def _resource_form(host: str) -> str | None:
+    """What ``vlab doctor`` calls the Azure resource host ``host`` (lower case); None for any other host."""
+    return next((name for suffix, name in _RESOURCE_FORMS if host.endswith(suffix)), None)
+
+
 def endpoint_form(url: str) -> tuple[str, Status]:
     """What kind of endpoint ``url`` is, and whether that form works with Voice Live."""
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     if is_loopback(host):
         return "a local emulator (e.g. `vlab emulator`)", "ok"
-    resource = next((f for f in _RESOURCE_FORMS if host.endswith(f[0])), None)
+    resource = _resource_form(host)
     path = parts.path.rstrip("/")
     if resource is not None and path:  # a gateway's prefix is kept; a resource has none
         return (
-            f"{resource[1]} with a path ({path}): the resource serves Voice Live at its root, and the SDK "
+            f"{resource} with a path ({path}): the resource serves Voice Live at its root, and the SDK "
             f"appends its own path (it would connect to …{path}{protocol.ROUTES[0]})",
             "warn",
         )
     if resource is not None:
-        return resource[1], "ok"
+        return resource, "ok"
     if host.endswith(".openai.azure.com"):
         return (
             "an Azure OpenAI endpoint (*.openai.azure.com): Voice Live is served on the resource's "
@@ -213,11 +218,7 @@ def _target_check(target: Target, sources: Mapping[str, str], *, offline: bool) 
     form, status = endpoint_form(target.endpoint or "")
     summary = f"{target.describe()} — endpoint from {where}; {auth}; {form}"
     host = (urlsplit(target.endpoint or "").hostname or "").lower()
-    root = (
-        f"https://{host}"
-        if any(host.endswith(suffix) for suffix, _ in _RESOURCE_FORMS)
-        else "https://<resource>.services.ai.azure.com"
-    )
+    root = f"https://{host}" if _resource_form(host) else "https://<resource>.services.ai.azure.com"
     fix = "" if status == "ok" else f"set {ENV_ENDPOINT} to {root}"
     return Check("target", status, summary, fix)
 

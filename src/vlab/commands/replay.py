@@ -258,8 +258,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _cancelled_unheard(turn: dict[str, Any]) -> bool:
     """Whether ``turn``'s reply was cancelled before its first audio (speech resumed, say): no wait to time."""
-    first_audio = turn.get("t_first_audio_ns")
-    unheard = first_audio is None or (isinstance(first_audio, float) and math.isnan(first_audio))
+    from vlab.metrics.events import as_float
+
+    unheard = math.isnan(as_float(turn.get("t_first_audio_ns")))
     return turn.get("status") == "cancelled" and unheard and not turn["false_cutoff"]
 
 

@@ -464,7 +464,7 @@ def _turn_dead_air(turns: pd.DataFrame | None, keys: list[str]) -> dict[tuple[An
         return {}
     return {
         key if isinstance(key, tuple) else (key,): group["dead_air_ms"]
-        for key, group in spoken.groupby(keys if len(keys) > 1 else keys[0], sort=False)
+        for key, group in spoken.groupby(keys, sort=False)
     }
 
 
