@@ -218,6 +218,28 @@ def test_a_turn_answered_through_tools_is_offered_with_its_whole_wait_and_its_an
     )
 
 
+def test_a_reply_cancelled_before_its_first_audio_is_offered_as_nothing_heard():
+    unheard = SimpleNamespace(
+        turn=2,
+        trigger="vad",
+        status="cancelled",
+        voice_to_voice_ms=math.nan,
+        voice_to_answer_ms=math.nan,
+        t_first_audio_ns=math.nan,
+        false_cutoff=False,
+        answers_turn=-1,
+    )
+    assert LogExplorer._turn_option(unheard) == (
+        "turn 2 (vad, cancelled before its first audio (nothing heard))",
+        2,
+    )
+    # cut off, or cancelled once it had spoken: its latency is what is missing, not its audio
+    cut = SimpleNamespace(**{**vars(unheard), "false_cutoff": True})
+    assert LogExplorer._turn_option(cut)[0] == "turn 2 (vad, cancelled, no latency, false cut-off)"
+    spoke = SimpleNamespace(**{**vars(unheard), "t_first_audio_ns": 5.0e9})
+    assert LogExplorer._turn_option(spoke)[0] == "turn 2 (vad, cancelled, no latency)"
+
+
 async def test_each_turn_is_offered_with_its_trigger_status_and_latency(run_dir):
     ex = LogExplorer(run_dir)
     labels = [label for label, _ in ex.turn.options]

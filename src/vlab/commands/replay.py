@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from vlab.commands._args import out_folder, seconds, speed
 from vlab.errors import ConfigError
@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     from vlab.errors import NotAnswered, RunFolderTaken
     from vlab.feed import NoSpeechDetected
     from vlab.log import JSONL_NAME
-    from vlab.metrics import USAGE_COLUMNS, tokens_used
+    from vlab.metrics import USAGE_COLUMNS, cancelled_before_audio, tokens_used
     from vlab.replay import replay
 
     speed = 1.0 if args.realtime else args.speed
@@ -211,7 +211,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"run folder: {result.run_dir}")
     print(f"target: {result.target}")
     print(f"events logged: {result.events}")
-    unheard = {t["turn"] for t in result.turns if _cancelled_unheard(t)}
+    unheard = {
+        t["turn"]
+        for t in result.turns
+        if cancelled_before_audio(t.get("status"), t.get("t_first_audio_ns"), t["false_cutoff"])
+    }
     print(
         f"turns answered: {len(result.turns)}"
         + (f" ({len(unheard)} cancelled before their first audio)" if unheard else "")
@@ -254,14 +258,6 @@ def run(args: argparse.Namespace) -> int:
         total, given, said = (round(used[key]) for key in USAGE_COLUMNS)
         print(f"tokens used: {total} ({given} in, {said} out; the responses' usage)")
     return 0
-
-
-def _cancelled_unheard(turn: dict[str, Any]) -> bool:
-    """Whether ``turn``'s reply was cancelled before its first audio (speech resumed, say): no wait to time."""
-    from vlab.metrics.events import as_float
-
-    unheard = math.isnan(as_float(turn.get("t_first_audio_ns")))
-    return turn.get("status") == "cancelled" and unheard and not turn["false_cutoff"]
 
 
 def _transcripts(run_dir: Path) -> dict[str, str]:

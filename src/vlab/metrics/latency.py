@@ -139,6 +139,16 @@ def spoken_turns(turns: pd.DataFrame) -> pd.DataFrame:
     return turns[spoken]
 
 
+def cancelled_before_audio(status: Any, t_first_audio_ns: Any, false_cutoff: Any) -> bool:
+    """Whether a turn of :func:`turn_latency`'s table (given these columns) was cancelled before its audio.
+
+    A false cut-off is not counted. Such a turn's reply was never heard (the user spoke on, say), so it has
+    no wait to time.
+    """
+    unheard = math.isnan(as_float(t_first_audio_ns))
+    return status == "cancelled" and unheard and not bool(false_cutoff)
+
+
 def made_tool_calls(turns: pd.DataFrame) -> bool:
     """Whether any turn of :func:`turn_latency`'s table called a tool (a sweep with ``[tools]`` or ``[mcp]``).
 

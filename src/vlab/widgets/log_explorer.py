@@ -153,19 +153,21 @@ class LogExplorer:
     @staticmethod
     def _turn_option(r: Any) -> tuple[str, int]:
         """The turn chooser's (label, value) for one row of :attr:`turns`."""
-        from vlab.metrics import TURN_STARTS
+        from vlab.metrics import TURN_STARTS, cancelled_before_audio
 
         start = TURN_STARTS.get(str(r.trigger), "voice")
+        latency = ""
         if _finite(r.voice_to_voice_ms):
             latency = f"{start}-to-voice {r.voice_to_voice_ms:.0f} ms"
         elif _finite(r.voice_to_answer_ms):  # it spoke nothing: its answer came through its tool calls
             calls = int(r.calls_to_answer)
             latency = f"{start}-to-answer {r.voice_to_answer_ms:.0f} ms through {calls} tool call{'s' * (calls != 1)}"
-        else:
+        elif not cancelled_before_audio(r.status, r.t_first_audio_ns, r.false_cutoff):
             latency = "no latency"
         answers = f", answers turn {int(r.answers_turn)}" if r.answers_turn >= 0 else ""
         cut = ", false cut-off" if bool(r.false_cutoff) else ""
-        return f"turn {int(r.turn)} ({r.trigger}, {r.status}, {latency}{answers}{cut})", int(r.turn)
+        state = f"{r.status}, {latency}" if latency else f"{r.status} before its first audio (nothing heard)"
+        return f"turn {int(r.turn)} ({r.trigger}, {state}{answers}{cut})", int(r.turn)
 
     # --- views ---------------------------------------------------------------------------------------
 
