@@ -5,7 +5,8 @@ Each run folder (a session, a replay, or every cell of a sweep) gives samples of
 Azure, the simulated timeline for the emulator; ``docs/timeline.md``):
 
 - ``endpointing`` = :func:`~vlab.metrics.turn_latency`'s ``uplink_ms`` (silence timer's end → ``speech_stopped``);
-- ``commit`` = ``turn_commit_ms``; ``first_text`` = ``ttft_ms``; ``first_audio`` = ``ttfb_audio_ms − ttft_ms``;
+- ``commit`` = ``turn_commit_ms``, of the turns that stopped with no response in progress;
+  ``first_text`` = ``ttft_ms``; ``first_audio`` = ``ttfb_audio_ms − ttft_ms``;
 - ``audio_rate``: per response, the audio before its last delta ÷ the time from its first to its last
   delta (how much faster than real time the service streams);
 - ``network``: on the client's clock, half of each ``session.update`` → ``session.updated`` round
@@ -200,9 +201,10 @@ def stage_samples(run: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, 
     simulated = on_simulated_timeline(events)
     turns = turn_latency(events)
     vad = turns[turns["trigger"] == "vad"]
+    waited = _commit_waited(turns)[vad.index]
     samples: dict[str, list[float]] = {
         "endpointing": vad["uplink_ms"].tolist(),
-        "commit": vad["turn_commit_ms"].tolist(),
+        "commit": vad.loc[~waited, "turn_commit_ms"].tolist(),
         "first_text": turns["ttft_ms"].tolist(),
         "first_audio": (turns["ttfb_audio_ms"] - turns["ttft_ms"]).tolist(),
         "audio_rate": _audio_rates(events, simulated),
@@ -214,10 +216,26 @@ def stage_samples(run: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, 
     frame = pd.DataFrame(rows, columns=["stage", "value"])
     frame["voice"], frame["model"], frame["run"] = info["voice"], info["model"], str(path)
     info["turns"] = len(turns)
+    info["commits_waited"] = int(waited.sum())
     info["timeline"] = "simulated" if simulated else "client"
     chunks = events.loc[events["type"] == protocol.AUDIO_DELTA, "audio_ms"].astype(float)
     info["audio_chunk_ms"] = float(chunks.median()) if len(chunks) else math.nan
     return frame, info
+
+
+def _commit_waited(turns: pd.DataFrame) -> pd.Series:
+    """Whether each of :func:`turn_latency`'s turns stopped while an earlier response was in progress.
+
+    The reply to such a turn starts only once that response has finished (the answer to a tool call the
+    client asked for as the user spoke on, say), so its ``turn_commit_ms`` holds that wait: not a sample of
+    the commit, which the emulator draws on top of the same wait. Every stamp compared is of a server
+    event on one connection, so their order is the order the service sent them in.
+    """
+    stopped = turns["t_speech_stopped_ns"].to_numpy(float)[:, None]
+    created = turns["t_created_ns"].to_numpy(float)[None, :]
+    done = turns["t_done_ns"].to_numpy(float)[None, :]
+    in_progress = (created < stopped) & ~(done <= stopped)
+    return pd.Series(in_progress.any(axis=1), index=turns.index)
 
 
 @dataclass
@@ -235,6 +253,11 @@ class Calibration:
     def emulator_runs(self) -> list[str]:
         """The runs made against vlab's emulator, not Azure: what they fit is the emulator's own latency."""
         return [str(r["run"]) for r in self.model.provenance.get("runs", []) if r.get("emulator")]
+
+    @property
+    def commits_waited(self) -> int:
+        """Turns whose reply waited for an earlier response to finish: no ``commit`` sample (``_commit_waited``)."""
+        return sum(int(r.get("commits_waited", 0)) for r in self.model.provenance.get("runs", []))
 
     def table(self) -> pd.DataFrame:
         """One row per stage: ``stage``, ``n``, ``p50``, ``p90``, ``p99`` (ms; ``audio_rate`` in ×)."""

@@ -8,6 +8,11 @@ import pytest
 
 from tests._logs import write_log
 from vlab.calibrate import ks_two_sample, stage_samples
+from vlab.cli import main
+from vlab.log import load_log
+from vlab.metrics import turn_latency
+
+DONE = json.dumps({"response": {"status": "completed"}})
 
 
 def test_an_azure_run_gives_half_of_each_session_update_round_trip_and_the_reply_s_audio_rate(tmp_path):
@@ -83,7 +88,6 @@ def test_each_mcp_call_gives_its_in_progress_to_completed_or_failed_and_is_optio
 
 def test_runs_on_vlab_s_emulator_are_counted_in_a_note_and_kept_in_the_provenance(tmp_path, capsys):
     from vlab.calibrate import FewSamplesWarning, calibrate
-    from vlab.cli import main
 
     def run(name: str, server: dict) -> None:
         audio = {"response_id": "r", "audio_ms": 100.0, **server}
@@ -110,3 +114,40 @@ def test_runs_on_vlab_s_emulator_are_counted_in_a_note_and_kept_in_the_provenanc
         == 0
     )
     assert "note:" not in capsys.readouterr().out
+
+
+def test_a_turn_that_stopped_while_a_response_was_in_progress_gives_no_commit_sample(tmp_path, capsys):
+    """The user spoke on as the answer to a tool call played: the reply to their next turn waited for it."""
+
+    def response(rid: str, ms: float) -> list[tuple[float, str, str, dict]]:
+        return [
+            (ms, "server", "response.created", {"response_id": rid}),
+            (ms + 300, "server", "response.audio.delta", {"response_id": rid, "audio_ms": 100.0}),
+            (ms + 900, "server", "response.done", {"response_id": rid, "payload": DONE}),
+        ]
+
+    def turn(item: str, start_ms: float, stop_ms: float) -> list[tuple[float, str, str, dict]]:
+        return [
+            (start_ms, "server", "input_audio_buffer.speech_started", {"item_id": item}),
+            (stop_ms, "server", "input_audio_buffer.speech_stopped", {"item_id": item}),
+            (stop_ms + 10, "server", "input_audio_buffer.committed", {"item_id": item}),
+        ]
+
+    rows = [
+        *turn("item_1", 0.0, 1000.0),
+        *response("resp_1", 1100.0),  # 100 ms after its turn stopped
+        (2100.0, "client", "response.create", {}),
+        *response("resp_2", 2150.0),  # in progress until 3050
+        *turn("item_2", 2200.0, 2500.0),
+        *response("resp_3", 3200.0),  # 700 ms after its turn stopped: 550 of them waiting for resp_2
+    ]
+    run = write_log(tmp_path / "run", *sorted(rows, key=lambda row: row[0]))
+    samples, _ = stage_samples(run)
+    assert samples.loc[samples["stage"] == "commit", "value"].tolist() == [100.0]
+    turns = turn_latency(load_log(run))  # the wait is in the turn's own latency, where the user had it
+    assert turns.loc[turns["trigger"] == "vad", "turn_commit_ms"].tolist() == [100.0, 700.0]
+    assert main(["calibrate", str(run), "--out", str(tmp_path / "l.json"), "--min-samples", "1"]) == 0
+    assert (
+        "note: a turn that ended while an earlier response was in progress gives no commit sample (its reply "
+        "waited for that response to finish); turns left out: 1"
+    ) in capsys.readouterr().out.splitlines()

@@ -47,6 +47,11 @@ def run(args: argparse.Namespace) -> int:
             f"note: {len(emulated)} of {len(runs)} runs ran on vlab's emulator, not Azure: what they fit is the "
             "emulator's own latency model"
         )
+    if result.commits_waited:
+        print(
+            "note: a turn that ended while an earlier response was in progress gives no commit sample (its "
+            f"reply waited for that response to finish); turns left out: {result.commits_waited}"
+        )
     print(result.format_table())
     for w in caught:  # after the table that flags the stages, as the command shows warnings
         warnings.showwarning(w.message, w.category, w.filename, w.lineno)
