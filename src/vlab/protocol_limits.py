@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
 from vlab import protocol
 
@@ -52,6 +52,7 @@ __all__ = [
     "VLAB_DEFAULTS_API_VERSION",
     "Bounds",
     "TurnDetectionDefaults",
+    "eou_timeout_ms",
     "turn_detection_defaults",
 ]
 
@@ -264,3 +265,27 @@ def turn_detection_defaults(
     if vad_type in AZURE_SEMANTIC_VAD_TYPES:
         defaults = replace(defaults, speech_duration_ms=MIN_SPEECH_MS, remove_filler_words=False)
     return defaults
+
+
+def eou_timeout_ms(turn_detection: Mapping[str, Any] | None) -> float | None:
+    """The end-of-utterance wait of a turn detection, or None when it has no end-of-utterance detection.
+
+    The azure semantic VADs and ``semantic_vad`` always have it; ``server_vad`` only with an
+    ``end_of_utterance_detection`` object. Its ``timeout_ms`` defaults to
+    :data:`EOU_TIMEOUT_MS`.
+
+    Args:
+        turn_detection: The session's ``turn_detection`` (``None``: manual turns).
+
+    Returns:
+        The wait in ms, or None.
+    """
+    if not turn_detection:
+        return None
+    eou = turn_detection.get("end_of_utterance_detection")
+    vad_type = turn_detection.get("type")
+    semantic = vad_type in AZURE_SEMANTIC_VAD_TYPES or vad_type == SEMANTIC_VAD
+    if not semantic and not isinstance(eou, dict):
+        return None
+    timeout = eou.get("timeout_ms") if isinstance(eou, dict) else None
+    return float(timeout) if isinstance(timeout, (int, float)) else float(EOU_TIMEOUT_MS)

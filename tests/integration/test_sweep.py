@@ -323,6 +323,20 @@ async def test_a_failed_cell_records_its_error_and_the_sweep_goes_on(tmp_path):
         ({"grid": {"eou_model": ["semantic_detection_v2"]}}, "eou_model must be among 'off', 'semantic_"),
         ({"grid": {"eou_timeout_ms": [800, -1]}}, r"eou_timeout_ms = -1: .* in \[0, 60000\]"),
         ({"grid": {"eou_threshold_level": []}}, "eou_threshold_level is an empty list"),
+        ({"grid": {"type": []}}, r"\[grid\] type is an empty list"),
+        (
+            {"grid": {"type": ["server_vad", "semantic"]}},
+            r"type must be 'server_vad' or 'azure_semantic_vad' \(or a list of them to compare\), got 'semantic'",
+        ),
+        ({"grid": {"type": [["server_vad"]]}}, r"type must be .*, got \['server_vad'\]"),  # was a TypeError
+        (
+            {"grid": {"type": ["server_vad", "azure_semantic_vad"], "speech_duration_ms": [80]}},
+            r"speech_duration_ms needs type = 'azure_semantic_vad' \(server_vad has no such setting; sweep it",
+        ),
+        (
+            {"grid": {"type": ["azure_semantic_vad", "azure_semantic_vad"]}},
+            r"gives the setting 'semantic thr=0.5 pad=300 sil=\d+' twice",
+        ),
         (
             {"grid": {"threshold": [0.5, 0.3, 0.50]}},
             r"gives the setting 'thr=0.5 pad=300 sil=\d+' twice .*repeats",
@@ -439,6 +453,25 @@ def test_end_of_utterance_detection_holds_the_turn_a_short_silence_timer_cuts_of
     )
     scores = pd.read_parquet(tmp_path / "scores.parquet")
     assert sorted(scores["end_of_utterance"]) == ["eou=v1", "off"]
+
+
+def test_a_grid_of_two_turn_detection_types_compares_them_setting_by_setting(tmp_path):
+    """pause_600: server VAD at 300 ms answers inside the pause; the semantic VAD reads "…a table for" as
+    unfinished and holds the turn, and each turn's wait runs from where the user stopped, whatever the hold."""
+    cfg = config(
+        prompts={"include": ["pause_600"]},
+        grid={"type": ["server_vad", "azure_semantic_vad"], "silence_duration_ms": [300]},
+    )
+    assert load_config(cfg).setting_names == ("thr=0.5 pad=300 sil=300", "semantic thr=0.5 pad=300 sil=300")
+    run_sweep(cfg, tmp_path, progress=False, session_options=OPTS)
+    points = pd.read_parquet(tmp_path / "points.parquet").set_index("turn_detection_type")
+    assert points.loc["server_vad", "false_cutoff_rate"] == 1.0
+    assert points.loc["azure_semantic_vad", ["false_cutoff_rate", "missed_turn_rate"]].tolist() == [0.0, 0.0]
+    turns = pd.read_parquet(tmp_path / "turns.parquet")
+    held = turns[turns["turn_detection_type"] == "azure_semantic_vad"]
+    (end_of_speech,) = next(p for p in load_prompt_set() if p.id == "pause_600").end_of_turn_ms
+    assert len(held) == 1 and held["a_eos_ms"].tolist() == [end_of_speech]
+    assert (held["a_eos_source"] == "label").all() and (held["dead_air_ms"] > 300).all()
 
 
 def test_push_to_talk_commits_each_labelled_turn_and_is_the_reference_beside_the_settings(tmp_path):

@@ -8,6 +8,7 @@ import json
 import math
 import re
 import warnings
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -117,9 +118,10 @@ def vad_turn(
     return log
 
 
-def session_start(log: Log, sil: int = 500) -> Log:
+def session_start(log: Log, sil: int = 500, **turn_detection: Any) -> Log:
     log.add(0, "server", {"type": "session.created", "session": {}})
     td = {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": sil}
+    td |= turn_detection
     log.add(1, "client", {"type": "session.update", "session": {"turn_detection": td}})
     log.add(9, "server", {"type": "session.updated", "session": {"turn_detection": td}})
     return log
@@ -240,6 +242,27 @@ def test_without_a_label_the_end_of_speech_is_estimated_and_flagged():
     assert row.a_eos_source == "estimated" and row.a_eos_ms == 1000 and row.labelled_turn == -1
     assert row.voice_to_voice_ms == pytest.approx(2970 - 1980)
     assert math.isnan(row.ttft_ms) and "ttft_ms: no first text delta" in row.reason
+
+
+@pytest.mark.parametrize(
+    ("turn_detection", "can_hold"),
+    [
+        ({"type": "azure_semantic_vad"}, True),  # waits up to 1000 ms by default
+        ({"end_of_utterance_detection": {"model": "semantic_detection_v1", "timeout_ms": 1200}}, True),
+        ({}, False),  # no end-of-utterance wait: a label that far before the estimate is not this turn's
+    ],
+)
+def test_a_turn_held_for_more_speech_takes_the_end_of_speech_it_held(turn_detection, can_hold):
+    # the user stopped at 1000 ms of audio; the detector waited 1200 ms for more, then its 500 ms timer
+    log = session_start(Log(), sil=500, **turn_detection).appends(1000, 150)
+    vad_turn(log, stopped=3730, audio_end=2700, created=3800, text=3900, audio=4100, done=4500)
+    row = turn_latency(log.frame(), end_of_turn_ms=[1000]).iloc[0]
+    if not can_hold:
+        assert (row.a_eos_source, row.a_eos_ms, row.labelled_turn) == ("estimated", 2200, -1)
+        return
+    assert (row.a_eos_source, row.a_eos_ms, row.labelled_turn) == ("label", 1000, 0)
+    assert row.server_hangover_audio_ms == 1700 and not row.false_cutoff
+    assert row.voice_to_voice_ms == pytest.approx(4100 - 1980)  # the wait the user had, the hold in it
 
 
 def test_missing_audio_gives_nan_and_a_reason_not_an_exception():

@@ -212,7 +212,7 @@ def test_vad_params_take_the_session_values_or_the_table_defaults() -> None:
     ],
 )
 def test_eou_timeout(td: dict | None, timeout_ms: float | None) -> None:
-    assert session_config.eou_timeout_ms(td) == timeout_ms
+    assert limits.eou_timeout_ms(td) == timeout_ms
 
 
 # --- frames and connections ----------------------------------------------------------------------

@@ -53,7 +53,7 @@ from vlab.emulator.response_run import CancelReason, McpCallDue, ResponseRun
 from vlab.emulator.timeline import Scheduler
 from vlab.emulator.transcription import already_read, transcription_events
 from vlab.emulator.wire import Ids, WireError, parse_client_frame, require
-from vlab.protocol_limits import MAX_APPEND_AUDIO_BYTES
+from vlab.protocol_limits import MAX_APPEND_AUDIO_BYTES, eou_timeout_ms
 
 if TYPE_CHECKING:
     import aiohttp
@@ -316,7 +316,7 @@ class EmulatorConnection:
         return bool(
             self.config.hear_audio
             or self.session.get("input_audio_transcription")
-            or session_config.eou_timeout_ms(turn_detection) is not None
+            or eou_timeout_ms(turn_detection) is not None
         )
 
     def speech_stopped(self, item_id: str, audio_end_ms: int, audio: bytes, at_ms: float) -> None:

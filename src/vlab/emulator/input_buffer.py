@@ -44,7 +44,7 @@ from vlab.emulator.asr import Recognizer, Transcript, read_turn, sounds_unfinish
 from vlab.emulator.timeline import Scheduler
 from vlab.emulator.vad_pipeline import VadPipeline
 from vlab.emulator.wire import Ids, WireError
-from vlab.protocol_limits import MAX_INPUT_BUFFER_BYTES
+from vlab.protocol_limits import MAX_INPUT_BUFFER_BYTES, eou_timeout_ms
 
 log = logging.getLogger("vlab.emulator")
 
@@ -394,7 +394,7 @@ class InputBuffer:
             hold.deferred.append((ev, decided_ms))
             self._resolve_hold()
             return
-        timeout_ms = session_config.eou_timeout_ms(self._session["turn_detection"])
+        timeout_ms = eou_timeout_ms(self._session["turn_detection"])
         if ev.kind == "speech_stopped" and timeout_ms is not None and self._speech_item_id is not None:
             speech_end = ev.speech_ms + self._vad_offset_ms
             deadline_ms = speech_end + max(timeout_ms, 0.0)

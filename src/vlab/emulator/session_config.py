@@ -256,29 +256,3 @@ def vad_params(
         silence_duration_ms=int(td["silence_duration_ms"]),
         min_speech_ms=max(int(td.get("speech_duration_ms") or protocol_limits.MIN_SPEECH_MS), floor_ms),
     )
-
-
-def eou_timeout_ms(turn_detection: Mapping[str, Any] | None) -> float | None:
-    """The end-of-utterance wait of a turn detection, or None when it has no end-of-utterance detection.
-
-    The azure semantic VADs and ``semantic_vad`` always have it; ``server_vad`` only with an
-    ``end_of_utterance_detection`` object. Its ``timeout_ms`` defaults to
-    :data:`~vlab.protocol_limits.EOU_TIMEOUT_MS`.
-
-    Args:
-        turn_detection: The session's ``turn_detection`` (``None``: manual turns).
-
-    Returns:
-        The wait in ms, or None.
-    """
-    if not turn_detection:
-        return None
-    eou = turn_detection.get("end_of_utterance_detection")
-    vad_type = turn_detection["type"]
-    semantic = (
-        vad_type in protocol_limits.AZURE_SEMANTIC_VAD_TYPES or vad_type == protocol_limits.SEMANTIC_VAD
-    )
-    if not semantic and not isinstance(eou, dict):
-        return None
-    timeout = eou.get("timeout_ms") if isinstance(eou, dict) else None
-    return float(timeout) if isinstance(timeout, (int, float)) else float(protocol_limits.EOU_TIMEOUT_MS)

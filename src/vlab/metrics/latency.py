@@ -72,7 +72,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vlab import protocol
+from vlab import protocol, protocol_limits
 from vlab.metrics.events import (
     _NS_PER_MS,
     _TEXT_DELTAS,
@@ -170,11 +170,14 @@ def turn_latency(
     Args:
         events: An event frame (:func:`vlab.load_log`, :meth:`vlab.Session.frame`).
         end_of_turn_ms: Labelled end of speech of each user turn on the input-audio clock (e.g.
-            :attr:`vlab.prompts.LabelledPrompt.end_of_turn_ms`). A VAD turn takes the first label at or
-            after its estimated end of speech minus ``match_tolerance_ms``; a turn with none falls back
-            to the estimate.
+            :attr:`vlab.prompts.LabelledPrompt.end_of_turn_ms`). A VAD turn takes the last label at or
+            before its estimated end of speech and no more than ``match_tolerance_ms`` before it (plus the
+            session's end-of-utterance ``timeout_ms``, when its turn detection has one: a turn held for
+            more speech ends that much later), else the first label after it (the VAD ended the turn
+            early); a turn with neither falls back to the estimate.
         silence_duration_ms: For the estimate; default: from the logged session (500 if absent).
-        match_tolerance_ms: How far past a label the estimated end of speech may fall and still match it.
+        match_tolerance_ms: How far past a label the estimated end of speech may fall and still match it
+            (besides an end-of-utterance wait).
         interpolate: Interpolate ``t_sent`` inside chunks (see :meth:`InputTimeline.t_sent`).
 
     Returns:
@@ -196,6 +199,7 @@ def turn_latency(
     td = session_vad_settings(ev)
     if silence_duration_ms is None:
         silence_duration_ms = float(td.get("silence_duration_ms", UNLOGGED_VAD.silence_duration_ms))
+    hold_ms = protocol_limits.eou_timeout_ms(td) or 0.0  # an end-of-utterance wait ends a turn that late
     labels = sorted(float(x) for x in end_of_turn_ms) if end_of_turn_ms is not None else None
 
     rows: list[dict[str, Any]] = []
@@ -338,7 +342,7 @@ def turn_latency(
             timeline,
             labels,
             float(silence_duration_ms),
-            match_tolerance_ms,
+            match_tolerance_ms + hold_ms,
             interpolate,
             transcripts,
             played,
@@ -491,9 +495,11 @@ def _compute(
     if trigger == "vad":
         estimate = audio_end - silence_ms
         if labels:
-            match = [i for i, x in enumerate(labels) if x >= estimate - tolerance_ms]
-            if match:
-                labelled = match[0]
+            # the last end of speech the turn holds, else the first after it (the VAD ended it early)
+            held = [i for i, x in enumerate(labels) if estimate - tolerance_ms <= x <= estimate]
+            after = [i for i, x in enumerate(labels) if x > estimate]
+            if held or after:
+                labelled = held[-1] if held else after[0]
                 a_eos, source = labels[labelled], "label"
         if source == "":
             a_eos, source = estimate, "estimated"

@@ -36,7 +36,8 @@ Config (TOML; see ``examples/vad_sweep.toml``)::
     temperature = 0.8
     transcription = "azure-speech"   # the user's words transcribed into each cell's events
     [grid]                   # lists are crossed; scalars are fixed
-    type = "server_vad"      # or "azure_semantic_vad"
+    type = "server_vad"      # or "azure_semantic_vad", or both to compare them:
+                             # type = ["server_vad", "azure_semantic_vad"]
     threshold = [0.5]
     prefix_padding_ms = [300]
     silence_duration_ms = [300, 500, 800]

@@ -295,9 +295,7 @@ def _turn_detections(grid: dict[str, Any]) -> list[ServerVad | AzureSemanticVad]
     """The ``[grid]``'s turn detections: its numeric knobs crossed, then with each end-of-utterance detection."""
     if not grid:
         raise ConfigError("the sweep has no [grid]; give at least one of " + ", ".join(GRID_KEYS))
-    kind = grid.get("type", protocol_limits.SERVER_VAD)
-    if kind not in GRID_TYPES:
-        raise ConfigError(f"[grid] type must be {' or '.join(map(repr, GRID_TYPES))}, got {kind!r}")
+    kinds = _grid_types(grid.get("type", protocol_limits.SERVER_VAD))
     axes: dict[str, list[Any]] = {}
     for key in GRID_KEYS:
         if key not in grid:
@@ -313,15 +311,37 @@ def _turn_detections(grid: dict[str, Any]) -> list[ServerVad | AzureSemanticVad]
             + ", ".join([*GRID_KEYS, *PROCESSING_KEYS, "eou_model", *ANSWER_KEYS])
             + ", e.g. threshold = [0.5]"
         )
-    if kind == protocol_limits.SERVER_VAD and "speech_duration_ms" in axes:
-        raise ConfigError("[grid] speech_duration_ms needs type = 'azure_semantic_vad'")
-    cls = GRID_TYPES[kind]
+    if protocol_limits.SERVER_VAD in kinds and "speech_duration_ms" in axes:
+        raise ConfigError(
+            "[grid] speech_duration_ms needs type = 'azure_semantic_vad' (server_vad has no such setting"
+            + (
+                "; sweep it in a grid of type = 'azure_semantic_vad' alone"
+                if len(kinds) > 1
+                else ", and server_vad is the default type"
+            )
+            + ")"
+        )
     return [
-        cls(  # raises ConfigError on out-of-range values
+        GRID_TYPES[kind](  # raises ConfigError on out-of-range values
             **dict(zip(axes.keys(), combo, strict=False)), end_of_utterance=NOT_GIVEN if eou is None else eou
         )
+        for kind in kinds
         for combo, eou in itertools.product(itertools.product(*axes.values()), eous)
     ]
+
+
+def _grid_types(value: Any) -> list[str]:
+    """``[grid] type``: one turn-detection type or a list of them to compare, each in :data:`GRID_TYPES`."""
+    kinds = value if isinstance(value, list) else [value]
+    if not kinds:
+        raise ConfigError("[grid] type is an empty list; give at least one value")
+    for kind in kinds:
+        if not isinstance(kind, str) or kind not in GRID_TYPES:
+            raise ConfigError(
+                f"[grid] type must be {' or '.join(map(repr, GRID_TYPES))} (or a list of them to compare), "
+                f"got {kind!r}"
+            )
+    return kinds
 
 
 def _session_fields(session: Mapping[str, Any]) -> dict[str, Any]:

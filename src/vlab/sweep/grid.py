@@ -18,7 +18,7 @@ GRID_TYPES: dict[str, type[ServerVad] | type[AzureSemanticVad]] = {
     ServerVad().type: ServerVad,
     AzureSemanticVad().type: AzureSemanticVad,
 }
-"""Turn-detection types a grid may use, with their settings class."""
+"""Turn-detection types a grid may use (``[grid] type``, one or a list to compare), with their settings class."""
 NOISE_REDUCTION_OFF = "off"
 """The ``noise_reduction`` grid value for none (``input_audio_noise_reduction: null``)."""
 PROCESSING_KEYS = ("noise_reduction", "echo_cancellation")
@@ -32,6 +32,7 @@ ANSWER_KEYS = ("model", "voice")
 VOICE_DEFAULT = "default"
 """The ``voice`` column of a setting that sends no voice (the service's default one)."""
 KNOB_COLUMNS = (
+    "turn_detection_type",
     "threshold",
     "prefix_padding_ms",
     "silence_duration_ms",
@@ -246,6 +247,7 @@ def knobs_of(settings: Mapping[str, Any]) -> dict[str, Any]:
     extra = settings.get("extra") or {}
     voice = _from_json(settings.get("voice"))
     return {
+        "turn_detection_type": td.get("type"),
         "threshold": td.get("threshold"),
         "prefix_padding_ms": td.get("prefix_padding_ms"),
         "silence_duration_ms": td.get("silence_duration_ms"),

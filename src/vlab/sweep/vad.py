@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vlab import protocol
+from vlab import protocol, protocol_limits
 from vlab.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ def check_vad_mode(settings: Sequence[SessionSettings], names: Sequence[str]) ->
         td = session.get("turn_detection")
         if td is None:
             raise ConfigError(f"[run] mode = 'vad' needs turn detection; setting {name!r} has none")
-        if session_config.eou_timeout_ms(td) is not None:
+        if protocol_limits.eou_timeout_ms(td) is not None:
             raise ConfigError(
                 f"[run] mode = 'vad' cannot decide setting {name!r}: its end-of-utterance detection reads the "
                 "words of each turn. Use type = 'server_vad' without eou_model, eou_threshold_level or "
