@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ async def replay(
     run_dir: str | os.PathLike[str] | None = None,
     speed: float = 1.0,
     timeout_s: float = 120.0,
+    end_of_turn_ms: Sequence[float] | None = None,
     **session_options: Any,
 ) -> ReplayResult:
     """Stream a prompt file as the user's speech and wait until every turn has been answered.
@@ -51,6 +53,9 @@ async def replay(
         run_dir: Where to write the run (default: ``runs/replay-<time>``).
         speed: Pacing of the audio and of the embedded emulator: 1 = real time, ``math.inf`` = no waiting.
         timeout_s: Give up waiting for answers after this many seconds.
+        end_of_turn_ms: The prompt's labelled ends of speech (:attr:`vlab.prompts.LabelledPrompt.end_of_turn_ms`):
+            each turn's wait then runs from where the user stopped, not from an estimate (the server's
+            ``audio_end_ms`` minus the silence timer, which misses an end-of-utterance wait).
         **session_options: Passed to :class:`vlab.Session` (endpoint, api_key, barge_in, overwrite...).
 
     Returns:
@@ -81,5 +86,6 @@ async def replay(
         target = session.target
         if target.kind == "emulator":  # its port meant nothing once it stopped
             target = dataclasses.replace(target, endpoint=None)
-    turns = [{str(k): v for k, v in row.items()} for row in turn_latency(frame).to_dict("records")]
+    latency = turn_latency(frame, end_of_turn_ms=end_of_turn_ms)
+    turns = [{str(k): v for k, v in row.items()} for row in latency.to_dict("records")]
     return ReplayResult(run_path, len(frame), turns, session.protocol_warnings, target.describe())

@@ -24,6 +24,7 @@ from vlab.commands._args import seconds, speed
 from vlab.commands.replay import turn_detection
 from vlab.errors import ConfigError
 from vlab.metrics import turn_latency
+from vlab.prompts import load_prompt_set
 from vlab.report import build_report
 from vlab.settings import AzureSemanticVad, EndOfUtterance, ServerVad
 
@@ -109,9 +110,12 @@ def test_replay_manual_mode(tmp_path, prompt):
 
 
 def test_replay_says_which_replies_were_cancelled_before_their_first_audio(tmp_path, capsys):
-    # the digits' pauses end turns at the default 500 ms; the next digit cancels each reply before it
-    # speaks. Each such turn read "voice-to-voice n/a = … + first audio n/a" under "turns answered"
-    assert main(["replay", "digits", "--out", str(tmp_path / "run"), "--speed", "max"]) == 0
+    # a recording of the digits, unlabelled: its pauses end turns at the default 500 ms; the next digit
+    # cancels each reply before it speaks. Each such turn read "voice-to-voice n/a = … + first audio n/a"
+    # under "turns answered"
+    take = tmp_path / "digits.wav"
+    take.write_bytes((bundled_dir("prompts") / "digits.wav").read_bytes())
+    assert main(["replay", str(take), "--out", str(tmp_path / "run"), "--speed", "max"]) == 0
     lines = capsys.readouterr().out.splitlines()
     unheard = [line for line in lines if line.endswith("(simulated timeline)") and "before its first" in line]
     (answered,) = [line for line in lines if line.startswith("turns answered: ")]
@@ -122,6 +126,36 @@ def test_replay_says_which_replies_were_cancelled_before_their_first_audio(tmp_p
     )
     assert all("voice-to-voice" not in line for line in unheard)
     assert any("voice-to-voice" in line and "n/a" not in line for line in lines)  # the last one was heard
+    # the bundled digits are labelled one turn, the pauses inside it: those replies were false cut-offs
+    assert main(["replay", "digits", "--out", str(tmp_path / "labelled"), "--speed", "max"]) == 0
+    cut = [line for line in capsys.readouterr().out.splitlines() if "false cut-off" in line]
+    assert len(cut) == len(unheard)
+
+
+def test_replay_of_a_labelled_prompt_times_each_wait_from_its_labels(tmp_path, capsys):
+    """pause_600 under the semantic VAD: the emulator holds the turn for more speech before it ends it, so
+    the server's audio_end_ms minus the silence timer is past where the user stopped."""
+    wav = bundled_dir("prompts") / "pause_600.wav"
+    (labels,) = [p.end_of_turn_ms for p in load_prompt_set() if p.id == "pause_600"]
+    flags = ["--semantic-vad", "--silence-duration-ms", "300", "--speed", "max"]
+    for given, run in (("pause_600", "by_id"), (str(wav), "in_its_folder")):  # beside its manifest.json
+        assert main(["replay", given, "--out", str(tmp_path / run), *flags]) == 0
+        out = capsys.readouterr().out
+        assert "\nend of speech: the prompt's labels\n" in out
+        labelled = turn_latency(vlab.load_log(tmp_path / run), end_of_turn_ms=labels).iloc[0]
+        assert labelled.a_eos_source == "label"
+        assert f"voice-to-voice {labelled.voice_to_voice_ms:.0f} ms" in out
+    copy = tmp_path / "take.wav"  # the same audio with no labels
+    copy.write_bytes(wav.read_bytes())
+    assert main(["replay", str(copy), "--out", str(tmp_path / "copy"), *flags]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "\nend of speech: estimated (audio_end_ms minus the silence timer), so a wait for more speech (an "
+        "end-of-utterance timeout of up to 1000 ms) is not in it; replay a labelled prompt"
+    ) in out
+    estimated = turn_latency(vlab.load_log(tmp_path / "copy")).iloc[0]
+    assert f"voice-to-voice {estimated.voice_to_voice_ms:.0f} ms" in out
+    assert estimated.voice_to_voice_ms < labelled.voice_to_voice_ms - 500  # the hold was left out
 
 
 def test_sweep_dry_run_lists_the_cells_and_runs_nothing(tmp_path, capsys):

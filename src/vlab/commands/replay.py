@@ -11,6 +11,7 @@ from vlab.commands._args import out_folder, seconds, speed
 from vlab.errors import ConfigError
 
 if TYPE_CHECKING:
+    from vlab.prompts import LabelledPrompt
     from vlab.settings import AzureSemanticVad, ServerVad, SessionSettings
 
 _VAD_SETTINGS: tuple[tuple[str, type, str], ...] = (
@@ -143,21 +144,31 @@ def session_settings(args: argparse.Namespace) -> SessionSettings:
     )
 
 
-def prompt_file(given: str) -> str:
-    """The file ``vlab replay`` plays: ``given``, else the bundled prompt whose id it is.
+def prompt_file(given: str) -> tuple[str, LabelledPrompt | None]:
+    """The file ``vlab replay`` plays, and its labels when it has some.
+
+    ``given``, labelled when the ``manifest.json`` beside it lists it (a prompt folder), else the bundled
+    prompt whose id it is.
 
     Raises:
         AudioFormatError: Neither a file nor a bundled prompt's id; the message lists the ids, and names
             the one ``given`` is a typo of, if one stands out.
     """
-    from vlab.errors import AudioFormatError, closest_name, first_few
-    from vlab.prompts import load_prompt_set
+    from vlab.errors import AudioFormatError, VlabError, closest_name, first_few
+    from vlab.prompts import MANIFEST_NAME, load_prompt_set
 
-    if Path(given).exists():
-        return given
+    path = Path(given)
+    if path.exists():
+        if not (path.parent / MANIFEST_NAME).is_file():
+            return given, None
+        try:
+            folder = load_prompt_set(path.parent)
+        except VlabError:  # not a prompt folder vlab can read: the file plays unlabelled
+            return given, None
+        return given, next((p for p in folder if p.file.resolve() == path.resolve()), None)
     bundled = {p.id: p for p in load_prompt_set()}
     if given in bundled:
-        return str(bundled[given].file)
+        return str(bundled[given].file), bundled[given]
     close = closest_name(given, bundled)
     ids = f": did you mean {close!r}?" if close else f" ({first_few(bundled, 8)})."
     raise AudioFormatError(
@@ -171,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code."""
     import pandas as pd
 
+    from vlab import protocol_limits
     from vlab._run import run_main
     from vlab.errors import NotAnswered, RunFolderTaken
     from vlab.feed import NoSpeechDetected
@@ -180,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
 
     speed = 1.0 if args.realtime else args.speed
     settings = session_settings(args)
-    prompt = prompt_file(args.prompt)
+    prompt, labelled = prompt_file(args.prompt)
     if prompt != args.prompt:
         print(f"prompt: the bundled {args.prompt!r} ({prompt})")
     try:
@@ -191,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
                 run_dir=args.out,
                 speed=speed,
                 timeout_s=args.timeout,
+                end_of_turn_ms=None if labelled is None else labelled.end_of_turn_ms,
                 overwrite=args.force,
             )
         )
@@ -211,6 +224,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"run folder: {result.run_dir}")
     print(f"target: {result.target}")
     print(f"events logged: {result.events}")
+    hold_ms = protocol_limits.eou_timeout_ms(settings.to_wire().get("turn_detection"))
+    if labelled is not None:
+        print("end of speech: the prompt's labels")
+    elif hold_ms is not None and result.turns:
+        print(
+            "end of speech: estimated (audio_end_ms minus the silence timer), so a wait for more speech (an "
+            f"end-of-utterance timeout of up to {hold_ms:.0f} ms) is not in it; replay a labelled prompt (a "
+            "bundled id, or a file in a prompt folder: docs/own-recordings.md) to time each wait from where "
+            "the user stopped"
+        )
     unheard = {
         t["turn"]
         for t in result.turns
