@@ -220,6 +220,11 @@ async def test_semantic_vad_and_repeats_reach_the_config(tmp_path):
     loaded = load_config(cfg)
     assert loaded.setting_names[0].startswith("semantic ")
     assert loaded.n_cells == (2 * 2 + 1) * 2 * 2  # 2 pads × 2 silences + baseline, × 2 prompts × 2 repeats
+    panel.turn_type.value = ("server_vad", "azure_semantic_vad")  # "Both, to compare"
+    assert panel.turn_type.label == "Both, to compare"
+    names = load_config(panel.config()).setting_names
+    assert len(names) == 2 * 2 * 2 + 1 and names[0] == "thr=0.5 pad=200 sil=300"
+    assert names[4] == "semantic thr=0.5 pad=200 sil=300"
 
 
 def test_end_of_utterance_detection_is_compared_when_asked(tmp_path):

@@ -159,7 +159,7 @@ class SweepPanel:
             style=style, layout=wide,
         )  # fmt: skip
         self.turn_type = widgets.Dropdown(
-            options=[(v, k) for k, v in TURN_TYPES.items()],
+            options=[(v, k) for k, v in TURN_TYPES.items()] + [("Both, to compare", tuple(TURN_TYPES))],
             value="server_vad",
             description="Turn detection",
             style=style,
@@ -343,7 +343,7 @@ class SweepPanel:
         if not self.prompts.value:
             raise ConfigError("Select at least one prompt (Ctrl/Shift-click to pick several).")
         grid: dict[str, Any] = {
-            "type": self.turn_type.value,
+            "type": list(kind) if isinstance(kind := self.turn_type.value, tuple) else kind,
             "threshold": parse_values(self.thresholds.value, float, "Thresholds"),
             "silence_duration_ms": parse_values(self.silences.value, int, "Silence ms"),
             "prefix_padding_ms": parse_values(self.paddings.value, int, "Prefix padding ms"),
