@@ -145,7 +145,8 @@ def test_replay_of_a_labelled_prompt_times_each_wait_from_its_labels(tmp_path, c
         labelled = turn_latency(vlab.load_log(tmp_path / run), end_of_turn_ms=labels).iloc[0]
         assert labelled.a_eos_source == "label"
         assert f"voice-to-voice {labelled.voice_to_voice_ms:.0f} ms" in out
-    copy = tmp_path / "take.wav"  # the same audio with no labels
+    copy = tmp_path / "mine" / "take.wav"  # the same audio with no labels
+    copy.parent.mkdir()
     copy.write_bytes(wav.read_bytes())
     assert main(["replay", str(copy), "--out", str(tmp_path / "copy"), *flags]) == 0
     out = capsys.readouterr().out
@@ -156,6 +157,12 @@ def test_replay_of_a_labelled_prompt_times_each_wait_from_its_labels(tmp_path, c
     estimated = turn_latency(vlab.load_log(tmp_path / "copy")).iloc[0]
     assert f"voice-to-voice {estimated.voice_to_voice_ms:.0f} ms" in out
     assert estimated.voice_to_voice_ms < labelled.voice_to_voice_ms - 500  # the hold was left out
+    assert main(["prompts", "label", str(copy.parent)]) == 0  # labels proposed for the copy: said unreviewed
+    assert main(["replay", str(copy), "--out", str(tmp_path / "auto"), *flags]) == 0
+    assert (
+        "\nend of speech: the prompt's labels (proposed by vlab prompts label, not reviewed: "
+        "vlab.widgets.LabelEditor reviews them)\n"
+    ) in capsys.readouterr().out
 
 
 def test_sweep_dry_run_lists_the_cells_and_runs_nothing(tmp_path, capsys):

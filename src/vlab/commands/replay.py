@@ -193,6 +193,8 @@ def run(args: argparse.Namespace) -> int:
     speed = 1.0 if args.realtime else args.speed
     settings = session_settings(args)
     prompt, labelled = prompt_file(args.prompt)
+    if labelled is not None and not labelled.end_of_turn_ms:  # a noise-only prompt, say: no end to time from
+        labelled = None
     if prompt != args.prompt:
         print(f"prompt: the bundled {args.prompt!r} ({prompt})")
     try:
@@ -226,7 +228,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"events logged: {result.events}")
     hold_ms = protocol_limits.eou_timeout_ms(settings.to_wire().get("turn_detection"))
     if labelled is not None:
-        print("end of speech: the prompt's labels")
+        unreviewed = " (proposed by vlab prompts label, not reviewed: vlab.widgets.LabelEditor reviews them)"
+        print("end of speech: the prompt's labels" + (unreviewed if labelled.label_source == "auto" else ""))
     elif hold_ms is not None and result.turns:
         print(
             "end of speech: estimated (audio_end_ms minus the silence timer), so a wait for more speech (an "
