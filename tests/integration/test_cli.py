@@ -132,6 +132,18 @@ def test_replay_says_which_replies_were_cancelled_before_their_first_audio(tmp_p
     assert len(cut) == len(unheard)
 
 
+def test_a_replayed_prompt_s_labels_are_those_of_its_manifest_entry_when_it_labels_a_turn_s_end():
+    from vlab.commands.replay import prompt_file
+
+    bundled = {p.id: p for p in load_prompt_set()}
+    assert prompt_file("pause_600") == (str(bundled["pause_600"].file), bundled["pause_600"])
+    assert prompt_file(str(bundled["two_turns"].file)) == (
+        str(bundled["two_turns"].file),
+        bundled["two_turns"],
+    )
+    assert prompt_file("noise_only") == (str(bundled["noise_only"].file), None)  # no end of turn to time from
+
+
 def test_replay_of_a_labelled_prompt_times_each_wait_from_its_labels(tmp_path, capsys):
     """pause_600 under the semantic VAD: the emulator holds the turn for more speech before it ends it, so
     the server's audio_end_ms minus the silence timer is past where the user stopped."""

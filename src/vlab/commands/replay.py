@@ -145,10 +145,10 @@ def session_settings(args: argparse.Namespace) -> SessionSettings:
 
 
 def prompt_file(given: str) -> tuple[str, LabelledPrompt | None]:
-    """The file ``vlab replay`` plays, and its labels when it has some.
+    """The file ``vlab replay`` plays, and its labels when they give an end of turn to time from.
 
     ``given``, labelled when the ``manifest.json`` beside it lists it (a prompt folder), else the bundled
-    prompt whose id it is.
+    prompt whose id it is. A prompt with no labelled end of turn (noise alone) plays unlabelled.
 
     Raises:
         AudioFormatError: Neither a file nor a bundled prompt's id; the message lists the ids, and names
@@ -165,10 +165,12 @@ def prompt_file(given: str) -> tuple[str, LabelledPrompt | None]:
             folder = load_prompt_set(path.parent)
         except VlabError:  # not a prompt folder vlab can read: the file plays unlabelled
             return given, None
-        return given, next((p for p in folder if p.file.resolve() == path.resolve()), None)
+        found = next((p for p in folder if p.file.resolve() == path.resolve()), None)
+        return given, found if found is not None and found.end_of_turn_ms else None
     bundled = {p.id: p for p in load_prompt_set()}
     if given in bundled:
-        return str(bundled[given].file), bundled[given]
+        found = bundled[given]
+        return str(found.file), found if found.end_of_turn_ms else None
     close = closest_name(given, bundled)
     ids = f": did you mean {close!r}?" if close else f" ({first_few(bundled, 8)})."
     raise AudioFormatError(
@@ -193,8 +195,6 @@ def run(args: argparse.Namespace) -> int:
     speed = 1.0 if args.realtime else args.speed
     settings = session_settings(args)
     prompt, labelled = prompt_file(args.prompt)
-    if labelled is not None and not labelled.end_of_turn_ms:  # a noise-only prompt, say: no end to time from
-        labelled = None
     if prompt != args.prompt:
         print(f"prompt: the bundled {args.prompt!r} ({prompt})")
     try:
