@@ -22,6 +22,7 @@ from vlab.calibrate import calibrate
 from vlab.cli import BROKEN_PIPE_EXIT, build_parser, main
 from vlab.commands._args import seconds, speed
 from vlab.commands.replay import turn_detection
+from vlab.corpus.labeller import speech_ends_ms
 from vlab.errors import ConfigError
 from vlab.metrics import turn_latency
 from vlab.prompts import load_prompt_set
@@ -144,7 +145,7 @@ def test_a_replayed_prompt_s_labels_are_those_of_its_manifest_entry_when_it_labe
     assert prompt_file("noise_only") == (str(bundled["noise_only"].file), None)  # no end of turn to time from
 
 
-def test_replay_of_a_labelled_prompt_times_each_wait_from_its_labels(tmp_path, capsys):
+def test_replay_of_a_labelled_prompt_times_each_wait_from_its_labels(tmp_path, capsys, monkeypatch):
     """pause_600 under the semantic VAD: the emulator holds the turn for more speech before it ends it, so
     the server's audio_end_ms minus the silence timer is past where the user stopped."""
     wav = bundled_dir("prompts") / "pause_600.wav"
@@ -157,16 +158,31 @@ def test_replay_of_a_labelled_prompt_times_each_wait_from_its_labels(tmp_path, c
         labelled = turn_latency(vlab.load_log(tmp_path / run), end_of_turn_ms=labels).iloc[0]
         assert labelled.a_eos_source == "label"
         assert f"voice-to-voice {labelled.voice_to_voice_ms:.0f} ms" in out
-    copy = tmp_path / "mine" / "take.wav"  # the same audio with no labels
+    copy = tmp_path / "mine" / "take.wav"  # the same audio with no labels: where its speech ends is found
     copy.parent.mkdir()
     copy.write_bytes(wav.read_bytes())
     assert main(["replay", str(copy), "--out", str(tmp_path / "copy"), *flags]) == 0
     out = capsys.readouterr().out
     assert (
-        "\nend of speech: estimated (audio_end_ms minus the silence timer), so a wait for more speech (an "
-        "end-of-utterance timeout of up to 1000 ms) is not in it; replay a labelled prompt"
+        "\nend of speech: found in the prompt's audio, so each wait includes any wait for more speech (an "
+        "end-of-utterance timeout of up to 1000 ms)\n"
     ) in out
-    estimated = turn_latency(vlab.load_log(tmp_path / "copy")).iloc[0]
+    samples, rate = sf.read(copy, dtype="float32")
+    found = turn_latency(vlab.load_log(tmp_path / "copy"), speech_ends_ms=speech_ends_ms(samples, rate)).iloc[
+        0
+    ]
+    assert found.a_eos_source == "audio" and f"voice-to-voice {found.voice_to_voice_ms:.0f} ms" in out
+    assert (
+        abs(found.voice_to_voice_ms - labelled.voice_to_voice_ms) < 30
+    )  # the labeller's edge, not the label
+    monkeypatch.setattr("vlab.corpus.labeller.speech_ends_ms", lambda samples, rate: [])  # none found
+    assert main(["replay", str(copy), "--out", str(tmp_path / "none"), *flags]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "\nend of speech: estimated for turn 1 (audio_end_ms minus the silence timer; no end of speech found "
+        "in the audio near it), so a wait for more speech (up to 1000 ms) is not in it; replay a labelled prompt"
+    ) in out
+    estimated = turn_latency(vlab.load_log(tmp_path / "none")).iloc[0]
     assert f"voice-to-voice {estimated.voice_to_voice_ms:.0f} ms" in out
     assert estimated.voice_to_voice_ms < labelled.voice_to_voice_ms - 500  # the hold was left out
     assert main(["prompts", "label", str(copy.parent)]) == 0  # labels proposed for the copy: said unreviewed

@@ -257,12 +257,20 @@ def test_a_turn_held_for_more_speech_takes_the_end_of_speech_it_held(turn_detect
     log = session_start(Log(), sil=500, **turn_detection).appends(1000, 150)
     vad_turn(log, stopped=3730, audio_end=2700, created=3800, text=3900, audio=4100, done=4500)
     row = turn_latency(log.frame(), end_of_turn_ms=[1000]).iloc[0]
+    # unlabelled, where the speech sent ends (found in the audio: a pause at 400 ms, the end at 1003)
+    found = turn_latency(log.frame(), speech_ends_ms=[400.0, 1003.0]).iloc[0]
     if not can_hold:
         assert (row.a_eos_source, row.a_eos_ms, row.labelled_turn) == ("estimated", 2200, -1)
+        assert (found.a_eos_source, found.a_eos_ms) == ("estimated", 2200)  # no wait to look back over
         return
     assert (row.a_eos_source, row.a_eos_ms, row.labelled_turn) == ("label", 1000, 0)
     assert row.server_hangover_audio_ms == 1700 and not row.false_cutoff
     assert row.voice_to_voice_ms == pytest.approx(4100 - 1980)  # the wait the user had, the hold in it
+    assert (found.a_eos_source, found.a_eos_ms, found.labelled_turn) == ("audio", 1003, -1)
+    far = turn_latency(log.frame(), speech_ends_ms=[400.0]).iloc[0]  # none within the wait: the estimate
+    assert (far.a_eos_source, far.a_eos_ms) == ("estimated", 2200)
+    labelled = turn_latency(log.frame(), end_of_turn_ms=[1000], speech_ends_ms=[1003.0]).iloc[0]
+    assert labelled.a_eos_source == "label"  # a label comes first
 
 
 def test_missing_audio_gives_nan_and_a_reason_not_an_exception():

@@ -240,6 +240,26 @@ def test_a_reply_cancelled_before_its_first_audio_is_offered_as_nothing_heard():
     assert LogExplorer._turn_option(spoke)[0] == "turn 2 (vad, cancelled, no latency)"
 
 
+async def test_a_turn_the_semantic_vad_held_is_timed_from_where_the_speech_sent_ended(tmp_path):
+    """pause_600 replayed under the semantic VAD: it holds the turn for more speech before it ends it."""
+    from vlab.prompts import load_prompt_set
+    from vlab.replay import replay
+
+    (prompt,) = [p for p in load_prompt_set() if p.id == "pause_600"]
+    settings = vlab.SessionSettings(turn_detection=vlab.AzureSemanticVad(silence_duration_ms=300))
+    run = (
+        await replay(prompt.file, settings, run_dir=tmp_path / "run", speed=math.inf, dotenv_path=False)
+    ).run_dir
+    (turn,) = LogExplorer(run).turns.itertuples()
+    (end,) = prompt.end_of_turn_ms
+    assert turn.a_eos_source == "audio" and abs(turn.a_eos_ms - end) < 30  # the labeller's edge, not a guess
+    labelled = vlab.metrics.turn_latency(vlab.load_log(run), end_of_turn_ms=[end]).iloc[0]
+    assert abs(turn.voice_to_voice_ms - labelled.voice_to_voice_ms) < 30
+    (run / "input.wav").unlink()  # a run that kept no recording: the estimate, which leaves the hold out
+    (guessed,) = LogExplorer(run).turns.itertuples()
+    assert guessed.a_eos_source == "estimated" and guessed.voice_to_voice_ms < turn.voice_to_voice_ms - 500
+
+
 async def test_each_turn_is_offered_with_its_trigger_status_and_latency(run_dir):
     ex = LogExplorer(run_dir)
     labels = [label for label, _ in ex.turn.options]

@@ -89,6 +89,9 @@ async def test_end_of_utterance_detection_holds_a_pause_the_silence_timer_would_
     assert sent.get("end_of_utterance_detection") == expected
     frame = panel.session.frame()
     assert (frame["type"] == protocol.RESPONSE_DONE).sum() == responses
+    # its figure starts from audio_end_ms minus the timer: with end-of-utterance detection it says so
+    note = "from an estimate that leaves out any wait for more speech (up to 1200 ms)"
+    assert (note in panel.latency.value) == eou and "voice-to-voice" in panel.latency.value
 
 
 async def test_errors_show_in_the_panel_with_a_clear_message(tmp_path, prompt_dir):

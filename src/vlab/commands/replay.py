@@ -231,11 +231,15 @@ def run(args: argparse.Namespace) -> int:
         unreviewed = " (proposed by vlab prompts label, not reviewed: vlab.widgets.LabelEditor reviews them)"
         print("end of speech: the prompt's labels" + (unreviewed if labelled.label_source == "auto" else ""))
     elif hold_ms is not None and result.turns:
+        guessed = [str(t["turn"] + 1) for t in result.turns if t.get("a_eos_source") == "estimated"]
         print(
-            "end of speech: estimated (audio_end_ms minus the silence timer), so a wait for more speech (an "
-            f"end-of-utterance timeout of up to {hold_ms:.0f} ms) is not in it; replay a labelled prompt (a "
-            "bundled id, or a file in a prompt folder: docs/own-recordings.md) to time each wait from where "
-            "the user stopped"
+            "end of speech: found in the prompt's audio, so each wait includes any wait for more speech (an "
+            f"end-of-utterance timeout of up to {hold_ms:.0f} ms)"
+            if not guessed
+            else f"end of speech: estimated for turn {', '.join(guessed)} (audio_end_ms minus the silence "
+            f"timer; no end of speech found in the audio near it), so a wait for more speech (up to "
+            f"{hold_ms:.0f} ms) is not in it; replay a labelled prompt (a bundled id, or a file in a prompt "
+            "folder: docs/own-recordings.md) to time each wait from where the user stopped"
         )
     unheard = {
         t["turn"]

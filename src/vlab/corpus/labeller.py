@@ -19,7 +19,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,7 +28,19 @@ from vlab.corpus.importer import AUDIO_SUFFIXES, DEFAULT_HOLD_GAP_MS, derive_tur
 from vlab.errors import AudioFormatError, ConfigError, first_few, warn_user
 from vlab.prompts import MANIFEST_NAME, NOISE_ONLY
 
-__all__ = ["EDGE_SEARCH_MS", "MIN_GAP_MS", "MIN_SPEECH_MS", "Proposal", "label_folder", "propose"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "EDGE_SEARCH_MS",
+    "MIN_GAP_MS",
+    "MIN_SPEECH_MS",
+    "Proposal",
+    "label_folder",
+    "propose",
+    "run_speech_ends_ms",
+    "speech_ends_ms",
+]
 
 RATE = 16000
 _FRAME = 512  # Silero's 32 ms frame at 16 kHz
@@ -186,6 +198,34 @@ def propose(samples: FloatArray, rate: int, hold_gap_ms: float = DEFAULT_HOLD_GA
         tuple(eots),
         duration_ms,
     )
+
+
+def speech_ends_ms(samples: FloatArray, rate: int) -> list[float]:
+    """Where each stretch of speech in a recording ends, in ms from its first sample (:func:`propose`'s).
+
+    What :func:`vlab.metrics.turn_latency` times a turn from (``speech_ends_ms``) when a run has no labels
+    and its turn detection may have held the turn for more speech.
+    """
+    return [end for _, end in propose(samples, rate).speech_segments]
+
+
+def run_speech_ends_ms(run_dir: str | os.PathLike[str], events: pd.DataFrame) -> list[float] | None:
+    """:func:`speech_ends_ms` of a run folder's ``input.wav``, when its turn detection may hold a turn.
+
+    None when the logged turn detection has no end-of-utterance wait (the server's ``audio_end_ms`` minus
+    the silence timer is then where the speech ended) or the run kept no ``input.wav``.
+    """
+    import soundfile as sf
+
+    from vlab.audio.recording import INPUT_WAV
+    from vlab.metrics.events import session_vad_settings
+    from vlab.protocol_limits import eou_timeout_ms
+
+    sent = Path(run_dir) / INPUT_WAV
+    if eou_timeout_ms(session_vad_settings(events)) is None or not sent.is_file():
+        return None
+    samples, rate = sf.read(sent, dtype="float32")  # what the session sent: mono PCM16, maybe none
+    return speech_ends_ms(samples, rate) if len(samples) else []
 
 
 def label_folder(

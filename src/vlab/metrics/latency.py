@@ -16,7 +16,9 @@ Every figure is measured on one timeline (the ``timeline`` column):
   ``input_audio_buffer.append`` that carried it (see :class:`InputTimeline`); ``a`` itself on the
   simulated timeline.
 - ``a_eos``: end of the user's speech on the input-audio clock: the label when given
-  (``a_eos_source = "label"``), else ``audio_end_ms − silence_duration_ms`` (``"estimated"``); manual
+  (``a_eos_source = "label"``), else, when the turn detection may hold a turn for more speech, where the
+  speech the client sent ended (``"audio"``, from ``speech_ends_ms``), else ``audio_end_ms −
+  silence_duration_ms`` (``"estimated"``); manual
   turns anchor on the commit (``"commit"``), text turns on the client's ``response.create``, and the
   response the service starts for an approved MCP call on the client's ``mcp_approval_response``
   (trigger ``client`` too).
@@ -164,6 +166,7 @@ def turn_latency(
     silence_duration_ms: float | None = None,
     match_tolerance_ms: float = 250.0,
     interpolate: bool = False,
+    speech_ends_ms: Sequence[float] | None = None,
 ) -> pd.DataFrame:
     """One row per response with every anchor, stage latency, flag and reason.
 
@@ -179,6 +182,12 @@ def turn_latency(
         match_tolerance_ms: How far past a label the estimated end of speech may fall and still match it
             (besides an end-of-utterance wait).
         interpolate: Interpolate ``t_sent`` inside chunks (see :meth:`InputTimeline.t_sent`).
+        speech_ends_ms: Where stretches of speech end in the audio the client sent, on the input-audio
+            clock (:func:`vlab.corpus.labeller.propose` on the run's ``input.wav``). Used only without a
+            label and when the session's turn detection may hold a turn for more speech (an
+            end-of-utterance ``timeout_ms``): a VAD turn then takes the last one from that wait (plus
+            ``match_tolerance_ms``) before its estimate to ``match_tolerance_ms`` after it
+            (``a_eos_source = "audio"``), since the estimate leaves the wait out.
 
     Returns:
         A DataFrame, one row per ``response.created``, with the columns documented in the module
@@ -343,6 +352,7 @@ def turn_latency(
             labels,
             float(silence_duration_ms),
             match_tolerance_ms + hold_ms,
+            (sorted(map(float, speech_ends_ms)), match_tolerance_ms) if speech_ends_ms and hold_ms else None,
             interpolate,
             transcripts,
             played,
@@ -469,6 +479,7 @@ def _compute(
     labels: list[float] | None,
     silence_ms: float,
     tolerance_ms: float,
+    speech_ends: tuple[list[float], float] | None,
     interpolate: bool,
     transcripts: dict[str, float],
     played: dict[str, float],
@@ -501,6 +512,11 @@ def _compute(
             if held or after:
                 labelled = held[-1] if held else after[0]
                 a_eos, source = labels[labelled], "label"
+        if source == "" and speech_ends is not None:  # the speech sent ended within the turn's wait
+            ends, after_ms = speech_ends
+            found = [x for x in ends if estimate - tolerance_ms <= x <= estimate + after_ms]
+            if found:
+                a_eos, source = found[-1], "audio"
         if source == "":
             a_eos, source = estimate, "estimated"
             if labels is not None:

@@ -102,6 +102,7 @@ class LogExplorer:
 
     def load(self, run_dir: str | Path) -> None:
         """Open a run folder (ConfigError with a clear message when it is not one)."""
+        from vlab.corpus.labeller import run_speech_ends_ms
         from vlab.log import is_run_folder, load_log
         from vlab.log.files import RUN_FOLDER_HINT
         from vlab.metrics import turn_latency
@@ -127,7 +128,7 @@ class LogExplorer:
         events = events.sort_values("seq").reset_index(drop=True) if "seq" in events else events
         self.output.outputs = ()
         self.run_dir, self.events = folder, events
-        self.turns = turn_latency(events)
+        self.turns = turn_latency(events, speech_ends_ms=run_speech_ends_ms(folder, events))
         self._t0_ns = int(events["t_ns"].min()) if len(events) else 0
         counts = events["type"].value_counts()
         types = sorted(counts.index, key=lambda t: (t not in counts.index, str(t)))

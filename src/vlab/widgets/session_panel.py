@@ -771,10 +771,13 @@ class SessionPanel:
 
     def _update_latency(self) -> None:
         from vlab.metrics import TURN_STARTS, turn_latency
+        from vlab.metrics.events import session_vad_settings
+        from vlab.protocol_limits import eou_timeout_ms
 
         if self.session is None or not self.session.records:
             return
-        turns = turn_latency(self.session.frame())
+        frame = self.session.frame()
+        turns = turn_latency(frame)
         if turns.empty:
             return
         last = turns.iloc[-1]
@@ -801,6 +804,12 @@ class SessionPanel:
         for name, label in labels + _STAGE_LABELS[trigger]:
             if math.isfinite(float(last[name])):
                 parts.append(label.format(float(last[name])))
+        hold_ms = eou_timeout_ms(session_vad_settings(frame))
+        if last["a_eos_source"] == "estimated" and hold_ms is not None:
+            parts.append(
+                f"<i>from an estimate that leaves out any wait for more speech (up to {hold_ms:.0f} ms); "
+                "the log explorer times it from the recorded audio</i>"
+            )
         self.latency.value = head + " · ".join(parts)
 
     def _set_status(self, text: str) -> None:
