@@ -145,39 +145,41 @@ def test_a_replayed_prompt_s_labels_are_those_of_its_manifest_entry_when_it_labe
     assert prompt_file("noise_only") == (str(bundled["noise_only"].file), None)  # no end of turn to time from
 
 
-def test_replay_of_a_labelled_prompt_times_each_wait_from_its_labels(tmp_path, capsys, monkeypatch):
+def test_replay_times_each_wait_from_the_labels_else_from_where_the_speech_ends_in_the_audio(
+    tmp_path, capsys, monkeypatch
+):
     """pause_600 under the semantic VAD: the emulator holds the turn for more speech before it ends it, so
     the server's audio_end_ms minus the silence timer is past where the user stopped."""
     wav = bundled_dir("prompts") / "pause_600.wav"
     (labels,) = [p.end_of_turn_ms for p in load_prompt_set() if p.id == "pause_600"]
-    flags = ["--semantic-vad", "--silence-duration-ms", "300", "--speed", "max"]
-    for given, run in (("pause_600", "by_id"), (str(wav), "in_its_folder")):  # beside its manifest.json
+
+    def replayed(given: str, run: str) -> str:
+        flags = ["--semantic-vad", "--silence-duration-ms", "300", "--speed", "max"]
         assert main(["replay", given, "--out", str(tmp_path / run), *flags]) == 0
-        out = capsys.readouterr().out
-        assert "\nend of speech: the prompt's labels\n" in out
+        return capsys.readouterr().out
+
+    for given, run in (("pause_600", "by_id"), (str(wav), "in_its_folder")):  # beside its manifest.json
+        out = replayed(given, run)
         labelled = turn_latency(vlab.load_log(tmp_path / run), end_of_turn_ms=labels).iloc[0]
-        assert labelled.a_eos_source == "label"
+        assert "\nend of speech: the prompt's labels\n" in out and labelled.a_eos_source == "label"
         assert f"voice-to-voice {labelled.voice_to_voice_ms:.0f} ms" in out
     copy = tmp_path / "mine" / "take.wav"  # the same audio with no labels: where its speech ends is found
     copy.parent.mkdir()
     copy.write_bytes(wav.read_bytes())
-    assert main(["replay", str(copy), "--out", str(tmp_path / "copy"), *flags]) == 0
-    out = capsys.readouterr().out
+    out = replayed(str(copy), "copy")
+    found = turn_latency(
+        vlab.load_log(tmp_path / "copy"), speech_ends_ms=speech_ends_ms(*sf.read(copy))
+    ).iloc[0]
     assert (
         "\nend of speech: found in the prompt's audio, so each wait includes any wait for more speech (an "
         "end-of-utterance timeout of up to 1000 ms)\n"
     ) in out
-    samples, rate = sf.read(copy, dtype="float32")
-    found = turn_latency(vlab.load_log(tmp_path / "copy"), speech_ends_ms=speech_ends_ms(samples, rate)).iloc[
-        0
-    ]
     assert found.a_eos_source == "audio" and f"voice-to-voice {found.voice_to_voice_ms:.0f} ms" in out
     assert (
         abs(found.voice_to_voice_ms - labelled.voice_to_voice_ms) < 30
     )  # the labeller's edge, not the label
     monkeypatch.setattr("vlab.corpus.labeller.speech_ends_ms", lambda samples, rate: [])  # none found
-    assert main(["replay", str(copy), "--out", str(tmp_path / "none"), *flags]) == 0
-    out = capsys.readouterr().out
+    out = replayed(str(copy), "none")
     assert (
         "\nend of speech: estimated for turn 1 (audio_end_ms minus the silence timer; no end of speech found "
         "in the audio near it), so a wait for more speech (up to 1000 ms) is not in it; replay a labelled prompt"
@@ -186,11 +188,11 @@ def test_replay_of_a_labelled_prompt_times_each_wait_from_its_labels(tmp_path, c
     assert f"voice-to-voice {estimated.voice_to_voice_ms:.0f} ms" in out
     assert estimated.voice_to_voice_ms < labelled.voice_to_voice_ms - 500  # the hold was left out
     assert main(["prompts", "label", str(copy.parent)]) == 0  # labels proposed for the copy: said unreviewed
-    assert main(["replay", str(copy), "--out", str(tmp_path / "auto"), *flags]) == 0
+    out = replayed(str(copy), "auto")
     assert (
         "\nend of speech: the prompt's labels (proposed by vlab prompts label, not reviewed: "
         "vlab.widgets.LabelEditor reviews them)\n"
-    ) in capsys.readouterr().out
+    ) in out
 
 
 def test_sweep_dry_run_lists_the_cells_and_runs_nothing(tmp_path, capsys):
