@@ -53,7 +53,7 @@ THROUGH_TOOLS_COLOR = "#bdbdbd"
 """Colour of a turn answered through tools, from its call's ``response.created`` to the answer's audio."""
 
 _STAGE_LABELS = {
-    "server_hangover_ms": "server hangover (silence timer)",
+    "server_hangover_ms": "server hangover (silence timer, any wait for more speech)",
     "uplink_ms": "uplink + VAD processing",
     "turn_commit_ms": "turn commit (→ response.created)",
     "ttfb_audio_ms": "first audio byte",

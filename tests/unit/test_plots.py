@@ -122,7 +122,8 @@ def _turn(**stages: float) -> dict[str, float]:
 def test_the_waterfall_legend_names_the_stages_drawn_and_only_those():
     headless = plots.waterfall(pd.DataFrame([_turn(), _turn()]), ax=_axes())
     assert _legend(headless) == [
-        "server hangover (silence timer)", "uplink + VAD processing", "turn commit (→ response.created)",
+        "server hangover (silence timer, any wait for more speech)", "uplink + VAD processing",
+        "turn commit (→ response.created)",
         "first audio byte",
     ]  # fmt: skip  # no speaker: no playout, drawn nowhere
     heard = plots.waterfall(pd.DataFrame([_turn(), _turn(playout_ms=80.0)]), ax=_axes())
