@@ -293,6 +293,14 @@ async def test_bad_client_events_get_error_events_and_the_socket_stays_usable(co
         ({"type": "session.update", "event_id": "e6"}, "missing_required_parameter"),
         (
             {
+                "type": "session.update",
+                "session": {"metadata": {"vlab.latency_seed": "seven"}},
+                "event_id": "e8",
+            },
+            "invalid_value",
+        ),
+        (
+            {
                 "type": "conversation.item.create",
                 "previous_item_id": "item_nope",
                 "item": {

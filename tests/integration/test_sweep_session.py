@@ -380,6 +380,32 @@ async def test_a_grid_of_voices_tells_which_voice_answers_sooner_on_a_model_fitt
     assert pd.read_parquet(tmp_path / "plain" / "scores.parquet")["voice"].tolist() == [VOICE_DEFAULT]
 
 
+async def test_a_sweep_draws_the_same_latencies_on_vlab_emulator_at_an_endpoint_as_on_the_embedded_one(
+    tmp_path,
+):
+    # each cell gives the emulator its seed: at an endpoint its connections were numbered in the order the
+    # cells connected, which the scheduling decides, and the draws with them
+    from vlab.testing import fast_emulator
+
+    cfg = config(
+        target={"speed": "max", "latency": "typical"},
+        prompts={"include": ["short_question", "pause_600", "two_turns"]},
+        grid={"silence_duration_ms": [300, 500]},
+    )
+    async with fast_emulator(latency="typical", hear_audio=False) as emu:
+        at_endpoint = {**OPTS, "endpoint": emu.endpoint, "api_key": emu.api_key}
+        await run_sweep_async(cfg, tmp_path / "standalone", progress=False, session_options=at_endpoint)
+    await run_sweep_async(cfg, tmp_path / "embedded", progress=False, session_options=OPTS)
+    keys = ["setting", "prompt", "turn"]
+    columns = ["voice_to_voice_ms", "turn_commit_ms", "ttfb_audio_ms", "dead_air_ms"]
+    turns = {
+        name: pd.read_parquet(tmp_path / name / "turns.parquet").sort_values(keys).set_index(keys)[columns]
+        for name in ("standalone", "embedded")
+    }
+    assert len(turns["embedded"]) == 10 and turns["embedded"]["turn_commit_ms"].nunique() > 3  # drawn
+    pd.testing.assert_frame_equal(turns["standalone"], turns["embedded"], atol=1e-6, rtol=0)
+
+
 async def test_a_sweep_against_vlab_emulator_at_an_endpoint_says_so_and_not_the_sweep_s_latency_model(
     tmp_path,
 ):

@@ -46,6 +46,16 @@ def test_each_stream_draws_the_same_whatever_the_others_draw_and_the_offset_adds
     offset = LatencySampler(preset("typical", seed=3), seed_offset=4).response_delays()
     assert offset == LatencySampler(preset("typical", seed=7)).response_delays()
     assert offset != LatencySampler(preset("typical", seed=3)).response_delays()
+    # reseeded (a client's session.metadata seed), a sampler that has drawn starts again as a new one
+    drawn = LatencySampler(preset("typical", seed=3), seed_offset=5)
+    drawn.response_delays()
+    drawn.draw_ms("network", stream="vad")
+    drawn.reseed(11)
+    fresh = LatencySampler(preset("typical", seed=11))
+    assert [drawn.response_delays(), drawn.draw_ms("network", stream="vad")] == [
+        fresh.response_delays(),
+        fresh.draw_ms("network", stream="vad"),
+    ]
 
 
 def test_output_pacing_follows_the_realtime_factor_and_its_jitter():

@@ -633,6 +633,7 @@ class EmulatorConnection:
                 f"session.metadata.{protocol.TIMELINE_METADATA_KEY}",
                 event.get("event_id"),
             )
+        seed = _latency_seed(metadata, event.get("event_id"))
         self.config.refusals.check(self.session["model"], body, event.get("event_id"))
         servers = _mcp_servers(body["tools"], event.get("event_id")) if "tools" in body else None
         self.session = session_config.apply_update(
@@ -640,6 +641,8 @@ class EmulatorConnection:
         )
         self.input.configure(self.session, self.api_version)
         self.outbox.faults.arm(faults)
+        if seed is not None:
+            self.sampler.reseed(seed)
         if timeline is not None:
             self.scheduler.set_mode(timeline)
             if timeline == protocol.TIMELINE_ENDED:
@@ -870,6 +873,23 @@ class _McpTools:
     client: McpClient
     listed: list[dict[str, Any]] = field(default_factory=list)
     listing: asyncio.Task[None] | None = None
+
+
+def _latency_seed(metadata: Any, event_id: str | None) -> int | None:
+    """The seed a ``session.update`` gives in ``session.metadata`` (:data:`protocol.LATENCY_SEED_METADATA_KEY`)."""
+    given = metadata.get(protocol.LATENCY_SEED_METADATA_KEY) if isinstance(metadata, dict) else None
+    if given is None:
+        return None
+    try:
+        return int(str(given), 10)
+    except ValueError:
+        raise WireError(
+            "invalid_value",
+            f"Invalid value for 'session.metadata.{protocol.LATENCY_SEED_METADATA_KEY}': {given!r}; expected "
+            "an integer as a decimal string, e.g. '1234'.",
+            f"session.metadata.{protocol.LATENCY_SEED_METADATA_KEY}",
+            event_id,
+        ) from None
 
 
 def _mcp_servers(tools: Any, event_id: str | None) -> dict[str, McpServer]:

@@ -223,6 +223,11 @@ class LatencySampler:
         self._seed = model.seed + seed_offset
         self._rngs: dict[str, random.Random] = {}
 
+    def reseed(self, seed: int) -> None:
+        """Draw from ``seed`` from now on, every stream from its start (as a sampler made with it would)."""
+        self._seed = seed
+        self._rngs.clear()
+
     def _rng(self, stream: str) -> random.Random:
         rng = self._rngs.get(stream)
         if rng is None:
