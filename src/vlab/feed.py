@@ -240,30 +240,6 @@ async def set_timeline(
             await tools.decided()
 
 
-async def seed_latencies(session: Session, seed: int, *, timeout_s: float) -> None:
-    """Give vlab's emulator the seed of this connection's latency draws, and wait for its answer.
-
-    The draws then start from ``seed`` as on an emulator made with it (:data:`protocol.LATENCY_SEED_METADATA_KEY`),
-    whichever connection of a ``vlab emulator`` this is.
-
-    Raises:
-        NotAnswered: No answer within ``timeout_s``.
-    """
-    given = {protocol.LATENCY_SEED_METADATA_KEY: str(seed)}
-    await session.send({"type": protocol.CLIENT_SESSION_UPDATE, "session": {"metadata": given}})
-
-    def answered(event: dict[str, Any]) -> bool:
-        metadata = (event.get("session") or {}).get("metadata") or {}
-        return event.get("type") == protocol.SESSION_UPDATED and metadata.get(
-            protocol.LATENCY_SEED_METADATA_KEY
-        ) == str(seed)
-
-    try:
-        await session.wait_for(answered, timeout_s=timeout_s)
-    except TimeoutError:
-        raise _not_answered(session, timeout_s) from None
-
-
 _REPLIES = {
     protocol.CLIENT_ITEM_TRUNCATE: protocol.ITEM_TRUNCATED,
     protocol.CLIENT_RESPONSE_CANCEL: protocol.RESPONSE_DONE,

@@ -440,8 +440,9 @@ TIMELINE_MODES: Final = (TIMELINE_LIVE, TIMELINE_INPUT, TIMELINE_ENDED)
 LATENCY_SEED_METADATA_KEY: Final = "vlab.latency_seed"
 """``session.metadata`` key by which a client gives the emulator the seed of its connection's latency
 draws, as a decimal string (metadata values are strings): the draws start again from it, as they start on
-an emulator made with that seed (``Emulator(seed=N)``, its first connection). A sweep sends its cell's
-seed, so a cell draws the same latencies on a ``vlab emulator`` at an endpoint as on the embedded one."""
+an emulator made with that seed (``Emulator(seed=N)``, its first connection). ``Session(latency_seed=N)``
+sends it first on each connection, and a sweep gives each cell its seed, so a cell draws the same
+latencies on a ``vlab emulator`` at an endpoint as on the embedded one."""
 
 
 def timeline_mode(event: Mapping[str, Any]) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import math
@@ -505,3 +506,25 @@ async def test_the_emulator_speaks_the_protocol_the_session_checks_no_warnings(p
             "response.function_call_arguments.done", "conversation.item.input_audio_transcription.completed",
             "error", "input_audio_buffer.speech_started"} <= types  # fmt: skip
     assert s.protocol_warnings == 0, [r.payload for r in s.records if r.type == "vlab.protocol_warning"]
+
+
+async def test_a_latency_seed_goes_first_to_vlab_s_emulator_and_to_no_other_server():
+    from vlab.testing import scripted_server
+
+    async with Session(latency_seed=42, dotenv_path=False) as session:  # the embedded emulator
+        await session.wait_for("session.updated", count=2)
+    sent = [json.loads(r.payload)["session"] for r in session.records if r.type == "session.update"]
+    assert sent[0] == {"metadata": {protocol.LATENCY_SEED_METADATA_KEY: "42"}} and "turn_detection" in sent[1]
+
+    first: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
+
+    async def voice_live_elsewhere(ws) -> None:  # no simulated time on its events: not vlab's emulator
+        await ws.send_str(json.dumps({"type": "session.created", "session": {"id": "sess_a"}}))
+        first.set_result(json.loads((await ws.receive()).data))
+
+    async with scripted_server(voice_live_elsewhere) as endpoint:
+        async with Session(endpoint=endpoint, api_key="k", latency_seed=42, dotenv_path=False):
+            update = await asyncio.wait_for(first, timeout=30)
+    assert update["type"] == "session.update" and "metadata" not in update["session"]
+    with pytest.raises(vlab.errors.ConfigError, match="latency_seed must be an integer or None, got '42'"):
+        Session(latency_seed="42")

@@ -124,6 +124,10 @@ class Session(AsyncWithOnly):
         max_frame_bytes: Largest server frame the connection accepts, in bytes (the SDK's
             ``max_msg_size``, 4 MiB by default); a larger one ends the connection with an error that
             says so.
+        latency_seed: The seed of the latency draws of vlab's emulator (the embedded one, or ``vlab
+            emulator`` at an endpoint), sent first on each connection in ``session.metadata``
+            (:data:`vlab.protocol.LATENCY_SEED_METADATA_KEY`), so its draws do not depend on which
+            connection this is. Nothing is sent to a server that is not vlab's emulator.
 
     A server event with a malformed field (a wrong JSON type, audio that is not base64) is logged as a
     local ``vlab.protocol_warning`` record after it, with the raw frame, and not reacted to; the session
@@ -153,7 +157,11 @@ class Session(AsyncWithOnly):
         reconnect: bool | Reconnect = False,
         stall_timeout_s: float | None = 30.0,
         max_frame_bytes: int = SDK_MAX_FRAME_BYTES,
+        latency_seed: int | None = None,
     ) -> None:
+        if latency_seed is not None and (isinstance(latency_seed, bool) or not isinstance(latency_seed, int)):
+            raise ConfigError(f"latency_seed must be an integer or None, got {latency_seed!r}")
+        self._latency_seed = latency_seed
         if stall_timeout_s is not None:
             check_seconds("stall_timeout_s", stall_timeout_s)
         check_count("max_frame_bytes", max_frame_bytes)
@@ -392,6 +400,9 @@ class Session(AsyncWithOnly):
         if problems:  # Voice Live, if a sloppy one: warn and go on, as for any later event
             self._protocol_warning(created, problems, t_ns)
         self.server_session = sdk_adapter.server_event(created).get("session")
+        if self._latency_seed is not None and self.simulated_timeline:  # before anything draws a latency
+            seed = {protocol.LATENCY_SEED_METADATA_KEY: str(self._latency_seed)}
+            await self._send_now({"type": protocol.CLIENT_SESSION_UPDATE, "session": {"metadata": seed}})
         await self._send_now({"type": protocol.CLIENT_SESSION_UPDATE, "session": self.settings.to_wire()})
 
     def _not_voice_live(self, got: str) -> ProtocolError:

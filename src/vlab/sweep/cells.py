@@ -69,7 +69,7 @@ async def _run_cell(
     session_options: Mapping[str, Any],
 ) -> dict[str, Any]:
     from vlab.audio.pcm import silence
-    from vlab.feed import NoSpeechDetected, feed_prompt, seed_latencies, trailing_silence_ms
+    from vlab.feed import NoSpeechDetected, feed_prompt, trailing_silence_ms
     from vlab.session import Session
 
     rate = settings.input_bytes_per_s // 2
@@ -88,10 +88,13 @@ async def _run_cell(
     }
     connect_ns = time.perf_counter_ns()
     async with Session(  # a cell run again (its last try failed) starts its log afresh
-        settings, run_dir=cell_dir, overwrite=True, emulator_options=emulator_options, **options
+        settings,
+        run_dir=cell_dir,
+        overwrite=True,
+        emulator_options=emulator_options,
+        latency_seed=int(emulator_options["seed"]),  # the same draws on a `vlab emulator` at an endpoint
+        **options,
     ) as s:
-        if s.simulated_timeline:  # vlab's emulator, embedded or at an endpoint: the cell's own draws
-            await seed_latencies(s, int(emulator_options["seed"]), timeout_s=cfg.timeout_s)
         await _mcp_listed(s, settings, cfg.timeout_s)
         async with _tool_runner(s, cfg) as runner:
             try:
