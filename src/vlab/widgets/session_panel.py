@@ -149,6 +149,7 @@ class SessionPanel:
         self._asking: list[str] = []  # the tools whose calls wait for a button, in the order asked
         self._t0_ns = 0
         self._rows: deque[EventRecord] = deque(maxlen=max_rows)  # the table's records (none hidden)
+        self._speech_ends: list[float] = []  # where the WAV prompts' speech ends on the input clock (ms)
         self._rendered = -1  # records logged when the table was last rendered
         self._stopping = False
         self.error: BaseException | None = None
@@ -601,6 +602,7 @@ class SessionPanel:
             kwargs["audio_output"] = speaker
         self._t0_ns = time.perf_counter_ns()
         self._rows.clear()
+        self._speech_ends.clear()
         self._rendered = -1
         session = Session(settings, run_dir=self.run_dir, sinks=[self._on_record], **kwargs)
         self.session = session
@@ -704,6 +706,7 @@ class SessionPanel:
             nonlocal prompt_sent
             if not prompt_sent:
                 self._set_status("sending the prompt…")
+                await self._note_speech_ends(session, pcm, settings)
             self._meter.reset(rate)
             async for chunk, _ in paced_chunks(pcm, sample_rate=rate, speed=self.replay_speed):
                 self._meter(chunk)
@@ -723,6 +726,23 @@ class SessionPanel:
             send=send,
             tools=self.runner,  # on the emulator's timeline, each answer where its call ended
         )
+
+    async def _note_speech_ends(self, session: Any, pcm: bytes, settings: SessionSettings) -> None:
+        """Where the speech of ``pcm`` ends on the input clock, when the turn detection may hold a turn.
+
+        The latency line then times such a turn from there, not from ``audio_end_ms`` minus the silence
+        timer (:func:`vlab.metrics.turn_latency`'s ``speech_ends_ms``). Found off the event loop.
+        """
+        from vlab.protocol_limits import eou_timeout_ms
+
+        if eou_timeout_ms(settings.to_wire().get("turn_detection")) is None:
+            return
+        from vlab.audio.pcm import pcm16_to_float
+        from vlab.corpus.labeller import speech_ends_ms
+
+        start_ms = session.input_ms
+        ends = await asyncio.to_thread(speech_ends_ms, pcm16_to_float(pcm), settings.input_bytes_per_s // 2)
+        self._speech_ends.extend(start_ms + end for end in ends)
 
     async def _stream_microphone(self, session: Any, settings: SessionSettings) -> None:
         rate = settings.input_bytes_per_s // 2
@@ -777,7 +797,7 @@ class SessionPanel:
         if self.session is None or not self.session.records:
             return
         frame = self.session.frame()
-        turns = turn_latency(frame)
+        turns = turn_latency(frame, speech_ends_ms=self._speech_ends or None)
         if turns.empty:
             return
         last = turns.iloc[-1]
