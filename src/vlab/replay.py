@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 from collections.abc import Sequence
@@ -87,7 +88,8 @@ async def replay(
         target = session.target
         if target.kind == "emulator":  # its port meant nothing once it stopped
             target = dataclasses.replace(target, endpoint=None)
-    latency = turn_latency(frame, end_of_turn_ms=end_of_turn_ms, speech_ends_ms=_speech_ends(pcm, settings))
+    ends = await asyncio.to_thread(_speech_ends, pcm, settings) if end_of_turn_ms is None else None
+    latency = turn_latency(frame, end_of_turn_ms=end_of_turn_ms, speech_ends_ms=ends)
     turns = [{str(k): v for k, v in row.items()} for row in latency.to_dict("records")]
     return ReplayResult(run_path, len(frame), turns, session.protocol_warnings, target.describe())
 
