@@ -462,6 +462,7 @@ def pareto_shift(
     labels: tuple[str, str] = ("A", "B"),
     x: str = "dead_air_ms",
     y: str = "false_cutoff_rate",
+    shared: str = "",
     ax: Axes | None = None,
 ) -> Axes:
     """How each setting of two sweeps moved on the trade-off plane: A hollow, B filled, an arrow from A to B.
@@ -476,6 +477,8 @@ def pareto_shift(
         labels: What to call the two sweeps in the legend.
         x: Latency column.
         y: Cut-off column.
+        shared: What every setting has, when the names leave it out (:func:`vlab.sweep.chart_names.short_named`);
+            the title says it.
         ax: Where to draw.
     """
     for points in (a, b):
@@ -522,8 +525,9 @@ def pareto_shift(
     _name_points(ax, both["setting"], xb, yb)
     ax.set_xlabel(x.replace("_ms", " (ms, median)").replace("_", " "))
     ax.set_ylabel(y.replace("_", " ") + " (%)")
+    every = f"; every setting {shared}" if shared else ""
     ax.set_title(
-        f"Each setting from {labels[0]} to {labels[1]}: cut-offs vs dead air\n(lower-left is better)",
+        f"Each setting from {labels[0]} to {labels[1]}: cut-offs vs dead air\n(lower-left is better{every})",
         fontsize=10,
     )
     ax.grid(alpha=0.3)

@@ -695,6 +695,7 @@ def compare_chart(a: str | os.PathLike[str], b: str | os.PathLike[str], path: st
     from matplotlib.figure import Figure
 
     from vlab import plots
+    from vlab.sweep.chart_names import short_named
 
     out = chart_path(path)
     fa, fb = Path(a), Path(b)
@@ -702,7 +703,8 @@ def compare_chart(a: str | os.PathLike[str], b: str | os.PathLike[str], path: st
     _require_sweep(fb)
     fig = Figure(figsize=(7, 5), layout="constrained")  # no pyplot: nothing global to close
     names = (f"A: {fa.resolve().name}", f"B: {fb.resolve().name}")
-    plots.pareto_shift(_load(fa, "points"), _load(fb, "points"), labels=names, ax=fig.subplots())
+    (a_points, b_points), shared = short_named(_load(fa, "points"), _load(fb, "points"))
+    plots.pareto_shift(a_points, b_points, labels=names, shared=shared, ax=fig.subplots())
     fig.savefig(out, dpi=110, bbox_inches="tight")
     return out
 

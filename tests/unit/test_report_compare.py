@@ -137,6 +137,21 @@ def test_vlab_compare_draws_how_each_setting_moved_when_asked(tmp_path, capsys):
     assert out == "" and "give a file name ending in .png (or " in err  # before any table
 
 
+def test_vlab_compare_s_chart_names_each_setting_by_what_sets_it_apart_alike_in_both(tmp_path, monkeypatch):
+    from vlab import plots
+    from vlab.report import compare_chart
+
+    settings = ["thr=0.5 pad=300 sil=300", "thr=0.5 pad=300 sil=300 eou=v1/1200ms"]
+    a = _sweep(tmp_path / "a", {s: {**_rates(0.4, 0, 0, 0), "dead_air_ms": 700.0} for s in settings}, {})
+    b = _sweep(tmp_path / "b", {s: {**_rates(0.1, 0, 0, 0), "dead_air_ms": 900.0} for s in settings}, {})
+    drawn = []
+    monkeypatch.setattr(plots, "pareto_shift", lambda a, b, **kw: drawn.append((a, b, kw["shared"])))
+    compare_chart(a, b, tmp_path / "moved.png")
+    ((a_points, b_points, shared),) = drawn  # the key read the whole names, shared thr=0.5 pad=300 and all
+    assert a_points["setting"].tolist() == b_points["setting"].tolist() == ["eou=off", "eou=v1/1200ms"]
+    assert shared == "thr=0.5 pad=300 sil=300"  # said in the title instead
+
+
 def test_vlab_compare_of_sweeps_with_no_setting_in_common_names_each_one_s_settings(tmp_path, capsys):
     latencies = {"dead_air_ms": [100.0]}
     a = _sweep(tmp_path / "a", {"s1": _rates(0, 0, 0, 0), "s2": _rates(0, 0, 0, 0)}, {"s1": latencies})

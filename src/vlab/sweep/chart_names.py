@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["pareto_labels", "relabelled", "shared_parts", "short_names"]
+__all__ = ["pareto_labels", "relabelled", "shared_parts", "short_named", "short_names"]
 
 
 def short_names(names: list[str]) -> dict[str, str]:
@@ -70,6 +70,17 @@ def pareto_labels(
         for j in near[1:]:
             labels[j] = ""
     return out.assign(setting=labels)
+
+
+def short_named(*frames: pd.DataFrame) -> tuple[list[pd.DataFrame], str]:
+    """``frames`` with each ``setting`` named by what sets it apart among the settings of all of them, and
+    what they all share (:func:`shared_parts`).
+
+    For a chart of two sweeps' points (:func:`vlab.plots.pareto_shift`): one setting reads alike in both.
+    """
+    settings = list(dict.fromkeys(str(s) for frame in frames if "setting" in frame for s in frame["setting"]))
+    names = short_names(settings)
+    return [relabelled(frame, names) for frame in frames], shared_parts(settings)
 
 
 def relabelled(frame: pd.DataFrame, names: Mapping[str, str]) -> pd.DataFrame:

@@ -24,7 +24,7 @@ from vlab import protocol_limits
 from vlab.audio.pacing import MAX_SPEED, parse_speed, speed_text
 from vlab.errors import ConfigError
 from vlab.log.files import new_run_dir
-from vlab.sweep.chart_names import pareto_labels, relabelled, short_names
+from vlab.sweep.chart_names import pareto_labels, relabelled, short_named, short_names
 from vlab.widgets._tasks import guarded, start_task
 
 TURN_TYPES = {"server_vad": "Server VAD", "azure_semantic_vad": "Azure semantic VAD"}
@@ -541,10 +541,11 @@ class SweepPanel:
             for w in caught
             if issubclass(w.category, VlabWarning)
         )
-        names = short_names(list(dict.fromkeys(table["setting"].astype(str))))
         labels = (f"A: {self.sweep_dir.name}", f"B: {folder.name}")
-        a, b = (relabelled(points, names) for points in (self.points, _read(folder, "points")))
-        chart = figure_png(lambda ax: plots.pareto_shift(a, b, labels=labels, ax=ax), (6.4, 4.6))
+        (a, b), shared = short_named(self.points, _read(folder, "points"))
+        chart = figure_png(
+            lambda ax: plots.pareto_shift(a, b, labels=labels, shared=shared, ax=ax), (6.4, 4.6)
+        )
         self.comparison_box.children = [
             widgets.HTML(
                 f"<h3 style='margin:8px 0'>{html.escape(labels[0])} against {html.escape(labels[1])}</h3>"
