@@ -73,10 +73,10 @@ def pareto_labels(
 
 
 def short_named(*frames: pd.DataFrame) -> tuple[list[pd.DataFrame], str]:
-    """``frames`` with each ``setting`` named by what sets it apart among the settings of all of them, and
-    what they all share (:func:`shared_parts`).
+    """``frames`` with each ``setting`` named by what sets it apart among all of theirs, and what all share.
 
-    For a chart of two sweeps' points (:func:`vlab.plots.pareto_shift`): one setting reads alike in both.
+    What all share is :func:`shared_parts`'s. For a chart of two sweeps' points
+    (:func:`vlab.plots.pareto_shift`): one setting reads alike in both.
     """
     settings = list(dict.fromkeys(str(s) for frame in frames if "setting" in frame for s in frame["setting"]))
     names = short_names(settings)
