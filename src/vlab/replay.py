@@ -16,7 +16,6 @@ from vlab.errors import NotAnswered
 from vlab.feed import NoSpeechDetected, feed_prompt, trailing_silence_ms
 from vlab.log import new_run_dir
 from vlab.metrics.latency import turn_latency
-from vlab.protocol_limits import eou_timeout_ms
 from vlab.session import Session
 from vlab.settings import SessionSettings
 
@@ -88,21 +87,9 @@ async def replay(
         target = session.target
         if target.kind == "emulator":  # its port meant nothing once it stopped
             target = dataclasses.replace(target, endpoint=None)
-    ends = await asyncio.to_thread(_speech_ends, pcm, settings) if end_of_turn_ms is None else None
+    from vlab.corpus.labeller import sent_speech_ends_ms
+
+    ends = await asyncio.to_thread(sent_speech_ends_ms, pcm, settings) if end_of_turn_ms is None else None
     latency = turn_latency(frame, end_of_turn_ms=end_of_turn_ms, speech_ends_ms=ends)
     turns = [{str(k): v for k, v in row.items()} for row in latency.to_dict("records")]
     return ReplayResult(run_path, len(frame), turns, session.protocol_warnings, target.describe())
-
-
-def _speech_ends(pcm: bytes, settings: SessionSettings) -> list[float] | None:
-    """Where the prompt's speech ends (ms), when its turn detection may hold a turn for more speech.
-
-    Without labels, each turn's wait is then timed from there rather than from the server's
-    ``audio_end_ms`` minus the silence timer, which leaves the hold out (:func:`turn_latency`).
-    """
-    if eou_timeout_ms(settings.to_wire().get("turn_detection")) is None:
-        return None
-    from vlab.audio.pcm import pcm16_to_float
-    from vlab.corpus.labeller import speech_ends_ms
-
-    return speech_ends_ms(pcm16_to_float(pcm), settings.input_bytes_per_s // 2)

@@ -31,6 +31,8 @@ from vlab.prompts import MANIFEST_NAME, NOISE_ONLY
 if TYPE_CHECKING:
     import pandas as pd
 
+    from vlab.settings import SessionSettings
+
 __all__ = [
     "EDGE_SEARCH_MS",
     "MIN_GAP_MS",
@@ -39,6 +41,7 @@ __all__ = [
     "label_folder",
     "propose",
     "run_speech_ends_ms",
+    "sent_speech_ends_ms",
     "speech_ends_ms",
 ]
 
@@ -207,6 +210,21 @@ def speech_ends_ms(samples: FloatArray, rate: int) -> list[float]:
     and its turn detection may have held the turn for more speech.
     """
     return [end for _, end in propose(samples, rate).speech_segments]
+
+
+def sent_speech_ends_ms(pcm16: bytes, settings: SessionSettings) -> list[float] | None:
+    """:func:`speech_ends_ms` of PCM16 audio sent with ``settings``, if their turn detection may hold a turn.
+
+    None when it cannot (no end-of-utterance wait). Without labels, each such turn's wait is then timed from there rather than from the server's
+    ``audio_end_ms`` minus the silence timer, which leaves the hold out (``vlab replay``, the session
+    panel's WAV prompts).
+    """
+    from vlab.audio.pcm import pcm16_to_float
+    from vlab.protocol_limits import eou_timeout_ms
+
+    if eou_timeout_ms(settings.to_wire().get("turn_detection")) is None:
+        return None
+    return speech_ends_ms(pcm16_to_float(pcm16), settings.input_bytes_per_s // 2)
 
 
 def run_speech_ends_ms(run_dir: str | os.PathLike[str], events: pd.DataFrame) -> list[float] | None:

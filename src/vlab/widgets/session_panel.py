@@ -730,19 +730,14 @@ class SessionPanel:
     async def _note_speech_ends(self, session: Any, pcm: bytes, settings: SessionSettings) -> None:
         """Where the speech of ``pcm`` ends on the input clock, when the turn detection may hold a turn.
 
-        The latency line then times such a turn from there, not from ``audio_end_ms`` minus the silence
-        timer (:func:`vlab.metrics.turn_latency`'s ``speech_ends_ms``). Found off the event loop.
+        The latency line then times such a turn from there (:func:`~vlab.corpus.labeller.sent_speech_ends_ms`).
+        Found off the event loop.
         """
-        from vlab.protocol_limits import eou_timeout_ms
-
-        if eou_timeout_ms(settings.to_wire().get("turn_detection")) is None:
-            return
-        from vlab.audio.pcm import pcm16_to_float
-        from vlab.corpus.labeller import speech_ends_ms
+        from vlab.corpus.labeller import sent_speech_ends_ms
 
         start_ms = session.input_ms
-        ends = await asyncio.to_thread(speech_ends_ms, pcm16_to_float(pcm), settings.input_bytes_per_s // 2)
-        self._speech_ends.extend(start_ms + end for end in ends)
+        ends = await asyncio.to_thread(sent_speech_ends_ms, pcm, settings)
+        self._speech_ends.extend(start_ms + end for end in ends or ())
 
     async def _stream_microphone(self, session: Any, settings: SessionSettings) -> None:
         rate = settings.input_bytes_per_s // 2
