@@ -1223,6 +1223,19 @@ def test_the_frontier_ties_and_unmeasured_points_and_the_budgets_include_their_e
     assert cutoff_at_latency(pts, budgets_ms=(300.0, 299.0)) == {300.0: 0.1, 299.0: math.inf}
 
 
+def test_the_frontier_keeps_settings_whose_dead_air_is_the_same_within_a_millisecond():
+    # examples/dask_sweep.toml: thr=0.6 sil=500 was 0.4 ms less dead air than thr=0.4 sil=500, with the
+    # same cut-off rate, and took the frontier from it; compare calls the two the same
+    pts = pd.DataFrame(
+        {"dead_air_ms": [1040.718, 1040.318, 842.341, 840.507], "false_cutoff_rate": [0.28, 0.28, 0.44, 0.44]}
+    )
+    assert pareto_front(pts).tolist() == [True, True, False, True]  # 1.8 ms less is less
+    assert not pareto_front(pts.assign(dead_air_ms=[1041.25, 1040.25, 842.341, 840.507]))[0]  # 1 ms is
+    # a rate has no such margin: one cut-off fewer in 100 turns is fewer
+    rates = pd.DataFrame({"false_starts_per_min": [2.0, 2.0], "missed_turn_rate": [0.10, 0.11]})
+    assert pareto_front(rates, x="false_starts_per_min", y="missed_turn_rate").tolist() == [True, False]
+
+
 def test_the_budget_figures_name_what_a_frame_without_both_figures_lacks():
     from vlab.metrics import cutoff_at_latency, latency_at_cutoff
 

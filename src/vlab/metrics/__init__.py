@@ -45,7 +45,14 @@ from vlab.metrics.latency import (
     turn_latency,
 )
 from vlab.metrics.session_latency import session_latency
-from vlab.metrics.summary import SAME_WITHIN_MS, bootstrap_ci, bootstrap_ratio, differ, summarize_latency
+from vlab.metrics.summary import (
+    SAME_WITHIN_MS,
+    bootstrap_ci,
+    bootstrap_ratio,
+    differ,
+    same_within,
+    summarize_latency,
+)
 from vlab.metrics.tool_calls import TOOL_CALL_COLUMNS, tool_calls
 
 __all__ = [
@@ -74,6 +81,7 @@ __all__ = [
     "leading_silence_ms",
     "made_tool_calls",
     "match_segments",
+    "same_within",
     "on_simulated_timeline",
     "operating_points",
     "pareto_front",

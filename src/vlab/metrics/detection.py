@@ -38,7 +38,7 @@ from vlab.metrics.events import (
     require_events,
     session_vad_settings,
 )
-from vlab.metrics.summary import bootstrap_ci, bootstrap_ratio
+from vlab.metrics.summary import bootstrap_ci, bootstrap_ratio, same_within
 from vlab.prompts import NOISE_ONLY
 
 if TYPE_CHECKING:
@@ -520,15 +520,22 @@ def wilson_interval(k: float, n: float, *, confidence: float = 0.95) -> tuple[fl
 
 
 def pareto_front(points: pd.DataFrame, x: str = "dead_air_ms", y: str = "false_cutoff_rate") -> pd.Series:
-    """True for points no other point beats on both ``x`` and ``y`` (lower is better; NaN never on it)."""
+    """True for points no other point beats on both ``x`` and ``y`` (lower is better; NaN never on it).
+
+    A point beats another when it is better on one figure and no worse on the other, by more than
+    :func:`vlab.metrics.same_within` of each: two settings 0.4 ms apart in dead air with the same cut-off
+    rate are both on the frontier, as ``vlab compare`` calls them ``same``.
+    """
     require_columns(points, [x, y], _POINTS)
     xs = points[x].to_numpy(float)
     ys = points[y].to_numpy(float)
+    x_same, y_same = same_within(x), same_within(y)
     on = np.zeros(len(points), dtype=bool)
     for i in range(len(points)):
         if not (math.isfinite(xs[i]) and math.isfinite(ys[i])):
             continue
-        dominated = (xs <= xs[i]) & (ys <= ys[i]) & ((xs < xs[i]) | (ys < ys[i]))
+        no_worse = (xs < xs[i] + x_same) & (ys < ys[i] + y_same)
+        dominated = no_worse & ((xs <= xs[i] - x_same) | (ys <= ys[i] - y_same))
         on[i] = not dominated.any()
     return pd.Series(on, index=points.index, name="pareto")
 

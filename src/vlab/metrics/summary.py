@@ -74,6 +74,14 @@ below what a caller hears, and two runs of one draw on the simulated timeline ca
 (a microsecond)."""
 
 
+def same_within(measure: str) -> float:
+    """How far apart two figures of ``measure`` may be and still be the same.
+
+    :data:`SAME_WITHIN_MS` for a latency (a name with ``_ms``), else nothing beyond a float's rounding.
+    """
+    return SAME_WITHIN_MS if "_ms" in measure else 1e-9
+
+
 def differ(
     a: float,
     b: float,
@@ -89,7 +97,7 @@ def differ(
     """
     if not (math.isfinite(a) and math.isfinite(b)):
         return None
-    if abs(b - a) < (SAME_WITHIN_MS if "_ms" in measure else 1e-9):
+    if abs(b - a) < same_within(measure):
         return False
     if all(math.isfinite(v) for v in (*a_interval, *b_interval)):
         return b_interval[0] > a_interval[1] or a_interval[0] > b_interval[1]

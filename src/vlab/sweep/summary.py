@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from vlab.metrics import made_tool_calls, spoken_turns
+from vlab.metrics import SAME_WITHIN_MS, made_tool_calls, spoken_turns
 from vlab.sweep.grid import counted
 
 SESSION_NOTE_CHARS = 60
@@ -107,7 +107,7 @@ def results_table(points: Any, turns: Any = None) -> str:
         )
         + "[low-high]: its 95 % interval (settings whose intervals overlap may not differ); "
         + (f"{short}: {_MEANING[short]}, over the turns not cut off; " if len(latency.columns) else "")
-        + "Pareto: no other setting has both fewer cut-offs and less dead air"
+        + f"Pareto: no other setting has both fewer cut-offs and less dead air (by {SAME_WITHIN_MS:g} ms or more)"
         + (
             "; push-to-talk (reference): each turn committed at its labelled end, the dead air a perfect "
             "end-of-turn decision would leave."
