@@ -199,8 +199,9 @@ def test_the_browser_microphone_is_the_default_when_the_kernel_has_none(
 class _TalkingMic:
     """A kernel microphone that captures the prompt once, then waits (as if the room went quiet)."""
 
-    def __init__(self, pcm: bytes) -> None:
+    def __init__(self, pcm: bytes, *, go: asyncio.Event | None = None) -> None:
         self.pcm = pcm
+        self.go = go  # set: the user starts speaking (None: at once)
         self.said = asyncio.Event()  # the whole prompt has been captured
 
     async def __aenter__(self) -> _TalkingMic:
@@ -213,6 +214,8 @@ class _TalkingMic:
         from vlab.audio.devices import MicChunk
         from vlab.audio.pacing import paced_chunks
 
+        if self.go is not None:
+            await self.go.wait()
         async for pcm, offset_ms in paced_chunks(self.pcm, sample_rate=24_000, speed=math.inf):
             yield MicChunk(pcm, t_ns=round(offset_ms * 1e6))  # captured at its offset
         self.said.set()
@@ -252,6 +255,62 @@ async def test_manual_turns_from_a_microphone_end_with_the_end_turn_button(
     with pytest.raises(asyncio.CancelledError):
         await panel.task
     assert panel.end_turn.disabled and panel.end_user_turn() is None
+
+
+async def test_a_microphone_turn_held_for_more_speech_is_timed_from_where_the_speech_ended(
+    tmp_path, prompt_dir, monkeypatch
+):
+    """pause_600 said into a microphone, under end-of-utterance detection: the server holds the turn for
+    the rest of the sentence, so the line's figure starts where the speech ended in the microphone's audio
+    (found off the loop once the reply is done), not at the estimate that leaves the hold out. The
+    emulator runs on the input timeline (as for a WAV prompt), so it decides alike at any speed."""
+    import vlab.audio.devices
+    from vlab.audio.wav import load_wav
+    from vlab.feed import set_timeline
+
+    (pause,) = [p for p in load_prompt_set() if p.id == "pause_600"]
+    speak = asyncio.Event()
+    mic = _TalkingMic(load_wav(pause.file, 24_000, trail_ms=3000), go=speak)  # then the room goes quiet
+    monkeypatch.setattr(vlab.audio.devices, "Microphone", lambda sample_rate: mic)
+    panel = _panel(tmp_path, prompt_dir)
+    panel.source.value = "Microphone"
+    panel.silence.value = 300
+    panel.eou.value = True
+    panel.eou_timeout.value = 1200
+    panel.start.click()
+    await panel.connected.wait()
+    await set_timeline(panel.session, protocol.TIMELINE_INPUT, timeout_s=60)
+    speak.set()
+    await mic.said.wait()
+    await set_timeline(panel.session, protocol.TIMELINE_ENDED, timeout_s=60)  # answered once all is done
+    await panel._mic_timing
+    assert panel.output.outputs == (), panel.output.outputs
+    frame = panel.session.frame()
+    last = turn_latency(frame, end_of_turn_ms=pause.end_of_turn_ms).iloc[-1]
+    estimated = turn_latency(frame).iloc[-1]
+    assert last.voice_to_voice_ms - estimated.voice_to_voice_ms > 900  # the hold the estimate leaves out
+    shown = float(re.search(r"voice-to-voice <b>(\d+) ms</b>", panel.latency.value).group(1))
+    assert abs(shown - last.voice_to_voice_ms) < 30, panel.latency.value
+    assert "estimate" not in panel.latency.value and "finding" not in panel.latency.value
+    panel.stop.click()
+    with pytest.raises(asyncio.CancelledError):
+        await panel.task
+
+
+def test_the_microphone_audio_kept_is_its_last_minute_placed_on_the_input_clock():
+    from vlab.widgets.session_panel import _MIC_AUDIO_KEPT_S, _RecentAudio
+
+    rate = 1000  # 1 sample per ms: positions read as sample counts
+    recent = _RecentAudio(rate, start_ms=500.0)  # the microphone started 500 ms into the input
+    second = lambda k: np.full(rate, k, "<i2").tobytes()  # noqa: E731
+    for k in range(int(_MIC_AUDIO_KEPT_S) + 10):  # 70 s, one second a chunk, each its own value
+        recent.add(second(k))
+    assert recent.start_ms == 500.0 + 10_000.0  # the first 10 s are gone
+    start_ms, pcm = recent.between(20_000.0, 20_002.0)  # 19.5 s after the mic started: the 20th second
+    assert start_ms == 20_000.0 and np.frombuffer(pcm, "<i2").tolist() == [19, 19]
+    assert recent.between(0.0, 10_500.0) == (10_500.0, b"")  # before what is kept: nothing
+    start_ms, pcm = recent.between(70_000.0, 99_000.0)  # past the end: what there is
+    assert start_ms == 70_000.0 and len(pcm) == 2 * 500
 
 
 def test_the_level_meter_moves_ten_times_a_second_of_audio_with_the_loudest_chunk():

@@ -215,9 +215,9 @@ def speech_ends_ms(samples: FloatArray, rate: int) -> list[float]:
 def sent_speech_ends_ms(pcm16: bytes, settings: SessionSettings) -> list[float] | None:
     """:func:`speech_ends_ms` of PCM16 audio sent with ``settings``, if their turn detection may hold a turn.
 
-    None when it cannot (no end-of-utterance wait). Without labels, each such turn's wait is then timed from there rather than from the server's
-    ``audio_end_ms`` minus the silence timer, which leaves the hold out (``vlab replay``, the session
-    panel's WAV prompts).
+    None when it cannot (no end-of-utterance wait). Without labels, each such turn's wait is then timed
+    from there rather than from the server's ``audio_end_ms`` minus the silence timer, which leaves the
+    hold out (``vlab replay``, the session panel's WAV prompts).
     """
     from vlab.audio.pcm import pcm16_to_float
     from vlab.protocol_limits import eou_timeout_ms

@@ -23,7 +23,7 @@ from vlab.endpoint import Secret
 from vlab.errors import ConfigError, VlabError
 from vlab.log.files import new_run_dir
 from vlab.log.records import EventRecord
-from vlab.protocol_limits import EOU_TIMEOUT_MS, THRESHOLD_BOUNDS
+from vlab.protocol_limits import EOU_TIMEOUT_MS, THRESHOLD_BOUNDS, eou_timeout_ms
 from vlab.session.tools import Handler, McpApprovalRequest, ToolRunner
 from vlab.settings import (
     NOT_GIVEN,
@@ -149,7 +149,11 @@ class SessionPanel:
         self._asking: list[str] = []  # the tools whose calls wait for a button, in the order asked
         self._t0_ns = 0
         self._rows: deque[EventRecord] = deque(maxlen=max_rows)  # the table's records (none hidden)
-        self._speech_ends: list[float] = []  # where the WAV prompts' speech ends on the input clock (ms)
+        self._speech_ends: list[float] = []  # where the speech sent ends on the input clock (ms)
+        self._mic_audio: _RecentAudio | None = None  # a microphone's latest audio, when a turn may be held
+        self._searched: set[float] = set()  # the estimated ends of speech looked for in it already
+        self._mic_timing: asyncio.Task[Any] | None = None
+        """Looking for where the speech ended in the microphone's audio (for the latency line), if it is."""
         self._rendered = -1  # records logged when the table was last rendered
         self._stopping = False
         self.error: BaseException | None = None
@@ -603,6 +607,8 @@ class SessionPanel:
         self._t0_ns = time.perf_counter_ns()
         self._rows.clear()
         self._speech_ends.clear()
+        self._searched.clear()
+        self._mic_audio = None
         self._rendered = -1
         session = Session(settings, run_dir=self.run_dir, sinks=[self._on_record], **kwargs)
         self.session = session
@@ -759,8 +765,10 @@ class SessionPanel:
         else:
             self._set_status("listening — speak, then press Stop")
         self._meter.reset(rate)
+        if eou_timeout_ms(settings.to_wire().get("turn_detection")) is not None:  # a turn may be held
+            self._mic_audio = _RecentAudio(rate, start_ms=session.input_ms)  # the mic's audio follows on
         async with mic:
-            await session.stream_microphone(_Metered(mic, self._meter))
+            await session.stream_microphone(_Metered(mic, self._meter, self._mic_audio))
 
     # --- live views ------------------------------------------------------------------------------------
 
@@ -787,7 +795,6 @@ class SessionPanel:
     def _update_latency(self) -> None:
         from vlab.metrics import TURN_STARTS, turn_latency
         from vlab.metrics.events import session_vad_settings
-        from vlab.protocol_limits import eou_timeout_ms
 
         if self.session is None or not self.session.records:
             return
@@ -821,11 +828,42 @@ class SessionPanel:
                 parts.append(label.format(float(last[name])))
         hold_ms = eou_timeout_ms(session_vad_settings(frame))
         if last["a_eos_source"] == "estimated" and hold_ms is not None:
-            parts.append(
-                f"<i>from an estimate that leaves out any wait for more speech (up to {hold_ms:.0f} ms); "
-                "the log explorer times it from the recorded audio</i>"
-            )
+            if self._look_for_speech_end(float(last["a_eos_ms"]), hold_ms):
+                parts.append("<i>finding where the speech ended in the microphone's audio…</i>")
+            else:
+                parts.append(
+                    f"<i>from an estimate that leaves out any wait for more speech (up to {hold_ms:.0f} ms); "
+                    "the log explorer times it from the recorded audio</i>"
+                )
         self.latency.value = head + " · ".join(parts)
+
+    def _look_for_speech_end(self, estimate_ms: float, hold_ms: float) -> bool:
+        """Look in the microphone's audio for where a held turn's speech ended, then draw the line again.
+
+        For a turn whose end of speech was estimated (``estimate_ms`` on the input clock) under a turn
+        detection that holds a turn up to ``hold_ms``, once: False when there is no such audio or it was
+        looked at. The search (Silero, as ``vlab prompts label``) runs off the event loop.
+        """
+        recent = self._mic_audio
+        if recent is None or not math.isfinite(estimate_ms) or estimate_ms in self._searched:
+            return False
+        self._searched.add(estimate_ms)
+        start_ms, pcm = recent.between(
+            estimate_ms - hold_ms - _SPEECH_END_LEAD_MS, estimate_ms + _SPEECH_END_TRAIL_MS
+        )
+        if not pcm:
+            return False
+
+        async def look() -> None:
+            from vlab.audio.pcm import pcm16_to_float
+            from vlab.corpus.labeller import speech_ends_ms
+
+            ends = await asyncio.to_thread(speech_ends_ms, pcm16_to_float(pcm), recent.rate)
+            self._speech_ends = sorted({*self._speech_ends, *(start_ms + end for end in ends)})
+            self._update_latency()
+
+        self._mic_timing = start_task(look, self.output, what="Timing the turn from the microphone's audio")
+        return True
 
     def _set_status(self, text: str) -> None:
         """Show ``text`` on the status line; while approvals wait, the line keeps asking for them."""
@@ -888,11 +926,44 @@ class LevelMeter:
             self._bar.value = value
 
 
-class _Metered:
-    """Passes microphone chunks through, updating the panel's level meter on the way."""
+_SPEECH_END_LEAD_MS = 2000.0
+"""Audio before a held turn's window that the search for its end of speech takes (to see the speech)."""
+_SPEECH_END_TRAIL_MS = 1000.0
+"""Audio after a held turn's estimated end of speech that the search takes (to see the silence after it)."""
+_MIC_AUDIO_KEPT_S = 60.0
+"""How much of a microphone's latest audio the panel keeps: a reply ends within this of its turn."""
 
-    def __init__(self, mic: Any, meter: Any) -> None:
-        self._mic, self._meter = mic, meter
+
+class _RecentAudio:
+    """The latest :data:`_MIC_AUDIO_KEPT_S` of PCM16 audio a microphone sent, placed on the input clock."""
+
+    def __init__(self, rate: int, *, start_ms: float) -> None:
+        self.rate = rate
+        self.start_ms = start_ms  # where the first byte kept was sent
+        self._pcm = bytearray()
+        self._max_bytes = 2 * round(_MIC_AUDIO_KEPT_S * rate)
+
+    def add(self, pcm: bytes) -> None:
+        """Keep ``pcm``, sent right after the audio before it."""
+        self._pcm += pcm
+        excess = len(self._pcm) - self._max_bytes
+        if excess > 0:
+            excess += excess % 2
+            del self._pcm[:excess]
+            self.start_ms += excess / 2 / self.rate * 1000.0
+
+    def between(self, start_ms: float, end_ms: float) -> tuple[float, bytes]:
+        """The audio kept from ``start_ms`` to ``end_ms`` (clipped to what is kept), and where it starts."""
+        first = max(0, round((start_ms - self.start_ms) * self.rate / 1000.0))
+        last = max(first, round((end_ms - self.start_ms) * self.rate / 1000.0))
+        return self.start_ms + first * 1000.0 / self.rate, bytes(self._pcm[2 * first : 2 * last])
+
+
+class _Metered:
+    """Passes microphone chunks through, updating the panel's level meter (and keeping them) on the way."""
+
+    def __init__(self, mic: Any, meter: Any, keep: _RecentAudio | None = None) -> None:
+        self._mic, self._meter, self._keep = mic, meter, keep
 
     @property
     def overflows(self) -> int:
@@ -908,11 +979,15 @@ class _Metered:
         """The microphone's stamped chunks (capture times), metered on the way."""
         async for chunk in self._mic.chunks():
             self._meter(chunk.pcm16)
+            if self._keep is not None:
+                self._keep.add(chunk.pcm16)
             yield chunk
 
     async def __aiter__(self) -> Any:
         async for chunk in self._mic:
             self._meter(chunk)
+            if self._keep is not None:
+                self._keep.add(chunk)
             yield chunk
 
 
