@@ -98,8 +98,8 @@ async def test_end_of_utterance_detection_holds_a_pause_the_silence_timer_would_
     note = "from an estimate that leaves out any wait for more speech (up to 1200 ms)"
     assert note not in panel.latency.value
     if eou:  # a microphone's speech has no end found yet: the estimate, and the line says what it lacks
-        panel._speech_ends.clear()
-        panel._update_latency()
+        panel._latency_line.speech_ends.clear()
+        panel._latency_line.update()
         assert note in panel.latency.value
 
 
@@ -283,7 +283,7 @@ async def test_a_microphone_turn_held_for_more_speech_is_timed_from_where_the_sp
     speak.set()
     await mic.said.wait()
     await set_timeline(panel.session, protocol.TIMELINE_ENDED, timeout_s=60)  # answered once all is done
-    await panel._mic_timing
+    await panel._latency_line.searching
     assert panel.output.outputs == (), panel.output.outputs
     frame = panel.session.frame()
     last = turn_latency(frame, end_of_turn_ms=pause.end_of_turn_ms).iloc[-1]
@@ -298,12 +298,12 @@ async def test_a_microphone_turn_held_for_more_speech_is_timed_from_where_the_sp
 
 
 def test_the_microphone_audio_kept_is_its_last_minute_placed_on_the_input_clock():
-    from vlab.widgets.session_panel import _MIC_AUDIO_KEPT_S, _RecentAudio
+    from vlab.widgets.latency_line import MIC_AUDIO_KEPT_S, RecentAudio
 
     rate = 1000  # 1 sample per ms: positions read as sample counts
-    recent = _RecentAudio(rate, start_ms=500.0)  # the microphone started 500 ms into the input
+    recent = RecentAudio(rate, start_ms=500.0)  # the microphone started 500 ms into the input
     second = lambda k: np.full(rate, k, "<i2").tobytes()  # noqa: E731
-    for k in range(int(_MIC_AUDIO_KEPT_S) + 10):  # 70 s, one second a chunk, each its own value
+    for k in range(int(MIC_AUDIO_KEPT_S) + 10):  # 70 s, one second a chunk, each its own value
         recent.add(second(k))
     assert recent.start_ms == 500.0 + 10_000.0  # the first 10 s are gone
     start_ms, pcm = recent.between(20_000.0, 20_002.0)  # 19.5 s after the mic started: the 20th second
@@ -316,7 +316,7 @@ def test_the_microphone_audio_kept_is_its_last_minute_placed_on_the_input_clock(
 def test_the_level_meter_moves_ten_times_a_second_of_audio_with_the_loudest_chunk():
     import ipywidgets as widgets
 
-    from vlab.widgets.session_panel import LevelMeter
+    from vlab.widgets.level_meter import LevelMeter
 
     bar = widgets.FloatProgress(min=0.0, max=1.0)
     sent: list[float] = []

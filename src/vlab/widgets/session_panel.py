@@ -6,16 +6,14 @@ import asyncio
 import contextlib
 import html
 import inspect
-import math
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
-import numpy as np
 
 from vlab import protocol
 from vlab.bundled import bundled_dir
@@ -23,7 +21,7 @@ from vlab.endpoint import Secret
 from vlab.errors import ConfigError, VlabError
 from vlab.log.files import new_run_dir
 from vlab.log.records import EventRecord
-from vlab.protocol_limits import EOU_TIMEOUT_MS, THRESHOLD_BOUNDS, eou_timeout_ms
+from vlab.protocol_limits import EOU_TIMEOUT_MS, THRESHOLD_BOUNDS
 from vlab.session.tools import Handler, McpApprovalRequest, ToolRunner
 from vlab.settings import (
     NOT_GIVEN,
@@ -39,6 +37,11 @@ from vlab.settings import (
 from vlab.widgets._events import direction_arrow, event_detail
 from vlab.widgets._tasks import guarded, start_task
 from vlab.widgets.browser_audio import BrowserAudio, kernel_has_device
+from vlab.widgets.latency_line import LatencyLine
+from vlab.widgets.level_meter import LevelMeter, MeteredMicrophone
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 EMULATOR = "Embedded emulator"
 AZURE = "Azure endpoint"
@@ -149,11 +152,6 @@ class SessionPanel:
         self._asking: list[str] = []  # the tools whose calls wait for a button, in the order asked
         self._t0_ns = 0
         self._rows: deque[EventRecord] = deque(maxlen=max_rows)  # the table's records (none hidden)
-        self._speech_ends: list[float] = []  # where the speech sent ends on the input clock (ms)
-        self._mic_audio: _RecentAudio | None = None  # a microphone's latest audio, when a turn may be held
-        self._searched: set[float] = set()  # the estimated ends of speech looked for in it already
-        self._mic_timing: asyncio.Task[Any] | None = None
-        """Looking for where the speech ended in the microphone's audio (for the latency line), if it is."""
         self._rendered = -1  # records logged when the table was last rendered
         self._stopping = False
         self.error: BaseException | None = None
@@ -315,8 +313,9 @@ class SessionPanel:
         )
         self._meter = LevelMeter(self.level)
         self.table = widgets.HTML("")
-        self.latency = widgets.HTML("")
         self.output = widgets.Output()
+        self._latency_line = LatencyLine(self._session_frame, self.output)
+        self.latency = self._latency_line.widget
 
         self.azure_box = widgets.VBox([self.endpoint, self.auth, self.api_key])
         self.mcp_box = widgets.VBox([self.mcp_label, self.mcp_approval, self.mcp_token])
@@ -606,9 +605,7 @@ class SessionPanel:
             kwargs["audio_output"] = speaker
         self._t0_ns = time.perf_counter_ns()
         self._rows.clear()
-        self._speech_ends.clear()
-        self._searched.clear()
-        self._mic_audio = None
+        self._latency_line.reset()
         self._rendered = -1
         session = Session(settings, run_dir=self.run_dir, sinks=[self._on_record], **kwargs)
         self.session = session
@@ -712,7 +709,7 @@ class SessionPanel:
             nonlocal prompt_sent
             if not prompt_sent:
                 self._set_status("sending the prompt…")
-                await self._note_speech_ends(session, pcm, settings)
+                await self._latency_line.note_prompt(pcm, settings, start_ms=session.input_ms)
             self._meter.reset(rate)
             async for chunk, _ in paced_chunks(pcm, sample_rate=rate, speed=self.replay_speed):
                 self._meter(chunk)
@@ -732,18 +729,6 @@ class SessionPanel:
             send=send,
             tools=self.runner,  # on the emulator's timeline, each answer where its call ended
         )
-
-    async def _note_speech_ends(self, session: Any, pcm: bytes, settings: SessionSettings) -> None:
-        """Where the speech of ``pcm`` ends on the input clock, when the turn detection may hold a turn.
-
-        The latency line then times such a turn from there (:func:`~vlab.corpus.labeller.sent_speech_ends_ms`).
-        Found off the event loop.
-        """
-        from vlab.corpus.labeller import sent_speech_ends_ms
-
-        start_ms = session.input_ms
-        ends = await asyncio.to_thread(sent_speech_ends_ms, pcm, settings)
-        self._speech_ends.extend(start_ms + end for end in ends or ())
 
     async def _stream_microphone(self, session: Any, settings: SessionSettings) -> None:
         rate = settings.input_bytes_per_s // 2
@@ -765,10 +750,9 @@ class SessionPanel:
         else:
             self._set_status("listening — speak, then press Stop")
         self._meter.reset(rate)
-        if eou_timeout_ms(settings.to_wire().get("turn_detection")) is not None:  # a turn may be held
-            self._mic_audio = _RecentAudio(rate, start_ms=session.input_ms)  # the mic's audio follows on
+        keep = self._latency_line.keep_microphone(settings, start_ms=session.input_ms)  # it follows on
         async with mic:
-            await session.stream_microphone(_Metered(mic, self._meter, self._mic_audio))
+            await session.stream_microphone(MeteredMicrophone(mic, self._meter, keep))
 
     # --- live views ------------------------------------------------------------------------------------
 
@@ -776,7 +760,12 @@ class SessionPanel:
         if record.type not in _HIDDEN_EVENTS:
             self._rows.append(record)
         if record.type == protocol.RESPONSE_DONE:
-            self._update_latency()
+            self._latency_line.update()
+
+    def _session_frame(self) -> pd.DataFrame | None:
+        """The session's events so far (None: no session, or nothing logged yet)."""
+        session = self.session
+        return session.frame() if session is not None and session.records else None
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -792,79 +781,6 @@ class SessionPanel:
             self._rendered = total
             self.table.value = render_event_table(list(self._rows), self._t0_ns, total=total)
 
-    def _update_latency(self) -> None:
-        from vlab.metrics import TURN_STARTS, turn_latency
-        from vlab.metrics.events import session_vad_settings
-
-        if self.session is None or not self.session.records:
-            return
-        frame = self.session.frame()
-        turns = turn_latency(frame, speech_ends_ms=self._speech_ends or None)
-        if turns.empty:
-            return
-        last = turns.iloc[-1]
-        trigger = str(last["trigger"])
-        head = f"<b>Last turn</b> ({html.escape(str(last['status']))}): "
-        answered = int(last["answers_turn"])
-        if answered >= 0:  # the answer to a turn's tool calls: the turn's whole wait is the figure
-            turn = turns.iloc[answered]
-            start = TURN_STARTS.get(str(turn["trigger"]), "voice")
-            wait = float(turn["voice_to_answer_ms"])
-            calls = int(turn["calls_to_answer"])
-            figure = f"<b>{wait:.0f} ms</b>" if math.isfinite(wait) else "not measured"
-            self.latency.value = (
-                f"{head}{start}-to-answer {figure} through {calls} tool call{'s' if calls != 1 else ''}"
-            )
-            return
-        if last["false_cutoff"]:
-            self.latency.value = head + "false cut-off: the reply started before the end of speech"
-            return
-        if trigger not in TURN_STARTS:
-            trigger = "vad"
-        parts = []
-        labels = (("voice_to_voice_ms", f"{TURN_STARTS[trigger]}-to-voice <b>{{:.0f}} ms</b>"),)
-        for name, label in labels + _STAGE_LABELS[trigger]:
-            if math.isfinite(float(last[name])):
-                parts.append(label.format(float(last[name])))
-        hold_ms = eou_timeout_ms(session_vad_settings(frame))
-        if last["a_eos_source"] == "estimated" and hold_ms is not None:
-            if self._look_for_speech_end(float(last["a_eos_ms"]), hold_ms):
-                parts.append("<i>finding where the speech ended in the microphone's audio…</i>")
-            else:
-                parts.append(
-                    f"<i>from an estimate that leaves out any wait for more speech (up to {hold_ms:.0f} ms); "
-                    "the log explorer times it from the recorded audio</i>"
-                )
-        self.latency.value = head + " · ".join(parts)
-
-    def _look_for_speech_end(self, estimate_ms: float, hold_ms: float) -> bool:
-        """Look in the microphone's audio for where a held turn's speech ended, then draw the line again.
-
-        For a turn whose end of speech was estimated (``estimate_ms`` on the input clock) under a turn
-        detection that holds a turn up to ``hold_ms``, once: False when there is no such audio or it was
-        looked at. The search (Silero, as ``vlab prompts label``) runs off the event loop.
-        """
-        recent = self._mic_audio
-        if recent is None or not math.isfinite(estimate_ms) or estimate_ms in self._searched:
-            return False
-        self._searched.add(estimate_ms)
-        start_ms, pcm = recent.between(
-            estimate_ms - hold_ms - _SPEECH_END_LEAD_MS, estimate_ms + _SPEECH_END_TRAIL_MS
-        )
-        if not pcm:
-            return False
-
-        async def look() -> None:
-            from vlab.audio.pcm import pcm16_to_float
-            from vlab.corpus.labeller import speech_ends_ms
-
-            ends = await asyncio.to_thread(speech_ends_ms, pcm16_to_float(pcm), recent.rate)
-            self._speech_ends = sorted({*self._speech_ends, *(start_ms + end for end in ends)})
-            self._update_latency()
-
-        self._mic_timing = start_task(look, self.output, what="Timing the turn from the microphone's audio")
-        return True
-
     def _set_status(self, text: str) -> None:
         """Show ``text`` on the status line; while approvals wait, the line keeps asking for them."""
         if self._asking:
@@ -873,122 +789,6 @@ class SessionPanel:
                 f" (and {more} more)" if more else ""
             )
         self.status.value = f"<b>Status:</b> {text}"
-
-
-_STAGE_LABELS: dict[str, tuple[tuple[str, str], ...]] = {
-    "vad": (
-        ("endpointing_ms", "endpointing {:.0f} ms"),
-        ("turn_commit_ms", "turn commit {:.0f} ms"),
-        ("ttfb_audio_ms", "first audio {:.0f} ms"),
-    ),
-    "commit": (("turn_commit_ms", "turn commit {:.0f} ms"), ("ttfb_audio_ms", "first audio {:.0f} ms")),
-    "client": (("turn_commit_ms", "response.created {:.0f} ms"), ("ttfb_audio_ms", "first audio {:.0f} ms")),
-}
-"""The stages the "Last turn" line shows after the total, by ``trigger`` (no endpointing without speech)."""
-
-
-class LevelMeter:
-    """Shows the level of audio on a progress bar, once per :attr:`every_ms` of audio (its loudest chunk).
-
-    A 20 ms chunk is 50 updates a second, each a message to the page: the bar moves at ten a second
-    instead, on the audio's own time, and a value the bar already shows is not sent again.
-    """
-
-    every_ms = 100.0
-
-    def __init__(self, bar: Any, sample_rate: int = protocol.PCM16_SAMPLE_RATE_HZ) -> None:
-        self._bar = bar
-        self.reset(sample_rate)
-
-    def reset(self, sample_rate: int | None = None) -> None:
-        """Start a new window (at ``sample_rate``, if given) and show silence."""
-        if sample_rate is not None:
-            self._rate = sample_rate
-        self._window_ms = 0.0
-        self._loudest = 0.0
-        self._show(0.0)
-
-    def __call__(self, chunk: bytes) -> None:
-        """Take one chunk of PCM16 audio."""
-        if len(chunk) < 2:
-            return
-        x = np.frombuffer(chunk, "<i2", len(chunk) // 2).astype(np.float32) / 32768.0
-        rms_dbfs = 20 * math.log10(float(np.sqrt(np.mean(x * x))) + 1e-9)
-        self._loudest = max(self._loudest, min(1.0, max(0.0, (rms_dbfs + 60.0) / 60.0)))
-        self._window_ms += 1000.0 * len(x) / self._rate
-        if self._window_ms >= self.every_ms:
-            self._show(self._loudest)
-            self._window_ms, self._loudest = 0.0, 0.0
-
-    def _show(self, value: float) -> None:
-        value = round(value, 2)
-        if self._bar.value != value:
-            self._bar.value = value
-
-
-_SPEECH_END_LEAD_MS = 2000.0
-"""Audio before a held turn's window that the search for its end of speech takes (to see the speech)."""
-_SPEECH_END_TRAIL_MS = 1000.0
-"""Audio after a held turn's estimated end of speech that the search takes (to see the silence after it)."""
-_MIC_AUDIO_KEPT_S = 60.0
-"""How much of a microphone's latest audio the panel keeps: a reply ends within this of its turn."""
-
-
-class _RecentAudio:
-    """The latest :data:`_MIC_AUDIO_KEPT_S` of PCM16 audio a microphone sent, placed on the input clock."""
-
-    def __init__(self, rate: int, *, start_ms: float) -> None:
-        self.rate = rate
-        self.start_ms = start_ms  # where the first byte kept was sent
-        self._pcm = bytearray()
-        self._max_bytes = 2 * round(_MIC_AUDIO_KEPT_S * rate)
-
-    def add(self, pcm: bytes) -> None:
-        """Keep ``pcm``, sent right after the audio before it."""
-        self._pcm += pcm
-        excess = len(self._pcm) - self._max_bytes
-        if excess > 0:
-            excess += excess % 2
-            del self._pcm[:excess]
-            self.start_ms += excess / 2 / self.rate * 1000.0
-
-    def between(self, start_ms: float, end_ms: float) -> tuple[float, bytes]:
-        """The audio kept from ``start_ms`` to ``end_ms`` (clipped to what is kept), and where it starts."""
-        first = max(0, round((start_ms - self.start_ms) * self.rate / 1000.0))
-        last = max(first, round((end_ms - self.start_ms) * self.rate / 1000.0))
-        return self.start_ms + first * 1000.0 / self.rate, bytes(self._pcm[2 * first : 2 * last])
-
-
-class _Metered:
-    """Passes microphone chunks through, updating the panel's level meter (and keeping them) on the way."""
-
-    def __init__(self, mic: Any, meter: Any, keep: _RecentAudio | None = None) -> None:
-        self._mic, self._meter, self._keep = mic, meter, keep
-
-    @property
-    def overflows(self) -> int:
-        """The microphone's overflow count."""
-        return int(getattr(self._mic, "overflows", 0))
-
-    def describe(self) -> dict[str, Any]:
-        """The microphone's description for the log (empty when it has none)."""
-        describe = getattr(self._mic, "describe", None)
-        return dict(describe()) if callable(describe) else {}
-
-    async def chunks(self) -> Any:
-        """The microphone's stamped chunks (capture times), metered on the way."""
-        async for chunk in self._mic.chunks():
-            self._meter(chunk.pcm16)
-            if self._keep is not None:
-                self._keep.add(chunk.pcm16)
-            yield chunk
-
-    async def __aiter__(self) -> Any:
-        async for chunk in self._mic:
-            self._meter(chunk)
-            if self._keep is not None:
-                self._keep.add(chunk)
-            yield chunk
 
 
 def _describe_tools(tools: Sequence[FunctionTool | McpServer]) -> str:
