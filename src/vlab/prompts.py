@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +31,10 @@ __all__ = [
     "LabelledPrompt",
     "label_warnings",
     "load_prompt_set",
+    "run_end_of_turn_ms",
     "select_prompts",
     "without_speech",
+    "write_run_labels",
 ]
 
 MANIFEST_NAME = "manifest.json"
@@ -274,3 +276,41 @@ def label_warnings(prompts: Sequence[LabelledPrompt]) -> list[str]:
             "false starts they cause)"
         )
     return messages
+
+
+def write_run_labels(run_dir: str | os.PathLike[str], labels: Mapping[str, Any]) -> None:
+    """Keep the labels of the prompt a run replays in its run folder (``labels.json``).
+
+    ``labels``: :meth:`LabelledPrompt.labels`, or at least its ``end_of_turn_ms`` (ms from the prompt's
+    first sample, which a run sends at the start of its input). Whoever reads the run later (the log
+    explorer) then times its turns from them, as the replay or the sweep that made it did.
+    """
+    from vlab.log.files import LABELS_NAME
+
+    path = Path(run_dir) / LABELS_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dict(labels), indent=2) + "\n", encoding="utf-8")
+
+
+def run_end_of_turn_ms(run_dir: str | os.PathLike[str]) -> tuple[float, ...] | None:
+    """The labelled ends of speech a run folder keeps (``labels.json``: :func:`write_run_labels`), if any.
+
+    None when it keeps none (a microphone, a file with no labels, a run from before vlab kept them).
+
+    Raises:
+        ConfigError: ``labels.json`` is there but unreadable; the message says how to do without it.
+    """
+    from vlab.log.files import LABELS_NAME
+
+    path = Path(run_dir) / LABELS_NAME
+    if not path.is_file():
+        return None
+    try:
+        ends = json.loads(path.read_text(encoding="utf-8"))["end_of_turn_ms"]
+        found = tuple(float(end) for end in ends)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(
+            f"{str(path)!r} is not readable labels ({type(exc).__name__}: {exc}); move it away to time the "
+            "run's turns without them (from where the speech ends in input.wav, or the server's estimate)"
+        ) from None
+    return found or None

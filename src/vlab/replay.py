@@ -16,6 +16,7 @@ from vlab.errors import NotAnswered
 from vlab.feed import NoSpeechDetected, feed_prompt, trailing_silence_ms
 from vlab.log import new_run_dir
 from vlab.metrics.latency import turn_latency
+from vlab.prompts import LabelledPrompt, write_run_labels
 from vlab.session import Session
 from vlab.settings import SessionSettings
 
@@ -37,7 +38,7 @@ class ReplayResult:
 
 
 async def replay(
-    prompt: str | os.PathLike[str],
+    prompt: str | os.PathLike[str] | LabelledPrompt,
     settings: SessionSettings | None = None,
     *,
     run_dir: str | os.PathLike[str] | None = None,
@@ -49,14 +50,17 @@ async def replay(
     """Stream a prompt file as the user's speech and wait until every turn has been answered.
 
     Args:
-        prompt: A WAV/FLAC/OGG file (resampled to the session's input rate).
+        prompt: A WAV/FLAC/OGG file (resampled to the session's input rate), or a labelled prompt
+            (:func:`vlab.prompts.load_prompt_set`): its file, timed from its ``end_of_turn_ms``.
         settings: Session settings (default: server VAD 0.5 / 300 / 500 ms).
         run_dir: Where to write the run (default: ``runs/replay-<time>``).
         speed: Pacing of the audio and of the embedded emulator: 1 = real time, ``math.inf`` = no waiting.
         timeout_s: Give up waiting for answers after this many seconds.
-        end_of_turn_ms: The prompt's labelled ends of speech (:attr:`vlab.prompts.LabelledPrompt.end_of_turn_ms`):
-            each turn's wait then runs from where the user stopped, not from an estimate (the server's
-            ``audio_end_ms`` minus the silence timer, which misses an end-of-utterance wait).
+        end_of_turn_ms: The prompt's labelled ends of speech (:attr:`vlab.prompts.LabelledPrompt.end_of_turn_ms`;
+            a labelled ``prompt``'s by default): each turn's wait then runs from where the user stopped,
+            not from an estimate (the server's ``audio_end_ms`` minus the silence timer, which misses an
+            end-of-utterance wait). The run folder keeps them (``labels.json``), so the log explorer
+            times the run alike.
         **session_options: Passed to :class:`vlab.Session` (endpoint, api_key, barge_in, overwrite...).
 
     Returns:
@@ -68,6 +72,15 @@ async def replay(
         RunFolderTaken: ``run_dir`` holds another run's events (pass ``overwrite=True`` to replace them).
     """
     settings = settings or SessionSettings()
+    labels: dict[str, Any] = {}
+    if isinstance(prompt, LabelledPrompt):
+        labels = prompt.labels()
+        end_of_turn_ms = prompt.end_of_turn_ms if end_of_turn_ms is None else end_of_turn_ms
+        prompt = prompt.file
+    if end_of_turn_ms:
+        labels["end_of_turn_ms"] = [float(end) for end in end_of_turn_ms]
+    else:
+        end_of_turn_ms = None
     pcm = load_wav(prompt, settings.input_bytes_per_s // 2)
     run_path = Path(run_dir) if run_dir is not None else new_run_dir("replay")
     td = settings.turn_detection
@@ -76,6 +89,8 @@ async def replay(
     async with Session(
         settings, run_dir=run_path, emulator_options=emulator_options, **session_options
     ) as session:
+        if end_of_turn_ms is not None:
+            write_run_labels(run_path, labels)
         audio = pcm + silence(tail_ms, settings.input_bytes_per_s // 2)
         try:
             await feed_prompt(session, audio, speed=speed, timeout_s=timeout_s, commit=td is None)

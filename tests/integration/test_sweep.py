@@ -210,6 +210,24 @@ def test_longer_silence_gives_fewer_cutoffs_on_pauses_and_more_dead_air(sweep):
     assert points.loc[200, "dead_air_ms"] < points.loc[1000, "dead_air_ms"]
 
 
+def test_the_log_explorer_opened_on_a_cell_times_its_turns_as_the_sweep_s_table_does(sweep):
+    """Each cell keeps its prompt's labels (labels.json), so a cell opened in the log explorer gives the
+    turns of the sweep's table, false cut-offs included, rather than figures from the server's estimate."""
+    from vlab.widgets import LogExplorer
+
+    out, _ = sweep
+    table = vlab.load_sweep(out)
+    compared = ["turn", "a_eos_source", "a_eos_ms", "false_cutoff", "voice_to_voice_ms", "dead_air_ms"]
+    cut = 0
+    for cell, turns in table.groupby("cell"):
+        explorer = LogExplorer(out / "cells" / str(cell))
+        ours = turns.sort_values("turn")[compared].reset_index(drop=True)
+        pd.testing.assert_frame_equal(explorer.turns[compared], ours, check_dtype=False)
+        assert "waits from the prompt's labels" in explorer.status.value
+        cut += int(ours["false_cutoff"].sum())
+    assert cut >= 1  # a 200 ms timer cuts the pauses: without the labels, no turn would say so
+
+
 async def test_a_setting_s_dead_air_is_the_one_its_chart_and_vlab_compare_show(tmp_path):
     # points (the summary table, the Pareto chart) took the median of the runs' medians; the report's
     # dead-air chart and `vlab compare` the median over the turns: two figures under one name, 36 ms

@@ -6,6 +6,7 @@ import json
 import math
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 
 import vlab
@@ -258,6 +259,52 @@ async def test_a_turn_the_semantic_vad_held_is_timed_from_where_the_speech_sent_
     (run / "input.wav").unlink()  # a run that kept no recording: the estimate, which leaves the hold out
     (guessed,) = LogExplorer(run).turns.itertuples()
     assert guessed.a_eos_source == "estimated" and guessed.voice_to_voice_ms < turn.voice_to_voice_ms - 500
+
+
+async def test_a_replayed_labelled_prompt_is_timed_from_its_labels_as_the_replay_was(tmp_path):
+    """digits ("My number is … four two five … five five five …") under a 300 ms timer: the replay of the
+    bundled prompt keeps its labels in the run folder, so the explorer, like the replay, calls the replies
+    in its pauses false cut-offs and times the last from the labelled end, not from the estimate."""
+    from vlab.prompts import load_prompt_set, run_end_of_turn_ms
+    from vlab.replay import replay
+
+    (digits,) = [p for p in load_prompt_set() if p.id == "digits"]
+    settings = vlab.SessionSettings(turn_detection=vlab.ServerVad(silence_duration_ms=300))
+    options = {"hear_audio": False}  # no words needed: no recognition
+    result = await replay(
+        digits,
+        settings,
+        run_dir=tmp_path / "run",
+        speed=math.inf,
+        dotenv_path=False,
+        emulator_options=options,
+    )
+    assert run_end_of_turn_ms(result.run_dir) == digits.end_of_turn_ms
+    explorer = LogExplorer(result.run_dir)
+    compared = ["a_eos_source", "a_eos_ms", "false_cutoff", "voice_to_voice_ms"]
+    pd.testing.assert_frame_equal(explorer.turns[compared], pd.DataFrame(result.turns)[compared])
+    assert sum(t["false_cutoff"] for t in result.turns) >= 1 and result.turns[-1]["a_eos_source"] == "label"
+    assert "waits from the prompt's labels (labels.json)" in explorer.status.value
+    plain = await replay(  # the same file by its path: no labels to keep, and none is made up
+        digits.file,
+        settings,
+        run_dir=tmp_path / "plain",
+        speed=math.inf,
+        dotenv_path=False,
+        emulator_options=options,
+    )
+    assert run_end_of_turn_ms(plain.run_dir) is None
+    assert set(LogExplorer(plain.run_dir).turns["a_eos_source"]) == {"estimated"}
+
+
+def test_unreadable_labels_in_a_run_folder_say_how_to_do_without_them(tmp_path):
+    from vlab.prompts import run_end_of_turn_ms
+
+    (tmp_path / "labels.json").write_text('{"end_of_turn_ms": ["soon"]}')
+    with pytest.raises(
+        ConfigError, match=r"labels.json' is not readable labels .*move it away to time the run"
+    ):
+        run_end_of_turn_ms(tmp_path)
 
 
 async def test_each_turn_is_offered_with_its_trigger_status_and_latency(run_dir):

@@ -200,12 +200,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = run_main(
             replay(
-                prompt,
+                prompt if labelled is None else labelled,
                 settings,
                 run_dir=args.out,
                 speed=speed,
                 timeout_s=args.timeout,
-                end_of_turn_ms=None if labelled is None else labelled.end_of_turn_ms,
                 overwrite=args.force,
             )
         )

@@ -15,6 +15,9 @@ PARQUET_NAME = "events.parquet"
 SESSION_NAME = "session.json"
 """File name of a run folder's settings, target and versions (never a key), and its summary at the end."""
 
+LABELS_NAME = "labels.json"
+"""File name of the labels of the prompt a run replayed (:func:`vlab.prompts.write_run_labels`), if it had any."""
+
 LOG_NAMES = (PARQUET_NAME, JSONL_NAME)
 """The event logs a run folder may hold, Parquet first (:func:`vlab.log.load_log` reads it when it is current)."""
 

@@ -106,6 +106,7 @@ class LogExplorer:
         from vlab.log import is_run_folder, load_log
         from vlab.log.files import RUN_FOLDER_HINT
         from vlab.metrics import turn_latency
+        from vlab.prompts import run_end_of_turn_ms
         from vlab.sweep.store import CELLS_DIR
 
         text = str(run_dir).strip()
@@ -126,9 +127,14 @@ class LogExplorer:
             raise ConfigError(f"{text!r} is not a run folder: {RUN_FOLDER_HINT}")
         events = load_log(folder)
         events = events.sort_values("seq").reset_index(drop=True) if "seq" in events else events
+        labels = run_end_of_turn_ms(folder)
         self.output.outputs = ()
         self.run_dir, self.events = folder, events
-        self.turns = turn_latency(events, speech_ends_ms=run_speech_ends_ms(folder, events))
+        self.turns = turn_latency(
+            events,
+            end_of_turn_ms=labels,
+            speech_ends_ms=run_speech_ends_ms(folder, events) if labels is None else None,
+        )
         self._t0_ns = int(events["t_ns"].min()) if len(events) else 0
         counts = events["type"].value_counts()
         types = sorted(counts.index, key=lambda t: (t not in counts.index, str(t)))
@@ -143,9 +149,17 @@ class LogExplorer:
             self.turn.value = ALL_TURNS
         finally:
             self._updating = False
+        timed = set(self.turns["a_eos_source"]) if len(self.turns) else set()
+        waits = (
+            "; waits from the prompt's labels (labels.json)"
+            if "label" in timed
+            else "; waits from where the speech ends in input.wav"
+            if "audio" in timed
+            else ""
+        )
         self.status.value = (
             f"<b>{html.escape(str(folder))}</b>: {len(events)} events, {len(self.turns)} responses, "
-            f"{(events['t_ns'].max() - self._t0_ns) / 1e9:.1f} s"
+            f"{(events['t_ns'].max() - self._t0_ns) / 1e9:.1f} s{waits}"
             if len(events)
             else f"<b>{html.escape(str(folder))}</b>: the log is empty"
         )
