@@ -285,13 +285,14 @@ async def test_a_replayed_labelled_prompt_is_timed_from_its_labels_as_the_replay
     pd.testing.assert_frame_equal(explorer.turns[compared], pd.DataFrame(result.turns)[compared])
     assert sum(t["false_cutoff"] for t in result.turns) >= 1 and result.turns[-1]["a_eos_source"] == "label"
     assert "waits from the prompt's labels (labels.json)" in explorer.status.value
-    plain = await replay(  # the same file by its path: no labels to keep, and none is made up
+    plain = await replay(  # the same file by its path, in its place: no labels, and the old ones go with it
         digits.file,
         settings,
-        run_dir=tmp_path / "plain",
+        run_dir=result.run_dir,
         speed=math.inf,
         dotenv_path=False,
         emulator_options=options,
+        overwrite=True,
     )
     assert run_end_of_turn_ms(plain.run_dir) is None
     assert set(LogExplorer(plain.run_dir).turns["a_eos_source"]) == {"estimated"}

@@ -37,7 +37,7 @@ from vlab.errors import (
     check_seconds,
 )
 from vlab.log import EventLog, Sink
-from vlab.log.files import JSONL_NAME, holds_events
+from vlab.log.files import JSONL_NAME, LABELS_NAME, holds_events
 from vlab.log.records import failed_response_error
 from vlab.protocol_limits import SDK_MAX_FRAME_BYTES
 from vlab.session import sdk_adapter
@@ -104,8 +104,9 @@ class Session(AsyncWithOnly):
         model: Model name; else ``AZURE_VOICELIVE_MODEL``, else ``settings.model``.
         run_dir: Folder for ``events.jsonl`` (written as the session goes), ``events.parquet`` (on
             close) and ``session.json``. None keeps the log in memory only.
-        overwrite: Replace the events of a session ``run_dir`` holds already (otherwise refused, so that
-            running a notebook cell again does not lose the run before).
+        overwrite: Replace the events of a session ``run_dir`` holds already, and drop the labels it
+            kept (``labels.json``); otherwise refused, so that running a notebook cell again does not
+            lose the run before.
         barge_in: The barge-in policy.
         audio_output: Where assistant audio goes (a speaker); default: :class:`SimulatedPlayback`.
         sinks: Extra record observers, called in order for every record.
@@ -187,7 +188,8 @@ class Session(AsyncWithOnly):
             raise ConfigError(
                 f"run_dir {str(self.run_dir)!r} is a file, not a folder; give a folder for the run"
             )
-        if self.run_dir is not None and not overwrite and holds_events(self.run_dir):
+        self._replaces_run = self.run_dir is not None and holds_events(self.run_dir)
+        if self._replaces_run and not overwrite:
             raise RunFolderTaken(
                 f"{self.run_dir} already holds a run ({JSONL_NAME}); this session would replace it. Give "
                 "another run_dir, or pass overwrite=True to replace it"
@@ -313,6 +315,8 @@ class Session(AsyncWithOnly):
                 describe = getattr(self.audio_output, "describe", None)
                 if callable(describe):
                     metadata["audio_output"] = describe()
+                if self._replaces_run:  # the labels of the run it replaces are not this one's
+                    (self.run_dir / LABELS_NAME).unlink(missing_ok=True)
                 self._run_folder, self._audio.recording = open_run_folder(
                     self._log, self.run_dir, metadata, self.settings, record_audio=self.record_audio
                 )
