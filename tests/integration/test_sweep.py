@@ -223,7 +223,7 @@ def test_the_log_explorer_opened_on_a_cell_times_its_turns_as_the_sweep_s_table_
         explorer = LogExplorer(out / "cells" / str(cell))
         ours = turns.sort_values("turn")[compared].reset_index(drop=True)
         pd.testing.assert_frame_equal(explorer.turns[compared], ours, check_dtype=False)
-        assert "waits from the prompt's labels" in explorer.status.value
+        assert f"; ends of speech: {len(ours)} from the prompt's labels" in explorer.status.value
         cut += int(ours["false_cutoff"].sum())
     assert cut >= 1  # a 200 ms timer cuts the pauses: without the labels, no turn would say so
 

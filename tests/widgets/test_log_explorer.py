@@ -284,7 +284,7 @@ async def test_a_replayed_labelled_prompt_is_timed_from_its_labels_as_the_replay
     compared = ["a_eos_source", "a_eos_ms", "false_cutoff", "voice_to_voice_ms"]
     pd.testing.assert_frame_equal(explorer.turns[compared], pd.DataFrame(result.turns)[compared])
     assert sum(t["false_cutoff"] for t in result.turns) >= 1 and result.turns[-1]["a_eos_source"] == "label"
-    assert "waits from the prompt's labels (labels.json)" in explorer.status.value
+    assert explorer.status.value.endswith("; ends of speech: 4 from the prompt's labels (labels.json)")
     plain = await replay(  # the same file by its path, in its place: no labels, and the old ones go with it
         digits.file,
         settings,
@@ -295,7 +295,11 @@ async def test_a_replayed_labelled_prompt_is_timed_from_its_labels_as_the_replay
         overwrite=True,
     )
     assert run_end_of_turn_ms(plain.run_dir) is None
-    assert set(LogExplorer(plain.run_dir).turns["a_eos_source"]) == {"estimated"}
+    explorer = LogExplorer(plain.run_dir)
+    assert set(explorer.turns["a_eos_source"]) == {"estimated"}
+    assert explorer.status.value.endswith(
+        "; ends of speech: 4 from the server's estimate (audio_end_ms minus the silence timer)"
+    )
 
 
 def test_unreadable_labels_in_a_run_folder_say_how_to_do_without_them(tmp_path):

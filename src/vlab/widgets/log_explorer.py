@@ -149,14 +149,9 @@ class LogExplorer:
             self.turn.value = ALL_TURNS
         finally:
             self._updating = False
-        timed = set(self.turns["a_eos_source"]) if len(self.turns) else set()
-        waits = (
-            "; waits from the prompt's labels (labels.json)"
-            if "label" in timed
-            else "; waits from where the speech ends in input.wav"
-            if "audio" in timed
-            else ""
-        )
+        timed = self.turns["a_eos_source"].value_counts() if len(self.turns) else pd.Series(dtype=int)
+        froms = [f"{timed[source]} from {what}" for source, what in _EOS_SOURCES.items() if source in timed]
+        waits = f"; ends of speech: {', '.join(froms)}" if froms else ""
         self.status.value = (
             f"<b>{html.escape(str(folder))}</b>: {len(events)} events, {len(self.turns)} responses, "
             f"{(events['t_ns'].max() - self._t0_ns) / 1e9:.1f} s{waits}"
@@ -334,6 +329,14 @@ class LogExplorer:
         ev = self.events
         items = ev[(ev["response_id"] == rid) & (ev["type"] == protocol.AUDIO_DELTA)]["item_id"].dropna()
         return str(items.iloc[0]) if len(items) else None
+
+
+_EOS_SOURCES = {
+    "label": "the prompt's labels (labels.json)",
+    "audio": "where the speech ends in input.wav",
+    "estimated": "the server's estimate (audio_end_ms minus the silence timer)",
+}
+"""What the status line says each turn's end of speech came from, by ``a_eos_source`` (docs/timeline.md)."""
 
 
 def _finite(value: Any) -> bool:
