@@ -30,6 +30,7 @@ __all__ = [
     "NOISE_ONLY",
     "LabelledPrompt",
     "label_warnings",
+    "labelled_file",
     "load_prompt_set",
     "run_end_of_turn_ms",
     "select_prompts",
@@ -278,16 +279,38 @@ def label_warnings(prompts: Sequence[LabelledPrompt]) -> list[str]:
     return messages
 
 
-def write_run_labels(run_dir: str | os.PathLike[str], labels: Mapping[str, Any]) -> None:
-    """Keep the labels of the prompt a run replays in its run folder (``labels.json``).
+def labelled_file(path: str | os.PathLike[str]) -> LabelledPrompt | None:
+    """The labelled prompt the audio file ``path`` is, if the ``manifest.json`` beside it lists it.
 
-    ``labels``: :meth:`LabelledPrompt.labels`, or at least its ``end_of_turn_ms`` (ms from the prompt's
-    first sample, which a run sends at the start of its input). Whoever reads the run later (the log
-    explorer) then times its turns from them, as the replay or the sweep that made it did.
+    None when no manifest is there, vlab cannot read it, it does not list the file, or its labels give no
+    end of turn to time from (noise alone): the file then plays unlabelled.
+    """
+    from vlab.errors import VlabError
+
+    file = Path(path)
+    if not (file.parent / MANIFEST_NAME).is_file():
+        return None
+    try:
+        folder = load_prompt_set(file.parent)
+    except VlabError:  # not a prompt folder vlab can read
+        return None
+    found = next((p for p in folder if p.file.resolve() == file.resolve()), None)
+    return found if found is not None and found.end_of_turn_ms else None
+
+
+def write_run_labels(run_dir: str | os.PathLike[str], labels: Mapping[str, Any] | None) -> None:
+    """Keep the labels of the prompt a run replays in its run folder (``labels.json``); None drops them.
+
+    ``labels``: :meth:`LabelledPrompt.labels`, or at least its ``end_of_turn_ms`` on the run's input clock
+    (ms from the first sample the run sent). Whoever reads the run later (the log explorer) then times its
+    turns from them, as the replay, the sweep or the session panel that made it did.
     """
     from vlab.log.files import LABELS_NAME
 
     path = Path(run_dir) / LABELS_NAME
+    if labels is None:
+        path.unlink(missing_ok=True)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(dict(labels), indent=2) + "\n", encoding="utf-8")
 

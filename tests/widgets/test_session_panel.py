@@ -74,8 +74,14 @@ async def test_manual_turns_commit_and_ask_for_a_response(tmp_path, prompt_dir):
 @pytest.mark.parametrize(("eou", "responses"), [(False, 2), (True, 1)], ids=["timer alone", "with eou"])
 async def test_end_of_utterance_detection_holds_a_pause_the_silence_timer_would_end(tmp_path, eou, responses):
     """pause_600, "I would like to book a table for … four people": a 300 ms timer answers inside the pause;
-    with end-of-utterance detection ("…for" sounds unfinished) the turn waits for the rest."""
-    panel = _panel(tmp_path, bundled_dir("prompts"))
+    with end-of-utterance detection ("…for" sounds unfinished) the turn waits for the rest. The file is a
+    copy with no manifest beside it: no labels, so the panel times the turn from the speech ends it finds."""
+    import shutil
+
+    unlabelled = tmp_path / "unlabelled"
+    unlabelled.mkdir()
+    shutil.copy(bundled_dir("prompts") / "pause_600.wav", unlabelled)
+    panel = _panel(tmp_path, unlabelled)
     panel.prompt.value = next(path for label, path in panel.prompt.options if label.startswith("pause_600"))
     panel.silence.value = 300
     assert panel.eou_timeout.layout.display == "none"  # shown once asked for
@@ -157,6 +163,44 @@ async def test_an_open_session_takes_several_prompts_then_stops(tmp_path, prompt
     with pytest.raises(asyncio.CancelledError):
         await panel.task
     assert "stopped" in panel.status.value and panel.start.description == "Start"
+    assert panel.output.outputs == ()
+
+
+async def test_a_labelled_prompt_is_timed_from_its_labels_which_the_run_folder_keeps(tmp_path, prompt):
+    """digits ("My number is … four two five … five five five …") from a folder whose manifest lists it,
+    under a 300 ms timer: the panel, like vlab replay, times its turns from the labels (the replies in its
+    pauses are false cut-offs) and the run folder keeps them for the log explorer. A next prompt with no
+    labels in the same session drops them: its turn would otherwise take a label of another prompt."""
+    import shutil
+
+    from vlab.prompts import run_end_of_turn_ms
+
+    (digits,) = [p for p in load_prompt_set() if p.id == "digits"]
+    folder = tmp_path / "prompts"
+    folder.mkdir()
+    shutil.copy(digits.file, folder)
+    manifest = json.loads((bundled_dir("prompts") / "manifest.json").read_text())
+    manifest["prompts"] = [e for e in manifest["prompts"] if e["id"] == "digits"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    sf.write(folder / "yours.wav", np.frombuffer(prompt.pcm, "<i2"), prompt.sample_rate)  # not listed
+    panel = _panel(tmp_path, folder, keep_open=True)
+    panel.prompt.value = str(folder / "digits.wav")
+    panel.silence.value = 300
+    panel.start.click()
+    await panel.wait_answered()
+    frame = panel.session.frame()
+    turns = turn_latency(frame, end_of_turn_ms=digits.end_of_turn_ms)
+    assert turns["false_cutoff"].sum() >= 1 and turns.iloc[-1]["a_eos_source"] == "label"
+    shown = float(re.search(r"voice-to-voice <b>(\d+) ms</b>", panel.latency.value).group(1))
+    assert abs(shown - turns.iloc[-1]["voice_to_voice_ms"]) <= 0.5, panel.latency.value
+    assert run_end_of_turn_ms(panel.run_dir) == digits.end_of_turn_ms
+    panel.prompt.value = str(folder / "yours.wav")
+    panel.start.click()
+    await panel.wait_answered()
+    assert run_end_of_turn_ms(panel.run_dir) is None and panel._latency_line.end_of_turn_ms is None
+    panel.stop.click()
+    with pytest.raises(asyncio.CancelledError):
+        await panel.task
     assert panel.output.outputs == ()
 
 

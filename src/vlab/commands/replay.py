@@ -154,19 +154,11 @@ def prompt_file(given: str) -> tuple[str, LabelledPrompt | None]:
         AudioFormatError: Neither a file nor a bundled prompt's id; the message lists the ids, and names
             the one ``given`` is a typo of, if one stands out.
     """
-    from vlab.errors import AudioFormatError, VlabError, closest_name, first_few
-    from vlab.prompts import MANIFEST_NAME, load_prompt_set
+    from vlab.errors import AudioFormatError, closest_name, first_few
+    from vlab.prompts import labelled_file, load_prompt_set
 
-    path = Path(given)
-    if path.exists():
-        if not (path.parent / MANIFEST_NAME).is_file():
-            return given, None
-        try:
-            folder = load_prompt_set(path.parent)
-        except VlabError:  # not a prompt folder vlab can read: the file plays unlabelled
-            return given, None
-        found = next((p for p in folder if p.file.resolve() == path.resolve()), None)
-        return given, found if found is not None and found.end_of_turn_ms else None
+    if Path(given).exists():
+        return given, labelled_file(given)
     bundled = {p.id: p for p in load_prompt_set()}
     if given in bundled:
         found = bundled[given]

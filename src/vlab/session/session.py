@@ -37,7 +37,7 @@ from vlab.errors import (
     check_seconds,
 )
 from vlab.log import EventLog, Sink
-from vlab.log.files import JSONL_NAME, LABELS_NAME, holds_events
+from vlab.log.files import JSONL_NAME, holds_events
 from vlab.log.records import failed_response_error
 from vlab.protocol_limits import SDK_MAX_FRAME_BYTES
 from vlab.session import sdk_adapter
@@ -316,7 +316,9 @@ class Session(AsyncWithOnly):
                 if callable(describe):
                     metadata["audio_output"] = describe()
                 if self._replaces_run:  # the labels of the run it replaces are not this one's
-                    (self.run_dir / LABELS_NAME).unlink(missing_ok=True)
+                    from vlab.prompts import write_run_labels
+
+                    write_run_labels(self.run_dir, None)
                 self._run_folder, self._audio.recording = open_run_folder(
                     self._log, self.run_dir, metadata, self.settings, record_audio=self.record_audio
                 )

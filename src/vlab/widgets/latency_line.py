@@ -1,9 +1,11 @@
 """The session panel's "Last turn" line: the last reply's figures, timed from where the user stopped.
 
-A turn the server may hold for more speech (end-of-utterance detection, a semantic VAD) ends up to its
-``timeout_ms`` after the silence timer, so the server's ``audio_end_ms`` minus the timer leaves the hold
-out. Such a turn is timed from where the speech sent ends in the audio: a WAV prompt's ends are found
-before it is sent, a microphone's in its last minute of audio once the reply is done. Both searches are
+A labelled WAV prompt (one the ``manifest.json`` beside it lists, as the bundled ones) is timed from
+its labels, as ``vlab replay`` and sweeps time it, while every prompt of the session has them. Else a
+turn the server may hold for more speech (end-of-utterance detection, a semantic VAD), which ends up to
+its ``timeout_ms`` after the silence timer (so the server's ``audio_end_ms`` minus the timer leaves the
+hold out), is timed from where the speech sent ends in the audio: a WAV prompt's ends are found before
+it is sent, a microphone's in its last minute of audio once the reply is done. Both searches are
 ``vlab prompts label``'s (Silero) and run off the event loop.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import html
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ipywidgets as widgets
@@ -80,24 +82,40 @@ class LatencyLine:
         self._output = output
         self.speech_ends: list[float] = []
         """Where the speech sent ends on the input clock (ms), as far as it has been looked for."""
+        self.end_of_turn_ms: list[float] | None = []
+        """The labelled ends of speech of the prompts sent, on the input clock (None: a prompt had none)."""
         self._mic_audio: RecentAudio | None = None
         self._searched: set[float] = set()  # the estimated ends of speech looked for in it already
         self.searching: asyncio.Task[Any] | None = None
         """The latest search of the microphone's audio for an end of speech, if there was one."""
 
     def reset(self) -> None:
-        """Forget the last session's speech and audio (a new session starts)."""
+        """Forget the last session's speech, labels and audio (a new session starts)."""
         self.speech_ends.clear()
+        self.end_of_turn_ms = []
         self._searched.clear()
         self._mic_audio = None
 
-    async def note_prompt(self, pcm: bytes, settings: SessionSettings, *, start_ms: float) -> None:
-        """Find where the speech of a prompt about to be sent at ``start_ms`` ends, if a turn may be held.
+    async def note_prompt(
+        self,
+        pcm: bytes,
+        settings: SessionSettings,
+        *,
+        start_ms: float,
+        end_of_turn_ms: Sequence[float] | None = None,
+    ) -> None:
+        """Take a prompt about to be sent at ``start_ms``: its labelled ``end_of_turn_ms``, if it has them.
 
-        :func:`~vlab.corpus.labeller.sent_speech_ends_ms`, off the event loop.
+        Where its speech ends is found too, if a turn may be held
+        (:func:`~vlab.corpus.labeller.sent_speech_ends_ms`, off the event loop): the line falls back on
+        those ends when a prompt of the session has no labels.
         """
         from vlab.corpus.labeller import sent_speech_ends_ms
 
+        if self.end_of_turn_ms is not None and end_of_turn_ms:
+            self.end_of_turn_ms.extend(start_ms + end for end in end_of_turn_ms)
+        else:  # a turn without labels would take a later prompt's: none is timed from labels
+            self.end_of_turn_ms = None
         ends = await asyncio.to_thread(sent_speech_ends_ms, pcm, settings)
         self.speech_ends.extend(start_ms + end for end in ends or ())
 
@@ -118,7 +136,9 @@ class LatencyLine:
         frame = self._frame()
         if frame is None:
             return
-        turns = turn_latency(frame, speech_ends_ms=self.speech_ends or None)
+        turns = turn_latency(
+            frame, end_of_turn_ms=self.end_of_turn_ms or None, speech_ends_ms=self.speech_ends or None
+        )
         if turns.empty:
             return
         last = turns.iloc[-1]

@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import ipywidgets as widgets
 
@@ -161,7 +161,7 @@ class SessionPanel:
         """Set when the last prompt sent has been answered."""
         self.connected = asyncio.Event()
         """Set while a session is connected (cleared when it ends)."""
-        self._pending: asyncio.Queue[bytes] = asyncio.Queue()
+        self._pending: asyncio.Queue[_Prompt] = asyncio.Queue()
         self._build()
 
     # --- layout ------------------------------------------------------------------------------------
@@ -506,14 +506,14 @@ class SessionPanel:
             return self.task
         settings = self.settings()
         kwargs = self._session_kwargs()
-        audio = self._input_audio(settings) if self.source.value not in _LIVE else None
+        prompt = self._input_audio(settings) if self.source.value not in _LIVE else None
         self.run_dir = new_run_dir("panel", self.runs_dir)
         self.start.disabled, self.stop.disabled = True, False
         self.answered.clear()
         self.table.value = self.latency.value = ""
         self._pending = asyncio.Queue()
-        if audio is not None:
-            self._pending.put_nowait(audio)
+        if prompt is not None:
+            self._pending.put_nowait(prompt)
         self._set_status("connecting…")
         self.error = None
         self.task = start_task(
@@ -565,9 +565,11 @@ class SessionPanel:
             return
         self._set_status(f"{state}{where}")
 
-    def _input_audio(self, settings: SessionSettings) -> bytes:
+    def _input_audio(self, settings: SessionSettings) -> _Prompt:
+        """The chosen prompt's audio at the session's rate, and its labelled ends of speech if it has any."""
         from vlab.audio.wav import load_wav
         from vlab.errors import ConfigError
+        from vlab.prompts import labelled_file
 
         rate = settings.input_bytes_per_s // 2
         if self.source.value == WAV_PROMPT:
@@ -575,7 +577,11 @@ class SessionPanel:
                 raise ConfigError(
                     "No prompt selected: put WAV files in data/prompts or choose another input."
                 )
-            return load_wav(self.prompt.value, rate, trail_ms=1500)
+            labelled = labelled_file(self.prompt.value)
+            return _Prompt(
+                load_wav(self.prompt.value, rate, trail_ms=1500),
+                labelled.end_of_turn_ms if labelled is not None else None,
+            )
         files = self.upload.value
         if not files:
             raise ConfigError(
@@ -586,7 +592,7 @@ class SessionPanel:
         path.parent.mkdir(parents=True, exist_ok=True)
         content = upload["content"]
         path.write_bytes(content.tobytes() if hasattr(content, "tobytes") else bytes(content))
-        return load_wav(path, rate, trail_ms=1500)
+        return _Prompt(load_wav(path, rate, trail_ms=1500), None)
 
     async def wait_answered(self, timeout_s: float = 120.0) -> None:
         """Wait until the last prompt sent has been answered (for notebooks and tests)."""
@@ -618,8 +624,8 @@ class SessionPanel:
                     await self._stream_microphone(session, settings)
                     return
                 while True:
-                    audio = await self._pending.get()
-                    await self._feed(session, audio, settings)
+                    prompt = await self._pending.get()
+                    await self._feed(session, prompt, settings)
                     if runner is not None and not runner.idle:
                         self._set_status("answering the tool calls…")
                         await runner.settled()
@@ -697,10 +703,14 @@ class SessionPanel:
                 self.awaiting_approval.clear()
             self._set_status("answering the tool calls…")
 
-    async def _feed(self, session: Any, audio: bytes, settings: SessionSettings) -> None:
-        """Send a prompt, paced and metered, and wait for its answer (on the emulator's timeline there)."""
+    async def _feed(self, session: Any, prompt: _Prompt, settings: SessionSettings) -> None:
+        """Send a prompt, paced and metered, and wait for its answer (on the emulator's timeline there).
+
+        The run folder keeps the labels of the prompts sent (``labels.json``) while every one has them.
+        """
         from vlab.audio.pacing import paced_chunks
         from vlab.feed import feed_prompt
+        from vlab.prompts import write_run_labels
 
         rate = settings.input_bytes_per_s // 2
         prompt_sent = False
@@ -709,7 +719,12 @@ class SessionPanel:
             nonlocal prompt_sent
             if not prompt_sent:
                 self._set_status("sending the prompt…")
-                await self._latency_line.note_prompt(pcm, settings, start_ms=session.input_ms)
+                await self._latency_line.note_prompt(
+                    pcm, settings, start_ms=session.input_ms, end_of_turn_ms=prompt.end_of_turn_ms
+                )
+                labelled = self._latency_line.end_of_turn_ms
+                if self.run_dir is not None:
+                    write_run_labels(self.run_dir, {"end_of_turn_ms": labelled} if labelled else None)
             self._meter.reset(rate)
             async for chunk, _ in paced_chunks(pcm, sample_rate=rate, speed=self.replay_speed):
                 self._meter(chunk)
@@ -722,7 +737,7 @@ class SessionPanel:
         self.start.disabled = True
         await feed_prompt(
             session,
-            audio,
+            prompt.pcm,
             speed=self.replay_speed,
             timeout_s=120.0,
             commit=settings.turn_detection is None,
@@ -789,6 +804,13 @@ class SessionPanel:
                 f" (and {more} more)" if more else ""
             )
         self.status.value = f"<b>Status:</b> {text}"
+
+
+class _Prompt(NamedTuple):
+    """A prompt the panel sends: its audio at the session's rate, and its labelled ends of speech (if any)."""
+
+    pcm: bytes
+    end_of_turn_ms: tuple[float, ...] | None
 
 
 def _describe_tools(tools: Sequence[FunctionTool | McpServer]) -> str:
