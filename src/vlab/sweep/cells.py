@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from vlab import protocol
 from vlab.clock import Clock, SystemClock, wait_until_ns
 from vlab.errors import NotAnswered
-from vlab.prompts import LabelledPrompt, write_run_labels
+from vlab.prompts import LabelledPrompt
 from vlab.settings import McpServer, SessionSettings
 from vlab.sweep.config import SweepConfig
 from vlab.sweep.store import CELL_FILE, VAD_CACHE_DIR, cell_folder, write_atomic
@@ -346,8 +346,6 @@ async def run_cell(
     if cell_dir.exists():  # a half-written or failed cell from an earlier run: start it afresh
         shutil.rmtree(cell_dir)
     cell_dir.mkdir(parents=True, exist_ok=True)
-    if prompt.end_of_turn_ms:  # the log explorer then times the cell's turns as the sweep's tables do
-        write_run_labels(cell_dir, prompt.labels())
     t = time.perf_counter()
     meta: dict[str, Any] = {
         "cell": name,

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vlab.audio.recording import item_wav_path
-from vlab.prompts import LabelledPrompt
+from vlab.prompts import LabelledPrompt, write_run_labels
 from vlab.sweep.config import SweepConfig
 from vlab.sweep.grid import KNOB_COLUMNS, in_grid_order, knobs_of
 from vlab.sweep.store import (
@@ -30,7 +30,9 @@ def analyse_cell(
 ) -> dict[str, Any]:
     """One cell's ``turns``, ``vad`` and ``session`` frames and its ``score`` row, from its run folder.
 
-    A ``push_to_talk`` cell (no turn detection) is scored against the labels as a perfect end-of-turn
+    The folder keeps the labels its turns are timed from (``labels.json``, :func:`~vlab.prompts.write_run_labels`),
+    so the log explorer opened on the cell gives the figures of the sweep's tables, whatever labels the
+    prompt had when the cell ran. A ``push_to_talk`` cell (no turn detection) is scored against the labels as a perfect end-of-turn
     decision would be (:func:`_push_to_talk_detections`); its ``vad`` frame stays empty.
     """
     from vlab.log import load_log
@@ -43,6 +45,7 @@ def analyse_cell(
     )
 
     events = load_log(cell_dir)
+    write_run_labels(cell_dir, prompt.labels() if prompt.end_of_turn_ms else None)
     turns = turn_latency(events, end_of_turn_ms=prompt.end_of_turn_ms)
     turns["reply_leading_silence_ms"] = [_reply_silence(cell_dir, item) for item in turns["reply_item_id"]]
     det = detections_from_events(events)
