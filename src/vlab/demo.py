@@ -262,7 +262,7 @@ def _demo(out: Path, *, quick: bool, notebooks: bool) -> int:
         ),
         (
             f"{out / 'cells'}/",
-            "one run folder per cell: events.jsonl/.parquet, session.json, input/output WAVs",
+            "one run folder per cell: events.jsonl/.parquet, session.json, labels.json, input/output WAVs",
         ),
         *([(f"{out / 'notebooks'}/", "the notebooks with their outputs")] if notebook_results else []),
         (
