@@ -29,10 +29,11 @@ __all__ = [
     "MANIFEST_NAME",
     "NOISE_ONLY",
     "LabelledPrompt",
+    "RunLabels",
     "label_warnings",
     "labelled_file",
     "load_prompt_set",
-    "run_end_of_turn_ms",
+    "read_run_labels",
     "select_prompts",
     "without_speech",
     "write_run_labels",
@@ -315,10 +316,21 @@ def write_run_labels(run_dir: str | os.PathLike[str], labels: Mapping[str, Any] 
     path.write_text(json.dumps(dict(labels), indent=2) + "\n", encoding="utf-8")
 
 
-def run_end_of_turn_ms(run_dir: str | os.PathLike[str]) -> tuple[float, ...] | None:
-    """The labelled ends of speech a run folder keeps (``labels.json``: :func:`write_run_labels`), if any.
+@dataclass(frozen=True, slots=True)
+class RunLabels:
+    """The labels a run folder keeps (``labels.json``: :func:`write_run_labels`)."""
 
-    None when it keeps none (a microphone, a file with no labels, a run from before vlab kept them).
+    end_of_turn_ms: tuple[float, ...]
+    """The labelled ends of speech on the run's input clock (ms)."""
+    label_source: str | None = None
+    """Where they came from, as :attr:`LabelledPrompt.label_source` (``auto``: proposed, not reviewed)."""
+
+
+def read_run_labels(run_dir: str | os.PathLike[str]) -> RunLabels | None:
+    """The labels a run folder keeps (``labels.json``: :func:`write_run_labels`), if it keeps any.
+
+    None when it keeps none (a microphone, a file with no labels, a run from before vlab kept them), or
+    none with an end of turn.
 
     Raises:
         ConfigError: ``labels.json`` is there but unreadable; the message says how to do without it.
@@ -329,11 +341,12 @@ def run_end_of_turn_ms(run_dir: str | os.PathLike[str]) -> tuple[float, ...] | N
     if not path.is_file():
         return None
     try:
-        ends = json.loads(path.read_text(encoding="utf-8"))["end_of_turn_ms"]
-        found = tuple(float(end) for end in ends)
-    except (OSError, ValueError, TypeError, KeyError) as exc:
+        labels = json.loads(path.read_text(encoding="utf-8"))
+        found = tuple(float(end) for end in labels["end_of_turn_ms"])
+        source = labels.get("label_source")
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise ConfigError(
             f"{str(path)!r} is not readable labels ({type(exc).__name__}: {exc}); move it away to time the "
             "run's turns without them (from where the speech ends in input.wav, or the server's estimate)"
         ) from None
-    return found or None
+    return RunLabels(found, None if source is None else str(source)) if found else None

@@ -265,7 +265,7 @@ async def test_a_replayed_labelled_prompt_is_timed_from_its_labels_as_the_replay
     """digits ("My number is … four two five … five five five …") under a 300 ms timer: the replay of the
     bundled prompt keeps its labels in the run folder, so the explorer, like the replay, calls the replies
     in its pauses false cut-offs and times the last from the labelled end, not from the estimate."""
-    from vlab.prompts import load_prompt_set, run_end_of_turn_ms
+    from vlab.prompts import load_prompt_set, read_run_labels
     from vlab.replay import replay
 
     (digits,) = [p for p in load_prompt_set() if p.id == "digits"]
@@ -279,7 +279,7 @@ async def test_a_replayed_labelled_prompt_is_timed_from_its_labels_as_the_replay
         dotenv_path=False,
         emulator_options=options,
     )
-    assert run_end_of_turn_ms(result.run_dir) == digits.end_of_turn_ms
+    assert read_run_labels(result.run_dir) == vlab.prompts.RunLabels(digits.end_of_turn_ms, "generated")
     explorer = LogExplorer(result.run_dir)
     compared = ["a_eos_source", "a_eos_ms", "false_cutoff", "voice_to_voice_ms"]
     pd.testing.assert_frame_equal(explorer.turns[compared], pd.DataFrame(result.turns)[compared])
@@ -294,7 +294,7 @@ async def test_a_replayed_labelled_prompt_is_timed_from_its_labels_as_the_replay
         emulator_options=options,
         overwrite=True,
     )
-    assert run_end_of_turn_ms(plain.run_dir) is None
+    assert read_run_labels(plain.run_dir) is None
     explorer = LogExplorer(plain.run_dir)
     assert set(explorer.turns["a_eos_source"]) == {"estimated"}
     assert explorer.status.value.endswith(
@@ -302,14 +302,29 @@ async def test_a_replayed_labelled_prompt_is_timed_from_its_labels_as_the_replay
     )
 
 
-def test_unreadable_labels_in_a_run_folder_say_how_to_do_without_them(tmp_path):
-    from vlab.prompts import run_end_of_turn_ms
+async def test_labels_nobody_reviewed_are_named_as_such(run_dir):
+    """Labels `vlab prompts label` proposed (``label_source: auto``) time the run, and the line says what
+    they are, as `vlab replay` and a sweep's warning do."""
+    from vlab.prompts import write_run_labels
 
-    (tmp_path / "labels.json").write_text('{"end_of_turn_ms": ["soon"]}')
-    with pytest.raises(
-        ConfigError, match=r"labels.json' is not readable labels .*move it away to time the run"
-    ):
-        run_end_of_turn_ms(tmp_path)
+    ends = LogExplorer(run_dir).turns["a_eos_ms"].tolist()  # where the server's estimate put them
+    write_run_labels(run_dir, {"end_of_turn_ms": ends, "label_source": "auto"})
+    explorer = LogExplorer(run_dir)
+    assert explorer.turns["a_eos_source"].tolist() == ["label", "label"]
+    assert explorer.status.value.endswith(
+        "; ends of speech: 2 from the prompt's labels (labels.json; proposed by vlab prompts label, not reviewed)"
+    )
+
+
+def test_unreadable_labels_in_a_run_folder_say_how_to_do_without_them(tmp_path):
+    from vlab.prompts import read_run_labels
+
+    for text in ('{"end_of_turn_ms": ["soon"]}', "[4100.0]", "{"):
+        (tmp_path / "labels.json").write_text(text)
+        with pytest.raises(
+            ConfigError, match=r"labels.json' is not readable labels .*move it away to time the run"
+        ):
+            read_run_labels(tmp_path)
 
 
 async def test_each_turn_is_offered_with_its_trigger_status_and_latency(run_dir):

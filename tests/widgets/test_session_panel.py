@@ -173,7 +173,7 @@ async def test_a_labelled_prompt_is_timed_from_its_labels_which_the_run_folder_k
     labels in the same session drops them: its turn would otherwise take a label of another prompt."""
     import shutil
 
-    from vlab.prompts import run_end_of_turn_ms
+    from vlab.prompts import RunLabels, read_run_labels
 
     (digits,) = [p for p in load_prompt_set() if p.id == "digits"]
     folder = tmp_path / "prompts"
@@ -193,11 +193,11 @@ async def test_a_labelled_prompt_is_timed_from_its_labels_which_the_run_folder_k
     assert turns["false_cutoff"].sum() >= 1 and turns.iloc[-1]["a_eos_source"] == "label"
     shown = float(re.search(r"voice-to-voice <b>(\d+) ms</b>", panel.latency.value).group(1))
     assert abs(shown - turns.iloc[-1]["voice_to_voice_ms"]) <= 0.5, panel.latency.value
-    assert run_end_of_turn_ms(panel.run_dir) == digits.end_of_turn_ms
+    assert read_run_labels(panel.run_dir) == RunLabels(digits.end_of_turn_ms)
     panel.prompt.value = str(folder / "yours.wav")
     panel.start.click()
     await panel.wait_answered()
-    assert run_end_of_turn_ms(panel.run_dir) is None and panel._latency_line.end_of_turn_ms is None
+    assert read_run_labels(panel.run_dir) is None and panel._latency_line.end_of_turn_ms is None
     panel.stop.click()
     with pytest.raises(asyncio.CancelledError):
         await panel.task

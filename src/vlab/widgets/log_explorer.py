@@ -106,7 +106,7 @@ class LogExplorer:
         from vlab.log import is_run_folder, load_log
         from vlab.log.files import RUN_FOLDER_HINT
         from vlab.metrics import turn_latency
-        from vlab.prompts import run_end_of_turn_ms
+        from vlab.prompts import read_run_labels
         from vlab.sweep.store import CELLS_DIR
 
         text = str(run_dir).strip()
@@ -127,12 +127,12 @@ class LogExplorer:
             raise ConfigError(f"{text!r} is not a run folder: {RUN_FOLDER_HINT}")
         events = load_log(folder)
         events = events.sort_values("seq").reset_index(drop=True) if "seq" in events else events
-        labels = run_end_of_turn_ms(folder)
+        labels = read_run_labels(folder)
         self.output.outputs = ()
         self.run_dir, self.events = folder, events
         self.turns = turn_latency(
             events,
-            end_of_turn_ms=labels,
+            end_of_turn_ms=None if labels is None else labels.end_of_turn_ms,
             speech_ends_ms=run_speech_ends_ms(folder, events) if labels is None else None,
         )
         self._t0_ns = int(events["t_ns"].min()) if len(events) else 0
@@ -150,7 +150,12 @@ class LogExplorer:
         finally:
             self._updating = False
         timed = self.turns["a_eos_source"].value_counts() if len(self.turns) else pd.Series(dtype=int)
-        froms = [f"{timed[source]} from {what}" for source, what in _EOS_SOURCES.items() if source in timed]
+        sources = dict(_EOS_SOURCES)
+        if labels is not None and labels.label_source == "auto":
+            sources["label"] = (
+                "the prompt's labels (labels.json; proposed by vlab prompts label, not reviewed)"
+            )
+        froms = [f"{timed[source]} from {what}" for source, what in sources.items() if source in timed]
         waits = f"; ends of speech: {', '.join(froms)}" if froms else ""
         self.status.value = (
             f"<b>{html.escape(str(folder))}</b>: {len(events)} events, {len(self.turns)} responses, "
