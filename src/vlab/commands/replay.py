@@ -176,7 +176,6 @@ def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code."""
     import pandas as pd
 
-    from vlab import protocol_limits
     from vlab._run import run_main
     from vlab.errors import NotAnswered, RunFolderTaken
     from vlab.feed import NoSpeechDetected
@@ -217,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"run folder: {result.run_dir}")
     print(f"target: {result.target}")
     print(f"events logged: {result.events}")
-    hold_ms = protocol_limits.eou_timeout_ms(settings.to_wire().get("turn_detection"))
+    hold_ms = settings.turn_hold_ms
     if labelled is not None:
         unreviewed = " (proposed by vlab prompts label, not reviewed: vlab.widgets.LabelEditor reviews them)"
         print("end of speech: the prompt's labels" + (unreviewed if labelled.label_source == "auto" else ""))

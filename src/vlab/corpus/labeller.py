@@ -220,9 +220,8 @@ def sent_speech_ends_ms(pcm16: bytes, settings: SessionSettings) -> list[float] 
     hold out (``vlab replay``, the session panel's WAV prompts).
     """
     from vlab.audio.pcm import pcm16_to_float
-    from vlab.protocol_limits import eou_timeout_ms
 
-    if eou_timeout_ms(settings.to_wire().get("turn_detection")) is None:
+    if settings.turn_hold_ms is None:
         return None
     return speech_ends_ms(pcm16_to_float(pcm16), settings.input_bytes_per_s // 2)
 

@@ -321,6 +321,17 @@ class SessionSettings(_Replaceable):
         return protocol.bytes_per_second(self.output_audio_format)
 
     @property
+    def turn_hold_ms(self) -> float | None:
+        """The longest the turn detection may hold a turn for more speech (its end-of-utterance wait), ms.
+
+        None when it holds none: manual turns, or ``server_vad`` without end-of-utterance detection
+        (:func:`vlab.protocol_limits.eou_timeout_ms` of :meth:`to_wire`'s ``turn_detection``).
+        """
+        from vlab.protocol_limits import eou_timeout_ms
+
+        return eou_timeout_ms(self.to_wire().get("turn_detection"))
+
+    @property
     def output_sample_rate(self) -> int:
         """Sample rate of the audio the service sends, in Hz."""
         return protocol.OUTPUT_FORMAT_RATES[self.output_audio_format]

@@ -30,10 +30,11 @@ def analyse_cell(
 ) -> dict[str, Any]:
     """One cell's ``turns``, ``vad`` and ``session`` frames and its ``score`` row, from its run folder.
 
-    The folder keeps the labels its turns are timed from (``labels.json``, :func:`~vlab.prompts.write_run_labels`),
-    so the log explorer opened on the cell gives the figures of the sweep's tables, whatever labels the
-    prompt had when the cell ran. A ``push_to_talk`` cell (no turn detection) is scored against the labels as a perfect end-of-turn
-    decision would be (:func:`_push_to_talk_detections`); its ``vad`` frame stays empty.
+    The folder keeps the labels its turns are timed from (``labels.json``,
+    :func:`~vlab.prompts.write_run_labels`), so the log explorer opened on the cell gives the figures of
+    the sweep's tables, whatever labels the prompt had when the cell ran. A ``push_to_talk`` cell (no turn
+    detection) is scored against the labels as a perfect end-of-turn decision would be
+    (:func:`_push_to_talk_detections`); its ``vad`` frame stays empty.
     """
     from vlab.log import load_log
     from vlab.metrics import (

@@ -121,11 +121,8 @@ class LatencyLine:
 
     def keep_microphone(self, settings: SessionSettings, *, start_ms: float) -> RecentAudio | None:
         """Where to keep a microphone's audio, sent from ``start_ms`` on (None: no turn may be held)."""
-        rate = settings.input_bytes_per_s // 2
-        if eou_timeout_ms(settings.to_wire().get("turn_detection")) is None:
-            self._mic_audio = None
-        else:
-            self._mic_audio = RecentAudio(rate, start_ms=start_ms)
+        held = settings.turn_hold_ms is not None
+        self._mic_audio = RecentAudio(settings.input_bytes_per_s // 2, start_ms=start_ms) if held else None
         return self._mic_audio
 
     def update(self) -> None:
