@@ -368,7 +368,11 @@ async def test_a_failed_cell_records_its_error_and_the_sweep_goes_on(tmp_path):
         ({"run": {"cluster": "tcp://host:8786"}}, r"cluster .* with executor = 'asyncio'"),
         ({"run": {"mode": "fast"}}, r"mode must be 'sessions' or 'vad'"),
         ({"run": {"baseline": "yes"}}, r"baseline must be true or false"),
-        ({"run": {"canary": "nope"}}, r"canary 'nope' is not among the selected prompts"),
+        (
+            {"run": {"canary": "nope"}},
+            r"canary 'nope' is not among the selected prompts \(pause_600, pause_900, short_question\); "
+            r"name one of them",
+        ),
         ({"run": {"mode": "vad", "repeats": 2}}, r"mode = 'vad' decides each cell once"),
         (
             {"target": {"latency": "fast"}},

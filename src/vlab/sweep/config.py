@@ -250,7 +250,12 @@ def load_config(
     prompts = _prompts(data.get("prompts", {}), base, config_dir)
     canary = run_section.get("canary")
     if canary is not None and canary not in {p.id for p in prompts}:
-        raise ConfigError(f"[run] canary {canary!r} is not among the selected prompts")
+        ids = [p.id for p in prompts]
+        shown = ", ".join(ids[:8]) + (f" and {len(ids) - 8} more" if len(ids) > 8 else "")
+        raise ConfigError(
+            f"[run] canary {canary!r} is not among the selected prompts ({shown}); name one of them "
+            "(a prompt with a pause in it), or leave canary out"
+        )
     return SweepConfig(
         settings=tuple(settings),
         setting_names=tuple(names),
