@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from vlab.errors import check_count
+from vlab.metrics.detection import ONSET_EARLIEST
 from vlab.metrics.events import TURNS_FRAME, require_columns
 from vlab.metrics.latency import SEGMENT_STAGES, stages_in_order
 
@@ -255,6 +256,9 @@ def vad_timeline(
 ) -> Axes:
     """Waveform with labelled speech, holds and ends of turn, and each setting's detections beneath.
 
+    A detection whose speech may have begun earlier than its ``onset_ms`` (the server clamped its padding:
+    :data:`vlab.metrics.ONSET_EARLIEST`) starts with a pale bar over the span where it may have begun.
+
     Args:
         prompt: The labelled prompt.
         vad: Detections (``vad.parquet`` or :func:`vlab.metrics.vad_preview`) with ``prompt`` and ``by``
@@ -294,9 +298,14 @@ def vad_timeline(
         if "run" in det:
             det = det[det["run"] == det["run"].min()]
         columns = ["onset_ms", "audio_start_ms", "audio_end_ms", "responded"]
-        for onset, start, end, responded in det[columns].astype(float).to_numpy().tolist():
+        earliest = det[ONSET_EARLIEST] if ONSET_EARLIEST in det else det["onset_ms"]
+        for (onset, start, end, responded), first in zip(
+            det[columns].astype(float).to_numpy().tolist(), earliest.astype(float).tolist(), strict=True
+        ):
             on = onset if math.isfinite(onset) else start
             off = end if math.isfinite(end) else prompt.duration_ms
+            if first < on:
+                ax.barh(y, on - first, left=first, height=0.6, color="#3182bd", alpha=0.3, linewidth=0)
             ax.barh(y, off - on, left=on, height=0.6, color="#3182bd", alpha=0.85)
             if math.isfinite(end):
                 ax.plot([end], [y], marker="v" if responded == 1.0 else "|", color="#e6550d", markersize=7)
@@ -309,7 +318,8 @@ def vad_timeline(
     ax.set_xlabel("input audio (ms)")
     ax.set_title(
         f"{prompt.id}: labelled speech (green), holds (orange), end of turn (red dashes)\n"
-        "server detections (blue); at speech_stopped: ▼ a response started, | none",
+        "server detections (blue; pale: the speech began somewhere in it); "
+        "at speech_stopped: ▼ a response started, | none",
         fontsize=9,
     )
     return ax

@@ -21,7 +21,7 @@ from vlab.emulator import Emulator
 from vlab.errors import ConfigError, UsageError, VlabWarning
 from vlab.feed import feed_prompt
 from vlab.log import load_log
-from vlab.metrics import tokens_used, turn_latency
+from vlab.metrics import detection_error_rate, tokens_used, turn_latency
 from vlab.prompts import load_prompt_set
 from vlab.sweep import SweepConfig, grid_shape, load_config, run_sweep, run_sweep_async
 from vlab.sweep.cells import latency_seed
@@ -727,3 +727,46 @@ async def test_repeats_on_the_embedded_emulator_are_warned_of_since_each_repeat_
     assert sweep_warnings(at_real_time, elsewhere) == []  # against a service, repeats do vary
     once = load_config({"prompts": {"include": ["pause_600"]}, "grid": {"silence_duration_ms": [300]}})
     assert sweep_warnings(once, OPTS) == []
+
+
+async def test_where_the_padding_was_clamped_the_speech_start_is_a_span_that_holds_the_vad_s_own(tmp_path):
+    # At a 500 ms padding the server's audio_start_ms is clamped at 0 (the prompts' speech begins about
+    # 300 ms in) and at the previous turn's audio_end_ms (digits resumes within 500 ms of each cut): read
+    # as audio_start_ms + padding, those onsets were up to 500 ms late, and the DER grew with the padding.
+    cfg = load_config(
+        {
+            "target": {"speed": "max", "latency": "instant"},
+            "prompts": {"include": ["digits", "pause_600", "short_question"]},
+            "grid": {"prefix_padding_ms": [500], "silence_duration_ms": [300]},
+            "run": {"baseline": False},
+        }
+    )
+    result = await run_sweep_async(cfg, tmp_path, progress=False, session_options=OPTS)
+    assert {c.status for c in result.cells} == {"ok"}
+    prompts = {p.id: p for p in load_prompt_set()}
+    vad, scores = result.vad(), pd.read_parquet(tmp_path / "scores.parquet").set_index("cell")
+    after_a_turn = 0
+    for cell in result.cells:
+        trace = [json.loads(line) for line in (tmp_path / "cells" / cell.cell / "trace.jsonl").open()]
+        decided = [t for t in trace if t.get("kind") == "vad"]  # the emulator's VAD: its own onsets
+        own_on = [t["speech_ms"] for t in decided if t["event"] == "speech_started"]
+        own_off = [t["speech_ms"] for t in decided if t["event"] == "speech_stopped"]
+        det = vad[vad["cell"] == cell.cell].sort_values("audio_start_ms")
+        earliest, latest = det["onset_earliest_ms"].tolist(), det["onset_ms"].tolist()
+        assert len(own_on) == len(det) >= 1
+        for own, low, high in zip(own_on, earliest, latest, strict=True):
+            assert low - 1 <= own <= high + 1, (cell.cell, own, low, high)  # ms rounded on the wire
+        assert earliest[0] == 0 < latest[0]  # the first turn: the padding reached back past the start
+        after_a_turn += sum(low > 0 and low < high for low, high in zip(earliest, latest, strict=True))
+        # the DER leaves the spans out: as the VAD's own onsets scored on the same frames
+        prompt = prompts[cell.cell.split("__")[1]]
+        unknown = [(low, high) for low, high in zip(earliest, latest, strict=True) if low < high]
+        own = detection_error_rate(
+            prompt.speech_segments,
+            list(zip(own_on, own_off, strict=True)),
+            prompt.duration_ms,
+            unscored=unknown,
+        )
+        assert scores.loc[cell.cell, "der"] == pytest.approx(own["der"], abs=0.005), cell.cell
+        assert scores.loc[cell.cell, "onset_error_ms"] == 0  # every labelled start lies in its span
+    assert after_a_turn >= 2  # digits' turns resumed within the padding of each cut

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from vlab import protocol
 from vlab.errors import ConfigError, VlabWarning
 from vlab.log import record_from_event, to_frame
 from vlab.metrics import (
@@ -21,6 +22,7 @@ from vlab.metrics import (
     bootstrap_ci,
     canary_shift,
     detection_error_rate,
+    detections_from_boundaries,
     detections_from_events,
     match_segments,
     operating_points,
@@ -688,6 +690,33 @@ def test_score_prompt_finds_the_cutoff_inside_the_hold_and_the_dead_air_after_th
     merged = det.iloc[[1]].assign(audio_start_ms=0.0, onset_ms=300.0)
     s2 = score_prompt(_pause_prompt(), merged)
     assert s2["cutoff_turns"] == 0 and s2["merged"] == 1 and s2["turns_per_expected"] == 1
+
+
+def test_an_onset_known_only_to_lie_in_a_span_is_scored_on_what_it_can_be():
+    # the speech began somewhere in 100-500 and in 2300-2400 ms (the server clamped the padding)
+    prompt = dataclasses.replace(_pause_prompt(), hold_spans=(), end_of_turn_ms=(1300, 3000))  # two turns
+    det = _two_detections().assign(onset_ms=[500.0, 2400.0], onset_earliest_ms=[100.0, 2300.0])
+    spans = score_prompt(prompt, det)
+    exact = score_prompt(prompt, det.drop(columns="onset_earliest_ms"))
+    # the turns start at 300 (in its span: on time) and 2200 (100 ms before its span)
+    assert spans["onset_error_ms"] == 50 and exact["onset_error_ms"] == 200
+    # the spans are left out of the DER: of 1800 ms of speech, the 300 in them; 100 ms missed before 2300
+    assert (spans["reference_ms"], spans["missed_ms"]) == (1500, 100)
+    assert (exact["reference_ms"], exact["missed_ms"]) == (1800, 400)
+    assert score_prompt(prompt, det.assign(onset_earliest_ms=math.nan))["der"] == exact["der"]
+
+
+def test_detections_know_where_the_server_clamped_the_padding():
+    events = [
+        (protocol.SPEECH_STARTED, 0, None, "a"),  # the padding reached back past the start of the audio
+        (protocol.SPEECH_STOPPED, None, 1800, "a"),
+        (protocol.SPEECH_STARTED, 1800, None, "b"),  # ... and past the end of the turn before
+        (protocol.SPEECH_STOPPED, None, 3500, "b"),
+        (protocol.SPEECH_STARTED, 3900, None, "c"),  # not clamped: exact
+    ]
+    d = detections_from_boundaries(events, silence_duration_ms=500, prefix_padding_ms=300)
+    assert d["onset_ms"].tolist() == [300, 2100, 4200]
+    assert d["onset_earliest_ms"].tolist() == [0, 1800, 4200]
 
 
 def test_a_turn_whose_reply_was_never_heard_has_no_dead_air_in_the_score():

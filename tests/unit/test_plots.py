@@ -292,6 +292,17 @@ def test_the_vad_timeline_draws_each_settings_first_run_on_the_audio_timeline():
     assert [(t.get_text(), t.get_position()[1]) for t in ax.texts] == [("  no speech detected", 0)]
     assert ax.get_ylim()[0] < 0 - 0.3  # the bottom row is inside the axes, not on its edge
 
+    # where the server clamped the padding, the speech began somewhere from onset_earliest_ms on: drawn pale
+    clamped = vad.assign(onset_earliest_ms=vad["onset_ms"]).astype({"onset_earliest_ms": float})
+    clamped.loc[1, "onset_earliest_ms"] = 120.0
+    ax = plots.vad_timeline(prompt, clamped, ax=_axes())
+    drawn = [
+        (bar.get_alpha(), bar.get_y() + bar.get_height() / 2, bar.get_x(), bar.get_width())
+        for bar in ax.patches
+    ]
+    assert [d[1:] for d in drawn if d[0] == 0.3] == [(1.0, 120.0, 30.0)]  # before its onset, on its row
+    assert [d[1:] for d in drawn if d[0] != 0.3 and d[1] in (0.0, 1.0)] == bars  # the rest as before
+
 
 def test_the_pareto_chart_rings_the_baseline_and_numbers_many_settings_in_a_key():
     points = pd.DataFrame({

@@ -11,6 +11,7 @@
 
 from vlab.metrics.detection import (
     DETECTION_COLUMNS,
+    ONSET_EARLIEST,
     POINT_FLAGS,
     POINT_INTERVALS,
     POINT_MEASURES,
@@ -57,6 +58,7 @@ from vlab.metrics.tool_calls import TOOL_CALL_COLUMNS, tool_calls
 
 __all__ = [
     "DETECTION_COLUMNS",
+    "ONSET_EARLIEST",
     "POINT_FLAGS",
     "POINT_INTERVALS",
     "POINT_MEASURES",

@@ -2,8 +2,9 @@
 
 Detections are rows with ``audio_start_ms``/``audio_end_ms`` (what the server reported on the
 input-audio clock), the speech they imply (``onset_ms = audio_start_ms + prefix_padding_ms``,
-``offset_ms = audio_end_ms − silence_duration_ms``, or the VAD's own values in a preview) and
-``responded`` (whether the end of that detection started a response). They come from a session log
+``offset_ms = audio_end_ms − silence_duration_ms``, or the VAD's own values in a preview), where that
+onset may be early by up to the padding (:data:`ONSET_EARLIEST`) and ``responded`` (whether the end of
+that detection started a response). They come from a session log
 (:func:`detections_from_events`) or from vlab's own VAD run offline (:func:`vad_preview`).
 
 Segment level: onset error, end-of-speech delay (``audio_end_ms − off``), detection error rate
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DETECTION_COLUMNS",
+    "ONSET_EARLIEST",
     "POINT_FLAGS",
     "POINT_INTERVALS",
     "POINT_MEASURES",
@@ -69,6 +71,16 @@ __all__ = [
 
 DETECTION_COLUMNS = ("audio_start_ms", "audio_end_ms", "onset_ms", "offset_ms", "responded")
 """Columns every detection frame has."""
+
+ONSET_EARLIEST = "onset_earliest_ms"
+"""Column of the earliest the speech of a detection may have begun: ``onset_ms`` where that is exact, and
+``audio_start_ms`` where the server clamped the padding (``audio_start_ms`` is 0, the start of the audio,
+or the previous ``speech_stopped``'s ``audio_end_ms``: a turn never starts before the previous one ended),
+so that the speech began somewhere between the two. :func:`score_prompt` leaves that span out of the DER
+and counts an onset inside it as on time; a frame without the column has exact onsets. On vlab's VAD over
+the bundled prompts (paddings 100 to 500 ms, silences 200 to 1000 ms, 2026-12-07) 187 of 496 onsets were
+clamped; taken as exact, they made the DER grow with the padding: 0.15 at 500 ms, where the VAD's own
+onsets give 0.04."""
 
 SCORE_KEYS = (
     "category", "expected_turns", "cutoff_turns", "holds", "holds_cut", "missed_turns", "responses",
@@ -165,12 +177,13 @@ def detections_from_boundaries(
     """
     rows: list[dict[str, Any]] = []
     current: dict[str, Any] | None = None
+    clamped_at = 0.0  # where the next speech_started's padding is cut short: the last audio_end_ms
     for kind, start_ms, end_ms, item_id in events:
         if kind == protocol.SPEECH_STARTED:
             start = as_float(start_ms)  # NaN when not logged
             current = {"audio_start_ms": start, "audio_end_ms": math.nan, "item_id": item_id}
-            # exact unless the onset was within the padding of the start
             current["onset_ms"] = start + prefix_padding_ms
+            current[ONSET_EARLIEST] = start if start == clamped_at else current["onset_ms"]
             current["offset_ms"] = math.nan
             current["responded"] = False
             rows.append(current)
@@ -179,6 +192,7 @@ def detections_from_boundaries(
                 current = {
                     "audio_start_ms": math.nan,
                     "onset_ms": math.nan,
+                    ONSET_EARLIEST: math.nan,
                     "item_id": item_id,
                     "responded": False,
                 }
@@ -186,6 +200,8 @@ def detections_from_boundaries(
             end = as_float(end_ms)
             current["audio_end_ms"] = end
             current["offset_ms"] = end - silence_duration_ms
+            if not math.isnan(end):
+                clamped_at = end
         elif (
             kind == protocol.RESPONSE_CREATED
             and current is not None
@@ -194,7 +210,7 @@ def detections_from_boundaries(
             current["responded"] = True
             current = None
     *times, responded = DETECTION_COLUMNS
-    data: dict[str, Any] = {c: np.array([r[c] for r in rows], dtype=float) for c in times}
+    data: dict[str, Any] = {c: np.array([r[c] for r in rows], dtype=float) for c in (*times, ONSET_EARLIEST)}
     data[responded] = np.array([r[responded] for r in rows], dtype=bool)
     data["item_id"] = pd.array([r["item_id"] for r in rows], dtype="string")
     return pd.DataFrame(data)
@@ -210,17 +226,23 @@ def _frames(spans: Iterable[Span], n: int, step_ms: float) -> np.ndarray:
 
 
 def detection_error_rate(
-    reference: Sequence[Span], hypothesis: Sequence[Span], duration_ms: float, *, step_ms: float = 10.0
+    reference: Sequence[Span],
+    hypothesis: Sequence[Span],
+    duration_ms: float,
+    *,
+    step_ms: float = 10.0,
+    unscored: Sequence[Span] = (),
 ) -> dict[str, float]:
-    """pyannote-style detection error rate on ``step_ms`` frames.
+    """pyannote-style detection error rate on ``step_ms`` frames, leaving out the ``unscored`` spans.
 
     Returns:
         ``false_alarm_ms``, ``missed_ms``, ``reference_ms`` and ``der`` = (false alarm + missed) /
         reference (NaN with no reference speech).
     """
     n = int(math.ceil(duration_ms / step_ms)) + 1
-    ref = _frames(reference, n, step_ms)
-    hyp = _frames(hypothesis, n, step_ms)
+    scored = ~_frames(unscored, n, step_ms)
+    ref = _frames(reference, n, step_ms) & scored
+    hyp = _frames(hypothesis, n, step_ms) & scored
     fa = float((hyp & ~ref).sum() * step_ms)
     miss = float((ref & ~hyp).sum() * step_ms)
     total = float(ref.sum() * step_ms)
@@ -272,7 +294,8 @@ def score_prompt(
 
     Args:
         prompt: The labelled prompt.
-        detections: Its detections (:func:`detections_from_events` or one prompt of :func:`vad_preview`).
+        detections: Its detections (:func:`detections_from_events` or one prompt of :func:`vad_preview`);
+            with :data:`ONSET_EARLIEST`, an onset known only to lie in a span is scored as such.
         dead_air_ms: Measured dead air per detection, keyed by ``audio_end_ms`` (from
             :func:`vlab.metrics.turn_latency`'s ``dead_air_ms``); a turn whose reply was never heard (NaN:
             cancelled before its first audio, as the user spoke on) has none. Without it, dead air is the
@@ -290,6 +313,11 @@ def score_prompt(
     read = ("onset_ms", "offset_ms", "audio_end_ms", "responded")
     require_columns(detections, read, "detections, from vlab.metrics.detections_from_events or vad_preview")
     onset, offset, audio_end = (detections[c].to_numpy(dtype=float, na_value=np.nan) for c in read[:3])
+    earliest = (
+        np.fmin(detections[ONSET_EARLIEST].to_numpy(dtype=float, na_value=np.nan), onset)
+        if ONSET_EARLIEST in detections
+        else onset
+    )
     hyp = list(zip(onset.tolist(), offset.tolist(), strict=True))
     ref = list(prompt.speech_segments)
     out: dict[str, Any] = {
@@ -298,7 +326,8 @@ def score_prompt(
         "duration_ms": prompt.duration_ms,
     }
     out.update(match_segments(ref, hyp))
-    out.update(detection_error_rate(ref, hyp, prompt.duration_ms))
+    unknown = [(a, b) for a, b in zip(earliest.tolist(), onset.tolist(), strict=True) if a < b]
+    out.update(detection_error_rate(ref, hyp, prompt.duration_ms, unscored=unknown))
     starts = prompt.turn_starts_ms
     eots = prompt.end_of_turn_ms
     onset_errors: list[float] = []
@@ -306,8 +335,9 @@ def score_prompt(
     for j, (start, eot) in enumerate(zip(starts, eots, strict=False)):
         nxt = starts[j + 1] if j + 1 < len(starts) else math.inf
         inside = np.flatnonzero((onset >= start - tolerance_ms) & (onset < eot))
-        if len(inside):
-            onset_errors.append(float(onset[inside[0]]) - start)
+        if len(inside):  # an onset known only to lie in a span is on time when the label is in it
+            k = inside[0]
+            onset_errors.append(min(max(start, float(earliest[k])), float(onset[k])) - start)
         ended = np.flatnonzero((offset >= eot - tolerance_ms) & (audio_end < nxt + tolerance_ms))
         if len(ended):
             eos_delays.append(float(audio_end[ended[0]]) - eot)
@@ -752,6 +782,7 @@ def vad_preview(
             for e in vad.decide(fed, probs[:split]) + vad.decide(flushed, probs[split:]):
                 if e.kind == "speech_started":
                     current = {"audio_start_ms": float(e.audio_ms), "onset_ms": float(e.speech_ms)}
+                    current[ONSET_EARLIEST] = current["onset_ms"]  # the VAD's own: exact
                     current.update(audio_end_ms=math.nan, offset_ms=math.nan, responded=False)
                     current.update(prompt=p.id, **values)
                     rows.append(current)
@@ -762,6 +793,7 @@ def vad_preview(
                     current = None
     columns = [
         *DETECTION_COLUMNS,
+        ONSET_EARLIEST,
         "prompt",
         "setting",
         "threshold",

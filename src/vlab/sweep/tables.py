@@ -75,6 +75,8 @@ def _push_to_talk_detections(prompt: LabelledPrompt, turns: Any, like: Any) -> t
     """
     import pandas as pd
 
+    from vlab.metrics import ONSET_EARLIEST
+
     dead_air = [float(d) for d in turns.loc[turns["trigger"] == "commit", "dead_air_ms"]]
     rows: list[dict[str, Any]] = []
     dead: dict[float, float] = {}
@@ -89,6 +91,7 @@ def _push_to_talk_detections(prompt: LabelledPrompt, turns: Any, like: Any) -> t
                     "audio_start_ms": on,
                     "audio_end_ms": end if last else math.nan,
                     "onset_ms": on,
+                    ONSET_EARLIEST: on,
                     "offset_ms": off,
                     "responded": last and k < len(dead_air),
                 }
