@@ -50,7 +50,7 @@ async def replay(
     """Stream a prompt file as the user's speech and wait until every turn has been answered.
 
     Args:
-        prompt: A WAV/FLAC/OGG file (resampled to the session's input rate), or a labelled prompt
+        prompt: A WAV/FLAC/OGG/MP3 file (resampled to the session's input rate), or a labelled prompt
             (:func:`vlab.prompts.load_prompt_set`): its file, timed from its ``end_of_turn_ms``.
         settings: Session settings (default: server VAD 0.5 / 300 / 500 ms).
         run_dir: Where to write the run (default: ``runs/replay-<time>``).

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from vlab.audio import g711
+from vlab.audio.formats import AUDIO_FORMATS, AUDIO_KINDS
 from vlab.audio.pcm import FloatArray, float_to_pcm16, resample, silence
 from vlab.errors import AudioFormatError, warn_user
 
@@ -24,7 +25,6 @@ MAX_PROMPT_S = 3600.0
 
 _CONVERT_FIX = "Convert it to WAV, e.g. `ffmpeg -i INPUT -ac 1 -ar 24000 prompt.wav`."
 _WAV_FAMILY = ("WAV", "WAVEX", "RF64")  # libsndfile's names for RIFF WAVE, WAVE_FORMAT_EXTENSIBLE, RF64
-_SUFFIX_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".oga": "OGG", ".mp3": "MP3"}
 
 
 def read_audio(path: str | os.PathLike[str]) -> tuple[FloatArray, int]:
@@ -88,9 +88,9 @@ def read_audio(path: str | os.PathLike[str]) -> tuple[FloatArray, int]:
         raise AudioFormatError(
             f"not a readable audio file ({exc})",
             path=where,
-            fix="Use a WAV, FLAC or OGG file. " + _CONVERT_FIX,
+            fix=f"Use a {AUDIO_KINDS} file. " + _CONVERT_FIX,
         ) from None
-    expected = _SUFFIX_FORMATS.get(p.suffix.lower())
+    expected = AUDIO_FORMATS.get(p.suffix.lower())
     if (
         expected is not None
         and info.format != expected
@@ -162,7 +162,8 @@ def load_wav(
     """Read a prompt file and return the bytes to append to a session.
 
     Args:
-        path: A WAV/FLAC/OGG file (any rate, channels and sample format libsndfile reads).
+        path: A WAV/FLAC/OGG/MP3 file (:data:`vlab.audio.formats.AUDIO_SUFFIXES`; any rate, channels and
+            sample format libsndfile reads).
         sample_rate: The session's input rate in Hz (8000 for G.711).
         audio_format: The session's ``input_audio_format``.
         lead_ms: Silence to add before the prompt, in ms.

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vlab.audio.formats import AUDIO_KINDS
 from vlab.commands._args import out_folder, seconds, speed
 from vlab.errors import ConfigError
 
@@ -30,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     rep = sub.add_parser("replay", help="replay a WAV prompt as the user's turn and log the session")
     rep.add_argument(
         "prompt",
-        help="WAV/FLAC/OGG file with the user's speech, or a bundled prompt's id (short_question, pause_600 …)",
+        help=f"{AUDIO_KINDS} file with the user's speech, or a bundled prompt's id (short_question, pause_600 …)",
     )
     rep.add_argument(
         "--out",

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vlab.audio.formats import AUDIO_SUFFIXES
 from vlab.corpus.labels import LABEL_SUFFIXES, Label, LabelError, read_labels
 from vlab.errors import ConfigError, first_few
 from vlab.prompts import MANIFEST_NAME, NOISE_ONLY
@@ -39,8 +40,6 @@ __all__ = [
     "write_manifest",
 ]
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
-"""Suffixes (lower case) of the audio files an import reads."""
 DEFAULT_HOLD_GAP_MS = 1000.0
 """A gap shorter than this (ms) inside one speaker's speech is a hold, unless the labels say otherwise."""
 LABEL_SOURCES = ("generated", "imported", "auto", "edited")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import ipywidgets as widgets
 
 from vlab import protocol
+from vlab.audio.formats import AUDIO_KINDS, AUDIO_SUFFIXES
 from vlab.bundled import bundled_dir
 from vlab.endpoint import Secret
 from vlab.errors import ConfigError, VlabError
@@ -276,7 +277,9 @@ class SessionPanel:
             style=style,
             layout=wide,
         )
-        self.upload = widgets.FileUpload(accept=".wav,.flac,.ogg", multiple=False, description="Upload")
+        self.upload = widgets.FileUpload(
+            accept=",".join(AUDIO_SUFFIXES), multiple=False, description="Upload"
+        )
         self.speaker = widgets.Checkbox(
             value=False, description="Play the assistant on the speaker", layout=wide
         )
@@ -585,7 +588,7 @@ class SessionPanel:
         files = self.upload.value
         if not files:
             raise ConfigError(
-                "Upload a WAV/FLAC/OGG file first (the Upload button), or choose another input."
+                f"Upload a {AUDIO_KINDS} file first (the Upload button), or choose another input."
             )
         upload = files[0] if isinstance(files, (list, tuple)) else next(iter(files.values()))
         path = self.runs_dir / "uploads" / str(upload["name"])
