@@ -57,6 +57,28 @@ speech is near what Voice Live's own latency allows, so 300 and 600 ms are often
 CUTOFF_BUDGETS = (0.05, 0.10, 0.20)
 """The cut-off rates the report gives the lowest dead air within."""
 WATERFALL_TURNS = 24
+SCORE_COLUMNS = {
+    "setting": "",
+    "prompt": "",
+    "run": "the repeat",
+    "expected_turns": "labelled turns",
+    "responses": "responses started",
+    "cutoff_turns": "labelled turns a response started in (before the user had finished)",
+    "holds_cut": "pauses inside a turn that a response started in",
+    "missed_turns": "labelled turns whose end no response answered",
+    "dead_air_ms": "the median wait from a turn's labelled end of speech to its reply's first audio",
+    "onset_error_ms": (
+        "the server's start of speech less the label's, per turn, averaged (0 when the label lies in the span "
+        "where the speech began, for a start whose padding the server cut short)"
+    ),
+    "eos_delay_ms": "the server's audio_end_ms less the labelled end of turn, averaged",
+    "der": (
+        "detection error rate: (false alarm + missed speech) / labelled speech, in 10 ms frames, leaving out "
+        "those spans"
+    ),
+    "false_starts": "detections in a noise-only prompt",
+}
+"""The columns of the report's per-prompt table, in its order, and what each says (docs/sweeps.md says more)."""
 """The most turns a report's waterfall draws: every setting gets a share (:func:`waterfall_turns`)."""
 CHARTS = ("waterfall", "latency_distributions", "pareto", "vad_timeline")
 """Chart names every report holds (``vad_timeline`` once per timeline prompt: ``vad_timeline_<id>``); a
@@ -288,7 +310,9 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
             ),
             f"vad_timeline_{prompt.id}",
             f"VAD timeline: {prompt.id}",
-            "Server detections per setting against the labels (first repeat).",
+            "Server detections per setting against the labels (first repeat). A pale start: the server cut "
+            "the padding short there (at the start of the audio, or at the end of the turn before), so the "
+            "speech began somewhere in it.",
         )
 
     summary = (
@@ -401,26 +425,11 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
             f"<h2>Did the setting take effect? (canary {html.escape(manifest['canary'])})</h2>{canary_html}"
         )
     if len(scores):
-        parts.append("<h2>Per prompt and setting</h2>")
-        cols = [
-            c
-            for c in (
-                "setting",
-                "prompt",
-                "run",
-                "expected_turns",
-                "responses",
-                "cutoff_turns",
-                "holds_cut",
-                "missed_turns",
-                "dead_air_ms",
-                "onset_error_ms",
-                "eos_delay_ms",
-                "der",
-                "false_starts",
-            )
-            if c in scores
-        ]
+        cols = [c for c in SCORE_COLUMNS if c in scores]
+        said = "; ".join(
+            f"<code>{c}</code>: {html.escape(SCORE_COLUMNS[c])}" for c in cols if SCORE_COLUMNS[c]
+        )
+        parts.append(f"<h2>Per prompt and setting</h2><p class='note'>{said}.</p>")
         parts.append(plots.summary_table(in_grid_order(scores, settings, "prompt", "run"), cols))
     path = folder / "report.html"
     path.write_text("\n".join(parts), encoding="utf-8")

@@ -57,6 +57,12 @@ def test_report_holds_every_chart_embedded_and_as_png(sweep_dir):
     assert "<th>tokens_<wbr>per_<wbr>expected_<wbr>turn</th>" in page
     tables = page.count("<table")  # each scrolls in its own box when wider than the page
     assert tables >= 3 and page.count("<div style='overflow-x:auto'><table") == tables
+    # the per-prompt table says what each of its measures is, above it
+    per_prompt = page.split("<h2>Per prompt and setting</h2>")[1]
+    note, table = per_prompt.split("<div style='overflow-x:auto'>", 1)
+    shown = re.findall(r"<th>([^<]+(?:<wbr>[^<]+)*)</th>", table.split("</tr>")[0])
+    measures = [c.replace("<wbr>", "") for c in shown if c not in ("setting", "prompt", "run")]
+    assert measures and all(f"<code>{m}</code>: " in note for m in measures), (measures, note)
 
 
 def test_cli_report_and_compare(sweep_dir, tmp_path, capsys):
