@@ -31,11 +31,13 @@ if TYPE_CHECKING:
 __all__ = [
     "CHARTS",
     "COMPARED_POINTS",
+    "SCORE_COLUMNS",
     "build_report",
     "compare_sweeps",
     "grid_settings",
     "latency_measures",
     "ran_otherwise",
+    "score_columns",
     "tool_call_summary",
     "verdict_summary",
 ]
@@ -425,15 +427,19 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
             f"<h2>Did the setting take effect? (canary {html.escape(manifest['canary'])})</h2>{canary_html}"
         )
     if len(scores):
-        cols = [c for c in SCORE_COLUMNS if c in scores]
-        said = "; ".join(
-            f"<code>{c}</code>: {html.escape(SCORE_COLUMNS[c])}" for c in cols if SCORE_COLUMNS[c]
-        )
-        parts.append(f"<h2>Per prompt and setting</h2><p class='note'>{said}.</p>")
+        cols, note = score_columns(scores)
+        parts.append(f"<h2>Per prompt and setting</h2><p class='note'>{note}</p>")
         parts.append(plots.summary_table(in_grid_order(scores, settings, "prompt", "run"), cols))
     path = folder / "report.html"
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
+
+
+def score_columns(scores: pd.DataFrame) -> tuple[list[str], str]:
+    """The per-prompt table's columns that ``scores`` has (:data:`SCORE_COLUMNS`), and an HTML note of what each is."""
+    cols = [c for c in SCORE_COLUMNS if c in scores]
+    said = "; ".join(f"<code>{c}</code>: {html.escape(SCORE_COLUMNS[c])}" for c in cols if SCORE_COLUMNS[c])
+    return cols, said + "."
 
 
 def _without_answers(names: Sequence[str]) -> set[str]:

@@ -73,6 +73,9 @@ async def test_run_a_tiny_grid_shows_progress_charts_and_tables(tmp_path):
     assert "Operating points" in html and "Latency summary" in html and "Did the setting take effect?" in html
     assert "<th>tokens_<wbr>per_<wbr>expected_<wbr>turn</th>" in html  # long names break at underscores
     assert "2 prompts × 1 repeat · cells ok 4" in html
+    per_prompt = html.split("<summary><b>Per prompt and setting</b></summary>")[1]  # as the report's
+    assert "<th>onset_<wbr>error_<wbr>ms</th>" in per_prompt and "<code>onset_error_ms</code>: " in per_prompt
+    assert "<th>false_<wbr>starts</th>" in per_prompt and "<code>false_starts</code>: " in per_prompt
     grid = ["thr=0.5 pad=300 sil=900", "thr=0.5 pad=300 sil=300"]  # shown in the grid's order, not the names'
     assert panel.points["setting"].tolist() == grid
     assert panel.summary["setting"].drop_duplicates().tolist() == grid

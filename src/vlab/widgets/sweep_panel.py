@@ -674,10 +674,12 @@ class SweepPanel:
                 "silence_duration should move speech_stopped by as much." + _table(shift) + note
             ))  # fmt: skip
         if not self.scores.empty:
+            from vlab.report import score_columns
+
+            cols, note = score_columns(self.scores)
             out.append(widgets.HTML(
-                "<details><summary><b>Per prompt and setting</b></summary>"
-                + _table(in_grid_order(self.scores, settings, "prompt", "run"), ["setting", "prompt", "run", "expected_turns", "responses",
-                         "cutoff_turns", "holds_cut", "missed_turns", "dead_air_ms", "onset_error_ms", "eos_delay_ms", "der"])
+                f"<details><summary><b>Per prompt and setting</b></summary><p>{note}</p>"
+                + _table(in_grid_order(self.scores, settings, "prompt", "run"), cols)
                 + "</details>"
             ))  # fmt: skip
         return out
