@@ -76,7 +76,7 @@ SCORE_COLUMNS = {
     "eos_delay_ms": "the server's audio_end_ms less the labelled end of turn, averaged",
     "der": (
         "detection error rate: (false alarm + missed speech) / labelled speech, in 10 ms frames, leaving out "
-        "those spans"
+        "those spans and, where turn detection may wait for more speech, the wait in which the speech ended"
     ),
     "false_starts": "detections in a noise-only prompt",
 }

@@ -729,6 +729,37 @@ async def test_repeats_on_the_embedded_emulator_are_warned_of_since_each_repeat_
     assert sweep_warnings(once, OPTS) == []
 
 
+def _spans_of_each_cell(out, result) -> list[tuple[list, list, list]]:
+    """Per cell: its detections' (onset_earliest_ms, onset_ms) and (offset_earliest_ms, offset_ms), each
+    checked to hold the emulator VAD's own onset and offset (its trace), and its DER to be the one those
+    give on the same frames (the spans left out); and the VAD's own offsets."""
+    prompts = {p.id: p for p in load_prompt_set()}
+    vad, scores = result.vad(), pd.read_parquet(out / "scores.parquet").set_index("cell")
+    spans = []
+    for cell in result.cells:
+        trace = [json.loads(line) for line in (out / "cells" / cell.cell / "trace.jsonl").open()]
+        decided = [t for t in trace if t.get("kind") == "vad"]  # the emulator's VAD: its own speech
+        own_on = [t["speech_ms"] for t in decided if t["event"] == "speech_started"]
+        own_off = [t["speech_ms"] for t in decided if t["event"] == "speech_stopped"]
+        det = vad[vad["cell"] == cell.cell].sort_values("audio_start_ms")
+        onsets = list(zip(det["onset_earliest_ms"], det["onset_ms"], strict=True))
+        offsets = list(zip(det["offset_earliest_ms"], det["offset_ms"], strict=True))
+        assert len(own_on) == len(own_off) == len(det) >= 1, cell.cell
+        for own, (low, high) in [*zip(own_on, onsets, strict=True), *zip(own_off, offsets, strict=True)]:
+            assert low - 1 <= own <= high + 1, (cell.cell, own, low, high)  # ms rounded on the wire
+        prompt = prompts[cell.cell.split("__")[1]]
+        unknown = [(low, high) for low, high in onsets + offsets if low < high]
+        own = detection_error_rate(
+            prompt.speech_segments,
+            list(zip(own_on, own_off, strict=True)),
+            prompt.duration_ms,
+            unscored=unknown,
+        )
+        assert scores.loc[cell.cell, "der"] == pytest.approx(own["der"], abs=0.005, nan_ok=True), cell.cell
+        spans.append((onsets, offsets, own_off))
+    return spans
+
+
 async def test_where_the_padding_was_clamped_the_speech_start_is_a_span_that_holds_the_vad_s_own(tmp_path):
     # At a 500 ms padding the server's audio_start_ms is clamped at 0 (the prompts' speech begins about
     # 300 ms in) and at the previous turn's audio_end_ms (digits resumes within 500 ms of each cut): read
@@ -743,30 +774,39 @@ async def test_where_the_padding_was_clamped_the_speech_start_is_a_span_that_hol
     )
     result = await run_sweep_async(cfg, tmp_path, progress=False, session_options=OPTS)
     assert {c.status for c in result.cells} == {"ok"}
-    prompts = {p.id: p for p in load_prompt_set()}
-    vad, scores = result.vad(), pd.read_parquet(tmp_path / "scores.parquet").set_index("cell")
+    scores = pd.read_parquet(tmp_path / "scores.parquet")
+    assert (scores["onset_error_ms"] == 0).all()  # every labelled start lies in its span
     after_a_turn = 0
-    for cell in result.cells:
-        trace = [json.loads(line) for line in (tmp_path / "cells" / cell.cell / "trace.jsonl").open()]
-        decided = [t for t in trace if t.get("kind") == "vad"]  # the emulator's VAD: its own onsets
-        own_on = [t["speech_ms"] for t in decided if t["event"] == "speech_started"]
-        own_off = [t["speech_ms"] for t in decided if t["event"] == "speech_stopped"]
-        det = vad[vad["cell"] == cell.cell].sort_values("audio_start_ms")
-        earliest, latest = det["onset_earliest_ms"].tolist(), det["onset_ms"].tolist()
-        assert len(own_on) == len(det) >= 1
-        for own, low, high in zip(own_on, earliest, latest, strict=True):
-            assert low - 1 <= own <= high + 1, (cell.cell, own, low, high)  # ms rounded on the wire
-        assert earliest[0] == 0 < latest[0]  # the first turn: the padding reached back past the start
-        after_a_turn += sum(low > 0 and low < high for low, high in zip(earliest, latest, strict=True))
-        # the DER leaves the spans out: as the VAD's own onsets scored on the same frames
-        prompt = prompts[cell.cell.split("__")[1]]
-        unknown = [(low, high) for low, high in zip(earliest, latest, strict=True) if low < high]
-        own = detection_error_rate(
-            prompt.speech_segments,
-            list(zip(own_on, own_off, strict=True)),
-            prompt.duration_ms,
-            unscored=unknown,
-        )
-        assert scores.loc[cell.cell, "der"] == pytest.approx(own["der"], abs=0.005), cell.cell
-        assert scores.loc[cell.cell, "onset_error_ms"] == 0  # every labelled start lies in its span
+    for onsets, offsets, _own_offsets in _spans_of_each_cell(tmp_path, result):
+        assert onsets[0][0] == 0 < onsets[0][1]  # the first turn: the padding reached back past the start
+        after_a_turn += sum(0 < low < high for low, high in onsets)
+        assert all(low == high for low, high in offsets)  # no wait for more speech: exact
     assert after_a_turn >= 2  # digits' turns resumed within the padding of each cut
+
+
+async def test_where_turn_detection_may_wait_for_more_speech_the_speech_end_is_a_span_that_holds_the_vad_s_own(
+    tmp_path,
+):
+    # End-of-utterance detection with a 1200 ms wait from the end of the speech: a turn's audio_end_ms comes
+    # after however much of the wait ran, so its speech ended up to 900 ms before audio_end_ms - silence (300).
+    # Read as exact, the wait counted as false alarm.
+    cfg = load_config(
+        {
+            "target": {"speed": "max", "latency": "instant"},
+            "prompts": {"include": ["pause_600", "short_question", "filler_trailing"]},
+            "grid": {
+                "silence_duration_ms": [300],
+                "eou_model": ["semantic_detection_v1"],
+                "eou_timeout_ms": [1200],
+            },
+            "run": {"baseline": False},
+        }
+    )
+    result = await run_sweep_async(cfg, tmp_path, progress=False, session_options=OPTS)
+    assert {c.status for c in result.cells} == {"ok"}
+    waited = []
+    for _onsets, offsets, own_offsets in _spans_of_each_cell(tmp_path, result):
+        for (low, high), own in zip(offsets, own_offsets, strict=True):
+            assert 0 < high - low <= 1200 - 300
+            waited.append(high - own)
+    assert max(waited) == pytest.approx(900, abs=1)  # a turn the detection held to the end of its wait

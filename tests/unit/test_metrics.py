@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from vlab import protocol
+from vlab import protocol, protocol_limits
 from vlab.errors import ConfigError, VlabWarning
 from vlab.log import record_from_event, to_frame
 from vlab.metrics import (
@@ -992,6 +992,29 @@ def test_detections_from_events_pairs_starts_and_stops():
     d = detections_from_events(log.frame())
     assert d.iloc[0].onset_ms == 500 and d.iloc[0].offset_ms == 1000 and bool(d.iloc[0].responded)
     assert json.dumps(d.iloc[0].audio_end_ms)  # plain float
+    assert d.iloc[0].offset_earliest_ms == 1000  # no wait for more speech: the offset is exact
+
+
+def test_a_turn_end_detection_may_hold_leaves_its_speech_end_a_span_as_long_as_its_wait():
+    turn = {"stopped": 3000, "audio_end": 2500, "created": 3100, "text": None, "audio": None, "done": 3200}
+    eou = {"model": "semantic_detection_v1", "timeout_ms": 1200}
+    held = vad_turn(session_start(Log(), sil=500, end_of_utterance_detection=eou), **turn, start_audio_ms=200)
+    d = detections_from_events(held.frame()).iloc[0]
+    assert (d.offset_earliest_ms, d.offset_ms) == (2500 - 1200, 2000)  # the wait runs from the speech's end
+    semantic = vad_turn(session_start(Log(), sil=500, type="azure_semantic_vad"), **turn, start_audio_ms=200)
+    d = detections_from_events(semantic.frame()).iloc[0]
+    assert d.offset_ms - d.offset_earliest_ms == protocol_limits.EOU_TIMEOUT_MS - 500  # it always may
+    given = detections_from_events(
+        held.frame(), silence_duration_ms=500, prefix_padding_ms=300, turn_hold_ms=0
+    )
+    assert given.iloc[0].offset_earliest_ms == 2000
+    # speech labelled to 1300: a DER with the span left out has no false alarm after it
+    prompt = dataclasses.replace(
+        _pause_prompt(), speech_segments=((500, 1300),), hold_spans=(), end_of_turn_ms=(1300,)
+    )
+    scored = score_prompt(prompt, detections_from_events(held.frame()))
+    exact = score_prompt(prompt, detections_from_events(held.frame(), turn_hold_ms=0))
+    assert (scored["false_alarm_ms"], exact["false_alarm_ms"]) == (0, 700)
 
 
 def test_playout_comes_from_the_speakers_playback_notice():

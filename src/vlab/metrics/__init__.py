@@ -11,6 +11,7 @@
 
 from vlab.metrics.detection import (
     DETECTION_COLUMNS,
+    OFFSET_EARLIEST,
     ONSET_EARLIEST,
     POINT_FLAGS,
     POINT_INTERVALS,
@@ -58,6 +59,7 @@ from vlab.metrics.tool_calls import TOOL_CALL_COLUMNS, tool_calls
 
 __all__ = [
     "DETECTION_COLUMNS",
+    "OFFSET_EARLIEST",
     "ONSET_EARLIEST",
     "POINT_FLAGS",
     "POINT_INTERVALS",

@@ -2,9 +2,9 @@
 
 Detections are rows with ``audio_start_ms``/``audio_end_ms`` (what the server reported on the
 input-audio clock), the speech they imply (``onset_ms = audio_start_ms + prefix_padding_ms``,
-``offset_ms = audio_end_ms − silence_duration_ms``, or the VAD's own values in a preview), where that
-onset may be early by up to the padding (:data:`ONSET_EARLIEST`) and ``responded`` (whether the end of
-that detection started a response). They come from a session log
+``offset_ms = audio_end_ms − silence_duration_ms``, or the VAD's own values in a preview), how much
+earlier each may have been (:data:`ONSET_EARLIEST`, :data:`OFFSET_EARLIEST`) and ``responded`` (whether
+the end of that detection started a response). They come from a session log
 (:func:`detections_from_events`) or from vlab's own VAD run offline (:func:`vad_preview`).
 
 Segment level: onset error, end-of-speech delay (``audio_end_ms − off``), detection error rate
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DETECTION_COLUMNS",
+    "OFFSET_EARLIEST",
     "ONSET_EARLIEST",
     "POINT_FLAGS",
     "POINT_INTERVALS",
@@ -81,6 +82,16 @@ and counts an onset inside it as on time; a frame without the column has exact o
 the bundled prompts (paddings 100 to 500 ms, silences 200 to 1000 ms, 2026-12-07) 187 of 496 onsets were
 clamped; taken as exact, they made the DER grow with the padding: 0.15 at 500 ms, where the VAD's own
 onsets give 0.04."""
+
+OFFSET_EARLIEST = "offset_earliest_ms"
+"""Column of the earliest the speech of a detection may have ended: ``offset_ms`` where that is exact, and
+``audio_end_ms`` less the end-of-utterance wait (:func:`vlab.protocol_limits.eou_timeout_ms`, counted from
+the end of the speech) where turn detection may hold a turn for more speech: its ``audio_end_ms`` then
+comes after however much of that wait ran, so the speech ended somewhere between (after it began). :func:`score_prompt` leaves that span out of
+the DER: a prompt whose labelled speech lies wholly in such spans has none. Taken as
+exact, the wait counted as false alarm: on the bundled prompts at ``sil=300`` (2026-12-07), end-of-utterance
+detection with a 1200 ms wait gave a DER of 0.29 against 0.07 without it; with both spans left out, 0.20
+against 0.04, the rest being the pauses it held (the server's speech runs through them)."""
 
 SCORE_KEYS = (
     "category", "expected_turns", "cutoff_turns", "holds", "holds_cut", "missed_turns", "responses",
@@ -129,6 +140,7 @@ def detections_from_events(
     *,
     silence_duration_ms: float | None = None,
     prefix_padding_ms: float | None = None,
+    turn_hold_ms: float | None = None,
 ) -> pd.DataFrame:
     """Server VAD detections of a session log, one row per ``speech_started``/``speech_stopped`` pair.
 
@@ -136,12 +148,18 @@ def detections_from_events(
         events: An event frame.
         silence_duration_ms: Default: from the logged session (else :data:`~vlab.metrics.events.UNLOGGED_VAD`'s).
         prefix_padding_ms: Default: from the logged session (else :data:`~vlab.metrics.events.UNLOGGED_VAD`'s).
+        turn_hold_ms: The longest wait for more speech, from its end, before a turn ends (its
+            end-of-utterance detection's ``timeout_ms``); default: from the logged session (none when it
+            logged none).
 
     Returns:
-        :data:`DETECTION_COLUMNS` plus ``item_id``; a turn still open at the end has NaN ``audio_end_ms``.
+        :data:`DETECTION_COLUMNS`, :data:`ONSET_EARLIEST`, :data:`OFFSET_EARLIEST` and ``item_id``; a turn
+        still open at the end has NaN ``audio_end_ms``.
     """
+    from vlab.protocol_limits import eou_timeout_ms
+
     require_events(events)
-    given = silence_duration_ms is not None and prefix_padding_ms is not None
+    given = None not in (silence_duration_ms, prefix_padding_ms, turn_hold_ms)
     td = {} if given else session_vad_settings(events)
     sil = float(
         silence_duration_ms
@@ -159,13 +177,18 @@ def detections_from_events(
         ev.loc[server, c].tolist() if c in ev.columns else [None] * int(server.sum())
         for c in ("type", "audio_start_ms", "audio_end_ms", "item_id")
     ]
+    hold = turn_hold_ms if turn_hold_ms is not None else eou_timeout_ms(td) or 0.0
     return detections_from_boundaries(
-        zip(*columns, strict=True), silence_duration_ms=sil, prefix_padding_ms=pad
+        zip(*columns, strict=True), silence_duration_ms=sil, prefix_padding_ms=pad, turn_hold_ms=hold
     )
 
 
 def detections_from_boundaries(
-    events: Iterable[tuple[str, Any, Any, Any]], *, silence_duration_ms: float, prefix_padding_ms: float
+    events: Iterable[tuple[str, Any, Any, Any]],
+    *,
+    silence_duration_ms: float,
+    prefix_padding_ms: float,
+    turn_hold_ms: float = 0.0,
 ) -> pd.DataFrame:
     """Server VAD detections of a sequence of server events, as :func:`detections_from_events` reads them.
 
@@ -174,6 +197,8 @@ def detections_from_boundaries(
             of the events that do not have them are ignored).
         silence_duration_ms: The session's, to place each offset.
         prefix_padding_ms: The session's, to place each onset.
+        turn_hold_ms: The longest wait for more speech, from its end, before a turn ends
+            (:data:`OFFSET_EARLIEST`).
     """
     rows: list[dict[str, Any]] = []
     current: dict[str, Any] | None = None
@@ -184,7 +209,7 @@ def detections_from_boundaries(
             current = {"audio_start_ms": start, "audio_end_ms": math.nan, "item_id": item_id}
             current["onset_ms"] = start + prefix_padding_ms
             current[ONSET_EARLIEST] = start if start == clamped_at else current["onset_ms"]
-            current["offset_ms"] = math.nan
+            current["offset_ms"] = current[OFFSET_EARLIEST] = math.nan
             current["responded"] = False
             rows.append(current)
         elif kind == protocol.SPEECH_STOPPED:
@@ -200,6 +225,9 @@ def detections_from_boundaries(
             end = as_float(end_ms)
             current["audio_end_ms"] = end
             current["offset_ms"] = end - silence_duration_ms
+            # no earlier than the wait before end, nor before the speech began
+            earliest = max(end - turn_hold_ms, current[ONSET_EARLIEST])
+            current[OFFSET_EARLIEST] = min(current["offset_ms"], earliest)
             if not math.isnan(end):
                 clamped_at = end
         elif (
@@ -210,7 +238,8 @@ def detections_from_boundaries(
             current["responded"] = True
             current = None
     *times, responded = DETECTION_COLUMNS
-    data: dict[str, Any] = {c: np.array([r[c] for r in rows], dtype=float) for c in (*times, ONSET_EARLIEST)}
+    floats = (*times, ONSET_EARLIEST, OFFSET_EARLIEST)
+    data: dict[str, Any] = {c: np.array([r[c] for r in rows], dtype=float) for c in floats}
     data[responded] = np.array([r[responded] for r in rows], dtype=bool)
     data["item_id"] = pd.array([r["item_id"] for r in rows], dtype="string")
     return pd.DataFrame(data)
@@ -295,7 +324,8 @@ def score_prompt(
     Args:
         prompt: The labelled prompt.
         detections: Its detections (:func:`detections_from_events` or one prompt of :func:`vad_preview`);
-            with :data:`ONSET_EARLIEST`, an onset known only to lie in a span is scored as such.
+            with :data:`ONSET_EARLIEST` and :data:`OFFSET_EARLIEST`, an onset or offset known only to lie
+            in a span is scored as such.
         dead_air_ms: Measured dead air per detection, keyed by ``audio_end_ms`` (from
             :func:`vlab.metrics.turn_latency`'s ``dead_air_ms``); a turn whose reply was never heard (NaN:
             cancelled before its first audio, as the user spoke on) has none. Without it, dead air is the
@@ -313,10 +343,11 @@ def score_prompt(
     read = ("onset_ms", "offset_ms", "audio_end_ms", "responded")
     require_columns(detections, read, "detections, from vlab.metrics.detections_from_events or vad_preview")
     onset, offset, audio_end = (detections[c].to_numpy(dtype=float, na_value=np.nan) for c in read[:3])
-    earliest = (
-        np.fmin(detections[ONSET_EARLIEST].to_numpy(dtype=float, na_value=np.nan), onset)
-        if ONSET_EARLIEST in detections
-        else onset
+    earliest, ended = (
+        np.fmin(detections[column].to_numpy(dtype=float, na_value=np.nan), exact)
+        if column in detections
+        else exact
+        for column, exact in ((ONSET_EARLIEST, onset), (OFFSET_EARLIEST, offset))
     )
     hyp = list(zip(onset.tolist(), offset.tolist(), strict=True))
     ref = list(prompt.speech_segments)
@@ -326,7 +357,13 @@ def score_prompt(
         "duration_ms": prompt.duration_ms,
     }
     out.update(match_segments(ref, hyp))
-    unknown = [(a, b) for a, b in zip(earliest.tolist(), onset.tolist(), strict=True) if a < b]
+    unknown = [
+        (a, b)
+        for a, b in zip(
+            [*earliest.tolist(), *ended.tolist()], [*onset.tolist(), *offset.tolist()], strict=True
+        )
+        if a < b
+    ]
     out.update(detection_error_rate(ref, hyp, prompt.duration_ms, unscored=unknown))
     starts = prompt.turn_starts_ms
     eots = prompt.end_of_turn_ms
@@ -784,16 +821,19 @@ def vad_preview(
                     current = {"audio_start_ms": float(e.audio_ms), "onset_ms": float(e.speech_ms)}
                     current[ONSET_EARLIEST] = current["onset_ms"]  # the VAD's own: exact
                     current.update(audio_end_ms=math.nan, offset_ms=math.nan, responded=False)
+                    current[OFFSET_EARLIEST] = math.nan
                     current.update(prompt=p.id, **values)
                     rows.append(current)
                 elif current is not None:
                     current.update(
                         audio_end_ms=float(e.audio_ms), offset_ms=float(e.speech_ms), responded=True
                     )
+                    current[OFFSET_EARLIEST] = current["offset_ms"]
                     current = None
     columns = [
         *DETECTION_COLUMNS,
         ONSET_EARLIEST,
+        OFFSET_EARLIEST,
         "prompt",
         "setting",
         "threshold",

@@ -75,7 +75,7 @@ def _push_to_talk_detections(prompt: LabelledPrompt, turns: Any, like: Any) -> t
     """
     import pandas as pd
 
-    from vlab.metrics import ONSET_EARLIEST
+    from vlab.metrics import OFFSET_EARLIEST, ONSET_EARLIEST
 
     dead_air = [float(d) for d in turns.loc[turns["trigger"] == "commit", "dead_air_ms"]]
     rows: list[dict[str, Any]] = []
@@ -92,6 +92,7 @@ def _push_to_talk_detections(prompt: LabelledPrompt, turns: Any, like: Any) -> t
                     "audio_end_ms": end if last else math.nan,
                     "onset_ms": on,
                     ONSET_EARLIEST: on,
+                    OFFSET_EARLIEST: off,
                     "offset_ms": off,
                     "responded": last and k < len(dead_air),
                 }
