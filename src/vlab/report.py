@@ -80,7 +80,7 @@ SCORE_COLUMNS = {
     ),
     "false_starts": "detections in a noise-only prompt",
 }
-"""The columns of the report's per-prompt table, in its order, and what each says (docs/sweeps.md says more)."""
+"""The columns of the report's per-prompt table, in order, and what each says (docs/sweeps.md says more)."""
 """The most turns a report's waterfall draws: every setting gets a share (:func:`waterfall_turns`)."""
 CHARTS = ("waterfall", "latency_distributions", "pareto", "vad_timeline")
 """Chart names every report holds (``vad_timeline`` once per timeline prompt: ``vad_timeline_<id>``); a
@@ -436,7 +436,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
 
 
 def score_columns(scores: pd.DataFrame) -> tuple[list[str], str]:
-    """The per-prompt table's columns that ``scores`` has (:data:`SCORE_COLUMNS`), and an HTML note of what each is."""
+    """The per-prompt table's columns that ``scores`` has (:data:`SCORE_COLUMNS`), and an HTML note on each."""
     cols = [c for c in SCORE_COLUMNS if c in scores]
     said = "; ".join(f"<code>{c}</code>: {html.escape(SCORE_COLUMNS[c])}" for c in cols if SCORE_COLUMNS[c])
     return cols, said + "."

@@ -31,7 +31,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     rep = sub.add_parser("replay", help="replay a WAV prompt as the user's turn and log the session")
     rep.add_argument(
         "prompt",
-        help=f"{AUDIO_KINDS} file with the user's speech, or a bundled prompt's id (short_question, pause_600 …)",
+        help=f"{AUDIO_KINDS} file with the user's speech, or a bundled prompt's id "
+        "(short_question, pause_600 …)",
     )
     rep.add_argument(
         "--out",

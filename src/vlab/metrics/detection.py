@@ -87,11 +87,12 @@ OFFSET_EARLIEST = "offset_earliest_ms"
 """Column of the earliest the speech of a detection may have ended: ``offset_ms`` where that is exact, and
 ``audio_end_ms`` less the end-of-utterance wait (:func:`vlab.protocol_limits.eou_timeout_ms`, counted from
 the end of the speech) where turn detection may hold a turn for more speech: its ``audio_end_ms`` then
-comes after however much of that wait ran, so the speech ended somewhere between (after it began). :func:`score_prompt` leaves that span out of
-the DER: a prompt whose labelled speech lies wholly in such spans has none. Taken as
-exact, the wait counted as false alarm: on the bundled prompts at ``sil=300`` (2026-12-07), end-of-utterance
-detection with a 1200 ms wait gave a DER of 0.29 against 0.07 without it; with both spans left out, 0.20
-against 0.04, the rest being the pauses it held (the server's speech runs through them)."""
+comes after however much of that wait ran, so the speech ended somewhere between (after it began).
+:func:`score_prompt` leaves that span out of the DER: a prompt whose labelled speech lies wholly in such
+spans has none. Taken as exact, the wait counted as false alarm: on the bundled prompts at ``sil=300``
+(2026-12-07), end-of-utterance detection with a 1200 ms wait gave a DER of 0.29 against 0.07 without it;
+with both spans left out, 0.20 against 0.04, the rest being the pauses it held (the server's speech runs
+through them)."""
 
 SCORE_KEYS = (
     "category", "expected_turns", "cutoff_turns", "holds", "holds_cut", "missed_turns", "responses",
