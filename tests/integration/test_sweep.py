@@ -333,7 +333,14 @@ async def test_a_failed_cell_records_its_error_and_the_sweep_goes_on(tmp_path):
     ("bad", "message"),
     [
         ({"grid": {"thresh": [0.5]}}, "unknown key"),
-        ({"grid": {"threshold": [1.5]}}, "threshold must be a number in"),
+        (
+            {"grid": {"threshold": [1.5]}},
+            r"^\[grid\] threshold must be a number in",
+        ),  # as the config names it
+        (
+            {"grid": {"type": "azure_semantic_vad", "speech_duration_ms": [-5]}},
+            r"^\[grid\] speech_duration_ms must be an integer number of milliseconds",
+        ),
         ({"grid": {"silence_duration_ms": []}}, "empty list"),
         ({"run": {"concurrency": 0}}, "concurrency must be"),
         ({"prompts": {"include": ["nope"]}}, "no prompt named"),

@@ -326,13 +326,19 @@ def _turn_detections(grid: dict[str, Any]) -> list[ServerVad | AzureSemanticVad]
             )
             + ")"
         )
-    return [
-        GRID_TYPES[kind](  # raises ConfigError on out-of-range values
-            **dict(zip(axes.keys(), combo, strict=False)), end_of_utterance=NOT_GIVEN if eou is None else eou
-        )
-        for kind in kinds
-        for combo, eou in itertools.product(itertools.product(*axes.values()), eous)
-    ]
+    try:
+        return [
+            GRID_TYPES[kind](
+                **dict(zip(axes.keys(), combo, strict=False)),
+                end_of_utterance=NOT_GIVEN if eou is None else eou,
+            )
+            for kind in kinds
+            for combo, eou in itertools.product(itertools.product(*axes.values()), eous)
+        ]
+    except ConfigError as exc:  # "ServerVad.threshold must be …": named as the config names it
+        owner, _, rest = str(exc).partition(".")
+        named = rest if owner in {t.__name__ for t in GRID_TYPES.values()} else str(exc)
+        raise ConfigError(f"[grid] {named}") from None
 
 
 def _grid_types(value: Any) -> list[str]:
