@@ -236,7 +236,9 @@ def test_a_reply_cancelled_before_its_first_audio_is_offered_as_nothing_heard():
     )
     # cut off, or cancelled once it had spoken: its latency is what is missing, not its audio
     cut = SimpleNamespace(**{**vars(unheard), "false_cutoff": True})
-    assert LogExplorer._turn_option(cut)[0] == "turn 2 (vad, cancelled, no latency, false cut-off)"
+    assert LogExplorer._turn_option(cut)[0] == (  # in vlab replay's words (vlab.metrics.FALSE_CUTOFF)
+        "turn 2 (vad, cancelled, false cut-off: the reply started before the end of speech)"
+    )
     spoke = SimpleNamespace(**{**vars(unheard), "t_first_audio_ns": 5.0e9})
     assert LogExplorer._turn_option(spoke)[0] == "turn 2 (vad, cancelled, no latency)"
 

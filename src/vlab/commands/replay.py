@@ -182,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
     from vlab.errors import NotAnswered, RunFolderTaken
     from vlab.feed import NoSpeechDetected
     from vlab.log import JSONL_NAME
-    from vlab.metrics import USAGE_COLUMNS, cancelled_before_audio, tokens_used
+    from vlab.metrics import FALSE_CUTOFF, USAGE_COLUMNS, cancelled_before_audio, tokens_used
     from vlab.replay import replay
 
     speed = 1.0 if args.realtime else args.speed
@@ -251,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
     for turn in result.turns:
         head = f"  turn {turn['turn'] + 1}: {turn.get('status')}"
         if turn["false_cutoff"]:
-            print(f"{head}; false cut-off (the reply started before the end of speech)")
+            print(f"{head}; {FALSE_CUTOFF}")
             continue
         if turn["turn"] in unheard:  # no voice-to-voice: nothing was heard
             print(

@@ -33,6 +33,7 @@ from vlab.metrics.detection import (
 )
 from vlab.metrics.events import InputTimeline, on_simulated_timeline
 from vlab.metrics.latency import (
+    FALSE_CUTOFF,
     LATENCY_STAGES,
     SEGMENT_STAGES,
     SPOKEN_TRIGGERS,
@@ -65,6 +66,7 @@ __all__ = [
     "POINT_INTERVALS",
     "POINT_MEASURES",
     "SAME_WITHIN_MS",
+    "FALSE_CUTOFF",
     "LATENCY_STAGES",
     "SEGMENT_STAGES",
     "TOOL_CALL_COLUMNS",

@@ -120,6 +120,9 @@ TURN_STARTS: dict[str, str] = {"vad": "voice", "commit": "commit", "client": "re
 """What a turn's wait is measured from, by :func:`turn_latency`'s ``trigger``, in words: the end of the
 user's speech, or what the client sent (a commit, or the ``response.create`` of a typed message or of a
 tool's answer). A figure's label reads ``f"{TURN_STARTS[trigger]}-to-voice"``."""
+FALSE_CUTOFF = "false cut-off: the reply started before the end of speech"
+"""What a turn whose ``false_cutoff`` is true is said to be, wherever vlab says it (its reason, ``vlab
+replay``, the session panel's line, the log explorer): it has no voice-to-voice."""
 SPOKEN_TRIGGERS = ("vad", "commit")
 """The ``trigger`` of a turn the user spoke: ended by the server VAD, or committed (push-to-talk); not a
 ``response.create`` the client sent on its own."""
@@ -538,7 +541,7 @@ def _compute(
 
     false_cutoff = bool(math.isfinite(t_eos) and t_created < t_eos)
     if false_cutoff:
-        reasons.append("false cut-off: the response started before the end of speech")
+        reasons.append(FALSE_CUTOFF)
 
     def stage(name: str, later: float, earlier: float, later_name: str, earlier_name: str) -> float:
         if math.isnan(later) or math.isnan(earlier):

@@ -127,7 +127,7 @@ class LatencyLine:
 
     def update(self) -> None:
         """Draw the line for the last reply of the session so far."""
-        from vlab.metrics import TURN_STARTS, turn_latency
+        from vlab.metrics import FALSE_CUTOFF, TURN_STARTS, turn_latency
         from vlab.metrics.events import session_vad_settings
 
         frame = self._frame()
@@ -153,7 +153,7 @@ class LatencyLine:
             )
             return
         if last["false_cutoff"]:
-            self.widget.value = head + "false cut-off: the reply started before the end of speech"
+            self.widget.value = head + FALSE_CUTOFF
             return
         if trigger not in TURN_STARTS:
             trigger = "vad"

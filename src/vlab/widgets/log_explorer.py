@@ -168,7 +168,7 @@ class LogExplorer:
     @staticmethod
     def _turn_option(r: Any) -> tuple[str, int]:
         """The turn chooser's (label, value) for one row of :attr:`turns`."""
-        from vlab.metrics import TURN_STARTS, cancelled_before_audio
+        from vlab.metrics import FALSE_CUTOFF, TURN_STARTS, cancelled_before_audio
 
         start = TURN_STARTS.get(str(r.trigger), "voice")
         latency = ""
@@ -177,10 +177,12 @@ class LogExplorer:
         elif _finite(r.voice_to_answer_ms):  # it spoke nothing: its answer came through its tool calls
             calls = int(r.calls_to_answer)
             latency = f"{start}-to-answer {r.voice_to_answer_ms:.0f} ms through {calls} tool call{'s' * (calls != 1)}"
+        elif bool(r.false_cutoff):  # it has no latency: it started before the end of speech
+            latency = FALSE_CUTOFF
         elif not cancelled_before_audio(r.status, r.t_first_audio_ns, r.false_cutoff):
             latency = "no latency"
+        cut = f", {FALSE_CUTOFF}" if bool(r.false_cutoff) and latency != FALSE_CUTOFF else ""
         answers = f", answers turn {int(r.answers_turn)}" if r.answers_turn >= 0 else ""
-        cut = ", false cut-off" if bool(r.false_cutoff) else ""
         state = f"{r.status}, {latency}" if latency else f"{r.status} before its first audio (nothing heard)"
         return f"turn {int(r.turn)} ({r.trigger}, {state}{answers}{cut})", int(r.turn)
 
