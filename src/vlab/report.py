@@ -68,7 +68,10 @@ SCORE_COLUMNS = {
     "cutoff_turns": "labelled turns a response started in (before the user had finished)",
     "holds_cut": "pauses inside a turn that a response started in",
     "missed_turns": "labelled turns whose end no response answered",
-    "dead_air_ms": "the median wait from a turn's labelled end of speech to its reply's first audio",
+    "dead_air_ms": (
+        "the median wait from a turn's labelled end of speech to its reply's first audio (in a VAD-only sweep, "
+        "to the end the VAD decided)"
+    ),
     "onset_error_ms": (
         "the server's start of speech less the label's, per turn, averaged (0 when the label lies in the span "
         "where the speech began, for a start whose padding the server cut short)"
