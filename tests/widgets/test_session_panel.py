@@ -637,3 +637,16 @@ async def test_two_calls_waiting_for_approval_each_have_their_buttons_and_the_st
     assert await second is False
     assert panel.approvals.children == () and not panel.awaiting_approval.is_set()
     assert "answering the tool calls" in panel.status.value
+
+
+def test_the_prompt_list_and_the_upload_take_every_audio_file_vlab_reads(tmp_path):
+    from vlab.audio.formats import AUDIO_SUFFIXES
+    from vlab.widgets.session_panel import list_prompts
+
+    audio = [f"a{suffix}" for suffix in AUDIO_SUFFIXES] + ["b.MP3"]  # any case
+    (tmp_path / "calls").mkdir()
+    for name in (*audio, "notes.txt", "manifest.json"):
+        (tmp_path / "calls" / name).write_bytes(b"")
+    assert [label for label, _ in list_prompts(tmp_path)] == sorted(f"calls/{name}" for name in audio)
+    panel = SessionPanel(runs_dir=tmp_path / "runs", prompt_dir=tmp_path)
+    assert panel.upload.accept.split(",") == list(AUDIO_SUFFIXES)

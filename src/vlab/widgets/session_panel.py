@@ -85,7 +85,7 @@ def list_prompts(prompt_dir: Path | None) -> list[tuple[str, str]]:
     """(label, path) of every audio prompt under ``prompt_dir``."""
     if prompt_dir is None:
         return []
-    files = sorted(p for p in prompt_dir.rglob("*") if p.suffix.lower() in (".wav", ".flac", ".ogg"))
+    files = sorted(p for p in prompt_dir.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
     return [(str(p.relative_to(prompt_dir)), str(p)) for p in files]
 
 
