@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from vlab import protocol
+from vlab.audio import g711
 from vlab.audio.pcm import silence
 from vlab.clock import NS_PER_S
 from vlab.errors import NotAnswered, VlabError
@@ -97,11 +98,12 @@ async def feed_prompt(
 
     Args:
         session: An open session.
-        pcm: PCM16 at the session's input rate, with the silence after the last word (the VAD needs it).
+        pcm: PCM16 at the session's input rate (``input_sample_rate``), with the silence after the last word
+            (the VAD needs it); sent in the session's input format.
         speed: Pacing of the audio (1 = real time, ``math.inf`` = no waiting).
         timeout_s: Give up after this many seconds of wall time.
         commit: Commit the audio and ask for a response after it (no server VAD).
-        send: Sends the audio instead of ``session.stream_audio(pcm, speed=speed)`` (for a level meter).
+        send: Sends the audio (PCM16, as given) instead of ``session.stream_audio`` (for a level meter).
         tools: The runner answering the session's tool calls (function calls, MCP approvals, the
             answer to an MCP call). On the emulator each answer then happens on the input timeline where
             its call ended (after the function's ``run_ms``), at any speed, a chain's calls past the
@@ -121,7 +123,7 @@ async def feed_prompt(
     if send is not None:
         await send(pcm)
     else:
-        await session.stream_audio(pcm, speed=speed)
+        await session.stream_audio(g711.from_pcm16(pcm, session.settings.input_audio_format), speed=speed)
     if commit:
         await session.commit()
         await session.create_response()
@@ -178,11 +180,11 @@ async def _send_silence(
     session: Session, speed: float, send: Callable[[bytes], Awaitable[None]] | None, duration_ms: float
 ) -> None:
     """Send ``duration_ms`` of the user's silence, as the prompt was sent."""
-    pcm = silence(duration_ms, session.settings.input_bytes_per_s // 2)
+    pcm = silence(duration_ms, session.settings.input_sample_rate)
     if send is not None:
         await send(pcm)
     else:
-        await session.stream_audio(pcm, speed=speed)
+        await session.stream_audio(g711.from_pcm16(pcm, session.settings.input_audio_format), speed=speed)
 
 
 def _answers_sent(session: Session) -> int:
@@ -206,7 +208,7 @@ def _silence_since_last_answer(session: Session) -> bytes:
     """The silence from the end of the audio sent so far to the emulator's latest simulated time."""
     latest_ms = max((r.sim_ms for r in session.records if r.sim_ms is not None), default=0.0)
     gap_ms = latest_ms - session.input_ms
-    rate = session.settings.input_bytes_per_s // 2
+    rate = session.settings.input_sample_rate
     return bytes(2 * math.ceil(gap_ms * rate / 1000.0)) if gap_ms > 0 else b""
 
 

@@ -81,7 +81,7 @@ async def replay(
         labels["end_of_turn_ms"] = [float(end) for end in end_of_turn_ms]
     else:
         end_of_turn_ms = None
-    pcm = load_wav(prompt, settings.input_bytes_per_s // 2)
+    pcm = load_wav(prompt, settings.input_sample_rate)
     run_path = Path(run_dir) if run_dir is not None else new_run_dir("replay")
     td = settings.turn_detection
     tail_ms = trailing_silence_ms(td)
@@ -91,7 +91,7 @@ async def replay(
     ) as session:
         if end_of_turn_ms is not None:
             write_run_labels(run_path, labels)
-        audio = pcm + silence(tail_ms, settings.input_bytes_per_s // 2)
+        audio = pcm + silence(tail_ms, settings.input_sample_rate)
         try:
             await feed_prompt(session, audio, speed=speed, timeout_s=timeout_s, commit=td is None)
         except NotAnswered as exc:

@@ -84,3 +84,27 @@ async def test_barge_in_truncation_is_applied_to_the_recording(tmp_path, prompt,
     truncated = frame[frame["type"] == "conversation.item.truncated"].iloc[0]
     audio, rate = sf.read(run / "output" / f"{truncated['item_id']}.wav", dtype="int16")
     assert len(audio) == int(truncated["audio_end_ms"] * rate / 1000)
+
+
+@pytest.mark.parametrize("fmt", ["g711_ulaw", "g711_alaw"])
+async def test_a_prompt_replayed_as_telephone_audio_is_decided_as_the_pcm16_one(tmp_path, fmt):
+    # G.711 sends one byte a sample at 8 kHz: the replay took half its byte rate for the sample rate (4 kHz)
+    # and sent PCM16 bytes as if they were G.711 codes, so the emulator heard noise and found no speech
+    import math
+
+    from vlab.log import load_log
+    from vlab.prompts import load_prompt_set
+    from vlab.replay import replay
+
+    prompt = next(p for p in load_prompt_set() if p.id == "pause_600")
+    boundaries = {}
+    for name in ("pcm16", fmt):
+        settings = SessionSettings(input_audio_format=name, turn_detection=ServerVad(silence_duration_ms=300))
+        await replay(prompt, settings=settings, run_dir=tmp_path / name, speed=math.inf, dotenv_path=False)
+        events = load_log(tmp_path / name)
+        turns = events[events["type"].str.startswith("input_audio_buffer.speech_")]
+        boundaries[name] = turns[["type", "audio_start_ms", "audio_end_ms"]].fillna(-1).values.tolist()
+    assert len(boundaries[fmt]) == 4 and boundaries[fmt] == boundaries["pcm16"]  # two turns, alike
+    heard, rate = sf.read(tmp_path / fmt / "input.wav", dtype="float32")  # what was sent, decoded
+    sent = np.frombuffer(prompt.pcm(rate), "<i2").astype(np.float32) / 32768
+    assert rate == 8000 and np.corrcoef(heard[: len(sent)], sent)[0, 1] > 0.99

@@ -20,6 +20,15 @@ def _segment(magnitude: np.ndarray, base: int) -> np.ndarray:
     return seg
 
 
+def from_pcm16(pcm16: bytes, audio_format: str) -> bytes:
+    """PCM16 in a session's input format: G.711-encoded for ``g711_ulaw``/``g711_alaw``, as it is for ``pcm16``."""
+    if audio_format == "g711_ulaw":
+        return ulaw_encode(pcm16)
+    if audio_format == "g711_alaw":
+        return alaw_encode(pcm16)
+    return pcm16
+
+
 def ulaw_encode(pcm16: bytes) -> bytes:
     """Encode PCM16 little-endian samples as µ-law bytes."""
     x = np.frombuffer(pcm16, dtype="<i2").astype(np.int32)

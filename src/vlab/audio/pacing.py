@@ -54,15 +54,17 @@ async def paced_chunks(
     chunk_ms: float = 20.0,
     speed: float = 1.0,
     clock: Clock | None = None,
+    bytes_per_sample: int = 2,
 ) -> AsyncIterator[tuple[bytes, float]]:
     """Yield ``(chunk, offset_ms)`` pairs, each when it is due.
 
     Args:
-        pcm16: Mono PCM16 audio.
+        pcm16: Mono PCM16 audio (or G.711, one byte a sample: ``bytes_per_sample=1``).
         sample_rate: Its rate in Hz.
         chunk_ms: Chunk length in ms (20 ms by default; the last chunk may be shorter).
         speed: 1.0 = real time, N = N× faster, ``math.inf`` = no waiting.
         clock: Time source.
+        bytes_per_sample: 2 for PCM16, 1 for G.711.
 
     Yields:
         The chunk and its start on the audio timeline in ms.
@@ -72,10 +74,10 @@ async def paced_chunks(
     """
     speed = parse_speed(speed)
     clock = clock or SystemClock()
-    chunk_bytes = max(2, int(round(sample_rate * chunk_ms / 1000.0)) * 2)
+    chunk_bytes = max(bytes_per_sample, int(round(sample_rate * chunk_ms / 1000.0)) * bytes_per_sample)
     start_ns = clock.monotonic_ns()
     for offset in range(0, len(pcm16), chunk_bytes):
-        offset_ms = offset / (2 * sample_rate) * 1000.0
+        offset_ms = offset / (bytes_per_sample * sample_rate) * 1000.0
         if not math.isinf(speed):
             await clock.sleep_until_ns(start_ns + int(offset_ms / speed * 1e6))
         else:

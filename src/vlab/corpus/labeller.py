@@ -223,7 +223,7 @@ def sent_speech_ends_ms(pcm16: bytes, settings: SessionSettings) -> list[float] 
 
     if settings.turn_hold_ms is None:
         return None
-    return speech_ends_ms(pcm16_to_float(pcm16), settings.input_bytes_per_s // 2)
+    return speech_ends_ms(pcm16_to_float(pcm16), settings.input_sample_rate)
 
 
 def run_speech_ends_ms(run_dir: str | os.PathLike[str], events: pd.DataFrame) -> list[float] | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vlab import protocol
+from vlab.audio import g711
 from vlab.audio.pcm import InputAudio, as_input_bytes
 from vlab.audio.playback import AudioOutput, SimulatedPlayback
 from vlab.clock import Clock, ServerTimeClock, SystemClock
@@ -707,7 +708,7 @@ class Session(AsyncWithOnly):
 
     def _input_bytes(self, audio: InputAudio) -> bytes:
         fmt = self.settings.input_audio_format
-        return as_input_bytes(audio, fmt, self.settings.input_bytes_per_s // protocol.bytes_per_sample(fmt))
+        return as_input_bytes(audio, fmt, self.settings.input_sample_rate)
 
     async def commit(self) -> None:
         """Commit the input buffer as a user item (manual turns)."""
@@ -812,9 +813,14 @@ class Session(AsyncWithOnly):
         from vlab.audio.pacing import paced_chunks
 
         pcm = self._input_bytes(pcm)
-        rate = self.settings.input_bytes_per_s // 2
+        width = protocol.bytes_per_sample(self.settings.input_audio_format)
         async for chunk, _ in paced_chunks(
-            pcm, sample_rate=rate, chunk_ms=chunk_ms, speed=speed, clock=self.clock
+            pcm,
+            sample_rate=self.settings.input_sample_rate,
+            chunk_ms=chunk_ms,
+            speed=speed,
+            clock=self.clock,
+            bytes_per_sample=width,
         ):
             await self.append_audio(chunk)
 
@@ -833,7 +839,7 @@ class Session(AsyncWithOnly):
         chunks = getattr(mic, "chunks", None)
         if not callable(chunks):
             async for pcm in mic:
-                await self.append_audio(pcm)
+                await self.append_audio(g711.from_pcm16(pcm, self.settings.input_audio_format))
                 seen = self._log_overflows(mic, seen)
             return
         anchored_ms = -math.inf
@@ -848,7 +854,7 @@ class Session(AsyncWithOnly):
                 anchored_ms = self._input_ms
                 event = {"type": protocol.CAPTURE, "audio_start_ms": anchored_ms}
                 self._log.append(event, "local", chunk.t_ns)
-            await self.append_audio(chunk.pcm16)
+            await self.append_audio(g711.from_pcm16(chunk.pcm16, self.settings.input_audio_format))
             seen = self._log_overflows(mic, seen)
 
     def _log_overflows(self, mic: Any, seen: int) -> int:

@@ -179,14 +179,9 @@ class AudioRecording:
     """
 
     def __init__(self, path: str | os.PathLike[str], settings: SessionSettings) -> None:
-        input_rate = (
-            settings.input_bytes_per_s // 2
-            if settings.input_audio_format == "pcm16"
-            else protocol.G711_SAMPLE_RATE_HZ
-        )
         self._recorder = Recorder(
             path,
-            input_rate=input_rate,
+            input_rate=settings.input_sample_rate,
             input_format=settings.input_audio_format,
             output_rate=settings.output_sample_rate,
             output_format=settings.output_audio_format,

@@ -332,6 +332,11 @@ class SessionSettings(_Replaceable):
         return eou_timeout_ms(self.to_wire().get("turn_detection"))
 
     @property
+    def input_sample_rate(self) -> int:
+        """Sample rate of the audio vlab sends, in Hz (8000 for G.711)."""
+        return self.input_bytes_per_s // protocol.bytes_per_sample(self.input_audio_format)
+
+    @property
     def output_sample_rate(self) -> int:
         """Sample rate of the audio the service sends, in Hz."""
         return protocol.OUTPUT_FORMAT_RATES[self.output_audio_format]

@@ -72,7 +72,7 @@ async def _run_cell(
     from vlab.feed import NoSpeechDetected, feed_prompt, trailing_silence_ms
     from vlab.session import Session
 
-    rate = settings.input_bytes_per_s // 2
+    rate = settings.input_sample_rate
     td = settings.turn_detection
     tail_ms = trailing_silence_ms(td)
     pcm = prompt.pcm(rate) + silence(tail_ms, rate)

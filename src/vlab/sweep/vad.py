@@ -154,7 +154,7 @@ class _TurnMachine:
 
         session = settings.to_wire()
         td = session["turn_detection"]
-        self.input_rate = settings.input_bytes_per_s // 2
+        self.input_rate = settings.input_sample_rate
         self.processing = session_config.processing_settings(session)
         # at the API version a sweep's sessions use
         self.params = session_config.vad_params(td, protocol.DEFAULT_API_VERSION)

@@ -8,7 +8,7 @@ the same contract as :class:`~vlab.audio.devices.Microphone` and :class:`~vlab.a
     audio = BrowserAudio()
     display(audio)                                  # the page must show it: that is where the sound is
     async with Session(audio_output=audio.speaker) as session:
-        await session.stream_microphone(audio.microphone(session.settings.input_bytes_per_s // 2))
+        await session.stream_microphone(audio.microphone(session.settings.input_sample_rate))
 
 The JavaScript (``browser_audio.js``, the worklet ``browser_audio_worklet.js``) and the CSS ship as
 package data next to this module. The echo cancellation, noise suppression and auto gain toggles are

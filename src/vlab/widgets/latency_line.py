@@ -122,7 +122,7 @@ class LatencyLine:
     def keep_microphone(self, settings: SessionSettings, *, start_ms: float) -> RecentAudio | None:
         """Where to keep a microphone's audio, sent from ``start_ms`` on (None: no turn may be held)."""
         held = settings.turn_hold_ms is not None
-        self._mic_audio = RecentAudio(settings.input_bytes_per_s // 2, start_ms=start_ms) if held else None
+        self._mic_audio = RecentAudio(settings.input_sample_rate, start_ms=start_ms) if held else None
         return self._mic_audio
 
     def update(self) -> None:

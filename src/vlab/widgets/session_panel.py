@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import ipywidgets as widgets
 
 from vlab import protocol
+from vlab.audio import g711
 from vlab.audio.formats import AUDIO_KINDS, AUDIO_SUFFIXES
 from vlab.bundled import bundled_dir
 from vlab.endpoint import Secret
@@ -574,7 +575,7 @@ class SessionPanel:
         from vlab.errors import ConfigError
         from vlab.prompts import labelled_file
 
-        rate = settings.input_bytes_per_s // 2
+        rate = settings.input_sample_rate
         if self.source.value == WAV_PROMPT:
             if not self.prompt.value:
                 raise ConfigError(
@@ -715,7 +716,7 @@ class SessionPanel:
         from vlab.feed import feed_prompt
         from vlab.prompts import write_run_labels
 
-        rate = settings.input_bytes_per_s // 2
+        rate = settings.input_sample_rate
         prompt_sent = False
 
         async def send(pcm: bytes) -> None:  # the prompt; then the user's silence while calls are answered
@@ -731,7 +732,7 @@ class SessionPanel:
             self._meter.reset(rate)
             async for chunk, _ in paced_chunks(pcm, sample_rate=rate, speed=self.replay_speed):
                 self._meter(chunk)
-                await session.append_audio(chunk)
+                await session.append_audio(g711.from_pcm16(chunk, settings.input_audio_format))
             self._meter.reset()
             if not prompt_sent:
                 self._set_status("waiting for the answer…")
@@ -749,7 +750,7 @@ class SessionPanel:
         )
 
     async def _stream_microphone(self, session: Any, settings: SessionSettings) -> None:
-        rate = settings.input_bytes_per_s // 2
+        rate = settings.input_sample_rate
         mic: Any
         if self.source.value == BROWSER_MIC:
             from vlab.audio.browser import STATE_MESSAGES
