@@ -20,7 +20,7 @@ from vlab.feed import set_timeline, wait_for_reaction_replies
 from vlab.log import EVENT_COLUMNS, EventLog, to_frame
 from vlab.session import sdk_adapter
 from vlab.settings import FunctionTool
-from vlab.testing import StaticTokenCredential, fast_emulator
+from vlab.testing import StaticTokenCredential, fast_emulator, spoken_prompt
 
 CANARY = "CANARY-KEY-0123456789-do-not-leak"
 
@@ -396,6 +396,26 @@ async def test_stream_microphone_appends_everything_and_logs_overflows(prompt):
     overflow = [r for r in s.records if r.type == "vlab.input_overflow"]
     assert appended == len(prompt.pcm)
     assert len(overflow) == 1 and json.loads(overflow[0].payload)["overflows"] == 1
+
+
+async def test_a_microphone_s_pcm16_goes_out_as_telephone_audio_in_a_g711_session():
+    p = spoken_prompt(sample_rate=8000)  # a microphone opened at the session's input rate: 8 kHz
+
+    class FakeMic:
+        async def __aiter__(self):
+            for i in range(0, len(p.pcm), 320):  # 20 ms of PCM16
+                yield p.pcm[i : i + 320]
+
+    settings = SessionSettings(input_audio_format="g711_ulaw", turn_detection=ServerVad())
+    assert settings.input_sample_rate == 8000
+    async with fast_emulator() as emu:
+        async with Session(settings, endpoint=emu.endpoint, api_key=emu.api_key, dotenv_path=False) as s:
+            await s.stream_microphone(FakeMic())
+            stopped = (await s.wait_for("input_audio_buffer.speech_stopped"))[-1]
+    appended = [r for r in s.records if r.type == "input_audio_buffer.append"]
+    assert sum(r.audio_bytes for r in appended) == len(p.pcm) // 2  # one byte a sample
+    assert appended[-1].audio_end_ms == pytest.approx(len(p.pcm) / 2 / 8000 * 1000)
+    assert stopped.audio_end_ms == pytest.approx(p.speech_end_ms + 500, abs=60)  # the speech, heard
 
 
 async def test_real_time_and_fast_replay_give_the_same_vad_boundaries(prompt):
