@@ -21,12 +21,21 @@ def _segment(magnitude: np.ndarray, base: int) -> np.ndarray:
 
 
 def from_pcm16(pcm16: bytes, audio_format: str) -> bytes:
-    """PCM16 in a session's input format: G.711-encoded for ``g711_ulaw``/``g711_alaw``, as it is for ``pcm16``."""
+    """PCM16 in a Voice Live audio format: G.711-encoded for ``g711_ulaw``/``g711_alaw``, else as it is."""
     if audio_format == "g711_ulaw":
         return ulaw_encode(pcm16)
     if audio_format == "g711_alaw":
         return alaw_encode(pcm16)
     return pcm16
+
+
+def to_pcm16(data: bytes, audio_format: str) -> bytes:
+    """Audio bytes of a Voice Live format as PCM16: G.711 expanded, anything else as it is."""
+    if audio_format == "g711_ulaw":
+        return ulaw_decode(data)
+    if audio_format == "g711_alaw":
+        return alaw_decode(data)
+    return data
 
 
 def ulaw_encode(pcm16: bytes) -> bytes:

@@ -25,15 +25,6 @@ import numpy as np
 from vlab.audio import g711
 
 
-def to_pcm16(data: bytes, audio_format: str) -> bytes:
-    """Decode Voice Live audio bytes to PCM16 (G.711 is expanded; PCM16 passes through)."""
-    if audio_format == "g711_ulaw":
-        return g711.ulaw_decode(data)
-    if audio_format == "g711_alaw":
-        return g711.alaw_decode(data)
-    return data
-
-
 @dataclass(slots=True)
 class _Item:
     first_ns: int
@@ -109,7 +100,7 @@ class Recorder:
 
     def input(self, data: bytes, t_ns: int) -> None:
         """Record an appended chunk (in the session's input format) sent at ``t_ns``."""
-        pcm = to_pcm16(data, self.input_format)
+        pcm = g711.to_pcm16(data, self.input_format)
         self._input.buffer_write(pcm, dtype="int16")
         self._input_ms += len(pcm) / (2 * self.input_rate) * 1000.0
         self._sent_ns.append(t_ns)
@@ -124,7 +115,7 @@ class Recorder:
         item = self._items.get(item_id)
         if item is None:
             item = self._items[item_id] = _Item(t_ns)
-        item.chunks.append(to_pcm16(data, self.output_format))
+        item.chunks.append(g711.to_pcm16(data, self.output_format))
 
     def truncate(self, item_id: str, audio_end_ms: float) -> None:
         """The item was cut at ``audio_end_ms`` (what the user heard)."""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vlab import protocol
 from vlab.audio import g711
 from vlab.audio.formats import AUDIO_FORMATS, AUDIO_KINDS
 from vlab.audio.pcm import FloatArray, float_to_pcm16, resample, silence
@@ -139,16 +140,11 @@ def _warn_if_suspicious(mono: FloatArray, rate: int, where: str) -> None:
 
 def encode_input(samples: FloatArray, audio_format: str = "pcm16") -> bytes:
     """Encode float samples for ``input_audio_format`` (``pcm16``, ``g711_ulaw``, ``g711_alaw``)."""
-    pcm = float_to_pcm16(samples)
-    if audio_format == "g711_ulaw":
-        return g711.ulaw_encode(pcm)
-    if audio_format == "g711_alaw":
-        return g711.alaw_encode(pcm)
-    if audio_format != "pcm16":
+    if audio_format not in protocol.INPUT_FORMATS:
         raise AudioFormatError(
             f"unknown input audio format {audio_format!r}", fix="Use 'pcm16', 'g711_ulaw' or 'g711_alaw'."
         )
-    return pcm
+    return g711.from_pcm16(float_to_pcm16(samples), audio_format)
 
 
 def load_wav(

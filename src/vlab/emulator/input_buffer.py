@@ -240,11 +240,9 @@ class InputBuffer:
         if self._vad is None or not self._processing.echo_cancellation:
             return
         fmt = audio_format.replace("-", "_")
-        if fmt == "g711_ulaw":
-            audio = g711.ulaw_decode(audio)
-        elif fmt == "g711_alaw":
-            audio = g711.alaw_decode(audio)
-        self._vad.play(audio, protocol.OUTPUT_FORMAT_RATES[fmt], self._input_time_ms(at_ms))
+        self._vad.play(
+            g711.to_pcm16(audio, fmt), protocol.OUTPUT_FORMAT_RATES[fmt], self._input_time_ms(at_ms)
+        )
 
     def stop_playback(self, at_ms: float) -> None:
         """The client stopped playing the assistant's audio at simulated time ``at_ms`` (barge-in, truncate)."""
@@ -269,12 +267,7 @@ class InputBuffer:
             ) from None
         if raw[:4] == b"RIFF" and raw[8:12] == b"WAVE":
             return self._wav_to_pcm16(raw)
-        fmt = self._session["input_audio_format"]
-        if fmt == "g711_ulaw":
-            return g711.ulaw_decode(raw)
-        if fmt == "g711_alaw":
-            return g711.alaw_decode(raw)
-        return raw
+        return g711.to_pcm16(raw, self._session["input_audio_format"])
 
     def _wav_to_pcm16(self, raw: bytes) -> bytes:
         """A whole WAV file sent as audio (as the SDK's own tests do): use its samples, not its header."""

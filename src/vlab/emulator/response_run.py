@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
 from vlab import protocol
+from vlab.audio import g711
 from vlab.audio.pcm import float_to_pcm16
 from vlab.audio.synth import Speech, synthesize
 from vlab.emulator.items import Conversation, Item
@@ -34,7 +35,7 @@ from vlab.emulator.replies import FunctionCall, Reply
 from vlab.emulator.reply_length import TOKENS_PER_WORD
 from vlab.emulator.session_config import output_rate
 from vlab.emulator.timeline import Scheduler, Wake
-from vlab.emulator.voice import encode_output, espeak_voice, visemes_for_word, voice_name, word_spans
+from vlab.emulator.voice import espeak_voice, visemes_for_word, voice_name, word_spans
 from vlab.emulator.wire import Ids
 
 TEXT_CHARS_PER_TOKEN: Final = 4
@@ -284,7 +285,7 @@ class ResponseRun:
         t_text = delays["first_token"]
         timeline: list[tuple[float, int, Any]] = [(t_text + off, 0, w) for off, w in words]
         if speech is not None:
-            pcm = encode_output(float_to_pcm16(speech.samples), self.output_format)
+            pcm = g711.from_pcm16(float_to_pcm16(speech.samples), self.output_format)
             bytes_per_ms = self._bytes_per_ms
             chunk = max(2, int(sampler.model.audio_chunk_ms * bytes_per_ms) // 2 * 2)
             t_audio = t_text + delays["tts_first_byte"]

@@ -1,4 +1,4 @@
-"""How the emulated assistant sounds: eSpeak NG voices, output encoding, word spans and approximate visemes."""
+"""How the emulated assistant sounds: eSpeak NG voices, word spans and approximate visemes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from vlab.audio import g711
 from vlab.audio.synth import Speech
 
 _ESPEAK_VOICES = ("en-us", "en-us+f3", "en-us", "en-us+m3", "en-us", "en-us+f2")
@@ -26,15 +25,6 @@ def espeak_voice(voice: Any) -> str:
     if lowered.startswith("en-gb"):
         return "en-us"  # not eSpeak NG's British voice: see _ESPEAK_VOICES
     return _ESPEAK_VOICES[sum(map(ord, lowered)) % len(_ESPEAK_VOICES)]
-
-
-def encode_output(pcm16: bytes, audio_format: str) -> bytes:
-    """Encode PCM16 (already at the format's rate) into the session's output format."""
-    if audio_format == "g711_ulaw":
-        return g711.ulaw_encode(pcm16)
-    if audio_format == "g711_alaw":
-        return g711.alaw_encode(pcm16)
-    return pcm16
 
 
 # Approximate spelling → Azure viseme id (en-US viseme set: 0 silence, 1 æ ə ʌ, 2 ɑ, 3 ɔ, 4 ɛ ʊ eɪ,
