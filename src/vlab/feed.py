@@ -120,10 +120,7 @@ async def feed_prompt(
     if on_emulator:
         await set_timeline(session, protocol.TIMELINE_INPUT, timeout_s=timeout_s)
         pcm = _silence_since_last_answer(session) + pcm
-    if send is not None:
-        await send(pcm)
-    else:
-        await session.stream_audio(g711.from_pcm16(pcm, session.settings.input_audio_format), speed=speed)
+    await _send_pcm16(session, speed, send, pcm)
     if commit:
         await session.commit()
         await session.create_response()
@@ -180,7 +177,13 @@ async def _send_silence(
     session: Session, speed: float, send: Callable[[bytes], Awaitable[None]] | None, duration_ms: float
 ) -> None:
     """Send ``duration_ms`` of the user's silence, as the prompt was sent."""
-    pcm = silence(duration_ms, session.settings.input_sample_rate)
+    await _send_pcm16(session, speed, send, silence(duration_ms, session.settings.input_sample_rate))
+
+
+async def _send_pcm16(
+    session: Session, speed: float, send: Callable[[bytes], Awaitable[None]] | None, pcm: bytes
+) -> None:
+    """Send PCM16 through ``send`` as it is, or stream it paced at ``speed`` in the session's input format."""
     if send is not None:
         await send(pcm)
     else:
