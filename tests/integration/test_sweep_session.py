@@ -118,6 +118,22 @@ def test_the_session_note_shortens_long_instructions_and_the_dry_run_says_it(tmp
         ({"temperature": True}, r"^\[session\] temperature must be a number, got True$"),
         ({"transcription": 1}, r"^\[session\] transcription must be a transcription model name"),
         (
+            {"input_audio_format": "mp3"},
+            r"^\[session\] input_audio_format must be one of 'pcm16', 'g711_ulaw', 'g711_alaw', got 'mp3'",
+        ),
+        (
+            {"input_audio_sampling_rate": 22050},
+            r"^\[session\] input_audio_sampling_rate must be one of 8000, 16000, 24000, 44100, 48000",
+        ),
+        (
+            {"input_audio_format": "g711_alaw", "input_audio_sampling_rate": 16000},
+            r"^\[session\] input_audio_sampling_rate must be 8000 with input_audio_format='g711_alaw'",
+        ),
+        (
+            {"input_audio_sampling_rate": "16k"},
+            r"^\[session\] input_audio_sampling_rate must be a rate in Hz",
+        ),
+        (
             {"instruction": "Hi"},
             r"unknown key\(s\) 'instruction' in \[session\] \(did you mean 'instructions'\?\)",
         ),
@@ -155,6 +171,7 @@ async def test_a_resumed_sweep_whose_config_changed_stops_before_anything_runs(t
     changes = [
         ({"session": {"instructions": STORY}}, "instructions"),
         ({"session": {"voice": "alloy"}}, "voice"),
+        ({"session": {"input_audio_format": "g711_ulaw"}}, "input_audio_format"),
         ({"target": {"latency": "slow-network"}}, r"\[target\] latency"),
         (
             {"target": {"latency": "slow-network"}, "session": {"temperature": 0.6}},

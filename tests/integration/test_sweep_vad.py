@@ -30,22 +30,28 @@ VAD_SCORES = [
 ]
 
 
-def config(mode: str, grid: dict, prompts: list[str], latency: str = "instant") -> dict:
+def config(
+    mode: str, grid: dict, prompts: list[str], latency: str = "instant", session: dict | None = None
+) -> dict:
     return {
         "target": {"speed": "max", "latency": latency},
         "prompts": {"include": prompts},
+        "session": session or {},
         "grid": grid,
         "run": {"mode": mode, "baseline": False, "concurrency": 4, "timeout_s": 60},
     }
 
 
 async def both_modes(
-    tmp_path, grid: dict, prompts: list[str], latency: str = "instant"
+    tmp_path, grid: dict, prompts: list[str], latency: str = "instant", session: dict | None = None
 ) -> dict[str, pd.DataFrame]:
     tables = {}
     for mode in ("sessions", "vad"):
         result = await run_sweep_async(
-            config(mode, grid, prompts, latency), tmp_path / mode, progress=False, session_options=OPTS
+            config(mode, grid, prompts, latency, session),
+            tmp_path / mode,
+            progress=False,
+            session_options=OPTS,
         )
         assert {c.status for c in result.cells} == {"ok"}, [c.error for c in result.cells]
         tables[mode] = load_sweep(tmp_path / mode, "vad")
@@ -90,6 +96,26 @@ async def test_with_modelled_latency_only_responses_the_next_speech_preempts_dif
     for i in differ:  # … and each one to speech that resumed within the start-up
         assert vad.loc[i + 1, "prompt"] == vad.loc[i, "prompt"]
         assert vad.loc[i + 1, "audio_start_ms"] - vad.loc[i, "audio_end_ms"] < 250
+
+
+@pytest.mark.parametrize(
+    "session",
+    [
+        {"input_audio_format": "g711_ulaw"},
+        {"input_audio_format": "g711_alaw"},
+        {"input_audio_sampling_rate": 16000},
+    ],
+)
+async def test_vad_mode_hears_the_input_format_the_sessions_send(tmp_path, session):
+    grid = {"threshold": [0.3, 0.5, 0.7], "prefix_padding_ms": [100], "silence_duration_ms": [200]}
+    prompts = ["short_question", "long_sentence", "pause_900"]
+    tables = await both_modes(tmp_path, grid, prompts, session=session)
+    pd.testing.assert_frame_equal(detections(tables["vad"]), detections(tables["sessions"]))
+    pd.testing.assert_frame_equal(scores(tables["vad_scores"]), scores(tables["sessions_scores"]))
+    if "input_audio_format" in session:  # G.711 quantises the 8 kHz audio: these prompts' decisions move
+        pcm16 = config("vad", grid, prompts, session={"input_audio_sampling_rate": 8000})
+        as_pcm16 = await run_sweep_async(pcm16, tmp_path / "pcm16", progress=False)
+        assert not detections(as_pcm16.vad()).equals(detections(tables["vad"]))
 
 
 @needs_noise_suppression

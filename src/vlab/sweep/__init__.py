@@ -29,12 +29,14 @@ Config (TOML; see ``examples/vad_sweep.toml``)::
     path = "data/prompts"    # a prompt folder with manifest.json (default: the bundled set)
     include = ["pause", "short_question"]   # ids or categories (default: all)
     [session]                # optional: what every setting's session also sends, alike (default: nothing;
-                             # mode = "vad" opens no session, so it changes nothing there)
+                             # mode = "vad" opens no session: only the input audio keys change it)
     instructions = "Answer in one or two short sentences."   # the system prompt (the emulator reads how
                              # long a reply it asks for: "tell a story" makes each reply some 20 s)
     voice = "en-US-Ava:DragonHDLatestNeural"   # an Azure voice, an OpenAI one ("alloy"), or a table
     temperature = 0.8
     transcription = "azure-speech"   # the user's words transcribed into each cell's events
+    input_audio_format = "g711_ulaw" # the audio the cells send: telephone audio (8 kHz), or "pcm16" and
+    input_audio_sampling_rate = 8000 # … a rate (24000 by default); the prompts are resampled and encoded
     [grid]                   # lists are crossed; scalars are fixed
     type = "server_vad"      # or "azure_semantic_vad", or both to compare them:
                              # type = ["server_vad", "azure_semantic_vad"]

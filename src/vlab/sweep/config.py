@@ -12,7 +12,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from vlab import protocol_limits
+from vlab import protocol, protocol_limits
 from vlab._process import check_process_count
 from vlab.audio.pacing import parse_speed
 from vlab.endpoint import ENV_API_KEY, ENV_ENDPOINT, ENV_MODEL
@@ -51,6 +51,11 @@ SESSION_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "voice": ((str, Mapping), "a voice name such as 'en-US-AvaNeural' or 'alloy', or a table with its type"),
     "temperature": ((int, float), "a number"),
     "transcription": ((str, Mapping), "a transcription model name such as 'azure-speech', or a table"),
+    "input_audio_format": ((str,), "one of " + ", ".join(map(repr, protocol.INPUT_FORMATS))),
+    "input_audio_sampling_rate": (
+        (int,),
+        "a rate in Hz, one of " + ", ".join(map(str, protocol.INPUT_SAMPLING_RATES)) + " (G.711: 8000)",
+    ),
 }
 """The ``[session]`` keys (:class:`~vlab.settings.SessionSettings` fields every setting of the sweep sends
 alike), with the TOML types each takes and how to say them."""

@@ -92,12 +92,13 @@ def vad_cells(
 
     model = SileroModel()
     machines: dict[int, _TurnMachine] = {}  # by setting index
-    groups: dict[tuple[int, ProcessingSettings], list[tuple[str, _TurnMachine, LabelledPrompt]]] = {}
+    groups: dict[tuple[int, str, ProcessingSettings], list[tuple[str, _TurnMachine, LabelledPrompt]]] = {}
     for name, index, settings, prompt, _ in cells:
         machine = machines.get(index) or machines.setdefault(index, _TurnMachine(settings))
-        groups.setdefault((machine.input_rate, machine.processing), []).append((name, machine, prompt))
+        key = (machine.input_rate, machine.input_format, machine.processing)
+        groups.setdefault(key, []).append((name, machine, prompt))
     out: dict[str, dict[str, Any]] = {}
-    for (rate, processing), members in groups.items():
+    for (rate, audio_format, processing), members in groups.items():
         tails = sorted({machine.tail_ms for _, machine, _ in members})
         by_prompt: dict[str, list[tuple[str, _TurnMachine]]] = {}
         prompts: dict[str, LabelledPrompt] = {}
@@ -107,7 +108,7 @@ def vad_cells(
         ids = list(prompts)
         for start in range(0, len(ids), PROMPTS_PER_BATCH):
             batch = [prompts[i] for i in ids[start : start + PROMPTS_PER_BATCH]]
-            probs = _probabilities(batch, rate, tails, processing, model, cache)
+            probs = _probabilities(batch, rate, audio_format, tails, processing, model, cache)
             decided = []
             for prompt in batch:
                 for name, machine in by_prompt[prompt.id]:
@@ -121,6 +122,7 @@ def vad_cells(
 def _probabilities(
     prompts: Sequence[LabelledPrompt],
     rate: int,
+    audio_format: str,
     tails_ms: Sequence[int],
     processing: ProcessingSettings,
     model: SileroModel,
@@ -130,14 +132,19 @@ def _probabilities(
 
     A prompt's audio is sent once, followed by the silences as pieces: the frames of the prompt with the
     ``k``-th silence are those of the first ``k + 1`` pieces (the resampler's output does not depend on how
-    its input is cut).
+    its input is cut). The audio goes through the input format (``audio_format``: G.711 quantises it) and
+    back, as a session's does between vlab and the emulator's VAD.
     """
+    from vlab.audio import g711
     from vlab.audio.pcm import silence
     from vlab.audio.silero_worker import probabilities_here
 
+    def as_sent(pcm: bytes) -> bytes:
+        return g711.to_pcm16(g711.from_pcm16(pcm, audio_format), audio_format)
+
     lengths = [len(silence(t, rate)) for t in tails_ms]
-    pieces = [bytes(b - a) for a, b in zip([0, *lengths], lengths, strict=False)]
-    audio = [[p.pcm(rate), *pieces] for p in prompts]
+    pieces = [as_sent(bytes(b - a)) for a, b in zip([0, *lengths], lengths, strict=False)]
+    audio = [[as_sent(p.pcm(rate)), *pieces] for p in prompts]
     answers = probabilities_here(audio, rate, model, processing, cache)
     return {
         p.id: [np.concatenate(blocks[: k + 2]) for k in range(len(tails_ms))]
@@ -155,6 +162,7 @@ class _TurnMachine:
         session = settings.to_wire()
         td = session["turn_detection"]
         self.input_rate = settings.input_sample_rate
+        self.input_format = settings.input_audio_format
         self.processing = session_config.processing_settings(session)
         # at the API version a sweep's sessions use
         self.params = session_config.vad_params(td, protocol.DEFAULT_API_VERSION)
