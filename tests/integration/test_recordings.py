@@ -108,3 +108,10 @@ async def test_a_prompt_replayed_as_telephone_audio_is_decided_as_the_pcm16_one(
     heard, rate = sf.read(tmp_path / fmt / "input.wav", dtype="float32")  # what was sent, decoded
     sent = np.frombuffer(prompt.pcm(rate), "<i2").astype(np.float32) / 32768
     assert rate == 8000 and np.corrcoef(heard[: len(sent)], sent)[0, 1] > 0.99
+    # the pair is at the assistant's 24 kHz, not brought down to the telephone's 8 kHz
+    stereo, pair_rate = sf.read(tmp_path / fmt / "conversation.wav", dtype="float32")
+    said, said_rate = sf.read(tmp_path / fmt / "output.wav", dtype="float32")
+    assert pair_rate == said_rate == 24000 and np.abs(said).max() > 0.1
+    np.testing.assert_allclose(stereo[: len(said), 1], said, atol=1.5 / 32768)
+    user = stereo[::3, 0][: len(sent)]  # every third sample: back on the 8 kHz clock
+    assert np.corrcoef(user, sent)[0, 1] > 0.99

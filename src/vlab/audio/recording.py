@@ -7,7 +7,8 @@ session goes, so a crash keeps what was sent.
 ``output.wav`` places each assistant item on that same timeline, at the input position that had been
 reached when its first audio arrived (extrapolated in real time after the last append), with
 truncation applied, so the two files line up when played side by side (``conversation.wav`` holds
-both as a stereo pair: user left, assistant right). Each item is also kept whole in
+both as a stereo pair: user left, assistant right, at the higher of the two rates, so telephone input
+does not bring the assistant down to 8 kHz). Each item is also kept whole in
 ``output/<item_id>.wav`` (truncated where the user barged in).
 """
 
@@ -161,10 +162,12 @@ class Recorder:
 
         from vlab.audio.pcm import resample
 
+        rate = max(self.input_rate, self.output_rate)
         user, _ = sf.read(self.run_dir / INPUT_WAV, dtype="float32")
-        assistant = resample(output_track.astype(np.float32) / 32768.0, self.output_rate, self.input_rate)
+        user = resample(user, self.input_rate, rate)
+        assistant = resample(output_track.astype(np.float32) / 32768.0, self.output_rate, rate)
         n = max(len(user), len(assistant))
         stereo = np.zeros((n, 2), np.float32)
         stereo[: len(user), 0] = user
         stereo[: len(assistant), 1] = assistant
-        sf.write(self.run_dir / CONVERSATION_WAV, stereo, self.input_rate, subtype="PCM_16")
+        sf.write(self.run_dir / CONVERSATION_WAV, stereo, rate, subtype="PCM_16")
