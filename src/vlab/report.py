@@ -463,13 +463,19 @@ def target_parts(manifest: dict[str, Any]) -> list[str]:
     """What a sweep ran against, as the report's first line and the sweep panel's heading say it.
 
     ``["target: emulator", "model: gpt-realtime", "speed: max", "latency model: typical", ...]``: the
-    target kinds, models, speed, the latency model that applied, the dialogue script and the session's
-    instructions or tools (for a VAD-only sweep, the one part that says so).
+    the target kinds, models, speed, the latency model that applied, the dialogue script and the session's
+    instructions or tools (for a VAD-only sweep, the part that says so and the input audio its VAD heard).
     """
+    from vlab.sweep.config import VAD_HEARD_SESSION_FIELDS
     from vlab.sweep.summary import session_note
 
+    session = manifest.get("session") or {}
     if manifest.get("mode") == "vad":
-        return ["target: the emulator's VAD alone (no sessions)"]
+        heard = {key: session[key] for key in VAD_HEARD_SESSION_FIELDS if key in session}
+        return [
+            "target: the emulator's VAD alone (no sessions)",
+            *([f"session: {session_note(heard)}"] if heard else []),
+        ]
     models = _models(manifest)
     return [
         f"target: {', '.join(manifest.get('target_kind', [])) or '?'}",
@@ -477,7 +483,7 @@ def target_parts(manifest: dict[str, Any]) -> list[str]:
         f"speed: {_speed_part(manifest)}",
         *_latency_parts(manifest),
         *([f"dialogue script: {manifest['script']}"] if manifest.get("script") else []),
-        *([f"session: {session_note(manifest['session'])}"] if manifest.get("session") else []),
+        *([f"session: {session_note(session)}"] if session else []),
     ]
 
 

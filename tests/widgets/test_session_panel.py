@@ -650,3 +650,19 @@ def test_the_prompt_list_and_the_upload_take_every_audio_file_vlab_reads(tmp_pat
     assert [label for label, _ in list_prompts(tmp_path)] == sorted(f"calls/{name}" for name in audio)
     panel = SessionPanel(runs_dir=tmp_path / "runs", prompt_dir=tmp_path)
     assert panel.upload.accept.split(",") == list(AUDIO_SUFFIXES)
+
+
+async def test_telephone_input_audio_sends_the_prompt_as_g711_at_8_khz(tmp_path, prompt_dir):
+    panel = _panel(tmp_path, prompt_dir)
+    assert panel.settings().input_audio_format == "pcm16" and panel.settings().input_sample_rate == 24000
+    panel.input_audio.value = "Telephone: G.711 µ-law, 8 kHz"
+    panel.start.click()
+    await panel.task
+    assert panel.output.outputs == ()
+    meta = json.loads((panel.run_dir / "session.json").read_text())
+    assert meta["settings"]["input_audio_format"] == "g711_ulaw"
+    sent, rate = sf.read(panel.run_dir / "input.wav", dtype="float32")
+    assert rate == 8000 and np.abs(sent).max() > 0.1  # the prompt, decoded from what was sent
+    frame = panel.session.frame()
+    assert (frame["type"] == protocol.SPEECH_STOPPED).any()  # the emulator heard speech in it
+    assert "voice-to-voice" in panel.latency.value

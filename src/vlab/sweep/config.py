@@ -59,6 +59,8 @@ SESSION_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
 }
 """The ``[session]`` keys (:class:`~vlab.settings.SessionSettings` fields every setting of the sweep sends
 alike), with the TOML types each takes and how to say them."""
+VAD_HEARD_SESSION_FIELDS = ("input_audio_format", "input_audio_sampling_rate")
+"""The ``[session]`` keys a VAD-only sweep (``mode = "vad"``) heeds: the audio its VAD hears."""
 _SECTIONS: dict[str, set[str]] = {
     "target": {"speed", "latency", "hear_audio", "script"},
     "session": set(SESSION_FIELDS),

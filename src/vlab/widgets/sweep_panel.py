@@ -25,6 +25,7 @@ from vlab.audio.pacing import MAX_SPEED, parse_speed, speed_text
 from vlab.errors import ConfigError
 from vlab.log.files import new_run_dir
 from vlab.sweep.chart_names import pareto_labels, relabelled, short_named, short_names
+from vlab.widgets._input_audio import input_audio_dropdown, input_audio_fields
 from vlab.widgets._tasks import guarded, start_task
 
 TURN_TYPES = {"server_vad": "Server VAD", "azure_semantic_vad": "Azure semantic VAD"}
@@ -213,6 +214,7 @@ class SweepPanel:
             value="", placeholder="the target's (AZURE_VOICELIVE_MODEL); several, separated by commas, to compare them",
             description="Models", style=style, layout=wide,
         )  # fmt: skip
+        self.input_audio = input_audio_dropdown(style, wide)
         speed_value = speed_text(parse_speed(speed))
         speeds = list(SPEEDS)
         if speed_value not in [v for _, v in speeds]:
@@ -271,7 +273,7 @@ class SweepPanel:
 
         form = widgets.VBox([
             self.prompts, self.turn_type, self.thresholds, self.silences, self.paddings, self.eou,
-            self.eou_timeouts, self.repeats, self.instructions, self.voice, self.models,
+            self.eou_timeouts, self.repeats, self.instructions, self.voice, self.models, self.input_audio,
             self.speed, self.latency, self.baseline, self.push_to_talk, self.canary, self.vad_only, self.folder,
             self.target,
             widgets.HBox([self.run_button, self.stop_button, self.progress]), self.status,
@@ -381,6 +383,7 @@ class SweepPanel:
         session = {"instructions": self.instructions.value.strip()} if self.instructions.value.strip() else {}
         if len(voices) == 1:
             session["voice"] = voices[0]
+        session.update(input_audio_fields(self.input_audio.value))
         return {**config, "session": session} if session else config
 
     @property
