@@ -511,6 +511,26 @@ def test_replay_sends_the_instructions_and_voice_it_is_given_and_names_a_bad_voi
     assert capsys.readouterr().err.startswith("vlab: error: --voice 'nobody': voice must be an OpenAI voice")
 
 
+def test_replay_sends_telephone_audio_when_asked_and_names_the_flags_of_a_bad_rate(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["replay", "short_question", "--out", str(out), "--speed", "max", "--input-format", "g711_alaw"]
+    assert main(args) == 0
+    assert "turns answered: 1" in capsys.readouterr().out  # the emulator heard the speech in it
+    frame = vlab.load_log(out)
+    (sent, *_) = frame[frame["type"] == "session.update"]["payload"].map(json.loads)
+    assert sent["session"]["input_audio_format"] == "g711_alaw"
+    appended = frame[frame["type"] == "input_audio_buffer.append"]
+    assert appended["audio_end_ms"].max() == pytest.approx(appended["audio_bytes"].sum() / 8, abs=1)  # 8 kHz
+    assert sf.info(out / "input.wav").samplerate == 8000
+    for flags, said in [
+        (["--input-format", "g711_ulaw", "--input-rate", "16000"], "must be 8000 with input_audio_format"),
+        (["--input-rate", "22050"], "must be one of 8000, 16000, 24000, 44100, 48000 (Hz) for pcm16"),
+    ]:
+        assert main(["replay", "x.wav", *flags]) == 2  # before anything runs
+        err = capsys.readouterr().err
+        assert err.startswith(f"vlab: error: {' '.join(flags)}: input_audio_sampling_rate {said}"), err
+
+
 def test_replay_plays_a_bundled_prompt_by_its_id_and_names_the_id_a_missing_file_is_a_typo_of(
     tmp_path, capsys, monkeypatch
 ):

@@ -27,7 +27,9 @@ def test_each_trailing_silence_gets_the_frames_of_the_prompt_followed_by_that_si
     # and that tail sent whole, no more (a session of that setting hears no longer a silence).
     prompt = next(p for p in load_prompt_set() if p.id == "two_turns")
     tails = [200, 700, 1500]
-    probs = sweep_vad._probabilities([prompt], RATE, tails, ProcessingSettings(), model, None)[prompt.id]
+    probs = sweep_vad._probabilities([prompt], RATE, "pcm16", tails, ProcessingSettings(), model, None)[
+        prompt.id
+    ]
     assert len(probs) == len(tails)
     for tail, got in zip(tails, probs, strict=True):
         (alone,) = probabilities_here([[prompt.pcm(RATE) + silence(tail, RATE)]], RATE, model)

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vlab import protocol
 from vlab.audio.formats import AUDIO_KINDS
 from vlab.commands._args import out_folder, seconds, speed
 from vlab.errors import ConfigError
@@ -79,6 +80,22 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="transcribe the user's audio with MODEL (azure-speech, whisper-1, gpt-4o-transcribe …); the "
         "summary says what it heard, and when",
     )
+    rep.add_argument(
+        "--input-format",
+        choices=protocol.INPUT_FORMATS,
+        default=None,
+        help="the audio sent: pcm16 (the default), or telephone audio, 8 kHz G.711 (g711_ulaw, g711_alaw); "
+        "the prompt is resampled and encoded to it",
+    )
+    rep.add_argument(
+        "--input-rate",
+        metavar="HZ",
+        type=int,
+        default=None,
+        help="the sample rate of the audio sent, for pcm16: "
+        + ", ".join(map(str, protocol.INPUT_SAMPLING_RATES))
+        + f" (default: {protocol.PCM16_SAMPLE_RATE_HZ}; G.711 is {protocol.G711_SAMPLE_RATE_HZ})",
+    )
     pace = rep.add_mutually_exclusive_group()
     pace.add_argument("--realtime", action="store_true", help="send the audio in real time (the default)")
     pace.add_argument(
@@ -92,6 +109,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--timeout", type=seconds, default=120.0, help="seconds to wait for the answers (default: 120)"
     )
     rep.set_defaults(func=run)
+
+
+_AUDIO_FLAGS = {"input_format": "input_audio_format", "input_rate": "input_audio_sampling_rate"}
+"""The flags that set the input audio, and the :class:`~vlab.settings.SessionSettings` field each sets."""
 
 
 def _flag(name: str) -> str:
@@ -123,7 +144,9 @@ def turn_detection(args: argparse.Namespace) -> ServerVad | AzureSemanticVad | N
 
 
 def session_settings(args: argparse.Namespace) -> SessionSettings:
-    """The session the flags ask for: turn detection, instructions, voice, transcription (else the service's).
+    """The session the flags ask for: turn detection, instructions, voice, transcription, input audio.
+
+    What no flag gives is left to the service.
 
     Raises:
         ConfigError: A flag's value is not valid, named with its flag.
@@ -141,8 +164,15 @@ def session_settings(args: argparse.Namespace) -> SessionSettings:
     if args.transcription is not None and not args.transcription.strip():
         raise ConfigError("--transcription needs a model name, such as azure-speech")
     transcription = NOT_GIVEN if args.transcription is None else args.transcription.strip()
+    given = {flag: getattr(args, flag) for flag in _AUDIO_FLAGS if getattr(args, flag) is not None}
+    audio = {_AUDIO_FLAGS[flag]: value for flag, value in given.items()}
+    try:
+        SessionSettings(**audio)
+    except ConfigError as exc:
+        flags = " ".join(f"{_flag(flag)} {value}" for flag, value in given.items())
+        raise ConfigError(f"{flags}: {str(exc).removeprefix('SessionSettings.')}") from None
     return SessionSettings(
-        turn_detection=td, instructions=instructions, voice=voice, transcription=transcription
+        turn_detection=td, instructions=instructions, voice=voice, transcription=transcription, **audio
     )
 
 
