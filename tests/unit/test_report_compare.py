@@ -426,3 +426,18 @@ def test_vlab_compare_ends_with_what_got_better_or_worse_in_how_many_settings(tm
     out = capsys.readouterr().out.splitlines()
     assert out[-4:] == [*verdict_summary(table), "lower is better; 'same' while the 95 % intervals overlap"]
     assert out[-5] == "" and len(out) == 1 + len(table) + 5  # the header, every row, then the summary
+
+
+def test_vlab_compare_says_the_input_audio_each_sweep_sent_given_or_not(tmp_path):
+    from vlab.report import ran_otherwise
+
+    points, turns = {"s": _rates(0, 0, 0, 0)}, {"s": {"dead_air_ms": [100.0]}}
+    ran = {"target_kind": ["emulator"], "latency": "typical", "hear_audio": False, "script": None}
+    plain = _sweep(tmp_path / "plain", points, turns, **ran)
+    phone = _sweep(tmp_path / "phone", points, turns, **ran, session={"input_audio_format": "g711_ulaw"})
+    assert ran_otherwise(plain, phone) == [
+        "[session] input_audio_format: A 'pcm16', B 'g711_ulaw'",
+        "[session] input_audio_sampling_rate: A 24000, B 8000",
+    ]
+    said = {"input_audio_format": "pcm16", "input_audio_sampling_rate": 24000}  # the default, said
+    assert ran_otherwise(plain, _sweep(tmp_path / "said", points, turns, **ran, session=said)) == []
