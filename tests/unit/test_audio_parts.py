@@ -42,6 +42,9 @@ def test_input_audio_is_bytes_or_a_mono_array_of_samples_in_the_session_s_format
         with pytest.raises(AudioFormatError) as info:
             as_input_bytes(audio, fmt, 24000)  # type: ignore[arg-type]
         assert str(info.value).startswith(problem + ". Send "), str(info.value)
+    with pytest.raises(AudioFormatError) as info:  # a telephone session: how to read a file for it
+        as_input_bytes(floats, "g711_alaw", 8000)
+    assert "load_wav(path, 8000, audio_format='g711_alaw') reads a file as that" in str(info.value)
 
 
 def test_pcm_round_trip():

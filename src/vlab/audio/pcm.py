@@ -32,7 +32,9 @@ def as_input_bytes(audio: InputAudio, audio_format: str, sample_rate: int) -> by
         f"Send mono 16-bit little-endian PCM at {sample_rate} Hz, as bytes or a NumPy array (vlab.audio.wav."
         "load_wav reads a file as that)."
         if audio_format == "pcm16"
-        else f"Send {audio_format} bytes at {sample_rate} Hz."
+        else f"Send {audio_format} bytes at {sample_rate} Hz, or a NumPy array of their uint8 codes "
+        f"(vlab.audio.wav.load_wav(path, {sample_rate}, audio_format={audio_format!r}) reads a file as that; "
+        f"vlab.audio.g711.from_pcm16 encodes PCM16)."
     )
     if isinstance(audio, (bytes, bytearray, memoryview)):
         data = bytes(audio)
