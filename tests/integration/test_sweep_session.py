@@ -171,7 +171,7 @@ async def test_a_resumed_sweep_whose_config_changed_stops_before_anything_runs(t
     changes = [
         ({"session": {"instructions": STORY}}, "instructions"),
         ({"session": {"voice": "alloy"}}, "voice"),
-        ({"session": {"input_audio_format": "g711_ulaw"}}, "input_audio_format"),
+        ({"session": {"input_audio_format": "g711_ulaw"}}, "input_audio_format, input_audio_sampling_rate"),
         ({"target": {"latency": "slow-network"}}, r"\[target\] latency"),
         (
             {"target": {"latency": "slow-network"}, "session": {"temperature": 0.6}},
