@@ -515,7 +515,9 @@ def test_replay_sends_telephone_audio_when_asked_and_names_the_flags_of_a_bad_ra
     out = tmp_path / "run"
     args = ["replay", "short_question", "--out", str(out), "--speed", "max", "--input-format", "g711_alaw"]
     assert main(args) == 0
-    assert "turns answered: 1" in capsys.readouterr().out  # the emulator heard the speech in it
+    said = capsys.readouterr().out
+    assert "input audio: g711_alaw at 8000 Hz\n" in said
+    assert "turns answered: 1" in said  # the emulator heard the speech in it
     frame = vlab.load_log(out)
     (sent, *_) = frame[frame["type"] == "session.update"]["payload"].map(json.loads)
     assert sent["session"]["input_audio_format"] == "g711_alaw"

@@ -247,6 +247,8 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     print(f"run folder: {result.run_dir}")
     print(f"target: {result.target}")
+    if args.input_format is not None or args.input_rate is not None:
+        print(f"input audio: {settings.input_audio_format} at {settings.input_sample_rate} Hz")
     print(f"events logged: {result.events}")
     hold_ms = settings.turn_hold_ms
     if labelled is not None:
