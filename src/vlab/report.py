@@ -802,7 +802,10 @@ def compare_sweeps(
             warn_user(mismatch)  # only for sweeps that can be compared
     ta, tb = spoken_turns(_load(fa, "turns")), spoken_turns(_load(fb, "turns"))  # the user's waits
     rows = []
-    latencies = latency_measures(ta, tb)
+    # VAD-only sweeps answer nothing: their dead air is the points' (the end-of-turn wait on the audio clock)
+    vad_only = manifest_a.get("mode") == manifest_b.get("mode") == "vad"
+    waits = ["dead_air_ms"] if vad_only and all("dead_air_ms" in p for p in (pa, pb)) else []
+    latencies = [] if vad_only else latency_measures(ta, tb)
     points = [  # not tokens, for a sweep from before vlab counted them
         m for m in COMPARED_POINTS if m in pa and m in pb and (pa[m].notna().any() or pb[m].notna().any())
     ]
@@ -823,13 +826,13 @@ def compare_sweeps(
         )
     for s in common:
         ra, rb = pa[pa["setting"] == s].iloc[0], pb[pb["setting"] == s].iloc[0]
-        for m in points:
+        for m in [*points, *waits]:
             va, vb = float(ra[m]), float(rb[m])
             la, ha, lb, hb = (float(r.get(f"{m}_{end}", math.nan)) for r in (ra, rb) for end in ("lo", "hi"))
             rows.append(
                 {
                     "setting": s,
-                    "measure": m,
+                    "measure": f"{m} p50" if m == "dead_air_ms" else m,
                     "a": va,
                     "b": vb,
                     "delta": vb - va,

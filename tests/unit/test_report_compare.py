@@ -441,3 +441,27 @@ def test_vlab_compare_says_the_input_audio_each_sweep_sent_given_or_not(tmp_path
     ]
     said = {"input_audio_format": "pcm16", "input_audio_sampling_rate": 24000}  # the default, said
     assert ran_otherwise(plain, _sweep(tmp_path / "said", points, turns, **ran, session=said)) == []
+
+
+def test_two_vad_only_sweeps_compare_their_dead_air_on_the_audio_clock(tmp_path, capsys):
+    # a VAD-only sweep has no turns: its dead air (and interval) is in its points, as its summary shows it
+    def waited(ms: float) -> dict[str, dict[str, float]]:
+        return {
+            "s": {
+                **_rates(0, 0, 0, 0),
+                "dead_air_ms": ms,
+                "dead_air_ms_lo": ms - 10,
+                "dead_air_ms_hi": ms + 10,
+            }
+        }
+
+    a = _sweep(tmp_path / "a", waited(300.0), {}, mode="vad")
+    b = _sweep(tmp_path / "b", waited(500.0), {}, mode="vad")
+    table = compare_sweeps(a, b, n_boot=20)
+    dead_air = table[table["measure"] == "dead_air_ms p50"].iloc[0]
+    assert (dead_air["a"], dead_air["b"], dead_air["delta"], dead_air["verdict"]) == (300, 500, 200, "worse")
+    assert (dead_air["a_lo"], dead_air["b_hi"]) == (290, 510)
+    assert (
+        not table["measure"].str.startswith(("voice_to_voice", "turn_commit", "ttfb")).any()
+    )  # nothing answered
+    assert "n/a" not in set(table["verdict"])
