@@ -546,16 +546,47 @@ def pareto_shift(
     return ax
 
 
+NEAR_X_SHARE = 0.02
+"""Points of a latency/cut-off chart closer than this share of the latency range (at least 1 ms) …"""
+NEAR_Y_RATE = 0.01
+"""… and than this cut-off rate (1 point) sit on top of each other: they share one label."""
+
+
+def near_groups(xs: Sequence[float], rates: Sequence[float]) -> list[list[int]]:
+    """The points (latency, cut-off rate) that sit on top of each other in a chart, as groups of indices.
+
+    Each group is a point and those after it within :data:`NEAR_X_SHARE` of the latency range and
+    :data:`NEAR_Y_RATE` of its rate, in order; every index is in one group.
+    """
+    x = np.asarray(xs, dtype=float)
+    finite = x[np.isfinite(x)]
+    within = max(1.0, NEAR_X_SHARE * float(finite.max() - finite.min())) if len(finite) else 1.0
+    groups: list[list[int]] = []
+    grouped: set[int] = set()
+    for i in range(len(x)):
+        if i not in grouped:
+            near = [
+                j
+                for j in range(i, len(x))
+                if j not in grouped and abs(x[j] - x[i]) <= within and abs(rates[j] - rates[i]) <= NEAR_Y_RATE
+            ]
+            grouped.update(near)
+            groups.append(near)
+    return groups
+
+
 def _name_points(ax: Axes, names: pd.Series, xs: pd.Series, ys: pd.Series) -> None:
-    """Write each point's setting beside it; settings on one point share a label.
+    """Write each point's setting beside it; points on top of each other (:func:`near_groups`) share a label.
 
     More than four points are numbered instead, and named in a key beside the plot, a line per setting. A
-    name may hold several settings, a line each; a point named "" is drawn without a label.
+    name may hold several settings, a line each; a point named "" is drawn without a label. ``ys``: rates in %.
     """
+    settings, x, y = list(names), [float(v) for v in xs], [float(v) for v in ys]
     at_point: dict[tuple[float, float], list[str]] = {}
-    for name, px, py in zip(names, xs, ys, strict=True):
-        at_point.setdefault((float(px), float(py)), []).extend(str(name).splitlines())
-    numbered = len(names) > 4
+    for group in near_groups(x, [v / 100 for v in y]):
+        named = [line for j in group for line in str(settings[j]).splitlines()]
+        at_point[(x[group[0]], y[group[0]])] = named
+    numbered = len(settings) > 4
     key: list[str] = []
     labelled = [(point, named) for point, named in sorted(at_point.items()) if named]
     for n, ((px, py), named) in enumerate(labelled, start=1):

@@ -103,6 +103,21 @@ def test_the_shift_chart_draws_an_arrow_from_a_to_b_for_each_setting_both_sweeps
     assert sorted(t.get_text() for t in ax.texts if t.get_text()) == ["s1", "s2"]  # each named at B
 
 
+def test_settings_that_land_on_top_of_each_other_at_b_share_one_label():
+    # two sweeps' settings a few ms apart on a 500 ms axis: their numbers were written over each other
+    a = pd.DataFrame({
+        "setting": [f"s{i}" for i in range(6)],
+        "dead_air_ms": [215.0, 215.0, 216.0, 415.0, 416.0, 715.0],
+        "false_cutoff_rate": [0.44, 0.44, 0.44, 0.28, 0.28, 0.22],
+    })  # fmt: skip
+    b = a.assign(dead_air_ms=[214.0, 209.0, 211.0, 414.0, 420.0, 714.0])
+    ax = plots.pareto_shift(a, b, ax=_axes())
+    numbers = sorted(t.get_text() for t in ax.texts if t.get_text() and "\n" not in t.get_text())
+    assert numbers == ["1", "2", "3"]  # three places on the chart, one label each
+    (key,) = [t.get_text() for t in ax.texts if "\n" in t.get_text()]
+    assert key.splitlines() == ["1  s0", "   s1", "   s2", "2  s3", "   s4", "3  s5"]
+
+
 def test_with_every_setting_on_the_frontier_the_legend_names_no_other_setting():
     ax = _pareto([True, True, True])
     assert ax.get_legend_handles_labels()[1] == ["setting on the Pareto frontier"]

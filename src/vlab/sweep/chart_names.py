@@ -44,30 +44,20 @@ def pareto_labels(
 ) -> pd.DataFrame:
     """``points`` with short setting names, and points that sit on top of each other labelled once.
 
-    Settings that land within 2 % of the ``x`` range and 1 point of the ``y`` rate of each other share one
-    label, a line per setting; the others get an empty label, so :func:`vlab.plots.pareto` draws every point
-    but writes each label once.
+    Settings that sit on top of each other (:func:`vlab.plots.near_groups`) share one label, a line per
+    setting; the others get an empty label, so :func:`vlab.plots.pareto` draws every point but writes each
+    label once.
     """
+    from vlab.plots import near_groups
+
     if points.empty:
         return points
     names = short_names([str(s) for s in points["setting"]])
     out = points.assign(setting=points["setting"].astype(str).map(names)).reset_index(drop=True)
-    xs, ys = out[x].astype(float), out[y].astype(float)
-    span = float(xs.max() - xs.min()) if xs.notna().any() else 0.0
-    tol_x = max(1.0, 0.02 * span)
     labels = list(out["setting"])
-    done: set[int] = set()
-    for i in range(len(out)):
-        if i in done:
-            continue
-        near = [
-            j
-            for j in range(i, len(out))
-            if j not in done and abs(xs[j] - xs[i]) <= tol_x and abs(ys[j] - ys[i]) <= 0.01
-        ]
-        done.update(near)
-        labels[i] = "\n".join(str(out.at[j, "setting"]) for j in near)
-        for j in near[1:]:
+    for group in near_groups(out[x].astype(float).tolist(), out[y].astype(float).tolist()):
+        labels[group[0]] = "\n".join(str(out.at[j, "setting"]) for j in group)
+        for j in group[1:]:
             labels[j] = ""
     return out.assign(setting=labels)
 
