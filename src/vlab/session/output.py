@@ -1,8 +1,9 @@
 """Where the assistant's audio goes: the audio output (a speaker, or simulated playback) and the recording.
 
 :class:`AssistantAudio` takes each ``response.audio.delta`` as JSON. An output that only keeps time
-(:class:`~vlab.audio.playback.SimulatedPlayback`) gets byte counts, so nothing is decoded; a speaker or
-a recording gets the decoded PCM. A device output's playback notices are handed to a callback.
+(:class:`~vlab.audio.playback.SimulatedPlayback`) gets byte counts (of PCM16: G.711 sends one byte a
+sample, PCM16 two), so nothing is decoded; a speaker or a recording gets the decoded audio (a speaker as
+PCM16, G.711 expanded). A device output's playback notices are handed to a callback.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from vlab import protocol
+from vlab.audio import g711
 from vlab.audio.playback import AudioOutput
 from vlab.log.records import audio_size
 from vlab.session.checks import base64_alphabet_ok
@@ -43,12 +46,14 @@ class AssistantAudio:
         """The run folder's recording, if audio is recorded."""
         self._rates_of: SessionSettings | None = None
         self._rates = (0, 0)
+        self._format = "pcm16"
 
     def rates(self, settings: SessionSettings) -> tuple[int, int]:
         """Byte rate and sample rate of the assistant audio under ``settings`` (cached per settings)."""
         if self._rates_of is not settings:
             self._rates_of = settings
             self._rates = (settings.output_bytes_per_s, settings.output_sample_rate)
+            self._format = settings.output_audio_format
         return self._rates
 
     def delta(self, payload: Mapping[str, Any], t_ns: int, settings: SessionSettings) -> bool:
@@ -67,15 +72,16 @@ class AssistantAudio:
         if push_size is not None and recording is None:
             if not base64_alphabet_ok(b64):
                 return False
-            push_size(item_id, audio_size(b64) or 0, rate)
+            pcm16_bytes = 2 // protocol.bytes_per_sample(self._format) * (audio_size(b64) or 0)
+            push_size(item_id, pcm16_bytes, rate)
             return True
         try:
-            pcm = _strict_b64decode(b64)
+            audio = _strict_b64decode(b64)
         except (binascii.Error, ValueError):
             return False
-        self.output.push(str(item_id), pcm, rate)
+        self.output.push(str(item_id), g711.to_pcm16(audio, self._format), rate)
         if recording is not None:
-            recording.output_audio(str(item_id), pcm, t_ns)
+            recording.output_audio(str(item_id), audio, t_ns)
         return True
 
     def start(self, on_notice: PlaybackNotice) -> None:
