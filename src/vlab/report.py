@@ -672,7 +672,7 @@ def ran_otherwise(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> list[
     from vlab.sweep.summary import session_value
 
     ma, mb = _require_sweep(Path(a)), _require_sweep(Path(b))
-    sa, sb = (_with_input_audio(m.get("session") or {}) for m in (ma, mb))
+    sa, sb = (_with_audio(m.get("session") or {}) for m in (ma, mb))
 
     def kind(manifest: dict[str, Any]) -> str | None:
         return ", ".join(manifest.get("target_kind", [])) or None
@@ -694,17 +694,17 @@ def ran_otherwise(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> list[
     return [f"{name}: A {shown(x)}, B {shown(y)}" for name, x, y in rows if x != y]
 
 
-def _with_input_audio(session: dict[str, Any]) -> dict[str, Any]:
-    """A sweep's ``[session]`` with the input audio its cells sent, given or not (``pcm16`` at 24 kHz by default).
+def _with_audio(session: dict[str, Any]) -> dict[str, Any]:
+    """A sweep's ``[session]`` with the audio its cells sent and heard, given or not (PCM16 at 24 kHz by default).
 
     So two sweeps that sent the same audio compare alike however they said it, and one that left it out shows
     the default, not "none".
     """
     from vlab.settings import SessionSettings
-    from vlab.sweep.config import VAD_HEARD_SESSION_FIELDS
+    from vlab.sweep.config import AUDIO_SESSION_FIELDS
 
-    settings = SessionSettings(**{key: session[key] for key in VAD_HEARD_SESSION_FIELDS if key in session})
-    return {**session, **{key: getattr(settings, key) for key in VAD_HEARD_SESSION_FIELDS}}
+    settings = SessionSettings(**{key: session[key] for key in AUDIO_SESSION_FIELDS if key in session})
+    return {**session, **{key: getattr(settings, key) for key in AUDIO_SESSION_FIELDS}}
 
 
 def _modes_differ(manifest_a: dict[str, Any], manifest_b: dict[str, Any]) -> str | None:

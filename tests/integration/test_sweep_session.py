@@ -7,8 +7,10 @@ import dataclasses
 import json
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
+import soundfile as sf
 
 from tests.integration.test_sweep import OPTS, config
 from vlab import protocol
@@ -93,6 +95,37 @@ async def test_the_session_s_instructions_reach_each_cell_and_set_how_long_its_r
     )
 
 
+async def test_a_sweep_answered_in_g711_records_it_at_8_khz_with_the_figures_of_pcm16(tmp_path):
+    # the assistant's audio format changes what is recorded, not when anything happens on the emulator's timeline
+    plain = config(target={"speed": "max"}, prompts={"include": ["pause_600", "interruption"]})
+    phone = config(**plain, session={"output_audio_format": "g711_ulaw"})
+    figures = [
+        "setting",
+        "prompt",
+        "turn",
+        "voice_to_voice_ms",
+        "ttfb_audio_ms",
+        "dead_air_ms",
+        "false_cutoff",
+    ]
+    turns, cut = {}, {}
+    for name, cfg in (("plain", plain), ("phone", phone)):
+        await run_sweep_async(cfg, tmp_path / name, progress=False, session_options=OPTS)
+        turns[name] = pd.read_parquet(tmp_path / name / "turns.parquet")[figures].sort_values(figures[:3])
+        cells = sorted((tmp_path / name / "cells").iterdir())
+        cut[name] = [
+            events.loc[events["type"] == protocol.CLIENT_ITEM_TRUNCATE, "audio_end_ms"].tolist()
+            for events in map(load_log, cells)
+        ]
+    pd.testing.assert_frame_equal(
+        turns["phone"].reset_index(drop=True), turns["plain"].reset_index(drop=True)
+    )
+    assert cut["phone"] == cut["plain"] and any(cut["plain"])  # barge-ins truncate at the same place
+    for cell in (tmp_path / "phone" / "cells").iterdir():
+        said, rate = sf.read(cell / "output.wav", dtype="float32")
+        assert rate == 8000 and np.abs(said).max() > 0.1  # the replies, expanded from G.711
+
+
 def test_the_session_note_shortens_long_instructions_and_the_dry_run_says_it(tmp_path, capsys):
     from vlab.cli import main
     from vlab.sweep.summary import session_note
@@ -133,6 +166,7 @@ def test_the_session_note_shortens_long_instructions_and_the_dry_run_says_it(tmp
             {"input_audio_sampling_rate": "16k"},
             r"^\[session\] input_audio_sampling_rate must be a rate in Hz",
         ),
+        ({"output_audio_format": "mp3"}, r"^\[session\] output_audio_format must be one of 'pcm16', "),
         (
             {"instruction": "Hi"},
             r"unknown key\(s\) 'instruction' in \[session\] \(did you mean 'instructions'\?\)",

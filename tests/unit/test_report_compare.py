@@ -441,6 +441,10 @@ def test_vlab_compare_says_the_input_audio_each_sweep_sent_given_or_not(tmp_path
     ]
     said = {"input_audio_format": "pcm16", "input_audio_sampling_rate": 24000}  # the default, said
     assert ran_otherwise(plain, _sweep(tmp_path / "said", points, turns, **ran, session=said)) == []
+    answered = _sweep(
+        tmp_path / "answered", points, turns, **ran, session={"output_audio_format": "g711_alaw"}
+    )
+    assert ran_otherwise(plain, answered) == ["[session] output_audio_format: A 'pcm16', B 'g711_alaw'"]
 
 
 def test_two_vad_only_sweeps_compare_their_dead_air_on_the_audio_clock(tmp_path, capsys):

@@ -37,6 +37,7 @@ Config (TOML; see ``examples/vad_sweep.toml``)::
     transcription = "azure-speech"   # the user's words transcribed into each cell's events
     input_audio_format = "g711_ulaw" # the audio the cells send: telephone audio (8 kHz), or "pcm16" and
     input_audio_sampling_rate = 8000 # … a rate (24000 by default); the prompts are resampled and encoded
+    output_audio_format = "g711_ulaw"   # the audio the assistant sends (default "pcm16", at 24 kHz)
     [grid]                   # lists are crossed; scalars are fixed
     type = "server_vad"      # or "azure_semantic_vad", or both to compare them:
                              # type = ["server_vad", "azure_semantic_vad"]

@@ -56,10 +56,13 @@ SESSION_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
         (int,),
         "a rate in Hz, one of " + ", ".join(map(str, protocol.INPUT_SAMPLING_RATES)) + " (G.711: 8000)",
     ),
+    "output_audio_format": ((str,), "one of " + ", ".join(map(repr, protocol.OUTPUT_FORMAT_RATES))),
 }
 """The ``[session]`` keys (:class:`~vlab.settings.SessionSettings` fields every setting of the sweep sends
 alike), with the TOML types each takes and how to say them."""
-VAD_HEARD_SESSION_FIELDS = ("input_audio_format", "input_audio_sampling_rate")
+AUDIO_SESSION_FIELDS = ("input_audio_format", "input_audio_sampling_rate", "output_audio_format")
+"""The ``[session]`` keys that say the audio each way (a sweep that leaves them out sends PCM16 at 24 kHz)."""
+VAD_HEARD_SESSION_FIELDS = AUDIO_SESSION_FIELDS[:2]
 """The ``[session]`` keys a VAD-only sweep (``mode = "vad"``) heeds: the audio its VAD hears."""
 _SECTIONS: dict[str, set[str]] = {
     "target": {"speed", "latency", "hear_audio", "script"},
