@@ -514,9 +514,10 @@ def test_replay_sends_the_instructions_and_voice_it_is_given_and_names_a_bad_voi
 def test_replay_sends_telephone_audio_when_asked_and_names_the_flags_of_a_bad_rate(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["replay", "short_question", "--out", str(out), "--speed", "max", "--input-format", "g711_alaw"]
-    assert main(args) == 0
+    assert main([*args, "--output-format", "g711_alaw"]) == 0
     said = capsys.readouterr().out
-    assert "input audio: g711_alaw at 8000 Hz\n" in said
+    assert "audio: g711_alaw at 8000 Hz in, g711_alaw at 8000 Hz out\n" in said
+    assert sf.info(out / "output.wav").samplerate == 8000  # the reply, heard as a phone line carries it
     assert "turns answered: 1" in said  # the emulator heard the speech in it
     frame = vlab.load_log(out)
     (sent, *_) = frame[frame["type"] == "session.update"]["payload"].map(json.loads)

@@ -652,17 +652,18 @@ def test_the_prompt_list_and_the_upload_take_every_audio_file_vlab_reads(tmp_pat
     assert panel.upload.accept.split(",") == list(AUDIO_SUFFIXES)
 
 
-async def test_telephone_input_audio_sends_the_prompt_as_g711_at_8_khz(tmp_path, prompt_dir):
+async def test_telephone_audio_sends_the_prompt_and_hears_the_reply_as_g711_at_8_khz(tmp_path, prompt_dir):
     panel = _panel(tmp_path, prompt_dir)
     assert panel.settings().input_audio_format == "pcm16" and panel.settings().input_sample_rate == 24000
-    panel.input_audio.value = "Telephone: G.711 µ-law, 8 kHz"
+    panel.audio_format.value = "Telephone: G.711 µ-law, 8 kHz both ways"
     panel.start.click()
     await panel.task
     assert panel.output.outputs == ()
     meta = json.loads((panel.run_dir / "session.json").read_text())
-    assert meta["settings"]["input_audio_format"] == "g711_ulaw"
-    sent, rate = sf.read(panel.run_dir / "input.wav", dtype="float32")
-    assert rate == 8000 and np.abs(sent).max() > 0.1  # the prompt, decoded from what was sent
+    assert meta["settings"]["input_audio_format"] == meta["settings"]["output_audio_format"] == "g711_ulaw"
+    for recorded in ("input.wav", "output.wav"):  # the prompt sent and the reply heard, decoded
+        audio, rate = sf.read(panel.run_dir / recorded, dtype="float32")
+        assert rate == 8000 and np.abs(audio).max() > 0.1, recorded
     frame = panel.session.frame()
     assert (frame["type"] == protocol.SPEECH_STOPPED).any()  # the emulator heard speech in it
     assert "voice-to-voice" in panel.latency.value

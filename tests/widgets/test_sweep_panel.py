@@ -509,15 +509,22 @@ async def test_run_into_a_folder_whose_cells_had_other_instructions_is_refused_b
     assert [c.status for c in panel.result.cells] == ["skipped"], _text(panel.output)
 
 
-async def test_telephone_input_audio_reaches_the_sweep_and_its_heading(tmp_path):
+async def test_telephone_audio_reaches_the_sweep_and_its_heading(tmp_path):
     from vlab.sweep import load_config
 
     panel = _panel(tmp_path)
     assert "session" not in panel.config()  # PCM16 at 24 kHz: the service's default, nothing sent
-    assert panel.input_audio.value == "PCM16, 24 kHz"
-    panel.input_audio.value = "Telephone: G.711 A-law, 8 kHz"
-    assert panel.config()["session"] == {"input_audio_format": "g711_alaw", "input_audio_sampling_rate": 8000}
-    assert load_config(panel.config()).settings[0].input_sample_rate == 8000
+    assert panel.audio_format.value == "PCM16, 24 kHz"
+    panel.audio_format.value = "Telephone: G.711 A-law, 8 kHz both ways"
+    assert panel.config()["session"] == {
+        "input_audio_format": "g711_alaw",
+        "output_audio_format": "g711_alaw",
+    }
+    rates = {(s.input_sample_rate, s.output_sample_rate) for s in load_config(panel.config()).settings}
+    assert rates == {(8000, 8000)}
+    panel.audio_format.value = "PCM16, 16 kHz in, 24 kHz out"
+    assert panel.config()["session"] == {"input_audio_sampling_rate": 16000}
+    panel.audio_format.value = "Telephone: G.711 A-law, 8 kHz both ways"
     panel.prompts.value = ("pause_600",)
     panel.silences.value = "300"
     panel.vad_only.value = True
@@ -525,4 +532,4 @@ async def test_telephone_input_audio_reaches_the_sweep_and_its_heading(tmp_path)
     await asyncio.wait_for(panel.task, 60)
     assert [c.status for c in panel.result.cells] == ["ok"], _text(panel.output)
     heading = html.unescape(panel.results.children[0].value)
-    assert "session: input_audio_format 'g711_alaw', input_audio_sampling_rate 8000" in heading
+    assert "session: input_audio_format 'g711_alaw' · " in heading  # what its VAD heard, not the replies'

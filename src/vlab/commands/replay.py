@@ -96,6 +96,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         + ", ".join(map(str, protocol.INPUT_SAMPLING_RATES))
         + f" (default: {protocol.PCM16_SAMPLE_RATE_HZ}; G.711 is {protocol.G711_SAMPLE_RATE_HZ})",
     )
+    rep.add_argument(
+        "--output-format",
+        choices=list(protocol.OUTPUT_FORMAT_RATES),
+        default=None,
+        metavar="FORMAT",
+        help="the audio the assistant answers in: pcm16 (the default, 24 kHz), pcm16_16000hz …, g711_ulaw, "
+        "g711_alaw (a phone line: with --input-format, G.711 both ways)",
+    )
     pace = rep.add_mutually_exclusive_group()
     pace.add_argument("--realtime", action="store_true", help="send the audio in real time (the default)")
     pace.add_argument(
@@ -111,8 +119,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     rep.set_defaults(func=run)
 
 
-_AUDIO_FLAGS = {"input_format": "input_audio_format", "input_rate": "input_audio_sampling_rate"}
-"""The flags that set the input audio, and the :class:`~vlab.settings.SessionSettings` field each sets."""
+_AUDIO_FLAGS = {
+    "input_format": "input_audio_format",
+    "input_rate": "input_audio_sampling_rate",
+    "output_format": "output_audio_format",
+}
+"""The flags that set the audio each way, and the :class:`~vlab.settings.SessionSettings` field each sets."""
 
 
 def _flag(name: str) -> str:
@@ -247,8 +259,11 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     print(f"run folder: {result.run_dir}")
     print(f"target: {result.target}")
-    if args.input_format is not None or args.input_rate is not None:
-        print(f"input audio: {settings.input_audio_format} at {settings.input_sample_rate} Hz")
+    if any(getattr(args, flag) is not None for flag in _AUDIO_FLAGS):
+        print(
+            f"audio: {settings.input_audio_format} at {settings.input_sample_rate} Hz in, "
+            f"{settings.output_audio_format} at {settings.output_sample_rate} Hz out"
+        )
     print(f"events logged: {result.events}")
     hold_ms = settings.turn_hold_ms
     if labelled is not None:

@@ -36,8 +36,8 @@ from vlab.settings import (
     ServerVad,
     SessionSettings,
 )
+from vlab.widgets._audio_formats import audio_format_dropdown, audio_format_fields
 from vlab.widgets._events import direction_arrow, event_detail
-from vlab.widgets._input_audio import input_audio_dropdown, input_audio_fields
 from vlab.widgets._tasks import guarded, start_task
 from vlab.widgets.browser_audio import BrowserAudio, kernel_has_device
 from vlab.widgets.latency_line import LatencyLine
@@ -219,7 +219,7 @@ class SessionPanel:
             style=style,
             layout=wide,
         )
-        self.input_audio = input_audio_dropdown(style, wide)
+        self.audio_format = audio_format_dropdown(style, wide)
         self.turn_type = widgets.Dropdown(
             options=[(v, k) for k, v in TURN_TYPES.items()],
             value="server_vad",
@@ -333,7 +333,7 @@ class SessionPanel:
         self.upload_box = widgets.VBox([self.upload])
         self.browser_box = widgets.VBox([self.browser_audio])
         form = widgets.VBox([
-            self.target, self.azure_box, self.model, self.voice, self.instructions, self.input_audio,
+            self.target, self.azure_box, self.model, self.voice, self.instructions, self.audio_format,
             self.tools_note, self.mcp_url, self.mcp_box,
             self.turn_type, self.vad_box, self.source, self.prompt_box, self.upload_box,
             self.speaker, self.speaker_side, self.browser_box, self.sound_where, self.barge_in,
@@ -466,7 +466,7 @@ class SessionPanel:
             voice=self.voice.value.strip() or NOT_GIVEN,
             turn_detection=td,
             tools=(*self.tools, *([server] if server is not None else [])),
-            **input_audio_fields(self.input_audio.value),
+            **audio_format_fields(self.audio_format.value),
         )
 
     def _session_kwargs(self) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from vlab.audio.pacing import MAX_SPEED, parse_speed, speed_text
 from vlab.errors import ConfigError
 from vlab.log.files import new_run_dir
 from vlab.sweep.chart_names import pareto_labels, relabelled, short_named, short_names
-from vlab.widgets._input_audio import input_audio_dropdown, input_audio_fields
+from vlab.widgets._audio_formats import audio_format_dropdown, audio_format_fields
 from vlab.widgets._tasks import guarded, start_task
 
 TURN_TYPES = {"server_vad": "Server VAD", "azure_semantic_vad": "Azure semantic VAD"}
@@ -214,7 +214,7 @@ class SweepPanel:
             value="", placeholder="the target's (AZURE_VOICELIVE_MODEL); several, separated by commas, to compare them",
             description="Models", style=style, layout=wide,
         )  # fmt: skip
-        self.input_audio = input_audio_dropdown(style, wide)
+        self.audio_format = audio_format_dropdown(style, wide)
         speed_value = speed_text(parse_speed(speed))
         speeds = list(SPEEDS)
         if speed_value not in [v for _, v in speeds]:
@@ -273,7 +273,7 @@ class SweepPanel:
 
         form = widgets.VBox([
             self.prompts, self.turn_type, self.thresholds, self.silences, self.paddings, self.eou,
-            self.eou_timeouts, self.repeats, self.instructions, self.voice, self.models, self.input_audio,
+            self.eou_timeouts, self.repeats, self.instructions, self.voice, self.models, self.audio_format,
             self.speed, self.latency, self.baseline, self.push_to_talk, self.canary, self.vad_only, self.folder,
             self.target,
             widgets.HBox([self.run_button, self.stop_button, self.progress]), self.status,
@@ -383,7 +383,7 @@ class SweepPanel:
         session = {"instructions": self.instructions.value.strip()} if self.instructions.value.strip() else {}
         if len(voices) == 1:
             session["voice"] = voices[0]
-        session.update(input_audio_fields(self.input_audio.value))
+        session.update(audio_format_fields(self.audio_format.value))
         return {**config, "session": session} if session else config
 
     @property
