@@ -4,7 +4,8 @@ The run's log gives the server events in order, each at its offset on the input-
 ``sim_ms`` for a run on the emulator's simulated timeline, else the input audio the client had sent when
 it arrived (a run against Azure, on the client's clock; ``docs/timeline.md``). ``input.wav`` gives the
 audio the client sent, which a replaying client must match; ``output/<item_id>.wav`` gives the reply
-audio each ``response.audio.delta`` carried (the log keeps only its size). Runs need their recordings
+audio each ``response.audio.delta`` carried (the log keeps only its size), encoded again in the session's
+output format (both recordings hold PCM16, G.711 expanded). Runs need their recordings
 (``record_audio=True``, the default). vlab's timeline markers are not client events of the cassette;
 the answers to them are flagged (see :mod:`vlab.emulator.cassette`).
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vlab import protocol
+from vlab.audio import g711
 from vlab.audio.recording import INPUT_WAV, ITEMS_DIR, item_wav_path
 from vlab.emulator.cassette import Cassette, CassetteEvent, timeline_marker
 from vlab.errors import ConfigError
@@ -55,18 +57,22 @@ def load_cassette(run_dir: str | os.PathLike[str]) -> Cassette:
     simulated = on_simulated_timeline(events)
     timeline = InputTimeline.from_events(events)
     notes: list[str] = []
-    reply_audio: dict[str, tuple[bytes, int]] = {}  # item → its audio and how much was replayed
+    reply_audio: dict[str, tuple[bytes, int]] = {}  # item → its audio (PCM16) and how much was replayed
+    formats = {"input_audio_format": "pcm16", "output_audio_format": "pcm16"}  # as the session last said
 
     def delta_audio(item_id: str, n_bytes: int) -> str:
+        """The next ``n_bytes`` of an item's recorded audio, in the session's output format, as base64."""
         if item_id not in reply_audio:
             path = item_wav_path(run, item_id)
             reply_audio[item_id] = (_read_wav(path)[0] if path.is_file() else b"", 0)
             if not path.is_file():
                 notes.append(f"no {ITEMS_DIR}/{path.name}: its audio replays as silence")
         audio, used = reply_audio[item_id]
-        chunk = audio[used : used + n_bytes]
-        reply_audio[item_id] = (audio, used + n_bytes)
-        return base64.b64encode(chunk + bytes(n_bytes - len(chunk))).decode("ascii")
+        output_format = formats["output_audio_format"]
+        n_pcm16 = n_bytes // protocol.bytes_per_sample(output_format) * 2  # G.711: a byte a sample
+        chunk = audio[used : used + n_pcm16]
+        reply_audio[item_id] = (audio, used + n_pcm16)
+        return base64.b64encode(g711.from_pcm16(chunk + bytes(n_pcm16 - len(chunk)), output_format)).decode()
 
     recorded: list[CassetteEvent] = []
     client: list[dict[str, Any]] = []
@@ -95,6 +101,8 @@ def load_cassette(run_dir: str | os.PathLike[str]) -> Cassette:
         if r.type == protocol.SESSION_UPDATED:
             marker = updates[answered] if answered < len(updates) else None
             answered += 1
+            session = event.get("session") or {}
+            formats.update({key: session[key] for key in formats if isinstance(session.get(key), str)})
         if r.type == protocol.AUDIO_DELTA:
             size = as_float(r.audio_bytes)
             event["delta"] = delta_audio(str(r.item_id), int(size) if math.isfinite(size) else 0)
@@ -109,6 +117,7 @@ def load_cassette(run_dir: str | os.PathLike[str]) -> Cassette:
         client_events=tuple(client),
         input_audio=input_audio,
         input_rate=input_rate,
+        input_format=formats["input_audio_format"],
         source=str(run),
         notes=tuple(notes),
     )

@@ -4,6 +4,7 @@ vlab's Session) with the same server events at the same offsets; a client that d
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import math
@@ -17,7 +18,7 @@ from azure.ai.voicelive.aio import connect
 from azure.core.credentials import AzureKeyCredential
 
 from tests._logs import write_log
-from vlab.audio.pcm import silence
+from vlab.audio.pcm import float_to_pcm16, pcm16_to_float, resample, silence
 from vlab.cassette import load_cassette
 from vlab.emulator import Emulator
 from vlab.emulator.cassette import AUDIO_TOLERANCE, DIVERGENCE_CODE, timeline_marker
@@ -71,6 +72,27 @@ async def test_a_recorded_run_replays_with_the_same_events_at_the_same_offsets(r
     assert [p.read_bytes() for p in replayed_out] == [
         (recorded / "output" / p.name).read_bytes() for p in replayed_out
     ]
+
+
+@pytest.mark.parametrize("fmt", ["g711_ulaw", "g711_alaw"])
+async def test_a_telephone_run_replays_its_g711_both_ways(tmp_path, fmt):
+    # input.wav and output/<item>.wav hold PCM16: the replay compared the client's G.711 bytes with it (a
+    # divergence at once) and sent PCM16 bytes as the replies' G.711
+    phone = dataclasses.replace(SETTINGS, input_audio_format=fmt, output_audio_format=fmt)
+    pcm8 = float_to_pcm16(resample(pcm16_to_float(_audio()), 24000, 8000))
+    async with fast_emulator(latency="typical", hear_audio=False) as emu:
+        await _run(tmp_path / "recorded", emu, pcm8, phone)
+    cassette = load_cassette(tmp_path / "recorded")
+    assert (cassette.input_format, cassette.input_rate, cassette.notes) == (fmt, 8000, ())
+    async with Emulator(speed="max", cassette=cassette) as emu:
+        await _run(tmp_path / "replayed", emu, pcm8, phone)
+    before, after = _server(tmp_path / "recorded"), _server(tmp_path / "replayed")
+    assert [t for t, _ in after] == [t for t, _ in before] and "error" not in [t for t, _ in after]
+    assert max(abs(a - b) for (_, a), (_, b) in zip(after, before, strict=True)) <= 1.0
+    replayed_out = sorted((tmp_path / "replayed" / "output").glob("*.wav"))
+    assert len(replayed_out) == 2 and [p.read_bytes() for p in replayed_out] == [
+        (tmp_path / "recorded" / "output" / p.name).read_bytes() for p in replayed_out
+    ]  # the replies, the same once expanded
 
 
 async def test_different_audio_or_settings_get_a_divergence_error_and_nothing_improvised(

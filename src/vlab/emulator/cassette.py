@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vlab import protocol
+from vlab.audio import g711
 from vlab.clock import Clock
 from vlab.emulator.timeline import Scheduler
 from vlab.emulator.trace import Trace
@@ -80,9 +81,12 @@ class Cassette:
     client_events: tuple[dict[str, Any], ...]
     """The recording's non-audio client events, in order (``type``, and ``session`` for updates)."""
     input_audio: bytes
-    """Every input audio byte the recording's client appended (PCM16)."""
+    """Every input audio byte the recording's client appended, as PCM16 (G.711 expanded)."""
     input_rate: int
     """Sample rate of :attr:`input_audio`, in Hz."""
+    input_format: str = "pcm16"
+    """The recorded session's ``input_audio_format``: a replaying client's appends are expanded from it to
+    PCM16 before they are compared with :attr:`input_audio`."""
     source: str = ""
     """Where the cassette was read from (a run folder)."""
     notes: tuple[str, ...] = field(default=())
@@ -210,7 +214,9 @@ class CassetteConnection:
 
     def _append(self, event: dict[str, Any]) -> None:
         try:
-            audio = base64.b64decode(str(event.get("audio", "")), validate=True)
+            audio = g711.to_pcm16(
+                base64.b64decode(str(event.get("audio", "")), validate=True), self.cassette.input_format
+            )
         except (binascii.Error, ValueError):
             audio = b""
         start, recorded = self._audio_pos, self.cassette.input_audio
