@@ -21,7 +21,7 @@ from tests._logs import write_log
 from vlab.audio.pcm import float_to_pcm16, pcm16_to_float, resample, silence
 from vlab.cassette import load_cassette
 from vlab.emulator import Emulator
-from vlab.emulator.cassette import AUDIO_TOLERANCE, DIVERGENCE_CODE, timeline_marker
+from vlab.emulator.cassette import AUDIO_TOLERANCE, DIVERGENCE_CLOSE_CODE, DIVERGENCE_CODE, timeline_marker
 from vlab.errors import ConfigError, ConnectionFailed
 from vlab.feed import feed_prompt
 from vlab.log import load_log
@@ -95,6 +95,24 @@ async def test_a_telephone_run_replays_its_g711_both_ways(tmp_path, fmt):
     ]  # the replies, the same once expanded
 
 
+async def _diverged(emu: Emulator, settings: SessionSettings, audio: bytes = b"") -> tuple[str, Any]:
+    """Send ``settings`` and ``audio`` to a replay they diverge from, which closes the connection after its
+    error: what the session raised, and its events."""
+    session = Session(settings, endpoint=emu.endpoint, api_key=emu.api_key)
+    with pytest.raises(ConnectionFailed) as failed:
+        async with session:
+            if audio:
+                await session.stream_audio(audio, speed=math.inf)
+            await session.wait_for("response.done", timeout_s=20)  # not before the close: none comes
+    frame = session.frame()
+    (message,) = frame.loc[frame["type"] == "error", "error_message"]
+    assert str(failed.value).startswith(
+        f"the server reported an error ({DIVERGENCE_CODE}: {message}) and then "
+    )
+    assert f"closed the connection (code {DIVERGENCE_CLOSE_CODE}, policy violation)" in str(failed.value)
+    return message, frame
+
+
 async def test_different_audio_or_settings_get_a_divergence_error_and_nothing_improvised(
     recorded, tmp_path, caplog
 ):
@@ -102,23 +120,18 @@ async def test_different_audio_or_settings_get_a_divergence_error_and_nothing_im
     cassette = load_cassette(recorded)
     other = spoken_prompt("Book a table for two at seven tonight.", lead_ms=300, trail_ms=1500).pcm
     async with Emulator(speed="max", cassette=cassette, trace=True) as emu:
-        async with Session(SETTINGS, endpoint=emu.endpoint, api_key=emu.api_key) as session:
-            await session.stream_audio(other + silence(500, 24000), speed=math.inf)
-            error = (await session.wait_for("error", timeout_s=20))[-1]
-            frame = session.frame()
-        assert error.error.code == DIVERGENCE_CODE
-        assert "audio differs from the recording at" in error.error.message
+        message, frame = await _diverged(emu, SETTINGS, other + silence(500, 24000))
+        assert "audio differs from the recording at" in message
         assert "response.created" not in set(frame["type"])  # nothing past the divergence
         assert "cassette replay stopped" in caplog.text
         assert emu.trace is not None
         (diverged,) = emu.trace.of_kind("cassette")
         assert diverged["event"] == "diverged" and diverged["what"].startswith("the client's audio differs")
-        assert diverged["what"] in error.error.message
+        assert diverged["what"] in message
 
         changed = SessionSettings(turn_detection=ServerVad(silence_duration_ms=700))
-        async with Session(changed, endpoint=emu.endpoint, api_key=emu.api_key) as session:
-            error = (await session.wait_for("error", timeout_s=20))[-1]
-        assert "differs from the recording in: turn_detection" in error.error.message
+        message, _ = await _diverged(emu, changed)
+        assert "differs from the recording in: turn_detection" in message
 
 
 async def test_audio_within_the_tolerance_is_the_recording_and_the_first_sample_beyond_it_is_named(recorded):
@@ -129,11 +142,8 @@ async def test_audio_within_the_tolerance_is_the_recording_and_the_first_sample_
     sent = samples + toward_zero * AUDIO_TOLERANCE  # every sample as far off as still counts as the same
     sent[24240:] += toward_zero[24240:]  # and one more from 1010 ms on (within a 20 ms append)
     async with Emulator(speed="max", cassette=cassette) as emu:
-        async with Session(SETTINGS, endpoint=emu.endpoint, api_key=emu.api_key) as session:
-            await session.stream_audio(sent.astype("<i2").tobytes(), speed=math.inf)
-            error = (await session.wait_for("error", timeout_s=20))[-1]
-    assert error.error.code == DIVERGENCE_CODE
-    assert "the client's audio differs from the recording at 1010 ms of input audio" in error.error.message
+        message, _ = await _diverged(emu, SETTINGS, sent.astype("<i2").tobytes())
+    assert "the client's audio differs from the recording at 1010 ms of input audio" in message
 
 
 def test_only_an_update_that_sets_nothing_but_the_timeline_is_a_marker():

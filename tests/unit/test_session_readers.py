@@ -96,3 +96,17 @@ async def test_untyped_readers_get_the_items_as_delivered_and_typed_ones_the_mod
     )
     got = await feed.wait_for("done", typed=False)
     assert got == events and got[0] is events[0]
+
+
+async def test_a_wait_on_a_predicate_says_it_in_words_not_its_repr():
+    feed, clock = started_feed()
+    waiter = asyncio.create_task(feed.wait_for(lambda e: e["type"] == "x", timeout_s=2))
+    await clock.wait_for_sleepers()
+    clock.advance_ns(2_000 * MS)
+    with pytest.raises(TimeoutError) as timed_out:
+        await waiter
+    assert str(timed_out.value) == "no matching server event within 2 s (received: [])"
+    feed.end()
+    with pytest.raises(RuntimeError) as ended:
+        await feed.wait_for(lambda e: True)
+    assert str(ended.value) == "the feed ended while waiting for a server event"

@@ -51,6 +51,9 @@ log = logging.getLogger("vlab.emulator")
 
 DIVERGENCE_CODE = "cassette_divergence"
 """``error.code`` of the event that reports a client diverging from the cassette."""
+DIVERGENCE_CLOSE_CODE = 1008
+"""The WebSocket close code (policy violation) the connection is closed with after that event: nothing more
+would come on it."""
 AUDIO_TOLERANCE = 64
 """Largest difference of a PCM16 sample (of 32768) that still counts as the same audio (about -54 dBFS)."""
 _IGNORED_SESSION_KEYS = ("metadata",)
@@ -209,6 +212,8 @@ class CassetteConnection:
         if self._error is not None:
             error, self._error = self._error, None
             await self._send_now(error)
+            # nothing more will come: the client learns it now, not when its wait for a reply times out
+            await self.ws.close(code=DIVERGENCE_CLOSE_CODE, message=b"the client diverged from the recording")
         elif self.diverged is None:
             self._release()
 

@@ -137,6 +137,10 @@ class EventFeed:
         seen: list[Any] = []
         hits = 0
         timer: asyncio.Future[None] | None = None
+        if isinstance(match, str):
+            awaited = missing = repr(match)
+        else:  # a predicate is said in words: its repr means nothing to a user
+            awaited, missing = "a server event", "matching server event"
         backlog, to_model = self._backlog, self._to_model if typed else _as_delivered
         try:
             while True:
@@ -147,14 +151,14 @@ class EventFeed:
                     if hits >= count:
                         return seen
                 if not self.live:
-                    raise ended(f"while waiting for {match!r}")
+                    raise ended(f"while waiting for {awaited}")
                 if timer is None:
                     deadline_ns = self.clock.monotonic_ns() + round(timeout_s * NS_PER_S)
                     timer = asyncio.ensure_future(self.clock.sleep_until_ns(deadline_ns))
                     timer.add_done_callback(lambda _: self._wake())
                 elif timer.done():
                     got = sorted({e.get("type") for e in seen})
-                    raise TimeoutError(f"no {match!r} within {timeout_s} s (received: {got})")
+                    raise TimeoutError(f"no {missing} within {timeout_s} s (received: {got})")
                 waiter = asyncio.get_running_loop().create_future()
                 self._waiters.append(waiter)
                 await waiter

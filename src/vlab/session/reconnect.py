@@ -176,6 +176,8 @@ class ConnectionLoss:
                 "Raise the client's limit with Session(max_frame_bytes=...) (the SDK's connection option "
                 "max_msg_size), or make the server send smaller frames"
             )
+        elif self.code == "server_error":  # its error says why: the network is not the first suspect
+            fix += "; if the error names something the client sent (a setting, the audio), change that first"
         else:
             fix += "; if it keeps happening, check the network (and proxies or firewalls that cut WebSockets)"
         return ConnectionFailed(f"{self.what} ({target}).{where} {fix}.")
