@@ -397,6 +397,7 @@ def _warnings(cfg: SweepConfig, target: Target | None) -> list[str]:
     messages = label_warnings(cfg.prompts)
     if target is not None and target.kind == "emulator":
         messages.extend(_answered_alike(cfg))
+        messages.extend(_words_of_narrowband_audio(cfg))
         if cfg.repeats > 1:
             messages.append(
                 f"[run] repeats = {cfg.repeats} on vlab's embedded emulator: it decides and answers every repeat "
@@ -412,6 +413,35 @@ def _warnings(cfg: SweepConfig, target: Target | None) -> list[str]:
             "[target] speed = 1 to send it as a caller would"
         )
     return messages
+
+
+NARROWBAND_HZ = 8000
+"""Input at this rate or below (telephone audio) is band-limited to 4 kHz: the emulator's recognizer hears
+about half its words (docs/emulator.md)."""
+
+
+def _words_of_narrowband_audio(cfg: SweepConfig) -> list[str]:
+    """The warning for settings whose turns the emulator decides by the words of telephone audio, if any.
+
+    End-of-utterance detection (and a semantic VAD's) holds a turn by the words its recognizer hears, and
+    at 8 kHz it loses about half of them: those settings' cut-offs are then the recognizer's, not the
+    service's.
+    """
+    from vlab import protocol_limits
+
+    narrowband = [s for s in cfg.settings if s.input_sample_rate <= NARROWBAND_HZ]
+    held = [
+        s for s in narrowband if protocol_limits.eou_timeout_ms(s.to_wire().get("turn_detection")) is not None
+    ]
+    if not held:
+        return []
+    audio = f"{held[0].input_audio_format} at {held[0].input_sample_rate} Hz"
+    return [
+        f"[session] input audio {audio} on vlab's embedded emulator, with end-of-utterance detection: the "
+        "emulator holds a paused turn by the words its recognizer hears, and it hears about half the words "
+        "of 8 kHz audio: these settings' cut-offs are then as much its recognizer's doing as the settings'. "
+        "Compare them against Azure, or on the emulator with PCM16 at 16 kHz or more"
+    ]
 
 
 def _answered_alike(cfg: SweepConfig) -> list[str]:
