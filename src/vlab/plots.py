@@ -578,8 +578,8 @@ def near_groups(xs: Sequence[float], rates: Sequence[float]) -> list[list[int]]:
 def _name_points(ax: Axes, names: pd.Series, xs: pd.Series, ys: pd.Series) -> None:
     """Write each point's setting beside it; points on top of each other (:func:`near_groups`) share a label.
 
-    More than four points are numbered instead, and named in a key beside the plot, a line per setting. A
-    name may hold several settings, a line each; a point named "" is drawn without a label. ``ys``: rates in %.
+    ``ys`` are rates in %. More than four points are numbered instead, and named in a key beside the plot,
+    a line per setting. A name may hold several settings, a line each; a point named "" has no label.
     """
     settings, x, y = list(names), [float(v) for v in xs], [float(v) for v in ys]
     at_point: dict[tuple[float, float], list[str]] = {}

@@ -463,7 +463,7 @@ def target_parts(manifest: dict[str, Any]) -> list[str]:
     """What a sweep ran against, as the report's first line and the sweep panel's heading say it.
 
     ``["target: emulator", "model: gpt-realtime", "speed: max", "latency model: typical", ...]``: the
-    the target kinds, models, speed, the latency model that applied, the dialogue script and the session's
+    target kinds, models, speed, the latency model that applied, the dialogue script and the session's
     instructions or tools (for a VAD-only sweep, the part that says so and the input audio its VAD heard).
     """
     from vlab.sweep.config import VAD_HEARD_SESSION_FIELDS
@@ -695,7 +695,7 @@ def ran_otherwise(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> list[
 
 
 def _with_audio(session: dict[str, Any]) -> dict[str, Any]:
-    """A sweep's ``[session]`` with the audio its cells sent and heard, given or not (PCM16 at 24 kHz by default).
+    """A sweep's ``[session]`` with the audio its cells sent and heard, said or not (default: PCM16, 24 kHz).
 
     So two sweeps that sent the same audio compare alike however they said it, and one that left it out shows
     the default, not "none".

@@ -96,7 +96,7 @@ async def test_the_session_s_instructions_reach_each_cell_and_set_how_long_its_r
 
 
 async def test_a_sweep_answered_in_g711_records_it_at_8_khz_with_the_figures_of_pcm16(tmp_path):
-    # the assistant's audio format changes what is recorded, not when anything happens on the emulator's timeline
+    # the assistant's audio format changes what is recorded, not when anything happens (emulator's timeline)
     plain = config(target={"speed": "max"}, prompts={"include": ["pause_600", "interruption"]})
     phone = config(**plain, session={"output_audio_format": "g711_ulaw"})
     figures = [

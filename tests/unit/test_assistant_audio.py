@@ -1,4 +1,4 @@
-"""The assistant's audio on its way out: a speaker gets PCM16 and a playhead keeps time, in every output format."""
+"""The assistant's audio on its way out, in each format: a speaker gets PCM16, a playhead keeps time."""
 
 from __future__ import annotations
 

@@ -143,8 +143,8 @@ def test_a_server_that_reported_an_error_then_closed_is_not_first_blamed_on_the_
     refused = ConnectionLoss.closed(1008, "", server_error=("cassette_divergence", "the audio differs"))
     told = str(refused.error(target="the emulator"))
     assert told.endswith(
-        "Open a new session to go on, or pass Session(reconnect=True) to reconnect automatically; if the error "
-        "names something the client sent (a setting, the audio), change that first."
+        "Open a new session to go on, or pass Session(reconnect=True) to reconnect automatically; if the "
+        "error names something the client sent (a setting, the audio), change that first."
     )
     dropped = str(ConnectionLoss.closed(4000, "").error(target="the emulator"))
     assert dropped.endswith("check the network (and proxies or firewalls that cut WebSockets).")

@@ -156,7 +156,7 @@ def turn_detection(args: argparse.Namespace) -> ServerVad | AzureSemanticVad | N
 
 
 def session_settings(args: argparse.Namespace) -> SessionSettings:
-    """The session the flags ask for: turn detection, instructions, voice, transcription, input audio.
+    """The session the flags ask for: turn detection, instructions, voice, transcription, the audio each way.
 
     What no flag gives is left to the service.
 

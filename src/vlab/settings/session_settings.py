@@ -186,8 +186,8 @@ class SessionSettings(_Replaceable):
                 "input_audio_sampling_rate",
                 self.input_audio_sampling_rate,
                 "one of " + ", ".join(map(str, protocol.INPUT_SAMPLING_RATES)) + " (Hz) for pcm16",
-                "Choose one of these rates: vlab resamples prompts and microphones to it, and audio you append "
-                "yourself must be at it.",
+                "Choose one of these rates: vlab resamples prompts and microphones to it, and audio you "
+                "append yourself must be at it.",
             )
         _set(self, "input_audio_sampling_rate", rate)
         _check_choice(owner, "output_audio_format", self.output_audio_format, protocol.OUTPUT_FORMAT_RATES)

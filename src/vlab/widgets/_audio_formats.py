@@ -1,4 +1,4 @@
-"""The audio a panel's sessions send and hear: PCM16 at a rate, or telephone audio (G.711 at 8 kHz, both ways)."""
+"""The audio a panel's sessions send and hear: PCM16 at a rate, or telephone audio (8 kHz G.711 both ways)."""
 
 from __future__ import annotations
 
