@@ -105,6 +105,22 @@ async def test_a_lost_connection_ends_the_session_with_a_clear_error(tmp_path, p
     )  # nothing after it: the send was refused, not logged
 
 
+@pytest.mark.parametrize("reader", ["wait_for", "events"])
+async def test_a_lost_connection_is_a_warning_only_where_no_wait_raises_it(prompt, caplog, reader):
+    # a CLI printed it twice: the session's warning, then the error its wait raised
+    caplog.set_level(logging.INFO, logger="vlab.session")
+    async with fast_emulator(faults=[Fault("drop", at="response.audio.delta", n=2)]) as emu:
+        async with Session(SETTINGS, endpoint=emu.endpoint, api_key=emu.api_key, dotenv_path=False) as s:
+            await s.append_audio(prompt.pcm)
+            if reader == "wait_for":
+                with pytest.raises(ConnectionFailed):
+                    await s.wait_for("response.done", timeout_s=10)
+            else:  # an events() reader just stops: the log is its only word of the loss
+                assert [e async for e in s.events(typed=False)]
+    told = [r.levelno for r in caplog.records if "the connection was dropped" in r.getMessage()]
+    assert told == [logging.INFO if reader == "wait_for" else logging.WARNING]
+
+
 async def test_a_non_fatal_server_error_is_logged_and_the_session_goes_on(tmp_path, prompt, caplog):
     caplog.set_level(logging.INFO, logger="vlab.session")
     run = tmp_path / "run"

@@ -92,6 +92,11 @@ class EventFeed:
         """Events may come from now on."""
         self.live = True
 
+    @property
+    def awaited(self) -> bool:
+        """Whether a ``wait_for`` is waiting now: if the feed ends, it raises (``events()`` readers just stop)."""
+        return any(not waiter.done() for waiter in self._waiters)
+
     def put(self, item: Any) -> None:
         """Deliver one event (a server event's JSON object or a :class:`LocalEvent`)."""
         self._backlog.append(item)

@@ -477,8 +477,10 @@ class Session(AsyncWithOnly):
                     else:
                         self._on_notice(item)
             error = self.connection_error
-            if error is not None:
-                log.warning("%s", error)
+            if (
+                error is not None
+            ):  # a wait under way raises it to its caller; else this is the only word of it
+                (log.info if self._feed.awaited else log.warning)("%s", error)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # report, never lose silently
