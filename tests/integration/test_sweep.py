@@ -23,7 +23,7 @@ from vlab.feed import feed_prompt
 from vlab.log import load_log
 from vlab.metrics import detection_error_rate, tokens_used, turn_latency
 from vlab.prompts import load_prompt_set
-from vlab.sweep import SweepConfig, grid_shape, load_config, run_sweep, run_sweep_async
+from vlab.sweep import SweepConfig, grid_shape, load_config, run_sweep, run_sweep_async, sweep_warnings
 from vlab.sweep.cells import latency_seed
 
 pytestmark = pytest.mark.integration
@@ -597,6 +597,10 @@ def test_the_example_configs_are_valid():
     eou = load_config("examples/eou_sweep.toml")  # 2 silences × (none, 2 timeouts); the baseline is one
     assert len(eou.settings) == 6 and eou.baseline == "thr=0.5 pad=300 sil=500"
     assert "thr=0.5 pad=300 sil=300 eou=v1/1200ms" in eou.setting_names
+    phone = load_config("examples/telephone_sweep.toml")  # 3 thresholds × 3 silences, G.711 both ways
+    assert len(phone.settings) == 9 and phone.session["input_audio_format"] == "g711_ulaw"
+    assert {(s.input_sample_rate, s.output_sample_rate) for s in phone.settings} == {(8000, 8000)}
+    assert sweep_warnings(phone, {"dotenv_path": False}) == []  # the silence timer reads no words
 
 
 @pytest.mark.parametrize(
