@@ -6,6 +6,8 @@ those bytes and PCM16 (the stdlib ``audioop`` module is gone from Python 3.13).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 _BIAS = 0x84
@@ -18,24 +20,6 @@ def _segment(magnitude: np.ndarray, base: int) -> np.ndarray:
     for s in range(1, 8):
         seg[magnitude >= (base << s)] = s
     return seg
-
-
-def from_pcm16(pcm16: bytes, audio_format: str) -> bytes:
-    """PCM16 in a Voice Live audio format: G.711-encoded for ``g711_ulaw``/``g711_alaw``, else as it is."""
-    if audio_format == "g711_ulaw":
-        return ulaw_encode(pcm16)
-    if audio_format == "g711_alaw":
-        return alaw_encode(pcm16)
-    return pcm16
-
-
-def to_pcm16(data: bytes, audio_format: str) -> bytes:
-    """Audio bytes of a Voice Live format as PCM16: G.711 expanded, anything else as it is."""
-    if audio_format == "g711_ulaw":
-        return ulaw_decode(data)
-    if audio_format == "g711_alaw":
-        return alaw_decode(data)
-    return data
 
 
 def ulaw_encode(pcm16: bytes) -> bytes:
@@ -76,3 +60,22 @@ def alaw_decode(data: bytes) -> bytes:
     mag = np.where(seg == 0, mag, (mag + 0x100) << np.maximum(seg - 1, 0))
     x = np.where(a & 0x80, mag, -mag)
     return x.astype("<i2").tobytes()
+
+
+_CODECS: dict[str, tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]] = {
+    "g711_ulaw": (ulaw_encode, ulaw_decode),
+    "g711_alaw": (alaw_encode, alaw_decode),
+}
+"""Each G.711 format's encoder and decoder, by its Voice Live name."""
+
+
+def from_pcm16(pcm16: bytes, audio_format: str) -> bytes:
+    """PCM16 in a Voice Live audio format: G.711-encoded for ``g711_ulaw``/``g711_alaw``, else as it is."""
+    codec = _CODECS.get(audio_format)
+    return pcm16 if codec is None else codec[0](pcm16)
+
+
+def to_pcm16(data: bytes, audio_format: str) -> bytes:
+    """Audio bytes of a Voice Live format as PCM16: G.711 expanded, anything else as it is."""
+    codec = _CODECS.get(audio_format)
+    return data if codec is None else codec[1](data)

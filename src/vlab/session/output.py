@@ -46,14 +46,12 @@ class AssistantAudio:
         """The run folder's recording, if audio is recorded."""
         self._rates_of: SessionSettings | None = None
         self._rates = (0, 0)
-        self._format = "pcm16"
 
     def rates(self, settings: SessionSettings) -> tuple[int, int]:
         """Byte rate and sample rate of the assistant audio under ``settings`` (cached per settings)."""
         if self._rates_of is not settings:
             self._rates_of = settings
             self._rates = (settings.output_bytes_per_s, settings.output_sample_rate)
-            self._format = settings.output_audio_format
         return self._rates
 
     def delta(self, payload: Mapping[str, Any], t_ns: int, settings: SessionSettings) -> bool:
@@ -65,21 +63,20 @@ class AssistantAudio:
             shape (length, padding) was checked with the event's fields (:func:`~vlab.session.checks.event_problems`).
         """
         item_id = payload.get("item_id")
-        rate = self.rates(settings)[1]
+        rate, fmt = self.rates(settings)[1], settings.output_audio_format
         recording = self.recording
         push_size = getattr(self.output, "push_size", None)
         b64 = payload.get("delta") or ""
         if push_size is not None and recording is None:
             if not base64_alphabet_ok(b64):
                 return False
-            pcm16_bytes = 2 // protocol.bytes_per_sample(self._format) * (audio_size(b64) or 0)
-            push_size(item_id, pcm16_bytes, rate)
+            push_size(item_id, 2 // protocol.bytes_per_sample(fmt) * (audio_size(b64) or 0), rate)  # as PCM16
             return True
         try:
             audio = _strict_b64decode(b64)
         except (binascii.Error, ValueError):
             return False
-        self.output.push(str(item_id), g711.to_pcm16(audio, self._format), rate)
+        self.output.push(str(item_id), g711.to_pcm16(audio, fmt), rate)
         if recording is not None:
             recording.output_audio(str(item_id), audio, t_ns)
         return True

@@ -477,9 +477,8 @@ class Session(AsyncWithOnly):
                     else:
                         self._on_notice(item)
             error = self.connection_error
-            if (
-                error is not None
-            ):  # a wait under way raises it to its caller; else this is the only word of it
+            # a wait under way raises it to its caller; else this is the only word of it
+            if error is not None:
                 (log.info if self._feed.awaited else log.warning)("%s", error)
         except asyncio.CancelledError:
             raise

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from vlab import protocol_limits
 from vlab.clock import Clock, SystemClock
 from vlab.errors import RunFolderTaken, UsageError
 from vlab.prompts import LabelledPrompt
@@ -427,8 +428,6 @@ def _words_of_narrowband_audio(cfg: SweepConfig) -> list[str]:
     at 8 kHz it loses about half of them: those settings' cut-offs are then the recognizer's, not the
     service's.
     """
-    from vlab import protocol_limits
-
     narrowband = [s for s in cfg.settings if s.input_sample_rate <= NARROWBAND_HZ]
     held = [
         s for s in narrowband if protocol_limits.eou_timeout_ms(s.to_wire().get("turn_detection")) is not None
