@@ -118,6 +118,48 @@ async def test_vad_mode_hears_the_input_format_the_sessions_send(tmp_path, sessi
         assert not detections(as_pcm16.vad()).equals(detections(tables["vad"]))
 
 
+@pytest.mark.parametrize(
+    ("input_audio_format", "session"),
+    [
+        ("pcm16", {"input_audio_sampling_rate": 16000}),
+        ("g711_ulaw", {"input_audio_format": "g711_ulaw"}),
+        ("g711_alaw", {"input_audio_format": "g711_alaw"}),
+    ],
+)
+async def test_vad_preview_decides_as_a_vad_sweep_that_sends_the_same_audio(
+    tmp_path, input_audio_format, session
+):
+    from vlab.metrics import vad_preview
+
+    ids = ["short_question", "long_sentence", "pause_900"]
+    grid = {"threshold": [0.3, 0.5, 0.7], "prefix_padding_ms": [100], "silence_duration_ms": [200]}
+    sweep = await run_sweep_async(config("vad", grid, ids, session=session), tmp_path, progress=False)
+    settings = [
+        {"threshold": t, "prefix_padding_ms": 100, "silence_duration_ms": 200} for t in grid["threshold"]
+    ]
+    prompts = [p for p in load_prompt_set() if p.id in ids]
+    preview = vad_preview(prompts, settings, input_audio_format=input_audio_format)
+
+    def boundaries(vad: pd.DataFrame) -> pd.DataFrame:
+        columns = ["threshold", "prompt", *DETECTION[:-1]]
+        return vad.sort_values(columns[:3]).reset_index(drop=True)[columns]
+
+    assert len(preview) >= len(ids) * len(settings)
+    pd.testing.assert_frame_equal(boundaries(preview), boundaries(sweep.vad()))
+    if input_audio_format != "pcm16":  # G.711 at 8 kHz: not what PCM16 at 16 kHz decides
+        wideband = vad_preview(prompts, settings)
+        assert not boundaries(wideband).equals(boundaries(preview))
+
+
+def test_vad_preview_names_the_formats_it_takes():
+    from vlab.metrics import vad_preview
+
+    with pytest.raises(
+        ConfigError, match="'g711' is not a Voice Live input format; use one of 'pcm16', 'g711_ulaw'"
+    ):
+        vad_preview(load_prompt_set()[:1], [{}], input_audio_format="g711")
+
+
 @needs_noise_suppression
 async def test_vad_mode_applies_noise_suppression_as_the_emulator_does(tmp_path):
     grid = {"threshold": [0.05], "noise_reduction": ["off", "azure_deep_noise_suppression"]}

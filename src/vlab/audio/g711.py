@@ -79,3 +79,8 @@ def to_pcm16(data: bytes, audio_format: str) -> bytes:
     """Audio bytes of a Voice Live format as PCM16: G.711 expanded, anything else as it is."""
     codec = _CODECS.get(audio_format)
     return data if codec is None else codec[1](data)
+
+
+def as_carried(pcm16: bytes, audio_format: str) -> bytes:
+    """PCM16 after a trip through a Voice Live format (G.711 quantises it; PCM16 is unchanged)."""
+    return to_pcm16(from_pcm16(pcm16, audio_format), audio_format)

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from vlab import protocol
-from vlab.errors import warn_user
+from vlab.errors import ConfigError, warn_user
 from vlab.metrics.events import (
     UNLOGGED_VAD,
     as_float,
@@ -749,6 +749,7 @@ def vad_preview(
     settings: Sequence[Mapping[str, Any]],
     *,
     model_factory: Callable[[], SpeechModel] | None = None,
+    input_audio_format: str = "pcm16",
 ) -> pd.DataFrame:
     """Run vlab's own VAD (the emulator's) over the prompts for each setting, offline, in seconds.
 
@@ -761,16 +762,30 @@ def vad_preview(
         settings: Dicts with ``threshold``, ``prefix_padding_ms``, ``silence_duration_ms`` (and an
             optional ``setting`` name; default: a label built from the values).
         model_factory: Speech model (default: Silero, as the emulator).
+        input_audio_format: The audio as a session would send it: ``"pcm16"`` (the prompts at 16 kHz, the
+            model's rate) or ``"g711_ulaw"``/``"g711_alaw"`` (a phone line: 8 kHz, G.711-quantised), as a
+            VAD-only sweep with that ``[session]`` format hears it.
 
     Returns:
         Detections (:data:`DETECTION_COLUMNS`, every detection counted as responded) with ``setting``,
         ``prompt``, the setting values and ``run`` = 0; use :func:`score_prompt` per prompt and setting.
+
+    Raises:
+        ConfigError: ``input_audio_format`` is not a Voice Live input format.
     """
+    from vlab.audio import g711
+    from vlab.audio.pcm import silence
     from vlab.audio.vad import SileroModel, StreamingVad, VadParams
 
+    if input_audio_format not in protocol.INPUT_FORMATS:
+        raise ConfigError(
+            f"vad_preview: input_audio_format {input_audio_format!r} is not a Voice Live input format; "
+            f"use one of {', '.join(map(repr, protocol.INPUT_FORMATS))}"
+        )
+    rate = protocol.G711_SAMPLE_RATE_HZ if input_audio_format.startswith("g711") else 16000
     factory = model_factory or SileroModel
     default = VadParams()
-    audio = {p.id: p.pcm(16000) for p in prompts}
+    audio = {p.id: g711.as_carried(p.pcm(rate), input_audio_format) for p in prompts}
     runs: list[tuple[VadParams, dict[str, Any]]] = []
     for s in settings:
         params = VadParams(
@@ -799,9 +814,9 @@ def vad_preview(
     for i in order:
         params, values = runs[i]
         rows: list[dict[str, Any]] = rows_by_setting.setdefault(i, [])
-        tail = bytes(2 * int(16 * (params.silence_duration_ms + 200)))
+        tail = g711.as_carried(silence(params.silence_duration_ms + 200, rate), input_audio_format)
         for p in prompts:
-            vad = StreamingVad(params, 16000, model=factory())
+            vad = StreamingVad(params, rate, model=factory())
             fed, flushed = vad.prepare(audio[p.id] + tail), vad.prepare_flush()
             frames = np.concatenate((fed.frames, flushed.frames))
             have = known.get(p.id)

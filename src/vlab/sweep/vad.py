@@ -139,12 +139,11 @@ def _probabilities(
     from vlab.audio.pcm import silence
     from vlab.audio.silero_worker import probabilities_here
 
-    def as_sent(pcm: bytes) -> bytes:
-        return g711.to_pcm16(g711.from_pcm16(pcm, audio_format), audio_format)
-
     lengths = [len(silence(t, rate)) for t in tails_ms]
-    pieces = [as_sent(bytes(b - a)) for a, b in zip([0, *lengths], lengths, strict=False)]
-    audio = [[as_sent(p.pcm(rate)), *pieces] for p in prompts]
+    pieces = [
+        g711.as_carried(bytes(b - a), audio_format) for a, b in zip([0, *lengths], lengths, strict=False)
+    ]
+    audio = [[g711.as_carried(p.pcm(rate), audio_format), *pieces] for p in prompts]
     answers = probabilities_here(audio, rate, model, processing, cache)
     return {
         p.id: [np.concatenate(blocks[: k + 2]) for k in range(len(tails_ms))]
