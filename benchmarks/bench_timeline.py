@@ -6,7 +6,8 @@ any load. This benchmark reports the largest difference of each figure between t
 figures run the function tools of ``examples/tools_sweep.toml`` over its prompts, where the client's
 answer to each call is on the timeline too (``voice_to_answer_ms``), and the grid of
 ``examples/eou_sweep.toml``, where the end-of-utterance check holds simulated time while the
-recognizer reads the turn.
+recognizer reads the turn, and ``examples/telephone_sweep.toml``, where the audio is 8 kHz G.711 both ways
+(one byte a sample, so the audio clock counts it differently).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ FIGURES = (
 GOAL_MS = 5.0
 TOOLS_EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "tools_sweep.toml"
 EOU_EXAMPLE = TOOLS_EXAMPLE.with_name("eou_sweep.toml")
+TELEPHONE_EXAMPLE = TOOLS_EXAMPLE.with_name("telephone_sweep.toml")
 
 
 @contextlib.contextmanager
@@ -57,6 +59,7 @@ def _sweep(
     speed: Any,
     tools: dict[str, Any] | None = None,
     grid: dict[str, Any] | None = None,
+    session: dict[str, Any] | None = None,
 ) -> Any:
     import pandas as pd
 
@@ -65,6 +68,7 @@ def _sweep(
     config = {
         "target": {"speed": speed, "latency": "typical"},
         "prompts": {"include": prompts},
+        "session": session or {},
         "grid": grid or {"threshold": [0.5], "prefix_padding_ms": [300], "silence_duration_ms": settings},
         "run": {"repeats": 1, "concurrency": 4, "timeout_s": 120, "baseline": False},
         **({TOOLS_SECTION: tools} if tools else {}),
@@ -128,14 +132,21 @@ def bench_invariance(size: Size) -> list[Figure]:
     tool_prompts, tools = [p.id for p in example.prompts], example.raw[TOOLS_SECTION]
     eou_example = load_config(EOU_EXAMPLE)
     eou_prompts, eou_grid = [p.id for p in eou_example.prompts], eou_example.raw["grid"]
+    phone = load_config(TELEPHONE_EXAMPLE)
+    phone_prompts, phone_grid, phone_session = (
+        [p.id for p in phone.prompts],
+        phone.raw["grid"],
+        phone.raw["session"],
+    )
     settings = [200, 500, 1000]
     slow: Any = 1
     examples_slow: Any = 1
     if size.tiny:  # the smoke test: the examples' runs under load at "max" (busy loops burn make test's CPU)
         prompts, tool_prompts, settings, slow, examples_slow = ["pause_600"], ["pause_600"], [200], 4, "max"
         eou_prompts, eou_grid = ["pause_600"], {"silence_duration_ms": [300], "eou_timeout_ms": [1200]}
+        phone_prompts, phone_grid = ["pause_600"], {"silence_duration_ms": [300]}
     elif size.scale < 1:
-        prompts, eou_prompts = prompts[:4], eou_prompts[:2]
+        prompts, eou_prompts, phone_prompts = prompts[:4], eou_prompts[:2], phone_prompts[:2]
     n_cells = len(prompts) * len(settings)
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
@@ -143,11 +154,22 @@ def bench_invariance(size: Size) -> list[Figure]:
         real = _sweep(root / "slow", prompts, settings, slow)
         tools_fast = _sweep(root / "tools-max", tool_prompts, settings, "max", tools)
         eou_fast = _sweep(root / "eou-max", eou_prompts, [], "max", grid=eou_grid)
+        phone_fast = _sweep(
+            root / "phone-max", phone_prompts, [], "max", grid=phone_grid, session=phone_session
+        )
         with busy_loops():
             fast_loaded = _sweep(root / "max-loaded", prompts, settings, "max")
             real_loaded = _sweep(root / "slow-loaded", prompts, settings, slow)
             tools_loaded = _sweep(root / "tools-slow-loaded", tool_prompts, settings, examples_slow, tools)
             eou_loaded = _sweep(root / "eou-slow-loaded", eou_prompts, [], examples_slow, grid=eou_grid)
+            phone_loaded = _sweep(
+                root / "phone-slow-loaded",
+                phone_prompts,
+                [],
+                examples_slow,
+                grid=phone_grid,
+                session=phone_session,
+            )
     tools_cells = len(tool_prompts) * len(settings)
     eou_cells = eou_fast["cell"].nunique()
     return [
@@ -166,5 +188,12 @@ def bench_invariance(size: Size) -> list[Figure]:
             eou_loaded,
             eou_fast,
             eou_cells,
+        ),
+        _figure(
+            f"… on a phone line, G.711 both ways (examples/telephone_sweep.toml): speed {examples_slow} loaded "
+            "vs max idle",
+            phone_loaded,
+            phone_fast,
+            phone_fast["cell"].nunique(),
         ),
     ]
