@@ -190,8 +190,8 @@ def bench_invariance(size: Size) -> list[Figure]:
             eou_cells,
         ),
         _figure(
-            f"… on a phone line, G.711 both ways (examples/telephone_sweep.toml): speed {examples_slow} loaded "
-            "vs max idle",
+            "… on a phone line, G.711 both ways (examples/telephone_sweep.toml): "
+            f"speed {examples_slow} loaded vs max idle",
             phone_loaded,
             phone_fast,
             phone_fast["cell"].nunique(),
