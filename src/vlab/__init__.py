@@ -23,6 +23,7 @@ __all__ = [
     "SessionSettings",
     "VlabError",
     "__version__",
+    "find_runs",
     "load_log",
     "load_sweep",
 ]
@@ -37,11 +38,13 @@ _LAZY = {
     "VlabError": "vlab.errors",
     "load_log": "vlab.log",
     "load_sweep": "vlab.sweep",
+    "find_runs": "vlab.runs",
 }
 
 if TYPE_CHECKING:
     from vlab.errors import VlabError
     from vlab.log import load_log
+    from vlab.runs import find_runs
     from vlab.session import BargeIn, Session
     from vlab.settings import NOT_GIVEN, AzureSemanticVad, ServerVad, SessionSettings
     from vlab.sweep import load_sweep

@@ -24,6 +24,7 @@ def test_public_names_are_pinned():
         "SessionSettings",
         "VlabError",
         "__version__",
+        "find_runs",
         "load_log",
         "load_sweep",
     }

@@ -11,6 +11,7 @@ COMMANDS = (
     "sweep",
     "report",
     "compare",
+    "runs",
     "prompts",
     "calibrate",
     "doctor",

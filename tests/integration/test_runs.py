@@ -1,0 +1,136 @@
+"""`vlab runs` and `vlab.find_runs`: the sweeps and session runs a folder keeps, one row each."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+import vlab
+from vlab.bundled import bundled_dir
+from vlab.cli import main
+from vlab.errors import ConfigError
+
+pytestmark = pytest.mark.integration
+
+PHONE_SWEEP = """
+[target]
+speed = "max"
+[prompts]
+include = ["short_question"]
+[session]
+input_audio_format = "g711_ulaw"
+output_audio_format = "g711_ulaw"
+[grid]
+silence_duration_ms = [300]
+model = ["gpt-realtime", "gpt-4.1"]
+"""
+VAD_SWEEP = """
+[prompts]
+include = ["short_question", "pause_600"]
+[session]
+input_audio_sampling_rate = 16000
+[grid]
+threshold = [0.3, 0.5, 0.7]
+"""
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """A folder of runs as a user keeps them: sweeps, a replay, and what a crash or a stop leaves."""
+    root = tmp_path_factory.mktemp("runs")
+    configs = tmp_path_factory.mktemp("configs")
+    (configs / "phone.toml").write_text(PHONE_SWEEP)
+    (configs / "vad.toml").write_text(VAD_SWEEP)
+    assert main(["sweep", str(configs / "phone.toml"), "--out", str(root / "phone"), "--no-progress"]) == 0
+    vad = ["sweep", str(configs / "vad.toml"), "--out", str(root / "vad"), "--mode", "vad", "--no-progress"]
+    assert main(vad) == 0
+    replay = root / "team" / "replay"
+    assert main(["replay", "short_question", "--out", str(replay), "--speed", "max"]) == 0
+
+    shutil.copytree(root / "phone", root / "stopped")  # cells, and no manifest: stopped before the end
+    (root / "stopped" / "manifest.json").unlink()
+    shutil.copytree(replay, root / "crashed")  # the process died: no summary, the live log only
+    meta = json.loads((root / "crashed" / "session.json").read_text())
+    del meta["summary"]
+    (root / "crashed" / "session.json").write_text(json.dumps(meta))
+    (root / "crashed" / "events.parquet").unlink()
+    shutil.copytree(replay, root / "broken")
+    (root / "broken" / "session.json").write_text("{")
+    prompts = root / "my-prompts"  # a prompt set has a manifest.json too: not a run
+    prompts.mkdir()
+    shutil.copy(bundled_dir("prompts") / "short_question.wav", prompts)
+    (prompts / "manifest.json").write_text(json.dumps({"version": 1, "prompts": []}))
+    return root
+
+
+def test_each_sweep_and_session_run_is_one_row_newest_first(root):
+    runs = vlab.find_runs(root).set_index("folder", drop=False)
+
+    assert list(runs.columns) == ["folder", "kind", "started_at", "target", "size", "ended", "audio"]
+    assert sorted(runs.index) == ["broken", "crashed", "phone", "stopped", "team/replay", "vad"]
+    # the replay ran last, and its copy "crashed" started when it did; a stopped sweep started with its first
+    # cell, after the sweep "phone" it is a copy of; an unreadable session.json: unknown
+    assert list(runs["folder"]) == ["crashed", "team/replay", "vad", "stopped", "phone", "broken"]
+    assert runs["started_at"].iloc[:-1].is_monotonic_decreasing and pd.isna(runs.at["broken", "started_at"])
+
+    phone = runs.loc["phone"]
+    assert (phone["kind"], phone["size"], phone["ended"]) == (
+        "sweep",
+        "2 settings × 1 prompt × 1 repeat",
+        "2 ok",
+    )
+    assert phone["target"] == "embedded emulator, models gpt-4.1, gpt-realtime"
+    assert phone["audio"] == "g711_ulaw 8 kHz in, g711_ulaw 8 kHz out"
+
+    vad = runs.loc["vad"]
+    assert (vad["kind"], vad["size"], vad["ended"]) == (
+        "VAD-only sweep",
+        "3 settings × 2 prompts × 1 repeat",
+        "6 ok",
+    )
+    assert (vad["target"], vad["audio"]) == ("the emulator's VAD, no sessions", "pcm16 16 kHz in")
+
+    stopped = runs.loc["stopped"]
+    assert (stopped["kind"], stopped["size"]) == ("stopped sweep", "2 cells finished")
+    assert stopped["ended"] == "stopped (the same vlab sweep command goes on)"
+    assert stopped["target"].startswith("embedded emulator, model gpt-")
+
+    replay = runs.loc["team/replay"]
+    summary = json.loads((root / "team" / "replay" / "session.json").read_text())["summary"]
+    assert (replay["kind"], replay["ended"]) == ("session", "closed")
+    assert replay["size"] == f"{summary['events']} events" and summary["events"] > 10
+    assert (replay["target"], replay["audio"]) == (
+        "embedded emulator, model gpt-realtime",
+        "pcm16 24 kHz in, pcm16 24 kHz out",
+    )
+    lines = len((root / "crashed" / "events.jsonl").read_text().splitlines())
+    assert runs.at["crashed", "ended"] == "did not close (crashed, or still running)"
+    assert runs.at["crashed", "size"] == f"{lines} events"
+    assert runs.at["broken", "ended"] == "no readable session.json"
+
+
+def test_vlab_runs_prints_the_list_and_writes_it_as_csv(root, tmp_path, capsys):
+    assert main(["runs", str(root), "--csv", str(tmp_path / "runs.csv")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["folder", "kind", "started", "(UTC)", "target", "size", "ended", "audio"]
+    assert out[1].startswith("crashed ") and out[6].startswith("broken ")
+    assert out[6].split()[2] == "?"  # no start known
+    assert "phone       sweep " in out[5] and out[5].endswith("g711_ulaw 8 kHz in, g711_ulaw 8 kHz out")
+    assert all(line == line.rstrip() for line in out)
+    assert out[-1].startswith(f"6 runs under {root}.")
+    assert list(pd.read_csv(tmp_path / "runs.csv")["folder"]) == list(vlab.find_runs(root)["folder"])
+
+
+def test_a_folder_without_runs_says_so_and_one_that_is_not_there_names_itself(tmp_path, capsys):
+    assert main(["runs", str(tmp_path)]) == 0
+    assert capsys.readouterr().err.strip() == f"vlab: no sweep or session run under {str(tmp_path)!r}"
+    assert main(["runs", str(tmp_path / "nope")]) == 2
+    assert (
+        f"{str(tmp_path / 'nope')!r} does not exist: give the folder that holds your runs"
+        in capsys.readouterr().err
+    )
+    with pytest.raises(ConfigError, match="is a file"):
+        vlab.find_runs(bundled_dir("prompts") / "manifest.json")
