@@ -71,7 +71,10 @@ def test_an_unreadable_recording_is_left_out_with_a_warning_and_the_rest_are_lab
     (tmp_path / "broken.wav").write_bytes(b"not audio")
     assert main(["prompts", "label", str(tmp_path)]) == 0
     out, err = capsys.readouterr()
-    assert err.startswith(f"vlab: warning: left out {tmp_path / 'broken.wav'}: not a readable audio file")
+    warned = [line for line in err.splitlines() if not line.startswith("labelling: ")]  # beside the progress
+    assert warned[0].startswith(
+        f"vlab: warning: left out {tmp_path / 'broken.wav'}: not a readable audio file"
+    )
     assert err.count("vlab: warning:") == 1 and "1 recording → " in out
     assert [got.id for got in load_prompt_set(tmp_path)] == ["good"]
     (tmp_path / "manifest.json").unlink()

@@ -274,8 +274,7 @@ def label_folder(
         ConfigError: No recordings, or a manifest is already there and ``overwrite`` is False.
         AudioFormatError: No recording can be read (the first one's error).
     """
-    from tqdm.auto import tqdm
-
+    from vlab._progress import progress_bar
     from vlab.audio.wav import is_silent, read_audio
 
     root = Path(folder)
@@ -299,7 +298,7 @@ def label_folder(
     taken: set[str] = set()
     first_error: AudioFormatError | None = None
     silent: set[str] = set()  # recordings read_audio warned of
-    for path in tqdm(audio, desc="labelling", unit="file", disable=None if progress else True):
+    for path in progress_bar(len(audio), "labelling", "file", audio) if progress else audio:
         try:
             samples, rate = read_audio(path)
         except AudioFormatError as exc:

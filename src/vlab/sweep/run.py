@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vlab import protocol_limits
+from vlab._progress import progress_bar
 from vlab.clock import Clock, SystemClock
 from vlab.errors import RunFolderTaken, UsageError
 from vlab.prompts import LabelledPrompt
@@ -127,9 +128,7 @@ async def run_sweep_async(
     results: list[CellResult] = []
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(cells), desc="sweep", unit="cell")
+        bar = progress_bar(len(cells), "sweep", "cell")
 
     def done(result: CellResult) -> None:
         results.append(result)
@@ -217,9 +216,7 @@ async def _build_tables(
     loop = asyncio.get_running_loop()
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(metas), desc="tables", unit="cell")
+        bar = progress_bar(len(metas), "tables", "cell")
 
     def step() -> None:
         if bar is not None:
