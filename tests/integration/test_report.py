@@ -136,7 +136,8 @@ def test_a_path_that_is_not_a_sweep_folder_is_told_what_to_give_in_report_compar
     (recordings / "manifest.json").write_text('{"version": 1, "prompts": []}')
     (recordings / "a.wav").write_text("")
     cases = {
-        tmp_path / "nowhere": "does not exist; give the folder `vlab sweep --out` wrote",
+        tmp_path
+        / "nowhere": "does not exist; give the folder `vlab sweep --out` wrote (`vlab runs` lists them)",
         sweep_dir
         / "points.parquet": f"is a file, not a sweep folder: give the sweep folder it is in, {str(sweep_dir)!r}",
         tmp_path / "run" / "events.jsonl": "is a file, not a sweep folder",

@@ -103,6 +103,7 @@ async def test_constructor_loads_and_the_turn_audio_is_the_speech_span(run_dir, 
 def test_a_missing_folder_shows_a_clear_error(tmp_path):
     ex = LogExplorer(tmp_path / "nowhere")
     assert "Loading the run failed" in _shown(ex.output) and "no run folder" in _shown(ex.output)
+    assert "vlab.find_runs() lists the runs under runs/" in _shown(ex.output)
     ex.output.outputs = ()
     ex.path.value = str(tmp_path)
     ex.load_button.click()

@@ -100,7 +100,7 @@ def not_a_sweep(folder: Path) -> str | None:
         return None
     name = repr(str(folder))
     if not folder.exists():
-        return f"{name} does not exist; give the folder `vlab sweep --out` wrote"
+        return f"{name} does not exist; give the folder `vlab sweep --out` wrote (`vlab runs` lists them)"
     if folder.is_file():
         sweep = _sweep_above(folder)
         inside = f": give the sweep folder it is in, {str(sweep)!r}" if sweep else ""

@@ -116,7 +116,10 @@ class LogExplorer:
         if folder.is_file():
             raise ConfigError(f"{text!r} is a file: give the run folder it is in, {str(folder.parent)!r}")
         if not folder.is_dir():
-            raise ConfigError(f"no run folder {text!r} (relative paths start at {str(Path.cwd())!r})")
+            raise ConfigError(
+                f"no run folder {text!r} (relative paths start at {str(Path.cwd())!r}; "
+                "vlab.find_runs() lists the runs under runs/)"
+            )
         if not is_run_folder(folder):
             cells = sorted(filter(is_run_folder, (folder / CELLS_DIR).glob("*")))
             if cells:
