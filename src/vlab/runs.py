@@ -156,11 +156,8 @@ def _session_row(folder: Path) -> dict[str, Any] | None:
     if not isinstance(summary, dict):
         ended = "did not close (crashed, or still running)"
     else:
-        ended = (
-            f"connection error: {summary['connection_error']}"
-            if summary.get("connection_error")
-            else "closed"
-        )
+        error = summary.get("connection_error")
+        ended = f"connection error: {str(error).splitlines()[0]}" if error else "closed"
     return {
         "kind": "session",
         "started_at": meta.get("started_at"),

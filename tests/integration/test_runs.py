@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
+import socket
 
 import pandas as pd
 import pytest
@@ -11,7 +13,7 @@ import pytest
 import vlab
 from vlab.bundled import bundled_dir
 from vlab.cli import main
-from vlab.errors import ConfigError
+from vlab.errors import ConfigError, ConnectionFailed
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +52,11 @@ def root(tmp_path_factory):
     replay = root / "team" / "replay"
     assert main(["replay", "short_question", "--out", str(replay), "--speed", "max"]) == 0
 
+    with socket.socket() as refusing:  # bound, never listening: the connection is refused
+        refusing.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{refusing.getsockname()[1]}"
+        asyncio.run(_refused(root / "refused", endpoint))
+
     shutil.copytree(root / "phone", root / "stopped")  # cells, and no manifest: stopped before the end
     (root / "stopped" / "manifest.json").unlink()
     shutil.copytree(replay, root / "crashed")  # the process died: no summary, the live log only
@@ -66,14 +73,20 @@ def root(tmp_path_factory):
     return root
 
 
+async def _refused(run_dir, endpoint: str) -> None:
+    with pytest.raises(ConnectionFailed, match="nothing accepts connections"):
+        async with vlab.Session(run_dir=run_dir, endpoint=endpoint, api_key="secret-key", dotenv_path=False):
+            pass
+
+
 def test_each_sweep_and_session_run_is_one_row_newest_first(root):
     runs = vlab.find_runs(root).set_index("folder", drop=False)
 
     assert list(runs.columns) == ["folder", "kind", "started_at", "target", "size", "ended", "audio"]
-    assert sorted(runs.index) == ["broken", "crashed", "phone", "stopped", "team/replay", "vad"]
+    assert sorted(runs.index) == ["broken", "crashed", "phone", "refused", "stopped", "team/replay", "vad"]
     # the replay ran last, and its copy "crashed" started when it did; a stopped sweep started with its first
     # cell, after the sweep "phone" it is a copy of; an unreadable session.json: unknown
-    assert list(runs["folder"]) == ["crashed", "team/replay", "vad", "stopped", "phone", "broken"]
+    assert list(runs["folder"]) == ["refused", "crashed", "team/replay", "vad", "stopped", "phone", "broken"]
     assert runs["started_at"].iloc[:-1].is_monotonic_decreasing and pd.isna(runs.at["broken", "started_at"])
 
     phone = runs.loc["phone"]
@@ -110,17 +123,23 @@ def test_each_sweep_and_session_run_is_one_row_newest_first(root):
     assert runs.at["crashed", "ended"] == "did not close (crashed, or still running)"
     assert runs.at["crashed", "size"] == f"{lines} events"
     assert runs.at["broken", "ended"] == "no readable session.json"
+    # a session that never opened: its folder says why (session.json's summary), never with the key
+    refused = runs.loc["refused"]
+    assert refused["ended"].startswith("connection error: nothing accepts connections at 127.0.0.1:")
+    assert refused["target"].startswith("endpoint http://127.0.0.1:") and refused["size"] == "0 events"
+    assert not [f for f in (root / "refused").iterdir() if b"secret-key" in f.read_bytes()]
 
 
 def test_vlab_runs_prints_the_list_and_writes_it_as_csv(root, tmp_path, capsys):
     assert main(["runs", str(root), "--csv", str(tmp_path / "runs.csv")]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["folder", "kind", "started", "(UTC)", "target", "size", "ended", "audio"]
-    assert out[1].startswith("crashed ") and out[6].startswith("broken ")
-    assert out[6].split()[2] == "?"  # no start known
-    assert "phone       sweep " in out[5] and out[5].endswith("g711_ulaw 8 kHz in, g711_ulaw 8 kHz out")
+    assert out[1].startswith("refused ") and out[7].startswith("broken ")
+    assert out[7].split()[2] == "?"  # no start known
+    assert "phone       sweep " in out[6] and out[6].endswith("g711_ulaw 8 kHz in, g711_ulaw 8 kHz out")
+    assert "connection error: nothing accepts connections at 127.0.0.1:… " in out[1]  # its advice: in the CSV
     assert all(line == line.rstrip() for line in out)
-    assert out[-1].startswith(f"6 runs under {root}.")
+    assert out[-1].startswith(f"7 runs under {root}.")
     assert list(pd.read_csv(tmp_path / "runs.csv")["folder"]) == list(vlab.find_runs(root)["folder"])
 
 

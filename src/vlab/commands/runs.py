@@ -8,6 +8,10 @@ from pathlib import Path
 
 from vlab.commands._args import out_file
 
+ENDED_CHARS = 60
+"""Characters of how a run ended shown in the table (a connection error's advice is longer; the CSV and
+:func:`vlab.find_runs` have it whole)."""
+
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the subcommand."""
@@ -32,7 +36,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"vlab: no sweep or session run under {args.folder!r}", file=sys.stderr)
         return 0
     started = runs["started_at"].dt.strftime("%Y-%m-%d %H:%M").fillna("?")
-    text = runs.assign(started_at=started).rename(columns={"started_at": "started (UTC)"}).astype(str)
+    ended = runs["ended"].map(
+        lambda text: text if len(text) <= ENDED_CHARS else text[: ENDED_CHARS - 1] + "…"
+    )
+    text = (
+        runs.assign(started_at=started, ended=ended)
+        .rename(columns={"started_at": "started (UTC)"})
+        .astype(str)
+    )
     widths = {c: max(len(c), int(text[c].str.len().max())) for c in text.columns}
     text = text.assign(**{c: text[c].str.ljust(n) for c, n in widths.items()})  # left-aligned, as read
     with pd.option_context("display.width", 250, "display.max_colwidth", 200):

@@ -330,10 +330,13 @@ class Session(AsyncWithOnly):
             self._audio.start(self._on_playback)
             self._feed.start()
             self._reader = asyncio.create_task(self._read_loop(), name="vlab-session-reader")
-        except BaseException:
+        except BaseException as exc:
             await self._link.close()
             await self._connector.__aexit__(None, None, None)
             self._log.close()
+            if self._run_folder is not None:  # the folder says why the session never opened
+                why = str(exc) or type(exc).__name__
+                self._run_folder.write_summary({**self.summary(), "connection_error": why})
             raise
         return self
 
