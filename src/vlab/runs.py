@@ -46,8 +46,8 @@ def find_runs(root: str | os.PathLike[str] = "runs") -> pd.DataFrame:
     if not folder.is_dir():
         where = "is a file" if folder.exists() else "does not exist"
         raise ConfigError(
-            f"{str(folder)!r} {where}: give the folder that holds your runs (vlab replay and the panels write "
-            "under 'runs' by default, vlab sweep where --out says)"
+            f"{str(folder)!r} {where}: give the folder that holds your runs (vlab replay and the panels "
+            "write under 'runs' by default, vlab sweep where --out says)"
         )
     rows = [{"folder": str(path.relative_to(folder)) or ".", **row} for path, row in _runs_under(folder)]
     frame = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
@@ -76,7 +76,7 @@ def _khz(rate: int) -> str:
 
 
 def _runs_under(root: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """Each run folder under ``root`` (``root`` included) and its row; a run's own subfolders are not searched."""
+    """Each run folder under ``root`` (``root`` included) and its row; not what is inside a run folder."""
     for path, dirs, _ in os.walk(root):
         here = Path(path)
         row = _sweep_row(here) or _session_row(here)
@@ -131,7 +131,7 @@ def _sweep_row(folder: Path) -> dict[str, Any] | None:
 
 
 def _sweep_target(folder: Path, manifest: Mapping[str, Any]) -> str:
-    """Where a sweep's sessions connected, as its first cell's ``session.json`` says, with the grid's models."""
+    """Where a sweep connected (as its first cell's ``session.json`` says), with the grid's models."""
     target = ", ".join(manifest.get("target_kind", [])) or "unknown"
     for session in sorted((folder / CELLS_DIR).glob(f"*/{SESSION_NAME}")):
         meta = _read_json(session)
@@ -188,7 +188,7 @@ def _events(folder: Path, summary: Mapping[str, Any]) -> str:
 
 
 def _audio(settings: Mapping[str, Any], *, answered: bool = True) -> str:
-    """:func:`audio_route` of a session's settings or a sweep's ``[session]`` (what they leave out: the default).
+    """:func:`audio_route` of a session's settings or a sweep's ``[session]`` (a key left out: its default).
 
     ``answered`` False: what was sent only (a VAD-only sweep hears the prompts, and nothing answers).
     """
