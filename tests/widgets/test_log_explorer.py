@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
@@ -98,6 +99,29 @@ async def test_constructor_loads_and_the_turn_audio_is_the_speech_span(run_dir, 
     assert start <= prompt.speech_start_ms and end >= prompt.speech_end_ms
     info = sf.info(run_dir / "input.wav")
     assert end <= info.duration * 1000 + 1
+
+
+def test_run_folder_suggests_the_session_runs_under_runs_newest_first(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert LogExplorer().path.options == ()  # no runs/ here
+    (tmp_path / "runs" / "team").mkdir(parents=True)
+    for folder, started in (
+        ("older", "2026-12-01T10:00:00+00:00"),
+        ("team/newer", "2026-12-02T10:00:00+00:00"),
+    ):
+        run = write_log(tmp_path / "runs" / folder)
+        (run / "session.json").write_text(json.dumps({"started_at": started}))
+    sweep = tmp_path / "runs" / "sweep"  # a sweep is not a run folder to open: its cells are
+    (sweep / "cells").mkdir(parents=True)
+    (sweep / "manifest.json").write_text(json.dumps({"grid": [], "started_at": "2026-12-03T10:00:00+00:00"}))
+    write_log(sweep / "cells" / "cell")
+    ex = LogExplorer()
+    assert ex.path.options == ("runs/team/newer", "runs/older")
+    write_log(tmp_path / "runs" / "latest")  # made since, no session.json: when it started is unknown (last)
+    ex.path.value = "runs/older"
+    ex.load_button.click()
+    assert ex.run_dir == Path("runs/older") and len(ex.events) == 0
+    assert ex.path.options == ("runs/team/newer", "runs/older", "runs/latest")
 
 
 def test_a_missing_folder_shows_a_clear_error(tmp_path):

@@ -24,6 +24,21 @@ NOISY_TYPES = (
     protocol.TEXT_DELTA,
 )
 """Event types left unselected at first (there are many of them); select them to see them."""
+RUNS_ROOT = Path("runs")
+"""Where *Run folder* looks for runs to suggest: where ``vlab replay`` and the panels write by default."""
+RUN_SUGGESTIONS = 50
+"""The most run folders *Run folder* suggests, newest first."""
+
+
+def run_suggestions(root: Path = RUNS_ROOT) -> tuple[str, ...]:
+    """The session run folders under ``root`` (relative to the working folder), newest first."""
+    from vlab.runs import find_runs
+
+    if not root.is_dir():
+        return ()
+    runs = find_runs(root)
+    folders = runs.loc[runs["kind"] == "session", "folder"].head(RUN_SUGGESTIONS)
+    return tuple(str(root / folder) for folder in folders)
 
 
 class LogExplorer:
@@ -31,7 +46,8 @@ class LogExplorer:
 
     Args:
         run_dir: A run folder to open at once (``events.parquet`` or ``events.jsonl``, ``input.wav``,
-            ``output/<item_id>.wav``); or type one in *Run folder* and press *Load*.
+            ``output/<item_id>.wav``); or type one in *Run folder* (it suggests the session runs under
+            ``runs``, newest first) and press *Load*.
         max_rows: Events shown in the table (the first ones that pass the filters).
 
     After loading, ``events`` holds the log, ``turns`` :func:`vlab.metrics.turn_latency` of it and
@@ -52,9 +68,9 @@ class LogExplorer:
 
     def _build(self) -> None:
         style = {"description_width": "90px"}
-        self.path = widgets.Text(
+        self.path = widgets.Combobox(
             description="Run folder", placeholder="runs/<run> (holds events.parquet)", style=style,
-            layout=widgets.Layout(width="520px"),
+            options=run_suggestions(), ensure_option=False, layout=widgets.Layout(width="520px"),
         )  # fmt: skip
         self.load_button = widgets.Button(description="Load", icon="folder-open")
         self.status = widgets.HTML("<i>no run loaded</i>")
@@ -109,6 +125,7 @@ class LogExplorer:
         from vlab.prompts import read_run_labels
         from vlab.sweep.store import CELLS_DIR
 
+        self.path.options = run_suggestions()  # with the runs made since
         text = str(run_dir).strip()
         if not text:
             raise ConfigError(f"Type the path of a run folder first ({RUN_FOLDER_HINT}).")
