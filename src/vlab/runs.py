@@ -23,7 +23,7 @@ from vlab.log.files import JSONL_NAME, SESSION_NAME, is_run_folder
 from vlab.sweep.grid import counted, grid_shape
 from vlab.sweep.store import CELL_FILE, CELLS_DIR, SWEEP_MANIFEST
 
-__all__ = ["RUN_COLUMNS", "audio_route", "find_runs"]
+__all__ = ["RUN_COLUMNS", "find_runs"]
 
 RUN_COLUMNS = ("folder", "kind", "started_at", "target", "size", "ended", "audio")
 """The columns of :func:`find_runs`: the folder (under the root), what it is (``sweep``, ``VAD-only sweep``,
@@ -57,7 +57,7 @@ def find_runs(root: str | os.PathLike[str] = "runs") -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
-def audio_route(
+def _audio_route(
     input_format: str = "pcm16", input_rate: int | None = None, output_format: str | None = "pcm16"
 ) -> str:
     """The audio sent and heard, in a few words: ``pcm16 24 kHz in, pcm16 24 kHz out``.
@@ -188,7 +188,7 @@ def _events(folder: Path, summary: Mapping[str, Any]) -> str:
 
 
 def _audio(settings: Mapping[str, Any], *, answered: bool = True) -> str:
-    """:func:`audio_route` of a session's settings or a sweep's ``[session]`` (a key left out: its default).
+    """:func:`_audio_route` of a session's settings or a sweep's ``[session]`` (a key left out: its default).
 
     ``answered`` False: what was sent only (a VAD-only sweep hears the prompts, and nothing answers).
     """
@@ -196,7 +196,7 @@ def _audio(settings: Mapping[str, Any], *, answered: bool = True) -> str:
         settings.get(key)
         for key in ("input_audio_format", "input_audio_sampling_rate", "output_audio_format")
     )
-    return audio_route(
+    return _audio_route(
         in_format if in_format in protocol.INPUT_FORMATS else "pcm16",
         rate if isinstance(rate, int) else None,
         (out_format if out_format in protocol.OUTPUT_FORMAT_RATES else "pcm16") if answered else None,

@@ -336,7 +336,8 @@ class Session(AsyncWithOnly):
             self._log.close()
             if self._run_folder is not None:  # the folder says why the session never opened
                 why = str(exc) or type(exc).__name__
-                self._run_folder.write_summary({**self.summary(), "connection_error": why})
+                with contextlib.suppress(OSError):  # the error raised matters more than its note
+                    self._run_folder.write_summary({**self.summary(), "connection_error": why})
             raise
         return self
 
