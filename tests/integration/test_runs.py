@@ -139,7 +139,7 @@ def test_vlab_runs_prints_the_list_and_writes_it_as_csv(root, tmp_path, capsys):
     assert "phone       sweep " in out[6] and out[6].endswith("g711_ulaw 8 kHz in, g711_ulaw 8 kHz out")
     assert "connection error: nothing accepts connections at 127.0.0.1:… " in out[1]  # the rest: in the CSV
     assert all(line == line.rstrip() for line in out)
-    assert out[-1].startswith(f"7 runs under {root}.")
+    assert out[-1].startswith(f"7 runs under {root} (newest first). A sweep: vlab report FOLDER")
     assert list(pd.read_csv(tmp_path / "runs.csv")["folder"]) == list(vlab.find_runs(root)["folder"])
 
 

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         table = text.rename(columns={c: c.ljust(n) for c, n in widths.items()}).to_string(index=False)
     print("\n".join(line.rstrip() for line in table.splitlines()))
     print(
-        f"\n{counted(len(runs), 'run')} under {args.folder}. A sweep: vlab report FOLDER, vlab compare A B; "
-        "a session: vlab.load_log(FOLDER)."
+        f"\n{counted(len(runs), 'run')} under {args.folder} (newest first). A sweep: vlab report FOLDER, "
+        "vlab compare A B; a session: vlab.load_log(FOLDER)."
     )
     return 0
