@@ -21,6 +21,8 @@ from vlab.sweep import load_config
 
 REPO = Path(__file__).parents[2]
 TONE = (np.sin(2 * np.pi * 440 * np.arange(16000) / 16000) * 0.4).astype(np.float32)
+PHONE_TONE = (np.sin(2 * np.pi * 440 * np.arange(8000) / 8000) * 0.4).astype(np.float32)
+"""A second of the tone at a phone line's 8 kHz."""
 
 
 def _encoded(samples, rate, subtype=None, fmt="WAV") -> bytes:
@@ -72,6 +74,8 @@ CASES = {
         None,
     ),
     "RF64 (large-file WAV)": (_encoded(TONE, 16000, "PCM_16", fmt="RF64"), None),
+    "µ-law WAV (a phone call's)": (_encoded(PHONE_TONE, 8000, "ULAW"), None),
+    "A-law WAV (a phone call's)": (_encoded(PHONE_TONE, 8000, "ALAW"), None),
 }
 
 
