@@ -142,7 +142,9 @@ async def test_vad_preview_decides_as_a_vad_sweep_that_sends_the_same_audio(
 
     def boundaries(vad: pd.DataFrame) -> pd.DataFrame:
         columns = ["threshold", "prompt", *DETECTION[:-1]]
-        return vad.sort_values(columns[:3]).reset_index(drop=True)[columns]
+        # the prompt ids as strings alike: pandas 2 reads the sweep's Parquet as a string dtype, not object
+        ids = vad["prompt"].astype(str)
+        return vad.assign(prompt=ids).sort_values(columns[:3]).reset_index(drop=True)[columns]
 
     assert len(preview) >= len(ids) * len(settings)
     pd.testing.assert_frame_equal(boundaries(preview), boundaries(sweep.vad()))
