@@ -57,20 +57,6 @@ def find_runs(root: str | os.PathLike[str] = "runs") -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
-def _audio_route(
-    input_format: str = "pcm16", input_rate: int | None = None, output_format: str | None = "pcm16"
-) -> str:
-    """The audio sent and heard, in a few words: ``pcm16 24 kHz in, pcm16 24 kHz out``.
-
-    ``output_format`` None: only what was sent (``g711_ulaw 8 kHz in``).
-    """
-    in_rate = protocol.G711_SAMPLE_RATE_HZ if input_format.startswith("g711") else input_rate
-    sent = f"{input_format} {_khz(in_rate or protocol.PCM16_SAMPLE_RATE_HZ)} in"
-    if output_format is None:
-        return sent
-    return f"{sent}, {output_format} {_khz(protocol.OUTPUT_FORMAT_RATES[output_format])} out"
-
-
 def _khz(rate: int) -> str:
     return f"{rate / 1000:g} kHz"
 
@@ -188,16 +174,23 @@ def _events(folder: Path, summary: Mapping[str, Any]) -> str:
 
 
 def _audio(settings: Mapping[str, Any], *, answered: bool = True) -> str:
-    """:func:`_audio_route` of a session's settings or a sweep's ``[session]`` (a key left out: its default).
+    """The audio sent and heard, as a session's settings or a sweep's ``[session]`` say it.
 
-    ``answered`` False: what was sent only (a VAD-only sweep hears the prompts, and nothing answers).
+    ``pcm16 24 kHz in, pcm16 24 kHz out``: a key left out or unreadable is its default, and the rates are
+    :class:`~vlab.settings.SessionSettings`'s. ``answered`` False: what was sent only (a VAD-only sweep hears
+    the prompts, and nothing answers).
     """
-    in_format, rate, out_format = (
-        settings.get(key)
-        for key in ("input_audio_format", "input_audio_sampling_rate", "output_audio_format")
-    )
-    return _audio_route(
-        in_format if in_format in protocol.INPUT_FORMATS else "pcm16",
-        rate if isinstance(rate, int) else None,
-        (out_format if out_format in protocol.OUTPUT_FORMAT_RATES else "pcm16") if answered else None,
-    )
+    from vlab.settings import SessionSettings
+
+    readable = {
+        "input_audio_format": lambda value: value in protocol.INPUT_FORMATS,
+        "input_audio_sampling_rate": lambda value: isinstance(value, int),
+        "output_audio_format": lambda value: value in protocol.OUTPUT_FORMAT_RATES,
+    }
+    given = {key: settings[key] for key, ok in readable.items() if ok(settings.get(key))}
+    try:
+        audio = SessionSettings(**given)
+    except ConfigError:  # a rate PCM16 does not take, or one given with G.711 (8 kHz whatever it says)
+        audio = SessionSettings(**{k: v for k, v in given.items() if k != "input_audio_sampling_rate"})
+    sent = f"{audio.input_audio_format} {_khz(audio.input_sample_rate)} in"
+    return f"{sent}, {audio.output_audio_format} {_khz(audio.output_sample_rate)} out" if answered else sent

@@ -470,16 +470,19 @@ def test_models_separated_by_commas_are_compared_in_the_grid(tmp_path):
     assert [s.model for s in loaded.settings[:2]] == ["gpt-realtime", "gpt-4.1"]
 
 
-async def _one_cell_told(tmp_path, instructions: str) -> SweepPanel:
-    """A panel that ran one cell (short_question, 500 ms of silence) with ``instructions``."""
-    panel = _panel(tmp_path)
-    panel.speed.value = "max"
-    panel.prompts.value = ("short_question",)
-    panel.silences.value = "500"
-    panel.instructions.value = instructions
+async def _ran(panel: SweepPanel, **values: object) -> SweepPanel:
+    """``panel`` once it ran with each of its widgets named in ``values`` set to its value."""
+    for name, value in values.items():
+        getattr(panel, name).value = value
     panel.run_button.click()
     await asyncio.wait_for(panel.task, 60)
     return panel
+
+
+async def _one_cell_told(tmp_path, instructions: str) -> SweepPanel:
+    """A panel that ran one cell (short_question, 500 ms of silence) with ``instructions``."""
+    values = {"speed": "max", "prompts": ("short_question",), "silences": "500", "instructions": instructions}
+    return await _ran(_panel(tmp_path), **values)
 
 
 async def test_the_sweep_shown_says_what_its_session_was_told(tmp_path):
@@ -525,11 +528,7 @@ async def test_telephone_audio_reaches_the_sweep_and_its_heading(tmp_path):
     panel.audio_format.value = "PCM16, 16 kHz in, 24 kHz out"
     assert panel.config()["session"] == {"input_audio_sampling_rate": 16000}
     panel.audio_format.value = "Telephone: G.711 A-law, 8 kHz both ways"
-    panel.prompts.value = ("pause_600",)
-    panel.silences.value = "300"
-    panel.vad_only.value = True
-    panel.run_button.click()
-    await asyncio.wait_for(panel.task, 60)
+    await _ran(panel, prompts=("pause_600",), silences="300", vad_only=True)
     assert [c.status for c in panel.result.cells] == ["ok"], _text(panel.output)
     heading = html.unescape(panel.results.children[0].value)
     assert "session: input_audio_format 'g711_alaw' · " in heading  # what its VAD heard, not the replies'
