@@ -1,9 +1,11 @@
 """The runs a folder keeps: each sweep and each session's run folder under it, one row each (``vlab runs``).
 
 A sweep folder is one row (its cells are not listed), whether it finished (``manifest.json``) or stopped
-before it did (cells, no manifest: the same ``vlab sweep`` command goes on from them). Any other folder
-with a session's ``session.json`` or event log is a session's run folder: ``vlab replay``'s, a panel's or
-a notebook's. Nothing here opens an event log: the listing reads the small JSON files only.
+before it did (cells, no manifest: the same ``vlab sweep`` command goes on from them); the runs kept beside
+its cells are listed too (``vlab demo`` executes its notebooks in its sweep folder, and their runs land
+there). Any other folder with a session's ``session.json`` or event log is a session's run folder:
+``vlab replay``'s, a panel's or a notebook's. Nothing here opens an event log: the listing reads the small
+JSON files only.
 """
 
 from __future__ import annotations
@@ -62,15 +64,21 @@ def _khz(rate: int) -> str:
 
 
 def _runs_under(root: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """Each run folder under ``root`` (``root`` included) and its row; not what is inside a run folder."""
+    """Each run folder under ``root`` (``root`` included) and its row.
+
+    Not what is inside a session's run folder, nor a sweep's cells; the folders beside a sweep's cells are
+    searched.
+    """
     for path, dirs, _ in os.walk(root):
         here = Path(path)
-        row = _sweep_row(here) or _session_row(here)
+        sweep = _sweep_row(here)
+        row = sweep or _session_row(here)
         if row is not None:
-            dirs.clear()
             yield here, row
+        if row is not None and sweep is None:
+            dirs.clear()
         else:
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (sweep and d == CELLS_DIR))
 
 
 def _read_json(path: Path) -> Any:

@@ -130,6 +130,19 @@ def test_each_sweep_and_session_run_is_one_row_newest_first(root):
     assert not [f for f in (root / "refused").iterdir() if b"secret-key" in f.read_bytes()]
 
 
+def test_the_runs_kept_beside_a_sweeps_cells_are_listed_and_its_cells_are_not(root, tmp_path):
+    # vlab demo executes its notebooks in its sweep folder: their runs land beside the sweep's cells
+    shutil.copytree(root / "phone", tmp_path / "demo")
+    shutil.copytree(root / "team" / "replay", tmp_path / "demo" / "notebooks" / "runs" / "replay")
+    shutil.copytree(root / "stopped", tmp_path / "stopped")
+    shutil.copytree(root / "team" / "replay", tmp_path / "stopped" / "runs" / "replay")
+
+    runs = vlab.find_runs(tmp_path).set_index("folder")
+
+    assert sorted(runs.index) == ["demo", "demo/notebooks/runs/replay", "stopped", "stopped/runs/replay"]
+    assert list(runs["kind"].sort_index()) == ["sweep", "session", "stopped sweep", "session"]
+
+
 def test_vlab_runs_prints_the_list_and_writes_it_as_csv(root, tmp_path, capsys):
     assert main(["runs", str(root), "--csv", str(tmp_path / "runs.csv")]) == 0
     out = capsys.readouterr().out.splitlines()
