@@ -143,7 +143,7 @@ def test_ks_two_sample_tells_same_from_shifted():
 
 
 def test_a_sweep_config_takes_a_fitted_model_and_its_report_names_where_it_came_from(tmp_path):
-    from vlab.report import _latency_note
+    from vlab.report.build import _latency_note
     from vlab.sweep import load_config
     from vlab.sweep.manifest import _latency_model
 

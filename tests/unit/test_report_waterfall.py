@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from vlab.report import waterfall_turns
+from vlab.report.build import waterfall_turns
 
 
 def _turns(settings: int, per_setting: int) -> pd.DataFrame:

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from vlab.plots import format_number
-    from vlab.report import chart_path, compare_chart, compare_sweeps, ran_otherwise, verdict_summary
+    from vlab.report.compare import chart_path, compare_chart, compare_sweeps, ran_otherwise, verdict_summary
 
     if args.plot:
         chart_path(args.plot)  # a file name it cannot draw into fails before the comparison

@@ -576,7 +576,8 @@ class SweepPanel:
         from vlab import plots
         from vlab.metrics import POINT_FLAGS, POINT_MEASURES, made_tool_calls, spoken_turns
         from vlab.metrics.detection import played_noise
-        from vlab.report import detecting_settings, grid_settings, target_parts, waterfall_turns
+        from vlab.report import grid_settings
+        from vlab.report.build import detecting_settings, target_parts, waterfall_turns
         from vlab.sweep import grid_shape, in_grid_order
         from vlab.sweep.store import no_results_message
 
@@ -704,7 +705,7 @@ class SweepPanel:
         )  # fmt: skip
 
     def _timeline_prompt(self) -> Any:
-        from vlab.report import prompts_to_chart
+        from vlab.report.build import prompts_to_chart
 
         return next(iter(prompts_to_chart(self.manifest, self.prompt_set, self.scores, 1)), None)
 

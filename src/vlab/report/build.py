@@ -1,20 +1,17 @@
-"""Reports of a sweep folder and comparisons of two sweeps.
+"""``report.html`` and its charts for one sweep folder (``vlab report``).
 
-``report.html`` embeds its charts as PNG data; the PNG files are written beside it.
-
-``vlab report runs/NAME`` → ``runs/NAME/report.html`` and ``runs/NAME/report/*.png``;
-``vlab compare runs/A runs/B`` → what got better or worse, with bootstrap intervals.
+``vlab report runs/NAME`` → ``runs/NAME/report.html``, which embeds its charts as PNG data; the PNG files
+are written beside it, in ``runs/NAME/report/``.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import json
 import math
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,35 +20,30 @@ import pandas as pd
 from vlab.audio.pacing import parse_speed, speed_label
 from vlab.errors import ConfigError, check_count, first_few
 from vlab.metrics.latency import made_tool_calls, spoken_turns
-from vlab.metrics.summary import RESAMPLES
+from vlab.report.sweep_folder import (
+    grid_models,
+    grid_settings,
+    latency_measures,
+    load_table,
+    require_results,
+    require_sweep,
+)
 
 if TYPE_CHECKING:
     from vlab.prompts import LabelledPrompt
 
 __all__ = [
     "CHARTS",
-    "COMPARED_POINTS",
     "SCORE_COLUMNS",
     "build_report",
-    "compare_sweeps",
-    "grid_settings",
-    "latency_measures",
-    "ran_otherwise",
+    "detecting_settings",
+    "prompts_to_chart",
     "score_columns",
+    "target_parts",
     "tool_call_summary",
-    "verdict_summary",
+    "waterfall_turns",
 ]
 
-COMPARED_POINTS = (
-    "false_cutoff_rate",
-    "hold_cut_rate",
-    "missed_turn_rate",
-    "der",
-    "false_starts_per_min",
-    "tokens_per_expected_turn",
-)
-"""The operating-point measures :func:`compare_sweeps` compares (lower is better for each), those neither
-sweep has a value for left out (false starts, without noise-only prompts)."""
 
 DEAD_AIR_BUDGETS_MS = (300.0, 600.0, 1000.0, 1500.0)
 """The dead-air budgets the report gives the lowest cut-off rate within: a reply within 1 s of the end of
@@ -59,6 +51,7 @@ speech is near what Voice Live's own latency allows, so 300 and 600 ms are often
 CUTOFF_BUDGETS = (0.05, 0.10, 0.20)
 """The cut-off rates the report gives the lowest dead air within."""
 WATERFALL_TURNS = 24
+"""The most turns a report's waterfall draws: every setting gets a share (:func:`waterfall_turns`)."""
 SCORE_COLUMNS = {
     "setting": "",
     "prompt": "",
@@ -84,7 +77,6 @@ SCORE_COLUMNS = {
     "false_starts": "detections in a noise-only prompt",
 }
 """The columns of the report's per-prompt table, in order, and what each says (docs/sweeps.md says more)."""
-"""The most turns a report's waterfall draws: every setting gets a share (:func:`waterfall_turns`)."""
 CHARTS = ("waterfall", "latency_distributions", "pareto", "vad_timeline")
 """Chart names every report holds (``vad_timeline`` once per timeline prompt: ``vad_timeline_<id>``); a
 VAD-only sweep's report has no ``waterfall`` or ``latency_distributions`` (no replies). A sweep that played
@@ -96,28 +88,6 @@ h1{font-size:1.5em} h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bott
 table.t{border-collapse:collapse;font-size:.85em} table.t td,table.t th{padding:.2em .6em;border-bottom:1px solid #eee;text-align:right}
 table.t th{background:#f4f4f4} table.t td:first-child{white-space:nowrap} img{max-width:100%} .note{color:#666;font-size:.9em} .warn{color:#b30000}
 """
-
-
-def _load(sweep_dir: Path, name: str) -> pd.DataFrame:
-    path = sweep_dir / f"{name}.parquet"
-    return pd.read_parquet(path) if path.is_file() else pd.DataFrame()
-
-
-def _require_sweep(sweep_dir: Path) -> dict[str, Any]:
-    from vlab.sweep.store import SWEEP_MANIFEST, not_a_sweep
-
-    problem = not_a_sweep(sweep_dir)
-    if problem is not None:
-        raise ConfigError(problem)
-    return json.loads((sweep_dir / SWEEP_MANIFEST).read_text(encoding="utf-8"))
-
-
-def _require_results(sweep_dir: Path, points: pd.DataFrame) -> None:
-    """Raise a :class:`ConfigError` that says why, when the sweep has no operating point (no cell finished)."""
-    if points.empty:
-        from vlab.sweep.store import no_results_message
-
-        raise ConfigError(no_results_message(sweep_dir))
 
 
 def prompts_to_chart(
@@ -132,11 +102,6 @@ def prompts_to_chart(
     ran = set(scores["prompt"]) if "prompt" in scores else set()
     chosen = [known[p["id"]] for p in manifest.get("prompts", []) if p["id"] in known and p["id"] in ran]
     return sorted(chosen, key=lambda p: (-len(p.hold_spans), p.id))[:count]
-
-
-def grid_settings(manifest: dict[str, Any]) -> list[str]:
-    """The names of the settings a sweep's ``manifest.json`` (already read) lists, in grid order."""
-    return [point["setting"] for point in manifest.get("grid", [])]
 
 
 def waterfall_turns(turns: pd.DataFrame, settings: list[str], *, max_turns: int) -> tuple[pd.DataFrame, int]:
@@ -196,10 +161,10 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
     from vlab.sweep.summary import failed_cells
 
     folder = Path(sweep_dir)
-    manifest = _require_sweep(folder)
+    manifest = require_sweep(folder)
     settings = grid_settings(manifest)
-    turns, vad, points, scores = (_load(folder, n) for n in ("turns", "vad", "points", "scores"))
-    _require_results(folder, points)
+    turns, vad, points, scores = (load_table(folder, n) for n in ("turns", "vad", "points", "scores"))
+    require_results(folder, points)
     out = folder / "report"
     out.mkdir(exist_ok=True)
     images: list[tuple[str, str, str]] = []  # (name, title, caption)
@@ -445,20 +410,6 @@ def score_columns(scores: pd.DataFrame) -> tuple[list[str], str]:
     return cols, said + "."
 
 
-def _without_answers(names: Sequence[str]) -> set[str]:
-    """Setting names without their ``model=`` and ``voice=`` parts (:data:`vlab.sweep.grid.ANSWER_KEYS`)."""
-    from vlab.sweep.grid import ANSWER_KEYS
-
-    answers = tuple(f"{key}=" for key in ANSWER_KEYS)
-    return {" ".join(part for part in name.split() if not part.startswith(answers)) for name in names}
-
-
-def _models(manifest: dict[str, Any]) -> str | None:
-    """The models a sweep's cells connected with, in the grid's order (None: a manifest of an earlier vlab)."""
-    named = [g["model"] for g in manifest.get("grid", []) if g.get("model")]
-    return ", ".join(dict.fromkeys(named)) or None
-
-
 def target_parts(manifest: dict[str, Any]) -> list[str]:
     """What a sweep ran against, as the report's first line and the sweep panel's heading say it.
 
@@ -476,7 +427,7 @@ def target_parts(manifest: dict[str, Any]) -> list[str]:
             "target: the emulator's VAD alone (no sessions)",
             *([f"session: {session_note(heard)}"] if heard else []),
         ]
-    models = _models(manifest)
+    models = grid_models(manifest)
     return [
         f"target: {', '.join(manifest.get('target_kind', [])) or '?'}",
         *([f"model: {models}"] if models else []),
@@ -546,23 +497,6 @@ def _prompt_dir(manifest: dict[str, Any]) -> Path | None:
     return None
 
 
-def latency_measures(*turns: pd.DataFrame, endpointing: bool = False) -> list[str]:
-    """The per-turn latencies a sweep's summary and comparison show, in order.
-
-    Dead air, voice-to-voice, voice-to-answer when any of the ``turns`` tables made tool calls
-    (:func:`made_tool_calls`), endpointing when asked for, turn commit and first audio.
-    """
-    with_tools = any(made_tool_calls(t) for t in turns)
-    return [
-        "dead_air_ms",
-        "voice_to_voice_ms",
-        *(["voice_to_answer_ms"] if with_tools else []),
-        *(["endpointing_ms"] if endpointing else []),
-        "turn_commit_ms",
-        "ttfb_audio_ms",
-    ]
-
-
 def tool_call_summary(turns: pd.DataFrame) -> pd.DataFrame:
     """Per setting: the turns that called tools, those at a cut-off, those answered, and their voice-to-answer.
 
@@ -600,270 +534,3 @@ def _pct(v: float) -> str:
 
 def _ms(v: float) -> str:
     return "–" if not math.isfinite(v) else f"{v:.0f} ms"
-
-
-VERDICTS = ("better", "worse", "same", "n/a")
-"""What :func:`compare_sweeps` says of each figure of B against A."""
-
-
-def verdict_summary(table: pd.DataFrame) -> list[str]:
-    """:func:`compare_sweeps`' table in a few lines: its verdicts counted, then what got better or worse.
-
-    For example ``["16 settings: 0 better, 48 worse, 96 same, 0 n/a", "worse: dead_air_ms p50 in 16 of
-    16 settings, …"]``: a grid of many settings compares in hundreds of rows.
-    """
-    from vlab.sweep.grid import counted
-
-    counts = table["verdict"].value_counts()
-    settings = table["setting"].nunique()
-    lines = [f"{counted(settings, 'setting')}: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS)]
-    for verdict in ("better", "worse"):
-        moved = table[table["verdict"] == verdict].groupby("measure", sort=False)["setting"].nunique()
-        if len(moved):
-            lines.append(
-                f"{verdict}: " + ", ".join(f"{m} in {n} of {settings} settings" for m, n in moved.items())
-            )
-    return lines
-
-
-def _verdict(
-    measure: str, a: float, b: float, a_interval: tuple[float, float], b_interval: tuple[float, float]
-) -> str:
-    """The verdict on B against A: ``better`` or ``worse`` (lower is better), or ``same``, or ``n/a``.
-
-    ``same`` when the 95 % intervals overlap or, without them, when nothing changed, and for latencies less
-    than a millisecond apart (:func:`vlab.metrics.differ`); ``n/a`` when either side has no value.
-    """
-    from vlab.metrics import differ
-
-    moved = differ(a, b, a_interval, b_interval, measure=measure)
-    if moved is None:
-        return "n/a"
-    return "same" if not moved else "better" if b < a else "worse"
-
-
-def _prompts_differ(manifest_a: dict[str, Any], manifest_b: dict[str, Any]) -> str | None:
-    """What differs between the prompts two sweeps played, as a warning; None when they are the same.
-
-    Figures of sweeps that played different prompts differ because of the prompts too, not only the setting.
-    """
-    ids_a, ids_b = ({p["id"] for p in m.get("prompts", [])} for m in (manifest_a, manifest_b))
-    if ids_a == ids_b:
-        return None
-    only = [
-        f"only in {name}: {', '.join(sorted(ids))}"
-        for name, ids in (("A", ids_a - ids_b), ("B", ids_b - ids_a))
-        if ids
-    ]
-    return (
-        f"the two sweeps played different prompts ({'; '.join(only)}), so a figure can differ because of "
-        "the prompts and not the setting: compare sweeps of the same prompts (the [prompts] table)"
-    )
-
-
-def ran_otherwise(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> list[str]:
-    """What every setting of sweep ``b`` ran with that differs from ``a``'s, one line each.
-
-    ``[session] instructions: A 'Be brief.', B 'Tell a story.'``; also the target (emulator or Azure), the
-    model the cells connected with, and the embedded emulator's ``[target]`` latency model, ``hear_audio``
-    and dialogue script. A comparison's figures move with these too, not only with the settings: ``vlab
-    compare`` and the sweep panel say them before its verdicts. Empty when they ran alike.
-    """
-    from vlab.sweep.summary import session_value
-
-    ma, mb = _require_sweep(Path(a)), _require_sweep(Path(b))
-    sa, sb = (_with_audio(m.get("session") or {}) for m in (ma, mb))
-
-    def kind(manifest: dict[str, Any]) -> str | None:
-        return ", ".join(manifest.get("target_kind", [])) or None
-
-    def said(session: dict[str, Any], key: str) -> str | None:
-        return session_value(session[key]) if key in session else None
-
-    rows: list[tuple[str, Any, Any]] = [("target", kind(ma), kind(mb))]
-    models_a, models_b = _models(ma), _models(mb)
-    if models_a and models_b:  # the settings' names say the model only when the grid sweeps it
-        rows.append(("model", models_a, models_b))
-    if any("emulator" in m.get("target_kind", ["emulator"]) for m in (ma, mb)):  # only it reads [target]
-        rows += [(f"[target] {key}", ma.get(key), mb.get(key)) for key in ("latency", "hear_audio", "script")]
-    rows += [(f"[session] {key}", said(sa, key), said(sb, key)) for key in dict.fromkeys([*sa, *sb])]
-
-    def shown(value: Any) -> str:
-        return "none" if value is None else json.dumps(value) if isinstance(value, bool) else str(value)
-
-    return [f"{name}: A {shown(x)}, B {shown(y)}" for name, x, y in rows if x != y]
-
-
-def _with_audio(session: dict[str, Any]) -> dict[str, Any]:
-    """A sweep's ``[session]`` with the audio its cells sent and heard, said or not (default: PCM16, 24 kHz).
-
-    So two sweeps that sent the same audio compare alike however they said it, and one that left it out shows
-    the default, not "none".
-    """
-    from vlab.settings import SessionSettings
-    from vlab.sweep.config import AUDIO_SESSION_FIELDS
-
-    settings = SessionSettings(**{key: session[key] for key in AUDIO_SESSION_FIELDS if key in session})
-    return {**session, **{key: getattr(settings, key) for key in AUDIO_SESSION_FIELDS}}
-
-
-def _modes_differ(manifest_a: dict[str, Any], manifest_b: dict[str, Any]) -> str | None:
-    """A warning when one sweep was decided by the VAD alone and the other by sessions; else None.
-
-    A VAD-only sweep has no replies: no latency to compare, and its dead air ends where the VAD decided,
-    not at a reply.
-    """
-    vad_only = [name for name, m in (("A", manifest_a), ("B", manifest_b)) if m.get("mode") == "vad"]
-    if len(vad_only) != 1:
-        return None
-    return (
-        f"{vad_only[0]} was decided by the VAD alone (mode = 'vad'), without sessions: it has no replies, so "
-        "its latencies read n/a and its dead air ends where the VAD decided, not at a reply. Compare its "
-        "cut-off, missed and detection rates only, or run both sweeps in the same mode"
-    )
-
-
-def compare_chart(a: str | os.PathLike[str], b: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
-    """Draw how each setting of both sweeps moved from A to B on the cut-off/dead-air plane, as a PNG.
-
-    Returns:
-        ``path`` (:func:`vlab.plots.pareto_shift`; the sweeps are named by their folders).
-    """
-    from matplotlib.figure import Figure
-
-    from vlab import plots
-    from vlab.sweep.chart_names import short_named
-
-    out = chart_path(path)
-    fa, fb = Path(a), Path(b)
-    _require_sweep(fa)
-    _require_sweep(fb)
-    fig = Figure(figsize=(7, 5), layout="constrained")  # no pyplot: nothing global to close
-    names = (f"A: {fa.resolve().name}", f"B: {fb.resolve().name}")
-    (a_points, b_points), shared = short_named(_load(fa, "points"), _load(fb, "points"))
-    plots.pareto_shift(a_points, b_points, labels=names, shared=shared, ax=fig.subplots())
-    fig.savefig(out, dpi=110, bbox_inches="tight")
-    return out
-
-
-def chart_path(path: str | os.PathLike[str]) -> Path:
-    """``path`` as a file a chart can be written to: a format matplotlib writes, its folder created.
-
-    Raises:
-        ConfigError: A file name without such a format (``.png``, ``.svg``, ``.pdf`` …).
-    """
-    from matplotlib.figure import Figure
-
-    out = Path(path)
-    formats = Figure().canvas.get_supported_filetypes()
-    if out.suffix.lower().lstrip(".") not in formats:
-        raise ConfigError(
-            f"cannot draw a chart into {str(out)!r}: give a file name ending in .png (or "
-            + ", ".join(f".{f}" for f in sorted(formats) if f != "png")
-            + ")"
-        )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def compare_sweeps(
-    a: str | os.PathLike[str], b: str | os.PathLike[str], *, n_boot: int = RESAMPLES
-) -> pd.DataFrame:
-    """Per setting present in both sweeps: operating points and latency p50s of A and B, with B − A.
-
-    Raises:
-        ConfigError: Either is not a sweep folder or has no results, or no setting is in both (the message
-            lists each one's).
-
-    Returns:
-        One row per setting and measure: ``a``, ``b``, ``delta``, the 95 % intervals of each side
-        (``a_lo`` … ``b_hi``: a bootstrap one of each latency p50, the points' own for a rate that has
-        one, :data:`vlab.metrics.POINT_INTERVALS`), and ``verdict`` (``better``, ``worse``, ``same`` —
-        lower is better; "same" when the intervals overlap, or without them when nothing changed, and for
-        latencies less than :data:`vlab.metrics.SAME_WITHIN_MS` apart;
-        ``n/a`` when either side has no value).
-    """
-    from vlab.errors import warn_user
-    from vlab.metrics import bootstrap_ci
-
-    fa, fb = Path(a), Path(b)
-    manifest_a, manifest_b = _require_sweep(fa), _require_sweep(fb)
-    order = grid_settings(manifest_a)
-    pa, pb = _load(fa, "points"), _load(fb, "points")
-    _require_results(fa, pa)
-    _require_results(fb, pb)
-    same = f"{a} and {b} are the same sweep folder: every delta is 0; give another sweep's folder as B"
-    for mismatch in (
-        same if fa.resolve() == fb.resolve() else None,
-        _prompts_differ(manifest_a, manifest_b),
-        _modes_differ(manifest_a, manifest_b),
-    ):
-        if mismatch:
-            warn_user(mismatch)  # only for sweeps that can be compared
-    ta, tb = spoken_turns(_load(fa, "turns")), spoken_turns(_load(fb, "turns"))  # the user's waits
-    rows = []
-    # VAD-only sweeps answer nothing: their dead air is the points' (the end-of-turn wait on the audio clock)
-    vad_only = manifest_a.get("mode") == manifest_b.get("mode") == "vad"
-    waits = ["dead_air_ms"] if vad_only and all("dead_air_ms" in p for p in (pa, pb)) else []
-    latencies = [] if vad_only else latency_measures(ta, tb)
-    points = [  # not tokens, for a sweep from before vlab counted them
-        m for m in COMPARED_POINTS if m in pa and m in pb and (pa[m].notna().any() or pb[m].notna().any())
-    ]
-    both = set(pa.get("setting", [])) & set(pb.get("setting", []))
-    common = [s for s in order if s in both]  # in A's grid order, as its report shows them
-    if not common:
-        names_b = grid_settings(manifest_b)
-        raise ConfigError(
-            "no setting appears in both sweeps, so there is nothing to compare: "
-            f"{a} has {', '.join(order) or 'none'}; {b} has {', '.join(names_b) or 'none'}. "
-            + (
-                "Their names differ by the model or voice that one grid sweeps and the other does not: to "
-                "compare models or voices, list them all in one sweep's [grid] (model = [...], voice = [...])"
-                if _without_answers(order) & _without_answers(names_b)
-                else "Settings are matched by name: run the second sweep with the first one's grid "
-                "(or add `baseline = true` under [run] to both)"
-            )
-        )
-    for s in common:
-        ra, rb = pa[pa["setting"] == s].iloc[0], pb[pb["setting"] == s].iloc[0]
-        for m in [*points, *waits]:
-            va, vb = float(ra[m]), float(rb[m])
-            la, ha, lb, hb = (float(r.get(f"{m}_{end}", math.nan)) for r in (ra, rb) for end in ("lo", "hi"))
-            rows.append(
-                {
-                    "setting": s,
-                    "measure": f"{m} p50" if m == "dead_air_ms" else m,
-                    "a": va,
-                    "b": vb,
-                    "delta": vb - va,
-                    "a_lo": la,
-                    "a_hi": ha,
-                    "b_lo": lb,
-                    "b_hi": hb,
-                    "verdict": _verdict(m, va, vb, (la, ha), (lb, hb)),
-                }
-            )
-        for m in latencies:
-            xa = ta[(ta["setting"] == s)][m].astype(float) if m in ta else pd.Series(dtype=float)
-            xb = tb[(tb["setting"] == s)][m].astype(float) if m in tb else pd.Series(dtype=float)
-            ea, la, ha = bootstrap_ci(xa, 0.5, n_boot=n_boot)
-            eb, lb, hb = bootstrap_ci(xb, 0.5, n_boot=n_boot)
-            delta = eb - ea
-            verdict = _verdict(m, ea, eb, (la, ha), (lb, hb))
-            rows.append(
-                {
-                    "setting": s,
-                    "measure": f"{m} p50",
-                    "a": ea,
-                    "b": eb,
-                    "delta": delta,
-                    "a_lo": la,
-                    "a_hi": ha,
-                    "b_lo": lb,
-                    "b_hi": hb,
-                    "verdict": verdict,
-                }
-            )
-    return pd.DataFrame(
-        rows, columns=["setting", "measure", "a", "b", "delta", "a_lo", "a_hi", "b_lo", "b_hi", "verdict"]
-    )
