@@ -373,7 +373,7 @@ def noise_tradeoff(points: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
             ``missed_turn_rate``).
         ax: Where to draw.
     """
-    from vlab.metrics.detection import pareto_front, setting_points
+    from vlab.metrics.tradeoff import pareto_front, setting_points
 
     x, y = "false_starts_per_min", "missed_turn_rate"
     require_columns(points, ["setting", x, y], _POINTS)

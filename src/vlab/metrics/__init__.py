@@ -5,8 +5,12 @@
 - :mod:`vlab.metrics.session_latency`: session delays (:func:`session_latency`);
 - :mod:`vlab.metrics.summary`: summaries with bootstrap intervals (:func:`summarize_latency`).
 - :mod:`vlab.metrics.tool_calls`: each function and MCP call and how long its answer took (:func:`tool_calls`).
-- :mod:`vlab.metrics.detection`: turn detection against labels (:func:`score_prompt`), operating points
-  and the Pareto frontier, the "did the setting take effect" checks and the offline VAD preview.
+- :mod:`vlab.metrics.detection`: turn detection against labels (:func:`score_prompt`) and operating points
+  (:func:`operating_points`, with :mod:`vlab.metrics.intervals`);
+- :mod:`vlab.metrics.tradeoff`: the Pareto frontier and the best setting within a budget;
+- :mod:`vlab.metrics.setting_checks`: did the setting take effect (:func:`setting_took_effect`,
+  :func:`canary_shift`);
+- :mod:`vlab.metrics.preview`: the offline VAD preview (:func:`vad_preview`).
 """
 
 from vlab.metrics.detection import (
@@ -16,22 +20,15 @@ from vlab.metrics.detection import (
     POINT_FLAGS,
     POINT_INTERVALS,
     POINT_MEASURES,
-    canary_shift,
-    cutoff_at_latency,
     detection_error_rate,
     detections_from_boundaries,
     detections_from_events,
-    latency_at_cutoff,
     match_segments,
     operating_points,
-    pareto_front,
-    poisson_interval,
     score_prompt,
-    setting_took_effect,
-    vad_preview,
-    wilson_interval,
 )
 from vlab.metrics.events import InputTimeline, on_simulated_timeline
+from vlab.metrics.intervals import poisson_interval, wilson_interval
 from vlab.metrics.latency import (
     FALSE_CUTOFF,
     LATENCY_STAGES,
@@ -47,7 +44,9 @@ from vlab.metrics.latency import (
     tokens_used,
     turn_latency,
 )
+from vlab.metrics.preview import vad_preview
 from vlab.metrics.session_latency import session_latency
+from vlab.metrics.setting_checks import canary_shift, setting_took_effect
 from vlab.metrics.summary import (
     SAME_WITHIN_MS,
     bootstrap_ci,
@@ -57,6 +56,7 @@ from vlab.metrics.summary import (
     summarize_latency,
 )
 from vlab.metrics.tool_calls import TOOL_CALL_COLUMNS, tool_calls
+from vlab.metrics.tradeoff import cutoff_at_latency, latency_at_cutoff, pareto_front
 
 __all__ = [
     "DETECTION_COLUMNS",

@@ -1,11 +1,11 @@
-"""Turn detection against labelled speech: segment and turn scores, operating points, Pareto frontier.
+"""Turn detection against labelled speech: segment and turn scores, and each setting's operating point.
 
 Detections are rows with ``audio_start_ms``/``audio_end_ms`` (what the server reported on the
 input-audio clock), the speech they imply (``onset_ms = audio_start_ms + prefix_padding_ms``,
 ``offset_ms = audio_end_ms − silence_duration_ms``, or the VAD's own values in a preview), how much
 earlier each may have been (:data:`ONSET_EARLIEST`, :data:`OFFSET_EARLIEST`) and ``responded`` (whether
 the end of that detection started a response). They come from a session log
-(:func:`detections_from_events`) or from vlab's own VAD run offline (:func:`vad_preview`).
+(:func:`detections_from_events`) or from vlab's own VAD run offline (:func:`vlab.metrics.vad_preview`).
 
 Segment level: onset error, end-of-speech delay (``audio_end_ms − off``), detection error rate
 (``(false alarm + missed speech) / reference speech``, 10 ms frames), missed / false / split / merged
@@ -13,24 +13,21 @@ segments (:func:`match_segments`), false starts per minute on noise-only audio.
 
 Turn level (:func:`score_prompt`): false cut-offs (a response started while the labelled turn was still
 going, counted per turn and per hold span), missed turns, turns per expected turn, and dead air on the
-correctly ended turns. Across settings: :func:`operating_points` (with 95 % intervals:
-:func:`wilson_interval` for rates, :func:`poisson_interval` for false starts per minute), :func:`pareto_front`,
-:func:`cutoff_at_latency`, :func:`latency_at_cutoff`.
+correctly ended turns. Across settings: :func:`operating_points`, with 95 % intervals
+(:mod:`vlab.metrics.intervals`) and the Pareto frontier (:mod:`vlab.metrics.tradeoff`, which also
+chooses the best setting within a budget).
 """
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from statistics import NormalDist
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from vlab import protocol
-from vlab.errors import ConfigError, warn_user
 from vlab.metrics.events import (
     UNLOGGED_VAD,
     as_float,
@@ -39,12 +36,12 @@ from vlab.metrics.events import (
     require_events,
     session_vad_settings,
 )
-from vlab.metrics.summary import bootstrap_ci, bootstrap_ratio, same_within
+from vlab.metrics.intervals import poisson_interval, wilson_interval
+from vlab.metrics.summary import bootstrap_ci, bootstrap_ratio
+from vlab.metrics.tradeoff import pareto_front
 from vlab.prompts import NOISE_ONLY
 
 if TYPE_CHECKING:
-    from vlab.audio.pcm import FloatArray
-    from vlab.audio.vad import SpeechModel
     from vlab.prompts import LabelledPrompt
 
 __all__ = [
@@ -54,20 +51,12 @@ __all__ = [
     "POINT_FLAGS",
     "POINT_INTERVALS",
     "POINT_MEASURES",
-    "canary_shift",
-    "cutoff_at_latency",
     "detection_error_rate",
     "detections_from_boundaries",
     "detections_from_events",
-    "latency_at_cutoff",
     "match_segments",
     "operating_points",
-    "pareto_front",
-    "poisson_interval",
     "score_prompt",
-    "setting_took_effect",
-    "vad_preview",
-    "wilson_interval",
 ]
 
 DETECTION_COLUMNS = ("audio_start_ms", "audio_end_ms", "onset_ms", "offset_ms", "responded")
@@ -548,313 +537,3 @@ def _false_starts(noise: pd.DataFrame) -> dict[str, float]:
         "false_starts_per_min_lo": low,
         "false_starts_per_min_hi": high,
     }
-
-
-def poisson_interval(count: float, exposure: float, *, confidence: float = 0.95) -> tuple[float, float]:
-    """The exact (Garwood) interval of the rate ``count / exposure`` of events counted over ``exposure``.
-
-    Sound at 0: no false start in 1 minute is a rate from 0 to 3.7 per minute. NaN with ``exposure`` 0.
-    """
-    if not exposure > 0:
-        return (math.nan, math.nan)
-    k, tail = int(round(count)), (1.0 - confidence) / 2
-    lower = 0.0 if k == 0 else _poisson_mean_where(k - 1, 1.0 - tail)
-    return (lower / exposure, _poisson_mean_where(k, tail) / exposure)
-
-
-def _poisson_mean_where(n: int, p: float) -> float:
-    """The mean ``lam`` at which ``P(X <= n) = p`` for ``X ~ Poisson(lam)``, by bisection (it falls in lam)."""
-
-    def at_most(lam: float) -> float:
-        return math.fsum(math.exp(i * math.log(lam) - lam - math.lgamma(i + 1)) for i in range(n + 1))
-
-    low, high = 0.0, n + 20.0 * math.sqrt(n + 1) + 20.0
-    for _ in range(60):  # to double precision
-        mid = (low + high) / 2
-        low, high = (mid, high) if at_most(mid) > p else (low, mid)
-    return (low + high) / 2
-
-
-def wilson_interval(k: float, n: float, *, confidence: float = 0.95) -> tuple[float, float]:
-    """The Wilson score interval of the proportion ``k / n`` (NaN with ``n`` 0): sound at 0 % and 100 %."""
-    if not n > 0:
-        return (math.nan, math.nan)
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    p, z2 = k / n, z * z
-    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    # exact at the ends: the sum leaves 1e-17 there, which put 0 % outside its own interval
-    return (0.0 if k <= 0 else max(0.0, centre - half), 1.0 if k >= n else min(1.0, centre + half))
-
-
-def pareto_front(points: pd.DataFrame, x: str = "dead_air_ms", y: str = "false_cutoff_rate") -> pd.Series:
-    """True for points no other point beats on both ``x`` and ``y`` (lower is better; NaN never on it).
-
-    A point beats another when it is better on one figure and no worse on the other, by more than
-    :func:`vlab.metrics.same_within` of each: two settings 0.4 ms apart in dead air with the same cut-off
-    rate are both on the frontier, as ``vlab compare`` calls them ``same``.
-    """
-    require_columns(points, [x, y], _POINTS)
-    xs = points[x].to_numpy(float)
-    ys = points[y].to_numpy(float)
-    x_same, y_same = same_within(x), same_within(y)
-    on = np.zeros(len(points), dtype=bool)
-    for i in range(len(points)):
-        if not (math.isfinite(xs[i]) and math.isfinite(ys[i])):
-            continue
-        no_worse = (xs < xs[i] + x_same) & (ys < ys[i] + y_same)
-        dominated = no_worse & ((xs <= xs[i] - x_same) | (ys <= ys[i] - y_same))
-        on[i] = not dominated.any()
-    return pd.Series(on, index=points.index, name="pareto")
-
-
-def cutoff_at_latency(
-    points: pd.DataFrame, budgets_ms: Sequence[float] = (300.0, 600.0)
-) -> dict[float, float]:
-    """Lowest false cut-off rate among settings whose dead air is within each budget (NaN if none).
-
-    A ``reference`` point (push-to-talk) is not a setting to choose, so it is left out.
-    """
-    points = setting_points(points)
-    out = {}
-    for b in budgets_ms:
-        ok = points[points["dead_air_ms"] <= b]["false_cutoff_rate"].dropna()
-        out[float(b)] = float(ok.min()) if len(ok) else math.nan
-    return out
-
-
-def latency_at_cutoff(points: pd.DataFrame, rates: Sequence[float] = (0.05, 0.10)) -> dict[float, float]:
-    """Lowest dead air among settings whose false cut-off rate is at most each rate (NaN if none).
-
-    A ``reference`` point (push-to-talk) is not a setting to choose, so it is left out.
-    """
-    points = setting_points(points)
-    out = {}
-    for rate in rates:
-        ok = points[points["false_cutoff_rate"] <= rate]["dead_air_ms"].dropna()
-        out[float(rate)] = float(ok.min()) if len(ok) else math.nan
-    return out
-
-
-_POINTS = "operating points, from vlab.metrics.operating_points"
-
-
-def played_noise(points: pd.DataFrame) -> bool:
-    """Whether the sweep of these points played noise-only prompts: a setting has false starts per minute."""
-    return "false_starts_per_min" in points and bool(points["false_starts_per_min"].notna().any())
-
-
-def setting_points(points: pd.DataFrame) -> pd.DataFrame:
-    """The points of the settings one chooses between: all but a ``reference`` (push-to-talk) one.
-
-    Raises:
-        ConfigError: ``points`` lacks the dead air or the false cut-off rate.
-    """
-    require_columns(points, ["dead_air_ms", "false_cutoff_rate"], _POINTS)
-    return points[~points["reference"].astype(bool)] if "reference" in points else points
-
-
-def _turn_detection(events: pd.DataFrame, direction: str, kind: str) -> list[dict[str, Any] | None]:
-    rows = events[(events["direction"] == direction) & (events["type"] == kind)]
-    out: list[dict[str, Any] | None] = []
-    for payload in rows["payload"]:
-        try:
-            session = json.loads(payload).get("session", {})
-        except (TypeError, ValueError):
-            continue
-        if "turn_detection" in session:
-            out.append(session["turn_detection"])
-    return out
-
-
-def setting_took_effect(events: pd.DataFrame, *, tolerance: float = 1e-6) -> list[str]:
-    """Differences between the turn detection last sent (``session.update``) and echoed (``session.updated``).
-
-    Returns:
-        One message per differing key (empty: the service echoed what was asked); a missing echo is
-        one message too.
-    """
-    require_events(events)
-    sent = _turn_detection(events, "client", protocol.CLIENT_SESSION_UPDATE)
-    echoed = _turn_detection(events, "server", protocol.SESSION_UPDATED)
-    if not sent:
-        return []
-    if not echoed:
-        return ["no session.updated carried a turn_detection"]
-    want, got = sent[-1], echoed[-1]
-    if want is None or got is None:
-        return [] if want == got else [f"turn_detection: sent {want!r}, service has {got!r}"]
-    problems = []
-    for key, value in want.items():
-        have = got.get(key)
-        same = (
-            abs(float(value) - float(have)) <= tolerance
-            if isinstance(value, (int, float))
-            and isinstance(have, (int, float))
-            and not isinstance(value, bool)
-            else value == have
-        )
-        if not same:
-            problems.append(f"turn_detection.{key}: sent {value!r}, service has {have!r}")
-    return problems
-
-
-def canary_shift(
-    vad: pd.DataFrame, *, prompt: str, tolerance_ms: float = 100.0, warn: bool = True
-) -> pd.DataFrame:
-    """Check that ``silence_duration_ms`` moves ``speech_stopped`` by about as much, on one canary prompt.
-
-    Args:
-        vad: Detections of a sweep (``vad.parquet``: ``prompt``, ``silence_duration_ms``,
-            ``audio_end_ms``; the first detection of each run is used).
-        prompt: The canary prompt id.
-        tolerance_ms: Allowed difference between the observed and the expected shift.
-        warn: Emit a :class:`~vlab.errors.VlabWarning` when a setting did not move the stop as expected.
-
-    Returns:
-        One row per silence duration: the median first ``audio_end_ms``, the shift from the smallest
-        duration, the expected shift and ``ok``.
-    """
-    rows = vad[(vad["prompt"] == prompt) & vad["audio_end_ms"].notna()]
-    if rows.empty:
-        return pd.DataFrame(columns=["silence_duration_ms", "audio_end_ms", "shift_ms", "expected_ms", "ok"])
-    first = rows.sort_values("audio_end_ms").groupby(["silence_duration_ms", "run"], sort=True).head(1)
-    med = (
-        first.groupby("silence_duration_ms")["audio_end_ms"]
-        .median()
-        .reset_index()
-        .sort_values("silence_duration_ms")
-    )
-    base_sil, base_end = float(med["silence_duration_ms"].iloc[0]), float(med["audio_end_ms"].iloc[0])
-    med["shift_ms"] = med["audio_end_ms"] - base_end
-    med["expected_ms"] = med["silence_duration_ms"] - base_sil
-    med["ok"] = (med["shift_ms"] - med["expected_ms"]).abs() <= tolerance_ms
-    if warn and not med["ok"].all():
-        bad = med[~med["ok"]]
-        warn_user(
-            f"silence_duration_ms did not move speech_stopped as expected on canary {prompt!r}: "
-            + ", ".join(
-                f"{int(s)} ms shifted {sh:.0f} ms (expected {ex:.0f})"
-                for s, sh, ex in zip(
-                    bad["silence_duration_ms"], bad["shift_ms"], bad["expected_ms"], strict=False
-                )
-            )
-            + "; the service may be ignoring the setting"
-        )
-    return med
-
-
-def vad_preview(
-    prompts: Sequence[LabelledPrompt],
-    settings: Sequence[Mapping[str, Any]],
-    *,
-    model_factory: Callable[[], SpeechModel] | None = None,
-    input_audio_format: str = "pcm16",
-) -> pd.DataFrame:
-    """Run vlab's own VAD (the emulator's) over the prompts for each setting, offline, in seconds.
-
-    This approximates the service's server VAD (Azure's own model will differ somewhat); use it to
-    choose a grid before spending sessions. Silero runs once per prompt, over the prompt and the longest
-    silence of the grid; each setting steps its turn machine over those probabilities.
-
-    Args:
-        prompts: Labelled prompts.
-        settings: Dicts with ``threshold``, ``prefix_padding_ms``, ``silence_duration_ms`` (and an
-            optional ``setting`` name; default: a label built from the values).
-        model_factory: Speech model (default: Silero, as the emulator).
-        input_audio_format: The audio as a session would send it: ``"pcm16"`` (the prompts at 16 kHz, the
-            model's rate) or ``"g711_ulaw"``/``"g711_alaw"`` (a phone line: 8 kHz, G.711-quantised), as a
-            VAD-only sweep with that ``[session]`` format hears it.
-
-    Returns:
-        Detections (:data:`DETECTION_COLUMNS`, every detection counted as responded) with ``setting``,
-        ``prompt``, the setting values and ``run`` = 0; use :func:`score_prompt` per prompt and setting.
-
-    Raises:
-        ConfigError: ``input_audio_format`` is not a Voice Live input format.
-    """
-    from vlab.audio import g711
-    from vlab.audio.pcm import silence
-    from vlab.audio.vad import SileroModel, StreamingVad, VadParams
-
-    if input_audio_format not in protocol.INPUT_FORMATS:
-        raise ConfigError(
-            f"vad_preview: input_audio_format {input_audio_format!r} is not a Voice Live input format; "
-            f"use one of {', '.join(map(repr, protocol.INPUT_FORMATS))}"
-        )
-    rate = protocol.G711_SAMPLE_RATE_HZ if input_audio_format.startswith("g711") else 16000
-    factory = model_factory or SileroModel
-    default = VadParams()
-    audio = {p.id: g711.as_carried(p.pcm(rate), input_audio_format) for p in prompts}
-    runs: list[tuple[VadParams, dict[str, Any]]] = []
-    for s in settings:
-        params = VadParams(
-            threshold=float(s.get("threshold", default.threshold)),
-            prefix_padding_ms=int(s.get("prefix_padding_ms", default.prefix_padding_ms)),
-            silence_duration_ms=int(s.get("silence_duration_ms", default.silence_duration_ms)),
-        )
-        name = s.get("setting") or (
-            f"thr={params.threshold:g} pad={params.prefix_padding_ms} sil={params.silence_duration_ms}"
-        )
-        values = {
-            "setting": name,
-            "threshold": params.threshold,
-            "prefix_padding_ms": params.prefix_padding_ms,
-            "silence_duration_ms": params.silence_duration_ms,
-            "run": 0,
-        }
-        runs.append((params, values))
-    # The model's probabilities depend on the frames it is given (the prompt and its trailing silence),
-    # not on the setting: the longest silence runs first, and a setting whose frames begin those frames
-    # (at 16 kHz, every shorter silence) takes its probabilities from them. Each setting then steps its
-    # own turn machine over them (prepare and decide, exactly as feed and flush would).
-    order = sorted(range(len(runs)), key=lambda i: -runs[i][0].silence_duration_ms)
-    known: dict[str, tuple[FloatArray, list[float]]] = {}  # by prompt: the longest frames run, their output
-    rows_by_setting: dict[int, list[dict[str, Any]]] = {}
-    for i in order:
-        params, values = runs[i]
-        rows: list[dict[str, Any]] = rows_by_setting.setdefault(i, [])
-        tail = g711.as_carried(silence(params.silence_duration_ms + 200, rate), input_audio_format)
-        for p in prompts:
-            vad = StreamingVad(params, rate, model=factory())
-            fed, flushed = vad.prepare(audio[p.id] + tail), vad.prepare_flush()
-            frames = np.concatenate((fed.frames, flushed.frames))
-            have = known.get(p.id)
-            if (
-                have is not None
-                and len(frames) <= len(have[0])
-                and np.array_equal(frames, have[0][: len(frames)])
-            ):
-                probs = have[1][: len(frames)]
-            else:
-                probs = vad.run_model(fed) + vad.run_model(flushed)
-                if have is None or len(frames) > len(have[0]):
-                    known[p.id] = (frames, probs)
-            current: dict[str, Any] | None = None
-            split = len(fed.frames)
-            for e in vad.decide(fed, probs[:split]) + vad.decide(flushed, probs[split:]):
-                if e.kind == "speech_started":
-                    current = {"audio_start_ms": float(e.audio_ms), "onset_ms": float(e.speech_ms)}
-                    current[ONSET_EARLIEST] = current["onset_ms"]  # the VAD's own: exact
-                    current.update(audio_end_ms=math.nan, offset_ms=math.nan, responded=False)
-                    current[OFFSET_EARLIEST] = math.nan
-                    current.update(prompt=p.id, **values)
-                    rows.append(current)
-                elif current is not None:
-                    current.update(
-                        audio_end_ms=float(e.audio_ms), offset_ms=float(e.speech_ms), responded=True
-                    )
-                    current[OFFSET_EARLIEST] = current["offset_ms"]
-                    current = None
-    columns = [
-        *DETECTION_COLUMNS,
-        ONSET_EARLIEST,
-        OFFSET_EARLIEST,
-        "prompt",
-        "setting",
-        "threshold",
-        "prefix_padding_ms",
-        "silence_duration_ms",
-        "run",
-    ]
-    return pd.DataFrame([row for i in range(len(runs)) for row in rows_by_setting[i]], columns=columns)

@@ -120,7 +120,7 @@ def waterfall_turns(turns: pd.DataFrame, settings: list[str], *, max_turns: int)
 
 def detecting_settings(points: pd.DataFrame) -> list[str]:
     """The settings of a sweep's points whose turns a VAD detects: all but the push-to-talk reference."""
-    from vlab.metrics.detection import setting_points
+    from vlab.metrics.tradeoff import setting_points
 
     return [str(s) for s in setting_points(points)["setting"]]
 
@@ -154,7 +154,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         latency_at_cutoff,
         summarize_latency,
     )
-    from vlab.metrics.detection import played_noise
+    from vlab.metrics.tradeoff import played_noise
     from vlab.prompts import NOISE_ONLY, load_prompt_set, without_speech
     from vlab.sweep import grid_shape, in_grid_order
     from vlab.sweep.chart_names import pareto_labels, relabelled, shared_parts, short_names

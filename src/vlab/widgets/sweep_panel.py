@@ -575,7 +575,7 @@ class SweepPanel:
     def _render(self, folder: Path) -> list[widgets.Widget]:
         from vlab import plots
         from vlab.metrics import POINT_FLAGS, POINT_MEASURES, made_tool_calls, spoken_turns
-        from vlab.metrics.detection import played_noise
+        from vlab.metrics.tradeoff import played_noise
         from vlab.report import grid_settings
         from vlab.report.build import detecting_settings, target_parts, waterfall_turns
         from vlab.sweep import grid_shape, in_grid_order

@@ -1,0 +1,138 @@
+"""The offline VAD preview: vlab's own VAD (the emulator's) over labelled prompts for a grid of settings."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from vlab import protocol
+from vlab.errors import ConfigError
+from vlab.metrics.detection import DETECTION_COLUMNS, OFFSET_EARLIEST, ONSET_EARLIEST
+
+if TYPE_CHECKING:
+    from vlab.audio.pcm import FloatArray
+    from vlab.audio.vad import SpeechModel
+    from vlab.prompts import LabelledPrompt
+
+
+__all__ = ["vad_preview"]
+
+
+def vad_preview(
+    prompts: Sequence[LabelledPrompt],
+    settings: Sequence[Mapping[str, Any]],
+    *,
+    model_factory: Callable[[], SpeechModel] | None = None,
+    input_audio_format: str = "pcm16",
+) -> pd.DataFrame:
+    """Run vlab's own VAD (the emulator's) over the prompts for each setting, offline, in seconds.
+
+    This approximates the service's server VAD (Azure's own model will differ somewhat); use it to
+    choose a grid before spending sessions. Silero runs once per prompt, over the prompt and the longest
+    silence of the grid; each setting steps its turn machine over those probabilities.
+
+    Args:
+        prompts: Labelled prompts.
+        settings: Dicts with ``threshold``, ``prefix_padding_ms``, ``silence_duration_ms`` (and an
+            optional ``setting`` name; default: a label built from the values).
+        model_factory: Speech model (default: Silero, as the emulator).
+        input_audio_format: The audio as a session would send it: ``"pcm16"`` (the prompts at 16 kHz, the
+            model's rate) or ``"g711_ulaw"``/``"g711_alaw"`` (a phone line: 8 kHz, G.711-quantised), as a
+            VAD-only sweep with that ``[session]`` format hears it.
+
+    Returns:
+        Detections (:data:`~vlab.metrics.DETECTION_COLUMNS`, every detection counted as responded) with ``setting``,
+        ``prompt``, the setting values and ``run`` = 0; use :func:`~vlab.metrics.score_prompt` per prompt and setting.
+
+    Raises:
+        ConfigError: ``input_audio_format`` is not a Voice Live input format.
+    """
+    from vlab.audio import g711
+    from vlab.audio.pcm import silence
+    from vlab.audio.vad import SileroModel, StreamingVad, VadParams
+
+    if input_audio_format not in protocol.INPUT_FORMATS:
+        raise ConfigError(
+            f"vad_preview: input_audio_format {input_audio_format!r} is not a Voice Live input format; "
+            f"use one of {', '.join(map(repr, protocol.INPUT_FORMATS))}"
+        )
+    rate = protocol.G711_SAMPLE_RATE_HZ if input_audio_format.startswith("g711") else 16000
+    factory = model_factory or SileroModel
+    default = VadParams()
+    audio = {p.id: g711.as_carried(p.pcm(rate), input_audio_format) for p in prompts}
+    runs: list[tuple[VadParams, dict[str, Any]]] = []
+    for s in settings:
+        params = VadParams(
+            threshold=float(s.get("threshold", default.threshold)),
+            prefix_padding_ms=int(s.get("prefix_padding_ms", default.prefix_padding_ms)),
+            silence_duration_ms=int(s.get("silence_duration_ms", default.silence_duration_ms)),
+        )
+        name = s.get("setting") or (
+            f"thr={params.threshold:g} pad={params.prefix_padding_ms} sil={params.silence_duration_ms}"
+        )
+        values = {
+            "setting": name,
+            "threshold": params.threshold,
+            "prefix_padding_ms": params.prefix_padding_ms,
+            "silence_duration_ms": params.silence_duration_ms,
+            "run": 0,
+        }
+        runs.append((params, values))
+    # The model's probabilities depend on the frames it is given (the prompt and its trailing silence),
+    # not on the setting: the longest silence runs first, and a setting whose frames begin those frames
+    # (at 16 kHz, every shorter silence) takes its probabilities from them. Each setting then steps its
+    # own turn machine over them (prepare and decide, exactly as feed and flush would).
+    order = sorted(range(len(runs)), key=lambda i: -runs[i][0].silence_duration_ms)
+    known: dict[str, tuple[FloatArray, list[float]]] = {}  # by prompt: the longest frames run, their output
+    rows_by_setting: dict[int, list[dict[str, Any]]] = {}
+    for i in order:
+        params, values = runs[i]
+        rows: list[dict[str, Any]] = rows_by_setting.setdefault(i, [])
+        tail = g711.as_carried(silence(params.silence_duration_ms + 200, rate), input_audio_format)
+        for p in prompts:
+            vad = StreamingVad(params, rate, model=factory())
+            fed, flushed = vad.prepare(audio[p.id] + tail), vad.prepare_flush()
+            frames = np.concatenate((fed.frames, flushed.frames))
+            have = known.get(p.id)
+            if (
+                have is not None
+                and len(frames) <= len(have[0])
+                and np.array_equal(frames, have[0][: len(frames)])
+            ):
+                probs = have[1][: len(frames)]
+            else:
+                probs = vad.run_model(fed) + vad.run_model(flushed)
+                if have is None or len(frames) > len(have[0]):
+                    known[p.id] = (frames, probs)
+            current: dict[str, Any] | None = None
+            split = len(fed.frames)
+            for e in vad.decide(fed, probs[:split]) + vad.decide(flushed, probs[split:]):
+                if e.kind == "speech_started":
+                    current = {"audio_start_ms": float(e.audio_ms), "onset_ms": float(e.speech_ms)}
+                    current[ONSET_EARLIEST] = current["onset_ms"]  # the VAD's own: exact
+                    current.update(audio_end_ms=math.nan, offset_ms=math.nan, responded=False)
+                    current[OFFSET_EARLIEST] = math.nan
+                    current.update(prompt=p.id, **values)
+                    rows.append(current)
+                elif current is not None:
+                    current.update(
+                        audio_end_ms=float(e.audio_ms), offset_ms=float(e.speech_ms), responded=True
+                    )
+                    current[OFFSET_EARLIEST] = current["offset_ms"]
+                    current = None
+    columns = [
+        *DETECTION_COLUMNS,
+        ONSET_EARLIEST,
+        OFFSET_EARLIEST,
+        "prompt",
+        "setting",
+        "threshold",
+        "prefix_padding_ms",
+        "silence_duration_ms",
+        "run",
+    ]
+    return pd.DataFrame([row for i in range(len(runs)) for row in rows_by_setting[i]], columns=columns)
