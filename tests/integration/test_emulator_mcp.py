@@ -358,6 +358,29 @@ async def test_a_response_waits_for_the_listing_and_a_server_dropped_from_the_to
         assert [i.type for i in events[-1].response.output] == ["message"]  # no tool left to call
 
 
+async def test_the_http_session_that_reaches_the_servers_closes_with_the_connection(monkeypatch):
+    import aiohttp
+
+    opened: list[aiohttp.ClientSession] = []
+
+    session_class = aiohttp.ClientSession
+
+    def recorded(*args, **kwargs) -> aiohttp.ClientSession:  # every session opened: the SDK's, the emulator's
+        opened.append(session_class(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(aiohttp, "ClientSession", recorded)
+    async with stand_in_mcp() as mcp:
+        async with fast_emulator(mcp_redirects={DEEPWIKI: mcp.url}) as emu:
+            async with _connect(emu) as conn:
+                await collect_events(conn, "session.created")
+                assert (await _listed(conn, SAMPLE_SERVERS[:1], count=1))[
+                    -1
+                ].type == "mcp_list_tools.completed"
+        assert mcp.methods().count("initialize") == 1  # the emulator's client reached the server
+        assert len(opened) >= 2 and [s.closed for s in opened] == [True] * len(opened)
+
+
 async def test_an_mcp_call_takes_its_drawn_delay_on_the_simulated_timeline_at_any_speed():
     tools = [MCPServer(server_label="deepwiki", server_url=DEEPWIKI, require_approval="never")]
     measured = []

@@ -22,12 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
-import json
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vlab import protocol
@@ -46,17 +43,16 @@ from vlab.emulator.faults import METADATA_KEY, Fault, FaultPlan
 from vlab.emulator.input_buffer import InputBuffer
 from vlab.emulator.items import Conversation, Item
 from vlab.emulator.latency import LatencySampler
-from vlab.emulator.mcp import McpClient, McpError, McpServer
+from vlab.emulator.mcp_tools import SessionMcp, mcp_servers
 from vlab.emulator.outbox import Outbox
-from vlab.emulator.replies import MCP_APPROVAL_KEY, MCP_SERVER_KEY, FunctionCall, Reply, reply_for
-from vlab.emulator.response_run import CancelReason, McpCallDue, ResponseRun
+from vlab.emulator.replies import FunctionCall, Reply, reply_for
+from vlab.emulator.response_run import CancelReason, ResponseRun
 from vlab.emulator.timeline import Scheduler
 from vlab.emulator.transcription import already_read, transcription_events
 from vlab.emulator.wire import Ids, WireError, parse_client_frame, require
 from vlab.protocol_limits import MAX_APPEND_AUDIO_BYTES, eou_timeout_ms
 
 if TYPE_CHECKING:
-    import aiohttp
     from aiohttp import web
 
 log = logging.getLogger("vlab.emulator")
@@ -119,11 +115,8 @@ class EmulatorConnection:
         self._transcriptions: dict[str, asyncio.Task[None]] = {}
         self._unheard: tuple[Item, bytes, int, asyncio.Task[str] | None] | None = None  # last turn, unread
         self._vad_due_ms = 0.0  # VAD steps keep their order even when their delays differ
-        self._mcp: dict[str, _McpTools] = {}
-        """The session's MCP servers by label, each with its client and the tools it listed."""
         self._approvals: dict[str, FunctionCall] = {}
         """The MCP calls waiting for the client's ``mcp_approval_response``, by approval request id."""
-        self._http: aiohttp.ClientSession | None = None
         self._warm_recognizer = math.isfinite(config.speed) and isinstance(
             self.recognizer, PocketSphinxRecognizer
         )
@@ -148,6 +141,8 @@ class EmulatorConnection:
             spawn=self._spawn,
         )
         self.input.configure(self.session, api_version)
+        self.mcp = SessionMcp(self, redirects=config.mcp_redirects, spawn=self._spawn)
+        """The session's MCP servers, their tools and calls."""
 
     # --- the outbox a response uses (ResponseHost) -------------------------------------------------
 
@@ -203,8 +198,7 @@ class EmulatorConnection:
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
-            if self._http is not None:
-                await self._http.close()
+            await self.mcp.close()
 
     async def _on_frame(self, data: str | bytes) -> None:
         """Handle one client frame: audio at once, anything else as a step at the time it arrived."""
@@ -451,16 +445,14 @@ class EmulatorConnection:
                 await self.scheduler.handed(run.handed)
             run.previous = None  # done: a long session keeps no chain of old responses
             pending = [t for t in self._transcriptions.values() if not t.done()]
-            pending += [
-                m.listing for m in self._mcp.values() if m.listing is not None and not m.listing.done()
-            ]
+            pending += self.mcp.listings()
             if pending:
                 await self.scheduler.wait_for(asyncio.gather(*pending, return_exceptions=True))
             try:
                 await self._hear_last_turn()
                 run.reply = reply or reply_for(
                     list(self.conversation),
-                    {**session, "tools": [*(session.get("tools") or []), *self._mcp_tool_views()]},
+                    {**session, "tools": [*(session.get("tools") or []), *self.mcp.tool_views()]},
                     params.get("instructions") or instructions,
                     self.config.script,
                 )
@@ -475,111 +467,10 @@ class EmulatorConnection:
                 self._approvals[item_id] = call
             if run.status == "completed":
                 for due in run.mcp_calls:
-                    await self._call_mcp(run.id, due, last=due is run.mcp_calls[-1])
+                    await self.mcp.call(run.id, due, last=due is run.mcp_calls[-1])
 
         run.task = self.scheduler.spawn(self.scheduler.now_ms, go)
         return run
-
-    # --- MCP servers (see vlab.emulator.mcp) ------------------------------------------------------------
-
-    def _configure_mcp(self, servers: dict[str, McpServer]) -> None:
-        """List the tools of each MCP server the session's new tools name anew; forget the others."""
-        for label in [label for label in self._mcp if label not in servers]:
-            del self._mcp[label]
-        for label, server in servers.items():
-            known = self._mcp.get(label)
-            if known is not None and known.server == server:
-                continue
-            if self._http is None:
-                import aiohttp
-
-                self._http = aiohttp.ClientSession()
-            client = McpClient(server, self._http, self.config.mcp_redirects.get(server.server_url))
-            tools = _McpTools(server, client)
-            self._mcp[label] = tools
-            tools.listing = self.scheduler.spawn(
-                self.scheduler.now_ms, functools.partial(self._list_mcp_tools, tools)
-            )
-
-    async def _list_mcp_tools(self, tools: _McpTools) -> None:
-        """List one server's tools: an ``mcp_list_tools`` item, ``mcp_list_tools.in_progress``, ``.completed``.
-
-        ``conversation.item.created`` brings the item; ``.completed`` follows with the tools on it, or
-        ``.failed`` when the server cannot list them (the reason goes to the emulator's log).
-        """
-        item = Item(
-            {
-                "id": Ids.new("item"),
-                "object": "realtime.item",
-                "type": protocol.MCP_LIST_TOOLS_ITEM,
-                "server_label": tools.server.server_label,
-                "tools": [],
-            }
-        )
-        prev = self.conversation.add(item)
-        await self.send({"type": protocol.ITEM_CREATED, "previous_item_id": prev, "item": item.public()})
-        await self.send({"type": protocol.MCP_LIST_TOOLS_IN_PROGRESS, "item_id": item.id})
-        try:
-            listed = await self.scheduler.wait_outside(tools.client.list_tools())
-        except McpError as exc:
-            log.warning("MCP server %s: listing its tools failed: %s", tools.server.server_label, exc)
-            await self.send({"type": protocol.MCP_LIST_TOOLS_FAILED, "item_id": item.id})
-            return
-        tools.listed = [t for t in listed if tools.server.offers(t["name"])]
-        item.wire["tools"] = tools.listed
-        await self.send({"type": protocol.MCP_LIST_TOOLS_COMPLETED, "item_id": item.id})
-
-    def _mcp_tool_views(self) -> list[dict[str, Any]]:
-        """The listed MCP tools as function tools, for the reply to choose among (never sent)."""
-        return [
-            {
-                "type": "function",
-                "name": tool["name"],
-                "description": tool["description"],
-                "parameters": tool["input_schema"],
-                MCP_SERVER_KEY: mcp.server.server_label,
-                MCP_APPROVAL_KEY: mcp.server.needs_approval(tool["name"]),
-            }
-            for mcp in self._mcp.values()
-            for tool in mcp.listed
-        ]
-
-    async def _call_mcp(self, response_id: str, due: McpCallDue, *, last: bool) -> None:
-        """Call the MCP server for a response's ``mcp_call`` item, after its ``response.done``.
-
-        ``response.mcp_call.in_progress``, ``.completed`` or ``.failed``, then ``response.output_item.done``
-        with the output or the error on the item. The client asks for the spoken answer (``response.create``):
-        after the ``last`` call of the response, time waits for it, from before the client can see the
-        answer (so its ``response.create`` cannot arrive before the hold).
-        """
-        item, call = due.item, due.call
-        ids = {"item_id": item.id, "output_index": due.output_index}
-        await self.send({"type": protocol.MCP_CALL_IN_PROGRESS, **ids})
-        mcp = self._mcp.get(str(call.server_label))
-        delay_ms = self.sampler.mcp_call_ms()
-        self.trace_add(kind="latency", item_id=item.id, mcp_call_ms=delay_ms)
-        try:
-            if mcp is None:
-                raise McpError(f"the session no longer has the MCP server {call.server_label!r}")
-            answer = self._spawn(mcp.client.call(call.name, json.loads(call.arguments)))  # meanwhile
-            await self.scheduler.at(self.scheduler.now_ms + delay_ms)
-            output = await self.scheduler.wait_outside(answer)
-        except McpError as exc:
-            log.warning("MCP call %s of %s failed: %s", call.name, call.server_label, exc)
-            item.wire.update(status="failed", error={"type": "mcp_tool_error", "message": str(exc)})
-            returned = protocol.MCP_CALL_FAILED
-        else:
-            item.wire.update(status="completed", output=output)
-            returned = protocol.MCP_CALL_COMPLETED
-        if last:
-            self.scheduler.wait_for_client()
-        await self.send({"type": returned, **ids})
-        done = {
-            "type": protocol.OUTPUT_ITEM_DONE,
-            "response_id": response_id,
-            "output_index": due.output_index,
-        }
-        await self.send({**done, "item": item.public()})
 
     async def _cancel_response(
         self, run: ResponseRun, reason: CancelReason, *, auto_truncate: bool = False
@@ -635,7 +526,7 @@ class EmulatorConnection:
             )
         seed = _latency_seed(metadata, event.get("event_id"))
         self.config.refusals.check(self.session["model"], body, event.get("event_id"))
-        servers = _mcp_servers(body["tools"], event.get("event_id")) if "tools" in body else None
+        servers = mcp_servers(body["tools"], event.get("event_id")) if "tools" in body else None
         self.session = session_config.apply_update(
             self.session, body, self.api_version, event.get("event_id"), audio_started=self.audio_started
         )
@@ -649,7 +540,7 @@ class EmulatorConnection:
                 await self.scheduler.until_idle()  # answered once everything the audio caused is done
         await self.send({"type": protocol.SESSION_UPDATED, "session": dict(self.session)})
         if servers is not None:  # the update's tools replace the session's (an update without any keeps them)
-            self._configure_mcp(servers)
+            self.mcp.configure(servers)
 
     def _append(self, event: dict[str, Any]) -> None:
         audio = require(event, "audio", str)
@@ -865,16 +756,6 @@ _HANDLERS: dict[str, Callable[[EmulatorConnection, dict[str, Any]], Awaitable[No
 """The handler of each client event but ``input_audio_buffer.append`` (handled as it arrives)."""
 
 
-@dataclass(slots=True)
-class _McpTools:
-    """One MCP server of the session: its client and the tools it listed (those ``allowed_tools`` lets through)."""
-
-    server: McpServer
-    client: McpClient
-    listed: list[dict[str, Any]] = field(default_factory=list)
-    listing: asyncio.Task[None] | None = None
-
-
 def _latency_seed(metadata: Any, event_id: str | None) -> int | None:
     """The seed a ``session.update`` gives in ``session.metadata`` (:data:`protocol.LATENCY_SEED_METADATA_KEY`)."""
     given = metadata.get(protocol.LATENCY_SEED_METADATA_KEY) if isinstance(metadata, dict) else None
@@ -890,26 +771,6 @@ def _latency_seed(metadata: Any, event_id: str | None) -> int | None:
             f"session.metadata.{protocol.LATENCY_SEED_METADATA_KEY}",
             event_id,
         ) from None
-
-
-def _mcp_servers(tools: Any, event_id: str | None) -> dict[str, McpServer]:
-    """The MCP servers among a session's ``tools``, by label; a malformed one is an ``invalid_value`` error."""
-    servers: dict[str, McpServer] = {}
-    for index, tool in enumerate(tools if isinstance(tools, list) else []):
-        if not isinstance(tool, dict) or tool.get("type") != "mcp":
-            continue
-        param = f"session.tools[{index}]"
-        try:
-            server = McpServer.from_tool(tool)
-        except ValueError as exc:
-            raise WireError(
-                "invalid_value", f"Invalid value for '{param}': {exc}.", param, event_id
-            ) from None
-        if server.server_label in servers:
-            message = f"Invalid value for '{param}': server_label {server.server_label!r} is used twice."
-            raise WireError("invalid_value", message, param, event_id)
-        servers[server.server_label] = server
-    return servers
 
 
 def _internal_error(exc: Exception, event_id: str | None, what: str = "the event") -> WireError:
