@@ -12,6 +12,7 @@ import math
 import os
 import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,6 +126,40 @@ def detecting_settings(points: pd.DataFrame) -> list[str]:
     return [str(s) for s in setting_points(points)["setting"]]
 
 
+@dataclass(frozen=True)
+class _Sweep:
+    """What the report reads of a sweep folder, once: its manifest, tables and prompts."""
+
+    folder: Path
+    manifest: dict[str, Any]
+    settings: list[str]
+    """The grid's setting names, in order."""
+    turns: pd.DataFrame
+    """The turns the user spoke (:func:`vlab.metrics.spoken_turns`)."""
+    vad: pd.DataFrame
+    points: pd.DataFrame
+    scores: pd.DataFrame
+    prompts: dict[str, LabelledPrompt]
+    names: dict[str, str]
+    """Each setting's short name: what sets it apart (the charts' names)."""
+
+    @property
+    def vad_only(self) -> bool:
+        """Decided by the emulator's VAD without sessions: no replies, so no turns to chart."""
+        return self.manifest.get("mode") == "vad"
+
+    @property
+    def with_tools(self) -> bool:
+        """Some turn was answered through tool calls."""
+        return made_tool_calls(self.turns)
+
+    @property
+    def simulated(self) -> bool:
+        """Every turn was timed on the emulator's simulated timeline."""
+        turns = self.turns
+        return bool("timeline" in turns and len(turns) and (turns["timeline"] == "simulated").all())
+
+
 def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3) -> Path:
     """Write ``report.html`` and ``report/*.png`` for a sweep folder.
 
@@ -139,56 +174,66 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
         ConfigError: ``sweep_dir`` is not a sweep folder, or no cell of it finished (the first error is named);
             ``timeline_prompts`` is not a count.
     """
+    from vlab.prompts import load_prompt_set
+    from vlab.sweep.chart_names import short_names
+
     check_count("timeline_prompts", timeline_prompts, minimum=0)
+    folder = Path(sweep_dir)
+    manifest = require_sweep(folder)
+    turns, vad, points, scores = (load_table(folder, n) for n in ("turns", "vad", "points", "scores"))
+    require_results(folder, points)
+    sweep = _Sweep(
+        folder=folder,
+        manifest=manifest,
+        settings=grid_settings(manifest),
+        turns=spoken_turns(turns),
+        vad=vad,
+        points=points,
+        scores=scores,
+        prompts={p.id: p for p in load_prompt_set(_prompt_dir(manifest))},
+        names=short_names([str(s) for s in points["setting"]]),
+    )
+    out = folder / "report"
+    out.mkdir(exist_ok=True)
+    charts = _draw_charts(sweep, out, timeline_prompts)
+    parts = [
+        f"<!doctype html><meta charset='utf-8'><title>vlab sweep report</title><style>{_CSS}</style>",
+        f"<h1>vlab sweep: {html.escape(folder.name)}</h1>",
+        *_heading_html(sweep),
+        *_points_html(sweep),
+        *_charts_html(sweep, charts, out),
+        *_tables_html(sweep),
+    ]
+    path = folder / "report.html"
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
+
+
+def _draw_charts(sweep: _Sweep, out: Path, timeline_prompts: int) -> list[tuple[str, str, str]]:
+    """Draw the report's charts into ``out`` as PNGs; each one's ``(name, title, caption)``, in order."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from vlab import plots
-    from vlab.metrics import (
-        POINT_FLAGS,
-        POINT_MEASURES,
-        canary_shift,
-        cutoff_at_latency,
-        latency_at_cutoff,
-        summarize_latency,
-    )
     from vlab.metrics.tradeoff import played_noise
-    from vlab.prompts import NOISE_ONLY, load_prompt_set, without_speech
-    from vlab.sweep import grid_shape, in_grid_order
-    from vlab.sweep.chart_names import pareto_labels, relabelled, shared_parts, short_names
-    from vlab.sweep.summary import failed_cells
+    from vlab.sweep.chart_names import pareto_labels, relabelled
 
-    folder = Path(sweep_dir)
-    manifest = require_sweep(folder)
-    settings = grid_settings(manifest)
-    turns, vad, points, scores = (load_table(folder, n) for n in ("turns", "vad", "points", "scores"))
-    require_results(folder, points)
-    out = folder / "report"
-    out.mkdir(exist_ok=True)
-    images: list[tuple[str, str, str]] = []  # (name, title, caption)
+    charts: list[tuple[str, str, str]] = []
 
     def save(ax: Any, name: str, title: str, caption: str) -> None:
         fig = ax.figure
         fig.savefig(out / f"{name}.png", dpi=110, bbox_inches="tight")  # long setting names widen it
         plt.close(fig)
-        images.append((name, title, caption))
+        charts.append((name, title, caption))
 
-    vad_only = manifest.get("mode") == "vad"  # decided without sessions: no turns to chart
-    names = short_names([str(s) for s in points["setting"]])  # charts name what sets a setting apart
-    shortened = [names.get(s, s) for s in settings]
-    shared = shared_parts(list(names)) if any(names[s] != s for s in names) else ""
-    speech_turns = spoken_turns(turns)
-    with_tools = made_tool_calls(speech_turns)
-    simulated = (
-        "timeline" in speech_turns and len(speech_turns) and (speech_turns["timeline"] == "simulated").all()
-    )
-    if not vad_only:
-        ok_turns = (
-            speech_turns[~speech_turns["false_cutoff"].astype(bool)] if len(speech_turns) else speech_turns
-        )
-        sample, per = waterfall_turns(ok_turns, settings, max_turns=WATERFALL_TURNS)
+    names, turns, points = sweep.names, sweep.turns, sweep.points
+    shortened = [names.get(s, s) for s in sweep.settings]
+    with_tools, simulated = sweep.with_tools, sweep.simulated
+    if not sweep.vad_only:
+        ok_turns = turns[~turns["false_cutoff"].astype(bool)] if len(turns) else turns
+        sample, per = waterfall_turns(ok_turns, sweep.settings, max_turns=WATERFALL_TURNS)
         save(
             plots.waterfall(relabelled(sample, names), label=None, max_turns=WATERFALL_TURNS),
             "waterfall",
@@ -216,9 +261,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
             ),
         )
         save(
-            plots.latency_distributions(
-                relabelled(speech_turns, names), metric="dead_air_ms", order=shortened
-            ),
+            plots.latency_distributions(relabelled(turns, names), metric="dead_air_ms", order=shortened),
             "latency_distributions",
             "Dead air per setting",
             "End of speech → first reply audio, with the end-of-turn wait on the audio clock (valid at any replay speed)."
@@ -228,10 +271,10 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
                 else ""
             ),
         )
-    if "voice_to_voice_ms" in speech_turns and speech_turns["voice_to_voice_ms"].notna().any():
+    if "voice_to_voice_ms" in turns and turns["voice_to_voice_ms"].notna().any():
         save(
             plots.latency_distributions(
-                relabelled(speech_turns, names), metric="voice_to_voice_ms", order=shortened
+                relabelled(turns, names), metric="voice_to_voice_ms", order=shortened
             ),
             "voice_to_voice",
             "Voice-to-voice per setting",
@@ -242,7 +285,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
     if with_tools:
         save(
             plots.latency_distributions(
-                relabelled(speech_turns, names), metric="voice_to_answer_ms", order=shortened
+                relabelled(turns, names), metric="voice_to_answer_ms", order=shortened
             ),
             "voice_to_answer",
             "Voice-to-answer per setting",
@@ -251,15 +294,17 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
             "timeline the same at any speed (a function takes its [tools] run_ms there, 0 when not given; an "
             "MCP call takes the emulator's drawn mcp_call delay).",
         )
-    dead_air = "the end-of-turn wait on the audio clock (no replies)" if vad_only else "the median dead air"
+    dead_air = (
+        "the end-of-turn wait on the audio clock (no replies)" if sweep.vad_only else "the median dead air"
+    )
     save(
         plots.pareto(pareto_labels(points)),
         "pareto",
         "Cut-off vs dead-air trade-off",
         "One point per setting: share of labelled turns cut off (a response inside the turn) against "
         f"{dead_air}. Grey bars: 95 % intervals (Wilson over the labelled turns for the cut-off rate, a "
-        f"bootstrap over the {'runs' if vad_only else 'turns'} for the median); settings whose bars overlap "
-        "may not differ, so add prompts (or, against Azure, repeats) before choosing between them.",
+        f"bootstrap over the {'runs' if sweep.vad_only else 'turns'} for the median); settings whose bars "
+        "overlap may not differ, so add prompts (or, against Azure, repeats) before choosing between them.",
     )
     if played_noise(points):
         save(
@@ -272,11 +317,12 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
             "intervals (Poisson over the minutes of noise, Wilson over the labelled turns): a few seconds of "
             "noise cannot tell settings apart; record a minute or more of the noise your users sit in.",
         )
-    prompts = {p.id: p for p in load_prompt_set(_prompt_dir(manifest))}
-    for prompt in prompts_to_chart(manifest, prompts.values(), scores, timeline_prompts):
+    for prompt in prompts_to_chart(sweep.manifest, sweep.prompts.values(), sweep.scores, timeline_prompts):
         save(
             plots.vad_timeline(
-                prompt, relabelled(vad, names), settings=[names.get(s, s) for s in detecting_settings(points)]
+                prompt,
+                relabelled(sweep.vad, names),
+                settings=[names.get(s, s) for s in detecting_settings(points)],
             ),
             f"vad_timeline_{prompt.id}",
             f"VAD timeline: {prompt.id}",
@@ -284,47 +330,34 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
             "the padding short there (at the start of the audio, or at the end of the turn before), so the "
             "speech began somewhere in it.",
         )
+    return charts
 
-    summary = (
-        in_grid_order(
-            summarize_latency(
-                speech_turns, by=["setting"], metrics=latency_measures(speech_turns, endpointing=True)
-            ),
-            settings,
-        )
-        if len(speech_turns)
-        else pd.DataFrame()
-    )
-    budgets = cutoff_at_latency(points, DEAD_AIR_BUDGETS_MS) if len(points) else {}
-    rates = latency_at_cutoff(points, CUTOFF_BUDGETS) if len(points) else {}
-    canary_html = ""
-    if manifest.get("canary") and len(vad):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            shift = canary_shift(vad, prompt=manifest["canary"])
-        canary_html = plots.summary_table(shift) + "".join(
-            f'<p class="warn">{html.escape(str(w.message))}</p>' for w in caught
-        )
-    errors = [c for c in manifest.get("cells", []) if c.get("status") != "ok"]
 
-    parts = [f"<!doctype html><meta charset='utf-8'><title>vlab sweep report</title><style>{_CSS}</style>"]
-    parts.append(f"<h1>vlab sweep: {html.escape(folder.name)}</h1>")
-    parts.append(
+def _heading_html(sweep: _Sweep) -> list[str]:
+    """What the sweep ran against and its size, then failed cells, unreviewed labels and unscored prompts."""
+    from vlab.prompts import NOISE_ONLY, without_speech
+    from vlab.sweep import grid_shape
+    from vlab.sweep.summary import failed_cells
+
+    manifest, folder = sweep.manifest, sweep.folder
+    played = manifest.get("prompts", [])
+    parts = [
         "<p class='note'>"
         + html.escape(
             "".join(f"{part}; " for part in target_parts(manifest))
-            + grid_shape(len(manifest.get("grid", [])), len(manifest.get("prompts", [])), manifest["repeats"])
+            + grid_shape(len(manifest.get("grid", [])), len(played), manifest["repeats"])
             + f"; wall {manifest.get('wall_s')} s; vlab {manifest.get('versions', {}).get('vlab')}, "
             f"SDK {manifest.get('versions', {}).get('azure-ai-voicelive')}"
         )
         + "</p>"
-    )
-    if vad_only:
+    ]
+    if sweep.vad_only:
         parts.append(
             "<p class='note'>A VAD-only sweep (<code>mode = \"vad\"</code>): the emulator's VAD decided every "
             "cell without a session, so there are no latency charts, and dead air is the end-of-turn wait "
             "on the audio clock. The detections equal those of a session sweep on the emulator.</p>"
         )
+    errors = [c for c in manifest.get("cells", []) if c.get("status") != "ok"]
     if errors:
         parts.append(
             f"<p class='warn'>{len(errors)} cell(s) failed: "
@@ -332,75 +365,113 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
             + f" (each one's error is in {html.escape(folder.name)}/cells/&lt;cell&gt;/cell.json)"
             + "</p>"
         )
-    unreviewed = _unreviewed(manifest, prompts)
+    unreviewed = _unreviewed(manifest, sweep.prompts)
     if unreviewed:
         parts.append(
             f"<p class='warn'>Scored against unreviewed automatic labels: {len(unreviewed)} of "
-            f"{len(manifest.get('prompts', []))} prompts ({html.escape(first_few(unreviewed, 8))}) have labels "
+            f"{len(played)} prompts ({html.escape(first_few(unreviewed, 8))}) have labels "
             "proposed by <code>vlab prompts label</code> "
             "that nobody has reviewed; their cut-off, hold and missed-turn figures are only as good as "
             "those proposals. Review them in the LabelEditor.</p>"
         )
-    played = {entry.get("id") for entry in manifest.get("prompts", [])}
-    unscored = [p.id for p in without_speech(p for p in prompts.values() if p.id in played)]
+    ids = {entry.get("id") for entry in played}
+    unscored = [p.id for p in without_speech(p for p in sweep.prompts.values() if p.id in ids)]
     if unscored:
         parts.append(
-            f"<p class='warn'>No labelled speech in {len(unscored)} of {len(manifest.get('prompts', []))} "
+            f"<p class='warn'>No labelled speech in {len(unscored)} of {len(played)} "
             f"prompts ({html.escape(first_few(unscored, 8))}): the sweep scored nothing in them. A recording "
             "of noise alone counts its false starts once its category "
             f"is <code>{NOISE_ONLY}</code>.</p>"
         )
-    parts.append("<h2>Operating points</h2>")
-    if len(points):
-        cols = [c for c in ("setting", *POINT_MEASURES, *POINT_FLAGS) if c in points]
-        parts.append(plots.summary_table(points, cols))
-        parts.append(
-            "<p>"
-            + html.escape(
-                "Lowest cut-off rate within a dead-air budget: "
-                + ", ".join(f"@{b:.0f} ms: {_pct(v)}" for b, v in budgets.items())
-                + ". Lowest dead air within a cut-off rate: "
-                + ", ".join(f"@{r * 100:.0f} %: {_ms(v)}" for r, v in rates.items())
-            )
-            + "</p>"
+    return parts
+
+
+def _points_html(sweep: _Sweep) -> list[str]:
+    """The operating points' table, and the best setting within each dead-air and cut-off budget."""
+    from vlab import plots
+    from vlab.metrics import POINT_FLAGS, POINT_MEASURES, cutoff_at_latency, latency_at_cutoff
+
+    points = sweep.points
+    parts = ["<h2>Operating points</h2>"]
+    if not len(points):
+        return parts
+    budgets = cutoff_at_latency(points, DEAD_AIR_BUDGETS_MS)
+    rates = latency_at_cutoff(points, CUTOFF_BUDGETS)
+    cols = [c for c in ("setting", *POINT_MEASURES, *POINT_FLAGS) if c in points]
+    parts.append(plots.summary_table(points, cols))
+    parts.append(
+        "<p>"
+        + html.escape(
+            "Lowest cut-off rate within a dead-air budget: "
+            + ", ".join(f"@{b:.0f} ms: {_pct(v)}" for b, v in budgets.items())
+            + ". Lowest dead air within a cut-off rate: "
+            + ", ".join(f"@{r * 100:.0f} %: {_ms(v)}" for r, v in rates.items())
         )
-        if "reference" in points and points["reference"].any():
-            parts.append(
-                "<p class='note'>push-to-talk is a reference, not a setting to choose: no turn detection, each "
-                "labelled turn committed at its labelled end. Its dead air is what a perfect end-of-turn decision "
-                "would leave, so a setting's dead air above it is what its endpointing adds. It is left out of "
-                "the Pareto frontier and of the budgets above.</p>"
-            )
-    if shared and images:
+        + "</p>"
+    )
+    if "reference" in points and points["reference"].any():
+        parts.append(
+            "<p class='note'>push-to-talk is a reference, not a setting to choose: no turn detection, each "
+            "labelled turn committed at its labelled end. Its dead air is what a perfect end-of-turn decision "
+            "would leave, so a setting's dead air above it is what its endpointing adds. It is left out of "
+            "the Pareto frontier and of the budgets above.</p>"
+        )
+    return parts
+
+
+def _charts_html(sweep: _Sweep, charts: list[tuple[str, str, str]], out: Path) -> list[str]:
+    """Each chart of ``out`` embedded as PNG data, under its title and caption."""
+    from vlab.sweep.chart_names import shared_parts
+
+    names = sweep.names
+    shared = shared_parts(list(names)) if any(names[s] != s for s in names) else ""
+    parts = []
+    if shared and charts:
         parts.append(
             "<p class='note'>The charts name each setting by what sets it apart; every one also has "
             f"<code>{html.escape(shared)}</code> (the tables give the whole names).</p>"
         )
-    for name, title, caption in images:
+    for name, title, caption in charts:
         data = base64.b64encode((out / f"{name}.png").read_bytes()).decode("ascii")
         parts.append(f"<h2>{html.escape(title)}</h2><p class='note'>{html.escape(caption)}</p>")
         parts.append(f"<img alt='{name}' data-chart='{name}' src='data:image/png;base64,{data}'>")
-    parts.append("<h2>Latency summary (bootstrap 95 % intervals; first turn separately)</h2>")
-    if len(summary):
-        parts.append(plots.summary_table(summary))
-    if with_tools:
+    return parts
+
+
+def _tables_html(sweep: _Sweep) -> list[str]:
+    """The latency summary, the tool calls, the canary check and the per-prompt scores."""
+    from vlab import plots
+    from vlab.metrics import canary_shift, summarize_latency
+    from vlab.sweep import in_grid_order
+
+    turns, manifest = sweep.turns, sweep.manifest
+    parts = ["<h2>Latency summary (bootstrap 95 % intervals; first turn separately)</h2>"]
+    if len(turns):
+        measures = latency_measures(turns, endpointing=True)
+        summary = in_grid_order(summarize_latency(turns, by=["setting"], metrics=measures), sweep.settings)
+        if len(summary):
+            parts.append(plots.summary_table(summary))
+    if sweep.with_tools:
         parts.append(
             "<h2>Tool calls</h2><p class='note'>Turns whose response called a tool of the sweep's "
             "[tools] or [mcp], per setting, and the calls they made on the way to their answers (a chain of "
             "calls counts whole). A call at a cut-off was made on the words before a pause: the model acted on "
-            "part of what the user meant to say.</p>" + plots.summary_table(tool_call_summary(speech_turns))
+            "part of what the user meant to say.</p>" + plots.summary_table(tool_call_summary(turns))
         )
-    if canary_html:
+    if manifest.get("canary") and len(sweep.vad):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            shift = canary_shift(sweep.vad, prompt=manifest["canary"])
         parts.append(
-            f"<h2>Did the setting take effect? (canary {html.escape(manifest['canary'])})</h2>{canary_html}"
+            f"<h2>Did the setting take effect? (canary {html.escape(manifest['canary'])})</h2>"
+            + plots.summary_table(shift)
+            + "".join(f'<p class="warn">{html.escape(str(w.message))}</p>' for w in caught)
         )
-    if len(scores):
-        cols, note = score_columns(scores)
+    if len(sweep.scores):
+        cols, note = score_columns(sweep.scores)
         parts.append(f"<h2>Per prompt and setting</h2><p class='note'>{note}</p>")
-        parts.append(plots.summary_table(in_grid_order(scores, settings, "prompt", "run"), cols))
-    path = folder / "report.html"
-    path.write_text("\n".join(parts), encoding="utf-8")
-    return path
+        parts.append(plots.summary_table(in_grid_order(sweep.scores, sweep.settings, "prompt", "run"), cols))
+    return parts
 
 
 def score_columns(scores: pd.DataFrame) -> tuple[list[str], str]:
