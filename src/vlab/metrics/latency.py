@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -162,6 +163,186 @@ def made_tool_calls(turns: pd.DataFrame) -> bool:
     return bool(len(turns)) and "tool_calls" in turns and bool(turns["tool_calls"].gt(0).any())
 
 
+_ANCHOR_COLUMNS = (
+    "type",
+    "t_ns",
+    "direction",
+    "item_id",
+    "response_id",
+    "audio_end_ms",
+    "audio_ms",
+    "payload",
+)
+"""The log's columns :class:`_Anchors` reads."""
+
+
+@dataclass(slots=True)
+class _Anchors:
+    """Each response's raw anchors, collected in one pass over the log in order (:func:`turn_latency`).
+
+    A client event's time on the simulated timeline is its audio position, or an unanswered function
+    call's end, as the emulator places it (docs/timeline.md), and never before what the server had done
+    when it arrived; the state here is what that needs.
+    """
+
+    timeline: InputTimeline
+    sim: np.ndarray | None
+    """Each event's simulated time in ns (the simulated timeline), or None (the client's clock)."""
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    """One per ``response.created``, in order: its anchors."""
+    transcripts: dict[str, float] = field(default_factory=dict)
+    """User item → when its transcript completed."""
+    played: dict[str, float] = field(default_factory=dict)
+    """Assistant item → when its first sample reached the speaker."""
+    underruns: dict[str, int] = field(default_factory=dict)
+    """Assistant item → times the speaker ran dry while it played."""
+    _stops: list[dict[str, Any]] = field(default_factory=list)  # speech_stopped not yet used by a response
+    _pending_client: dict[str, Any] | None = None  # last commit / response.create / item.create
+    _held_ns: float = math.inf  # simulated: a tool call's end, which holds time until the client answers
+    _floor_ns: float = -math.inf  # simulated: a function's simulated run end; no client event before it
+    _seen_ns: float = -math.inf  # simulated: the latest server event received; the server ran up to it
+    _input_mode: bool = False  # the client put the emulator's timeline in "input" mode (calls hold time)
+    _approvals: set[str] = field(default_factory=set)  # MCP approval requests the client has not answered
+    _mcp_calls: set[str] = field(default_factory=set)  # MCP calls of a completed response not returned
+    _by_response: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, i: int, r: Any) -> None:
+        """Take the log's ``i``-th event ``r`` (a row of :data:`_ANCHOR_COLUMNS`)."""
+        t_wall = as_float(r.t_ns)
+        t = self._time(i, r, t_wall)
+        if r.direction == "client":
+            self._client(r, t, t_wall)
+        elif r.direction == "local":
+            self._local(r, t_wall)
+        else:
+            self._server(r, t, t_wall)
+
+    def _time(self, i: int, r: Any, t_wall: float) -> float:
+        """The event's time: its wall stamp, or its time on the simulated timeline."""
+        if self.sim is None:
+            return t_wall
+        if r.direction == "server":
+            self._seen_ns = max(self._seen_ns, float(self.sim[i]))
+            return float(self.sim[i])
+        t = max(
+            min(self.timeline.position_at(t_wall) * _NS_PER_MS, self._held_ns), self._floor_ns, self._seen_ns
+        )
+        run_ms = (
+            protocol.function_run_ms(payload_of(r.payload)) if r.type == protocol.CLIENT_ITEM_CREATE else None
+        )
+        if run_ms is not None and self._input_mode and math.isfinite(self._held_ns):
+            t = self._held_ns + run_ms * _NS_PER_MS  # the output, that long after the call
+            self._floor_ns = max(self._floor_ns, t)
+        return t
+
+    def _client(self, r: Any, t: float, t_wall: float) -> None:
+        kind = r.type
+        if (
+            kind == protocol.CLIENT_SESSION_UPDATE
+            and (mode := protocol.timeline_mode(payload_of(r.payload))) is not None
+        ):
+            self._input_mode = mode == protocol.TIMELINE_INPUT
+        if kind == protocol.CLIENT_RESPONSE_CREATE or not self._input_mode:
+            self._held_ns = math.inf
+        if kind == protocol.CLIENT_ITEM_CREATE:
+            item = payload_of(r.payload).get("item") or {}
+            if item.get("type") == protocol.MCP_APPROVAL_RESPONSE_ITEM:
+                self._approvals.discard(str(item.get("approval_request_id")))
+                if item.get("approve") is True:  # the service starts the approved call's response
+                    self._pending_client = {
+                        "trigger": "client",
+                        "t_ns": t,
+                        "source": protocol.MCP_APPROVAL_RESPONSE_ITEM,
+                    }
+                    if not self._approvals:
+                        self._held_ns = math.inf
+        if kind == protocol.CLIENT_COMMIT:
+            self._pending_client = {"trigger": "commit", "t_ns": t, "a_ms": self.timeline.position_at(t_wall)}
+        elif kind == protocol.CLIENT_RESPONSE_CREATE and (
+            self._pending_client is None or self._pending_client["trigger"] != "commit"
+        ):
+            self._pending_client = {"trigger": "client", "t_ns": t, "a_ms": math.nan}
+
+    def _local(self, r: Any, t_wall: float) -> None:
+        item_id = as_str(r.item_id)
+        if r.type == protocol.PLAYBACK_STARTED and item_id:
+            self.played.setdefault(item_id, t_wall)
+        elif r.type == protocol.UNDERRUN and item_id:
+            self.underruns[item_id] = self.underruns.get(item_id, 0) + 1
+
+    def _server(self, r: Any, t: float, t_wall: float) -> None:
+        kind, item_id = r.type, as_str(r.item_id)
+        if kind == protocol.SPEECH_STOPPED:
+            self._stops.append({"t_ns": t, "audio_end_ms": as_float(r.audio_end_ms), "item_id": item_id})
+        elif kind == protocol.TRANSCRIPTION_COMPLETED and item_id:
+            self.transcripts.setdefault(item_id, t)
+        elif kind in (protocol.MCP_CALL_COMPLETED, protocol.MCP_CALL_FAILED) and item_id in self._mcp_calls:
+            self._mcp_calls.discard(item_id)
+            if (
+                not self._mcp_calls and self._input_mode and self.sim is not None
+            ):  # the client asks for the answer
+                self._held_ns = t
+        elif kind == protocol.RESPONSE_CREATED:
+            self._created(as_str(r.response_id), t)
+        elif kind in _TEXT_DELTAS or kind == protocol.AUDIO_DELTA or kind == protocol.RESPONSE_DONE:
+            row = self._by_response.get(as_str(r.response_id) or "", self.rows[-1] if self.rows else None)
+            if row is None:
+                return
+            if kind == protocol.AUDIO_DELTA:
+                row.setdefault("t_first_audio_ns", t)
+                row.setdefault("t_first_audio_wall_ns", t_wall)
+                row.setdefault("audio_item_id", item_id)
+                row["t_last_audio_ns"] = t
+                row["reply_audio_ms"] = row.get("reply_audio_ms", 0.0) + (as_float(r.audio_ms) or 0.0)
+            elif kind == protocol.RESPONSE_DONE:
+                self._done(row, payload_of(r.payload).get("response", {}), t)
+            else:
+                row.setdefault("t_first_text_ns", t)
+
+    def _created(self, response_id: str | None, t: float) -> None:
+        """A response started: what started it (the last VAD stop, a client event, or unknown)."""
+        row: dict[str, Any] = {"response_id": response_id, "t_created_ns": t}
+        pending = self._pending_client
+        if self._stops:
+            stop = self._stops[-1]
+            self._stops.clear()
+            row.update(
+                trigger="vad",
+                item_id=stop["item_id"],
+                t_speech_stopped_ns=stop["t_ns"],
+                audio_end_ms=stop["audio_end_ms"],
+            )
+            self._pending_client = None
+        elif pending is not None:
+            row.update(trigger=pending["trigger"], t_client_ns=pending["t_ns"])
+            row["client_source"] = pending.get("source", protocol.CLIENT_RESPONSE_CREATE)
+            if pending["trigger"] == "commit":
+                row["a_commit_ms"] = pending["a_ms"]
+            self._pending_client = None
+        else:
+            row["trigger"] = "unknown"
+        self.rows.append(row)
+        if response_id:
+            self._by_response[response_id] = row
+
+    def _done(self, row: dict[str, Any], resp: dict[str, Any], t: float) -> None:
+        """``response.done``: its status, usage and tool calls, and the calls that hold time for the client."""
+        row.setdefault("t_done_ns", t)
+        row["status"] = resp.get("status")
+        usage = resp.get("usage") or {}
+        for key in USAGE_COLUMNS:
+            row[key] = usage.get(key, math.nan)
+        output = [item for item in resp.get("output") or [] if isinstance(item, dict)]
+        row["tool_calls"] = sum(item.get("type") in _CALL_ITEMS for item in output)
+        types = {str(item.get("id")): item.get("type") for item in output}
+        self._approvals.update(i for i, typ in types.items() if typ == protocol.MCP_APPROVAL_REQUEST_ITEM)
+        if resp.get("status") == "completed":  # the service calls the MCP servers after it
+            self._mcp_calls = {i for i, typ in types.items() if typ == protocol.MCP_CALL_ITEM}
+        if self._input_mode and self.sim is not None and resp.get("status") != "cancelled":
+            if protocol.CLIENT_ANSWERED_ITEMS & set(types.values()):
+                self._held_ns = t
+
+
 def turn_latency(
     events: pd.DataFrame,
     *,
@@ -207,145 +388,15 @@ def turn_latency(
     ev = in_log_order(events)
     timeline = InputTimeline.from_events(ev)
     simulated = on_simulated_timeline(ev)
-    sim = ev["sim_ms"].to_numpy(float) * _NS_PER_MS if simulated else None
     td = session_vad_settings(ev)
     if silence_duration_ms is None:
         silence_duration_ms = float(td.get("silence_duration_ms", UNLOGGED_VAD.silence_duration_ms))
     hold_ms = protocol_limits.eou_timeout_ms(td) or 0.0  # an end-of-utterance wait ends a turn that late
     labels = sorted(float(x) for x in end_of_turn_ms) if end_of_turn_ms is not None else None
 
-    rows: list[dict[str, Any]] = []
-    stops: list[dict[str, Any]] = []  # speech_stopped not yet used by a response
-    pending_client: dict[str, Any] | None = None  # last commit / response.create / item.create
-    held_ns = math.inf  # simulated timeline: a tool call's end, which holds time until the client answers
-    floor_ns = -math.inf  # simulated timeline: a function's simulated run end; no client event before it
-    seen_ns = -math.inf  # simulated timeline: the latest server event received; the server ran up to it
-    input_mode = False  # the client has put the emulator's timeline in "input" mode (calls hold time then)
-    approvals: set[str] = set()  # MCP approval requests the client has not answered
-    mcp_calls: set[str] = set()  # MCP calls of a completed response that have not returned
-    by_response: dict[str, dict[str, Any]] = {}
-    transcripts: dict[str, float] = {}
-    stop_of_item: dict[str, float] = {}
-    played: dict[str, float] = {}  # assistant item → when its first sample reached the speaker
-    underruns: dict[str, int] = {}  # assistant item → times the speaker ran dry while it played
-    row: dict[str, Any] | None  # the turn a server event belongs to
-
-    columns = ("type", "t_ns", "direction", "item_id", "response_id", "audio_end_ms", "audio_ms", "payload")
-    for i, r in enumerate(rows_of(ev, *columns)):
-        kind, t_wall = r.type, as_float(r.t_ns)
-        t = t_wall
-        if sim is not None:  # the simulated timeline: server events at their time, client ones at their audio
-            if r.direction == "server":
-                t = float(sim[i])
-                seen_ns = max(seen_ns, t)
-            else:  # or at an unanswered function call's end, as the emulator places them (docs/timeline.md),
-                # and never before what the server had done when it arrived (once the client's audio ended)
-                t = max(min(timeline.position_at(t_wall) * _NS_PER_MS, held_ns), floor_ns, seen_ns)
-                run_ms = (
-                    protocol.function_run_ms(payload_of(r.payload))
-                    if kind == protocol.CLIENT_ITEM_CREATE
-                    else None
-                )
-                if run_ms is not None and input_mode and math.isfinite(held_ns):
-                    t = held_ns + run_ms * _NS_PER_MS  # the output, that long after the call
-                    floor_ns = max(floor_ns, t)
-        if r.direction == "client":
-            if (
-                kind == protocol.CLIENT_SESSION_UPDATE
-                and (mode := protocol.timeline_mode(payload_of(r.payload))) is not None
-            ):
-                input_mode = mode == protocol.TIMELINE_INPUT
-            if kind == protocol.CLIENT_RESPONSE_CREATE or not input_mode:
-                held_ns = math.inf
-            if kind == protocol.CLIENT_ITEM_CREATE:
-                item = payload_of(r.payload).get("item") or {}
-                if item.get("type") == protocol.MCP_APPROVAL_RESPONSE_ITEM:
-                    approvals.discard(str(item.get("approval_request_id")))
-                    if item.get("approve") is True:  # the service starts the approved call's response
-                        pending_client = {
-                            "trigger": "client",
-                            "t_ns": t,
-                            "source": protocol.MCP_APPROVAL_RESPONSE_ITEM,
-                        }
-                        if not approvals:
-                            held_ns = math.inf
-            if kind == protocol.CLIENT_COMMIT:
-                pending_client = {"trigger": "commit", "t_ns": t, "a_ms": timeline.position_at(t_wall)}
-            elif kind == protocol.CLIENT_RESPONSE_CREATE and (
-                pending_client is None or pending_client["trigger"] != "commit"
-            ):
-                pending_client = {"trigger": "client", "t_ns": t, "a_ms": math.nan}
-            continue
-        item_id = as_str(r.item_id)
-        if r.direction == "local":
-            if kind == protocol.PLAYBACK_STARTED and item_id:
-                played.setdefault(item_id, t_wall)
-            elif kind == protocol.UNDERRUN and item_id:
-                underruns[item_id] = underruns.get(item_id, 0) + 1
-            continue
-        if kind == protocol.SPEECH_STOPPED:
-            stops.append({"t_ns": t, "audio_end_ms": as_float(r.audio_end_ms), "item_id": item_id})
-            if item_id:
-                stop_of_item[item_id] = t
-        elif kind == protocol.SPEECH_STARTED:
-            pass
-        elif kind == protocol.TRANSCRIPTION_COMPLETED and item_id:
-            transcripts.setdefault(item_id, t)
-        elif kind in (protocol.MCP_CALL_COMPLETED, protocol.MCP_CALL_FAILED) and item_id in mcp_calls:
-            mcp_calls.discard(item_id)
-            if not mcp_calls and input_mode and sim is not None:  # the client asks for the spoken answer
-                held_ns = t
-        elif kind == protocol.RESPONSE_CREATED:
-            row = {"response_id": as_str(r.response_id), "t_created_ns": t}
-            if stops:
-                stop = stops[-1]
-                stops.clear()
-                row.update(
-                    trigger="vad",
-                    item_id=stop["item_id"],
-                    t_speech_stopped_ns=stop["t_ns"],
-                    audio_end_ms=stop["audio_end_ms"],
-                )
-                pending_client = None
-            elif pending_client is not None:
-                row.update(trigger=pending_client["trigger"], t_client_ns=pending_client["t_ns"])
-                row["client_source"] = pending_client.get("source", protocol.CLIENT_RESPONSE_CREATE)
-                if pending_client["trigger"] == "commit":
-                    row["a_commit_ms"] = pending_client["a_ms"]
-                pending_client = None
-            else:
-                row["trigger"] = "unknown"
-            rows.append(row)
-            if row["response_id"]:
-                by_response[row["response_id"]] = row
-        elif kind in _TEXT_DELTAS or kind == protocol.AUDIO_DELTA or kind == protocol.RESPONSE_DONE:
-            row = by_response.get(as_str(r.response_id) or "", rows[-1] if rows else None)
-            if row is None:
-                continue
-            if kind == protocol.AUDIO_DELTA:
-                row.setdefault("t_first_audio_ns", t)
-                row.setdefault("t_first_audio_wall_ns", t_wall)
-                row.setdefault("audio_item_id", item_id)
-                row["t_last_audio_ns"] = t
-                row["reply_audio_ms"] = row.get("reply_audio_ms", 0.0) + (as_float(r.audio_ms) or 0.0)
-            elif kind == protocol.RESPONSE_DONE:
-                row.setdefault("t_done_ns", t)
-                resp = payload_of(r.payload).get("response", {})
-                row["status"] = resp.get("status")
-                usage = resp.get("usage") or {}
-                for key in USAGE_COLUMNS:
-                    row[key] = usage.get(key, math.nan)
-                output = [item for item in resp.get("output") or [] if isinstance(item, dict)]
-                row["tool_calls"] = sum(item.get("type") in _CALL_ITEMS for item in output)
-                types = {str(item.get("id")): item.get("type") for item in output}
-                approvals.update(i for i, typ in types.items() if typ == protocol.MCP_APPROVAL_REQUEST_ITEM)
-                if resp.get("status") == "completed":  # the service calls the MCP servers after it
-                    mcp_calls = {i for i, typ in types.items() if typ == protocol.MCP_CALL_ITEM}
-                if input_mode and sim is not None and resp.get("status") != "cancelled":
-                    if protocol.CLIENT_ANSWERED_ITEMS & set(types.values()):
-                        held_ns = t
-            else:
-                row.setdefault("t_first_text_ns", t)
+    anchors = _Anchors(timeline, ev["sim_ms"].to_numpy(float) * _NS_PER_MS if simulated else None)
+    for i, r in enumerate(rows_of(ev, *_ANCHOR_COLUMNS)):
+        anchors.add(i, r)
 
     out = [
         _compute(
@@ -357,12 +408,12 @@ def turn_latency(
             match_tolerance_ms + hold_ms,
             (sorted(map(float, speech_ends_ms)), match_tolerance_ms) if speech_ends_ms and hold_ms else None,
             interpolate,
-            transcripts,
-            played,
-            underruns,
+            anchors.transcripts,
+            anchors.played,
+            anchors.underruns,
             simulated,
         )
-        for i, row in enumerate(rows)
+        for i, row in enumerate(anchors.rows)
     ]
     _answers_through_tools(out)
     frame = pd.DataFrame(out, columns=_COLUMNS)
