@@ -68,7 +68,7 @@ functions never raise on a strange log.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -398,23 +398,13 @@ def turn_latency(
     for i, r in enumerate(rows_of(ev, *_ANCHOR_COLUMNS)):
         anchors.add(i, r)
 
-    out = [
-        _compute(
-            i,
-            row,
-            timeline,
-            labels,
-            float(silence_duration_ms),
-            match_tolerance_ms + hold_ms,
-            (sorted(map(float, speech_ends_ms)), match_tolerance_ms) if speech_ends_ms and hold_ms else None,
-            interpolate,
-            anchors.transcripts,
-            anchors.played,
-            anchors.underruns,
-            simulated,
-        )
-        for i, row in enumerate(anchors.rows)
-    ]
+    rule = _EndOfSpeechRule(
+        labels,
+        float(silence_duration_ms),
+        match_tolerance_ms + hold_ms,
+        (sorted(map(float, speech_ends_ms)), match_tolerance_ms) if speech_ends_ms and hold_ms else None,
+    )
+    out = [_compute(i, row, anchors, rule, interpolate) for i, row in enumerate(anchors.rows)]
     _answers_through_tools(out)
     frame = pd.DataFrame(out, columns=_COLUMNS)
     return frame
@@ -526,21 +516,86 @@ _COLUMNS = [
 ]
 
 
-def _compute(
-    index: int,
+@dataclass(frozen=True, slots=True)
+class _EndOfSpeechRule:
+    """How :func:`turn_latency` places a VAD turn's end of speech (see its arguments)."""
+
+    labels: list[float] | None
+    silence_ms: float
+    tolerance_ms: float
+    speech_ends: tuple[list[float], float] | None
+
+
+@dataclass(frozen=True, slots=True)
+class _EndOfSpeech:
+    """A turn's end of speech: on the input-audio clock, where that came from, and on the client's clock."""
+
+    a_ms: float
+    source: str
+    labelled: int
+    """The label it is (an index into the labels), or -1."""
+    t_ns: float
+    clock: str
+
+
+def _end_of_speech(
     row: dict[str, Any],
-    timeline: InputTimeline,
-    labels: list[float] | None,
-    silence_ms: float,
-    tolerance_ms: float,
-    speech_ends: tuple[list[float], float] | None,
-    interpolate: bool,
-    transcripts: dict[str, float],
-    played: dict[str, float],
-    underruns: dict[str, int],
-    simulated: bool,
+    rule: _EndOfSpeechRule,
+    t_sent: Callable[[float], float],
+    anchors: _Anchors,
+    reasons: list[str],
+) -> _EndOfSpeech:
+    """Where the turn a response answers ended: a label, the speech sent, the VAD's estimate or a client event.
+
+    ``t_sent`` maps the input-audio clock onto the log's; what could not be placed is added to ``reasons``.
+    """
+    nan = math.nan
+    trigger, audio_end = row["trigger"], row.get("audio_end_ms", nan)
+    labels, tolerance_ms = rule.labels, rule.tolerance_ms
+    labelled = -1
+    a_eos, source = nan, ""
+    eos_clock = "sent"
+    if trigger == "vad":
+        estimate = audio_end - rule.silence_ms
+        if labels:
+            # the last end of speech the turn holds, else the first after it (the VAD ended it early)
+            held = [i for i, x in enumerate(labels) if estimate - tolerance_ms <= x <= estimate]
+            after = [i for i, x in enumerate(labels) if x > estimate]
+            if held or after:
+                labelled = held[-1] if held else after[0]
+                a_eos, source = labels[labelled], "label"
+        if source == "" and rule.speech_ends is not None:  # the speech sent ended within the turn's wait
+            ends, after_ms = rule.speech_ends
+            found = [x for x in ends if estimate - tolerance_ms <= x <= estimate + after_ms]
+            if found:
+                a_eos, source = found[-1], "audio"
+        if source == "":
+            a_eos, source = estimate, "estimated"
+            if labels is not None:
+                reasons.append("no label at or after the estimated end of speech")
+        t_eos = t_sent(a_eos)
+        if math.isnan(t_eos):
+            reasons.append("end of speech not found among the logged appends")
+        elif anchors.sim is None and math.isfinite(captured := anchors.timeline.t_captured(a_eos)):
+            t_eos, eos_clock = min(t_eos, captured), "capture"
+    elif trigger == "commit":
+        a_eos, source = row.get("a_commit_ms", nan), "commit"
+        t_eos = row.get("t_client_ns", nan)
+    elif trigger == "client":
+        source = row.get("client_source", protocol.CLIENT_RESPONSE_CREATE)
+        t_eos = row.get("t_client_ns", nan)
+    else:
+        t_eos = nan
+        reasons.append("no speech_stopped, commit or response.create before the response")
+    return _EndOfSpeech(a_eos, source, labelled, t_eos, eos_clock)
+
+
+def _compute(
+    index: int, row: dict[str, Any], anchors: _Anchors, rule: _EndOfSpeechRule, interpolate: bool
 ) -> dict[str, Any]:
+    """The :func:`turn_latency` row of the response ``row`` (its anchors), the ``index``-th of the log."""
     reasons: list[str] = []
+    timeline, simulated = anchors.timeline, anchors.sim is not None
 
     def t_sent(a_ms: float) -> float:
         if simulated:
@@ -554,42 +609,8 @@ def _compute(
     t_text = row.get("t_first_text_ns", nan)
     audio_end = row.get("audio_end_ms", nan)
     trigger = row["trigger"]
-    labelled = -1
-    a_eos, source = nan, ""
-    eos_clock = "sent"
-    if trigger == "vad":
-        estimate = audio_end - silence_ms
-        if labels:
-            # the last end of speech the turn holds, else the first after it (the VAD ended it early)
-            held = [i for i, x in enumerate(labels) if estimate - tolerance_ms <= x <= estimate]
-            after = [i for i, x in enumerate(labels) if x > estimate]
-            if held or after:
-                labelled = held[-1] if held else after[0]
-                a_eos, source = labels[labelled], "label"
-        if source == "" and speech_ends is not None:  # the speech sent ended within the turn's wait
-            ends, after_ms = speech_ends
-            found = [x for x in ends if estimate - tolerance_ms <= x <= estimate + after_ms]
-            if found:
-                a_eos, source = found[-1], "audio"
-        if source == "":
-            a_eos, source = estimate, "estimated"
-            if labels is not None:
-                reasons.append("no label at or after the estimated end of speech")
-        t_eos = t_sent(a_eos)
-        if math.isnan(t_eos):
-            reasons.append("end of speech not found among the logged appends")
-        elif not simulated and math.isfinite(captured := timeline.t_captured(a_eos)):
-            t_eos, eos_clock = min(t_eos, captured), "capture"
-    elif trigger == "commit":
-        a_eos, source = row.get("a_commit_ms", nan), "commit"
-        t_eos = row.get("t_client_ns", nan)
-    elif trigger == "client":
-        source = row.get("client_source", protocol.CLIENT_RESPONSE_CREATE)
-        t_eos = row.get("t_client_ns", nan)
-    else:
-        t_eos = nan
-        reasons.append("no speech_stopped, commit or response.create before the response")
-
+    eos = _end_of_speech(row, rule, t_sent, anchors, reasons)
+    a_eos, source, t_eos = eos.a_ms, eos.source, eos.t_ns
     false_cutoff = bool(math.isfinite(t_eos) and t_created < t_eos)
     if false_cutoff:
         reasons.append(FALSE_CUTOFF)
@@ -618,7 +639,7 @@ def _compute(
         commit = stage("turn_commit_ms", t_created, t_eos, "response.created", source or "anchor")
     ttfb = stage("ttfb_audio_ms", t_audio, t_created, "first audio delta", "response.created")
     ttft = stage("ttft_ms", t_text, t_created, "first text delta", "response.created")
-    t_played = played.get(row.get("audio_item_id") or "", nan)
+    t_played = anchors.played.get(row.get("audio_item_id") or "", nan)
     t_audio_wall = row.get("t_first_audio_wall_ns", nan)
     playout_measured = math.isfinite(t_played) and math.isfinite(t_audio_wall)
     if playout_measured:
@@ -632,12 +653,12 @@ def _compute(
         parts = [endpointing, commit, ttfb, playout]
         v2v = float(sum(parts)) if all(math.isfinite(p) for p in parts) else nan
     v2v_events = (
-        span_ms(t_audio, t_stop - silence_ms * _NS_PER_MS)
+        span_ms(t_audio, t_stop - rule.silence_ms * _NS_PER_MS)
         if trigger == "vad" and math.isfinite(t_stop)
         else nan
     )
     item = row.get("item_id")
-    t_transcript = transcripts.get(item or "", nan)
+    t_transcript = anchors.transcripts.get(item or "", nan)
     transcription = span_ms(t_transcript, t_stop) if math.isfinite(t_transcript) else nan
     dead_air = nan if false_cutoff else _dead_air(trigger, hangover_audio, t_audio, t_stop, v2v)
     return {
@@ -648,12 +669,12 @@ def _compute(
         "item_id": item,
         "trigger": trigger,
         "status": row.get("status"),
-        "labelled_turn": labelled,
+        "labelled_turn": eos.labelled,
         "a_eos_ms": a_eos,
         "a_eos_source": source,
         "audio_end_ms": audio_end,
         "t_eos_ns": t_eos,
-        "t_eos_source": eos_clock,
+        "t_eos_source": eos.clock,
         "t_speech_stopped_ns": t_stop,
         "t_created_ns": t_created,
         "t_first_text_ns": t_text,
@@ -677,7 +698,7 @@ def _compute(
         "reply_audio_ms": row.get("reply_audio_ms", 0.0),
         "reply_item_id": row.get("audio_item_id"),
         "output_rtf": _output_rtf(row),
-        "underruns": underruns.get(row.get("audio_item_id") or "", 0),
+        "underruns": anchors.underruns.get(row.get("audio_item_id") or "", 0),
         **{key: row.get(key, nan) for key in USAGE_COLUMNS},
         "tool_calls": row.get("tool_calls", 0),
         "reason": "; ".join(reasons),
