@@ -170,9 +170,51 @@ class SessionPanel:
     # --- layout ------------------------------------------------------------------------------------
 
     def _build(self) -> None:
+        """Make the controls and lay them out: the form, and the live view beside it (below it when narrow)."""
         style = {"description_width": "120px"}
         buttons = {"description_width": "120px", "button_width": "160px"}
         wide = widgets.Layout(width="440px")
+        self._build_session_controls(style, buttons, wide)
+        self._build_turn_detection(style, wide)
+        self._build_audio_controls(style, buttons, wide)
+        self._build_live_view(style)
+        self.azure_box = widgets.VBox([self.endpoint, self.auth, self.api_key])
+        self.mcp_box = widgets.VBox([self.mcp_label, self.mcp_approval, self.mcp_token])
+        self.semantic_box = widgets.VBox([self.remove_fillers])
+        self.vad_box = widgets.VBox(
+            [self.threshold, self.prefix_padding, self.silence, self.semantic_box, self.eou, self.eou_timeout]
+        )
+        self.prompt_box = widgets.VBox([self.prompt])
+        self.upload_box = widgets.VBox([self.upload])
+        self.browser_box = widgets.VBox([self.browser_audio])
+        form = widgets.VBox([
+            self.target, self.azure_box, self.model, self.voice, self.instructions, self.audio_format,
+            self.tools_note, self.mcp_url, self.mcp_box,
+            self.turn_type, self.vad_box, self.source, self.prompt_box, self.upload_box,
+            self.speaker, self.speaker_side, self.browser_box, self.sound_where, self.barge_in,
+        ])  # fmt: skip
+        form.layout = widgets.Layout(width="470px", flex="0 0 auto", overflow="visible")
+        live = widgets.VBox(
+            [
+                widgets.HBox([self.start, self.stop, self.end_turn]),
+                self.status,
+                self.approvals,
+                self.level,
+                self.latency,
+                self.table,
+            ],
+            layout=widgets.Layout(flex="1 1 380px", min_width="380px"),
+        )
+        columns = widgets.HBox(
+            [form, live], layout=widgets.Layout(flex_flow="row wrap")
+        )  # live view wraps below when narrow
+        self.widget = widgets.VBox([columns, self.output])
+        self._observe_controls()
+
+    def _build_session_controls(
+        self, style: dict[str, str], buttons: dict[str, str], wide: widgets.Layout
+    ) -> None:
+        """Where to connect and how, the model, voice, instructions, audio format, tools and MCP server."""
         self.target = widgets.ToggleButtons(
             options=[EMULATOR, AZURE], value=EMULATOR, description="Target", style=buttons
         )
@@ -220,6 +262,9 @@ class SessionPanel:
             layout=wide,
         )
         self.audio_format = audio_format_dropdown(style, wide)
+
+    def _build_turn_detection(self, style: dict[str, str], wide: widgets.Layout) -> None:
+        """The turn detection's type, the VAD's sliders and end-of-utterance detection."""
         self.turn_type = widgets.Dropdown(
             options=[(v, k) for k, v in TURN_TYPES.items()],
             value="server_vad",
@@ -252,6 +297,11 @@ class SessionPanel:
             value=EOU_TIMEOUT_MS, min=0, max=3000, step=100, description="EOU timeout ms", style=style,
         )  # fmt: skip
         """The longest wait for more speech after a pause judged unfinished (shown with :attr:`eou`)."""
+
+    def _build_audio_controls(
+        self, style: dict[str, str], buttons: dict[str, str], wide: widgets.Layout
+    ) -> None:
+        """Where the user's audio comes from, where the assistant is heard, and barge-in."""
         prompts = list_prompts(self.prompt_dir)
         kernel_in, kernel_out = kernel_has_device("input"), kernel_has_device("output")
         sources = [WAV_PROMPT, UPLOADED_FILE, BROWSER_MIC, KERNEL_MIC]
@@ -301,6 +351,9 @@ class SessionPanel:
             description="Barge-in",
             style=style,
         )
+
+    def _build_live_view(self, style: dict[str, str]) -> None:
+        """The buttons, status, approvals, input level, latency line, event table and output."""
         self.start = widgets.Button(description="Start", button_style="success", icon="play")
         self.stop = widgets.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
         self.end_turn = widgets.Button(
@@ -323,38 +376,8 @@ class SessionPanel:
         self._latency_line = LatencyLine(self._session_frame, self.output)
         self.latency = self._latency_line.widget
 
-        self.azure_box = widgets.VBox([self.endpoint, self.auth, self.api_key])
-        self.mcp_box = widgets.VBox([self.mcp_label, self.mcp_approval, self.mcp_token])
-        self.semantic_box = widgets.VBox([self.remove_fillers])
-        self.vad_box = widgets.VBox(
-            [self.threshold, self.prefix_padding, self.silence, self.semantic_box, self.eou, self.eou_timeout]
-        )
-        self.prompt_box = widgets.VBox([self.prompt])
-        self.upload_box = widgets.VBox([self.upload])
-        self.browser_box = widgets.VBox([self.browser_audio])
-        form = widgets.VBox([
-            self.target, self.azure_box, self.model, self.voice, self.instructions, self.audio_format,
-            self.tools_note, self.mcp_url, self.mcp_box,
-            self.turn_type, self.vad_box, self.source, self.prompt_box, self.upload_box,
-            self.speaker, self.speaker_side, self.browser_box, self.sound_where, self.barge_in,
-        ])  # fmt: skip
-        form.layout = widgets.Layout(width="470px", flex="0 0 auto", overflow="visible")
-        live = widgets.VBox(
-            [
-                widgets.HBox([self.start, self.stop, self.end_turn]),
-                self.status,
-                self.approvals,
-                self.level,
-                self.latency,
-                self.table,
-            ],
-            layout=widgets.Layout(flex="1 1 380px", min_width="380px"),
-        )
-        columns = widgets.HBox(
-            [form, live], layout=widgets.Layout(flex_flow="row wrap")
-        )  # live view wraps below when narrow
-        self.widget = widgets.VBox([columns, self.output])
-
+    def _observe_controls(self) -> None:
+        """Wire each control: a change of what is shown, the secrets taken out of their boxes, the buttons."""
         self.target.observe(
             guarded(self.output, "Changing the target")(lambda _: self._sync_visibility()), names="value"
         )
