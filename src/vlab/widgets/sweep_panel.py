@@ -573,11 +573,9 @@ class SweepPanel:
                          f"<code>{html.escape(str(folder))}</code>")  # fmt: skip
 
     def _render(self, folder: Path) -> list[widgets.Widget]:
-        from vlab import plots
-        from vlab.metrics import POINT_FLAGS, POINT_MEASURES, made_tool_calls, spoken_turns
-        from vlab.metrics.tradeoff import played_noise
+        from vlab.metrics import POINT_FLAGS, POINT_MEASURES, spoken_turns
         from vlab.report import grid_settings
-        from vlab.report.build import detecting_settings, target_parts, waterfall_turns
+        from vlab.report.build import target_parts
         from vlab.sweep import grid_shape, in_grid_order
         from vlab.sweep.store import no_results_message
 
@@ -607,52 +605,9 @@ class SweepPanel:
             "<b>Operating points</b> (one per setting; lower is better for every rate and for dead air)"
             + _table(self.points, ["setting", *POINT_MEASURES, *POINT_FLAGS])
         ))  # fmt: skip
-        names = short_names([str(s) for s in self.points["setting"]])  # charts name what differs
         settings = grid_settings(self.manifest)
-        short_settings = [names.get(s, s) for s in settings]
-        vad_c = relabelled(self.vad, names)
-        images = {
-            "pareto": figure_png(lambda ax: plots.pareto(pareto_labels(self.points), ax=ax), (6.4, 4.6)),
-        }
-        if played_noise(self.points):
-            images["noise_tradeoff"] = figure_png(
-                lambda ax: plots.noise_tradeoff(
-                    pareto_labels(self.points, x="false_starts_per_min", y="missed_turn_rate"), ax=ax
-                ),
-                (6.4, 4.6),
-            )
-        speech = self.turns
-        if not vad_only:
-            speech = spoken_turns(self.turns)
-            ok = speech[~speech["false_cutoff"].astype(bool)]
-            n_settings = max(1, speech["setting"].nunique())
-            speech_c, ok_c = (relabelled(f, names) for f in (speech, ok))
-            images["latency_distributions"] = figure_png(
-                lambda ax: plots.latency_distributions(
-                    speech_c, metric="dead_air_ms", order=short_settings, ax=ax
-                ),
-                (6.4, max(2.6, 1.0 + 0.45 * n_settings)),
-            )
-            if made_tool_calls(speech):
-                images["voice_to_answer"] = figure_png(
-                    lambda ax: plots.latency_distributions(
-                        speech_c, metric="voice_to_answer_ms", order=short_settings, ax=ax
-                    ),
-                    (6.4, max(2.6, 1.0 + 0.45 * n_settings)),
-                )
-            sample, _ = waterfall_turns(ok_c, short_settings, max_turns=18)
-            if len(sample):
-                images["waterfall"] = figure_png(
-                    lambda ax: plots.waterfall(sample, max_turns=18, ax=ax),
-                    (11, max(2.8, 1.2 + 0.34 * min(len(sample), 18))),
-                )
-        timeline = self._timeline_prompt()
-        if timeline is not None:
-            rows = [names.get(s, s) for s in detecting_settings(self.points)]
-            images["vad_timeline"] = figure_png(
-                lambda ax: plots.vad_timeline(timeline, vad_c, settings=rows, ax=ax),
-                (11, 2.4 + 0.35 * len(rows)),
-            )
+        speech = self.turns if vad_only else spoken_turns(self.turns)
+        images = self._chart_images(speech, settings, vad_only)
         for name, png in images.items():
             width = "49%" if name in _SIDE_BY_SIDE else "95%"
             self.charts[name] = widgets.Image(
@@ -687,6 +642,58 @@ class SweepPanel:
                 + "</details>"
             ))  # fmt: skip
         return out
+
+    def _chart_images(self, speech: pd.DataFrame, settings: list[str], vad_only: bool) -> dict[str, bytes]:
+        """The sweep's charts as PNG data, by name: the report's, sized for the panel."""
+        from vlab import plots
+        from vlab.metrics import made_tool_calls
+        from vlab.metrics.tradeoff import played_noise
+        from vlab.report.build import detecting_settings, waterfall_turns
+
+        names = short_names([str(s) for s in self.points["setting"]])  # charts name what differs
+        short_settings = [names.get(s, s) for s in settings]
+        vad_c = relabelled(self.vad, names)
+        images = {
+            "pareto": figure_png(lambda ax: plots.pareto(pareto_labels(self.points), ax=ax), (6.4, 4.6)),
+        }
+        if played_noise(self.points):
+            images["noise_tradeoff"] = figure_png(
+                lambda ax: plots.noise_tradeoff(
+                    pareto_labels(self.points, x="false_starts_per_min", y="missed_turn_rate"), ax=ax
+                ),
+                (6.4, 4.6),
+            )
+        if not vad_only:
+            ok = speech[~speech["false_cutoff"].astype(bool)]
+            n_settings = max(1, speech["setting"].nunique())
+            speech_c, ok_c = (relabelled(f, names) for f in (speech, ok))
+            images["latency_distributions"] = figure_png(
+                lambda ax: plots.latency_distributions(
+                    speech_c, metric="dead_air_ms", order=short_settings, ax=ax
+                ),
+                (6.4, max(2.6, 1.0 + 0.45 * n_settings)),
+            )
+            if made_tool_calls(speech):
+                images["voice_to_answer"] = figure_png(
+                    lambda ax: plots.latency_distributions(
+                        speech_c, metric="voice_to_answer_ms", order=short_settings, ax=ax
+                    ),
+                    (6.4, max(2.6, 1.0 + 0.45 * n_settings)),
+                )
+            sample, _ = waterfall_turns(ok_c, short_settings, max_turns=18)
+            if len(sample):
+                images["waterfall"] = figure_png(
+                    lambda ax: plots.waterfall(sample, max_turns=18, ax=ax),
+                    (11, max(2.8, 1.2 + 0.34 * min(len(sample), 18))),
+                )
+        timeline = self._timeline_prompt()
+        if timeline is not None:
+            rows = [names.get(s, s) for s in detecting_settings(self.points)]
+            images["vad_timeline"] = figure_png(
+                lambda ax: plots.vad_timeline(timeline, vad_c, settings=rows, ax=ax),
+                (11, 2.4 + 0.35 * len(rows)),
+            )
+        return images
 
     def _latency_summary(self, speech: pd.DataFrame, settings: list[str]) -> widgets.Widget:
         """The latency table of a session sweep's speech turns (kept as :attr:`summary`), in ``settings`` order."""
