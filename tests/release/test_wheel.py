@@ -323,7 +323,7 @@ def _assert_self_contained(env: SimpleNamespace) -> None:
     assert vlab_files and all(f.is_relative_to(env.site / "vlab") for f in vlab_files), sorted(
         f for f in vlab_files if not f.is_relative_to(env.site / "vlab")
     )
-    assert any(f.name == "silero_worker.py" for f in vlab_files), "the Silero worker did not run"
+    assert any(f.name == "silero_serve.py" for f in vlab_files), "the Silero worker did not run"
 
     owners = _owners(env.deps)
     used = {owners.get(_key(f), f"(no distribution: {f})") for f in imported if _under(f, env.deps)}

@@ -197,12 +197,12 @@ def test_ctrl_c_to_the_process_group_leaves_the_worker_running(clips: list[bytes
 
 WORKER_PROBE = """\
 import gc, sys
-from vlab.audio import silero_worker
+from vlab.audio import silero_serve
 from vlab.audio.silero import SileroRuntime
 def serve(read_fd, write_fd):
     print(gc.get_freeze_count(), SileroRuntime._shared is not None, file=sys.stderr)
-silero_worker.serve = serve
-silero_worker.main()
+silero_serve.serve = serve
+silero_serve.main()
 """
 """The worker's entry point with a ``serve`` that reports what start-up left: objects frozen, model loaded."""
 
@@ -382,7 +382,7 @@ def test_a_cache_folder_that_cannot_be_written_does_not_stop_the_worker(
 
 def test_probabilities_here_equal_the_workers_answers_piece_by_piece(clips: list[bytes]) -> None:
     from vlab.audio.pcm import silence
-    from vlab.audio.silero_worker import probabilities_here
+    from vlab.audio.silero_serve import probabilities_here
     from vlab.audio.vad_cache import VadCache
 
     pieces = [[pcm, silence(400, RATE), silence(700, RATE)] for pcm in clips]

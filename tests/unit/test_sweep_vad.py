@@ -8,7 +8,7 @@ import pytest
 
 from vlab.audio.pcm import silence
 from vlab.audio.processing import ProcessingSettings
-from vlab.audio.silero_worker import probabilities_here
+from vlab.audio.silero_serve import probabilities_here
 from vlab.audio.vad import SileroModel
 from vlab.prompts import load_prompt_set
 from vlab.settings import ServerVad, SessionSettings

@@ -3,7 +3,7 @@
 A session per cell costs about 55 ms (connection, events, logs, analysis) however little audio it plays,
 and a grid of turn-detection settings pays it again for the same audio in every setting. In this mode
 each prompt's audio goes once through the emulator's model path (input processing, resampling, Silero,
-the silence floor: :func:`vlab.audio.silero_worker.probabilities_here`, with the sweep's VAD cache), and
+the silence floor: :func:`vlab.audio.silero_serve.probabilities_here`, with the sweep's VAD cache), and
 each setting then only steps the turn machine over those probabilities.
 
 The detections are those the emulator reports in a session of the same sweep, frame for frame: the same
@@ -137,7 +137,7 @@ def _probabilities(
     """
     from vlab.audio import g711
     from vlab.audio.pcm import silence
-    from vlab.audio.silero_worker import probabilities_here
+    from vlab.audio.silero_serve import probabilities_here
 
     lengths = [len(silence(t, rate)) for t in tails_ms]
     pieces = [
