@@ -253,7 +253,7 @@ class ResponseRun:
         }
 
     async def _message(self, speech: Speech | None, delays: dict[str, float]) -> None:
-        conn, sampler = self.conn, self.conn.sampler
+        conn = self.conn
         item = Item(
             {
                 "id": Ids.new("item"),
@@ -280,85 +280,99 @@ class ResponseRun:
         empty = {"type": "audio", "transcript": ""} if part.kind == "audio" else {"type": "text", "text": ""}
         await conn.send({"type": protocol.CONTENT_PART_ADDED, **self._ids(part), "part": empty})
 
-        # Timeline in model ms from now: words (text) then audio chunks, transcript leading the audio.
-        words = self._words(speech)
-        t_text = delays["first_token"]
-        timeline: list[tuple[float, int, Any]] = [(t_text + off, 0, w) for off, w in words]
-        if speech is not None:
-            pcm = g711.from_pcm16(float_to_pcm16(speech.samples), self.output_format)
-            bytes_per_ms = self._bytes_per_ms
-            chunk = max(2, int(sampler.model.audio_chunk_ms * bytes_per_ms) // 2 * 2)
-            t_audio = t_text + delays["tts_first_byte"]
-            for start in range(0, len(pcm), chunk):
-                at = t_audio + sampler.audio_send_offset_ms(start / bytes_per_ms, self._rtf)
-                timeline.append((at, 1, pcm[start : start + chunk]))
-        if speech is not None:
-            t_audio = t_text + delays["tts_first_byte"]
-            session = conn.session
-            if "word" in (session.get("output_audio_timestamp_types") or []):
-                for text, offset, duration in word_spans(speech):
-                    at = t_audio + sampler.audio_send_offset_ms(offset, self._rtf)
-                    timeline.append((at, 2, (text, offset, duration)))
-            animation = session.get("animation") or {}
-            if "viseme_id" in (animation.get("outputs") or []):
-                timeline.append((t_audio, 3, (0.0, 0)))
-                for text, offset, duration in word_spans(speech):
-                    ids = visemes_for_word(text)
-                    for k, vid in enumerate(ids):
-                        at_audio = offset + duration * k / len(ids)
-                        timeline.append(
-                            (t_audio + sampler.audio_send_offset_ms(at_audio, self._rtf), 3, (at_audio, vid))
-                        )
-                end = speech.duration_ms
-                timeline.append((t_audio + sampler.audio_send_offset_ms(end, self._rtf), 3, (end, 0)))
-        timeline.sort(key=lambda e: (e[0], e[1]))
         item.words = [(w.offset_ms, w.text) for w in speech.words] if speech is not None else []
-        for at_ms, kind, value in timeline:
+        for at_ms, kind, value in self._message_timeline(speech, delays):
             if await self._until(self._t_created + at_ms):
                 break
-            if kind == 2:
-                text, offset, duration = value
-                part.timestamps = True
-                await conn.send(
-                    {
-                        "type": protocol.AUDIO_TIMESTAMP_DELTA,
-                        **self._ids(part),
-                        "audio_offset_ms": int(round(offset)),
-                        "audio_duration_ms": int(round(duration)),
-                        "text": text,
-                        "timestamp_type": "word",
-                    }
-                )
-            elif kind == 3:
-                offset, vid = value
-                part.visemes = True
-                await conn.send(
-                    {
-                        "type": protocol.ANIMATION_VISEME_DELTA,
-                        **self._ids(part),
-                        "audio_offset_ms": int(round(offset)),
-                        "viseme_id": vid,
-                    }
-                )
-            elif kind == 0:
-                part.text_sent.append(value)
-                delta_type = protocol.AUDIO_TRANSCRIPT_DELTA if part.kind == "audio" else protocol.TEXT_DELTA
-                await conn.send({"type": delta_type, **self._ids(part), "delta": value})
-            else:
-                if self.first_audio_ms is None:
-                    self.first_audio_ms = conn.scheduler.now_ms
-                    conn.mark_audio_started()
-                part.audio_bytes_sent += len(value)
-                item.audio_bytes = part.audio_bytes_sent
-                await conn.send(
-                    {
-                        "type": protocol.AUDIO_DELTA,
-                        **self._ids(part),
-                        "delta": base64.b64encode(value).decode("ascii"),
-                    }
-                )
-                conn.played(value, self.output_format, conn.scheduler.now_ms)
+            await self._send_timed(part, item, kind, value)
         await self._close_part()
+
+    def _message_timeline(
+        self, speech: Speech | None, delays: dict[str, float]
+    ) -> list[tuple[float, int, Any]]:
+        """What the message sends, in model ms from ``response.created``: ``(at, kind, value)`` in order.
+
+        Kinds: 0 a word of text, 1 an audio chunk, 2 a word's timestamp, 3 a viseme (the transcript leads
+        the audio; at one time, a lower kind goes first).
+        """
+        sampler = self.conn.sampler
+        t_text = delays["first_token"]
+        timeline: list[tuple[float, int, Any]] = [(t_text + off, 0, w) for off, w in self._words(speech)]
+        if speech is None:
+            return timeline
+        t_audio = t_text + delays["tts_first_byte"]
+
+        def at(audio_ms: float) -> float:
+            return t_audio + sampler.audio_send_offset_ms(audio_ms, self._rtf)
+
+        pcm = g711.from_pcm16(float_to_pcm16(speech.samples), self.output_format)
+        bytes_per_ms = self._bytes_per_ms
+        chunk = max(2, int(sampler.model.audio_chunk_ms * bytes_per_ms) // 2 * 2)
+        timeline += [
+            (at(start / bytes_per_ms), 1, pcm[start : start + chunk]) for start in range(0, len(pcm), chunk)
+        ]
+        session = self.conn.session
+        if "word" in (session.get("output_audio_timestamp_types") or []):
+            timeline += [
+                (at(offset), 2, (text, offset, duration)) for text, offset, duration in word_spans(speech)
+            ]
+        animation = session.get("animation") or {}
+        if "viseme_id" in (animation.get("outputs") or []):
+            timeline.append((t_audio, 3, (0.0, 0)))
+            for text, offset, duration in word_spans(speech):
+                ids = visemes_for_word(text)
+                for k, vid in enumerate(ids):
+                    at_audio = offset + duration * k / len(ids)
+                    timeline.append((at(at_audio), 3, (at_audio, vid)))
+            timeline.append((at(speech.duration_ms), 3, (speech.duration_ms, 0)))
+        timeline.sort(key=lambda e: (e[0], e[1]))
+        return timeline
+
+    async def _send_timed(self, part: _Part, item: Item, kind: int, value: Any) -> None:
+        """Send one entry of :meth:`_message_timeline` as its event."""
+        conn = self.conn
+        if kind == 2:
+            text, offset, duration = value
+            part.timestamps = True
+            await conn.send(
+                {
+                    "type": protocol.AUDIO_TIMESTAMP_DELTA,
+                    **self._ids(part),
+                    "audio_offset_ms": int(round(offset)),
+                    "audio_duration_ms": int(round(duration)),
+                    "text": text,
+                    "timestamp_type": "word",
+                }
+            )
+        elif kind == 3:
+            offset, vid = value
+            part.visemes = True
+            await conn.send(
+                {
+                    "type": protocol.ANIMATION_VISEME_DELTA,
+                    **self._ids(part),
+                    "audio_offset_ms": int(round(offset)),
+                    "viseme_id": vid,
+                }
+            )
+        elif kind == 0:
+            part.text_sent.append(value)
+            delta_type = protocol.AUDIO_TRANSCRIPT_DELTA if part.kind == "audio" else protocol.TEXT_DELTA
+            await conn.send({"type": delta_type, **self._ids(part), "delta": value})
+        else:
+            if self.first_audio_ms is None:
+                self.first_audio_ms = conn.scheduler.now_ms
+                conn.mark_audio_started()
+            part.audio_bytes_sent += len(value)
+            item.audio_bytes = part.audio_bytes_sent
+            await conn.send(
+                {
+                    "type": protocol.AUDIO_DELTA,
+                    **self._ids(part),
+                    "delta": base64.b64encode(value).decode("ascii"),
+                }
+            )
+            conn.played(value, self.output_format, conn.scheduler.now_ms)
 
     def _words(self, speech: Speech | None) -> list[tuple[float, str]]:
         """(model ms offset, delta text) per word; deltas carry their leading space like the service."""
