@@ -252,6 +252,45 @@ def test_a_truncated_reply_keeps_the_words_begun_before_the_cut_and_that_much_au
     assert item.audio_bytes == 900 * 48
 
 
+SAME_AUDIO_PROBE = """\
+import hashlib, sys
+from vlab.audio.synth import synthesize
+for voice in sys.argv[1:]:
+    print(voice, hashlib.sha1(synthesize("You said: what time is it.", voice=voice).samples.tobytes()).hexdigest())
+"""
+"""Prints, for each eSpeak NG voice given, a hash of the audio it makes of one reply in this process."""
+
+
+def test_the_emulator_s_voices_make_the_same_audio_in_every_process():
+    """eSpeak NG renders its breath noise (the ``+f2``, ``+f3`` and ``+f5`` variants) differently from one
+    process to the next (``+f2`` gave three different audios in ten processes); the emulator's voices have
+    none, so a reply is the same audio in every run."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import espeakng_loader
+
+    from vlab.emulator.voice import _ESPEAK_VOICES
+
+    variants = Path(espeakng_loader.get_data_path()) / "voices" / "!v"
+    breathing = [
+        v
+        for v in _ESPEAK_VOICES
+        if "+" in v and re.search(r"^breath\s", (variants / v.split("+")[1]).read_text(), re.M)
+    ]
+    assert breathing == []
+    voices = sorted(set(_ESPEAK_VOICES))
+    probes = [
+        subprocess.Popen([sys.executable, "-c", SAME_AUDIO_PROBE, *voices], stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    heard = {probe.communicate(timeout=120)[0] for probe in probes}
+    assert [probe.returncode for probe in probes] == [0] * 4
+    assert len(heard) == 1 and len(next(iter(heard)).splitlines()) == len(voices)
+
+
 def test_every_espeak_voice_the_emulator_speaks_with_is_one_espeak_knows():
     """A name eSpeak NG does not know falls back to en-us in silence (``en-gb`` and ``en-gb+f4`` did)."""
     from vlab.audio.synth import _Engine

@@ -9,9 +9,11 @@ import numpy as np
 
 from vlab.audio.synth import Speech
 
-_ESPEAK_VOICES = ("en-us", "en-us+f3", "en-us", "en-us+m3", "en-us", "en-us+f2")
+_ESPEAK_VOICES = ("en-us", "en-us+f4", "en-us", "en-us+m3", "en-us", "en-us+f1")
 """The eSpeak NG voices voice names spread over. Its British English (``en``; it knows no ``en-gb``) is not
-among them: PocketSphinx hears it worse, and the emulator's transcripts and replies are tuned on en-us."""
+among them: PocketSphinx hears it worse, and the emulator's transcripts and replies are tuned on en-us.
+Nor are the variants with breath noise (``+f2``, ``+f3``, ``+f5``): eSpeak NG's breath differs from one
+process to the next, and a reply must be the same audio in every run."""
 
 
 def voice_name(voice: Any) -> str:
