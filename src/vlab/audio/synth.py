@@ -4,7 +4,8 @@ Used by the emulator for the assistant's voice and by prompt generators for test
 is driven through ctypes in retrieval mode. eSpeak NG carries state from one utterance to the next
 (its output drifts by a few samples, its word times by up to 1 ms), so every synthesis loads the
 library afresh and unloads it after (about 10 ms): the same text, voice and rate always give the same
-samples, in any process and in any order. Calls are serialised with a lock (the state is global).
+samples, in any process and in any order, except with the variants that add breath noise (``+f2``,
+``+f3``, ``+f5``), which eSpeak NG renders differently from one process to the next. Calls are serialised with a lock (the state is global).
 Returns float32 audio at the engine rate (22 050 Hz) with word timings.
 """
 
@@ -117,7 +118,7 @@ class _Engine:
             raise ConfigError(
                 f"eSpeak NG knows no voice {voice!r}. Use 'en-us' (American English), 'en' (British English) "
                 "or another code of eSpeak NG's list (https://github.com/espeak-ng/espeak-ng/blob/master/docs/languages.md); "
-                "a variant follows a '+', as in 'en-us+f3'."
+                "a variant follows a '+', as in 'en-us+f4'."
             )
         self._lib.espeak_SetParameter(_RATE_PARAM, int(words_per_minute), 0)
         self._lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _ESPEAK_CHARS_UTF8, None, None)
@@ -155,7 +156,8 @@ def synthesize(
 
     Args:
         text: What to say.
-        voice: eSpeak NG voice name (``en-us``, ``en`` for British English, ``en-us+f3``...).
+        voice: eSpeak NG voice name (``en-us``, ``en`` for British English, ``en-us+f4``...; the breathy
+            ``+f2``, ``+f3`` and ``+f5`` differ between processes).
         words_per_minute: Speaking rate.
         sample_rate: Resample to this rate in Hz (default: the engine's 22 050 Hz).
 
