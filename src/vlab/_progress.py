@@ -73,5 +73,6 @@ class _Lines(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
-        """Flush the stream written to."""
-        self._stream.flush()
+        """Flush the stream written to, unless it was closed first (the bar then closes quietly)."""
+        if not self._stream.closed:
+            self._stream.flush()

@@ -59,3 +59,16 @@ def test_a_state_drawn_again_is_not_written_again():
     for drawn in ("\rsweep: 2/3", "\rsweep: 3/3", "\rsweep: 3/3", "\n"):  # a refresh, then close's redraw
         assert lines.write(drawn) == len(drawn)
     assert out.getvalue() == "sweep: 2/3\nsweep: 3/3\n"
+
+
+def test_a_bar_whose_stream_was_closed_closes_quietly(tmp_path):
+    # a bar outliving its stream (pytest's captured stderr, a log file closed first) is let go of at
+    # garbage collection, which closes it: on Python 3.13 that flush raised into the unraisable hook
+    from vlab._progress import _Lines
+
+    stream = open(tmp_path / "sweep.log", "w", encoding="utf-8")  # closed below, before the bar
+    lines = _Lines(stream)
+    lines.write("\rsweep: 1/2 cells")
+    stream.close()
+    lines.close()
+    assert lines.closed and (tmp_path / "sweep.log").read_text() == "sweep: 1/2 cells\n"
