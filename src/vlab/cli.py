@@ -27,6 +27,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The parsed command line; exits 2 with the usage of the subcommand whose arguments are wrong.
+
+    argparse itself shows the top-level usage for an argument no subcommand knows
+    (``vlab sweep --prompts rec``), which does not say what ``vlab sweep`` takes.
+    """
+    parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    args, unknown = parser.parse_known_args(words)
+    if unknown:
+        _owner(parser, args, words, unknown[0]).error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
+def _owner(parser: argparse.ArgumentParser, args: argparse.Namespace, words: list[str], word: str) -> Any:
+    """The deepest (sub)command parser before ``word``: ``vlab prompts label``'s in ``prompts label -x``."""
+    while True:
+        commands = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        name = getattr(args, commands.dest, None) if commands is not None else None
+        if commands is None or name not in words or word in words[: words.index(name)]:
+            return parser
+        parser, words = commands.choices[name], words[words.index(name) + 1 :]
+
+
 BROKEN_PIPE_EXIT = 141
 """The exit code when the reader of the output went away (``vlab doctor | head -3``): 128 + SIGPIPE, what a
 shell reports for a POSIX tool that the closed pipe ended."""
@@ -62,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(argv: Sequence[str] | None) -> int:
     from vlab.errors import VlabError, VlabWarning
 
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(argv)
     try:
         with warnings.catch_warnings():  # restores Python's own way to show warnings after the command
             warnings.simplefilter("default", VlabWarning)  # shown once each, whatever -W asked of others

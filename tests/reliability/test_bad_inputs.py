@@ -304,3 +304,21 @@ def test_vlab_sweep_with_an_unreadable_config_exits_2(tmp_path, text, message):
 def test_a_cluster_elsewhere_may_have_any_number_of_workers():
     run = {"executor": "dask", "workers": 1000, "cluster": "tcp://scheduler:8786"}  # none start here
     assert load_config({"grid": {"threshold": [0.5]}, "run": run}).workers == 1000
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage", "unknown"),
+    [
+        (["sweep", "sweep.toml", "--speed", "max"], "vlab sweep", "--speed max"),
+        (["prompts", "label", "rec", "--gap", "3"], "vlab prompts label", "--gap 3"),
+        (["prompts", "--gap", "label", "rec"], "vlab prompts", "--gap"),
+        (["--quiet", "runs"], "vlab", "--quiet"),
+    ],
+)
+def test_an_argument_a_command_does_not_take_is_named_with_that_command_s_usage(argv, usage, unknown, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert err.startswith(f"usage: {usage} [-h]"), err
+    assert err.rstrip().endswith(f"{usage}: error: unrecognized arguments: {unknown}"), err

@@ -5,8 +5,9 @@ is driven through ctypes in retrieval mode. eSpeak NG carries state from one utt
 (its output drifts by a few samples, its word times by up to 1 ms), so every synthesis loads the
 library afresh and unloads it after (about 10 ms): the same text, voice and rate always give the same
 samples, in any process and in any order, except with the variants that add breath noise (``+f2``,
-``+f3``, ``+f5``), which eSpeak NG renders differently from one process to the next. Calls are serialised with a lock (the state is global).
-Returns float32 audio at the engine rate (22 050 Hz) with word timings.
+``+f3``, ``+f5``), which eSpeak NG renders differently from one process to the next. Calls are
+serialised with a lock (the state is global). Returns float32 audio at the engine rate (22 050 Hz) with
+word timings.
 """
 
 from __future__ import annotations
