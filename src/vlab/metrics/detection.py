@@ -42,7 +42,12 @@ from vlab.metrics.tradeoff import pareto_front
 from vlab.prompts import NOISE_ONLY
 
 if TYPE_CHECKING:
+    import numpy.typing as npt
+
     from vlab.prompts import LabelledPrompt
+
+    Times = npt.NDArray[np.float64]
+    """Times in ms, one per detection (NaN where none)."""
 
 __all__ = [
     "DETECTION_COLUMNS",
@@ -333,28 +338,65 @@ def score_prompt(
     read = ("onset_ms", "offset_ms", "audio_end_ms", "responded")
     require_columns(detections, read, "detections, from vlab.metrics.detections_from_events or vad_preview")
     onset, offset, audio_end = (detections[c].to_numpy(dtype=float, na_value=np.nan) for c in read[:3])
-    earliest, ended = (
+    earliest_onset, earliest_offset = (
         np.fmin(detections[column].to_numpy(dtype=float, na_value=np.nan), exact)
         if column in detections
         else exact
         for column, exact in ((ONSET_EARLIEST, onset), (OFFSET_EARLIEST, offset))
     )
-    hyp = list(zip(onset.tolist(), offset.tolist(), strict=True))
-    ref = list(prompt.speech_segments)
     out: dict[str, Any] = {
         "prompt": prompt.id,
         "category": prompt.category,
         "duration_ms": prompt.duration_ms,
     }
-    out.update(match_segments(ref, hyp))
+    out.update(_segment_scores(prompt, onset, offset, earliest_onset, earliest_offset))
+    out.update(_timing_scores(prompt, onset, offset, audio_end, earliest_onset, tolerance_ms))
+    n_false = int((~np.isnan(onset)).sum()) if prompt.category == NOISE_ONLY else out["false"]
+    out["false_starts"] = int(n_false)
+    out["false_starts_per_min"] = n_false / (prompt.duration_ms / 60000.0) if prompt.duration_ms else math.nan
+    answered = detections["responded"].to_numpy(dtype=bool, na_value=False) & ~np.isnan(audio_end)
+    detected = int((~np.isnan(audio_end)).sum())
+    out.update(_turn_scores(prompt, audio_end[answered].tolist(), detected, dead_air_ms, tolerance_ms))
+    return out
+
+
+def _segment_scores(
+    prompt: LabelledPrompt,
+    onset: Times,
+    offset: Times,
+    earliest_onset: Times,
+    earliest_offset: Times,
+) -> dict[str, Any]:
+    """The detected speech against the labelled segments: matches and the detection error rate.
+
+    An onset or offset known only to lie in a span (its earliest time before it) leaves that span unscored.
+    """
+    hyp = list(zip(onset.tolist(), offset.tolist(), strict=True))
+    ref = list(prompt.speech_segments)
     unknown = [
         (a, b)
         for a, b in zip(
-            [*earliest.tolist(), *ended.tolist()], [*onset.tolist(), *offset.tolist()], strict=True
+            [*earliest_onset.tolist(), *earliest_offset.tolist()],
+            [*onset.tolist(), *offset.tolist()],
+            strict=True,
         )
         if a < b
     ]
-    out.update(detection_error_rate(ref, hyp, prompt.duration_ms, unscored=unknown))
+    return {
+        **match_segments(ref, hyp),
+        **detection_error_rate(ref, hyp, prompt.duration_ms, unscored=unknown),
+    }
+
+
+def _timing_scores(
+    prompt: LabelledPrompt,
+    onset: Times,
+    offset: Times,
+    audio_end: Times,
+    earliest_onset: Times,
+    tolerance_ms: float,
+) -> dict[str, float]:
+    """The mean onset error and end-of-speech delay over the labelled turns the detections found."""
     starts = prompt.turn_starts_ms
     eots = prompt.end_of_turn_ms
     onset_errors: list[float] = []
@@ -364,19 +406,29 @@ def score_prompt(
         inside = np.flatnonzero((onset >= start - tolerance_ms) & (onset < eot))
         if len(inside):  # an onset known only to lie in a span is on time when the label is in it
             k = inside[0]
-            onset_errors.append(min(max(start, float(earliest[k])), float(onset[k])) - start)
-        ended = np.flatnonzero((offset >= eot - tolerance_ms) & (audio_end < nxt + tolerance_ms))
-        if len(ended):
-            eos_delays.append(float(audio_end[ended[0]]) - eot)
-    out["onset_error_ms"] = float(np.mean(onset_errors)) if onset_errors else math.nan
-    out["eos_delay_ms"] = float(np.mean(eos_delays)) if eos_delays else math.nan
-    n_false = int((~np.isnan(onset)).sum()) if prompt.category == NOISE_ONLY else out["false"]
-    out["false_starts"] = int(n_false)
-    out["false_starts_per_min"] = n_false / (prompt.duration_ms / 60000.0) if prompt.duration_ms else math.nan
+            onset_errors.append(min(max(start, float(earliest_onset[k])), float(onset[k])) - start)
+        ends_here = np.flatnonzero((offset >= eot - tolerance_ms) & (audio_end < nxt + tolerance_ms))
+        if len(ends_here):
+            eos_delays.append(float(audio_end[ends_here[0]]) - eot)
+    return {
+        "onset_error_ms": float(np.mean(onset_errors)) if onset_errors else math.nan,
+        "eos_delay_ms": float(np.mean(eos_delays)) if eos_delays else math.nan,
+    }
 
-    # --- turn level ---
-    answered = detections["responded"].to_numpy(dtype=bool, na_value=False) & ~np.isnan(audio_end)
-    responded = audio_end[answered].tolist()
+
+def _turn_scores(
+    prompt: LabelledPrompt,
+    responded: list[float],
+    detected: int,
+    dead_air_ms: Mapping[float, float] | None,
+    tolerance_ms: float,
+) -> dict[str, Any]:
+    """Turns cut off, held, ended and missed by the responses (each at its ``audio_end_ms``), and dead air.
+
+    ``detected`` counts the turns the server ended, answered or not.
+    """
+    starts = prompt.turn_starts_ms
+    eots = prompt.end_of_turn_ms
     cut_turns: set[int] = set()
     false_cutoffs = 0
     ended_by: dict[int, float] = {}
@@ -399,9 +451,9 @@ def score_prompt(
             dead.append(measured)
         # else its reply was never heard (cancelled before its first audio as the user spoke on): no wait
     expected = len(eots)
-    out.update(
+    return dict(
         expected_turns=expected,
-        detected_turns=int((~np.isnan(audio_end)).sum()),
+        detected_turns=detected,
         responses=len(responded),
         cutoff_turns=len(cut_turns),
         false_cutoffs=false_cutoffs,
@@ -412,7 +464,6 @@ def score_prompt(
         turns_per_expected=len(responded) / expected if expected else math.nan,
         dead_air_ms=float(np.median(dead)) if dead else math.nan,
     )
-    return out
 
 
 def operating_points(
