@@ -35,31 +35,9 @@ def session_latency(events: pd.DataFrame, *, connect_ns: int | None = None) -> p
         speaker really played of that item (0 is exact).
     """
     ev = in_log_order(events)
-    out: list[dict[str, Any]] = []
-    created = ev[(ev["direction"] == "server") & (ev["type"] == protocol.SESSION_CREATED)]
-    if connect_ns is None:
-        logged = ev[ev["type"] == protocol.CONNECT]
-        connect_ns = int(logged["t_ns"].iloc[0]) if not logged.empty else None
-    if connect_ns is None or created.empty:
-        out.append(
-            {
-                "kind": "connect",
-                "t_ns": connect_ns,
-                "latency_ms": math.nan,
-                "reason": "connect time not logged",
-            }
-        )
-    else:
-        out.append(
-            {
-                "kind": "connect",
-                "t_ns": connect_ns,
-                "latency_ms": span_ms(float(created["t_ns"].iloc[0]), float(connect_ns)),
-                "reason": "",
-            }
-        )
+    out = [_connect_row(ev, connect_ns)]
     waiting: dict[str, list[float]] = {"update": [], "cancel": []}
-    active_speech_at: float | None = None
+    active_speech_at: float | None = None  # speech_started while a response was under way
     last_speech_at: float | None = None
     heard: dict[str, float] = {}
     responding = False
@@ -73,12 +51,7 @@ def session_latency(events: pd.DataFrame, *, connect_ns: int | None = None) -> p
                 silent = info.get("silent_from_t_ns")
                 if last_speech_at is not None and silent is not None:
                     out.append(
-                        {
-                            "kind": "barge_in_silence",
-                            "t_ns": last_speech_at,
-                            "latency_ms": span_ms(float(silent), last_speech_at),
-                            "reason": "",
-                        }
+                        _row("barge_in_silence", last_speech_at, span_ms(float(silent), last_speech_at))
                     )
             continue
         if r.direction == "client":
@@ -86,32 +59,18 @@ def session_latency(events: pd.DataFrame, *, connect_ns: int | None = None) -> p
                 sent = as_float(r.audio_end_ms)
                 if not math.isfinite(sent):
                     sent = float(payload_of(r.payload).get("audio_end_ms", math.nan))
-                out.append(
-                    {
-                        "kind": "truncation_error",
-                        "t_ns": t,
-                        "latency_ms": sent - heard[item_id],
-                        "reason": "",
-                    }
-                )
+                out.append(_row("truncation_error", t, sent - heard[item_id]))
             if r.type == protocol.CLIENT_SESSION_UPDATE:
                 waiting["update"].append(t)
             elif r.type == protocol.CLIENT_RESPONSE_CANCEL:
                 waiting["cancel"].append(t)
                 if active_speech_at is not None:
-                    out.append(
-                        {
-                            "kind": "barge_in_stop",
-                            "t_ns": active_speech_at,
-                            "latency_ms": span_ms(t, active_speech_at),
-                            "reason": "",
-                        }
-                    )
+                    out.append(_row("barge_in_stop", active_speech_at, span_ms(t, active_speech_at)))
                     active_speech_at = None
             continue
         if r.type == protocol.SESSION_UPDATED and waiting["update"]:
             start = waiting["update"].pop(0)
-            out.append({"kind": "update", "t_ns": start, "latency_ms": span_ms(t, start), "reason": ""})
+            out.append(_row("update", start, span_ms(t, start)))
         elif r.type == protocol.RESPONSE_CREATED:
             responding = True
         elif r.type == protocol.SPEECH_STARTED:
@@ -122,9 +81,24 @@ def session_latency(events: pd.DataFrame, *, connect_ns: int | None = None) -> p
             status = payload_of(r.payload).get("response", {}).get("status")
             if status == "cancelled" and waiting["cancel"]:
                 start = waiting["cancel"].pop(0)
-                out.append({"kind": "cancel", "t_ns": start, "latency_ms": span_ms(t, start), "reason": ""})
+                out.append(_row("cancel", start, span_ms(t, start)))
     for kind, starts in waiting.items():
-        for start in starts:
-            reason = "no session.updated" if kind == "update" else "no cancelled response.done"
-            out.append({"kind": kind, "t_ns": start, "latency_ms": math.nan, "reason": reason})
+        reason = "no session.updated" if kind == "update" else "no cancelled response.done"
+        out.extend(_row(kind, start, math.nan, reason) for start in starts)
     return pd.DataFrame(out, columns=["kind", "t_ns", "latency_ms", "reason"])
+
+
+def _connect_row(ev: pd.DataFrame, connect_ns: int | None) -> dict[str, Any]:
+    """Connect → session.created, from ``connect_ns`` or else the log's ``vlab.connect`` record."""
+    created = ev[(ev["direction"] == "server") & (ev["type"] == protocol.SESSION_CREATED)]
+    if connect_ns is None:
+        logged = ev[ev["type"] == protocol.CONNECT]
+        connect_ns = int(logged["t_ns"].iloc[0]) if not logged.empty else None
+    if connect_ns is None or created.empty:
+        return _row("connect", connect_ns, math.nan, "connect time not logged")
+    return _row("connect", connect_ns, span_ms(float(created["t_ns"].iloc[0]), float(connect_ns)))
+
+
+def _row(kind: str, t_ns: float | None, latency_ms: float, reason: str = "") -> dict[str, Any]:
+    """One measurement of :func:`session_latency`."""
+    return {"kind": kind, "t_ns": t_ns, "latency_ms": latency_ms, "reason": reason}
