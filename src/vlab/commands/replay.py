@@ -14,6 +14,7 @@ from vlab.errors import ConfigError
 
 if TYPE_CHECKING:
     from vlab.prompts import LabelledPrompt
+    from vlab.replay import ReplayResult
     from vlab.settings import AzureSemanticVad, ServerVad, SessionSettings
 
 _VAD_SETTINGS: tuple[tuple[str, type, str], ...] = (
@@ -218,27 +219,42 @@ def prompt_file(given: str) -> tuple[str, LabelledPrompt | None]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code."""
-    import pandas as pd
+    from vlab.metrics import cancelled_before_audio
 
-    from vlab._run import run_main
-    from vlab.errors import NotAnswered, RunFolderTaken
-    from vlab.feed import NoSpeechDetected
-    from vlab.log import JSONL_NAME
-    from vlab.metrics import FALSE_CUTOFF, USAGE_COLUMNS, cancelled_before_audio, tokens_used
-    from vlab.replay import replay
-
-    speed = 1.0 if args.realtime else args.speed
     settings = session_settings(args)
     prompt, labelled = prompt_file(args.prompt)
     if prompt != args.prompt:
         print(f"prompt: the bundled {args.prompt!r} ({prompt})")
+    result = _replay(args, settings, prompt if labelled is None else labelled)
+    unheard = {
+        t["turn"]
+        for t in result.turns
+        if cancelled_before_audio(t.get("status"), t.get("t_first_audio_ns"), t["false_cutoff"])
+    }
+    _print_run(args, settings, labelled, result, unheard)
+    heard = _transcripts(result.run_dir) if args.transcription is not None else None
+    _print_turns(result, unheard, heard)
+    _print_tokens(result)
+    return 0
+
+
+def _replay(
+    args: argparse.Namespace, settings: SessionSettings, prompt: str | LabelledPrompt
+) -> ReplayResult:
+    """Replay ``prompt``; an error says which flag mends it (--force, --timeout, --threshold)."""
+    from vlab._run import run_main
+    from vlab.errors import NotAnswered, RunFolderTaken
+    from vlab.feed import NoSpeechDetected
+    from vlab.log import JSONL_NAME
+    from vlab.replay import replay
+
     try:
-        result = run_main(
+        return run_main(
             replay(
-                prompt if labelled is None else labelled,
+                prompt,
                 settings,
                 run_dir=args.out,
-                speed=speed,
+                speed=1.0 if args.realtime else args.speed,
                 timeout_s=args.timeout,
                 overwrite=args.force,
             )
@@ -257,6 +273,16 @@ def run(args: argparse.Namespace) -> int:
         raise NoSpeechDetected(
             fix=f"lower the threshold (now {threshold:g}) with --threshold", events=exc.events
         ) from None
+
+
+def _print_run(
+    args: argparse.Namespace,
+    settings: SessionSettings,
+    labelled: LabelledPrompt | None,
+    result: ReplayResult,
+    unheard: set[int],
+) -> None:
+    """Where the run is, what it sent, where each end of speech comes from, and how many turns were answered."""
     print(f"run folder: {result.run_dir}")
     print(f"target: {result.target}")
     if any(getattr(args, flag) is not None for flag in _AUDIO_FLAGS):
@@ -280,11 +306,6 @@ def run(args: argparse.Namespace) -> int:
             f"{hold_ms:.0f} ms) is not in it; replay a labelled prompt (a bundled id, or a file in a prompt "
             "folder: docs/own-recordings.md) to time each wait from where the user stopped"
         )
-    unheard = {
-        t["turn"]
-        for t in result.turns
-        if cancelled_before_audio(t.get("status"), t.get("t_first_audio_ns"), t["false_cutoff"])
-    }
     print(
         f"turns answered: {len(result.turns)}"
         + (f" ({len(unheard)} cancelled before their first audio)" if unheard else "")
@@ -293,8 +314,13 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"protocol warnings: {result.protocol_warnings} (malformed server events; see the run's events)"
         )
+
+
+def _print_turns(result: ReplayResult, unheard: set[int], heard: dict[str, str] | None) -> None:
+    """Each turn's stages (voice-to-voice and its parts), and what the service heard when ``heard`` is given."""
+    from vlab.metrics import FALSE_CUTOFF
+
     fmt = lambda v: "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.0f} ms"  # noqa: E731
-    heard = _transcripts(result.run_dir) if args.transcription is not None else {}
     for turn in result.turns:
         head = f"  turn {turn['turn'] + 1}: {turn.get('status')}"
         if turn["false_cutoff"]:
@@ -311,7 +337,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{fmt(turn['endpointing_ms'])} + turn commit {fmt(turn['turn_commit_ms'])} + first audio "
                 f"{fmt(turn['ttfb_audio_ms'])} ({turn['timeline']} timeline)"
             )
-        if args.transcription is not None:
+        if heard is not None:
             text = heard.get(str(turn.get("item_id")))
             print(
                 "    heard: "
@@ -322,11 +348,18 @@ def run(args: argparse.Namespace) -> int:
                     else ""
                 )
             )
+
+
+def _print_tokens(result: ReplayResult) -> None:
+    """The tokens the responses used, when every response reported its usage."""
+    import pandas as pd
+
+    from vlab.metrics import USAGE_COLUMNS, tokens_used
+
     used = tokens_used(pd.DataFrame(result.turns)) if result.turns else {}
     if all(math.isfinite(used.get(key, math.nan)) for key in USAGE_COLUMNS):
         total, given, said = (round(used[key]) for key in USAGE_COLUMNS)
         print(f"tokens used: {total} ({given} in, {said} out; the responses' usage)")
-    return 0
 
 
 def _transcripts(run_dir: Path) -> dict[str, str]:

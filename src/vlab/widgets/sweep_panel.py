@@ -152,6 +152,31 @@ class SweepPanel:
         style = {"description_width": "150px"}
         wide = widgets.Layout(width="460px")
         line = widgets.Layout(width="auto")  # a checkbox whose description is a sentence: shown whole
+        self._build_grid_fields(prompts, style, wide, line)
+        self._build_session_fields(speed, style, wide, line)
+        self._build_run_controls(style, wide)
+        form = widgets.VBox([
+            self.prompts, self.turn_type, self.thresholds, self.silences, self.paddings, self.eou,
+            self.eou_timeouts, self.repeats, self.instructions, self.voice, self.models, self.audio_format,
+            self.speed, self.latency, self.baseline, self.push_to_talk, self.canary, self.vad_only, self.folder,
+            self.target,
+            widgets.HBox([self.run_button, self.stop_button, self.progress]), self.status,
+            widgets.HBox([self.open_path, self.open_button]),
+            widgets.HBox([self.compare_path, self.compare_button]),
+        ])  # fmt: skip
+        self.widget = widgets.VBox([form, self.output, self.comparison_box, self.results])
+        self._wire()
+
+    def _build_grid_fields(
+        self,
+        prompts: tuple[str, ...] | list[str],
+        style: dict[str, str],
+        wide: widgets.Layout,
+        line: widgets.Layout,
+    ) -> None:
+        """The prompts, the turn detection and the values the grid crosses, and the repeats."""
+        from vlab.sweep import BASELINE, CONFIG_DEFAULTS
+
         options = [(f"{p.id}  ({p.category}, {p.duration_ms / 1000:.1f} s)", p.id) for p in self.prompt_set]
         ids = {p.id for p in self.prompt_set}
         chosen = tuple(p for p in prompts if p in ids) or tuple(p.id for p in self.prompt_set[:1])
@@ -165,7 +190,6 @@ class SweepPanel:
             description="Turn detection",
             style=style,
         )
-        from vlab.sweep import BASELINE, CONFIG_DEFAULTS
 
         def values(value: object, description: str, example: str) -> widgets.Text:
             """A field of comma-separated values to cross in the grid."""
@@ -175,12 +199,6 @@ class SweepPanel:
                 placeholder=f"e.g. {example}",
                 style=style,
                 layout=wide,
-            )
-
-        def folder(description: str, placeholder: str) -> widgets.Text:
-            """A field for the path of a sweep folder."""
-            return widgets.Text(
-                value="", description=description, placeholder=placeholder, style=style, layout=wide
             )
 
         self.thresholds = values(f"{BASELINE.threshold:g}", "Thresholds", "0.4, 0.5, 0.6")
@@ -196,7 +214,14 @@ class SweepPanel:
         self.repeats = widgets.BoundedIntText(
             value=CONFIG_DEFAULTS["repeats"], min=1, max=50, description="Repeats", style=style
         )
+
+    def _build_session_fields(
+        self, speed: float | str, style: dict[str, str], wide: widgets.Layout, line: widgets.Layout
+    ) -> None:
+        """What every setting's session sends alike, the pacing and the emulator, and the reference cells."""
+        from vlab.emulator.latency import PRESETS
         from vlab.settings import VOICE_EXAMPLES
+        from vlab.sweep import BASELINE, CONFIG_DEFAULTS
 
         self.instructions = widgets.Textarea(
             value="",
@@ -226,8 +251,6 @@ class SweepPanel:
             style=style,
             layout=widgets.Layout(width="330px"),  # "as fast as possible" whole
         )
-        from vlab.emulator.latency import PRESETS
-
         self.latency = widgets.Dropdown(
             options=sorted(PRESETS),
             value=CONFIG_DEFAULTS["latency"],
@@ -253,6 +276,16 @@ class SweepPanel:
             description="VAD only: the emulator's VAD decides each cell, no sessions (no latency)",
             layout=line,
         )
+
+    def _build_run_controls(self, style: dict[str, str], wide: widgets.Layout) -> None:
+        """The sweep's folder, the target, run and stop, progress, and opening and comparing finished sweeps."""
+
+        def folder(description: str, placeholder: str) -> widgets.Text:
+            """A field for the path of a sweep folder."""
+            return widgets.Text(
+                value="", description=description, placeholder=placeholder, style=style, layout=wide
+            )
+
         self.folder = folder("Folder", "empty: a new runs/sweep-<time> folder")
         self.target = widgets.HTML("")
         self.run_button = widgets.Button(description="Run", button_style="success", icon="play")
@@ -271,17 +304,8 @@ class SweepPanel:
         self.results = widgets.VBox([])
         self.output = widgets.Output()
 
-        form = widgets.VBox([
-            self.prompts, self.turn_type, self.thresholds, self.silences, self.paddings, self.eou,
-            self.eou_timeouts, self.repeats, self.instructions, self.voice, self.models, self.audio_format,
-            self.speed, self.latency, self.baseline, self.push_to_talk, self.canary, self.vad_only, self.folder,
-            self.target,
-            widgets.HBox([self.run_button, self.stop_button, self.progress]), self.status,
-            widgets.HBox([self.open_path, self.open_button]),
-            widgets.HBox([self.compare_path, self.compare_button]),
-        ])  # fmt: skip
-        self.widget = widgets.VBox([form, self.output, self.comparison_box, self.results])
-
+    def _wire(self) -> None:
+        """Each control's handler (errors shown in the panel's output), then the canary's and target's lines."""
         self.prompts.observe(
             guarded(self.output, "Choosing prompts")(lambda _: self._sync_canary()), names="value"
         )
