@@ -41,7 +41,9 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _owner(parser: argparse.ArgumentParser, args: argparse.Namespace, words: list[str], word: str) -> Any:
+def _owner(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, words: list[str], word: str
+) -> argparse.ArgumentParser:
     """The deepest (sub)command parser before ``word``: ``vlab prompts label``'s in ``prompts label -x``."""
     while True:
         commands = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
