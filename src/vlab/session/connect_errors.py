@@ -155,54 +155,11 @@ def connect_error(target: Target, failure: ConnectFailure, redact: Callable[[str
     """
     where = target.describe()
     detail = redact(one_line(failure.detail))
-    kind = failure.kind
-    if kind == "credential":
-        if failure.sources:
-            tried = "; ".join(redact(s) for s in failure.sources)
-            last = failure.sources[-1]
-            app = (
-                "check AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (the app's secret may be wrong "
-                "or expired), "
-                if last.startswith("EnvironmentCredential:") and "not fully configured" not in last
-                else ""
-            )
-            return AuthenticationFailed(
-                f"no Entra ID credential produced a token for {where} (tried {tried}). Fix: {app}run `az login` "
-                f"(and `az account set` to the resource's subscription), or set {ENV_API_KEY} to the "
-                "resource's key",
-                sources=tuple(s.split(":", 1)[0] for s in failure.sources),
-            )
-        return AuthenticationFailed(
-            f"the token credential failed to get a token for {where}: {detail}. Fix: check the credential's "
-            f"settings (tenant, client id, secret), run `az login`, or set {ENV_API_KEY} to the resource's key"
-        )
-    if kind == "unauthorized":
-        if target.auth == "entra_id":
-            return AuthenticationFailed(
-                f"the endpoint refused the Entra ID token (HTTP 401) for {where}. Fix: sign in to the "
-                f"resource's tenant (`az login --tenant <tenant id>`) and {_ROLE_FIX}; or set {ENV_API_KEY}"
-            )
-        if _a_local_emulator(target):
-            return AuthenticationFailed(
-                f"the endpoint refused the API key (HTTP 401) for {where}. Fix: set {ENV_API_KEY} to the key "
-                "the emulator printed as it started (`vlab emulator --api-key <key>` chooses it)"
-            )
-        return AuthenticationFailed(
-            f"the endpoint refused the API key (HTTP 401) for {where}. Fix: copy a key from the resource's "
-            f"'Keys and Endpoint' page into {ENV_API_KEY}, and check that {ENV_ENDPOINT} is that resource's "
-            "endpoint"
-        )
-    if kind == "forbidden":
-        if target.auth == "entra_id":
-            return AuthenticationFailed(
-                f"your Entra ID identity lacks the '{ROLE}' role on the resource (HTTP 403) for {where}. "
-                f"Fix: {_ROLE_FIX}"
-            )
-        return AuthenticationFailed(
-            f"the resource denied access (HTTP 403) for {where}. Fix: check the resource's networking "
-            "rules (firewall, private endpoint) allow this machine"
-        )
-    if kind == "throttled":
+    if failure.kind == "credential":
+        return _credential_error(where, failure, detail, redact)
+    if failure.kind in ("unauthorized", "forbidden"):
+        return _refused_error(target, where, failure.kind == "forbidden")
+    if failure.kind == "throttled":
         wait = (
             f"; it asks to retry after {failure.retry_after_s:g} s"
             if failure.retry_after_s is not None
@@ -214,6 +171,66 @@ def connect_error(target: Target, failure: ConnectFailure, redact: Callable[[str
             "the deployment's quota",
             retry_after_s=failure.retry_after_s,
         )
+    return _network_error(target, where, failure, detail)
+
+
+def _credential_error(
+    where: str, failure: ConnectFailure, detail: str, redact: Callable[[str], str]
+) -> AuthenticationFailed:
+    """No Entra ID token: the sources tried (each with its reason) and what to set or run."""
+    if failure.sources:
+        tried = "; ".join(redact(s) for s in failure.sources)
+        last = failure.sources[-1]
+        app = (
+            "check AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (the app's secret may be wrong "
+            "or expired), "
+            if last.startswith("EnvironmentCredential:") and "not fully configured" not in last
+            else ""
+        )
+        return AuthenticationFailed(
+            f"no Entra ID credential produced a token for {where} (tried {tried}). Fix: {app}run `az login` "
+            f"(and `az account set` to the resource's subscription), or set {ENV_API_KEY} to the "
+            "resource's key",
+            sources=tuple(s.split(":", 1)[0] for s in failure.sources),
+        )
+    return AuthenticationFailed(
+        f"the token credential failed to get a token for {where}: {detail}. Fix: check the credential's "
+        f"settings (tenant, client id, secret), run `az login`, or set {ENV_API_KEY} to the resource's key"
+    )
+
+
+def _refused_error(target: Target, where: str, forbidden: bool) -> AuthenticationFailed:
+    """HTTP 401 (the key or token refused) or 403 (``forbidden``: no role, or the network rules)."""
+    if forbidden:
+        if target.auth == "entra_id":
+            return AuthenticationFailed(
+                f"your Entra ID identity lacks the '{ROLE}' role on the resource (HTTP 403) for {where}. "
+                f"Fix: {_ROLE_FIX}"
+            )
+        return AuthenticationFailed(
+            f"the resource denied access (HTTP 403) for {where}. Fix: check the resource's networking "
+            "rules (firewall, private endpoint) allow this machine"
+        )
+    if target.auth == "entra_id":
+        return AuthenticationFailed(
+            f"the endpoint refused the Entra ID token (HTTP 401) for {where}. Fix: sign in to the "
+            f"resource's tenant (`az login --tenant <tenant id>`) and {_ROLE_FIX}; or set {ENV_API_KEY}"
+        )
+    if _a_local_emulator(target):
+        return AuthenticationFailed(
+            f"the endpoint refused the API key (HTTP 401) for {where}. Fix: set {ENV_API_KEY} to the key "
+            "the emulator printed as it started (`vlab emulator --api-key <key>` chooses it)"
+        )
+    return AuthenticationFailed(
+        f"the endpoint refused the API key (HTTP 401) for {where}. Fix: copy a key from the resource's "
+        f"'Keys and Endpoint' page into {ENV_API_KEY}, and check that {ENV_ENDPOINT} is that resource's "
+        "endpoint"
+    )
+
+
+def _network_error(target: Target, where: str, failure: ConnectFailure, detail: str) -> ConnectionFailed:
+    """DNS, TLS, a refused port, a timeout, another HTTP answer, or else the transport's words and advice."""
+    kind = failure.kind
     if kind == "dns":
         return ConnectionFailed(
             f"cannot resolve {_host(target)} (DNS: {detail}). Fix: check the resource name in {ENV_ENDPOINT} "
