@@ -123,8 +123,6 @@ async def run_sweep_async(
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     cells = grid_cells(cfg)
-    sem = asyncio.Semaphore(min(cfg.concurrency, cfg.max_sessions or cfg.concurrency))
-    waits = clock or SystemClock()
     results: list[CellResult] = []
     bar = None
     if progress:
@@ -154,14 +152,40 @@ async def run_sweep_async(
     (out_dir / CELLS_DIR).mkdir(parents=True, exist_ok=True)
     for name in kept:
         done(CellResult(name, "skipped"))
+    try:
+        analysed = await _run_cells(cfg, out_dir, todo, options, clock or SystemClock(), done)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    wall_s = time.perf_counter() - t0
+    metas = _this_sweeps(out_dir, {cell[0] for cell in cells})  # read once, for the tables and the manifest
+    await _build_tables(out_dir, cfg, analysed, metas, progress)
+    write_manifest(out_dir, cfg, cells, started, wall_s, metas)
+    return SweepResult(out_dir, results, wall_s)
+
+
+async def _run_cells(
+    cfg: SweepConfig,
+    out_dir: Path,
+    todo: list[tuple[str, int, SessionSettings, LabelledPrompt, int]],
+    options: dict[str, Any],
+    waits: Clock,
+    done: Callable[[CellResult], None],
+) -> dict[str, dict[str, Any]]:
+    """Run the cells ``todo`` (here, ``[run] concurrency`` at once, or on Dask), each result to ``done``.
+
+    Returns the tables of the cells analysed where they ran (on Dask workers), by cell name.
+    """
+    from vlab.audio.silero_worker import SileroWorker
+
+    sem = asyncio.Semaphore(min(cfg.concurrency, cfg.max_sessions or cfg.concurrency))
 
     async def one(name: str, index: int, settings: SessionSettings, prompt: LabelledPrompt, rep: int) -> None:
         async with sem:
             done(await run_cell(cfg, out_dir, name, index, settings, prompt, rep, options, waits))
 
-    from vlab.audio.silero_worker import SileroWorker
-
-    analysed = {}  # cells analysed where they ran (dask workers)
+    analysed: dict[str, dict[str, Any]] = {}
     worker = SileroWorker.shared()
     worker.use_cache(out_dir / VAD_CACHE_DIR)  # the embedded emulator's Silero runs once per audio
     try:
@@ -192,14 +216,7 @@ async def run_sweep_async(
     finally:
         worker.use_cache()
         await worker.sync()  # the sweep's VAD cache is saved before the sweep returns (its folder may go)
-        if bar is not None:
-            bar.close()
-
-    wall_s = time.perf_counter() - t0
-    metas = _this_sweeps(out_dir, {cell[0] for cell in cells})  # read once, for the tables and the manifest
-    await _build_tables(out_dir, cfg, analysed, metas, progress)
-    write_manifest(out_dir, cfg, cells, started, wall_s, metas)
-    return SweepResult(out_dir, results, wall_s)
+    return analysed
 
 
 async def _build_tables(
