@@ -15,7 +15,7 @@ from vlab.metrics.detection import DETECTION_COLUMNS, OFFSET_EARLIEST, ONSET_EAR
 
 if TYPE_CHECKING:
     from vlab.audio.pcm import FloatArray
-    from vlab.audio.vad import SpeechModel
+    from vlab.audio.vad import SpeechModel, StreamingVad, VadFrames, VadParams
     from vlab.prompts import LabelledPrompt
 
 
@@ -53,7 +53,7 @@ def vad_preview(
     """
     from vlab.audio import g711
     from vlab.audio.pcm import silence
-    from vlab.audio.vad import SileroModel, StreamingVad, VadParams
+    from vlab.audio.vad import SileroModel, StreamingVad
 
     if input_audio_format not in protocol.INPUT_FORMATS:
         raise ConfigError(
@@ -62,26 +62,8 @@ def vad_preview(
         )
     rate = protocol.G711_SAMPLE_RATE_HZ if input_audio_format.startswith("g711") else 16000
     factory = model_factory or SileroModel
-    default = VadParams()
     audio = {p.id: g711.as_carried(p.pcm(rate), input_audio_format) for p in prompts}
-    runs: list[tuple[VadParams, dict[str, Any]]] = []
-    for s in settings:
-        params = VadParams(
-            threshold=float(s.get("threshold", default.threshold)),
-            prefix_padding_ms=int(s.get("prefix_padding_ms", default.prefix_padding_ms)),
-            silence_duration_ms=int(s.get("silence_duration_ms", default.silence_duration_ms)),
-        )
-        name = s.get("setting") or (
-            f"thr={params.threshold:g} pad={params.prefix_padding_ms} sil={params.silence_duration_ms}"
-        )
-        values = {
-            "setting": name,
-            "threshold": params.threshold,
-            "prefix_padding_ms": params.prefix_padding_ms,
-            "silence_duration_ms": params.silence_duration_ms,
-            "run": 0,
-        }
-        runs.append((params, values))
+    runs = [_preview_setting(s) for s in settings]
     # The model's probabilities depend on the frames it is given (the prompt and its trailing silence),
     # not on the setting: the longest silence runs first, and a setting whose frames begin those frames
     # (at 16 kHz, every shorter silence) takes its probabilities from them. Each setting then steps its
@@ -91,48 +73,93 @@ def vad_preview(
     rows_by_setting: dict[int, list[dict[str, Any]]] = {}
     for i in order:
         params, values = runs[i]
-        rows: list[dict[str, Any]] = rows_by_setting.setdefault(i, [])
+        rows = rows_by_setting.setdefault(i, [])
         tail = g711.as_carried(silence(params.silence_duration_ms + 200, rate), input_audio_format)
         for p in prompts:
             vad = StreamingVad(params, rate, model=factory())
             fed, flushed = vad.prepare(audio[p.id] + tail), vad.prepare_flush()
-            frames = np.concatenate((fed.frames, flushed.frames))
-            have = known.get(p.id)
-            if (
-                have is not None
-                and len(frames) <= len(have[0])
-                and np.array_equal(frames, have[0][: len(frames)])
-            ):
-                probs = have[1][: len(frames)]
-            else:
-                probs = vad.run_model(fed) + vad.run_model(flushed)
-                if have is None or len(frames) > len(have[0]):
-                    known[p.id] = (frames, probs)
-            current: dict[str, Any] | None = None
-            split = len(fed.frames)
-            for e in vad.decide(fed, probs[:split]) + vad.decide(flushed, probs[split:]):
-                if e.kind == "speech_started":
-                    current = {"audio_start_ms": float(e.audio_ms), "onset_ms": float(e.speech_ms)}
-                    current[ONSET_EARLIEST] = current["onset_ms"]  # the VAD's own: exact
-                    current.update(audio_end_ms=math.nan, offset_ms=math.nan, responded=False)
-                    current[OFFSET_EARLIEST] = math.nan
-                    current.update(prompt=p.id, **values)
-                    rows.append(current)
-                elif current is not None:
-                    current.update(
-                        audio_end_ms=float(e.audio_ms), offset_ms=float(e.speech_ms), responded=True
-                    )
-                    current[OFFSET_EARLIEST] = current["offset_ms"]
-                    current = None
-    columns = [
-        *DETECTION_COLUMNS,
-        ONSET_EARLIEST,
-        OFFSET_EARLIEST,
-        "prompt",
-        "setting",
-        "threshold",
-        "prefix_padding_ms",
-        "silence_duration_ms",
-        "run",
-    ]
-    return pd.DataFrame([row for i in range(len(runs)) for row in rows_by_setting[i]], columns=columns)
+            probs = _model_output(vad, fed, flushed, known, p.id)
+            rows.extend(_detections(vad, fed, flushed, probs, {"prompt": p.id, **values}))
+    return pd.DataFrame(
+        [row for i in range(len(runs)) for row in rows_by_setting[i]], columns=_PREVIEW_COLUMNS
+    )
+
+
+_PREVIEW_COLUMNS = [
+    *DETECTION_COLUMNS,
+    ONSET_EARLIEST,
+    OFFSET_EARLIEST,
+    "prompt",
+    "setting",
+    "threshold",
+    "prefix_padding_ms",
+    "silence_duration_ms",
+    "run",
+]
+
+
+def _preview_setting(setting: Mapping[str, Any]) -> tuple[VadParams, dict[str, Any]]:
+    """A :func:`vad_preview` setting's VAD parameters (the defaults where it is silent) and its row values."""
+    from vlab.audio.vad import VadParams
+
+    default = VadParams()
+    params = VadParams(
+        threshold=float(setting.get("threshold", default.threshold)),
+        prefix_padding_ms=int(setting.get("prefix_padding_ms", default.prefix_padding_ms)),
+        silence_duration_ms=int(setting.get("silence_duration_ms", default.silence_duration_ms)),
+    )
+    name = setting.get("setting") or (
+        f"thr={params.threshold:g} pad={params.prefix_padding_ms} sil={params.silence_duration_ms}"
+    )
+    values = {
+        "setting": name,
+        "threshold": params.threshold,
+        "prefix_padding_ms": params.prefix_padding_ms,
+        "silence_duration_ms": params.silence_duration_ms,
+        "run": 0,
+    }
+    return params, values
+
+
+def _model_output(
+    vad: StreamingVad,
+    fed: VadFrames,
+    flushed: VadFrames,
+    known: dict[str, tuple[FloatArray, list[float]]],
+    prompt: str,
+) -> list[float]:
+    """The model's probabilities for the frames of ``fed`` then ``flushed`` of ``prompt``.
+
+    ``known`` holds, by prompt, the longest frames run so far and their output: frames that begin those
+    are not run again; longer ones are run and replace them.
+    """
+    frames = np.concatenate((fed.frames, flushed.frames))
+    have = known.get(prompt)
+    if have is not None and len(frames) <= len(have[0]) and np.array_equal(frames, have[0][: len(frames)]):
+        return have[1][: len(frames)]
+    probs = vad.run_model(fed) + vad.run_model(flushed)
+    if have is None or len(frames) > len(have[0]):
+        known[prompt] = (frames, probs)
+    return probs
+
+
+def _detections(
+    vad: StreamingVad, fed: VadFrames, flushed: VadFrames, probs: list[float], labels: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """A row for each turn ``vad`` decides over ``fed`` then ``flushed`` from the model's ``probs``, with ``labels``."""
+    rows: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    split = len(fed.frames)
+    for e in vad.decide(fed, probs[:split]) + vad.decide(flushed, probs[split:]):
+        if e.kind == "speech_started":
+            current = {"audio_start_ms": float(e.audio_ms), "onset_ms": float(e.speech_ms)}
+            current[ONSET_EARLIEST] = current["onset_ms"]  # the VAD's own: exact
+            current.update(audio_end_ms=math.nan, offset_ms=math.nan, responded=False)
+            current[OFFSET_EARLIEST] = math.nan
+            current.update(labels)
+            rows.append(current)
+        elif current is not None:
+            current.update(audio_end_ms=float(e.audio_ms), offset_ms=float(e.speech_ms), responded=True)
+            current[OFFSET_EARLIEST] = current["offset_ms"]
+            current = None
+    return rows
