@@ -595,62 +595,25 @@ def _compute(
 ) -> dict[str, Any]:
     """The :func:`turn_latency` row of the response ``row`` (its anchors), the ``index``-th of the log."""
     reasons: list[str] = []
-    timeline, simulated = anchors.timeline, anchors.sim is not None
-
-    def t_sent(a_ms: float) -> float:
-        if simulated:
-            return a_ms * _NS_PER_MS if math.isfinite(a_ms) and 0 <= a_ms <= timeline.sent_ms + 1e-6 else nan
-        return timeline.t_sent(a_ms, interpolate=interpolate)
-
     nan = math.nan
     t_created = row["t_created_ns"]
     t_stop = row.get("t_speech_stopped_ns", nan)
     t_audio = row.get("t_first_audio_ns", nan)
     t_text = row.get("t_first_text_ns", nan)
-    audio_end = row.get("audio_end_ms", nan)
     trigger = row["trigger"]
+    t_sent = _sent_time(anchors, interpolate)
     eos = _end_of_speech(row, rule, t_sent, anchors, reasons)
-    a_eos, source, t_eos = eos.a_ms, eos.source, eos.t_ns
-    false_cutoff = bool(math.isfinite(t_eos) and t_created < t_eos)
+    false_cutoff = bool(math.isfinite(eos.t_ns) and t_created < eos.t_ns)
     if false_cutoff:
         reasons.append(FALSE_CUTOFF)
-
-    def stage(name: str, later: float, earlier: float, later_name: str, earlier_name: str) -> float:
-        if math.isnan(later) or math.isnan(earlier):
-            missing = later_name if math.isnan(later) else earlier_name
-            reasons.append(f"{name}: no {missing}")
-            return nan
-        value = (later - earlier) / _NS_PER_MS
-        if value < 0:
-            reasons.append(f"{name}: {later_name} before {earlier_name}")
-            return nan
-        return value
-
-    if trigger == "vad":
-        t_stop_sent = t_sent(audio_end)
-        hangover = stage("server_hangover_ms", t_stop_sent, t_eos, "audio_end_ms", "end of speech")
-        uplink = stage("uplink_ms", t_stop, t_stop_sent, "speech_stopped", "audio_end_ms sent")
-        endpointing = hangover + uplink if not (math.isnan(hangover) or math.isnan(uplink)) else nan
-        commit = stage("turn_commit_ms", t_created, t_stop, "response.created", "speech_stopped")
-        hangover_audio = audio_end - a_eos if math.isfinite(audio_end - a_eos) else nan
-    else:
-        hangover = uplink = hangover_audio = nan
-        endpointing = 0.0 if math.isfinite(t_eos) else nan
-        commit = stage("turn_commit_ms", t_created, t_eos, "response.created", source or "anchor")
-    ttfb = stage("ttfb_audio_ms", t_audio, t_created, "first audio delta", "response.created")
-    ttft = stage("ttft_ms", t_text, t_created, "first text delta", "response.created")
-    t_played = anchors.played.get(row.get("audio_item_id") or "", nan)
-    t_audio_wall = row.get("t_first_audio_wall_ns", nan)
-    playout_measured = math.isfinite(t_played) and math.isfinite(t_audio_wall)
-    if playout_measured:
-        playout = stage("playout_ms", t_played, t_audio_wall, "playback_started", "first audio delta")
-    else:
-        playout = 0.0 if math.isfinite(t_audio) else nan  # headless: nothing plays; flagged below
-    t_audible = t_audio + playout * _NS_PER_MS if math.isfinite(t_audio) else nan
+    ending = _turn_end_stages(row, eos, t_sent, reasons)
+    ttfb = _stage(reasons, "ttfb_audio_ms", t_audio, t_created, "first audio delta", "response.created")
+    ttft = _stage(reasons, "ttft_ms", t_text, t_created, "first text delta", "response.created")
+    playout, playout_measured = _playout(row, anchors, reasons)
     if false_cutoff:
-        v2v = hangover = endpointing = nan
+        v2v = ending["server_hangover_ms"] = ending["endpointing_ms"] = nan
     else:
-        parts = [endpointing, commit, ttfb, playout]
+        parts = [ending["endpointing_ms"], ending["turn_commit_ms"], ttfb, playout]
         v2v = float(sum(parts)) if all(math.isfinite(p) for p in parts) else nan
     v2v_events = (
         span_ms(t_audio, t_stop - rule.silence_ms * _NS_PER_MS)
@@ -659,42 +622,37 @@ def _compute(
     )
     item = row.get("item_id")
     t_transcript = anchors.transcripts.get(item or "", nan)
-    transcription = span_ms(t_transcript, t_stop) if math.isfinite(t_transcript) else nan
-    dead_air = nan if false_cutoff else _dead_air(trigger, hangover_audio, t_audio, t_stop, v2v)
+    hangover_audio = ending["server_hangover_audio_ms"]
     return {
         "turn": index,
-        "timeline": "simulated" if simulated else "client",
+        "timeline": "simulated" if anchors.sim is not None else "client",
         "first_turn": index == 0,
         "response_id": row.get("response_id"),
         "item_id": item,
         "trigger": trigger,
         "status": row.get("status"),
         "labelled_turn": eos.labelled,
-        "a_eos_ms": a_eos,
-        "a_eos_source": source,
-        "audio_end_ms": audio_end,
-        "t_eos_ns": t_eos,
+        "a_eos_ms": eos.a_ms,
+        "a_eos_source": eos.source,
+        "audio_end_ms": row.get("audio_end_ms", nan),
+        "t_eos_ns": eos.t_ns,
         "t_eos_source": eos.clock,
         "t_speech_stopped_ns": t_stop,
         "t_created_ns": t_created,
         "t_first_text_ns": t_text,
         "t_first_audio_ns": t_audio,
-        "t_first_audible_ns": t_audible,
+        "t_first_audible_ns": t_audio + playout * _NS_PER_MS if math.isfinite(t_audio) else nan,
         "t_done_ns": row.get("t_done_ns", nan),
         "false_cutoff": false_cutoff,
         "voice_to_voice_ms": v2v,
         "voice_to_voice_events_ms": v2v_events,
-        "endpointing_ms": endpointing,
-        "server_hangover_ms": hangover,
-        "server_hangover_audio_ms": hangover_audio,
-        "uplink_ms": uplink,
-        "turn_commit_ms": commit,
+        **ending,
         "ttft_ms": ttft,
         "ttfb_audio_ms": ttfb,
         "playout_ms": playout,
         "playout_measured": playout_measured,
-        "transcription_delay_ms": transcription,
-        "dead_air_ms": dead_air,
+        "transcription_delay_ms": span_ms(t_transcript, t_stop) if math.isfinite(t_transcript) else nan,
+        "dead_air_ms": nan if false_cutoff else _dead_air(trigger, hangover_audio, t_audio, t_stop, v2v),
         "reply_audio_ms": row.get("reply_audio_ms", 0.0),
         "reply_item_id": row.get("audio_item_id"),
         "output_rtf": _output_rtf(row),
@@ -703,6 +661,84 @@ def _compute(
         "tool_calls": row.get("tool_calls", 0),
         "reason": "; ".join(reasons),
     }
+
+
+def _sent_time(anchors: _Anchors, interpolate: bool) -> Callable[[float], float]:
+    """When the input audio up to ``a_ms`` on its clock had been sent, in ns on the log's timeline.
+
+    On the simulated timeline that is the audio clock itself, within the audio sent; NaN outside it.
+    """
+    timeline = anchors.timeline
+    if anchors.sim is None:
+        return lambda a_ms: timeline.t_sent(a_ms, interpolate=interpolate)
+    return lambda a_ms: (
+        a_ms * _NS_PER_MS if math.isfinite(a_ms) and 0 <= a_ms <= timeline.sent_ms + 1e-6 else math.nan
+    )
+
+
+def _stage(
+    reasons: list[str], name: str, later: float, earlier: float, later_name: str, earlier_name: str
+) -> float:
+    """``later`` − ``earlier`` in ms, the stage ``name``: NaN, its reason added, if one is missing or first."""
+    if math.isnan(later) or math.isnan(earlier):
+        missing = later_name if math.isnan(later) else earlier_name
+        reasons.append(f"{name}: no {missing}")
+        return math.nan
+    value = (later - earlier) / _NS_PER_MS
+    if value < 0:
+        reasons.append(f"{name}: {later_name} before {earlier_name}")
+        return math.nan
+    return value
+
+
+def _turn_end_stages(
+    row: dict[str, Any], eos: _EndOfSpeech, t_sent: Callable[[float], float], reasons: list[str]
+) -> dict[str, float]:
+    """The stages from the end of speech to ``response.created``, by column.
+
+    A VAD turn has a hangover, an uplink and a commit; a committed or client turn a commit alone (its
+    endpointing is 0 once its anchor is known).
+    """
+    nan = math.nan
+    t_created = row["t_created_ns"]
+    if row["trigger"] != "vad":
+        commit = _stage(
+            reasons, "turn_commit_ms", t_created, eos.t_ns, "response.created", eos.source or "anchor"
+        )
+        endpointing = 0.0 if math.isfinite(eos.t_ns) else nan
+        hangover = hangover_audio = uplink = nan
+    else:
+        t_stop = row.get("t_speech_stopped_ns", nan)
+        audio_end = row.get("audio_end_ms", nan)
+        t_stop_sent = t_sent(audio_end)
+        hangover = _stage(
+            reasons, "server_hangover_ms", t_stop_sent, eos.t_ns, "audio_end_ms", "end of speech"
+        )
+        uplink = _stage(reasons, "uplink_ms", t_stop, t_stop_sent, "speech_stopped", "audio_end_ms sent")
+        endpointing = hangover + uplink if not (math.isnan(hangover) or math.isnan(uplink)) else nan
+        commit = _stage(reasons, "turn_commit_ms", t_created, t_stop, "response.created", "speech_stopped")
+        hangover_audio = audio_end - eos.a_ms if math.isfinite(audio_end - eos.a_ms) else nan
+    return {
+        "endpointing_ms": endpointing,
+        "server_hangover_ms": hangover,
+        "server_hangover_audio_ms": hangover_audio,
+        "uplink_ms": uplink,
+        "turn_commit_ms": commit,
+    }
+
+
+def _playout(row: dict[str, Any], anchors: _Anchors, reasons: list[str]) -> tuple[float, bool]:
+    """From the reply's first audio delta to the speaker's first sound of it, and whether it was measured.
+
+    Headless (nothing played) it is 0 once audio came.
+    """
+    t_played = anchors.played.get(row.get("audio_item_id") or "", math.nan)
+    t_audio_wall = row.get("t_first_audio_wall_ns", math.nan)
+    if math.isfinite(t_played) and math.isfinite(t_audio_wall):
+        return _stage(
+            reasons, "playout_ms", t_played, t_audio_wall, "playback_started", "first audio delta"
+        ), True
+    return (0.0 if math.isfinite(row.get("t_first_audio_ns", math.nan)) else math.nan), False
 
 
 def tokens_used(turns: pd.DataFrame) -> dict[str, float]:
