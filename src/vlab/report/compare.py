@@ -254,58 +254,66 @@ def compare_sweeps(
     both = set(pa.get("setting", [])) & set(pb.get("setting", []))
     common = [s for s in order if s in both]  # in A's grid order, as its report shows them
     if not common:
-        names_b = grid_settings(manifest_b)
-        raise ConfigError(
-            "no setting appears in both sweeps, so there is nothing to compare: "
-            f"{a} has {', '.join(order) or 'none'}; {b} has {', '.join(names_b) or 'none'}. "
-            + (
-                "Their names differ by the model or voice that one grid sweeps and the other does not: to "
-                "compare models or voices, list them all in one sweep's [grid] (model = [...], voice = [...])"
-                if without_answers(order) & without_answers(names_b)
-                else "Settings are matched by name: run the second sweep with the first one's grid "
-                "(or add `baseline = true` under [run] to both)"
-            )
-        )
+        raise _nothing_in_common(a, b, order, grid_settings(manifest_b))
     for s in common:
         ra, rb = pa[pa["setting"] == s].iloc[0], pb[pb["setting"] == s].iloc[0]
         for m in [*points, *waits]:
-            va, vb = float(ra[m]), float(rb[m])
-            la, ha, lb, hb = (float(r.get(f"{m}_{end}", math.nan)) for r in (ra, rb) for end in ("lo", "hi"))
-            rows.append(
-                {
-                    "setting": s,
-                    "measure": f"{m} p50" if m == "dead_air_ms" else m,
-                    "a": va,
-                    "b": vb,
-                    "delta": vb - va,
-                    "a_lo": la,
-                    "a_hi": ha,
-                    "b_lo": lb,
-                    "b_hi": hb,
-                    "verdict": _verdict(m, va, vb, (la, ha), (lb, hb)),
-                }
-            )
+            rows.append(_row(s, f"{m} p50" if m == "dead_air_ms" else m, m, _point(ra, m), _point(rb, m)))
         for m in latencies:
             xa = ta[(ta["setting"] == s)][m].astype(float) if m in ta else pd.Series(dtype=float)
             xb = tb[(tb["setting"] == s)][m].astype(float) if m in tb else pd.Series(dtype=float)
-            ea, la, ha = bootstrap_ci(xa, 0.5, n_boot=n_boot)
-            eb, lb, hb = bootstrap_ci(xb, 0.5, n_boot=n_boot)
-            delta = eb - ea
-            verdict = _verdict(m, ea, eb, (la, ha), (lb, hb))
             rows.append(
-                {
-                    "setting": s,
-                    "measure": f"{m} p50",
-                    "a": ea,
-                    "b": eb,
-                    "delta": delta,
-                    "a_lo": la,
-                    "a_hi": ha,
-                    "b_lo": lb,
-                    "b_hi": hb,
-                    "verdict": verdict,
-                }
+                _row(
+                    s,
+                    f"{m} p50",
+                    m,
+                    bootstrap_ci(xa, 0.5, n_boot=n_boot),
+                    bootstrap_ci(xb, 0.5, n_boot=n_boot),
+                )
             )
-    return pd.DataFrame(
-        rows, columns=["setting", "measure", "a", "b", "delta", "a_lo", "a_hi", "b_lo", "b_hi", "verdict"]
+    return pd.DataFrame(rows, columns=_COMPARE_COLUMNS)
+
+
+_COMPARE_COLUMNS = ["setting", "measure", "a", "b", "delta", "a_lo", "a_hi", "b_lo", "b_hi", "verdict"]
+
+
+def _row(
+    setting: str, label: str, measure: str, a: tuple[float, float, float], b: tuple[float, float, float]
+) -> dict[str, Any]:
+    """A :func:`compare_sweeps` row: ``a`` and ``b`` are each side's value and 95 % interval of ``measure``."""
+    (va, la, ha), (vb, lb, hb) = a, b
+    return {
+        "setting": setting,
+        "measure": label,
+        "a": va,
+        "b": vb,
+        "delta": vb - va,
+        "a_lo": la,
+        "a_hi": ha,
+        "b_lo": lb,
+        "b_hi": hb,
+        "verdict": _verdict(measure, va, vb, (la, ha), (lb, hb)),
+    }
+
+
+def _point(points: pd.Series, measure: str) -> tuple[float, float, float]:
+    """A points row's value of ``measure`` and its 95 % interval (NaN where it has none)."""
+    low, high = (float(points.get(f"{measure}_{end}", math.nan)) for end in ("lo", "hi"))
+    return float(points[measure]), low, high
+
+
+def _nothing_in_common(
+    a: str | os.PathLike[str], b: str | os.PathLike[str], names_a: list[str], names_b: list[str]
+) -> ConfigError:
+    """The error for two sweeps that share no setting: each one's, and how to make them comparable."""
+    return ConfigError(
+        "no setting appears in both sweeps, so there is nothing to compare: "
+        f"{a} has {', '.join(names_a) or 'none'}; {b} has {', '.join(names_b) or 'none'}. "
+        + (
+            "Their names differ by the model or voice that one grid sweeps and the other does not: to "
+            "compare models or voices, list them all in one sweep's [grid] (model = [...], voice = [...])"
+            if without_answers(names_a) & without_answers(names_b)
+            else "Settings are matched by name: run the second sweep with the first one's grid "
+            "(or add `baseline = true` under [run] to both)"
+        )
     )
