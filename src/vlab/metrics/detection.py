@@ -512,41 +512,10 @@ def operating_points(
     )
     waits = _turn_dead_air(turns, keys)
     rows = []
-    for key, g in scores.groupby(keys, sort=True):
+    for key, runs in scores.groupby(keys, sort=True):
         key_t = key if isinstance(key, tuple) else (key,)
-        speech = g[g["expected_turns"] > 0]
-        dead_air = speech["dead_air_ms"] if waits is None else waits.get(key_t, pd.Series(dtype=float))
-        noise = g[g["category"] == NOISE_ONLY]
-        expected = float(speech["expected_turns"].sum())
-        holds = float(g["holds"].sum())
-        row = dict(zip(keys, key_t, strict=False))
-        row.update(
-            runs=len(g),
-            false_cutoff_rate=float(speech["cutoff_turns"].sum()) / expected if expected else math.nan,
-            hold_cut_rate=float(g["holds_cut"].sum()) / holds if holds else math.nan,
-            missed_turn_rate=float(speech["missed_turns"].sum()) / expected if expected else math.nan,
-            turns_per_expected=float(speech["responses"].sum()) / expected if expected else math.nan,
-            der=float(speech["der"].mean()) if len(speech) else math.nan,
-        )
-        row.update(_false_starts(noise))
-        for measure, counted, out_of in (
-            ("false_cutoff_rate", speech["cutoff_turns"].sum(), expected),
-            ("hold_cut_rate", g["holds_cut"].sum(), holds),
-            ("missed_turn_rate", speech["missed_turns"].sum(), expected),
-        ):
-            row[f"{measure}_lo"], row[f"{measure}_hi"] = wilson_interval(float(counted), out_of)
-        row["dead_air_ms"], row["dead_air_ms_lo"], row["dead_air_ms_hi"] = bootstrap_ci(
-            dead_air.astype(float), 0.5
-        )
-        der = speech["der"].astype(float).dropna()
-        _, row["der_lo"], row["der_hi"] = bootstrap_ratio(der, [1.0] * len(der))
-        if "total_tokens" in g:  # unknown if a run's are
-            (
-                row["tokens_per_expected_turn"],
-                row["tokens_per_expected_turn_lo"],
-                row["tokens_per_expected_turn_hi"],
-            ) = bootstrap_ratio(speech["total_tokens"].astype(float), speech["expected_turns"].astype(float))
-        rows.append(row)
+        turn_waits = None if waits is None else waits.get(key_t, pd.Series(dtype=float))
+        rows.append({**dict(zip(keys, key_t, strict=False)), **_setting_point(runs, turn_waits)})
     points = pd.DataFrame(rows)
     if points.empty:
         return points
@@ -559,6 +528,45 @@ def operating_points(
     intervals = [f"{m}_{end}" for m in POINT_INTERVALS if f"{m}_lo" in points for end in ("lo", "hi")]
     ordered = [*keys, "runs", *(m for m in POINT_MEASURES if m in points), *intervals, *POINT_FLAGS]
     return points[ordered]
+
+
+def _setting_point(runs: pd.DataFrame, turn_waits: pd.Series | None) -> dict[str, Any]:
+    """One setting's :func:`operating_points` measures and their intervals, from its runs' scores.
+
+    Its dead air is the median of ``turn_waits`` (the dead air of the turns the user spoke), or without
+    them the median of its runs' medians.
+    """
+    speech = runs[runs["expected_turns"] > 0]
+    dead_air = speech["dead_air_ms"] if turn_waits is None else turn_waits
+    expected = float(speech["expected_turns"].sum())
+    holds = float(runs["holds"].sum())
+    point: dict[str, Any] = {
+        "runs": len(runs),
+        "false_cutoff_rate": float(speech["cutoff_turns"].sum()) / expected if expected else math.nan,
+        "hold_cut_rate": float(runs["holds_cut"].sum()) / holds if holds else math.nan,
+        "missed_turn_rate": float(speech["missed_turns"].sum()) / expected if expected else math.nan,
+        "turns_per_expected": float(speech["responses"].sum()) / expected if expected else math.nan,
+        "der": float(speech["der"].mean()) if len(speech) else math.nan,
+        **_false_starts(runs[runs["category"] == NOISE_ONLY]),
+    }
+    for measure, counted, out_of in (
+        ("false_cutoff_rate", speech["cutoff_turns"].sum(), expected),
+        ("hold_cut_rate", runs["holds_cut"].sum(), holds),
+        ("missed_turn_rate", speech["missed_turns"].sum(), expected),
+    ):
+        point[f"{measure}_lo"], point[f"{measure}_hi"] = wilson_interval(float(counted), out_of)
+    point["dead_air_ms"], point["dead_air_ms_lo"], point["dead_air_ms_hi"] = bootstrap_ci(
+        dead_air.astype(float), 0.5
+    )
+    der = speech["der"].astype(float).dropna()
+    _, point["der_lo"], point["der_hi"] = bootstrap_ratio(der, [1.0] * len(der))
+    if "total_tokens" in runs:  # unknown if a run's are
+        (
+            point["tokens_per_expected_turn"],
+            point["tokens_per_expected_turn_lo"],
+            point["tokens_per_expected_turn_hi"],
+        ) = bootstrap_ratio(speech["total_tokens"].astype(float), speech["expected_turns"].astype(float))
+    return point
 
 
 def _turn_dead_air(turns: pd.DataFrame | None, keys: list[str]) -> dict[tuple[Any, ...], pd.Series] | None:
