@@ -7,7 +7,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -206,24 +206,7 @@ def load_config(
     """
     data, config_dir = _read(config)
     base = Path(base_dir) if base_dir is not None else Path.cwd()
-    misplaced = [
-        f"{k} belongs in " + " or ".join(f"[{s}]" for s, keys in _SECTIONS.items() if k in keys)
-        for k in data
-        if any(k in keys for keys in _SECTIONS.values())
-    ]
-    check_keys(
-        "the config",
-        data,
-        {*_SECTIONS, TOOLS_SECTION, MCP_SECTION},
-        what="section(s)",
-        hint="; ".join(misplaced),
-    )
-    for section in _SECTIONS:
-        table = data.get(section, {})
-        if not isinstance(table, Mapping):
-            raise ConfigError(f"[{section}] must be a table")
-        connection = section in ("target", "session", "run") and not set(table).isdisjoint(_CONNECTION_KEYS)
-        check_keys(f"[{section}]", table, _SECTIONS[section], hint=_CONNECTION_HINT if connection else "")
+    _check_sections(data)
     grid = dict(data.get("grid", {}))
     detections = _turn_detections(grid)
     functions, tool_outputs, tool_run_ms = function_tools(data.get(TOOLS_SECTION, {}))
@@ -259,13 +242,7 @@ def load_config(
     target = _target_options(data.get("target", {}), base, config_dir, with_tools)
     prompts = _prompts(data.get("prompts", {}), base, config_dir)
     canary = run_section.get("canary")
-    if canary is not None and canary not in {p.id for p in prompts}:
-        ids = [p.id for p in prompts]
-        shown = ", ".join(ids[:8]) + (f" and {len(ids) - 8} more" if len(ids) > 8 else "")
-        raise ConfigError(
-            f"[run] canary {canary!r} is not among the selected prompts ({shown}); name one of them "
-            "(a prompt with a pause in it), or leave canary out"
-        )
+    _check_canary(canary, prompts)
     return SweepConfig(
         settings=tuple(settings),
         setting_names=tuple(names),
@@ -281,6 +258,40 @@ def load_config(
         models=tuple(models or ()),
         **run,
         **target,
+    )
+
+
+def _check_sections(data: Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigError` for an unknown section or key (one out of its section: where it goes)."""
+    misplaced = [
+        f"{k} belongs in " + " or ".join(f"[{s}]" for s, keys in _SECTIONS.items() if k in keys)
+        for k in data
+        if any(k in keys for keys in _SECTIONS.values())
+    ]
+    check_keys(
+        "the config",
+        data,
+        {*_SECTIONS, TOOLS_SECTION, MCP_SECTION},
+        what="section(s)",
+        hint="; ".join(misplaced),
+    )
+    for section in _SECTIONS:
+        table = data.get(section, {})
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"[{section}] must be a table")
+        connection = section in ("target", "session", "run") and not set(table).isdisjoint(_CONNECTION_KEYS)
+        check_keys(f"[{section}]", table, _SECTIONS[section], hint=_CONNECTION_HINT if connection else "")
+
+
+def _check_canary(canary: str | None, prompts: Sequence[LabelledPrompt]) -> None:
+    """Raise :class:`ConfigError` when ``[run] canary`` names none of the selected prompts."""
+    ids = [p.id for p in prompts]
+    if canary is None or canary in ids:
+        return
+    shown = ", ".join(ids[:8]) + (f" and {len(ids) - 8} more" if len(ids) > 8 else "")
+    raise ConfigError(
+        f"[run] canary {canary!r} is not among the selected prompts ({shown}); name one of them "
+        "(a prompt with a pause in it), or leave canary out"
     )
 
 
