@@ -679,7 +679,7 @@ def _sent_time(anchors: _Anchors, interpolate: bool) -> Callable[[float], float]
 def _stage(
     reasons: list[str], name: str, later: float, earlier: float, later_name: str, earlier_name: str
 ) -> float:
-    """``later`` − ``earlier`` in ms, the stage ``name``: NaN, its reason added, if one is missing or first."""
+    """``later`` − ``earlier`` in ms, stage ``name``; NaN, its reason added, if one is missing or first."""
     if math.isnan(later) or math.isnan(earlier):
         missing = later_name if math.isnan(later) else earlier_name
         reasons.append(f"{name}: no {missing}")

@@ -146,7 +146,7 @@ def _model_output(
 def _detections(
     vad: StreamingVad, fed: VadFrames, flushed: VadFrames, probs: list[float], labels: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """A row for each turn ``vad`` decides over ``fed`` then ``flushed`` from the model's ``probs``, with ``labels``."""
+    """A row, with ``labels``, for each turn ``vad`` decides over ``fed`` then ``flushed`` from ``probs``."""
     rows: list[dict[str, Any]] = []
     current: dict[str, Any] | None = None
     split = len(fed.frames)

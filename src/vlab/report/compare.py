@@ -280,7 +280,7 @@ _COMPARE_COLUMNS = ["setting", "measure", "a", "b", "delta", "a_lo", "a_hi", "b_
 def _row(
     setting: str, label: str, measure: str, a: tuple[float, float, float], b: tuple[float, float, float]
 ) -> dict[str, Any]:
-    """A :func:`compare_sweeps` row: ``a`` and ``b`` are each side's value and 95 % interval of ``measure``."""
+    """A :func:`compare_sweeps` row; ``a`` and ``b``: each side's ``measure`` and its 95 % interval."""
     (va, la, ha), (vb, lb, hb) = a, b
     return {
         "setting": setting,
