@@ -86,8 +86,35 @@ def derive_turns(
     return Turns(tuple((a, b) for a, b, _ in merged), tuple(holds), tuple(eots))
 
 
-def _audio_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+def recordings_folder(
+    folder: str | os.PathLike[str], out: str | os.PathLike[str] | None, hold_gap_ms: float
+) -> tuple[Path, Path]:
+    """The folder of recordings, checked, and the manifest ``out`` names (default: ``folder/manifest.json``).
+
+    Raises:
+        ConfigError: ``folder`` is not a folder, or ``hold_gap_ms`` is not > 0.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise ConfigError(f"{str(root)!r} is not a folder; pass the folder that holds the recordings")
+    if not hold_gap_ms > 0:  # also NaN
+        raise ConfigError(f"hold_gap_ms must be > 0, got {hold_gap_ms}")
+    manifest = Path(out) if out is not None else root
+    if manifest.suffix.lower() != ".json":
+        manifest = manifest / MANIFEST_NAME
+    return root, manifest
+
+
+def audio_files(folder: Path) -> list[Path]:
+    """The audio files under ``folder`` (:data:`AUDIO_SUFFIXES`, searched recursively), sorted.
+
+    Raises:
+        ConfigError: There are none.
+    """
+    found = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+    if not found:
+        raise ConfigError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {str(folder)!r}")
+    return found
 
 
 def _label_files(folder: Path, stems: set[Path]) -> list[Path]:
@@ -101,7 +128,8 @@ def _label_files(folder: Path, stems: set[Path]) -> list[Path]:
     )
 
 
-def _prompt_id(rel: Path, taken: set[str]) -> str:
+def prompt_id(rel: Path, taken: set[str]) -> str:
+    """The id of the recording at ``rel`` (its path's parts joined by ``_``), made unique among ``taken``."""
     base = "_".join(rel.with_suffix("").parts).replace(" ", "_")
     pid, n = base, 2
     while pid in taken:
@@ -136,17 +164,8 @@ def import_folder(
     """
     from vlab.audio.wav import read_audio
 
-    root = Path(folder)
-    if not root.is_dir():
-        raise ConfigError(f"{str(root)!r} is not a folder; pass the folder that holds the recordings")
-    if not hold_gap_ms > 0:  # also NaN
-        raise ConfigError(f"hold_gap_ms must be > 0, got {hold_gap_ms}")
-    manifest = Path(out) if out is not None else root
-    if manifest.suffix.lower() != ".json":
-        manifest = manifest / MANIFEST_NAME
-    audio = _audio_files(root)
-    if not audio:
-        raise ConfigError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {str(root)!r}")
+    root, manifest = recordings_folder(folder, out, hold_gap_ms)
+    audio = audio_files(root)
     by_key: dict[str, Path] = {}
     for path in audio:
         rel = path.relative_to(root)
@@ -193,7 +212,7 @@ def import_folder(
     for path in audio:
         samples, rate = read_audio(path)
         duration_ms = 1000.0 * len(samples) / rate
-        pid = _prompt_id(path.relative_to(root), taken)
+        pid = prompt_id(path.relative_to(root), taken)
         entries.append(
             _entry(path, labels[path], duration_ms, rate, hold_gap_ms, category, base, pid)
             if labels[path]
@@ -207,7 +226,7 @@ def _noise_entry(path: Path, duration_ms: float, rate: int, base: Path, pid: str
     """The prompt of a recording whose label file beside it is empty: noise alone (:data:`NOISE_ONLY`)."""
     return {
         "id": pid,
-        "file": _manifest_path(path, base),
+        "file": manifest_file(path, base),
         "text": "",
         "sample_rate": rate,
         "duration_ms": round(duration_ms, 3),
@@ -221,7 +240,7 @@ def _noise_entry(path: Path, duration_ms: float, rate: int, base: Path, pid: str
     }
 
 
-def _manifest_path(path: Path, base: Path) -> str:
+def manifest_file(path: Path, base: Path) -> str:
     """``path`` as a manifest names it: relative to the manifest's folder ``base`` (absolute on another drive)."""
     try:
         file = os.path.relpath(path.resolve(), base)
@@ -271,7 +290,7 @@ def _entry(
     texts = [a.text for a in sorted(labels, key=lambda a: a.start_ms) if a.kind == "speech" and a.text]
     return {
         "id": pid,
-        "file": _manifest_path(path, base),
+        "file": manifest_file(path, base),
         "text": " ".join(texts),
         "sample_rate": rate,
         "duration_ms": round(duration_ms, 3),

@@ -24,9 +24,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vlab.audio.pcm import FloatArray
-from vlab.corpus.importer import AUDIO_SUFFIXES, DEFAULT_HOLD_GAP_MS, derive_turns, write_manifest
+from vlab.corpus.importer import (
+    DEFAULT_HOLD_GAP_MS,
+    audio_files,
+    derive_turns,
+    manifest_file,
+    prompt_id,
+    recordings_folder,
+    write_manifest,
+)
 from vlab.errors import AudioFormatError, ConfigError, first_few, warn_user
-from vlab.prompts import MANIFEST_NAME, NOISE_ONLY
+from vlab.prompts import NOISE_ONLY
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -277,22 +285,13 @@ def label_folder(
     from vlab._progress import progress_bar
     from vlab.audio.wav import is_silent, read_audio
 
-    root = Path(folder)
-    if not root.is_dir():
-        raise ConfigError(f"{str(root)!r} is not a folder; pass the folder that holds the recordings")
-    if not hold_gap_ms > 0:
-        raise ConfigError(f"hold_gap_ms must be > 0, got {hold_gap_ms}")
-    manifest = Path(out) if out is not None else root
-    if manifest.suffix.lower() != ".json":
-        manifest = manifest / MANIFEST_NAME
+    root, manifest = recordings_folder(folder, out, hold_gap_ms)
     if manifest.exists() and not overwrite:
         raise ConfigError(
             f"{str(manifest)!r} exists (its labels may be reviewed); pass --overwrite to replace it, "
             "or --out to write elsewhere"
         )
-    audio = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-    if not audio:
-        raise ConfigError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {str(root)!r}")
+    audio = audio_files(root)
     base = manifest.parent.resolve()
     entries: list[dict[str, Any]] = []
     taken: set[str] = set()
@@ -306,18 +305,12 @@ def label_folder(
             warn_user(f"left out {exc}")
             continue
         proposal = propose(samples, rate, hold_gap_ms)
-        rel = path.relative_to(root)
-        file = Path(os.path.relpath(path.resolve(), base)).as_posix()
+        file = manifest_file(path, base)
         if is_silent(samples):
             silent.add(file)
-        pid = base_id = "_".join(rel.with_suffix("").parts).replace(" ", "_")
-        n = 2
-        while pid in taken:
-            pid, n = f"{base_id}_{n}", n + 1
-        taken.add(pid)
         entries.append(
             {
-                "id": pid,
+                "id": prompt_id(path.relative_to(root), taken),
                 "file": file,
                 "text": "",
                 "sample_rate": rate,
