@@ -65,6 +65,9 @@ def test_creating_a_session_reads_no_file(tmp_path):
         ("max_frame_bytes", 0),
         ("max_frame_bytes", 1.5),
         ("max_frame_bytes", True),
+        ("backlog", 0),  # no event would be kept for wait_for
+        ("backlog", -1),
+        ("backlog", "100"),
     ],
 )
 def test_an_option_that_cannot_work_is_refused_and_named(option, value):

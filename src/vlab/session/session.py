@@ -116,7 +116,7 @@ class Session(AsyncWithOnly):
         emulator_options: Passed to the embedded emulator when it is used (e.g. ``{"speed": 4.0}``).
         dotenv_path: ``.env`` file to read (None searches upwards from the current folder, False none).
             The target is resolved (and ``.env`` read) when first needed, at the latest on connecting.
-        backlog: Server events kept for :meth:`wait_for` until read (the oldest are dropped beyond it).
+        backlog: Server events kept for :meth:`wait_for` until read, ≥ 1 (the oldest are dropped beyond it).
         record_audio: With a ``run_dir``, also write ``input.wav``, ``output.wav``, ``conversation.wav``
             and ``output/<item_id>.wav`` (see :mod:`vlab.audio.recording`).
         reconnect: ``True`` or a :class:`Reconnect` policy to reconnect when the connection is lost;
@@ -161,22 +161,8 @@ class Session(AsyncWithOnly):
         max_frame_bytes: int = SDK_MAX_FRAME_BYTES,
         latency_seed: int | None = None,
     ) -> None:
-        if latency_seed is not None and (isinstance(latency_seed, bool) or not isinstance(latency_seed, int)):
-            raise ConfigError(f"latency_seed must be an integer or None, got {latency_seed!r}")
+        _check_arguments(settings, latency_seed, stall_timeout_s, max_frame_bytes, backlog)
         self._latency_seed = latency_seed
-        if stall_timeout_s is not None:
-            check_seconds("stall_timeout_s", stall_timeout_s)
-        check_count("max_frame_bytes", max_frame_bytes)
-        if settings is not None and not isinstance(settings, SessionSettings):
-            raise ConfigError(
-                f"settings must be a SessionSettings, e.g. Session(SessionSettings(voice=...)), got "
-                f"{type(settings).__name__}"
-                + (
-                    ": pass the mapping's keys to it, SessionSettings(**...)"
-                    if isinstance(settings, Mapping)
-                    else ""
-                )
-            )
         self.settings = settings or SessionSettings()
         self.clock = clock or SystemClock()
         # Fed on the emulator's input timeline (vlab.feed), a headless listener keeps time on the
@@ -185,16 +171,7 @@ class Session(AsyncWithOnly):
         self._server_time = ServerTimeClock(self.clock)
         self._audio = AssistantAudio(audio_output or SimulatedPlayback(self._server_time))
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        if self.run_dir is not None and self.run_dir.exists() and not self.run_dir.is_dir():
-            raise ConfigError(
-                f"run_dir {str(self.run_dir)!r} is a file, not a folder; give a folder for the run"
-            )
-        self._replaces_run = self.run_dir is not None and holds_events(self.run_dir)
-        if self._replaces_run and not overwrite:
-            raise RunFolderTaken(
-                f"{self.run_dir} already holds a run ({JSONL_NAME}); this session would replace it. Give "
-                "another run_dir, or pass overwrite=True to replace it"
-            )
+        self._replaces_run = self.run_dir is not None and _replaces_run(self.run_dir, overwrite)
         self.record_audio = record_audio
         self.reconnect: Reconnect | None = Reconnect() if reconnect is True else (reconnect or None)
         self.stall_timeout_s = stall_timeout_s
@@ -869,3 +846,43 @@ class Session(AsyncWithOnly):
                 {"type": protocol.INPUT_OVERFLOW, "overflows": total}, "local", self.clock.monotonic_ns()
             )
         return total
+
+
+def _check_arguments(
+    settings: object, latency_seed: object, stall_timeout_s: object, max_frame_bytes: object, backlog: object
+) -> None:
+    """Raise :class:`ConfigError` for a :class:`Session` argument of the wrong kind or out of its range."""
+    if latency_seed is not None and (isinstance(latency_seed, bool) or not isinstance(latency_seed, int)):
+        raise ConfigError(f"latency_seed must be an integer or None, got {latency_seed!r}")
+    if stall_timeout_s is not None:
+        check_seconds("stall_timeout_s", stall_timeout_s)
+    check_count("max_frame_bytes", max_frame_bytes)
+    check_count("backlog", backlog)  # 0 would keep no event for wait_for
+    if settings is not None and not isinstance(settings, SessionSettings):
+        raise ConfigError(
+            f"settings must be a SessionSettings, e.g. Session(SessionSettings(voice=...)), got "
+            f"{type(settings).__name__}"
+            + (
+                ": pass the mapping's keys to it, SessionSettings(**...)"
+                if isinstance(settings, Mapping)
+                else ""
+            )
+        )
+
+
+def _replaces_run(run_dir: Path, overwrite: bool) -> bool:
+    """Whether ``run_dir`` holds a run the session replaces (``overwrite``).
+
+    Raises:
+        ConfigError: ``run_dir`` is a file.
+        RunFolderTaken: It holds a run and ``overwrite`` is False.
+    """
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"run_dir {str(run_dir)!r} is a file, not a folder; give a folder for the run")
+    taken = holds_events(run_dir)
+    if taken and not overwrite:
+        raise RunFolderTaken(
+            f"{run_dir} already holds a run ({JSONL_NAME}); this session would replace it. Give "
+            "another run_dir, or pass overwrite=True to replace it"
+        )
+    return taken
