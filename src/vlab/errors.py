@@ -23,6 +23,8 @@ Every error a user can cause says what is wrong and how to fix it, and never con
 from __future__ import annotations
 
 import inspect
+import math
+import numbers
 import os
 import warnings
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -141,6 +143,21 @@ def check_seconds(name: str, value: object) -> None:
     """Refuse ``value`` for ``name`` (a timeout) unless it is a number of seconds > 0."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ConfigError(f"{name} must be a number of seconds > 0, got {value!r}")
+
+
+def check_number(name: str, value: object, minimum: float = 0.0, maximum: float = math.inf) -> None:
+    """Refuse ``value`` for ``name`` unless it is a number from ``minimum`` to ``maximum`` (not NaN)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not minimum <= float(value) <= maximum
+    ):
+        within = (
+            f" from {minimum:g} to {maximum:g}"
+            if maximum < math.inf
+            else (f" ≥ {minimum:g}" if minimum > -math.inf else "")
+        )
+        raise ConfigError(f"{name} must be a number{within}, got {value!r}")
 
 
 def check_count(name: str, value: object, minimum: int = 1) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import warnings
 
+import numpy as np
 import pytest
 
-from vlab.errors import ConfigError, VlabWarning, check_count, first_few, warn_user
+from vlab.errors import ConfigError, VlabWarning, check_count, check_number, first_few, warn_user
 
 
 @pytest.mark.parametrize(("value", "minimum"), [(0, 1), (-1, 0), (2.0, 1), ("3", 1), (True, 0), (None, 1)])
@@ -20,6 +21,28 @@ def test_a_count_is_an_integer_at_least_its_minimum(value, minimum):
 def test_a_count_at_its_minimum_passes():
     check_count("repeats", 1)
     check_count("timelines", 0, minimum=0)
+
+
+@pytest.mark.parametrize(
+    ("value", "minimum", "maximum", "said"),
+    [
+        (-1, 0.0, float("inf"), "a number ≥ 0"),
+        (1.5, 0.0, 1.0, "a number from 0 to 1"),
+        (float("nan"), 0.0, 1.0, "a number from 0 to 1"),
+        ("0.5", 0.0, 1.0, "a number from 0 to 1"),
+        (True, 0.0, 1.0, "a number from 0 to 1"),
+        (None, -float("inf"), float("inf"), "a number"),
+    ],
+)
+def test_a_number_is_refused_outside_its_range_or_when_it_is_none(value, minimum, maximum, said):
+    with pytest.raises(ConfigError) as info:
+        check_number("q", value, minimum, maximum)
+    assert str(info.value) == f"q must be {said}, got {value!r}"
+
+
+def test_a_number_in_range_passes_whatever_its_numeric_type():
+    for value in (0, 1, 0.5, np.float32(0.25), np.int64(1)):
+        check_number("q", value, maximum=1.0)
 
 
 def test_a_message_names_the_first_few_and_says_there_are_more():

@@ -29,6 +29,7 @@ import pandas as pd
 
 from vlab import protocol
 from vlab.metrics.events import (
+    TURNS_FRAME,
     UNLOGGED_VAD,
     as_float,
     in_log_order,
@@ -578,6 +579,7 @@ def _turn_dead_air(turns: pd.DataFrame | None, keys: list[str]) -> dict[tuple[An
     spoken = spoken_turns(turns)
     if not len(spoken) or "dead_air_ms" not in spoken:
         return {}
+    require_columns(spoken, keys, f"{TURNS_FRAME}, with the scores' {', '.join(keys)}")
     return {
         key if isinstance(key, tuple) else (key,): group["dead_air_ms"]
         for key, group in spoken.groupby(keys, sort=False)

@@ -121,6 +121,8 @@ TURNS_FRAME = "turns, from vlab.metrics.turn_latency or a sweep's turns table"
 
 def require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
     """Raise a :class:`ConfigError` saying ``what`` was expected when ``frame`` lacks one of ``columns``."""
+    if not isinstance(frame, pd.DataFrame):
+        raise ConfigError(f"expected {what}; got a {type(frame).__name__}, not a pandas DataFrame")
     missing = [column for column in columns if column not in frame.columns]
     if missing:
         shown = [str(column) for column in frame.columns[:8]] + ["…"] * (len(frame.columns) > 8)

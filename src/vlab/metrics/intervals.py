@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from statistics import NormalDist
 
+from vlab.errors import check_number
+
 __all__ = ["poisson_interval", "wilson_interval"]
 
 
@@ -15,7 +17,13 @@ def poisson_interval(count: float, exposure: float, *, confidence: float = 0.95)
     """The exact (Garwood) interval of the rate ``count / exposure`` of events counted over ``exposure``.
 
     Sound at 0: no false start in 1 minute is a rate from 0 to 3.7 per minute. NaN with ``exposure`` 0.
+
+    Raises:
+        ConfigError: ``count`` or ``exposure`` is negative, or ``confidence`` is not from 0 to 1.
     """
+    check_number("count", count)
+    check_number("exposure", exposure)
+    check_number("confidence", confidence, maximum=1.0)
     if not exposure > 0:
         return (math.nan, math.nan)
     k, tail = int(round(count)), (1.0 - confidence) / 2
@@ -37,7 +45,14 @@ def _poisson_mean_where(n: int, p: float) -> float:
 
 
 def wilson_interval(k: float, n: float, *, confidence: float = 0.95) -> tuple[float, float]:
-    """The Wilson score interval of the proportion ``k / n`` (NaN with ``n`` 0): sound at 0 % and 100 %."""
+    """The Wilson score interval of the proportion ``k / n`` (NaN with ``n`` 0): sound at 0 % and 100 %.
+
+    Raises:
+        ConfigError: ``n`` is negative, ``k`` is not from 0 to ``n``, or ``confidence`` not from 0 to 1.
+    """
+    check_number("n", n)
+    check_number("k", k, maximum=n)
+    check_number("confidence", confidence, maximum=1.0)
     if not n > 0:
         return (math.nan, math.nan)
     z = NormalDist().inv_cdf(0.5 + confidence / 2)

@@ -68,7 +68,7 @@ functions never raise on a strange log.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,9 +76,11 @@ import numpy as np
 import pandas as pd
 
 from vlab import protocol, protocol_limits
+from vlab.errors import ConfigError, check_number
 from vlab.metrics.events import (
     _NS_PER_MS,
     _TEXT_DELTAS,
+    TURNS_FRAME,
     UNLOGGED_VAD,
     InputTimeline,
     as_float,
@@ -137,8 +139,9 @@ def spoken_turns(turns: pd.DataFrame) -> pd.DataFrame:
     ``category`` column), the replies to a prompt of noise alone: no one spoke, and a sweep counts them as
     false starts.
     """
-    if not len(turns):
+    if isinstance(turns, pd.DataFrame) and not len(turns):
         return turns
+    require_columns(turns, ["trigger"], TURNS_FRAME)
     spoken = turns["trigger"].isin(SPOKEN_TRIGGERS)
     if "category" in turns:
         spoken &= turns["category"] != NOISE_ONLY
@@ -386,13 +389,16 @@ def turn_latency(
         (:data:`USAGE_COLUMNS`) and ``reason`` (``""`` when every value could be computed).
     """
     ev = in_log_order(events)
+    check_number("match_tolerance_ms", match_tolerance_ms)
+    if silence_duration_ms is not None:
+        check_number("silence_duration_ms", silence_duration_ms)
+    labels, ends = _times_ms("end_of_turn_ms", end_of_turn_ms), _times_ms("speech_ends_ms", speech_ends_ms)
     timeline = InputTimeline.from_events(ev)
     simulated = on_simulated_timeline(ev)
     td = session_vad_settings(ev)
     if silence_duration_ms is None:
         silence_duration_ms = float(td.get("silence_duration_ms", UNLOGGED_VAD.silence_duration_ms))
     hold_ms = protocol_limits.eou_timeout_ms(td) or 0.0  # an end-of-utterance wait ends a turn that late
-    labels = sorted(float(x) for x in end_of_turn_ms) if end_of_turn_ms is not None else None
 
     anchors = _Anchors(timeline, ev["sim_ms"].to_numpy(float) * _NS_PER_MS if simulated else None)
     for i, r in enumerate(rows_of(ev, *_ANCHOR_COLUMNS)):
@@ -402,12 +408,27 @@ def turn_latency(
         labels,
         float(silence_duration_ms),
         match_tolerance_ms + hold_ms,
-        (sorted(map(float, speech_ends_ms)), match_tolerance_ms) if speech_ends_ms and hold_ms else None,
+        (ends, match_tolerance_ms) if ends and hold_ms else None,
     )
     out = [_compute(i, row, anchors, rule, interpolate) for i, row in enumerate(anchors.rows)]
     _answers_through_tools(out)
     frame = pd.DataFrame(out, columns=_COLUMNS)
     return frame
+
+
+def _times_ms(name: str, times: Sequence[float] | None) -> list[float] | None:
+    """``times`` (ms on the input-audio clock) sorted, or None.
+
+    Raises:
+        ConfigError: ``times`` is not a list of numbers (a string, a number, a NaN in it).
+    """
+    if times is None:
+        return None
+    if isinstance(times, (str, bytes)) or not isinstance(times, Iterable):
+        raise ConfigError(f"{name} must be a list of times in ms (e.g. a prompt's {name}), got {times!r}")
+    for time_ms in times:
+        check_number(f"each of {name}", time_ms, minimum=-math.inf)
+    return sorted(float(time_ms) for time_ms in times)
 
 
 def _answers_through_tools(turns: list[dict[str, Any]]) -> None:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from vlab import protocol
-from vlab.errors import ConfigError
+from vlab.errors import ConfigError, check_number
 from vlab.metrics.detection import DETECTION_COLUMNS, OFFSET_EARLIEST, ONSET_EARLIEST
 
 if TYPE_CHECKING:
@@ -60,6 +60,7 @@ def vad_preview(
             f"vad_preview: input_audio_format {input_audio_format!r} is not a Voice Live input format; "
             f"use one of {', '.join(map(repr, protocol.INPUT_FORMATS))}"
         )
+    _check_preview_arguments(prompts, settings)
     rate = protocol.G711_SAMPLE_RATE_HZ if input_audio_format.startswith("g711") else 16000
     factory = model_factory or SileroModel
     audio = {p.id: g711.as_carried(p.pcm(rate), input_audio_format) for p in prompts}
@@ -96,6 +97,30 @@ _PREVIEW_COLUMNS = [
     "silence_duration_ms",
     "run",
 ]
+
+
+def _check_preview_arguments(prompts: Any, settings: Any) -> None:
+    """Raise :class:`ConfigError` unless ``prompts`` are labelled prompts and ``settings`` a list of dicts."""
+    from vlab.prompts import LabelledPrompt
+
+    listed = not isinstance(prompts, (str, bytes)) and isinstance(prompts, Iterable)
+    odd = next((p for p in prompts if not isinstance(p, LabelledPrompt)), None) if listed else prompts
+    if not listed or odd is not None:
+        raise ConfigError(
+            f"vad_preview: prompts must be labelled prompts, e.g. list(vlab.prompts.load_prompt_set()), "
+            f"got {odd!r}"
+        )
+    if isinstance(settings, Mapping) or not isinstance(settings, Iterable):
+        raise ConfigError(
+            "vad_preview: settings must be a list of dicts, one per setting, e.g. "
+            f"[{{'threshold': 0.5, 'silence_duration_ms': 500}}], got {settings!r}"
+        )
+    for setting in settings:
+        if not isinstance(setting, Mapping):
+            raise ConfigError(f"vad_preview: each setting must be a dict of VAD values, got {setting!r}")
+        for key in ("threshold", "prefix_padding_ms", "silence_duration_ms"):
+            if key in setting:
+                check_number(f"vad_preview: a setting's {key}", setting[key], minimum=-math.inf)
 
 
 def _preview_setting(setting: Mapping[str, Any]) -> tuple[VadParams, dict[str, Any]]:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from vlab.errors import ConfigError, check_count, check_number
 from vlab.metrics.events import TURNS_FRAME, require_columns
 from vlab.metrics.latency import LATENCY_STAGES
 
@@ -24,7 +25,12 @@ def bootstrap_ci(
 
     Returns:
         ``(estimate, low, high)``; all NaN with no data, the interval NaN with one value.
+
+    Raises:
+        ConfigError: ``q`` or ``confidence`` is not from 0 to 1, or ``n_boot`` is not ≥ 1.
     """
+    _check_bootstrap(n_boot, confidence)
+    check_number("q", q, maximum=1.0)
     x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
     if x.size == 0:
         return (math.nan, math.nan, math.nan)
@@ -54,8 +60,18 @@ def bootstrap_ratio(
     Returns:
         ``(estimate, low, high)``; all NaN when a value is not finite or the denominators sum to 0 (an
         unknown count makes the ratio unknown), the interval NaN with one pair.
+
+    Raises:
+        ConfigError: The numerators and denominators differ in number, ``confidence`` is not from 0 to 1,
+            or ``n_boot`` is not ≥ 1.
     """
+    _check_bootstrap(n_boot, confidence)
     num, den = np.asarray(numerators, dtype=float), np.asarray(denominators, dtype=float)
+    if num.shape != den.shape:
+        raise ConfigError(
+            f"bootstrap_ratio takes a denominator for each numerator, got {num.size} numerators and "
+            f"{den.size} denominators"
+        )
     if num.size == 0 or not (np.isfinite(num).all() and np.isfinite(den).all()) or not den.sum() > 0:
         return (math.nan, math.nan, math.nan)
     est = float(num.sum() / den.sum())
@@ -66,6 +82,11 @@ def bootstrap_ratio(
     boots = num[picks].sum(axis=1)[sums > 0] / sums[sums > 0]
     alpha = (1 - confidence) / 2
     return (est, float(np.quantile(boots, alpha)), float(np.quantile(boots, 1 - alpha)))
+
+
+def _check_bootstrap(n_boot: object, confidence: object) -> None:
+    check_count("n_boot", n_boot)
+    check_number("confidence", confidence, maximum=1.0)
 
 
 SAME_WITHIN_MS = 1.0
