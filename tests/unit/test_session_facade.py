@@ -286,6 +286,37 @@ async def test_a_wait_or_a_text_that_cannot_work_is_refused_before_anything_happ
         assert len(s.records) == sent  # nothing was sent
 
 
+async def test_an_event_settings_or_output_that_cannot_be_sent_is_refused_and_nothing_goes_out(wires):
+    wire = FakeWire()
+    wires.append(wire)
+    secret = "Bearer sk-tool-secret"
+    async with fake_session(VirtualClock(), stall_timeout_s=None) as s:
+        sent, settings = len(wire.sent), s.settings
+        for event, why in (
+            ("session.update", "got a str (pass the dict itself, not its JSON text)"),
+            (json.dumps({"type": "session.update"}).encode(), "got a bytes (pass the dict itself"),
+            (
+                {"session": {"tools": [{"authorization": secret}]}},
+                "got a mapping with the keys session and no type",
+            ),
+        ):
+            with pytest.raises(ConfigError) as info:
+                await s.send(event)  # type: ignore[arg-type]
+            assert why in str(info.value) and secret not in str(info.value)
+        with pytest.raises(ConfigError) as info:
+            await s.update({"voice": "alloy"})  # type: ignore[arg-type]
+        assert str(info.value) == (
+            "settings must be a SessionSettings, e.g. session.update(SessionSettings(voice=...)), got dict: pass "
+            "the mapping's keys to it, SessionSettings(**...)"
+        )
+        assert s.settings is settings  # unchanged
+        with pytest.raises(ConfigError, match=r"^match must be an event type, e\.g\. 'response\.done', or a"):
+            await s.wait_for(5)  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match="output of function call 'call_1' must be a string or JSON"):
+            await s.send_function_output("call_1", {"at": object()})
+        assert len(wire.sent) == sent  # nothing went out
+
+
 async def test_speech_over_the_reply_cancels_it_and_truncates_at_the_ms_heard(wires):
     clock = VirtualClock()
     wire = FakeWire()

@@ -607,10 +607,16 @@ class Session(AsyncWithOnly):
             UsageError: ``match`` names a client event, a record vlab only logs or a misspelt event type:
                 each would only time out. A type vlab does not know otherwise is waited for (a newer
                 service's event).
-            ConfigError: ``timeout_s`` is not a number of seconds > 0, or ``count`` not an integer ≥ 1.
+            ConfigError: ``timeout_s`` is not a number of seconds > 0, ``count`` not an integer ≥ 1, or
+                ``match`` neither an event type nor a predicate.
         """
         check_seconds("timeout_s", timeout_s)
         check_count("count", count)
+        if not isinstance(match, str) and not callable(match):
+            raise ConfigError(
+                "match must be an event type, e.g. 'response.done', or a predicate on the event, got "
+                f"{match!r}"
+            )
         if isinstance(match, str):
             _refuse_what_never_arrives(match)
         return await self._feed.wait_for(
@@ -637,7 +643,22 @@ class Session(AsyncWithOnly):
 
         Raises:
             ConnectionFailed: The connection is lost (and not re-established); the message says how.
+            ConfigError: ``event`` is not a mapping with a ``type``.
         """
+        if not isinstance(event, Mapping) or not isinstance(event.get("type"), str):
+            raise ConfigError(
+                "send takes a client event as a dict with its type, e.g. {'type': 'response.create'}, got "
+                + (  # never the event itself: it may carry a tool's credentials
+                    f"a mapping with the keys {', '.join(map(str, list(event)[:8]))} and no type"
+                    if isinstance(event, Mapping)
+                    else f"a {type(event).__name__}"
+                    + (
+                        " (pass the dict itself, not its JSON text)"
+                        if isinstance(event, (str, bytes))
+                        else ""
+                    )
+                )
+            )
         reader = self._reader
         if reader is not None and asyncio.current_task() is reader:
             await self._send_now(event, **record_extra)  # barge-in: on the connection being read
@@ -661,7 +682,12 @@ class Session(AsyncWithOnly):
         self._log.append(event, "client", t_ns, **record_extra)
 
     async def update(self, settings: SessionSettings) -> None:
-        """Send ``session.update`` with new settings (the server answers with ``session.updated``)."""
+        """Send ``session.update`` with new settings (the server answers with ``session.updated``).
+
+        Raises:
+            ConfigError: ``settings`` is not a :class:`SessionSettings`.
+        """
+        _require_settings(settings, "session.update")
         self.settings = settings
         await self.send({"type": protocol.CLIENT_SESSION_UPDATE, "session": settings.to_wire()})
 
@@ -750,8 +776,17 @@ class Session(AsyncWithOnly):
         ``run_ms``: on vlab's emulator, how long the function ran on its simulated timeline (the output then
         happens that long after the call, at any replay speed; ``docs/timeline.md``). Not sent elsewhere:
         there the function's run time is its own.
+
+        Raises:
+            ConfigError: ``output`` is neither a string nor something JSON can write.
         """
-        text = output if isinstance(output, str) else json.dumps(output)
+        try:
+            text = output if isinstance(output, str) else json.dumps(output)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"the output of function call {call_id!r} must be a string or JSON-serialisable (a dict, "
+                f"list, number…): {exc}"
+            ) from None
         item = {"type": protocol.FUNCTION_CALL_OUTPUT_ITEM, "call_id": call_id, "output": text}
         event: dict[str, Any] = {"type": protocol.CLIENT_ITEM_CREATE, "item": item}
         if run_ms is not None and self.simulated_timeline:
@@ -858,9 +893,15 @@ def _check_arguments(
         check_seconds("stall_timeout_s", stall_timeout_s)
     check_count("max_frame_bytes", max_frame_bytes)
     check_count("backlog", backlog)  # 0 would keep no event for wait_for
-    if settings is not None and not isinstance(settings, SessionSettings):
+    if settings is not None:
+        _require_settings(settings, "Session")
+
+
+def _require_settings(settings: object, call: str) -> None:
+    """Raise :class:`ConfigError` unless ``settings``, given to ``call``, is a :class:`SessionSettings`."""
+    if not isinstance(settings, SessionSettings):
         raise ConfigError(
-            f"settings must be a SessionSettings, e.g. Session(SessionSettings(voice=...)), got "
+            f"settings must be a SessionSettings, e.g. {call}(SessionSettings(voice=...)), got "
             f"{type(settings).__name__}"
             + (
                 ": pass the mapping's keys to it, SessionSettings(**...)"
