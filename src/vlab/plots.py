@@ -26,6 +26,7 @@ from vlab.errors import check_count
 from vlab.metrics.detection import ONSET_EARLIEST
 from vlab.metrics.events import TURNS_FRAME, require_columns
 from vlab.metrics.latency import SEGMENT_STAGES, stages_in_order
+from vlab.prompts import require_prompt
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -269,10 +270,12 @@ def vad_timeline(
         ax: Where to draw.
 
     Raises:
-        ConfigError: ``vad`` lacks ``by`` or a detection column (a turns or points table, say).
+        ConfigError: ``prompt`` is not a labelled prompt, or ``vad`` lacks ``by`` or a detection column
+            (a turns or points table, say).
     """
     from vlab.audio.pcm import pcm16_to_float
 
+    require_prompt(prompt, "vad_timeline")
     require_columns(vad, [by, "onset_ms", "audio_start_ms", "audio_end_ms", "responded"], _DETECTIONS)
 
     rows = vad[vad["prompt"] == prompt.id] if "prompt" in vad else vad

@@ -171,6 +171,16 @@ class LabelledPrompt:
             raise ConfigError(f"prompt {entry.get('id', '?')!r}: {what}") from None
 
 
+def require_prompt(prompt: object, call: str) -> None:
+    """Raise :class:`ConfigError` unless ``prompt``, given to ``call``, is a :class:`LabelledPrompt`."""
+    if not isinstance(prompt, LabelledPrompt):
+        example = repr(prompt) if isinstance(prompt, str) else "'pause_600'"
+        raise ConfigError(
+            f"{call} takes a labelled prompt, e.g. prompts[{example}] with prompts = "
+            f"{{p.id: p for p in vlab.prompts.load_prompt_set()}}, got {prompt!r}"
+        )
+
+
 def load_prompt_set(path: str | os.PathLike[str] | None = None) -> list[LabelledPrompt]:
     """Read a prompt folder's ``manifest.json`` (default: the bundled ``data/prompts``).
 

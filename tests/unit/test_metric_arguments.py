@@ -95,6 +95,14 @@ CALLS = {
         lambda: vad_preview("short_question", [{}]),
         "prompts must be labelled prompts, e.g. list(vlab.prompts.load_prompt_set()), got 'short_question'",
     ),
+    "a prompt's id for a prompt": (
+        lambda: score_prompt("short_question", pd.DataFrame()),
+        "score_prompt takes a labelled prompt, e.g. prompts['short_question'] with prompts = ",
+    ),
+    "a tolerance below 0 for a score": (
+        lambda: score_prompt(_prompt(), pd.DataFrame(), tolerance_ms=-250.0),
+        "tolerance_ms must be a number ≥ 0, got -250.0",
+    ),
     "a threshold in words": (
         lambda: vad_preview([_prompt()], [{"threshold": "high"}]),
         "a setting's threshold must be a number, got 'high'",

@@ -269,6 +269,12 @@ def test_a_vad_timeline_of_a_frame_that_is_not_detections_says_what_it_lacks():
         ConfigError, match=r"^expected detections, .* lacks onset_ms, audio_start_ms, responded"
     ):
         plots.vad_timeline(prompt, turns, ax=_axes())  # was KeyError: "['onset_ms', …] not in index"
+    with pytest.raises(ConfigError) as info:  # was AttributeError: 'str' object has no attribute 'id'
+        plots.vad_timeline("pause_600", turns, ax=_axes())  # type: ignore[arg-type]
+    assert str(info.value) == (
+        "vad_timeline takes a labelled prompt, e.g. prompts['pause_600'] with prompts = "
+        "{p.id: p for p in vlab.prompts.load_prompt_set()}, got 'pause_600'"
+    )
 
 
 def test_the_vad_timeline_draws_each_settings_first_run_on_the_audio_timeline():

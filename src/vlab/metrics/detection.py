@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from vlab import protocol
+from vlab.errors import check_number
 from vlab.metrics.events import (
     TURNS_FRAME,
     UNLOGGED_VAD,
@@ -40,7 +41,7 @@ from vlab.metrics.events import (
 from vlab.metrics.intervals import poisson_interval, wilson_interval
 from vlab.metrics.summary import bootstrap_ci, bootstrap_ratio
 from vlab.metrics.tradeoff import pareto_front
-from vlab.prompts import NOISE_ONLY
+from vlab.prompts import NOISE_ONLY, require_prompt
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -335,7 +336,13 @@ def score_prompt(
         ``holds_cut``, ``missed_turns``, ``turns_per_expected``, ``dead_air_ms`` (median over the
         turns whose real end was detected, cut off earlier or not; given ``dead_air_ms``, those whose
         reply was heard), ``ended_turns``).
+
+    Raises:
+        ConfigError: ``prompt`` is not a labelled prompt, ``detections`` lack their columns, or
+            ``tolerance_ms`` is negative.
     """
+    require_prompt(prompt, "score_prompt")
+    check_number("tolerance_ms", tolerance_ms)
     read = ("onset_ms", "offset_ms", "audio_end_ms", "responded")
     require_columns(detections, read, "detections, from vlab.metrics.detections_from_events or vad_preview")
     onset, offset, audio_end = (detections[c].to_numpy(dtype=float, na_value=np.nan) for c in read[:3])
