@@ -236,13 +236,15 @@ _IDS_SHOWN = 30
 
 
 def select_prompts(
-    prompts: list[LabelledPrompt], names: list[str] | tuple[str, ...] | None
+    prompts: list[LabelledPrompt], names: str | list[str] | tuple[str, ...] | None
 ) -> list[LabelledPrompt]:
-    """Keep the prompts whose id or category is in ``names`` (None or ``["*"]`` keeps all).
+    """Keep the prompts whose id or category is in ``names`` (one name, or None or ``["*"]`` keeps all).
 
     Raises:
         ConfigError: A name matches no prompt (the message lists the ids).
     """
+    if isinstance(names, str):  # one id or category, not its letters
+        names = [names]
     if not names or list(names) == ["*"]:
         return list(prompts)
     out: list[LabelledPrompt] = []

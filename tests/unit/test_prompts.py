@@ -127,6 +127,12 @@ def test_select_prompts_by_id_or_category_and_unknown_names_fail(prompts):
     ]  # each once, as asked
 
 
+def test_one_name_selects_as_a_list_of_it_does_not_by_its_letters(prompts):
+    # was: "no prompt named 'p'", the first letter of "pause"
+    assert select_prompts(prompts, "pause") == select_prompts(prompts, ["pause"])
+    assert [p.id for p in select_prompts(prompts, "digits")] == ["digits"]
+
+
 def test_each_turn_starts_at_its_first_speech_after_the_previous_end_of_turn(tmp_path):
     from pathlib import Path
 
