@@ -28,6 +28,7 @@ import numbers
 import os
 import warnings
 from collections.abc import Callable, Collection, Iterable, Mapping
+from pathlib import Path
 from typing import Any, NoReturn
 
 
@@ -158,6 +159,20 @@ def check_number(name: str, value: object, minimum: float = 0.0, maximum: float 
             else (f" ≥ {minimum:g}" if minimum > -math.inf else "")
         )
         raise ConfigError(f"{name} must be a number{within}, got {value!r}")
+
+
+def refuse_a_file_in_the_way(folder: str | os.PathLike[str], value: str, what: str = "") -> None:
+    """Refuse ``folder`` (``value`` as the user gave it) when it, or the nearest parent that exists, is a file.
+
+    ``what`` names it in the message (``"the sweep folder "``); missing folders are left to be created.
+    """
+    path = Path(folder)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        where = (
+            f"{value!r} is a file" if existing == Path(value) else f"{value!r}: {str(existing)!r} is a file"
+        )
+        raise ConfigError(f"{what}{where}, not a folder; choose another path (missing folders are created)")
 
 
 def check_count(name: str, value: object, minimum: int = 1) -> None:

@@ -247,6 +247,22 @@ def test_bad_sweep_configs_fail_with_a_clear_error(case):
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize("below", ["", "sweep"])
+def test_a_sweep_into_a_file_is_refused_before_anything_runs(tmp_path, below, capsys):
+    from vlab.sweep import run_sweep
+
+    file = tmp_path / "notes.txt"
+    file.write_text("mine")
+    out = file / below if below else file
+    with pytest.raises(ConfigError) as info:  # was NotADirectoryError: '…/notes.txt/cells', a cell in
+        run_sweep({"grid": {"silence_duration_ms": [300]}}, out)
+    said = f"'{out}'" + (f": '{file}'" if below else "")
+    assert str(info.value) == (
+        f"the sweep folder {said} is a file, not a folder; choose another path (missing folders are created)"
+    )
+    assert file.read_text() == "mine" and "sweep:" not in capsys.readouterr().err  # no cell started
+
+
 def test_a_sweep_hears_the_words_only_when_its_config_asks():
     grid = {"threshold": [0.5]}
     assert load_config({"grid": grid}).hear_audio is False

@@ -6,6 +6,8 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+from vlab.errors import ConfigError, refuse_a_file_in_the_way
+
 
 def speed(value: str) -> float:
     """A speed: a number > 0 or 'max' (:func:`vlab.audio.pacing.parse_speed`)."""
@@ -68,11 +70,7 @@ def out_file_or_folder(value: str) -> str:
 
 def _refuse_a_file_in_the_way(folder: Path, value: str) -> None:
     """Refuse ``folder`` when it, or the nearest of its parents that exists, is not a folder."""
-    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
-    if existing is not None and not existing.is_dir():
-        where = (
-            f"{value!r} is a file" if existing == Path(value) else f"{value!r}: {str(existing)!r} is a file"
-        )
-        raise argparse.ArgumentTypeError(
-            f"{where}, not a folder; choose another path (missing folders are created)"
-        )
+    try:
+        refuse_a_file_in_the_way(folder, value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from vlab import protocol_limits
 from vlab._progress import progress_bar
 from vlab.clock import Clock, SystemClock
-from vlab.errors import RunFolderTaken, UsageError
+from vlab.errors import RunFolderTaken, UsageError, refuse_a_file_in_the_way
 from vlab.prompts import LabelledPrompt
 from vlab.settings import SessionSettings
 from vlab.sweep.cells import (
@@ -108,6 +108,7 @@ async def run_sweep_async(
         ConfigError: The config is wrong, or so is the target's (a malformed endpoint: every cell would
             fail to connect), before anything runs or is written.
     """
+    refuse_a_file_in_the_way(out, str(out), "the sweep folder ")
     cfg = config if isinstance(config, SweepConfig) else load_config(config)
     # resolved once; a target no cell could connect to stops a sweep of sessions here
     target = _resolved(session_options or {}) if cfg.mode == "sessions" else _target(session_options or {})
