@@ -177,7 +177,7 @@ def refuse_a_file_in_the_way(folder: str | os.PathLike[str], value: str, what: s
 
 def check_count(name: str, value: object, minimum: int = 1) -> None:
     """Refuse ``value`` for ``name`` unless it is an integer ≥ ``minimum`` (``True`` is not a count)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < minimum:
         raise ConfigError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
 
 

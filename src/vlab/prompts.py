@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vlab.bundled import bundled_dir
-from vlab.errors import ConfigError, closest_name, first_few, first_repeated
+from vlab.errors import AudioFormatError, ConfigError, closest_name, first_few, first_repeated
 
 __all__ = [
     "DEFAULT_PROMPT_DIR",
@@ -362,3 +362,28 @@ def read_run_labels(run_dir: str | os.PathLike[str]) -> RunLabels | None:
             "run's turns without them (from where the speech ends in input.wav, or the server's estimate)"
         ) from None
     return RunLabels(found, None if source is None else str(source)) if found else None
+
+
+def prompt_file(given: str) -> tuple[str, LabelledPrompt | None]:
+    """The file ``vlab replay`` (and :func:`vlab.replay.replay`) plays, and its labels when they give an end of turn.
+
+    ``given``, labelled when the ``manifest.json`` beside it lists it (a prompt folder), else the bundled
+    prompt whose id it is. A prompt with no labelled end of turn (noise alone) plays unlabelled.
+
+    Raises:
+        AudioFormatError: Neither a file nor a bundled prompt's id; the message lists the ids, and names
+            the one ``given`` is a typo of, if one stands out.
+    """
+    if Path(given).exists():
+        return given, labelled_file(given)
+    bundled = {p.id: p for p in load_prompt_set()}
+    if given in bundled:
+        found = bundled[given]
+        return str(found.file), found if found.end_of_turn_ms else None
+    close = closest_name(given, bundled)
+    ids = f": did you mean {close!r}?" if close else f" ({first_few(bundled, 8)})."
+    raise AudioFormatError(
+        "file not found",
+        path=given,
+        fix=f"Check the path (relative paths start at the current folder), or give a bundled prompt's id{ids}",
+    )

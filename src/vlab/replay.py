@@ -12,13 +12,13 @@ from typing import Any
 
 from vlab.audio.pcm import silence
 from vlab.audio.wav import load_wav
-from vlab.errors import NotAnswered
+from vlab.errors import NotAnswered, check_keywords
 from vlab.feed import NoSpeechDetected, feed_prompt, trailing_silence_ms
 from vlab.log import new_run_dir
 from vlab.metrics.latency import turn_latency
-from vlab.prompts import LabelledPrompt, write_run_labels
+from vlab.prompts import LabelledPrompt, prompt_file, write_run_labels
 from vlab.session import Session
-from vlab.settings import SessionSettings
+from vlab.settings import SessionSettings, require_settings
 
 
 @dataclass(slots=True)
@@ -50,8 +50,9 @@ async def replay(
     """Stream a prompt file as the user's speech and wait until every turn has been answered.
 
     Args:
-        prompt: A WAV/FLAC/OGG/MP3 file (resampled to the session's input rate), or a labelled prompt
-            (:func:`vlab.prompts.load_prompt_set`): its file, timed from its ``end_of_turn_ms``.
+        prompt: A WAV/FLAC/OGG/MP3 file (resampled to the session's input rate), a labelled prompt
+            (:func:`vlab.prompts.load_prompt_set`): its file, timed from its ``end_of_turn_ms``, or a
+            bundled prompt's id (``"pause_600"``), as ``vlab replay`` takes.
         settings: Session settings (default: server VAD 0.5 / 300 / 500 ms).
         run_dir: Where to write the run (default: ``runs/replay-<time>``).
         speed: Pacing of the audio and of the embedded emulator: 1 = real time, ``math.inf`` = no waiting.
@@ -70,8 +71,15 @@ async def replay(
         NotAnswered: Not answered within ``timeout_s``; the message says where the events so far are.
         NoSpeechDetected: The VAD found no speech in the prompt; the message says where the events are.
         RunFolderTaken: ``run_dir`` holds another run's events (pass ``overwrite=True`` to replace them).
+        ConfigError: ``settings`` is not a :class:`vlab.SessionSettings`, or an option :class:`vlab.Session`
+            does not take (the message names the one meant).
+        AudioFormatError: ``prompt`` is neither a file nor a bundled prompt's id.
     """
+    if settings is not None:
+        require_settings(settings, "replay")
+    check_keywords("replay", Session, session_options)
     settings = settings or SessionSettings()
+    prompt = _file_or_bundled(prompt)
     labels: dict[str, Any] = {}
     if isinstance(prompt, LabelledPrompt):
         labels = prompt.labels()
@@ -108,3 +116,17 @@ async def replay(
     latency = turn_latency(frame, end_of_turn_ms=end_of_turn_ms, speech_ends_ms=ends)
     turns = [{str(k): v for k, v in row.items()} for row in latency.to_dict("records")]
     return ReplayResult(run_path, len(frame), turns, session.protocol_warnings, target.describe())
+
+
+def _file_or_bundled(
+    prompt: str | os.PathLike[str] | LabelledPrompt,
+) -> str | os.PathLike[str] | LabelledPrompt:
+    """``prompt`` itself, unless it is no file but a bundled prompt's id: then that prompt (or its file).
+
+    Raises:
+        AudioFormatError: Neither a file nor a bundled prompt's id (the message lists the ids).
+    """
+    if isinstance(prompt, LabelledPrompt) or Path(prompt).exists():
+        return prompt
+    file, bundled = prompt_file(str(prompt))
+    return bundled or file

@@ -134,7 +134,7 @@ def test_replay_says_which_replies_were_cancelled_before_their_first_audio(tmp_p
 
 
 def test_a_replayed_prompt_s_labels_are_those_of_its_manifest_entry_when_it_labels_a_turn_s_end():
-    from vlab.commands.replay import prompt_file
+    from vlab.prompts import prompt_file
 
     bundled = {p.id: p for p in load_prompt_set()}
     assert prompt_file("pause_600") == (str(bundled["pause_600"].file), bundled["pause_600"])

@@ -115,3 +115,34 @@ async def test_a_prompt_replayed_as_telephone_audio_is_decided_as_the_pcm16_one(
     np.testing.assert_allclose(stereo[: len(said), 1], said, atol=1.5 / 32768)
     user = stereo[::3, 0][: len(sent)]  # every third sample: back on the 8 kHz clock
     assert np.corrcoef(user, sent)[0, 1] > 0.99
+
+
+async def test_replay_takes_a_bundled_prompt_s_id_as_vlab_replay_does(tmp_path):
+    import math
+
+    from vlab.prompts import load_prompt_set, read_run_labels
+    from vlab.replay import replay
+
+    result = await replay("short_question", run_dir=tmp_path / "run", speed=math.inf, dotenv_path=False)
+    question = next(p for p in load_prompt_set() if p.id == "short_question")
+    assert read_run_labels(tmp_path / "run").end_of_turn_ms == question.end_of_turn_ms  # timed from them
+    assert [t["labelled_turn"] for t in result.turns] == [0]
+
+
+async def test_replay_refuses_settings_and_options_it_cannot_use_before_it_connects(tmp_path):
+    import math
+
+    from vlab.errors import AudioFormatError, ConfigError
+    from vlab.replay import replay
+
+    with pytest.raises(
+        ConfigError, match=r"^settings must be a SessionSettings, e.g\. replay\(SessionSettings"
+    ):
+        await replay("pause_600", {"voice": "alloy"}, run_dir=tmp_path / "a", speed=math.inf)  # type: ignore[arg-type]
+    with pytest.raises(
+        ConfigError, match=r"^unknown option\(s\) 'overwrit' in replay \(did you mean 'overwrite'\?\)"
+    ):
+        await replay("pause_600", run_dir=tmp_path / "b", speed=math.inf, overwrit=True)
+    with pytest.raises(AudioFormatError, match="or give a bundled prompt's id: did you mean 'pause_600'"):
+        await replay("pause_60", run_dir=tmp_path / "c", speed=math.inf)
+    assert not any(tmp_path.iterdir())  # no run folder was started

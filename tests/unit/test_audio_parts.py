@@ -11,7 +11,7 @@ import soundfile as sf
 from vlab.audio import g711
 from vlab.audio.formats import AUDIO_FORMATS, AUDIO_SUFFIXES
 from vlab.audio.pacing import MAX_SPEED, paced_chunks, parse_speed, speed_text
-from vlab.audio.pcm import as_input_bytes, check_pcm16, float_to_pcm16, pcm16_to_float
+from vlab.audio.pcm import as_input_bytes, check_pcm16, float_to_pcm16, pcm16_to_float, resample, silence
 from vlab.audio.playback import SimulatedPlayback
 from vlab.audio.synth import synthesize
 from vlab.audio.wav import load_wav
@@ -319,3 +319,34 @@ def test_every_reader_of_a_reply_recording_finds_the_file_the_recorder_wrote(tmp
         assert _reply_silence(tmp_path, item_id) == pytest.approx(100, abs=10)
     for missing in ("item_never_recorded", None, math.nan, ""):  # a turn without a reply
         assert math.isnan(_reply_silence(tmp_path, missing))
+
+
+@pytest.mark.parametrize(
+    ("call", "said"),
+    [
+        (
+            lambda path: load_wav(path, 0),
+            "sample_rate must be an integer ≥ 1, got 0",
+        ),  # was soxr's ValueError
+        (
+            lambda path: load_wav(path, "24000"),
+            "sample_rate must be an integer ≥ 1, got '24000'",
+        ),  # TypeError
+        (lambda path: load_wav(path, 24000, lead_ms=-300), "lead_ms must be a number ≥ 0, got -300"),
+        (lambda path: load_wav(path, 24000, trail_ms=math.nan), "trail_ms must be a number ≥ 0, got nan"),
+        (lambda path: silence(-5, 24000), "duration_ms must be a number ≥ 0, got -5"),  # "negative count"
+        (lambda path: silence(100, 0), "sample_rate must be an integer ≥ 1, got 0"),  # was b"": no audio
+        (lambda path: resample(np.zeros(8, np.float32), 16000, 0), "to_rate must be an integer ≥ 1, got 0"),
+    ],
+)
+def test_a_rate_or_length_that_cannot_be_is_refused_and_named(tmp_path, call, said):
+    path = tmp_path / "p.wav"
+    sf.write(path, np.zeros(1600, np.float32), 16000)
+    with pytest.raises(ConfigError) as info:
+        call(path)
+    assert str(info.value) == said
+
+
+def test_rates_read_from_a_table_are_counts_too():
+    assert len(silence(10, np.int64(16000))) == 320  # a rate from a DataFrame is a numpy integer
+    assert len(resample(np.zeros(160, np.float32), np.int64(16000), 8000)) == 80

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vlab import protocol
-from vlab.errors import AudioFormatError
+from vlab.errors import AudioFormatError, check_count, check_number
 
 FloatArray = npt.NDArray[np.float32]
 InputAudio = bytes | bytearray | memoryview | npt.NDArray[Any]
@@ -96,12 +96,24 @@ def float_to_pcm16(samples: npt.ArrayLike) -> bytes:
 
 
 def silence(duration_ms: float, sample_rate: int) -> bytes:
-    """PCM16 digital silence of the given length."""
+    """PCM16 digital silence of the given length.
+
+    Raises:
+        ConfigError: ``duration_ms`` is negative, or ``sample_rate`` is not an integer ≥ 1.
+    """
+    check_number("duration_ms", duration_ms)
+    check_count("sample_rate", sample_rate)
     return bytes(2 * round(sample_rate * duration_ms / 1000))
 
 
 def resample(samples: FloatArray, from_rate: int, to_rate: int) -> FloatArray:
-    """Resample float32 mono audio with soxr (high quality)."""
+    """Resample float32 mono audio with soxr (high quality).
+
+    Raises:
+        ConfigError: A rate is not an integer ≥ 1.
+    """
+    check_count("from_rate", from_rate)
+    check_count("to_rate", to_rate)
     if from_rate == to_rate:
         return np.asarray(samples, dtype=np.float32)
     import soxr

@@ -17,7 +17,7 @@ from vlab import protocol
 from vlab.audio import g711
 from vlab.audio.formats import AUDIO_FORMATS, AUDIO_KINDS
 from vlab.audio.pcm import FloatArray, float_to_pcm16, resample, silence
-from vlab.errors import AudioFormatError, warn_user
+from vlab.errors import AudioFormatError, check_count, check_number, warn_user
 
 LONG_PROMPT_S = 300.0
 """Prompts longer than this (in seconds) get a warning: a Voice Live turn is rarely that long."""
@@ -170,7 +170,11 @@ def load_wav(
 
     Raises:
         AudioFormatError: The file is missing, empty, damaged or not audio; the message names it and the fix.
+        ConfigError: ``sample_rate`` is not an integer ≥ 1, or ``lead_ms`` or ``trail_ms`` is negative.
     """
+    check_count("sample_rate", sample_rate)
+    check_number("lead_ms", lead_ms)
+    check_number("trail_ms", trail_ms)
     mono, rate = read_audio(path)
     samples = resample(mono, rate, sample_rate)
     pad = lambda ms: np.frombuffer(silence(ms, sample_rate), "<i2").astype(np.float32)  # noqa: E731

@@ -189,37 +189,10 @@ def session_settings(args: argparse.Namespace) -> SessionSettings:
     )
 
 
-def prompt_file(given: str) -> tuple[str, LabelledPrompt | None]:
-    """The file ``vlab replay`` plays, and its labels when they give an end of turn to time from.
-
-    ``given``, labelled when the ``manifest.json`` beside it lists it (a prompt folder), else the bundled
-    prompt whose id it is. A prompt with no labelled end of turn (noise alone) plays unlabelled.
-
-    Raises:
-        AudioFormatError: Neither a file nor a bundled prompt's id; the message lists the ids, and names
-            the one ``given`` is a typo of, if one stands out.
-    """
-    from vlab.errors import AudioFormatError, closest_name, first_few
-    from vlab.prompts import labelled_file, load_prompt_set
-
-    if Path(given).exists():
-        return given, labelled_file(given)
-    bundled = {p.id: p for p in load_prompt_set()}
-    if given in bundled:
-        found = bundled[given]
-        return str(found.file), found if found.end_of_turn_ms else None
-    close = closest_name(given, bundled)
-    ids = f": did you mean {close!r}?" if close else f" ({first_few(bundled, 8)})."
-    raise AudioFormatError(
-        "file not found",
-        path=given,
-        fix=f"Check the path (relative paths start at the current folder), or give a bundled prompt's id{ids}",
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code."""
     from vlab.metrics import cancelled_before_audio
+    from vlab.prompts import prompt_file
 
     settings = session_settings(args)
     prompt, labelled = prompt_file(args.prompt)

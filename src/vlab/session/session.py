@@ -50,7 +50,7 @@ from vlab.session.output import AssistantAudio
 from vlab.session.readers import EventFeed, EventMatch, LocalEvent
 from vlab.session.reconnect import Notice, Reconnect, Reconnected, Reconnecting, notice_event
 from vlab.session.sinks import RunFolder, SessionLog, open_run_folder, session_metadata
-from vlab.settings import SessionSettings
+from vlab.settings import SessionSettings, require_settings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -687,7 +687,7 @@ class Session(AsyncWithOnly):
         Raises:
             ConfigError: ``settings`` is not a :class:`SessionSettings`.
         """
-        _require_settings(settings, "session.update")
+        require_settings(settings, "session.update")
         self.settings = settings
         await self.send({"type": protocol.CLIENT_SESSION_UPDATE, "session": settings.to_wire()})
 
@@ -894,21 +894,7 @@ def _check_arguments(
     check_count("max_frame_bytes", max_frame_bytes)
     check_count("backlog", backlog)  # 0 would keep no event for wait_for
     if settings is not None:
-        _require_settings(settings, "Session")
-
-
-def _require_settings(settings: object, call: str) -> None:
-    """Raise :class:`ConfigError` unless ``settings``, given to ``call``, is a :class:`SessionSettings`."""
-    if not isinstance(settings, SessionSettings):
-        raise ConfigError(
-            f"settings must be a SessionSettings, e.g. {call}(SessionSettings(voice=...)), got "
-            f"{type(settings).__name__}"
-            + (
-                ": pass the mapping's keys to it, SessionSettings(**...)"
-                if isinstance(settings, Mapping)
-                else ""
-            )
-        )
+        require_settings(settings, "Session")
 
 
 def _replaces_run(run_dir: Path, overwrite: bool) -> bool:

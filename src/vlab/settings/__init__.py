@@ -35,7 +35,7 @@ from vlab.settings._base import (
     SemanticVariant,
 )
 from vlab.settings.parts import FunctionTool, McpServer, Transcription, voice_to_wire
-from vlab.settings.session_settings import SessionSettings
+from vlab.settings.session_settings import SessionSettings, require_settings
 from vlab.settings.turn_detection import (
     AzureSemanticVad,
     EndOfUtterance,
@@ -45,6 +45,7 @@ from vlab.settings.turn_detection import (
 )
 
 __all__ = [
+    "require_settings",
     "MAX_DURATION_MS",
     "NOT_GIVEN",
     "OPENAI_VOICES",

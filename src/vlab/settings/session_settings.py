@@ -341,3 +341,17 @@ class SessionSettings(_Replaceable):
     def output_sample_rate(self) -> int:
         """Sample rate of the audio the service sends, in Hz."""
         return protocol.OUTPUT_FORMAT_RATES[self.output_audio_format]
+
+
+def require_settings(settings: object, call: str) -> None:
+    """Raise :class:`ConfigError` unless ``settings``, given to ``call``, is a :class:`SessionSettings`."""
+    if not isinstance(settings, SessionSettings):
+        raise ConfigError(
+            f"settings must be a SessionSettings, e.g. {call}(SessionSettings(voice=...)), got "
+            f"{type(settings).__name__}"
+            + (
+                ": pass the mapping's keys to it, SessionSettings(**...)"
+                if isinstance(settings, Mapping)
+                else ""
+            )
+        )
