@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,9 +35,20 @@ def read_audio(path: str | os.PathLike[str]) -> tuple[FloatArray, int]:
     Raises:
         AudioFormatError: Missing, empty, damaged, mislabelled or sample-less files.
     """
-    import soundfile as sf
-
     p = Path(path)
+    samples, rate, info = _decode(p, _first_bytes(p))
+    _check_content(p, info, samples)
+    mono = samples.mean(axis=1, dtype=np.float32)
+    _warn_if_suspicious(mono, int(rate), str(p))
+    return mono, int(rate)
+
+
+def _first_bytes(p: Path) -> bytes:
+    """The first 12 bytes of the file at ``p`` (to name a format libsndfile could not read).
+
+    Raises:
+        AudioFormatError: It is missing, a folder, empty or unreadable.
+    """
     where = str(p)
     if not p.exists():
         raise AudioFormatError(
@@ -52,13 +64,25 @@ def read_audio(path: str | os.PathLike[str]) -> tuple[FloatArray, int]:
         )
     try:
         with open(p, "rb") as f:
-            head = f.read(12)
+            return f.read(12)
     except OSError as exc:
         raise AudioFormatError(
             f"cannot be read ({exc.strerror or exc})",
             path=where,
             fix="Check that the file is readable by you (permissions) and not locked by another program.",
         ) from None
+
+
+def _decode(p: Path, head: bytes) -> tuple[np.ndarray, int, Any]:
+    """The file's samples (frames × channels), rate and libsndfile's info on it.
+
+    Raises:
+        AudioFormatError: It is too long or too large to decode, or not audio libsndfile reads (``head``,
+            its first bytes, names a damaged WAV or MP3 data).
+    """
+    import soundfile as sf
+
+    where = str(p)
     try:
         info = sf.info(where)
         if info.samplerate > 0 and info.frames / info.samplerate > MAX_PROMPT_S:
@@ -91,6 +115,12 @@ def read_audio(path: str | os.PathLike[str]) -> tuple[FloatArray, int]:
             path=where,
             fix=f"Use a {AUDIO_KINDS} file. " + _CONVERT_FIX,
         ) from None
+    return samples, int(rate), info
+
+
+def _check_content(p: Path, info: Any, samples: np.ndarray) -> None:
+    """Raise :class:`AudioFormatError` for data unlike the file's name says, no samples or a NaN among them."""
+    where = str(p)
     expected = AUDIO_FORMATS.get(p.suffix.lower())
     if (
         expected is not None
@@ -116,9 +146,6 @@ def read_audio(path: str | os.PathLike[str]) -> tuple[FloatArray, int]:
             path=where,
             fix="Export the prompt again, or convert it to 16-bit PCM: `ffmpeg -i INPUT -c:a pcm_s16le prompt.wav`.",
         )
-    mono = samples.mean(axis=1, dtype=np.float32)
-    _warn_if_suspicious(mono, int(rate), where)
-    return mono, int(rate)
 
 
 def is_silent(mono: FloatArray) -> bool:
