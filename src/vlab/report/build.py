@@ -11,7 +11,7 @@ import html
 import math
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -216,10 +216,6 @@ def _draw_charts(sweep: _Sweep, out: Path, timeline_prompts: int) -> list[tuple[
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from vlab import plots
-    from vlab.metrics.tradeoff import played_noise
-    from vlab.sweep.chart_names import pareto_labels, relabelled
-
     charts: list[tuple[str, str, str]] = []
 
     def save(ax: Any, name: str, title: str, caption: str) -> None:
@@ -228,49 +224,71 @@ def _draw_charts(sweep: _Sweep, out: Path, timeline_prompts: int) -> list[tuple[
         plt.close(fig)
         charts.append((name, title, caption))
 
-    names, turns, points = sweep.names, sweep.turns, sweep.points
+    if not sweep.vad_only:
+        _draw_turn_charts(sweep, save)
+    _draw_latency_charts(sweep, save)
+    _draw_tradeoff_charts(sweep, save)
+    _draw_vad_timelines(sweep, save, timeline_prompts)
+    return charts
+
+
+_Save = Callable[[Any, str, str, str], None]
+"""Saves a chart: its axes, then its file name, title and caption."""
+
+
+def _draw_turn_charts(sweep: _Sweep, save: _Save) -> None:
+    """The turn waterfall and the dead air per setting (a sweep of sessions)."""
+    from vlab import plots
+    from vlab.sweep.chart_names import relabelled
+
+    names, turns = sweep.names, sweep.turns
     shortened = [names.get(s, s) for s in sweep.settings]
     with_tools, simulated = sweep.with_tools, sweep.simulated
-    if not sweep.vad_only:
-        ok_turns = turns[~turns["false_cutoff"].astype(bool)] if len(turns) else turns
-        sample, per = waterfall_turns(ok_turns, sweep.settings, max_turns=WATERFALL_TURNS)
-        save(
-            plots.waterfall(relabelled(sample, names), label=None, max_turns=WATERFALL_TURNS),
-            "waterfall",
-            "Turn waterfall",
-            "Contiguous stages from the end of speech T_eos to the first reply audio: they sum to voice_to_voice_ms"
-            + (
-                " (to the answer's first audio, voice_to_answer_ms, for a turn answered through tool calls)"
-                if with_tools
-                else ""
-            )
-            + f". Up to {per} correctly ended turn{'s' if per > 1 else ''} per setting"
-            + (
-                f", of the first {WATERFALL_TURNS} settings"
-                if len(sample) and sample["setting"].nunique() > WATERFALL_TURNS
-                else ""
-            )
-            + ". A turn that ends while a reply is still under way "
-            "(the answer to calls made on part of the sentence, say) gets its own once that one is done: its turn "
-            "commit includes the wait. "
-            + (
-                "On the emulator's simulated timeline: the same at any replay speed and load."
-                if simulated
-                else "Client clock: when the sweep streams faster than real time (speed 'max') the audio leaves in a "
-                "burst and these stages are compressed; use speed = 1 for real voice-to-voice."
-            ),
+    ok_turns = turns[~turns["false_cutoff"].astype(bool)] if len(turns) else turns
+    sample, per = waterfall_turns(ok_turns, sweep.settings, max_turns=WATERFALL_TURNS)
+    save(
+        plots.waterfall(relabelled(sample, names), label=None, max_turns=WATERFALL_TURNS),
+        "waterfall",
+        "Turn waterfall",
+        "Contiguous stages from the end of speech T_eos to the first reply audio: they sum to voice_to_voice_ms"
+        + (
+            " (to the answer's first audio, voice_to_answer_ms, for a turn answered through tool calls)"
+            if with_tools
+            else ""
         )
-        save(
-            plots.latency_distributions(relabelled(turns, names), metric="dead_air_ms", order=shortened),
-            "latency_distributions",
-            "Dead air per setting",
-            "End of speech → first reply audio, with the end-of-turn wait on the audio clock (valid at any replay speed)."
-            + (
-                " A turn answered through tool calls counts to its answer's first audio."
-                if with_tools
-                else ""
-            ),
+        + f". Up to {per} correctly ended turn{'s' if per > 1 else ''} per setting"
+        + (
+            f", of the first {WATERFALL_TURNS} settings"
+            if len(sample) and sample["setting"].nunique() > WATERFALL_TURNS
+            else ""
         )
+        + ". A turn that ends while a reply is still under way "
+        "(the answer to calls made on part of the sentence, say) gets its own once that one is done: its turn "
+        "commit includes the wait. "
+        + (
+            "On the emulator's simulated timeline: the same at any replay speed and load."
+            if simulated
+            else "Client clock: when the sweep streams faster than real time (speed 'max') the audio leaves in a "
+            "burst and these stages are compressed; use speed = 1 for real voice-to-voice."
+        ),
+    )
+    save(
+        plots.latency_distributions(relabelled(turns, names), metric="dead_air_ms", order=shortened),
+        "latency_distributions",
+        "Dead air per setting",
+        "End of speech → first reply audio, with the end-of-turn wait on the audio clock (valid at any replay speed)."
+        + (" A turn answered through tool calls counts to its answer's first audio." if with_tools else ""),
+    )
+
+
+def _draw_latency_charts(sweep: _Sweep, save: _Save) -> None:
+    """Voice-to-voice per setting, when the turns have it, and voice-to-answer with tool calls."""
+    from vlab import plots
+    from vlab.sweep.chart_names import relabelled
+
+    names, turns = sweep.names, sweep.turns
+    shortened = [names.get(s, s) for s in sweep.settings]
+    with_tools, simulated = sweep.with_tools, sweep.simulated
     if "voice_to_voice_ms" in turns and turns["voice_to_voice_ms"].notna().any():
         save(
             plots.latency_distributions(
@@ -294,6 +312,15 @@ def _draw_charts(sweep: _Sweep, out: Path, timeline_prompts: int) -> list[tuple[
             "timeline the same at any speed (a function takes its [tools] run_ms there, 0 when not given; an "
             "MCP call takes the emulator's drawn mcp_call delay).",
         )
+
+
+def _draw_tradeoff_charts(sweep: _Sweep, save: _Save) -> None:
+    """The cut-off against dead-air trade-off, and false starts against missed turns when noise played."""
+    from vlab import plots
+    from vlab.metrics.tradeoff import played_noise
+    from vlab.sweep.chart_names import pareto_labels
+
+    points = sweep.points
     dead_air = (
         "the end-of-turn wait on the audio clock (no replies)" if sweep.vad_only else "the median dead air"
     )
@@ -317,6 +344,14 @@ def _draw_charts(sweep: _Sweep, out: Path, timeline_prompts: int) -> list[tuple[
             "intervals (Poisson over the minutes of noise, Wilson over the labelled turns): a few seconds of "
             "noise cannot tell settings apart; record a minute or more of the noise your users sit in.",
         )
+
+
+def _draw_vad_timelines(sweep: _Sweep, save: _Save, timeline_prompts: int) -> None:
+    """The VAD timelines of up to ``timeline_prompts`` prompts (those with holds first)."""
+    from vlab import plots
+    from vlab.sweep.chart_names import relabelled
+
+    names, points = sweep.names, sweep.points
     for prompt in prompts_to_chart(sweep.manifest, sweep.prompts.values(), sweep.scores, timeline_prompts):
         save(
             plots.vad_timeline(
@@ -330,7 +365,6 @@ def _draw_charts(sweep: _Sweep, out: Path, timeline_prompts: int) -> list[tuple[
             "the padding short there (at the start of the audio, or at the end of the turn before), so the "
             "speech began somewhere in it.",
         )
-    return charts
 
 
 def _heading_html(sweep: _Sweep) -> list[str]:
