@@ -123,3 +123,11 @@ def test_the_figures_of_good_arguments_are_unchanged_at_the_edges():
     assert wilson_interval(3, 3)[1] == 1.0 and wilson_interval(0, 3)[0] == 0.0
     assert all(map(math.isnan, poisson_interval(0, 0.0)))  # no time observed
     assert all(map(math.isnan, bootstrap_ci([], 0.5)))
+
+
+def test_vad_preview_reads_prompts_and_settings_given_as_generators_once():
+    prompts = [_prompt()]
+    settings = [{"silence_duration_ms": 300}, {"silence_duration_ms": 800}]
+    listed = vad_preview(prompts, settings)
+    generated = vad_preview((p for p in prompts), (s for s in settings))  # was: no detection at all
+    assert len(listed) == 2 and generated.equals(listed)

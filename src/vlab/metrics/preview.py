@@ -60,7 +60,7 @@ def vad_preview(
             f"vad_preview: input_audio_format {input_audio_format!r} is not a Voice Live input format; "
             f"use one of {', '.join(map(repr, protocol.INPUT_FORMATS))}"
         )
-    _check_preview_arguments(prompts, settings)
+    prompts, settings = _preview_arguments(prompts, settings)
     rate = protocol.G711_SAMPLE_RATE_HZ if input_audio_format.startswith("g711") else 16000
     factory = model_factory or SileroModel
     audio = {p.id: g711.as_carried(p.pcm(rate), input_audio_format) for p in prompts}
@@ -99,11 +99,16 @@ _PREVIEW_COLUMNS = [
 ]
 
 
-def _check_preview_arguments(prompts: Any, settings: Any) -> None:
-    """Raise :class:`ConfigError` unless ``prompts`` are labelled prompts and ``settings`` a list of dicts."""
+def _preview_arguments(prompts: Any, settings: Any) -> tuple[list[LabelledPrompt], list[Mapping[str, Any]]]:
+    """``prompts`` and ``settings`` as lists (a generator is read once, as each is used many times).
+
+    Raises:
+        ConfigError: ``prompts`` are not labelled prompts, or ``settings`` not dicts of VAD values.
+    """
     from vlab.prompts import LabelledPrompt
 
     listed = not isinstance(prompts, (str, bytes)) and isinstance(prompts, Iterable)
+    prompts = list(prompts) if listed else prompts
     odd = next((p for p in prompts if not isinstance(p, LabelledPrompt)), None) if listed else prompts
     if not listed or odd is not None:
         raise ConfigError(
@@ -115,12 +120,14 @@ def _check_preview_arguments(prompts: Any, settings: Any) -> None:
             "vad_preview: settings must be a list of dicts, one per setting, e.g. "
             f"[{{'threshold': 0.5, 'silence_duration_ms': 500}}], got {settings!r}"
         )
+    settings = list(settings)
     for setting in settings:
         if not isinstance(setting, Mapping):
             raise ConfigError(f"vad_preview: each setting must be a dict of VAD values, got {setting!r}")
         for key in ("threshold", "prefix_padding_ms", "silence_duration_ms"):
             if key in setting:
                 check_number(f"vad_preview: a setting's {key}", setting[key], minimum=-math.inf)
+    return prompts, settings
 
 
 def _preview_setting(setting: Mapping[str, Any]) -> tuple[VadParams, dict[str, Any]]:
