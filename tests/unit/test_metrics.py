@@ -218,6 +218,14 @@ def test_one_vad_turn_has_known_stages_that_sum_to_voice_to_voice():
     assert row.total_tokens == 30 and row.status == "completed" and row.reason == "" and not row.false_cutoff
 
 
+def test_labels_given_as_a_generator_time_the_turn_as_a_list_does():
+    log = session_start(Log()).appends(1000, 100)
+    vad_turn(log, stopped=2530, audio_end=1500, created=2600, text=2850, audio=2970, done=3500)
+    listed = turn_latency(log.frame(), end_of_turn_ms=[1000])
+    generated = turn_latency(log.frame(), end_of_turn_ms=(end for end in [1000]))  # read once
+    assert generated.iloc[0].a_eos_source == "label" and generated.equals(listed)
+
+
 def test_capture_anchors_put_the_end_of_speech_where_the_microphone_captured_it():
     # the same turn, but each second of input was captured 130 ms before it was sent (a browser
     # microphone's delivery delay): the stages start from the captured audio

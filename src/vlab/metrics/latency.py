@@ -426,9 +426,10 @@ def _times_ms(name: str, times: Sequence[float] | None) -> list[float] | None:
         return None
     if isinstance(times, (str, bytes)) or not isinstance(times, Iterable):
         raise ConfigError(f"{name} must be a list of times in ms (e.g. a prompt's {name}), got {times!r}")
-    for time_ms in times:
+    listed = list(times)  # a generator is read once
+    for time_ms in listed:
         check_number(f"each of {name}", time_ms, minimum=-math.inf)
-    return sorted(float(time_ms) for time_ms in times)
+    return sorted(float(time_ms) for time_ms in listed)
 
 
 def _answers_through_tools(turns: list[dict[str, Any]]) -> None:
