@@ -15,7 +15,7 @@ from vlab.audio.wav import load_wav
 from vlab.errors import NotAnswered, check_keywords
 from vlab.feed import NoSpeechDetected, feed_prompt, trailing_silence_ms
 from vlab.log import new_run_dir
-from vlab.metrics.latency import turn_latency
+from vlab.metrics.latency import sorted_times_ms, turn_latency
 from vlab.prompts import LabelledPrompt, prompt_file, write_run_labels
 from vlab.session import Session
 from vlab.settings import SessionSettings, require_settings
@@ -85,10 +85,9 @@ async def replay(
         labels = prompt.labels()
         end_of_turn_ms = prompt.end_of_turn_ms if end_of_turn_ms is None else end_of_turn_ms
         prompt = prompt.file
+    end_of_turn_ms = sorted_times_ms("end_of_turn_ms", end_of_turn_ms) or None  # checked before it runs
     if end_of_turn_ms:
-        labels["end_of_turn_ms"] = [float(end) for end in end_of_turn_ms]
-    else:
-        end_of_turn_ms = None
+        labels["end_of_turn_ms"] = end_of_turn_ms
     pcm = load_wav(prompt, settings.input_sample_rate)
     run_path = Path(run_dir) if run_dir is not None else new_run_dir("replay")
     td = settings.turn_detection

@@ -127,6 +127,10 @@ async def test_replay_takes_a_bundled_prompt_s_id_as_vlab_replay_does(tmp_path):
     question = next(p for p in load_prompt_set() if p.id == "short_question")
     assert read_run_labels(tmp_path / "run").end_of_turn_ms == question.end_of_turn_ms  # timed from them
     assert [t["labelled_turn"] for t in result.turns] == [0]
+    ends = (end for end in question.end_of_turn_ms)  # labels given as a generator: read once
+    again = await replay(question.file, run_dir=tmp_path / "again", speed=math.inf, end_of_turn_ms=ends)
+    assert read_run_labels(tmp_path / "again").end_of_turn_ms == question.end_of_turn_ms
+    assert [t["labelled_turn"] for t in again.turns] == [0]  # was -1: the labels were read up already
 
 
 async def test_replay_refuses_settings_and_options_it_cannot_use_before_it_connects(tmp_path):
@@ -145,4 +149,8 @@ async def test_replay_refuses_settings_and_options_it_cannot_use_before_it_conne
         await replay("pause_600", run_dir=tmp_path / "b", speed=math.inf, overwrit=True)
     with pytest.raises(AudioFormatError, match="or give a bundled prompt's id: did you mean 'pause_600'"):
         await replay("pause_60", run_dir=tmp_path / "c", speed=math.inf)
+    with pytest.raises(
+        ConfigError, match="^end_of_turn_ms must be a list of times in ms"
+    ):  # was after the run
+        await replay("short_question", run_dir=tmp_path / "d", speed=math.inf, end_of_turn_ms="1156")  # type: ignore[arg-type]
     assert not any(tmp_path.iterdir())  # no run folder was started

@@ -392,7 +392,10 @@ def turn_latency(
     check_number("match_tolerance_ms", match_tolerance_ms)
     if silence_duration_ms is not None:
         check_number("silence_duration_ms", silence_duration_ms)
-    labels, ends = _times_ms("end_of_turn_ms", end_of_turn_ms), _times_ms("speech_ends_ms", speech_ends_ms)
+    labels, ends = (
+        sorted_times_ms("end_of_turn_ms", end_of_turn_ms),
+        sorted_times_ms("speech_ends_ms", speech_ends_ms),
+    )
     timeline = InputTimeline.from_events(ev)
     simulated = on_simulated_timeline(ev)
     td = session_vad_settings(ev)
@@ -416,8 +419,8 @@ def turn_latency(
     return frame
 
 
-def _times_ms(name: str, times: Sequence[float] | None) -> list[float] | None:
-    """``times`` (ms on the input-audio clock) sorted, or None.
+def sorted_times_ms(name: str, times: Iterable[float] | None) -> list[float] | None:
+    """``times`` (ms on the input-audio clock, given as ``name``) sorted, or None.
 
     Raises:
         ConfigError: ``times`` is not a list of numbers (a string, a number, a NaN in it).
