@@ -90,6 +90,11 @@ async def test_pacing_defaults_to_real_time_in_20_ms_chunks_of_whole_samples():
     assert tiny == [2, 2, 2, 2]  # 20 ms at 10 Hz is less than a sample: one whole sample a chunk
     with pytest.raises(ConfigError, match="speed must be a number > 0 .*got 0"):
         [c async for c, _ in paced_chunks(bytes(8), sample_rate=10, speed=0, clock=clock)]
+    for chunk_ms in (0, -20, "20"):  # 0 sent one sample an append: 24,000 appends a second
+        with pytest.raises(
+            ConfigError, match=rf"^chunk_ms must be a number of ms > 0 \(20 is usual\), got {chunk_ms!r}$"
+        ):
+            [c async for c, _ in paced_chunks(bytes(8), sample_rate=10, chunk_ms=chunk_ms, clock=clock)]
 
 
 async def test_unpaced_replay_does_not_wait():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import numbers
 from collections.abc import AsyncIterator
 
 from vlab.clock import Clock, SystemClock
@@ -70,9 +71,11 @@ async def paced_chunks(
         The chunk and its start on the audio timeline in ms.
 
     Raises:
-        ConfigError: ``speed`` is not > 0.
+        ConfigError: ``speed`` or ``chunk_ms`` is not > 0.
     """
     speed = parse_speed(speed)
+    if isinstance(chunk_ms, bool) or not isinstance(chunk_ms, numbers.Real) or not chunk_ms > 0:
+        raise ConfigError(f"chunk_ms must be a number of ms > 0 (20 is usual), got {chunk_ms!r}")
     clock = clock or SystemClock()
     chunk_bytes = max(bytes_per_sample, int(round(sample_rate * chunk_ms / 1000.0)) * bytes_per_sample)
     start_ns = clock.monotonic_ns()
