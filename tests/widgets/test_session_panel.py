@@ -667,3 +667,20 @@ async def test_telephone_audio_sends_the_prompt_and_hears_the_reply_as_g711_at_8
     frame = panel.session.frame()
     assert (frame["type"] == protocol.SPEECH_STOPPED).any()  # the emulator heard speech in it
     assert "voice-to-voice" in panel.latency.value
+
+
+def test_a_table_of_no_rows_or_a_replay_that_never_moves_is_refused_when_the_panel_is_made(tmp_path):
+    from vlab.errors import ConfigError
+    from vlab.widgets import LogExplorer
+
+    for make, said in (
+        (lambda: SessionPanel(runs_dir=tmp_path, max_rows=0), "^max_rows must be an integer ≥ 1, got 0$"),
+        (
+            lambda: SessionPanel(runs_dir=tmp_path, replay_speed=0),
+            "^speed must be a number > 0",
+        ),  # was: at Start
+        (lambda: LogExplorer(max_rows=0), "^max_rows must be an integer ≥ 1, got 0$"),
+    ):
+        with pytest.raises(ConfigError, match=said):
+            make()
+    assert SessionPanel(runs_dir=tmp_path, replay_speed="max").replay_speed == math.inf

@@ -532,3 +532,20 @@ async def test_telephone_audio_reaches_the_sweep_and_its_heading(tmp_path):
     assert [c.status for c in panel.result.cells] == ["ok"], _text(panel.output)
     heading = html.unescape(panel.results.children[0].value)
     assert "session: input_audio_format 'g711_alaw' · " in heading  # what its VAD heard, not the replies'
+
+
+def test_the_prompts_a_panel_is_given_are_selected_or_refused_not_swapped_for_the_first(tmp_path):
+    from vlab.errors import ConfigError
+
+    assert SweepPanel(runs_dir=tmp_path).prompts.value == ("short_question", "pause_600")  # the defaults
+    assert SweepPanel(runs_dir=tmp_path, prompts="digits").prompts.value == ("digits",)  # was: short_question
+    paused = SweepPanel(runs_dir=tmp_path, prompts=["pause"]).prompts.value  # a category: all its prompts
+    assert paused == ("pause_300", "pause_600", "pause_900", "pause_1200")
+    with pytest.raises(ConfigError, match="^no prompt named 'pause_60' \\(did you mean 'pause_600'\\?\\)"):
+        SweepPanel(runs_dir=tmp_path, prompts=["pause_60"])  # was: short_question, silently
+    for option, value, said in (
+        ("concurrency", 0, "concurrency must be an integer ≥ 1, got 0"),
+        ("timeout_s", 0, "timeout_s must be a number of seconds > 0, got 0"),
+    ):
+        with pytest.raises(ConfigError, match=f"^{said}$"):
+            SweepPanel(runs_dir=tmp_path, **{option: value})

@@ -11,7 +11,7 @@ import ipywidgets as widgets
 import pandas as pd
 
 from vlab import protocol
-from vlab.errors import ConfigError
+from vlab.errors import ConfigError, check_count
 from vlab.widgets._events import direction_arrow, event_detail
 from vlab.widgets._tasks import guarded
 from vlab.widgets.sweep_panel import figure_png
@@ -52,9 +52,13 @@ class LogExplorer:
 
     After loading, ``events`` holds the log, ``turns`` :func:`vlab.metrics.turn_latency` of it and
     :meth:`filtered` the rows the table shows. Display it with ``explorer`` as the last expression of a cell.
+
+    Raises:
+        ConfigError: ``max_rows`` below 1.
     """
 
     def __init__(self, run_dir: str | Path | None = None, *, max_rows: int = 200) -> None:
+        check_count("max_rows", max_rows)
         self.max_rows = max_rows
         self.run_dir: Path | None = None
         self.events = pd.DataFrame()

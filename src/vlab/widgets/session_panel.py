@@ -18,9 +18,10 @@ import ipywidgets as widgets
 from vlab import protocol
 from vlab.audio import g711
 from vlab.audio.formats import AUDIO_KINDS, AUDIO_SUFFIXES
+from vlab.audio.pacing import parse_speed
 from vlab.bundled import bundled_dir
 from vlab.endpoint import Secret
-from vlab.errors import ConfigError, VlabError
+from vlab.errors import ConfigError, VlabError, check_count
 from vlab.log.files import new_run_dir
 from vlab.log.records import EventRecord
 from vlab.protocol_limits import EOU_TIMEOUT_MS, THRESHOLD_BOUNDS
@@ -118,6 +119,9 @@ class SessionPanel:
 
     With manual turns (no turn detection) and a microphone, End turn ends each of the user's turns
     (push-to-talk: :meth:`end_user_turn`).
+
+    Raises:
+        ConfigError: ``max_rows`` below 1, or a ``replay_speed`` that is not > 0 (or ``"max"``).
     """
 
     def __init__(
@@ -143,9 +147,10 @@ class SessionPanel:
         """Set while an MCP call waits for its Approve or Decline button."""
         self.runs_dir = Path(runs_dir)
         self.prompt_dir = Path(prompt_dir) if prompt_dir is not None else find_prompt_dir()
+        check_count("max_rows", max_rows)
         self.max_rows = max_rows
         self.emulator_options = dict(emulator_options or {})
-        self.replay_speed = replay_speed
+        self.replay_speed = parse_speed(replay_speed)
         self.session_options = dict(session_options or {})
         self.session: Any = None
         self.run_dir: Path | None = None

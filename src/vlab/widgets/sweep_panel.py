@@ -22,7 +22,7 @@ import pandas as pd
 
 from vlab import protocol_limits
 from vlab.audio.pacing import MAX_SPEED, parse_speed, speed_text
-from vlab.errors import ConfigError
+from vlab.errors import ConfigError, check_count, check_seconds
 from vlab.log.files import new_run_dir
 from vlab.sweep.chart_names import pareto_labels, relabelled, short_named, short_names
 from vlab.widgets._audio_formats import audio_format_dropdown, audio_format_fields
@@ -95,6 +95,10 @@ def _table(frame: pd.DataFrame, columns: list[str] | None = None) -> str:
     )
 
 
+_FIRST_PROMPTS = ("short_question", "pause_600")
+"""The prompts a new panel selects, where its prompt folder holds them."""
+
+
 class SweepPanel:
     """Pick prompts and a settings grid, Run/Stop a sweep with a progress bar, then see its charts and tables.
 
@@ -105,7 +109,8 @@ class SweepPanel:
     Args:
         runs_dir: Parent folder of new sweep folders.
         prompt_dir: A prompt folder with ``manifest.json`` (default: the bundled ``data/prompts``).
-        prompts: Prompt ids selected at first.
+        prompts: Prompt ids or categories selected at first (default: ``short_question`` and ``pause_600``
+            where the prompt folder has them, else its first prompt).
         speed: Initial audio pacing and emulator speed (``math.inf`` or ``"max"``: as fast as possible).
         concurrency: Cells running at once (default: a sweep config's, :data:`vlab.sweep.CONFIG_DEFAULTS`).
         session_options: Passed to every :class:`vlab.Session` (e.g. ``{"dotenv_path": False}``).
@@ -113,6 +118,9 @@ class SweepPanel:
 
     After a run or an *Open*, ``manifest``, ``points``, ``turns``, ``vad`` and ``scores`` hold the
     sweep's tables, ``charts`` the PNG images by name and ``sweep_dir`` the folder.
+
+    Raises:
+        ConfigError: A prompt the folder does not hold, a ``concurrency`` below 1 or a ``timeout_s`` not > 0.
     """
 
     def __init__(
@@ -120,18 +128,26 @@ class SweepPanel:
         *,
         runs_dir: str | Path = "runs",
         prompt_dir: str | Path | None = None,
-        prompts: tuple[str, ...] | list[str] = ("short_question", "pause_600"),
+        prompts: str | tuple[str, ...] | list[str] | None = None,
         speed: float | str = "max",
         concurrency: int | None = None,
         session_options: dict[str, Any] | None = None,
         timeout_s: float | None = None,
     ) -> None:
-        from vlab.prompts import load_prompt_set
+        from vlab.prompts import load_prompt_set, select_prompts
         from vlab.sweep import CONFIG_DEFAULTS
 
+        if concurrency is not None:
+            check_count("concurrency", concurrency)
+        if timeout_s is not None:
+            check_seconds("timeout_s", timeout_s)
         self.runs_dir = Path(runs_dir)
         self.prompt_dir = Path(prompt_dir) if prompt_dir is not None else None
         self.prompt_set = load_prompt_set(self.prompt_dir)
+        if prompts is None:  # the defaults, where the folder has them
+            prompts = tuple(p.id for p in self.prompt_set if p.id in _FIRST_PROMPTS)
+        else:  # ids or categories, each of which must be there
+            prompts = tuple(p.id for p in select_prompts(self.prompt_set, prompts))
         self.concurrency = CONFIG_DEFAULTS["concurrency"] if concurrency is None else concurrency
         self.session_options = dict(session_options or {})
         self.timeout_s = CONFIG_DEFAULTS["timeout_s"] if timeout_s is None else timeout_s
