@@ -194,8 +194,7 @@ class SweepPanel:
         from vlab.sweep import BASELINE, CONFIG_DEFAULTS
 
         options = [(f"{p.id}  ({p.category}, {p.duration_ms / 1000:.1f} s)", p.id) for p in self.prompt_set]
-        ids = {p.id for p in self.prompt_set}
-        chosen = tuple(p for p in prompts if p in ids) or tuple(p.id for p in self.prompt_set[:1])
+        chosen = tuple(prompts) or tuple(p.id for p in self.prompt_set[:1])  # ids of the set (__init__)
         self.prompts = widgets.SelectMultiple(
             options=options, value=chosen, rows=min(8, max(3, len(options))), description="Prompts",
             style=style, layout=wide,
