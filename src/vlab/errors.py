@@ -22,6 +22,8 @@ Every error a user can cause says what is wrong and how to fix it, and never con
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import inspect
 import math
 import numbers
@@ -29,7 +31,9 @@ import os
 import warnings
 from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
+
+_Class = TypeVar("_Class", bound=type)
 
 
 class VlabError(Exception):
@@ -138,6 +142,26 @@ def check_keywords(where: str, function: Callable[..., Any], options: Mapping[st
         check_keys(
             where, options, [p.name for p in takes if p.kind is not p.POSITIONAL_ONLY], what="option(s)"
         )
+
+
+def refuse_unknown_fields(cls: _Class) -> _Class:
+    """Class decorator, above ``@dataclass``: a keyword the class has no field for is a :class:`ConfigError`.
+
+    The message names the field meant (``ServerVad(treshold=0.6)``: did you mean 'threshold'?), where a
+    dataclass raises ``TypeError: unexpected keyword argument``. ``dataclasses.replace`` is checked too.
+    """
+    init: Callable[..., None] = vars(cls)["__init__"]  # the one @dataclass wrote
+    known = frozenset(field.name for field in dataclasses.fields(cls) if field.init)
+    where = f"{cls.__name__}(...)"
+
+    @functools.wraps(init)
+    def checked_init(self: object, *args: Any, **kwargs: Any) -> None:
+        if not known.issuperset(kwargs):
+            check_keys(where, kwargs, known, what="setting(s)")
+        init(self, *args, **kwargs)
+
+    cls.__init__ = checked_init  # type: ignore[misc]
+    return cls
 
 
 def check_seconds(name: str, value: object) -> None:

@@ -10,7 +10,10 @@ import pytest
 from azure.ai.voicelive import models as sdk
 
 from vlab import protocol
+from vlab.audio.processing import ProcessingSettings
+from vlab.audio.vad import VadParams
 from vlab.errors import ConfigError
+from vlab.session import Reconnect
 from vlab.settings import (
     MAX_DURATION_MS,
     NOT_GIVEN,
@@ -190,8 +193,11 @@ def test_vad_replace_is_validated() -> None:
     assert vad.threshold == 0.5
     with pytest.raises(ConfigError, match="threshold"):
         vad.replace(threshold=2)
-    with pytest.raises(TypeError):
-        vad.replace(nonsense=1)
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown setting\(s\) 'treshold' in ServerVad\(\.\.\.\) \(did you mean 'threshold'",
+    ):
+        vad.replace(treshold=0.9)
 
 
 def test_values_are_normalised() -> None:
@@ -294,9 +300,25 @@ def test_config_error_is_a_value_error() -> None:
         ServerVad(threshold=5)
 
 
-def test_unknown_keyword_is_a_type_error() -> None:
-    with pytest.raises(TypeError):
-        SessionSettings(voise="alloy")  # type: ignore[call-arg]
+@pytest.mark.parametrize(
+    ("make", "meant"),
+    [
+        (lambda: SessionSettings(voise="alloy"), "voice"),
+        (lambda: SessionSettings(instruction="Be brief."), "instructions"),
+        (lambda: ServerVad(silence_ms=500), "silence_duration_ms"),
+        (lambda: AzureSemanticVad(treshold=0.6), "threshold"),
+        (lambda: EndOfUtterance(model="semantic_detection_v1", threshold=0.1), "threshold_level"),
+        (lambda: Transcription(modle="whisper-1"), "model"),
+        (lambda: FunctionTool(name="f", descripton="d"), "description"),
+        (lambda: VadParams(treshold=0.5), "threshold"),
+        (lambda: ProcessingSettings(noise_reducton="azure_deep_noise_suppression"), "noise_reduction"),
+        (lambda: Reconnect(attempt=3), "attempts"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_a_misspelt_setting_is_refused_with_the_one_meant(make, meant: str) -> None:
+    with pytest.raises(ConfigError, match=rf"\(did you mean '{meant}'\?\); known: .*\b{meant}\b"):
+        make()
 
 
 # --- voices ----------------------------------------------------------------------------------------

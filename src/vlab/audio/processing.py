@@ -34,6 +34,7 @@ import numpy as np
 
 from vlab import protocol
 from vlab.audio.pcm import FloatArray, float_to_pcm16, pcm16_to_float
+from vlab.errors import refuse_unknown_fields
 
 if TYPE_CHECKING:
     import soxr
@@ -67,6 +68,7 @@ NOISE_SUPPRESSION_LEVELS: Final = dict(zip(protocol.NOISE_REDUCTION_TYPES, (2, 3
 strongest."""
 
 
+@refuse_unknown_fields
 @dataclass(frozen=True, slots=True)
 class ProcessingSettings:
     """What a session asks to be done to its input audio."""

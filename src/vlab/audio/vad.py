@@ -35,7 +35,7 @@ import numpy as np
 
 from vlab import protocol_limits
 from vlab.audio.pcm import FloatArray, pcm16_to_float
-from vlab.errors import ConfigError
+from vlab.errors import ConfigError, refuse_unknown_fields
 from vlab.protocol_limits import DURATION_MS_BOUNDS, THRESHOLD_BOUNDS
 
 if TYPE_CHECKING:
@@ -72,6 +72,7 @@ def _check_int(name: str, value: object) -> None:
         )
 
 
+@refuse_unknown_fields
 @dataclass(frozen=True, slots=True)
 class VadParams:
     """Turn-detection settings, named after Voice Live's ``server_vad`` options.

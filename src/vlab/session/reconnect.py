@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from vlab import protocol
-from vlab.errors import ConfigError, ConnectionFailed
+from vlab.errors import ConfigError, ConnectionFailed, refuse_unknown_fields
 
 if TYPE_CHECKING:
     from vlab.endpoint import Target
@@ -30,6 +30,7 @@ does not speak the Voice Live protocol), ``frame_too_large`` (a server frame exc
 size limit, and the client closed the connection)."""
 
 
+@refuse_unknown_fields
 @dataclass(frozen=True)
 class Reconnect:
     """When and how a :class:`Session` reconnects after losing its connection.

@@ -225,7 +225,6 @@ class _Replaceable:
             The new, validated object.
 
         Raises:
-            ConfigError: A new value is invalid.
-            TypeError: A name is not a field.
+            ConfigError: A new value is invalid, or a name is not a field (the message names the one meant).
         """
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vlab import protocol
-from vlab.errors import ConfigError
+from vlab.errors import ConfigError, refuse_unknown_fields
 from vlab.settings._base import (
     _LOCALE_PREFIX_RE,
     _TOOL_NAME_RE,
@@ -28,6 +28,7 @@ from vlab.settings._base import (
 # --- transcription and tools -----------------------------------------------------------------------
 
 
+@refuse_unknown_fields
 @dataclass(frozen=True, slots=True)
 class Transcription(_Replaceable):
     """Input audio transcription (wire key ``input_audio_transcription``)."""
@@ -84,6 +85,7 @@ def _default_parameters() -> dict[str, Any]:
     return {"type": "object", "properties": {}}
 
 
+@refuse_unknown_fields
 @dataclass(frozen=True, slots=True)
 class FunctionTool(_Replaceable):
     """A function the model may call (wire ``{"type": "function", ...}``)."""
@@ -139,6 +141,7 @@ class FunctionTool(_Replaceable):
         )
 
 
+@refuse_unknown_fields
 @dataclass(frozen=True, slots=True)
 class McpServer(_Replaceable):
     """An MCP server whose tools the service lists and calls itself (wire ``{"type": "mcp", ...}``).

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vlab import protocol
-from vlab.errors import ConfigError
+from vlab.errors import ConfigError, refuse_unknown_fields
 from vlab.settings._base import (
     _EXTRA_FORBIDDEN,
     _MODALITIES,
@@ -78,6 +78,7 @@ def _check_tools(value: Any) -> tuple[Tool, ...]:
     return tools
 
 
+@refuse_unknown_fields
 @dataclass(frozen=True, slots=True)
 class SessionSettings(_Replaceable):
     """Everything vlab sends in ``session.update``, plus the model (which goes in the connection URL).

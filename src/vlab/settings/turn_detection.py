@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from vlab import protocol_limits
-from vlab.errors import ConfigError
+from vlab.errors import ConfigError, refuse_unknown_fields
 from vlab.settings._base import (
     _EOU_LEVELS,
     _EOU_MODELS,
@@ -36,6 +36,7 @@ from vlab.settings._base import (
 # --- turn detection --------------------------------------------------------------------------------
 
 
+@refuse_unknown_fields
 @dataclass(frozen=True, slots=True)
 class EndOfUtterance(_Replaceable):
     """Semantic end-of-utterance detection, nested in a turn detection (wire key ``end_of_utterance_detection``).
@@ -121,6 +122,7 @@ def _check_response_flags(owner: str, obj: Any) -> None:
         )
 
 
+@refuse_unknown_fields
 @dataclass(frozen=True, slots=True)
 class ServerVad(_Replaceable):
     """Energy/neural voice-activity turn detection (wire type ``server_vad``).
@@ -175,6 +177,7 @@ class ServerVad(_Replaceable):
         return _label(self)
 
 
+@refuse_unknown_fields
 @dataclass(frozen=True, slots=True)
 class AzureSemanticVad(_Replaceable):
     """Azure semantic VAD turn detection (wire types ``azure_semantic_vad``, ``_en``, ``_multilingual``).
