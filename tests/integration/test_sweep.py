@@ -416,6 +416,20 @@ def test_a_folder_given_as_the_config_is_told_which_file_to_give(tmp_path):
         load_config(tmp_path)
 
 
+def test_a_missing_config_says_how_to_get_it(tmp_path):
+    example = tmp_path / "examples" / "vad_sweep.toml"  # the README's, run outside the repository
+    with pytest.raises(ConfigError) as info:
+        load_config(example)
+    assert str(info.value) == (
+        f"sweep config {str(example)!r} not found; `vlab examples` copies the example configs, "
+        "vad_sweep.toml among them, into ./examples"
+    )
+    with pytest.raises(
+        ConfigError, match=r"'mine\.toml' not found; check the path \(relative paths start at"
+    ):
+        load_config("mine.toml")
+
+
 def test_a_config_that_leaves_keys_out_gets_the_defaults_its_documentation_states():
     try:
         import tomllib

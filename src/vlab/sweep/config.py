@@ -295,6 +295,15 @@ def _check_canary(canary: str | None, prompts: Sequence[LabelledPrompt]) -> None
     )
 
 
+def _where_configs_are(missing: Path) -> str:
+    """How to get the config ``missing``: ``vlab examples`` when vlab ships one of that name."""
+    from vlab.bundled import bundled_dir
+
+    if (bundled_dir("examples") / missing.name).is_file():
+        return f"`vlab examples` copies the example configs, {missing.name} among them, into ./examples"
+    return "check the path (relative paths start at the current folder); `vlab examples` writes some configs"
+
+
 def _read(config: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[dict[str, Any], Path | None]:
     """The config as a dict, and the folder of its file (None for a dict)."""
     if isinstance(config, Mapping):
@@ -305,7 +314,7 @@ def _read(config: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[dict[str,
         some = f", e.g. {str(configs[0])!r}" if configs else " (`vlab examples` writes some)"
         raise ConfigError(f"sweep config {str(path)!r} is a folder; give a .toml file{some}")
     if not path.is_file():
-        raise ConfigError(f"sweep config {str(path)!r} not found")
+        raise ConfigError(f"sweep config {str(path)!r} not found; {_where_configs_are(path)}")
     if sys.version_info >= (3, 11):
         import tomllib
     else:
