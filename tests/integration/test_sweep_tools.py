@@ -225,7 +225,7 @@ def test_a_dialogue_script_the_sweep_cannot_use_fails_before_anything_runs(tmp_p
     with pytest.raises(ConfigError, match=r"\[target\] script must be the path of a JSON dialogue script"):
         load_config({"grid": grid, "target": {"script": 1}})
     (tmp_path / "bad.json").write_text('{"rules": [{"on": "function_output", "after": "x"}]}')
-    with pytest.raises(ConfigError, match="bad.json: rule 0 needs 'say' or 'call'"):
+    with pytest.raises(ConfigError, match="bad.json: rule 1 needs 'say' or 'call'"):
         load_config({"grid": grid, "target": {"script": "bad.json"}}, base_dir=tmp_path)
 
 

@@ -68,10 +68,16 @@ def test_a_bad_fault_specification_says_which_part_is_wrong_in_words(spec, reaso
         (lambda: Fault("drop"), r"needs 'at'.*e\.g\. Fault\('drop', 'response\.audio\.delta'\)"),
         (lambda: Fault("close", "response.done", n=0), r"from 1.*got 0; give n >= 1"),
         (lambda: Fault("throttle", rate=0), r"rate > 0.*got 0"),
+        (
+            lambda: Fault("close", "response.done", code=1006),
+            r"close frame may carry \(1000-1003, .*got 1006",
+        ),
+        (lambda: Fault("close", "response.done", code=70000), r"got 70000"),
+        (lambda: Fault("close", "response.done", code=True), r"got True"),
         (lambda: Fault("delay", "response.done", ms=-5), r"ms >= 0.*got -5"),
         (
             lambda: Fault("drop", "response.audio.dleta"),
-            r"a fault's 'at' is a server event type the emulator sends, got 'response.audio.dleta' "
+            r"a fault's 'at' is a server event type of the protocol, got 'response.audio.dleta' "
             r"\(did you mean 'response.audio.delta'\?\); e\.g\. 'response\.audio\.delta'",
         ),
         (
@@ -168,7 +174,7 @@ def test_script_rules_match_keywords_turns_and_function_outputs():
     assert reply_for([_user("a"), _user("b!")], tools, script=script).text == "Again: b."
     no_calls = {**tools, "tool_choice": "none"}
     assert reply_for([_user("the weather?")], no_calls, script=script).text == "You said: the weather."
-    with pytest.raises(ValueError, match="rule 0"):
+    with pytest.raises(ValueError, match="rule 1 needs"):
         Script.from_dict({"rules": [{"keywords": ["x"]}]})
 
 
@@ -262,16 +268,23 @@ def test_a_script_file_that_cannot_be_read_says_what_is_wrong(tmp_path):
 @pytest.mark.parametrize(
     ("rules", "wrong"),
     [
-        ({"rules": [{"say": "x", "when": 1}]}, "rule 0 has unknown keys ['when']"),
+        (
+            {"rules": [{"say": "x", "when": 1}]},
+            "unknown key(s) 'when' in my_script.json: rule 1; known: after, call, keywords, on, say, turn",
+        ),
+        (
+            {"rules": [{"say": "x", "keyword": ["a"]}]},
+            "'keyword' in my_script.json: rule 1 (did you mean 'keywords'?)",
+        ),
         (
             {"rules": [{"say": "x"}, {"on": "assistant", "say": "x"}]},
-            "rule 1 has unknown keys [] or 'on' 'assistant'",
+            "rule 2 'on' must be 'user' or 'function_output', got 'assistant'",
         ),
-        ({"rules": [{"say": ""}]}, "rule 0 needs 'say' or 'call'"),
-        ({"rules": [{"call": {"arguments": {}}}]}, "rule 0 'call' needs a 'name'"),
-        ({"rules": ["say hi"]}, "rule 0 must be an object"),
+        ({"rules": [{"say": ""}]}, "rule 1 needs 'say' or 'call'"),
+        ({"rules": [{"call": {"arguments": {}}}]}, "rule 1 'call' needs a 'name'"),
+        ({"rules": ["say hi"]}, "rule 1 must be an object"),
         ({"rule": []}, 'a script is a JSON object {"rules": [...]}'),
-        ({"rules": [{"after": "get_time", "say": "x"}]}, "rule 0 'after' names the tool"),
+        ({"rules": [{"say": "x"}, {"after": "get_time", "say": "x"}]}, "rule 2 'after' names the tool"),
         ({"rules": [{"on": "function_output", "after": ["a"], "say": "x"}]}, "got after = ['a']"),
     ],
 )

@@ -89,7 +89,7 @@ class Fault:
         if self.at is not None and self.at not in protocol.SERVER_EVENT_FIELDS:
             meant = closest_name(str(self.at), protocol.SERVER_EVENT_FIELDS)
             raise ConfigError(
-                f"a fault's 'at' is a server event type the emulator sends, got {self.at!r}"
+                f"a fault's 'at' is a server event type of the protocol, got {self.at!r}"
                 + (f" (did you mean {meant!r}?)" if meant else "")
                 + "; e.g. 'response.audio.delta', 'response.done', 'input_audio_buffer.speech_stopped'."
             )
@@ -104,6 +104,11 @@ class Fault:
         if self.kind == "rate_limit" and not self.retry_after_s >= 0:
             raise ConfigError(
                 f"a rate_limit fault needs retry_after_s >= 0 (seconds), got {self.retry_after_s!r}."
+            )
+        if self.kind == "close" and not _sendable(self.code):
+            raise ConfigError(
+                f"a close fault's code must be one a WebSocket close frame may carry (1000-1003, 1007-1014, "
+                f"or 3000-4999, of which 4000-4999 are free for applications), got {self.code!r}."
             )
         if self.kind == "delay" and not self.ms >= 0:
             raise ConfigError(
@@ -162,6 +167,11 @@ class Fault:
 
 
 _N = TypeVar("_N", int, float)
+
+
+def _sendable(code: object) -> bool:
+    """Whether ``code`` may be sent in a close frame (RFC 6455 7.4; 1004-1006 and 1015 may not)."""
+    return isinstance(code, int) and (1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999)
 
 
 def _part(parts: list[str], index: int, what: str, kind: type[_N], default: _N | None = None) -> _N:

@@ -15,7 +15,7 @@ stage                  what it models                                           
 ``commit``             speech_stopped → response.created (turn commit, context build)             60 ms
 ``first_token``        response.created → first transcript/text delta (LLM time to first token)   250 ms
 ``tts_first_byte``     first text delta → first audio delta (TTS first byte)                       120 ms
-``network``            one-way delivery added to every server event's stage delay                  10 ms
+``network``            one-way delivery: before response.created, speech_started, speech_stopped  10 ms
 ``mcp_call``           an MCP server's answer: response.mcp_call.in_progress → .completed         300 ms
 ``transcription``      commit (speech_stopped) → the user's transcript (input transcription on)   300 ms
 =====================  ========================================================================  =========

@@ -5,7 +5,7 @@ Rules, first match wins:
 0. ``response.create`` with ``instructions`` starting with ``Say:`` speaks the rest verbatim.
    Then the rules of a script file (``Emulator(script=path)``, see :class:`Script`), if one is loaded.
 1. The last item is a ``function_call_output``, or an ``mcp_call`` the emulator made with its output →
-   "Here is what I found: <output>." (an MCP output: its first 40 words); an ``mcp_call`` that failed →
+   "Here is what I found: <output>." (an MCP output: its first :data:`ECHO_WORDS` words); an ``mcp_call`` that failed →
    "The <name> tool failed: <error>."; an ``mcp_approval_response`` that declines → "I did not run <name>,
    as you declined it."
 2. Tools are configured, ``tool_choice`` is not ``none``, and the user's words ask for one or more tools
@@ -17,7 +17,7 @@ Rules, first match wins:
 3. The user's last item is text, or audio in which the recognizer heard words (its transcript with
    ``input_audio_transcription``; without it the emulator still reads the audio, as the service's model
    hears it, unless ``Emulator(hear_audio=False)``; see :mod:`vlab.emulator.asr`) → "You said: <text>."
-   (at most 40 words).
+   (at most :data:`ECHO_WORDS` words).
 4. The user's last item is audio with no words heard (nothing recognized, or ``hear_audio=False``
    without transcription) → "I heard <n.n> seconds of speech."
 5. No user item (a proactive ``response.create``) → "Hello! How can I help you today?"
@@ -64,9 +64,11 @@ from typing import Any
 from vlab import protocol
 from vlab.emulator import reply_length, tool_choice
 from vlab.emulator.items import Item
-from vlab.errors import ConfigError
+from vlab.errors import ConfigError, check_keys
 
 GREETING = "Hello! How can I help you today?"
+ECHO_WORDS = 40
+"""The most words of the user's text, or of an MCP tool's output, a reply repeats."""
 MCP_SERVER_KEY = "mcp_server_label"
 """In the function-tool view of an MCP server's tool (never sent): the server's label."""
 MCP_APPROVAL_KEY = "mcp_needs_approval"
@@ -153,6 +155,10 @@ class Rule:
     """Function call to make."""
 
 
+_RULE_KEYS = ("on", "keywords", "turn", "after", "say", "call")
+"""The keys a script's rule may have."""
+
+
 @dataclass(frozen=True, slots=True)
 class Script:
     """A scripted dialogue: rules tried in order before the built-in ones."""
@@ -193,16 +199,13 @@ class Script:
         if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
             raise ConfigError(f'{source}: a script is a JSON object {{"rules": [...]}}')
         rules = []
-        for i, raw in enumerate(data["rules"]):
+        for i, raw in enumerate(data["rules"], start=1):  # rule 1 is the first, as a reader counts
             if not isinstance(raw, dict):
                 raise ConfigError(f"{source}: rule {i} must be an object, got {raw!r}")
-            unknown = set(raw) - {"on", "keywords", "turn", "after", "say", "call"}
+            check_keys(f"{source}: rule {i}", raw, _RULE_KEYS)
             on = raw.get("on", "user")
-            if unknown or on not in ("user", "function_output"):
-                raise ConfigError(
-                    f"{source}: rule {i} has unknown keys {sorted(unknown)} or 'on' {on!r}; "
-                    "use on/keywords/turn/after/say/call, on = 'user' or 'function_output'"
-                )
+            if on not in ("user", "function_output"):
+                raise ConfigError(f"{source}: rule {i} 'on' must be 'user' or 'function_output', got {on!r}")
             after = raw.get("after")
             if after is not None and (on != "function_output" or not isinstance(after, str)):
                 raise ConfigError(
@@ -314,7 +317,7 @@ def _reply(
     output = _tool_output(last)
     if output is not None and last is not None:
         if last.type == protocol.MCP_CALL_ITEM:
-            output = " ".join(output.split()[:40])
+            output = " ".join(output.split()[:ECHO_WORDS])
         return Reply(f"Here is what I found: {output}.")
     if last is not None and last.type == protocol.MCP_CALL_ITEM and last.wire.get("error") is not None:
         return Reply(f"The {last.wire.get('name')} tool failed: {_error_text(last.wire['error'])}.")
@@ -336,7 +339,7 @@ def _reply(
         if calls:
             return Reply("", tuple(_call(tool, args) for tool, args in calls))
         words = text.strip().rstrip(".?!").split()
-        short = "You said: " + " ".join(words[:40]) + "."
+        short = "You said: " + " ".join(words[:ECHO_WORDS]) + "."
     else:
         short = f"I heard {users[-1].audio_ms / 1000.0:.1f} seconds of speech."
     request = reply_length.requested_length(instructions, text, session.get("instructions"))
