@@ -29,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         action="store_true",
         help="check the config and that each prompt's recording is there, and list the settings, "
         "prompts and where the sessions connect; run nothing (exit 1 when a recording is missing, 2 when "
-        "the endpoint is malformed)",
+        "the endpoint is malformed or --out holds cells that ran otherwise: as the run would end)",
     )
     p.add_argument(
         "--mode",
@@ -43,25 +43,28 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.set_defaults(func=run)
 
 
-def _what_resumes(cfg: SweepConfig, out: Path, *, resume: bool) -> str:
-    """What a sweep into ``out`` would do with the cells it holds: keep them, run them again, or stop."""
+def _what_resumes(cfg: SweepConfig, out: Path, *, resume: bool) -> tuple[str, bool]:
+    """What a sweep into ``out`` would do with the cells it holds (keep them, run them again, or stop).
+
+    Returns the sentence, and whether the sweep would stop.
+    """
     from vlab.sweep.grid import counted
     from vlab.sweep.run import finished_cells
 
     held = finished_cells(cfg, out)
     done = len(held.names)
     if not done:
-        return "no finished cell of this sweep; every cell runs"
+        return "no finished cell of this sweep; every cell runs", False
     if not resume:
-        return f"{done} of {counted(cfg.n_cells, 'cell')} finished; --no-resume runs them again"
+        return f"{done} of {counted(cfg.n_cells, 'cell')} finished; --no-resume runs them again", False
     if held.changed:
         return (
             f"{counted(held.cells_changed, 'finished cell')} ran otherwise ({', '.join(held.changed)} changed "
             "since): the sweep would stop; give another --out, or --no-resume"
-        )
+        ), True
     if done == cfg.n_cells:
-        return f"all {counted(done, 'cell')} finished and kept (only the tables are built again)"
-    return f"{done} of {counted(cfg.n_cells, 'cell')} finished and kept; {cfg.n_cells - done} run"
+        return f"all {counted(done, 'cell')} finished and kept (only the tables are built again)", False
+    return f"{done} of {counted(cfg.n_cells, 'cell')} finished and kept; {cfg.n_cells - done} run", False
 
 
 def _target(cfg: SweepConfig) -> tuple[str | None, str | None]:
@@ -108,8 +111,10 @@ def run(args: argparse.Namespace) -> int:
             print("  session  " + session_note(cfg.session))
         if where:
             print("  target   " + where)
+        stops = False
         if args.out is not None and cfg.mode == "sessions":
-            print(f"  folder   {args.out}: {_what_resumes(cfg, Path(args.out), resume=not args.no_resume)}")
+            resumes, stops = _what_resumes(cfg, Path(args.out), resume=not args.no_resume)
+            print(f"  folder   {args.out}: {resumes}")
         missing = [p for p in cfg.prompts if not Path(p.file).is_file()]
         if missing:
             shown = first_few((f"{p.id} ({p.file})" for p in missing), 10, sep="; ")
@@ -124,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
                 f"vlab: the sweep would stop before it runs, unable to connect: {unreachable}",
                 file=sys.stderr,
             )
-        return 2 if unreachable else 1 if missing else 0  # as the run would end
+        return 2 if unreachable or stops else 1 if missing else 0  # as the run would end
     if where:  # else run_sweep stops and says why, before anything runs
         print("  target   " + where)
     try:

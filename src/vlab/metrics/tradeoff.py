@@ -19,11 +19,11 @@ __all__ = ["cutoff_at_latency", "latency_at_cutoff", "pareto_front", "played_noi
 
 
 def pareto_front(points: pd.DataFrame, x: str = "dead_air_ms", y: str = "false_cutoff_rate") -> pd.Series:
-    """True for points no other point beats on both ``x`` and ``y`` (lower is better; NaN never on it).
+    """True for points no other point beats: better on ``x`` or ``y``, no worse on the other (lower is better).
 
-    A point beats another when it is better on one figure and no worse on the other, by more than
-    :func:`vlab.metrics.same_within` of each: two settings 0.4 ms apart in dead air with the same cut-off
-    rate are both on the frontier, as ``vlab compare`` calls them ``same``.
+    Better and worse are by more than :func:`vlab.metrics.same_within` of each: two settings 0.4 ms apart
+    in dead air with the same cut-off rate are both on the frontier, as ``vlab compare`` calls them
+    ``same``. NaN is never on it.
     """
     require_columns(points, [x, y], _POINTS)
     xs = points[x].to_numpy(float)

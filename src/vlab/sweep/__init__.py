@@ -31,7 +31,7 @@ Config (TOML; see ``examples/vad_sweep.toml``)::
     [session]                # optional: what every setting's session also sends, alike (default: nothing;
                              # mode = "vad" opens no session: only the input audio keys change it)
     instructions = "Answer in one or two short sentences."   # the system prompt (the emulator reads how
-                             # long a reply it asks for: "tell a story" makes each reply some 20 s)
+                             # long a reply it asks for: "tell a story" makes each reply some 45 s)
     voice = "en-US-Ava:DragonHDLatestNeural"   # an Azure voice, an OpenAI one ("alloy"), or a table
     temperature = 0.8
     transcription = "azure-speech"   # the user's words transcribed into each cell's events

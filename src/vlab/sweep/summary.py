@@ -107,7 +107,8 @@ def results_table(points: Any, turns: Any = None) -> str:
         )
         + "[low-high]: its 95 % interval (settings whose intervals overlap may not differ); "
         + (f"{short}: {_MEANING[short]}, over the turns not cut off; " if len(latency.columns) else "")
-        + f"Pareto: no other setting has both fewer cut-offs and less dead air (by {SAME_WITHIN_MS:g} ms or more)"
+        + "Pareto: no other setting is better on cut-offs or dead air and no worse on the other (dead air "
+        + f"within {SAME_WITHIN_MS:g} ms is the same)"
         + (
             "; push-to-talk (reference): each turn committed at its labelled end, the dead air a perfect "
             "end-of-turn decision would leave."
