@@ -4,6 +4,7 @@ Every error a user can cause says what is wrong and how to fix it, and never con
 
     VlabError
     ├── ConfigError          invalid settings, missing or contradictory configuration
+    │   └── SettingsRefused        the server refused the session settings (the run went on without them)
     ├── AudioFormatError     a prompt file vlab cannot read or use
     ├── DeviceError          no sound device, PortAudio missing, device busy
     ├── ConnectionFailed     cannot reach or authenticate with the Voice Live endpoint
@@ -247,6 +248,26 @@ class AsyncWithOnly:
 
     def __exit__(self, *exc: object) -> None:
         """Never called: :meth:`__enter__` refuses."""
+
+
+class SettingsRefused(ConfigError):
+    """The server refused the session settings (an ``error`` answering ``session.update``).
+
+    The session went on with the server's own settings, so its figures are not those of the settings
+    asked for.
+    """
+
+
+def settings_refused(refusal: str, what: str) -> SettingsRefused:
+    """The :class:`SettingsRefused` for the server's ``refusal`` (code: message) of a run's settings.
+
+    ``what`` names what the refusal makes wrong (``"the cell's figures"``).
+    """
+    return SettingsRefused(
+        f"the server refused the session settings ({refusal.rstrip('.')}); the session went on with the server's own, "
+        f"so {what} do not measure the settings asked for. Change the setting it names (a voice or model "
+        "the resource does not offer, say) and run again"
+    )
 
 
 class NotAnswered(VlabError, TimeoutError):

@@ -12,7 +12,7 @@ from typing import Any
 
 from vlab.audio.pcm import silence
 from vlab.audio.wav import load_wav
-from vlab.errors import NotAnswered, check_keywords
+from vlab.errors import NotAnswered, check_keywords, settings_refused
 from vlab.feed import NoSpeechDetected, feed_prompt, trailing_silence_ms
 from vlab.log import new_run_dir
 from vlab.metrics.latency import sorted_times_ms, turn_latency
@@ -74,6 +74,8 @@ async def replay(
         ConfigError: ``settings`` is not a :class:`vlab.SessionSettings`, or an option :class:`vlab.Session`
             does not take (the message names the one meant).
         AudioFormatError: ``prompt`` is neither a file nor a bundled prompt's id.
+        SettingsRefused: The server refused the settings (an ``error`` answering ``session.update``); the
+            run folder keeps what happened.
     """
     if settings is not None:
         require_settings(settings, "replay")
@@ -109,6 +111,8 @@ async def replay(
         target = session.target
         if target.kind == "emulator":  # its port meant nothing once it stopped
             target = dataclasses.replace(target, endpoint=None)
+    if session.settings_refused is not None:
+        raise settings_refused(session.settings_refused, f"the replay's events ({run_path})")
     from vlab.corpus.labeller import sent_speech_ends_ms
 
     ends = await asyncio.to_thread(sent_speech_ends_ms, pcm, settings) if end_of_turn_ms is None else None

@@ -150,8 +150,14 @@ def _session_row(folder: Path) -> dict[str, Any] | None:
     if not isinstance(summary, dict):
         ended = "did not close (crashed, or still running)"
     else:
-        error = summary.get("connection_error")
-        ended = f"connection error: {str(error).splitlines()[0]}" if error else "closed"
+        error, refused = summary.get("connection_error"), summary.get("settings_refused")
+        ended = (
+            f"connection error: {str(error).splitlines()[0]}"
+            if error
+            else f"closed; the server refused its settings ({refused})"
+            if refused
+            else "closed"
+        )
     return {
         "kind": "session",
         "started_at": meta.get("started_at"),

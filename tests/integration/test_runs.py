@@ -166,3 +166,25 @@ def test_a_folder_without_runs_says_so_and_one_that_is_not_there_names_itself(tm
     )
     with pytest.raises(ConfigError, match="is a file"):
         vlab.find_runs(bundled_dir("prompts") / "manifest.json")
+
+
+async def test_a_replay_whose_settings_the_server_refused_fails_and_its_run_says_so(tmp_path):
+    from vlab.errors import SettingsRefused
+    from vlab.replay import replay
+    from vlab.testing import fast_emulator
+
+    async with fast_emulator(refuse=["voice:alloy"]) as emu:
+        with pytest.raises(
+            SettingsRefused, match=r"^the server refused the session settings \(invalid_value: "
+        ):
+            await replay(
+                "short_question",
+                settings=vlab.SessionSettings(voice="alloy"),
+                run_dir=tmp_path / "alloy",
+                speed="max",
+                endpoint=emu.endpoint,
+                api_key=emu.api_key,
+                dotenv_path=False,
+            )
+    (row,) = vlab.find_runs(tmp_path).itertuples()
+    assert row.ended.startswith("closed; the server refused its settings (invalid_value: Invalid value for")

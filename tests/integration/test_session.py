@@ -548,3 +548,29 @@ async def test_a_latency_seed_goes_first_to_vlab_s_emulator_and_to_no_other_serv
     assert update["type"] == "session.update" and "metadata" not in update["session"]
     with pytest.raises(vlab.errors.ConfigError, match="latency_seed must be an integer or None, got '42'"):
         Session(latency_seed="42")
+
+
+async def test_settings_the_server_refuses_are_recorded_and_other_errors_are_not(tmp_path):
+    # a refused session.update used to be logged at INFO only: the session went on with the server's own
+    # settings, and a replay or a sweep cell reported success for settings that were never in effect
+    async with fast_emulator(refuse=["voice:alloy"]) as emu:
+        where = {"endpoint": emu.endpoint, "api_key": emu.api_key, "dotenv_path": False}
+        async with Session(SessionSettings(voice="alloy"), run_dir=tmp_path / "refused", **where) as s:
+            error = (await s.wait_for("error"))[-1]
+            await s.cancel_response()  # an error too, but not about the settings
+            await s.wait_for("error")
+        async with Session(SessionSettings(voice="echo"), **where) as accepted:
+            await accepted.wait_for("session.updated", count=1)
+            await accepted.update(SessionSettings(voice="alloy"))  # refused later: recorded too
+            await accepted.wait_for("error")
+    assert error.error.event_id == "vlab_session_update_1"  # the update, told by the id vlab gave it
+    assert s.settings_refused is not None and s.settings_refused.startswith("invalid_value: ")
+    assert "'alloy' is not supported by this resource" in s.settings_refused
+    summary = json.loads((tmp_path / "refused" / "session.json").read_text())["summary"]
+    assert summary["settings_refused"] == s.settings_refused
+    assert accepted.settings_refused is not None
+    async with fast_emulator() as emu:
+        async with Session(endpoint=emu.endpoint, api_key=emu.api_key, dotenv_path=False) as fine:
+            await fine.cancel_response()
+            await fine.wait_for("error")
+    assert fine.settings_refused is None and fine.summary()["settings_refused"] is None

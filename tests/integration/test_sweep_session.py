@@ -604,3 +604,18 @@ async def test_without_a_model_grid_the_target_s_model_is_kept_and_a_resume_with
     monkeypatch.setenv("AZURE_VOICELIVE_MODEL", "gpt-4.1")
     result = await run_sweep_async(cfg, tmp_path / "s", progress=False, session_options=OPTS)
     assert [c.status for c in result.cells] == ["skipped"]
+
+
+async def test_a_cell_whose_settings_the_server_refused_fails_and_says_why(tmp_path):
+    from vlab.testing import fast_emulator
+
+    cfg = config(**FAST, grid={"silence_duration_ms": [500]}, session={"voice": "alloy"})
+    async with fast_emulator(refuse=["voice:alloy"]) as emu:  # a resource that does not serve alloy
+        where = {**OPTS, "endpoint": emu.endpoint, "api_key": emu.api_key}
+        result = await run_sweep_async(cfg, tmp_path / "out", progress=False, session_options=where)
+    (cell,) = result.cells  # it used to be "ok", its figures those of the server's own voice
+    assert cell.status == "error"
+    assert cell.error is not None and cell.error.startswith(
+        "SettingsRefused: the server refused the session settings (invalid_value: Invalid value for "
+        "'session.voice': 'alloy' is not supported by this resource"
+    )

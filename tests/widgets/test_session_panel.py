@@ -684,3 +684,18 @@ def test_a_table_of_no_rows_or_a_replay_that_never_moves_is_refused_when_the_pan
         with pytest.raises(ConfigError, match=said):
             make()
     assert SessionPanel(runs_dir=tmp_path, replay_speed="max").replay_speed == math.inf
+
+
+async def test_settings_the_server_refused_are_shown_as_the_session_s_failure(tmp_path, prompt_dir):
+    from vlab.testing import fast_emulator
+
+    async with fast_emulator(refuse=["voice:alloy"], api_key="k123") as emu:
+        panel = _panel(tmp_path, prompt_dir, session_options={"dotenv_path": False})
+        panel.target.value = "Azure endpoint"
+        panel.endpoint.value = emu.endpoint
+        panel.api_key.value = "k123"
+        panel.voice.value = "alloy"
+        panel.start.click()
+        await panel.task
+    assert "failed: the server refused the session settings (invalid_value: " in panel.status.value
+    assert "so this session&#x27;s events do not measure the settings asked for" in panel.status.value

@@ -210,6 +210,10 @@ class Session(AsyncWithOnly):
         self._run_folder: RunFolder | None = None
         self.protocol_warnings = 0
         """How many server events broke the protocol (each logged as a ``vlab.protocol_warning`` record)."""
+        self.settings_refused: str | None = None
+        """The server's ``error`` (code: message) when it refused a ``session.update`` of this session: its
+        settings, or some of them, are then not in effect. None while every update was accepted."""
+        self._updates_sent: set[str] = set()  # the event_id of each session.update, to match its error
         self._truncations: set[asyncio.Task[None]] = set()
 
     # --- properties ----------------------------------------------------------------------------------
@@ -343,8 +347,8 @@ class Session(AsyncWithOnly):
         """What happened in the session: counts, and how the connection ended (``session.json`` on close).
 
         Returns:
-            ``events``, ``protocol_warnings``, ``reconnects`` and ``connection_error`` (why the
-            connection was lost, or None).
+            ``events``, ``protocol_warnings``, ``reconnects``, ``settings_refused`` (the server's refusal
+            of the settings, or None) and ``connection_error`` (why the connection was lost, or None).
         """
         error = self.connection_error
         return {
@@ -352,6 +356,7 @@ class Session(AsyncWithOnly):
             "protocol_warnings": self.protocol_warnings,
             "reconnects": self.reconnects,
             "connection_error": str(error) if error is not None else None,
+            "settings_refused": self.settings_refused,
         }
 
     async def _open_wire(self) -> Wire:
@@ -536,8 +541,13 @@ class Session(AsyncWithOnly):
             )
         elif kind == protocol.ERROR:
             error = get("error") or {}
-            level = logging.WARNING if error.get("type") == "server_error" else logging.INFO
-            log.log(level, "server error event: %s: %s", error.get("code"), error.get("message"))
+            if self._refuses_an_update(error):
+                refusal = self._connector.redact(f"{error.get('code')}: {error.get('message')}")
+                self.settings_refused = self.settings_refused or refusal
+                log.warning("the server refused the session settings: %s", refusal)
+            else:
+                level = logging.WARNING if error.get("type") == "server_error" else logging.INFO
+                log.log(level, "server error event: %s: %s", error.get("code"), error.get("message"))
         elif kind == protocol.RESPONSE_DONE:
             failed = failed_response_error(payload)
             if failed is not None:
@@ -545,6 +555,14 @@ class Session(AsyncWithOnly):
                 rid = (get("response") or {}).get("id")
                 log.warning("response %s failed: %s: %s", rid, error.get("code"), error.get("message"))
         return None
+
+    def _refuses_an_update(self, error: Mapping[str, Any]) -> bool:
+        """Whether the ``error`` answers a ``session.update``: by its ``event_id``, else by its ``param``."""
+        event_id = error.get("event_id")
+        if isinstance(event_id, str) and event_id:
+            return event_id in self._updates_sent
+        param = error.get("param")
+        return isinstance(param, str) and param.startswith("session.")
 
     async def _barge(self, action: BargeInAction) -> None:
         """Send what the barge-in policy decided (playback has already stopped).
@@ -673,7 +691,15 @@ class Session(AsyncWithOnly):
         self._log.append(event, "client", t_ns, **record_extra)
 
     async def _send_now(self, event: Mapping[str, Any], **record_extra: Any) -> None:
-        """Send on the current connection without waiting for it (handshake, barge-in) and log it."""
+        """Send on the current connection without waiting for it (handshake, barge-in) and log it.
+
+        A ``session.update`` goes with an ``event_id`` (its own, or one vlab gives it), so that an ``error``
+        refusing it can be told from others (:attr:`settings_refused`).
+        """
+        if event.get("type") == protocol.CLIENT_SESSION_UPDATE:
+            if not isinstance(event.get("event_id"), str):
+                event = {"event_id": f"vlab_session_update_{len(self._updates_sent) + 1}", **event}
+            self._updates_sent.add(event["event_id"])
         try:
             t_ns = await self._link.send(event)
         except WireClosed as exc:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from vlab import protocol
 from vlab.clock import Clock, SystemClock, wait_until_ns
-from vlab.errors import NotAnswered
+from vlab.errors import NotAnswered, settings_refused
 from vlab.prompts import LabelledPrompt
 from vlab.settings import McpServer, SessionSettings
 from vlab.sweep.config import SweepConfig
@@ -114,6 +114,8 @@ async def _run_cell(
         target = (
             STANDALONE_EMULATOR if s.target.kind != "emulator" and s.simulated_timeline else s.target.kind
         )
+    if s.settings_refused is not None:  # its figures would be the server's own settings', under this name
+        raise settings_refused(s.settings_refused, "the cell's figures")
     return {"connect_ns": connect_ns, "target": target}
 
 

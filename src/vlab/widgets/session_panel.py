@@ -21,7 +21,7 @@ from vlab.audio.formats import AUDIO_KINDS, AUDIO_SUFFIXES
 from vlab.audio.pacing import parse_speed
 from vlab.bundled import bundled_dir
 from vlab.endpoint import Secret
-from vlab.errors import ConfigError, VlabError, check_count
+from vlab.errors import ConfigError, VlabError, check_count, settings_refused
 from vlab.log.files import new_run_dir
 from vlab.log.records import EventRecord
 from vlab.protocol_limits import EOU_TIMEOUT_MS, THRESHOLD_BOUNDS
@@ -674,6 +674,8 @@ class SessionPanel:
             self.error = exc
             raise
         finally:
+            if self.error is None and session.settings_refused is not None:  # it ran, on the server's own
+                self.error = settings_refused(session.settings_refused, "this session's events")
             self.runner = None
             self.connected.clear()
             refresher.cancel()
