@@ -727,6 +727,30 @@ def test_detections_know_where_the_server_clamped_the_padding():
     assert d["onset_earliest_ms"].tolist() == [0, 1800, 4200]
 
 
+@pytest.mark.parametrize("speech_first", [True, False], ids=["speech_first", "response_first"])
+def test_a_response_belongs_to_the_turn_that_ended_whichever_comes_first_at_one_ms(speech_first):
+    # the user speaks on within the reply's start-up: the emulator logs speech_started and the ended
+    # turn's response.created at one simulated ms, and their order used to decide whether it counted
+    resumed = (protocol.SPEECH_STARTED, 1800, None, "b")
+    reply = (protocol.RESPONSE_CREATED, None, None, None)
+    events = [
+        (protocol.SPEECH_STARTED, 0, None, "a"),
+        (protocol.SPEECH_STOPPED, None, 1800, "a"),
+        *((resumed, reply) if speech_first else (reply, resumed)),
+        (protocol.SPEECH_STOPPED, None, 3500, "b"),
+        (protocol.SPEECH_STARTED, 3900, None, "c"),
+        (protocol.RESPONSE_CREATED, None, None, None),  # b's, after c began
+        (protocol.SPEECH_STOPPED, None, 5000, "c"),
+        (protocol.RESPONSE_CREATED, None, None, None),
+        (protocol.RESPONSE_CREATED, None, None, None),  # a second one for the same turn gives it no other
+        (protocol.SPEECH_STARTED, 5400, None, "d"),
+        (protocol.RESPONSE_CREATED, None, None, None),  # no turn ended without a response: d is still open
+    ]
+    d = detections_from_boundaries(events, silence_duration_ms=500, prefix_padding_ms=300)
+    assert d["item_id"].tolist() == ["a", "b", "c", "d"]
+    assert d["responded"].tolist() == [True, True, True, False]
+
+
 def test_a_turn_whose_reply_was_never_heard_has_no_dead_air_in_the_score():
     # two turns; the first's reply was cancelled before its first audio, as the user spoke on. Its dead
     # air used to be the end-of-turn wait on the audio clock (500 ms, no reply latency in it), beside the

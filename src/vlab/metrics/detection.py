@@ -199,6 +199,7 @@ def detections_from_boundaries(
     """
     rows: list[dict[str, Any]] = []
     current: dict[str, Any] | None = None
+    unanswered: dict[str, Any] | None = None  # the last detection that ended, while no response followed it
     clamped_at = 0.0  # where the next speech_started's padding is cut short: the last audio_end_ms
     for kind, start_ms, end_ms, item_id in events:
         if kind == protocol.SPEECH_STARTED:
@@ -227,13 +228,14 @@ def detections_from_boundaries(
             current[OFFSET_EARLIEST] = min(current["offset_ms"], earliest)
             if not math.isnan(end):
                 clamped_at = end
-        elif (
-            kind == protocol.RESPONSE_CREATED
-            and current is not None
-            and not math.isnan(current["audio_end_ms"])
-        ):
-            current["responded"] = True
-            current = None
+            unanswered = current
+        elif kind == protocol.RESPONSE_CREATED and unanswered is not None:
+            # The response to the turn that ended last, even when the user's next speech_started came
+            # first: the two can share a simulated ms, and their order must not decide the score.
+            unanswered["responded"] = True
+            unanswered = None
+            if current is not None and not math.isnan(current["audio_end_ms"]):
+                current = None
     *times, responded = DETECTION_COLUMNS
     floats = (*times, ONSET_EARLIEST, OFFSET_EARLIEST)
     data: dict[str, Any] = {c: np.array([r[c] for r in rows], dtype=float) for c in floats}
