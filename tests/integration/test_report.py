@@ -118,6 +118,18 @@ def test_the_charts_and_the_tables_show_the_settings_in_the_grid_s_order(sweep_d
         assert table["setting"].drop_duplicates().tolist() == grid, list(table.columns)
 
 
+def test_the_latency_summary_counts_the_same_turns_in_every_stage(sweep_dir):
+    from vlab import plots
+
+    with mock.patch("vlab.plots.summary_table", wraps=plots.summary_table) as tabled:
+        build_report(sweep_dir, timeline_prompts=0)
+    (latency,) = [c.args[0] for c in tabled.call_args_list if "metric" in c.args[0]]
+    assert pd.read_parquet(sweep_dir / "turns.parquet")["false_cutoff"].any()  # sil=300 cuts pause_600 off
+    for _, rows in latency.groupby(["setting", "turns"]):
+        n = dict(zip(rows["metric"], rows["n"], strict=True))
+        assert n["turn_commit_ms"] == n["voice_to_voice_ms"] > 0  # the cut-offs' stages were counted too
+
+
 def test_report_of_a_folder_that_is_not_a_sweep_fails_clearly(tmp_path):
     with pytest.raises(ConfigError, match="not a sweep folder"):
         build_report(tmp_path)

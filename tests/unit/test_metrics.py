@@ -36,6 +36,7 @@ from vlab.metrics import (
     tool_calls,
     turn_latency,
     vad_preview,
+    waited_turns,
 )
 from vlab.prompts import LabelledPrompt
 from vlab.protocol import RUN_MS_KEY, SIM_MS_KEY, TIMELINE_ENDED, TIMELINE_INPUT, TIMELINE_METADATA_KEY
@@ -727,6 +728,19 @@ def test_detections_know_where_the_server_clamped_the_padding():
     assert d["onset_earliest_ms"].tolist() == [0, 1800, 4200]
 
 
+def test_waited_turns_are_the_spoken_turns_not_cut_off():
+    turns = pd.DataFrame(
+        {
+            "trigger": ["vad", "vad", "client", "vad", "commit"],
+            "category": ["pause", "pause", "pause", "noise_only", "pause"],
+            "false_cutoff": [False, True, False, False, False],
+        }
+    )
+    assert waited_turns(turns).index.tolist() == [0, 4]  # not the cut-off, the client's or the noise's
+    assert waited_turns(turns.drop(columns="false_cutoff")).index.tolist() == [0, 1, 4]
+    assert waited_turns(turns.iloc[:0]).empty
+
+
 @pytest.mark.parametrize("speech_first", [True, False], ids=["speech_first", "response_first"])
 def test_a_response_belongs_to_the_turn_that_ended_whichever_comes_first_at_one_ms(speech_first):
     # the user speaks on within the reply's start-up: the emulator logs speech_started and the ended
@@ -995,6 +1009,7 @@ def test_summary_has_quantiles_with_intervals_and_first_turn_separately():
         }
     )
     s = summarize_latency(turns, by=["setting"], metrics=["voice_to_voice_ms"])
+    pd.testing.assert_frame_equal(summarize_latency(turns, by="setting", metrics=["voice_to_voice_ms"]), s)
     rest = s[s.turns == "rest"].iloc[0]
     assert rest.n == 20 and rest.p50 == pytest.approx(195) and rest.p50_lo <= 195 <= rest.p50_hi
     assert s[s.turns == "first"].iloc[0].p50 == 999

@@ -43,6 +43,7 @@ from vlab.metrics.latency import (
     stages_in_order,
     tokens_used,
     turn_latency,
+    waited_turns,
 )
 from vlab.metrics.preview import vad_preview
 from vlab.metrics.session_latency import session_latency
@@ -96,6 +97,7 @@ __all__ = [
     "session_latency",
     "setting_took_effect",
     "spoken_turns",
+    "waited_turns",
     "stages_in_order",
     "summarize_latency",
     "tokens_used",

@@ -60,9 +60,13 @@ request made, and is not counted again). For a turn that speaks, ``voice_to_answ
 ``voice_to_voice_ms``. The ``dead_air_ms`` of a turn answered through tools runs to the answer's first
 audio too, so sweep scores and Pareto fronts count the user's whole wait.
 
-A response received before ``T_eos`` is a **false cut-off** (``false_cutoff`` True): its latencies are
-NaN with a reason, never negative. Any missing or out-of-order anchor gives NaN and a ``reason``; the
-functions never raise on a strange log.
+A response received before ``T_eos`` is a **false cut-off** (``false_cutoff`` True): the latencies that
+would run from the end of speech (``voice_to_voice_ms``, ``server_hangover_ms``, ``endpointing_ms``) are
+NaN with a reason, never negative; the server's own stages after its ``speech_stopped``
+(``turn_commit_ms``, ``ttft_ms``, ``ttfb_audio_ms``, ``voice_to_voice_events_ms``) are measured as for
+any response. Summaries of the user's waits leave such turns out (:func:`waited_turns`).
+Any missing or out-of-order anchor gives NaN and a ``reason``; the functions never raise on a strange
+log.
 """
 
 from __future__ import annotations
@@ -146,6 +150,19 @@ def spoken_turns(turns: pd.DataFrame) -> pd.DataFrame:
     if "category" in turns:
         spoken &= turns["category"] != NOISE_ONLY
     return turns[spoken]
+
+
+def waited_turns(turns: pd.DataFrame) -> pd.DataFrame:
+    """The turns the user spoke and then waited through: :func:`spoken_turns` that were not cut off.
+
+    What a latency summary describes. A false cut-off's reply started inside the turn: its server stages
+    are measured, but no one waited for them, and with them each stage's figure would count other turns
+    than ``voice_to_voice_ms``'s.
+    """
+    spoken = spoken_turns(turns)
+    if not len(spoken) or "false_cutoff" not in spoken:
+        return spoken
+    return spoken[~spoken["false_cutoff"].astype(bool)]
 
 
 def cancelled_before_audio(status: Any, t_first_audio_ns: Any, false_cutoff: Any) -> bool:

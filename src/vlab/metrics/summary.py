@@ -128,7 +128,7 @@ def differ(
 def summarize_latency(
     turns: pd.DataFrame,
     *,
-    by: Sequence[str] = (),
+    by: str | Sequence[str] = (),
     metrics: Sequence[str] = LATENCY_STAGES,
     first_turn_separately: bool = True,
     n_boot: int = RESAMPLES,
@@ -138,7 +138,7 @@ def summarize_latency(
 
     Args:
         turns: Rows from :func:`turn_latency` (several runs concatenated, with grouping columns).
-        by: Grouping columns (e.g. ``["setting"]``).
+        by: A grouping column or columns (e.g. ``"setting"``).
         metrics: Latency columns to summarize (those absent are skipped; not all of them).
         first_turn_separately: Add a ``turns`` grouping level, ``first`` or ``rest``.
         n_boot: Bootstrap resamples.
@@ -152,11 +152,11 @@ def summarize_latency(
         ConfigError: ``turns`` lacks a ``by`` column, or every one of ``metrics`` (an event frame, say); a
             frame of no turns and no columns gives an empty table.
     """
-    keys = list(by)
+    keys = [by] if isinstance(by, str) else list(by)
     quantiles = [f"p{p}{s}" for p in (50, 90, 95) for s in ("", "_lo", "_hi")]
     if not len(turns.columns):  # no turns at all
         return pd.DataFrame(columns=[*keys, "metric", "n", *quantiles])
-    require_columns(turns, [*by, *([] if any(m in turns for m in metrics) else metrics)], TURNS_FRAME)
+    require_columns(turns, [*keys, *([] if any(m in turns for m in metrics) else metrics)], TURNS_FRAME)
     data = turns.copy()
     if first_turn_separately and "first_turn" in data.columns:
         data["turns"] = np.where(data["first_turn"].astype(bool), "first", "rest")

@@ -20,7 +20,7 @@ import pandas as pd
 
 from vlab.audio.pacing import parse_speed, speed_label
 from vlab.errors import ConfigError, check_count, first_few
-from vlab.metrics.latency import made_tool_calls, spoken_turns
+from vlab.metrics.latency import made_tool_calls, spoken_turns, waited_turns
 from vlab.report.sweep_folder import (
     grid_models,
     grid_settings,
@@ -479,10 +479,11 @@ def _tables_html(sweep: _Sweep) -> list[str]:
     from vlab.sweep import in_grid_order
 
     turns, manifest = sweep.turns, sweep.manifest
-    parts = ["<h2>Latency summary (bootstrap 95 % intervals; first turn separately)</h2>"]
+    parts = ["<h2>Latency summary (turns not cut off; bootstrap 95 % intervals; first turn separately)</h2>"]
     if len(turns):
         measures = latency_measures(turns, endpointing=True)
-        summary = in_grid_order(summarize_latency(turns, by=["setting"], metrics=measures), sweep.settings)
+        waited = waited_turns(turns)  # each stage's row then counts the turns voice_to_voice_ms's does
+        summary = in_grid_order(summarize_latency(waited, by=["setting"], metrics=measures), sweep.settings)
         if len(summary):
             parts.append(plots.summary_table(summary))
     if sweep.with_tools:

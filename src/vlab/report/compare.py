@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from vlab.errors import ConfigError
-from vlab.metrics.latency import spoken_turns
+from vlab.metrics.latency import waited_turns
 from vlab.metrics.summary import RESAMPLES
 from vlab.report.sweep_folder import (
     grid_models,
@@ -242,7 +242,7 @@ def compare_sweeps(
     ):
         if mismatch:
             warn_user(mismatch)  # only for sweeps that can be compared
-    ta, tb = spoken_turns(load_table(fa, "turns")), spoken_turns(load_table(fb, "turns"))  # the user's waits
+    ta, tb = waited_turns(load_table(fa, "turns")), waited_turns(load_table(fb, "turns"))  # the user's waits
     rows = []
     # VAD-only sweeps answer nothing: their dead air is the points' (the end-of-turn wait on the audio clock)
     vad_only = manifest_a.get("mode") == manifest_b.get("mode") == "vad"

@@ -736,16 +736,17 @@ class SweepPanel:
 
     def _latency_summary(self, speech: pd.DataFrame, settings: list[str]) -> widgets.Widget:
         """The latency table of a session sweep's speech turns (kept as :attr:`summary`), in ``settings`` order."""
-        from vlab.metrics import summarize_latency
+        from vlab.metrics import summarize_latency, waited_turns
         from vlab.report import latency_measures
         from vlab.sweep import in_grid_order
 
+        waited = waited_turns(speech)  # not the cut-offs: each stage counts the turns voice_to_voice_ms does
         summary = in_grid_order(
-            summarize_latency(speech, by=["setting"], metrics=latency_measures(speech)), settings
+            summarize_latency(waited, by=["setting"], metrics=latency_measures(speech)), settings
         )
         self.summary = summary
         return widgets.HTML(
-            "<b>Latency summary</b> (p50/p90 with bootstrap 95 % intervals; first turn of each session separately). "
+            "<b>Latency summary</b> (turns not cut off; p50/p90 with bootstrap 95 % intervals; first turn of each session separately). "
             "On the emulator every figure is on its simulated timeline (the same at any speed); against "
             "Azure, on the client's clock (run at speed 1)." + _table(summary, ["setting", "turns", "metric", "n", "p50", "p50_lo", "p50_hi", "p90", "p90_lo", "p90_hi"])
         )  # fmt: skip
