@@ -462,9 +462,10 @@ def _interval_bars(ax: Axes, points: pd.DataFrame, x: str, y: str) -> None:
         )
         for c in (x, y)
     }  # a missing end draws no bar on that side, nor an end on the wrong side of its value
+    # above the frontier's line, which hid the bars that run along it, and capped, so their ends show
     ax.errorbar(
-        values[x], values[y] * 100, xerr=spans[x], yerr=spans[y] * 100, fmt="none", ecolor="#bdbdbd",
-        elinewidth=1, zorder=2, label="95 % interval",
+        values[x], values[y] * 100, xerr=spans[x], yerr=spans[y] * 100, fmt="none", ecolor="#969696",
+        elinewidth=1, capsize=3, zorder=4.5, label="95 % interval",
     )  # fmt: skip
 
 

@@ -46,6 +46,24 @@ def test_the_pareto_chart_marks_the_settings_on_the_frontier_and_the_others_apar
     assert legend.y1 < axes.y0
 
 
+def test_the_interval_bars_are_drawn_over_the_frontier_s_line_with_their_ends_capped():
+    # a dead-air interval runs along the frontier's horizontal step: under the line it was hidden
+    points = pd.DataFrame({
+        "setting": ["a", "b"], "dead_air_ms": [800.0, 1000.0], "false_cutoff_rate": [0.4, 0.2],
+        "dead_air_ms_lo": [780.0, 990.0], "dead_air_ms_hi": [900.0, 1050.0],
+        "false_cutoff_rate_lo": [0.2, 0.1], "false_cutoff_rate_hi": [0.6, 0.4],
+        "pareto": [True, True], "baseline": [False, False],
+    })  # fmt: skip
+    ax = plots.pareto(points, ax=_axes())
+    (frontier,) = [line for line in ax.lines if line.get_label() == "setting on the Pareto frontier"]
+    from matplotlib.collections import LineCollection
+
+    bars = [c for c in ax.collections if isinstance(c, LineCollection)]  # the x and the y bars
+    assert len(bars) == 2 and all(bar.get_zorder() > frontier.get_zorder() for bar in bars)
+    caps = [line for line in ax.lines if line.get_marker() in ("|", "_")]
+    assert len(caps) == 4 and all(cap.get_zorder() > frontier.get_zorder() for cap in caps)  # each end
+
+
 def test_the_pareto_chart_draws_the_push_to_talk_reference_as_a_star_apart_from_the_settings():
     points = pd.DataFrame({
         "setting": ["a", "b", "push-to-talk"],

@@ -75,7 +75,10 @@ SCORE_COLUMNS = {
         "detection error rate: (false alarm + missed speech) / labelled speech, in 10 ms frames, leaving out "
         "those spans and, where turn detection may wait for more speech, the wait in which the speech ended"
     ),
-    "false_starts": "detections in a noise-only prompt",
+    "false_starts": (
+        "detections in a noise-only prompt; in a prompt with speech, the detections that overlap no labelled "
+        "speech"
+    ),
 }
 """The columns of the report's per-prompt table, in order, and what each says (docs/sweeps.md says more)."""
 CHARTS = ("waterfall", "latency_distributions", "pareto", "vad_timeline")
@@ -338,7 +341,8 @@ def _draw_tradeoff_charts(sweep: _Sweep, save: _Save) -> None:
             plots.noise_tradeoff(pareto_labels(points, x="false_starts_per_min", y="missed_turn_rate")),
             "noise_tradeoff",
             "False starts on noise vs missed turns",
-            "One point per setting: the speech its VAD found in the noise-only prompts, per minute of them, "
+            "One point per setting: the detections (starts of speech) its VAD made in the noise-only prompts, "
+            "per minute of them, "
             "against the share of labelled turns it never answered. A low threshold, or a suppressor that "
             "leaves speech-like residue, starts turns on noise; a high one misses quiet speech. Grey bars: 95 % "
             "intervals (Poisson over the minutes of noise, Wilson over the labelled turns): a few seconds of "
@@ -361,9 +365,10 @@ def _draw_vad_timelines(sweep: _Sweep, save: _Save, timeline_prompts: int) -> No
             ),
             f"vad_timeline_{prompt.id}",
             f"VAD timeline: {prompt.id}",
-            "Server detections per setting against the labels (first repeat). A pale start: the server cut "
-            "the padding short there (at the start of the audio, or at the end of the turn before), so the "
-            "speech began somewhere in it.",
+            "Server detections per setting against the labels (first repeat), each bar from its onset to its "
+            "speech_stopped, so it runs on past the speech by the silence timer (the detection error rate "
+            "scores it to audio_end_ms less that). A pale start: the server cut the padding short there (at "
+            "the start of the audio, or at the end of the turn before), so the speech began somewhere in it.",
         )
 
 
