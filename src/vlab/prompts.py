@@ -316,7 +316,11 @@ def write_run_labels(run_dir: str | os.PathLike[str], labels: Mapping[str, Any] 
 
     ``labels``: :meth:`LabelledPrompt.labels`, or at least its ``end_of_turn_ms`` on the run's input clock
     (ms from the first sample the run sent). Whoever reads the run later (the log explorer) then times its
-    turns from them, as the replay, the sweep or the session panel that made it did.
+    turns from them, as the replay, the sweep or the session panel that made it did. ``run_dir`` is made
+    if it is not there.
+
+    Raises:
+        ConfigError: ``labels`` is neither None nor a mapping with ``end_of_turn_ms``.
     """
     from vlab.log.files import LABELS_NAME
 
@@ -324,7 +328,12 @@ def write_run_labels(run_dir: str | os.PathLike[str], labels: Mapping[str, Any] 
     if labels is None:
         path.unlink(missing_ok=True)
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not isinstance(labels, Mapping) or "end_of_turn_ms" not in labels:  # read_run_labels would refuse it
+        raise ConfigError(
+            "labels must be a mapping with at least 'end_of_turn_ms' (a list of ms), e.g. "
+            f"{{'end_of_turn_ms': [1200.0]}} or a prompt's labels(), got {labels!r}"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)  # the run folder, if the run has not made it yet
     path.write_text(json.dumps(dict(labels), indent=2) + "\n", encoding="utf-8")
 
 

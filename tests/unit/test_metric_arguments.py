@@ -17,6 +17,9 @@ from vlab.errors import ConfigError
 from vlab.metrics import (
     bootstrap_ci,
     bootstrap_ratio,
+    cutoff_at_latency,
+    detection_error_rate,
+    latency_at_cutoff,
     operating_points,
     poisson_interval,
     score_prompt,
@@ -39,6 +42,11 @@ def _prompt():
 def _scores() -> pd.DataFrame:
     detections = vad_preview([_prompt()], [{"setting": "s"}])
     return pd.DataFrame([{"setting": "s", **score_prompt(_prompt(), detections)}])
+
+
+@functools.cache
+def _points() -> pd.DataFrame:
+    return operating_points(_scores())
 
 
 CALLS = {
@@ -106,6 +114,30 @@ CALLS = {
     "a threshold in words": (
         lambda: vad_preview([_prompt()], [{"threshold": "high"}]),
         "a setting's threshold must be a number, got 'high'",
+    ),
+    "a cut-off rate in percent": (
+        lambda: latency_at_cutoff(_points(), (20,)),  # was 835 ms, as if 20 meant 2000 %
+        "each of rates (a fraction: 0.05 is 5 %) must be a number from 0 to 1, got 20",
+    ),
+    "one rate, not a list": (
+        lambda: latency_at_cutoff(_points(), 0.1),
+        "rates must be a list of numbers, e.g. [0.05, 0.1], got 0.1",
+    ),
+    "a budget as a string": (
+        lambda: cutoff_at_latency(_points(), "600"),
+        "budgets_ms must be a list of numbers",
+    ),
+    "a negative budget": (
+        lambda: cutoff_at_latency(_points(), [-5]),
+        "each of budgets_ms (dead air, in ms) must be a number ≥ 0, got -5",
+    ),
+    "a DER step of 0": (
+        lambda: detection_error_rate([(0.0, 100.0)], [], 1000.0, step_ms=0),  # was ZeroDivisionError
+        "step_ms must be a number ≥ 0.001, got 0",
+    ),
+    "a negative duration": (
+        lambda: detection_error_rate([(0.0, 100.0)], [], -5.0),  # was a DER of 1.0
+        "duration_ms must be a number ≥ 0, got -5.0",
     ),
 }
 

@@ -991,6 +991,25 @@ def test_canary_shift_passes_a_setting_that_moves_the_stop_by_its_silence():
     assert shift["ok"].all()  # within 100 ms of the expected shift
 
 
+def test_canary_shift_takes_each_cell_s_first_stop_when_settings_share_a_silence():
+    # three settings (thresholds) of sil=300, one run each: the median of their first stops is 1500; it was
+    # 1400, the earliest, since the run numbers (all 0) made them one group
+    vad = pd.DataFrame(
+        {
+            "prompt": "canary",
+            "setting": ["t3", "t3", "t5", "t7", "b"],
+            "run": 0,
+            "silence_duration_ms": [300, 300, 300, 300, 200],
+            "audio_end_ms": [1400.0, 3000.0, 1500.0, 1900.0, 1300.0],
+        }
+    )
+    assert canary_shift(vad, prompt="canary", warn=False)["audio_end_ms"].tolist() == [1300, 1500]
+    cells = vad.drop(columns=["setting", "run"]).assign(cell=["t3", "t3", "t5", "t7", "b"])
+    assert canary_shift(cells, prompt="canary", warn=False)["audio_end_ms"].tolist() == [1300, 1500]
+    with pytest.raises(ConfigError, match="silence_duration_ms"):
+        canary_shift(vad.drop(columns="silence_duration_ms"), prompt="canary")  # was KeyError
+
+
 def test_canary_shift_warns_of_a_setting_the_service_ignored():
     vad = _canary_runs({200: [1200.0], 500: [1500.0], 900: [1500.0]})
     with pytest.warns(VlabWarning, match=r"900 ms shifted 300 ms \(expected 700\); the service may be"):

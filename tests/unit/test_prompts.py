@@ -265,3 +265,14 @@ def test_a_human_clip_keeps_its_labels_and_a_new_one_is_labelled_by_its_energy(t
         assert (entry["sample_rate"], entry["duration_ms"], entry["source"]) == (rate, 1000.0, "cmu-arctic")
     (tmp_path / "human" / "arctic_a0007.wav").unlink()
     assert [e["id"] for e in _human_entries(tmp_path, {})] == ["human_slt_a0009"]  # only clips present
+
+
+def test_run_labels_are_written_only_when_they_can_be_read_back(tmp_path):
+    from vlab.prompts import read_run_labels, write_run_labels
+
+    with pytest.raises(ConfigError, match=r"labels must be a mapping with at least 'end_of_turn_ms'"):
+        write_run_labels(tmp_path / "run", {"x": 1})  # was written, then refused by read_run_labels
+    assert not (tmp_path / "run").exists()
+    write_run_labels(tmp_path / "run", {"end_of_turn_ms": [1200.0]})  # the folder is made
+    labels = read_run_labels(tmp_path / "run")
+    assert labels is not None and labels.end_of_turn_ms == (1200.0,)

@@ -266,7 +266,12 @@ def detection_error_rate(
     Returns:
         ``false_alarm_ms``, ``missed_ms``, ``reference_ms`` and ``der`` = (false alarm + missed) /
         reference (NaN with no reference speech).
+
+    Raises:
+        ConfigError: ``duration_ms`` is not a number ≥ 0, or ``step_ms`` not > 0.
     """
+    check_number("duration_ms", duration_ms)
+    check_number("step_ms", step_ms, 1e-3)
     n = int(math.ceil(duration_ms / step_ms)) + 1
     scored = ~_frames(unscored, n, step_ms)
     ref = _frames(reference, n, step_ms) & scored

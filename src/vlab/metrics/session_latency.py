@@ -24,7 +24,8 @@ def session_latency(events: pd.DataFrame, *, connect_ns: int | None = None) -> p
     Args:
         events: An event frame.
         connect_ns: Monotonic stamp taken just before connecting; by default the session's own
-            ``vlab.connect`` record; without either ``connect_ms`` is NaN.
+            ``vlab.connect`` record; without either, the ``connect`` row's ``latency_ms`` is NaN (reason
+            "connect time not logged").
 
     Returns:
         One row per measurement: ``kind``, ``t_ns`` (start), ``latency_ms`` and ``reason``. Kinds:

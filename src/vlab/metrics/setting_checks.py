@@ -14,7 +14,7 @@ import pandas as pd
 
 from vlab import protocol
 from vlab.errors import warn_user
-from vlab.metrics.events import require_events
+from vlab.metrics.events import require_columns, require_events
 
 __all__ = ["canary_shift", "setting_took_effect"]
 
@@ -71,7 +71,8 @@ def canary_shift(
 
     Args:
         vad: Detections of a sweep (``vad.parquet``: ``prompt``, ``silence_duration_ms``,
-            ``audio_end_ms``; the first detection of each run is used).
+            ``audio_end_ms``, and ``cell``, or ``setting`` and ``run``: the first detection of each cell
+            is used).
         prompt: The canary prompt id.
         tolerance_ms: Allowed difference between the observed and the expected shift.
         warn: Emit a :class:`~vlab.errors.VlabWarning` when a setting did not move the stop as expected.
@@ -80,10 +81,15 @@ def canary_shift(
         One row per silence duration: the median first ``audio_end_ms``, the shift from the smallest
         duration, the expected shift and ``ok``.
     """
+    require_columns(
+        vad, ["prompt", "silence_duration_ms", "audio_end_ms"], "a sweep's vad table (vad.parquet)"
+    )
+    cells = ["cell"] if "cell" in vad else [c for c in ("setting", "run") if c in vad]
     rows = vad[(vad["prompt"] == prompt) & vad["audio_end_ms"].notna()]
     if rows.empty:
         return pd.DataFrame(columns=["silence_duration_ms", "audio_end_ms", "shift_ms", "expected_ms", "ok"])
-    first = rows.sort_values("audio_end_ms").groupby(["silence_duration_ms", "run"], sort=True).head(1)
+    # each cell's first stop (not each silence duration's, which the settings that share it would share)
+    first = rows.sort_values("audio_end_ms").groupby(["silence_duration_ms", *cells], sort=True).head(1)
     med = (
         first.groupby("silence_duration_ms")["audio_end_ms"]
         .median()

@@ -7,11 +7,12 @@ a budget of either (:func:`cutoff_at_latency`, :func:`latency_at_cutoff`).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
+from vlab.errors import ConfigError, check_number
 from vlab.metrics.events import require_columns
 from vlab.metrics.summary import same_within
 
@@ -45,16 +46,37 @@ def cutoff_at_latency(
     """Lowest false cut-off rate among settings whose dead air is within each budget (NaN if none).
 
     A ``reference`` point (push-to-talk) is not a setting to choose, so it is left out.
+
+    Raises:
+        ConfigError: A budget is not a number of ms ≥ 0, or ``budgets_ms`` is not a list of them.
     """
-    return _lowest_within(points, "dead_air_ms", budgets_ms, "false_cutoff_rate")
+    budgets = _limits("budgets_ms", budgets_ms, "[300, 600]", "each of budgets_ms (dead air, in ms)")
+    return _lowest_within(points, "dead_air_ms", budgets, "false_cutoff_rate")
 
 
 def latency_at_cutoff(points: pd.DataFrame, rates: Sequence[float] = (0.05, 0.10)) -> dict[float, float]:
     """Lowest dead air among settings whose false cut-off rate is at most each rate (NaN if none).
 
     A ``reference`` point (push-to-talk) is not a setting to choose, so it is left out.
+
+    Raises:
+        ConfigError: A rate is not a fraction from 0 to 1 (20 for 20 %, say), or ``rates`` is not a list.
     """
-    return _lowest_within(points, "false_cutoff_rate", rates, "dead_air_ms")
+    fractions = _limits("rates", rates, "[0.05, 0.1]", "each of rates (a fraction: 0.05 is 5 %)", 1.0)
+    return _lowest_within(points, "false_cutoff_rate", fractions, "dead_air_ms")
+
+
+def _limits(name: str, values: object, example: str, each: str, maximum: float = math.inf) -> list[float]:
+    """``values`` as a list of numbers from 0 to ``maximum``; ``each`` names one in the message.
+
+    One number, or a string, is refused too: each would fail inside the loop.
+    """
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise ConfigError(f"{name} must be a list of numbers, e.g. {example}, got {values!r}")
+    listed = list(values)
+    for value in listed:
+        check_number(each, value, 0.0, maximum)
+    return [float(value) for value in listed]
 
 
 def _lowest_within(
