@@ -260,8 +260,32 @@ def test_a_dry_run_names_the_prompts_whose_recording_is_missing(tmp_path, capsys
         f"vlab: 1 of 2 prompts has no recording where the manifest says, so their cells would fail: "
         f"{missing['id']} ({tmp_path / missing['file']})\n"
     )
+    # a VAD-only sweep reads every recording before any cell: it stops, and so its dry run ends as it does
+    assert main(["sweep", str(config), "--dry-run", "--mode", "vad"]) == 2  # was 1
+    assert "prompts has no recording where the manifest says, so the VAD-only sweep would stop: " in (
+        capsys.readouterr().err
+    )
+    assert main(["sweep", str(config), "--mode", "vad", "--out", str(tmp_path / "v"), "--no-progress"]) == 2
+    assert "file not found" in capsys.readouterr().err
     (tmp_path / missing["file"]).write_bytes((bundled_dir("prompts") / missing["file"]).read_bytes())
     assert main(["sweep", str(config), "--dry-run"]) == 0
+
+
+def test_a_dry_run_into_a_folder_of_the_other_mode_ends_as_the_run_would(tmp_path, capsys):
+    config = tmp_path / "sweep.toml"
+    config.write_text('[prompts]\ninclude = ["short_question"]\n[grid]\nthreshold = [0.5]\n')
+    out = tmp_path / "out"
+    assert main(["sweep", str(config), "--out", str(out), "--mode", "vad", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["sweep", str(config), "--out", str(out), "--dry-run"]) == 2  # was 0, then the run's 2
+    assert capsys.readouterr().err == (
+        f"vlab: the sweep would stop before it runs: {str(out)!r} holds a sweep of mode 'vad'; run mode "
+        "'sessions' into another folder (another --out)\n"
+    )
+    assert main(["sweep", str(config), "--out", str(out), "--dry-run", "--mode", "vad"]) == 0
+    assert (
+        f"  folder   {out}: a VAD-only sweep decides every cell again (in seconds)" in capsys.readouterr().out
+    )
 
 
 @pytest.mark.parametrize("mode", ["sessions", "vad"])

@@ -28,8 +28,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--dry-run",
         action="store_true",
         help="check the config and that each prompt's recording is there, and list the settings, "
-        "prompts and where the sessions connect; run nothing (exit 1 when a recording is missing, 2 when "
-        "the endpoint is malformed or --out holds cells that ran otherwise: as the run would end)",
+        "prompts and where the sessions connect; run nothing, and exit as the run would: 2 when it would stop "
+        "before any cell (a malformed endpoint, an --out of the other mode or with cells that ran otherwise, a "
+        "missing recording in a VAD-only sweep), 1 when a recording is missing",
     )
     p.add_argument(
         "--mode",
@@ -83,12 +84,60 @@ def _target(cfg: SweepConfig) -> tuple[str | None, str | None]:
         return None, str(exc)
 
 
+def _dry_run(cfg: SweepConfig, args: argparse.Namespace, where: str | None, unreachable: str | None) -> int:
+    """List what the sweep would run, where, and with the folder's cells; return the code the run would end with."""
+    from vlab.errors import ConfigError, first_few, warn_user
+    from vlab.sweep import sweep_warnings
+    from vlab.sweep.manifest import check_mode
+    from vlab.sweep.summary import session_note
+
+    for message in sweep_warnings(cfg, {}):  # what the run would warn of, before it
+        warn_user(message)
+    for name in cfg.setting_names:
+        print(f"  setting  {name}" + ("  (baseline)" if name == cfg.baseline else ""))
+    print("  prompts  " + ", ".join(p.id for p in cfg.prompts))
+    if cfg.session:
+        print("  session  " + session_note(cfg.session))
+    if where:
+        print("  target   " + where)
+    stops = []  # why the run would stop before any cell, as it would say it
+    if unreachable:
+        stops.append(f"the sweep would stop before it runs, unable to connect: {unreachable}")
+    changed = False  # cells in the folder ran otherwise: the folder line says so
+    if args.out is not None:
+        try:
+            check_mode(Path(args.out), cfg.mode)
+        except ConfigError as exc:
+            stops.append(f"the sweep would stop before it runs: {exc}")
+        else:
+            resumes, changed = (
+                _what_resumes(cfg, Path(args.out), resume=not args.no_resume)
+                if cfg.mode == "sessions"
+                else ("a VAD-only sweep decides every cell again (in seconds)", False)
+            )
+            print(f"  folder   {args.out}: {resumes}")
+    missing = [p for p in cfg.prompts if not Path(p.file).is_file()]
+    if missing:
+        shown = first_few((f"{p.id} ({p.file})" for p in missing), 10, sep="; ")
+        has = "has" if len(missing) == 1 else "have"
+        fails = "the VAD-only sweep would stop" if cfg.mode == "vad" else "their cells would fail"
+        print(
+            f"vlab: {len(missing)} of {len(cfg.prompts)} prompts {has} no recording where the manifest says, "
+            f"so {fails}: {shown}",
+            file=sys.stderr,
+        )
+    for why in stops:
+        print(f"vlab: {why}", file=sys.stderr)
+    stopped = stops or changed or (missing and cfg.mode == "vad")  # a VAD-only sweep reads them all first
+    return 2 if stopped else 1 if missing else 0  # as the run would end
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code (1 when a cell failed)."""
-    from vlab.errors import ConfigError, first_few
+    from vlab.errors import ConfigError
     from vlab.sweep import grid_shape, load_config, run_sweep
     from vlab.sweep.grid import counted
-    from vlab.sweep.summary import failure_summary, results_table, session_note
+    from vlab.sweep.summary import failure_summary, results_table
 
     cfg = load_config(args.config, mode=args.mode)  # bad configs fail here, before anything runs
     if args.out is None and not args.dry_run:
@@ -99,37 +148,7 @@ def run(args: argparse.Namespace) -> int:
     )
     where, unreachable = _target(cfg)
     if args.dry_run:
-        from vlab.errors import warn_user
-        from vlab.sweep import sweep_warnings
-
-        for message in sweep_warnings(cfg, {}):  # what the run would warn of, before it
-            warn_user(message)
-        for name in cfg.setting_names:
-            print(f"  setting  {name}" + ("  (baseline)" if name == cfg.baseline else ""))
-        print("  prompts  " + ", ".join(p.id for p in cfg.prompts))
-        if cfg.session:
-            print("  session  " + session_note(cfg.session))
-        if where:
-            print("  target   " + where)
-        stops = False
-        if args.out is not None and cfg.mode == "sessions":
-            resumes, stops = _what_resumes(cfg, Path(args.out), resume=not args.no_resume)
-            print(f"  folder   {args.out}: {resumes}")
-        missing = [p for p in cfg.prompts if not Path(p.file).is_file()]
-        if missing:
-            shown = first_few((f"{p.id} ({p.file})" for p in missing), 10, sep="; ")
-            has = "has" if len(missing) == 1 else "have"
-            print(
-                f"vlab: {len(missing)} of {len(cfg.prompts)} prompts {has} no recording where the manifest says, "
-                f"so their cells would fail: {shown}",
-                file=sys.stderr,
-            )
-        if unreachable:
-            print(
-                f"vlab: the sweep would stop before it runs, unable to connect: {unreachable}",
-                file=sys.stderr,
-            )
-        return 2 if unreachable or stops else 1 if missing else 0  # as the run would end
+        return _dry_run(cfg, args, where, unreachable)
     if where:  # else run_sweep stops and says why, before anything runs
         print("  target   " + where)
     try:
