@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from vlab.errors import ConfigError
+from vlab.errors import ConfigError, refuse_a_file_in_the_way
 
 __all__ = [
     "BUNDLED",
@@ -116,8 +116,7 @@ def copy_bundled(name: Bundled, dest: Path, *, force: bool = False, dry_run: boo
     if not files:
         raise ConfigError(f"vlab's bundled {name} are missing (looked in {source}); reinstall vlab")
     targets = [(p, dest.joinpath(*p.relative_to(source).parts)) for p in files]
-    if dest.exists() and not dest.is_dir():
-        raise ConfigError(f"{dest} is a file, not a folder; choose another folder to copy the {name} into")
+    refuse_a_file_in_the_way(dest, str(dest), f"the folder to copy the {name} into, ")
     clashes = [t for s, t in targets if t.exists() and not (t.is_file() and filecmp.cmp(s, t, shallow=False))]
     if clashes and not force:
         shown = ", ".join(str(t) for t in clashes[:5]) + (
@@ -152,8 +151,7 @@ def copy_notebooks(dest: Path, *, force: bool = False) -> list[Path]:
     Raises:
         ConfigError: As :func:`copy_bundled` (checked for both folders before either is copied).
     """
-    if dest.exists() and not dest.is_dir():
-        raise ConfigError(f"{dest} is a file, not a folder; choose another folder to copy the notebooks into")
+    refuse_a_file_in_the_way(dest, str(dest), "the folder to copy the notebooks into, ")
     parts: tuple[Bundled, ...] = ("notebooks", "docs")
     for name in parts:  # refuse before copying anything
         copy_bundled(name, dest / name, force=force, dry_run=True)

@@ -649,8 +649,15 @@ def test_a_speed_that_is_not_is_refused_with_what_it_must_be(text, message):
 def test_a_path_that_cannot_be_written_is_one_line_and_exit_2(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("a file, not a folder")
     dest = tmp_path / "notes.txt" / "examples"
-    assert main(["examples", str(dest)]) == 2
-    assert capsys.readouterr().err == f"vlab: error: Not a directory: {dest}\n"
+    assert main(["examples", str(dest)]) == 2  # it said "Not a directory: …", with no way out
+    assert capsys.readouterr().err == (
+        f"vlab: error: the folder to copy the examples into, {str(dest)!r}: {str(dest.parent)!r} is a file, not "
+        "a folder; choose another path (missing folders are created)\n"
+    )
+    assert main(["notebooks", str(dest), "--no-open"]) == 2
+    assert f"the folder to copy the notebooks into, {str(dest)!r}: {str(dest.parent)!r} is a file" in (
+        capsys.readouterr().err
+    )
 
 
 @pytest.mark.parametrize(

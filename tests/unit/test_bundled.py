@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -73,7 +74,10 @@ def test_notebooks_are_copied_with_their_docs_without_opening_jupyterlab(tmp_pat
     assert names == sorted(p.name for p in (REPO / "notebooks").iterdir() if p.is_file())
     docs = sorted(p.name for p in (tmp_path / "nb" / "docs").iterdir())
     assert docs == sorted(p.name for p in (REPO / "docs").glob("*.md"))
-    assert f"-m jupyterlab {tmp_path / 'nb'}" in capsys.readouterr().out
+    # by this Python's whole path: a bare "python" (outside the venv) may have no JupyterLab
+    command = [sys.executable, "-m", "jupyterlab", str(tmp_path / "nb")]
+    shown = subprocess.list2cmdline(command) if os.name == "nt" else shlex.join(command)
+    assert f"Open them with:  {shown}" in capsys.readouterr().out
 
 
 def test_the_notebooks_default_folder_is_created_in_the_current_one(tmp_path, monkeypatch) -> None:

@@ -34,11 +34,9 @@ def run(args: argparse.Namespace) -> int:
     for path in copy_notebooks(args.dir, force=args.force):
         print(path)
     command = jupyterlab_command(args.dir)
-    if args.no_open:
-        shown = [Path(command[0]).name, *command[1:]]
-        print(
-            f"\nOpen them with:  {subprocess.list2cmdline(shown) if os.name == 'nt' else shlex.join(shown)}"
-        )
+    if args.no_open:  # this Python by its whole path: a bare "python" may be one without JupyterLab
+        shown = subprocess.list2cmdline(command) if os.name == "nt" else shlex.join(command)
+        print(f"\nOpen them with:  {shown}")
         return 0
     # JupyterLab from this environment, so its kernel imports this vlab; it runs until stopped (Ctrl-C).
     return subprocess.call(command)
