@@ -611,6 +611,17 @@ def test_replay_refuses_vad_settings_with_manual_turns_and_says_the_help_default
     assert main(["replay", "x.wav", "--eou-timeout-ms", "-5"]) == 2  # a clear error, before anything runs
     err = capsys.readouterr().err
     assert "--eou-timeout-ms -5: EndOfUtterance.timeout_ms must be an integer number of milliseconds" in err
+    assert main(["replay", "x.wav", "--threshold", "2"]) == 2  # named the field only, not the flag
+    assert "vlab: error: --threshold 2.0: ServerVad.threshold must be a number in [0.0, 1.0]" in (
+        capsys.readouterr().err
+    )
+    assert main(["replay", "x.wav", "--semantic-vad", "--silence-duration-ms", "-5"]) == 2
+    assert "vlab: error: --silence-duration-ms -5: AzureSemanticVad.silence_duration_ms must be" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit):
+        main(["emulator", "--max-sessions", "0"])  # was "max_sessions must be an integer ≥ 1"
+    assert "argument --max-sessions: expected an integer ≥ 1, got '0'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["replay", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())

@@ -11,7 +11,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from vlab._process import freeze_heap
-from vlab.commands._args import out_file, speed
+from vlab.commands._args import count, out_file, speed
 
 if TYPE_CHECKING:
     from vlab.emulator import Emulator
@@ -51,7 +51,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     emu.add_argument(
         "--max-sessions",
-        type=int,
+        type=count(1),
         default=None,
         help="concurrent sessions allowed; one more is refused with HTTP 429, as a resource's quota does",
     )

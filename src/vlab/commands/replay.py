@@ -153,7 +153,14 @@ def turn_detection(args: argparse.Namespace) -> ServerVad | AzureSemanticVad | N
             )
             raise ConfigError(f"{flags}: --manual has no turn detection to set. Drop {flags}, or --manual.")
         return None
-    return (AzureSemanticVad if args.semantic_vad else ServerVad)(**given)
+    kind = AzureSemanticVad if args.semantic_vad else ServerVad
+    try:
+        return kind(**given)
+    except ConfigError as exc:  # it names the field: say the flag that set it, as --eou-timeout-ms does
+        named = [name for name in given if f"{kind.__name__}.{name} " in str(exc)]
+        if not named:
+            raise
+        raise ConfigError(f"{_flag(named[0])} {given[named[0]]}: {exc}") from None
 
 
 def session_settings(args: argparse.Namespace) -> SessionSettings:
