@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from vlab.cli import main
-from vlab.errors import ConfigError
+from vlab.errors import ConfigError, VlabWarning
 from vlab.report import CHARTS, build_report, compare_sweeps
 from vlab.sweep import run_sweep
 
@@ -40,6 +40,12 @@ def test_report_holds_every_chart_embedded_and_as_png(sweep_dir):
         assert list((sweep_dir / "report").glob(f"{name}*.png")), name
     timelines = [c for c in charts if c.startswith("vad_timeline_")]
     assert timelines == ["vad_timeline_pause_600", "vad_timeline_two_turns"]  # the prompt with a hold first
+    (sweep_dir / "report" / "mine.png").write_bytes(b"the user's own file")
+    build_report(sweep_dir, timeline_prompts=1)  # the second timeline's PNG was left behind, unused
+    pngs = sorted(p.stem for p in (sweep_dir / "report").glob("*.png"))
+    assert [p for p in pngs if p.startswith("vad_timeline_")] == ["vad_timeline_pause_600"] and "mine" in pngs
+    (sweep_dir / "report" / "mine.png").unlink()  # the folder is the module's
+    path = build_report(sweep_dir, timeline_prompts=2)
     assert "noise_tradeoff" not in charts  # it played no noise-only prompt
     budgets = re.search(r"Lowest cut-off rate within a dead-air budget: ([^.]*)\. Lowest dead air", page)
     assert budgets and [b.split(":")[0] for b in budgets[1].split(", ")] == [
@@ -75,7 +81,10 @@ def test_cli_report_and_compare(sweep_dir, tmp_path, capsys):
         progress=False,
         session_options={"dotenv_path": False},
     )
-    table = compare_sweeps(sweep_dir, b)
+    with pytest.warns(
+        VlabWarning, match=r"only in A: thr=0\.5 pad=300 sil=900; only in B: thr=0\.5 pad=300 sil=1200"
+    ):
+        table = compare_sweeps(sweep_dir, b)
     assert set(table["setting"]) == {"thr=0.5 pad=300 sil=300", "thr=0.5 pad=300 sil=500"}
     assert {"false_cutoff_rate", "dead_air_ms p50"} <= set(table["measure"])
     assert set(table["verdict"]) <= {"better", "worse", "same", "n/a"}

@@ -199,6 +199,7 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
     out = folder / "report"
     out.mkdir(exist_ok=True)
     charts = _draw_charts(sweep, out, timeline_prompts)
+    _remove_stale_charts(out, {name for name, _, _ in charts})
     parts = [
         f"<!doctype html><meta charset='utf-8'><title>vlab sweep report</title><style>{_CSS}</style>",
         f"<h1>vlab sweep: {html.escape(folder.name)}</h1>",
@@ -210,6 +211,14 @@ def build_report(sweep_dir: str | os.PathLike[str], *, timeline_prompts: int = 3
     path = folder / "report.html"
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
+
+
+def _remove_stale_charts(out: Path, drawn: set[str]) -> None:
+    """Delete the charts an earlier report of the folder drew and this one did not (more timelines, say)."""
+    for png in out.glob("*.png"):
+        ours = png.stem in (*CHARTS, "noise_tradeoff") or png.stem.startswith("vad_timeline_")
+        if ours and png.stem not in drawn:
+            png.unlink()
 
 
 def _draw_charts(sweep: _Sweep, out: Path, timeline_prompts: int) -> list[tuple[str, str, str]]:

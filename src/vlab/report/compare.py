@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from vlab.errors import ConfigError
+from vlab.errors import ConfigError, first_few
 from vlab.metrics.latency import waited_turns
 from vlab.metrics.summary import RESAMPLES
 from vlab.report.sweep_folder import (
@@ -255,6 +255,13 @@ def compare_sweeps(
     common = [s for s in order if s in both]  # in A's grid order, as its report shows them
     if not common:
         raise _nothing_in_common(a, b, order, grid_settings(manifest_b))
+    left_out = [
+        f"only in {side}: {first_few(s for s in settings if s not in both)}"
+        for side, settings in (("A", order), ("B", grid_settings(manifest_b)))
+        if any(s not in both for s in settings)
+    ]
+    if left_out:  # the table has only the settings both ran: say which it leaves out, not only what it has
+        warn_user(f"only the {len(common)} setting(s) both sweeps ran are compared ({'; '.join(left_out)})")
     for s in common:
         ra, rb = pa[pa["setting"] == s].iloc[0], pb[pb["setting"] == s].iloc[0]
         for m in [*points, *waits]:
