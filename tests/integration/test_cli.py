@@ -622,6 +622,10 @@ def test_replay_refuses_vad_settings_with_manual_turns_and_says_the_help_default
     with pytest.raises(SystemExit):
         main(["emulator", "--max-sessions", "0"])  # was "max_sessions must be an integer ≥ 1"
     assert "argument --max-sessions: expected an integer ≥ 1, got '0'" in capsys.readouterr().err
+    for command in ("label", "import"):
+        with pytest.raises(SystemExit):
+            main(["prompts", command, "rec", "--hold-gap-ms", "-5"])  # was "hold_gap_ms must be > 0"
+        assert "argument --hold-gap-ms: expected a number of ms > 0, got '-5'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["replay", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())

@@ -192,12 +192,13 @@ def test_bad_labels_name_file_and_line_and_leave_the_old_manifest(
 ) -> None:
     _wav(tmp_path / "a.wav")
     old = tmp_path / "manifest.json"
-    old.write_text('{"prompts": []}')
+    previous = '{"generator": "vlab prompts import (hold gap 1000 ms)", "prompts": []}'  # replaceable
+    old.write_text(previous)
     (tmp_path / name).write_text(content)
     with pytest.raises(LabelError) as err:
         import_folder(tmp_path)
     assert f"{tmp_path / name}:{line}" in str(err.value) and words in str(err.value)
-    assert old.read_text() == '{"prompts": []}'  # nothing half-written
+    assert old.read_text() == previous  # nothing half-written
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".manifest")] == []
 
 
@@ -305,3 +306,96 @@ def test_the_guide_states_the_import_s_default_hold_gap_and_end_tolerance() -> N
     guide = (Path(__file__).parents[2] / "docs" / "own-recordings.md").read_text(encoding="utf-8")
     assert f"(`--hold-gap-ms`, default {importer.DEFAULT_HOLD_GAP_MS:g})" in guide
     assert f"a label more than {importer.END_TOLERANCE_MS:g} ms past the end of its audio" in guide
+
+
+def _labelled_calls(folder: Path) -> None:
+    """Two recordings and a CSV of their labels (as a user adds them beside ``vlab prompts label``'s)."""
+    _wav(folder / "a.wav")
+    _wav(folder / "b.wav", 2.0)
+    (folder / "labels.csv").write_text("file,start,end,kind\na,0.5,1.5,speech\nb,0.2,1.0,speech\n")
+
+
+def _generator(folder: Path) -> str:
+    return str(json.loads((folder / "manifest.json").read_text())["generator"])
+
+
+def test_import_keeps_a_manifest_it_did_not_write_and_says_what_it_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vlab.corpus.label_set import LabelSet
+
+    _labelled_calls(tmp_path)
+    manifest = tmp_path / "manifest.json"
+    labelled = {
+        "generator": "vlab prompts label",
+        "prompts": [{"id": "a", "label_source": "auto"}, {"id": "b", "label_source": "auto"}],
+    }
+    manifest.write_text(json.dumps(labelled))
+    rest = "pass --overwrite to replace it, or --out to write elsewhere"
+    said = f"{str(manifest)!r} exists (written by `vlab prompts label`; its labels may be reviewed); {rest}"
+    with pytest.raises(ConfigError) as err:
+        import_folder(tmp_path)
+    assert str(err.value) == said
+    assert main(["prompts", "import", str(tmp_path)]) == 2  # the CLI says so too, and keeps it
+    assert capsys.readouterr().err.strip() == f"vlab: error: {said}"
+    assert json.loads(manifest.read_text()) == labelled
+    for content, what in [
+        ('{"prompts": []}', "written by hand or another tool: it names no generator"),
+        ("{not json", "not a prompt manifest vlab can read"),
+        ('{"generator": "vlab prompts label", "prompts": 3}', "not a prompt manifest vlab can read"),
+    ]:
+        manifest.write_text(content)
+        with pytest.raises(ConfigError) as err:
+            import_folder(tmp_path)
+        assert str(err.value) == f"{str(manifest)!r} exists ({what}); {rest}"
+        assert manifest.read_text() == content
+    # an import whose labels were reviewed in the label editor since is kept too
+    manifest.unlink()
+    import_folder(tmp_path)
+    edited = LabelSet(tmp_path)
+    edited.approve("b")
+    edited.save()
+    with pytest.raises(ConfigError) as err:
+        import_folder(tmp_path)
+    reviewed = "written by `vlab prompts import`; 1 prompt(s) reviewed in the label editor since: b"
+    assert str(err.value) == f"{str(manifest)!r} exists ({reviewed}); {rest}"
+    assert [p.label_source for p in load_prompt_set(tmp_path)] == ["imported", "edited"]
+
+
+def test_import_keeps_the_manifest_before_reading_any_audio(tmp_path: Path) -> None:
+    (tmp_path / "a.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")  # would fail to read
+    (tmp_path / "a.csv").write_text("file,start,end,kind\na,0,1,speech\n")
+    (tmp_path / "manifest.json").write_text('{"generator": "vlab prompts label", "prompts": []}')
+    with pytest.raises(ConfigError, match=r"exists \(written by `vlab prompts label`"):
+        import_folder(tmp_path)
+
+
+def test_import_overwrite_replaces_a_manifest_vlab_prompts_label_wrote(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _labelled_calls(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"generator": "vlab prompts label", "prompts": []}')
+    assert main(["prompts", "import", str(tmp_path), "--overwrite"]) == 0
+    assert "2 recordings, 2 turns, 0 holds → " in capsys.readouterr().out
+    assert _generator(tmp_path) == "vlab prompts import (hold gap 1000 ms)"
+    (tmp_path / "manifest.json").write_text("{not json")
+    a, b = load_prompt_set(import_folder(tmp_path, overwrite=True))
+    assert a.label_source == b.label_source == "imported" and a.speech_segments == ((500.0, 1500.0),)
+
+
+def test_import_replaces_the_manifest_an_earlier_import_wrote(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _labelled_calls(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"generator": "vlab prompts label", "prompts": []}')
+    assert main(["prompts", "import", str(tmp_path), "--hold-gap-ms", "700", "--overwrite"]) == 0
+    assert _generator(tmp_path) == "vlab prompts import (hold gap 700 ms)"  # now the import's own
+    # the documented workflow: edit the label files, import again; no --overwrite needed
+    (tmp_path / "labels.csv").write_text("file,start,end,kind\na,0.5,2.5,speech\nb,0.2,1.0,speech\n")
+    assert main(["prompts", "import", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.count("2 recordings, 2 turns, 0 holds → ") == 2
+    assert _generator(tmp_path) == "vlab prompts import (hold gap 1000 ms)"
+    (tmp_path / "labels.csv").write_text("file,start,end,kind\na,0.5,3.0,speech\nb,0.2,1.0,speech\n")
+    a, _ = load_prompt_set(import_folder(tmp_path, hold_gap_ms=800, overwrite=False))
+    assert a.speech_segments == ((500.0, 3000.0),)
+    assert _generator(tmp_path) == "vlab prompts import (hold gap 800 ms)"

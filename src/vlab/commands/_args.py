@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +30,17 @@ def seconds(value: str) -> float:
     if not limit > 0 or limit == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {value!r}")
     return limit
+
+
+def positive_ms(value: str) -> float:
+    """A length in ms: a number > 0."""
+    try:
+        ms = float(value)
+    except ValueError:
+        ms = math.nan
+    if not 0 < ms < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a number of ms > 0, got {value!r}")
+    return ms
 
 
 def count(minimum: int) -> Callable[[str], int]:

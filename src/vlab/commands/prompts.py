@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vlab.commands._args import out_file_or_folder
+from vlab.commands._args import out_file_or_folder, positive_ms
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,12 +23,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     imp.add_argument(
         "--hold-gap-ms",
-        type=float,
+        type=positive_ms,
         default=DEFAULT_HOLD_GAP_MS,
         help="without hold/eot labels: a gap shorter than this inside one speaker's speech is a hold, "
         f"a longer one ends the turn (default: {DEFAULT_HOLD_GAP_MS:g})",
     )
     imp.add_argument("--category", default="imported", help="category of the prompts (default: imported)")
+    imp.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a manifest that an earlier import did not write (e.g. vlab prompts label's, reviewed)",
+    )
     imp.set_defaults(func=run_import)
     lab = own.add_parser(
         "label", help="propose speech, holds and ends of turn for unlabelled recordings (Silero + energy)"
@@ -39,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     lab.add_argument(
         "--hold-gap-ms",
-        type=float,
+        type=positive_ms,
         default=DEFAULT_HOLD_GAP_MS,
         help=f"a pause shorter than this is a hold, a longer one ends the turn (default: {DEFAULT_HOLD_GAP_MS:g})",
     )
@@ -58,7 +63,13 @@ def run_import(args: argparse.Namespace) -> int:
     from vlab.corpus.importer import import_folder
     from vlab.prompts import NOISE_ONLY, load_prompt_set
 
-    manifest = import_folder(args.folder, out=args.out, hold_gap_ms=args.hold_gap_ms, category=args.category)
+    manifest = import_folder(
+        args.folder,
+        out=args.out,
+        hold_gap_ms=args.hold_gap_ms,
+        category=args.category,
+        overwrite=args.overwrite,
+    )
     prompts = load_prompt_set(manifest)
     turns = sum(p.expected_turns for p in prompts)
     holds = sum(len(p.hold_spans) for p in prompts)

@@ -12,7 +12,9 @@ gap shorter than ``hold_gap_ms`` is one turn and the gap is a hold; a longer gap
 starts a new turn, and each turn ends at the end of its last segment.
 
 The manifest is written only once everything has been read and checked, to a temporary file renamed
-over ``manifest.json``: a bad file or label leaves no manifest half-written.
+over ``manifest.json``: a bad file or label leaves no manifest half-written. A manifest already there is
+replaced only if an earlier import wrote it and no one has reviewed its labels since
+(:func:`check_replaceable`), or when told to (``overwrite``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ LABEL_SOURCES = ("generated", "imported", "auto", "edited")
 proposed by ``vlab prompts label`` and not reviewed (``auto``), or reviewed in the label editor."""
 END_TOLERANCE_MS = 20.0
 """A label may end this much past its audio's end (label tools round); it is cut at the end."""
+IMPORT_GENERATOR = "vlab prompts import"
+"""The ``generator`` of a manifest :func:`import_folder` writes begins so (then the hold gap)."""
+LABEL_GENERATOR = "vlab prompts label"
+"""The ``generator`` of a manifest ``vlab prompts label`` writes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +111,52 @@ def recordings_folder(
     return root, manifest
 
 
+def _origin(manifest: Path) -> tuple[str, list[str]] | None:
+    """Who wrote a manifest (``generator``, '' if none) and the prompts reviewed since; None if unreadable."""
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # also not UTF-8
+        return None
+    prompts = data.get("prompts") if isinstance(data, dict) else None
+    if not isinstance(prompts, list) or not all(isinstance(e, dict) for e in prompts):
+        return None
+    generator = data.get("generator")
+    reviewed = [str(e.get("id", "?")) for e in prompts if e.get("label_source") == "edited"]
+    return (generator if isinstance(generator, str) else "", reviewed)
+
+
+def check_replaceable(manifest: Path, *, overwrite: bool, own: str | None = None) -> None:
+    """Refuse to replace a manifest that is there, unless ``overwrite`` or the command ``own`` wrote it.
+
+    Args:
+        manifest: Where the command will write its manifest.
+        overwrite: Replace whatever is there.
+        own: The command's ``generator`` (:data:`IMPORT_GENERATOR`): a manifest whose generator begins
+            so, with no prompt reviewed in the label editor since, is the command's own, made again.
+
+    Raises:
+        ConfigError: A manifest is there that may not be replaced; the message says what wrote it.
+    """
+    if overwrite or not manifest.exists():
+        return
+    origin = _origin(manifest)
+    if origin is None:
+        what = "not a prompt manifest vlab can read"
+    else:
+        generator, reviewed = origin
+        if own is not None and generator.startswith(own) and not reviewed:
+            return
+        name = generator.split(" (")[0]  # without the details: "(hold gap 1000 ms)"
+        what = f"written by `{name}`" if name else "written by hand or another tool: it names no generator"
+        if reviewed:
+            what += f"; {len(reviewed)} prompt(s) reviewed in the label editor since: {first_few(reviewed)}"
+        elif generator.startswith(LABEL_GENERATOR):
+            what += "; its labels may be reviewed"
+    raise ConfigError(
+        f"{str(manifest)!r} exists ({what}); pass --overwrite to replace it, or --out to write elsewhere"
+    )
+
+
 def audio_files(folder: Path) -> list[Path]:
     """The audio files under ``folder`` (:data:`AUDIO_SUFFIXES`, searched recursively), sorted.
 
@@ -144,6 +196,7 @@ def import_folder(
     out: str | os.PathLike[str] | None = None,
     hold_gap_ms: float = DEFAULT_HOLD_GAP_MS,
     category: str = "imported",
+    overwrite: bool = False,
 ) -> Path:
     """Read a folder of recordings and labels and write its prompt set's ``manifest.json``.
 
@@ -153,18 +206,24 @@ def import_folder(
             Audio paths in it are relative to its folder.
         hold_gap_ms: The hold-gap rule for recordings whose labels hold no holds or ends of turn.
         category: The ``category`` of every imported prompt (the sweep's prompt selection can use it).
+        overwrite: Replace a manifest there that an earlier import did not write (one of
+            ``vlab prompts label``, written by hand, unreadable) or whose labels were reviewed since.
+            Without it such a manifest is kept (checked before any audio is read); an earlier import's
+            is replaced.
 
     Returns:
         The manifest's path (load it with :func:`vlab.prompts.load_prompt_set`).
 
     Raises:
-        ConfigError: No audio, a label file or line that is bad (:class:`~vlab.corpus.labels.LabelError`,
-            with file and line), an audio file without labels or labels without audio.
+        ConfigError: A manifest there that may not be replaced (``overwrite``), no audio, a label file or
+            line that is bad (:class:`~vlab.corpus.labels.LabelError`, with file and line), an audio file
+            without labels or labels without audio.
         AudioFormatError: An audio file that cannot be read.
     """
     from vlab.audio.wav import read_audio
 
     root, manifest = recordings_folder(folder, out, hold_gap_ms)
+    check_replaceable(manifest, overwrite=overwrite, own=IMPORT_GENERATOR)
     audio = audio_files(root)
     by_key: dict[str, Path] = {}
     for path in audio:
@@ -218,7 +277,7 @@ def import_folder(
             if labels[path]
             else _noise_entry(path, duration_ms, rate, base, pid)
         )
-    write_manifest(manifest, entries, generator=f"vlab prompts import (hold gap {hold_gap_ms:g} ms)")
+    write_manifest(manifest, entries, generator=f"{IMPORT_GENERATOR} (hold gap {hold_gap_ms:g} ms)")
     return manifest
 
 

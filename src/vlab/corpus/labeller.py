@@ -26,14 +26,16 @@ import numpy as np
 from vlab.audio.pcm import FloatArray
 from vlab.corpus.importer import (
     DEFAULT_HOLD_GAP_MS,
+    LABEL_GENERATOR,
     audio_files,
+    check_replaceable,
     derive_turns,
     manifest_file,
     prompt_id,
     recordings_folder,
     write_manifest,
 )
-from vlab.errors import AudioFormatError, ConfigError, first_few, warn_user
+from vlab.errors import AudioFormatError, first_few, warn_user
 from vlab.prompts import NOISE_ONLY
 
 if TYPE_CHECKING:
@@ -286,11 +288,7 @@ def label_folder(
     from vlab.audio.wav import is_silent, read_audio
 
     root, manifest = recordings_folder(folder, out, hold_gap_ms)
-    if manifest.exists() and not overwrite:
-        raise ConfigError(
-            f"{str(manifest)!r} exists (its labels may be reviewed); pass --overwrite to replace it, "
-            "or --out to write elsewhere"
-        )
+    check_replaceable(manifest, overwrite=overwrite)
     audio = audio_files(root)
     base = manifest.parent.resolve()
     entries: list[dict[str, Any]] = []
@@ -324,7 +322,7 @@ def label_folder(
         )
     if first_error is not None and not entries:
         raise first_error
-    write_manifest(manifest, entries, generator="vlab prompts label")
+    write_manifest(manifest, entries, generator=LABEL_GENERATOR)
     unheard = [
         entry["file"] for entry in entries if not entry["speech_segments"] and entry["file"] not in silent
     ]
