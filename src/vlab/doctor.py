@@ -11,8 +11,11 @@
 5. **voice**, **turn detection**, **input formats** — which of them the service accepts;
 6. **sound devices** — a microphone and a speaker (a warning only: replays and sweeps need none).
 
-A check after a failed one is skipped. :attr:`DoctorReport.ok` (exit code 0) means a session can start.
-Every wait runs on the injected clock.
+A check after a failed one is skipped, except that a voice asked for which a session's settings refuse
+(:func:`vlab.settings.voice_to_wire`) always fails: that needs no connection, and the voice is never
+sent. A fix that names where the endpoint or the key was set names its real source: the argument
+(``--endpoint``), the environment variable, or the ``.env`` file. :attr:`DoctorReport.ok` (exit code 0)
+means a session can start. Every wait runs on the injected clock.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -28,6 +32,7 @@ from urllib.parse import urlsplit
 from vlab import protocol, protocol_limits
 from vlab.clock import NS_PER_S, Clock, SystemClock, wait_until_ns
 from vlab.endpoint import (
+    ENV_API_KEY,
     ENV_API_VERSION,
     ENV_ENDPOINT,
     ENV_MODEL,
@@ -51,6 +56,12 @@ MARKS: Final[Mapping[Status, str]] = {"ok": "[ok]  ", "warn": "[warn]", "fail": 
 
 VOICES: Final = ("alloy", "en-US-AvaNeural", "en-US-Ava:DragonHDLatestNeural")
 """Voices tried when none is asked for: an OpenAI voice, an Azure standard and an Azure HD voice."""
+
+ORDER: Final = ("target", "dns", "tls", "auth", "session", "voice", "turn detection", "input formats")
+"""The checks before the sound devices, in the order they are made and printed."""
+
+_ARGUMENT: Final = "the endpoint argument"
+"""How :func:`vlab.endpoint.setting_sources` names an endpoint given as an argument."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +159,7 @@ async def diagnose(
     clock: Clock | None = None,
     timeout_s: float = 15.0,
     devices: bool = True,
+    endpoint_option: str | None = None,
 ) -> DoctorReport:
     """Run the checks in order (see the module docstring).
 
@@ -163,6 +175,8 @@ async def diagnose(
         clock: The clock every timeout runs on.
         timeout_s: Limit of each network step.
         devices: Also check the sound devices.
+        endpoint_option: What the fixes call ``endpoint`` when it is given: the command-line option it
+            came from (``vlab doctor`` passes ``--endpoint``; default: the endpoint argument).
 
     Returns:
         The report; :attr:`DoctorReport.ok` says whether a session can start.
@@ -170,11 +184,20 @@ async def diagnose(
     clock = clock or SystemClock()
     report = DoctorReport()
     checks = report.checks
-    later = ["dns", "tls", "auth", "session", "voice", "turn detection", "input formats"]
+    try:
+        voices: list[tuple[str, dict[str, Any]]] | None = _voice_candidates(voice)
+        bad_voice = None
+    except ConfigError as exc:  # a session's settings refuse it: nothing to ask the service
+        voices, bad_voice = None, _bad_voice_check(exc)
 
-    def skip_rest(after: str) -> None:
-        for name in later[later.index(after) + 1 if after in later else 0 :]:
-            checks.append(Check(name, "skip", f"not checked: the {after} check failed"))
+    def finish(why: str) -> DoctorReport:
+        """Skip (``why``) each check not made, but fail a bad voice; in order, then the sound devices."""
+        done = {c.name for c in checks}
+        for name in ORDER:
+            if name not in done:
+                checks.append(bad_voice if name == "voice" and bad_voice else Check(name, "skip", why))
+        checks.sort(key=lambda c: ORDER.index(c.name))
+        return _with_devices(report, devices)
 
     try:
         target = resolve_target(
@@ -182,10 +205,15 @@ async def diagnose(
         )
         sources = setting_sources(endpoint, env=env, dotenv_path=dotenv_path)
     except ConfigError as exc:
-        checks.append(Check("target", "fail", "the endpoint configuration is invalid", str(exc)))
-        skip_rest("target")
-        return _with_devices(report, devices)
-    checks.append(_target_check(target, sources, offline=offline_forced(env)))
+        fix = str(exc)
+        if endpoint_option and (endpoint or "").strip():  # "The endpoint from the endpoint argument …"
+            fix = fix.replace(_ARGUMENT, endpoint_option)
+        checks.append(Check("target", "fail", "the endpoint configuration is invalid", fix))
+        return finish("not checked: the target check failed")
+    checks.append(
+        _target_check(target, sources, offline=offline_forced(env), endpoint_option=endpoint_option)
+    )
+    places = _places(target, sources, endpoint_option)
 
     from vlab.session.connector import Connector
 
@@ -193,23 +221,49 @@ async def diagnose(
     try:
         async with connector:
             target = connector.target
-            failed = await _network_checks(target, checks, clock, timeout_s)
+            failed = await _network_checks(target, checks, clock, timeout_s, places)
             if failed is not None:
-                skip_rest(failed)
-                return _with_devices(report, devices)
-            await _session_checks(connector, checks, clock, timeout_s, voice)
+                return finish(f"not checked: the {failed} check failed")
+            await _session_checks(connector, checks, clock, timeout_s, voice, voices, places)
     except VlabError as exc:  # e.g. the embedded emulator could not start
         checks.append(Check("session", "fail", str(exc)))
-    done = {c.name for c in checks}
-    checks.extend(Check(n, "skip", "not checked: an earlier check failed") for n in later if n not in done)
-    return _with_devices(report, devices)
+    return finish("not checked: an earlier check failed")
 
 
-def _target_check(target: Target, sources: Mapping[str, str], *, offline: bool) -> Check:
+def _place(source: str, variable: str, option: str | None) -> str:
+    """What a fix calls where a setting was set: ``option`` (argument), ``variable`` or the ``.env`` line."""
+    if source == f"environment variable {variable}":
+        return variable
+    if source == _ARGUMENT and option:
+        return option
+    return source
+
+
+def _places(target: Target, sources: Mapping[str, str], option: str | None) -> dict[str, str]:
+    """Each variable a fix names → where that setting was really set (only the endpoint and key in use)."""
+    places = {}
+    if target.kind == "azure" and "endpoint" in sources:
+        places[ENV_ENDPOINT] = _place(sources["endpoint"], ENV_ENDPOINT, option)
+    if target.auth == "api_key" and "api_key" in sources:
+        places[ENV_API_KEY] = _place(sources["api_key"], ENV_API_KEY, None)
+    return places
+
+
+def _in_place(text: str, places: Mapping[str, str]) -> str:
+    """``text`` (a connection error) naming where the endpoint and key were set instead of the variables."""
+    if not places:
+        return text
+    pattern = "|".join(re.escape(name) for name in places)
+    return re.sub(pattern, lambda match: places[match.group(0)], text)
+
+
+def _target_check(
+    target: Target, sources: Mapping[str, str], *, offline: bool, endpoint_option: str | None = None
+) -> Check:
     if target.kind == "emulator":
         why = f"{ENV_OFFLINE} is set" if offline else "no endpoint configured"
         return Check("target", "ok", f"{why} → the embedded emulator (offline), model {target.model}")
-    where = sources.get("endpoint", "the endpoint argument")
+    where = sources.get("endpoint", _ARGUMENT)
     auth = (
         f"API key from {sources['api_key']}"
         if target.auth == "api_key"
@@ -219,11 +273,13 @@ def _target_check(target: Target, sources: Mapping[str, str], *, offline: bool) 
     summary = f"{target.describe()} — endpoint from {where}; {auth}; {form}"
     host = (urlsplit(target.endpoint or "").hostname or "").lower()
     root = f"https://{host}" if _resource_form(host) else "https://<resource>.services.ai.azure.com"
-    fix = "" if status == "ok" else f"set {ENV_ENDPOINT} to {root}"
+    fix = "" if status == "ok" else f"set {_place(where, ENV_ENDPOINT, endpoint_option)} to {root}"
     return Check("target", status, summary, fix)
 
 
-async def _network_checks(target: Target, checks: list[Check], clock: Clock, timeout_s: float) -> str | None:
+async def _network_checks(
+    target: Target, checks: list[Check], clock: Clock, timeout_s: float, places: Mapping[str, str]
+) -> str | None:
     """DNS, then TCP and TLS; the name of the check that failed (it says why), or None."""
     parts = urlsplit(target.endpoint or "")
     host = parts.hostname or ""
@@ -234,7 +290,7 @@ async def _network_checks(target: Target, checks: list[Check], clock: Clock, tim
     try:
         infos = await wait_until_ns(clock, loop.getaddrinfo(host, port), deadline)
     except (OSError, TimeoutError) as exc:
-        checks.append(_failed("dns", target, "dns", str(exc) or "timed out"))
+        checks.append(_failed("dns", target, "dns", str(exc) or "timed out", places))
         return "dns"
     addresses = sorted({str(info[4][0]) for info in infos})
     checks.append(Check("dns", "ok", f"{host} → {', '.join(addresses[:3])}"))
@@ -260,7 +316,7 @@ async def _network_checks(target: Target, checks: list[Check], clock: Clock, tim
             if isinstance(exc, TimeoutError)
             else "refused"
         )
-        checks.append(_failed("tls", target, kind, str(exc) or "timed out"))
+        checks.append(_failed("tls", target, kind, str(exc) or "timed out", places))
         return "tls"
     try:
         if secure:
@@ -288,25 +344,31 @@ async def _network_checks(target: Target, checks: list[Check], clock: Clock, tim
     return None
 
 
-def _failed(name: str, target: Target, kind: FailureKind, detail: str) -> Check:
+def _failed(name: str, target: Target, kind: FailureKind, detail: str, places: Mapping[str, str]) -> Check:
     """A failed network check, in the words (and with the fix) a session's connection error uses."""
     from vlab.session.connect_errors import ConnectFailure, connect_error
     from vlab.session.reconnect import redact
 
     error = connect_error(target, ConnectFailure(kind, detail), lambda text: redact(text, target))
-    what, _, fix = str(error).partition(". Fix: ")
+    what, _, fix = _in_place(str(error), places).partition(". Fix: ")
     return Check(name, "fail", what, fix)
 
 
 async def _session_checks(
-    connector: Any, checks: list[Check], clock: Clock, timeout_s: float, voice: str | None
+    connector: Any,
+    checks: list[Check],
+    clock: Clock,
+    timeout_s: float,
+    voice: str | None,
+    voices: list[tuple[str, dict[str, Any]]] | None,
+    places: Mapping[str, str],
 ) -> None:
     """Connect (auth), then the session round trip and what the service accepts."""
     target: Target = connector.target
     try:
         wire = await connector.open_wire()
     except (AuthenticationFailed, Throttled, ConnectionFailed) as exc:
-        message = str(exc)
+        message = _in_place(str(exc), places)
         what, _, fix = message.partition(". Fix: ")
         name = "session" if isinstance(exc, Throttled) else "auth"
         if name == "session":
@@ -317,7 +379,7 @@ async def _session_checks(
         return
     checks.append(Check("auth", "ok", _auth_summary(target, connector.credential)))
     try:
-        await _round_trips(wire, target, checks, clock, timeout_s, voice)
+        await _round_trips(wire, target, checks, clock, timeout_s, voice, voices)
     finally:
         await wire.close()
 
@@ -372,8 +434,15 @@ class _Conversation:
 
 
 async def _round_trips(
-    wire: Any, target: Target, checks: list[Check], clock: Clock, timeout_s: float, voice: str | None
+    wire: Any,
+    target: Target,
+    checks: list[Check],
+    clock: Clock,
+    timeout_s: float,
+    voice: str | None,
+    voices: list[tuple[str, dict[str, Any]]] | None,
 ) -> None:
+    """Session round trips: the model, then each voice (None: not to be sent), turn detection and format."""
     from vlab.settings import SessionSettings
 
     talk = _Conversation(wire, clock, timeout_s)
@@ -437,7 +506,8 @@ async def _round_trips(
             f"{ms:.0f} ms ({server})",
         )
     )
-    checks.append(await _accepted(talk, "voice", _voice_candidates(voice), voice))
+    if voices is not None:  # else the voice check has failed already, without asking the service
+        checks.append(await _accepted(talk, "voice", voices, voice))
     td_types = protocol_limits.TURN_DETECTION_TYPES
     checks.append(
         await _accepted(
@@ -452,16 +522,26 @@ async def _round_trips(
 
 
 def _voice_candidates(voice: str | None) -> list[tuple[str, dict[str, Any]]]:
-    from vlab.settings.parts import voice_to_wire
+    """Each voice to try (``voice``, else :data:`VOICES`) with its ``session.update``.
 
-    names = (voice,) if voice else VOICES
-    out = []
-    for name in names:
-        try:
-            out.append((name, {"voice": voice_to_wire(name)}))
-        except ConfigError:
-            out.append((name, {"voice": {"type": "azure-standard", "name": name}}))
-    return out
+    Raises:
+        ConfigError: A session's settings refuse ``voice`` (:func:`vlab.settings.voice_to_wire`'s rule).
+    """
+    from vlab.settings import voice_to_wire
+
+    names = (voice,) if voice is not None else VOICES
+    return [(name, {"voice": voice_to_wire(name)}) for name in names]
+
+
+def _bad_voice_check(error: ConfigError) -> Check:
+    """The failed ``voice`` check of a voice a session's settings refuse, in their words."""
+    return Check(
+        "voice",
+        "fail",
+        str(error),
+        f"give --voice a voice of one of those forms (e.g. {VOICES[0]} or {VOICES[1]}), or leave --voice "
+        f"out to check {', '.join(VOICES[:-1])} and {VOICES[-1]}",
+    )
 
 
 async def _accepted(

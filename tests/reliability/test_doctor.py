@@ -367,24 +367,172 @@ def test_the_emulator_command_takes_refusals_and_a_bad_one_is_a_config_error():
             Refusals.parse([bad])
 
 
-async def test_a_port_nothing_listens_on_fails_the_tls_check_in_the_words_of_the_session_error():
+def _nothing_listens() -> str:
+    """An endpoint on a port that was free a moment ago: nothing listens on it now."""
     import socket
 
-    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens on it now
+    with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    report = await diagnose(
-        f"http://127.0.0.1:{port}", env={"AZURE_VOICELIVE_API_KEY": KEY}, dotenv_path=False, devices=False
-    )
+    return f"http://127.0.0.1:{port}"
+
+
+REFUSED_FIX = "check the port in {}; for a local emulator, start it with `vlab emulator`"
+"""The fix of a port nothing listens on, naming where the endpoint was set."""
+
+
+async def test_a_port_nothing_listens_on_fails_the_tls_check_in_the_words_of_the_session_error():
+    endpoint = _nothing_listens()
+    report = await diagnose(endpoint, env={"AZURE_VOICELIVE_API_KEY": KEY}, dotenv_path=False, devices=False)
     tls = report.get("tls")
     assert tls.status == "fail" and tls.summary.startswith(
-        f"nothing accepts connections at 127.0.0.1:{port} ("
+        f"nothing accepts connections at {endpoint.removeprefix('http://')} ("
     )
-    assert (
-        tls.fix
-        == "check the port in AZURE_VOICELIVE_ENDPOINT; for a local emulator, start it with `vlab emulator`"
-    )
+    assert tls.fix == REFUSED_FIX.format("the endpoint argument")
     assert [c.status for c in report.checks] == ["ok", "ok", "fail"] + ["skip"] * 5
+
+
+# --- a fix names where the endpoint and the key were set ------------------------------------------
+
+
+async def test_a_fix_names_where_the_endpoint_and_the_key_were_set(tmp_path):
+    """``--endpoint`` when the command line gave it, else the variable, else the line in ``.env``."""
+    endpoint = _nothing_listens()
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(f"AZURE_VOICELIVE_ENDPOINT={endpoint}\nAZURE_VOICELIVE_API_KEY={KEY}\n")
+    env = {"AZURE_VOICELIVE_API_KEY": KEY}
+    cli_env = {**base_env(tmp_path), **env}
+    args = ("doctor", "--no-devices", "--timeout-s", "2")
+    runs = {
+        "--endpoint": await run_vlab(*args, "--no-dotenv", "--endpoint", endpoint, env=cli_env, cwd=tmp_path),
+        "AZURE_VOICELIVE_ENDPOINT": await run_vlab(
+            *args, "--no-dotenv", env={**cli_env, "AZURE_VOICELIVE_ENDPOINT": endpoint}, cwd=tmp_path
+        ),
+        f"AZURE_VOICELIVE_ENDPOINT in the .env file {dotenv}": await run_vlab(
+            *args, env=base_env(tmp_path), cwd=tmp_path
+        ),
+    }
+    for where, (code, out, err) in runs.items():
+        failed = [x for x in out.splitlines() if x.startswith("[FAIL]")]
+        assert code == 1 and len(failed) == 1, (out, err)
+        assert failed[0].startswith("[FAIL] tls ") and failed[0].endswith(
+            f" → fix: {REFUSED_FIX.format(where)}"
+        )
+
+    reports = {
+        "--endpoint": await diagnose(
+            endpoint, env=env, dotenv_path=False, devices=False, endpoint_option="--endpoint"
+        ),
+        "AZURE_VOICELIVE_ENDPOINT": await diagnose(
+            env={**env, "AZURE_VOICELIVE_ENDPOINT": endpoint}, dotenv_path=False, devices=False
+        ),
+        f"AZURE_VOICELIVE_ENDPOINT in the .env file {dotenv}": await diagnose(
+            env={}, dotenv_path=dotenv, devices=False
+        ),
+    }
+    for where, report in reports.items():
+        assert report.get("tls").fix == REFUSED_FIX.format(where), where
+    invalid = await diagnose("nohost", env={}, dotenv_path=False, devices=False, endpoint_option="--endpoint")
+    assert invalid.get("target").fix.startswith("The endpoint from --endpoint is not a URL (")
+
+    wrong = "not-the-key"
+    async with fast_emulator(api_key=KEY) as emu:
+        dotenv.write_text(f"AZURE_VOICELIVE_API_KEY={wrong}\n")
+        keys = {
+            "AZURE_VOICELIVE_API_KEY": await diagnose(
+                emu.endpoint, env={"AZURE_VOICELIVE_API_KEY": wrong}, dotenv_path=False, devices=False
+            ),
+            f"AZURE_VOICELIVE_API_KEY in the .env file {dotenv}": await diagnose(
+                emu.endpoint, env={}, dotenv_path=dotenv, devices=False
+            ),
+        }
+    for where, report in keys.items():
+        assert report.get("auth").fix == (
+            f"set {where} to the key the emulator printed as it started (`vlab emulator --api-key <key>` "
+            "chooses it)"
+        ), report.lines()
+
+
+def test_the_target_fix_names_where_the_endpoint_was_set(tmp_path):
+    """An endpoint of the wrong form: the fix names --endpoint, the argument, the variable, the .env line."""
+    from vlab import doctor
+    from vlab.endpoint import resolve_target, setting_sources
+
+    url = "https://r.services.ai.azure.com/gateway"
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(f"AZURE_VOICELIVE_ENDPOINT={url}\n")
+    given: dict[str, tuple[str | None, dict[str, str], Any, str | None]] = {
+        "--endpoint": (url, {}, False, "--endpoint"),
+        "the endpoint argument": (url, {}, False, None),
+        "AZURE_VOICELIVE_ENDPOINT": (None, {"AZURE_VOICELIVE_ENDPOINT": url}, False, None),
+        f"AZURE_VOICELIVE_ENDPOINT in the .env file {dotenv}": (None, {}, dotenv, None),
+    }
+    for where, (endpoint, env, dotenv_path, option) in given.items():
+        target = resolve_target(endpoint, env=env, dotenv_path=dotenv_path)
+        sources = setting_sources(endpoint, env=env, dotenv_path=dotenv_path)
+        check = doctor._target_check(target, sources, offline=False, endpoint_option=option)
+        assert check.status == "warn" and check.fix == f"set {where} to https://r.services.ai.azure.com"
+
+
+# --- a voice no session would send: the voice check fails before anything is sent ----------------
+
+BAD_VOICE = "nosuch"
+
+
+def _voice_message(voice: str) -> str:
+    """What a session's settings say of ``voice`` (their rule, not the test's)."""
+    from vlab.errors import ConfigError
+    from vlab.settings import SessionSettings
+
+    with pytest.raises(ConfigError) as info:
+        SessionSettings(voice=voice)
+    return str(info.value)
+
+
+VOICE_FIX = (
+    "give --voice a voice of one of those forms (e.g. alloy or en-US-AvaNeural), or leave --voice out to "
+    "check alloy, en-US-AvaNeural and en-US-Ava:DragonHDLatestNeural"
+)
+
+
+async def test_a_voice_no_session_would_send_fails_the_voice_check_without_a_connection(tmp_path):
+    message = _voice_message(BAD_VOICE)
+    assert message.startswith("voice must be an OpenAI voice (alloy, ") and message.endswith("got 'nosuch'.")
+    line = f"[FAIL] voice           {message} → fix: {VOICE_FIX}"
+
+    # nothing listens: the network checks fail, and the voice check, which needs no connection, fails too
+    env = {"AZURE_VOICELIVE_API_KEY": KEY}
+    alone = await diagnose(_nothing_listens(), env=env, dotenv_path=False, devices=False, voice=BAD_VOICE)
+    assert [(c.name, c.status) for c in alone.checks] == list(
+        zip(ORDER, ["ok", "ok", "fail", "skip", "skip", "fail", "skip", "skip"], strict=True)
+    ), alone.lines()
+    assert alone.get("voice").line() == line and not alone.ok
+
+    # a service that answers: the voice is never sent, and every other check is made
+    sent: list[dict[str, Any]] = []
+
+    def record(session: dict[str, Any]) -> None:
+        sent.append(session)
+
+    async with scripted_server(_service(record)) as endpoint:
+        report = await diagnose(endpoint, env=env, dotenv_path=False, devices=False, voice=BAD_VOICE)
+        code, out, err = await run_vlab(
+            "doctor",
+            "--no-devices",
+            "--no-dotenv",
+            "--endpoint",
+            endpoint,
+            "--voice",
+            BAD_VOICE,
+            env={**base_env(tmp_path), **env},
+            cwd=tmp_path,
+        )
+    assert [c.status for c in report.checks] == ["ok"] * 5 + ["fail", "ok", "ok"], report.lines()
+    assert report.get("voice").line() == line and not report.ok
+    assert sent and not [s for s in sent if "voice" in s]
+    assert code == 1, (out, err)
+    assert [x for x in out.splitlines() if x.split(maxsplit=1)[0] in ("[FAIL]", "[warn]")] == [line]
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize(("flags", "hears"), [([], True), (["--no-hear"], False)])

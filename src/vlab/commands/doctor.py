@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
             timeout_s=args.timeout_s,
             devices=not args.no_devices,
             emulator_options={"speed": "max", "latency": "instant"},
+            endpoint_option="--endpoint",
         )
     )
     for line in report.lines():
