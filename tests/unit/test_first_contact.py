@@ -260,7 +260,8 @@ def test_doctor_s_fix_for_an_endpoint_form_gives_the_endpoint_to_use(url, fix):
     from vlab.doctor import _target_check
 
     target = Target(kind="azure", endpoint=url, api_key=Secret("k"), model="m", auth="api_key")
-    check = _target_check(target, {"endpoint": "the test", "api_key": "the test"}, offline=False)
+    from_env = "environment variable AZURE_VOICELIVE_ENDPOINT"  # the fix names where the endpoint was set
+    check = _target_check(target, {"endpoint": from_env, "api_key": from_env}, offline=False)
     assert (check.status, check.fix) == ("warn", f"set AZURE_VOICELIVE_ENDPOINT to {fix}")
 
 
