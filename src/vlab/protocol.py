@@ -22,9 +22,18 @@ ROUTES: Final = ("/voice-live/realtime", "/voice-agent/realtime")
 service's older name)."""
 
 SDK_QUERY_PARAMETERS: Final = ("api-version", "model")
-"""Query parameters the SDK always sets itself; one in the endpoint's query is ignored."""
+"""Query parameters the SDK sets itself when given them, as vlab always gives them (the api-version and the
+model); one in the endpoint's query is then replaced."""
 
 # --- audio formats -------------------------------------------------------------------------------
+
+MODALITIES: Final = (
+    ("text", "audio"),
+    ("text",),
+    ("text", "audio", "animation"),
+    ("text", "audio", "avatar"),
+)
+"""The ``session.modalities`` the service takes (in any order): audio alone is not one of them."""
 
 INPUT_FORMATS: Final = ("pcm16", "g711_ulaw", "g711_alaw")
 """Accepted ``input_audio_format`` values."""
@@ -325,9 +334,9 @@ SERVER_EVENT_FIELDS: Final[Mapping[str, Mapping[str, FieldType]]] = MappingProxy
         AUDIO_TRANSCRIPT_DONE: {**_RESPONSE_IDS, "transcript": "string"},
         TEXT_DELTA: {**_RESPONSE_IDS, "delta": "string"},
         TEXT_DONE: {**_RESPONSE_IDS, "text": "string"},
-        FUNCTION_CALL_ARGUMENTS_DELTA: {**_RESPONSE_IDS, "call_id": "string", "delta": "string"},
+        FUNCTION_CALL_ARGUMENTS_DELTA: {**_OUTPUT_IDS, "call_id": "string", "delta": "string"},
         FUNCTION_CALL_ARGUMENTS_DONE: {
-            **_RESPONSE_IDS,
+            **_OUTPUT_IDS,
             "call_id": "string",
             "name": "string",
             "arguments": "string",
@@ -343,7 +352,7 @@ SERVER_EVENT_FIELDS: Final[Mapping[str, Mapping[str, FieldType]]] = MappingProxy
         ANIMATION_VISEME_DELTA: {**_RESPONSE_IDS, "audio_offset_ms": "number", "viseme_id": "integer"},
         ANIMATION_VISEME_DONE: _RESPONSE_IDS,
         OUTPUT_AUDIO_CLEARED: {},
-        # the types vlab does not react to (the emulator sends none of them), as the SDK's models have them
+        # the types vlab does not react to, as the SDK's models have them (the emulator sends only the MCP ones)
         WARNING: {
             "warning": "object",
             "warning.message": "string",

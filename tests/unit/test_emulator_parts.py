@@ -104,6 +104,15 @@ def test_session_update_merges_and_refuses_bad_values_without_changing_anything(
         assert info.value.param == param and info.value.event_id == "e1"
     with pytest.raises(WireError, match="voice cannot change"):
         apply_update(base, {"voice": "echo"}, "2026-07-15", None, audio_started=True)
+    with pytest.raises(WireError) as modalities:  # it named two of the four the SDK's Modality allows
+        apply_update(base, {"modalities": ["audio"]}, "2026-07-15", None, audio_started=False)
+    assert modalities.value.message.endswith(
+        "use ['text', 'audio'], ['text'], ['text', 'audio', 'animation'] or ['text', 'audio', 'avatar']."
+    )
+    avatar = apply_update(
+        base, {"modalities": ["avatar", "text", "audio"]}, "2026-07-15", None, audio_started=False
+    )
+    assert avatar["modalities"] == ["avatar", "text", "audio"]
     assert base["instructions"] == ""
 
 

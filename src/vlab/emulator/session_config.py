@@ -20,7 +20,6 @@ from vlab.emulator.wire import WireError
 
 log = logging.getLogger("vlab.emulator")
 
-_MODALITIES = ({"text", "audio"}, {"text"}, {"text", "audio", "animation"}, {"text", "audio", "avatar"})
 SESSION_TTL_S = 30 * 60
 """Seconds from ``session.created`` to the session's ``expires_at`` (the emulator's choice)."""
 
@@ -163,10 +162,12 @@ def apply_update(
                 )
             new[key] = value
         elif key == "modalities":
-            if not isinstance(value, list) or set(value) not in _MODALITIES:
+            if not isinstance(value, list) or set(value) not in [set(m) for m in protocol.MODALITIES]:
                 raise _bad(
                     "invalid_value",
-                    f"Invalid value for 'session.modalities': {value!r}; use ['text', 'audio'] or ['text'].",
+                    f"Invalid value for 'session.modalities': {value!r}; use "
+                    + ", ".join(str(list(m)) for m in protocol.MODALITIES[:-1])
+                    + f" or {list(protocol.MODALITIES[-1])}.",
                     "session.modalities",
                     event_id,
                 )

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, Literal, TypeVar, get_args
 
-from vlab import protocol_limits
+from vlab import protocol, protocol_limits
 from vlab.errors import ConfigError
 from vlab.protocol_limits import DURATION_MS_BOUNDS, THRESHOLD_BOUNDS
 
@@ -89,7 +89,9 @@ _SEMANTIC_DEFAULTS: Final = protocol_limits.turn_detection_defaults(
     _SEMANTIC_TYPES["default"], protocol_limits.VLAB_DEFAULTS_API_VERSION
 )
 """What ``AzureSemanticVad()`` sends (its ``NOT_GIVEN`` fields take the service defaults)."""
-_MODALITIES: Final = (("text", "audio"), ("text",))
+_MODALITIES: Final = protocol.MODALITIES[:2]
+"""The modalities ``SessionSettings`` takes: the protocol's without an avatar or animation, which vlab
+does not drive (send those through ``extra``)."""
 _TOOL_CHOICES: Final = ("auto", "none", "required")
 _TOOL_NAME_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _LOCALE_PREFIX_RE: Final = re.compile(r"^[A-Za-z]{2,3}-[A-Za-z]{2,4}-\S")
