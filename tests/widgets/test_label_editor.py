@@ -7,19 +7,14 @@ import shutil
 
 import pytest
 
+from tests.widgets._output import shown_html
 from vlab.corpus.label_set import LabelSet
 from vlab.corpus.labeller import label_folder
 from vlab.errors import ConfigError
 from vlab.prompts import load_prompt_set
 from vlab.widgets import LabelEditor
 
-
-def _shown(output) -> str:
-    """The HTML of the widgets an Output area shows."""
-    from ipywidgets.widgets.widget import _instances
-
-    views = [o["data"].get("application/vnd.jupyter.widget-view+json") for o in output.outputs]
-    return " ".join(_instances[v["model_id"]].value for v in views if v)
+_shown = shown_html
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import soundfile as sf
 
 from tests._logs import T0_NS, hand_record
 from tests._mcp_server import stand_in_mcp
+from tests.widgets._output import shown_html
 from vlab import protocol
 from vlab.bundled import bundled_dir
 from vlab.clock import VirtualClock
@@ -142,6 +143,24 @@ def test_the_api_key_never_stays_in_widget_state(tmp_path, prompt_dir):
     assert panel.api_key.value == ""
     states = json.dumps([w.get_state() for w in _all_widgets(panel.widget)], default=str)
     assert CANARY not in states and CANARY not in repr(panel)
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [CANARY, f"https://r.services.ai.azure.com/?api-key={CANARY}", "sk-other-key-in-the-endpoint-box"],
+)
+def test_a_key_typed_into_the_endpoint_box_is_emptied_from_it(tmp_path, prompt_dir, typed):
+    # it was refused, "(not shown)", but stayed in the box: widget state, which the notebook saves
+    panel = _panel(tmp_path, prompt_dir)
+    panel.target.value = "Azure endpoint"
+    panel.api_key.value = CANARY
+    panel.endpoint.value = typed
+    panel.start.click()
+    assert panel.task is None and panel.endpoint.value == ""
+    (shown,) = panel.output.outputs
+    assert "The Endpoint box held an API key or no address, and was emptied" in shown_html(panel.output)
+    states = json.dumps([w.get_state() for w in _all_widgets(panel.widget)], default=str)
+    assert CANARY not in states and CANARY not in json.dumps(panel.output.outputs)
 
 
 def _all_widgets(w):

@@ -506,6 +506,7 @@ class SessionPanel:
                 raise ConfigError(
                     "Enter the Azure endpoint (https://<resource>.services.ai.azure.com) or choose the embedded emulator."
                 )
+            self._clear_a_key_from_the_endpoint()
             kwargs["endpoint"] = self.endpoint.value.strip()
             if self.auth.value == "API key":
                 if "key" not in self._secrets:
@@ -520,6 +521,27 @@ class SessionPanel:
         kwargs["model"] = self.model.value.strip() or None
         kwargs["barge_in"] = self.barge_in.value
         return kwargs
+
+    def _clear_a_key_from_the_endpoint(self) -> None:
+        """Empty the Endpoint box when it holds a key (the API key, an api-key query, or no host at all).
+
+        Its value is widget state, which the notebook saves: a key pasted there must not stay.
+
+        Raises:
+            ConfigError: The box was emptied; the message says why (the key itself is not shown).
+        """
+        from vlab.errors import ConfigError
+
+        value = self.endpoint.value.strip()
+        key = self._secrets["key"].reveal() if "key" in self._secrets else None
+        holds_key = (key is not None and key in value) or "api-key=" in value.lower()
+        if holds_key or ("://" not in value and "." not in value):  # no host: a key pasted in the wrong box
+            self.endpoint.value = ""
+            raise ConfigError(
+                "The Endpoint box held an API key or no address, and was emptied (it is saved with the notebook). "
+                "Enter the resource's endpoint, https://<resource>.services.ai.azure.com, and the key in the API "
+                "key box."
+            )
 
     # --- running -----------------------------------------------------------------------------------------
 
