@@ -132,3 +132,18 @@ def test_the_waveform_is_drawn_on_the_labels_ms_axis_from_at_most_about_4000_sam
     assert t[1] == 0.75 and y[1] == 12.0 and t[-1] == 2999.25
     t, y = waveform_points(samples[:100], 8000)  # short: every sample
     assert len(y) == 100 and t[-1] == 99 * 1000 / 8000
+
+
+def test_a_sweep_folder_is_refused_before_saving_could_overwrite_its_manifest(tmp_path):
+    # a sweep's manifest.json lists its prompts (ids) too: the editor opened it, and Save rewrote it as a
+    # prompt set, after which the sweep panel could no longer open the sweep
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(
+        json.dumps({"kind": "vlab-sweep", "grid": [], "prompts": [{"id": "p", "file": "p.wav"}]})
+    )
+    before = manifest.read_text()
+    with pytest.raises(
+        ConfigError, match=r"is a sweep's manifest, not a prompt set's; open the folder of the"
+    ):
+        LabelEditor(tmp_path)
+    assert manifest.read_text() == before

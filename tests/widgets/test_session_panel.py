@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import math
 import re
@@ -718,3 +719,14 @@ async def test_settings_the_server_refused_are_shown_as_the_session_s_failure(tm
         await panel.task
     assert "failed: the server refused the session settings (invalid_value: " in panel.status.value
     assert "so this session&#x27;s events do not measure the settings asked for" in panel.status.value
+
+
+def test_an_uploaded_file_is_kept_under_uploads_whatever_its_name_says(tmp_path, prompt_dir):
+    panel = _panel(tmp_path, prompt_dir, source="Uploaded file")
+    wav = (prompt_dir / "question.wav").read_bytes()
+    upload = {"name": "../../escaped.wav", "type": "audio/wav", "size": len(wav), "content": memoryview(wav),
+              "last_modified": datetime.datetime.now(datetime.timezone.utc)}  # fmt: skip
+    panel.upload.value = (upload,)
+    panel._input_audio(panel.settings())
+    assert (tmp_path / "runs" / "uploads" / "escaped.wav").is_file()  # it was written two folders up
+    assert not (tmp_path / "escaped.wav").exists()

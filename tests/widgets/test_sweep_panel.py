@@ -549,3 +549,30 @@ def test_the_prompts_a_panel_is_given_are_selected_or_refused_not_swapped_for_th
     ):
         with pytest.raises(ConfigError, match=f"^{said}$"):
             SweepPanel(runs_dir=tmp_path, **{option: value})
+
+
+@pytest.mark.parametrize("typed", ["nan", "inf", "300, -inf"])
+def test_a_value_that_is_not_a_finite_number_is_refused_with_the_field_named(typed):
+    from vlab.errors import ConfigError
+    from vlab.widgets.sweep_panel import parse_values
+
+    with pytest.raises(ConfigError, match=r"^Silence ms: '-?(nan|inf)' is not a number"):
+        parse_values(typed, int, "Silence ms")  # was a ValueError or OverflowError, with its traceback
+
+
+def test_a_folder_that_is_not_a_sweep_s_is_refused_before_the_panel_changes(tmp_path):
+    from vlab.errors import ConfigError
+    from vlab.widgets import SweepPanel
+
+    prompts = tmp_path / "rec"  # a prompt folder: its manifest.json lists prompts, no grid
+    prompts.mkdir()
+    (prompts / "manifest.json").write_text(json.dumps({"version": 1, "prompts": []}))
+    panel = SweepPanel()
+    shown = (panel.manifest, panel.sweep_dir)
+    with pytest.raises(
+        ConfigError, match=r"is a prompt folder \(its manifest.json lists prompts\), not a sweep"
+    ):
+        panel.load(prompts)  # was KeyError: 'repeats', after the panel had replaced what it showed
+    assert (panel.manifest, panel.sweep_dir) == shown
+    with pytest.raises(ConfigError, match=r"is a file, not a sweep folder"):
+        panel.load(prompts / "manifest.json")  # was "no folder '…/manifest.json'"

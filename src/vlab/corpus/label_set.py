@@ -61,6 +61,11 @@ class LabelSet:
             self._entries: dict[str, dict[str, Any]] = {str(e["id"]): e for e in data["prompts"]}
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"{str(self.path)!r} is not a prompt manifest ({exc!r})") from None
+        if "grid" in data:  # a sweep's lists its prompts too: saving would overwrite it with a prompt set's
+            raise ConfigError(
+                f"{str(self.path)!r} is a sweep's manifest, not a prompt set's; open the folder of the prompts it "
+                "played (its recordings and the manifest `vlab prompts label` or `import` wrote)"
+            )
         self._generator = str(data.get("generator", "vlab"))
         self.reviewed: set[str] = set()
         """Prompts edited or approved since loading (saved as ``edited``)."""

@@ -96,9 +96,9 @@ def _sweep_above(folder: Path) -> Path | None:
 
 def not_a_sweep(folder: Path) -> str | None:
     """Why ``folder`` is not a finished sweep folder and what to give instead (None when it is one)."""
-    if (folder / SWEEP_MANIFEST).is_file():
-        return None
     name = repr(str(folder))
+    if (folder / SWEEP_MANIFEST).is_file():
+        return _not_a_sweep_manifest(folder / SWEEP_MANIFEST, name)
     if not folder.exists():
         return f"{name} does not exist; give the folder `vlab sweep --out` wrote (`vlab runs` lists them)"
     if folder.is_file():
@@ -113,6 +113,22 @@ def not_a_sweep(folder: Path) -> str | None:
     if sweep is not None:  # its cells folder, say
         return f"{name} is inside the sweep folder {str(sweep)!r}; give that one"
     return f"{name} is not a sweep folder (no manifest.json); run `vlab sweep` first"
+
+
+def _not_a_sweep_manifest(manifest: Path, name: str) -> str | None:
+    """Why the ``manifest.json`` of the folder ``name`` is not a sweep's (None when it is one)."""
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f"{name} holds a manifest.json that cannot be read as JSON: not a sweep folder vlab wrote"
+    if isinstance(data, dict) and "grid" in data:
+        return None
+    if isinstance(data, dict) and "prompts" in data:
+        return (
+            f"{name} is a prompt folder (its manifest.json lists prompts), not a sweep folder; give the folder "
+            "`vlab sweep --out` wrote (`vlab runs` lists them)"
+        )
+    return f"{name} holds a manifest.json that is not a sweep's; give the folder `vlab sweep --out` wrote"
 
 
 def no_results_message(sweep_dir: Path) -> str:

@@ -645,7 +645,7 @@ class SessionPanel:
                 f"Upload a {AUDIO_KINDS} file first (the Upload button), or choose another input."
             )
         upload = files[0] if isinstance(files, (list, tuple)) else next(iter(files.values()))
-        path = self.runs_dir / "uploads" / str(upload["name"])
+        path = self.runs_dir / "uploads" / Path(str(upload["name"])).name  # a name, never a path out of it
         path.parent.mkdir(parents=True, exist_ok=True)
         content = upload["content"]
         path.write_bytes(content.tobytes() if hasattr(content, "tobytes") else bytes(content))

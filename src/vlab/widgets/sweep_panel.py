@@ -12,6 +12,7 @@ import asyncio
 import html
 import io
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -65,6 +66,8 @@ def parse_values(text: str, kind: type, what: str) -> list[Any]:
     for p in parts:
         try:
             value = float(p)
+            if not math.isfinite(value):  # 'nan' and 'inf' read as floats, and failed later as a traceback
+                raise ValueError(p)
         except ValueError:
             raise ConfigError(
                 f"{what}: {p.strip()!r} is not a number (write values separated by commas, e.g. 300, 500)"
@@ -527,12 +530,14 @@ class SweepPanel:
 
     def load(self, sweep_dir: str | Path) -> None:
         """Show a finished sweep folder's charts and tables (ConfigError when it is not a sweep folder)."""
-        from vlab.sweep.store import SWEEP_MANIFEST
+        from vlab.sweep.store import SWEEP_MANIFEST, not_a_sweep
 
         text = str(sweep_dir).strip()
         if not text:
             raise ConfigError("Type the path of a sweep folder (the one that holds manifest.json) first.")
         folder = Path(text).expanduser()
+        if folder.is_file():  # its manifest.json, say: the message names the folder to give
+            raise ConfigError(str(not_a_sweep(folder)))
         if not folder.is_dir():
             raise ConfigError(f"no folder {text!r} (relative paths start at {str(Path.cwd())!r})")
         manifest_path = folder / SWEEP_MANIFEST
@@ -541,6 +546,9 @@ class SweepPanel:
                 f"{text!r} is not a finished sweep folder (no manifest.json); a stopped sweep resumes with "
                 "Run and that folder in Folder"
             )
+        problem = not_a_sweep(folder)  # a prompt folder's manifest.json, say; checked before anything changes
+        if problem is not None:
+            raise ConfigError(problem)
         self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         self.points, self.turns, self.vad, self.scores = (
             _read(folder, n) for n in ("points", "turns", "vad", "scores")
