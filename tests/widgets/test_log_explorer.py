@@ -360,3 +360,19 @@ async def test_each_turn_is_offered_with_its_trigger_status_and_latency(run_dir)
     assert labels[0] == "All turns" and len(labels) == 3
     for label, turn in zip(labels[1:], ex.turns.itertuples(), strict=True):
         assert label == f"turn {turn.turn} (vad, completed, voice-to-voice {turn.voice_to_voice_ms:.0f} ms)"
+
+
+async def test_choosing_a_turn_of_a_run_on_the_emulator_s_timeline_shows_that_turn_s_events(tmp_path):
+    # its turns' t_done_ns are on the simulated timeline, its events' t_ns on the log's clock: the table
+    # compared the two and showed "No event matches the filters." for every turn
+    from vlab.replay import replay
+
+    result = await replay("two_turns", run_dir=tmp_path / "run", speed=math.inf, dotenv_path=False)
+    ex = LogExplorer(result.run_dir)
+    assert (ex.turns["timeline"] == "simulated").all() and len(ex.turns) == 2
+    for turn in range(2):
+        ex.turn.value = turn
+        rows = ex.filtered()
+        assert rows["type"].iloc[-1] == "response.done"
+        assert rows["response_id"].iloc[-1] == ex.turns.iloc[turn]["response_id"]
+        assert (rows["type"] == "input_audio_buffer.speech_stopped").sum() == 1  # this turn's, not both

@@ -217,10 +217,22 @@ class LogExplorer:
         if self.turn.value == ALL_TURNS or self.turns.empty:
             return (-math.inf, math.inf)
         i = int(self.turn.value)
-        row = self.turns.iloc[i]
-        start = float(self.turns.iloc[i - 1]["t_done_ns"]) if i > 0 else -math.inf
-        end = float(row["t_done_ns"])
+        start = self._done_on_the_log_s_clock(self.turns.iloc[i - 1]) if i > 0 else -math.inf
+        end = self._done_on_the_log_s_clock(self.turns.iloc[i])
         return (start if math.isfinite(start) else -math.inf, end if math.isfinite(end) else math.inf)
+
+    def _done_on_the_log_s_clock(self, turn: pd.Series) -> float:
+        """When the turn's ``response.done`` was logged (``t_ns``), the clock the events' filter compares.
+
+        A turn's ``t_done_ns`` is on the emulator's simulated timeline for an emulator run, not the log's.
+        """
+        ev = self.events
+        done = ev.loc[
+            (ev["type"] == protocol.RESPONSE_DONE) & (ev["response_id"] == turn.get("response_id")), "t_ns"
+        ]
+        if len(done):
+            return float(done.iloc[0])
+        return float(turn["t_done_ns"]) if turn.get("timeline") != "simulated" else math.nan
 
     def filtered(self) -> pd.DataFrame:
         """The events the filters keep (chosen types, within the chosen turn), with ``ms`` from the first event."""
