@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from tests.widgets._output import shown_html
+from vlab.bundled import bundled_dir
 from vlab.corpus.label_set import LabelSet
 from vlab.corpus.labeller import label_folder
 from vlab.errors import ConfigError
@@ -147,3 +148,17 @@ def test_a_sweep_folder_is_refused_before_saving_could_overwrite_its_manifest(tm
     ):
         LabelEditor(tmp_path)
     assert manifest.read_text() == before
+
+
+def test_a_prompt_whose_audio_cannot_be_read_is_shown_so_and_the_others_stay_reviewable(tmp_path):
+    shutil.copy(bundled_dir("prompts") / "pause_600.wav", tmp_path / "b_pause.wav")
+    shutil.copy(bundled_dir("prompts") / "short_question.wav", tmp_path / "c_question.wav")
+    label_folder(tmp_path)
+    (tmp_path / "b_pause.wav").write_bytes(b"not audio any more")  # broken after labelling
+    editor = LabelEditor(tmp_path)  # raised AudioFormatError when the first prompt was the broken one
+    assert editor.prompt.value == "b_pause" and editor.waveform.value == b""
+    assert "b_pause.wav" in _shown(editor.output)
+    editor.prompt.value = "c_question"
+    assert editor.waveform.value[:4] == b"\x89PNG"
+    editor.prompt.value = "b_pause"  # the question's waveform stayed under the broken prompt's labels
+    assert editor.waveform.value == b""

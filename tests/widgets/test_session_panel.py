@@ -730,3 +730,17 @@ def test_an_uploaded_file_is_kept_under_uploads_whatever_its_name_says(tmp_path,
     panel._input_audio(panel.settings())
     assert (tmp_path / "runs" / "uploads" / "escaped.wav").is_file()  # it was written two folders up
     assert not (tmp_path / "escaped.wav").exists()
+
+
+def test_the_prompt_folder_is_named_as_given(tmp_path):
+    # the panel took a folder that does not exist, and its messages named data/prompts whatever it was given
+    with pytest.raises(
+        ConfigError, match=r"prompt_dir '.*nope' is not a folder; give the folder of your WAV"
+    ):
+        SessionPanel(runs_dir=tmp_path / "runs", prompt_dir=tmp_path / "nope")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    panel = SessionPanel(runs_dir=tmp_path / "runs", prompt_dir=empty, source="WAV prompt")
+    assert panel.prompt.options[0][0] == f"(no prompts found in {empty})"
+    with pytest.raises(ConfigError, match=f"No prompt selected: put WAV files in {re.escape(str(empty))} or"):
+        panel._input_audio(panel.settings())

@@ -17,7 +17,7 @@ import numpy as np
 
 from vlab.corpus.label_set import LabelSet, Span
 from vlab.corpus.labels import KINDS
-from vlab.errors import ConfigError
+from vlab.errors import ConfigError, VlabError
 from vlab.widgets._tasks import guarded
 from vlab.widgets.sweep_panel import figure_png
 
@@ -39,7 +39,8 @@ class LabelEditor:
         self._audio: dict[str, tuple[np.ndarray, int]] = {}
         self._updating = False
         self._build()
-        self._show_prompt()
+        # a first prompt whose audio cannot be read is shown as such: the others can still be reviewed
+        guarded(self.output, "Opening the prompt")(self._show_prompt)()
 
     def _build(self) -> None:
         style = {"description_width": "70px"}
@@ -189,7 +190,11 @@ class LabelEditor:
         )
 
     def _draw(self, chosen: Span | None) -> None:
-        samples, rate = self._samples(self.prompt.value)
+        try:
+            samples, rate = self._samples(self.prompt.value)
+        except VlabError:
+            self.waveform.value = b""  # not the previous prompt's waveform under this one's labels
+            raise
         spans = self.labels.spans(self.prompt.value)
 
         def draw(ax: Any) -> None:

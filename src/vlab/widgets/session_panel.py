@@ -147,6 +147,11 @@ class SessionPanel:
         """Set while an MCP call waits for its Approve or Decline button."""
         self.runs_dir = Path(runs_dir)
         self.prompt_dir = Path(prompt_dir) if prompt_dir is not None else find_prompt_dir()
+        if self.prompt_dir is not None and not self.prompt_dir.is_dir():
+            raise ConfigError(
+                f"prompt_dir {str(self.prompt_dir)!r} is not a folder; give the folder of your WAV prompts, or "
+                "leave it out for data/prompts (or vlab's bundled prompts)"
+            )
         check_count("max_rows", max_rows)
         self.max_rows = max_rows
         self.emulator_options = dict(emulator_options or {})
@@ -329,7 +334,7 @@ class SessionPanel:
             prompts[0][1] if prompts else "",
         )
         self.prompt = widgets.Dropdown(
-            options=prompts or [("(no prompts found in data/prompts)", "")],
+            options=prompts or [(f"(no prompts found in {self._prompt_place()})", "")],
             value=preferred,
             description="Prompt",
             style=style,
@@ -522,6 +527,10 @@ class SessionPanel:
         kwargs["barge_in"] = self.barge_in.value
         return kwargs
 
+    def _prompt_place(self) -> str:
+        """Where the panel lists its prompts, as its messages name it."""
+        return str(self.prompt_dir) if self.prompt_dir is not None else "data/prompts"
+
     def _clear_a_key_from_the_endpoint(self) -> None:
         """Empty the Endpoint box when it holds a key (the API key, an api-key query, or no host at all).
 
@@ -632,7 +641,7 @@ class SessionPanel:
         if self.source.value == WAV_PROMPT:
             if not self.prompt.value:
                 raise ConfigError(
-                    "No prompt selected: put WAV files in data/prompts or choose another input."
+                    f"No prompt selected: put WAV files in {self._prompt_place()} or choose another input."
                 )
             labelled = labelled_file(self.prompt.value)
             return _Prompt(
