@@ -172,9 +172,16 @@ def _all_widgets(w):
 
 async def test_an_open_session_takes_several_prompts_then_stops(tmp_path, prompt_dir):
     panel = _panel(tmp_path, prompt_dir, keep_open=True)
+    panel.speaker_side.disabled = True  # one disabled before the session stays so after it
+    before = {
+        name: getattr(panel, name).disabled for name in ("silence", "turn_type", "source", "speaker_side")
+    }
     panel.start.click()
     await panel.wait_answered()
     assert panel.running and panel.start.description == "Send prompt" and not panel.start.disabled
+    # what the open session was made of is held (a change there was silently ignored), the prompt is free
+    assert panel.silence.disabled and panel.turn_type.disabled and panel.source.disabled
+    assert not panel.prompt.disabled
     panel.start.click()  # the next turn, same session
     await panel.wait_answered()
     responses = [r for r in panel.session.records if r.type == "response.done"]
@@ -184,6 +191,7 @@ async def test_an_open_session_takes_several_prompts_then_stops(tmp_path, prompt
         await panel.task
     assert "stopped" in panel.status.value and panel.start.description == "Start"
     assert panel.output.outputs == ()
+    assert {name: getattr(panel, name).disabled for name in before} == before  # as they were
 
 
 async def test_a_labelled_prompt_is_timed_from_its_labels_which_the_run_folder_keeps(tmp_path, prompt):

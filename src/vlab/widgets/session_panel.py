@@ -146,6 +146,8 @@ class SessionPanel:
         self.awaiting_approval = asyncio.Event()
         """Set while an MCP call waits for its Approve or Decline button."""
         self.runs_dir = Path(runs_dir)
+        self._held: dict[widgets.Widget, bool] = {}
+        """The form's fields disabled while a session is open, with whether each was disabled before."""
         self.prompt_dir = Path(prompt_dir) if prompt_dir is not None else find_prompt_dir()
         if self.prompt_dir is not None and not self.prompt_dir.is_dir():
             raise ConfigError(
@@ -575,6 +577,7 @@ class SessionPanel:
         prompt = self._input_audio(settings) if self.source.value not in _LIVE else None
         self.run_dir = new_run_dir("panel", self.runs_dir)
         self.start.disabled, self.stop.disabled = True, False
+        self._hold_the_form()
         self.answered.clear()
         self.table.value = self.latency.value = ""
         self._pending = asyncio.Queue()
@@ -617,7 +620,25 @@ class SessionPanel:
 
         return start_task(commit, self.output, what="Ending the turn")
 
+    def _hold_the_form(self) -> None:
+        """Disable the fields the open session was made of: a change there would not reach it.
+
+        The prompt and the upload stay free, for the next turn of a session kept open.
+        """
+        fields = (
+            self.target, self.endpoint, self.auth, self.api_key, self.model, self.voice, self.instructions,
+            self.audio_format, self.mcp_url, self.mcp_label, self.mcp_approval, self.mcp_token,
+            self.turn_type, self.threshold, self.prefix_padding, self.silence, self.remove_fillers, self.eou,
+            self.eou_timeout, self.source, self.speaker, self.speaker_side, self.barge_in,
+        )  # fmt: skip
+        self._held = {field: field.disabled for field in fields}
+        for field in fields:
+            field.disabled = True
+
     def _finished(self) -> None:
+        for field, disabled in self._held.items():  # as they were before the session
+            field.disabled = disabled
+        self._held = {}
         self.start.disabled, self.stop.disabled = False, True
         self.end_turn.disabled = True
         self.start.description = "Start"
