@@ -278,6 +278,23 @@ async def wait_for_reaction_replies(session: Session, timeout_s: float) -> None:
         )
 
 
+def speech_never_ended(session: Session, since: int = 0) -> bool:
+    """Whether the server VAD heard speech start after record ``since`` and never heard it end.
+
+    No turn ended, so nothing was answered: a threshold so low that the VAD takes the silence for speech
+    (0.0), or audio that stops mid-word with no silence after it.
+    """
+    types = [r.type for r in session.records[since:] if r.direction == "server"]
+    return types.count(protocol.SPEECH_STARTED) > types.count(protocol.SPEECH_STOPPED)
+
+
+SPEECH_NEVER_ENDED = (
+    "the server VAD heard speech start and never end, so no turn ended and nothing was answered: a threshold "
+    "this low takes the silence after the words for speech (raise it), or the audio stops mid-word"
+)
+"""What :func:`speech_never_ended` means for a user, where a run got no answer because of it."""
+
+
 def _server_types(session: Session) -> list[str]:
     return [r.type for r in session.records if r.direction == "server"]
 

@@ -13,7 +13,7 @@ from typing import Any
 from vlab.audio.pcm import silence
 from vlab.audio.wav import load_wav
 from vlab.errors import NotAnswered, check_keywords, settings_refused
-from vlab.feed import NoSpeechDetected, feed_prompt, trailing_silence_ms
+from vlab.feed import NoSpeechDetected, feed_prompt, speech_never_ended, trailing_silence_ms
 from vlab.log import new_run_dir
 from vlab.metrics.latency import sorted_times_ms, turn_latency
 from vlab.prompts import LabelledPrompt, prompt_file, write_run_labels
@@ -35,6 +35,8 @@ class ReplayResult:
     """Server events that broke the protocol (logged as ``vlab.protocol_warning`` records)."""
     target: str = ""
     """Where the session connected (:meth:`vlab.endpoint.Target.describe`; never the key)."""
+    speech_never_ended: bool = False
+    """The server VAD heard speech start and never end (:func:`vlab.feed.speech_never_ended`): no turn ended."""
 
 
 async def replay(
@@ -108,6 +110,7 @@ async def replay(
         except NoSpeechDetected as exc:
             raise NoSpeechDetected(fix=exc.fix, events=run_path) from None
         frame = session.frame()
+        unended = speech_never_ended(session)
         target = session.target
         if target.kind == "emulator":  # its port meant nothing once it stopped
             target = dataclasses.replace(target, endpoint=None)
@@ -118,7 +121,7 @@ async def replay(
     ends = await asyncio.to_thread(sent_speech_ends_ms, pcm, settings) if end_of_turn_ms is None else None
     latency = turn_latency(frame, end_of_turn_ms=end_of_turn_ms, speech_ends_ms=ends)
     turns = [{str(k): v for k, v in row.items()} for row in latency.to_dict("records")]
-    return ReplayResult(run_path, len(frame), turns, session.protocol_warnings, target.describe())
+    return ReplayResult(run_path, len(frame), turns, session.protocol_warnings, target.describe(), unended)
 
 
 def _file_or_bundled(

@@ -600,6 +600,16 @@ def test_replay_with_transcription_says_what_it_heard_in_each_turn_and_when(tmp_
     assert "--transcription needs a model name, such as azure-speech" in capsys.readouterr().err
 
 
+def test_a_replay_whose_speech_never_ended_says_why_nothing_was_answered(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["replay", "pause_600", "--threshold", "0", "--speed", "max", "--out", out]) == 0
+    captured = capsys.readouterr()
+    assert "turns answered: 0" in captured.out  # and nothing said why
+    assert "vlab: the server VAD heard speech start and never end, so no turn ended" in captured.err
+    assert main(["replay", "pause_600", "--speed", "max", "--out", out, "--force"]) == 0
+    assert "never end" not in capsys.readouterr().err
+
+
 def test_replay_refuses_vad_settings_with_manual_turns_and_says_the_help_defaults_are_server_vad_s(capsys):
     assert main(["replay", "x.wav", "--manual", "--threshold", "0.7", "--silence-duration-ms", "800"]) == 2
     assert capsys.readouterr().err == (

@@ -752,3 +752,14 @@ def test_the_prompt_folder_is_named_as_given(tmp_path):
     assert panel.prompt.options[0][0] == f"(no prompts found in {empty})"
     with pytest.raises(ConfigError, match=f"No prompt selected: put WAV files in {re.escape(str(empty))} or"):
         panel._input_audio(panel.settings())
+
+
+async def test_speech_that_never_ends_is_the_session_s_failure_not_a_quiet_finish(tmp_path, prompt_dir):
+    # threshold 0.0 (the slider's minimum) takes the silence for speech: no turn ends, no reply; the panel
+    # said "finished" with no word of why
+    panel = _panel(tmp_path, prompt_dir)
+    panel.threshold.value = 0.0
+    panel.start.click()
+    await panel.task
+    assert "failed: the server VAD heard speech start and never end, so no turn ended" in panel.status.value
+    assert "(threshold 0)" in panel.status.value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -290,6 +291,10 @@ def _print_run(
         f"turns answered: {len(result.turns)}"
         + (f" ({len(unheard)} cancelled before their first audio)" if unheard else "")
     )
+    if result.speech_never_ended:  # "turns answered: 0" said nothing of why
+        from vlab.feed import SPEECH_NEVER_ENDED
+
+        print(f"vlab: {SPEECH_NEVER_ENDED}", file=sys.stderr)
     if result.protocol_warnings:
         print(
             f"protocol warnings: {result.protocol_warnings} (malformed server events; see the run's events)"

@@ -686,6 +686,7 @@ class SessionPanel:
         await asyncio.wait_for(self.answered.wait(), timeout_s)
 
     async def _run(self, settings: SessionSettings, kwargs: dict[str, Any]) -> None:
+        from vlab.feed import SPEECH_NEVER_ENDED, speech_never_ended
         from vlab.session import Session
 
         speaker = None
@@ -712,7 +713,10 @@ class SessionPanel:
                     return
                 while True:
                     prompt = await self._pending.get()
+                    since = len(session.records)
                     await self._feed(session, prompt, settings)
+                    if speech_never_ended(session, since):  # it said "finished", with no word of why
+                        raise ConfigError(f"{SPEECH_NEVER_ENDED} (threshold {self.threshold.value:g})")
                     if runner is not None and not runner.idle:
                         self._set_status("answering the tool calls…")
                         await runner.settled()
