@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import html
 import json
 import math
 import re
+import socket
 
 import numpy as np
 import pytest
@@ -763,3 +765,16 @@ async def test_speech_that_never_ends_is_the_session_s_failure_not_a_quiet_finis
     await panel.task
     assert "failed: the server VAD heard speech start and never end, so no turn ended" in panel.status.value
     assert "(threshold 0)" in panel.status.value
+
+
+async def test_an_mcp_server_whose_tools_could_not_be_listed_is_the_session_s_failure(tmp_path, prompt_dir):
+    with socket.socket() as unused:  # bound, never listening: nothing answers there
+        unused.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{unused.getsockname()[1]}/mcp"
+        panel = _panel(tmp_path, prompt_dir)
+        panel.mcp_url.value = url
+        panel.start.click()
+        await panel.task
+    assert f"failed: the service could not list the tools of the MCP server {url!r}" in html.unescape(
+        panel.status.value
+    )

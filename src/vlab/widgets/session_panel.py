@@ -732,6 +732,11 @@ class SessionPanel:
         finally:
             if self.error is None and session.settings_refused is not None:  # it ran, on the server's own
                 self.error = settings_refused(session.settings_refused, "this session's events")
+            if self.error is None and any(r.type == protocol.MCP_LIST_TOOLS_FAILED for r in session.records):
+                self.error = ConfigError(  # it said "finished": the server's tools were never offered
+                    f"the service could not list the tools of the MCP server {self.mcp_url.value.strip()!r} "
+                    "(mcp_list_tools.failed), so none of them was offered; check its URL and that it answers"
+                )
             self.runner = None
             self.connected.clear()
             refresher.cancel()
