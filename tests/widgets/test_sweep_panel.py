@@ -576,3 +576,22 @@ def test_a_folder_that_is_not_a_sweep_s_is_refused_before_the_panel_changes(tmp_
     assert (panel.manifest, panel.sweep_dir) == shown
     with pytest.raises(ConfigError, match=r"is a file, not a sweep folder"):
         panel.load(prompts / "manifest.json")  # was "no folder '…/manifest.json'"
+
+
+def test_a_sweep_of_noise_alone_shows_its_false_starts_not_a_failure(tmp_path):
+    from vlab.sweep import run_sweep
+    from vlab.widgets import SweepPanel
+
+    config = {
+        "target": {"speed": "max"},
+        "prompts": {"include": ["noise_only"]},
+        "grid": {"threshold": [0.5, 0.9]},
+        "run": {"baseline": False},
+    }
+    run_sweep(config, tmp_path / "noise", progress=False, session_options={"dotenv_path": False})
+    panel = SweepPanel()
+    panel.load(tmp_path / "noise")
+    shown = " ".join(w.value for w in panel.results.children if isinstance(w, ipywidgets.HTML))
+    assert "Nothing to chart" not in shown  # it said so, in red, and hid the false starts
+    assert "the false starts per minute below are what this sweep measures" in shown
+    assert "false_<wbr>starts_<wbr>per_<wbr>min" in shown or "false_starts_per_min" in shown

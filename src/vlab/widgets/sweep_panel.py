@@ -25,6 +25,7 @@ from vlab import protocol_limits
 from vlab.audio.pacing import MAX_SPEED, parse_speed, speed_text
 from vlab.errors import ConfigError, check_count, check_seconds
 from vlab.log.files import new_run_dir
+from vlab.prompts import NOISE_ONLY
 from vlab.sweep.chart_names import pareto_labels, relabelled, short_named, short_names
 from vlab.widgets._audio_formats import audio_format_dropdown, audio_format_fields
 from vlab.widgets._tasks import guarded, start_task
@@ -639,6 +640,16 @@ class SweepPanel:
         out: list[widgets.Widget] = [widgets.HTML(head)]
         self.charts = {}
         if self.points.empty or (self.turns.empty and not vad_only):
+            noise_only = not self.points.empty and {p.get("category") for p in m.get("prompts", [])} == {
+                NOISE_ONLY
+            }
+            if noise_only:  # no answer is the result: the false starts are what such a sweep measures
+                out.append(widgets.HTML(
+                    "<p>Every prompt is noise alone and no turn was answered: the false starts per minute below "
+                    "are what this sweep measures.</p>"
+                    + _table(self.points, ["setting", *POINT_MEASURES, *POINT_FLAGS])
+                ))  # fmt: skip
+                return out
             reason = no_results_message(folder) if self.points.empty else "No turn was answered."
             out.append(widgets.HTML(f"<p style='color:#b00020'>Nothing to chart. {html.escape(reason)}</p>"))
             return out
