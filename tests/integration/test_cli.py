@@ -440,6 +440,21 @@ def test_replay_not_answered_in_time_says_so_where_the_events_are_and_which_flag
     assert list(logged["type"][logged["direction"] == "client"][:2]) == ["session.update"] * 2
 
 
+def test_a_lost_connection_tells_the_command_s_user_to_run_it_again(tmp_path, capsys, monkeypatch):
+    import vlab.replay
+    from vlab.emulator.faults import Fault
+
+    drop = Fault("drop", at="input_audio_buffer.speech_started")  # the connection is lost mid-prompt
+    real = vlab.replay.replay
+    monkeypatch.setattr(
+        vlab.replay, "replay", lambda *a, **k: real(*a, emulator_options={"faults": [drop]}, **k)
+    )
+    assert main(["replay", "short_question", "--speed", "max", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vlab: error: ") and "Run the command again" in err
+    assert "Session(reconnect=True)" not in err  # Python's advice, which a command's user cannot take
+
+
 @pytest.mark.parametrize(("text", "value"), [("120", 120.0), ("0.5", 0.5), ("1e-3", 0.001)])
 def test_a_time_limit_is_a_number_of_seconds_above_0(text, value):
     assert seconds(text) == value

@@ -137,6 +137,9 @@ async def test_a_connection_failure_is_shown_not_lost(tmp_path, prompt_dir):
     assert "refused the API key (HTTP 401)" in shown["data"]["text/plain"]
     assert "failed: the endpoint refused the API key" in panel.status.value
     assert CANARY not in json.dumps(shown) and CANARY not in panel.status.value
+    assert (
+        "run folder" not in panel.status.value
+    )  # it named one nothing was logged in (the explorer refused it)
 
 
 def test_the_api_key_never_stays_in_widget_state(tmp_path, prompt_dir):

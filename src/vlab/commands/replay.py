@@ -224,10 +224,11 @@ def _replay(
 ) -> ReplayResult:
     """Replay ``prompt``; an error says which flag mends it (--force, --timeout, --threshold)."""
     from vlab._run import run_main
-    from vlab.errors import NotAnswered, RunFolderTaken
+    from vlab.errors import ConnectionFailed, NotAnswered, RunFolderTaken
     from vlab.feed import NoSpeechDetected
     from vlab.log import JSONL_NAME
     from vlab.replay import replay
+    from vlab.session.reconnect import RECONNECT_ADVICE
 
     try:
         return run_main(
@@ -247,6 +248,10 @@ def _replay(
         ) from None
     except NotAnswered as exc:
         raise NotAnswered(f"{exc}. Give it longer with --timeout (now {args.timeout:g} s).") from None
+    except ConnectionFailed as exc:  # its advice is Python's (Session(reconnect=True)), not a command's
+        if RECONNECT_ADVICE not in str(exc):
+            raise
+        raise ConnectionFailed(str(exc).replace(RECONNECT_ADVICE, "Run the command again")) from None
     except NoSpeechDetected as exc:
         threshold = getattr(settings.turn_detection, "threshold", None)
         if threshold is None:

@@ -63,6 +63,10 @@ class Reconnect:
         return min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s)
 
 
+RECONNECT_ADVICE = "Open a new session to go on, or pass Session(reconnect=True) to reconnect automatically"
+"""What a lost connection's error advises in Python; a command says its own (run it again)."""
+
+
 @dataclass(frozen=True)
 class ConnectionLoss:
     """How a connection was lost: a short ``code`` and a sentence ``what`` (no advice; see :meth:`error`).
@@ -166,7 +170,7 @@ class ConnectionLoss:
         fix = (
             "Reconnecting did not help: check the network and the service status, then open a new session"
             if reconnect
-            else "Open a new session to go on, or pass Session(reconnect=True) to reconnect automatically"
+            else RECONNECT_ADVICE
         )
         if self.code == "stalled":
             fix += "; if the service is just slow, raise stall_timeout_s"

@@ -22,7 +22,7 @@ from vlab.audio.pacing import parse_speed
 from vlab.bundled import bundled_dir
 from vlab.endpoint import Secret
 from vlab.errors import ConfigError, VlabError, check_count, settings_refused
-from vlab.log.files import new_run_dir
+from vlab.log.files import holds_events, new_run_dir
 from vlab.log.records import EventRecord
 from vlab.protocol_limits import EOU_TIMEOUT_MS, THRESHOLD_BOUNDS
 from vlab.session.tools import Handler, McpApprovalRequest, ToolRunner
@@ -645,7 +645,10 @@ class SessionPanel:
         self._meter.reset()
         state = "stopped" if self._stopping else "finished"
         self._stopping = False
-        where = f" — run folder <code>{html.escape(str(self.run_dir))}</code>" if self.run_dir else ""
+        logged = self.run_dir is not None and holds_events(
+            self.run_dir
+        )  # not one a failed connect left empty
+        where = f" — run folder <code>{html.escape(str(self.run_dir))}</code>" if logged else ""
         if self.error is not None:  # one readable line, e.g. the sign-in or role to fix
             failed = f'<span style="color:#b00020">failed: {html.escape(str(self.error))}</span>'
             self._set_status(f"{failed}{where}")
