@@ -186,6 +186,29 @@ def check_number(name: str, value: object, minimum: float = 0.0, maximum: float 
         raise ConfigError(f"{name} must be a number{within}, got {value!r}")
 
 
+def check_numbers(
+    name: str,
+    values: object,
+    expected: str,
+    *,
+    each: str | None = None,
+    minimum: float = 0.0,
+    maximum: float = math.inf,
+) -> list[float]:
+    """``values`` (for ``name``) as a list of floats, each checked as :func:`check_number` does.
+
+    One number, a string or anything else that is not a list of them is refused, with ``expected`` (what
+    ``name`` must be) in the message; ``each`` names one value (default: ``each of NAME``). A generator is
+    read once.
+    """
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise ConfigError(f"{name} must be {expected}, got {values!r}")
+    listed = list(values)
+    for value in listed:
+        check_number(each or f"each of {name}", value, minimum, maximum)
+    return [float(value) for value in listed]
+
+
 def refuse_a_file_in_the_way(folder: str | os.PathLike[str], value: str, what: str = "") -> None:
     """Refuse ``folder`` (``value`` as the user gave it) when it, or the nearest parent that exists, is a file.
 

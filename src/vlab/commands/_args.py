@@ -21,26 +21,25 @@ def speed(value: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _positive(value: str, unit: str) -> float:
+    """``value`` as a finite number > 0, or an argparse error naming ``unit``."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not 0 < number < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a number of {unit} > 0, got {value!r}")
+    return number
+
+
 def seconds(value: str) -> float:
     """A time limit in seconds: a number > 0."""
-    try:
-        limit = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {value!r}") from None
-    if not limit > 0 or limit == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {value!r}")
-    return limit
+    return _positive(value, "seconds")
 
 
 def positive_ms(value: str) -> float:
     """A length in ms: a number > 0."""
-    try:
-        ms = float(value)
-    except ValueError:
-        ms = math.nan
-    if not 0 < ms < math.inf:
-        raise argparse.ArgumentTypeError(f"expected a number of ms > 0, got {value!r}")
-    return ms
+    return _positive(value, "ms")
 
 
 def count(minimum: int) -> Callable[[str], int]:

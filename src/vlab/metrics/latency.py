@@ -80,7 +80,7 @@ import numpy as np
 import pandas as pd
 
 from vlab import protocol, protocol_limits
-from vlab.errors import ConfigError, check_number
+from vlab.errors import check_number, check_numbers
 from vlab.metrics.events import (
     _NS_PER_MS,
     _TEXT_DELTAS,
@@ -444,12 +444,8 @@ def sorted_times_ms(name: str, times: Iterable[float] | None) -> list[float] | N
     """
     if times is None:
         return None
-    if isinstance(times, (str, bytes)) or not isinstance(times, Iterable):
-        raise ConfigError(f"{name} must be a list of times in ms (e.g. a prompt's {name}), got {times!r}")
-    listed = list(times)  # a generator is read once
-    for time_ms in listed:
-        check_number(f"each of {name}", time_ms, minimum=-math.inf)
-    return sorted(float(time_ms) for time_ms in listed)
+    expected = f"a list of times in ms (e.g. a prompt's {name})"
+    return sorted(check_numbers(name, times, expected, minimum=-math.inf))
 
 
 def _answers_through_tools(turns: list[dict[str, Any]]) -> None:

@@ -7,12 +7,12 @@ a budget of either (:func:`cutoff_at_latency`, :func:`latency_at_cutoff`).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from vlab.errors import ConfigError, check_number
+from vlab.errors import check_numbers
 from vlab.metrics.events import require_columns
 from vlab.metrics.summary import same_within
 
@@ -67,16 +67,8 @@ def latency_at_cutoff(points: pd.DataFrame, rates: Sequence[float] = (0.05, 0.10
 
 
 def _limits(name: str, values: object, example: str, each: str, maximum: float = math.inf) -> list[float]:
-    """``values`` as a list of numbers from 0 to ``maximum``; ``each`` names one in the message.
-
-    One number, or a string, is refused too: each would fail inside the loop.
-    """
-    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-        raise ConfigError(f"{name} must be a list of numbers, e.g. {example}, got {values!r}")
-    listed = list(values)
-    for value in listed:
-        check_number(each, value, 0.0, maximum)
-    return [float(value) for value in listed]
+    """``values`` as a list of numbers from 0 to ``maximum``; ``each`` names one in the message."""
+    return check_numbers(name, values, f"a list of numbers, e.g. {example}", each=each, maximum=maximum)
 
 
 def _lowest_within(
