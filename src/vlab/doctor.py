@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -170,7 +169,8 @@ async def diagnose(
         voice: A voice to check (default: :data:`VOICES`).
         env: Environment to read instead of ``os.environ``.
         dotenv_path: ``.env`` file (None searches upwards, False none).
-        credential: An async token credential for Entra ID (default: ``DefaultAzureCredential``).
+        credential: An async token credential for Entra ID (default: ``DefaultAzureCredential``); given,
+            no key from the environment or ``.env`` is read.
         emulator_options: Passed to the embedded emulator when no endpoint is configured.
         clock: The clock every timeout runs on.
         timeout_s: Limit of each network step.
@@ -201,7 +201,13 @@ async def diagnose(
 
     try:
         target = resolve_target(
-            endpoint, None, model, api_version=api_version, env=env, dotenv_path=dotenv_path
+            endpoint,
+            None,
+            model,
+            api_version=api_version,
+            env=env,
+            dotenv_path=dotenv_path,
+            entra_id=credential is not None,
         )
         sources = setting_sources(endpoint, env=env, dotenv_path=dotenv_path)
     except ConfigError as exc:
@@ -247,14 +253,6 @@ def _places(target: Target, sources: Mapping[str, str], option: str | None) -> d
     if target.auth == "api_key" and "api_key" in sources:
         places[ENV_API_KEY] = _place(sources["api_key"], ENV_API_KEY, None)
     return places
-
-
-def _in_place(text: str, places: Mapping[str, str]) -> str:
-    """``text`` (a connection error) naming where the endpoint and key were set instead of the variables."""
-    if not places:
-        return text
-    pattern = "|".join(re.escape(name) for name in places)
-    return re.sub(pattern, lambda match: places[match.group(0)], text)
 
 
 def _target_check(
@@ -346,11 +344,11 @@ async def _network_checks(
 
 def _failed(name: str, target: Target, kind: FailureKind, detail: str, places: Mapping[str, str]) -> Check:
     """A failed network check, in the words (and with the fix) a session's connection error uses."""
-    from vlab.session.connect_errors import ConnectFailure, connect_error
+    from vlab.session.connect_errors import ConnectFailure, connect_error, in_places
     from vlab.session.reconnect import redact
 
     error = connect_error(target, ConnectFailure(kind, detail), lambda text: redact(text, target))
-    what, _, fix = _in_place(str(error), places).partition(". Fix: ")
+    what, _, fix = in_places(str(error), places).partition(". Fix: ")
     return Check(name, "fail", what, fix)
 
 
@@ -364,11 +362,13 @@ async def _session_checks(
     places: Mapping[str, str],
 ) -> None:
     """Connect (auth), then the session round trip and what the service accepts."""
+    from vlab.session.connect_errors import in_places
+
     target: Target = connector.target
     try:
         wire = await connector.open_wire()
     except (AuthenticationFailed, Throttled, ConnectionFailed) as exc:
-        message = _in_place(str(exc), places)
+        message = in_places(str(exc), places)
         what, _, fix = message.partition(". Fix: ")
         name = "session" if isinstance(exc, Throttled) else "auth"
         if name == "session":

@@ -353,6 +353,7 @@ def resolve_target(
     api_version: str | None = None,
     env: Mapping[str, str] | None = None,
     dotenv_path: str | os.PathLike[str] | bool | None = None,
+    entra_id: bool = False,
 ) -> Target:
     """Decide where to connect and how to authenticate.
 
@@ -369,13 +370,16 @@ def resolve_target(
         env: Environment to read instead of ``os.environ``.
         dotenv_path: A ``.env`` file; ``None`` or ``True`` searches from the current directory upwards,
             ``False`` reads no file.
+        entra_id: Authenticate with Entra ID, as asked (a token credential was given, or Entra ID was
+            chosen): a key in the environment or ``.env`` is then not read.
 
     Returns:
         An Azure target (``auth`` ``"api_key"`` or ``"entra_id"``) or, when no endpoint is configured,
         an emulator target whose endpoint is filled in by :func:`open_target`.
 
     Raises:
-        ConfigError: An API key without an endpoint, a malformed endpoint, or a missing ``dotenv_path``.
+        ConfigError: An API key without an endpoint, a malformed endpoint, a missing ``dotenv_path``, or
+            both an API key and ``entra_id``.
     """
     if offline_forced(env):
         env, dotenv_path = {}, False
@@ -383,8 +387,13 @@ def resolve_target(
     key_text = api_key.reveal() if isinstance(api_key, Secret) else api_key
     if key_text is not None and not isinstance(key_text, str):
         raise TypeError(f"api_key must be a str or Secret, got a {type(key_text).__name__}.")
+    if entra_id and _clean(key_text) is not None:
+        raise ConfigError(
+            "Both an API key and Entra ID (a token credential) were given: pass one of them, the key or the "
+            "credential."
+        )
     url, url_source = pick(endpoint, ENV_ENDPOINT, "endpoint")
-    key, key_source = pick(key_text, ENV_API_KEY, "api_key")
+    key, key_source = (None, "") if entra_id else pick(key_text, ENV_API_KEY, "api_key")
     model_name, _ = pick(model, ENV_MODEL, "model")
     version, _ = pick(api_version, ENV_API_VERSION, "api_version")
     model_name = model_name or protocol.DEFAULT_MODEL
@@ -435,7 +444,7 @@ def make_credential(
 
     Raises:
         ConfigError: The emulator has not been started, or a token credential was given for a target
-            that uses an API key.
+            that uses an API key or the embedded emulator.
     """
     if target.auth == "entra_id":
         if token_credential is not None:
@@ -443,10 +452,16 @@ def make_credential(
         from azure.identity.aio import DefaultAzureCredential
 
         return DefaultAzureCredential()
+    if token_credential is not None and target.kind == "emulator":
+        raise ConfigError(
+            f"A token credential was given, but no endpoint is set, so the session would use the embedded "
+            f"emulator, which takes no Entra ID token: set {ENV_ENDPOINT} (or the endpoint argument) to the "
+            "resource's endpoint, or pass no credential."
+        )
     if token_credential is not None:
         raise ConfigError(
-            f"A token credential was given but the target uses auth={target.auth!r} (an API key was found). "
-            f"Unset {ENV_API_KEY} to use Entra ID."
+            "A token credential was given for a target that uses an API key: pass one of them, the key "
+            "or the credential."
         )
     if target.api_key is None:
         raise ConfigError("The emulator target has not been started; use `async with open_target(target)`.")

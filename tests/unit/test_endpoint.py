@@ -108,6 +108,20 @@ def test_endpoint_without_key_means_entra_id() -> None:
     assert "res.services.ai.azure.com" in target.describe()
 
 
+def test_entra_id_asked_for_reads_no_key_from_the_environment_or_dotenv(tmp_path: Path) -> None:
+    # a token credential given, or Entra ID chosen in the panel, used the key AZURE_VOICELIVE_API_KEY held
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(f"AZURE_VOICELIVE_API_KEY={CANARY}\n")
+    env = {"AZURE_VOICELIVE_API_KEY": CANARY}
+    for where in ({"env": env, "dotenv_path": False}, {"env": {}, "dotenv_path": dotenv}):
+        assert resolve_target(ENDPOINT, **where).auth == "api_key"  # type: ignore[arg-type]
+        target = resolve_target(ENDPOINT, entra_id=True, **where)  # type: ignore[arg-type]
+        assert target.auth == "entra_id" and target.api_key is None
+    with pytest.raises(ConfigError, match="Both an API key and Entra ID") as info:
+        resolve_target(ENDPOINT, Secret(CANARY), entra_id=True, env={}, dotenv_path=False)
+    assert_no_canary(str(info.value))
+
+
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]"])
 def test_an_endpoint_on_this_machine_is_not_called_azure(host: str) -> None:
     local = resolve_target(f"http://{host}:8765", "k", "gpt-4.1", dotenv_path=False)
@@ -399,7 +413,7 @@ def test_make_credential_api_key() -> None:
     credential = make_credential(target)
     assert isinstance(credential, AzureKeyCredential)
     assert credential.key == CANARY
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(ConfigError, match="pass one of them, the key or the credential") as info:
         make_credential(target, token_credential=object())  # type: ignore[arg-type]
     assert_no_canary(str(info.value))
 
@@ -421,6 +435,15 @@ def test_make_credential_emulator_needs_start() -> None:
     target = resolve_target(env={}, dotenv_path=False)
     with pytest.raises(ConfigError, match="open_target"):
         make_credential(target)
+
+
+def test_a_token_credential_without_an_endpoint_is_told_the_emulator_takes_none() -> None:
+    # it said "an API key was found. Unset AZURE_VOICELIVE_API_KEY", when no key was set anywhere
+    target = resolve_target(env={}, dotenv_path=False)
+    with pytest.raises(
+        ConfigError, match="no endpoint is set, so the session would use the embedded emulator"
+    ):
+        make_credential(target, token_credential=object())  # type: ignore[arg-type]
 
 
 # --- open_target -----------------------------------------------------------------------------------

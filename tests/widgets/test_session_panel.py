@@ -142,6 +142,66 @@ async def test_a_connection_failure_is_shown_not_lost(tmp_path, prompt_dir):
     )  # it named one nothing was logged in (the explorer refused it)
 
 
+async def test_a_connection_failure_names_the_box_to_fix_not_a_variable_the_form_does_not_read(
+    tmp_path, prompt_dir
+):
+    # the fixes named AZURE_VOICELIVE_API_KEY / AZURE_VOICELIVE_ENDPOINT, which a panel's target is not read from
+    from vlab.testing import fast_emulator
+
+    async with fast_emulator() as emu:
+        with socket.socket() as unused:  # bound, never listening: nothing answers there
+            unused.bind(("127.0.0.1", 0))
+            nobody = f"http://127.0.0.1:{unused.getsockname()[1]}"
+            for endpoint, fix in (
+                (emu.endpoint, "Fix: set the API key box (Auth: API key) to the key the emulator printed"),
+                (nobody, "Fix: check the port in the Endpoint box;"),
+            ):
+                panel = _panel(tmp_path, prompt_dir, session_options={"dotenv_path": False})
+                panel.target.value = "Azure endpoint"
+                panel.endpoint.value = endpoint
+                panel.api_key.value = CANARY
+                panel.start.click()
+                await panel.task
+                shown = shown_html(panel.output)
+                assert fix in shown and fix in panel.status.value
+                assert "AZURE_VOICELIVE" not in shown + panel.status.value
+
+
+async def test_entra_id_chosen_signs_in_with_entra_id_though_the_environment_holds_a_key(
+    tmp_path, prompt_dir, monkeypatch
+):
+    # Session(endpoint=...) with no key read AZURE_VOICELIVE_API_KEY, so Auth "Entra ID" used the key
+    import azure.identity.aio
+
+    from vlab.testing import EmulatorTokenCredential, fast_emulator
+
+    made: list[EmulatorTokenCredential] = []
+    closed: list[EmulatorTokenCredential] = []
+
+    class SignsIn(EmulatorTokenCredential):
+        async def close(self) -> None:
+            closed.append(self)
+
+    async with fast_emulator() as emu:
+        emu.identity.grant("panel-user")
+        monkeypatch.setenv("AZURE_VOICELIVE_API_KEY", emu.api_key)  # a key the emulator would accept
+        monkeypatch.setattr(
+            azure.identity.aio,
+            "DefaultAzureCredential",
+            lambda: made.append(SignsIn(emu.identity, "panel-user")) or made[-1],
+        )
+        panel = _panel(tmp_path, prompt_dir, session_options={"dotenv_path": False})
+        panel.target.value = "Azure endpoint"
+        panel.endpoint.value = emu.endpoint
+        panel.auth.value = "Entra ID"
+        panel.start.click()
+        await panel.task
+    assert panel.error is None and "<b>Status:</b> finished" in panel.status.value
+    assert panel.session is not None and panel.session.target.auth == "entra_id"
+    assert emu.identity.issued == 1 and made[0].refreshes == 1
+    assert closed == made  # the credential the run made, closed by it
+
+
 def test_the_api_key_never_stays_in_widget_state(tmp_path, prompt_dir):
     panel = _panel(tmp_path, prompt_dir)
     panel.target.value = "Azure endpoint"

@@ -11,7 +11,7 @@ that produced no token, HTTP 401/403/429 at the upgrade, DNS, TLS, a refused por
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal
 from urllib.parse import urlsplit
@@ -258,3 +258,16 @@ def _network_error(target: Target, where: str, failure: ConnectFailure, detail: 
             f"{ENV_ENDPOINT}"
         )
     return ConnectionFailed(connect_advice(target, detail))
+
+
+def in_places(text: str, places: Mapping[str, str]) -> str:
+    """``text`` (an error) with each name in ``places`` replaced by the place it stands for.
+
+    The errors of a connection name where a setting is read from (``AZURE_VOICELIVE_ENDPOINT``, "the
+    endpoint argument"); a caller that knows where its user set it (a command-line option, a box of a
+    form) names that instead.
+    """
+    if not places:
+        return text
+    pattern = "|".join(re.escape(name) for name in places)
+    return re.sub(pattern, lambda match: places[match.group(0)], text)

@@ -33,7 +33,8 @@ class Connector:
         api_key: API key (else the environment, else ``.env``; none with an endpoint → Entra ID).
         model: Model name (else ``AZURE_VOICELIVE_MODEL``, else ``default_model``).
         dotenv_path: ``.env`` file to read (None searches upwards, False none).
-        credential: An async token credential for Entra ID (default: ``DefaultAzureCredential``).
+        credential: An async token credential for Entra ID (default: ``DefaultAzureCredential``); given,
+            the session uses Entra ID and no key from the environment or ``.env``.
         emulator_options: Passed to the embedded emulator when it is used.
         default_model: The model when none is configured (the settings' model).
         target: A target already resolved (then endpoint, key, model and ``.env`` are not read).
@@ -73,7 +74,8 @@ class Connector:
         """
         if self._target is None:
             endpoint, api_key, model, dotenv_path = self._args
-            target = resolve_target(endpoint, api_key, model, dotenv_path=dotenv_path)
+            entra_id = self._token_credential is not None  # asked for: a key in the environment is not read
+            target = resolve_target(endpoint, api_key, model, dotenv_path=dotenv_path, entra_id=entra_id)
             if model is None and target.model == protocol.DEFAULT_MODEL:
                 target = dataclasses.replace(target, model=self._default_model)
             self._target = target

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from vlab import protocol
+from vlab.endpoint import ENV_API_KEY, ENV_ENDPOINT
 from vlab.errors import ConfigError, ConnectionFailed, refuse_unknown_fields
 
 if TYPE_CHECKING:
@@ -259,7 +260,7 @@ def notice_event(notice: Notice) -> dict[str, Any]:
 def connect_advice(target: Target, reason: str) -> str:
     """Why connecting to ``target`` failed (``reason``, redacted) and what to check, by how it authenticates."""
     hint = (
-        "check the key (AZURE_VOICELIVE_API_KEY) and the endpoint (AZURE_VOICELIVE_ENDPOINT)"
+        f"check the key ({ENV_API_KEY}) and the endpoint ({ENV_ENDPOINT})"
         if target.auth == "api_key"
         else "check that your Entra ID identity has the 'Cognitive Services User' role on the resource"
         if target.auth == "entra_id"

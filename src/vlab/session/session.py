@@ -101,7 +101,8 @@ class Session(AsyncWithOnly):
         settings: Session configuration (defaults: server VAD 0.5 / 300 / 500 ms, pcm16 at 24 kHz).
         endpoint: Azure endpoint; else ``AZURE_VOICELIVE_ENDPOINT``, else ``.env``; none → embedded emulator.
         api_key: API key; else ``AZURE_VOICELIVE_API_KEY``, else ``.env``; none with an endpoint → Entra ID.
-        credential: An async token credential for Entra ID (default: ``DefaultAzureCredential``).
+        credential: An async token credential for Entra ID (default: ``DefaultAzureCredential``); given,
+            the session uses Entra ID and no key from the environment or ``.env``.
         model: Model name; else ``AZURE_VOICELIVE_MODEL``, else ``settings.model``.
         run_dir: Folder for ``events.jsonl`` (written as the session goes), ``events.parquet`` (on
             close) and ``session.json``. None keeps the log in memory only.

@@ -553,6 +553,7 @@ def _resolved(session_options: Mapping[str, Any]) -> Target:
         session_options.get("api_key"),
         session_options.get("model"),
         dotenv_path=session_options.get("dotenv_path"),
+        entra_id=session_options.get("credential") is not None,
     )
 
 

@@ -20,11 +20,12 @@ from vlab.audio import g711
 from vlab.audio.formats import AUDIO_KINDS, AUDIO_SUFFIXES
 from vlab.audio.pacing import parse_speed
 from vlab.bundled import bundled_dir
-from vlab.endpoint import Secret
+from vlab.endpoint import ENV_API_KEY, ENV_ENDPOINT, Secret
 from vlab.errors import ConfigError, VlabError, check_count, settings_refused
 from vlab.log.files import holds_events, new_run_dir
 from vlab.log.records import EventRecord
 from vlab.protocol_limits import EOU_TIMEOUT_MS, THRESHOLD_BOUNDS
+from vlab.session.connect_errors import in_places
 from vlab.session.tools import Handler, McpApprovalRequest, ToolRunner
 from vlab.settings import (
     NOT_GIVEN,
@@ -54,6 +55,15 @@ UPLOADED_FILE = "Uploaded file"
 BROWSER_MIC = "Browser microphone"
 KERNEL_MIC = "Microphone"
 _LIVE = (BROWSER_MIC, KERNEL_MIC)
+_ENTRA_ID = object()
+"""The credential the form asks for with Auth Entra ID: ``DefaultAzureCredential``, made and closed by the run."""
+_BOXES = {
+    ENV_ENDPOINT: "the Endpoint box",
+    "the endpoint argument": "the Endpoint box",
+    ENV_API_KEY: "the API key box (Auth: API key)",
+    "the api_key argument": "the API key box",
+}
+"""Where an error names a setting's variable or argument → the box of the form that sets it (Azure target)."""
 TURN_TYPES = {
     "server_vad": "Server VAD",
     "azure_semantic_vad": "Azure semantic VAD",
@@ -521,6 +531,8 @@ class SessionPanel:
                         "Paste the resource's API key, or choose Entra ID to sign in with `az login`."
                     )
                 kwargs["api_key"] = self._secrets["key"].reveal()
+            else:  # Entra ID, as chosen: never a key the environment or .env holds
+                kwargs.setdefault("credential", _ENTRA_ID)
         else:
             kwargs.setdefault("dotenv_path", False)
             kwargs["emulator_options"] = self.emulator_options
@@ -704,6 +716,11 @@ class SessionPanel:
         self._rows.clear()
         self._latency_line.reset()
         self._rendered = -1
+        made_credential = None
+        if kwargs.get("credential") is _ENTRA_ID:
+            from azure.identity.aio import DefaultAzureCredential
+
+            kwargs["credential"] = made_credential = DefaultAzureCredential()
         session = Session(settings, run_dir=self.run_dir, sinks=[self._on_record], **kwargs)
         self.session = session
         refresher = asyncio.get_event_loop().create_task(self._refresh_loop())
@@ -730,6 +747,8 @@ class SessionPanel:
                     self.start.description = "Send prompt"
                     self._set_status("answered — <b>Send prompt</b> for another turn, or <b>Stop</b>")
         except VlabError as exc:  # kept for the status line (one readable line); the output area shows it too
+            if kwargs.get("endpoint") is not None:  # the form's boxes, not the variables, set the target
+                exc.args = (in_places(str(exc), _BOXES),)
             self.error = exc
             raise
         finally:
@@ -746,6 +765,8 @@ class SessionPanel:
             self._refresh()
             if speaker is not None:
                 speaker.close()
+            if made_credential is not None:
+                await made_credential.close()
 
     def _tool_runner(
         self, session: Any, settings: SessionSettings
