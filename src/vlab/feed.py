@@ -128,6 +128,8 @@ async def feed_prompt(
         if tools is not None:
             more = functools.partial(_send_silence, session, speed, send)
             await _answer_calls(session, tools, timeout_s, more_input=more)
+        elif _cancels_on_speech(session):
+            await _answer_barge_ins(session, timeout_s)
         await set_timeline(session, protocol.TIMELINE_ENDED, timeout_s=timeout_s)
         await wait_for_reaction_replies(session, timeout_s)
         _raise_if_throttled(session, since)
@@ -191,9 +193,35 @@ async def _send_pcm16(
 
 
 def _answers_sent(session: Session) -> int:
-    """The client's answers so far: the responses it asked for and the items it sent (outputs, approvals)."""
-    answers = (protocol.CLIENT_RESPONSE_CREATE, protocol.CLIENT_ITEM_CREATE)
+    """The client's answers so far: responses asked for or cancelled, items sent (outputs, approvals)."""
+    answers = (protocol.CLIENT_RESPONSE_CREATE, protocol.CLIENT_ITEM_CREATE, protocol.CLIENT_RESPONSE_CANCEL)
     return sum(r.type in answers and r.direction == "client" for r in session.records)
+
+
+def _cancels_on_speech(session: Session) -> bool:
+    """Whether the session cancels a reply the user speaks over (``interrupt_response`` off: not the server)."""
+    from vlab.session.barge_in import BargeIn
+
+    session_now = session.server_session or {}
+    td = session_now.get("turn_detection") if hasattr(session_now, "get") else None
+    if not td:
+        return False
+    return session.barge_in is BargeIn.ON and td.get("interrupt_response") is False
+
+
+async def _answer_barge_ins(session: Session, timeout_s: float) -> None:
+    """Let the session cancel each reply the user spoke over before ``"ended"``.
+
+    On the input timeline the emulator holds time at such a ``speech_started`` until the client's
+    ``response.cancel`` arrives (``docs/timeline.md``); an ``"input"`` update is answered once every step up
+    to the hold has run, and the session has cancelled by then (its reader cancels before it reads on).
+    Repeated until a round brings no new cancel.
+    """
+    while True:
+        answered = _answers_sent(session)
+        await set_timeline(session, protocol.TIMELINE_INPUT, timeout_s=timeout_s)
+        if _answers_sent(session) == answered:
+            return
 
 
 def _raise_if_throttled(session: Session, since: int) -> None:
@@ -228,7 +256,14 @@ async def set_timeline(
     Raises:
         NotAnswered: No answer within ``timeout_s`` (and nobody was deciding meanwhile).
     """
+    from vlab.session.barge_in import BargeIn
+
     metadata = {protocol.TIMELINE_METADATA_KEY: mode}
+    if mode == protocol.TIMELINE_INPUT:  # whether time waits for its cancel when the user speaks over a reply
+        cancels = session.barge_in is BargeIn.ON
+        metadata[protocol.BARGE_IN_METADATA_KEY] = (
+            protocol.BARGE_IN_CANCELS if cancels else protocol.BARGE_IN_LETS_RUN
+        )
     await session.send({"type": protocol.CLIENT_SESSION_UPDATE, "session": {"metadata": metadata}})
     while True:
         deciding = tools is not None and bool(tools.pending)

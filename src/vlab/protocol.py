@@ -446,6 +446,20 @@ emulator has nothing left to do."""
 TIMELINE_MODES: Final = (TIMELINE_LIVE, TIMELINE_INPUT, TIMELINE_ENDED)
 """Values of :data:`TIMELINE_METADATA_KEY`."""
 
+BARGE_IN_METADATA_KEY: Final = "vlab.barge_in"
+"""``session.metadata`` key by which a client tells vlab's emulator what it does when the user speaks over a
+response while ``interrupt_response`` is off: :data:`BARGE_IN_CANCELS` (it sends ``response.cancel``) or
+:data:`BARGE_IN_LETS_RUN`. On the ``input`` timeline the emulator then holds time at each such
+``speech_started`` until the cancel arrives, so the cancel happens where the speech was detected, at any
+speed (``docs/timeline.md``). ``vlab.feed`` sends it with each ``input`` update."""
+
+BARGE_IN_CANCELS: Final = "cancel"
+"""The client cancels a response the user speaks over (:data:`BARGE_IN_METADATA_KEY`)."""
+BARGE_IN_LETS_RUN: Final = "none"
+"""The client sends no cancel: the response runs on over the user's speech (the default)."""
+BARGE_IN_MODES: Final = (BARGE_IN_CANCELS, BARGE_IN_LETS_RUN)
+"""Values of :data:`BARGE_IN_METADATA_KEY`."""
+
 LATENCY_SEED_METADATA_KEY: Final = "vlab.latency_seed"
 """``session.metadata`` key by which a client gives the emulator the seed of its connection's latency
 draws, as a decimal string (metadata values are strings): the draws start again from it, as they start on

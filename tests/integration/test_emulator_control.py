@@ -152,6 +152,49 @@ async def test_cancel_while_the_next_turns_response_waits_cancels_the_one_stream
     assert answer.id != story_id and answer.status == "completed"
 
 
+@pytest.mark.parametrize("says", [protocol.BARGE_IN_CANCELS, None])
+async def test_a_client_that_says_it_cancels_on_speech_has_its_cancel_happen_where_the_user_spoke(
+    prompt, second_prompt, says
+):
+    # All the audio is sent before the story starts; the user's second turn starts while it streams. On
+    # the input timeline the cancel happened at the end of the audio (where the client had got to when it
+    # arrived), however early the client sent it: time now waits for it at the speech it answers.
+    story = "Tell a long, detailed story of at least ten sentences."
+    timeline = {protocol.TIMELINE_METADATA_KEY: protocol.TIMELINE_INPUT}
+    if says is not None:
+        timeline[protocol.BARGE_IN_METADATA_KEY] = says
+    async with fast_emulator(latency="typical") as emu:
+        async with connect(endpoint=emu.endpoint, credential=AzureKeyCredential(emu.api_key)) as conn:
+            vad = ServerVad(interrupt_response=False, silence_duration_ms=500)
+            await conn.session.update(
+                session=RequestSession(instructions=story, turn_detection=vad, metadata=timeline)
+            )
+            await collect_events(conn, "session.updated")
+            audio = prompt.pcm + silence(3000, prompt.sample_rate) + second_prompt.pcm
+            await conn.input_audio_buffer.append(audio=audio + silence(1000, prompt.sample_rate))
+            before = await collect_events(conn, "input_audio_buffer.speech_started", count=2)
+            await conn.response.cancel()
+            cancelled = await collect_events(conn, "response.done")
+    spoke_ms = before[-1][protocol.SIM_MS_KEY]
+    assert cancelled[-1].response.status == "cancelled"
+    end_of_audio_ms = len(audio) / 2 / prompt.sample_rate * 1000 + 1000
+    if says is None:  # as before: where the client's audio had got to
+        assert cancelled[-1][protocol.SIM_MS_KEY] > spoke_ms + 1000
+    else:
+        assert cancelled[-1][protocol.SIM_MS_KEY] == spoke_ms < end_of_audio_ms
+
+
+async def test_what_a_client_says_it_does_on_a_barge_in_is_checked():
+    async with fast_emulator() as emu:
+        async with connect(endpoint=emu.endpoint, credential=AzureKeyCredential(emu.api_key)) as conn:
+            await conn.session.update(
+                session=RequestSession(metadata={protocol.BARGE_IN_METADATA_KEY: "maybe"})
+            )
+            (error,) = [e for e in await collect_events(conn, "error") if e.type == "error"]
+    assert error.error.param == f"session.metadata.{protocol.BARGE_IN_METADATA_KEY}"
+    assert "'maybe'; expected one of ['cancel', 'none']" in error.error.message
+
+
 async def test_cancel_with_nothing_active_is_a_routine_error(conn):
     await conn.response.cancel()
     err = (await collect_events(conn, "error"))[-1].error

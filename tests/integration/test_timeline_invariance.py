@@ -8,6 +8,7 @@ benchmark ``benchmarks/bench_timeline.py`` checks the whole bundled set, at spee
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -15,6 +16,7 @@ import pandas as pd
 import pytest
 
 from vlab.log import load_log
+from vlab.protocol import SPEECH_STARTED
 from vlab.sweep import run_sweep
 
 PROMPTS = ["pause_600", "two_turns", "short_question"]
@@ -160,3 +162,40 @@ def test_end_of_utterance_holds_are_decided_alike_at_every_speed(tmp_path):
     fast, slow = (pd.read_parquet(tmp_path / s / "scores.parquet") for s in ("max", "4"))
     assert fast["cutoff_turns"].tolist() == slow["cutoff_turns"].tolist() == [0, 0]  # the pauses are held
     assert fast["dead_air_ms"].tolist() == slow["dead_air_ms"].tolist()
+
+
+async def _cancelled_by_the_session(speed):
+    from vlab import ServerVad, Session, SessionSettings
+    from vlab.feed import feed_prompt
+    from vlab.prompts import load_prompt_set
+
+    prompts = {p.id: p for p in load_prompt_set()}
+    settings = SessionSettings(turn_detection=ServerVad(silence_duration_ms=300, interrupt_response=False))
+    async with Session(
+        settings, dotenv_path=False, emulator_options={"speed": speed, "latency": "typical"}
+    ) as s:
+        for pid in ("pause_600", "interruption"):  # the 300 ms setting replies in the pause; the user goes on
+            await feed_prompt(s, prompts[pid].pcm(24000), speed=speed, timeout_s=60)
+        events = s.frame()
+    server = events[events["direction"] == "server"]
+    # the answers to the feed's requests to sync: it asks again after a cancel, which at speed 4 it may
+    # have sent before the first request (the emulator had reached the end of the audio by then)
+    asides = server["type"].isin([*REACTION_REPLIES, "session.updated"])
+    return server.loc[~asides, COLUMNS].reset_index(drop=True), server
+
+
+async def test_a_reply_the_session_cancels_itself_is_cut_where_the_user_spoke_at_every_speed():
+    # with interrupt_response off the session sends the cancel; it landed where the client's audio had got
+    # to when it arrived: at max the end of the prompt, so the reply ran on (completed, its audio whole)
+    (fast, fast_server), (slow, _) = (
+        await _cancelled_by_the_session(math.inf),
+        await _cancelled_by_the_session(4.0),
+    )
+    pd.testing.assert_frame_equal(fast, slow)
+    done = fast_server[fast_server["type"] == "response.done"]
+    statuses = [json.loads(p)["response"]["status"] for p in done["payload"]]
+    assert "cancelled" in statuses
+    for at_ms, status in zip(done["sim_ms"], statuses, strict=True):
+        if status == "cancelled":  # at the user's speech_started, the moment the session heard it
+            started = fast_server[(fast_server["type"] == SPEECH_STARTED) & (fast_server["sim_ms"] <= at_ms)]
+            assert at_ms == started["sim_ms"].max()

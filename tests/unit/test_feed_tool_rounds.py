@@ -16,12 +16,15 @@ import pytest
 from vlab import protocol
 from vlab.errors import NotAnswered
 from vlab.feed import ANSWER_SILENCE_MS, MAX_ANSWER_SILENCE_MS, _answer_calls
+from vlab.session.barge_in import BargeIn
 
 
 class _Session:
-    """What the rounds use of a Session: ``send`` and ``wait_for`` (the emulator's reply), ``records``."""
+    """What the rounds use of a Session: ``send`` and ``wait_for`` (the emulator's reply), ``records``,
+    ``barge_in`` (what ``input`` updates say the client does on a barge-in)."""
 
     def __init__(self, timeouts: int = 0) -> None:
+        self.barge_in = BargeIn.ON
         self.records: list[Any] = []
         self.rounds = 0
         self.timeouts = timeouts  # how many waits time out first (nothing answered within timeout_s)

@@ -117,6 +117,9 @@ class EmulatorConnection:
         self._vad_due_ms = 0.0  # VAD steps keep their order even when their delays differ
         self._approvals: dict[str, FunctionCall] = {}
         """The MCP calls waiting for the client's ``mcp_approval_response``, by approval request id."""
+        self._client_cancels = False
+        """The client cancels a response the user speaks over (:data:`protocol.BARGE_IN_METADATA_KEY`)."""
+        self._barge_in_held = False  # time waits for the client's cancel of the response spoken over
         self._warm_recognizer = math.isfinite(config.speed) and isinstance(
             self.recognizer, PocketSphinxRecognizer
         )
@@ -229,6 +232,7 @@ class EmulatorConnection:
         timeline = protocol.timeline_mode(event) if event["type"] == protocol.CLIENT_SESSION_UPDATE else None
         if timeline in (protocol.TIMELINE_ENDED, protocol.TIMELINE_LIVE):
             self.scheduler.input_over()  # a call not answered by now will not be: time need not wait
+            self._barge_in_held = False
         if timeline is not None:  # a held turn no more audio can continue ends now
             self.input.set_input_over(timeline == protocol.TIMELINE_ENDED)
         at_ms = self._arrival_ms(timeline)
@@ -331,8 +335,13 @@ class EmulatorConnection:
             }
         )
         active = self.in_progress()
-        if active is not None and not active.cancelled and td.get("interrupt_response", True):
+        if active is None or active.cancelled:
+            return
+        if td.get("interrupt_response", True):
             await self._cancel_response(active, "turn_detected", auto_truncate=bool(td.get("auto_truncate")))
+        elif self._client_cancels:  # in input mode, its cancel happens here, however far ahead its audio is
+            self._barge_in_held = True
+            self.scheduler.wait_for_client()
 
     async def _speech_stopped(
         self, item_id: str, audio_end_ms: int, audio: bytes, td: dict[str, Any]
@@ -525,6 +534,7 @@ class EmulatorConnection:
                 event.get("event_id"),
             )
         seed = _latency_seed(metadata, event.get("event_id"))
+        barge_in = _barge_in(metadata, event.get("event_id"))
         self.config.refusals.check(self.session["model"], body, event.get("event_id"))
         servers = mcp_servers(body["tools"], event.get("event_id")) if "tools" in body else None
         self.session = session_config.apply_update(
@@ -534,6 +544,8 @@ class EmulatorConnection:
         self.outbox.faults.arm(faults)
         if seed is not None:
             self.sampler.reseed(seed)
+        if barge_in is not None:
+            self._client_cancels = barge_in == protocol.BARGE_IN_CANCELS
         if timeline is not None:
             self.scheduler.set_mode(timeline)
             if timeline == protocol.TIMELINE_ENDED:
@@ -724,6 +736,9 @@ class EmulatorConnection:
         return run
 
     async def _response_cancel(self, event: dict[str, Any]) -> None:
+        if self._barge_in_held:  # the client's answer to the speech: time goes on from where it was heard
+            self._barge_in_held = False
+            self.scheduler.client_answered()
         run = self.in_progress()
         wanted = event.get("response_id")
         if run is None or run.cancelled or (wanted is not None and wanted != run.id):
@@ -771,6 +786,20 @@ def _latency_seed(metadata: Any, event_id: str | None) -> int | None:
             f"session.metadata.{protocol.LATENCY_SEED_METADATA_KEY}",
             event_id,
         ) from None
+
+
+def _barge_in(metadata: Any, event_id: str | None) -> str | None:
+    """What a ``session.update`` says the client does on a barge-in (:data:`protocol.BARGE_IN_METADATA_KEY`)."""
+    given = metadata.get(protocol.BARGE_IN_METADATA_KEY) if isinstance(metadata, dict) else None
+    if given is None or given in protocol.BARGE_IN_MODES:
+        return given
+    raise WireError(
+        "invalid_value",
+        f"Invalid value for 'session.metadata.{protocol.BARGE_IN_METADATA_KEY}': {given!r}; expected one of "
+        f"{list(protocol.BARGE_IN_MODES)}.",
+        f"session.metadata.{protocol.BARGE_IN_METADATA_KEY}",
+        event_id,
+    )
 
 
 def _internal_error(exc: Exception, event_id: str | None, what: str = "the event") -> WireError:
