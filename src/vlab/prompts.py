@@ -322,7 +322,7 @@ def write_run_labels(run_dir: str | os.PathLike[str], labels: Mapping[str, Any] 
     Raises:
         ConfigError: ``labels`` is neither None nor a mapping with ``end_of_turn_ms``.
     """
-    from vlab.log.files import LABELS_NAME
+    from vlab.log.files import LABELS_NAME, write_atomic
 
     path = Path(run_dir) / LABELS_NAME
     if labels is None:
@@ -334,7 +334,7 @@ def write_run_labels(run_dir: str | os.PathLike[str], labels: Mapping[str, Any] 
             f"{{'end_of_turn_ms': [1200.0]}} or a prompt's labels(), got {labels!r}"
         )
     path.parent.mkdir(parents=True, exist_ok=True)  # the run folder, if the run has not made it yet
-    path.write_text(json.dumps(dict(labels), indent=2) + "\n", encoding="utf-8")
+    write_atomic(path, json.dumps(dict(labels), indent=2) + "\n")
 
 
 @dataclass(frozen=True, slots=True)

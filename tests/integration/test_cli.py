@@ -78,6 +78,9 @@ def test_replay_into_a_folder_that_holds_a_run_needs_force(tmp_path, prompt, cap
     assert json.loads((out / "session.json").read_text())["started_at"] == first  # untouched
     assert main([*args, "--force"]) == 0
     assert json.loads((out / "session.json").read_text())["started_at"] != first
+    lines = (out / "events.jsonl").read_text().splitlines()  # the new run alone, not added to the old one
+    assert sum('"type":"session.created"' in line for line in lines) == 1
+    assert len(lines) == len(pd.read_parquet(out / "events.parquet"))
 
 
 def test_the_default_run_folder_of_a_replay_is_a_new_one(tmp_path, monkeypatch):

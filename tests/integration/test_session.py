@@ -152,6 +152,26 @@ async def test_run_folder_holds_jsonl_parquet_and_session_json(tmp_path, prompt)
     assert len(from_parquet) == len(s.records)
 
 
+async def test_a_run_that_replaces_another_leaves_nothing_of_it(tmp_path, prompt):
+    # overwrite=True appended the new run to the old events.jsonl (two session.created, seq from 0 again)
+    # and left the old run's recordings beside the new one's
+    from vlab.log import read_jsonl
+
+    run = tmp_path / "run"
+    options = {"emulator_options": {"speed": math.inf, "latency": "instant"}, "dotenv_path": False}
+    async with Session(run_dir=run, **options) as s:
+        await s.stream_audio(prompt.pcm, speed=math.inf)
+        await s.wait_for("response.done")
+    async with Session(run_dir=run, overwrite=True, record_audio=False, **options) as s:
+        await s.send_text("Hello there")
+        await s.wait_for("response.done")
+    assert {p.name for p in run.iterdir()} == {"events.jsonl", "events.parquet", "session.json"}
+    from_jsonl = read_jsonl(run / "events.jsonl")
+    pd.testing.assert_frame_equal(vlab.load_log(run), from_jsonl)
+    assert len(from_jsonl) == len(s.records) and from_jsonl["seq"].is_monotonic_increasing
+    assert (from_jsonl["type"] == "session.created").sum() == 1
+
+
 @pytest.mark.parametrize("policy", [BargeIn.ON, BargeIn.TRUNCATE_ONLY, BargeIn.OFF])
 async def test_barge_in_policy_stops_playback_cancels_and_truncates_at_the_played_position(
     prompt, second_prompt, policy

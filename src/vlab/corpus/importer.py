@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 from vlab.audio.formats import AUDIO_SUFFIXES
 from vlab.corpus.labels import LABEL_SUFFIXES, Label, LabelError, read_labels
 from vlab.errors import ConfigError, first_few
+from vlab.log.files import write_atomic
 from vlab.prompts import MANIFEST_NAME, NOISE_ONLY
 
 __all__ = [
@@ -372,12 +372,4 @@ def write_manifest(path: Path, entries: list[dict[str, Any]], *, generator: str)
         "prompts": entries,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".json.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:  # the same bytes on Windows
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(data, indent=1) + "\n")  # the same bytes on Windows

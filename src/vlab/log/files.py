@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -23,6 +24,23 @@ LOG_NAMES = (PARQUET_NAME, JSONL_NAME)
 
 RUN_FOLDER_HINT = f"a run folder holds {PARQUET_NAME} and/or {JSONL_NAME}"
 """What makes a folder a run folder, for error messages."""
+
+
+def write_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write a text file so that a killed process leaves its old content or the new, never half of it.
+
+    The text goes to a temporary file beside it (a name of its own, so two writers never share one), which
+    then replaces the file (:func:`os.replace`). UTF-8, the same bytes on every system (no newline translation).
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def new_run_dir(prefix: str, root: str | os.PathLike[str] = "runs") -> Path:

@@ -106,9 +106,9 @@ class Session(AsyncWithOnly):
         model: Model name; else ``AZURE_VOICELIVE_MODEL``, else ``settings.model``.
         run_dir: Folder for ``events.jsonl`` (written as the session goes), ``events.parquet`` (on
             close) and ``session.json``. None keeps the log in memory only.
-        overwrite: Replace the events of a session ``run_dir`` holds already, and drop the labels it
-            kept (``labels.json``); otherwise refused, so that running a notebook cell again does not
-            lose the run before.
+        overwrite: Replace the run ``run_dir`` holds already: its events, ``session.json``, recordings and
+            labels (``labels.json``) are removed as the session starts; otherwise refused, so that running
+            a notebook cell again does not lose the run before.
         barge_in: The barge-in policy.
         audio_output: Where assistant audio goes (a speaker); default: :class:`SimulatedPlayback`.
         sinks: Extra record observers, called in order for every record.
@@ -303,7 +303,12 @@ class Session(AsyncWithOnly):
 
                     write_run_labels(self.run_dir, None)
                 self._run_folder, self._audio.recording = open_run_folder(
-                    self._log, self.run_dir, metadata, self.settings, record_audio=self.record_audio
+                    self._log,
+                    self.run_dir,
+                    metadata,
+                    self.settings,
+                    record_audio=self.record_audio,
+                    replace=self._replaces_run,
                 )
             try:
                 await self._link.connect()

@@ -16,16 +16,17 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vlab import __version__, protocol
-from vlab.audio.recording import Recorder
+from vlab.audio.recording import CONVERSATION_WAV, INPUT_WAV, ITEMS_DIR, OUTPUT_WAV, Recorder
 from vlab.clock import NS_PER_S, Clock, SystemClock, wall_datetime
 from vlab.errors import warn_user
 from vlab.log import JSONL_NAME, PARQUET_NAME, EventLog, EventRecord, JsonlWriter, Sink
-from vlab.log.files import SESSION_NAME
+from vlab.log.files import SESSION_NAME, write_atomic
 from vlab.log.records import Direction, event_row, record_from_row
 
 if TYPE_CHECKING:
@@ -139,7 +140,7 @@ class RunFolder:
     def open(self, metadata: Mapping[str, Any]) -> None:
         """Create the folder, write ``session.json`` and start ``events.jsonl``."""
         self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / SESSION_NAME).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+        write_atomic(self.path / SESSION_NAME, json.dumps(metadata, indent=2) + "\n")
         self._writer = JsonlWriter(self.path / JSONL_NAME)
 
     def __call__(self, record: EventRecord) -> None:
@@ -152,7 +153,7 @@ class RunFolder:
         path = self.path / SESSION_NAME
         metadata = json.loads(path.read_text(encoding="utf-8"))
         metadata["summary"] = dict(summary)
-        path.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+        write_atomic(path, json.dumps(metadata, indent=2) + "\n")  # a kill meanwhile leaves the one before
 
     def close(self) -> None:
         """Finish ``events.jsonl`` and write ``events.parquet`` with every record of the log."""
@@ -221,6 +222,7 @@ def open_run_folder(
     settings: SessionSettings,
     *,
     record_audio: bool = True,
+    replace: bool = False,
 ) -> tuple[RunFolder, AudioRecording | None]:
     """Open a run folder and put its sinks first in ``log`` (a record is on disk before others see it).
 
@@ -230,10 +232,13 @@ def open_run_folder(
         metadata: The content of ``session.json`` (:func:`session_metadata`).
         settings: The session settings (audio formats of the recordings).
         record_audio: Also record the WAV files.
+        replace: The folder holds a run this one replaces: its log and recordings are removed first.
 
     Returns:
         The folder's event files (a sink) and the audio recording to feed, if any.
     """
+    if replace:
+        _remove_run(Path(path))
     folder = RunFolder(path, log.records)
     folder.open(metadata)
     recording = AudioRecording(path, settings) if record_audio else None
@@ -241,3 +246,10 @@ def open_run_folder(
         log.add_sink(recording, first=True)
     log.add_sink(folder, first=True)
     return folder, recording
+
+
+def _remove_run(path: Path) -> None:
+    """Remove the run ``path`` holds: its log, ``session.json`` and recordings (a new run is not added to them)."""
+    for name in (JSONL_NAME, PARQUET_NAME, SESSION_NAME, INPUT_WAV, OUTPUT_WAV, CONVERSATION_WAV):
+        (path / name).unlink(missing_ok=True)
+    shutil.rmtree(path / ITEMS_DIR, ignore_errors=True)

@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 from vlab import protocol
 from vlab.clock import Clock, SystemClock, wait_until_ns
 from vlab.errors import NotAnswered, settings_refused
+from vlab.log.files import write_atomic
 from vlab.prompts import LabelledPrompt
 from vlab.settings import McpServer, SessionSettings
 from vlab.sweep.config import SweepConfig
-from vlab.sweep.store import CELL_FILE, VAD_CACHE_DIR, cell_folder, write_atomic
+from vlab.sweep.store import CELL_FILE, VAD_CACHE_DIR, cell_folder
 from vlab.sweep.tables import analyse_cell
 
 log = logging.getLogger("vlab.sweep")

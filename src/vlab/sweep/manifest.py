@@ -11,9 +11,10 @@ from typing import Any
 
 from vlab.audio.pacing import speed_text
 from vlab.errors import ConfigError
+from vlab.log.files import write_atomic
 from vlab.sweep.config import SweepConfig
 from vlab.sweep.grid import knobs_of
-from vlab.sweep.store import SWEEP_MANIFEST, write_atomic
+from vlab.sweep.store import SWEEP_MANIFEST
 
 
 def _versions() -> dict[str, str]:

@@ -29,13 +29,6 @@ def cell_folder(out_dir: Path, name: str) -> Path:
     return out_dir / CELLS_DIR / name
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write a file so that a killed process leaves either the old or the new content, never half."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def parquet_atomic(frame: Any, path: Path) -> None:
     """Write a DataFrame as a Parquet file, swapped in whole."""
     arrow_atomic(arrow_table(frame), path)

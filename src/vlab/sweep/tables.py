@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vlab.audio.recording import item_wav_path
+from vlab.log.files import write_atomic
 from vlab.prompts import LabelledPrompt, write_run_labels
 from vlab.sweep.config import SweepConfig
 from vlab.sweep.grid import KNOB_COLUMNS, in_grid_order, knobs_of
@@ -21,7 +22,6 @@ from vlab.sweep.store import (
     cell_metas,
     dataset_atomic,
     parquet_atomic,
-    write_atomic,
 )
 
 
