@@ -560,3 +560,51 @@ LOCAL_RECORD_TYPES: Final = frozenset(
 
 PROTOCOL_WARNING_RAW_CHARS: Final = 4096
 """Longest raw frame text a :data:`PROTOCOL_WARNING` record keeps, in characters."""
+
+
+# --- secrets in events ---------------------------------------------------------------------------
+
+TOOLS_HOLDERS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        CLIENT_SESSION_UPDATE: "session",
+        SESSION_CREATED: "session",
+        SESSION_UPDATED: "session",
+        CLIENT_RESPONSE_CREATE: "response",
+        RESPONSE_CREATED: "response",
+        RESPONSE_DONE: "response",
+    }
+)
+"""The events that may carry a ``tools`` list (MCP servers' tokens among them), and the field that holds it."""
+
+
+def redact_mcp_secrets(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A copy of ``body`` (a session, a response) whose MCP tools' secrets are redacted; None when it has none.
+
+    Each ``type: "mcp"`` entry of its ``tools`` gets :func:`redact_mcp_tool`.
+    """
+    tools = body.get("tools")
+    if not isinstance(tools, list) or not any(
+        isinstance(t, Mapping) and t.get("type") == "mcp" and (t.get("authorization") or t.get("headers"))
+        for t in tools
+    ):
+        return None
+    return {
+        **body,
+        "tools": [
+            redact_mcp_tool(t) if isinstance(t, Mapping) and t.get("type") == "mcp" else t for t in tools
+        ],
+    }
+
+
+def without_mcp_secrets(event: dict[str, Any]) -> dict[str, Any]:
+    """``event`` with its MCP tools' token and header values redacted: a copy, or itself when it has none.
+
+    For what vlab logs, keeps and shows of an event (:data:`TOOLS_HOLDERS`): the service echoes a
+    session's tools, tokens included, in ``session.created``/``session.updated``.
+    """
+    key = TOOLS_HOLDERS.get(event.get("type"))  # type: ignore[arg-type]
+    body = event.get(key) if key is not None else None
+    if not isinstance(body, Mapping):
+        return event
+    redacted = redact_mcp_secrets(body)
+    return event if redacted is None else {**event, key: redacted}  # type: ignore[dict-item]

@@ -333,6 +333,34 @@ async def test_a_vlab_session_with_an_mcp_server_logs_every_mcp_event_and_never_
     assert frame["payload"].str.contains(protocol.REDACTED).any()
 
 
+async def test_an_mcp_token_given_in_extra_or_a_response_create_is_never_kept_or_shown(tmp_path):
+    # session.json kept it from SessionSettings(extra=...); the log kept it from response.create's tools; and
+    # the server's echo (session.updated) kept it in server_session, in a typed event's repr, and in the raw
+    # frame of a protocol warning when that echo was malformed
+    import vlab
+    from vlab import Session
+    from vlab.settings import McpServer as McpSettings
+    from vlab.settings import SessionSettings
+
+    token, header = "tok-never-written-1234", "hdr-never-written-5678"
+    server = McpSettings("deepwiki", DEEPWIKI, authorization=token, headers={"X-Key": header}).to_wire()
+    settings = SessionSettings(extra={"tools": [server]}, turn_detection=None)
+    run = tmp_path / "run"
+    async with stand_in_mcp() as mcp:
+        options = {"speed": float("inf"), "latency": "instant", "mcp_redirects": {DEEPWIKI: mcp.url}}
+        async with Session(settings, run_dir=run, emulator_options=options, dotenv_path=False) as s:
+            (*_, echo) = await s.wait_for("session.updated")
+            await s.create_response(tools=[server])
+            await s.wait_for("response.done")
+            shown = [repr(s.server_session), repr(echo), str(echo.as_dict())]
+    assert {h["X-Key"] for _, h in mcp.requests} == {header}  # the server got them
+    for text in shown + [(run / name).read_text() for name in ("events.jsonl", "session.json")]:
+        assert token not in text and header not in text
+    log = vlab.load_log(run)
+    assert not log["payload"].str.contains(token).any()
+    assert log.loc[log["type"] == "response.create", "payload"].str.contains(protocol.REDACTED).all()
+
+
 async def test_a_response_waits_for_the_listing_and_a_server_dropped_from_the_tools_is_forgotten():
     tools = [MCPServer(server_label="deepwiki", server_url=DEEPWIKI, require_approval="never")]
     async with (

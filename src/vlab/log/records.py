@@ -175,9 +175,7 @@ _ITEM_EVENTS_WITH_AUDIO = frozenset(
     {protocol.CLIENT_ITEM_CREATE, protocol.ITEM_CREATED, protocol.ITEM_RETRIEVED}
 )
 _BYTES_TYPES = (bytes, bytearray)
-_SESSION_EVENTS = frozenset(
-    {protocol.CLIENT_SESSION_UPDATE, protocol.SESSION_CREATED, protocol.SESSION_UPDATED}
-)
+_TOOLS_HOLDERS = protocol.TOOLS_HOLDERS
 
 
 def audio_size(value: Any) -> int | None:
@@ -233,21 +231,6 @@ def _as_float(value: Any) -> float | None:
     except (TypeError, ValueError, OverflowError):  # not a number, an int too large for a float
         return None
     return out if out - out == 0.0 else None
-
-
-def _redact_mcp_secrets(session: Mapping[str, Any]) -> dict[str, Any] | None:
-    """A copy of a session whose MCP tools' ``authorization`` and header values are redacted, or ``None``."""
-    tools = session.get("tools")
-    if not isinstance(tools, list) or not any(
-        isinstance(t, Mapping) and t.get("type") == "mcp" and (t.get("authorization") or t.get("headers"))
-        for t in tools
-    ):
-        return None
-    redacted = dict(session)
-    redacted["tools"] = [
-        protocol.redact_mcp_tool(t) if isinstance(t, Mapping) and t.get("type") == "mcp" else t for t in tools
-    ]
-    return redacted
 
 
 def _strip_item_audio(item: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -383,11 +366,8 @@ def event_row(
 
     # --- vlab's simulated time: a field of the record, not part of the payload ----------------------
     body: dict[str, Any] = event
-    if etype in _SESSION_EVENTS:  # an MCP server's token or headers never reach the log
-        session = get("session")
-        redacted = _redact_mcp_secrets(session) if session is not None and _is_mapping(session) else None
-        if redacted is not None:
-            body = {**event, "session": redacted}
+    if etype in _TOOLS_HOLDERS:  # an MCP server's token or headers never reach the log
+        body = protocol.without_mcp_secrets(event)
     if _SIM_MS_KEY in event:
         body = body.copy()
         sim_ms = body.pop(_SIM_MS_KEY)

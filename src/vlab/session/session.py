@@ -452,6 +452,7 @@ class Session(AsyncWithOnly):
                 async for item in items:
                     if isinstance(item, tuple):
                         payload, t_ns = item
+                        payload = protocol.without_mcp_secrets(payload)  # its echo, kept and shown
                         self._log_server(payload, t_ns)
                         warned = self.protocol_warnings
                         problems = event_problems(payload)

@@ -262,8 +262,8 @@ class SessionSettings(_Replaceable):
         """A JSON-serialisable dict for ``session.json`` and sweep tables (inverse of :meth:`from_dict`).
 
         Turn detection and transcription appear as their wire objects or ``null``; NOT_GIVEN appears
-        as the string ``"NOT_GIVEN"``. An MCP server's ``authorization`` and header values appear as
-        ``"<redacted>"``: a run folder never holds them, so settings rebuilt from it need them given again.
+        as the string ``"NOT_GIVEN"``. An MCP server's ``authorization`` and header values (in ``tools``, or
+        in ``extra``'s) appear as ``"<redacted>"``: a run folder never holds them, so settings rebuilt from it need them given again.
         """
 
         def _nested(value: Any) -> Any:
@@ -286,7 +286,7 @@ class SessionSettings(_Replaceable):
             ],
             "tool_choice": _to_json(self.tool_choice),
             "temperature": _to_json(self.temperature),
-            "extra": copy.deepcopy(dict(self.extra)),
+            "extra": copy.deepcopy(protocol.redact_mcp_secrets(self.extra) or dict(self.extra)),
         }
 
     @classmethod
