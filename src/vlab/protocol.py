@@ -468,6 +468,23 @@ sends it first on each connection, and a sweep gives each cell its seed, so a ce
 latencies on a ``vlab emulator`` at an endpoint as on the embedded one."""
 
 
+VLAB_METADATA_KEYS: Final = (TIMELINE_METADATA_KEY, BARGE_IN_METADATA_KEY, LATENCY_SEED_METADATA_KEY)
+"""The ``session.metadata`` keys by which vlab's client steers vlab's emulator (not session settings)."""
+
+
+def steers_the_emulator(event: Mapping[str, Any]) -> bool:
+    """Whether a ``session.update`` only steers vlab's emulator (:data:`VLAB_METADATA_KEYS`), changing no setting.
+
+    Such updates (the feed's requests to sync with the timeline) are vlab's, not the user's: their number
+    depends on timing, so they are not measured as updates.
+    """
+    session = event.get("session")
+    if not isinstance(session, Mapping) or set(session) != {"metadata"}:
+        return False
+    metadata = session["metadata"]
+    return isinstance(metadata, Mapping) and bool(metadata) and set(metadata) <= set(VLAB_METADATA_KEYS)
+
+
 def timeline_mode(event: Mapping[str, Any]) -> Any:
     """The :data:`TIMELINE_METADATA_KEY` value in a session event's ``session.metadata``, else None.
 

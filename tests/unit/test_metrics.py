@@ -582,6 +582,27 @@ def test_an_update_is_answered_by_its_session_updated_not_by_what_comes_between(
     assert updates.latency_ms.tolist() == pytest.approx([8, 50])
 
 
+def test_the_feeds_requests_to_sync_with_the_emulator_are_not_measured_as_updates():
+    # a tool sweep's session table had 90, 94 or 96 update rows: the feed's timeline requests, whose number
+    # depends on timing, counted as the user's updates
+    log = session_start(Log())
+    steer = {"vlab.timeline": "input", "vlab.barge_in": "cancel"}
+    log.add(100, "client", {"type": "session.update", "session": {"metadata": steer}})
+    log.add(300, "client", {"type": "session.update", "session": {"voice": "alloy"}})
+    log.add(900, "server", {"type": "session.updated", "session": {}})  # the sync's answer, late
+    log.add(920, "server", {"type": "session.updated", "session": {}})
+    log.add(950, "client", {"type": "session.update", "session": {"metadata": {"vlab.timeline": "ended"}}})
+    log.add(990, "client", {"type": "session.update", "session": {"metadata": {"vlab.latency_seed": "7"}}})
+    log.add(
+        991,
+        "client",
+        {"type": "session.update", "session": {"metadata": {"vlab.timeline": "ended", "x": "1"}}},
+    )
+    updates = session_latency(log.frame()).query("kind == 'update'")
+    assert updates.latency_ms.tolist()[:2] == pytest.approx([8, 620])  # the settings' update, and the user's
+    assert len(updates) == 3 and updates.reason.tolist()[2] == "no session.updated"  # metadata of their own
+
+
 def test_a_playback_notice_without_what_was_heard_or_when_it_went_silent_measures_nothing():
     log = session_start(Log())
     log.add(100, "server", {"type": "response.created", "response": {"id": "r1"}})

@@ -29,7 +29,8 @@ def session_latency(events: pd.DataFrame, *, connect_ns: int | None = None) -> p
 
     Returns:
         One row per measurement: ``kind``, ``t_ns`` (start), ``latency_ms`` and ``reason``. Kinds:
-        ``connect`` (→ session.created), ``update`` (→ session.updated), ``cancel`` (→ cancelled
+        ``connect`` (→ session.created), ``update`` (→ session.updated; not the updates that only steer
+        vlab's emulator, :func:`vlab.protocol.steers_the_emulator`), ``cancel`` (→ cancelled
         response.done), ``barge_in_stop`` (speech_started during a response → the client's cancel),
         ``barge_in_silence`` (speech_started → the speaker silent, device runs), and
         ``truncation_error``, where ``latency_ms`` is the truncation point sent minus the ms the
@@ -38,6 +39,7 @@ def session_latency(events: pd.DataFrame, *, connect_ns: int | None = None) -> p
     ev = in_log_order(events)
     out = [_connect_row(ev, connect_ns)]
     waiting: dict[str, list[float]] = {"update": [], "cancel": []}
+    steering: list[bool] = []  # per update waiting for its session.updated: vlab's own (not measured)
     active_speech_at: float | None = None  # speech_started while a response was under way
     last_speech_at: float | None = None
     heard: dict[str, float] = {}
@@ -63,6 +65,7 @@ def session_latency(events: pd.DataFrame, *, connect_ns: int | None = None) -> p
                 out.append(_row("truncation_error", t, sent - heard[item_id]))
             if r.type == protocol.CLIENT_SESSION_UPDATE:
                 waiting["update"].append(t)
+                steering.append(protocol.steers_the_emulator(payload_of(r.payload)))
             elif r.type == protocol.CLIENT_RESPONSE_CANCEL:
                 waiting["cancel"].append(t)
                 if active_speech_at is not None:
@@ -71,7 +74,8 @@ def session_latency(events: pd.DataFrame, *, connect_ns: int | None = None) -> p
             continue
         if r.type == protocol.SESSION_UPDATED and waiting["update"]:
             start = waiting["update"].pop(0)
-            out.append(_row("update", start, span_ms(t, start)))
+            if not steering.pop(0):
+                out.append(_row("update", start, span_ms(t, start)))
         elif r.type == protocol.RESPONSE_CREATED:
             responding = True
         elif r.type == protocol.SPEECH_STARTED:
@@ -83,6 +87,7 @@ def session_latency(events: pd.DataFrame, *, connect_ns: int | None = None) -> p
             if status == "cancelled" and waiting["cancel"]:
                 start = waiting["cancel"].pop(0)
                 out.append(_row("cancel", start, span_ms(t, start)))
+    waiting["update"] = [start for start, own in zip(waiting["update"], steering, strict=True) if not own]
     for kind, starts in waiting.items():
         reason = "no session.updated" if kind == "update" else "no cancelled response.done"
         out.extend(_row(kind, start, math.nan, reason) for start in starts)
