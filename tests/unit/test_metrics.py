@@ -38,6 +38,7 @@ from vlab.metrics import (
     vad_preview,
     waited_turns,
 )
+from vlab.metrics.latency import FALSE_CUTOFF
 from vlab.prompts import LabelledPrompt
 from vlab.protocol import RUN_MS_KEY, SIM_MS_KEY, TIMELINE_ENDED, TIMELINE_INPUT, TIMELINE_METADATA_KEY
 
@@ -444,6 +445,27 @@ def test_on_the_input_timeline_the_answer_to_a_function_call_is_asked_for_where_
         assert answer.t_eos_ns == 2000 * MS  # where its audio was
     else:
         assert answer.t_eos_ns == 500 * MS and answer.voice_to_voice_ms == pytest.approx(400)
+
+
+def test_on_the_input_timeline_a_reply_before_a_labelled_end_not_sent_yet_is_a_false_cutoff():
+    # the session panel reads the log as it grows: at speed 1 the labelled end of speech was not sent yet
+    # when the reply came, so the turn was not called a false cut-off (it was, read at the end)
+    def server(t_ms: float, sim_ms: float, event: dict) -> None:
+        log.add(t_ms, "server", {**event, SIM_MS_KEY: sim_ms})
+
+    log = Log().add(
+        0,
+        "client",
+        {"type": "session.update", "session": {"metadata": {TIMELINE_METADATA_KEY: TIMELINE_INPUT}}},
+    )
+    server(1, 0.0, {"type": "session.updated", "session": {}})
+    log.appends(2, 140)  # 2.8 s of audio sent so far, in real time; the user's speech ends at 4.3 s
+    server(2000, 1500.0, {"type": "input_audio_buffer.speech_stopped", "audio_end_ms": 1500})
+    server(2100, 1600.0, {"type": "response.created", "response": {"id": "r1"}})
+    server(2200, 1700.0, {"type": "response.done", "response": {"id": "r1", "status": "cancelled"}})
+    turn = turn_latency(log.frame(), end_of_turn_ms=[4300.0], silence_duration_ms=300).iloc[0]
+    assert turn.timeline == "simulated" and turn.false_cutoff and turn.t_eos_ns == 4300 * MS
+    assert FALSE_CUTOFF in turn.reason
 
 
 @pytest.mark.parametrize("run_ms", [None, 800, -5])

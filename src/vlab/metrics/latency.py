@@ -612,6 +612,10 @@ def _end_of_speech(
             if labels is not None:
                 reasons.append("no label at or after the estimated end of speech")
         t_eos = t_sent(a_eos)
+        if math.isnan(t_eos) and anchors.sim is not None and a_eos > anchors.timeline.sent_ms:
+            t_eos = (
+                a_eos * _NS_PER_MS
+            )  # not sent yet (a log read as it grows): its time is known all the same
         if math.isnan(t_eos):
             reasons.append("end of speech not found among the logged appends")
         elif anchors.sim is None and math.isfinite(captured := anchors.timeline.t_captured(a_eos)):
