@@ -370,6 +370,9 @@ async def test_choosing_a_turn_of_a_run_on_the_emulator_s_timeline_shows_that_tu
     result = await replay("two_turns", run_dir=tmp_path / "run", speed=math.inf, dotenv_path=False)
     ex = LogExplorer(result.run_dir)
     assert (ex.turns["timeline"] == "simulated").all() and len(ex.turns) == 2
+    # how long it lasted, as at any speed (it said the wall time alone, 0.2 s here against 6.5 at speed 1)
+    simulated_s = ex.events["sim_ms"].max() / 1000
+    assert f"{simulated_s:.1f} s on the emulator's timeline (" in ex.status.value and simulated_s > 3
     for turn in range(2):
         ex.turn.value = turn
         rows = ex.filtered()

@@ -183,7 +183,7 @@ class LogExplorer:
         waits = f"; ends of speech: {', '.join(froms)}" if froms else ""
         self.status.value = (
             f"<b>{html.escape(str(folder))}</b>: {len(events)} events, {len(self.turns)} responses, "
-            f"{(events['t_ns'].max() - self._t0_ns) / 1e9:.1f} s{waits}"
+            f"{_span(events, self._t0_ns)}{waits}"
             if len(events)
             else f"<b>{html.escape(str(folder))}</b>: the log is empty"
         )
@@ -385,3 +385,13 @@ _EOS_SOURCES = {
 def _finite(value: Any) -> bool:
     """Whether a frame cell holds a finite number (not NaN, not None)."""
     return isinstance(value, float) and math.isfinite(value)
+
+
+def _span(events: pd.DataFrame, t0_ns: int) -> str:
+    """How long the run lasted: on the emulator's timeline when it ran on it (the same at every speed)."""
+    from vlab.metrics.events import on_simulated_timeline
+
+    wall_s = (events["t_ns"].max() - t0_ns) / 1e9
+    if not on_simulated_timeline(events):
+        return f"{wall_s:.1f} s"
+    return f"{events['sim_ms'].max() / 1000:.1f} s on the emulator's timeline ({wall_s:.1f} s of wall time)"
