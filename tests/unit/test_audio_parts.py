@@ -269,6 +269,27 @@ def test_the_input_position_at_a_time_is_the_audio_sent_by_then_and_runs_on_afte
     rec.close()
 
 
+def test_the_assistant_s_audio_is_on_disk_as_it_arrives_not_only_at_close(tmp_path):
+    # it was held in memory until close: a session killed mid-run left input.wav and no reply at all
+    import soundfile as sf
+
+    from vlab.audio.recording import Recorder, item_wav_path
+
+    rec = Recorder(tmp_path, input_rate=24000, input_format="pcm16", output_rate=24000, output_format="pcm16")
+    a, b = np.full(2400, 1000, np.int16), np.full(1200, -2000, np.int16)
+    rec.output("item_a", a.tobytes(), 1)
+    rec.output("item_b", b.tobytes(), 2)  # a second item starts before the first is heard again
+    rec.output("item_a", a.tobytes(), 3)
+    rec.flush()  # what the session does each second: a kill after it loses nothing written before
+    on_disk = {i: sf.read(item_wav_path(tmp_path, i), dtype="int16")[0] for i in ("item_a", "item_b")}
+    assert on_disk["item_a"].tolist() == np.concatenate([a, a]).tolist()
+    assert on_disk["item_b"].tolist() == b.tolist()
+    rec.truncate("item_a", 150.0)  # what the user heard: 150 ms
+    rec.close()
+    cut, rate = sf.read(item_wav_path(tmp_path, "item_a"), dtype="int16")
+    assert rate == 24000 and len(cut) == 3600
+
+
 def test_item_wav_names_stay_inside_the_output_folder():
     from vlab.audio.recording import item_wav_name
 

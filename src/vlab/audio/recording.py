@@ -20,6 +20,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -98,6 +99,7 @@ class Recorder:
         self._sent_end_ms: list[float] = []
         self._input_ms = 0.0
         self._items: dict[str, _Item] = {}
+        self._item_file: tuple[str, Any] | None = None  # the item being received, written as it comes
 
     def input(self, data: bytes, t_ns: int) -> None:
         """Record an appended chunk (in the session's input format) sent at ``t_ns``."""
@@ -108,15 +110,40 @@ class Recorder:
         self._sent_end_ms.append(self._input_ms)
 
     def flush(self) -> None:
-        """Push ``input.wav`` to disk (header included)."""
+        """Push ``input.wav`` and the assistant item being received to disk (headers included)."""
         self._input.flush()
+        if self._item_file is not None:
+            self._item_file[1].flush()
 
     def output(self, item_id: str, data: bytes, t_ns: int) -> None:
-        """Record an assistant audio delta received at ``t_ns``."""
+        """Record an assistant audio delta received at ``t_ns`` (written to ``output/<item>.wav`` at once)."""
         item = self._items.get(item_id)
         if item is None:
             item = self._items[item_id] = _Item(t_ns)
-        item.chunks.append(g711.to_pcm16(data, self.output_format))
+        pcm = g711.to_pcm16(data, self.output_format)
+        if self._item_file is None or self._item_file[0] != item_id:
+            self._open_item_file(item_id, item.chunks)
+        item.chunks.append(pcm)
+        self._item_file[1].buffer_write(pcm, dtype="int16")  # type: ignore[index]
+
+    def _open_item_file(self, item_id: str, before: list[bytes]) -> None:
+        """Open the WAV of the item ``item_id`` (the one open before is closed), with its audio so far."""
+        import soundfile as sf
+
+        self._close_item_file()
+        path = item_wav_path(self.run_dir, item_id)
+        path.parent.mkdir(exist_ok=True)
+        file = sf.SoundFile(path, "w", samplerate=self.output_rate, channels=1, subtype="PCM_16")
+        if (
+            before
+        ):  # an item heard again after another: written anew (a WAV opened to add to keeps its old header)
+            file.buffer_write(b"".join(before), dtype="int16")
+        self._item_file = (item_id, file)
+
+    def _close_item_file(self) -> None:
+        if self._item_file is not None:
+            self._item_file[1].close()
+            self._item_file = None
 
     def truncate(self, item_id: str, audio_end_ms: float) -> None:
         """The item was cut at ``audio_end_ms`` (what the user heard)."""
@@ -141,6 +168,7 @@ class Recorder:
         if self._input.closed:
             return
         self._input.close()
+        self._close_item_file()  # each item is written whole below, cut where it was truncated
         items_dir = self.run_dir / ITEMS_DIR
         track = np.zeros(0, np.int16)
         for item_id, item in self._items.items():
