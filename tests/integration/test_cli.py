@@ -291,6 +291,36 @@ def test_a_dry_run_into_a_folder_of_the_other_mode_ends_as_the_run_would(tmp_pat
     )
 
 
+def test_a_dry_run_on_the_dask_executor_without_dask_ends_as_the_run_would_and_writes_nothing(
+    tmp_path, capsys, monkeypatch
+):
+    import importlib.util
+
+    config = tmp_path / "sweep.toml"
+    config.write_text(
+        '[target]\nspeed = "max"\n[prompts]\ninclude = ["short_question"]\n[grid]\nthreshold = [0.5]\n'
+        '[run]\nexecutor = "dask"\n'
+    )
+    out = tmp_path / "runs" / "x"
+    argv = ["sweep", str(config), "--out", str(out), "--no-progress"]
+    with monkeypatch.context() as no_dask:  # dask.distributed not installed
+        no_dask.setitem(sys.modules, "distributed", None)
+        no_dask.setitem(sys.modules, "dask.distributed", None)
+        assert main([*argv, "--dry-run"]) == 2  # was 0
+        said = capsys.readouterr().err
+        assert not (tmp_path / "runs").exists()  # a dry run writes nothing
+        assert main(argv) == 2
+        run_said = capsys.readouterr().err
+    assert run_said == "vlab: error: the dask executor needs dask.distributed: pip install 'vlab[dask]'\n"
+    assert said == (
+        "vlab: the sweep would stop before it runs: the dask executor needs dask.distributed: "
+        "pip install 'vlab[dask]'\n"
+    )
+    if importlib.util.find_spec("distributed") is not None:  # installed (vlab[dask]): the dry run goes on
+        assert main([*argv, "--dry-run"]) == 0
+        assert capsys.readouterr().err == ""
+
+
 @pytest.mark.parametrize("mode", ["sessions", "vad"])
 def test_sweep_prints_each_setting_s_operating_point_in_the_grid_s_order(tmp_path, capsys, mode):
     config = tmp_path / "sweep.toml"
@@ -347,12 +377,10 @@ def test_sweep_prints_each_setting_s_operating_point_in_the_grid_s_order(tmp_pat
     assert lines[-1] == f"charts: vlab report {out}"
 
 
-def test_an_interrupted_sweep_says_how_many_cells_it_kept_and_a_rerun_goes_on_from_there(
-    tmp_path, capsys, monkeypatch
-):
-    """Ctrl-C once 3 cells have finished: a SIGINT, which ``run_main`` (as the CLI runs a sweep) turns into a
-    cancellation and then a KeyboardInterrupt, on Python 3.10 too (there Python's own handler would raise it
-    wherever the loop was)."""
+def _interrupted_after(cells: int, monkeypatch, argv: list[str]) -> int:
+    """``main(argv)`` with Ctrl-C once ``cells`` cells have finished: a SIGINT, which ``run_main`` (as the CLI
+    runs a sweep) turns into a cancellation and then a KeyboardInterrupt, on Python 3.10 too (there Python's
+    own handler would raise it wherever the loop was)."""
     import signal
 
     import vlab.sweep
@@ -362,31 +390,101 @@ def test_an_interrupted_sweep_says_how_many_cells_it_kept_and_a_rerun_goes_on_fr
 
     def on_cell(result) -> None:
         finished_cells.append(result.cell)
-        if len(finished_cells) == 3:
+        if len(finished_cells) == cells:
             signal.raise_signal(signal.SIGINT)
 
     real = vlab.sweep.run_sweep_async
-    monkeypatch.setattr(vlab.sweep, "run_sweep", lambda *a, **k: run_main(real(*a, on_cell=on_cell, **k)))
+    with monkeypatch.context() as patched:
+        patched.setattr(vlab.sweep, "run_sweep", lambda *a, **k: run_main(real(*a, on_cell=on_cell, **k)))
+        # Ctrl-C's own handling, also where this process started with SIGINT ignored (a CI job's children)
+        ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            return main(argv)
+        finally:
+            signal.signal(signal.SIGINT, ignored)
+
+
+_SIX_CELLS = (
+    '[target]\nspeed = "max"\nlatency = "{latency}"\n[prompts]\ninclude = ["short_question", "pause_300", '
+    '"two_turns"]\n[grid]\nthreshold = [0.4, 0.6]\n[run]\nconcurrency = 2\n'
+)
+
+
+def test_an_interrupted_sweep_says_how_many_cells_it_kept_and_a_rerun_goes_on_from_there(
+    tmp_path, capsys, monkeypatch
+):
     config = tmp_path / "sweep.toml"
-    config.write_text(
-        '[target]\nspeed = "max"\n[prompts]\ninclude = ["short_question", "pause_300", "two_turns"]\n'
-        "[grid]\nthreshold = [0.4, 0.6]\n[run]\nconcurrency = 2\n"
-    )
+    config.write_text(_SIX_CELLS.format(latency="typical"))
     out = tmp_path / "out"
-    # Ctrl-C's own handling, also where this process started with SIGINT ignored (a CI job's children)
-    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        assert main(["sweep", str(config), "--out", str(out), "--no-progress"]) == 130
-    finally:
-        signal.signal(signal.SIGINT, ignored)
+    argv = ["sweep", str(config), "--out", str(out), "--no-progress"]
+    assert _interrupted_after(3, monkeypatch, argv) == 130
     err = capsys.readouterr().err
     assert err == (
         f"vlab: interrupted: 3 of 6 cells finished and are kept in {out}; run the same command again to go on "
         "from there (--no-resume runs every cell again)\n"
     )
-    monkeypatch.undo()
-    assert main(["sweep", str(config), "--out", str(out), "--no-progress"]) == 0
+    assert main(argv) == 0
     assert "(3 run, 3 skipped, 0 failed; " in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory) -> Path:
+    """The folder of a finished sweep of :data:`_SIX_CELLS` on the ``instant`` latency (copy it to use it)."""
+    out = tmp_path_factory.mktemp("finished") / "out"
+    config = out.parent / "sweep.toml"
+    config.write_text(_SIX_CELLS.format(latency="instant"))
+    assert main(["sweep", str(config), "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def test_a_sweep_interrupted_with_no_resume_says_the_same_command_starts_over_and_how_to_go_on(
+    tmp_path, capsys, monkeypatch, finished_sweep
+):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(finished_sweep, out)
+    config = tmp_path / "sweep.toml"
+    config.write_text(_SIX_CELLS.format(latency="instant"))  # as its cells ran
+    argv = ["sweep", str(config), "--out", str(out), "--no-progress"]
+    assert _interrupted_after(3, monkeypatch, [*argv, "--no-resume"]) == 130
+    said = re.fullmatch(
+        rf"vlab: interrupted: (\d) of 6 cells finished and are kept in {re.escape(str(out))}; the same command "
+        r"runs every cell again \(--no-resume\): run it without --no-resume to go on from there\n",
+        capsys.readouterr().err,
+    )
+    assert said  # was: "run the same command again to go on from there", which starts over
+    kept = int(said[1])  # the 3 run again and those of the first run not yet started again
+    assert kept >= 3
+    assert main(argv) == 0  # without --no-resume, as it says
+    assert f"({6 - kept} run, {kept} skipped, 0 failed; " in capsys.readouterr().out
+
+
+def test_a_sweep_interrupted_with_no_resume_counts_only_the_cells_that_ran_as_its_config_says(
+    tmp_path, capsys, monkeypatch, finished_sweep
+):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(finished_sweep, out)
+    config = tmp_path / "sweep.toml"
+    config.write_text(_SIX_CELLS.format(latency="typical"))  # its cells ran on the instant latency
+    argv = ["sweep", str(config), "--out", str(out), "--no-progress"]
+    assert _interrupted_after(3, monkeypatch, [*argv, "--no-resume"]) == 130
+    said = re.fullmatch(
+        rf"vlab: interrupted: 3 of 6 cells finished in {re.escape(str(out))} with this config, beside "
+        r"(\d) finished cells? that ran otherwise \(\[target\] latency changed since\): the same command runs "
+        r"every cell again \(--no-resume\); without --no-resume, the sweep would stop on those (\d)\n",
+        capsys.readouterr().err,
+    )
+    # was: "6 of 6 cells finished and are kept" (or 5, 4: the first run's too), "run the same command again"
+    assert said and said[1] == said[2]
+    otherwise = int(said[1])  # the first run's not yet started again
+    assert 1 <= otherwise <= 3
+    assert main(argv) == 2  # without --no-resume, it stops on them, as it said
+    assert f"holds {otherwise} finished cell" in capsys.readouterr().err
+    assert main([*argv, "--no-resume"]) == 0  # the same command: every cell again
+    assert "(6 run, 0 skipped, 0 failed; " in capsys.readouterr().out
 
 
 def test_sweep_s_table_marks_the_push_to_talk_reference_and_says_what_it_is():

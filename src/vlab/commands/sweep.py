@@ -30,7 +30,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="check the config and that each prompt's recording is there, and list the settings, "
         "prompts and where the sessions connect; run nothing, and exit as the run would: 2 when it would stop "
         "before any cell (a malformed endpoint, an --out of the other mode or with cells that ran otherwise, a "
-        "missing recording in a VAD-only sweep), 1 when a recording is missing",
+        "missing recording in a VAD-only sweep, the dask executor without dask.distributed), 1 when a "
+        "recording is missing",
     )
     p.add_argument(
         "--mode",
@@ -68,6 +69,36 @@ def _what_resumes(cfg: SweepConfig, out: Path, *, resume: bool) -> tuple[str, bo
     return f"{done} of {counted(cfg.n_cells, 'cell')} finished and kept; {cfg.n_cells - done} run", False
 
 
+def _what_is_kept(cfg: SweepConfig, out: Path, *, resume: bool) -> str:
+    """What an interrupted sweep leaves in ``out``, and what the same command, run again, does with it."""
+    from vlab.sweep.grid import counted
+    from vlab.sweep.run import finished_cells
+
+    held = finished_cells(cfg, out)
+    kept = len(held.names) - held.cells_changed  # those that ran otherwise are not this sweep's figures
+    of = f"{kept} of {counted(cfg.n_cells, 'cell')} finished"
+    if held.changed:  # kept, they would mix with this sweep's: a resumed sweep stops on them
+        otherwise = (
+            f"{of} in {out} with this config, beside {counted(held.cells_changed, 'finished cell')} that ran "
+            f"otherwise ({', '.join(held.changed)} changed since): "
+        )
+        if resume:  # interrupted before it checked them
+            return otherwise + "the same command would stop on them; give another --out, or --no-resume"
+        return otherwise + (
+            "the same command runs every cell again (--no-resume); without --no-resume, the sweep would stop "
+            f"on those {held.cells_changed}"
+        )
+    if resume:
+        return (
+            f"{of} and are kept in {out}; run the same command again to go on from there (--no-resume runs "
+            "every cell again)"
+        )
+    return (
+        f"{of} and are kept in {out}; the same command runs every cell again (--no-resume): run it without "
+        "--no-resume to go on from there"
+    )
+
+
 def _target(cfg: SweepConfig) -> tuple[str | None, str | None]:
     """Where the sweep's sessions connect (:func:`vlab.sweep.target_summary`), or why they cannot.
 
@@ -82,6 +113,23 @@ def _target(cfg: SweepConfig) -> tuple[str | None, str | None]:
         return target_summary(cfg, {}), None
     except VlabError as exc:
         return None, str(exc)
+
+
+def _no_dask(cfg: SweepConfig) -> str | None:
+    """Why the sweep's cells cannot run on Dask, as the run would say it; None if they can, or run here.
+
+    The run's own check: that dask.distributed imports. A ``[run] cluster`` is not probed: the run may still
+    stop, unable to reach it.
+    """
+    if cfg.executor != "dask":  # a VAD-only sweep has none (load_config refuses it)
+        return None
+    from vlab.sweep.dask_executor import NEEDS_DASK
+
+    try:
+        import distributed  # noqa: F401  (what run_on_dask imports first)
+    except ImportError:
+        return NEEDS_DASK
+    return None
 
 
 def _dry_run(cfg: SweepConfig, args: argparse.Namespace, where: str | None, unreachable: str | None) -> int:
@@ -116,6 +164,9 @@ def _dry_run(cfg: SweepConfig, args: argparse.Namespace, where: str | None, unre
                 else ("a VAD-only sweep decides every cell again (in seconds)", False)
             )
             print(f"  folder   {args.out}: {resumes}")
+    no_dask = _no_dask(cfg)
+    if no_dask:
+        stops.append(f"the sweep would stop before it runs: {no_dask}")
     missing = [p for p in cfg.prompts if not Path(p.file).is_file()]
     if missing:
         shown = first_few((f"{p.id} ({p.file})" for p in missing), 10, sep="; ")
@@ -156,14 +207,8 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         if cfg.mode == "vad":  # nothing to resume: it writes its tables at the end, in seconds
             raise
-        from vlab.sweep.run import finished_cells
-
-        kept = len(finished_cells(cfg, args.out).names)
-        print(
-            f"vlab: interrupted: {kept} of {cfg.n_cells} cells finished and are kept in {args.out}; run the "
-            "same command again to go on from there (--no-resume runs every cell again)",
-            file=sys.stderr,
-        )
+        kept = _what_is_kept(cfg, Path(args.out), resume=not args.no_resume)
+        print(f"vlab: interrupted: {kept}", file=sys.stderr)
         return INTERRUPTED_EXIT
     counts = {s: sum(1 for c in result.cells if c.status == s) for s in ("ok", "skipped", "error")}
     print(

@@ -21,9 +21,10 @@ from typing import Any, TypeVar
 
 from vlab.errors import ConfigError
 
-__all__ = ["run_on_dask"]
+__all__ = ["NEEDS_DASK", "run_on_dask"]
 
-_INSTALL = "the dask executor needs dask.distributed: pip install 'vlab[dask]'"
+NEEDS_DASK = "the dask executor needs dask.distributed: pip install 'vlab[dask]'"
+"""Why a sweep on the dask executor cannot run here: dask.distributed does not import."""
 LOCAL_CLUSTER_CONFIG = {"distributed.worker.profile.enabled": False}
 """Dask settings of the ``LocalCluster`` a sweep starts: no statistical profiler on the workers. It samples
 every thread's stack every 10 ms and keeps the last 1 000 s of profiles, which grew a worker by about
@@ -87,7 +88,7 @@ async def run_on_dask(
     try:
         from distributed import Client, LocalCluster, Semaphore, as_completed
     except ImportError:
-        raise ConfigError(_INSTALL) from None
+        raise ConfigError(NEEDS_DASK) from None
 
     async with contextlib.AsyncExitStack() as stack:
         if cluster is not None:
