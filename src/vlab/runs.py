@@ -23,13 +23,13 @@ from vlab import protocol
 from vlab.errors import ConfigError
 from vlab.log.files import JSONL_NAME, SESSION_NAME, is_run_folder
 from vlab.sweep.grid import counted, grid_shape
-from vlab.sweep.store import CELL_FILE, CELLS_DIR, SWEEP_MANIFEST
+from vlab.sweep.store import CELL_FILE, CELLS_DIR, SWEEP_MANIFEST, swept_by
 
 __all__ = ["RUN_COLUMNS", "find_runs"]
 
 RUN_COLUMNS = ("folder", "kind", "started_at", "target", "size", "ended", "audio")
 """The columns of :func:`find_runs`: the folder (under the root), what it is (``sweep``, ``VAD-only sweep``,
-``stopped sweep``, ``session``), when it started (UTC), where it connected, how big it is, how it ended,
+``stopped sweep``, ``running sweep``, ``session``), when it started (UTC), where it connected, how big it is, how it ended,
 and the audio its sessions sent and heard."""
 
 _EMBEDDED_PORT = re.compile(r"^embedded emulator at \S+, ")
@@ -114,12 +114,15 @@ def _sweep_row(folder: Path) -> dict[str, Any] | None:
         return None
     first = _read_json(cells[0].parent / SESSION_NAME)
     first = first if isinstance(first, dict) else {}
+    pid = swept_by(folder)
     return {
-        "kind": "stopped sweep",
+        "kind": "stopped sweep" if pid is None else "running sweep",
         "started_at": first.get("started_at"),
         "target": _session_target(first),
         "size": counted(len(cells), "cell") + " finished",
-        "ended": "stopped (the same vlab sweep command goes on)",
+        "ended": "stopped (the same vlab sweep command goes on)"
+        if pid is None
+        else f"running (pid {pid}): not finished yet",
         "audio": _audio(first.get("settings", {})),
     }
 

@@ -108,6 +108,114 @@ async def test_a_sweep_cancelled_while_it_builds_its_tables_stops_once_they_are_
     assert not (tmp_path / "s" / "manifest.json").exists()
 
 
+async def test_a_re_run_stopped_while_it_builds_its_tables_reads_as_unfinished_not_as_the_run_before(
+    tmp_path, monkeypatch
+):
+    import threading
+
+    import vlab.sweep.run
+    from vlab.report.sweep_folder import require_sweep
+    from vlab.sweep import tables
+
+    fast = {"target": {"speed": "max"}, "prompts": {"include": ["short_question"]}}
+    await run_sweep_async(config(**fast, grid={"silence_duration_ms": [300]}), tmp_path, progress=False,
+                          session_options=OPTS)  # fmt: skip
+    assert len(json.loads((tmp_path / "manifest.json").read_text())["grid"]) == 1
+    loop = asyncio.get_running_loop()
+    building, release = asyncio.Event(), threading.Event()
+
+    def aggregate(*args, **kwargs):
+        loop.call_soon_threadsafe(building.set)
+        release.wait()
+        tables.aggregate(*args, **kwargs)
+
+    monkeypatch.setattr(vlab.sweep.run, "aggregate", aggregate)
+    more = config(**fast, grid={"silence_duration_ms": [300, 900]})  # a setting added
+    task = asyncio.ensure_future(run_sweep_async(more, tmp_path, progress=False, session_options=OPTS))
+    await building.wait()
+    task.cancel()  # Ctrl+C while the tables are written
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(pd.read_parquet(tmp_path / "points.parquet")) == 2  # the new tables ...
+    assert not (tmp_path / "manifest.json").exists()  # ... beside no manifest of the sweep before them
+    [row] = vlab.find_runs(tmp_path).to_dict("records")
+    assert row["kind"] == "stopped sweep" and row["ended"].startswith("stopped")
+    with pytest.raises(ConfigError, match=r"holds a sweep that stopped before writing its tables \(2 cells"):
+        require_sweep(tmp_path)  # vlab report
+    monkeypatch.undo()
+    again = await run_sweep_async(more, tmp_path, progress=False, session_options=OPTS)
+    assert [c.status for c in again.cells] == ["skipped", "skipped"]
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert [g["setting"] for g in manifest["grid"]] == list(load_config(more).setting_names)
+    assert len(manifest["grid"]) == 2 and manifest["counts"]["ok"] == 2
+
+
+def test_a_sweep_into_a_folder_another_process_sweeps_is_refused_until_that_one_ends(tmp_path):
+    import subprocess
+    import sys
+
+    from vlab.sweep.store import not_a_sweep
+
+    out = tmp_path / "s"
+    holder = subprocess.Popen(  # what a sweep running into the folder holds
+        [sys.executable, "-c", "import sys; from vlab.sweep.store import sweep_lock\n"
+         "with sweep_lock(sys.argv[1]):\n    print('held', flush=True); sys.stdin.read()", str(out)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline() == "held\n"
+        cfg = config(prompts={"include": ["short_question"]}, grid={"silence_duration_ms": [300]})
+        with pytest.raises(
+            ConfigError,
+            match=rf"^{re.escape(str(out))} is being swept by another process \(pid {holder.pid}\); wait for "
+            "it to finish or give this sweep another --out$",
+        ):
+            run_sweep(cfg, out, progress=False, session_options=OPTS)
+        assert not (out / "cells").exists()  # refused before it wrote anything
+        assert not_a_sweep(out) == (  # what vlab report says meanwhile
+            f"{str(out)!r} holds a sweep still running (pid {holder.pid}): its tables and manifest.json are "
+            "written once its cells have run; wait for it to finish"
+        )
+    finally:
+        holder.kill()  # ended at once: its lock file is left behind, with its pid
+        holder.wait()
+    assert (out / ".vlab-sweep.lock").read_text() == f"{holder.pid}\n"
+    result = run_sweep(cfg, out, progress=False, session_options=OPTS)  # the OS released the dead one's lock
+    assert [c.status for c in result.cells] == ["ok"]
+    assert not_a_sweep(out) is None
+    [row] = vlab.find_runs(out).to_dict("records")  # the lock file is neither a run nor a cell
+    assert (row["folder"], row["kind"], row["ended"]) == (".", "sweep", "1 ok")
+    again = run_sweep(cfg, out, progress=False, session_options=OPTS)  # its own lock was released too
+    assert [c.status for c in again.cells] == ["skipped"]
+
+
+async def test_a_dask_cell_whose_cell_json_is_not_where_the_sweep_looks_counts_as_failed(
+    tmp_path, monkeypatch
+):
+    import vlab.sweep.dask_executor
+    from vlab.sweep.cells import CellResult
+
+    async def elsewhere(job, args, done, **_):  # workers that wrote the cells where this process cannot see
+        for name, cell in args:
+            done(cell, (CellResult(name, "ok", 0.1), None))
+
+    monkeypatch.setattr(vlab.sweep.dask_executor, "run_on_dask", elsewhere)
+    monkeypatch.chdir(tmp_path)
+    cfg = config(prompts={"include": ["short_question"]}, run={"executor": "dask"})
+    result = await run_sweep_async(cfg, "rel", progress=False, session_options=OPTS)
+    assert [c.status for c in result.cells] == ["error", "error"]  # not "2 run, 0 failed"
+    looked = tmp_path / "rel" / "cells" / result.cells[0].cell / "cell.json"
+    assert result.cells[0].error == (
+        f"its Dask worker ran it (ok), but its cell.json is not at {looked}: "
+        "every worker must write the sweep folder at that path (a file system shared by the workers and this "
+        "process, mounted alike)"
+    )
+    manifest = json.loads((tmp_path / "rel" / "manifest.json").read_text())
+    assert manifest["counts"] == {"ok": 0, "error": 2, "missing": 0}
+    assert manifest["cells"][0]["error"] == result.cells[0].error
+
+
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep")
@@ -375,6 +483,12 @@ async def test_a_failed_cell_records_its_error_and_the_sweep_goes_on(tmp_path):
         ({"run": {"max_sessions": 0}}, r"max_sessions must be an integer ≥ 1"),
         ({"run": {"executor": "spark"}}, r"executor must be 'asyncio' or 'dask', got 'spark'"),
         ({"run": {"cluster": "tcp://host:8786"}}, r"cluster .* with executor = 'asyncio'"),
+        (
+            {"run": {"workers": 4}},
+            r"^\[run\] workers = 4 sets the Dask workers .* with executor = 'asyncio': add executor = "
+            r"'dask' to run them on Dask, or drop workers",
+        ),
+        ({"run": {"workers": 2, "executor": "asyncio"}}, r"workers = 2 .*or drop workers"),  # was ignored
         ({"run": {"mode": "fast"}}, r"mode must be 'sessions' or 'vad'"),
         ({"run": {"baseline": "yes"}}, r"baseline must be true or false"),
         (

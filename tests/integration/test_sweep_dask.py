@@ -134,6 +134,27 @@ def test_a_killed_worker_loses_only_its_running_cells_and_the_sweep_resumes(tmp_
     assert len(pd.read_parquet(tmp_path / "s" / "turns.parquet")) == len(_turns(tmp_path / "s"))
 
 
+def test_a_relative_sweep_folder_is_written_where_the_sweep_runs_whatever_the_workers_working_folder(
+    tmp_path, monkeypatch
+):
+    here, there = tmp_path / "here", tmp_path / "there"
+    here.mkdir()
+    there.mkdir()
+    monkeypatch.chdir(there)  # a worker started in another working folder (another shell, another machine)
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=True, dashboard_address=":0"
+    ) as cluster:
+        monkeypatch.chdir(here)
+        cfg = {**CFG, "run": {**CFG["run"], "executor": "dask", "cluster": cluster.scheduler_address}}
+        result = run_sweep(cfg, "runs/x", progress=False, session_options=OPTS)
+    assert [c.status for c in result.cells] == ["ok"] * 4
+    assert len(list((here / "runs" / "x" / "cells").glob("*/cell.json"))) == 4
+    assert not (there / "runs").exists()  # not under the worker's working folder
+    manifest = json.loads((here / "runs" / "x" / "manifest.json").read_text())
+    assert manifest["counts"] == {"ok": 4, "error": 0, "missing": 0}
+    assert len(pd.read_parquet(here / "runs" / "x" / "scores.parquet")) == 4
+
+
 @pytest.mark.parametrize(
     ("run", "message"),
     [

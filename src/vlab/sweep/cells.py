@@ -408,8 +408,31 @@ def cell_job(
 
 def lost_cell(out_dir: Path, cell: tuple[Any, ...], exc: BaseException) -> CellResult:
     """A cell whose task never finished (its workers kept dying) gets a ``cell.json`` with the error."""
+    return _failed_cell(out_dir, cell, f"{type(exc).__name__}: {exc}")
+
+
+def unseen_cell(out_dir: Path, cell: tuple[Any, ...], result: CellResult) -> CellResult | None:
+    """A cell a Dask worker ran whose ``cell.json`` this process cannot see: failed, saying where it looked.
+
+    The worker wrote the cell elsewhere (a folder it does not share with this process, or at the path
+    this one has on another machine); counted as it said, the cell would be missing from the tables.
+    None when the ``cell.json`` is there.
+    """
+    marker = cell_folder(out_dir, cell[0]) / CELL_FILE
+    if marker.is_file():
+        return None
+    said = f"{result.status}: {result.error}" if result.error else result.status
+    return _failed_cell(
+        out_dir,
+        cell,
+        f"its Dask worker ran it ({said}), but its cell.json is not at {marker}: every worker must write "
+        "the sweep folder at that path (a file system shared by the workers and this process, mounted alike)",
+    )
+
+
+def _failed_cell(out_dir: Path, cell: tuple[Any, ...], error: str) -> CellResult:
+    """Record the cell as failed with ``error`` in a ``cell.json`` of its own."""
     name, _, _, prompt, rep = cell
-    error = f"{type(exc).__name__}: {exc}"
     folder = cell_folder(out_dir, name)
     folder.mkdir(parents=True, exist_ok=True)
     meta = {"cell": name, "prompt": prompt.id, "repeat": rep, "status": "error", "error": error}

@@ -484,6 +484,12 @@ def _run_options(run: Mapping[str, Any], mode: str | None) -> dict[str, Any]:
             f"[run] cluster must be a scheduler address string (e.g. 'tcp://host:8786') with "
             f"executor = 'dask', got {cluster!r} with executor = {executor!r}"
         )
+    if "workers" in run and executor != "dask":
+        raise ConfigError(
+            f"[run] workers = {workers!r} sets the Dask workers of a sweep, which runs its cells in this "
+            f"process with executor = {executor!r}: add executor = 'dask' to run them on Dask, or drop workers "
+            "(concurrency sets how many cells run at once here)"
+        )
     mode = mode or run.get("mode", CONFIG_DEFAULTS["mode"])
     if mode not in MODES:
         raise ConfigError(f"[run] mode must be {' or '.join(map(repr, MODES))}, got {mode!r}")

@@ -14,7 +14,7 @@ from vlab.errors import ConfigError
 from vlab.log.files import write_atomic
 from vlab.sweep.config import SweepConfig
 from vlab.sweep.grid import knobs_of
-from vlab.sweep.store import SWEEP_MANIFEST
+from vlab.sweep.store import CELL_FILE, CELLS_DIR, SWEEP_MANIFEST, holds_a_sweep
 
 
 def _versions() -> dict[str, str]:
@@ -32,16 +32,31 @@ def _versions() -> dict[str, str]:
 
 
 def check_mode(out_dir: Path, mode: str) -> None:
-    """Refuse to mix cells of the two modes in one sweep folder (their tables would not compare)."""
+    """Refuse to mix cells of the two modes in one sweep folder (their tables would not compare).
+
+    A folder without a manifest (a sweep that did not finish) holds sessions if it holds cell folders.
+    """
     try:
         manifest = json.loads((out_dir / SWEEP_MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        manifest = {"mode": "sessions"} if any((out_dir / CELLS_DIR).glob(f"*/{CELL_FILE}")) else {}
+    if not isinstance(manifest, dict) or not manifest:
         return
     earlier = manifest.get("mode", "sessions")
     if earlier != mode:
         raise ConfigError(
             f"{str(out_dir)!r} holds a sweep of mode {earlier!r}; run mode {mode!r} into another folder (another --out)"
         )
+
+
+def unfinish(out_dir: Path) -> None:
+    """Remove the sweep's ``manifest.json`` from ``out_dir``, before a run writes anything there.
+
+    The run writes its own last, once its tables are whole: until then the folder reads as a sweep that
+    did not finish (``vlab runs``, ``vlab report``), not as the earlier one finished beside new tables.
+    """
+    if holds_a_sweep(out_dir):
+        (out_dir / SWEEP_MANIFEST).unlink(missing_ok=True)
 
 
 def _latency_model(latency: str) -> dict[str, Any]:

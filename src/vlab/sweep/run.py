@@ -29,11 +29,12 @@ from vlab.sweep.cells import (
     grid_cells,
     lost_cell,
     run_cell,
+    unseen_cell,
 )
 from vlab.sweep.config import SweepConfig, load_config
 from vlab.sweep.grid import counted
-from vlab.sweep.manifest import check_mode, write_manifest
-from vlab.sweep.store import CELLS_DIR, VAD_CACHE_DIR, cell_folder, cell_metas
+from vlab.sweep.manifest import check_mode, unfinish, write_manifest
+from vlab.sweep.store import CELLS_DIR, VAD_CACHE_DIR, cell_folder, cell_metas, sweep_lock
 from vlab.sweep.tables import aggregate
 
 if TYPE_CHECKING:
@@ -113,14 +114,30 @@ async def run_sweep_async(
     # resolved once; a target no cell could connect to stops a sweep of sessions here
     target = _resolved(session_options or {}) if cfg.mode == "sessions" else _target(session_options or {})
     cfg = _with_target_model(cfg, target)
-    out_dir = Path(out)
-    check_mode(out_dir, cfg.mode)
-    if warn_first:
-        from vlab.errors import warn_user
+    # held while it runs: a second sweep into the folder would delete this one's half-written cells
+    with sweep_lock(out) as out_dir:  # absolute: a Dask worker's working folder is its own
+        check_mode(out_dir, cfg.mode)
+        if warn_first:
+            from vlab.errors import warn_user
 
-        for message in _warnings(cfg, target):
-            warn_user(message)
-    options = dict(session_options or {})
+            for message in _warnings(cfg, target):
+                warn_user(message)
+        results, wall_s = await _sweep_into(
+            cfg, out_dir, resume, progress, dict(session_options or {}), on_cell, clock or SystemClock()
+        )
+    return SweepResult(Path(out), results, wall_s)
+
+
+async def _sweep_into(
+    cfg: SweepConfig,
+    out_dir: Path,
+    resume: bool,
+    progress: bool,
+    options: dict[str, Any],
+    on_cell: Callable[[CellResult], None] | None,
+    clock: Clock,
+) -> tuple[list[CellResult], float]:
+    """:func:`run_sweep_async` into ``out_dir`` (absolute, locked): what each cell did and their wall time."""
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     cells = grid_cells(cfg)
@@ -147,14 +164,15 @@ async def run_sweep_async(
         finally:
             if bar is not None:
                 bar.close()
-        return SweepResult(out_dir, results, wall_s)
+        return results, wall_s
 
     todo, kept = _to_run(cfg, out_dir, cells) if resume else (list(cells), [])
+    unfinish(out_dir)  # the folder reads as finished again once this run's manifest is written, last
     (out_dir / CELLS_DIR).mkdir(parents=True, exist_ok=True)
     for name in kept:
         done(CellResult(name, "skipped"))
     try:
-        analysed = await _run_cells(cfg, out_dir, todo, options, clock or SystemClock(), done)
+        analysed = await _run_cells(cfg, out_dir, todo, options, clock, done)
     finally:
         if bar is not None:
             bar.close()
@@ -163,7 +181,7 @@ async def run_sweep_async(
     metas = _this_sweeps(out_dir, {cell[0] for cell in cells})  # read once, for the tables and the manifest
     await _build_tables(out_dir, cfg, analysed, metas, progress)
     write_manifest(out_dir, cfg, cells, started, wall_s, metas)
-    return SweepResult(out_dir, results, wall_s)
+    return results, wall_s
 
 
 async def _run_cells(
@@ -198,6 +216,10 @@ async def _run_cells(
             ) -> None:
                 if isinstance(result, BaseException):
                     done(lost_cell(out_dir, cell, result))
+                    return
+                unseen = unseen_cell(out_dir, cell, result[0])  # written where this process cannot see it
+                if unseen is not None:
+                    done(unseen)
                     return
                 if result[1] is not None:
                     analysed[cell[0]] = result[1]
@@ -344,6 +366,7 @@ def _run_vad_sweep(
     """A VAD-only sweep from the cells to the tables and the manifest; returns the cells' wall time."""
     t0 = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
+    unfinish(out_dir)  # the folder reads as finished again once this run's manifest is written, last
     decided, metas = _decide_vad_cells(cfg, out_dir, cells, done)
     wall_s = time.perf_counter() - t0
     aggregate(out_dir, cfg, decided, metas)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +24,105 @@ CELL_FILE = "cell.json"
 """A cell's status, setting, prompt and error, in its run folder: written last, so a cell without one did not finish."""
 SWEEP_MANIFEST = "manifest.json"
 """A finished sweep's grid, prompts, versions, target and counts (written once its tables are)."""
+LOCK_FILE = ".vlab-sweep.lock"
+"""The lock of a sweep folder: the process sweeping into it holds an exclusive OS lock on this file
+(:func:`sweep_lock`), whose text is that process's id. The OS releases the lock when the process ends,
+however it ends, so a lock file a dead sweep left behind blocks nothing."""
+_WINDOWS_LOCK_AT = 1 << 20
+"""Where in :data:`LOCK_FILE` the byte Windows locks lies (past the process id, which stays readable)."""
 
 
 def cell_folder(out_dir: Path, name: str) -> Path:
     """The run folder of the cell ``name`` of the sweep folder ``out_dir``."""
     return out_dir / CELLS_DIR / name
+
+
+@contextlib.contextmanager
+def sweep_lock(out: str | os.PathLike[str]) -> Iterator[Path]:
+    """Hold the lock of the sweep folder ``out`` (:data:`LOCK_FILE`; the folder is created) in the block.
+
+    Two sweeps into one folder would each delete the other's half-written cells. The block is given the
+    folder as an absolute path: the cells go there whatever the working folder of the process writing
+    them (a Dask worker's is its own).
+
+    Raises:
+        ConfigError: Another sweep (of another process, or of this one) holds it.
+    """
+    out_dir = Path(os.path.abspath(out))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if not _try_lock(fd, exclusive=True):  # (a reader's swept_by holds it shared for microseconds)
+            pid = _pid_in(fd)
+            by = "another process" if pid != os.getpid() else "another sweep of this process"
+            raise ConfigError(
+                f"{out_dir} is being swept by {by}{f' (pid {pid})' if pid else ''}; wait for it to finish "
+                "or give this sweep another --out"
+            )
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            yield out_dir
+        finally:
+            os.ftruncate(fd, 0)
+            _unlock(fd)
+    finally:
+        os.close(fd)
+
+
+def swept_by(folder: Path) -> int | None:
+    """The id of the process sweeping into ``folder`` now (0 if it cannot be read), or None if none is."""
+    try:
+        fd = os.open(folder / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        if _try_lock(fd, exclusive=False):
+            _unlock(fd)
+            return None
+        return _pid_in(fd)
+    finally:
+        os.close(fd)
+
+
+def _try_lock(fd: int, *, exclusive: bool) -> bool:
+    """Take the lock of the open :data:`LOCK_FILE` ``fd`` without waiting; False if another holds it."""
+    try:
+        if sys.platform == "win32":
+            import msvcrt
+
+            os.lseek(fd, _WINDOWS_LOCK_AT, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _unlock(fd: int) -> None:
+    """Release the lock :func:`_try_lock` took."""
+    if sys.platform == "win32":
+        import msvcrt
+
+        os.lseek(fd, _WINDOWS_LOCK_AT, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _pid_in(fd: int) -> int:
+    """The process id the open :data:`LOCK_FILE` ``fd`` holds (0 if none can be read)."""
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = os.read(fd, 32).decode("ascii", "replace").strip()
+    except OSError:
+        return 0
+    return int(text) if text.isdigit() else 0
 
 
 def parquet_atomic(frame: Any, path: Path) -> None:
@@ -72,7 +168,7 @@ def dataset_atomic(table: Any, path: Path, settings: Sequence[str]) -> None:
     os.replace(tmp, path)
 
 
-def _holds_a_sweep(folder: Path) -> bool:
+def holds_a_sweep(folder: Path) -> bool:
     """Whether ``folder``'s ``manifest.json`` is a sweep's (it has a grid), not a prompt set's."""
     try:
         manifest = json.loads((folder / SWEEP_MANIFEST).read_text(encoding="utf-8"))
@@ -83,7 +179,7 @@ def _holds_a_sweep(folder: Path) -> bool:
 
 def _sweep_above(folder: Path) -> Path | None:
     """The sweep folder ``folder`` is inside, written as the user wrote ``folder`` (relative or not)."""
-    above = next((p for p in folder.resolve().parents if _holds_a_sweep(p)), None)
+    above = next((p for p in folder.resolve().parents if holds_a_sweep(p)), None)
     return above if above is None or folder.is_absolute() else Path(os.path.relpath(above))
 
 
@@ -98,6 +194,9 @@ def not_a_sweep(folder: Path) -> str | None:
         sweep = _sweep_above(folder)
         inside = f": give the sweep folder it is in, {str(sweep)!r}" if sweep else ""
         return f"{name} is a file, not a sweep folder{inside}"
+    running = _running(folder)
+    if running is not None:
+        return running
     if any((folder / CELLS_DIR).glob(f"*/{CELL_FILE}")):
         return _stopped(folder, cell_metas(folder))
     if is_run_folder(folder):
@@ -139,10 +238,24 @@ def no_results_message(sweep_dir: Path) -> str:
 
 def _stopped(folder: Path, cells: Sequence[Mapping[str, Any]]) -> str:
     """What to say of a sweep that stopped before writing its tables, ``cells`` the metas of its cells."""
+    running = _running(folder)
+    if running is not None:
+        return running
     finished = sum(cell.get("status") == "ok" for cell in cells)
     return (
         f"{str(folder)!r} holds a sweep that stopped before writing its tables ({finished} cells finished): "
         f"run the same `vlab sweep` command again with --out {folder} to finish it (finished cells are kept)"
+    )
+
+
+def _running(folder: Path) -> str | None:
+    """What to say of a sweep folder a sweep is running into now (None when none is)."""
+    pid = swept_by(folder)
+    if pid is None:
+        return None
+    return (
+        f"{str(folder)!r} holds a sweep still running{f' (pid {pid})' if pid else ''}: its tables and "
+        "manifest.json are written once its cells have run; wait for it to finish"
     )
 
 
