@@ -190,6 +190,31 @@ async def test_a_second_vad_sweep_reads_the_probabilities_from_the_cache(tmp_pat
     pd.testing.assert_frame_equal(first.vad(), again.vad())
 
 
+async def test_a_vad_sweep_stopped_partway_keeps_the_probabilities_it_has_computed(tmp_path, monkeypatch):
+    # they were saved once, after every cell: a VAD-only sweep killed partway kept nothing to go on from
+    import vlab.sweep.vad
+
+    class Stopped(Exception):
+        pass
+
+    batches = []
+    compute = vlab.sweep.vad._probabilities
+
+    def one_batch_then_stop(batch, *args):
+        if batches:  # as a kill would, once the first batch of prompts is decided
+            raise Stopped
+        batches.append([p.id for p in batch])
+        return compute(batch, *args)
+
+    monkeypatch.setattr(vlab.sweep.vad, "PROMPTS_PER_BATCH", 1)
+    monkeypatch.setattr(vlab.sweep.vad, "_probabilities", one_batch_then_stop)
+    cfg = config("vad", {"silence_duration_ms": [300, 600]}, ["pause_600", "two_turns"])
+    with pytest.raises(Stopped):
+        await run_sweep_async(cfg, tmp_path / "a", progress=False)
+    assert batches == [["pause_600"]]
+    assert (tmp_path / "a" / "vad_cache" / "silero_v5.bin").stat().st_size > 0
+
+
 @pytest.mark.parametrize(
     ("grid", "run", "message"),
     [

@@ -393,9 +393,11 @@ def _decide_vad_cells(
     recorded = {i: s.to_dict() for i, s in enumerate(cfg.settings)}  # as a session cell records them
     metas: list[dict[str, Any]] = []
     t = time.perf_counter()
+    cache = VadCache(out_dir / VAD_CACHE_DIR)
 
     def record(names: Sequence[str]) -> None:
         nonlocal t
+        cache.save()  # each batch's probabilities: a killed sweep, run again, decides its cells from them
         per_cell_s, t = (time.perf_counter() - t) / max(len(names), 1), time.perf_counter()
         for name in names:
             _, index, _, prompt, rep = by_name[name]
@@ -412,7 +414,6 @@ def _decide_vad_cells(
             )
             done(CellResult(name, "ok", per_cell_s))
 
-    cache = VadCache(out_dir / VAD_CACHE_DIR)
     analysed = vad_cells(cells, cache, record)
     cache.save()
     return analysed, metas
