@@ -951,3 +951,18 @@ async def test_where_turn_detection_may_wait_for_more_speech_the_speech_end_is_a
             assert 0 < high - low <= 1200 - 300
             waited.append(high - own)
     assert max(waited) == pytest.approx(900, abs=1)  # a turn the detection held to the end of its wait
+
+
+def test_a_cells_connect_delay_is_the_one_its_log_gives(tmp_path):
+    # it was timed from a stamp the cell took on another clock, before the session (and the embedded
+    # emulator) were even made: 27.4 ms in session.parquet where the log's own vlab.connect gave 22.6
+    from vlab.log import load_log
+    from vlab.metrics import session_latency
+
+    cfg = config(prompts={"include": ["short_question"]}, grid={"silence_duration_ms": [300]})
+    result = run_sweep(cfg, tmp_path, progress=False, session_options=OPTS)
+    [cell] = result.cells
+    table = pd.read_parquet(tmp_path / "session.parquet")
+    from_log = session_latency(load_log(tmp_path / "cells" / cell.cell)).set_index("kind")
+    [swept] = table.loc[table["kind"] == "connect", "latency_ms"]
+    assert swept == from_log.loc["connect", "latency_ms"] and swept > 0

@@ -87,7 +87,6 @@ async def _run_cell(
         "seed": latency_seed(prompt.id),
         **options.pop("emulator_options", {}),
     }
-    connect_ns = time.perf_counter_ns()
     async with Session(  # a cell run again (its last try failed) starts its log afresh
         settings,
         run_dir=cell_dir,
@@ -117,7 +116,7 @@ async def _run_cell(
         )
     if s.settings_refused is not None:  # its figures would be the server's own settings', under this name
         raise settings_refused(s.settings_refused, "the cell's figures")
-    return {"connect_ns": connect_ns, "target": target}
+    return {"target": target}
 
 
 STANDALONE_EMULATOR = "standalone emulator"
@@ -366,7 +365,7 @@ async def run_cell(
             throttled,
             clock or SystemClock(),
         )
-        meta.update(status="ok", target=info["target"], connect_ns=info["connect_ns"])
+        meta.update(status="ok", target=info["target"])
         result = CellResult(name, "ok", time.perf_counter() - t)
     except Exception as exc:  # a failed cell is recorded and the sweep goes on
         meta.update(status="error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
@@ -397,10 +396,7 @@ def cell_job(
     if result.status == "ok":
         cell_dir = cell_folder(out_dir, name)
         try:
-            meta = json.loads((cell_dir / CELL_FILE).read_text(encoding="utf-8"))
-            analysis = analyse_cell(
-                cell_dir, prompt, meta.get("connect_ns"), push_to_talk=settings.turn_detection is None
-            )
+            analysis = analyse_cell(cell_dir, prompt, push_to_talk=settings.turn_detection is None)
         except Exception:  # aggregate() analyses the cell again and records why it failed
             log.debug("analysing cell %s on its worker failed", name, exc_info=True)
     return result, analysis

@@ -25,14 +25,13 @@ from vlab.sweep.store import (
 )
 
 
-def analyse_cell(
-    cell_dir: Path, prompt: LabelledPrompt, connect_ns: int | None, *, push_to_talk: bool = False
-) -> dict[str, Any]:
+def analyse_cell(cell_dir: Path, prompt: LabelledPrompt, *, push_to_talk: bool = False) -> dict[str, Any]:
     """One cell's ``turns``, ``vad`` and ``session`` frames and its ``score`` row, from its run folder.
 
     The folder keeps the labels its turns are timed from (``labels.json``,
     :func:`~vlab.prompts.write_run_labels`), so the log explorer opened on the cell gives the figures of
-    the sweep's tables, whatever labels the prompt had when the cell ran. A ``push_to_talk`` cell (no turn
+    the sweep's tables, whatever labels the prompt had when the cell ran; the ``connect`` delay is the
+    session's own, from its ``vlab.connect`` record, on its clock. A ``push_to_talk`` cell (no turn
     detection) is scored against the labels as a perfect end-of-turn decision would be
     (:func:`_push_to_talk_detections`); its ``vad`` frame stays empty.
     """
@@ -61,7 +60,7 @@ def analyse_cell(
         }
     score = score_prompt(prompt, decided, dead_air_ms=dead)
     score["total_tokens"] = tokens_used(turns)["total_tokens"]
-    sess = session_latency(events, connect_ns=connect_ns)
+    sess = session_latency(events)
     return {"turns": turns, "vad": det, "score": score, "session": sess}
 
 
@@ -154,7 +153,6 @@ def aggregate(
                 res = (analysed or {}).get(meta["cell"]) or analyse_cell(
                     cell_folder(out_dir, meta["cell"]),
                     prompt,
-                    meta.get("connect_ns"),
                     push_to_talk=meta["settings"]["turn_detection"] is None,
                 )
             except Exception as exc:  # an unreadable cell is reported, not fatal
