@@ -202,6 +202,24 @@ async def test_entra_id_chosen_signs_in_with_entra_id_though_the_environment_hol
     assert closed == made  # the credential the run made, closed by it
 
 
+async def test_the_event_table_times_events_on_the_clock_the_session_stamps_them_on(tmp_path, prompt_dir):
+    # its ms column started from time.perf_counter_ns() while the records are stamped on the session's clock
+    from vlab.clock import SystemClock
+
+    class Elsewhere(SystemClock):  # the real clock, read from another origin
+        def monotonic_ns(self) -> int:
+            return super().monotonic_ns() + 10**15
+
+    panel = _panel(tmp_path, prompt_dir, session_options={"clock": Elsewhere()})
+    panel.start.click()
+    await panel.task
+    shown = [
+        float(ms.replace(",", ""))
+        for ms in re.findall(r"<td style='text-align:right'>([^<]+)</td>", panel.table.value)
+    ]
+    assert shown and 0 <= shown[0] <= shown[-1] < 60_000
+
+
 def test_the_api_key_never_stays_in_widget_state(tmp_path, prompt_dir):
     panel = _panel(tmp_path, prompt_dir)
     panel.target.value = "Azure endpoint"

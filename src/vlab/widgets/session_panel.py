@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import html
 import inspect
-import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -712,7 +711,6 @@ class SessionPanel:
 
             speaker = Speaker(sample_rate=settings.output_sample_rate)
             kwargs["audio_output"] = speaker
-        self._t0_ns = time.perf_counter_ns()
         self._rows.clear()
         self._latency_line.reset()
         self._rendered = -1
@@ -723,6 +721,7 @@ class SessionPanel:
             kwargs["credential"] = made_credential = DefaultAzureCredential()
         session = Session(settings, run_dir=self.run_dir, sinks=[self._on_record], **kwargs)
         self.session = session
+        self._t0_ns = session.clock.monotonic_ns()  # the clock its records are stamped on
         refresher = asyncio.get_event_loop().create_task(self._refresh_loop())
         try:
             async with session, self._tool_runner(session, settings) as runner:
