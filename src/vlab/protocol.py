@@ -619,7 +619,8 @@ def without_mcp_secrets(event: dict[str, Any]) -> dict[str, Any]:
     For what vlab logs, keeps and shows of an event (:data:`TOOLS_HOLDERS`): the service echoes a
     session's tools, tokens included, in ``session.created``/``session.updated``.
     """
-    key = TOOLS_HOLDERS.get(event.get("type"))  # type: ignore[arg-type]
+    etype = event.get("type")
+    key = TOOLS_HOLDERS.get(etype) if type(etype) is str else None  # a hostile server's type may be a list
     body = event.get(key) if key is not None else None
     if not isinstance(body, Mapping):
         return event
