@@ -220,6 +220,18 @@ async def test_the_event_table_times_events_on_the_clock_the_session_stamps_them
     assert shown and 0 <= shown[0] <= shown[-1] < 60_000
 
 
+async def test_waiting_for_an_answer_times_out_on_the_sessions_clock(tmp_path, prompt_dir):
+    # it timed out on the event loop's clock, whatever clock the panel's sessions were given
+    clock = VirtualClock()
+    panel = _panel(tmp_path, prompt_dir, session_options={"clock": clock})
+    waiting = asyncio.ensure_future(panel.wait_answered(timeout_s=120))
+    await clock.wait_for_sleepers(1)
+    assert clock.next_deadline_ns() == 120 * 10**9 and not waiting.done()
+    clock.advance_to_next()
+    with pytest.raises(TimeoutError):
+        await waiting
+
+
 def test_the_api_key_never_stays_in_widget_state(tmp_path, prompt_dir):
     panel = _panel(tmp_path, prompt_dir)
     panel.target.value = "Azure endpoint"

@@ -696,8 +696,18 @@ class SessionPanel:
         return _Prompt(load_wav(path, rate, trail_ms=1500), None)
 
     async def wait_answered(self, timeout_s: float = 120.0) -> None:
-        """Wait until the last prompt sent has been answered (for notebooks and tests)."""
-        await asyncio.wait_for(self.answered.wait(), timeout_s)
+        """Wait until the last prompt sent has been answered (for notebooks and tests).
+
+        The timeout runs on the sessions' clock (``session_options["clock"]``, else the system's).
+
+        Raises:
+            TimeoutError: Not answered within ``timeout_s``.
+        """
+        from vlab.clock import NS_PER_S, SystemClock, wait_until_ns
+
+        clock = self.session_options.get("clock") or SystemClock()
+        deadline_ns = clock.monotonic_ns() + int(timeout_s * NS_PER_S)
+        await wait_until_ns(clock, self.answered.wait(), deadline_ns)
 
     async def _run(self, settings: SessionSettings, kwargs: dict[str, Any]) -> None:
         from vlab.feed import SPEECH_NEVER_ENDED, speech_never_ended
