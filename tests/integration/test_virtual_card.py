@@ -17,9 +17,31 @@ def _vlab(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _missing() -> list[str]:
+    """What this machine lacks for the card (the script runs pulseaudio, pactl and pacat) or for
+    ``vlab devices`` (PortAudio). tests/devices/conftest.py's check wants the card already running."""
+    missing = [
+        f"{tool} is not installed (apt-get install {package})"
+        for tool, package in (
+            ("pulseaudio", "pulseaudio"),
+            ("pactl", "pulseaudio-utils"),
+            ("pacat", "pulseaudio-utils"),
+        )
+        if shutil.which(tool) is None
+    ]
+    from vlab.audio.devices import _sounddevice
+    from vlab.errors import DeviceError
+
+    try:
+        _sounddevice()
+    except DeviceError as exc:
+        missing.append(str(exc))
+    return missing
+
+
 def test_vlab_devices_virtual_starts_a_card_portaudio_lists_and_stops_it(tmp_path):
-    if shutil.which("pulseaudio") is None:
-        unavailable("the virtual sound card test", "pulseaudio is not installed (apt-get install pulseaudio)")
+    if missing := _missing():
+        unavailable("the virtual sound card test", "; ".join(missing))
     card = tmp_path / "card"  # its own PulseAudio, apart from the one the device tests use
     env = {**os.environ, "VLAB_AUDIO_DIR": str(card)}
     for name in ("XDG_RUNTIME_DIR", "PULSE_SERVER"):

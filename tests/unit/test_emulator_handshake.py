@@ -125,9 +125,30 @@ async def test_after_a_protocol_switch_the_guard_only_forwards(switch: bytes) ->
 
 
 async def test_a_timer_stopped_in_time_aborts_nothing() -> None:
-    guard, inner, _, clock = await _guard()
+    guard, inner, transport, clock = await _guard()
+    await clock.wait_for_sleepers()  # the first request's timer sleeps
     clock.advance_s(TIMEOUT_S - 0.001)
-    guard.data_received(b"GET / HTTP/1.1\r\n\r\n")
-    assert clock.sleepers == 0  # its timer is gone
+    guard.data_received(b"GET / HTTP/1.1\r\n\r\n")  # its headers, a millisecond before the deadline
+    assert clock.sleepers == 0 and not guard.waiting  # its timer is gone
+    clock.advance_s(TIMEOUT_S)  # well past the stopped timer's deadline
+    guard.data_received(b"G")  # the next request's timer ...
+    await clock.wait_for_sleepers()  # ... sleeps: the loop ran, and with it the stopped timer's end
+    assert guard.waiting and not transport.aborted.is_set()
     guard.connection_lost(None)
-    assert inner.lost and not guard.waiting
+    assert inner.lost and not guard.waiting and not transport.aborted.is_set()
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3])
+async def test_an_end_of_headers_split_across_reads_ends_the_request(cut: int) -> None:
+    guard, inner, transport, clock = await _guard()
+    request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    split = len(request) - len(b"\r\n\r\n") + cut  # the first read ends `cut` bytes into the \r\n\r\n
+    await clock.wait_for_sleepers()
+    guard.data_received(request[:split])
+    assert guard.waiting
+    guard.data_received(request[split:])
+    assert not guard.waiting and clock.sleepers == 0  # the headers are in: its timer is stopped
+    guard.data_received(b"G")  # the framing goes on: the next request is timed from its first byte
+    assert guard.waiting
+    assert inner.data == request + b"G" and not transport.aborted.is_set()
+    guard.connection_lost(None)

@@ -95,7 +95,8 @@ async def test_ended_mode_at_max_speed_runs_everything_without_input():
 
 
 async def test_live_mode_maps_simulated_time_onto_the_wall_clock_at_the_speed():
-    clock = VirtualClock()
+    start_ns = 7_000_000_000  # simulated time 0 is wherever the clock stood when the timeline started
+    clock = VirtualClock(start_ns=start_ns)
     sched = await _scheduler(speed=4.0, mode=protocol.TIMELINE_LIVE, clock=clock)
     ran: list[tuple[float, int]] = []
 
@@ -103,13 +104,15 @@ async def test_live_mode_maps_simulated_time_onto_the_wall_clock_at_the_speed():
         ran.append((sched.now_ms, clock.monotonic_ns()))
 
     sched.spawn(400, body)  # 400 simulated ms at speed 4: 100 wall ms
+    assert sched.current_ms() == 0  # time runs on from 0, and none has passed yet
     await clock.wait_for_sleepers()
+    assert clock.next_deadline_ns() == start_ns + 100_000_000
     clock.advance_ns(99_000_000)
     await asyncio.sleep(0)  # wall-clock ok: one loop turn, no time passes (lets the posted callback run)
-    assert ran == []
+    assert ran == [] and sched.current_ms() == pytest.approx(396)
     clock.advance_ns(1_000_000)
     await sched.idle()
-    assert ran == [(400, 100_000_000)]
+    assert ran == [(400, start_ns + 100_000_000)]
     await sched.close()
 
 

@@ -739,6 +739,8 @@ def test_score_prompt_finds_the_cutoff_inside_the_hold_and_the_dead_air_after_th
     assert s["missed_turns"] == 0 and s["turns_per_expected"] == 2
     assert s["dead_air_ms"] == pytest.approx(500)
     assert s["onset_error_ms"] == 0 and s["eos_delay_ms"] == 500
+    # on speech, a false start is a detection of no labelled speech: both found speech
+    assert (s["false_starts"], s["false_starts_per_min"]) == (0, 0)
     merged = det.iloc[[1]].assign(audio_start_ms=0.0, onset_ms=300.0)
     s2 = score_prompt(_pause_prompt(), merged)
     assert s2["cutoff_turns"] == 0 and s2["merged"] == 1 and s2["turns_per_expected"] == 1
@@ -849,6 +851,12 @@ def test_score_prompt_counts_a_missed_turn_and_false_starts_on_noise():
     scored = score_prompt(noise, det)
     assert scored["false_starts_per_min"] == pytest.approx(10)
     assert (scored["false_starts"], scored["duration_ms"]) == (1, 6000)  # what a point pools over prompts
+    # on noise, every onset is a false start: one still open at the end (no offset, not a segment) too
+    still_open = pd.concat(
+        [det, pd.DataFrame({"onset_ms": [5000.0], "responded": [False]})], ignore_index=True
+    )
+    scored = score_prompt(noise, still_open)
+    assert (scored["false_starts"], scored["false_starts_per_min"]) == (2, pytest.approx(20))
 
 
 def test_the_poisson_interval_of_a_rate_is_exact_and_sound_at_zero():
@@ -1491,8 +1499,11 @@ def test_every_rate_of_a_point_has_its_wilson_interval_over_what_it_counts():
     )
     p = operating_points(scores, reference="ptt").set_index("setting")
     # 3 of 5 pauses cut; 1 of the 4 labelled turns missed (the noise-only prompt has none)
-    assert (p.loc["a", "hold_cut_rate_lo"], p.loc["a", "hold_cut_rate_hi"]) == wilson_interval(3, 5)
-    assert (p.loc["a", "missed_turn_rate_lo"], p.loc["a", "missed_turn_rate_hi"]) == wilson_interval(1, 4)
+    for rate, counted, out_of in (("hold_cut_rate", 3, 5), ("missed_turn_rate", 1, 4)):
+        lo, hi = p.loc["a", f"{rate}_lo"], p.loc["a", f"{rate}_hi"]
+        assert p.loc["a", rate] == counted / out_of, rate
+        assert (lo, hi) == wilson_interval(counted, out_of), rate
+        assert lo < p.loc["a", rate] < hi, rate
     assert p.loc["ptt", ["hold_cut_rate_lo", "missed_turn_rate_hi"]].isna().all()  # none, by design
 
 
