@@ -71,6 +71,10 @@ class Log:
             )
         return self
 
+    def server(self, t_ms: float, sim_ms: float, event: dict) -> Log:
+        """Add a server event stamped with its time on the emulator's simulated timeline."""
+        return self.add(t_ms, "server", {**event, SIM_MS_KEY: sim_ms})
+
     def frame(self) -> pd.DataFrame:
         return to_frame(sorted(self.records, key=lambda r: r.seq))
 
@@ -412,17 +416,15 @@ def test_the_dead_air_of_a_spoken_turn_answered_through_a_call_runs_to_the_answe
     )  # its own, not a turn of speech
 
 
+def _on_the_input_timeline() -> Log:
+    """A log whose client put vlab's emulator on its input timeline, and the emulator said so."""
+    update = {"type": "session.update", "session": {"metadata": {TIMELINE_METADATA_KEY: TIMELINE_INPUT}}}
+    return Log().add(0, "client", update).server(1, 0.0, {"type": "session.updated", "session": {}})
+
+
 @pytest.mark.parametrize("ended_first", [False, True])
 def test_on_the_input_timeline_the_answer_to_a_function_call_is_asked_for_where_the_call_ended(ended_first):
-    def server(t_ms: float, sim_ms: float, event: dict) -> None:
-        log.add(t_ms, "server", {**event, SIM_MS_KEY: sim_ms})
-
-    log = Log().add(
-        0,
-        "client",
-        {"type": "session.update", "session": {"metadata": {TIMELINE_METADATA_KEY: TIMELINE_INPUT}}},
-    )
-    server(1, 0.0, {"type": "session.updated", "session": {}})
+    log = _on_the_input_timeline()
     log.appends(2, 100, speed=1000)  # 2 s of audio, all sent in 2 ms (speed "max")
     if ended_first:  # a client that answers no call says its audio has ended: nothing holds time then
         log.add(
@@ -430,15 +432,15 @@ def test_on_the_input_timeline_the_answer_to_a_function_call_is_asked_for_where_
             "client",
             {"type": "session.update", "session": {"metadata": {TIMELINE_METADATA_KEY: TIMELINE_ENDED}}},
         )
-    server(10, 300.0, {"type": "response.created", "response": {"id": "r1"}})
-    server(
+    log.server(10, 300.0, {"type": "response.created", "response": {"id": "r1"}})
+    log.server(
         11,
         500.0,
         {"type": "response.done", "response": {"id": "r1", "status": "completed", "output": [_call("a")]}},
     )
     log.add(12, "client", {"type": "response.create"})  # sent after all 2000 ms of audio
-    server(14, 580.0, {"type": "response.created", "response": {"id": "r2"}})
-    server(15, 900.0, {"type": "response.audio.delta", "response_id": "r2", "delta": "AAAA"})
+    log.server(14, 580.0, {"type": "response.created", "response": {"id": "r2"}})
+    log.server(15, 900.0, {"type": "response.audio.delta", "response_id": "r2", "delta": "AAAA"})
     answer = turn_latency(log.frame()).iloc[1]
     assert answer.timeline == "simulated" and answer.trigger == "client"
     if ended_first:
@@ -450,19 +452,11 @@ def test_on_the_input_timeline_the_answer_to_a_function_call_is_asked_for_where_
 def test_on_the_input_timeline_a_reply_before_a_labelled_end_not_sent_yet_is_a_false_cutoff():
     # the session panel reads the log as it grows: at speed 1 the labelled end of speech was not sent yet
     # when the reply came, so the turn was not called a false cut-off (it was, read at the end)
-    def server(t_ms: float, sim_ms: float, event: dict) -> None:
-        log.add(t_ms, "server", {**event, SIM_MS_KEY: sim_ms})
-
-    log = Log().add(
-        0,
-        "client",
-        {"type": "session.update", "session": {"metadata": {TIMELINE_METADATA_KEY: TIMELINE_INPUT}}},
-    )
-    server(1, 0.0, {"type": "session.updated", "session": {}})
+    log = _on_the_input_timeline()
     log.appends(2, 140)  # 2.8 s of audio sent so far, in real time; the user's speech ends at 4.3 s
-    server(2000, 1500.0, {"type": "input_audio_buffer.speech_stopped", "audio_end_ms": 1500})
-    server(2100, 1600.0, {"type": "response.created", "response": {"id": "r1"}})
-    server(2200, 1700.0, {"type": "response.done", "response": {"id": "r1", "status": "cancelled"}})
+    log.server(2000, 1500.0, {"type": "input_audio_buffer.speech_stopped", "audio_end_ms": 1500})
+    log.server(2100, 1600.0, {"type": "response.created", "response": {"id": "r1"}})
+    log.server(2200, 1700.0, {"type": "response.done", "response": {"id": "r1", "status": "cancelled"}})
     turn = turn_latency(log.frame(), end_of_turn_ms=[4300.0], silence_duration_ms=300).iloc[0]
     assert turn.timeline == "simulated" and turn.false_cutoff and turn.t_eos_ns == 4300 * MS
     assert FALSE_CUTOFF in turn.reason
@@ -470,16 +464,11 @@ def test_on_the_input_timeline_a_reply_before_a_labelled_end_not_sent_yet_is_a_f
 
 @pytest.mark.parametrize("run_ms", [None, 800, -5])
 def test_on_the_input_timeline_a_function_s_output_happens_its_simulated_run_after_the_call(run_ms):
-    def server(t_ms: float, sim_ms: float, event: dict) -> None:
-        log.add(t_ms, "server", {**event, SIM_MS_KEY: sim_ms})
-
-    update = {"type": "session.update", "session": {"metadata": {TIMELINE_METADATA_KEY: TIMELINE_INPUT}}}
-    log = Log().add(0, "client", update)
-    server(1, 0.0, {"type": "session.updated", "session": {}})
+    log = _on_the_input_timeline()
     log.appends(2, 100, speed=1000)  # 2 s of audio, all sent in 2 ms (speed "max")
-    server(10, 300.0, {"type": "response.created", "response": {"id": "r1"}})
+    log.server(10, 300.0, {"type": "response.created", "response": {"id": "r1"}})
     output = [_call("a")]
-    server(
+    log.server(
         11,
         500.0,
         {"type": "response.done", "response": {"id": "r1", "status": "completed", "output": output}},
@@ -489,37 +478,34 @@ def test_on_the_input_timeline_a_function_s_output_happens_its_simulated_run_aft
     log.add(12, "client", {"type": "conversation.item.create", "item": item, **ran})
     log.add(13, "client", {"type": "response.create"})
     at = 500 + (run_ms if run_ms and run_ms > 0 else 0)
-    server(14, at + 80.0, {"type": "response.created", "response": {"id": "r2"}})
-    server(15, at + 400.0, {"type": "response.audio.delta", "response_id": "r2", "delta": "AAAA"})
+    log.server(14, at + 80.0, {"type": "response.created", "response": {"id": "r2"}})
+    log.server(15, at + 400.0, {"type": "response.audio.delta", "response_id": "r2", "delta": "AAAA"})
     answer = turn_latency(log.frame()).iloc[1]
     assert answer.t_eos_ns == at * MS and answer.voice_to_voice_ms == pytest.approx(400)
 
 
 def test_on_the_input_timeline_an_mcp_approval_and_the_answer_to_the_call_happen_where_the_call_is():
-    def server(t_ms: float, sim_ms: float, event: dict) -> None:
-        log.add(t_ms, "server", {**event, SIM_MS_KEY: sim_ms})
-
     def done(t_ms: float, sim_ms: float, rid: str, item: dict) -> None:
-        server(
+        log.server(
             t_ms,
             sim_ms,
             {"type": "response.done", "response": {"id": rid, "status": "completed", "output": [item]}},
         )
 
-    update = {"type": "session.update", "session": {"metadata": {TIMELINE_METADATA_KEY: TIMELINE_INPUT}}}
-    log = Log().add(0, "client", update)
-    server(1, 0.0, {"type": "session.updated", "session": {}})
+    log = _on_the_input_timeline()
     log.appends(2, 100, speed=1000)  # 2 s of audio, all sent in 2 ms (speed "max")
-    server(10, 300.0, {"type": "response.created", "response": {"id": "r1"}})
+    log.server(10, 300.0, {"type": "response.created", "response": {"id": "r1"}})
     done(11, 500.0, "r1", {"type": "mcp_approval_request", "id": "req_1", "name": "search"})
     approval = {"type": "mcp_approval_response", "approval_request_id": "req_1", "approve": True}
     log.add(12, "client", {"type": "conversation.item.create", "item": approval})  # after all the audio
-    server(13, 560.0, {"type": "response.created", "response": {"id": "r2"}})  # the service's, for the call
+    log.server(
+        13, 560.0, {"type": "response.created", "response": {"id": "r2"}}
+    )  # the service's, for the call
     done(14, 600.0, "r2", {"type": "mcp_call", "id": "mcp_1", "name": "search"})
-    server(15, 950.0, {"type": "response.mcp_call.completed", "item_id": "mcp_1", "output_index": 0})
+    log.server(15, 950.0, {"type": "response.mcp_call.completed", "item_id": "mcp_1", "output_index": 0})
     log.add(16, "client", {"type": "response.create"})  # the runner asks for the spoken answer
-    server(17, 1000.0, {"type": "response.created", "response": {"id": "r3"}})
-    server(18, 1300.0, {"type": "response.audio.delta", "response_id": "r3", "delta": "AAAA"})
+    log.server(17, 1000.0, {"type": "response.created", "response": {"id": "r3"}})
+    log.server(18, 1300.0, {"type": "response.audio.delta", "response_id": "r3", "delta": "AAAA"})
     t = turn_latency(log.frame())
     assert t.timeline.tolist() == ["simulated"] * 3 and t.trigger.tolist()[1:] == ["client", "client"]
     assert t.t_eos_ns.tolist()[1:] == [
