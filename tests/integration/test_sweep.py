@@ -392,6 +392,11 @@ async def test_a_killed_sweep_resumes_without_redoing_finished_cells(tmp_path):
         if p.parent.name in finished
     )
     assert len(pd.read_parquet(tmp_path / "scores.parquet")) == 3
+    # its wall time is the last run's, and the report says that run kept a cell (it said "wall 0.4 s" alone)
+    from vlab.report import build_report
+
+    assert json.loads((tmp_path / "manifest.json").read_text())["kept"] == 1
+    assert "s (its last run; 1 cell kept from before)" in build_report(tmp_path).read_text()
 
 
 async def test_a_folder_s_cells_of_another_grid_stay_out_of_the_tables_with_a_warning(tmp_path):

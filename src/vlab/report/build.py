@@ -11,7 +11,7 @@ import html
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -394,7 +394,7 @@ def _heading_html(sweep: _Sweep) -> list[str]:
         + html.escape(
             "".join(f"{part}; " for part in target_parts(manifest))
             + grid_shape(len(manifest.get("grid", [])), len(played), manifest["repeats"])
-            + f"; wall {manifest.get('wall_s')} s; vlab {manifest.get('versions', {}).get('vlab')}, "
+            + f"; wall {manifest.get('wall_s')} s{_kept(manifest)}; vlab {manifest.get('versions', {}).get('vlab')}, "
             f"SDK {manifest.get('versions', {}).get('azure-ai-voicelive')}"
         )
         + "</p>"
@@ -654,3 +654,11 @@ def _pct(v: float) -> str:
 
 def _ms(v: float) -> str:
     return "–" if not math.isfinite(v) else f"{v:.0f} ms"
+
+
+def _kept(manifest: Mapping[str, Any]) -> str:
+    """What the wall time leaves out: the cells a resumed sweep kept from its earlier runs."""
+    from vlab.sweep.grid import counted
+
+    kept = manifest.get("kept") or 0
+    return f" (its last run; {counted(kept, 'cell')} kept from before)" if kept else ""

@@ -73,8 +73,12 @@ def write_manifest(
     started: datetime,
     wall_s: float,
     metas: Sequence[dict[str, Any]],
+    kept: int = 0,
 ) -> None:
-    """Write ``manifest.json``: the sweep's settings, prompts and versions, and each cell's status (``metas``)."""
+    """Write ``manifest.json``: the sweep's settings, prompts and versions, and each cell's status (``metas``).
+
+    ``started`` and ``wall_s`` are this run's; ``kept`` counts the cells it kept from an earlier one (resumed).
+    """
     statuses = []
     targets = set()
     known = {m["cell"]: m for m in metas}
@@ -88,6 +92,7 @@ def write_manifest(
         "started_at": started.isoformat(),
         "finished_at": datetime.now(timezone.utc).isoformat(),
         "wall_s": round(wall_s, 3),
+        "kept": kept,
         "target_kind": sorted(targets),
         "speed": speed_text(cfg.speed),
         "latency": cfg.latency,

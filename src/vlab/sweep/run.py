@@ -180,7 +180,7 @@ async def _sweep_into(
     wall_s = time.perf_counter() - t0
     metas = _this_sweeps(out_dir, {cell[0] for cell in cells})  # read once, for the tables and the manifest
     await _build_tables(out_dir, cfg, analysed, metas, progress)
-    write_manifest(out_dir, cfg, cells, started, wall_s, metas)
+    write_manifest(out_dir, cfg, cells, started, wall_s, metas, kept=len(kept))
     return results, wall_s
 
 
