@@ -311,6 +311,7 @@ def test_a_dry_run_on_the_dask_executor_without_dask_ends_as_the_run_would_and_w
         assert not (tmp_path / "runs").exists()  # a dry run writes nothing
         assert main(argv) == 2
         run_said = capsys.readouterr().err
+        assert not (tmp_path / "runs").exists()  # nor does a run that stops before it runs (it left cells/)
     assert run_said == "vlab: error: the dask executor needs dask.distributed: pip install 'vlab[dask]'\n"
     assert said == (
         "vlab: the sweep would stop before it runs: the dask executor needs dask.distributed: "

@@ -123,12 +123,13 @@ def _no_dask(cfg: SweepConfig) -> str | None:
     """
     if cfg.executor != "dask":  # a VAD-only sweep has none (load_config refuses it)
         return None
-    from vlab.sweep.dask_executor import NEEDS_DASK
+    from vlab.errors import ConfigError
+    from vlab.sweep.dask_executor import require_dask
 
     try:
-        import distributed  # noqa: F401  (what run_on_dask imports first)
-    except ImportError:
-        return NEEDS_DASK
+        require_dask()
+    except ConfigError as exc:
+        return str(exc)
     return None
 
 

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from vlab.errors import ConfigError
 
-__all__ = ["NEEDS_DASK", "run_on_dask"]
+__all__ = ["NEEDS_DASK", "require_dask", "run_on_dask"]
 
 NEEDS_DASK = "the dask executor needs dask.distributed: pip install 'vlab[dask]'"
 """Why a sweep on the dask executor cannot run here: dask.distributed does not import."""
@@ -32,6 +32,18 @@ every thread's stack every 10 ms and keeps the last 1 000 s of profiles, which g
 its own settings."""
 A = TypeVar("A")
 R = TypeVar("R")
+
+
+def require_dask() -> None:
+    """Check that dask.distributed imports, before a sweep writes anything.
+
+    Raises:
+        ConfigError: It does not (:data:`NEEDS_DASK`).
+    """
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise ConfigError(NEEDS_DASK) from None
 
 
 def _leased(job: Callable[[A], R], semaphore: str | None, max_leases: int, arg: A) -> R:

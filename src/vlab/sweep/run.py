@@ -114,6 +114,10 @@ async def run_sweep_async(
     # resolved once; a target no cell could connect to stops a sweep of sessions here
     target = _resolved(session_options or {}) if cfg.mode == "sessions" else _target(session_options or {})
     cfg = _with_target_model(cfg, target)
+    if cfg.executor == "dask":  # before the folder is made
+        from vlab.sweep.dask_executor import require_dask
+
+        require_dask()
     # held while it runs: a second sweep into the folder would delete this one's half-written cells
     with sweep_lock(out) as out_dir:  # absolute: a Dask worker's working folder is its own
         check_mode(out_dir, cfg.mode)
