@@ -199,3 +199,20 @@ async def test_a_reply_the_session_cancels_itself_is_cut_where_the_user_spoke_at
         if status == "cancelled":  # at the user's speech_started, the moment the session heard it
             started = fast_server[(fast_server["type"] == SPEECH_STARTED) & (fast_server["sim_ms"] <= at_ms)]
             assert at_ms == started["sim_ms"].max()
+
+
+@pytest.mark.parametrize(("prompt_id", "silence_ms"), [("interruption", 300), ("pause_600", 650)])
+async def test_speech_before_a_reply_is_seen_to_start_holds_no_time(prompt_id, silence_ms):
+    # the user spoke again between the end of a turn and its response.created: the emulator held time for
+    # a cancel the session never sends (it cancels only a reply it has seen start), and the feed timed out
+    from vlab import ServerVad, Session, SessionSettings
+    from vlab.feed import feed_prompt
+    from vlab.prompts import load_prompt_set
+
+    prompts = {p.id: p for p in load_prompt_set()}
+    vad = ServerVad(silence_duration_ms=silence_ms, interrupt_response=False)
+    options = {"speed": math.inf, "latency": "typical"}
+    async with Session(SessionSettings(turn_detection=vad), dotenv_path=False, emulator_options=options) as s:
+        await feed_prompt(s, prompts[prompt_id].pcm(24000), speed=math.inf, timeout_s=10)
+        done = [r for r in s.records if r.type == "response.done"]
+    assert done and s.records[-1].type == "session.updated"  # answered to the end, not timed out

@@ -339,7 +339,9 @@ class EmulatorConnection:
             return
         if td.get("interrupt_response", True):
             await self._cancel_response(active, "turn_detected", auto_truncate=bool(td.get("auto_truncate")))
-        elif self._client_cancels:  # in input mode, its cancel happens here, however far ahead its audio is
+        elif self._client_cancels and active.created and active.status == "in_progress":
+            # a reply the client has seen start and not end, the only one it cancels: in input mode its
+            # cancel happens here, however far ahead its audio is
             self._barge_in_held = True
             self.scheduler.wait_for_client()
 
