@@ -33,3 +33,12 @@ def test_two_writers_never_share_a_temporary_file(tmp_path, monkeypatch):
         write_atomic(tmp_path / "labels.json", text)
     assert len(set(seen)) == 2 and all(os.path.dirname(s) == str(tmp_path) for s in seen)
     assert (tmp_path / "labels.json").read_bytes() == b"b\r\n"
+
+
+@pytest.mark.skipif(not hasattr(os, "fchmod"), reason="file modes are POSIX")
+def test_a_file_written_atomically_gets_the_mode_an_ordinary_file_would(tmp_path):
+    # mkstemp's 0600 stayed: a colleague's vlab runs could no longer read a shared run's session.json
+    write_atomic(tmp_path / "session.json", "{}\n")
+    (tmp_path / "plain.json").write_text("{}\n")
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes["session.json"] == modes["plain.json"]

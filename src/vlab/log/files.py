@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from datetime import datetime
@@ -26,6 +27,14 @@ RUN_FOLDER_HINT = f"a run folder holds {PARQUET_NAME} and/or {JSONL_NAME}"
 """What makes a folder a run folder, for error messages."""
 
 
+@functools.cache
+def _umask() -> int:
+    """The process's umask, read once (reading it means setting it, which threads must not race)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
 def write_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write a text file so that a killed process leaves its old content or the new, never half of it.
 
@@ -35,6 +44,8 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):  # as an ordinary file gets it (mkstemp's is the owner's alone)
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
         os.replace(tmp, path)
