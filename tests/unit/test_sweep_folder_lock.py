@@ -89,3 +89,35 @@ def test_vlab_runs_lists_a_sweep_still_running_as_running_not_stopped(tmp_path):
         )
     [row] = find_runs(tmp_path).to_dict("records")  # it ended without its tables: a stopped sweep
     assert (row["kind"], row["ended"]) == ("stopped sweep", "stopped (the same vlab sweep command goes on)")
+
+
+def test_a_file_system_without_locks_is_said_to_be_one_not_another_sweep(tmp_path, monkeypatch):
+    # any error of flock read as "being swept by another process (pid 0)"
+    import errno
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(
+        ConfigError, match=r"cannot lock \.vlab-sweep\.lock .*No locks available.*support file locks"
+    ):
+        with sweep_lock(tmp_path / "s"):
+            pass
+    assert swept_by(tmp_path / "s") is None
+
+
+def test_a_reader_asking_who_sweeps_takes_no_lock_when_nobody_does(tmp_path, monkeypatch):
+    # a vlab runs at the moment a sweep started held the lock shared, and the sweep was refused
+    import fcntl
+
+    out = tmp_path / "s"
+    with sweep_lock(out):
+        pass
+    taken = []
+    real = fcntl.flock
+    monkeypatch.setattr(fcntl, "flock", lambda fd, op: taken.append(op) or real(fd, op))
+    assert swept_by(out) is None and taken == []
+    (out / LOCK_FILE).write_text("999999999\n")  # a killed sweep's pid, long gone
+    assert swept_by(out) is None and taken == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -28,6 +29,9 @@ LOCK_FILE = ".vlab-sweep.lock"
 """The lock of a sweep folder: the process sweeping into it holds an exclusive OS lock on this file
 (:func:`sweep_lock`), whose text is that process's id. The OS releases the lock when the process ends,
 however it ends, so a lock file a dead sweep left behind blocks nothing."""
+_LOCK_TRIES = 3
+"""Attempts at the lock before a sweep is refused (each one at once, no waiting): on Windows a reader
+(:func:`swept_by`) takes it for a moment."""
 _WINDOWS_LOCK_AT = 1 << 20
 """Where in :data:`LOCK_FILE` the byte Windows locks lies (past the process id, which stays readable)."""
 
@@ -52,7 +56,7 @@ def sweep_lock(out: str | os.PathLike[str]) -> Iterator[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(out_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        if not _try_lock(fd, exclusive=True):  # (a reader's swept_by holds it shared for microseconds)
+        if not any(_try_lock(fd, exclusive=True) for _ in range(_LOCK_TRIES)):
             pid = _pid_in(fd)
             by = "another process" if pid != os.getpid() else "another sweep of this process"
             raise ConfigError(
@@ -77,12 +81,28 @@ def swept_by(folder: Path) -> int | None:
     except OSError:
         return None
     try:
+        pid = _pid_in(fd)
+        if sys.platform != "win32" and not (pid and _alive(pid)):  # no lock taken: a sweep starting wins
+            return None
         if _try_lock(fd, exclusive=False):
             _unlock(fd)
             return None
-        return _pid_in(fd)
+        return pid
+    except ConfigError:  # a file system without locks: no sweep can hold one there
+        return None
     finally:
         os.close(fd)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (POSIX: signal 0 checks without sending)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def _try_lock(fd: int, *, exclusive: bool) -> bool:
@@ -97,9 +117,18 @@ def _try_lock(fd: int, *, exclusive: bool) -> bool:
             import fcntl
 
             fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-    except OSError:
-        return False
+    except OSError as exc:
+        if exc.errno in _HELD:
+            return False
+        raise ConfigError(  # a file system that has no locks (some network or FUSE mounts)
+            f"cannot lock {LOCK_FILE} in its sweep folder ({exc.strerror or exc}); the folder's file system "
+            "must support file locks: give the sweep a folder on a local disk or an NFS mount with locking"
+        ) from None
     return True
+
+
+_HELD = frozenset({errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES})
+"""The errors of a lock another process holds (the others say the file system cannot lock)."""
 
 
 def _unlock(fd: int) -> None:
