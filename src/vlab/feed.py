@@ -128,7 +128,7 @@ async def feed_prompt(
         if tools is not None:
             more = functools.partial(_send_silence, session, speed, send)
             await _answer_calls(session, tools, timeout_s, more_input=more)
-        elif _cancels_on_speech(session):
+        elif _client_cancels(session):
             await _answer_barge_ins(session, timeout_s)
         await set_timeline(session, protocol.TIMELINE_ENDED, timeout_s=timeout_s)
         await wait_for_reaction_replies(session, timeout_s)
@@ -198,15 +198,11 @@ def _answers_sent(session: Session) -> int:
     return sum(r.type in answers and r.direction == "client" for r in session.records)
 
 
-def _cancels_on_speech(session: Session) -> bool:
-    """Whether the session cancels a reply the user speaks over (``interrupt_response`` off: not the server)."""
-    from vlab.session.barge_in import BargeIn
+def _client_cancels(session: Session) -> bool:
+    """:func:`vlab.session.barge_in.client_cancels` of ``session``."""
+    from vlab.session.barge_in import client_cancels
 
-    session_now = session.server_session or {}
-    td = session_now.get("turn_detection") if hasattr(session_now, "get") else None
-    if not td:
-        return False
-    return session.barge_in is BargeIn.ON and td.get("interrupt_response") is False
+    return client_cancels(session.barge_in, session.server_session)
 
 
 async def _answer_barge_ins(session: Session, timeout_s: float) -> None:

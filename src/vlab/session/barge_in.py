@@ -83,6 +83,24 @@ def server_interrupts(server_session: Mapping[str, Any] | None) -> bool:
     Args:
         server_session: The session the server last reported (``session.created``/``updated``).
     """
-    session = server_session or {}
-    td = session.get("turn_detection") if hasattr(session, "get") else None
+    td = _turn_detection(server_session)
     return bool(td and td.get("interrupt_response"))
+
+
+def client_cancels(mode: BargeIn, server_session: Mapping[str, Any] | None) -> bool:
+    """Whether a session under ``mode`` cancels the replies the user speaks over, which the server does not.
+
+    The server says it does not: ``turn_detection.interrupt_response`` is false, not merely unsaid.
+
+    Args:
+        mode: The session's barge-in policy.
+        server_session: The session the server last reported (``session.created``/``updated``).
+    """
+    td = _turn_detection(server_session)
+    return mode is BargeIn.ON and bool(td) and td.get("interrupt_response") is False
+
+
+def _turn_detection(server_session: Mapping[str, Any] | None) -> Any:
+    """The ``turn_detection`` of the session the server last reported (None when it has none)."""
+    session = server_session or {}
+    return session.get("turn_detection") if hasattr(session, "get") else None

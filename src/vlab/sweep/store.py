@@ -227,7 +227,7 @@ def not_a_sweep(folder: Path) -> str | None:
     if running is not None:
         return running
     if any((folder / CELLS_DIR).glob(f"*/{CELL_FILE}")):
-        return _stopped(folder, cell_metas(folder))
+        return _stopped_text(folder, cell_metas(folder))
     if is_run_folder(folder):
         return f"{name} is the run folder of one session, not a sweep folder; `vlab.load_log` reads it"
     sweep = _sweep_above(folder)
@@ -266,10 +266,12 @@ def no_results_message(sweep_dir: Path) -> str:
 
 
 def _stopped(folder: Path, cells: Sequence[Mapping[str, Any]]) -> str:
-    """What to say of a sweep that stopped before writing its tables, ``cells`` the metas of its cells."""
-    running = _running(folder)
-    if running is not None:
-        return running
+    """What to say of a sweep that has not written its tables, ``cells`` the metas of its cells."""
+    return _running(folder) or _stopped_text(folder, cells)
+
+
+def _stopped_text(folder: Path, cells: Sequence[Mapping[str, Any]]) -> str:
+    """What to say of a sweep that stopped (none runs into it) before writing its tables."""
     finished = sum(cell.get("status") == "ok" for cell in cells)
     return (
         f"{str(folder)!r} holds a sweep that stopped before writing its tables ({finished} cells finished): "
